@@ -1,0 +1,39 @@
+"""Controllers: the strategies that propose candidates and learn from rewards (LSTM + REINFORCE, random)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from controllers.base import Controller, ControllerError, Proposal, UpdateStats
+from controllers.random_search import RandomController
+from controllers.reinforce import PRESETS, ReinforceConfig, ReinforceController
+from search_spaces.api import Decision
+
+STRATEGIES: dict[str, type[ReinforceController] | type[RandomController]] = {
+    "reinforce": ReinforceController,
+    "random": RandomController,
+}
+
+
+def make_controller(
+    strategy: str, decisions: Sequence[Decision], seed: int, settings: Mapping[str, Any] | None = None
+) -> Controller:
+    """The controller named ``strategy`` over ``decisions``, seeded, with user ``settings``."""
+    if strategy not in STRATEGIES:
+        raise ControllerError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+    return STRATEGIES[strategy].from_settings(decisions, seed, settings or {})
+
+
+__all__ = [
+    "PRESETS",
+    "STRATEGIES",
+    "Controller",
+    "ControllerError",
+    "Proposal",
+    "RandomController",
+    "ReinforceConfig",
+    "ReinforceController",
+    "UpdateStats",
+    "make_controller",
+]

@@ -1,0 +1,97 @@
+"""The `Controller` interface: propose token sequences, learn from their rewards, save and restore state."""
+
+from __future__ import annotations
+
+import io
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from search_spaces.api import Decision
+
+
+class ControllerError(ValueError):
+    """A controller setting, state or call is invalid."""
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One sampled candidate: its flat tokens, their log-probability and entropy, and the policy that wrote it."""
+
+    tokens: tuple[int, ...]
+    log_prob: float
+    entropy: float
+    policy_version: int
+
+
+@dataclass(frozen=True)
+class UpdateStats:
+    """What one controller update did, for the store and the progress display."""
+
+    loss: float
+    baseline: float | None
+    mean_reward: float
+    entropy: float
+    policy_version: int
+    n: int
+    extra: Mapping[str, float] = field(default_factory=dict)
+
+
+class Controller(ABC):
+    """A search strategy seen only through decisions and rewards, never through a particular space."""
+
+    kind: str = ""
+
+    def __init__(self, decisions: Sequence[Decision], seed: int) -> None:
+        self.decisions = list(decisions)
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+        self.policy_version = 0
+        self.reward_transform = "reward"
+
+    def reward_of(self, metrics: Mapping[str, float | None]) -> float:
+        """The scalar this controller maximizes for a child with these metrics (see `controllers.rewards`)."""
+        from controllers.rewards import get_transform
+
+        return float(get_transform(self.reward_transform)(metrics))
+
+    @abstractmethod
+    def propose(self, n: int) -> list[Proposal]:
+        """Sample ``n`` candidates from the current policy."""
+
+    @abstractmethod
+    def update(self, proposals: Sequence[Proposal], rewards: Sequence[float]) -> UpdateStats:
+        """Learn from the rewards of ``proposals`` (one reward each, already transformed)."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this controller is, RNG included."""
+
+    @abstractmethod
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a state made by `state_dict`."""
+
+    def to_bytes(self) -> bytes:
+        """The state as bytes, for a checkpoint row in the store."""
+        buf = io.BytesIO()
+        torch.save(self.state_dict(), buf)
+        return buf.getvalue()
+
+    def load_bytes(self, data: bytes) -> None:
+        """Restore a state saved with `to_bytes`."""
+        try:
+            state = torch.load(io.BytesIO(data), weights_only=True)
+        except Exception as exc:  # torch raises many types on a corrupt or foreign checkpoint
+            raise ControllerError(f"cannot read {self.kind} controller checkpoint: {exc}") from exc
+        if state.get("kind") != self.kind:
+            raise ControllerError(f"checkpoint is of a {state.get('kind')!r} controller, not {self.kind!r}")
+        self.load_state_dict(state)
+
+    def _check_update(self, proposals: Sequence[Proposal], rewards: Sequence[float]) -> None:
+        if len(proposals) != len(rewards):
+            raise ControllerError(f"update got {len(proposals)} proposals but {len(rewards)} rewards")
+        if not proposals:
+            raise ControllerError("update needs at least one proposal")

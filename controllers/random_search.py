@@ -1,0 +1,60 @@
+"""Random search: uniform samples over the same decisions, with the controller interface."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from controllers.base import Controller, ControllerError, Proposal, UpdateStats
+from search_spaces.api import Decision, sequence_length
+
+
+class RandomController(Controller):
+    """Every token uniform and independent; `update` learns nothing but reports the batch."""
+
+    kind = "random"
+
+    def __init__(self, decisions: Sequence[Decision], seed: int, reward_transform: str = "reward") -> None:
+        super().__init__(decisions, seed)
+        if sequence_length(self.decisions) == 0:
+            raise ControllerError("the decisions hold no choice to sample")
+        self.reward_transform = reward_transform
+        self._sizes = [d.n_choices for d in self.decisions for _ in range(d.width)]
+        self._log_prob = -sum(math.log(k) for k in self._sizes)
+
+    @classmethod
+    def from_settings(cls, decisions: Sequence[Decision], seed: int, settings: Mapping[str, Any]) -> RandomController:
+        """Build from user settings; only ``reward_transform`` applies to random search."""
+        unknown = sorted(set(settings) - {"reward_transform"})
+        if unknown:
+            raise ControllerError(f"unknown random-search setting(s) {unknown}; known: reward_transform")
+        return cls(decisions, seed, **settings)
+
+    def propose(self, n: int) -> list[Proposal]:
+        if n < 1:
+            raise ControllerError(f"propose needs n >= 1, got {n}")
+        cols = [torch.randint(k, (n,), generator=self.generator) for k in self._sizes]
+        rows = torch.stack(cols, dim=1).tolist()
+        return [Proposal(tuple(row), self._log_prob, -self._log_prob, self.policy_version) for row in rows]
+
+    def update(self, proposals: Sequence[Proposal], rewards: Sequence[float]) -> UpdateStats:
+        self._check_update(proposals, rewards)
+        self.policy_version += 1
+        return UpdateStats(
+            loss=0.0,
+            baseline=None,
+            mean_reward=sum(rewards) / len(rewards),
+            entropy=-self._log_prob,
+            policy_version=self.policy_version,
+            n=len(proposals),
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "policy_version": self.policy_version, "rng": self.generator.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.policy_version = int(state["policy_version"])
+        self.generator.set_state(state["rng"])

@@ -1,0 +1,1 @@
+"""Child networks: datasets, builders, and the training and evaluation loops (depends on torch only)."""

@@ -1,0 +1,137 @@
+"""Training and evaluation of classifiers with per-epoch curves and early stop of hopeless children."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from nas.data import Dataset, Split
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter], float], torch.optim.Optimizer]
+
+
+class ChildDiverged(RuntimeError):
+    """Training produced a NaN or infinite loss, or the loss blew up; the child is stopped at once."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How long and how a child trains."""
+
+    epochs: int = 5
+    lr: float = 1e-3
+    batch_size: int = 64
+    weight_decay: float = 0.0
+    stop_hopeless: bool = True
+    blowup_factor: float = 1e3
+
+
+@dataclass
+class TrainOutcome:
+    """Final validation and test metrics, and per-epoch curves."""
+
+    val_loss: float
+    val_acc: float
+    test_loss: float
+    test_acc: float
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    train_time: float = 0.0
+    stopped_early: str | None = None
+
+
+def adam_factory(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """The default child optimizer."""
+    return torch.optim.Adam(params, lr=lr)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, device: torch.device, batch_size: int = 1024) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``split``."""
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(split), batch_size):
+        x = split.x[start : start + batch_size].to(device)
+        y = split.y[start : start + batch_size].to(device)
+        logits = model(x)
+        total_loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+    return total_loss / len(split), correct / len(split)
+
+
+def train_classifier(
+    model: nn.Module,
+    data: Dataset,
+    config: TrainConfig,
+    *,
+    seed: int,
+    device: str = "cpu",
+    optimizer_factory: OptimizerFactory = adam_factory,
+) -> TrainOutcome:
+    """Train with minibatches for ``config.epochs`` epochs.
+
+    Raises `ChildDiverged` at the first non-finite or exploding loss. A child no better than chance
+    after its first epoch stops there and says so in ``stopped_early``. Curves hold one value per
+    epoch: train_loss, train_acc, val_loss, val_acc.
+    """
+    dev = torch.device(device)
+    model.to(dev)
+    optimizer = optimizer_factory(model.parameters(), config.lr)
+    if config.weight_decay:
+        for group in optimizer.param_groups:
+            group["weight_decay"] = config.weight_decay
+    gen = torch.Generator().manual_seed(seed)
+    curves: dict[str, list[float]] = {"train_loss": [], "train_acc": [], "val_loss": [], "val_acc": []}
+    x_all, y_all = data.train.x, data.train.y
+    first_loss: float | None = None
+    stopped_early: str | None = None
+    started = time.perf_counter()
+    for epoch in range(config.epochs):
+        model.train()
+        perm = torch.randperm(len(y_all), generator=gen)
+        seen, loss_sum, correct = 0, 0.0, 0
+        for start in range(0, len(perm), config.batch_size):
+            idx = perm[start : start + config.batch_size]
+            x, y = x_all[idx].to(dev), y_all[idx].to(dev)
+            optimizer.zero_grad(set_to_none=True)
+            logits = model(x)
+            loss = nn.functional.cross_entropy(logits, y)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise ChildDiverged(f"loss became {value} at epoch {epoch + 1}, step {start // config.batch_size + 1}")
+            if first_loss is None:
+                first_loss = value
+            elif value > config.blowup_factor * max(first_loss, 1e-8):
+                raise ChildDiverged(f"loss blew up to {value:.3g} (first loss {first_loss:.3g}) at epoch {epoch + 1}")
+            loss.backward()
+            optimizer.step()
+            seen += len(y)
+            loss_sum += value * len(y)
+            correct += int((logits.detach().argmax(1) == y).sum())
+        val_loss, val_acc = evaluate(model, data.val, dev)
+        curves["train_loss"].append(loss_sum / seen)
+        curves["train_acc"].append(correct / seen)
+        curves["val_loss"].append(val_loss)
+        curves["val_acc"].append(val_acc)
+        if not math.isfinite(val_loss):
+            raise ChildDiverged(f"validation loss became {val_loss} at epoch {epoch + 1}")
+        if epoch == 0 and config.stop_hopeless and config.epochs > 1 and val_acc <= data.chance * 1.05:
+            stopped_early = (
+                f"validation accuracy {val_acc:.3f} after epoch 1 is no better than chance ({data.chance:.3f})"
+            )
+            break
+    train_time = time.perf_counter() - started
+    test_loss, test_acc = evaluate(model, data.test, dev)
+    return TrainOutcome(
+        val_loss=curves["val_loss"][-1],
+        val_acc=curves["val_acc"][-1],
+        test_loss=test_loss,
+        test_acc=test_acc,
+        curves=curves,
+        train_time=train_time,
+        stopped_early=stopped_early,
+    )

@@ -1,0 +1,1 @@
+"""Runs: the results store, the search loop, executors, the CLI and plots."""

@@ -1,0 +1,520 @@
+"""The `l2l` command line (Typer + Rich); heavy modules (torch, SQLAlchemy) are imported inside commands."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from runs.store import Store
+
+app = typer.Typer(
+    name="l2l",
+    help="Learning to learn: search neural architectures and optimizer update rules with an RNN controller.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+spaces_app = typer.Typer(help="List and inspect search spaces.", no_args_is_help=True)
+runs_app = typer.Typer(help="Inspect and export recorded runs.", no_args_is_help=True)
+plot_app = typer.Typer(help="Draw plots of a run.", no_args_is_help=True)
+app.add_typer(spaces_app, name="spaces")
+app.add_typer(runs_app, name="runs")
+app.add_typer(plot_app, name="plot")
+
+console = Console()
+err_console = Console(stderr=True)
+
+STORAGE_ENV = "L2L_STORAGE"
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--storage", help=f"SQLAlchemy URL of the results store [env {STORAGE_ENV}; default sqlite:///l2l.db]."
+    ),
+]
+RunArg = Annotated[int, typer.Argument(metavar="RUN", help="Run id (see `l2l runs list`).")]
+
+
+class UsageError(ValueError):
+    """A flag or config file given to the CLI is invalid."""
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one clear line and exit non-zero (no traceback for user mistakes)."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the project's domain errors into one-line messages."""
+    from controllers import ControllerError
+    from nas.data import DatasetError
+    from runs.executors import ExecutorError
+    from runs.search import SearchError
+    from runs.store import StoreError
+    from search_spaces import SpaceError
+
+    try:
+        yield
+    except (UsageError, SpaceError, ControllerError, StoreError, SearchError, ExecutorError, DatasetError) as exc:
+        fail(str(exc))
+
+
+def open_store(storage: str | None) -> Store:
+    """The store named by --storage, $L2L_STORAGE, or the SQLite file l2l.db here."""
+    from runs.store import DEFAULT_STORAGE, Store
+
+    return Store(storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE)
+
+
+def parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
+    """KEY=VALUE pairs; values are read as TOML (numbers, booleans, quoted strings) or else kept as text."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{flag} expects KEY=VALUE, got {item!r}")
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML file of search settings (the fields of `SearchConfig`)."""
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"config file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+
+
+@app.command()
+def search(
+    space: Annotated[
+        str | None, typer.Option("--space", help="Search space: a registered name or path/to/file.py:Class.")
+    ] = None,
+    strategy: Annotated[str | None, typer.Option("--strategy", help="reinforce or random.")] = None,
+    children: Annotated[int | None, typer.Option("--children", "-n", help="Children to train in all.", min=1)] = None,
+    batch: Annotated[int | None, typer.Option("--batch", "-m", help="Children per controller update.", min=1)] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the run (controller and children).")] = None,
+    storage: StorageOpt = None,
+    resume: Annotated[int | None, typer.Option("--resume", metavar="RUN", help="Continue an interrupted run.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file of search settings.")] = None,
+    space_option: Annotated[
+        list[str] | None, typer.Option("--space-option", "-S", help="Space option KEY=VALUE.")
+    ] = None,
+    controller_option: Annotated[
+        list[str] | None,
+        typer.Option("--controller-option", "-C", help="Controller setting KEY=VALUE (e.g. preset=enas)."),
+    ] = None,
+    executor: Annotated[str | None, typer.Option("--executor", help="Where children run: local.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="Torch device of the children (cpu, cuda).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="A label for the run.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run a search: the controller proposes children, they train, their rewards teach the controller."""
+    with user_errors():
+        from runs.search import Search, SearchConfig, SearchInterrupted
+
+        flags = {
+            "space": space,
+            "strategy": strategy,
+            "children": children,
+            "batch": batch,
+            "seed": seed,
+            "executor": executor,
+            "device": device,
+            "name": name,
+        }
+        given = {k: v for k, v in flags.items() if v is not None}
+        space_opts = parse_assignments(space_option or [], "--space-option")
+        ctrl_opts = parse_assignments(controller_option or [], "--controller-option")
+        store = open_store(storage)
+        if resume is not None:
+            extra = sorted(given) + (["config"] if config else []) + (["space-option"] if space_opts else [])
+            extra += ["controller-option"] if ctrl_opts else []
+            if extra:
+                raise UsageError(
+                    f"--resume continues run {resume} with its stored settings; drop --{', --'.join(extra)}"
+                )
+            run = Search.resume(store, resume, listener=None)
+        else:
+            settings: dict[str, Any] = load_config_file(config) if config else {}
+            settings.update(given)
+            if space_opts:
+                settings["space_options"] = {**settings.get("space_options", {}), **space_opts}
+            if ctrl_opts:
+                settings["controller"] = {**settings.get("controller", {}), **ctrl_opts}
+            run = Search.start(store, SearchConfig.from_json(settings))
+        _install_sigterm()
+        cfg = run.config
+        console.print(
+            f"run [bold]{run.run_id}[/]: space={cfg.space} strategy={cfg.strategy} children={cfg.children} "
+            f"batch={cfg.batch} seed={cfg.seed} store={store.label}"
+            + (f" (resumed, {run.requeued} children re-queued)" if resume is not None else ""),
+            highlight=False,
+        )
+        display = _Progress(run.run_id, cfg.children, store, quiet)
+        run.listener = display.on_event
+        try:
+            with display:
+                run.run()
+        except SearchInterrupted as exc:
+            err_console.print(f"[yellow]{exc}[/]", highlight=False)
+            raise typer.Exit(130) from None
+        _print_summary(store, run.run_id)
+
+
+def _install_sigterm() -> None:
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+class _Progress:
+    """The live progress bar of `l2l search`."""
+
+    def __init__(self, run_id: int, total: int, store: Store, quiet: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.quiet = quiet
+        counts = store.count_children(run_id)
+        self.done, self.failed = counts["done"], counts["failed"]
+        top = store.top_children(run_id, 1)
+        self.best = top[0].reward if top else None
+        self.progress = Progress(
+            TextColumn("[bold]run {task.fields[run]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("failed {task.fields[failed]}"),
+            TextColumn("best {task.fields[best]}"),
+            TextColumn("batch mean {task.fields[mean]}"),
+            TextColumn("entropy {task.fields[entropy]}"),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=quiet,
+        )
+        self.task = self.progress.add_task(
+            "search",
+            total=total,
+            completed=self.done + self.failed,
+            run=run_id,
+            failed=self.failed,
+            best=_fmt(self.best),
+            mean="-",
+            entropy="-",
+        )
+
+    def __enter__(self) -> _Progress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def on_event(self, event: Any) -> None:
+        from runs.search import ChildEvent
+
+        if isinstance(event, ChildEvent):
+            if event.status == "done":
+                self.done += 1
+                if event.reward is not None and (self.best is None or event.reward > self.best):
+                    self.best = event.reward
+            else:
+                self.failed += 1
+                if self.quiet:
+                    return
+                reason = (event.error or "").splitlines()[0] if event.error else "unknown"
+                self.progress.console.print(f"[red]child {event.number} failed:[/] {reason}", highlight=False)
+            self.progress.update(self.task, completed=self.done + self.failed, failed=self.failed, best=_fmt(self.best))
+        else:
+            self.progress.update(self.task, mean=_fmt(event.stats.mean_reward), entropy=_fmt(event.stats.entropy, 2))
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _print_summary(store: Store, run_id: int) -> None:
+    counts = store.count_children(run_id)
+    top = store.top_children(run_id, 1)
+    best = f"best reward {top[0].reward:.4f} (child {top[0].number})" if top else "no child finished"
+    console.print(
+        f"run {run_id} done: {counts['done']} children trained, {counts['failed']} failed; {best}. "
+        f"See `l2l runs top {run_id}` and `l2l plot progress {run_id} -o progress.png`.",
+        highlight=False,
+    )
+
+
+# spaces ---------------------------------------------------------------------------------------
+
+
+@spaces_app.command("list")
+def spaces_list() -> None:
+    """List the registered search spaces."""
+    from rich.table import Table
+
+    with user_errors():
+        from search_spaces import available_spaces, load_space_class
+
+        table = Table("name", "description")
+        for space_name in available_spaces():
+            try:
+                table.add_row(space_name, load_space_class(space_name).description)
+            except ValueError as exc:
+                table.add_row(space_name, f"[red]cannot load: {exc}[/]")
+        console.print(table)
+
+
+@spaces_app.command("show")
+def spaces_show(
+    space: Annotated[str, typer.Argument(metavar="SPACE", help="Name or path/to/file.py:Class.")],
+    space_option: Annotated[
+        list[str] | None, typer.Option("--space-option", "-S", help="Space option KEY=VALUE.")
+    ] = None,
+) -> None:
+    """Show a space's decisions, the number of tokens and the number of candidates."""
+    from rich.table import Table
+
+    with user_errors():
+        from search_spaces import load_space
+
+        sp = load_space(space, parse_assignments(space_option or [], "--space-option"))
+        decisions = list(sp.decisions())
+        size = 1
+        table = Table("#", "decision", "kind", "choices")
+        for i, d in enumerate(decisions):
+            if d.kind == "categorical":
+                size *= d.n_choices
+                table.add_row(str(i), d.name, d.kind, ", ".join(d.options))
+            else:
+                size *= 2**d.n_prev
+                table.add_row(str(i), d.name, d.kind, f"any subset of {d.n_prev} earlier layers")
+        doc = (type(sp).__doc__ or "").strip()
+        console.print(f"[bold]{sp.name}[/]: {sp.description}\n{doc}\noptions: {sp.options}", highlight=False)
+        console.print(table)
+        console.print(f"{sum(d.width for d in decisions)} tokens, {size:,} candidates", highlight=False)
+
+
+# runs -----------------------------------------------------------------------------------------
+
+
+@runs_app.command("list")
+def runs_list(
+    storage: StorageOpt = None,
+    limit: Annotated[int, typer.Option("--limit", help="How many runs, newest first.")] = 20,
+) -> None:
+    """List recorded runs, newest first."""
+    from rich.table import Table
+
+    with user_errors():
+        store = open_store(storage)
+        table = Table("run", "name", "space", "strategy", "status", "children", "failed", "best", "created")
+        for r in store.list_runs(limit):
+            counts = store.count_children(r.id)
+            top = store.top_children(r.id, 1)
+            table.add_row(
+                str(r.id),
+                r.name or "",
+                r.space,
+                r.strategy,
+                r.status,
+                f"{counts['done'] + counts['failed']}/{r.n_children}",
+                str(counts["failed"]),
+                _fmt(top[0].reward) if top else "-",
+                r.created_at.strftime("%Y-%m-%d %H:%M"),
+            )
+        console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(run_id: RunArg, storage: StorageOpt = None) -> None:
+    """Show a run's settings, progress, best child and latest controller statistics."""
+    import json
+
+    with user_errors():
+        store = open_store(storage)
+        run = store.get_run(run_id)
+        counts = store.count_children(run_id)
+        top = store.top_children(run_id, 1)
+        updates = store.updates(run_id)
+        console.print(f"[bold]run {run.id}[/] {run.name or ''}  status: {run.status}", highlight=False)
+        console.print(
+            f"space {run.space}, strategy {run.strategy}, seed {run.seed}, code {run.code_version}", highlight=False
+        )
+        console.print(f"created {run.created_at:%Y-%m-%d %H:%M:%S}, finished {run.finished_at or '-'}", highlight=False)
+        console.print(
+            f"children: {counts['done']} done, {counts['failed']} failed, {counts['running']} running, "
+            f"{counts['queued']} queued, of {run.n_children}",
+            highlight=False,
+        )
+        if run.error:
+            console.print(f"[red]error:[/] {run.error}", highlight=False)
+        if top:
+            best = top[0]
+            console.print(
+                f"best: child {best.number}, reward {best.reward:.4f}: {_describe(run, best.spec)}", highlight=False
+            )
+        if updates:
+            u = updates[-1]
+            console.print(
+                f"controller: {len(updates)} updates, last mean reward {u.mean_reward:.4f}, entropy {u.entropy:.3f}, "
+                f"baseline {_fmt(u.baseline)}",
+                highlight=False,
+            )
+        console.print("config: " + json.dumps(run.config, sort_keys=True), highlight=False)
+
+
+def _describe(run: Any, spec_json: dict[str, Any]) -> str:
+    from search_spaces import SpaceError, Spec, load_space
+
+    spec = Spec.from_json(spec_json)
+    try:
+        space = load_space(run.space, dict(run.config.get("space_options") or {}), validate=False)
+        return space.describe(spec)
+    except SpaceError:
+        return " ".join(f"{k}={v}" for k, v in spec.values)
+
+
+@runs_app.command("top")
+def runs_top(
+    run_id: RunArg,
+    k: Annotated[int, typer.Option("-k", help="How many children.", min=1)] = 10,
+    storage: StorageOpt = None,
+) -> None:
+    """The best children of a run by reward."""
+    from rich.table import Table
+
+    with user_errors():
+        store = open_store(storage)
+        run = store.get_run(run_id)
+        table = Table("rank", "child", "reward", "val acc", "test acc", "params", "candidate")
+        for rank, c in enumerate(store.top_children(run_id, k), start=1):
+            test = (c.metrics.get("test") or {}).get("test_acc")
+            params = (c.metrics.get("cost") or {}).get("params")
+            table.add_row(
+                str(rank),
+                str(c.number),
+                _fmt(c.reward),
+                _fmt(c.val_acc),
+                _fmt(test),
+                f"{int(params):,}" if params is not None else "-",
+                _describe(run, c.spec),
+            )
+        console.print(table)
+
+
+EXPORT_COLUMNS = (
+    "number",
+    "batch",
+    "status",
+    "reward",
+    "controller_reward",
+    "val_loss",
+    "val_acc",
+    "policy_version",
+    "log_prob",
+    "entropy",
+    "attempts",
+    "wall_time",
+    "worker",
+    "device",
+    "error",
+)
+
+
+@runs_app.command("export")
+def runs_export(
+    run_id: RunArg,
+    fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Export every child of a run (and, in JSON, the run and its controller updates)."""
+    import csv
+    import dataclasses
+    import io
+    import json
+
+    with user_errors():
+        if fmt not in ("csv", "json"):
+            raise UsageError(f"--format must be csv or json, got {fmt!r}")
+        store = open_store(storage)
+        run = store.get_run(run_id)
+        children = store.children(run_id)
+        if fmt == "json":
+            payload = {
+                "run": dataclasses.asdict(run),
+                "children": [dataclasses.asdict(c) for c in children],
+                "updates": [dataclasses.asdict(u) for u in store.updates(run_id)],
+            }
+            text = json.dumps(payload, default=str, indent=2)
+        else:
+            buf = io.StringIO()
+            writer = csv.writer(buf)
+            writer.writerow([*EXPORT_COLUMNS, "test_acc", "params", "tokens", "spec"])
+            for c in children:
+                writer.writerow(
+                    [getattr(c, col) for col in EXPORT_COLUMNS]
+                    + [
+                        (c.metrics.get("test") or {}).get("test_acc"),
+                        (c.metrics.get("cost") or {}).get("params"),
+                        " ".join(str(t) for t in c.tokens),
+                        json.dumps(c.spec),
+                    ]
+                )
+            text = buf.getvalue()
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text)
+            console.print(f"wrote {len(children)} children to {output}", highlight=False)
+
+
+# plot -----------------------------------------------------------------------------------------
+
+
+@plot_app.command("progress")
+def plot_progress_cmd(
+    run_id: RunArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("progress.png"),
+    storage: StorageOpt = None,
+) -> None:
+    """Reward of every child, best so far, batch means and controller entropy."""
+    with user_errors():
+        from runs.plots import plot_progress
+
+        store = open_store(storage)
+        run = store.get_run(run_id)
+        path = plot_progress(run, store.children(run_id), store.updates(run_id), output)
+        console.print(f"wrote {path}", highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

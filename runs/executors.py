@@ -1,0 +1,147 @@
+"""Executors run children and hand back results; `run_child` is the one place a child's failure is caught."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+import traceback
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass
+
+from search_spaces.api import Context, Result, SearchSpace, Spec
+
+MAX_TRACEBACK_CHARS = 4000
+
+
+class ExecutorError(RuntimeError):
+    """An executor was misused or cannot start."""
+
+
+@dataclass(frozen=True)
+class ChildTask:
+    """One child to evaluate: its number in the run, its spec, and its context (seed, device, budget)."""
+
+    number: int
+    spec: Spec
+    ctx: Context
+
+
+def worker_name() -> str:
+    """host:pid of the process evaluating a child."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_child(space: SearchSpace, task: ChildTask) -> Result:
+    """Evaluate one child, turning any exception or non-finite reward into a failed `Result` with its reason.
+
+    Timing and placement (worker, device, started, finished, wall_time) are added to ``info``.
+    """
+    started = time.time()
+    try:
+        result = space.evaluate(task.spec, task.ctx)
+        if not isinstance(result, Result):
+            result = Result.failed(f"evaluate returned {type(result).__name__}, not a Result")
+        elif result.status == "done" and not math.isfinite(result.reward):
+            result = Result.failed(f"reward is {result.reward}", **dict(result.info))
+    except Exception as exc:  # the executor boundary: every child failure is recorded, never raised
+        text = "".join(traceback.format_exception(exc))
+        summary = f"{type(exc).__name__}: {exc}"
+        if len(text) > MAX_TRACEBACK_CHARS:
+            text = "...\n" + text[-MAX_TRACEBACK_CHARS:]
+        result = Result.failed(f"{summary}\n{text}")
+    finished = time.time()
+    info = dict(result.info)
+    info.update(
+        worker=worker_name(), device=task.ctx.device, started=started, finished=finished, wall_time=finished - started
+    )
+    return Result(
+        reward=result.reward,
+        val_loss=result.val_loss,
+        val_acc=result.val_acc,
+        test=result.test,
+        cost=result.cost,
+        curves=result.curves,
+        status=result.status,
+        error=result.error,
+        info=info,
+    )
+
+
+class Executor(ABC):
+    """Takes child tasks and returns their results as they finish (in any order)."""
+
+    name: str = ""
+
+    @property
+    @abstractmethod
+    def capacity(self) -> int:
+        """How many children can run at once."""
+
+    @abstractmethod
+    def submit(self, space: SearchSpace, task: ChildTask) -> None:
+        """Queue ``task``; it runs now or later, and its result comes from `next_result`."""
+
+    @abstractmethod
+    def next_result(self) -> tuple[ChildTask, Result]:
+        """Block until one submitted child finishes; return it with its result."""
+
+    @property
+    @abstractmethod
+    def pending(self) -> int:
+        """Submitted children whose results have not been returned yet."""
+
+    def cancel_all(self) -> list[ChildTask]:
+        """Drop every pending child (on Ctrl-C); returns those dropped."""
+        return []
+
+    def shutdown(self) -> None:  # noqa: B027 - a no-op hook that executors with workers override
+        """Release workers."""
+
+
+class LocalExecutor(Executor):
+    """Runs each child in this process when its result is asked for: for debugging, tests and small runs.
+
+    Running lazily, one child per `next_result`, means each result is recorded before the next
+    child starts, so a crash loses at most the child in flight.
+    """
+
+    name = "local"
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+        self._queue: deque[tuple[SearchSpace, ChildTask]] = deque()
+
+    @property
+    def capacity(self) -> int:
+        return 1
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def submit(self, space: SearchSpace, task: ChildTask) -> None:
+        self._queue.append((space, task))
+
+    def next_result(self) -> tuple[ChildTask, Result]:
+        if not self._queue:
+            raise ExecutorError("next_result called with no child pending")
+        space, task = self._queue.popleft()
+        return task, run_child(space, task)
+
+    def cancel_all(self) -> list[ChildTask]:
+        dropped = [task for _, task in self._queue]
+        self._queue.clear()
+        return dropped
+
+
+EXECUTORS = {"local": LocalExecutor}
+
+
+def make_executor(name: str, device: str = "cpu") -> Executor:
+    """The executor called ``name``."""
+    if name not in EXECUTORS:
+        raise ExecutorError(f"unknown executor {name!r}; known: {', '.join(EXECUTORS)}")
+    return EXECUTORS[name](device=device)

@@ -1,0 +1,302 @@
+"""The search loop: propose, decode, evaluate, record, update, checkpoint; resumable from the store."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controllers import Controller, Proposal, UpdateStats, make_controller
+from runs.executors import ChildTask, Executor, make_executor
+from runs.store import NewChild, Store
+from search_spaces import Context, Result, SearchSpace, Spec, load_space
+
+
+class SearchError(RuntimeError):
+    """The search cannot start or continue (bad configuration, a run that cannot be resumed)."""
+
+
+class SearchInterrupted(SearchError):
+    """The user stopped the search; the run is left resumable."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"run {run_id} interrupted; continue it with: l2l search --resume {run_id}")
+        self.run_id = run_id
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that defines a search; stored with the run so `--resume` rebuilds the same search."""
+
+    space: str = "mlp"
+    space_options: Mapping[str, Any] = field(default_factory=dict)
+    strategy: str = "reinforce"
+    controller: Mapping[str, Any] = field(default_factory=dict)
+    children: int = 100
+    batch: int = 10
+    seed: int = 0
+    executor: str = "local"
+    device: str = "cpu"
+    failure_reward: float | None = None
+    budget: Mapping[str, Any] = field(default_factory=dict)
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.children < 1:
+            raise SearchError(f"children must be >= 1, got {self.children}")
+        if self.batch < 1:
+            raise SearchError(f"batch must be >= 1, got {self.batch}")
+        if self.failure_reward is not None and not math.isfinite(self.failure_reward):
+            raise SearchError(f"failure_reward must be finite, got {self.failure_reward}")
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain dict for the run's config column."""
+        data = dataclasses.asdict(self)
+        for key in ("space_options", "controller", "budget"):
+            data[key] = dict(data[key])
+        return data
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> SearchConfig:
+        """Rebuild a config stored with `to_json`; unknown keys are rejected with their names."""
+        known = {f.name for f in dataclasses.fields(SearchConfig)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SearchError(f"unknown search setting(s) {unknown}; known: {', '.join(sorted(known))}")
+        return SearchConfig(**data)
+
+
+@dataclass(frozen=True)
+class ChildEvent:
+    """Told to the progress display when a child finishes."""
+
+    number: int
+    status: str
+    reward: float | None
+    controller_reward: float
+    error: str | None
+
+
+@dataclass(frozen=True)
+class BatchEvent:
+    """Told to the progress display after each controller update."""
+
+    batch: int
+    stats: UpdateStats
+    done: int
+    total: int
+
+
+Listener = Callable[[ChildEvent | BatchEvent], None]
+
+
+def child_seed(run_seed: int, number: int) -> int:
+    """Each child's seed depends only on the run's seed and the child's number."""
+    return (run_seed * 1_000_003 + number * 7_919 + 1) % (2**31 - 1)
+
+
+def code_version() -> str:
+    """The installed l2l version, plus the git commit when running from a checkout."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        text = version("l2l")
+    except PackageNotFoundError:
+        text = "unknown"
+    root = Path(__file__).resolve().parent.parent
+    if (root / ".git").exists():
+        try:
+            out = subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            )
+            if out.returncode == 0 and out.stdout.strip():
+                text += f"+g{out.stdout.strip()}"
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return text
+
+
+class Search:
+    """One run of the loop over a store; build with `Search.start` or `Search.resume`."""
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: int,
+        config: SearchConfig,
+        executor: Executor | None = None,
+        listener: Listener | None = None,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.config = config
+        self.space: SearchSpace = load_space(config.space, dict(config.space_options))
+        self.controller: Controller = make_controller(
+            config.strategy, self.space.decisions(), config.seed, dict(config.controller)
+        )
+        self.executor = executor or make_executor(config.executor, device=config.device)
+        self.listener = listener
+        self.worst_reward: float | None = None
+        self.requeued = 0
+
+    @classmethod
+    def start(
+        cls, store: Store, config: SearchConfig, executor: Executor | None = None, listener: Listener | None = None
+    ) -> Search:
+        """Validate the config (space, controller) and record a new run."""
+        space = load_space(config.space, dict(config.space_options))
+        make_controller(config.strategy, space.decisions(), config.seed, dict(config.controller))
+        run_id = store.create_run(
+            space=config.space,
+            strategy=config.strategy,
+            config=config.to_json(),
+            seed=config.seed,
+            n_children=config.children,
+            code_version=code_version(),
+            name=config.name,
+        )
+        return cls(store, run_id, config, executor, listener)
+
+    @classmethod
+    def resume(
+        cls, store: Store, run_id: int, executor: Executor | None = None, listener: Listener | None = None
+    ) -> Search:
+        """Continue run ``run_id`` from its last checkpoint; children already finished are not run again."""
+        run = store.get_run(run_id)
+        if run.status == "done":
+            raise SearchError(f"run {run_id} is already done ({run.n_children} children); nothing to resume")
+        config = SearchConfig.from_json(run.config)
+        requeued = store.requeue_unfinished(run_id, "the driver stopped while this child ran; run again on resume")
+        store.set_run_status(run_id, "running")
+        search = cls(store, run_id, config, executor, listener)
+        search.requeued = requeued
+        return search
+
+    def run(self) -> int:
+        """Run until the configured number of children is recorded; returns the run id."""
+        try:
+            self._loop()
+        except KeyboardInterrupt:
+            self.executor.cancel_all()
+            self.store.requeue_unfinished(self.run_id, "interrupted by the user; run again on resume")
+            self.store.set_run_status(self.run_id, "interrupted", "interrupted by the user")
+            raise SearchInterrupted(self.run_id) from None
+        except BaseException as exc:
+            self.executor.cancel_all()
+            self.store.requeue_unfinished(self.run_id, f"the search stopped: {exc}")
+            self.store.set_run_status(self.run_id, "failed", f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self.executor.shutdown()
+        self.store.set_run_status(self.run_id, "done")
+        return self.run_id
+
+    def _loop(self) -> None:
+        config = self.config
+        checkpoint = self.store.latest_checkpoint(self.run_id)
+        next_child, batch = 0, 0
+        if checkpoint is not None:
+            self.controller.load_bytes(checkpoint.state)
+            next_child, batch = checkpoint.next_child, checkpoint.batch + 1
+        recorded = {c.number: c for c in self.store.children(self.run_id)}
+        for c in recorded.values():
+            if c.number < next_child and c.status == "done" and c.controller_reward is not None:
+                self._note_reward(c.controller_reward)
+        while next_child < config.children:
+            m = min(config.batch, config.children - next_child)
+            proposals = self.controller.propose(m)
+            numbers = list(range(next_child, next_child + m))
+            rewards: dict[int, float] = {}
+            fresh: list[NewChild] = []
+            to_run: list[ChildTask] = []
+            for number, proposal in zip(numbers, proposals, strict=True):
+                spec = self.space.decode(proposal.tokens)
+                old = recorded.get(number)
+                if old is not None and old.tokens != proposal.tokens:
+                    raise SearchError(
+                        f"run {self.run_id}: child {number} in the store has tokens {list(old.tokens)} but the "
+                        f"restored controller proposes {list(proposal.tokens)}; checkpoint and children disagree"
+                    )
+                if old is None:
+                    fresh.append(self._new_child(number, batch, spec, proposal))
+                if old is not None and old.status in ("done", "failed") and old.controller_reward is not None:
+                    rewards[number] = old.controller_reward
+                    if old.status == "done":
+                        self._note_reward(old.controller_reward)
+                else:
+                    ctx = Context(
+                        child=number,
+                        seed=child_seed(config.seed, number),
+                        device=config.device,
+                        budget=dict(config.budget),
+                    )
+                    to_run.append(ChildTask(number, spec, ctx))
+            if fresh:
+                self.store.add_children(self.run_id, fresh)
+            self._evaluate(to_run, rewards)
+            stats = self.controller.update(proposals, [rewards[n] for n in numbers])
+            next_child += m
+            self.store.record_update(
+                self.run_id, batch, dataclasses.asdict(stats), self.controller.to_bytes(), next_child
+            )
+            if self.listener:
+                self.listener(BatchEvent(batch, stats, next_child, config.children))
+            batch += 1
+
+    def _new_child(self, number: int, batch: int, spec: Spec, proposal: Proposal) -> NewChild:
+        return NewChild(
+            number=number,
+            batch=batch,
+            tokens=proposal.tokens,
+            spec=spec.to_json(),
+            log_prob=proposal.log_prob,
+            entropy=proposal.entropy,
+            policy_version=proposal.policy_version,
+        )
+
+    def _evaluate(self, tasks: list[ChildTask], rewards: dict[int, float]) -> None:
+        if not tasks:
+            return
+        for task in tasks:
+            self.executor.submit(self.space, task)
+        self.store.mark_running(self.run_id, [t.number for t in tasks])
+        while self.executor.pending:
+            task, result = self.executor.next_result()
+            controller_reward = self._controller_reward(result)
+            self.store.finish_child(self.run_id, task.number, result.to_json(), controller_reward)
+            rewards[task.number] = controller_reward
+            if self.listener:
+                self.listener(
+                    ChildEvent(
+                        task.number,
+                        result.status,
+                        result.reward if result.ok else None,
+                        controller_reward,
+                        result.error,
+                    )
+                )
+
+    def _controller_reward(self, result: Result) -> float:
+        if result.ok:
+            try:
+                value = self.controller.reward_of(result.metrics())
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                raise SearchError(f"reward transform {self.controller.reward_transform!r} failed: {exc}") from exc
+            if math.isfinite(value):
+                self._note_reward(value)
+                return value
+        if self.config.failure_reward is not None:
+            return self.config.failure_reward
+        return self.worst_reward if self.worst_reward is not None else self.space.failure_reward
+
+    def _note_reward(self, value: float) -> None:
+        self.worst_reward = value if self.worst_reward is None else min(self.worst_reward, value)

@@ -1,0 +1,37 @@
+"""Search spaces: the plugin API every space implements, the registry, and the built-in spaces."""
+
+from search_spaces.api import (
+    ChoiceValue,
+    Context,
+    Decision,
+    Result,
+    SearchSpace,
+    SpaceError,
+    Spec,
+    sequence_length,
+)
+from search_spaces.registry import (
+    ENTRY_POINT_GROUP,
+    PluginError,
+    available_spaces,
+    load_space,
+    load_space_class,
+    validate_space,
+)
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ChoiceValue",
+    "Context",
+    "Decision",
+    "PluginError",
+    "Result",
+    "SearchSpace",
+    "SpaceError",
+    "Spec",
+    "available_spaces",
+    "load_space",
+    "load_space_class",
+    "sequence_length",
+    "validate_space",
+]

@@ -1,0 +1,148 @@
+"""Find search spaces by name (entry points) or by path (``file.py:Class``) and validate them at load."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import sys
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Any
+
+from search_spaces.api import SearchSpace, SpaceError, Spec, sequence_length
+
+ENTRY_POINT_GROUP = "l2l.search_spaces"
+
+
+class PluginError(SpaceError):
+    """A search-space plugin cannot be found, imported or fails validation."""
+
+
+def _entry_points() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_spaces() -> list[str]:
+    """Names of every space registered in the ``l2l.search_spaces`` entry-point group."""
+    return sorted(_entry_points())
+
+
+def load_space_class(ref: str) -> type[SearchSpace]:
+    """Resolve a registered name or ``path/to/file.py:Class`` to a `SearchSpace` subclass."""
+    if ":" in ref and (ref.split(":", 1)[0].endswith(".py") or "/" in ref):
+        return _load_from_file(ref)
+    eps = _entry_points()
+    if ref not in eps:
+        known = ", ".join(sorted(eps)) or "(none registered: is l2l installed?)"
+        raise PluginError(f"unknown search space {ref!r}; known: {known}; or give path/to/file.py:ClassName")
+    try:
+        obj = eps[ref].load()
+    except Exception as exc:  # a plugin's import can raise anything; report it with the plugin's name
+        raise PluginError(f"search space {ref!r}: importing {eps[ref].value} failed: {exc!r}") from exc
+    return _check_class(ref, obj)
+
+
+def _load_from_file(ref: str) -> type[SearchSpace]:
+    path_text, _, class_name = ref.rpartition(":")
+    path = Path(path_text).expanduser()
+    if not path.is_file():
+        raise PluginError(f"search space {ref!r}: file {str(path)!r} does not exist")
+    module_name = f"l2l_user_space_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"search space {ref!r}: {str(path)!r} is not an importable Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # user code: any error is reported with the file's name
+        del sys.modules[module_name]
+        raise PluginError(f"search space {ref!r}: importing {str(path)!r} failed: {exc!r}") from exc
+    if not hasattr(module, class_name):
+        found = sorted(
+            n
+            for n, v in vars(module).items()
+            if isinstance(v, type) and issubclass(v, SearchSpace) and v is not SearchSpace
+        )
+        raise PluginError(
+            f"search space {ref!r}: {str(path)!r} defines no {class_name!r}; search spaces there: {found}"
+        )
+    return _check_class(ref, getattr(module, class_name))
+
+
+def _check_class(ref: str, obj: Any) -> type[SearchSpace]:
+    if not (isinstance(obj, type) and issubclass(obj, SearchSpace)):
+        raise PluginError(f"search space {ref!r}: {obj!r} is not a subclass of search_spaces.SearchSpace")
+    if not obj.name:
+        raise PluginError(f"search space {ref!r}: class {obj.__name__} sets no `name`")
+    return obj
+
+
+def load_space(ref: str, options: dict[str, Any] | None = None, *, validate: bool = True) -> SearchSpace:
+    """Instantiate the space ``ref`` with ``options`` and, by default, validate it."""
+    cls = load_space_class(ref)
+    try:
+        space = cls(**(options or {}))
+    except (TypeError, ValueError) as exc:
+        raise PluginError(f"search space {cls.name!r}: bad options {options!r}: {exc}") from exc
+    if validate:
+        validate_space(space)
+    return space
+
+
+def validate_space(space: SearchSpace, samples: int = 32) -> None:
+    """Raise `PluginError` naming the space and the problem when the space cannot be searched.
+
+    Checks: at least one decision with a choice, unique non-empty names, well-formed decisions,
+    anchors that refer only to earlier anchors, and that random token sequences decode to specs
+    that survive a JSON round trip and encode back to the same tokens.
+    """
+    label = f"search space {space.name!r}"
+    try:
+        decisions = list(space.decisions())
+    except Exception as exc:  # plugin code
+        raise PluginError(f"{label}: decisions() raised {exc!r}") from exc
+    if not decisions:
+        raise PluginError(f"{label}: it declares no decisions")
+    names = [d.name for d in decisions]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise PluginError(f"{label}: duplicate decision names {dupes}")
+    n_anchors = 0
+    for d in decisions:
+        try:
+            d.check()
+        except SpaceError as exc:
+            raise PluginError(f"{label}: {exc}") from exc
+        if d.kind == "anchor":
+            if d.n_prev != n_anchors:
+                raise PluginError(
+                    f"{label}: anchor {d.name!r} has n_prev={d.n_prev} but {n_anchors} anchors come before it"
+                )
+            n_anchors += 1
+    if sequence_length(decisions) == 0:
+        raise PluginError(f"{label}: no decision has a choice to make")
+    rng = random.Random(0)
+    for _ in range(samples):
+        tokens = tuple(rng.randrange(d.n_choices) for d in decisions for _ in range(d.width))
+        try:
+            spec = space.decode(tokens)
+        except Exception as exc:  # plugin code
+            raise PluginError(f"{label}: decode({list(tokens)}) raised {exc!r}") from exc
+        if not isinstance(spec, Spec):
+            raise PluginError(f"{label}: decode returned {type(spec).__name__}, not a Spec")
+        try:
+            again = Spec.from_json(json.loads(json.dumps(spec.to_json())))
+        except (TypeError, ValueError) as exc:
+            raise PluginError(f"{label}: spec {spec!r} is not JSON-serializable: {exc}") from exc
+        if again != spec:
+            raise PluginError(f"{label}: spec does not survive a JSON round trip: {spec!r} -> {again!r}")
+        try:
+            back = space.encode(again)
+        except Exception as exc:  # plugin code
+            raise PluginError(f"{label}: encode of a decoded spec raised {exc!r}") from exc
+        if tuple(back) != tokens:
+            raise PluginError(
+                f"{label}: decode does not round-trip: tokens {list(tokens)} -> spec -> tokens {list(back)}"
+            )
