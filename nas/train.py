@@ -119,9 +119,12 @@ def train_classifier(
         curves["val_acc"].append(val_acc)
         if not math.isfinite(val_loss):
             raise ChildDiverged(f"validation loss became {val_loss} at epoch {epoch + 1}")
-        if epoch == 0 and config.stop_hopeless and config.epochs > 1 and val_acc <= data.chance * 1.05:
+        chance_loss = math.log(data.n_classes)
+        hopeless = val_loss >= chance_loss and val_acc < 1.5 * data.chance
+        if epoch == 0 and config.stop_hopeless and config.epochs > 1 and hopeless:
             stopped_early = (
-                f"validation accuracy {val_acc:.3f} after epoch 1 is no better than chance ({data.chance:.3f})"
+                f"after epoch 1 validation loss {val_loss:.3f} and accuracy {val_acc:.3f} are no better than "
+                f"chance (loss {chance_loss:.3f}, accuracy {data.chance:.3f})"
             )
             break
     train_time = time.perf_counter() - started

@@ -249,7 +249,7 @@ class _Progress:
                 if self.quiet:
                     return
                 reason = (event.error or "").splitlines()[0] if event.error else "unknown"
-                self.progress.console.print(f"[red]child {event.number} failed:[/] {reason}", highlight=False)
+                console.print(f"[red]child {event.number} failed:[/] {reason}", highlight=False)
             self.progress.update(self.task, completed=self.done + self.failed, failed=self.failed, best=_fmt(self.best))
         else:
             self.progress.update(self.task, mean=_fmt(event.stats.mean_reward), entropy=_fmt(event.stats.entropy, 2))

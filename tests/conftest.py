@@ -1,0 +1,68 @@
+"""Shared fixtures: stores on SQLite and on the local PostgreSQL server, and test plugins."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runs.store import Store
+
+PLUGINS = Path(__file__).parent / "plugins"
+POSTGRES_URL = os.environ.get("L2L_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_reachable() -> str | None:
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("select 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # any driver or network error means: no server here
+        return str(exc).splitlines()[0]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh schema on the local PostgreSQL server; skipped when none answers unless L2L_REQUIRE_POSTGRES=1."""
+    import sqlalchemy
+
+    problem = _postgres_reachable()
+    if problem is not None:
+        if os.environ.get("L2L_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required (L2L_REQUIRE_POSTGRES=1) but unreachable: {problem}")
+        pytest.skip(f"no PostgreSQL at {POSTGRES_URL}: {problem}")
+    schema = f"l2l_test_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A migrated store on each backend; PostgreSQL tables are emptied between tests."""
+    if request.param == "sqlite":
+        s = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    else:
+        s = Store(request.getfixturevalue("postgres_url"))
+        import sqlalchemy
+
+        with s.engine.begin() as conn:
+            conn.execute(sqlalchemy.text("TRUNCATE checkpoints, controller_updates, children, runs RESTART IDENTITY"))
+    try:
+        yield s
+    finally:
+        s.close()

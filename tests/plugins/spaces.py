@@ -1,0 +1,94 @@
+"""Search spaces used by the tests: well-formed ones that fail on purpose, and malformed ones."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+
+from search_spaces import Context, Decision, Result, SearchSpace, Spec
+
+
+class Flaky(SearchSpace):
+    """Reward from the choice; choice 'boom' raises, 'nan' returns NaN, 'bad' returns no Result."""
+
+    name = "flaky"
+
+    def decisions(self) -> Sequence[Decision]:
+        return [Decision.categorical("x", ["good", "boom", "nan", "bad", "ok"])]
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        x = spec["x"]
+        if x == "boom":
+            raise RuntimeError("child exploded on purpose")
+        if x == "nan":
+            return Result(reward=float("nan"))
+        if x == "bad":
+            return None  # type: ignore[return-value]
+        return Result(reward=1.0 if x == "good" else 0.5, val_acc=1.0 if x == "good" else 0.5, val_loss=0.1)
+
+
+class Slow(SearchSpace):
+    """Takes ``delay`` seconds per child; used to kill a search mid-way."""
+
+    name = "slow"
+
+    def __init__(self, delay: float = 0.2) -> None:
+        super().__init__(delay=delay)
+        self.delay = delay
+
+    def decisions(self) -> Sequence[Decision]:
+        return [Decision.categorical("a", ["0", "1", "2"]), Decision.categorical("b", ["0", "1", "2"])]
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        time.sleep(self.delay)
+        marker = os.environ.get("L2L_TEST_MARKER")
+        if marker:
+            with open(marker, "a") as fh:
+                fh.write(f"{ctx.child}\n")
+        score = (int(str(spec["a"])) + int(str(spec["b"]))) / 4
+        return Result(reward=score, val_acc=score)
+
+
+class Empty(SearchSpace):
+    name = "empty"
+
+    def decisions(self) -> Sequence[Decision]:
+        return []
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        return Result(reward=0.0)
+
+
+class Duplicate(Empty):
+    name = "duplicate"
+
+    def decisions(self) -> Sequence[Decision]:
+        return [Decision.categorical("a", ["x", "y"]), Decision.categorical("a", ["z"])]
+
+
+class Lossy(Empty):
+    """decode forgets the second decision: it does not round-trip."""
+
+    name = "lossy"
+
+    def decisions(self) -> Sequence[Decision]:
+        return [Decision.categorical("a", ["x", "y"]), Decision.categorical("b", ["p", "q"])]
+
+    def decode(self, tokens: Sequence[int]) -> Spec:
+        return Spec(self.name, (("a", "x" if tokens[0] == 0 else "y"), ("b", "p")))
+
+
+class BadAnchor(Empty):
+    name = "bad_anchor"
+
+    def decisions(self) -> Sequence[Decision]:
+        return [Decision.categorical("a", ["x", "y"]), Decision.anchor("skip", 2)]
+
+
+class NoName(Empty):
+    name = ""
+
+
+class NotASpace:
+    name = "nope"

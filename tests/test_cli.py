@@ -1,0 +1,147 @@
+"""The `l2l` command line through Typer's CliRunner, and the speed of `l2l --help`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from runs.cli import app
+from tests.conftest import PLUGINS
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def storage(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def ok(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_help_is_fast_and_lazy() -> None:
+    code = (
+        "import sys, runs.cli; sys.argv=['l2l', '--help']\ntry:\n runs.cli.main()\nexcept SystemExit: pass\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'sqlalchemy', 'matplotlib', 'sklearn') if m in sys.modules))"
+    )
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    elapsed = time.perf_counter() - started
+    assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+    assert "search" in out.stdout and "runs" in out.stdout
+    assert elapsed < 1.0
+
+
+def test_every_command_has_help() -> None:
+    for args in (
+        ["search"],
+        ["spaces", "list"],
+        ["spaces", "show"],
+        ["runs", "list"],
+        ["runs", "show"],
+        ["runs", "top"],
+        ["runs", "export"],
+        ["plot", "progress"],
+    ):
+        out = ok(*args, "--help")
+        assert "Usage" in out
+
+
+def test_spaces_list_and_show() -> None:
+    out = ok("spaces", "list")
+    assert "toy" in out and "mlp" in out
+    out = ok("spaces", "show", "toy", "-S", "layers=2")
+    assert "skip_1" in out and "5 tokens" in out and "288 candidates" in out
+
+
+def test_search_then_inspect_export_and_plot(storage: str, tmp_path: Path) -> None:
+    out = ok("search", "--space", "toy", "--children", "12", "--batch", "4", "--seed", "3", "--storage", storage)
+    assert "run 1" in out and "12 children trained, 0 failed" in out
+    out = ok("runs", "list", "--storage", storage)
+    assert "toy" in out and "12/12" in out and "done" in out
+    out = ok("runs", "show", "1", "--storage", storage)
+    assert "status: done" in out and "12 done" in out and "3 updates" in out
+    out = ok("runs", "top", "1", "-k", "3", "--storage", storage)
+    assert out.count("op_0=") == 3
+    out = ok("runs", "export", "1", "--format", "csv", "--storage", storage)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 12 and rows[0]["status"] == "done" and rows[0]["tokens"]
+    target = tmp_path / "x" / "run.json"
+    ok("runs", "export", "1", "--format", "json", "-o", str(target), "--storage", storage)
+    data = json.loads(target.read_text())
+    assert len(data["children"]) == 12 and len(data["updates"]) == 3 and data["run"]["seed"] == 3
+    png = tmp_path / "p" / "progress.png"
+    ok("plot", "progress", "1", "-o", str(png), "--storage", storage)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_config_file_and_options(storage: str, tmp_path: Path) -> None:
+    cfg = tmp_path / "search.toml"
+    cfg.write_text(
+        'space = "toy"\nchildren = 6\nbatch = 3\nseed = 8\n[space_options]\nlayers = 2\n[controller]\npreset = "enas"\n'
+    )
+    ok("search", "--config", str(cfg), "--children", "4", "-C", "lr=0.01", "--storage", storage, "-q")
+    out = ok("runs", "show", "1", "--storage", storage)
+    assert '"children": 4' in out and '"layers": 2' in out and '"preset": "enas"' in out and '"lr": 0.01' in out
+
+
+def test_search_with_failures_reports_them(storage: str) -> None:
+    out = ok(
+        "search",
+        "--space",
+        f"{PLUGINS / 'spaces.py'}:Flaky",
+        "--strategy",
+        "random",
+        "--children",
+        "30",
+        "--storage",
+        storage,
+    )
+    assert "failed: RuntimeError: child exploded on purpose" in out and "failed: reward is nan" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "--space", "nope"], "unknown search space 'nope'; known:"),
+        (["search", "--space", "toy", "--strategy", "ppo2"], "unknown strategy 'ppo2'"),
+        (["search", "--space", "toy", "-C", "lrr=1"], "unknown reinforce setting(s) ['lrr']"),
+        (["search", "--space", "toy", "-S", "layers"], "--space-option expects KEY=VALUE, got 'layers'"),
+        (["search", "--config", "missing.toml"], "config file 'missing.toml' does not exist"),
+        (
+            ["search", "--resume", "1", "--space", "toy"],
+            "--resume continues run 1 with its stored settings; drop --space",
+        ),
+        (["search", "--resume", "5"], "no run 5 in store"),
+        (["runs", "show", "7"], "no run 7 in store"),
+        (["runs", "export", "1", "--format", "xml"], "--format must be csv or json, got 'xml'"),
+    ],
+)
+def test_user_errors_are_one_clear_line(storage: str, args: list[str], message: str) -> None:
+    ok("search", "--space", "toy", "--children", "2", "--storage", storage, "-q")
+    result = runner.invoke(app, [*args, "--storage", storage])
+    assert result.exit_code != 0
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_bad_storage_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["runs", "list", "--storage", f"sqlite:///{tmp_path}/no/dir/x.db"])
+    assert result.exit_code == 1
+    assert "does not exist" in result.output and "Traceback" not in result.output
+
+
+def test_children_flag_is_validated(storage: str) -> None:
+    result = runner.invoke(app, ["search", "--space", "toy", "--children", "0", "--storage", storage])
+    assert result.exit_code == 2

@@ -1,0 +1,207 @@
+"""Controllers: the LSTM policy's probabilities, REINFORCE's learning, state round trips, settings."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from controllers import ControllerError, RandomController, ReinforceController, make_controller
+from controllers.policy import LSTMPolicy
+from controllers.reinforce import PRESETS, build_config
+from controllers.rewards import get_transform
+from search_spaces import Context, Decision, load_space
+
+SMALL = [
+    Decision.categorical("a", ["x", "y", "z"]),
+    Decision.anchor("s0", 0),
+    Decision.categorical("b", ["p", "q"]),
+    Decision.anchor("s1", 1),
+    Decision.anchor("s2", 2),
+]
+
+
+def all_sequences(decisions: list[Decision]) -> list[tuple[int, ...]]:
+    ranges = [range(d.n_choices) for d in decisions for _ in range(d.width)]
+    return list(itertools.product(*ranges))
+
+
+@pytest.mark.parametrize("shape", [{}, {"temperature": 5.0, "tanh_constant": 2.5}])
+def test_policy_is_a_distribution_over_all_sequences(shape: dict[str, float]) -> None:
+    torch.manual_seed(0)
+    policy = LSTMPolicy(SMALL, hidden_size=16, lstm_layers=2, init_range=0.5, **shape)
+    seqs = all_sequences(SMALL)
+    with torch.no_grad():
+        _, log_prob, entropy = policy(len(seqs), forced=torch.tensor(seqs))
+    p = log_prob.exp()
+    assert float(p.sum()) == pytest.approx(1.0, abs=1e-5)
+    # the policy's reported entropy is the sum of per-step entropies; its expectation is the sequence entropy
+    assert float((p * entropy).sum()) == pytest.approx(float(-(p * log_prob).sum()), rel=1e-4)
+
+
+def test_sampled_log_prob_matches_rescoring() -> None:
+    policy = LSTMPolicy(SMALL, hidden_size=8)
+    gen = torch.Generator().manual_seed(3)
+    tokens, log_prob, _ = policy(64, generator=gen)
+    _, again, _ = policy(64, forced=tokens)
+    assert torch.allclose(log_prob, again, atol=1e-6)
+    assert tokens.shape == (64, 5)
+    assert int(tokens[:, 0].max()) <= 2 and int(tokens[:, 1:].max()) <= 1
+
+
+def test_sampling_follows_the_probabilities() -> None:
+    policy = LSTMPolicy(SMALL, hidden_size=8, init_range=1.0)
+    gen = torch.Generator().manual_seed(0)
+    tokens, _, _ = policy(20000, generator=gen)
+    seqs = all_sequences(SMALL)
+    _, log_prob, _ = policy(len(seqs), forced=torch.tensor(seqs))
+    first_token = torch.zeros(3)
+    for seq, lp in zip(seqs, log_prob.exp(), strict=True):
+        first_token[seq[0]] += lp.detach()
+    empirical = torch.bincount(tokens[:, 0], minlength=3).float() / 20000
+    assert torch.allclose(empirical, first_token, atol=0.015)
+
+
+def test_anchor_attention_uses_earlier_hidden_states() -> None:
+    policy = LSTMPolicy(SMALL, hidden_size=8)
+    seqs = torch.tensor(all_sequences(SMALL))
+    _, lp, _ = policy(len(seqs), forced=seqs)
+    lp.sum().backward()
+    for name in ("w_prev", "w_curr", "v"):
+        grad = getattr(policy, name).weight.grad
+        assert grad is not None and float(grad.abs().sum()) > 0, name
+
+
+def test_anchor_out_of_range_is_rejected() -> None:
+    with pytest.raises(ControllerError, match="anchor 'bad' refers to 2 earlier anchors, only 0 exist"):
+        LSTMPolicy([Decision.categorical("a", ["x"]), Decision.anchor("bad", 2)])
+
+
+def children_to_optimum(strategy: str, seed: int, budget: int, batch: int = 10) -> int | None:
+    space = load_space("toy")
+    target = space.optimum()
+    controller = make_controller(strategy, space.decisions(), seed)
+    seen = 0
+    while seen < budget:
+        proposals = controller.propose(batch)
+        rewards = []
+        for p in proposals:
+            seen += 1
+            if p.tokens == target:
+                return seen
+            rewards.append(space.evaluate(space.decode(p.tokens), Context()).reward)
+        controller.update(proposals, rewards)
+    return None
+
+
+def test_reinforce_finds_the_toy_optimum_far_faster_than_random() -> None:
+    budget = 1500
+    reinforce = [children_to_optimum("reinforce", s, budget) for s in range(5)]
+    random = [children_to_optimum("random", s, budget) for s in range(5)]
+    assert all(n is not None and n <= 600 for n in reinforce), reinforce
+    # the toy space has 13,824 candidates: random search needs ~13,824 children on average
+    assert sum(n is not None for n in random) <= 1, random
+    found = sorted(n for n in reinforce if n is not None)
+    assert found[len(found) // 2] < budget / 4
+
+
+def test_update_moves_probability_towards_rewarded_sequence() -> None:
+    decisions = [Decision.categorical("a", ["x", "y"])]
+    c = ReinforceController(decisions, seed=0)
+    forced = torch.tensor([[0], [1]])
+    before = c.policy(2, forced=forced)[1].exp()
+    proposals = c.propose(16)
+    c.update(proposals, [1.0 if p.tokens == (1,) else 0.0 for p in proposals])
+    after = c.policy(2, forced=forced)[1].exp()
+    assert after[1] > before[1]
+    assert c.policy_version == 1
+    assert all(p.policy_version == 0 for p in proposals)
+
+
+def test_baseline_is_an_exponential_moving_average() -> None:
+    c = ReinforceController(
+        [Decision.categorical("a", ["x", "y"])], seed=0, config=build_config({"baseline_decay": 0.5})
+    )
+    s1 = c.update(c.propose(2), [1.0, 3.0])
+    assert s1.baseline == pytest.approx(2.0) and c.baseline == pytest.approx(2.0)
+    s2 = c.update(c.propose(2), [4.0, 4.0])
+    assert s2.baseline == pytest.approx(2.0) and c.baseline == pytest.approx(3.0)
+    assert s2.mean_reward == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("strategy", ["reinforce", "random"])
+def test_state_round_trip_continues_identically(strategy: str) -> None:
+    space = load_space("toy")
+    a = make_controller(strategy, space.decisions(), seed=5)
+    for _ in range(3):
+        ps = a.propose(4)
+        a.update(ps, [sum(p.tokens) / 10 for p in ps])
+    blob = a.to_bytes()
+    b = make_controller(strategy, space.decisions(), seed=99)
+    b.load_bytes(blob)
+    pa, pb = a.propose(6), b.propose(6)
+    assert pa == pb
+    sa = a.update(pa, [1.0, 0, 0, 1, 0, 1])
+    sb = b.update(pb, [1.0, 0, 0, 1, 0, 1])
+    assert sa == sb
+
+
+def test_checkpoint_of_another_kind_is_rejected() -> None:
+    space = load_space("toy")
+    blob = RandomController(space.decisions(), 0).to_bytes()
+    with pytest.raises(ControllerError, match="checkpoint is of a 'random' controller, not 'reinforce'"):
+        ReinforceController(space.decisions(), 0).load_bytes(blob)
+    with pytest.raises(ControllerError, match="cannot read reinforce controller checkpoint"):
+        ReinforceController(space.decisions(), 0).load_bytes(b"not a checkpoint")
+
+
+def test_same_seed_same_proposals() -> None:
+    space = load_space("toy")
+    assert make_controller("reinforce", space.decisions(), 7).propose(5) == make_controller(
+        "reinforce", space.decisions(), 7
+    ).propose(5)
+    assert make_controller("reinforce", space.decisions(), 7).propose(5) != make_controller(
+        "reinforce", space.decisions(), 8
+    ).propose(5)
+
+
+def test_random_controller_is_uniform() -> None:
+    c = RandomController([Decision.categorical("a", ["x", "y", "z", "w"])], seed=0)
+    props = c.propose(8000)
+    counts = torch.bincount(torch.tensor([p.tokens[0] for p in props]), minlength=4).float() / 8000
+    assert torch.allclose(counts, torch.full((4,), 0.25), atol=0.02)
+    assert props[0].log_prob == pytest.approx(-math.log(4))
+
+
+def test_presets_and_settings() -> None:
+    assert build_config({"preset": "zoph_le"}).hidden_size == 35
+    cfg = build_config({"preset": "enas", "lr": 0.01})
+    assert (cfg.temperature, cfg.tanh_constant, cfg.lr) == (5.0, 2.5, 0.01)
+    assert set(PRESETS) == {"zoph_le", "enas"}
+    with pytest.raises(ControllerError, match=r"unknown reinforce setting\(s\) \['lrr'\]"):
+        build_config({"lrr": 1})
+    with pytest.raises(ControllerError, match="unknown controller preset 'nas'"):
+        build_config({"preset": "nas"})
+    with pytest.raises(ControllerError, match="lr must be > 0"):
+        build_config({"lr": 0})
+    with pytest.raises(ControllerError, match="unknown strategy 'ppo2'; known: reinforce, random"):
+        make_controller("ppo2", SMALL, 0)
+    with pytest.raises(ControllerError, match="update got 1 proposals but 2 rewards"):
+        ReinforceController(SMALL, 0).update(ReinforceController(SMALL, 0).propose(1), [1.0, 2.0])
+
+
+def test_reward_transforms() -> None:
+    m = {"reward": 0.9, "val_acc": 0.8, "val_loss": 0.5}
+    assert get_transform("reward")(m) == 0.9
+    assert get_transform("accuracy")(m) == 0.8
+    assert get_transform("cubed")(m) == pytest.approx(0.512)
+    assert get_transform("neg_val_loss")(m) == -0.5
+    assert get_transform("math:fsum")([1.0, 2.0]) == 3.0  # type: ignore[arg-type]
+    with pytest.raises(ControllerError, match="unknown reward transform 'acc'"):
+        get_transform("acc")
+    with pytest.raises(ControllerError, match="cannot be imported"):
+        get_transform("no_such_module_xyz:f")
+    c = make_controller("reinforce", SMALL, 0, {"reward_transform": "cubed"})
+    assert c.reward_of(m) == pytest.approx(0.512)

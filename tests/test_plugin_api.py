@@ -1,0 +1,124 @@
+"""The plugin API: decisions, specs, decoding, the registry and validation of malformed plugins."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from search_spaces import (
+    Decision,
+    PluginError,
+    SpaceError,
+    Spec,
+    available_spaces,
+    load_space,
+    load_space_class,
+    validate_space,
+)
+from tests.conftest import PLUGINS
+
+values = st.one_of(
+    st.text(min_size=0, max_size=8),
+    st.lists(st.integers(0, 1), max_size=6).map(tuple),
+)
+
+
+@given(st.lists(st.tuples(st.text(min_size=1, max_size=6), values), max_size=8))
+def test_spec_survives_json_round_trip(pairs: list[tuple[str, object]]) -> None:
+    spec = Spec("s", tuple(pairs))  # type: ignore[arg-type]
+    assert Spec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+    assert Spec.from_json(json.dumps(spec.to_json())) == spec
+
+
+def test_spec_lookup_names_missing_decision() -> None:
+    spec = Spec("s", (("a", "x"),))
+    assert spec["a"] == "x"
+    with pytest.raises(KeyError, match="no decision 'b'"):
+        spec["b"]
+    with pytest.raises(SpaceError, match="malformed spec JSON"):
+        Spec.from_json({"space": "s"})
+
+
+def test_decision_widths() -> None:
+    assert Decision.categorical("a", [1, 2, 3]).width == 1
+    assert Decision.categorical("a", [1, 2, 3]).options == ("1", "2", "3")
+    assert Decision.anchor("s", 3).width == 3
+    assert Decision.anchor("s", 3).n_choices == 2
+
+
+def test_decode_checks_length_and_range() -> None:
+    space = load_space("toy")
+    n = sum(d.width for d in space.decisions())
+    with pytest.raises(SpaceError, match=f"expects {n} tokens, got 2"):
+        space.decode([0, 0])
+    bad = [0] * n
+    bad[0] = 99
+    with pytest.raises(SpaceError, match="token 99 at position 0 out of range for decision 'op_0'"):
+        space.decode(bad)
+
+
+def test_decode_encode_round_trip_with_anchors() -> None:
+    space = load_space("toy", {"layers": 4})
+    tokens = tuple(space.optimum())
+    spec = space.decode(tokens)
+    assert space.encode(spec) == tokens
+    assert isinstance(spec["skip_3"], tuple) and len(spec["skip_3"]) == 3
+
+
+def test_builtins_are_registered_through_entry_points() -> None:
+    assert {"toy", "mlp"} <= set(available_spaces())
+
+
+def test_unknown_space_lists_known_ones() -> None:
+    with pytest.raises(PluginError, match=r"unknown search space 'nope'; known: .*mlp.*toy"):
+        load_space_class("nope")
+
+
+def test_space_from_file() -> None:
+    space = load_space(f"{PLUGINS / 'spaces.py'}:Slow", {"delay": 0.0})
+    assert space.name == "slow"
+    assert space.options == {"delay": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("cls", "message"),
+    [
+        ("Empty", "search space 'empty': it declares no decisions"),
+        ("Duplicate", r"search space 'duplicate': duplicate decision names \['a'\]"),
+        ("Lossy", "search space 'lossy': decode does not round-trip"),
+        ("BadAnchor", "search space 'bad_anchor': anchor 'skip' has n_prev=2 but 0 anchors come before it"),
+        ("NoName", "class NoName sets no `name`"),
+        ("NotASpace", "is not a subclass of search_spaces.SearchSpace"),
+        ("Missing", r"defines no 'Missing'; search spaces there: \[.*'Slow'"),
+    ],
+)
+def test_malformed_plugins_are_rejected_with_their_name(cls: str, message: str) -> None:
+    with pytest.raises(PluginError, match=message):
+        load_space(f"{PLUGINS / 'spaces.py'}:{cls}")
+
+
+def test_missing_plugin_file(tmp_path: object) -> None:
+    with pytest.raises(PluginError, match="does not exist"):
+        load_space("no/such/file.py:Space")
+
+
+def test_plugin_that_fails_to_import(tmp_path: pytest.TempPathFactory) -> None:
+    path = tmp_path / "broken.py"  # type: ignore[operator]
+    path.write_text("raise ImportError('missing dependency xyz')\n")
+    with pytest.raises(PluginError, match="importing .*broken.py.* failed: ImportError\\('missing dependency xyz'\\)"):
+        load_space(f"{path}:Whatever")
+
+
+def test_bad_space_options_name_the_space() -> None:
+    with pytest.raises(PluginError, match="search space 'toy': bad options"):
+        load_space("toy", {"colour": "red"})
+    with pytest.raises(SpaceError, match="toy space needs layers >= 1"):
+        load_space("toy", {"layers": 0})
+
+
+def test_validate_accepts_every_registered_space() -> None:
+    for name in available_spaces():
+        validate_space(load_space(name, validate=False))

@@ -1,0 +1,210 @@
+"""The search loop: records, failures, determinism, Ctrl-C, resume and kill -9 of the driver."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from runs.executors import ChildTask, LocalExecutor
+from runs.search import Search, SearchConfig, SearchError, SearchInterrupted
+from runs.store import Store
+from search_spaces import Result, SearchSpace
+from tests.conftest import PLUGINS
+
+FLAKY = f"{PLUGINS / 'spaces.py'}:Flaky"
+SLOW = f"{PLUGINS / 'spaces.py'}:Slow"
+
+
+def summary(store: Store, run: int) -> list[tuple[int, tuple[int, ...], str, float | None, float | None]]:
+    return [(c.number, c.tokens, c.status, c.reward, c.controller_reward) for c in store.children(run)]
+
+
+def test_search_records_every_child_and_update(store: Store) -> None:
+    config = SearchConfig(space="toy", children=23, batch=5, seed=1)
+    run = Search.start(store, config).run()
+    children = store.children(run)
+    assert [c.number for c in children] == list(range(23))
+    assert all(c.status == "done" and c.reward is not None for c in children)
+    assert [c.batch for c in children] == [i // 5 for i in range(23)]
+    updates = store.updates(run)
+    assert [u.n_children for u in updates] == [5, 5, 5, 5, 3]
+    assert [c.policy_version for c in children] == [i // 5 for i in range(23)]
+    assert store.get_run(run).status == "done"
+    assert store.latest_checkpoint(run).next_child == 23  # type: ignore[union-attr]
+
+
+def test_same_seed_gives_the_same_run(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+    config = SearchConfig(space="toy", children=30, batch=6, seed=4, space_options={"noise": 0.05})
+    a = Search.start(store, config).run()
+    b = Search.start(store, config).run()
+    c = Search.start(
+        store, SearchConfig(space="toy", children=30, batch=6, seed=5, space_options={"noise": 0.05})
+    ).run()
+    assert summary(store, a) == summary(store, b)
+    assert summary(store, a) != summary(store, c)
+
+
+def test_failing_children_are_recorded_and_the_search_goes_on(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'f.db'}")
+    run = Search.start(store, SearchConfig(space=FLAKY, strategy="random", children=40, batch=8, seed=0)).run()
+    children = store.children(run)
+    assert len(children) == 40 and store.get_run(run).status == "done"
+    by_choice: dict[str, list] = {}
+    for c in children:
+        by_choice.setdefault(c.spec["values"][0][1], []).append(c)
+    assert {c.status for c in by_choice["boom"]} == {"failed"}
+    assert "RuntimeError: child exploded on purpose" in by_choice["boom"][0].error
+    assert "Traceback" in by_choice["boom"][0].error
+    assert {c.error for c in by_choice["nan"]} == {"reward is nan"}
+    assert {c.error for c in by_choice["bad"]} == {"evaluate returned NoneType, not a Result"}
+    assert {c.status for c in by_choice["good"] + by_choice["ok"]} == {"done"}
+    # the failure reward is the worst reward seen so far (0.5 here), never the missing reward
+    failed = [c for c in children if c.status == "failed"]
+    assert failed and all(c.reward is None for c in failed)
+    assert {c.controller_reward for c in failed if c.number > children[0].number} <= {0.5, SearchSpace.failure_reward}
+
+
+def test_explicit_failure_reward(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'f.db'}")
+    config = SearchConfig(space=FLAKY, strategy="random", children=20, batch=5, seed=0, failure_reward=-1.0)
+    run = Search.start(store, config).run()
+    assert {c.controller_reward for c in store.children(run) if c.status == "failed"} == {-1.0}
+
+
+class InterruptingExecutor(LocalExecutor):
+    """Raises KeyboardInterrupt (as Ctrl-C would) when child ``at`` is about to run."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    def next_result(self) -> tuple[ChildTask, Result]:
+        if self._queue and self._queue[0][1].number == self.at:
+            raise KeyboardInterrupt
+        return super().next_result()
+
+
+def test_ctrl_c_leaves_a_resumable_run_identical_to_an_uninterrupted_one(store: Store) -> None:
+    config = SearchConfig(space="toy", children=25, batch=4, seed=9, space_options={"noise": 0.1})
+    reference = Search.start(store, config).run()
+
+    search = Search.start(store, config, executor=InterruptingExecutor(at=13))
+    with pytest.raises(
+        SearchInterrupted, match=f"run {search.run_id} interrupted; continue it with: l2l search --resume"
+    ):
+        search.run()
+    run = search.run_id
+    assert store.get_run(run).status == "interrupted"
+    counts = store.count_children(run)
+    assert counts["done"] == 13 and counts["queued"] == 3 and counts["running"] == 0
+
+    Search.resume(store, run).run()
+    assert store.get_run(run).status == "done"
+    assert summary(store, run) == summary(store, reference)
+    assert [u.policy_version for u in store.updates(run)] == list(range(1, 8))
+    with pytest.raises(SearchError, match="already done"):
+        Search.resume(store, run)
+
+
+def test_resume_detects_a_store_that_disagrees_with_the_checkpoint(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    search = Search.start(
+        store, SearchConfig(space="toy", children=10, batch=5, seed=0), executor=InterruptingExecutor(7)
+    )
+    with pytest.raises(SearchInterrupted):
+        search.run()
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE children SET tokens = '[0,0,0,0,0,0,0,0,0]' WHERE number = 8")
+    with pytest.raises(SearchError, match="child 8 in the store has tokens"):
+        Search.resume(store, search.run_id).run()
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", "from runs.cli import main; main()", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+
+
+def test_kill_9_of_the_driver_then_resume_ends_with_exactly_n_children(tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    storage = f"sqlite:///{db}"
+    marker = tmp_path / "evaluated.txt"
+    n = 24
+    proc = _cli(
+        "search",
+        "--space",
+        SLOW,
+        "-S",
+        "delay=0.15",
+        "--children",
+        str(n),
+        "--batch",
+        "5",
+        "--seed",
+        "2",
+        "--storage",
+        storage,
+        "-q",
+        env={"L2L_TEST_MARKER": str(marker)},
+    )
+    store = Store(storage)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if store.list_runs() and store.count_children(store.list_runs()[0].id)["done"] >= 8:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    run = store.list_runs()[0]
+    assert run.status == "running"  # the driver had no chance to say anything
+    before = store.count_children(run.id)
+    assert 8 <= before["done"] < n
+
+    out = _cli("search", "--resume", str(run.id), "--storage", storage, "-q", env={"L2L_TEST_MARKER": str(marker)})
+    text, _ = out.communicate(timeout=120)
+    assert out.returncode == 0, text
+    children = store.children(run.id)
+    assert [c.number for c in children] == list(range(n))
+    assert all(c.status == "done" for c in children)
+    assert store.get_run(run.id).status == "done"
+    assert len(store.updates(run.id)) == 5
+    evaluated = [int(x) for x in marker.read_text().split()]
+    # every child ran to completion once, except at most the one in flight at the kill, which ran again
+    assert sorted(set(evaluated)) == list(range(n))
+    assert len(evaluated) - n <= 1
+
+
+def test_sigterm_stops_cleanly_and_resumes(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 't.db'}"
+    proc = _cli(
+        "search", "--space", SLOW, "-S", "delay=0.1", "--children", "15", "--batch", "5", "--storage", storage, "-q"
+    )
+    store = Store(storage)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if store.list_runs() and store.count_children(store.list_runs()[0].id)["done"] >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    text, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, text
+    run = store.list_runs()[0]
+    assert "interrupted; continue it with: l2l search --resume" in text
+    assert store.get_run(run.id).status == "interrupted"
+    assert store.count_children(run.id)["running"] == 0
+    out = _cli("search", "--resume", str(run.id), "--storage", storage, "-q")
+    text, _ = out.communicate(timeout=120)
+    assert out.returncode == 0, text
+    assert [c.number for c in store.children(run.id)] == list(range(15))

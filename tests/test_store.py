@@ -1,0 +1,167 @@
+"""The results store on SQLite and on PostgreSQL: records, transactions, migrations and errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from runs.models import Base
+from runs.store import NewChild, RunNotFound, Store, StoreError
+from search_spaces import Result
+
+
+def make_run(store: Store, n: int = 4) -> int:
+    return store.create_run(
+        space="toy", strategy="reinforce", config={"children": n}, seed=3, n_children=n, code_version="test", name="t"
+    )
+
+
+def new_child(number: int, batch: int = 0) -> NewChild:
+    return NewChild(number, batch, (1, 0, number), {"space": "toy", "values": []}, -1.5, 2.0, 0)
+
+
+def test_schema_matches_the_models(store: Store) -> None:
+    assert {"runs", "children", "controller_updates", "checkpoints", "alembic_version"} <= set(store.table_names())
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_migrating_twice_is_harmless(store: Store) -> None:
+    run = make_run(store)
+    store.migrate()
+    assert store.get_run(run).name == "t"
+
+
+def test_run_lifecycle(store: Store) -> None:
+    run = make_run(store)
+    rec = store.get_run(run)
+    assert (rec.space, rec.strategy, rec.seed, rec.status, rec.config) == (
+        "toy",
+        "reinforce",
+        3,
+        "running",
+        {"children": 4},
+    )
+    store.set_run_status(run, "interrupted", "stopped")
+    assert store.get_run(run).status == "interrupted"
+    store.set_run_status(run, "done")
+    done = store.get_run(run)
+    assert done.status == "done" and done.finished_at is not None and done.error is None
+    assert [r.id for r in store.list_runs()] == [run]
+    with pytest.raises(StoreError, match="unknown run status 'paused'"):
+        store.set_run_status(run, "paused")
+
+
+def test_children_results_and_top(store: Store) -> None:
+    run = make_run(store)
+    store.add_children(run, [new_child(i) for i in range(4)])
+    assert store.count_children(run) == {"queued": 4, "running": 0, "done": 0, "failed": 0}
+    store.mark_running(run, [0, 1, 2, 3], worker="w")
+    for i, reward in [(0, 0.5), (1, 0.9), (2, 0.7)]:
+        result = Result(
+            reward=reward,
+            val_acc=reward,
+            val_loss=1 - reward,
+            test={"test_acc": reward - 0.1},
+            cost={"params": 100.0 * i},
+            curves={"val_acc": [0.1, reward]},
+            info={"worker": "host:1", "device": "cpu", "wall_time": 0.25, "started": 1.7e9, "finished": 1.7e9 + 0.25},
+        )
+        store.finish_child(run, i, result.to_json(), reward)
+    store.finish_child(run, 3, Result.failed("RuntimeError: boom").to_json(), 0.5)
+    counts = store.count_children(run)
+    assert counts == {"queued": 0, "running": 0, "done": 3, "failed": 1}
+    top = store.top_children(run, 2)
+    assert [c.number for c in top] == [1, 2]
+    best = top[0]
+    assert best.tokens == (1, 0, 1) and best.curves == {"val_acc": [0.1, 0.9]}
+    assert best.metrics["test"] == {"test_acc": pytest.approx(0.8)} and best.metrics["cost"] == {"params": 100.0}
+    assert (best.worker, best.device, best.wall_time, best.attempts) == ("host:1", "cpu", 0.25, 1)
+    assert best.started_at is not None and best.finished_at is not None
+    failed = store.children(run, status="failed")[0]
+    assert failed.reward is None and failed.controller_reward == 0.5 and failed.error == "RuntimeError: boom"
+    with pytest.raises(StoreError, match="has no child 9"):
+        store.finish_child(run, 9, Result(reward=1.0).to_json(), 1.0)
+
+
+def test_duplicate_child_is_refused_and_nothing_is_half_written(store: Store) -> None:
+    run = make_run(store)
+    store.add_children(run, [new_child(0)])
+    with pytest.raises(StoreError, match="add children failed"):
+        store.add_children(run, [new_child(1), new_child(0)])
+    assert [c.number for c in store.children(run)] == [0]
+
+
+def test_requeue_unfinished(store: Store) -> None:
+    run = make_run(store)
+    store.add_children(run, [new_child(i) for i in range(3)])
+    store.mark_running(run, [0, 1])
+    store.finish_child(run, 0, Result(reward=1.0).to_json(), 1.0)
+    assert store.requeue_unfinished(run, "driver died") == 1
+    assert [(c.number, c.status) for c in store.children(run)] == [(0, "done"), (1, "queued"), (2, "queued")]
+    assert store.children(run)[1].error == "driver died"
+
+
+def test_updates_and_checkpoints(store: Store) -> None:
+    run = make_run(store)
+    assert store.latest_checkpoint(run) is None
+    for batch in range(3):
+        stats = {
+            "loss": 0.1 * batch,
+            "baseline": 0.5,
+            "mean_reward": 0.6,
+            "entropy": 3.0,
+            "policy_version": batch + 1,
+            "n": 2,
+            "extra": {"grad_norm": 1.0},
+        }
+        store.record_update(run, batch, stats, bytes([batch]) * 1000, next_child=2 * (batch + 1))
+    ckpt = store.latest_checkpoint(run)
+    assert ckpt is not None and (ckpt.batch, ckpt.next_child, ckpt.state) == (2, 6, bytes([2]) * 1000)
+    ups = store.updates(run)
+    assert [u.policy_version for u in ups] == [1, 2, 3] and ups[0].extra == {"grad_norm": 1.0}
+    with pytest.raises(StoreError, match="record update of batch 2 failed"):
+        store.record_update(run, 2, {**stats, "policy_version": 3}, b"x", next_child=99)
+    assert store.latest_checkpoint(run).next_child == 6  # type: ignore[union-attr]
+
+
+def test_missing_run_names_the_known_ones(store: Store) -> None:
+    run = make_run(store)
+    with pytest.raises(RunNotFound, match=f"no run 999 in store .*; latest runs: {run}"):
+        store.get_run(999)
+
+
+def test_delete_run(store: Store) -> None:
+    run = make_run(store)
+    store.add_children(run, [new_child(0)])
+    store.delete_run(run)
+    with pytest.raises(RunNotFound):
+        store.get_run(run)
+    assert store.children(run) == []
+
+
+def test_bad_urls_give_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="invalid storage URL 'not a url'"):
+        Store("not a url")
+    with pytest.raises(StoreError, match="directory .*nowhere.* does not exist"):
+        Store(f"sqlite:///{tmp_path / 'nowhere' / 'x.db'}")
+    with pytest.raises(StoreError, match="cannot open store nosuchdb://"):
+        Store("nosuchdb://x")
+    with pytest.raises(StoreError, match="cannot migrate store postgresql\\+psycopg://u:\\*\\*\\*@127.0.0.1:1/x"):
+        Store("postgresql+psycopg://u:secret@127.0.0.1:1/x")
+
+
+def test_database_gone_after_open(tmp_path: Path) -> None:
+    path = tmp_path / "gone.db"
+    store = Store(f"sqlite:///{path}")
+    run = make_run(store)
+    store.close()
+    path.unlink()
+    for suffix in ("-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    with pytest.raises(StoreError, match="read run failed: no such table: runs"):
+        store.get_run(run)
