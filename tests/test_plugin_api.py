@@ -62,7 +62,8 @@ def test_decode_checks_length_and_range() -> None:
 
 def test_decode_encode_round_trip_with_anchors() -> None:
     space = load_space("toy", {"layers": 4})
-    tokens = tuple(space.optimum())
+    tokens = space.optimum()
+    assert tokens is not None
     spec = space.decode(tokens)
     assert space.encode(spec) == tokens
     assert isinstance(spec["skip_3"], tuple) and len(spec["skip_3"]) == 3
@@ -108,7 +109,7 @@ def test_missing_plugin_file(tmp_path: object) -> None:
 def test_plugin_that_fails_to_import(tmp_path: pytest.TempPathFactory) -> None:
     path = tmp_path / "broken.py"  # type: ignore[operator]
     path.write_text("raise ImportError('missing dependency xyz')\n")
-    with pytest.raises(PluginError, match="importing .*broken.py.* failed: ImportError\\('missing dependency xyz'\\)"):
+    with pytest.raises(PluginError, match=r"importing .*broken.py.* failed: ImportError\('missing dependency xyz'\)"):
         load_space(f"{path}:Whatever")
 
 

@@ -42,7 +42,7 @@ def test_evaluate_gives_a_finite_result_with_curves(space_name: str) -> None:
     json.dumps(result.to_json())
     if space_name != "toy":
         assert len(result.curves["val_acc"]) >= 1 and result.cost["params"] > 0
-        assert 0.0 <= result.val_acc <= 1.0 and "test_acc" in result.test
+        assert result.val_acc is not None and 0.0 <= result.val_acc <= 1.0 and "test_acc" in result.test
 
 
 def test_same_spec_same_seed_same_result(space_name: str) -> None:
@@ -78,7 +78,7 @@ def test_mlp_learns_digits() -> None:
 def test_diverging_child_stops_at_once() -> None:
     torch.manual_seed(0)
     model = build_mlp(64, 10, MLPLayout(hidden=((128, "relu"), (128, "relu"))))
-    with pytest.raises(ChildDiverged, match="loss (became|blew up)"):
+    with pytest.raises(ChildDiverged, match=r"loss (became|blew up)"):
         train_classifier(
             model,
             load_dataset("digits"),

@@ -147,11 +147,11 @@ def test_delete_run(store: Store) -> None:
 def test_bad_urls_give_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="invalid storage URL 'not a url'"):
         Store("not a url")
-    with pytest.raises(StoreError, match="directory .*nowhere.* does not exist"):
+    with pytest.raises(StoreError, match=r"directory .*nowhere.* does not exist"):
         Store(f"sqlite:///{tmp_path / 'nowhere' / 'x.db'}")
     with pytest.raises(StoreError, match="cannot open store nosuchdb://"):
         Store("nosuchdb://x")
-    with pytest.raises(StoreError, match="cannot migrate store postgresql\\+psycopg://u:\\*\\*\\*@127.0.0.1:1/x"):
+    with pytest.raises(StoreError, match=r"cannot migrate store postgresql\+psycopg://u:\*\*\*@127\.0\.0\.1:1/x"):
         Store("postgresql+psycopg://u:secret@127.0.0.1:1/x")
 
 

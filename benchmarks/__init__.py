@@ -1,0 +1,1 @@
+"""Benchmarks of speed and search quality; each prints a table and writes benchmarks/results/<name>.json."""
