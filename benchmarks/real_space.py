@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 from benchmarks.common import mean_sd, print_table, rewards, run_search, write_json
 from runs.search import SearchConfig
@@ -21,7 +22,7 @@ def main() -> None:
     args = parser.parse_args()
     rows, payload = [], {}
     for strategy in ("reinforce", "random"):
-        per_seed = []
+        per_seed: list[dict[str, Any]] = []
         for seed in range(args.seeds):
             started = time.perf_counter()
             config = SearchConfig(
@@ -46,7 +47,7 @@ def main() -> None:
             )
         payload[strategy] = per_seed
 
-        def fmt(key: str, seeds: list[dict[str, float]] = per_seed) -> str:
+        def fmt(key: str, seeds: list[dict[str, Any]] = per_seed) -> str:
             m, sd = mean_sd([s[key] for s in seeds])
             return f"{m:.4f} ± {sd:.4f}"
 

@@ -206,14 +206,12 @@ class _Progress:
         self.best = top[0].reward if top else None
         self.progress = Progress(
             TextColumn("[bold]run {task.fields[run]}"),
-            BarColumn(),
+            BarColumn(bar_width=16),
             MofNCompleteColumn(),
-            TextColumn("failed {task.fields[failed]}"),
-            TextColumn("best {task.fields[best]}"),
-            TextColumn("batch mean {task.fields[mean]}"),
-            TextColumn("entropy {task.fields[entropy]}"),
+            TextColumn("failed {task.fields[failed]}  best {task.fields[best]}  batch {task.fields[mean]}"),
+            TextColumn("H {task.fields[entropy]}"),
             TimeElapsedColumn(),
-            TextColumn("left"),
+            TextColumn("<"),
             TimeRemainingColumn(),
             console=console,
             disable=quiet,

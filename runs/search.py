@@ -152,10 +152,9 @@ class Search:
     def start(
         cls, store: Store, config: SearchConfig, executor: Executor | None = None, listener: Listener | None = None
     ) -> Search:
-        """Validate the config (space, controller) and record a new run."""
-        space = load_space(config.space, dict(config.space_options))
-        make_controller(config.strategy, space.decisions(), config.seed, dict(config.controller))
-        run_id = store.create_run(
+        """Build the space and controller (which validates the config), then record a new run."""
+        search = cls(store, 0, config, executor, listener)
+        search.run_id = store.create_run(
             space=config.space,
             strategy=config.strategy,
             config=config.to_json(),
@@ -164,7 +163,7 @@ class Search:
             code_version=code_version(),
             name=config.name,
         )
-        return cls(store, run_id, config, executor, listener)
+        return search
 
     @classmethod
     def resume(
