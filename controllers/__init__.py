@@ -1,4 +1,4 @@
-"""Controllers: the strategies that propose candidates and learn from rewards (LSTM + REINFORCE, random)."""
+"""Controllers: the strategies that propose candidates and learn from rewards (REINFORCE, random, evolution)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from controllers.base import Controller, ControllerError, Proposal, UpdateStats
+from controllers.evolution import EvolutionController
 from controllers.random_search import RandomController
 from controllers.reinforce import PRESETS, ReinforceConfig, ReinforceController
 from search_spaces.api import Decision
 
-STRATEGIES: dict[str, type[ReinforceController] | type[RandomController]] = {
+STRATEGIES: dict[str, type[ReinforceController] | type[RandomController] | type[EvolutionController]] = {
     "reinforce": ReinforceController,
     "random": RandomController,
+    "evolution": EvolutionController,
 }
 
 
@@ -30,6 +32,7 @@ __all__ = [
     "STRATEGIES",
     "Controller",
     "ControllerError",
+    "EvolutionController",
     "Proposal",
     "RandomController",
     "ReinforceConfig",

@@ -107,7 +107,7 @@ def search(
     space: Annotated[
         str | None, typer.Option("--space", help="Search space: a registered name or path/to/file.py:Class.")
     ] = None,
-    strategy: Annotated[str | None, typer.Option("--strategy", help="reinforce or random.")] = None,
+    strategy: Annotated[str | None, typer.Option("--strategy", help="reinforce, random or evolution.")] = None,
     children: Annotated[int | None, typer.Option("--children", "-n", help="Children to train in all.", min=1)] = None,
     batch: Annotated[int | None, typer.Option("--batch", "-m", help="Children per controller update.", min=1)] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the run (controller and children).")] = None,

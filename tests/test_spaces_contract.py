@@ -15,6 +15,7 @@ from nas.train import ChildDiverged, TrainConfig, train_classifier
 from search_spaces import Context, Result, Spec, available_spaces, load_space
 
 FAST_OPTIONS = {"mlp": {"epochs": 2}}
+INSTANT = {"toy", "nb201"}
 
 
 @pytest.fixture(params=available_spaces())
@@ -40,7 +41,7 @@ def test_evaluate_gives_a_finite_result_with_curves(space_name: str) -> None:
     result = space.evaluate(space.decode(tokens), Context(child=0, seed=1))
     assert isinstance(result, Result) and result.ok and math.isfinite(result.reward)
     json.dumps(result.to_json())
-    if space_name != "toy":
+    if space_name not in INSTANT:  # toy and nb201 compute or look up their reward: no training curves
         assert len(result.curves["val_acc"]) >= 1 and result.cost["params"] > 0
         assert result.val_acc is not None and 0.0 <= result.val_acc <= 1.0 and "test_acc" in result.test
 

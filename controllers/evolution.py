@@ -1,0 +1,123 @@
+"""Regularized (aging) evolution, Real et al. 2019: tournament selection, one-decision mutation, oldest dies."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from controllers.base import Controller, ControllerError, Proposal, UpdateStats
+from search_spaces.api import Decision, sequence_length
+
+
+class EvolutionController(Controller):
+    """Keeps the ``population`` most recent (tokens, reward) pairs.
+
+    Until the population is full, proposals are uniform random. Afterwards each proposal samples
+    ``sample`` members, takes the best, and mutates one decision: a categorical decision gets a
+    different option, an anchor decision flips one of its bits. Rewards enter the population in
+    `update`; the oldest members leave first (aging), whatever their reward.
+    """
+
+    kind = "evolution"
+
+    def __init__(
+        self,
+        decisions: Sequence[Decision],
+        seed: int,
+        population: int = 10,
+        sample: int = 3,
+        reward_transform: str = "reward",
+    ) -> None:
+        super().__init__(decisions, seed)
+        if population < 2 or not 1 <= sample <= population:
+            raise ControllerError(
+                f"evolution needs population >= 2 and 1 <= sample <= population; got {population}, {sample}"
+            )
+        if sequence_length(self.decisions) == 0:
+            raise ControllerError("the decisions hold no choice to sample")
+        self.population_size, self.sample_size = population, sample
+        self.reward_transform = reward_transform
+        self.population: deque[tuple[tuple[int, ...], float]] = deque()
+        self._sizes = [d.n_choices for d in self.decisions for _ in range(d.width)]
+        self._spans: list[tuple[int, int, Decision]] = []
+        pos = 0
+        for d in self.decisions:
+            if d.width:
+                self._spans.append((pos, d.width, d))
+            pos += d.width
+
+    @classmethod
+    def from_settings(
+        cls, decisions: Sequence[Decision], seed: int, settings: Mapping[str, Any]
+    ) -> EvolutionController:
+        """Build from user settings: ``population``, ``sample``, ``reward_transform``."""
+        unknown = sorted(set(settings) - {"population", "sample", "reward_transform"})
+        if unknown:
+            raise ControllerError(
+                f"unknown evolution setting(s) {unknown}; known: population, reward_transform, sample"
+            )
+        return cls(decisions, seed, **settings)
+
+    def _randint(self, high: int) -> int:
+        return int(torch.randint(high, (1,), generator=self.generator))
+
+    def _random(self) -> tuple[int, ...]:
+        return tuple(self._randint(k) for k in self._sizes)
+
+    def _mutate(self, parent: tuple[int, ...]) -> tuple[int, ...]:
+        child = list(parent)
+        pos, width, d = self._spans[self._randint(len(self._spans))]
+        if d.kind == "categorical":
+            if d.n_choices > 1:
+                child[pos] = (child[pos] + 1 + self._randint(d.n_choices - 1)) % d.n_choices
+        else:
+            bit = pos + self._randint(width)
+            child[bit] = 1 - child[bit]
+        return tuple(child)
+
+    def propose(self, n: int) -> list[Proposal]:
+        if n < 1:
+            raise ControllerError(f"propose needs n >= 1, got {n}")
+        out = []
+        for _ in range(n):
+            if len(self.population) < self.population_size:
+                tokens = self._random()
+            else:
+                picks = torch.randperm(len(self.population), generator=self.generator)[: self.sample_size].tolist()
+                parent = max((self.population[i] for i in picks), key=lambda member: member[1])[0]
+                tokens = self._mutate(parent)
+            out.append(Proposal(tokens, 0.0, 0.0, self.policy_version))
+        return out
+
+    def update(self, proposals: Sequence[Proposal], rewards: Sequence[float]) -> UpdateStats:
+        self._check_update(proposals, rewards)
+        for p, r in zip(proposals, rewards, strict=True):
+            self.population.append((p.tokens, float(r)))
+            if len(self.population) > self.population_size:
+                self.population.popleft()
+        self.policy_version += 1
+        return UpdateStats(
+            loss=0.0,
+            baseline=None,
+            mean_reward=sum(rewards) / len(rewards),
+            entropy=0.0,
+            policy_version=self.policy_version,
+            n=len(proposals),
+            extra={"population_best": max(r for _, r in self.population)},
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "policy_version": self.policy_version,
+            "rng": self.generator.get_state(),
+            "population": [[list(t), r] for t, r in self.population],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.policy_version = int(state["policy_version"])
+        self.generator.set_state(state["rng"])
+        self.population = deque((tuple(int(x) for x in t), float(r)) for t, r in state["population"])

@@ -1,0 +1,81 @@
+"""`nb201`: the NAS-Bench-201 cell space evaluated by lookup in the published table (no training)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from functools import lru_cache
+from importlib.resources import files
+
+from search_spaces.api import Context, Decision, Result, SearchSpace, SpaceError, Spec
+
+OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+# edge i -> j of the 4-node cell, in the order of the official architecture string
+EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+DATASETS = {"cifar10": "c10", "cifar100": "c100", "imagenet16-120": "in16"}
+
+
+def arch_str(ops: Sequence[str]) -> str:
+    """The official NAS-Bench-201 string of a cell given the op on each of the six edges."""
+    nodes: list[list[str]] = [[], [], []]
+    for (dst, src), op in zip(EDGES, ops, strict=True):
+        nodes[dst - 1].append(f"{op}~{src}")
+    return "+".join("|" + "|".join(n) + "|" for n in nodes)
+
+
+@lru_cache(maxsize=1)
+def load_table() -> dict[str, dict[str, float]]:
+    """Architecture string -> metrics (percent), read once from the copy shipped in the package."""
+    text = files("search_spaces").joinpath("data/nb201.csv").read_text()
+    table: dict[str, dict[str, float]] = {}
+    for row in csv.DictReader(text.splitlines()):
+        table[row["arch_str"]] = {k: float(v) for k, v in row.items() if k != "arch_str"}
+    return table
+
+
+class NB201Space(SearchSpace):
+    """Six edges, five ops each (15,625 cells). Reward = 12-epoch validation accuracy (as a fraction);
+    reported test = 200-epoch test accuracy, the number papers compare.
+
+    Option ``dataset``: cifar10 (default), cifar100 or imagenet16-120.
+    """
+
+    name = "nb201"
+    description = "NAS-Bench-201 cells by table lookup: 12-epoch validation reward, 200-epoch test reported."
+
+    def __init__(self, dataset: str = "cifar10") -> None:
+        if dataset not in DATASETS:
+            raise SpaceError(f"unknown nb201 dataset {dataset!r}; known: {', '.join(DATASETS)}")
+        super().__init__(dataset=dataset)
+        self.prefix = DATASETS[dataset]
+        self._decisions = [Decision.categorical(f"edge_{dst}{src}", OPS) for dst, src in EDGES]
+
+    def decisions(self) -> Sequence[Decision]:
+        return self._decisions
+
+    def describe(self, spec: Spec) -> str:
+        return arch_str([str(spec[d.name]) for d in self._decisions])
+
+    def lookup(self, spec: Spec) -> dict[str, float]:
+        """The table's row for a spec."""
+        key = self.describe(spec)
+        row = load_table().get(key)
+        if row is None:
+            raise SpaceError(f"architecture {key} is not in the NAS-Bench-201 table")
+        return row
+
+    def optimum(self) -> tuple[int, ...]:
+        best = max(load_table().items(), key=lambda kv: kv[1][f"{self.prefix}_val_12ep"])[0]
+        ops = [part.split("~")[0] for node in best.split("+") for part in node.strip("|").split("|")]
+        return tuple(OPS.index(op) for op in ops)
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        row = self.lookup(spec)
+        p = self.prefix
+        val = row[f"{p}_val_12ep"] / 100.0
+        return Result(
+            reward=val,
+            val_acc=val,
+            test={"test_acc_12ep": row[f"{p}_test_12ep"] / 100.0, "test_acc": row[f"{p}_test_200ep"] / 100.0},
+            info={"index": int(row["index"])},
+        )
