@@ -9,6 +9,7 @@ from controllers.base import Controller, ControllerError, Proposal, UpdateStats
 from controllers.evolution import EvolutionController
 from controllers.random_search import RandomController
 from controllers.reinforce import PRESETS, ReinforceConfig, ReinforceController
+from controllers.rewards import get_transform
 from search_spaces.api import Decision
 
 STRATEGIES: dict[str, type[ReinforceController] | type[RandomController] | type[EvolutionController]] = {
@@ -24,7 +25,9 @@ def make_controller(
     """The controller named ``strategy`` over ``decisions``, seeded, with user ``settings``."""
     if strategy not in STRATEGIES:
         raise ControllerError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
-    return STRATEGIES[strategy].from_settings(decisions, seed, settings or {})
+    controller = STRATEGIES[strategy].from_settings(decisions, seed, settings or {})
+    get_transform(controller.reward_transform)  # an unknown transform fails now, not at the first reward
+    return controller
 
 
 __all__ = [

@@ -203,5 +203,7 @@ def test_reward_transforms() -> None:
         get_transform("acc")
     with pytest.raises(ControllerError, match="cannot be imported"):
         get_transform("no_such_module_xyz:f")
+    with pytest.raises(ControllerError, match="unknown reward transform 'acc'"):
+        make_controller("random", SMALL, 0, {"reward_transform": "acc"})
     c = make_controller("reinforce", SMALL, 0, {"reward_transform": "cubed"})
     assert c.reward_of(m) == pytest.approx(0.512)

@@ -137,11 +137,23 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]
     )
 
 
+def wait_for_done(store: Store, done: int, timeout: float = 60.0) -> None:
+    """Poll the store until the newest run has ``done`` finished children."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        runs = store.list_runs()
+        if runs and store.count_children(runs[0].id)["done"] >= done:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no run reached {done} finished children in {timeout} s")
+
+
 def test_kill_9_of_the_driver_then_resume_ends_with_exactly_n_children(tmp_path: Path) -> None:
     db = tmp_path / "k.db"
     storage = f"sqlite:///{db}"
     marker = tmp_path / "evaluated.txt"
     n = 24
+    store = Store(storage)
     proc = _cli(
         "search",
         "--space",
@@ -159,12 +171,7 @@ def test_kill_9_of_the_driver_then_resume_ends_with_exactly_n_children(tmp_path:
         "-q",
         env={"L2L_TEST_MARKER": str(marker)},
     )
-    store = Store(storage)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if store.list_runs() and store.count_children(store.list_runs()[0].id)["done"] >= 8:
-            break
-        time.sleep(0.05)
+    wait_for_done(store, 8)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     run = store.list_runs()[0]
@@ -188,15 +195,11 @@ def test_kill_9_of_the_driver_then_resume_ends_with_exactly_n_children(tmp_path:
 
 def test_sigterm_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 't.db'}"
+    store = Store(storage)
     proc = _cli(
         "search", "--space", SLOW, "-S", "delay=0.1", "--children", "15", "--batch", "5", "--storage", storage, "-q"
     )
-    store = Store(storage)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if store.list_runs() and store.count_children(store.list_runs()[0].id)["done"] >= 3:
-            break
-        time.sleep(0.05)
+    wait_for_done(store, 3)
     proc.send_signal(signal.SIGTERM)
     text, _ = proc.communicate(timeout=30)
     assert proc.returncode == 130, text
