@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from controllers.base import Controller, ControllerError, Proposal, UpdateStats
-from search_spaces.api import Decision, sequence_length
+from search_spaces.api import Decision, sequence_length, token_sizes
 
 
 class EvolutionController(Controller):
@@ -41,7 +41,7 @@ class EvolutionController(Controller):
         self.population_size, self.sample_size = population, sample
         self.reward_transform = reward_transform
         self.population: deque[tuple[tuple[int, ...], float]] = deque()
-        self._sizes = [d.n_choices for d in self.decisions for _ in range(d.width)]
+        self._sizes = token_sizes(self.decisions)
         self._spans: list[tuple[int, int, Decision]] = []
         pos = 0
         for d in self.decisions:

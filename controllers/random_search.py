@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from controllers.base import Controller, ControllerError, Proposal, UpdateStats
-from search_spaces.api import Decision, sequence_length
+from search_spaces.api import Decision, sequence_length, token_sizes
 
 
 class RandomController(Controller):
@@ -22,7 +22,7 @@ class RandomController(Controller):
         if sequence_length(self.decisions) == 0:
             raise ControllerError("the decisions hold no choice to sample")
         self.reward_transform = reward_transform
-        self._sizes = [d.n_choices for d in self.decisions for _ in range(d.width)]
+        self._sizes = token_sizes(self.decisions)
         self._log_prob = -sum(math.log(k) for k in self._sizes)
 
     @classmethod

@@ -44,6 +44,11 @@ class TrainOutcome:
     stopped_early: str | None = None
 
 
+def _hopeless(val_loss: float, val_acc: float, data: Dataset) -> bool:
+    """No better than a uniform guess: loss at least log(classes) and accuracy near chance."""
+    return val_loss >= math.log(data.n_classes) and val_acc < 1.5 * data.chance
+
+
 def adam_factory(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
     """The default child optimizer."""
     return torch.optim.Adam(params, lr=lr)
@@ -119,12 +124,10 @@ def train_classifier(
         curves["val_acc"].append(val_acc)
         if not math.isfinite(val_loss):
             raise ChildDiverged(f"validation loss became {val_loss} at epoch {epoch + 1}")
-        chance_loss = math.log(data.n_classes)
-        hopeless = val_loss >= chance_loss and val_acc < 1.5 * data.chance
-        if epoch == 0 and config.stop_hopeless and config.epochs > 1 and hopeless:
+        if epoch == 0 and config.stop_hopeless and config.epochs > 1 and _hopeless(val_loss, val_acc, data):
             stopped_early = (
                 f"after epoch 1 validation loss {val_loss:.3f} and accuracy {val_acc:.3f} are no better than "
-                f"chance (loss {chance_loss:.3f}, accuracy {data.chance:.3f})"
+                f"chance (loss {math.log(data.n_classes):.3f}, accuracy {data.chance:.3f})"
             )
             break
     train_time = time.perf_counter() - started

@@ -9,6 +9,7 @@ from search_spaces.api import (
     SpaceError,
     Spec,
     sequence_length,
+    token_sizes,
 )
 from search_spaces.registry import (
     ENTRY_POINT_GROUP,
@@ -33,5 +34,6 @@ __all__ = [
     "load_space",
     "load_space_class",
     "sequence_length",
+    "token_sizes",
     "validate_space",
 ]

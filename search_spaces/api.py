@@ -74,6 +74,11 @@ def sequence_length(decisions: Sequence[Decision]) -> int:
     return sum(d.width for d in decisions)
 
 
+def token_sizes(decisions: Sequence[Decision]) -> list[int]:
+    """How many values each position of a flat token sequence can take, in order."""
+    return [d.n_choices for d in decisions for _ in range(d.width)]
+
+
 @dataclass(frozen=True)
 class Spec:
     """A decoded candidate: the chosen value of every decision, in order; frozen and JSON-serializable."""

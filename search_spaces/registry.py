@@ -10,7 +10,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
-from search_spaces.api import SearchSpace, SpaceError, Spec, sequence_length
+from search_spaces.api import SearchSpace, SpaceError, Spec, sequence_length, token_sizes
 
 ENTRY_POINT_GROUP = "l2l.search_spaces"
 
@@ -124,8 +124,9 @@ def validate_space(space: SearchSpace, samples: int = 32) -> None:
     if sequence_length(decisions) == 0:
         raise PluginError(f"{label}: no decision has a choice to make")
     rng = random.Random(0)
+    sizes = token_sizes(decisions)
     for _ in range(samples):
-        tokens = tuple(rng.randrange(d.n_choices) for d in decisions for _ in range(d.width))
+        tokens = tuple(rng.randrange(k) for k in sizes)
         try:
             spec = space.decode(tokens)
         except Exception as exc:  # plugin code

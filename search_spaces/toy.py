@@ -6,7 +6,7 @@ import math
 import random
 from collections.abc import Sequence
 
-from search_spaces.api import Context, Decision, Result, SearchSpace, SpaceError, Spec
+from search_spaces.api import Context, Decision, Result, SearchSpace, SpaceError, Spec, token_sizes
 
 
 class ToySpace(SearchSpace):
@@ -33,7 +33,7 @@ class ToySpace(SearchSpace):
             self._decisions.append(Decision.categorical(f"size_{i}", [str(2 ** (k + 3)) for k in range(sizes)]))
             self._decisions.append(Decision.anchor(f"skip_{i}", i))
         rng = random.Random(target_seed)
-        self._target = tuple(rng.randrange(d.n_choices) for d in self._decisions for _ in range(d.width))
+        self._target = tuple(rng.randrange(k) for k in token_sizes(self._decisions))
 
     def decisions(self) -> Sequence[Decision]:
         return self._decisions

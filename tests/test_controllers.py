@@ -12,7 +12,7 @@ from controllers import ControllerError, RandomController, ReinforceController, 
 from controllers.policy import LSTMPolicy
 from controllers.reinforce import PRESETS, build_config
 from controllers.rewards import get_transform
-from search_spaces import Context, Decision, load_space
+from search_spaces import Context, Decision, load_space, token_sizes
 
 SMALL = [
     Decision.categorical("a", ["x", "y", "z"]),
@@ -24,7 +24,7 @@ SMALL = [
 
 
 def all_sequences(decisions: list[Decision]) -> list[tuple[int, ...]]:
-    ranges = [range(d.n_choices) for d in decisions for _ in range(d.width)]
+    ranges = [range(k) for k in token_sizes(decisions)]
     return list(itertools.product(*ranges))
 
 

@@ -12,7 +12,7 @@ import torch
 from nas.data import DatasetError, load_dataset
 from nas.mlp import MLPLayout, build_mlp, count_parameters, linear_macs
 from nas.train import ChildDiverged, TrainConfig, train_classifier
-from search_spaces import Context, Result, Spec, available_spaces, load_space
+from search_spaces import Context, Result, Spec, available_spaces, load_space, token_sizes
 
 FAST_OPTIONS = {"mlp": {"epochs": 2}}
 INSTANT = {"toy", "nb201"}
@@ -27,7 +27,7 @@ def test_random_specs_decode_and_round_trip(space_name: str) -> None:
     space = load_space(space_name, FAST_OPTIONS.get(space_name))
     rng = random.Random(1)
     for _ in range(50):
-        tokens = tuple(rng.randrange(d.n_choices) for d in space.decisions() for _ in range(d.width))
+        tokens = tuple(rng.randrange(k) for k in token_sizes(space.decisions()))
         spec = space.decode(tokens)
         again = Spec.from_json(json.loads(json.dumps(spec.to_json())))
         assert again == spec and space.encode(again) == tokens
@@ -37,7 +37,7 @@ def test_random_specs_decode_and_round_trip(space_name: str) -> None:
 def test_evaluate_gives_a_finite_result_with_curves(space_name: str) -> None:
     space = load_space(space_name, FAST_OPTIONS.get(space_name))
     rng = random.Random(2)
-    tokens = tuple(rng.randrange(d.n_choices) for d in space.decisions() for _ in range(d.width))
+    tokens = tuple(rng.randrange(k) for k in token_sizes(space.decisions()))
     result = space.evaluate(space.decode(tokens), Context(child=0, seed=1))
     assert isinstance(result, Result) and result.ok and math.isfinite(result.reward)
     json.dumps(result.to_json())
