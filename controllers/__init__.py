@@ -1,21 +1,37 @@
-"""Controllers: the strategies that propose candidates and learn from rewards (REINFORCE, random, evolution)."""
+"""Controllers: strategies that propose candidates and learn from rewards (REINFORCE, PPO, evolution, ...)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from controllers.base import Controller, ControllerError, Proposal, UpdateStats
 from controllers.evolution import EvolutionController
 from controllers.random_search import RandomController
-from controllers.reinforce import PRESETS, ReinforceConfig, ReinforceController
+from controllers.reinforce import PRESETS, PPOConfig, PPOController, ReinforceConfig, ReinforceController
 from controllers.rewards import get_transform
 from search_spaces.api import Decision
 
-STRATEGIES: dict[str, type[ReinforceController] | type[RandomController] | type[EvolutionController]] = {
-    "reinforce": ReinforceController,
-    "random": RandomController,
-    "evolution": EvolutionController,
+Factory = Callable[[Sequence[Decision], int, Mapping[str, Any]], Controller]
+
+
+def _optuna(sampler: str) -> Factory:
+    def build(decisions: Sequence[Decision], seed: int, settings: Mapping[str, Any]) -> Controller:
+        from controllers.optuna_strategy import OptunaController  # imports optuna only when used
+
+        return OptunaController.for_sampler(sampler)(decisions, seed, settings)
+
+    return build
+
+
+STRATEGIES: dict[str, Factory] = {
+    "reinforce": ReinforceController.from_settings,
+    "ppo": PPOController.from_settings,
+    "random": RandomController.from_settings,
+    "evolution": EvolutionController.from_settings,
+    "tpe": _optuna("tpe"),
+    "gp": _optuna("gp"),
+    "qmc": _optuna("qmc"),
 }
 
 
@@ -25,17 +41,29 @@ def make_controller(
     """The controller named ``strategy`` over ``decisions``, seeded, with user ``settings``."""
     if strategy not in STRATEGIES:
         raise ControllerError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
-    controller = STRATEGIES[strategy].from_settings(decisions, seed, settings or {})
+    controller = STRATEGIES[strategy](decisions, seed, settings or {})
     get_transform(controller.reward_transform)  # an unknown transform fails now, not at the first reward
     return controller
+
+
+def __getattr__(name: str) -> Any:
+    # ControllerSampler imports optuna; load it only when asked for, so `import controllers` stays light
+    if name == "ControllerSampler":
+        from controllers.optuna_sampler import ControllerSampler
+
+        return ControllerSampler
+    raise AttributeError(f"module 'controllers' has no attribute {name!r}")
 
 
 __all__ = [
     "PRESETS",
     "STRATEGIES",
     "Controller",
+    "ControllerSampler",
     "ControllerError",
     "EvolutionController",
+    "PPOConfig",
+    "PPOController",
     "Proposal",
     "RandomController",
     "ReinforceConfig",

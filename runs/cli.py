@@ -513,6 +513,30 @@ def plot_progress_cmd(
         console.print(f"wrote {path}", highlight=False)
 
 
+@plot_app.command("benchmark")
+def plot_benchmark_cmd(
+    results: Annotated[Path, typer.Argument(metavar="RESULTS.json", help="JSON written by benchmarks/nb201.py.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("benchmark.png"),
+) -> None:
+    """Best-so-far curves of every strategy, with mean ± sd bands over seeds."""
+    import json
+
+    with user_errors():
+        from runs.plots import plot_benchmark
+
+        try:
+            payload = json.loads(results.read_text())
+        except FileNotFoundError:
+            raise UsageError(f"results file {str(results)!r} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"results file {str(results)!r} is not JSON: {exc}") from None
+        try:
+            path = plot_benchmark(payload, output)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"cannot plot {str(results)!r}: {exc}") from None
+        console.print(f"wrote {path}", highlight=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from runs.store import ChildRecord, RunRecord, UpdateRecord
 
@@ -57,6 +58,44 @@ def plot_progress(run: RunRecord, children: list[ChildRecord], updates: list[Upd
     ax_ent.set_ylabel("controller entropy")
     ax_ent.set_xlabel("child")
     ax_ent.grid(alpha=0.3)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_benchmark(payload: dict[str, Any], out: Path) -> Path:
+    """Best-so-far curves with mean ± sd bands from a benchmark JSON (benchmarks/nb201.py)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = payload.get("curves")
+    if not isinstance(curves, dict) or not curves:
+        raise ValueError("the JSON has no 'curves' (write it with python -m benchmarks.nb201)")
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for strategy, curve in curves.items():
+        mean, sd = curve["mean"], curve["sd"]
+        xs = list(range(1, len(mean) + 1))
+        ax.plot(xs, mean, label=strategy)
+        ax.fill_between(
+            xs,
+            [m - s for m, s in zip(mean, sd, strict=True)],
+            [m + s for m, s in zip(mean, sd, strict=True)],
+            alpha=0.15,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("queries")
+    ax.set_ylabel("test accuracy of the best-reward candidate (%)")
+    seeds = payload.get("seeds", "?")
+    ax.set_title(f"{payload.get('dataset', '')}: best so far, mean ± sd over {seeds} seeds")
+    means = [m for c in curves.values() for m in c["mean"][9:]]
+    if means:
+        ax.set_ylim(min(means) - 0.5, max(means) + 0.3)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)

@@ -145,3 +145,15 @@ def test_bad_storage_is_a_clear_error(tmp_path: Path) -> None:
 def test_children_flag_is_validated(storage: str) -> None:
     result = runner.invoke(app, ["search", "--space", "toy", "--children", "0", "--storage", storage])
     assert result.exit_code == 2
+
+
+def test_plot_benchmark(tmp_path: Path) -> None:
+    payload = {"dataset": "cifar10", "seeds": 2, "curves": {"a": {"mean": [90.0, 91.0, 92.0], "sd": [1.0, 0.5, 0.1]}}}
+    src = tmp_path / "r.json"
+    src.write_text(json.dumps(payload))
+    png = tmp_path / "b.png"
+    ok("plot", "benchmark", str(src), "-o", str(png))
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    src.write_text("{}")
+    result = runner.invoke(app, ["plot", "benchmark", str(src), "-o", str(png)])
+    assert result.exit_code == 1 and "has no 'curves'" in result.output

@@ -186,7 +186,9 @@ def test_presets_and_settings() -> None:
         build_config({"preset": "nas"})
     with pytest.raises(ControllerError, match="lr must be > 0"):
         build_config({"lr": 0})
-    with pytest.raises(ControllerError, match="unknown strategy 'ppo2'; known: reinforce, random"):
+    with pytest.raises(
+        ControllerError, match="unknown strategy 'ppo2'; known: reinforce, ppo, random, evolution, tpe, gp, qmc"
+    ):
         make_controller("ppo2", SMALL, 0)
     with pytest.raises(ControllerError, match="update got 1 proposals but 2 rewards"):
         ReinforceController(SMALL, 0).update(ReinforceController(SMALL, 0).propose(1), [1.0, 2.0])
@@ -207,3 +209,54 @@ def test_reward_transforms() -> None:
         make_controller("random", SMALL, 0, {"reward_transform": "acc"})
     c = make_controller("reinforce", SMALL, 0, {"reward_transform": "cubed"})
     assert c.reward_of(m) == pytest.approx(0.512)
+
+
+def test_unique_sampling_never_repeats_until_the_space_runs_out() -> None:
+    decisions = [Decision.categorical("a", ["x", "y", "z"]), Decision.categorical("b", ["p", "q"])]
+    c = ReinforceController(decisions, seed=0, config=build_config({"unique": True}))
+    first = [p.tokens for p in c.propose(4)] + [p.tokens for p in c.propose(2)]
+    assert len(set(first)) == 6  # all six sequences, none twice
+    assert len(c.propose(3)) == 3  # exhausted: repeats are allowed rather than failing
+    again = ReinforceController(decisions, seed=0, config=build_config({"unique": False}))
+    assert len({p.tokens for p in again.propose(30)}) <= 6
+
+
+def test_elite_keeps_the_best_distinct_sequences_and_pulls_the_policy_to_them() -> None:
+    decisions = [Decision.categorical("a", [str(i) for i in range(8)])]
+    c = ReinforceController(decisions, seed=0, config=build_config({"elite_size": 2, "lr": 0.05}))
+    props = c.propose(8)
+    rewards = [float(p.tokens[0] == 5) + 0.1 * float(p.tokens[0] == 2) for p in props]
+    c.update(props, rewards)
+    assert c.elite[0][0] == max(rewards) and c.elite[0][1] in {p.tokens for p in props}
+    best = c.elite[0][1]
+    before = float(c.policy(1, forced=torch.tensor([best]))[1].detach().exp())
+    for _ in range(5):
+        c.update(c.propose(4), [0.0] * 4)  # no new signal: only the elite term moves the policy
+    after = float(c.policy(1, forced=torch.tensor([best]))[1].detach().exp())
+    assert after > before
+    assert len(c.elite) == 2 and c.elite[0][0] >= c.elite[1][0]
+
+
+def test_ppo_clips_the_ratio() -> None:
+    from controllers import PPOController
+
+    decisions = [Decision.categorical("a", ["x", "y"])]
+    c = make_controller("ppo", decisions, 0, {"clip": 0.1, "epochs": 100, "lr": 0.001, "elite_size": 0})
+    assert isinstance(c, PPOController)
+    props = c.propose(8)
+    old = {p.tokens: p.log_prob for p in props}
+    c.update(props, [1.0 if p.tokens == (0,) else 0.0 for p in props])
+    new = c.policy(2, forced=torch.tensor([[0], [1]]))[1].detach()
+    # a hundred epochs on one batch stall near the clip boundary (Adam's momentum overshoots it a little)
+    assert (0,) in old and (1,) in old
+    assert 1.1 < float((new[0] - old[(0,)]).exp()) < 1.35
+    unclipped = make_controller("ppo", decisions, 0, {"clip": 0.99, "epochs": 100, "lr": 0.001, "elite_size": 0})
+    assert isinstance(unclipped, PPOController)
+    props = unclipped.propose(8)
+    unclipped.update(props, [1.0 if p.tokens == (0,) else 0.0 for p in props])
+    far = unclipped.policy(2, forced=torch.tensor([[0], [1]]))[1].detach()
+    assert float((far[0] - old[(0,)]).exp()) > 1.8  # without the clip the same steps run much further
+    with pytest.raises(ControllerError, match=r"unknown ppo setting\(s\) \['clipp'\]"):
+        make_controller("ppo", decisions, 0, {"clipp": 0.1})
+    with pytest.raises(ControllerError, match="clip must be in"):
+        make_controller("ppo", decisions, 0, {"clip": 1.5})

@@ -93,6 +93,18 @@ class InterruptingExecutor(LocalExecutor):
 
 def test_ctrl_c_leaves_a_resumable_run_identical_to_an_uninterrupted_one(store: Store) -> None:
     config = SearchConfig(space="toy", children=25, batch=4, seed=9, space_options={"noise": 0.1})
+    check_interrupt_and_resume(store, config)
+
+
+@pytest.mark.parametrize("strategy", ["ppo", "random", "evolution", "tpe"])
+def test_every_strategy_resumes_identically(tmp_path: Path, strategy: str) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    config = SearchConfig(space="toy", strategy=strategy, children=25, batch=4, seed=3, space_options={"noise": 0.1})
+    check_interrupt_and_resume(store, config)
+
+
+def check_interrupt_and_resume(store: Store, config: SearchConfig) -> None:
+    """Interrupt at child 13, resume, and compare child for child with an uninterrupted run."""
     reference = Search.start(store, config).run()
 
     search = Search.start(store, config, executor=InterruptingExecutor(at=13))
