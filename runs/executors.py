@@ -11,6 +11,8 @@ from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
 
+import torch
+
 from search_spaces.api import Context, Result, SearchSpace, Spec
 
 MAX_TRACEBACK_CHARS = 4000
@@ -40,6 +42,9 @@ def run_child(space: SearchSpace, task: ChildTask) -> Result:
     Timing and placement (worker, device, started, finished, wall_time) are added to ``info``.
     """
     started = time.time()
+    # Small children gain nothing from intra-op threads, and several threads per child on a shared
+    # CPU oversubscribe it (10x slower when another process is busy): one thread unless asked.
+    torch.set_num_threads(max(1, task.ctx.threads))
     try:
         result = space.evaluate(task.spec, task.ctx)
         if not isinstance(result, Result):

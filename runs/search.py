@@ -43,6 +43,7 @@ class SearchConfig:
     device: str = "cpu"
     failure_reward: float | None = None
     budget: Mapping[str, Any] = field(default_factory=dict)
+    threads_per_child: int = 1
     name: str | None = None
 
     def __post_init__(self) -> None:
@@ -50,6 +51,8 @@ class SearchConfig:
             raise SearchError(f"children must be >= 1, got {self.children}")
         if self.batch < 1:
             raise SearchError(f"batch must be >= 1, got {self.batch}")
+        if self.threads_per_child < 1:
+            raise SearchError(f"threads_per_child must be >= 1, got {self.threads_per_child}")
         if self.failure_reward is not None and not math.isfinite(self.failure_reward):
             raise SearchError(f"failure_reward must be finite, got {self.failure_reward}")
 
@@ -237,6 +240,7 @@ class Search:
                         seed=child_seed(config.seed, number),
                         device=config.device,
                         budget=dict(config.budget),
+                        threads=config.threads_per_child,
                     )
                     to_run.append(ChildTask(number, spec, ctx))
             if fresh:

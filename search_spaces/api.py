@@ -131,6 +131,7 @@ class Context:
     seed: int = 0
     device: str = "cpu"
     budget: Mapping[str, Any] = field(default_factory=dict)
+    threads: int = 1
 
 
 @dataclass(frozen=True)
