@@ -42,6 +42,7 @@ class TrainOutcome:
     curves: dict[str, list[float]] = field(default_factory=dict)
     train_time: float = 0.0
     stopped_early: str | None = None
+    pruned_at: int | None = None
 
 
 def _hopeless(val_loss: float, val_acc: float, data: Dataset) -> bool:
@@ -76,6 +77,7 @@ def train_classifier(
     seed: int,
     device: str = "cpu",
     optimizer_factory: OptimizerFactory = adam_factory,
+    should_stop: Callable[[int, float], bool] | None = None,
 ) -> TrainOutcome:
     """Train with minibatches for ``config.epochs`` epochs.
 
@@ -94,6 +96,7 @@ def train_classifier(
     x_all, y_all = data.train.x, data.train.y
     first_loss: float | None = None
     stopped_early: str | None = None
+    pruned_at: int | None = None
     started = time.perf_counter()
     for epoch in range(config.epochs):
         model.train()
@@ -130,6 +133,10 @@ def train_classifier(
                 f"chance (loss {math.log(data.n_classes):.3f}, accuracy {data.chance:.3f})"
             )
             break
+        if should_stop is not None and epoch + 1 < config.epochs and should_stop(epoch, val_acc):
+            stopped_early = f"pruned after epoch {epoch + 1} (validation accuracy {val_acc:.3f})"
+            pruned_at = epoch + 1
+            break
     train_time = time.perf_counter() - started
     test_loss, test_acc = evaluate(model, data.test, dev)
     return TrainOutcome(
@@ -140,4 +147,5 @@ def train_classifier(
         curves=curves,
         train_time=train_time,
         stopped_early=stopped_early,
+        pruned_at=pruned_at,
     )

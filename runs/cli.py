@@ -124,6 +124,9 @@ def search(
     executor: Annotated[str | None, typer.Option("--executor", help="Where children run: local.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Torch device of the children (cpu, cuda).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="A label for the run.")] = None,
+    pruner: Annotated[
+        str | None, typer.Option("--pruner", help="Stop hopeless children early: median, halving or hyperband.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run a search: the controller proposes children, they train, their rewards teach the controller."""
@@ -139,6 +142,7 @@ def search(
             "executor": executor,
             "device": device,
             "name": name,
+            "pruner": pruner,
         }
         given = {k: v for k, v in flags.items() if v is not None}
         space_opts = parse_assignments(space_option or [], "--space-option")

@@ -12,6 +12,7 @@ from typing import Any
 
 from controllers import Controller, Proposal, UpdateStats, make_controller
 from runs.executors import ChildTask, Executor, make_executor
+from runs.pruning import PRUNERS, PrunerBridge
 from runs.store import NewChild, Store
 from search_spaces import Context, Result, SearchSpace, Spec, load_space
 
@@ -44,6 +45,7 @@ class SearchConfig:
     failure_reward: float | None = None
     budget: Mapping[str, Any] = field(default_factory=dict)
     threads_per_child: int = 1
+    pruner: str | None = None
     name: str | None = None
 
     def __post_init__(self) -> None:
@@ -51,6 +53,8 @@ class SearchConfig:
             raise SearchError(f"children must be >= 1, got {self.children}")
         if self.batch < 1:
             raise SearchError(f"batch must be >= 1, got {self.batch}")
+        if self.pruner is not None and self.pruner not in PRUNERS:
+            raise SearchError(f"unknown pruner {self.pruner!r}; known: {', '.join(PRUNERS)}")
         if self.threads_per_child < 1:
             raise SearchError(f"threads_per_child must be >= 1, got {self.threads_per_child}")
         if self.failure_reward is not None and not math.isfinite(self.failure_reward):
@@ -150,6 +154,7 @@ class Search:
         self.listener = listener
         self.worst_reward: float | None = None
         self.requeued = 0
+        self.pruner = PrunerBridge(config.pruner) if config.pruner else None
 
     @classmethod
     def start(
@@ -210,6 +215,8 @@ class Search:
             self.controller.load_bytes(checkpoint.state)
             next_child, batch = checkpoint.next_child, checkpoint.batch + 1
         recorded = {c.number: c for c in self.store.children(self.run_id)}
+        if self.pruner is not None:
+            self.pruner.replay(list(recorded.values()))
         for c in recorded.values():
             if c.number < next_child and c.status == "done" and c.controller_reward is not None:
                 self._note_reward(c.controller_reward)
@@ -241,6 +248,7 @@ class Search:
                         device=config.device,
                         budget=dict(config.budget),
                         threads=config.threads_per_child,
+                        report=self.pruner.reporter(number) if self.pruner is not None else None,
                     )
                     to_run.append(ChildTask(number, spec, ctx))
             if fresh:
@@ -276,6 +284,8 @@ class Search:
             task, result = self.executor.next_result()
             controller_reward = self._controller_reward(result)
             self.store.finish_child(self.run_id, task.number, result.to_json(), controller_reward)
+            if self.pruner is not None:
+                self.pruner.finish(task.number, result)
             rewards[task.number] = controller_reward
             if self.listener:
                 self.listener(

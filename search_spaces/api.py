@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -132,6 +132,11 @@ class Context:
     device: str = "cpu"
     budget: Mapping[str, Any] = field(default_factory=dict)
     threads: int = 1
+    report: Callable[[int, float], bool] | None = field(default=None, compare=False, repr=False)
+
+    def should_stop(self, epoch: int, value: float) -> bool:
+        """Report a child's validation value after ``epoch``; True when a pruner says stop now."""
+        return self.report(epoch, value) if self.report is not None else False
 
 
 @dataclass(frozen=True)

@@ -65,13 +65,15 @@ class MLPSpace(SearchSpace):
         model = build_mlp(in_features, data.n_classes, layout)
         epochs = int(ctx.budget.get("epochs", self.epochs))
         config = TrainConfig(epochs=epochs, lr=float(str(spec["lr"])), batch_size=self.batch_size)
-        out = train_classifier(model, data, config, seed=ctx.seed, device=ctx.device)
+        out = train_classifier(model, data, config, seed=ctx.seed, device=ctx.device, should_stop=ctx.should_stop)
         started = time.perf_counter()
         with torch.no_grad():
             model.eval()
             model(data.val.x[:1].to(ctx.device))
         latency = time.perf_counter() - started
-        info = {"stopped_early": out.stopped_early} if out.stopped_early else {}
+        info: dict[str, object] = {"stopped_early": out.stopped_early} if out.stopped_early else {}
+        if out.pruned_at is not None:
+            info["pruned_at"] = out.pruned_at
         return Result(
             reward=out.val_acc,
             val_loss=out.val_loss,

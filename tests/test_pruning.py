@@ -1,0 +1,43 @@
+"""Optuna pruners stop hopeless children early, from real per-epoch curves; runs with pruning resume identically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runs.search import Search, SearchConfig, SearchError
+from runs.store import Store
+from tests.test_search import check_interrupt_and_resume
+
+
+@pytest.mark.parametrize("pruner", ["median", "hyperband"])
+def test_pruner_stops_children_early_and_saves_epochs(tmp_path: Path, pruner: str) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'p.db'}")
+    epochs = 6
+    config = SearchConfig(
+        space="mlp", strategy="random", children=24, batch=6, seed=1, pruner=pruner, space_options={"epochs": epochs}
+    )
+    run = Search.start(store, config).run()
+    children = store.children(run)
+    pruned = [c for c in children if c.metrics["info"].get("pruned_at") is not None]
+    assert pruned, "no child was pruned"
+    for c in pruned:
+        assert len(c.curves["val_acc"]) == c.metrics["info"]["pruned_at"] < epochs
+        assert "pruned after epoch" in c.metrics["info"]["stopped_early"]
+    trained = sum(len(c.curves["val_acc"]) for c in children)
+    assert trained < len(children) * epochs
+    # the pruned ones were the weak ones: the best child ran to the end
+    best = max(children, key=lambda c: c.reward or 0.0)
+    assert len(best.curves["val_acc"]) == epochs
+
+
+def test_pruned_run_resumes_identically(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    config = SearchConfig(space="mlp", children=25, batch=4, seed=2, pruner="median", space_options={"epochs": 3})
+    check_interrupt_and_resume(store, config)
+
+
+def test_unknown_pruner() -> None:
+    with pytest.raises(SearchError, match="unknown pruner 'early'; known: median, halving, hyperband"):
+        SearchConfig(pruner="early")
