@@ -77,7 +77,8 @@ def main() -> None:
     for strategy in args.strategies.split(","):
         started = time.perf_counter()
         trajs = [
-            trajectory(strategy, s, max(BUDGETS), args.dataset, BATCH.get(strategy, 10)) for s in range(args.seeds)
+            trajectory(strategy, s, max(BUDGETS), args.dataset, BATCH.get(strategy, 10))
+            for s in range(args.seed_offset, args.seed_offset + args.seeds)
         ]
         cells = []
         per_budget = {}
