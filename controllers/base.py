@@ -90,6 +90,20 @@ class Controller(ABC):
             raise ControllerError(f"checkpoint is of a {state.get('kind')!r} controller, not {self.kind!r}")
         self.load_state_dict(state)
 
+    def _gradient_free_stats(
+        self, rewards: Sequence[float], entropy: float = 0.0, extra: Mapping[str, float] | None = None
+    ) -> UpdateStats:
+        """Statistics of an update by a strategy without a policy loss (random, evolution, Optuna's)."""
+        return UpdateStats(
+            loss=0.0,
+            baseline=None,
+            mean_reward=sum(rewards) / len(rewards),
+            entropy=entropy,
+            policy_version=self.policy_version,
+            n=len(rewards),
+            extra=dict(extra or {}),
+        )
+
     def _check_update(self, proposals: Sequence[Proposal], rewards: Sequence[float]) -> None:
         if len(proposals) != len(rewards):
             raise ControllerError(f"update got {len(proposals)} proposals but {len(rewards)} rewards")

@@ -99,15 +99,7 @@ class EvolutionController(Controller):
             if len(self.population) > self.population_size:
                 self.population.popleft()
         self.policy_version += 1
-        return UpdateStats(
-            loss=0.0,
-            baseline=None,
-            mean_reward=sum(rewards) / len(rewards),
-            entropy=0.0,
-            policy_version=self.policy_version,
-            n=len(proposals),
-            extra={"population_best": max(r for _, r in self.population)},
-        )
+        return self._gradient_free_stats(rewards, extra={"population_best": max(r for _, r in self.population)})
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -85,14 +85,7 @@ class OptunaController(Controller):
                 raise ControllerError(f"proposal {list(proposal.tokens)} is not the pending trial {list(tokens)}")
             self.study.tell(trial, float(reward))
         self.policy_version += 1
-        return UpdateStats(
-            loss=0.0,
-            baseline=None,
-            mean_reward=sum(rewards) / len(rewards),
-            entropy=0.0,
-            policy_version=self.policy_version,
-            n=len(proposals),
-        )
+        return self._gradient_free_stats(rewards)
 
     def state_dict(self) -> dict[str, Any]:
         told = [t for t in self.study.trials if t.state == optuna.trial.TrialState.COMPLETE]

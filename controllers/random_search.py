@@ -43,14 +43,7 @@ class RandomController(Controller):
     def update(self, proposals: Sequence[Proposal], rewards: Sequence[float]) -> UpdateStats:
         self._check_update(proposals, rewards)
         self.policy_version += 1
-        return UpdateStats(
-            loss=0.0,
-            baseline=None,
-            mean_reward=sum(rewards) / len(rewards),
-            entropy=-self._log_prob,
-            policy_version=self.policy_version,
-            n=len(proposals),
-        )
+        return self._gradient_free_stats(rewards, entropy=-self._log_prob)
 
     def state_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "policy_version": self.policy_version, "rng": self.generator.get_state()}
