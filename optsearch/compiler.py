@@ -1,0 +1,218 @@
+"""Compile an update rule into a `torch.optim.Optimizer`.
+
+The optimizer class holds the per-parameter state and the hyperparameters; the math is the pure
+multi-tensor code of `optsearch.functional`, as in torch.optim. Only the state the rule reads is
+kept: SGD keeps nothing, PowerSign keeps one running mean, Adam two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from optsearch.functional import Tensors, Value, bias_corrected, decay_value, evaluate
+from optsearch.language import DECAYS, OPERANDS, Rule, RuleError, parse
+
+# which running statistics each base operand needs
+_STATE_OF = {
+    "m": ("exp_avg",),
+    "sign_m": ("exp_avg",),
+    "v": ("exp_avg_sq",),
+    "adam": ("exp_avg", "exp_avg_sq"),
+    "m3": ("exp_avg_cube",),
+    "rmsprop": ("square_avg",),
+}
+_STEP_USERS = {"m", "sign_m", "v", "adam", "m3", "ld", "cd", "rd"}
+_DECAY_OPERANDS = {"ld", "cd", "rd"}
+_WEIGHT_SCALE = {"1e-4w": 1e-4, "1e-3w": 1e-3, "1e-2w": 1e-2, "1e-1w": 1e-1}
+
+
+def state_keys(rule: Rule) -> tuple[str, ...]:
+    """Names of the per-parameter state the rule keeps (``step`` included when anything counts steps)."""
+    used = rule.operands()
+    keys = sorted({k for op in used for k in _STATE_OF.get(op, ())})
+    if used & _STEP_USERS:
+        keys.append("step")
+    return tuple(keys)
+
+
+def direct_operand(rule: Rule) -> str | None:
+    """The operand a rule's update is, unchanged (``adam one identity identity keep`` is Adam's update).
+
+    Such rules are applied in place, without building the update tensor first: the step then costs
+    what the hand-written optimizer's costs.
+    """
+    last = rule.units[-1]
+    if last.b != "keep" or last.u1 != "identity" or last.op1 not in OPERANDS:
+        return None
+    return last.op1
+
+
+class RuleOptimizer(torch.optim.Optimizer):
+    """A `torch.optim.Optimizer` that applies ``w <- w - lr * decay(t) * rule(...)``.
+
+    Hyperparameters (per param group, like any PyTorch optimizer): ``lr``; ``betas`` of the running
+    means of g, g^2 and g^3 (0.9, 0.999, 0.999); ``alpha`` of RMSProp's running mean (0.99); ``eps``
+    (1e-8) inside Adam and RMSProp; ``noise_std`` (0.01); ``total_steps`` and ``cycles`` for the
+    decay schedules (needed only by rules that use one).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        rule: Rule | str,
+        lr: float = 1e-3,
+        betas: tuple[float, float, float] = (0.9, 0.999, 0.999),
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        noise_std: float = 0.01,
+        total_steps: int | None = None,
+        cycles: int = 10,
+    ) -> None:
+        self.rule = parse(rule) if isinstance(rule, str) else rule
+        if not isinstance(self.rule, Rule):
+            raise RuleError(f"rule must be a Rule or its text, got {type(rule).__name__}")
+        if not lr >= 0.0:
+            raise ValueError(f"invalid learning rate {lr}: must be >= 0")
+        if len(betas) != 3 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"invalid betas {betas}: three values in [0, 1) for the means of g, g^2, g^3")
+        if not 0.0 <= alpha < 1.0:
+            raise ValueError(f"invalid alpha {alpha}: must be in [0, 1)")
+        if not eps > 0.0 or not noise_std >= 0.0:
+            raise ValueError(f"invalid eps {eps} or noise_std {noise_std}: eps > 0, noise_std >= 0")
+        if cycles < 1:
+            raise ValueError(f"invalid cycles {cycles}: must be >= 1")
+        uses_decay = sorted(self.rule.operands() & _DECAY_OPERANDS)
+        if uses_decay and (total_steps is None or total_steps < 1):
+            raise RuleError(
+                f"rule {self.rule} uses the decay schedule(s) {uses_decay}, which need total_steps >= 1 "
+                f"(got {total_steps})"
+            )
+        self.state_keys = state_keys(self.rule)
+        self._direct = direct_operand(self.rule)
+        defaults = dict(
+            lr=lr, betas=tuple(betas), alpha=alpha, eps=eps, noise_std=noise_std, total_steps=total_steps, cycles=cycles
+        )
+        super().__init__(params, defaults)
+
+    def _init_state(self, p: torch.Tensor) -> dict[str, Any]:
+        state = self.state[p]
+        if not state:
+            for key in self.state_keys:
+                state[key] = 0.0 if key == "step" else torch.zeros_like(p, memory_format=torch.preserve_format)
+        return state
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params: Tensors = []
+            grads: Tensors = []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("RuleOptimizer does not support sparse gradients")
+                params.append(p)
+                grads.append(p.grad)
+            if params:
+                self._group_step(group, params, grads)
+        return loss
+
+    def _group_step(self, group: dict[str, Any], params: Tensors, grads: Tensors) -> None:
+        states = [self._init_state(p) for p in params]
+        beta1, beta2, beta3 = group["betas"]
+        steps: list[float] = []
+        if "step" in self.state_keys:
+            for s in states:
+                s["step"] += 1.0
+            steps = [s["step"] for s in states]
+        lists = {key: [s[key] for s in states] for key in self.state_keys if key != "step"}
+        if "exp_avg" in lists:
+            torch._foreach_lerp_(lists["exp_avg"], grads, 1.0 - beta1)
+        if "exp_avg_sq" in lists:
+            torch._foreach_mul_(lists["exp_avg_sq"], beta2)
+            torch._foreach_addcmul_(lists["exp_avg_sq"], grads, grads, value=1.0 - beta2)
+        if "exp_avg_cube" in lists:
+            cube = torch._foreach_mul(grads, grads)
+            torch._foreach_mul_(cube, grads)
+            torch._foreach_mul_(lists["exp_avg_cube"], beta3)
+            torch._foreach_add_(lists["exp_avg_cube"], cube, alpha=1.0 - beta3)
+        if "square_avg" in lists:
+            torch._foreach_mul_(lists["square_avg"], group["alpha"])
+            torch._foreach_addcmul_(lists["square_avg"], grads, grads, value=1.0 - group["alpha"])
+        t = max(steps) - 1.0 if steps else 0.0  # schedules start at full strength on the first step
+
+        def operand(name: str) -> Value:
+            if name == "g":
+                return grads
+            if name in ("g2", "g3"):
+                out = torch._foreach_mul(grads, grads)
+                if name == "g3":
+                    torch._foreach_mul_(out, grads)
+                return list(out)
+            if name == "m":
+                return bias_corrected(lists["exp_avg"], beta1, steps)
+            if name == "sign_m":
+                return list(torch._foreach_sign(lists["exp_avg"]))
+            if name == "v":
+                return bias_corrected(lists["exp_avg_sq"], beta2, steps)
+            if name == "m3":
+                return bias_corrected(lists["exp_avg_cube"], beta3, steps)
+            if name == "sign_g":
+                return list(torch._foreach_sign(grads))
+            if name in ("one", "two"):
+                return 1.0 if name == "one" else 2.0
+            if name == "noise":
+                return [torch.randn_like(p) * group["noise_std"] for p in params]
+            if name in _WEIGHT_SCALE:
+                return list(torch._foreach_mul(params, _WEIGHT_SCALE[name]))
+            if name == "adam":
+                denom = torch._foreach_sqrt(lists["exp_avg_sq"])
+                torch._foreach_div_(denom, [(1.0 - beta2**s) ** 0.5 for s in steps])
+                torch._foreach_add_(denom, group["eps"])
+                out = torch._foreach_div(lists["exp_avg"], denom)
+                torch._foreach_div_(out, [1.0 - beta1**s for s in steps])
+                return list(out)
+            if name == "rmsprop":
+                denom = torch._foreach_sqrt(lists["square_avg"])
+                torch._foreach_add_(denom, group["eps"])
+                return list(torch._foreach_div(grads, denom))
+            if name in _DECAY_OPERANDS:
+                return decay_value(name, t, float(group["total_steps"]), int(group["cycles"]))
+            raise RuleError(f"operand {name!r} has no implementation")
+
+        lr = float(group["lr"])
+        if self.rule.decay is not None:
+            lr *= decay_value(DECAYS[self.rule.decay], t, float(group["total_steps"]), int(group["cycles"]))
+        if self._direct == "adam":  # the update is Adam's: apply it as torch.optim.Adam does, in place
+            denom = torch._foreach_sqrt(lists["exp_avg_sq"])
+            torch._foreach_div_(denom, [(1.0 - beta2**s) ** 0.5 for s in steps])
+            torch._foreach_add_(denom, group["eps"])
+            torch._foreach_addcdiv_(params, lists["exp_avg"], denom, [-lr / (1.0 - beta1**s) for s in steps])
+            return
+        if self._direct == "rmsprop":
+            denom = torch._foreach_sqrt(lists["square_avg"])
+            torch._foreach_add_(denom, group["eps"])
+            torch._foreach_addcdiv_(params, grads, denom, value=-lr)
+            return
+        update = evaluate(self.rule, operand, params)
+        if isinstance(update, float):
+            torch._foreach_add_(params, -lr * update)
+        else:
+            torch._foreach_add_(params, update, alpha=-lr)
+
+
+def compile_rule(rule: Rule | str, **hyper: Any) -> Callable[[Iterable[Any], float], torch.optim.Optimizer]:
+    """An optimizer factory ``(params, lr) -> RuleOptimizer`` for training loops that take one."""
+    parsed = parse(rule) if isinstance(rule, str) else rule
+
+    def factory(params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+        return RuleOptimizer(params, parsed, lr=lr, **hyper)
+
+    return factory

@@ -1,0 +1,156 @@
+"""What users look at after an optimizer search: update heatmaps and training curves against tuned baselines."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from optsearch.functional import Value, evaluate
+from optsearch.language import Rule, to_formula
+from optsearch.task import BASELINE_LRS, RuleDiverged, Task, baseline_factory, rule_factory, sweep
+
+
+def update_surface(rule: Rule, g: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """The update (without lr) for gradient ``g`` and momentum ``m`` (same-shape grids).
+
+    Other operands take representative values: v = (g^2 + m^2) / 2 (a running mean of g^2 that has
+    seen both), the mean of g^3 = g^3, Adam's update m / (sqrt(v) + eps), RMSProp's
+    g / (sqrt(v) + eps), w = 0, no noise, decays at their start (1).
+    """
+    eps = 1e-8
+    v = (g * g + m * m) / 2
+
+    def operand(name: str) -> Value:
+        table: dict[str, Value] = {
+            "g": [g],
+            "g2": [g * g],
+            "g3": [g**3],
+            "m": [m],
+            "v": [v],
+            "m3": [g**3],
+            "sign_g": [torch.sign(g)],
+            "sign_m": [torch.sign(m)],
+            "one": 1.0,
+            "two": 2.0,
+            "noise": [torch.zeros_like(g)],
+            "adam": [m / (v.sqrt() + eps)],
+            "rmsprop": [g / (v.sqrt() + eps)],
+            "ld": 1.0,
+            "cd": 1.0,
+            "rd": 1.0,
+        }
+        if name in table:
+            return table[name]
+        return [torch.zeros_like(g)]  # weight-scaled terms at w = 0
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # drop() is random: draw the same mask every time
+        out = evaluate(rule, operand, [g])
+    return torch.full_like(g, out) if isinstance(out, float) else out[0]
+
+
+def plot_heatmaps(rules: Sequence[Rule], path: Path, limit: float = 1.0, n: int = 101) -> Path:
+    """One heatmap per rule of the update against g (x axis) and m (y axis), as Bello et al.'s figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    axis = torch.linspace(-limit, limit, n)
+    m, g = torch.meshgrid(axis, axis, indexing="ij")
+    fig, axes = plt.subplots(1, len(rules), figsize=(4.2 * len(rules), 4.0), squeeze=False)
+    for ax, rule in zip(axes[0], rules, strict=True):
+        z = update_surface(rule, g, m).nan_to_num(0.0, posinf=0.0, neginf=0.0)
+        bound = float(torch.quantile(z.abs().flatten(), 0.98)) or float(z.abs().max()) or 1.0
+        im = ax.imshow(
+            z.numpy(),
+            origin="lower",
+            extent=(-limit, limit, -limit, limit),
+            cmap="RdBu_r",
+            vmin=-bound,
+            vmax=bound,
+            aspect="auto",
+        )
+        ax.set_xlabel("gradient g")
+        ax.set_ylabel("momentum m")
+        ax.set_title(_short(to_formula(rule)), fontsize=8)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _short(text: str, width: int = 48) -> str:
+    lines, line = [], ""
+    for word in text.split(" "):
+        if line and len(line) + len(word) > width:
+            lines.append(line)
+            line = ""
+        line = f"{line} {word}".strip()
+    return "\n".join([*lines, line])
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One optimizer's training at its best learning rate on one task."""
+
+    label: str
+    task: str
+    lr: float | None
+    val_acc: float | None
+    test_acc: float | None
+    curves: dict[str, list[float]]
+    note: str = ""
+
+
+def tuned_curves(rules: Sequence[tuple[str, Rule]], task: Task, lrs: Sequence[float] = BASELINE_LRS) -> list[Curve]:
+    """Each rule and each baseline (SGD with momentum, Adam) trained at its best learning rate on ``task``."""
+    out: list[Curve] = []
+    entries: list[tuple[str, Any]] = [(label, rule_factory(rule, task)) for label, rule in rules]
+    entries += [(name, baseline_factory(name)) for name in ("sgd-momentum", "adam")]
+    for label, factory in entries:
+        try:
+            s = sweep(factory, task, lrs=lrs)
+        except RuleDiverged as exc:
+            out.append(Curve(label, task.name, None, None, None, {}, note=str(exc)))
+            continue
+        best = s.best
+        out.append(Curve(label, task.name, s.best_lr, best.val_acc, best.test_acc, dict(best.curves)))
+    return out
+
+
+def plot_curves(results: dict[str, list[Curve]], path: Path) -> Path:
+    """Training loss and validation accuracy per epoch, one column per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(results), figsize=(5.5 * len(results), 7.0), squeeze=False)
+    for col, (task, curves) in enumerate(results.items()):
+        for c in curves:
+            if not c.curves:
+                continue
+            epochs = range(1, len(c.curves["val_acc"]) + 1)
+            style = "--" if c.label in ("sgd-momentum", "adam") else "-"
+            label = f"{c.label} (lr {c.lr:g})"
+            axes[0][col].plot(epochs, c.curves["train_loss"], style, label=label)
+            axes[1][col].plot(epochs, c.curves["val_acc"], style, label=label)
+        axes[0][col].set_title(f"{task}: training loss")
+        axes[0][col].set_yscale("log")
+        axes[1][col].set_title(f"{task}: validation accuracy")
+        axes[1][col].set_xlabel("epoch")
+        for ax in (axes[0][col], axes[1][col]):
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        axes[1][col].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,155 @@
+"""`l2l optimizers top|export` and `l2l plot optimizer`: the rules an optimizer search found."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from runs.cli import RunArg, StorageOpt, UsageError, _fmt, app, console, open_store, plot_app, user_errors
+
+if TYPE_CHECKING:
+    from optsearch.language import Rule
+    from runs.store import ChildRecord, Store
+
+optimizers_app = typer.Typer(help="The update rules an optimizer search found.", no_args_is_help=True)
+app.add_typer(optimizers_app, name="optimizers")
+
+
+def best_rules(store: Store, run_id: int, k: int) -> list[tuple[ChildRecord, Rule]]:
+    """The ``k`` best distinct rules of an optimizer-search run, with the best child that wrote each."""
+    from search_spaces import SpaceError, Spec, load_space
+
+    run = store.get_run(run_id)
+    try:
+        space = load_space(run.space, dict(run.config.get("space_options") or {}), validate=False)
+    except SpaceError as exc:
+        raise UsageError(f"cannot rebuild the space of run {run_id}: {exc}") from None
+    rule_of = getattr(space, "rule_of", None)
+    if rule_of is None:
+        raise UsageError(f"run {run_id} searched the space {run.space!r}, not optimizer rules (use --space optimizer)")
+    from optsearch.language import to_formula
+
+    children = store.top_children(run_id, 10 * k)
+    if not children:
+        raise UsageError(f"run {run_id} has no finished child yet")
+    out: list[tuple[ChildRecord, Rule]] = []
+    formulas: set[str] = set()
+    for c in children:  # rules that differ only in dead tokens (op2 under keep, ...) are the same rule
+        rule = rule_of(Spec.from_json(c.spec))
+        if to_formula(rule) not in formulas and len(out) < k:
+            formulas.add(to_formula(rule))
+            out.append((c, rule))
+    return out
+
+
+@optimizers_app.command("top")
+def optimizers_top(
+    run_id: RunArg,
+    k: Annotated[int, typer.Option("-k", help="How many rules.", min=1)] = 5,
+    latex: Annotated[bool, typer.Option("--latex", help="Print formulas as LaTeX.")] = False,
+    storage: StorageOpt = None,
+) -> None:
+    """The best rules of a run as formulas, with their rewards."""
+    from rich.table import Table
+
+    from optsearch.language import to_formula, to_latex, to_text
+
+    with user_errors():
+        store = open_store(storage)
+        table = Table("rank", "child", "reward", "test acc", "best lr", "update", "rule")
+        for rank, (c, rule) in enumerate(best_rules(store, run_id, k), start=1):
+            info = c.metrics.get("info") or {}
+            table.add_row(
+                str(rank),
+                str(c.number),
+                _fmt(c.reward),
+                _fmt((c.metrics.get("test") or {}).get("test_acc")),
+                f"{info['best_lr']:g}" if "best_lr" in info else "-",
+                to_latex(rule) if latex else to_formula(rule),
+                to_text(rule),
+            )
+        console.print(table)
+
+
+@optimizers_app.command("export")
+def optimizers_export(
+    run_id: RunArg,
+    rank: Annotated[int, typer.Option("--rank", help="Which rule: 1 is the best.", min=1)] = 1,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Python file to write.")] = None,
+    name: Annotated[str, typer.Option("--name", help="Class name of the optimizer.")] = "DiscoveredOptimizer",
+    storage: StorageOpt = None,
+) -> None:
+    """Write a Python file defining the rule's optimizer class; it needs PyTorch only, not l2l."""
+    from optsearch.export import export_source
+
+    with user_errors():
+        if not name.isidentifier():
+            raise UsageError(f"--name must be a Python identifier, got {name!r}")
+        store = open_store(storage)
+        ranked = best_rules(store, run_id, rank)
+        if len(ranked) < rank:
+            raise UsageError(f"run {run_id} has only {len(ranked)} finished children; --rank {rank} does not exist")
+        child, rule = ranked[rank - 1]
+        lr = float((child.metrics.get("info") or {}).get("best_lr", 1e-3))
+        path = output or Path(f"run{run_id}_rank{rank}_optimizer.py")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(export_source(rule, class_name=name, lr=lr, module=path.stem))
+        console.print(f"wrote {path}: class {name}, rule of child {child.number} (reward {_fmt(child.reward)})")
+
+
+@plot_app.command("optimizer")
+def plot_optimizer_cmd(
+    run_id: RunArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the plots in.")] = Path("out"),
+    top: Annotated[int, typer.Option("--top", help="How many of the best rules.", min=1, max=6)] = 3,
+    lrs: Annotated[
+        str | None,
+        typer.Option("--lrs", help="Comma-separated learning rates every optimizer is tuned on [default: 1e-4..1]."),
+    ] = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Heatmaps of the best rules' updates over (g, m), and their training curves against tuned
+    SGD with momentum and Adam on the child task and on a task the search never saw."""
+    import dataclasses
+    import json
+
+    from optsearch.language import to_formula, to_text
+    from optsearch.plots import plot_curves, plot_heatmaps, tuned_curves
+    from optsearch.task import BASELINE_LRS, TASKS, UNSEEN_TASK
+
+    with user_errors():
+        grid: tuple[float, ...] = BASELINE_LRS
+        if lrs is not None:
+            try:
+                grid = tuple(sorted(float(x) for x in lrs.split(",")))
+            except ValueError:
+                raise UsageError(f"--lrs expects comma-separated numbers, got {lrs!r}") from None
+            if not grid or min(grid) <= 0:
+                raise UsageError(f"--lrs must be positive, got {lrs!r}")
+        store = open_store(storage)
+        run = store.get_run(run_id)
+        ranked = best_rules(store, run_id, top)
+        rules = [rule for _, rule in ranked]
+        heat = plot_heatmaps(rules, output / f"run{run_id}_update_heatmaps.png")
+        console.print(f"wrote {heat}", highlight=False)
+        labelled = [(f"#{i} child {c.number}", rule) for i, (c, rule) in enumerate(ranked, start=1)]
+        seen = TASKS[str((run.config.get("space_options") or {}).get("task", "digits-cnn"))]
+        results: dict[str, Any] = {}
+        with console.status("training the best rules and the tuned baselines..."):
+            for task in (seen, UNSEEN_TASK):
+                results[task.name] = tuned_curves(labelled, task, grid)
+        curves = plot_curves(results, output / f"run{run_id}_training_curves.png")
+        console.print(f"wrote {curves}", highlight=False)
+        summary = {
+            "run": run_id,
+            "rules": [{"child": c.number, "rule": to_text(r), "formula": to_formula(r)} for c, r in ranked],
+            "tasks": {t: [dataclasses.asdict(c) for c in cs] for t, cs in results.items()},
+        }
+        path = output / f"run{run_id}_optimizer_summary.json"
+        path.write_text(json.dumps(summary, indent=2))
+        console.print(f"wrote {path}", highlight=False)
+        for task_name, cs in results.items():
+            line = ", ".join(f"{c.label} {_fmt(c.val_acc)}" for c in cs)
+            console.print(f"{task_name} validation accuracy at the best lr: {line}", highlight=False)

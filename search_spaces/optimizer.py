@@ -1,0 +1,113 @@
+"""`optimizer`: Neural Optimizer Search, update rules written unit by unit and tried on a fixed child task."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from search_spaces.api import Context, Decision, Result, SpaceError, Spec
+from search_spaces.trained import DatasetSpace
+
+LR_DECAYS = ("none", "linear", "cyclic", "restart")
+
+
+class OptimizerSpace(DatasetSpace):
+    """Rules ``lr * decay * b(u1(op1), u2(op2))`` of one or more units (Bello et al. 2017).
+
+    Each unit takes five decisions (two operands, two unary functions, one binary function); a
+    later unit may use an earlier unit's output as an operand, and a last decision picks the
+    learning-rate decay. The child trains the task's fixed model at each learning rate of ``lrs``;
+    reward = the best validation accuracy. Options: ``units`` (1), ``task`` ("digits-cnn"),
+    ``epochs`` (the task's), ``lrs`` (comma-separated, the task's).
+    """
+
+    name = "optimizer"
+    description = "Update rules in the language of Neural Optimizer Search, trained on a small CNN on digits."
+
+    def __init__(self, units: int = 1, task: str = "digits-cnn", epochs: int | None = None, lrs: str | None = None):
+        from optsearch.language import BINARY, OPERANDS, UNARY, unit_ref
+        from optsearch.task import TASKS
+
+        if not 1 <= units <= 4:
+            raise SpaceError(f"optimizer space needs 1 <= units <= 4, got {units}")
+        if task not in TASKS:
+            raise SpaceError(f"unknown optimizer task {task!r}; known: {', '.join(TASKS)}")
+        base = TASKS[task]
+        changes: dict[str, Any] = {}
+        if epochs is not None:
+            if epochs < 1:
+                raise SpaceError(f"optimizer space needs epochs >= 1, got {epochs}")
+            changes["epochs"] = int(epochs)
+        if lrs is not None:
+            try:
+                changes["lrs"] = tuple(sorted(float(x) for x in str(lrs).split(",")))
+            except ValueError:
+                raise SpaceError(f"lrs must be comma-separated numbers, got {lrs!r}") from None
+            if not changes["lrs"] or min(changes["lrs"]) <= 0:
+                raise SpaceError(f"lrs must be positive, got {lrs!r}")
+        super().__init__(units=units, task=task, epochs=epochs, lrs=lrs)
+        self.task = dataclasses.replace(base, **changes)
+        self.dataset = self.task.dataset
+        self.units = units
+        self._decisions: list[Decision] = []
+        for k in range(1, units + 1):
+            operands = list(OPERANDS) + [unit_ref(j) for j in range(1, k)]
+            self._decisions += [
+                Decision.categorical(f"u{k}_op1", operands),
+                Decision.categorical(f"u{k}_op2", operands),
+                Decision.categorical(f"u{k}_unary1", UNARY),
+                Decision.categorical(f"u{k}_unary2", UNARY),
+                Decision.categorical(f"u{k}_binary", BINARY),
+            ]
+        self._decisions.append(Decision.categorical("decay", LR_DECAYS))
+
+    def decisions(self) -> Sequence[Decision]:
+        return self._decisions
+
+    def rule_of(self, spec: Spec) -> Any:
+        """The `optsearch.language.Rule` a spec of this space writes."""
+        from optsearch.language import Rule, Unit
+
+        units = tuple(
+            Unit(*(str(spec[f"u{k}_{part}"]) for part in ("op1", "op2", "unary1", "unary2", "binary")))
+            for k in range(1, self.units + 1)
+        )
+        decay = str(spec["decay"])
+        return Rule(units, None if decay == "none" else decay)
+
+    def describe(self, spec: Spec) -> str:
+        from optsearch.language import to_formula
+
+        return to_formula(self.rule_of(spec))
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        from optsearch.language import to_formula, to_latex, to_text
+        from optsearch.task import RuleDiverged, rule_factory, sweep
+
+        rule = self.rule_of(spec)
+        task = self.task
+        if "epochs" in ctx.budget:
+            task = dataclasses.replace(task, epochs=int(ctx.budget["epochs"]))
+        about = {"rule": to_text(rule), "formula": to_formula(rule), "latex": to_latex(rule), "task": task.name}
+        try:
+            out = sweep(rule_factory(rule, task), task, device=ctx.device)
+        except RuleDiverged as exc:
+            return Result.failed(f"rule {to_text(rule)!r} {exc}", **about)
+        best = out.best
+        info: dict[str, Any] = {**about, **out.summary()}
+        if best.stopped_early:
+            info["stopped_early"] = best.stopped_early
+        return Result(
+            reward=best.val_acc,
+            val_loss=best.val_loss,
+            val_acc=best.val_acc,
+            test={"test_acc": best.test_acc, "test_loss": best.test_loss},
+            cost={
+                "params": float(sum(p.numel() for p in task.build().parameters())),
+                "train_time_s": sum(r.train_time for r in out.runs.values()),
+                "lrs_tried": float(len(out.runs)),
+            },
+            curves=best.curves,
+            info=info,
+        )
