@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Mapping
 
 from controllers.base import ControllerError
@@ -31,10 +32,40 @@ TRANSFORMS: dict[str, RewardTransform] = {
 }
 
 
+_MNAS = re.compile(r"^mnas\(\s*(\w+)\s*,\s*([^,()]+)\s*,\s*([^,()]+)\s*\)$")
+
+
+def mnas_transform(metric: str, target: float, weight: float) -> RewardTransform:
+    """MnasNet's cost-aware reward ``accuracy * (cost / target) ** weight`` (weight < 0: cheaper is better)."""
+    if not target > 0:
+        raise ControllerError(f"mnas reward needs a target > 0, got {target}")
+    if weight > 0:
+        raise ControllerError(f"mnas reward needs a weight <= 0 (MnasNet uses -0.07), got {weight}")
+
+    def transform(m: Metrics) -> float:
+        cost = m.get(f"cost_{metric}")
+        if cost is None:
+            known = sorted(k.removeprefix("cost_") for k, v in m.items() if k.startswith("cost_") and v is not None)
+            raise ControllerError(
+                f"mnas reward needs the cost {metric!r}; the child reported {', '.join(known) or 'no cost'}"
+            )
+        return _accuracy(m) * (max(float(cost), 1e-12) / target) ** weight
+
+    return transform
+
+
 def get_transform(name: str) -> RewardTransform:
-    """A named transform (reward, accuracy, cubed = Zoph & Le's accuracy**3, neg_val_loss) or ``module:function``."""
+    """A named transform (reward, accuracy, cubed = Zoph & Le's accuracy**3, neg_val_loss), MnasNet's
+    ``mnas(COST,TARGET,W)`` (e.g. ``mnas(flops,2e5,-0.07)``), or ``module:function``."""
     if name in TRANSFORMS:
         return TRANSFORMS[name]
+    match = _MNAS.match(name)
+    if match:
+        try:
+            target, weight = float(match.group(2)), float(match.group(3))
+        except ValueError:
+            raise ControllerError(f"reward transform {name!r}: target and weight must be numbers") from None
+        return mnas_transform(match.group(1), target, weight)
     if ":" in name:
         module_name, _, attr = name.partition(":")
         try:
@@ -44,4 +75,6 @@ def get_transform(name: str) -> RewardTransform:
         if not callable(fn):
             raise ControllerError(f"reward transform {name!r} is not callable")
         return fn  # type: ignore[no-any-return]
-    raise ControllerError(f"unknown reward transform {name!r}; known: {', '.join(TRANSFORMS)}, or module:function")
+    raise ControllerError(
+        f"unknown reward transform {name!r}; known: {', '.join(TRANSFORMS)}, mnas(COST,TARGET,W), or module:function"
+    )

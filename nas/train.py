@@ -55,6 +55,25 @@ def adam_factory(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optim
     return torch.optim.Adam(params, lr=lr)
 
 
+def _data_parallel() -> tuple[int, int]:
+    """(rank, world size) when this process is one of several training one child, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_sum(values: list[float], world: int) -> list[float]:
+    if world == 1:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, device: torch.device, batch_size: int = 1024) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``split``."""
@@ -84,9 +103,18 @@ def train_classifier(
     Raises `ChildDiverged` at the first non-finite or exploding loss. A child no better than chance
     after its first epoch stops there and says so in ``stopped_early``. Curves hold one value per
     epoch: train_loss, train_acc, val_loss, val_acc.
+
+    Inside a `torch.distributed` process group (``--workers-per-child``) the model is wrapped in
+    DistributedDataParallel and each of the K processes takes every K-th example of each global
+    batch; gradients are averaged across them, so the run follows the single-process one.
     """
     dev = torch.device(device)
     model.to(dev)
+    rank, world = _data_parallel()
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     optimizer = optimizer_factory(model.parameters(), config.lr)
     if config.weight_decay:
         for group in optimizer.param_groups:
@@ -103,12 +131,20 @@ def train_classifier(
         perm = torch.randperm(len(y_all), generator=gen)
         seen, loss_sum, correct = 0, 0.0, 0
         for start in range(0, len(perm), config.batch_size):
-            idx = perm[start : start + config.batch_size]
+            batch_idx = perm[start : start + config.batch_size]
+            idx = batch_idx[rank::world]
             x, y = x_all[idx].to(dev), y_all[idx].to(dev)
             optimizer.zero_grad(set_to_none=True)
             logits = model(x)
             loss = nn.functional.cross_entropy(logits, y)
-            value = loss.item()
+            local = value = loss.item()
+            if world > 1:
+                # every process must see the same value, or one stops while the others wait for it
+                total, count = _all_sum([local * len(y), float(len(y))], world)
+                value = total / count
+                # DDP averages the K gradients: weigh each shard by its size so the result is the
+                # gradient of the global batch's mean loss, as with one process
+                loss = loss * (len(y) * world / len(batch_idx))
             if not math.isfinite(value):
                 raise ChildDiverged(f"loss became {value} at epoch {epoch + 1}, step {start // config.batch_size + 1}")
             if first_loss is None:
@@ -118,9 +154,12 @@ def train_classifier(
             loss.backward()
             optimizer.step()
             seen += len(y)
-            loss_sum += value * len(y)
+            loss_sum += local * len(y)
             correct += int((logits.detach().argmax(1) == y).sum())
         val_loss, val_acc = evaluate(model, data.val, dev)
+        if world > 1:
+            loss_sum, correct_f, seen_f = _all_sum([loss_sum, float(correct), float(seen)], world)
+            correct, seen = int(correct_f), int(seen_f)
         curves["train_loss"].append(loss_sum / seen)
         curves["train_acc"].append(correct / seen)
         curves["val_loss"].append(val_loss)

@@ -133,6 +133,9 @@ class Context:
     budget: Mapping[str, Any] = field(default_factory=dict)
     threads: int = 1
     report: Callable[[int, float], bool] | None = field(default=None, compare=False, repr=False)
+    # this process's place among the processes that train one child data-parallel (--workers-per-child)
+    rank: int = 0
+    world_size: int = 1
 
     def should_stop(self, epoch: int, value: float) -> bool:
         """Report a child's validation value after ``epoch``; True when a pruner says stop now."""
@@ -164,8 +167,10 @@ class Result:
         return Result(reward=float("nan"), status="failed", error=error, info=info)
 
     def metrics(self) -> dict[str, float | None]:
-        """The scalar metrics reward transforms look at."""
-        return {"reward": self.reward, "val_acc": self.val_acc, "val_loss": self.val_loss}
+        """The scalar metrics reward transforms look at (costs as ``cost_<name>``)."""
+        out: dict[str, float | None] = {"reward": self.reward, "val_acc": self.val_acc, "val_loss": self.val_loss}
+        out.update({f"cost_{k}": float(v) for k, v in self.cost.items() if v is not None})
+        return out
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict for storage; curves and costs become lists and floats."""
@@ -212,6 +217,20 @@ class SearchSpace(ABC):
     @abstractmethod
     def evaluate(self, spec: Spec, ctx: Context) -> Result:
         """Build and train the child described by ``spec``; return its result."""
+
+    def shared_data(self) -> dict[str, Any]:
+        """Large read-only objects every child needs (datasets); a distributed executor ships them once
+        per run (Ray's object store) and hands them to `use_shared_data` on each worker."""
+        return {}
+
+    def use_shared_data(self, data: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Take the objects `shared_data` returned, on a worker, before `evaluate` runs there."""
+
+    def graph(self, spec: Spec) -> dict[str, Any]:
+        """The architecture as a graph for `l2l plot arch`: ``{"nodes": [label, ...], "edges": [[i, j, label],
+        ...]}``. The default is a chain of the decisions' values; spaces with real topologies override it."""
+        nodes = ["input"] + [f"{k}={v}" for k, v in spec.values] + ["output"]
+        return {"nodes": nodes, "edges": [[i, i + 1, ""] for i in range(len(nodes) - 1)]}
 
     def optimum(self) -> tuple[int, ...] | None:
         """The best token sequence when it is known (toy spaces, tabular benchmarks), else None."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
-from search_spaces.api import Context, Decision, Result, SearchSpace, SpaceError, Spec
+from search_spaces.api import Context, Decision, Result, SpaceError, Spec
+from search_spaces.trained import DatasetSpace
 
 WIDTHS = (8, 16, 32, 64, 128)
 ACTS = ("relu", "tanh", "sigmoid", "elu")
@@ -13,7 +15,7 @@ DROPOUTS = ("0.0", "0.1", "0.3", "0.5")
 LRS = ("0.0001", "0.0003", "0.001", "0.003", "0.01")
 
 
-class MLPSpace(SearchSpace):
+class MLPSpace(DatasetSpace):
     """Depth, per-layer width and activation, dropout and Adam learning rate of an MLP classifier.
 
     Options: ``dataset`` ("digits"), ``epochs`` (5), ``batch_size`` (64), ``max_layers`` (3).
@@ -39,6 +41,14 @@ class MLPSpace(SearchSpace):
 
     def decisions(self) -> Sequence[Decision]:
         return self._decisions
+
+    def graph(self, spec: Spec) -> dict[str, Any]:
+        n = int(str(spec["layers"]))
+        nodes = ["input"] + [f"linear {spec[f'width_{i}']}\n{spec[f'act_{i}']}" for i in range(n)] + ["classifier"]
+        return {
+            "nodes": nodes,
+            "edges": [[i, i + 1, f"dropout {spec['dropout']}" if 0 < i < n else ""] for i in range(n + 1)],
+        }
 
     def describe(self, spec: Spec) -> str:
         n = int(str(spec["layers"]))

@@ -6,6 +6,7 @@ import csv
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib.resources import files
+from typing import Any
 
 from search_spaces.api import Context, Decision, Result, SearchSpace, SpaceError, Spec
 
@@ -33,7 +34,29 @@ def load_table() -> dict[str, dict[str, float]]:
     return table
 
 
-class NB201Space(SearchSpace):
+class CellSpace(SearchSpace):
+    """The NAS-Bench-201 cell decisions (one op per edge) and how a chosen cell reads and draws."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._decisions = [Decision.categorical(f"edge_{dst}{src}", OPS) for dst, src in EDGES]
+
+    def decisions(self) -> Sequence[Decision]:
+        return self._decisions
+
+    def ops(self, spec: Spec) -> list[str]:
+        """The op on each edge, in the order of the official architecture string."""
+        return [str(spec[d.name]) for d in self._decisions]
+
+    def describe(self, spec: Spec) -> str:
+        return arch_str(self.ops(spec))
+
+    def graph(self, spec: Spec) -> dict[str, Any]:
+        edges = [[src, dst, op] for (dst, src), op in zip(EDGES, self.ops(spec), strict=True) if op != "none"]
+        return {"nodes": ["node 0 (input)", "node 1", "node 2", "node 3 (output)"], "edges": edges}
+
+
+class NB201Space(CellSpace):
     """Six edges, five ops each (15,625 cells). Reward = 12-epoch validation accuracy (as a fraction);
     reported test = 200-epoch test accuracy, the number papers compare.
 
@@ -48,13 +71,6 @@ class NB201Space(SearchSpace):
             raise SpaceError(f"unknown nb201 dataset {dataset!r}; known: {', '.join(DATASETS)}")
         super().__init__(dataset=dataset)
         self.prefix = DATASETS[dataset]
-        self._decisions = [Decision.categorical(f"edge_{dst}{src}", OPS) for dst, src in EDGES]
-
-    def decisions(self) -> Sequence[Decision]:
-        return self._decisions
-
-    def describe(self, spec: Spec) -> str:
-        return arch_str([str(spec[d.name]) for d in self._decisions])
 
     def lookup(self, spec: Spec) -> dict[str, float]:
         """The table's row for a spec."""

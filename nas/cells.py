@@ -1,0 +1,117 @@
+"""NAS-Bench-201 cells as trainable networks, on 1-D signals (MNIST-1D) or 2-D images (digits, CIFAR-10).
+
+A cell has 4 nodes; node j sums one op applied to each earlier node i (6 edges). Ops: none (zero),
+skip_connect, nor_conv_1x1 and nor_conv_3x3 (ReLU-conv-BN), avg_pool_3x3. The network is the
+benchmark's: a stem convolution, three stages of N cells with C, 2C and 4C channels joined by
+residual reduction blocks of stride 2, then BN-ReLU, global average pooling and a linear classifier.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+CELL_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+CELL_EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+
+
+def _conv(dims: int) -> type[nn.Conv1d] | type[nn.Conv2d]:
+    return nn.Conv1d if dims == 1 else nn.Conv2d
+
+
+def _bn(dims: int, c: int) -> nn.Module:
+    return nn.BatchNorm1d(c) if dims == 1 else nn.BatchNorm2d(c)
+
+
+class _Zero(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 0.0
+
+
+def _op(name: str, c: int, dims: int) -> nn.Module:
+    if name == "none":
+        return _Zero()
+    if name == "skip_connect":
+        return nn.Identity()
+    if name in ("nor_conv_1x1", "nor_conv_3x3"):
+        k = 1 if name == "nor_conv_1x1" else 3
+        return nn.Sequential(nn.ReLU(), _conv(dims)(c, c, k, padding=k // 2, bias=False), _bn(dims, c))
+    if name == "avg_pool_3x3":
+        pool = nn.AvgPool1d if dims == 1 else nn.AvgPool2d
+        return pool(3, stride=1, padding=1, count_include_pad=False)
+    raise ValueError(f"unknown cell op {name!r}; known: {', '.join(CELL_OPS)}")
+
+
+class Cell(nn.Module):
+    """One NAS-Bench-201 cell: ``ops[k]`` sits on edge ``CELL_EDGES[k]`` (to node, from node)."""
+
+    def __init__(self, ops: Sequence[str], c: int, dims: int) -> None:
+        super().__init__()
+        if len(ops) != len(CELL_EDGES):
+            raise ValueError(f"a cell needs {len(CELL_EDGES)} ops, got {len(ops)}")
+        self.edges = nn.ModuleList(_op(op, c, dims) for op in ops)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nodes = [x]
+        for j in range(1, 4):
+            nodes.append(sum(self.edges[k](nodes[i]) for k, (dst, i) in enumerate(CELL_EDGES) if dst == j))  # type: ignore[arg-type]
+        return nodes[3]
+
+
+class _Reduction(nn.Module):
+    """The residual block of stride 2 between stages (ResNet basic block)."""
+
+    def __init__(self, c_in: int, c_out: int, dims: int) -> None:
+        super().__init__()
+        conv = _conv(dims)
+        self.a = nn.Sequential(nn.ReLU(), conv(c_in, c_out, 3, stride=2, padding=1, bias=False), _bn(dims, c_out))
+        self.b = nn.Sequential(nn.ReLU(), conv(c_out, c_out, 3, padding=1, bias=False), _bn(dims, c_out))
+        pool = nn.AvgPool1d if dims == 1 else nn.AvgPool2d
+        self.shortcut = nn.Sequential(pool(2, stride=2, ceil_mode=True), conv(c_in, c_out, 1, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.a(x)) + self.shortcut(x)
+
+
+class _Shape(nn.Module):
+    """Flat features to the (channels, length) or (channels, height, width) the convolutions expect."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], *self.shape)
+
+
+def signal_shape(input_shape: tuple[int, ...], dataset: str) -> tuple[int, ...]:
+    """How a dataset's examples enter a convolutional network: digits are 8x8 images, MNIST-1D a 1x40 signal."""
+    if len(input_shape) == 3:
+        return input_shape
+    n = math.prod(input_shape)
+    side = math.isqrt(n)
+    if dataset == "digits" and side * side == n:
+        return (1, side, side)
+    return (1, n)
+
+
+def build_cell_network(
+    ops: Sequence[str], shape: tuple[int, ...], n_classes: int, channels: int = 16, cells_per_stage: int = 5
+) -> nn.Sequential:
+    """The NAS-Bench-201 network around cell ``ops`` for inputs of ``shape`` (C, L) or (C, H, W)."""
+    dims = len(shape) - 1
+    if dims not in (1, 2):
+        raise ValueError(f"inputs must be (channels, length) or (channels, height, width), got {shape}")
+    c = channels
+    layers: list[nn.Module] = [_Shape(shape), _conv(dims)(shape[0], c, 3, padding=1, bias=False), _bn(dims, c)]
+    for stage in range(3):
+        if stage > 0:
+            layers.append(_Reduction(c, 2 * c, dims))
+            c *= 2
+        layers += [Cell(ops, c, dims) for _ in range(cells_per_stage)]
+    pool = nn.AdaptiveAvgPool1d(1) if dims == 1 else nn.AdaptiveAvgPool2d(1)
+    layers += [_bn(dims, c), nn.ReLU(), pool, nn.Flatten(), nn.Linear(c, n_classes)]
+    return nn.Sequential(*layers)

@@ -1,0 +1,88 @@
+"""Zoph & Le's macro CNN: each layer picks its filter size, filter count, stride and which earlier layers feed it.
+
+A layer's inputs are the outputs of the earlier layers it chose (its anchor bits). Inputs of different
+sizes are zero-padded to the largest and concatenated along channels. A layer that chose none takes
+the input signal. Outputs that no later layer consumes are pooled and concatenated into the
+classifier. Each layer is conv -> batch norm -> ReLU, with "same" padding, so only strides change
+sizes. Works on 1-D signals (kernel width only) and on 2-D images (height x width).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class MacroLayer:
+    """One layer: kernel (height, width), filters, stride, and the earlier layers that feed it."""
+
+    kernel: tuple[int, int]
+    filters: int
+    stride: int
+    inputs: tuple[int, ...]
+
+
+def _pad_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    pads: list[int] = []
+    for have, want in zip(reversed(x.shape[2:]), reversed(size), strict=True):
+        pads += [0, want - have]
+    return F.pad(x, pads) if any(pads) else x
+
+
+def _concat(xs: list[torch.Tensor]) -> torch.Tensor:
+    if len(xs) == 1:
+        return xs[0]
+    size = [max(x.shape[d] for x in xs) for d in range(2, xs[0].dim())]
+    return torch.cat([_pad_to(x, size) for x in xs], dim=1)
+
+
+class MacroNet(nn.Module):
+    """The network a macro spec describes, for inputs of ``shape`` (C, L) or (C, H, W)."""
+
+    def __init__(self, layers: Sequence[MacroLayer], shape: tuple[int, ...], n_classes: int) -> None:
+        super().__init__()
+        self.shape = shape
+        self.dims = len(shape) - 1
+        if self.dims not in (1, 2):
+            raise ValueError(f"inputs must be (channels, length) or (channels, height, width), got {shape}")
+        self.layers = list(layers)
+        bn = nn.BatchNorm1d if self.dims == 1 else nn.BatchNorm2d
+        channels: list[int] = []
+        self.blocks = nn.ModuleList()
+        for i, layer in enumerate(self.layers):
+            if any(not 0 <= j < i for j in layer.inputs):
+                raise ValueError(f"layer {i} takes inputs {layer.inputs}; only layers 0..{i - 1} come before it")
+            c_in = sum(channels[j] for j in layer.inputs) if layer.inputs else shape[0]
+            if self.dims == 1:
+                k = layer.kernel[1]
+                block: nn.Module = nn.Conv1d(c_in, layer.filters, k, stride=layer.stride, padding=k // 2, bias=False)
+            else:
+                kh, kw = layer.kernel
+                block = nn.Conv2d(
+                    c_in, layer.filters, (kh, kw), stride=layer.stride, padding=(kh // 2, kw // 2), bias=False
+                )
+            self.blocks.append(
+                nn.Sequential(
+                    block,
+                    bn(layer.filters),
+                    nn.ReLU(),
+                )
+            )
+            channels.append(layer.filters)
+        consumed = {j for layer in self.layers for j in layer.inputs}
+        self.loose = [i for i in range(len(self.layers)) if i not in consumed]
+        self.head = nn.Linear(sum(channels[i] for i in self.loose), n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], *self.shape)
+        outs: list[torch.Tensor] = []
+        for layer, block in zip(self.layers, self.blocks, strict=True):
+            src = _concat([outs[j] for j in layer.inputs]) if layer.inputs else x
+            outs.append(block(src))
+        pooled = [o.mean(dim=tuple(range(2, o.dim()))) for o in (outs[i] for i in self.loose)]
+        return self.head(torch.cat(pooled, dim=1))

@@ -1,0 +1,145 @@
+"""`macro`: Zoph & Le's CNN space, layer by layer with skip connections chosen by anchor attention."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from search_spaces.api import Context, Decision, Result, SpaceError, Spec
+from search_spaces.trained import DatasetSpace, train_and_measure
+
+KERNELS = (1, 3, 5, 7)
+FILTERS = (24, 36, 48, 64)
+STRIDES = (1, 2, 3)
+
+
+class MacroSpace(DatasetSpace):
+    """Per layer: filter height and width (width only on 1-D data), number of filters, optionally the
+    stride, and which earlier layers feed it (an anchor decision).
+
+    Options: ``dataset`` (mnist1d), ``layers`` (6), ``strides`` (false), ``epochs`` (8), ``batch_size``
+    (64), ``lr`` (Adam, 0.003), and the paper's schedule of growing depth: ``start_layers`` (default:
+    all) layers at first, ``grow_by`` more every ``grow_every`` children, up to ``layers``.
+    """
+
+    name = "macro"
+    description = "Zoph & Le's macro CNN (filters, kernel sizes, strides, skip connections), MNIST-1D by default."
+
+    def __init__(
+        self,
+        dataset: str = "mnist1d",
+        layers: int = 6,
+        strides: bool = False,
+        epochs: int = 8,
+        batch_size: int = 64,
+        lr: float = 0.003,
+        start_layers: int | None = None,
+        grow_by: int = 2,
+        grow_every: int = 50,
+    ) -> None:
+        if layers < 1 or epochs < 1 or batch_size < 1 or not lr > 0 or grow_by < 0 or grow_every < 1:
+            raise SpaceError(
+                "macro needs layers, epochs, batch_size, grow_every >= 1, grow_by >= 0 and lr > 0; got "
+                f"{layers}, {epochs}, {batch_size}, {grow_every}, {grow_by}, {lr}"
+            )
+        if start_layers is not None and not 1 <= start_layers <= layers:
+            raise SpaceError(f"start_layers must be in 1..{layers}, got {start_layers}")
+        super().__init__(
+            dataset=dataset,
+            layers=layers,
+            strides=strides,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            start_layers=start_layers,
+            grow_by=grow_by,
+            grow_every=grow_every,
+        )
+        self.dataset, self.n_layers, self.strides = dataset, layers, bool(strides)
+        self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
+        self.start_layers, self.grow_by, self.grow_every = start_layers, grow_by, grow_every
+        self.two_d = dataset in ("digits", "cifar10")
+        self._decisions: list[Decision] = []
+        for i in range(layers):
+            if self.two_d:
+                self._decisions.append(Decision.categorical(f"l{i}_height", KERNELS))
+            self._decisions.append(Decision.categorical(f"l{i}_width", KERNELS))
+            self._decisions.append(Decision.categorical(f"l{i}_filters", FILTERS))
+            if self.strides:
+                self._decisions.append(Decision.categorical(f"l{i}_stride", STRIDES))
+            self._decisions.append(Decision.anchor(f"l{i}_inputs", i))
+
+    def decisions(self) -> Sequence[Decision]:
+        return self._decisions
+
+    def depth(self, child: int) -> int:
+        """Layers in use for child number ``child`` under the growing schedule."""
+        if self.start_layers is None:
+            return self.n_layers
+        return min(self.n_layers, self.start_layers + self.grow_by * (child // self.grow_every))
+
+    def layers_of(self, spec: Spec, depth: int | None = None) -> list[Any]:
+        """The `nas.macro.MacroLayer` list a spec describes (its first ``depth`` layers)."""
+        from nas.macro import MacroLayer
+
+        out = []
+        for i in range(self.n_layers if depth is None else depth):
+            w = int(str(spec[f"l{i}_width"]))
+            h = int(str(spec[f"l{i}_height"])) if self.two_d else 1
+            stride = int(str(spec[f"l{i}_stride"])) if self.strides else 1
+            bits = spec[f"l{i}_inputs"]
+            inputs = tuple(j for j, b in enumerate(bits) if b) if isinstance(bits, tuple) else ()
+            out.append(MacroLayer((h, w), int(str(spec[f"l{i}_filters"])), stride, inputs))
+        return out
+
+    def describe(self, spec: Spec) -> str:
+        parts = []
+        for i, layer in enumerate(self.layers_of(spec)):
+            k = f"{layer.kernel[0]}x{layer.kernel[1]}" if self.two_d else f"{layer.kernel[1]}"
+            s = f"/{layer.stride}" if layer.stride > 1 else ""
+            src = ",".join(map(str, layer.inputs)) if layer.inputs else "in"
+            parts.append(f"L{i}[{k}x{layer.filters}{s}<-{src}]")
+        return " ".join(parts)
+
+    def graph(self, spec: Spec) -> dict[str, Any]:
+        layers = self.layers_of(spec)
+        nodes = (
+            ["input"]
+            + [
+                f"L{i}: {layer.kernel[1] if not self.two_d else f'{layer.kernel[0]}x{layer.kernel[1]}'}"
+                f" x{layer.filters}"
+                for i, layer in enumerate(layers)
+            ]
+            + ["classifier"]
+        )
+        edges = []
+        consumed = {j for layer in layers for j in layer.inputs}
+        for i, layer in enumerate(layers):
+            for j in layer.inputs or (-1,):
+                edges.append([j + 1, i + 1, ""])
+        edges += [[i + 1, len(nodes) - 1, ""] for i in range(len(layers)) if i not in consumed]
+        return {"nodes": nodes, "edges": edges}
+
+    def build(self, spec: Spec, seed: int, depth: int | None = None) -> Any:
+        """The network of ``spec`` with the initial weights of ``seed``, and one example input."""
+        import torch
+
+        from nas.cells import signal_shape
+        from nas.data import load_dataset
+        from nas.macro import MacroNet
+
+        data = load_dataset(self.dataset)
+        shape = signal_shape(data.input_shape, self.dataset)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = MacroNet(self.layers_of(spec, depth), shape, data.n_classes)
+        return model, data.val.x[:1]
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        from nas.train import TrainConfig
+
+        depth = self.depth(ctx.child)
+        model, example = self.build(spec, ctx.seed, depth)
+        epochs = int(ctx.budget.get("epochs", self.epochs))
+        config = TrainConfig(epochs=epochs, lr=self.lr, batch_size=self.batch_size)
+        return train_and_measure(model, example, config, ctx, self.dataset, {"depth": depth})

@@ -1,0 +1,62 @@
+"""What the spaces whose children train on a dataset share: shipping the data once, and measuring a child."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from search_spaces.api import Context, Result, SearchSpace
+
+
+class DatasetSpace(SearchSpace):
+    """A space whose children all train on the dataset named ``self.dataset``.
+
+    The dataset is the space's shared data: a distributed executor ships it to workers once per run.
+    """
+
+    dataset: str
+
+    def shared_data(self) -> dict[str, Any]:
+        from nas.data import load_dataset
+
+        return {"dataset": load_dataset(self.dataset)}
+
+    def use_shared_data(self, data: Mapping[str, Any]) -> None:
+        from nas.data import install
+
+        if "dataset" in data:
+            install(data["dataset"])
+
+
+def train_and_measure(
+    model: Any, example: Any, config: Any, ctx: Context, dataset: str, info: dict[str, Any]
+) -> Result:
+    """Train ``model`` on ``dataset`` (`nas.train.train_classifier`), then measure its cost on ``example``:
+    parameters, multiply-adds of one input, inference latency and training time."""
+    from nas.cost import count_macs, count_parameters, latency_s
+    from nas.data import load_dataset
+    from nas.train import train_classifier
+
+    out = train_classifier(
+        model, load_dataset(dataset), config, seed=ctx.seed, device=ctx.device, should_stop=ctx.should_stop
+    )
+    model, example = model.to(ctx.device), example.to(ctx.device)
+    info = dict(info)
+    if out.stopped_early:
+        info["stopped_early"] = out.stopped_early
+    if out.pruned_at is not None:
+        info["pruned_at"] = out.pruned_at
+    return Result(
+        reward=out.val_acc,
+        val_loss=out.val_loss,
+        val_acc=out.val_acc,
+        test={"test_acc": out.test_acc, "test_loss": out.test_loss},
+        cost={
+            "params": float(count_parameters(model)),
+            "flops": float(count_macs(model, example)),
+            "latency_s": latency_s(model, example),
+            "train_time_s": out.train_time,
+        },
+        curves=out.curves,
+        info=info,
+    )
