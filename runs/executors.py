@@ -9,7 +9,9 @@ import time
 import traceback
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -94,6 +96,11 @@ class Executor(ABC):
         """Block until one submitted child finishes; return it with its result."""
 
     @property
+    def depth(self) -> int:
+        """How many children to keep submitted so no worker waits for the driver (capacity and a queue)."""
+        return self.capacity
+
+    @property
     @abstractmethod
     def pending(self) -> int:
         """Submitted children whose results have not been returned yet."""
@@ -142,11 +149,35 @@ class LocalExecutor(Executor):
         return dropped
 
 
-EXECUTORS = {"local": LocalExecutor}
+EXECUTOR_NAMES = ("local", "ray")
+RAY_OPTIONS = (
+    "address",
+    "cpus_per_child",
+    "gpus_per_child",
+    "max_concurrent",
+    "child_timeout",
+    "max_retries",
+    "num_cpus",
+    "prefetch",
+    "workers_per_child",
+)
 
 
-def make_executor(name: str, device: str = "cpu") -> Executor:
-    """The executor called ``name``."""
-    if name not in EXECUTORS:
-        raise ExecutorError(f"unknown executor {name!r}; known: {', '.join(EXECUTORS)}")
-    return EXECUTORS[name](device=device)
+def make_executor(name: str, device: str = "cpu", options: Mapping[str, Any] | None = None) -> Executor:
+    """The executor called ``name`` with its options (those of `RayExecutor` for "ray")."""
+    opts = dict(options or {})
+    if name == "local":
+        if opts:
+            raise ExecutorError(
+                f"executor options {sorted(opts)} need --executor ray; the local executor runs children one at a "
+                "time in this process and takes none"
+            )
+        return LocalExecutor(device=device)
+    if name == "ray":
+        unknown = sorted(set(opts) - set(RAY_OPTIONS))
+        if unknown:
+            raise ExecutorError(f"unknown Ray executor option(s) {unknown}; known: {', '.join(RAY_OPTIONS)}")
+        from runs.ray_executor import RayExecutor
+
+        return RayExecutor(device=device, **opts)
+    raise ExecutorError(f"unknown executor {name!r}; known: {', '.join(EXECUTOR_NAMES)}")

@@ -16,6 +16,8 @@ from runs.pruning import PRUNERS, PrunerBridge
 from runs.store import NewChild, Store
 from search_spaces import Context, Result, SearchSpace, Spec, load_space
 
+MODES = ("auto", "sync", "async")
+
 
 class SearchError(RuntimeError):
     """The search cannot start or continue (bad configuration, a run that cannot be resumed)."""
@@ -41,12 +43,14 @@ class SearchConfig:
     batch: int = 10
     seed: int = 0
     executor: str = "local"
+    executor_options: Mapping[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     failure_reward: float | None = None
     budget: Mapping[str, Any] = field(default_factory=dict)
     threads_per_child: int = 1
     pruner: str | None = None
     name: str | None = None
+    mode: str = "auto"
 
     def __post_init__(self) -> None:
         if self.children < 1:
@@ -55,6 +59,8 @@ class SearchConfig:
             raise SearchError(f"batch must be >= 1, got {self.batch}")
         if self.pruner is not None and self.pruner not in PRUNERS:
             raise SearchError(f"unknown pruner {self.pruner!r}; known: {', '.join(PRUNERS)}")
+        if self.mode not in MODES:
+            raise SearchError(f"unknown mode {self.mode!r}; known: {', '.join(MODES)}")
         if self.threads_per_child < 1:
             raise SearchError(f"threads_per_child must be >= 1, got {self.threads_per_child}")
         if self.failure_reward is not None and not math.isfinite(self.failure_reward):
@@ -63,7 +69,7 @@ class SearchConfig:
     def to_json(self) -> dict[str, Any]:
         """A plain dict for the run's config column."""
         data = dataclasses.asdict(self)
-        for key in ("space_options", "controller", "budget"):
+        for key in ("space_options", "controller", "budget", "executor_options"):
             data[key] = dict(data[key])
         return data
 
@@ -150,11 +156,12 @@ class Search:
         self.controller: Controller = make_controller(
             config.strategy, self.space.decisions(), config.seed, dict(config.controller)
         )
-        self.executor = executor or make_executor(config.executor, device=config.device)
+        self.executor = executor or make_executor(config.executor, config.device, config.executor_options)
         self.listener = listener
         self.worst_reward: float | None = None
         self.requeued = 0
         self.pruner = PrunerBridge(config.pruner) if config.pruner else None
+        self._proposals: dict[int, Proposal] = {}
 
     @classmethod
     def start(
@@ -162,6 +169,9 @@ class Search:
     ) -> Search:
         """Build the space and controller (which validates the config), then record a new run."""
         search = cls(store, 0, config, executor, listener)
+        if config.mode == "auto":  # Zoph & Le's batches for one worker; keep many workers busy otherwise
+            config = dataclasses.replace(config, mode="async" if search.executor.capacity > 1 else "sync")
+            search.config = config
         search.run_id = store.create_run(
             space=config.space,
             strategy=config.strategy,
@@ -191,7 +201,10 @@ class Search:
     def run(self) -> int:
         """Run until the configured number of children is recorded; returns the run id."""
         try:
-            self._loop()
+            if self.config.mode == "async":
+                self._loop_async()
+            else:
+                self._loop()
         except KeyboardInterrupt:
             self.executor.cancel_all()
             self.store.requeue_unfinished(self.run_id, "interrupted by the user; run again on resume")
@@ -242,26 +255,92 @@ class Search:
                     if old.status == "done":
                         self._note_reward(old.controller_reward)
                 else:
-                    ctx = Context(
-                        child=number,
-                        seed=child_seed(config.seed, number),
-                        device=config.device,
-                        budget=dict(config.budget),
-                        threads=config.threads_per_child,
-                        report=self.pruner.reporter(number) if self.pruner is not None else None,
-                    )
-                    to_run.append(ChildTask(number, spec, ctx))
+                    to_run.append(ChildTask(number, spec, self._context(number)))
             if fresh:
                 self.store.add_children(self.run_id, fresh)
             self._evaluate(to_run, rewards)
             stats = self.controller.update(proposals, [rewards[n] for n in numbers])
             next_child += m
-            self.store.record_update(
-                self.run_id, batch, dataclasses.asdict(stats), self.controller.to_bytes(), next_child
-            )
+            self._record_update(batch, stats, numbers, next_child)
             if self.listener:
                 self.listener(BatchEvent(batch, stats, next_child, config.children))
             batch += 1
+
+    def _record_update(self, batch: int, stats: UpdateStats, numbers: list[int], next_child: int) -> None:
+        data = dataclasses.asdict(stats)
+        data["extra"] = {**data["extra"], "children": numbers}  # which rewards this update consumed
+        self.store.record_update(self.run_id, batch, data, self.controller.to_bytes(), next_child)
+
+    def _context(self, number: int) -> Context:
+        config = self.config
+        return Context(
+            child=number,
+            seed=child_seed(config.seed, number),
+            device=config.device,
+            budget=dict(config.budget),
+            threads=config.threads_per_child,
+            report=self.pruner.reporter(number) if self.pruner is not None else None,
+        )
+
+    def _loop_async(self) -> None:
+        """Keep every worker busy: propose a child as soon as one finishes, update after every m rewards.
+
+        Each child records the policy version it was sampled from; the controller corrects the
+        stale ones (importance ratio, truncated). On resume the children recorded after the last
+        update are kept: finished ones feed the next update, unfinished ones run again as they were.
+        """
+        config = self.config
+        checkpoint = self.store.latest_checkpoint(self.run_id)
+        batch = 0
+        if checkpoint is not None:
+            self.controller.load_bytes(checkpoint.state)
+            batch = checkpoint.batch + 1
+        consumed = {int(n) for u in self.store.updates(self.run_id) for n in u.extra.get("children", [])}
+        recorded = self.store.children(self.run_id)
+        if self.pruner is not None:
+            self.pruner.replay(recorded)
+        buffer: list[tuple[int, Proposal, float]] = []
+        rerun: list[ChildTask] = []
+        for c in recorded:
+            proposal = Proposal(c.tokens, c.log_prob or 0.0, c.entropy or 0.0, c.policy_version)
+            if c.status in ("done", "failed") and c.controller_reward is not None:
+                if c.status == "done":
+                    self._note_reward(c.controller_reward)
+                if c.number not in consumed:
+                    buffer.append((c.number, proposal, c.controller_reward))
+            else:
+                rerun.append(ChildTask(c.number, Spec.from_json(c.spec), self._context(c.number)))
+                self._proposals[c.number] = proposal
+        next_number = max((c.number for c in recorded), default=-1) + 1
+        capacity = max(1, self.executor.depth)
+        for task in rerun:
+            self.executor.submit(self.space, task)
+        if rerun:
+            self.store.mark_running(self.run_id, [t.number for t in rerun])
+        while self.executor.pending or next_number < config.children or buffer:
+            free = min(capacity - self.executor.pending, config.children - next_number)
+            if free > 0:  # one policy pass and one transaction for every free worker
+                proposals = self.controller.propose(free)
+                numbers = list(range(next_number, next_number + free))
+                specs = [self.space.decode(p.tokens) for p in proposals]
+                rows = [self._new_child(n, batch, sp, p) for n, sp, p in zip(numbers, specs, proposals, strict=True)]
+                self.store.add_children(self.run_id, rows, running=True)
+                for n, sp, p in zip(numbers, specs, proposals, strict=True):
+                    self._proposals[n] = p
+                    self.executor.submit(self.space, ChildTask(n, sp, self._context(n)))
+                next_number += free
+            if self.executor.pending:
+                task, result = self.executor.next_result()
+                reward = self._finish(task, result)
+                buffer.append((task.number, self._proposals.pop(task.number), reward))
+            if len(buffer) >= config.batch or (buffer and not self.executor.pending and next_number >= config.children):
+                stats = self.controller.update([p for _, p, _ in buffer], [r for _, _, r in buffer])
+                self._record_update(batch, stats, [n for n, _, _ in buffer], next_number)
+                if self.listener:
+                    counts = self.store.count_children(self.run_id)
+                    self.listener(BatchEvent(batch, stats, counts["done"] + counts["failed"], config.children))
+                buffer = []
+                batch += 1
 
     def _new_child(self, number: int, batch: int, spec: Spec, proposal: Proposal) -> NewChild:
         return NewChild(
@@ -282,21 +361,18 @@ class Search:
         self.store.mark_running(self.run_id, [t.number for t in tasks])
         while self.executor.pending:
             task, result = self.executor.next_result()
-            controller_reward = self._controller_reward(result)
-            self.store.finish_child(self.run_id, task.number, result.to_json(), controller_reward)
-            if self.pruner is not None:
-                self.pruner.finish(task.number, result)
-            rewards[task.number] = controller_reward
-            if self.listener:
-                self.listener(
-                    ChildEvent(
-                        task.number,
-                        result.status,
-                        result.reward if result.ok else None,
-                        controller_reward,
-                        result.error,
-                    )
-                )
+            rewards[task.number] = self._finish(task, result)
+
+    def _finish(self, task: ChildTask, result: Result) -> float:
+        """Record a finished child; returns the reward the controller gets for it."""
+        controller_reward = self._controller_reward(result)
+        self.store.finish_child(self.run_id, task.number, result.to_json(), controller_reward)
+        if self.pruner is not None:
+            self.pruner.finish(task.number, result)
+        if self.listener:
+            reward = result.reward if result.ok else None
+            self.listener(ChildEvent(task.number, result.status, reward, controller_reward, result.error))
+        return controller_reward
 
     def _controller_reward(self, result: Result) -> float:
         if result.ok:

@@ -260,8 +260,9 @@ class Store:
 
     # children -----------------------------------------------------------------------------------
 
-    def add_children(self, run_id: int, children: Sequence[NewChild]) -> None:
-        """Record sampled children as ``queued``, all in one transaction."""
+    def add_children(self, run_id: int, children: Sequence[NewChild], running: bool = False) -> None:
+        """Record sampled children as ``queued`` (or already ``running``: handed to workers), in one transaction."""
+        now = utcnow() if running else None
         with self.session_scope("add children") as s:
             for c in children:
                 s.add(
@@ -271,11 +272,12 @@ class Store:
                         batch=c.batch,
                         tokens=list(c.tokens),
                         spec=c.spec,
-                        status="queued",
+                        status="running" if running else "queued",
                         log_prob=c.log_prob,
                         entropy=c.entropy,
                         policy_version=c.policy_version,
-                        attempts=0,
+                        attempts=1 if running else 0,
+                        started_at=now,
                         metrics={},
                         curves={},
                     )

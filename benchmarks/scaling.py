@@ -1,0 +1,117 @@
+"""Throughput and worker utilization of the Ray executor, synchronous against asynchronous search.
+
+Children are synthetic: each sleeps for a fixed time, or for a log-normal time (same median, sigma 0.5),
+so many workers fit on 2 cores. For 1, 2, 4, 8, 16 and 32 workers (Ray logical CPUs, one per child)
+(a Ray instance of that many CPUs, started and warmed up before timing)
+a REINFORCE search runs 16 children per worker with batch = workers, on a SQLite store, in each mode.
+Utilization = time spent in children / (workers x wall time); overhead per child =
+(workers x wall time - time in children) / children, which counts dispatch, store writes, controller
+work, and in sync mode the wait for each batch's slowest child.
+
+python -m benchmarks.scaling [--workers 1,2,4,8,16,32] [--seconds 0.5] [--per-worker 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from benchmarks.common import print_table, write_json
+from runs.search import Search, SearchConfig
+from runs.store import Store
+from search_spaces import Context, Decision, Result, SearchSpace, Spec
+
+
+class SleepSpace(SearchSpace):
+    """A child that sleeps ``seconds`` (fixed) or a log-normal time around it; reward from its tokens."""
+
+    name = "sleep"
+
+    def __init__(self, seconds: float = 0.5, spread: float = 0.0) -> None:
+        super().__init__(seconds=seconds, spread=spread)
+        self.seconds, self.spread = seconds, spread
+
+    def decisions(self) -> Sequence[Decision]:
+        return [Decision.categorical(f"d{i}", ["a", "b", "c", "d"]) for i in range(4)]
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        duration = self.seconds
+        if self.spread > 0:
+            duration *= math.exp(random.Random(ctx.seed).gauss(0.0, self.spread))
+        time.sleep(duration)
+        score = sum(v == "b" for _, v in spec.values) / 4
+        return Result(reward=score, val_acc=score)
+
+
+def measure(workers: int, mode: str, seconds: float, spread: float, per_worker: int) -> dict[str, Any]:
+    store = Store(f"sqlite:///{tempfile.mkdtemp(prefix='l2l-scale-')}/s.db")
+    config = SearchConfig(
+        space=f"{__file__}:SleepSpace",
+        space_options={"seconds": seconds, "spread": spread},
+        children=workers * per_worker,
+        batch=workers,
+        executor="ray",
+        executor_options={"max_concurrent": workers},
+        mode=mode,
+    )
+    search = Search.start(store, config)
+    started = time.perf_counter()
+    run_id = search.run()
+    wall = time.perf_counter() - started
+    children = store.children(run_id)
+    busy = sum(c.metrics["info"]["finished"] - c.metrics["info"]["started"] for c in children)
+    n = len(children)
+    return {
+        "workers": workers,
+        "mode": mode,
+        "spread": spread,
+        "children": n,
+        "wall_s": wall,
+        "throughput": n / wall,
+        "utilization": busy / (workers * wall),
+        "overhead_ms": 1000 * (workers * wall - busy) / n,
+    }
+
+
+def main() -> None:
+    import ray
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", default="1,2,4,8,16,32")
+    parser.add_argument("--seconds", type=float, default=0.5)
+    parser.add_argument("--per-worker", type=int, default=16)
+    args = parser.parse_args()
+    counts = [int(w) for w in args.workers.split(",")]
+    rows, results = [], []
+    for workers in counts:
+        # a Ray instance of exactly this many CPUs: Ray queues what is handed over beyond them
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        measure(workers, "async", 0.05, 0.0, 2)  # start every worker process once before timing
+        for spread, label in ((0.0, "fixed"), (0.5, "log-normal")):
+            for mode in ("sync", "async"):
+                r = measure(workers, mode, args.seconds, spread, args.per_worker)
+                results.append(r)
+                rows.append(
+                    [
+                        label,
+                        str(workers),
+                        mode,
+                        f"{r['throughput']:.1f}",
+                        f"{100 * r['utilization']:.1f}%",
+                        f"{r['overhead_ms']:.1f}",
+                    ]
+                )
+                print(" | ".join(rows[-1]), flush=True)
+        ray.shutdown()
+    print(f"children of {args.seconds} s (median), {args.per_worker} per worker, batch = workers")
+    print_table(["durations", "workers", "mode", "children/s", "utilization", "overhead ms/child"], rows)
+    print(f"wrote {write_json('scaling', {'seconds': args.seconds, 'results': results})}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""One child trained data-parallel by K processes with `torch.distributed` (``--workers-per-child K``).
+
+The Ray task of the child holds the resources of K workers and spawns K processes on its node. They
+join one process group (gloo on CPU, NCCL when each has a GPU), each evaluates the child with its
+``rank`` in the `Context`, and the training loop (`nas.train.train_classifier`) shards every batch
+across them and averages the gradients: DistBelief's model replicas, but synchronous. Rank 0's
+result is the child's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import tempfile
+from typing import Any
+
+from runs.executors import ChildTask, run_child
+from search_spaces.api import Result, SearchSpace
+from search_spaces.registry import FILE_PLUGIN_PREFIX
+
+
+def _rank_main(rank: int, payload: bytes, world: int, init_file: str, out: Any) -> None:
+    import torch
+    import torch.distributed as dist
+    from ray import cloudpickle
+
+    space, task = cloudpickle.loads(payload)
+
+    gpus = torch.cuda.device_count() if task.ctx.device.startswith("cuda") else 0
+    backend = "nccl" if gpus >= world else "gloo"
+    device = f"cuda:{rank}" if backend == "nccl" else "cpu"
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+    dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        ctx = dataclasses.replace(task.ctx, rank=rank, world_size=world, device=device)
+        result = run_child(space, dataclasses.replace(task, ctx=ctx))
+        if rank == 0:
+            info = dict(result.info)
+            info.update(workers_per_child=world, backend=backend)
+            out.put(dataclasses.replace(result, info=info))
+    finally:
+        dist.destroy_process_group()
+
+
+def run_data_parallel(space: SearchSpace, task: ChildTask, workers: int) -> Result:
+    """Evaluate ``task`` with ``workers`` processes training it together; returns rank 0's result."""
+    import torch.multiprocessing as mp
+
+    if workers < 2:
+        return run_child(space, task)
+    from ray import cloudpickle
+
+    module = sys.modules.get(type(space).__module__)
+    if module is not None and module.__name__.startswith(FILE_PLUGIN_PREFIX):
+        cloudpickle.register_pickle_by_value(module)  # not importable by name in the new processes
+    payload = cloudpickle.dumps((space, task))
+    ctx = mp.get_context("spawn")
+    out = ctx.SimpleQueue()
+    handle, init_file = tempfile.mkstemp(prefix="l2l-ddp-")
+    os.close(handle)
+    os.unlink(init_file)  # the file store creates it; a stale one from an earlier group would confuse it
+    try:
+        mp.start_processes(
+            _rank_main, args=(payload, workers, init_file, out), nprocs=workers, join=True, start_method="spawn"
+        )
+    except mp.ProcessRaisedException as exc:
+        return Result.failed(f"a process of the {workers} training child {task.number} failed: {exc}")
+    except mp.ProcessExitedException as exc:
+        return Result.failed(f"a process of the {workers} training child {task.number} died: {exc}")
+    finally:
+        if os.path.exists(init_file):
+            os.unlink(init_file)
+    if out.empty():
+        return Result.failed(f"child {task.number}: rank 0 of {workers} processes returned no result")
+    result: Result = out.get()
+    return result

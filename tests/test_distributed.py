@@ -1,0 +1,51 @@
+"""One child trained by two processes with torch.distributed follows the single-process run."""
+
+from __future__ import annotations
+
+import pytest
+
+from runs.distributed import run_data_parallel
+from runs.executors import ChildTask, run_child
+from search_spaces import Context, Spec, load_space
+from tests.conftest import PLUGINS
+
+
+def _spec() -> Spec:
+    values = (
+        ("layers", "2"),
+        ("width_0", "64"),
+        ("act_0", "tanh"),
+        ("width_1", "32"),
+        ("act_1", "relu"),
+        ("width_2", "8"),
+        ("act_2", "relu"),
+        ("dropout", "0.0"),  # dropout draws differ by process: the comparison needs none
+        ("lr", "0.003"),
+    )
+    return Spec("mlp", values)
+
+
+def test_two_processes_give_the_loss_curve_of_one_with_the_same_global_batch() -> None:
+    space = load_space("mlp", {"epochs": 3})
+    task = ChildTask(0, _spec(), Context(seed=5))
+    one = run_child(space, task)
+    two = run_data_parallel(space, task, 2)
+    assert one.ok and two.ok, two.error
+    assert two.info["workers_per_child"] == 2 and two.info["backend"] == "gloo"
+    for key in ("train_loss", "val_loss", "val_acc"):
+        assert two.curves[key] == pytest.approx(one.curves[key], rel=1e-4, abs=1e-5), key
+    assert one.curves["val_loss"][-1] < one.curves["val_loss"][0]  # it did learn
+
+
+@pytest.mark.parametrize(
+    ("space_ref", "choice", "message"),
+    [
+        ("Flaky", "boom", "RuntimeError: child exploded on purpose"),  # raises: recorded with its reason
+        ("Crashy", "exit", "died"),  # a process exits: the child fails, the caller goes on
+    ],
+)
+def test_a_failing_process_fails_the_child_with_the_reason(space_ref: str, choice: str, message: str) -> None:
+    space = load_space(f"{PLUGINS / 'spaces.py'}:{space_ref}")
+    spec = Spec(space.name, (("x", choice),))
+    result = run_data_parallel(space, ChildTask(1, spec, Context()), 2)
+    assert result.status == "failed" and message in (result.error or "")

@@ -1,0 +1,155 @@
+"""The Ray executor: parallel children, worker deaths, timeouts, cancellation, data shipped once, async search."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controllers import Proposal
+from runs.executors import ChildTask, ExecutorError, make_executor
+from runs.search import Search, SearchConfig
+from runs.store import Store
+from search_spaces import Context, load_space
+from tests.conftest import PLUGINS
+
+ray = pytest.importorskip("ray")
+CRASHY = f"{PLUGINS / 'spaces.py'}:Crashy"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_instance() -> Iterator[None]:
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def _task(space, number: int, x: str) -> ChildTask:  # type: ignore[no-untyped-def]
+    return ChildTask(number, space.decode((["ok", "exit", "hang", "fine"].index(x),)), Context(child=number))
+
+
+def test_children_run_in_parallel_and_record_where_and_when() -> None:
+    space = load_space(CRASHY, {"delay": 1.0})
+    executor = make_executor("ray", options={"max_concurrent": 4})
+    assert executor.capacity == 4
+    for n in range(8):
+        executor.submit(space, _task(space, n, "ok"))
+    results = [executor.next_result() for _ in range(8)]
+    assert sorted(t.number for t, _ in results) == list(range(8))
+    infos = [r.info for _, r in results]
+    spans = [(i["started"], i["finished"]) for i in infos]
+    assert max(sum(1 for s, f in spans if s <= t < f) for t, _ in spans) >= 3  # side by side, not in turn
+    assert all(r.ok for _, r in results)
+    assert len({i["pid"] for i in infos}) >= 2
+    assert all(i["node"] and i["queued"] <= i["started"] <= i["finished"] and i["device"] == "cpu" for i in infos)
+    # the space's shared data was built once on the driver and reached every child
+    assert space.shared_calls == 1  # type: ignore[attr-defined]
+    assert {i["token"] for i in infos} == {"shipped-once"}
+    executor.shutdown()
+    assert ray.is_initialized()  # the executor did not start this instance, so it leaves it running
+
+
+def test_a_dying_worker_is_retried_then_failed_and_the_rest_go_on() -> None:
+    space = load_space(CRASHY, {"delay": 0.1})
+    executor = make_executor("ray", options={"max_concurrent": 2, "max_retries": 1})
+    for n, x in enumerate(["ok", "exit", "fine"]):
+        executor.submit(space, _task(space, n, x))
+    results = {t.number: r for t, r in (executor.next_result() for _ in range(3))}
+    assert results[0].ok and results[2].ok
+    assert results[1].status == "failed" and "died 2 time(s)" in (results[1].error or "")
+
+
+def test_child_timeout_cancels_and_fails_the_child() -> None:
+    space = load_space(CRASHY, {"delay": 0.1})
+    executor = make_executor("ray", options={"max_concurrent": 2, "child_timeout": 1.5})
+    started = time.time()
+    executor.submit(space, _task(space, 0, "hang"))
+    executor.submit(space, _task(space, 1, "ok"))
+    results = {t.number: r for t, r in (executor.next_result() for _ in range(2))}
+    assert results[1].ok
+    assert "ran past --child-timeout 1.5s and was cancelled" in (results[0].error or "")
+    assert time.time() - started < 10
+
+
+def test_cancel_all_drops_running_and_queued_children() -> None:
+    space = load_space(CRASHY, {"delay": 0.1})
+    executor = make_executor("ray", options={"max_concurrent": 1})
+    for n in range(3):
+        executor.submit(space, _task(space, n, "hang"))
+    assert executor.pending == 3
+    dropped = executor.cancel_all()
+    assert sorted(t.number for t in dropped) == [0, 1, 2] and executor.pending == 0
+
+
+def test_bad_resources_are_clear_errors() -> None:
+    with pytest.raises(ExecutorError, match="asked for, but the Ray cluster has no GPU"):
+        make_executor("ray", options={"gpus_per_child": 0.5})
+    with pytest.raises(ExecutorError, match="one child needs 64 CPU"):
+        make_executor("ray", options={"cpus_per_child": 64})
+    with pytest.raises(ExecutorError, match="not both 0"):
+        make_executor("ray", options={"cpus_per_child": 0})
+    with pytest.raises(ExecutorError, match="need --executor ray"):
+        make_executor("local", options={"child_timeout": 3})
+    with pytest.raises(ExecutorError, match=r"unknown Ray executor option\(s\) \['workers'\]"):
+        make_executor("ray", options={"workers": 3})
+
+
+def test_async_search_keeps_workers_busy_and_feeds_every_reward_once(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+    config = SearchConfig(
+        space=f"{PLUGINS / 'spaces.py'}:Slow",
+        space_options={"delay": 0.2},
+        children=20,
+        batch=5,
+        executor="ray",
+        executor_options={"max_concurrent": 4},
+    )
+    search = Search.start(store, config)
+    assert search.config.mode == "async"  # auto: more than one worker
+    run_id = search.run()
+    children = store.children(run_id)
+    spans = [(c.metrics["info"]["started"], c.metrics["info"]["finished"]) for c in children]
+    overlap = max(sum(1 for s, f in spans if s <= t < f) for t, _ in spans)
+    assert overlap >= 3  # children ran side by side, not one at a time
+    assert [c.number for c in children] == list(range(20)) and all(c.status == "done" for c in children)
+    updates = store.updates(run_id)
+    assert len(updates) == 4
+    assert sorted(n for u in updates for n in u.extra["children"]) == list(range(20))
+    # children were sampled from several policy versions while others were still running
+    assert len({c.policy_version for c in children}) >= 3
+    assert store.get_run(run_id).config["mode"] == "async"
+
+
+def test_stale_children_are_weighted_by_a_truncated_importance_ratio() -> None:
+    import torch
+
+    from controllers import ReinforceController
+    from controllers.reinforce import build_config
+    from search_spaces import Decision
+
+    c = ReinforceController([Decision.categorical("a", ["x", "y", "z"])], 0, build_config({"max_importance": 1.0}))
+    fresh = c.propose(2)
+    c.update(fresh, [1.0, 0.0])  # the policy moves on: version 1
+    log_prob = c.policy(2, forced=torch.tensor([[0], [1]]))[1].detach()
+    old = [Proposal((0,), float(log_prob[0]) + 0.5, 0.0, 0), Proposal((1,), float(log_prob[1]) - 0.5, 0.0, 1)]
+    w = c._staleness_weights(old, log_prob)
+    # first: stale, ratio exp(-0.5); second: sampled from the current policy, weight 1 whatever its log-prob
+    assert w.tolist() == pytest.approx([float(torch.exp(torch.tensor(-0.5))), 1.0])
+    stale_high = [Proposal((0,), float(log_prob[0]) - 2.0, 0.0, 0)]
+    assert c._staleness_weights(stale_high, log_prob[:1]).tolist() == [1.0]  # exp(2) truncated at 1
+
+
+def test_workers_per_child_trains_one_child_on_two_processes_inside_ray() -> None:
+    from search_spaces import Spec
+
+    space = load_space("mlp", {"epochs": 1})
+    executor = make_executor("ray", options={"workers_per_child": 2})
+    assert executor.capacity == 2  # 4 CPUs, 2 per child
+    spec = space.decode((0, 2, 1, 0, 0, 0, 0, 0, 2))
+    assert isinstance(spec, Spec)
+    executor.submit(space, ChildTask(0, spec, Context(seed=1)))
+    _, result = executor.next_result()
+    assert result.ok, result.error
+    assert result.info["workers_per_child"] == 2 and result.info["backend"] == "gloo"
