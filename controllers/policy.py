@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -76,9 +76,19 @@ class LSTMPolicy(nn.Module):
         return logits
 
     def forward(
-        self, n: int, generator: torch.Generator | None = None, forced: torch.Tensor | None = None
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        forced: torch.Tensor | None = None,
+        allowed: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Sample ``n`` sequences (or score the ``forced`` ones): tokens [n, L], log-prob [n], entropy [n]."""
+        """Sample ``n`` sequences (or score the ``forced`` ones): tokens [n, L], log-prob [n], entropy [n].
+
+        ``allowed`` maps the tokens sampled so far [n, pos] to a bool mask [n, values] of the values
+        permitted at position ``pos`` (an anchor's bits are positions of 2 values each); sampling is
+        restricted to them, while the log-prob and entropy stay those of the unrestricted policy, the
+        quantities the gradient and the PPO ratio are defined on.
+        """
         if forced is not None and tuple(forced.shape) != (n, self.length):
             raise ControllerError(f"forced tokens have shape {tuple(forced.shape)}, expected ({n}, {self.length})")
         x = self.start.expand(n, -1)
@@ -98,7 +108,10 @@ class LSTMPolicy(nn.Module):
             if d.kind == "categorical":
                 logp_all = F.log_softmax(self._shape(head(h)), dim=-1)
                 if forced is None:
-                    tok = torch.multinomial(logp_all.detach().exp(), 1, generator=generator).squeeze(1)
+                    probs = logp_all.detach().exp()
+                    if allowed is not None:
+                        probs = probs * allowed(self._so_far(out, n)).to(probs.dtype) + 1e-30
+                    tok = torch.multinomial(probs, 1, generator=generator).squeeze(1)
                 else:
                     tok = forced[:, pos].long()
                 log_prob = log_prob + logp_all.gather(1, tok[:, None]).squeeze(1)
@@ -111,7 +124,9 @@ class LSTMPolicy(nn.Module):
                 if k > 0:
                     keys = torch.stack(anchor_keys[:k], dim=1)
                     logits = self._shape(self.v(torch.tanh(keys + self.w_curr(h)[:, None, :])).squeeze(-1))
-                    if forced is None:
+                    if forced is None and allowed is not None:
+                        bits = self._masked_bits(torch.sigmoid(logits.detach()), out, n, allowed, generator)
+                    elif forced is None:
                         bits = torch.bernoulli(torch.sigmoid(logits.detach()), generator=generator)
                     else:
                         bits = forced[:, pos : pos + k].to(logits.dtype)
@@ -129,3 +144,25 @@ class LSTMPolicy(nn.Module):
             pos += d.width
         tokens = torch.cat(out, dim=1)
         return tokens, log_prob, entropy
+
+    @staticmethod
+    def _so_far(out: list[torch.Tensor], n: int) -> torch.Tensor:
+        return torch.cat(out, dim=1) if out else torch.zeros(n, 0, dtype=torch.long)
+
+    def _masked_bits(
+        self,
+        p: torch.Tensor,
+        out: list[torch.Tensor],
+        n: int,
+        allowed: Callable[[torch.Tensor], torch.Tensor],
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """Sample an anchor's bits one at a time, forcing a bit where only one value is still allowed."""
+        bits: list[torch.Tensor] = []
+        for j in range(p.shape[1]):
+            ok = allowed(torch.cat([self._so_far(out, n)] + [b[:, None].long() for b in bits], dim=1))
+            drawn = torch.bernoulli(p[:, j], generator=generator)
+            only_one = ok[:, 1] & ~ok[:, 0]
+            only_zero = ok[:, 0] & ~ok[:, 1]
+            bits.append(torch.where(only_one, 1.0, torch.where(only_zero, 0.0, drawn)).to(p.dtype))
+        return torch.stack(bits, dim=1)

@@ -12,7 +12,8 @@ import torch
 
 from controllers.base import Controller, ControllerError, Proposal, UpdateStats
 from controllers.policy import LSTMPolicy
-from search_spaces.api import Decision
+from controllers.unique import SeenTree
+from search_spaces.api import Decision, token_sizes
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,11 @@ class ReinforceConfig:
     normalize_advantage: bool = False
     elite_size: int = 3
     elite_weight: float = 1.0
+    max_importance: float = 1.0  # truncation of the importance ratio of stale children (async mode)
 
     def __post_init__(self) -> None:
+        if self.max_importance <= 0:
+            raise ControllerError(f"max_importance must be > 0, got {self.max_importance}")
         if self.lr <= 0:
             raise ControllerError(f"lr must be > 0, got {self.lr}")
         if not 0.0 <= self.baseline_decay < 1.0:
@@ -127,13 +131,13 @@ def build_config(settings: Mapping[str, Any], cls: type[ReinforceConfig] = Reinf
 class ReinforceController(Controller):
     """Policy gradient with an exponential-moving-average baseline and an optional entropy bonus.
 
-    With ``unique`` the controller never proposes a sequence it proposed before (it resamples,
-    and only repeats when fresh samples run out), so no budget is spent on a candidate twice.
+    With ``unique`` the controller never proposes a sequence it proposed before: it samples from
+    the policy restricted to the unproposed sequences (see `SeenTree`), and repeats only once the
+    whole space has been proposed, so no budget is spent on a candidate twice.
     """
 
     kind = "reinforce"
     config_type: type[ReinforceConfig] = ReinforceConfig
-    MAX_ROUNDS = 20
 
     def __init__(self, decisions: Sequence[Decision], seed: int, config: ReinforceConfig | None = None) -> None:
         super().__init__(decisions, seed)
@@ -150,6 +154,7 @@ class ReinforceController(Controller):
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.lr)
         self.baseline: float | None = None
         self.seen: set[tuple[int, ...]] = set()
+        self._seen_tree: SeenTree | None = None
         self.elite: list[tuple[float, tuple[int, ...]]] = []
 
     @classmethod
@@ -159,31 +164,36 @@ class ReinforceController(Controller):
         """Build from user settings (see `build_config`)."""
         return cls(decisions, seed, build_config(settings, cls.config_type))
 
-    def _sample(self, n: int) -> list[Proposal]:
+    def _sample(self, n: int, tree: SeenTree | None = None) -> list[Proposal]:
         with torch.no_grad():
-            tokens, log_prob, entropy = self.policy(n, generator=self.generator)
+            allowed = tree.allowed if tree is not None else None
+            tokens, log_prob, entropy = self.policy(n, generator=self.generator, allowed=allowed)
         return [
             Proposal(tuple(int(t) for t in row), float(lp), float(ent), self.policy_version)
             for row, lp, ent in zip(tokens.tolist(), log_prob, entropy, strict=True)
         ]
+
+    def _tree(self) -> SeenTree:
+        if self._seen_tree is None:
+            self._seen_tree = SeenTree(token_sizes(self.decisions), self.seen)
+        return self._seen_tree
 
     def propose(self, n: int) -> list[Proposal]:
         if n < 1:
             raise ControllerError(f"propose needs n >= 1, got {n}")
         if not self.config.unique:
             return self._sample(n)
+        tree = self._tree()
         chosen: list[Proposal] = []
-        spare: list[Proposal] = []
-        for _ in range(self.MAX_ROUNDS):
-            for p in self._sample(max(4 * n, 16)):
-                if p.tokens not in self.seen and len(chosen) < n:
-                    chosen.append(p)
+        # Each pass samples among the unproposed sequences only; rows of one pass may still pick the
+        # same sequence, so at least one new sequence is kept per pass until the space runs out.
+        while len(chosen) < n and not tree.exhausted:
+            for p in self._sample(n - len(chosen), tree):
+                if tree.add(p.tokens):
                     self.seen.add(p.tokens)
-                else:
-                    spare.append(p)
-            if len(chosen) == n:
-                break
-        chosen.extend(spare[: n - len(chosen)])  # the space is (nearly) exhausted: allow repeats
+                    chosen.append(p)
+        if len(chosen) < n:  # the whole space has been proposed: repeats are all that is left
+            chosen.extend(self._sample(n - len(chosen)))
         return chosen
 
     def _advantages(self, rewards: Sequence[float]) -> tuple[torch.Tensor, float, float]:
@@ -211,7 +221,18 @@ class ReinforceController(Controller):
     def _loss(
         self, proposals: Sequence[Proposal], advantage: torch.Tensor, log_prob: torch.Tensor, entropy: torch.Tensor
     ) -> torch.Tensor:
-        return -(advantage * log_prob).mean() - self.config.entropy_weight * entropy.mean()
+        weight = self._staleness_weights(proposals, log_prob)
+        return -(weight * advantage * log_prob).mean() - self.config.entropy_weight * entropy.mean()
+
+    def _staleness_weights(self, proposals: Sequence[Proposal], log_prob: torch.Tensor) -> torch.Tensor:
+        """Importance ratios pi_now / pi_sampled for children sampled from an older policy (asynchronous
+        workers), truncated at ``max_importance`` as in IMPALA's V-trace; 1 for fresh children."""
+        stale = torch.tensor([p.policy_version != self.policy_version for p in proposals])
+        if not bool(stale.any()):
+            return torch.ones_like(log_prob)
+        old = torch.tensor([p.log_prob for p in proposals], dtype=log_prob.dtype)
+        ratio = torch.exp(log_prob.detach() - old).clamp(max=self.config.max_importance)
+        return torch.where(stale, ratio, torch.ones_like(ratio))
 
     def _passes(self) -> int:
         return 1
@@ -267,7 +288,9 @@ class ReinforceController(Controller):
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if dict(state["config"]) != dataclasses.asdict(self.config):
+        # settings added since the checkpoint was written take their defaults
+        stored = {**dataclasses.asdict(self.config_type()), **dict(state["config"])}
+        if stored != dataclasses.asdict(self.config):
             raise ControllerError(f"checkpoint config {state['config']} differs from this controller's {self.config}")
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -275,6 +298,7 @@ class ReinforceController(Controller):
         self.policy_version = int(state["policy_version"])
         self.generator.set_state(state["rng"])
         self.seen = {tuple(int(x) for x in t) for t in state["seen"]}
+        self._seen_tree = None
         self.elite = [(float(r), tuple(int(x) for x in t)) for r, t in state["elite"]]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from controllers import ControllerError, RandomController, ReinforceController, 
 from controllers.policy import LSTMPolicy
 from controllers.reinforce import PRESETS, build_config
 from controllers.rewards import get_transform
+from controllers.unique import SeenTree
 from search_spaces import Context, Decision, load_space, token_sizes
 
 SMALL = [
@@ -219,6 +221,61 @@ def test_unique_sampling_never_repeats_until_the_space_runs_out() -> None:
     assert len(c.propose(3)) == 3  # exhausted: repeats are allowed rather than failing
     again = ReinforceController(decisions, seed=0, config=build_config({"unique": False}))
     assert len({p.tokens for p in again.propose(30)}) <= 6
+
+
+def test_unique_sampling_covers_anchor_spaces_exactly() -> None:
+    # 3 choices x anchors with 1 and 2 earlier anchors: 3 * 2 * 4 = 24 distinct sequences
+    decisions = [
+        Decision.categorical("op", ["a", "b", "c"]),
+        Decision.anchor("l0", 0),
+        Decision.anchor("l1", 1),
+        Decision.anchor("l2", 2),
+    ]
+    c = ReinforceController(decisions, seed=3, config=build_config({"unique": True}))
+    got = [p.tokens for _ in range(6) for p in c.propose(4)]
+    assert len(set(got)) == 24
+    assert SeenTree(token_sizes(decisions), got).exhausted
+
+
+def test_restricted_sampling_follows_the_policy_renormalized() -> None:
+    decisions = [Decision.categorical("a", ["x", "y", "z", "w"])]
+    c = ReinforceController(decisions, seed=0, config=build_config({"unique": True}))
+    with torch.no_grad():
+        head = c.policy.heads[0]
+        assert isinstance(head, torch.nn.Linear)
+        head.bias.copy_(torch.tensor([3.0, 1.0, 0.0, -1.0]))
+        head.weight.zero_()
+    probs = c.policy(4, forced=torch.arange(4)[:, None])[1].detach().exp()  # temperature etc. applied
+    assert probs[0] > 0.5
+    tree = SeenTree([4], [(0,)])  # the favourite is taken: the rest keep their relative odds
+    tokens, log_prob, _ = c.policy(20000, generator=torch.Generator().manual_seed(1), allowed=tree.allowed)
+    freq = torch.bincount(tokens[:, 0], minlength=4).float() / 20000
+    assert freq[0] == 0
+    expected = probs[1:] / probs[1:].sum()
+    assert torch.allclose(freq[1:], expected, atol=0.015)
+    # the reported log-prob is the unrestricted policy's, as the update recomputes it
+    assert torch.allclose(log_prob.exp(), probs[tokens[:, 0]], atol=1e-5)
+
+
+def test_unique_sampling_stays_cheap_when_the_policy_has_collapsed() -> None:
+    decisions = [Decision.categorical(f"d{i}", ["a", "b", "c"]) for i in range(5)]
+    c = ReinforceController(decisions, seed=0, config=build_config({"unique": True}))
+    with torch.no_grad():
+        for head in c.policy.heads:
+            assert isinstance(head, torch.nn.Linear)
+            head.bias.copy_(torch.tensor([30.0, 0.0, 0.0]))  # almost all mass on one sequence
+    calls = 0
+    forward = c.policy.forward
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return forward(*args, **kwargs)
+
+    c.policy.forward = counting  # type: ignore[method-assign]
+    got = [p.tokens for _ in range(10) for p in c.propose(5)]
+    assert len(set(got)) == 50
+    assert calls <= 60  # rejection sampling would need ~1e13 draws for the second sequence
 
 
 def test_elite_keeps_the_best_distinct_sequences_and_pulls_the_policy_to_them() -> None:
