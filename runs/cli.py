@@ -59,6 +59,7 @@ def user_errors() -> Iterator[None]:
     """Turn the project's domain errors into one-line messages."""
     from controllers import ControllerError
     from nas.data import DatasetError
+    from optsearch.language import RuleError
     from runs.executors import ExecutorError
     from runs.search import SearchError
     from runs.store import StoreError
@@ -66,7 +67,16 @@ def user_errors() -> Iterator[None]:
 
     try:
         yield
-    except (UsageError, SpaceError, ControllerError, StoreError, SearchError, ExecutorError, DatasetError) as exc:
+    except (
+        UsageError,
+        SpaceError,
+        ControllerError,
+        StoreError,
+        SearchError,
+        ExecutorError,
+        DatasetError,
+        RuleError,
+    ) as exc:
         fail(str(exc))
 
 
@@ -121,7 +131,34 @@ def search(
         list[str] | None,
         typer.Option("--controller-option", "-C", help="Controller setting KEY=VALUE (e.g. preset=enas)."),
     ] = None,
-    executor: Annotated[str | None, typer.Option("--executor", help="Where children run: local.")] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option("--executor", help="Where children run: ray (default; local CPUs/GPUs or a cluster) or local."),
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option("--address", help="Ray cluster to join: auto or host:port [default: embedded].")
+    ] = None,
+    cpus_per_child: Annotated[
+        float | None, typer.Option("--cpus-per-child", help="CPUs Ray reserves per child [default: 1].", min=0)
+    ] = None,
+    gpus_per_child: Annotated[
+        float | None,
+        typer.Option("--gpus-per-child", help="GPUs per child; fractions share a GPU (0.25: 4 children).", min=0),
+    ] = None,
+    max_concurrent: Annotated[
+        int | None, typer.Option("--max-concurrent", help="At most this many children at once.", min=1)
+    ] = None,
+    child_timeout: Annotated[
+        float | None, typer.Option("--child-timeout", help="Cancel and fail a child running longer (seconds).")
+    ] = None,
+    workers_per_child: Annotated[
+        int | None,
+        typer.Option("--workers-per-child", help="Train each child data-parallel on K processes.", min=1),
+    ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option("--mode", help="sync (batches, Zoph & Le) or async (keep workers busy) [default: async if >1]."),
+    ] = None,
     device: Annotated[str | None, typer.Option("--device", help="Torch device of the children (cpu, cuda).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="A label for the run.")] = None,
     pruner: Annotated[
@@ -143,14 +180,25 @@ def search(
             "device": device,
             "name": name,
             "pruner": pruner,
+            "mode": mode,
         }
         given = {k: v for k, v in flags.items() if v is not None}
+        ray_flags = {
+            "address": address,
+            "cpus_per_child": cpus_per_child,
+            "gpus_per_child": gpus_per_child,
+            "max_concurrent": max_concurrent,
+            "child_timeout": child_timeout,
+            "workers_per_child": workers_per_child,
+        }
+        executor_opts = {k: v for k, v in ray_flags.items() if v is not None}
         space_opts = parse_assignments(space_option or [], "--space-option")
         ctrl_opts = parse_assignments(controller_option or [], "--controller-option")
         store = open_store(storage)
         if resume is not None:
             extra = sorted(given) + (["config"] if config else []) + (["space-option"] if space_opts else [])
             extra += ["controller-option"] if ctrl_opts else []
+            extra += [k.replace("_", "-") for k in sorted(executor_opts)]
             if extra:
                 raise UsageError(
                     f"--resume continues run {resume} with its stored settings; drop --{', --'.join(extra)}"
@@ -163,6 +211,9 @@ def search(
                 settings["space_options"] = {**settings.get("space_options", {}), **space_opts}
             if ctrl_opts:
                 settings["controller"] = {**settings.get("controller", {}), **ctrl_opts}
+            if executor_opts:
+                settings["executor_options"] = {**settings.get("executor_options", {}), **executor_opts}
+            settings.setdefault("executor", "ray")  # the command's default; SearchConfig's is local
             run = Search.start(store, SearchConfig.from_json(settings))
         _install_sigterm()
         cfg = run.config
@@ -354,41 +405,66 @@ def runs_list(
 
 
 @runs_app.command("show")
-def runs_show(run_id: RunArg, storage: StorageOpt = None) -> None:
+def runs_show(
+    run_id: RunArg,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Refresh until the run stops running.")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes.", min=0.1)] = 2.0,
+    storage: StorageOpt = None,
+) -> None:
     """Show a run's settings, progress, best child and latest controller statistics."""
     import json
 
     with user_errors():
         store = open_store(storage)
-        run = store.get_run(run_id)
-        counts = store.count_children(run_id)
-        top = store.top_children(run_id, 1)
-        updates = store.updates(run_id)
-        console.print(f"[bold]run {run.id}[/] {run.name or ''}  status: {run.status}", highlight=False)
-        console.print(
-            f"space {run.space}, strategy {run.strategy}, seed {run.seed}, code {run.code_version}", highlight=False
+        if not follow:
+            for line in _run_lines(store, run_id):
+                console.print(line, highlight=False)
+            console.print("config: " + json.dumps(store.get_run(run_id).config, sort_keys=True), highlight=False)
+            return
+        import time
+
+        from rich.live import Live
+        from rich.text import Text
+
+        def view() -> Text:
+            return Text.from_markup("\n".join(_run_lines(store, run_id, latest=5)))
+
+        with Live(view(), console=console, auto_refresh=False) as live:
+            while store.get_run(run_id).status == "running":
+                time.sleep(interval)
+                live.update(view(), refresh=True)
+
+
+def _run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
+    """The summary of a run, as Rich markup lines (and its ``latest`` finished children)."""
+    run = store.get_run(run_id)
+    counts = store.count_children(run_id)
+    top = store.top_children(run_id, 1)
+    updates = store.updates(run_id)
+    lines = [
+        f"[bold]run {run.id}[/] {run.name or ''}  status: {run.status}",
+        f"space {run.space}, strategy {run.strategy}, seed {run.seed}, code {run.code_version}",
+        f"created {run.created_at:%Y-%m-%d %H:%M:%S}, finished {run.finished_at or '-'}",
+        f"children: {counts['done']} done, {counts['failed']} failed, {counts['running']} running, "
+        f"{counts['queued']} queued, of {run.n_children}",
+    ]
+    if run.error:
+        lines.append(f"[red]error:[/] {run.error}")
+    if top:
+        best = top[0]
+        lines.append(f"best: child {best.number}, reward {best.reward:.4f}: {_describe(run, best.spec)}")
+    if updates:
+        u = updates[-1]
+        lines.append(
+            f"controller: {len(updates)} updates, last mean reward {u.mean_reward:.4f}, entropy {u.entropy:.3f}, "
+            f"baseline {_fmt(u.baseline)}"
         )
-        console.print(f"created {run.created_at:%Y-%m-%d %H:%M:%S}, finished {run.finished_at or '-'}", highlight=False)
-        console.print(
-            f"children: {counts['done']} done, {counts['failed']} failed, {counts['running']} running, "
-            f"{counts['queued']} queued, of {run.n_children}",
-            highlight=False,
-        )
-        if run.error:
-            console.print(f"[red]error:[/] {run.error}", highlight=False)
-        if top:
-            best = top[0]
-            console.print(
-                f"best: child {best.number}, reward {best.reward:.4f}: {_describe(run, best.spec)}", highlight=False
-            )
-        if updates:
-            u = updates[-1]
-            console.print(
-                f"controller: {len(updates)} updates, last mean reward {u.mean_reward:.4f}, entropy {u.entropy:.3f}, "
-                f"baseline {_fmt(u.baseline)}",
-                highlight=False,
-            )
-        console.print("config: " + json.dumps(run.config, sort_keys=True), highlight=False)
+    if latest:
+        finished = [c for c in store.children(run_id) if c.finished_at is not None]
+        for c in sorted(finished, key=lambda c: c.finished_at)[-latest:]:  # type: ignore[arg-type, return-value]
+            where = f"{c.worker or '-'} {c.device or ''}".strip()
+            lines.append(f"  child {c.number} {c.status} reward {_fmt(c.reward)} on {where}")
+    return lines
 
 
 def _describe(run: Any, spec_json: dict[str, Any]) -> str:
@@ -447,6 +523,47 @@ EXPORT_COLUMNS = (
     "device",
     "error",
 )
+
+
+@runs_app.command("best")
+def runs_best(
+    run_id: RunArg,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Train the best child again from its spec.")] = False,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs of the retraining.", min=1)] = None,
+    device: Annotated[str, typer.Option("--device", help="Torch device of the retraining.")] = "cpu",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the retraining.")] = 0,
+    storage: StorageOpt = None,
+) -> None:
+    """The best child of a run; with --retrain, train it again from its stored spec (e.g. longer) and
+    report validation and test accuracy."""
+    from search_spaces import Context, Spec
+
+    with user_errors():
+        store = open_store(storage)
+        run = store.get_run(run_id)
+        top = store.top_children(run_id, 1)
+        if not top:
+            raise UsageError(f"run {run_id} has no finished child yet")
+        best = top[0]
+        space = _space_of(run)
+        spec = Spec.from_json(best.spec)
+        test = (best.metrics.get("test") or {}).get("test_acc")
+        console.print(
+            f"best of run {run_id}: child {best.number}, reward {_fmt(best.reward)}, test acc {_fmt(test)}: "
+            f"{space.describe(spec)}",
+            highlight=False,
+        )
+        if not retrain:
+            return
+        budget = {"epochs": epochs} if epochs is not None else {}
+        with console.status(f"retraining child {best.number}..."):
+            from runs.executors import ChildTask, run_child
+
+            result = run_child(space, ChildTask(best.number, spec, Context(seed=seed, device=device, budget=budget)))
+        if result.status != "done":
+            raise UsageError(f"retraining child {best.number} failed: {result.error}")
+        line = f"retrained{f' for {epochs} epochs' if epochs else ''}: validation acc {_fmt(result.val_acc)}"
+        console.print(f"{line}, test acc {_fmt(result.test.get('test_acc'))}", highlight=False)
 
 
 @runs_app.command("export")
@@ -517,6 +634,62 @@ def plot_progress_cmd(
         console.print(f"wrote {path}", highlight=False)
 
 
+@plot_app.command("pareto")
+def plot_pareto_cmd(
+    run_id: RunArg,
+    cost: Annotated[str, typer.Option("--cost", help="flops, params, latency_s or train_time_s.")] = "flops",
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("pareto.png"),
+    storage: StorageOpt = None,
+) -> None:
+    """Validation accuracy against a cost for every child of a run, with the Pareto front."""
+    with user_errors():
+        from runs.plots import plot_pareto
+
+        store = open_store(storage)
+        run = store.get_run(run_id)
+        try:
+            path, front = plot_pareto(run, store.children(run_id), cost, output)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        console.print(f"wrote {path}", highlight=False)
+        for value, acc, number in front:
+            console.print(f"  child {number}: {cost} {value:.4g}, validation accuracy {acc:.4f}", highlight=False)
+
+
+@plot_app.command("arch")
+def plot_arch_cmd(
+    run_id: RunArg,
+    rank: Annotated[int, typer.Option("--rank", help="Which child: 1 is the best.", min=1)] = 1,
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("arch.png"),
+    storage: StorageOpt = None,
+) -> None:
+    """Draw the best architecture of a run as a graph (layers or cell nodes, ops, skip connections)."""
+    with user_errors():
+        from runs.plots import plot_arch
+        from search_spaces import Spec
+
+        store = open_store(storage)
+        run = store.get_run(run_id)
+        top = store.top_children(run_id, rank)
+        if len(top) < rank:
+            raise UsageError(f"run {run_id} has {len(top)} finished children; --rank {rank} does not exist")
+        child = top[rank - 1]
+        space = _space_of(run)
+        spec = Spec.from_json(child.spec)
+        title = f"run {run_id}, child {child.number}, reward {_fmt(child.reward)}: {space.describe(spec)}"
+        path = plot_arch(space.graph(spec), title, output)
+        console.print(f"wrote {path}", highlight=False)
+
+
+def _space_of(run: Any) -> Any:
+    from search_spaces import SpaceError, load_space
+
+    try:
+        return load_space(run.space, dict(run.config.get("space_options") or {}), validate=False)
+    except SpaceError as exc:
+        raise UsageError(f"cannot rebuild the space {run.space!r} of run {run.id}: {exc}") from None
+
+
 @plot_app.command("benchmark")
 def plot_benchmark_cmd(
     results: Annotated[Path, typer.Argument(metavar="RESULTS.json", help="JSON written by benchmarks/nb201.py.")],
@@ -539,6 +712,9 @@ def plot_benchmark_cmd(
         except (ValueError, KeyError, TypeError) as exc:
             raise UsageError(f"cannot plot {str(results)!r}: {exc}") from None
         console.print(f"wrote {path}", highlight=False)
+
+
+from runs import cli_optimizers  # noqa: E402,F401  (registers `l2l optimizers` and `l2l plot optimizer`)
 
 
 def main() -> None:

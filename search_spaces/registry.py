@@ -43,12 +43,15 @@ def load_space_class(ref: str) -> type[SearchSpace]:
     return _check_class(ref, obj)
 
 
+FILE_PLUGIN_PREFIX = "l2l_user_space_"  # module names of spaces loaded from a file path
+
+
 def _load_from_file(ref: str) -> type[SearchSpace]:
     path_text, _, class_name = ref.rpartition(":")
     path = Path(path_text).expanduser()
     if not path.is_file():
         raise PluginError(f"search space {ref!r}: file {str(path)!r} does not exist")
-    module_name = f"l2l_user_space_{abs(hash(str(path.resolve())))}"
+    module_name = f"{FILE_PLUGIN_PREFIX}{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise PluginError(f"search space {ref!r}: {str(path)!r} is not an importable Python file")

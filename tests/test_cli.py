@@ -53,6 +53,12 @@ def test_every_command_has_help() -> None:
         ["runs", "top"],
         ["runs", "export"],
         ["plot", "progress"],
+        ["plot", "optimizer"],
+        ["plot", "pareto"],
+        ["plot", "arch"],
+        ["runs", "best"],
+        ["optimizers", "top"],
+        ["optimizers", "export"],
     ):
         out = ok(*args, "--help")
         assert "Usage" in out
@@ -157,3 +163,57 @@ def test_plot_benchmark(tmp_path: Path) -> None:
     src.write_text("{}")
     result = runner.invoke(app, ["plot", "benchmark", str(src), "-o", str(png)])
     assert result.exit_code == 1 and "has no 'curves'" in result.output
+
+
+def test_optimizer_search_top_export_and_plot(storage: str, tmp_path: Path) -> None:
+    import importlib.util
+
+    import torch
+
+    common = ["--storage", storage]
+    ok("search", "--space", "optimizer", "-n", "6", "-m", "3", "-S", "epochs=1", "-S", "lrs='0.01'", "-q", *common)
+    out = ok("optimizers", "top", "1", "-k", "2", *common)
+    assert "lr *" in out and "rank" in out
+    path = tmp_path / "best_opt.py"
+    out = ok("optimizers", "export", "1", "--rank", "1", "-o", str(path), "--name", "Best", *common)
+    assert "class Best" in out
+    spec = importlib.util.spec_from_file_location("best_opt", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    w = torch.nn.Parameter(torch.ones(4))
+    w.grad = torch.full((4,), 0.5)
+    module.Best([w], lr=0.01, total_steps=10).step()
+    assert torch.isfinite(w).all()
+    out = ok("plot", "optimizer", "1", "-o", str(tmp_path / "plots"), "--top", "1", "--lrs", "0.01", *common)
+    for name in ("run1_update_heatmaps.png", "run1_training_curves.png", "run1_optimizer_summary.json"):
+        assert (tmp_path / "plots" / name).stat().st_size > 0
+    summary = json.loads((tmp_path / "plots" / "run1_optimizer_summary.json").read_text())
+    assert set(summary["tasks"]) == {"digits-cnn", "synthetic-mlp"}
+    labels = [c["label"] for c in summary["tasks"]["synthetic-mlp"]]
+    assert labels[-2:] == ["sgd-momentum", "adam"]
+    # errors name the problem
+    ok("search", "--space", "toy", "-n", "2", "-q", *common)
+    bad = runner.invoke(app, ["optimizers", "top", "2", *common])
+    assert bad.exit_code == 1 and "searched the space 'toy', not optimizer rules" in bad.output
+    bad = runner.invoke(app, ["optimizers", "export", "1", "--rank", "50", *common])
+    assert bad.exit_code == 1 and "--rank 50 does not exist" in bad.output
+    bad = runner.invoke(app, ["plot", "optimizer", "1", "--lrs", "fast", *common])
+    assert bad.exit_code == 1 and "--lrs expects comma-separated numbers" in bad.output
+
+
+def test_runs_show_follow_refreshes_until_the_run_stops(storage: str) -> None:
+    import threading
+
+    from runs.store import Store
+
+    ok("search", "--space", "toy", "-n", "4", "-m", "2", "--executor", "local", "-q", "--storage", storage)
+    store = Store(storage)
+    store.set_run_status(1, "running")
+    timer = threading.Timer(1.0, store.set_run_status, args=(1, "done"))
+    timer.start()
+    started = time.perf_counter()
+    out = ok("runs", "show", "1", "--follow", "--interval", "0.2", "--storage", storage)
+    timer.join()
+    assert time.perf_counter() - started >= 0.9  # it waited for the run to stop
+    assert "children: 4 done" in out and "child 3 done reward" in out

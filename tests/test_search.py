@@ -160,7 +160,8 @@ def wait_for_done(store: Store, done: int, timeout: float = 60.0) -> None:
     raise AssertionError(f"no run reached {done} finished children in {timeout} s")
 
 
-def test_kill_9_of_the_driver_then_resume_ends_with_exactly_n_children(tmp_path: Path) -> None:
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_kill_9_of_the_driver_then_resume_ends_with_exactly_n_children(tmp_path: Path, executor: str) -> None:
     db = tmp_path / "k.db"
     storage = f"sqlite:///{db}"
     marker = tmp_path / "evaluated.txt"
@@ -180,6 +181,9 @@ def test_kill_9_of_the_driver_then_resume_ends_with_exactly_n_children(tmp_path:
         "2",
         "--storage",
         storage,
+        "--executor",
+        executor,
+        *(["--max-concurrent", "2"] if executor == "ray" else []),
         "-q",
         env={"L2L_TEST_MARKER": str(marker)},
     )
@@ -198,11 +202,14 @@ def test_kill_9_of_the_driver_then_resume_ends_with_exactly_n_children(tmp_path:
     assert [c.number for c in children] == list(range(n))
     assert all(c.status == "done" for c in children)
     assert store.get_run(run.id).status == "done"
-    assert len(store.updates(run.id)) == 5
+    updates = store.updates(run.id)
+    # every reward reached the controller exactly once (async updates may mix batches)
+    assert sorted(c for u in updates for c in u.extra["children"]) == list(range(n))
+    assert len(updates) == 5
     evaluated = [int(x) for x in marker.read_text().split()]
-    # every child ran to completion once, except at most the one in flight at the kill, which ran again
+    # every child ran to completion once, except those in flight at the kill (1 local, up to 2 on Ray)
     assert sorted(set(evaluated)) == list(range(n))
-    assert len(evaluated) - n <= 1
+    assert len(evaluated) - n <= (1 if executor == "local" else 2)
 
 
 def test_sigterm_stops_cleanly_and_resumes(tmp_path: Path) -> None:

@@ -92,3 +92,34 @@ class NoName(Empty):
 
 class NotASpace:
     name = "nope"
+
+
+class Crashy(SearchSpace):
+    """For executors: 'exit' kills the worker process, 'hang' sleeps for a minute, others sleep ``delay``.
+
+    `shared_data` counts its calls on the driver; children report the token they received.
+    """
+
+    name = "crashy"
+
+    def __init__(self, delay: float = 0.3) -> None:
+        super().__init__(delay=delay)
+        self.delay = delay
+        self.shared_calls = 0
+        self.received: str | None = None
+
+    def decisions(self) -> Sequence[Decision]:
+        return [Decision.categorical("x", ["ok", "exit", "hang", "fine"])]
+
+    def shared_data(self) -> dict[str, object]:
+        self.shared_calls += 1
+        return {"token": "shipped-once"}
+
+    def use_shared_data(self, data: object) -> None:
+        self.received = data["token"]  # type: ignore[index]
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        if spec["x"] == "exit":
+            os._exit(1)
+        time.sleep(60 if spec["x"] == "hang" else self.delay)
+        return Result(reward=1.0, val_acc=1.0, info={"pid": os.getpid(), "token": self.received, "device": ctx.device})
