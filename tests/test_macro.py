@@ -43,7 +43,7 @@ def test_loose_ends_all_reach_the_classifier() -> None:
         MacroNet([MacroLayer((1, 3), 4, 1, ()), MacroLayer((1, 3), 4, 1, (1,))], (1, 40), 10)
 
 
-@pytest.mark.parametrize("space_name", ["macro", "nb201_cell"])
+@pytest.mark.parametrize("space_name", ["macro", "nb201_cell", "micro"])
 def test_random_specs_round_trip_through_json_to_the_same_model(space_name: str) -> None:
     space = load_space(space_name, {"epochs": 1, **({"strides": True} if space_name == "macro" else {})})
     rng = random.Random(4)

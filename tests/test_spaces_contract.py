@@ -19,6 +19,7 @@ FAST_OPTIONS: dict[str, dict[str, object]] = {
     "optimizer": {"epochs": 1, "lrs": "0.01"},
     "nb201_cell": {"epochs": 1},
     "macro": {"epochs": 1, "layers": 3},
+    "micro": {"epochs": 1, "nodes": 3, "channels": 4},
 }
 CAN_DIVERGE = {"optimizer"}  # a random update rule may blow up: it must then fail and say so
 INSTANT = {"toy", "nb201"}

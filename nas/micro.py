@@ -1,0 +1,218 @@
+"""NASNet / ENAS micro cells: a normal and a reduction cell of B nodes, stacked into a network.
+
+A cell takes the outputs of the two cells before it (nodes 0 and 1, each brought to C channels by a
+ReLU-conv1x1-BN, or a factorized reduction when node 0 is twice the size of node 1). Node b (b >= 2)
+picks two earlier nodes and one op for each, and adds the two results. The cell's output is the
+concatenation of the nodes no other node consumed (its loose ends), as in NASNet and ENAS. In a
+reduction cell the ops that read nodes 0 and 1 have stride 2 and the channels double.
+
+The network: a stem convolution, then ``reductions + 1`` stages of N normal cells separated by a
+reduction cell, then ReLU, global average pooling and a linear classifier. Works on 1-D signals
+(MNIST-1D) and 2-D images; on 1-D data a factorized 1xk-kx1 convolution is a k-wide convolution
+followed by a 1-wide one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from nas.cells import _bn, _conv, _Shape
+
+# ENAS's five ops (Pham et al. 2018, section 2.3)
+ENAS_OPS = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
+# NASNet's thirteen (Zoph et al. 2018, section 3)
+NASNET_OPS = (
+    "identity",
+    "conv_1x3_3x1",
+    "conv_1x7_7x1",
+    "dil_conv_3x3",
+    "avg_pool_3x3",
+    "max_pool_3x3",
+    "max_pool_5x5",
+    "max_pool_7x7",
+    "conv_1x1",
+    "conv_3x3",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "sep_conv_7x7",
+)
+OP_SETS = {"enas": ENAS_OPS, "nasnet": NASNET_OPS}
+
+
+@dataclass(frozen=True)
+class MicroNode:
+    """One node: inputs ``a`` and ``b`` (earlier node indices, 0 and 1 are the cell's inputs) and their ops."""
+
+    a: int
+    op_a: str
+    b: int
+    op_b: str
+
+
+def _kernel(k: int, dims: int) -> int | tuple[int, int]:
+    return k if dims == 1 else (k, k)
+
+
+class _ReLUConvBN(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int, dims: int) -> None:
+        super().__init__(
+            nn.ReLU(), _conv(dims)(c_in, c_out, k, stride=stride, padding=k // 2, bias=False), _bn(dims, c_out)
+        )
+
+
+class _SepConv(nn.Sequential):
+    """NASNet's separable convolution, applied twice: (ReLU, depthwise k, pointwise 1, BN) x 2."""
+
+    def __init__(self, c: int, k: int, stride: int, dims: int, dilation: int = 1, repeats: int = 2) -> None:
+        conv = _conv(dims)
+        layers: list[nn.Module] = []
+        for r in range(repeats):
+            pad = dilation * (k // 2)
+            s = stride if r == 0 else 1
+            layers += [
+                nn.ReLU(),
+                conv(c, c, k, stride=s, padding=pad, dilation=dilation, groups=c, bias=False),
+                conv(c, c, 1, bias=False),
+                _bn(dims, c),
+            ]
+        super().__init__(*layers)
+
+
+class _FactorizedConv(nn.Sequential):
+    """A 1xk then kx1 convolution (on 1-D data: k-wide then 1-wide)."""
+
+    def __init__(self, c: int, k: int, stride: int, dims: int) -> None:
+        first: nn.Module
+        second: nn.Module
+        if dims == 1:
+            first = nn.Conv1d(c, c, k, stride=stride, padding=k // 2, bias=False)
+            second = nn.Conv1d(c, c, 1, bias=False)
+        else:
+            first = nn.Conv2d(c, c, (1, k), stride=(1, stride), padding=(0, k // 2), bias=False)
+            second = nn.Conv2d(c, c, (k, 1), stride=(stride, 1), padding=(k // 2, 0), bias=False)
+        super().__init__(nn.ReLU(), first, second, _bn(dims, c))
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the size without losing half the positions: two stride-2 1x1 convolutions, one shifted."""
+
+    def __init__(self, c_in: int, c_out: int, dims: int) -> None:
+        super().__init__()
+        conv = _conv(dims)
+        self.dims = dims
+        self.relu = nn.ReLU()
+        self.left = conv(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.right = conv(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
+        self.bn = _bn(dims, c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        left = self.left(x)
+        shifted = x[..., 1:] if self.dims == 1 else x[..., 1:, 1:]
+        pad = [0, 1] * self.dims
+        right = self.right(nn.functional.pad(shifted, pad))
+        return self.bn(torch.cat([left, right], dim=1))
+
+
+def make_op(name: str, c: int, stride: int, dims: int) -> nn.Module:
+    """The module of op ``name`` on ``c`` channels with ``stride``."""
+    if name not in NASNET_OPS:
+        raise ValueError(f"unknown micro op {name!r}; known: {', '.join(NASNET_OPS)}")
+    if name == "identity":
+        return nn.Identity() if stride == 1 else FactorizedReduce(c, c, dims)
+    if name.startswith("sep_conv_"):
+        return _SepConv(c, int(name[-1]), stride, dims)
+    if name == "dil_conv_3x3":
+        return _SepConv(c, 3, stride, dims, dilation=2, repeats=1)
+    if name in ("conv_1x1", "conv_3x3"):
+        return _ReLUConvBN(c, c, int(name[-1]), stride, dims)
+    if name in ("conv_1x3_3x1", "conv_1x7_7x1"):
+        return _FactorizedConv(c, int(name[-1]), stride, dims)
+    k = int(name[-1])  # what is left are the pools
+    if name.startswith("avg"):
+        pool = nn.AvgPool1d if dims == 1 else nn.AvgPool2d
+        return pool(k, stride=stride, padding=k // 2, count_include_pad=False)
+    mpool = nn.MaxPool1d if dims == 1 else nn.MaxPool2d
+    return mpool(k, stride=stride, padding=k // 2)
+
+
+def loose_ends(nodes: Sequence[MicroNode]) -> list[int]:
+    """Indices (2..) of the nodes no later node reads: the cell's output."""
+    used = {i for n in nodes for i in (n.a, n.b)}
+    return [i + 2 for i in range(len(nodes)) if i + 2 not in used]
+
+
+class MicroCell(nn.Module):
+    """One cell. ``c_pp`` and ``c_p``: channels of the two inputs; ``reduce_prev``: node 0 is twice as big."""
+
+    def __init__(
+        self, nodes: Sequence[MicroNode], c_pp: int, c_p: int, c: int, reduction: bool, reduce_prev: bool, dims: int
+    ) -> None:
+        super().__init__()
+        for b, node in enumerate(nodes):
+            if not (0 <= node.a < b + 2 and 0 <= node.b < b + 2):
+                raise ValueError(f"node {b + 2} reads nodes {node.a} and {node.b}; only 0..{b + 1} come before it")
+        self.nodes = list(nodes)
+        self.pre0 = FactorizedReduce(c_pp, c, dims) if reduce_prev else _ReLUConvBN(c_pp, c, 1, 1, dims)
+        self.pre1 = _ReLUConvBN(c_p, c, 1, 1, dims)
+        self.ops = nn.ModuleList()
+        for node in self.nodes:
+            for src, op in ((node.a, node.op_a), (node.b, node.op_b)):
+                self.ops.append(make_op(op, c, 2 if reduction and src < 2 else 1, dims))
+        self.out = loose_ends(self.nodes)
+        self.c_out = c * len(self.out)
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+        states = [self.pre0(s0), self.pre1(s1)]
+        for i, node in enumerate(self.nodes):
+            states.append(self.ops[2 * i](states[node.a]) + self.ops[2 * i + 1](states[node.b]))
+        return torch.cat([states[i] for i in self.out], dim=1)
+
+
+class MicroNet(nn.Module):
+    """Stem, ``reductions + 1`` stages of ``cells`` normal cells joined by reduction cells, classifier."""
+
+    def __init__(
+        self,
+        normal: Sequence[MicroNode],
+        reduce: Sequence[MicroNode],
+        shape: tuple[int, ...],
+        n_classes: int,
+        channels: int = 16,
+        cells: int = 1,
+        reductions: int = 2,
+        stem_multiplier: int = 3,
+    ) -> None:
+        super().__init__()
+        dims = len(shape) - 1
+        if dims not in (1, 2):
+            raise ValueError(f"inputs must be (channels, length) or (channels, height, width), got {shape}")
+        c_stem = stem_multiplier * channels
+        self.stem = nn.Sequential(
+            _Shape(shape), _conv(dims)(shape[0], c_stem, 3, padding=1, bias=False), _bn(dims, c_stem)
+        )
+        c_pp, c_p, c = c_stem, c_stem, channels
+        self.cells = nn.ModuleList()
+        reduce_prev = False
+        for stage in range(reductions + 1):
+            if stage > 0:
+                c *= 2
+                cell = MicroCell(reduce, c_pp, c_p, c, True, reduce_prev, dims)
+                self.cells.append(cell)
+                c_pp, c_p, reduce_prev = c_p, cell.c_out, True
+            for _ in range(cells):
+                cell = MicroCell(normal, c_pp, c_p, c, False, reduce_prev, dims)
+                self.cells.append(cell)
+                c_pp, c_p, reduce_prev = c_p, cell.c_out, False
+        pool = nn.AdaptiveAvgPool1d(1) if dims == 1 else nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Sequential(nn.ReLU(), pool, nn.Flatten(), nn.Linear(c_p, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1)
+        return self.head(s1)  # type: ignore[no-any-return]

@@ -1,0 +1,136 @@
+"""`micro`: the NASNet / ENAS cell space: a normal and a reduction cell of B nodes, stacked N times."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from search_spaces.api import Context, Decision, Result, SpaceError, Spec
+from search_spaces.trained import DatasetSpace, train_and_measure
+
+CELL_TYPES = ("normal", "reduce")
+
+
+class MicroSpace(DatasetSpace):
+    """Per cell type (normal, reduction) and per node b = 2..B+1: two inputs among the earlier nodes
+    (0 and 1 are the two previous cells' outputs) and an op for each; the node adds the two results.
+    The cell outputs the concatenation of its unused nodes.
+
+    Options: ``dataset`` (mnist1d), ``ops`` (``enas``: sep conv 3x3 and 5x5, avg and max pool 3x3,
+    identity; ``nasnet``: the thirteen of NASNet), ``nodes`` B (5), ``cells`` N normal cells per stage
+    (1), ``channels`` (8), ``reductions`` (2), ``epochs`` (5), ``batch_size`` (64), ``lr`` (Adam, 0.003).
+    """
+
+    name = "micro"
+    description = "NASNet/ENAS micro cells (normal + reduction cell of B nodes, stacked), MNIST-1D by default."
+
+    def __init__(
+        self,
+        dataset: str = "mnist1d",
+        ops: str = "enas",
+        nodes: int = 5,
+        cells: int = 1,
+        channels: int = 8,
+        reductions: int = 2,
+        epochs: int = 5,
+        batch_size: int = 64,
+        lr: float = 0.003,
+    ) -> None:
+        from nas.micro import OP_SETS
+
+        if ops not in OP_SETS:
+            raise SpaceError(f"unknown micro op set {ops!r}; known: {', '.join(OP_SETS)}")
+        if min(nodes, cells, channels, epochs, batch_size) < 1 or reductions < 0 or not lr > 0:
+            raise SpaceError(
+                "micro needs nodes, cells, channels, epochs, batch_size >= 1, reductions >= 0 and lr > 0; got "
+                f"{nodes}, {cells}, {channels}, {epochs}, {batch_size}, {reductions}, {lr}"
+            )
+        super().__init__(
+            dataset=dataset,
+            ops=ops,
+            nodes=nodes,
+            cells=cells,
+            channels=channels,
+            reductions=reductions,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+        )
+        self.dataset, self.op_set, self.n_nodes, self.n_cells = dataset, OP_SETS[ops], nodes, cells
+        self.channels, self.reductions = channels, reductions
+        self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
+        self._decisions: list[Decision] = []
+        for kind in CELL_TYPES:
+            for b in range(2, nodes + 2):
+                for side in ("a", "b"):
+                    self._decisions.append(Decision.categorical(f"{kind}_n{b}_{side}", range(b)))
+                    self._decisions.append(Decision.categorical(f"{kind}_n{b}_op_{side}", self.op_set))
+
+    def decisions(self) -> Sequence[Decision]:
+        return self._decisions
+
+    def cell(self, spec: Spec, kind: str) -> list[Any]:
+        """The `nas.micro.MicroNode` list of the ``kind`` ("normal" or "reduce") cell of ``spec``."""
+        from nas.micro import MicroNode
+
+        nodes = []
+        for b in range(2, self.n_nodes + 2):
+            p = f"{kind}_n{b}_"
+            a, b_in = int(str(spec[p + "a"])), int(str(spec[p + "b"]))
+            nodes.append(MicroNode(a, str(spec[p + "op_a"]), b_in, str(spec[p + "op_b"])))
+        return nodes
+
+    def describe(self, spec: Spec) -> str:
+        parts = []
+        for kind in CELL_TYPES:
+            nodes = " ".join(
+                f"n{b}=[{n.op_a}({n.a})+{n.op_b}({n.b})]" for b, n in enumerate(self.cell(spec, kind), start=2)
+            )
+            parts.append(f"{kind}: {nodes}")
+        return " | ".join(parts)
+
+    def graph(self, spec: Spec) -> dict[str, Any]:
+        from nas.micro import loose_ends
+
+        labels: list[str] = []
+        edges: list[list[Any]] = []
+        for kind in CELL_TYPES:
+            base = len(labels)
+            nodes = self.cell(spec, kind)
+            labels += [f"{kind}: c[k-2]", f"{kind}: c[k-1]"] + [f"n{b}" for b in range(2, len(nodes) + 2)]
+            labels.append(f"{kind} out")
+            for b, n in enumerate(nodes, start=2):
+                edges += [[base + n.a, base + b, n.op_a], [base + n.b, base + b, n.op_b]]
+            edges += [[base + i, base + len(nodes) + 2, "concat"] for i in loose_ends(nodes)]
+        return {"nodes": labels, "edges": edges}
+
+    def build(self, spec: Spec, seed: int) -> Any:
+        """The network of ``spec`` with the initial weights of ``seed``, and one example input."""
+        import torch
+
+        from nas.cells import signal_shape
+        from nas.data import load_dataset
+        from nas.micro import MicroNet
+
+        data = load_dataset(self.dataset)
+        shape = signal_shape(data.input_shape, self.dataset)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = MicroNet(
+                self.cell(spec, "normal"),
+                self.cell(spec, "reduce"),
+                shape,
+                data.n_classes,
+                channels=self.channels,
+                cells=self.n_cells,
+                reductions=self.reductions,
+            )
+        return model, data.val.x[:1]
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        from nas.train import TrainConfig
+
+        model, example = self.build(spec, ctx.seed)
+        epochs = int(ctx.budget.get("epochs", self.epochs))
+        config = TrainConfig(epochs=epochs, lr=self.lr, batch_size=self.batch_size)
+        return train_and_measure(model, example, config, ctx, self.dataset, {"arch": self.describe(spec)})
