@@ -17,7 +17,8 @@ def count_parameters(model: nn.Module) -> int:
 
 @torch.no_grad()
 def count_macs(model: nn.Module, example: torch.Tensor) -> int:
-    """Multiply-adds of convolutions and linear layers for one input (``example`` holds one, batch 1)."""
+    """Multiply-adds of convolutions, linear and recurrent (LSTM, GRU) layers, and of layers that report their
+    own (``macs_per_input``), for ``example`` (one input, batch 1; a sequence for recurrent models)."""
     total = 0
 
     def conv_hook(m: nn.Module, inputs: Any, out: torch.Tensor) -> None:
@@ -30,12 +31,31 @@ def count_macs(model: nn.Module, example: torch.Tensor) -> int:
         assert isinstance(m, nn.Linear)
         total += out.numel() * m.in_features
 
+    def rnn_hook(m: nn.Module, inputs: Any, out: Any) -> None:
+        nonlocal total
+        assert isinstance(m, nn.RNNBase)
+        gates = {"LSTM": 4, "GRU": 3}.get(m.mode, 1)
+        steps = out[0].shape[0] * out[0].shape[1]  # time x batch (or batch x time)
+        per_step = sum(
+            gates * m.hidden_size * ((m.input_size if k == 0 else m.hidden_size) + m.hidden_size)
+            for k in range(m.num_layers)
+        )
+        total += steps * per_step
+
+    def own_hook(m: nn.Module, inputs: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        total += out.shape[0] * int(m.macs_per_input())  # type: ignore[operator]
+
     handles = []
     for m in model.modules():
         if isinstance(m, nn.Conv1d | nn.Conv2d):
             handles.append(m.register_forward_hook(conv_hook))
         elif isinstance(m, nn.Linear):
             handles.append(m.register_forward_hook(linear_hook))
+        elif isinstance(m, nn.RNNBase):
+            handles.append(m.register_forward_hook(rnn_hook))
+        elif hasattr(m, "macs_per_input"):  # layers that know their own cost (nas.hashed.HashedLinear)
+            handles.append(m.register_forward_hook(own_hook))
     was_training = model.training
     model.eval()
     try:

@@ -4,7 +4,9 @@ A layer's inputs are the outputs of the earlier layers it chose (its anchor bits
 sizes are zero-padded to the largest and concatenated along channels. A layer that chose none takes
 the input signal. Outputs that no later layer consumes are pooled and concatenated into the
 classifier. Each layer is conv -> batch norm -> ReLU, with "same" padding, so only strides change
-sizes. Works on 1-D signals (kernel width only) and on 2-D images (height x width).
+sizes. Works on 1-D signals (kernel width only) and on 2-D images (height x width). A convolution
+can be low rank (`nas.lowrank`), and a wide hidden layer before the classifier can be hashed
+(`nas.hashed`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class MacroLayer:
     filters: int
     stride: int
     inputs: tuple[int, ...]
+    rank: str = "full"  # a low-rank convolution (nas.lowrank): "1/2", "1/4", ...
 
 
 def _pad_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -44,8 +47,17 @@ def _concat(xs: list[torch.Tensor]) -> torch.Tensor:
 class MacroNet(nn.Module):
     """The network a macro spec describes, for inputs of ``shape`` (C, L) or (C, H, W)."""
 
-    def __init__(self, layers: Sequence[MacroLayer], shape: tuple[int, ...], n_classes: int) -> None:
+    def __init__(
+        self,
+        layers: Sequence[MacroLayer],
+        shape: tuple[int, ...],
+        n_classes: int,
+        head_width: int = 0,
+        head_active: float = 1.0,
+    ) -> None:
         super().__init__()
+        from nas.lowrank import conv
+
         self.shape = shape
         self.dims = len(shape) - 1
         if self.dims not in (1, 2):
@@ -60,12 +72,10 @@ class MacroNet(nn.Module):
             c_in = sum(channels[j] for j in layer.inputs) if layer.inputs else shape[0]
             if self.dims == 1:
                 k = layer.kernel[1]
-                block: nn.Module = nn.Conv1d(c_in, layer.filters, k, stride=layer.stride, padding=k // 2, bias=False)
+                block = conv(1, c_in, layer.filters, k, layer.stride, k // 2, layer.rank, bias=False)
             else:
                 kh, kw = layer.kernel
-                block = nn.Conv2d(
-                    c_in, layer.filters, (kh, kw), stride=layer.stride, padding=(kh // 2, kw // 2), bias=False
-                )
+                block = conv(2, c_in, layer.filters, (kh, kw), layer.stride, (kh // 2, kw // 2), layer.rank, False)
             self.blocks.append(
                 nn.Sequential(
                     block,
@@ -76,7 +86,18 @@ class MacroNet(nn.Module):
             channels.append(layer.filters)
         consumed = {j for layer in self.layers for j in layer.inputs}
         self.loose = [i for i in range(len(self.layers)) if i not in consumed]
-        self.head = nn.Linear(sum(channels[i] for i in self.loose), n_classes)
+        self.features = features = sum(channels[i] for i in self.loose)
+        if head_width > 0:  # a wide hidden layer before the classifier, possibly hashed (nas.hashed)
+            from nas.hashed import HashedLinear
+
+            hidden: nn.Module = (
+                nn.Linear(features, head_width)
+                if head_active >= 1.0
+                else HashedLinear(features, head_width, head_active)
+            )
+            self.head: nn.Module = nn.Sequential(hidden, nn.ReLU(), nn.Linear(head_width, n_classes))
+        else:
+            self.head = nn.Linear(features, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(x.shape[0], *self.shape)

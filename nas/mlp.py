@@ -18,22 +18,48 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 
 @dataclass(frozen=True)
 class MLPLayout:
-    """Hidden layers as (width, activation) pairs, plus dropout after each hidden layer."""
+    """Hidden layers as (width, activation) pairs, plus dropout after each hidden layer.
+
+    ``ranks`` (one per hidden layer, or empty for all full) makes a layer low rank (`nas.lowrank`:
+    "full", "1/4", ...); ``active`` (likewise) makes it a hashed sparse layer evaluating that fraction
+    of its neurons per input (`nas.hashed`; 1.0 means dense).
+    """
 
     hidden: tuple[tuple[int, str], ...]
     dropout: float = 0.0
+    ranks: tuple[str, ...] = ()
+    active: tuple[float, ...] = ()
+    share: str = "input"  # hashed layers: each input its own neurons, or the batch's (nas.hashed)
+
+
+def _hidden_layer(n_in: int, n_out: int, rank: str, active: float, seed: int, share: str) -> nn.Module:
+    if active < 1.0:
+        if rank != "full":
+            raise ValueError("a hidden layer is either low rank or hashed, not both")
+        from nas.hashed import HashedLinear
+
+        return HashedLinear(n_in, n_out, active=active, seed=seed, share=share)
+    from nas.lowrank import linear
+
+    return linear(n_in, n_out, rank)
 
 
 def build_mlp(in_features: int, n_classes: int, layout: MLPLayout) -> nn.Sequential:
     """A classifier: flatten, then each hidden layer as Linear -> activation -> Dropout, then a linear head."""
     layers: list[nn.Module] = [nn.Flatten()]
     width = in_features
-    for out, act in layout.hidden:
+    n = len(layout.hidden)
+    for name, given in (("ranks", layout.ranks), ("active", layout.active)):
+        if given and len(given) != n:
+            raise ValueError(f"{name} needs one entry per hidden layer ({n}), got {len(given)}")
+    ranks = layout.ranks or ("full",) * n
+    active = layout.active or (1.0,) * n
+    for i, (out, act) in enumerate(layout.hidden):
         if act not in ACTIVATIONS:
             raise ValueError(f"unknown activation {act!r}; known: {', '.join(ACTIVATIONS)}")
         if out < 1:
             raise ValueError(f"hidden width must be >= 1, got {out}")
-        layers += [nn.Linear(width, out), ACTIVATIONS[act]()]
+        layers += [_hidden_layer(width, out, ranks[i], active[i], i, layout.share), ACTIVATIONS[act]()]
         if layout.dropout > 0:
             layers.append(nn.Dropout(layout.dropout))
         width = out
@@ -47,5 +73,6 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def linear_macs(model: nn.Module) -> int:
-    """Multiply-accumulates of one forward pass of an MLP (the sum over its Linear layers)."""
+    """Multiply-accumulates of one forward pass of a plain MLP (the sum over its Linear layers); for
+    layers with their own cost (hashed) use `nas.cost.count_macs`."""
     return sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, nn.Linear))

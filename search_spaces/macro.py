@@ -20,6 +20,9 @@ class MacroSpace(DatasetSpace):
     Options: ``dataset`` (mnist1d), ``layers`` (6), ``strides`` (false), ``epochs`` (8), ``batch_size``
     (64), ``lr`` (Adam, 0.003), and the paper's schedule of growing depth: ``start_layers`` (default:
     all) layers at first, ``grow_by`` more every ``grow_every`` children, up to ``layers``.
+    ``low_rank=true`` adds a per-layer rank decision (`nas.lowrank`); ``hashed=true`` puts a hidden
+    layer of ``head_width`` (4096) neurons before the classifier and decides the fraction of them
+    evaluated per input by LSH (1.0 = dense, 0.2, 0.05; `nas.hashed`).
     """
 
     name = "macro"
@@ -36,12 +39,17 @@ class MacroSpace(DatasetSpace):
         start_layers: int | None = None,
         grow_by: int = 2,
         grow_every: int = 50,
+        low_rank: bool = False,
+        hashed: bool = False,
+        head_width: int = 4096,
     ) -> None:
         if layers < 1 or epochs < 1 or batch_size < 1 or not lr > 0 or grow_by < 0 or grow_every < 1:
             raise SpaceError(
                 "macro needs layers, epochs, batch_size, grow_every >= 1, grow_by >= 0 and lr > 0; got "
                 f"{layers}, {epochs}, {batch_size}, {grow_every}, {grow_by}, {lr}"
             )
+        if hashed and head_width < 1:
+            raise SpaceError(f"a hashed head needs head_width >= 1, got {head_width}")
         if start_layers is not None and not 1 <= start_layers <= layers:
             raise SpaceError(f"start_layers must be in 1..{layers}, got {start_layers}")
         super().__init__(
@@ -54,7 +62,14 @@ class MacroSpace(DatasetSpace):
             start_layers=start_layers,
             grow_by=grow_by,
             grow_every=grow_every,
+            low_rank=low_rank,
+            hashed=hashed,
+            head_width=head_width,
         )
+        from nas.lowrank import RANK_CHOICES
+        from search_spaces.mlp import ACTIVE
+
+        self.low_rank, self.hashed, self.head_width = bool(low_rank), bool(hashed), head_width
         self.dataset, self.n_layers, self.strides = dataset, layers, bool(strides)
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
         self.start_layers, self.grow_by, self.grow_every = start_layers, grow_by, grow_every
@@ -68,6 +83,10 @@ class MacroSpace(DatasetSpace):
             if self.strides:
                 self._decisions.append(Decision.categorical(f"l{i}_stride", STRIDES))
             self._decisions.append(Decision.anchor(f"l{i}_inputs", i))
+            if self.low_rank:
+                self._decisions.append(Decision.categorical(f"l{i}_rank", RANK_CHOICES))
+        if self.hashed:
+            self._decisions.append(Decision.categorical("head_active", ACTIVE))
 
     def decisions(self) -> Sequence[Decision]:
         return self._decisions
@@ -89,7 +108,8 @@ class MacroSpace(DatasetSpace):
             stride = int(str(spec[f"l{i}_stride"])) if self.strides else 1
             bits = spec[f"l{i}_inputs"]
             inputs = tuple(j for j, b in enumerate(bits) if b) if isinstance(bits, tuple) else ()
-            out.append(MacroLayer((h, w), int(str(spec[f"l{i}_filters"])), stride, inputs))
+            rank = str(spec[f"l{i}_rank"]) if self.low_rank else "full"
+            out.append(MacroLayer((h, w), int(str(spec[f"l{i}_filters"])), stride, inputs, rank))
         return out
 
     def describe(self, spec: Spec) -> str:
@@ -98,7 +118,10 @@ class MacroSpace(DatasetSpace):
             k = f"{layer.kernel[0]}x{layer.kernel[1]}" if self.two_d else f"{layer.kernel[1]}"
             s = f"/{layer.stride}" if layer.stride > 1 else ""
             src = ",".join(map(str, layer.inputs)) if layer.inputs else "in"
-            parts.append(f"L{i}[{k}x{layer.filters}{s}<-{src}]")
+            r = f" r{layer.rank}" if layer.rank != "full" else ""
+            parts.append(f"L{i}[{k}x{layer.filters}{s}{r}<-{src}]")
+        if self.hashed:
+            parts.append(f"head[{self.head_width} active {spec['head_active']}]")
         return " ".join(parts)
 
     def graph(self, spec: Spec) -> dict[str, Any]:
@@ -132,7 +155,8 @@ class MacroSpace(DatasetSpace):
         shape = signal_shape(data.input_shape, self.dataset)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = MacroNet(self.layers_of(spec, depth), shape, data.n_classes)
+            head = (self.head_width, float(str(spec["head_active"]))) if self.hashed else (0, 1.0)
+            model = MacroNet(self.layers_of(spec, depth), shape, data.n_classes, *head)
         return model, data.val.x[:1]
 
     def evaluate(self, spec: Spec, ctx: Context) -> Result:

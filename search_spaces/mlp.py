@@ -2,49 +2,99 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from search_spaces.api import Context, Decision, Result, SpaceError, Spec
-from search_spaces.trained import DatasetSpace
+from search_spaces.trained import DatasetSpace, train_and_measure
 
 WIDTHS = (8, 16, 32, 64, 128)
 ACTS = ("relu", "tanh", "sigmoid", "elu")
 DROPOUTS = ("0.0", "0.1", "0.3", "0.5")
 LRS = ("0.0001", "0.0003", "0.001", "0.003", "0.01")
+ACTIVE = ("1.0", "0.2", "0.05")
 
 
 class MLPSpace(DatasetSpace):
     """Depth, per-layer width and activation, dropout and Adam learning rate of an MLP classifier.
 
-    Options: ``dataset`` ("digits"), ``epochs`` (5), ``batch_size`` (64), ``max_layers`` (3).
-    Reward = validation accuracy after the last epoch; test accuracy is only reported.
+    Options: ``dataset`` ("digits"), ``epochs`` (5), ``batch_size`` (64), ``max_layers`` (3),
+    ``widths`` (comma-separated choices, "8,16,32,64,128"). ``low_rank=true`` adds a per-layer rank
+    decision (full, 1/2, 1/4, 1/8, 1/16 of the full rank; `nas.lowrank`); ``hashed=true`` a per-layer
+    fraction of neurons evaluated per input by LSH (1.0 = dense, 0.2, 0.05; `nas.hashed`; a layer
+    that is hashed keeps its full rank; ``hashed_share=batch`` lets a batch share its neurons).
+    Reward = validation accuracy after the last epoch; test accuracy is only reported; cost counts
+    the low-rank and hashed layers as what they compute.
     """
 
     name = "mlp"
     description = "MLP on scikit-learn digits (8x8): depth, widths, activations, dropout, learning rate."
 
-    def __init__(self, dataset: str = "digits", epochs: int = 5, batch_size: int = 64, max_layers: int = 3) -> None:
+    def __init__(
+        self,
+        dataset: str = "digits",
+        epochs: int = 5,
+        batch_size: int = 64,
+        max_layers: int = 3,
+        widths: str = "8,16,32,64,128",
+        low_rank: bool = False,
+        hashed: bool = False,
+        hashed_share: str = "input",
+    ) -> None:
         if epochs < 1 or batch_size < 1 or max_layers < 1:
             raise SpaceError(
                 f"mlp space needs epochs, batch_size, max_layers >= 1; got {epochs}, {batch_size}, {max_layers}"
             )
-        super().__init__(dataset=dataset, epochs=epochs, batch_size=batch_size, max_layers=max_layers)
+        try:
+            width_choices = tuple(int(w) for w in str(widths).split(","))
+        except ValueError:
+            raise SpaceError(f"mlp widths must be comma-separated integers, got {widths!r}") from None
+        if not width_choices or min(width_choices) < 1:
+            raise SpaceError(f"mlp widths must be positive, got {widths!r}")
+        super().__init__(
+            dataset=dataset,
+            epochs=epochs,
+            batch_size=batch_size,
+            max_layers=max_layers,
+            widths=widths,
+            low_rank=low_rank,
+            hashed=hashed,
+            hashed_share=hashed_share,
+        )
+        from nas.hashed import SHARING
+
+        if hashed_share not in SHARING:
+            raise SpaceError(f"unknown hashed_share {hashed_share!r}; known: {', '.join(SHARING)}")
+        self.hashed_share = hashed_share
+        from nas.lowrank import RANK_CHOICES
+
         self.dataset, self.epochs, self.batch_size, self.max_layers = dataset, epochs, batch_size, max_layers
+        self.low_rank, self.hashed = bool(low_rank), bool(hashed)
         self._decisions = [Decision.categorical("layers", range(1, max_layers + 1))]
         for i in range(max_layers):
-            self._decisions.append(Decision.categorical(f"width_{i}", WIDTHS))
+            self._decisions.append(Decision.categorical(f"width_{i}", width_choices))
             self._decisions.append(Decision.categorical(f"act_{i}", ACTS))
+            if self.low_rank:
+                self._decisions.append(Decision.categorical(f"rank_{i}", RANK_CHOICES))
+            if self.hashed:
+                self._decisions.append(Decision.categorical(f"active_{i}", ACTIVE))
         self._decisions.append(Decision.categorical("dropout", DROPOUTS))
         self._decisions.append(Decision.categorical("lr", LRS))
 
     def decisions(self) -> Sequence[Decision]:
         return self._decisions
 
+    def _layer_label(self, spec: Spec, i: int) -> str:
+        label = f"{spec[f'width_{i}']}{spec[f'act_{i}']}"
+        if self.hashed and str(spec[f"active_{i}"]) != "1.0":
+            return f"{label}[hashed {spec[f'active_{i}']}]"
+        if self.low_rank and str(spec[f"rank_{i}"]) != "full":
+            return f"{label}[rank {spec[f'rank_{i}']}]"
+        return label
+
     def graph(self, spec: Spec) -> dict[str, Any]:
         n = int(str(spec["layers"]))
-        nodes = ["input"] + [f"linear {spec[f'width_{i}']}\n{spec[f'act_{i}']}" for i in range(n)] + ["classifier"]
+        nodes = ["input"] + [f"linear {self._layer_label(spec, i)}" for i in range(n)] + ["classifier"]
         return {
             "nodes": nodes,
             "edges": [[i, i + 1, f"dropout {spec['dropout']}" if 0 < i < n else ""] for i in range(n + 1)],
@@ -52,49 +102,38 @@ class MLPSpace(DatasetSpace):
 
     def describe(self, spec: Spec) -> str:
         n = int(str(spec["layers"]))
-        layers = "-".join(f"{spec[f'width_{i}']}{spec[f'act_{i}']}" for i in range(n))
+        layers = "-".join(self._layer_label(spec, i) for i in range(n))
         return f"{layers} dropout={spec['dropout']} lr={spec['lr']}"
 
+    def layout(self, spec: Spec) -> Any:
+        """The `nas.mlp.MLPLayout` of a spec."""
+        from nas.mlp import MLPLayout
+
+        n = int(str(spec["layers"]))
+        active = tuple(float(str(spec[f"active_{i}"])) for i in range(n)) if self.hashed else ()
+        ranks = tuple(str(spec[f"rank_{i}"]) for i in range(n)) if self.low_rank else ()
+        if active and ranks:  # a hashed layer keeps its full rank
+            ranks = tuple("full" if a < 1.0 else r for r, a in zip(ranks, active, strict=True))
+        return MLPLayout(
+            hidden=tuple((int(str(spec[f"width_{i}"])), str(spec[f"act_{i}"])) for i in range(n)),
+            dropout=float(str(spec["dropout"])),
+            ranks=ranks,
+            active=active,
+            share=self.hashed_share,
+        )
+
     def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        import math
+
         import torch
 
         from nas.data import load_dataset
-        from nas.mlp import MLPLayout, build_mlp, count_parameters, linear_macs
-        from nas.train import TrainConfig, train_classifier
+        from nas.mlp import build_mlp
+        from nas.train import TrainConfig
 
         data = load_dataset(self.dataset)
-        n = int(str(spec["layers"]))
-        layout = MLPLayout(
-            hidden=tuple((int(str(spec[f"width_{i}"])), str(spec[f"act_{i}"])) for i in range(n)),
-            dropout=float(str(spec["dropout"])),
-        )
-        torch.manual_seed(ctx.seed)
-        in_features = 1
-        for dim in data.input_shape:
-            in_features *= dim
-        model = build_mlp(in_features, data.n_classes, layout)
+        torch.manual_seed(ctx.seed)  # the initial weights, and the dropout and hashing draws in training
+        model = build_mlp(math.prod(data.input_shape), data.n_classes, self.layout(spec))
         epochs = int(ctx.budget.get("epochs", self.epochs))
         config = TrainConfig(epochs=epochs, lr=float(str(spec["lr"])), batch_size=self.batch_size)
-        out = train_classifier(model, data, config, seed=ctx.seed, device=ctx.device, should_stop=ctx.should_stop)
-        started = time.perf_counter()
-        with torch.no_grad():
-            model.eval()
-            model(data.val.x[:1].to(ctx.device))
-        latency = time.perf_counter() - started
-        info: dict[str, object] = {"stopped_early": out.stopped_early} if out.stopped_early else {}
-        if out.pruned_at is not None:
-            info["pruned_at"] = out.pruned_at
-        return Result(
-            reward=out.val_acc,
-            val_loss=out.val_loss,
-            val_acc=out.val_acc,
-            test={"test_acc": out.test_acc, "test_loss": out.test_loss},
-            cost={
-                "params": float(count_parameters(model)),
-                "flops": float(linear_macs(model)),
-                "latency_s": latency,
-                "train_time_s": out.train_time,
-            },
-            curves=out.curves,
-            info=info,
-        )
+        return train_and_measure(model, data.val.x[:1], config, ctx, self.dataset, {})

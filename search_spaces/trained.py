@@ -33,10 +33,13 @@ def train_and_measure(
 ) -> Result:
     """Train ``model`` on ``dataset`` (`nas.train.train_classifier`), then measure its cost on ``example``:
     parameters, multiply-adds of one input, inference latency and training time."""
+    import torch
+
     from nas.cost import count_macs, count_parameters, latency_s
     from nas.data import load_dataset
     from nas.train import train_classifier
 
+    torch.manual_seed(ctx.seed)  # draws during training (dropout, hashed layers' tie-breaks) repeat too
     out = train_classifier(
         model, load_dataset(dataset), config, seed=ctx.seed, device=ctx.device, should_stop=ctx.should_stop
     )

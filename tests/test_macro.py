@@ -38,7 +38,7 @@ def test_flops_of_a_small_2d_network_with_stride_and_skips_by_hand() -> None:
 def test_loose_ends_all_reach_the_classifier() -> None:
     layers = [MacroLayer((1, 3), 4, 1, ()), MacroLayer((1, 3), 5, 2, ()), MacroLayer((1, 3), 6, 3, (0,))]
     net = MacroNet(layers, (1, 40), 10)
-    assert net.loose == [1, 2] and net.head.in_features == 5 + 6
+    assert net.loose == [1, 2] and net.features == 5 + 6
     with pytest.raises(ValueError, match=r"layer 1 takes inputs \(1,\); only layers 0..0 come before it"):
         MacroNet([MacroLayer((1, 3), 4, 1, ()), MacroLayer((1, 3), 4, 1, (1,))], (1, 40), 10)
 

@@ -1,0 +1,156 @@
+"""Hashed sparse layers (Spring & Shrivastava 2017; SLIDE, Chen et al. 2020).
+
+`HashedLinear` is a wide linear layer that, for each input, computes only the ``k`` neurons that
+locality-sensitive hash tables retrieve for it. Neurons are hashed by their weight vectors and the
+input by itself, so a neuron lands in the input's bucket when the two point the same way: the
+neurons likely to have large activations. Each of the ``tables`` tables is a sorted array of the
+neurons' codes; a lookup is a binary search giving the bucket's range. Neurons are ranked by how
+many tables retrieved them (ties and shortfalls broken at random, as SLIDE samples when buckets run
+short) and the first ``k`` are evaluated. Outputs of the others are zero, and backpropagation only
+reaches the evaluated neurons' rows of the weight. Tables are rebuilt from the current weights every
+``rebuild_every`` training steps.
+
+Hash families: ``simhash`` (signs of ``bits`` random projections per table) and ``wta``
+(winner-take-all: ``bits`` argmaxes over random windows of 4 coordinates per table; comparisons only).
+
+``share="input"`` (the default) is SLIDE's rule: each input its own ``k`` neurons. Gathering k rows
+of the weight per input costs more memory traffic than a dense product over a batch reads, so on
+one CPU it saves multiplications but not time. ``share="batch"`` lets the inputs of a batch vote and
+evaluates the ``k`` neurons with the most votes for all of them: the same multiplications per input,
+done as one dense product over the chosen rows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+HASHES = ("simhash", "wta")
+SHARING = ("input", "batch")
+WTA_WINDOW = 4
+
+
+class HashedLinear(nn.Module):
+    """``n_in`` -> ``n_out`` where each input evaluates ``active`` x ``n_out`` neurons chosen by LSH."""
+
+    proj: torch.Tensor
+    windows: torch.Tensor
+    order: torch.Tensor
+    sorted_codes: torch.Tensor
+
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        active: float = 0.05,
+        hash: str = "simhash",
+        bits: int = 6,
+        tables: int = 8,
+        rebuild_every: int = 50,
+        seed: int = 0,
+        share: str = "input",
+    ) -> None:
+        super().__init__()
+        if hash not in HASHES:
+            raise ValueError(f"unknown hash {hash!r}; known: {', '.join(HASHES)}")
+        if share not in SHARING:
+            raise ValueError(f"unknown sharing {share!r}; known: {', '.join(SHARING)}")
+        self.share = share
+        if not 0 < active <= 1:
+            raise ValueError(f"active must be a fraction in (0, 1], got {active}")
+        if min(bits, tables, rebuild_every) < 1:
+            raise ValueError(f"bits, tables and rebuild_every must be >= 1, got {bits}, {tables}, {rebuild_every}")
+        self.n_in, self.n_out, self.hash, self.bits, self.tables = n_in, n_out, hash, bits, tables
+        self.k = max(1, round(active * n_out))
+        self.rebuild_every = rebuild_every
+        self.weight = nn.Parameter(torch.empty(n_out, n_in))
+        self.bias = nn.Parameter(torch.empty(n_out))
+        bound = 1 / math.sqrt(n_in)  # nn.Linear's initialization
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        nn.init.uniform_(self.bias, -bound, bound)
+        gen = torch.Generator().manual_seed(seed)
+        if hash == "simhash":
+            self.register_buffer("proj", torch.randn(tables * bits, n_in, generator=gen))
+        else:
+            windows = torch.stack([torch.randperm(n_in, generator=gen)[:WTA_WINDOW] for _ in range(tables * bits)])
+            self.register_buffer("windows", windows)
+        self.register_buffer("order", torch.zeros(tables, n_out, dtype=torch.long))
+        self.register_buffer("sorted_codes", torch.zeros(tables, n_out, dtype=torch.long))
+        self.steps = 0
+        self.rebuild()
+
+    def codes(self, v: torch.Tensor) -> torch.Tensor:
+        """The bucket code of each row of ``v`` in each table: (rows, tables)."""
+        if self.hash == "simhash":
+            signs = (v @ self.proj.t() > 0).long().view(len(v), self.tables, self.bits)
+            weights = 2 ** torch.arange(self.bits, device=v.device)
+        else:
+            picked = v[:, self.windows]  # (rows, tables * bits, window)
+            signs = picked.argmax(-1).view(len(v), self.tables, self.bits)
+            weights = WTA_WINDOW ** torch.arange(self.bits, device=v.device)
+        return (signs * weights).sum(-1)
+
+    @torch.no_grad()
+    def rebuild(self) -> None:
+        """Hash every neuron's weight vector into the tables (codes sorted, ties in random order)."""
+        codes = self.codes(self.weight.detach()).t()  # (tables, n_out)
+        shuffle = torch.rand(codes.shape, device=codes.device)
+        keys = codes.double() + shuffle  # random order inside a bucket
+        self.order.copy_(keys.argsort(dim=1))
+        self.sorted_codes.copy_(codes.gather(1, self.order))
+        # the largest bucket bounds how many candidates a lookup can return from one table
+        self.max_bucket = max(int(torch.unique(row, return_counts=True)[1].max()) for row in codes)
+
+    @torch.no_grad()
+    def retrieve(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``k`` neuron ids each input evaluates: (batch, k)."""
+        votes = self._votes(x) + torch.rand(x.shape[0], self.n_out, device=x.device) * 0.5  # ties, random fill
+        return votes.topk(self.k, dim=1).indices
+
+    @torch.no_grad()
+    def retrieve_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``k`` neuron ids with the most votes from the whole batch: (k,)."""
+        votes = self._votes(x).sum(0) + torch.rand(self.n_out, device=x.device) * 0.5
+        return votes.topk(self.k).indices
+
+    def _votes(self, x: torch.Tensor) -> torch.Tensor:
+        """How many tables put each neuron in each input's bucket: (batch, n_out)."""
+        q = self.codes(x).t().contiguous()  # (tables, batch)
+        lo = torch.searchsorted(self.sorted_codes, q)
+        hi = torch.searchsorted(self.sorted_codes, q, right=True)
+        cap = min(self.k, self.max_bucket)
+        pos = lo[..., None] + torch.arange(cap, device=x.device)  # (tables, batch, cap)
+        valid = pos < hi[..., None]
+        ids = self.order.gather(1, pos.clamp(max=self.n_out - 1).view(self.tables, -1)).view(pos.shape)
+        batch = x.shape[0]
+        votes = torch.zeros(batch, self.n_out, device=x.device)
+        hits = valid.permute(1, 0, 2).reshape(batch, -1).float()
+        return votes.scatter_add_(1, ids.permute(1, 0, 2).reshape(batch, -1), hits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            if self.steps % self.rebuild_every == 0 and self.steps > 0:
+                self.rebuild()
+            self.steps += 1
+        if self.share == "batch":
+            chosen = self.retrieve_batch(x)
+            values = x @ self.weight[chosen].t() + self.bias[chosen]  # the gradient reaches only these rows
+            return x.new_zeros(x.shape[0], self.n_out).index_copy(1, chosen, values)
+        ids = self.retrieve(x)
+        rows = F.embedding(ids, self.weight)  # (batch, k, n_in); the gradient reaches only these rows
+        values = torch.bmm(rows, x.unsqueeze(-1)).squeeze(-1) + self.bias[ids]
+        return x.new_zeros(x.shape[0], self.n_out).scatter(1, ids, values)
+
+    def macs_per_input(self) -> int:
+        """Multiply-adds for one input: the ``k`` evaluated neurons, plus SimHash's projections."""
+        hashing = self.tables * self.bits * self.n_in if self.hash == "simhash" else 0
+        return self.k * self.n_in + hashing
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.n_in}, {self.n_out}, active={self.k}/{self.n_out}, hash={self.hash}, tables={self.tables}, "
+            f"share={self.share}"
+        )
