@@ -468,14 +468,17 @@ def _run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
 
 
 def _describe(run: Any, spec_json: dict[str, Any]) -> str:
+    """A spec as its space describes it, escaped for Rich (descriptions may hold ``[...]``)."""
+    from rich.markup import escape
+
     from search_spaces import SpaceError, Spec, load_space
 
     spec = Spec.from_json(spec_json)
     try:
         space = load_space(run.space, dict(run.config.get("space_options") or {}), validate=False)
-        return space.describe(spec)
+        return escape(space.describe(spec))
     except SpaceError:
-        return " ".join(f"{k}={v}" for k, v in spec.values)
+        return escape(" ".join(f"{k}={v}" for k, v in spec.values))
 
 
 @runs_app.command("top")
@@ -490,20 +493,37 @@ def runs_top(
     with user_errors():
         store = open_store(storage)
         run = store.get_run(run_id)
-        table = Table("rank", "child", "reward", "val acc", "test acc", "params", "candidate")
+        table = Table("rank", "child", "reward", "val", "test", "params", "candidate")
         for rank, c in enumerate(store.top_children(run_id, k), start=1):
-            test = (c.metrics.get("test") or {}).get("test_acc")
             params = (c.metrics.get("cost") or {}).get("params")
             table.add_row(
                 str(rank),
                 str(c.number),
                 _fmt(c.reward),
-                _fmt(c.val_acc),
-                _fmt(test),
+                _val_metric({**c.metrics, "val_acc": c.val_acc}),
+                _test_metric(c.metrics),
                 f"{int(params):,}" if params is not None else "-",
                 _describe(run, c.spec),
             )
         console.print(table)
+
+
+def _val_metric(metrics: dict[str, Any]) -> str:
+    """Validation accuracy, or bits per character for language models."""
+    if metrics.get("val_acc") is not None:
+        return f"acc {_fmt(metrics['val_acc'])}"
+    bpc = (metrics.get("info") or {}).get("val_bpc")
+    return f"bpc {bpc:.3f}" if bpc is not None else "-"
+
+
+def _test_metric(metrics: dict[str, Any]) -> str:
+    """Test accuracy, or test bits per character for language models."""
+    test = metrics.get("test") or {}
+    if test.get("test_acc") is not None:
+        return f"acc {_fmt(test['test_acc'])}"
+    if test.get("test_bpc") is not None:
+        return f"bpc {test['test_bpc']:.3f}"
+    return "-"
 
 
 EXPORT_COLUMNS = (
@@ -530,12 +550,15 @@ def runs_best(
     run_id: RunArg,
     retrain: Annotated[bool, typer.Option("--retrain", help="Train the best child again from its spec.")] = False,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs of the retraining.", min=1)] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", help="Training steps of the retraining (language models).", min=1)
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="Torch device of the retraining.")] = "cpu",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the retraining.")] = 0,
     storage: StorageOpt = None,
 ) -> None:
     """The best child of a run; with --retrain, train it again from its stored spec (e.g. longer) and
-    report validation and test accuracy."""
+    report its validation and test figures (accuracy, or bits per character for language models)."""
     from search_spaces import Context, Spec
 
     with user_errors():
@@ -547,23 +570,26 @@ def runs_best(
         best = top[0]
         space = _space_of(run)
         spec = Spec.from_json(best.spec)
-        test = (best.metrics.get("test") or {}).get("test_acc")
         console.print(
-            f"best of run {run_id}: child {best.number}, reward {_fmt(best.reward)}, test acc {_fmt(test)}: "
-            f"{space.describe(spec)}",
+            f"best of run {run_id}: child {best.number}, reward {_fmt(best.reward)}, "
+            f"test {_test_metric(best.metrics)}: {_describe(run, best.spec)}",
             highlight=False,
         )
         if not retrain:
             return
-        budget = {"epochs": epochs} if epochs is not None else {}
+        budget: dict[str, int] = {"epochs": epochs} if epochs is not None else {}
+        if steps is not None:
+            budget["steps"] = steps
         with console.status(f"retraining child {best.number}..."):
             from runs.executors import ChildTask, run_child
 
             result = run_child(space, ChildTask(best.number, spec, Context(seed=seed, device=device, budget=budget)))
         if result.status != "done":
             raise UsageError(f"retraining child {best.number} failed: {result.error}")
-        line = f"retrained{f' for {epochs} epochs' if epochs else ''}: validation acc {_fmt(result.val_acc)}"
-        console.print(f"{line}, test acc {_fmt(result.test.get('test_acc'))}", highlight=False)
+        metrics = result.to_json()
+        length = f" for {epochs} epochs" if epochs else f" for {steps} steps" if steps else ""
+        line = f"retrained{length}: validation {_val_metric(metrics)}, test {_test_metric(metrics)}"
+        console.print(line, highlight=False)
 
 
 @runs_app.command("export")

@@ -163,7 +163,13 @@ def plot_arch(graph: dict[str, Any], title: str, out: Path) -> Path:
     for i, j, _ in edges:
         if not (0 <= i < len(nodes) and 0 <= j < len(nodes)):
             raise ValueError(f"edge {i} -> {j} refers to a node that does not exist (nodes 0..{len(nodes) - 1})")
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.9 * len(nodes)), 3.8))
+    # the highest arc: rad * dx / 2 for the longest span, so no arc is cut off
+    spans = [abs(j - i) for i, j, _ in edges if abs(j - i) > 1]
+    reach = max([(0.25 + 0.1 * s) * (2.0 * s - 0.9) / 2 for s in spans] + [1.2])
+    # arc3 bends in display units: keep x and y at the same scale so the reach holds in data units
+    width = max(6.0, 1.9 * len(nodes))
+    x_range, y_range = 2.0 * (len(nodes) - 1) + 2.4, 2 * (1.25 * reach + 0.5)
+    fig, ax = plt.subplots(figsize=(width, width * y_range / x_range + 1.0))
     xs = [2.0 * k for k in range(len(nodes))]
     for k, label in enumerate(nodes):
         ax.text(
@@ -194,7 +200,8 @@ def plot_arch(graph: dict[str, Any], title: str, out: Path) -> Path:
             y = rad * (xs[j] - xs[i] - 0.9) / 2 + (0.1 if rad >= 0 else -0.1)
             ax.text((xs[i] + xs[j]) / 2, y, label, ha="center", fontsize=7, color="#7a1f1f")
     ax.set_xlim(-1.2, xs[-1] + 1.2)
-    ax.set_ylim(-1.6, 1.6)
+    ax.set_ylim(-1.25 * reach - 0.5, 1.25 * reach + 0.5)
+    ax.set_aspect("equal")
     ax.axis("off")
     import textwrap
 

@@ -95,3 +95,19 @@ def test_bad_options_are_named() -> None:
         load_space("micro", {"ops": "darts"})
     with pytest.raises(SpaceError, match="micro needs nodes"):
         load_space("micro", {"nodes": 0})
+
+
+def test_cli_prints_cell_descriptions_with_their_brackets() -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from runs.cli import _describe
+
+    space = load_space("micro", {"nodes": 2})
+    spec = space.decode(tuple(0 for _ in space.decisions()))
+    run = SimpleNamespace(space="micro", config={"space_options": {"nodes": 2}})
+    console = Console(record=True, width=300)
+    console.print(_describe(run, spec.to_json()))
+    assert space.describe(spec) in console.export_text()  # Rich must not eat "[sep_conv_3x3(0)+...]"
+    assert "n2=[sep_conv_3x3(0)+sep_conv_3x3(0)]" in space.describe(spec)
