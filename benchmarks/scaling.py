@@ -6,7 +6,8 @@ so many workers fit on 2 cores. For 1, 2, 4, 8, 16 and 32 workers (Ray logical C
 a REINFORCE search runs 16 children per worker with batch = workers, on a SQLite store, in each mode.
 Utilization = time spent in children / (workers x wall time); overhead per child =
 (workers x wall time - time in children) / children, which counts dispatch, store writes, controller
-work, and in sync mode the wait for each batch's slowest child.
+work, and in sync mode the wait for each batch's slowest child. The worker gap is the time a worker
+process spends between the end of one child and the start of its next (median and mean).
 
 python -m benchmarks.scaling [--workers 1,2,4,8,16,32] [--seconds 0.5] [--per-worker 16]
 """
@@ -14,6 +15,7 @@ python -m benchmarks.scaling [--workers 1,2,4,8,16,32] [--seconds 0.5] [--per-wo
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import random
 import tempfile
@@ -66,6 +68,11 @@ def measure(workers: int, mode: str, seconds: float, spread: float, per_worker: 
     children = store.children(run_id)
     busy = sum(c.metrics["info"]["finished"] - c.metrics["info"]["started"] for c in children)
     n = len(children)
+    # on each worker process, the time from one child's end to the next one's start: Ray's dispatch
+    by_worker: dict[str, list[tuple[float, float]]] = {}
+    for c in children:
+        by_worker.setdefault(str(c.worker), []).append((c.metrics["info"]["started"], c.metrics["info"]["finished"]))
+    gaps = sorted(b[0] - a[1] for spans in by_worker.values() for a, b in itertools.pairwise(sorted(spans)))
     return {
         "workers": workers,
         "mode": mode,
@@ -75,6 +82,8 @@ def measure(workers: int, mode: str, seconds: float, spread: float, per_worker: 
         "throughput": n / wall,
         "utilization": busy / (workers * wall),
         "overhead_ms": 1000 * (workers * wall - busy) / n,
+        "worker_gap_ms_median": 1000 * gaps[len(gaps) // 2] if gaps else 0.0,
+        "worker_gap_ms_mean": 1000 * sum(gaps) / len(gaps) if gaps else 0.0,
     }
 
 
@@ -104,12 +113,22 @@ def main() -> None:
                         f"{r['throughput']:.1f}",
                         f"{100 * r['utilization']:.1f}%",
                         f"{r['overhead_ms']:.1f}",
+                        f"{r['worker_gap_ms_median']:.1f} / {r['worker_gap_ms_mean']:.1f}",
                     ]
                 )
                 print(" | ".join(rows[-1]), flush=True)
         ray.shutdown()
     print(f"children of {args.seconds} s (median), {args.per_worker} per worker, batch = workers")
-    print_table(["durations", "workers", "mode", "children/s", "utilization", "overhead ms/child"], rows)
+    header = [
+        "durations",
+        "workers",
+        "mode",
+        "children/s",
+        "utilization",
+        "overhead ms/child",
+        "worker gap ms (median / mean)",
+    ]
+    print_table(header, rows)
     print(f"wrote {write_json('scaling', {'seconds': args.seconds, 'results': results})}")
 
 

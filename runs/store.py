@@ -11,14 +11,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, delete, event, func, inspect, select, update
+from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, func, insert, inspect, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from runs.models import Base, CheckpointRow, ChildRow, RunRow, UpdateRow, utcnow
+
+CHILDREN = cast(Table, ChildRow.__table__)  # for the Core statements of the per-child writes
 
 DEFAULT_STORAGE = "sqlite:///l2l.db"
 RUN_STATUSES = ("running", "interrupted", "done", "failed")
@@ -195,6 +197,15 @@ class Store:
         finally:
             session.close()
 
+    @contextmanager
+    def connection_scope(self, what: str = "access") -> Iterator[Connection]:
+        """A plain transaction without the ORM session: for the per-child writes of a busy driver."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store {self.label}: {what} failed: {_short(exc)}") from exc
+
     # runs ---------------------------------------------------------------------------------------
 
     def create_run(
@@ -262,26 +273,29 @@ class Store:
 
     def add_children(self, run_id: int, children: Sequence[NewChild], running: bool = False) -> None:
         """Record sampled children as ``queued`` (or already ``running``: handed to workers), in one transaction."""
+        if not children:
+            return
         now = utcnow() if running else None
-        with self.session_scope("add children") as s:
-            for c in children:
-                s.add(
-                    ChildRow(
-                        run_id=run_id,
-                        number=c.number,
-                        batch=c.batch,
-                        tokens=list(c.tokens),
-                        spec=c.spec,
-                        status="running" if running else "queued",
-                        log_prob=c.log_prob,
-                        entropy=c.entropy,
-                        policy_version=c.policy_version,
-                        attempts=1 if running else 0,
-                        started_at=now,
-                        metrics={},
-                        curves={},
-                    )
-                )
+        rows = [
+            {
+                "run_id": run_id,
+                "number": c.number,
+                "batch": c.batch,
+                "tokens": list(c.tokens),
+                "spec": c.spec,
+                "status": "running" if running else "queued",
+                "log_prob": c.log_prob,
+                "entropy": c.entropy,
+                "policy_version": c.policy_version,
+                "attempts": 1 if running else 0,
+                "started_at": now,
+                "metrics": {},
+                "curves": {},
+            }
+            for c in children
+        ]
+        with self.connection_scope("add children") as conn:
+            conn.execute(insert(CHILDREN), rows)
 
     def mark_running(self, run_id: int, numbers: Sequence[int], worker: str | None = None) -> None:
         """Children handed to the executor: status ``running``, one more attempt, start time."""
@@ -299,10 +313,10 @@ class Store:
             raise StoreError(f"finished child {number} has status {status!r}; expected done or failed")
         info = dict(result.get("info") or {})
         metrics = {"test": result.get("test") or {}, "cost": result.get("cost") or {}, "info": info}
-        with self.session_scope(f"record child {number}") as s:
-            res = s.execute(
-                update(ChildRow)
-                .where(ChildRow.run_id == run_id, ChildRow.number == number)
+        with self.connection_scope(f"record child {number}") as conn:
+            res = conn.execute(
+                update(CHILDREN)
+                .where(CHILDREN.c.run_id == run_id, CHILDREN.c.number == number)
                 .values(
                     status=status,
                     reward=result.get("reward") if status == "done" else None,
@@ -319,7 +333,7 @@ class Store:
                     finished_at=_timestamp(info.get("finished")) or utcnow(),
                 )
             )
-            if res.rowcount != 1:  # type: ignore[attr-defined]
+            if res.rowcount != 1:
                 raise StoreError(f"store {self.label}: run {run_id} has no child {number} to record")
 
     def requeue_unfinished(self, run_id: int, reason: str) -> int:
