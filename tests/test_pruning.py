@@ -34,9 +34,7 @@ def test_pruner_stops_children_early_and_saves_epochs(tmp_path: Path, pruner: st
         for c in pruned:
             at = c.metrics["info"]["pruned_at"] - 1
             before = [
-                f.curves["val_acc"][at]
-                for f in children
-                if f.number < c.number and len(f.curves["val_acc"]) == epochs
+                f.curves["val_acc"][at] for f in children if f.number < c.number and len(f.curves["val_acc"]) == epochs
             ]
             assert before and max(c.curves["val_acc"][: at + 1]) < statistics.median(before)
 
