@@ -18,11 +18,11 @@ CELL_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x
 CELL_EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 
 
-def _conv(dims: int) -> type[nn.Conv1d] | type[nn.Conv2d]:
+def conv_class(dims: int) -> type[nn.Conv1d] | type[nn.Conv2d]:
     return nn.Conv1d if dims == 1 else nn.Conv2d
 
 
-def _bn(dims: int, c: int) -> nn.Module:
+def batch_norm(dims: int, c: int) -> nn.Module:
     return nn.BatchNorm1d(c) if dims == 1 else nn.BatchNorm2d(c)
 
 
@@ -38,7 +38,7 @@ def _op(name: str, c: int, dims: int) -> nn.Module:
         return nn.Identity()
     if name in ("nor_conv_1x1", "nor_conv_3x3"):
         k = 1 if name == "nor_conv_1x1" else 3
-        return nn.Sequential(nn.ReLU(), _conv(dims)(c, c, k, padding=k // 2, bias=False), _bn(dims, c))
+        return nn.Sequential(nn.ReLU(), conv_class(dims)(c, c, k, padding=k // 2, bias=False), batch_norm(dims, c))
     if name == "avg_pool_3x3":
         pool = nn.AvgPool1d if dims == 1 else nn.AvgPool2d
         return pool(3, stride=1, padding=1, count_include_pad=False)
@@ -66,9 +66,11 @@ class _Reduction(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, dims: int) -> None:
         super().__init__()
-        conv = _conv(dims)
-        self.a = nn.Sequential(nn.ReLU(), conv(c_in, c_out, 3, stride=2, padding=1, bias=False), _bn(dims, c_out))
-        self.b = nn.Sequential(nn.ReLU(), conv(c_out, c_out, 3, padding=1, bias=False), _bn(dims, c_out))
+        conv = conv_class(dims)
+        self.a = nn.Sequential(
+            nn.ReLU(), conv(c_in, c_out, 3, stride=2, padding=1, bias=False), batch_norm(dims, c_out)
+        )
+        self.b = nn.Sequential(nn.ReLU(), conv(c_out, c_out, 3, padding=1, bias=False), batch_norm(dims, c_out))
         pool = nn.AvgPool1d if dims == 1 else nn.AvgPool2d
         self.shortcut = nn.Sequential(pool(2, stride=2, ceil_mode=True), conv(c_in, c_out, 1, bias=False))
 
@@ -76,7 +78,7 @@ class _Reduction(nn.Module):
         return self.b(self.a(x)) + self.shortcut(x)
 
 
-class _Shape(nn.Module):
+class Reshape(nn.Module):
     """Flat features to the (channels, length) or (channels, height, width) the convolutions expect."""
 
     def __init__(self, shape: tuple[int, ...]) -> None:
@@ -106,12 +108,16 @@ def build_cell_network(
     if dims not in (1, 2):
         raise ValueError(f"inputs must be (channels, length) or (channels, height, width), got {shape}")
     c = channels
-    layers: list[nn.Module] = [_Shape(shape), _conv(dims)(shape[0], c, 3, padding=1, bias=False), _bn(dims, c)]
+    layers: list[nn.Module] = [
+        Reshape(shape),
+        conv_class(dims)(shape[0], c, 3, padding=1, bias=False),
+        batch_norm(dims, c),
+    ]
     for stage in range(3):
         if stage > 0:
             layers.append(_Reduction(c, 2 * c, dims))
             c *= 2
         layers += [Cell(ops, c, dims) for _ in range(cells_per_stage)]
     pool = nn.AdaptiveAvgPool1d(1) if dims == 1 else nn.AdaptiveAvgPool2d(1)
-    layers += [_bn(dims, c), nn.ReLU(), pool, nn.Flatten(), nn.Linear(c, n_classes)]
+    layers += [batch_norm(dims, c), nn.ReLU(), pool, nn.Flatten(), nn.Linear(c, n_classes)]
     return nn.Sequential(*layers)

@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 HASHES = ("simhash", "wta")
+ACTIVE_CHOICES = ("1.0", "0.2", "0.05")  # fractions of neurons evaluated that the spaces offer (1.0 = dense)
 SHARING = ("input", "batch")
 WTA_WINDOW = 4
 

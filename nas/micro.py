@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nas.cells import _bn, _conv, _Shape
+from nas.cells import Reshape, batch_norm, conv_class
 
 # ENAS's five ops (Pham et al. 2018, section 2.3)
 ENAS_OPS = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
@@ -53,14 +53,12 @@ class MicroNode:
     op_b: str
 
 
-def _kernel(k: int, dims: int) -> int | tuple[int, int]:
-    return k if dims == 1 else (k, k)
-
-
 class _ReLUConvBN(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, k: int, stride: int, dims: int) -> None:
         super().__init__(
-            nn.ReLU(), _conv(dims)(c_in, c_out, k, stride=stride, padding=k // 2, bias=False), _bn(dims, c_out)
+            nn.ReLU(),
+            conv_class(dims)(c_in, c_out, k, stride=stride, padding=k // 2, bias=False),
+            batch_norm(dims, c_out),
         )
 
 
@@ -68,7 +66,7 @@ class _SepConv(nn.Sequential):
     """NASNet's separable convolution, applied twice: (ReLU, depthwise k, pointwise 1, BN) x 2."""
 
     def __init__(self, c: int, k: int, stride: int, dims: int, dilation: int = 1, repeats: int = 2) -> None:
-        conv = _conv(dims)
+        conv = conv_class(dims)
         layers: list[nn.Module] = []
         for r in range(repeats):
             pad = dilation * (k // 2)
@@ -77,7 +75,7 @@ class _SepConv(nn.Sequential):
                 nn.ReLU(),
                 conv(c, c, k, stride=s, padding=pad, dilation=dilation, groups=c, bias=False),
                 conv(c, c, 1, bias=False),
-                _bn(dims, c),
+                batch_norm(dims, c),
             ]
         super().__init__(*layers)
 
@@ -94,7 +92,7 @@ class _FactorizedConv(nn.Sequential):
         else:
             first = nn.Conv2d(c, c, (1, k), stride=(1, stride), padding=(0, k // 2), bias=False)
             second = nn.Conv2d(c, c, (k, 1), stride=(stride, 1), padding=(k // 2, 0), bias=False)
-        super().__init__(nn.ReLU(), first, second, _bn(dims, c))
+        super().__init__(nn.ReLU(), first, second, batch_norm(dims, c))
 
 
 class FactorizedReduce(nn.Module):
@@ -102,12 +100,12 @@ class FactorizedReduce(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, dims: int) -> None:
         super().__init__()
-        conv = _conv(dims)
+        conv = conv_class(dims)
         self.dims = dims
         self.relu = nn.ReLU()
         self.left = conv(c_in, c_out // 2, 1, stride=2, bias=False)
         self.right = conv(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
-        self.bn = _bn(dims, c_out)
+        self.bn = batch_norm(dims, c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
@@ -193,7 +191,7 @@ class MicroNet(nn.Module):
             raise ValueError(f"inputs must be (channels, length) or (channels, height, width), got {shape}")
         c_stem = stem_multiplier * channels
         self.stem = nn.Sequential(
-            _Shape(shape), _conv(dims)(shape[0], c_stem, 3, padding=1, bias=False), _bn(dims, c_stem)
+            Reshape(shape), conv_class(dims)(shape[0], c_stem, 3, padding=1, bias=False), batch_norm(dims, c_stem)
         )
         c_pp, c_p, c = c_stem, c_stem, channels
         self.cells = nn.ModuleList()

@@ -9,7 +9,7 @@ and one that diverges at a larger rate stops the sweep there, since larger rates
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,11 +18,10 @@ from torch import nn
 
 from nas.data import Dataset, load_dataset
 from nas.small import small_cnn, small_mlp
-from nas.train import ChildDiverged, TrainConfig, TrainOutcome, train_classifier
-from optsearch.compiler import RuleOptimizer
+from nas.train import ChildDiverged, OptimizerFactory, TrainConfig, TrainOutcome, train_classifier
+from optsearch.compiler import compile_rule
 from optsearch.language import Rule
 
-OptimizerFactory = Callable[[Iterable[nn.Parameter], float], torch.optim.Optimizer]
 MODELS: dict[str, Callable[[int, int], nn.Module]] = {"cnn": small_cnn, "mlp": small_mlp}
 
 
@@ -96,11 +95,7 @@ class Sweep:
 
 def rule_factory(rule: Rule, task: Task) -> OptimizerFactory:
     """An optimizer factory for ``rule`` with the task's horizon for the decay schedules."""
-
-    def factory(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-        return RuleOptimizer(params, rule, lr=lr, total_steps=task.total_steps())
-
-    return factory
+    return compile_rule(rule, total_steps=task.total_steps())
 
 
 def sweep(

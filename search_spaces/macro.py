@@ -66,8 +66,8 @@ class MacroSpace(DatasetSpace):
             hashed=hashed,
             head_width=head_width,
         )
+        from nas.hashed import ACTIVE_CHOICES
         from nas.lowrank import RANK_CHOICES
-        from search_spaces.mlp import ACTIVE
 
         self.low_rank, self.hashed, self.head_width = bool(low_rank), bool(hashed), head_width
         self.dataset, self.n_layers, self.strides = dataset, layers, bool(strides)
@@ -86,7 +86,7 @@ class MacroSpace(DatasetSpace):
             if self.low_rank:
                 self._decisions.append(Decision.categorical(f"l{i}_rank", RANK_CHOICES))
         if self.hashed:
-            self._decisions.append(Decision.categorical("head_active", ACTIVE))
+            self._decisions.append(Decision.categorical("head_active", ACTIVE_CHOICES))
 
     def decisions(self) -> Sequence[Decision]:
         return self._decisions

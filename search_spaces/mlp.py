@@ -12,7 +12,6 @@ WIDTHS = (8, 16, 32, 64, 128)
 ACTS = ("relu", "tanh", "sigmoid", "elu")
 DROPOUTS = ("0.0", "0.1", "0.3", "0.5")
 LRS = ("0.0001", "0.0003", "0.001", "0.003", "0.01")
-ACTIVE = ("1.0", "0.2", "0.05")
 
 
 class MLPSpace(DatasetSpace):
@@ -66,6 +65,7 @@ class MLPSpace(DatasetSpace):
         if hashed_share not in SHARING:
             raise SpaceError(f"unknown hashed_share {hashed_share!r}; known: {', '.join(SHARING)}")
         self.hashed_share = hashed_share
+        from nas.hashed import ACTIVE_CHOICES
         from nas.lowrank import RANK_CHOICES
 
         self.dataset, self.epochs, self.batch_size, self.max_layers = dataset, epochs, batch_size, max_layers
@@ -77,7 +77,7 @@ class MLPSpace(DatasetSpace):
             if self.low_rank:
                 self._decisions.append(Decision.categorical(f"rank_{i}", RANK_CHOICES))
             if self.hashed:
-                self._decisions.append(Decision.categorical(f"active_{i}", ACTIVE))
+                self._decisions.append(Decision.categorical(f"active_{i}", ACTIVE_CHOICES))
         self._decisions.append(Decision.categorical("dropout", DROPOUTS))
         self._decisions.append(Decision.categorical("lr", LRS))
 

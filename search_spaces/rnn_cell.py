@@ -100,9 +100,9 @@ class RNNCellSpace(SearchSpace):
         if self.low_rank:
             d.append(Decision.categorical("rank", RANK_CHOICES))
         if self.hashed:
-            from search_spaces.mlp import ACTIVE
+            from nas.hashed import ACTIVE_CHOICES
 
-            d.append(Decision.categorical("active", ACTIVE))
+            d.append(Decision.categorical("active", ACTIVE_CHOICES))
         self._decisions = d
 
     def decisions(self) -> Sequence[Decision]:
