@@ -12,6 +12,7 @@ import torch
 
 from controllers.base import Controller, ControllerError, Proposal, UpdateStats
 from controllers.policy import LSTMPolicy
+from controllers.surrogate import RidgeEnsemble
 from controllers.unique import SeenTree
 from search_spaces.api import Decision, token_sizes
 
@@ -26,6 +27,10 @@ class ReinforceConfig:
     maximum-likelihood term on the ``elite_size`` best sequences found so far, weighted by
     ``elite_weight`` (priority-queue training, Abolafia et al. 2018), which speeds up learning from
     the few good children a small budget finds.
+
+    With ``screen`` > 1 each proposal is the best of ``screen`` candidates sampled from the policy,
+    as scored by a bootstrap ensemble of ``screen_members`` ridge regressions of the rewards seen so
+    far (`controllers.surrogate`), once ``screen_warmup`` rewards have arrived; 0 or 1 turns this off.
     """
 
     hidden_size: int = 64
@@ -43,6 +48,10 @@ class ReinforceConfig:
     elite_size: int = 3
     elite_weight: float = 1.0
     max_importance: float = 1.0  # truncation of the importance ratio of stale children (async mode)
+    screen: int = 10
+    screen_members: int = 8
+    screen_ridge: float = 0.3
+    screen_warmup: int = 10
 
     def __post_init__(self) -> None:
         if self.max_importance <= 0:
@@ -60,6 +69,11 @@ class ReinforceConfig:
         if self.elite_size < 0 or self.elite_weight < 0:
             raise ControllerError(
                 f"elite_size and elite_weight must be >= 0, got {self.elite_size}, {self.elite_weight}"
+            )
+        if self.screen < 0 or self.screen_members < 1 or self.screen_warmup < 1 or self.screen_ridge <= 0:
+            raise ControllerError(
+                "screen must be >= 0, screen_members and screen_warmup >= 1 and screen_ridge > 0; got "
+                f"{self.screen}, {self.screen_members}, {self.screen_warmup}, {self.screen_ridge}"
             )
 
 
@@ -92,6 +106,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "grad_clip": None,
         "unique": False,
         "elite_size": 0,
+        "screen": 0,
     },
     # ENAS (Pham et al. 2018): 100 units, temperature 5.0, tanh constant 2.5, entropy bonus 1e-4, Adam 3.5e-4.
     "enas": {
@@ -106,6 +121,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "grad_clip": None,
         "unique": False,
         "elite_size": 0,
+        "screen": 0,
     },
 }
 
@@ -156,6 +172,11 @@ class ReinforceController(Controller):
         self.seen: set[tuple[int, ...]] = set()
         self._seen_tree: SeenTree | None = None
         self.elite: list[tuple[float, tuple[int, ...]]] = []
+        # every (tokens, reward) learned from, for the surrogate that screens proposals
+        self.history: list[tuple[tuple[int, ...], float]] = []
+        self._surrogate: RidgeEnsemble | None = None
+        self._surrogate_size = -1  # len(history) when the surrogate was fitted
+        self._member = 0
 
     @classmethod
     def from_settings(
@@ -178,17 +199,52 @@ class ReinforceController(Controller):
             self._seen_tree = SeenTree(token_sizes(self.decisions), self.seen)
         return self._seen_tree
 
+    def _screening(self) -> bool:
+        return self.config.screen > 1 and len(self.history) >= self.config.screen_warmup
+
+    def _fitted_surrogate(self) -> RidgeEnsemble:
+        """The surrogate fitted to the whole history, refitted only when the history has grown.
+
+        Its bootstrap draws come from a generator seeded by the run's seed and the history's length,
+        so a resumed run refits exactly the model an uninterrupted one had."""
+        if self._surrogate is None or self._surrogate_size != len(self.history):
+            c = self.config
+            model = RidgeEnsemble(token_sizes(self.decisions), c.screen_members, c.screen_ridge)
+            draws = torch.Generator().manual_seed(self.seed * 1_000_003 + len(self.history))
+            model.fit([t for t, _ in self.history], [r for _, r in self.history], draws)
+            self._surrogate, self._surrogate_size, self._member = model, len(self.history), 0
+        return self._surrogate
+
+    def _screened(self, n: int, tree: SeenTree | None) -> list[Proposal]:
+        """``n`` distinct proposals, each the best by one ensemble member of ``screen`` policy samples."""
+        pool: dict[tuple[int, ...], Proposal] = {}
+        for p in self._sample(n * self.config.screen, tree):
+            pool.setdefault(p.tokens, p)
+        candidates = list(pool.values())
+        model = self._fitted_surrogate()
+        scores = model.scores([p.tokens for p in candidates])
+        chosen: list[Proposal] = []
+        taken = torch.zeros(len(candidates), dtype=torch.bool)
+        for _ in range(min(n, len(candidates))):
+            row = scores[self._member % model.members].masked_fill(taken, float("-inf"))
+            self._member += 1
+            best = int(torch.argmax(row))
+            taken[best] = True
+            chosen.append(candidates[best])
+        return chosen
+
     def propose(self, n: int) -> list[Proposal]:
         if n < 1:
             raise ControllerError(f"propose needs n >= 1, got {n}")
         if not self.config.unique:
-            return self._sample(n)
+            return self._screened(n, None) if self._screening() else self._sample(n)
         tree = self._tree()
         chosen: list[Proposal] = []
         # Each pass samples among the unproposed sequences only; rows of one pass may still pick the
         # same sequence, so at least one new sequence is kept per pass until the space runs out.
         while len(chosen) < n and not tree.exhausted:
-            for p in self._sample(n - len(chosen), tree):
+            need = n - len(chosen)
+            for p in self._screened(need, tree) if self._screening() else self._sample(need, tree):
                 if tree.add(p.tokens):
                     self.seen.add(p.tokens)
                     chosen.append(p)
@@ -257,6 +313,7 @@ class ReinforceController(Controller):
         self._check_update(proposals, rewards)
         advantage, baseline, mean_reward = self._advantages(rewards)
         self._remember_elite(proposals, rewards)
+        self.history.extend((p.tokens, float(r)) for p, r in zip(proposals, rewards, strict=True))
         forced = torch.tensor([p.tokens for p in proposals], dtype=torch.long)
         for _ in range(self._passes()):
             _, log_prob, entropy = self.policy(len(proposals), forced=forced)
@@ -285,6 +342,8 @@ class ReinforceController(Controller):
             "rng": self.generator.get_state(),
             "seen": sorted(list(t) for t in self.seen),
             "elite": [[r, list(t)] for r, t in self.elite],
+            "history": [[r, list(t)] for t, r in self.history],
+            "seed": self.seed,  # seeds the surrogate's bootstrap draws
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -300,6 +359,10 @@ class ReinforceController(Controller):
         self.seen = {tuple(int(x) for x in t) for t in state["seen"]}
         self._seen_tree = None
         self.elite = [(float(r), tuple(int(x) for x in t)) for r, t in state["elite"]]
+        # checkpoints written before the surrogate existed hold no history: screening starts afresh
+        self.history = [(tuple(int(x) for x in t), float(r)) for r, t in state.get("history", [])]
+        self._surrogate, self._surrogate_size, self._member = None, -1, 0
+        self.seed = int(state.get("seed", self.seed))
 
 
 class PPOController(ReinforceController):
