@@ -8,10 +8,12 @@ CUDA when it was given a GPU (possibly a fraction of one), the CPU otherwise.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import sys
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 from runs.executors import ChildTask, Executor, ExecutorError, run_child
@@ -29,14 +31,11 @@ def _ray() -> Any:
     return ray
 
 
-def _child_on_worker(
-    space: SearchSpace, shared: dict[str, Any], task: ChildTask, queued_at: float, workers: int = 1
-) -> Result:
+def _child_on_worker(space: SearchSpace, task: ChildTask, queued_at: float, workers: int = 1) -> Result:
     """Runs inside a Ray worker: pick the assigned device, evaluate, record where and when."""
     import ray
     import torch
 
-    space.use_shared_data(shared)
     gpus = ray.get_gpu_ids()
     device = task.ctx.device
     if gpus and torch.cuda.is_available():
@@ -55,13 +54,67 @@ def _child_on_worker(
     return dataclasses.replace(result, info=info)
 
 
+class _Slot:
+    """A long-lived worker process (a Ray actor) that evaluates the children handed to it, in order.
+
+    Calls queue at the actor itself, so the next child starts as soon as one ends, with no round
+    trip through the driver. The space and its shared data are fetched from the object store on the
+    first child of a run and kept for the next ones.
+    """
+
+    def __init__(self) -> None:
+        self._space: tuple[str, SearchSpace] | None = None
+
+    def ping(self) -> bool:
+        return True
+
+    def run(self, refs: list[Any], task: ChildTask, queued_at: float, workers: int) -> Result:
+        import ray
+
+        space_ref, shared_ref = refs  # wrapped in a list, so Ray hands over the refs, not their values
+        key = space_ref.hex()
+        if self._space is None or self._space[0] != key:
+            space = ray.get(space_ref)
+            space.use_shared_data(ray.get(shared_ref))
+            self._space = (key, space)
+        return _child_on_worker(self._space[1], task, queued_at, workers)
+
+
+@dataclass
+class _Call:
+    """A child handed to a slot: its task, when it was queued, and when it started (-1: waiting in the slot)."""
+
+    ref: Any
+    space: SearchSpace
+    task: ChildTask
+    queued: float
+    slot: int
+    started: float = -1.0
+
+
+@dataclass
+class _SlotState:
+    actor: Any
+    ready: Any | None  # the ref that resolves when the actor has started; None once it has
+    calls: deque[Any] = field(default_factory=deque)  # refs of its calls, the running one first
+
+
+def _deaths() -> tuple[type[Exception], ...]:
+    ray = _ray()
+    e = ray.exceptions
+    return (e.RayActorError, e.WorkerCrashedError, e.NodeDiedError, e.OutOfMemoryError, e.ObjectLostError)
+
+
 class RayExecutor(Executor):
-    """Children as Ray tasks, at most ``capacity`` at once; failures of workers and timeouts are recorded.
+    """Children on a pool of ``capacity`` Ray actors (slots); failures of workers and timeouts are recorded.
 
     With no ``address`` an embedded Ray instance sized to this machine starts (and stops with the
     executor); ``address="auto"`` or ``"host:port"`` joins a cluster started with ``ray start``.
-    A worker process that dies is retried by Ray up to ``max_retries`` times, then the child fails.
-    A child running longer than ``child_timeout`` seconds is cancelled (its worker killed) and failed.
+    Each slot holds one child's resources for the whole run and runs the children handed to it in
+    order, the next one already waiting at the actor. A worker process that dies (its node lost
+    included) is replaced; the child it was running runs again up to ``max_retries`` times, then
+    fails. A child running longer than ``child_timeout`` seconds is cancelled (its worker killed)
+    and failed.
     """
 
     name = "ray"
@@ -131,17 +184,23 @@ class RayExecutor(Executor):
                 f"{resources.get('CPU', 0)} CPU and {resources.get('GPU', 0)} GPU"
             )
         self._capacity = min(fit, max_concurrent) if max_concurrent else fit
-        # children handed to Ray beyond the running ones wait in Ray's queue, so a worker that
-        # finishes starts the next child at once instead of waiting for the driver's round trip
-        # (only when the resources cap concurrency: below that cap, Ray would start the queued ones too)
-        limited = max_concurrent is not None and max_concurrent < fit
-        self._prefetch = 0 if limited else (self._capacity if prefetch is None else prefetch)
-        self._remote = ray.remote(_child_on_worker).options(
-            num_cpus=cpus_per_child, num_gpus=gpus_per_child, max_retries=max_retries, retry_exceptions=False
+        # Children handed to a slot beyond its running one wait at the actor, so a worker that
+        # finishes starts the next child at once instead of waiting for the driver's round trip.
+        self._prefetch = self._capacity if prefetch is None else prefetch
+        self._per_slot = 1 + math.ceil(self._prefetch / self._capacity)
+        self._slot_class = ray.remote(_Slot).options(
+            num_cpus=cpus_per_child, num_gpus=gpus_per_child, max_restarts=0, max_task_retries=0
         )
+        self._slots: dict[int, _SlotState] = {}
+        self._slot_ids = itertools.count()
+        self._start_failures = 0
         self._space_refs: dict[int, tuple[SearchSpace, Any, Any]] = {}
         self._queue: deque[tuple[SearchSpace, ChildTask, float]] = deque()
-        self._running: dict[Any, tuple[ChildTask, float]] = {}  # ObjectRef -> (task, started at; -1 queued)
+        self._calls: dict[Any, _Call] = {}  # ObjectRef of a slot's call -> the child it runs
+        self._deaths: dict[int, int] = {}  # child number -> how many workers died running it
+        self._suspects: set[int] = set()  # children that may have killed a worker: they run alone
+        self._done: deque[tuple[ChildTask, Result]] = deque()  # results collected from a slot that then died
+        self._top_up()
 
     @property
     def capacity(self) -> int:
@@ -153,7 +212,14 @@ class RayExecutor(Executor):
 
     @property
     def pending(self) -> int:
-        return len(self._queue) + len(self._running)
+        return len(self._queue) + len(self._calls) + len(self._done)
+
+    def _top_up(self) -> None:
+        """Keep ``capacity`` slots. A replacement that cannot be placed (its node was lost and no other
+        has room) stays pending and is given no child, so the search goes on with the slots left."""
+        while len(self._slots) < self._capacity:
+            actor = self._slot_class.remote()
+            self._slots[next(self._slot_ids)] = _SlotState(actor, actor.ping.remote())
 
     def _refs(self, space: SearchSpace) -> tuple[Any, Any]:
         entry = self._space_refs.get(id(space))
@@ -171,87 +237,159 @@ class RayExecutor(Executor):
         self._queue.append((space, task, time.time()))
         self._fill()
 
-    def _fill(self) -> None:
-        while self._queue and len(self._running) < self.depth:
-            space, task, queued_at = self._queue.popleft()
-            space_ref, shared_ref = self._refs(space)
-            ref = self._remote.remote(space_ref, shared_ref, task, queued_at, self.workers_per_child)
-            self._running[ref] = (task, -1.0)  # not started yet: waiting in Ray's queue
-        self._clock_starts()
+    def _open_slot(self, alone: bool) -> int | None:
+        """The least loaded started slot with room for one more child (an empty one for a suspect);
+        no child is queued behind a suspect."""
+        best: tuple[int, int] | None = None
+        for slot_id, slot in self._slots.items():
+            load = len(slot.calls)
+            if slot.ready is not None or load >= (1 if alone else self._per_slot):
+                continue
+            if load and self._calls[slot.calls[-1]].task.number in self._suspects:
+                continue
+            if best is None or load < best[0]:
+                best = (load, slot_id)
+        return None if best is None else best[1]
 
-    def _clock_starts(self) -> None:
-        """Start the timeout clock of the children that now hold a worker: Ray runs queued tasks of one
-        shape in submission order, so those are the oldest ``capacity`` handed over."""
-        now = time.time()
-        for ref in list(self._running)[: self._capacity]:
-            task, started = self._running[ref]
-            if started < 0:
-                self._running[ref] = (task, now)
+    def _fill(self) -> None:
+        self._top_up()
+        waiting: list[tuple[SearchSpace, ChildTask, float]] = []  # suspects that found no empty slot
+        while self._queue and len(self._calls) < self.depth:
+            space, task, queued_at = self._queue.popleft()
+            suspect = task.number in self._suspects
+            slot_id = self._open_slot(alone=suspect)
+            if slot_id is None:
+                waiting.append((space, task, queued_at))
+                if suspect:
+                    continue
+                break
+            slot = self._slots[slot_id]
+            ref = slot.actor.run.remote(list(self._refs(space)), task, queued_at, self.workers_per_child)
+            slot.calls.append(ref)
+            started = time.time() if len(slot.calls) == 1 else -1.0
+            self._calls[ref] = _Call(ref, space, task, queued_at, slot_id, started)
+        self._queue.extendleft(reversed(waiting))
 
     def next_result(self) -> tuple[ChildTask, Result]:
         ray = _ray()
-        if not self._running:
+        if not self.pending:
             raise ExecutorError("next_result called with no child pending")
         while True:
+            self._fill()
+            if self._done:
+                return self._done.popleft()
+            starting = {s.ready: i for i, s in self._slots.items() if s.ready is not None}
             wait = POLL_S if self.child_timeout is not None else None
-            ready, _ = ray.wait(list(self._running), num_returns=1, timeout=wait)
-            if ready:
-                ref = ready[0]
-                task, _launched = self._running.pop(ref)
-                self._clock_starts()
-                result = self._get(ref, task)
-                self._fill()
-                return task, result
-            expired = self._expired()
-            if expired is not None:
-                self._fill()
-                return expired
+            ready, _ = ray.wait([*self._calls, *starting], num_returns=1, timeout=wait)
+            if ready and ready[0] in starting:
+                self._slot_started(starting[ready[0]])
+            elif ready:
+                done = self._finished(ready[0])
+                if done is not None:
+                    self._fill()
+                    return done
+                continue
+            elif self.child_timeout is not None:
+                expired = self._expired()
+                if expired is not None:
+                    self._fill()
+                    return expired
 
-    def _get(self, ref: Any, task: ChildTask) -> Result:
+    def _slot_started(self, slot_id: int) -> None:
         ray = _ray()
+        slot = self._slots[slot_id]
         try:
-            return ray.get(ref)  # type: ignore[no-any-return]
-        except ray.exceptions.TaskCancelledError:
-            return Result.failed("cancelled")
-        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError) as e:
-            tries = self.max_retries + 1
-            return Result.failed(
-                f"the worker running child {task.number} died {tries} time(s): {type(e).__name__}: {e}"
-            )
+            ray.get(slot.ready)
+            slot.ready = None
         except ray.exceptions.RayError as exc:
-            return Result.failed(f"Ray could not run child {task.number}: {type(exc).__name__}: {exc}")
+            del self._slots[slot_id]
+            self._start_failures += 1
+            if self._start_failures > self._capacity + self.max_retries:
+                raise ExecutorError(f"Ray cannot start workers for the children: {type(exc).__name__}: {exc}") from exc
+
+    def _finished(self, ref: Any) -> tuple[ChildTask, Result] | None:
+        """The child of ``ref`` and its result; None when its worker died and it was queued again."""
+        ray = _ray()
+        call = self._calls[ref]
+        try:
+            result = ray.get(ref)
+        except _deaths() as exc:
+            return self._slot_died(call.slot, exc)
+        except ray.exceptions.RayError as exc:
+            result = Result.failed(f"Ray could not run child {call.task.number}: {type(exc).__name__}: {exc}")
+        del self._calls[ref]
+        self._suspects.discard(call.task.number)
+        slot = self._slots[call.slot]
+        slot.calls.remove(ref)
+        if slot.calls:  # the slot's next child starts now
+            self._calls[slot.calls[0]].started = time.time()
+        return call.task, result
+
+    def _retire(self, slot_id: int) -> list[_Call]:
+        """Remove a slot and its actor; its children, running one first, are forgotten and returned."""
+        slot = self._slots.pop(slot_id)
+        _ray().kill(slot.actor, no_restart=True)
+        return [self._calls.pop(r) for r in slot.calls]
+
+    def _requeue(self, calls: list[_Call]) -> None:
+        self._queue.extendleft(reversed([(c.space, c.task, c.queued) for c in calls]))
+
+    def _slot_died(self, slot_id: int, exc: Exception) -> tuple[ChildTask, Result] | None:
+        """A worker process died (exit, crash, out of memory, its node lost). The child it was running
+        runs again up to ``max_retries`` times, then fails; those queued behind it run again too."""
+        ray = _ray()
+        calls = self._retire(slot_id)
+        # A slot runs its children in order: those that returned before it died keep their results,
+        # the first one that did not was running.
+        while calls and ray.wait([calls[0].ref], timeout=0)[0]:
+            try:
+                self._done.append((calls[0].task, ray.get(calls[0].ref)))
+            except _deaths():
+                break
+            calls.pop(0)
+        if not calls:
+            return None
+        # The first of those left was running, unless its reply was lost with the worker (Ray sends it
+        # while the next child starts): with more than one left, which child killed the worker is
+        # unknown. All of them become suspects and run again alone, where a death is unambiguous.
+        for c in calls:
+            self._deaths[c.task.number] = self._deaths.get(c.task.number, 0) + 1
+            self._suspects.add(c.task.number)
+        running = calls[0]
+        deaths = self._deaths[running.task.number]
+        if len(calls) > 1 or deaths <= self.max_retries:
+            self._requeue(calls)
+            return None
+        return running.task, Result.failed(
+            f"the worker running child {running.task.number} died {deaths} time(s): {type(exc).__name__}: {exc}"
+        )
 
     def _expired(self) -> tuple[ChildTask, Result] | None:
         assert self.child_timeout is not None
         now = time.time()
-        for ref, (task, launched) in list(self._running.items()):
-            if launched >= 0 and now - launched > self.child_timeout:
-                _ray().cancel(ref, force=True)
-                del self._running[ref]
-                return task, Result.failed(
-                    f"child {task.number} ran past --child-timeout {self.child_timeout:g}s and was cancelled",
-                    wall_time=now - launched,
+        for call in list(self._calls.values()):
+            if call.started >= 0 and now - call.started > self.child_timeout:
+                running, *queued = self._retire(call.slot)  # killing its worker is the only way to stop it
+                self._requeue(queued)
+                return running.task, Result.failed(
+                    f"child {running.task.number} ran past --child-timeout {self.child_timeout:g}s and was cancelled",
+                    wall_time=now - running.started,
                 )
         return None
 
     def cancel_all(self) -> list[ChildTask]:
-        ray = _ray()
-        dropped = [task for _, task, _ in self._queue] + [task for task, _ in self._running.values()]
-        # An embedded instance is about to be shut down, which stops its workers: no cancel needed.
-        # On a cluster, cancel gently (KeyboardInterrupt in the child): a forced cancel that races
-        # with a child finishing trips an internal check of Ray's core worker and kills the driver.
-        if not self._owns:
-            for ref in self._running:
-                try:
-                    ray.cancel(ref, force=False)
-                except Exception:
-                    pass
+        dropped = [task for _, task, _ in self._queue] + [c.task for c in self._calls.values()]
         self._queue.clear()
-        self._running.clear()
+        # Killing a slot's actor stops its running child; new slots are started when children come.
+        for slot_id in list(self._slots):
+            if self._slots[slot_id].calls:
+                self._retire(slot_id)
         return dropped
 
     def shutdown(self) -> None:
         self.cancel_all()
+        for slot_id in list(self._slots):
+            self._retire(slot_id)
         self._space_refs.clear()
         if self._owns:
             _ray().shutdown()

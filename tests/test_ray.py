@@ -47,6 +47,8 @@ def test_children_run_in_parallel_and_record_where_and_when() -> None:
     # the space's shared data was built once on the driver and reached every child
     assert space.shared_calls == 1  # type: ignore[attr-defined]
     assert {i["token"] for i in infos} == {"shipped-once"}
+    # each worker process set the space up once and kept it for its next children
+    assert {i["uses"] for i in infos} == {1} and len({i["pid"] for i in infos}) < len(infos)
     executor.shutdown()
     assert ray.is_initialized()  # the executor did not start this instance, so it leaves it running
 
@@ -59,6 +61,21 @@ def test_a_dying_worker_is_retried_then_failed_and_the_rest_go_on() -> None:
     results = {t.number: r for t, r in (executor.next_result() for _ in range(3))}
     assert results[0].ok and results[2].ok
     assert results[1].status == "failed" and "died 2 time(s)" in (results[1].error or "")
+    executor.shutdown()  # the executor's worker processes hold their CPUs until it is shut down
+
+
+def test_children_queued_behind_one_that_kills_its_worker_are_not_blamed() -> None:
+    space = load_space(CRASHY, {"delay": 0.1})
+    executor = make_executor("ray", options={"max_concurrent": 1, "max_retries": 0})
+    for n, x in enumerate(["exit", "ok", "fine"]):  # 'ok' waits at the worker that 'exit' kills
+        executor.submit(space, _task(space, n, x))
+    results = {t.number: r for t, r in (executor.next_result() for _ in range(3))}
+    assert results[1].ok and results[2].ok
+    # with another child queued on the dead worker, 'exit' was not known to be the culprit: it ran
+    # once more alone before it was failed
+    assert results[0].status == "failed" and "died 2 time(s)" in (results[0].error or "")
+    assert executor.pending == 0
+    executor.shutdown()
 
 
 def test_child_timeout_cancels_and_fails_the_child() -> None:
@@ -71,6 +88,7 @@ def test_child_timeout_cancels_and_fails_the_child() -> None:
     assert results[1].ok
     assert "ran past --child-timeout 1.5s and was cancelled" in (results[0].error or "")
     assert time.time() - started < 10
+    executor.shutdown()
 
 
 def test_cancel_all_drops_running_and_queued_children() -> None:
@@ -81,6 +99,7 @@ def test_cancel_all_drops_running_and_queued_children() -> None:
     assert executor.pending == 3
     dropped = executor.cancel_all()
     assert sorted(t.number for t in dropped) == [0, 1, 2] and executor.pending == 0
+    executor.shutdown()
 
 
 def test_bad_resources_are_clear_errors() -> None:
@@ -153,3 +172,4 @@ def test_workers_per_child_trains_one_child_on_two_processes_inside_ray() -> Non
     _, result = executor.next_result()
     assert result.ok, result.error
     assert result.info["workers_per_child"] == 2 and result.info["backend"] == "gloo"
+    executor.shutdown()

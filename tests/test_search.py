@@ -207,9 +207,10 @@ def test_kill_9_of_the_driver_then_resume_ends_with_exactly_n_children(tmp_path:
     assert sorted(c for u in updates for c in u.extra["children"]) == list(range(n))
     assert len(updates) == 5
     evaluated = [int(x) for x in marker.read_text().split()]
-    # every child ran to completion once, except those in flight at the kill (1 local, up to 2 on Ray)
+    # every child ran to completion once, except those in flight at the kill: 1 local; on Ray up to
+    # 4, each of the 2 workers running one and holding the next (they may finish before Ray stops them)
     assert sorted(set(evaluated)) == list(range(n))
-    assert len(evaluated) - n <= (1 if executor == "local" else 2)
+    assert len(evaluated) - n <= (1 if executor == "local" else 4)
 
 
 def test_sigterm_stops_cleanly_and_resumes(tmp_path: Path) -> None:

@@ -107,6 +107,7 @@ class Crashy(SearchSpace):
         self.delay = delay
         self.shared_calls = 0
         self.received: str | None = None
+        self.uses = 0  # how many times this copy of the space was given the shared data
 
     def decisions(self) -> Sequence[Decision]:
         return [Decision.categorical("x", ["ok", "exit", "hang", "fine"])]
@@ -117,9 +118,11 @@ class Crashy(SearchSpace):
 
     def use_shared_data(self, data: object) -> None:
         self.received = data["token"]  # type: ignore[index]
+        self.uses += 1
 
     def evaluate(self, spec: Spec, ctx: Context) -> Result:
         if spec["x"] == "exit":
             os._exit(1)
         time.sleep(60 if spec["x"] == "hang" else self.delay)
-        return Result(reward=1.0, val_acc=1.0, info={"pid": os.getpid(), "token": self.received, "device": ctx.device})
+        info = {"pid": os.getpid(), "token": self.received, "uses": self.uses, "device": ctx.device}
+        return Result(reward=1.0, val_acc=1.0, info=info)
