@@ -7,7 +7,9 @@ a REINFORCE search runs 16 children per worker with batch = workers, on a SQLite
 Utilization = time spent in children / (workers x wall time); overhead per child =
 (workers x wall time - time in children) / children, which counts dispatch, store writes, controller
 work, and in sync mode the wait for each batch's slowest child. The worker gap is the time a worker
-process spends between the end of one child and the start of its next (median and mean).
+process spends between the end of one child and the start of its next (median and mean). The
+executor's worker processes (one Ray actor per slot) are started before timing, like the Ray
+instance; the time they took is printed in the last column.
 
 python -m benchmarks.scaling [--workers 1,2,4,8,16,32] [--seconds 0.5] [--per-worker 16]
 """
@@ -24,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.common import print_table, write_json
+from runs.ray_executor import RayExecutor
 from runs.search import Search, SearchConfig
 from runs.store import Store
 from search_spaces import Context, Decision, Result, SearchSpace, Spec
@@ -62,6 +65,8 @@ def measure(workers: int, mode: str, seconds: float, spread: float, per_worker: 
         mode=mode,
     )
     search = Search.start(store, config)
+    # the worker processes start once per run (Ray actors); like the Ray instance, not timed
+    startup = search.executor.wait_ready(timeout=120) if isinstance(search.executor, RayExecutor) else 0.0
     started = time.perf_counter()
     run_id = search.run()
     wall = time.perf_counter() - started
@@ -78,6 +83,7 @@ def measure(workers: int, mode: str, seconds: float, spread: float, per_worker: 
         "mode": mode,
         "spread": spread,
         "children": n,
+        "startup_s": startup,
         "wall_s": wall,
         "throughput": n / wall,
         "utilization": busy / (workers * wall),
@@ -114,6 +120,7 @@ def main() -> None:
                         f"{100 * r['utilization']:.1f}%",
                         f"{r['overhead_ms']:.1f}",
                         f"{r['worker_gap_ms_median']:.1f} / {r['worker_gap_ms_mean']:.1f}",
+                        f"{r['startup_s']:.2f}",
                     ]
                 )
                 print(" | ".join(rows[-1]), flush=True)
@@ -127,6 +134,7 @@ def main() -> None:
         "utilization",
         "overhead ms/child",
         "worker gap ms (median / mean)",
+        "worker start s (untimed)",
     ]
     print_table(header, rows)
     print(f"wrote {write_json('scaling', {'seconds': args.seconds, 'results': results})}")

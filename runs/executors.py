@@ -109,6 +109,9 @@ class Executor(ABC):
         """Drop every pending child (on Ctrl-C); returns those dropped."""
         return []
 
+    def finishing(self) -> None:  # noqa: B027 - a no-op hook that executors with workers override
+        """No more children will be submitted: workers that fall idle may run backups of waiting ones."""
+
     def shutdown(self) -> None:  # noqa: B027 - a no-op hook that executors with workers override
         """Release workers."""
 

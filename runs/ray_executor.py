@@ -1,4 +1,4 @@
-"""The Ray executor: children run as Ray tasks on the CPUs and GPUs of one machine or a cluster.
+"""The Ray executor: children run on a pool of Ray actors across the CPUs and GPUs of one machine or a cluster.
 
 The driver alone talks to the store; workers get the space (and the data it declares, put in Ray's
 object store once per run) and return a `Result`. A child runs on the device Ray assigned to it:
@@ -90,6 +90,8 @@ class _Call:
     queued: float
     slot: int
     started: float = -1.0
+    twin: Any | None = None  # the ref of a backup of the same child on another slot (the end of a run)
+    orphan: bool = False  # its twin returned first: its own result is ignored
 
 
 @dataclass
@@ -200,6 +202,7 @@ class RayExecutor(Executor):
         self._deaths: dict[int, int] = {}  # child number -> how many workers died running it
         self._suspects: set[int] = set()  # children that may have killed a worker: they run alone
         self._done: deque[tuple[ChildTask, Result]] = deque()  # results collected from a slot that then died
+        self._finishing = False
         self._top_up()
 
     @property
@@ -212,7 +215,15 @@ class RayExecutor(Executor):
 
     @property
     def pending(self) -> int:
-        return len(self._queue) + len(self._calls) + len(self._done)
+        return len(self._queue) + len(self._children()) + len(self._done)
+
+    def _children(self) -> dict[int, _Call]:
+        """The children handed to slots, by number, without the orphaned copies."""
+        return {c.task.number: c for c in self._calls.values() if not c.orphan}
+
+    def finishing(self) -> None:
+        self._finishing = True
+        self._fill()
 
     def _top_up(self) -> None:
         """Keep ``capacity`` slots. A replacement that cannot be placed (its node was lost and no other
@@ -239,17 +250,19 @@ class RayExecutor(Executor):
 
     def _open_slot(self, alone: bool) -> int | None:
         """The least loaded started slot with room for one more child (an empty one for a suspect);
-        no child is queued behind a suspect."""
-        best: tuple[int, int] | None = None
+        no child is queued behind a suspect. Among busy slots, the one whose child has run longest,
+        as the likeliest to be free first: a queued child cannot move once its slot has it."""
+        best: tuple[int, float, int] | None = None
         for slot_id, slot in self._slots.items():
             load = len(slot.calls)
             if slot.ready is not None or load >= (1 if alone else self._per_slot):
                 continue
             if load and self._calls[slot.calls[-1]].task.number in self._suspects:
                 continue
-            if best is None or load < best[0]:
-                best = (load, slot_id)
-        return None if best is None else best[1]
+            key = (load, self._calls[slot.calls[0]].started if load else 0.0, slot_id)
+            if best is None or key < best:
+                best = key
+        return None if best is None else best[2]
 
     def _fill(self) -> None:
         self._top_up()
@@ -269,6 +282,30 @@ class RayExecutor(Executor):
             started = time.time() if len(slot.calls) == 1 else -1.0
             self._calls[ref] = _Call(ref, space, task, queued_at, slot_id, started)
         self._queue.extendleft(reversed(waiting))
+        if self._finishing and not self._queue:
+            self._backups()
+
+    def _backups(self) -> None:
+        """At the end of a run a child waiting behind a long one cannot move, while other slots fall
+        idle. Give each idle slot a copy of such a child; the first copy to return counts (MapReduce's
+        backup tasks). Only the last children of a run are copied, and only onto idle workers."""
+        for slot_id, slot in self._slots.items():
+            if slot.ready is not None or slot.calls:
+                continue
+            waiting = [
+                c
+                for c in self._calls.values()
+                if c.started < 0 and c.twin is None and not c.orphan and c.task.number not in self._suspects
+            ]
+            if not waiting:
+                return
+            original = waiting[0]
+            ref = slot.actor.run.remote(
+                list(self._refs(original.space)), original.task, original.queued, self.workers_per_child
+            )
+            slot.calls.append(ref)
+            self._calls[ref] = _Call(ref, original.space, original.task, original.queued, slot_id, time.time())
+            self._calls[ref].twin, original.twin = original.ref, ref
 
     def next_result(self) -> tuple[ChildTask, Result]:
         ray = _ray()
@@ -278,6 +315,11 @@ class RayExecutor(Executor):
             self._fill()
             if self._done:
                 return self._done.popleft()
+            # checked on every pass, so a stuck child times out even while others keep finishing
+            expired = self._expired() if self.child_timeout is not None else None
+            if expired is not None:
+                self._fill()
+                return expired
             starting = {s.ready: i for i, s in self._slots.items() if s.ready is not None}
             wait = POLL_S if self.child_timeout is not None else None
             ready, _ = ray.wait([*self._calls, *starting], num_returns=1, timeout=wait)
@@ -288,12 +330,21 @@ class RayExecutor(Executor):
                 if done is not None:
                     self._fill()
                     return done
-                continue
-            elif self.child_timeout is not None:
-                expired = self._expired()
-                if expired is not None:
-                    self._fill()
-                    return expired
+
+    def wait_ready(self, timeout: float | None = None) -> float:
+        """Wait until every slot's worker process has started (a run does not need to: a child goes to
+        the first slot that is up). Returns the seconds waited; benchmarks use it to time steady work."""
+        ray = _ray()
+        began = time.perf_counter()
+        self._top_up()
+        while True:
+            starting = {s.ready: i for i, s in self._slots.items() if s.ready is not None}
+            left = None if timeout is None else timeout - (time.perf_counter() - began)
+            if not starting or (left is not None and left <= 0):
+                return time.perf_counter() - began
+            ready, _ = ray.wait(list(starting), num_returns=len(starting), timeout=left)
+            for ref in ready:
+                self._slot_started(starting[ref])
 
     def _slot_started(self, slot_id: int) -> None:
         ray = _ray()
@@ -315,20 +366,32 @@ class RayExecutor(Executor):
             result = ray.get(ref)
         except _deaths() as exc:
             return self._slot_died(call.slot, exc)
+        except ray.exceptions.TaskCancelledError:
+            result = Result.failed("cancelled")
         except ray.exceptions.RayError as exc:
             result = Result.failed(f"Ray could not run child {call.task.number}: {type(exc).__name__}: {exc}")
         del self._calls[ref]
-        self._suspects.discard(call.task.number)
         slot = self._slots[call.slot]
         slot.calls.remove(ref)
         if slot.calls:  # the slot's next child starts now
             self._calls[slot.calls[0]].started = time.time()
+        if call.orphan:
+            return None
+        self._orphan_twin(call)
+        self._suspects.discard(call.task.number)
         return call.task, result
 
-    def _retire(self, slot_id: int) -> list[_Call]:
-        """Remove a slot and its actor; its children, running one first, are forgotten and returned."""
+    def _orphan_twin(self, call: _Call) -> None:
+        """``call`` returned: its backup (or original) still runs or waits on its slot, and is ignored."""
+        twin = self._calls.get(call.twin) if call.twin is not None else None
+        if twin is not None:
+            twin.orphan, twin.twin = True, None
+
+    def _retire(self, slot_id: int, kill: bool = True) -> list[_Call]:
+        """Remove a slot and kill its actor; its children, running one first, are forgotten and returned."""
         slot = self._slots.pop(slot_id)
-        _ray().kill(slot.actor, no_restart=True)
+        if kill:
+            _ray().kill(slot.actor, no_restart=True)
         return [self._calls.pop(r) for r in slot.calls]
 
     def _requeue(self, calls: list[_Call]) -> None:
@@ -343,10 +406,19 @@ class RayExecutor(Executor):
         # the first one that did not was running.
         while calls and ray.wait([calls[0].ref], timeout=0)[0]:
             try:
-                self._done.append((calls[0].task, ray.get(calls[0].ref)))
+                result = ray.get(calls[0].ref)
             except _deaths():
                 break
+            if not calls[0].orphan:
+                self._orphan_twin(calls[0])
+                self._done.append((calls[0].task, result))
             calls.pop(0)
+        # copies of children whose other copy lives on another slot are not run again
+        for c in calls:
+            twin = self._calls.get(c.twin) if c.twin is not None else None
+            if twin is not None:
+                twin.twin = None
+        calls = [c for c in calls if not c.orphan and (c.twin is None or c.twin not in self._calls)]
         if not calls:
             return None
         # The first of those left was running, unless its reply was lost with the worker (Ray sends it
@@ -368,9 +440,14 @@ class RayExecutor(Executor):
         assert self.child_timeout is not None
         now = time.time()
         for call in list(self._calls.values()):
+            if call.ref not in self._calls:  # its slot was retired earlier in this pass
+                continue
             if call.started >= 0 and now - call.started > self.child_timeout:
                 running, *queued = self._retire(call.slot)  # killing its worker is the only way to stop it
-                self._requeue(queued)
+                self._requeue([c for c in queued if not c.orphan and c.twin is None])
+                if running.orphan:
+                    continue
+                self._orphan_twin(running)
                 return running.task, Result.failed(
                     f"child {running.task.number} ran past --child-timeout {self.child_timeout:g}s and was cancelled",
                     wall_time=now - running.started,
@@ -378,18 +455,20 @@ class RayExecutor(Executor):
         return None
 
     def cancel_all(self) -> list[ChildTask]:
-        dropped = [task for _, task, _ in self._queue] + [c.task for c in self._calls.values()]
+        dropped = [task for _, task, _ in self._queue] + [c.task for c in self._children().values()]
         self._queue.clear()
         # Killing a slot's actor stops its running child; new slots are started when children come.
+        # An embedded instance is shut down next, which stops every worker: killing them one by one
+        # first would only race with children that are finishing.
         for slot_id in list(self._slots):
             if self._slots[slot_id].calls:
-                self._retire(slot_id)
+                self._retire(slot_id, kill=not self._owns)
         return dropped
 
     def shutdown(self) -> None:
         self.cancel_all()
         for slot_id in list(self._slots):
-            self._retire(slot_id)
+            self._retire(slot_id, kill=not self._owns)
         self._space_refs.clear()
         if self._owns:
             _ray().shutdown()

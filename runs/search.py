@@ -329,6 +329,8 @@ class Search:
                     self._proposals[n] = p
                     self.executor.submit(self.space, ChildTask(n, sp, self._context(n)))
                 next_number += free
+                if next_number >= config.children:
+                    self.executor.finishing()
             if self.executor.pending:
                 task, result = self.executor.next_result()
                 reward = self._finish(task, result)

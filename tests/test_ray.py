@@ -78,6 +78,23 @@ def test_children_queued_behind_one_that_kills_its_worker_are_not_blamed() -> No
     executor.shutdown()
 
 
+def test_at_the_end_a_child_waiting_behind_a_long_one_gets_a_backup_on_an_idle_worker() -> None:
+    space = load_space(CRASHY, {"delay": 0.2})
+    executor = make_executor("ray", options={"max_concurrent": 2})
+    assert executor.wait_ready(timeout=60) < 60
+    started = time.time()
+    # 'hang' (60 s) and child 1 start; child 2 waits behind 'hang', child 3 behind child 1
+    for n, x in enumerate(["hang", "ok", "ok", "ok"]):
+        executor.submit(space, _task(space, n, x))
+    executor.finishing()  # no more children: idle workers may run copies of waiting ones
+    results = [executor.next_result() for _ in range(3)]
+    assert sorted(t.number for t, _ in results) == [1, 2, 3] and all(r.ok for _, r in results)
+    assert time.time() - started < 20  # child 2 did not wait for 'hang' to end
+    assert executor.pending == 1  # 'hang'; the copy of child 2 behind it is not a pending child
+    assert [t.number for t in executor.cancel_all()] == [0]
+    executor.shutdown()
+
+
 def test_child_timeout_cancels_and_fails_the_child() -> None:
     space = load_space(CRASHY, {"delay": 0.1})
     executor = make_executor("ray", options={"max_concurrent": 2, "child_timeout": 1.5})
