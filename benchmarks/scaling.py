@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.common import print_table, write_json
-from runs.ray_executor import RayExecutor
 from runs.search import Search, SearchConfig
 from runs.store import Store
 from search_spaces import Context, Decision, Result, SearchSpace, Spec
@@ -66,7 +65,7 @@ def measure(workers: int, mode: str, seconds: float, spread: float, per_worker: 
     )
     search = Search.start(store, config)
     # the worker processes start once per run (Ray actors); like the Ray instance, not timed
-    startup = search.executor.wait_ready(timeout=120) if isinstance(search.executor, RayExecutor) else 0.0
+    startup = search.executor.wait_ready(timeout=120)
     started = time.perf_counter()
     run_id = search.run()
     wall = time.perf_counter() - started

@@ -112,6 +112,10 @@ class Executor(ABC):
     def finishing(self) -> None:  # noqa: B027 - a no-op hook that executors with workers override
         """No more children will be submitted: workers that fall idle may run backups of waiting ones."""
 
+    def wait_ready(self, timeout: float | None = None) -> float:
+        """Start the workers now rather than at the first child; returns the seconds waited."""
+        return 0.0
+
     def shutdown(self) -> None:  # noqa: B027 - a no-op hook that executors with workers override
         """Release workers."""
 

@@ -407,7 +407,7 @@ class RayExecutor(Executor):
         while calls and ray.wait([calls[0].ref], timeout=0)[0]:
             try:
                 result = ray.get(calls[0].ref)
-            except _deaths():
+            except ray.exceptions.RayError:  # it died with the worker (or never ran): not a result
                 break
             if not calls[0].orphan:
                 self._orphan_twin(calls[0])
