@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--strategies", default="random,evolution,reinforce,ppo,tpe")
     parser.add_argument("--seed-offset", type=int, default=0, help="first seed (settings were tuned on seeds 0-39)")
     args = parser.parse_args()
-    # the controllers' networks are tiny: more threads only contend (10x slower on a busy 2-core machine)
+    # the controllers' networks are tiny: more threads only contend (two benchmark processes on 2 cores ran ~40x slower)
     torch.set_num_threads(1)
     prefix = DATASETS[args.dataset]
     optimum = max(row[f"{prefix}_test_200ep"] for row in load_table().values())  # 94.37 on CIFAR-10, as published
