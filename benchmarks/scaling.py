@@ -4,12 +4,14 @@ Children are synthetic: each sleeps for a fixed time, or for a log-normal time (
 so many workers fit on 2 cores. For 1, 2, 4, 8, 16 and 32 workers (Ray logical CPUs, one per child)
 (a Ray instance of that many CPUs, started and warmed up before timing)
 a REINFORCE search runs 16 children per worker with batch = workers, on a SQLite store, in each mode.
-Utilization = time spent in children / (workers x wall time); overhead per child =
+Wall time runs from the start of the search to its last controller update, recorded after the last
+child. Utilization = time spent in children / (workers x wall time); overhead per child =
 (workers x wall time - time in children) / children, which counts dispatch, store writes, controller
-work, and in sync mode the wait for each batch's slowest child. The worker gap is the time a worker
-process spends between the end of one child and the start of its next (median and mean). The
-executor's worker processes (one Ray actor per slot) are started before timing, like the Ray
-instance; the time they took is printed in the last column.
+work, the start and the end of the run spread over its children, and in sync mode the wait for each
+batch's slowest child. The worker gap is the time a worker process spends between the end of one
+child and the start of its next (median and mean): the per-child cost in the steady state. The
+executor's worker processes (one Ray actor per slot) are started, and fetch the space, before
+timing, like the Ray instance; they are stopped after it. Both times are printed in the last columns.
 
 python -m benchmarks.scaling [--workers 1,2,4,8,16,32] [--seconds 0.5] [--per-worker 16]
 """
@@ -26,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.common import print_table, write_json
-from runs.search import Search, SearchConfig
+from runs.search import BatchEvent, Search, SearchConfig
 from runs.store import Store
 from search_spaces import Context, Decision, Result, SearchSpace, Spec
 
@@ -63,12 +65,17 @@ def measure(workers: int, mode: str, seconds: float, spread: float, per_worker: 
         executor_options={"max_concurrent": workers},
         mode=mode,
     )
-    search = Search.start(store, config)
-    # the worker processes start once per run (Ray actors); like the Ray instance, not timed
+    updates: list[float] = []  # when each controller update was recorded; the last one ends the search
+    search = Search.start(
+        store, config, listener=lambda e: updates.append(time.perf_counter()) if isinstance(e, BatchEvent) else None
+    )
+    # the worker processes start once per run (Ray actors) and fetch the space; like the Ray instance, not timed
+    search.executor.prepare(search.space)
     startup = search.executor.wait_ready(timeout=120)
     started = time.perf_counter()
     run_id = search.run()
-    wall = time.perf_counter() - started
+    teardown = time.perf_counter() - updates[-1]
+    wall = updates[-1] - started
     children = store.children(run_id)
     busy = sum(c.metrics["info"]["finished"] - c.metrics["info"]["started"] for c in children)
     n = len(children)
@@ -83,6 +90,7 @@ def measure(workers: int, mode: str, seconds: float, spread: float, per_worker: 
         "spread": spread,
         "children": n,
         "startup_s": startup,
+        "teardown_s": teardown,
         "wall_s": wall,
         "throughput": n / wall,
         "utilization": busy / (workers * wall),
@@ -120,6 +128,7 @@ def main() -> None:
                         f"{r['overhead_ms']:.1f}",
                         f"{r['worker_gap_ms_median']:.1f} / {r['worker_gap_ms_mean']:.1f}",
                         f"{r['startup_s']:.2f}",
+                        f"{r['teardown_s']:.2f}",
                     ]
                 )
                 print(" | ".join(rows[-1]), flush=True)
@@ -134,6 +143,7 @@ def main() -> None:
         "overhead ms/child",
         "worker gap ms (median / mean)",
         "worker start s (untimed)",
+        "teardown s (untimed)",
     ]
     print_table(header, rows)
     print(f"wrote {write_json('scaling', {'seconds': args.seconds, 'results': results})}")

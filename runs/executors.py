@@ -95,6 +95,10 @@ class Executor(ABC):
     def next_result(self) -> tuple[ChildTask, Result]:
         """Block until one submitted child finishes; return it with its result."""
 
+    def next_results(self) -> list[tuple[ChildTask, Result]]:
+        """Block until at least one submitted child finishes; return it and any others already finished."""
+        return [self.next_result()]
+
     @property
     def depth(self) -> int:
         """How many children to keep submitted so no worker waits for the driver (capacity and a queue)."""
@@ -111,6 +115,9 @@ class Executor(ABC):
 
     def finishing(self) -> None:  # noqa: B027 - a no-op hook that executors with workers override
         """No more children will be submitted: workers that fall idle may run backups of waiting ones."""
+
+    def prepare(self, space: SearchSpace) -> None:  # noqa: B027 - a no-op hook that executors with workers override
+        """Children will come from ``space``: workers may set it up (fetch it and its data) before the first one."""
 
     def wait_ready(self, timeout: float | None = None) -> float:
         """Start the workers now rather than at the first child; returns the seconds waited."""

@@ -68,7 +68,8 @@ class _Slot:
     def ping(self) -> bool:
         return True
 
-    def run(self, refs: list[Any], task: ChildTask, queued_at: float, workers: int) -> Result:
+    def load(self, refs: list[Any]) -> SearchSpace:
+        """The space of ``refs`` with its shared data, fetched on the first call for it and kept."""
         import ray
 
         space_ref, shared_ref = refs  # wrapped in a list, so Ray hands over the refs, not their values
@@ -77,7 +78,17 @@ class _Slot:
             space = ray.get(space_ref)
             space.use_shared_data(ray.get(shared_ref))
             self._space = (key, space)
-        return _child_on_worker(self._space[1], task, queued_at, workers)
+        return self._space[1]
+
+    def prepare(self, refs: list[Any]) -> None:
+        """Fetch the space before the first child; a failure shows again, as that child's, when it runs."""
+        try:
+            self.load(refs)
+        except Exception:  # recorded with the first child, which loads again
+            pass
+
+    def run(self, refs: list[Any], task: ChildTask, queued_at: float, workers: int) -> Result:
+        return _child_on_worker(self.load(refs), task, queued_at, workers)
 
 
 @dataclass
@@ -98,6 +109,8 @@ class _Call:
 class _SlotState:
     actor: Any
     ready: Any | None  # the ref that resolves when the actor has started; None once it has
+    preparing: Any | None = None  # the ref of its `prepare` call until it returns
+    prepared: Any | None = None  # the space ref it was asked to prepare
     calls: deque[Any] = field(default_factory=deque)  # refs of its calls, the running one first
 
 
@@ -244,6 +257,14 @@ class RayExecutor(Executor):
             self._space_refs[id(space)] = entry
         return entry[1], entry[2]
 
+    def prepare(self, space: SearchSpace) -> None:
+        """Each slot fetches ``space`` and its data now, in the background, rather than with its first child."""
+        self._top_up()
+        refs = list(self._refs(space))
+        for slot in self._slots.values():
+            if slot.prepared is not refs[0]:
+                slot.preparing, slot.prepared = slot.actor.prepare.remote(refs), refs[0]
+
     def submit(self, space: SearchSpace, task: ChildTask) -> None:
         self._queue.append((space, task, time.time()))
         self._fill()
@@ -331,20 +352,45 @@ class RayExecutor(Executor):
                     self._fill()
                     return done
 
+    def next_results(self) -> list[tuple[ChildTask, Result]]:
+        """The next result, and with it every other one that has already come back (one store
+        transaction for all of them: at the end of a run they come back together)."""
+        ray = _ray()
+        results = [self.next_result()]
+        while self._done:
+            results.append(self._done.popleft())
+        if self._calls:
+            ready, _ = ray.wait(list(self._calls), num_returns=len(self._calls), timeout=0)
+            for ref in ready:
+                if ref in self._calls:  # not retired with a dead slot earlier in this loop
+                    done = self._finished(ref)
+                    if done is not None:
+                        results.append(done)
+            results.extend(self._done)
+            self._done.clear()
+            self._fill()
+        return results
+
     def wait_ready(self, timeout: float | None = None) -> float:
-        """Wait until every slot's worker process has started (a run does not need to: a child goes to
-        the first slot that is up). Returns the seconds waited; benchmarks use it to time steady work."""
+        """Wait until every slot's worker process has started, and has fetched the space if `prepare`
+        was called (a run does not need to: a child goes to the first slot that is up). Returns the
+        seconds waited; benchmarks use it to time steady work."""
         ray = _ray()
         began = time.perf_counter()
         self._top_up()
         while True:
             starting = {s.ready: i for i, s in self._slots.items() if s.ready is not None}
+            preparing = {s.preparing: i for i, s in self._slots.items() if s.preparing is not None}
             left = None if timeout is None else timeout - (time.perf_counter() - began)
-            if not starting or (left is not None and left <= 0):
+            if not (starting or preparing) or (left is not None and left <= 0):
                 return time.perf_counter() - began
-            ready, _ = ray.wait(list(starting), num_returns=len(starting), timeout=left)
+            refs = [*starting, *preparing]
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=left)
             for ref in ready:
-                self._slot_started(starting[ref])
+                if ref in starting:
+                    self._slot_started(starting[ref])
+                elif preparing[ref] in self._slots:
+                    self._slots[preparing[ref]].preparing = None
 
     def _slot_started(self, slot_id: int) -> None:
         ray = _ray()

@@ -201,6 +201,7 @@ class Search:
     def run(self) -> int:
         """Run until the configured number of children is recorded; returns the run id."""
         try:
+            self.executor.prepare(self.space)
             if self.config.mode == "async":
                 self._loop_async()
             else:
@@ -312,13 +313,15 @@ class Search:
                 rerun.append(ChildTask(c.number, Spec.from_json(c.spec), self._context(c.number)))
                 self._proposals[c.number] = proposal
         next_number = max((c.number for c in recorded), default=-1) + 1
-        capacity = max(1, self.executor.depth)
+        depth = max(1, self.executor.depth)  # children kept submitted: one running on each worker, more queued
         for task in rerun:
             self.executor.submit(self.space, task)
         if rerun:
             self.store.mark_running(self.run_id, [t.number for t in rerun])
         while self.executor.pending or next_number < config.children or buffer:
-            free = min(capacity - self.executor.pending, config.children - next_number)
+            free = min(depth - self.executor.pending, config.children - next_number)
+            if self.executor.pending < self.executor.capacity:  # idle workers first, then the queues behind them
+                free = min(free, self.executor.capacity - self.executor.pending)
             if free > 0:  # one policy pass and one transaction for every free worker
                 proposals = self.controller.propose(free)
                 numbers = list(range(next_number, next_number + free))
@@ -331,10 +334,11 @@ class Search:
                 next_number += free
                 if next_number >= config.children:
                     self.executor.finishing()
+            if free > 0 and self.executor.pending < depth and next_number < config.children:
+                continue
             if self.executor.pending:
-                task, result = self.executor.next_result()
-                reward = self._finish(task, result)
-                buffer.append((task.number, self._proposals.pop(task.number), reward))
+                for task, reward in self._finish(self.executor.next_results()):
+                    buffer.append((task.number, self._proposals.pop(task.number), reward))
             if len(buffer) >= config.batch or (buffer and not self.executor.pending and next_number >= config.children):
                 stats = self.controller.update([p for _, p, _ in buffer], [r for _, _, r in buffer])
                 self._record_update(batch, stats, [n for n, _, _ in buffer], next_number)
@@ -362,19 +366,23 @@ class Search:
             self.executor.submit(self.space, task)
         self.store.mark_running(self.run_id, [t.number for t in tasks])
         while self.executor.pending:
-            task, result = self.executor.next_result()
-            rewards[task.number] = self._finish(task, result)
+            for task, reward in self._finish(self.executor.next_results()):
+                rewards[task.number] = reward
 
-    def _finish(self, task: ChildTask, result: Result) -> float:
-        """Record a finished child; returns the reward the controller gets for it."""
-        controller_reward = self._controller_reward(result)
-        self.store.finish_child(self.run_id, task.number, result.to_json(), controller_reward)
-        if self.pruner is not None:
-            self.pruner.finish(task.number, result)
-        if self.listener:
-            reward = result.reward if result.ok else None
-            self.listener(ChildEvent(task.number, result.status, reward, controller_reward, result.error))
-        return controller_reward
+    def _finish(self, finished: list[tuple[ChildTask, Result]]) -> list[tuple[ChildTask, float]]:
+        """Record finished children, in one transaction; returns each with the reward its controller gets."""
+        rewards = [self._controller_reward(result) for _, result in finished]
+        self.store.finish_children(
+            self.run_id,
+            [(task.number, result.to_json(), r) for (task, result), r in zip(finished, rewards, strict=True)],
+        )
+        for (task, result), controller_reward in zip(finished, rewards, strict=True):
+            if self.pruner is not None:
+                self.pruner.finish(task.number, result)
+            if self.listener:
+                reward = result.reward if result.ok else None
+                self.listener(ChildEvent(task.number, result.status, reward, controller_reward, result.error))
+        return [(task, r) for (task, _), r in zip(finished, rewards, strict=True)]
 
     def _controller_reward(self, result: Result) -> float:
         if result.ok:

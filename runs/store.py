@@ -308,33 +308,47 @@ class Store:
 
     def finish_child(self, run_id: int, number: int, result: dict[str, Any], controller_reward: float) -> None:
         """Record a child's result (``Result.to_json()``) and the reward its controller got."""
-        status = result["status"]
-        if status not in ("done", "failed"):
-            raise StoreError(f"finished child {number} has status {status!r}; expected done or failed")
-        info = dict(result.get("info") or {})
-        metrics = {"test": result.get("test") or {}, "cost": result.get("cost") or {}, "info": info}
-        with self.connection_scope(f"record child {number}") as conn:
-            res = conn.execute(
-                update(CHILDREN)
-                .where(CHILDREN.c.run_id == run_id, CHILDREN.c.number == number)
-                .values(
-                    status=status,
-                    reward=result.get("reward") if status == "done" else None,
-                    controller_reward=controller_reward,
-                    val_loss=result.get("val_loss"),
-                    val_acc=result.get("val_acc"),
-                    metrics=metrics,
-                    curves=result.get("curves") or {},
-                    error=result.get("error"),
-                    worker=info.get("worker"),
-                    device=info.get("device"),
-                    wall_time=info.get("wall_time"),
-                    started_at=_timestamp(info.get("started")),
-                    finished_at=_timestamp(info.get("finished")) or utcnow(),
+        self.finish_children(run_id, [(number, result, controller_reward)])
+
+    def finish_children(self, run_id: int, finished: Sequence[tuple[int, dict[str, Any], float]]) -> None:
+        """Record several children's results, each as ``(number, Result.to_json(), controller reward)``, in one
+        transaction: all of them or, when one cannot be recorded, none."""
+        rows = []
+        for number, result, controller_reward in finished:
+            status = result["status"]
+            if status not in ("done", "failed"):
+                raise StoreError(f"finished child {number} has status {status!r}; expected done or failed")
+            info = dict(result.get("info") or {})
+            rows.append(
+                (
+                    number,
+                    {
+                        "status": status,
+                        "reward": result.get("reward") if status == "done" else None,
+                        "controller_reward": controller_reward,
+                        "val_loss": result.get("val_loss"),
+                        "val_acc": result.get("val_acc"),
+                        "metrics": {"test": result.get("test") or {}, "cost": result.get("cost") or {}, "info": info},
+                        "curves": result.get("curves") or {},
+                        "error": result.get("error"),
+                        "worker": info.get("worker"),
+                        "device": info.get("device"),
+                        "wall_time": info.get("wall_time"),
+                        "started_at": _timestamp(info.get("started")),
+                        "finished_at": _timestamp(info.get("finished")) or utcnow(),
+                    },
                 )
             )
-            if res.rowcount != 1:
-                raise StoreError(f"store {self.label}: run {run_id} has no child {number} to record")
+        if not rows:
+            return
+        numbers = ", ".join(str(n) for n, _ in rows)
+        with self.connection_scope(f"record child(ren) {numbers}") as conn:
+            for number, values in rows:
+                res = conn.execute(
+                    update(CHILDREN).where(CHILDREN.c.run_id == run_id, CHILDREN.c.number == number).values(**values)
+                )
+                if res.rowcount != 1:
+                    raise StoreError(f"store {self.label}: run {run_id} has no child {number} to record")
 
     def requeue_unfinished(self, run_id: int, reason: str) -> int:
         """Children left ``running`` (interrupted, or the driver died) go back to ``queued``; returns how many."""

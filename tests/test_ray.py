@@ -53,6 +53,36 @@ def test_children_run_in_parallel_and_record_where_and_when() -> None:
     assert ray.is_initialized()  # the executor did not start this instance, so it leaves it running
 
 
+def test_prepared_workers_fetch_the_space_before_their_first_child() -> None:
+    space = load_space(CRASHY, {"delay": 0.1})
+    executor = make_executor("ray", options={"max_concurrent": 2})
+    executor.prepare(space)
+    executor.prepare(space)  # once per slot and space: no second fetch
+    assert executor.wait_ready(timeout=60) < 60
+    submitted = time.time()
+    for n in range(4):
+        executor.submit(space, _task(space, n, "ok"))
+    infos = [r.info for _, r in (executor.next_result() for _ in range(4))]
+    assert all(i["loaded"] < submitted for i in infos)
+    assert {i["uses"] for i in infos} == {1}
+    executor.shutdown()
+
+
+def test_next_results_returns_every_child_that_has_finished() -> None:
+    space = load_space(CRASHY, {"delay": 0.1})
+    executor = make_executor("ray", options={"max_concurrent": 4})
+    assert executor.wait_ready(timeout=60) < 60
+    for n in range(3):
+        executor.submit(space, _task(space, n, "ok"))
+    executor.submit(space, _task(space, 3, "hang"))
+    time.sleep(3)
+    results = executor.next_results()  # the three short ones, together, without waiting for 'hang'
+    assert sorted(t.number for t, _ in results) == [0, 1, 2] and all(r.ok for _, r in results)
+    assert executor.pending == 1
+    executor.cancel_all()
+    executor.shutdown()
+
+
 def test_a_dying_worker_is_retried_then_failed_and_the_rest_go_on() -> None:
     space = load_space(CRASHY, {"delay": 0.1})
     executor = make_executor("ray", options={"max_concurrent": 2, "max_retries": 1})

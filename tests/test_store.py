@@ -88,6 +88,21 @@ def test_children_results_and_top(store: Store) -> None:
         store.finish_child(run, 9, Result(reward=1.0).to_json(), 1.0)
 
 
+def test_children_finished_together_are_recorded_all_or_none(store: Store) -> None:
+    run = make_run(store)
+    store.add_children(run, [new_child(i) for i in range(3)], running=True)
+    ok = Result(reward=0.5).to_json()
+    with pytest.raises(StoreError, match="has no child 7"):
+        store.finish_children(run, [(0, ok, 0.5), (7, ok, 0.5)])
+    assert store.count_children(run)["done"] == 0  # child 0 was not recorded without child 7
+    store.finish_children(run, [(0, ok, 0.5), (2, Result.failed("boom").to_json(), 0.1)])
+    assert [(c.number, c.status, c.controller_reward) for c in store.children(run)] == [
+        (0, "done", 0.5),
+        (1, "running", None),
+        (2, "failed", 0.1),
+    ]
+
+
 def test_duplicate_child_is_refused_and_nothing_is_half_written(store: Store) -> None:
     run = make_run(store)
     store.add_children(run, [new_child(0)])

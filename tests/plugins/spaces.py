@@ -108,6 +108,7 @@ class Crashy(SearchSpace):
         self.shared_calls = 0
         self.received: str | None = None
         self.uses = 0  # how many times this copy of the space was given the shared data
+        self.loaded_at = 0.0  # when it was last given them
 
     def decisions(self) -> Sequence[Decision]:
         return [Decision.categorical("x", ["ok", "exit", "hang", "fine"])]
@@ -119,10 +120,12 @@ class Crashy(SearchSpace):
     def use_shared_data(self, data: object) -> None:
         self.received = data["token"]  # type: ignore[index]
         self.uses += 1
+        self.loaded_at = time.time()
 
     def evaluate(self, spec: Spec, ctx: Context) -> Result:
         if spec["x"] == "exit":
             os._exit(1)
         time.sleep(60 if spec["x"] == "hang" else self.delay)
-        info = {"pid": os.getpid(), "token": self.received, "uses": self.uses, "device": ctx.device}
+        info = {"pid": os.getpid(), "token": self.received, "uses": self.uses, "loaded": self.loaded_at}
+        info["device"] = ctx.device
         return Result(reward=1.0, val_acc=1.0, info=info)
