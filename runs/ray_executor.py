@@ -357,8 +357,6 @@ class RayExecutor(Executor):
         transaction for all of them: at the end of a run they come back together)."""
         ray = _ray()
         results = [self.next_result()]
-        while self._done:
-            results.append(self._done.popleft())
         if self._calls:
             ready, _ = ray.wait(list(self._calls), num_returns=len(self._calls), timeout=0)
             for ref in ready:
@@ -366,9 +364,9 @@ class RayExecutor(Executor):
                     done = self._finished(ref)
                     if done is not None:
                         results.append(done)
-            results.extend(self._done)
-            self._done.clear()
             self._fill()
+        results.extend(self._done)  # harvested from slots that died
+        self._done.clear()
         return results
 
     def wait_ready(self, timeout: float | None = None) -> float:
