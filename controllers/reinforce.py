@@ -340,9 +340,12 @@ class ReinforceController(Controller):
             "baseline": self.baseline,
             "policy_version": self.policy_version,
             "rng": self.generator.get_state(),
-            "seen": sorted(list(t) for t in self.seen),
+            # token tables as tensors: torch.save pickles a list of lists one object at a time, which
+            # made the checkpoint the slowest part of an update once a run had a few hundred children
+            "seen": _token_table(sorted(self.seen)),
             "elite": [[r, list(t)] for r, t in self.elite],
-            "history": [[r, list(t)] for t, r in self.history],
+            "history_tokens": _token_table([t for t, _ in self.history]),
+            "history_rewards": torch.tensor([r for _, r in self.history], dtype=torch.float64),
             "seed": self.seed,  # seeds the surrogate's bootstrap draws
         }
 
@@ -356,13 +359,28 @@ class ReinforceController(Controller):
         self.baseline = state["baseline"]
         self.policy_version = int(state["policy_version"])
         self.generator.set_state(state["rng"])
-        self.seen = {tuple(int(x) for x in t) for t in state["seen"]}
+        self.seen = {tuple(t) for t in _rows(state["seen"])}
         self._seen_tree = None
         self.elite = [(float(r), tuple(int(x) for x in t)) for r, t in state["elite"]]
         # checkpoints written before the surrogate existed hold no history: screening starts afresh
-        self.history = [(tuple(int(x) for x in t), float(r)) for r, t in state.get("history", [])]
+        if "history_tokens" in state:
+            rewards = [float(r) for r in state["history_rewards"].tolist()]
+            self.history = [(tuple(t), r) for t, r in zip(_rows(state["history_tokens"]), rewards, strict=True)]
+        else:  # checkpoints written before the token tables were tensors
+            self.history = [(tuple(int(x) for x in t), float(r)) for r, t in state.get("history", [])]
         self._surrogate, self._surrogate_size, self._member = None, -1, 0
         self.seed = int(state.get("seed", self.seed))
+
+
+def _token_table(rows: Sequence[Sequence[int]]) -> torch.Tensor:
+    """[n, length] int64 tensor of token sequences (shape [0] when there are none)."""
+    return torch.tensor([list(r) for r in rows], dtype=torch.long) if rows else torch.zeros(0, dtype=torch.long)
+
+
+def _rows(table: Any) -> list[tuple[int, ...]]:
+    """Token sequences from a `_token_table` tensor or, in older checkpoints, a list of lists."""
+    rows = table.tolist() if isinstance(table, torch.Tensor) else table
+    return [tuple(int(x) for x in row) for row in rows]
 
 
 class PPOController(ReinforceController):

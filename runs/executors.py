@@ -109,6 +109,11 @@ class Executor(ABC):
     def pending(self) -> int:
         """Submitted children whose results have not been returned yet."""
 
+    @property
+    def idle(self) -> int:
+        """Workers with no child to run, not even one waiting for them: they need one now."""
+        return max(0, self.capacity - self.pending)
+
     def cancel_all(self) -> list[ChildTask]:
         """Drop every pending child (on Ctrl-C); returns those dropped."""
         return []

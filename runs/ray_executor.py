@@ -11,6 +11,7 @@ import dataclasses
 import itertools
 import math
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -57,13 +58,21 @@ def _child_on_worker(space: SearchSpace, task: ChildTask, queued_at: float, work
 class _Slot:
     """A long-lived worker process (a Ray actor) that evaluates the children handed to it, in order.
 
-    Calls queue at the actor itself, so the next child starts as soon as one ends, with no round
-    trip through the driver. The space and its shared data are fetched from the object store on the
-    first child of a run and kept for the next ones.
+    The children handed to a slot wait at the actor itself, each call in its own thread (the actor
+    runs as many calls at once as a slot holds children), and run one at a time in the order they
+    were sent: the next child starts the moment one ends, while Ray returns the finished one's
+    result, with no round trip through the driver or Ray's dispatch in between. The space and its
+    shared data are fetched from the object store once (`prepare`, or the first child) and kept.
     """
 
     def __init__(self) -> None:
         self._space: tuple[str, SearchSpace] | None = None
+        self._loading = threading.Lock()
+        self._turn = threading.Condition()
+        self._next = 0  # the sequence number of the call whose child runs next
+        # The thread whose child ended hands the GIL over while Ray returns its result; by default a
+        # waiting thread asks for it only after 5 ms, which made the gap between two children here.
+        sys.setswitchinterval(0.0005)
 
     def ping(self) -> bool:
         return True
@@ -74,11 +83,12 @@ class _Slot:
 
         space_ref, shared_ref = refs  # wrapped in a list, so Ray hands over the refs, not their values
         key = space_ref.hex()
-        if self._space is None or self._space[0] != key:
-            space = ray.get(space_ref)
-            space.use_shared_data(ray.get(shared_ref))
-            self._space = (key, space)
-        return self._space[1]
+        with self._loading:
+            if self._space is None or self._space[0] != key:
+                space = ray.get(space_ref)
+                space.use_shared_data(ray.get(shared_ref))
+                self._space = (key, space)
+            return self._space[1]
 
     def prepare(self, refs: list[Any]) -> None:
         """Fetch the space before the first child; a failure shows again, as that child's, when it runs."""
@@ -87,8 +97,22 @@ class _Slot:
         except Exception:  # recorded with the first child, which loads again
             pass
 
-    def run(self, refs: list[Any], task: ChildTask, queued_at: float, workers: int) -> Result:
-        return _child_on_worker(self.load(refs), task, queued_at, workers)
+    def run(self, refs: list[Any], payload: bytes, seq: int) -> Result:
+        """Run the child pickled in ``payload`` (task, queued time, workers per child) once the calls
+        sent before it (``seq`` numbers them from 0) have run. The task arrives as bytes, unpickled
+        here, so that nothing Ray does before this method runs can fail and leave the next call waiting
+        for its turn forever."""
+        from ray import cloudpickle
+
+        with self._turn:
+            self._turn.wait_for(lambda: self._next == seq)
+        try:
+            task, queued_at, workers = cloudpickle.loads(payload)
+            return _child_on_worker(self.load(refs), task, queued_at, workers)
+        finally:
+            with self._turn:
+                self._next += 1
+                self._turn.notify_all()
 
 
 @dataclass
@@ -112,6 +136,7 @@ class _SlotState:
     preparing: Any | None = None  # the ref of its `prepare` call until it returns
     prepared: Any | None = None  # the space ref it was asked to prepare
     calls: deque[Any] = field(default_factory=deque)  # refs of its calls, the running one first
+    sent: int = 0  # calls sent to its actor so far: the next one's sequence number
 
 
 def _deaths() -> tuple[type[Exception], ...]:
@@ -204,7 +229,11 @@ class RayExecutor(Executor):
         self._prefetch = self._capacity if prefetch is None else prefetch
         self._per_slot = 1 + math.ceil(self._prefetch / self._capacity)
         self._slot_class = ray.remote(_Slot).options(
-            num_cpus=cpus_per_child, num_gpus=gpus_per_child, max_restarts=0, max_task_retries=0
+            num_cpus=cpus_per_child,
+            num_gpus=gpus_per_child,
+            max_restarts=0,
+            max_task_retries=0,
+            max_concurrency=self._per_slot + 1,  # its children's calls, waiting their turn, and a ping
         )
         self._slots: dict[int, _SlotState] = {}
         self._slot_ids = itertools.count()
@@ -229,6 +258,10 @@ class RayExecutor(Executor):
     @property
     def pending(self) -> int:
         return len(self._queue) + len(self._children()) + len(self._done)
+
+    @property
+    def idle(self) -> int:
+        return sum(1 for s in self._slots.values() if s.ready is None and not s.calls)
 
     def _children(self) -> dict[int, _Call]:
         """The children handed to slots, by number, without the orphaned copies."""
@@ -298,13 +331,20 @@ class RayExecutor(Executor):
                     continue
                 break
             slot = self._slots[slot_id]
-            ref = slot.actor.run.remote(list(self._refs(space)), task, queued_at, self.workers_per_child)
+            ref = self._send(slot, space, task, queued_at)
             slot.calls.append(ref)
             started = time.time() if len(slot.calls) == 1 else -1.0
             self._calls[ref] = _Call(ref, space, task, queued_at, slot_id, started)
         self._queue.extendleft(reversed(waiting))
         if self._finishing and not self._queue:
             self._backups()
+
+    def _send(self, slot: _SlotState, space: SearchSpace, task: ChildTask, queued_at: float) -> Any:
+        """Hand ``task`` to ``slot``'s actor, numbered after the calls sent to it before; returns the call's ref."""
+        payload = _ray().cloudpickle.dumps((task, queued_at, self.workers_per_child))
+        ref = slot.actor.run.remote(list(self._refs(space)), payload, slot.sent)
+        slot.sent += 1
+        return ref
 
     def _backups(self) -> None:
         """At the end of a run a child waiting behind a long one cannot move, while other slots fall
@@ -321,9 +361,7 @@ class RayExecutor(Executor):
             if not waiting:
                 return
             original = waiting[0]
-            ref = slot.actor.run.remote(
-                list(self._refs(original.space)), original.task, original.queued, self.workers_per_child
-            )
+            ref = self._send(slot, original.space, original.task, original.queued)
             slot.calls.append(ref)
             self._calls[ref] = _Call(ref, original.space, original.task, original.queued, slot_id, time.time())
             self._calls[ref].twin, original.twin = original.ref, ref

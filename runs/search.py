@@ -162,6 +162,7 @@ class Search:
         self.requeued = 0
         self.pruner = PrunerBridge(config.pruner) if config.pruner else None
         self._proposals: dict[int, Proposal] = {}
+        self._fresh = False  # a run just created: the store holds nothing of it to read back
 
     @classmethod
     def start(
@@ -181,6 +182,7 @@ class Search:
             code_version=code_version(),
             name=config.name,
         )
+        search._fresh = True
         return search
 
     @classmethod
@@ -291,13 +293,16 @@ class Search:
         update are kept: finished ones feed the next update, unfinished ones run again as they were.
         """
         config = self.config
-        checkpoint = self.store.latest_checkpoint(self.run_id)
+        checkpoint = None if self._fresh else self.store.latest_checkpoint(self.run_id)
         batch = 0
         if checkpoint is not None:
             self.controller.load_bytes(checkpoint.state)
             batch = checkpoint.batch + 1
-        consumed = {int(n) for u in self.store.updates(self.run_id) for n in u.extra.get("children", [])}
-        recorded = self.store.children(self.run_id)
+        updates = [] if self._fresh else self.store.updates(self.run_id)
+        consumed = {int(n) for u in updates for n in u.extra.get("children", [])}
+        recorded = [] if self._fresh else self.store.children(self.run_id)
+        finished = sum(c.status in ("done", "failed") for c in recorded)  # for the progress display
+        self._fresh = False
         if self.pruner is not None:
             self.pruner.replay(recorded)
         buffer: list[tuple[int, Proposal, float]] = []
@@ -314,6 +319,10 @@ class Search:
                 self._proposals[c.number] = proposal
         next_number = max((c.number for c in recorded), default=-1) + 1
         depth = max(1, self.executor.depth)  # children kept submitted: one running on each worker, more queued
+        # Once every worker has a child, the queues behind them are topped up in batches: a policy pass
+        # costs about the same for 1 child as for 8, and the driver's CPU is what the workers wait for
+        # when many finish at once. A worker left with nothing to run is given a child at once.
+        refill = max(1, self.executor.capacity // 4)
         for task in rerun:
             self.executor.submit(self.space, task)
         if rerun:
@@ -322,6 +331,8 @@ class Search:
             free = min(depth - self.executor.pending, config.children - next_number)
             if self.executor.pending < self.executor.capacity:  # idle workers first, then the queues behind them
                 free = min(free, self.executor.capacity - self.executor.pending)
+            elif free < min(refill, config.children - next_number) and not self.executor.idle:
+                free = 0
             if free > 0:  # one policy pass and one transaction for every free worker
                 proposals = self.controller.propose(free)
                 numbers = list(range(next_number, next_number + free))
@@ -339,12 +350,12 @@ class Search:
             if self.executor.pending:
                 for task, reward in self._finish(self.executor.next_results()):
                     buffer.append((task.number, self._proposals.pop(task.number), reward))
+                    finished += 1
             if len(buffer) >= config.batch or (buffer and not self.executor.pending and next_number >= config.children):
                 stats = self.controller.update([p for _, p, _ in buffer], [r for _, _, r in buffer])
                 self._record_update(batch, stats, [n for n, _, _ in buffer], next_number)
                 if self.listener:
-                    counts = self.store.count_children(self.run_id)
-                    self.listener(BatchEvent(batch, stats, counts["done"] + counts["failed"], config.children))
+                    self.listener(BatchEvent(batch, stats, finished, config.children))
                 buffer = []
                 batch += 1
 

@@ -13,7 +13,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, func, insert, inspect, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +34,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from runs.models import Base, CheckpointRow, ChildRow, RunRow, UpdateRow, utcnow
 
 CHILDREN = cast(Table, ChildRow.__table__)  # for the Core statements of the per-child writes
+# one compiled statement records every finished child: executemany, with the SET columns taken from the rows
+_FINISH = update(CHILDREN).where(CHILDREN.c.run_id == bindparam("w_run"), CHILDREN.c.number == bindparam("w_number"))
 
 DEFAULT_STORAGE = "sqlite:///l2l.db"
 RUN_STATUSES = ("running", "interrupted", "done", "failed")
@@ -320,35 +335,37 @@ class Store:
                 raise StoreError(f"finished child {number} has status {status!r}; expected done or failed")
             info = dict(result.get("info") or {})
             rows.append(
-                (
-                    number,
-                    {
-                        "status": status,
-                        "reward": result.get("reward") if status == "done" else None,
-                        "controller_reward": controller_reward,
-                        "val_loss": result.get("val_loss"),
-                        "val_acc": result.get("val_acc"),
-                        "metrics": {"test": result.get("test") or {}, "cost": result.get("cost") or {}, "info": info},
-                        "curves": result.get("curves") or {},
-                        "error": result.get("error"),
-                        "worker": info.get("worker"),
-                        "device": info.get("device"),
-                        "wall_time": info.get("wall_time"),
-                        "started_at": _timestamp(info.get("started")),
-                        "finished_at": _timestamp(info.get("finished")) or utcnow(),
-                    },
-                )
+                {
+                    "w_run": run_id,
+                    "w_number": number,
+                    "status": status,
+                    "reward": result.get("reward") if status == "done" else None,
+                    "controller_reward": controller_reward,
+                    "val_loss": result.get("val_loss"),
+                    "val_acc": result.get("val_acc"),
+                    "metrics": {"test": result.get("test") or {}, "cost": result.get("cost") or {}, "info": info},
+                    "curves": result.get("curves") or {},
+                    "error": result.get("error"),
+                    "worker": info.get("worker"),
+                    "device": info.get("device"),
+                    "wall_time": info.get("wall_time"),
+                    "started_at": _timestamp(info.get("started")),
+                    "finished_at": _timestamp(info.get("finished")) or utcnow(),
+                }
             )
         if not rows:
             return
-        numbers = ", ".join(str(n) for n, _ in rows)
-        with self.connection_scope(f"record child(ren) {numbers}") as conn:
-            for number, values in rows:
-                res = conn.execute(
-                    update(CHILDREN).where(CHILDREN.c.run_id == run_id, CHILDREN.c.number == number).values(**values)
+        numbers = [int(r["w_number"]) for r in rows]
+        with self.connection_scope(f"record child(ren) {', '.join(map(str, numbers))}") as conn:
+            res = conn.execute(_FINISH, rows)
+            if res.rowcount != len(rows):  # name the missing ones; the transaction rolls back
+                found = set(
+                    conn.scalars(
+                        select(CHILDREN.c.number).where(CHILDREN.c.run_id == run_id, CHILDREN.c.number.in_(numbers))
+                    )
                 )
-                if res.rowcount != 1:
-                    raise StoreError(f"store {self.label}: run {run_id} has no child {number} to record")
+                missing = ", ".join(str(n) for n in numbers if n not in found)
+                raise StoreError(f"store {self.label}: run {run_id} has no child {missing} to record")
 
     def requeue_unfinished(self, run_id: int, reason: str) -> int:
         """Children left ``running`` (interrupted, or the driver died) go back to ``queued``; returns how many."""

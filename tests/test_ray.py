@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,6 +66,23 @@ def test_prepared_workers_fetch_the_space_before_their_first_child() -> None:
     infos = [r.info for _, r in (executor.next_result() for _ in range(4))]
     assert all(i["loaded"] < submitted for i in infos)
     assert {i["uses"] for i in infos} == {1}
+    executor.shutdown()
+
+
+def test_a_slot_runs_the_children_waiting_at_it_one_at_a_time_in_the_order_sent() -> None:
+    # one slot holding four children: their calls wait at the actor in threads of their own
+    space = load_space(CRASHY, {"delay": 0.2})
+    executor = make_executor("ray", options={"max_concurrent": 1, "prefetch": 3})
+    assert executor.wait_ready(timeout=60) < 60
+    for n in range(4):
+        executor.submit(space, _task(space, n, "ok"))
+    time.sleep(1.5)  # the driver looks away: each child starts when the one before ends, at the actor
+    collected = time.time()
+    results = [executor.next_result() for _ in range(4)]
+    spans = sorted((r.info["started"], r.info["finished"], t.number) for t, r in results)
+    assert [n for _, _, n in spans] == [0, 1, 2, 3]  # in the order they were sent
+    assert all(b[0] >= a[1] for a, b in itertools.pairwise(spans))  # never two at once
+    assert spans[-1][0] < collected and len({r.info["pid"] for _, r in results}) == 1
     executor.shutdown()
 
 
