@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from controllers import Proposal
 from runs.executors import ChildTask, LocalExecutor
 from runs.search import Search, SearchConfig, SearchError, SearchInterrupted
 from runs.store import Store
@@ -231,3 +232,34 @@ def test_sigterm_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     text, _ = out.communicate(timeout=120)
     assert out.returncode == 0, text
     assert [c.number for c in store.children(run.id)] == list(range(15))
+
+
+class EightWorkers(LocalExecutor):
+    """Claims 8 workers, each with one child queued behind it (children still run here, one per result)."""
+
+    @property
+    def capacity(self) -> int:
+        return 8
+
+    @property
+    def depth(self) -> int:
+        return 16
+
+
+def test_async_search_tops_up_the_queues_behind_busy_workers_in_batches(store: Store) -> None:
+    config = SearchConfig(space="toy", children=40, batch=8, seed=0, mode="async")
+    search = Search.start(store, config, executor=EightWorkers())
+    sizes: list[int] = []
+    propose = search.controller.propose
+
+    def counted(n: int) -> list[Proposal]:
+        sizes.append(n)
+        return propose(n)
+
+    search.controller.propose = counted  # type: ignore[method-assign]
+    run = search.run()
+    assert [c.number for c in store.children(run)] == list(range(40))
+    # every worker first, then the queues behind them; after that, batches of a quarter of the workers
+    # (one policy pass for 2 children, not one per result), none while every worker has a child
+    assert sizes[:2] == [8, 8] and sum(sizes) == 40
+    assert sizes[2:] == [2] * 12
