@@ -31,6 +31,8 @@ class ReinforceConfig:
     With ``screen`` > 1 each proposal is the best of ``screen`` candidates sampled from the policy,
     as scored by a bootstrap ensemble of ``screen_members`` ridge regressions of the rewards seen so
     far (`controllers.surrogate`), once ``screen_warmup`` rewards have arrived; 0 or 1 turns this off.
+    ``screen_uniform`` more candidates per proposal are drawn uniformly from the space's unproposed
+    sequences, so the model can also pick a cell in a region the policy has stopped sampling.
     """
 
     hidden_size: int = 64
@@ -52,6 +54,7 @@ class ReinforceConfig:
     screen_members: int = 8
     screen_ridge: float = 0.3
     screen_warmup: int = 10
+    screen_uniform: int = 30
 
     def __post_init__(self) -> None:
         if self.max_importance <= 0:
@@ -75,6 +78,8 @@ class ReinforceConfig:
                 "screen must be >= 0, screen_members and screen_warmup >= 1 and screen_ridge > 0; got "
                 f"{self.screen}, {self.screen_members}, {self.screen_warmup}, {self.screen_ridge}"
             )
+        if self.screen_uniform < 0:
+            raise ControllerError(f"screen_uniform must be >= 0, got {self.screen_uniform}")
 
 
 @dataclass(frozen=True)
@@ -215,23 +220,48 @@ class ReinforceController(Controller):
             self._surrogate, self._surrogate_size, self._member = model, len(self.history), 0
         return self._surrogate
 
+    def _uniform(self, n: int, exclude: Mapping[tuple[int, ...], Any], tree: SeenTree | None) -> list[tuple[int, ...]]:
+        """Up to ``n`` sequences drawn uniformly from the whole space, without the proposed ones (with a
+        ``tree``) or those in ``exclude``. Every token sequence is a valid candidate: each position's
+        values are those the policy can sample there."""
+        if n < 1:
+            return []
+        columns = [torch.randint(size, (n,), generator=self.generator) for size in token_sizes(self.decisions)]
+        drawn = dict.fromkeys(tuple(row) for row in torch.stack(columns, dim=1).tolist())
+        return [t for t in drawn if t not in exclude and (tree is None or t not in self.seen)]
+
     def _screened(self, n: int, tree: SeenTree | None) -> list[Proposal]:
-        """``n`` distinct proposals, each the best by one ensemble member of ``screen`` policy samples."""
-        pool: dict[tuple[int, ...], Proposal] = {}
+        """``n`` distinct proposals, each the best by one ensemble member of ``screen`` policy samples
+        and ``screen_uniform`` uniform draws."""
+        pool: dict[tuple[int, ...], Proposal | None] = {}
         for p in self._sample(n * self.config.screen, tree):
             pool.setdefault(p.tokens, p)
-        candidates = list(pool.values())
+        for t in self._uniform(n * self.config.screen_uniform, pool, tree):
+            pool[t] = None  # scored by the policy below, if chosen
+        tokens = list(pool)
         model = self._fitted_surrogate()
-        scores = model.scores([p.tokens for p in candidates])
-        chosen: list[Proposal] = []
-        taken = torch.zeros(len(candidates), dtype=torch.bool)
-        for _ in range(min(n, len(candidates))):
+        scores = model.scores(tokens)
+        picked: list[int] = []
+        taken = torch.zeros(len(tokens), dtype=torch.bool)
+        for _ in range(min(n, len(tokens))):
             row = scores[self._member % model.members].masked_fill(taken, float("-inf"))
             self._member += 1
             best = int(torch.argmax(row))
             taken[best] = True
-            chosen.append(candidates[best])
-        return chosen
+            picked.append(best)
+        return self._with_log_probs([(tokens[i], pool[tokens[i]]) for i in picked])
+
+    def _with_log_probs(self, chosen: list[tuple[tuple[int, ...], Proposal | None]]) -> list[Proposal]:
+        """Proposals for the chosen sequences; the uniform draws get the current policy's log-prob and
+        entropy (one scoring pass), as if the policy had sampled them: what the gradient and PPO's ratio use."""
+        drawn = [t for t, p in chosen if p is None]
+        scored: dict[tuple[int, ...], Proposal] = {}
+        if drawn:
+            with torch.no_grad():
+                _, log_prob, entropy = self.policy(len(drawn), forced=torch.tensor(drawn, dtype=torch.long))
+            for t, lp, ent in zip(drawn, log_prob.tolist(), entropy.tolist(), strict=True):
+                scored[t] = Proposal(t, lp, ent, self.policy_version)
+        return [p if p is not None else scored[t] for t, p in chosen]
 
     def propose(self, n: int) -> list[Proposal]:
         if n < 1:

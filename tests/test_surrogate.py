@@ -99,3 +99,35 @@ def test_history_and_seed_are_part_of_the_checkpoint() -> None:
     b.load_bytes(a.to_bytes())
     assert b.history == a.history and len(b.history) == 16
     assert [p.tokens for p in a.propose(8)] == [p.tokens for p in b.propose(8)]
+
+
+def stuck_controller(uniform: int, monkeypatch: pytest.MonkeyPatch) -> ReinforceController:
+    """A controller whose policy only ever samples sequences whose first token is 0, after 12 rewards
+    that show the first token is worth most at 2."""
+    c = ReinforceController(decisions(), seed=0, config=build_config({"screen_uniform": uniform, "screen_warmup": 12}))
+    c.history = [((first, second, 0, 1), 10.0 * (first == 2)) for first in range(5) for second in (0, 1)]
+    c.history += [((0, 2, 2, 2), 0.0), ((1, 2, 2, 2), 0.0)]
+    c.seen.update(t for t, _ in c.history)
+    sample = c._sample
+
+    def policy_stuck_on_zero(n: int, tree: object = None) -> list:
+        return [p for p in sample(n, tree) if p.tokens[0] == 0]  # type: ignore[arg-type]
+
+    monkeypatch.setattr(c, "_sample", policy_stuck_on_zero)
+    return c
+
+
+def test_uniform_draws_let_screening_reach_what_the_policy_no_longer_samples(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert all(p.tokens[0] == 0 for p in stuck_controller(0, monkeypatch).propose(8))
+    c = stuck_controller(30, monkeypatch)
+    proposed = c.propose(8)
+    assert sum(p.tokens[0] == 2 for p in proposed) >= 6  # the model's favourite first token, never sampled
+    assert len({p.tokens for p in proposed}) == 8 and not {p.tokens for p in proposed} & {t for t, _ in c.history}
+    # a drawn sequence carries the policy's own log-prob and entropy, as if the policy had sampled it
+    drawn = [p for p in proposed if p.tokens[0] == 2]
+    with torch.no_grad():
+        _, log_prob, entropy = c.policy(len(drawn), forced=torch.tensor([p.tokens for p in drawn]))
+    assert [p.log_prob for p in drawn] == pytest.approx(log_prob.tolist())
+    assert [p.entropy for p in drawn] == pytest.approx(entropy.tolist())
+    with pytest.raises(ControllerError, match="screen_uniform must be >= 0"):
+        build_config({"screen_uniform": -1})
