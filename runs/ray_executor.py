@@ -62,11 +62,13 @@ class _Slot:
     runs as many calls at once as a slot holds children), and run one at a time in the order they
     were sent: the next child starts the moment one ends, while Ray returns the finished one's
     result, with no round trip through the driver or Ray's dispatch in between. The space and its
-    shared data are fetched from the object store once (`prepare`, or the first child) and kept.
+    shared data are fetched from the object store once (`prepare`, or the first child) and kept;
+    once the driver knows a slot holds them, its calls name the space by key instead of passing the
+    object refs again (a call with refs in its arguments costs Ray about a third more).
     """
 
     def __init__(self) -> None:
-        self._space: tuple[str, SearchSpace] | None = None
+        self._spaces: dict[str, SearchSpace] = {}  # by the hex id of the space's object ref
         self._loading = threading.Lock()
         self._turn = threading.Condition()
         self._next = 0  # the sequence number of the call whose child runs next
@@ -86,31 +88,42 @@ class _Slot:
         space_ref, shared_ref = refs  # wrapped in a list, so Ray hands over the refs, not their values
         key = space_ref.hex()
         with self._loading:
-            if self._space is None or self._space[0] != key:
+            if key not in self._spaces:
                 space = ray.get(space_ref)
                 space.use_shared_data(ray.get(shared_ref))
-                self._space = (key, space)
-            return self._space[1]
+                self._spaces[key] = space
+            return self._spaces[key]
 
-    def prepare(self, refs: list[Any]) -> None:
-        """Fetch the space before the first child; a failure shows again, as that child's, when it runs."""
+    def held(self, space: list[Any] | str) -> SearchSpace:
+        """The space of a call: fetched from its refs, or named by the key of one this slot holds."""
+        if not isinstance(space, str):
+            return self.load(space)
+        held = self._spaces.get(space)
+        if held is None:  # the driver names a space by key only after this slot has loaded it
+            raise ExecutorError(f"this worker holds no space {space!r}; it holds {sorted(self._spaces)}")
+        return held
+
+    def prepare(self, refs: list[Any]) -> bool:
+        """Fetch the space before the first child; False if that failed (the first child, which loads
+        again, then records why)."""
         try:
             self.load(refs)
         except Exception:  # recorded with the first child, which loads again
-            pass
+            return False
+        return True
 
-    def run(self, refs: list[Any], payload: bytes, seq: int) -> Result:
+    def run(self, space: list[Any] | str, payload: bytes, seq: int) -> Result:
         """Run the child pickled in ``payload`` (task, queued time, workers per child) once the calls
-        sent before it (``seq`` numbers them from 0) have run. The task arrives as bytes, unpickled
-        here, so that nothing Ray does before this method runs can fail and leave the next call waiting
-        for its turn forever."""
+        sent before it (``seq`` numbers them from 0) have run; ``space`` is the space's refs or the
+        key of one this slot holds. The task arrives as bytes, unpickled here, so that nothing Ray
+        does before this method runs can fail and leave the next call waiting for its turn forever."""
         from ray import cloudpickle
 
         with self._turn:
             self._turn.wait_for(lambda: self._next == seq)
         try:
             task, queued_at, workers = cloudpickle.loads(payload)
-            return _child_on_worker(self.load(refs), task, queued_at, workers)
+            return _child_on_worker(self.held(space), task, queued_at, workers)
         finally:
             with self._turn:
                 self._next += 1
@@ -137,6 +150,7 @@ class _SlotState:
     ready: Any | None  # the ref that resolves when the actor has started; None once it has
     preparing: Any | None = None  # the ref of its `prepare` call until it returns
     prepared: Any | None = None  # the space ref it was asked to prepare
+    holds: set[str] = field(default_factory=set)  # keys of the spaces its actor is known to have loaded
     calls: deque[Any] = field(default_factory=deque)  # refs of its calls, the running one first
     sent: int = 0  # calls sent to its actor so far: the next one's sequence number
 
@@ -240,7 +254,7 @@ class RayExecutor(Executor):
         self._slots: dict[int, _SlotState] = {}
         self._slot_ids = itertools.count()
         self._start_failures = 0
-        self._space_refs: dict[int, tuple[SearchSpace, Any, Any]] = {}
+        self._space_refs: dict[int, tuple[SearchSpace, Any, Any, str]] = {}
         self._queue: deque[tuple[SearchSpace, ChildTask, float]] = deque()
         self._calls: dict[Any, _Call] = {}  # ObjectRef of a slot's call -> the child it runs
         self._deaths: dict[int, int] = {}  # child number -> how many workers died running it
@@ -288,9 +302,31 @@ class RayExecutor(Executor):
             if module is not None and module.__name__.startswith(FILE_PLUGIN_PREFIX):
                 # a space loaded from path/file.py:Class is not importable on workers: ship its code
                 ray.cloudpickle.register_pickle_by_value(module)
-            entry = (space, ray.put(space), ray.put(space.shared_data()))  # once per run, not per child
+            space_ref = ray.put(space)  # once per run, not per child
+            entry = (space, space_ref, ray.put(space.shared_data()), space_ref.hex())
             self._space_refs[id(space)] = entry
         return entry[1], entry[2]
+
+    def _space_arg(self, slot: _SlotState, space: SearchSpace) -> list[Any] | str:
+        """What a call to ``slot`` passes for ``space``: its key if the slot is known to hold it, else its refs."""
+        refs = self._refs(space)
+        key = self._space_refs[id(space)][3]
+        if key not in slot.holds and slot.preparing is not None and slot.prepared is refs[0]:
+            ready, _ = _ray().wait([slot.preparing], timeout=0)
+            if ready:
+                self._prepared(slot)
+        return key if key in slot.holds else list(refs)
+
+    def _prepared(self, slot: _SlotState) -> None:
+        """``slot``'s prepare call has returned: note the space as held if it loaded."""
+        ray = _ray()
+        try:
+            loaded = ray.get(slot.preparing) is True
+        except ray.exceptions.RayError:  # its worker died: the next call, with refs, finds out
+            loaded = False
+        if loaded:
+            slot.holds.add(slot.prepared.hex())
+        slot.preparing = None
 
     def prepare(self, space: SearchSpace) -> None:
         """Each slot fetches ``space`` and its data now, in the background, rather than with its first child."""
@@ -344,7 +380,7 @@ class RayExecutor(Executor):
     def _send(self, slot: _SlotState, space: SearchSpace, task: ChildTask, queued_at: float) -> Any:
         """Hand ``task`` to ``slot``'s actor, numbered after the calls sent to it before; returns the call's ref."""
         payload = _ray().cloudpickle.dumps((task, queued_at, self.workers_per_child))
-        ref = slot.actor.run.remote(list(self._refs(space)), payload, slot.sent)
+        ref = slot.actor.run.remote(self._space_arg(slot, space), payload, slot.sent)
         slot.sent += 1
         return ref
 
@@ -428,7 +464,7 @@ class RayExecutor(Executor):
                 if ref in starting:
                     self._slot_started(starting[ref])
                 elif preparing[ref] in self._slots:
-                    self._slots[preparing[ref]].preparing = None
+                    self._prepared(self._slots[preparing[ref]])
 
     def _slot_started(self, slot_id: int) -> None:
         ray = _ray()
@@ -446,8 +482,9 @@ class RayExecutor(Executor):
         """The child of ``ref`` and its result; None when its worker died and it was queued again."""
         ray = _ray()
         call = self._calls[ref]
+        returned = False  # the call returned a result, so its slot has loaded the space
         try:
-            result = ray.get(ref)
+            result, returned = ray.get(ref), True
         except _deaths() as exc:
             return self._slot_died(call.slot, exc)
         except ray.exceptions.TaskCancelledError:
@@ -457,6 +494,8 @@ class RayExecutor(Executor):
         del self._calls[ref]
         slot = self._slots[call.slot]
         slot.calls.remove(ref)
+        if returned:
+            slot.holds.add(self._space_refs[id(call.space)][3])
         if slot.calls:  # the slot's next child starts now
             self._calls[slot.calls[0]].started = time.time()
         if call.orphan:

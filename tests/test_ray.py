@@ -69,6 +69,26 @@ def test_prepared_workers_fetch_the_space_before_their_first_child() -> None:
     executor.shutdown()
 
 
+def test_once_a_slot_holds_the_space_its_calls_name_it_by_key_not_by_refs() -> None:
+    from runs.ray_executor import _Slot
+
+    space = load_space(CRASHY, {"delay": 0.0})
+    executor = make_executor("ray", options={"max_concurrent": 2})
+    slots = list(executor._slots.values())  # type: ignore[attr-defined]
+    assert all(isinstance(executor._space_arg(s, space), list) for s in slots)  # type: ignore[attr-defined]
+    executor.prepare(space)
+    assert executor.wait_ready(timeout=60) < 60
+    keys = {executor._space_arg(s, space) for s in slots}  # type: ignore[attr-defined]
+    assert len(keys) == 1 and isinstance(keys.pop(), str)
+    for n in range(4):
+        executor.submit(space, _task(space, n, "ok"))
+    results = [executor.next_result() for _ in range(4)]
+    assert all(r.ok for _, r in results) and {r.info["uses"] for _, r in results} == {1}
+    executor.shutdown()
+    with pytest.raises(ExecutorError, match="holds no space 'abc'"):
+        _Slot().held("abc")  # a key names only a space the worker has loaded
+
+
 def test_a_slot_runs_the_children_waiting_at_it_one_at_a_time_in_the_order_sent() -> None:
     # one slot holding four children: their calls wait at the actor in threads of their own
     space = load_space(CRASHY, {"delay": 0.2})
