@@ -324,7 +324,7 @@ class RayExecutor(Executor):
             loaded = ray.get(slot.preparing) is True
         except ray.exceptions.RayError:  # its worker died: the next call, with refs, finds out
             loaded = False
-        if loaded:
+        if loaded and slot.prepared is not None:
             slot.holds.add(slot.prepared.hex())
         slot.preparing = None
 
