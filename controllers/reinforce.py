@@ -220,15 +220,15 @@ class ReinforceController(Controller):
             self._surrogate, self._surrogate_size, self._member = model, len(self.history), 0
         return self._surrogate
 
-    def _uniform(self, n: int, exclude: Mapping[tuple[int, ...], Any], tree: SeenTree | None) -> list[tuple[int, ...]]:
-        """Up to ``n`` sequences drawn uniformly from the whole space, without the proposed ones (with a
-        ``tree``) or those in ``exclude``. Every token sequence is a valid candidate: each position's
+    def _uniform(self, n: int, exclude: Mapping[tuple[int, ...], Any], unique: bool) -> list[tuple[int, ...]]:
+        """Up to ``n`` sequences drawn uniformly from the whole space, without those in ``exclude`` and,
+        if ``unique``, without the proposed ones. Every token sequence is a valid candidate: each position's
         values are those the policy can sample there."""
         if n < 1:
             return []
         columns = [torch.randint(size, (n,), generator=self.generator) for size in token_sizes(self.decisions)]
         drawn = dict.fromkeys(tuple(row) for row in torch.stack(columns, dim=1).tolist())
-        return [t for t in drawn if t not in exclude and (tree is None or t not in self.seen)]
+        return [t for t in drawn if t not in exclude and not (unique and t in self.seen)]
 
     def _screened(self, n: int, tree: SeenTree | None) -> list[Proposal]:
         """``n`` distinct proposals, each the best by one ensemble member of ``screen`` policy samples
@@ -236,7 +236,7 @@ class ReinforceController(Controller):
         pool: dict[tuple[int, ...], Proposal | None] = {}
         for p in self._sample(n * self.config.screen, tree):
             pool.setdefault(p.tokens, p)
-        for t in self._uniform(n * self.config.screen_uniform, pool, tree):
+        for t in self._uniform(n * self.config.screen_uniform, pool, unique=tree is not None):
             pool[t] = None  # scored by the policy below, if chosen
         tokens = list(pool)
         model = self._fitted_surrogate()

@@ -255,7 +255,7 @@ class RayExecutor(Executor):
         self._slots: dict[int, _SlotState] = {}
         self._slot_ids = itertools.count()
         self._start_failures = 0
-        self._space_refs: dict[int, tuple[SearchSpace, Any, Any, str]] = {}
+        self._space_refs: dict[int, tuple[SearchSpace, Any, Any]] = {}
         self._queue: deque[tuple[SearchSpace, ChildTask, float]] = deque()
         self._calls: dict[Any, _Call] = {}  # ObjectRef of a slot's call -> the child it runs
         self._deaths: dict[int, int] = {}  # child number -> how many workers died running it
@@ -303,15 +303,14 @@ class RayExecutor(Executor):
             if module is not None and module.__name__.startswith(FILE_PLUGIN_PREFIX):
                 # a space loaded from path/file.py:Class is not importable on workers: ship its code
                 ray.cloudpickle.register_pickle_by_value(module)
-            space_ref = ray.put(space)  # once per run, not per child
-            entry = (space, space_ref, ray.put(space.shared_data()), space_ref.hex())
+            entry = (space, ray.put(space), ray.put(space.shared_data()))  # once per run, not per child
             self._space_refs[id(space)] = entry
         return entry[1], entry[2]
 
     def _space_arg(self, slot: _SlotState, space: SearchSpace) -> list[Any] | str:
         """What a call to ``slot`` passes for ``space``: its key if the slot is known to hold it, else its refs."""
         refs = self._refs(space)
-        key = self._space_refs[id(space)][3]
+        key = refs[0].hex()  # what the slot keys the spaces it loaded by
         if key not in slot.holds and slot.preparing is not None and slot.prepared is refs[0]:
             ready, _ = _ray().wait([slot.preparing], timeout=0)
             if ready:
@@ -496,7 +495,7 @@ class RayExecutor(Executor):
         slot = self._slots[call.slot]
         slot.calls.remove(ref)
         if returned:
-            slot.holds.add(self._space_refs[id(call.space)][3])
+            slot.holds.add(self._refs(call.space)[0].hex())
         if slot.calls:  # the slot's next child starts now
             self._calls[slot.calls[0]].started = time.time()
         if call.orphan:
