@@ -14,8 +14,10 @@ executor's worker processes (one Ray actor per slot) are started, and fetch the 
 timing, like the Ray instance; they are stopped after it. Both times are printed in the last columns.
 The time each worker loses is also split, averaged over the workers: its start (from the start of
 the search to its first child), its gaps, and its end (from its last child to the last update).
+Start and end are paid once per run, so the overhead per child falls as runs get longer; the mean
+worker gap is what each further child costs. ``--per-worker 16,64`` measures both run lengths.
 
-python -m benchmarks.scaling [--workers 1,2,4,8,16,32] [--seconds 0.5] [--per-worker 16]
+python -m benchmarks.scaling [--workers 1,2,4,8,16,32] [--seconds 0.5] [--per-worker 16[,64]]
     [--modes sync,async] [--durations fixed,log-normal] [--repeat 1]
 """
 
@@ -92,6 +94,7 @@ def measure(workers: int, mode: str, seconds: float, spread: float, per_worker: 
     last = [updates[-1] - max(f for _, f in spans) for spans in by_worker.values()]
     return {
         "workers": workers,
+        "per_worker": per_worker,
         "mode": mode,
         "spread": spread,
         "children": n,
@@ -115,30 +118,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", default="1,2,4,8,16,32")
     parser.add_argument("--seconds", type=float, default=0.5)
-    parser.add_argument("--per-worker", type=int, default=16)
+    parser.add_argument("--per-worker", default="16", help="children per worker, one or more run lengths: 16,64")
     parser.add_argument("--modes", default="sync,async")
     parser.add_argument("--durations", default="fixed,log-normal")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each case (the overhead varies from run to run)")
     args = parser.parse_args()
     counts = [int(w) for w in args.workers.split(",")]
+    lengths = [int(n) for n in args.per_worker.split(",")]
     spreads = {"fixed": 0.0, "log-normal": 0.5}
     durations = args.durations.split(",")
     modes = args.modes.split(",")
     if not set(durations) <= set(spreads) or not set(modes) <= {"sync", "async"} or args.repeat < 1:
         parser.error(f"--durations takes {','.join(spreads)}, --modes sync,async and --repeat >= 1")
+    if min(lengths) < 1:
+        parser.error(f"--per-worker takes counts >= 1, got {args.per_worker}")
     rows, results = [], []
     for workers in counts:
         # a Ray instance of exactly this many CPUs: Ray queues what is handed over beyond them
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
         measure(workers, "async", 0.05, 0.0, 2)  # start every worker process once before timing
         for label in durations:
-            for mode, _ in itertools.product(modes, range(args.repeat)):
-                r = measure(workers, mode, args.seconds, spreads[label], args.per_worker)
+            for per_worker, mode, _ in itertools.product(lengths, modes, range(args.repeat)):
+                r = measure(workers, mode, args.seconds, spreads[label], per_worker)
                 results.append(r)
                 rows.append(
                     [
                         label,
                         str(workers),
+                        str(per_worker),
                         mode,
                         f"{r['throughput']:.1f}",
                         f"{100 * r['utilization']:.1f}%",
@@ -151,10 +158,11 @@ def main() -> None:
                 )
                 print(" | ".join(rows[-1]), flush=True)
         ray.shutdown()
-    print(f"children of {args.seconds} s (median), {args.per_worker} per worker, batch = workers")
+    print(f"children of {args.seconds} s (median), batch = workers")
     header = [
         "durations",
         "workers",
+        "children per worker",
         "mode",
         "children/s",
         "utilization",
