@@ -5,11 +5,16 @@ Protocol: the reward is the 12-epoch validation accuracy; at each budget the rep
 evolution with population 10 and tournament sample 3, one child per step, as in the reference figures.
 
     python -m benchmarks.nb201 [--seeds 100] [--seed-offset 1000] [--dataset cifar10] [--strategies random,ppo]
+        [--budgets 25,50,100,200,400] [-C key=value ...]
+
+``-C key=value`` sets a controller setting of every strategy run (as ``l2l search -C``), e.g.
+``--strategies reinforce -C screen_local=1``; the value is read as JSON where it parses, else as text.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from typing import Any
 
@@ -26,10 +31,12 @@ SETTINGS: dict[str, dict[str, Any]] = {"evolution": {"population": 10, "sample":
 BATCH = {"random": 10, "evolution": 1, "reinforce": 4, "ppo": 4, "tpe": 1}
 
 
-def trajectory(strategy: str, seed: int, queries: int, dataset: str, batch: int) -> list[tuple[float, float]]:
+def trajectory(
+    strategy: str, seed: int, queries: int, dataset: str, batch: int, settings: dict[str, Any] | None = None
+) -> list[tuple[float, float]]:
     """(reward, reported test accuracy in percent) of every query, in order."""
     space = load_space("nb201", {"dataset": dataset})
-    controller = make_controller(strategy, space.decisions(), seed, SETTINGS.get(strategy, {}))
+    controller = make_controller(strategy, space.decisions(), seed, {**SETTINGS.get(strategy, {}), **(settings or {})})
     out: list[tuple[float, float]] = []
     while len(out) < queries:
         proposals = controller.propose(min(batch, queries - len(out)))
@@ -63,7 +70,21 @@ def main() -> None:
     parser.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
     parser.add_argument("--strategies", default="random,evolution,reinforce,ppo,tpe")
     parser.add_argument("--seed-offset", type=int, default=0, help="first seed (settings were tuned on seeds 0-39)")
+    parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="query budgets to report")
+    parser.add_argument("-C", dest="settings", action="append", default=[], help="controller setting key=value")
     args = parser.parse_args()
+    budgets = sorted({int(b) for b in args.budgets.split(",")})
+    if budgets[0] < 1:
+        parser.error(f"--budgets takes counts >= 1, got {args.budgets}")
+    settings: dict[str, Any] = {}
+    for item in args.settings:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            parser.error(f"-C takes key=value, got {item!r}")
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key] = value
     # the controllers' networks are tiny: more threads only contend (two benchmark processes on 2 cores ran ~40x slower)
     torch.set_num_threads(1)
     prefix = DATASETS[args.dataset]
@@ -73,7 +94,8 @@ def main() -> None:
         "seeds": args.seeds,
         "seed_offset": args.seed_offset,
         "batch": BATCH,
-        "budgets": BUDGETS,
+        "budgets": budgets,
+        "settings": settings,
         "results": {},
         "curves": {},
     }
@@ -81,19 +103,19 @@ def main() -> None:
     for strategy in args.strategies.split(","):
         started = time.perf_counter()
         trajs = [
-            trajectory(strategy, s, max(BUDGETS), args.dataset, BATCH.get(strategy, 10))
+            trajectory(strategy, s, max(budgets), args.dataset, BATCH.get(strategy, 10), settings)
             for s in range(args.seed_offset, args.seed_offset + args.seeds)
         ]
         cells = []
         per_budget = {}
-        for b in BUDGETS:
+        for b in budgets:
             reported = [reported_at(t, b) for t in trajs]
             m, sd = mean_sd(reported)
             hit = sum(r >= optimum - 1e-9 for r in reported) / len(reported)
             per_budget[b] = {"mean": m, "sd": sd, "found_optimum": hit, "reported": reported}
             cells.append(f"{m:.2f} ± {sd:.2f} ({hit:.0%})")
         runs = [best_so_far(t) for t in trajs]
-        stats = [mean_sd([r[q] for r in runs]) for q in range(max(BUDGETS))]
+        stats = [mean_sd([r[q] for r in runs]) for q in range(max(budgets))]
         payload["curves"][strategy] = {"mean": [m for m, _ in stats], "sd": [sd for _, sd in stats]}
         payload["results"][strategy] = per_budget
         rows.append([strategy, *cells, f"{time.perf_counter() - started:.0f}"])
@@ -101,7 +123,9 @@ def main() -> None:
         f"NAS-Bench-201 {args.dataset}, {args.seeds} seeds: 200-epoch test accuracy of the best-reward cell, "
         f"mean ± sd (share of seeds at the optimum {optimum:.2f})"
     )
-    print_table(["strategy", *[f"{b} queries" for b in BUDGETS], "seconds"], rows)
+    if settings:
+        print("controller settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    print_table(["strategy", *[f"{b} queries" for b in budgets], "seconds"], rows)
     print(f"wrote {write_json(f'nb201_{args.dataset}', payload)}")
 
 

@@ -33,6 +33,8 @@ class ReinforceConfig:
     far (`controllers.surrogate`), once ``screen_warmup`` rewards have arrived; 0 or 1 turns this off.
     ``screen_uniform`` more candidates per proposal are drawn uniformly from the space's unproposed
     sequences, so the model can also pick a cell in a region the policy has stopped sampling.
+    ``screen_local`` adds every unproposed sequence one token away from each of that many best
+    sequences so far: the neighbourhood of the incumbents, where evolution and TPE search.
     """
 
     hidden_size: int = 64
@@ -55,6 +57,7 @@ class ReinforceConfig:
     screen_ridge: float = 0.3
     screen_warmup: int = 10
     screen_uniform: int = 30
+    screen_local: int = 0
 
     def __post_init__(self) -> None:
         if self.max_importance <= 0:
@@ -78,6 +81,8 @@ class ReinforceConfig:
                 "screen must be >= 0, screen_members and screen_warmup >= 1 and screen_ridge > 0; got "
                 f"{self.screen}, {self.screen_members}, {self.screen_warmup}, {self.screen_ridge}"
             )
+        if self.screen_local < 0:
+            raise ControllerError(f"screen_local must be >= 0, got {self.screen_local}")
         if self.screen_uniform < 0:
             raise ControllerError(f"screen_uniform must be >= 0, got {self.screen_uniform}")
 
@@ -230,13 +235,30 @@ class ReinforceController(Controller):
         drawn = dict.fromkeys(tuple(row) for row in torch.stack(columns, dim=1).tolist())
         return [t for t in drawn if t not in exclude and not (unique and t in self.seen)]
 
+    def _neighbours(self, exclude: Mapping[tuple[int, ...], Any], unique: bool) -> list[tuple[int, ...]]:
+        """The sequences one token away from each of the ``screen_local`` best sequences learned from,
+        without those in ``exclude`` and, if ``unique``, without the proposed ones."""
+        k = self.config.screen_local
+        if k < 1 or not self.history:
+            return []
+        ranked = sorted(self.history, key=lambda tr: tr[1], reverse=True)
+        best = list(dict.fromkeys(t for t, _ in ranked))[:k]
+        found: dict[tuple[int, ...], None] = {}
+        for tokens in best:
+            for i, size in enumerate(token_sizes(self.decisions)):
+                for value in range(size):
+                    if value != tokens[i]:
+                        found[(*tokens[:i], value, *tokens[i + 1 :])] = None
+        return [t for t in found if t not in exclude and not (unique and t in self.seen)]
+
     def _screened(self, n: int, tree: SeenTree | None) -> list[Proposal]:
-        """``n`` distinct proposals, each the best by one ensemble member of ``screen`` policy samples
-        and ``screen_uniform`` uniform draws."""
+        """``n`` distinct proposals, each the best by one ensemble member of ``screen`` policy samples,
+        ``screen_uniform`` uniform draws and the incumbents' neighbours (``screen_local``)."""
         pool: dict[tuple[int, ...], Proposal | None] = {}
         for p in self._sample(n * self.config.screen, tree):
             pool.setdefault(p.tokens, p)
-        for t in self._uniform(n * self.config.screen_uniform, pool, unique=tree is not None):
+        unique = tree is not None
+        for t in self._uniform(n * self.config.screen_uniform, pool, unique) + self._neighbours(pool, unique):
             pool[t] = None  # scored by the policy below, if chosen
         tokens = list(pool)
         model = self._fitted_surrogate()

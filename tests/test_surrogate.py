@@ -101,10 +101,11 @@ def test_history_and_seed_are_part_of_the_checkpoint() -> None:
     assert [p.tokens for p in a.propose(8)] == [p.tokens for p in b.propose(8)]
 
 
-def stuck_controller(uniform: int, monkeypatch: pytest.MonkeyPatch) -> ReinforceController:
+def stuck_controller(uniform: int, monkeypatch: pytest.MonkeyPatch, local: int = 0) -> ReinforceController:
     """A controller whose policy only ever samples sequences whose first token is 0, after 12 rewards
     that show the first token is worth most at 2."""
-    c = ReinforceController(decisions(), seed=0, config=build_config({"screen_uniform": uniform, "screen_warmup": 12}))
+    settings = {"screen_uniform": uniform, "screen_warmup": 12, "screen_local": local}
+    c = ReinforceController(decisions(), seed=0, config=build_config(settings))
     c.history = [((first, second, 0, 1), 10.0 * (first == 2)) for first in range(5) for second in (0, 1)]
     c.history += [((0, 2, 2, 2), 0.0), ((1, 2, 2, 2), 0.0)]
     c.seen.update(t for t, _ in c.history)
@@ -131,3 +132,18 @@ def test_uniform_draws_let_screening_reach_what_the_policy_no_longer_samples(mon
     assert [p.entropy for p in drawn] == pytest.approx(entropy.tolist())
     with pytest.raises(ControllerError, match="screen_uniform must be >= 0"):
         build_config({"screen_uniform": -1})
+
+
+def test_incumbent_neighbours_let_screening_search_around_the_best(monkeypatch: pytest.MonkeyPatch) -> None:
+    c = stuck_controller(0, monkeypatch, local=1)
+    proposed = c.propose(8)
+    best = (2, 0, 0, 1)  # the first of the two best sequences in the history
+    near = [p for p in proposed if p.tokens[0] == 2]
+    assert len(near) >= 6  # the policy never samples first token 2: these come from the best's neighbourhood
+    assert all(sum(a != b for a, b in zip(p.tokens, best, strict=True)) == 1 for p in near)
+    assert len({p.tokens for p in proposed}) == 8 and not {p.tokens for p in proposed} & {t for t, _ in c.history}
+    with torch.no_grad():
+        _, log_prob, _ = c.policy(len(near), forced=torch.tensor([p.tokens for p in near]))
+    assert [p.log_prob for p in near] == pytest.approx(log_prob.tolist())
+    with pytest.raises(ControllerError, match="screen_local must be >= 0"):
+        build_config({"screen_local": -1})
