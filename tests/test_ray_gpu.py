@@ -30,12 +30,13 @@ def test_half_gpu_children_share_the_gpu_side_by_side() -> None:
     space = load_space(CRASHY, {"delay": 1.0})
     executor = make_executor("ray", options={"gpus_per_child": 0.5, "cpus_per_child": 0.25})
     assert executor.capacity == 2  # the GPU, not the 8 quarter CPUs, bounds how many run at once
+    executor.wait_ready(timeout=120)  # both worker processes up, so the first two children start together
     for n in range(4):
         executor.submit(space, ChildTask(n, space.decode((0,)), Context(child=n, device="cuda")))
     infos = [executor.next_result()[1].info for _ in range(4)]
     executor.shutdown()
     assert all(i["gpu_ids"] == ["0"] for i in infos)  # both slots were given GPU 0
-    spans = sorted((i["started"], i["finished"]) for i in infos)
-    assert spans[1][0] < spans[0][1]  # the first two ran at the same time on it
+    spans = [(i["started"], i["finished"]) for i in infos]
+    assert max(sum(1 for s, f in spans if s <= t < f) for t, _ in spans) == 2  # two at a time on it, never more
     # CUDA when the assigned GPU is real; a child asking for CUDA on a machine without it runs on the CPU
     assert {i["device"] for i in infos} == {"cuda" if torch.cuda.is_available() else "cpu"}
