@@ -58,6 +58,7 @@ class ReinforceConfig:
     screen_warmup: int = 10
     screen_uniform: int = 30
     screen_local: int = 0
+    screen_prior: float = 0.0
 
     def __post_init__(self) -> None:
         if self.max_importance <= 0:
@@ -81,6 +82,8 @@ class ReinforceConfig:
                 "screen must be >= 0, screen_members and screen_warmup >= 1 and screen_ridge > 0; got "
                 f"{self.screen}, {self.screen_members}, {self.screen_warmup}, {self.screen_ridge}"
             )
+        if self.screen_prior < 0:
+            raise ControllerError(f"screen_prior must be >= 0, got {self.screen_prior}")
         if self.screen_local < 0:
             raise ControllerError(f"screen_local must be >= 0, got {self.screen_local}")
         if self.screen_uniform < 0:
@@ -219,7 +222,7 @@ class ReinforceController(Controller):
         so a resumed run refits exactly the model an uninterrupted one had."""
         if self._surrogate is None or self._surrogate_size != len(self.history):
             c = self.config
-            model = RidgeEnsemble(token_sizes(self.decisions), c.screen_members, c.screen_ridge)
+            model = RidgeEnsemble(token_sizes(self.decisions), c.screen_members, c.screen_ridge, c.screen_prior)
             draws = torch.Generator().manual_seed(self.seed * 1_000_003 + len(self.history))
             model.fit([t for t, _ in self.history], [r for _, r in self.history], draws)
             self._surrogate, self._surrogate_size, self._member = model, len(self.history), 0

@@ -21,16 +21,19 @@ from controllers.base import ControllerError
 class RidgeEnsemble:
     """Bootstrap ensemble of ridge regressions of reward on one-hot token features."""
 
-    def __init__(self, sizes: Sequence[int], members: int, ridge: float) -> None:
+    def __init__(self, sizes: Sequence[int], members: int, ridge: float, prior: float = 0.0) -> None:
         if members < 1:
             raise ControllerError(f"a surrogate needs at least 1 member, got {members}")
         if ridge <= 0:
             raise ControllerError(f"the surrogate's ridge penalty must be > 0, got {ridge}")
+        if prior < 0:
+            raise ControllerError(f"the surrogate's prior scale must be >= 0, got {prior}")
         self.sizes = list(sizes)
         self.offsets = torch.tensor([sum(self.sizes[:i]) for i in range(len(self.sizes))], dtype=torch.long)
         self.width = 1 + sum(self.sizes)  # a bias column, then one column per value of every position
         self.members = members
         self.ridge = ridge
+        self.prior = prior
         self.weights: torch.Tensor | None = None  # [members, width]
 
     def features(self, tokens: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -61,7 +64,11 @@ class RidgeEnsemble:
         for _ in range(self.members):
             idx = torch.randint(n, (n,), generator=generator)
             xb, yb = x[idx], y[idx]
-            weights.append(torch.linalg.solve(xb.T @ xb + penalty, xb.T @ yb))
+            target = xb.T @ yb
+            if self.prior > 0:  # shrink towards the member's own random weights instead of towards 0
+                anchor = self.prior * torch.randn(self.width, generator=generator, dtype=torch.float64)
+                target = target + penalty @ anchor
+            weights.append(torch.linalg.solve(xb.T @ xb + penalty, target))
         self.weights = torch.stack(weights)
 
     def scores(self, tokens: Sequence[Sequence[int]]) -> torch.Tensor:

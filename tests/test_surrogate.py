@@ -147,3 +147,26 @@ def test_incumbent_neighbours_let_screening_search_around_the_best(monkeypatch: 
     assert [p.log_prob for p in near] == pytest.approx(log_prob.tolist())
     with pytest.raises(ControllerError, match="screen_local must be >= 0"):
         build_config({"screen_local": -1})
+
+
+def test_random_prior_gives_unseen_values_a_spread_of_guesses() -> None:
+    """Bootstrap members agree on a value never seen (weight 0 in every one); with ``prior`` each member
+    shrinks towards its own random weights, so some rate the unseen value high and get it tried."""
+    seen = [t for t in itertools.product(*(range(n) for n in SIZES)) if t[0] != 4][:300]
+    rewards = [reward(t) for t in seen]
+    column = 1 + 4  # the one-hot column of value 4 at position 0
+    plain = RidgeEnsemble(SIZES, members=8, ridge=0.3)
+    plain.fit(seen, rewards, torch.Generator().manual_seed(0))
+    assert plain.weights is not None and torch.all(plain.weights[:, column] == 0)
+    anchored = RidgeEnsemble(SIZES, members=8, ridge=0.3, prior=1.0)
+    anchored.fit(seen, rewards, torch.Generator().manual_seed(0))
+    assert anchored.weights is not None
+    guesses = anchored.weights[:, column]
+    assert guesses.min() < -0.2 and guesses.max() > 0.2  # members disagree about the unseen value
+    # where there is data, the prior barely moves the fit: both rank the seen sequences alike
+    a, b = plain.scores(seen).mean(0), anchored.scores(seen).mean(0)
+    assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.98
+    with pytest.raises(ControllerError, match="prior scale must be >= 0"):
+        RidgeEnsemble(SIZES, members=1, ridge=0.3, prior=-1.0)
+    with pytest.raises(ControllerError, match="screen_prior must be >= 0"):
+        build_config({"screen_prior": -0.5})
