@@ -57,8 +57,8 @@ class ReinforceConfig:
     screen_ridge: float = 0.3
     screen_warmup: int = 10
     screen_uniform: int = 30
-    screen_local: int = 0
-    screen_prior: float = 0.0
+    screen_local: int = 1
+    screen_prior: float = 0.35
 
     def __post_init__(self) -> None:
         if self.max_importance <= 0:
