@@ -35,6 +35,8 @@ class ReinforceConfig:
     sequences, so the model can also pick a cell in a region the policy has stopped sampling.
     ``screen_local`` adds every unproposed sequence one token away from each of that many best
     sequences so far: the neighbourhood of the incumbents, where evolution and TPE search.
+    ``screen_prior`` is the scale of each member's random prior weights (`RidgeEnsemble`), which keep
+    values the history has barely tried from being rated average by every member.
     """
 
     hidden_size: int = 64
