@@ -7,6 +7,9 @@ controller samples several candidates per child from its policy and proposes the
 scores best. The model is an ensemble of ridge regressions on the one-hot tokens, each fitted to a
 bootstrap resample of the history; successive proposals are scored by successive members, a form of
 Thompson sampling, so a batch does not collapse onto one region the point estimate happens to favour.
+A bootstrap resample cannot be optimistic about a value it has not seen (every member gives it weight
+0), so with ``prior`` > 0 each member is shrunk towards its own random weights instead of towards 0:
+a randomized prior (Osband et al. 2018), which keeps rarely tried values in play.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from controllers.base import ControllerError
 
 
 class RidgeEnsemble:
-    """Bootstrap ensemble of ridge regressions of reward on one-hot token features."""
+    """Bootstrap ensemble of ridge regressions of reward on one-hot token features, each member with
+    random prior weights of scale ``prior`` (0: none)."""
 
     def __init__(self, sizes: Sequence[int], members: int, ridge: float, prior: float = 0.0) -> None:
         if members < 1:
