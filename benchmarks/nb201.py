@@ -8,13 +8,12 @@ evolution with population 10 and tournament sample 3, one child per step, as in 
         [--budgets 25,50,100,200,400] [-C key=value ...]
 
 ``-C key=value`` sets a controller setting of every strategy run (as ``l2l search -C``), e.g.
-``--strategies reinforce -C screen_local=1``; the value is read as JSON where it parses, else as text.
+``--strategies reinforce -C screen_local=1``; values are read as ``l2l search -C`` reads them.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import Any
 
@@ -22,6 +21,7 @@ import torch
 
 from benchmarks.common import mean_sd, print_table, write_json
 from controllers import make_controller
+from runs.cli import UsageError, parse_assignments
 from search_spaces import Context, load_space
 from search_spaces.nb201 import DATASETS, load_table
 
@@ -76,15 +76,10 @@ def main() -> None:
     budgets = sorted({int(b) for b in args.budgets.split(",")})
     if budgets[0] < 1:
         parser.error(f"--budgets takes counts >= 1, got {args.budgets}")
-    settings: dict[str, Any] = {}
-    for item in args.settings:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            parser.error(f"-C takes key=value, got {item!r}")
-        try:
-            settings[key] = json.loads(value)
-        except json.JSONDecodeError:
-            settings[key] = value
+    try:
+        settings = parse_assignments(args.settings, "-C")
+    except UsageError as exc:
+        parser.error(str(exc))
     # the controllers' networks are tiny: more threads only contend (two benchmark processes on 2 cores ran ~40x slower)
     torch.set_num_threads(1)
     prefix = DATASETS[args.dataset]

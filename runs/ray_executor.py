@@ -482,20 +482,19 @@ class RayExecutor(Executor):
         """The child of ``ref`` and its result; None when its worker died and it was queued again."""
         ray = _ray()
         call = self._calls[ref]
-        returned = False  # the call returned a result, so its slot has loaded the space
         try:
-            result, returned = ray.get(ref), True
+            result = ray.get(ref)
         except _deaths() as exc:
             return self._slot_died(call.slot, exc)
         except ray.exceptions.TaskCancelledError:
             result = Result.failed("cancelled")
         except ray.exceptions.RayError as exc:
             result = Result.failed(f"Ray could not run child {call.task.number}: {type(exc).__name__}: {exc}")
+        else:  # the call returned a result, so its slot has loaded the space
+            self._slots[call.slot].holds.add(self._refs(call.space)[0].hex())
         del self._calls[ref]
         slot = self._slots[call.slot]
         slot.calls.remove(ref)
-        if returned:
-            slot.holds.add(self._refs(call.space)[0].hex())
         if slot.calls:  # the slot's next child starts now
             self._calls[slot.calls[0]].started = time.time()
         if call.orphan:
