@@ -5,21 +5,24 @@ Protocol: the reward is the 12-epoch validation accuracy; at each budget the rep
 evolution with population 10 and tournament sample 3, one child per step, as in the reference figures.
 
     python -m benchmarks.nb201 [--seeds 100] [--seed-offset 1000] [--dataset cifar10] [--strategies random,ppo]
-        [--budgets 25,50,100,200,400] [-C key=value ...]
+        [--budgets 25,50,100,200,400] [-C key=value ...] [--name NAME]
 
 ``-C key=value`` sets a controller setting of every strategy run (as ``l2l search -C``), e.g.
 ``--strategies reinforce -C screen_local=1``; values are read as ``l2l search -C`` reads them.
+``--name`` names the results file; ``--merge`` reruns some strategies into an existing file of the same
+protocol and keeps its other strategies (the file then records each strategy's settings).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from typing import Any
 
 import torch
 
-from benchmarks.common import mean_sd, print_table, write_json
+from benchmarks.common import RESULTS, mean_sd, print_table, write_json
 from controllers import make_controller
 from runs.cli import UsageError, parse_assignments
 from search_spaces import Context, load_space
@@ -64,6 +67,33 @@ def best_so_far(traj: list[tuple[float, float]]) -> list[float]:
     return out
 
 
+PROTOCOL = ("dataset", "seeds", "seed_offset", "budgets")
+
+
+def merged(name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` with the strategies of the results file ``name`` that this run does not rerun; the
+    file must hold the same protocol (dataset, seeds, first seed, budgets)."""
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        return payload
+    old = json.loads(path.read_text())
+    differ = [k for k in PROTOCOL if old.get(k) != payload[k]]
+    if differ:
+        raise ValueError(
+            f"--merge: {path} was run with other "
+            + ", ".join(f"{k} ({old.get(k)!r}, not {payload[k]!r})" for k in differ)
+        )
+    kept = dict(old.get("settings_by_strategy", {}))
+    for strategy in old.get("results", {}):
+        kept.setdefault(strategy, old.get("settings", {}))
+    return {
+        **payload,
+        "results": dict(old.get("results", {})),
+        "curves": dict(old.get("curves", {})),
+        "settings_by_strategy": kept,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=100)
@@ -72,6 +102,12 @@ def main() -> None:
     parser.add_argument("--seed-offset", type=int, default=0, help="first seed (settings were tuned on seeds 0-39)")
     parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="query budgets to report")
     parser.add_argument("-C", dest="settings", action="append", default=[], help="controller setting key=value")
+    parser.add_argument("--name", help="results file benchmarks/results/NAME.json (default nb201_DATASET)")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other strategies of an existing results file of the same protocol",
+    )
     args = parser.parse_args()
     budgets = sorted({int(b) for b in args.budgets.split(",")})
     if budgets[0] < 1:
@@ -94,6 +130,12 @@ def main() -> None:
         "results": {},
         "curves": {},
     }
+    name = args.name or f"nb201_{args.dataset}"
+    if args.merge:
+        try:
+            payload = merged(name, payload)
+        except ValueError as exc:
+            parser.error(str(exc))
     rows = []
     for strategy in args.strategies.split(","):
         started = time.perf_counter()
@@ -113,6 +155,8 @@ def main() -> None:
         stats = [mean_sd([r[q] for r in runs]) for q in range(max(budgets))]
         payload["curves"][strategy] = {"mean": [m for m, _ in stats], "sd": [sd for _, sd in stats]}
         payload["results"][strategy] = per_budget
+        if "settings_by_strategy" in payload:
+            payload["settings_by_strategy"][strategy] = settings
         rows.append([strategy, *cells, f"{time.perf_counter() - started:.0f}"])
     print(
         f"NAS-Bench-201 {args.dataset}, {args.seeds} seeds: 200-epoch test accuracy of the best-reward cell, "
@@ -121,7 +165,7 @@ def main() -> None:
     if settings:
         print("controller settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     print_table(["strategy", *[f"{b} queries" for b in budgets], "seconds"], rows)
-    print(f"wrote {write_json(f'nb201_{args.dataset}', payload)}")
+    print(f"wrote {write_json(name, payload)}")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,11 @@ import torch
 
 from controllers.base import Controller, ControllerError, Proposal, UpdateStats
 from controllers.policy import LSTMPolicy
-from controllers.surrogate import RidgeEnsemble
+from controllers.surrogate import HammingGP, RidgeEnsemble
 from controllers.unique import SeenTree
 from search_spaces.api import Decision, token_sizes
+
+SCREEN_MODELS = ("gp", "ridge")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,11 @@ class ReinforceConfig:
     sequences so far: the neighbourhood of the incumbents, where evolution and TPE search.
     ``screen_prior`` is the scale of each member's random prior weights (`RidgeEnsemble`), which keep
     values the history has barely tried from being rated average by every member.
+    ``screen_model`` picks the surrogate: ``ridge`` (the ensemble above) or ``gp``, a Gaussian process
+    whose kernel (`HammingGP`) is ``screen_mix`` additive and the rest a product over positions, so it
+    also learns which values go well together; its posterior draws replace the bootstrap members.
+    With ``gp`` the ridge ensemble still screens until ``screen_gp_from`` rewards have arrived: with
+    few data the additive model generalizes better, with more the interactions decide.
     """
 
     hidden_size: int = 64
@@ -61,6 +68,9 @@ class ReinforceConfig:
     screen_uniform: int = 30
     screen_local: int = 1
     screen_prior: float = 0.35
+    screen_model: str = "gp"
+    screen_mix: float = 0.2
+    screen_gp_from: int = 100
 
     def __post_init__(self) -> None:
         if self.max_importance <= 0:
@@ -90,6 +100,12 @@ class ReinforceConfig:
             raise ControllerError(f"screen_local must be >= 0, got {self.screen_local}")
         if self.screen_uniform < 0:
             raise ControllerError(f"screen_uniform must be >= 0, got {self.screen_uniform}")
+        if self.screen_model not in SCREEN_MODELS:
+            raise ControllerError(f"unknown screen_model {self.screen_model!r}; known: {', '.join(SCREEN_MODELS)}")
+        if not 0.0 <= self.screen_mix <= 1.0:
+            raise ControllerError(f"screen_mix must be in [0, 1], got {self.screen_mix}")
+        if self.screen_gp_from < 0:
+            raise ControllerError(f"screen_gp_from must be >= 0, got {self.screen_gp_from}")
 
 
 @dataclass(frozen=True)
@@ -189,7 +205,7 @@ class ReinforceController(Controller):
         self.elite: list[tuple[float, tuple[int, ...]]] = []
         # every (tokens, reward) learned from, for the surrogate that screens proposals
         self.history: list[tuple[tuple[int, ...], float]] = []
-        self._surrogate: RidgeEnsemble | None = None
+        self._surrogate: RidgeEnsemble | HammingGP | None = None
         self._surrogate_size = -1  # len(history) when the surrogate was fitted
         self._member = 0
 
@@ -217,14 +233,18 @@ class ReinforceController(Controller):
     def _screening(self) -> bool:
         return self.config.screen > 1 and len(self.history) >= self.config.screen_warmup
 
-    def _fitted_surrogate(self) -> RidgeEnsemble:
+    def _fitted_surrogate(self) -> RidgeEnsemble | HammingGP:
         """The surrogate fitted to the whole history, refitted only when the history has grown.
 
         Its bootstrap draws come from a generator seeded by the run's seed and the history's length,
         so a resumed run refits exactly the model an uninterrupted one had."""
         if self._surrogate is None or self._surrogate_size != len(self.history):
             c = self.config
-            model = RidgeEnsemble(token_sizes(self.decisions), c.screen_members, c.screen_ridge, c.screen_prior)
+            model: RidgeEnsemble | HammingGP
+            if c.screen_model == "gp" and len(self.history) >= c.screen_gp_from:
+                model = HammingGP(token_sizes(self.decisions), c.screen_members, c.screen_mix)
+            else:
+                model = RidgeEnsemble(token_sizes(self.decisions), c.screen_members, c.screen_ridge, c.screen_prior)
             draws = torch.Generator().manual_seed(self.seed * 1_000_003 + len(self.history))
             model.fit([t for t, _ in self.history], [r for _, r in self.history], draws)
             self._surrogate, self._surrogate_size, self._member = model, len(self.history), 0

@@ -80,3 +80,107 @@ class RidgeEnsemble:
         if self.weights is None:
             raise ControllerError("the surrogate must be fitted before it scores")
         return self.weights @ self.features(tokens).T
+
+
+class HammingGP:
+    """Gaussian process over token sequences, so that screening can learn how positions act together.
+
+    The kernel of two sequences is built from the share ``a`` of positions where they agree:
+    ``mix * a + (1 - mix) * exp(-scale * (1 - a))``. The first part is additive (each position on
+    its own, what the ridge model fits); the second is a product over positions, high only for
+    sequences that agree almost everywhere, which lets the model learn that a value is good next to
+    some values and bad next to others. Rewards are standardized; ``scale`` and the noise level are
+    chosen from a small grid by the marginal likelihood at every fit. The ``members`` rows of
+    `scores` are joint draws from the posterior over the scored sequences: Thompson sampling, where
+    a value the history has rarely tried keeps a wide posterior and so gets tried now and then.
+    Past ``max_points`` rewards it conditions on the best and the latest half of them, so that a fit
+    stays a fraction of a second however long the search runs.
+    """
+
+    SCALES = (0.5, 1.0, 2.0, 4.0, 8.0)
+    NOISES = (1e-3, 1e-2, 1e-1)
+
+    def __init__(self, sizes: Sequence[int], members: int, mix: float = 0.2, max_points: int = 1000) -> None:
+        if max_points < 2:
+            raise ControllerError(f"the surrogate needs max_points >= 2, got {max_points}")
+        if members < 1:
+            raise ControllerError(f"a surrogate needs at least 1 member, got {members}")
+        if not 0.0 <= mix <= 1.0:
+            raise ControllerError(f"the surrogate's additive share must be in [0, 1], got {mix}")
+        self.sizes = list(sizes)
+        self.members = members
+        self.mix = mix
+        self.max_points = max_points
+        self.scale, self.noise = self.SCALES[0], self.NOISES[0]
+        self._x: torch.Tensor | None = None
+        self._chol = torch.zeros(0, 0, dtype=torch.float64)
+        self._alpha = torch.zeros(0, dtype=torch.float64)
+        self._draws = torch.Generator()
+
+    def _tokens(self, tokens: Sequence[Sequence[int]]) -> torch.Tensor:
+        t = torch.as_tensor([list(row) for row in tokens], dtype=torch.long)
+        if t.ndim != 2 or t.shape[1] != len(self.sizes):
+            raise ControllerError(
+                f"surrogate expects sequences of {len(self.sizes)} tokens, got shape {tuple(t.shape)}"
+            )
+        return t
+
+    def kernel(self, a: torch.Tensor, b: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+        """[len(a), len(b)] kernel between two [n, length] token tables."""
+        agree = (a.unsqueeze(1) == b.unsqueeze(0)).to(torch.float64).mean(dim=2)
+        scale = self.scale if scale is None else scale
+        return self.mix * agree + (1.0 - self.mix) * torch.exp(-scale * (1.0 - agree))
+
+    def fit(self, tokens: Sequence[Sequence[int]], rewards: Sequence[float], generator: torch.Generator) -> None:
+        """Condition on the history, with the scale and noise of the highest marginal likelihood; the
+        posterior draws of `scores` come from a generator seeded from ``generator``."""
+        if len(tokens) != len(rewards) or not tokens:
+            raise ControllerError(
+                f"surrogate fit needs as many rewards as sequences, got {len(tokens)} and {len(rewards)}"
+            )
+        x = self._tokens(tokens)
+        y = torch.as_tensor([float(r) for r in rewards], dtype=torch.float64)
+        if len(y) > self.max_points:  # exact GP cost grows as n^3: keep the best half and the latest half
+            latest = torch.arange(len(y) - self.max_points // 2, len(y))
+            older = torch.argsort(y[: len(y) - len(latest)], descending=True, stable=True)
+            keep = torch.cat([older[: self.max_points - len(latest)], latest])
+            x, y = x[keep], y[keep]
+        y = (y - y.mean()) / (y.std(unbiased=False) + 1e-12)
+        eye = torch.eye(len(y), dtype=torch.float64)
+        best: tuple[float, float, float, torch.Tensor, torch.Tensor] | None = None
+        for scale in self.SCALES:
+            k = self.kernel(x, x, scale)
+            for noise in self.NOISES:
+                chol, info = torch.linalg.cholesky_ex(k + noise * eye)
+                if int(info) != 0:
+                    continue
+                alpha = torch.cholesky_solve(y.unsqueeze(1), chol).squeeze(1)
+                evidence = float(-0.5 * y @ alpha - torch.log(torch.diagonal(chol)).sum())
+                if best is None or evidence > best[0]:
+                    best = (evidence, scale, noise, chol, alpha)
+        if best is None:  # cannot happen for a kernel of this form (it is positive semi-definite)
+            raise ControllerError("the surrogate's kernel matrix is not positive definite at any noise level")
+        _, self.scale, self.noise, self._chol, self._alpha = best
+        self._x = x
+        self._draws = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+
+    def posterior(self, tokens: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean [n] and covariance [n, n] of the (standardized) reward of the given sequences."""
+        if self._x is None:
+            raise ControllerError("the surrogate must be fitted before it scores")
+        t = self._tokens(tokens)
+        cross = self.kernel(self._x, t)  # [history, n]
+        v = torch.linalg.solve_triangular(self._chol, cross, upper=False)
+        cov = self.kernel(t, t) - v.T @ v
+        return cross.T @ self._alpha, 0.5 * (cov + cov.T)
+
+    def scores(self, tokens: Sequence[Sequence[int]]) -> torch.Tensor:
+        """[members, n]: joint draws of the (standardized) reward of every sequence from the posterior."""
+        mean, cov = self.posterior(tokens)
+        eye = torch.eye(len(mean), dtype=torch.float64)
+        root, info = torch.linalg.cholesky_ex(cov + 1e-6 * eye)
+        if int(info) != 0:  # near-duplicate sequences can leave the posterior singular beyond the jitter
+            values, vectors = torch.linalg.eigh(cov)
+            root = vectors * values.clamp(min=0.0).sqrt()
+        z = torch.randn(len(mean), self.members, generator=self._draws, dtype=torch.float64)
+        return (mean.unsqueeze(1) + root @ z).T

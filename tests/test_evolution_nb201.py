@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from controllers import ControllerError, EvolutionController, make_controller
@@ -89,3 +91,21 @@ def test_evolution_state_round_trip_and_settings() -> None:
         EvolutionController(DECISIONS, 0, population=1)
     with pytest.raises(ControllerError, match=r"unknown evolution setting\(s\) \['pop'\]"):
         make_controller("evolution", DECISIONS, 0, {"pop": 3})
+
+
+def test_benchmark_merge_keeps_other_strategies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from benchmarks import nb201 as harness
+
+    monkeypatch.setattr(harness, "RESULTS", tmp_path)
+    protocol = {"dataset": "cifar10", "seeds": 3, "seed_offset": 1000, "budgets": [25, 50]}
+    old = {**protocol, "settings": {"lr": 0.01}, "results": {"tpe": {"25": 1}, "reinforce": {"25": 2}}, "curves": {}}
+    (tmp_path / "nb.json").write_text(json.dumps(old))
+    new = {**protocol, "settings": {}, "results": {}, "curves": {}}
+    out = harness.merged("nb", new)
+    assert out["results"] == old["results"]  # this run's strategies replace their entries as they finish
+    assert out["settings_by_strategy"] == {"tpe": {"lr": 0.01}, "reinforce": {"lr": 0.01}}
+    assert harness.merged("missing", new) is new
+    with pytest.raises(ValueError, match=r"other seeds \(3, not 100\)"):
+        harness.merged("nb", {**new, "seeds": 100})

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
 
 from controllers import ControllerError, ReinforceController
 from controllers.reinforce import build_config
-from controllers.surrogate import RidgeEnsemble
+from controllers.surrogate import HammingGP, RidgeEnsemble
 from search_spaces import Decision
 
 SIZES = [5, 5, 5, 5]
@@ -170,3 +171,127 @@ def test_random_prior_gives_unseen_values_a_spread_of_guesses() -> None:
         RidgeEnsemble(SIZES, members=1, ridge=0.3, prior=-1.0)
     with pytest.raises(ControllerError, match="screen_prior must be >= 0"):
         build_config({"screen_prior": -0.5})
+
+
+def explicit_kernel(a: list[tuple[int, ...]], b: list[tuple[int, ...]], mix: float, scale: float) -> torch.Tensor:
+    """The GP's kernel written out pair by pair."""
+    out = torch.zeros(len(a), len(b), dtype=torch.float64)
+    for i, s in enumerate(a):
+        for j, t in enumerate(b):
+            agree = sum(x == y for x, y in zip(s, t, strict=True)) / len(s)
+            out[i, j] = mix * agree + (1 - mix) * math.exp(-scale * (1 - agree))
+    return out
+
+
+def test_gp_posterior_matches_the_closed_form() -> None:
+    everything = list(itertools.product(*(range(n) for n in SIZES)))
+    g = torch.Generator().manual_seed(2)
+    order = torch.randperm(len(everything), generator=g).tolist()
+    seen, unseen = [everything[i] for i in order[:40]], [everything[i] for i in order[40:52]]
+    model = HammingGP(SIZES, members=3, mix=0.3)
+    model.fit(seen, [reward(t) for t in seen], torch.Generator().manual_seed(0))
+    assert model.scale in HammingGP.SCALES and model.noise in HammingGP.NOISES
+    y = torch.tensor([reward(t) for t in seen], dtype=torch.float64)
+    y = (y - y.mean()) / y.std(unbiased=False)
+    k = explicit_kernel(seen, seen, 0.3, model.scale) + model.noise * torch.eye(len(seen), dtype=torch.float64)
+    cross = explicit_kernel(seen, unseen, 0.3, model.scale)
+    mean = cross.T @ torch.linalg.solve(k, y)
+    cov = explicit_kernel(unseen, unseen, 0.3, model.scale) - cross.T @ torch.linalg.solve(k, cross)
+    got_mean, got_cov = model.posterior(unseen)
+    assert torch.allclose(got_mean, mean, atol=1e-8) and torch.allclose(got_cov, cov, atol=1e-8)
+
+    # the chosen (scale, noise) has the highest log marginal likelihood of the grid
+    def evidence(scale: float, noise: float) -> float:
+        kk = explicit_kernel(seen, seen, 0.3, scale) + noise * torch.eye(len(seen), dtype=torch.float64)
+        return float(-0.5 * y @ torch.linalg.solve(kk, y) - 0.5 * torch.logdet(kk))
+
+    grid = {(s, n): evidence(s, n) for s in HammingGP.SCALES for n in HammingGP.NOISES}
+    assert max(grid, key=grid.__getitem__) == (model.scale, model.noise)
+
+
+def test_gp_draws_follow_the_posterior() -> None:
+    everything = list(itertools.product(*(range(n) for n in SIZES)))
+    seen, pool = everything[::37], everything[5::211]
+    model = HammingGP(SIZES, members=20000)
+    model.fit(seen, [reward(t) for t in seen], torch.Generator().manual_seed(0))
+    draws = model.scores(pool)
+    assert draws.shape == (20000, len(pool))
+    mean, cov = model.posterior(pool)
+    assert torch.allclose(draws.mean(0), mean, atol=0.03)
+    assert torch.allclose(torch.cov(draws.T), cov, atol=0.03)  # joint draws: the covariances, not only variances
+    again = HammingGP(SIZES, members=20000)
+    again.fit(seen, [reward(t) for t in seen], torch.Generator().manual_seed(0))
+    assert torch.equal(again.scores(pool), draws)  # seeded by the fit's generator: a resumed run draws the same
+
+
+def test_gp_learns_an_interaction_the_additive_model_cannot() -> None:
+    """A reward that is high only where two positions agree: no value is better on its own, so a one-hot
+    linear model ranks unseen sequences at chance, while the GP's product kernel ranks them."""
+    everything = list(itertools.product(*(range(n) for n in SIZES)))
+
+    def agree(t: tuple[int, ...]) -> float:
+        return 1.0 if t[0] == t[1] else 0.0
+
+    g = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(everything), generator=g).tolist()
+    seen, unseen = [everything[i] for i in order[:150]], [everything[i] for i in order[150:]]
+    truth = torch.tensor([agree(t) for t in unseen], dtype=torch.bool)
+
+    def auc(scores: torch.Tensor) -> float:  # chance that a high-reward sequence outscores a low one
+        return float((scores[truth].unsqueeze(1) > scores[~truth].unsqueeze(0)).double().mean())
+
+    ridge = RidgeEnsemble(SIZES, members=1, ridge=0.3)
+    ridge.fit(seen, [agree(t) for t in seen], torch.Generator().manual_seed(1))
+    gp = HammingGP(SIZES, members=1)
+    gp.fit(seen, [agree(t) for t in seen], torch.Generator().manual_seed(1))
+    assert abs(auc(ridge.scores(unseen)[0]) - 0.5) < 0.15
+    assert auc(gp.posterior(unseen)[0]) > 0.9
+
+
+def test_gp_setting_picks_the_model_and_bad_values_are_rejected() -> None:
+    def surrogates(settings: dict[str, object]) -> list[type]:
+        """The surrogate's type at each of the first 5 screened proposals (after 4, 8, ... 20 rewards)."""
+        c = ReinforceController(decisions(), seed=0, config=build_config({"screen_warmup": 4, **settings}))
+        out = []
+        for _ in range(6):
+            ps = c.propose(4)
+            c.update(ps, [reward(p.tokens) for p in ps])
+            if c._surrogate is not None:
+                out.append(type(c._surrogate))
+        return out
+
+    assert surrogates({"screen_model": "gp", "screen_gp_from": 0}) == [HammingGP] * 5
+    assert surrogates({"screen_model": "ridge", "screen_gp_from": 0}) == [RidgeEnsemble] * 5
+    # by default the ridge model screens until screen_gp_from rewards have arrived, then the GP
+    assert surrogates({"screen_gp_from": 12}) == [RidgeEnsemble] * 2 + [HammingGP] * 3
+    assert build_config({}).screen_model == "gp" and build_config({}).screen_gp_from == 100
+    with pytest.raises(ControllerError, match="screen_gp_from must be >= 0, got -1"):
+        build_config({"screen_gp_from": -1})
+    with pytest.raises(ControllerError, match="unknown screen_model 'forest'; known: gp, ridge"):
+        build_config({"screen_model": "forest"})
+    with pytest.raises(ControllerError, match=r"screen_mix must be in \[0, 1\], got 1.5"):
+        build_config({"screen_mix": 1.5})
+    with pytest.raises(ControllerError, match="at least 1 member"):
+        HammingGP(SIZES, members=0)
+    with pytest.raises(ControllerError, match="additive share"):
+        HammingGP(SIZES, members=1, mix=-0.1)
+    with pytest.raises(ControllerError, match="as many rewards as sequences"):
+        HammingGP(SIZES, members=1).fit([(0, 0, 0, 0)], [1.0, 2.0], torch.Generator())
+    with pytest.raises(ControllerError, match="fitted before it scores"):
+        HammingGP(SIZES, members=1).scores([(0, 0, 0, 0)])
+    with pytest.raises(ControllerError, match="sequences of 4 tokens"):
+        HammingGP(SIZES, members=1).fit([(0, 0)], [1.0], torch.Generator())
+
+
+def test_gp_keeps_the_best_and_the_latest_past_max_points() -> None:
+    everything = list(itertools.product(*(range(n) for n in SIZES)))
+    history = everything[:200]
+    rewards = [float(i % 50) for i in range(200)]  # the best (49) at 49, 99, 149 and 199 (one of the latest)
+    model = HammingGP(SIZES, members=1, max_points=20)
+    model.fit(history, rewards, torch.Generator().manual_seed(0))
+    kept = {tuple(row) for row in model._x.tolist()} if model._x is not None else set()
+    latest = set(history[190:])
+    best = {history[i] for i in (49, 99, 149, 48, 98, 148, 47, 97, 147, 46)}  # ties: the earliest first
+    assert len(kept) == 20 and kept == latest | best
+    with pytest.raises(ControllerError, match="max_points >= 2"):
+        HammingGP(SIZES, members=1, max_points=1)
