@@ -236,8 +236,8 @@ class ReinforceController(Controller):
     def _fitted_surrogate(self) -> RidgeEnsemble | HammingGP:
         """The surrogate fitted to the whole history, refitted only when the history has grown.
 
-        Its bootstrap draws come from a generator seeded by the run's seed and the history's length,
-        so a resumed run refits exactly the model an uninterrupted one had."""
+        Its bootstrap (ridge) or posterior (GP) draws come from a generator seeded by the run's seed and
+        the history's length, so a resumed run refits exactly the model an uninterrupted one had."""
         if self._surrogate is None or self._surrogate_size != len(self.history):
             c = self.config
             model: RidgeEnsemble | HammingGP
@@ -277,8 +277,9 @@ class ReinforceController(Controller):
         return [t for t in found if t not in exclude and not (unique and t in self.seen)]
 
     def _screened(self, n: int, tree: SeenTree | None) -> list[Proposal]:
-        """``n`` distinct proposals, each the best by one ensemble member of ``screen`` policy samples,
-        ``screen_uniform`` uniform draws and the incumbents' neighbours (``screen_local``)."""
+        """``n`` distinct proposals, each the best by one surrogate member (a bootstrap fit or a posterior
+        draw) of ``screen`` policy samples, ``screen_uniform`` uniform draws and the incumbents'
+        neighbours (``screen_local``)."""
         pool: dict[tuple[int, ...], Proposal | None] = {}
         for p in self._sample(n * self.config.screen, tree):
             pool.setdefault(p.tokens, p)

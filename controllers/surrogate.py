@@ -10,6 +10,10 @@ Thompson sampling, so a batch does not collapse onto one region the point estima
 A bootstrap resample cannot be optimistic about a value it has not seen (every member gives it weight
 0), so with ``prior`` > 0 each member is shrunk towards its own random weights instead of towards 0:
 a randomized prior (Osband et al. 2018), which keeps rarely tried values in play.
+
+An additive model cannot learn that a value is good only next to certain others. `HammingGP`, a
+Gaussian process whose kernel adds a product over positions, can; it needs more data to beat the
+additive model, so the controller switches to it once enough rewards have arrived.
 """
 
 from __future__ import annotations

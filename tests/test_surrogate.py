@@ -91,12 +91,14 @@ def test_screening_waits_for_the_warmup_and_presets_turn_it_off() -> None:
     assert build_config({"preset": "zoph_le"}).screen == 0 and build_config({"preset": "enas"}).screen == 0
 
 
-def test_history_and_seed_are_part_of_the_checkpoint() -> None:
-    a = ReinforceController(decisions(), seed=7)
+@pytest.mark.parametrize("model", ["ridge", "gp"])
+def test_history_and_seed_are_part_of_the_checkpoint(model: str) -> None:
+    config = build_config({"screen_model": model, "screen_gp_from": 0})
+    a = ReinforceController(decisions(), seed=7, config=config)
     for _ in range(4):
         ps = a.propose(4)
         a.update(ps, [reward(p.tokens) for p in ps])
-    b = ReinforceController(decisions(), seed=1)
+    b = ReinforceController(decisions(), seed=1, config=config)
     b.load_bytes(a.to_bytes())
     assert b.history == a.history and len(b.history) == 16
     assert [p.tokens for p in a.propose(8)] == [p.tokens for p in b.propose(8)]
