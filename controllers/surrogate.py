@@ -25,6 +25,25 @@ import torch
 from controllers.base import ControllerError
 
 
+def token_table(tokens: Sequence[Sequence[int]], length: int) -> torch.Tensor:
+    """[n, length] int64 tensor of token sequences, each checked to hold ``length`` tokens."""
+    t = torch.as_tensor([list(row) for row in tokens], dtype=torch.long)
+    if t.ndim != 2 or t.shape[1] != length:
+        raise ControllerError(f"surrogate expects sequences of {length} tokens, got shape {tuple(t.shape)}")
+    return t
+
+
+def check_history(tokens: Sequence[Sequence[int]], rewards: Sequence[float]) -> None:
+    """A surrogate is fitted to a non-empty history with one reward per sequence."""
+    if len(tokens) != len(rewards) or not tokens:
+        raise ControllerError(f"surrogate fit needs as many rewards as sequences, got {len(tokens)} and {len(rewards)}")
+
+
+def _agreement(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[len(a), len(b)] share of positions where two token tables agree."""
+    return (a.unsqueeze(1) == b.unsqueeze(0)).to(torch.float64).mean(dim=2)
+
+
 class RidgeEnsemble:
     """Bootstrap ensemble of ridge regressions of reward on one-hot token features, each member with
     random prior weights of scale ``prior`` (0: none)."""
@@ -46,11 +65,7 @@ class RidgeEnsemble:
 
     def features(self, tokens: Sequence[Sequence[int]]) -> torch.Tensor:
         """[n, width] float64: a 1, then the one-hot value of every token position."""
-        t = torch.as_tensor([list(row) for row in tokens], dtype=torch.long)
-        if t.ndim != 2 or t.shape[1] != len(self.sizes):
-            raise ControllerError(
-                f"surrogate expects sequences of {len(self.sizes)} tokens, got shape {tuple(t.shape)}"
-            )
+        t = token_table(tokens, len(self.sizes))
         x = torch.zeros(t.shape[0], self.width, dtype=torch.float64)
         x[:, 0] = 1.0
         x.scatter_(1, 1 + self.offsets.unsqueeze(0) + t, 1.0)
@@ -58,10 +73,7 @@ class RidgeEnsemble:
 
     def fit(self, tokens: Sequence[Sequence[int]], rewards: Sequence[float], generator: torch.Generator) -> None:
         """Fit every member to its own bootstrap resample (drawn with ``generator``) of the history."""
-        if len(tokens) != len(rewards) or not tokens:
-            raise ControllerError(
-                f"surrogate fit needs as many rewards as sequences, got {len(tokens)} and {len(rewards)}"
-            )
+        check_history(tokens, rewards)
         x = self.features(tokens)
         y = torch.as_tensor([float(r) for r in rewards], dtype=torch.float64)
         y = (y - y.mean()) / (y.std(unbiased=False) + 1e-12)  # scale-free, so one ridge penalty fits all rewards
@@ -121,28 +133,18 @@ class HammingGP:
         self._alpha = torch.zeros(0, dtype=torch.float64)
         self._draws = torch.Generator()
 
-    def _tokens(self, tokens: Sequence[Sequence[int]]) -> torch.Tensor:
-        t = torch.as_tensor([list(row) for row in tokens], dtype=torch.long)
-        if t.ndim != 2 or t.shape[1] != len(self.sizes):
-            raise ControllerError(
-                f"surrogate expects sequences of {len(self.sizes)} tokens, got shape {tuple(t.shape)}"
-            )
-        return t
+    def kernel(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """[len(a), len(b)] kernel between two [n, length] token tables, at the fitted scale."""
+        return self._from_agreement(_agreement(a, b), self.scale)
 
-    def kernel(self, a: torch.Tensor, b: torch.Tensor, scale: float | None = None) -> torch.Tensor:
-        """[len(a), len(b)] kernel between two [n, length] token tables."""
-        agree = (a.unsqueeze(1) == b.unsqueeze(0)).to(torch.float64).mean(dim=2)
-        scale = self.scale if scale is None else scale
+    def _from_agreement(self, agree: torch.Tensor, scale: float) -> torch.Tensor:
         return self.mix * agree + (1.0 - self.mix) * torch.exp(-scale * (1.0 - agree))
 
     def fit(self, tokens: Sequence[Sequence[int]], rewards: Sequence[float], generator: torch.Generator) -> None:
         """Condition on the history, with the scale and noise of the highest marginal likelihood; the
         posterior draws of `scores` come from a generator seeded from ``generator``."""
-        if len(tokens) != len(rewards) or not tokens:
-            raise ControllerError(
-                f"surrogate fit needs as many rewards as sequences, got {len(tokens)} and {len(rewards)}"
-            )
-        x = self._tokens(tokens)
+        check_history(tokens, rewards)
+        x = token_table(tokens, len(self.sizes))
         y = torch.as_tensor([float(r) for r in rewards], dtype=torch.float64)
         if len(y) > self.max_points:  # exact GP cost grows as n^3: keep the best half and the latest half
             latest = torch.arange(len(y) - self.max_points // 2, len(y))
@@ -151,9 +153,10 @@ class HammingGP:
             x, y = x[keep], y[keep]
         y = (y - y.mean()) / (y.std(unbiased=False) + 1e-12)
         eye = torch.eye(len(y), dtype=torch.float64)
+        agree = _agreement(x, x)
         best: tuple[float, float, float, torch.Tensor, torch.Tensor] | None = None
         for scale in self.SCALES:
-            k = self.kernel(x, x, scale)
+            k = self._from_agreement(agree, scale)
             for noise in self.NOISES:
                 chol, info = torch.linalg.cholesky_ex(k + noise * eye)
                 if int(info) != 0:
@@ -172,7 +175,7 @@ class HammingGP:
         """Mean [n] and covariance [n, n] of the (standardized) reward of the given sequences."""
         if self._x is None:
             raise ControllerError("the surrogate must be fitted before it scores")
-        t = self._tokens(tokens)
+        t = token_table(tokens, len(self.sizes))
         cross = self.kernel(self._x, t)  # [history, n]
         v = torch.linalg.solve_triangular(self._chol, cross, upper=False)
         cov = self.kernel(t, t) - v.T @ v
