@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from runs.search import Search, SearchConfig
-from runs.store import ChildRecord, Store
+from l2l.runs.search import Search, SearchConfig
+from l2l.runs.store import ChildRecord, Store
 
 RESULTS = Path(__file__).parent / "results"
 

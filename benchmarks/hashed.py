@@ -20,11 +20,11 @@ import torch
 from torch import nn
 
 from benchmarks.common import mean_sd, print_table, write_json
-from nas.cost import count_macs
-from nas.data import load_dataset
-from nas.hashed import HashedLinear
-from nas.mlp import MLPLayout, build_mlp
-from nas.train import TrainConfig, train_classifier
+from l2l.nas.cost import count_macs
+from l2l.nas.data import load_dataset
+from l2l.nas.hashed import HashedLinear
+from l2l.nas.mlp import MLPLayout, build_mlp
+from l2l.nas.train import TrainConfig, train_classifier
 
 SETTINGS = (
     ("dense", 1.0, "input"),

@@ -1,7 +1,7 @@
 """Low-rank layers: test accuracy against parameter count on MNIST-1D, for ranks 1 to full.
 
 The model is an MLP 40 -> 256 -> 256 -> 10 (ReLU) whose middle 256 x 256 layer is factored as U V of
-rank r (`nas.lowrank`); everything else stays dense. Each rank trains ``--epochs`` epochs with Adam
+rank r (`l2l.nas.lowrank`); everything else stays dense. Each rank trains ``--epochs`` epochs with Adam
 (lr 0.003, batch 64) for seeds 0-2; the table gives the parameters and multiply-adds of the whole
 model and of the factored layer, and mean test accuracy.
 
@@ -16,10 +16,10 @@ import time
 import torch
 
 from benchmarks.common import mean_sd, print_table, write_json
-from nas.cost import count_macs, count_parameters
-from nas.data import load_dataset
-from nas.mlp import MLPLayout, build_mlp
-from nas.train import TrainConfig, train_classifier
+from l2l.nas.cost import count_macs, count_parameters
+from l2l.nas.data import load_dataset
+from l2l.nas.mlp import MLPLayout, build_mlp
+from l2l.nas.train import TrainConfig, train_classifier
 
 RANKS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 SEEDS = (0, 1, 2)

@@ -15,10 +15,10 @@ import time
 from typing import Any
 
 from benchmarks.common import print_table, write_json
-from runs.executors import ChildTask, run_child
-from runs.search import Search, SearchConfig
-from runs.store import Store
-from search_spaces import Context, Spec, load_space
+from l2l.runs.executors import ChildTask, run_child
+from l2l.runs.search import Search, SearchConfig
+from l2l.runs.store import Store
+from l2l.search_spaces import Context, Spec, load_space
 
 
 def main() -> None:

@@ -23,10 +23,10 @@ from typing import Any
 import torch
 
 from benchmarks.common import RESULTS, mean_sd, print_table, write_json
-from controllers import make_controller
-from runs.cli import UsageError, parse_assignments
-from search_spaces import Context, load_space
-from search_spaces.nb201 import DATASETS, load_table
+from l2l.controllers import make_controller
+from l2l.runs.cli import UsageError, parse_assignments
+from l2l.search_spaces import Context, load_space
+from l2l.search_spaces.nb201 import DATASETS, load_table
 
 BUDGETS = (25, 50, 100, 200, 400)
 SETTINGS: dict[str, dict[str, Any]] = {"evolution": {"population": 10, "sample": 3}}

@@ -16,8 +16,8 @@ from collections.abc import Callable
 import torch
 
 from benchmarks.common import print_table, write_json
-from optsearch.compiler import RuleOptimizer
-from optsearch.presets import PRESETS, preset
+from l2l.optsearch.compiler import RuleOptimizer
+from l2l.optsearch.presets import PRESETS, preset
 
 
 def _model() -> torch.nn.Module:

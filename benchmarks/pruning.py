@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from benchmarks.common import mean_sd, print_table, run_search, write_json
-from runs.search import SearchConfig
+from l2l.runs.search import SearchConfig
 
 
 def main() -> None:

@@ -21,10 +21,10 @@ from typing import Any
 import torch
 
 from benchmarks.common import print_table, write_json
-from nas.charlm import CharLM, LMConfig, TorchRNN, load_corpus, one_char_cost, train_lm
-from runs.search import Search, SearchConfig
-from runs.store import Store
-from search_spaces import Context, Spec, load_space
+from l2l.nas.charlm import CharLM, LMConfig, TorchRNN, load_corpus, one_char_cost, train_lm
+from l2l.runs.search import Search, SearchConfig
+from l2l.runs.store import Store
+from l2l.search_spaces import Context, Spec, load_space
 
 SEEDS = (0, 1, 2)
 LRS = (0.003, 0.01, 0.02)

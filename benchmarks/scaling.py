@@ -33,9 +33,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.common import print_table, write_json
-from runs.search import BatchEvent, Search, SearchConfig
-from runs.store import Store
-from search_spaces import Context, Decision, Result, SearchSpace, Spec
+from l2l.runs.search import BatchEvent, Search, SearchConfig
+from l2l.runs.store import Store
+from l2l.search_spaces import Context, Decision, Result, SearchSpace, Spec
 
 
 class SleepSpace(SearchSpace):

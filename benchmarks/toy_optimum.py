@@ -10,8 +10,8 @@ import statistics
 import time
 
 from benchmarks.common import print_table, write_json
-from controllers import make_controller
-from search_spaces import Context, load_space
+from l2l.controllers import make_controller
+from l2l.search_spaces import Context, load_space
 
 
 def children_to_optimum(strategy: str, seed: int, budget: int, batch: int, space_options: dict[str, int]) -> int | None:

@@ -5,19 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from controllers.base import Controller, ControllerError, Proposal, UpdateStats
-from controllers.evolution import EvolutionController
-from controllers.random_search import RandomController
-from controllers.reinforce import PRESETS, PPOConfig, PPOController, ReinforceConfig, ReinforceController
-from controllers.rewards import get_transform
-from search_spaces.api import Decision
+from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats
+from l2l.controllers.evolution import EvolutionController
+from l2l.controllers.random_search import RandomController
+from l2l.controllers.reinforce import PRESETS, PPOConfig, PPOController, ReinforceConfig, ReinforceController
+from l2l.controllers.rewards import get_transform
+from l2l.search_spaces.api import Decision
 
 Factory = Callable[[Sequence[Decision], int, Mapping[str, Any]], Controller]
 
 
 def _optuna(sampler: str) -> Factory:
     def build(decisions: Sequence[Decision], seed: int, settings: Mapping[str, Any]) -> Controller:
-        from controllers.optuna_strategy import OptunaController  # imports optuna only when used
+        from l2l.controllers.optuna_strategy import OptunaController  # imports optuna only when used
 
         return OptunaController.for_sampler(sampler)(decisions, seed, settings)
 
@@ -49,10 +49,10 @@ def make_controller(
 def __getattr__(name: str) -> Any:
     # ControllerSampler imports optuna; load it only when asked for, so `import controllers` stays light
     if name == "ControllerSampler":
-        from controllers.optuna_sampler import ControllerSampler
+        from l2l.controllers.optuna_sampler import ControllerSampler
 
         return ControllerSampler
-    raise AttributeError(f"module 'controllers' has no attribute {name!r}")
+    raise AttributeError(f"module 'l2l.controllers' has no attribute {name!r}")
 
 
 __all__ = [

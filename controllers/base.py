@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from search_spaces.api import Decision
+from l2l.search_spaces.api import Decision
 
 
 class ControllerError(ValueError):
@@ -53,8 +53,8 @@ class Controller(ABC):
         self.reward_transform = "reward"
 
     def reward_of(self, metrics: Mapping[str, float | None]) -> float:
-        """The scalar this controller maximizes for a child with these metrics (see `controllers.rewards`)."""
-        from controllers.rewards import get_transform
+        """The scalar this controller maximizes for a child with these metrics (see `l2l.controllers.rewards`)."""
+        from l2l.controllers.rewards import get_transform
 
         return float(get_transform(self.reward_transform)(metrics))
 

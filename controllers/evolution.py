@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from controllers.base import Controller, ControllerError, Proposal, UpdateStats
-from search_spaces.api import Decision, sequence_length, token_sizes
+from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats
+from l2l.search_spaces.api import Decision, sequence_length, token_sizes
 
 
 class EvolutionController(Controller):

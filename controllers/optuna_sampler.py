@@ -6,7 +6,7 @@ values (or quantile bins when there are many); floats among ``bins`` intervals (
 distributions, on the grid for stepped ones) and then uniformly inside the chosen interval.
 Conditional and dynamic parameters work because heads are created when a parameter first appears.
 After every ``batch`` finished trials the policy takes a REINFORCE step with an EMA baseline
-(plus the elite term of `controllers.reinforce`). Failed, pruned and NaN trials are left out of
+(plus the elite term of `l2l.controllers.reinforce`). Failed, pruned and NaN trials are left out of
 learning, as Optuna's own samplers leave them out of their models.
 """
 

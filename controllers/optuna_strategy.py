@@ -9,8 +9,8 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import Trial
 
-from controllers.base import Controller, ControllerError, Proposal, UpdateStats
-from search_spaces.api import Decision, sequence_length
+from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats
+from l2l.search_spaces.api import Decision, sequence_length
 
 SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
     "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from controllers.base import ControllerError
-from search_spaces.api import Decision, sequence_length
+from l2l.controllers.base import ControllerError
+from l2l.search_spaces.api import Decision, sequence_length
 
 
 class LSTMPolicy(nn.Module):

@@ -10,11 +10,11 @@ from typing import Any
 
 import torch
 
-from controllers.base import Controller, ControllerError, Proposal, UpdateStats
-from controllers.policy import LSTMPolicy
-from controllers.surrogate import HammingGP, RidgeEnsemble
-from controllers.unique import SeenTree
-from search_spaces.api import Decision, token_sizes
+from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats
+from l2l.controllers.policy import LSTMPolicy
+from l2l.controllers.surrogate import HammingGP, RidgeEnsemble
+from l2l.controllers.unique import SeenTree
+from l2l.search_spaces.api import Decision, token_sizes
 
 SCREEN_MODELS = ("gp", "ridge")
 
@@ -32,7 +32,7 @@ class ReinforceConfig:
 
     With ``screen`` > 1 each proposal is the best of ``screen`` candidates sampled from the policy,
     as scored by a bootstrap ensemble of ``screen_members`` ridge regressions of the rewards seen so
-    far (`controllers.surrogate`), once ``screen_warmup`` rewards have arrived; 0 or 1 turns this off.
+    far (`l2l.controllers.surrogate`), once ``screen_warmup`` rewards have arrived; 0 or 1 turns this off.
     ``screen_uniform`` more candidates per proposal are drawn uniformly from the space's unproposed
     sequences, so the model can also pick a cell in a region the policy has stopped sampling.
     ``screen_local`` adds every unproposed sequence one token away from each of that many best

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import torch
 
-from controllers.base import ControllerError
+from l2l.controllers.base import ControllerError
 
 
 def token_table(tokens: Sequence[Sequence[int]], length: int) -> torch.Tensor:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from controllers.base import ControllerError
+from l2l.controllers.base import ControllerError
 
 
 class _Node:

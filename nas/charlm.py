@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas.train import ChildDiverged
+from l2l.nas.train import ChildDiverged
 
 CORPUS = Path(__file__).parent / "corpus" / "shakespeare.txt"
 
@@ -233,7 +233,7 @@ class _OneStep(nn.Module):
 
 def one_char_cost(model: CharLM, device: torch.device) -> dict[str, float]:
     """Parameters, multiply-adds per character (convolutions and linear layers) and latency of one step."""
-    from nas.cost import count_macs, count_parameters, latency_s
+    from l2l.nas.cost import count_macs, count_parameters, latency_s
 
     step = _OneStep(model).to(device)
     x = torch.zeros(1, 1, dtype=torch.long, device=device)

@@ -86,7 +86,7 @@ def _synthetic() -> Dataset:
 
 def _mnist1d() -> Dataset:
     """MNIST-1D: the published 4,000 training examples (the last 500 kept for validation) and 1,000 test."""
-    from nas.mnist1d import generate
+    from l2l.nas.mnist1d import generate
 
     x_train, y_train, x_test, y_test = generate()
     x, y = torch.from_numpy(x_train), torch.from_numpy(y_train)

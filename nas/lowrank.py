@@ -3,7 +3,7 @@
 A rank-r linear layer is two `nn.Linear` layers, in -> r (V, no bias) then r -> out (U, with the
 bias), so it holds r (in + out) + out parameters and costs r (in + out) multiply-adds per input; a
 rank-r convolution is a k x k convolution to r channels then a 1x1 convolution to the output
-channels. `nas.cost` counts both honestly because they are made of the ordinary modules. The rank
+channels. `l2l.nas.cost` counts both honestly because they are made of the ordinary modules. The rank
 ``None`` (or one at least min(in, out) for a linear layer, where factoring saves nothing) gives
 the ordinary full-rank layer.
 

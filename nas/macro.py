@@ -5,8 +5,8 @@ sizes are zero-padded to the largest and concatenated along channels. A layer th
 the input signal. Outputs that no later layer consumes are pooled and concatenated into the
 classifier. Each layer is conv -> batch norm -> ReLU, with "same" padding, so only strides change
 sizes. Works on 1-D signals (kernel width only) and on 2-D images (height x width). A convolution
-can be low rank (`nas.lowrank`), and a wide hidden layer before the classifier can be hashed
-(`nas.hashed`).
+can be low rank (`l2l.nas.lowrank`), and a wide hidden layer before the classifier can be hashed
+(`l2l.nas.hashed`).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class MacroNet(nn.Module):
         head_active: float = 1.0,
     ) -> None:
         super().__init__()
-        from nas.lowrank import conv
+        from l2l.nas.lowrank import conv
 
         self.shape = shape
         self.dims = len(shape) - 1
@@ -88,7 +88,7 @@ class MacroNet(nn.Module):
         self.loose = [i for i in range(len(self.layers)) if i not in consumed]
         self.features = features = sum(channels[i] for i in self.loose)
         if head_width > 0:  # a wide hidden layer before the classifier, possibly hashed (nas.hashed)
-            from nas.hashed import HashedLinear
+            from l2l.nas.hashed import HashedLinear
 
             hidden: nn.Module = (
                 nn.Linear(features, head_width)

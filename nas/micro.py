@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nas.cells import Reshape, batch_norm, conv_class
+from l2l.nas.cells import Reshape, batch_norm, conv_class
 
 # ENAS's five ops (Pham et al. 2018, section 2.3)
 ENAS_OPS = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")

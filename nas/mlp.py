@@ -20,9 +20,9 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 class MLPLayout:
     """Hidden layers as (width, activation) pairs, plus dropout after each hidden layer.
 
-    ``ranks`` (one per hidden layer, or empty for all full) makes a layer low rank (`nas.lowrank`:
+    ``ranks`` (one per hidden layer, or empty for all full) makes a layer low rank (`l2l.nas.lowrank`:
     "full", "1/4", ...); ``active`` (likewise) makes it a hashed sparse layer evaluating that fraction
-    of its neurons per input (`nas.hashed`; 1.0 means dense).
+    of its neurons per input (`l2l.nas.hashed`; 1.0 means dense).
     """
 
     hidden: tuple[tuple[int, str], ...]
@@ -36,10 +36,10 @@ def _hidden_layer(n_in: int, n_out: int, rank: str, active: float, seed: int, sh
     if active < 1.0:
         if rank != "full":
             raise ValueError("a hidden layer is either low rank or hashed, not both")
-        from nas.hashed import HashedLinear
+        from l2l.nas.hashed import HashedLinear
 
         return HashedLinear(n_in, n_out, active=active, seed=seed, share=share)
-    from nas.lowrank import linear
+    from l2l.nas.lowrank import linear
 
     return linear(n_in, n_out, rank)
 
@@ -74,5 +74,5 @@ def count_parameters(model: nn.Module) -> int:
 
 def linear_macs(model: nn.Module) -> int:
     """Multiply-accumulates of one forward pass of a plain MLP (the sum over its Linear layers); for
-    layers with their own cost (hashed) use `nas.cost.count_macs`."""
+    layers with their own cost (hashed) use `l2l.nas.cost.count_macs`."""
     return sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, nn.Linear))

@@ -14,7 +14,7 @@ seven nodes joins pairs with (+ or *) and an activation; the root is h_t. The me
 is joined into one chosen tree node's output (add or multiply, then an activation), and the value of
 another chosen node before its activation becomes c_t.
 
-The recurrent projections can be low rank (`nas.lowrank`) or hashed sparse layers (`nas.hashed`,
+The recurrent projections can be low rank (`l2l.nas.lowrank`) or hashed sparse layers (`l2l.nas.hashed`,
 evaluating a fraction of their outputs per step): the controller's choices.
 """
 
@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas.charlm import Recurrent
-from nas.lowrank import linear
+from l2l.nas.charlm import Recurrent
+from l2l.nas.lowrank import linear
 
 ACTIVATIONS = ("tanh", "relu", "identity", "sigmoid")
 COMBINE = ("add", "mul")
@@ -37,7 +37,7 @@ COMBINE = ("add", "mul")
 def projection(n_in: int, n_out: int, rank: str | int | None, active: float, bias: bool) -> nn.Module:
     """A recurrent projection: dense, low rank, or hashed sparse (``active`` < 1; it has a bias)."""
     if active < 1.0:
-        from nas.hashed import HashedLinear
+        from l2l.nas.hashed import HashedLinear
 
         return HashedLinear(n_in, n_out, active=active)
     return linear(n_in, n_out, rank, bias=bias)

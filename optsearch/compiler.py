@@ -1,7 +1,7 @@
 """Compile an update rule into a `torch.optim.Optimizer`.
 
 The optimizer class holds the per-parameter state and the hyperparameters; the math is the pure
-multi-tensor code of `optsearch.functional`, as in torch.optim. Only the state the rule reads is
+multi-tensor code of `l2l.optsearch.functional`, as in torch.optim. Only the state the rule reads is
 kept: SGD keeps nothing, PowerSign keeps one running mean, Adam two.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from optsearch.functional import Tensors, Value, bias_corrected, decay_value, evaluate
-from optsearch.language import DECAYS, OPERANDS, Rule, RuleError, parse
+from l2l.optsearch.functional import Tensors, Value, bias_corrected, decay_value, evaluate
+from l2l.optsearch.language import DECAYS, OPERANDS, Rule, RuleError, parse
 
 # which running statistics each base operand needs
 _STATE_OF = {

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from optsearch.compiler import state_keys
-from optsearch.functional import live_units
-from optsearch.language import DECAYS, OPERANDS, Rule, to_formula, to_text
+from l2l.optsearch.compiler import state_keys
+from l2l.optsearch.functional import live_units
+from l2l.optsearch.language import DECAYS, OPERANDS, Rule, to_formula, to_text
 
 _OPERAND_CODE = {
     "g": "g",

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from optsearch.language import DIV_EPS, OPERANDS, Rule
+from l2l.optsearch.language import DIV_EPS, OPERANDS, Rule
 
 Tensors = list[torch.Tensor]
 Value = float | Tensors

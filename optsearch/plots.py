@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from optsearch.functional import Value, evaluate
-from optsearch.language import Rule, to_formula
-from optsearch.task import BASELINE_LRS, RuleDiverged, Task, baseline_factory, rule_factory, sweep
+from l2l.optsearch.functional import Value, evaluate
+from l2l.optsearch.language import Rule, to_formula
+from l2l.optsearch.task import BASELINE_LRS, RuleDiverged, Task, baseline_factory, rule_factory, sweep
 
 
 def update_surface(rule: Rule, g: torch.Tensor, m: torch.Tensor) -> torch.Tensor:

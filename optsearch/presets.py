@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from optsearch.language import Rule, RuleError, parse
+from l2l.optsearch.language import Rule, RuleError, parse
 
 PRESETS: dict[str, str] = {
     # torch.optim.SGD without momentum, step for step

@@ -16,11 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas.data import Dataset, load_dataset
-from nas.small import small_cnn, small_mlp
-from nas.train import ChildDiverged, OptimizerFactory, TrainConfig, TrainOutcome, train_classifier
-from optsearch.compiler import compile_rule
-from optsearch.language import Rule
+from l2l.nas.data import Dataset, load_dataset
+from l2l.nas.small import small_cnn, small_mlp
+from l2l.nas.train import ChildDiverged, OptimizerFactory, TrainConfig, TrainOutcome, train_classifier
+from l2l.optsearch.compiler import compile_rule
+from l2l.optsearch.language import Rule
 
 MODELS: dict[str, Callable[[int, int], nn.Module]] = {"cnn": small_cnn, "mlp": small_mlp}
 

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from runs.store import Store
+    from l2l.runs.store import Store
 
 app = typer.Typer(
     name="l2l",
@@ -57,13 +57,13 @@ def fail(message: str, code: int = 1) -> NoReturn:
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the project's domain errors into one-line messages."""
-    from controllers import ControllerError
-    from nas.data import DatasetError
-    from optsearch.language import RuleError
-    from runs.executors import ExecutorError
-    from runs.search import SearchError
-    from runs.store import StoreError
-    from search_spaces import SpaceError
+    from l2l.controllers import ControllerError
+    from l2l.nas.data import DatasetError
+    from l2l.optsearch.language import RuleError
+    from l2l.runs.executors import ExecutorError
+    from l2l.runs.search import SearchError
+    from l2l.runs.store import StoreError
+    from l2l.search_spaces import SpaceError
 
     try:
         yield
@@ -82,7 +82,7 @@ def user_errors() -> Iterator[None]:
 
 def open_store(storage: str | None) -> Store:
     """The store named by --storage, $L2L_STORAGE, or the SQLite file l2l.db here."""
-    from runs.store import DEFAULT_STORAGE, Store
+    from l2l.runs.store import DEFAULT_STORAGE, Store
 
     return Store(storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE)
 
@@ -168,7 +168,7 @@ def search(
 ) -> None:
     """Run a search: the controller proposes children, they train, their rewards teach the controller."""
     with user_errors():
-        from runs.search import Search, SearchConfig, SearchInterrupted
+        from l2l.runs.search import Search, SearchConfig, SearchInterrupted
 
         flags = {
             "space": space,
@@ -290,7 +290,7 @@ class _Progress:
         self.progress.__exit__(None, None, None)
 
     def on_event(self, event: Any) -> None:
-        from runs.search import ChildEvent
+        from l2l.runs.search import ChildEvent
 
         if isinstance(event, ChildEvent):
             if event.status == "done":
@@ -332,7 +332,7 @@ def spaces_list() -> None:
     from rich.table import Table
 
     with user_errors():
-        from search_spaces import available_spaces, load_space_class
+        from l2l.search_spaces import available_spaces, load_space_class
 
         table = Table("name", "description")
         for space_name in available_spaces():
@@ -354,7 +354,7 @@ def spaces_show(
     from rich.table import Table
 
     with user_errors():
-        from search_spaces import load_space
+        from l2l.search_spaces import load_space
 
         sp = load_space(space, parse_assignments(space_option or [], "--space-option"))
         decisions = list(sp.decisions())
@@ -471,7 +471,7 @@ def _describe(run: Any, spec_json: dict[str, Any]) -> str:
     """A spec as its space describes it, escaped for Rich (descriptions may hold ``[...]``)."""
     from rich.markup import escape
 
-    from search_spaces import SpaceError, Spec, load_space
+    from l2l.search_spaces import SpaceError, Spec, load_space
 
     spec = Spec.from_json(spec_json)
     try:
@@ -559,7 +559,7 @@ def runs_best(
 ) -> None:
     """The best child of a run; with --retrain, train it again from its stored spec (e.g. longer) and
     report its validation and test figures (accuracy, or bits per character for language models)."""
-    from search_spaces import Context, Spec
+    from l2l.search_spaces import Context, Spec
 
     with user_errors():
         store = open_store(storage)
@@ -581,7 +581,7 @@ def runs_best(
         if steps is not None:
             budget["steps"] = steps
         with console.status(f"retraining child {best.number}..."):
-            from runs.executors import ChildTask, run_child
+            from l2l.runs.executors import ChildTask, run_child
 
             result = run_child(space, ChildTask(best.number, spec, Context(seed=seed, device=device, budget=budget)))
         if result.status != "done":
@@ -652,7 +652,7 @@ def plot_progress_cmd(
 ) -> None:
     """Reward of every child, best so far, batch means and controller entropy."""
     with user_errors():
-        from runs.plots import plot_progress
+        from l2l.runs.plots import plot_progress
 
         store = open_store(storage)
         run = store.get_run(run_id)
@@ -669,7 +669,7 @@ def plot_pareto_cmd(
 ) -> None:
     """Validation accuracy against a cost for every child of a run, with the Pareto front."""
     with user_errors():
-        from runs.plots import plot_pareto
+        from l2l.runs.plots import plot_pareto
 
         store = open_store(storage)
         run = store.get_run(run_id)
@@ -691,8 +691,8 @@ def plot_arch_cmd(
 ) -> None:
     """Draw the best architecture of a run as a graph (layers or cell nodes, ops, skip connections)."""
     with user_errors():
-        from runs.plots import plot_arch
-        from search_spaces import Spec
+        from l2l.runs.plots import plot_arch
+        from l2l.search_spaces import Spec
 
         store = open_store(storage)
         run = store.get_run(run_id)
@@ -708,7 +708,7 @@ def plot_arch_cmd(
 
 
 def _space_of(run: Any) -> Any:
-    from search_spaces import SpaceError, load_space
+    from l2l.search_spaces import SpaceError, load_space
 
     try:
         return load_space(run.space, dict(run.config.get("space_options") or {}), validate=False)
@@ -725,7 +725,7 @@ def plot_benchmark_cmd(
     import json
 
     with user_errors():
-        from runs.plots import plot_benchmark
+        from l2l.runs.plots import plot_benchmark
 
         try:
             payload = json.loads(results.read_text())
@@ -740,7 +740,7 @@ def plot_benchmark_cmd(
         console.print(f"wrote {path}", highlight=False)
 
 
-from runs import cli_optimizers  # noqa: E402,F401  (registers `l2l optimizers` and `l2l plot optimizer`)
+from l2l.runs import cli_optimizers  # noqa: E402,F401  (registers `l2l optimizers` and `l2l plot optimizer`)
 
 
 def main() -> None:

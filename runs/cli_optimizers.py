@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from runs.cli import RunArg, StorageOpt, UsageError, _fmt, app, console, open_store, plot_app, user_errors
+from l2l.runs.cli import RunArg, StorageOpt, UsageError, _fmt, app, console, open_store, plot_app, user_errors
 
 if TYPE_CHECKING:
-    from optsearch.language import Rule
-    from runs.store import ChildRecord, Store
+    from l2l.optsearch.language import Rule
+    from l2l.runs.store import ChildRecord, Store
 
 optimizers_app = typer.Typer(help="The update rules an optimizer search found.", no_args_is_help=True)
 app.add_typer(optimizers_app, name="optimizers")
@@ -19,7 +19,7 @@ app.add_typer(optimizers_app, name="optimizers")
 
 def best_rules(store: Store, run_id: int, k: int) -> list[tuple[ChildRecord, Rule]]:
     """The ``k`` best distinct rules of an optimizer-search run, with the best child that wrote each."""
-    from search_spaces import SpaceError, Spec, load_space
+    from l2l.search_spaces import SpaceError, Spec, load_space
 
     run = store.get_run(run_id)
     try:
@@ -29,7 +29,7 @@ def best_rules(store: Store, run_id: int, k: int) -> list[tuple[ChildRecord, Rul
     rule_of = getattr(space, "rule_of", None)
     if rule_of is None:
         raise UsageError(f"run {run_id} searched the space {run.space!r}, not optimizer rules (use --space optimizer)")
-    from optsearch.language import to_formula
+    from l2l.optsearch.language import to_formula
 
     children = store.top_children(run_id, 10 * k)
     if not children:
@@ -54,7 +54,7 @@ def optimizers_top(
     """The best rules of a run as formulas, with their rewards."""
     from rich.table import Table
 
-    from optsearch.language import to_formula, to_latex, to_text
+    from l2l.optsearch.language import to_formula, to_latex, to_text
 
     with user_errors():
         store = open_store(storage)
@@ -82,7 +82,7 @@ def optimizers_export(
     storage: StorageOpt = None,
 ) -> None:
     """Write a Python file defining the rule's optimizer class; it needs PyTorch only, not l2l."""
-    from optsearch.export import export_source
+    from l2l.optsearch.export import export_source
 
     with user_errors():
         if not name.isidentifier():
@@ -115,9 +115,9 @@ def plot_optimizer_cmd(
     import dataclasses
     import json
 
-    from optsearch.language import to_formula, to_text
-    from optsearch.plots import plot_curves, plot_heatmaps, tuned_curves
-    from optsearch.task import BASELINE_LRS, TASKS, UNSEEN_TASK
+    from l2l.optsearch.language import to_formula, to_text
+    from l2l.optsearch.plots import plot_curves, plot_heatmaps, tuned_curves
+    from l2l.optsearch.task import BASELINE_LRS, TASKS, UNSEEN_TASK
 
     with user_errors():
         grid: tuple[float, ...] = BASELINE_LRS

@@ -2,7 +2,7 @@
 
 The Ray task of the child holds the resources of K workers and spawns K processes on its node. They
 join one process group (gloo on CPU, NCCL when each has a GPU), each evaluates the child with its
-``rank`` in the `Context`, and the training loop (`nas.train.train_classifier`) shards every batch
+``rank`` in the `Context`, and the training loop (`l2l.nas.train.train_classifier`) shards every batch
 across them and averages the gradients: DistBelief's model replicas, but synchronous. Rank 0's
 result is the child's.
 """
@@ -15,9 +15,9 @@ import sys
 import tempfile
 from typing import Any
 
-from runs.executors import ChildTask, run_child
-from search_spaces.api import Result, SearchSpace
-from search_spaces.registry import FILE_PLUGIN_PREFIX
+from l2l.runs.executors import ChildTask, run_child
+from l2l.search_spaces.api import Result, SearchSpace
+from l2l.search_spaces.registry import FILE_PLUGIN_PREFIX
 
 
 def _rank_main(rank: int, payload: bytes, world: int, init_file: str, out: Any) -> None:

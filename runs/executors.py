@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from search_spaces.api import Context, Result, SearchSpace, Spec
+from l2l.search_spaces.api import Context, Result, SearchSpace, Spec
 
 MAX_TRACEBACK_CHARS = 4000
 
@@ -196,7 +196,7 @@ def make_executor(name: str, device: str = "cpu", options: Mapping[str, Any] | N
         unknown = sorted(set(opts) - set(RAY_OPTIONS))
         if unknown:
             raise ExecutorError(f"unknown Ray executor option(s) {unknown}; known: {', '.join(RAY_OPTIONS)}")
-        from runs.ray_executor import RayExecutor
+        from l2l.runs.ray_executor import RayExecutor
 
         return RayExecutor(device=device, **opts)
     raise ExecutorError(f"unknown executor {name!r}; known: {', '.join(EXECUTOR_NAMES)}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from runs.store import ChildRecord, RunRecord, UpdateRecord
+from l2l.runs.store import ChildRecord, RunRecord, UpdateRecord
 
 
 def plot_progress(run: RunRecord, children: list[ChildRecord], updates: list[UpdateRecord], out: Path) -> Path:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from runs.store import ChildRecord
-from search_spaces.api import Result
+from l2l.runs.store import ChildRecord
+from l2l.search_spaces.api import Result
 
 PRUNERS = ("median", "halving", "hyperband")
 

@@ -17,9 +17,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from runs.executors import ChildTask, Executor, ExecutorError, run_child
-from search_spaces.api import Result, SearchSpace
-from search_spaces.registry import FILE_PLUGIN_PREFIX
+from l2l.runs.executors import ChildTask, Executor, ExecutorError, run_child
+from l2l.search_spaces.api import Result, SearchSpace
+from l2l.search_spaces.registry import FILE_PLUGIN_PREFIX
 
 POLL_S = 0.5
 
@@ -45,7 +45,7 @@ def _child_on_worker(space: SearchSpace, task: ChildTask, queued_at: float, work
         device = "cpu"
     ctx = dataclasses.replace(task.ctx, device=device)
     if workers > 1:
-        from runs.distributed import run_data_parallel
+        from l2l.runs.distributed import run_data_parallel
 
         result = run_data_parallel(space, dataclasses.replace(task, ctx=ctx), workers)
     else:

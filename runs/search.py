@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controllers import Controller, Proposal, UpdateStats, make_controller
-from runs.executors import ChildTask, Executor, make_executor
-from runs.pruning import PRUNERS, PrunerBridge
-from runs.store import NewChild, Store
-from search_spaces import Context, Result, SearchSpace, Spec, load_space
+from l2l.controllers import Controller, Proposal, UpdateStats, make_controller
+from l2l.runs.executors import ChildTask, Executor, make_executor
+from l2l.runs.pruning import PRUNERS, PrunerBridge
+from l2l.runs.store import NewChild, Store
+from l2l.search_spaces import Context, Result, SearchSpace, Spec, load_space
 
 MODES = ("auto", "sync", "async")
 

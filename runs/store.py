@@ -31,7 +31,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from runs.models import Base, CheckpointRow, ChildRow, RunRow, UpdateRow, utcnow
+from l2l.runs.models import Base, CheckpointRow, ChildRow, RunRow, UpdateRow, utcnow
 
 CHILDREN = cast(Table, ChildRow.__table__)  # for the Core statements of the per-child writes
 # one compiled statement records every finished child: executemany, with the SET columns taken from the rows

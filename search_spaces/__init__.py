@@ -1,6 +1,6 @@
 """Search spaces: the plugin API every space implements, the registry, and the built-in spaces."""
 
-from search_spaces.api import (
+from l2l.search_spaces.api import (
     ChoiceValue,
     Context,
     Decision,
@@ -11,7 +11,7 @@ from search_spaces.api import (
     sequence_length,
     token_sizes,
 )
-from search_spaces.registry import (
+from l2l.search_spaces.registry import (
     ENTRY_POINT_GROUP,
     PluginError,
     available_spaces,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from search_spaces.api import Context, Decision, Result, SpaceError, Spec
-from search_spaces.trained import DatasetSpace, train_and_measure
+from l2l.search_spaces.api import Context, Decision, Result, SpaceError, Spec
+from l2l.search_spaces.trained import DatasetSpace, train_and_measure
 
 KERNELS = (1, 3, 5, 7)
 FILTERS = (24, 36, 48, 64)
@@ -20,9 +20,9 @@ class MacroSpace(DatasetSpace):
     Options: ``dataset`` (mnist1d), ``layers`` (6), ``strides`` (false), ``epochs`` (8), ``batch_size``
     (64), ``lr`` (Adam, 0.003), and the paper's schedule of growing depth: ``start_layers`` (default:
     all) layers at first, ``grow_by`` more every ``grow_every`` children, up to ``layers``.
-    ``low_rank=true`` adds a per-layer rank decision (`nas.lowrank`); ``hashed=true`` puts a hidden
+    ``low_rank=true`` adds a per-layer rank decision (`l2l.nas.lowrank`); ``hashed=true`` puts a hidden
     layer of ``head_width`` (4096) neurons before the classifier and decides the fraction of them
-    evaluated per input by LSH (1.0 = dense, 0.2, 0.05; `nas.hashed`).
+    evaluated per input by LSH (1.0 = dense, 0.2, 0.05; `l2l.nas.hashed`).
     """
 
     name = "macro"
@@ -66,8 +66,8 @@ class MacroSpace(DatasetSpace):
             hashed=hashed,
             head_width=head_width,
         )
-        from nas.hashed import ACTIVE_CHOICES
-        from nas.lowrank import RANK_CHOICES
+        from l2l.nas.hashed import ACTIVE_CHOICES
+        from l2l.nas.lowrank import RANK_CHOICES
 
         self.low_rank, self.hashed, self.head_width = bool(low_rank), bool(hashed), head_width
         self.dataset, self.n_layers, self.strides = dataset, layers, bool(strides)
@@ -98,8 +98,8 @@ class MacroSpace(DatasetSpace):
         return min(self.n_layers, self.start_layers + self.grow_by * (child // self.grow_every))
 
     def layers_of(self, spec: Spec, depth: int | None = None) -> list[Any]:
-        """The `nas.macro.MacroLayer` list a spec describes (its first ``depth`` layers)."""
-        from nas.macro import MacroLayer
+        """The `l2l.nas.macro.MacroLayer` list a spec describes (its first ``depth`` layers)."""
+        from l2l.nas.macro import MacroLayer
 
         out = []
         for i in range(self.n_layers if depth is None else depth):
@@ -147,9 +147,9 @@ class MacroSpace(DatasetSpace):
         """The network of ``spec`` with the initial weights of ``seed``, and one example input."""
         import torch
 
-        from nas.cells import signal_shape
-        from nas.data import load_dataset
-        from nas.macro import MacroNet
+        from l2l.nas.cells import signal_shape
+        from l2l.nas.data import load_dataset
+        from l2l.nas.macro import MacroNet
 
         data = load_dataset(self.dataset)
         shape = signal_shape(data.input_shape, self.dataset)
@@ -160,7 +160,7 @@ class MacroSpace(DatasetSpace):
         return model, data.val.x[:1]
 
     def evaluate(self, spec: Spec, ctx: Context) -> Result:
-        from nas.train import TrainConfig
+        from l2l.nas.train import TrainConfig
 
         depth = self.depth(ctx.child)
         model, example = self.build(spec, ctx.seed, depth)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from search_spaces.api import Context, Decision, Result, SpaceError, Spec
-from search_spaces.trained import DatasetSpace, train_and_measure
+from l2l.search_spaces.api import Context, Decision, Result, SpaceError, Spec
+from l2l.search_spaces.trained import DatasetSpace, train_and_measure
 
 CELL_TYPES = ("normal", "reduce")
 
@@ -36,7 +36,7 @@ class MicroSpace(DatasetSpace):
         batch_size: int = 64,
         lr: float = 0.003,
     ) -> None:
-        from nas.micro import OP_SETS
+        from l2l.nas.micro import OP_SETS
 
         if ops not in OP_SETS:
             raise SpaceError(f"unknown micro op set {ops!r}; known: {', '.join(OP_SETS)}")
@@ -70,8 +70,8 @@ class MicroSpace(DatasetSpace):
         return self._decisions
 
     def cell(self, spec: Spec, kind: str) -> list[Any]:
-        """The `nas.micro.MicroNode` list of the ``kind`` ("normal" or "reduce") cell of ``spec``."""
-        from nas.micro import MicroNode
+        """The `l2l.nas.micro.MicroNode` list of the ``kind`` ("normal" or "reduce") cell of ``spec``."""
+        from l2l.nas.micro import MicroNode
 
         nodes = []
         for b in range(2, self.n_nodes + 2):
@@ -90,7 +90,7 @@ class MicroSpace(DatasetSpace):
         return " | ".join(parts)
 
     def graph(self, spec: Spec) -> dict[str, Any]:
-        from nas.micro import loose_ends
+        from l2l.nas.micro import loose_ends
 
         labels: list[str] = []
         edges: list[list[Any]] = []
@@ -108,9 +108,9 @@ class MicroSpace(DatasetSpace):
         """The network of ``spec`` with the initial weights of ``seed``, and one example input."""
         import torch
 
-        from nas.cells import signal_shape
-        from nas.data import load_dataset
-        from nas.micro import MicroNet
+        from l2l.nas.cells import signal_shape
+        from l2l.nas.data import load_dataset
+        from l2l.nas.micro import MicroNet
 
         data = load_dataset(self.dataset)
         shape = signal_shape(data.input_shape, self.dataset)
@@ -128,7 +128,7 @@ class MicroSpace(DatasetSpace):
         return model, data.val.x[:1]
 
     def evaluate(self, spec: Spec, ctx: Context) -> Result:
-        from nas.train import TrainConfig
+        from l2l.nas.train import TrainConfig
 
         model, example = self.build(spec, ctx.seed)
         epochs = int(ctx.budget.get("epochs", self.epochs))

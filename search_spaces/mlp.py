@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from search_spaces.api import Context, Decision, Result, SpaceError, Spec
-from search_spaces.trained import DatasetSpace, train_and_measure
+from l2l.search_spaces.api import Context, Decision, Result, SpaceError, Spec
+from l2l.search_spaces.trained import DatasetSpace, train_and_measure
 
 WIDTHS = (8, 16, 32, 64, 128)
 ACTS = ("relu", "tanh", "sigmoid", "elu")
@@ -19,8 +19,8 @@ class MLPSpace(DatasetSpace):
 
     Options: ``dataset`` ("digits"), ``epochs`` (5), ``batch_size`` (64), ``max_layers`` (3),
     ``widths`` (comma-separated choices, "8,16,32,64,128"). ``low_rank=true`` adds a per-layer rank
-    decision (full, 1/2, 1/4, 1/8, 1/16 of the full rank; `nas.lowrank`); ``hashed=true`` a per-layer
-    fraction of neurons evaluated per input by LSH (1.0 = dense, 0.2, 0.05; `nas.hashed`; a layer
+    decision (full, 1/2, 1/4, 1/8, 1/16 of the full rank; `l2l.nas.lowrank`); ``hashed=true`` a per-layer
+    fraction of neurons evaluated per input by LSH (1.0 = dense, 0.2, 0.05; `l2l.nas.hashed`; a layer
     that is hashed keeps its full rank; ``hashed_share=batch`` lets a batch share its neurons).
     Reward = validation accuracy after the last epoch; test accuracy is only reported; cost counts
     the low-rank and hashed layers as what they compute.
@@ -60,13 +60,13 @@ class MLPSpace(DatasetSpace):
             hashed=hashed,
             hashed_share=hashed_share,
         )
-        from nas.hashed import SHARING
+        from l2l.nas.hashed import SHARING
 
         if hashed_share not in SHARING:
             raise SpaceError(f"unknown hashed_share {hashed_share!r}; known: {', '.join(SHARING)}")
         self.hashed_share = hashed_share
-        from nas.hashed import ACTIVE_CHOICES
-        from nas.lowrank import RANK_CHOICES
+        from l2l.nas.hashed import ACTIVE_CHOICES
+        from l2l.nas.lowrank import RANK_CHOICES
 
         self.dataset, self.epochs, self.batch_size, self.max_layers = dataset, epochs, batch_size, max_layers
         self.low_rank, self.hashed = bool(low_rank), bool(hashed)
@@ -106,8 +106,8 @@ class MLPSpace(DatasetSpace):
         return f"{layers} dropout={spec['dropout']} lr={spec['lr']}"
 
     def layout(self, spec: Spec) -> Any:
-        """The `nas.mlp.MLPLayout` of a spec."""
-        from nas.mlp import MLPLayout
+        """The `l2l.nas.mlp.MLPLayout` of a spec."""
+        from l2l.nas.mlp import MLPLayout
 
         n = int(str(spec["layers"]))
         active = tuple(float(str(spec[f"active_{i}"])) for i in range(n)) if self.hashed else ()
@@ -127,9 +127,9 @@ class MLPSpace(DatasetSpace):
 
         import torch
 
-        from nas.data import load_dataset
-        from nas.mlp import build_mlp
-        from nas.train import TrainConfig
+        from l2l.nas.data import load_dataset
+        from l2l.nas.mlp import build_mlp
+        from l2l.nas.train import TrainConfig
 
         data = load_dataset(self.dataset)
         torch.manual_seed(ctx.seed)  # the initial weights, and the dropout and hashing draws in training

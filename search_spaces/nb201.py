@@ -8,7 +8,7 @@ from functools import lru_cache
 from importlib.resources import files
 from typing import Any
 
-from search_spaces.api import Context, Decision, Result, SearchSpace, SpaceError, Spec
+from l2l.search_spaces.api import Context, Decision, Result, SearchSpace, SpaceError, Spec
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 # edge i -> j of the 4-node cell, in the order of the official architecture string

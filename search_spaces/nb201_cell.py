@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.api import Context, Result, SpaceError, Spec
-from search_spaces.nb201 import CellSpace, load_table
-from search_spaces.trained import DatasetSpace, train_and_measure
+from l2l.search_spaces.api import Context, Result, SpaceError, Spec
+from l2l.search_spaces.nb201 import CellSpace, load_table
+from l2l.search_spaces.trained import DatasetSpace, train_and_measure
 
 
 class NB201CellSpace(CellSpace, DatasetSpace):
@@ -51,8 +51,8 @@ class NB201CellSpace(CellSpace, DatasetSpace):
         """The network of ``spec`` with the initial weights of ``seed``, and an example input."""
         import torch
 
-        from nas.cells import build_cell_network, signal_shape
-        from nas.data import load_dataset
+        from l2l.nas.cells import build_cell_network, signal_shape
+        from l2l.nas.data import load_dataset
 
         data = load_dataset(self.dataset)
         shape = signal_shape(data.input_shape, self.dataset)
@@ -62,7 +62,7 @@ class NB201CellSpace(CellSpace, DatasetSpace):
         return model, data.val.x[:1]
 
     def evaluate(self, spec: Spec, ctx: Context) -> Result:
-        from nas.train import TrainConfig
+        from l2l.nas.train import TrainConfig
 
         model, example = self.build(spec, ctx.seed)
         epochs = int(ctx.budget.get("epochs", self.epochs))

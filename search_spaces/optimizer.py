@@ -6,8 +6,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from search_spaces.api import Context, Decision, Result, SpaceError, Spec
-from search_spaces.trained import DatasetSpace
+from l2l.search_spaces.api import Context, Decision, Result, SpaceError, Spec
+from l2l.search_spaces.trained import DatasetSpace
 
 LR_DECAYS = ("none", "linear", "cyclic", "restart")
 
@@ -26,8 +26,8 @@ class OptimizerSpace(DatasetSpace):
     description = "Update rules in the language of Neural Optimizer Search, trained on a small CNN on digits."
 
     def __init__(self, units: int = 1, task: str = "digits-cnn", epochs: int | None = None, lrs: str | None = None):
-        from optsearch.language import BINARY, OPERANDS, UNARY, unit_ref
-        from optsearch.task import TASKS
+        from l2l.optsearch.language import BINARY, OPERANDS, UNARY, unit_ref
+        from l2l.optsearch.task import TASKS
 
         if not 1 <= units <= 4:
             raise SpaceError(f"optimizer space needs 1 <= units <= 4, got {units}")
@@ -66,8 +66,8 @@ class OptimizerSpace(DatasetSpace):
         return self._decisions
 
     def rule_of(self, spec: Spec) -> Any:
-        """The `optsearch.language.Rule` a spec of this space writes."""
-        from optsearch.language import Rule, Unit
+        """The `l2l.optsearch.language.Rule` a spec of this space writes."""
+        from l2l.optsearch.language import Rule, Unit
 
         units = tuple(
             Unit(*(str(spec[f"u{k}_{part}"]) for part in ("op1", "op2", "unary1", "unary2", "binary")))
@@ -77,13 +77,13 @@ class OptimizerSpace(DatasetSpace):
         return Rule(units, None if decay == "none" else decay)
 
     def describe(self, spec: Spec) -> str:
-        from optsearch.language import to_formula
+        from l2l.optsearch.language import to_formula
 
         return to_formula(self.rule_of(spec))
 
     def evaluate(self, spec: Spec, ctx: Context) -> Result:
-        from optsearch.language import to_formula, to_latex, to_text
-        from optsearch.task import RuleDiverged, rule_factory, sweep
+        from l2l.optsearch.language import to_formula, to_latex, to_text
+        from l2l.optsearch.task import RuleDiverged, rule_factory, sweep
 
         rule = self.rule_of(spec)
         task = self.task

@@ -10,7 +10,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
-from search_spaces.api import SearchSpace, SpaceError, Spec, sequence_length, token_sizes
+from l2l.search_spaces.api import SearchSpace, SpaceError, Spec, sequence_length, token_sizes
 
 ENTRY_POINT_GROUP = "l2l.search_spaces"
 

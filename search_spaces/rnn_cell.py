@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from search_spaces.api import Context, Decision, Result, SearchSpace, SpaceError, Spec
+from l2l.search_spaces.api import Context, Decision, Result, SearchSpace, SpaceError, Spec
 
 CELLS = ("enas", "tree")
 REWARDS = ("ppl", "bpc")
@@ -70,8 +70,8 @@ class RNNCellSpace(SearchSpace):
             reward=reward,
             reward_c=reward_c,
         )
-        from nas.lowrank import RANK_CHOICES
-        from nas.rnn_cells import ACTIVATIONS, COMBINE, TREE_NODES
+        from l2l.nas.lowrank import RANK_CHOICES
+        from l2l.nas.rnn_cells import ACTIVATIONS, COMBINE, TREE_NODES
 
         self.cell, self.n_nodes, self.low_rank, self.hashed = cell, nodes, bool(low_rank), bool(hashed)
         self.hidden, self.embed, self.steps, self.batch_size, self.bptt, self.lr = (
@@ -100,7 +100,7 @@ class RNNCellSpace(SearchSpace):
         if self.low_rank:
             d.append(Decision.categorical("rank", RANK_CHOICES))
         if self.hashed:
-            from nas.hashed import ACTIVE_CHOICES
+            from l2l.nas.hashed import ACTIVE_CHOICES
 
             d.append(Decision.categorical("active", ACTIVE_CHOICES))
         self._decisions = d
@@ -133,14 +133,14 @@ class RNNCellSpace(SearchSpace):
 
     def graph(self, spec: Spec) -> dict[str, Any]:
         if self.cell == "enas":
-            from nas.rnn_cells import enas_loose_ends
+            from l2l.nas.rnn_cells import enas_loose_ends
 
             nodes = self.enas_nodes(spec)
             labels = ["x, h[t-1]"] + [f"n{j}: {n.act}" for j, n in enumerate(nodes)] + ["h[t] (mean)"]
             edges = [[0, 1, ""]] + [[n.prev + 1, j + 1, ""] for j, n in enumerate(nodes) if j > 0]
             edges += [[j + 1, len(labels) - 1, ""] for j in enas_loose_ends(nodes)]
             return {"nodes": labels, "edges": edges}
-        from nas.rnn_cells import TREE_CHILDREN
+        from l2l.nas.rnn_cells import TREE_CHILDREN
 
         tree = self.tree_spec(spec)
         labels = [f"t{k}: {tree.act[k]}({tree.combine[k]})" for k in range(15)]
@@ -148,14 +148,14 @@ class RNNCellSpace(SearchSpace):
         return {"nodes": labels, "edges": edges}
 
     def enas_nodes(self, spec: Spec) -> list[Any]:
-        from nas.rnn_cells import ENASNode
+        from l2l.nas.rnn_cells import ENASNode
 
         nodes = [ENASNode(0, str(spec["n0_act"]))]
         nodes += [ENASNode(int(str(spec[f"n{j}_prev"])), str(spec[f"n{j}_act"])) for j in range(1, self.n_nodes)]
         return nodes
 
     def tree_spec(self, spec: Spec) -> Any:
-        from nas.rnn_cells import TreeSpec
+        from l2l.nas.rnn_cells import TreeSpec
 
         return TreeSpec(
             combine=tuple(str(spec[f"t{k}_combine"]) for k in range(15)),
@@ -170,8 +170,8 @@ class RNNCellSpace(SearchSpace):
         """The language model of ``spec`` with the initial weights of ``seed``."""
         import torch
 
-        from nas.charlm import CharLM, load_corpus
-        from nas.rnn_cells import CellRNN, ENASCell, TreeCell
+        from l2l.nas.charlm import CharLM, load_corpus
+        from l2l.nas.rnn_cells import CellRNN, ENASCell, TreeCell
 
         corpus = load_corpus()
         with torch.random.fork_rng(devices=[]):
@@ -191,11 +191,11 @@ def train_language_model(space: Any, model: Any, ctx: Context, info: dict[str, A
     """Train ``model`` on the corpus with ``space``'s budget; reward, bits per character and cost."""
     import torch
 
-    from nas.charlm import LMConfig, load_corpus, one_char_cost, train_lm
+    from l2l.nas.charlm import LMConfig, load_corpus, one_char_cost, train_lm
 
     steps = int(ctx.budget.get("steps", space.steps))
     config = LMConfig(steps=steps, batch_size=space.batch_size, bptt=space.bptt, lr=space.lr)
-    from nas.train import ChildDiverged
+    from l2l.nas.train import ChildDiverged
 
     torch.manual_seed(ctx.seed)  # draws during training (hashed projections' tie-breaks) repeat too
     try:

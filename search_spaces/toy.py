@@ -6,7 +6,7 @@ import math
 import random
 from collections.abc import Sequence
 
-from search_spaces.api import Context, Decision, Result, SearchSpace, SpaceError, Spec, token_sizes
+from l2l.search_spaces.api import Context, Decision, Result, SearchSpace, SpaceError, Spec, token_sizes
 
 
 class ToySpace(SearchSpace):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from search_spaces.api import Context, Result, SearchSpace
+from l2l.search_spaces.api import Context, Result, SearchSpace
 
 
 class DatasetSpace(SearchSpace):
@@ -17,12 +17,12 @@ class DatasetSpace(SearchSpace):
     dataset: str
 
     def shared_data(self) -> dict[str, Any]:
-        from nas.data import load_dataset
+        from l2l.nas.data import load_dataset
 
         return {"dataset": load_dataset(self.dataset)}
 
     def use_shared_data(self, data: Mapping[str, Any]) -> None:
-        from nas.data import install
+        from l2l.nas.data import install
 
         if "dataset" in data:
             install(data["dataset"])
@@ -31,13 +31,13 @@ class DatasetSpace(SearchSpace):
 def train_and_measure(
     model: Any, example: Any, config: Any, ctx: Context, dataset: str, info: dict[str, Any]
 ) -> Result:
-    """Train ``model`` on ``dataset`` (`nas.train.train_classifier`), then measure its cost on ``example``:
+    """Train ``model`` on ``dataset`` (`l2l.nas.train.train_classifier`), then measure its cost on ``example``:
     parameters, multiply-adds of one input, inference latency and training time."""
     import torch
 
-    from nas.cost import count_macs, count_parameters, latency_s
-    from nas.data import load_dataset
-    from nas.train import train_classifier
+    from l2l.nas.cost import count_macs, count_parameters, latency_s
+    from l2l.nas.data import load_dataset
+    from l2l.nas.train import train_classifier
 
     torch.manual_seed(ctx.seed)  # draws during training (dropout, hashed layers' tie-breaks) repeat too
     out = train_classifier(

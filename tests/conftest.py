@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runs.store import Store
+from l2l.runs.store import Store
 
 PLUGINS = Path(__file__).parent / "plugins"
 POSTGRES_URL = os.environ.get("L2L_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

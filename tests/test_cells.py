@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from nas.cells import CELL_OPS, Cell, build_cell_network
-from nas.cost import count_macs, count_parameters
-from search_spaces import load_space
+from l2l.nas.cells import CELL_OPS, Cell, build_cell_network
+from l2l.nas.cost import count_macs, count_parameters
+from l2l.search_spaces import load_space
 
 
 def test_cell_of_skips_and_zeros_is_the_sum_over_paths() -> None:
@@ -63,8 +63,8 @@ def test_unknown_op_is_a_clear_error() -> None:
 
 
 def test_mnas_reward_trades_accuracy_for_cost() -> None:
-    from controllers import ControllerError
-    from controllers.rewards import get_transform
+    from l2l.controllers import ControllerError
+    from l2l.controllers.rewards import get_transform
 
     t = get_transform("mnas(flops, 1e5, -0.07)")
     assert t({"reward": 0.9, "val_acc": 0.9, "cost_flops": 1e5}) == pytest.approx(0.9)
@@ -80,7 +80,7 @@ def test_mnas_reward_trades_accuracy_for_cost() -> None:
 
 
 def test_pareto_front_keeps_only_undominated_children() -> None:
-    from runs.plots import pareto_front
+    from l2l.runs.plots import pareto_front
 
     points = [(10.0, 0.8, 0), (5.0, 0.7, 1), (20.0, 0.79, 2), (5.0, 0.6, 3), (30.0, 0.9, 4), (1.0, 0.5, 5)]
     assert [n for _, _, n in pareto_front(points)] == [5, 1, 0, 4]
@@ -89,8 +89,8 @@ def test_pareto_front_keeps_only_undominated_children() -> None:
 def test_cost_aware_search_and_pareto_plot_from_the_cli(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from runs.cli import app
-    from runs.store import Store
+    from l2l.runs.cli import app
+    from l2l.runs.store import Store
 
     storage = f"sqlite:///{tmp_path / 'p.db'}"
     runner = CliRunner()

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from nas.charlm import CORPUS, CharLM, LMConfig, TorchRNN, bits_per_char, load_corpus, one_char_cost, train_lm
-from nas.cost import count_macs
-from nas.rnn_cells import Cell, CellRNN, ENASCell, ENASNode, LSTMCell, TreeCell, TreeSpec, enas_loose_ends
-from search_spaces import load_space
+from l2l.nas.charlm import CORPUS, CharLM, LMConfig, TorchRNN, bits_per_char, load_corpus, one_char_cost, train_lm
+from l2l.nas.cost import count_macs
+from l2l.nas.rnn_cells import Cell, CellRNN, ENASCell, ENASNode, LSTMCell, TreeCell, TreeSpec, enas_loose_ends
+from l2l.search_spaces import load_space
 
 
 def test_corpus_is_split_by_position_without_shuffling() -> None:
@@ -121,7 +121,7 @@ def test_costs_per_character_by_hand() -> None:
 
 
 def test_space_trains_a_cell_and_reports_bits_per_char() -> None:
-    from search_spaces import Context, token_sizes
+    from l2l.search_spaces import Context, token_sizes
 
     space = load_space("rnn_cell", {"cell": "tree", "steps": 6, "hidden": 16, "low_rank": True})
     sizes = token_sizes(space.decisions())
@@ -137,7 +137,7 @@ def test_space_trains_a_cell_and_reports_bits_per_char() -> None:
 def test_cli_searches_cells_and_retrains_the_best_for_more_steps(tmp_path: object) -> None:
     from typer.testing import CliRunner
 
-    from runs.cli import app
+    from l2l.runs.cli import app
 
     storage = f"sqlite:///{tmp_path}/lm.db"
     runner = CliRunner()
@@ -155,8 +155,8 @@ def test_cli_searches_cells_and_retrains_the_best_for_more_steps(tmp_path: objec
 
 
 def test_recurrent_projections_can_be_hashed_and_count_their_cost() -> None:
-    from nas.hashed import HashedLinear
-    from search_spaces import Context, Spec
+    from l2l.nas.hashed import HashedLinear
+    from l2l.search_spaces import Context, Spec
 
     space = load_space("rnn_cell", {"nodes": 2, "steps": 2, "hidden": 40, "low_rank": True, "hashed": True})
     spec = space.decode(tuple([0] * len(space.decisions())))

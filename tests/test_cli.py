@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from runs.cli import app
+from l2l.runs.cli import app
 from tests.conftest import PLUGINS
 
 runner = CliRunner()
@@ -32,7 +32,7 @@ def ok(*args: str) -> str:
 
 def test_help_is_fast_and_lazy() -> None:
     code = (
-        "import sys, runs.cli; sys.argv=['l2l', '--help']\ntry:\n runs.cli.main()\nexcept SystemExit: pass\n"
+        "import sys, l2l.runs.cli; sys.argv=['l2l', '--help']\ntry:\n l2l.runs.cli.main()\nexcept SystemExit: pass\n"
         "print('HEAVY', sorted(m for m in ('torch', 'sqlalchemy', 'matplotlib', 'sklearn') if m in sys.modules))"
     )
     started = time.perf_counter()
@@ -205,7 +205,7 @@ def test_optimizer_search_top_export_and_plot(storage: str, tmp_path: Path) -> N
 def test_runs_show_follow_refreshes_until_the_run_stops(storage: str) -> None:
     import threading
 
-    from runs.store import Store
+    from l2l.runs.store import Store
 
     ok("search", "--space", "toy", "-n", "4", "-m", "2", "--executor", "local", "-q", "--storage", storage)
     store = Store(storage)

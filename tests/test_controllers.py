@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 import torch
 
-from controllers import ControllerError, RandomController, ReinforceController, make_controller
-from controllers.policy import LSTMPolicy
-from controllers.reinforce import PRESETS, build_config
-from controllers.rewards import get_transform
-from controllers.unique import SeenTree
-from search_spaces import Context, Decision, load_space, token_sizes
+from l2l.controllers import ControllerError, RandomController, ReinforceController, make_controller
+from l2l.controllers.policy import LSTMPolicy
+from l2l.controllers.reinforce import PRESETS, build_config
+from l2l.controllers.rewards import get_transform
+from l2l.controllers.unique import SeenTree
+from l2l.search_spaces import Context, Decision, load_space, token_sizes
 
 SMALL = [
     Decision.categorical("a", ["x", "y", "z"]),
@@ -313,7 +313,7 @@ def test_elite_keeps_the_best_distinct_sequences_and_pulls_the_policy_to_them() 
 
 
 def test_ppo_clips_the_ratio() -> None:
-    from controllers import PPOController
+    from l2l.controllers import PPOController
 
     decisions = [Decision.categorical("a", ["x", "y"])]
     c = make_controller("ppo", decisions, 0, {"clip": 0.1, "epochs": 100, "lr": 0.001, "elite_size": 0})

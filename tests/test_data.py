@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from nas.data import DatasetError, dataset_names, load_dataset
-from nas.mnist1d import Recipe, generate
+from l2l.nas.data import DatasetError, dataset_names, load_dataset
+from l2l.nas.mnist1d import Recipe, generate
 
 
 def test_mnist1d_has_the_published_shape_and_fixed_splits() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from runs.distributed import run_data_parallel
-from runs.executors import ChildTask, run_child
-from search_spaces import Context, Spec, load_space
+from l2l.runs.distributed import run_data_parallel
+from l2l.runs.executors import ChildTask, run_child
+from l2l.search_spaces import Context, Spec, load_space
 from tests.conftest import PLUGINS
 
 

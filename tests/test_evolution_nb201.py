@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from controllers import ControllerError, EvolutionController, make_controller
-from search_spaces import Context, Decision, SpaceError, load_space
-from search_spaces.nb201 import OPS, NB201Space, arch_str, load_table
+from l2l.controllers import ControllerError, EvolutionController, make_controller
+from l2l.search_spaces import Context, Decision, SpaceError, load_space
+from l2l.search_spaces.nb201 import OPS, NB201Space, arch_str, load_table
 
 DECISIONS = [
     Decision.categorical("a", ["0", "1", "2", "3"]),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runs.search import Search, SearchConfig
-from runs.store import Store
+from l2l.runs.search import Search, SearchConfig
+from l2l.runs.store import Store
 
 
 def quarter_means(store: Store, run: int) -> tuple[float, float, float]:

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from nas import lowrank
-from nas.cost import count_macs, count_parameters
-from nas.hashed import HashedLinear
+from l2l.nas import lowrank
+from l2l.nas.cost import count_macs, count_parameters
+from l2l.nas.hashed import HashedLinear
 
 
 def test_rank_choices_resolve_to_ranks() -> None:
@@ -122,7 +122,7 @@ def test_tables_are_rebuilt_on_schedule() -> None:
 
 
 def test_mlp_space_offers_rank_and_hashing_and_counts_their_cost() -> None:
-    from search_spaces import Context, Spec, load_space
+    from l2l.search_spaces import Context, Spec, load_space
 
     space = load_space("mlp", {"low_rank": True, "hashed": True, "widths": "64,512", "epochs": 1})
     names = [d.name for d in space.decisions()]
@@ -142,8 +142,8 @@ def test_mlp_space_offers_rank_and_hashing_and_counts_their_cost() -> None:
 
 
 def test_macro_space_low_rank_convolutions_and_hashed_head() -> None:
-    from nas.hashed import HashedLinear
-    from search_spaces import load_space
+    from l2l.nas.hashed import HashedLinear
+    from l2l.search_spaces import load_space
 
     space = load_space("macro", {"layers": 2, "low_rank": True, "hashed": True, "head_width": 1024})
     assert [d.name for d in space.decisions()][-1] == "head_active"

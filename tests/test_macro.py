@@ -8,9 +8,9 @@ import random
 import pytest
 import torch
 
-from nas.cost import count_macs, count_parameters
-from nas.macro import MacroLayer, MacroNet
-from search_spaces import Spec, load_space, token_sizes
+from l2l.nas.cost import count_macs, count_parameters
+from l2l.nas.macro import MacroLayer, MacroNet
+from l2l.search_spaces import Spec, load_space, token_sizes
 
 
 def test_flops_of_a_small_1d_network_by_hand() -> None:

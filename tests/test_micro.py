@@ -7,9 +7,9 @@ import random
 import pytest
 import torch
 
-from nas.cost import count_macs
-from nas.micro import NASNET_OPS, MicroCell, MicroNet, MicroNode, loose_ends, make_op
-from search_spaces import load_space, token_sizes
+from l2l.nas.cost import count_macs
+from l2l.nas.micro import NASNET_OPS, MicroCell, MicroNet, MicroNode, loose_ends, make_op
+from l2l.search_spaces import load_space, token_sizes
 
 
 @pytest.mark.parametrize("dims", [1, 2])
@@ -89,7 +89,7 @@ def test_space_decisions_and_graph() -> None:
 
 
 def test_bad_options_are_named() -> None:
-    from search_spaces import SpaceError
+    from l2l.search_spaces import SpaceError
 
     with pytest.raises(SpaceError, match=r"unknown micro op set 'darts'; known: enas, nasnet"):
         load_space("micro", {"ops": "darts"})
@@ -102,7 +102,7 @@ def test_cli_prints_cell_descriptions_with_their_brackets() -> None:
 
     from rich.console import Console
 
-    from runs.cli import _describe
+    from l2l.runs.cli import _describe
 
     space = load_space("micro", {"nodes": 2})
     spec = space.decode(tuple(0 for _ in space.decisions()))

@@ -18,12 +18,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optsearch.compiler import RuleOptimizer, direct_operand, state_keys
-from optsearch.export import export_source
-from optsearch.language import BINARY, DECAYS, OPERANDS, UNARY, Rule, RuleError, Unit, parse, to_formula, to_latex
-from optsearch.presets import PRESETS, preset
-from optsearch.task import CHILD_TASK, RuleDiverged, rule_factory, sweep
-from search_spaces import Context, load_space
+from l2l.optsearch.compiler import RuleOptimizer, direct_operand, state_keys
+from l2l.optsearch.export import export_source
+from l2l.optsearch.language import BINARY, DECAYS, OPERANDS, UNARY, Rule, RuleError, Unit, parse, to_formula, to_latex
+from l2l.optsearch.presets import PRESETS, preset
+from l2l.optsearch.task import CHILD_TASK, RuleDiverged, rule_factory, sweep
+from l2l.search_spaces import Context, load_space
 
 # --- language -------------------------------------------------------------------------------
 
@@ -330,7 +330,7 @@ def test_optimizer_space_evaluates_rules_and_records_failures() -> None:
 
 
 def _spec_of(space, rule: Rule):  # type: ignore[no-untyped-def]
-    from search_spaces import Spec
+    from l2l.search_spaces import Spec
 
     u = rule.units[0]
     values = [("u1_op1", u.op1), ("u1_op2", u.op2), ("u1_unary1", u.u1), ("u1_unary2", u.u2), ("u1_binary", u.b)]

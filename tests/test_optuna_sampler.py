@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.testing.pytest_samplers import BasicSamplerTestCase, SingleOnlySamplerTestCase
 
-from controllers import ControllerSampler
+from l2l.controllers import ControllerSampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

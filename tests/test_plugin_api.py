@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from search_spaces import (
+from l2l.search_spaces import (
     Decision,
     PluginError,
     SpaceError,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runs.search import Search, SearchConfig, SearchError
-from runs.store import Store
+from l2l.runs.search import Search, SearchConfig, SearchError
+from l2l.runs.store import Store
 from tests.test_search import check_interrupt_and_resume
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from controllers import Proposal
-from runs.executors import ChildTask, ExecutorError, make_executor
-from runs.search import Search, SearchConfig
-from runs.store import Store
-from search_spaces import Context, load_space
+from l2l.controllers import Proposal
+from l2l.runs.executors import ChildTask, ExecutorError, make_executor
+from l2l.runs.search import Search, SearchConfig
+from l2l.runs.store import Store
+from l2l.search_spaces import Context, load_space
 from tests.conftest import PLUGINS
 
 ray = pytest.importorskip("ray")
@@ -70,7 +70,7 @@ def test_prepared_workers_fetch_the_space_before_their_first_child() -> None:
 
 
 def test_once_a_slot_holds_the_space_its_calls_name_it_by_key_not_by_refs() -> None:
-    from runs.ray_executor import _Slot
+    from l2l.runs.ray_executor import _Slot
 
     space = load_space(CRASHY, {"delay": 0.0})
     executor = make_executor("ray", options={"max_concurrent": 2})
@@ -229,9 +229,9 @@ def test_async_search_keeps_workers_busy_and_feeds_every_reward_once(tmp_path: P
 def test_stale_children_are_weighted_by_a_truncated_importance_ratio() -> None:
     import torch
 
-    from controllers import ReinforceController
-    from controllers.reinforce import build_config
-    from search_spaces import Decision
+    from l2l.controllers import ReinforceController
+    from l2l.controllers.reinforce import build_config
+    from l2l.search_spaces import Decision
 
     c = ReinforceController([Decision.categorical("a", ["x", "y", "z"])], 0, build_config({"max_importance": 1.0}))
     fresh = c.propose(2)
@@ -246,7 +246,7 @@ def test_stale_children_are_weighted_by_a_truncated_importance_ratio() -> None:
 
 
 def test_workers_per_child_trains_one_child_on_two_processes_inside_ray() -> None:
-    from search_spaces import Spec
+    from l2l.search_spaces import Spec
 
     space = load_space("mlp", {"epochs": 1})
     executor = make_executor("ray", options={"workers_per_child": 2})

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from runs.executors import ChildTask, make_executor
-from search_spaces import Context, load_space
+from l2l.runs.executors import ChildTask, make_executor
+from l2l.search_spaces import Context, load_space
 from tests.conftest import PLUGINS
 
 ray = pytest.importorskip("ray")

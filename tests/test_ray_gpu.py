@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from runs.executors import ChildTask, make_executor
-from search_spaces import Context, load_space
+from l2l.runs.executors import ChildTask, make_executor
+from l2l.search_spaces import Context, load_space
 from tests.conftest import PLUGINS
 
 ray = pytest.importorskip("ray")

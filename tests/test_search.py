@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from controllers import Proposal
-from runs.executors import ChildTask, LocalExecutor
-from runs.search import Search, SearchConfig, SearchError, SearchInterrupted
-from runs.store import Store
-from search_spaces import Result, SearchSpace
+from l2l.controllers import Proposal
+from l2l.runs.executors import ChildTask, LocalExecutor
+from l2l.runs.search import Search, SearchConfig, SearchError, SearchInterrupted
+from l2l.runs.store import Store
+from l2l.search_spaces import Result, SearchSpace
 from tests.conftest import PLUGINS
 
 FLAKY = f"{PLUGINS / 'spaces.py'}:Flaky"

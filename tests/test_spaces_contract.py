@@ -9,10 +9,10 @@ import random
 import pytest
 import torch
 
-from nas.data import DatasetError, load_dataset
-from nas.mlp import MLPLayout, build_mlp, count_parameters, linear_macs
-from nas.train import ChildDiverged, TrainConfig, train_classifier
-from search_spaces import Context, Result, Spec, available_spaces, load_space, token_sizes
+from l2l.nas.data import DatasetError, load_dataset
+from l2l.nas.mlp import MLPLayout, build_mlp, count_parameters, linear_macs
+from l2l.nas.train import ChildDiverged, TrainConfig, train_classifier
+from l2l.search_spaces import Context, Result, Spec, available_spaces, load_space, token_sizes
 
 FAST_OPTIONS: dict[str, dict[str, object]] = {
     "mlp": {"epochs": 2},

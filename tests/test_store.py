@@ -8,9 +8,9 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from runs.models import Base
-from runs.store import NewChild, RunNotFound, Store, StoreError
-from search_spaces import Result
+from l2l.runs.models import Base
+from l2l.runs.store import NewChild, RunNotFound, Store, StoreError
+from l2l.search_spaces import Result
 
 
 def make_run(store: Store, n: int = 4) -> int:

@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from controllers import ControllerError, ReinforceController
-from controllers.reinforce import build_config
-from controllers.surrogate import HammingGP, RidgeEnsemble
-from search_spaces import Decision
+from l2l.controllers import ControllerError, ReinforceController
+from l2l.controllers.reinforce import build_config
+from l2l.controllers.surrogate import HammingGP, RidgeEnsemble
+from l2l.search_spaces import Decision
 
 SIZES = [5, 5, 5, 5]
 # an additive reward with one interaction, so a one-hot linear model is good but not exact

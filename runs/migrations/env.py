@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from runs.models import Base
+from l2l.runs.models import Base
 
 config = context.config
 connection = config.attributes.get("connection")

@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Sequence
 
-from search_spaces import Context, Decision, Result, SearchSpace, Spec
+from l2l.search_spaces import Context, Decision, Result, SearchSpace, Spec
 
 
 class Flaky(SearchSpace):
