@@ -7,8 +7,10 @@ evolution with population 10 and tournament sample 3, one child per step, as in 
     python -m benchmarks.nb201 [--seeds 100] [--seed-offset 1000] [--dataset cifar10] [--strategies random,ppo]
         [--budgets 25,50,100,200,400] [-C key=value ...] [--name NAME]
 
-``-C key=value`` sets a controller setting of every strategy run (as ``l2l search -C``), e.g.
-``--strategies reinforce -C screen_local=1``; values are read as ``l2l search -C`` reads them.
+``--strategies`` lists rows, each a strategy name (``reinforce``, ``reinforce+screen``, ``evolution+screen``,
+...) with optional settings of its own after a colon, separated by semicolons: ``reinforce:preset=zoph_le``
+is the paper's REINFORCE. ``-C key=value`` sets a controller setting of every row (as ``l2l search -C``),
+e.g. ``--strategies reinforce+screen -C screen_local=1``; values are read as ``l2l search -C`` reads them.
 ``--name`` names the results file; ``--merge`` reruns some strategies into an existing file of the same
 protocol and keeps its other strategies (the file then records each strategy's settings).
 """
@@ -30,8 +32,22 @@ from l2l.search_spaces.nb201 import DATASETS, load_table
 
 BUDGETS = (25, 50, 100, 200, 400)
 SETTINGS: dict[str, dict[str, Any]] = {"evolution": {"population": 10, "sample": 3}}
-# children per controller update; evolution is steady-state (one at a time), as in the reference figures
+# children per controller update; evolution is steady-state (one at a time), as in the reference figures.
+# A screened row (STRATEGY+screen) proposes 4 at a time whatever it wraps: the surrogate is refitted once a
+# batch, so every screened row gets the same number of fits.
 BATCH = {"random": 10, "evolution": 1, "reinforce": 4, "ppo": 4, "tpe": 1}
+SCREENED_BATCH = 4
+
+
+def parse_row(row: str) -> tuple[str, dict[str, Any]]:
+    """(strategy, its own settings) of one ``--strategies`` entry ``STRATEGY[:key=value;key=value]``."""
+    strategy, _, assignments = row.partition(":")
+    return strategy, parse_assignments([a for a in assignments.split(";") if a], f"--strategies {row}")
+
+
+def batch_of(strategy: str) -> int:
+    """Children per controller update of ``strategy`` in this benchmark."""
+    return SCREENED_BATCH if strategy.endswith("+screen") else BATCH.get(strategy, 10)
 
 
 def trajectory(
@@ -39,7 +55,7 @@ def trajectory(
 ) -> list[tuple[float, float]]:
     """(reward, reported test accuracy in percent) of every query, in order."""
     space = load_space("nb201", {"dataset": dataset})
-    controller = make_controller(strategy, space.decisions(), seed, {**SETTINGS.get(strategy, {}), **(settings or {})})
+    controller = make_controller(strategy, space.decisions(), seed, {**SETTINGS.get(strategy.removesuffix("+screen"), {}), **(settings or {})})
     out: list[tuple[float, float]] = []
     while len(out) < queries:
         proposals = controller.propose(min(batch, queries - len(out)))
@@ -98,7 +114,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
-    parser.add_argument("--strategies", default="random,evolution,reinforce,ppo,tpe")
+    parser.add_argument(
+        "--strategies",
+        default="random,evolution,tpe,reinforce:preset=zoph_le,reinforce,reinforce+screen,evolution+screen,random+screen",
+        help="rows: STRATEGY[:key=value;...], comma-separated",
+    )
     parser.add_argument("--seed-offset", type=int, default=0, help="first seed (settings were tuned on seeds 0-39)")
     parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="query budgets to report")
     parser.add_argument("-C", dest="settings", action="append", default=[], help="controller setting key=value")
@@ -114,6 +134,7 @@ def main() -> None:
         parser.error(f"--budgets takes counts >= 1, got {args.budgets}")
     try:
         settings = parse_assignments(args.settings, "-C")
+        rows_asked = [parse_row(row) for row in args.strategies.split(",")]
     except UsageError as exc:
         parser.error(str(exc))
     # the controllers' networks are tiny: more threads only contend (two benchmark processes on 2 cores ran ~40x slower)
@@ -125,7 +146,7 @@ def main() -> None:
         "dataset": args.dataset,
         "seeds": args.seeds,
         "seed_offset": args.seed_offset,
-        "batch": BATCH,
+        "batch": {**BATCH, "STRATEGY+screen": SCREENED_BATCH},
         "budgets": budgets,
         "settings": settings,
         "results": {},
@@ -139,12 +160,14 @@ def main() -> None:
             parser.error(str(exc))
     rows: list[list[str]] = []
     reward_rows: list[list[str]] = []
-    for strategy in args.strategies.split(","):
+    for (strategy_name, own), label in zip(rows_asked, args.strategies.split(","), strict=True):
         started = time.perf_counter()
+        row_settings = {**settings, **own}
         trajs = [
-            trajectory(strategy, s, max(budgets), args.dataset, BATCH.get(strategy, 10), settings)
+            trajectory(strategy_name, s, max(budgets), args.dataset, batch_of(strategy_name), row_settings)
             for s in range(args.seed_offset, args.seed_offset + args.seeds)
         ]
+        strategy = label
         cells, reward_cells = [], []
         per_budget = {}
         for b in budgets:
@@ -170,7 +193,7 @@ def main() -> None:
         payload["curves"][strategy] = {"mean": [m for m, _ in stats], "sd": [sd for _, sd in stats]}
         payload["results"][strategy] = per_budget
         if "settings_by_strategy" in payload:
-            payload["settings_by_strategy"][strategy] = settings
+            payload["settings_by_strategy"][strategy] = row_settings
         rows.append([strategy, *cells, f"{time.perf_counter() - started:.0f}"])
     print(
         f"NAS-Bench-201 {args.dataset}, {args.seeds} seeds: 200-epoch test accuracy of the best-reward cell, "

@@ -10,6 +10,7 @@ from l2l.controllers.evolution import EvolutionController
 from l2l.controllers.random_search import RandomController
 from l2l.controllers.reinforce import PRESETS, PPOConfig, PPOController, ReinforceConfig, ReinforceController
 from l2l.controllers.rewards import get_transform
+from l2l.controllers.screen import SCREEN_SETTINGS, SUFFIX, ScreenConfig, ScreenedController, split_settings
 from l2l.search_spaces.api import Decision
 
 Factory = Callable[[Sequence[Decision], int, Mapping[str, Any]], Controller]
@@ -35,13 +36,33 @@ STRATEGIES: dict[str, Factory] = {
 }
 
 
+# the strategy of `l2l search` when none is named: the best measured (benchmarks/README.md, NAS-Bench-201)
+DEFAULT_STRATEGY = "reinforce+screen"
+
+
+def strategy_names() -> list[str]:
+    """Every strategy name `make_controller` accepts: each base strategy, and each wearing the screen."""
+    return [*STRATEGIES, *(f"{name}{SUFFIX}" for name in STRATEGIES)]
+
+
 def make_controller(
     strategy: str, decisions: Sequence[Decision], seed: int, settings: Mapping[str, Any] | None = None
 ) -> Controller:
-    """The controller named ``strategy`` over ``decisions``, seeded, with user ``settings``."""
-    if strategy not in STRATEGIES:
-        raise ControllerError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
-    controller = STRATEGIES[strategy](decisions, seed, settings or {})
+    """The controller named ``strategy`` over ``decisions``, seeded, with user ``settings``.
+
+    ``STRATEGY+screen`` wraps the strategy in `ScreenedController`; the ``screen*`` settings go to the screen,
+    the rest to the strategy."""
+    base = strategy.removesuffix(SUFFIX)
+    if base not in STRATEGIES:
+        raise ControllerError(
+            f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}, each also as STRATEGY{SUFFIX}"
+        )
+    screen, rest = split_settings(settings or {})
+    if screen and base == strategy:
+        raise ControllerError(f"{sorted(screen)} are settings of screening: use the strategy {strategy}{SUFFIX}")
+    controller = STRATEGIES[base](decisions, seed, rest)
+    if base != strategy:
+        controller = ScreenedController.from_settings(controller, screen)
     get_transform(controller.reward_transform)  # an unknown transform fails now, not at the first reward
     return controller
 
@@ -56,7 +77,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DEFAULT_STRATEGY",
     "PRESETS",
+    "SCREEN_SETTINGS",
     "STRATEGIES",
     "Controller",
     "ControllerSampler",
@@ -66,8 +89,11 @@ __all__ = [
     "PPOController",
     "Proposal",
     "RandomController",
+    "ScreenConfig",
+    "ScreenedController",
     "ReinforceConfig",
     "ReinforceController",
     "UpdateStats",
     "make_controller",
+    "strategy_names",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,32 @@ class Controller(ABC):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a state made by `state_dict`."""
 
+    # Screening (`l2l.controllers.screen`) picks among a strategy's candidates through these hooks. The
+    # defaults suit a strategy whose proposals commit it to nothing (random search, evolution).
+
+    def candidates(self, n: int) -> list[Proposal]:
+        """``n`` sequences this strategy would propose now, not yet counted as proposed, for screening."""
+        return self.propose(n)
+
+    def adopt(self, picks: Sequence[tuple[tuple[int, ...], Proposal | None]]) -> list[Proposal]:
+        """The screened picks as this strategy's proposals, now counted as proposed.
+
+        A pick drawn by the screen rather than by this strategy comes with ``None`` and gets a proposal
+        scored here; a strategy that never repeats leaves out the picks it proposed before."""
+        return [p if p is not None else Proposal(t, 0.0, 0.0, self.policy_version) for t, p in picks]
+
+    def release(self, proposals: Sequence[Proposal]) -> None:
+        """Candidates that screening did not pick: a strategy that keeps state per proposal lets them go."""
+
+    def proposed_before(self) -> Container[tuple[int, ...]]:
+        """Sequences screening must not draw again: those already proposed, by a strategy that never repeats."""
+        return frozenset()
+
+    @property
+    def exhausted(self) -> bool:
+        """True once a strategy that never repeats has proposed every sequence of the space."""
+        return False
+
     def to_bytes(self) -> bytes:
         """The state as bytes, for a checkpoint row in the store."""
         buf = io.BytesIO()
@@ -109,3 +135,16 @@ class Controller(ABC):
             raise ControllerError(f"update got {len(proposals)} proposals but {len(rewards)} rewards")
         if not proposals:
             raise ControllerError("update needs at least one proposal")
+
+
+def pack_tokens(rows: Sequence[Sequence[int]]) -> torch.Tensor:
+    """[n, length] int64 tensor of token sequences (shape [0] when there are none), for checkpoints:
+    torch.save pickles a list of lists one object at a time, which made checkpoints the slowest part of
+    an update once a run had a few hundred children."""
+    return torch.tensor([list(r) for r in rows], dtype=torch.long) if rows else torch.zeros(0, dtype=torch.long)
+
+
+def unpack_tokens(table: Any) -> list[tuple[int, ...]]:
+    """Token sequences from a `pack_tokens` tensor or, in older checkpoints, a list of lists."""
+    rows = table.tolist() if isinstance(table, torch.Tensor) else table
+    return [tuple(int(x) for x in row) for row in rows]

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats
+from l2l.controllers import policy_gradient as pg
+from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats, pack_tokens, unpack_tokens
 from l2l.controllers.policy import LSTMPolicy
-from l2l.controllers.surrogate import HammingGP, RidgeEnsemble
+from l2l.controllers.screen import SCREEN_SETTINGS
 from l2l.controllers.unique import SeenTree
 from l2l.search_spaces.api import Decision, token_sizes
-
-SCREEN_MODELS = ("gp", "ridge")
 
 
 @dataclass(frozen=True)
@@ -30,20 +29,8 @@ class ReinforceConfig:
     ``elite_weight`` (priority-queue training, Abolafia et al. 2018), which speeds up learning from
     the few good children a small budget finds.
 
-    With ``screen`` > 1 each proposal is the best of ``screen`` candidates sampled from the policy,
-    as scored by a bootstrap ensemble of ``screen_members`` ridge regressions of the rewards seen so
-    far (`l2l.controllers.surrogate`), once ``screen_warmup`` rewards have arrived; 0 or 1 turns this off.
-    ``screen_uniform`` more candidates per proposal are drawn uniformly from the space's unproposed
-    sequences, so the model can also pick a cell in a region the policy has stopped sampling.
-    ``screen_local`` adds every unproposed sequence one token away from each of that many best
-    sequences so far: the neighbourhood of the incumbents, where evolution and TPE search.
-    ``screen_prior`` is the scale of each member's random prior weights (`RidgeEnsemble`), which keep
-    values the history has barely tried from being rated average by every member.
-    ``screen_model`` picks the surrogate: ``ridge`` (the ensemble above) or ``gp``, a Gaussian process
-    whose kernel (`HammingGP`) is ``screen_mix`` additive and the rest a product over positions, so it
-    also learns which values go well together; its posterior draws replace the bootstrap members.
-    With ``gp`` the ridge ensemble still screens until ``screen_gp_from`` rewards have arrived: with
-    few data the additive model generalizes better, with more the interactions decide.
+    Screening by a surrogate is a wrapper any strategy can wear (`l2l.controllers.screen`): the
+    default strategy of `l2l search` is ``reinforce+screen``.
     """
 
     hidden_size: int = 64
@@ -61,16 +48,6 @@ class ReinforceConfig:
     elite_size: int = 3
     elite_weight: float = 1.0
     max_importance: float = 1.0  # truncation of the importance ratio of stale children (async mode)
-    screen: int = 10
-    screen_members: int = 8
-    screen_ridge: float = 0.3
-    screen_warmup: int = 10
-    screen_uniform: int = 30
-    screen_local: int = 1
-    screen_prior: float = 0.35
-    screen_model: str = "gp"
-    screen_mix: float = 0.2
-    screen_gp_from: int = 100
 
     def __post_init__(self) -> None:
         if self.max_importance <= 0:
@@ -89,23 +66,6 @@ class ReinforceConfig:
             raise ControllerError(
                 f"elite_size and elite_weight must be >= 0, got {self.elite_size}, {self.elite_weight}"
             )
-        if self.screen < 0 or self.screen_members < 1 or self.screen_warmup < 1 or self.screen_ridge <= 0:
-            raise ControllerError(
-                "screen must be >= 0, screen_members and screen_warmup >= 1 and screen_ridge > 0; got "
-                f"{self.screen}, {self.screen_members}, {self.screen_warmup}, {self.screen_ridge}"
-            )
-        if self.screen_prior < 0:
-            raise ControllerError(f"screen_prior must be >= 0, got {self.screen_prior}")
-        if self.screen_local < 0:
-            raise ControllerError(f"screen_local must be >= 0, got {self.screen_local}")
-        if self.screen_uniform < 0:
-            raise ControllerError(f"screen_uniform must be >= 0, got {self.screen_uniform}")
-        if self.screen_model not in SCREEN_MODELS:
-            raise ControllerError(f"unknown screen_model {self.screen_model!r}; known: {', '.join(SCREEN_MODELS)}")
-        if not 0.0 <= self.screen_mix <= 1.0:
-            raise ControllerError(f"screen_mix must be in [0, 1], got {self.screen_mix}")
-        if self.screen_gp_from < 0:
-            raise ControllerError(f"screen_gp_from must be >= 0, got {self.screen_gp_from}")
 
 
 @dataclass(frozen=True)
@@ -137,7 +97,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "grad_clip": None,
         "unique": False,
         "elite_size": 0,
-        "screen": 0,
     },
     # ENAS (Pham et al. 2018): 100 units, temperature 5.0, tanh constant 2.5, entropy bonus 1e-4, Adam 3.5e-4.
     "enas": {
@@ -152,7 +111,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "grad_clip": None,
         "unique": False,
         "elite_size": 0,
-        "screen": 0,
     },
 }
 
@@ -168,8 +126,11 @@ def build_config(settings: Mapping[str, Any], cls: type[ReinforceConfig] = Reinf
         base.update(PRESETS[preset])
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(settings) - known)
+    label = "ppo" if issubclass(cls, PPOConfig) else "reinforce"
+    screen = [k for k in unknown if k in SCREEN_SETTINGS]
+    if screen:
+        raise ControllerError(f"{screen} are settings of screening: use the strategy {label}+screen")
     if unknown:
-        label = "ppo" if issubclass(cls, PPOConfig) else "reinforce"
         raise ControllerError(f"unknown {label} setting(s) {unknown}; known: preset, {', '.join(sorted(known))}")
     base.update(settings)
     return cls(**base)
@@ -199,15 +160,10 @@ class ReinforceController(Controller):
                 self.decisions, c.hidden_size, c.lstm_layers, c.init_range, c.temperature, c.tanh_constant
             )
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.lr)
-        self.baseline: float | None = None
+        self.baseline = pg.EMABaseline(c.baseline_decay)
         self.seen: set[tuple[int, ...]] = set()
         self._seen_tree: SeenTree | None = None
         self.elite: list[tuple[float, tuple[int, ...]]] = []
-        # every (tokens, reward) learned from, for the surrogate that screens proposals
-        self.history: list[tuple[tuple[int, ...], float]] = []
-        self._surrogate: RidgeEnsemble | HammingGP | None = None
-        self._surrogate_size = -1  # len(history) when the surrogate was fitted
-        self._member = 0
 
     @classmethod
     def from_settings(
@@ -230,118 +186,55 @@ class ReinforceController(Controller):
             self._seen_tree = SeenTree(token_sizes(self.decisions), self.seen)
         return self._seen_tree
 
-    def _screening(self) -> bool:
-        return self.config.screen > 1 and len(self.history) >= self.config.screen_warmup
-
-    def _fitted_surrogate(self) -> RidgeEnsemble | HammingGP:
-        """The surrogate fitted to the whole history, refitted only when the history has grown.
-
-        Its bootstrap (ridge) or posterior (GP) draws come from a generator seeded by the run's seed and
-        the history's length, so a resumed run refits exactly the model an uninterrupted one had."""
-        if self._surrogate is None or self._surrogate_size != len(self.history):
-            c = self.config
-            model: RidgeEnsemble | HammingGP
-            if c.screen_model == "gp" and len(self.history) >= c.screen_gp_from:
-                model = HammingGP(token_sizes(self.decisions), c.screen_members, c.screen_mix)
-            else:
-                model = RidgeEnsemble(token_sizes(self.decisions), c.screen_members, c.screen_ridge, c.screen_prior)
-            draws = torch.Generator().manual_seed(self.seed * 1_000_003 + len(self.history))
-            model.fit([t for t, _ in self.history], [r for _, r in self.history], draws)
-            self._surrogate, self._surrogate_size, self._member = model, len(self.history), 0
-        return self._surrogate
-
-    def _uniform(self, n: int, exclude: Mapping[tuple[int, ...], Any], unique: bool) -> list[tuple[int, ...]]:
-        """Up to ``n`` sequences drawn uniformly from the whole space, without those in ``exclude`` and,
-        if ``unique``, without the proposed ones. Every token sequence is a valid candidate: each position's
-        values are those the policy can sample there."""
+    def propose(self, n: int) -> list[Proposal]:
         if n < 1:
-            return []
-        columns = [torch.randint(size, (n,), generator=self.generator) for size in token_sizes(self.decisions)]
-        drawn = dict.fromkeys(tuple(row) for row in torch.stack(columns, dim=1).tolist())
-        return [t for t in drawn if t not in exclude and not (unique and t in self.seen)]
+            raise ControllerError(f"propose needs n >= 1, got {n}")
+        if not self.config.unique:
+            return self._sample(n)
+        tree = self._tree()
+        chosen: list[Proposal] = []
+        # Each pass samples among the unproposed sequences only; rows of one pass may still pick the
+        # same sequence, so at least one new sequence is kept per pass until the space runs out.
+        while len(chosen) < n and not tree.exhausted:
+            chosen.extend(self._keep_new(self._sample(n - len(chosen), tree)))
+        if len(chosen) < n:  # the whole space has been proposed: repeats are all that is left
+            chosen.extend(self._sample(n - len(chosen)))
+        return chosen
 
-    def _neighbours(self, exclude: Mapping[tuple[int, ...], Any], unique: bool) -> list[tuple[int, ...]]:
-        """The sequences one token away from each of the ``screen_local`` best sequences learned from,
-        without those in ``exclude`` and, if ``unique``, without the proposed ones."""
-        k = self.config.screen_local
-        if k < 1 or not self.history:
-            return []
-        ranked = sorted(self.history, key=lambda tr: tr[1], reverse=True)
-        best = list(dict.fromkeys(t for t, _ in ranked))[:k]
-        found: dict[tuple[int, ...], None] = {}
-        for tokens in best:
-            for i, size in enumerate(token_sizes(self.decisions)):
-                for value in range(size):
-                    if value != tokens[i]:
-                        found[(*tokens[:i], value, *tokens[i + 1 :])] = None
-        return [t for t in found if t not in exclude and not (unique and t in self.seen)]
+    def _keep_new(self, proposals: Sequence[Proposal]) -> list[Proposal]:
+        """The proposals of sequences not proposed before (all of them without ``unique``), now marked."""
+        if not self.config.unique:
+            return list(proposals)
+        tree, kept = self._tree(), []
+        for p in proposals:
+            if tree.add(p.tokens):
+                self.seen.add(p.tokens)
+                kept.append(p)
+        return kept
 
-    def _screened(self, n: int, tree: SeenTree | None) -> list[Proposal]:
-        """``n`` distinct proposals, each the best by one surrogate member (a bootstrap fit or a posterior
-        draw) of ``screen`` policy samples, ``screen_uniform`` uniform draws and the incumbents'
-        neighbours (``screen_local``)."""
-        pool: dict[tuple[int, ...], Proposal | None] = {}
-        for p in self._sample(n * self.config.screen, tree):
-            pool.setdefault(p.tokens, p)
-        unique = tree is not None
-        for t in self._uniform(n * self.config.screen_uniform, pool, unique) + self._neighbours(pool, unique):
-            pool[t] = None  # scored by the policy below, if chosen
-        tokens = list(pool)
-        model = self._fitted_surrogate()
-        scores = model.scores(tokens)
-        picked: list[int] = []
-        taken = torch.zeros(len(tokens), dtype=torch.bool)
-        for _ in range(min(n, len(tokens))):
-            row = scores[self._member % model.members].masked_fill(taken, float("-inf"))
-            self._member += 1
-            best = int(torch.argmax(row))
-            taken[best] = True
-            picked.append(best)
-        return self._with_log_probs([(tokens[i], pool[tokens[i]]) for i in picked])
+    # screening hooks (`Controller.candidates`): samples among the unproposed sequences, marked once adopted
 
-    def _with_log_probs(self, chosen: list[tuple[tuple[int, ...], Proposal | None]]) -> list[Proposal]:
-        """Proposals for the chosen sequences; the uniform draws get the current policy's log-prob and
-        entropy (one scoring pass), as if the policy had sampled them: what the gradient and PPO's ratio use."""
-        drawn = [t for t, p in chosen if p is None]
+    def candidates(self, n: int) -> list[Proposal]:
+        return self._sample(n, self._tree() if self.config.unique else None)
+
+    def adopt(self, picks: Sequence[tuple[tuple[int, ...], Proposal | None]]) -> list[Proposal]:
+        # picks the policy did not sample get its current log-prob and entropy (one scoring pass), as if it
+        # had sampled them: what the gradient and PPO's ratio use
+        drawn = [t for t, p in picks if p is None]
         scored: dict[tuple[int, ...], Proposal] = {}
         if drawn:
             with torch.no_grad():
                 _, log_prob, entropy = self.policy(len(drawn), forced=torch.tensor(drawn, dtype=torch.long))
             for t, lp, ent in zip(drawn, log_prob.tolist(), entropy.tolist(), strict=True):
                 scored[t] = Proposal(t, lp, ent, self.policy_version)
-        return [p if p is not None else scored[t] for t, p in chosen]
+        return self._keep_new([p if p is not None else scored[t] for t, p in picks])
 
-    def propose(self, n: int) -> list[Proposal]:
-        if n < 1:
-            raise ControllerError(f"propose needs n >= 1, got {n}")
-        if not self.config.unique:
-            return self._screened(n, None) if self._screening() else self._sample(n)
-        tree = self._tree()
-        chosen: list[Proposal] = []
-        # Each pass samples among the unproposed sequences only; rows of one pass may still pick the
-        # same sequence, so at least one new sequence is kept per pass until the space runs out.
-        while len(chosen) < n and not tree.exhausted:
-            need = n - len(chosen)
-            for p in self._screened(need, tree) if self._screening() else self._sample(need, tree):
-                if tree.add(p.tokens):
-                    self.seen.add(p.tokens)
-                    chosen.append(p)
-        if len(chosen) < n:  # the whole space has been proposed: repeats are all that is left
-            chosen.extend(self._sample(n - len(chosen)))
-        return chosen
+    def proposed_before(self) -> Container[tuple[int, ...]]:
+        return self.seen if self.config.unique else frozenset()
 
-    def _advantages(self, rewards: Sequence[float]) -> tuple[torch.Tensor, float, float]:
-        r = torch.tensor([float(x) for x in rewards], dtype=torch.float32)
-        if not torch.isfinite(r).all():
-            raise ControllerError(f"rewards must be finite, got {list(rewards)}")
-        mean_reward = float(r.mean())
-        baseline = mean_reward if self.baseline is None else self.baseline
-        advantage = r - baseline
-        if self.config.normalize_advantage and len(r) > 1:
-            advantage = advantage / (advantage.std() + 1e-8)
-        decay = self.config.baseline_decay
-        self.baseline = decay * baseline + (1.0 - decay) * mean_reward
-        return advantage, baseline, mean_reward
+    @property
+    def exhausted(self) -> bool:
+        return self.config.unique and self._tree().exhausted
 
     def _step(self, loss: torch.Tensor) -> float:
         self.optimizer.zero_grad(set_to_none=True)
@@ -355,43 +248,29 @@ class ReinforceController(Controller):
     def _loss(
         self, proposals: Sequence[Proposal], advantage: torch.Tensor, log_prob: torch.Tensor, entropy: torch.Tensor
     ) -> torch.Tensor:
-        weight = self._staleness_weights(proposals, log_prob)
-        return -(weight * advantage * log_prob).mean() - self.config.entropy_weight * entropy.mean()
-
-    def _staleness_weights(self, proposals: Sequence[Proposal], log_prob: torch.Tensor) -> torch.Tensor:
-        """Importance ratios pi_now / pi_sampled for children sampled from an older policy (asynchronous
-        workers), truncated at ``max_importance`` as in IMPALA's V-trace; 1 for fresh children."""
-        stale = torch.tensor([p.policy_version != self.policy_version for p in proposals])
-        if not bool(stale.any()):
-            return torch.ones_like(log_prob)
-        old = torch.tensor([p.log_prob for p in proposals], dtype=log_prob.dtype)
-        ratio = torch.exp(log_prob.detach() - old).clamp(max=self.config.max_importance)
-        return torch.where(stale, ratio, torch.ones_like(ratio))
+        weight = pg.importance_weights(
+            log_prob,
+            [p.log_prob for p in proposals],
+            [p.policy_version != self.policy_version for p in proposals],
+            self.config.max_importance,
+        )
+        return pg.reinforce_loss(log_prob, advantage, entropy, self.config.entropy_weight, weight)
 
     def _passes(self) -> int:
         return 1
-
-    def _remember_elite(self, proposals: Sequence[Proposal], rewards: Sequence[float]) -> None:
-        if self.config.elite_size == 0:
-            return
-        best = dict((tokens, r) for r, tokens in self.elite)
-        for p, r in zip(proposals, rewards, strict=True):
-            best[p.tokens] = max(float(r), best.get(p.tokens, float("-inf")))
-        ranked = sorted(((r, t) for t, r in best.items()), key=lambda rt: (-rt[0], rt[1]))
-        self.elite = ranked[: self.config.elite_size]
 
     def _elite_loss(self) -> torch.Tensor | None:
         if not self.elite or self.config.elite_weight == 0:
             return None
         forced = torch.tensor([t for _, t in self.elite], dtype=torch.long)
         _, log_prob, _ = self.policy(len(self.elite), forced=forced)
-        return -self.config.elite_weight * log_prob.mean()
+        return pg.elite_loss(log_prob, self.config.elite_weight)
 
     def update(self, proposals: Sequence[Proposal], rewards: Sequence[float]) -> UpdateStats:
         self._check_update(proposals, rewards)
-        advantage, baseline, mean_reward = self._advantages(rewards)
-        self._remember_elite(proposals, rewards)
-        self.history.extend((p.tokens, float(r)) for p, r in zip(proposals, rewards, strict=True))
+        advantage, baseline, mean_reward = self.baseline.advantages(rewards, self.config.normalize_advantage)
+        batch = [(float(r), p.tokens) for p, r in zip(proposals, rewards, strict=True)]
+        self.elite = pg.update_elite(self.elite, batch, self.config.elite_size)
         forced = torch.tensor([p.tokens for p in proposals], dtype=torch.long)
         for _ in range(self._passes()):
             _, log_prob, entropy = self.policy(len(proposals), forced=forced)
@@ -415,50 +294,30 @@ class ReinforceController(Controller):
             "config": dataclasses.asdict(self.config),
             "policy": self.policy.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "baseline": self.baseline,
+            "baseline": self.baseline.value,
             "policy_version": self.policy_version,
             "rng": self.generator.get_state(),
-            # token tables as tensors: torch.save pickles a list of lists one object at a time, which
-            # made the checkpoint the slowest part of an update once a run had a few hundred children
-            "seen": _token_table(sorted(self.seen)),
+            "seen": pack_tokens(sorted(self.seen)),
             "elite": [[r, list(t)] for r, t in self.elite],
-            "history_tokens": _token_table([t for t, _ in self.history]),
-            "history_rewards": torch.tensor([r for _, r in self.history], dtype=torch.float64),
-            "seed": self.seed,  # seeds the surrogate's bootstrap draws
+            "seed": self.seed,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        # settings added since the checkpoint was written take their defaults
-        stored = {**dataclasses.asdict(self.config_type()), **dict(state["config"])}
+        # settings added since the checkpoint was written take their defaults; the screen's settings, which
+        # checkpoints of l2l 0.1 held here, now belong to the screen (`l2l.controllers.screen`)
+        stored = {k: v for k, v in dict(state["config"]).items() if k not in SCREEN_SETTINGS}
+        stored = {**dataclasses.asdict(self.config_type()), **stored}
         if stored != dataclasses.asdict(self.config):
             raise ControllerError(f"checkpoint config {state['config']} differs from this controller's {self.config}")
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.baseline = state["baseline"]
+        self.baseline.value = state["baseline"]
         self.policy_version = int(state["policy_version"])
         self.generator.set_state(state["rng"])
-        self.seen = {tuple(t) for t in _rows(state["seen"])}
+        self.seen = set(unpack_tokens(state["seen"]))
         self._seen_tree = None
         self.elite = [(float(r), tuple(int(x) for x in t)) for r, t in state["elite"]]
-        # checkpoints written before the surrogate existed hold no history: screening starts afresh
-        if "history_tokens" in state:
-            rewards = [float(r) for r in state["history_rewards"].tolist()]
-            self.history = [(tuple(t), r) for t, r in zip(_rows(state["history_tokens"]), rewards, strict=True)]
-        else:  # checkpoints written before the token tables were tensors
-            self.history = [(tuple(int(x) for x in t), float(r)) for r, t in state.get("history", [])]
-        self._surrogate, self._surrogate_size, self._member = None, -1, 0
         self.seed = int(state.get("seed", self.seed))
-
-
-def _token_table(rows: Sequence[Sequence[int]]) -> torch.Tensor:
-    """[n, length] int64 tensor of token sequences (shape [0] when there are none)."""
-    return torch.tensor([list(r) for r in rows], dtype=torch.long) if rows else torch.zeros(0, dtype=torch.long)
-
-
-def _rows(table: Any) -> list[tuple[int, ...]]:
-    """Token sequences from a `_token_table` tensor or, in older checkpoints, a list of lists."""
-    rows = table.tolist() if isinstance(table, torch.Tensor) else table
-    return [tuple(int(x) for x in row) for row in rows]
 
 
 class PPOController(ReinforceController):
@@ -480,8 +339,5 @@ class PPOController(ReinforceController):
         self, proposals: Sequence[Proposal], advantage: torch.Tensor, log_prob: torch.Tensor, entropy: torch.Tensor
     ) -> torch.Tensor:
         assert isinstance(self.config, PPOConfig)
-        old = torch.tensor([p.log_prob for p in proposals], dtype=log_prob.dtype)
-        ratio = torch.exp(log_prob - old)
-        clipped = torch.clamp(ratio, 1.0 - self.config.clip, 1.0 + self.config.clip)
-        surrogate = torch.minimum(ratio * advantage, clipped * advantage)
-        return -surrogate.mean() - self.config.entropy_weight * entropy.mean()
+        c = self.config
+        return pg.ppo_loss(log_prob, [p.log_prob for p in proposals], advantage, entropy, c.entropy_weight, c.clip)

@@ -1,4 +1,4 @@
-"""The surrogate that screens REINFORCE's proposals: the ridge ensemble, and what screening changes."""
+"""The surrogate that screens a strategy's proposals: the ridge ensemble, the GP, and what screening changes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import math
 import pytest
 import torch
 
-from l2l.controllers import ControllerError, ReinforceController
-from l2l.controllers.reinforce import build_config
+from l2l.controllers import ControllerError, ReinforceController, ScreenConfig, ScreenedController, make_controller
 from l2l.controllers.surrogate import HammingGP, RidgeEnsemble
 from l2l.search_spaces import Decision
 
@@ -60,12 +59,21 @@ def test_ensemble_rejects_bad_settings_and_data() -> None:
     with pytest.raises(ControllerError, match="as many rewards as sequences"):
         RidgeEnsemble(SIZES, members=2, ridge=1.0).fit([(0, 0, 0, 0)], [], torch.Generator())
     with pytest.raises(ControllerError, match="screen must be >= 0"):
-        build_config({"screen": -1})
+        ScreenConfig(screen=-1)
+    with pytest.raises(ControllerError, match=r"\['screen'\] are settings of screening: use the strategy reinforce\+screen"):
+        make_controller("reinforce", decisions(), 0, {"screen": 4})
+
+
+def screened(seed: int, **settings: object) -> ScreenedController:
+    """REINFORCE wearing the screen, with screen ``settings``."""
+    c = make_controller("reinforce+screen", decisions(), seed, settings)
+    assert isinstance(c, ScreenedController) and isinstance(c.base, ReinforceController)
+    return c
 
 
 def mean_reward_of_proposals(screen: int) -> float:
     """Mean true reward of 40 proposals made after the same 20 rewarded ones."""
-    c = ReinforceController(decisions(), seed=0, config=build_config({"screen": screen, "screen_warmup": 20}))
+    c = screened(0, screen=screen, screen_warmup=20)
     for _ in range(5):
         ps = c.propose(4)
         c.update(ps, [reward(p.tokens) for p in ps])
@@ -80,44 +88,50 @@ def test_screening_proposes_better_children_than_the_policy_alone() -> None:
 
 
 def test_screening_waits_for_the_warmup_and_presets_turn_it_off() -> None:
-    plain = ReinforceController(decisions(), seed=3, config=build_config({"screen": 0}))
-    screened = ReinforceController(decisions(), seed=3, config=build_config({"screen_warmup": 8}))
+    plain = make_controller("reinforce", decisions(), 3)
+    wrapped = screened(3, screen_warmup=8)
     for _ in range(2):  # before the warmup both sample the same policy with the same generator
-        a, b = plain.propose(4), screened.propose(4)
+        a, b = plain.propose(4), wrapped.propose(4)
         assert a == b
         plain.update(a, [reward(p.tokens) for p in a])
-        screened.update(b, [reward(p.tokens) for p in b])
-    assert plain.propose(4) != screened.propose(4)
-    assert build_config({"preset": "zoph_le"}).screen == 0 and build_config({"preset": "enas"}).screen == 0
+        wrapped.update(b, [reward(p.tokens) for p in b])
+    assert plain.propose(4) != wrapped.propose(4)
+    # screen 0 or 1 turns it off: the wrapper then proposes exactly what the strategy would
+    off, alone = screened(5, screen=0, screen_warmup=1), make_controller("reinforce", decisions(), 5)
+    for _ in range(3):
+        a, b = off.propose(4), alone.propose(4)
+        assert a == b
+        off.update(a, [reward(p.tokens) for p in a])
+        alone.update(b, [reward(p.tokens) for p in b])
 
 
 @pytest.mark.parametrize("model", ["ridge", "gp"])
 def test_history_and_seed_are_part_of_the_checkpoint(model: str) -> None:
-    config = build_config({"screen_model": model, "screen_gp_from": 0})
-    a = ReinforceController(decisions(), seed=7, config=config)
+    a = screened(7, screen_model=model, screen_gp_from=0)
     for _ in range(4):
         ps = a.propose(4)
         a.update(ps, [reward(p.tokens) for p in ps])
-    b = ReinforceController(decisions(), seed=1, config=config)
+    b = screened(1, screen_model=model, screen_gp_from=0)
     b.load_bytes(a.to_bytes())
     assert b.history == a.history and len(b.history) == 16
     assert [p.tokens for p in a.propose(8)] == [p.tokens for p in b.propose(8)]
 
 
-def stuck_controller(uniform: int, monkeypatch: pytest.MonkeyPatch, local: int = 0) -> ReinforceController:
-    """A controller whose policy only ever samples sequences whose first token is 0, after 12 rewards
-    that show the first token is worth most at 2."""
-    settings = {"screen_uniform": uniform, "screen_warmup": 12, "screen_local": local}
-    c = ReinforceController(decisions(), seed=0, config=build_config(settings))
-    c.history = [((first, second, 0, 1), 10.0 * (first == 2)) for first in range(5) for second in (0, 1)]
-    c.history += [((0, 2, 2, 2), 0.0), ((1, 2, 2, 2), 0.0)]
-    c.seen.update(t for t, _ in c.history)
-    sample = c._sample
+def stuck_controller(uniform: int, monkeypatch: pytest.MonkeyPatch, local: int = 0) -> ScreenedController:
+    """A screened controller whose policy only ever samples sequences whose first token is 0, after 12
+    rewards that show the first token is worth most at 2."""
+    c = screened(0, screen_uniform=uniform, screen_warmup=12, screen_local=local)
+    history = [((first, second, 0, 1), 10.0 * (first == 2)) for first in range(5) for second in (0, 1)]
+    history += [((0, 2, 2, 2), 0.0), ((1, 2, 2, 2), 0.0)]
+    for tokens, r in history:  # as if the strategy had proposed and learned from these
+        (p,) = c.base.adopt([(tokens, None)])
+        c.update([p], [r])
+    candidates = c.base.candidates
 
-    def policy_stuck_on_zero(n: int, tree: object = None) -> list:
-        return [p for p in sample(n, tree) if p.tokens[0] == 0]  # type: ignore[arg-type]
+    def policy_stuck_on_zero(n: int) -> list:
+        return [p for p in candidates(n) if p.tokens[0] == 0]
 
-    monkeypatch.setattr(c, "_sample", policy_stuck_on_zero)
+    monkeypatch.setattr(c.base, "candidates", policy_stuck_on_zero)
     return c
 
 
@@ -130,11 +144,11 @@ def test_uniform_draws_let_screening_reach_what_the_policy_no_longer_samples(mon
     # a drawn sequence carries the policy's own log-prob and entropy, as if the policy had sampled it
     drawn = [p for p in proposed if p.tokens[0] == 2]
     with torch.no_grad():
-        _, log_prob, entropy = c.policy(len(drawn), forced=torch.tensor([p.tokens for p in drawn]))
+        _, log_prob, entropy = c.base.policy(len(drawn), forced=torch.tensor([p.tokens for p in drawn]))
     assert [p.log_prob for p in drawn] == pytest.approx(log_prob.tolist())
     assert [p.entropy for p in drawn] == pytest.approx(entropy.tolist())
     with pytest.raises(ControllerError, match="screen_uniform must be >= 0"):
-        build_config({"screen_uniform": -1})
+        ScreenConfig(screen_uniform=-1)
 
 
 def test_incumbent_neighbours_let_screening_search_around_the_best(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,10 +160,10 @@ def test_incumbent_neighbours_let_screening_search_around_the_best(monkeypatch: 
     assert all(sum(a != b for a, b in zip(p.tokens, best, strict=True)) == 1 for p in near)
     assert len({p.tokens for p in proposed}) == 8 and not {p.tokens for p in proposed} & {t for t, _ in c.history}
     with torch.no_grad():
-        _, log_prob, _ = c.policy(len(near), forced=torch.tensor([p.tokens for p in near]))
+        _, log_prob, _ = c.base.policy(len(near), forced=torch.tensor([p.tokens for p in near]))
     assert [p.log_prob for p in near] == pytest.approx(log_prob.tolist())
     with pytest.raises(ControllerError, match="screen_local must be >= 0"):
-        build_config({"screen_local": -1})
+        ScreenConfig(screen_local=-1)
 
 
 def test_random_prior_gives_unseen_values_a_spread_of_guesses() -> None:
@@ -172,7 +186,7 @@ def test_random_prior_gives_unseen_values_a_spread_of_guesses() -> None:
     with pytest.raises(ControllerError, match="prior scale must be >= 0"):
         RidgeEnsemble(SIZES, members=1, ridge=0.3, prior=-1.0)
     with pytest.raises(ControllerError, match="screen_prior must be >= 0"):
-        build_config({"screen_prior": -0.5})
+        ScreenConfig(screen_prior=-0.5)
 
 
 def explicit_kernel(a: list[tuple[int, ...]], b: list[tuple[int, ...]], mix: float, scale: float) -> torch.Tensor:
@@ -253,26 +267,26 @@ def test_gp_learns_an_interaction_the_additive_model_cannot() -> None:
 def test_gp_setting_picks_the_model_and_bad_values_are_rejected() -> None:
     def surrogates(settings: dict[str, object]) -> list[type]:
         """The surrogate's type at each of the first 5 screened proposals (after 4, 8, ... 20 rewards)."""
-        c = ReinforceController(decisions(), seed=0, config=build_config({"screen_warmup": 4, **settings}))
+        c = screened(0, screen_warmup=4, **settings)
         out = []
         for _ in range(6):
             ps = c.propose(4)
             c.update(ps, [reward(p.tokens) for p in ps])
-            if c._surrogate is not None:
-                out.append(type(c._surrogate))
+            if c.surrogate is not None:
+                out.append(type(c.surrogate))
         return out
 
     assert surrogates({"screen_model": "gp", "screen_gp_from": 0}) == [HammingGP] * 5
     assert surrogates({"screen_model": "ridge", "screen_gp_from": 0}) == [RidgeEnsemble] * 5
     # by default the ridge model screens until screen_gp_from rewards have arrived, then the GP
     assert surrogates({"screen_gp_from": 12}) == [RidgeEnsemble] * 2 + [HammingGP] * 3
-    assert build_config({}).screen_model == "gp" and build_config({}).screen_gp_from == 100
+    assert ScreenConfig().screen_model == "gp" and ScreenConfig().screen_gp_from == 100
     with pytest.raises(ControllerError, match="screen_gp_from must be >= 0, got -1"):
-        build_config({"screen_gp_from": -1})
+        make_controller("reinforce+screen", decisions(), 0, {"screen_gp_from": -1})
     with pytest.raises(ControllerError, match="unknown screen_model 'forest'; known: gp, ridge"):
-        build_config({"screen_model": "forest"})
+        make_controller("reinforce+screen", decisions(), 0, {"screen_model": "forest"})
     with pytest.raises(ControllerError, match=r"screen_mix must be in \[0, 1\], got 1.5"):
-        build_config({"screen_mix": 1.5})
+        make_controller("reinforce+screen", decisions(), 0, {"screen_mix": 1.5})
     with pytest.raises(ControllerError, match="at least 1 member"):
         HammingGP(SIZES, members=0)
     with pytest.raises(ControllerError, match="additive share"):

@@ -1,0 +1,228 @@
+"""Screening: any strategy proposes many candidates, a surrogate of the rewards so far picks which are trained.
+
+Training a child is the expensive step of a search. `ScreenedController` wraps a strategy (written
+``STRATEGY+screen``: ``reinforce+screen``, ``evolution+screen``, ...): once ``screen_warmup`` rewards have
+arrived, each proposal is the best, by one member of a surrogate (`l2l.controllers.surrogate`), of a pool
+holding ``screen`` candidates of the wrapped strategy, ``screen_uniform`` uniform draws from the space and
+the one-token neighbours of the ``screen_local`` best sequences so far. The wrapped strategy still learns
+from every reward; the screen only chooses what it is given to learn from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Container, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats, pack_tokens, unpack_tokens
+from l2l.controllers.surrogate import HammingGP, RidgeEnsemble
+from l2l.search_spaces.api import token_sizes
+
+SUFFIX = "+screen"
+SCREEN_MODELS = ("gp", "ridge")
+
+Pick = tuple[tuple[int, ...], Proposal | None]
+
+
+@dataclass(frozen=True)
+class ScreenConfig:
+    """Settings of the screen (``-C screen_...``).
+
+    ``screen`` candidates of the wrapped strategy per proposal (0 or 1: no screening); ``screen_warmup``
+    rewards before the first screened proposal; ``screen_uniform`` uniform draws of unproposed sequences
+    per proposal, so the model can pick a cell in a region the strategy has stopped sampling;
+    ``screen_local`` best sequences whose one-token neighbours join the pool. ``screen_model`` picks the
+    surrogate: ``ridge``, a bootstrap ensemble of ``screen_members`` ridge regressions (penalty
+    ``screen_ridge``, random prior weights of scale ``screen_prior``), or ``gp``, a Gaussian process whose
+    kernel is ``screen_mix`` additive and the rest a product over positions, which takes over from the
+    ridge ensemble once ``screen_gp_from`` rewards have arrived.
+    """
+
+    screen: int = 10
+    screen_members: int = 8
+    screen_ridge: float = 0.3
+    screen_warmup: int = 10
+    screen_uniform: int = 30
+    screen_local: int = 1
+    screen_prior: float = 0.35
+    screen_model: str = "gp"
+    screen_mix: float = 0.2
+    screen_gp_from: int = 100
+
+    def __post_init__(self) -> None:
+        if self.screen < 0 or self.screen_members < 1 or self.screen_warmup < 1 or self.screen_ridge <= 0:
+            raise ControllerError(
+                "screen must be >= 0, screen_members and screen_warmup >= 1 and screen_ridge > 0; got "
+                f"{self.screen}, {self.screen_members}, {self.screen_warmup}, {self.screen_ridge}"
+            )
+        for name in ("screen_prior", "screen_local", "screen_uniform", "screen_gp_from"):
+            if getattr(self, name) < 0:
+                raise ControllerError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.screen_model not in SCREEN_MODELS:
+            raise ControllerError(f"unknown screen_model {self.screen_model!r}; known: {', '.join(SCREEN_MODELS)}")
+        if not 0.0 <= self.screen_mix <= 1.0:
+            raise ControllerError(f"screen_mix must be in [0, 1], got {self.screen_mix}")
+
+
+SCREEN_SETTINGS = tuple(f.name for f in dataclasses.fields(ScreenConfig))
+
+
+def split_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the screen's settings, the wrapped strategy's settings) of one ``-C`` mapping."""
+    screen = {k: v for k, v in settings.items() if k in SCREEN_SETTINGS}
+    return screen, {k: v for k, v in settings.items() if k not in SCREEN_SETTINGS}
+
+
+class ScreenedController(Controller):
+    """A strategy whose proposals are picked from a larger pool by a surrogate of the rewards seen so far."""
+
+    def __init__(self, base: Controller, config: ScreenConfig | None = None) -> None:
+        super().__init__(base.decisions, base.seed)
+        self.base = base
+        self.kind = f"{base.kind}{SUFFIX}"
+        self.config = config or ScreenConfig()
+        # uniform draws come from the wrapped strategy's stream: a run has one seeded stream, so a resumed
+        # run (whose state holds that stream) draws what an uninterrupted one would
+        self.generator = base.generator
+        self.reward_transform = base.reward_transform
+        self.policy_version = base.policy_version
+        self.history: list[tuple[tuple[int, ...], float]] = []  # every (tokens, reward) learned from
+        self._surrogate: RidgeEnsemble | HammingGP | None = None
+        self._surrogate_size = -1  # len(history) when the surrogate was fitted
+        self._member = 0
+
+    @classmethod
+    def from_settings(
+        cls, base: Controller, settings: Mapping[str, Any]
+    ) -> ScreenedController:
+        """Wrap ``base`` with the screen settings in ``settings`` (names as in `ScreenConfig`)."""
+        unknown = sorted(set(settings) - set(SCREEN_SETTINGS))
+        if unknown:
+            raise ControllerError(f"unknown screen setting(s) {unknown}; known: {', '.join(SCREEN_SETTINGS)}")
+        return cls(base, ScreenConfig(**settings))
+
+    @property
+    def surrogate(self) -> RidgeEnsemble | HammingGP | None:
+        """The model that screened the latest proposals (None before the first screened one)."""
+        return self._surrogate
+
+    def _screening(self) -> bool:
+        return self.config.screen > 1 and len(self.history) >= self.config.screen_warmup
+
+    def propose(self, n: int) -> list[Proposal]:
+        if n < 1:
+            raise ControllerError(f"propose needs n >= 1, got {n}")
+        if not self._screening():
+            return self.base.propose(n)
+        chosen: list[Proposal] = []
+        # a strategy that never repeats may drop picks it proposed meanwhile: screen again for the rest
+        while len(chosen) < n and not self.base.exhausted:
+            chosen.extend(self.base.adopt(self._screened(n - len(chosen))))
+        if len(chosen) < n:  # the whole space has been proposed: the strategy's repeats are all that is left
+            chosen.extend(self.base.propose(n - len(chosen)))
+        return chosen
+
+    def _screened(self, n: int) -> list[Pick]:
+        """``n`` distinct picks, each the best of the pool by one surrogate member (a bootstrap fit or a
+        posterior draw)."""
+        candidates = self.base.candidates(n * self.config.screen)
+        pool: dict[tuple[int, ...], Proposal | None] = {}
+        for p in candidates:
+            pool.setdefault(p.tokens, p)
+        before = self.base.proposed_before()
+        for t in self._uniform(n * self.config.screen_uniform, pool, before) + self._neighbours(pool, before):
+            pool[t] = None  # scored by the wrapped strategy (`Controller.adopt`), if picked
+        tokens = list(pool)
+        model = self._fitted_surrogate()
+        scores = model.scores(tokens)
+        picked: list[int] = []
+        taken = torch.zeros(len(tokens), dtype=torch.bool)
+        for _ in range(min(n, len(tokens))):
+            row = scores[self._member % model.members].masked_fill(taken, float("-inf"))
+            self._member += 1
+            best = int(torch.argmax(row))
+            taken[best] = True
+            picked.append(best)
+        picks = [(tokens[i], pool[tokens[i]]) for i in picked]
+        kept = {id(p) for _, p in picks if p is not None}
+        self.base.release([p for p in candidates if id(p) not in kept])
+        return picks
+
+    def _fitted_surrogate(self) -> RidgeEnsemble | HammingGP:
+        """The surrogate fitted to the whole history, refitted only when the history has grown.
+
+        Its bootstrap (ridge) or posterior (GP) draws come from a generator seeded by the run's seed and
+        the history's length, so a resumed run refits exactly the model an uninterrupted one had."""
+        if self._surrogate is None or self._surrogate_size != len(self.history):
+            c = self.config
+            model: RidgeEnsemble | HammingGP
+            if c.screen_model == "gp" and len(self.history) >= c.screen_gp_from:
+                model = HammingGP(token_sizes(self.decisions), c.screen_members, c.screen_mix)
+            else:
+                model = RidgeEnsemble(token_sizes(self.decisions), c.screen_members, c.screen_ridge, c.screen_prior)
+            draws = torch.Generator().manual_seed(self.seed * 1_000_003 + len(self.history))
+            model.fit([t for t, _ in self.history], [r for _, r in self.history], draws)
+            self._surrogate, self._surrogate_size, self._member = model, len(self.history), 0
+        return self._surrogate
+
+    def _uniform(
+        self, n: int, pool: Mapping[tuple[int, ...], Any], before: Container[tuple[int, ...]]
+    ) -> list[tuple[int, ...]]:
+        """Up to ``n`` sequences drawn uniformly from the whole space, without those in the pool or proposed
+        ``before``. Every token sequence is a valid candidate: each position's values are those a
+        strategy can propose there."""
+        if n < 1:
+            return []
+        columns = [torch.randint(size, (n,), generator=self.generator) for size in token_sizes(self.decisions)]
+        drawn = dict.fromkeys(tuple(row) for row in torch.stack(columns, dim=1).tolist())
+        return [t for t in drawn if t not in pool and t not in before]
+
+    def _neighbours(
+        self, pool: Mapping[tuple[int, ...], Any], before: Container[tuple[int, ...]]
+    ) -> list[tuple[int, ...]]:
+        """The sequences one token away from each of the ``screen_local`` best sequences learned from, without
+        those in the pool or proposed ``before``: the neighbourhood of the incumbents, where evolution and
+        TPE search."""
+        k = self.config.screen_local
+        if k < 1 or not self.history:
+            return []
+        ranked = sorted(self.history, key=lambda tr: tr[1], reverse=True)
+        best = list(dict.fromkeys(t for t, _ in ranked))[:k]
+        found: dict[tuple[int, ...], None] = {}
+        for tokens in best:
+            for i, size in enumerate(token_sizes(self.decisions)):
+                for value in range(size):
+                    if value != tokens[i]:
+                        found[(*tokens[:i], value, *tokens[i + 1 :])] = None
+        return [t for t in found if t not in pool and t not in before]
+
+    def update(self, proposals: Sequence[Proposal], rewards: Sequence[float]) -> UpdateStats:
+        stats = self.base.update(proposals, rewards)  # validates the batch before the history keeps it
+        self.history.extend((p.tokens, float(r)) for p, r in zip(proposals, rewards, strict=True))
+        self.policy_version = self.base.policy_version
+        return stats
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "config": dataclasses.asdict(self.config),
+            "base": self.base.state_dict(),
+            "history_tokens": pack_tokens([t for t, _ in self.history]),
+            "history_rewards": torch.tensor([r for _, r in self.history], dtype=torch.float64),
+            "seed": self.seed,  # seeds the surrogate's bootstrap and posterior draws
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        stored = {**dataclasses.asdict(ScreenConfig()), **dict(state["config"])}
+        if stored != dataclasses.asdict(self.config):
+            raise ControllerError(f"checkpoint screen config {state['config']} differs from this one's {self.config}")
+        self.base.load_state_dict(state["base"])
+        rewards = [float(r) for r in state["history_rewards"].tolist()]
+        self.history = [(tuple(t), r) for t, r in zip(unpack_tokens(state["history_tokens"]), rewards, strict=True)]
+        self._surrogate, self._surrogate_size, self._member = None, -1, 0
+        self.seed = int(state["seed"])
+        self.policy_version = self.base.policy_version
+
