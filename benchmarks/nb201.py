@@ -55,7 +55,8 @@ def trajectory(
 ) -> list[tuple[float, float]]:
     """(reward, reported test accuracy in percent) of every query, in order."""
     space = load_space("nb201", {"dataset": dataset})
-    controller = make_controller(strategy, space.decisions(), seed, {**SETTINGS.get(strategy.removesuffix("+screen"), {}), **(settings or {})})
+    own = SETTINGS.get(strategy.removesuffix("+screen"), {})
+    controller = make_controller(strategy, space.decisions(), seed, {**own, **(settings or {})})
     out: list[tuple[float, float]] = []
     while len(out) < queries:
         proposals = controller.propose(min(batch, queries - len(out)))

@@ -90,6 +90,7 @@ class Controller(ABC):
 
     def release(self, proposals: Sequence[Proposal]) -> None:
         """Candidates that screening did not pick: a strategy that keeps state per proposal lets them go."""
+        del proposals  # random search, evolution and the policy-gradient learners keep none
 
     def proposed_before(self) -> Container[tuple[int, ...]]:
         """Sequences screening must not draw again: those already proposed, by a strategy that never repeats."""

@@ -43,7 +43,9 @@ class EMABaseline:
         return advantage, baseline, mean_reward
 
 
-def update_elite(elite: Sequence[tuple[float, K]], batch: Sequence[tuple[float, K]], size: int) -> list[tuple[float, K]]:
+def update_elite(
+    elite: Sequence[tuple[float, K]], batch: Sequence[tuple[float, K]], size: int
+) -> list[tuple[float, K]]:
     """The ``size`` best distinct keys of ``elite`` and ``batch`` by reward (a key's best reward counts once,
     ties go to the smaller key), for the maximum-likelihood term of priority-queue training (Abolafia et al.
     2018)."""

@@ -95,9 +95,7 @@ class ScreenedController(Controller):
         self._member = 0
 
     @classmethod
-    def from_settings(
-        cls, base: Controller, settings: Mapping[str, Any]
-    ) -> ScreenedController:
+    def from_settings(cls, base: Controller, settings: Mapping[str, Any]) -> ScreenedController:
         """Wrap ``base`` with the screen settings in ``settings`` (names as in `ScreenConfig`)."""
         unknown = sorted(set(settings) - set(SCREEN_SETTINGS))
         if unknown:
@@ -225,4 +223,3 @@ class ScreenedController(Controller):
         self._surrogate, self._surrogate_size, self._member = None, -1, 0
         self.seed = int(state["seed"])
         self.policy_version = self.base.policy_version
-
