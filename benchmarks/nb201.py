@@ -26,7 +26,7 @@ import torch
 
 from benchmarks.common import RESULTS, mean_sd, print_table, write_json
 from l2l.controllers import make_controller
-from l2l.runs.cli import UsageError, parse_assignments
+from l2l.runs.config import UsageError, parse_assignments
 from l2l.search_spaces import Context, load_space
 from l2l.search_spaces.nb201 import DATASETS, load_table
 

@@ -21,7 +21,7 @@ from benchmarks.common import RESULTS, mean_sd, print_table, write_json
 from l2l.optsearch.language import to_formula, to_text
 from l2l.optsearch.plots import plot_curves, plot_heatmaps, tuned_curves
 from l2l.optsearch.task import CHILD_TASK, UNSEEN_TASK
-from l2l.runs.cli_optimizers import best_rules
+from l2l.runs.cli.optimizers import best_rules
 from l2l.runs.search import Search, SearchConfig
 from l2l.runs.store import Store
 

@@ -102,12 +102,12 @@ def test_cli_prints_cell_descriptions_with_their_brackets() -> None:
 
     from rich.console import Console
 
-    from l2l.runs.cli import _describe
+    from l2l.runs.cli.formatting import describe
 
     space = load_space("micro", {"nodes": 2})
     spec = space.decode(tuple(0 for _ in space.decisions()))
     run = SimpleNamespace(space="micro", config={"space_options": {"nodes": 2}})
     console = Console(record=True, width=300)
-    console.print(_describe(run, spec.to_json()))
+    console.print(describe(run, spec.to_json()))
     assert space.describe(spec) in console.export_text()  # Rich must not eat "[sep_conv_3x3(0)+...]"
     assert "n2=[sep_conv_3x3(0)+sep_conv_3x3(0)]" in space.describe(spec)

@@ -141,7 +141,7 @@ def test_resume_detects_a_store_that_disagrees_with_the_checkpoint(tmp_path: Pat
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", "from runs.cli import main; main()", *args],
+        [sys.executable, "-c", "from l2l.runs.cli import main; main()", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -1,20 +1,21 @@
-"""`l2l optimizers top|export` and `l2l plot optimizer`: the rules an optimizer search found."""
+"""`l2l optimizers top|export`: the update rules an optimizer search found."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from l2l.runs.cli import RunArg, StorageOpt, UsageError, _fmt, app, console, open_store, plot_app, user_errors
+from l2l.runs.cli.common import RunArg, StorageOpt, console, open_store, user_errors
+from l2l.runs.cli.formatting import fmt
+from l2l.runs.config import UsageError
 
 if TYPE_CHECKING:
     from l2l.optsearch.language import Rule
     from l2l.runs.store import ChildRecord, Store
 
-optimizers_app = typer.Typer(help="The update rules an optimizer search found.", no_args_is_help=True)
-app.add_typer(optimizers_app, name="optimizers")
+app = typer.Typer(help="The update rules an optimizer search found.", no_args_is_help=True)
 
 
 def best_rules(store: Store, run_id: int, k: int) -> list[tuple[ChildRecord, Rule]]:
@@ -44,7 +45,7 @@ def best_rules(store: Store, run_id: int, k: int) -> list[tuple[ChildRecord, Rul
     return out
 
 
-@optimizers_app.command("top")
+@app.command("top")
 def optimizers_top(
     run_id: RunArg,
     k: Annotated[int, typer.Option("-k", help="How many rules.", min=1)] = 5,
@@ -64,8 +65,8 @@ def optimizers_top(
             table.add_row(
                 str(rank),
                 str(c.number),
-                _fmt(c.reward),
-                _fmt((c.metrics.get("test") or {}).get("test_acc")),
+                fmt(c.reward),
+                fmt((c.metrics.get("test") or {}).get("test_acc")),
                 f"{info['best_lr']:g}" if "best_lr" in info else "-",
                 to_latex(rule) if latex else to_formula(rule),
                 to_text(rule),
@@ -73,7 +74,7 @@ def optimizers_top(
         console.print(table)
 
 
-@optimizers_app.command("export")
+@app.command("export")
 def optimizers_export(
     run_id: RunArg,
     rank: Annotated[int, typer.Option("--rank", help="Which rule: 1 is the best.", min=1)] = 1,
@@ -96,60 +97,4 @@ def optimizers_export(
         path = output or Path(f"run{run_id}_rank{rank}_optimizer.py")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(export_source(rule, class_name=name, lr=lr, module=path.stem))
-        console.print(f"wrote {path}: class {name}, rule of child {child.number} (reward {_fmt(child.reward)})")
-
-
-@plot_app.command("optimizer")
-def plot_optimizer_cmd(
-    run_id: RunArg,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the plots in.")] = Path("out"),
-    top: Annotated[int, typer.Option("--top", help="How many of the best rules.", min=1, max=6)] = 3,
-    lrs: Annotated[
-        str | None,
-        typer.Option("--lrs", help="Comma-separated learning rates every optimizer is tuned on [default: 1e-4..1]."),
-    ] = None,
-    storage: StorageOpt = None,
-) -> None:
-    """Heatmaps of the best rules' updates over (g, m), and their training curves against tuned
-    SGD with momentum and Adam on the child task and on a task the search never saw."""
-    import dataclasses
-    import json
-
-    from l2l.optsearch.language import to_formula, to_text
-    from l2l.optsearch.plots import plot_curves, plot_heatmaps, tuned_curves
-    from l2l.optsearch.task import BASELINE_LRS, TASKS, UNSEEN_TASK
-
-    with user_errors():
-        grid: tuple[float, ...] = BASELINE_LRS
-        if lrs is not None:
-            try:
-                grid = tuple(sorted(float(x) for x in lrs.split(",")))
-            except ValueError:
-                raise UsageError(f"--lrs expects comma-separated numbers, got {lrs!r}") from None
-            if not grid or min(grid) <= 0:
-                raise UsageError(f"--lrs must be positive, got {lrs!r}")
-        store = open_store(storage)
-        run = store.get_run(run_id)
-        ranked = best_rules(store, run_id, top)
-        rules = [rule for _, rule in ranked]
-        heat = plot_heatmaps(rules, output / f"run{run_id}_update_heatmaps.png")
-        console.print(f"wrote {heat}", highlight=False)
-        labelled = [(f"#{i} child {c.number}", rule) for i, (c, rule) in enumerate(ranked, start=1)]
-        seen = TASKS[str((run.config.get("space_options") or {}).get("task", "digits-cnn"))]
-        results: dict[str, Any] = {}
-        with console.status("training the best rules and the tuned baselines..."):
-            for task in (seen, UNSEEN_TASK):
-                results[task.name] = tuned_curves(labelled, task, grid)
-        curves = plot_curves(results, output / f"run{run_id}_training_curves.png")
-        console.print(f"wrote {curves}", highlight=False)
-        summary = {
-            "run": run_id,
-            "rules": [{"child": c.number, "rule": to_text(r), "formula": to_formula(r)} for c, r in ranked],
-            "tasks": {t: [dataclasses.asdict(c) for c in cs] for t, cs in results.items()},
-        }
-        path = output / f"run{run_id}_optimizer_summary.json"
-        path.write_text(json.dumps(summary, indent=2))
-        console.print(f"wrote {path}", highlight=False)
-        for task_name, cs in results.items():
-            line = ", ".join(f"{c.label} {_fmt(c.val_acc)}" for c in cs)
-            console.print(f"{task_name} validation accuracy at the best lr: {line}", highlight=False)
+        console.print(f"wrote {path}: class {name}, rule of child {child.number} (reward {fmt(child.reward)})")

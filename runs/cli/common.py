@@ -1,0 +1,79 @@
+"""What every command group shares: the consoles, the store and run options, and one-line user errors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from l2l.runs.config import UsageError
+
+if TYPE_CHECKING:
+    from l2l.runs.store import Store
+    from l2l.search_spaces import SearchSpace
+
+console = Console()
+err_console = Console(stderr=True)
+
+STORAGE_ENV = "L2L_STORAGE"
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--storage", help=f"SQLAlchemy URL of the results store [env {STORAGE_ENV}; default sqlite:///l2l.db]."
+    ),
+]
+RunArg = Annotated[int, typer.Argument(metavar="RUN", help="Run id (see `l2l runs list`).")]
+SpaceOptionOpt = Annotated[list[str] | None, typer.Option("--space-option", "-S", help="Space option KEY=VALUE.")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one clear line and exit non-zero (no traceback for user mistakes)."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the project's domain errors into one-line messages."""
+    from l2l.controllers import ControllerError
+    from l2l.nas.data import DatasetError
+    from l2l.optsearch.language import RuleError
+    from l2l.runs.executors import ExecutorError
+    from l2l.runs.search import SearchError
+    from l2l.runs.store import StoreError
+    from l2l.search_spaces import SpaceError
+
+    try:
+        yield
+    except (
+        UsageError,
+        SpaceError,
+        ControllerError,
+        StoreError,
+        SearchError,
+        ExecutorError,
+        DatasetError,
+        RuleError,
+    ) as exc:
+        fail(str(exc))
+
+
+def open_store(storage: str | None) -> Store:
+    """The store named by --storage, $L2L_STORAGE, or the SQLite file l2l.db here."""
+    from l2l.runs.store import DEFAULT_STORAGE, Store
+
+    return Store(storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE)
+
+
+def space_of(run: Any) -> SearchSpace:
+    """The space a stored run searched, rebuilt from its name and options (to describe or retrain its children)."""
+    from l2l.search_spaces import SpaceError, load_space
+
+    try:
+        return load_space(run.space, dict(run.config.get("space_options") or {}), validate=False)
+    except SpaceError as exc:
+        raise UsageError(f"cannot rebuild the space {run.space!r} of run {run.id}: {exc}") from None

@@ -1,0 +1,164 @@
+"""`l2l plot progress|pareto|arch|benchmark|optimizer`: PNG plots of a run or of a benchmark's results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from l2l.runs.cli.common import RunArg, StorageOpt, console, open_store, space_of, user_errors
+from l2l.runs.cli.formatting import fmt
+from l2l.runs.cli.optimizers import best_rules
+from l2l.runs.config import UsageError
+
+app = typer.Typer(help="Draw plots of a run.", no_args_is_help=True)
+
+
+@app.command("progress")
+def plot_progress_cmd(
+    run_id: RunArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("progress.png"),
+    storage: StorageOpt = None,
+) -> None:
+    """Reward of every child, best so far, batch means and controller entropy."""
+    with user_errors():
+        from l2l.runs.plots import plot_progress
+
+        store = open_store(storage)
+        run = store.get_run(run_id)
+        path = plot_progress(run, store.children(run_id), store.updates(run_id), output)
+        console.print(f"wrote {path}", highlight=False)
+
+
+@app.command("pareto")
+def plot_pareto_cmd(
+    run_id: RunArg,
+    cost: Annotated[str, typer.Option("--cost", help="flops, params, latency_s or train_time_s.")] = "flops",
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("pareto.png"),
+    storage: StorageOpt = None,
+) -> None:
+    """Validation accuracy against a cost for every child of a run, with the Pareto front."""
+    with user_errors():
+        from l2l.runs.plots import plot_pareto
+
+        store = open_store(storage)
+        run = store.get_run(run_id)
+        try:
+            path, front = plot_pareto(run, store.children(run_id), cost, output)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        console.print(f"wrote {path}", highlight=False)
+        for value, acc, number in front:
+            console.print(f"  child {number}: {cost} {value:.4g}, validation accuracy {acc:.4f}", highlight=False)
+
+
+@app.command("arch")
+def plot_arch_cmd(
+    run_id: RunArg,
+    rank: Annotated[int, typer.Option("--rank", help="Which child: 1 is the best.", min=1)] = 1,
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("arch.png"),
+    storage: StorageOpt = None,
+) -> None:
+    """Draw the best architecture of a run as a graph (layers or cell nodes, ops, skip connections)."""
+    with user_errors():
+        from l2l.runs.plots import plot_arch
+        from l2l.search_spaces import Spec
+
+        store = open_store(storage)
+        run = store.get_run(run_id)
+        top = store.top_children(run_id, rank)
+        if len(top) < rank:
+            raise UsageError(f"run {run_id} has {len(top)} finished children; --rank {rank} does not exist")
+        child = top[rank - 1]
+        space = space_of(run)
+        spec = Spec.from_json(child.spec)
+        title = f"run {run_id}, child {child.number}, reward {fmt(child.reward)}: {space.describe(spec)}"
+        path = plot_arch(space.graph(spec), title, output)
+        console.print(f"wrote {path}", highlight=False)
+
+
+@app.command("benchmark")
+def plot_benchmark_cmd(
+    results: Annotated[Path, typer.Argument(metavar="RESULTS.json", help="JSON written by benchmarks/nb201.py.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("benchmark.png"),
+) -> None:
+    """Best-so-far curves of every strategy, with mean ± sd bands over seeds."""
+    import json
+
+    with user_errors():
+        from l2l.runs.plots import plot_benchmark
+
+        try:
+            payload = json.loads(results.read_text())
+        except FileNotFoundError:
+            raise UsageError(f"results file {str(results)!r} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"results file {str(results)!r} is not JSON: {exc}") from None
+        try:
+            path = plot_benchmark(payload, output)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"cannot plot {str(results)!r}: {exc}") from None
+        console.print(f"wrote {path}", highlight=False)
+
+
+def parse_lrs(lrs: str | None, default: tuple[float, ...]) -> tuple[float, ...]:
+    """The --lrs grid: comma-separated positive learning rates, sorted; ``default`` when not given."""
+    if lrs is None:
+        return default
+    try:
+        grid = tuple(sorted(float(x) for x in lrs.split(",")))
+    except ValueError:
+        raise UsageError(f"--lrs expects comma-separated numbers, got {lrs!r}") from None
+    if not grid or min(grid) <= 0:
+        raise UsageError(f"--lrs must be positive, got {lrs!r}")
+    return grid
+
+
+@app.command("optimizer")
+def plot_optimizer_cmd(
+    run_id: RunArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the plots in.")] = Path("out"),
+    top: Annotated[int, typer.Option("--top", help="How many of the best rules.", min=1, max=6)] = 3,
+    lrs: Annotated[
+        str | None,
+        typer.Option("--lrs", help="Comma-separated learning rates every optimizer is tuned on [default: 1e-4..1]."),
+    ] = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Heatmaps of the best rules' updates over (g, m), and their training curves against tuned
+    SGD with momentum and Adam on the child task and on a task the search never saw."""
+    import dataclasses
+    import json
+
+    from l2l.optsearch.language import to_formula, to_text
+    from l2l.optsearch.plots import plot_curves, plot_heatmaps, tuned_curves
+    from l2l.optsearch.task import BASELINE_LRS, TASKS, UNSEEN_TASK
+
+    with user_errors():
+        grid = parse_lrs(lrs, BASELINE_LRS)
+        store = open_store(storage)
+        run = store.get_run(run_id)
+        ranked = best_rules(store, run_id, top)
+        rules = [rule for _, rule in ranked]
+        heat = plot_heatmaps(rules, output / f"run{run_id}_update_heatmaps.png")
+        console.print(f"wrote {heat}", highlight=False)
+        labelled = [(f"#{i} child {c.number}", rule) for i, (c, rule) in enumerate(ranked, start=1)]
+        seen = TASKS[str((run.config.get("space_options") or {}).get("task", "digits-cnn"))]
+        results: dict[str, Any] = {}
+        with console.status("training the best rules and the tuned baselines..."):
+            for task in (seen, UNSEEN_TASK):
+                results[task.name] = tuned_curves(labelled, task, grid)
+        curves = plot_curves(results, output / f"run{run_id}_training_curves.png")
+        console.print(f"wrote {curves}", highlight=False)
+        summary = {
+            "run": run_id,
+            "rules": [{"child": c.number, "rule": to_text(r), "formula": to_formula(r)} for c, r in ranked],
+            "tasks": {t: [dataclasses.asdict(c) for c in cs] for t, cs in results.items()},
+        }
+        path = output / f"run{run_id}_optimizer_summary.json"
+        path.write_text(json.dumps(summary, indent=2))
+        console.print(f"wrote {path}", highlight=False)
+        for task_name, cs in results.items():
+            line = ", ".join(f"{c.label} {fmt(c.val_acc)}" for c in cs)
+            console.print(f"{task_name} validation accuracy at the best lr: {line}", highlight=False)

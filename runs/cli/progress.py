@@ -1,0 +1,79 @@
+"""The live progress bar of `l2l search`: children done and failed, best reward, batch mean and entropy."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from l2l.runs.cli.common import console
+from l2l.runs.cli.formatting import fmt
+
+if TYPE_CHECKING:
+    from l2l.runs.store import Store
+
+
+class SearchProgress:
+    """Counts a run's children from the store (a resumed run starts where it stopped) and follows its events."""
+
+    def __init__(self, run_id: int, total: int, store: Store, quiet: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.quiet = quiet
+        counts = store.count_children(run_id)
+        self.done, self.failed = counts["done"], counts["failed"]
+        top = store.top_children(run_id, 1)
+        self.best = top[0].reward if top else None
+        self.progress = Progress(
+            TextColumn("[bold]run {task.fields[run]}"),
+            BarColumn(bar_width=16),
+            MofNCompleteColumn(),
+            TextColumn("failed {task.fields[failed]}  best {task.fields[best]}  batch {task.fields[mean]}"),
+            TextColumn("H {task.fields[entropy]}"),
+            TimeElapsedColumn(),
+            TextColumn("<"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=quiet,
+        )
+        self.task = self.progress.add_task(
+            "search",
+            total=total,
+            completed=self.done + self.failed,
+            run=run_id,
+            failed=self.failed,
+            best=fmt(self.best),
+            mean="-",
+            entropy="-",
+        )
+
+    def __enter__(self) -> SearchProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def on_event(self, event: Any) -> None:
+        """The search's listener: a finished child moves the bar, a controller update its batch figures."""
+        from l2l.runs.search import ChildEvent
+
+        if isinstance(event, ChildEvent):
+            if event.status == "done":
+                self.done += 1
+                if event.reward is not None and (self.best is None or event.reward > self.best):
+                    self.best = event.reward
+            else:
+                self.failed += 1
+                if self.quiet:
+                    return
+                reason = (event.error or "").splitlines()[0] if event.error else "unknown"
+                console.print(f"[red]child {event.number} failed:[/] {reason}", highlight=False)
+            self.progress.update(self.task, completed=self.done + self.failed, failed=self.failed, best=fmt(self.best))
+        else:
+            self.progress.update(self.task, mean=fmt(event.stats.mean_reward), entropy=fmt(event.stats.entropy, 2))

@@ -1,0 +1,212 @@
+"""`l2l runs list|show|top|best|export`: inspect, retrain and export recorded runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from l2l.runs.cli.common import RunArg, StorageOpt, console, open_store, space_of, user_errors
+from l2l.runs.cli.export import FORMATS, export_csv, export_json
+from l2l.runs.cli.formatting import describe, fmt, format_test, format_val
+from l2l.runs.config import UsageError
+
+if TYPE_CHECKING:
+    from l2l.runs.store import ChildRecord, Store
+    from l2l.search_spaces import Result, SearchSpace
+
+app = typer.Typer(help="Inspect and export recorded runs.", no_args_is_help=True)
+
+
+@app.command("list")
+def runs_list(
+    storage: StorageOpt = None,
+    limit: Annotated[int, typer.Option("--limit", help="How many runs, newest first.")] = 20,
+) -> None:
+    """List recorded runs, newest first."""
+    from rich.table import Table
+
+    with user_errors():
+        store = open_store(storage)
+        table = Table("run", "name", "space", "strategy", "status", "children", "failed", "best", "created")
+        for r in store.list_runs(limit):
+            counts = store.count_children(r.id)
+            top = store.top_children(r.id, 1)
+            table.add_row(
+                str(r.id),
+                r.name or "",
+                r.space,
+                r.strategy,
+                r.status,
+                f"{counts['done'] + counts['failed']}/{r.n_children}",
+                str(counts["failed"]),
+                fmt(top[0].reward) if top else "-",
+                r.created_at.strftime("%Y-%m-%d %H:%M"),
+            )
+        console.print(table)
+
+
+@app.command("show")
+def runs_show(
+    run_id: RunArg,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Refresh until the run stops running.")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes.", min=0.1)] = 2.0,
+    storage: StorageOpt = None,
+) -> None:
+    """Show a run's settings, progress, best child and latest controller statistics."""
+    import json
+
+    with user_errors():
+        store = open_store(storage)
+        if not follow:
+            for line in run_lines(store, run_id):
+                console.print(line, highlight=False)
+            console.print("config: " + json.dumps(store.get_run(run_id).config, sort_keys=True), highlight=False)
+            return
+        import time
+
+        from rich.live import Live
+        from rich.text import Text
+
+        def view() -> Text:
+            return Text.from_markup("\n".join(run_lines(store, run_id, latest=5)))
+
+        with Live(view(), console=console, auto_refresh=False) as live:
+            while store.get_run(run_id).status == "running":
+                time.sleep(interval)
+                live.update(view(), refresh=True)
+
+
+def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
+    """The summary of a run, as Rich markup lines (and its ``latest`` finished children)."""
+    run = store.get_run(run_id)
+    counts = store.count_children(run_id)
+    top = store.top_children(run_id, 1)
+    updates = store.updates(run_id)
+    lines = [
+        f"[bold]run {run.id}[/] {run.name or ''}  status: {run.status}",
+        f"space {run.space}, strategy {run.strategy}, seed {run.seed}, code {run.code_version}",
+        f"created {run.created_at:%Y-%m-%d %H:%M:%S}, finished {run.finished_at or '-'}",
+        f"children: {counts['done']} done, {counts['failed']} failed, {counts['running']} running, "
+        f"{counts['queued']} queued, of {run.n_children}",
+    ]
+    if run.error:
+        lines.append(f"[red]error:[/] {run.error}")
+    if top:
+        best = top[0]
+        lines.append(f"best: child {best.number}, reward {best.reward:.4f}: {describe(run, best.spec)}")
+    if updates:
+        u = updates[-1]
+        lines.append(
+            f"controller: {len(updates)} updates, last mean reward {u.mean_reward:.4f}, entropy {u.entropy:.3f}, "
+            f"baseline {fmt(u.baseline)}"
+        )
+    if latest:
+        finished = [c for c in store.children(run_id) if c.finished_at is not None]
+        for c in sorted(finished, key=lambda c: c.finished_at)[-latest:]:  # type: ignore[arg-type, return-value]
+            where = f"{c.worker or '-'} {c.device or ''}".strip()
+            lines.append(f"  child {c.number} {c.status} reward {fmt(c.reward)} on {where}")
+    return lines
+
+
+@app.command("top")
+def runs_top(
+    run_id: RunArg,
+    k: Annotated[int, typer.Option("-k", help="How many children.", min=1)] = 10,
+    storage: StorageOpt = None,
+) -> None:
+    """The best children of a run by reward."""
+    from rich.table import Table
+
+    with user_errors():
+        store = open_store(storage)
+        run = store.get_run(run_id)
+        table = Table("rank", "child", "reward", "val", "test", "params", "candidate")
+        for rank, c in enumerate(store.top_children(run_id, k), start=1):
+            params = (c.metrics.get("cost") or {}).get("params")
+            table.add_row(
+                str(rank),
+                str(c.number),
+                fmt(c.reward),
+                format_val({**c.metrics, "val_acc": c.val_acc}),
+                format_test(c.metrics),
+                f"{int(params):,}" if params is not None else "-",
+                describe(run, c.spec),
+            )
+        console.print(table)
+
+
+@app.command("best")
+def runs_best(
+    run_id: RunArg,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Train the best child again from its spec.")] = False,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs of the retraining.", min=1)] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", help="Training steps of the retraining (language models).", min=1)
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="Torch device of the retraining.")] = "cpu",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the retraining.")] = 0,
+    storage: StorageOpt = None,
+) -> None:
+    """The best child of a run; with --retrain, train it again from its stored spec (e.g. longer) and
+    report its validation and test figures (accuracy, or bits per character for language models)."""
+    with user_errors():
+        store = open_store(storage)
+        run = store.get_run(run_id)
+        top = store.top_children(run_id, 1)
+        if not top:
+            raise UsageError(f"run {run_id} has no finished child yet")
+        best = top[0]
+        space = space_of(run)
+        console.print(
+            f"best of run {run_id}: child {best.number}, reward {fmt(best.reward)}, "
+            f"test {format_test(best.metrics)}: {describe(run, best.spec)}",
+            highlight=False,
+        )
+        if not retrain:
+            return
+        budget: dict[str, int] = {"epochs": epochs} if epochs is not None else {}
+        if steps is not None:
+            budget["steps"] = steps
+        with console.status(f"retraining child {best.number}..."):
+            result = retrain_child(space, best, budget, seed=seed, device=device)
+        if result.status != "done":
+            raise UsageError(f"retraining child {best.number} failed: {result.error}")
+        metrics = result.to_json()
+        length = f" for {epochs} epochs" if epochs else f" for {steps} steps" if steps else ""
+        line = f"retrained{length}: validation {format_val(metrics)}, test {format_test(metrics)}"
+        console.print(line, highlight=False)
+
+
+def retrain_child(space: SearchSpace, child: ChildRecord, budget: dict[str, int], seed: int, device: str) -> Result:
+    """Train a stored child again from its spec, in this process, with its own budget, seed and device."""
+    from l2l.runs.executors import ChildTask, run_child
+    from l2l.search_spaces import Context, Spec
+
+    spec = Spec.from_json(child.spec)
+    return run_child(space, ChildTask(child.number, spec, Context(seed=seed, device=device, budget=budget)))
+
+
+@app.command("export")
+def runs_export(
+    run_id: RunArg,
+    export_format: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Export every child of a run (and, in JSON, the run and its controller updates)."""
+    with user_errors():
+        if export_format not in FORMATS:
+            raise UsageError(f"--format must be csv or json, got {export_format!r}")
+        store = open_store(storage)
+        run = store.get_run(run_id)
+        children = store.children(run_id)
+        text = export_json(run, children, store.updates(run_id)) if export_format == "json" else export_csv(children)
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text)
+            console.print(f"wrote {len(children)} children to {output}", highlight=False)

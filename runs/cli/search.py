@@ -1,0 +1,172 @@
+"""`l2l search`: start or resume a run, show its progress, and summarize it."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from l2l.runs.cli.common import SpaceOptionOpt, StorageOpt, console, err_console, open_store, user_errors
+from l2l.runs.cli.progress import SearchProgress
+from l2l.runs.config import SearchFlags, UsageError
+
+if TYPE_CHECKING:
+    from l2l.runs.search import Search
+    from l2l.runs.store import Store
+
+# the command's own defaults, below the config file and the flags (SearchConfig's executor is local)
+DEFAULTS = {"executor": "ray"}
+
+SpaceOpt = Annotated[
+    str | None, typer.Option("--space", help="Search space: a registered name or path/to/file.py:Class.")
+]
+StrategyOpt = Annotated[str | None, typer.Option("--strategy", help="reinforce, random or evolution.")]
+ChildrenOpt = Annotated[int | None, typer.Option("--children", "-n", help="Children to train in all.", min=1)]
+BatchOpt = Annotated[int | None, typer.Option("--batch", "-m", help="Children per controller update.", min=1)]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed of the run (controller and children).")]
+ResumeOpt = Annotated[int | None, typer.Option("--resume", metavar="RUN", help="Continue an interrupted run.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML file of search settings.")]
+ControllerOptionOpt = Annotated[
+    list[str] | None,
+    typer.Option("--controller-option", "-C", help="Controller setting KEY=VALUE (e.g. preset=enas)."),
+]
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option("--executor", help="Where children run: ray (default; local CPUs/GPUs or a cluster) or local."),
+]
+AddressOpt = Annotated[
+    str | None, typer.Option("--address", help="Ray cluster to join: auto or host:port [default: embedded].")
+]
+CpusOpt = Annotated[
+    float | None, typer.Option("--cpus-per-child", help="CPUs Ray reserves per child [default: 1].", min=0)
+]
+GpusOpt = Annotated[
+    float | None,
+    typer.Option("--gpus-per-child", help="GPUs per child; fractions share a GPU (0.25: 4 children).", min=0),
+]
+MaxConcurrentOpt = Annotated[
+    int | None, typer.Option("--max-concurrent", help="At most this many children at once.", min=1)
+]
+ChildTimeoutOpt = Annotated[
+    float | None, typer.Option("--child-timeout", help="Cancel and fail a child running longer (seconds).")
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers-per-child", help="Train each child data-parallel on K processes.", min=1)
+]
+ModeOpt = Annotated[
+    str | None,
+    typer.Option("--mode", help="sync (batches, Zoph & Le) or async (keep workers busy) [default: async if >1]."),
+]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="Torch device of the children (cpu, cuda).")]
+NameOpt = Annotated[str | None, typer.Option("--name", help="A label for the run.")]
+PrunerOpt = Annotated[
+    str | None, typer.Option("--pruner", help="Stop hopeless children early: median, halving or hyperband.")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+def search(
+    space: SpaceOpt = None,
+    strategy: StrategyOpt = None,
+    children: ChildrenOpt = None,
+    batch: BatchOpt = None,
+    seed: SeedOpt = None,
+    storage: StorageOpt = None,
+    resume: ResumeOpt = None,
+    config: ConfigOpt = None,
+    space_option: SpaceOptionOpt = None,
+    controller_option: ControllerOptionOpt = None,
+    executor: ExecutorOpt = None,
+    address: AddressOpt = None,
+    cpus_per_child: CpusOpt = None,
+    gpus_per_child: GpusOpt = None,
+    max_concurrent: MaxConcurrentOpt = None,
+    child_timeout: ChildTimeoutOpt = None,
+    workers_per_child: WorkersOpt = None,
+    mode: ModeOpt = None,
+    device: DeviceOpt = None,
+    name: NameOpt = None,
+    pruner: PrunerOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run a search: the controller proposes children, they train, their rewards teach the controller."""
+    with user_errors():
+        from l2l.runs.search import SearchInterrupted
+
+        flags = SearchFlags.parse(
+            {
+                "space": space,
+                "strategy": strategy,
+                "children": children,
+                "batch": batch,
+                "seed": seed,
+                "executor": executor,
+                "device": device,
+                "name": name,
+                "pruner": pruner,
+                "mode": mode,
+            },
+            {
+                "address": address,
+                "cpus_per_child": cpus_per_child,
+                "gpus_per_child": gpus_per_child,
+                "max_concurrent": max_concurrent,
+                "child_timeout": child_timeout,
+                "workers_per_child": workers_per_child,
+            },
+            space_option,
+            controller_option,
+            config,
+        )
+        store = open_store(storage)
+        run = open_run(store, flags, resume)
+        _install_sigterm()
+        cfg = run.config
+        console.print(
+            f"run [bold]{run.run_id}[/]: space={cfg.space} strategy={cfg.strategy} children={cfg.children} "
+            f"batch={cfg.batch} seed={cfg.seed} store={store.label}"
+            + (f" (resumed, {run.requeued} children re-queued)" if resume is not None else ""),
+            highlight=False,
+        )
+        display = SearchProgress(run.run_id, cfg.children, store, quiet)
+        run.listener = display.on_event
+        try:
+            with display:
+                run.run()
+        except SearchInterrupted as exc:
+            err_console.print(f"[yellow]{exc}[/]", highlight=False)
+            raise typer.Exit(130) from None
+        print_summary(store, run.run_id)
+
+
+def open_run(store: Store, flags: SearchFlags, resume: int | None) -> Search:
+    """A new run from the merged settings, or the stored run ``resume`` (which takes no settings)."""
+    from l2l.runs.search import Search, SearchConfig
+
+    if resume is None:
+        return Search.start(store, SearchConfig.from_json(flags.settings(DEFAULTS)))
+    extra = flags.resume_conflicts()
+    if extra:
+        raise UsageError(f"--resume continues run {resume} with its stored settings; drop --{', --'.join(extra)}")
+    return Search.resume(store, resume, listener=None)
+
+
+def _install_sigterm() -> None:
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def print_summary(store: Store, run_id: int) -> None:
+    """The last line of `l2l search`: what was trained, the best child, and where to look next."""
+    counts = store.count_children(run_id)
+    top = store.top_children(run_id, 1)
+    best = f"best reward {top[0].reward:.4f} (child {top[0].number})" if top else "no child finished"
+    console.print(
+        f"run {run_id} done: {counts['done']} children trained, {counts['failed']} failed; {best}. "
+        f"See `l2l runs top {run_id}` and `l2l plot progress {run_id} -o progress.png`.",
+        highlight=False,
+    )

@@ -1,0 +1,57 @@
+"""`l2l spaces list|show`: the registered search spaces and what one of them decides."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from l2l.runs.cli.common import SpaceOptionOpt, console, user_errors
+from l2l.runs.config import parse_assignments
+
+app = typer.Typer(help="List and inspect search spaces.", no_args_is_help=True)
+
+
+@app.command("list")
+def spaces_list() -> None:
+    """List the registered search spaces."""
+    from rich.table import Table
+
+    with user_errors():
+        from l2l.search_spaces import available_spaces, load_space_class
+
+        table = Table("name", "description")
+        for space_name in available_spaces():
+            try:
+                table.add_row(space_name, load_space_class(space_name).description)
+            except ValueError as exc:
+                table.add_row(space_name, f"[red]cannot load: {exc}[/]")
+        console.print(table)
+
+
+@app.command("show")
+def spaces_show(
+    space: Annotated[str, typer.Argument(metavar="SPACE", help="Name or path/to/file.py:Class.")],
+    space_option: SpaceOptionOpt = None,
+) -> None:
+    """Show a space's decisions, the number of tokens and the number of candidates."""
+    from rich.table import Table
+
+    with user_errors():
+        from l2l.search_spaces import load_space
+
+        sp = load_space(space, parse_assignments(space_option or [], "--space-option"))
+        decisions = list(sp.decisions())
+        size = 1
+        table = Table("#", "decision", "kind", "choices")
+        for i, d in enumerate(decisions):
+            if d.kind == "categorical":
+                size *= d.n_choices
+                table.add_row(str(i), d.name, d.kind, ", ".join(d.options))
+            else:
+                size *= 2**d.n_prev
+                table.add_row(str(i), d.name, d.kind, f"any subset of {d.n_prev} earlier layers")
+        doc = (type(sp).__doc__ or "").strip()
+        console.print(f"[bold]{sp.name}[/]: {sp.description}\n{doc}\noptions: {sp.options}", highlight=False)
+        console.print(table)
+        console.print(f"{sum(d.width for d in decisions)} tokens, {size:,} candidates", highlight=False)

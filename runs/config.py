@@ -1,0 +1,105 @@
+"""Search settings from a command line: a TOML file, flags and KEY=VALUE assignments, merged by precedence.
+
+The CLI and the benchmark harnesses read settings the same way; this module needs neither Typer nor torch.
+Precedence, lowest first: the command's defaults, the ``--config`` TOML file, the flags; ``-S`` (space
+options), ``-C`` (controller settings) and the executor flags merge into their tables key by key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class UsageError(ValueError):
+    """A flag or config file given to the CLI is invalid."""
+
+
+def parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
+    """KEY=VALUE pairs; values are read as TOML (numbers, booleans, quoted strings) or else kept as text."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{flag} expects KEY=VALUE, got {item!r}")
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML file of search settings (the fields of `SearchConfig`)."""
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"config file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+
+
+# the tables that assignments and executor flags merge into, key by key, with the flag that names each
+TABLES = (
+    ("space_options", "space-option"),
+    ("controller", "controller-option"),
+    ("executor_options", None),
+)
+
+
+@dataclass(frozen=True)
+class SearchFlags:
+    """What one command line gave, kept apart from the config file and defaults so that precedence is one rule."""
+
+    given: Mapping[str, Any] = field(default_factory=dict)
+    space_options: Mapping[str, Any] = field(default_factory=dict)
+    controller: Mapping[str, Any] = field(default_factory=dict)
+    executor_options: Mapping[str, Any] = field(default_factory=dict)
+    config: Path | None = None
+
+    @staticmethod
+    def parse(
+        flags: Mapping[str, Any],
+        executor_flags: Mapping[str, Any],
+        space_option: list[str] | None = None,
+        controller_option: list[str] | None = None,
+        config: Path | None = None,
+    ) -> SearchFlags:
+        """Flags as a command line gives them: None means not given; -S and -C are KEY=VALUE texts."""
+        return SearchFlags(
+            given={k: v for k, v in flags.items() if v is not None},
+            space_options=parse_assignments(space_option or [], "--space-option"),
+            controller=parse_assignments(controller_option or [], "--controller-option"),
+            executor_options={k: v for k, v in executor_flags.items() if v is not None},
+            config=config,
+        )
+
+    def settings(self, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The merged settings: defaults < the config file < flags (tables merge key by key)."""
+        file = load_config_file(self.config) if self.config is not None else {}
+        return merge_settings(file, self, defaults)
+
+    def resume_conflicts(self) -> list[str]:
+        """The flags (without dashes) that a resumed run cannot take, since it keeps its stored settings."""
+        extra = sorted(self.given) + (["config"] if self.config else [])
+        extra += [name for table, name in TABLES if name is not None and getattr(self, table)]
+        return extra + [k.replace("_", "-") for k in sorted(self.executor_options)]
+
+
+def merge_settings(
+    file: Mapping[str, Any], flags: SearchFlags, defaults: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Settings by precedence: ``defaults`` < ``file`` (a parsed config file) < ``flags``."""
+    settings: dict[str, Any] = dict(file)
+    settings.update(flags.given)
+    for table, _ in TABLES:
+        extra = getattr(flags, table)
+        if extra:
+            settings[table] = {**settings.get(table, {}), **extra}
+    for key, value in (defaults or {}).items():
+        settings.setdefault(key, value)
+    return settings
