@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from l2l.controllers import Controller, Proposal, UpdateStats, make_controller
+from l2l.controllers import DEFAULT_STRATEGY, Controller, Proposal, UpdateStats, make_controller
 from l2l.runs.executors import ChildTask, Executor, make_executor
 from l2l.runs.pruning import PRUNERS, PrunerBridge
 from l2l.runs.store import NewChild, Store
@@ -37,7 +37,7 @@ class SearchConfig:
 
     space: str = "mlp"
     space_options: Mapping[str, Any] = field(default_factory=dict)
-    strategy: str = "reinforce"
+    strategy: str = DEFAULT_STRATEGY
     controller: Mapping[str, Any] = field(default_factory=dict)
     children: int = 100
     batch: int = 10

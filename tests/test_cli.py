@@ -217,3 +217,11 @@ def test_runs_show_follow_refreshes_until_the_run_stops(storage: str) -> None:
     timer.join()
     assert time.perf_counter() - started >= 0.9  # it waited for the run to stop
     assert "children: 4 done" in out and "child 3 done reward" in out
+
+
+def test_search_help_names_every_strategy_and_the_default() -> None:
+    from l2l.controllers import DEFAULT_STRATEGY, STRATEGIES
+    from l2l.runs.cli.search import STRATEGY_HELP
+
+    assert STRATEGY_HELP.startswith(DEFAULT_STRATEGY + " (the default")
+    assert all(f" {name}," in STRATEGY_HELP or f" {name};" in STRATEGY_HELP for name in STRATEGIES)

@@ -22,7 +22,12 @@ DEFAULTS = {"executor": "ray"}
 SpaceOpt = Annotated[
     str | None, typer.Option("--space", help="Search space: a registered name or path/to/file.py:Class.")
 ]
-StrategyOpt = Annotated[str | None, typer.Option("--strategy", help="reinforce, random or evolution.")]
+# kept as text: naming the strategies here must not import the controllers (and torch) for `--help`
+STRATEGY_HELP = (
+    "reinforce+screen (the default: REINFORCE whose proposals a surrogate of the rewards picks), reinforce, ppo, "
+    "random, evolution, tpe, gp, qmc; any of them as STRATEGY+screen wears the same screen."
+)
+StrategyOpt = Annotated[str | None, typer.Option("--strategy", help=STRATEGY_HELP)]
 ChildrenOpt = Annotated[int | None, typer.Option("--children", "-n", help="Children to train in all.", min=1)]
 BatchOpt = Annotated[int | None, typer.Option("--batch", "-m", help="Children per controller update.", min=1)]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed of the run (controller and children).")]
