@@ -5,9 +5,10 @@ head for that parameter. Categorical parameters choose among their choices; inte
 values (or quantile bins when there are many); floats among ``bins`` intervals (log-spaced for log
 distributions, on the grid for stepped ones) and then uniformly inside the chosen interval.
 Conditional and dynamic parameters work because heads are created when a parameter first appears.
-After every ``batch`` finished trials the policy takes a REINFORCE step with an EMA baseline
-(plus the elite term of `l2l.controllers.reinforce`). Failed, pruned and NaN trials are left out of
-learning, as Optuna's own samplers leave them out of their models.
+After every ``batch`` finished trials the policy takes a REINFORCE step with an EMA baseline and
+normalized advantages, plus the elite term: the math of `ReinforceController`, from one place
+(`l2l.controllers.policy_gradient`). Failed, pruned and NaN trials are left out of learning, as
+Optuna's own samplers leave them out of their models.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 from torch.nn import functional as F
+
+from l2l.controllers import policy_gradient as pg
 
 MAX_INT_VALUES = 32
 
@@ -103,7 +106,7 @@ class ControllerSampler(BaseSampler):
         if lr <= 0:
             raise ValueError(f"lr must be > 0, got {lr}")
         self.batch, self.bins, self.tanh_constant = batch, bins, tanh_constant
-        self.baseline_decay, self.elite_size = baseline_decay, elite_size
+        self.elite_size = elite_size
         self.generator = torch.Generator().manual_seed(seed if seed is not None else int(np.random.randint(2**31)))
         self.np_rng = np.random.RandomState(seed)
         with torch.random.fork_rng(devices=[]):
@@ -112,8 +115,8 @@ class ControllerSampler(BaseSampler):
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr)
         self.traces: dict[int, _Trace] = {}
         self.finished: list[tuple[list[tuple[str, int]], float]] = []
-        self.elite: list[tuple[float, list[tuple[str, int]]]] = []
-        self.baseline: float | None = None
+        self.elite: list[tuple[float, tuple[tuple[str, int], ...]]] = []
+        self.baseline = pg.EMABaseline(baseline_decay)
         self.updates = 0
         self._lock = threading.Lock()
 
@@ -222,21 +225,16 @@ class ControllerSampler(BaseSampler):
         return total
 
     def _update(self, batch: list[tuple[list[tuple[str, int]], float]]) -> None:
-        rewards = torch.tensor([r for _, r in batch])
-        mean = float(rewards.mean())
-        baseline = mean if self.baseline is None else self.baseline
-        scale = float(rewards.std()) if len(batch) > 1 and float(rewards.std()) > 0 else 1.0
-        advantage = (rewards - baseline) / scale  # objectives come in any unit
+        # objectives come in any unit: advantages are normalized by their spread
+        advantage, _, _ = self.baseline.advantages([r for _, r in batch], normalize=True)
         log_probs = torch.stack([self._log_prob(steps) for steps, _ in batch])
-        loss = -(advantage * log_probs).mean()
+        loss = pg.reinforce_loss(log_probs, advantage, torch.zeros(1), 0.0, torch.ones_like(log_probs))
         if self.elite_size:
-            pool = self.elite + [(r, steps) for steps, r in batch]
-            pool.sort(key=lambda rs: -rs[0])
-            self.elite = pool[: self.elite_size]
-            loss = loss - torch.stack([self._log_prob(steps) for _, steps in self.elite]).mean()
+            scored = [(r, tuple(steps)) for steps, r in batch]
+            self.elite = pg.update_elite(self.elite, scored, self.elite_size)
+            loss = loss + pg.elite_loss(torch.stack([self._log_prob(list(steps)) for _, steps in self.elite]), 1.0)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.policy.parameters(), 5.0)
         self.optimizer.step()
-        self.baseline = self.baseline_decay * baseline + (1 - self.baseline_decay) * mean
         self.updates += 1

@@ -29,7 +29,8 @@ class EMABaseline:
         """(advantage of each reward, the baseline they were measured against, the batch's mean reward).
 
         With ``normalize`` the advantages are divided by their standard deviation (when there are two or
-        more and they differ), for objectives in any unit. The baseline then moves towards the batch mean.
+        more and they differ: equal rewards keep their advantage), for objectives in any unit. The baseline
+        then moves towards the batch mean.
         """
         r = torch.tensor([float(x) for x in rewards], dtype=torch.float32)
         if not torch.isfinite(r).all():
@@ -37,8 +38,8 @@ class EMABaseline:
         mean_reward = float(r.mean())
         baseline = mean_reward if self.value is None else self.value
         advantage = r - baseline
-        if normalize and len(r) > 1:
-            advantage = advantage / (advantage.std() + 1e-8)
+        if normalize and len(r) > 1 and float(advantage.std()) > 0:
+            advantage = advantage / advantage.std()
         self.value = self.decay * baseline + (1.0 - self.decay) * mean_reward
         return advantage, baseline, mean_reward
 
