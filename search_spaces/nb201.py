@@ -27,7 +27,7 @@ def arch_str(ops: Sequence[str]) -> str:
 @lru_cache(maxsize=1)
 def load_table() -> dict[str, dict[str, float]]:
     """Architecture string -> metrics (percent), read once from the copy shipped in the package."""
-    text = files("search_spaces").joinpath("data/nb201.csv").read_text()
+    text = files("l2l.search_spaces").joinpath("data/nb201.csv").read_text()
     table: dict[str, dict[str, float]] = {}
     for row in csv.DictReader(text.splitlines()):
         table[row["arch_str"]] = {k: float(v) for k, v in row.items() if k != "arch_str"}

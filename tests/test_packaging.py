@@ -42,3 +42,15 @@ def test_no_generic_top_level_names(name: str, tmp_path: Path) -> None:
     assert out.returncode != 0 and "ModuleNotFoundError" in out.stderr
     ok = subprocess.run([sys.executable, "-c", f"import l2l.{name}"], cwd=tmp_path, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_packaged_data_loads_outside_the_repository(tmp_path: Path) -> None:
+    # data files are found through the l2l package, not through a source folder on sys.path
+    code = (
+        "from l2l.search_spaces.nb201 import load_table; from l2l.nas.charlm import load_corpus; "
+        "print(len(load_table()), load_corpus().n_vocab)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows, vocab = map(int, out.stdout.split())
+    assert rows == 15625 and vocab > 40
