@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.common import print_table, write_json
+from l2l.runs.ray_executor import RayExecutor
 from l2l.runs.search import BatchEvent, Search, SearchConfig
 from l2l.runs.store import Store
 from l2l.search_spaces import Context, Decision, Result, SearchSpace, Spec
@@ -75,8 +76,11 @@ def measure(workers: int, mode: str, seconds: float, spread: float, per_worker: 
         store, config, listener=lambda e: updates.append(time.time()) if isinstance(e, BatchEvent) else None
     )
     # the worker processes start once per run (Ray actors) and fetch the space; like the Ray instance, not timed
-    search.executor.prepare(search.space)
-    startup = search.executor.wait_ready(timeout=120)
+    executor = search.executor
+    if not isinstance(executor, RayExecutor):
+        raise TypeError(f"the scaling benchmark needs the Ray executor, got {type(executor).__name__}")
+    executor.prepare(search.space)
+    startup = executor.wait_ready(timeout=120)
     started = time.time()
     run_id = search.run()
     teardown = time.time() - updates[-1]

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -78,14 +78,18 @@ def run_child(space: SearchSpace, task: ChildTask) -> Result:
 
 
 class Executor(ABC):
-    """Takes child tasks and returns their results as they finish (in any order)."""
+    """Takes child tasks and returns their results as they finish (in any order).
+
+    Every executor submits, hands back results, cancels and shuts down. One with long-lived workers
+    may also be a `WorkerPool`, which the search loop uses when it is there.
+    """
 
     name: str = ""
 
     @property
-    @abstractmethod
     def capacity(self) -> int:
-        """How many children can run at once."""
+        """How many children can run at once: one runs Zoph & Le's batches, more keep workers busy."""
+        return 1
 
     @abstractmethod
     def submit(self, space: SearchSpace, task: ChildTask) -> None:
@@ -100,36 +104,54 @@ class Executor(ABC):
         return [self.next_result()]
 
     @property
-    def depth(self) -> int:
-        """How many children to keep submitted so no worker waits for the driver (capacity and a queue)."""
-        return self.capacity
-
-    @property
     @abstractmethod
     def pending(self) -> int:
         """Submitted children whose results have not been returned yet."""
 
+    @abstractmethod
+    def cancel_all(self) -> list[ChildTask]:
+        """Drop every pending child (on Ctrl-C); returns those dropped."""
+
+    @abstractmethod
+    def shutdown(self) -> None:
+        """Drop what is pending and release the workers; calling it again does nothing."""
+
+
+@runtime_checkable
+class WorkerPool(Protocol):
+    """An executor whose long-lived workers hold queues: the loop keeps them fed and says when the run ends."""
+
+    @property
+    def depth(self) -> int:
+        """How many children to keep submitted so no worker waits for the driver (capacity and a queue)."""
+
     @property
     def idle(self) -> int:
         """Workers with no child to run, not even one waiting for them: they need one now."""
-        return max(0, self.capacity - self.pending)
 
-    def cancel_all(self) -> list[ChildTask]:
-        """Drop every pending child (on Ctrl-C); returns those dropped."""
-        return []
-
-    def finishing(self) -> None:  # noqa: B027 - a no-op hook that executors with workers override
-        """No more children will be submitted: workers that fall idle may run backups of waiting ones."""
-
-    def prepare(self, space: SearchSpace) -> None:  # noqa: B027 - a no-op hook that executors with workers override
+    def prepare(self, space: SearchSpace) -> None:
         """Children will come from ``space``: workers may set it up (fetch it and its data) before the first one."""
 
-    def wait_ready(self, timeout: float | None = None) -> float:
-        """Start the workers now rather than at the first child; returns the seconds waited."""
-        return 0.0
+    def finishing(self) -> None:
+        """No more children will be submitted: workers that fall idle may run backups of waiting ones."""
 
-    def shutdown(self) -> None:  # noqa: B027 - a no-op hook that executors with workers override
-        """Release workers."""
+
+def to_submit(executor: Executor, left: int) -> int:
+    """How many new children a search loop submits to ``executor`` now, of ``left`` still to propose.
+
+    Workers with nothing to run come first, then the queues behind them up to a `WorkerPool`'s depth.
+    Once every worker has a child, the queues are topped up in batches of a quarter of the workers: a
+    policy pass costs about the same for 1 child as for 8, and the driver's CPU is what the workers
+    wait for when many finish at once. A worker left with nothing to run is given a child at once.
+    """
+    pending, capacity = executor.pending, executor.capacity
+    pool = executor if isinstance(executor, WorkerPool) else None
+    free = min(max(1, pool.depth if pool is not None else capacity) - pending, left)
+    if pending < capacity:
+        return min(free, capacity - pending)
+    if free < min(max(1, capacity // 4), left) and not (pool is not None and pool.idle):
+        return 0
+    return free
 
 
 class LocalExecutor(Executor):
@@ -144,10 +166,6 @@ class LocalExecutor(Executor):
     def __init__(self, device: str = "cpu") -> None:
         self.device = device
         self._queue: deque[tuple[SearchSpace, ChildTask]] = deque()
-
-    @property
-    def capacity(self) -> int:
-        return 1
 
     @property
     def pending(self) -> int:
@@ -166,6 +184,9 @@ class LocalExecutor(Executor):
         dropped = [task for _, task in self._queue]
         self._queue.clear()
         return dropped
+
+    def shutdown(self) -> None:
+        self._queue.clear()
 
 
 EXECUTOR_NAMES = ("local", "ray")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from l2l.controllers import DEFAULT_STRATEGY, Controller, Proposal, UpdateStats, make_controller
-from l2l.runs.executors import ChildTask, Executor, make_executor
+from l2l.runs.executors import ChildTask, Executor, WorkerPool, make_executor, to_submit
 from l2l.runs.pruning import PRUNERS, PrunerBridge
 from l2l.runs.store import NewChild, Store
 from l2l.search_spaces import Context, Result, SearchSpace, Spec, load_space
@@ -203,18 +203,15 @@ class Search:
     def run(self) -> int:
         """Run until the configured number of children is recorded; returns the run id."""
         try:
-            self.executor.prepare(self.space)
-            if self.config.mode == "async":
-                self._loop_async()
-            else:
-                self._loop()
-        except KeyboardInterrupt:
-            self.executor.cancel_all()
-            self.store.requeue_unfinished(self.run_id, "interrupted by the user; run again on resume")
-            self.store.set_run_status(self.run_id, "interrupted", "interrupted by the user")
-            raise SearchInterrupted(self.run_id) from None
+            if isinstance(self.executor, WorkerPool):
+                self.executor.prepare(self.space)
+            (self._loop_async if self.config.mode == "async" else self._loop)()
         except BaseException as exc:
             self.executor.cancel_all()
+            if isinstance(exc, KeyboardInterrupt):
+                self.store.requeue_unfinished(self.run_id, "interrupted by the user; run again on resume")
+                self.store.set_run_status(self.run_id, "interrupted", "interrupted by the user")
+                raise SearchInterrupted(self.run_id) from None
             self.store.requeue_unfinished(self.run_id, f"the search stopped: {exc}")
             self.store.set_run_status(self.run_id, "failed", f"{type(exc).__name__}: {exc}")
             raise
@@ -318,21 +315,10 @@ class Search:
                 rerun.append(ChildTask(c.number, Spec.from_json(c.spec), self._context(c.number)))
                 self._proposals[c.number] = proposal
         next_number = max((c.number for c in recorded), default=-1) + 1
-        depth = max(1, self.executor.depth)  # children kept submitted: one running on each worker, more queued
-        # Once every worker has a child, the queues behind them are topped up in batches: a policy pass
-        # costs about the same for 1 child as for 8, and the driver's CPU is what the workers wait for
-        # when many finish at once. A worker left with nothing to run is given a child at once.
-        refill = max(1, self.executor.capacity // 4)
-        for task in rerun:
-            self.executor.submit(self.space, task)
-        if rerun:
-            self.store.mark_running(self.run_id, [t.number for t in rerun])
+        pool = self.executor if isinstance(self.executor, WorkerPool) else None
+        self._submit(rerun)
         while self.executor.pending or next_number < config.children or buffer:
-            free = min(depth - self.executor.pending, config.children - next_number)
-            if self.executor.pending < self.executor.capacity:  # idle workers first, then the queues behind them
-                free = min(free, self.executor.capacity - self.executor.pending)
-            elif free < min(refill, config.children - next_number) and not self.executor.idle:
-                free = 0
+            free = to_submit(self.executor, config.children - next_number)
             if free > 0:  # one policy pass and one transaction for every free worker
                 proposals = self.controller.propose(free)
                 numbers = list(range(next_number, next_number + free))
@@ -343,10 +329,10 @@ class Search:
                     self._proposals[n] = p
                     self.executor.submit(self.space, ChildTask(n, sp, self._context(n)))
                 next_number += free
-                if next_number >= config.children:
-                    self.executor.finishing()
-            if free > 0 and self.executor.pending < depth and next_number < config.children:
-                continue
+                if next_number >= config.children and pool is not None:
+                    pool.finishing()
+            if free > 0 and to_submit(self.executor, config.children - next_number) > 0:
+                continue  # workers and their queues first, then the results
             if self.executor.pending:
                 for task, reward in self._finish(self.executor.next_results()):
                     buffer.append((task.number, self._proposals.pop(task.number), reward))
@@ -371,14 +357,16 @@ class Search:
         )
 
     def _evaluate(self, tasks: list[ChildTask], rewards: dict[int, float]) -> None:
-        if not tasks:
-            return
-        for task in tasks:
-            self.executor.submit(self.space, task)
-        self.store.mark_running(self.run_id, [t.number for t in tasks])
+        self._submit(tasks)
         while self.executor.pending:
             for task, reward in self._finish(self.executor.next_results()):
                 rewards[task.number] = reward
+
+    def _submit(self, tasks: list[ChildTask]) -> None:
+        for task in tasks:
+            self.executor.submit(self.space, task)
+        if tasks:
+            self.store.mark_running(self.run_id, [t.number for t in tasks])
 
     def _finish(self, finished: list[tuple[ChildTask, Result]]) -> list[tuple[ChildTask, float]]:
         """Record finished children, in one transaction; returns each with the reward its controller gets."""

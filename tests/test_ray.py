@@ -1,4 +1,9 @@
-"""The Ray executor: parallel children, worker deaths, timeouts, cancellation, data shipped once, async search."""
+"""The Ray executor on a real Ray instance: parallel children, data shipped once, worker deaths, timeouts, async search.
+
+Where children go and what a death, a timeout or the end of a run means is decided by the Ray-free
+scheduler and tested in tests/test_scheduling.py with a fake clock; this file checks that Ray carries
+those decisions out, without timing assertions.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import pytest
 
 from l2l.controllers import Proposal
 from l2l.runs.executors import ChildTask, ExecutorError, make_executor
+from l2l.runs.ray_executor import RayExecutor
 from l2l.runs.search import Search, SearchConfig
 from l2l.runs.store import Store
 from l2l.search_spaces import Context, load_space
@@ -22,7 +28,8 @@ CRASHY = f"{PLUGINS / 'spaces.py'}:Crashy"
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_instance() -> Iterator[None]:
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # a new local instance on free ports, never one that another process started with `ray start`
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
 
@@ -31,35 +38,40 @@ def _task(space, number: int, x: str) -> ChildTask:  # type: ignore[no-untyped-d
     return ChildTask(number, space.decode((["ok", "exit", "hang", "fine"].index(x),)), Context(child=number))
 
 
-def test_children_run_in_parallel_and_record_where_and_when() -> None:
-    space = load_space(CRASHY, {"delay": 1.0})
-    executor = make_executor("ray", options={"max_concurrent": 4})
+def _futures(executor: RayExecutor, *numbers: int) -> list[object]:
+    """The Ray refs of the calls running children ``numbers``."""
+    return [ref for ref, call in executor._scheduler.calls.items() if call.number in numbers]
+
+
+def test_children_run_on_every_worker_and_record_where_and_when() -> None:
+    space = load_space(CRASHY, {"delay": 0.5})
+    executor = RayExecutor(max_concurrent=4)
     assert executor.capacity == 4
+    executor.wait_ready(timeout=120)  # all four worker processes are up before the first child
     for n in range(8):
         executor.submit(space, _task(space, n, "ok"))
     results = [executor.next_result() for _ in range(8)]
     assert sorted(t.number for t, _ in results) == list(range(8))
     infos = [r.info for _, r in results]
-    spans = [(i["started"], i["finished"]) for i in infos]
-    assert max(sum(1 for s, f in spans if s <= t < f) for t, _ in spans) >= 3  # side by side, not in turn
     assert all(r.ok for _, r in results)
-    assert len({i["pid"] for i in infos}) >= 2
+    assert len({i["pid"] for i in infos}) == 4  # two children on each of the four workers, side by side
     assert all(i["node"] and i["queued"] <= i["started"] <= i["finished"] and i["device"] == "cpu" for i in infos)
     # the space's shared data was built once on the driver and reached every child
     assert space.shared_calls == 1  # type: ignore[attr-defined]
     assert {i["token"] for i in infos} == {"shipped-once"}
     # each worker process set the space up once and kept it for its next children
-    assert {i["uses"] for i in infos} == {1} and len({i["pid"] for i in infos}) < len(infos)
+    assert {i["uses"] for i in infos} == {1}
     executor.shutdown()
     assert ray.is_initialized()  # the executor did not start this instance, so it leaves it running
 
 
 def test_prepared_workers_fetch_the_space_before_their_first_child() -> None:
     space = load_space(CRASHY, {"delay": 0.1})
-    executor = make_executor("ray", options={"max_concurrent": 2})
+    executor = RayExecutor(max_concurrent=2)
     executor.prepare(space)
     executor.prepare(space)  # once per slot and space: no second fetch
-    assert executor.wait_ready(timeout=60) < 60
+    executor.wait_ready(timeout=120)
+    assert all(not a.preparing and len(a.holds) == 1 for a in executor._workers.actors.values())
     submitted = time.time()
     for n in range(4):
         executor.submit(space, _task(space, n, "ok"))
@@ -70,15 +82,16 @@ def test_prepared_workers_fetch_the_space_before_their_first_child() -> None:
 
 
 def test_once_a_slot_holds_the_space_its_calls_name_it_by_key_not_by_refs() -> None:
-    from l2l.runs.ray_executor import _Slot
+    from l2l.runs.ray_worker import SlotActor
 
     space = load_space(CRASHY, {"delay": 0.0})
-    executor = make_executor("ray", options={"max_concurrent": 2})
-    slots = list(executor._slots.values())  # type: ignore[attr-defined]
-    assert all(isinstance(executor._space_arg(s, space), list) for s in slots)  # type: ignore[attr-defined]
+    executor = RayExecutor(max_concurrent=2)
+    workers = executor._workers
+    actors = list(workers.actors.values())
+    assert all(isinstance(workers.space_arg(a, space), list) for a in actors)
     executor.prepare(space)
-    assert executor.wait_ready(timeout=60) < 60
-    keys = {executor._space_arg(s, space) for s in slots}  # type: ignore[attr-defined]
+    executor.wait_ready(timeout=120)
+    keys = {workers.space_arg(a, space) for a in actors}
     assert len(keys) == 1 and isinstance(keys.pop(), str)
     for n in range(4):
         executor.submit(space, _task(space, n, "ok"))
@@ -86,44 +99,44 @@ def test_once_a_slot_holds_the_space_its_calls_name_it_by_key_not_by_refs() -> N
     assert all(r.ok for _, r in results) and {r.info["uses"] for _, r in results} == {1}
     executor.shutdown()
     with pytest.raises(ExecutorError, match="holds no space 'abc'"):
-        _Slot().held("abc")  # a key names only a space the worker has loaded
+        SlotActor().held("abc")  # a key names only a space the worker has loaded
 
 
 def test_a_slot_runs_the_children_waiting_at_it_one_at_a_time_in_the_order_sent() -> None:
     # one slot holding four children: their calls wait at the actor in threads of their own
     space = load_space(CRASHY, {"delay": 0.2})
-    executor = make_executor("ray", options={"max_concurrent": 1, "prefetch": 3})
-    assert executor.wait_ready(timeout=60) < 60
+    executor = RayExecutor(max_concurrent=1, prefetch=3)
+    executor.wait_ready(timeout=120)
     for n in range(4):
         executor.submit(space, _task(space, n, "ok"))
-    time.sleep(1.5)  # the driver looks away: each child starts when the one before ends, at the actor
-    collected = time.time()
+    # all four are at the actor: they finish with the driver looking away, each starting when the one before ends
+    assert len(ray.get(_futures(executor, 0, 1, 2, 3), timeout=120)) == 4
     results = [executor.next_result() for _ in range(4)]
     spans = sorted((r.info["started"], r.info["finished"], t.number) for t, r in results)
     assert [n for _, _, n in spans] == [0, 1, 2, 3]  # in the order they were sent
     assert all(b[0] >= a[1] for a, b in itertools.pairwise(spans))  # never two at once
-    assert spans[-1][0] < collected and len({r.info["pid"] for _, r in results}) == 1
+    assert len({r.info["pid"] for _, r in results}) == 1
     executor.shutdown()
 
 
 def test_next_results_returns_every_child_that_has_finished() -> None:
     space = load_space(CRASHY, {"delay": 0.1})
-    executor = make_executor("ray", options={"max_concurrent": 4})
-    assert executor.wait_ready(timeout=60) < 60
+    executor = RayExecutor(max_concurrent=4)
+    executor.wait_ready(timeout=120)
     for n in range(3):
         executor.submit(space, _task(space, n, "ok"))
     executor.submit(space, _task(space, 3, "hang"))
-    time.sleep(3)
-    results = executor.next_results()  # the three short ones, together, without waiting for 'hang'
+    ray.wait(_futures(executor, 0, 1, 2), num_returns=3, timeout=120)  # the three short ones have come back
+    results = executor.next_results()  # all three, together, without waiting for 'hang'
     assert sorted(t.number for t, _ in results) == [0, 1, 2] and all(r.ok for _, r in results)
     assert executor.pending == 1
-    executor.cancel_all()
+    assert [t.number for t in executor.cancel_all()] == [3]
     executor.shutdown()
 
 
 def test_a_dying_worker_is_retried_then_failed_and_the_rest_go_on() -> None:
     space = load_space(CRASHY, {"delay": 0.1})
-    executor = make_executor("ray", options={"max_concurrent": 2, "max_retries": 1})
+    executor = RayExecutor(max_concurrent=2, max_retries=1)
     for n, x in enumerate(["ok", "exit", "fine"]):
         executor.submit(space, _task(space, n, x))
     results = {t.number: r for t, r in (executor.next_result() for _ in range(3))}
@@ -134,7 +147,7 @@ def test_a_dying_worker_is_retried_then_failed_and_the_rest_go_on() -> None:
 
 def test_children_queued_behind_one_that_kills_its_worker_are_not_blamed() -> None:
     space = load_space(CRASHY, {"delay": 0.1})
-    executor = make_executor("ray", options={"max_concurrent": 1, "max_retries": 0})
+    executor = RayExecutor(max_concurrent=1, max_retries=0)
     for n, x in enumerate(["exit", "ok", "fine"]):  # 'ok' waits at the worker that 'exit' kills
         executor.submit(space, _task(space, n, x))
     results = {t.number: r for t, r in (executor.next_result() for _ in range(3))}
@@ -148,16 +161,15 @@ def test_children_queued_behind_one_that_kills_its_worker_are_not_blamed() -> No
 
 def test_at_the_end_a_child_waiting_behind_a_long_one_gets_a_backup_on_an_idle_worker() -> None:
     space = load_space(CRASHY, {"delay": 0.2})
-    executor = make_executor("ray", options={"max_concurrent": 2})
-    assert executor.wait_ready(timeout=60) < 60
-    started = time.time()
+    executor = RayExecutor(max_concurrent=2)
+    executor.wait_ready(timeout=120)
     # 'hang' (60 s) and child 1 start; child 2 waits behind 'hang', child 3 behind child 1
     for n, x in enumerate(["hang", "ok", "ok", "ok"]):
         executor.submit(space, _task(space, n, x))
     executor.finishing()  # no more children: idle workers may run copies of waiting ones
     results = [executor.next_result() for _ in range(3)]
     assert sorted(t.number for t, _ in results) == [1, 2, 3] and all(r.ok for _, r in results)
-    assert time.time() - started < 20  # child 2 did not wait for 'hang' to end
+    assert len({r.info["pid"] for _, r in results}) == 1  # child 2's copy ran on the worker of 1 and 3
     assert executor.pending == 1  # 'hang'; the copy of child 2 behind it is not a pending child
     assert [t.number for t in executor.cancel_all()] == [0]
     executor.shutdown()
@@ -165,25 +177,13 @@ def test_at_the_end_a_child_waiting_behind_a_long_one_gets_a_backup_on_an_idle_w
 
 def test_child_timeout_cancels_and_fails_the_child() -> None:
     space = load_space(CRASHY, {"delay": 0.1})
-    executor = make_executor("ray", options={"max_concurrent": 2, "child_timeout": 1.5})
-    started = time.time()
+    executor = RayExecutor(max_concurrent=2, child_timeout=1.5)
     executor.submit(space, _task(space, 0, "hang"))
     executor.submit(space, _task(space, 1, "ok"))
     results = {t.number: r for t, r in (executor.next_result() for _ in range(2))}
     assert results[1].ok
     assert "ran past --child-timeout 1.5s and was cancelled" in (results[0].error or "")
-    assert time.time() - started < 10
-    executor.shutdown()
-
-
-def test_cancel_all_drops_running_and_queued_children() -> None:
-    space = load_space(CRASHY, {"delay": 0.1})
-    executor = make_executor("ray", options={"max_concurrent": 1})
-    for n in range(3):
-        executor.submit(space, _task(space, n, "hang"))
-    assert executor.pending == 3
-    dropped = executor.cancel_all()
-    assert sorted(t.number for t in dropped) == [0, 1, 2] and executor.pending == 0
+    assert executor.pending == 0
     executor.shutdown()
 
 
@@ -212,11 +212,11 @@ def test_async_search_keeps_workers_busy_and_feeds_every_reward_once(tmp_path: P
     )
     search = Search.start(store, config)
     assert search.config.mode == "async"  # auto: more than one worker
+    assert isinstance(search.executor, RayExecutor)
+    search.executor.wait_ready(timeout=120)  # every worker up: the first four children go to four of them
     run_id = search.run()
     children = store.children(run_id)
-    spans = [(c.metrics["info"]["started"], c.metrics["info"]["finished"]) for c in children]
-    overlap = max(sum(1 for s, f in spans if s <= t < f) for t, _ in spans)
-    assert overlap >= 3  # children ran side by side, not one at a time
+    assert len({c.worker for c in children}) == 4  # children ran side by side on every worker
     assert [c.number for c in children] == list(range(20)) and all(c.status == "done" for c in children)
     updates = store.updates(run_id)
     assert len(updates) == 4
@@ -249,7 +249,7 @@ def test_workers_per_child_trains_one_child_on_two_processes_inside_ray() -> Non
     from l2l.search_spaces import Spec
 
     space = load_space("mlp", {"epochs": 1})
-    executor = make_executor("ray", options={"workers_per_child": 2})
+    executor = RayExecutor(workers_per_child=2)
     assert executor.capacity == 2  # 4 CPUs, 2 per child
     spec = space.decode((0, 2, 1, 0, 0, 0, 0, 0, 2))
     assert isinstance(spec, Spec)

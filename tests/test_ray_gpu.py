@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from l2l.runs.executors import ChildTask, make_executor
+from l2l.runs.ray_executor import RayExecutor
 from l2l.search_spaces import Context, load_space
 from tests.conftest import PLUGINS
 
@@ -29,6 +30,7 @@ def ray_with_one_gpu() -> Iterator[None]:
 def test_half_gpu_children_share_the_gpu_side_by_side() -> None:
     space = load_space(CRASHY, {"delay": 1.0})
     executor = make_executor("ray", options={"gpus_per_child": 0.5, "cpus_per_child": 0.25})
+    assert isinstance(executor, RayExecutor)  # wait_ready is the Ray executor's own
     assert executor.capacity == 2  # the GPU, not the 8 quarter CPUs, bounds how many run at once
     executor.wait_ready(timeout=120)  # both worker processes up, so the first two children start together
     for n in range(4):

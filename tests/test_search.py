@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from l2l.controllers import Proposal
-from l2l.runs.executors import ChildTask, LocalExecutor
+from l2l.runs.executors import ChildTask, LocalExecutor, WorkerPool
 from l2l.runs.search import Search, SearchConfig, SearchError, SearchInterrupted
 from l2l.runs.store import Store
 from l2l.search_spaces import Result, SearchSpace
@@ -235,7 +235,7 @@ def test_sigterm_stops_cleanly_and_resumes(tmp_path: Path) -> None:
 
 
 class EightWorkers(LocalExecutor):
-    """Claims 8 workers, each with one child queued behind it (children still run here, one per result)."""
+    """A `WorkerPool` of 8 workers, each with one child queued behind it (children still run here, one per result)."""
 
     @property
     def capacity(self) -> int:
@@ -245,10 +245,21 @@ class EightWorkers(LocalExecutor):
     def depth(self) -> int:
         return 16
 
+    @property
+    def idle(self) -> int:
+        return max(0, self.capacity - self.pending)
+
+    def prepare(self, space: SearchSpace) -> None:
+        pass
+
+    def finishing(self) -> None:
+        pass
+
 
 def test_async_search_tops_up_the_queues_behind_busy_workers_in_batches(store: Store) -> None:
     config = SearchConfig(space="toy", children=40, batch=8, seed=0, mode="async")
     search = Search.start(store, config, executor=EightWorkers())
+    assert isinstance(search.executor, WorkerPool)  # the loop keeps its queues fed
     sizes: list[int] = []
     propose = search.controller.propose
 
