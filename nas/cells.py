@@ -1,9 +1,10 @@
 """NAS-Bench-201 cells as trainable networks, on 1-D signals (MNIST-1D) or 2-D images (digits, CIFAR-10).
 
-A cell has 4 nodes; node j sums one op applied to each earlier node i (6 edges). Ops: none (zero),
-skip_connect, nor_conv_1x1 and nor_conv_3x3 (ReLU-conv-BN), avg_pool_3x3. The network is the
-benchmark's: a stem convolution, three stages of N cells with C, 2C and 4C channels joined by
-residual reduction blocks of stride 2, then BN-ReLU, global average pooling and a linear classifier.
+A cell has 4 nodes; node j sums one op applied to each earlier node i (6 edges). Ops (from the table in
+`l2l.nas.ops`): none (zero), skip_connect, nor_conv_1x1 and nor_conv_3x3 (ReLU-conv-BN), avg_pool_3x3.
+The network is the benchmark's: a stem convolution, three stages of N cells with C, 2C and 4C channels
+joined by residual reduction blocks of stride 2, then BN-ReLU, global average pooling and a linear
+classifier.
 """
 
 from __future__ import annotations
@@ -14,35 +15,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from l2l.nas.ops import batch_norm, build_op, conv_class
+
 CELL_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 CELL_EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
-
-
-def conv_class(dims: int) -> type[nn.Conv1d] | type[nn.Conv2d]:
-    return nn.Conv1d if dims == 1 else nn.Conv2d
-
-
-def batch_norm(dims: int, c: int) -> nn.Module:
-    return nn.BatchNorm1d(c) if dims == 1 else nn.BatchNorm2d(c)
-
-
-class _Zero(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * 0.0
-
-
-def _op(name: str, c: int, dims: int) -> nn.Module:
-    if name == "none":
-        return _Zero()
-    if name == "skip_connect":
-        return nn.Identity()
-    if name in ("nor_conv_1x1", "nor_conv_3x3"):
-        k = 1 if name == "nor_conv_1x1" else 3
-        return nn.Sequential(nn.ReLU(), conv_class(dims)(c, c, k, padding=k // 2, bias=False), batch_norm(dims, c))
-    if name == "avg_pool_3x3":
-        pool = nn.AvgPool1d if dims == 1 else nn.AvgPool2d
-        return pool(3, stride=1, padding=1, count_include_pad=False)
-    raise ValueError(f"unknown cell op {name!r}; known: {', '.join(CELL_OPS)}")
 
 
 class Cell(nn.Module):
@@ -52,7 +28,7 @@ class Cell(nn.Module):
         super().__init__()
         if len(ops) != len(CELL_EDGES):
             raise ValueError(f"a cell needs {len(CELL_EDGES)} ops, got {len(ops)}")
-        self.edges = nn.ModuleList(_op(op, c, dims) for op in ops)
+        self.edges = nn.ModuleList(build_op(op, c, 1, dims, CELL_OPS, "cell op") for op in ops)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = [x]

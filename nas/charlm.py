@@ -150,6 +150,24 @@ class LMOutcome:
     stopped_early: str | None = None
 
 
+def _stop_reason(
+    step: int,
+    point: int,
+    val: float,
+    uniform: float,
+    config: LMConfig,
+    should_stop: Callable[[int, float], bool] | None,
+) -> str | None:
+    """Why training stops at evaluation ``point`` (after ``step`` updates), or None to go on."""
+    if step >= config.steps:
+        return None
+    if point == 0 and val >= uniform:
+        return f"after {step} steps validation {val:.3f} bits/char is no better than uniform ({uniform:.3f})"
+    if should_stop is not None and should_stop(point, -val):
+        return f"pruned after {step} steps (validation {val:.3f} bits/char)"
+    return None
+
+
 def train_lm(
     model: CharLM,
     corpus: Corpus,
@@ -204,16 +222,9 @@ def train_lm(
             curves["train_bpc"].append(loss_sum / n_sum / math.log(2))
             curves["val_bpc"].append(val)
             loss_sum, n_sum = 0.0, 0
-            point = len(curves["val_bpc"]) - 1
-            if step < config.steps:
-                if point == 0 and val >= uniform:
-                    stopped = (
-                        f"after {step} steps validation {val:.3f} bits/char is no better than uniform ({uniform:.3f})"
-                    )
-                    break
-                if should_stop is not None and should_stop(point, -val):
-                    stopped = f"pruned after {step} steps (validation {val:.3f} bits/char)"
-                    break
+            stopped = _stop_reason(step, len(curves["val_bpc"]) - 1, val, uniform, config, should_stop)
+            if stopped is not None:
+                break
     train_time = time.perf_counter() - started
     test = bits_per_char(model, corpus.test, dev)
     return LMOutcome(curves["val_bpc"][-1], test, curves, train_time, stopped)

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from l2l.nas.cells import Reshape, batch_norm, conv_class
+from l2l.nas.cells import Reshape
+from l2l.nas.ops import FactorizedReduce, ReLUConvBN, batch_norm, build_op, conv_class
 
 # ENAS's five ops (Pham et al. 2018, section 2.3)
 ENAS_OPS = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
@@ -53,89 +54,9 @@ class MicroNode:
     op_b: str
 
 
-class _ReLUConvBN(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int, k: int, stride: int, dims: int) -> None:
-        super().__init__(
-            nn.ReLU(),
-            conv_class(dims)(c_in, c_out, k, stride=stride, padding=k // 2, bias=False),
-            batch_norm(dims, c_out),
-        )
-
-
-class _SepConv(nn.Sequential):
-    """NASNet's separable convolution, applied twice: (ReLU, depthwise k, pointwise 1, BN) x 2."""
-
-    def __init__(self, c: int, k: int, stride: int, dims: int, dilation: int = 1, repeats: int = 2) -> None:
-        conv = conv_class(dims)
-        layers: list[nn.Module] = []
-        for r in range(repeats):
-            pad = dilation * (k // 2)
-            s = stride if r == 0 else 1
-            layers += [
-                nn.ReLU(),
-                conv(c, c, k, stride=s, padding=pad, dilation=dilation, groups=c, bias=False),
-                conv(c, c, 1, bias=False),
-                batch_norm(dims, c),
-            ]
-        super().__init__(*layers)
-
-
-class _FactorizedConv(nn.Sequential):
-    """A 1xk then kx1 convolution (on 1-D data: k-wide then 1-wide)."""
-
-    def __init__(self, c: int, k: int, stride: int, dims: int) -> None:
-        first: nn.Module
-        second: nn.Module
-        if dims == 1:
-            first = nn.Conv1d(c, c, k, stride=stride, padding=k // 2, bias=False)
-            second = nn.Conv1d(c, c, 1, bias=False)
-        else:
-            first = nn.Conv2d(c, c, (1, k), stride=(1, stride), padding=(0, k // 2), bias=False)
-            second = nn.Conv2d(c, c, (k, 1), stride=(stride, 1), padding=(k // 2, 0), bias=False)
-        super().__init__(nn.ReLU(), first, second, batch_norm(dims, c))
-
-
-class FactorizedReduce(nn.Module):
-    """Halve the size without losing half the positions: two stride-2 1x1 convolutions, one shifted."""
-
-    def __init__(self, c_in: int, c_out: int, dims: int) -> None:
-        super().__init__()
-        conv = conv_class(dims)
-        self.dims = dims
-        self.relu = nn.ReLU()
-        self.left = conv(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.right = conv(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
-        self.bn = batch_norm(dims, c_out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(x)
-        left = self.left(x)
-        shifted = x[..., 1:] if self.dims == 1 else x[..., 1:, 1:]
-        pad = [0, 1] * self.dims
-        right = self.right(nn.functional.pad(shifted, pad))
-        return self.bn(torch.cat([left, right], dim=1))
-
-
 def make_op(name: str, c: int, stride: int, dims: int) -> nn.Module:
-    """The module of op ``name`` on ``c`` channels with ``stride``."""
-    if name not in NASNET_OPS:
-        raise ValueError(f"unknown micro op {name!r}; known: {', '.join(NASNET_OPS)}")
-    if name == "identity":
-        return nn.Identity() if stride == 1 else FactorizedReduce(c, c, dims)
-    if name.startswith("sep_conv_"):
-        return _SepConv(c, int(name[-1]), stride, dims)
-    if name == "dil_conv_3x3":
-        return _SepConv(c, 3, stride, dims, dilation=2, repeats=1)
-    if name in ("conv_1x1", "conv_3x3"):
-        return _ReLUConvBN(c, c, int(name[-1]), stride, dims)
-    if name in ("conv_1x3_3x1", "conv_1x7_7x1"):
-        return _FactorizedConv(c, int(name[-1]), stride, dims)
-    k = int(name[-1])  # what is left are the pools
-    if name.startswith("avg"):
-        pool = nn.AvgPool1d if dims == 1 else nn.AvgPool2d
-        return pool(k, stride=stride, padding=k // 2, count_include_pad=False)
-    mpool = nn.MaxPool1d if dims == 1 else nn.MaxPool2d
-    return mpool(k, stride=stride, padding=k // 2)
+    """The module of NASNet op ``name`` on ``c`` channels with ``stride`` (from the table in `l2l.nas.ops`)."""
+    return build_op(name, c, stride, dims, NASNET_OPS, "micro op")
 
 
 def loose_ends(nodes: Sequence[MicroNode]) -> list[int]:
@@ -155,8 +76,8 @@ class MicroCell(nn.Module):
             if not (0 <= node.a < b + 2 and 0 <= node.b < b + 2):
                 raise ValueError(f"node {b + 2} reads nodes {node.a} and {node.b}; only 0..{b + 1} come before it")
         self.nodes = list(nodes)
-        self.pre0 = FactorizedReduce(c_pp, c, dims) if reduce_prev else _ReLUConvBN(c_pp, c, 1, 1, dims)
-        self.pre1 = _ReLUConvBN(c_p, c, 1, 1, dims)
+        self.pre0 = FactorizedReduce(c_pp, c, dims) if reduce_prev else ReLUConvBN(c_pp, c, 1, 1, dims)
+        self.pre1 = ReLUConvBN(c_p, c, 1, 1, dims)
         self.ops = nn.ModuleList()
         for node in self.nodes:
             for src, op in ((node.a, node.op_a), (node.b, node.op_b)):

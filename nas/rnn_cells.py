@@ -20,7 +20,7 @@ evaluating a fraction of their outputs per step): the controller's choices.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +30,19 @@ from torch import nn
 from l2l.nas.charlm import Recurrent
 from l2l.nas.lowrank import linear
 
-ACTIVATIONS = ("tanh", "relu", "identity", "sigmoid")
-COMBINE = ("add", "mul")
+# one table each: the search space offers the names, the cells look the functions up
+ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "identity": lambda x: x,
+    "sigmoid": torch.sigmoid,
+}
+COMBINE_FUNCTIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "add": lambda a, b: a + b,
+    "mul": lambda a, b: a * b,
+}
+ACTIVATIONS = tuple(ACTIVATION_FUNCTIONS)
+COMBINE = tuple(COMBINE_FUNCTIONS)
 
 
 def projection(n_in: int, n_out: int, rank: str | int | None, active: float, bias: bool) -> nn.Module:
@@ -44,23 +55,17 @@ def projection(n_in: int, n_out: int, rank: str | int | None, active: float, bia
 
 
 def activate(name: str, x: torch.Tensor) -> torch.Tensor:
-    if name == "tanh":
-        return torch.tanh(x)
-    if name == "relu":
-        return torch.relu(x)
-    if name == "identity":
-        return x
-    if name == "sigmoid":
-        return torch.sigmoid(x)
-    raise ValueError(f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
+    """A node's activation by its token name, so specs stay plain strings."""
+    if name not in ACTIVATION_FUNCTIONS:
+        raise ValueError(f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
+    return ACTIVATION_FUNCTIONS[name](x)
 
 
 def combine(name: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    if name == "add":
-        return a + b
-    if name == "mul":
-        return a * b
-    raise ValueError(f"unknown combination {name!r}; known: {', '.join(COMBINE)}")
+    """A tree node's join of its two inputs by token name."""
+    if name not in COMBINE_FUNCTIONS:
+        raise ValueError(f"unknown combination {name!r}; known: {', '.join(COMBINE)}")
+    return COMBINE_FUNCTIONS[name](a, b)
 
 
 class Cell(nn.Module):

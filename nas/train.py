@@ -88,6 +88,87 @@ def evaluate(model: nn.Module, split: Split, device: torch.device, batch_size: i
     return total_loss / len(split), correct / len(split)
 
 
+@dataclass
+class _LossGuard:
+    """Stops a child at its first non-finite loss, or one ``blowup_factor`` times its first loss."""
+
+    blowup_factor: float
+    first: float | None = None
+
+    def check(self, value: float, epoch: int, step: int) -> None:
+        if not math.isfinite(value):
+            raise ChildDiverged(f"loss became {value} at epoch {epoch + 1}, step {step}")
+        if self.first is None:
+            self.first = value
+        elif value > self.blowup_factor * max(self.first, 1e-8):
+            raise ChildDiverged(f"loss blew up to {value:.3g} (first loss {self.first:.3g}) at epoch {epoch + 1}")
+
+
+def _train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train: Split,
+    perm: torch.Tensor,
+    batch_size: int,
+    guard: _LossGuard,
+    epoch: int,
+    dev: torch.device,
+) -> tuple[float, int, int]:
+    """One pass over ``perm``; returns (sum of losses, correct, examples) of this process's shards."""
+    rank, world = _data_parallel()
+    seen, loss_sum, correct = 0, 0.0, 0
+    for start in range(0, len(perm), batch_size):
+        batch_idx = perm[start : start + batch_size]
+        idx = batch_idx[rank::world]
+        x, y = train.x[idx].to(dev), train.y[idx].to(dev)
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        local = value = loss.item()
+        if world > 1:
+            # every process must see the same value, or one stops while the others wait for it
+            total, count = _all_sum([local * len(y), float(len(y))], world)
+            value = total / count
+            # DDP averages the K gradients: weigh each shard by its size so the result is the
+            # gradient of the global batch's mean loss, as with one process
+            loss = loss * (len(y) * world / len(batch_idx))
+        guard.check(value, epoch, start // batch_size + 1)
+        loss.backward()
+        optimizer.step()
+        seen += len(y)
+        loss_sum += local * len(y)
+        correct += int((logits.detach().argmax(1) == y).sum())
+    return loss_sum, correct, seen
+
+
+def _optimizer(model: nn.Module, config: TrainConfig, factory: OptimizerFactory) -> torch.optim.Optimizer:
+    optimizer = factory(model.parameters(), config.lr)
+    if config.weight_decay:
+        for group in optimizer.param_groups:
+            group["weight_decay"] = config.weight_decay
+    return optimizer
+
+
+def _stop_reason(
+    epoch: int,
+    val_loss: float,
+    val_acc: float,
+    config: TrainConfig,
+    data: Dataset,
+    should_stop: Callable[[int, float], bool] | None,
+) -> tuple[str, int | None] | None:
+    """Why training stops after ``epoch`` (and the epoch it was pruned at), or None to go on."""
+    if epoch == 0 and config.stop_hopeless and config.epochs > 1 and _hopeless(val_loss, val_acc, data):
+        reason = (
+            f"after epoch 1 validation loss {val_loss:.3f} and accuracy {val_acc:.3f} are no better than "
+            f"chance (loss {math.log(data.n_classes):.3f}, accuracy {data.chance:.3f})"
+        )
+        return reason, None
+    if should_stop is not None and epoch + 1 < config.epochs and should_stop(epoch, val_acc):
+        return f"pruned after epoch {epoch + 1} (validation accuracy {val_acc:.3f})", epoch + 1
+    return None
+
+
 def train_classifier(
     model: nn.Module,
     data: Dataset,
@@ -110,52 +191,21 @@ def train_classifier(
     """
     dev = torch.device(device)
     model.to(dev)
-    rank, world = _data_parallel()
+    _, world = _data_parallel()
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    optimizer = optimizer_factory(model.parameters(), config.lr)
-    if config.weight_decay:
-        for group in optimizer.param_groups:
-            group["weight_decay"] = config.weight_decay
+    optimizer = _optimizer(model, config, optimizer_factory)
     gen = torch.Generator().manual_seed(seed)
     curves: dict[str, list[float]] = {"train_loss": [], "train_acc": [], "val_loss": [], "val_acc": []}
-    x_all, y_all = data.train.x, data.train.y
-    first_loss: float | None = None
-    stopped_early: str | None = None
-    pruned_at: int | None = None
+    guard = _LossGuard(config.blowup_factor)
+    stop: tuple[str, int | None] | None = None
     started = time.perf_counter()
     for epoch in range(config.epochs):
         model.train()
-        perm = torch.randperm(len(y_all), generator=gen)
-        seen, loss_sum, correct = 0, 0.0, 0
-        for start in range(0, len(perm), config.batch_size):
-            batch_idx = perm[start : start + config.batch_size]
-            idx = batch_idx[rank::world]
-            x, y = x_all[idx].to(dev), y_all[idx].to(dev)
-            optimizer.zero_grad(set_to_none=True)
-            logits = model(x)
-            loss = nn.functional.cross_entropy(logits, y)
-            local = value = loss.item()
-            if world > 1:
-                # every process must see the same value, or one stops while the others wait for it
-                total, count = _all_sum([local * len(y), float(len(y))], world)
-                value = total / count
-                # DDP averages the K gradients: weigh each shard by its size so the result is the
-                # gradient of the global batch's mean loss, as with one process
-                loss = loss * (len(y) * world / len(batch_idx))
-            if not math.isfinite(value):
-                raise ChildDiverged(f"loss became {value} at epoch {epoch + 1}, step {start // config.batch_size + 1}")
-            if first_loss is None:
-                first_loss = value
-            elif value > config.blowup_factor * max(first_loss, 1e-8):
-                raise ChildDiverged(f"loss blew up to {value:.3g} (first loss {first_loss:.3g}) at epoch {epoch + 1}")
-            loss.backward()
-            optimizer.step()
-            seen += len(y)
-            loss_sum += local * len(y)
-            correct += int((logits.detach().argmax(1) == y).sum())
+        perm = torch.randperm(len(data.train.y), generator=gen)
+        loss_sum, correct, seen = _train_epoch(model, optimizer, data.train, perm, config.batch_size, guard, epoch, dev)
         val_loss, val_acc = evaluate(model, data.val, dev)
         if world > 1:
             loss_sum, correct_f, seen_f = _all_sum([loss_sum, float(correct), float(seen)], world)
@@ -166,15 +216,8 @@ def train_classifier(
         curves["val_acc"].append(val_acc)
         if not math.isfinite(val_loss):
             raise ChildDiverged(f"validation loss became {val_loss} at epoch {epoch + 1}")
-        if epoch == 0 and config.stop_hopeless and config.epochs > 1 and _hopeless(val_loss, val_acc, data):
-            stopped_early = (
-                f"after epoch 1 validation loss {val_loss:.3f} and accuracy {val_acc:.3f} are no better than "
-                f"chance (loss {math.log(data.n_classes):.3f}, accuracy {data.chance:.3f})"
-            )
-            break
-        if should_stop is not None and epoch + 1 < config.epochs and should_stop(epoch, val_acc):
-            stopped_early = f"pruned after epoch {epoch + 1} (validation accuracy {val_acc:.3f})"
-            pruned_at = epoch + 1
+        stop = _stop_reason(epoch, val_loss, val_acc, config, data, should_stop)
+        if stop is not None:
             break
     train_time = time.perf_counter() - started
     test_loss, test_acc = evaluate(model, data.test, dev)
@@ -185,6 +228,6 @@ def train_classifier(
         test_acc=test_acc,
         curves=curves,
         train_time=train_time,
-        stopped_early=stopped_early,
-        pruned_at=pruned_at,
+        stopped_early=stop[0] if stop else None,
+        pruned_at=stop[1] if stop else None,
     )

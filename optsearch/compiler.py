@@ -1,7 +1,8 @@
 """Compile an update rule into a `torch.optim.Optimizer`.
 
 The optimizer class holds the per-parameter state and the hyperparameters; the math is the pure
-multi-tensor code of `l2l.optsearch.functional`, as in torch.optim. Only the state the rule reads is
+multi-tensor code of the token table (`l2l.optsearch.vocabulary`) walked by `l2l.optsearch.functional`,
+as in torch.optim. Only the state the rule reads is
 kept: SGD keeps nothing, PowerSign keeps one running mean, Adam two.
 """
 
@@ -12,28 +13,16 @@ from typing import Any
 
 import torch
 
-from l2l.optsearch.functional import Tensors, Value, bias_corrected, decay_value, evaluate
-from l2l.optsearch.language import DECAYS, OPERANDS, Rule, RuleError, parse
-
-# which running statistics each base operand needs
-_STATE_OF = {
-    "m": ("exp_avg",),
-    "sign_m": ("exp_avg",),
-    "v": ("exp_avg_sq",),
-    "adam": ("exp_avg", "exp_avg_sq"),
-    "m3": ("exp_avg_cube",),
-    "rmsprop": ("square_avg",),
-}
-_STEP_USERS = {"m", "sign_m", "v", "adam", "m3", "ld", "cd", "rd"}
-_DECAY_OPERANDS = {"ld", "cd", "rd"}
-_WEIGHT_SCALE = {"1e-4w": 1e-4, "1e-3w": 1e-3, "1e-2w": 1e-2, "1e-1w": 1e-1}
+from l2l.optsearch.functional import decay_value, evaluate
+from l2l.optsearch.language import DECAYS, Rule, RuleError, parse
+from l2l.optsearch.vocabulary import OPERANDS, STATISTICS, Step, Tensors
 
 
 def state_keys(rule: Rule) -> tuple[str, ...]:
     """Names of the per-parameter state the rule keeps (``step`` included when anything counts steps)."""
-    used = rule.operands()
-    keys = sorted({k for op in used for k in _STATE_OF.get(op, ())})
-    if used & _STEP_USERS:
+    used = [OPERANDS[op] for op in rule.operands()]
+    keys = sorted({k for op in used for k in op.stats})
+    if any(op.counts_steps for op in used):
         keys.append("step")
     return tuple(keys)
 
@@ -84,7 +73,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             raise ValueError(f"invalid eps {eps} or noise_std {noise_std}: eps > 0, noise_std >= 0")
         if cycles < 1:
             raise ValueError(f"invalid cycles {cycles}: must be >= 1")
-        uses_decay = sorted(self.rule.operands() & _DECAY_OPERANDS)
+        uses_decay = sorted(op for op in self.rule.operands() if OPERANDS[op].schedule is not None)
         if uses_decay and (total_steps is None or total_steps < 1):
             raise RuleError(
                 f"rule {self.rule} uses the decay schedule(s) {uses_decay}, which need total_steps >= 1 "
@@ -126,82 +115,25 @@ class RuleOptimizer(torch.optim.Optimizer):
 
     def _group_step(self, group: dict[str, Any], params: Tensors, grads: Tensors) -> None:
         states = [self._init_state(p) for p in params]
-        beta1, beta2, beta3 = group["betas"]
         steps: list[float] = []
         if "step" in self.state_keys:
             for s in states:
                 s["step"] += 1.0
             steps = [s["step"] for s in states]
-        lists = {key: [s[key] for s in states] for key in self.state_keys if key != "step"}
-        if "exp_avg" in lists:
-            torch._foreach_lerp_(lists["exp_avg"], grads, 1.0 - beta1)
-        if "exp_avg_sq" in lists:
-            torch._foreach_mul_(lists["exp_avg_sq"], beta2)
-            torch._foreach_addcmul_(lists["exp_avg_sq"], grads, grads, value=1.0 - beta2)
-        if "exp_avg_cube" in lists:
-            cube = torch._foreach_mul(grads, grads)
-            torch._foreach_mul_(cube, grads)
-            torch._foreach_mul_(lists["exp_avg_cube"], beta3)
-            torch._foreach_add_(lists["exp_avg_cube"], cube, alpha=1.0 - beta3)
-        if "square_avg" in lists:
-            torch._foreach_mul_(lists["square_avg"], group["alpha"])
-            torch._foreach_addcmul_(lists["square_avg"], grads, grads, value=1.0 - group["alpha"])
+        stats = {key: [s[key] for s in states] for key in self.state_keys if key != "step"}
+        for key, statistic in STATISTICS.items():
+            if key in stats:
+                statistic.update(stats[key], grads, group)
         t = max(steps) - 1.0 if steps else 0.0  # schedules start at full strength on the first step
-
-        def operand(name: str) -> Value:
-            if name == "g":
-                return grads
-            if name in ("g2", "g3"):
-                out = torch._foreach_mul(grads, grads)
-                if name == "g3":
-                    torch._foreach_mul_(out, grads)
-                return list(out)
-            if name == "m":
-                return bias_corrected(lists["exp_avg"], beta1, steps)
-            if name == "sign_m":
-                return list(torch._foreach_sign(lists["exp_avg"]))
-            if name == "v":
-                return bias_corrected(lists["exp_avg_sq"], beta2, steps)
-            if name == "m3":
-                return bias_corrected(lists["exp_avg_cube"], beta3, steps)
-            if name == "sign_g":
-                return list(torch._foreach_sign(grads))
-            if name in ("one", "two"):
-                return 1.0 if name == "one" else 2.0
-            if name == "noise":
-                return [torch.randn_like(p) * group["noise_std"] for p in params]
-            if name in _WEIGHT_SCALE:
-                return list(torch._foreach_mul(params, _WEIGHT_SCALE[name]))
-            if name == "adam":
-                denom = torch._foreach_sqrt(lists["exp_avg_sq"])
-                torch._foreach_div_(denom, [(1.0 - beta2**s) ** 0.5 for s in steps])
-                torch._foreach_add_(denom, group["eps"])
-                out = torch._foreach_div(lists["exp_avg"], denom)
-                torch._foreach_div_(out, [1.0 - beta1**s for s in steps])
-                return list(out)
-            if name == "rmsprop":
-                denom = torch._foreach_sqrt(lists["square_avg"])
-                torch._foreach_add_(denom, group["eps"])
-                return list(torch._foreach_div(grads, denom))
-            if name in _DECAY_OPERANDS:
-                return decay_value(name, t, float(group["total_steps"]), int(group["cycles"]))
-            raise RuleError(f"operand {name!r} has no implementation")
-
+        step = Step(params, grads, stats, steps, t, group)
         lr = float(group["lr"])
         if self.rule.decay is not None:
             lr *= decay_value(DECAYS[self.rule.decay], t, float(group["total_steps"]), int(group["cycles"]))
-        if self._direct == "adam":  # the update is Adam's: apply it as torch.optim.Adam does, in place
-            denom = torch._foreach_sqrt(lists["exp_avg_sq"])
-            torch._foreach_div_(denom, [(1.0 - beta2**s) ** 0.5 for s in steps])
-            torch._foreach_add_(denom, group["eps"])
-            torch._foreach_addcdiv_(params, lists["exp_avg"], denom, [-lr / (1.0 - beta1**s) for s in steps])
+        in_place = OPERANDS[self._direct].in_place if self._direct is not None else None
+        if in_place is not None:  # e.g. Adam's update, applied in place as torch.optim.Adam does
+            in_place(step, lr)
             return
-        if self._direct == "rmsprop":
-            denom = torch._foreach_sqrt(lists["square_avg"])
-            torch._foreach_add_(denom, group["eps"])
-            torch._foreach_addcdiv_(params, grads, denom, value=-lr)
-            return
-        update = evaluate(self.rule, operand, params)
+        update = evaluate(self.rule, lambda name: OPERANDS[name].compute(step), params)
         if isinstance(update, float):
             torch._foreach_add_(params, -lr * update)
         else:

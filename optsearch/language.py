@@ -18,58 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# name -> (readable, LaTeX); the order is the order of the search space's options
-OPERANDS: dict[str, tuple[str, str]] = {
-    "g": ("g", "g"),
-    "g2": ("g^2", "g^2"),
-    "g3": ("g^3", "g^3"),
-    "m": ("m", r"\hat{m}"),
-    "v": ("v", r"\hat{v}"),
-    "m3": ("m3", r"\hat{\gamma}"),
-    "sign_g": ("sign(g)", r"\operatorname{sign}(g)"),
-    "sign_m": ("sign(m)", r"\operatorname{sign}(\hat{m})"),
-    "one": ("1", "1"),
-    "two": ("2", "2"),
-    "noise": ("noise", r"\epsilon"),
-    "1e-4w": ("1e-4*w", r"10^{-4} w"),
-    "1e-3w": ("1e-3*w", r"10^{-3} w"),
-    "1e-2w": ("1e-2*w", r"10^{-2} w"),
-    "1e-1w": ("1e-1*w", r"10^{-1} w"),
-    "adam": ("adam", r"\mathrm{Adam}"),
-    "rmsprop": ("rmsprop", r"\mathrm{RMSProp}"),
-    "ld": ("ld", r"d_{\mathrm{lin}}"),
-    "cd": ("cd", r"d_{\mathrm{cyc}}"),
-    "rd": ("rd", r"d_{\mathrm{rst}}"),
-}
-OPERAND_HELP = {
-    "g": "the gradient",
-    "m": "running mean of g (beta 0.9), bias-corrected",
-    "v": "running mean of g^2 (beta 0.999), bias-corrected",
-    "m3": "running mean of g^3 (beta 0.999), bias-corrected",
-    "noise": "Gaussian noise, standard deviation 0.01",
-    "adam": "Adam's update m / (sqrt(v) + 1e-8)",
-    "rmsprop": "RMSProp's update g / (sqrt(r) + 1e-8), r the running mean of g^2 with alpha 0.99",
-    "ld": "linear decay 1 - t/T",
-    "cd": "cyclic cosine decay 0.5 (1 + cos(2 pi n t / T))",
-    "rd": "restart cosine decay 0.5 (1 + cos(pi (t mod T/n) / (T/n)))",
-}
-UNARY: tuple[str, ...] = (
-    "identity",
-    "neg",
-    "exp",
-    "log",
-    "sqrt",
-    "clip1e-5",
-    "clip1e-4",
-    "clip1e-3",
-    "drop0.1",
-    "drop0.3",
-    "drop0.5",
-    "sign",
-)
-BINARY: tuple[str, ...] = ("add", "sub", "mul", "div", "pow", "keep")
-DECAYS: dict[str, str] = {"linear": "ld", "cyclic": "cd", "restart": "rd"}  # learning-rate schedule -> operand
-DIV_EPS = 1e-8
+from l2l.optsearch.vocabulary import BINARY_FUNCTIONS, OPERANDS, UNARY_FUNCTIONS, wrap
+
+OPERAND_HELP = {name: op.help for name, op in OPERANDS.items() if op.help}
+UNARY: tuple[str, ...] = tuple(UNARY_FUNCTIONS)
+BINARY: tuple[str, ...] = tuple(BINARY_FUNCTIONS)
+# learning-rate schedule -> operand
+DECAYS: dict[str, str] = {op.decay: name for name, op in OPERANDS.items() if op.decay is not None}
 _KINDS = ("operand", "operand", "unary", "unary", "binary")
 
 
@@ -183,73 +138,24 @@ def to_text(rule: Rule) -> str:
 # --- readable and LaTeX formulas -------------------------------------------------------------
 
 
-def _is_atom(s: str) -> bool:
-    depth = 0
-    for ch in s:
-        depth += ch in "([{"
-        depth -= ch in ")]}"
-        if depth == 0 and ch in " +-*/^" and s != ch:
-            return False
-    return True
-
-
-def _wrap(s: str, latex: bool) -> str:
-    if _is_atom(s) and not s.startswith("-"):
-        return s
-    return rf"\left({s}\right)" if latex else f"({s})"
-
-
-def _unary(name: str, x: str, latex: bool) -> str:
-    if name == "identity":
-        return x
-    if name == "neg":
-        return f"-{_wrap(x, latex)}"
-    if name.startswith("clip"):
-        c = name[4:]
-        return rf"\operatorname{{clip}}\left({x}, {c}\right)" if latex else f"clip({x}, {c})"
-    if name.startswith("drop"):
-        p = name[4:]
-        return rf"\operatorname{{drop}}_{{{p}}}\left({x}\right)" if latex else f"drop({x}, {p})"
-    if latex:
-        return {
-            "exp": rf"e^{{{x}}}",
-            "log": rf"\log\left|{x}\right|",
-            "sqrt": rf"\sqrt{{\left|{x}\right|}}",
-            "sign": rf"\operatorname{{sign}}\left({x}\right)",
-        }[name]
-    return {"exp": f"exp({x})", "log": f"log|{x}|", "sqrt": f"sqrt|{x}|", "sign": f"sign({x})"}[name]
-
-
-def _binary(name: str, a: str, b: str, latex: bool) -> str:
-    if name == "keep":
-        return a
-    if name == "add":
-        return f"{a} + {b}"
-    if name == "sub":
-        return f"{a} - {_wrap(b, latex)}"
-    if name == "mul":
-        return rf"{_wrap(a, latex)} \cdot {_wrap(b, latex)}" if latex else f"{_wrap(a, latex)} * {_wrap(b, latex)}"
-    if name == "div":
-        return rf"\frac{{{a}}}{{{b} + 10^{{-8}}}}" if latex else f"{_wrap(a, latex)} / ({b} + 1e-8)"
-    # pow: sign(a) |a|^b
-    if latex:
-        return rf"\operatorname{{sign}}\left({a}\right)\left|{a}\right|^{{{b}}}"
-    return f"sign({a})|{a}|^{_wrap(b, latex)}"
-
-
 def _formula(rule: Rule, latex: bool) -> str:
     outputs: list[str] = []
     for unit in rule.units:
         vals = []
         for op in (unit.op1, unit.op2):
-            vals.append(OPERANDS[op][1 if latex else 0] if op in OPERANDS else outputs[int(op[1:]) - 1])
-        x = _unary(unit.u1, vals[0], latex)
-        y = _unary(unit.u2, vals[1], latex)
-        outputs.append(_binary(unit.b, x, y, latex))
-    body = _wrap(outputs[-1], latex)
+            if op in OPERANDS:
+                vals.append(OPERANDS[op].latex if latex else OPERANDS[op].text)
+            else:
+                vals.append(outputs[int(op[1:]) - 1])
+        u1, u2, b = UNARY_FUNCTIONS[unit.u1], UNARY_FUNCTIONS[unit.u2], BINARY_FUNCTIONS[unit.b]
+        if latex:
+            outputs.append(b.latex(u1.latex(vals[0]), u2.latex(vals[1])))
+        else:
+            outputs.append(b.text(u1.text(vals[0]), u2.text(vals[1])))
+    body = wrap(outputs[-1], latex)
     if rule.decay is not None:
-        d = OPERANDS[DECAYS[rule.decay]][1 if latex else 0]
-        return rf"\eta \cdot {d} \cdot {body}" if latex else f"lr * {d} * {body}"
+        decay = OPERANDS[DECAYS[rule.decay]]
+        return rf"\eta \cdot {decay.latex} \cdot {body}" if latex else f"lr * {decay.text} * {body}"
     return rf"\eta \cdot {body}" if latex else f"lr * {body}"
 
 

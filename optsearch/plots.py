@@ -12,40 +12,19 @@ import torch
 from l2l.optsearch.functional import Value, evaluate
 from l2l.optsearch.language import Rule, to_formula
 from l2l.optsearch.task import BASELINE_LRS, RuleDiverged, Task, baseline_factory, rule_factory, sweep
+from l2l.optsearch.vocabulary import OPERANDS
 
 
 def update_surface(rule: Rule, g: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """The update (without lr) for gradient ``g`` and momentum ``m`` (same-shape grids).
 
-    Other operands take representative values: v = (g^2 + m^2) / 2 (a running mean of g^2 that has
-    seen both), the mean of g^3 = g^3, Adam's update m / (sqrt(v) + eps), RMSProp's
-    g / (sqrt(v) + eps), w = 0, no noise, decays at their start (1).
+    Other operands take the representative values their `l2l.optsearch.vocabulary` entries give:
+    v = (g^2 + m^2) / 2 (a running mean of g^2 that has seen both), the mean of g^3 = g^3, Adam's update
+    m / (sqrt(v) + eps), RMSProp's g / (sqrt(v) + eps), w = 0, no noise, decays at their start (1).
     """
-    eps = 1e-8
-    v = (g * g + m * m) / 2
 
     def operand(name: str) -> Value:
-        table: dict[str, Value] = {
-            "g": [g],
-            "g2": [g * g],
-            "g3": [g**3],
-            "m": [m],
-            "v": [v],
-            "m3": [g**3],
-            "sign_g": [torch.sign(g)],
-            "sign_m": [torch.sign(m)],
-            "one": 1.0,
-            "two": 2.0,
-            "noise": [torch.zeros_like(g)],
-            "adam": [m / (v.sqrt() + eps)],
-            "rmsprop": [g / (v.sqrt() + eps)],
-            "ld": 1.0,
-            "cd": 1.0,
-            "rd": 1.0,
-        }
-        if name in table:
-            return table[name]
-        return [torch.zeros_like(g)]  # weight-scaled terms at w = 0
+        return OPERANDS[name].surface(g, m)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # drop() is random: draw the same mask every time

@@ -1,225 +1,41 @@
 """The results store: runs, children, controller updates and checkpoints in any SQLAlchemy database.
 
 Only the driver writes here. Every write is its own transaction, committed before the loop goes
-on, so a crash loses at most the children that were in flight.
+on, so a crash loses at most the children that were in flight. The database itself (URL, engine,
+migrations, transaction scopes) is `l2l.runs.store_engine`; the records handed out are
+`l2l.runs.store_records`. Both are importable from here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    Table,
-    bindparam,
-    create_engine,
-    delete,
-    event,
-    func,
-    insert,
-    inspect,
-    select,
-    update,
-)
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
 from l2l.runs.models import Base, CheckpointRow, ChildRow, RunRow, UpdateRow, utcnow
+from l2l.runs.store_engine import DEFAULT_STORAGE, Database, safe_url
+from l2l.runs.store_records import (
+    CHILD_STATUSES,
+    RUN_STATUSES,
+    CheckpointRecord,
+    ChildRecord,
+    NewChild,
+    RunNotFound,
+    RunRecord,
+    StoreError,
+    UpdateRecord,
+    record_from_row,
+)
 
 CHILDREN = cast(Table, ChildRow.__table__)  # for the Core statements of the per-child writes
 # one compiled statement records every finished child: executemany, with the SET columns taken from the rows
 _FINISH = update(CHILDREN).where(CHILDREN.c.run_id == bindparam("w_run"), CHILDREN.c.number == bindparam("w_number"))
 
-DEFAULT_STORAGE = "sqlite:///l2l.db"
-RUN_STATUSES = ("running", "interrupted", "done", "failed")
-CHILD_STATUSES = ("queued", "running", "done", "failed")
 
-
-class StoreError(RuntimeError):
-    """The results store cannot be opened, read or written; the message names the database and the operation."""
-
-
-class RunNotFound(StoreError):
-    """No run with the given id exists in this store."""
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """A run as read from the store."""
-
-    id: int
-    name: str | None
-    space: str
-    strategy: str
-    config: dict[str, Any]
-    seed: int
-    n_children: int
-    status: str
-    code_version: str
-    error: str | None
-    created_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
-
-
-@dataclass(frozen=True)
-class ChildRecord:
-    """A child as read from the store."""
-
-    number: int
-    batch: int
-    tokens: tuple[int, ...]
-    spec: dict[str, Any]
-    status: str
-    reward: float | None
-    controller_reward: float | None
-    val_loss: float | None
-    val_acc: float | None
-    metrics: dict[str, Any]
-    curves: dict[str, Any]
-    error: str | None
-    worker: str | None
-    device: str | None
-    log_prob: float | None
-    entropy: float | None
-    policy_version: int
-    attempts: int
-    wall_time: float | None
-    queued_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
-@dataclass(frozen=True)
-class UpdateRecord:
-    """A controller update as read from the store."""
-
-    batch: int
-    policy_version: int
-    loss: float
-    baseline: float | None
-    mean_reward: float
-    entropy: float
-    n_children: int
-    extra: dict[str, Any]
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class CheckpointRecord:
-    """The latest saved controller state of a run."""
-
-    batch: int
-    next_child: int
-    state: bytes
-
-
-@dataclass(frozen=True)
-class NewChild:
-    """What the loop knows of a child before it runs."""
-
-    number: int
-    batch: int
-    tokens: tuple[int, ...]
-    spec: dict[str, Any]
-    log_prob: float
-    entropy: float
-    policy_version: int
-
-
-def _record(cls: type[Any], row: Any) -> Any:
-    names = cls.__dataclass_fields__
-    values = {n: getattr(row, n) for n in names}
-    if "tokens" in values:
-        values["tokens"] = tuple(values["tokens"])
-    return cls(**values)
-
-
-def safe_url(url: str) -> str:
-    """The URL with any password hidden, for messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
-
-
-class Store:
+class Store(Database):
     """A results store on one database URL; `Store(url)` creates or migrates the schema with Alembic."""
-
-    def __init__(
-        self, url: str = DEFAULT_STORAGE, *, migrate: bool = True, engine_kwargs: dict[str, Any] | None = None
-    ):
-        self.url = url
-        self.label = safe_url(url)
-        try:
-            parsed = make_url(url)
-        except ArgumentError as exc:
-            raise StoreError(
-                f"invalid storage URL {url!r}: expected e.g. sqlite:///l2l.db or postgresql+psycopg://host/db"
-            ) from exc
-        if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-            parent = Path(parsed.database).expanduser().resolve().parent
-            if not parent.is_dir():
-                raise StoreError(f"cannot open store {self.label}: directory {str(parent)!r} does not exist")
-        try:
-            self.engine: Engine = create_engine(url, **(engine_kwargs or {}))
-        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
-            raise StoreError(f"cannot open store {self.label}: {exc}") from exc
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        if migrate:
-            self.migrate()
-
-    def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (creating it in an empty database)."""
-        from alembic import command
-        from alembic.config import Config
-
-        cfg = Config()
-        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-        try:
-            with self.engine.begin() as conn:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot migrate store {self.label}: {_short(exc)}") from exc
-
-    def close(self) -> None:
-        """Release the connection pool."""
-        self.engine.dispose()
-
-    @contextmanager
-    def session_scope(self, what: str = "access") -> Iterator[Session]:
-        """A session that commits on success, rolls back on error, always closes, and wraps database errors."""
-        session = self._sessions()
-        try:
-            yield session
-            session.commit()
-        except SQLAlchemyError as exc:
-            session.rollback()
-            raise StoreError(f"store {self.label}: {what} failed: {_short(exc)}") from exc
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
-
-    @contextmanager
-    def connection_scope(self, what: str = "access") -> Iterator[Connection]:
-        """A plain transaction without the ORM session: for the per-child writes of a busy driver."""
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise StoreError(f"store {self.label}: {what} failed: {_short(exc)}") from exc
 
     # runs ---------------------------------------------------------------------------------------
 
@@ -258,13 +74,13 @@ class Store:
                 ids = s.scalars(select(RunRow.id).order_by(RunRow.id.desc()).limit(10)).all()
                 known = ", ".join(str(i) for i in ids) or "none"
                 raise RunNotFound(f"no run {run_id} in store {self.label}; latest runs: {known}")
-            return _record(RunRecord, row)  # type: ignore[no-any-return]
+            return record_from_row(RunRecord, row)
 
     def list_runs(self, limit: int = 50) -> list[RunRecord]:
         """The newest runs first."""
         with self.session_scope("list runs") as s:
             rows = s.scalars(select(RunRow).order_by(RunRow.id.desc()).limit(limit)).all()
-            return [_record(RunRecord, r) for r in rows]
+            return [record_from_row(RunRecord, r) for r in rows]
 
     def set_run_status(self, run_id: int, status: str, error: str | None = None) -> None:
         """Move a run to ``status`` (running, interrupted, done, failed)."""
@@ -383,7 +199,7 @@ class Store:
             q = select(ChildRow).where(ChildRow.run_id == run_id)
             if status is not None:
                 q = q.where(ChildRow.status == status)
-            return [_record(ChildRecord, r) for r in s.scalars(q.order_by(ChildRow.number)).all()]
+            return [record_from_row(ChildRecord, r) for r in s.scalars(q.order_by(ChildRow.number)).all()]
 
     def top_children(self, run_id: int, k: int = 10) -> list[ChildRecord]:
         """The ``k`` finished children with the highest reward."""
@@ -394,7 +210,7 @@ class Store:
                 .order_by(ChildRow.reward.desc(), ChildRow.number)
                 .limit(k)
             )
-            return [_record(ChildRecord, r) for r in s.scalars(q).all()]
+            return [record_from_row(ChildRecord, r) for r in s.scalars(q).all()]
 
     def count_children(self, run_id: int) -> dict[str, int]:
         """How many children of the run are in each status."""
@@ -431,7 +247,7 @@ class Store:
         """The controller updates of a run, oldest first."""
         with self.session_scope("read updates") as s:
             q = select(UpdateRow).where(UpdateRow.run_id == run_id).order_by(UpdateRow.policy_version)
-            return [_record(UpdateRecord, r) for r in s.scalars(q).all()]
+            return [record_from_row(UpdateRecord, r) for r in s.scalars(q).all()]
 
     def latest_checkpoint(self, run_id: int) -> CheckpointRecord | None:
         """The newest checkpoint of a run, or None before its first update."""
@@ -447,37 +263,19 @@ class Store:
                 None if row is None else CheckpointRecord(batch=row.batch, next_child=row.next_child, state=row.state)
             )
 
-    def table_names(self) -> list[str]:
-        """Tables present in the database (for checks and tests)."""
-        try:
-            return sorted(inspect(self.engine).get_table_names())
-        except SQLAlchemyError as exc:
-            raise StoreError(f"store {self.label}: listing tables failed: {_short(exc)}") from exc
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()
-
 
 def _timestamp(value: Any) -> datetime | None:
     return datetime.fromtimestamp(float(value), UTC) if isinstance(value, int | float) else None
 
 
-def _short(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 __all__ = [
     "Base",
+    "CHILD_STATUSES",
     "CheckpointRecord",
     "ChildRecord",
     "DEFAULT_STORAGE",
     "NewChild",
+    "RUN_STATUSES",
     "RunNotFound",
     "RunRecord",
     "Store",

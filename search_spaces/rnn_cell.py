@@ -70,40 +70,11 @@ class RNNCellSpace(SearchSpace):
             reward=reward,
             reward_c=reward_c,
         )
-        from l2l.nas.lowrank import RANK_CHOICES
-        from l2l.nas.rnn_cells import ACTIVATIONS, COMBINE, TREE_NODES
-
         self.cell, self.n_nodes, self.low_rank, self.hashed = cell, nodes, bool(low_rank), bool(hashed)
-        self.hidden, self.embed, self.steps, self.batch_size, self.bptt, self.lr = (
-            hidden,
-            embed,
-            steps,
-            batch_size,
-            bptt,
-            lr,
-        )
+        self.hidden, self.embed, self.steps = hidden, embed, steps
+        self.batch_size, self.bptt, self.lr = batch_size, bptt, lr
         self.reward, self.reward_c = reward, reward_c
-        d: list[Decision] = []
-        if cell == "enas":
-            d.append(Decision.categorical("n0_act", ACTIVATIONS))
-            for j in range(1, nodes):
-                d.append(Decision.categorical(f"n{j}_prev", range(j)))
-                d.append(Decision.categorical(f"n{j}_act", ACTIVATIONS))
-        else:
-            for k in range(TREE_NODES):
-                d.append(Decision.categorical(f"t{k}_combine", COMBINE))
-                d.append(Decision.categorical(f"t{k}_act", ACTIVATIONS))
-            d.append(Decision.categorical("inject_at", range(TREE_NODES)))
-            d.append(Decision.categorical("inject_combine", COMBINE))
-            d.append(Decision.categorical("inject_act", ACTIVATIONS))
-            d.append(Decision.categorical("cell_from", range(TREE_NODES)))
-        if self.low_rank:
-            d.append(Decision.categorical("rank", RANK_CHOICES))
-        if self.hashed:
-            from l2l.nas.hashed import ACTIVE_CHOICES
-
-            d.append(Decision.categorical("active", ACTIVE_CHOICES))
-        self._decisions = d
+        self._decisions = _decisions(cell, nodes, self.low_rank, self.hashed)
 
     def decisions(self) -> Sequence[Decision]:
         return self._decisions
@@ -217,3 +188,31 @@ def train_language_model(space: Any, model: Any, ctx: Context, info: dict[str, A
         curves=out.curves,
         info=info,
     )
+
+
+def _decisions(cell: str, nodes: int, low_rank: bool, hashed: bool) -> list[Decision]:
+    """The ENAS cell's or the tree's decisions, then the optional rank and hashing ones."""
+    from l2l.nas.lowrank import RANK_CHOICES
+    from l2l.nas.rnn_cells import ACTIVATIONS, COMBINE, TREE_NODES
+
+    d: list[Decision] = []
+    if cell == "enas":
+        d.append(Decision.categorical("n0_act", ACTIVATIONS))
+        for j in range(1, nodes):
+            d.append(Decision.categorical(f"n{j}_prev", range(j)))
+            d.append(Decision.categorical(f"n{j}_act", ACTIVATIONS))
+    else:
+        for k in range(TREE_NODES):
+            d.append(Decision.categorical(f"t{k}_combine", COMBINE))
+            d.append(Decision.categorical(f"t{k}_act", ACTIVATIONS))
+        d.append(Decision.categorical("inject_at", range(TREE_NODES)))
+        d.append(Decision.categorical("inject_combine", COMBINE))
+        d.append(Decision.categorical("inject_act", ACTIVATIONS))
+        d.append(Decision.categorical("cell_from", range(TREE_NODES)))
+    if low_rank:
+        d.append(Decision.categorical("rank", RANK_CHOICES))
+    if hashed:
+        from l2l.nas.hashed import ACTIVE_CHOICES
+
+        d.append(Decision.categorical("active", ACTIVE_CHOICES))
+    return d

@@ -180,3 +180,13 @@ def test_database_gone_after_open(tmp_path: Path) -> None:
         Path(str(path) + suffix).unlink(missing_ok=True)
     with pytest.raises(StoreError, match="read run failed: no such table: runs"):
         store.get_run(run)
+
+
+def test_the_split_store_keeps_its_public_names() -> None:
+    import l2l.runs.store as store_module
+    from l2l.runs.store_engine import Database
+    from l2l.runs.store_records import ChildRecord
+
+    assert all(hasattr(store_module, name) for name in store_module.__all__)
+    assert store_module.ChildRecord is ChildRecord and issubclass(Store, Database)
+    assert "secret" not in store_module.safe_url("postgresql+psycopg://me:secret@db.example/l2l")

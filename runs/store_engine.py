@@ -1,0 +1,122 @@
+"""The database behind a results store: URL checks, the engine, Alembic migrations and transaction scopes.
+
+Every database error leaves here wrapped in a `StoreError` that names the database (password hidden) and
+the operation; `l2l.runs.store.Store` adds the records on top.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from l2l.runs.store_records import StoreError
+
+DEFAULT_STORAGE = "sqlite:///l2l.db"
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def short_error(exc: BaseException) -> str:
+    """The first line of a database error (the driver's own message when there is one), for one-line reports."""
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class Database:
+    """One SQLAlchemy database on a URL; creates or migrates the schema with Alembic unless ``migrate=False``."""
+
+    def __init__(
+        self, url: str = DEFAULT_STORAGE, *, migrate: bool = True, engine_kwargs: dict[str, Any] | None = None
+    ) -> None:
+        self.url = url
+        self.label = safe_url(url)
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise StoreError(
+                f"invalid storage URL {url!r}: expected e.g. sqlite:///l2l.db or postgresql+psycopg://host/db"
+            ) from exc
+        if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+            parent = Path(parsed.database).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise StoreError(f"cannot open store {self.label}: directory {str(parent)!r} does not exist")
+        try:
+            self.engine: Engine = create_engine(url, **(engine_kwargs or {}))
+        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+            raise StoreError(f"cannot open store {self.label}: {exc}") from exc
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if migrate:
+            self.migrate()
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (creating it in an empty database)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        try:
+            with self.engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot migrate store {self.label}: {short_error(exc)}") from exc
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    @contextmanager
+    def session_scope(self, what: str = "access") -> Iterator[Session]:
+        """A session that commits on success, rolls back on error, always closes, and wraps database errors."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except SQLAlchemyError as exc:
+            session.rollback()
+            raise StoreError(f"store {self.label}: {what} failed: {short_error(exc)}") from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    @contextmanager
+    def connection_scope(self, what: str = "access") -> Iterator[Connection]:
+        """A plain transaction without the ORM session: for the per-child writes of a busy driver."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store {self.label}: {what} failed: {short_error(exc)}") from exc
+
+    def table_names(self) -> list[str]:
+        """Tables present in the database (for checks and tests)."""
+        try:
+            return sorted(inspect(self.engine).get_table_names())
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store {self.label}: listing tables failed: {short_error(exc)}") from exc
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
