@@ -90,6 +90,7 @@ class ScreenedController(Controller):
         self.reward_transform = base.reward_transform
         self.policy_version = base.policy_version
         self.history: list[tuple[tuple[int, ...], float]] = []  # every (tokens, reward) learned from
+        self._evaluated: set[tuple[int, ...]] = set()  # the sequences in the history
         self._surrogate: RidgeEnsemble | HammingGP | None = None
         self._surrogate_size = -1  # len(history) when the surrogate was fitted
         self._member = 0
@@ -118,8 +119,11 @@ class ScreenedController(Controller):
         chosen: list[Proposal] = []
         # a strategy that never repeats may drop picks it proposed meanwhile: screen again for the rest
         while len(chosen) < n and not self.base.exhausted:
-            chosen.extend(self.base.adopt(self._screened(n - len(chosen))))
-        if len(chosen) < n:  # the whole space has been proposed: the strategy's repeats are all that is left
+            picks = self._screened(n - len(chosen))
+            if not picks:  # every candidate was evaluated before
+                break
+            chosen.extend(self.base.adopt(picks))
+        if len(chosen) < n:  # nothing new is left to screen: the strategy's own proposals, repeats included
             chosen.extend(self.base.propose(n - len(chosen)))
         return chosen
 
@@ -127,13 +131,19 @@ class ScreenedController(Controller):
         """``n`` distinct picks, each the best of the pool by one surrogate member (a bootstrap fit or a
         posterior draw)."""
         candidates = self.base.candidates(n * self.config.screen)
+        # a sequence with a reward is not worth a second child here (re-evaluating noisy rewards is another
+        # decision); nor, for a strategy that never repeats, is one it proposed before
+        before = _Either(self.base.proposed_before(), self._evaluated)
         pool: dict[tuple[int, ...], Proposal | None] = {}
         for p in candidates:
-            pool.setdefault(p.tokens, p)
-        before = self.base.proposed_before()
+            if p.tokens not in before:
+                pool.setdefault(p.tokens, p)
         for t in self._uniform(n * self.config.screen_uniform, pool, before) + self._neighbours(pool, before):
             pool[t] = None  # scored by the wrapped strategy (`Controller.adopt`), if picked
         tokens = list(pool)
+        if not tokens:
+            self.base.release(candidates)
+            return []
         model = self._fitted_surrogate()
         scores = model.scores(tokens)
         picked: list[int] = []
@@ -200,6 +210,7 @@ class ScreenedController(Controller):
     def update(self, proposals: Sequence[Proposal], rewards: Sequence[float]) -> UpdateStats:
         stats = self.base.update(proposals, rewards)  # validates the batch before the history keeps it
         self.history.extend((p.tokens, float(r)) for p, r in zip(proposals, rewards, strict=True))
+        self._evaluated.update(p.tokens for p in proposals)
         self.policy_version = self.base.policy_version
         return stats
 
@@ -220,6 +231,17 @@ class ScreenedController(Controller):
         self.base.load_state_dict(state["base"])
         rewards = [float(r) for r in state["history_rewards"].tolist()]
         self.history = [(tuple(t), r) for t, r in zip(unpack_tokens(state["history_tokens"]), rewards, strict=True)]
+        self._evaluated = {t for t, _ in self.history}
         self._surrogate, self._surrogate_size, self._member = None, -1, 0
         self.seed = int(state["seed"])
         self.policy_version = self.base.policy_version
+
+
+class _Either:
+    """Membership in either of two collections, without building their union for every screened batch."""
+
+    def __init__(self, first: Container[tuple[int, ...]], second: Container[tuple[int, ...]]) -> None:
+        self.first, self.second = first, second
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.first or item in self.second
