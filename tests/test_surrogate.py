@@ -311,3 +311,21 @@ def test_gp_keeps_the_best_and_the_latest_past_max_points() -> None:
     assert len(kept) == 20 and kept == latest | best
     with pytest.raises(ControllerError, match="max_points >= 2"):
         HammingGP(SIZES, members=1, max_points=1)
+
+
+@pytest.mark.parametrize("strategy", ["evolution+screen", "random+screen"])
+def test_screen_never_spends_a_child_on_a_sequence_it_has_a_reward_for(strategy: str) -> None:
+    # evolution's mutants often are cells it trained before; the screen picks only new ones
+    c = make_controller(strategy, decisions()[:2], 0, {"screen_warmup": 4})  # 25 sequences in all
+    rewarded: set[tuple[int, ...]] = set()
+    for _ in range(5):
+        ps = c.propose(4)
+        if c.surrogate is not None:
+            assert not {p.tokens for p in ps} & rewarded and len({p.tokens for p in ps}) == 4
+        c.update(ps, [reward((*p.tokens, 0, 0)) for p in ps])
+        rewarded |= {p.tokens for p in ps}
+    # once fewer new sequences are left than asked for, the strategy's own proposals fill the batch
+    for _ in range(3):
+        ps = c.propose(4)
+        assert len(ps) == 4
+        c.update(ps, [reward((*p.tokens, 0, 0)) for p in ps])
