@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from typing import Any
 
 import torch
 
-from l2l.search_spaces.api import Decision
+from l2l.search_spaces.api import Decision, token_sizes
 
 
 class ControllerError(ValueError):
@@ -136,6 +137,17 @@ class Controller(ABC):
             raise ControllerError(f"update got {len(proposals)} proposals but {len(rewards)} rewards")
         if not proposals:
             raise ControllerError("update needs at least one proposal")
+        if not all(math.isfinite(float(r)) for r in rewards):
+            raise ControllerError(f"rewards must be finite, got {[float(r) for r in rewards]}")
+        sizes = token_sizes(self.decisions)
+        for p in proposals:
+            if len(p.tokens) != len(sizes):
+                raise ControllerError(
+                    f"proposal {list(p.tokens)} has {len(p.tokens)} tokens; the decisions take {len(sizes)}"
+                )
+            for i, (t, k) in enumerate(zip(p.tokens, sizes, strict=True)):
+                if not 0 <= t < k:
+                    raise ControllerError(f"proposal {list(p.tokens)}: token {t} at position {i} is not in 0..{k - 1}")
 
 
 def pack_tokens(rows: Sequence[Sequence[int]]) -> torch.Tensor:

@@ -7,7 +7,7 @@ from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.trial import Trial
+from optuna.trial import TrialState, create_trial
 
 from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats
 from l2l.search_spaces.api import Decision, sequence_length
@@ -24,7 +24,13 @@ class OptunaController(Controller):
 
     The sampler is rebuilt before every ask with a seed derived from the run's seed and the
     number of trials so far, so proposals depend only on the history: a run restored from its
-    checkpoint (the history of told trials) proposes exactly what the interrupted run did.
+    checkpoint (the told trials, the trials still out and the seed) proposes exactly what the
+    interrupted run did, whatever seed the restoring instance was built with.
+
+    Results may come back in any order and in any grouping, as an asynchronous executor returns
+    them: each one is told to the outstanding trial that proposed its tokens. A result for tokens
+    no outstanding trial holds (a child proposed after the checkpoint a run was resumed from) joins
+    the study as a finished trial.
     """
 
     kind = "optuna"
@@ -44,7 +50,8 @@ class OptunaController(Controller):
             names = [d.name] if d.kind == "categorical" else [f"{d.name}.{j}" for j in range(d.n_prev)]
             self.params += [(name, CategoricalDistribution(list(range(d.n_choices)))) for name in names]
         self.study = self._new_study()
-        self.pending: list[Trial] = []
+        # trials asked but not told yet: (trial number, tokens), in the order they were proposed
+        self.pending: list[tuple[int, tuple[int, ...]]] = []
 
     def _new_study(self) -> optuna.Study:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -70,36 +77,61 @@ class OptunaController(Controller):
             self.study.sampler = SAMPLERS[self.sampler_name](self.seed * 100_003 + len(self.study.trials))
             trial = self.study.ask()
             tokens = tuple(int(trial.suggest_categorical(name, dist.choices)) for name, dist in self.params)  # type: ignore[arg-type]
-            self.pending.append(trial)
+            self.pending.append((trial.number, tokens))
             out.append(Proposal(tokens, 0.0, 0.0, self.policy_version))
         return out
 
     def update(self, proposals: Sequence[Proposal], rewards: Sequence[float]) -> UpdateStats:
         self._check_update(proposals, rewards)
-        if len(self.pending) < len(proposals):
-            raise ControllerError(f"update got {len(proposals)} proposals but only {len(self.pending)} are pending")
         for proposal, reward in zip(proposals, rewards, strict=True):
-            trial = self.pending.pop(0)
-            tokens = tuple(int(trial.params[name]) for name, _ in self.params)
-            if tokens != proposal.tokens:
-                raise ControllerError(f"proposal {list(proposal.tokens)} is not the pending trial {list(tokens)}")
-            self.study.tell(trial, float(reward))
+            self._tell(proposal.tokens, float(reward))
         self.policy_version += 1
         return self._gradient_free_stats(rewards)
 
+    def _tell(self, tokens: tuple[int, ...], value: float) -> None:
+        """Tell the oldest outstanding trial with these tokens; tokens none holds join as a finished trial."""
+        for i, (number, pending) in enumerate(self.pending):
+            if pending == tokens:
+                del self.pending[i]
+                self.study.tell(number, value)
+                return
+        self.study.add_trial(create_trial(params=self._params(tokens), distributions=dict(self.params), value=value))
+
+    def _params(self, tokens: Sequence[int]) -> dict[str, Any]:
+        return {name: int(tok) for (name, _), tok in zip(self.params, tokens, strict=True)}
+
+    def _tokens(self, trial: optuna.trial.FrozenTrial) -> list[int]:
+        return [int(trial.params[name]) for name, _ in self.params]
+
     def state_dict(self) -> dict[str, Any]:
-        told = [t for t in self.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        trials = self.study.trials
         return {
             "kind": self.kind,
             "policy_version": self.policy_version,
-            "trials": [[[int(t.params[name]) for name, _ in self.params], float(t.value)] for t in told],  # type: ignore[arg-type]
+            "seed": self.seed,  # the sampler's seeds derive from it
+            "trials": [[self._tokens(t), float(t.value)] for t in trials if t.state == TrialState.COMPLETE],  # type: ignore[arg-type]
+            # the trials still out, with their numbers: a restored study holds them in the same places
+            "pending": [[t.number, self._tokens(t)] for t in trials if t.state == TrialState.RUNNING],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        told = [(list(tokens), float(value)) for tokens, value in state["trials"]]
+        # checkpoints written before the seed and the outstanding trials were saved hold neither
+        out = {int(number): list(tokens) for number, tokens in state.get("pending", [])}
+        total = len(told) + len(out)
+        if any(not 0 <= number < total for number in out):
+            raise ControllerError(f"{self.kind} checkpoint has outstanding trial numbers {sorted(out)} among {total}")
+        self.seed = int(state.get("seed", self.seed))
         self.study = self._new_study()
         self.pending = []
         dists: dict[str, BaseDistribution] = dict(self.params)
-        for tokens, value in state["trials"]:
-            params = {name: int(tok) for (name, _), tok in zip(self.params, tokens, strict=True)}
-            self.study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value))
+        finished = iter(told)
+        for number in range(total):
+            if number in out:
+                params = self._params(out[number])
+                self.study.add_trial(create_trial(state=TrialState.RUNNING, params=params, distributions=dists))
+                self.pending.append((number, tuple(out[number])))
+            else:
+                tokens, value = next(finished)
+                self.study.add_trial(create_trial(params=self._params(tokens), distributions=dists, value=value))
         self.policy_version = int(state["policy_version"])

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from l2l.search_spaces import (
     Decision,
     PluginError,
+    SearchSpace,
     SpaceError,
     Spec,
     available_spaces,
@@ -18,7 +19,9 @@ from l2l.search_spaces import (
     load_space_class,
     validate_space,
 )
+from l2l.testing.spaces import Expected, SpaceContract
 from tests.conftest import PLUGINS
+from tests.plugins.spaces import Duplicate, Flaky, Forgetful, Lossy, Slow, Unseeded
 
 values = st.one_of(
     st.text(min_size=0, max_size=8),
@@ -123,3 +126,33 @@ def test_bad_space_options_name_the_space() -> None:
 def test_validate_accepts_every_registered_space() -> None:
     for name in available_spaces():
         validate_space(load_space(name, validate=False))
+
+
+class TestSlowPluginPassesTheContract(SpaceContract):
+    """What a plugin's own test file holds: the space contract, subclassed, over the plugin's space."""
+
+    @pytest.fixture
+    def space_class(self) -> type[SearchSpace]:
+        return Slow
+
+    @pytest.fixture
+    def fast_options(self) -> dict[str, object]:
+        return {"delay": 0.0}
+
+    @pytest.fixture
+    def expected(self) -> Expected:
+        return Expected(val_acc=True)
+
+
+def test_the_space_contract_catches_broken_plugins() -> None:
+    contract = SpaceContract()
+    with pytest.raises(PluginError, match="duplicate decision names"):
+        contract.test_decisions_are_well_formed(Duplicate())
+    with pytest.raises(AssertionError, match=r"tokens \[\d, 1\] do not round-trip"):  # Lossy drops the second token
+        contract.test_tokens_round_trip_through_spec_and_json(Lossy())
+    with pytest.raises(pytest.fail.Exception, match="Flaky accepted the unknown option 'zz_no_such_option'"):
+        contract.test_unknown_option_is_refused(Flaky, {})
+    with pytest.raises(AssertionError, match="option 'width' is not kept in `options`"):
+        contract.test_options_are_kept_and_rebuild_the_space(Forgetful, {"width": 5}, Forgetful(width=5))
+    with pytest.raises(AssertionError, match=r"^reward: "):
+        contract.test_same_spec_same_seed_same_result(Unseeded, Unseeded(delay=0.0))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import math
-import random
+import dataclasses
+from typing import Any
 
 import pytest
 import torch
@@ -12,9 +11,10 @@ import torch
 from l2l.nas.data import DatasetError, load_dataset
 from l2l.nas.mlp import MLPLayout, build_mlp, count_parameters, linear_macs
 from l2l.nas.train import ChildDiverged, TrainConfig, train_classifier
-from l2l.search_spaces import Context, Result, Spec, available_spaces, load_space, token_sizes
+from l2l.search_spaces import SearchSpace, available_spaces, load_space_class
+from l2l.testing.spaces import Expected, SpaceContract
 
-FAST_OPTIONS: dict[str, dict[str, object]] = {
+FAST_OPTIONS: dict[str, dict[str, Any]] = {
     "mlp": {"epochs": 2},
     "optimizer": {"epochs": 1, "lrs": "0.01"},
     "nb201_cell": {"epochs": 1},
@@ -22,53 +22,43 @@ FAST_OPTIONS: dict[str, dict[str, object]] = {
     "micro": {"epochs": 1, "nodes": 3, "channels": 4},
     "rnn_cell": {"steps": 3, "nodes": 3, "hidden": 16},
 }
-CAN_DIVERGE = {"optimizer", "rnn_cell"}  # a random update rule or cell may blow up: it must then fail and say so
-LANGUAGE = {"rnn_cell"}  # scored in bits per character, not accuracy
-INSTANT = {"toy", "nb201"}
+TRAINED = Expected(curves=("val_acc",), costs=("params",), test=("test_acc",), val_acc=True)
+EXPECTED: dict[str, Expected] = {
+    "toy": Expected(val_acc=True),  # toy and nb201 compute or look up their reward: no training curves
+    "nb201": Expected(val_acc=True, test=("test_acc",)),
+    "mlp": TRAINED,
+    "nb201_cell": TRAINED,
+    "macro": TRAINED,
+    "micro": TRAINED,
+    # a random update rule or cell may blow up: it must then fail and say so
+    "optimizer": dataclasses.replace(TRAINED, may_fail=("diverged",)),
+    # scored in bits per character, not accuracy
+    "rnn_cell": Expected(curves=("val_bpc",), costs=("params",), test=("test_bpc",), may_fail=("diverged",)),
+}
 
 
-@pytest.fixture(params=available_spaces())
-def space_name(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def test_every_registered_space_has_its_expectations() -> None:
+    assert set(available_spaces()) <= set(EXPECTED), sorted(set(available_spaces()) - set(EXPECTED))
 
 
-def test_random_specs_decode_and_round_trip(space_name: str) -> None:
-    space = load_space(space_name, FAST_OPTIONS.get(space_name))
-    rng = random.Random(1)
-    for _ in range(50):
-        tokens = tuple(rng.randrange(k) for k in token_sizes(space.decisions()))
-        spec = space.decode(tokens)
-        again = Spec.from_json(json.loads(json.dumps(spec.to_json())))
-        assert again == spec and space.encode(again) == tokens
-        assert isinstance(space.describe(spec), str)
+class TestEveryRegisteredSpace(SpaceContract):
+    """The contract over every space in the entry-point group, with the fast options of each."""
 
+    @pytest.fixture(params=available_spaces())
+    def space_name(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
 
-def test_evaluate_gives_a_finite_result_with_curves(space_name: str) -> None:
-    space = load_space(space_name, FAST_OPTIONS.get(space_name))
-    rng = random.Random(2)
-    for _ in range(20):
-        tokens = tuple(rng.randrange(k) for k in token_sizes(space.decisions()))
-        result = space.evaluate(space.decode(tokens), Context(child=0, seed=1))
-        json.dumps(result.to_json())
-        if space_name in CAN_DIVERGE and result.status == "failed":
-            assert result.error and "diverged" in result.error, result.error
-            continue  # a failure that says why is allowed here; keep drawing until one trains
-        break
-    assert isinstance(result, Result) and result.ok and math.isfinite(result.reward)
-    if space_name in LANGUAGE:
-        assert len(result.curves["val_bpc"]) >= 1 and result.cost["params"] > 0 and "test_bpc" in result.test
-    elif space_name not in INSTANT:  # toy and nb201 compute or look up their reward: no training curves
-        assert len(result.curves["val_acc"]) >= 1 and result.cost["params"] > 0
-        assert result.val_acc is not None and 0.0 <= result.val_acc <= 1.0 and "test_acc" in result.test
+    @pytest.fixture
+    def space_class(self, space_name: str) -> type[SearchSpace]:
+        return load_space_class(space_name)
 
+    @pytest.fixture
+    def fast_options(self, space_name: str) -> dict[str, Any]:
+        return FAST_OPTIONS.get(space_name, {})
 
-def test_same_spec_same_seed_same_result(space_name: str) -> None:
-    space = load_space(space_name, FAST_OPTIONS.get(space_name))
-    tokens = tuple(0 for d in space.decisions() for _ in range(d.width))
-    spec = space.decode(tokens)
-    a = space.evaluate(spec, Context(seed=3))
-    b = space.evaluate(Spec.from_json(spec.to_json()), Context(seed=3))
-    assert a.reward == b.reward and a.curves == b.curves
+    @pytest.fixture
+    def expected(self, space_name: str) -> Expected:
+        return EXPECTED.get(space_name, Expected())
 
 
 def test_digits_splits_are_fixed_and_disjoint() -> None:

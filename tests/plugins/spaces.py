@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Sequence
 
@@ -48,6 +49,31 @@ class Slow(SearchSpace):
                 fh.write(f"{ctx.child}\n")
         score = (int(str(spec["a"])) + int(str(spec["b"]))) / 4
         return Result(reward=score, val_acc=score)
+
+
+class Unseeded(Slow):
+    """Ignores the child's seed: the same spec and seed give another reward each time (fails the contract)."""
+
+    name = "unseeded"
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        return Result(reward=random.random())
+
+
+class Forgetful(SearchSpace):
+    """Takes an option but keeps none in `options`: a worker would rebuild another space (fails the contract)."""
+
+    name = "forgetful"
+
+    def __init__(self, width: int = 3) -> None:
+        super().__init__()
+        self.width = width
+
+    def decisions(self) -> Sequence[Decision]:
+        return [Decision.categorical("a", [str(i) for i in range(self.width)])]
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        return Result(reward=0.0)
 
 
 class Empty(SearchSpace):

@@ -1,0 +1,193 @@
+"""The contract every search space passes: subclass `SpaceContract` in the plugin's own test file.
+
+    import pytest
+    from l2l.testing.spaces import Expected, SpaceContract
+    from my_plugin import MySpace
+
+    class TestMySpace(SpaceContract):
+        @pytest.fixture
+        def space_class(self) -> type[MySpace]:
+            return MySpace
+
+        @pytest.fixture
+        def fast_options(self) -> dict[str, object]:
+            return {"epochs": 1}  # options that make evaluate take seconds, not minutes
+
+        @pytest.fixture
+        def expected(self) -> Expected:
+            return Expected(curves=("val_acc",), val_acc=True)  # what its results hold besides a reward
+
+It checks what a search relies on: decisions a controller can sample, token sequences that decode to
+JSON-serializable specs and encode back, options kept so a worker or a resumed run can rebuild the
+space and unknown ones refused, and an evaluation that gives a finite result, the same one for the
+same spec and seed, also on a worker's copy of the space.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import torch
+
+from l2l.search_spaces import Context, Decision, Result, SearchSpace, SpaceError, Spec, token_sizes, validate_space
+
+UNKNOWN_OPTION = "zz_no_such_option"
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a space's results hold besides a finite reward; `SpaceContract.expected` returns one."""
+
+    curves: tuple[str, ...] = ()  # per-epoch curves with at least one finite point
+    costs: tuple[str, ...] = ()  # cost entries that are > 0 (e.g. "params")
+    test: tuple[str, ...] = ()  # test metrics that are present (e.g. "test_acc")
+    val_acc: bool = False  # val_acc is set and in [0, 1]
+    # a child may fail when its error names one of these (a random update rule may diverge): the contract
+    # then draws another candidate, up to `SpaceContract.draws` of them
+    may_fail: tuple[str, ...] = ()
+
+
+def random_tokens(space: SearchSpace, rng: random.Random) -> tuple[int, ...]:
+    """A uniformly random token sequence for ``space``."""
+    return tuple(rng.randrange(k) for k in token_sizes(space.decisions()))
+
+
+def check_graph(graph: Any) -> None:
+    """Assert ``graph`` is what `l2l plot arch` draws: labelled nodes and edges between them."""
+    assert isinstance(graph, dict) and set(graph) >= {"nodes", "edges"}, f"graph must have nodes and edges: {graph!r}"
+    nodes, edges = graph["nodes"], graph["edges"]
+    assert nodes and all(isinstance(n, str) for n in nodes), f"graph nodes must be labels: {nodes!r}"
+    for edge in edges:
+        assert len(edge) == 3 and isinstance(edge[2], str), f"an edge is [from, to, label]: {edge!r}"
+        assert all(isinstance(i, int) and 0 <= i < len(nodes) for i in edge[:2]), f"edge {edge!r} outside the nodes"
+    json.dumps(graph, allow_nan=False)
+
+
+def check_result(result: Result, expected: Expected) -> None:
+    """Assert ``result`` is a finished child with a finite reward and what ``expected`` asks for."""
+    assert isinstance(result, Result), f"evaluate returned {type(result).__name__}, not a Result"
+    assert result.ok and math.isfinite(result.reward), f"not a finished child with a finite reward: {result!r}"
+    for name in expected.curves:
+        curve = result.curves.get(name, [])
+        assert len(curve) >= 1 and all(math.isfinite(x) for x in curve), f"curve {name!r} is {curve!r}"
+    for name in expected.costs:
+        assert result.cost.get(name, 0) > 0, f"cost {name!r} is {result.cost.get(name)!r}"
+    for name in expected.test:
+        assert name in result.test, f"test metric {name!r} missing from {dict(result.test)}"
+    if expected.val_acc:
+        assert result.val_acc is not None and 0.0 <= result.val_acc <= 1.0, f"val_acc is {result.val_acc!r}"
+
+
+class SpaceContract:
+    """Tests every search space passes. Override the `space_class` fixture, and `fast_options` and `expected`
+    where they apply."""
+
+    samples = 50  # random token sequences per round-trip check
+    draws = 20  # candidates evaluate may try before one must succeed (with `Expected.may_fail`)
+
+    @pytest.fixture(autouse=True)
+    def one_thread(self) -> Iterator[None]:
+        """Children train on one thread, as the executors run them (`Context.threads`)."""
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        yield
+        torch.set_num_threads(before)
+
+    @pytest.fixture
+    def space_class(self) -> type[SearchSpace]:
+        """The space under test; a subclass must override this."""
+        raise NotImplementedError("override the `space_class` fixture with the SearchSpace subclass under test")
+
+    @pytest.fixture
+    def fast_options(self) -> dict[str, Any]:
+        """Options that make `evaluate` fast (one epoch, a small network); none by default."""
+        return {}
+
+    @pytest.fixture
+    def expected(self) -> Expected:
+        """What the space's results hold besides a finite reward."""
+        return Expected()
+
+    @pytest.fixture
+    def space(self, space_class: type[SearchSpace], fast_options: dict[str, Any]) -> SearchSpace:
+        """The space built with the fast options."""
+        return space_class(**fast_options)
+
+    def test_decisions_are_well_formed(self, space: SearchSpace) -> None:
+        validate_space(space)  # names, kinds, anchors, a choice to make, decode/encode of random tokens
+        assert isinstance(space.name, str) and space.name
+        decisions = list(space.decisions())
+        assert all(isinstance(d, Decision) for d in decisions), decisions
+        assert list(space.decisions()) == decisions, "decisions() must give the same decisions every time"
+
+    def test_tokens_round_trip_through_spec_and_json(self, space: SearchSpace) -> None:
+        rng = random.Random(1)
+        optimum = space.optimum()
+        tokens_list = [random_tokens(space, rng) for _ in range(self.samples)]
+        for tokens in tokens_list + ([tuple(optimum)] if optimum is not None else []):
+            spec = space.decode(tokens)
+            assert isinstance(spec, Spec) and spec.space == space.name, spec
+            again = Spec.from_json(json.loads(json.dumps(spec.to_json(), allow_nan=False)))
+            assert again == spec, f"spec does not survive JSON: {spec!r} -> {again!r}"
+            assert tuple(space.encode(again)) == tokens, f"tokens {list(tokens)} do not round-trip through {spec!r}"
+            assert isinstance(space.describe(spec), str)
+            check_graph(space.graph(spec))
+
+    def test_decode_rejects_malformed_tokens(self, space: SearchSpace) -> None:
+        tokens = random_tokens(space, random.Random(2))
+        for bad in (tokens[:-1], (*tokens, 0)):
+            with pytest.raises(SpaceError):
+                space.decode(bad)
+        sizes = token_sizes(space.decisions())
+        with pytest.raises(SpaceError):
+            space.decode((sizes[0], *tokens[1:]))
+
+    def test_options_are_kept_and_rebuild_the_space(
+        self, space_class: type[SearchSpace], fast_options: dict[str, Any], space: SearchSpace
+    ) -> None:
+        """A run stores `options` as JSON and rebuilds the space from them on workers and on resume."""
+        stored = json.loads(json.dumps(space.options, allow_nan=False))
+        for key, value in fast_options.items():
+            assert space.options.get(key) == value, f"option {key!r} is not kept in `options`: {space.options}"
+        rebuilt = space_class(**stored)
+        assert rebuilt.options == space.options
+        assert list(rebuilt.decisions()) == list(space.decisions())
+
+    def test_unknown_option_is_refused(self, space_class: type[SearchSpace], fast_options: dict[str, Any]) -> None:
+        try:
+            space_class(**fast_options, **{UNKNOWN_OPTION: 1})
+        except (TypeError, ValueError) as exc:
+            assert UNKNOWN_OPTION in str(exc), f"the error does not name the unknown option: {exc}"
+        else:
+            pytest.fail(
+                f"{space_class.__name__} accepted the unknown option {UNKNOWN_OPTION!r}: declare the space's options "
+                "as keyword parameters of its __init__"
+            )
+
+    def test_evaluate_gives_a_finite_result(self, space: SearchSpace, expected: Expected) -> None:
+        rng = random.Random(2)
+        for _ in range(self.draws):
+            result = space.evaluate(space.decode(random_tokens(space, rng)), Context(child=0, seed=1))
+            json.dumps(result.to_json(), allow_nan=False)
+            if result.status == "failed" and expected.may_fail:
+                assert result.error and any(w in result.error for w in expected.may_fail), result.error
+                continue  # a failure that says why is allowed here; keep drawing until one trains
+            break
+        check_result(result, expected)
+
+    def test_same_spec_same_seed_same_result(self, space_class: type[SearchSpace], space: SearchSpace) -> None:
+        """Also on a worker's copy: rebuilt from the options and given the shared data, as the Ray executor does."""
+        spec = space.decode(tuple(0 for _ in token_sizes(space.decisions())))
+        here = space.evaluate(spec, Context(child=0, seed=3))
+        worker = space_class(**json.loads(json.dumps(space.options)))
+        worker.use_shared_data(space.shared_data())
+        there = worker.evaluate(Spec.from_json(json.dumps(spec.to_json())), Context(child=0, seed=3))
+        for field in ("status", "reward", "val_acc", "val_loss", "test", "curves"):
+            a, b = getattr(here, field), getattr(there, field)
+            assert a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)), f"{field}: {a!r} != {b!r}"

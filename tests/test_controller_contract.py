@@ -1,0 +1,85 @@
+"""The controller contract (`l2l.testing.controllers`) over every registered strategy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from l2l.controllers import STRATEGIES, ControllerError, Proposal, RandomController, UpdateStats, make_controller
+from l2l.testing.controllers import DECISIONS, ControllerContract, drive
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # gp and qmc, per ask
+
+# every strategy `make_controller` knows; composite names (a strategy wearing a wrapper) are added here too
+STRATEGY_NAMES: list[str] = list(STRATEGIES)
+
+# (strategy, test id) -> why it fails today; strict, so the fix shows up as an unexpected pass
+KNOWN_FAILURES: dict[tuple[str, str], str] = {
+    (name, "test_state_restores_into_a_differently_seeded_instance[state_dict]"): (
+        "ReinforceController.load_state_dict hands the optimizer the state's own Adam moment tensors, so the "
+        "source and the restored controller step the same tensors (deep-copy the optimizer state on load)"
+    )
+    for name in ("reinforce", "ppo")
+}
+
+
+class TestEveryStrategy(ControllerContract):
+    @pytest.fixture(params=STRATEGY_NAMES)
+    def strategy(self, request: pytest.FixtureRequest) -> str:
+        name = str(request.param)
+        params = getattr(request.node, "callspec", None)
+        via = params.params.get("via") if params is not None else None
+        test_id = f"{request.node.originalname}[{via}]" if via else request.node.originalname
+        if (name, test_id) in KNOWN_FAILURES:
+            request.applymarker(pytest.mark.xfail(reason=KNOWN_FAILURES[name, test_id], strict=True))
+        return name
+
+
+class Seedless(RandomController):
+    """Leaves its random state out of the checkpoint, as `tpe` and `qmc` once left out their seed."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "policy_version": self.policy_version}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.policy_version = int(state["policy_version"])
+
+
+class InOrder(RandomController):
+    """Takes results only in the order it proposed them, as `tpe`, `gp` and `qmc` once did."""
+
+    def __init__(self, decisions: Sequence[Any], seed: int) -> None:
+        super().__init__(decisions, seed)
+        self.out: list[tuple[int, ...]] = []
+
+    def propose(self, n: int) -> list[Proposal]:
+        proposals = super().propose(n)
+        self.out += [p.tokens for p in proposals]
+        return proposals
+
+    def update(self, proposals: Sequence[Proposal], rewards: Sequence[float]) -> UpdateStats:
+        for p in proposals:
+            assert self.out.pop(0) == p.tokens, "proposal is not the pending trial"
+        return super().update(proposals, rewards)
+
+
+def test_the_contract_catches_a_forgetful_checkpoint_and_in_order_updates() -> None:
+    contract = ControllerContract()
+    with pytest.raises(AssertionError):
+        contract.test_state_restores_into_a_differently_seeded_instance(lambda seed: Seedless(DECISIONS, seed), "bytes")
+    with pytest.raises(AssertionError, match="is not the pending trial"):
+        contract.test_results_in_any_order_and_grouping(lambda seed: InOrder(DECISIONS, seed), DECISIONS)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "qmc"])
+def test_optuna_checkpoints_without_seed_or_outstanding_trials_still_load(sampler: str) -> None:
+    a = make_controller(sampler, DECISIONS, 3)
+    drive(a, 2, 3)
+    old = {k: v for k, v in a.state_dict().items() if k not in ("seed", "pending")}  # written before they were saved
+    b = make_controller(sampler, DECISIONS, 3)
+    b.load_state_dict(old)
+    assert drive(a, 2, 3) == drive(b, 2, 3)
+    with pytest.raises(ControllerError, match=rf"^{sampler} checkpoint has outstanding trial numbers \[9\] among 7$"):
+        b.load_state_dict({**old, "pending": [[9, [0] * 7]]})
