@@ -97,6 +97,15 @@ class OptunaController(Controller):
                 return
         self.study.add_trial(create_trial(params=self._params(tokens), distributions=dict(self.params), value=value))
 
+    def release(self, proposals: Sequence[Proposal]) -> None:
+        # candidates a screen did not pick end as failed trials, which Optuna's samplers learn nothing from
+        for proposal in proposals:
+            for i, (number, pending) in enumerate(self.pending):
+                if pending == proposal.tokens:
+                    del self.pending[i]
+                    self.study.tell(number, state=TrialState.FAIL)
+                    break
+
     def _params(self, tokens: Sequence[int]) -> dict[str, Any]:
         return {name: int(tok) for (name, _), tok in zip(self.params, tokens, strict=True)}
 
@@ -112,15 +121,21 @@ class OptunaController(Controller):
             "trials": [[self._tokens(t), float(t.value)] for t in trials if t.state == TrialState.COMPLETE],  # type: ignore[arg-type]
             # the trials still out, with their numbers: a restored study holds them in the same places
             "pending": [[t.number, self._tokens(t)] for t in trials if t.state == TrialState.RUNNING],
+            # candidates a screen let go (`release`): they keep their numbers, which seed later proposals
+            "released": [[t.number, self._tokens(t)] for t in trials if t.state == TrialState.FAIL],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         told = [(list(tokens), float(value)) for tokens, value in state["trials"]]
         # checkpoints written before the seed and the outstanding trials were saved hold neither
         out = {int(number): list(tokens) for number, tokens in state.get("pending", [])}
-        total = len(told) + len(out)
-        if any(not 0 <= number < total for number in out):
-            raise ControllerError(f"{self.kind} checkpoint has outstanding trial numbers {sorted(out)} among {total}")
+        gone = {int(number): list(tokens) for number, tokens in state.get("released", [])}
+        total = len(told) + len(out) + len(gone)
+        if any(not 0 <= number < total for number in [*out, *gone]) or set(out) & set(gone):
+            raise ControllerError(
+                f"{self.kind} checkpoint has outstanding trial numbers {sorted(out)} and released ones "
+                f"{sorted(gone)} among {total}"
+            )
         self.seed = int(state.get("seed", self.seed))
         self.study = self._new_study()
         self.pending = []
@@ -131,6 +146,9 @@ class OptunaController(Controller):
                 params = self._params(out[number])
                 self.study.add_trial(create_trial(state=TrialState.RUNNING, params=params, distributions=dists))
                 self.pending.append((number, tuple(out[number])))
+            elif number in gone:
+                params = self._params(gone[number])
+                self.study.add_trial(create_trial(state=TrialState.FAIL, params=params, distributions=dists))
             else:
                 tokens, value = next(finished)
                 self.study.add_trial(create_trial(params=self._params(tokens), distributions=dists, value=value))

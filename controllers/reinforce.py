@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections.abc import Container, Mapping, Sequence
@@ -310,7 +311,8 @@ class ReinforceController(Controller):
         if stored != dataclasses.asdict(self.config):
             raise ControllerError(f"checkpoint config {state['config']} differs from this controller's {self.config}")
         self.policy.load_state_dict(state["policy"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        # a copy: Adam would otherwise step the very moment tensors of the controller the state came from
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         self.baseline.value = state["baseline"]
         self.policy_version = int(state["policy_version"])
         self.generator.set_state(state["rng"])

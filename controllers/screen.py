@@ -219,6 +219,7 @@ class ScreenedController(Controller):
             "kind": self.kind,
             "config": dataclasses.asdict(self.config),
             "base": self.base.state_dict(),
+            "rng": self.generator.get_state(),  # the uniform draws' stream, which not every strategy saves
             "history_tokens": pack_tokens([t for t, _ in self.history]),
             "history_rewards": torch.tensor([r for _, r in self.history], dtype=torch.float64),
             "seed": self.seed,  # seeds the surrogate's bootstrap and posterior draws
@@ -229,6 +230,7 @@ class ScreenedController(Controller):
         if stored != dataclasses.asdict(self.config):
             raise ControllerError(f"checkpoint screen config {state['config']} differs from this one's {self.config}")
         self.base.load_state_dict(state["base"])
+        self.generator.set_state(state["rng"])
         rewards = [float(r) for r in state["history_rewards"].tolist()]
         self.history = [(tuple(t), r) for t, r in zip(unpack_tokens(state["history_tokens"]), rewards, strict=True)]
         self._evaluated = {t for t, _ in self.history}

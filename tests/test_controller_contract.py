@@ -12,29 +12,20 @@ from l2l.testing.controllers import DECISIONS, ControllerContract, drive
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # gp and qmc, per ask
 
-# every strategy `make_controller` knows; composite names (a strategy wearing a wrapper) are added here too
-STRATEGY_NAMES: list[str] = list(STRATEGIES)
-
-# (strategy, test id) -> why it fails today; strict, so the fix shows up as an unexpected pass
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    (name, "test_state_restores_into_a_differently_seeded_instance[state_dict]"): (
-        "ReinforceController.load_state_dict hands the optimizer the state's own Adam moment tensors, so the "
-        "source and the restored controller step the same tensors (deep-copy the optimizer state on load)"
-    )
-    for name in ("reinforce", "ppo")
-}
+# every strategy `make_controller` knows, and each wearing the screen
+STRATEGY_NAMES: list[str] = [*STRATEGIES, *(f"{name}+screen" for name in STRATEGIES)]
+# the screen starts after 2 rewards and hands over to the GP after 6, so these short runs screen with both models
+SCREEN = {"screen_warmup": 2, "screen": 3, "screen_uniform": 4, "screen_gp_from": 6}
 
 
 class TestEveryStrategy(ControllerContract):
     @pytest.fixture(params=STRATEGY_NAMES)
     def strategy(self, request: pytest.FixtureRequest) -> str:
-        name = str(request.param)
-        params = getattr(request.node, "callspec", None)
-        via = params.params.get("via") if params is not None else None
-        test_id = f"{request.node.originalname}[{via}]" if via else request.node.originalname
-        if (name, test_id) in KNOWN_FAILURES:
-            request.applymarker(pytest.mark.xfail(reason=KNOWN_FAILURES[name, test_id], strict=True))
-        return name
+        return str(request.param)
+
+    @pytest.fixture
+    def settings(self, strategy: str) -> dict[str, Any]:
+        return dict(SCREEN) if strategy.endswith("+screen") else {}
 
 
 class Seedless(RandomController):
@@ -81,5 +72,8 @@ def test_optuna_checkpoints_without_seed_or_outstanding_trials_still_load(sample
     b = make_controller(sampler, DECISIONS, 3)
     b.load_state_dict(old)
     assert drive(a, 2, 3) == drive(b, 2, 3)
-    with pytest.raises(ControllerError, match=rf"^{sampler} checkpoint has outstanding trial numbers \[9\] among 7$"):
+    with pytest.raises(
+        ControllerError,
+        match=rf"^{sampler} checkpoint has outstanding trial numbers \[9\] and released ones \[\] among 7$",
+    ):
         b.load_state_dict({**old, "pending": [[9, [0] * 7]]})
