@@ -230,6 +230,7 @@ def test_stale_children_are_weighted_by_a_truncated_importance_ratio() -> None:
     import torch
 
     from l2l.controllers import ReinforceController
+    from l2l.controllers.policy_gradient import importance_weights
     from l2l.controllers.reinforce import build_config
     from l2l.search_spaces import Decision
 
@@ -238,11 +239,16 @@ def test_stale_children_are_weighted_by_a_truncated_importance_ratio() -> None:
     c.update(fresh, [1.0, 0.0])  # the policy moves on: version 1
     log_prob = c.policy(2, forced=torch.tensor([[0], [1]]))[1].detach()
     old = [Proposal((0,), float(log_prob[0]) + 0.5, 0.0, 0), Proposal((1,), float(log_prob[1]) - 0.5, 0.0, 1)]
-    w = c._staleness_weights(old, log_prob)
+
+    def weights(proposals: list[Proposal], log_prob: torch.Tensor) -> torch.Tensor:
+        stale = [p.policy_version != c.policy_version for p in proposals]
+        return importance_weights(log_prob, [p.log_prob for p in proposals], stale, c.config.max_importance)
+
+    w = weights(old, log_prob)
     # first: stale, ratio exp(-0.5); second: sampled from the current policy, weight 1 whatever its log-prob
     assert w.tolist() == pytest.approx([float(torch.exp(torch.tensor(-0.5))), 1.0])
     stale_high = [Proposal((0,), float(log_prob[0]) - 2.0, 0.0, 0)]
-    assert c._staleness_weights(stale_high, log_prob[:1]).tolist() == [1.0]  # exp(2) truncated at 1
+    assert weights(stale_high, log_prob[:1]).tolist() == [1.0]  # exp(2) truncated at 1
 
 
 def test_workers_per_child_trains_one_child_on_two_processes_inside_ray() -> None:

@@ -71,6 +71,12 @@ def screened(seed: int, **settings: object) -> ScreenedController:
     return c
 
 
+def policy_of(c: ScreenedController) -> ReinforceController:
+    """The REINFORCE controller a screen wraps."""
+    assert isinstance(c.base, ReinforceController)
+    return c.base
+
+
 def mean_reward_of_proposals(screen: int) -> float:
     """Mean true reward of 40 proposals made after the same 20 rewarded ones."""
     c = screened(0, screen=screen, screen_warmup=20)
@@ -144,7 +150,7 @@ def test_uniform_draws_let_screening_reach_what_the_policy_no_longer_samples(mon
     # a drawn sequence carries the policy's own log-prob and entropy, as if the policy had sampled it
     drawn = [p for p in proposed if p.tokens[0] == 2]
     with torch.no_grad():
-        _, log_prob, entropy = c.base.policy(len(drawn), forced=torch.tensor([p.tokens for p in drawn]))
+        _, log_prob, entropy = policy_of(c).policy(len(drawn), forced=torch.tensor([p.tokens for p in drawn]))
     assert [p.log_prob for p in drawn] == pytest.approx(log_prob.tolist())
     assert [p.entropy for p in drawn] == pytest.approx(entropy.tolist())
     with pytest.raises(ControllerError, match="screen_uniform must be >= 0"):
@@ -160,7 +166,7 @@ def test_incumbent_neighbours_let_screening_search_around_the_best(monkeypatch: 
     assert all(sum(a != b for a, b in zip(p.tokens, best, strict=True)) == 1 for p in near)
     assert len({p.tokens for p in proposed}) == 8 and not {p.tokens for p in proposed} & {t for t, _ in c.history}
     with torch.no_grad():
-        _, log_prob, _ = c.base.policy(len(near), forced=torch.tensor([p.tokens for p in near]))
+        _, log_prob, _ = policy_of(c).policy(len(near), forced=torch.tensor([p.tokens for p in near]))
     assert [p.log_prob for p in near] == pytest.approx(log_prob.tolist())
     with pytest.raises(ControllerError, match="screen_local must be >= 0"):
         ScreenConfig(screen_local=-1)
@@ -317,6 +323,7 @@ def test_gp_keeps_the_best_and_the_latest_past_max_points() -> None:
 def test_screen_never_spends_a_child_on_a_sequence_it_has_a_reward_for(strategy: str) -> None:
     # evolution's mutants often are cells it trained before; the screen picks only new ones
     c = make_controller(strategy, decisions()[:2], 0, {"screen_warmup": 4})  # 25 sequences in all
+    assert isinstance(c, ScreenedController)
     rewarded: set[tuple[int, ...]] = set()
     for _ in range(5):
         ps = c.propose(4)
