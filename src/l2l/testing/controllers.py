@@ -27,6 +27,7 @@ import torch
 
 from l2l.controllers import Controller, ControllerError, Proposal, UpdateStats, make_controller
 from l2l.search_spaces import Decision, sequence_length, token_sizes
+from l2l.testing import one_torch_thread
 
 # Small enough that a run is quick, varied enough to hold every kind of decision: categorical ones of
 # several sizes and of one option, and anchors with 0, 1 and 2 earlier anchors (7 tokens, 192 sequences).
@@ -127,10 +128,8 @@ class ControllerContract:
     @pytest.fixture(autouse=True)
     def one_thread(self) -> Iterator[None]:
         """Controllers run on the driver, beside the workers: one thread, as there (and fast on a busy machine)."""
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        yield
-        torch.set_num_threads(before)
+        with one_torch_thread():
+            yield
 
     @pytest.fixture
     def strategy(self) -> str:

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import torch
 
 from l2l.search_spaces import Context, Decision, Result, SearchSpace, SpaceError, Spec, token_sizes, validate_space
+from l2l.testing import one_torch_thread
 
 UNKNOWN_OPTION = "zz_no_such_option"
 
@@ -94,10 +94,8 @@ class SpaceContract:
     @pytest.fixture(autouse=True)
     def one_thread(self) -> Iterator[None]:
         """Children train on one thread, as the executors run them (`Context.threads`)."""
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        yield
-        torch.set_num_threads(before)
+        with one_torch_thread():
+            yield
 
     @pytest.fixture
     def space_class(self) -> type[SearchSpace]:
