@@ -56,7 +56,7 @@ class SleepSpace(SearchSpace):
         if self.spread > 0:
             duration *= math.exp(random.Random(ctx.seed).gauss(0.0, self.spread))
         time.sleep(duration)
-        score = sum(v == "b" for _, v in spec.values) / 4
+        score = sum(v == "b" for v in spec.values()) / 4
         return Result(reward=score, val_acc=score)
 
 

@@ -36,6 +36,23 @@ STRATEGIES: dict[str, Factory] = {
 }
 
 
+# children per update when a run names no batch: each strategy's published setting (Real et al. and
+# NAS-Bench-201 run aging evolution and TPE one child at a time, REINFORCE in batches of 4; PPO keeps
+# ENAS-style batches of 10). A screened strategy picks 4 of its screen's pool per update.
+DEFAULT_BATCH = {"reinforce": 4, "ppo": 10, "random": 1, "evolution": 1, "tpe": 1, "gp": 1, "qmc": 1}
+SCREENED_BATCH = 4
+
+
+def default_batch(strategy: str) -> int:
+    """How many children ``strategy`` learns from per update unless a run says otherwise."""
+    base = strategy.removesuffix(SUFFIX)
+    if base not in DEFAULT_BATCH:
+        raise ControllerError(
+            f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}, each also as STRATEGY{SUFFIX}"
+        )
+    return SCREENED_BATCH if base != strategy else DEFAULT_BATCH[base]
+
+
 # the strategy of `l2l search` when none is named: the best measured (benchmarks/README.md, NAS-Bench-201)
 DEFAULT_STRATEGY = "reinforce+screen"
 
@@ -77,6 +94,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DEFAULT_BATCH",
     "DEFAULT_STRATEGY",
     "PRESETS",
     "SCREEN_SETTINGS",
@@ -94,6 +112,7 @@ __all__ = [
     "ReinforceConfig",
     "ReinforceController",
     "UpdateStats",
+    "default_batch",
     "make_controller",
     "strategy_names",
 ]

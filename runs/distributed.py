@@ -37,9 +37,9 @@ def _rank_main(rank: int, payload: bytes, world: int, init_file: str, out: Any) 
         ctx = dataclasses.replace(task.ctx, rank=rank, world_size=world, device=device)
         result = run_child(space, dataclasses.replace(task, ctx=ctx))
         if rank == 0:
-            info = dict(result.info)
-            info.update(workers_per_child=world, backend=backend)
-            out.put(dataclasses.replace(result, info=info))
+            runtime = dict(result.runtime)
+            runtime.update(workers_per_child=world, backend=backend)
+            out.put(dataclasses.replace(result, runtime=runtime))
     finally:
         dist.destroy_process_group()
 

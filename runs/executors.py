@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import os
 import socket
 import time
@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from l2l.search_spaces.api import Context, Result, SearchSpace, Spec
+from l2l.search_spaces.results import checked_result
 
 MAX_TRACEBACK_CHARS = 4000
 
@@ -39,20 +40,15 @@ def worker_name() -> str:
 
 
 def run_child(space: SearchSpace, task: ChildTask) -> Result:
-    """Evaluate one child, turning any exception or non-finite reward into a failed `Result` with its reason.
-
-    Timing and placement (worker, device, started, finished, wall_time) are added to ``info``.
-    """
+    """Evaluate one child, turning any exception, non-finite reward or result the store cannot hold into a
+    failed `Result` with its reason. Timing and placement (worker, device, started, finished, wall_time)
+    go to ``runtime``, apart from the space's own ``info``."""
     started = time.time()
     # Small children gain nothing from intra-op threads, and several threads per child on a shared
     # CPU oversubscribe it (10x slower when another process is busy): one thread unless asked.
     torch.set_num_threads(max(1, task.ctx.threads))
     try:
-        result = space.evaluate(task.spec, task.ctx)
-        if not isinstance(result, Result):
-            result = Result.failed(f"evaluate returned {type(result).__name__}, not a Result")
-        elif result.status == "done" and not math.isfinite(result.reward):
-            result = Result.failed(f"reward is {result.reward}", **dict(result.info))
+        result = checked_result(space.evaluate(task.spec, task.ctx))
     except Exception as exc:  # the executor boundary: every child failure is recorded, never raised
         text = "".join(traceback.format_exception(exc))
         summary = f"{type(exc).__name__}: {exc}"
@@ -60,21 +56,10 @@ def run_child(space: SearchSpace, task: ChildTask) -> Result:
             text = "...\n" + text[-MAX_TRACEBACK_CHARS:]
         result = Result.failed(f"{summary}\n{text}")
     finished = time.time()
-    info = dict(result.info)
-    info.update(
+    runtime = dict(
         worker=worker_name(), device=task.ctx.device, started=started, finished=finished, wall_time=finished - started
     )
-    return Result(
-        reward=result.reward,
-        val_loss=result.val_loss,
-        val_acc=result.val_acc,
-        test=result.test,
-        cost=result.cost,
-        curves=result.curves,
-        status=result.status,
-        error=result.error,
-        info=info,
-    )
+    return dataclasses.replace(result, runtime=runtime)
 
 
 class Executor(ABC):

@@ -32,9 +32,9 @@ def child_on_worker(space: SearchSpace, task: ChildTask, queued_at: float, worke
         result = run_data_parallel(space, dataclasses.replace(task, ctx=ctx), workers)
     else:
         result = run_child(space, dataclasses.replace(task, ctx=ctx))
-    info = dict(result.info)
-    info.update(node=ray.get_runtime_context().get_node_id(), queued=queued_at, gpu_ids=[str(g) for g in gpus])
-    return dataclasses.replace(result, info=info)
+    runtime = dict(result.runtime)
+    runtime.update(node=ray.get_runtime_context().get_node_id(), queued=queued_at, gpu_ids=[str(g) for g in gpus])
+    return dataclasses.replace(result, runtime=runtime)
 
 
 class SlotActor:

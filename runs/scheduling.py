@@ -16,7 +16,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from l2l.runs.executors import ChildTask, ExecutorError
@@ -323,10 +323,10 @@ class Scheduler:
                 if running.orphan:
                     continue
                 self._orphan_twin(running)
-                return running.job.task, Result.failed(
-                    f"child {running.number} ran past --child-timeout {self.child_timeout:g}s and was cancelled",
-                    wall_time=now - running.started,
+                failed = Result.failed(
+                    f"child {running.number} ran past --child-timeout {self.child_timeout:g}s and was cancelled"
                 )
+                return running.job.task, replace(failed, runtime={"wall_time": now - running.started})
         return None
 
     def cancel_all(self, kill: bool = True) -> list[ChildTask]:

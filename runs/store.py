@@ -28,6 +28,7 @@ from l2l.runs.store_records import (
     UpdateRecord,
     record_from_row,
 )
+from l2l.search_spaces.results import RUNTIME_KEYS
 
 CHILDREN = cast(Table, ChildRow.__table__)  # for the Core statements of the per-child writes
 # one compiled statement records every finished child: executemany, with the SET columns taken from the rows
@@ -150,6 +151,8 @@ class Store(Database):
             if status not in ("done", "failed"):
                 raise StoreError(f"finished child {number} has status {status!r}; expected done or failed")
             info = dict(result.get("info") or {})
+            # where and when it ran; results stored before l2l 0.2 kept these keys in info
+            runtime = dict(result.get("runtime") or {key: info[key] for key in RUNTIME_KEYS if key in info})
             rows.append(
                 {
                     "w_run": run_id,
@@ -159,14 +162,19 @@ class Store(Database):
                     "controller_reward": controller_reward,
                     "val_loss": result.get("val_loss"),
                     "val_acc": result.get("val_acc"),
-                    "metrics": {"test": result.get("test") or {}, "cost": result.get("cost") or {}, "info": info},
+                    "metrics": {
+                        "test": result.get("test") or {},
+                        "cost": result.get("cost") or {},
+                        "info": info,
+                        "runtime": runtime,
+                    },
                     "curves": result.get("curves") or {},
                     "error": result.get("error"),
-                    "worker": info.get("worker"),
-                    "device": info.get("device"),
-                    "wall_time": info.get("wall_time"),
-                    "started_at": _timestamp(info.get("started")),
-                    "finished_at": _timestamp(info.get("finished")) or utcnow(),
+                    "worker": runtime.get("worker"),
+                    "device": runtime.get("device"),
+                    "wall_time": runtime.get("wall_time"),
+                    "started_at": _timestamp(runtime.get("started")),
+                    "finished_at": _timestamp(runtime.get("finished")) or utcnow(),
                 }
             )
         if not rows:

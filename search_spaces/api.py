@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from l2l.search_spaces.results import Context, Result
+
+__all__ = ["ChoiceValue", "Context", "Decision", "OptionValue", "Result", "SearchSpace", "SpaceError", "Spec"]
+
 DecisionKind = Literal["categorical", "anchor"]
-ChoiceValue = str | tuple[int, ...]
+OptionValue = str | int | float | bool
+ChoiceValue = OptionValue | tuple[int, ...]
 
 
 class SpaceError(ValueError):
@@ -30,13 +35,14 @@ class Decision:
 
     name: str
     kind: DecisionKind
-    options: tuple[str, ...] = ()
+    options: tuple[OptionValue, ...] = ()
     n_prev: int = 0
 
     @staticmethod
-    def categorical(name: str, options: Sequence[str | int | float]) -> Decision:
-        """Build a categorical decision; option values are stored as strings."""
-        return Decision(name=name, kind="categorical", options=tuple(str(o) for o in options))
+    def categorical(name: str, options: Iterable[Any]) -> Decision:
+        """Build a categorical decision. Options are strings, ints, floats or bools (numpy scalars become
+        their Python value) and come back in specs with the type they were declared with."""
+        return Decision(name=name, kind="categorical", options=tuple(_option(name, o) for o in options))
 
     @staticmethod
     def anchor(name: str, n_prev: int) -> Decision:
@@ -60,6 +66,8 @@ class Decision:
         if self.kind == "categorical":
             if len(self.options) < 1:
                 raise SpaceError(f"decision {self.name!r} has no options")
+            for o in self.options:
+                _option(self.name, o)
             if len(set(self.options)) != len(self.options):
                 raise SpaceError(f"decision {self.name!r} has duplicate options {list(self.options)}")
         elif self.kind == "anchor":
@@ -67,6 +75,19 @@ class Decision:
                 raise SpaceError(f"anchor decision {self.name!r} has n_prev={self.n_prev} < 0")
         else:
             raise SpaceError(f"decision {self.name!r} has unknown kind {self.kind!r}; known: categorical, anchor")
+
+
+def _option(decision: str, value: Any) -> OptionValue:
+    """An option value as a JSON scalar: numpy scalars become Python ones; anything else is refused."""
+    if hasattr(value, "item") and not isinstance(value, str | int | float | bool):
+        value = value.item()  # numpy and torch scalars
+    if not isinstance(value, str | int | float | bool):
+        raise SpaceError(
+            f"decision {decision!r}: option {value!r} is a {type(value).__name__}; options are str, int, float or bool"
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpaceError(f"decision {decision!r}: option {value!r} is not a finite number")
+    return value
 
 
 def sequence_length(decisions: Sequence[Decision]) -> int:
@@ -80,34 +101,47 @@ def token_sizes(decisions: Sequence[Decision]) -> list[int]:
 
 
 @dataclass(frozen=True)
-class Spec:
-    """A decoded candidate: the chosen value of every decision, in order; frozen and JSON-serializable."""
+class Spec(Mapping[str, ChoiceValue]):
+    """A decoded candidate: a read-only mapping of decision name to chosen value, in decision order.
+
+    ``spec["filters"]`` is the option as declared (an int stays an int); an anchor's value is a tuple
+    of 0/1 bits. Specs are frozen, hashable and JSON-serializable (`to_json` / `from_json`).
+    """
 
     space: str
-    values: tuple[tuple[str, ChoiceValue], ...]
+    choices: tuple[tuple[str, ChoiceValue], ...]
+    _index: dict[str, ChoiceValue] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", dict(self.choices))
 
     def __getitem__(self, name: str) -> ChoiceValue:
-        for key, value in self.values:
-            if key == name:
-                return value
-        raise KeyError(f"spec of space {self.space!r} has no decision {name!r}")
-
-    def get(self, name: str, default: ChoiceValue | None = None) -> ChoiceValue | None:
-        """The value of decision ``name``, or ``default`` when the spec has no such decision."""
         try:
-            return self[name]
-        except KeyError:
-            return default
+            return self._index[name]
+        except (KeyError, TypeError):
+            raise KeyError(f"spec of space {self.space!r} has no decision {name!r}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self.choices)
+
+    def __len__(self) -> int:
+        return len(self.choices)
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            return name in self._index
+        except TypeError:  # an unhashable key is simply not a decision name
+            return False
 
     def as_dict(self) -> dict[str, ChoiceValue]:
-        """Decision name to chosen value, for builders that want keyword access."""
-        return dict(self.values)
+        """Decision name to chosen value, as a plain dict."""
+        return dict(self.choices)
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict that `json.dumps` accepts and `from_json` turns back into an equal spec."""
         return {
             "space": self.space,
-            "values": [[k, list(v) if isinstance(v, tuple) else v] for k, v in self.values],
+            "values": [[k, list(v) if isinstance(v, tuple) else v] for k, v in self.choices],
         }
 
     @staticmethod
@@ -115,83 +149,13 @@ class Spec:
         """Rebuild a spec stored with `to_json` (a dict or its JSON text)."""
         obj = json.loads(data) if isinstance(data, str) else data
         try:
-            values = tuple(
-                (str(k), tuple(int(b) for b in v) if isinstance(v, list) else str(v)) for k, v in obj["values"]
-            )
-            return Spec(space=str(obj["space"]), values=values)
+            choices = tuple((str(k), tuple(int(b) for b in v) if isinstance(v, list) else v) for k, v in obj["values"])
+            for name, value in choices:
+                if not isinstance(value, tuple):
+                    _option(name, value)
+            return Spec(space=str(obj["space"]), choices=choices)
         except (KeyError, TypeError, ValueError) as exc:
             raise SpaceError(f"malformed spec JSON {obj!r}: {exc}") from exc
-
-
-@dataclass(frozen=True)
-class Context:
-    """What a worker tells a child about where and how it runs."""
-
-    child: int = 0
-    seed: int = 0
-    device: str = "cpu"
-    budget: Mapping[str, Any] = field(default_factory=dict)
-    threads: int = 1
-    report: Callable[[int, float], bool] | None = field(default=None, compare=False, repr=False)
-    # this process's place among the processes that train one child data-parallel (--workers-per-child)
-    rank: int = 0
-    world_size: int = 1
-
-    def should_stop(self, epoch: int, value: float) -> bool:
-        """Report a child's validation value after ``epoch``; True when a pruner says stop now."""
-        return self.report(epoch, value) if self.report is not None else False
-
-
-@dataclass(frozen=True)
-class Result:
-    """What evaluating one child produced: reward, metrics, cost and per-epoch curves."""
-
-    reward: float
-    val_loss: float | None = None
-    val_acc: float | None = None
-    test: Mapping[str, float] = field(default_factory=dict)
-    cost: Mapping[str, float] = field(default_factory=dict)
-    curves: Mapping[str, Sequence[float]] = field(default_factory=dict)
-    status: Literal["done", "failed"] = "done"
-    error: str | None = None
-    info: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        """True when the child finished with a finite reward."""
-        return self.status == "done" and math.isfinite(self.reward)
-
-    @staticmethod
-    def failed(error: str, **info: Any) -> Result:
-        """A failure result carrying its reason; the search loop assigns the failure reward."""
-        return Result(reward=float("nan"), status="failed", error=error, info=info)
-
-    def metrics(self) -> dict[str, float | None]:
-        """The scalar metrics reward transforms look at (costs as ``cost_<name>``)."""
-        out: dict[str, float | None] = {"reward": self.reward, "val_acc": self.val_acc, "val_loss": self.val_loss}
-        out.update({f"cost_{k}": float(v) for k, v in self.cost.items() if v is not None})
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        """A plain dict for storage; curves and costs become lists and floats."""
-        return {
-            "reward": _finite_or_none(self.reward),
-            "val_loss": _finite_or_none(self.val_loss),
-            "val_acc": _finite_or_none(self.val_acc),
-            "test": {k: _finite_or_none(v) for k, v in self.test.items()},
-            "cost": {k: _finite_or_none(v) for k, v in self.cost.items()},
-            "curves": {k: [_finite_or_none(x) for x in v] for k, v in self.curves.items()},
-            "status": self.status,
-            "error": self.error,
-            "info": dict(self.info),
-        }
-
-
-def _finite_or_none(x: float | None) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 class SearchSpace(ABC):
@@ -229,7 +193,7 @@ class SearchSpace(ABC):
     def graph(self, spec: Spec) -> dict[str, Any]:
         """The architecture as a graph for `l2l plot arch`: ``{"nodes": [label, ...], "edges": [[i, j, label],
         ...]}``. The default is a chain of the decisions' values; spaces with real topologies override it."""
-        nodes = ["input"] + [f"{k}={v}" for k, v in spec.values] + ["output"]
+        nodes = ["input"] + [f"{k}={v}" for k, v in spec.items()] + ["output"]
         return {"nodes": nodes, "edges": [[i, i + 1, ""] for i in range(len(nodes) - 1)]}
 
     def optimum(self) -> tuple[int, ...] | None:
@@ -253,7 +217,7 @@ class SearchSpace(ABC):
                     )
             values.append((d.name, d.options[chunk[0]] if d.kind == "categorical" else tuple(chunk)))
             pos += d.width
-        return Spec(space=self.name, values=tuple(values))
+        return Spec(space=self.name, choices=tuple(values))
 
     def encode(self, spec: Spec) -> tuple[int, ...]:
         """The token sequence that decodes to ``spec`` (the inverse of `decode`)."""
@@ -263,7 +227,7 @@ class SearchSpace(ABC):
             if d.kind == "categorical":
                 if value not in d.options:
                     raise SpaceError(f"value {value!r} of decision {d.name!r} is not one of {list(d.options)}")
-                tokens.append(d.options.index(str(value)))
+                tokens.append(d.options.index(value))
             else:
                 if not isinstance(value, tuple) or len(value) != d.n_prev:
                     raise SpaceError(f"anchor {d.name!r} needs {d.n_prev} bits, got {value!r}")
@@ -273,7 +237,7 @@ class SearchSpace(ABC):
     def describe(self, spec: Spec) -> str:
         """A one-line human-readable form of a spec, for tables."""
         parts = []
-        for k, v in spec.values:
+        for k, v in spec.items():
             if isinstance(v, tuple):
                 if v:
                     parts.append(f"{k}={''.join(str(b) for b in v)}")

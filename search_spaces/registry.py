@@ -89,6 +89,8 @@ def load_space(ref: str, options: dict[str, Any] | None = None, *, validate: boo
         space = cls(**(options or {}))
     except (TypeError, ValueError) as exc:
         raise PluginError(f"search space {cls.name!r}: bad options {options!r}: {exc}") from exc
+    except Exception as exc:  # plugin code (a missing data file, a failed download): one line naming it
+        raise PluginError(f"search space {cls.name!r}: building it with options {options!r} failed: {exc!r}") from exc
     if validate:
         validate_space(space)
     return space

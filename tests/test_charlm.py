@@ -160,7 +160,7 @@ def test_recurrent_projections_can_be_hashed_and_count_their_cost() -> None:
 
     space = load_space("rnn_cell", {"nodes": 2, "steps": 2, "hidden": 40, "low_rank": True, "hashed": True})
     spec = space.decode(tuple([0] * len(space.decisions())))
-    values = dict(spec.values)
+    values = dict(spec.items())
     values.update(rank="1/4", active="0.2")  # hashed wins: the projections keep their full rank
     spec = Spec(spec.space, tuple(values.items()))
     model = space.build(spec, seed=0)  # type: ignore[attr-defined]

@@ -31,7 +31,7 @@ def test_two_processes_give_the_loss_curve_of_one_with_the_same_global_batch() -
     one = run_child(space, task)
     two = run_data_parallel(space, task, 2)
     assert one.ok and two.ok, two.error
-    assert two.info["workers_per_child"] == 2 and two.info["backend"] == "gloo"
+    assert two.runtime["workers_per_child"] == 2 and two.runtime["backend"] == "gloo"
     for key in ("train_loss", "val_loss", "val_acc"):
         assert two.curves[key] == pytest.approx(one.curves[key], rel=1e-4, abs=1e-5), key
     assert one.curves["val_loss"][-1] < one.curves["val_loss"][0]  # it did learn

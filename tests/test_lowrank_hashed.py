@@ -128,7 +128,7 @@ def test_mlp_space_offers_rank_and_hashing_and_counts_their_cost() -> None:
     names = [d.name for d in space.decisions()]
     assert {"rank_0", "active_0", "rank_2", "active_2"} <= set(names)
     spec = space.decode(tuple(0 for _ in space.decisions()))  # 1 layer of 64, full rank, dense
-    values = dict(spec.values)
+    values = dict(spec.items())
     values.update(width_0="512", rank_0="1/8")  # rank 8 of the 64 -> 512 layer
     low = space.evaluate(Spec(spec.space, tuple(values.items())), Context(seed=0))
     assert low.cost["params"] == 8 * (64 + 512) + 512 + 512 * 10 + 10

@@ -47,7 +47,7 @@ def test_spec_lookup_names_missing_decision() -> None:
 
 def test_decision_widths() -> None:
     assert Decision.categorical("a", [1, 2, 3]).width == 1
-    assert Decision.categorical("a", [1, 2, 3]).options == ("1", "2", "3")
+    assert Decision.categorical("a", [1, 2, 3]).options == (1, 2, 3)
     assert Decision.anchor("s", 3).width == 3
     assert Decision.anchor("s", 3).n_choices == 2
 

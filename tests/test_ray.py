@@ -52,7 +52,7 @@ def test_children_run_on_every_worker_and_record_where_and_when() -> None:
         executor.submit(space, _task(space, n, "ok"))
     results = [executor.next_result() for _ in range(8)]
     assert sorted(t.number for t, _ in results) == list(range(8))
-    infos = [r.info for _, r in results]
+    infos = [{**r.info, **r.runtime} for _, r in results]
     assert all(r.ok for _, r in results)
     assert len({i["pid"] for i in infos}) == 4  # two children on each of the four workers, side by side
     assert all(i["node"] and i["queued"] <= i["started"] <= i["finished"] and i["device"] == "cpu" for i in infos)
@@ -112,7 +112,7 @@ def test_a_slot_runs_the_children_waiting_at_it_one_at_a_time_in_the_order_sent(
     # all four are at the actor: they finish with the driver looking away, each starting when the one before ends
     assert len(ray.get(_futures(executor, 0, 1, 2, 3), timeout=120)) == 4
     results = [executor.next_result() for _ in range(4)]
-    spans = sorted((r.info["started"], r.info["finished"], t.number) for t, r in results)
+    spans = sorted((r.runtime["started"], r.runtime["finished"], t.number) for t, r in results)
     assert [n for _, _, n in spans] == [0, 1, 2, 3]  # in the order they were sent
     assert all(b[0] >= a[1] for a, b in itertools.pairwise(spans))  # never two at once
     assert len({r.info["pid"] for _, r in results}) == 1
@@ -262,5 +262,5 @@ def test_workers_per_child_trains_one_child_on_two_processes_inside_ray() -> Non
     executor.submit(space, ChildTask(0, spec, Context(seed=1)))
     _, result = executor.next_result()
     assert result.ok, result.error
-    assert result.info["workers_per_child"] == 2 and result.info["backend"] == "gloo"
+    assert result.runtime["workers_per_child"] == 2 and result.runtime["backend"] == "gloo"
     executor.shutdown()

@@ -30,7 +30,7 @@ def test_children_of_a_lost_node_are_retried_elsewhere() -> None:
         cluster.remove_node(worker_node, allow_graceful=False)
         results = [executor.next_result() for _ in range(3)]
         assert all(r.ok for _, r in results), [r.error for _, r in results]
-        assert {r.info["node"] for _, r in results} == {head_id}  # every child finished on the head
+        assert {r.runtime["node"] for _, r in results} == {head_id}  # every child finished on the head
         executor.shutdown()
     finally:
         ray.shutdown()

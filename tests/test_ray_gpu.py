@@ -35,7 +35,7 @@ def test_half_gpu_children_share_the_gpu_side_by_side() -> None:
     executor.wait_ready(timeout=120)  # both worker processes up, so the first two children start together
     for n in range(4):
         executor.submit(space, ChildTask(n, space.decode((0,)), Context(child=n, device="cuda")))
-    infos = [executor.next_result()[1].info for _ in range(4)]
+    infos = [{**r.info, **r.runtime} for _, r in (executor.next_result() for _ in range(4))]
     executor.shutdown()
     assert all(i["gpu_ids"] == ["0"] for i in infos)  # both slots were given GPU 0
     spans = [(i["started"], i["finished"]) for i in infos]

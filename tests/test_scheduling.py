@@ -232,7 +232,7 @@ def test_a_child_past_its_timeout_is_failed_and_the_children_behind_it_queued_ag
     done = s.expire()
     assert done is not None and done[0] == task(0)
     assert done[1].error == "child 0 ran past --child-timeout 10s and was cancelled"
-    assert done[1].info["wall_time"] == 11.0
+    assert done[1].runtime["wall_time"] == 11.0
     assert workers.killed == [0]  # killing its worker is the only way to stop it
     assert [j.task.number for j in s.queue] == [2] and s.pending == 2
     assert s.expire() is None  # 1 started a second later

@@ -39,4 +39,4 @@ def describe(run: Any, spec_json: dict[str, Any]) -> str:
         space = load_space(run.space, dict(run.config.get("space_options") or {}), validate=False)
         return escape(space.describe(spec))
     except SpaceError:
-        return escape(" ".join(f"{k}={v}" for k, v in spec.values))
+        return escape(" ".join(f"{k}={v}" for k, v in spec.items()))

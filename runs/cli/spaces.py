@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated
 
 import typer
@@ -47,11 +48,11 @@ def spaces_show(
         for i, d in enumerate(decisions):
             if d.kind == "categorical":
                 size *= d.n_choices
-                table.add_row(str(i), d.name, d.kind, ", ".join(d.options))
+                table.add_row(str(i), d.name, d.kind, ", ".join(map(str, d.options)))
             else:
                 size *= 2**d.n_prev
                 table.add_row(str(i), d.name, d.kind, f"any subset of {d.n_prev} earlier layers")
-        doc = (type(sp).__doc__ or "").strip()
+        doc = inspect.cleandoc(type(sp).__doc__ or "")
         console.print(f"[bold]{sp.name}[/]: {sp.description}\n{doc}\noptions: {sp.options}", highlight=False)
         console.print(table)
         console.print(f"{sum(d.width for d in decisions)} tokens, {size:,} candidates", highlight=False)

@@ -1,0 +1,83 @@
+"""What defines a search (`SearchConfig`, stored with its run) and the errors a search raises."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from l2l.controllers import DEFAULT_STRATEGY, default_batch
+from l2l.runs.pruning import PRUNERS
+
+MODES = ("auto", "sync", "async")
+
+
+class SearchError(RuntimeError):
+    """The search cannot start or continue (bad configuration, a run that cannot be resumed)."""
+
+
+class SearchInterrupted(SearchError):
+    """The user stopped the search; the run is left resumable."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"run {run_id} interrupted; continue it with: l2l search --resume {run_id}")
+        self.run_id = run_id
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that defines a search; stored with the run so `--resume` rebuilds the same search."""
+
+    space: str = "mlp"
+    space_options: Mapping[str, Any] = field(default_factory=dict)
+    strategy: str = DEFAULT_STRATEGY
+    controller: Mapping[str, Any] = field(default_factory=dict)
+    children: int = 100
+    batch: int = 0  # 0: the strategy's own default (`l2l.controllers.default_batch`), resolved here
+    seed: int = 0
+    executor: str = "local"
+    executor_options: Mapping[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    failure_reward: float | None = None
+    budget: Mapping[str, Any] = field(default_factory=dict)
+    threads_per_child: int = 1
+    pruner: str | None = None
+    name: str | None = None
+    mode: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.children < 1:
+            raise SearchError(f"children must be >= 1, got {self.children}")
+        if self.batch == 0:
+            try:
+                object.__setattr__(self, "batch", default_batch(self.strategy))
+            except ValueError as exc:
+                raise SearchError(str(exc)) from exc
+        if self.batch < 1:
+            raise SearchError(f"batch must be >= 1, got {self.batch}")
+        if self.pruner is not None and self.pruner not in PRUNERS:
+            raise SearchError(f"unknown pruner {self.pruner!r}; known: {', '.join(PRUNERS)}")
+        if self.mode not in MODES:
+            raise SearchError(f"unknown mode {self.mode!r}; known: {', '.join(MODES)}")
+        if self.threads_per_child < 1:
+            raise SearchError(f"threads_per_child must be >= 1, got {self.threads_per_child}")
+        if self.failure_reward is not None and not math.isfinite(self.failure_reward):
+            raise SearchError(f"failure_reward must be finite, got {self.failure_reward}")
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain dict for the run's config column."""
+        data = dataclasses.asdict(self)
+        for key in ("space_options", "controller", "budget", "executor_options"):
+            data[key] = dict(data[key])
+        return data
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> SearchConfig:
+        """Rebuild a config stored with `to_json`; unknown keys are rejected with their names."""
+        known = {f.name for f in dataclasses.fields(SearchConfig)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SearchError(f"unknown search setting(s) {unknown}; known: {', '.join(sorted(known))}")
+        return SearchConfig(**data)
