@@ -90,7 +90,9 @@ def load_space(ref: str, options: dict[str, Any] | None = None, *, validate: boo
     except (TypeError, ValueError) as exc:
         raise PluginError(f"search space {cls.name!r}: bad options {options!r}: {exc}") from exc
     except Exception as exc:  # plugin code (a missing data file, a failed download): one line naming it
-        raise PluginError(f"search space {cls.name!r}: building it with options {options!r} failed: {exc!r}") from exc
+        raise PluginError(
+            f"search space {cls.name!r}: building it with options {options or {}!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     if validate:
         validate_space(space)
     return space

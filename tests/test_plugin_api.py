@@ -25,6 +25,9 @@ from tests.plugins.spaces import Duplicate, Flaky, Forgetful, Lossy, Slow, Unsee
 
 values = st.one_of(
     st.text(min_size=0, max_size=8),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
     st.lists(st.integers(0, 1), max_size=6).map(tuple),
 )
 

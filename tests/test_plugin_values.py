@@ -1,0 +1,181 @@
+"""What a plugin author writes against: typed options, `Spec` as a mapping, results checked at the store's
+boundary, one-line constructor errors and per-strategy default batches."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from l2l.runs.cli import app
+from l2l.runs.search import Search, SearchConfig
+from l2l.runs.store import Store
+from l2l.search_spaces import Context, Decision, PluginError, Result, SearchSpace, SpaceError, Spec, load_space
+from l2l.search_spaces.results import checked_result
+
+
+class Typed(SearchSpace):
+    """A space whose options are ints, floats and bools, used as numbers by `evaluate`."""
+
+    name = "typed"
+
+    def decisions(self) -> Sequence[Decision]:
+        return [
+            Decision.categorical("filters", [16, 32]),
+            Decision.categorical("dropout", [0.0, 0.5]),
+            Decision.categorical("bias", [True, False]),
+            Decision.categorical("act", ["relu", "tanh"]),
+        ]
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        score = spec["filters"] / 32 - spec["dropout"] / 10 + (0.01 if spec["bias"] else 0.0)  # type: ignore[operator]
+        return Result(reward=score, val_acc=score)
+
+
+def test_options_come_back_with_the_type_they_were_declared_with() -> None:
+    space = Typed()
+    spec = space.decode((1, 1, 0, 1))
+    assert spec["filters"] == 32 and type(spec["filters"]) is int
+    assert spec["dropout"] == 0.5 and type(spec["dropout"]) is float
+    assert spec["bias"] is True and spec["act"] == "tanh"
+    assert space.encode(spec) == (1, 1, 0, 1)
+    again = Spec.from_json(spec.to_json())
+    assert again == spec and type(again["filters"]) is int
+    assert space.evaluate(spec, Context()).reward == pytest.approx(1 - 0.05 + 0.01)
+    assert Decision.categorical("n", np.arange(3)).options == (0, 1, 2)  # numpy ints become ints
+
+
+def test_an_option_json_cannot_hold_is_refused_naming_the_decision() -> None:
+    with pytest.raises(SpaceError, match=r"decision 'shape': option \(3, 3\) is a tuple"):
+        Decision.categorical("shape", [(3, 3), (5, 5)])
+    with pytest.raises(SpaceError, match="decision 'lr': option nan is not a finite number"):
+        Decision.categorical("lr", [0.1, float("nan")])
+
+
+def test_spec_is_a_read_only_mapping_in_decision_order() -> None:
+    spec = Typed().decode((0, 1, 1, 0))
+    assert isinstance(spec, Mapping)
+    assert "filters" in spec and "layer_0" not in spec and 0 not in spec and [] not in spec
+    assert list(spec) == ["filters", "dropout", "bias", "act"] and len(spec) == 4
+    assert dict(spec) == {"filters": 16, "dropout": 0.5, "bias": False, "act": "relu"}
+    assert list(spec.values()) == [16, 0.5, False, "relu"]
+    assert spec.get("missing", 7) == 7 and {**spec}["act"] == "relu"
+    with pytest.raises(KeyError, match="spec of space 'typed' has no decision 'layer_0'"):
+        spec["layer_0"]
+    with pytest.raises(TypeError):
+        spec["filters"] = 32  # type: ignore[index]
+    assert hash(spec) == hash(Typed().decode((0, 1, 1, 0)))
+
+
+@pytest.mark.parametrize(
+    ("result", "field"),
+    [
+        (Result(reward=1.0, test={"id": "abc"}), "Result.test['id'] is 'abc' (str), not a number"),
+        (Result(reward=1.0, test={"acc": "0.5"}), "Result.test['acc'] is '0.5' (str), not a number"),
+        (Result(reward=1.0, cost={"params": None, "flops": [1, 2]}), "Result.cost['flops'] is [1, 2] (list)"),
+        (Result(reward="0.9"), "Result.reward is '0.9' (str), not a number"),  # type: ignore[arg-type]
+        (Result(reward=1.0, val_acc="high"), "Result.val_acc is 'high' (str)"),  # type: ignore[arg-type]
+        (Result(reward=1.0, curves={"val_acc": [0.1, "x"]}), "Result.curves['val_acc'][1] is 'x' (str)"),
+        (Result(reward=1.0, info={"model": object()}), "Result.info['model'] is <object object"),
+        (Result(reward=1.0, info={1: "a"}), "Result.info has key 1 (int); keys are strings"),
+    ],
+)
+def test_a_field_that_does_not_fit_fails_the_child_naming_the_field(result: Result, field: str) -> None:
+    checked = checked_result(result)
+    assert checked.status == "failed" and not checked.ok
+    assert checked.error is not None and checked.error.startswith("result does not fit the store: ")
+    assert field in checked.error
+
+
+def test_numpy_scalars_are_numbers_and_info_becomes_plain_json() -> None:
+    result = Result(
+        reward=np.float32(0.5),  # type: ignore[arg-type]
+        val_acc=np.float64(0.25),  # type: ignore[arg-type]
+        test={"test_acc": np.float16(0.5)},  # type: ignore[dict-item]
+        cost={"params": np.int64(1234)},  # type: ignore[dict-item]
+        curves={"val_acc": np.array([0.1, 0.2])},  # type: ignore[dict-item]
+        info={"steps": np.int64(7), "hist": np.array([1, 2]), "nested": {"t": (1, np.bool_(True))}, "w": "mine"},
+    )
+    checked = checked_result(result)
+    assert checked.ok and checked.reward == 0.5 and checked.cost == {"params": 1234.0}
+    assert checked.info == {"steps": 7, "hist": [1, 2], "nested": {"t": [1, True]}, "w": "mine"}
+    assert type(checked.info["steps"]) is int and checked.curves == {"val_acc": [0.1, 0.2]}
+    assert checked_result("done").error == "evaluate returned str, not a Result"
+
+
+class Picky(SearchSpace):
+    """Child 1 reports a string test id, child 2 a numpy int in info and keys the executor also writes."""
+
+    name = "picky"
+    failure_reward: ClassVar[float] = 0.0
+
+    def decisions(self) -> Sequence[Decision]:
+        return [Decision.categorical("x", [0, 1, 2, 3])]
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        if ctx.child == 1:
+            return Result(reward=0.5, test={"run": "id-17"})
+        info: dict[str, Any] = {"steps": np.int64(ctx.child), "worker": "my-own", "wall_time": "plugin's"}
+        return Result(reward=0.1 * (1 + ctx.child), val_acc=0.5, info=info)
+
+
+def test_a_result_that_does_not_fit_fails_its_child_and_the_search_goes_on(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    search = Search.start(store, SearchConfig(space=str(Path(__file__).resolve()) + ":Picky", children=6, batch=2))
+    search.run()
+    children = store.children(search.run_id)
+    assert [c.status for c in children].count("done") == 5
+    bad = children[1]
+    assert bad.status == "failed" and bad.error is not None
+    assert "Result.test['run'] is 'id-17' (str), not a number" in bad.error
+    good = children[2]
+    assert good.metrics["info"] == {"steps": 2, "worker": "my-own", "wall_time": "plugin's"}  # the plugin's own
+    assert good.metrics["runtime"]["wall_time"] >= 0 and good.worker is not None and good.worker != "my-own"
+    assert good.wall_time is not None and good.wall_time >= 0
+
+
+class NeedsData(SearchSpace):
+    """Reads a data file at construction."""
+
+    name = "needs-data"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        Path("/nonexistent/l2l/data.csv").read_text()
+
+    def decisions(self) -> Sequence[Decision]:
+        return [Decision.categorical("x", [0, 1])]
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        return Result(reward=0.0)
+
+
+def test_a_constructor_that_raises_anything_is_one_line() -> None:
+    ref = str(Path(__file__).resolve()) + ":NeedsData"
+    with pytest.raises(PluginError, match="search space 'needs-data': building it with options {} failed: FileNotFound"):
+        load_space(ref)
+    out = CliRunner().invoke(app, ["spaces", "show", ref])
+    assert out.exit_code == 1 and "Traceback" not in out.output
+    lines = [line for line in out.output.splitlines() if line.strip()]
+    assert lines[0].startswith("error: search space 'needs-data'") and "FileNotFoundError" in out.output
+
+
+def test_spaces_show_prints_the_docstring_without_its_source_indentation() -> None:
+    out = CliRunner().invoke(app, ["spaces", "show", str(Path(__file__).resolve()) + ":Picky"])
+    assert out.exit_code == 0, out.output
+    assert "\nChild 1 reports a string test id, child 2 a numpy int" in out.output
+    assert "16, 32" not in out.output and "0, 1, 2, 3" in out.output
+
+
+@pytest.mark.parametrize(
+    ("strategy", "batch"),
+    [("evolution", 1), ("tpe", 1), ("random", 1), ("reinforce", 4), ("ppo", 10), ("reinforce+screen", 4)],
+)
+def test_each_strategy_has_its_own_default_batch(strategy: str, batch: int) -> None:
+    config = SearchConfig(strategy=strategy)
+    assert config.batch == batch and config.to_json()["batch"] == batch
+    assert SearchConfig(strategy=strategy, batch=3).batch == 3
