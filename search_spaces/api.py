@@ -170,6 +170,11 @@ class SearchSpace(ABC):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     failure_reward: ClassVar[float] = 0.0
+    # what tables and exports show: the name of what `Result.val_acc` measures, and the keys of
+    # `Result.test` and `Result.cost` in the order to show them (empty: whatever the results hold)
+    validation_metric: ClassVar[str] = "acc"
+    test_metrics: ClassVar[tuple[str, ...]] = ()
+    cost_metrics: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **options: Any) -> None:
         self.options: dict[str, Any] = dict(options)

@@ -65,6 +65,7 @@ class NB201Space(CellSpace):
 
     name = "nb201"
     description = "NAS-Bench-201 cells by table lookup: 12-epoch validation reward, 200-epoch test reported."
+    test_metrics = ("test_acc", "test_acc_12ep")
 
     def __init__(self, dataset: str = "cifar10") -> None:
         if dataset not in DATASETS:

@@ -24,6 +24,7 @@ class OptimizerSpace(DatasetSpace):
 
     name = "optimizer"
     description = "Update rules in the language of Neural Optimizer Search, trained on a small CNN on digits."
+    cost_metrics = ("params", "train_time_s", "lrs_tried")
 
     def __init__(self, units: int = 1, task: str = "digits-cnn", epochs: int | None = None, lrs: str | None = None):
         from l2l.optsearch.language import BINARY, OPERANDS, UNARY, unit_ref

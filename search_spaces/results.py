@@ -53,9 +53,9 @@ class Result:
     reward: float
     val_loss: float | None = None
     val_acc: float | None = None
-    test: Mapping[str, float | None] = field(default_factory=dict)
-    cost: Mapping[str, float | None] = field(default_factory=dict)
-    curves: Mapping[str, Sequence[float | None]] = field(default_factory=dict)
+    test: Mapping[str, float] = field(default_factory=dict)
+    cost: Mapping[str, float] = field(default_factory=dict)
+    curves: Mapping[str, Sequence[float]] = field(default_factory=dict)
     status: Literal["done", "failed"] = "done"
     error: str | None = None
     info: Mapping[str, Any] = field(default_factory=dict)
@@ -117,10 +117,10 @@ def _number(where: str, value: Any, optional: bool = True) -> float | None:
     return float(value)
 
 
-def _numbers(where: str, values: Any) -> dict[str, float | None]:
+def _numbers(where: str, values: Any) -> dict[str, Any]:
     if not isinstance(values, Mapping):
         raise ResultError(f"{where} is a {type(values).__name__}, not a mapping of names to numbers")
-    out: dict[str, float | None] = {}
+    out: dict[str, Any] = {}
     for key, value in values.items():
         if not isinstance(key, str):
             raise ResultError(f"{where} has key {key!r} ({type(key).__name__}); keys are strings")
@@ -156,7 +156,7 @@ def _checked_fields(result: Result) -> Result:
         raise ResultError(f"Result.error is a {type(result.error).__name__}, not a string")
     if not isinstance(result.curves, Mapping):
         raise ResultError(f"Result.curves is a {type(result.curves).__name__}, not a mapping of names to lists")
-    curves: dict[str, list[float | None]] = {}
+    curves: dict[str, list[Any]] = {}
     for key, values in result.curves.items():
         if not isinstance(key, str) or isinstance(values, str | bytes) or not hasattr(values, "__iter__"):
             raise ResultError(f"Result.curves[{key!r}] is {values!r}, not a list of numbers")

@@ -31,6 +31,8 @@ class RNNCellSpace(SearchSpace):
 
     name = "rnn_cell"
     description = "Recurrent cells (ENAS cell or Zoph & Le's tree) for character language modelling."
+    validation_metric = "bpc"  # kept in info as val_bpc; val_acc is not measured
+    test_metrics = ("test_bpc",)
 
     def __init__(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from l2l.search_spaces.api import Context, Result, SearchSpace
 
@@ -15,6 +15,8 @@ class DatasetSpace(SearchSpace):
     """
 
     dataset: str
+    test_metrics: ClassVar[tuple[str, ...]] = ("test_acc", "test_loss")
+    cost_metrics: ClassVar[tuple[str, ...]] = ("params", "flops", "latency_s", "train_time_s")
 
     def shared_data(self) -> dict[str, Any]:
         from l2l.nas.data import load_dataset

@@ -71,17 +71,22 @@ def test_spec_is_a_read_only_mapping_in_decision_order() -> None:
     assert hash(spec) == hash(Typed().decode((0, 1, 1, 0)))
 
 
+def unchecked(**fields: Any) -> Result:
+    """A result built as a plugin might, whatever types its fields hold."""
+    return Result(**fields)
+
+
 @pytest.mark.parametrize(
     ("result", "field"),
     [
-        (Result(reward=1.0, test={"id": "abc"}), "Result.test['id'] is 'abc' (str), not a number"),
-        (Result(reward=1.0, test={"acc": "0.5"}), "Result.test['acc'] is '0.5' (str), not a number"),
-        (Result(reward=1.0, cost={"params": None, "flops": [1, 2]}), "Result.cost['flops'] is [1, 2] (list)"),
-        (Result(reward="0.9"), "Result.reward is '0.9' (str), not a number"),  # type: ignore[arg-type]
-        (Result(reward=1.0, val_acc="high"), "Result.val_acc is 'high' (str)"),  # type: ignore[arg-type]
-        (Result(reward=1.0, curves={"val_acc": [0.1, "x"]}), "Result.curves['val_acc'][1] is 'x' (str)"),
-        (Result(reward=1.0, info={"model": object()}), "Result.info['model'] is <object object"),
-        (Result(reward=1.0, info={1: "a"}), "Result.info has key 1 (int); keys are strings"),
+        (unchecked(reward=1.0, test={"id": "abc"}), "Result.test['id'] is 'abc' (str), not a number"),
+        (unchecked(reward=1.0, test={"acc": "0.5"}), "Result.test['acc'] is '0.5' (str), not a number"),
+        (unchecked(reward=1.0, cost={"params": None, "flops": [1, 2]}), "Result.cost['flops'] is [1, 2] (list)"),
+        (unchecked(reward="0.9"), "Result.reward is '0.9' (str), not a number"),
+        (unchecked(reward=1.0, val_acc="high"), "Result.val_acc is 'high' (str)"),
+        (unchecked(reward=1.0, curves={"val_acc": [0.1, "x"]}), "Result.curves['val_acc'][1] is 'x' (str)"),
+        (unchecked(reward=1.0, info={"model": object()}), "Result.info['model'] is <object object"),
+        (unchecked(reward=1.0, info={1: "a"}), "Result.info has key 1 (int); keys are strings"),
     ],
 )
 def test_a_field_that_does_not_fit_fails_the_child_naming_the_field(result: Result, field: str) -> None:
@@ -118,7 +123,7 @@ class Picky(SearchSpace):
 
     def evaluate(self, spec: Spec, ctx: Context) -> Result:
         if ctx.child == 1:
-            return Result(reward=0.5, test={"run": "id-17"})
+            return unchecked(reward=0.5, test={"run": "id-17"})
         info: dict[str, Any] = {"steps": np.int64(ctx.child), "worker": "my-own", "wall_time": "plugin's"}
         return Result(reward=0.1 * (1 + ctx.child), val_acc=0.5, info=info)
 
@@ -156,7 +161,9 @@ class NeedsData(SearchSpace):
 
 def test_a_constructor_that_raises_anything_is_one_line() -> None:
     ref = str(Path(__file__).resolve()) + ":NeedsData"
-    with pytest.raises(PluginError, match="search space 'needs-data': building it with options {} failed: FileNotFound"):
+    with pytest.raises(
+        PluginError, match=r"search space 'needs-data': building it with options \{\} failed: FileNotFound"
+    ):
         load_space(ref)
     out = CliRunner().invoke(app, ["spaces", "show", ref])
     assert out.exit_code == 1 and "Traceback" not in out.output
@@ -179,3 +186,41 @@ def test_each_strategy_has_its_own_default_batch(strategy: str, batch: int) -> N
     config = SearchConfig(strategy=strategy)
     assert config.batch == batch and config.to_json()["batch"] == batch
     assert SearchConfig(strategy=strategy, batch=3).batch == 3
+
+
+class Regression(SearchSpace):
+    """Declares its metrics: an r2 validation figure, two test metrics and a cost."""
+
+    name = "regression"
+    validation_metric = "r2"
+    test_metrics = ("test_r2", "test_mse")
+    cost_metrics = ("params",)
+
+    def decisions(self) -> Sequence[Decision]:
+        return [Decision.categorical("width", [4, 8, 16])]
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        r2 = spec["width"] / 20  # type: ignore[operator]
+        return Result(
+            reward=r2,
+            val_acc=r2,
+            test={"test_mse": 1 - r2, "test_r2": r2 - 0.01},
+            cost={"params": 100.0 * spec["width"]},  # type: ignore[operator]
+        )
+
+
+def test_tables_and_exports_follow_the_metrics_a_space_declares(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    ref = str(Path(__file__).resolve()) + ":Regression"
+    runner = CliRunner()
+    out = runner.invoke(app, ["search", "--space", ref, "--executor", "local", "-n", "3", "--storage", storage])
+    assert out.exit_code == 0, out.output
+    top = runner.invoke(app, ["runs", "top", "1", "--storage", storage], terminal_width=200).output
+    header = next(line for line in top.splitlines() if "rank" in line)
+    assert header.index("val r2") < header.index("test_r2") < header.index("test_mse") < header.index("params")
+    assert "test_acc" not in top and "1,600" in top and "0.7900" in top  # width 16: test_r2 0.79, 1,600 params
+    best = runner.invoke(app, ["runs", "best", "1", "--storage", storage]).output
+    assert "test_r2 0.7900, test_mse 0.2000" in best
+    rows = runner.invoke(app, ["runs", "export", "1", "--format", "csv", "--storage", storage]).output.splitlines()
+    columns = rows[0].split(",")
+    assert columns[-5:] == ["test_r2", "test_mse", "cost_params", "tokens", "spec"] and "test_acc" not in columns

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from l2l.runs.store import ChildRecord, RunRecord, UpdateRecord
 
-# the child fields that are CSV columns as stored; test_acc, params, tokens and spec follow them
+# the child fields that are CSV columns as stored; test metrics, costs, tokens and spec follow them
 EXPORT_COLUMNS = (
     "number",
     "batch",
@@ -33,22 +33,33 @@ EXPORT_COLUMNS = (
 FORMATS = ("csv", "json")
 
 
-def export_csv(children: Sequence[ChildRecord]) -> str:
-    """One row per child, for spreadsheets and pandas (nested metrics flattened to test_acc and params)."""
+def export_csv(children: Sequence[ChildRecord], tests: Sequence[str] = (), costs: Sequence[str] = ()) -> str:
+    """One row per child, for spreadsheets and pandas: the stored fields, then one column per test metric
+    (named as the space names it) and per cost (``cost_<name>``), then tokens and spec. ``tests`` and
+    ``costs`` name the metrics (a `MetricView`'s, declared by the space); empty: those the results hold."""
+    tests = list(tests) or metric_keys(children, "test")
+    costs = list(costs) or metric_keys(children, "cost")
+    taken = set(EXPORT_COLUMNS) | {"tokens", "spec"}
+    test_columns = [k if k not in taken else f"test.{k}" for k in tests]
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow([*EXPORT_COLUMNS, "test_acc", "params", "tokens", "spec"])
+    writer.writerow([*EXPORT_COLUMNS, *test_columns, *(f"cost_{k}" for k in costs), "tokens", "spec"])
     for c in children:
+        test, cost = c.metrics.get("test") or {}, c.metrics.get("cost") or {}
         writer.writerow(
             [getattr(c, col) for col in EXPORT_COLUMNS]
-            + [
-                (c.metrics.get("test") or {}).get("test_acc"),
-                (c.metrics.get("cost") or {}).get("params"),
-                " ".join(str(t) for t in c.tokens),
-                json.dumps(c.spec),
-            ]
+            + [test.get(k) for k in tests]
+            + [cost.get(k) for k in costs]
+            + [" ".join(str(t) for t in c.tokens), json.dumps(c.spec)]
         )
     return buf.getvalue()
+
+
+def metric_keys(children: Sequence[ChildRecord], part: str) -> list[str]:
+    seen: dict[str, None] = {}
+    for c in children:
+        seen.update(dict.fromkeys(c.metrics.get(part) or {}))
+    return list(seen)
 
 
 def export_json(run: RunRecord, children: Sequence[ChildRecord], updates: Sequence[UpdateRecord]) -> str:

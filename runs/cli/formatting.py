@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from l2l.runs.cli.export import metric_keys
 
 
 def fmt(x: float | None, digits: int = 4) -> str:
@@ -10,22 +14,53 @@ def fmt(x: float | None, digits: int = 4) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
-def format_val(metrics: dict[str, Any]) -> str:
-    """Validation accuracy, or bits per character for language models."""
-    if metrics.get("val_acc") is not None:
-        return f"acc {fmt(metrics['val_acc'])}"
-    bpc = (metrics.get("info") or {}).get("val_bpc")
-    return f"bpc {bpc:.3f}" if bpc is not None else "-"
+@dataclass(frozen=True)
+class MetricView:
+    """Which figures a run's tables and exports show: what its space declares (`SearchSpace.validation_metric`,
+    ``test_metrics``, ``cost_metrics``), else the keys its children's results hold, in order of appearance."""
 
+    validation: str = "acc"
+    test: tuple[str, ...] = ()
+    cost: tuple[str, ...] = ()
 
-def format_test(metrics: dict[str, Any]) -> str:
-    """Test accuracy, or test bits per character for language models."""
-    test = metrics.get("test") or {}
-    if test.get("test_acc") is not None:
-        return f"acc {fmt(test['test_acc'])}"
-    if test.get("test_bpc") is not None:
-        return f"bpc {test['test_bpc']:.3f}"
-    return "-"
+    @staticmethod
+    def of(space_ref: str, children: Sequence[Any]) -> MetricView:
+        """The view for a run of ``space_ref`` over ``children`` (records whose ``metrics`` hold test and cost)."""
+        from l2l.search_spaces import SpaceError, load_space_class
+
+        try:
+            cls = load_space_class(space_ref)
+            declared: tuple[str, tuple[str, ...], tuple[str, ...]] = (
+                cls.validation_metric,
+                tuple(cls.test_metrics),
+                tuple(cls.cost_metrics),
+            )
+        except SpaceError:  # the plugin is gone: show what the results hold
+            declared = ("acc", (), ())
+        found = {part: tuple(metric_keys(children, part)) for part in ("test", "cost")}
+        return MetricView(
+            declared[0],
+            declared[1] or found["test"],
+            declared[2] or found["cost"],
+        )
+
+    def val(self, metrics: dict[str, Any], val_acc: float | None) -> str:
+        """The validation figure: `Result.val_acc`, or ``info["val_<metric>"]`` where a space keeps it there."""
+        value = val_acc if val_acc is not None else (metrics.get("info") or {}).get(f"val_{self.validation}")
+        return fmt(value)
+
+    def figure(self, metrics: dict[str, Any], part: str, key: str) -> str:
+        """One test or cost figure of a child (``part`` is "test" or "cost")."""
+        value = (metrics.get(part) or {}).get(key)
+        if value is None:
+            return "-"
+        return f"{int(value):,}" if part == "cost" and float(value).is_integer() else fmt(value)
+
+    def summary(self, metrics: dict[str, Any], part: str = "test") -> str:
+        """Every figure of ``part`` a child has, as ``name value`` pairs."""
+        keys = self.test if part == "test" else self.cost
+        shown = [f"{k} {self.figure(metrics, part, k)}" for k in keys if (metrics.get(part) or {}).get(k) is not None]
+        return ", ".join(shown) or "-"
 
 
 def describe(run: Any, spec_json: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ import typer
 
 from l2l.runs.cli.common import RunArg, StorageOpt, console, open_store, space_of, user_errors
 from l2l.runs.cli.export import FORMATS, export_csv, export_json
-from l2l.runs.cli.formatting import describe, fmt, format_test, format_val
+from l2l.runs.cli.formatting import MetricView, describe, fmt
 from l2l.runs.config import UsageError
 
 if TYPE_CHECKING:
@@ -123,16 +123,18 @@ def runs_top(
     with user_errors():
         store = open_store(storage)
         run = store.get_run(run_id)
-        table = Table("rank", "child", "reward", "val", "test", "params", "candidate")
-        for rank, c in enumerate(store.top_children(run_id, k), start=1):
-            params = (c.metrics.get("cost") or {}).get("params")
+        top = store.top_children(run_id, k)
+        view = MetricView.of(run.space, top)
+        tests, costs = view.test[:3], view.cost[:2]  # the first declared (or found) ones: a table stays readable
+        table = Table("rank", "child", "reward", f"val {view.validation}", *tests, *costs, "candidate")
+        for rank, c in enumerate(top, start=1):
             table.add_row(
                 str(rank),
                 str(c.number),
                 fmt(c.reward),
-                format_val({**c.metrics, "val_acc": c.val_acc}),
-                format_test(c.metrics),
-                f"{int(params):,}" if params is not None else "-",
+                view.val(c.metrics, c.val_acc),
+                *(view.figure(c.metrics, "test", key) for key in tests),
+                *(view.figure(c.metrics, "cost", key) for key in costs),
                 describe(run, c.spec),
             )
         console.print(table)
@@ -159,10 +161,11 @@ def runs_best(
         if not top:
             raise UsageError(f"run {run_id} has no finished child yet")
         best = top[0]
+        view = MetricView.of(run.space, top)
         space = space_of(run)
         console.print(
             f"best of run {run_id}: child {best.number}, reward {fmt(best.reward)}, "
-            f"test {format_test(best.metrics)}: {describe(run, best.spec)}",
+            f"{view.summary(best.metrics)}: {describe(run, best.spec)}",
             highlight=False,
         )
         if not retrain:
@@ -176,7 +179,10 @@ def runs_best(
             raise UsageError(f"retraining child {best.number} failed: {result.error}")
         metrics = result.to_json()
         length = f" for {epochs} epochs" if epochs else f" for {steps} steps" if steps else ""
-        line = f"retrained{length}: validation {format_val(metrics)}, test {format_test(metrics)}"
+        line = (
+            f"retrained{length}: validation {view.validation} {view.val(metrics, result.val_acc)}, "
+            f"{view.summary(metrics)}"
+        )
         console.print(line, highlight=False)
 
 
@@ -203,7 +209,11 @@ def runs_export(
         store = open_store(storage)
         run = store.get_run(run_id)
         children = store.children(run_id)
-        text = export_json(run, children, store.updates(run_id)) if export_format == "json" else export_csv(children)
+        if export_format == "json":
+            text = export_json(run, children, store.updates(run_id))
+        else:
+            view = MetricView.of(run.space, children)
+            text = export_csv(children, view.test, view.cost)
         if output is None:
             sys.stdout.write(text)
         else:
