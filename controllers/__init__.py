@@ -12,6 +12,7 @@ from l2l.controllers.reinforce import PRESETS, PPOConfig, PPOController, Reinfor
 from l2l.controllers.rewards import get_transform
 from l2l.controllers.screen import SCREEN_SETTINGS, SUFFIX, ScreenConfig, ScreenedController, split_settings
 from l2l.search_spaces.api import Decision
+from l2l.search_spaces.constraints import Constraints
 
 Factory = Callable[[Sequence[Decision], int, Mapping[str, Any]], Controller]
 
@@ -63,9 +64,14 @@ def strategy_names() -> list[str]:
 
 
 def make_controller(
-    strategy: str, decisions: Sequence[Decision], seed: int, settings: Mapping[str, Any] | None = None
+    strategy: str,
+    decisions: Sequence[Decision],
+    seed: int,
+    settings: Mapping[str, Any] | None = None,
+    constraints: Constraints | None = None,
 ) -> Controller:
-    """The controller named ``strategy`` over ``decisions``, seeded, with user ``settings``.
+    """The controller named ``strategy`` over ``decisions``, seeded, with user ``settings``, proposing only
+    what ``constraints`` allow (a space's `Constraints.of`).
 
     ``STRATEGY+screen`` wraps the strategy in `ScreenedController`; the ``screen*`` settings go to the screen,
     the rest to the strategy."""
@@ -80,6 +86,7 @@ def make_controller(
     controller = STRATEGIES[base](decisions, seed, rest)
     if base != strategy:
         controller = ScreenedController.from_settings(controller, screen)
+    controller.constrain(constraints)
     get_transform(controller.reward_transform)  # an unknown transform fails now, not at the first reward
     return controller
 

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from l2l.search_spaces.api import Decision, token_sizes
+from l2l.search_spaces.constraints import Constraints
 
 
 class ControllerError(ValueError):
@@ -52,6 +53,12 @@ class Controller(ABC):
         self.generator = torch.Generator().manual_seed(seed)
         self.policy_version = 0
         self.reward_transform = "reward"
+        self.constraints: Constraints | None = None
+
+    def constrain(self, constraints: Constraints | None) -> None:
+        """Propose only the sequences ``constraints`` allow: a space's forbidden combinations are never
+        proposed, and a canonical space's architectures each as one sequence. Set before the first proposal."""
+        self.constraints = constraints
 
     def reward_of(self, metrics: Mapping[str, float | None]) -> float:
         """The scalar this controller maximizes for a child with these metrics (see `l2l.controllers.rewards`)."""

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats
+from l2l.controllers.constrained import neighbours, uniform_allowed
 from l2l.search_spaces.api import Decision, sequence_length, token_sizes
 
 
@@ -65,9 +66,14 @@ class EvolutionController(Controller):
         return int(torch.randint(high, (1,), generator=self.generator))
 
     def _random(self) -> tuple[int, ...]:
+        if self.constraints is not None:
+            return uniform_allowed(self.constraints, 1, self.generator)[0]
         return tuple(self._randint(k) for k in self._sizes)
 
     def _mutate(self, parent: tuple[int, ...]) -> tuple[int, ...]:
+        if self.constraints is not None:  # one of the distinct allowed architectures one decision away
+            moves = neighbours(parent, self.decisions, self.constraints)
+            return moves[self._randint(len(moves))] if moves else self._random()
         child = list(parent)
         pos, width, d = self._spans[self._randint(len(self._spans))]
         if d.kind == "categorical":

@@ -77,6 +77,12 @@ class OptunaController(Controller):
             self.study.sampler = SAMPLERS[self.sampler_name](self.seed * 100_003 + len(self.study.trials))
             trial = self.study.ask()
             tokens = tuple(int(trial.suggest_categorical(name, dist.choices)) for name, dist in self.params)  # type: ignore[arg-type]
+            if self.constraints is not None and not self.constraints.valid(tokens):
+                # the sampler knows no constraints: its trial fails unevaluated, and the nearest allowed
+                # sequence goes out instead, joining the study as a trial of its own when its reward comes
+                self.study.tell(trial.number, state=TrialState.FAIL)
+                out.append(Proposal(self.constraints.repair(tokens), 0.0, 0.0, self.policy_version))
+                continue
             self.pending.append((trial.number, tokens))
             out.append(Proposal(tokens, 0.0, 0.0, self.policy_version))
         return out

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats
+from l2l.controllers.constrained import uniform_allowed
 from l2l.search_spaces.api import Decision, sequence_length, token_sizes
 
 
@@ -36,6 +37,12 @@ class RandomController(Controller):
     def propose(self, n: int) -> list[Proposal]:
         if n < 1:
             raise ControllerError(f"propose needs n >= 1, got {n}")
+        if self.constraints is not None:  # uniform over the allowed sequences (architectures, for a canonical space)
+            size = self.constraints.count()
+            return [
+                Proposal(t, -math.log(size), math.log(size), self.policy_version)
+                for t in uniform_allowed(self.constraints, n, self.generator)
+            ]
         cols = [torch.randint(k, (n,), generator=self.generator) for k in self._sizes]
         rows = torch.stack(cols, dim=1).tolist()
         return [Proposal(tuple(row), self._log_prob, -self._log_prob, self.policy_version) for row in rows]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +13,7 @@ import torch
 
 from l2l.controllers import policy_gradient as pg
 from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats, pack_tokens, unpack_tokens
+from l2l.controllers.constrained import allowed_mask, both
 from l2l.controllers.policy import LSTMPolicy
 from l2l.controllers.screen import SCREEN_SETTINGS
 from l2l.controllers.unique import SeenTree
@@ -175,16 +176,19 @@ class ReinforceController(Controller):
 
     def _sample(self, n: int, tree: SeenTree | None = None) -> list[Proposal]:
         with torch.no_grad():
-            allowed = tree.allowed if tree is not None else None
+            allowed = both(tree.allowed if tree is not None else None, self._constraint_mask())
             tokens, log_prob, entropy = self.policy(n, generator=self.generator, allowed=allowed)
         return [
             Proposal(tuple(int(t) for t in row), float(lp), float(ent), self.policy_version)
             for row, lp, ent in zip(tokens.tolist(), log_prob, entropy, strict=True)
         ]
 
+    def _constraint_mask(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        return allowed_mask(self.constraints) if self.constraints is not None else None
+
     def _tree(self) -> SeenTree:
         if self._seen_tree is None:
-            self._seen_tree = SeenTree(token_sizes(self.decisions), self.seen)
+            self._seen_tree = SeenTree(token_sizes(self.decisions), self.seen, self.constraints)
         return self._seen_tree
 
     def propose(self, n: int) -> list[Proposal]:

@@ -18,8 +18,10 @@ from typing import Any
 import torch
 
 from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats, pack_tokens, unpack_tokens
+from l2l.controllers.constrained import neighbours, uniform_allowed
 from l2l.controllers.surrogate import HammingGP, RidgeEnsemble
 from l2l.search_spaces.api import token_sizes
+from l2l.search_spaces.constraints import Constraints
 
 SUFFIX = "+screen"
 SCREEN_MODELS = ("gp", "ridge")
@@ -94,6 +96,10 @@ class ScreenedController(Controller):
         self._surrogate: RidgeEnsemble | HammingGP | None = None
         self._surrogate_size = -1  # len(history) when the surrogate was fitted
         self._member = 0
+
+    def constrain(self, constraints: Constraints | None) -> None:
+        super().constrain(constraints)
+        self.base.constrain(constraints)
 
     @classmethod
     def from_settings(cls, base: Controller, settings: Mapping[str, Any]) -> ScreenedController:
@@ -184,6 +190,9 @@ class ScreenedController(Controller):
         strategy can propose there."""
         if n < 1:
             return []
+        if self.constraints is not None:
+            drawn = dict.fromkeys(uniform_allowed(self.constraints, n, self.generator))
+            return [t for t in drawn if t not in pool and t not in before]
         columns = [torch.randint(size, (n,), generator=self.generator) for size in token_sizes(self.decisions)]
         drawn = dict.fromkeys(tuple(row) for row in torch.stack(columns, dim=1).tolist())
         return [t for t in drawn if t not in pool and t not in before]
@@ -201,6 +210,9 @@ class ScreenedController(Controller):
         best = list(dict.fromkeys(t for t, _ in ranked))[:k]
         found: dict[tuple[int, ...], None] = {}
         for tokens in best:
+            if self.constraints is not None:  # the allowed architectures one decision away
+                found.update(dict.fromkeys(neighbours(tokens, self.decisions, self.constraints)))
+                continue
             for i, size in enumerate(token_sizes(self.decisions)):
                 for value in range(size):
                     if value != tokens[i]:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from l2l.controllers.base import ControllerError
+from l2l.search_spaces.constraints import Constraints
 
 
 class _Node:
@@ -29,12 +30,17 @@ class _Node:
 class SeenTree:
     """Counts, for every prefix, how many distinct proposed sequences start with it."""
 
-    def __init__(self, sizes: Sequence[int], sequences: Iterable[Sequence[int]] = ()) -> None:
+    def __init__(
+        self, sizes: Sequence[int], sequences: Iterable[Sequence[int]] = (), constraints: Constraints | None = None
+    ) -> None:
         if not sizes or any(s < 1 for s in sizes):
             raise ControllerError(f"position sizes must be >= 1, got {list(sizes)}")
         self.sizes = list(sizes)
-        # capacity[i]: the number of distinct sequences below a node at depth i
+        # capacity[i]: the number of distinct sequences below a node at depth i; with constraints, the
+        # allowed ones, which differ prefix by prefix (`Constraints.branch_counts`)
         self.capacity = [math.prod(self.sizes[i:]) for i in range(len(self.sizes) + 1)]
+        self.constraints = constraints
+        self.total = constraints.count() if constraints is not None else self.capacity[0]
         self.root = _Node()
         for seq in sequences:
             self.add(seq)
@@ -50,7 +56,7 @@ class SeenTree:
 
     @property
     def exhausted(self) -> bool:
-        return self.root.count >= self.capacity[0]
+        return self.root.count >= self.total
 
     def add(self, seq: Sequence[int]) -> bool:
         """Record ``seq``; returns False when it was already there."""
@@ -69,9 +75,12 @@ class SeenTree:
         """For prefixes [n, depth], a bool mask [n, sizes[depth]] of the values not yet exhausted."""
         n, depth = prefixes.shape
         size = self.sizes[depth]
-        full = self.capacity[depth + 1]
         mask = torch.ones(n, size, dtype=torch.bool)
         for row, prefix in enumerate(prefixes.tolist()):
+            full = [self.capacity[depth + 1]] * size
+            if self.constraints is not None:
+                full = self.constraints.branch_counts(prefix)
+                mask[row] = torch.tensor([c > 0 for c in full])
             node: _Node | None = self.root
             for t in prefix:
                 node = node.children.get(t) if node is not None else None
@@ -80,6 +89,6 @@ class SeenTree:
             if node is None:
                 continue
             for value, child in node.children.items():
-                if child.count >= full:
+                if child.count >= full[value]:
                     mask[row, value] = False
         return mask

@@ -15,6 +15,7 @@ from l2l.runs.pruning import PrunerBridge
 from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted
 from l2l.runs.store import NewChild, Store
 from l2l.search_spaces import Context, Result, SearchSpace, Spec, load_space
+from l2l.search_spaces.constraints import Constraints
 from l2l.search_spaces.results import checked_result
 
 
@@ -89,7 +90,7 @@ class Search:
         self.config = config
         self.space: SearchSpace = load_space(config.space, dict(config.space_options))
         self.controller: Controller = make_controller(
-            config.strategy, self.space.decisions(), config.seed, dict(config.controller)
+            config.strategy, self.space.decisions(), config.seed, dict(config.controller), Constraints.of(self.space)
         )
         self.executor = executor or make_executor(config.executor, config.device, config.executor_options)
         self.listener = listener

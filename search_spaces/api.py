@@ -201,6 +201,19 @@ class SearchSpace(ABC):
         nodes = ["input"] + [f"{k}={v}" for k, v in spec.items()] + ["output"]
         return {"nodes": nodes, "edges": [[i, i + 1, ""] for i in range(len(nodes) - 1)]}
 
+    def forbidden(self) -> Sequence[Mapping[str, OptionValue]]:
+        """Combinations of choices no candidate may hold: each ``{decision: value, ...}`` rules out every
+        candidate that takes all of those values together (categorical decisions only). Controllers never
+        propose them (`l2l.search_spaces.constraints`). The default forbids nothing."""
+        return ()
+
+    def canonical(self, spec: Spec) -> Spec | None:
+        """The canonical spec of the architecture ``spec`` describes: specs that build the same network
+        (an unused branch, a symmetric ordering) map to one of them, which maps to itself. Counting,
+        "never propose twice" and the optimum then work on architectures. None (the default, or for
+        every spec when an option turns it off): the space has no canonical form."""
+        return None
+
     def optimum(self) -> tuple[int, ...] | None:
         """The best token sequence when it is known (toy spaces, tabular benchmarks), else None."""
         return None

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from l2l.search_spaces.api import SearchSpace, SpaceError, Spec, sequence_length, token_sizes
+from l2l.search_spaces.constraints import Constraints
 
 ENTRY_POINT_GROUP = "l2l.search_spaces"
 
@@ -130,6 +131,12 @@ def validate_space(space: SearchSpace, samples: int = 32) -> None:
             n_anchors += 1
     if sequence_length(decisions) == 0:
         raise PluginError(f"{label}: no decision has a choice to make")
+    try:
+        Constraints.of(space)  # forbidden combinations that name what exists, a canonical form that is stable
+    except SpaceError as exc:
+        raise PluginError(f"{label}: {exc}") from exc
+    except Exception as exc:  # plugin code (forbidden, canonical)
+        raise PluginError(f"{label}: its forbidden combinations or canonical form raised {exc!r}") from exc
     rng = random.Random(0)
     sizes = token_sizes(decisions)
     for _ in range(samples):

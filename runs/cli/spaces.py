@@ -40,6 +40,7 @@ def spaces_show(
 
     with user_errors():
         from l2l.search_spaces import load_space
+        from l2l.search_spaces.constraints import Constraints
 
         sp = load_space(space, parse_assignments(space_option or [], "--space-option"))
         decisions = list(sp.decisions())
@@ -55,4 +56,13 @@ def spaces_show(
         doc = inspect.cleandoc(type(sp).__doc__ or "")
         console.print(f"[bold]{sp.name}[/]: {sp.description}\n{doc}\noptions: {sp.options}", highlight=False)
         console.print(table)
-        console.print(f"{sum(d.width for d in decisions)} tokens, {size:,} candidates", highlight=False)
+        tokens = sum(d.width for d in decisions)
+        line = f"{tokens} tokens, {size:,} candidates"
+        constraints = Constraints.of(sp)
+        if constraints is not None and constraints.enumerated:
+            line = f"{tokens} tokens, {size:,} token sequences, {constraints.count():,} architectures"
+        elif constraints is not None:
+            line = f"{tokens} tokens, {constraints.count():,} candidates ({size:,} with the forbidden ones)"
+        for combination in sp.forbidden():
+            console.print("forbidden: " + ", ".join(f"{k}={v}" for k, v in combination.items()), highlight=False)
+        console.print(line, highlight=False)

@@ -17,6 +17,7 @@ controller never made (children proposed after the checkpoint a run was resumed 
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -27,6 +28,7 @@ import torch
 
 from l2l.controllers import Controller, ControllerError, Proposal, UpdateStats, make_controller
 from l2l.search_spaces import Decision, sequence_length, token_sizes
+from l2l.search_spaces.constraints import Constraints, clauses_of
 from l2l.testing import one_torch_thread
 
 # Small enough that a run is quick, varied enough to hold every kind of decision: categorical ones of
@@ -76,6 +78,38 @@ def transfer(source: Controller, target: Controller, via: str) -> None:
         target.load_state_dict(source.state_dict())
     else:
         target.load_bytes(source.to_bytes())
+
+
+def forbidding(decisions: Sequence[Decision]) -> Constraints | None:
+    """Constraints forbidding two combinations of the first two categorical decisions with two options or
+    more (their first options together; the second of one with the last of the other); None without two."""
+    pair = [d for d in decisions if d.kind == "categorical" and d.n_choices >= 2][:2]
+    if len(pair) < 2:
+        return None
+    a, b = pair
+    forbidden = [{a.name: a.options[0], b.name: b.options[0]}, {a.name: a.options[1], b.name: b.options[-1]}]
+    return Constraints(token_sizes(decisions), clauses_of(decisions, forbidden))
+
+
+def canonicalizing(decisions: Sequence[Decision], limit: int = 20_000) -> Constraints | None:
+    """Constraints of a canonical form under which the second categorical decision does not matter while the
+    first takes its first option (as a layer's width does not matter when the layer is a skip): one sequence
+    per architecture. None without two such decisions, or with more than ``limit`` sequences."""
+    sizes = token_sizes(decisions)
+    pos, where = 0, []
+    for d in decisions:
+        if d.kind == "categorical" and d.n_choices >= 2:
+            where.append(pos)
+        pos += d.width
+    if len(where) < 2 or math.prod(sizes) > limit:
+        return None
+    first, second = where[:2]
+
+    def canonical(tokens: tuple[int, ...]) -> tuple[int, ...]:
+        return (*tokens[:second], 0, *tokens[second + 1 :]) if tokens[first] == 0 else tokens
+
+    members = {canonical(t) for t in itertools.product(*(range(k) for k in sizes))}
+    return Constraints(sizes, members=members, canonical=canonical)
 
 
 def check_proposal(proposal: Proposal, decisions: Sequence[Decision], policy_version: int) -> None:
@@ -273,3 +307,29 @@ class ControllerContract:
         with pytest.raises(ControllerError, match=rf"^cannot read {re.escape(c.kind)} controller checkpoint"):
             c.load_bytes(b"not a checkpoint")
         assert c.policy_version == 0
+
+    def test_forbidden_combinations_are_never_proposed(
+        self, strategy: str, decisions: Sequence[Decision], settings: dict[str, Any]
+    ) -> None:
+        constraints = forbidding(decisions)
+        if constraints is None:
+            pytest.skip("the decisions hold fewer than two categorical decisions with a choice")
+        c = make_controller(strategy, decisions, 0, dict(settings), constraints)
+        run = drive(c, 2 + self.warmup // 4, 4)
+        proposed = [t for tokens, _ in run for t in tokens]
+        assert all(constraints.valid(t) for t in proposed), [t for t in proposed if not constraints.valid(t)]
+        b = make_controller(strategy, decisions, 1, dict(settings), constraints)
+        transfer(c, b, "bytes")  # and so does a restored one
+        assert all(constraints.valid(p.tokens) for p in b.propose(8))
+
+    def test_a_canonical_space_is_searched_one_sequence_per_architecture(
+        self, strategy: str, decisions: Sequence[Decision], settings: dict[str, Any]
+    ) -> None:
+        constraints = canonicalizing(decisions)
+        if constraints is None:
+            pytest.skip("the decisions hold fewer than two categorical decisions with a choice, or too many tokens")
+        c = make_controller(strategy, decisions, 0, dict(settings), constraints)
+        proposed = [t for tokens, _ in drive(c, 2 + self.warmup // 4, 4) for t in tokens]
+        assert all(constraints.valid(t) for t in proposed), "a non-canonical sequence was proposed"
+        if c.proposed_before():  # a strategy that never repeats does not repeat an architecture either
+            assert len(set(proposed)) == len(proposed)

@@ -1,0 +1,229 @@
+"""Which token sequences a controller may propose: a space's forbidden combinations and its canonical form.
+
+A space may declare combinations of choices that make no valid candidate (`SearchSpace.forbidden`) and a
+canonical form under which several token sequences are one architecture (`SearchSpace.canonical`).
+`Constraints` turns both into what a sampler needs at each position: how many allowed sequences start
+with each value (`branch_counts`). A sampler that only draws values with a count above zero can never
+reach a dead end, so no candidate is ever drawn and thrown away.
+
+Spaces with a canonical form and at most `ENUMERATE_LIMIT` token sequences are enumerated once: each
+architecture is proposed as one sequence (its canonical one), so counting, "never propose twice" and the
+optimum all work on architectures. Larger spaces keep their forbidden combinations exact (by a dynamic
+program over the clauses) and are counted in token sequences.
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from l2l.search_spaces.api import Decision, SpaceError, token_sizes
+
+if TYPE_CHECKING:
+    from l2l.search_spaces.api import SearchSpace
+
+_BUILT: weakref.WeakKeyDictionary[SearchSpace, Constraints | None] = weakref.WeakKeyDictionary()
+ENUMERATE_LIMIT = 200_000  # token sequences a canonical space may have to be enumerated at load
+
+Tokens = tuple[int, ...]
+
+
+def clauses_of(decisions: Sequence[Decision], forbidden: Iterable[Mapping[str, object]]) -> list[dict[int, int]]:
+    """Each forbidden combination as {token position: token}; a name or value the decisions lack is a
+    `SpaceError` naming it."""
+    where: dict[str, tuple[int, Decision]] = {}
+    pos = 0
+    for d in decisions:
+        where[d.name] = (pos, d)
+        pos += d.width
+    out = []
+    for i, combination in enumerate(forbidden):
+        if not isinstance(combination, Mapping) or not combination:
+            raise SpaceError(f"forbidden combination {i} is {combination!r}; expected a non-empty {{decision: value}}")
+        clause = {}
+        for name, value in combination.items():
+            if name not in where:
+                raise SpaceError(f"forbidden combination {i} names no decision {name!r}")
+            p, d = where[name]
+            if d.kind != "categorical":
+                raise SpaceError(f"forbidden combination {i}: {name!r} is an anchor; only categorical choices combine")
+            if value not in d.options:
+                raise SpaceError(f"forbidden combination {i}: {value!r} is not an option of {name!r} {list(d.options)}")
+            clause[p] = d.options.index(value)
+        out.append(clause)
+    return out
+
+
+class Constraints:
+    """The allowed token sequences of a space: those no forbidden combination matches and, for an enumerated
+    canonical space, only the canonical sequence of each architecture."""
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        clauses: Sequence[Mapping[int, int]] = (),
+        members: Iterable[Tokens] | None = None,
+        canonical: Callable[[Tokens], Tokens] | None = None,
+    ) -> None:
+        self.sizes = list(sizes)
+        self.clauses = [dict(c) for c in clauses]
+        self._canonical = canonical
+        self._trie: dict[Tokens, list[int]] | None = None
+        if members is not None:
+            self._trie = _prefix_counts(self.sizes, members)
+        self._counts = lru_cache(maxsize=None)(self._count_from)
+
+    @staticmethod
+    def of(space: SearchSpace) -> Constraints | None:
+        """The constraints of ``space``; None when it declares neither forbidden combinations nor a canonical form.
+        Built once per space object (enumerating a canonical space takes a moment)."""
+        try:
+            return _BUILT[space]
+        except KeyError:
+            pass
+        except TypeError:  # a space that cannot be a weak key: built each time
+            return Constraints._build(space)
+        built = _BUILT[space] = Constraints._build(space)
+        return built
+
+    @staticmethod
+    def _build(space: SearchSpace) -> Constraints | None:
+        decisions = list(space.decisions())
+        clauses = clauses_of(decisions, space.forbidden())
+        sizes = token_sizes(decisions)
+        has_canonical = space.canonical(space.decode([0] * len(sizes))) is not None
+        if not clauses and not has_canonical:
+            return None
+        canonical = _canonical_tokens(space) if has_canonical else None
+        members = None
+        if canonical is not None and _product(sizes) <= ENUMERATE_LIMIT:
+            plain = Constraints(sizes, clauses)
+            members = {canonical(t) for t in itertools.product(*(range(k) for k in sizes))}
+            members = {t for t in members if plain.valid(t)}
+            for t in members:
+                if canonical(t) != t:
+                    raise SpaceError(
+                        f"space {space.name!r}: canonical form is not stable: {list(t)} -> {list(canonical(t))}"
+                    )
+        constraints = Constraints(sizes, clauses, members, canonical)
+        if constraints.count() == 0:
+            raise SpaceError(f"space {space.name!r}: its forbidden combinations leave no candidate")
+        return constraints
+
+    @property
+    def enumerated(self) -> bool:
+        """True when the allowed sequences are one per architecture (a canonical space small enough to list)."""
+        return self._trie is not None
+
+    def branch_counts(self, prefix: Sequence[int]) -> list[int]:
+        """For the position after ``prefix``, how many allowed sequences start with ``prefix`` and each value."""
+        prefix = tuple(int(t) for t in prefix)
+        if self._trie is not None:
+            return list(self._trie.get(prefix, [0] * self.sizes[len(prefix)]))
+        alive = self._alive(prefix)
+        depth = len(prefix)
+        if any(max(self.clauses[i]) < depth for i in alive):  # the prefix holds a forbidden combination
+            return [0] * self.sizes[depth]
+        out = []
+        for value in range(self.sizes[depth]):
+            after = self._step(alive, depth, value)
+            out.append(0 if after is None else self._counts(depth + 1, after))
+        return out
+
+    def count(self, prefix: Sequence[int] = ()) -> int:
+        """How many allowed sequences start with ``prefix`` (all of them for the empty prefix)."""
+        if len(prefix) == len(self.sizes):
+            return int(self.valid(prefix))
+        return sum(self.branch_counts(prefix))
+
+    def valid(self, tokens: Sequence[int]) -> bool:
+        """True when ``tokens`` is an allowed sequence."""
+        tokens = tuple(int(t) for t in tokens)
+        if len(tokens) != len(self.sizes):
+            return False
+        if self._trie is not None:
+            return bool(self._trie.get(tokens[:-1], [0] * self.sizes[-1])[tokens[-1]])
+        return not any(all(tokens[p] == v for p, v in c.items()) for c in self.clauses)
+
+    def canonical(self, tokens: Sequence[int]) -> Tokens:
+        """The canonical sequence of the architecture ``tokens`` describe (itself without a canonical form)."""
+        tokens = tuple(int(t) for t in tokens)
+        return self._canonical(tokens) if self._canonical is not None else tokens
+
+    def repair(self, tokens: Sequence[int]) -> Tokens:
+        """An allowed sequence for ``tokens``: its canonical sequence when that is allowed, else, position by
+        position, the nearest value that still leads to an allowed sequence (ties to the lower value)."""
+        same = self.canonical(tokens)
+        if self.valid(same):
+            return same
+        out: list[int] = []
+        for want in tokens:
+            counts = self.branch_counts(out)
+            out.append(min((v for v, c in enumerate(counts) if c), key=lambda v: (abs(v - int(want)), v)))
+        return tuple(out)
+
+    # the dynamic program over clauses: a state is the set of clauses the prefix has matched so far
+
+    def _alive(self, prefix: Tokens) -> frozenset[int]:
+        depth = len(prefix)
+        return frozenset(
+            i for i, c in enumerate(self.clauses) if all(prefix[p] == v for p, v in c.items() if p < depth)
+        )
+
+    def _step(self, alive: frozenset[int], depth: int, value: int) -> frozenset[int] | None:
+        """The clauses still matched after ``value`` at ``depth``; None when one is now matched in full."""
+        kept = []
+        for i in alive:
+            clause = self.clauses[i]
+            if depth in clause and clause[depth] != value:
+                continue
+            if depth in clause and max(clause) == depth:
+                return None
+            kept.append(i)
+        return frozenset(kept)
+
+    def _count_from(self, depth: int, alive: frozenset[int]) -> int:
+        if depth == len(self.sizes):
+            return 1
+        if not any(p >= depth for i in alive for p in self.clauses[i]):
+            return _product(self.sizes[depth:])
+        total = 0
+        for value in range(self.sizes[depth]):
+            after = self._step(alive, depth, value)
+            if after is not None:
+                total += self._counts(depth + 1, after)
+        return total
+
+
+def _product(sizes: Sequence[int]) -> int:
+    out = 1
+    for k in sizes:
+        out *= k
+    return out
+
+
+def _prefix_counts(sizes: Sequence[int], members: Iterable[Tokens]) -> dict[Tokens, list[int]]:
+    """For every prefix of the members, how many members continue with each value."""
+    trie: dict[Tokens, list[int]] = {}
+    for tokens in members:
+        for depth in range(len(sizes)):
+            trie.setdefault(tokens[:depth], [0] * sizes[depth])[tokens[depth]] += 1
+    return trie
+
+
+def _canonical_tokens(space: SearchSpace) -> Callable[[Tokens], Tokens]:
+    def canonical(tokens: Tokens) -> Tokens:
+        try:
+            spec = space.canonical(space.decode(tokens))
+            if spec is None:
+                raise SpaceError(f"space {space.name!r}: canonical form of {list(tokens)} is None for this one only")
+            return tuple(int(t) for t in space.encode(spec))
+        except SpaceError:
+            raise
+        except Exception as exc:  # plugin code
+            raise SpaceError(f"space {space.name!r}: canonical form of {list(tokens)} failed: {exc!r}") from exc
+
+    return canonical
