@@ -5,12 +5,14 @@ Protocol: the reward is the 12-epoch validation accuracy; at each budget the rep
 evolution with population 10 and tournament sample 3, one child per step, as in the reference figures.
 
     python -m benchmarks.nb201 [--seeds 100] [--seed-offset 1000] [--dataset cifar10] [--strategies random,ppo]
-        [--budgets 25,50,100,200,400] [-C key=value ...] [--name NAME]
+        [--budgets 25,50,100,200,400] [-C key=value ...] [--name NAME] [--canonical]
 
 ``--strategies`` lists rows, each a strategy name (``reinforce``, ``reinforce+screen``, ``evolution+screen``,
 ...) with optional settings of its own after a colon, separated by semicolons: ``reinforce:preset=zoph_le``
 is the paper's REINFORCE. ``-C key=value`` sets a controller setting of every row (as ``l2l search -C``),
 e.g. ``--strategies reinforce+screen -C screen_local=1``; values are read as ``l2l search -C`` reads them.
+``--canonical`` searches the space's 6,466 distinct computations (``nb201 -S canonical=true``: one query per
+distinct topology, each proposed as its canonical cell); the optimum is then the best canonical cell's.
 ``--name`` names the results file; ``--merge`` reruns some strategies into an existing file of the same
 protocol and keeps its other strategies (the file then records each strategy's settings).
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -27,8 +30,9 @@ import torch
 from benchmarks.common import RESULTS, mean_sd, print_table, write_json
 from l2l.controllers import make_controller
 from l2l.runs.config import UsageError, parse_assignments
-from l2l.search_spaces import Context, load_space
-from l2l.search_spaces.nb201 import DATASETS, load_table
+from l2l.search_spaces import Context, SearchSpace, load_space
+from l2l.search_spaces.constraints import Constraints
+from l2l.search_spaces.nb201 import DATASETS, OPS, arch_str, canonical_cells, load_table
 
 BUDGETS = (25, 50, 100, 200, 400)
 SETTINGS: dict[str, dict[str, Any]] = {"evolution": {"population": 10, "sample": 3}}
@@ -50,13 +54,26 @@ def batch_of(strategy: str) -> int:
     return SCREENED_BATCH if strategy.endswith("+screen") else BATCH.get(strategy, 10)
 
 
+@lru_cache(maxsize=None)
+def nb201_space(dataset: str, canonical: bool) -> SearchSpace:
+    """One space per dataset and form: its constraints are enumerated once, not once per seed."""
+    return load_space("nb201", {"dataset": dataset, "canonical": canonical})
+
+
 def trajectory(
-    strategy: str, seed: int, queries: int, dataset: str, batch: int, settings: dict[str, Any] | None = None
+    strategy: str,
+    seed: int,
+    queries: int,
+    dataset: str,
+    batch: int,
+    settings: dict[str, Any] | None = None,
+    canonical: bool = False,
 ) -> list[tuple[float, float]]:
     """(reward, reported test accuracy in percent) of every query, in order."""
-    space = load_space("nb201", {"dataset": dataset})
+    space = nb201_space(dataset, canonical)
     own = SETTINGS.get(strategy.removesuffix("+screen"), {})
-    controller = make_controller(strategy, space.decisions(), seed, {**own, **(settings or {})})
+    settings = {**own, **(settings or {})}
+    controller = make_controller(strategy, space.decisions(), seed, settings, Constraints.of(space))
     out: list[tuple[float, float]] = []
     while len(out) < queries:
         proposals = controller.propose(min(batch, queries - len(out)))
@@ -84,7 +101,7 @@ def best_so_far(traj: list[tuple[float, float]]) -> list[float]:
     return out
 
 
-PROTOCOL = ("dataset", "seeds", "seed_offset", "budgets")
+PROTOCOL = ("dataset", "seeds", "seed_offset", "budgets", "canonical")
 
 
 def merged(name: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -122,6 +139,7 @@ def main() -> None:
     )
     parser.add_argument("--seed-offset", type=int, default=0, help="first seed (settings were tuned on seeds 0-39)")
     parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="query budgets to report")
+    parser.add_argument("--canonical", action="store_true", help="search the 6,466 distinct computations")
     parser.add_argument("-C", dest="settings", action="append", default=[], help="controller setting key=value")
     parser.add_argument("--name", help="results file benchmarks/results/NAME.json (default nb201_DATASET)")
     parser.add_argument(
@@ -141,14 +159,19 @@ def main() -> None:
     # the controllers' networks are tiny: more threads only contend (two benchmark processes on 2 cores ran ~40x slower)
     torch.set_num_threads(1)
     prefix = DATASETS[args.dataset]
-    optimum = max(row[f"{prefix}_test_200ep"] for row in load_table().values())  # 94.37 on CIFAR-10, as published
-    top_reward = max(row[f"{prefix}_val_12ep"] for row in load_table().values())
+    table = load_table()
+    rows_searched = list(table.values())
+    if args.canonical:  # only the canonical cells can be found
+        rows_searched = [table[arch_str([OPS[t] for t in cell])] for cell in canonical_cells().values()]
+    optimum = max(row[f"{prefix}_test_200ep"] for row in rows_searched)  # 94.37 on CIFAR-10, as published
+    top_reward = max(row[f"{prefix}_val_12ep"] for row in rows_searched)
     payload: dict[str, Any] = {
         "dataset": args.dataset,
         "seeds": args.seeds,
         "seed_offset": args.seed_offset,
         "batch": {**BATCH, "STRATEGY+screen": SCREENED_BATCH},
         "budgets": budgets,
+        "canonical": args.canonical,
         "settings": settings,
         "results": {},
         "curves": {},
@@ -165,7 +188,9 @@ def main() -> None:
         started = time.perf_counter()
         row_settings = {**settings, **own}
         trajs = [
-            trajectory(strategy_name, s, max(budgets), args.dataset, batch_of(strategy_name), row_settings)
+            trajectory(
+                strategy_name, s, max(budgets), args.dataset, batch_of(strategy_name), row_settings, args.canonical
+            )
             for s in range(args.seed_offset, args.seed_offset + args.seeds)
         ]
         strategy = label
@@ -196,8 +221,9 @@ def main() -> None:
         if "settings_by_strategy" in payload:
             payload["settings_by_strategy"][strategy] = row_settings
         rows.append([strategy, *cells, f"{time.perf_counter() - started:.0f}"])
+    cells = " (canonical cells)" if args.canonical else ""
     print(
-        f"NAS-Bench-201 {args.dataset}, {args.seeds} seeds: 200-epoch test accuracy of the best-reward cell, "
+        f"NAS-Bench-201 {args.dataset}{cells}, {args.seeds} seeds: 200-epoch test accuracy of the best-reward cell, "
         f"mean ± sd (share of seeds at the optimum {optimum:.2f})"
     )
     if settings:
