@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import torch
@@ -54,7 +54,7 @@ def batch_of(strategy: str) -> int:
     return SCREENED_BATCH if strategy.endswith("+screen") else BATCH.get(strategy, 10)
 
 
-@lru_cache(maxsize=None)
+@cache
 def nb201_space(dataset: str, canonical: bool) -> SearchSpace:
     """One space per dataset and form: its constraints are enumerated once, not once per seed."""
     return load_space("nb201", {"dataset": dataset, "canonical": canonical})
