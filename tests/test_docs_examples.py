@@ -38,3 +38,71 @@ def test_plugin_example_passes_the_space_contract(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout[-3000:]
     passed = re.search(r"(\d+) passed", out.stdout)
     assert passed is not None and int(passed.group(1)) >= 5, out.stdout[-500:]  # the whole contract ran
+
+
+def files_of(text: str) -> dict[str, str]:
+    """The blocks of a Markdown page fenced as ```LANG file=PATH, by path."""
+    return dict(re.findall(r"^```\w+ file=(\S+)\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE))
+
+
+@pytest.mark.slow
+def test_plugin_package_installs_ships_its_data_and_is_searched(tmp_path: Path) -> None:
+    package = tmp_path / "tiny-table"
+    files = files_of(DOC.read_text())
+    assert set(files) == {
+        "pyproject.toml",
+        "src/tiny_table/__init__.py",
+        "src/tiny_table/results.csv",
+        "tests/test_tiny_table.py",
+    }
+    for path, text in files.items():
+        (package / path).parent.mkdir(parents=True, exist_ok=True)
+        (package / path).write_text(text)
+    site = tmp_path / "site"  # installed as a user would, but beside this environment rather than into it
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(package),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    assert (site / "tiny_table" / "results.csv").is_file()  # the data file travelled in the wheel
+    env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1"}
+    storage = f"sqlite:///{tmp_path / 'runs.db'}"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def l2l(*args: str) -> str:
+        code = "import sys; from l2l.runs.cli import main; sys.argv = ['l2l', *sys.argv[1:]]; main()"
+        out = subprocess.run(
+            [sys.executable, "-c", code, *args], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        return out.stdout
+
+    assert "tiny_table" in l2l("spaces", "list")
+    shown = l2l("spaces", "show", "tiny_table")
+    assert "4 tokens, 36 token sequences, 24 architectures" in shown and "forbidden: op_1=pool, op_2=pool" in shown
+    searched = l2l("search", "--space", "tiny_table", "--children", "24", "--executor", "local", "--storage", storage)
+    assert "24 children trained, 0 failed" in searched
+    top = l2l("runs", "top", "1", "-k", "24", "--storage", storage)
+    assert "test_acc" in top and "params" in top and "0.9027" in top  # every architecture, the best among them
+    contract = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=package,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert contract.returncode == 0, contract.stdout[-3000:]

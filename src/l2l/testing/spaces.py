@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 
 from l2l.search_spaces import Context, Decision, Result, SearchSpace, SpaceError, Spec, token_sizes, validate_space
+from l2l.search_spaces.constraints import Constraints
 from l2l.testing import one_torch_thread
 
 UNKNOWN_OPTION = "zz_no_such_option"
@@ -54,8 +55,16 @@ class Expected:
 
 
 def random_tokens(space: SearchSpace, rng: random.Random) -> tuple[int, ...]:
-    """A uniformly random token sequence for ``space``."""
-    return tuple(rng.randrange(k) for k in token_sizes(space.decisions()))
+    """A uniformly random token sequence for ``space``, among those a controller may propose (no forbidden
+    combination; a canonical sequence where the space has a canonical form)."""
+    constraints = Constraints.of(space)
+    if constraints is None:
+        return tuple(rng.randrange(k) for k in token_sizes(space.decisions()))
+    prefix: list[int] = []
+    for _ in token_sizes(space.decisions()):
+        counts = constraints.branch_counts(prefix)
+        prefix.append(rng.choices(range(len(counts)), weights=counts)[0])
+    return tuple(prefix)
 
 
 def check_graph(graph: Any) -> None:
@@ -136,6 +145,18 @@ class SpaceContract:
             assert tuple(space.encode(again)) == tokens, f"tokens {list(tokens)} do not round-trip through {spec!r}"
             assert isinstance(space.describe(spec), str)
             check_graph(space.graph(spec))
+
+    def test_forbidden_combinations_and_canonical_form_hold_together(self, space: SearchSpace) -> None:
+        constraints = Constraints.of(space)  # raises on a name or value that does not exist, or nothing left
+        if constraints is None:
+            return
+        assert constraints.count() >= 1
+        rng = random.Random(3)
+        for _ in range(self.samples):
+            tokens = random_tokens(space, rng)
+            assert constraints.valid(tokens) and constraints.canonical(tokens) == tokens
+            spec = space.decode(tokens)
+            assert not any(all(spec[k] == v for k, v in c.items()) for c in space.forbidden()), spec
 
     def test_decode_rejects_malformed_tokens(self, space: SearchSpace) -> None:
         tokens = random_tokens(space, random.Random(2))
