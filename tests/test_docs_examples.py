@@ -106,3 +106,14 @@ def test_plugin_package_installs_ships_its_data_and_is_searched(tmp_path: Path) 
         timeout=600,
     )
     assert contract.returncode == 0, contract.stdout[-3000:]
+
+
+def test_readme_plugin_example_trains_a_child(tmp_path: Path) -> None:
+    readme = (DOC.parents[1] / "README.md").read_text()
+    (example,) = [b for b in python_blocks(readme) if "class TinyMLP(SearchSpace)" in b]
+    (tmp_path / "tiny.py").write_text(example)
+    from l2l.search_spaces import Context, load_space
+
+    space = load_space(f"{tmp_path / 'tiny.py'}:TinyMLP", {"epochs": 3})
+    result = space.evaluate(space.decode((2, 0, 1)), Context(seed=0))  # 256 relu units, lr 0.01
+    assert result.ok and result.val_acc is not None and result.val_acc > 0.5, result

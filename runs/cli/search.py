@@ -29,7 +29,16 @@ STRATEGY_HELP = (
 )
 StrategyOpt = Annotated[str | None, typer.Option("--strategy", help=STRATEGY_HELP)]
 ChildrenOpt = Annotated[int | None, typer.Option("--children", "-n", help="Children to train in all.", min=1)]
-BatchOpt = Annotated[int | None, typer.Option("--batch", "-m", help="Children per controller update.", min=1)]
+BatchOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--batch",
+        "-m",
+        help="Children per controller update [default: the strategy's own: 4 for reinforce and any STRATEGY+screen, "
+        "1 for evolution, tpe, gp, qmc and random, 10 for ppo].",
+        min=1,
+    ),
+]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed of the run (controller and children).")]
 ResumeOpt = Annotated[int | None, typer.Option("--resume", metavar="RUN", help="Continue an interrupted run.")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML file of search settings.")]
