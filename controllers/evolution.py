@@ -11,6 +11,7 @@ import torch
 from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats
 from l2l.controllers.constrained import neighbours, uniform_allowed
 from l2l.search_spaces.api import Decision, sequence_length, token_sizes
+from l2l.search_spaces.typed import coerce_call
 
 
 class EvolutionController(Controller):
@@ -60,6 +61,10 @@ class EvolutionController(Controller):
             raise ControllerError(
                 f"unknown evolution setting(s) {unknown}; known: population, reward_transform, sample"
             )
+        try:
+            settings = coerce_call(cls, settings, "evolution setting")
+        except ValueError as exc:
+            raise ControllerError(str(exc)) from None
         return cls(decisions, seed, **settings)
 
     def _randint(self, high: int) -> int:

@@ -11,6 +11,7 @@ import torch
 from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats
 from l2l.controllers.constrained import uniform_allowed
 from l2l.search_spaces.api import Decision, sequence_length, token_sizes
+from l2l.search_spaces.typed import coerce_call
 
 
 class RandomController(Controller):
@@ -32,6 +33,10 @@ class RandomController(Controller):
         unknown = sorted(set(settings) - {"reward_transform"})
         if unknown:
             raise ControllerError(f"unknown random-search setting(s) {unknown}; known: reward_transform")
+        try:
+            settings = coerce_call(cls, settings, "random-search setting")
+        except ValueError as exc:
+            raise ControllerError(str(exc)) from None
         return cls(decisions, seed, **settings)
 
     def propose(self, n: int) -> list[Proposal]:

@@ -18,6 +18,7 @@ from l2l.controllers.policy import LSTMPolicy
 from l2l.controllers.screen import SCREEN_SETTINGS
 from l2l.controllers.unique import SeenTree
 from l2l.search_spaces.api import Decision, token_sizes
+from l2l.search_spaces.typed import coerce_fields
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,10 @@ def build_config(settings: Mapping[str, Any], cls: type[ReinforceConfig] = Reinf
         raise ControllerError(f"{screen} are settings of screening: use the strategy {label}+screen")
     if unknown:
         raise ControllerError(f"unknown {label} setting(s) {unknown}; known: preset, {', '.join(sorted(known))}")
-    base.update(settings)
+    try:
+        base.update(coerce_fields(cls, settings, f"{label} setting"))
+    except ValueError as exc:
+        raise ControllerError(str(exc)) from None
     return cls(**base)
 
 

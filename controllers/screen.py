@@ -22,6 +22,7 @@ from l2l.controllers.constrained import neighbours, uniform_allowed
 from l2l.controllers.surrogate import HammingGP, RidgeEnsemble
 from l2l.search_spaces.api import token_sizes
 from l2l.search_spaces.constraints import Constraints
+from l2l.search_spaces.typed import coerce_fields
 
 SUFFIX = "+screen"
 SCREEN_MODELS = ("gp", "ridge")
@@ -107,7 +108,10 @@ class ScreenedController(Controller):
         unknown = sorted(set(settings) - set(SCREEN_SETTINGS))
         if unknown:
             raise ControllerError(f"unknown screen setting(s) {unknown}; known: {', '.join(SCREEN_SETTINGS)}")
-        return cls(base, ScreenConfig(**settings))
+        try:
+            return cls(base, ScreenConfig(**coerce_fields(ScreenConfig, settings, "screen setting")))
+        except (TypeError, ValueError) as exc:
+            raise ControllerError(str(exc)) from None
 
     @property
     def surrogate(self) -> RidgeEnsemble | HammingGP | None:

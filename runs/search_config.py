@@ -10,6 +10,7 @@ from typing import Any
 
 from l2l.controllers import DEFAULT_STRATEGY, default_batch
 from l2l.runs.pruning import PRUNERS
+from l2l.search_spaces.typed import OptionTypeError, coerce_fields
 
 MODES = ("auto", "sync", "async")
 
@@ -80,4 +81,7 @@ class SearchConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise SearchError(f"unknown search setting(s) {unknown}; known: {', '.join(sorted(known))}")
-        return SearchConfig(**data)
+        try:
+            return SearchConfig(**coerce_fields(SearchConfig, data, "search setting"))
+        except OptionTypeError as exc:
+            raise SearchError(str(exc)) from None

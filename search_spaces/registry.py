@@ -12,6 +12,7 @@ from typing import Any
 
 from l2l.search_spaces.api import SearchSpace, SpaceError, Spec, sequence_length, token_sizes
 from l2l.search_spaces.constraints import Constraints
+from l2l.search_spaces.typed import OptionTypeError, coerce_call
 
 ENTRY_POINT_GROUP = "l2l.search_spaces"
 
@@ -87,7 +88,11 @@ def load_space(ref: str, options: dict[str, Any] | None = None, *, validate: boo
     """Instantiate the space ``ref`` with ``options`` and, by default, validate it."""
     cls = load_space_class(ref)
     try:
-        space = cls(**(options or {}))
+        options = coerce_call(cls, options or {}, f"search space {cls.name!r}: option")
+    except OptionTypeError as exc:
+        raise PluginError(str(exc)) from None
+    try:
+        space = cls(**options)
     except (TypeError, ValueError) as exc:
         raise PluginError(f"search space {cls.name!r}: bad options {options!r}: {exc}") from exc
     except Exception as exc:  # plugin code (a missing data file, a failed download): one line naming it

@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from l2l.runs.cli import optimizers, plot, runs, spaces
+from l2l.runs.cli.common import error_line
 from l2l.runs.cli.search import search
 
 app = typer.Typer(
@@ -26,8 +27,29 @@ app.add_typer(optimizers.app, name="optimizers")
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: a mistake on the command line (an unknown flag, a value out of range) is
+    one ``error:`` line with click's suggestion and the command's help to read, like every other mistake."""
+    import sys
+
+    try:  # Typer 0.2x carries its own copy of click, whose errors are not click's
+        from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    except ImportError:  # pragma: no cover - older Typer uses click itself
+        from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[no-redef,attr-defined]
+
+    try:
+        code = app(standalone_mode=False, prog_name="l2l")
+    except NoArgsIsHelpError as exc:  # `l2l spaces` alone: the group's help, as before
+        print(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+        code = 0
+    except UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "l2l"
+        message = " ".join(exc.format_message().split())
+        code = error_line(f"{message} (see: {where} --help)", exc.exit_code)
+    except typer.Abort:
+        code = error_line("aborted", 1)
+    except typer.Exit as exc:
+        code = exc.exit_code
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 __all__ = ["app", "main"]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from l2l.runs.config import UsageError
 
@@ -30,10 +31,20 @@ RunArg = Annotated[int, typer.Argument(metavar="RUN", help="Run id (see `l2l run
 SpaceOptionOpt = Annotated[list[str] | None, typer.Option("--space-option", "-S", help="Space option KEY=VALUE.")]
 
 
+def first_line(error: str | None) -> str:
+    """The one-line reason of a child's error (its traceback, when it has one, follows on later lines)."""
+    return (error or "unknown").strip().splitlines()[0] if (error or "").strip() else "unknown"
+
+
+def error_line(message: str, code: int = 1) -> int:
+    """Print one clear ``error:`` line on stderr; returns ``code`` for the caller to exit with."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return code
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print one clear line and exit non-zero (no traceback for user mistakes)."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+    raise typer.Exit(error_line(message, code))
 
 
 @contextmanager

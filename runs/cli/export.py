@@ -9,6 +9,8 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from l2l.runs.cli.common import first_line
+
 if TYPE_CHECKING:
     from l2l.runs.store import ChildRecord, RunRecord, UpdateRecord
 
@@ -34,7 +36,8 @@ FORMATS = ("csv", "json")
 
 
 def export_csv(children: Sequence[ChildRecord], tests: Sequence[str] = (), costs: Sequence[str] = ()) -> str:
-    """One row per child, for spreadsheets and pandas: the stored fields, then one column per test metric
+    """One row per child, for spreadsheets and pandas: the stored fields (``error``: the one-line reason; the
+    traceback is in the JSON export), then one column per test metric
     (named as the space names it) and per cost (``cost_<name>``), then tokens and spec. ``tests`` and
     ``costs`` name the metrics (a `MetricView`'s, declared by the space); empty: those the results hold."""
     tests = list(tests) or metric_keys(children, "test")
@@ -47,7 +50,7 @@ def export_csv(children: Sequence[ChildRecord], tests: Sequence[str] = (), costs
     for c in children:
         test, cost = c.metrics.get("test") or {}, c.metrics.get("cost") or {}
         writer.writerow(
-            [getattr(c, col) for col in EXPORT_COLUMNS]
+            [getattr(c, col) if col != "error" else first_line(c.error) if c.error else None for col in EXPORT_COLUMNS]
             + [test.get(k) for k in tests]
             + [cost.get(k) for k in costs]
             + [" ".join(str(t) for t in c.tokens), json.dumps(c.spec)]

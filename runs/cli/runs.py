@@ -23,7 +23,7 @@ app = typer.Typer(help="Inspect and export recorded runs.", no_args_is_help=True
 @app.command("list")
 def runs_list(
     storage: StorageOpt = None,
-    limit: Annotated[int, typer.Option("--limit", help="How many runs, newest first.")] = 20,
+    limit: Annotated[int, typer.Option("--limit", help="How many runs, newest first.", min=1)] = 20,
 ) -> None:
     """List recorded runs, newest first."""
     from rich.table import Table

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import signal
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from l2l.runs.cli.common import SpaceOptionOpt, StorageOpt, console, err_console, open_store, user_errors
+from l2l.runs.cli.common import (
+    SpaceOptionOpt,
+    StorageOpt,
+    console,
+    err_console,
+    fail,
+    first_line,
+    open_store,
+    user_errors,
+)
 from l2l.runs.cli.progress import SearchProgress
 from l2l.runs.config import SearchFlags, UsageError
 
@@ -175,12 +185,18 @@ def _install_sigterm() -> None:
 
 
 def print_summary(store: Store, run_id: int) -> None:
-    """The last line of `l2l search`: what was trained, the best child, and where to look next."""
+    """The last line of `l2l search`: what was trained, the best child, and where to look next; a run in which
+    no child succeeded ends the command with an error naming the most common failure."""
     counts = store.count_children(run_id)
     top = store.top_children(run_id, 1)
     best = f"best reward {top[0].reward:.4f} (child {top[0].number})" if top else "no child finished"
+    group = "optimizers" if store.get_run(run_id).space == "optimizer" else "runs"
     console.print(
         f"run {run_id} done: {counts['done']} children trained, {counts['failed']} failed; {best}. "
-        f"See `l2l runs top {run_id}` and `l2l plot progress {run_id} -o progress.png`.",
+        f"See `l2l {group} top {run_id}` and `l2l plot progress {run_id} -o progress.png`.",
         highlight=False,
     )
+    if counts["done"] == 0 and counts["failed"] > 0:
+        reasons = Counter(first_line(c.error) for c in store.children(run_id, "failed"))
+        reason, n = reasons.most_common(1)[0]
+        fail(f"no child of run {run_id} succeeded; the most common failure ({n} of {counts['failed']}): {reason}")

@@ -1,0 +1,88 @@
+"""Every mistake on the command line is one `error:` line with a non-zero exit, through the console script's
+own entry point (`l2l.runs.cli.main`), never a traceback or a box."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from l2l.runs.cli import main
+
+CASES = [
+    # (arguments, exit code, the error line; {db} and {tmp} are filled in)
+    (
+        ["search", "--childs", "3"],
+        2,
+        "error: No such option: --childs (Possible options: --child-timeout, --children) (see: l2l search --help)",
+    ),
+    (
+        ["search", "--children", "0"],
+        2,
+        "error: Invalid value for '--children' / '-n': Input should be greater than or equal to 1 "
+        "(see: l2l search --help)",
+    ),
+    (["runs", "top"], 2, "error: Missing argument 'RUN'. (see: l2l runs top --help)"),
+    (
+        ["runs", "list", "--limit", "-3", "--storage", "{db}"],
+        2,
+        "error: Invalid value for '--limit': Input should be greater than or equal to 1 (see: l2l runs list --help)",
+    ),
+    (
+        ["spaces", "show", "mlp", "-S", "hashed=maybe"],
+        1,
+        "error: search space 'mlp': option hashed must be a boolean (true/false, yes/no, on/off, 1/0), got 'maybe'",
+    ),
+    (
+        ["spaces", "show", "mlp", "-S", "epochs=2.5"],
+        1,
+        "error: search space 'mlp': option epochs must be an integer, got 2.5",
+    ),
+    (
+        ["search", "--space", "toy", "--strategy", "reinforce", "-C", "lr=fast", "--storage", "{db}"],
+        1,
+        "error: reinforce setting lr must be a number, got 'fast'",
+    ),
+    (
+        ["search", "--space", "toy", "--strategy", "ppo", "-C", "hidden_size=10.5", "--storage", "{db}"],
+        1,
+        "error: ppo setting hidden_size must be an integer, got 10.5",
+    ),
+    (
+        ["search", "--space", "toy", "--strategy", "evolution", "-C", "population=many", "--storage", "{db}"],
+        1,
+        "error: evolution setting population must be an integer, got 'many'",
+    ),
+    (
+        ["search", "--space", "toy", "--config", "{tmp}/many.toml", "--storage", "{db}"],
+        1,
+        "error: search setting children must be an integer, got 'many'",
+    ),
+    (
+        ["search", "--space", "mlp", "-S", "dataset=nope", "-n", "2", "--executor", "local", "--storage", "{db}"],
+        1,
+        "error: no child of run 1 succeeded; the most common failure (2 of 2): DatasetError: unknown dataset 'nope'; "
+        "known: cifar10, digits, mnist1d, synthetic",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "line"), CASES, ids=[" ".join(c[0][:4]) for c in CASES])
+def test_a_mistake_is_one_error_line(
+    args: list[str],
+    code: int,
+    line: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "many.toml").write_text('children = "many"\n')
+    fill = {"db": f"sqlite:///{tmp_path / 'runs.db'}", "tmp": str(tmp_path)}
+    monkeypatch.setattr(sys, "argv", ["l2l", *(a.format(**fill) for a in args)])
+    monkeypatch.setenv("COLUMNS", "400")  # one line, however long
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == code, err
+    assert err.strip().splitlines() == [line]
