@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -12,10 +13,23 @@ from optuna.trial import TrialState, create_trial
 from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats
 from l2l.search_spaces.api import Decision, sequence_length
 
+
+def _quiet(build: Callable[[int], optuna.samplers.BaseSampler]) -> Callable[[int], optuna.samplers.BaseSampler]:
+    """``build`` without Optuna's ExperimentalWarning, which a sampler rebuilt before every ask would print
+    again and again (QMC is experimental in Optuna; l2l's use of it is tested here)."""
+
+    def quiet(seed: int) -> optuna.samplers.BaseSampler:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return build(seed)
+
+    return quiet
+
+
 SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
     "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
-    "gp": lambda seed: optuna.samplers.GPSampler(seed=seed),
-    "qmc": lambda seed: optuna.samplers.QMCSampler(seed=seed, scramble=True),
+    "gp": _quiet(lambda seed: optuna.samplers.GPSampler(seed=seed)),
+    "qmc": _quiet(lambda seed: optuna.samplers.QMCSampler(seed=seed, scramble=True)),
 }
 
 

@@ -188,9 +188,39 @@ RAY_OPTIONS = (
 )
 
 
+def check_device(device: str, here: bool = True) -> None:
+    """Refuse, before the first child, a device torch does not know or, when children run ``here`` (in this
+    process), one this machine does not have; every child would fail on it, or train on the CPU unasked."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ExecutorError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:1, mps): {exc}") from None
+    if not here or parsed.type == "cpu":
+        return
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ExecutorError(
+                f"--device {device}: this machine has no CUDA device (torch sees none); use --device cpu"
+            )
+        if parsed.index is not None and parsed.index >= count:
+            raise ExecutorError(
+                f"--device {device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+            )
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ExecutorError(f"--device {device}: this machine has no MPS device; use --device cpu")
+
+
 def make_executor(name: str, device: str = "cpu", options: Mapping[str, Any] | None = None) -> Executor:
-    """The executor called ``name`` with its options (those of `RayExecutor` for "ray")."""
+    """The executor called ``name`` with its options (those of `RayExecutor` for "ray"), after checking
+    ``device`` (`check_device`)."""
     opts = dict(options or {})
+    check_device(device, here=name == "local")
+    if name == "ray" and device.startswith("cuda") and not opts.get("gpus_per_child"):
+        raise ExecutorError(
+            f"--device {device} on Ray needs --gpus-per-child (1, or 0.5 for two children per GPU): "
+            "a child runs on the GPUs Ray assigns it"
+        )
     if name == "local":
         if opts:
             raise ExecutorError(

@@ -155,6 +155,27 @@ def _check_options(
         raise ExecutorError(f"max_retries must be >= 0, got {max_retries}")
 
 
+REACH_TIMEOUT_S = 10.0
+
+
+def reach(address: str, timeout: float = REACH_TIMEOUT_S) -> None:
+    """Raise `ExecutorError` unless the Ray head at ``host:port`` (or ``ray://host:port``) accepts a connection."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ExecutorError(f"--address {address!r} is not host:port (or auto)")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ExecutorError(
+            f"cannot reach the Ray cluster at {address!r} within {timeout:g}s: {exc.strerror or exc}; "
+            "is `ray start --head` running there?"
+        ) from None
+
+
 class RayExecutor(Executor):
     """Children on a pool of ``capacity`` Ray actors (slots); failures of workers and timeouts are recorded.
 
@@ -192,6 +213,8 @@ class RayExecutor(Executor):
         ray = _ray()
         self._owns = False
         if not ray.is_initialized():
+            if address not in (None, "auto", "local"):
+                reach(address)  # Ray itself retries an unreachable address for minutes, with warnings only
             try:
                 ray.init(
                     address=address,

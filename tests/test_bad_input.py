@@ -60,6 +60,23 @@ CASES = [
         "error: search setting children must be an integer, got 'many'",
     ),
     (
+        ["search", "--space", "toy", "--device", "tpu9", "--executor", "local", "--storage", "{db}"],
+        1,
+        "error: --device 'tpu9' is not a torch device (cpu, cuda, cuda:1, mps): Invalid device string: 'tpu9'",
+    ),
+    (
+        ["search", "--space", "toy", "--device", "cuda", "--storage", "{db}"],
+        1,
+        "error: --device cuda on Ray needs --gpus-per-child (1, or 0.5 for two children per GPU): a child runs on "
+        "the GPUs Ray assigns it",
+    ),
+    (
+        ["search", "--space", "toy", "--address", "127.0.0.1:1", "--storage", "{db}"],
+        1,
+        "error: cannot reach the Ray cluster at '127.0.0.1:1' within 10s: Connection refused; is `ray start --head` "
+        "running there?",
+    ),
+    (
         ["search", "--space", "mlp", "-S", "dataset=nope", "-n", "2", "--executor", "local", "--storage", "{db}"],
         1,
         "error: no child of run 1 succeeded; the most common failure (2 of 2): DatasetError: unknown dataset 'nope'; "
@@ -86,3 +103,25 @@ def test_a_mistake_is_one_error_line(
     err = capsys.readouterr().err
     assert exit_info.value.code == code, err
     assert err.strip().splitlines() == [line]
+
+
+def test_a_cuda_device_this_machine_lacks_is_refused_before_any_child(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without a GPU
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    monkeypatch.setattr(
+        sys, "argv", ["l2l", "search", "--space", "toy", "--device", "cuda", "--executor", "local", "--storage", db]
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    assert (
+        capsys.readouterr().err.strip()
+        == "error: --device cuda: this machine has no CUDA device (torch sees none); use --device cpu"
+    )
+    from l2l.runs.store import Store
+
+    assert Store(db).list_runs(10) == []  # refused before a run was recorded

@@ -81,7 +81,11 @@ WorkersOpt = Annotated[
 ]
 ModeOpt = Annotated[
     str | None,
-    typer.Option("--mode", help="sync (batches, Zoph & Le) or async (keep workers busy) [default: async if >1]."),
+    typer.Option(
+        "--mode",
+        help="sync (batches, Zoph & Le: the same seed gives the same run on any executor) or async (keep workers "
+        "busy; not reproducible: updates follow the order children finish in) [default: async if >1 at once].",
+    ),
 ]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="Torch device of the children (cpu, cuda).")]
 NameOpt = Annotated[str | None, typer.Option("--name", help="A label for the run.")]
