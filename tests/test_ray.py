@@ -281,13 +281,13 @@ def test_sync_mode_on_ray_reproduces_the_local_executor_child_for_child(tmp_path
     assert runs["ray updates"] == runs["local updates"]
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
-@pytest.mark.parametrize("executor", ["local", "ray"])
 # gp shares every line of the Optuna strategy with tpe and qmc but its sampler; its GP fits would make this matrix
 # slower than the rest of the file (it runs on every executor in the controller contract and tests/test_search.py)
 MATRIX = [*(s for s in STRATEGIES if s != "gp"), "reinforce+screen"]
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("executor", ["local", "ray"])
 @pytest.mark.parametrize("strategy", MATRIX)
 def test_every_strategy_on_every_executor_in_every_mode_runs_and_resumes(
     tmp_path: Path, strategy: str, executor: str, mode: str
