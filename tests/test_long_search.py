@@ -102,3 +102,16 @@ def test_a_lean_checkpoint_needs_the_ledger_it_was_written_with() -> None:
         c.load_checkpoint(lean, Ledger(proposed=[t for t, _ in learned], learned=learned[:8]))
     with pytest.raises(ControllerError, match=r"^reinforce checkpoint had proposed 9 distinct sequences but"):
         c.load_checkpoint(lean, Ledger(proposed=[t for t, _ in learned[:5]], learned=learned))
+
+
+def test_the_long_search_benchmark_runs_tiny(tmp_path: Path) -> None:
+    from benchmarks import long_search
+
+    argv = ["--marks", "20,40", "--strategies", "reinforce+screen,evolution", "--ray-children", "0"]
+    out = long_search.main([*argv, "--optuna-children", "20", "--out", str(tmp_path / "r.json")])
+    rows = {(r["strategy"], r["executor"]): r for r in out["results"]}
+    assert set(rows) == {("reinforce+screen", "local"), ("evolution", "local"), ("optuna tpe (RDB)", "in-process")}
+    assert set(rows["reinforce+screen", "local"]["ms_per_child"]) == {20, 40}
+    assert set(rows["optuna tpe (RDB)", "in-process"]["ms_per_child"]) == {20}
+    assert all(r["bytes"] > 0 and r["ms_per_child"][20] > 0 for r in rows.values())
+    assert (tmp_path / "r.json").exists()
