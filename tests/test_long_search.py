@@ -115,3 +115,23 @@ def test_the_long_search_benchmark_runs_tiny(tmp_path: Path) -> None:
     assert set(rows["optuna tpe (RDB)", "in-process"]["ms_per_child"]) == {20}
     assert all(r["bytes"] > 0 and r["ms_per_child"][20] > 0 for r in rows.values())
     assert (tmp_path / "r.json").exists()
+
+
+def test_migration_0002_keeps_each_runs_latest_checkpoint(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = Store(url)
+    runs = [store.create_run(space="toy", strategy="random", config={}, seed=0, n_children=1, code_version="x")]
+    runs.append(store.create_run(space="toy", strategy="random", config={}, seed=0, n_children=1, code_version="x"))
+    with store.engine.begin() as conn:  # a store as l2l wrote them before: one checkpoint per update
+        for run in runs:
+            for batch in range(3):
+                conn.exec_driver_sql(
+                    "INSERT INTO checkpoints (run_id, batch, next_child, state, created_at) "
+                    f"VALUES ({run}, {batch}, {batch}, x'00', '2026-01-01')"
+                )
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0001'")
+    store.close()
+    store = Store(url)
+    with store.engine.begin() as conn:
+        kept = conn.exec_driver_sql("SELECT run_id, batch FROM checkpoints ORDER BY run_id").fetchall()
+    assert [tuple(row) for row in kept] == [(runs[0], 2), (runs[1], 2)]
