@@ -221,9 +221,9 @@ def main() -> None:
         if "settings_by_strategy" in payload:
             payload["settings_by_strategy"][strategy] = row_settings
         rows.append([strategy, *cells, f"{time.perf_counter() - started:.0f}"])
-    cells = " (canonical cells)" if args.canonical else ""
+    form = " (canonical cells)" if args.canonical else ""
     print(
-        f"NAS-Bench-201 {args.dataset}{cells}, {args.seeds} seeds: 200-epoch test accuracy of the best-reward cell, "
+        f"NAS-Bench-201 {args.dataset}{form}, {args.seeds} seeds: 200-epoch test accuracy of the best-reward cell, "
         f"mean ± sd (share of seeds at the optimum {optimum:.2f})"
     )
     if settings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats
+from l2l.controllers.base import Controller, ControllerError, Ledger, Proposal, UpdateStats
 from l2l.controllers.evolution import EvolutionController
 from l2l.controllers.random_search import RandomController
 from l2l.controllers.reinforce import PRESETS, PPOConfig, PPOController, ReinforceConfig, ReinforceController
@@ -110,6 +110,7 @@ __all__ = [
     "ControllerSampler",
     "ControllerError",
     "EvolutionController",
+    "Ledger",
     "PPOConfig",
     "PPOController",
     "Proposal",

@@ -30,6 +30,19 @@ class Proposal:
 
 
 @dataclass(frozen=True)
+class Ledger:
+    """What a run's children table says a controller has been through, so a checkpoint need not copy it.
+
+    ``proposed``: the token sequences the controller proposed, in proposal order; ``learned``: the
+    (tokens, reward) pairs it updated on, in the order it learned them. A store rebuilds both from its
+    children and updates; `Controller.load_checkpoint` hands them to `Controller.restore`.
+    """
+
+    proposed: Sequence[tuple[int, ...]] = ()
+    learned: Sequence[tuple[tuple[int, ...], float]] = ()
+
+
+@dataclass(frozen=True)
 class UpdateStats:
     """What one controller update did, for the store and the progress display."""
 
@@ -117,13 +130,41 @@ class Controller(ABC):
 
     def load_bytes(self, data: bytes) -> None:
         """Restore a state saved with `to_bytes`."""
+        self.load_state_dict(self._read(data))
+
+    def _read(self, data: bytes) -> dict[str, Any]:
         try:
             state = torch.load(io.BytesIO(data), weights_only=True)
         except Exception as exc:  # torch raises many types on a corrupt or foreign checkpoint
             raise ControllerError(f"cannot read {self.kind} controller checkpoint: {exc}") from exc
-        if state.get("kind") != self.kind:
-            raise ControllerError(f"checkpoint is of a {state.get('kind')!r} controller, not {self.kind!r}")
+        if not isinstance(state, dict) or state.get("kind") != self.kind:
+            kind = state.get("kind") if isinstance(state, dict) else None
+            raise ControllerError(f"checkpoint is of a {kind!r} controller, not {self.kind!r}")
+        return state
+
+    # A run's checkpoint leaves out what its children table holds (`Ledger`): it stays the same size
+    # however long the run, and one is written after every update.
+
+    def lean_state_dict(self) -> dict[str, Any]:
+        """`state_dict` without what `restore` rebuilds from a `Ledger` (the same for a strategy keeping none)."""
+        return self.state_dict()
+
+    def restore(self, ledger: Ledger) -> None:
+        """Rebuild, after `load_state_dict` of a `lean_state_dict`, what the lean state left out."""
+        del ledger  # a strategy whose state is all in its lean state has nothing to rebuild
+
+    def checkpoint_bytes(self) -> bytes:
+        """The lean state as bytes, for the store's checkpoint row (`load_checkpoint` reads it back)."""
+        buf = io.BytesIO()
+        torch.save({**self.lean_state_dict(), "lean": True}, buf)
+        return buf.getvalue()
+
+    def load_checkpoint(self, data: bytes, ledger: Ledger) -> None:
+        """Restore a checkpoint of `checkpoint_bytes` (or of `to_bytes`, as older stores hold) and ``ledger``."""
+        state = self._read(data)
         self.load_state_dict(state)
+        if state.get("lean"):
+            self.restore(ledger)
 
     def _gradient_free_stats(
         self, rewards: Sequence[float], entropy: float = 0.0, extra: Mapping[str, float] | None = None

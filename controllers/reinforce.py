@@ -12,7 +12,15 @@ from typing import Any
 import torch
 
 from l2l.controllers import policy_gradient as pg
-from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats, pack_tokens, unpack_tokens
+from l2l.controllers.base import (
+    Controller,
+    ControllerError,
+    Ledger,
+    Proposal,
+    UpdateStats,
+    pack_tokens,
+    unpack_tokens,
+)
 from l2l.controllers.constrained import allowed_mask, both
 from l2l.controllers.policy import LSTMPolicy
 from l2l.controllers.screen import SCREEN_SETTINGS
@@ -168,6 +176,7 @@ class ReinforceController(Controller):
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.lr)
         self.baseline = pg.EMABaseline(c.baseline_decay)
         self.seen: set[tuple[int, ...]] = set()
+        self._n_seen = 0  # how many sequences a lean checkpoint's ledger must hold
         self._seen_tree: SeenTree | None = None
         self.elite: list[tuple[float, tuple[int, ...]]] = []
 
@@ -297,7 +306,7 @@ class ReinforceController(Controller):
             extra={"grad_norm": grad_norm} if math.isfinite(grad_norm) else {},
         )
 
-    def state_dict(self) -> dict[str, Any]:
+    def _core_state(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "config": dataclasses.asdict(self.config),
@@ -306,10 +315,27 @@ class ReinforceController(Controller):
             "baseline": self.baseline.value,
             "policy_version": self.policy_version,
             "rng": self.generator.get_state(),
-            "seen": pack_tokens(sorted(self.seen)),
             "elite": [[r, list(t)] for r, t in self.elite],
             "seed": self.seed,
         }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**self._core_state(), "seen": pack_tokens(sorted(self.seen))}
+
+    def lean_state_dict(self) -> dict[str, Any]:
+        # the sequences proposed are the run's children: `restore` takes them from the ledger
+        return {**self._core_state(), "n_seen": len(self.seen)}
+
+    def restore(self, ledger: Ledger) -> None:
+        if not self.config.unique:
+            return
+        self.seen = set(ledger.proposed)
+        self._seen_tree = None
+        if len(self.seen) != self._n_seen:
+            raise ControllerError(
+                f"{self.kind} checkpoint had proposed {self._n_seen} distinct sequences but the ledger holds "
+                f"{len(self.seen)}; checkpoint and children disagree"
+            )
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         # settings added since the checkpoint was written take their defaults; the screen's settings, which
@@ -324,7 +350,9 @@ class ReinforceController(Controller):
         self.baseline.value = state["baseline"]
         self.policy_version = int(state["policy_version"])
         self.generator.set_state(state["rng"])
-        self.seen = set(unpack_tokens(state["seen"]))
+        # a lean state (`lean_state_dict`) leaves the sequences proposed to `restore`
+        self.seen = set(unpack_tokens(state["seen"])) if "seen" in state else set()
+        self._n_seen = int(state.get("n_seen", len(self.seen)))
         self._seen_tree = None
         self.elite = [(float(r), tuple(int(x) for x in t)) for r, t in state["elite"]]
         self.seed = int(state.get("seed", self.seed))

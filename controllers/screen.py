@@ -17,8 +17,17 @@ from typing import Any
 
 import torch
 
-from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats, pack_tokens, unpack_tokens
+from l2l.controllers.base import (
+    Controller,
+    ControllerError,
+    Ledger,
+    Proposal,
+    UpdateStats,
+    pack_tokens,
+    unpack_tokens,
+)
 from l2l.controllers.constrained import neighbours, uniform_allowed
+from l2l.controllers.reward_window import RewardWindow
 from l2l.controllers.surrogate import HammingGP, RidgeEnsemble
 from l2l.search_spaces.api import token_sizes
 from l2l.search_spaces.constraints import Constraints
@@ -41,7 +50,9 @@ class ScreenConfig:
     surrogate: ``ridge``, a bootstrap ensemble of ``screen_members`` ridge regressions (penalty
     ``screen_ridge``, random prior weights of scale ``screen_prior``), or ``gp``, a Gaussian process whose
     kernel is ``screen_mix`` additive and the rest a product over positions, which takes over from the
-    ridge ensemble once ``screen_gp_from`` rewards have arrived.
+    ridge ensemble once ``screen_gp_from`` rewards have arrived. Past ``screen_points`` rewards the
+    surrogate is fitted to the latest half of that many and the best of the older ones
+    (`l2l.controllers.reward_window`), so a long search pays the same per child at any length.
     """
 
     screen: int = 10
@@ -54,6 +65,7 @@ class ScreenConfig:
     screen_model: str = "gp"
     screen_mix: float = 0.2
     screen_gp_from: int = 100
+    screen_points: int = 400
 
     def __post_init__(self) -> None:
         if self.screen < 0 or self.screen_members < 1 or self.screen_warmup < 1 or self.screen_ridge <= 0:
@@ -61,6 +73,8 @@ class ScreenConfig:
                 "screen must be >= 0, screen_members and screen_warmup >= 1 and screen_ridge > 0; got "
                 f"{self.screen}, {self.screen_members}, {self.screen_warmup}, {self.screen_ridge}"
             )
+        if self.screen_points < 2:
+            raise ControllerError(f"screen_points must be >= 2, got {self.screen_points}")
         for name in ("screen_prior", "screen_local", "screen_uniform", "screen_gp_from"):
             if getattr(self, name) < 0:
                 raise ControllerError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -94,6 +108,9 @@ class ScreenedController(Controller):
         self.policy_version = base.policy_version
         self.history: list[tuple[tuple[int, ...], float]] = []  # every (tokens, reward) learned from
         self._evaluated: set[tuple[int, ...]] = set()  # the sequences in the history
+        self._window = RewardWindow(self.config.screen_points, self.config.screen_local)  # what a fit sees
+        self._n_learned = 0  # how many rewards a lean checkpoint's ledger must hold
+        self._gp_hyper: tuple[float, float, int] | None = None  # the GP's scale and noise, and when chosen
         self._surrogate: RidgeEnsemble | HammingGP | None = None
         self._surrogate_size = -1  # len(history) when the surrogate was fitted
         self._member = 0
@@ -170,20 +187,29 @@ class ScreenedController(Controller):
         return picks
 
     def _fitted_surrogate(self) -> RidgeEnsemble | HammingGP:
-        """The surrogate fitted to the whole history, refitted only when the history has grown.
+        """The surrogate fitted to the history's `RewardWindow`, refitted only when the history has grown.
 
         Its bootstrap (ridge) or posterior (GP) draws come from a generator seeded by the run's seed and
-        the history's length, so a resumed run refits exactly the model an uninterrupted one had."""
-        if self._surrogate is None or self._surrogate_size != len(self.history):
+        the history's length, so a resumed run refits exactly the model an uninterrupted one had.
+
+        Past ``screen_points`` rewards the GP's kernel scale and noise are chosen again (by marginal
+        likelihood over the grid) only once every ``screen_points // 4`` rewards, and kept in between (and
+        in the checkpoint): a fit is then one factorization of a bounded matrix."""
+        n = len(self.history)
+        if self._surrogate is None or self._surrogate_size != n:
             c = self.config
             model: RidgeEnsemble | HammingGP
-            if c.screen_model == "gp" and len(self.history) >= c.screen_gp_from:
-                model = HammingGP(token_sizes(self.decisions), c.screen_members, c.screen_mix)
+            draws = torch.Generator().manual_seed(self.seed * 1_000_003 + n)
+            if c.screen_model == "gp" and n >= c.screen_gp_from:
+                model = HammingGP(token_sizes(self.decisions), c.screen_members, c.screen_mix, c.screen_points)
+                period = n // max(1, c.screen_points // 4) if n > c.screen_points else -1
+                keep = self._gp_hyper is not None and period >= 0 and self._gp_hyper[2] == period
+                model.fit(*self._window.points(), draws, self._gp_hyper[:2] if keep and self._gp_hyper else None)
+                self._gp_hyper = (model.scale, model.noise, period)
             else:
                 model = RidgeEnsemble(token_sizes(self.decisions), c.screen_members, c.screen_ridge, c.screen_prior)
-            draws = torch.Generator().manual_seed(self.seed * 1_000_003 + len(self.history))
-            model.fit([t for t, _ in self.history], [r for _, r in self.history], draws)
-            self._surrogate, self._surrogate_size, self._member = model, len(self.history), 0
+                model.fit(*self._window.points(), draws)
+            self._surrogate, self._surrogate_size, self._member = model, n, 0
         return self._surrogate
 
     def _uniform(
@@ -207,13 +233,8 @@ class ScreenedController(Controller):
         """The sequences one token away from each of the ``screen_local`` best sequences learned from, without
         those in the pool or proposed ``before``: the neighbourhood of the incumbents, where evolution and
         TPE search."""
-        k = self.config.screen_local
-        if k < 1 or not self.history:
-            return []
-        ranked = sorted(self.history, key=lambda tr: tr[1], reverse=True)
-        best = list(dict.fromkeys(t for t, _ in ranked))[:k]
         found: dict[tuple[int, ...], None] = {}
-        for tokens in best:
+        for tokens in self._window.best():
             if self.constraints is not None:  # the allowed architectures one decision away
                 found.update(dict.fromkeys(neighbours(tokens, self.decisions, self.constraints)))
                 continue
@@ -225,21 +246,52 @@ class ScreenedController(Controller):
 
     def update(self, proposals: Sequence[Proposal], rewards: Sequence[float]) -> UpdateStats:
         stats = self.base.update(proposals, rewards)  # validates the batch before the history keeps it
-        self.history.extend((p.tokens, float(r)) for p, r in zip(proposals, rewards, strict=True))
-        self._evaluated.update(p.tokens for p in proposals)
+        self._learn([(p.tokens, float(r)) for p, r in zip(proposals, rewards, strict=True)])
         self.policy_version = self.base.policy_version
         return stats
 
-    def state_dict(self) -> dict[str, Any]:
+    def _learn(self, pairs: Sequence[tuple[tuple[int, ...], float]]) -> None:
+        self.history.extend(pairs)
+        for tokens, reward in pairs:
+            self._evaluated.add(tokens)
+            self._window.add(tokens, reward)
+
+    def _forget(self) -> None:
+        """No history: what `load_state_dict` starts from."""
+        self.history, self._evaluated = [], set()
+        self._window = RewardWindow(self.config.screen_points, self.config.screen_local)
+        self._surrogate, self._surrogate_size, self._member = None, -1, 0
+
+    def _core_state(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "config": dataclasses.asdict(self.config),
-            "base": self.base.state_dict(),
             "rng": self.generator.get_state(),  # the uniform draws' stream, which not every strategy saves
+            "seed": self.seed,  # seeds the surrogate's bootstrap and posterior draws
+            "gp_hyper": list(self._gp_hyper) if self._gp_hyper is not None else None,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **self._core_state(),
+            "base": self.base.state_dict(),
             "history_tokens": pack_tokens([t for t, _ in self.history]),
             "history_rewards": torch.tensor([r for _, r in self.history], dtype=torch.float64),
-            "seed": self.seed,  # seeds the surrogate's bootstrap and posterior draws
         }
+
+    def lean_state_dict(self) -> dict[str, Any]:
+        # the history is the run's rewarded children: `restore` takes it from the ledger
+        return {**self._core_state(), "base": self.base.lean_state_dict(), "n_learned": len(self.history)}
+
+    def restore(self, ledger: Ledger) -> None:
+        self.base.restore(ledger)
+        if len(ledger.learned) != self._n_learned:
+            raise ControllerError(
+                f"{self.kind} checkpoint had learned from {self._n_learned} rewards but the ledger holds "
+                f"{len(ledger.learned)}; checkpoint and children disagree"
+            )
+        self._forget()
+        self._learn([(tuple(t), float(r)) for t, r in ledger.learned])
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         stored = {**dataclasses.asdict(ScreenConfig()), **dict(state["config"])}
@@ -247,10 +299,13 @@ class ScreenedController(Controller):
             raise ControllerError(f"checkpoint screen config {state['config']} differs from this one's {self.config}")
         self.base.load_state_dict(state["base"])
         self.generator.set_state(state["rng"])
-        rewards = [float(r) for r in state["history_rewards"].tolist()]
-        self.history = [(tuple(t), r) for t, r in zip(unpack_tokens(state["history_tokens"]), rewards, strict=True)]
-        self._evaluated = {t for t, _ in self.history}
-        self._surrogate, self._surrogate_size, self._member = None, -1, 0
+        self._forget()
+        if "history_tokens" in state:  # a lean state (`lean_state_dict`) leaves the history to `restore`
+            rewards = [float(r) for r in state["history_rewards"].tolist()]
+            self._learn(list(zip(unpack_tokens(state["history_tokens"]), rewards, strict=True)))
+        self._n_learned = int(state.get("n_learned", len(self.history)))
+        hyper = state.get("gp_hyper")
+        self._gp_hyper = (float(hyper[0]), float(hyper[1]), int(hyper[2])) if hyper is not None else None
         self.seed = int(state["seed"])
         self.policy_version = self.base.policy_version
 

@@ -90,7 +90,8 @@ class UpdateRow(Base):
 
 
 class CheckpointRow(Base):
-    """The controller's full state after an update, and how many children it accounts for."""
+    """The controller's state after its latest update (one per run: each update replaces it), and how many
+    children it accounts for; what the children table holds is left out of it (`l2l.controllers.Ledger`)."""
 
     __tablename__ = "checkpoints"
 

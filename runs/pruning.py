@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from l2l.runs.store import ChildRecord
 from l2l.search_spaces.api import Result
@@ -15,11 +20,22 @@ class PrunerError(ValueError):
     """An unknown pruner name."""
 
 
+MEDIAN_STARTUP, MEDIAN_WARMUP = 5, 1  # the median pruner's n_startup_trials and n_warmup_steps
+
+
+def _median(values: Sequence[float]) -> float:
+    """numpy's median of sorted ``values``, bit for bit, from their middle one or two (nan when empty)."""
+    if not values:
+        return math.nan
+    mid = (len(values) - 1) / 2
+    return float(np.percentile(values[math.floor(mid) : math.ceil(mid) + 1], 50))
+
+
 def _make(name: str) -> Any:
     import optuna
 
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+        return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP, n_warmup_steps=MEDIAN_WARMUP)
     if name == "halving":
         return optuna.pruners.SuccessiveHalvingPruner()
     if name == "hyperband":
@@ -38,6 +54,72 @@ def pruning_curve(curves: Mapping[str, Sequence[float | None]], pruned: bool) ->
     return values if pruned else values[:-1]
 
 
+@dataclass(frozen=True)
+class MedianSnapshot:
+    """The median pruner's rule as the driver's study had it at a hand-over, in a size that does not grow
+    with the run: whether enough children have finished, and the median of the finished children's
+    values at each epoch. `MedianSnapshot.prune` gives the verdicts Optuna's `MedianPruner` would."""
+
+    started: bool
+    medians: tuple[float, ...]  # by epoch; nan where no finished child reported that epoch
+
+    def prune(self, values: Mapping[int, float]) -> bool:
+        """Optuna's verdict (`PercentilePruner.prune` at 50, interval 1) for a child that reported ``values``."""
+        if not self.started or not values:
+            return False
+        step = max(values)
+        if step < MEDIAN_WARMUP or max((s for s in values if s != step), default=-1) >= step:
+            return False
+        reported = [v for v in values.values() if not math.isnan(v)]
+        if not reported:
+            return True
+        median = self.medians[step] if step < len(self.medians) else math.nan
+        return not math.isnan(median) and max(reported) < median
+
+
+class ThresholdReporter:
+    """A child's report callback on a worker of another process: decides from a `MedianSnapshot`, so what
+    travels with each child is a few numbers, not the study."""
+
+    def __init__(self, snapshot: MedianSnapshot) -> None:
+        self.snapshot = snapshot
+        self.values: dict[int, float] = {}
+
+    def __call__(self, epoch: int, value: float) -> bool:
+        self.values.setdefault(int(epoch), float(value))  # Optuna keeps the first value of a step
+        return self.snapshot.prune(self.values)
+
+
+class _Reporter:
+    """Child ``number``'s report callback. In the driver's process it reports to the child's trial;
+    pickled for a worker (the Ray executor) it becomes the `ThresholdReporter` of the median pruner's
+    snapshot at hand-over. Halving and Hyperband have no such summary here: their copy of the study travels."""
+
+    def __init__(self, bridge: PrunerBridge, trial: Any, seen: dict[int, float]) -> None:
+        self.bridge, self.trial, self.seen = bridge, trial, seen
+
+    def __call__(self, epoch: int, value: float) -> bool:
+        self.trial.report(value, epoch)
+        self.seen.setdefault(epoch, float(value))
+        return bool(self.trial.should_prune())
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        if self.bridge.name == "median":
+            return ThresholdReporter, (self.bridge.snapshot(),)
+        return _StudyReporter, (self.trial,)
+
+
+class _StudyReporter:
+    """A report callback holding a copy of the trial and its study (halving, hyperband)."""
+
+    def __init__(self, trial: Any) -> None:
+        self.trial = trial
+
+    def __call__(self, epoch: int, value: float) -> bool:
+        self.trial.report(value, epoch)
+        return bool(self.trial.should_prune())
+
+
 class PrunerBridge:
     """One in-memory Optuna study whose trials are the run's children, in child order.
 
@@ -46,10 +128,12 @@ class PrunerBridge:
     trial when the child finishes. On resume the history is replayed from the stored curves, so
     pruning decisions continue as they would have.
 
-    A child on another process (the Ray executor) reports to the copy of the study it was handed,
-    so it decides on the history as the driver had it at hand-over. Its own reports do not come
-    back that way: `finish` reports its curve to the driver's study, so the children handed over
-    later see it.
+    A child on another process (the Ray executor) decides on the history as the driver had it at
+    hand-over: with the median pruner it gets a `MedianSnapshot` (a threshold per epoch, the same
+    verdicts, a few hundred bytes however long the run); with halving and Hyperband, whose verdicts
+    depend on every rival's value at each rung, it still gets a copy of the study, which grows with
+    the run. Its own reports do not come back that way: `finish` reports its curve to the driver's
+    study, so the children handed over later see it.
     """
 
     def __init__(self, name: str) -> None:
@@ -61,37 +145,48 @@ class PrunerBridge:
         # default name is random, which would make pruning (and resumed runs) differ run to run
         self.study = optuna.create_study(study_name=f"l2l-{name}", direction="maximize", pruner=_make(name))
         self.trials: dict[int, Any] = {}
-        self.reported: dict[int, set[int]] = {}  # epochs each child reported in this process
+        self.reported: dict[int, dict[int, float]] = {}  # (epoch: value) each child reported, here or on a worker
+        self._finished = 0  # children told as complete
+        self._finished_values: list[list[float]] = []  # by epoch: the complete children's values, sorted
 
     def reporter(self, number: int) -> Callable[[int, float], bool]:
         """A callback for child ``number``: report (epoch, value), get True when the child should stop."""
         trial = self.study.ask()
         self.trials[number] = trial
-        seen = self.reported.setdefault(number, set())
+        return _Reporter(self, trial, self.reported.setdefault(number, {}))
 
-        def report(epoch: int, value: float) -> bool:
-            trial.report(value, epoch)
-            seen.add(epoch)
-            return bool(trial.should_prune())
+    def snapshot(self) -> MedianSnapshot:
+        """The median pruner's thresholds now: kept up to date as children finish, O(epochs) to read."""
+        medians = tuple(_median(values) for values in self._finished_values)
+        return MedianSnapshot(self._finished >= MEDIAN_STARTUP, medians)
 
-        return report
+    def _note_finished(self, values: Mapping[int, float]) -> None:
+        """A child told as complete: its values join the sorted values of each epoch (for `snapshot`)."""
+        self._finished += 1
+        for step, value in values.items():
+            while len(self._finished_values) <= step:
+                self._finished_values.append([])
+            if not math.isnan(value):
+                bisect.insort(self._finished_values[step], value)
 
     def finish(self, number: int, result: Result) -> None:
         """Tell the pruner's study how child ``number`` ended."""
         import optuna
 
         trial = self.trials.pop(number, None)
-        seen = self.reported.pop(number, set())
+        seen = self.reported.pop(number, {})
         if trial is None:
             return
         pruned = result.info.get("pruned_at") is not None
         for epoch, value in enumerate(pruning_curve(result.curves, pruned)):
             if epoch not in seen and value is not None:  # reported on a worker, not here
                 trial.report(float(value), epoch)
+                seen[epoch] = float(value)
         if pruned:
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         elif result.ok:
             self.study.tell(trial, result.reward)
+            self._note_finished(seen)
         else:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from l2l.controllers import Controller, Proposal, UpdateStats, make_controller
+from l2l.controllers import Controller, Ledger, Proposal, UpdateStats, make_controller
 from l2l.runs.executors import ChildTask, Executor, WorkerPool, make_executor, to_submit
 from l2l.runs.pruning import PrunerBridge
 from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted
@@ -161,7 +161,7 @@ class Search:
         checkpoint = self.store.latest_checkpoint(self.run_id)
         next_child, batch = 0, 0
         if checkpoint is not None:
-            self.controller.load_bytes(checkpoint.state)
+            self.controller.load_checkpoint(checkpoint.state, Ledger(*self.store.ledger(self.run_id, checkpoint)))
             next_child, batch = checkpoint.next_child, checkpoint.batch + 1
         recorded = {c.number: c for c in self.store.children(self.run_id)}
         if self.pruner is not None:
@@ -205,7 +205,7 @@ class Search:
     def _record_update(self, batch: int, stats: UpdateStats, numbers: list[int], next_child: int) -> None:
         data = dataclasses.asdict(stats)
         data["extra"] = {**data["extra"], "children": numbers}  # which rewards this update consumed
-        self.store.record_update(self.run_id, batch, data, self.controller.to_bytes(), next_child)
+        self.store.record_update(self.run_id, batch, data, self.controller.checkpoint_bytes(), next_child)
 
     def _context(self, number: int) -> Context:
         config = self.config
@@ -229,7 +229,7 @@ class Search:
         checkpoint = None if self._fresh else self.store.latest_checkpoint(self.run_id)
         batch = 0
         if checkpoint is not None:
-            self.controller.load_bytes(checkpoint.state)
+            self.controller.load_checkpoint(checkpoint.state, Ledger(*self.store.ledger(self.run_id, checkpoint)))
             batch = checkpoint.batch + 1
         updates = [] if self._fresh else self.store.updates(self.run_id)
         consumed = {int(n) for u in updates for n in u.extra.get("children", [])}

@@ -233,7 +233,8 @@ class Store(Database):
     # controller ---------------------------------------------------------------------------------
 
     def record_update(self, run_id: int, batch: int, stats: dict[str, Any], state: bytes, next_child: int) -> None:
-        """Record a controller update and the checkpoint after it in one transaction."""
+        """Record a controller update and the checkpoint after it in one transaction; the checkpoint replaces
+        the run's previous one, which resume no longer needs (a long run keeps one, not one per update)."""
         with self.session_scope(f"record update of batch {batch}") as s:
             s.add(
                 UpdateRow(
@@ -248,6 +249,7 @@ class Store(Database):
                     extra=dict(stats.get("extra") or {}),
                 )
             )
+            s.execute(delete(CheckpointRow).where(CheckpointRow.run_id == run_id))
             s.add(CheckpointRow(run_id=run_id, batch=batch, next_child=next_child, state=state))
             s.execute(update(RunRow).where(RunRow.id == run_id).values(updated_at=utcnow()))
 
@@ -256,6 +258,32 @@ class Store(Database):
         with self.session_scope("read updates") as s:
             q = select(UpdateRow).where(UpdateRow.run_id == run_id).order_by(UpdateRow.policy_version)
             return [record_from_row(UpdateRecord, r) for r in s.scalars(q).all()]
+
+    def ledger(
+        self, run_id: int, checkpoint: CheckpointRecord
+    ) -> tuple[list[tuple[int, ...]], list[tuple[tuple[int, ...], float]]]:
+        """What run ``run_id``'s controller had been through at ``checkpoint``, from the children and updates
+        tables (an `l2l.controllers.Ledger`'s fields): the tokens of the children proposed before it, and
+        the (tokens, reward) of the children its updates consumed, in the order they were consumed."""
+        with self.session_scope("read ledger") as s:
+            rows = s.execute(
+                select(CHILDREN.c.number, CHILDREN.c.tokens, CHILDREN.c.controller_reward)
+                .where(CHILDREN.c.run_id == run_id, CHILDREN.c.number < checkpoint.next_child)
+                .order_by(CHILDREN.c.number)
+            ).all()
+            extras = s.scalars(
+                select(UpdateRow.extra)
+                .where(UpdateRow.run_id == run_id, UpdateRow.batch <= checkpoint.batch)
+                .order_by(UpdateRow.batch)
+            ).all()
+        children = {int(n): (tuple(int(t) for t in tokens), r) for n, tokens, r in rows}
+        learned: list[tuple[tuple[int, ...], float]] = []
+        for number in (int(n) for extra in extras for n in (extra or {}).get("children", [])):
+            tokens, reward = children.get(number, ((), None))
+            if reward is None:
+                raise StoreError(f"store {self.label}: run {run_id}'s updates consumed child {number}, with no reward")
+            learned.append((tokens, float(reward)))
+        return [tokens for tokens, _ in children.values()], learned
 
     def latest_checkpoint(self, run_id: int) -> CheckpointRecord | None:
         """The newest checkpoint of a run, or None before its first update."""

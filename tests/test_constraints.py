@@ -174,6 +174,6 @@ def test_nb201_canonical_cells_are_the_benchmarks_6466_computations() -> None:
     assert unique_str([OPS[t] for t in skip_only]) == "#+#+0"
     assert constraints.canonical((4, 4, 4, 1, 0, 0)) == constraints.canonical((0, 3, 2, 1, 0, 0))
     best = space.optimum()
-    assert constraints.valid(best) and best == constraints.canonical(best)
+    assert best is not None and constraints.valid(best) and best == constraints.canonical(best)
     assert Constraints.of(load_space("nb201")) is None  # the default space stays the 15,625 cells
     assert token_sizes(space.decisions()) == [5] * 6

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
+import pickle
+import random
 import statistics
 from pathlib import Path
 
 import pytest
 
+from l2l.runs.pruning import PrunerBridge, ThresholdReporter
 from l2l.runs.search import Search, SearchConfig, SearchError
 from l2l.runs.store import Store
+from l2l.search_spaces import Result
 from tests.test_search import check_interrupt_and_resume
 
 
@@ -73,3 +78,33 @@ def test_pruner_prunes_children_running_on_ray_workers(tmp_path: Path) -> None:
     assert pruned, "no child was pruned on Ray"
     best = max(children, key=lambda c: c.reward or 0.0)
     assert len(best.curves["val_acc"]) == epochs
+
+
+def test_a_worker_gets_a_constant_size_median_snapshot_with_optunas_verdicts() -> None:
+    """What travels with a child to another process is the median pruner's thresholds, not the study; it
+    prunes exactly when Optuna's `MedianPruner` on the driver's study would."""
+    bridge, rng = PrunerBridge("median"), random.Random(0)
+    sizes, verdicts = [], []
+    for number in range(60):
+        live = bridge.reporter(number)
+        blob = pickle.dumps(live)
+        sizes.append(len(blob))
+        shipped = pickle.loads(blob)
+        assert isinstance(shipped, ThresholdReporter)
+        curve: list[float] = []
+        pruned_at = None
+        for epoch in range(rng.randrange(1, 6)):
+            value = math.nan if rng.random() < 0.05 else round(rng.random(), 1)  # ties and the odd nan
+            curve.append(value)
+            verdict = live(epoch, value)
+            assert shipped(epoch, value) == verdict, (number, epoch, curve)
+            verdicts.append(verdict)
+            if verdict:
+                pruned_at = epoch + 1
+                break
+        info = {"pruned_at": pruned_at} if pruned_at else {}
+        ok = rng.random() > 0.1
+        result = Result(reward=0.5, curves={"val_acc": [*curve, 0.5]}, info=info)
+        bridge.finish(number, result if ok else Result.failed("boom"))
+    assert sum(verdicts) >= 10 and not all(verdicts)
+    assert max(sizes) < 600 and max(sizes) - min(sizes) < 100, sizes  # a study grew by ~1 kB a child

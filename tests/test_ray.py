@@ -267,7 +267,7 @@ def test_workers_per_child_trains_one_child_on_two_processes_inside_ray() -> Non
 
 
 def test_sync_mode_on_ray_reproduces_the_local_executor_child_for_child(tmp_path: Path) -> None:
-    runs = {}
+    runs: dict[str, list[tuple[object, ...]]] = {}
     for executor, options in (("local", {}), ("ray", {"max_concurrent": 4})):
         store = Store(f"sqlite:///{tmp_path / f'{executor}.db'}")
         config = SearchConfig(

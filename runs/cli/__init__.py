@@ -34,7 +34,7 @@ def main() -> None:
     try:  # Typer 0.2x carries its own copy of click, whose errors are not click's
         from typer._click.exceptions import NoArgsIsHelpError, UsageError
     except ImportError:  # pragma: no cover - older Typer uses click itself
-        from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[no-redef,attr-defined]
+        from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[no-redef,attr-defined,assignment]
 
     try:
         code = app(standalone_mode=False, prog_name="l2l")
