@@ -88,7 +88,8 @@ class OptunaController(Controller):
             raise ControllerError(f"propose needs n >= 1, got {n}")
         out = []
         for _ in range(n):
-            self.study.sampler = SAMPLERS[self.sampler_name](self.seed * 100_003 + len(self.study.trials))
+            asked = len(self.study.get_trials(deepcopy=False))  # no copy of every trial per ask
+            self.study.sampler = SAMPLERS[self.sampler_name](self.seed * 100_003 + asked)
             trial = self.study.ask()
             tokens = tuple(int(trial.suggest_categorical(name, dist.choices)) for name, dist in self.params)  # type: ignore[arg-type]
             if self.constraints is not None and not self.constraints.valid(tokens):
@@ -133,7 +134,7 @@ class OptunaController(Controller):
         return [int(trial.params[name]) for name, _ in self.params]
 
     def state_dict(self) -> dict[str, Any]:
-        trials = self.study.trials
+        trials = self.study.get_trials(deepcopy=False)
         return {
             "kind": self.kind,
             "policy_version": self.policy_version,
