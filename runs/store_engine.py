@@ -25,7 +25,7 @@ def safe_url(url: str) -> str:
     """The URL with any password hidden, for messages."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return url
 
 
@@ -45,7 +45,8 @@ class Database:
         self.label = safe_url(url)
         try:
             parsed = make_url(url)
-        except ArgumentError as exc:
+            parsed.port  # noqa: B018 - a port that is not a number fails here, not deep in the driver
+        except (ArgumentError, ValueError) as exc:
             raise StoreError(
                 f"invalid storage URL {url!r}: expected e.g. sqlite:///l2l.db or postgresql+psycopg://host/db"
             ) from exc

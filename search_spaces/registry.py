@@ -61,9 +61,15 @@ def _load_from_file(ref: str) -> type[SearchSpace]:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        del sys.modules[module_name]
+        line = (exc.text or "").strip()
+        raise PluginError(
+            f"search space {ref!r}: {str(path)!r} line {exc.lineno}: syntax error: {exc.msg}: {line}"
+        ) from exc
     except Exception as exc:  # user code: any error is reported with the file's name
         del sys.modules[module_name]
-        raise PluginError(f"search space {ref!r}: importing {str(path)!r} failed: {exc!r}") from exc
+        raise PluginError(f"search space {ref!r}: importing {str(path)!r} failed: {type(exc).__name__}: {exc}") from exc
     if not hasattr(module, class_name):
         found = sorted(
             n
@@ -93,7 +99,14 @@ def load_space(ref: str, options: dict[str, Any] | None = None, *, validate: boo
         raise PluginError(str(exc)) from None
     try:
         space = cls(**options)
-    except (TypeError, ValueError) as exc:
+    except TypeError as exc:
+        missing = sorted(getattr(cls, "__abstractmethods__", ()))
+        if missing:
+            raise PluginError(
+                f"search space {cls.name!r}: class {cls.__name__} does not define {', '.join(missing)}"
+            ) from exc
+        raise PluginError(f"search space {cls.name!r}: bad options {options!r}: {exc}") from exc
+    except ValueError as exc:
         raise PluginError(f"search space {cls.name!r}: bad options {options!r}: {exc}") from exc
     except Exception as exc:  # plugin code (a missing data file, a failed download): one line naming it
         raise PluginError(

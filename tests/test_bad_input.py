@@ -10,6 +10,17 @@ import pytest
 
 from l2l.runs.cli import main
 
+NO_EVALUATE = """
+from l2l.search_spaces import Decision, SearchSpace
+
+
+class NoEval(SearchSpace):
+    name = "noeval"
+
+    def decisions(self):
+        return [Decision.categorical("x", [1, 2])]
+"""
+
 CASES = [
     # (arguments, exit code, the error line; {db} and {tmp} are filled in)
     (
@@ -77,6 +88,21 @@ CASES = [
         "running there?",
     ),
     (
+        ["runs", "list", "--storage", "postgresql://::nope"],
+        1,
+        "error: invalid storage URL 'postgresql://::nope': expected e.g. sqlite:///l2l.db or postgresql+psycopg://host/db",
+    ),
+    (
+        ["spaces", "show", "{tmp}/noeval.py:NoEval"],
+        1,
+        "error: search space 'noeval': class NoEval does not define evaluate",
+    ),
+    (
+        ["spaces", "show", "{tmp}/syntax.py:X"],
+        1,
+        "error: search space '{tmp}/syntax.py:X': '{tmp}/syntax.py' line 1: syntax error: invalid syntax: def x(:",
+    ),
+    (
         ["search", "--space", "mlp", "-S", "dataset=nope", "-n", "2", "--executor", "local", "--storage", "{db}"],
         1,
         "error: no child of run 1 succeeded; the most common failure (2 of 2): DatasetError: unknown dataset 'nope'; "
@@ -95,6 +121,8 @@ def test_a_mistake_is_one_error_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     (tmp_path / "many.toml").write_text('children = "many"\n')
+    (tmp_path / "noeval.py").write_text(NO_EVALUATE)
+    (tmp_path / "syntax.py").write_text("def x(:\n")
     fill = {"db": f"sqlite:///{tmp_path / 'runs.db'}", "tmp": str(tmp_path)}
     monkeypatch.setattr(sys, "argv", ["l2l", *(a.format(**fill) for a in args)])
     monkeypatch.setenv("COLUMNS", "400")  # one line, however long
@@ -102,7 +130,7 @@ def test_a_mistake_is_one_error_line(
         main()
     err = capsys.readouterr().err
     assert exit_info.value.code == code, err
-    assert err.strip().splitlines() == [line]
+    assert err.strip().splitlines() == [line.format(**fill)]
 
 
 def test_a_cuda_device_this_machine_lacks_is_refused_before_any_child(

@@ -115,7 +115,7 @@ def test_missing_plugin_file(tmp_path: object) -> None:
 def test_plugin_that_fails_to_import(tmp_path: pytest.TempPathFactory) -> None:
     path = tmp_path / "broken.py"  # type: ignore[operator]
     path.write_text("raise ImportError('missing dependency xyz')\n")
-    with pytest.raises(PluginError, match=r"importing .*broken.py.* failed: ImportError\('missing dependency xyz'\)"):
+    with pytest.raises(PluginError, match=r"importing .*broken.py.* failed: ImportError: missing dependency xyz"):
         load_space(f"{path}:Whatever")
 
 
