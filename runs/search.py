@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from l2l.controllers import Controller, Ledger, Proposal, UpdateStats, make_controller
+from l2l.runs.driver import Heartbeat, live_driver
 from l2l.runs.executors import ChildTask, Executor, WorkerPool, make_executor, to_submit
 from l2l.runs.pruning import PrunerBridge
 from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted
@@ -129,6 +130,9 @@ class Search:
         run = store.get_run(run_id)
         if run.status == "done":
             raise SearchError(f"run {run_id} is already done ({run.n_children} children); nothing to resume")
+        alive = live_driver(run)
+        if alive is not None:
+            raise SearchError(f"run {run_id} is still running: {alive}")
         config = SearchConfig.from_json(run.config)
         requeued = store.requeue_unfinished(run_id, "the driver stopped while this child ran; run again on resume")
         store.set_run_status(run_id, "running")
@@ -141,7 +145,8 @@ class Search:
         try:
             if isinstance(self.executor, WorkerPool):
                 self.executor.prepare(self.space)
-            (self._loop_async if self.config.mode == "async" else self._loop)()
+            with Heartbeat(self.store, self.run_id):
+                (self._loop_async if self.config.mode == "async" else self._loop)()
         except BaseException as exc:
             self.executor.cancel_all()
             if isinstance(exc, KeyboardInterrupt):

@@ -93,6 +93,16 @@ class Store(Database):
         with self.session_scope("set run status") as s:
             s.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
 
+    def claim_run(self, run_id: int, driver: str) -> None:
+        """Record that process ``driver`` (host:pid) runs ``run_id`` now."""
+        with self.session_scope("claim run") as s:
+            s.execute(update(RunRow).where(RunRow.id == run_id).values(driver=driver, heartbeat_at=utcnow()))
+
+    def heartbeat(self, run_id: int) -> None:
+        """Say that the run's driver is alive (`l2l search --resume` refuses a run whose driver is)."""
+        with self.session_scope("heartbeat") as s:
+            s.execute(update(RunRow).where(RunRow.id == run_id).values(heartbeat_at=utcnow()))
+
     def delete_run(self, run_id: int) -> None:
         """Remove a run and everything recorded for it."""
         self.get_run(run_id)

@@ -38,6 +38,8 @@ class RunRecord:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    driver: str | None = None
+    heartbeat_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,7 @@ def test_cli_searches_cells_and_retrains_the_best_for_more_steps(tmp_path: objec
     assert top.exit_code == 0 and "bpc" in top.output and "n0=" in top.output
     best = runner.invoke(app, ["runs", "best", "1", "--retrain", "--steps", "6", *common])
     assert best.exit_code == 0, best.output
-    assert "retrained for 6 steps: validation bpc " in best.output and "test bpc " in best.output
+    assert "retrained for 6 steps: validation bpc " in best.output and "test_bpc " in best.output
 
 
 def test_recurrent_projections_can_be_hashed_and_count_their_cost() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -189,6 +190,11 @@ def test_kill_9_of_the_driver_then_resume_ends_with_exactly_n_children(tmp_path:
         env={"L2L_TEST_MARKER": str(marker)},
     )
     wait_for_done(store, 8)
+    live = store.list_runs()[0]
+    # a second driver beside a live one would requeue its children: refused, and nothing of the run changes
+    with pytest.raises(SearchError, match=rf"^run {live.id} is still running: its driver, process {proc.pid} on this"):
+        Search.resume(store, live.id)
+    assert store.get_run(live.id).driver == f"{socket.gethostname()}:{proc.pid}"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     run = store.list_runs()[0]

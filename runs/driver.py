@@ -1,0 +1,73 @@
+"""Which process drives a run: claimed when a search starts or resumes, kept alive by a heartbeat, and checked
+so that `l2l search --resume` never runs a second driver beside a live one (which would requeue its
+children under it)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from datetime import UTC, datetime
+from types import TracebackType
+
+from l2l.runs.store import Store, StoreError
+from l2l.runs.store_records import RunRecord
+
+HEARTBEAT_S = 15.0  # how often a driver says it is alive
+STALE_S = 4 * HEARTBEAT_S  # a driver on another machine silent this long is taken for dead
+
+
+def this_driver() -> str:
+    """host:pid of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def live_driver(run: RunRecord, now: datetime | None = None) -> str | None:
+    """Why ``run`` still has a live driver (a process on this machine that exists, or one elsewhere that sent a
+    heartbeat lately), or None when it has none and may be resumed."""
+    if run.status != "running" or not run.driver:
+        return None
+    host, _, pid_text = run.driver.rpartition(":")
+    if host == socket.gethostname() and pid_text.isdigit():
+        pid = int(pid_text)
+        if pid == os.getpid():
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # it exists, under another user
+        return f"its driver, process {pid} on this machine, is alive (stop it first: Ctrl-C there, or kill {pid})"
+    if run.heartbeat_at is None:
+        return None
+    beat = run.heartbeat_at if run.heartbeat_at.tzinfo else run.heartbeat_at.replace(tzinfo=UTC)
+    age = ((now or datetime.now(UTC)) - beat).total_seconds()
+    if age < STALE_S:
+        return f"its driver {run.driver} said it was alive {age:.0f} s ago (stop it first, or wait {STALE_S:.0f} s)"
+    return None
+
+
+class Heartbeat:
+    """While open, a daemon thread records every `HEARTBEAT_S` seconds that this process drives ``run_id``."""
+
+    def __init__(self, store: Store, run_id: int, every: float = HEARTBEAT_S) -> None:
+        self.store, self.run_id, self.every = store, run_id, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"l2l-heartbeat-{run_id}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.store.heartbeat(self.run_id)
+            except StoreError:
+                pass  # a store that is gone for a moment: the search itself reports it
+
+    def __enter__(self) -> Heartbeat:
+        self.store.claim_run(self.run_id, this_driver())
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.every)
