@@ -88,7 +88,8 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
     lines = [
         f"[bold]run {run.id}[/] {run.name or ''}  status: {run.status}",
         f"space {run.space}, strategy {run.strategy}, seed {run.seed}, code {run.code_version}",
-        f"created {run.created_at:%Y-%m-%d %H:%M:%S}, finished {run.finished_at or '-'}",
+        f"created {run.created_at:%Y-%m-%d %H:%M:%S}, "
+        f"finished {f'{run.finished_at:%Y-%m-%d %H:%M:%S}' if run.finished_at else '-'}",
         f"children: {counts['done']} done, {counts['failed']} failed, {counts['running']} running, "
         f"{counts['queued']} queued, of {run.n_children}",
     ]
