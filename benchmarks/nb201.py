@@ -102,6 +102,7 @@ def best_so_far(traj: list[tuple[float, float]]) -> list[float]:
 
 
 PROTOCOL = ("dataset", "seeds", "seed_offset", "budgets", "canonical")
+PROTOCOL_DEFAULTS = {"canonical": False}
 
 
 def merged(name: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -111,11 +112,12 @@ def merged(name: str, payload: dict[str, Any]) -> dict[str, Any]:
     if not path.exists():
         return payload
     old = json.loads(path.read_text())
-    differ = [k for k in PROTOCOL if old.get(k) != payload[k]]
+    # files written before --canonical existed searched all cells
+    differ = [k for k in PROTOCOL if old.get(k, PROTOCOL_DEFAULTS.get(k)) != payload.get(k, PROTOCOL_DEFAULTS.get(k))]
     if differ:
         raise ValueError(
             f"--merge: {path} was run with other "
-            + ", ".join(f"{k} ({old.get(k)!r}, not {payload[k]!r})" for k in differ)
+            + ", ".join(f"{k} ({old.get(k)!r}, not {payload.get(k)!r})" for k in differ)
         )
     kept = dict(old.get("settings_by_strategy", {}))
     for strategy in old.get("results", {}):
