@@ -15,6 +15,7 @@ program over the clauses) and are counted in token sequences.
 from __future__ import annotations
 
 import itertools
+import math
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
@@ -99,7 +100,7 @@ class Constraints:
             return None
         canonical = _canonical_tokens(space) if has_canonical else None
         members = None
-        if canonical is not None and _product(sizes) <= ENUMERATE_LIMIT:
+        if canonical is not None and math.prod(sizes) <= ENUMERATE_LIMIT:
             plain = Constraints(sizes, clauses)
             members = {canonical(t) for t in itertools.product(*(range(k) for k in sizes))}
             members = {t for t in members if plain.valid(t)}
@@ -189,20 +190,13 @@ class Constraints:
         if depth == len(self.sizes):
             return 1
         if not any(p >= depth for i in alive for p in self.clauses[i]):
-            return _product(self.sizes[depth:])
+            return math.prod(self.sizes[depth:])
         total = 0
         for value in range(self.sizes[depth]):
             after = self._step(alive, depth, value)
             if after is not None:
                 total += self._counts(depth + 1, after)
         return total
-
-
-def _product(sizes: Sequence[int]) -> int:
-    out = 1
-    for k in sizes:
-        out *= k
-    return out
 
 
 def _prefix_counts(sizes: Sequence[int], members: Iterable[Tokens]) -> dict[Tokens, list[int]]:

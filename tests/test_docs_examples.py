@@ -18,6 +18,18 @@ def python_blocks(text: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)
 
 
+def run_pytest(folder: Path, env: dict[str, str], target: str) -> subprocess.CompletedProcess[str]:
+    """pytest on ``target`` in ``folder``, in a process of its own (a plugin's tests, as its author runs them)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", target],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 @pytest.mark.slow
 def test_plugin_example_passes_the_space_contract(tmp_path: Path) -> None:
     blocks = python_blocks(DOC.read_text())
@@ -27,14 +39,7 @@ def test_plugin_example_passes_the_space_contract(tmp_path: Path) -> None:
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_skip_mlp.py").write_text(contract)
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_skip_mlp.py"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    out = run_pytest(tmp_path, env, "tests/test_skip_mlp.py")
     assert out.returncode == 0, out.stdout[-3000:]
     passed = re.search(r"(\d+) passed", out.stdout)
     assert passed is not None and int(passed.group(1)) >= 5, out.stdout[-500:]  # the whole contract ran
@@ -97,14 +102,7 @@ def test_plugin_package_installs_ships_its_data_and_is_searched(tmp_path: Path) 
     assert "24 children trained, 0 failed" in searched
     top = l2l("runs", "top", "1", "-k", "24", "--storage", storage)
     assert "test_acc" in top and "params" in top and "0.9027" in top  # every architecture, the best among them
-    contract = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-        cwd=package,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    contract = run_pytest(package, env, "tests")
     assert contract.returncode == 0, contract.stdout[-3000:]
 
 
