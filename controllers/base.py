@@ -95,6 +95,16 @@ class Controller(ABC):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a state made by `state_dict`."""
 
+    def draw(self, n: int) -> list[tuple[int, ...]]:
+        """``n`` sequences from this strategy's sampling distribution, committing it to nothing (not
+        proposals): what trains shared weights between updates in a weight-sharing search. A strategy
+        without a distribution of its own (random search, evolution, Optuna's) draws uniformly among the
+        sequences the space allows."""
+        from l2l.controllers.constrained import uniform_allowed
+
+        constraints = self.constraints or Constraints(token_sizes(self.decisions))
+        return uniform_allowed(constraints, n, self.generator)
+
     # Screening (`l2l.controllers.screen`) picks among a strategy's candidates through these hooks. The
     # defaults suit a strategy whose proposals commit it to nothing (random search, evolution).
 

@@ -196,6 +196,9 @@ class ReinforceController(Controller):
             for row, lp, ent in zip(tokens.tolist(), log_prob, entropy, strict=True)
         ]
 
+    def draw(self, n: int) -> list[tuple[int, ...]]:
+        return [p.tokens for p in self._sample(n)]  # the policy's own distribution, repeats allowed
+
     def _constraint_mask(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
         return allowed_mask(self.constraints) if self.constraints is not None else None
 

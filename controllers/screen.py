@@ -115,6 +115,9 @@ class ScreenedController(Controller):
         self._surrogate_size = -1  # len(history) when the surrogate was fitted
         self._member = 0
 
+    def draw(self, n: int) -> list[tuple[int, ...]]:
+        return self.base.draw(n)  # the wrapped strategy's distribution; the screen picks proposals only
+
     def constrain(self, constraints: Constraints | None) -> None:
         super().constrain(constraints)
         self.base.constrain(constraints)

@@ -103,3 +103,23 @@ class CheckpointRow(Base):
     next_child: Mapped[int] = mapped_column(Integer)
     state: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EpochRow(Base):
+    """One epoch of a weight-sharing search: the shared weights' training loss, and what the controller
+    learned from the rewards of architectures scored with those weights."""
+
+    __tablename__ = "shared_epochs"
+    __table_args__ = (UniqueConstraint("run_id", "epoch", name="uq_shared_epochs_run_epoch"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    epoch: Mapped[int] = mapped_column(Integer)
+    train_loss: Mapped[float] = mapped_column(Float)
+    train_steps: Mapped[int] = mapped_column(Integer)
+    mean_reward: Mapped[float | None] = mapped_column(Float)
+    entropy: Mapped[float | None] = mapped_column(Float)
+    updates: Mapped[int] = mapped_column(Integer)
+    wall_time: Mapped[float] = mapped_column(Float)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

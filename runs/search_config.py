@@ -47,6 +47,7 @@ class SearchConfig:
     pruner: str | None = None
     name: str | None = None
     mode: str = "auto"
+    weight_sharing: Mapping[str, Any] | None = None  # settings of a weight-sharing search (`l2l.runs.weight_sharing`)
 
     def __post_init__(self) -> None:
         if self.children < 1:
@@ -64,6 +65,8 @@ class SearchConfig:
             raise SearchError(f"unknown mode {self.mode!r}; known: {', '.join(MODES)}")
         if self.threads_per_child < 1:
             raise SearchError(f"threads_per_child must be >= 1, got {self.threads_per_child}")
+        if self.weight_sharing is not None and not isinstance(self.weight_sharing, Mapping):
+            raise SearchError(f"weight_sharing must be a table of settings, got {self.weight_sharing!r}")
         if self.failure_reward is not None and not math.isfinite(self.failure_reward):
             raise SearchError(f"failure_reward must be finite, got {self.failure_reward}")
 
@@ -72,6 +75,8 @@ class SearchConfig:
         data = dataclasses.asdict(self)
         for key in ("space_options", "controller", "budget", "executor_options"):
             data[key] = dict(data[key])
+        if self.weight_sharing is not None:
+            data["weight_sharing"] = dict(self.weight_sharing)
         return data
 
     @staticmethod

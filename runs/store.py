@@ -14,8 +14,9 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
-from l2l.runs.models import Base, CheckpointRow, ChildRow, RunRow, UpdateRow, utcnow
+from l2l.runs.models import Base, CheckpointRow, ChildRow, EpochRow, RunRow, UpdateRow, utcnow
 from l2l.runs.store_engine import DEFAULT_STORAGE, Database, safe_url
+from l2l.runs.store_sharing import EpochRecord, ScoredChild, SharingStore
 from l2l.runs.store_records import (
     CHILD_STATUSES,
     RUN_STATUSES,
@@ -35,7 +36,7 @@ CHILDREN = cast(Table, ChildRow.__table__)  # for the Core statements of the per
 _FINISH = update(CHILDREN).where(CHILDREN.c.run_id == bindparam("w_run"), CHILDREN.c.number == bindparam("w_number"))
 
 
-class Store(Database):
+class Store(SharingStore, Database):
     """A results store on one database URL; `Store(url)` creates or migrates the schema with Alembic."""
 
     # runs ---------------------------------------------------------------------------------------
@@ -107,7 +108,7 @@ class Store(Database):
         """Remove a run and everything recorded for it."""
         self.get_run(run_id)
         with self.session_scope("delete run") as s:
-            for table in (CheckpointRow, UpdateRow, ChildRow):
+            for table in (CheckpointRow, UpdateRow, ChildRow, EpochRow):
                 s.execute(delete(table).where(table.run_id == run_id))
             s.execute(delete(RunRow).where(RunRow.id == run_id))
 
@@ -320,10 +321,12 @@ __all__ = [
     "CheckpointRecord",
     "ChildRecord",
     "DEFAULT_STORAGE",
+    "EpochRecord",
     "NewChild",
     "RUN_STATUSES",
     "RunNotFound",
     "RunRecord",
+    "ScoredChild",
     "Store",
     "StoreError",
     "UpdateRecord",

@@ -195,6 +195,11 @@ class SearchSpace(ABC):
     def use_shared_data(self, data: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
         """Take the objects `shared_data` returned, on a worker, before `evaluate` runs there."""
 
+    def shared_network(self) -> Any:
+        """What this space offers for weight sharing (`l2l search --weight-sharing`): a
+        `l2l.search_spaces.sharing.SharedNetwork`, or None (the default) when it offers none."""
+        return None
+
     def graph(self, spec: Spec) -> dict[str, Any]:
         """The architecture as a graph for `l2l plot arch`: ``{"nodes": [label, ...], "edges": [[i, j, label],
         ...]}``. The default is a chain of the decisions' values; spaces with real topologies override it."""

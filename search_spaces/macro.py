@@ -159,6 +159,16 @@ class MacroSpace(DatasetSpace):
             model = MacroNet(self.layers_of(spec, depth), shape, data.n_classes, *head)
         return model, data.val.x[:1]
 
+    def shared_network(self) -> Any:
+        """Weight sharing at full depth: a layer's convolution is shared by the architectures that give it
+        the same kernel, filters and input channels (the key is the weight's place and shape), its batch
+        norm by those with the same filters. Layers whose inputs differ in channels do not share."""
+        from l2l.search_spaces.sharing import ClassifierNetwork
+
+        return ClassifierNetwork(
+            self, self.dataset, lambda spec, seed: self.build(spec, seed)[0], None, [d.name for d in self.decisions()]
+        )
+
     def evaluate(self, spec: Spec, ctx: Context) -> Result:
         from l2l.nas.train import TrainConfig
 

@@ -127,6 +127,40 @@ class MicroSpace(DatasetSpace):
             )
         return model, data.val.x[:1]
 
+    def shared_network(self) -> Any:
+        """Weight sharing: in each cell, the op at each node's input slot keeps one set of weights per op
+        and stride, whichever earlier node it reads (ENAS's micro search)."""
+        from l2l.search_spaces.sharing import ClassifierNetwork
+
+        return ClassifierNetwork(
+            self,
+            self.dataset,
+            lambda spec, seed: self.build(spec, seed)[0],
+            self._shared_key,
+            [d.name for d in self.decisions()],
+        )
+
+    def cell_kinds(self) -> list[str]:
+        """The kind of each cell of the network, in order (what `l2l.nas.micro.MicroNet` stacks)."""
+        kinds: list[str] = []
+        for stage in range(self.reductions + 1):
+            kinds += (["reduce"] if stage > 0 else []) + ["normal"] * self.n_cells
+        return kinds
+
+    def _shared_key(self, spec: Spec, name: str, shape: tuple[int, ...]) -> str:
+        from l2l.nas.shared import shape_key
+        from l2l.search_spaces.sharing import op_key
+
+        parts = name.split(".")
+        if len(parts) > 4 and parts[0] == "cells" and parts[2] == "ops":  # cells.<i>.ops.<slot>.<rest>
+            kind = self.cell_kinds()[int(parts[1])]
+            slot = int(parts[3])
+            prefix = f"{kind}_n{slot // 2 + 2}_{'ab'[slot % 2]}"
+            stride = 2 if kind == "reduce" and int(str(spec[prefix])) < 2 else 1
+            op = str(spec[f"{kind}_n{slot // 2 + 2}_op_{'ab'[slot % 2]}"])
+            return op_key(name, shape, f"cell{parts[1]}.slot{slot}.s{stride}", op)
+        return shape_key(name, shape)
+
     def evaluate(self, spec: Spec, ctx: Context) -> Result:
         from l2l.nas.train import TrainConfig
 

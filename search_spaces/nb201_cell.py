@@ -61,6 +61,27 @@ class NB201CellSpace(CellSpace, DatasetSpace):
             model = build_cell_network(self.ops(spec), shape, data.n_classes, self.channels, self.cells_per_stage)
         return model, data.val.x[:1]
 
+    def shared_network(self) -> Any:
+        """Weight sharing: every cell's edge k keeps one set of weights per op (ENAS's shared cell)."""
+        from l2l.search_spaces.sharing import ClassifierNetwork
+
+        return ClassifierNetwork(
+            self,
+            self.dataset,
+            lambda spec, seed: self.build(spec, seed)[0],
+            self._shared_key,
+            [d.name for d in self.decisions()],
+        )
+
+    def _shared_key(self, spec: Spec, name: str, shape: tuple[int, ...]) -> str:
+        from l2l.nas.shared import shape_key
+        from l2l.search_spaces.sharing import op_key
+
+        parts = name.split(".")
+        if len(parts) > 3 and parts[1] == "edges":  # "<cell>.edges.<k>.<rest>": edge k of a cell
+            return op_key(name, shape, f"{parts[0]}.edge{parts[2]}", self.ops(spec)[int(parts[2])])
+        return shape_key(name, shape)
+
     def evaluate(self, spec: Spec, ctx: Context) -> Result:
         from l2l.nas.train import TrainConfig
 

@@ -155,6 +155,29 @@ class RNNCellSpace(SearchSpace):
                 cell = TreeCell(self.tree_spec(spec), self.embed, self.hidden, *self._projection(spec))
             return CharLM(corpus.n_vocab, self.embed, CellRNN(cell))
 
+    def shared_network(self) -> Any:
+        """Weight sharing (ENAS's recurrent cell): node j's projection is one matrix per earlier node it can
+        read, shared by every architecture in which j reads that node; embedding, input projection and
+        decoder are shared by all. Windows of ``bptt`` characters from a zero state; reward as the space's."""
+        from l2l.search_spaces.sharing import LanguageModelNetwork
+
+        return LanguageModelNetwork(
+            self, self.build, self._shared_key, [d.name for d in self.decisions()], self.bptt, self.reward_of
+        )
+
+    def reward_of(self, bpc: float) -> float:
+        """The reward of a validation bits per character (``reward=ppl``: ``reward_c / ppl^2``; ``bpc``: -bpc)."""
+        return self.reward_c / (2.0**bpc) ** 2 if self.reward == "ppl" else -bpc
+
+    def _shared_key(self, spec: Spec, name: str, shape: tuple[int, ...]) -> str:
+        from l2l.nas.shared import shape_key
+
+        parts = name.split(".")
+        if self.cell == "enas" and parts[:3] == ["rnn", "cell", "w_nodes"]:  # rnn.cell.w_nodes.<j - 1>.<rest>
+            j = int(parts[3]) + 1
+            return shape_key(f"node{j}.from{spec[f'n{j}_prev']}.{'.'.join(parts[4:])}", shape)
+        return shape_key(name, shape)
+
     def evaluate(self, spec: Spec, ctx: Context) -> Result:
         model = self.build(spec, ctx.seed)
         return train_language_model(self, model, ctx, {"arch": self.describe(spec)})
@@ -175,8 +198,7 @@ def train_language_model(space: Any, model: Any, ctx: Context, info: dict[str, A
         out = train_lm(model, load_corpus(), config, seed=ctx.seed, device=ctx.device, should_stop=ctx.should_stop)
     except ChildDiverged as exc:  # a cell whose state explodes: a failed child with its reason
         return Result.failed(f"the cell diverged: {exc}", **info)
-    ppl = 2.0**out.val_bpc
-    reward = space.reward_c / ppl**2 if space.reward == "ppl" else -out.val_bpc
+    reward = space.reward_of(out.val_bpc)
     info = dict(info, val_bpc=out.val_bpc)
     if out.stopped_early:
         info["stopped_early"] = out.stopped_early

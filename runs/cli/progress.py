@@ -77,3 +77,41 @@ class SearchProgress:
             self.progress.update(self.task, completed=self.done + self.failed, failed=self.failed, best=fmt(self.best))
         else:
             self.progress.update(self.task, mean=fmt(event.stats.mean_reward), entropy=fmt(event.stats.entropy, 2))
+
+
+class SharingProgress:
+    """The progress bar of a weight-sharing search: epochs, the shared weights' loss, mean reward, entropy."""
+
+    def __init__(self, run_id: int, epochs: int, store: Store, quiet: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        done = len(store.epochs(run_id))
+        self.progress = Progress(
+            TextColumn("[bold]run {task.fields[run]} epochs"),
+            BarColumn(bar_width=16),
+            MofNCompleteColumn(),
+            TextColumn("shared loss {task.fields[loss]}  mean reward {task.fields[mean]}  H {task.fields[entropy]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=quiet,
+        )
+        self.task = self.progress.add_task(
+            "weight sharing", total=epochs, completed=done, run=run_id, loss="-", mean="-", entropy="-"
+        )
+
+    def __enter__(self) -> SharingProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def on_event(self, event: Any) -> None:
+        """The search's listener: each finished epoch moves the bar."""
+        self.progress.update(
+            self.task,
+            completed=event.epoch + 1,
+            loss=fmt(event.train_loss, 3),
+            mean=fmt(event.mean_reward),
+            entropy=fmt(event.entropy, 2),
+        )

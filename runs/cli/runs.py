@@ -158,9 +158,10 @@ def runs_best(
     with user_errors():
         store = open_store(storage)
         run = store.get_run(run_id)
-        top = store.top_children(run_id, 1)
+        sharing = run.config.get("weight_sharing") is not None
+        top = store.children(run_id, "derived") if sharing else store.top_children(run_id, 1)
         if not top:
-            raise UsageError(f"run {run_id} has no finished child yet")
+            raise UsageError(f"run {run_id} has no {'derived' if sharing else 'finished'} child yet")
         best = top[0]
         view = MetricView.of(run.space, top)
         space = space_of(run)
@@ -185,6 +186,22 @@ def runs_best(
             f"{view.summary(metrics)}"
         )
         console.print(line, highlight=False)
+        if sharing:  # the honest number of a weight-sharing search: kept with the run
+            number = record_retrained(store, run_id, best, result)
+            console.print(f"recorded as child {number} of run {run_id}", highlight=False)
+
+
+def record_retrained(store: Store, run_id: int, derived: ChildRecord, result: Result) -> int:
+    """Record the from-scratch training of a weight-sharing run's derived child as a new finished child."""
+    from l2l.runs.store import NewChild
+
+    number = max(c.number for c in store.children(run_id)) + 1
+    new = NewChild(number, derived.batch, derived.tokens, derived.spec, 0.0, 0.0, derived.policy_version)
+    store.add_children(run_id, [new], running=True)
+    data = result.to_json()
+    data["info"] = {**(data.get("info") or {}), "retrained_from": derived.number}
+    store.finish_children(run_id, [(number, data, float(result.reward))])
+    return number
 
 
 def retrain_child(space: SearchSpace, child: ChildRecord, budget: dict[str, int], seed: int, device: str) -> Result:

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 # the command's own defaults, below the config file and the flags (SearchConfig's executor is local)
 DEFAULTS = {"executor": "ray"}
+# a weight-sharing search trains in this process; the screen has nothing to save when rewards are cheap
+SHARING_DEFAULTS = {"executor": "local", "strategy": "reinforce"}
 
 SpaceOpt = Annotated[
     str | None, typer.Option("--space", help="Search space: a registered name or path/to/file.py:Class.")
@@ -93,6 +95,24 @@ PrunerOpt = Annotated[
     str | None, typer.Option("--pruner", help="Stop hopeless children early: median, halving or hyperband.")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+WeightSharingOpt = Annotated[
+    bool,
+    typer.Option(
+        "--weight-sharing",
+        help="ENAS: train one set of shared weights alongside the controller instead of each child from scratch "
+        "(spaces with a shared network: nb201_cell, micro, macro, rnn_cell); runs in this process on --device; "
+        "the default strategy becomes reinforce. Then `l2l runs best RUN --retrain`.",
+    ),
+]
+WsOptionOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ws-option",
+        "-W",
+        help="Weight-sharing setting KEY=VALUE: epochs, warmup, steps, batch_size, optimizer, lr, weight_decay, "
+        "grad_clip, controller_steps, val_batch, derive, sampler (see docs/weight-sharing.md).",
+    ),
+]
 
 
 def search(
@@ -118,6 +138,8 @@ def search(
     name: NameOpt = None,
     pruner: PrunerOpt = None,
     quiet: QuietOpt = False,
+    weight_sharing: WeightSharingOpt = False,
+    ws_option: WsOptionOpt = None,
 ) -> None:
     """Run a search: the controller proposes children, they train, their rewards teach the controller."""
     with user_errors():
@@ -148,6 +170,7 @@ def search(
             controller_option,
             config,
         )
+        flags = with_weight_sharing(flags, weight_sharing, ws_option)
         store = open_store(storage)
         run = open_run(store, flags, resume)
         _install_sigterm()
@@ -158,6 +181,9 @@ def search(
             + (f" (resumed, {run.requeued} children re-queued)" if resume is not None else ""),
             highlight=False,
         )
+        if cfg.weight_sharing is not None:
+            run_weight_sharing(store, run, quiet)
+            return
         display = SearchProgress(run.run_id, cfg.children, store, quiet)
         run.listener = display.on_event
         try:
@@ -169,16 +195,66 @@ def search(
         print_summary(store, run.run_id)
 
 
-def open_run(store: Store, flags: SearchFlags, resume: int | None) -> Search:
+def with_weight_sharing(flags: SearchFlags, on: bool, ws_option: list[str] | None) -> SearchFlags:
+    """The flags with ``--weight-sharing`` and its ``-W`` settings folded in."""
+    import dataclasses
+
+    from l2l.runs.config import parse_assignments
+
+    settings = parse_assignments(ws_option or [], "--ws-option")
+    if settings and not on:
+        raise UsageError("--ws-option sets a weight-sharing search; add --weight-sharing")
+    if not on:
+        return flags
+    return dataclasses.replace(flags, given={**flags.given, "weight_sharing": settings})
+
+
+def open_run(store: Store, flags: SearchFlags, resume: int | None) -> Any:
     """A new run from the merged settings, or the stored run ``resume`` (which takes no settings)."""
     from l2l.runs.search import Search, SearchConfig
+    from l2l.runs.weight_sharing import WeightSharingSearch
 
     if resume is None:
-        return Search.start(store, SearchConfig.from_json(flags.settings(DEFAULTS)))
+        sharing = flags.settings().get("weight_sharing") is not None  # from -W or the config file
+        config = SearchConfig.from_json(flags.settings(SHARING_DEFAULTS if sharing else DEFAULTS))
+        if config.weight_sharing is not None:
+            return WeightSharingSearch.start(store, config)
+        return Search.start(store, config)
     extra = flags.resume_conflicts()
     if extra:
         raise UsageError(f"--resume continues run {resume} with its stored settings; drop --{', --'.join(extra)}")
+    if store.get_run(resume).config.get("weight_sharing") is not None:
+        return WeightSharingSearch.resume(store, resume)
     return Search.resume(store, resume, listener=None)
+
+
+def run_weight_sharing(store: Store, run: Any, quiet: bool) -> None:
+    """Run a weight-sharing search with its progress bar (epochs, shared loss, mean reward, entropy), then
+    say what it derived."""
+    from l2l.runs.cli.progress import SharingProgress
+    from l2l.runs.search import SearchInterrupted
+
+    display = SharingProgress(run.run_id, run.ws.epochs, store, quiet)
+    run.listener = display.on_event
+    try:
+        with display:
+            run.run()
+    except SearchInterrupted as exc:
+        err_console.print(f"[yellow]{exc}[/]", highlight=False)
+        raise typer.Exit(130) from None
+    derived = store.children(run.run_id, "derived")
+    shared = store.count_children(run.run_id).get("shared", 0)
+    if derived:
+        d = derived[0]
+        free = d.metrics.get("info", {}).get("parameter_free")
+        console.print(
+            f"run {run.run_id} done: {run.ws.epochs} epochs, {shared} architectures scored with the shared weights; "
+            f"derived child {d.number} (validation reward {d.reward:.4f} with shared weights"
+            + (f", {free:.0%} parameter-free ops" if free is not None else "")
+            + f"): {run.space.describe(run.space.decode(d.tokens))}. "
+            f"Train it from scratch: `l2l runs best {run.run_id} --retrain`.",
+            highlight=False,
+        )
 
 
 def _install_sigterm() -> None:

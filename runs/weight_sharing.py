@@ -1,0 +1,369 @@
+"""The weight-sharing search (ENAS, Pham et al. 2018): one set of weights trained alongside the controller.
+
+Each epoch alternates two phases. The shared weights train on the training split, each batch through
+an architecture drawn from the controller's distribution (`Controller.draw`; uniformly during the
+``warmup`` epochs, or throughout with ``sampler=uniform``). Then the controller takes
+``controller_steps`` updates, each on ``batch`` architectures it proposes, rewarded by their metric with
+the shared weights on one validation batch (batch norms use that batch's statistics: one recomputed
+per architecture). At the end ``derive`` architectures are sampled, each scored on the whole
+validation split, and the best is kept (status ``derived``); `l2l runs best RUN --retrain` trains it
+from scratch. Any strategy can drive it: random search with shared weights is the baseline.
+
+The loop runs in the driver process on the run's device; every epoch is recorded with a checkpoint
+(`l2l.runs.store_sharing`), so `--resume` continues after a crash at the start of the lost epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from l2l.controllers import Controller, Proposal, make_controller
+from l2l.nas.shared import SharedWeights
+from l2l.runs.driver import Heartbeat, live_driver
+from l2l.runs.search import code_version
+from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted
+from l2l.runs.store import EpochRecord, ScoredChild, Store
+from l2l.search_spaces import SearchSpace, Spec, load_space
+from l2l.search_spaces.constraints import Constraints
+from l2l.search_spaces.sharing import SharedNetwork, check_coverage
+from l2l.search_spaces.typed import OptionTypeError, coerce_fields
+
+SAMPLERS = ("controller", "uniform")
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass(frozen=True)
+class SharingConfig:
+    """Settings of a weight-sharing search (``-W KEY=VALUE``)."""
+
+    epochs: int = 10
+    warmup: int = 1  # epochs in which the shared weights train under uniform sampling, the controller idle
+    steps: int = 0  # shared-weight steps per epoch; 0: one pass over the training split
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 0.0  # 0: the space's own ``lr`` option (or 0.003)
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0
+    controller_steps: int = 10  # controller updates per epoch, each on the run's --batch architectures
+    val_batch: int = 256  # validation examples (or windows) behind one reward
+    derive: int = 100  # architectures sampled at the end, each scored on the whole validation split
+    sampler: str = "controller"  # what draws the architectures the shared weights train through
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "val_batch", "derive"):
+            if getattr(self, name) < 1:
+                raise SearchError(f"weight sharing: {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup", "steps", "controller_steps"):
+            if getattr(self, name) < 0:
+                raise SearchError(f"weight sharing: {name} must be >= 0, got {getattr(self, name)}")
+        if self.sampler not in SAMPLERS:
+            raise SearchError(f"weight sharing: unknown sampler {self.sampler!r}; known: {', '.join(SAMPLERS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise SearchError(
+                f"weight sharing: unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}"
+            )
+        if self.lr < 0 or self.weight_decay < 0 or not self.grad_clip > 0:
+            raise SearchError(
+                f"weight sharing: lr and weight_decay must be >= 0 and grad_clip > 0, got "
+                f"{self.lr}, {self.weight_decay}, {self.grad_clip}"
+            )
+
+    @staticmethod
+    def from_settings(settings: Mapping[str, Any]) -> SharingConfig:
+        known = {f.name for f in dataclasses.fields(SharingConfig)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise SearchError(f"unknown weight-sharing setting(s) {unknown}; known: {', '.join(sorted(known))}")
+        try:
+            return SharingConfig(**coerce_fields(SharingConfig, settings, "weight-sharing setting"))
+        except OptionTypeError as exc:
+            raise SearchError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class EpochEvent:
+    """Told to the progress display after each epoch."""
+
+    epoch: int
+    epochs: int
+    train_loss: float
+    mean_reward: float | None
+    entropy: float | None
+
+
+Listener = Callable[[Any], None]
+
+
+def shared_network_of(space: SearchSpace) -> SharedNetwork:
+    """The space's shared network, checked to cover every decision; a space without one is refused."""
+    network = space.shared_network()
+    if network is None:
+        raise SearchError(
+            f"space {space.name!r} offers no shared network, so it cannot be searched with --weight-sharing "
+            "(built-in spaces that do: nb201_cell, micro, macro, rnn_cell)"
+        )
+    if not isinstance(network, SharedNetwork):
+        raise SearchError(
+            f"space {space.name!r}: shared_network() returned a {type(network).__name__}, not a SharedNetwork"
+        )
+    check_coverage(space, network)
+    return network
+
+
+class WeightSharingSearch:
+    """One weight-sharing run over a store; build with `start` or `resume`, then `run`."""
+
+    def __init__(self, store: Store, run_id: int, config: SearchConfig, listener: Listener | None = None) -> None:
+        self.store, self.run_id, self.config, self.listener = store, run_id, config, listener
+        self.ws = SharingConfig.from_settings(config.weight_sharing or {})
+        self.space = load_space(config.space, dict(config.space_options))
+        self.network = shared_network_of(self.space)
+        settings = dict(config.controller)
+        if config.strategy.startswith(("reinforce", "ppo")):
+            settings.setdefault("unique", False)  # rewards are cheap and noisy: sampling one twice is fine
+        self.controller: Controller = make_controller(
+            config.strategy, self.space.decisions(), config.seed, settings, Constraints.of(self.space)
+        )
+        self.device = torch.device(config.device)
+        seed = config.seed
+        self.weights = SharedWeights(
+            lambda spec: self.network.build(spec, seed),
+            lambda spec: lambda name, shape: self.network.key(spec, name, shape),
+            self.device,
+        )
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.generator = torch.Generator().manual_seed(seed)
+        self.requeued = 0
+
+    @classmethod
+    def start(cls, store: Store, config: SearchConfig, listener: Listener | None = None) -> WeightSharingSearch:
+        search = cls(store, 0, config, listener)
+        ws = search.ws
+        search.run_id = store.create_run(
+            space=config.space,
+            strategy=config.strategy,
+            config=config.to_json(),
+            seed=config.seed,
+            n_children=ws.epochs * ws.controller_steps * config.batch + ws.derive,
+            code_version=code_version(),
+            name=config.name,
+        )
+        return search
+
+    @classmethod
+    def resume(cls, store: Store, run_id: int, listener: Listener | None = None) -> WeightSharingSearch:
+        run = store.get_run(run_id)
+        if run.status == "done":
+            raise SearchError(f"run {run_id} is already done; nothing to resume")
+        alive = live_driver(run)
+        if alive is not None:
+            raise SearchError(f"run {run_id} is still running: {alive}")
+        search = cls(store, run_id, SearchConfig.from_json(run.config), listener)
+        store.set_run_status(run_id, "running")
+        return search
+
+    # the loop ----------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            with Heartbeat(self.store, self.run_id):
+                self._loop()
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                self.store.set_run_status(self.run_id, "interrupted", "interrupted by the user")
+                raise SearchInterrupted(self.run_id) from None
+            self.store.set_run_status(self.run_id, "failed", f"{type(exc).__name__}: {exc}")
+            raise
+        self.store.set_run_status(self.run_id, "done")
+        return self.run_id
+
+    def _loop(self) -> None:
+        start, next_child, n_updates = self._restore()
+        for epoch in range(start, self.ws.epochs):
+            began = time.perf_counter()
+            loss, steps = self._train_shared(uniform=epoch < self.ws.warmup or self.ws.sampler == "uniform")
+            children: list[ScoredChild] = []
+            updates: list[dict[str, Any]] = []
+            if epoch >= self.ws.warmup:
+                for _ in range(self.ws.controller_steps):
+                    scored, update = self._controller_step(next_child, n_updates, epoch)
+                    children += scored
+                    updates.append(update)
+                    next_child += len(scored)
+                    n_updates += 1
+            rewards = [c.reward for c in children]
+            record = EpochRecord(
+                epoch=epoch,
+                train_loss=loss,
+                train_steps=steps,
+                mean_reward=sum(rewards) / len(rewards) if rewards else None,
+                entropy=sum(u["entropy"] for u in updates) / len(updates) if updates else None,
+                updates=len(updates),
+                wall_time=time.perf_counter() - began,
+                extra={"shared_weights": len(self.weights), "uniform": epoch < self.ws.warmup},
+            )
+            self.store.record_epoch(self.run_id, record, updates, children, self._checkpoint(epoch), next_child)
+            if self.listener:
+                self.listener(EpochEvent(epoch, self.ws.epochs, loss, record.mean_reward, record.entropy))
+        if not self.store.children(self.run_id, "derived"):
+            self._derive(next_child)
+
+    def _batch(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return tuple(t.to(self.device) for t in batch)
+
+    def _bind(self, spec: Spec) -> torch.nn.Module:
+        """The network of ``spec`` on the shared weights; weights met for the first time join the optimizer."""
+        model = self.weights.model(spec)
+        new = self.weights.take_new_parameters()
+        if self.optimizer is None:
+            self.optimizer = self._make_optimizer(list(self.weights.ordered_parameters()))
+        elif new:
+            self.optimizer.param_groups[0]["params"].extend(new)
+        return model
+
+    def _make_optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        lr = self.ws.lr or float(self.space.options.get("lr", 0.003))
+        if self.ws.optimizer == "sgd":
+            return torch.optim.SGD(
+                params, lr=lr, momentum=self.ws.momentum, nesterov=True, weight_decay=self.ws.weight_decay
+            )
+        return torch.optim.Adam(params, lr=lr, weight_decay=self.ws.weight_decay)
+
+    def _train_shared(self, uniform: bool) -> tuple[float, int]:
+        """One epoch of the shared weights; returns the mean training loss and the number of steps."""
+        total, steps = 0.0, 0
+        for batch in self.network.train_batches(self.ws.batch_size, self.generator):
+            if self.ws.steps and steps >= self.ws.steps:
+                break
+            tokens = self._uniform(1)[0] if uniform else self.controller.draw(1)[0]
+            model = self._bind(self.space.decode(tokens))
+            model.train()
+            loss = self.network.loss(model, self._batch(batch))
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise SearchError(f"the shared weights diverged: training loss {value} at step {steps + 1}")
+            assert self.optimizer is not None
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.ws.grad_clip)
+            self.optimizer.step()
+            total, steps = total + value, steps + 1
+        return (total / steps if steps else math.nan), steps
+
+    def _uniform(self, n: int) -> list[tuple[int, ...]]:
+        return Controller.draw(self.controller, n)  # the base class's uniform draw, whatever the strategy
+
+    def _score(self, proposal: Proposal) -> dict[str, float]:
+        model = self._bind(self.space.decode(proposal.tokens))
+        metrics = self.network.measure(model, self._batch(self.network.val_batch(self.ws.val_batch, self.generator)))
+        if not math.isfinite(metrics.get("reward", math.nan)):
+            metrics = {**metrics, "reward": self.space.failure_reward}
+        return metrics
+
+    def _controller_step(self, next_child: int, n_updates: int, epoch: int) -> tuple[list[ScoredChild], dict[str, Any]]:
+        proposals = self.controller.propose(self.config.batch)
+        metrics = [self._score(p) for p in proposals]
+        rewards = [float(self.controller.reward_of(m)) for m in metrics]
+        stats = self.controller.update(proposals, rewards)
+        numbers = list(range(next_child, next_child + len(proposals)))
+        children = [
+            ScoredChild(
+                number=n,
+                batch=n_updates,
+                tokens=p.tokens,
+                spec=self.space.decode(p.tokens).to_json(),
+                status="shared",
+                reward=m["reward"],
+                metrics=m,
+                log_prob=p.log_prob,
+                entropy=p.entropy,
+                policy_version=p.policy_version,
+                info={"epoch": epoch},
+            )
+            for n, p, m in zip(numbers, proposals, metrics, strict=True)
+        ]
+        update = dataclasses.asdict(stats)
+        update["batch"] = n_updates
+        update["extra"] = {**update["extra"], "children": numbers, "epoch": epoch}
+        return children, update
+
+    def _derive(self, next_child: int) -> None:
+        """Sample ``derive`` architectures, score each on the whole validation split, keep the best."""
+        seen: dict[tuple[int, ...], Proposal] = {}
+        for p in self.controller.propose(self.ws.derive):
+            seen.setdefault(p.tokens, p)
+        scored: list[tuple[Proposal, dict[str, float]]] = []
+        for p in seen.values():
+            model = self._bind(self.space.decode(p.tokens))
+            scored.append((p, self.network.measure_split(model, self.device)))
+        best = max(range(len(scored)), key=lambda i: scored[i][1]["reward"])
+        children = []
+        for i, (p, m) in enumerate(scored):
+            spec = self.space.decode(p.tokens)
+            free = self.network.parameter_free(spec)
+            children.append(
+                ScoredChild(
+                    number=next_child + i,
+                    batch=-1,
+                    tokens=p.tokens,
+                    spec=spec.to_json(),
+                    status="derived" if i == best else "candidate",
+                    reward=m["reward"],
+                    metrics=m,
+                    log_prob=p.log_prob,
+                    entropy=p.entropy,
+                    policy_version=p.policy_version,
+                    info={"arch": self.space.describe(spec)} | ({"parameter_free": free} if free is not None else {}),
+                )
+            )
+        self.store.record_scored(self.run_id, children)
+
+    # checkpoints -------------------------------------------------------------------------------------
+
+    def _checkpoint(self, epoch: int) -> bytes:
+        buf = io.BytesIO()
+        torch.save(
+            {
+                "kind": "weight_sharing",
+                "epoch": epoch,
+                "weights": self.weights.store_state(),
+                "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+                "controller": self.controller.to_bytes(),
+                "generator": self.generator.get_state(),
+            },
+            buf,
+        )
+        return buf.getvalue()
+
+    def _restore(self) -> tuple[int, int, int]:
+        """(first epoch to run, next child number, updates so far) from the run's checkpoint, if any."""
+        checkpoint = self.store.latest_checkpoint(self.run_id)
+        if checkpoint is None:
+            self.store.discard_children_from(self.run_id, 0)
+            return 0, 0, 0
+        try:
+            state = torch.load(io.BytesIO(checkpoint.state), weights_only=True)
+        except Exception as exc:  # torch raises many types on a corrupt checkpoint
+            raise SearchError(f"run {self.run_id}: cannot read its weight-sharing checkpoint: {exc}") from exc
+        if not isinstance(state, dict) or state.get("kind") != "weight_sharing":
+            raise SearchError(f"run {self.run_id}: its checkpoint is not a weight-sharing one")
+        self.weights.load_store_state(state["weights"])
+        if state["optimizer"] is not None:
+            self.optimizer = self._make_optimizer(list(self.weights.ordered_parameters()))
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.controller.load_bytes(state["controller"])
+        self.generator.set_state(state["generator"])
+        derived = self.store.children(self.run_id, "derived")
+        if not derived:  # anything after the checkpoint is recorded again
+            self.store.discard_children_from(self.run_id, checkpoint.next_child)
+        self.requeued = 0
+        return int(state["epoch"]) + 1, checkpoint.next_child, len(self.store.updates(self.run_id))

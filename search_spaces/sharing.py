@@ -1,0 +1,277 @@
+"""What a space offers for weight sharing (`l2l search --weight-sharing`): its `SharedNetwork`.
+
+A shared network says how to build the stand-alone child of a spec (the same network `evaluate`
+trains), how to name each of its weights so that architectures placing the same op at the same place
+share it (`key`), and how to train and score a network on batches of the space's data. The search
+loop (`l2l.runs.weight_sharing`) keeps one store of weights (`l2l.nas.shared.SharedWeights`) and
+binds each sampled architecture's network to it.
+
+Two ready-made kinds cover the built-in spaces and most plugins: `ClassifierNetwork` (a dataset of
+`l2l.nas.data`, cross-entropy, accuracy as the reward) and `LanguageModelNetwork` (the packaged
+corpus, bits per character).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from l2l.search_spaces.api import SearchSpace, SpaceError, Spec
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["ClassifierNetwork", "LanguageModelNetwork", "SharedNetwork", "check_coverage", "op_key"]
+
+Batch = tuple["torch.Tensor", ...]
+
+# ops without weights: what "collapse" to skip connections and pools is measured in
+PARAMETER_FREE = frozenset(
+    {"none", "skip_connect", "identity", "avg_pool_3x3", "max_pool_3x3", "max_pool_5x5", "max_pool_7x7"}
+)
+
+
+class SharedNetwork(ABC):
+    """A space's offer of weight sharing. Subclasses set ``covers`` and implement the abstract methods.
+
+    ``covers``: the names of the decisions the shared weights account for. Every decision of the space
+    must be among them, or the search refuses to start, naming the decision left out.
+    """
+
+    covers: tuple[str, ...] = ()
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+
+    @abstractmethod
+    def build(self, spec: Spec, seed: int) -> nn.Module:
+        """The stand-alone child network of ``spec``, initialized from ``seed`` (the shared weights replace
+        these, except the first time a key is met: the store adopts them)."""
+
+    def key(self, spec: Spec, name: str, shape: tuple[int, ...]) -> str:
+        """What the weight the child keeps at ``name`` is, for ``spec``: weights with one key are one tensor.
+        The default (the child's name and the shape) suits networks whose modules sit at places that name
+        the op; override it to put the op in the key."""
+        from l2l.nas.shared import shape_key
+
+        return shape_key(name, shape)
+
+    @abstractmethod
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        """One epoch of training batches, in an order drawn from ``generator``."""
+
+    @abstractmethod
+    def val_batch(self, batch_size: int, generator: torch.Generator) -> Batch:
+        """A batch drawn from the validation split (never the training one): what one reward is measured on."""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """The training loss of ``model`` on ``batch`` (to minimize)."""
+
+    @abstractmethod
+    def measure(self, model: nn.Module, batch: Batch) -> dict[str, float]:
+        """``{"reward": r, ...metrics}`` of ``model`` on a validation batch; ``r`` on the scale of the
+        space's own `Result.reward` (higher is better)."""
+
+    @abstractmethod
+    def measure_split(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        """As `measure`, on the whole validation split: how derived candidates are ranked."""
+
+    def parameter_free(self, spec: Spec) -> float | None:
+        """The share of ``spec``'s op choices that have no weights (skip connections, pools, none): what
+        weight-sharing searches collapse to. None for a space without named ops."""
+        from l2l.nas.ops import OPS
+
+        ops = [v for v in spec.values() if isinstance(v, str) and (v in OPS or v in PARAMETER_FREE)]
+        if not ops:
+            return None
+        return sum(v in PARAMETER_FREE for v in ops) / len(ops)
+
+
+def op_key(name: str, shape: tuple[int, ...], place: str, op: str) -> str:
+    """A key naming the op: ``place`` (where the op sits, e.g. ``"cell2.edge3"``) and ``op`` with the
+    child's name and shape, so two ops at one place never share a tensor."""
+    return f"{place}:{op}:{name}|{'x'.join(str(s) for s in shape)}"
+
+
+def check_coverage(space: SearchSpace, network: SharedNetwork) -> None:
+    """Refuse a shared network that leaves out one of the space's decisions, naming it."""
+    covered = set(network.covers)
+    for decision in space.decisions():
+        if decision.name not in covered:
+            raise SpaceError(
+                f"space {space.name!r}: its shared network does not cover decision {decision.name!r} "
+                f"(it covers {', '.join(network.covers) or 'nothing'})"
+            )
+
+
+@contextmanager
+def batch_statistics(model: nn.Module) -> Iterator[None]:
+    """Score with each batch norm using the statistics of the batch it sees, the running statistics left
+    as they are: the running ones mix every architecture that trained through the shared weights, so an
+    architecture is scored with statistics of its own (recomputed per architecture). Dropout is off."""
+    from torch import nn
+
+    was_training = model.training
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    model.eval()
+    for m in norms:
+        m.train()
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        model.train(was_training)
+
+
+class ClassifierNetwork(SharedNetwork):
+    """Weight sharing for a classifier on a dataset of `l2l.nas.data`: cross-entropy, reward = accuracy."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        dataset: str,
+        build: Callable[[Spec, int], nn.Module],
+        key: Callable[[Spec, str, tuple[int, ...]], str] | None,
+        covers: Sequence[str],
+    ) -> None:
+        super().__init__(space)
+        from l2l.nas.data import load_dataset
+
+        self.data = load_dataset(dataset)
+        self._build, self._key = build, key
+        self.covers = tuple(covers)
+
+    def build(self, spec: Spec, seed: int) -> nn.Module:
+        return self._build(spec, seed)
+
+    def key(self, spec: Spec, name: str, shape: tuple[int, ...]) -> str:
+        return self._key(spec, name, shape) if self._key is not None else super().key(spec, name, shape)
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        import torch
+
+        train = self.data.train
+        perm = torch.randperm(len(train), generator=generator)
+        for start in range(0, len(perm) - batch_size + 1, batch_size):
+            idx = perm[start : start + batch_size]
+            yield train.x[idx], train.y[idx]
+
+    def val_batch(self, batch_size: int, generator: torch.Generator) -> Batch:
+        import torch
+
+        val = self.data.val
+        idx = torch.randint(0, len(val), (min(batch_size, len(val)),), generator=generator)
+        return val.x[idx], val.y[idx]
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        from torch import nn
+
+        x, y = batch
+        return nn.functional.cross_entropy(model(x), y)
+
+    def measure(self, model: nn.Module, batch: Batch) -> dict[str, float]:
+        import torch
+        from torch import nn
+
+        x, y = batch
+        with torch.no_grad(), batch_statistics(model):
+            logits = model(x)
+        acc = float((logits.argmax(1) == y).float().mean())
+        return {"reward": acc, "val_acc": acc, "val_loss": float(nn.functional.cross_entropy(logits, y))}
+
+    def measure_split(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        import torch
+        from torch import nn
+
+        val = self.data.val
+        loss, correct = 0.0, 0
+        with torch.no_grad(), batch_statistics(model):
+            for start in range(0, len(val), 512):
+                x, y = val.x[start : start + 512].to(device), val.y[start : start + 512].to(device)
+                logits = model(x)
+                loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+                correct += int((logits.argmax(1) == y).sum())
+        acc = correct / len(val)
+        return {"reward": acc, "val_acc": acc, "val_loss": loss / len(val)}
+
+
+class LanguageModelNetwork(SharedNetwork):
+    """Weight sharing for a character language model on the packaged corpus: windows of ``bptt``
+    characters from a zero state; the reward is the space's (``reward_of(bits per character)``)."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        build: Callable[[Spec, int], nn.Module],
+        key: Callable[[Spec, str, tuple[int, ...]], str] | None,
+        covers: Sequence[str],
+        bptt: int,
+        reward_of: Callable[[float], float],
+    ) -> None:
+        super().__init__(space)
+        from l2l.nas.charlm import load_corpus
+
+        self.corpus = load_corpus()
+        self._build, self._key, self.covers = build, key, tuple(covers)
+        self.bptt, self.reward_of = bptt, reward_of
+
+    def build(self, spec: Spec, seed: int) -> nn.Module:
+        return self._build(spec, seed)
+
+    def key(self, spec: Spec, name: str, shape: tuple[int, ...]) -> str:
+        return self._key(spec, name, shape) if self._key is not None else super().key(spec, name, shape)
+
+    def _windows(self, data: torch.Tensor, starts: torch.Tensor) -> Batch:
+        import torch
+
+        idx = starts[None, :] + torch.arange(self.bptt + 1)[:, None]  # (T + 1, B)
+        text = data[idx]
+        return text[:-1], text[1:]
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        import torch
+
+        data = self.corpus.train
+        steps = max(1, len(data) // (batch_size * self.bptt))
+        for _ in range(steps):
+            starts = torch.randint(0, len(data) - self.bptt - 1, (batch_size,), generator=generator)
+            yield self._windows(data, starts)
+
+    def val_batch(self, batch_size: int, generator: torch.Generator) -> Batch:
+        import torch
+
+        data = self.corpus.val
+        starts = torch.randint(0, len(data) - self.bptt - 1, (batch_size,), generator=generator)
+        return self._windows(data, starts)
+
+    def _nats(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        from torch import nn
+
+        x, y = batch
+        logits, _ = model(x, model.initial_state(x.shape[1], x.device))  # type: ignore[operator]
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return self._nats(model, batch)
+
+    def measure(self, model: nn.Module, batch: Batch) -> dict[str, float]:
+        import torch
+
+        model.eval()
+        with torch.no_grad():
+            bpc = float(self._nats(model, batch)) / math.log(2)
+        return {"reward": self.reward_of(bpc), "val_bpc": bpc}
+
+    def measure_split(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        from l2l.nas.charlm import bits_per_char
+
+        bpc = bits_per_char(model, self.corpus.val, device)  # type: ignore[arg-type]
+        return {"reward": self.reward_of(bpc), "val_bpc": bpc}
