@@ -16,7 +16,6 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
 from l2l.runs.models import Base, CheckpointRow, ChildRow, EpochRow, RunRow, UpdateRow, utcnow
 from l2l.runs.store_engine import DEFAULT_STORAGE, Database, safe_url
-from l2l.runs.store_sharing import EpochRecord, ScoredChild, SharingStore
 from l2l.runs.store_records import (
     CHILD_STATUSES,
     RUN_STATUSES,
@@ -29,6 +28,7 @@ from l2l.runs.store_records import (
     UpdateRecord,
     record_from_row,
 )
+from l2l.runs.store_sharing import EpochRecord, ScoredChild, SharingStore
 from l2l.search_spaces.results import RUNTIME_KEYS
 
 CHILDREN = cast(Table, ChildRow.__table__)  # for the Core statements of the per-child writes

@@ -68,9 +68,7 @@ class SharingConfig:
         if self.sampler not in SAMPLERS:
             raise SearchError(f"weight sharing: unknown sampler {self.sampler!r}; known: {', '.join(SAMPLERS)}")
         if self.optimizer not in OPTIMIZERS:
-            raise SearchError(
-                f"weight sharing: unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}"
-            )
+            raise SearchError(f"weight sharing: unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
         if self.lr < 0 or self.weight_decay < 0 or not self.grad_clip > 0:
             raise SearchError(
                 f"weight sharing: lr and weight_decay must be >= 0 and grad_clip > 0, got "

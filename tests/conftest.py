@@ -61,7 +61,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         import sqlalchemy
 
         with s.engine.begin() as conn:
-            conn.execute(sqlalchemy.text("TRUNCATE checkpoints, controller_updates, children, runs RESTART IDENTITY"))
+            conn.execute(
+                sqlalchemy.text(
+                    "TRUNCATE shared_epochs, checkpoints, controller_updates, children, runs RESTART IDENTITY"
+                )
+            )
     try:
         yield s
     finally:

@@ -23,7 +23,6 @@ from l2l.runs.cli.progress import SearchProgress
 from l2l.runs.config import SearchFlags, UsageError
 
 if TYPE_CHECKING:
-    from l2l.runs.search import Search
     from l2l.runs.store import Store
 
 # the command's own defaults, below the config file and the flags (SearchConfig's executor is local)
@@ -175,8 +174,9 @@ def search(
         run = open_run(store, flags, resume)
         _install_sigterm()
         cfg = run.config
+        size = f"epochs={run.ws.epochs}" if cfg.weight_sharing is not None else f"children={cfg.children}"
         console.print(
-            f"run [bold]{run.run_id}[/]: space={cfg.space} strategy={cfg.strategy} children={cfg.children} "
+            f"run [bold]{run.run_id}[/]: space={cfg.space} strategy={cfg.strategy} {size} "
             f"batch={cfg.batch} seed={cfg.seed} store={store.label}"
             + (f" (resumed, {run.requeued} children re-queued)" if resume is not None else ""),
             highlight=False,

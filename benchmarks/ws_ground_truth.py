@@ -1,0 +1,83 @@
+"""Ground truth for the weight-sharing benchmark: randomly drawn `nb201_cell` cells trained stand-alone.
+
+Each cell is trained with the space's own budget (MNIST-1D, 5 epochs, 8 channels, 1 cell per stage)
+under several seeds; its stand-alone accuracy is the mean over seeds (validation and test). Cells are
+drawn uniformly among the 6,466 distinct topologies (NAS-Bench-201's canonical cells), so no two rows are the same
+network. Written to ``benchmarks/results/nb201_cell_ground_truth.json``; reproducible from the arguments.
+
+python -m benchmarks.ws_ground_truth [--cells 120] [--seeds 2] [--draw-seed 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+from typing import Any
+
+from benchmarks.common import RESULTS, write_json
+from l2l.search_spaces import Context, load_space
+
+NAME = "nb201_cell_ground_truth"
+
+
+def draw_cells(n: int, seed: int) -> list[tuple[int, ...]]:
+    """``n`` distinct topologies (canonical cells of NAS-Bench-201) drawn uniformly with ``seed``."""
+    from l2l.search_spaces.nb201 import canonical_cells
+
+    return random.Random(seed).sample(sorted(canonical_cells().values()), n)
+
+
+def load_ground_truth() -> dict[str, Any]:
+    path = RESULTS / f"{NAME}.json"
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: run python -m benchmarks.ws_ground_truth first")
+    return dict(json.loads(path.read_text()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cells", type=int, default=120)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--draw-seed", type=int, default=7)
+    args = parser.parse_args()
+    space = load_space("nb201_cell", {})
+    rows = []
+    started = time.perf_counter()
+    for i, tokens in enumerate(draw_cells(args.cells, args.draw_seed)):
+        spec = space.decode(tokens)
+        vals, tests, times = [], [], []
+        for seed in range(args.seeds):
+            t = time.perf_counter()
+            result = space.evaluate(spec, Context(seed=seed))
+            times.append(time.perf_counter() - t)
+            vals.append(result.val_acc if result.ok and result.val_acc is not None else 0.0)
+            tests.append(float(result.test.get("test_acc", 0.0)) if result.ok else 0.0)
+        rows.append(
+            {
+                "tokens": list(tokens),
+                "arch": space.describe(spec),
+                "val_acc": statistics.fmean(vals),
+                "test_acc": statistics.fmean(tests),
+                "val_accs": vals,
+                "test_accs": tests,
+                "train_s": sum(times),
+            }
+        )
+        print(f"{i + 1}/{args.cells} val {rows[-1]['val_acc']:.4f} test {rows[-1]['test_acc']:.4f} {rows[-1]['arch']}")
+    payload = {
+        "space": "nb201_cell",
+        "space_options": {},
+        "cells": args.cells,
+        "seeds": args.seeds,
+        "draw_seed": args.draw_seed,
+        "cpu_seconds": time.perf_counter() - started,
+        "rows": rows,
+    }
+    print(f"wrote {write_json(NAME, payload)} in {payload['cpu_seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""Weight-sharing search: shared networks compute what stand-alone children compute, rewards come from the
+validation split, any strategy drives it, and a killed search resumes losing at most the epoch it was in."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from l2l.nas.shared import SharedWeights, SharingError
+from l2l.runs.search_config import SearchConfig, SearchError
+from l2l.runs.store import Store
+from l2l.runs.weight_sharing import WeightSharingSearch
+from l2l.search_spaces import Decision, SearchSpace, Spec, load_space
+from l2l.search_spaces.api import SpaceError, token_sizes
+from l2l.search_spaces.sharing import ClassifierNetwork, SharedNetwork
+
+TINY = {
+    "nb201_cell": {"channels": 4},
+    "micro": {"channels": 4, "nodes": 3, "reductions": 1},
+    "macro": {"layers": 4},
+    "rnn_cell": {"hidden": 16, "embed": 8, "nodes": 4},
+}
+WS = {"epochs": 3, "warmup": 1, "steps": 6, "batch_size": 16, "controller_steps": 2, "val_batch": 32, "derive": 4}
+
+
+def _random_specs(space: SearchSpace, n: int, seed: int) -> list[Spec]:
+    rng = random.Random(seed)
+    sizes = token_sizes(space.decisions())
+    return [space.decode([rng.randrange(k) for k in sizes]) for _ in range(n)]
+
+
+def _store(network: SharedNetwork, seed: int = 0) -> SharedWeights:
+    return SharedWeights(
+        lambda spec: network.build(spec, seed), lambda spec: lambda name, shape: network.key(spec, name, shape)
+    )
+
+
+def _loss_and_grads(network: SharedNetwork, model: torch.nn.Module, batch: Sequence[torch.Tensor]) -> Any:
+    model.train()
+    for p in model.parameters():
+        p.grad = None
+    loss = network.loss(model, tuple(batch))
+    loss.backward()
+    return float(loss.detach()), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_a_specs_subgraph_in_the_shared_network_computes_what_its_stand_alone_child_computes(name: str) -> None:
+    space = load_space(name, TINY[name])
+    network = space.shared_network()
+    weights = _store(network)
+    specs = _random_specs(space, 6, seed=1)
+    for spec in specs:  # several architectures train the store, so its weights are not any child's initial ones
+        weights.model(spec)
+    with torch.no_grad():
+        for p in weights.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    batch = next(network.train_batches(8, torch.Generator().manual_seed(0)))
+    for spec in specs[-2:]:
+        child = network.build(spec, seed=123)  # other initial weights, replaced by the shared ones
+        child.load_state_dict(weights.export(spec))
+        torch.manual_seed(0)
+        shared_loss, shared_grads = _loss_and_grads(network, weights.model(spec), batch)
+        torch.manual_seed(0)
+        child_loss, child_grads = _loss_and_grads(network, child, batch)
+        assert shared_loss == pytest.approx(child_loss, rel=1e-6, abs=1e-7)
+        assert shared_grads.keys() == child_grads.keys()
+        for key, grad in child_grads.items():
+            torch.testing.assert_close(shared_grads[key], grad, rtol=1e-5, atol=1e-6)
+
+
+def test_architectures_share_exactly_the_weights_of_the_ops_they_have_in_common() -> None:
+    space = load_space("nb201_cell", TINY["nb201_cell"])
+    network = space.shared_network()
+    weights = _store(network)
+    ops = ["nor_conv_3x3"] * 6
+    a = space.decode([space.decisions()[0].options.index(op) for op in ops])
+    b_ops = list(ops)
+    b_ops[2] = "nor_conv_1x1"
+    b = space.decode([space.decisions()[0].options.index(op) for op in b_ops])
+    keys_a, keys_b = weights.keys_of(a), weights.keys_of(b)
+    only_a = set(keys_a) - set(keys_b)
+    assert only_a and all(".edge2" in k and "nor_conv_3x3" in k for k in only_a)
+    assert all(".edge2" in k and "nor_conv_1x1" in k for k in set(keys_b) - set(keys_a))
+    common = set(keys_a) & set(keys_b)
+    assert common and not any(".edge2" in k for k in common if ":" in k)
+    # one step through b moves the common weights a reads, and not the conv only a has
+    before = {k: p.detach().clone() for k, p in zip(keys_a, weights.model(a).parameters(), strict=True)}
+    optimizer = torch.optim.SGD(weights.parameters(), lr=0.1)
+    batch = next(network.train_batches(8, torch.Generator().manual_seed(0)))
+    network.loss(weights.model(b), batch).backward()
+    optimizer.step()
+    after = dict(zip(keys_a, weights.model(a).parameters(), strict=True))
+    moved = {k for k in keys_a if not torch.equal(before[k], after[k])}
+    assert moved and moved <= common
+    assert all(torch.equal(before[k], after[k]) for k in only_a)
+
+
+def test_one_key_for_two_shapes_is_refused_with_the_key_named() -> None:
+    weights = SharedWeights(lambda n: torch.nn.Linear(2, int(n)), lambda n: lambda name, shape: name)
+    weights.model(3)
+    with pytest.raises(SharingError, match=r"shared weight 'weight' has shape \(3, 2\) but an architecture needs"):
+        weights.model(4)
+
+
+class PartialSpace(SearchSpace):
+    """A plugin whose shared network leaves out one of its decisions."""
+
+    name = "partial"
+
+    def decisions(self) -> list[Decision]:
+        return [Decision.categorical("width", [4, 8]), Decision.categorical("depth", [1, 2])]
+
+    def evaluate(self, spec: Spec, ctx: Any) -> Any:
+        raise NotImplementedError
+
+    def shared_network(self) -> SharedNetwork:
+        build = lambda spec, seed: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))  # noqa: E731
+        return ClassifierNetwork(self, "digits", build, None, covers=["width"])
+
+
+def test_a_shared_network_that_does_not_cover_a_decision_is_refused_at_load_naming_it(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'p.db'}")
+    config = SearchConfig(space=f"{__file__}:PartialSpace", strategy="random", weight_sharing={})
+    with pytest.raises(SpaceError, match="its shared network does not cover decision 'depth' \\(it covers width\\)"):
+        WeightSharingSearch.start(store, config)
+    assert store.list_runs() == []  # refused before anything was recorded
+    with pytest.raises(SearchError, match="space 'toy' offers no shared network"):
+        WeightSharingSearch.start(store, SearchConfig(space="toy", weight_sharing={}))
+
+
+def _search(tmp_path: Path, strategy: str, seed: int = 0, **ws: Any) -> tuple[Store, int]:
+    store = Store(f"sqlite:///{tmp_path / f'{strategy}-{seed}.db'}")
+    config = SearchConfig(
+        space="nb201_cell",
+        space_options=TINY["nb201_cell"],
+        strategy=strategy,
+        batch=2,
+        seed=seed,
+        weight_sharing={**WS, **ws},
+    )
+    return store, WeightSharingSearch.start(store, config).run()
+
+
+@pytest.mark.parametrize("strategy", ["reinforce", "random", "evolution", "tpe", "reinforce+screen"])
+def test_every_strategy_drives_a_weight_sharing_search_and_the_store_records_it(tmp_path: Path, strategy: str) -> None:
+    store, run_id = _search(tmp_path, strategy)
+    epochs = store.epochs(run_id)
+    assert [e.epoch for e in epochs] == [0, 1, 2]
+    assert epochs[0].updates == 0 and epochs[0].mean_reward is None  # the warm-up epoch: uniform, controller idle
+    assert all(e.train_steps == WS["steps"] and e.train_loss > 0 for e in epochs)
+    assert [e.updates for e in epochs[1:]] == [2, 2]
+    shared = store.children(run_id, "shared")
+    assert len(shared) == 2 * 2 * 2  # epochs after warm-up x controller steps x batch
+    assert all(c.reward is not None and 0.0 <= c.reward <= 1.0 for c in shared)
+    assert all(c.metrics["info"]["shared"]["val_acc"] == c.reward for c in shared)
+    assert len(store.updates(run_id)) == 4
+    derived = store.children(run_id, "derived")
+    candidates = store.children(run_id, "candidate")
+    assert len(derived) == 1 and 1 + len(candidates) <= WS["derive"]
+    assert derived[0].reward == max(c.reward or 0.0 for c in derived + candidates)
+    assert 0.0 <= derived[0].metrics["info"]["parameter_free"] <= 1.0
+    assert store.get_run(run_id).status == "done"
+    assert store.count_children(run_id)["done"] == 0  # nothing here was trained stand-alone
+
+
+def test_the_controllers_rewards_come_from_the_validation_split_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from l2l.nas.data import load_dataset
+    from l2l.search_spaces.nb201_cell import NB201CellSpace
+
+    seen: dict[str, list[torch.Tensor]] = {"loss": [], "measure": []}
+    original = NB201CellSpace.shared_network
+
+    def spied(self: NB201CellSpace) -> SharedNetwork:
+        network = original(self)
+        loss, measure = network.loss, network.measure
+
+        def spy_loss(model: torch.nn.Module, batch: Any) -> torch.Tensor:
+            seen["loss"].append(batch[0])
+            return loss(model, batch)
+
+        def spy_measure(model: torch.nn.Module, batch: Any) -> dict[str, float]:
+            seen["measure"].append(batch[0])
+            return measure(model, batch)
+
+        network.loss = spy_loss  # type: ignore[method-assign]
+        network.measure = spy_measure  # type: ignore[method-assign]
+        return network
+
+    monkeypatch.setattr(NB201CellSpace, "shared_network", spied)
+    _search(tmp_path, "reinforce")
+    data = load_dataset("mnist1d")
+    rows = lambda split: {tuple(r) for r in split.x.flatten(1).tolist()}  # noqa: E731
+    train, val = rows(data.train), rows(data.val)
+    assert len(seen["measure"]) == 8 and len(seen["loss"]) == 3 * WS["steps"]
+    for x in seen["measure"]:
+        assert {tuple(r) for r in x.flatten(1).tolist()} <= val - train
+    for x in seen["loss"]:
+        assert {tuple(r) for r in x.flatten(1).tolist()} <= train - val
+
+
+def _cli(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", "from l2l.runs.cli import main; main()", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def test_kill_9_mid_search_then_resume_loses_at_most_the_epoch_and_ends_as_an_unbroken_run(tmp_path: Path) -> None:
+    settings = ["epochs=5", "warmup=1", "steps=30", "batch_size=16", "controller_steps=2", "val_batch=32", "derive=4"]
+    common = ["--space", "nb201_cell", "-S", "channels=4", "--batch", "2", "--seed", "3", "-q", "--weight-sharing"]
+    common += [a for s in settings for a in ("-W", s)]
+    killed = tmp_path / "killed.db"
+    proc = _cli("search", *common, "--storage", f"sqlite:///{killed}")
+    store = Store(f"sqlite:///{killed}")
+    deadline = time.time() + 120
+    while time.time() < deadline and not (store.list_runs() and len(store.epochs(store.list_runs()[0].id)) >= 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    run = store.list_runs()[0]
+    assert run.status == "running" and 2 <= len(store.epochs(run.id)) < 5
+    out, _ = _cli("search", "--resume", str(run.id), "--storage", f"sqlite:///{killed}", "-q").communicate(timeout=300)
+    assert store.get_run(run.id).status == "done", out
+
+    whole = tmp_path / "whole.db"
+    out, _ = _cli("search", *common, "--storage", f"sqlite:///{whole}").communicate(timeout=300)
+    reference = Store(f"sqlite:///{whole}")
+    ref_id = reference.list_runs()[0].id
+    assert [e.epoch for e in store.epochs(run.id)] == [0, 1, 2, 3, 4]
+    # the resumed run is the uninterrupted one: same architectures, same rewards, same derived cell
+    got = [(c.number, c.status, c.tokens, c.reward) for c in store.children(run.id)]
+    want = [(c.number, c.status, c.tokens, c.reward) for c in reference.children(ref_id)]
+    assert got == want
+    losses = [e.train_loss for e in reference.epochs(ref_id)]
+    assert [e.train_loss for e in store.epochs(run.id)] == pytest.approx(losses)
+
+
+def test_weight_sharing_flags_fail_with_one_line(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'f.db'}"
+    out, _ = _cli("search", "--space", "toy", "-W", "epochs=2", "--storage", db).communicate(timeout=60)
+    assert out.strip() == "error: --ws-option sets a weight-sharing search; add --weight-sharing"
+    out, _ = _cli("search", "--space", "toy", "--weight-sharing", "--storage", db).communicate(timeout=60)
+    assert out.strip().startswith("error: space 'toy' offers no shared network")
+    out, _ = _cli("search", "--space", "nb201_cell", "--weight-sharing", "-W", "epoch=2", "--storage", db).communicate(
+        timeout=60
+    )
+    expected = "error: unknown weight-sharing setting(s) ['epoch']; known: batch_size, controller_steps, derive"
+    assert out.strip().startswith(expected)
+
+
+def test_a_weight_sharing_search_is_recorded_on_every_store_backend(store: Store) -> None:
+    config = SearchConfig(
+        space="nb201_cell", space_options=TINY["nb201_cell"], strategy="random", batch=2, weight_sharing=WS
+    )
+    run_id = WeightSharingSearch.start(store, config).run()
+    assert len(store.epochs(run_id)) == 3 and len(store.children(run_id, "shared")) == 8
+    assert len(store.children(run_id, "derived")) == 1
+    store.delete_run(run_id)
+    assert store.list_runs() == []
