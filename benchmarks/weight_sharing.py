@@ -1,0 +1,256 @@
+"""Weight-sharing search (ENAS) measured: ranking, quality and cost, language modelling, micro end to end.
+
+``ranking``: `nb201_cell` on MNIST-1D. Weight-sharing searches (default settings of `l2l search
+--weight-sharing`) driven by REINFORCE (ENAS) and by random search under uniform sampling (the
+baseline of Yu et al. 2020) on held-out search seeds; after each, every cell of the ground truth
+(`python -m benchmarks.ws_ground_truth`) is scored with the final shared weights on the validation
+split, and the Kendall tau between those scores and the cells' stand-alone accuracies is reported,
+with the ground truth's own ceiling (the tau between its two training seeds). The derived cell is
+retrained from scratch (seeds 0, 1): its test accuracy, its rank in the ground-truth sample, and the
+share of parameter-free ops (skip, pool, none) in it. ``--full`` adds a full-training REINFORCE search of
+100 children for the cost and quality comparison.
+
+``lm``: `rnn_cell` (ENAS cell, packaged corpus) with weight sharing; the derived cell retrained with the
+space's budget (seeds 0-2) against LSTM and GRU whose hidden size gives the same parameter count,
+each at its best learning rate of 0.003, 0.01, 0.02 (validation, seed 0).
+
+``micro``: the ENAS micro space with weight sharing on digits, derived and retrained.
+
+python -m benchmarks.weight_sharing ranking [--seeds 1 2 3] [--full]
+python -m benchmarks.weight_sharing lm [--seeds 1]
+python -m benchmarks.weight_sharing micro
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from typing import Any
+
+import torch
+from scipy.stats import kendalltau
+
+from benchmarks.common import print_table, run_search, write_json
+from benchmarks.ws_ground_truth import load_ground_truth
+from l2l.runs.search import SearchConfig
+from l2l.runs.store import Store
+from l2l.runs.weight_sharing import WeightSharingSearch
+from l2l.search_spaces import Context, SearchSpace, Spec, load_space
+
+RETRAIN_SEEDS = (0, 1)
+
+
+def _store() -> Store:
+    return Store(f"sqlite:///{tempfile.mkdtemp(prefix='l2l-ws-')}/ws.db")
+
+
+def ws_search(space: str, options: dict[str, Any], strategy: str, seed: int, ws: dict[str, Any]) -> dict[str, Any]:
+    """Run one weight-sharing search in this process; the search object (weights in memory) and its figures."""
+    store = _store()
+    config = SearchConfig(space=space, space_options=options, strategy=strategy, seed=seed, weight_sharing=ws)
+    search = WeightSharingSearch.start(store, config)
+    started, cpu = time.perf_counter(), time.process_time()
+    run_id = search.run()
+    derived = store.children(run_id, "derived")[0]
+    return {
+        "search": search,
+        "wall_s": time.perf_counter() - started,
+        "cpu_s": time.process_time() - cpu,
+        "derived": derived,
+        "epochs": [e.__dict__ for e in store.epochs(run_id)],
+    }
+
+
+def retrain(space: SearchSpace, spec: Spec, seeds: tuple[int, ...]) -> dict[str, float]:
+    """Train ``spec`` from scratch with the space's budget; mean validation and test figures over ``seeds``."""
+    results = [space.evaluate(spec, Context(seed=s)) for s in seeds]
+    ok = [r for r in results if r.ok]
+    out = {"val": statistics.fmean(r.reward for r in ok) if ok else float("nan")}
+    for key in ("test_acc", "test_bpc"):
+        if ok and key in ok[0].test:
+            out[key] = statistics.fmean(float(r.test[key]) for r in ok)
+    if ok and "params" in ok[0].cost:
+        out["params"] = ok[0].cost["params"]
+    return out
+
+
+def ranking(seeds: list[int], full: bool) -> dict[str, Any]:
+    truth = load_ground_truth()
+    rows = truth["rows"]
+    val = [r["val_acc"] for r in rows]
+    test = [r["test_acc"] for r in rows]
+    ceiling = kendalltau([r["val_accs"][0] for r in rows], [r["val_accs"][1] for r in rows]).statistic
+    sorted_test = sorted(test, reverse=True)
+    out: dict[str, Any] = {"cells": len(rows), "ceiling_tau": ceiling, "runs": []}
+    for label, strategy, sampler in (
+        ("ENAS (reinforce)", "reinforce", "controller"),
+        ("uniform + random", "random", "uniform"),
+    ):
+        for seed in seeds:
+            res = ws_search("nb201_cell", {}, strategy, seed, {"sampler": sampler})
+            search = res["search"]
+            space = search.space
+            scores = []
+            with torch.no_grad():
+                for r in rows:
+                    model = search.weights.model(space.decode(tuple(r["tokens"])))
+                    scores.append(search.network.measure_split(model, search.device)["reward"])
+            derived = res["derived"]
+            spec = space.decode(derived.tokens)
+            again = retrain(space, spec, RETRAIN_SEEDS)
+            better = sum(t > again["test_acc"] for t in sorted_test)
+            run = {
+                "method": label,
+                "seed": seed,
+                "tau_val": kendalltau(scores, val).statistic,
+                "tau_test": kendalltau(scores, test).statistic,
+                "search_cpu_s": res["cpu_s"],
+                "search_wall_s": res["wall_s"],
+                "derived": space.describe(spec),
+                "derived_test_acc": again["test_acc"],
+                "derived_rank": better + 1,
+                "derived_top_pct": 100.0 * (better + 1) / len(rows),
+                "parameter_free": derived.metrics["info"].get("parameter_free"),
+            }
+            out["runs"].append(run)
+            print(run)
+    out["best_of_sample_test_acc"] = sorted_test[0]
+    if full:
+        started, cpu = time.perf_counter(), time.process_time()
+        config = SearchConfig(space="nb201_cell", strategy="reinforce", children=100, seed=seeds[0], executor="local")
+        store, run_id = run_search(config)
+        best = store.top_children(run_id, 1)[0]
+        space_obj = load_space("nb201_cell", {})
+        spec = Spec.from_json(best.spec)
+        again = retrain(space_obj, spec, RETRAIN_SEEDS)
+        out["full_search"] = {
+            "children": 100,
+            "cpu_s": time.process_time() - cpu,
+            "wall_s": time.perf_counter() - started,
+            "best": space_obj.describe(spec),
+            "best_test_acc": again["test_acc"],
+            "best_rank": sum(t > again["test_acc"] for t in sorted_test) + 1,
+        }
+        print(out["full_search"])
+    table = [
+        [
+            r["method"],
+            r["seed"],
+            f"{r['tau_val']:.3f}",
+            f"{r['tau_test']:.3f}",
+            f"{r['derived_test_acc']:.4f}",
+            f"{r['derived_rank']}/{len(rows)}",
+            f"{r['parameter_free']:.2f}",
+            f"{r['search_cpu_s']:.0f}",
+        ]
+        for r in out["runs"]
+    ]
+    header = ["method", "seed", "tau (val)", "tau (test)", "derived test acc", "rank", "param-free", "search CPU s"]
+    print_table(header, table)
+    print(f"ground-truth ceiling tau (seed 0 vs seed 1): {ceiling:.3f}; best of sample test acc {sorted_test[0]:.4f}")
+    return out
+
+
+def _matched_hidden(kind: str, params: float, embed: int, n_vocab: int) -> int:
+    """The hidden size of an ``kind`` language model with the parameter count nearest ``params``."""
+    from l2l.nas.charlm import CharLM, TorchRNN
+
+    def count(h: int) -> int:
+        return sum(p.numel() for p in CharLM(n_vocab, embed, TorchRNN(kind, embed, h)).parameters())
+
+    return min(range(16, 1024), key=lambda h: abs(count(h) - params))
+
+
+def lm(seeds: list[int]) -> dict[str, Any]:
+    from benchmarks.rnn_cell import baseline
+    from l2l.nas.charlm import load_corpus
+
+    space = load_space("rnn_cell", {})
+    ws = {"epochs": 10, "steps": 200, "batch_size": 32, "val_batch": 64, "controller_steps": 10, "derive": 50}
+    out: dict[str, Any] = {"settings": ws, "runs": []}
+    for seed in seeds:
+        res = ws_search("rnn_cell", {}, "reinforce", seed, ws)
+        spec = space.decode(res["derived"].tokens)
+        model = space.build(spec, 0)
+        params = float(sum(p.numel() for p in model.parameters()))
+        cell = [space.evaluate(spec, Context(seed=s)) for s in (0, 1, 2)]
+        out["runs"].append(
+            {
+                "seed": seed,
+                "search_wall_s": res["wall_s"],
+                "derived": space.describe(spec),
+                "params": params,
+                "test_bpc": statistics.fmean(float(r.test["test_bpc"]) for r in cell if r.ok),
+                "val_bpc": statistics.fmean(float(r.info["val_bpc"]) for r in cell if r.ok),
+            }
+        )
+        print(out["runs"][-1])
+    params = out["runs"][0]["params"]
+    corpus = load_corpus()
+    for kind in ("lstm", "gru"):
+        hidden = _matched_hidden(kind, params, space.embed, corpus.n_vocab)
+        matched = load_space("rnn_cell", {"hidden": hidden})
+        lr = min((0.003, 0.01, 0.02), key=lambda lr_: baseline(kind, lr_, 0, matched)[0])
+        runs = [baseline(kind, lr, s, matched) for s in (0, 1, 2)]
+        out[kind] = {
+            "hidden": hidden,
+            "lr": lr,
+            "params": runs[0][2],
+            "val_bpc": statistics.fmean(r[0] for r in runs),
+            "test_bpc": statistics.fmean(r[1] for r in runs),
+        }
+        print(kind, out[kind])
+    table = [
+        [
+            "derived cell (seed %d)" % r["seed"],
+            f"{r['params']:.0f}",
+            f"{r['test_bpc']:.4f}",
+            f"{r['search_wall_s']:.0f}",
+        ]
+        for r in out["runs"]
+    ]
+    table += [
+        [
+            f"{k.upper()} (hidden {out[k]['hidden']}, lr {out[k]['lr']})",
+            f"{out[k]['params']:.0f}",
+            f"{out[k]['test_bpc']:.4f}",
+            "-",
+        ]
+        for k in ("lstm", "gru")
+    ]
+    print_table(["model", "params", "test bpc (3 seeds)", "search wall s"], table)
+    return out
+
+
+def micro() -> dict[str, Any]:
+    options = {"dataset": "digits"}
+    res = ws_search("micro", options, "reinforce", 1, {"epochs": 10})
+    space = load_space("micro", options)
+    spec = space.decode(res["derived"].tokens)
+    again = retrain(space, spec, RETRAIN_SEEDS)
+    out = {"search_wall_s": res["wall_s"], "derived": space.describe(spec), **again}
+    out["parameter_free"] = res["derived"].metrics["info"].get("parameter_free")
+    print(out)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=["ranking", "lm", "micro"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--full", action="store_true", help="also run a full-training REINFORCE search (ranking)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.part == "ranking":
+        payload = ranking(args.seeds, args.full)
+    elif args.part == "lm":
+        payload = lm(args.seeds)
+    else:
+        payload = micro()
+    print(f"wrote {write_json(f'weight_sharing_{args.part}', payload)}")
+
+
+if __name__ == "__main__":
+    main()
