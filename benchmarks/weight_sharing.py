@@ -204,7 +204,7 @@ def lm(seeds: list[int]) -> dict[str, Any]:
         print(kind, out[kind])
     table = [
         [
-            "derived cell (seed %d)" % r["seed"],
+            f"derived cell (seed {r['seed']})",
             f"{r['params']:.0f}",
             f"{r['test_bpc']:.4f}",
             f"{r['search_wall_s']:.0f}",
