@@ -126,8 +126,11 @@ class WeightSharingSearch:
         self.space = load_space(config.space, dict(config.space_options))
         self.network = shared_network_of(self.space)
         settings = dict(config.controller)
-        if config.strategy.startswith(("reinforce", "ppo")):
-            settings.setdefault("unique", False)  # rewards are cheap and noisy: sampling one twice is fine
+        if config.strategy.startswith(("reinforce", "ppo")) and "preset" not in settings:
+            # rewards are cheap and noisy: sampling one twice is fine; they also change as the shared weights
+            # train, so the best early sequences (what the elite term imitates) are no target to lock onto
+            settings.setdefault("unique", False)
+            settings.setdefault("elite_size", 0)
         self.controller: Controller = make_controller(
             config.strategy, self.space.decisions(), config.seed, settings, Constraints.of(self.space)
         )

@@ -4,12 +4,10 @@ validation split, any strategy drives it, and a killed search resumes losing at 
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +19,9 @@ from l2l.runs.search_config import SearchConfig, SearchError
 from l2l.runs.store import Store
 from l2l.runs.weight_sharing import WeightSharingSearch
 from l2l.search_spaces import Decision, SearchSpace, Spec, load_space
-from l2l.search_spaces.api import SpaceError, token_sizes
+from l2l.search_spaces.api import SpaceError
 from l2l.search_spaces.sharing import ClassifierNetwork, SharedNetwork
+from l2l.testing.sharing import check_shared_network
 
 TINY = {
     "nb201_cell": {"channels": 4},
@@ -33,50 +32,15 @@ TINY = {
 WS = {"epochs": 3, "warmup": 1, "steps": 6, "batch_size": 16, "controller_steps": 2, "val_batch": 32, "derive": 4}
 
 
-def _random_specs(space: SearchSpace, n: int, seed: int) -> list[Spec]:
-    rng = random.Random(seed)
-    sizes = token_sizes(space.decisions())
-    return [space.decode([rng.randrange(k) for k in sizes]) for _ in range(n)]
-
-
 def _store(network: SharedNetwork, seed: int = 0) -> SharedWeights:
     return SharedWeights(
         lambda spec: network.build(spec, seed), lambda spec: lambda name, shape: network.key(spec, name, shape)
     )
 
 
-def _loss_and_grads(network: SharedNetwork, model: torch.nn.Module, batch: Sequence[torch.Tensor]) -> Any:
-    model.train()
-    for p in model.parameters():
-        p.grad = None
-    loss = network.loss(model, tuple(batch))
-    loss.backward()
-    return float(loss.detach()), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
-
-
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_a_specs_subgraph_in_the_shared_network_computes_what_its_stand_alone_child_computes(name: str) -> None:
-    space = load_space(name, TINY[name])
-    network = space.shared_network()
-    weights = _store(network)
-    specs = _random_specs(space, 6, seed=1)
-    for spec in specs:  # several architectures train the store, so its weights are not any child's initial ones
-        weights.model(spec)
-    with torch.no_grad():
-        for p in weights.parameters():
-            p.add_(0.01 * torch.randn_like(p))
-    batch = next(network.train_batches(8, torch.Generator().manual_seed(0)))
-    for spec in specs[-2:]:
-        child = network.build(spec, seed=123)  # other initial weights, replaced by the shared ones
-        child.load_state_dict(weights.export(spec))
-        torch.manual_seed(0)
-        shared_loss, shared_grads = _loss_and_grads(network, weights.model(spec), batch)
-        torch.manual_seed(0)
-        child_loss, child_grads = _loss_and_grads(network, child, batch)
-        assert shared_loss == pytest.approx(child_loss, rel=1e-6, abs=1e-7)
-        assert shared_grads.keys() == child_grads.keys()
-        for key, grad in child_grads.items():
-            torch.testing.assert_close(shared_grads[key], grad, rtol=1e-5, atol=1e-6)
+    check_shared_network(load_space(name, TINY[name]), specs=6, seed=1)
 
 
 def test_architectures_share_exactly_the_weights_of_the_ops_they_have_in_common() -> None:

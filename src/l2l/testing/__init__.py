@@ -11,7 +11,9 @@ from contextlib import contextmanager
 import pytest
 
 # failed checks inside the contracts report their values, as asserts in a test file do
-pytest.register_assert_rewrite("l2l.testing.spaces", "l2l.testing.controllers", "l2l.testing.executors")
+pytest.register_assert_rewrite(
+    "l2l.testing.spaces", "l2l.testing.controllers", "l2l.testing.executors", "l2l.testing.sharing"
+)
 
 
 @contextmanager

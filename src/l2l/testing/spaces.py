@@ -210,3 +210,12 @@ class SpaceContract:
         for field in ("status", "reward", "val_acc", "val_loss", "test", "curves"):
             a, b = getattr(here, field), getattr(there, field)
             assert a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)), f"{field}: {a!r} != {b!r}"
+
+    def test_shared_network_computes_what_stand_alone_children_compute(self, space: SearchSpace) -> None:
+        """A space offering weight sharing (`SearchSpace.shared_network`): it covers every decision, and a
+        spec bound to the shared weights computes the stand-alone child's loss and gradients."""
+        if space.shared_network() is None:
+            pytest.skip(f"space {space.name!r} offers no shared network")
+        from l2l.testing.sharing import check_shared_network
+
+        check_shared_network(space)

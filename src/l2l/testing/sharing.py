@@ -1,0 +1,67 @@
+"""The contract of a space's shared network (weight sharing), used by `l2l.testing.spaces.SpaceContract`.
+
+`check_shared_network` asserts what `l2l search --weight-sharing` relies on: the network covers every
+decision, and the network of a spec bound to the shared weights computes exactly what the stand-alone
+child built from the same spec computes with the same weights: the loss, and the gradient of every weight.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from l2l.search_spaces import SearchSpace, Spec
+from l2l.search_spaces.sharing import SharedNetwork, check_coverage
+
+
+def _specs(space: SearchSpace, n: int, seed: int) -> list[Spec]:
+    from l2l.testing.spaces import random_tokens
+
+    rng = random.Random(seed)
+    return [space.decode(random_tokens(space, rng)) for _ in range(n)]
+
+
+def _loss_and_grads(network: SharedNetwork, model: Any, batch: Any) -> tuple[float, dict[str, Any]]:
+    model.train()
+    for p in model.parameters():
+        p.grad = None
+    loss = network.loss(model, batch)
+    loss.backward()
+    return float(loss.detach()), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def check_shared_network(space: SearchSpace, specs: int = 5, seed: int = 0) -> None:
+    """Assert ``space``'s shared network covers its decisions and binds each of ``specs`` random specs to the
+    shared weights so that it computes what its stand-alone child computes with those weights."""
+    import torch
+
+    from l2l.nas.shared import SharedWeights
+
+    network = space.shared_network()
+    assert isinstance(network, SharedNetwork), f"shared_network() returned {type(network).__name__}"
+    check_coverage(space, network)
+    weights = SharedWeights(
+        lambda spec: network.build(spec, 0), lambda spec: lambda name, shape: network.key(spec, name, shape)
+    )
+    drawn = _specs(space, specs, seed)
+    for spec in drawn:  # several architectures fill the store, so its weights are no single child's initial ones
+        weights.model(spec)
+    with torch.no_grad():
+        for p in weights.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    batch = tuple(next(iter(network.train_batches(8, torch.Generator().manual_seed(seed)))))
+    for spec in drawn[-2:]:
+        child = network.build(spec, 123)  # other initial weights, all replaced by the shared ones
+        child.load_state_dict(weights.export(spec))
+        torch.manual_seed(seed)
+        shared_loss, shared_grads = _loss_and_grads(network, weights.model(spec), batch)
+        torch.manual_seed(seed)
+        child_loss, child_grads = _loss_and_grads(network, child, batch)
+        assert abs(shared_loss - child_loss) <= 1e-6 * max(1.0, abs(child_loss)), (
+            f"{space.describe(spec)}: loss {shared_loss} with shared weights, {child_loss} stand-alone"
+        )
+        assert shared_grads.keys() == child_grads.keys(), f"{space.describe(spec)}: different weights get gradients"
+        for key, grad in child_grads.items():
+            torch.testing.assert_close(shared_grads[key], grad, rtol=1e-5, atol=1e-6, msg=f"gradient of {key}")
+    metrics = network.measure(weights.model(drawn[0]), network.val_batch(16, torch.Generator().manual_seed(seed)))
+    assert "reward" in metrics, f"measure() must return a reward, got {metrics!r}"
