@@ -167,7 +167,7 @@ def lm(seeds: list[int]) -> dict[str, Any]:
     from benchmarks.rnn_cell import baseline
     from l2l.nas.charlm import load_corpus
 
-    space = load_space("rnn_cell", {})
+    space: Any = load_space("rnn_cell", {})
     ws = {"epochs": 10, "steps": 200, "batch_size": 32, "val_batch": 64, "controller_steps": 10, "derive": 50}
     out: dict[str, Any] = {"settings": ws, "runs": []}
     for seed in seeds:
