@@ -11,6 +11,7 @@ child of status ``done``, like those of a plain search.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -57,8 +58,13 @@ class ScoredChild:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None  # JSON (and PostgreSQL) hold no NaN
+
+
 def _child_row(run_id: int, c: ScoredChild) -> dict[str, Any]:
     now = utcnow()
+    metrics = {k: _finite(v) for k, v in c.metrics.items()}
     return {
         "run_id": run_id,
         "number": c.number,
@@ -68,9 +74,9 @@ def _child_row(run_id: int, c: ScoredChild) -> dict[str, Any]:
         "status": c.status,
         "reward": c.reward,
         "controller_reward": c.reward,
-        "val_loss": c.metrics.get("val_loss"),
-        "val_acc": c.metrics.get("val_acc"),
-        "metrics": {"test": {}, "cost": {}, "info": {**c.info, "shared": dict(c.metrics)}, "runtime": {}},
+        "val_loss": metrics.get("val_loss"),
+        "val_acc": metrics.get("val_acc"),
+        "metrics": {"test": {}, "cost": {}, "info": {**c.info, "shared": metrics}, "runtime": {}},
         "curves": {},
         "log_prob": c.log_prob,
         "entropy": c.entropy,

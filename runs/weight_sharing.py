@@ -191,7 +191,7 @@ class WeightSharingSearch:
         start, next_child, n_updates = self._restore()
         for epoch in range(start, self.ws.epochs):
             began = time.perf_counter()
-            loss, steps = self._train_shared(uniform=epoch < self.ws.warmup or self.ws.sampler == "uniform")
+            loss, steps, skipped = self._train_shared(uniform=epoch < self.ws.warmup or self.ws.sampler == "uniform")
             children: list[ScoredChild] = []
             updates: list[dict[str, Any]] = []
             if epoch >= self.ws.warmup:
@@ -210,7 +210,7 @@ class WeightSharingSearch:
                 entropy=sum(u["entropy"] for u in updates) / len(updates) if updates else None,
                 updates=len(updates),
                 wall_time=time.perf_counter() - began,
-                extra={"shared_weights": len(self.weights), "uniform": epoch < self.ws.warmup},
+                extra={"shared_weights": len(self.weights), "uniform": epoch < self.ws.warmup, "skipped": skipped},
             )
             self.store.record_epoch(self.run_id, record, updates, children, self._checkpoint(epoch), next_child)
             if self.listener:
@@ -239,11 +239,12 @@ class WeightSharingSearch:
             )
         return torch.optim.Adam(params, lr=lr, weight_decay=self.ws.weight_decay)
 
-    def _train_shared(self, uniform: bool) -> tuple[float, int]:
-        """One epoch of the shared weights; returns the mean training loss and the number of steps."""
-        total, steps = 0.0, 0
+    def _train_shared(self, uniform: bool) -> tuple[float, int, int]:
+        """One epoch of the shared weights: (mean training loss, steps taken, steps skipped). A batch whose
+        loss is not finite (an architecture that diverges) is skipped; an epoch of nothing else fails."""
+        total, steps, skipped = 0.0, 0, 0
         for batch in self.network.train_batches(self.ws.batch_size, self.generator):
-            if self.ws.steps and steps >= self.ws.steps:
+            if self.ws.steps and steps + skipped >= self.ws.steps:
                 break
             tokens = self._uniform(1)[0] if uniform else self.controller.draw(1)[0]
             model = self._bind(self.space.decode(tokens))
@@ -251,24 +252,32 @@ class WeightSharingSearch:
             loss = self.network.loss(model, self._batch(batch))
             value = float(loss.detach())
             if not math.isfinite(value):
-                raise SearchError(f"the shared weights diverged: training loss {value} at step {steps + 1}")
+                skipped += 1
+                continue
             assert self.optimizer is not None
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), self.ws.grad_clip)
             self.optimizer.step()
             total, steps = total + value, steps + 1
-        return (total / steps if steps else math.nan), steps
+        if steps == 0:
+            raise SearchError(f"the shared weights diverged: no finite training loss in {skipped} steps of an epoch")
+        return total / steps, steps, skipped
 
     def _uniform(self, n: int) -> list[tuple[int, ...]]:
         return Controller.draw(self.controller, n)  # the base class's uniform draw, whatever the strategy
 
     def _score(self, proposal: Proposal) -> dict[str, float]:
         model = self._bind(self.space.decode(proposal.tokens))
-        metrics = self.network.measure(model, self._batch(self.network.val_batch(self.ws.val_batch, self.generator)))
-        if not math.isfinite(metrics.get("reward", math.nan)):
-            metrics = {**metrics, "reward": self.space.failure_reward}
-        return metrics
+        return self._checked(
+            self.network.measure(model, self._batch(self.network.val_batch(self.ws.val_batch, self.generator)))
+        )
+
+    def _checked(self, metrics: dict[str, float]) -> dict[str, float]:
+        """An architecture whose metrics are not all finite (it diverges) gets the space's failure reward."""
+        if all(math.isfinite(v) for v in metrics.values()) and "reward" in metrics:
+            return metrics
+        return {**metrics, "reward": self.space.failure_reward, "diverged": 1.0}
 
     def _controller_step(self, next_child: int, n_updates: int, epoch: int) -> tuple[list[ScoredChild], dict[str, Any]]:
         proposals = self.controller.propose(self.config.batch)
@@ -305,7 +314,7 @@ class WeightSharingSearch:
         scored: list[tuple[Proposal, dict[str, float]]] = []
         for p in seen.values():
             model = self._bind(self.space.decode(p.tokens))
-            scored.append((p, self.network.measure_split(model, self.device)))
+            scored.append((p, self._checked(self.network.measure_split(model, self.device))))
         best = max(range(len(scored)), key=lambda i: scored[i][1]["reward"])
         children = []
         for i, (p, m) in enumerate(scored):

@@ -167,7 +167,7 @@ class RNNCellSpace(SearchSpace):
 
     def reward_of(self, bpc: float) -> float:
         """The reward of a validation bits per character (``reward=ppl``: ``reward_c / ppl^2``; ``bpc``: -bpc)."""
-        return self.reward_c / (2.0**bpc) ** 2 if self.reward == "ppl" else -bpc
+        return self.reward_c * 2.0 ** (-2.0 * bpc) if self.reward == "ppl" else -bpc  # no overflow at large bpc
 
     def _shared_key(self, spec: Spec, name: str, shape: tuple[int, ...]) -> str:
         from l2l.nas.shared import shape_key

@@ -237,3 +237,58 @@ def test_a_weight_sharing_search_is_recorded_on_every_store_backend(store: Store
     assert len(store.children(run_id, "derived")) == 1
     store.delete_run(run_id)
     assert store.list_runs() == []
+
+
+class Scale(torch.nn.Module):
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+
+class DivergingSpace(SearchSpace):
+    """A plugin in which one option of one decision makes every output NaN (an architecture that diverges)."""
+
+    name = "diverging"
+
+    def __init__(self, options: str = "ok,nan") -> None:
+        super().__init__(options=options)
+        self.choices = options.split(",")
+
+    def decisions(self) -> list[Decision]:
+        return [Decision.categorical("width", [8, 16]), Decision.categorical("scale", self.choices)]
+
+    def evaluate(self, spec: Spec, ctx: Any) -> Any:
+        raise NotImplementedError
+
+    def shared_network(self) -> SharedNetwork:
+        def build(spec: Spec, seed: int) -> torch.nn.Module:
+            torch.manual_seed(seed)
+            factor = float("nan") if spec["scale"] == "nan" else 1.0
+            width = int(spec["width"])
+            return torch.nn.Sequential(torch.nn.Linear(64, width), Scale(factor), torch.nn.Linear(width, 10))
+
+        return ClassifierNetwork(self, "digits", build, None, covers=["width", "scale"])
+
+
+def test_an_architecture_that_diverges_is_skipped_and_rewarded_as_a_failure_and_the_search_goes_on(
+    store: Store,
+) -> None:
+    config = SearchConfig(space=f"{__file__}:DivergingSpace", strategy="random", batch=4, weight_sharing=WS)
+    run_id = WeightSharingSearch.start(store, config).run()
+    epochs = store.epochs(run_id)
+    assert sum(e.extra["skipped"] for e in epochs) > 0 and all(e.train_steps > 0 for e in epochs)
+    shared = store.children(run_id, "shared")
+    nan = [c for c in shared if Spec.from_json(c.spec)["scale"] == "nan"]
+    assert nan and all(c.reward == 0.0 for c in nan)  # the space's failure reward
+    assert all(c.metrics["info"]["shared"]["diverged"] == 1.0 and c.val_loss is None for c in nan)
+    derived = store.children(run_id, "derived")[0]
+    assert Spec.from_json(derived.spec)["scale"] == "ok"
+    config = SearchConfig(
+        space=f"{__file__}:DivergingSpace", space_options={"options": "nan"}, strategy="random", weight_sharing=WS
+    )
+    with pytest.raises(SearchError, match="the shared weights diverged: no finite training loss in 6 steps"):
+        WeightSharingSearch.start(store, config).run()
+    assert store.get_run(run_id + 1).status == "failed"
