@@ -37,6 +37,7 @@ from l2l.search_spaces.sharing import SharedNetwork, check_coverage
 from l2l.search_spaces.typed import OptionTypeError, coerce_fields
 
 SAMPLERS = ("controller", "uniform")
+BLOWUP = 10.0  # a training loss this many times the epoch's mean so far is a diverging architecture's: skipped
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -241,7 +242,8 @@ class WeightSharingSearch:
 
     def _train_shared(self, uniform: bool) -> tuple[float, int, int]:
         """One epoch of the shared weights: (mean training loss, steps taken, steps skipped). A batch whose
-        loss is not finite (an architecture that diverges) is skipped; an epoch of nothing else fails."""
+        loss is not finite or `BLOWUP` times the epoch's mean so far (an architecture that diverges) is
+        skipped; an epoch of nothing else fails."""
         total, steps, skipped = 0.0, 0, 0
         for batch in self.network.train_batches(self.ws.batch_size, self.generator):
             if self.ws.steps and steps + skipped >= self.ws.steps:
@@ -251,8 +253,8 @@ class WeightSharingSearch:
             model.train()
             loss = self.network.loss(model, self._batch(batch))
             value = float(loss.detach())
-            if not math.isfinite(value):
-                skipped += 1
+            if not math.isfinite(value) or (steps and value > BLOWUP * total / steps):
+                skipped += 1  # an architecture whose loss explodes: its gradient would wreck the shared weights
                 continue
             assert self.optimizer is not None
             self.optimizer.zero_grad(set_to_none=True)
