@@ -134,6 +134,8 @@ class Search:
         if alive is not None:
             raise SearchError(f"run {run_id} is still running: {alive}")
         config = SearchConfig.from_json(run.config)
+        if config.weight_sharing is not None:
+            raise SearchError(f"run {run_id} is a weight-sharing search (l2l.runs.weight_sharing resumes it)")
         requeued = store.requeue_unfinished(run_id, "the driver stopped while this child ran; run again on resume")
         store.set_run_status(run_id, "running")
         search = cls(store, run_id, config, executor, listener)

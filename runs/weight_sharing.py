@@ -166,6 +166,8 @@ class WeightSharingSearch:
         run = store.get_run(run_id)
         if run.status == "done":
             raise SearchError(f"run {run_id} is already done; nothing to resume")
+        if run.config.get("weight_sharing") is None:
+            raise SearchError(f"run {run_id} is not a weight-sharing search")
         alive = live_driver(run)
         if alive is not None:
             raise SearchError(f"run {run_id} is still running: {alive}")
