@@ -106,6 +106,8 @@ class Search:
         cls, store: Store, config: SearchConfig, executor: Executor | None = None, listener: Listener | None = None
     ) -> Search:
         """Build the space and controller (which validates the config), then record a new run."""
+        if config.weight_sharing is not None:
+            raise SearchError("a weight-sharing search runs as l2l.runs.weight_sharing.WeightSharingSearch")
         search = cls(store, 0, config, executor, listener)
         if config.mode == "auto":  # Zoph & Le's batches for one worker; keep many workers busy otherwise
             config = dataclasses.replace(config, mode="async" if search.executor.capacity > 1 else "sync")
