@@ -186,7 +186,7 @@ def _cli(*args: str) -> subprocess.Popen[str]:
 
 
 def test_kill_9_mid_search_then_resume_loses_at_most_the_epoch_and_ends_as_an_unbroken_run(tmp_path: Path) -> None:
-    settings = ["epochs=5", "warmup=1", "steps=30", "batch_size=16", "controller_steps=2", "val_batch=32", "derive=4"]
+    settings = ["epochs=5", "warmup=1", "steps=20", "batch_size=16", "controller_steps=2", "val_batch=32", "derive=4"]
     common = ["--space", "nb201_cell", "-S", "channels=4", "--batch", "2", "--seed", "3", "-q", "--weight-sharing"]
     common += [a for s in settings for a in ("-W", s)]
     killed = tmp_path / "killed.db"
