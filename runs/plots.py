@@ -3,104 +3,178 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from l2l.runs.store import ChildRecord, RunRecord, UpdateRecord
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-def plot_progress(run: RunRecord, children: list[ChildRecord], updates: list[UpdateRecord], out: Path) -> Path:
-    """Reward per child, best so far and batch means on top; controller entropy below."""
+
+class PlotError(ValueError):
+    """A plot that cannot be drawn or written as asked (no data, a file type matplotlib cannot write)."""
+
+
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _plain(ax: Axes) -> None:
+    """Tick labels as plain numbers: never an offset like ``1e-5+1.30763e1`` on a near-constant axis."""
+    for axis in ("x", "y"):
+        if getattr(ax, f"get_{axis}scale")() == "linear":
+            ax.ticklabel_format(axis=axis, useOffset=False, style="plain")
+
+
+def save(fig: Figure, out: Path, dpi: int) -> Path:
+    """Write ``fig`` to ``out`` (its suffix picks the format) and close it."""
+    plt = _pyplot()
+    kind = out.suffix.lstrip(".").lower()
+    known = fig.canvas.get_supported_filetypes()
+    if kind not in known:
+        plt.close(fig)
+        raise PlotError(f"cannot write {str(out)!r}: unknown image type {kind!r}; known: {', '.join(sorted(known))}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    plt.close(fig)
+    return out
+
+
+def update_points(children: list[ChildRecord], updates: list[UpdateRecord]) -> list[tuple[int, list[ChildRecord]]]:
+    """Each controller update's place on the child axis and the children whose rewards it learned from.
+
+    An update sits just after the newest child it learned from, and never before an earlier update: in an
+    asynchronous run children finish (and fail) out of order, so an update may learn from older children
+    than the one before it. Stores written before updates named their children fall back to batches.
+    """
+    by_number = {c.number: c for c in children}
+    points, x = [], 0
+    for u in updates:
+        numbers = [int(n) for n in u.extra.get("children", [])]
+        members = [by_number[n] for n in numbers if n in by_number] or [c for c in children if c.batch == u.batch]
+        x = max([x, *(c.number + 1 for c in members)])
+        points.append((x, members))
+    return points
+
+
+def progress_figure(run: RunRecord, children: list[ChildRecord], updates: list[UpdateRecord]) -> Figure:
+    """Reward per child, best so far and each update's mean reward on top; controller entropy below, at the
+    same x as its update. Rewards are raw; a controller with a reward transform learns from transformed ones."""
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
     fig, (ax, ax_ent) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     done = [c for c in children if c.status == "done" and c.reward is not None]
     rewards = [float(c.reward or 0.0) for c in done]
     failed = [c for c in children if c.status == "failed"]
-    ax.scatter([c.number for c in done], [c.reward for c in done], s=12, alpha=0.6, label="child reward")
+    ax.scatter([c.number for c in done], rewards, s=12, alpha=0.6, label="child reward")
     if failed:
         floor = min(rewards, default=0.0)
         ax.scatter([c.number for c in failed], [floor] * len(failed), marker="x", color="tab:red", label="failed")
     best, xs, ys = float("-inf"), [], []
-    for c in done:
-        if c.reward is not None and c.reward > best:
-            best = c.reward
+    for c in sorted(done, key=lambda c: c.number):
+        best = max(best, float(c.reward or 0.0))
         xs.append(c.number)
         ys.append(best)
     if xs:
         ax.step(xs, ys, where="post", color="black", label="best so far")
-    batches: dict[int, list[float]] = {}
-    for c in done:
-        if c.reward is not None:
-            batches.setdefault(c.batch, []).append(c.reward)
-    if batches:
-        centers = [sum(c.number for c in done if c.batch == b) / len(v) for b, v in sorted(batches.items())]
+    points = update_points(children, updates)
+    means = [
+        (x, sum(r) / len(r))
+        for x, members in points
+        if (r := [float(c.reward) for c in members if c.status == "done" and c.reward is not None])
+    ]
+    if any(len(members) > 1 for _, members in points) and means:
         ax.plot(
-            centers,
-            [sum(v) / len(v) for _, v in sorted(batches.items())],
+            [x for x, _ in means],
+            [m for _, m in means],
             color="tab:orange",
             marker="o",
             ms=3,
-            label="batch mean",
+            label="mean of each update's children",
         )
-    ax.set_ylabel("reward")
+    transform = str((run.config.get("controller") or {}).get("reward_transform", "reward"))
+    ax.set_ylabel("reward" if transform == "reward" else f"reward (raw; the controller learns from {transform})")
     ax.set_title(f"run {run.id}: {run.space} / {run.strategy} (seed {run.seed})")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     if updates:
-        ends = []
-        for u in updates:
-            members = [c.number for c in children if c.batch == u.batch]
-            ends.append(max(members) + 1 if members else u.batch)
-        ax_ent.plot(ends, [u.entropy for u in updates], color="tab:green", marker=".")
+        ax_ent.plot([x for x, _ in points], [u.entropy for u in updates], color="tab:green", marker=".")
     ax_ent.set_ylabel("controller entropy")
-    ax_ent.set_xlabel("child")
+    ax_ent.set_xlabel("child (an update sits after the newest child it learned from)")
     ax_ent.grid(alpha=0.3)
+    ax_ent.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for a in (ax, ax_ent):
+        _plain(a)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return fig
+
+
+def plot_progress(run: RunRecord, children: list[ChildRecord], updates: list[UpdateRecord], out: Path) -> Path:
+    """Write `progress_figure` to ``out``."""
+    return save(progress_figure(run, children, updates), out, dpi=120)
+
+
+BAND_FROM = 20  # sd bands over seeds start here: before, best-so-far values spread over the whole range
+
+
+def benchmark_figure(payload: dict[str, Any]) -> Figure:
+    """Best-so-far curves from a benchmark JSON (benchmarks/nb201.py): every query's mean on the left, and
+    from query 20 on the mean ± sd bands on a scale they fit, on the right (early queries' bands span
+    tens of points and would cover everything)."""
+    plt = _pyplot()
+    curves = payload.get("curves")
+    if not isinstance(curves, dict) or not curves:
+        raise PlotError("the JSON has no 'curves' (write it with python -m benchmarks.nb201)")
+    length = max(len(c["mean"]) for c in curves.values())
+    zoom = length > 2 * BAND_FROM
+    fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(12 if zoom else 8, 5), squeeze=False)
+    whole, bands = axes[0][0], axes[0][-1]
+    start = BAND_FROM if zoom else 1
+    seeds = payload.get("seeds", "?")
+    for n, (strategy, curve) in enumerate(curves.items()):
+        mean, sd = curve["mean"], curve["sd"]
+        colour = f"C{n % 10}"
+        xs = list(range(1, len(mean) + 1))
+        whole.plot(xs, mean, label=strategy, color=colour)
+        if zoom:
+            bands.plot(xs[start - 1 :], mean[start - 1 :], label=strategy, color=colour)
+        lows = [m - s for m, s in zip(mean, sd, strict=True)][start - 1 :]
+        highs = [m + s for m, s in zip(mean, sd, strict=True)][start - 1 :]
+        bands.fill_between(xs[start - 1 :], lows, highs, alpha=0.12, color=colour, lw=0)
+    whole.set_xscale("log")
+    whole.set_xlabel("queries")
+    whole.set_ylabel("test accuracy of the best-reward candidate (%)")
+    whole.set_title(f"mean over {seeds} seeds" if zoom else f"mean ± sd over {seeds} seeds")
+    if zoom:
+        bands.set_xlabel("queries")
+        bands.set_title(f"from query {BAND_FROM}: mean ± sd over {seeds} seeds")
+        tails = [
+            v
+            for c in curves.values()
+            for m, s in list(zip(c["mean"], c["sd"], strict=True))[start - 1 :]
+            for v in (m - s, m + s)
+        ]
+        pad = 0.05 * (max(tails) - min(tails) or 1.0)
+        bands.set_ylim(min(tails) - pad, max(tails) + pad)
+    for a in (whole, bands):
+        a.grid(alpha=0.3)
+        a.legend(loc="lower right")
+        _plain(a)
+    fig.suptitle(f"{payload.get('dataset', '')}: best so far")
+    fig.tight_layout()
+    return fig
 
 
 def plot_benchmark(payload: dict[str, Any], out: Path) -> Path:
-    """Best-so-far curves with mean ± sd bands from a benchmark JSON (benchmarks/nb201.py)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    curves = payload.get("curves")
-    if not isinstance(curves, dict) or not curves:
-        raise ValueError("the JSON has no 'curves' (write it with python -m benchmarks.nb201)")
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for strategy, curve in curves.items():
-        mean, sd = curve["mean"], curve["sd"]
-        xs = list(range(1, len(mean) + 1))
-        ax.plot(xs, mean, label=strategy)
-        ax.fill_between(
-            xs,
-            [m - s for m, s in zip(mean, sd, strict=True)],
-            [m + s for m, s in zip(mean, sd, strict=True)],
-            alpha=0.15,
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("queries")
-    ax.set_ylabel("test accuracy of the best-reward candidate (%)")
-    seeds = payload.get("seeds", "?")
-    ax.set_title(f"{payload.get('dataset', '')}: best so far, mean ± sd over {seeds} seeds")
-    means = [m for c in curves.values() for m in c["mean"][9:]]
-    if means:
-        ax.set_ylim(min(means) - 0.5, max(means) + 0.3)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    """Write `benchmark_figure` to ``out``."""
+    return save(benchmark_figure(payload), out, dpi=120)
 
 
 def pareto_front(points: list[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
@@ -114,11 +188,7 @@ def pareto_front(points: list[tuple[float, float, int]]) -> list[tuple[float, fl
 
 def plot_pareto(run: RunRecord, children: list[ChildRecord], cost: str, out: Path) -> tuple[Path, list[Any]]:
     """Validation accuracy against ``cost`` (log scale) for every finished child, the Pareto front marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     points = []
     for c in children:
         value = (c.metrics.get("cost") or {}).get(cost)
@@ -127,7 +197,7 @@ def plot_pareto(run: RunRecord, children: list[ChildRecord], cost: str, out: Pat
             points.append((float(value), float(acc), c.number))
     if not points:
         reported = sorted({k for c in children for k in (c.metrics.get("cost") or {})})
-        raise ValueError(
+        raise PlotError(
             f"no finished child of run {run.id} reports the cost {cost!r}; reported: {', '.join(reported) or 'none'}"
         )
     front = pareto_front(points)
@@ -143,71 +213,168 @@ def plot_pareto(run: RunRecord, children: list[ChildRecord], cost: str, out: Pat
     ax.set_ylabel("validation accuracy")
     ax.set_title(f"run {run.id} ({run.space}): accuracy against {cost}")
     ax.legend()
+    _plain(ax)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out, front
+    return save(fig, out, dpi=110), front
 
 
-def plot_arch(graph: dict[str, Any], title: str, out: Path) -> Path:
-    """Draw an architecture graph: nodes left to right, each edge an arc labelled with its op."""
-    import matplotlib
+ARCH_DPI, ARCH_MAX_WIDTH = 110, 12.0  # inches: at most 1,320 pixels wide, with text readable at that size
+EDGE_LABEL = "#7a1f1f"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def _components(n_nodes: int, edges: list[tuple[int, int, str]]) -> list[list[int]]:
+    """The graph's weakly connected parts, each a sorted list of nodes (a micro space's normal and reduction cell)."""
+    parent = list(range(n_nodes))
+
+    def root(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for i, j, _ in edges:
+        parent[root(i)] = root(j)
+    joined = {k for i, j, _ in edges for k in (i, j)}
+    for k in range(n_nodes):  # an input no op reads stays beside its neighbour, not on a row of its own
+        if k not in joined and n_nodes > 1:
+            parent[root(k)] = root(k - 1 if k else 1)
+    parts: dict[int, list[int]] = {}
+    for k in range(n_nodes):
+        parts.setdefault(root(k), []).append(k)
+    return sorted(parts.values())
+
+
+def _bends(edges: list[tuple[int, int, str]], place: dict[int, int], step: float) -> list[float]:
+    """Each edge's arc3 ``rad``: neighbours straight, a longer span peaks higher (by about half a node gap per node
+    it jumps), on alternating sides; edges that join the same two nodes (two ops on one input) fan out, one per
+    side and further out, never on top of each other."""
+    seen: dict[tuple[int, int], int] = {}
+    rads, side = [], 1.0
+    for i, j, _ in edges:
+        span = abs(place[j] - place[i])
+        k = seen.get((i, j), 0)
+        seen[(i, j)] = k + 1
+        peak = 0.0 if span == 1 else 0.35 * step * (span - 1) / 2 + 0.4
+        if k or sum(1 for a, b, _ in edges if (a, b) == (i, j)) > 1:
+            peak = max(peak, 0.5) + 0.5 * (k // 2)
+            sign = 1.0 if k % 2 == 0 else -1.0
+        else:
+            sign = side
+            side = -side if peak else side
+        rads.append(sign * 2 * peak / (step * span))  # arc3 peaks at rad * distance / 2
+    return rads
+
+
+def arch_figure(graph: dict[str, Any], title: str) -> Figure:
+    """An architecture graph: each connected part (a cell) on a row of its own, nodes left to right, each edge an
+    arc labelled with its op; labels that would touch are moved apart."""
+    import textwrap
+
     from matplotlib.patches import FancyArrowPatch
 
+    plt = _pyplot()
     nodes = [str(n) for n in graph["nodes"]]
     edges = [(int(i), int(j), str(label)) for i, j, label in graph["edges"]]
     for i, j, _ in edges:
         if not (0 <= i < len(nodes) and 0 <= j < len(nodes)):
-            raise ValueError(f"edge {i} -> {j} refers to a node that does not exist (nodes 0..{len(nodes) - 1})")
-    # the highest arc: rad * dx / 2 for the longest span, so no arc is cut off
-    spans = [abs(j - i) for i, j, _ in edges if abs(j - i) > 1]
-    reach = max([(0.25 + 0.1 * s) * (2.0 * s - 0.9) / 2 for s in spans] + [1.2])
-    # arc3 bends in display units: keep x and y at the same scale so the reach holds in data units
-    width = max(6.0, 1.9 * len(nodes))
-    x_range, y_range = 2.0 * (len(nodes) - 1) + 2.4, 2 * (1.25 * reach + 0.5)
-    fig, ax = plt.subplots(figsize=(width, width * y_range / x_range + 1.0))
-    xs = [2.0 * k for k in range(len(nodes))]
-    for k, label in enumerate(nodes):
-        ax.text(
-            xs[k],
-            0,
-            label,
-            ha="center",
-            va="center",
-            fontsize=8,
-            bbox={"boxstyle": "round,pad=0.4", "fc": "#dde8f5", "ec": "#1f4e79"},
-        )
-    for n, (i, j, label) in enumerate(edges):
-        span = abs(j - i)
-        bend = 0.0 if span == 1 else 0.25 + 0.1 * span
-        rad = bend if n % 2 == 0 else -bend
-        arrow = FancyArrowPatch(
-            (xs[i] + 0.45, 0),
-            (xs[j] - 0.45, 0),
-            connectionstyle=f"arc3,rad={-rad}",
-            arrowstyle="-|>",
-            mutation_scale=10,
-            color="#444444",
-            lw=1.0,
-        )
-        ax.add_patch(arrow)
-        if label:
-            # arc3's curve peaks at half its control point's offset: rad * dx / 2 from the axis
-            y = rad * (xs[j] - xs[i] - 0.9) / 2 + (0.1 if rad >= 0 else -0.1)
-            ax.text((xs[i] + xs[j]) / 2, y, label, ha="center", fontsize=7, color="#7a1f1f")
-    ax.set_xlim(-1.2, xs[-1] + 1.2)
-    ax.set_ylim(-1.25 * reach - 0.5, 1.25 * reach + 0.5)
-    ax.set_aspect("equal")
-    ax.axis("off")
-    import textwrap
-
-    ax.set_title("\n".join(textwrap.wrap(title, 110)), fontsize=8)
+            raise PlotError(f"edge {i} -> {j} refers to a node that does not exist (nodes 0..{len(nodes) - 1})")
+    parts = _components(len(nodes), edges) if nodes else [[]]
+    widest = max(len(p) for p in parts)
+    step = 2.0 + 0.06 * max([len(n) for n in nodes] + [0])  # room for the node boxes' text between nodes
+    rows = []
+    for part in parts:
+        place = {k: n for n, k in enumerate(part)}
+        own = [e for e in edges if e[0] in place]
+        rads = _bends(own, place, step)
+        peaks = [r * step * abs(place[j] - place[i]) / 2 for (i, j, _), r in zip(own, rads, strict=True)]
+        reach = (max([-p for p in peaks] + [0.5]) + 0.7, max([*peaks, 0.5]) + 0.7)  # below and above the nodes
+        rows.append((part, place, own, rads, reach))
+    x_range = step * max(widest - 1, 1) + 2.6
+    width = min(ARCH_MAX_WIDTH, max(6.0, 1.25 * widest))
+    heights = [sum(r[4]) for r in rows]
+    fig, axes = plt.subplots(
+        len(rows),
+        1,
+        figsize=(width, width * sum(heights) / x_range + 0.8),
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )
+    font = 8 if widest <= 10 else 7
+    labels, boxes = [], []
+    for ax, (part, place, own, rads, reach) in zip([a[0] for a in axes], rows, strict=True):
+        xs = {k: step * n for k, n in place.items()}
+        for k in part:
+            boxes.append(
+                ax.text(
+                    xs[k],
+                    0,
+                    nodes[k],
+                    ha="center",
+                    va="center",
+                    fontsize=font,
+                    zorder=3,
+                    bbox={"boxstyle": "round,pad=0.4", "fc": "#dde8f5", "ec": "#1f4e79"},
+                )
+            )
+        for (i, j, label), rad in zip(own, rads, strict=True):
+            ax.add_patch(
+                FancyArrowPatch(
+                    (xs[i], 0),
+                    (xs[j], 0),
+                    connectionstyle=f"arc3,rad={-rad}",
+                    arrowstyle="-|>",
+                    mutation_scale=10,
+                    color="#444444",
+                    lw=1.0,
+                    shrinkA=18,
+                    shrinkB=18,
+                )
+            )
+            if label:
+                # arc3's curve peaks at half its control point's offset: rad * dx / 2 from the axis
+                y = rad * (xs[j] - xs[i]) / 2
+                labels.append(
+                    ax.text(
+                        (xs[i] + xs[j]) / 2,
+                        y,
+                        label,
+                        ha="center",
+                        va="bottom" if rad >= 0 else "top",
+                        fontsize=font - 1,
+                        color=EDGE_LABEL,
+                        zorder=4,
+                        bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8},
+                    )
+                )
+        ax.set_xlim(-1.3, step * (widest - 1) + 1.3)
+        ax.set_ylim(-reach[0], reach[1])
+        ax.set_aspect("equal")
+        ax.axis("off")
+    fig.suptitle("\n".join(textwrap.wrap(title, 150)), fontsize=font)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    _separate(fig, labels, boxes)
+    return fig
+
+
+def _separate(fig: Figure, labels: list[Any], nodes: list[Any]) -> None:
+    """Move edge labels that overlap a node or an earlier label away from the axis until none touch."""
+    fig.canvas.draw()  # places the node boxes
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    placed: list[Any] = [n.get_bbox_patch().get_window_extent(renderer) for n in nodes]
+    for text in labels:
+        for _ in range(40):
+            box = text.get_window_extent(renderer).expanded(1.05, 1.1)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            x, y = text.get_position()
+            up = text.get_va() == "bottom"
+            shift = text.axes.transData.inverted().transform(
+                (0, box.height)
+            ) - text.axes.transData.inverted().transform((0, 0))
+            text.set_position((x, y + (shift[1] if up else -shift[1])))
+        placed.append(text.get_window_extent(renderer))
+
+
+def plot_arch(graph: dict[str, Any], title: str, out: Path) -> Path:
+    """Write `arch_figure` to ``out``."""
+    return save(arch_figure(graph, title), out, dpi=ARCH_DPI)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import bisect
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +22,7 @@ class PrunerError(ValueError):
 
 
 MEDIAN_STARTUP, MEDIAN_WARMUP = 5, 1  # the median pruner's n_startup_trials and n_warmup_steps
+HALVING_FACTOR, HYPERBAND_FACTOR = 4, 3  # Optuna's default reduction factors
 
 
 def _median(values: Sequence[float]) -> float:
@@ -90,13 +92,57 @@ class ThresholdReporter:
         return self.snapshot.prune(self.values)
 
 
+@dataclass(frozen=True)
+class RungSnapshot:
+    """Successive halving's rule for one child as the driver's study had it at a hand-over (Optuna's
+    `SuccessiveHalvingPruner`, alone or as the child's Hyperband bracket), in a size that does not grow with
+    the run: the step of each rung and, per rung, the lowest value promoted (minus infinity where no rival
+    reached that rung yet). `RungSnapshot.prune` gives the verdicts Optuna would."""
+
+    steps: tuple[int, ...]  # rung r is decided at the first report at or after steps[r]; empty: never prune
+    thresholds: tuple[float, ...]  # by rung: promoted when the value is at least this
+
+    def climb(self, values: Mapping[int, float], rung: int) -> tuple[int, list[tuple[int, float]], bool]:
+        """Optuna's `SuccessiveHalvingPruner.prune` from ``rung`` on: (the next rung, the rungs completed now
+        with their values, prune)."""
+        done: list[tuple[int, float]] = []
+        if not values:
+            return rung, done, False
+        step = max(values)
+        value = values[step]
+        while rung < len(self.steps) and step >= self.steps[rung]:
+            if math.isnan(value):
+                return rung, done, True
+            done.append((rung, value))
+            threshold = self.thresholds[rung] if rung < len(self.thresholds) else -math.inf
+            if value < threshold:
+                return rung, done, True
+            rung += 1
+        return rung, done, False
+
+
+class RungReporter:
+    """A child's report callback on a worker of another process for halving and Hyperband: decides from a
+    `RungSnapshot`, so what travels with each child is a few numbers, not the study."""
+
+    def __init__(self, snapshot: RungSnapshot) -> None:
+        self.snapshot = snapshot
+        self.values: dict[int, float] = {}
+        self.rung = 0
+
+    def __call__(self, epoch: int, value: float) -> bool:
+        self.values.setdefault(int(epoch), float(value))  # Optuna keeps the first value of a step
+        self.rung, _, prune = self.snapshot.climb(self.values, self.rung)
+        return prune
+
+
 class _Reporter:
     """Child ``number``'s report callback. In the driver's process it reports to the child's trial;
-    pickled for a worker (the Ray executor) it becomes the `ThresholdReporter` of the median pruner's
-    snapshot at hand-over. Halving and Hyperband have no such summary here: their copy of the study travels."""
+    pickled for a worker (the Ray executor) it becomes a `ThresholdReporter` (median) or a `RungReporter`
+    (halving, Hyperband) of the pruner's state at hand-over: a constant-size value, never the study."""
 
-    def __init__(self, bridge: PrunerBridge, trial: Any, seen: dict[int, float]) -> None:
-        self.bridge, self.trial, self.seen = bridge, trial, seen
+    def __init__(self, bridge: PrunerBridge, number: int, trial: Any, seen: dict[int, float]) -> None:
+        self.bridge, self.number, self.trial, self.seen = bridge, number, trial, seen
 
     def __call__(self, epoch: int, value: float) -> bool:
         self.trial.report(value, epoch)
@@ -106,18 +152,7 @@ class _Reporter:
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         if self.bridge.name == "median":
             return ThresholdReporter, (self.bridge.snapshot(),)
-        return _StudyReporter, (self.trial,)
-
-
-class _StudyReporter:
-    """A report callback holding a copy of the trial and its study (halving, hyperband)."""
-
-    def __init__(self, trial: Any) -> None:
-        self.trial = trial
-
-    def __call__(self, epoch: int, value: float) -> bool:
-        self.trial.report(value, epoch)
-        return bool(self.trial.should_prune())
+        return RungReporter, (self.bridge.rung_snapshot(self.number),)
 
 
 class PrunerBridge:
@@ -129,11 +164,11 @@ class PrunerBridge:
     pruning decisions continue as they would have.
 
     A child on another process (the Ray executor) decides on the history as the driver had it at
-    hand-over: with the median pruner it gets a `MedianSnapshot` (a threshold per epoch, the same
-    verdicts, a few hundred bytes however long the run); with halving and Hyperband, whose verdicts
-    depend on every rival's value at each rung, it still gets a copy of the study, which grows with
-    the run. Its own reports do not come back that way: `finish` reports its curve to the driver's
-    study, so the children handed over later see it.
+    hand-over: with the median pruner a `MedianSnapshot` (a threshold per epoch), with halving and
+    Hyperband a `RungSnapshot` (a threshold per rung of the child's bracket): the same verdicts, a few
+    hundred bytes however long the run. Its own reports do not come back that way: `finish` reports its
+    curve to the driver's study and its rung values to the bridge's tables, so the children handed over
+    later see it.
     """
 
     def __init__(self, name: str) -> None:
@@ -148,12 +183,57 @@ class PrunerBridge:
         self.reported: dict[int, dict[int, float]] = {}  # (epoch: value) each child reported, here or on a worker
         self._finished = 0  # children told as complete
         self._finished_values: list[list[float]] = []  # by epoch: the complete children's values, sorted
+        # halving and Hyperband: the rung values of every child by (bracket, rung), sorted; the largest step
+        # a complete child reported (Optuna sizes its rungs from it once); each child's (bracket, steps)
+        self._rung_values: dict[tuple[int, int], list[float]] = {}
+        self._last_complete_step: int | None = None
+        self._ladder: tuple[int, ...] | None = None  # halving: rung steps; Hyperband: trial budget by bracket
+        self._rules: dict[int, tuple[int, tuple[int, ...]]] = {}
 
     def reporter(self, number: int) -> Callable[[int, float], bool]:
         """A callback for child ``number``: report (epoch, value), get True when the child should stop."""
         trial = self.study.ask()
         self.trials[number] = trial
-        return _Reporter(self, trial, self.reported.setdefault(number, {}))
+        if self.name != "median":
+            self._rules[number] = self._rule(trial.number)
+        return _Reporter(self, number, trial, self.reported.setdefault(number, {}))
+
+    def _rule(self, trial_number: int) -> tuple[int, tuple[int, ...]]:
+        """(bracket, rung steps) of a trial as Optuna decides them now: no steps until a child completed."""
+        if self._ladder is None and self._last_complete_step is not None:
+            if self.name == "halving":  # min_resource "auto": a hundredth of the longest complete curve
+                low = max(self._last_complete_step // 100, 1)
+                self._ladder = tuple(low * HALVING_FACTOR**r for r in range(64))
+            else:  # Hyperband, min_resource 1, max_resource "auto"
+                n = math.floor(math.log(self._last_complete_step + 1, HYPERBAND_FACTOR)) + 1
+                self._ladder = tuple(
+                    math.ceil(n * HYPERBAND_FACTOR ** (n - 1 - b) / (n - b)) for b in range(n)
+                )  # Optuna's trial allocation budget of each bracket
+        if self._ladder is None:
+            return 0, ()
+        if self.name == "halving":
+            return 0, self._ladder
+        left = binascii.crc32(f"{self.study.study_name}_{trial_number}".encode()) % sum(self._ladder)
+        bracket = 0
+        while left >= self._ladder[bracket]:
+            left -= self._ladder[bracket]
+            bracket += 1
+        return bracket, tuple(HYPERBAND_FACTOR ** (bracket + r) for r in range(64))
+
+    def rung_snapshot(self, number: int) -> RungSnapshot:
+        """Child ``number``'s halving rule now: its rung steps and each rung's promotion threshold."""
+        bracket, steps = self._rules.get(number, (0, ()))
+        thresholds = []
+        for rung in range(len(steps)):
+            rivals = self._rung_values.get((bracket, rung))
+            if not rivals:
+                break
+            # promoted when at least the k+1-th largest rival, k = len(competing) // factor - 1 (at least 0)
+            factor = HALVING_FACTOR if self.name == "halving" else HYPERBAND_FACTOR
+            k = max((len(rivals) + 1) // factor - 1, 0)
+            thresholds.append(rivals[len(rivals) - 1 - k])
+        # rungs past the last one any rival reached promote everything: only those before travel
+        return RungSnapshot(steps[: len(thresholds) + 1] if thresholds else steps[:1], tuple(thresholds))
 
     def snapshot(self) -> MedianSnapshot:
         """The median pruner's thresholds now: kept up to date as children finish, O(epochs) to read."""
@@ -169,6 +249,19 @@ class PrunerBridge:
             if not math.isnan(value):
                 bisect.insort(self._finished_values[step], value)
 
+    def _note_rungs(self, number: int, seen: Mapping[int, float], complete: bool) -> None:
+        """The rungs child ``number`` completed (Optuna records a value at a rung whatever the verdict) join
+        its bracket's tables, replayed report by report as its pruner saw them."""
+        bracket, steps = self._rules.pop(number, (0, ()))
+        snapshot, rung, values = RungSnapshot(steps, ()), 0, {}
+        for epoch in sorted(seen):
+            values[epoch] = seen[epoch]
+            rung, done, _ = snapshot.climb(values, rung)
+            for r, value in done:
+                bisect.insort(self._rung_values.setdefault((bracket, r), []), value)
+        if complete and seen:
+            self._last_complete_step = max(self._last_complete_step or 0, max(seen))
+
     def finish(self, number: int, result: Result) -> None:
         """Tell the pruner's study how child ``number`` ended."""
         import optuna
@@ -182,6 +275,8 @@ class PrunerBridge:
             if epoch not in seen and value is not None:  # reported on a worker, not here
                 trial.report(float(value), epoch)
                 seen[epoch] = float(value)
+        if self.name != "median":
+            self._note_rungs(number, seen, complete=result.ok and not pruned)
         if pruned:
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         elif result.ok:

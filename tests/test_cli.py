@@ -228,3 +228,25 @@ def test_search_help_names_every_strategy_and_the_default() -> None:
 
     assert STRATEGY_HELP.startswith(DEFAULT_STRATEGY + " (the default")
     assert all(f" {name}," in STRATEGY_HELP or f" {name};" in STRATEGY_HELP for name in STRATEGIES)
+
+
+@pytest.mark.parametrize(
+    ("executor", "options", "line"),
+    [
+        ("local", {}, "children: 0 done, 0 failed, 1 running, 5 waiting at a worker, 2 queued, of 8"),
+        ("ray", {"max_concurrent": 4}, "children: 0 done, 0 failed, 4 running, 2 waiting at a worker, 2 queued, of 8"),
+        ("ray", {}, "children: 0 done, 0 failed, 6 at workers (running or waiting), 2 queued, of 8"),
+    ],
+)
+def test_runs_show_counts_children_waiting_behind_a_running_one_apart(
+    storage: str, executor: str, options: dict[str, int], line: str
+) -> None:
+    from l2l.runs.store import NewChild, Store
+
+    store = Store(storage)
+    config = {"executor": executor, "executor_options": options}
+    run = store.create_run(space="toy", strategy="random", config=config, seed=0, n_children=8, code_version="x")
+    kids = [NewChild(n, 0, (0,), {}, 0.0, 0.0, 0) for n in range(8)]
+    store.add_children(run, kids[:6], running=True)  # handed to the executor: it runs 1 (local) or 4 at once
+    store.add_children(run, kids[6:])
+    assert line in ok("runs", "show", str(run), "--storage", storage).splitlines()

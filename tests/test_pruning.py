@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from l2l.runs.pruning import PrunerBridge, ThresholdReporter
+from l2l.runs.pruning import PrunerBridge, RungReporter, ThresholdReporter
 from l2l.runs.search import Search, SearchConfig, SearchError
 from l2l.runs.store import Store
 from l2l.search_spaces import Result
@@ -108,3 +108,36 @@ def test_a_worker_gets_a_constant_size_median_snapshot_with_optunas_verdicts() -
         bridge.finish(number, result if ok else Result.failed("boom"))
     assert sum(verdicts) >= 10 and not all(verdicts)
     assert max(sizes) < 600 and max(sizes) - min(sizes) < 100, sizes  # a study grew by ~1 kB a child
+
+
+@pytest.mark.parametrize("pruner", ["halving", "hyperband"])
+def test_a_worker_gets_a_constant_size_rung_snapshot_with_optunas_verdicts(pruner: str) -> None:
+    """Halving and Hyperband ship each child a `RungSnapshot` (a threshold per rung of its bracket), not the
+    study: its size does not grow with the finished children, and it prunes exactly when Optuna's pruner on
+    the driver's study would."""
+    bridge, rng = PrunerBridge(pruner), random.Random(1)
+    sizes, verdicts = [], []
+    for number in range(150):
+        live = bridge.reporter(number)
+        blob = pickle.dumps(live)
+        sizes.append(len(blob))
+        shipped = pickle.loads(blob)
+        assert isinstance(shipped, RungReporter)
+        curve: list[float] = []
+        pruned_at = None
+        for epoch in range(rng.randrange(1, 11)):
+            value = math.nan if rng.random() < 0.03 else round(rng.random(), 2)
+            curve.append(value)
+            verdict = live(epoch, value)
+            assert shipped(epoch, value) == verdict, (number, epoch, curve)
+            verdicts.append(verdict)
+            if verdict:
+                pruned_at = epoch + 1
+                break
+        # a pruned child's curve ends at its last report; a complete one trains a last epoch it does not report
+        info, last = ({"pruned_at": pruned_at}, []) if pruned_at else ({}, [0.5])
+        result = Result(reward=0.5, curves={"val_acc": [*curve, *last]}, info=info)
+        bridge.finish(number, result if rng.random() > 0.1 else Result.failed("boom"))
+    assert sum(verdicts) >= 10 and not all(verdicts)
+    # the whole study pickled grew by about 1 kB a child; a snapshot holds a few rungs whatever the run
+    assert max(sizes) < 400 and max(sizes[50:]) <= max(sizes[:50]) + 20, sizes

@@ -8,6 +8,7 @@ those decisions out, without timing assertions.
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -322,3 +323,20 @@ def test_every_strategy_on_every_executor_in_every_mode_runs_and_resumes(
     updates = store.updates(search.run_id)
     assert [u.policy_version for u in updates] == list(range(1, len(updates) + 1))
     assert sorted(n for u in updates for n in u.extra["children"]) == list(range(6))  # each reward fed once
+
+
+def test_a_search_whose_workers_cannot_start_leaves_no_run_and_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from l2l.runs.cli import main
+
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    argv = ["l2l", "search", "--space", "mlp", "-S", "dataset=nope", "-n", "2", "--quiet", "--storage", db]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        main()  # the workers' data fails to load before any child starts (Ray is the default executor)
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: unknown dataset 'nope'; known: cifar10, digits, mnist1d, synthetic"
+    ]
+    assert Store(db).list_runs() == []  # no "failed 0/2" run left behind

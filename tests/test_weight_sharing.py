@@ -267,7 +267,7 @@ class DivergingSpace(SearchSpace):
         def build(spec: Spec, seed: int) -> torch.nn.Module:
             torch.manual_seed(seed)
             factor = float("nan") if spec["scale"] == "nan" else 1.0
-            width = int(spec["width"])
+            width = int(str(spec["width"]))
             return torch.nn.Sequential(torch.nn.Linear(64, width), Scale(factor), torch.nn.Linear(width, 10))
 
         return ClassifierNetwork(self, "digits", build, None, covers=["width", "scale"])

@@ -23,11 +23,14 @@ def plot_progress_cmd(
 ) -> None:
     """Reward of every child, best so far, batch means and controller entropy."""
     with user_errors():
-        from l2l.runs.plots import plot_progress
+        from l2l.runs.plots import PlotError, plot_progress
 
         store = open_store(storage)
         run = store.get_run(run_id)
-        path = plot_progress(run, store.children(run_id), store.updates(run_id), output)
+        try:
+            path = plot_progress(run, store.children(run_id), store.updates(run_id), output)
+        except PlotError as exc:
+            raise UsageError(str(exc)) from None
         console.print(f"wrote {path}", highlight=False)
 
 
@@ -62,7 +65,7 @@ def plot_arch_cmd(
 ) -> None:
     """Draw the best architecture of a run as a graph (layers or cell nodes, ops, skip connections)."""
     with user_errors():
-        from l2l.runs.plots import plot_arch
+        from l2l.runs.plots import PlotError, plot_arch
         from l2l.search_spaces import Spec
 
         store = open_store(storage)
@@ -74,7 +77,10 @@ def plot_arch_cmd(
         space = space_of(run)
         spec = Spec.from_json(child.spec)
         title = f"run {run_id}, child {child.number}, reward {fmt(child.reward)}: {space.describe(spec)}"
-        path = plot_arch(space.graph(spec), title, output)
+        try:
+            path = plot_arch(space.graph(spec), title, output)
+        except PlotError as exc:
+            raise UsageError(str(exc)) from None
         console.print(f"wrote {path}", highlight=False)
 
 

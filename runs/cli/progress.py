@@ -29,11 +29,14 @@ class SearchProgress:
         self.done, self.failed = counts["done"], counts["failed"]
         top = store.top_children(run_id, 1)
         self.best = top[0].reward if top else None
+        # "best" is a child's reward; "batch" the mean the controller learned from, after its reward transform
+        transform = (store.get_run(run_id).config.get("controller") or {}).get("reward_transform", "reward")
+        batch = "batch" if transform == "reward" else f"batch ({transform})"
         self.progress = Progress(
             TextColumn("[bold]run {task.fields[run]}"),
             BarColumn(bar_width=16),
             MofNCompleteColumn(),
-            TextColumn("failed {task.fields[failed]}  best {task.fields[best]}  batch {task.fields[mean]}"),
+            TextColumn("failed {task.fields[failed]}  best {task.fields[best]}  " + batch + " {task.fields[mean]}"),
             TextColumn("H {task.fields[entropy]}"),
             TimeElapsedColumn(),
             TextColumn("<"),

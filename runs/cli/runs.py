@@ -14,7 +14,7 @@ from l2l.runs.cli.formatting import MetricView, describe, fmt
 from l2l.runs.config import UsageError
 
 if TYPE_CHECKING:
-    from l2l.runs.store import ChildRecord, Store
+    from l2l.runs.store import ChildRecord, RunRecord, Store
     from l2l.search_spaces import Result, SearchSpace
 
 app = typer.Typer(help="Inspect and export recorded runs.", no_args_is_help=True)
@@ -79,6 +79,19 @@ def runs_show(
                 live.update(view(), refresh=True)
 
 
+def in_flight(run: RunRecord, handed: int) -> str:
+    """Children handed to the executor, split into running and waiting where the run's settings say how many
+    run at once: the store marks a child running when the driver hands it over, and an executor keeps more
+    than it runs (the local one runs a batch one child at a time, Ray queues children behind busy workers)."""
+    if run.config.get("executor") == "local":
+        slots: int | None = 1
+    else:
+        slots = (run.config.get("executor_options") or {}).get("max_concurrent")
+    if not isinstance(slots, int):
+        return f"{handed} at workers (running or waiting)"
+    return f"{min(handed, slots)} running, {max(handed - slots, 0)} waiting at a worker"
+
+
 def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
     """The summary of a run, as Rich markup lines (and its ``latest`` finished children)."""
     run = store.get_run(run_id)
@@ -90,7 +103,7 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
         f"space {run.space}, strategy {run.strategy}, seed {run.seed}, code {run.code_version}",
         f"created {run.created_at:%Y-%m-%d %H:%M:%S}, "
         f"finished {f'{run.finished_at:%Y-%m-%d %H:%M:%S}' if run.finished_at else '-'}",
-        f"children: {counts['done']} done, {counts['failed']} failed, {counts['running']} running, "
+        f"children: {counts['done']} done, {counts['failed']} failed, {in_flight(run, counts['running'])}, "
         f"{counts['queued']} queued, of {run.n_children}",
     ]
     if run.error:

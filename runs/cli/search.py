@@ -192,6 +192,10 @@ def search(
         except SearchInterrupted as exc:
             err_console.print(f"[yellow]{exc}[/]", highlight=False)
             raise typer.Exit(130) from None
+        except Exception:
+            if resume is None:
+                discard_unstarted(store, run.run_id)
+            raise
         print_summary(store, run.run_id)
 
 
@@ -207,6 +211,17 @@ def with_weight_sharing(flags: SearchFlags, on: bool, ws_option: list[str] | Non
     if not on:
         return flags
     return dataclasses.replace(flags, given={**flags.given, "weight_sharing": settings})
+
+
+def discard_unstarted(store: Store, run_id: int) -> bool:
+    """Delete a new run that failed before any child finished (a dataset its workers cannot load, a cluster
+    that went away): it holds nothing to resume or read, and would linger in `runs list` as "failed 0/N".
+    Returns whether it was deleted."""
+    counts = store.count_children(run_id)
+    if counts["done"] or counts["failed"] or store.updates(run_id):
+        return False
+    store.delete_run(run_id)
+    return True
 
 
 def open_run(store: Store, flags: SearchFlags, resume: int | None) -> Any:

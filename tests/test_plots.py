@@ -1,0 +1,144 @@
+"""Plots looked at as a reader would: x positions that never go back, plain tick labels, bands that fit, and
+architecture drawings of a readable size whose op labels never sit on top of each other."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from l2l.runs.plots import (
+    PlotError,
+    arch_figure,
+    benchmark_figure,
+    plot_arch,
+    progress_figure,
+    save,
+    update_points,
+)
+from l2l.runs.store import ChildRecord, RunRecord, UpdateRecord
+from l2l.search_spaces import load_space
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def run_record(transform: str = "reward") -> RunRecord:
+    config = {"controller": {"reward_transform": transform}}
+    return RunRecord(1, None, "toy", "reinforce", config, 0, 12, "done", "x", None, NOW, NOW, NOW)
+
+
+def child(number: int, batch: int, reward: float | None, status: str = "done") -> ChildRecord:
+    return ChildRecord(
+        number, batch, (0,), {}, status, reward, reward, None, None, {}, {}, None, None, None,
+        0.0, 2.0, 0, 1, None, NOW, NOW, NOW,
+    )  # fmt: skip
+
+
+def update(batch: int, children: list[int], entropy: float) -> UpdateRecord:
+    return UpdateRecord(batch, batch + 1, 0.0, None, 0.5, entropy, len(children), {"children": children}, NOW)
+
+
+def async_run() -> tuple[list[ChildRecord], list[UpdateRecord]]:
+    """An asynchronous run: children finish out of order, some fail, and an update learns from older children
+    than the one before it (child 7 came back early, 2 and 3 late)."""
+    children = [
+        child(n, n // 4, None if n in (3, 5) else 0.1 * n, "failed" if n in (3, 5) else "done") for n in range(12)
+    ]
+    updates = [update(0, [0, 1, 7, 4], 2.0), update(1, [2, 3, 5, 6], 1.9), update(2, [8, 9, 10, 11], 1.7)]
+    return children, updates
+
+
+def test_entropy_never_goes_back_and_sits_at_its_updates_batch_mean() -> None:
+    children, updates = async_run()
+    assert [x for x, _ in update_points(children, updates)] == [8, 8, 12]
+    fig = progress_figure(run_record(), children, updates)
+    ax, ax_ent = fig.axes
+    (entropy,) = ax_ent.get_lines()
+    xs = np.asarray(entropy.get_xdata(), dtype=float).tolist()
+    assert xs == sorted(xs)
+    (means,) = [line for line in ax.get_lines() if line.get_label() == "mean of each update's children"]
+    assert np.asarray(means.get_xdata(), dtype=float).tolist() == xs  # the same x for an update's mean and its entropy
+    # each mean is of the rewards of the children that update learned from (failed ones have none)
+    assert np.asarray(means.get_ydata(), dtype=float).tolist() == pytest.approx(
+        [(0.0 + 0.1 + 0.7 + 0.4) / 4, (0.2 + 0.6) / 2, 0.95]
+    )
+
+
+def test_a_transformed_reward_is_named_on_the_axis() -> None:
+    children, updates = async_run()
+    ax = progress_figure(run_record("cubed"), children, updates).axes[0]
+    assert ax.get_ylabel() == "reward (raw; the controller learns from cubed)"
+    assert progress_figure(run_record(), children, updates).axes[0].get_ylabel() == "reward"
+
+
+def test_a_near_constant_axis_has_no_offset_label() -> None:
+    children = [child(n, n, 13.0763 + 1e-6 * (n % 7)) for n in range(20)]
+    updates = [update(n, [n], 2.77 + 1e-7 * n) for n in range(20)]
+    fig = progress_figure(run_record(), children, updates)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        assert ax.yaxis.get_offset_text().get_text() == ""
+        assert ax.xaxis.get_offset_text().get_text() == ""
+    # with a batch of 1 an update's mean is its child's reward: no second line on top of the points
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["best so far"]
+
+
+def test_benchmark_bands_start_where_they_fit_the_frame() -> None:
+    n = 200
+    mean = [94.0 - 6.0 / (q + 1) for q in range(n)]
+    sd = [15.0 / (q + 1) + 0.2 for q in range(n)]  # wide at first, as over 100 seeds of NAS-Bench-201
+    fig = benchmark_figure({"dataset": "cifar10", "seeds": 100, "curves": {"a": {"mean": mean, "sd": sd}}})
+    whole, bands = fig.axes
+    assert not whole.collections  # every query's mean, no band
+    (band,) = bands.collections
+    low, high = bands.get_ylim()
+    xy = np.asarray(band.get_paths()[0].vertices, dtype=float)
+    assert xy[:, 0].min() >= 20
+    assert low <= xy[:, 1].min() and xy[:, 1].max() <= high  # no band leaves the frame
+    assert high - low < 5  # a scale on which the later differences show
+
+
+def micro_graph(tokens: tuple[int, ...] | None = None) -> dict[str, Any]:
+    space = load_space("micro")
+    return space.graph(space.decode(tokens or tuple(0 for _ in space.decisions())))
+
+
+PARALLEL = {  # two ops on one input, on neighbouring nodes and on a longer span
+    "nodes": ["in", "a", "b", "c", "out"],
+    "edges": [[0, 1, "conv"], [0, 1, "pool"], [1, 2, "id"], [1, 2, "conv"], [0, 3, "x"], [0, 3, "y"], [3, 4, "cat"]],
+}
+
+
+@pytest.mark.parametrize("graph", [PARALLEL, micro_graph()], ids=["parallel", "micro"])
+def test_arch_is_readable_and_no_two_op_labels_overlap(graph: dict[str, Any], tmp_path: Path) -> None:
+    fig = arch_figure(graph, "a title")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    labels = [t for ax in fig.axes for t in ax.texts if t.get_text() not in graph["nodes"]]
+    assert len(labels) == len(graph["edges"])
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    for (i, a), (j, b) in itertools.combinations(enumerate(boxes), 2):
+        assert not a.overlaps(b), (labels[i].get_text(), labels[j].get_text())
+    assert min(float(t.get_fontsize()) for t in labels) >= 6
+    arcs = [
+        tuple(map(tuple, np.asarray(patch.get_path().vertices, dtype=float).round(1)))
+        for ax in fig.axes
+        for patch in ax.patches
+    ]
+    assert len(arcs) == len(graph["edges"]) == len(set(arcs))  # no two ops drawn on one arc
+    nodes = [t for ax in fig.axes for t in ax.texts if t.get_text() in graph["nodes"]]
+    assert len({round(t.get_position()[1], 3) for t in nodes}) == 1 and len(fig.axes) <= 2  # a row per cell
+    from PIL import Image
+
+    width, height = Image.open(plot_arch(graph, "a title", tmp_path / "arch.png")).size
+    assert 600 <= width <= 1400 and height <= 1600, (width, height)  # a micro cell was 3344 x 1430
+
+
+def test_a_file_type_matplotlib_cannot_write_is_one_error() -> None:
+    children, updates = async_run()
+    with pytest.raises(PlotError, match=r"cannot write 'p.xyz': unknown image type 'xyz'; known: .*png"):
+        save(progress_figure(run_record(), children, updates), Path("p.xyz"), dpi=100)
