@@ -211,6 +211,8 @@ def test_kill_9_mid_search_then_resume_loses_at_most_the_epoch_and_ends_as_an_un
     got = [(c.number, c.status, c.tokens, c.reward) for c in store.children(run.id)]
     want = [(c.number, c.status, c.tokens, c.reward) for c in reference.children(ref_id)]
     assert got == want
+    shown, _ = _cli("runs", "show", str(run.id), "--storage", f"sqlite:///{killed}").communicate(timeout=60)
+    assert "weight sharing: 5 of 5 epochs, 16 architectures scored" in " ".join(shown.split()), shown
     losses = [e.train_loss for e in reference.epochs(ref_id)]
     assert [e.train_loss for e in store.epochs(run.id)] == pytest.approx(losses)
 

@@ -92,6 +92,21 @@ def in_flight(run: RunRecord, handed: int) -> str:
     return f"{min(handed, slots)} running, {max(handed - slots, 0)} waiting at a worker"
 
 
+def sharing_line(store: Store, run: RunRecord, counts: dict[str, int]) -> str:
+    """What a weight-sharing run has done: epochs, architectures scored with shared weights, the derived one."""
+    epochs = store.epochs(run.id)
+    total = (run.config.get("weight_sharing") or {}).get("epochs", 10)
+    line = f"weight sharing: {len(epochs)} of {total} epochs, {counts.get('shared', 0)} architectures scored"
+    if epochs:
+        line += f", shared loss {epochs[-1].train_loss:.3f}"
+    derived = store.children(run.id, "derived")
+    if derived:
+        line += f"; derived child {derived[0].number} (reward {fmt(derived[0].reward)} with shared weights)"
+        if counts["done"]:
+            line += f", retrained {counts['done']} time(s)"
+    return line
+
+
 def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
     """The summary of a run, as Rich markup lines (and its ``latest`` finished children)."""
     run = store.get_run(run_id)
@@ -106,6 +121,8 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
         f"children: {counts['done']} done, {counts['failed']} failed, {in_flight(run, counts['running'])}, "
         f"{counts['queued']} queued, of {run.n_children}",
     ]
+    if run.config.get("weight_sharing") is not None:
+        lines[-1] = sharing_line(store, run, counts)
     if run.error:
         lines.append(f"[red]error:[/] {run.error}")
     if top:
