@@ -6,6 +6,7 @@ drawn uniformly among the 6,466 distinct topologies (NAS-Bench-201's canonical c
 network. Written to ``benchmarks/results/nb201_cell_ground_truth.json``; reproducible from the arguments.
 
 python -m benchmarks.ws_ground_truth [--cells 120] [--seeds 2] [--draw-seed 7]
+python -m benchmarks.ws_ground_truth --extend 3     # three more training seeds for every cell
 """
 
 from __future__ import annotations
@@ -37,33 +38,53 @@ def load_ground_truth() -> dict[str, Any]:
     return dict(json.loads(path.read_text()))
 
 
+def train(space: Any, tokens: tuple[int, ...], seeds: range) -> tuple[list[float], list[float], float]:
+    """Validation and test accuracies of one cell trained stand-alone under each of ``seeds``, and the time."""
+    spec = space.decode(tokens)
+    vals, tests, started = [], [], time.perf_counter()
+    for seed in seeds:
+        result = space.evaluate(spec, Context(seed=seed))
+        vals.append(result.val_acc if result.ok and result.val_acc is not None else 0.0)
+        tests.append(float(result.test.get("test_acc", 0.0)) if result.ok else 0.0)
+    return vals, tests, time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cells", type=int, default=120)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--draw-seed", type=int, default=7)
+    parser.add_argument("--extend", type=int, default=0, help="add this many seeds to the written ground truth")
     args = parser.parse_args()
     space = load_space("nb201_cell", {})
+    if args.extend:
+        payload = load_ground_truth()
+        first = payload["seeds"]
+        started = time.perf_counter()
+        for i, row in enumerate(payload["rows"]):
+            vals, tests, seconds = train(space, tuple(row["tokens"]), range(first, first + args.extend))
+            row["val_accs"] += vals
+            row["test_accs"] += tests
+            row["val_acc"], row["test_acc"] = statistics.fmean(row["val_accs"]), statistics.fmean(row["test_accs"])
+            row["train_s"] += seconds
+            print(f"{i + 1}/{len(payload['rows'])} val {row['val_acc']:.4f} test {row['test_acc']:.4f} {row['arch']}")
+        payload["seeds"] = first + args.extend
+        payload["cpu_seconds"] += time.perf_counter() - started
+        print(f"wrote {write_json(NAME, payload)}")
+        return
     rows = []
     started = time.perf_counter()
     for i, tokens in enumerate(draw_cells(args.cells, args.draw_seed)):
-        spec = space.decode(tokens)
-        vals, tests, times = [], [], []
-        for seed in range(args.seeds):
-            t = time.perf_counter()
-            result = space.evaluate(spec, Context(seed=seed))
-            times.append(time.perf_counter() - t)
-            vals.append(result.val_acc if result.ok and result.val_acc is not None else 0.0)
-            tests.append(float(result.test.get("test_acc", 0.0)) if result.ok else 0.0)
+        vals, tests, seconds = train(space, tokens, range(args.seeds))
         rows.append(
             {
                 "tokens": list(tokens),
-                "arch": space.describe(spec),
+                "arch": space.describe(space.decode(tokens)),
                 "val_acc": statistics.fmean(vals),
                 "test_acc": statistics.fmean(tests),
                 "val_accs": vals,
                 "test_accs": tests,
-                "train_s": sum(times),
+                "train_s": seconds,
             }
         )
         print(f"{i + 1}/{args.cells} val {rows[-1]['val_acc']:.4f} test {rows[-1]['test_acc']:.4f} {rows[-1]['arch']}")
