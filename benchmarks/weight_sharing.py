@@ -16,7 +16,8 @@ each at its best learning rate of 0.003, 0.01, 0.02 (validation, seed 0).
 
 ``micro``: the ENAS micro space with weight sharing on digits, derived and retrained.
 
-python -m benchmarks.weight_sharing ranking [--seeds 1 2 3] [--full]
+python -m benchmarks.weight_sharing ranking [--seeds 1 2 3] [--full] [--tag _heldout]
+python -m benchmarks.weight_sharing report [--tag _heldout]     # taus again, against a ground truth with more seeds
 python -m benchmarks.weight_sharing lm [--seeds 1]
 python -m benchmarks.weight_sharing micro
 """
@@ -41,6 +42,13 @@ from l2l.runs.weight_sharing import WeightSharingSearch
 from l2l.search_spaces import Context, SearchSpace, Spec, load_space
 
 RETRAIN_SEEDS = (0, 1)
+# (label, strategy, what trains the shared weights): ENAS proper, REINFORCE on uniformly trained weights (the
+# default of `l2l search --weight-sharing`), and random search on them (Yu et al.'s baseline)
+METHODS = (
+    ("ENAS: controller-trained weights", "reinforce", "controller"),
+    ("REINFORCE, uniform-trained weights", "reinforce", "uniform"),
+    ("random, uniform-trained weights", "random", "uniform"),
+)
 
 
 def _store() -> Store:
@@ -122,10 +130,7 @@ def ranking(seeds: list[int], full: bool) -> dict[str, Any]:
     ceiling = split_half_tau(rows)
     sorted_test = sorted(test, reverse=True)
     out: dict[str, Any] = {"cells": len(rows), "ceiling_tau": ceiling, "runs": []}
-    for label, strategy, sampler in (
-        ("ENAS (reinforce)", "reinforce", "controller"),
-        ("uniform + random", "random", "uniform"),
-    ):
+    for label, strategy, sampler in METHODS:
         for seed in seeds:
             res = ws_search("nb201_cell", {}, strategy, seed, {"sampler": sampler})
             search = res["search"]
@@ -280,10 +285,11 @@ def main() -> None:
     parser.add_argument("part", choices=["ranking", "lm", "micro", "report"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--full", action="store_true", help="also run a full-training REINFORCE search (ranking)")
+    parser.add_argument("--tag", default="", help="suffix of the result file (ranking, report)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.part == "report":  # taus of the written ranking against the current ground truth
-        report(str(RESULTS / "weight_sharing_ranking.json"))
+        report(str(RESULTS / f"weight_sharing_ranking{args.tag}.json"))
         return
     if args.part == "ranking":
         payload = ranking(args.seeds, args.full)
@@ -291,7 +297,7 @@ def main() -> None:
         payload = lm(args.seeds)
     else:
         payload = micro()
-    print(f"wrote {write_json(f'weight_sharing_{args.part}', payload)}")
+    print(f"wrote {write_json(f'weight_sharing_{args.part}{args.tag}', payload)}")
 
 
 if __name__ == "__main__":

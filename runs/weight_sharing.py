@@ -1,8 +1,10 @@
 """The weight-sharing search (ENAS, Pham et al. 2018): one set of weights trained alongside the controller.
 
 Each epoch alternates two phases. The shared weights train on the training split, each batch through
-an architecture drawn from the controller's distribution (`Controller.draw`; uniformly during the
-``warmup`` epochs, or throughout with ``sampler=uniform``). Then the controller takes
+an architecture drawn uniformly (the default: weights trained through the controller's own choices
+collapse to parameter-free cells, as measured in benchmarks/README.md) or, with ``sampler=controller``
+(ENAS proper), from the controller's distribution (`Controller.draw`) after ``warmup`` uniform epochs.
+Then the controller takes
 ``controller_steps`` updates, each on ``batch`` architectures it proposes, rewarded by their metric with
 the shared weights on one validation batch (batch norms use that batch's statistics: one recomputed
 per architecture). At the end ``derive`` architectures are sampled, each scored on the whole
@@ -57,7 +59,10 @@ class SharingConfig:
     controller_steps: int = 10  # controller updates per epoch, each on the run's --batch architectures
     val_batch: int = 256  # validation examples (or windows) behind one reward
     derive: int = 100  # architectures sampled at the end, each scored on the whole validation split
-    sampler: str = "controller"  # what draws the architectures the shared weights train through
+    # what draws the architectures the shared weights train through: uniform by default, since weights trained
+    # through the controller's own choices collapse to parameter-free cells (benchmarks/README.md); controller
+    # is ENAS proper
+    sampler: str = "uniform"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "val_batch", "derive"):

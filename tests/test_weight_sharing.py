@@ -118,7 +118,7 @@ def _search(tmp_path: Path, strategy: str, seed: int = 0, **ws: Any) -> tuple[St
 
 @pytest.mark.parametrize("strategy", ["reinforce", "random", "evolution", "tpe", "reinforce+screen"])
 def test_every_strategy_drives_a_weight_sharing_search_and_the_store_records_it(tmp_path: Path, strategy: str) -> None:
-    store, run_id = _search(tmp_path, strategy)
+    store, run_id = _search(tmp_path, strategy, sampler="controller")  # it also draws the training architectures
     epochs = store.epochs(run_id)
     assert [e.epoch for e in epochs] == [0, 1, 2]
     assert epochs[0].updates == 0 and epochs[0].mean_reward is None  # the warm-up epoch: uniform, controller idle
