@@ -25,6 +25,7 @@ python -m benchmarks.weight_sharing micro
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -95,8 +96,6 @@ def split_half_tau(rows: list[dict[str, Any]]) -> float:
 
 def report(path: str) -> None:
     """Recompute the taus of a written ranking result against the current ground truth (more seeds)."""
-    import json
-
     rows = load_ground_truth()["rows"]
     data = json.loads(Path(path).read_text())
     val, test = [r["val_acc"] for r in rows], [r["test_acc"] for r in rows]
@@ -207,12 +206,12 @@ def _matched_hidden(kind: str, params: float, embed: int, n_vocab: int) -> int:
     return min(range(16, 1024), key=lambda h: abs(count(h) - params))
 
 
-def lm(seeds: list[int]) -> dict[str, Any]:
+def lm(seeds: list[int], reuse: bool) -> dict[str, Any]:
     from benchmarks.rnn_cell import baseline
     from l2l.nas.charlm import load_corpus
 
     space: Any = load_space("rnn_cell", {})
-    ws = {"epochs": 10, "steps": 200, "batch_size": 32, "val_batch": 64, "controller_steps": 10, "derive": 50}
+    ws = {"steps": 200, "batch_size": 32, "val_batch": 64, "derive": 50}
     out: dict[str, Any] = {"settings": ws, "runs": []}
     for seed in seeds:
         res = ws_search("rnn_cell", {}, "reinforce", seed, ws)
@@ -233,7 +232,12 @@ def lm(seeds: list[int]) -> dict[str, Any]:
         print(out["runs"][-1])
     params = out["runs"][0]["params"]
     corpus = load_corpus()
+    earlier = RESULTS / "weight_sharing_lm.json"
+    kept = json.loads(earlier.read_text()) if reuse and earlier.exists() else {}
     for kind in ("lstm", "gru"):
+        if kept.get(kind) and abs(kept[kind]["params"] - params) < 0.01 * params:  # matched to the same count
+            out[kind] = kept[kind]
+            continue
         hidden = _matched_hidden(kind, params, space.embed, corpus.n_vocab)
         matched = load_space("rnn_cell", {"hidden": hidden})
         lr = min((0.003, 0.01, 0.02), key=lambda lr_: baseline(kind, lr_, 0, matched)[0])
@@ -286,6 +290,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--full", action="store_true", help="also run a full-training REINFORCE search (ranking)")
     parser.add_argument("--tag", default="", help="suffix of the result file (ranking, report)")
+    parser.add_argument(
+        "--reuse-baselines", action="store_true", help="lm: keep the LSTM and GRU of the last result when matched"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.part == "report":  # taus of the written ranking against the current ground truth
@@ -294,7 +301,7 @@ def main() -> None:
     if args.part == "ranking":
         payload = ranking(args.seeds, args.full)
     elif args.part == "lm":
-        payload = lm(args.seeds)
+        payload = lm(args.seeds, args.reuse_baselines)
     else:
         payload = micro()
     print(f"wrote {write_json(f'weight_sharing_{args.part}{args.tag}', payload)}")
