@@ -41,7 +41,15 @@ class BatchEvent:
     total: int
 
 
-Listener = Callable[[ChildEvent | BatchEvent], None]
+@dataclass(frozen=True)
+class NoticeEvent:
+    """Told to the progress display the first time a run's children report something the user should know
+    (a GPU reserved and not used, say): once per run, not once per child."""
+
+    text: str
+
+
+Listener = Callable[[ChildEvent | BatchEvent | NoticeEvent], None]
 
 
 def child_seed(run_seed: int, number: int) -> int:
@@ -99,6 +107,7 @@ class Search:
         self.requeued = 0
         self.pruner = PrunerBridge(config.pruner) if config.pruner else None
         self._proposals: dict[int, Proposal] = {}
+        self.notices: list[str] = []  # what the children reported to the user, each once
         self._fresh = False  # a run just created: the store holds nothing of it to read back
 
     @classmethod
@@ -319,6 +328,11 @@ class Search:
             [(task.number, result.to_json(), r) for (task, result), r in zip(finished, rewards, strict=True)],
         )
         for (task, result), controller_reward in zip(finished, rewards, strict=True):
+            notice = result.runtime.get("notice")
+            if isinstance(notice, str) and notice not in self.notices:
+                self.notices.append(notice)
+                if self.listener:
+                    self.listener(NoticeEvent(notice))
             if self.pruner is not None:
                 self.pruner.finish(task.number, result)
             if self.listener:
