@@ -63,7 +63,7 @@ def test_a_failing_process_fails_the_child_with_the_reason(space_ref: str, choic
         (4, 2, "gloo", ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]),
     ],
 )
-def test_ranks_train_on_the_gpus_reserved_for_the_child(world: int, gpus: int, backend: str, devices: list[str]) -> None:
+def test_ranks_use_the_gpus_reserved_for_the_child(world: int, gpus: int, backend: str, devices: list[str]) -> None:
     assert rank_devices(world, gpus) == (backend, devices)
 
 
