@@ -12,6 +12,7 @@ import threading
 from typing import Any
 
 from l2l.runs.executors import ChildTask, ExecutorError, run_child
+from l2l.runs.ray_cluster import strip_secrets
 from l2l.search_spaces.api import Result, SearchSpace
 
 
@@ -62,6 +63,7 @@ class SlotActor:
     """
 
     def __init__(self) -> None:
+        strip_secrets()  # a node started in a shell holding the store's URL passes it on: children never see it
         self._spaces: dict[str, SearchSpace] = {}  # by the hex id of the space's object ref
         self._loading = threading.Lock()
         self._turn = threading.Condition()
