@@ -275,7 +275,15 @@ class Scheduler:
             return None
         self._orphan_twin(call)
         self.suspects.discard(call.number)
-        return call.job.task, result
+        return self._counted(call.job.task, result)
+
+    def _counted(self, task: ChildTask, result: Result, runs: int = 1) -> Outcome:
+        """``task`` with ``result``, which says in ``runtime.retries`` how often worker deaths made the child run
+        again before the ``runs`` run(s) that ended it (the store counts them as attempts)."""
+        retries = self.deaths.get(task.number, 0) + runs - 1
+        if retries:
+            result = replace(result, runtime={**result.runtime, "retries": retries})
+        return task, result
 
     def _orphan_twin(self, call: Call) -> None:
         """``call`` returned: its backup (or original) still runs or waits on its slot, and is ignored."""
@@ -306,7 +314,7 @@ class Scheduler:
                 break
             if not calls[0].orphan:
                 self._orphan_twin(calls[0])
-                self.harvested.append((calls[0].job.task, result))
+                self.harvested.append(self._counted(calls[0].job.task, result))
             calls.pop(0)
         # copies of children whose other copy lives on another slot are not run again
         for c in calls:
@@ -327,9 +335,8 @@ class Scheduler:
         if len(calls) > 1 or deaths <= self.max_retries:
             self._requeue(calls)
             return None
-        return running.job.task, Result.failed(
-            f"the worker running child {running.number} died {deaths} time(s): {reason}"
-        )
+        failed = Result.failed(f"the worker running child {running.number} died {deaths} time(s): {reason}")
+        return self._counted(running.job.task, failed, runs=0)
 
     def expire(self) -> Outcome | None:
         """A child running past ``child_timeout``, failed; its worker is killed (the only way to stop it)
@@ -349,7 +356,7 @@ class Scheduler:
                 failed = Result.failed(
                     f"child {running.number} ran past --child-timeout {self.child_timeout:g}s and was cancelled"
                 )
-                return running.job.task, replace(failed, runtime={"wall_time": now - running.started})
+                return self._counted(running.job.task, replace(failed, runtime={"wall_time": now - running.started}))
         return None
 
     def cancel_all(self, kill: bool = True) -> list[ChildTask]:

@@ -172,7 +172,9 @@ def test_a_suspect_runs_as_soon_as_a_busy_slot_is_emptied_for_it_while_the_other
     assert placed(s)[1] == [4]  # in a busy run an empty slot never comes on its own: nothing joins 4
     assert finish(s, 4) is not None
     assert placed(s)[1] == [3] and [j.task.number for j in s.queue] == [7, 8]  # the suspect runs, alone, at once
-    assert finish(s, 3) is not None and s.suspects == set() and s.reserved == {}
+    done = finish(s, 3)
+    assert done is not None and done[1].runtime["retries"] == 1  # its second run: counted as an attempt
+    assert s.suspects == set() and s.reserved == {}
     assert placed(s)[1] == [7, 8]
 
 
@@ -187,6 +189,7 @@ def test_a_child_that_kills_its_worker_alone_runs_again_up_to_max_retries_then_f
     done = s.died(1, "WorkerCrashedError: boom")
     assert done is not None and done[0] == task(0) and done[1].status == "failed"
     assert done[1].error == "the worker running child 0 died 2 time(s): WorkerCrashedError: boom"
+    assert done[1].runtime["retries"] == 1  # two runs: the store records 2 attempts
     assert workers.killed == [0, 1] and s.pending == 0
 
 
