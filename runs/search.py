@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from l2l.controllers import Controller, Ledger, Proposal, UpdateStats, make_controller
 from l2l.runs.driver import Heartbeat, live_driver
@@ -105,6 +107,7 @@ class Search:
         self.listener = listener
         self.worst_reward: float | None = None
         self.requeued = 0
+        self.moved: Mapping[str, Any] | None = None  # how `resume` moved the run (``at``, ``from``, ``to``)
         self.pruner = PrunerBridge(config.pruner) if config.pruner else None
         self._proposals: dict[int, Proposal] = {}
         self.notices: list[str] = []  # what the children reported to the user, each once
@@ -133,9 +136,16 @@ class Search:
 
     @classmethod
     def resume(
-        cls, store: Store, run_id: int, executor: Executor | None = None, listener: Listener | None = None
+        cls,
+        store: Store,
+        run_id: int,
+        executor: Executor | None = None,
+        listener: Listener | None = None,
+        moves: Mapping[str, Any] | None = None,
     ) -> Search:
-        """Continue run ``run_id`` from its last checkpoint; children already finished are not run again."""
+        """Continue run ``run_id`` from its last checkpoint; children already finished are not run again.
+        ``moves`` (executor options of `l2l.runs.config.MOVABLE`: another cluster, more or fewer children at
+        once, another timeout) change where it runs, not what it is; the run records each move."""
         run = store.get_run(run_id)
         if run.status == "done":
             raise SearchError(f"run {run_id} is already done ({run.n_children} children); nothing to resume")
@@ -143,10 +153,20 @@ class Search:
         if alive is not None:
             raise SearchError(f"run {run_id} is still running: {alive}")
         config = SearchConfig.from_json(run.config)
-        requeued = store.requeue_unfinished(run_id, "the driver stopped while this child ran; run again on resume")
+        moved = {k: v for k, v in (moves or {}).items() if config.executor_options.get(k) != v}
+        if moved:
+            old = {k: config.executor_options.get(k) for k in moved}
+            move = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "from": old, "to": moved}
+            options = {**config.executor_options, **moved}
+            config = dataclasses.replace(config, executor_options=options, moves=(*config.moves, move))
+        search = cls(store, run_id, config, executor, listener)  # joins the new cluster: refused before recording
+        if moved:
+            store.set_run_config(run_id, config.to_json())
+            search.moved = config.moves[-1]
+        search.requeued = store.requeue_unfinished(
+            run_id, "the driver stopped while this child ran; run again on resume"
+        )
         store.set_run_status(run_id, "running")
-        search = cls(store, run_id, config, executor, listener)
-        search.requeued = requeued
         return search
 
     def run(self) -> int:

@@ -99,6 +99,11 @@ class Store(SharingStore, Database):
         with self.session_scope("set run status") as s:
             s.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
 
+    def set_run_config(self, run_id: int, config: dict[str, Any]) -> None:
+        """Replace the stored settings of a run (a resume that moved it to another cluster records so)."""
+        with self.session_scope("set run config") as s:
+            s.execute(update(RunRow).where(RunRow.id == run_id).values(config=config, updated_at=utcnow()))
+
     def claim_run(self, run_id: int, driver: str) -> None:
         """Record that process ``driver`` (host:pid) runs ``run_id`` now."""
         with self.session_scope("claim run") as s:

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from l2l.runs.cli import app
 from l2l.runs.driver import Heartbeat, run_state, this_driver
+from l2l.runs.executors import LocalExecutor
 from l2l.runs.models import RunRow
 from l2l.runs.search import Search, SearchConfig, SearchError
 from l2l.runs.store import Store
@@ -54,3 +55,26 @@ def test_a_run_whose_driver_is_gone_is_stale_with_how_to_resume_it(tmp_path: Pat
     assert run_state(store.get_run(run), now) == "interrupted"
     shown = CliRunner().invoke(app, ["runs", "show", str(run), "--storage", store.url])
     assert "status: interrupted" in shown.output
+
+
+def test_resume_may_move_a_run_and_records_each_move(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    config = SearchConfig(
+        space="toy", strategy="random", children=4, batch=2, executor="ray", executor_options={"max_concurrent": 2}
+    )
+    run = Search.start(store, config, executor=LocalExecutor()).run_id
+    store.set_run_status(run, "interrupted")
+    moves = {"address": "10.0.0.7:6379", "max_concurrent": 8, "child_timeout": 60.0}
+    search = Search.resume(store, run, executor=LocalExecutor(), moves=moves)
+    assert search.moved is not None and search.moved["to"] == moves
+    assert search.moved["from"] == {"address": None, "max_concurrent": 2, "child_timeout": None}
+    stored = SearchConfig.from_json(store.get_run(run).config)
+    assert dict(stored.executor_options) == moves  # a later resume without flags keeps running there
+    assert len(stored.moves) == 1 and stored.moves[0]["to"] == moves
+    store.set_run_status(run, "interrupted")
+    again = Search.resume(store, run, executor=LocalExecutor(), moves={"address": "10.0.0.7:6379"})
+    assert again.moved is None and len(SearchConfig.from_json(store.get_run(run).config).moves) == 1
+    refused = CliRunner().invoke(
+        app, ["search", "--resume", str(run), "--cpus-per-child", "2", "--storage", store.url], env={"COLUMNS": "300"}
+    )
+    assert refused.exit_code == 1 and "drop --cpus-per-child (where it runs may change: --address" in refused.output

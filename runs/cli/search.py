@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from l2l.runs.cli.common import (
     SpaceOptionOpt,
@@ -181,6 +182,13 @@ def search(
             + (f" (resumed, {run.requeued} children re-queued)" if resume is not None else ""),
             highlight=False,
         )
+        move = getattr(run, "moved", None)
+        if move:
+            changes = ", ".join(f"{k} {move['from'][k]} -> {v}" for k, v in move["to"].items())
+            console.print(f"run {run.run_id} moved: {changes} (recorded with the run)", highlight=False)
+        where = getattr(run, "executor", None) and getattr(run.executor, "where", None)
+        if where:
+            console.print(escape(where), highlight=False)
         if cfg.weight_sharing is not None:
             run_weight_sharing(store, run, quiet)
             return
@@ -222,10 +230,15 @@ def open_run(store: Store, flags: SearchFlags, resume: int | None) -> Any:
         return Search.start(store, config)
     extra = flags.resume_conflicts()
     if extra:
-        raise UsageError(f"--resume continues run {resume} with its stored settings; drop --{', --'.join(extra)}")
+        raise UsageError(
+            f"--resume continues run {resume} with its stored settings; drop --{', --'.join(extra)} (where it runs "
+            "may change: --address, --max-concurrent, --child-timeout)"
+        )
     if store.get_run(resume).config.get("weight_sharing") is not None:
+        if flags.moves():
+            raise UsageError(f"run {resume} is a weight-sharing search: it runs in this process, not on Ray")
         return WeightSharingSearch.resume(store, resume)
-    return Search.resume(store, resume, listener=None)
+    return Search.resume(store, resume, listener=None, moves=flags.moves())
 
 
 def run_weight_sharing(store: Store, run: Any, quiet: bool) -> None:
