@@ -228,3 +228,12 @@ def test_search_help_names_every_strategy_and_the_default() -> None:
 
     assert STRATEGY_HELP.startswith(DEFAULT_STRATEGY + " (the default")
     assert all(f" {name}," in STRATEGY_HELP or f" {name};" in STRATEGY_HELP for name in STRATEGIES)
+
+
+def test_help_shows_the_defaults_written_in_brackets() -> None:
+    # Rich reads [...] as markup and would drop it unescaped
+    shown = " ".join(runner.invoke(app, ["search", "--help"], env={"COLUMNS": "400"}).output.split())
+    for text in ("[env L2L_STORAGE; default sqlite:///l2l.db]", "[default: embedded]", "[default: 1]"):
+        assert text in shown, text
+    plot = " ".join(runner.invoke(app, ["plot", "optimizer", "--help"], env={"COLUMNS": "400"}).output.split())
+    assert "[default: 1e-4..1]" in plot

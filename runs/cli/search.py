@@ -46,7 +46,7 @@ BatchOpt = Annotated[
     typer.Option(
         "--batch",
         "-m",
-        help="Children per controller update [default: the strategy's own: 4 for reinforce and any STRATEGY+screen, "
+        help="Children per controller update \\[default: the strategy's own: 4 for reinforce and any STRATEGY+screen, "
         "1 for evolution, tpe, gp, qmc and random, 10 for ppo].",
         min=1,
     ),
@@ -63,10 +63,10 @@ ExecutorOpt = Annotated[
     typer.Option("--executor", help="Where children run: ray (default; local CPUs/GPUs or a cluster) or local."),
 ]
 AddressOpt = Annotated[
-    str | None, typer.Option("--address", help="Ray cluster to join: auto or host:port [default: embedded].")
+    str | None, typer.Option("--address", help="Ray cluster to join: auto or host:port \\[default: embedded].")
 ]
 CpusOpt = Annotated[
-    float | None, typer.Option("--cpus-per-child", help="CPUs Ray reserves per child [default: 1].", min=0)
+    float | None, typer.Option("--cpus-per-child", help="CPUs Ray reserves per child \\[default: 1].", min=0)
 ]
 GpusOpt = Annotated[
     float | None,
@@ -86,7 +86,7 @@ ModeOpt = Annotated[
     typer.Option(
         "--mode",
         help="sync (batches, Zoph & Le: the same seed gives the same run on any executor) or async (keep workers "
-        "busy; not reproducible: updates follow the order children finish in) [default: async if >1 at once].",
+        "busy; not reproducible: updates follow the order children finish in) \\[default: async if >1 at once].",
     ),
 ]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="Torch device of the children (cpu, cuda).")]
