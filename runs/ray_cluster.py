@@ -194,9 +194,13 @@ def route_ray_logs(log_file: Path) -> None:
     ``log_file``, not the terminal where they would break into the progress bar; for the CLI, which owns
     the process's output."""
     global _log_file
-    _log_file = log_file
+    old_file, _log_file = _log_file, log_file
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(log_file, mode="a")
+    if old_file is not None and old_file != log_file and old_file.exists():  # moved under its run: keep what it has
+        with open(log_file, "a") as out:
+            out.write(old_file.read_text(errors="replace"))
+        old_file.unlink()
+    handler = logging.FileHandler(log_file, mode="a", delay=True)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("ray")
     for old in [h for h in logger.handlers if getattr(h, "l2l", False)]:
@@ -205,11 +209,24 @@ def route_ray_logs(log_file: Path) -> None:
     handler.l2l = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.propagate = False
+
+
+def ray_log() -> Path | None:
+    """The file Ray's messages go to in this process, if `route_ray_logs` chose one and Ray wrote to it."""
+    return _log_file if _log_file is not None and _log_file.exists() and _log_file.stat().st_size else None
+
+
+def _route_published() -> None:
+    """What the raylets publish to this driver (a worker died, ...) goes to the log file too, when there is one."""
+    if _log_file is None:
+        return
+    logger = logging.getLogger("ray")
+    for handler in [h for h in logger.handlers if not getattr(h, "l2l", False)]:
+        logger.removeHandler(handler)  # the terminal handler Ray adds when imported
     with suppress(ImportError, AttributeError):
         import ray._private.worker as ray_worker
 
-        # the driver's thread that prints what the raylets publish (a worker died, ...) calls this by name
-        ray_worker.print_to_stdstream = _print_to_log
+        ray_worker.print_to_stdstream = _print_to_log  # its printing thread calls it by this name
 
 
 def _print_to_log(data: Mapping[str, Any], ignore_prefix: bool = False) -> None:
@@ -244,6 +261,7 @@ def connect(address: str | None, num_cpus: int | None) -> RayInstance:
     """Join the cluster at ``address`` or start an embedded instance (``address`` None) with ``num_cpus``."""
     import ray
 
+    _route_published()
     if address not in (None, "local"):
         head, token = check_join(address)
         try:
@@ -252,7 +270,8 @@ def connect(address: str | None, num_cpus: int | None) -> RayInstance:
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise ExecutorError(f"cannot join the Ray cluster at {address!r}: {exc}") from exc
         return RayInstance(head, owned=False, token=token)
-    temp_dir = tempfile.mkdtemp(prefix="l2l-ray-")
+    sweep_embedded()
+    temp_dir = tempfile.mkdtemp(prefix=EMBEDDED_PREFIX)
     try:
         with without_secrets(), _stderr_to_log():  # the processes Ray starts now inherit this environment
             ray.init(
@@ -268,6 +287,31 @@ def connect(address: str | None, num_cpus: int | None) -> RayInstance:
         raise ExecutorError(f"cannot start an embedded Ray instance: {exc}") from exc
     token = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
     return RayInstance(None, owned=True, token=token, temp_dir=temp_dir)
+
+
+EMBEDDED_PREFIX = "l2l-ray-"
+
+
+def sweep_embedded(root: str | None = None) -> list[Path]:
+    """Remove the directories of embedded instances whose driver died without removing its own (``kill -9``):
+    a Ray session directory ends with its driver's pid. Returns those removed."""
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{EMBEDDED_PREFIX}*"):
+        pids = [s.name.rpartition("_")[2] for s in folder.glob("session_2*")]
+        if pids and all(p.isdigit() and not _alive(int(p)) for p in pids):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def head_alive(address: str, timeout: float = 2.0) -> bool:

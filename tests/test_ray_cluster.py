@@ -1,12 +1,23 @@
-"""A cluster node lost mid-run: its children are retried on the nodes that are left."""
+"""Clusters as a user runs them: a node lost mid-run, a head started with `ray start` and token authentication on,
+joined and then lost."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
 
 import pytest
 
 from l2l.runs.executors import ChildTask, make_executor
+from l2l.runs.store import Store
 from l2l.search_spaces import Context, load_space
 from tests.conftest import PLUGINS
 
@@ -35,3 +46,101 @@ def test_children_of_a_lost_node_are_retried_elsewhere() -> None:
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _home(root: Path, name: str, token: str | None) -> dict[str, str]:
+    """The environment of a user whose home holds ``token`` as Ray's (none: no token), RAY_AUTH_MODE unset."""
+    home = root / name
+    (home / ".ray").mkdir(parents=True)
+    if token is not None:
+        (home / ".ray" / "auth_token").write_text(token)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    return {**env, "HOME": str(home), "COLUMNS": "300", "OMP_NUM_THREADS": "1"}
+
+
+@contextmanager
+def _head(env: dict[str, str]) -> Iterator[str]:
+    """A Ray head started as a user starts one, `ray start --head`, with token authentication on."""
+    temp = Path(tempfile.mkdtemp(prefix="l2lh", dir="/tmp"))  # short: Ray's socket paths must fit
+    port = _free_port()
+    args = [
+        sys.executable,
+        "-m",
+        "ray.scripts.scripts",
+        "start",
+        "--head",
+        f"--port={port}",
+        "--num-cpus=1",
+        f"--temp-dir={temp}",
+    ]
+    args += ["--include-dashboard=false", "--disable-usage-stats"]
+    try:
+        subprocess.run(args, env={**env, "RAY_AUTH_MODE": "token"}, check=True, capture_output=True, timeout=120)
+        yield f"127.0.0.1:{port}"
+    finally:
+        _stop(temp)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _stop(temp: Path) -> None:
+    """Kill the processes of the head that runs in ``temp`` (never `ray stop`: it stops every Ray here)."""
+    import psutil
+
+    procs = []
+    for p in psutil.process_iter(["cmdline"]):
+        if any(str(temp) in part for part in p.info["cmdline"] or []):
+            procs += [p, *p.children(recursive=True)]
+    for p in procs:
+        with suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(procs, timeout=10)
+
+
+def _search(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    l2l = [sys.executable, "-c", "from l2l.runs.cli import main; main()"]
+    return subprocess.run([*l2l, "search", *args], env=env, capture_output=True, text=True, timeout=240)
+
+
+def test_joining_a_cluster_with_token_authentication_and_losing_it(tmp_path: Path) -> None:
+    token = "0123456789abcdef" * 4
+    user = _home(tmp_path, "user", token)
+    with _head(user) as address:
+        store = f"sqlite:///{tmp_path / 'runs.db'}"
+        base = ["--address", address, "--space", "toy", "--strategy", "random", "-q", "--storage", store]
+        # the token is on this machine: used, and said, with none of Ray's retry warnings
+        joined = _search(user, *base, "-n", "3")
+        assert joined.returncode == 0, joined.stderr
+        assert "children run on the Ray cluster at " in joined.stdout
+        assert "1 node(s), 1 CPU; token authentication on" in joined.stdout
+        assert "InvalidAuthToken" not in joined.stdout + joined.stderr
+        assert "run 1 done: 3 children trained" in joined.stdout
+        # no token, or another one: one line that says what to set, at once
+        for name, other, says in [("none", None, "this machine has no token"), ("other", "f" * 64, "refused")]:
+            refused = _search(_home(tmp_path, name, other), *base, "-n", "3")
+            error = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+            assert refused.returncode == 1 and len(error) == 1 and says in error[0], refused.stderr
+            assert "RAY_AUTH_MODE=token" in error[0] and "InvalidAuthToken" not in refused.stderr
+        # the cluster goes away mid-run: one line, and the run is not left `running`
+        slow = ["--address", address, "--space", f"{PLUGINS / 'spaces.py'}:Crashy", "-S", "delay=3", "-n", "30"]
+        slow += ["--strategy", "random"]
+        driver = subprocess.Popen(
+            [sys.executable, "-c", "from l2l.runs.cli import main; main()", "search", *slow, "-q", "--storage", store],
+            env=user,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(12)  # it joined and children run; leaving the block stops the head
+    out, err = driver.communicate(timeout=120)
+    assert driver.returncode == 1, (out, err)
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        f"error: the Ray cluster at {address} went away (its head stopped answering); the run can be resumed on "
+        "another cluster with --resume RUN --address HOST:PORT"
+    ], err
+    assert Store(store).get_run(2).status == "failed"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from l2l.runs.executors import ChildTask, make_executor
-from l2l.runs.ray_cluster import secret_names
+from l2l.runs.ray_cluster import secret_names, sweep_embedded
 from l2l.runs.ray_executor import RayExecutor
 from l2l.search_spaces import Context, load_space
 from tests.conftest import PLUGINS
@@ -53,3 +55,15 @@ def test_children_of_an_embedded_instance_never_see_the_store_url_and_it_leaves_
     assert environ["L2L_CIFAR10_ROOT"] == "/data/cifar"
     assert os.environ["L2L_STORAGE"] == url  # the driver keeps its own
     assert not Path(session).exists()  # the embedded instance's files went with it
+
+
+def test_directories_of_embedded_instances_whose_driver_died_are_swept(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = tmp_path / "l2l-ray-gone"
+    (gone / f"session_2026-12-02_10-00-00_000001_{dead.stdout.strip()}").mkdir(parents=True)
+    live = tmp_path / "l2l-ray-live"
+    (live / f"session_2026-12-02_10-00-00_000001_{os.getpid()}").mkdir(parents=True)
+    other = tmp_path / "not-ours"
+    (other / f"session_2026-12-02_10-00-00_000001_{dead.stdout.strip()}").mkdir(parents=True)
+    assert sweep_embedded(str(tmp_path)) == [gone]
+    assert live.exists() and other.exists() and not gone.exists()

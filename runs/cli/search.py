@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -26,6 +28,8 @@ from l2l.runs.config import SearchFlags, UsageError
 if TYPE_CHECKING:
     from l2l.runs.store import Store
 
+# Ray's own messages (its banners, worker death notices) go to a file per run here, not into the progress bar
+LOG_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "l2l" / "logs"
 # the command's own defaults, below the config file and the flags (SearchConfig's executor is local)
 DEFAULTS = {"executor": "ray"}
 # a weight-sharing search trains in this process; the screen has nothing to save when rewards are cheap
@@ -143,6 +147,7 @@ def search(
 ) -> None:
     """Run a search: the controller proposes children, they train, their rewards teach the controller."""
     with user_errors():
+        from l2l.runs.ray_cluster import route_ray_logs
         from l2l.runs.search import SearchInterrupted
 
         flags = SearchFlags.parse(
@@ -172,7 +177,13 @@ def search(
         )
         flags = with_weight_sharing(flags, weight_sharing, ws_option)
         store = open_store(storage)
-        run = open_run(store, flags, resume)
+        route_ray_logs(LOG_DIR / f"ray-{os.getpid()}.log")
+        try:
+            run = open_run(store, flags, resume)
+        except Exception:
+            say_ray_log()
+            raise
+        route_ray_logs(LOG_DIR / f"run-{run.run_id}" / f"ray-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
         _install_sigterm()
         cfg = run.config
         size = f"epochs={run.ws.epochs}" if cfg.weight_sharing is not None else f"children={cfg.children}"
@@ -200,7 +211,19 @@ def search(
         except SearchInterrupted as exc:
             err_console.print(f"[yellow]{exc}[/]", highlight=False)
             raise typer.Exit(130) from None
+        except Exception:
+            say_ray_log()
+            raise
         print_summary(store, run.run_id)
+
+
+def say_ray_log() -> None:
+    """Where Ray's own messages went, when a search fails and Ray said something."""
+    from l2l.runs.ray_cluster import ray_log
+
+    path = ray_log()
+    if path is not None:
+        err_console.print(f"Ray's own messages are in {path}", highlight=False, soft_wrap=True)
 
 
 def with_weight_sharing(flags: SearchFlags, on: bool, ws_option: list[str] | None) -> SearchFlags:
