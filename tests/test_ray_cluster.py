@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from l2l.runs.executors import ChildTask, make_executor
+from l2l.runs.ray_executor import RayExecutor
 from l2l.runs.store import Store
 from l2l.search_spaces import Context, load_space
 from tests.conftest import PLUGINS
@@ -24,7 +25,7 @@ from tests.conftest import PLUGINS
 ray = pytest.importorskip("ray")
 
 
-def test_children_of_a_lost_node_are_retried_elsewhere() -> None:
+def test_children_of_a_lost_node_run_again_elsewhere_at_once_and_count_their_attempts() -> None:
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, connect=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
@@ -32,16 +33,23 @@ def test_children_of_a_lost_node_are_retried_elsewhere() -> None:
         worker_node = cluster.add_node(num_cpus=2)
         cluster.wait_for_nodes()
         head_id = ray.get_runtime_context().get_node_id()
-        space = load_space(f"{PLUGINS / 'spaces.py'}:Crashy", {"delay": 4.0})
-        executor = make_executor("ray", options={"address": cluster.address, "max_retries": 3, "prefetch": 0})
+        space = load_space(f"{PLUGINS / 'spaces.py'}:Crashy", {"delay": 0.6})
+        executor = make_executor("ray", options={"address": cluster.address, "max_retries": 3})
         assert executor.capacity == 3
-        for n in range(3):
+        assert isinstance(executor, RayExecutor) and executor.wait_ready(timeout=120) >= 0
+        for n in range(24):  # a child running on each slot, one waiting behind it, the rest queued
             executor.submit(space, ChildTask(n, space.decode((0,)), Context(child=n)))
-        time.sleep(2.0)  # all three are running: two of them on the second node
+        time.sleep(0.3)  # the first children run: two of them on the second node
         cluster.remove_node(worker_node, allow_graceful=False)
-        results = [executor.next_result() for _ in range(3)]
+        results = [executor.next_result() for _ in range(24)]
         assert all(r.ok for _, r in results), [r.error for _, r in results]
-        assert {r.runtime["node"] for _, r in results} == {head_id}  # every child finished on the head
+        assert sorted(t.number for t, _ in results) == list(range(24))  # each exactly once
+        late = {r.runtime["node"] for _, r in results[-10:]}
+        assert late == {head_id}  # the last ones ran on the head, the only node left
+        retried = [i for i, (_, r) in enumerate(results) if r.runtime.get("retries")]
+        assert retried, "no child was running on the lost node"
+        # run again at once, not after every other child: they finish before the run's last ten
+        assert max(retried) < len(results) - 10, retried
         executor.shutdown()
     finally:
         ray.shutdown()
