@@ -197,7 +197,7 @@ class RayExecutor(Executor):
         else:
             self._ray = connect(address, num_cpus)
         self.where = self._ray.describe()
-        self._head_checked, self._head_lost = time.monotonic(), 0
+        self._head_checked, self._head_lost, self._lost = time.monotonic(), 0, False
         capacity = fit_slots(ray.cluster_resources(), cpus_per_child, gpus_per_child, max_concurrent)
         # Children handed to a slot beyond its running one wait at the actor, so a worker that
         # finishes starts the next child at once instead of waiting for the driver's round trip.
@@ -308,19 +308,26 @@ class RayExecutor(Executor):
                 elif preparing[ref] in self._workers.actors:
                     self._workers.prepared(self._workers.actors[preparing[ref]])
 
-    def _check_head(self) -> None:
+    def _check_head(self, now: bool = False) -> None:
         """Fail in one line when a joined cluster's head stops answering twice in a row, before Ray's own
-        reconnection gives up and ends this process with no word."""
+        reconnection gives up and ends this process with no word. ``now``: check at once (a worker died:
+        replacing it would wait on the head), else at most every `HEAD_CHECK_S` seconds."""
         address = self._ray.address
-        if self._ray.owned or address is None or time.monotonic() - self._head_checked < HEAD_CHECK_S:
+        if self._ray.owned or address is None or self._lost:
             return
-        self._head_checked = time.monotonic()
-        self._head_lost = 0 if head_alive(address) else self._head_lost + 1
-        if self._head_lost >= 2:
-            raise ExecutorError(
-                f"the Ray cluster at {address} went away (its head stopped answering); the run can be resumed on "
-                "another cluster with --resume RUN --address HOST:PORT"
-            )
+        if not now and time.monotonic() - self._head_checked < HEAD_CHECK_S:
+            return
+        for attempt in range(2 if now else 1):
+            self._head_checked = time.monotonic()
+            self._head_lost = 0 if head_alive(address) else self._head_lost + 1
+            if self._head_lost >= 2:
+                self._lost = True  # nothing more is asked of it: killing actors would wait on the head too
+                raise ExecutorError(
+                    f"the Ray cluster at {address} went away (its head stopped answering); the run can be resumed "
+                    "on another cluster with --resume RUN --address HOST:PORT"
+                )
+            if now and self._head_lost and attempt == 0:
+                time.sleep(1.0)
 
     def _starting(self) -> dict[Any, int]:
         """The refs that resolve when a slot's actor has started, with their slots."""
@@ -332,6 +339,7 @@ class RayExecutor(Executor):
         try:
             ray.get(state.ready)
         except ray.exceptions.RayError as exc:
+            self._check_head(now=True)
             if self._scheduler.start_failed(slot_id):
                 raise ExecutorError(f"Ray cannot start workers for the children: {type(exc).__name__}: {exc}") from exc
         else:
@@ -345,6 +353,7 @@ class RayExecutor(Executor):
         try:
             result = ray.get(ref)
         except _deaths() as exc:
+            self._check_head(now=True)  # the head gone takes every worker with it: say so, replace none
             return self._scheduler.died(call.slot, f"{type(exc).__name__}: {exc}")
         except ray.exceptions.TaskCancelledError:
             result = Result.failed("cancelled")
@@ -358,9 +367,9 @@ class RayExecutor(Executor):
         # Killing a slot's actor stops its running child; new slots are started when children come.
         # An embedded instance is shut down next, which stops every worker: killing them one by one
         # first would only race with children that are finishing.
-        return self._scheduler.cancel_all(kill=not self._ray.owned)
+        return self._scheduler.cancel_all(kill=not (self._ray.owned or self._lost))
 
     def shutdown(self) -> None:
-        self._scheduler.close(kill=not self._ray.owned)
+        self._scheduler.close(kill=not (self._ray.owned or self._lost))
         self._workers.space_refs.clear()
         self._ray.shutdown()

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -135,20 +135,38 @@ def test_joining_a_cluster_with_token_authentication_and_losing_it(tmp_path: Pat
             assert refused.returncode == 1 and len(error) == 1 and says in error[0], refused.stderr
             assert "RAY_AUTH_MODE=token" in error[0] and "InvalidAuthToken" not in refused.stderr
         # the cluster goes away mid-run: one line, and the run is not left `running`
-        slow = ["--address", address, "--space", f"{PLUGINS / 'spaces.py'}:Crashy", "-S", "delay=3", "-n", "30"]
-        slow += ["--strategy", "random"]
+        sleepy = ["--space", f"{PLUGINS / 'spaces.py'}:Sleepy", "-S", "delay=1.5", "-n", "8", "--strategy", "random"]
+        l2l = [sys.executable, "-c", "from l2l.runs.cli import main; main()", "search"]
         driver = subprocess.Popen(
-            [sys.executable, "-c", "from l2l.runs.cli import main; main()", "search", *slow, "-q", "--storage", store],
+            [*l2l, "--address", address, *sleepy, "-q", "--storage", store],
             env=user,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(12)  # it joined and children run; leaving the block stops the head
-    out, err = driver.communicate(timeout=120)
+        _wait_for(lambda: Store(store).count_children(2)["done"] >= 2, driver)
+    out, err = driver.communicate(timeout=120)  # the head was stopped on leaving the block
     assert driver.returncode == 1, (out, err)
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
         f"error: the Ray cluster at {address} went away (its head stopped answering); the run can be resumed on "
         "another cluster with --resume RUN --address HOST:PORT"
     ], err
     assert Store(store).get_run(2).status == "failed"
+    # ... and it moves to another cluster on resume, which it records
+    with _head(user) as other:
+        moved = _search(user, "--resume", "2", "--address", other, "-q", "--storage", store)
+    assert moved.returncode == 0, moved.stderr
+    assert f"run 2 moved: address {address} -> {other}" in moved.stdout
+    run = Store(store).get_run(2)
+    assert run.status == "done" and run.config["executor_options"]["address"] == other
+    assert [m["to"] for m in run.config["moves"]] == [{"address": other}]
+    children = Store(store).children(2)
+    assert [c.number for c in children] == list(range(8)) and {c.status for c in children} == {"done"}
+    assert any(c.attempts > 1 for c in children)  # those in flight when the head went: run again, counted
+
+
+def _wait_for(condition: Callable[[], bool], driver: subprocess.Popen[str], timeout: float = 120) -> None:
+    until = time.monotonic() + timeout
+    while not condition():
+        assert driver.poll() is None and time.monotonic() < until, driver.communicate()
+        time.sleep(0.5)

@@ -172,3 +172,20 @@ class EnvProbe(SearchSpace):
         except OSError:
             parent = ""
         return Result(reward=1.0, info={"environ": dict(os.environ), "parent_environ": parent})
+
+
+class Sleepy(SearchSpace):
+    """For executors: every child sleeps ``delay`` seconds and succeeds."""
+
+    name = "sleepy"
+
+    def __init__(self, delay: float = 1.0) -> None:
+        super().__init__(delay=delay)
+        self.delay = delay
+
+    def decisions(self) -> Sequence[Decision]:
+        return [Decision.categorical("x", ["a", "b"])]
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        time.sleep(self.delay)
+        return Result(reward=1.0 if spec["x"] == "a" else 0.5)
