@@ -120,7 +120,7 @@ def check_join(address: str) -> tuple[str, bool]:
         reach(address)
         return address, os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
     reach(address)
-    where = f"--address auto found {address}" if auto else f"the Ray cluster at {address!r}"
+    where = f"the Ray cluster --address auto found at {address}" if auto else f"the Ray cluster at {address!r}"
     try:
         client = _probe(address)
     except Exception as exc:  # Ray's errors have no common base here: authentication, RPC, connection
@@ -138,8 +138,8 @@ def check_join(address: str) -> tuple[str, bool]:
             raise ExecutorError(f"cannot join {where}: {type(again).__name__}: {again}") from None
     if auto and _started_by_ray_init(client):
         raise ExecutorError(
-            f"{where}, a Ray instance that ray.init() started inside another process (it stops when that process "
-            "does); start a cluster with `ray start --head` and pass --address HOST:PORT"
+            f"--address auto found {address}, a Ray instance that ray.init() started inside another process (it "
+            "stops when that process does); start a cluster with `ray start --head` and pass --address HOST:PORT"
         )
     return address, os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
 

@@ -170,3 +170,29 @@ def _wait_for(condition: Callable[[], bool], driver: subprocess.Popen[str], time
     while not condition():
         assert driver.poll() is None and time.monotonic() < until, driver.communicate()
         time.sleep(0.5)
+
+
+def test_address_auto_refuses_the_ray_instance_another_process_started(tmp_path: Path) -> None:
+    temp = Path(tempfile.mkdtemp(prefix="l2la", dir="/tmp"))
+    env = _home(tmp_path, "user", None)  # its ray.init() writes the token there, as on a first run
+    code = (
+        f"import ray, time; ray.init(num_cpus=1, include_dashboard=False, _temp_dir={str(temp)!r}); "
+        "print(ray.get_runtime_context().gcs_address, flush=True); time.sleep(300)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        address = holder.stdout.readline().strip()
+        store = f"sqlite:///{tmp_path / 'runs.db'}"
+        # which instance `auto` finds depends on what runs on the machine; RAY_ADDRESS makes it this one
+        auto = {**env, "RAY_ADDRESS": address}
+        refused = _search(auto, "--address", "auto", "--space", "toy", "-n", "2", "-q", "--storage", store)
+        error = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+        assert refused.returncode == 1 and len(error) == 1, refused.stderr
+        assert f"--address auto found {address}, a Ray instance that ray.init() started inside another" in error[0]
+        assert "ray start --head" in error[0]
+    finally:
+        holder.kill()
+        holder.wait()
+        _stop(temp)
+        shutil.rmtree(temp, ignore_errors=True)
