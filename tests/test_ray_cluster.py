@@ -4,6 +4,7 @@ joined and then lost."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -115,22 +116,24 @@ def _search(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     return subprocess.run([*l2l, "search", *args], env=env, capture_output=True, text=True, timeout=240)
 
 
-def test_joining_a_cluster_with_token_authentication_and_losing_it(tmp_path: Path) -> None:
+def test_joining_a_cluster_with_token_authentication_and_losing_it(tmp_path: Path, postgres_url: str) -> None:
+    # docs/cluster.md's recipe on one machine: `ray start --head` with a token, the store on PostgreSQL in
+    # L2L_STORAGE, `l2l search --address`; then the head is lost, and the run moves to another one
     token = "0123456789abcdef" * 4
-    user = _home(tmp_path, "user", token)
+    store = postgres_url
+    user = {**_home(tmp_path, "user", token), "L2L_STORAGE": store}
     with _head(user) as address:
-        store = f"sqlite:///{tmp_path / 'runs.db'}"
-        base = ["--address", address, "--space", "toy", "--strategy", "random", "-q", "--storage", store]
+        base = ["--address", address, "--space", "toy", "--strategy", "random", "-q"]
         # the token is on this machine: used, and said, with none of Ray's retry warnings
         joined = _search(user, *base, "-n", "3")
         assert joined.returncode == 0, joined.stderr
         assert "children run on the Ray cluster at " in joined.stdout
         assert "1 node(s), 1 CPU; token authentication on" in joined.stdout
         assert "InvalidAuthToken" not in joined.stdout + joined.stderr
-        assert "run 1 done: 3 children trained" in joined.stdout
+        first = int(re.search(r"run (\d+) done: 3 children trained", joined.stdout)[1])  # type: ignore[index]
         # no token, or another one: one line that says what to set, at once
         for name, other, says in [("none", None, "this machine has no token"), ("other", "f" * 64, "refused")]:
-            refused = _search(_home(tmp_path, name, other), *base, "-n", "3")
+            refused = _search({**_home(tmp_path, name, other), "L2L_STORAGE": store}, *base, "-n", "3")
             error = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
             assert refused.returncode == 1 and len(error) == 1 and says in error[0], refused.stderr
             assert "RAY_AUTH_MODE=token" in error[0] and "InvalidAuthToken" not in refused.stderr
@@ -138,29 +141,32 @@ def test_joining_a_cluster_with_token_authentication_and_losing_it(tmp_path: Pat
         sleepy = ["--space", f"{PLUGINS / 'spaces.py'}:Sleepy", "-S", "delay=1.5", "-n", "8", "--strategy", "random"]
         l2l = [sys.executable, "-c", "from l2l.runs.cli import main; main()", "search"]
         driver = subprocess.Popen(
-            [*l2l, "--address", address, *sleepy, "-q", "--storage", store],
+            [*l2l, "--address", address, *sleepy, "-q"],
             env=user,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        _wait_for(lambda: Store(store).count_children(2)["done"] >= 2, driver)
+        db = Store(store)
+        newest = lambda: db.list_runs(1)[0].id  # noqa: E731
+        _wait_for(lambda: newest() != first and db.count_children(newest())["done"] >= 2, driver)
+        slow = newest()
     out, err = driver.communicate(timeout=120)  # the head was stopped on leaving the block
     assert driver.returncode == 1, (out, err)
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
         f"error: the Ray cluster at {address} went away (its head stopped answering); the run can be resumed on "
         "another cluster with --resume RUN --address HOST:PORT"
     ], err
-    assert Store(store).get_run(2).status == "failed"
+    assert db.get_run(slow).status == "failed"
     # ... and it moves to another cluster on resume, which it records
     with _head(user) as other:
-        moved = _search(user, "--resume", "2", "--address", other, "-q", "--storage", store)
+        moved = _search(user, "--resume", str(slow), "--address", other, "-q")
     assert moved.returncode == 0, moved.stderr
-    assert f"run 2 moved: address {address} -> {other}" in moved.stdout
-    run = Store(store).get_run(2)
+    assert f"run {slow} moved: address {address} -> {other}" in moved.stdout
+    run = db.get_run(slow)
     assert run.status == "done" and run.config["executor_options"]["address"] == other
     assert [m["to"] for m in run.config["moves"]] == [{"address": other}]
-    children = Store(store).children(2)
+    children = db.children(slow)
     assert [c.number for c in children] == list(range(8)) and {c.status for c in children} == {"done"}
     assert any(c.attempts > 1 for c in children)  # those in flight when the head went: run again, counted
 
