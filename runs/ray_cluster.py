@@ -195,12 +195,11 @@ def route_ray_logs(log_file: Path) -> None:
     the process's output."""
     global _log_file
     old_file, _log_file = _log_file, log_file
-    log_file.parent.mkdir(parents=True, exist_ok=True)
     if old_file is not None and old_file != log_file and old_file.exists():  # moved under its run: keep what it has
-        with open(log_file, "a") as out:
+        with _open_log() as out:
             out.write(old_file.read_text(errors="replace"))
         old_file.unlink()
-    handler = logging.FileHandler(log_file, mode="a", delay=True)
+    handler = _LogFile(log_file, mode="a", delay=True)  # no file, nor folder, until Ray says something
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("ray")
     for old in [h for h in logger.handlers if getattr(h, "l2l", False)]:
@@ -209,6 +208,20 @@ def route_ray_logs(log_file: Path) -> None:
     handler.l2l = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.propagate = False
+
+
+class _LogFile(logging.FileHandler):
+    """A log file whose folder is made when the first message comes."""
+
+    def _open(self) -> Any:
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+
+def _open_log() -> Any:
+    assert _log_file is not None  # callers check
+    _log_file.parent.mkdir(parents=True, exist_ok=True)
+    return open(_log_file, "a")
 
 
 def ray_log() -> Path | None:
@@ -233,7 +246,7 @@ def _print_to_log(data: Mapping[str, Any], ignore_prefix: bool = False) -> None:
     """Ray's printer of messages published by its processes, writing them to the log file instead."""
     if _log_file is None:
         return
-    with suppress(OSError), open(_log_file, "a") as out:
+    with suppress(OSError), _open_log() as out:
         for line in data.get("lines", []):
             out.write(f"({data.get('pid', 'ray')}) {line}\n")
 
@@ -249,7 +262,7 @@ def _stderr_to_log() -> Iterator[None]:
     sys.stderr.flush()
     saved = os.dup(2)
     try:
-        with open(_log_file, "a") as out:
+        with _open_log() as out:
             os.dup2(out.fileno(), 2)
         yield
     finally:
