@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import print_table, write_json
-from l2l.runs.search import BatchEvent, ChildEvent, Search, SearchConfig
+from l2l.runs.search import BatchEvent, ChildEvent, NoticeEvent, Search, SearchConfig
 from l2l.runs.store import Store
 from l2l.search_spaces import Context, load_space
 
@@ -64,7 +64,7 @@ def l2l_run(strategy: str, children: int, executor: str, toy: dict[str, int], fo
     finished = 0
     started = time.perf_counter()
 
-    def listen(event: ChildEvent | BatchEvent) -> None:
+    def listen(event: ChildEvent | BatchEvent | NoticeEvent) -> None:
         nonlocal finished
         if isinstance(event, ChildEvent):
             finished += 1

@@ -64,12 +64,20 @@ def _data_parallel() -> tuple[int, int]:
     return 0, 1
 
 
-def _all_sum(values: list[float], world: int) -> list[float]:
+def collective_device(device: torch.device) -> torch.device:
+    """Where a tensor to all-reduce must live: NCCL reduces only CUDA tensors (those of the training device),
+    gloo takes CPU ones."""
+    import torch.distributed as dist
+
+    return device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def _all_sum(values: list[float], world: int, device: torch.device) -> list[float]:
     if world == 1:
         return values
     import torch.distributed as dist
 
-    t = torch.tensor(values, dtype=torch.float64)
+    t = torch.tensor(values, dtype=torch.float64, device=collective_device(device))
     dist.all_reduce(t)
     return t.tolist()
 
@@ -127,7 +135,7 @@ def _train_epoch(
         local = value = loss.item()
         if world > 1:
             # every process must see the same value, or one stops while the others wait for it
-            total, count = _all_sum([local * len(y), float(len(y))], world)
+            total, count = _all_sum([local * len(y), float(len(y))], world, dev)
             value = total / count
             # DDP averages the K gradients: weigh each shard by its size so the result is the
             # gradient of the global batch's mean loss, as with one process
@@ -208,7 +216,7 @@ def train_classifier(
         loss_sum, correct, seen = _train_epoch(model, optimizer, data.train, perm, config.batch_size, guard, epoch, dev)
         val_loss, val_acc = evaluate(model, data.val, dev)
         if world > 1:
-            loss_sum, correct_f, seen_f = _all_sum([loss_sum, float(correct), float(seen)], world)
+            loss_sum, correct_f, seen_f = _all_sum([loss_sum, float(correct), float(seen)], world, dev)
             correct, seen = int(correct_f), int(seen_f)
         curves["train_loss"].append(loss_sum / seen)
         curves["train_acc"].append(correct / seen)

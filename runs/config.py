@@ -84,10 +84,19 @@ class SearchFlags:
         return merge_settings(file, self, defaults)
 
     def resume_conflicts(self) -> list[str]:
-        """The flags (without dashes) that a resumed run cannot take, since it keeps its stored settings."""
+        """The flags (without dashes) that a resumed run cannot take, since it keeps its stored settings; where
+        it runs (`MOVABLE`) is not one of them."""
         extra = sorted(self.given) + (["config"] if self.config else [])
         extra += [name for table, name in TABLES if name is not None and getattr(self, table)]
-        return extra + [k.replace("_", "-") for k in sorted(self.executor_options)]
+        return extra + [k.replace("_", "-") for k in sorted(self.executor_options) if k not in MOVABLE]
+
+    def moves(self) -> dict[str, Any]:
+        """The executor options given that move a resumed run (`MOVABLE`): where and how wide it runs."""
+        return {k: v for k, v in self.executor_options.items() if k in MOVABLE}
+
+
+# what a resumed run may change: where its children run, not what the run is
+MOVABLE = ("address", "max_concurrent", "child_timeout")
 
 
 def merge_settings(

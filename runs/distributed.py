@@ -1,7 +1,8 @@
 """One child trained data-parallel by K processes with `torch.distributed` (``--workers-per-child K``).
 
 The Ray task of the child holds the resources of K workers and spawns K processes on its node. They
-join one process group (gloo on CPU, NCCL when each has a GPU), each evaluates the child with its
+join one process group (`rank_devices`: NCCL when each has a GPU of its own, gloo otherwise, on the GPUs
+the child was given or the CPU), each evaluates the child with its
 ``rank`` in the `Context`, and the training loop (`l2l.nas.train.train_classifier`) shards every batch
 across them and averages the gradients: DistBelief's model replicas, but synchronous. Rank 0's
 result is the child's.
@@ -20,6 +21,17 @@ from l2l.search_spaces.api import Result, SearchSpace
 from l2l.search_spaces.registry import FILE_PLUGIN_PREFIX
 
 
+def rank_devices(world: int, gpus: int) -> tuple[str, list[str]]:
+    """The backend and each rank's device when ``world`` processes train one child on the ``gpus`` GPUs it was
+    given: NCCL with a GPU per rank when there are enough, else gloo with the ranks sharing the GPUs that were
+    reserved (NCCL cannot put two ranks on one GPU), and gloo on the CPU without a GPU."""
+    if gpus <= 0:
+        return "gloo", ["cpu"] * world
+    if gpus >= world:
+        return "nccl", [f"cuda:{rank}" for rank in range(world)]
+    return "gloo", [f"cuda:{rank % gpus}" for rank in range(world)]
+
+
 def _rank_main(rank: int, payload: bytes, world: int, init_file: str, out: Any) -> None:
     import torch
     import torch.distributed as dist
@@ -28,17 +40,17 @@ def _rank_main(rank: int, payload: bytes, world: int, init_file: str, out: Any) 
     space, task = cloudpickle.loads(payload)
 
     gpus = torch.cuda.device_count() if task.ctx.device.startswith("cuda") else 0
-    backend = "nccl" if gpus >= world else "gloo"
-    device = f"cuda:{rank}" if backend == "nccl" else "cpu"
-    if backend == "nccl":
-        torch.cuda.set_device(rank)
+    backend, devices = rank_devices(world, gpus)
+    device = devices[rank]
+    if device.startswith("cuda"):
+        torch.cuda.set_device(device)
     dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         ctx = dataclasses.replace(task.ctx, rank=rank, world_size=world, device=device)
         result = run_child(space, dataclasses.replace(task, ctx=ctx))
         if rank == 0:
             runtime = dict(result.runtime)
-            runtime.update(workers_per_child=world, backend=backend)
+            runtime.update(workers_per_child=world, backend=backend, rank_devices=devices)
             out.put(dataclasses.replace(result, runtime=runtime))
     finally:
         dist.destroy_process_group()

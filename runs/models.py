@@ -62,6 +62,7 @@ class ChildRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(200))
     device: Mapped[str | None] = mapped_column(String(100))
+    node: Mapped[str | None] = mapped_column(String(200))  # the Ray node it ran on (migration 0005)
     log_prob: Mapped[float | None] = mapped_column(Float)
     entropy: Mapped[float | None] = mapped_column(Float)
     policy_version: Mapped[int] = mapped_column(Integer)

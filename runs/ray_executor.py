@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from l2l.runs.executors import ChildTask, Executor, ExecutorError
+from l2l.runs.ray_cluster import RayInstance, connect, head_alive
 from l2l.runs.ray_worker import SlotActor
 from l2l.runs.scheduling import Job, Scheduler, children_per_slot, fit_slots
 from l2l.search_spaces.api import Result, SearchSpace
 from l2l.search_spaces.registry import FILE_PLUGIN_PREFIX
 
 POLL_S = 0.5
+HEAD_CHECK_S = 2.0  # how often a driver waiting for children checks that a joined cluster's head answers
 
 
 def _ray() -> Any:
@@ -155,27 +157,6 @@ def _check_options(
         raise ExecutorError(f"max_retries must be >= 0, got {max_retries}")
 
 
-REACH_TIMEOUT_S = 10.0
-
-
-def reach(address: str, timeout: float = REACH_TIMEOUT_S) -> None:
-    """Raise `ExecutorError` unless the Ray head at ``host:port`` (or ``ray://host:port``) accepts a connection."""
-    import socket
-
-    hostport = address.split("://", 1)[-1]
-    host, sep, port = hostport.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ExecutorError(f"--address {address!r} is not host:port (or auto)")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            pass
-    except OSError as exc:
-        raise ExecutorError(
-            f"cannot reach the Ray cluster at {address!r} within {timeout:g}s: {exc.strerror or exc}; "
-            "is `ray start --head` running there?"
-        ) from None
-
-
 class RayExecutor(Executor):
     """Children on a pool of ``capacity`` Ray actors (slots); failures of workers and timeouts are recorded.
 
@@ -211,22 +192,12 @@ class RayExecutor(Executor):
         self.workers_per_child = workers_per_child
         cpus_per_child, gpus_per_child = cpus_per_child * workers_per_child, gpus_per_child * workers_per_child
         ray = _ray()
-        self._owns = False
-        if not ray.is_initialized():
-            if address not in (None, "auto", "local"):
-                reach(address)  # Ray itself retries an unreachable address for minutes, with warnings only
-            try:
-                ray.init(
-                    address=address,
-                    num_cpus=num_cpus if address is None else None,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    configure_logging=False,
-                )
-            except (ConnectionError, ValueError, RuntimeError) as exc:
-                where = f"the Ray cluster at {address!r}" if address else "an embedded Ray instance"
-                raise ExecutorError(f"cannot start or join {where}: {exc}") from exc
-            self._owns = address is None
+        if ray.is_initialized():  # a Ray instance this process set up itself (tests, notebooks): use it
+            self._ray = RayInstance(ray.get_runtime_context().gcs_address, owned=False, token=False)
+        else:
+            self._ray = connect(address, num_cpus)
+        self.where = self._ray.describe()
+        self._head_checked, self._head_lost, self._lost = time.monotonic(), 0, False
         capacity = fit_slots(ray.cluster_resources(), cpus_per_child, gpus_per_child, max_concurrent)
         # Children handed to a slot beyond its running one wait at the actor, so a worker that
         # finishes starts the next child at once instead of waiting for the driver's round trip.
@@ -286,8 +257,9 @@ class RayExecutor(Executor):
             if expired is not None:
                 scheduler.fill()
                 return expired
+            self._check_head()
             starting = self._starting()
-            wait = POLL_S if scheduler.child_timeout is not None else None
+            wait = POLL_S if scheduler.child_timeout is not None or not self._ray.owned else None
             ready, _ = ray.wait([*scheduler.calls, *starting], num_returns=1, timeout=wait)
             if ready and ready[0] in starting:
                 self._slot_started(starting[ready[0]])
@@ -336,6 +308,27 @@ class RayExecutor(Executor):
                 elif preparing[ref] in self._workers.actors:
                     self._workers.prepared(self._workers.actors[preparing[ref]])
 
+    def _check_head(self, now: bool = False) -> None:
+        """Fail in one line when a joined cluster's head stops answering twice in a row, before Ray's own
+        reconnection gives up and ends this process with no word. ``now``: check at once (a worker died:
+        replacing it would wait on the head), else at most every `HEAD_CHECK_S` seconds."""
+        address = self._ray.address
+        if self._ray.owned or address is None or self._lost:
+            return
+        if not now and time.monotonic() - self._head_checked < HEAD_CHECK_S:
+            return
+        for attempt in range(2 if now else 1):
+            self._head_checked = time.monotonic()
+            self._head_lost = 0 if head_alive(address) else self._head_lost + 1
+            if self._head_lost >= 2:
+                self._lost = True  # nothing more is asked of it: killing actors would wait on the head too
+                raise ExecutorError(
+                    f"the Ray cluster at {address} went away (its head stopped answering); the run can be resumed "
+                    "on another cluster with --resume RUN --address HOST:PORT"
+                )
+            if now and self._head_lost and attempt == 0:
+                time.sleep(1.0)
+
     def _starting(self) -> dict[Any, int]:
         """The refs that resolve when a slot's actor has started, with their slots."""
         return {s.ready: i for i, s in self._workers.actors.items() if s.ready is not None}
@@ -346,6 +339,7 @@ class RayExecutor(Executor):
         try:
             ray.get(state.ready)
         except ray.exceptions.RayError as exc:
+            self._check_head(now=True)
             if self._scheduler.start_failed(slot_id):
                 raise ExecutorError(f"Ray cannot start workers for the children: {type(exc).__name__}: {exc}") from exc
         else:
@@ -359,6 +353,7 @@ class RayExecutor(Executor):
         try:
             result = ray.get(ref)
         except _deaths() as exc:
+            self._check_head(now=True)  # the head gone takes every worker with it: say so, replace none
             return self._scheduler.died(call.slot, f"{type(exc).__name__}: {exc}")
         except ray.exceptions.TaskCancelledError:
             result = Result.failed("cancelled")
@@ -372,11 +367,9 @@ class RayExecutor(Executor):
         # Killing a slot's actor stops its running child; new slots are started when children come.
         # An embedded instance is shut down next, which stops every worker: killing them one by one
         # first would only race with children that are finishing.
-        return self._scheduler.cancel_all(kill=not self._owns)
+        return self._scheduler.cancel_all(kill=not (self._ray.owned or self._lost))
 
     def shutdown(self) -> None:
-        self._scheduler.close(kill=not self._owns)
+        self._scheduler.close(kill=not (self._ray.owned or self._lost))
         self._workers.space_refs.clear()
-        if self._owns:
-            _ray().shutdown()
-            self._owns = False
+        self._ray.shutdown()

@@ -6,11 +6,13 @@ Only `l2l.runs.ray_executor` (the driver side) uses this module; workers import 
 from __future__ import annotations
 
 import dataclasses
+import socket
 import sys
 import threading
 from typing import Any
 
 from l2l.runs.executors import ChildTask, ExecutorError, run_child
+from l2l.runs.ray_cluster import strip_secrets
 from l2l.search_spaces.api import Result, SearchSpace
 
 
@@ -20,11 +22,7 @@ def child_on_worker(space: SearchSpace, task: ChildTask, queued_at: float, worke
     import torch
 
     gpus = ray.get_gpu_ids()
-    device = task.ctx.device
-    if gpus and torch.cuda.is_available():
-        device = "cuda"  # Ray set CUDA_VISIBLE_DEVICES to the assigned GPU(s): cuda means cuda:0 of those
-    elif device.startswith("cuda") and not torch.cuda.is_available():
-        device = "cpu"
+    device, notice = assigned_device(task.ctx.device, [str(g) for g in gpus], torch.cuda.is_available())
     ctx = dataclasses.replace(task.ctx, device=device)
     if workers > 1:
         from l2l.runs.distributed import run_data_parallel
@@ -34,7 +32,21 @@ def child_on_worker(space: SearchSpace, task: ChildTask, queued_at: float, worke
         result = run_child(space, dataclasses.replace(task, ctx=ctx))
     runtime = dict(result.runtime)
     runtime.update(node=ray.get_runtime_context().get_node_id(), queued=queued_at, gpu_ids=[str(g) for g in gpus])
+    if notice:
+        runtime["notice"] = f"{notice} (torch {torch.__version__} on {socket.gethostname()})"
     return dataclasses.replace(result, runtime=runtime)
+
+
+def assigned_device(asked: str, gpus: list[str], cuda: bool) -> tuple[str, str | None]:
+    """The device a child runs on, given the device the run asked for, the GPUs Ray assigned and whether torch
+    has CUDA here; with a note when it is not what was asked or reserved (a CPU-only torch under a GPU)."""
+    if gpus and cuda:
+        return "cuda", None  # Ray set CUDA_VISIBLE_DEVICES to the assigned GPU(s): cuda means cuda:0 of those
+    if gpus:
+        return "cpu", f"Ray assigned GPU {', '.join(gpus)}, but torch has no CUDA: the child ran on the CPU"
+    if asked.startswith("cuda") and not cuda:
+        return "cpu", f"--device {asked} asked for, but torch has no CUDA here and no GPU was assigned: ran on the CPU"
+    return asked, None
 
 
 class SlotActor:
@@ -51,6 +63,7 @@ class SlotActor:
     """
 
     def __init__(self) -> None:
+        strip_secrets()  # a node started in a shell holding the store's URL passes it on: children never see it
         self._spaces: dict[str, SearchSpace] = {}  # by the hex id of the space's object ref
         self._loading = threading.Lock()
         self._turn = threading.Condition()

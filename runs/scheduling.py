@@ -130,6 +130,7 @@ class Scheduler:
         self.calls: dict[Hashable, Call] = {}  # every child handed to a slot, by its future, oldest first
         self.deaths: dict[int, int] = {}  # child number -> how many workers died running it
         self.suspects: set[int] = set()  # children that may have killed a worker: they run alone
+        self.reserved: dict[int, int] = {}  # slot -> the suspect it is emptied for (no child is queued behind)
         self.harvested: deque[Outcome] = deque()  # results collected from a slot that then died
         self.ending = False  # no more children will be submitted: idle slots may run backups
         self._slot_ids = itertools.count()
@@ -179,28 +180,35 @@ class Scheduler:
         self.fill()
 
     def fill(self) -> None:
-        """Hand queued children to open slots, in order, up to ``depth`` at once; a suspect waits for an
-        empty slot while the children behind it go on. At the end of a run, idle slots get backups."""
+        """Hand queued children to open slots, in order, up to ``depth`` at once. A suspect needs an empty
+        slot: when none is, the least loaded one is reserved for it and given nothing more, so it runs as
+        soon as that slot's children end (in a busy run no slot is ever empty on its own), while the
+        children behind it go on elsewhere. At the end of a run, idle slots get backups."""
         self.top_up()
+        self.reserved = {k: v for k, v in self.reserved.items() if k in self.slots and v in self.suspects}
         waiting: list[Job] = []  # suspects that found no empty slot
         while self.queue and len(self.calls) < self.depth:
             job = self.queue.popleft()
             suspect = job.task.number in self.suspects
-            slot_id = self.open_slot(alone=suspect)
+            slot_id = self.open_slot(alone=suspect, child=job.task.number)
             if slot_id is None:
                 waiting.append(job)
                 if suspect:
+                    self._reserve(job.task.number)
                     continue
                 break
             self._hand(slot_id, job)
+            if suspect:  # it found its empty slot: a slot reserved for it elsewhere is free again
+                self.reserved = {k: v for k, v in self.reserved.items() if v != job.task.number or k == slot_id}
         self.queue.extendleft(reversed(waiting))
         if self.ending and not self.queue:
             self.backups()
 
-    def open_slot(self, alone: bool) -> int | None:
+    def open_slot(self, alone: bool, child: int | None = None) -> int | None:
         """The least loaded started slot with room for one more child (an empty one for a suspect);
-        no child is queued behind a suspect. Among busy slots, the one whose child has run longest,
-        as the likeliest to be free first: a queued child cannot move once its slot has it."""
+        no child is queued behind a suspect, nor on a slot reserved for another suspect. Among busy
+        slots, the one whose child has run longest, as the likeliest to be free first: a queued child
+        cannot move once its slot has it."""
         best: tuple[int, float, int] | None = None
         for slot_id, slot in self.slots.items():
             load = len(slot.calls)
@@ -208,10 +216,25 @@ class Scheduler:
                 continue
             if load and slot.calls[-1].number in self.suspects:
                 continue
+            if self.reserved.get(slot_id, child) != child:
+                continue
             key = (load, slot.calls[0].started if load else 0.0, slot_id)
             if best is None or key < best:
                 best = key
         return None if best is None else best[2]
+
+    def _reserve(self, suspect: int) -> None:
+        """Keep new children off the least loaded started slot (the one whose child has run longest among
+        equals) until ``suspect`` can run alone on it."""
+        if suspect in self.reserved.values():
+            return
+        free = [
+            (len(slot.calls), slot.calls[0].started if slot.calls else 0.0, slot_id)
+            for slot_id, slot in self.slots.items()
+            if slot.up and slot_id not in self.reserved
+        ]
+        if free:
+            self.reserved[min(free)[2]] = suspect
 
     def backups(self) -> None:
         """At the end of a run a child waiting behind a long one cannot move, while other slots fall
@@ -252,7 +275,15 @@ class Scheduler:
             return None
         self._orphan_twin(call)
         self.suspects.discard(call.number)
-        return call.job.task, result
+        return self._counted(call.job.task, result)
+
+    def _counted(self, task: ChildTask, result: Result, runs: int = 1) -> Outcome:
+        """``task`` with ``result``, which says in ``runtime.retries`` how often worker deaths made the child run
+        again before the ``runs`` run(s) that ended it (the store counts them as attempts)."""
+        retries = self.deaths.get(task.number, 0) + runs - 1
+        if retries:
+            result = replace(result, runtime={**result.runtime, "retries": retries})
+        return task, result
 
     def _orphan_twin(self, call: Call) -> None:
         """``call`` returned: its backup (or original) still runs or waits on its slot, and is ignored."""
@@ -283,7 +314,7 @@ class Scheduler:
                 break
             if not calls[0].orphan:
                 self._orphan_twin(calls[0])
-                self.harvested.append((calls[0].job.task, result))
+                self.harvested.append(self._counted(calls[0].job.task, result))
             calls.pop(0)
         # copies of children whose other copy lives on another slot are not run again
         for c in calls:
@@ -304,9 +335,8 @@ class Scheduler:
         if len(calls) > 1 or deaths <= self.max_retries:
             self._requeue(calls)
             return None
-        return running.job.task, Result.failed(
-            f"the worker running child {running.number} died {deaths} time(s): {reason}"
-        )
+        failed = Result.failed(f"the worker running child {running.number} died {deaths} time(s): {reason}")
+        return self._counted(running.job.task, failed, runs=0)
 
     def expire(self) -> Outcome | None:
         """A child running past ``child_timeout``, failed; its worker is killed (the only way to stop it)
@@ -326,7 +356,7 @@ class Scheduler:
                 failed = Result.failed(
                     f"child {running.number} ran past --child-timeout {self.child_timeout:g}s and was cancelled"
                 )
-                return running.job.task, replace(failed, runtime={"wall_time": now - running.started})
+                return self._counted(running.job.task, replace(failed, runtime={"wall_time": now - running.started}))
         return None
 
     def cancel_all(self, kill: bool = True) -> list[ChildTask]:

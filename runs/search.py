@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from l2l.controllers import Controller, Ledger, Proposal, UpdateStats, make_controller
 from l2l.runs.driver import Heartbeat, live_driver
@@ -41,7 +43,15 @@ class BatchEvent:
     total: int
 
 
-Listener = Callable[[ChildEvent | BatchEvent], None]
+@dataclass(frozen=True)
+class NoticeEvent:
+    """Told to the progress display the first time a run's children report something the user should know
+    (a GPU reserved and not used, say): once per run, not once per child."""
+
+    text: str
+
+
+Listener = Callable[[ChildEvent | BatchEvent | NoticeEvent], None]
 
 
 def child_seed(run_seed: int, number: int) -> int:
@@ -97,8 +107,10 @@ class Search:
         self.listener = listener
         self.worst_reward: float | None = None
         self.requeued = 0
+        self.moved: Mapping[str, Any] | None = None  # how `resume` moved the run (``at``, ``from``, ``to``)
         self.pruner = PrunerBridge(config.pruner) if config.pruner else None
         self._proposals: dict[int, Proposal] = {}
+        self.notices: list[str] = []  # what the children reported to the user, each once
         self._fresh = False  # a run just created: the store holds nothing of it to read back
 
     @classmethod
@@ -126,9 +138,16 @@ class Search:
 
     @classmethod
     def resume(
-        cls, store: Store, run_id: int, executor: Executor | None = None, listener: Listener | None = None
+        cls,
+        store: Store,
+        run_id: int,
+        executor: Executor | None = None,
+        listener: Listener | None = None,
+        moves: Mapping[str, Any] | None = None,
     ) -> Search:
-        """Continue run ``run_id`` from its last checkpoint; children already finished are not run again."""
+        """Continue run ``run_id`` from its last checkpoint; children already finished are not run again.
+        ``moves`` (executor options of `l2l.runs.config.MOVABLE`: another cluster, more or fewer children at
+        once, another timeout) change where it runs, not what it is; the run records each move."""
         run = store.get_run(run_id)
         if run.status == "done":
             raise SearchError(f"run {run_id} is already done ({run.n_children} children); nothing to resume")
@@ -138,10 +157,20 @@ class Search:
         config = SearchConfig.from_json(run.config)
         if config.weight_sharing is not None:
             raise SearchError(f"run {run_id} is a weight-sharing search (l2l.runs.weight_sharing resumes it)")
-        requeued = store.requeue_unfinished(run_id, "the driver stopped while this child ran; run again on resume")
+        moved = {k: v for k, v in (moves or {}).items() if config.executor_options.get(k) != v}
+        if moved:
+            old = {k: config.executor_options.get(k) for k in moved}
+            move = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "from": old, "to": moved}
+            options = {**config.executor_options, **moved}
+            config = dataclasses.replace(config, executor_options=options, moves=(*config.moves, move))
+        search = cls(store, run_id, config, executor, listener)  # joins the new cluster: refused before recording
+        if moved:
+            store.set_run_config(run_id, config.to_json())
+            search.moved = config.moves[-1]
+        search.requeued = store.requeue_unfinished(
+            run_id, "the driver stopped while this child ran; run again on resume"
+        )
         store.set_run_status(run_id, "running")
-        search = cls(store, run_id, config, executor, listener)
-        search.requeued = requeued
         return search
 
     def run(self) -> int:
@@ -323,6 +352,11 @@ class Search:
             [(task.number, result.to_json(), r) for (task, result), r in zip(finished, rewards, strict=True)],
         )
         for (task, result), controller_reward in zip(finished, rewards, strict=True):
+            notice = result.runtime.get("notice")
+            if isinstance(notice, str) and notice not in self.notices:
+                self.notices.append(notice)
+                if self.listener:
+                    self.listener(NoticeEvent(notice))
             if self.pruner is not None:
                 self.pruner.finish(task.number, result)
             if self.listener:

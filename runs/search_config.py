@@ -48,6 +48,8 @@ class SearchConfig:
     name: str | None = None
     mode: str = "auto"
     weight_sharing: Mapping[str, Any] | None = None  # settings of a weight-sharing search (`l2l.runs.weight_sharing`)
+    # each resume that moved the run (another --address, --max-concurrent, --child-timeout): when, from, to
+    moves: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.children < 1:
@@ -77,6 +79,7 @@ class SearchConfig:
             data[key] = dict(data[key])
         if self.weight_sharing is not None:
             data["weight_sharing"] = dict(self.weight_sharing)
+        data["moves"] = [dict(m) for m in self.moves]
         return data
 
     @staticmethod
@@ -86,6 +89,7 @@ class SearchConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise SearchError(f"unknown search setting(s) {unknown}; known: {', '.join(sorted(known))}")
+        data = {**data, "moves": tuple(data.get("moves") or ())}
         try:
             return SearchConfig(**coerce_fields(SearchConfig, data, "search setting"))
         except OptionTypeError as exc:

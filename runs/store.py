@@ -33,7 +33,12 @@ from l2l.search_spaces.results import RUNTIME_KEYS
 
 CHILDREN = cast(Table, ChildRow.__table__)  # for the Core statements of the per-child writes
 # one compiled statement records every finished child: executemany, with the SET columns taken from the rows
-_FINISH = update(CHILDREN).where(CHILDREN.c.run_id == bindparam("w_run"), CHILDREN.c.number == bindparam("w_number"))
+# (attempts counts the runs a worker's or node's death cost the executor as well: ``runtime.retries``)
+_FINISH = (
+    update(CHILDREN)
+    .where(CHILDREN.c.run_id == bindparam("w_run"), CHILDREN.c.number == bindparam("w_number"))
+    .values(attempts=CHILDREN.c.attempts + bindparam("w_retries"))
+)
 
 
 class Store(SharingStore, Database):
@@ -93,6 +98,11 @@ class Store(SharingStore, Database):
             values["finished_at"] = utcnow()
         with self.session_scope("set run status") as s:
             s.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
+
+    def set_run_config(self, run_id: int, config: dict[str, Any]) -> None:
+        """Replace the stored settings of a run (a resume that moved it to another cluster records so)."""
+        with self.session_scope("set run config") as s:
+            s.execute(update(RunRow).where(RunRow.id == run_id).values(config=config, updated_at=utcnow()))
 
     def claim_run(self, run_id: int, driver: str) -> None:
         """Record that process ``driver`` (host:pid) runs ``run_id`` now."""
@@ -181,8 +191,10 @@ class Store(SharingStore, Database):
                     },
                     "curves": result.get("curves") or {},
                     "error": result.get("error"),
+                    "w_retries": int(runtime.get("retries") or 0),
                     "worker": runtime.get("worker"),
                     "device": runtime.get("device"),
+                    "node": runtime.get("node"),
                     "wall_time": runtime.get("wall_time"),
                     "started_at": _timestamp(runtime.get("started")),
                     "finished_at": _timestamp(runtime.get("finished")) or utcnow(),

@@ -6,6 +6,7 @@ the operation; `l2l.runs.store.Store` adds the records on top.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,18 +22,33 @@ from l2l.runs.store_records import StoreError
 DEFAULT_STORAGE = "sqlite:///l2l.db"
 
 
+# user:password@ at the start of a URL, with or without its scheme ("postgres:secret@host" lacks one)
+_PASSWORD = re.compile(r"^(?P<user>(?:[\w+.-]*://)?[^:/@\s]*):(?P<password>[^@/\s]*)@")
+
+
 def safe_url(url: str) -> str:
-    """The URL with any password hidden, for messages."""
+    """The URL with any password hidden, for messages; also for a URL that does not parse."""
     try:
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):
-        return url
+        return _PASSWORD.sub(lambda m: f"{m['user']}:***@", url.strip())
 
 
 def short_error(exc: BaseException) -> str:
     """The first line of a database error (the driver's own message when there is one), for one-line reports."""
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _url_problem(url: str) -> str:
+    """What is wrong with a storage URL SQLAlchemy cannot parse, in words."""
+    example = "expected e.g. sqlite:///l2l.db or postgresql+psycopg://user:password@host:5432/db"
+    if "://" not in url:
+        return f"it has no scheme; {example}"
+    port = re.search(r"@[^/:]*:([^/?]*)", url) or re.search(r"://[^/@:]*:([^/?@]*)(?:[/?]|$)", url)
+    if port and not port[1].isdigit():
+        return f"its port {port[1]!r} is not a number; {example}"
+    return example
 
 
 class Database:
@@ -46,10 +62,8 @@ class Database:
         try:
             parsed = make_url(url)
             parsed.port  # noqa: B018 - a port that is not a number fails here, not deep in the driver
-        except (ArgumentError, ValueError) as exc:
-            raise StoreError(
-                f"invalid storage URL {url!r}: expected e.g. sqlite:///l2l.db or postgresql+psycopg://host/db"
-            ) from exc
+        except (ArgumentError, ValueError):
+            raise StoreError(f"invalid storage URL {self.label!r}: {_url_problem(url)}") from None
         if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
             parent = Path(parsed.database).expanduser().resolve().parent
             if not parent.is_dir():

@@ -68,6 +68,7 @@ class ChildRecord:
     queued_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    node: str | None = None  # the Ray node it ran on; None in-process
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,21 @@ CASES = [
     (
         ["runs", "list", "--storage", "postgresql://::nope"],
         1,
-        "error: invalid storage URL 'postgresql://::nope': expected e.g. sqlite:///l2l.db or postgresql+psycopg://host/db",
+        "error: invalid storage URL 'postgresql://::nope': its port ':nope' is not a number; expected e.g. "
+        "sqlite:///l2l.db or "
+        "postgresql+psycopg://user:password@host:5432/db",
+    ),
+    (  # no scheme: the password is masked all the same
+        ["runs", "list", "--storage", "postgres:secret123@db/l2l"],
+        1,
+        "error: invalid storage URL 'postgres:***@db/l2l': it has no scheme; expected e.g. sqlite:///l2l.db or "
+        "postgresql+psycopg://user:password@host:5432/db",
+    ),
+    (  # a port that is not a number: one line, not a traceback from the driver
+        ["runs", "list", "--storage", "postgresql+psycopg://l2l:secret123@db:5432x/l2l"],
+        1,
+        "error: invalid storage URL 'postgresql+psycopg://l2l:***@db:5432x/l2l': its port '5432x' is not a number; "
+        "expected e.g. sqlite:///l2l.db or postgresql+psycopg://user:password@host:5432/db",
     ),
     (
         ["spaces", "show", "{tmp}/noeval.py:NoEval"],

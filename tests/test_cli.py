@@ -250,3 +250,12 @@ def test_runs_show_counts_children_waiting_behind_a_running_one_apart(
     store.add_children(run, kids[:6], running=True)  # handed to the executor: it runs 1 (local) or 4 at once
     store.add_children(run, kids[6:])
     assert line in ok("runs", "show", str(run), "--storage", storage).splitlines()
+
+
+def test_help_shows_the_defaults_written_in_brackets() -> None:
+    # Rich reads [...] as markup and would drop it unescaped
+    shown = " ".join(runner.invoke(app, ["search", "--help"], env={"COLUMNS": "400"}).output.split())
+    for text in ("[env L2L_STORAGE; default sqlite:///l2l.db]", "[default: embedded]", "[default: 1]"):
+        assert text in shown, text
+    plot = " ".join(runner.invoke(app, ["plot", "optimizer", "--help"], env={"COLUMNS": "400"}).output.split())
+    assert "[default: 1e-4..1]" in plot

@@ -139,13 +139,8 @@ def test_resume_conflicts_name_every_given_flag_in_a_stable_order(tmp_path: Path
         ["b=2"],
         tmp_path / "c.toml",
     )
-    assert given.resume_conflicts() == [
-        "children",
-        "space",
-        "config",
-        "space-option",
-        "controller-option",
-        "address",
-        "max-concurrent",
-    ]
+    assert given.resume_conflicts() == ["children", "space", "config", "space-option", "controller-option"]
+    assert given.moves() == {"max_concurrent": 2, "address": "auto"}  # where it runs may change on resume
+    moved = SearchFlags.parse({}, {"address": "h:1", "cpus_per_child": 2.0, "gpus_per_child": None}, [], [])
+    assert moved.resume_conflicts() == ["cpus-per-child"] and moved.moves() == {"address": "h:1"}
     assert SearchFlags.parse({"space": None}, {"address": None}, [], []).resume_conflicts() == []

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from l2l.runs.distributed import run_data_parallel
+from l2l.nas.train import collective_device
+from l2l.runs.distributed import rank_devices, run_data_parallel
 from l2l.runs.executors import ChildTask, run_child
 from l2l.search_spaces import Context, Spec, load_space
 from tests.conftest import PLUGINS
@@ -49,3 +52,32 @@ def test_a_failing_process_fails_the_child_with_the_reason(space_ref: str, choic
     spec = Spec(space.name, (("x", choice),))
     result = run_data_parallel(space, ChildTask(1, spec, Context()), 2)
     assert result.status == "failed" and message in (result.error or "")
+
+
+@pytest.mark.parametrize(
+    ("world", "gpus", "backend", "devices"),
+    [
+        (2, 0, "gloo", ["cpu", "cpu"]),  # no GPU: the CPU
+        (2, 2, "nccl", ["cuda:0", "cuda:1"]),  # a GPU per rank: NCCL
+        (2, 1, "gloo", ["cuda:0", "cuda:0"]),  # --workers-per-child 2 --gpus-per-child 0.5: the reserved GPU, shared
+        (4, 2, "gloo", ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]),
+    ],
+)
+def test_ranks_use_the_gpus_reserved_for_the_child(world: int, gpus: int, backend: str, devices: list[str]) -> None:
+    assert rank_devices(world, gpus) == (backend, devices)
+
+
+def test_values_are_all_reduced_on_the_training_device_under_nccl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'group'}", rank=0, world_size=1)
+    try:
+        gpu = torch.device("cuda", 1)  # a device object needs no CUDA
+        assert collective_device(gpu) == torch.device("cpu")  # gloo reduces CPU tensors
+        monkeypatch.setattr(dist, "get_backend", lambda *a, **k: "nccl")
+        assert collective_device(gpu) == gpu  # NCCL reduces only CUDA ones: a CPU tensor would fail the first batch
+    finally:
+        dist.destroy_process_group()

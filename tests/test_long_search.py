@@ -13,7 +13,7 @@ from l2l.controllers import ControllerError, Ledger, make_controller
 from l2l.controllers.reward_window import RewardWindow
 from l2l.runs.models import CheckpointRow
 from l2l.runs.search import Search, SearchConfig, SearchInterrupted
-from l2l.runs.store import Store
+from l2l.runs.store import NewChild, Store
 from l2l.search_spaces import load_space
 from tests.test_search import InterruptingExecutor, summary
 
@@ -133,8 +133,24 @@ def test_migration_0002_keeps_each_runs_latest_checkpoint(tmp_path: Path) -> Non
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0001'")
         for column in ("driver", "heartbeat_at"):  # added by migration 0003, after this store's time
             conn.exec_driver_sql(f"ALTER TABLE runs DROP COLUMN {column}")
+        conn.exec_driver_sql("DROP TABLE shared_epochs")  # 0004
+        conn.exec_driver_sql("ALTER TABLE children DROP COLUMN node")  # 0005
     store.close()
     store = Store(url)
     with store.engine.begin() as conn:
         kept = conn.exec_driver_sql("SELECT run_id, batch FROM checkpoints ORDER BY run_id").fetchall()
     assert [tuple(row) for row in kept] == [(runs[0], 2), (runs[1], 2)]
+
+
+def test_migration_0005_moves_each_childs_node_to_its_column(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = Store(url)
+    run = store.create_run(space="toy", strategy="random", config={}, seed=0, n_children=2, code_version="x")
+    store.add_children(run, [NewChild(n, 0, (0,), {}, 0.0, 0.0, 0) for n in range(2)], running=True)
+    with store.engine.begin() as conn:  # as l2l wrote them before: the node only inside metrics
+        conn.exec_driver_sql("""UPDATE children SET metrics = '{"runtime": {"node": "n0de"}}' WHERE number = 0""")
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0004'")
+        conn.exec_driver_sql("ALTER TABLE children DROP COLUMN node")
+    store.close()
+    store = Store(url)
+    assert [c.node for c in store.children(run)] == ["n0de", None]

@@ -156,6 +156,28 @@ def test_a_worker_death_with_children_queued_makes_them_all_suspects_that_run_al
     assert placed(s) == {1: [1, 3], 2: [4]}
 
 
+def test_a_suspect_runs_as_soon_as_a_busy_slot_is_emptied_for_it_while_the_others_go_on() -> None:
+    s, workers, clock = make(capacity=3, prefetch=3, max_retries=2)  # 2 children per slot
+    submit(s, clock, *range(9))
+    assert placed(s) == {0: [0, 3], 1: [1, 4], 2: [2, 5]}
+    workers.returned_before_death[future_of(s, 0)] = Result(reward=1.0)
+    assert s.died(0, "NodeDiedError: its node was lost") is None  # 0 had returned: 3 was running
+    assert s.suspects == {3} and [j.task.number for j in s.queue] == [3, 6, 7, 8]
+    s.fill()  # the replacement slot cannot be placed (its node is gone): it never comes up
+    assert 3 not in s.slots or not s.slots[3].up
+    assert s.reserved == {1: 3}  # the slot whose child has run longest takes nothing more
+    assert finish(s, 2) is not None
+    assert placed(s)[2] == [5, 6]  # the children behind the suspect go on, elsewhere
+    assert finish(s, 1) is not None
+    assert placed(s)[1] == [4]  # in a busy run an empty slot never comes on its own: nothing joins 4
+    assert finish(s, 4) is not None
+    assert placed(s)[1] == [3] and [j.task.number for j in s.queue] == [7, 8]  # the suspect runs, alone, at once
+    done = finish(s, 3)
+    assert done is not None and done[1].runtime["retries"] == 1  # its second run: counted as an attempt
+    assert s.suspects == set() and s.reserved == {}
+    assert placed(s)[1] == [7, 8]
+
+
 def test_a_child_that_kills_its_worker_alone_runs_again_up_to_max_retries_then_fails() -> None:
     s, workers, clock = make(capacity=1, prefetch=0, max_retries=1)
     submit(s, clock, 0)
@@ -167,6 +189,7 @@ def test_a_child_that_kills_its_worker_alone_runs_again_up_to_max_retries_then_f
     done = s.died(1, "WorkerCrashedError: boom")
     assert done is not None and done[0] == task(0) and done[1].status == "failed"
     assert done[1].error == "the worker running child 0 died 2 time(s): WorkerCrashedError: boom"
+    assert done[1].runtime["retries"] == 1  # two runs: the store records 2 attempts
     assert workers.killed == [0, 1] and s.pending == 0
 
 

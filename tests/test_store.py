@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -81,11 +82,22 @@ def test_children_results_and_top(store: Store) -> None:
     assert best.tokens == (1, 0, 1) and best.curves == {"val_acc": [0.1, 0.9]}
     assert best.metrics["test"] == {"test_acc": pytest.approx(0.8)} and best.metrics["cost"] == {"params": 100.0}
     assert (best.worker, best.device, best.wall_time, best.attempts) == ("host:1", "cpu", 0.25, 1)
+    assert best.node is None  # in-process: no Ray node
     assert best.started_at is not None and best.finished_at is not None
     failed = store.children(run, status="failed")[0]
     assert failed.reward is None and failed.controller_reward == 0.5 and failed.error == "RuntimeError: boom"
     with pytest.raises(StoreError, match="has no child 9"):
         store.finish_child(run, 9, Result(reward=1.0).to_json(), 1.0)
+
+
+def test_retries_after_worker_deaths_count_as_attempts_and_the_node_is_a_column(store: Store) -> None:
+    run = make_run(store)
+    store.add_children(run, [new_child(0), new_child(1)], running=True)
+    retried = dataclasses.replace(Result(reward=0.5), runtime={"node": "ab12cd", "retries": 2, "worker": "h:9"})
+    store.finish_children(run, [(0, retried.to_json(), 0.5), (1, Result(reward=0.1).to_json(), 0.1)])
+    first, second = store.children(run)
+    assert (first.attempts, first.node, first.worker) == (3, "ab12cd", "h:9")  # the first run and two retries
+    assert (second.attempts, second.node) == (1, None)
 
 
 def test_children_finished_together_are_recorded_all_or_none(store: Store) -> None:

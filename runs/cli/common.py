@@ -24,7 +24,7 @@ STORAGE_ENV = "L2L_STORAGE"
 StorageOpt = Annotated[
     str | None,
     typer.Option(
-        "--storage", help=f"SQLAlchemy URL of the results store [env {STORAGE_ENV}; default sqlite:///l2l.db]."
+        "--storage", help=f"SQLAlchemy URL of the results store \\[env {STORAGE_ENV}; default sqlite:///l2l.db]."
     ),
 ]
 RunArg = Annotated[int, typer.Argument(metavar="RUN", help="Run id (see `l2l runs list`).")]

@@ -75,3 +75,18 @@ def describe(run: Any, spec_json: dict[str, Any]) -> str:
         return escape(space.describe(spec))
     except SpaceError:
         return escape(" ".join(f"{k}={v}" for k, v in spec.items()))
+
+
+def placement_line(children: Sequence[Any]) -> str | None:
+    """Where a run's children ran (Ray nodes, by the first 8 characters of their ids) and how many ran again
+    after a worker or node died, or None for a run that never used Ray."""
+    nodes: dict[str, int] = {}
+    for c in children:
+        if c.node:
+            nodes[c.node[:8]] = nodes.get(c.node[:8], 0) + 1
+    retried = [c for c in children if c.attempts > 1]
+    if not nodes and not retried:
+        return None
+    on = ", ".join(f"{n} ({k} children)" for n, k in sorted(nodes.items(), key=lambda item: -item[1]))
+    again = f"; {len(retried)} ran more than once ({sum(c.attempts - 1 for c in retried)} extra attempts)"
+    return f"nodes: {on or '-'}" + (again if retried else "")

@@ -128,7 +128,7 @@ def plot_optimizer_cmd(
     top: Annotated[int, typer.Option("--top", help="How many of the best rules.", min=1, max=6)] = 3,
     lrs: Annotated[
         str | None,
-        typer.Option("--lrs", help="Comma-separated learning rates every optimizer is tuned on [default: 1e-4..1]."),
+        typer.Option("--lrs", help="Comma-separated learning rates every optimizer is tuned on \\[default: 1e-4..1]."),
     ] = None,
     storage: StorageOpt = None,
 ) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
+
 from l2l.runs.cli.common import console
 from l2l.runs.cli.formatting import fmt
 
@@ -64,9 +66,11 @@ class SearchProgress:
 
     def on_event(self, event: Any) -> None:
         """The search's listener: a finished child moves the bar, a controller update its batch figures."""
-        from l2l.runs.search import ChildEvent
+        from l2l.runs.search import ChildEvent, NoticeEvent
 
-        if isinstance(event, ChildEvent):
+        if isinstance(event, NoticeEvent):
+            console.print(f"[yellow]note:[/] {escape(event.text)}", highlight=False)
+        elif isinstance(event, ChildEvent):
             if event.status == "done":
                 self.done += 1
                 if event.reward is not None and (self.best is None or event.reward > self.best):

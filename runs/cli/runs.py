@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from l2l.runs.cli.common import RunArg, StorageOpt, console, open_store, space_of, user_errors
 from l2l.runs.cli.export import FORMATS, export_csv, export_json
-from l2l.runs.cli.formatting import MetricView, describe, fmt
+from l2l.runs.cli.formatting import MetricView, describe, fmt, placement_line
 from l2l.runs.config import UsageError
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ def runs_list(
     """List recorded runs, newest first."""
     from rich.table import Table
 
+    from l2l.runs.driver import run_state
+
     with user_errors():
         store = open_store(storage)
         table = Table("run", "name", "space", "strategy", "status", "children", "failed", "best", "created")
@@ -39,7 +42,7 @@ def runs_list(
                 r.name or "",
                 r.space,
                 r.strategy,
-                r.status,
+                run_state(r),
                 f"{counts['done'] + counts['failed']}/{r.n_children}",
                 str(counts["failed"]),
                 fmt(top[0].reward) if top else "-",
@@ -74,7 +77,9 @@ def runs_show(
             return Text.from_markup("\n".join(run_lines(store, run_id, latest=5)))
 
         with Live(view(), console=console, auto_refresh=False) as live:
-            while store.get_run(run_id).status == "running":
+            from l2l.runs.driver import run_state
+
+            while run_state(store.get_run(run_id)) == "running":  # not a run whose driver is gone
                 time.sleep(interval)
                 live.update(view(), refresh=True)
 
@@ -109,12 +114,14 @@ def sharing_line(store: Store, run: RunRecord, counts: dict[str, int]) -> str:
 
 def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
     """The summary of a run, as Rich markup lines (and its ``latest`` finished children)."""
+    from l2l.runs.driver import run_state
+
     run = store.get_run(run_id)
     counts = store.count_children(run_id)
     top = store.top_children(run_id, 1)
     updates = store.updates(run_id)
     lines = [
-        f"[bold]run {run.id}[/] {run.name or ''}  status: {run.status}",
+        f"[bold]run {run.id}[/] {run.name or ''}  status: {escape(run_state(run))}",
         f"space {run.space}, strategy {run.strategy}, seed {run.seed}, code {run.code_version}",
         f"created {run.created_at:%Y-%m-%d %H:%M:%S}, "
         f"finished {f'{run.finished_at:%Y-%m-%d %H:%M:%S}' if run.finished_at else '-'}",
@@ -125,6 +132,9 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
         lines[-1] = sharing_line(store, run, counts)
     if run.error:
         lines.append(f"[red]error:[/] {run.error}")
+    placement = placement_line(store.children(run_id))
+    if placement:
+        lines.append(placement)
     if top:
         best = top[0]
         lines.append(f"best: child {best.number}, reward {best.reward:.4f}: {describe(run, best.spec)}")
@@ -137,7 +147,7 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
     if latest:
         finished = [c for c in store.children(run_id) if c.finished_at is not None]
         for c in sorted(finished, key=lambda c: c.finished_at)[-latest:]:  # type: ignore[arg-type, return-value]
-            where = f"{c.worker or '-'} {c.device or ''}".strip()
+            where = f"{c.worker or '-'} {c.device or ''}{f' node {c.node[:8]}' if c.node else ''}".strip()
             lines.append(f"  child {c.number} {c.status} reward {fmt(c.reward)} on {where}")
     return lines
 

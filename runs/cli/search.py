@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from l2l.runs.cli.common import (
     SpaceOptionOpt,
@@ -25,6 +28,8 @@ from l2l.runs.config import SearchFlags, UsageError
 if TYPE_CHECKING:
     from l2l.runs.store import Store
 
+# Ray's own messages (its banners, worker death notices) go to a file per run here, not into the progress bar
+LOG_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "l2l" / "logs"
 # the command's own defaults, below the config file and the flags (SearchConfig's executor is local)
 DEFAULTS = {"executor": "ray"}
 # a weight-sharing search trains in this process; the screen has nothing to save when rewards are cheap
@@ -45,7 +50,7 @@ BatchOpt = Annotated[
     typer.Option(
         "--batch",
         "-m",
-        help="Children per controller update [default: the strategy's own: 4 for reinforce and any STRATEGY+screen, "
+        help="Children per controller update \\[default: the strategy's own: 4 for reinforce and any STRATEGY+screen, "
         "1 for evolution, tpe, gp, qmc and random, 10 for ppo].",
         min=1,
     ),
@@ -62,10 +67,10 @@ ExecutorOpt = Annotated[
     typer.Option("--executor", help="Where children run: ray (default; local CPUs/GPUs or a cluster) or local."),
 ]
 AddressOpt = Annotated[
-    str | None, typer.Option("--address", help="Ray cluster to join: auto or host:port [default: embedded].")
+    str | None, typer.Option("--address", help="Ray cluster to join: auto or host:port \\[default: embedded].")
 ]
 CpusOpt = Annotated[
-    float | None, typer.Option("--cpus-per-child", help="CPUs Ray reserves per child [default: 1].", min=0)
+    float | None, typer.Option("--cpus-per-child", help="CPUs Ray reserves per child \\[default: 1].", min=0)
 ]
 GpusOpt = Annotated[
     float | None,
@@ -85,7 +90,7 @@ ModeOpt = Annotated[
     typer.Option(
         "--mode",
         help="sync (batches, Zoph & Le: the same seed gives the same run on any executor) or async (keep workers "
-        "busy; not reproducible: updates follow the order children finish in) [default: async if >1 at once].",
+        "busy; not reproducible: updates follow the order children finish in) \\[default: async if >1 at once].",
     ),
 ]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="Torch device of the children (cpu, cuda).")]
@@ -142,6 +147,7 @@ def search(
 ) -> None:
     """Run a search: the controller proposes children, they train, their rewards teach the controller."""
     with user_errors():
+        from l2l.runs.ray_cluster import route_ray_logs
         from l2l.runs.search import SearchInterrupted
 
         flags = SearchFlags.parse(
@@ -171,7 +177,13 @@ def search(
         )
         flags = with_weight_sharing(flags, weight_sharing, ws_option)
         store = open_store(storage)
-        run = open_run(store, flags, resume)
+        route_ray_logs(LOG_DIR / f"ray-{os.getpid()}.log")
+        try:
+            run = open_run(store, flags, resume)
+        except Exception:
+            say_ray_log()
+            raise
+        route_ray_logs(LOG_DIR / f"run-{run.run_id}" / f"ray-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
         _install_sigterm()
         cfg = run.config
         size = f"epochs={run.ws.epochs}" if cfg.weight_sharing is not None else f"children={cfg.children}"
@@ -181,6 +193,13 @@ def search(
             + (f" (resumed, {run.requeued} children re-queued)" if resume is not None else ""),
             highlight=False,
         )
+        move = getattr(run, "moved", None)
+        if move:
+            changes = ", ".join(f"{k} {move['from'][k]} -> {v}" for k, v in move["to"].items())
+            console.print(f"run {run.run_id} moved: {changes} (recorded with the run)", highlight=False)
+        where = getattr(run, "executor", None) and getattr(run.executor, "where", None)
+        if where:
+            console.print(escape(where), highlight=False)
         if cfg.weight_sharing is not None:
             run_weight_sharing(store, run, quiet)
             return
@@ -193,10 +212,20 @@ def search(
             err_console.print(f"[yellow]{exc}[/]", highlight=False)
             raise typer.Exit(130) from None
         except Exception:
+            say_ray_log()
             if resume is None:
                 discard_unstarted(store, run.run_id)
             raise
         print_summary(store, run.run_id)
+
+
+def say_ray_log() -> None:
+    """Where Ray's own messages went, when a search fails and Ray said something."""
+    from l2l.runs.ray_cluster import ray_log
+
+    path = ray_log()
+    if path is not None:
+        err_console.print(f"Ray's own messages are in {path}", highlight=False, soft_wrap=True)
 
 
 def with_weight_sharing(flags: SearchFlags, on: bool, ws_option: list[str] | None) -> SearchFlags:
@@ -237,10 +266,15 @@ def open_run(store: Store, flags: SearchFlags, resume: int | None) -> Any:
         return Search.start(store, config)
     extra = flags.resume_conflicts()
     if extra:
-        raise UsageError(f"--resume continues run {resume} with its stored settings; drop --{', --'.join(extra)}")
+        raise UsageError(
+            f"--resume continues run {resume} with its stored settings; drop --{', --'.join(extra)} (where it runs "
+            "may change: --address, --max-concurrent, --child-timeout)"
+        )
     if store.get_run(resume).config.get("weight_sharing") is not None:
+        if flags.moves():
+            raise UsageError(f"run {resume} is a weight-sharing search: it runs in this process, not on Ray")
         return WeightSharingSearch.resume(store, resume)
-    return Search.resume(store, resume, listener=None)
+    return Search.resume(store, resume, listener=None, moves=flags.moves())
 
 
 def run_weight_sharing(store: Store, run: Any, quiet: bool) -> None:

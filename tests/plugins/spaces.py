@@ -155,3 +155,37 @@ class Crashy(SearchSpace):
         info = {"pid": os.getpid(), "token": self.received, "uses": self.uses, "loaded": self.loaded_at}
         info["device"] = ctx.device
         return Result(reward=1.0, val_acc=1.0, info=info)
+
+
+class EnvProbe(SearchSpace):
+    """For executors: a child reports the environment it runs in, its own and its parent process's."""
+
+    name = "env_probe"
+
+    def decisions(self) -> Sequence[Decision]:
+        return [Decision.categorical("x", ["a"])]
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        try:
+            with open(f"/proc/{os.getppid()}/environ", "rb") as f:
+                parent = f.read().decode(errors="replace")
+        except OSError:
+            parent = ""
+        return Result(reward=1.0, info={"environ": dict(os.environ), "parent_environ": parent})
+
+
+class Sleepy(SearchSpace):
+    """For executors: every child sleeps ``delay`` seconds and succeeds."""
+
+    name = "sleepy"
+
+    def __init__(self, delay: float = 1.0) -> None:
+        super().__init__(delay=delay)
+        self.delay = delay
+
+    def decisions(self) -> Sequence[Decision]:
+        return [Decision.categorical("x", ["a", "b"])]
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        time.sleep(self.delay)
+        return Result(reward=1.0 if spec["x"] == "a" else 0.5)

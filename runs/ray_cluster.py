@@ -1,0 +1,336 @@
+"""The Ray instance children run on: an embedded one started for the run, or a cluster joined with ``--address``.
+
+Joining says which cluster it joined, finds out when the cluster asks for Ray's token authentication,
+and refuses, with one line each, a head that does not answer, a token it lacks, and the instance that
+``ray.init()`` started inside some other process (which ``--address auto`` would otherwise join
+silently, and which stops when that process does). An embedded instance runs in a temporary
+directory of its own, removed when the run ends, so it neither leaves files behind nor becomes what
+another process's ``--address auto`` finds. No process Ray starts for l2l inherits the store's URL or
+another secret from the driver's environment (`without_secrets`); the workers drop any they got from
+the node they run on (`strip_secrets`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from l2l.runs.executors import ExecutorError
+
+# variables that hold the store's URL or a database password: child code never needs them
+SECRET_ENV = ("L2L_STORAGE", "L2L_TEST_POSTGRES_URL", "PGPASSWORD", "DATABASE_URL")
+_URL_WITH_PASSWORD = re.compile(r"[A-Za-z][\w+.-]*://[^/\s:@]*:[^/\s@]+@")
+REACH_TIMEOUT_S = 10.0
+TOKEN_HELP = (
+    "copy the head's token (`ray get-auth-token` there) to ~/.ray/auth_token here, or set RAY_AUTH_TOKEN, "
+    "and set RAY_AUTH_MODE=token"
+)
+
+
+def secret_names(environ: Mapping[str, str]) -> list[str]:
+    """The variables of ``environ`` that hold a secret: the store's URL, a password, any URL with a password."""
+    return sorted(k for k, v in environ.items() if k in SECRET_ENV or _URL_WITH_PASSWORD.search(v))
+
+
+def strip_secrets() -> None:
+    """Drop the secrets from this process's environment (a worker, before any child code runs in it)."""
+    for name in secret_names(os.environ):
+        os.environ.pop(name, None)
+
+
+@contextmanager
+def without_secrets() -> Iterator[None]:
+    """The secrets are out of ``os.environ`` while Ray starts its processes (which inherit it), then back."""
+    saved = {name: os.environ.pop(name) for name in secret_names(os.environ)}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def reach(address: str, timeout: float = REACH_TIMEOUT_S) -> None:
+    """Raise `ExecutorError` unless the Ray head at ``host:port`` (or ``ray://host:port``) accepts a connection."""
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ExecutorError(f"--address {address!r} is not host:port (or auto)")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ExecutorError(
+            f"cannot reach the Ray cluster at {address!r} within {timeout:g}s: {exc.strerror or exc}; "
+            "is `ray start --head` running there?"
+        ) from None
+
+
+def _probe(address: str) -> Any:
+    """A GCS client of the head at ``address``; raises Ray's error when it refuses this process (one try,
+    where `ray.init` would retry for 20 s and print a warning per try)."""
+    from ray._raylet import GcsClient  # type: ignore[attr-defined]
+
+    with _stderr_to_log():
+        return GcsClient(address=address, cluster_id=None)
+
+
+def _token_auth_error(exc: BaseException) -> bool:
+    return "InvalidAuthToken" in str(exc) or type(exc).__name__ == "AuthenticationError"
+
+
+def _enable_token_auth() -> bool:
+    """Use the token found on this machine (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token), as Ray does
+    for a cluster it finds on its own; False when there is none or RAY_AUTH_MODE was set by the user."""
+    if os.environ.get("RAY_AUTH_MODE") is not None:
+        return False
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication
+        return False
+    return bool(maybe_enable_token_auth_if_token_available(warn_if_disabled=False))
+
+
+def check_join(address: str) -> tuple[str, bool]:
+    """The head's address to pass to `ray.init` for ``address`` (host:port or auto), and whether token
+    authentication is on; refuses, in one line, what `ray.init` would fail on slowly or join silently."""
+    auto = address == "auto"
+    if auto:
+        from ray._private.services import get_ray_address_from_environment
+
+        try:
+            address = get_ray_address_from_environment("auto", None)
+        except ConnectionError as exc:
+            raise ExecutorError(f"--address auto found no Ray cluster on this machine ({exc}); start one with "
+                                "`ray start --head`, or pass --address HOST:PORT") from None  # fmt: skip
+        if address in (None, "auto"):
+            raise ExecutorError(
+                "--address auto found no Ray cluster on this machine; start one with `ray start --head`"
+            )
+    elif address.startswith("ray://"):
+        reach(address)
+        return address, os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+    reach(address)
+    where = f"the Ray cluster --address auto found at {address}" if auto else f"the Ray cluster at {address!r}"
+    try:
+        client = _probe(address)
+    except Exception as exc:  # Ray's errors have no common base here: authentication, RPC, connection
+        if not _token_auth_error(exc):
+            raise ExecutorError(f"cannot join {where}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+            raise ExecutorError(f"{where} refused this machine's Ray token: {TOKEN_HELP}") from None
+        if not _enable_token_auth():
+            raise ExecutorError(f"{where} uses token authentication; this machine has no token: {TOKEN_HELP}") from None
+        try:
+            client = _probe(address)
+        except Exception as again:  # as above
+            if _token_auth_error(again):
+                raise ExecutorError(f"{where} refused this machine's Ray token: {TOKEN_HELP}") from None
+            raise ExecutorError(f"cannot join {where}: {type(again).__name__}: {again}") from None
+    if auto and _started_by_ray_init(client):
+        raise ExecutorError(
+            f"--address auto found {address}, a Ray instance that ray.init() started inside another process (it "
+            "stops when that process does); start a cluster with `ray start --head` and pass --address HOST:PORT"
+        )
+    return address, os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+
+
+def _started_by_ray_init(client: Any) -> bool:
+    """Whether the cluster of ``client`` is one that `ray.init()` started in a process (not `ray start`)."""
+    try:
+        from ray._common.usage.usage_lib import get_cluster_metadata
+
+        return bool(get_cluster_metadata(client).get("ray_init_cluster"))
+    except Exception:  # unknown (an older Ray, no metadata): then it is not refused
+        return False
+
+
+@dataclass
+class RayInstance:
+    """The Ray instance this process is connected to, what it is (for the user) and what l2l must clean up."""
+
+    address: str | None  # the head's host:port; None for an embedded instance
+    owned: bool  # an embedded instance, started here and stopped with the run
+    token: bool  # Ray's token authentication is on
+    temp_dir: str | None = None  # the embedded instance's directory, removed at shutdown
+
+    def describe(self) -> str:
+        """One line: which cluster, its nodes and resources, and whether token authentication is on."""
+        import ray
+
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        res = ray.cluster_resources()
+        gpus = f", {res['GPU']:g} GPU" if res.get("GPU") else ""
+        head = ray.get_runtime_context().gcs_address
+        where = "an embedded Ray instance" if self.owned else f"the Ray cluster at {head}"
+        auth = "token authentication on" if self.token else "token authentication off"
+        return f"children run on {where}: {len(nodes)} node(s), {res.get('CPU', 0):g} CPU{gpus}; {auth}"
+
+    def shutdown(self) -> None:
+        """Disconnect; stop an embedded instance and remove what it wrote."""
+        import ray
+
+        if self.owned:
+            ray.shutdown()
+            if self.temp_dir is not None:
+                shutil.rmtree(self.temp_dir, ignore_errors=True)
+        self.owned = False
+
+
+_log_file: Path | None = None  # where `route_ray_logs` sends Ray's messages in this process
+
+
+def route_ray_logs(log_file: Path) -> None:
+    """Ray's own messages in this process (its token banner, worker death notices, its join retries) go to
+    ``log_file``, not the terminal where they would break into the progress bar; for the CLI, which owns
+    the process's output."""
+    global _log_file
+    old_file, _log_file = _log_file, log_file
+    if old_file is not None and old_file != log_file and old_file.exists():  # moved under its run: keep what it has
+        with _open_log() as out:
+            out.write(old_file.read_text(errors="replace"))
+        old_file.unlink()
+    handler = _LogFile(log_file, mode="a", delay=True)  # no file, nor folder, until Ray says something
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("ray")
+    for old in [h for h in logger.handlers if getattr(h, "l2l", False)]:
+        logger.removeHandler(old)
+        old.close()
+    handler.l2l = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.propagate = False
+
+
+class _LogFile(logging.FileHandler):
+    """A log file whose folder is made when the first message comes."""
+
+    def _open(self) -> Any:
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+
+def _open_log() -> Any:
+    assert _log_file is not None  # callers check
+    _log_file.parent.mkdir(parents=True, exist_ok=True)
+    return open(_log_file, "a")
+
+
+def ray_log() -> Path | None:
+    """The file Ray's messages go to in this process, if `route_ray_logs` chose one and Ray wrote to it."""
+    return _log_file if _log_file is not None and _log_file.exists() and _log_file.stat().st_size else None
+
+
+def _route_published() -> None:
+    """What the raylets publish to this driver (a worker died, ...) goes to the log file too, when there is one."""
+    if _log_file is None:
+        return
+    logger = logging.getLogger("ray")
+    for handler in [h for h in logger.handlers if not getattr(h, "l2l", False)]:
+        logger.removeHandler(handler)  # the terminal handler Ray adds when imported
+    with suppress(ImportError, AttributeError):
+        import ray._private.worker as ray_worker
+
+        ray_worker.print_to_stdstream = _print_to_log  # its printing thread calls it by this name
+
+
+def _print_to_log(data: Mapping[str, Any], ignore_prefix: bool = False) -> None:
+    """Ray's printer of messages published by its processes, writing them to the log file instead."""
+    if _log_file is None:
+        return
+    with suppress(OSError), _open_log() as out:
+        for line in data.get("lines", []):
+            out.write(f"({data.get('pid', 'ray')}) {line}\n")
+
+
+@contextmanager
+def _stderr_to_log() -> Iterator[None]:
+    """What Ray's C++ core prints on stderr while this runs (a warning per refused try) goes to the log file."""
+    if _log_file is None:
+        yield
+        return
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with _open_log() as out:
+            os.dup2(out.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def connect(address: str | None, num_cpus: int | None) -> RayInstance:
+    """Join the cluster at ``address`` or start an embedded instance (``address`` None) with ``num_cpus``."""
+    import ray
+
+    _route_published()
+    if address not in (None, "local"):
+        head, token = check_join(address)
+        try:
+            with _stderr_to_log():
+                ray.init(address=head, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise ExecutorError(f"cannot join the Ray cluster at {address!r}: {exc}") from exc
+        return RayInstance(head, owned=False, token=token)
+    sweep_embedded()
+    temp_dir = tempfile.mkdtemp(prefix=EMBEDDED_PREFIX)
+    try:
+        with without_secrets(), _stderr_to_log():  # the processes Ray starts now inherit this environment
+            ray.init(
+                address=address,
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+                _temp_dir=temp_dir,
+            )
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise ExecutorError(f"cannot start an embedded Ray instance: {exc}") from exc
+    token = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+    return RayInstance(None, owned=True, token=token, temp_dir=temp_dir)
+
+
+EMBEDDED_PREFIX = "l2l-ray-"
+
+
+def sweep_embedded(root: str | None = None) -> list[Path]:
+    """Remove the directories of embedded instances whose driver died without removing its own (``kill -9``):
+    a Ray session directory ends with its driver's pid. Returns those removed."""
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{EMBEDDED_PREFIX}*"):
+        pids = [s.name.rpartition("_")[2] for s in folder.glob("session_2*")]
+        if pids and all(p.isdigit() and not _alive(int(p)) for p in pids):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def head_alive(address: str, timeout: float = 2.0) -> bool:
+    """Whether the head at ``address`` (host:port) still accepts connections."""
+    host, _, port = address.rpartition(":")
+    with suppress(OSError, ValueError):
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    return False

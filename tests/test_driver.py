@@ -1,0 +1,80 @@
+"""Which process drives a run: its heartbeat, a stale run told from a live one, resume refused beside a live driver."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+from typer.testing import CliRunner
+
+from l2l.runs.cli import app
+from l2l.runs.driver import Heartbeat, run_state, this_driver
+from l2l.runs.executors import LocalExecutor
+from l2l.runs.models import RunRow
+from l2l.runs.search import Search, SearchConfig, SearchError
+from l2l.runs.store import Store
+
+
+def _run(store: Store) -> int:
+    config = SearchConfig(space="toy", strategy="random", children=4, batch=2)
+    return store.create_run(
+        space="toy", strategy="random", config=config.to_json(), seed=0, n_children=4, code_version="t"
+    )
+
+
+def _driven_by(store: Store, run: int, driver: str, beat: datetime) -> None:
+    with store.session_scope() as s:
+        s.execute(update(RunRow).where(RunRow.id == run).values(driver=driver, heartbeat_at=beat))
+
+
+def test_a_run_whose_driver_is_gone_is_stale_with_how_to_resume_it(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    run = _run(store)
+    now = datetime.now(UTC)
+    with Heartbeat(store, run, every=0.05):  # this process drives it
+        assert run_state(store.get_run(run)) == "running"
+    _driven_by(store, run, "elsewhere:123", now - timedelta(seconds=10))  # another machine, heard from lately
+    assert run_state(store.get_run(run), now) == "running"
+    with pytest.raises(SearchError, match=f"run {run} is still running: its driver elsewhere:123 said it was alive"):
+        Search.resume(store, run)
+    _driven_by(store, run, "elsewhere:123", now - timedelta(seconds=312))
+    assert run_state(store.get_run(run), now) == (
+        f"stale (no heartbeat for 312 s; resume with: l2l search --resume {run})"
+    )
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = this_driver().rpartition(":")[0]
+    _driven_by(store, run, f"{host}:{dead.stdout.strip()}", now - timedelta(seconds=2))  # killed on this machine
+    assert run_state(store.get_run(run), now).startswith("stale (no heartbeat for 2 s;")
+    result = CliRunner().invoke(app, ["runs", "list", "--storage", store.url], env={"COLUMNS": "300"})
+    assert "stale (no heartbeat for" in result.output and f"--resume {run}" in result.output
+    store.set_run_status(run, "interrupted", "interrupted by the user")
+    assert run_state(store.get_run(run), now) == "interrupted"
+    shown = CliRunner().invoke(app, ["runs", "show", str(run), "--storage", store.url])
+    assert "status: interrupted" in shown.output
+
+
+def test_resume_may_move_a_run_and_records_each_move(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    config = SearchConfig(
+        space="toy", strategy="random", children=4, batch=2, executor="ray", executor_options={"max_concurrent": 2}
+    )
+    run = Search.start(store, config, executor=LocalExecutor()).run_id
+    store.set_run_status(run, "interrupted")
+    moves = {"address": "10.0.0.7:6379", "max_concurrent": 8, "child_timeout": 60.0}
+    search = Search.resume(store, run, executor=LocalExecutor(), moves=moves)
+    assert search.moved is not None and search.moved["to"] == moves
+    assert search.moved["from"] == {"address": None, "max_concurrent": 2, "child_timeout": None}
+    stored = SearchConfig.from_json(store.get_run(run).config)
+    assert dict(stored.executor_options) == moves  # a later resume without flags keeps running there
+    assert len(stored.moves) == 1 and stored.moves[0]["to"] == moves
+    store.set_run_status(run, "interrupted")
+    again = Search.resume(store, run, executor=LocalExecutor(), moves={"address": "10.0.0.7:6379"})
+    assert again.moved is None and len(SearchConfig.from_json(store.get_run(run).config).moves) == 1
+    refused = CliRunner().invoke(
+        app, ["search", "--resume", str(run), "--cpus-per-child", "2", "--storage", store.url], env={"COLUMNS": "300"}
+    )
+    assert refused.exit_code == 1 and "drop --cpus-per-child (where it runs may change: --address" in refused.output

@@ -1,0 +1,69 @@
+"""An embedded Ray instance (no --address): secrets stay out of child code, and it leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from l2l.runs.executors import ChildTask, make_executor
+from l2l.runs.ray_cluster import secret_names, sweep_embedded
+from l2l.runs.ray_executor import RayExecutor
+from l2l.search_spaces import Context, load_space
+from tests.conftest import PLUGINS
+
+ray = pytest.importorskip("ray")
+PASSWORD = "s3cret-pw-20"
+
+
+def test_secrets_are_recognised_by_name_and_by_a_password_in_a_url() -> None:
+    env = {
+        "L2L_STORAGE": "sqlite:///l2l.db",  # the store's URL, even without a password
+        "PGPASSWORD": "x",
+        "MY_DB": f"postgresql+psycopg://l2l:{PASSWORD}@db:5432/l2l",
+        "L2L_CIFAR10_ROOT": "/data/cifar",  # what children need stays
+        "HOME": "/root",
+        "URL": "https://example.org/a:b@c",  # a colon and an at sign in a path are no password
+    }
+    assert secret_names(env) == ["L2L_STORAGE", "MY_DB", "PGPASSWORD"]
+
+
+def test_children_of_an_embedded_instance_never_see_the_store_url_and_it_leaves_no_files(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if ray.is_initialized():
+        pytest.skip("a Ray instance is already up in this process")
+    url = f"postgresql+psycopg://l2l:{PASSWORD}@db.example:5432/l2l"
+    monkeypatch.setenv("L2L_STORAGE", url)
+    monkeypatch.setenv("OTHER_DB_URL", url)
+    monkeypatch.setenv("L2L_CIFAR10_ROOT", "/data/cifar")
+    space = load_space(f"{PLUGINS / 'spaces.py'}:EnvProbe")
+    executor = make_executor("ray", options={"num_cpus": 1})
+    assert isinstance(executor, RayExecutor)
+    assert executor.where.startswith("children run on an embedded Ray instance: 1 node(s), 1 CPU")
+    executor.submit(space, ChildTask(0, space.decode((0,)), Context()))
+    _, result = executor.next_result()
+    session = ray._private.worker._global_node.get_session_dir_path()
+    executor.shutdown()
+    assert result.ok, result.error
+    environ, parent = result.info["environ"], result.info["parent_environ"]
+    assert "L2L_STORAGE" not in environ and "OTHER_DB_URL" not in environ
+    assert PASSWORD not in "".join(environ.values()) and PASSWORD not in parent  # nor in the raylet's
+    assert environ["L2L_CIFAR10_ROOT"] == "/data/cifar"
+    assert os.environ["L2L_STORAGE"] == url  # the driver keeps its own
+    assert not Path(session).exists()  # the embedded instance's files went with it
+
+
+def test_directories_of_embedded_instances_whose_driver_died_are_swept(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = tmp_path / "l2l-ray-gone"
+    (gone / f"session_2026-12-02_10-00-00_000001_{dead.stdout.strip()}").mkdir(parents=True)
+    live = tmp_path / "l2l-ray-live"
+    (live / f"session_2026-12-02_10-00-00_000001_{os.getpid()}").mkdir(parents=True)
+    other = tmp_path / "not-ours"
+    (other / f"session_2026-12-02_10-00-00_000001_{dead.stdout.strip()}").mkdir(parents=True)
+    assert sweep_embedded(str(tmp_path)) == [gone]
+    assert live.exists() and other.exists() and not gone.exists()
