@@ -32,17 +32,18 @@ def best_rules(store: Store, run_id: int, k: int) -> list[tuple[ChildRecord, Rul
     rule_of = getattr(space, "rule_of", None)
     if rule_of is None:
         raise UsageError(f"run {run_id} searched the space {run.space!r}, not optimizer rules (use --space optimizer)")
-    from l2l.optsearch.language import to_formula
+    from l2l.optsearch.simplify import functional_hash
 
     children = store.top_children(run_id, 10 * k)
     if not children:
         raise UsageError(f"run {run_id} has no finished child yet")
     out: list[tuple[ChildRecord, Rule]] = []
-    formulas: set[str] = set()
-    for c in children:  # rules that differ only in dead tokens (op2 under keep, ...) are the same rule
+    seen: set[str] = set()
+    for c in children:  # rules that compute the same update (dead tokens, x * 1, ...) are one rule
         rule = rule_of(Spec.from_json(c.spec))
-        if to_formula(rule) not in formulas and len(out) < k:
-            formulas.add(to_formula(rule))
+        key = functional_hash(rule)
+        if key not in seen and len(out) < k:
+            seen.add(key)
             out.append((c, rule))
     return out
 
@@ -58,10 +59,11 @@ def optimizers_top(
     from rich.table import Table
 
     from l2l.optsearch.language import to_formula, to_latex, to_text
+    from l2l.optsearch.simplify import simplified_rule
 
     with user_errors():
         store = open_store(storage)
-        table = Table("rank", "child", "reward", "test acc", "best lr", "update", "rule")
+        table = Table("rank", "child", "reward", "test acc", "best lr", "update (simplified)", "rule")
         for rank, (c, rule) in enumerate(best_rules(store, run_id, k), start=1):
             info = c.metrics.get("info") or {}
             table.add_row(
@@ -70,7 +72,7 @@ def optimizers_top(
                 fmt(c.reward),
                 fmt((c.metrics.get("test") or {}).get("test_acc")),
                 f"{info['best_lr']:g}" if "best_lr" in info else "-",
-                to_latex(rule) if latex else to_formula(rule),
+                to_latex(simplified_rule(rule)) if latex else to_formula(simplified_rule(rule)),
                 to_text(rule),
             )
         console.print(table)
