@@ -73,6 +73,7 @@ class Cell:
     lr: float | None = None
     weight_decay: float | None = None
     lr_at_edge: bool = False
+    wd_at_edge: bool = False
     val_by_lr: dict[str, float | None] = field(default_factory=dict)  # None: diverged
     val_by_wd: dict[str, float | None] = field(default_factory=dict)
     test: list[float] = field(default_factory=list)  # per seed that finished
@@ -98,8 +99,8 @@ class Cell:
         return out
 
 
-class _Runner:
-    """Runs of one contender on one task, counted and memoised by (lr, weight decay, seed)."""
+class Runner:
+    """Runs of one rule on one task, counted and memoised by (lr, weight decay, seed)."""
 
     def __init__(self, contender: Contender, task: SuiteTask, cell: Cell) -> None:
         self.contender, self.task, self.cell = contender, task, cell
@@ -118,10 +119,14 @@ class _Runner:
             self.done[key] = out
         return self.done[key]
 
-    def value(self, lr: float, wd: float | None, seeds: Sequence[int]) -> float:
+    def value(self, lr: float, wd: float | None, seeds: Sequence[int], objective: str = "metric") -> float:
+        """Mean over ``seeds`` of the validation metric (``objective="metric"``, oriented larger-is-better)
+        or of minus the validation loss (``"loss"``); -inf when a run diverged."""
         runs = [self.run(lr, wd, s) for s in seeds]
         if any(isinstance(r, str) for r in runs):
             return -math.inf
+        if objective == "loss":
+            return -statistics.fmean(r.val_loss for r in runs)  # type: ignore[union-attr]
         return statistics.fmean(score(self.task, r) for r in runs)  # type: ignore[arg-type]
 
 
@@ -159,7 +164,7 @@ def tune(
 ) -> Cell:
     """Choose the learning rate (and weight decay) on validation, then run every seed at that setting."""
     cell = Cell(task.name, contender.label)
-    runner = _Runner(contender, task, cell)
+    runner = Runner(contender, task, cell)
     grid = sorted(lrs)
     tuning = list(range(min(tune_seeds, seeds)))
     wd0 = 0.01 if contender.has_weight_decay else None
@@ -177,6 +182,7 @@ def tune(
     if contender.has_weight_decay:
         values = {w: runner.value(lr, w, tuning) for w in wds}
         wd = max(values, key=lambda w: values[w])
+        cell.wd_at_edge = wd == max(wds) and wd > 0
         for w in wds:
             run = runner.run(lr, w, tuning[0])
             cell.val_by_wd[f"{w:g}"] = None if isinstance(run, str) else run.val_metric

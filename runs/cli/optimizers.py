@@ -134,8 +134,8 @@ def contenders_of(names: list[str], storage: str | None) -> list[Contender]:
 
 
 def board_table(board: dict[str, Any]) -> Any:
-    """Task x optimizer: test mean ± 95% interval, the chosen lr (and weight decay); '!' marks an lr at
-    the grid's edge; the winner of each row is bold; the last row counts tasks won."""
+    """Task x optimizer: test mean ± 95% interval, the chosen lr (and weight decay); '!' marks a choice at
+    its grid's edge; the winner of each row is bold; the last row counts tasks won."""
     from rich.table import Table
 
     labels = [o["label"] for o in board["optimizers"]]
@@ -153,7 +153,7 @@ def board_table(board: dict[str, Any]) -> Any:
                 text = f"[bold green]{text}[/]"
             setting = f"lr {c['lr']:.3g}{'!' if c['lr_at_edge'] else ''}"
             if c["weight_decay"] is not None:
-                setting += f" wd {c['weight_decay']:g}"
+                setting += f" wd {c['weight_decay']:g}{'!' if c.get('wd_at_edge') else ''}"
             if c["diverged_seeds"]:
                 setting += f" [red]{len(c['diverged_seeds'])} seeds diverged[/]"
             row.append(f"{text}\n[dim]{setting}[/]")
@@ -217,6 +217,7 @@ def optimizers_evaluate(
 
         board = run_board(contenders, tasks, seeds, lrs=grid, workers=n_workers, progress=progress)
         console.print(board_table(board))
+        console.print("! : the chosen setting is at the edge of its grid (widen it with --lrs)", highlight=False)
         console.print(f"{len(tasks)} tasks x {len(contenders)} optimizers in {board['seconds']:.0f} s", highlight=False)
         if output is not None:
             output.parent.mkdir(parents=True, exist_ok=True)

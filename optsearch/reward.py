@@ -1,0 +1,172 @@
+"""The reward of a rule over the search suite, with successive halving, and the funnel's selection.
+
+On every search task the rule's learning rate is tuned by final validation loss (the same grid walk as
+the scoreboard's, one seed) and compared with tuned Adam's: the reward is the inverse geometric mean of
+the ratios, so Adam scores 1, a rule twice as good on every task 2, and no task dominates however large
+its losses are. Tasks run from the cheapest up; a rule whose ratio on a task is worse than ``cutoff``
+stops there (the ratio counts for the tasks it skipped), and a rule that diverges at every learning rate
+of a task fails with that reason. `successive_halving` does the same across a population: every
+survivor runs the next task, and the worse half is dropped after each.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from l2l.optsearch.language import Rule, to_text
+from l2l.optsearch.presets import PRESETS
+from l2l.optsearch.trainer import SuiteTask
+from l2l.optsearch.tuning import LR_GRID, Cell, Contender, Runner, walk_grid
+
+CUTOFF = 3.0
+REFERENCE = "adam"
+CACHE_ENV = "L2L_OPTSEARCH_CACHE"
+
+
+class RuleFailed(RuntimeError):
+    """The rule diverged at every learning rate of a task."""
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    """A rule's tuned result on one task: its lr, final validation loss and ratio to tuned Adam's."""
+
+    task: str
+    lr: float
+    val_loss: float
+    ratio: float
+    runs: int
+
+
+def tune_loss(rule: Rule, task: SuiteTask, lrs: Sequence[float] = LR_GRID, seed: int = 0) -> TaskScore | str:
+    """The rule tuned on ``task`` by final validation loss; the divergence reason when every lr diverged."""
+    cell = Cell(task.name, "rule")
+    runner = Runner(Contender("rule", to_text(rule)), task, cell)
+    grid = sorted(lrs)
+    start = min(range(len(grid)), key=lambda i: abs(math.log(grid[i] / 1e-3)))
+    best = walk_grid(lambda i: runner.value(grid[i], None, [seed], objective="loss"), len(grid), start)
+    out = runner.run(grid[best], None, seed)
+    if isinstance(out, str):
+        reasons = sorted(r for r in runner.done.values() if isinstance(r, str))
+        return f"diverged at every learning rate tried on {task.name} ({cell.runs}): {reasons[0]}"
+    return TaskScore(task.name, grid[best], out.val_loss, math.nan, cell.runs)
+
+
+def _cache_path(tasks: Sequence[SuiteTask], lrs: Sequence[float]) -> Path:
+    import hashlib
+
+    key = json.dumps([[repr(t) for t in tasks], list(lrs), REFERENCE, PRESETS[REFERENCE]])
+    root = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "l2l" / "optsearch"))
+    return root / f"reference-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+_REFERENCES: dict[Path, dict[str, float]] = {}
+
+
+def references(tasks: Sequence[SuiteTask], lrs: Sequence[float] = LR_GRID) -> dict[str, float]:
+    """Tuned Adam's final validation loss per task (computed once, then read from a cache file)."""
+    path = _cache_path(tasks, lrs)
+    if path in _REFERENCES:
+        return _REFERENCES[path]
+    if path.exists():
+        _REFERENCES[path] = json.loads(path.read_text())
+        return _REFERENCES[path]
+    from l2l.optsearch.language import parse
+
+    out: dict[str, float] = {}
+    for task in tasks:
+        score = tune_loss(parse(PRESETS[REFERENCE]), task, lrs)
+        if isinstance(score, str):
+            raise RuleFailed(f"the reference {REFERENCE} {score}")
+        out[task.name] = score.val_loss
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(out))
+    tmp.replace(path)  # atomic: workers computing it at once write the same values
+    _REFERENCES[path] = out
+    return out
+
+
+@dataclass
+class SuiteScore:
+    """A rule's reward over the suite, how far it got, and what that cost."""
+
+    reward: float
+    scores: list[TaskScore] = field(default_factory=list)
+    stopped_at: str | None = None  # the task where it was worse than the cutoff
+    runs: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reward": self.reward,
+            "stopped_at": self.stopped_at,
+            "runs": self.runs,
+            "tasks": {s.task: {"lr": s.lr, "val_loss": s.val_loss, "ratio": s.ratio} for s in self.scores},
+        }
+
+
+def geometric_reward(ratios: Sequence[float]) -> float:
+    """1 / the geometric mean of the loss ratios."""
+    return math.exp(-statistics.fmean(math.log(r) for r in ratios))
+
+
+def suite_reward(
+    rule: Rule,
+    tasks: Sequence[SuiteTask],
+    refs: dict[str, float],
+    *,
+    lrs: Sequence[float] = LR_GRID,
+    cutoff: float = CUTOFF,
+) -> SuiteScore:
+    """Tune the rule on each task from the first (cheapest) up; stop at a task where it is worse than
+    ``cutoff`` times Adam (its ratio then stands for every task left). Raises `RuleFailed`."""
+    out = SuiteScore(reward=math.nan)
+    ratios: list[float] = []
+    for task in tasks:
+        score = tune_loss(rule, task, lrs)
+        if isinstance(score, str):
+            raise RuleFailed(score)
+        ratio = score.val_loss / refs[task.name]
+        out.scores.append(TaskScore(task.name, score.lr, score.val_loss, ratio, score.runs))
+        out.runs += score.runs
+        ratios.append(ratio)
+        if ratio > cutoff and len(ratios) < len(tasks):
+            out.stopped_at = task.name
+            ratios += [ratio] * (len(tasks) - len(ratios))
+            break
+    out.reward = geometric_reward(ratios)
+    return out
+
+
+def successive_halving(
+    rules: Sequence[Rule], tasks: Sequence[SuiteTask], refs: dict[str, float], *, lrs: Sequence[float] = LR_GRID
+) -> tuple[list[tuple[Rule, float]], int]:
+    """Rules ranked by reward over the tasks they reached: after each task the worse half stops.
+    Returns [(rule, reward over the tasks run)] best first, and the number of training runs spent."""
+    ratios: dict[int, list[float]] = {i: [] for i in range(len(rules))}
+    alive = list(range(len(rules)))
+    runs = 0
+    for n, task in enumerate(tasks):
+        for i in alive:
+            score = tune_loss(rules[i], task, lrs)
+            if isinstance(score, str):
+                ratios[i].append(math.inf)
+                continue
+            runs += score.runs
+            ratios[i].append(score.val_loss / refs[task.name])
+        alive = [i for i in alive if not math.isinf(ratios[i][-1])]
+        if n < len(tasks) - 1:
+            alive.sort(key=lambda i: -geometric_reward(ratios[i]))
+            alive = alive[: max(1, math.ceil(len(alive) / 2))]
+    ranked = sorted(
+        ((len(ratios[i]), 0.0 if math.isinf(ratios[i][-1]) else geometric_reward(ratios[i]), i) for i in ratios),
+        reverse=True,
+    )
+    return [(rules[i], reward) for _, reward, i in ranked], runs
