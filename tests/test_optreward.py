@@ -89,3 +89,18 @@ def test_the_controller_can_choose_betas() -> None:
         Spec("optimizer", (*values.items(), ("beta1", 0.95), ("beta2", 0.99)))
     )
     assert (rule.beta1, rule.beta2) == (0.95, 0.99)
+
+
+def test_the_funnel_reruns_longer_with_more_seeds_and_picks_the_better_rule() -> None:
+    from l2l.optsearch.funnel import funnel
+    from l2l.optsearch.tuning import Contender
+
+    candidates = [
+        Contender("stalls", "g one clip1e-5 identity keep"),
+        Contender("rms", "rmsprop one identity identity keep"),
+    ]
+    out = funnel(candidates, TASKS, seeds=2, scale=1.5, lrs=GRID)
+    assert out["winner"] == "rms" and out["scores"]["rms"] > out["scores"]["stalls"]
+    board = out["board"]
+    assert {t["steps"] for t in board["tasks"]} == {30} and board["seeds"] == 2
+    assert set(board["cells"][TASKS[0].name]) == {"stalls", "rms", "adam"}  # Adam at the same budget, for the ratio
