@@ -115,6 +115,13 @@ def test_cli_evaluate_prints_the_board_and_writes_json(tmp_path: Path) -> None:
     cell = board["cells"]["digits-logreg"]["adam"]
     assert len(cell["test"]) == 2 and cell["lr"] in (0.001, 0.01, 0.1)
     assert board["optimizers"][1]["formula"] == "lr * sign(g)" and sum(board["wins"].values()) == 1
+    plotted = runner.invoke(app, ["plot", "optimizer", str(out), "-o", str(tmp_path / "plots")])
+    assert plotted.exit_code == 0, plotted.output
+    for name in ("board_profile.png", "board_curves.png", "board_update_heatmaps.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+    assert performance_profile(board, [1.0])[board["winners"]["digits-logreg"]] == [1.0]
+    bad = runner.invoke(app, ["plot", "optimizer", str(tmp_path / "nope.json")])
+    assert bad.exit_code == 1 and "neither a run id nor an existing board file" in bad.output
 
 
 def test_cli_evaluate_uses_a_task_registered_by_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -117,7 +117,12 @@ def parse_lrs(lrs: str | None, default: tuple[float, ...]) -> tuple[float, ...]:
 
 @app.command("optimizer")
 def plot_optimizer_cmd(
-    run_id: RunArg,
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN|BOARD.json", help="An optimizer-search run id, or a board from `l2l optimizers evaluate -o`."
+        ),
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the plots in.")] = Path("out"),
     top: Annotated[int, typer.Option("--top", help="How many of the best rules.", min=1, max=6)] = 3,
     lrs: Annotated[
@@ -126,8 +131,14 @@ def plot_optimizer_cmd(
     ] = None,
     storage: StorageOpt = None,
 ) -> None:
-    """Heatmaps of the best rules' updates over (g, m), and their training curves against tuned
-    SGD with momentum and Adam on the child task and on a task the search never saw."""
+    """For a run: heatmaps of the best rules' updates over (g, m), and their training curves against tuned
+    SGD with momentum and Adam on the child task and on a task the search never saw. For a board: a
+    performance profile, per-task validation curves at the tuned settings, and the update heatmaps."""
+    if not target.isdigit():
+        with user_errors():
+            _plot_board(Path(target), output)
+        return
+    run_id = int(target)
     import dataclasses
     import json
 
@@ -162,3 +173,28 @@ def plot_optimizer_cmd(
         for task_name, cs in results.items():
             line = ", ".join(f"{c.label} {fmt(c.val_acc)}" for c in cs)
             console.print(f"{task_name} validation accuracy at the best lr: {line}", highlight=False)
+
+
+def _plot_board(path: Path, output: Path) -> None:
+    import json
+
+    from l2l.optsearch.board_plots import plot_profile, plot_task_curves
+    from l2l.optsearch.language import parse
+    from l2l.optsearch.plots import plot_heatmaps
+
+    try:
+        board = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{str(path)!r} is neither a run id nor an existing board file") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"board file {str(path)!r} is not JSON: {exc}") from None
+    if not isinstance(board, dict) or not {"optimizers", "tasks", "cells", "seeds"} <= set(board):
+        raise UsageError(f"{str(path)!r} is not a board written by `l2l optimizers evaluate -o`")
+    stem = path.stem
+    written = [
+        plot_profile(board, output / f"{stem}_profile.png"),
+        plot_task_curves(board, output / f"{stem}_curves.png"),
+        plot_heatmaps([parse(o["rule"]) for o in board["optimizers"][:6]], output / f"{stem}_update_heatmaps.png"),
+    ]
+    for p in written:
+        console.print(f"wrote {p}", highlight=False)
