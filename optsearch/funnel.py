@@ -20,7 +20,7 @@ from l2l.optsearch.reward import REFERENCE, geometric_reward
 from l2l.optsearch.trainer import SuiteTask
 from l2l.optsearch.tuning import LR_GRID, Contender
 
-BASELINES = ("momentum", "adam", "adamw", "rmsprop", "lion", "powersign", "addsign")
+BASELINES = ("sgdm", "adam", "adamw", "rmsprop", "lion", "powersign", "addsign")
 
 
 def longer(tasks: Sequence[SuiteTask], scale: float) -> list[SuiteTask]:

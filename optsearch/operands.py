@@ -269,6 +269,15 @@ OPERANDS: dict[str, Operand] = {
         help="Lion's interpolation b1*mu + (1-b1)*g, mu the running mean of g with beta2, updated after the step",
         stats=("lion_avg",),
     ),
+    "buf": Operand(
+        "buf",
+        "b",
+        lambda s: s.stats["momentum_buffer"],
+        "state['momentum_buffer']",
+        lambda g, m: [m * 10.0],  # a sum of g's with weights 0.9^k: about ten times their mean
+        help="torch's SGD momentum buffer b <- beta1 * b + g (no bias correction)",
+        stats=("momentum_buffer",),
+    ),
 }
 
 
@@ -284,6 +293,11 @@ def _square_mean(avgs: Tensors, grads: Tensors, decay: float) -> None:
 def _lion_mean(avgs: Tensors, grads: Tensors, decay: float) -> None:
     torch._foreach_mul_(avgs, decay)
     torch._foreach_add_(avgs, grads, alpha=1.0 - decay)
+
+
+def _heavy_ball(bufs: Tensors, grads: Tensors, momentum: float) -> None:  # as torch.optim.SGD(momentum=...)
+    torch._foreach_mul_(bufs, momentum)
+    torch._foreach_add_(bufs, grads)
 
 
 def _cube_mean(avgs: Tensors, grads: Tensors, group: Mapping[str, Any]) -> None:
@@ -304,6 +318,10 @@ STATISTICS: dict[str, Statistic] = {
         lambda avgs, grads, group: _lion_mean(avgs, grads, group["betas"][1]),
         "state['lion_avg'].mul_(beta2).add_(g, alpha=1 - beta2)",
         after=True,
+    ),
+    "momentum_buffer": Statistic(
+        lambda bufs, grads, group: _heavy_ball(bufs, grads, group["betas"][0]),
+        "state['momentum_buffer'].mul_(beta1).add_(g)",
     ),
     "square_avg": Statistic(
         lambda avgs, grads, group: _square_mean(avgs, grads, group["alpha"]),

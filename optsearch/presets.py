@@ -9,6 +9,8 @@ PRESETS: dict[str, str] = {
     "sgd": "g one identity identity keep",
     # heavy ball on the bias-corrected running mean m (beta 0.9); like SGD(momentum=0.9) at 10x its lr
     "momentum": "m one identity identity keep",
+    # torch.optim.SGD(momentum=0.9), step for step
+    "sgdm": "buf one identity identity keep",
     # torch.optim.Adam with its defaults, step for step
     "adam": "adam one identity identity keep",
     # torch.optim.RMSprop with its defaults, step for step

@@ -95,6 +95,7 @@ def test_winners_profiles_and_intervals_on_a_board() -> None:
     assert intervals_apart(_cell(0.9, 0.01), _cell(0.8, 0.02)) and not intervals_apart(_cell(0.9, 0.1), _cell(0.8))
 
 
+@pytest.mark.slow  # starting worker processes (spawn) takes seconds
 def test_processes_give_the_same_board_as_one_process() -> None:
     contenders = [Contender("sgd", PRESETS["sgd"]), Contender("adam", PRESETS["adam"])]
     tasks = [dataclasses.replace(FAST, steps=20)]

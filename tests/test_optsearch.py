@@ -130,6 +130,7 @@ REFERENCES: list[tuple[str, Callable[..., torch.optim.Optimizer], dict[str, floa
     ("sgd", torch.optim.SGD, {"lr": 0.05}),
     ("adam", torch.optim.Adam, {"lr": 3e-3}),
     ("rmsprop", torch.optim.RMSprop, {"lr": 1e-3}),
+    ("sgdm", lambda params, **kw: torch.optim.SGD(params, momentum=0.9, **kw), {"lr": 0.01}),
 ]
 
 
