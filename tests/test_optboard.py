@@ -145,3 +145,20 @@ def test_cli_evaluate_uses_a_task_registered_by_entry_point(tmp_path: Path, monk
 def test_cli_evaluate_bad_input_is_one_line(args: list[str], message: str) -> None:
     result = runner.invoke(app, ["optimizers", "evaluate", *args])
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.slow  # a small search, then a board
+def test_a_suite_search_run_is_listed_and_plotted_as_a_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("L2L_OPTSEARCH_CACHE", str(tmp_path / "cache"))
+    storage = ["--storage", f"sqlite:///{tmp_path / 'runs.db'}"]
+    space = ["-S", "suite=digits-logreg", "-S", "scale=0.2", "-S", "lrs='0.01,0.1'"]
+    result = runner.invoke(app, ["search", "--space", "optimizer", *space, "-n", "4", "-m", "2", "-q", *storage])
+    assert result.exit_code == 0, result.output
+    top = runner.invoke(app, ["optimizers", "top", "1", "-k", "2", *storage])
+    assert top.exit_code == 0 and "lr *" in top.output and "rank" in top.output, top.output
+    args = ["plot", "optimizer", "1", "--top", "1", "--workers", "1", "-o", str(tmp_path / "out"), *storage]
+    plotted = runner.invoke(app, args)
+    assert plotted.exit_code == 0, plotted.output
+    board = json.loads((tmp_path / "out" / "run1_board.json").read_text())
+    assert list(board["cells"]) == ["digits-logreg"] and {"adam", "sgdm"} <= set(board["cells"]["digits-logreg"])
+    assert (tmp_path / "out" / "run1_board_profile.png").stat().st_size > 0

@@ -129,6 +129,9 @@ def plot_optimizer_cmd(
         str | None,
         typer.Option("--lrs", help="Comma-separated learning rates every optimizer is tuned on [default: 1e-4..1]."),
     ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Processes for a suite run's board [default: CPU count].", min=1)
+    ] = None,
     storage: StorageOpt = None,
 ) -> None:
     """For a run: heatmaps of the best rules' updates over (g, m), and their training curves against tuned
@@ -147,9 +150,12 @@ def plot_optimizer_cmd(
     from l2l.optsearch.task import BASELINE_LRS, TASKS, UNSEEN_TASK
 
     with user_errors():
-        grid = parse_lrs(lrs, BASELINE_LRS)
         store = open_store(storage)
         run = store.get_run(run_id)
+        if (run.config.get("space_options") or {}).get("suite"):
+            _plot_suite_run(store, run, top, lrs, output, workers)
+            return
+        grid = parse_lrs(lrs, BASELINE_LRS)
         ranked = best_rules(store, run_id, top)
         rules = [rule for _, rule in ranked]
         heat = plot_heatmaps(rules, output / f"run{run_id}_update_heatmaps.png")
@@ -198,3 +204,28 @@ def _plot_board(path: Path, output: Path) -> None:
     ]
     for p in written:
         console.print(f"wrote {p}", highlight=False)
+
+
+def _plot_suite_run(store: Any, run: Any, top: int, lrs: str | None, output: Path, workers: int | None) -> None:
+    """A run scored on the task suite: its best rules and tuned Adam and SGD with momentum on the run's
+    suite (one seed, the scoreboard's tuning), drawn as a board."""
+    import json
+    import os
+
+    from l2l.optsearch.board import run_board
+    from l2l.optsearch.language import to_text
+    from l2l.optsearch.presets import PRESETS
+    from l2l.optsearch.tuning import LR_GRID, Contender
+
+    space = space_of(run)
+    ranked = best_rules(store, run.id, top)
+    contenders = [Contender(f"#{i} child {c.number}", to_text(r)) for i, (c, r) in enumerate(ranked, start=1)]
+    contenders += [Contender(name, PRESETS[name]) for name in ("adam", "sgdm")]
+    tasks = space.suite_tasks()  # type: ignore[attr-defined]
+    with console.status(f"tuning {len(contenders)} optimizers on {len(tasks)} tasks..."):
+        board = run_board(contenders, tasks, 1, lrs=parse_lrs(lrs, LR_GRID), workers=workers or os.cpu_count() or 1)
+    path = output / f"run{run.id}_board.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(board, indent=1))
+    console.print(f"wrote {path}", highlight=False)
+    _plot_board(path, output)
