@@ -173,10 +173,10 @@ def optimizers_evaluate(
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per task (weights and data order).", min=1)] = 5,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="JSON file for the board.")] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="Processes to spread runs over [default: CPU count].", min=1)
+        int | None, typer.Option("--workers", help="Processes to spread runs over (default: the CPU count).", min=1)
     ] = None,
     lrs: Annotated[
-        str | None, typer.Option("--lrs", help="Comma-separated learning-rate grid [default: 1e-5..1, half-decades].")
+        str | None, typer.Option("--lrs", help="Comma-separated learning-rate grid (default: 1e-5..1 in half decades).")
     ] = None,
     storage: StorageOpt = None,
 ) -> None:

@@ -127,10 +127,10 @@ def plot_optimizer_cmd(
     top: Annotated[int, typer.Option("--top", help="How many of the best rules.", min=1, max=6)] = 3,
     lrs: Annotated[
         str | None,
-        typer.Option("--lrs", help="Comma-separated learning rates every optimizer is tuned on [default: 1e-4..1]."),
+        typer.Option("--lrs", help="Comma-separated learning rates every optimizer is tuned on (default: 1e-4..1)."),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="Processes for a suite run's board [default: CPU count].", min=1)
+        int | None, typer.Option("--workers", help="Processes for a suite run's board (default: the CPU count).", min=1)
     ] = None,
     storage: StorageOpt = None,
 ) -> None:
