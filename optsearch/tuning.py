@@ -1,6 +1,6 @@
 """Fair tuning: every optimizer, found or hand-made, gets the same learning-rate grid and the same procedure.
 
-On each task the learning rate is chosen on a grid of half-decade steps (1e-5 to 1 by default) by the
+On each task the learning rate is chosen on a grid of half-decade steps (1e-5 to 10 by default) by the
 validation metric of the tuning seed(s), walking the grid from 1e-3 in the better direction until two
 points in a row are no better (the same walk for every optimizer, so no one gets more trials by
 design); a rule with decoupled weight decay then has its weight decay chosen on a grid at that rate.
@@ -21,7 +21,7 @@ from l2l.optsearch.compiler import compile_rule
 from l2l.optsearch.language import Rule, parse, to_formula
 from l2l.optsearch.trainer import Diverged, SuiteTask, TaskRun, train_run
 
-LR_GRID: tuple[float, ...] = tuple(float(f"{10 ** (k / 2):.3g}") for k in range(-10, 1))  # 1e-5, 3.16e-5, ..., 1
+LR_GRID: tuple[float, ...] = tuple(float(f"{10 ** (k / 2):.3g}") for k in range(-10, 3))  # 1e-5, 3.16e-5, ..., 10
 WD_GRID: tuple[float, ...] = (0.0, 0.01, 0.1, 1.0)
 START_LR = 1e-3
 PATIENCE = 2

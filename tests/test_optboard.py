@@ -23,8 +23,8 @@ FAST = dataclasses.replace(BUILTIN["digits-logreg"], steps=40, evals=2)
 runner = CliRunner()
 
 
-def test_lr_grid_is_half_decades_from_1e_5_to_1() -> None:
-    assert LR_GRID[0] == 1e-5 and LR_GRID[-1] == 1.0 and len(LR_GRID) == 11
+def test_lr_grid_is_half_decades_from_1e_5_to_10() -> None:
+    assert LR_GRID[0] == 1e-5 and LR_GRID[-1] == 10.0 and len(LR_GRID) == 13
     assert all(3.0 < b / a < 3.3 for a, b in itertools.pairwise(LR_GRID))
 
 
@@ -137,7 +137,7 @@ def test_cli_evaluate_uses_a_task_registered_by_entry_point(tmp_path: Path, monk
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["adamm"], "'adamm' is not a preset (sgd, momentum, adam,"),
+        (["adamm"], "'adamm' is not a preset (sgd, momentum, sgdm, adam,"),
         (["adam", "--suite", "nope"], "unknown task or suite 'nope'"),
         (["adam", "--lrs", "x"], "--lrs expects comma-separated numbers"),
     ],

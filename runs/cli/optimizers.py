@@ -176,7 +176,8 @@ def optimizers_evaluate(
         int | None, typer.Option("--workers", help="Processes to spread runs over (default: the CPU count).", min=1)
     ] = None,
     lrs: Annotated[
-        str | None, typer.Option("--lrs", help="Comma-separated learning-rate grid (default: 1e-5..1 in half decades).")
+        str | None,
+        typer.Option("--lrs", help="Learning-rate grid, comma-separated (default: 1e-5..10, half decades)."),
     ] = None,
     storage: StorageOpt = None,
 ) -> None:
