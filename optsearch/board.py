@@ -2,8 +2,8 @@
 
 `run_board` tunes each (optimizer, task) pair with `l2l.optsearch.tuning.tune`, in this process or
 spread over worker processes (one pair per job, the slowest tasks first), and returns a JSON-ready
-board: the tasks' declarations, the optimizers' rules, one cell per pair, the winner of each task and
-the number of tasks each optimizer won. `performance_profile` gives, for each optimizer, the share of
+board: the tasks' declarations, the optimizers' rules, one cell per pair, the winner of each task (none
+on a tie) and the number of tasks each optimizer won. `performance_profile` gives, for each optimizer, the share of
 tasks on which it is within a factor tau of the best (Dolan and Moré), on an error scale where lower
 is better (1 - accuracy, MSE, bits per character).
 """
@@ -77,6 +77,7 @@ def run_board(
     for cell in cells:
         board["cells"][cell.task][cell.label] = cell.to_json()
     board["winners"] = {t.name: winner(board, t.name) for t in tasks}
+    board["leaders"] = {t.name: leaders(board, t.name) for t in tasks}
     board["wins"] = {label: sum(w == label for w in board["winners"].values()) for label in labels}
     return board
 
@@ -90,11 +91,21 @@ def higher_is_better(board: dict[str, Any], task: str) -> bool:
 
 
 def winner(board: dict[str, Any], task: str) -> str | None:
-    """The optimizer with the best mean test metric on ``task`` (None when every one failed)."""
+    """The optimizer with the best mean test metric on ``task``; None when every one failed or when the
+    best mean is shared (AdamW that chose weight decay 0 ties with Adam: a tie is nobody's win)."""
+    best = leaders(board, task)
+    return best[0] if len(best) == 1 else None
+
+
+def leaders(board: dict[str, Any], task: str) -> list[str]:
+    """Every optimizer whose mean test metric on ``task`` is the best one."""
     sign = 1.0 if higher_is_better(board, task) else -1.0
-    scored = [(sign * c["test_mean"], label) for label, c in board["cells"][task].items() if not c["failed"]]
-    scored = [(v, label) for v, label in scored if not math.isnan(v)]
-    return max(scored)[1] if scored else None
+    scored = {label: sign * c["test_mean"] for label, c in board["cells"][task].items() if not c["failed"]}
+    scored = {label: v for label, v in scored.items() if not math.isnan(v)}
+    if not scored:
+        return []
+    top = max(scored.values())
+    return [label for label, v in scored.items() if v == top]
 
 
 def error(board: dict[str, Any], task: str, label: str) -> float:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from l2l.optsearch.board import intervals_apart, performance_profile, run_board, winner
+from l2l.optsearch.board import intervals_apart, leaders, performance_profile, run_board, winner
 from l2l.optsearch.presets import PRESETS
 from l2l.optsearch.suite import BUILTIN
 from l2l.optsearch.tuning import LR_GRID, Contender, confidence, tune, walk_grid
@@ -90,6 +90,8 @@ def test_winners_profiles_and_intervals_on_a_board() -> None:
     profile = performance_profile(board, [1.0, 1.5, 2.0, 3.0])
     # errors: acc 0.1 vs 0.2 (b at 2x), mse 0.4 vs 0.2 (a at 2x)
     assert profile == {"a": [0.5, 0.5, 1.0, 1.0], "b": [0.5, 0.5, 1.0, 1.0]}
+    board["cells"]["acc"]["b"] = _cell(0.9)
+    assert winner(board, "acc") is None and leaders(board, "acc") == ["a", "b"]  # a tie is nobody's win
     board["cells"]["mse"]["b"] = _cell(math.nan, failed="diverged")
     assert winner(board, "mse") == "a" and performance_profile(board, [10.0])["b"] == [0.5]
     assert intervals_apart(_cell(0.9, 0.01), _cell(0.8, 0.02)) and not intervals_apart(_cell(0.9, 0.1), _cell(0.8))
@@ -103,7 +105,7 @@ def test_processes_give_the_same_board_as_one_process() -> None:
     spread = run_board(contenders, tasks, seeds=2, lrs=(1e-2, 1e-1), workers=2)
     for label in ("sgd", "adam"):
         assert local["cells"][FAST.name][label]["test"] == spread["cells"][FAST.name][label]["test"]
-    assert sum(local["wins"].values()) == 1
+    assert sum(local["wins"].values()) <= 1 and local["leaders"][FAST.name]
 
 
 def test_cli_evaluate_prints_the_board_and_writes_json(tmp_path: Path) -> None:
@@ -115,12 +117,12 @@ def test_cli_evaluate_prints_the_board_and_writes_json(tmp_path: Path) -> None:
     board = json.loads(out.read_text())
     cell = board["cells"]["digits-logreg"]["adam"]
     assert len(cell["test"]) == 2 and cell["lr"] in (0.001, 0.01, 0.1)
-    assert board["optimizers"][1]["formula"] == "lr * sign(g)" and sum(board["wins"].values()) == 1
+    assert board["optimizers"][1]["formula"] == "lr * sign(g)" and sum(board["wins"].values()) <= 1
     plotted = runner.invoke(app, ["plot", "optimizer", str(out), "-o", str(tmp_path / "plots")])
     assert plotted.exit_code == 0, plotted.output
     for name in ("board_profile.png", "board_curves.png", "board_update_heatmaps.png"):
         assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
-    assert performance_profile(board, [1.0])[board["winners"]["digits-logreg"]] == [1.0]
+    assert performance_profile(board, [1.0])[board["leaders"]["digits-logreg"][0]] == [1.0]
     bad = runner.invoke(app, ["plot", "optimizer", str(tmp_path / "nope.json")])
     assert bad.exit_code == 1 and "neither a run id nor an existing board file" in bad.output
 

@@ -135,7 +135,8 @@ def contenders_of(names: list[str], storage: str | None) -> list[Contender]:
 
 def board_table(board: dict[str, Any]) -> Any:
     """Task x optimizer: test mean ± 95% interval, the chosen lr (and weight decay); '!' marks a choice at
-    its grid's edge; the winner of each row is bold; the last row counts tasks won."""
+    its grid's edge; the best of each row is bold (several on a tie, which counts as nobody's win); the last
+    row counts tasks won."""
     from rich.table import Table
 
     labels = [o["label"] for o in board["optimizers"]]
@@ -149,7 +150,7 @@ def board_table(board: dict[str, Any]) -> Any:
                 row.append(f"[red]failed[/]\n[dim]{c['failed'][:40]}[/]")
                 continue
             text = f"{c['test_mean']:.4f} ± {c['test_ci']:.4f}"
-            if board["winners"][name] == label:
+            if label in board["leaders"][name]:
                 text = f"[bold green]{text}[/]"
             setting = f"lr {c['lr']:.3g}{'!' if c['lr_at_edge'] else ''}"
             if c["weight_decay"] is not None:
