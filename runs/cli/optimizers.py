@@ -219,7 +219,9 @@ def optimizers_evaluate(
 
         board = run_board(contenders, tasks, seeds, lrs=grid, workers=n_workers, progress=progress)
         console.print(board_table(board))
-        console.print("! : the chosen setting is at the edge of its grid (widen it with --lrs)", highlight=False)
+        cells = [c for row in board["cells"].values() for c in row.values()]
+        if any(c["lr_at_edge"] or c["wd_at_edge"] for c in cells):
+            console.print("! : the chosen setting is at the edge of its grid (widen it with --lrs)", highlight=False)
         console.print(f"{len(tasks)} tasks x {len(contenders)} optimizers in {board['seconds']:.0f} s", highlight=False)
         if output is not None:
             output.parent.mkdir(parents=True, exist_ok=True)
