@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--units", type=int, default=2)
     parser.add_argument("--suite", default="search")
     parser.add_argument("--scale", type=float, default=1.0, help="Search-time steps, relative to the tasks'.")
+    parser.add_argument("--objective", default="loss", choices=("loss", "error"), help="Ratios of val loss or error.")
     parser.add_argument("--search-seeds", type=int, default=1, help="Searches to run (3 for re-discovery).")
     parser.add_argument("--top", type=int, default=5)
     parser.add_argument("--funnel-seeds", type=int, default=3)
@@ -100,7 +101,13 @@ def main() -> None:
         args.seeds, args.baselines = 2, "adam,lion"
     started = time.perf_counter()
     tasks = longer(resolve_suite(args.suite), args.scale)
-    options = {"suite": args.suite, "units": args.units, "scale": args.scale, "betas": not args.quick}
+    options = {
+        "suite": args.suite,
+        "units": args.units,
+        "scale": args.scale,
+        "betas": not args.quick,
+        "objective": args.objective,
+    }
     payload: dict[str, Any] = {"args": vars(args), "searches": []}
     candidates: list[Contender] = []
     best_by_seed: list[float] = []
@@ -130,8 +137,10 @@ def main() -> None:
                  for k, t in enumerate(s["top"], start=1)])  # fmt: skip
 
     # the presets the search might re-discover, measured on the same search suite
-    refs = references(tasks)
-    preset_rewards = {name: suite_reward(parse(PRESETS[name]), tasks, refs).reward for name in REDISCOVER}
+    refs = references(tasks, objective=args.objective)
+    preset_rewards = {
+        name: suite_reward(parse(PRESETS[name]), tasks, refs, objective=args.objective).reward for name in REDISCOVER
+    }
     payload["rediscovery"] = {
         name: {"reward": r, "found_as_good": sum(b >= r for b in best_by_seed), "searches": len(best_by_seed)}
         for name, r in preset_rewards.items()
@@ -141,7 +150,14 @@ def main() -> None:
                  for n, v in payload["rediscovery"].items()])  # fmt: skip
 
     t0 = time.perf_counter()
-    chosen = funnel(candidates, tasks, seeds=args.funnel_seeds, scale=args.funnel_scale, workers=args.workers)
+    chosen = funnel(
+        candidates,
+        tasks,
+        seeds=args.funnel_seeds,
+        scale=args.funnel_scale,
+        workers=args.workers,
+        objective=args.objective,
+    )
     payload["funnel"] = {k: v for k, v in chosen.items() if k != "board"} | {"seconds": time.perf_counter() - t0}
     payload["funnel_board"] = chosen["board"]
     winner = next(c for c in candidates if c.label == chosen["winner"])

@@ -2,7 +2,7 @@
 the winner chosen there, and only then the held-out scoreboard.
 
 The winner is the rule with the best geometric mean, over the search tasks, of its mean final validation
-loss relative to tuned Adam's at the same longer budget (the reward's measure, now over several seeds).
+loss (or error) relative to tuned Adam's at the same longer budget (the reward's measure, over several seeds).
 Held-out tasks play no part in it.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from l2l.optsearch.board import run_board
 from l2l.optsearch.presets import PRESETS
-from l2l.optsearch.reward import REFERENCE, geometric_reward
+from l2l.optsearch.reward import REFERENCE, geometric_reward, validation_error
 from l2l.optsearch.trainer import SuiteTask
 from l2l.optsearch.tuning import LR_GRID, Contender
 
@@ -36,20 +36,28 @@ def funnel(
     scale: float = 2.0,
     lrs: Sequence[float] = LR_GRID,
     workers: int = 1,
+    objective: str = "loss",
 ) -> dict[str, Any]:
     """Re-run ``candidates`` and tuned Adam on ``tasks`` at ``scale`` times their steps with ``seeds``
     seeds; return the board, each candidate's score (1 / geometric mean loss ratio to Adam) and the winner."""
     reference = Contender(REFERENCE, PRESETS[REFERENCE])
-    board = run_board([*candidates, reference], longer(tasks, scale), seeds, lrs=lrs, workers=workers)
+    tasks = longer(tasks, scale)
+    board = run_board([*candidates, reference], tasks, seeds, lrs=lrs, workers=workers)
+
+    def value(task: SuiteTask, cell: dict[str, Any]) -> float:
+        if objective == "loss":
+            return statistics.fmean(cell["val_loss"])
+        return max(validation_error(task, statistics.fmean(cell["val"])), 1e-6)
+
     scores: dict[str, float] = {}
     for c in candidates:
         ratios = []
-        for row in board["cells"].values():
-            mine, ref = row[c.label], row[REFERENCE]
+        for task in tasks:
+            mine, ref = board["cells"][task.name][c.label], board["cells"][task.name][REFERENCE]
             if mine["failed"] or ref["failed"]:
                 ratios.append(math.inf)
             else:
-                ratios.append(statistics.fmean(mine["val_loss"]) / statistics.fmean(ref["val_loss"]))
+                ratios.append(value(task, mine) / value(task, ref))
         scores[c.label] = 0.0 if any(math.isinf(r) for r in ratios) else geometric_reward(ratios)
     winner = max(scores, key=lambda label: scores[label]) if scores else None
     return {"board": board, "scores": scores, "winner": winner, "scale": scale, "seeds": seeds}

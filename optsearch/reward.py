@@ -3,10 +3,11 @@
 On every search task the rule's learning rate is tuned by final validation loss (the same grid walk as
 the scoreboard's, one seed) and compared with tuned Adam's: the reward is the inverse geometric mean of
 the ratios, so Adam scores 1, a rule twice as good on every task 2, and no task dominates however large
-its losses are. Tasks run from the cheapest up; a rule whose ratio on a task is worse than ``cutoff``
-stops there (the ratio counts for the tasks it skipped), and a rule that diverges at every learning rate
-of a task fails with that reason. `successive_halving` does the same across a population: every
-survivor runs the next task, and the worse half is dropped after each.
+its losses are (``objective="error"`` compares validation errors instead: 1 - accuracy, MSE, bits/char).
+Tasks run from the cheapest up; a rule whose ratio on a task is worse than ``cutoff`` stops there (the
+ratio counts for the tasks it skipped), and a rule that diverges at every learning rate of a task fails
+with that reason. `successive_halving` does the same across a population: every survivor runs the next
+task, and the worse half is dropped after each.
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ REFERENCE = "adam"
 CACHE_ENV = "L2L_OPTSEARCH_CACHE"
 
 
+OBJECTIVES = ("loss", "error")
+
+
+def validation_error(task: SuiteTask, val_metric: float) -> float:
+    """The validation metric as an error, lower is better: 1 - accuracy, or the metric itself."""
+    return 1.0 - val_metric if task.higher_is_better else val_metric
+
+
 class RuleFailed(RuntimeError):
     """The rule diverged at every learning rate of a task."""
 
@@ -40,29 +49,36 @@ class TaskScore:
 
     task: str
     lr: float
-    val_loss: float
+    value: float  # final validation loss, or error with objective "error"
     ratio: float
     runs: int
 
 
-def tune_loss(rule: Rule, task: SuiteTask, lrs: Sequence[float] = LR_GRID, seed: int = 0) -> TaskScore | str:
-    """The rule tuned on ``task`` by final validation loss; the divergence reason when every lr diverged."""
+def tune_loss(
+    rule: Rule, task: SuiteTask, lrs: Sequence[float] = LR_GRID, seed: int = 0, objective: str = "loss"
+) -> TaskScore | str:
+    """The rule tuned on ``task`` by final validation loss (or error); the divergence reason when every lr
+    diverged."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
     cell = Cell(task.name, "rule")
     runner = Runner(Contender("rule", to_text(rule)), task, cell)
     grid = sorted(lrs)
     start = min(range(len(grid)), key=lambda i: abs(math.log(grid[i] / 1e-3)))
-    best = walk_grid(lambda i: runner.value(grid[i], None, [seed], objective="loss"), len(grid), start)
+    aim = "loss" if objective == "loss" else "metric"
+    best = walk_grid(lambda i: runner.value(grid[i], None, [seed], objective=aim), len(grid), start)
     out = runner.run(grid[best], None, seed)
     if isinstance(out, str):
         reasons = sorted(r for r in runner.done.values() if isinstance(r, str))
         return f"diverged at every learning rate tried on {task.name} ({cell.runs}): {reasons[0]}"
-    return TaskScore(task.name, grid[best], out.val_loss, math.nan, cell.runs)
+    value = out.val_loss if objective == "loss" else validation_error(task, out.val_metric)
+    return TaskScore(task.name, grid[best], value, math.nan, cell.runs)
 
 
-def _cache_path(tasks: Sequence[SuiteTask], lrs: Sequence[float]) -> Path:
+def _cache_path(tasks: Sequence[SuiteTask], lrs: Sequence[float], objective: str) -> Path:
     import hashlib
 
-    key = json.dumps([[repr(t) for t in tasks], list(lrs), REFERENCE, PRESETS[REFERENCE]])
+    key = json.dumps([[repr(t) for t in tasks], list(lrs), REFERENCE, PRESETS[REFERENCE], objective])
     root = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "l2l" / "optsearch"))
     return root / f"reference-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
@@ -70,9 +86,9 @@ def _cache_path(tasks: Sequence[SuiteTask], lrs: Sequence[float]) -> Path:
 _REFERENCES: dict[Path, dict[str, float]] = {}
 
 
-def references(tasks: Sequence[SuiteTask], lrs: Sequence[float] = LR_GRID) -> dict[str, float]:
-    """Tuned Adam's final validation loss per task (computed once, then read from a cache file)."""
-    path = _cache_path(tasks, lrs)
+def references(tasks: Sequence[SuiteTask], lrs: Sequence[float] = LR_GRID, objective: str = "loss") -> dict[str, float]:
+    """Tuned Adam's final validation loss (or error) per task (computed once, then read from a cache file)."""
+    path = _cache_path(tasks, lrs, objective)
     if path in _REFERENCES:
         return _REFERENCES[path]
     if path.exists():
@@ -82,10 +98,10 @@ def references(tasks: Sequence[SuiteTask], lrs: Sequence[float] = LR_GRID) -> di
 
     out: dict[str, float] = {}
     for task in tasks:
-        score = tune_loss(parse(PRESETS[REFERENCE]), task, lrs)
+        score = tune_loss(parse(PRESETS[REFERENCE]), task, lrs, objective=objective)
         if isinstance(score, str):
             raise RuleFailed(f"the reference {REFERENCE} {score}")
-        out[task.name] = score.val_loss
+        out[task.name] = max(score.value, 1e-6)  # an error of 0 would make every ratio infinite
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(out))
@@ -108,7 +124,7 @@ class SuiteScore:
             "reward": self.reward,
             "stopped_at": self.stopped_at,
             "runs": self.runs,
-            "tasks": {s.task: {"lr": s.lr, "val_loss": s.val_loss, "ratio": s.ratio} for s in self.scores},
+            "tasks": {s.task: {"lr": s.lr, "value": s.value, "ratio": s.ratio} for s in self.scores},
         }
 
 
@@ -124,17 +140,18 @@ def suite_reward(
     *,
     lrs: Sequence[float] = LR_GRID,
     cutoff: float = CUTOFF,
+    objective: str = "loss",
 ) -> SuiteScore:
     """Tune the rule on each task from the first (cheapest) up; stop at a task where it is worse than
     ``cutoff`` times Adam (its ratio then stands for every task left). Raises `RuleFailed`."""
     out = SuiteScore(reward=math.nan)
     ratios: list[float] = []
     for task in tasks:
-        score = tune_loss(rule, task, lrs)
+        score = tune_loss(rule, task, lrs, objective=objective)
         if isinstance(score, str):
             raise RuleFailed(score)
-        ratio = score.val_loss / refs[task.name]
-        out.scores.append(TaskScore(task.name, score.lr, score.val_loss, ratio, score.runs))
+        ratio = max(score.value, 1e-6) / refs[task.name]
+        out.scores.append(TaskScore(task.name, score.lr, score.value, ratio, score.runs))
         out.runs += score.runs
         ratios.append(ratio)
         if ratio > cutoff and len(ratios) < len(tasks):
@@ -146,7 +163,12 @@ def suite_reward(
 
 
 def successive_halving(
-    rules: Sequence[Rule], tasks: Sequence[SuiteTask], refs: dict[str, float], *, lrs: Sequence[float] = LR_GRID
+    rules: Sequence[Rule],
+    tasks: Sequence[SuiteTask],
+    refs: dict[str, float],
+    *,
+    lrs: Sequence[float] = LR_GRID,
+    objective: str = "loss",
 ) -> tuple[list[tuple[Rule, float]], int]:
     """Rules ranked by reward over the tasks they reached: after each task the worse half stops.
     Returns [(rule, reward over the tasks run)] best first, and the number of training runs spent."""
@@ -155,12 +177,12 @@ def successive_halving(
     runs = 0
     for n, task in enumerate(tasks):
         for i in alive:
-            score = tune_loss(rules[i], task, lrs)
+            score = tune_loss(rules[i], task, lrs, objective=objective)
             if isinstance(score, str):
                 ratios[i].append(math.inf)
                 continue
             runs += score.runs
-            ratios[i].append(score.val_loss / refs[task.name])
+            ratios[i].append(max(score.value, 1e-6) / refs[task.name])
         alive = [i for i in alive if not math.isinf(ratios[i][-1])]
         if n < len(tasks) - 1:
             alive.sort(key=lambda i: -geometric_reward(ratios[i]))

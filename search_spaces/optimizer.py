@@ -29,6 +29,7 @@ class OptimizerSpace(DatasetSpace):
     (3) times Adam on one stops there; ``scale`` (1.0) multiplies every task's steps. Rules that compute
     the same update (functional hash) share one evaluation and are recorded as duplicates. ``betas``
     (false) lets the controller also choose the rule's beta1 (0.9, 0.95, 0.99) and beta2 (0.99, 0.999).
+    ``objective`` ("loss") may be "error": ratios of validation errors (1 - accuracy, MSE, bits per char).
     """
 
     name = "optimizer"
@@ -45,6 +46,7 @@ class OptimizerSpace(DatasetSpace):
         cutoff: float = 3.0,
         scale: float = 1.0,
         betas: bool = False,
+        objective: str = "loss",
     ):
         from l2l.optsearch.language import BINARY, OPERANDS, UNARY, unit_ref
         from l2l.optsearch.task import TASKS
@@ -67,8 +69,19 @@ class OptimizerSpace(DatasetSpace):
             if not changes["lrs"] or min(changes["lrs"]) <= 0:
                 raise SpaceError(f"lrs must be positive, got {lrs!r}")
         super().__init__(
-            units=units, task=task, epochs=epochs, lrs=lrs, suite=suite, cutoff=cutoff, scale=scale, betas=betas
+            units=units,
+            task=task,
+            epochs=epochs,
+            lrs=lrs,
+            suite=suite,
+            cutoff=cutoff,
+            scale=scale,
+            betas=betas,
+            objective=objective,
         )
+        if objective not in ("loss", "error"):
+            raise SpaceError(f"unknown objective {objective!r}; known: loss, error")
+        self.objective = objective
         self.suite, self.cutoff, self.scale, self.betas = suite, float(cutoff), float(scale), bool(betas)
         self.lr_grid: tuple[float, ...] | None = changes.get("lrs")
         self._memo: dict[str, Any] = {}
@@ -184,14 +197,15 @@ class OptimizerSpace(DatasetSpace):
         tasks = self.suite_tasks()
         grid = self.lr_grid or LR_GRID
         try:
-            score = suite_reward(rule, tasks, references(tasks, grid), lrs=grid, cutoff=self.cutoff)
+            refs = references(tasks, grid, self.objective)
+            score = suite_reward(rule, tasks, refs, lrs=grid, cutoff=self.cutoff, objective=self.objective)
         except RuleFailed as exc:
             result = Result.failed(f"rule {to_text(rule)!r} {exc}", **about)
         else:
             ratios = [s.ratio for s in score.scores]
             result = Result(
                 reward=score.reward,
-                val_loss=1.0 / score.reward,  # the geometric mean of the loss ratios to tuned Adam
+                val_loss=1.0 / score.reward,  # the geometric mean of the loss (or error) ratios to tuned Adam
                 test={},
                 cost={"runs": float(score.runs), "tasks_run": float(len(ratios))},
                 curves={"loss_ratio": ratios},

@@ -104,3 +104,18 @@ def test_the_funnel_reruns_longer_with_more_seeds_and_picks_the_better_rule() ->
     board = out["board"]
     assert {t["steps"] for t in board["tasks"]} == {30} and board["seeds"] == 2
     assert set(board["cells"][TASKS[0].name]) == {"stalls", "rms", "adam"}  # Adam at the same budget, for the ratio
+
+
+def test_the_error_objective_compares_validation_errors() -> None:
+    from l2l.optsearch.trainer import train_run
+    from l2l.optsearch.tuning import Contender
+
+    refs = references(TASKS, GRID, "error")
+    assert refs != references(TASKS, GRID)  # its own reference, cached apart
+    score = suite_reward(preset("adam"), TASKS, refs, lrs=GRID, objective="error")
+    assert score.reward == pytest.approx(1.0)
+    logreg = score.scores[0]
+    run = train_run(TASKS[0], Contender("adam", "adam one identity identity keep").factory(TASKS[0]), logreg.lr, 0)
+    assert logreg.value == pytest.approx(1.0 - run.val_metric)  # 1 - accuracy
+    with pytest.raises(ValueError, match="unknown objective 'acc'; known: loss, error"):
+        suite_reward(preset("adam"), TASKS, refs, lrs=GRID, objective="acc")
