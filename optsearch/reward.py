@@ -133,6 +133,26 @@ def geometric_reward(ratios: Sequence[float]) -> float:
     return math.exp(-statistics.fmean(math.log(r) for r in ratios))
 
 
+_POOLS: dict[int, Any] = {}
+
+
+def _pool(workers: int) -> Any:
+    """A process pool kept for the life of this process (children after the first pay no start-up)."""
+    if workers not in _POOLS:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return _POOLS[workers]
+
+
+def _tune_one(rule: Rule, task: SuiteTask, lrs: Sequence[float], objective: str) -> TaskScore | str:
+    import torch
+
+    torch.set_num_threads(1)
+    return tune_loss(rule, task, lrs, objective=objective)
+
+
 def suite_reward(
     rule: Rule,
     tasks: Sequence[SuiteTask],
@@ -141,13 +161,22 @@ def suite_reward(
     lrs: Sequence[float] = LR_GRID,
     cutoff: float = CUTOFF,
     objective: str = "loss",
+    workers: int = 1,
 ) -> SuiteScore:
     """Tune the rule on each task from the first (cheapest) up; stop at a task where it is worse than
-    ``cutoff`` times Adam (its ratio then stands for every task left). Raises `RuleFailed`."""
+    ``cutoff`` times Adam (its ratio then stands for every task left). Raises `RuleFailed`.
+
+    With ``workers`` > 1 the first task runs here and, when it passes, the others at once over that many
+    processes; the outcome is the same as one task after another (the stop is applied in task order),
+    only runs past the stop are spent."""
     out = SuiteScore(reward=math.nan)
     ratios: list[float] = []
-    for task in tasks:
-        score = tune_loss(rule, task, lrs, objective=objective)
+    pending: dict[str, Any] = {}
+    for i, task in enumerate(tasks):
+        if task.name in pending:
+            score = pending.pop(task.name).result()
+        else:
+            score = tune_loss(rule, task, lrs, objective=objective)
         if isinstance(score, str):
             raise RuleFailed(score)
         ratio = max(score.value, 1e-6) / refs[task.name]
@@ -158,6 +187,11 @@ def suite_reward(
             out.stopped_at = task.name
             ratios += [ratio] * (len(tasks) - len(ratios))
             break
+        if i == 0 and workers > 1:
+            pool = _pool(workers)
+            pending = {t.name: pool.submit(_tune_one, rule, t, tuple(lrs), objective) for t in tasks[1:]}
+    for future in pending.values():  # past the stop: wait, so the pool is free for the next rule
+        future.result()
     out.reward = geometric_reward(ratios)
     return out
 

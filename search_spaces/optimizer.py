@@ -30,6 +30,8 @@ class OptimizerSpace(DatasetSpace):
     the same update (functional hash) share one evaluation and are recorded as duplicates. ``betas``
     (false) lets the controller also choose the rule's beta1 (0.9, 0.95, 0.99) and beta2 (0.99, 0.999).
     ``objective`` ("loss") may be "error": ratios of validation errors (1 - accuracy, MSE, bits per char).
+    ``workers`` (1) > 1 spreads one child's tasks after the first over that many processes (for the local
+    executor; under Ray, each worker's children are already parallel).
     """
 
     name = "optimizer"
@@ -47,6 +49,7 @@ class OptimizerSpace(DatasetSpace):
         scale: float = 1.0,
         betas: bool = False,
         objective: str = "loss",
+        workers: int = 1,
     ):
         from l2l.optsearch.language import BINARY, OPERANDS, UNARY, unit_ref
         from l2l.optsearch.task import TASKS
@@ -78,7 +81,11 @@ class OptimizerSpace(DatasetSpace):
             scale=scale,
             betas=betas,
             objective=objective,
+            workers=workers,
         )
+        self.workers = int(workers)
+        if self.workers < 1:
+            raise SpaceError(f"optimizer space needs workers >= 1, got {workers}")
         if objective not in ("loss", "error"):
             raise SpaceError(f"unknown objective {objective!r}; known: loss, error")
         self.objective = objective
@@ -198,7 +205,9 @@ class OptimizerSpace(DatasetSpace):
         grid = self.lr_grid or LR_GRID
         try:
             refs = references(tasks, grid, self.objective)
-            score = suite_reward(rule, tasks, refs, lrs=grid, cutoff=self.cutoff, objective=self.objective)
+            score = suite_reward(
+                rule, tasks, refs, lrs=grid, cutoff=self.cutoff, objective=self.objective, workers=self.workers
+            )
         except RuleFailed as exc:
             result = Result.failed(f"rule {to_text(rule)!r} {exc}", **about)
         else:

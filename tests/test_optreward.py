@@ -119,3 +119,13 @@ def test_the_error_objective_compares_validation_errors() -> None:
     assert logreg.value == pytest.approx(1.0 - run.val_metric)  # 1 - accuracy
     with pytest.raises(ValueError, match="unknown objective 'acc'; known: loss, error"):
         suite_reward(preset("adam"), TASKS, refs, lrs=GRID, objective="acc")
+
+
+@pytest.mark.slow  # starts worker processes
+def test_a_childs_tasks_spread_over_processes_give_the_same_score() -> None:
+    refs = references(TASKS, GRID)
+    one = suite_reward(preset("rmsprop"), TASKS, refs, lrs=GRID)
+    spread = suite_reward(preset("rmsprop"), TASKS, refs, lrs=GRID, workers=2)
+    assert spread.scores == one.scores and spread.reward == one.reward
+    stopped = suite_reward(STALLS, TASKS, refs, lrs=GRID, cutoff=1.1, workers=2)
+    assert stopped.stopped_at == TASKS[0].name and len(stopped.scores) == 1
