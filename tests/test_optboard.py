@@ -164,3 +164,11 @@ def test_a_suite_search_run_is_listed_and_plotted_as_a_board(tmp_path: Path, mon
     board = json.loads((tmp_path / "out" / "run1_board.json").read_text())
     assert list(board["cells"]) == ["digits-logreg"] and {"adam", "sgdm"} <= set(board["cells"]["digits-logreg"])
     assert (tmp_path / "out" / "run1_board_profile.png").stat().st_size > 0
+    # the run's best rule on the scoreboard, by RUN:RANK
+    args = ["optimizers", "evaluate", "1:1", "--suite", "digits-logreg", "--seeds", "1", "--lrs", "0.01,0.1"]
+    scored = runner.invoke(app, [*args, "--workers", "1", "-o", str(tmp_path / "b.json"), *storage])
+    assert scored.exit_code == 0, scored.output
+    (entry,) = json.loads((tmp_path / "b.json").read_text())["optimizers"]
+    assert entry["label"] == "run1#1" and entry["rule"] == board["optimizers"][0]["rule"]
+    missing = runner.invoke(app, ["optimizers", "evaluate", "1:9", *storage])
+    assert missing.exit_code == 1 and "1:9 does not exist" in missing.output
