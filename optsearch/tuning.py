@@ -22,7 +22,7 @@ from l2l.optsearch.language import Rule, parse, to_formula
 from l2l.optsearch.trainer import Diverged, SuiteTask, TaskRun, train_run
 
 LR_GRID: tuple[float, ...] = tuple(float(f"{10 ** (k / 2):.3g}") for k in range(-10, 3))  # 1e-5, 3.16e-5, ..., 10
-WD_GRID: tuple[float, ...] = (0.0, 0.01, 0.1, 1.0)
+WD_GRID: tuple[float, ...] = (0.0, 0.01, 0.1, 1.0, 10.0)
 START_LR = 1e-3
 PATIENCE = 2
 
