@@ -74,7 +74,8 @@ def run_board(
         "tasks": [{**t.describe(), "suite": suite_of(t.name)} for t in tasks],
         "cells": {t.name: {} for t in tasks},
     }
-    for cell in cells:
+    order = {label: i for i, label in enumerate(labels)}
+    for cell in sorted(cells, key=lambda c: order[c.label]):  # in the optimizers' order, however they finished
         board["cells"][cell.task][cell.label] = cell.to_json()
     board["winners"] = {t.name: winner(board, t.name) for t in tasks}
     board["leaders"] = {t.name: leaders(board, t.name) for t in tasks}

@@ -40,7 +40,8 @@ def plot_profile(board: dict[str, Any], path: Path) -> Path:
     profile = performance_profile(board, taus)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for i, (label, shares) in enumerate(profile.items()):
-        ax.step(taus, shares, where="post", linestyle=_STYLES[i // 10 % 4], linewidth=1.8, label=label)
+        style = _STYLES[i // 10 % 4]
+        ax.step(taus, shares, where="post", linestyle=style, color=f"C{i % 10}", linewidth=1.8, label=label)
     ax.set_xscale("log")
     ax.set_xlim(1.0, taus[-1])
     ticks = [t for t in (1.0, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0) if t <= taus[-1]]
@@ -78,11 +79,15 @@ def plot_task_curves(board: dict[str, Any], path: Path, cols: int = 3) -> Path:
     tasks = board["tasks"]
     rows = math.ceil(len(tasks) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.5 * rows), squeeze=False)
+    labels = [o["label"] for o in board["optimizers"]]
+    colors = {label: f"C{i % 10}" for i, label in enumerate(labels)}  # one colour per optimizer in every panel
     for ax, task in zip(axes.flat, tasks, strict=False):
-        for i, (label, cell) in enumerate(board["cells"][task["name"]].items()):
+        row = board["cells"][task["name"]]
+        for i, label in enumerate(label for label in labels if label in row):
+            cell = row[label]
             curves = cell.get("curves") or {}
             if cell["failed"] or not curves:
-                ax.plot([], [], label=f"{label}: failed")
+                ax.plot([], [], color=colors[label], label=f"{label}: failed")
                 continue
             ci = "" if math.isnan(cell["test_ci"]) else f" ± {cell['test_ci']:.3f}"
             edge = "!" if cell.get("lr_at_edge") else ""
@@ -90,6 +95,7 @@ def plot_task_curves(board: dict[str, Any], path: Path, cols: int = 3) -> Path:
                 curves["step"],
                 curves["val_metric"],
                 _STYLES[i // 10 % 4],
+                color=colors[label],
                 marker="o",
                 markersize=3,
                 label=f"{label} (lr {cell['lr']:.2g}{edge}): {cell['test_mean']:.3f}{ci}",

@@ -105,6 +105,7 @@ def test_processes_give_the_same_board_as_one_process() -> None:
     spread = run_board(contenders, tasks, seeds=2, lrs=(1e-2, 1e-1), workers=2)
     for label in ("sgd", "adam"):
         assert local["cells"][FAST.name][label]["test"] == spread["cells"][FAST.name][label]["test"]
+    assert list(spread["cells"][FAST.name]) == ["sgd", "adam"]  # the optimizers' order, however jobs finished
     assert sum(local["wins"].values()) <= 1 and local["leaders"][FAST.name]
 
 
