@@ -43,9 +43,11 @@ class RuleOptimizer(torch.optim.Optimizer):
     """A `torch.optim.Optimizer` that applies ``w <- w - lr * decay(t) * rule(...)``.
 
     Hyperparameters (per param group, like any PyTorch optimizer): ``lr``; ``betas`` of the running
-    means of g, g^2 and g^3 (0.9, 0.999, 0.999); ``alpha`` of RMSProp's running mean (0.99); ``eps``
-    (1e-8) inside Adam and RMSProp; ``noise_std`` (0.01); ``total_steps`` and ``cycles`` for the
-    decay schedules (needed only by rules that use one).
+    means of g, g^2 and g^3 (0.9, 0.999, 0.999, or the rule's ``beta1`` and ``beta2``; Lion's momentum
+    uses the second); ``alpha`` of RMSProp's running mean (0.99); ``eps`` (1e-8) inside Adam and RMSProp;
+    ``noise_std`` (0.01); ``total_steps`` and ``cycles`` for the decay schedules (needed only by rules that
+    use one); ``weight_decay`` (0.01, as torch.optim.AdamW) for rules with ``wd=decoupled``, applied as
+    ``w <- w * (1 - lr * weight_decay)`` before the update.
     """
 
     def __init__(
@@ -53,16 +55,26 @@ class RuleOptimizer(torch.optim.Optimizer):
         params: Iterable[Any],
         rule: Rule | str,
         lr: float = 1e-3,
-        betas: tuple[float, float, float] = (0.9, 0.999, 0.999),
+        betas: tuple[float, float, float] | None = None,
         alpha: float = 0.99,
         eps: float = 1e-8,
         noise_std: float = 0.01,
         total_steps: int | None = None,
         cycles: int = 10,
+        weight_decay: float | None = None,
     ) -> None:
         self.rule = parse(rule) if isinstance(rule, str) else rule
         if not isinstance(self.rule, Rule):
             raise RuleError(f"rule must be a Rule or its text, got {type(rule).__name__}")
+        if betas is None:
+            b1, b2 = self.rule.beta1, self.rule.beta2
+            betas = (0.9 if b1 is None else b1, 0.999 if b2 is None else b2, 0.999)
+        if weight_decay is None:
+            weight_decay = 0.01 if self.rule.weight_decay else 0.0
+        if not weight_decay >= 0.0 or (weight_decay and not self.rule.weight_decay):
+            raise ValueError(
+                f"invalid weight_decay {weight_decay}: >= 0, and only for rules with wd=decoupled (rule {self.rule})"
+            )
         if not lr >= 0.0:
             raise ValueError(f"invalid learning rate {lr}: must be >= 0")
         if len(betas) != 3 or not all(0.0 <= b < 1.0 for b in betas):
@@ -82,7 +94,14 @@ class RuleOptimizer(torch.optim.Optimizer):
         self.state_keys = state_keys(self.rule)
         self._direct = direct_operand(self.rule)
         defaults = dict(
-            lr=lr, betas=tuple(betas), alpha=alpha, eps=eps, noise_std=noise_std, total_steps=total_steps, cycles=cycles
+            lr=lr,
+            betas=tuple(betas),
+            alpha=alpha,
+            eps=eps,
+            noise_std=noise_std,
+            total_steps=total_steps,
+            cycles=cycles,
+            weight_decay=weight_decay,
         )
         super().__init__(params, defaults)
 
@@ -122,22 +141,27 @@ class RuleOptimizer(torch.optim.Optimizer):
             steps = [s["step"] for s in states]
         stats = {key: [s[key] for s in states] for key in self.state_keys if key != "step"}
         for key, statistic in STATISTICS.items():
-            if key in stats:
+            if key in stats and not statistic.after:
                 statistic.update(stats[key], grads, group)
         t = max(steps) - 1.0 if steps else 0.0  # schedules start at full strength on the first step
         step = Step(params, grads, stats, steps, t, group)
         lr = float(group["lr"])
         if self.rule.decay is not None:
             lr *= decay_value(DECAYS[self.rule.decay], t, float(group["total_steps"]), int(group["cycles"]))
+        if self.rule.weight_decay and group.get("weight_decay"):  # decoupled, first: as torch.optim.AdamW
+            torch._foreach_mul_(params, 1.0 - lr * float(group["weight_decay"]))
         in_place = OPERANDS[self._direct].in_place if self._direct is not None else None
         if in_place is not None:  # e.g. Adam's update, applied in place as torch.optim.Adam does
             in_place(step, lr)
-            return
-        update = evaluate(self.rule, lambda name: OPERANDS[name].compute(step), params)
-        if isinstance(update, float):
-            torch._foreach_add_(params, -lr * update)
         else:
-            torch._foreach_add_(params, update, alpha=-lr)
+            update = evaluate(self.rule, lambda name: OPERANDS[name].compute(step), params)
+            if isinstance(update, float):
+                torch._foreach_add_(params, -lr * update)
+            else:
+                torch._foreach_add_(params, update, alpha=-lr)
+        for key, statistic in STATISTICS.items():
+            if key in stats and statistic.after:  # Lion's momentum takes g after the step read it
+                statistic.update(stats[key], grads, group)
 
 
 def compile_rule(rule: Rule | str, **hyper: Any) -> Callable[[Iterable[Any], float], torch.optim.Optimizer]:

@@ -32,12 +32,12 @@ def _decay(name, t, group):
 
 
 class {class_name}(torch.optim.Optimizer):
-    def __init__(self, params, lr={lr!r}, betas=(0.9, 0.999, 0.999), alpha=0.99, eps=1e-8, noise_std=0.01,
-                 total_steps=None, cycles=10):
+    def __init__(self, params, lr={lr!r}, betas={betas!r}, alpha=0.99, eps=1e-8, noise_std=0.01,
+                 total_steps=None, cycles=10, weight_decay={weight_decay!r}):
         if not lr >= 0.0:
             raise ValueError(f"invalid learning rate {{lr}}")
         defaults = dict(lr=lr, betas=tuple(betas), alpha=alpha, eps=eps, noise_std=noise_std,
-                        total_steps=total_steps, cycles=cycles)
+                        total_steps=total_steps, cycles=cycles, weight_decay=weight_decay)
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -75,7 +75,8 @@ def export_source(rule: Rule, class_name: str = "DiscoveredOptimizer", lr: float
         body += [f"{ind}state['step'] += 1.0", f"{ind}t = state['step']", f"{ind}t0 = t - 1.0"]
     else:
         body.append(f"{ind}t0 = 0.0")
-    body += [f"{ind}{statistic.code}" for key, statistic in STATISTICS.items() if key in keys]
+    after_steps = len(body)
+    body += [f"{ind}{statistic.code}" for key, statistic in STATISTICS.items() if key in keys and not statistic.after]
     used = sorted(op for op in rule.operands() if op in OPERANDS and op not in DECAYS.values())
     for op in used:
         body.append(f"{ind}{_var(op)} = {OPERANDS[op].code}")
@@ -89,7 +90,10 @@ def export_source(rule: Rule, class_name: str = "DiscoveredOptimizer", lr: float
     lr_expr = "group['lr']"
     if rule.decay is not None:
         lr_expr += f" * _decay({DECAYS[rule.decay]!r}, t0, group)"
+    if rule.weight_decay:  # decoupled, before the update, as torch.optim.AdamW
+        body.insert(after_steps, f"{ind}p.mul_(1 - {lr_expr} * group['weight_decay'])")
     body.append(f"{ind}p.add_(u{len(rule.units)}, alpha=-{lr_expr})")
+    body += [f"{ind}{statistic.code}" for key, statistic in STATISTICS.items() if key in keys and statistic.after]
     total_hint = ", total_steps=1000" if any(op in DECAYS.values() for op in rule.operands()) else ""
     return _TEMPLATE.format(
         class_name=class_name,
@@ -98,6 +102,8 @@ def export_source(rule: Rule, class_name: str = "DiscoveredOptimizer", lr: float
         module=module or "discovered_optimizer",
         lr=lr,
         total_hint=total_hint,
+        betas=(0.9 if rule.beta1 is None else rule.beta1, 0.999 if rule.beta2 is None else rule.beta2, 0.999),
+        weight_decay=0.01 if rule.weight_decay else 0.0,
         schedules=_schedules(),
         init="\n".join(init) or "                    pass",
         body="\n".join(body),

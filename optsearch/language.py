@@ -6,9 +6,12 @@ the first unit's output, ``u2`` the second's, ...). The parameter update is
 ``w <- w - lr * decay(t) * out`` where ``out`` is the last unit's output and ``decay`` an optional
 schedule on the learning rate.
 
-Text form: units separated by ``;``, then optionally ``; decay=NAME``::
+Text form: units separated by ``;``, then optionally settings ``; decay=NAME``, ``; wd=decoupled`` (decoupled
+weight decay, ``w <- w - lr * wd * w`` as AdamW and Lion apply it), ``; beta1=X`` and ``; beta2=X`` (the
+betas of the running means this rule starts with)::
 
     sign_g sign_m identity identity mul ; u1 g exp identity mul        (PowerSign)
+    ipol one sign identity keep ; wd=decoupled ; beta2=0.99             (Lion)
 
 Positions in error messages count tokens from 1 across the whole rule (``;`` not counted), so
 the third token of the first unit is position 3 and the first token of the second unit is 6.
@@ -56,18 +59,29 @@ class Unit:
         return (self.op1, self.op2, self.u1, self.u2, self.b)
 
 
+WEIGHT_DECAYS = ("decoupled",)
+SETTINGS = ("decay", "wd", "beta1", "beta2")
+
+
 @dataclass(frozen=True)
 class Rule:
-    """An update rule: units in order (the last one's output is the update) and a learning-rate decay."""
+    """An update rule: units in order (the last one's output is the update), a learning-rate decay,
+    decoupled weight decay or not, and the betas of its running means (None: the optimizer's defaults)."""
 
     units: tuple[Unit, ...]
     decay: str | None = None
+    weight_decay: bool = False
+    beta1: float | None = None
+    beta2: float | None = None
 
     def __post_init__(self) -> None:
         if not self.units:
             raise RuleError("a rule needs at least one unit")
         if self.decay is not None and self.decay not in DECAYS:
             raise RuleError(f"unknown decay {self.decay!r}; known: {', '.join(DECAYS)}")
+        for name, beta in (("beta1", self.beta1), ("beta2", self.beta2)):
+            if beta is not None and not 0.0 <= beta < 1.0:
+                raise RuleError(f"{name}={beta} is out of range; a beta is in [0, 1)")
         for i, unit in enumerate(self.units):
             base = 5 * i
             for j, (name, kind) in enumerate(zip(unit.tokens, _KINDS, strict=True)):
@@ -110,11 +124,26 @@ def parse(text: str) -> Rule:
     if not text.strip():
         raise RuleError("empty rule text")
     segments = [s.strip() for s in text.split(";")]
-    decay: str | None = None
-    if segments and segments[-1].startswith("decay="):
-        decay = segments.pop()[len("decay=") :].strip()
-        if decay not in DECAYS:
-            raise RuleError(f"unknown decay {decay!r}; known: {', '.join(DECAYS)}")
+    settings: dict[str, str] = {}
+    while segments and "=" in segments[-1]:
+        key, _, value = (part.strip() for part in segments.pop().partition("="))
+        if key not in SETTINGS:
+            raise RuleError(f"unknown setting {key!r}; known: {', '.join(SETTINGS)}")
+        if key in settings:
+            raise RuleError(f"setting {key!r} is given twice")
+        settings[key] = value
+    decay = settings.get("decay")
+    if decay is not None and decay not in DECAYS:
+        raise RuleError(f"unknown decay {decay!r}; known: {', '.join(DECAYS)}")
+    if settings.get("wd", "decoupled") not in WEIGHT_DECAYS:
+        raise RuleError(f"unknown weight decay {settings['wd']!r}; known: {', '.join(WEIGHT_DECAYS)}")
+    betas: dict[str, float] = {}
+    for key in ("beta1", "beta2"):
+        if key in settings:
+            try:
+                betas[key] = float(settings[key])
+            except ValueError:
+                raise RuleError(f"{key} must be a number, got {settings[key]!r}") from None
     units: list[Unit] = []
     for i, segment in enumerate(segments):
         tokens = segment.split()
@@ -124,7 +153,7 @@ def parse(text: str) -> Rule:
                 "expected 5: op1 op2 unary1 unary2 binary"
             )
         units.append(Unit(*tokens))
-    return Rule(tuple(units), decay)  # checks every token, naming its position
+    return Rule(tuple(units), decay, "wd" in settings, **betas)  # checks every token, naming its position
 
 
 def to_text(rule: Rule) -> str:
@@ -132,6 +161,9 @@ def to_text(rule: Rule) -> str:
     parts = [" ".join(u.tokens) for u in rule.units]
     if rule.decay is not None:
         parts.append(f"decay={rule.decay}")
+    if rule.weight_decay:
+        parts.append("wd=decoupled")
+    parts += [f"{k}={v:g}" for k, v in (("beta1", rule.beta1), ("beta2", rule.beta2)) if v is not None]
     return " ; ".join(parts)
 
 
@@ -152,11 +184,19 @@ def _formula(rule: Rule, latex: bool) -> str:
             outputs.append(b.latex(u1.latex(vals[0]), u2.latex(vals[1])))
         else:
             outputs.append(b.text(u1.text(vals[0]), u2.text(vals[1])))
-    body = wrap(outputs[-1], latex)
+    body = outputs[-1]
+    if rule.weight_decay:
+        body = rf"{body} + \lambda w" if latex else f"{body} + wd*w"
+    body = wrap(body, latex)
+    betas = [(k, v) for k, v in (("1", rule.beta1), ("2", rule.beta2)) if v is not None]
+    tail = ""
+    if betas:
+        tail = ", ".join((rf"\beta_{k} = {v:g}" if latex else f"b{k}={v:g}") for k, v in betas)
+        tail = rf", \quad {tail}" if latex else f"  [{tail}]"
     if rule.decay is not None:
         decay = OPERANDS[DECAYS[rule.decay]]
-        return rf"\eta \cdot {decay.latex} \cdot {body}" if latex else f"lr * {decay.text} * {body}"
-    return rf"\eta \cdot {body}" if latex else f"lr * {body}"
+        return (rf"\eta \cdot {decay.latex} \cdot {body}" if latex else f"lr * {decay.text} * {body}") + tail
+    return (rf"\eta \cdot {body}" if latex else f"lr * {body}") + tail
 
 
 def to_formula(rule: Rule) -> str:

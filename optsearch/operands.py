@@ -47,6 +47,7 @@ class Statistic:
 
     update: Callable[[Tensors, Tensors, Mapping[str, Any]], None]  # (statistic, grads, group)
     code: str  # the same update in the exported file (``g``, ``state``, ``beta1..3``, ``alpha`` in scope)
+    after: bool = False  # updated after the parameters moved (Lion reads its momentum before adding g)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,12 @@ def _decay(name: str, decay: str, latex: str, schedule: Callable[[float, float, 
 def _restart(t: float, total: float, cycles: int) -> float:
     period = total / cycles
     return 0.5 * (1.0 + math.cos(math.pi * (t % period) / period))
+
+
+def _interpolation(s: Step) -> Tensors:  # as Lion computes it: exp_avg * beta1 + grad * (1 - beta1)
+    out = torch._foreach_mul(s.stats["lion_avg"], s.beta(0))
+    torch._foreach_add_(out, s.grads, alpha=1.0 - s.beta(0))
+    return list(out)
 
 
 def _v_surface(g: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -253,6 +260,24 @@ OPERANDS: dict[str, Operand] = {
         _restart,
         "0.5 * (1.0 + math.cos(math.pi * (t % (total / cycles)) / (total / cycles)))",
     ),
+    "ipol": Operand(
+        "b1*mu + (1-b1)*g",
+        r"\beta_1 \mu + (1 - \beta_1) g",
+        _interpolation,
+        "state['lion_avg'] * beta1 + g * (1 - beta1)",
+        lambda g, m: [0.9 * m + 0.1 * g],
+        help="Lion's interpolation b1*mu + (1-b1)*g, mu the running mean of g with beta2, updated after the step",
+        stats=("lion_avg",),
+    ),
+    "buf": Operand(
+        "buf",
+        "b",
+        lambda s: s.stats["momentum_buffer"],
+        "state['momentum_buffer']",
+        lambda g, m: [m * 10.0],  # a sum of g's with weights 0.9^k: about ten times their mean
+        help="torch's SGD momentum buffer b <- beta1 * b + g (no bias correction)",
+        stats=("momentum_buffer",),
+    ),
 }
 
 
@@ -263,6 +288,16 @@ def _lerp_mean(avgs: Tensors, grads: Tensors, group: Mapping[str, Any]) -> None:
 def _square_mean(avgs: Tensors, grads: Tensors, decay: float) -> None:
     torch._foreach_mul_(avgs, decay)
     torch._foreach_addcmul_(avgs, grads, grads, value=1.0 - decay)
+
+
+def _lion_mean(avgs: Tensors, grads: Tensors, decay: float) -> None:
+    torch._foreach_mul_(avgs, decay)
+    torch._foreach_add_(avgs, grads, alpha=1.0 - decay)
+
+
+def _heavy_ball(bufs: Tensors, grads: Tensors, momentum: float) -> None:  # as torch.optim.SGD(momentum=...)
+    torch._foreach_mul_(bufs, momentum)
+    torch._foreach_add_(bufs, grads)
 
 
 def _cube_mean(avgs: Tensors, grads: Tensors, group: Mapping[str, Any]) -> None:
@@ -279,6 +314,15 @@ STATISTICS: dict[str, Statistic] = {
         "state['exp_avg_sq'].mul_(beta2).addcmul_(g, g, value=1 - beta2)",
     ),
     "exp_avg_cube": Statistic(_cube_mean, "state['exp_avg_cube'].mul_(beta3).add_(g * g * g, alpha=1 - beta3)"),
+    "lion_avg": Statistic(
+        lambda avgs, grads, group: _lion_mean(avgs, grads, group["betas"][1]),
+        "state['lion_avg'].mul_(beta2).add_(g, alpha=1 - beta2)",
+        after=True,
+    ),
+    "momentum_buffer": Statistic(
+        lambda bufs, grads, group: _heavy_ball(bufs, grads, group["betas"][0]),
+        "state['momentum_buffer'].mul_(beta1).add_(g)",
+    ),
     "square_avg": Statistic(
         lambda avgs, grads, group: _square_mean(avgs, grads, group["alpha"]),
         "state['square_avg'].mul_(alpha).addcmul_(g, g, value=1 - alpha)",

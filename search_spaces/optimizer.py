@@ -10,6 +10,8 @@ from l2l.search_spaces.api import Context, Decision, Result, SpaceError, Spec
 from l2l.search_spaces.trained import DatasetSpace
 
 LR_DECAYS = ("none", "linear", "cyclic", "restart")
+BETA1S = (0.9, 0.95, 0.99)
+BETA2S = (0.99, 0.999)
 
 
 class OptimizerSpace(DatasetSpace):
@@ -20,13 +22,35 @@ class OptimizerSpace(DatasetSpace):
     learning-rate decay. The child trains the task's fixed model at each learning rate of ``lrs``;
     reward = the best validation accuracy. Options: ``units`` (1), ``task`` ("digits-cnn"),
     ``epochs`` (the task's), ``lrs`` (comma-separated, the task's).
+
+    With ``suite`` ("search", or task names separated by commas) a child is scored on the optimizer task
+    suite instead (`l2l.optsearch.reward`): reward = 1 / the geometric mean over tasks of its tuned final
+    validation loss relative to tuned Adam's, tasks run cheapest first and a rule worse than ``cutoff``
+    (3) times Adam on one stops there; ``scale`` (1.0) multiplies every task's steps. Rules that compute
+    the same update (functional hash) share one evaluation and are recorded as duplicates. ``betas``
+    (false) lets the controller also choose the rule's beta1 (0.9, 0.95, 0.99) and beta2 (0.99, 0.999).
+    ``objective`` ("loss") may be "error": ratios of validation errors (1 - accuracy, MSE, bits per char).
+    ``workers`` (1) > 1 spreads one child's tasks after the first over that many processes (for the local
+    executor; under Ray, each worker's children are already parallel).
     """
 
     name = "optimizer"
     description = "Update rules in the language of Neural Optimizer Search, trained on a small CNN on digits."
     cost_metrics = ("params", "train_time_s", "lrs_tried")
 
-    def __init__(self, units: int = 1, task: str = "digits-cnn", epochs: int | None = None, lrs: str | None = None):
+    def __init__(
+        self,
+        units: int = 1,
+        task: str = "digits-cnn",
+        epochs: int | None = None,
+        lrs: str | None = None,
+        suite: str | None = None,
+        cutoff: float = 3.0,
+        scale: float = 1.0,
+        betas: bool = False,
+        objective: str = "loss",
+        workers: int = 1,
+    ):
         from l2l.optsearch.language import BINARY, OPERANDS, UNARY, unit_ref
         from l2l.optsearch.task import TASKS
 
@@ -47,7 +71,36 @@ class OptimizerSpace(DatasetSpace):
                 raise SpaceError(f"lrs must be comma-separated numbers, got {lrs!r}") from None
             if not changes["lrs"] or min(changes["lrs"]) <= 0:
                 raise SpaceError(f"lrs must be positive, got {lrs!r}")
-        super().__init__(units=units, task=task, epochs=epochs, lrs=lrs)
+        super().__init__(
+            units=units,
+            task=task,
+            epochs=epochs,
+            lrs=lrs,
+            suite=suite,
+            cutoff=cutoff,
+            scale=scale,
+            betas=betas,
+            objective=objective,
+            workers=workers,
+        )
+        self.workers = int(workers)
+        if self.workers < 1:
+            raise SpaceError(f"optimizer space needs workers >= 1, got {workers}")
+        if objective not in ("loss", "error"):
+            raise SpaceError(f"unknown objective {objective!r}; known: loss, error")
+        self.objective = objective
+        self.suite, self.cutoff, self.scale, self.betas = suite, float(cutoff), float(scale), bool(betas)
+        self.lr_grid: tuple[float, ...] | None = changes.get("lrs")
+        self._memo: dict[str, Any] = {}
+        if suite is not None:
+            from l2l.optsearch.suite import TaskError
+
+            if not 0 < self.scale <= 10 or not self.cutoff > 1:
+                raise SpaceError(f"optimizer space needs 0 < scale <= 10 and cutoff > 1, got {scale}, {cutoff}")
+            try:
+                self.suite_tasks()
+            except TaskError as exc:
+                raise SpaceError(str(exc)) from None
         self.task = dataclasses.replace(base, **changes)
         self.dataset = self.task.dataset
         self.units = units
@@ -62,6 +115,19 @@ class OptimizerSpace(DatasetSpace):
                 Decision.categorical(f"u{k}_binary", BINARY),
             ]
         self._decisions.append(Decision.categorical("decay", LR_DECAYS))
+        if self.betas:
+            self._decisions += [Decision.categorical("beta1", BETA1S), Decision.categorical("beta2", BETA2S)]
+
+    def suite_tasks(self) -> list[Any]:
+        """The suite's tasks, cheapest first, with their steps scaled."""
+        from l2l.optsearch.suite import resolve_suite
+
+        tasks = resolve_suite(self.suite or "search")
+        scaled = [
+            dataclasses.replace(t, steps=max(t.evals, round(t.steps * self.scale))) if self.scale != 1 else t
+            for t in tasks
+        ]
+        return sorted(scaled, key=lambda t: t.steps * {"char-transformer": 20, "char-lstm": 8}.get(t.model, 1))
 
     def decisions(self) -> Sequence[Decision]:
         return self._decisions
@@ -75,7 +141,8 @@ class OptimizerSpace(DatasetSpace):
             for k in range(1, self.units + 1)
         )
         decay = str(spec["decay"])
-        return Rule(units, None if decay == "none" else decay)
+        b1, b2 = (float(spec[k]) if self.betas else None for k in ("beta1", "beta2"))  # type: ignore[arg-type]
+        return Rule(units, None if decay == "none" else decay, beta1=b1, beta2=b2)
 
     def describe(self, spec: Spec) -> str:
         from l2l.optsearch.language import to_formula
@@ -87,6 +154,8 @@ class OptimizerSpace(DatasetSpace):
         from l2l.optsearch.task import RuleDiverged, rule_factory, sweep
 
         rule = self.rule_of(spec)
+        if self.suite is not None:
+            return self._evaluate_on_suite(rule)
         task = self.task
         if "epochs" in ctx.budget:
             task = dataclasses.replace(task, epochs=int(ctx.budget["epochs"]))
@@ -112,3 +181,44 @@ class OptimizerSpace(DatasetSpace):
             curves=best.curves,
             info=info,
         )
+
+    def _evaluate_on_suite(self, rule: Any) -> Result:
+        from l2l.optsearch.language import to_formula, to_latex, to_text
+        from l2l.optsearch.reward import RuleFailed, references, suite_reward
+        from l2l.optsearch.simplify import functional_hash, simplified_rule
+        from l2l.optsearch.tuning import LR_GRID
+
+        key = functional_hash(rule)
+        simple = simplified_rule(rule)
+        about = {
+            "rule": to_text(rule),
+            "formula": to_formula(simple),
+            "latex": to_latex(simple),
+            "functional_hash": key,
+            "suite": self.suite,
+        }
+        if key in self._memo:  # the same update as a rule already evaluated: share its evaluation
+            first: Result = self._memo[key]
+            info = {**first.info, **about, "duplicate_of": first.info["rule"], "runs": 0}
+            return dataclasses.replace(first, info=info, cost={**first.cost, "runs": 0.0, "train_time_s": 0.0})
+        tasks = self.suite_tasks()
+        grid = self.lr_grid or LR_GRID
+        try:
+            refs = references(tasks, grid, self.objective)
+            score = suite_reward(
+                rule, tasks, refs, lrs=grid, cutoff=self.cutoff, objective=self.objective, workers=self.workers
+            )
+        except RuleFailed as exc:
+            result = Result.failed(f"rule {to_text(rule)!r} {exc}", **about)
+        else:
+            ratios = [s.ratio for s in score.scores]
+            result = Result(
+                reward=score.reward,
+                val_loss=1.0 / score.reward,  # the geometric mean of the loss (or error) ratios to tuned Adam
+                test={},
+                cost={"runs": float(score.runs), "tasks_run": float(len(ratios))},
+                curves={"loss_ratio": ratios},
+                info={**about, **score.to_json()},
+            )
+        self._memo[key] = result
+        return result

@@ -38,6 +38,8 @@ SHRINK = [  # (pattern, replacement) on every line
     (r"--child-timeout \d+", "--child-timeout 120"),
     (r"--max-concurrent \d+", "--max-concurrent 2"),
     (r"-k \d+", "-k 2"),
+    (r"--seeds \d+", "--seeds 1"),
+    (r"--suite heldout", "--suite mnist1d-logreg"),  # one held-out task, the cheapest
 ]
 
 

@@ -44,12 +44,21 @@ def test_parser_names_the_bad_token_its_position_and_what_is_known() -> None:
         parse("g m identity identity add ; decay=cosine")
     with pytest.raises(RuleError, match="empty rule"):
         parse("  ")
+    with pytest.raises(RuleError, match=r"unknown setting 'b1'; known: decay, wd, beta1, beta2"):
+        parse("g m identity identity add ; b1=0.9")
+    with pytest.raises(RuleError, match=r"beta2=1.0 is out of range"):
+        parse("g m identity identity add ; beta2=1")
+    with pytest.raises(RuleError, match=r"unknown weight decay 'coupled'; known: decoupled"):
+        parse("g m identity identity add ; wd=coupled")
 
 
 def test_formulas_of_the_papers_rules() -> None:
     assert to_formula(preset("powersign")) == "lr * (exp(sign(g) * sign(m)) * g)"
     assert to_formula(preset("addsign")) == "lr * ((1 + sign(g) * sign(m)) * g)"
-    assert to_formula(preset("lion")) == "lr * sign(m)"
+    assert to_formula(preset("signum")) == "lr * sign(m)"
+    assert to_formula(preset("lion")) == "lr * (sign(b1*mu + (1-b1)*g) + wd*w)  [b2=0.99]"
+    assert to_formula(preset("adamw")) == "lr * (adam + wd*w)"
+    assert to_latex(preset("lion")).endswith(r"+ \lambda w\right), \quad \beta_2 = 0.99")
     assert to_formula(parse("g m identity identity add ; decay=restart")) == "lr * rd * (g + m)"
     assert to_latex(preset("powersign")).startswith(r"\eta \cdot")
     assert r"e^{\operatorname{sign}(g) \cdot \operatorname{sign}(\hat{m})}" in to_latex(preset("powersign"))
@@ -70,7 +79,14 @@ def rules(draw: st.DrawFn) -> Rule:
                 draw(st.sampled_from(BINARY)),
             )
         )
-    return Rule(tuple(units), draw(st.sampled_from([None, *DECAYS])))
+    betas = [None, 0.0, 0.9, 0.95, 0.99, 0.999]
+    return Rule(
+        tuple(units),
+        draw(st.sampled_from([None, *DECAYS])),
+        draw(st.booleans()),
+        draw(st.sampled_from(betas)),
+        draw(st.sampled_from(betas)),
+    )
 
 
 @given(rules())
@@ -114,6 +130,7 @@ REFERENCES: list[tuple[str, Callable[..., torch.optim.Optimizer], dict[str, floa
     ("sgd", torch.optim.SGD, {"lr": 0.05}),
     ("adam", torch.optim.Adam, {"lr": 3e-3}),
     ("rmsprop", torch.optim.RMSprop, {"lr": 1e-3}),
+    ("sgdm", lambda params, **kw: torch.optim.SGD(params, momentum=0.9, **kw), {"lr": 0.01}),
 ]
 
 
@@ -141,6 +158,51 @@ def test_general_path_matches_torch_optim_too(text: str, cls: Callable[..., torc
     _train(ref, cls(ref.parameters(), lr=1e-3))
     _train(dsl, RuleOptimizer(dsl.parameters(), text, lr=1e-3))
     assert _max_rel_diff(ref, dsl) < 1e-5
+
+
+class LionReference(torch.optim.Optimizer):
+    """Lion as published (Chen et al. 2023, Program 1): the reference the DSL preset must match."""
+
+    def __init__(self, params, lr: float, betas=(0.9, 0.99), weight_decay: float = 0.0):  # type: ignore[no-untyped-def]
+        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[no-untyped-def]
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                state = self.state[p]
+                if not state:
+                    state["exp_avg"] = torch.zeros_like(p)
+                exp_avg, grad = state["exp_avg"], p.grad
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+                update = exp_avg.clone().mul_(beta1).add(grad, alpha=1 - beta1).sign_()
+                p.add_(update, alpha=-group["lr"])
+                exp_avg.mul_(beta2).add_(grad, alpha=1 - beta2)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_adamw_and_lion_presets_match_their_references(weight_decay: float) -> None:
+    ref, dsl = _model(), _model()
+    _train(ref, torch.optim.AdamW(ref.parameters(), lr=3e-3, weight_decay=weight_decay))
+    _train(dsl, RuleOptimizer(dsl.parameters(), preset("adamw"), lr=3e-3, weight_decay=weight_decay))
+    assert _max_rel_diff(ref, dsl) < 1e-5
+    ref, dsl = _model(), _model()
+    ref_losses = _train(ref, LionReference(ref.parameters(), lr=3e-4, weight_decay=weight_decay))
+    dsl_losses = _train(dsl, RuleOptimizer(dsl.parameters(), preset("lion"), lr=3e-4, weight_decay=weight_decay))
+    assert _max_rel_diff(ref, dsl) < 1e-5
+    assert dsl_losses == pytest.approx(ref_losses, rel=1e-5) and dsl_losses[-1] < dsl_losses[0]
+    # AdamW's default weight decay is torch's; a rule without wd=decoupled refuses one
+    assert RuleOptimizer(dsl.parameters(), preset("adamw")).param_groups[0]["weight_decay"] == 0.01
+    with pytest.raises(ValueError, match="only for rules with wd=decoupled"):
+        RuleOptimizer(dsl.parameters(), preset("adam"), weight_decay=0.1)
+
+
+def test_rule_betas_are_the_optimizers_defaults() -> None:
+    w = torch.nn.Parameter(torch.zeros(2))
+    assert RuleOptimizer([w], preset("lion")).param_groups[0]["betas"] == (0.9, 0.99, 0.999)
+    assert RuleOptimizer([w], "m one identity identity keep ; beta1=0.95").param_groups[0]["betas"][0] == 0.95
+    assert RuleOptimizer([w], preset("lion"), betas=(0.8, 0.9, 0.9)).param_groups[0]["betas"] == (0.8, 0.9, 0.9)
 
 
 def test_only_the_state_the_rule_reads_is_kept() -> None:

@@ -1,9 +1,10 @@
-"""`l2l optimizers top|export`: the update rules an optimizer search found."""
+"""`l2l optimizers top|export|evaluate`: the update rules an optimizer search found, and the scoreboard."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,6 +14,7 @@ from l2l.runs.config import UsageError
 
 if TYPE_CHECKING:
     from l2l.optsearch.language import Rule
+    from l2l.optsearch.tuning import Contender
     from l2l.runs.store import ChildRecord, Store
 
 app = typer.Typer(help="The update rules an optimizer search found.", no_args_is_help=True)
@@ -30,17 +32,18 @@ def best_rules(store: Store, run_id: int, k: int) -> list[tuple[ChildRecord, Rul
     rule_of = getattr(space, "rule_of", None)
     if rule_of is None:
         raise UsageError(f"run {run_id} searched the space {run.space!r}, not optimizer rules (use --space optimizer)")
-    from l2l.optsearch.language import to_formula
+    from l2l.optsearch.simplify import functional_hash
 
     children = store.top_children(run_id, 10 * k)
     if not children:
         raise UsageError(f"run {run_id} has no finished child yet")
     out: list[tuple[ChildRecord, Rule]] = []
-    formulas: set[str] = set()
-    for c in children:  # rules that differ only in dead tokens (op2 under keep, ...) are the same rule
+    seen: set[str] = set()
+    for c in children:  # rules that compute the same update (dead tokens, x * 1, ...) are one rule
         rule = rule_of(Spec.from_json(c.spec))
-        if to_formula(rule) not in formulas and len(out) < k:
-            formulas.add(to_formula(rule))
+        key = functional_hash(rule)
+        if key not in seen and len(out) < k:
+            seen.add(key)
             out.append((c, rule))
     return out
 
@@ -56,10 +59,11 @@ def optimizers_top(
     from rich.table import Table
 
     from l2l.optsearch.language import to_formula, to_latex, to_text
+    from l2l.optsearch.simplify import simplified_rule
 
     with user_errors():
         store = open_store(storage)
-        table = Table("rank", "child", "reward", "test acc", "best lr", "update", "rule")
+        table = Table("rank", "child", "reward", "test acc", "best lr", "update (simplified)", "rule")
         for rank, (c, rule) in enumerate(best_rules(store, run_id, k), start=1):
             info = c.metrics.get("info") or {}
             table.add_row(
@@ -68,7 +72,7 @@ def optimizers_top(
                 fmt(c.reward),
                 fmt((c.metrics.get("test") or {}).get("test_acc")),
                 f"{info['best_lr']:g}" if "best_lr" in info else "-",
-                to_latex(rule) if latex else to_formula(rule),
+                to_latex(simplified_rule(rule)) if latex else to_formula(simplified_rule(rule)),
                 to_text(rule),
             )
         console.print(table)
@@ -98,3 +102,128 @@ def optimizers_export(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(export_source(rule, class_name=name, lr=lr, module=path.stem))
         console.print(f"wrote {path}: class {name}, rule of child {child.number} (reward {fmt(child.reward)})")
+
+
+_RUN_RANK = re.compile(r"^(\d+):(\d+)$")
+
+
+def contenders_of(names: list[str], storage: str | None) -> list[Contender]:
+    """Each argument as an optimizer: a preset name, RUN:RANK (a search's found rule), or a rule's text."""
+    from l2l.optsearch.language import RuleError, parse, to_text
+    from l2l.optsearch.presets import PRESETS
+    from l2l.optsearch.tuning import Contender
+
+    out: list[Contender] = []
+    for i, name in enumerate(names, start=1):
+        if name in PRESETS:
+            out.append(Contender(name, PRESETS[name]))
+        elif match := _RUN_RANK.match(name):
+            run_id, rank = int(match[1]), int(match[2])
+            ranked = best_rules(open_store(storage), run_id, rank)
+            if len(ranked) < rank or rank < 1:
+                raise UsageError(f"run {run_id} has {len(ranked)} distinct rules; {name} does not exist")
+            out.append(Contender(f"run{run_id}#{rank}", to_text(ranked[rank - 1][1])))
+        else:
+            try:
+                out.append(Contender(f"rule{i}", to_text(parse(name))))
+            except RuleError as exc:
+                raise UsageError(
+                    f"{name!r} is not a preset ({', '.join(PRESETS)}), RUN:RANK, or a rule: {exc}"
+                ) from None
+    return out
+
+
+def board_table(board: dict[str, Any]) -> Any:
+    """Task x optimizer: test mean ± 95% interval, the chosen lr (and weight decay); '!' marks a choice at
+    its grid's edge; the best of each row is bold (several on a tie, which counts as nobody's win); the last
+    row counts tasks won."""
+    from rich.table import Table
+
+    labels = [o["label"] for o in board["optimizers"]]
+    table = Table("task", "metric", *labels, title=f"test metric, mean ± 95% CI over {board['seeds']} seeds")
+    for task in board["tasks"]:
+        name = task["name"]
+        row = [f"{name}\n[dim]{task['suite']}[/]", f"{task['metric']} {'↑' if task['higher_is_better'] else '↓'}"]
+        for label in labels:
+            c = board["cells"][name][label]
+            if c["failed"]:
+                row.append(f"[red]failed[/]\n[dim]{c['failed'][:40]}[/]")
+                continue
+            text = f"{c['test_mean']:.4f} ± {c['test_ci']:.4f}"
+            if label in board["leaders"][name]:
+                text = f"[bold green]{text}[/]"
+            setting = f"lr {c['lr']:.3g}{'!' if c['lr_at_edge'] else ''}"
+            if c["weight_decay"] is not None:
+                setting += f" wd {c['weight_decay']:g}{'!' if c.get('wd_at_edge') else ''}"
+            if c["diverged_seeds"]:
+                setting += f" [red]{len(c['diverged_seeds'])} seeds diverged[/]"
+            row.append(f"{text}\n[dim]{setting}[/]")
+        table.add_row(*row)
+    table.add_row("[bold]tasks won[/]", "", *(str(board["wins"][label]) for label in labels))
+    return table
+
+
+@app.command("evaluate")
+def optimizers_evaluate(
+    optimizers: Annotated[
+        list[str], typer.Argument(metavar="RULE_TEXT|PRESET|RUN:RANK...", help="Optimizers to compare.")
+    ],
+    suite: Annotated[
+        str, typer.Option("--suite", help="search, heldout, user, all, or task names separated by commas.")
+    ] = "heldout",
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per task (weights and data order).", min=1)] = 5,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="JSON file for the board.")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Processes to spread runs over (default: the CPU count).", min=1)
+    ] = None,
+    lrs: Annotated[
+        str | None,
+        typer.Option("--lrs", help="Learning-rate grid, comma-separated (default: 1e-5..10, half decades)."),
+    ] = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Tune every optimizer the same way on every task (lr grid, weight decay where the rule has it; chosen
+    on validation), run the chosen setting with every seed, and print the test metrics."""
+    import json
+    import os
+    import time
+
+    from rich.markup import escape
+
+    from l2l.optsearch.board import run_board
+    from l2l.optsearch.suite import TaskError, resolve_suite
+    from l2l.optsearch.tuning import LR_GRID
+    from l2l.runs.cli.plot import parse_lrs
+
+    with user_errors():
+        contenders = contenders_of(optimizers, storage)
+        try:
+            tasks = resolve_suite(suite)
+        except TaskError as exc:
+            raise UsageError(str(exc)) from None
+        grid = parse_lrs(lrs, LR_GRID)
+        n_workers = workers or min(os.cpu_count() or 1, len(tasks) * len(contenders))
+        for c in contenders:
+            console.print(f"{c.label}: {escape(c.rule)}", highlight=False)
+        started = time.perf_counter()
+        done = [0]
+
+        def progress(cell: Any) -> None:
+            done[0] += 1
+            what = cell.failed or f"test {cell.test_mean:.4f} at lr {cell.lr:.3g}"
+            console.print(
+                f"[{done[0]}/{len(tasks) * len(contenders)}] {cell.task} {cell.label}: {escape(what)} "
+                f"({cell.runs} runs, {time.perf_counter() - started:.0f} s)",
+                highlight=False,
+            )
+
+        board = run_board(contenders, tasks, seeds, lrs=grid, workers=n_workers, progress=progress)
+        console.print(board_table(board))
+        cells = [c for row in board["cells"].values() for c in row.values()]
+        if any(c["lr_at_edge"] or c["wd_at_edge"] for c in cells):
+            console.print("! : the chosen setting is at the edge of its grid (widen it with --lrs)", highlight=False)
+        console.print(f"{len(tasks)} tasks x {len(contenders)} optimizers in {board['seconds']:.0f} s", highlight=False)
+        if output is not None:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(json.dumps(board, indent=1))
+            console.print(f"wrote {output}", highlight=False)

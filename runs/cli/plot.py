@@ -123,17 +123,31 @@ def parse_lrs(lrs: str | None, default: tuple[float, ...]) -> tuple[float, ...]:
 
 @app.command("optimizer")
 def plot_optimizer_cmd(
-    run_id: RunArg,
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN|BOARD.json", help="An optimizer-search run id, or a board from `l2l optimizers evaluate -o`."
+        ),
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the plots in.")] = Path("out"),
     top: Annotated[int, typer.Option("--top", help="How many of the best rules.", min=1, max=6)] = 3,
     lrs: Annotated[
         str | None,
         typer.Option("--lrs", help="Comma-separated learning rates every optimizer is tuned on \\[default: 1e-4..1]."),
     ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Processes for a suite run's board (default: the CPU count).", min=1)
+    ] = None,
     storage: StorageOpt = None,
 ) -> None:
-    """Heatmaps of the best rules' updates over (g, m), and their training curves against tuned
-    SGD with momentum and Adam on the child task and on a task the search never saw."""
+    """For a run: heatmaps of the best rules' updates over (g, m), and their training curves against tuned
+    SGD with momentum and Adam on the child task and on a task the search never saw. For a board: a
+    performance profile, per-task validation curves at the tuned settings, and the update heatmaps."""
+    if not target.isdigit():
+        with user_errors():
+            _plot_board(Path(target), output)
+        return
+    run_id = int(target)
     import dataclasses
     import json
 
@@ -142,9 +156,12 @@ def plot_optimizer_cmd(
     from l2l.optsearch.task import BASELINE_LRS, TASKS, UNSEEN_TASK
 
     with user_errors():
-        grid = parse_lrs(lrs, BASELINE_LRS)
         store = open_store(storage)
         run = store.get_run(run_id)
+        if (run.config.get("space_options") or {}).get("suite"):
+            _plot_suite_run(store, run, top, lrs, output, workers)
+            return
+        grid = parse_lrs(lrs, BASELINE_LRS)
         ranked = best_rules(store, run_id, top)
         rules = [rule for _, rule in ranked]
         heat = plot_heatmaps(rules, output / f"run{run_id}_update_heatmaps.png")
@@ -168,3 +185,53 @@ def plot_optimizer_cmd(
         for task_name, cs in results.items():
             line = ", ".join(f"{c.label} {fmt(c.val_acc)}" for c in cs)
             console.print(f"{task_name} validation accuracy at the best lr: {line}", highlight=False)
+
+
+def _plot_board(path: Path, output: Path) -> None:
+    import json
+
+    from l2l.optsearch.board_plots import plot_profile, plot_task_curves
+    from l2l.optsearch.language import parse
+    from l2l.optsearch.plots import plot_heatmaps
+
+    try:
+        board = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{str(path)!r} is neither a run id nor an existing board file") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"board file {str(path)!r} is not JSON: {exc}") from None
+    if not isinstance(board, dict) or not {"optimizers", "tasks", "cells", "seeds"} <= set(board):
+        raise UsageError(f"{str(path)!r} is not a board written by `l2l optimizers evaluate -o`")
+    stem = path.stem
+    written = [
+        plot_profile(board, output / f"{stem}_profile.png"),
+        plot_task_curves(board, output / f"{stem}_curves.png"),
+        plot_heatmaps([parse(o["rule"]) for o in board["optimizers"][:6]], output / f"{stem}_update_heatmaps.png"),
+    ]
+    for p in written:
+        console.print(f"wrote {p}", highlight=False)
+
+
+def _plot_suite_run(store: Any, run: Any, top: int, lrs: str | None, output: Path, workers: int | None) -> None:
+    """A run scored on the task suite: its best rules and tuned Adam and SGD with momentum on the run's
+    suite (one seed, the scoreboard's tuning), drawn as a board."""
+    import json
+    import os
+
+    from l2l.optsearch.board import run_board
+    from l2l.optsearch.language import to_text
+    from l2l.optsearch.presets import PRESETS
+    from l2l.optsearch.tuning import LR_GRID, Contender
+
+    space = space_of(run)
+    ranked = best_rules(store, run.id, top)
+    contenders = [Contender(f"#{i} child {c.number}", to_text(r)) for i, (c, r) in enumerate(ranked, start=1)]
+    contenders += [Contender(name, PRESETS[name]) for name in ("adam", "sgdm")]
+    tasks = space.suite_tasks()  # type: ignore[attr-defined]
+    with console.status(f"tuning {len(contenders)} optimizers on {len(tasks)} tasks..."):
+        board = run_board(contenders, tasks, 1, lrs=parse_lrs(lrs, LR_GRID), workers=workers or os.cpu_count() or 1)
+    path = output / f"run{run.id}_board.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(board, indent=1))
+    console.print(f"wrote {path}", highlight=False)
+    _plot_board(path, output)

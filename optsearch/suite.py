@@ -1,0 +1,140 @@
+"""The optimizer task suite: small fixed tasks of different kinds, split into `search` and `heldout`.
+
+`search` tasks are the only ones an optimizer search sees (its reward and its funnel); `heldout` tasks
+are never touched by the reward, by selection or by any setting chosen during development, and are run
+once, for the scoreboard. Third-party packages add tasks through the entry-point group
+``l2l.optimizer_tasks``: an entry point names a `SuiteTask`, a sequence of them, or a function
+returning either. Their names join the `user` suite (and may be listed by name anywhere a suite is).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+
+from l2l.optsearch.trainer import SuiteTask
+
+ENTRY_POINT_GROUP = "l2l.optimizer_tasks"
+
+
+class TaskError(ValueError):
+    """A task or suite name is unknown, or a task plugin is broken."""
+
+
+SEARCH_TASKS: tuple[SuiteTask, ...] = (
+    SuiteTask(
+        "digits-logreg", "digits", "linear", "cross_entropy", "accuracy", steps=150, batch_size=64,
+        kind="convex: logistic regression",
+    ),
+    SuiteTask(
+        "digits-mlp", "digits", "mlp", "cross_entropy", "accuracy", steps=200, batch_size=64,
+        options=(("width", 64), ("depth", 2)), kind="MLP",
+    ),
+    SuiteTask(
+        "mnist1d-cnn", "mnist1d", "cnn1d", "cross_entropy", "accuracy", steps=600, batch_size=64,
+        kind="1-D CNN",
+    ),
+    SuiteTask(
+        "digits-autoencoder", "digits-reconstruction", "autoencoder", "mse", "mse", steps=1000, batch_size=64,
+        kind="autoencoder (reconstruction loss)",
+    ),
+    SuiteTask(
+        "friedman-mlp", "friedman", "mlp", "mse", "mse", steps=500, batch_size=64,
+        options=(("width", 64), ("depth", 2), ("activation", "tanh")), kind="regression",
+    ),
+    SuiteTask(
+        "char-lstm", "shakespeare", "char-lstm", "cross_entropy", "bpc", steps=300, batch_size=32,
+        options=(("embed", 32), ("hidden", 96)), kind="character LSTM language model",
+    ),
+)  # fmt: skip
+
+HELDOUT_TASKS: tuple[SuiteTask, ...] = (
+    SuiteTask(
+        "mnist1d-logreg", "mnist1d", "linear", "cross_entropy", "accuracy", steps=200, batch_size=64,
+        kind="convex: logistic regression",
+    ),
+    SuiteTask(
+        "mnist1d-deep-mlp", "mnist1d", "mlp", "cross_entropy", "accuracy", steps=500, batch_size=64,
+        options=(("width", 64), ("depth", 8), ("activation", "tanh")), kind="deep plain MLP, no normalization",
+    ),
+    SuiteTask(
+        "digits-cnn-bn", "digits", "cnn2d", "cross_entropy", "accuracy", steps=120, batch_size=64,
+        options=(("width", 8), ("batchnorm", True)), kind="CNN with batch norm",
+    ),
+    SuiteTask(
+        "synthetic-mlp-dropout", "synthetic", "mlp", "cross_entropy", "accuracy", steps=500, batch_size=64,
+        options=(("width", 128), ("depth", 2), ("dropout", 0.3)), kind="MLP with dropout",
+    ),
+    SuiteTask(
+        "mnist1d-gru", "mnist1d", "gru", "cross_entropy", "accuracy", steps=500, batch_size=64,
+        options=(("hidden", 32), ("chunk", 4)), kind="recurrent sequence classifier",
+    ),
+    SuiteTask(
+        "char-transformer", "shakespeare", "char-transformer", "cross_entropy", "bpc", steps=300, batch_size=32,
+        options=(("dim", 32), ("layers", 2), ("heads", 4)), kind="small character transformer",
+    ),
+)  # fmt: skip
+
+BUILTIN: dict[str, SuiteTask] = {t.name: t for t in (*SEARCH_TASKS, *HELDOUT_TASKS)}
+SUITES: dict[str, tuple[str, ...]] = {
+    "search": tuple(t.name for t in SEARCH_TASKS),
+    "heldout": tuple(t.name for t in HELDOUT_TASKS),
+}
+
+
+def builtin_tasks() -> list[SuiteTask]:
+    """The search and heldout tasks (registered under ``l2l.optimizer_tasks`` as ``builtin``)."""
+    return list(BUILTIN.values())
+
+
+def plugin_tasks() -> dict[str, SuiteTask]:
+    """Tasks registered under the entry-point group ``l2l.optimizer_tasks`` by other packages, by name."""
+    out: dict[str, SuiteTask] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.value.startswith("l2l.optsearch.suite:"):
+            continue  # the built-in suites, known without the entry point
+        try:
+            value = ep.load()
+        except Exception as exc:  # plugin code: any import error is the plugin's
+            raise TaskError(f"optimizer task plugin {ep.name!r} ({ep.value}) failed to load: {exc!r}") from exc
+        if callable(value) and not isinstance(value, SuiteTask):
+            value = value()
+        tasks = [value] if isinstance(value, SuiteTask) else list(value) if isinstance(value, Sequence) else None
+        if tasks is None or not all(isinstance(t, SuiteTask) for t in tasks):
+            raise TaskError(
+                f"optimizer task plugin {ep.name!r} ({ep.value}) gave {type(value).__name__}; "
+                "expected a SuiteTask, a sequence of them, or a function returning either"
+            )
+        for t in tasks:
+            if t.name in BUILTIN:
+                raise TaskError(f"optimizer task plugin {ep.name!r} redefines the built-in task {t.name!r}")
+            out[t.name] = t
+    return out
+
+
+def all_tasks() -> dict[str, SuiteTask]:
+    """Built-in and plugin tasks by name."""
+    return {**BUILTIN, **plugin_tasks()}
+
+
+def resolve_suite(text: str) -> list[SuiteTask]:
+    """``search``, ``heldout``, ``user`` (the plugins' tasks), ``all``, or task names separated by commas."""
+    tasks = all_tasks()
+    suites = {**SUITES, "user": tuple(n for n in tasks if n not in BUILTIN), "all": tuple(tasks)}
+    if text in suites:
+        if not suites[text]:
+            raise TaskError(f"suite {text!r} is empty (no task is registered under {ENTRY_POINT_GROUP!r})")
+        return [tasks[n] for n in suites[text]]
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in tasks]
+    if unknown or not names:
+        raise TaskError(
+            f"unknown task or suite {', '.join(unknown) or text!r}; suites: {', '.join(suites)}; "
+            f"tasks: {', '.join(tasks)}"
+        )
+    return [tasks[n] for n in dict.fromkeys(names)]
+
+
+def suite_of(name: str) -> str:
+    """Which suite a task belongs to: search, heldout or user."""
+    return next((s for s, names in SUITES.items() if name in names), "user")

@@ -1,0 +1,175 @@
+"""Fair tuning and the scoreboard: the same grid walk for everyone, edges flagged, seeds and intervals, the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from l2l.optsearch.board import intervals_apart, leaders, performance_profile, run_board, winner
+from l2l.optsearch.presets import PRESETS
+from l2l.optsearch.suite import BUILTIN
+from l2l.optsearch.tuning import LR_GRID, Contender, confidence, tune, walk_grid
+from l2l.runs.cli import app
+from tests.test_optsuite import install_task_plugin
+
+FAST = dataclasses.replace(BUILTIN["digits-logreg"], steps=40, evals=2)
+runner = CliRunner()
+
+
+def test_lr_grid_is_half_decades_from_1e_5_to_10() -> None:
+    assert LR_GRID[0] == 1e-5 and LR_GRID[-1] == 10.0 and len(LR_GRID) == 13
+    assert all(3.0 < b / a < 3.3 for a, b in itertools.pairwise(LR_GRID))
+
+
+@pytest.mark.parametrize("peak", [0, 3, 7, 10])
+def test_grid_walk_finds_a_unimodal_peak_without_trying_everything(peak: int) -> None:
+    calls: list[int] = []
+
+    def value(i: int) -> float:
+        calls.append(i)
+        return -abs(i - peak)
+
+    assert walk_grid(value, 11, start=4) == peak
+    assert len(set(calls)) < 11 and len(set(calls)) == len(calls)  # each point once, never the whole grid
+
+
+def test_a_diverged_start_walks_to_smaller_rates() -> None:
+    assert walk_grid(lambda i: -math.inf if i >= 3 else float(i), 11, start=4) == 2
+
+
+def test_confidence_interval_is_students_t() -> None:
+    mean, half = confidence([1.0, 2.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(4.303 * 1.0 / math.sqrt(3), rel=1e-3)
+    assert math.isnan(confidence([1.0])[1])
+
+
+def test_tuning_chooses_on_validation_and_reports_every_seed() -> None:
+    cell = tune(Contender("adam", PRESETS["adam"]), FAST, seeds=3)
+    assert cell.failed is None and cell.lr in LR_GRID and cell.weight_decay is None
+    assert len(cell.test) == 3 and not math.isnan(cell.test_ci)
+    best = max((v, float(lr)) for lr, v in cell.val_by_lr.items() if v is not None)
+    assert cell.lr == pytest.approx(best[1], rel=1e-6)  # the chosen rate is the best validation point
+    assert cell.runs < len(LR_GRID) + 2  # the walk did not train the whole grid
+    assert len(cell.curves["val_metric"]) == 2
+
+
+def test_weight_decay_is_tuned_only_for_rules_that_have_it() -> None:
+    cell = tune(Contender("adamw", PRESETS["adamw"]), FAST, seeds=1, wds=(0.0, 0.1))
+    assert set(cell.val_by_wd) == {"0", "0.1"} and cell.weight_decay in (0.0, 0.1)
+
+
+def test_a_best_rate_at_the_grids_edge_is_flagged() -> None:
+    cell = tune(Contender("sgd", PRESETS["sgd"]), FAST, seeds=1, lrs=(1e-5, 3e-5))
+    assert cell.lr == 3e-5 and cell.lr_at_edge
+
+
+def test_a_rule_diverging_at_every_rate_fails_with_the_reason() -> None:
+    cell = tune(Contender("bad", "one g identity identity div"), FAST, seeds=2, lrs=(1e-3, 1e-2))
+    assert cell.failed is not None and cell.failed.startswith("diverged at every learning rate tried (2): loss")
+    assert cell.test == []
+
+
+def _cell(mean: float, ci: float = 0.01, failed: str | None = None) -> dict[str, object]:
+    return {"test_mean": mean, "test_ci": ci, "failed": failed}
+
+
+def test_winners_profiles_and_intervals_on_a_board() -> None:
+    board: dict[str, Any] = {
+        "optimizers": [{"label": "a"}, {"label": "b"}],
+        "tasks": [{"name": "acc", "higher_is_better": True}, {"name": "mse", "higher_is_better": False}],
+        "cells": {"acc": {"a": _cell(0.9), "b": _cell(0.8)}, "mse": {"a": _cell(0.4), "b": _cell(0.2)}},
+    }
+    assert winner(board, "acc") == "a" and winner(board, "mse") == "b"
+    profile = performance_profile(board, [1.0, 1.5, 2.0, 3.0])
+    # errors: acc 0.1 vs 0.2 (b at 2x), mse 0.4 vs 0.2 (a at 2x)
+    assert profile == {"a": [0.5, 0.5, 1.0, 1.0], "b": [0.5, 0.5, 1.0, 1.0]}
+    board["cells"]["acc"]["b"] = _cell(0.9)
+    assert winner(board, "acc") is None and leaders(board, "acc") == ["a", "b"]  # a tie is nobody's win
+    board["cells"]["mse"]["b"] = _cell(math.nan, failed="diverged")
+    assert winner(board, "mse") == "a" and performance_profile(board, [10.0])["b"] == [0.5]
+    assert intervals_apart(_cell(0.9, 0.01), _cell(0.8, 0.02)) and not intervals_apart(_cell(0.9, 0.1), _cell(0.8))
+
+
+@pytest.mark.slow  # starting worker processes (spawn) takes seconds
+def test_processes_give_the_same_board_as_one_process() -> None:
+    contenders = [Contender("sgd", PRESETS["sgd"]), Contender("adam", PRESETS["adam"])]
+    tasks = [dataclasses.replace(FAST, steps=20)]
+    local = run_board(contenders, tasks, seeds=2, lrs=(1e-2, 1e-1), workers=1)
+    spread = run_board(contenders, tasks, seeds=2, lrs=(1e-2, 1e-1), workers=2)
+    for label in ("sgd", "adam"):
+        assert local["cells"][FAST.name][label]["test"] == spread["cells"][FAST.name][label]["test"]
+    assert list(spread["cells"][FAST.name]) == ["sgd", "adam"]  # the optimizers' order, however jobs finished
+    assert sum(local["wins"].values()) <= 1 and local["leaders"][FAST.name]
+
+
+def test_cli_evaluate_prints_the_board_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "board.json"
+    args = ["optimizers", "evaluate", "adam", "g one sign identity keep", "--suite", "digits-logreg"]
+    result = runner.invoke(app, [*args, "--seeds", "2", "--lrs", "0.001,0.01,0.1", "--workers", "1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "tasks won" in result.output and "rule2: g one sign identity keep" in result.output
+    board = json.loads(out.read_text())
+    cell = board["cells"]["digits-logreg"]["adam"]
+    assert len(cell["test"]) == 2 and cell["lr"] in (0.001, 0.01, 0.1)
+    assert board["optimizers"][1]["formula"] == "lr * sign(g)" and sum(board["wins"].values()) <= 1
+    plotted = runner.invoke(app, ["plot", "optimizer", str(out), "-o", str(tmp_path / "plots")])
+    assert plotted.exit_code == 0, plotted.output
+    for name in ("board_profile.png", "board_curves.png", "board_update_heatmaps.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+    assert performance_profile(board, [1.0])[board["leaders"]["digits-logreg"][0]] == [1.0]
+    bad = runner.invoke(app, ["plot", "optimizer", str(tmp_path / "nope.json")])
+    assert bad.exit_code == 1 and "neither a run id nor an existing board file" in bad.output
+
+
+def test_cli_evaluate_uses_a_task_registered_by_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    install_task_plugin(tmp_path, monkeypatch)
+    out = tmp_path / "board.json"
+    args = ["optimizers", "evaluate", "sgd", "--suite", "user", "--seeds", "2", "--lrs", "0.01,0.1", "--workers", "1"]
+    result = runner.invoke(app, [*args, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert list(json.loads(out.read_text())["cells"]) == ["tiny-digits"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["adamm"], "'adamm' is not a preset (sgd, momentum, sgdm, adam,"),
+        (["adam", "--suite", "nope"], "unknown task or suite 'nope'"),
+        (["adam", "--lrs", "x"], "--lrs expects comma-separated numbers"),
+    ],
+)
+def test_cli_evaluate_bad_input_is_one_line(args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["optimizers", "evaluate", *args])
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.slow  # a small search, then a board
+def test_a_suite_search_run_is_listed_and_plotted_as_a_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("L2L_OPTSEARCH_CACHE", str(tmp_path / "cache"))
+    storage = ["--storage", f"sqlite:///{tmp_path / 'runs.db'}"]
+    space = ["-S", "suite=digits-logreg", "-S", "scale=0.2", "-S", "lrs='0.01,0.1'"]
+    result = runner.invoke(app, ["search", "--space", "optimizer", *space, "-n", "4", "-m", "2", "-q", *storage])
+    assert result.exit_code == 0, result.output
+    top = runner.invoke(app, ["optimizers", "top", "1", "-k", "2", *storage])
+    assert top.exit_code == 0 and "lr *" in top.output and "rank" in top.output, top.output
+    args = ["plot", "optimizer", "1", "--top", "1", "--workers", "1", "-o", str(tmp_path / "out"), *storage]
+    plotted = runner.invoke(app, args)
+    assert plotted.exit_code == 0, plotted.output
+    board = json.loads((tmp_path / "out" / "run1_board.json").read_text())
+    assert list(board["cells"]) == ["digits-logreg"] and {"adam", "sgdm"} <= set(board["cells"]["digits-logreg"])
+    assert (tmp_path / "out" / "run1_board_profile.png").stat().st_size > 0
+    # the run's best rule on the scoreboard, by RUN:RANK
+    args = ["optimizers", "evaluate", "1:1", "--suite", "digits-logreg", "--seeds", "1", "--lrs", "0.01,0.1"]
+    scored = runner.invoke(app, [*args, "--workers", "1", "-o", str(tmp_path / "b.json"), *storage])
+    assert scored.exit_code == 0, scored.output
+    (entry,) = json.loads((tmp_path / "b.json").read_text())["optimizers"]
+    assert entry["label"] == "run1#1" and entry["rule"] == board["optimizers"][0]["rule"]
+    missing = runner.invoke(app, ["optimizers", "evaluate", "1:9", *storage])
+    assert missing.exit_code == 1 and "1:9 does not exist" in missing.output

@@ -1,0 +1,131 @@
+"""The suite reward: ratios to tuned Adam, cheapest-first halving, failures with reasons, de-duplication."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from l2l.optsearch.language import parse
+from l2l.optsearch.presets import preset
+from l2l.optsearch.reward import RuleFailed, geometric_reward, references, successive_halving, suite_reward
+from l2l.optsearch.suite import BUILTIN
+from l2l.search_spaces import Context, Spec, load_space
+
+TASKS = [
+    dataclasses.replace(BUILTIN["digits-logreg"], steps=20, evals=1),
+    dataclasses.replace(BUILTIN["friedman-mlp"], steps=20, evals=1),
+]
+GRID = (1e-3, 1e-2, 1e-1)
+DIVERGES = parse("one g identity identity div ; u1 one exp identity keep")  # exp(1 / (g + 1e-8)): inf
+STALLS = parse("g one clip1e-5 identity keep")  # moves at most 1e-5 * lr per step
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("L2L_OPTSEARCH_CACHE", str(tmp_path / "cache"))
+
+
+def test_geometric_reward_lets_no_task_dominate() -> None:
+    assert geometric_reward([1.0, 1.0]) == 1.0
+    assert geometric_reward([0.5, 2.0]) == pytest.approx(1.0)  # twice as good on one, twice as bad on the other
+    assert geometric_reward([0.5, 0.5]) == pytest.approx(2.0)
+
+
+def test_adam_scores_one_and_the_reference_is_cached(tmp_path: Path) -> None:
+    refs = references(TASKS, GRID)
+    assert set(refs) == {t.name for t in TASKS} and all(v > 0 for v in refs.values())
+    assert len(list((tmp_path / "cache").glob("reference-*.json"))) == 1
+    score = suite_reward(preset("adam"), TASKS, refs, lrs=GRID)
+    assert score.reward == pytest.approx(1.0) and score.stopped_at is None
+    assert [s.task for s in score.scores] == [t.name for t in TASKS] and score.runs <= 2 * len(GRID)
+
+
+def test_a_poor_rule_stops_at_the_first_task_and_its_ratio_stands_for_the_rest() -> None:
+    refs = references(TASKS, GRID)
+    score = suite_reward(STALLS, TASKS, refs, lrs=GRID, cutoff=1.1)
+    assert score.stopped_at == TASKS[0].name and len(score.scores) == 1
+    assert score.reward == pytest.approx(1.0 / score.scores[0].ratio) and score.reward < 1 / 1.1
+
+
+def test_a_rule_diverging_at_every_rate_fails_with_the_reason() -> None:
+    with pytest.raises(RuleFailed, match=r"diverged at every learning rate tried on digits-logreg \(2\): loss"):
+        suite_reward(DIVERGES, TASKS, references(TASKS, GRID), lrs=GRID)
+
+
+def test_successive_halving_drops_the_worse_half_after_each_task() -> None:
+    rules = [DIVERGES, STALLS, preset("sgd"), preset("adam")]
+    ranked, runs = successive_halving(rules, TASKS, references(TASKS, GRID), lrs=GRID)
+    order = [r for r, _ in ranked]
+    assert order[0] in (preset("adam"), preset("sgd")) and order[-1] == DIVERGES and ranked[-1][1] == 0.0
+    assert runs < len(rules) * len(TASKS) * len(GRID)  # not every rule ran every task
+
+
+def _spec(space, text: str) -> Spec:  # type: ignore[no-untyped-def]
+    u = parse(text).units[0]
+    values = [("u1_op1", u.op1), ("u1_op2", u.op2), ("u1_unary1", u.u1), ("u1_unary2", u.u2), ("u1_binary", u.b)]
+    return Spec("optimizer", (*values, ("decay", "none")))
+
+
+def test_the_space_scores_rules_on_the_suite_and_shares_duplicate_evaluations() -> None:
+    space = load_space("optimizer", {"suite": "digits-logreg,friedman-mlp", "scale": 0.1, "lrs": "0.001,0.01,0.1"})
+    adam = space.evaluate(_spec(space, "adam one identity identity keep"), Context())
+    assert adam.ok and adam.reward == pytest.approx(1.0) and adam.info["formula"] == "lr * adam"
+    assert adam.cost["runs"] > 0 and len(adam.curves["loss_ratio"]) == 2
+    again = space.evaluate(_spec(space, "adam one identity identity mul"), Context())  # adam * 1
+    assert again.reward == adam.reward and again.cost["runs"] == 0
+    assert again.info["duplicate_of"] == "adam one identity identity keep"
+    assert again.info["functional_hash"] == adam.info["functional_hash"]
+    bad = space.evaluate(_spec(space, "one g exp identity div"), Context())  # e / (g + 1e-8)
+    assert bad.status == "failed" and "diverged at every learning rate tried on digits-logreg" in (bad.error or "")
+
+
+def test_the_controller_can_choose_betas() -> None:
+    space = load_space("optimizer", {"betas": True})
+    assert [d.name for d in space.decisions()][-2:] == ["beta1", "beta2"]
+    values = dict(_spec(space, "m one identity identity keep").items())
+    rule = space.rule_of(  # type: ignore[attr-defined]
+        Spec("optimizer", (*values.items(), ("beta1", 0.95), ("beta2", 0.99)))
+    )
+    assert (rule.beta1, rule.beta2) == (0.95, 0.99)
+
+
+def test_the_funnel_reruns_longer_with_more_seeds_and_picks_the_better_rule() -> None:
+    from l2l.optsearch.funnel import funnel
+    from l2l.optsearch.tuning import Contender
+
+    candidates = [
+        Contender("stalls", "g one clip1e-5 identity keep"),
+        Contender("rms", "rmsprop one identity identity keep"),
+    ]
+    out = funnel(candidates, TASKS, seeds=2, scale=1.5, lrs=GRID)
+    assert out["winner"] == "rms" and out["scores"]["rms"] > out["scores"]["stalls"]
+    board = out["board"]
+    assert {t["steps"] for t in board["tasks"]} == {30} and board["seeds"] == 2
+    assert set(board["cells"][TASKS[0].name]) == {"stalls", "rms", "adam"}  # Adam at the same budget, for the ratio
+
+
+def test_the_error_objective_compares_validation_errors() -> None:
+    from l2l.optsearch.trainer import train_run
+    from l2l.optsearch.tuning import Contender
+
+    refs = references(TASKS, GRID, "error")
+    assert refs != references(TASKS, GRID)  # its own reference, cached apart
+    score = suite_reward(preset("adam"), TASKS, refs, lrs=GRID, objective="error")
+    assert score.reward == pytest.approx(1.0)
+    logreg = score.scores[0]
+    run = train_run(TASKS[0], Contender("adam", "adam one identity identity keep").factory(TASKS[0]), logreg.lr, 0)
+    assert logreg.value == pytest.approx(1.0 - run.val_metric)  # 1 - accuracy
+    with pytest.raises(ValueError, match="unknown objective 'acc'; known: loss, error"):
+        suite_reward(preset("adam"), TASKS, refs, lrs=GRID, objective="acc")
+
+
+@pytest.mark.slow  # starts worker processes
+def test_a_childs_tasks_spread_over_processes_give_the_same_score() -> None:
+    refs = references(TASKS, GRID)
+    one = suite_reward(preset("rmsprop"), TASKS, refs, lrs=GRID)
+    spread = suite_reward(preset("rmsprop"), TASKS, refs, lrs=GRID, workers=2)
+    assert spread.scores == one.scores and spread.reward == one.reward
+    stopped = suite_reward(STALLS, TASKS, refs, lrs=GRID, cutoff=1.1, workers=2)
+    assert stopped.stopped_at == TASKS[0].name and len(stopped.scores) == 1
