@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +64,7 @@ def plot_profile(board: dict[str, Any], path: Path) -> Path:
 
 
 def _wrap(text: str, width: int) -> str:
-    lines, line = [], ""
-    for word in text.split(" "):
-        if line and len(line) + len(word) > width:
-            lines.append(line)
-            line = ""
-        line = f"{line} {word}".strip()
-    return "\n".join([*lines, line])
+    return textwrap.fill(text, width, break_long_words=False)  # lines of at most ``width`` characters
 
 
 def plot_task_curves(board: dict[str, Any], path: Path, cols: int = 3) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,13 +67,7 @@ def plot_heatmaps(rules: Sequence[Rule], path: Path, limit: float = 1.0, n: int 
 
 
 def _short(text: str, width: int = 48) -> str:
-    lines, line = [], ""
-    for word in text.split(" "):
-        if line and len(line) + len(word) > width:
-            lines.append(line)
-            line = ""
-        line = f"{line} {word}".strip()
-    return "\n".join([*lines, line])
+    return textwrap.fill(text, width, break_long_words=False)  # lines of at most ``width`` characters
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,6 @@ def search(
     """Run a search: the controller proposes children, they train, their rewards teach the controller."""
     with user_errors():
         from l2l.runs.ray_cluster import route_ray_logs
-        from l2l.runs.search import SearchInterrupted
 
         flags = SearchFlags.parse(
             {
@@ -203,20 +202,27 @@ def search(
         if cfg.weight_sharing is not None:
             run_weight_sharing(store, run, quiet)
             return
-        display = SearchProgress(run.run_id, cfg.children, store, quiet)
-        run.listener = display.on_event
         try:
-            with display:
-                run.run()
-        except SearchInterrupted as exc:
-            err_console.print(f"[yellow]{exc}[/]", highlight=False)
-            raise typer.Exit(130) from None
+            run_shown(run, SearchProgress(run.run_id, cfg.children, store, quiet))
         except Exception:
             say_ray_log()
             if resume is None:
                 discard_unstarted(store, run.run_id)
             raise
         print_summary(store, run.run_id)
+
+
+def run_shown(run: Any, display: Any) -> None:
+    """Run a search under its live display; Ctrl-C leaves it resumable and ends the command with 130."""
+    from l2l.runs.search import SearchInterrupted
+
+    run.listener = display.on_event
+    try:
+        with display:
+            run.run()
+    except SearchInterrupted as exc:
+        err_console.print(f"[yellow]{exc}[/]", highlight=False)
+        raise typer.Exit(130) from None
 
 
 def say_ray_log() -> None:
@@ -281,16 +287,8 @@ def run_weight_sharing(store: Store, run: Any, quiet: bool) -> None:
     """Run a weight-sharing search with its progress bar (epochs, shared loss, mean reward, entropy), then
     say what it derived."""
     from l2l.runs.cli.progress import SharingProgress
-    from l2l.runs.search import SearchInterrupted
 
-    display = SharingProgress(run.run_id, run.ws.epochs, store, quiet)
-    run.listener = display.on_event
-    try:
-        with display:
-            run.run()
-    except SearchInterrupted as exc:
-        err_console.print(f"[yellow]{exc}[/]", highlight=False)
-        raise typer.Exit(130) from None
+    run_shown(run, SharingProgress(run.run_id, run.ws.epochs, store, quiet))
     derived = store.children(run.run_id, "derived")
     shared = store.count_children(run.run_id).get("shared", 0)
     if derived:
