@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,12 +83,23 @@ class Curve:
     note: str = ""
 
 
-def tuned_curves(rules: Sequence[tuple[str, Rule]], task: Task, lrs: Sequence[float] = BASELINE_LRS) -> list[Curve]:
-    """Each rule and each baseline (SGD with momentum, Adam) trained at its best learning rate on ``task``."""
+BASELINES = ("sgd-momentum", "adam")
+
+
+def tuned_curves(
+    rules: Sequence[tuple[str, Rule]],
+    task: Task,
+    lrs: Sequence[float] = BASELINE_LRS,
+    on_start: Callable[[str], None] | None = None,
+) -> list[Curve]:
+    """Each rule and each baseline (SGD with momentum, Adam) trained at its best learning rate on ``task``;
+    ``on_start(label)`` is told before each optimizer's sweep (a progress display)."""
     out: list[Curve] = []
     entries: list[tuple[str, Any]] = [(label, rule_factory(rule, task)) for label, rule in rules]
-    entries += [(name, baseline_factory(name)) for name in ("sgd-momentum", "adam")]
+    entries += [(name, baseline_factory(name)) for name in BASELINES]
     for label, factory in entries:
+        if on_start is not None:
+            on_start(label)
         try:
             s = sweep(factory, task, lrs=lrs)
         except RuleDiverged as exc:

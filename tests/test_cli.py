@@ -195,6 +195,14 @@ def test_optimizer_search_top_export_and_plot(storage: str, tmp_path: Path) -> N
     assert set(summary["tasks"]) == {"digits-cnn", "synthetic-mlp"}
     labels = [c["label"] for c in summary["tasks"]["synthetic-mlp"]]
     assert labels[-2:] == ["sgd-momentum", "adam"]
+    said = " ".join(out.split())
+    assert "training 1 rules and 2 baselines at up to 1 learning rates each on 2 tasks (6 sweeps" in said
+    # the same rules, grid and tasks again: the training is reused, not repeated
+    again = ok("plot", "optimizer", "1", "-o", str(tmp_path / "plots"), "--top", "1", "--lrs", "0.01", *common)
+    assert "reusing the training in" in " ".join(again.split()) and "sweeps" not in again
+    assert json.loads((tmp_path / "plots" / "run1_optimizer_summary.json").read_text())["tasks"] == summary["tasks"]
+    fresh = ok("plot", "optimizer", "1", "-o", str(tmp_path / "plots"), "--top", "1", "--lrs", "0.1", *common)
+    assert "reusing" not in fresh  # another grid trains again
     # errors name the problem
     ok("search", "--space", "toy", "-n", "2", "-q", *common)
     bad = runner.invoke(app, ["optimizers", "top", "2", *common])

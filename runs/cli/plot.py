@@ -152,7 +152,7 @@ def plot_optimizer_cmd(
     import json
 
     from l2l.optsearch.language import to_formula, to_text
-    from l2l.optsearch.plots import plot_curves, plot_heatmaps, tuned_curves
+    from l2l.optsearch.plots import plot_curves, plot_heatmaps
     from l2l.optsearch.task import BASELINE_LRS, TASKS, UNSEEN_TASK
 
     with user_errors():
@@ -168,23 +168,76 @@ def plot_optimizer_cmd(
         console.print(f"wrote {heat}", highlight=False)
         labelled = [(f"#{i} child {c.number}", rule) for i, (c, rule) in enumerate(ranked, start=1)]
         seen = TASKS[str((run.config.get("space_options") or {}).get("task", "digits-cnn"))]
-        results: dict[str, Any] = {}
-        with console.status("training the best rules and the tuned baselines..."):
-            for task in (seen, UNSEEN_TASK):
-                results[task.name] = tuned_curves(labelled, task, grid)
+        path = output / f"run{run_id}_optimizer_summary.json"
+        rule_rows = [{"child": c.number, "rule": to_text(r), "formula": to_formula(r)} for c, r in ranked]
+        tasks = (seen, UNSEEN_TASK)
+        results = reused_curves(path, rule_rows, grid, [t.name for t in tasks])
+        if results is not None:
+            console.print(f"reusing the training in {path} (delete it to train again)", highlight=False)
+        else:
+            results = train_curves(labelled, tasks, grid)
         curves = plot_curves(results, output / f"run{run_id}_training_curves.png")
         console.print(f"wrote {curves}", highlight=False)
         summary = {
             "run": run_id,
-            "rules": [{"child": c.number, "rule": to_text(r), "formula": to_formula(r)} for c, r in ranked],
+            "lrs": list(grid),
+            "rules": rule_rows,
             "tasks": {t: [dataclasses.asdict(c) for c in cs] for t, cs in results.items()},
         }
-        path = output / f"run{run_id}_optimizer_summary.json"
         path.write_text(json.dumps(summary, indent=2))
         console.print(f"wrote {path}", highlight=False)
         for task_name, cs in results.items():
             line = ", ".join(f"{c.label} {fmt(c.val_acc)}" for c in cs)
             console.print(f"{task_name} validation accuracy at the best lr: {line}", highlight=False)
+
+
+def reused_curves(path: Path, rules: list[dict[str, Any]], grid: tuple[float, ...], tasks: list[str]) -> Any:
+    """The curves of an earlier `plot optimizer` of the same rules, grid and tasks (its summary file), or None."""
+    import json
+
+    from l2l.optsearch.plots import Curve
+
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if old.get("rules") != rules or old.get("lrs") != list(grid) or sorted(old.get("tasks", {})) != sorted(tasks):
+        return None
+    try:
+        return {t: [Curve(**c) for c in cs] for t, cs in old["tasks"].items()}
+    except TypeError:
+        return None
+
+
+def train_curves(labelled: list[tuple[str, Any]], tasks: Any, grid: tuple[float, ...]) -> dict[str, Any]:
+    """Tune and train every rule and baseline on every task, saying up front what it costs and showing a bar
+    with what it is training and the time left."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from l2l.optsearch.plots import BASELINES, tuned_curves
+
+    total = len(tasks) * (len(labelled) + len(BASELINES))
+    console.print(
+        f"training {len(labelled)} rules and {len(BASELINES)} baselines at up to {len(grid)} learning rates each "
+        f"on {len(tasks)} tasks ({total} sweeps; several minutes on 2 cores)",
+        highlight=False,
+    )
+    results: dict[str, Any] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task("starting", total=total)
+        for task in tasks:
+            sweeps = [0]
+
+            def started(label: str, name: str = task.name, sweeps: list[int] = sweeps) -> None:
+                if sweeps[0]:
+                    progress.advance(bar, 1)  # the sweep before this one is done
+                sweeps[0] += 1
+                progress.update(bar, description=f"{name}: {label}")
+
+            results[task.name] = tuned_curves(labelled, task, grid, on_start=started)
+            progress.advance(bar, 1)
+    return results
 
 
 def _plot_board(path: Path, output: Path) -> None:
