@@ -249,8 +249,8 @@ class WeightSharingSearch:
 
     def _train_shared(self, uniform: bool) -> tuple[float, int, int]:
         """One epoch of the shared weights: (mean training loss, steps taken, steps skipped). A batch whose
-        loss is not finite or `BLOWUP` times the epoch's mean so far (an architecture that diverges) is
-        skipped; an epoch of nothing else fails."""
+        loss is not finite or `BLOWUP` times the epoch's mean so far, or whose gradient is not finite (an
+        architecture that diverges), is skipped; an epoch of nothing else fails."""
         total, steps, skipped = 0.0, 0, 0
         for batch in self.network.train_batches(self.ws.batch_size, self.generator):
             if self.ws.steps and steps + skipped >= self.ws.steps:
@@ -266,7 +266,11 @@ class WeightSharingSearch:
             assert self.optimizer is not None
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), self.ws.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.ws.grad_clip)
+            if not bool(torch.isfinite(norm)):  # a finite loss whose gradient overflows: no step either
+                self.optimizer.zero_grad(set_to_none=True)
+                skipped += 1
+                continue
             self.optimizer.step()
             total, steps = total + value, steps + 1
         if steps == 0:

@@ -250,12 +250,29 @@ class Scale(torch.nn.Module):
         return x * self.factor
 
 
+class _InfiniteGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad * float("inf")
+
+
+class InfiniteGradient(torch.nn.Module):
+    """The identity on the way forward; an infinite gradient on the way back (a finite loss that overflows)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _InfiniteGradient.apply(x)  # type: ignore[no-any-return]
+
+
 class DivergingSpace(SearchSpace):
     """A plugin in which one option of one decision makes every output NaN (an architecture that diverges)."""
 
     name = "diverging"
 
-    def __init__(self, options: str = "ok,nan") -> None:
+    def __init__(self, options: str = "ok,nan,infgrad") -> None:
         super().__init__(options=options)
         self.choices = options.split(",")
 
@@ -268,9 +285,11 @@ class DivergingSpace(SearchSpace):
     def shared_network(self) -> SharedNetwork:
         def build(spec: Spec, seed: int) -> torch.nn.Module:
             torch.manual_seed(seed)
-            factor = float("nan") if spec["scale"] == "nan" else 1.0
+            middle: torch.nn.Module = Scale(float("nan") if spec["scale"] == "nan" else 1.0)
+            if spec["scale"] == "infgrad":
+                middle = InfiniteGradient()
             width = int(str(spec["width"]))
-            return torch.nn.Sequential(torch.nn.Linear(64, width), Scale(factor), torch.nn.Linear(width, 10))
+            return torch.nn.Sequential(torch.nn.Linear(64, width), middle, torch.nn.Linear(width, 10))
 
         return ClassifierNetwork(self, "digits", build, None, covers=["width", "scale"])
 
@@ -279,7 +298,8 @@ def test_an_architecture_that_diverges_is_skipped_and_rewarded_as_a_failure_and_
     store: Store,
 ) -> None:
     config = SearchConfig(space=f"{__file__}:DivergingSpace", strategy="random", batch=4, weight_sharing=WS)
-    run_id = WeightSharingSearch.start(store, config).run()
+    search = WeightSharingSearch.start(store, config)
+    run_id = search.run()
     epochs = store.epochs(run_id)
     assert sum(e.extra["skipped"] for e in epochs) > 0 and all(e.train_steps > 0 for e in epochs)
     shared = store.children(run_id, "shared")
@@ -287,7 +307,11 @@ def test_an_architecture_that_diverges_is_skipped_and_rewarded_as_a_failure_and_
     assert nan and all(c.reward == 0.0 for c in nan)  # the space's failure reward
     assert all(c.metrics["info"]["shared"]["diverged"] == 1.0 and c.val_loss is None for c in nan)
     derived = store.children(run_id, "derived")[0]
-    assert Spec.from_json(derived.spec)["scale"] == "ok"
+    assert Spec.from_json(derived.spec)["scale"] != "nan"
+    # steps through the overflowing gradient were skipped too: every shared weight is still finite
+    assert all(bool(torch.isfinite(p).all()) for p in search.weights.parameters())
+    fine = [c for c in shared if Spec.from_json(c.spec)["scale"] == "ok"]
+    assert fine and not any("diverged" in c.metrics["info"]["shared"] for c in fine)
     config = SearchConfig(
         space=f"{__file__}:DivergingSpace", space_options={"options": "nan"}, strategy="random", weight_sharing=WS
     )
