@@ -78,6 +78,8 @@ def shrink(line: str, runs: dict[str, int]) -> list[str]:
         if "--steps" in args:
             kind = "language"
         args[2] = str(runs.get(kind, runs["any"]))
+    if args[:2] == ["optimizers", "evaluate"]:  # RUN:RANK names a rule of an optimizer run
+        args = [re.sub(r"^\d+:", f"{runs.get('optimizer', runs['any'])}:", a) for a in args]
     if "--resume" in args:
         args[args.index("--resume") + 1] = str(runs["any"])
     return args

@@ -205,9 +205,9 @@ def search(
         try:
             run_shown(run, SearchProgress(run.run_id, cfg.children, store, quiet))
         except Exception:
-            say_ray_log()
-            if resume is None:
-                discard_unstarted(store, run.run_id)
+            # a run that failed before any child finished is deleted: its one error line says it all
+            if not (resume is None and discard_unstarted(store, run.run_id)):
+                say_ray_log()
             raise
         print_summary(store, run.run_id)
 
