@@ -149,6 +149,7 @@ class WeightSharingSearch:
         )
         self.optimizer: torch.optim.Optimizer | None = None
         self.generator = torch.Generator().manual_seed(seed)
+        self.worst: float | None = None  # the worst finite reward so far: what a diverging architecture gets
         self.requeued = 0
 
     @classmethod
@@ -160,7 +161,7 @@ class WeightSharingSearch:
             strategy=config.strategy,
             config=config.to_json(),
             seed=config.seed,
-            n_children=ws.epochs * ws.controller_steps * config.batch + ws.derive,
+            n_children=max(ws.epochs - ws.warmup, 0) * ws.controller_steps * config.batch + ws.derive,
             code_version=code_version(),
             name=config.name,
         )
@@ -199,7 +200,8 @@ class WeightSharingSearch:
         start, next_child, n_updates = self._restore()
         for epoch in range(start, self.ws.epochs):
             began = time.perf_counter()
-            loss, steps, skipped = self._train_shared(uniform=epoch < self.ws.warmup or self.ws.sampler == "uniform")
+            uniform = epoch < self.ws.warmup or self.ws.sampler == "uniform"
+            loss, steps, skipped = self._train_shared(uniform)
             children: list[ScoredChild] = []
             updates: list[dict[str, Any]] = []
             if epoch >= self.ws.warmup:
@@ -218,7 +220,7 @@ class WeightSharingSearch:
                 entropy=sum(u["entropy"] for u in updates) / len(updates) if updates else None,
                 updates=len(updates),
                 wall_time=time.perf_counter() - began,
-                extra={"shared_weights": len(self.weights), "uniform": epoch < self.ws.warmup, "skipped": skipped},
+                extra={"shared_weights": len(self.weights), "uniform": uniform, "skipped": skipped},
             )
             self.store.record_epoch(self.run_id, record, updates, children, self._checkpoint(epoch), next_child)
             if self.listener:
@@ -287,10 +289,18 @@ class WeightSharingSearch:
         )
 
     def _checked(self, metrics: dict[str, float]) -> dict[str, float]:
-        """An architecture whose metrics are not all finite (it diverges) gets the space's failure reward."""
+        """An architecture whose metrics are not all finite (it diverges) gets the failure reward, as a failed
+        child of a plain search does: the run's ``failure_reward``, else the worst reward seen so far, else
+        the space's."""
         if all(math.isfinite(v) for v in metrics.values()) and "reward" in metrics:
+            reward = metrics["reward"]
+            self.worst = reward if self.worst is None else min(self.worst, reward)
             return metrics
-        return {**metrics, "reward": self.space.failure_reward, "diverged": 1.0}
+        if self.config.failure_reward is not None:
+            failure = self.config.failure_reward
+        else:
+            failure = self.worst if self.worst is not None else self.space.failure_reward
+        return {**metrics, "reward": failure, "diverged": 1.0}
 
     def _controller_step(self, next_child: int, n_updates: int, epoch: int) -> tuple[list[ScoredChild], dict[str, Any]]:
         proposals = self.controller.propose(self.config.batch)
@@ -328,7 +338,8 @@ class WeightSharingSearch:
         for p in seen.values():
             model = self._bind(self.space.decode(p.tokens))
             scored.append((p, self._checked(self.network.measure_split(model, self.device))))
-        best = max(range(len(scored)), key=lambda i: scored[i][1]["reward"])
+        # the best by reward, an architecture that diverged only when every one did
+        best = max(range(len(scored)), key=lambda i: ("diverged" not in scored[i][1], scored[i][1]["reward"]))
         children = []
         for i, (p, m) in enumerate(scored):
             spec = self.space.decode(p.tokens)
@@ -362,6 +373,9 @@ class WeightSharingSearch:
                 "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
                 "controller": self.controller.to_bytes(),
                 "generator": self.generator.get_state(),
+                # uniform draws come from the controller's generator, which not every strategy checkpoints
+                "controller_generator": self.controller.generator.get_state(),
+                "worst": self.worst,
             },
             buf,
         )
@@ -385,6 +399,8 @@ class WeightSharingSearch:
             self.optimizer.load_state_dict(state["optimizer"])
         self.controller.load_bytes(state["controller"])
         self.generator.set_state(state["generator"])
+        self.controller.generator.set_state(state["controller_generator"])
+        self.worst = state.get("worst")
         derived = self.store.children(self.run_id, "derived")
         if not derived:  # anything after the checkpoint is recorded again
             self.store.discard_children_from(self.run_id, checkpoint.next_child)

@@ -297,17 +297,19 @@ class DivergingSpace(SearchSpace):
 def test_an_architecture_that_diverges_is_skipped_and_rewarded_as_a_failure_and_the_search_goes_on(
     store: Store,
 ) -> None:
-    config = SearchConfig(space=f"{__file__}:DivergingSpace", strategy="random", batch=4, weight_sharing=WS)
+    config = SearchConfig(
+        space=f"{__file__}:DivergingSpace", strategy="random", batch=4, failure_reward=-1.0, weight_sharing=WS
+    )
     search = WeightSharingSearch.start(store, config)
     run_id = search.run()
     epochs = store.epochs(run_id)
     assert sum(e.extra["skipped"] for e in epochs) > 0 and all(e.train_steps > 0 for e in epochs)
     shared = store.children(run_id, "shared")
     nan = [c for c in shared if Spec.from_json(c.spec)["scale"] == "nan"]
-    assert nan and all(c.reward == 0.0 for c in nan)  # the space's failure reward
+    assert nan and all(c.reward == -1.0 for c in nan)  # the run's failure reward, as for a failed child
     assert all(c.metrics["info"]["shared"]["diverged"] == 1.0 and c.val_loss is None for c in nan)
     derived = store.children(run_id, "derived")[0]
-    assert Spec.from_json(derived.spec)["scale"] != "nan"
+    assert Spec.from_json(derived.spec)["scale"] != "nan" and "diverged" not in derived.metrics["info"]["shared"]
     # steps through the overflowing gradient were skipped too: every shared weight is still finite
     assert all(bool(torch.isfinite(p).all()) for p in search.weights.parameters())
     fine = [c for c in shared if Spec.from_json(c.spec)["scale"] == "ok"]
@@ -318,3 +320,28 @@ def test_an_architecture_that_diverges_is_skipped_and_rewarded_as_a_failure_and_
     with pytest.raises(SearchError, match="the shared weights diverged: no finite training loss in 6 steps"):
         WeightSharingSearch.start(store, config).run()
     assert store.get_run(run_id + 1).status == "failed"
+
+
+@pytest.mark.parametrize("strategy", ["tpe", "evolution"])
+def test_an_interrupted_search_of_any_strategy_resumes_as_the_uninterrupted_one(tmp_path: Path, strategy: str) -> None:
+    from l2l.runs.search_config import SearchInterrupted
+    from l2l.runs.weight_sharing import EpochEvent
+
+    def stop_after_epoch_one(event: object) -> None:
+        if isinstance(event, EpochEvent) and event.epoch == 1:
+            raise KeyboardInterrupt
+
+    config = SearchConfig(
+        space="nb201_cell", space_options=TINY["nb201_cell"], strategy=strategy, batch=2, seed=4, weight_sharing=WS
+    )
+    store = Store(f"sqlite:///{tmp_path / 'resumed.db'}")
+    search = WeightSharingSearch.start(store, config, listener=stop_after_epoch_one)
+    with pytest.raises(SearchInterrupted):
+        search.run()
+    assert [e.epoch for e in store.epochs(search.run_id)] == [0, 1]
+    WeightSharingSearch.resume(store, search.run_id).run()
+    reference = Store(f"sqlite:///{tmp_path / 'whole.db'}")
+    ref_id = WeightSharingSearch.start(reference, config).run()
+    got = [(c.number, c.status, c.tokens, c.reward) for c in store.children(search.run_id)]
+    assert got == [(c.number, c.status, c.tokens, c.reward) for c in reference.children(ref_id)]
+    assert [e.train_loss for e in store.epochs(search.run_id)] == [e.train_loss for e in reference.epochs(ref_id)]
