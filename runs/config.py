@@ -60,6 +60,7 @@ class SearchFlags:
     controller: Mapping[str, Any] = field(default_factory=dict)
     executor_options: Mapping[str, Any] = field(default_factory=dict)
     config: Path | None = None
+    weight_sharing: Mapping[str, Any] | None = None  # --weight-sharing and its -W settings (None: not given)
 
     @staticmethod
     def parse(
@@ -87,6 +88,7 @@ class SearchFlags:
         """The flags (without dashes) that a resumed run cannot take, since it keeps its stored settings; where
         it runs (`MOVABLE`) is not one of them."""
         extra = sorted(self.given) + (["config"] if self.config else [])
+        extra += ["weight-sharing"] if self.weight_sharing is not None else []
         extra += [name for table, name in TABLES if name is not None and getattr(self, table)]
         return extra + [k.replace("_", "-") for k in sorted(self.executor_options) if k not in MOVABLE]
 
@@ -109,6 +111,8 @@ def merge_settings(
         extra = getattr(flags, table)
         if extra:
             settings[table] = {**settings.get(table, {}), **extra}
+    if flags.weight_sharing is not None:  # merges into the file's [weight_sharing] table, key by key
+        settings["weight_sharing"] = {**(settings.get("weight_sharing") or {}), **flags.weight_sharing}
     for key, value in (defaults or {}).items():
         settings.setdefault(key, value)
     return settings

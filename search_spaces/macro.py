@@ -165,6 +165,8 @@ class MacroSpace(DatasetSpace):
         norm by those with the same filters. Layers whose inputs differ in channels do not share."""
         from l2l.search_spaces.sharing import ClassifierNetwork
 
+        if self.hashed:  # a hashed head's index is built from its own weights, per module: not shareable
+            raise SpaceError("macro with hashed=true offers no shared network (LSH indexes are per module)")
         return ClassifierNetwork(
             self, self.dataset, lambda spec, seed: self.build(spec, seed)[0], None, [d.name for d in self.decisions()]
         )

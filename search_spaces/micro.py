@@ -159,7 +159,22 @@ class MicroSpace(DatasetSpace):
             stride = 2 if kind == "reduce" and int(str(spec[prefix])) < 2 else 1
             op = str(spec[f"{kind}_n{slot // 2 + 2}_op_{'ab'[slot % 2]}"])
             return op_key(name, shape, f"cell{parts[1]}.slot{slot}.s{stride}", op)
+        source = {"pre0": 2, "pre1": 1}.get(parts[2]) if len(parts) > 2 and parts[0] == "cells" else None
+        if source is not None:  # a cell's input conv reads the concatenated loose ends of the cell `source` back
+            return shape_key(f"{name}@{self._ends(spec, int(parts[1]) - source)}", shape)
+        if parts[0] == "head":  # the classifier reads the last cell's loose ends
+            return shape_key(f"{name}@{self._ends(spec, len(self.cell_kinds()) - 1)}", shape)
         return shape_key(name, shape)
+
+    def _ends(self, spec: Spec, cell: int) -> str:
+        """Which nodes of cell ``cell`` make its output ("stem" before the first cell), for the keys of the
+        weights that read it: the channel blocks of a concatenation mean the nodes they come from."""
+        from l2l.nas.micro import loose_ends
+
+        if cell < 0:
+            return "stem"
+        kind = self.cell_kinds()[cell]
+        return f"{kind}{loose_ends(self.cell(spec, kind))}"
 
     def evaluate(self, spec: Spec, ctx: Context) -> Result:
         from l2l.nas.train import TrainConfig

@@ -161,6 +161,8 @@ class RNNCellSpace(SearchSpace):
         decoder are shared by all. Windows of ``bptt`` characters from a zero state; reward as the space's."""
         from l2l.search_spaces.sharing import LanguageModelNetwork
 
+        if self.hashed:  # a hashed projection's index is built from its own weights, per module: not shareable
+            raise SpaceError("rnn_cell with hashed=true offers no shared network (LSH indexes are per module)")
         return LanguageModelNetwork(
             self, self.build, self._shared_key, [d.name for d in self.decisions()], self.bptt, self.reward_of
         )

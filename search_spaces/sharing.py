@@ -193,9 +193,10 @@ class ClassifierNetwork(SharedNetwork):
 
         val = self.data.val
         loss, correct = 0.0, 0
+        chunks = -(-len(val) // 512)  # near-equal chunks of at most 512: none so small its batch statistics fail
         with torch.no_grad(), batch_statistics(model):
-            for start in range(0, len(val), 512):
-                x, y = val.x[start : start + 512].to(device), val.y[start : start + 512].to(device)
+            for xs, ys in zip(val.x.tensor_split(chunks), val.y.tensor_split(chunks), strict=True):
+                x, y = xs.to(device), ys.to(device)
                 logits = model(x)
                 loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
                 correct += int((logits.argmax(1) == y).sum())
@@ -269,6 +270,9 @@ class LanguageModelNetwork(SharedNetwork):
         with torch.no_grad():
             bpc = float(self._nats(model, batch)) / math.log(2)
         return {"reward": self.reward_of(bpc), "val_bpc": bpc}
+
+    def parameter_free(self, spec: Spec) -> float | None:
+        return None  # a recurrent cell's choices are activations, not ops with or without weights
 
     def measure_split(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         from l2l.nas.charlm import bits_per_char

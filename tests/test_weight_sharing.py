@@ -345,3 +345,47 @@ def test_an_interrupted_search_of_any_strategy_resumes_as_the_uninterrupted_one(
     got = [(c.number, c.status, c.tokens, c.reward) for c in store.children(search.run_id)]
     assert got == [(c.number, c.status, c.tokens, c.reward) for c in reference.children(ref_id)]
     assert [e.train_loss for e in store.epochs(search.run_id)] == [e.train_loss for e in reference.epochs(ref_id)]
+
+
+def test_ws_options_merge_into_the_config_files_weight_sharing_table(tmp_path: Path) -> None:
+    from l2l.runs.cli.search import with_weight_sharing
+    from l2l.runs.config import SearchFlags
+
+    path = tmp_path / "search.toml"
+    path.write_text('space = "nb201_cell"\n[weight_sharing]\nderive = 5\nsampler = "controller"\n')
+    flags = with_weight_sharing(SearchFlags.parse({}, {}, config=path), True, ["epochs=3", "derive=7"])
+    assert flags.settings()["weight_sharing"] == {"derive": 7, "sampler": "controller", "epochs": 3}
+    bare = with_weight_sharing(SearchFlags.parse({}, {}, config=path), True, None)
+    assert bare.settings()["weight_sharing"] == {"derive": 5, "sampler": "controller"}
+    assert "weight_sharing" not in with_weight_sharing(SearchFlags.parse({}, {}), False, None).settings()
+
+
+def test_micro_keys_name_the_loose_ends_a_cells_input_conv_reads() -> None:
+    space: Any = load_space("micro", TINY["micro"])
+    network = space.shared_network()
+    weights = _store(network)
+    sizes = [d.n_choices for d in space.decisions()]
+    specs: dict[tuple[int, ...], Spec] = {}
+    for seed in range(200):  # two normal cells with as many loose ends, from different nodes
+        rng = torch.Generator().manual_seed(seed)
+        spec = space.decode([int(torch.randint(0, k, (1,), generator=rng)) for k in sizes])
+        from l2l.nas.micro import loose_ends
+
+        specs.setdefault(tuple(loose_ends(space.cell(spec, "normal"))), spec)
+    same_count = [(a, b) for a in specs for b in specs if a < b and len(a) == len(b)]
+    assert same_count
+    a, b = same_count[0]
+    keys_a, keys_b = weights.keys_of(specs[a]), weights.keys_of(specs[b])
+    reads = [k for k in keys_a if ".pre1." in k and k.startswith("cells.1.")]  # cell 1 reads normal cell 0
+    assert reads and not set(reads) & set(keys_b)
+
+
+def test_hashed_spaces_say_why_they_offer_no_shared_network() -> None:
+    with pytest.raises(SpaceError, match="rnn_cell with hashed=true offers no shared network"):
+        load_space("rnn_cell", {"hashed": True}).shared_network()
+    assert (
+        load_space("rnn_cell", TINY["rnn_cell"])
+        .shared_network()
+        .parameter_free(load_space("rnn_cell", TINY["rnn_cell"]).decode([0] * 7))
+        is None
+    )

@@ -245,7 +245,7 @@ def with_weight_sharing(flags: SearchFlags, on: bool, ws_option: list[str] | Non
         raise UsageError("--ws-option sets a weight-sharing search; add --weight-sharing")
     if not on:
         return flags
-    return dataclasses.replace(flags, given={**flags.given, "weight_sharing": settings})
+    return dataclasses.replace(flags, weight_sharing=settings)
 
 
 def discard_unstarted(store: Store, run_id: int) -> bool:
