@@ -91,6 +91,21 @@ class UpdateRow(Base):
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
+    @classmethod
+    def of(cls, run_id: int, batch: int, stats: dict[str, Any]) -> UpdateRow:
+        """The row of an update from its statistics (`l2l.controllers.UpdateStats` as a dict)."""
+        return cls(
+            run_id=run_id,
+            batch=batch,
+            policy_version=stats["policy_version"],
+            loss=stats["loss"],
+            baseline=stats["baseline"],
+            mean_reward=stats["mean_reward"],
+            entropy=stats["entropy"],
+            n_children=stats["n"],
+            extra=dict(stats.get("extra") or {}),
+        )
+
 
 class CheckpointRow(Base):
     """The controller's state after its latest update (one per run: each update replaces it), and how many

@@ -259,19 +259,7 @@ class Store(SharingStore, Database):
         """Record a controller update and the checkpoint after it in one transaction; the checkpoint replaces
         the run's previous one, which resume no longer needs (a long run keeps one, not one per update)."""
         with self.session_scope(f"record update of batch {batch}") as s:
-            s.add(
-                UpdateRow(
-                    run_id=run_id,
-                    batch=batch,
-                    policy_version=stats["policy_version"],
-                    loss=stats["loss"],
-                    baseline=stats["baseline"],
-                    mean_reward=stats["mean_reward"],
-                    entropy=stats["entropy"],
-                    n_children=stats["n"],
-                    extra=dict(stats.get("extra") or {}),
-                )
-            )
+            s.add(UpdateRow.of(run_id, batch, stats))
             s.execute(delete(CheckpointRow).where(CheckpointRow.run_id == run_id))
             s.add(CheckpointRow(run_id=run_id, batch=batch, next_child=next_child, state=state))
             s.execute(update(RunRow).where(RunRow.id == run_id).values(updated_at=utcnow()))

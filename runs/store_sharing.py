@@ -106,19 +106,7 @@ class SharingStore(Database):
             if children:
                 s.execute(insert(ChildRow), [_child_row(run_id, c) for c in children])
             for u in updates:
-                s.add(
-                    UpdateRow(
-                        run_id=run_id,
-                        batch=u["batch"],
-                        policy_version=u["policy_version"],
-                        loss=u["loss"],
-                        baseline=u["baseline"],
-                        mean_reward=u["mean_reward"],
-                        entropy=u["entropy"],
-                        n_children=u["n"],
-                        extra=dict(u.get("extra") or {}),
-                    )
-                )
+                s.add(UpdateRow.of(run_id, u["batch"], u))
             s.add(
                 EpochRow(
                     run_id=run_id,
