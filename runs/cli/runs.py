@@ -167,7 +167,7 @@ def runs_top(
         top = store.top_children(run_id, k)
         if run.config.get("weight_sharing") is not None:  # the derived candidates, scored with shared weights
             scored = store.children(run_id, "derived") + store.children(run_id, "candidate")
-            top = sorted(top + scored, key=lambda c: -(c.reward or 0.0))[:k]
+            top = sorted(top + scored, key=lambda c: (c.reward is None, -(c.reward or 0.0)))[:k]
         view = MetricView.of(run.space, top)
         tests, costs = view.test[:3], view.cost[:2]  # the first declared (or found) ones: a table stays readable
         table = Table("rank", "child", "reward", f"val {view.validation}", *tests, *costs, "candidate")
