@@ -21,7 +21,7 @@ import dataclasses
 import io
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,65 +32,11 @@ from l2l.nas.shared import SharedWeights
 from l2l.runs.driver import Heartbeat, live_driver
 from l2l.runs.search import code_version
 from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted
+from l2l.runs.sharing_config import BLOWUP, SharingConfig
 from l2l.runs.store import EpochRecord, ScoredChild, Store
 from l2l.search_spaces import SearchSpace, Spec, load_space
 from l2l.search_spaces.constraints import Constraints
 from l2l.search_spaces.sharing import SharedNetwork, check_coverage
-from l2l.search_spaces.typed import OptionTypeError, coerce_fields
-
-SAMPLERS = ("controller", "uniform")
-BLOWUP = 10.0  # a training loss this many times the epoch's mean so far is a diverging architecture's: skipped
-OPTIMIZERS = ("adam", "sgd")
-
-
-@dataclass(frozen=True)
-class SharingConfig:
-    """Settings of a weight-sharing search (``-W KEY=VALUE``)."""
-
-    epochs: int = 10
-    warmup: int = 1  # epochs in which the shared weights train under uniform sampling, the controller idle
-    steps: int = 0  # shared-weight steps per epoch; 0: one pass over the training split
-    batch_size: int = 64
-    optimizer: str = "adam"
-    lr: float = 0.0  # 0: the space's own ``lr`` option (or 0.003)
-    momentum: float = 0.9  # sgd only
-    weight_decay: float = 0.0
-    grad_clip: float = 5.0
-    controller_steps: int = 10  # controller updates per epoch, each on the run's --batch architectures
-    val_batch: int = 256  # validation examples (or windows) behind one reward
-    derive: int = 100  # architectures sampled at the end, each scored on the whole validation split
-    # what draws the architectures the shared weights train through: uniform by default, since weights trained
-    # through the controller's own choices collapse to parameter-free cells (benchmarks/README.md); controller
-    # is ENAS proper
-    sampler: str = "uniform"
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "val_batch", "derive"):
-            if getattr(self, name) < 1:
-                raise SearchError(f"weight sharing: {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup", "steps", "controller_steps"):
-            if getattr(self, name) < 0:
-                raise SearchError(f"weight sharing: {name} must be >= 0, got {getattr(self, name)}")
-        if self.sampler not in SAMPLERS:
-            raise SearchError(f"weight sharing: unknown sampler {self.sampler!r}; known: {', '.join(SAMPLERS)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise SearchError(f"weight sharing: unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
-        if self.lr < 0 or self.weight_decay < 0 or not self.grad_clip > 0:
-            raise SearchError(
-                f"weight sharing: lr and weight_decay must be >= 0 and grad_clip > 0, got "
-                f"{self.lr}, {self.weight_decay}, {self.grad_clip}"
-            )
-
-    @staticmethod
-    def from_settings(settings: Mapping[str, Any]) -> SharingConfig:
-        known = {f.name for f in dataclasses.fields(SharingConfig)}
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            raise SearchError(f"unknown weight-sharing setting(s) {unknown}; known: {', '.join(sorted(known))}")
-        try:
-            return SharingConfig(**coerce_fields(SharingConfig, settings, "weight-sharing setting"))
-        except OptionTypeError as exc:
-            raise SearchError(str(exc)) from None
 
 
 @dataclass(frozen=True)
