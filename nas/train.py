@@ -97,19 +97,21 @@ def evaluate(model: nn.Module, split: Split, device: torch.device, batch_size: i
 
 
 @dataclass
-class _LossGuard:
-    """Stops a child at its first non-finite loss, or one ``blowup_factor`` times its first loss."""
+class LossGuard:
+    """Stops a training run at its first non-finite loss, or one ``blowup_factor`` times its first loss, by
+    raising ``error`` (a `ChildDiverged`) that says where: ``check(value, "epoch 2, step 7")``."""
 
     blowup_factor: float
+    error: type[ChildDiverged] = ChildDiverged
     first: float | None = None
 
-    def check(self, value: float, epoch: int, step: int) -> None:
+    def check(self, value: float, where: str) -> None:
         if not math.isfinite(value):
-            raise ChildDiverged(f"loss became {value} at epoch {epoch + 1}, step {step}")
+            raise self.error(f"loss became {value} at {where}")
         if self.first is None:
             self.first = value
         elif value > self.blowup_factor * max(self.first, 1e-8):
-            raise ChildDiverged(f"loss blew up to {value:.3g} (first loss {self.first:.3g}) at epoch {epoch + 1}")
+            raise self.error(f"loss blew up to {value:.3g} (first loss {self.first:.3g}) at {where}")
 
 
 def _train_epoch(
@@ -118,7 +120,7 @@ def _train_epoch(
     train: Split,
     perm: torch.Tensor,
     batch_size: int,
-    guard: _LossGuard,
+    guard: LossGuard,
     epoch: int,
     dev: torch.device,
 ) -> tuple[float, int, int]:
@@ -140,7 +142,7 @@ def _train_epoch(
             # DDP averages the K gradients: weigh each shard by its size so the result is the
             # gradient of the global batch's mean loss, as with one process
             loss = loss * (len(y) * world / len(batch_idx))
-        guard.check(value, epoch, start // batch_size + 1)
+        guard.check(value, f"epoch {epoch + 1}, step {start // batch_size + 1}")
         loss.backward()
         optimizer.step()
         seen += len(y)
@@ -207,7 +209,7 @@ def train_classifier(
     optimizer = _optimizer(model, config, optimizer_factory)
     gen = torch.Generator().manual_seed(seed)
     curves: dict[str, list[float]] = {"train_loss": [], "train_acc": [], "val_loss": [], "val_acc": []}
-    guard = _LossGuard(config.blowup_factor)
+    guard = LossGuard(config.blowup_factor)
     stop: tuple[str, int | None] | None = None
     started = time.perf_counter()
     for epoch in range(config.epochs):

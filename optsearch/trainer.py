@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from l2l.nas.data import Split
-from l2l.nas.train import ChildDiverged
+from l2l.nas.train import ChildDiverged, LossGuard
 from l2l.optsearch.models import build_model, parameter_count
 from l2l.optsearch.problems import Problem, load_problem
 
@@ -170,7 +170,7 @@ def train_run(
     gen = torch.Generator().manual_seed(run_seed + 500)
     every = max(1, task.steps // task.evals)
     curves: dict[str, list[float]] = {"step": [], "train_loss": [], "val_loss": [], "val_metric": []}
-    first: float | None = None
+    guard = LossGuard(BLOWUP, Diverged)
     loss_sum, count = 0.0, 0
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
@@ -178,11 +178,7 @@ def train_run(
         for step, idx in enumerate(_batches(len(data.train), task.batch_size, task.steps, gen), start=1):
             loss = _loss(task, model(data.train.x[idx]), data.train.y[idx])
             value = loss.item()
-            if not math.isfinite(value):
-                raise Diverged(f"loss became {value} at step {step}")
-            first = value if first is None else first
-            if value > BLOWUP * max(first, 1e-8):
-                raise Diverged(f"loss blew up to {value:.3g} (first loss {first:.3g}) at step {step}")
+            guard.check(value, f"step {step}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
