@@ -23,8 +23,6 @@ from l2l.runs.models import CheckpointRow, ChildRow, EpochRow, RunRow, UpdateRow
 from l2l.runs.store_engine import Database
 from l2l.runs.store_records import record_from_row
 
-SHARED_STATUSES = ("shared", "candidate", "derived")
-
 
 @dataclass(frozen=True)
 class EpochRecord:
