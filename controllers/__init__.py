@@ -8,6 +8,8 @@ from typing import Any
 from l2l.controllers.base import Controller, ControllerError, Ledger, Proposal, UpdateStats
 from l2l.controllers.evolution import EvolutionController
 from l2l.controllers.random_search import RandomController
+from l2l.controllers.reeval import REEVAL_SETTINGS, ReevalConfig, ReevaluatedController
+from l2l.controllers.reeval import SUFFIX as REEVAL
 from l2l.controllers.reinforce import PRESETS, PPOConfig, PPOController, ReinforceConfig, ReinforceController
 from l2l.controllers.rewards import get_transform
 from l2l.controllers.screen import SCREEN_SETTINGS, SUFFIX, ScreenConfig, ScreenedController, split_settings
@@ -44,14 +46,22 @@ DEFAULT_BATCH = {"reinforce": 4, "ppo": 10, "random": 1, "evolution": 1, "tpe": 
 SCREENED_BATCH = 4
 
 
+def parse_strategy(strategy: str) -> tuple[str, bool, bool]:
+    """(base strategy, screened, re-evaluated) of a name ``STRATEGY[+screen][+reeval]``."""
+    rest = strategy.removesuffix(REEVAL)
+    base = rest.removesuffix(SUFFIX)
+    if base not in STRATEGIES:
+        raise ControllerError(
+            f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}, each also as STRATEGY{SUFFIX}, "
+            f"STRATEGY{REEVAL} or STRATEGY{SUFFIX}{REEVAL}"
+        )
+    return base, rest != base, rest != strategy
+
+
 def default_batch(strategy: str) -> int:
     """How many children ``strategy`` learns from per update unless a run says otherwise."""
-    base = strategy.removesuffix(SUFFIX)
-    if base not in DEFAULT_BATCH:
-        raise ControllerError(
-            f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}, each also as STRATEGY{SUFFIX}"
-        )
-    return SCREENED_BATCH if base != strategy else DEFAULT_BATCH[base]
+    base, screened, _ = parse_strategy(strategy)
+    return SCREENED_BATCH if screened else DEFAULT_BATCH[base]
 
 
 # the strategy of `l2l search` when none is named: the best measured (benchmarks/README.md, NAS-Bench-201)
@@ -59,8 +69,10 @@ DEFAULT_STRATEGY = "reinforce+screen"
 
 
 def strategy_names() -> list[str]:
-    """Every strategy name `make_controller` accepts: each base strategy, and each wearing the screen."""
-    return [*STRATEGIES, *(f"{name}{SUFFIX}" for name in STRATEGIES)]
+    """Every strategy name `make_controller` accepts: each base strategy, and each wearing the screen,
+    re-evaluation or both."""
+    wrapped = [f"{name}{suffix}" for suffix in (SUFFIX, REEVAL, SUFFIX + REEVAL) for name in STRATEGIES]
+    return [*STRATEGIES, *wrapped]
 
 
 def make_controller(
@@ -69,23 +81,27 @@ def make_controller(
     seed: int,
     settings: Mapping[str, Any] | None = None,
     constraints: Constraints | None = None,
+    exact: bool = False,
 ) -> Controller:
     """The controller named ``strategy`` over ``decisions``, seeded, with user ``settings``, proposing only
-    what ``constraints`` allow (a space's `Constraints.of`).
+    what ``constraints`` allow (a space's `Constraints.of`); ``exact``: the space's rewards are exact
+    (`SearchSpace.exact_rewards`), so nothing is worth evaluating twice.
 
-    ``STRATEGY+screen`` wraps the strategy in `ScreenedController`; the ``screen*`` settings go to the screen,
-    the rest to the strategy."""
-    base = strategy.removesuffix(SUFFIX)
-    if base not in STRATEGIES:
-        raise ControllerError(
-            f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}, each also as STRATEGY{SUFFIX}"
-        )
+    ``STRATEGY+screen`` wraps the strategy in `ScreenedController`, ``...+reeval`` (outermost) in
+    `ReevaluatedController`; the ``screen*`` and ``reeval*`` settings go to those, the rest to the strategy."""
+    base, screened, reevaluated = parse_strategy(strategy)
     screen, rest = split_settings(settings or {})
-    if screen and base == strategy:
-        raise ControllerError(f"{sorted(screen)} are settings of screening: use the strategy {strategy}{SUFFIX}")
+    again = {k: v for k, v in rest.items() if k in REEVAL_SETTINGS}
+    rest = {k: v for k, v in rest.items() if k not in REEVAL_SETTINGS}
+    if screen and not screened:
+        raise ControllerError(f"{sorted(screen)} are settings of screening: use the strategy {base}{SUFFIX}")
+    if again and not reevaluated:
+        raise ControllerError(f"{sorted(again)} are settings of re-evaluation: use the strategy {strategy}{REEVAL}")
     controller = STRATEGIES[base](decisions, seed, rest)
-    if base != strategy:
+    if screened:
         controller = ScreenedController.from_settings(controller, screen)
+    if reevaluated:
+        controller = ReevaluatedController.from_settings(controller, again, exact)
     controller.constrain(constraints)
     get_transform(controller.reward_transform)  # an unknown transform fails now, not at the first reward
     return controller
@@ -104,6 +120,7 @@ __all__ = [
     "DEFAULT_BATCH",
     "DEFAULT_STRATEGY",
     "PRESETS",
+    "REEVAL_SETTINGS",
     "SCREEN_SETTINGS",
     "STRATEGIES",
     "Controller",
@@ -115,6 +132,8 @@ __all__ = [
     "PPOController",
     "Proposal",
     "RandomController",
+    "ReevalConfig",
+    "ReevaluatedController",
     "ScreenConfig",
     "ScreenedController",
     "ReinforceConfig",
@@ -122,5 +141,6 @@ __all__ = [
     "UpdateStats",
     "default_batch",
     "make_controller",
+    "parse_strategy",
     "strategy_names",
 ]

@@ -123,6 +123,11 @@ class Controller(ABC):
         """Candidates that screening did not pick: a strategy that keeps state per proposal lets them go."""
         del proposals  # random search, evolution and the policy-gradient learners keep none
 
+    def observe(self, tokens: Sequence[int], reward: float) -> None:
+        """A reward for ``tokens`` that this strategy did not propose (a re-evaluation, `l2l.controllers.reeval`):
+        a strategy with a model of the rewards (the screen's surrogate) learns from it; a policy does not."""
+        del tokens, reward
+
     def proposed_before(self) -> Container[tuple[int, ...]]:
         """Sequences screening must not draw again: those already proposed, by a strategy that never repeats."""
         return frozenset()

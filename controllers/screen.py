@@ -253,6 +253,10 @@ class ScreenedController(Controller):
         self.policy_version = self.base.policy_version
         return stats
 
+    def observe(self, tokens: Sequence[int], reward: float) -> None:
+        # the surrogate's points: a repeated evaluation tells the GP how noisy the rewards are
+        self._learn([(tuple(int(t) for t in tokens), float(reward))])
+
     def _learn(self, pairs: Sequence[tuple[tuple[int, ...], float]]) -> None:
         self.history.extend(pairs)
         for tokens, reward in pairs:

@@ -13,6 +13,7 @@ from typing import Any
 
 from l2l.controllers import Controller, Ledger, Proposal, UpdateStats, make_controller
 from l2l.runs.driver import Heartbeat, live_driver
+from l2l.runs.estimates import ArchKeys
 from l2l.runs.executors import ChildTask, Executor, WorkerPool, make_executor, to_submit
 from l2l.runs.pruning import PrunerBridge
 from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted
@@ -31,6 +32,7 @@ class ChildEvent:
     reward: float | None
     controller_reward: float
     error: str | None
+    arch: tuple[int, ...] = ()  # the child's architecture: its canonical tokens (`l2l.runs.estimates.ArchKeys`)
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,12 @@ class Search:
         self.config = config
         self.space: SearchSpace = load_space(config.space, dict(config.space_options))
         self.controller: Controller = make_controller(
-            config.strategy, self.space.decisions(), config.seed, dict(config.controller), Constraints.of(self.space)
+            config.strategy,
+            self.space.decisions(),
+            config.seed,
+            dict(config.controller),
+            Constraints.of(self.space),
+            exact=self.space.exact_rewards(),
         )
         self.executor = executor or make_executor(config.executor, config.device, config.executor_options)
         self.listener = listener
@@ -112,6 +119,7 @@ class Search:
         self._proposals: dict[int, Proposal] = {}
         self.notices: list[str] = []  # what the children reported to the user, each once
         self._fresh = False  # a run just created: the store holds nothing of it to read back
+        self.arch_key = ArchKeys(self.space)  # children that share an architecture are evaluations of it
 
     @classmethod
     def start(
@@ -361,7 +369,8 @@ class Search:
                 self.pruner.finish(task.number, result)
             if self.listener:
                 reward = result.reward if result.ok else None
-                self.listener(ChildEvent(task.number, result.status, reward, controller_reward, result.error))
+                arch = self.arch_key(self.space.encode(task.spec))
+                self.listener(ChildEvent(task.number, result.status, reward, controller_reward, result.error, arch))
         return [(task, r) for (task, _), r in zip(finished, rewards, strict=True)]
 
     def _controller_reward(self, result: Result) -> float:

@@ -219,6 +219,12 @@ class SearchSpace(ABC):
         every spec when an option turns it off): the space has no canonical form."""
         return None
 
+    def exact_rewards(self) -> bool:
+        """True when evaluating a spec again always gives the same reward (a table lookup without noise):
+        re-evaluation (``STRATEGY+reeval``) then never spends a child on it. The default, False, suits
+        anything trained: another seed gives another reward."""
+        return False
+
     def optimum(self) -> tuple[int, ...] | None:
         """The best token sequence when it is known (toy spaces, tabular benchmarks), else None."""
         return None

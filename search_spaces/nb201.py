@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import random
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib.resources import files
@@ -92,21 +93,30 @@ class NB201Space(CellSpace):
 
     Option ``dataset``: cifar10 (default), cifar100 or imagenet16-120. Option ``canonical``: search the
     6,466 distinct computations (NAS-Bench-201's `unique_str`), each proposed as one canonical cell, instead
-    of all 15,625 cells.
+    of all 15,625 cells. Option ``noise``: the sd, in percentage points, of Gaussian noise added to the
+    validation reward, drawn from the child's seed (a real search's rewards are noisy; the table holds
+    means); the test accuracies stay the table's. Without noise the rewards are exact.
     """
 
     name = "nb201"
     description = "NAS-Bench-201 cells by table lookup: 12-epoch validation reward, 200-epoch test reported."
     test_metrics = ("test_acc", "test_acc_12ep")
 
-    def __init__(self, dataset: str = "cifar10", canonical: bool = False) -> None:
+    def __init__(self, dataset: str = "cifar10", canonical: bool = False, noise: float = 0.0) -> None:
         if dataset not in DATASETS:
             raise SpaceError(f"unknown nb201 dataset {dataset!r}; known: {', '.join(DATASETS)}")
         if not isinstance(canonical, bool):
             raise SpaceError(f"nb201 option canonical must be true or false, got {canonical!r}")
-        super().__init__(dataset=dataset, **({"canonical": True} if canonical else {}))
+        if isinstance(noise, bool) or not isinstance(noise, int | float) or not 0.0 <= noise < 100.0:
+            raise SpaceError(f"nb201 option noise is an sd in percentage points in [0, 100), got {noise!r}")
+        extra = {"canonical": True} if canonical else {}
+        super().__init__(dataset=dataset, **extra, **({"noise": float(noise)} if noise else {}))
         self.prefix = DATASETS[dataset]
         self.canonical_form = canonical
+        self.noise = float(noise)
+
+    def exact_rewards(self) -> bool:
+        return self.noise == 0.0
 
     def canonical(self, spec: Spec) -> Spec | None:
         if not self.canonical_form:
@@ -134,6 +144,8 @@ class NB201Space(CellSpace):
         row = self.lookup(spec)
         p = self.prefix
         val = row[f"{p}_val_12ep"] / 100.0
+        if self.noise:
+            val += random.Random(ctx.seed).gauss(0.0, self.noise) / 100.0
         return Result(
             reward=val,
             val_acc=val,

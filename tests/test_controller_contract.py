@@ -12,8 +12,9 @@ from l2l.testing.controllers import DECISIONS, ControllerContract, drive
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # gp and qmc, per ask
 
-# every strategy `make_controller` knows, and each wearing the screen
-STRATEGY_NAMES: list[str] = [*STRATEGIES, *(f"{name}+screen" for name in STRATEGIES)]
+# every strategy `make_controller` knows, each wearing the screen, and some wearing re-evaluation
+REEVALUATED = ["random+reeval", "reinforce+reeval", "evolution+screen+reeval", "tpe+reeval"]
+STRATEGY_NAMES: list[str] = [*STRATEGIES, *(f"{name}+screen" for name in STRATEGIES), *REEVALUATED]
 # the screen starts after 2 rewards and hands over to the GP after 6, so these short runs screen with both models
 SCREEN = {"screen_warmup": 2, "screen": 3, "screen_uniform": 4, "screen_gp_from": 6}
 
@@ -25,7 +26,7 @@ class TestEveryStrategy(ControllerContract):
 
     @pytest.fixture
     def settings(self, strategy: str) -> dict[str, Any]:
-        return dict(SCREEN) if strategy.endswith("+screen") else {}
+        return dict(SCREEN) if "+screen" in strategy else {}
 
 
 class Seedless(RandomController):

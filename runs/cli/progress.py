@@ -11,12 +11,13 @@ from l2l.runs.cli.formatting import fmt
 
 if TYPE_CHECKING:
     from l2l.runs.store import Store
+    from l2l.search_spaces import SearchSpace
 
 
 class SearchProgress:
     """Counts a run's children from the store (a resumed run starts where it stopped) and follows its events."""
 
-    def __init__(self, run_id: int, total: int, store: Store, quiet: bool) -> None:
+    def __init__(self, run_id: int, total: int, store: Store, quiet: bool, space: SearchSpace | None = None) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -26,12 +27,19 @@ class SearchProgress:
             TimeRemainingColumn,
         )
 
+        from l2l.controllers.noise import Evaluations
+        from l2l.runs.estimates import ArchKeys
+
         self.quiet = quiet
         counts = store.count_children(run_id)
         self.done, self.failed = counts["done"], counts["failed"]
-        top = store.top_children(run_id, 1)
-        self.best = top[0].reward if top else None
-        # "best" is a child's reward; "batch" the mean the controller learned from, after its reward transform
+        key = ArchKeys(space)
+        done = [c for c in store.children(run_id) if c.status == "done" and c.reward is not None]
+        self.evaluations = Evaluations.of((key(c.tokens), float(c.reward or 0.0)) for c in done)
+        self.exact = space is not None and space.exact_rewards()
+        self.best = self._best()
+        # "best" is the best architecture's estimated mean reward over its evaluations (`l2l.runs.estimates`);
+        # "batch" the mean the controller learned from, after its reward transform
         transform = (store.get_run(run_id).config.get("controller") or {}).get("reward_transform", "reward")
         batch = "batch" if transform == "reward" else f"batch ({transform})"
         self.progress = Progress(
@@ -57,6 +65,10 @@ class SearchProgress:
             entropy="-",
         )
 
+    def _best(self) -> float | None:
+        top = self.evaluations.estimates(noise_sd=0.0 if self.exact else None, limit=1)
+        return top[0].estimate if top else None
+
     def __enter__(self) -> SearchProgress:
         self.progress.__enter__()
         return self
@@ -73,8 +85,9 @@ class SearchProgress:
         elif isinstance(event, ChildEvent):
             if event.status == "done":
                 self.done += 1
-                if event.reward is not None and (self.best is None or event.reward > self.best):
-                    self.best = event.reward
+                if event.reward is not None:
+                    self.evaluations.add(event.arch, float(event.reward))
+                    self.best = self._best()
             else:
                 self.failed += 1
                 if self.quiet:

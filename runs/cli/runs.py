@@ -12,6 +12,7 @@ from rich.markup import escape
 from l2l.runs.cli.common import RunArg, StorageOpt, console, open_store, space_of, user_errors
 from l2l.runs.cli.export import FORMATS, export_csv, export_json
 from l2l.runs.cli.formatting import MetricView, describe, fmt, placement_line
+from l2l.runs.cli.ranking import estimate_text, mean_metrics, ranked_space
 from l2l.runs.config import UsageError
 
 if TYPE_CHECKING:
@@ -120,6 +121,11 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
     counts = store.count_children(run_id)
     top = store.top_children(run_id, 1)
     updates = store.updates(run_id)
+    ranking = None
+    if top and run.config.get("weight_sharing") is None:
+        from l2l.runs.estimates import rank
+
+        ranking = rank(store.children(run_id), ranked_space(run))
     lines = [
         f"[bold]run {run.id}[/] {run.name or ''}  status: {escape(run_state(run))}",
         f"space {run.space}, strategy {run.strategy}, seed {run.seed}, code {run.code_version}",
@@ -135,7 +141,16 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
     placement = placement_line(store.children(run_id))
     if placement:
         lines.append(placement)
-    if top:
+    if ranking is not None and ranking.archs[0].estimate.n > 1:
+        arch = ranking.archs[0]
+        lines.append(
+            f"best: child {arch.child.number}, estimated reward {estimate_text(arch)} over {arch.estimate.n} "
+            f"evaluations: {describe(run, arch.child.spec)}"
+        )
+    elif ranking is not None:
+        best = ranking.archs[0].child
+        lines.append(f"best: child {best.number}, reward {best.reward:.4f}: {describe(run, best.spec)}")
+    elif top:
         best = top[0]
         lines.append(f"best: child {best.number}, reward {best.reward:.4f}: {describe(run, best.spec)}")
     if updates:
@@ -152,28 +167,75 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
     return lines
 
 
+ByOpt = Annotated[
+    str,
+    typer.Option(
+        "--by",
+        help="mean: rank architectures by their estimated mean reward over every evaluation; single: rank "
+        "children by their one reward.",
+    ),
+]
+RANKINGS = ("mean", "single")
+
+
+def check_by(by: str) -> None:
+    if by not in RANKINGS:
+        raise UsageError(f"--by must be mean or single, got {by!r}")
+
+
 @app.command("top")
 def runs_top(
     run_id: RunArg,
-    k: Annotated[int, typer.Option("-k", help="How many children.", min=1)] = 10,
+    k: Annotated[int, typer.Option("-k", help="How many architectures (children with --by single).", min=1)] = 10,
+    by: ByOpt = "mean",
     storage: StorageOpt = None,
 ) -> None:
-    """The best children of a run by reward."""
+    """The best architectures of a run by estimated mean reward (with --by single: children by reward)."""
     from rich.table import Table
 
+    from l2l.runs.estimates import rank
+
     with user_errors():
+        check_by(by)
         store = open_store(storage)
         run = store.get_run(run_id)
+        sharing = run.config.get("weight_sharing") is not None
+        if by == "mean" and not sharing:
+            ranking = rank(store.children(run_id), ranked_space(run))
+            archs = ranking.archs[:k]
+            top = [a.child for a in archs]
+            view = MetricView.of(run.space, top)
+            tests, costs = view.test[:3], view.cost[:2]
+            table = Table("rank", "child", "evals", "estimate", "mean reward", f"val {view.validation}", *tests,
+                          *costs, "candidate")  # fmt: skip
+            for place, arch in enumerate(archs, start=1):
+                metrics = mean_metrics(arch.children)
+                table.add_row(
+                    str(place),
+                    ",".join(str(c.number) for c in arch.children[:4]) + ("..." if len(arch.children) > 4 else ""),
+                    str(arch.estimate.n),
+                    estimate_text(arch),
+                    fmt(arch.estimate.mean),
+                    view.val(metrics, metrics.get("val_acc")),
+                    *(view.figure(metrics, "test", key) for key in tests),
+                    *(view.figure(metrics, "cost", key) for key in costs),
+                    describe(run, arch.child.spec),
+                )
+            console.print(table)
+            doubt = ranking.doubt()
+            if doubt:
+                console.print(f"[yellow]note:[/] {doubt}", highlight=False)
+            return
         top = store.top_children(run_id, k)
-        if run.config.get("weight_sharing") is not None:  # the derived candidates, scored with shared weights
+        if sharing:  # the derived candidates, scored with shared weights
             scored = store.children(run_id, "derived") + store.children(run_id, "candidate")
             top = sorted(top + scored, key=lambda c: (c.reward is None, -(c.reward or 0.0)))[:k]
         view = MetricView.of(run.space, top)
         tests, costs = view.test[:3], view.cost[:2]  # the first declared (or found) ones: a table stays readable
         table = Table("rank", "child", "reward", f"val {view.validation}", *tests, *costs, "candidate")
-        for rank, c in enumerate(top, start=1):
+        for place, c in enumerate(top, start=1):
             table.add_row(
-                str(rank),
+                str(place),
                 str(c.number),
                 fmt(c.reward),
                 view.val(c.metrics, c.val_acc),
@@ -194,25 +256,52 @@ def runs_best(
     ] = None,
     device: Annotated[str, typer.Option("--device", help="Torch device of the retraining.")] = "cpu",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the retraining.")] = 0,
+    by: ByOpt = "mean",
     storage: StorageOpt = None,
 ) -> None:
-    """The best child of a run; with --retrain, train it again from its stored spec (e.g. longer) and
-    report its validation and test figures (accuracy, or bits per character for language models)."""
+    """The best architecture of a run by estimated mean reward over its evaluations (--by single: the child
+    with the highest reward); with --retrain, train it again from its stored spec (e.g. longer) and report
+    its validation and test figures (accuracy, or bits per character for language models)."""
+    from l2l.runs.estimates import rank
+
     with user_errors():
+        check_by(by)
         store = open_store(storage)
         run = store.get_run(run_id)
         sharing = run.config.get("weight_sharing") is not None
-        top = store.children(run_id, "derived") if sharing else store.top_children(run_id, 1)
-        if not top:
-            raise UsageError(f"run {run_id} has no {'derived' if sharing else 'finished'} child yet")
-        best = top[0]
-        view = MetricView.of(run.space, top)
         space = space_of(run)
-        console.print(
-            f"best of run {run_id}: child {best.number}, reward {fmt(best.reward)}, "
-            f"{view.summary(best.metrics)}: {describe(run, best.spec)}",
-            highlight=False,
-        )
+        if by == "mean" and not sharing:
+            ranking = rank(store.children(run_id), space)
+            if not ranking.archs:
+                raise UsageError(f"run {run_id} has no finished child yet")
+            arch = ranking.archs[0]
+            best = arch.child
+            view = MetricView.of(run.space, [best])
+            metrics = mean_metrics(arch.children)
+            evaluated = (
+                f"evaluated {arch.estimate.n} times (children {', '.join(str(c.number) for c in arch.children)}), "
+                f"estimated reward {estimate_text(arch)}"
+                if arch.estimate.n > 1
+                else f"child {best.number}, reward {fmt(best.reward)}"
+            )
+            console.print(
+                f"best of run {run_id}: {evaluated}, {view.summary(metrics)}: {describe(run, best.spec)}",
+                highlight=False,
+            )
+            doubt = ranking.doubt()
+            if doubt:
+                console.print(f"[yellow]note:[/] {doubt}", highlight=False)
+        else:
+            top = store.children(run_id, "derived") if sharing else store.top_children(run_id, 1)
+            if not top:
+                raise UsageError(f"run {run_id} has no {'derived' if sharing else 'finished'} child yet")
+            best = top[0]
+            view = MetricView.of(run.space, top)
+            console.print(
+                f"best of run {run_id}: child {best.number}, reward {fmt(best.reward)}, "
+                f"{view.summary(best.metrics)}: {describe(run, best.spec)}",
+                highlight=False,
+            )
         if not retrain:
             return
         budget: dict[str, int] = {"epochs": epochs} if epochs is not None else {}

@@ -27,6 +27,7 @@ from l2l.runs.config import SearchFlags, UsageError
 
 if TYPE_CHECKING:
     from l2l.runs.store import Store
+    from l2l.search_spaces import SearchSpace
 
 # Ray's own messages (its banners, worker death notices) go to a file per run here, not into the progress bar
 LOG_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "l2l" / "logs"
@@ -203,13 +204,13 @@ def search(
             run_weight_sharing(store, run, quiet)
             return
         try:
-            run_shown(run, SearchProgress(run.run_id, cfg.children, store, quiet))
+            run_shown(run, SearchProgress(run.run_id, cfg.children, store, quiet, run.space))
         except Exception:
             # a run that failed before any child finished is deleted: its one error line says it all
             if not (resume is None and discard_unstarted(store, run.run_id)):
                 say_ray_log()
             raise
-        print_summary(store, run.run_id)
+        print_summary(store, run.run_id, run.space)
 
 
 def run_shown(run: Any, display: Any) -> None:
@@ -311,12 +312,20 @@ def _install_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def print_summary(store: Store, run_id: int) -> None:
-    """The last line of `l2l search`: what was trained, the best child, and where to look next; a run in which
-    no child succeeded ends the command with an error naming the most common failure."""
+def print_summary(store: Store, run_id: int, space: SearchSpace | None = None) -> None:
+    """The last line of `l2l search`: what was trained, the best architecture by estimated mean reward, and
+    where to look next; a run in which no child succeeded ends the command with an error naming the most
+    common failure."""
+    from l2l.runs.estimates import rank
+
     counts = store.count_children(run_id)
-    top = store.top_children(run_id, 1)
-    best = f"best reward {top[0].reward:.4f} (child {top[0].number})" if top else "no child finished"
+    archs = rank(store.children(run_id), space).archs
+    best = "no child finished"
+    if archs and archs[0].estimate.n > 1:
+        e = archs[0].estimate
+        best = f"best estimated reward {e.estimate:.4f} over {e.n} evaluations (child {archs[0].child.number})"
+    elif archs:
+        best = f"best reward {archs[0].estimate.mean:.4f} (child {archs[0].child.number})"
     group = "optimizers" if store.get_run(run_id).space == "optimizer" else "runs"
     console.print(
         f"run {run_id} done: {counts['done']} children trained, {counts['failed']} failed; {best}. "

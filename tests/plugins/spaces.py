@@ -189,3 +189,19 @@ class Sleepy(SearchSpace):
     def evaluate(self, spec: Spec, ctx: Context) -> Result:
         time.sleep(self.delay)
         return Result(reward=1.0 if spec["x"] == "a" else 0.5)
+
+
+class NoisySlow(Slow):
+    """`Slow` whose reward carries Gaussian noise of sd ``noise``, drawn from the child's seed (as training is)."""
+
+    name = "noisy_slow"
+
+    def __init__(self, delay: float = 0.2, noise: float = 0.2) -> None:
+        super().__init__(delay=delay)
+        self.options["noise"] = noise
+        self.noise = noise
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        result = super().evaluate(spec, ctx)
+        score = float(result.reward) + random.Random(ctx.seed).gauss(0.0, self.noise)
+        return Result(reward=score, val_acc=score)

@@ -1,0 +1,228 @@
+"""Re-evaluation: any strategy, wrapped, spends some children on evaluating promising architectures again.
+
+A reward is one draw of a noisy measurement, so the architecture with the highest single reward is
+often one that got lucky. `ReevaluatedController` (written ``STRATEGY+reeval``, or
+``STRATEGY+screen+reeval``) keeps every evaluation grouped by architecture (`l2l.controllers.noise`)
+and races the top two by estimated mean, as SMAC's intensification races a challenger against the
+incumbent: while their intervals (``reeval_z`` posterior sds either side) overlap, the one whose
+estimate is less certain is evaluated again, with a new child seed, in place of a new candidate. The
+noise comes from the run's own repeated evaluations; until ``reeval_noise_df`` repeats have measured
+it, the top architecture is the one evaluated again. When the noise is small against the gap between
+the top two, nothing is re-evaluated; a space whose rewards are exact (`SearchSpace.exact_rewards`)
+never re-evaluates. Re-evaluations are children like any other (they count against ``--children``);
+at most ``reeval_share`` of the proposals are re-evaluations, and no architecture gets more than
+``reeval_max`` evaluations.
+
+The wrapped strategy learns from its own proposals only, each rewarded with its architecture's mean
+reward so far; a re-evaluation's reward goes to its model of the rewards (`Controller.observe`: the
+screen's surrogate then sees the repeated evaluations and fits the noise).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats, pack_tokens, unpack_tokens
+from l2l.controllers.noise import ArchEstimate, Evaluations
+from l2l.search_spaces.constraints import Constraints
+from l2l.search_spaces.typed import coerce_fields
+
+SUFFIX = "+reeval"
+REEVALUATION = -1  # the policy version of a proposal that evaluates an architecture again
+
+Tokens = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ReevalConfig:
+    """Settings of re-evaluation (``-C reeval_...``); see the module's docstring."""
+
+    reeval_z: float = 1.0
+    reeval_max: int = 8
+    reeval_share: float = 0.3
+    reeval_noise_df: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.reeval_z > 0:
+            raise ControllerError(f"reeval_z must be > 0, got {self.reeval_z}")
+        if self.reeval_max < 1 or self.reeval_noise_df < 1:
+            raise ControllerError(
+                f"reeval_max and reeval_noise_df must be >= 1, got {self.reeval_max}, {self.reeval_noise_df}"
+            )
+        if not 0.0 <= self.reeval_share < 1.0:
+            raise ControllerError(f"reeval_share must be in [0, 1), got {self.reeval_share}")
+
+
+REEVAL_SETTINGS = tuple(f.name for f in dataclasses.fields(ReevalConfig))
+
+
+class ReevaluatedController(Controller):
+    """A strategy some of whose proposals are repeated evaluations of the top architectures."""
+
+    def __init__(self, base: Controller, config: ReevalConfig | None = None, exact: bool = False) -> None:
+        super().__init__(base.decisions, base.seed)
+        self.base = base
+        self.kind = f"{base.kind}{SUFFIX}"
+        self.config = config or ReevalConfig()
+        self.exact = exact
+        self.generator = base.generator
+        self.reward_transform = base.reward_transform
+        self.evaluations = Evaluations()
+        self._tokens: dict[Tokens, Tokens] = {}  # architecture key -> the sequence first evaluated for it
+        self._pending: dict[Tokens, int] = {}  # re-evaluations proposed and not yet learned from, per key
+        self.proposed = 0
+        self.reevaluated = 0  # proposals that were re-evaluations
+        # this wrapper's policy version counts every update, the wrapped strategy's only those it learned from
+        # (a batch of re-evaluations teaches it nothing): the strategy's version at each of ours, to stamp back
+        self._base_versions: list[int] = [base.policy_version]
+        self.policy_version = 0
+
+    @classmethod
+    def from_settings(cls, base: Controller, settings: Mapping[str, Any], exact: bool = False) -> ReevaluatedController:
+        """Wrap ``base`` with the ``reeval_*`` settings in ``settings``."""
+        unknown = sorted(set(settings) - set(REEVAL_SETTINGS))
+        if unknown:
+            raise ControllerError(f"unknown re-evaluation setting(s) {unknown}; known: {', '.join(REEVAL_SETTINGS)}")
+        try:
+            return cls(base, ReevalConfig(**coerce_fields(ReevalConfig, settings, "re-evaluation setting")), exact)
+        except (TypeError, ValueError) as exc:
+            raise ControllerError(str(exc)) from None
+
+    def constrain(self, constraints: Constraints | None) -> None:
+        super().constrain(constraints)
+        self.base.constrain(constraints)
+
+    def key(self, tokens: Sequence[int]) -> Tokens:
+        """The architecture of a token sequence: its canonical sequence where the space declares one."""
+        return self.constraints.canonical(tokens) if self.constraints is not None else tuple(int(t) for t in tokens)
+
+    def propose(self, n: int) -> list[Proposal]:
+        if n < 1:
+            raise ControllerError(f"propose needs n >= 1, got {n}")
+        out: list[Proposal] = []
+        top = None if self.exact else self.evaluations.estimates(limit=2, noise_sd=self._noise())
+        while len(out) < n and top and self.reevaluated < self.config.reeval_share * (self.proposed + 1):
+            target = self._target(top)
+            if target is None:
+                break
+            self._pending[target] = self._pending.get(target, 0) + 1
+            out.append(Proposal(self._tokens[target], 0.0, 0.0, REEVALUATION))
+            self.reevaluated += 1
+            self.proposed += 1
+            top = self.evaluations.estimates(limit=2, noise_sd=self._noise())
+        if len(out) < n:
+            fresh = self.base.propose(n - len(out))
+            self.proposed += len(fresh)
+            out.extend(dataclasses.replace(p, policy_version=self.policy_version) for p in fresh)
+        return out
+
+    def _noise(self) -> float | None:
+        """The noise the re-evaluations trust: None until ``reeval_noise_df`` repeats have measured it."""
+        if self.evaluations.noise_df < self.config.reeval_noise_df:
+            return None
+        return self.evaluations.noise_sd()
+
+    def _target(self, top: list[ArchEstimate]) -> Tokens | None:
+        """The architecture to evaluate again now, or None when the top one is clear (or at its limit)."""
+        if len(top) < 2:
+            return None
+        seen = [(e, e.n + self._pending.get(e.key, 0)) for e in top]  # evaluations counting those in flight
+        if top[0].sd is None:  # the noise is not measured yet: evaluate the top again, once at a time
+            first, count = seen[0]
+            pending = sum(self._pending.values())
+            if self.evaluations.noise_df + pending < self.config.reeval_noise_df and count < self.config.reeval_max:
+                return first.key  # type: ignore[no-any-return]
+            return None
+        z = self.config.reeval_z
+        # each sd as it will be once the evaluations in flight are in
+        sds = [e.sd * (e.n / count) ** 0.5 for e, count in seen]  # type: ignore[operator]
+        (a, _), (b, _) = seen
+        if max(sds) == 0.0 or a.estimate - z * sds[0] > b.estimate + z * sds[1]:
+            return None  # the top is clear of the runner-up (or a tie that no evaluation can break)
+        order = sorted(range(2), key=lambda i: (-sds[i], i))  # the less certain first, the top on ties
+        for i in order:
+            if seen[i][1] < self.config.reeval_max:
+                return seen[i][0].key  # type: ignore[no-any-return]
+        return None
+
+    def update(self, proposals: Sequence[Proposal], rewards: Sequence[float]) -> UpdateStats:
+        self._check_update(proposals, rewards)  # before anything is counted: a rejected batch changes nothing
+        own: list[tuple[Proposal, Tokens]] = []
+        again = 0
+        for p, r in zip(proposals, rewards, strict=True):
+            key = self.key(p.tokens)
+            self._tokens.setdefault(key, tuple(p.tokens))
+            self.evaluations.add(key, float(r))
+            if p.policy_version == REEVALUATION:
+                again += 1
+                left = self._pending.get(key, 0) - 1
+                if left > 0:
+                    self._pending[key] = left
+                else:
+                    self._pending.pop(key, None)
+                self.base.observe(p.tokens, float(r))
+            else:
+                version = (
+                    self._base_versions[p.policy_version]
+                    if 0 <= p.policy_version < len(self._base_versions)
+                    else self.base.policy_version
+                )
+                own.append((dataclasses.replace(p, policy_version=version), key))
+        if own:  # each of the strategy's own proposals rewarded with its architecture's mean so far
+            stats = self.base.update([p for p, _ in own], [self.evaluations.mean(k) for _, k in own])
+        else:
+            stats = self._gradient_free_stats([float(r) for r in rewards])
+        self.policy_version += 1
+        self._base_versions.append(self.base.policy_version)
+        extra = {**stats.extra, "reevaluated": float(again)}
+        noise = self.evaluations.noise_sd()
+        if noise is not None:
+            extra["noise_sd"] = noise
+        # the batch as the run saw it: every child, re-evaluations included
+        mean = sum(float(r) for r in rewards) / len(rewards)
+        return dataclasses.replace(
+            stats, extra=extra, policy_version=self.policy_version, n=len(rewards), mean_reward=mean
+        )
+
+    def observe(self, tokens: Sequence[int], reward: float) -> None:
+        self.base.observe(tokens, reward)
+
+    def draw(self, n: int) -> list[Tokens]:
+        return self.base.draw(n)
+
+    def state_dict(self) -> dict[str, Any]:
+        evaluations = self.evaluations.state()
+        keys = evaluations.pop("keys")
+        return {
+            "kind": self.kind,
+            "config": dataclasses.asdict(self.config),
+            "base": self.base.state_dict(),  # whole: the strategy learned from a subset of the run's rewards
+            "keys": pack_tokens(keys),
+            "first_tokens": pack_tokens([self._tokens[k] for k in keys]),
+            "evaluations": evaluations,
+            "pending_keys": pack_tokens(list(self._pending)),
+            "pending_counts": list(self._pending.values()),
+            "proposed": self.proposed,
+            "reevaluated": self.reevaluated,
+            "policy_version": self.policy_version,
+            "base_versions": torch.tensor(self._base_versions, dtype=torch.long),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        stored = {**dataclasses.asdict(ReevalConfig()), **dict(state["config"])}
+        if stored != dataclasses.asdict(self.config):
+            raise ControllerError(f"checkpoint re-evaluation config {state['config']} differs from {self.config}")
+        self.base.load_state_dict(state["base"])
+        keys = unpack_tokens(state["keys"])
+        self.evaluations = Evaluations.from_state({**dict(state["evaluations"]), "keys": keys})
+        self._tokens = dict(zip(keys, unpack_tokens(state["first_tokens"]), strict=True))
+        pending = unpack_tokens(state["pending_keys"])
+        self._pending = dict(zip(pending, (int(c) for c in state["pending_counts"]), strict=True))
+        self.proposed, self.reevaluated = int(state["proposed"]), int(state["reevaluated"])
+        self.policy_version = int(state["policy_version"])
+        self._base_versions = [int(v) for v in state["base_versions"].tolist()]

@@ -1,0 +1,47 @@
+"""How `l2l runs` shows architectures ranked by their estimated mean reward (`l2l.runs.estimates`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from l2l.runs.estimates import RankedArch
+    from l2l.runs.store import ChildRecord, RunRecord
+    from l2l.search_spaces import SearchSpace
+
+
+def ranked_space(run: RunRecord) -> SearchSpace | None:
+    """The run's space for grouping its children by architecture, or None when it cannot be rebuilt."""
+    from l2l.search_spaces import SpaceError, load_space
+
+    try:
+        return load_space(run.space, dict(run.config.get("space_options") or {}), validate=False)
+    except SpaceError:
+        return None
+
+
+def estimate_text(arch: RankedArch) -> str:
+    """``estimate ± half-width (n evaluations)`` of one architecture."""
+    e = arch.estimate
+    interval = e.interval()
+    spread = f" ± {(interval[1] - interval[0]) / 2:.4f}" if interval is not None and e.n > 1 else ""
+    return f"{e.estimate:.4f}{spread}"
+
+
+def mean_metrics(children: Sequence[ChildRecord]) -> dict[str, Any]:
+    """The validation, test and cost figures of an architecture's evaluations, each the mean over them."""
+    out: dict[str, Any] = {}
+    vals = [c.val_acc for c in children if c.val_acc is not None]
+    if vals:
+        out["val_acc"] = sum(vals) / len(vals)
+    for part in ("test", "cost"):
+        sums: dict[str, list[float]] = {}
+        for c in children:
+            for key, value in (c.metrics.get(part) or {}).items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    sums.setdefault(key, []).append(float(value))
+        out[part] = {key: sum(v) / len(v) for key, v in sums.items()}
+    info = children[0].metrics.get("info") or {}
+    out["info"] = info
+    return out

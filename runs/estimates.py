@@ -1,0 +1,86 @@
+"""A run's architectures ranked by their estimated mean reward over every evaluation, not by one lucky child.
+
+The children of a run that share an architecture (the same token sequence, or the same canonical one
+where the space declares a canonical form) are evaluations of it. `rank` groups a run's finished
+children so, estimates each architecture's mean reward with `l2l.controllers.noise.Evaluations` and
+says how sure the ranking is: `l2l runs best` and `runs top` read it, and so does the progress bar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from l2l.controllers.noise import ArchEstimate, Evaluations, chance_better
+from l2l.runs.store import ChildRecord
+from l2l.search_spaces import SearchSpace
+from l2l.search_spaces.constraints import Constraints
+
+SURE = 0.95  # the posterior probability over the runner-up at which the best is no longer called uncertain
+
+
+@dataclass(frozen=True)
+class RankedArch:
+    """One architecture of a run: its estimate and the finished children that evaluated it, first first."""
+
+    estimate: ArchEstimate
+    children: tuple[ChildRecord, ...]
+
+    @property
+    def child(self) -> ChildRecord:
+        """The child that stands for the architecture: its first evaluation."""
+        return self.children[0]
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """A run's architectures, best estimate first, and what the evaluations say about the noise."""
+
+    archs: tuple[RankedArch, ...]
+    noise_sd: float | None  # None: no architecture was evaluated twice (and the rewards are not exact)
+    exact: bool
+
+    def doubt(self) -> str | None:
+        """Why the best is still uncertain, in one line, or None when it is not (or there is no runner-up)."""
+        if len(self.archs) < 2 or self.exact:
+            return None
+        best, second = self.archs[0], self.archs[1]
+        if self.noise_sd is None:
+            return (
+                "the noise is unknown: no architecture was evaluated twice (a STRATEGY+reeval search "
+                "re-evaluates the best ones)"
+            )
+        p = chance_better(best.estimate, second.estimate)
+        if p is None or p >= SURE:
+            return None
+        return (
+            f"the best is uncertain: it beats the runner-up, child {second.child.number} (estimate "
+            f"{second.estimate.estimate:.4f} over {second.estimate.n}), with probability {p:.2f} only"
+        )
+
+
+class ArchKeys:
+    """The architecture of a child's tokens under a space's canonical form (the tokens themselves without one)."""
+
+    def __init__(self, space: SearchSpace | None) -> None:
+        self.constraints = Constraints.of(space) if space is not None else None
+
+    def __call__(self, tokens: Sequence[int]) -> tuple[int, ...]:
+        if self.constraints is not None:
+            return self.constraints.canonical(tokens)
+        return tuple(int(t) for t in tokens)
+
+
+def rank(children: Sequence[ChildRecord], space: SearchSpace | None) -> Ranking:
+    """The finished children with a reward, grouped by architecture and ranked by estimated mean. ``space``
+    gives the canonical form and whether rewards are exact; None (a plugin that is gone) groups by tokens."""
+    key = ArchKeys(space)
+    exact = space is not None and space.exact_rewards()
+    groups: dict[tuple[int, ...], list[ChildRecord]] = {}
+    for c in sorted(children, key=lambda c: c.number):
+        if c.status == "done" and c.reward is not None:
+            groups.setdefault(key(c.tokens), []).append(c)
+    evaluations = Evaluations.of((k, float(c.reward or 0.0)) for k, cs in groups.items() for c in cs)
+    estimates = evaluations.estimates(noise_sd=0.0 if exact else None)
+    archs = tuple(RankedArch(e, tuple(groups[e.key])) for e in estimates)  # type: ignore[index]
+    return Ranking(archs, 0.0 if exact else evaluations.noise_sd(), exact)

@@ -1,0 +1,224 @@
+"""Noisy rewards: evaluations grouped by architecture, re-evaluation, and the final pick by estimated mean."""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from l2l.controllers import Proposal, RandomController, ScreenedController, UpdateStats, make_controller
+from l2l.controllers.noise import Evaluations, chance_better
+from l2l.controllers.reeval import REEVALUATION, ReevaluatedController
+from l2l.runs.cli import app
+from l2l.runs.estimates import ArchKeys, rank
+from l2l.runs.search import Search, SearchConfig
+from l2l.runs.store import NewChild, Store
+from l2l.search_spaces import load_space
+from l2l.search_spaces.nb201 import canonical_cells
+from l2l.testing.controllers import DECISIONS
+from tests.conftest import PLUGINS
+from tests.test_search import _cli, wait_for_done
+
+NOISY_SLOW = f"{PLUGINS / 'spaces.py'}:NoisySlow"
+
+
+def test_evaluations_pool_the_noise_and_shrink_a_lone_lucky_reward() -> None:
+    rng = random.Random(0)
+    truth = {(i,): 0.5 + 0.025 * i for i in range(12)}  # 0.500 .. 0.775
+    pairs = [(k, v + rng.gauss(0, 0.05)) for k, v in truth.items() for _ in range(4)]
+    pairs.append((("lucky",), 0.86))  # seen once, above every mean
+    ev = Evaluations.of(pairs)
+    groups = {k: [r for kk, r in pairs if kk == k] for k in truth}
+    pooled = math.sqrt(sum(((np.array(v) - np.mean(v)) ** 2).sum() for v in groups.values()) / (48 - 12))
+    assert ev.noise_df == 36 and ev.noise_sd() == pytest.approx(pooled)
+    top = ev.estimates()
+    lucky = next(e for e in top if e.key == ("lucky",))
+    assert lucky.n == 1 and lucky.mean == 0.86 and lucky.estimate < 0.86  # pulled towards the crowd
+    many = next(e for e in top if e.key == (11,))
+    assert abs(many.estimate - many.mean) < 0.86 - lucky.estimate  # four evaluations are pulled less
+    assert lucky.sd is not None and many.sd is not None and lucky.sd > many.sd
+    assert [e.estimate for e in top] == sorted((e.estimate for e in top), reverse=True)
+    # without enough architectures to see how their means spread, nothing is shrunk
+    few = Evaluations.of([(k, r) for k, r in pairs if k in ((0,), (1,), ("lucky",))]).estimates()
+    assert all(e.estimate == e.mean for e in few)
+    # a state round trip gives back the same estimates, bit for bit
+    again = Evaluations.from_state(ev.state())
+    assert again.estimates() == top and again.noise_sd() == ev.noise_sd()
+
+
+def test_no_repeats_means_unknown_noise_and_exact_means_none() -> None:
+    ev = Evaluations.of([((1,), 0.5), ((2,), 0.7), ((3,), 0.6)])
+    assert ev.noise_sd() is None
+    first = ev.estimates()[0]
+    assert first.key == (2,) and first.estimate == 0.7 and first.sd is None and first.interval() is None
+    exact = ev.estimates(noise_sd=0.0)[0]
+    assert exact.sd == 0.0 and chance_better(exact, ev.estimates(noise_sd=0.0)[1]) == 1.0
+
+
+class Spy(RandomController):
+    """Random search that records what it learned from."""
+
+    def __init__(self, decisions: Sequence, seed: int) -> None:  # type: ignore[type-arg]
+        super().__init__(decisions, seed)
+        self.learned: list[tuple[tuple[int, ...], float]] = []
+
+    def update(self, proposals: Sequence[Proposal], rewards: Sequence[float]) -> UpdateStats:
+        self.learned += [(p.tokens, float(r)) for p, r in zip(proposals, rewards, strict=True)]
+        return super().update(proposals, rewards)
+
+
+def noisy(tokens: Sequence[int], rng: random.Random, sd: float = 0.3) -> float:
+    return sum(tokens) / 10 + rng.gauss(0, sd)
+
+
+def test_reevaluation_races_the_top_two_and_the_strategy_learns_means() -> None:
+    spy = Spy(DECISIONS, 0)
+    c = ReevaluatedController(spy)
+    rng = random.Random(1)
+    again = 0
+    for _ in range(30):
+        proposals = c.propose(4)
+        for p in proposals:
+            if p.policy_version == REEVALUATION:
+                again += 1
+                assert c.evaluations.count(c.key(p.tokens)) >= 1, "only an evaluated architecture is re-evaluated"
+        c.update(proposals, [noisy(p.tokens, rng) for p in proposals])
+    assert 0 < again <= 0.3 * 120 + 1  # within reeval_share of the proposals
+    assert c.evaluations.total == 120 and len(spy.learned) == 120 - again
+    # the strategy's reward for each of its proposals is its architecture's mean at that time; for an
+    # architecture it proposed once and that was never re-evaluated, that is its one reward
+    counts = {k: c.evaluations.count(k) for k in {c.key(t) for t, _ in spy.learned}}
+    assert any(n > 1 for n in counts.values())
+    top = c.evaluations.estimates(limit=2)
+    assert top[0].n > 1, "the incumbent was evaluated more than once"
+
+
+def test_exact_rewards_and_noiseless_rewards_stop_reevaluation() -> None:
+    exact = make_controller("random+reeval", DECISIONS, 0, exact=True)
+    for _ in range(20):
+        proposals = exact.propose(4)
+        assert all(p.policy_version != REEVALUATION for p in proposals)
+        exact.update(proposals, [sum(p.tokens) / 10 for p in proposals])
+    measured = make_controller("random+reeval", DECISIONS, 0)
+    seen = []
+    for _ in range(20):
+        proposals = measured.propose(4)
+        seen += [p.policy_version == REEVALUATION for p in proposals]
+        measured.update(proposals, [sum(p.tokens) / 10 for p in proposals])
+    assert isinstance(measured, ReevaluatedController) and measured.evaluations.noise_sd() == 0.0
+    # two repeats to measure the noise, then none: a zero noise leaves nothing to confirm
+    assert sum(seen) == 2 and not any(seen[20:])
+
+
+def test_the_screen_sees_repeated_evaluations() -> None:
+    c = make_controller("random+screen+reeval", DECISIONS, 0, {"screen_warmup": 2, "screen": 3})
+    assert isinstance(c, ReevaluatedController) and isinstance(c.base, ScreenedController)
+    rng = random.Random(2)
+    for _ in range(10):
+        proposals = c.propose(4)
+        c.update(proposals, [noisy(p.tokens, rng) for p in proposals])
+    assert len(c.base.history) == 40 == c.evaluations.total  # every evaluation, re-evaluations included
+
+
+def test_a_search_spends_its_children_on_evaluations_and_names_the_best_by_mean(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'n.db'}")
+    config = SearchConfig(
+        space="toy", strategy="reinforce+reeval", children=48, batch=4, seed=3, space_options={"noise": 0.2}
+    )
+    run = Search.start(store, config).run()
+    children = store.children(run)
+    assert len(children) == 48 and all(c.status == "done" for c in children)
+    again = [c for c in children if c.policy_version == REEVALUATION]
+    assert again, "a noisy space gets re-evaluations"
+    assert {c.tokens for c in again} <= {c.tokens for c in children if c.policy_version != REEVALUATION}
+    ranking = rank(children, load_space("toy", {"noise": 0.2}))
+    assert ranking.noise_sd is not None and ranking.noise_sd == pytest.approx(0.2, rel=0.5)
+    assert sum(a.estimate.n for a in ranking.archs) == 48
+    # the search on an exact space never re-evaluates
+    exact = Search.start(store, SearchConfig(space="toy", strategy="reinforce+reeval", children=24, seed=3)).run()
+    assert all(c.policy_version != REEVALUATION for c in store.children(exact))
+
+
+def test_a_canonical_form_groups_evaluations_of_one_architecture() -> None:
+    space = load_space("nb201", {"canonical": True, "noise": 0.5})
+    key = ArchKeys(space)
+    a = (0, 0, 0, 0, 0, 3)  # only the 0 -> 3 edge computes; the rest is none
+    b = (0, 0, 4, 0, 0, 3)  # adds a pool from node 1, which is zero: the same computation
+    assert a != b and key(a) == key(b) and key(a) in set(canonical_cells().values())
+    assert not space.exact_rewards() and load_space("nb201").exact_rewards()
+    store_children = [_child(0, a, 0.9), _child(1, b, 0.7), _child(2, (0, 0, 0, 0, 0, 2), 0.85)]
+    ranking = rank(store_children, space)
+    grouped = next(arch for arch in ranking.archs if arch.estimate.n == 2)
+    assert [c.number for c in grouped.children] == [0, 1] and grouped.estimate.mean == pytest.approx(0.8)
+
+
+def _child(number: int, tokens: tuple[int, ...], reward: float):  # type: ignore[no-untyped-def]
+    from l2l.runs.store import ChildRecord
+
+    fields = {name: None for name in ChildRecord.__dataclass_fields__}
+    fields.update(number=number, tokens=tokens, reward=reward, status="done", metrics={}, spec={})
+    return ChildRecord(**fields)  # type: ignore[arg-type]
+
+
+def test_runs_best_names_the_architecture_with_the_best_mean(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'b.db'}"
+    store = Store(storage)
+    space = load_space("toy", {"noise": 0.1})
+    run = store.create_run(space="toy", strategy="random", config=SearchConfig(space="toy", space_options={"noise": 0.1}).to_json(),
+                           seed=0, n_children=9, code_version="test")  # fmt: skip
+    good, lucky, other = (0,) * 9, (1,) + (0,) * 8, (2,) + (0,) * 8
+    rows = [(good, 0.80), (good, 0.82), (good, 0.78), (good, 0.81), (lucky, 0.90), (lucky, 0.60), (lucky, 0.62),
+            (other, 0.85), (other, 0.55)]  # fmt: skip
+    new = [NewChild(i, 0, t, space.decode(t).to_json(), 0.0, 0.0, 0) for i, (t, _) in enumerate(rows)]
+    store.add_children(run, new, running=True)
+    store.finish_children(run, [(i, {"status": "done", "reward": r, "val_acc": r}, r) for i, (_, r) in enumerate(rows)])
+    runner = CliRunner()
+    out = runner.invoke(app, ["runs", "best", str(run), "--storage", storage])
+    assert out.exit_code == 0, out.output
+    assert "evaluated 4 times (children 0, 1, 2, 3)" in out.output and "estimated reward 0.80" in out.output
+    single = runner.invoke(app, ["runs", "best", str(run), "--by", "single", "--storage", storage])
+    assert "child 4, reward 0.9000" in single.output
+    top = runner.invoke(app, ["runs", "top", str(run), "--storage", storage])
+    assert top.exit_code == 0 and top.output.index("0,1,2,3") < top.output.index("4,5,6")
+    bad = runner.invoke(app, ["runs", "top", str(run), "--by", "luck", "--storage", storage])
+    assert bad.exit_code != 0 and "--by must be mean or single, got 'luck'" in bad.output
+
+
+def test_the_best_is_called_uncertain_while_it_is() -> None:
+    close = [_child(i, (i % 2,), r) for i, r in enumerate([0.80, 0.79, 0.60, 0.99, 0.81, 0.78])]
+    doubt = rank(close, None).doubt()
+    assert doubt is not None and doubt.startswith("the best is uncertain: it beats the runner-up, child")
+    once = rank([_child(0, (0,), 0.8), _child(1, (1,), 0.7)], None).doubt()
+    assert once is not None and once.startswith("the noise is unknown: no architecture was evaluated twice")
+    clear = [_child(i, (i % 2,), r) for i, r in enumerate([0.80, 0.50, 0.81, 0.51, 0.79, 0.49])]
+    assert rank(clear, None).doubt() is None
+
+
+def test_kill_9_then_resume_keeps_every_evaluation_and_the_same_decisions(tmp_path: Path) -> None:
+    n, args = 28, ["--children", "28", "--batch", "4", "--seed", "5", "--strategy", "random+reeval"]
+    storage = f"sqlite:///{tmp_path / 'k.db'}"
+    store = Store(storage)
+    proc = _cli("search", "--space", NOISY_SLOW, "-S", "delay=0.1", *args, "--storage", storage,
+                "--executor", "local", "-q")  # fmt: skip
+    wait_for_done(store, 12)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    run = store.list_runs()[0].id
+    out = _cli("search", "--resume", str(run), "--storage", storage, "-q")
+    text, _ = out.communicate(timeout=120)
+    assert out.returncode == 0, text
+    resumed = [(c.number, c.tokens, c.policy_version, c.reward) for c in store.children(run)]
+    whole_store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+    config = SearchConfig(space=NOISY_SLOW, strategy="random+reeval", children=n, batch=4, seed=5,
+                          space_options={"delay": 0.0, "noise": 0.2})  # fmt: skip
+    whole = Search.start(whole_store, config).run()
+    expected = [(c.number, c.tokens, c.policy_version, c.reward) for c in whole_store.children(whole)]
+    assert [r[:3] for r in resumed] == [r[:3] for r in expected]
+    assert [r[3] for r in resumed] == pytest.approx([r[3] for r in expected])
+    assert any(pv == REEVALUATION for _, _, pv, _ in resumed)
