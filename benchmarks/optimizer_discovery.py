@@ -12,7 +12,10 @@
    the same search suite (none of them is a preset the search can pick; they are only measured).
 
 python -m benchmarks.optimizer_discovery [--children 700] [--batch 10] [--units 2] [--search-seeds 1]
-    [--workers 2] [--quick]
+    [--workers 2] [--quick] [--resume-from benchmarks/results/optimizer_discovery.json]
+
+Each phase's results are written as it ends; ``--resume-from`` takes an earlier file's searches (and
+re-discovery check) and runs the funnel and the held-out scoreboard on their top rules.
 
 --quick runs a few minutes' version (12 children, three search tasks at a quarter of their steps, two
 held-out tasks, 2 seeds, two baselines): it checks that the pipeline works, not what it finds.
@@ -21,9 +24,11 @@ held-out tasks, 2 seeds, two baselines): it checks that the pipeline works, not 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from benchmarks.common import print_table, write_json
@@ -93,6 +98,10 @@ def main() -> None:
     parser.add_argument("--baselines", default=",".join(BASELINES))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="A few minutes' check of the whole pipeline.")
+    parser.add_argument(
+        "--resume-from",
+        help="a results file written by an earlier run: keep its searches and re-discovery check, run the rest",
+    )
     args = parser.parse_args()
     if args.quick:
         args.children, args.batch, args.units, args.scale = 12, 4, 1, 0.25
@@ -108,10 +117,17 @@ def main() -> None:
         "betas": not args.quick,
         "objective": args.objective,
     }
+    name = "optimizer_discovery_quick" if args.quick else "optimizer_discovery"
     payload: dict[str, Any] = {"args": vars(args), "searches": []}
     candidates: list[Contender] = []
     best_by_seed: list[float] = []
-    for seed in range(args.search_seeds):
+    if args.resume_from:  # the searches are done: their top rules go on to the funnel
+        earlier = json.loads(Path(args.resume_from).read_text())
+        payload["searches"], payload["rediscovery"] = earlier["searches"], earlier.get("rediscovery")
+        payload["search_args"] = earlier["args"]
+        for s in payload["searches"]:
+            candidates += [Contender(f"s{s['seed']}#{k}", t["rule"]) for k, t in enumerate(s["top"], start=1)]
+    for seed in range(0 if args.resume_from else args.search_seeds):
         store = Store(f"sqlite:///{tempfile.mkdtemp(prefix='l2l-discovery-')}/search.db")
         config = SearchConfig(
             space="optimizer", space_options=options, strategy="reinforce", children=args.children,
@@ -132,19 +148,21 @@ def main() -> None:
               f"{stats['training_runs']} runs ({stats['runs_saved_by_dedup']} saved by de-duplication, "
               f"~{stats['runs_saved_by_halving']} by halving), {stats['seconds']:.0f} s")  # fmt: skip
         candidates += [Contender(f"s{seed}#{k}", r) for k, (_, r) in enumerate(top, start=1)]
+        write_json(name, payload)  # each phase is kept as it ends: a later run can --resume-from it
     print_table(["search", "rank", "reward", "formula"],
                 [[s["seed"], k, f"{t['reward']:.4f}", t["formula"]] for s in payload["searches"]
                  for k, t in enumerate(s["top"], start=1)])  # fmt: skip
 
-    # the presets the search might re-discover, measured on the same search suite
-    refs = references(tasks, objective=args.objective)
-    preset_rewards = {
-        name: suite_reward(parse(PRESETS[name]), tasks, refs, objective=args.objective).reward for name in REDISCOVER
-    }
-    payload["rediscovery"] = {
-        name: {"reward": r, "found_as_good": sum(b >= r for b in best_by_seed), "searches": len(best_by_seed)}
-        for name, r in preset_rewards.items()
-    }
+    if not args.resume_from:  # the presets the search might re-discover, measured on the same search suite
+        refs = references(tasks, objective=args.objective)
+        preset_rewards = {
+            p: suite_reward(parse(PRESETS[p]), tasks, refs, objective=args.objective).reward for p in REDISCOVER
+        }
+        payload["rediscovery"] = {
+            p: {"reward": r, "found_as_good": sum(b >= r for b in best_by_seed), "searches": len(best_by_seed)}
+            for p, r in preset_rewards.items()
+        }
+        write_json(name, payload)
     print_table(["preset", "search-suite reward", "searches finding a rule at least as good"],
                 [[n, f"{v['reward']:.4f}", f"{v['found_as_good']}/{v['searches']}"]
                  for n, v in payload["rediscovery"].items()])  # fmt: skip
@@ -164,6 +182,7 @@ def main() -> None:
     scores = ", ".join(f"{k} {v:.4f}" for k, v in chosen["scores"].items())
     print(f"funnel ({time.perf_counter() - t0:.0f} s): {scores}")
     print(f"winner {winner.label}: {to_formula(simplified_rule(winner.parsed))}   [{winner.rule}]")
+    write_json(name, payload)
 
     t0 = time.perf_counter()
     heldout = longer(resolve_suite(args.heldout), args.heldout_scale)
@@ -187,7 +206,7 @@ def main() -> None:
           "* marks intervals apart from found's")  # fmt: skip
     payload["seconds"] = time.perf_counter() - started
     print(f"total {payload['seconds']:.0f} s")
-    print(f"wrote {write_json('optimizer_discovery_quick' if args.quick else 'optimizer_discovery', payload)}")
+    print(f"wrote {write_json(name, payload)}")
 
 
 if __name__ == "__main__":

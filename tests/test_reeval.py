@@ -222,3 +222,44 @@ def test_kill_9_then_resume_keeps_every_evaluation_and_the_same_decisions(tmp_pa
     assert [r[:3] for r in resumed] == [r[:3] for r in expected]
     assert [r[3] for r in resumed] == pytest.approx([r[3] for r in expected])
     assert any(pv == REEVALUATION for _, _, pv, _ in resumed)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_interrupted_and_resumed_in_either_mode_every_evaluation_is_learned_once(tmp_path: Path, mode: str) -> None:
+    from l2l.runs.search import ChildEvent, SearchInterrupted
+
+    store = Store(f"sqlite:///{tmp_path / 'i.db'}")
+    config = SearchConfig(space="toy", strategy="random+reeval", children=30, batch=3, seed=2, mode=mode,
+                          space_options={"noise": 0.2})  # fmt: skip
+    finished: list[int] = []
+
+    def stop(event: object) -> None:
+        if isinstance(event, ChildEvent):
+            finished.append(event.number)
+            if len(finished) == 14:
+                raise KeyboardInterrupt
+
+    search = Search.start(store, config, listener=stop)
+    with pytest.raises(SearchInterrupted):
+        search.run()
+    Search.resume(store, search.run_id).run()
+    children = store.children(search.run_id)
+    assert [c.number for c in children] == list(range(30)) and all(c.status == "done" for c in children)
+    assert any(c.policy_version == REEVALUATION for c in children)
+    updates = store.updates(search.run_id)
+    assert sorted(n for u in updates for n in u.extra["children"]) == list(range(30))
+    assert [u.policy_version for u in updates] == list(range(1, len(updates) + 1))
+
+
+def test_the_search_command_ends_with_the_best_estimate(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'c.db'}"
+    args = ["search", "--space", "toy", "-S", "noise=0.2", "--strategy", "random+reeval", "--children", "40",
+            "--executor", "local", "--seed", "1", "--storage", storage]  # fmt: skip
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    ranking = rank(Store(storage).children(1), load_space("toy", {"noise": 0.2}))
+    best = ranking.archs[0]
+    assert best.estimate.n > 1
+    line = " ".join(out.output.split())
+    assert f"best estimated reward {best.estimate.estimate:.4f} over {best.estimate.n} evaluations" in line
+    assert f"(child {best.child.number})" in line

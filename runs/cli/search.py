@@ -42,7 +42,8 @@ SpaceOpt = Annotated[
 # kept as text: naming the strategies here must not import the controllers (and torch) for `--help`
 STRATEGY_HELP = (
     "reinforce+screen (the default: REINFORCE whose proposals a surrogate of the rewards picks), reinforce, ppo, "
-    "random, evolution, tpe, gp, qmc; any of them as STRATEGY+screen wears the same screen."
+    "random, evolution, tpe, gp, qmc; any of them as STRATEGY+screen wears the same screen, and as "
+    "STRATEGY+reeval (or STRATEGY+screen+reeval) evaluates the best architectures again when rewards are noisy."
 )
 StrategyOpt = Annotated[str | None, typer.Option("--strategy", help=STRATEGY_HELP)]
 ChildrenOpt = Annotated[int | None, typer.Option("--children", "-n", help="Children to train in all.", min=1)]
