@@ -105,7 +105,8 @@ class ReevaluatedController(Controller):
         if n < 1:
             raise ControllerError(f"propose needs n >= 1, got {n}")
         out: list[Proposal] = []
-        top = None if self.exact else self.evaluations.estimates(limit=2, noise_sd=self._noise())
+        # the top two by estimate; the evaluations in flight (pending) change only how sure each will be
+        top = [] if self.exact else self.evaluations.estimates(limit=2)
         while len(out) < n and top and self.reevaluated < self.config.reeval_share * (self.proposed + 1):
             target = self._target(top)
             if target is None:
@@ -114,27 +115,21 @@ class ReevaluatedController(Controller):
             out.append(Proposal(self._tokens[target], 0.0, 0.0, REEVALUATION))
             self.reevaluated += 1
             self.proposed += 1
-            top = self.evaluations.estimates(limit=2, noise_sd=self._noise())
         if len(out) < n:
             fresh = self.base.propose(n - len(out))
             self.proposed += len(fresh)
             out.extend(dataclasses.replace(p, policy_version=self.policy_version) for p in fresh)
         return out
 
-    def _noise(self) -> float | None:
-        """The noise the re-evaluations trust: None until ``reeval_noise_df`` repeats have measured it."""
-        if self.evaluations.noise_df < self.config.reeval_noise_df:
-            return None
-        return self.evaluations.noise_sd()
-
     def _target(self, top: list[ArchEstimate]) -> Tokens | None:
         """The architecture to evaluate again now, or None when the top one is clear (or at its limit)."""
         if len(top) < 2:
             return None
         seen = [(e, e.n + self._pending.get(e.key, 0)) for e in top]  # evaluations counting those in flight
-        if top[0].sd is None:  # the noise is not measured yet: evaluate the top again, once at a time
+        pending = sum(self._pending.values())
+        if self.evaluations.noise_df < self.config.reeval_noise_df or top[0].sd is None:
+            # the noise is not measured yet: evaluate the top again, until reeval_noise_df repeats are in or in flight
             first, count = seen[0]
-            pending = sum(self._pending.values())
             if self.evaluations.noise_df + pending < self.config.reeval_noise_df and count < self.config.reeval_max:
                 return first.key  # type: ignore[no-any-return]
             return None

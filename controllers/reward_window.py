@@ -10,7 +10,6 @@ O(log size) to add, whatever the run's length.
 
 from __future__ import annotations
 
-import bisect
 import heapq
 from collections import deque
 
@@ -32,7 +31,10 @@ class RewardWindow:
         # the best of the pairs older than the latest: a min-heap on (reward, -index), so its top is the one
         # to drop first (the lowest reward, and of equal rewards the later, as a stable sort ranks them)
         self._older: list[tuple[float, int, Tokens]] = []
-        self._best: list[tuple[float, int, Tokens]] = []  # (-reward, index, tokens), best first, distinct tokens
+        # per sequence its rewards' sum and count and when it was first learned; and a heap of (-mean, first
+        # index, tokens, count) entries whose top, past the stale ones, is the best sequence by mean
+        self._means: dict[Tokens, tuple[float, int, int]] = {}
+        self._best: list[tuple[float, int, Tokens, int]] = []
         self._count = 0
 
     def __len__(self) -> int:
@@ -52,15 +54,10 @@ class RewardWindow:
     def _note_best(self, tokens: Tokens, reward: float, index: int) -> None:
         if self.local < 1:
             return
-        key = (-reward, index, tokens)
-        for j, (neg, _, t) in enumerate(self._best):
-            if t == tokens:
-                if -reward >= neg:  # no better than this sequence's best so far
-                    return
-                del self._best[j]
-                break
-        bisect.insort(self._best, key)
-        del self._best[self.local :]
+        total, n, first = self._means.get(tokens, (0.0, 0, index))
+        total, n = total + reward, n + 1
+        self._means[tokens] = (total, n, first)
+        heapq.heappush(self._best, (-(total / n), first, tokens, n))  # older entries of tokens go stale
 
     def points(self) -> tuple[list[Tokens], list[float]]:
         """The pairs to fit: all of them in order while they fit in ``size``; past it, the best older ones
@@ -73,5 +70,17 @@ class RewardWindow:
         return [t for t, _ in pairs], [r for _, r in pairs]
 
     def best(self) -> list[Tokens]:
-        """The ``local`` best distinct sequences, best first (of equal rewards, the one learned first)."""
-        return [t for _, _, t in self._best]
+        """The ``local`` best distinct sequences by their mean reward, best first (of equal means, the one
+        learned first). A sequence evaluated again (a re-evaluation of noisy rewards) is ranked by the mean
+        of its evaluations, not by its luckiest one."""
+        out: list[Tokens] = []
+        kept = []
+        while self._best and len(out) < self.local:
+            entry = heapq.heappop(self._best)
+            if self._means[entry[2]][1] != entry[3]:
+                continue  # an entry from before the sequence's latest reward
+            out.append(entry[2])
+            kept.append(entry)
+        for entry in kept:
+            heapq.heappush(self._best, entry)
+        return out

@@ -263,3 +263,15 @@ def test_the_search_command_ends_with_the_best_estimate(tmp_path: Path) -> None:
     line = " ".join(out.output.split())
     assert f"best estimated reward {best.estimate.estimate:.4f} over {best.estimate.n} evaluations" in line
     assert f"(child {best.child.number})" in line
+
+
+def test_the_screen_centres_its_neighbourhood_on_the_best_mean() -> None:
+    from l2l.controllers.reward_window import RewardWindow
+
+    window = RewardWindow(size=8, local=2)
+    for tokens, reward in [((0,), 0.9), ((1,), 0.8), ((2,), 0.7), ((0,), 0.5)]:
+        window.add(tokens, reward)
+    # (0,) was the luckiest once, but its mean is 0.7: equal to (2,)'s, and of equal means the first learned
+    assert window.best() == [(1,), (0,)]
+    window.add((2,), 0.75)
+    assert window.best() == [(1,), (2,)] and window.best() == [(1,), (2,)]  # reading it changes nothing
