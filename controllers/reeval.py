@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -125,14 +125,13 @@ class ReevaluatedController(Controller):
         """The architecture to evaluate again now, or None when the top one is clear (or at its limit)."""
         if len(top) < 2:
             return None
-        seen = [(e, e.n + self._pending.get(e.key, 0)) for e in top]  # evaluations counting those in flight
+        keys = [cast(Tokens, e.key) for e in top]
+        seen = [(e, e.n + self._pending.get(k, 0)) for e, k in zip(top, keys, strict=True)]  # counting those in flight
         pending = sum(self._pending.values())
         if self.evaluations.noise_df < self.config.reeval_noise_df or top[0].sd is None:
             # the noise is not measured yet: evaluate the top again, until reeval_noise_df repeats are in or in flight
-            first, count = seen[0]
-            if self.evaluations.noise_df + pending < self.config.reeval_noise_df and count < self.config.reeval_max:
-                return first.key  # type: ignore[no-any-return]
-            return None
+            measuring = self.evaluations.noise_df + pending < self.config.reeval_noise_df
+            return keys[0] if measuring and seen[0][1] < self.config.reeval_max else None
         z = self.config.reeval_z
         # each sd as it will be once the evaluations in flight are in
         sds = [e.sd * (e.n / count) ** 0.5 for e, count in seen]  # type: ignore[operator]
@@ -142,7 +141,7 @@ class ReevaluatedController(Controller):
         order = sorted(range(2), key=lambda i: (-sds[i], i))  # the less certain first, the top on ties
         for i in order:
             if seen[i][1] < self.config.reeval_max:
-                return seen[i][0].key  # type: ignore[no-any-return]
+                return keys[i]
         return None
 
     def update(self, proposals: Sequence[Proposal], rewards: Sequence[float]) -> UpdateStats:

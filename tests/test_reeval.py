@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import random
 import signal
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -31,7 +32,7 @@ NOISY_SLOW = f"{PLUGINS / 'spaces.py'}:NoisySlow"
 def test_evaluations_pool_the_noise_and_shrink_a_lone_lucky_reward() -> None:
     rng = random.Random(0)
     truth = {(i,): 0.5 + 0.025 * i for i in range(12)}  # 0.500 .. 0.775
-    pairs = [(k, v + rng.gauss(0, 0.05)) for k, v in truth.items() for _ in range(4)]
+    pairs: list[tuple[Hashable, float]] = [(k, v + rng.gauss(0, 0.05)) for k, v in truth.items() for _ in range(4)]
     pairs.append((("lucky",), 0.86))  # seen once, above every mean
     ev = Evaluations.of(pairs)
     groups = {k: [r for kk, r in pairs if kk == k] for k in truth}
@@ -161,7 +162,7 @@ def test_a_canonical_form_groups_evaluations_of_one_architecture() -> None:
 def _child(number: int, tokens: tuple[int, ...], reward: float):  # type: ignore[no-untyped-def]
     from l2l.runs.store import ChildRecord
 
-    fields = {name: None for name in ChildRecord.__dataclass_fields__}
+    fields: dict[str, Any] = {name: None for name in ChildRecord.__dataclass_fields__}
     fields.update(number=number, tokens=tokens, reward=reward, status="done", metrics={}, spec={})
     return ChildRecord(**fields)  # type: ignore[arg-type]
 
@@ -170,8 +171,8 @@ def test_runs_best_names_the_architecture_with_the_best_mean(tmp_path: Path) -> 
     storage = f"sqlite:///{tmp_path / 'b.db'}"
     store = Store(storage)
     space = load_space("toy", {"noise": 0.1})
-    run = store.create_run(space="toy", strategy="random", config=SearchConfig(space="toy", space_options={"noise": 0.1}).to_json(),
-                           seed=0, n_children=9, code_version="test")  # fmt: skip
+    config = SearchConfig(space="toy", space_options={"noise": 0.1}).to_json()
+    run = store.create_run(space="toy", strategy="random", config=config, seed=0, n_children=9, code_version="test")
     good, lucky, other = (0,) * 9, (1,) + (0,) * 8, (2,) + (0,) * 8
     rows = [(good, 0.80), (good, 0.82), (good, 0.78), (good, 0.81), (lucky, 0.90), (lucky, 0.60), (lucky, 0.62),
             (other, 0.85), (other, 0.55)]  # fmt: skip
