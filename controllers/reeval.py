@@ -44,7 +44,7 @@ class ReevalConfig:
 
     reeval_z: float = 1.0
     reeval_max: int = 8
-    reeval_share: float = 0.3
+    reeval_share: float = 0.15
     reeval_noise_df: int = 2
 
     def __post_init__(self) -> None:
