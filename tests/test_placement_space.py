@@ -91,3 +91,38 @@ def test_a_stored_profile_replaces_profiling(tmp_path: Path) -> None:
     worker.use_shared_data(space.shared_data())
     assert worker.op_graph() == space.op_graph()
     assert expand(space.grouping(), list(range(8)))[0] == 0
+
+
+def test_plot_placement_of_a_search(tmp_path: Path) -> None:
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+
+    runner = CliRunner()
+    storage = f"sqlite:///{tmp_path}/runs.db"
+    options = [x for k, v in FAST.items() for x in ("-S", f"{k}={v}")]
+    search = [
+        "search",
+        "--space",
+        "placement",
+        *options,
+        "--children",
+        "8",
+        "--executor",
+        "local",
+        "--storage",
+        storage,
+    ]
+    out = runner.invoke(app, [*search, "-q"])
+    assert out.exit_code == 0, out.output
+    png = tmp_path / "placement.png"
+    out = runner.invoke(app, ["plot", "placement", "1", "-o", str(png), "--storage", storage])
+    assert out.exit_code == 0, out.output
+    assert "wrote" in out.output and Image.open(png).size == (1440, 900)
+    toy = runner.invoke(
+        app, ["search", "--space", "toy", "--children", "2", "--executor", "local", "--storage", storage, "-q"]
+    )
+    assert toy.exit_code == 0, toy.output
+    out = runner.invoke(app, ["plot", "placement", "2", "-o", str(png), "--storage", storage])
+    assert out.exit_code != 0 and "run 2 searched the space 'toy'; plot placement draws placement runs" in out.output
