@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from l2l.nas.placement.baselines import expert_gnmt, min_cut, random_search, single_device
 from l2l.nas.placement.graph import Op, OpGraph, PlacementError, colocation_units, group_ops, profile_model
@@ -144,3 +145,17 @@ def test_profiled_costs_repeat_within_ten_percent() -> None:
     now and then (by 20-50%), so of three profiles two must agree."""
     a, b, c = (profile_model(build_model("transformer"), repeats=9) for _ in range(3))
     assert _agree(a, b) or _agree(b, c) or _agree(a, c), [a.forward_ms, b.forward_ms, c.forward_ms]
+
+
+def test_real_step_on_two_threads_computes_the_true_gradients() -> None:
+    from l2l.nas.placement.baselines import expand
+    from l2l.nas.placement.real import measure_step, thread_machine
+
+    model, reference = build_model("transformer"), build_model("transformer")
+    graph = profile_model(model, repeats=1)
+    reference.module(*reference.inputs).backward()
+    placement = expand(group_ops(graph, 4), [0, 1, 0, 1])  # every hand-off crosses threads
+    assert measure_step(model, graph, placement, threads=2, repeats=1) > 0
+    for (name, p), q in zip(model.module.named_parameters(), reference.module.parameters(), strict=True):
+        assert p.grad is not None and torch.allclose(p.grad, q.grad, atol=1e-6), name  # type: ignore[arg-type]
+    assert thread_machine(2).transfer_ms(10**6) == pytest.approx(0.02, abs=1e-5)  # latency only
