@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 import torch
 
 from l2l.nas.placement.baselines import expert_gnmt, min_cut, random_search, single_device
-from l2l.nas.placement.graph import Op, OpGraph, PlacementError, colocation_units, group_ops, profile_model
+from l2l.nas.placement.graph import (
+    Op,
+    OpGraph,
+    PlacementError,
+    colocation_units,
+    group_ops,
+    op_timings,
+    profile_model,
+)
 from l2l.nas.placement.models import PlacementModelError, build_model
 from l2l.nas.placement.simulator import Device, Machine, memory_use, out_of_memory, simulate
 
@@ -131,20 +141,22 @@ def test_baselines(gnmt: OpGraph) -> None:
     assert step == simulate(gnmt, best, machine).step_ms
 
 
-def _agree(a: OpGraph, b: OpGraph) -> bool:
-    heavy = [
-        (x.forward_ms, y.forward_ms) for x, y in zip(a.ops, b.ops, strict=True) if x.forward_ms >= 0.05 * a.forward_ms
-    ]
-    assert heavy, "no op carries 5% of the forward time"
-    return abs(a.forward_ms - b.forward_ms) <= 0.1 * a.forward_ms and all(abs(x - y) <= 0.1 * x for x, y in heavy)
-
-
 def test_profiled_costs_repeat_within_ten_percent() -> None:
-    """The model's forward time and the cost of every op carrying 5% of it or more repeat within 10% (median over
-    9 passes of each op's thread CPU time). Other jobs saturating this machine's two cores shift a whole profile
-    now and then (by 20-50%), so of three profiles two must agree."""
-    a, b, c = (profile_model(build_model("transformer"), repeats=9) for _ in range(3))
-    assert _agree(a, b) or _agree(b, c) or _agree(a, c), [a.forward_ms, b.forward_ms, c.forward_ms]
+    """The median of 9 timings of an op, taken twice, agrees within 10%: for the model's forward time and for
+    every op carrying 5% of it or more. The two medians come from alternate passes of one profiling run, so both
+    see the same load: other jobs on this machine's two cores shift whole profiles by up to 1.7x (matrix
+    products slow down when a job runs on the sibling core), which separate runs would compare instead."""
+    timings = op_timings(build_model("transformer"), passes=18)
+    first = {name: statistics.median(ms[0::2]) for name, ms in timings.items()}
+    second = {name: statistics.median(ms[1::2]) for name, ms in timings.items()}
+    total = sum(first.values())
+    assert abs(total - sum(second.values())) <= 0.1 * total
+    heavy = [name for name, ms in first.items() if ms >= 0.05 * total]
+    assert len(heavy) >= 5, heavy
+    for name in heavy:
+        assert abs(first[name] - second[name]) <= 0.1 * first[name], (name, first[name], second[name])
+    graph = profile_model(build_model("transformer"), repeats=3)
+    assert all(op.forward_ms > 0 for op in graph.ops if op.kind.startswith("call_module"))
 
 
 def test_real_step_on_two_threads_computes_the_true_gradients() -> None:

@@ -3,7 +3,8 @@
 `profile_model` traces a model's training loss into one op per fx node and runs it `WARMUP` times to warm up, then
 ``repeats`` more times timing every op on its real inputs (one torch thread), keeping each op's median.
 Times are the CPU time of the thread running the op, so other processes taking turns on the same cores do
-not inflate them (they still slow the caches: on a saturated machine, costs drift by 10-20%).
+not inflate them (they still slow the op down when they share its core: profiles taken minutes apart on a
+busy machine differed by up to 1.7x; `op_timings` gives the raw timings of every pass).
 Each op records the bytes of its output, the bytes of the parameters it reads and that median forward
 time; the backward pass of an op is taken to cost ``backward_factor`` (2 by default: the gradients with
 respect to both the inputs and the weights each cost about one forward pass) times its forward time.
@@ -179,21 +180,32 @@ def _params_read(node: fx.Node, module: fx.GraphModule) -> dict[str, int]:
     return {}
 
 
+def _profiled(traced: fx.GraphModule, inputs: tuple[torch.Tensor, ...], passes: int) -> _Profiler:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(WARMUP):  # first calls allocate memory and pick kernels
+            _Profiler(traced).run(*inputs)
+        profiler = _Profiler(traced)
+        for _ in range(passes):  # whole passes, so a burst of load on a shared machine hits few timings of an op
+            profiler.run(*inputs)
+    finally:
+        torch.set_num_threads(before)
+    return profiler
+
+
+def op_timings(model: PlacementModel, passes: int) -> dict[str, list[float]]:
+    """Every op's forward time (ms) in each of ``passes`` timed passes, by op name: the raw data of a profile."""
+    profiler = _profiled(fx.symbolic_trace(model.module), model.inputs, passes)
+    return {n.name: [1000.0 * t for t in times] for n, times in profiler.times.items() if n.op != "output"}
+
+
 def profile_model(model: PlacementModel, repeats: int = 5, backward_factor: float = 2.0) -> OpGraph:
     """Trace ``model`` and measure every op on this machine (one thread, median over ``repeats`` passes)."""
     if repeats < 1:
         raise PlacementError(f"repeats must be >= 1, got {repeats}")
     traced = fx.symbolic_trace(model.module)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for _ in range(WARMUP):  # first calls allocate memory and pick kernels
-            _Profiler(traced).run(*model.inputs)
-        profiler = _Profiler(traced)
-        for _ in range(repeats):  # whole passes, so a burst of load on a shared machine hits few timings of an op
-            profiler.run(*model.inputs)
-    finally:
-        torch.set_num_threads(before)
+    profiler = _profiled(traced, model.inputs, repeats)
     nodes = [n for n in traced.graph.nodes if n.op != "output"]
     index = {n: i for i, n in enumerate(nodes)}
     seen: set[str] = set()
