@@ -24,6 +24,7 @@ from l2l.nas.placement import (
 )
 from l2l.nas.placement.baselines import expand
 from l2l.nas.placement.graph import group_edges
+from l2l.nas.placement.real import measure_step
 from l2l.search_spaces.api import Context, Decision, Result, SearchSpace, SpaceError, Spec
 
 # reward from the step time in seconds: -sqrt(t) as in the paper, -t, or 1 / t
@@ -32,7 +33,7 @@ REWARDS: dict[str, Callable[[float], float]] = {
     "neg": lambda s: -s,
     "inv": lambda s: 1.0 / s,
 }
-DEVICE_KINDS = ("cpu", "gpu")
+DEVICE_KINDS = ("cpu", "gpu", "thread")  # a thread is a CPU thread of this process (`measure=true`)
 
 
 @lru_cache(maxsize=8)
@@ -56,7 +57,9 @@ class PlacementSpace(SearchSpace):
     ``gpu_speed`` 10) and holds ``cpu_memory_gb`` (64) or ``gpu_memory_gb`` (12); every ordered pair of devices
     has a link of ``bandwidth_gbs`` (12 GB/s, PCIe 3 x16) and ``latency_us`` (10). ``groups`` (16): how many
     groups the ops are cut into (`l2l.nas.placement.graph.group_ops`). ``profile``: a graph stored as JSON
-    (`OpGraph.to_json`) to use instead of profiling the model here (``repeats`` 5 timed passes).
+    (`OpGraph.to_json`) to use instead of profiling the model here (``repeats`` 5 timed passes). ``measure``
+    (false): time real training steps instead of simulating them, on devices ``thread0,thread1,...`` that are
+    CPU threads of this process (`l2l.nas.placement.real`); the simulated time is kept in ``info``.
     """
 
     name = "placement"
@@ -79,6 +82,7 @@ class PlacementSpace(SearchSpace):
         backward_factor: float = 2.0,
         repeats: int = 5,
         profile: str = "",
+        measure: bool = False,
     ) -> None:
         if model not in MODELS:
             raise SpaceError(f"unknown placement model {model!r}; known: {', '.join(MODELS)}")
@@ -90,6 +94,13 @@ class PlacementSpace(SearchSpace):
         for d in names:
             if not d.startswith(DEVICE_KINDS):
                 raise SpaceError(f"placement device {d!r} must start with one of: {', '.join(DEVICE_KINDS)}")
+        if not isinstance(measure, bool):
+            raise SpaceError(f"placement option measure must be true or false, got {measure!r}")
+        if measure and not all(d.startswith("thread") for d in names):
+            raise SpaceError(
+                f"placement option measure: real steps run on CPU threads only (devices thread0,thread1,...), "
+                f"got devices {','.join(names)}"
+            )
         if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
             raise SpaceError(f"placement option groups must be an integer >= 1, got {groups!r}")
         if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
@@ -116,8 +127,9 @@ class PlacementSpace(SearchSpace):
             backward_factor=backward_factor,
             repeats=repeats,
             profile=profile,
+            **({"measure": True} if measure else {}),
         )
-        kind = {d: "cpu" if d.startswith("cpu") else "gpu" for d in names}
+        kind = {d: "gpu" if d.startswith("gpu") else "cpu" for d in names}
         self.device_names = tuple(names)
         self.machine = Machine(
             tuple(Device(d, speed[kind[d]], memory[kind[d]] * 1e9) for d in names),
@@ -125,7 +137,7 @@ class PlacementSpace(SearchSpace):
             latency_ms=float(latency_us) / 1000.0,
         )
         self.model, self.groups, self.reward_name = model, groups, reward
-        self.backward_factor, self.repeats, self.profile = backward, repeats, str(profile)
+        self.backward_factor, self.repeats, self.profile, self.measure = backward, repeats, str(profile), measure
         self._graph: OpGraph | None = None
         self._grouping: tuple[int, ...] | None = None
         self._decisions = [Decision.categorical(f"group_{k}", names) for k in range(groups)]
@@ -134,7 +146,7 @@ class PlacementSpace(SearchSpace):
         return self._decisions
 
     def exact_rewards(self) -> bool:
-        return True  # the simulator is deterministic over one profiled graph
+        return not self.measure  # the simulator is deterministic over one profiled graph; real steps are not
 
     def op_graph(self) -> OpGraph:
         """The model's profiled op graph (profiled on first use, or read from ``profile``)."""
@@ -188,6 +200,10 @@ class PlacementSpace(SearchSpace):
             return Result.failed(reason, placement=devices)
         schedule = simulate(graph, placement, self.machine)
         step_ms = schedule.step_ms
+        measured = {}
+        if self.measure:  # a real step on this process's threads; the simulated time goes to info
+            measured = {"simulated_ms": step_ms}
+            step_ms = measure_step(build_model(self.model), graph, placement, len(self.device_names), repeats=3)
         return Result(
             reward=REWARDS[self.reward_name](step_ms / 1000.0),
             cost={"step_time_ms": step_ms},
@@ -196,6 +212,7 @@ class PlacementSpace(SearchSpace):
                 "memory_mib": {d: round(m / 2**20, 2) for d, m in zip(self.device_names, schedule.memory, strict=True)},
                 "transfers": schedule.transfers,
                 "transfer_mib": round(schedule.transfer_bytes / 2**20, 3),
+                **measured,
             },
         )
 

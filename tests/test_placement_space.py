@@ -126,3 +126,14 @@ def test_plot_placement_of_a_search(tmp_path: Path) -> None:
     assert toy.exit_code == 0, toy.output
     out = runner.invoke(app, ["plot", "placement", "2", "-o", str(png), "--storage", storage])
     assert out.exit_code != 0 and "run 2 searched the space 'toy'; plot placement draws placement runs" in out.output
+
+
+def test_measure_times_real_steps_on_cpu_threads() -> None:
+    space = PlacementSpace(model="transformer", groups=4, repeats=1, devices="thread0,thread1", measure=True)
+    assert not space.exact_rewards() and space.options["measure"] is True
+    result = space.evaluate(space.decode([0, 1, 0, 1]), Context())
+    assert result.ok and result.cost["step_time_ms"] > 0 and result.info["simulated_ms"] > 0
+    assert result.cost["step_time_ms"] != result.info["simulated_ms"]  # measured, not simulated
+    assert result.reward == -math.sqrt(result.cost["step_time_ms"] / 1000.0)
+    with pytest.raises(SpaceError, match="placement option measure: real steps run on CPU threads only"):
+        PlacementSpace(measure=True)
