@@ -153,7 +153,10 @@ class PlacementSpace(SearchSpace):
         if self._graph is None:
             if self.profile:
                 try:
-                    graph = OpGraph.from_json(json.loads(Path(self.profile).read_text()))
+                    data = json.loads(Path(self.profile).read_text())
+                    if "ops" not in data and self.model in data:  # a file of graphs by model (the benchmark's)
+                        data = data[self.model]
+                    graph = OpGraph.from_json(data)
                 except (OSError, ValueError, KeyError, TypeError) as exc:
                     raise SpaceError(
                         f"placement option profile: cannot read a graph from {self.profile!r}: {exc}"

@@ -85,6 +85,9 @@ def test_a_stored_profile_replaces_profiling(tmp_path: Path) -> None:
     assert again.op_graph() == space.op_graph()
     spec = space.decode([1, 2, 3, 4, 1, 2, 3, 4])
     assert again.evaluate(spec, Context()).reward == space.evaluate(spec, Context()).reward
+    by_model = tmp_path / "profiles.json"
+    by_model.write_text(json.dumps({"transformer": space.op_graph().to_json()}))
+    assert PlacementSpace(**FAST, profile=str(by_model)).op_graph() == space.op_graph()
     with pytest.raises(SpaceError, match="holds model 'transformer', not 'gnmt'"):
         PlacementSpace(model="gnmt", profile=str(path)).op_graph()
     worker = PlacementSpace(**FAST)
