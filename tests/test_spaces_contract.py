@@ -21,6 +21,7 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
     "macro": {"epochs": 1, "layers": 3},
     "micro": {"epochs": 1, "nodes": 3, "channels": 4},
     "rnn_cell": {"steps": 3, "nodes": 3, "hidden": 16},
+    "placement": {"model": "transformer", "groups": 8, "repeats": 1},
 }
 TRAINED = Expected(curves=("val_acc",), costs=("params",), test=("test_acc",), val_acc=True)
 EXPECTED: dict[str, Expected] = {
@@ -34,6 +35,8 @@ EXPECTED: dict[str, Expected] = {
     "optimizer": dataclasses.replace(TRAINED, may_fail=("diverged",)),
     # scored in bits per character, not accuracy
     "rnn_cell": Expected(curves=("val_bpc",), costs=("params",), test=("test_bpc",), may_fail=("diverged",)),
+    # simulated: the step time, and out of memory when a placement does not fit
+    "placement": Expected(costs=("step_time_ms",), may_fail=("out of memory",)),
 }
 
 

@@ -1,4 +1,4 @@
-"""`l2l plot progress|pareto|arch|benchmark|optimizer`: PNG plots of a run or of a benchmark's results."""
+"""`l2l plot progress|pareto|arch|placement|benchmark|optimizer`: PNG plots of a run or of a benchmark's results."""
 
 from __future__ import annotations
 
@@ -288,3 +288,35 @@ def _plot_suite_run(store: Any, run: Any, top: int, lrs: str | None, output: Pat
     path.write_text(json.dumps(board, indent=1))
     console.print(f"wrote {path}", highlight=False)
     _plot_board(path, output)
+
+
+@app.command("placement")
+def plot_placement_cmd(
+    run_id: RunArg,
+    rank: Annotated[int, typer.Option("--rank", help="Which child: 1 is the best.", min=1)] = 1,
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("placement.png"),
+    storage: StorageOpt = None,
+) -> None:
+    """Draw a placement run's best placement: groups coloured by device and the simulated step's timeline."""
+    with user_errors():
+        from l2l.runs.placement_plots import plot_placement
+        from l2l.runs.plots import PlotError
+        from l2l.search_spaces import Spec
+        from l2l.search_spaces.placement import PlacementSpace
+
+        store = open_store(storage)
+        run = store.get_run(run_id)
+        space = space_of(run)
+        if not isinstance(space, PlacementSpace):
+            raise UsageError(f"run {run_id} searched the space {space.name!r}; plot placement draws placement runs")
+        top = store.top_children(run_id, rank)
+        if len(top) < rank:
+            raise UsageError(f"run {run_id} has {len(top)} finished children; --rank {rank} does not exist")
+        child = top[rank - 1]
+        spec = Spec.from_json(child.spec)
+        title = f"run {run_id}, child {child.number}, reward {fmt(child.reward)}: {space.describe(spec)}"
+        try:
+            path = plot_placement(space, spec, title, output)
+        except PlotError as exc:
+            raise UsageError(str(exc)) from None
+        console.print(f"wrote {path}", highlight=False)

@@ -1,0 +1,142 @@
+"""The `placement` space: options, rewards from the simulator, out-of-memory children, stored profiles."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from l2l.nas.placement import simulate
+from l2l.nas.placement.baselines import expand
+from l2l.search_spaces import Context, SpaceError, load_space
+from l2l.search_spaces.placement import PlacementSpace
+
+FAST: dict[str, Any] = {"model": "transformer", "groups": 8, "repeats": 1}
+
+
+def test_reward_is_minus_sqrt_of_the_simulated_step_in_seconds() -> None:
+    space = load_space("placement", FAST)
+    assert space.exact_rewards() and len(space.decisions()) == 8
+    spec = space.decode([1] * 8)  # everything on gpu0
+    result = space.evaluate(spec, Context())
+    assert isinstance(space, PlacementSpace)
+    graph = space.op_graph()
+    step = simulate(graph, [1] * len(graph.ops), space.machine).step_ms
+    assert result.cost["step_time_ms"] == step == pytest.approx(graph.forward_ms * 3 / 10)
+    assert result.reward == -math.sqrt(step / 1000.0)
+    assert result.info["placement"] == ["gpu0"] * 8 and result.info["transfers"] == 0
+    assert space.describe(spec) == "g0-7=gpu0"
+    assert space.describe(space.decode([1, 1, 2, 0, 0, 0, 0, 4])) == "g0-1=gpu0 g2=gpu1 g3-6=cpu g7=gpu3"
+    inv = PlacementSpace(**FAST, reward="inv").evaluate(spec, Context())
+    assert inv.reward == pytest.approx(1000.0 / step)
+
+
+def test_a_placement_that_does_not_fit_fails_with_the_reason() -> None:
+    space = PlacementSpace(**FAST, gpu_memory_gb=0.05)  # 50 MB: the parameters and Adam's state alone are 67 MB
+    result = space.evaluate(space.decode([1] * 8), Context())
+    assert result.status == "failed" and not result.ok
+    assert result.error is not None and result.error.startswith("out of memory on gpu0: needs")
+    split = space.evaluate(space.decode([1, 1, 2, 2, 3, 3, 4, 4]), Context())
+    assert split.ok, split.error  # spread over four GPUs it fits
+
+
+def test_cpu_is_slower_and_transfers_cost() -> None:
+    space = PlacementSpace(**FAST)
+    gpu = space.evaluate(space.decode([1] * 8), Context()).cost["step_time_ms"]
+    cpu = space.evaluate(space.decode([0] * 8), Context()).cost["step_time_ms"]
+    assert cpu == pytest.approx(10 * gpu)
+    slow_links = PlacementSpace(**FAST, bandwidth_gbs=0.001)
+    spread = slow_links.decode([1, 2, 1, 2, 1, 2, 1, 2])
+    assert slow_links.evaluate(spread, Context()).cost["step_time_ms"] > 2 * gpu
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"model": "vgg"}, "unknown placement model 'vgg'; known: gnmt, inception, transformer"),
+        ({"reward": "fast"}, "unknown placement reward 'fast'; known: neg_sqrt, neg, inv"),
+        ({"devices": "cpu,tpu0"}, "placement device 'tpu0' must start with one of: cpu, gpu"),
+        ({"devices": "gpu0,gpu0"}, "placement option devices must name distinct devices"),
+        ({"groups": 0}, "placement option groups must be an integer >= 1, got 0"),
+        ({"gpu_speed": -1}, "placement option gpu_speed must be a number > 0, got -1"),
+        ({"latency_us": -1}, "placement option latency_us must be a number >= 0, got -1"),
+    ],
+)
+def test_bad_options_name_the_option_and_what_is_allowed(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpaceError) as info:
+        PlacementSpace(**options)
+    assert message in str(info.value)
+
+
+def test_too_many_groups_fail_on_use_with_the_count() -> None:
+    space = PlacementSpace(model="transformer", groups=500, repeats=1)
+    with pytest.raises(SpaceError, match=r"placement option groups: model 'transformer' has \d+ co-location units"):
+        space.evaluate(space.decode([0] * 500), Context())
+
+
+def test_a_stored_profile_replaces_profiling(tmp_path: Path) -> None:
+    space = PlacementSpace(**FAST)
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps(space.op_graph().to_json()))
+    again = PlacementSpace(**FAST, profile=str(path))
+    assert again.op_graph() == space.op_graph()
+    spec = space.decode([1, 2, 3, 4, 1, 2, 3, 4])
+    assert again.evaluate(spec, Context()).reward == space.evaluate(spec, Context()).reward
+    by_model = tmp_path / "profiles.json"
+    by_model.write_text(json.dumps({"transformer": space.op_graph().to_json()}))
+    assert PlacementSpace(**FAST, profile=str(by_model)).op_graph() == space.op_graph()
+    with pytest.raises(SpaceError, match="holds model 'transformer', not 'gnmt'"):
+        PlacementSpace(model="gnmt", profile=str(path)).op_graph()
+    worker = PlacementSpace(**FAST)
+    worker.use_shared_data(space.shared_data())
+    assert worker.op_graph() == space.op_graph()
+    assert expand(space.grouping(), list(range(8)))[0] == 0
+
+
+def test_plot_placement_of_a_search(tmp_path: Path) -> None:
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+
+    runner = CliRunner()
+    storage = f"sqlite:///{tmp_path}/runs.db"
+    options = [x for k, v in FAST.items() for x in ("-S", f"{k}={v}")]
+    search = [
+        "search",
+        "--space",
+        "placement",
+        *options,
+        "--children",
+        "8",
+        "--executor",
+        "local",
+        "--storage",
+        storage,
+    ]
+    out = runner.invoke(app, [*search, "-q"])
+    assert out.exit_code == 0, out.output
+    png = tmp_path / "placement.png"
+    out = runner.invoke(app, ["plot", "placement", "1", "-o", str(png), "--storage", storage])
+    assert out.exit_code == 0, out.output
+    assert "wrote" in out.output and Image.open(png).size == (1440, 900)
+    toy = runner.invoke(
+        app, ["search", "--space", "toy", "--children", "2", "--executor", "local", "--storage", storage, "-q"]
+    )
+    assert toy.exit_code == 0, toy.output
+    out = runner.invoke(app, ["plot", "placement", "2", "-o", str(png), "--storage", storage])
+    assert out.exit_code != 0 and "run 2 searched the space 'toy'; plot placement draws placement runs" in out.output
+
+
+def test_measure_times_real_steps_on_cpu_threads() -> None:
+    space = PlacementSpace(model="transformer", groups=4, repeats=1, devices="thread0,thread1", measure=True)
+    assert not space.exact_rewards() and space.options["measure"] is True
+    result = space.evaluate(space.decode([0, 1, 0, 1]), Context())
+    assert result.ok and result.cost["step_time_ms"] > 0 and result.info["simulated_ms"] > 0
+    assert result.cost["step_time_ms"] != result.info["simulated_ms"]  # measured, not simulated
+    assert result.reward == -math.sqrt(result.cost["step_time_ms"] / 1000.0)
+    with pytest.raises(SpaceError, match="placement option measure: real steps run on CPU threads only"):
+        PlacementSpace(measure=True)
