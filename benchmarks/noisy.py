@@ -197,6 +197,8 @@ def main() -> None:
             for by in NAMINGS:
                 rows.append([label, by, *cells[by], f"{result[f'found@{last}']:.0%}",
                              f"{result[f'reevaluations@{last}']:.0f}", f"{seconds:.0f}"])  # fmt: skip
+                print(" | ".join(rows[-1]), flush=True)  # each row as it ends: a long run shows its progress
+            write_json(args.name, payload)
         print(f"noise sd {noise} points, seeds {args.seed_offset}-{args.seed_offset + args.seeds - 1}: test accuracy "
               f"of the named cell, mean (share naming the optimum {optimum:.2f})")  # fmt: skip
         print_table(["strategy", "named by", *[f"{b} queries" for b in budgets], f"found by {max(budgets)}",
