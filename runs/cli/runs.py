@@ -206,8 +206,7 @@ def runs_top(
             top = [a.child for a in archs]
             view = MetricView.of(run.space, top)
             tests, costs = view.test[:3], view.cost[:2]
-            table = Table("rank", "child", "evals", "estimate", "mean reward", f"val {view.validation}", *tests,
-                          *costs, "candidate")  # fmt: skip
+            table = Table("rank", "child", "n", "estimate", f"val {view.validation}", *tests, *costs, "candidate")
             for place, arch in enumerate(archs, start=1):
                 metrics = mean_metrics(arch.children)
                 table.add_row(
@@ -215,7 +214,6 @@ def runs_top(
                     ",".join(str(c.number) for c in arch.children[:4]) + ("..." if len(arch.children) > 4 else ""),
                     str(arch.estimate.n),
                     estimate_text(arch),
-                    fmt(arch.estimate.mean),
                     view.val(metrics, metrics.get("val_acc")),
                     *(view.figure(metrics, "test", key) for key in tests),
                     *(view.figure(metrics, "cost", key) for key in costs),
