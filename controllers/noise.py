@@ -116,7 +116,14 @@ class Evaluations:
             precision = 1.0 / tau2 + n / noise_var
             post = (mu0 / tau2 + n * mean / noise_var) / precision
             sd = 1.0 / np.sqrt(precision)
-        order = np.lexsort((np.arange(k), -post))[: k if limit is None else limit].tolist()
+        if limit is not None and limit <= 8:  # the few best in O(k) each (np.argmax takes the first of ties)
+            masked, order = post.astype(float), []
+            for _ in range(min(limit, k)):
+                i = int(np.argmax(masked))
+                order.append(i)
+                masked[i] = -np.inf
+        else:
+            order = np.lexsort((np.arange(k), -post))[: k if limit is None else limit].tolist()
         return [
             ArchEstimate(self._keys[i], int(n[i]), float(mean[i]), float(post[i]), None if sd is None else float(sd[i]))
             for i in order

@@ -48,6 +48,8 @@ def test_evaluations_pool_the_noise_and_shrink_a_lone_lucky_reward() -> None:
     # without enough architectures to see how their means spread, nothing is shrunk
     few = Evaluations.of([(k, r) for k, r in pairs if k in ((0,), (1,), ("lucky",))]).estimates()
     assert all(e.estimate == e.mean for e in few)
+    for limit in (1, 2, 5, 9):  # the few best, found without sorting, are the head of the full ranking
+        assert ev.estimates(limit=limit) == top[:limit]
     # a state round trip gives back the same estimates, bit for bit
     again = Evaluations.from_state(ev.state())
     assert again.estimates() == top and again.noise_sd() == ev.noise_sd()
