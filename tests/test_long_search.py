@@ -39,8 +39,10 @@ def test_reward_window_keeps_what_the_whole_history_rule_kept(size: int) -> None
         window.add(*pair)
         tokens, rewards = window.points()
         assert list(zip(tokens, rewards, strict=True)) == old_rule(pairs, size)
-        ranked = sorted(pairs, key=lambda tr: tr[1], reverse=True)  # the screen's neighbourhood, as it was
-        assert window.best() == list(dict.fromkeys(t for t, _ in ranked))[:3]
+        # the screen's neighbourhood: the best sequences by their mean reward (of equal means, the first seen)
+        seen = list(dict.fromkeys(t for t, _ in pairs))
+        mean = {t: sum(r for u, r in pairs if u == t) / sum(u == t for u, _ in pairs) for t in seen}
+        assert window.best() == sorted(seen, key=lambda t: (-mean[t], seen.index(t)))[:3]
     with pytest.raises(ControllerError, match="at least 2 points, got screen_points=1"):
         RewardWindow(1)
 
