@@ -81,8 +81,8 @@ def named(traj: list[Query], budget: int, by: str) -> float:
         mean, _ = model.posterior(distinct)
         best = distinct[int(torch.argmax(mean))]
         return next(q[2] for q in head if q[0] == best)
-    best = Evaluations.of((q[0], q[1]) for q in head).estimates(limit=1)[0].key
-    return next(q[2] for q in head if q[0] == best)
+    key = Evaluations.of((q[0], q[1]) for q in head).estimates(limit=1)[0].key
+    return next(q[2] for q in head if q[0] == key)
 
 
 def real_check(space_name: str, options: dict[str, Any], strategy: str, seed: int, children: int,
