@@ -85,13 +85,21 @@ def test_reevaluation_races_the_top_two_and_the_strategy_learns_means() -> None:
     c = ReevaluatedController(spy)
     rng = random.Random(1)
     again = 0
+    seen: dict[tuple[int, ...], list[float]] = {}  # every reward of each architecture so far
+    expected: list[float] = []  # what the strategy should learn: its proposals' architecture means
     for _ in range(30):
         proposals = c.propose(4)
         for p in proposals:
             if p.policy_version == REEVALUATION:
                 again += 1
                 assert c.evaluations.count(c.key(p.tokens)) >= 1, "only an evaluated architecture is re-evaluated"
-        c.update(proposals, [noisy(p.tokens, rng) for p in proposals])
+        rewards = [noisy(p.tokens, rng) for p in proposals]
+        for p, r in zip(proposals, rewards, strict=True):
+            seen.setdefault(c.key(p.tokens), []).append(r)
+        own = [p for p in proposals if p.policy_version != REEVALUATION]
+        expected += [sum(seen[c.key(p.tokens)]) / len(seen[c.key(p.tokens)]) for p in own]
+        c.update(proposals, rewards)
+    assert [r for _, r in spy.learned] == pytest.approx(expected)
     assert 0 < again <= 0.15 * 120 + 1  # within reeval_share of the proposals
     assert c.evaluations.total == 120 and len(spy.learned) == 120 - again
     # the strategy's reward for each of its proposals is its architecture's mean at that time; for an
