@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -44,7 +44,13 @@ class ChildRow(Base):
     """One candidate: its tokens and spec, how it was sampled, and what training it gave."""
 
     __tablename__ = "children"
-    __table_args__ = (UniqueConstraint("run_id", "number", name="uq_children_run_number"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "number", name="uq_children_run_number"),
+        # the dashboard's queries on big runs (migration 0006): a run's rewards in child order and its counts by
+        # status read from the first index alone, never from the rows; pages sorted by reward from the second
+        Index("ix_children_run_status_number", "run_id", "status", "number", "batch", "reward"),
+        Index("ix_children_run_reward", "run_id", "reward"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)

@@ -10,6 +10,7 @@ import typer
 
 from l2l.runs.cli import optimizers, plot, runs, spaces
 from l2l.runs.cli.common import error_line
+from l2l.runs.cli.dashboard import dashboard
 from l2l.runs.cli.search import search
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(search)
+app.command()(dashboard)
 app.add_typer(spaces.app, name="spaces")
 app.add_typer(runs.app, name="runs")
 app.add_typer(plot.app, name="plot")

@@ -1,0 +1,46 @@
+"""`l2l dashboard`: serve a read-only web view of the store, live while searches write it."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from l2l.runs.cli.common import STORAGE_ENV, StorageOpt, console, err_console, user_errors
+
+HostOpt = Annotated[
+    str,
+    typer.Option(
+        "--host",
+        help="Address to listen on. The default answers this machine only; anything else is reachable by whoever "
+        "can reach that address, with no login (a warning says so).",
+    ),
+]
+PortOpt = Annotated[int, typer.Option("--port", help="TCP port to listen on.", min=1, max=65535)]
+ExitWithOpt = Annotated[
+    int | None, typer.Option("--exit-with", hidden=True, help="Stop when this process (a search) is gone.")
+]
+
+
+def dashboard(
+    storage: StorageOpt = None,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8080,
+    exit_with: ExitWithOpt = None,
+) -> None:
+    """Serve a web view of the store: every run live, a run's rewards, controller, children, Pareto front, best
+    architecture or update rules, and each child's spec, curves and error. It only reads: a running search
+    is never slowed or blocked, and stopped, crashed or finished runs are shown as they are."""
+    from l2l.runs.dashboard import bind_warning, serve
+    from l2l.runs.dashboard.server import url_of
+    from l2l.runs.store import DEFAULT_STORAGE
+
+    url = storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+    warning = bind_warning(host)
+    if warning:
+        err_console.print(f"[yellow]{warning}[/]", highlight=False, soft_wrap=True)
+    with user_errors():
+        if exit_with is None:
+            console.print(f"l2l dashboard at {url_of(host, port)} (Ctrl-C stops it)", highlight=False)
+        serve(url, host, port, exit_with=exit_with)

@@ -1,0 +1,269 @@
+"""The dashboard's web app (Starlette): three pages, the JSON they poll, and the drawings they show.
+
+Pages are Jinja2 templates with autoescaping on; the browser fills in what changes from the JSON endpoints
+with ``textContent``, never as HTML. Handlers are plain functions, which Starlette runs in its thread pool,
+each reading the store in short transactions through `l2l.runs.dashboard.reader.Reader`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from l2l.runs.dashboard import figures, series
+from l2l.runs.dashboard.reader import SORT_KEYS, Reader, iso
+from l2l.runs.store_records import RunNotFound, StoreError
+
+HERE = Path(__file__).parent
+PREFERRED_COSTS = ("flops", "params", "latency_s", "train_time_s")
+POLL_MS = 2000  # how often an open page asks for news while its run is live
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    # scripts only from this server (no inline script, no eval); plotly sets styles inline
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+}
+
+
+def _plain(value: Any) -> Any:
+    """A value JSON can carry: times as ISO strings, NaN and infinities as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return iso(value)
+    return value
+
+
+class Json(JSONResponse):
+    """JSON of store values: datetimes, NaN and numpy-free floats as above; never cached by the browser."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(_plain(content), separators=(",", ":")).encode()
+
+
+def _int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    text = request.query_params.get(name)
+    if text is None or not text.strip().lstrip("-").isdigit():
+        return default
+    return max(lo, min(hi, int(text)))
+
+
+def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
+    """The dashboard of the store at ``storage`` (any store URL); opens it read-only at once, so a store that
+    cannot be read fails here with a `StoreError`, not on the first request."""
+    import plotly
+
+    reader = Reader(storage)
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
+    plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+    def page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
+        html = env.get_template(template).render(store=reader.label, poll_ms=poll_ms, **values)
+        return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+    def runs_page(request: Request) -> Response:
+        return page("runs.html", runs=reader.runs())
+
+    def run_page(request: Request) -> Response:
+        summary = reader.summary(request.path_params["run_id"])
+        run = reader.run(summary["id"])
+        return page("run.html", run=summary, config=json.dumps(run.config, indent=1, sort_keys=True))
+
+    def child_page(request: Request) -> Response:
+        run = reader.run(request.path_params["run_id"])
+        child = reader.child(run.id, request.path_params["number"])
+        space, problem = figures.space_of(run)
+        return page(
+            "child.html",
+            run=run,
+            child=child,
+            describe=figures.describe(space, child),
+            space_problem=problem,
+            rule=(child.metrics.get("info") or {}).get("formula"),
+            has_rule=getattr(space, "rule_of", None) is not None,
+            spec=json.dumps(child.spec, indent=1),
+            spec_items=_spec_items(child.spec),
+            metrics=json.dumps(_plain(child.metrics), indent=1, sort_keys=True),
+        )
+
+    def api_runs(request: Request) -> Response:
+        return Json({"runs": reader.runs(), "poll_ms": poll_ms})
+
+    def api_run(request: Request) -> Response:
+        return Json(reader.summary(request.path_params["run_id"]))
+
+    charts = figures.Cache(64)  # a chart's data until the run changes: a stopped run is read once
+
+    def api_progress(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+
+        def make() -> dict[str, Any]:
+            rows, failed = reader.rewards(run_id)
+            return {**series.progress(rows, failed), "updates": series.updates(reader.updates(run_id))}
+
+        return Json(charts.get(("progress", run_id, reader.stamp(run_id)), make))
+
+    def api_children(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        q = request.query_params
+        sort = q.get("sort", "number")
+        per = _int(request, "per", 50, 1, 200)
+        total, rows = reader.page(
+            run_id,
+            page=_int(request, "page", 1, 1, 10**9),
+            per=per,
+            sort=sort if sort in SORT_KEYS else "number",
+            descending=q.get("order") == "desc",
+            status=q.get("status") or None,
+            text=(q.get("q") or "").strip()[:200] or None,
+        )
+        for r in rows:
+            metrics = r.pop("metrics") or {}
+            r["cost"] = {k: v for k, v in (metrics.get("cost") or {}).items() if isinstance(v, int | float)}
+            r["error"] = (r["error"] or "").strip().splitlines()[0][:200] if r["error"] else None
+        return Json({"total": total, "per": per, "rows": rows, "sort_keys": list(SORT_KEYS)})
+
+    def api_pareto(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        keys = reader.cost_keys(run_id)
+        asked = request.query_params.get("cost")
+        if not keys:
+            return Json({"keys": [], "cost": None})
+        stamp = reader.stamp(run_id)
+
+        def costs(key: str) -> list[tuple[float, float, int]]:
+            found: list[tuple[float, float, int]] = charts.get(
+                ("costs", run_id, key, stamp), functools.partial(reader.costs, run_id, key)
+            )
+            return found
+
+        if asked in keys:
+            return Json({"keys": keys, **series.pareto(costs(asked), asked)})
+        # the first cost in this order that tells children apart (an optimizer search's params are all equal)
+        order = sorted(keys, key=lambda k: (PREFERRED_COSTS.index(k) if k in PREFERRED_COSTS else 99, k))
+        for key in order:
+            points = costs(key)
+            if len({p[0] for p in points}) > 1:
+                break
+        return Json({"keys": keys, **series.pareto(points, key)})
+
+    def api_best(request: Request) -> Response:
+        run = reader.run(request.path_params["run_id"])
+        top = reader.top(run.id, 30)
+        space, problem = figures.space_of(run)
+        best = top[0] if top else None
+        out: dict[str, Any] = {"problem": problem, "child": None, "rules": []}
+        if best is not None:
+            out["child"] = {
+                "number": best.number,
+                "reward": best.reward,
+                "describe": figures.describe(space, best),
+                "arch": f"/runs/{run.id}/children/{best.number}/arch.svg",
+            }
+            out["rules"] = figures.rules(run, top, 3)
+            for r in out["rules"]:
+                r["formula_svg"] = f"/runs/{run.id}/children/{r['child']}/formula.svg"
+        return Json(out)
+
+    def api_epochs(request: Request) -> Response:
+        return Json({"epochs": reader.epochs(request.path_params["run_id"])})
+
+    def api_child(request: Request) -> Response:
+        child = reader.child(request.path_params["run_id"], request.path_params["number"])
+        return Json({"status": child.status, "reward": child.reward, "curves": child.curves, "error": child.error})
+
+    def api_compare(request: Request) -> Response:
+        ids = [int(p) for p in request.query_params.get("runs", "").split(",") if p.strip().isdigit()][:12]
+        out = []
+        for run_id in ids:
+            rows, _ = reader.rewards(run_id)
+            x, y = series.best_so_far([n for n, _, _ in rows], [r for _, _, r in rows])
+            out.append({"id": run_id, "x": x, "y": y})
+        return Json({"runs": out})
+
+    def arch(request: Request) -> Response:
+        run = reader.run(request.path_params["run_id"])
+        svg = figures.arch_svg(run, reader.child(run.id, request.path_params["number"]))
+        if svg is None:
+            return Response("cannot draw this architecture", status_code=404, media_type="text/plain")
+        return Response(svg, media_type="image/svg+xml", headers={**SECURITY_HEADERS, "Cache-Control": "max-age=3600"})
+
+    def formula(request: Request) -> Response:
+        run = reader.run(request.path_params["run_id"])
+        child = reader.child(run.id, request.path_params["number"])
+        found = figures.rules(run, [child], 1)
+        if not found:
+            return Response("not an update rule", status_code=404, media_type="text/plain")
+        svg = figures.formula_svg(found[0]["latex"])
+        return Response(svg, media_type="image/svg+xml", headers={**SECURITY_HEADERS, "Cache-Control": "max-age=3600"})
+
+    def plotly_script(request: Request) -> Response:
+        return Response(
+            plotly_js.read_bytes(), media_type="text/javascript", headers={"Cache-Control": "max-age=86400"}
+        )
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _problem(request, page, 404, str(exc))
+
+    async def store_error(request: Request, exc: Exception) -> Response:
+        return _problem(request, page, 503, str(exc))
+
+    routes = [
+        Route("/", runs_page),
+        Route("/runs/{run_id:int}", run_page),
+        Route("/runs/{run_id:int}/children/{number:int}", child_page),
+        Route("/runs/{run_id:int}/children/{number:int}/arch.svg", arch),
+        Route("/runs/{run_id:int}/children/{number:int}/formula.svg", formula),
+        Route("/api/runs", api_runs),
+        Route("/api/runs/{run_id:int}", api_run),
+        Route("/api/runs/{run_id:int}/progress", api_progress),
+        Route("/api/runs/{run_id:int}/children", api_children),
+        Route("/api/runs/{run_id:int}/children/{number:int}", api_child),
+        Route("/api/runs/{run_id:int}/pareto", api_pareto),
+        Route("/api/runs/{run_id:int}/best", api_best),
+        Route("/api/runs/{run_id:int}/epochs", api_epochs),
+        Route("/api/compare", api_compare),
+        Route("/vendor/plotly.min.js", plotly_script),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    app = Starlette(routes=routes, exception_handlers={RunNotFound: not_found, StoreError: store_error})
+    app.state.reader = reader
+    return app
+
+
+def _problem(request: Request, page: Any, status: int, message: str) -> Response:
+    if request.url.path.startswith("/api/"):
+        return Json({"error": message}, status_code=status)
+    response: Response = page("error.html", status=status, message=message)
+    return response
+
+
+def _spec_items(spec: dict[str, Any]) -> list[tuple[str, str]]:
+    """A stored spec's (decision, value) pairs as text; anchors' bit lists as digits."""
+    out = []
+    for item in spec.get("values") or []:
+        if isinstance(item, list | tuple) and len(item) == 2:
+            key, value = item
+            text = "".join(str(b) for b in value) if isinstance(value, list) else str(value)
+            out.append((str(key), text))
+    return out

@@ -1,0 +1,376 @@
+"""The dashboard's view of a results store: read-only, one short transaction per question, columns chosen.
+
+The engine refuses writes (SQLite ``PRAGMA query_only``, PostgreSQL read-only transactions) and never
+migrates; SQLite stores are in WAL mode (the writer sets it), where a reader never blocks the driver's
+writes. Every query is a SQLAlchemy expression with bound parameters: sort keys come from a whitelist,
+filters are parameters, nothing from a request becomes SQL text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+from sqlalchemy import Connection, Engine, Table, Text, create_engine, event, func, inspect, or_, select
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from l2l.runs.driver import run_state
+from l2l.runs.models import ChildRow, EpochRow, RunRow, UpdateRow
+from l2l.runs.store_engine import safe_url, short_error
+from l2l.runs.store_records import ChildRecord, RunNotFound, RunRecord, StoreError
+
+RUNS = cast(Table, RunRow.__table__)
+CHILDREN = cast(Table, ChildRow.__table__)
+UPDATES = cast(Table, UpdateRow.__table__)
+EPOCHS = cast(Table, EpochRow.__table__)
+
+# what the children table may be sorted by: request text only ever picks a key of this dict
+SORT_KEYS = {
+    "number": CHILDREN.c.number,
+    "status": CHILDREN.c.status,
+    "reward": CHILDREN.c.reward,
+    "val_acc": CHILDREN.c.val_acc,
+    "val_loss": CHILDREN.c.val_loss,
+    "wall_time": CHILDREN.c.wall_time,
+    "worker": CHILDREN.c.worker,
+    "device": CHILDREN.c.device,
+    "started_at": CHILDREN.c.started_at,
+    "finished_at": CHILDREN.c.finished_at,
+}
+MAX_PER_PAGE = 200
+# the columns of a child that the table shows (its spec, curves and tokens stay in the database)
+ROW_COLUMNS = [
+    CHILDREN.c[n]
+    for n in (
+        "number",
+        "batch",
+        "status",
+        "reward",
+        "val_acc",
+        "val_loss",
+        "metrics",
+        "error",
+        "worker",
+        "device",
+        "node",
+        "wall_time",
+        "started_at",
+        "finished_at",
+    )
+]
+
+
+def iso(value: datetime | None) -> str | None:
+    """A stored time as ISO 8601 in UTC (SQLite hands back naive datetimes that were written in UTC)."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def _sqlite_read_only(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA query_only=ON")
+    cur.close()
+
+
+def _postgres_read_only(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    cur.close()
+    dbapi_conn.commit()
+
+
+def read_only_engine(url: str) -> Engine:
+    """An engine on ``url`` that cannot write; a SQLite file that does not exist is an error, not a new store."""
+    label = safe_url(url)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise StoreError(f"invalid storage URL {label!r}; expected e.g. sqlite:///l2l.db") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        path = parsed.database or ""
+        if path in ("", ":memory:") or not Path(path).expanduser().is_file():
+            raise StoreError(f"no store at {label}: the file does not exist (run a search first)")
+    try:
+        engine = create_engine(url, connect_args={"timeout": 10} if backend == "sqlite" else {})
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise StoreError(f"cannot open store {label}: {exc}") from exc
+    if backend == "sqlite":
+        event.listen(engine, "connect", _sqlite_read_only)
+    elif backend == "postgresql":
+        event.listen(engine, "connect", _postgres_read_only)
+    return engine
+
+
+class Reader:
+    """The questions the dashboard asks of a store, each answered in one short read transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.label = safe_url(url)
+        self.engine = read_only_engine(url)
+        with self.read("open store") as conn:
+            tables = set(inspect(conn).get_table_names())
+            if "runs" not in tables:
+                raise StoreError(f"{self.label} is not an l2l store: it has no runs table")
+            self.revision = _revision(conn) if "alembic_version" in tables else None
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    @contextmanager
+    def read(self, what: str) -> Iterator[Connection]:
+        """One read transaction, rolled back at the end; database errors become a `StoreError`."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store {self.label}: {what} failed: {short_error(exc)}") from exc
+
+    # runs -----------------------------------------------------------------------------------------
+
+    def runs(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest runs, each with its children counted by status and its best reward."""
+        with self.read("list runs") as conn:
+            rows = conn.execute(select(RUNS).order_by(RUNS.c.id.desc()).limit(limit)).mappings().all()
+            ids = [int(r["id"]) for r in rows]
+            counts = _counts(conn, ids)
+            best = dict(
+                conn.execute(
+                    select(CHILDREN.c.run_id, func.max(CHILDREN.c.reward))
+                    .where(CHILDREN.c.run_id.in_(ids), CHILDREN.c.status == "done")
+                    .group_by(CHILDREN.c.run_id)
+                ).all()
+            )
+        return [_run_summary(RunRecord(**dict(r)), counts.get(int(r["id"]), {}), best.get(r["id"])) for r in rows]
+
+    def run(self, run_id: int) -> RunRecord:
+        """The run ``run_id``; `RunNotFound` when there is none."""
+        with self.read("read run") as conn:
+            row = conn.execute(select(RUNS).where(RUNS.c.id == run_id)).mappings().first()
+        if row is None:
+            raise RunNotFound(f"no run {run_id} in store {self.label}")
+        return RunRecord(**dict(row))
+
+    def summary(self, run_id: int) -> dict[str, Any]:
+        """A run's state, counts, best child and how many updates and epochs it has: what a page polls."""
+        run = self.run(run_id)
+        with self.read("summarize run") as conn:
+            counts = _counts(conn, [run_id]).get(run_id, {})
+            top = conn.execute(
+                select(CHILDREN.c.number, CHILDREN.c.reward)
+                .where(CHILDREN.c.run_id == run_id, CHILDREN.c.status == "done", CHILDREN.c.reward.is_not(None))
+                .order_by(CHILDREN.c.reward.desc(), CHILDREN.c.number)
+                .limit(1)
+            ).first()
+            n_updates = conn.scalar(select(func.count()).where(UPDATES.c.run_id == run_id)) or 0
+            n_epochs = conn.scalar(select(func.count()).where(EPOCHS.c.run_id == run_id)) or 0
+        out = _run_summary(run, counts, top[1] if top else None)
+        out.update(best_child=None if top is None else int(top[0]), updates=int(n_updates), epochs=int(n_epochs))
+        return out
+
+    def stamp(self, run_id: int) -> tuple[Any, ...]:
+        """What changes whenever anything the charts draw changes: children counted by status, updates, epochs
+        and the run's last write (cached charts are keyed by it)."""
+        with self.read("stamp run") as conn:
+            counts = _counts(conn, [run_id]).get(run_id, {})
+            updated = conn.scalar(select(RUNS.c.updated_at).where(RUNS.c.id == run_id))
+            n_updates = conn.scalar(select(func.count()).where(UPDATES.c.run_id == run_id))
+        return (tuple(sorted(counts.items())), n_updates, iso(updated))
+
+    # children -------------------------------------------------------------------------------------
+
+    def rewards(self, run_id: int) -> tuple[list[tuple[int, int, float]], list[int]]:
+        """(number, batch, reward) of every finished child with a reward in order, and the failed children's
+        numbers: only these columns, read from an index (migration 0006), not from the rows."""
+        with self.read("read rewards") as conn:
+            done = conn.execute(
+                select(CHILDREN.c.number, CHILDREN.c.batch, CHILDREN.c.reward)
+                .where(CHILDREN.c.run_id == run_id, CHILDREN.c.status == "done", CHILDREN.c.reward.is_not(None))
+                .order_by(CHILDREN.c.number)
+            ).all()
+            failed = conn.scalars(
+                select(CHILDREN.c.number)
+                .where(CHILDREN.c.run_id == run_id, CHILDREN.c.status == "failed")
+                .order_by(CHILDREN.c.number)
+            ).all()
+        return [tuple(r) for r in done], list(failed)  # type: ignore[misc]
+
+    def updates(self, run_id: int) -> list[tuple[int, float, float, float]]:
+        """(policy version, loss, entropy, mean reward) of every controller update, oldest first."""
+        with self.read("read updates") as conn:
+            rows = conn.execute(
+                select(UPDATES.c.policy_version, UPDATES.c.loss, UPDATES.c.entropy, UPDATES.c.mean_reward)
+                .where(UPDATES.c.run_id == run_id)
+                .order_by(UPDATES.c.policy_version)
+            ).all()
+        return [(int(v), float(loss), float(ent), float(mean)) for v, loss, ent, mean in rows]
+
+    def epochs(self, run_id: int) -> list[dict[str, Any]]:
+        """The epochs of a weight-sharing search, in order."""
+        with self.read("read epochs") as conn:
+            rows = conn.execute(
+                select(
+                    EPOCHS.c.epoch,
+                    EPOCHS.c.train_loss,
+                    EPOCHS.c.train_steps,
+                    EPOCHS.c.mean_reward,
+                    EPOCHS.c.entropy,
+                    EPOCHS.c.updates,
+                    EPOCHS.c.wall_time,
+                )
+                .where(EPOCHS.c.run_id == run_id)
+                .order_by(EPOCHS.c.epoch)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def cost_keys(self, run_id: int) -> list[str]:
+        """The costs the run's newest finished child reports (flops, params, ...)."""
+        with self.read("read cost names") as conn:
+            metrics = conn.scalar(
+                select(CHILDREN.c.metrics)
+                .where(CHILDREN.c.run_id == run_id, CHILDREN.c.status == "done")
+                .order_by(CHILDREN.c.number.desc())
+                .limit(1)
+            )
+        cost = (metrics or {}).get("cost") if isinstance(metrics, dict) else None
+        return sorted(k for k, v in (cost or {}).items() if isinstance(v, int | float)) if cost else []
+
+    def costs(self, run_id: int, key: str) -> list[tuple[float, float, int]]:
+        """(cost ``key``, accuracy, number) of every finished child that reports both; the cost is read with the
+        database's JSON path operator, ``key`` bound as a parameter."""
+        cost = CHILDREN.c.metrics[("cost", key)].as_float()
+        acc = func.coalesce(CHILDREN.c.val_acc, CHILDREN.c.reward)
+        with self.read("read costs") as conn:
+            rows = conn.execute(
+                select(cost, acc, CHILDREN.c.number).where(
+                    CHILDREN.c.run_id == run_id, CHILDREN.c.status == "done", cost.is_not(None), acc.is_not(None)
+                )
+            ).all()
+        return [(float(c), float(a), int(n)) for c, a, n in rows]
+
+    def page(
+        self,
+        run_id: int,
+        *,
+        page: int = 1,
+        per: int = 50,
+        sort: str = "number",
+        descending: bool = False,
+        status: str | None = None,
+        text: str | None = None,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """One page of a run's children (how many match in all, and the rows), sorted by a `SORT_KEYS` key,
+        filtered by status and by text found in the spec, worker, device or error."""
+        if sort not in SORT_KEYS:
+            raise ValueError(f"unknown sort key {sort!r}; known: {', '.join(SORT_KEYS)}")
+        per = max(1, min(per, MAX_PER_PAGE))
+        where = [CHILDREN.c.run_id == run_id]
+        if status:
+            where.append(CHILDREN.c.status == status)
+        if text:
+            where.append(
+                or_(
+                    sql_cast(CHILDREN.c.spec, Text).contains(text, autoescape=True),
+                    CHILDREN.c.worker.contains(text, autoescape=True),
+                    CHILDREN.c.device.contains(text, autoescape=True),
+                    CHILDREN.c.error.contains(text, autoescape=True),
+                )
+            )
+        key = SORT_KEYS[sort]
+        order = [key.desc() if descending else key.asc(), CHILDREN.c.number.asc()]
+        with self.read("read children") as conn:
+            total = int(conn.scalar(select(func.count()).select_from(CHILDREN).where(*where)) or 0)
+            rows = conn.execute(
+                select(*ROW_COLUMNS).where(*where).order_by(*order).limit(per).offset((max(page, 1) - 1) * per)
+            ).mappings()
+            return total, [dict(r) for r in rows]
+
+    def child(self, run_id: int, number: int) -> ChildRecord:
+        """Everything recorded of one child."""
+        names = list(ChildRecord.__dataclass_fields__)
+        with self.read("read child") as conn:
+            row = (
+                conn.execute(
+                    select(*(CHILDREN.c[n] for n in names)).where(
+                        CHILDREN.c.run_id == run_id, CHILDREN.c.number == number
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise RunNotFound(f"run {run_id} has no child {number}")
+        values = dict(row)
+        values["tokens"] = tuple(values["tokens"] or ())
+        return ChildRecord(**values)
+
+    def top(self, run_id: int, k: int) -> list[ChildRecord]:
+        """The ``k`` finished children with the highest reward, best first."""
+        with self.read("read best children") as conn:
+            numbers = conn.scalars(
+                select(CHILDREN.c.number)
+                .where(CHILDREN.c.run_id == run_id, CHILDREN.c.status == "done", CHILDREN.c.reward.is_not(None))
+                .order_by(CHILDREN.c.reward.desc(), CHILDREN.c.number)
+                .limit(k)
+            ).all()
+        return [self.child(run_id, int(n)) for n in numbers]
+
+
+def _revision(conn: Connection) -> str | None:
+    """The store's Alembic revision (None when it has no version table)."""
+    from sqlalchemy import column, table
+
+    value = conn.scalar(select(column("version_num")).select_from(table("alembic_version")))
+    return None if value is None else str(value)
+
+
+def _counts(conn: Connection, run_ids: list[int]) -> dict[int, dict[str, int]]:
+    rows = conn.execute(
+        select(CHILDREN.c.run_id, CHILDREN.c.status, func.count())
+        .where(CHILDREN.c.run_id.in_(run_ids))
+        .group_by(CHILDREN.c.run_id, CHILDREN.c.status)
+    ).all()
+    out: dict[int, dict[str, int]] = {}
+    for run_id, status, n in rows:
+        out.setdefault(int(run_id), {})[str(status)] = int(n)
+    return out
+
+
+def _run_summary(run: RunRecord, counts: dict[str, int], best: float | None) -> dict[str, Any]:
+    """What the runs table and a run page's header show of a run."""
+    created = run.created_at if run.created_at.tzinfo else run.created_at.replace(tzinfo=UTC)
+    end = run.finished_at or (run.updated_at if run.status != "running" else None)
+    end_aware = None if end is None else (end if end.tzinfo else end.replace(tzinfo=UTC))
+    state = run_state(run)
+    ws = run.config.get("weight_sharing") is not None
+    finished = state in ("done", "failed", "interrupted") or state.startswith("stale")
+    return {
+        "id": run.id,
+        "name": run.name,
+        "space": run.space,
+        "strategy": run.strategy,
+        "status": run.status,
+        "state": state,
+        "live": not finished,
+        "seed": run.seed,
+        "weight_sharing": ws,
+        "total": run.n_children,
+        "done": counts.get("done", 0),
+        "failed": counts.get("failed", 0),
+        "running": counts.get("running", 0),
+        "queued": counts.get("queued", 0),
+        "shared": counts.get("shared", 0),
+        "counts": counts,
+        "best": best,
+        "created_at": iso(run.created_at),
+        "updated_at": iso(run.updated_at),
+        "duration_s": ((end_aware or datetime.now(UTC)) - created).total_seconds(),
+        "error": run.error,
+    }

@@ -1,0 +1,133 @@
+"""What the dashboard's charts draw, made small on the server: a run of 100,000 children becomes a few
+thousand points that keep every bucket's lowest and highest reward, a best-so-far line of its steps only,
+and a histogram."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+MAX_POINTS = 2000  # points per plotted series: enough for a 1,500-pixel-wide chart
+
+
+def extremes(xs: ArrayLike, ys: ArrayLike, points: int = MAX_POINTS) -> tuple[list[float], list[float]]:
+    """At most about ``points`` of (xs, ys), in order: all of them when few, else the lowest and the highest y of
+    each of ``points // 2`` buckets of consecutive points (outliers and the envelope survive, the clutter goes)."""
+    x, y = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    n = len(x)
+    if n <= points:
+        return x.tolist(), y.tolist()
+    buckets = max(1, points // 2)
+    edges = np.linspace(0, n, buckets + 1).astype(int)
+    keep: list[int] = []
+    for lo, hi in itertools.pairwise(edges):
+        if hi <= lo:
+            continue
+        part = y[lo:hi]
+        a, b = lo + int(np.argmin(part)), lo + int(np.argmax(part))
+        keep.extend(sorted({a, b}))
+    return x[keep].tolist(), y[keep].tolist()
+
+
+def means(xs: ArrayLike, ys: ArrayLike, points: int = MAX_POINTS) -> tuple[list[float], list[float]]:
+    """At most ``points`` of a line: each the mean of a bucket of consecutive points (a smooth line stays so)."""
+    x, y = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    n = len(x)
+    if n <= points:
+        return x.tolist(), y.tolist()
+    edges = np.linspace(0, n, points + 1).astype(int)
+    sizes = np.diff(edges)
+    return (np.add.reduceat(x, edges[:-1]) / sizes).tolist(), (np.add.reduceat(y, edges[:-1]) / sizes).tolist()
+
+
+def best_so_far(xs: ArrayLike, rewards: ArrayLike) -> tuple[list[int], list[float]]:
+    """The steps of the best reward so far: the child at which it rose and its value, and the last child."""
+    numbers = np.asarray(xs, dtype=float)
+    if not len(numbers):
+        return [], []
+    best = np.maximum.accumulate(np.asarray(rewards, dtype=float))
+    rises = np.flatnonzero(np.r_[True, best[1:] > best[:-1]])
+    xs = [int(numbers[i]) for i in rises]
+    ys = [float(best[i]) for i in rises]
+    if xs[-1] != int(numbers[-1]):
+        xs.append(int(numbers[-1]))
+        ys.append(float(best[-1]))
+    return xs, ys
+
+
+def histogram(rewards: ArrayLike, bins: int = 40) -> dict[str, list[float]]:
+    """Counts of rewards in ``bins`` equal bins: their left edges, width and counts."""
+    values = np.asarray(rewards, dtype=float)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return {"edges": [], "counts": [], "width": [0.0]}
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
+    return {"edges": edges[:-1].tolist(), "counts": counts.tolist(), "width": [float(edges[1] - edges[0])]}
+
+
+def batch_means(rows: Any) -> tuple[list[float], list[float]]:
+    """Each batch's mean reward, placed after its newest child (as `l2l plot progress` places updates), from an
+    (n, 3) array of (number, batch, reward) rows."""
+    if not len(rows):
+        return [], []
+    batches, which = np.unique(rows[:, 1], return_inverse=True)
+    sizes = np.bincount(which)
+    if sizes.max() <= 1:
+        return [], []  # one child per batch: its mean is the child's own reward, already drawn
+    sums = np.bincount(which, weights=rows[:, 2])
+    after = np.full(len(batches), -np.inf)
+    np.maximum.at(after, which, rows[:, 0] + 1)
+    order = np.argsort(after, kind="stable")
+    return means(after[order].tolist(), (sums / sizes)[order].tolist())
+
+
+def progress(rows: Sequence[tuple[int, int, float]], failed: Sequence[int]) -> dict[str, Any]:
+    """Every chart of a run's rewards from (number, batch, reward) of its finished children, in child order, and
+    the numbers of its failures."""
+    arr = np.asarray(rows, dtype=float).reshape(-1, 3)
+    numbers, rewards = arr[:, 0], arr[:, 2]
+    x, y = extremes(numbers, rewards)
+    bx, by = best_so_far(numbers, rewards)
+    mx, my = batch_means(arr)
+    fx = extremes(failed, [0.0] * len(failed))[0] if len(failed) else []
+    return {
+        "children": {"x": x, "y": y, "shown": len(x), "of": len(arr)},
+        "best": {"x": bx, "y": by},
+        "batch_mean": {"x": mx, "y": my},
+        "failed": {"x": fx, "y": [float(rewards.min()) if len(arr) else 0.0] * len(fx), "of": len(failed)},
+        "histogram": histogram(rewards),
+    }
+
+
+def updates(rows: Sequence[tuple[int, float, float, float]]) -> dict[str, Any]:
+    """Controller entropy and loss per update, at most `MAX_POINTS` of each (bucket means)."""
+    versions = [float(v) for v, _, _, _ in rows]
+    lx, loss = means(versions, [r[1] for r in rows])
+    _, entropy = means(versions, [r[2] for r in rows])
+    return {"x": lx, "loss": loss, "entropy": entropy, "of": len(rows)}
+
+
+def pareto(points: list[tuple[float, float, int]], key: str) -> dict[str, Any]:
+    """Accuracy against cost ``key``: the Pareto front in full (as `l2l.runs.plots.pareto_front` finds it: cheaper
+    and more accurate than every point before it) and at most `MAX_POINTS` other children, in child order."""
+    if not points:
+        empty: dict[str, list[float]] = {"x": [], "y": [], "child": []}
+        return {"cost": key, "points": empty, "front": empty, "of": 0}
+    arr = np.asarray(points, dtype=float)
+    order = np.lexsort((-arr[:, 1], arr[:, 0]))  # by cost, the more accurate first among equal costs
+    acc = arr[order, 1]
+    before = np.r_[-np.inf, np.maximum.accumulate(acc)[:-1]]
+    front = arr[order[acc > before]]
+    shown = arr[np.argsort(arr[:, 2], kind="stable")][:: max(1, len(arr) // MAX_POINTS)]
+
+    def columns(a: Any) -> dict[str, list[float]]:
+        return {"x": a[:, 0].tolist(), "y": a[:, 1].tolist(), "child": a[:, 2].astype(int).tolist()}
+
+    return {"cost": key, "points": columns(shown), "front": columns(front), "of": len(points)}

@@ -1,0 +1,377 @@
+// l2l dashboard: fills the pages from the JSON endpoints and keeps them current while a run is live.
+// Everything from the store is put on the page as text (textContent, attributes), never parsed as HTML.
+"use strict";
+
+const body = document.body;
+const POLL = Number(body.dataset.poll || 2000);
+const IDLE_POLL = 10000; // a stopped run is still asked now and then: it may be resumed
+const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
+
+async function getJSON(url) {
+  const res = await fetch(url, { cache: "no-store" });
+  const data = await res.json();
+  if (!res.ok) throw new Error(data.error || res.statusText);
+  return data;
+}
+
+function el(tag, text, attrs) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  return node;
+}
+
+function fmt(x, digits = 4) {
+  if (x === null || x === undefined) return "-";
+  if (typeof x !== "number") return String(x);
+  const a = Math.abs(x);
+  return a !== 0 && (a < 1e-3 || a >= 1e5) ? x.toExponential(2) : x.toFixed(digits);
+}
+
+function when(iso) {
+  return iso ? iso.slice(0, 19).replace("T", " ") : "-";
+}
+
+function seconds(s) {
+  if (s === null || s === undefined) return "-";
+  if (s < 120) return `${Math.round(s)} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+// plotly reads a few tags in its labels; text from a run (its name) is drawn with those made harmless
+function label(text) {
+  return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+const LAYOUT = {
+  margin: { l: 55, r: 15, t: 10, b: 45 },
+  height: 320,
+  legend: { orientation: "h", y: -0.22 },
+  font: { size: 12 },
+  paper_bgcolor: "rgba(0,0,0,0)",
+  plot_bgcolor: "#fbfbfd",
+};
+
+function draw(id, traces, layout) {
+  const node = document.getElementById(id);
+  if (!node || !window.Plotly) return;
+  window.Plotly.react(node, traces, { ...LAYOUT, ...layout }, { displaylogo: false, responsive: true });
+}
+
+function schedule(fn, live) {
+  setTimeout(fn, live ? POLL : IDLE_POLL);
+}
+
+// --- runs page ------------------------------------------------------------------------------------------
+
+function runRow(r, picked) {
+  const tr = el("tr", null, { "data-run": r.id });
+  const box = el("input", null, { type: "checkbox", class: "pick", value: r.id, "aria-label": `compare run ${r.id}` });
+  box.checked = picked.has(String(r.id));
+  box.addEventListener("change", drawCompare);
+  const cells = [box, el("a", r.id, { href: `/runs/${r.id}` }), r.name || "", r.space, r.strategy,
+    el("span", r.state, { class: `state ${r.live ? "live" : "stopped"}` }), r.done, r.failed, r.total,
+    fmt(r.best), when(r.created_at), seconds(r.duration_s)];
+  cells.forEach((c, i) => {
+    const td = el("td", c instanceof Node ? null : c);
+    if (c instanceof Node) td.appendChild(c);
+    if (i >= 6 && i !== 10) td.className = "num";
+    tr.appendChild(td);
+  });
+  return tr;
+}
+
+async function refreshRuns() {
+  let live = true;
+  try {
+    const data = await getJSON("/api/runs");
+    const tbody = document.querySelector("#runs tbody");
+    const picked = new Set([...document.querySelectorAll(".pick:checked")].map((b) => b.value));
+    if (data.runs.length) tbody.replaceChildren(...data.runs.map((r) => runRow(r, picked)));
+    live = data.runs.some((r) => r.live);
+    if (picked.size) drawCompare();
+  } finally {
+    schedule(refreshRuns, live);
+  }
+}
+
+async function drawCompare() {
+  const ids = [...document.querySelectorAll(".pick:checked")].map((b) => b.value);
+  const hint = document.getElementById("compare-hint");
+  if (!ids.length) {
+    hint.hidden = false;
+    return;
+  }
+  hint.hidden = true;
+  const data = await getJSON(`/api/compare?runs=${ids.join(",")}`);
+  const names = {};
+  document.querySelectorAll("#runs tbody tr").forEach((tr) => {
+    names[tr.dataset.run] = tr.children[2] ? tr.children[2].textContent : "";
+  });
+  const traces = data.runs.map((r, i) => ({
+    x: r.x, y: r.y, mode: "lines", line: { shape: "hv", color: COLOURS[i % COLOURS.length] },
+    name: label(`run ${r.id}${names[r.id] ? " " + names[r.id] : ""}`),
+  }));
+  draw("chart-compare", traces, { xaxis: { title: { text: "child" } }, yaxis: { title: { text: "best reward so far" } } });
+}
+
+// --- run page -------------------------------------------------------------------------------------------
+
+const table = { page: 1, per: 25, sort: "number", order: "asc", total: 0 };
+let lastKey = null;
+let bestChild = null;
+
+function setText(id, text) {
+  const node = document.getElementById(id);
+  if (node) node.textContent = text;
+}
+
+async function refreshRun(runId) {
+  let live = true;
+  try {
+    const s = await getJSON(`/api/runs/${runId}`);
+    live = s.live;
+    setText("n-done", s.done);
+    setText("n-total", s.total);
+    setText("n-failed", s.failed);
+    setText("n-running", `${s.running} / ${s.queued}`);
+    setText("best-reward", fmt(s.best));
+    setText("n-updates", s.updates);
+    setText("duration", seconds(s.duration_s));
+    const best = document.getElementById("best-child");
+    best.textContent = s.best_child === null ? "-" : s.best_child;
+    best.setAttribute("href", s.best_child === null ? "#" : `/runs/${runId}/children/${s.best_child}`);
+    const state = document.getElementById("state");
+    state.textContent = s.state;
+    state.className = `state ${s.live ? "live" : "stopped"}`;
+    setText("stopped-note", s.live ? "" : "not running: this page no longer changes");
+    const key = [s.done, s.failed, s.running, s.queued, s.updates, s.epochs, s.state].join("|");
+    if (key !== lastKey) {
+      lastKey = key;
+      await Promise.all([
+        refreshProgress(runId), refreshTable(runId), refreshPareto(runId),
+        s.weight_sharing ? refreshEpochs(runId) : null,
+        s.best_child !== bestChild ? refreshBest(runId) : null,
+      ]);
+      bestChild = s.best_child;
+    }
+  } finally {
+    schedule(() => refreshRun(runId), live);
+  }
+}
+
+async function refreshProgress(runId) {
+  const p = await getJSON(`/api/runs/${runId}/progress`);
+  const traces = [
+    { x: p.children.x, y: p.children.y, mode: "markers", name: "child reward",
+      marker: { size: 5, opacity: 0.55, color: COLOURS[0] } },
+    { x: p.best.x, y: p.best.y, mode: "lines", name: "best so far", line: { shape: "hv", color: "#111" } },
+  ];
+  if (p.batch_mean.x.length) {
+    traces.push({ x: p.batch_mean.x, y: p.batch_mean.y, mode: "lines", name: "batch mean",
+      line: { color: COLOURS[1], width: 1.5 } });
+  }
+  if (p.failed.x.length) {
+    traces.push({ x: p.failed.x, y: p.failed.y, mode: "markers", name: "failed",
+      marker: { symbol: "x", color: COLOURS[3], size: 6 } });
+  }
+  draw("chart-progress", traces, { xaxis: { title: { text: "child" }, tickformat: "d" }, yaxis: { title: { text: "reward" } } });
+  setText("progress-note", p.children.shown < p.children.of
+    ? `${p.children.of} finished children: each of ${p.children.shown / 2} slices shows its lowest and highest reward`
+    : "");
+  const u = p.updates;
+  draw("chart-updates", [
+    { x: u.x, y: u.entropy, mode: "lines", name: "entropy", line: { color: COLOURS[2] } },
+    { x: u.x, y: u.loss, mode: "lines", name: "loss", yaxis: "y2", line: { color: COLOURS[4] } },
+  ], {
+    xaxis: { title: { text: "controller update" }, tickformat: "d" }, yaxis: { title: { text: "entropy" } },
+    yaxis2: { title: { text: "loss" }, overlaying: "y", side: "right" }, margin: { ...LAYOUT.margin, r: 55 },
+  });
+  const h = p.histogram;
+  draw("chart-hist", [{ type: "bar", x: h.edges.map((e) => e + h.width[0] / 2), y: h.counts,
+    width: h.width[0] * 0.95, marker: { color: COLOURS[0] }, name: "children" }],
+  { xaxis: { title: { text: "reward" } }, yaxis: { title: { text: "children" } }, showlegend: false });
+}
+
+async function refreshPareto(runId) {
+  const select = document.getElementById("cost");
+  const p = await getJSON(`/api/runs/${runId}/pareto${select.value ? `?cost=${encodeURIComponent(select.value)}` : ""}`);
+  if (!p.cost) {
+    setText("pareto-note", "No finished child reports a cost yet.");
+    return;
+  }
+  if (select.options.length !== p.keys.length) {
+    select.replaceChildren(...p.keys.map((k) => el("option", k, { value: k })));
+  }
+  select.value = p.cost;
+  const lo = Math.min(...p.points.x);
+  const log = p.points.x.length && lo > 0 && Math.max(...p.points.x) / lo > 20;
+  draw("chart-pareto", [
+    { x: p.points.x, y: p.points.y, customdata: p.points.child, mode: "markers",
+      name: "children", marker: { size: 5, opacity: 0.5, color: COLOURS[0] },
+      hovertemplate: "child %{customdata}<br>%{x}, %{y}<extra></extra>" },
+    { x: p.front.x, y: p.front.y, customdata: p.front.child, mode: "lines+markers", name: "Pareto front",
+      line: { shape: "hv", color: COLOURS[3] }, hovertemplate: "child %{customdata}<br>%{x}, %{y}<extra></extra>" },
+  ], { xaxis: { title: { text: p.cost }, type: log ? "log" : "linear" }, yaxis: { title: { text: "validation accuracy" } } });
+  setText("pareto-note", p.points.x.length < p.of ? `${p.points.x.length} of ${p.of} children shown; the front in full` : "");
+}
+
+async function refreshBest(runId) {
+  const b = await getJSON(`/api/runs/${runId}/best`);
+  const img = document.getElementById("best-arch");
+  setText("best-problem", b.problem || "");
+  if (!b.child) {
+    setText("best-describe", "No child has finished yet.");
+    return;
+  }
+  const link = el("a", `child ${b.child.number}`, { href: `/runs/${runId}/children/${b.child.number}` });
+  const line = document.getElementById("best-describe");
+  line.replaceChildren(link, document.createTextNode(`, reward ${fmt(b.child.reward)}: ${b.child.describe || ""}`));
+  img.hidden = b.rules.length > 0; // an update rule is drawn as its formula below, not as a chain of tokens
+  if (!b.rules.length) img.src = b.child.arch;
+  document.querySelector("#best-section h2").textContent = b.rules.length ? "Best child" : "Best architecture";
+  document.getElementById("rules-section").hidden = !b.rules.length;
+  document.getElementById("rules").replaceChildren(...b.rules.map((r, i) => ruleCard(runId, r, i)));
+  b.rules.forEach((r, i) => drawRule(r, i));
+}
+
+function ruleCard(runId, r, i) {
+  const card = el("div", null, { class: "rule" });
+  const head = el("h3");
+  head.append(`#${i + 1} `, el("a", `child ${r.child}`, { href: `/runs/${runId}/children/${r.child}` }),
+    `: reward ${fmt(r.reward)}${r.best_lr ? `, best lr ${r.best_lr}` : ""}${r.test_acc ? `, test acc ${fmt(r.test_acc)}` : ""}`);
+  const formula = el("img", null, { class: "formula", src: r.formula_svg, alt: r.formula });
+  const text = el("p", r.rule, { class: "hint" });
+  const charts = el("div", null, { class: "pair" });
+  charts.append(el("div", null, { id: `heat-${i}`, class: "chart small" }), el("div", null, { id: `curve-${i}`, class: "chart small" }));
+  card.append(head, formula, text, charts);
+  return card;
+}
+
+function drawRule(r, i) {
+  const h = r.heatmap;
+  draw(`heat-${i}`, [{ type: "heatmap", x: h.g, y: h.m, z: h.z, zmin: -h.bound, zmax: h.bound, colorscale: "RdBu", colorbar: { thickness: 12 } }],
+  { xaxis: { title: { text: "gradient g" } }, yaxis: { title: { text: "momentum m" } }, height: 300 });
+  draw(`curve-${i}`, ...curveTraces(r.curves, "epoch (at the best learning rate)"));
+}
+
+// a child's curves: losses on the left axis, accuracies (names with "acc") on the right
+function curveTraces(curves, xTitle) {
+  const entries = Object.entries(curves || {}).filter(([, ys]) => Array.isArray(ys) && ys.length);
+  const traces = entries.map(([name, ys], k) => ({
+    x: ys.map((_, e) => e + 1), y: ys, mode: "lines+markers", name, yaxis: name.includes("acc") ? "y2" : "y",
+    line: { color: COLOURS[k % COLOURS.length], dash: name.includes("acc") ? "dot" : "solid" },
+  }));
+  return [traces, {
+    xaxis: { title: { text: xTitle }, tickformat: "d" }, height: 300,
+    yaxis: { title: { text: "loss" } },
+    yaxis2: { title: { text: "accuracy" }, overlaying: "y", side: "right" }, margin: { ...LAYOUT.margin, r: 55 },
+  }];
+}
+
+async function refreshEpochs(runId) {
+  const { epochs } = await getJSON(`/api/runs/${runId}/epochs`);
+  const x = epochs.map((e) => e.epoch);
+  draw("chart-epochs", [
+    { x, y: epochs.map((e) => e.train_loss), mode: "lines+markers", name: "shared weights' loss" },
+    { x, y: epochs.map((e) => e.mean_reward), mode: "lines+markers", name: "mean reward", yaxis: "y2" },
+  ], { xaxis: { title: { text: "epoch" } }, yaxis2: { overlaying: "y", side: "right" } });
+  document.querySelector("#epochs tbody").replaceChildren(...epochs.map((e) => {
+    const tr = el("tr");
+    [e.epoch, fmt(e.train_loss), e.train_steps, fmt(e.mean_reward), fmt(e.entropy), e.updates, fmt(e.wall_time, 1)]
+      .forEach((v) => tr.appendChild(el("td", v, { class: "num" })));
+    return tr;
+  }));
+}
+
+async function refreshTable(runId) {
+  const status = document.getElementById("status-filter").value;
+  const text = document.getElementById("text-filter").value;
+  const q = new URLSearchParams({ page: table.page, per: table.per, sort: table.sort, order: table.order });
+  if (status) q.set("status", status);
+  if (text) q.set("q", text);
+  const data = await getJSON(`/api/runs/${runId}/children?${q}`);
+  table.total = data.total;
+  const rows = data.rows.map((c) => {
+    const tr = el("tr", null, { class: c.status });
+    const cost = Object.entries(c.cost).slice(0, 2).map(([k, v]) => `${k} ${fmt(v, 3)}`).join(", ");
+    const cells = [el("a", c.number, { href: `/runs/${runId}/children/${c.number}` }), c.status, fmt(c.reward),
+      fmt(c.val_acc), fmt(c.val_loss), cost, c.worker || "-", c.device || "-", when(c.started_at),
+      fmt(c.wall_time, 2), c.error || ""];
+    cells.forEach((v, i) => {
+      const td = el("td", v instanceof Node ? null : v);
+      if (v instanceof Node) td.appendChild(v);
+      if ([0, 2, 3, 4, 9].includes(i)) td.className = "num";
+      if (i === 10) td.className = "err";
+      tr.appendChild(td);
+    });
+    return tr;
+  });
+  document.querySelector("#children tbody").replaceChildren(...rows);
+  const pages = Math.max(1, Math.ceil(data.total / table.per));
+  setText("page-info", `${data.total} children · page ${table.page} of ${pages}`);
+  document.getElementById("prev").disabled = table.page <= 1;
+  document.getElementById("next").disabled = table.page >= pages;
+  document.querySelectorAll("#children th[data-sort]").forEach((th) => {
+    th.classList.toggle("sorted", th.dataset.sort === table.sort);
+    th.classList.toggle("desc", th.dataset.sort === table.sort && table.order === "desc");
+  });
+}
+
+function initRun() {
+  const runId = body.dataset.run;
+  const again = () => refreshTable(runId);
+  document.querySelectorAll("#children th[data-sort]").forEach((th) => th.addEventListener("click", () => {
+    const key = th.dataset.sort;
+    table.order = table.sort === key && table.order === "desc" ? "asc" : key === table.sort ? "desc" : "desc";
+    if (key === "number" && table.sort !== key) table.order = "asc";
+    table.sort = key;
+    table.page = 1;
+    again();
+  }));
+  document.getElementById("prev").addEventListener("click", () => { table.page -= 1; again(); });
+  document.getElementById("next").addEventListener("click", () => { table.page += 1; again(); });
+  document.getElementById("status-filter").addEventListener("change", () => { table.page = 1; again(); });
+  let typing = null;
+  document.getElementById("text-filter").addEventListener("input", () => {
+    clearTimeout(typing);
+    typing = setTimeout(() => { table.page = 1; again(); }, 300);
+  });
+  document.getElementById("filters").addEventListener("submit", (e) => e.preventDefault());
+  document.getElementById("cost").addEventListener("change", () => refreshPareto(runId));
+  document.getElementById("best-arch").addEventListener("error", (e) => { e.target.hidden = true; });
+  refreshRun(runId);
+}
+
+// --- child page -----------------------------------------------------------------------------------------
+
+async function refreshChild(runId, number) {
+  const c = await getJSON(`/api/runs/${runId}/children/${number}`);
+  const status = document.getElementById("child-status");
+  const changed = status.textContent !== c.status;
+  status.textContent = c.status;
+  status.className = `state ${c.status}`;
+  setText("child-reward", fmt(c.reward));
+  const [traces, layout] = curveTraces(c.curves, "epoch");
+  if (traces.length) draw("chart-curves", traces, layout);
+  setText("curves-note", traces.length ? "" : "This child recorded no curves.");
+  if (changed && ["done", "failed"].includes(c.status)) window.location.reload(); // it finished: show all of it
+  if (["queued", "running"].includes(c.status)) setTimeout(() => refreshChild(runId, number), POLL);
+}
+
+function initChild() {
+  const arch = document.getElementById("arch");
+  if (arch) arch.addEventListener("error", () => arch.closest("section").remove());
+  refreshChild(body.dataset.run, body.dataset.child);
+}
+
+const page = body.dataset.page;
+if (page === "runs") {
+  document.querySelectorAll(".pick").forEach((b) => b.addEventListener("change", drawCompare));
+  refreshRuns();
+} else if (page === "run") {
+  initRun();
+} else if (page === "child") {
+  initChild();
+}
