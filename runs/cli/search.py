@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -120,6 +121,18 @@ WsOptionOpt = Annotated[
     ),
 ]
 
+DashboardOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dashboard",
+        help="Serve `l2l dashboard` on this store while the search runs (in a process of its own, on 127.0.0.1), "
+        "and print its address.",
+    ),
+]
+DashboardPortOpt = Annotated[
+    int, typer.Option("--dashboard-port", help="Port of --dashboard; 0 takes any free one.", min=0, max=65535)
+]
+
 
 def search(
     space: SpaceOpt = None,
@@ -146,9 +159,11 @@ def search(
     quiet: QuietOpt = False,
     weight_sharing: WeightSharingOpt = False,
     ws_option: WsOptionOpt = None,
+    dashboard: DashboardOpt = False,
+    dashboard_port: DashboardPortOpt = 8080,
 ) -> None:
     """Run a search: the controller proposes children, they train, their rewards teach the controller."""
-    with user_errors():
+    with user_errors(), ExitStack() as stack:
         from l2l.runs.ray_cluster import route_ray_logs
 
         flags = SearchFlags.parse(
@@ -178,6 +193,8 @@ def search(
         )
         flags = with_weight_sharing(flags, weight_sharing, ws_option)
         store = open_store(storage)
+        if dashboard:
+            start_dashboard(stack, store.url, dashboard_port)
         route_ray_logs(LOG_DIR / f"ray-{os.getpid()}.log")
         try:
             run = open_run(store, flags, resume)
@@ -212,6 +229,24 @@ def search(
                 say_ray_log()
             raise
         print_summary(store, run.run_id, run.space)
+
+
+def start_dashboard(stack: ExitStack, url: str, port: int) -> None:
+    """`l2l dashboard` on the search's store in a process of its own, stopped when ``stack`` closes; says where, or
+    why it did not start (the search runs all the same)."""
+    from l2l.runs.dashboard import start_beside
+
+    try:
+        beside = start_beside(url, port=port)
+    except RuntimeError as exc:
+        err_console.print(f"[yellow]warning: {escape(str(exc))}; the search goes on without it[/]", highlight=False)
+        return
+    stack.callback(beside.stop)
+    console.print(
+        f"dashboard at {beside.url} (while this search runs; `l2l dashboard` serves the store any time)",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def run_shown(run: Any, display: Any) -> None:

@@ -1,0 +1,275 @@
+"""`l2l dashboard` without a browser: its pages and JSON through Starlette's test client, read-only access that never
+blocks the writer, escaping, paging, the optimizer and weight-sharing parts, speed on a big store, and
+`l2l search --dashboard`. The browser tests are in test_dashboard_browser.py."""
+
+from __future__ import annotations
+
+import random
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from l2l.runs.cli import app
+from l2l.runs.dashboard import bind_warning
+from l2l.runs.driver import this_driver
+from l2l.runs.dashboard.reader import Reader
+from l2l.runs.dashboard.series import best_so_far, extremes, pareto
+from l2l.runs.plots import pareto_front
+from l2l.runs.store import EpochRecord, NewChild, Store, StoreError
+from l2l.search_spaces import Spec
+
+pytest.importorskip("starlette")
+from starlette.testclient import TestClient  # noqa: E402
+
+PLUGIN = Path(__file__).parent / "plugins" / "dashboard_space.py"
+MARKUP = "<script>window.pwned=1</script><b>bold</b>"
+# (op1, op2, unary1, unary2, binary, decay) of a few update rules: SGD, Adam, sign(g) * sign(m) * g
+RULES = [
+    ("g", "g", "identity", "identity", "keep", "none"),
+    ("adam", "g", "identity", "identity", "keep", "none"),
+    ("sign_g", "sign_m", "identity", "identity", "mul", "linear"),
+]
+
+
+def marked_search(storage: str, children: int = 16, delay: float = 0.0) -> list[str]:
+    """The `l2l search` arguments of a random search of the test space `Marked` (failures, markup, costs)."""
+    return [
+        "search", "--space", f"{PLUGIN}:Marked", "-S", f"delay={delay}", "--strategy", "random",
+        "-n", str(children), "--executor", "local", "-q", "--storage", storage, "--name", "<i>marked</i>",
+    ]  # fmt: skip
+
+
+def add_optimizer_run(store: Store) -> int:
+    """An optimizer-search run whose children were recorded without training (their rules are what matters)."""
+    names = ("u1_op1", "u1_op2", "u1_unary1", "u1_unary2", "u1_binary", "decay")
+    run = store.create_run(
+        space="optimizer", strategy="random", config={"space_options": {}}, seed=0, n_children=len(RULES),
+        code_version="test", name="rules",
+    )  # fmt: skip
+    specs = [Spec(space="optimizer", choices=tuple(zip(names, values, strict=True))) for values in RULES]
+    store.add_children(run, [NewChild(n, n, (0,) * 6, s.to_json(), -1.0, 1.0, 0) for n, s in enumerate(specs)])
+    for n in range(len(RULES)):
+        acc = 0.5 + 0.1 * n
+        result = {
+            "status": "done", "reward": acc, "val_acc": acc, "val_loss": 1 - acc,
+            "cost": {"params": 1000.0, "train_time_s": 1.0 + n}, "test": {"test_acc": acc - 0.01},
+            "curves": {"train_loss": [1.0, 0.6, 0.4], "val_acc": [0.3, 0.4, acc]}, "info": {"best_lr": 0.01},
+        }  # fmt: skip
+        store.finish_child(run, n, result, acc)
+    store.set_run_status(run, "done")
+    return run
+
+
+@pytest.fixture(scope="module")
+def marked_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A store with a finished search of `Marked` (run 1) and an optimizer run (run 2)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('dash') / 'store.db'}"
+    out = CliRunner().invoke(app, marked_search(url))
+    assert out.exit_code == 0, out.output
+    store = Store(url)
+    add_optimizer_run(store)
+    store.close()
+    return url
+
+
+@pytest.fixture(scope="module")
+def client(marked_store: str) -> Iterator[TestClient]:
+    from l2l.runs.dashboard.app import create_app
+
+    with TestClient(create_app(marked_store)) as c:
+        yield c
+
+
+def test_every_page_and_endpoint_answers(client: TestClient) -> None:
+    for path in (
+        "/", "/runs/1", "/runs/1/children/0", "/runs/2", "/api/runs", "/api/runs/1", "/api/runs/1/progress",
+        "/api/runs/1/children", "/api/runs/1/pareto", "/api/runs/1/best", "/api/runs/1/epochs",
+        "/api/runs/1/children/0", "/api/compare?runs=1,2", "/static/dashboard.js", "/vendor/plotly.min.js",
+    ):  # fmt: skip
+        assert client.get(path).status_code == 200, path
+    assert client.get("/runs/99").status_code == 404
+    assert client.get("/api/runs/1/children/999").json()["error"] == "run 1 has no child 999"
+    summary = client.get("/api/runs/1").json()
+    assert summary["done"] + summary["failed"] == 16 and summary["state"] == "done" and not summary["live"]
+    progress = client.get("/api/runs/1/progress").json()
+    assert progress["children"]["of"] == summary["done"] and progress["failed"]["of"] == summary["failed"]
+    assert progress["best"]["y"][-1] == pytest.approx(summary["best"])
+    assert client.get("/api/runs/1/pareto").json()["cost"] == "params"
+
+
+def test_what_came_from_a_plugin_or_a_user_is_escaped(client: TestClient, marked_store: str) -> None:
+    reader = Reader(marked_store)
+    marked = [c for c in reader.top(1, 16) if dict(map(tuple, c.spec["values"]))["label"] == MARKUP]
+    assert marked, "the search sampled no child with the markup label"
+    page = client.get(f"/runs/1/children/{marked[0].number}")
+    assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in page.text
+    assert "<script>window.pwned" not in page.text and "<b>bold" not in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    runs = client.get("/").text
+    assert "&lt;i&gt;marked&lt;/i&gt;" in runs and "<i>marked" not in runs
+    assert client.get("/api/runs").headers["content-type"] == "application/json"
+
+
+def test_children_are_paged_sorted_and_filtered_by_the_server(client: TestClient, marked_store: str) -> None:
+    store = Store(marked_store)
+    by_reward = [c.number for c in store.top_children(1, 100)]
+    page = client.get("/api/runs/1/children?per=3&page=2&sort=reward&order=desc").json()
+    assert [r["number"] for r in page["rows"]] == by_reward[3:6]
+    failed = client.get("/api/runs/1/children?status=failed").json()
+    assert failed["total"] == store.count_children(1)["failed"] > 0
+    assert all(r["status"] == "failed" and "exploded" in r["error"] for r in failed["rows"])
+    assert client.get("/api/runs/1/children?q=exploded").json()["total"] == failed["total"]
+    assert client.get("/api/runs/1/children?q=window.pwned").json()["total"] > 0  # found in the spec
+    # request text is never SQL: an unknown sort key is ignored, wildcards and quotes are plain text
+    injected = client.get("/api/runs/1/children", params={"sort": "reward; DROP TABLE children", "per": 100}).json()
+    assert [r["number"] for r in injected["rows"]] == list(range(16))
+    assert client.get("/api/runs/1/children", params={"q": "%' OR '1'='1"}).json()["total"] == 0
+    assert client.get("/api/runs/1/children?q=%25").json()["total"] == 0
+    assert store.count_children(1)["done"] + store.count_children(1)["failed"] == 16
+
+
+def test_a_stopped_run_says_so(marked_store: str, tmp_path: Path) -> None:
+    from l2l.runs.dashboard.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'stopped.db'}"
+    store = Store(url)
+    run = store.create_run(space="toy", strategy="random", config={}, seed=0, n_children=5, code_version="t")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    store.claim_run(run, f"{socket.gethostname()}:{gone.pid}")  # its driver was killed
+    summary = TestClient(create_app(url)).get(f"/api/runs/{run}").json()
+    assert summary["state"].startswith("stale") and not summary["live"]
+    store.claim_run(run, this_driver())
+    assert TestClient(create_app(url)).get(f"/api/runs/{run}").json()["live"]
+    store.set_run_status(run, "interrupted")
+    assert TestClient(create_app(url)).get(f"/api/runs/{run}").json()["state"] == "interrupted"
+
+
+def test_the_dashboard_only_reads(tmp_path: Path) -> None:
+    missing = tmp_path / "none.db"
+    with pytest.raises(StoreError, match="does not exist"):
+        Reader(f"sqlite:///{missing}")
+    assert not missing.exists()
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    Store(url).create_run(space="toy", strategy="random", config={}, seed=0, n_children=1, code_version="t")
+    reader = Reader(url)
+    from sqlalchemy import text
+
+    with pytest.raises(StoreError, match="readonly|read-only|read only"), reader.read("write") as conn:
+        conn.execute(text("DELETE FROM runs"))
+    assert len(reader.runs()) == 1
+
+
+def test_a_reader_never_blocks_the_writer(tmp_path: Path) -> None:
+    """WAL: a dashboard's open read transaction leaves a search's commits free (a rollback journal would make the
+    writer wait and fail with 'database is locked')."""
+    from sqlalchemy import select
+
+    from l2l.runs.dashboard.reader import CHILDREN
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    store = Store(url)
+    run = store.create_run(space="toy", strategy="random", config={}, seed=0, n_children=50, code_version="t")
+    store.add_children(run, [NewChild(n, 0, (0,), {"space": "toy", "values": []}, -1.0, 1.0, 0) for n in range(40)])
+    reader = Reader(url)
+    with reader.read("hold") as conn:
+        reading = conn.execute(select(CHILDREN.c.number).where(CHILDREN.c.run_id == run))
+        assert reading.fetchone() is not None  # a read statement is open, half-way through
+        t = time.perf_counter()
+        for n in range(20):
+            store.finish_child(run, n, {"status": "done", "reward": n / 20}, n / 20)
+        assert time.perf_counter() - t < 3.0
+        assert len(reading.fetchall()) == 39
+    assert reader.summary(run)["done"] == 20
+
+
+def test_optimizer_runs_show_their_rules(client: TestClient) -> None:
+    best = client.get("/api/runs/2/best").json()
+    rules = best["rules"]
+    assert [r["child"] for r in rules] == [2, 1, 0]
+    assert "sign" in rules[0]["latex"] and "lr" in rules[0]["formula"]
+    heat = rules[0]["heatmap"]
+    assert len(heat["z"]) == len(heat["m"]) and len(heat["z"][0]) == len(heat["g"])
+    assert rules[0]["curves"]["val_acc"] == [0.3, 0.4, 0.7]
+    svg = client.get(rules[0]["formula_svg"])
+    assert svg.status_code == 200 and svg.headers["content-type"] == "image/svg+xml" and b"<svg" in svg.content
+    assert client.get("/runs/1/children/0/formula.svg").status_code == 404  # not an update rule
+    assert client.get("/api/runs/2/pareto").json()["cost"] == "train_time_s"  # params are all equal
+
+
+def test_weight_sharing_epochs_are_served(tmp_path: Path) -> None:
+    from l2l.runs.dashboard.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'ws.db'}"
+    store = Store(url)
+    run = store.create_run(
+        space="toy", strategy="reinforce", config={"weight_sharing": {"epochs": 2}}, seed=0, n_children=0,
+        code_version="t",
+    )  # fmt: skip
+    for epoch in range(2):
+        store.record_epoch(run, EpochRecord(epoch, 1.0 - epoch / 4, 10, 0.5, 1.2, 3, 2.0, {}), [], [], b"", 0)
+    c = TestClient(create_app(url))
+    assert [e["train_loss"] for e in c.get(f"/api/runs/{run}/epochs").json()["epochs"]] == [1.0, 0.75]
+    assert c.get(f"/api/runs/{run}").json()["weight_sharing"]
+    assert 'id="epochs-section" hidden' not in c.get(f"/runs/{run}").text
+
+
+def test_series_are_downsampled_without_losing_extremes_or_the_front() -> None:
+    rng = random.Random(0)
+    ys = [rng.gauss(0, 1) for _ in range(50_000)]
+    xs, kept = extremes(range(50_000), ys, points=1000)
+    assert len(xs) <= 1000 and max(kept) == max(ys) and min(kept) == min(ys) and xs == sorted(xs)
+    assert best_so_far([0, 1, 2, 3], [0.2, 0.1, 0.5, 0.4]) == ([0, 2, 3], [0.2, 0.5, 0.5])
+    for _ in range(100):
+        points = [(float(rng.randrange(20)), rng.randrange(10) / 10, i) for i in range(rng.randrange(1, 60))]
+        front = pareto(points, "c")["front"]
+        assert list(zip(front["x"], front["y"], front["child"], strict=True)) == pareto_front(points)
+
+
+def test_a_big_run_answers_quickly(tmp_path: Path) -> None:
+    """The benchmark (benchmarks/dashboard.py) times 100,000 children; here 20,000, asserted loosely."""
+    from benchmarks.dashboard import build_store, time_endpoints
+
+    url, run = build_store(tmp_path / "big.db", 20_000)
+    for row in time_endpoints(url, run, repeats=1):
+        assert row["first_s"] < 5.0, row
+
+
+def test_binding_beyond_this_machine_warns() -> None:
+    assert bind_warning("127.0.0.1") is None and bind_warning("localhost") is None
+    warning = bind_warning("0.0.0.0")
+    assert warning is not None and "no login" in warning and "\n" not in warning
+
+
+def test_search_with_dashboard_serves_it_while_it_runs(tmp_path: Path) -> None:
+    import json
+    import sys
+    import urllib.request
+
+    from l2l.runs.dashboard.server import answers
+
+    url = f"sqlite:///{tmp_path / 'beside.db'}"
+    args = [*marked_search(url, children=8, delay=0.5), "--dashboard", "--dashboard-port", "0"]
+    code = "from l2l.runs.cli import main; main()"
+    search = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True)
+    try:
+        assert search.stdout is not None
+        line = search.stdout.readline()
+        found = re.match(r"dashboard at (http://127\.0\.0\.1:(\d+)/) ", line)
+        assert found, line
+        with urllib.request.urlopen(f"{found[1]}api/runs", timeout=10) as answer:  # while the search runs
+            assert answer.status == 200 and "runs" in json.loads(answer.read())
+        rest = search.stdout.read()
+        assert search.wait(timeout=60) == 0, rest
+    finally:
+        if search.poll() is None:
+            search.kill()
+            search.wait()
+    assert not answers("127.0.0.1", int(found[2]))  # it ended with the search
