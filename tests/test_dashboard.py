@@ -256,7 +256,7 @@ def test_search_with_dashboard_serves_it_while_it_runs(tmp_path: Path) -> None:
     from l2l.runs.dashboard.server import answers
 
     url = f"sqlite:///{tmp_path / 'beside.db'}"
-    args = [*marked_search(url, children=8, delay=0.5), "--dashboard", "--dashboard-port", "0"]
+    args = [*marked_search(url, children=4, delay=0.5), "--dashboard", "--dashboard-port", "0"]
     code = "from l2l.runs.cli import main; main()"
     search = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True)
     try:

@@ -1,0 +1,181 @@
+"""`l2l dashboard` in a real browser: Debian's Chromium, driven headless by Playwright, against a store that a search
+in another process is writing. Skipped, saying why, only where no Chromium is installed (.ci/run installs it)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from l2l.runs.store import Store
+from tests.test_dashboard import MARKUP, add_optimizer_run, marked_search
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None:
+    pytest.skip(
+        "no Chromium on this machine: install Debian's package (apt-get install chromium; .ci/run does)",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip("playwright.sync_api", reason="the dev extra's playwright is not installed")
+TIMEOUT_MS = 30_000
+CHILDREN = 14  # of the live search, one every 0.4 s: long enough to watch it change
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A search of the test space `Marked` writing a store from another process (a child every 0.4 s), an
+    optimizer run beside it, and the dashboard serving the store from a thread here."""
+    import uvicorn
+
+    from l2l.runs.dashboard.app import create_app
+    from l2l.runs.dashboard.server import free_port
+
+    db = tmp_path_factory.mktemp("browser") / "store.db"
+    url = f"sqlite:///{db}"
+    add_optimizer_run(Store(url))  # run 1; the search is run 2
+    code = "from l2l.runs.cli import main; main()"
+    search = subprocess.Popen(
+        [sys.executable, "-c", code, *marked_search(url, children=CHILDREN, delay=0.4)], stdout=subprocess.DEVNULL
+    )
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(url, poll_ms=500), port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield {"base": f"http://127.0.0.1:{port}", "search": search, "store": Store(url)}
+    finally:
+        if search.poll() is None:
+            search.kill()
+        search.wait()
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    # Playwright's waits evaluate strings, which the dashboard's Content-Security-Policy forbids; the pages keep to
+    # it on their own, which test_the_pages_load_only_this_servers_scripts_under_their_policy checks
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, bypass_csp=True)
+    p = context.new_page()
+    p.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    p.on("pageerror", lambda e: errors.append(str(e)))
+    yield p
+    context.close()
+    assert not errors, errors  # no script error on any page
+
+
+def finished(live: dict[str, Any]) -> None:
+    assert live["search"].wait(timeout=120) == 0
+
+
+def test_the_run_page_follows_a_running_search_without_a_reload(live: dict[str, Any], page: Any) -> None:
+    store = live["store"]
+    deadline = time.monotonic() + 60
+    while len(store.list_runs()) < 2 and time.monotonic() < deadline:  # the search has recorded its run
+        time.sleep(0.05)
+    page.goto(f"{live['base']}/runs/2")
+    page.evaluate("window.loadedOnce = true")  # gone if the page reloads
+    done, best = page.text_content("#n-done"), page.text_content("#best-reward")
+    assert live["search"].poll() is None, "the search ended before the page opened"
+    page.wait_for_function(f"document.querySelector('#n-done').textContent !== {done!r}")
+    page.wait_for_function(f"document.querySelector('#best-reward').textContent !== {best!r}")
+    assert int(page.text_content("#n-done") or 0) > int(done or 0)
+    page.wait_for_function("document.querySelector('#state').textContent === 'done'", timeout=60_000)
+    assert "no longer changes" in (page.text_content("#stopped-note") or "")
+    assert page.evaluate("window.loadedOnce") is True
+    counts = store.count_children(2)
+    assert page.text_content("#n-done") == str(counts["done"])
+    assert float(page.text_content("#best-reward") or 0) == pytest.approx(store.top_children(2, 1)[0].reward, abs=1e-4)
+    page.wait_for_selector("#chart-progress .main-svg")  # plotly drew the chart
+    assert page.locator("#children tbody tr").count() == min(25, counts["done"] + counts["failed"])
+
+
+def test_a_failed_childs_traceback_opens(live: dict[str, Any], page: Any) -> None:
+    finished(live)
+    page.goto(f"{live['base']}/runs/2")
+    page.select_option("#status-filter", "failed")
+    page.wait_for_function("[...document.querySelectorAll('#children tbody tr')].every(r => r.className === 'failed')")
+    page.locator("#children tbody tr a").first.click()
+    page.wait_for_url("**/children/*")
+    details = page.locator("details#error")
+    if details.get_attribute("open") is None:
+        details.locator("summary").click()
+    assert page.locator("#traceback").is_visible()
+    text = page.text_content("#traceback") or ""
+    assert "Traceback (most recent call last)" in text and "RuntimeError: child exploded on purpose" in text
+
+
+def test_a_spec_value_holding_markup_is_shown_as_text(live: dict[str, Any], page: Any) -> None:
+    finished(live)
+    page.goto(f"{live['base']}/runs/2")
+    page.fill("#text-filter", "<script>")
+    page.wait_for_function(
+        "(() => { const t = document.querySelector('#page-info').textContent; "
+        f"return /^[0-9]+ children/.test(t) && !t.startsWith('{CHILDREN} '); }})()"
+    )
+    page.locator("#children tbody tr a").first.click()
+    page.wait_for_url("**/children/*")
+    assert MARKUP in (page.text_content("#spec") or "")
+    assert page.locator("#spec b").count() == 0 and page.locator("#spec script").count() == 0
+    assert page.evaluate("window.pwned") is None
+    page.goto(f"{live['base']}/")  # the run's name is markup too
+    assert page.locator("#runs td", has_text="<i>marked</i>").count() == 1
+
+
+def test_an_optimizer_runs_formula_opens(live: dict[str, Any], page: Any) -> None:
+    page.goto(f"{live['base']}/runs/1")
+    formula = page.locator("#rules img.formula").first
+    formula.wait_for()
+    page.wait_for_function("(() => { const i = document.querySelector('#rules img.formula'); "
+                           "return i.complete && i.naturalWidth > 50; })()")  # fmt: skip
+    assert "sign" in (formula.get_attribute("alt") or "")
+    page.wait_for_selector("#heat-0 .main-svg")
+    page.locator("#rules h3 a").first.click()
+    page.wait_for_url("**/children/2")
+    page.wait_for_function("document.querySelector('#formula').naturalWidth > 50")
+
+
+def test_runs_can_be_compared(live: dict[str, Any], page: Any) -> None:
+    finished(live)
+    page.goto(f"{live['base']}/")
+    for box in page.locator("input.pick").all():
+        box.check()
+    page.wait_for_function("document.querySelectorAll('#chart-compare .scatterlayer .trace').length === 2")
+    assert page.locator("#compare-hint").is_hidden()
+
+
+def test_the_pages_load_only_this_servers_scripts_under_their_policy(live: dict[str, Any], browser: Any) -> None:
+    finished(live)
+    context = browser.new_context()
+    page = context.new_page()
+    requested: list[str] = []
+    console: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    page.on("console", lambda m: console.append(m.text))
+    try:
+        for path in ("/", "/runs/2", "/runs/1", "/runs/2/children/1"):
+            page.goto(f"{live['base']}{path}")
+            page.wait_for_load_state("networkidle")
+        page.goto(f"{live['base']}/runs/1")
+        page.locator("#heat-0 .main-svg").first.wait_for(timeout=TIMEOUT_MS)  # plotly drew under the policy
+    finally:
+        context.close()
+    assert requested and all(u.startswith(live["base"]) for u in requested), requested  # no CDN
+    assert not [m for m in console if "Content Security Policy" in m], console
