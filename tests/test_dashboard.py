@@ -11,22 +11,19 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from l2l.runs.cli import app
 from l2l.runs.dashboard import bind_warning
-from l2l.runs.driver import this_driver
 from l2l.runs.dashboard.reader import Reader
 from l2l.runs.dashboard.series import best_so_far, extremes, pareto
+from l2l.runs.driver import this_driver
 from l2l.runs.plots import pareto_front
 from l2l.runs.store import EpochRecord, NewChild, Store, StoreError
 from l2l.search_spaces import Spec
-
-pytest.importorskip("starlette")
-from starlette.testclient import TestClient  # noqa: E402
 
 PLUGIN = Path(__file__).parent / "plugins" / "dashboard_space.py"
 MARKUP = "<script>window.pwned=1</script><b>bold</b>"
@@ -162,7 +159,7 @@ def test_the_dashboard_only_reads(tmp_path: Path) -> None:
     reader = Reader(url)
     from sqlalchemy import text
 
-    with pytest.raises(StoreError, match="readonly|read-only|read only"), reader.read("write") as conn:
+    with pytest.raises(StoreError, match=r"readonly|read-only|read only"), reader.read("write") as conn:
         conn.execute(text("DELETE FROM runs"))
     assert len(reader.runs()) == 1
 
