@@ -1,5 +1,6 @@
 """How fast `l2l dashboard` answers on a big run: a store of 100,000 children (written straight into the tables, in
-seconds) and the run page with every JSON endpoint it loads, each timed cold (first request) and warm.
+seconds); the run page opened as a browser opens it (the page, then its JSON requests at once, on a freshly
+started server); and each endpoint timed on its own, cold (first request) and warm.
 
     python -m benchmarks.dashboard                 # 100,000 children
     python -m benchmarks.dashboard --children 20000
@@ -119,6 +120,45 @@ def time_endpoints(url: str, run: int, repeats: int = 3) -> list[dict[str, Any]]
     return out
 
 
+# what the run page's script asks for as it opens, all at once, after the page itself
+OPENING = ("/api/runs/{run}", "/api/runs/{run}/progress", "/api/runs/{run}/children?page=1&per=25&sort=number",
+           "/api/runs/{run}/pareto", "/api/runs/{run}/best")  # fmt: skip
+
+
+def time_page_open(url: str, run: int) -> float:
+    """Seconds from asking a freshly started dashboard (uvicorn on a free port, nothing cached) for the run page
+    until it and every JSON answer its script asks for at once have arrived, as a browser opening it would."""
+    import threading
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    import uvicorn
+
+    from l2l.runs.dashboard.app import create_app
+    from l2l.runs.dashboard.server import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(url), port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+
+    def get(path: str) -> int:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path.format(run=run)}", timeout=60) as answer:
+            return len(answer.read())
+
+    try:
+        t = time.perf_counter()
+        get("/runs/{run}")
+        with ThreadPoolExecutor(len(OPENING)) as pool:
+            list(pool.map(get, OPENING))
+        return time.perf_counter() - t
+    finally:
+        server.should_exit = True
+        thread.join()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--children", type=int, default=100_000)
@@ -127,8 +167,10 @@ def main() -> None:
         t = time.perf_counter()
         url, run = build_store(Path(tmp) / "big.db", args.children)
         built = time.perf_counter() - t
+        opened = time_page_open(url, run)
         rows = time_endpoints(url, run)
     print(f"store of {args.children} children built in {built:.1f} s")
+    print(f"run page opened (the page, then its {len(OPENING)} JSON requests at once, nothing cached): {opened:.3f} s")
     print_table(
         ["request", "first (s)", "warm (s)", "KB"],
         [[r["path"], f"{r['first_s']:.3f}", f"{r['warm_s']:.3f}", f"{r['bytes'] / 1024:.0f}"] for r in rows],
@@ -136,7 +178,14 @@ def main() -> None:
     worst = max(r["first_s"] for r in rows)
     print(f"slowest first answer: {worst:.3f} s")
     path = write_json(
-        "dashboard", {"children": args.children, "build_s": built, "endpoints": rows, "slowest_first_s": worst}
+        "dashboard",
+        {
+            "children": args.children,
+            "build_s": built,
+            "page_open_s": opened,
+            "endpoints": rows,
+            "slowest_first_s": worst,
+        },
     )
     print(f"wrote {path}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
     import plotly
 
     reader = Reader(storage)
+    threading.Thread(target=figures.warm_up, name="l2l-dashboard-warm-up", daemon=True).start()
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
     plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 

@@ -65,6 +65,16 @@ def space_of(run: RunRecord) -> tuple[SearchSpace | None, str | None]:
     return result
 
 
+def warm_up() -> None:
+    """Import matplotlib and load its fonts ahead of the first drawing (seconds the first page would wait)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import font_manager, pyplot  # noqa: F401
+
+    font_manager.findfont("DejaVu Sans")
+
+
 def _svg(fig: Any) -> bytes:
     import matplotlib.pyplot as plt
 

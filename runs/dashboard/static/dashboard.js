@@ -56,7 +56,9 @@ const LAYOUT = {
 function draw(id, traces, layout) {
   const node = document.getElementById(id);
   if (!node || !window.Plotly) return;
-  window.Plotly.react(node, traces, { ...LAYOUT, ...layout }, { displaylogo: false, responsive: true });
+  const full = { ...LAYOUT, ...layout };
+  for (const axis of ["xaxis", "yaxis", "yaxis2"]) full[axis] = { zeroline: false, ...(full[axis] || {}) };
+  window.Plotly.react(node, traces, full, { displaylogo: false, responsive: true });
 }
 
 function schedule(fn, live) {
@@ -197,8 +199,10 @@ async function refreshProgress(runId) {
 async function refreshPareto(runId) {
   const select = document.getElementById("cost");
   const p = await getJSON(`/api/runs/${runId}/pareto${select.value ? `?cost=${encodeURIComponent(select.value)}` : ""}`);
+  select.hidden = !p.cost;
+  document.getElementById("chart-pareto").hidden = !p.cost;
   if (!p.cost) {
-    setText("pareto-note", "No finished child reports a cost yet.");
+    setText("pareto-note", "No finished child reports a cost (FLOPs, parameters, time) in this run.");
     return;
   }
   if (select.options.length !== p.keys.length) {
@@ -206,7 +210,7 @@ async function refreshPareto(runId) {
   }
   select.value = p.cost;
   const lo = Math.min(...p.points.x);
-  const log = p.points.x.length && lo > 0 && Math.max(...p.points.x) / lo > 20;
+  const log = p.points.x.length && lo > 0 && Math.max(...p.points.x) / lo > 100;
   draw("chart-pareto", [
     { x: p.points.x, y: p.points.y, customdata: p.points.child, mode: "markers",
       name: "children", marker: { size: 5, opacity: 0.5, color: COLOURS[0] },
@@ -263,8 +267,9 @@ function curveTraces(curves, xTitle) {
     x: ys.map((_, e) => e + 1), y: ys, mode: "lines+markers", name, yaxis: name.includes("acc") ? "y2" : "y",
     line: { color: COLOURS[k % COLOURS.length], dash: name.includes("acc") ? "dot" : "solid" },
   }));
+  const longest = Math.max(0, ...entries.map(([, ys]) => ys.length));
   return [traces, {
-    xaxis: { title: { text: xTitle }, tickformat: "d" }, height: 300,
+    xaxis: { title: { text: xTitle }, tickformat: "d", ...(longest <= 20 ? { dtick: 1 } : {}) }, height: 300,
     yaxis: { title: { text: "loss" } },
     yaxis2: { title: { text: "accuracy" }, overlaying: "y", side: "right" }, margin: { ...LAYOUT.margin, r: 55 },
   }];
