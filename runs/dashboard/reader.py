@@ -247,13 +247,11 @@ class Reader:
         database's JSON path operator, ``key`` bound as a parameter."""
         cost = CHILDREN.c.metrics[("cost", key)].as_float()
         acc = func.coalesce(CHILDREN.c.val_acc, CHILDREN.c.reward)
-        with self.read("read costs") as conn:
+        with self.read("read costs") as conn:  # each row's JSON is read once: the nulls are dropped here
             rows = conn.execute(
-                select(cost, acc, CHILDREN.c.number).where(
-                    CHILDREN.c.run_id == run_id, CHILDREN.c.status == "done", cost.is_not(None), acc.is_not(None)
-                )
+                select(cost, acc, CHILDREN.c.number).where(CHILDREN.c.run_id == run_id, CHILDREN.c.status == "done")
             ).all()
-        return [(float(c), float(a), int(n)) for c, a, n in rows]
+        return [(c, a, n) for c, a, n in rows if c is not None and a is not None]
 
     def page(
         self,
