@@ -270,3 +270,27 @@ def test_search_with_dashboard_serves_it_while_it_runs(tmp_path: Path) -> None:
             search.kill()
             search.wait()
     assert not answers("127.0.0.1", int(found[2]))  # it ended with the search
+
+
+@pytest.mark.postgres
+def test_the_dashboard_reads_postgresql_read_only(postgres_url: str) -> None:
+    from sqlalchemy import text
+
+    from l2l.runs.dashboard.app import create_app
+
+    store = Store(postgres_url)
+    run = add_optimizer_run(store)
+    store.add_children(run, [NewChild(9, 9, (0,), {"space": "optimizer", "values": [["x", MARKUP]]}, -1.0, 1.0, 0)])
+    store.finish_child(run, 9, {"status": "failed", "error": "Traceback ...\nRuntimeError: boom"}, 0.0)
+    c = TestClient(create_app(postgres_url))
+    assert c.get(f"/api/runs/{run}").json()["failed"] == 1
+    assert [r["child"] for r in c.get(f"/api/runs/{run}/best").json()["rules"]] == [2, 1, 0]
+    assert c.get(f"/api/runs/{run}/pareto").json()["front"]["child"] == [0, 1, 2]
+    page = c.get(f"/api/runs/{run}/children", params={"q": "window.pwned", "sort": "reward", "order": "desc"}).json()
+    assert [r["number"] for r in page["rows"]] == [9]
+    assert c.get(f"/api/runs/{run}/progress").json()["children"]["of"] == 3
+    assert "&lt;script&gt;" in c.get(f"/runs/{run}/children/9").text
+    reader = Reader(postgres_url)
+    with pytest.raises(StoreError, match="read-only transaction"), reader.read("write") as conn:
+        conn.execute(text("DELETE FROM runs"))
+    assert reader.run(run).name == "rules"
