@@ -60,6 +60,7 @@ def test_every_command_has_help() -> None:
         ["runs", "best"],
         ["optimizers", "top"],
         ["optimizers", "export"],
+        ["dashboard"],
     ):
         out = ok(*args, "--help")
         assert "Usage" in out
