@@ -98,7 +98,7 @@ def test_the_run_page_follows_a_running_search_without_a_reload(live: dict[str, 
     page.wait_for_function(f"document.querySelector('#best-reward').textContent !== {best!r}")
     assert int(page.text_content("#n-done") or 0) > int(done or 0)
     page.wait_for_function("document.querySelector('#state').textContent === 'done'", timeout=60_000)
-    assert "no longer changes" in (page.text_content("#stopped-note") or "")
+    assert "not running" in (page.text_content("#stopped-note") or "")
     assert page.evaluate("window.loadedOnce") is True
     counts = store.count_children(2)
     assert page.text_content("#n-done") == str(counts["done"])

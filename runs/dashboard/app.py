@@ -77,6 +77,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
     warming = threading.Thread(target=figures.warm_up, name="l2l-dashboard-warm-up", daemon=True)
     warming.start()
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
+    env.filters["when"] = _when
     plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
     def page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
@@ -271,3 +272,9 @@ def _spec_items(spec: dict[str, Any]) -> list[tuple[str, str]]:
             text = "".join(str(b) for b in value) if isinstance(value, list) else str(value)
             out.append((str(key), text))
     return out
+
+
+def _when(value: datetime | None) -> str:
+    """A stored time to the second, in UTC."""
+    text = iso(value)
+    return "-" if text is None else f"{text[:19].replace('T', ' ')} UTC"

@@ -58,7 +58,7 @@ def space_of(run: RunRecord) -> tuple[SearchSpace | None, str | None]:
     def make() -> tuple[SearchSpace | None, str | None]:
         try:
             return load_space(run.space, options, validate=False), None
-        except (SpaceError, ImportError, OSError, TypeError, ValueError) as exc:
+        except (SpaceError, ImportError, OSError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
             return None, f"cannot rebuild the space {run.space!r}: {exc}"
 
     result: tuple[SearchSpace | None, str | None] = _SPACES.get((run.space, json.dumps(options, sort_keys=True)), make)

@@ -32,6 +32,12 @@ function when(iso) {
   return iso ? iso.slice(0, 19).replace("T", " ") : "-";
 }
 
+// green while live or done, red when failed, amber when stopped otherwise (interrupted, stale)
+function stateClass(run) {
+  if (run.live) return "live";
+  return ["done", "failed"].includes(run.state) ? run.state : "stopped";
+}
+
 function seconds(s) {
   if (s === null || s === undefined) return "-";
   if (s < 120) return `${Math.round(s)} s`;
@@ -73,7 +79,7 @@ function runRow(r, picked) {
   box.checked = picked.has(String(r.id));
   box.addEventListener("change", drawCompare);
   const cells = [box, el("a", r.id, { href: `/runs/${r.id}` }), r.name || "", r.space, r.strategy,
-    el("span", r.state, { class: `state ${r.live ? "live" : "stopped"}` }), r.done, r.failed, r.total,
+    el("span", r.state, { class: `state ${stateClass(r)}` }), r.done, r.failed, r.total,
     fmt(r.best), when(r.created_at), seconds(r.duration_s)];
   cells.forEach((c, i) => {
     const td = el("td", c instanceof Node ? null : c);
@@ -146,8 +152,8 @@ async function refreshRun(runId) {
     best.setAttribute("href", s.best_child === null ? "#" : `/runs/${runId}/children/${s.best_child}`);
     const state = document.getElementById("state");
     state.textContent = s.state;
-    state.className = `state ${s.live ? "live" : "stopped"}`;
-    setText("stopped-note", s.live ? "" : "not running: this page no longer changes");
+    state.className = `state ${stateClass(s)}`;
+    setText("stopped-note", s.live ? "" : "not running: nothing changes here unless it is resumed");
     const key = [s.done, s.failed, s.running, s.queued, s.updates, s.epochs, s.state].join("|");
     if (key !== lastKey) {
       lastKey = key;
@@ -359,6 +365,7 @@ async function refreshChild(runId, number) {
   status.className = `state ${c.status}`;
   setText("child-reward", fmt(c.reward));
   const [traces, layout] = curveTraces(c.curves, "epoch");
+  document.getElementById("chart-curves").hidden = !traces.length;
   if (traces.length) draw("chart-curves", traces, layout);
   setText("curves-note", traces.length ? "" : "This child recorded no curves.");
   if (changed && ["done", "failed"].includes(c.status)) window.location.reload(); // it finished: show all of it
