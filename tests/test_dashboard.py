@@ -294,3 +294,18 @@ def test_the_dashboard_reads_postgresql_read_only(postgres_url: str) -> None:
     with pytest.raises(StoreError, match="read-only transaction"), reader.read("write") as conn:
         conn.execute(text("DELETE FROM runs"))
     assert reader.run(run).name == "rules"
+
+
+def test_an_old_schema_is_named_not_migrated(tmp_path: Path) -> None:
+    from l2l.runs.dashboard.server import schema_behind
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    Store(url).close()
+    assert schema_behind(Reader(url).revision) is None
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = '0005'")
+    warning = schema_behind(Reader(url).revision)
+    assert warning is not None and "revision 0005" in warning and "l2l runs list" in warning
+    assert Reader(url).revision == "0005"  # reading it changed nothing

@@ -48,10 +48,29 @@ def serve(storage: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, exit
     from l2l.runs.dashboard.app import create_app
 
     app = create_app(storage)
+    behind = schema_behind(app.state.reader.revision)
+    if behind:
+        print(behind, file=sys.stderr)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
     if exit_with is not None:
         threading.Thread(target=_exit_with, args=(exit_with, server), daemon=True).start()
     server.run()
+
+
+def schema_behind(revision: str | None) -> str | None:
+    """A one-line warning when the store's schema is older than this l2l's (the dashboard never migrates it)."""
+    from pathlib import Path
+
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(Path(__file__).parents[1] / "migrations")).get_current_head()
+    if revision == head:
+        return None
+    return (
+        f"warning: the store's schema is at revision {revision or 'none'}, this l2l's at {head}; the dashboard only "
+        "reads, so it leaves it so: any other l2l command on the store (e.g. `l2l runs list`) upgrades it, and adds "
+        "the indexes that keep big runs fast"
+    )
 
 
 def free_port(host: str = DEFAULT_HOST) -> int:
