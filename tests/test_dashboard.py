@@ -22,7 +22,7 @@ from l2l.runs.dashboard.reader import Reader
 from l2l.runs.dashboard.series import best_so_far, extremes, pareto
 from l2l.runs.driver import this_driver
 from l2l.runs.plots import pareto_front
-from l2l.runs.store import EpochRecord, NewChild, Store, StoreError
+from l2l.runs.store import EpochRecord, NewChild, ScoredChild, Store, StoreError
 from l2l.search_spaces import Spec
 
 PLUGIN = Path(__file__).parent / "plugins" / "dashboard_space.py"
@@ -103,7 +103,7 @@ def test_every_page_and_endpoint_answers(client: TestClient) -> None:
 
 def test_what_came_from_a_plugin_or_a_user_is_escaped(client: TestClient, marked_store: str) -> None:
     reader = Reader(marked_store)
-    marked = [c for c in reader.top(1, 16) if dict(map(tuple, c.spec["values"]))["label"] == MARKUP]
+    marked = [c for c in reader.top(reader.run(1), 16) if dict(map(tuple, c.spec["values"]))["label"] == MARKUP]
     assert marked, "the search sampled no child with the markup label"
     page = client.get(f"/runs/1/children/{marked[0].number}")
     assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in page.text
@@ -210,11 +210,19 @@ def test_weight_sharing_epochs_are_served(tmp_path: Path) -> None:
         space="toy", strategy="reinforce", config={"weight_sharing": {"epochs": 2}}, seed=0, n_children=0,
         code_version="t",
     )  # fmt: skip
+    spec = {"space": "toy", "values": [["op_0", "op1"]]}
     for epoch in range(2):
-        store.record_epoch(run, EpochRecord(epoch, 1.0 - epoch / 4, 10, 0.5, 1.2, 3, 2.0, {}), [], [], b"", 0)
+        scored = [ScoredChild(2 * epoch + k, epoch, (0,), spec, "shared", 0.1 * (2 * epoch + k), {}) for k in range(2)]
+        store.record_epoch(run, EpochRecord(epoch, 1.0 - epoch / 4, 10, 0.5, 1.2, 3, 2.0, {}), [], scored, b"", 4)
+    store.record_scored(run, [ScoredChild(4, 2, (0,), spec, "derived", 0.25, {})])
     c = TestClient(create_app(url))
     assert [e["train_loss"] for e in c.get(f"/api/runs/{run}/epochs").json()["epochs"]] == [1.0, 0.75]
-    assert c.get(f"/api/runs/{run}").json()["weight_sharing"]
+    summary = c.get(f"/api/runs/{run}").json()
+    assert summary["weight_sharing"] and summary["scored"] == 5 and summary["done"] == 0
+    assert summary["best"] == pytest.approx(0.3)  # the best scored with the shared weights
+    assert c.get(f"/api/runs/{run}/progress").json()["children"]["y"] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.25])
+    best = c.get(f"/api/runs/{run}/best").json()["child"]
+    assert (best["number"], best["status"]) == (4, "derived")  # the one it derived, not the luckiest
     assert 'id="epochs-section" hidden' not in c.get(f"/runs/{run}").text
 
 

@@ -121,8 +121,14 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         run_id = request.path_params["run_id"]
 
         def make() -> dict[str, Any]:
-            rows, failed = reader.rewards(run_id)
-            return {**series.progress(rows, failed), "updates": series.updates(reader.updates(run_id))}
+            run = reader.run(run_id)
+            rows, failed = reader.rewards(run)
+            shared = run.config.get("weight_sharing") is not None
+            return {
+                **series.progress(rows, failed),
+                "updates": series.updates(reader.updates(run_id)),
+                "reward_label": "reward (shared weights)" if shared else "reward",
+            }
 
         return Json(charts.get(("progress", run_id, reader.stamp(run_id)), make))
 
@@ -172,13 +178,16 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
 
     def api_best(request: Request) -> Response:
         run = reader.run(request.path_params["run_id"])
-        top = reader.top(run.id, 30)
+        top = reader.top(run, 30)
         space, problem = figures.space_of(run)
-        best = top[0] if top else None
+        # a weight-sharing search stands by the architecture it derived, not its luckiest scored one
+        derived = reader.top(run, 1, ("derived",)) if run.config.get("weight_sharing") is not None else []
+        best = derived[0] if derived else top[0] if top else None
         out: dict[str, Any] = {"problem": problem, "child": None, "rules": []}
         if best is not None:
             out["child"] = {
                 "number": best.number,
+                "status": best.status,
                 "reward": best.reward,
                 "describe": figures.describe(space, best),
                 "arch": f"/runs/{run.id}/children/{best.number}/arch.svg",
@@ -199,7 +208,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         ids = [int(p) for p in request.query_params.get("runs", "").split(",") if p.strip().isdigit()][:12]
         out = []
         for run_id in ids:
-            rows, _ = reader.rewards(run_id)
+            rows, _ = reader.rewards(reader.run(run_id))
             x, y = series.best_so_far([n for n, _, _ in rows], [r for _, _, r in rows])
             out.append({"id": run_id, "x": x, "y": y})
         return Json({"runs": out})

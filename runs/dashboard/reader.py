@@ -43,6 +43,9 @@ SORT_KEYS = {
     "finished_at": CHILDREN.c.finished_at,
 }
 MAX_PER_PAGE = 200
+# children with a reward: trained ones, and a weight-sharing search's architectures scored with its shared weights
+TRAINED = ("done",)
+SCORED = ("done", "shared", "candidate", "derived")
 # the columns of a child that the table shows (its spec, curves and tokens stay in the database)
 ROW_COLUMNS = [
     CHILDREN.c[n]
@@ -144,7 +147,7 @@ class Reader:
             best = dict(
                 conn.execute(
                     select(CHILDREN.c.run_id, func.max(CHILDREN.c.reward))
-                    .where(CHILDREN.c.run_id.in_(ids), CHILDREN.c.status == "done")
+                    .where(CHILDREN.c.run_id.in_(ids), CHILDREN.c.status.in_(SCORED))
                     .group_by(CHILDREN.c.run_id)
                 ).all()
             )
@@ -165,7 +168,7 @@ class Reader:
             counts = _counts(conn, [run_id]).get(run_id, {})
             top = conn.execute(
                 select(CHILDREN.c.number, CHILDREN.c.reward)
-                .where(CHILDREN.c.run_id == run_id, CHILDREN.c.status == "done", CHILDREN.c.reward.is_not(None))
+                .where(CHILDREN.c.run_id == run_id, _rewarded(run), CHILDREN.c.reward.is_not(None))
                 .order_by(CHILDREN.c.reward.desc(), CHILDREN.c.number)
                 .limit(1)
             ).first()
@@ -186,13 +189,15 @@ class Reader:
 
     # children -------------------------------------------------------------------------------------
 
-    def rewards(self, run_id: int) -> tuple[list[tuple[int, int, float]], list[int]]:
-        """(number, batch, reward) of every finished child with a reward in order, and the failed children's
-        numbers: only these columns, read from an index (migration 0006), not from the rows."""
+    def rewards(self, run: RunRecord) -> tuple[list[tuple[int, int, float]], list[int]]:
+        """(number, batch, reward) of every finished child with a reward in order (for a weight-sharing search, every
+        architecture scored with its shared weights), and the failed children's numbers: only these columns,
+        read from an index (migration 0006), not from the rows."""
+        run_id = run.id
         with self.read("read rewards") as conn:
             done = conn.execute(
                 select(CHILDREN.c.number, CHILDREN.c.batch, CHILDREN.c.reward)
-                .where(CHILDREN.c.run_id == run_id, CHILDREN.c.status == "done", CHILDREN.c.reward.is_not(None))
+                .where(CHILDREN.c.run_id == run_id, _rewarded(run), CHILDREN.c.reward.is_not(None))
                 .order_by(CHILDREN.c.number)
             ).all()
             failed = conn.scalars(
@@ -309,12 +314,15 @@ class Reader:
         values["tokens"] = tuple(values["tokens"] or ())
         return ChildRecord(**values)
 
-    def top(self, run_id: int, k: int) -> list[ChildRecord]:
-        """The ``k`` finished children with the highest reward, best first."""
+    def top(self, run: RunRecord, k: int, statuses: tuple[str, ...] | None = None) -> list[ChildRecord]:
+        """The ``k`` children with the highest reward, best first: finished ones (and a weight-sharing search's
+        scored architectures), or those of ``statuses``."""
+        run_id = run.id
+        which = _rewarded(run) if statuses is None else CHILDREN.c.status.in_(statuses)
         with self.read("read best children") as conn:
             numbers = conn.scalars(
                 select(CHILDREN.c.number)
-                .where(CHILDREN.c.run_id == run_id, CHILDREN.c.status == "done", CHILDREN.c.reward.is_not(None))
+                .where(CHILDREN.c.run_id == run_id, which, CHILDREN.c.reward.is_not(None))
                 .order_by(CHILDREN.c.reward.desc(), CHILDREN.c.number)
                 .limit(k)
             ).all()
@@ -327,6 +335,14 @@ def _revision(conn: Connection) -> str | None:
 
     value = conn.scalar(select(column("version_num")).select_from(table("alembic_version")))
     return None if value is None else str(value)
+
+
+def _rewarded(run: RunRecord) -> Any:
+    """Which of a run's children have a reward to draw: trained ones; for a weight-sharing search also those
+    scored with its shared weights. A plain equality for plain runs, which the index answers in child order."""
+    if run.config.get("weight_sharing") is not None:
+        return CHILDREN.c.status.in_(SCORED)
+    return CHILDREN.c.status == TRAINED[0]
 
 
 def _counts(conn: Connection, run_ids: list[int]) -> dict[int, dict[str, int]]:
@@ -365,6 +381,7 @@ def _run_summary(run: RunRecord, counts: dict[str, int], best: float | None) -> 
         "running": counts.get("running", 0),
         "queued": counts.get("queued", 0),
         "shared": counts.get("shared", 0),
+        "scored": sum(counts.get(s, 0) for s in (SCORED if ws else TRAINED)),
         "counts": counts,
         "best": best,
         "created_at": iso(run.created_at),

@@ -140,7 +140,7 @@ async function refreshRun(runId) {
   try {
     const s = await getJSON(`/api/runs/${runId}`);
     live = s.live;
-    setText("n-done", s.done);
+    setText("n-done", s.weight_sharing ? s.scored : s.done);
     setText("n-total", s.total);
     setText("n-failed", s.failed);
     setText("n-running", `${s.running} / ${s.queued}`);
@@ -184,7 +184,9 @@ async function refreshProgress(runId) {
     traces.push({ x: p.failed.x, y: p.failed.y, mode: "markers", name: "failed",
       marker: { symbol: "x", color: COLOURS[3], size: 6 } });
   }
-  draw("chart-progress", traces, { xaxis: { title: { text: "child" }, tickformat: "d" }, yaxis: { title: { text: "reward" } } });
+  draw("chart-progress", traces, {
+    xaxis: { title: { text: "child" }, tickformat: "d" }, yaxis: { title: { text: p.reward_label } },
+  });
   setText("progress-note", p.children.shown < p.children.of
     ? `${p.children.of} finished children: each of ${p.children.shown / 2} slices shows its lowest and highest reward`
     : "");
@@ -237,7 +239,8 @@ async function refreshBest(runId) {
   }
   const link = el("a", `child ${b.child.number}`, { href: `/runs/${runId}/children/${b.child.number}` });
   const line = document.getElementById("best-describe");
-  line.replaceChildren(link, document.createTextNode(`, reward ${fmt(b.child.reward)}: ${b.child.describe || ""}`));
+  const derived = b.child.status === "derived" ? " (derived)" : "";
+  line.replaceChildren(link, document.createTextNode(`${derived}, reward ${fmt(b.child.reward)}: ${b.child.describe || ""}`));
   img.hidden = b.rules.length > 0; // an update rule is drawn as its formula below, not as a chain of tokens
   if (!b.rules.length) img.src = b.child.arch;
   document.querySelector("#best-section h2").textContent = b.rules.length ? "Best child" : "Best architecture";
@@ -287,7 +290,11 @@ async function refreshEpochs(runId) {
   draw("chart-epochs", [
     { x, y: epochs.map((e) => e.train_loss), mode: "lines+markers", name: "shared weights' loss" },
     { x, y: epochs.map((e) => e.mean_reward), mode: "lines+markers", name: "mean reward", yaxis: "y2" },
-  ], { xaxis: { title: { text: "epoch" } }, yaxis2: { overlaying: "y", side: "right" } });
+  ], {
+    xaxis: { title: { text: "epoch" }, tickformat: "d", ...(x.length <= 20 ? { dtick: 1 } : {}) },
+    yaxis: { title: { text: "loss" } }, yaxis2: { title: { text: "mean reward" }, overlaying: "y", side: "right" },
+    margin: { ...LAYOUT.margin, r: 60 },
+  });
   document.querySelector("#epochs tbody").replaceChildren(...epochs.map((e) => {
     const tr = el("tr");
     [e.epoch, fmt(e.train_loss), e.train_steps, fmt(e.mean_reward), fmt(e.entropy), e.updates, fmt(e.wall_time, 1)]
