@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from l2l.runs.cli.common import STORAGE_ENV, StorageOpt, console, err_console, user_errors
+from l2l.runs.cli.common import STORAGE_ENV, StorageOpt, err_console, user_errors
 
 HostOpt = Annotated[
     str,
@@ -33,7 +33,6 @@ def dashboard(
     architecture or update rules, and each child's spec, curves and error. It only reads: a running search
     is never slowed or blocked, and stopped, crashed or finished runs are shown as they are."""
     from l2l.runs.dashboard import bind_warning, serve
-    from l2l.runs.dashboard.server import url_of
     from l2l.runs.store import DEFAULT_STORAGE
 
     url = storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
@@ -41,6 +40,4 @@ def dashboard(
     if warning:
         err_console.print(f"[yellow]{warning}[/]", highlight=False, soft_wrap=True)
     with user_errors():
-        if exit_with is None:
-            console.print(f"l2l dashboard at {url_of(host, port)} (Ctrl-C stops it)", highlight=False)
         serve(url, host, port, exit_with=exit_with)

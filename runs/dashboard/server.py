@@ -42,7 +42,8 @@ def _exit_with(parent: int, server: Any) -> None:
 
 
 def serve(storage: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, exit_with: int | None = None) -> None:
-    """Serve the dashboard of ``storage`` until interrupted (or until process ``exit_with`` ends)."""
+    """Serve the dashboard of ``storage`` until interrupted (or until process ``exit_with`` ends); says where once
+    the store is open (a dashboard beside a search says nothing: the search prints its address)."""
     import uvicorn
 
     from l2l.runs.dashboard.app import create_app
@@ -51,6 +52,8 @@ def serve(storage: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, exit
     behind = schema_behind(app.state.reader.revision)
     if behind:
         print(behind, file=sys.stderr)
+    if exit_with is None:
+        print(f"l2l dashboard at {url_of(host, port)} (Ctrl-C stops it)", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
     if exit_with is not None:
         threading.Thread(target=_exit_with, args=(exit_with, server), daemon=True).start()
