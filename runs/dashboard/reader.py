@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, Text, create_engine, event, func, inspect, or_, select
+from sqlalchemy import Connection, Table, Text, func, inspect, or_, select
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
+from l2l.runs.dashboard.engine import plain_rows, read_only_engine
 from l2l.runs.driver import run_state
 from l2l.runs.models import ChildRow, EpochRow, RunRow, UpdateRow
 from l2l.runs.store_engine import safe_url, short_error
@@ -73,42 +72,6 @@ def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-
-
-def _sqlite_read_only(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA query_only=ON")
-    cur.close()
-
-
-def _postgres_read_only(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-    cur.close()
-    dbapi_conn.commit()
-
-
-def read_only_engine(url: str) -> Engine:
-    """An engine on ``url`` that cannot write; a SQLite file that does not exist is an error, not a new store."""
-    label = safe_url(url)
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        raise StoreError(f"invalid storage URL {label!r}; expected e.g. sqlite:///l2l.db") from None
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        path = parsed.database or ""
-        if path in ("", ":memory:") or not Path(path).expanduser().is_file():
-            raise StoreError(f"no store at {label}: the file does not exist (run a search first)")
-    try:
-        engine = create_engine(url, connect_args={"timeout": 10} if backend == "sqlite" else {})
-    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
-        raise StoreError(f"cannot open store {label}: {exc}") from exc
-    if backend == "sqlite":
-        event.listen(engine, "connect", _sqlite_read_only)
-    elif backend == "postgresql":
-        event.listen(engine, "connect", _postgres_read_only)
-    return engine
 
 
 class Reader:
@@ -195,13 +158,13 @@ class Reader:
         read from an index (migration 0006), not from the rows."""
         run_id = run.id
         with self.read("read rewards") as conn:
-            done = _plain_rows(
+            done = plain_rows(
                 conn,
                 select(CHILDREN.c.number, CHILDREN.c.batch, CHILDREN.c.reward)
                 .where(CHILDREN.c.run_id == run_id, _rewarded(run), CHILDREN.c.reward.is_not(None))
                 .order_by(CHILDREN.c.number),
             )
-            failed = _plain_rows(
+            failed = plain_rows(
                 conn,
                 select(CHILDREN.c.number)
                 .where(CHILDREN.c.run_id == run_id, CHILDREN.c.status == "failed")
@@ -212,7 +175,7 @@ class Reader:
     def updates(self, run_id: int) -> list[tuple[int, float, float, float]]:
         """(policy version, loss, entropy, mean reward) of every controller update, oldest first."""
         with self.read("read updates") as conn:
-            return _plain_rows(
+            return plain_rows(
                 conn,
                 select(UPDATES.c.policy_version, UPDATES.c.loss, UPDATES.c.entropy, UPDATES.c.mean_reward)
                 .where(UPDATES.c.run_id == run_id)
@@ -337,20 +300,6 @@ def _revision(conn: Connection) -> str | None:
 
     value = conn.scalar(select(column("version_num")).select_from(table("alembic_version")))
     return None if value is None else str(value)
-
-
-def _plain_rows(conn: Connection, statement: Any) -> list[tuple[Any, ...]]:
-    """The rows of a statement over plain columns (numbers, text: nothing a result processor converts), fetched
-    through the driver's cursor in the connection's transaction: about twice as fast as SQLAlchemy's rows on
-    100,000 of them. The statement is compiled with its bound parameters, as SQLAlchemy would send it."""
-    compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    params = tuple(compiled.params[k] for k in compiled.positiontup or ()) if compiled.positional else compiled.params
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(str(compiled), params)
-        return [tuple(row) for row in cursor.fetchall()]
-    finally:
-        cursor.close()
 
 
 def _rewarded(run: RunRecord) -> Any:
