@@ -94,6 +94,7 @@ def test_the_run_page_follows_a_running_search_without_a_reload(live: dict[str, 
     page.evaluate("window.loadedOnce = true")  # gone if the page reloads
     done, best = page.text_content("#n-done"), page.text_content("#best-reward")
     assert live["search"].poll() is None, "the search ended before the page opened"
+    assert int(done or 0) <= CHILDREN // 2, f"the page opened late, at {done} children: too few left to watch"
     page.wait_for_function(f"document.querySelector('#n-done').textContent !== {done!r}")
     page.wait_for_function(f"document.querySelector('#best-reward').textContent !== {best!r}")
     assert int(page.text_content("#n-done") or 0) > int(done or 0)
