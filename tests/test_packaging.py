@@ -29,7 +29,14 @@ def test_wheel_holds_only_the_l2l_package(tmp_path: Path) -> None:
         entry_points = zf.read(top_level.replace("top_level.txt", "entry_points.txt")).decode()
     assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"l2l"}
     # the data files and the migrations travel inside the package
-    for path in ("l2l/search_spaces/data/", "l2l/nas/corpus/", "l2l/runs/migrations/versions/", "l2l/py.typed"):
+    for path in (
+        "l2l/search_spaces/data/",
+        "l2l/nas/corpus/",
+        "l2l/runs/migrations/versions/",
+        "l2l/py.typed",
+        "l2l/runs/dashboard/templates/run.html",
+        "l2l/runs/dashboard/static/dashboard.js",
+    ):
         assert any(n.startswith(path) for n in names), path
     assert "l2l = l2l.runs.cli:main" in entry_points
     assert "toy = l2l.search_spaces.toy:ToySpace" in entry_points
