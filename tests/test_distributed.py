@@ -81,3 +81,37 @@ def test_values_are_all_reduced_on_the_training_device_under_nccl(
         assert collective_device(gpu) == gpu  # NCCL reduces only CUDA ones: a CPU tensor would fail the first batch
     finally:
         dist.destroy_process_group()
+
+
+def test_a_sync_child_and_a_downpour_child_use_replicas_on_two_nodes_of_a_cluster() -> None:
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    from l2l.nas.data import load_dataset
+    from l2l.runs.executors import make_executor
+
+    cluster = Cluster(initialize_head=True, connect=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        space = load_space("mlp", {"epochs": 2})
+        task = ChildTask(0, _spec(), Context(seed=5))
+        one = run_child(space, task)
+        for mode, options in (("sync", None), ("downpour", {"shards": 2})):
+            opts = {"workers_per_child": 2, "data_parallel": mode, "dp_options": options}
+            executor = make_executor("ray", options={k: v for k, v in opts.items() if v is not None})
+            executor.submit(space, task)
+            _, result = executor.next_result()
+            executor.shutdown()
+            assert result.ok, result.error
+            record = result.info["data_parallel"]
+            assert record["mode"] == mode and record["workers"] == 2
+            assert set(record["nodes"]) == nodes, record  # one replica on each node
+            assert record["examples"] == 2 * len(load_dataset("digits").train) and record["examples_per_s"] > 0
+            if mode == "sync":  # across machines it still follows one process
+                assert record["backend"] == "gloo"
+                assert result.curves["val_loss"] == pytest.approx(one.curves["val_loss"], rel=1e-4, abs=1e-5)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -1,0 +1,127 @@
+"""DistBelief's modes on Ray: Sandblaster follows full-batch L-BFGS, Downpour with one replica follows plain
+training, and a Downpour child survives losing a replica and a parameter-server shard."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import nn
+
+from l2l.nas.data import Dataset, Split
+from l2l.nas.distbelief import recording, use_engine
+from l2l.nas.train import TrainConfig, train_classifier
+from l2l.runs.distbelief import DataParallel, DataParallelError, engine_for
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_instance() -> Iterator[None]:
+    # a new local instance on free ports, never one that another process started with `ray start`
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def _data(n: int = 240) -> Dataset:
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(4, 8, generator=g) * 2
+
+    def split(m: int) -> Split:
+        y = torch.randint(0, 4, (m,), generator=g)
+        return Split(centers[y] + torch.randn(m, 8, generator=g), y)
+
+    return Dataset("blobs", split(n), split(80), split(80), n_classes=4)
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
+
+
+def test_sandblaster_with_two_workers_follows_full_batch_lbfgs_step_for_step() -> None:
+    data = _data()
+    parallel = DataParallel(mode="sandblaster", workers=2, work_units=7, lbfgs_iters=3)
+    config = TrainConfig(epochs=4, stop_hopeless=False)
+    engine = engine_for(parallel)
+    with use_engine(engine):
+        out = train_classifier(_model(), data, config, seed=1)
+    record = engine.record()
+
+    model = _model()  # the same network, one process, the whole training set at once
+    lbfgs = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=3, history_size=10, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        lbfgs.zero_grad()
+        loss = nn.functional.cross_entropy(model(data.train.x), data.train.y)
+        loss.backward()
+        return loss
+
+    losses = [float(lbfgs.step(closure).detach()) for _ in range(4)]
+    assert out.curves["train_loss"] == pytest.approx(losses, abs=1e-5)
+    val = nn.functional.cross_entropy(model(data.val.x), data.val.y).item()
+    assert out.val_loss == pytest.approx(val, abs=1e-5)
+    assert losses[-1] < 0.5 * losses[0]  # it did learn
+    assert record["work_units"] == 7 and record["evaluations"] >= 4
+    assert record["examples_computed"] == record["evaluations"] * len(data.train)
+
+
+def test_downpour_with_one_replica_fetching_and_pushing_every_step_is_plain_adagrad() -> None:
+    data = _data()
+    config = TrainConfig(epochs=2, lr=0.05, batch_size=32, stop_hopeless=False)
+    parallel = DataParallel(mode="downpour", workers=1, shards=2, unit_batches=3)
+    engine = engine_for(parallel)
+    with use_engine(engine), recording() as rec:
+        out = train_classifier(_model(), data, config, seed=2)
+    plain = train_classifier(_model(), data, config, seed=2, optimizer_factory=lambda p, lr: torch.optim.Adagrad(p, lr))
+    for key in ("train_loss", "val_loss", "val_acc"):
+        assert out.curves[key] == pytest.approx(plain.curves[key], abs=1e-5), key
+    record = engine.record()
+    assert record["staleness_max"] == 0 and record["shards"] == 2
+    assert rec.examples == 2 * len(data.train)
+
+
+def test_a_downpour_child_survives_losing_a_replica_and_a_shard_and_records_it() -> None:
+    data = _data(480)
+    config = TrainConfig(epochs=4, lr=0.05, batch_size=16, stop_hopeless=False)
+    parallel = DataParallel(mode="downpour", workers=2, shards=2, unit_batches=2, snapshot_every=2, n_fetch=2)
+    engine = engine_for(parallel)
+    box: dict[str, object] = {}
+
+    def train() -> None:
+        with use_engine(engine):
+            box["out"] = train_classifier(_model(), data, config, seed=5)
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while engine.units_done < 6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ray.kill(engine.replicas[0], no_restart=True)
+    while engine.units_done < 14 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ray.kill(engine.shards[1], no_restart=True)
+    thread.join(timeout=90)
+    assert not thread.is_alive()
+    out = box["out"]
+    record = engine.record()
+    assert record["event_counts"].get("replica_replaced") == 1, record["events"]
+    assert record["event_counts"].get("shard_restored") == 1, record["events"]
+    assert out.curves["train_loss"][-1] < out.curves["train_loss"][0]  # type: ignore[attr-defined]
+    assert len(out.curves["val_acc"]) == 4  # type: ignore[attr-defined]
+
+
+def test_bad_settings_name_the_value_and_what_is_valid() -> None:
+    with pytest.raises(DataParallelError, match="known: sync, downpour, sandblaster"):
+        DataParallel(mode="hogwild")
+    with pytest.raises(DataParallelError, match="unknown server optimizer 'adagradd'"):
+        DataParallel(mode="downpour", server_optimizer="adagradd")
+    with pytest.raises(DataParallelError, match="unknown data-parallel option 'shard'"):
+        DataParallel.parse("downpour", 2, {"shard": "2"})
+    with pytest.raises(DataParallelError, match=r"n_fetch='x' is not a int"):
+        DataParallel.parse("downpour", 2, {"n-fetch": "x"})
+    assert DataParallel.parse("downpour", 2, {"n_fetch": 3}).n_fetch == 3
