@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
@@ -69,6 +69,8 @@ class TrainingRecord:
 
     examples: int = 0
     seconds: float = 0.0
+    epoch_examples: list[int] = field(default_factory=list)  # examples processed by the end of each epoch
+    epoch_s: list[float] = field(default_factory=list)  # and the seconds of training by then
 
     @property
     def examples_per_s(self) -> float:
@@ -93,6 +95,38 @@ def note_training(examples: int, seconds: float) -> None:
     if record is not None:
         record.examples += examples
         record.seconds += seconds
+
+
+def note_epoch(examples: int, seconds: float) -> None:
+    """Called by training loops after each epoch with the examples processed and seconds trained so far."""
+    record = _RECORD.get()
+    if record is not None:
+        record.epoch_examples.append(examples)
+        record.epoch_s.append(round(seconds, 4))
+
+
+@contextmanager
+def slowed(factor: float) -> Iterator[None]:
+    """Inside this block every optimizer step waits ``factor - 1`` times the time since the previous one
+    ended: the process runs as if on a machine ``factor`` times slower (a straggler, for experiments)."""
+    import time
+
+    if factor <= 1:
+        yield
+        return
+    last = [time.perf_counter()]
+
+    def wait(*_: Any) -> None:
+        time.sleep((factor - 1) * (time.perf_counter() - last[0]))
+        last[0] = time.perf_counter()
+
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    handle = register_optimizer_step_pre_hook(wait)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def flat_parameters(model: nn.Module) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from l2l.nas.data import Dataset, Split
-from l2l.nas.distbelief import current_engine, note_training
+from l2l.nas.distbelief import current_engine, note_epoch, note_training
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter], float], torch.optim.Optimizer]
 
@@ -236,11 +236,11 @@ def train_classifier(
     curves: dict[str, list[float]] = {"train_loss": [], "train_acc": [], "val_loss": [], "val_acc": []}
     guard = LossGuard(config.blowup_factor)
     stop: tuple[str, int | None] | None = None
-    started = time.perf_counter()
     examples = 0
-    if engine is not None:
-        engine.start(model, data.train, config, optimizer_factory, seed)
     try:
+        if engine is not None:
+            engine.start(model, data.train, config, optimizer_factory, seed)
+        started = time.perf_counter()  # after the engine's workers started: throughput counts training
         for epoch in range(config.epochs):
             model.train()
             perm = torch.randperm(len(data.train.y), generator=gen)
@@ -255,6 +255,7 @@ def train_classifier(
                 loss_sum, correct_f, seen_f = _all_sum([loss_sum, float(correct), float(seen)], world, dev)
                 correct, seen = int(correct_f), int(seen_f)
             examples += seen
+            note_epoch(examples, time.perf_counter() - started)
             stop = _record_epoch(curves, loss_sum, correct, seen, val_loss, val_acc, epoch, config, data, should_stop)
             if stop is not None:
                 break

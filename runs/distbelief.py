@@ -25,8 +25,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MODES = ("sync", "downpour", "sandblaster")
-# DataParallel fields that ``--dp-option KEY=VALUE`` may set, with the type each value is read as
-OPTION_TYPES: dict[str, type] = {
+
+
+def _factors(value: Any) -> tuple[float, ...]:
+    """``"1,1,1,3"`` (or a list) as per-worker slowdown factors."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return tuple(float(v) for v in items)
+
+
+# DataParallel fields that ``--dp-option KEY=VALUE`` may set, with what reads each value
+OPTION_TYPES: dict[str, Any] = {
     "shards": int,
     "n_fetch": int,
     "n_push": int,
@@ -41,6 +49,7 @@ OPTION_TYPES: dict[str, type] = {
     "history_size": int,
     "line_search": str,
     "spread": str,
+    "slow": _factors,
 }
 
 
@@ -75,6 +84,7 @@ class DataParallel:
     slow: tuple[float, ...] = field(default=())
     cpus: float = 1.0  # per worker
     gpus: float = 0.0  # per worker
+    record: bool = False  # record mode and throughput even for one worker (--data-parallel given)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -112,7 +122,8 @@ class DataParallel:
             try:
                 values[key] = kind(value)
             except (TypeError, ValueError):
-                raise DataParallelError(f"data-parallel option {key}={value!r} is not a {kind.__name__}") from None
+                what = "comma-separated numbers" if kind is _factors else f"a {kind.__name__}"
+                raise DataParallelError(f"data-parallel option {key}={value!r} is not {what}") from None
         return DataParallel(mode=mode, workers=workers, **values, **extra)
 
     @property
@@ -222,9 +233,23 @@ def run_engine_child(space: Any, task: Any, parallel: DataParallel) -> Any:
     engine = engine_for(parallel)
     with use_engine(engine), recording() as rec:
         result = run_child(space, task)
-    record: dict[str, Any] = {**parallel.summary(), **engine.record()}
-    computed = record.get("examples_computed", rec.examples)
-    record.update(examples=computed, examples_per_s=computed / rec.seconds if rec.seconds else 0.0)
+    record: dict[str, Any] = {**parallel.summary(), **engine.record(), **throughput(rec)}
+    if "examples_computed" in record:  # Sandblaster computes the full batch several times an epoch
+        record["examples"] = record.pop("examples_computed")
+        record["epoch_examples"] = record.pop("epoch_computed")
+        record["examples_per_s"] = record["examples"] / rec.seconds if rec.seconds else 0.0
     if not rec.seconds:
         record["notice"] = "the space's children do not train with l2l's training loops: trained in one process"
     return with_record(result, record)
+
+
+def throughput(rec: Any) -> dict[str, Any]:
+    """A `l2l.nas.distbelief.TrainingRecord` as a child records it: examples, examples/s, and per epoch the
+    examples processed and seconds trained so far (convergence against examples and time)."""
+    return {
+        "examples": rec.examples,
+        "examples_per_s": rec.examples / rec.seconds if rec.seconds else 0.0,
+        "train_s": rec.seconds,
+        "epoch_examples": list(rec.epoch_examples),
+        "epoch_s": list(rec.epoch_s),
+    }

@@ -112,7 +112,9 @@ class SyncRank:
         context = ray.get_runtime_context()
         return str(context.get_node_id()), ray.util.get_node_ip_address(), port
 
-    def run(self, payload: bytes, rank: int, world: int, address: str, port: int, nccl: bool) -> Result | None:
+    def run(
+        self, payload: bytes, rank: int, world: int, address: str, port: int, nccl: bool, slow: float = 1.0
+    ) -> Result | None:
         """Train the child of ``payload`` as rank ``rank``; rank 0 returns the result with its record, another
         rank only its failure."""
         import datetime
@@ -122,7 +124,8 @@ class SyncRank:
         import torch.distributed as dist
         from ray import cloudpickle
 
-        from l2l.nas.distbelief import recording
+        from l2l.nas.distbelief import recording, slowed
+        from l2l.runs.distbelief import throughput
 
         space = ray.get(self.refs[0])
         space.use_shared_data(ray.get(self.refs[1]))
@@ -140,7 +143,7 @@ class SyncRank:
         )
         try:
             ctx = dataclasses.replace(task.ctx, rank=rank, world_size=world, device=device)
-            with recording() as rec:
+            with recording() as rec, slowed(slow):
                 result = run_child(space, dataclasses.replace(task, ctx=ctx))
         finally:
             dist.destroy_process_group()
@@ -148,7 +151,7 @@ class SyncRank:
             return result if result.status == "failed" else None
         runtime = dict(result.runtime)
         runtime.update(workers_per_child=world, backend=backend)
-        record = {"backend": backend, "examples": rec.examples, "train_s": rec.seconds}
+        record = {"backend": backend, **throughput(rec)}
         return dataclasses.replace(result, runtime=runtime, info={**result.info, "data_parallel": record})
 
 
@@ -168,7 +171,9 @@ def run_sync_on_actors(refs: list[Any], task: ChildTask, parallel: Any) -> Resul
         where = ray.get([a.where.remote() for a in actors])
         payload = cloudpickle.dumps(task)
         meet = (where[0][1], where[0][2], parallel.gpus >= 1)
-        calls = {a.run.remote(payload, rank, world, *meet): rank for rank, a in enumerate(actors)}
+        calls = {
+            a.run.remote(payload, rank, world, *meet, parallel.slowdown(rank)): rank for rank, a in enumerate(actors)
+        }
         result: Result | None = None
         while calls:
             ready, _ = ray.wait(list(calls), num_returns=1)
@@ -193,6 +198,4 @@ def run_sync_on_actors(refs: list[Any], task: ChildTask, parallel: Any) -> Resul
     record.update(parallel.summary())
     record["nodes"] = sorted({w[0] for w in where})
     record["rank_nodes"] = [w[0] for w in where]
-    examples, seconds = record.pop("examples", 0), record.pop("train_s", 0.0)
-    record.update(examples=examples, examples_per_s=examples / seconds if seconds else 0.0)
     return dataclasses.replace(result, info={**result.info, "data_parallel": record})

@@ -19,6 +19,7 @@ import copy
 import time
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -46,17 +47,17 @@ class ParameterShard:
         """Answers while the shard lives."""
         return True
 
-    def fetch(self) -> tuple[torch.Tensor, int]:
-        """The shard's parameters and their version."""
-        return self.param.detach().clone(), self.version
+    def fetch(self) -> tuple[np.ndarray, int]:
+        """The shard's parameters and their version (numpy: Ray moves it without pickling the data)."""
+        return self.param.detach().numpy().copy(), self.version
 
-    def push(self, grad: torch.Tensor, seen: int, max_staleness: int | None) -> tuple[int, bool]:
+    def push(self, grad: np.ndarray, seen: int, max_staleness: int | None) -> tuple[int, bool]:
         """Apply ``grad``, computed on version ``seen``; returns (staleness, applied): a gradient staler than
         ``max_staleness`` updates is dropped."""
         staleness = max(0, self.version - seen)
         if max_staleness is not None and staleness > max_staleness:
             return staleness, False
-        self.param.grad = grad.to(self.param.dtype)
+        self.param.grad = torch.tensor(grad, dtype=self.param.dtype)
         self.optimizer.step()
         self.version += 1
         return staleness, True
@@ -106,7 +107,7 @@ class Replica:
                 began = time.perf_counter()
                 if self.params is None or self.step % p.n_fetch == 0:
                     fetched = ray.get([s.fetch.remote() for s in shards])
-                    self.params = torch.cat([f[0] for f in fetched])
+                    self.params = torch.from_numpy(np.concatenate([f[0] for f in fetched]))
                     self.versions = [f[1] for f in fetched]
                 x, y = self.train.x[idx], self.train.y[idx]
                 loss, grad, correct = gradient(self.model, self.params, x, y)
@@ -136,7 +137,7 @@ class Replica:
 
     def _push(self, acc: torch.Tensor, shards: list[Any], max_staleness: int | None) -> list[Any]:
         return [
-            s.push.remote(acc[a:b], v, max_staleness)
+            s.push.remote(acc[a:b].numpy(), v, max_staleness)
             for s, (a, b), v in zip(shards, self.ranges, self.versions, strict=True)
         ]
 
@@ -276,7 +277,7 @@ class Downpour:
                 if not is_death(exc):
                     raise
                 self._restore_dead_shards(-1, type(exc).__name__)
-        load_flat(model, torch.cat([s[0] for s in slices]))
+        load_flat(model, torch.from_numpy(np.concatenate([s[0] for s in slices])))
         if any(True for _ in model.buffers()):
             buffers = ray.get(self.replicas[0].buffers.remote())
             with torch.no_grad():

@@ -169,7 +169,9 @@ class RayExecutor(Executor):
     included) is replaced; the child it was running runs again up to ``max_retries`` times, then
     fails. A child running longer than ``child_timeout`` seconds is cancelled (its worker killed)
     and failed. Where children go and what a death or a timeout means is decided by a Ray-free
-    `Scheduler`; this class only talks to Ray.
+    `Scheduler`; this class only talks to Ray. ``workers_per_child`` K > 1 trains each child on K workers
+    as ``data_parallel`` says (sync, downpour, sandblaster; settings in ``dp_options``:
+    `l2l.runs.distbelief`); those workers are actors of their own, holding the child's resources.
     """
 
     name = "ray"
@@ -186,7 +188,7 @@ class RayExecutor(Executor):
         num_cpus: int | None = None,
         prefetch: int | None = None,
         workers_per_child: int = 1,
-        data_parallel: str = "sync",
+        data_parallel: str | None = None,
         dp_options: Mapping[str, Any] | None = None,
     ) -> None:
         _check_options(
@@ -194,7 +196,12 @@ class RayExecutor(Executor):
         )
         try:
             parallel = DataParallel.parse(
-                data_parallel, workers_per_child, dp_options, cpus=cpus_per_child, gpus=gpus_per_child
+                data_parallel or "sync",
+                workers_per_child,
+                dp_options,
+                cpus=cpus_per_child,
+                gpus=gpus_per_child,
+                record=data_parallel is not None,
             )
         except DataParallelError as exc:
             raise ExecutorError(str(exc)) from None

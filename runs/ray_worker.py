@@ -11,7 +11,8 @@ import sys
 import threading
 from typing import Any
 
-from l2l.runs.distbelief import DataParallel, run_engine_child
+from l2l.nas.distbelief import recording
+from l2l.runs.distbelief import DataParallel, run_engine_child, throughput, with_record
 from l2l.runs.executors import ChildTask, ExecutorError, run_child
 from l2l.runs.ray_cluster import strip_secrets
 from l2l.search_spaces.api import Result, SearchSpace
@@ -44,6 +45,11 @@ def child_on_worker(
         from l2l.runs.distributed import run_data_parallel
 
         result = run_data_parallel(space, task, parallel.workers)
+    elif parallel.record:  # --data-parallel sync with one worker: the baseline of the others, recorded alike
+        with recording() as rec:
+            result = run_child(space, task)
+        node = str(ray.get_runtime_context().get_node_id())
+        result = with_record(result, {**parallel.summary(), "nodes": [node], **throughput(rec)})
     else:
         result = run_child(space, task)
     runtime = dict(result.runtime)

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -38,14 +39,14 @@ class GradientWorker:
         """The Ray node this worker runs on."""
         return str(ray_module().get_runtime_context().get_node_id())
 
-    def shard(self, flat: torch.Tensor, start: int, stop: int) -> tuple[float, torch.Tensor, int, int]:
+    def shard(self, flat: np.ndarray, start: int, stop: int) -> tuple[float, np.ndarray, int, int]:
         """(sum of losses, gradient of that sum, correct predictions, examples) of examples start:stop at ``flat``."""
         began = time.perf_counter()
         x, y = self.train.x[start:stop], self.train.y[start:stop]
-        loss, grad, correct = gradient(self.model, flat, x, y, reduction="sum")
+        loss, grad, correct = gradient(self.model, torch.tensor(flat), x, y, reduction="sum")
         if self.slow > 1:  # a straggler: as if its machine were ``slow`` times slower
             time.sleep((self.slow - 1) * (time.perf_counter() - began))
-        return loss, grad, correct, stop - start
+        return loss, grad.numpy(), correct, stop - start
 
 
 class Sandblaster:
@@ -61,6 +62,7 @@ class Sandblaster:
         self.optimizer: torch.optim.Optimizer | None = None
         self.evaluations = 0
         self.examples = 0
+        self.epoch_computed: list[int] = []  # examples computed by the end of each epoch
         self.backups = 0
         self.backups_won = 0
         self.nodes: set[str] = set()
@@ -104,6 +106,7 @@ class Sandblaster:
             return loss
 
         self.optimizer.step(closure)
+        self.epoch_computed.append(self.examples)
         loss, correct = first[0]
         n = len(train)
         return loss * n, correct, n
@@ -112,9 +115,9 @@ class Sandblaster:
         """Mean loss, its gradient and correct predictions over the training set at parameters ``flat``,
         computed by the workers shard by shard."""
         ray = ray_module()
-        ref = ray.put(flat)
+        ref = ray.put(flat.numpy())  # numpy: each worker reads it from the object store without unpickling
         pending = deque(range(len(self.units)))
-        results: dict[int, tuple[float, torch.Tensor, int, int]] = {}
+        results: dict[int, tuple[float, np.ndarray, int, int]] = {}
         running: dict[Any, tuple[int, int, bool]] = {}  # call -> (shard, worker index, a backup copy?)
         copies = [0] * len(self.units)
         idle = [i for i in range(len(self.workers)) if i not in self.busy.values()]
@@ -156,7 +159,7 @@ class Sandblaster:
         n = sum(results[u][3] for u in range(len(self.units)))
         self.examples += n
         loss = sum(results[u][0] for u in range(len(self.units))) / n
-        grad = torch.stack([results[u][1] for u in range(len(self.units))]).sum(0) / n
+        grad = torch.from_numpy(np.stack([results[u][1] for u in range(len(self.units))]).sum(0)) / n
         return loss, grad, sum(results[u][2] for u in range(len(self.units)))
 
     def _next_unit(
@@ -190,6 +193,7 @@ class Sandblaster:
             "work_units": len(self.units),
             "evaluations": self.evaluations,
             "examples_computed": self.examples,
+            "epoch_computed": list(self.epoch_computed),
             "backups": self.backups,
             "backups_won": self.backups_won,
             "events": self.events.log,

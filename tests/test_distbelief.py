@@ -44,15 +44,30 @@ def _model() -> nn.Module:
 
 
 def test_sandblaster_with_two_workers_follows_full_batch_lbfgs_step_for_step() -> None:
-    data = _data()
-    parallel = DataParallel(mode="sandblaster", workers=2, work_units=7, lbfgs_iters=3)
-    config = TrainConfig(epochs=4, stop_hopeless=False)
-    engine = engine_for(parallel)
-    with use_engine(engine):
-        out = train_classifier(_model(), data, config, seed=1)
-    record = engine.record()
+    # through the Ray executor, as `l2l search --workers-per-child 2 --data-parallel sandblaster` runs it
+    import math
 
-    model = _model()  # the same network, one process, the whole training set at once
+    from l2l.nas.data import load_dataset
+    from l2l.nas.mlp import build_mlp
+    from l2l.runs.executors import ChildTask, make_executor
+    from l2l.search_spaces import Context, Spec, load_space
+
+    space = load_space("mlp", {"epochs": 4})
+    values = (("layers", "1"), ("width_0", "16"), ("act_0", "tanh"), ("width_1", "8"), ("act_1", "relu"))
+    spec = Spec("mlp", (*values, ("width_2", "8"), ("act_2", "relu"), ("dropout", "0.0"), ("lr", "0.001")))
+    options = {"work_units": 7, "lbfgs_iters": 3}
+    executor = make_executor(
+        "ray", options={"workers_per_child": 2, "data_parallel": "sandblaster", "dp_options": options}
+    )
+    executor.submit(space, ChildTask(0, spec, Context(seed=1)))
+    _, result = executor.next_result()
+    executor.shutdown()
+    assert result.ok, result.error
+    record = result.info["data_parallel"]
+
+    data = load_dataset("digits")  # the same network, one process, the whole training set at once
+    torch.manual_seed(1)
+    model = build_mlp(math.prod(data.input_shape), data.n_classes, space.layout(spec))  # type: ignore[attr-defined]
     lbfgs = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=3, history_size=10, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
@@ -62,12 +77,13 @@ def test_sandblaster_with_two_workers_follows_full_batch_lbfgs_step_for_step() -
         return loss
 
     losses = [float(lbfgs.step(closure).detach()) for _ in range(4)]
-    assert out.curves["train_loss"] == pytest.approx(losses, abs=1e-5)
+    assert list(result.curves["train_loss"]) == pytest.approx(losses, abs=1e-5)
     val = nn.functional.cross_entropy(model(data.val.x), data.val.y).item()
-    assert out.val_loss == pytest.approx(val, abs=1e-5)
+    assert result.val_loss == pytest.approx(val, abs=1e-5)
     assert losses[-1] < 0.5 * losses[0]  # it did learn
-    assert record["work_units"] == 7 and record["evaluations"] >= 4
-    assert record["examples_computed"] == record["evaluations"] * len(data.train)
+    assert record["mode"] == "sandblaster" and record["workers"] == 2 and len(record["nodes"]) == 1
+    assert record["work_units"] == 7 and record["evaluations"] >= 4 and record["examples_per_s"] > 0
+    assert record["examples"] == record["evaluations"] * len(data.train) == record["epoch_examples"][-1]
 
 
 def test_downpour_with_one_replica_fetching_and_pushing_every_step_is_plain_adagrad() -> None:
@@ -87,7 +103,7 @@ def test_downpour_with_one_replica_fetching_and_pushing_every_step_is_plain_adag
 
 def test_a_downpour_child_survives_losing_a_replica_and_a_shard_and_records_it() -> None:
     data = _data(480)
-    config = TrainConfig(epochs=4, lr=0.05, batch_size=16, stop_hopeless=False)
+    config = TrainConfig(epochs=3, lr=0.05, batch_size=16, stop_hopeless=False)
     parallel = DataParallel(mode="downpour", workers=2, shards=2, unit_batches=2, snapshot_every=2, n_fetch=2)
     engine = engine_for(parallel)
     box: dict[str, object] = {}
@@ -112,7 +128,7 @@ def test_a_downpour_child_survives_losing_a_replica_and_a_shard_and_records_it()
     assert record["event_counts"].get("replica_replaced") == 1, record["events"]
     assert record["event_counts"].get("shard_restored") == 1, record["events"]
     assert out.curves["train_loss"][-1] < out.curves["train_loss"][0]  # type: ignore[attr-defined]
-    assert len(out.curves["val_acc"]) == 4  # type: ignore[attr-defined]
+    assert len(out.curves["val_acc"]) == 3  # type: ignore[attr-defined]
 
 
 def test_bad_settings_name_the_value_and_what_is_valid() -> None:
@@ -122,6 +138,18 @@ def test_bad_settings_name_the_value_and_what_is_valid() -> None:
         DataParallel(mode="downpour", server_optimizer="adagradd")
     with pytest.raises(DataParallelError, match="unknown data-parallel option 'shard'"):
         DataParallel.parse("downpour", 2, {"shard": "2"})
-    with pytest.raises(DataParallelError, match=r"n_fetch='x' is not a int"):
+    with pytest.raises(DataParallelError, match=r"n_fetch='x' is not an? int"):
         DataParallel.parse("downpour", 2, {"n-fetch": "x"})
-    assert DataParallel.parse("downpour", 2, {"n_fetch": 3}).n_fetch == 3
+    assert DataParallel.parse("downpour", 2, {"n_fetch": 3, "slow": "1,3"}).slow == (1.0, 3.0)
+
+
+def test_the_cli_offers_the_modes_and_an_unknown_one_fails_before_any_child() -> None:
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+    from l2l.runs.executors import ExecutorError, make_executor
+
+    shown = " ".join(CliRunner().invoke(app, ["search", "--help"], env={"COLUMNS": "400"}).output.split())
+    assert "--data-parallel" in shown and "sandblaster" in shown and "--dp-option" in shown
+    with pytest.raises(ExecutorError, match="unknown --data-parallel 'hogwild'; known: sync, downpour, sandblaster"):
+        make_executor("ray", options={"workers_per_child": 2, "data_parallel": "hogwild"})

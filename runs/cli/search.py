@@ -85,7 +85,10 @@ ChildTimeoutOpt = Annotated[
     float | None, typer.Option("--child-timeout", help="Cancel and fail a child running longer (seconds).")
 ]
 WorkersOpt = Annotated[
-    int | None, typer.Option("--workers-per-child", help="Train each child data-parallel on K processes.", min=1)
+    int | None,
+    typer.Option(
+        "--workers-per-child", help="Train each child data-parallel on K workers (see --data-parallel).", min=1
+    ),
 ]
 DataParallelOpt = Annotated[
     str | None,
