@@ -4,7 +4,7 @@ from them.
 Measured (`measure_costs`), each with the real code the modes run:
 
 - ``local(b)``: one training step of one process (forward, backward, Adam step) on b examples, fitted as
-  ``local_a + local_c * b``: sync's compute;
+  ``local_a + local_c * b`` from b = 16 and 256: sync's compute;
 - ``replica_step``: one Downpour step of a lone `Replica` actor against two `ParameterShard` actors (fetch,
   gradient of 64 examples, push, the shard's Adagrad step), timed over a work unit of 16 steps;
 - ``push_service``: the time a shard spends on one push (receiving half the vector and applying Adagrad);
@@ -98,8 +98,8 @@ def measure_costs(model: Any, train: Any, val_x: Any, workers: list[int], reps: 
         torch.nn.functional.cross_entropy(model(train.x[:b]), train.y[:b]).backward()
         opt.step()
 
-    t16, t64 = _median_time(lambda: step(16), reps * 3), _median_time(lambda: step(64), reps * 3)
-    out["local_c"] = (t64 - t16) / 48
+    t16, t256 = _median_time(lambda: step(16), reps * 3), _median_time(lambda: step(256), reps * 3)
+    out["local_c"] = max((t256 - t16) / 240, 0.0)
     out["local_a"] = max(t16 - 16 * out["local_c"], 0.0)
     out["val_eval_s"] = _median_time(lambda: model(val_x), reps)
 
