@@ -230,10 +230,15 @@ def run_engine_child(space: Any, task: Any, parallel: DataParallel) -> Any:
     from l2l.nas.distbelief import recording, use_engine
     from l2l.runs.executors import run_child
 
+    asked = task.ctx.device
+    # the coordinator holds no GPU (its workers hold the child's resources) and the workers compute on the CPU
+    task = dataclasses.replace(task, ctx=dataclasses.replace(task.ctx, device="cpu"))
     engine = engine_for(parallel)
     with use_engine(engine), recording() as rec:
         result = run_child(space, task)
     record: dict[str, Any] = {**parallel.summary(), **engine.record(), **throughput(rec)}
+    if asked != "cpu":
+        record["device_notice"] = f"--device {asked} asked for; {parallel.mode} workers compute on the CPU"
     if "examples_computed" in record:  # Sandblaster computes the full batch several times an epoch
         record["examples"] = record.pop("examples_computed")
         record["epoch_examples"] = record.pop("epoch_computed")
