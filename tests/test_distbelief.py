@@ -83,6 +83,7 @@ def test_sandblaster_with_two_workers_follows_full_batch_lbfgs_step_for_step() -
     assert losses[-1] < 0.5 * losses[0]  # it did learn
     assert record["mode"] == "sandblaster" and record["workers"] == 2 and len(record["nodes"]) == 1
     assert record["work_units"] == 7 and record["evaluations"] >= 4 and record["examples_per_s"] > 0
+    assert record["backups"] > 0  # the last shards got backup copies, and the first copy back was used
     assert record["examples"] == record["evaluations"] * len(data.train) == record["epoch_examples"][-1]
 
 
@@ -129,6 +130,40 @@ def test_a_downpour_child_survives_losing_a_replica_and_a_shard_and_records_it()
     assert record["event_counts"].get("shard_restored") == 1, record["events"]
     assert out.curves["train_loss"][-1] < out.curves["train_loss"][0]  # type: ignore[attr-defined]
     assert len(out.curves["val_acc"]) == 3  # type: ignore[attr-defined]
+
+
+def test_a_sandblaster_worker_that_dies_is_replaced_and_the_steps_stay_those_of_lbfgs() -> None:
+    data = _data(480)
+    config = TrainConfig(epochs=5, stop_hopeless=False)
+    engine = engine_for(DataParallel(mode="sandblaster", workers=2, work_units=6, lbfgs_iters=3))
+    box: dict[str, object] = {}
+
+    def train() -> None:
+        with use_engine(engine):
+            box["out"] = train_classifier(_model(), data, config, seed=1)
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while engine.evaluations < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    ray.kill(engine.workers[0], no_restart=True)
+    thread.join(timeout=90)
+    assert not thread.is_alive()
+    record = engine.record()
+    assert record["event_counts"].get("worker_replaced") == 1, record["events"]
+
+    model = _model()
+    lbfgs = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=3, history_size=10, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        lbfgs.zero_grad()
+        loss = nn.functional.cross_entropy(model(data.train.x), data.train.y)
+        loss.backward()
+        return loss
+
+    losses = [float(lbfgs.step(closure).detach()) for _ in range(5)]
+    assert box["out"].curves["train_loss"] == pytest.approx(losses, abs=1e-5)  # type: ignore[attr-defined]
 
 
 def test_bad_settings_name_the_value_and_what_is_valid() -> None:
