@@ -166,6 +166,22 @@ def test_a_sandblaster_worker_that_dies_is_replaced_and_the_steps_stay_those_of_
     assert box["out"].curves["train_loss"] == pytest.approx(losses, abs=1e-5)  # type: ignore[attr-defined]
 
 
+def test_a_shard_applies_pushes_with_its_optimizer_and_drops_those_staler_than_the_bound() -> None:
+    from l2l.nas.distbelief import optimizer_by_name
+    from l2l.runs.downpour import ParameterShard
+
+    shard = ParameterShard(torch.zeros(3), optimizer_by_name("sgd"), 0.5, 0.0)  # the class, without Ray
+    one = torch.ones(3).numpy()
+    assert shard.push(one, 0, 1) == (0, True) and shard.push(one, 0, 1) == (1, True)
+    assert shard.push(one, 0, 1) == (2, False)  # computed 2 updates ago: dropped
+    values, version = shard.fetch()
+    assert version == 2 and values.tolist() == [-1.0, -1.0, -1.0]
+    snap = shard.snapshot()
+    shard.push(one, 2, None)
+    shard.restore(snap)
+    assert shard.fetch()[1] == 2 and shard.fetch()[0].tolist() == [-1.0, -1.0, -1.0]
+
+
 def test_bad_settings_name_the_value_and_what_is_valid() -> None:
     with pytest.raises(DataParallelError, match="known: sync, downpour, sandblaster"):
         DataParallel(mode="hogwild")
