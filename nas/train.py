@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from l2l.nas.data import Dataset, Split
+from l2l.nas.distbelief import current_engine, note_epoch, note_training
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter], float], torch.optim.Optimizer]
 
@@ -179,6 +180,28 @@ def _stop_reason(
     return None
 
 
+def _record_epoch(
+    curves: dict[str, list[float]],
+    loss_sum: float,
+    correct: int,
+    seen: int,
+    val_loss: float,
+    val_acc: float,
+    epoch: int,
+    config: TrainConfig,
+    data: Dataset,
+    should_stop: Callable[[int, float], bool] | None,
+) -> tuple[str, int | None] | None:
+    """Append the epoch's figures to ``curves``; why training stops now, or None."""
+    curves["train_loss"].append(loss_sum / seen)
+    curves["train_acc"].append(correct / seen)
+    curves["val_loss"].append(val_loss)
+    curves["val_acc"].append(val_acc)
+    if not math.isfinite(val_loss):
+        raise ChildDiverged(f"validation loss became {val_loss} at epoch {epoch + 1}")
+    return _stop_reason(epoch, val_loss, val_acc, config, data, should_stop)
+
+
 def train_classifier(
     model: nn.Module,
     data: Dataset,
@@ -197,11 +220,13 @@ def train_classifier(
 
     Inside a `torch.distributed` process group (``--workers-per-child``) the model is wrapped in
     DistributedDataParallel and each of the K processes takes every K-th example of each global
-    batch; gradients are averaged across them, so the run follows the single-process one.
+    batch; gradients are averaged across them, so the run follows the single-process one. Inside
+    `l2l.nas.distbelief.use_engine` (Downpour, Sandblaster) each epoch is the engine's.
     """
     dev = torch.device(device)
     model.to(dev)
     _, world = _data_parallel()
+    engine = current_engine() if world == 1 else None
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -211,25 +236,34 @@ def train_classifier(
     curves: dict[str, list[float]] = {"train_loss": [], "train_acc": [], "val_loss": [], "val_acc": []}
     guard = LossGuard(config.blowup_factor)
     stop: tuple[str, int | None] | None = None
-    started = time.perf_counter()
-    for epoch in range(config.epochs):
-        model.train()
-        perm = torch.randperm(len(data.train.y), generator=gen)
-        loss_sum, correct, seen = _train_epoch(model, optimizer, data.train, perm, config.batch_size, guard, epoch, dev)
-        val_loss, val_acc = evaluate(model, data.val, dev)
-        if world > 1:
-            loss_sum, correct_f, seen_f = _all_sum([loss_sum, float(correct), float(seen)], world, dev)
-            correct, seen = int(correct_f), int(seen_f)
-        curves["train_loss"].append(loss_sum / seen)
-        curves["train_acc"].append(correct / seen)
-        curves["val_loss"].append(val_loss)
-        curves["val_acc"].append(val_acc)
-        if not math.isfinite(val_loss):
-            raise ChildDiverged(f"validation loss became {val_loss} at epoch {epoch + 1}")
-        stop = _stop_reason(epoch, val_loss, val_acc, config, data, should_stop)
-        if stop is not None:
-            break
+    examples = 0
+    try:
+        if engine is not None:
+            engine.start(model, data.train, config, optimizer_factory, seed)
+        started = time.perf_counter()  # after the engine's workers started: throughput counts training
+        for epoch in range(config.epochs):
+            model.train()
+            perm = torch.randperm(len(data.train.y), generator=gen)
+            if engine is not None:
+                loss_sum, correct, seen = engine.epoch(model, data.train, perm, guard, epoch)
+            else:
+                loss_sum, correct, seen = _train_epoch(
+                    model, optimizer, data.train, perm, config.batch_size, guard, epoch, dev
+                )
+            val_loss, val_acc = evaluate(model, data.val, dev)
+            if world > 1:
+                loss_sum, correct_f, seen_f = _all_sum([loss_sum, float(correct), float(seen)], world, dev)
+                correct, seen = int(correct_f), int(seen_f)
+            examples += seen
+            note_epoch(examples, time.perf_counter() - started)
+            stop = _record_epoch(curves, loss_sum, correct, seen, val_loss, val_acc, epoch, config, data, should_stop)
+            if stop is not None:
+                break
+    finally:
+        if engine is not None:
+            engine.close()
     train_time = time.perf_counter() - started
+    note_training(examples, train_time)
     test_loss, test_acc = evaluate(model, data.test, dev)
     return TrainOutcome(
         val_loss=curves["val_loss"][-1],

@@ -88,3 +88,114 @@ def run_data_parallel(space: SearchSpace, task: ChildTask, workers: int) -> Resu
         return Result.failed(f"child {task.number}: rank 0 of {workers} processes returned no result")
     result: Result = out.get()
     return result
+
+
+class SyncRank:
+    """A Ray actor: one of the K replicas of a ``sync`` child, in a placement group that may spread them over
+    the cluster's nodes; the K join one `torch.distributed` group over TCP, at rank 0's address."""
+
+    def __init__(self, refs: list[Any]) -> None:
+        from l2l.runs.ray_cluster import strip_secrets
+
+        strip_secrets()
+        self.refs = refs  # the space's and its shared data's object refs, wrapped so Ray passes the refs
+
+    def where(self) -> tuple[str, str, int]:
+        """(node id, IP address, a free port) of this replica: rank 0's are the group's meeting point."""
+        import socket
+
+        import ray
+
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = int(s.getsockname()[1])
+        context = ray.get_runtime_context()
+        return str(context.get_node_id()), ray.util.get_node_ip_address(), port
+
+    def run(
+        self, payload: bytes, rank: int, world: int, address: str, port: int, nccl: bool, slow: float = 1.0
+    ) -> Result | None:
+        """Train the child of ``payload`` as rank ``rank``; rank 0 returns the result with its record, another
+        rank only its failure."""
+        import datetime
+
+        import ray
+        import torch
+        import torch.distributed as dist
+        from ray import cloudpickle
+
+        from l2l.nas.distbelief import recording, slowed
+        from l2l.runs.distbelief import throughput
+
+        space = ray.get(self.refs[0])
+        space.use_shared_data(ray.get(self.refs[1]))
+        task: ChildTask = cloudpickle.loads(payload)
+        gpus = ray.get_gpu_ids()
+        device = "cuda" if gpus and torch.cuda.is_available() else "cpu"
+        # NCCL needs a GPU of its own per rank (each replica was given whole GPUs); gloo otherwise
+        backend = "nccl" if nccl and device == "cuda" else "gloo"
+        dist.init_process_group(
+            backend,
+            init_method=f"tcp://{address}:{port}",
+            rank=rank,
+            world_size=world,
+            timeout=datetime.timedelta(seconds=300),
+        )
+        try:
+            ctx = dataclasses.replace(task.ctx, rank=rank, world_size=world, device=device)
+            with recording() as rec, slowed(slow):
+                result = run_child(space, dataclasses.replace(task, ctx=ctx))
+        finally:
+            dist.destroy_process_group()
+        if rank != 0:
+            return result if result.status == "failed" else None
+        runtime = dict(result.runtime)
+        runtime.update(workers_per_child=world, backend=backend)
+        record = {"backend": backend, **throughput(rec)}
+        return dataclasses.replace(result, runtime=runtime, info={**result.info, "data_parallel": record})
+
+
+def run_sync_on_actors(refs: list[Any], task: ChildTask, parallel: Any) -> Result:
+    """Train ``task`` with ``parallel.workers`` `SyncRank` actors placed by a placement group (spread over the
+    nodes unless ``spread`` is ``pack``); rank 0's result, with the nodes, devices and throughput recorded."""
+    import ray
+    from ray import cloudpickle
+    from ray.util.placement_group import remove_placement_group
+
+    from l2l.runs.distbelief import in_bundle, is_death, worker_group
+
+    world = parallel.workers
+    group = worker_group(parallel, world)
+    actors = [in_bundle(ray.remote(SyncRank), group, i, parallel).remote(refs) for i in range(world)]
+    try:
+        where = ray.get([a.where.remote() for a in actors])
+        payload = cloudpickle.dumps(task)
+        meet = (where[0][1], where[0][2], parallel.gpus >= 1)
+        calls = {
+            a.run.remote(payload, rank, world, *meet, parallel.slowdown(rank)): rank for rank, a in enumerate(actors)
+        }
+        result: Result | None = None
+        while calls:
+            ready, _ = ray.wait(list(calls), num_returns=1)
+            rank = calls.pop(ready[0])
+            try:
+                out = ray.get(ready[0])
+            except Exception as exc:
+                if not is_death(exc):
+                    raise
+                return Result.failed(f"replica {rank} of the {world} training child {task.number} died: {exc}")
+            if out is not None and out.status == "failed":
+                return out  # the others may wait in a collective that never comes: they are killed below
+            if rank == 0:
+                result = out
+    finally:
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+        remove_placement_group(group)
+    if result is None:
+        return Result.failed(f"child {task.number}: rank 0 of {world} replicas returned no result")
+    record = dict(result.info.get("data_parallel", {}))
+    record.update(parallel.summary())
+    record["nodes"] = sorted({w[0] for w in where})
+    record["rank_nodes"] = [w[0] for w in where]
+    return dataclasses.replace(result, info={**result.info, "data_parallel": record})

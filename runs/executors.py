@@ -185,6 +185,8 @@ RAY_OPTIONS = (
     "num_cpus",
     "prefetch",
     "workers_per_child",
+    "data_parallel",
+    "dp_options",
 )
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from l2l.runs.distbelief import DataParallel, DataParallelError
 from l2l.runs.executors import ChildTask, Executor, ExecutorError
 from l2l.runs.ray_cluster import RayInstance, connect, head_alive
 from l2l.runs.ray_worker import SlotActor
@@ -47,9 +49,9 @@ class _RayWorkers:
     """The `Workers` of the Ray executor's scheduler: one `SlotActor` per slot, each space put once in
     Ray's object store."""
 
-    def __init__(self, slot_class: Any, workers_per_child: int) -> None:
+    def __init__(self, slot_class: Any, parallel: DataParallel) -> None:
         self.slot_class = slot_class
-        self.workers_per_child = workers_per_child
+        self.parallel = parallel
         self.actors: dict[int, _Actor] = {}  # by slot id, as the scheduler numbers them
         self.space_refs: dict[int, tuple[SearchSpace, Any, Any]] = {}
 
@@ -60,7 +62,7 @@ class _RayWorkers:
     def send(self, slot: int, job: Job) -> Any:
         """Hand ``job`` to ``slot``'s actor, numbered after the calls sent to it before; returns the call's ref."""
         state = self.actors[slot]
-        payload = _ray().cloudpickle.dumps((job.task, job.queued, self.workers_per_child))
+        payload = _ray().cloudpickle.dumps((job.task, job.queued, self.parallel))
         ref = state.actor.run.remote(self.space_arg(state, job.space), payload, state.sent)
         state.sent += 1
         return ref
@@ -167,7 +169,9 @@ class RayExecutor(Executor):
     included) is replaced; the child it was running runs again up to ``max_retries`` times, then
     fails. A child running longer than ``child_timeout`` seconds is cancelled (its worker killed)
     and failed. Where children go and what a death or a timeout means is decided by a Ray-free
-    `Scheduler`; this class only talks to Ray.
+    `Scheduler`; this class only talks to Ray. ``workers_per_child`` K > 1 trains each child on K workers
+    as ``data_parallel`` says (sync, downpour, sandblaster; settings in ``dp_options``:
+    `l2l.runs.distbelief`); those workers are actors of their own, holding the child's resources.
     """
 
     name = "ray"
@@ -184,12 +188,26 @@ class RayExecutor(Executor):
         num_cpus: int | None = None,
         prefetch: int | None = None,
         workers_per_child: int = 1,
+        data_parallel: str | None = None,
+        dp_options: Mapping[str, Any] | None = None,
     ) -> None:
         _check_options(
             cpus_per_child, gpus_per_child, max_concurrent, child_timeout, max_retries, prefetch, workers_per_child
         )
+        try:
+            parallel = DataParallel.parse(
+                data_parallel or "sync",
+                workers_per_child,
+                dp_options,
+                cpus=cpus_per_child,
+                gpus=gpus_per_child,
+                record=data_parallel is not None,
+            )
+        except DataParallelError as exc:
+            raise ExecutorError(str(exc)) from None
         self.device = device
         self.workers_per_child = workers_per_child
+        self.parallel = parallel
         cpus_per_child, gpus_per_child = cpus_per_child * workers_per_child, gpus_per_child * workers_per_child
         ray = _ray()
         if ray.is_initialized():  # a Ray instance this process set up itself (tests, notebooks): use it
@@ -202,14 +220,15 @@ class RayExecutor(Executor):
         # Children handed to a slot beyond its running one wait at the actor, so a worker that
         # finishes starts the next child at once instead of waiting for the driver's round trip.
         prefetch = capacity if prefetch is None else prefetch
+        # a child whose workers are actors of their own (in a placement group) leaves them its resources
         slot_class = ray.remote(SlotActor).options(
-            num_cpus=cpus_per_child,
-            num_gpus=gpus_per_child,
+            num_cpus=0 if parallel.actors else cpus_per_child,
+            num_gpus=0 if parallel.actors else gpus_per_child,
             max_restarts=0,
             max_task_retries=0,
             max_concurrency=children_per_slot(capacity, prefetch) + 1,  # its children's calls and a ping
         )
-        self._workers = _RayWorkers(slot_class, workers_per_child)
+        self._workers = _RayWorkers(slot_class, parallel)
         self._scheduler = Scheduler(self._workers, capacity, prefetch, max_retries, child_timeout)
         self._scheduler.top_up()
 

@@ -11,25 +11,47 @@ import sys
 import threading
 from typing import Any
 
+from l2l.nas.distbelief import recording
+from l2l.runs.distbelief import DataParallel, run_engine_child, throughput, with_record
 from l2l.runs.executors import ChildTask, ExecutorError, run_child
 from l2l.runs.ray_cluster import strip_secrets
 from l2l.search_spaces.api import Result, SearchSpace
 
 
-def child_on_worker(space: SearchSpace, task: ChildTask, queued_at: float, workers: int = 1) -> Result:
-    """Runs inside a Ray worker: pick the assigned device, evaluate, record where and when."""
+def child_on_worker(
+    space: SearchSpace,
+    task: ChildTask,
+    queued_at: float,
+    parallel: DataParallel | int = 1,
+    refs: list[Any] | None = None,
+) -> Result:
+    """Runs inside a Ray worker: pick the assigned device, evaluate (with the child's workers, when it has
+    several: ``parallel``), record where and when. ``refs`` are the space's object refs, for sync replicas."""
     import ray
     import torch
 
+    if isinstance(parallel, int):
+        parallel = DataParallel(workers=parallel)
     gpus = ray.get_gpu_ids()
     device, notice = assigned_device(task.ctx.device, [str(g) for g in gpus], torch.cuda.is_available())
-    ctx = dataclasses.replace(task.ctx, device=device)
-    if workers > 1:
+    task = dataclasses.replace(task, ctx=dataclasses.replace(task.ctx, device=device))
+    if parallel.mode != "sync":
+        result = run_engine_child(space, task, parallel)
+    elif parallel.workers > 1 and refs is not None:
+        from l2l.runs.distributed import run_sync_on_actors
+
+        result = run_sync_on_actors(refs, task, parallel)
+    elif parallel.workers > 1:  # no refs to hand to replicas elsewhere: K processes on this node
         from l2l.runs.distributed import run_data_parallel
 
-        result = run_data_parallel(space, dataclasses.replace(task, ctx=ctx), workers)
+        result = run_data_parallel(space, task, parallel.workers)
+    elif parallel.record:  # --data-parallel sync with one worker: the baseline of the others, recorded alike
+        with recording() as rec:
+            result = run_child(space, task)
+        node = str(ray.get_runtime_context().get_node_id())
+        result = with_record(result, {**parallel.summary(), "nodes": [node], **throughput(rec)})
     else:
-        result = run_child(space, dataclasses.replace(task, ctx=ctx))
+        result = run_child(space, task)
     runtime = dict(result.runtime)
     runtime.update(node=ray.get_runtime_context().get_node_id(), queued=queued_at, gpu_ids=[str(g) for g in gpus])
     if notice:
@@ -65,6 +87,7 @@ class SlotActor:
     def __init__(self) -> None:
         strip_secrets()  # a node started in a shell holding the store's URL passes it on: children never see it
         self._spaces: dict[str, SearchSpace] = {}  # by the hex id of the space's object ref
+        self._refs: dict[str, list[Any]] = {}  # the refs each space came from: a child's replicas fetch it too
         self._loading = threading.Lock()
         self._turn = threading.Condition()
         self._next = 0  # the sequence number of the call whose child runs next
@@ -89,6 +112,7 @@ class SlotActor:
                 space = ray.get(space_ref)
                 space.use_shared_data(ray.get(shared_ref))
                 self._spaces[key] = space
+                self._refs[key] = [space_ref, shared_ref]
             return self._spaces[key]
 
     def held(self, space: list[Any] | str) -> SearchSpace:
@@ -110,7 +134,7 @@ class SlotActor:
         return True
 
     def run(self, space: list[Any] | str, payload: bytes, seq: int) -> Result:
-        """Run the child pickled in ``payload`` (task, queued time, workers per child) once the calls
+        """Run the child pickled in ``payload`` (task, queued time, `DataParallel` settings) once the calls
         sent before it (``seq`` numbers them from 0) have run; ``space`` is the space's refs or the
         key of one this slot holds. The task arrives as bytes, unpickled here, so that nothing Ray
         does before this method runs can fail and leave the next call waiting for its turn forever."""
@@ -119,8 +143,10 @@ class SlotActor:
         with self._turn:
             self._turn.wait_for(lambda: self._next == seq)
         try:
-            task, queued_at, workers = cloudpickle.loads(payload)
-            return child_on_worker(self.held(space), task, queued_at, workers)
+            task, queued_at, parallel = cloudpickle.loads(payload)
+            held = self.held(space)
+            refs = self._refs.get(space if isinstance(space, str) else space[0].hex())
+            return child_on_worker(held, task, queued_at, parallel, refs)
         finally:
             with self._turn:
                 self._next += 1

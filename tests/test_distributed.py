@@ -81,3 +81,34 @@ def test_values_are_all_reduced_on_the_training_device_under_nccl(
         assert collective_device(gpu) == gpu  # NCCL reduces only CUDA ones: a CPU tensor would fail the first batch
     finally:
         dist.destroy_process_group()
+
+
+def test_a_sync_child_spreads_its_replicas_over_two_nodes_of_a_cluster_and_follows_one_process() -> None:
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    from l2l.nas.data import load_dataset
+    from l2l.runs.executors import make_executor
+
+    cluster = Cluster(initialize_head=True, connect=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        space = load_space("mlp", {"epochs": 2})
+        task = ChildTask(0, _spec(), Context(seed=5))
+        one = run_child(space, task)
+        executor = make_executor("ray", options={"workers_per_child": 2, "data_parallel": "sync"})
+        executor.submit(space, task)
+        _, result = executor.next_result()
+        executor.shutdown()
+        assert result.ok, result.error
+        record = result.info["data_parallel"]
+        assert record["mode"] == "sync" and record["workers"] == 2 and record["backend"] == "gloo"
+        assert set(record["nodes"]) == nodes and len(set(record["rank_nodes"])) == 2, record  # one on each node
+        assert record["examples"] == 2 * len(load_dataset("digits").train) and record["examples_per_s"] > 0
+        for key in ("train_loss", "val_loss", "val_acc"):  # across machines it still follows one process
+            assert result.curves[key] == pytest.approx(one.curves[key], rel=1e-4, abs=1e-5), key
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

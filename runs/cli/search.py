@@ -86,7 +86,28 @@ ChildTimeoutOpt = Annotated[
     float | None, typer.Option("--child-timeout", help="Cancel and fail a child running longer (seconds).")
 ]
 WorkersOpt = Annotated[
-    int | None, typer.Option("--workers-per-child", help="Train each child data-parallel on K processes.", min=1)
+    int | None,
+    typer.Option(
+        "--workers-per-child", help="Train each child data-parallel on K workers (see --data-parallel).", min=1
+    ),
+]
+DataParallelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data-parallel",
+        help="How the --workers-per-child K workers train a child (DistBelief, docs/distbelief.md): sync (gradients "
+        "all-reduced every batch; replicas may sit on different nodes), downpour (asynchronous SGD against a sharded "
+        "parameter server) or sandblaster (L-BFGS over the full batch, computed in small shards) \\[default: sync].",
+    ),
+]
+DpOptionOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--dp-option",
+        help="Data-parallel setting KEY=VALUE: shards, n_fetch, n_push, max_staleness, server_optimizer, server_lr, "
+        "unit_batches, snapshot_every (downpour); work_units, lbfgs_lr, lbfgs_iters, history_size, line_search "
+        "(sandblaster); spread (spread or pack the workers over the nodes).",
+    ),
 ]
 ModeOpt = Annotated[
     str | None,
@@ -152,6 +173,8 @@ def search(
     max_concurrent: MaxConcurrentOpt = None,
     child_timeout: ChildTimeoutOpt = None,
     workers_per_child: WorkersOpt = None,
+    data_parallel: DataParallelOpt = None,
+    dp_option: DpOptionOpt = None,
     mode: ModeOpt = None,
     device: DeviceOpt = None,
     name: NameOpt = None,
@@ -186,6 +209,8 @@ def search(
                 "max_concurrent": max_concurrent,
                 "child_timeout": child_timeout,
                 "workers_per_child": workers_per_child,
+                "data_parallel": data_parallel,
+                "dp_options": dp_options(dp_option),
             },
             space_option,
             controller_option,
@@ -372,3 +397,10 @@ def print_summary(store: Store, run_id: int, space: SearchSpace | None = None) -
         reasons = Counter(first_line(c.error) for c in store.children(run_id, "failed"))
         reason, n = reasons.most_common(1)[0]
         fail(f"no child of run {run_id} succeeded; the most common failure ({n} of {counts['failed']}): {reason}")
+
+
+def dp_options(items: list[str] | None) -> dict[str, Any] | None:
+    """``--dp-option`` KEY=VALUE texts as a table (None when none given)."""
+    from l2l.runs.config import parse_assignments
+
+    return parse_assignments(items, "--dp-option") if items else None

@@ -1,0 +1,206 @@
+"""DistBelief's modes on Ray: Sandblaster follows full-batch L-BFGS, Downpour with one replica follows plain
+training, and a Downpour child survives losing a replica and a parameter-server shard."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import nn
+
+from l2l.nas.data import Dataset, Split
+from l2l.nas.distbelief import recording, use_engine
+from l2l.nas.train import TrainConfig, train_classifier
+from l2l.runs.distbelief import DataParallel, DataParallelError, engine_for
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_instance() -> Iterator[None]:
+    # a new local instance on free ports, never one that another process started with `ray start`
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def _data(n: int = 240) -> Dataset:
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(4, 8, generator=g) * 2
+
+    def split(m: int) -> Split:
+        y = torch.randint(0, 4, (m,), generator=g)
+        return Split(centers[y] + torch.randn(m, 8, generator=g), y)
+
+    return Dataset("blobs", split(n), split(80), split(80), n_classes=4)
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
+
+
+def test_sandblaster_with_two_workers_follows_full_batch_lbfgs_step_for_step() -> None:
+    # through the Ray executor, as `l2l search --workers-per-child 2 --data-parallel sandblaster` runs it
+    import math
+
+    from l2l.nas.data import load_dataset
+    from l2l.nas.mlp import build_mlp
+    from l2l.runs.executors import ChildTask, make_executor
+    from l2l.search_spaces import Context, Spec, load_space
+
+    space = load_space("mlp", {"epochs": 4})
+    values = (("layers", "1"), ("width_0", "16"), ("act_0", "tanh"), ("width_1", "8"), ("act_1", "relu"))
+    spec = Spec("mlp", (*values, ("width_2", "8"), ("act_2", "relu"), ("dropout", "0.0"), ("lr", "0.001")))
+    options = {"work_units": 7, "lbfgs_iters": 3}
+    executor = make_executor(
+        "ray", options={"workers_per_child": 2, "data_parallel": "sandblaster", "dp_options": options}
+    )
+    executor.submit(space, ChildTask(0, spec, Context(seed=1)))
+    _, result = executor.next_result()
+    executor.shutdown()
+    assert result.ok, result.error
+    record = result.info["data_parallel"]
+
+    data = load_dataset("digits")  # the same network, one process, the whole training set at once
+    torch.manual_seed(1)
+    model = build_mlp(math.prod(data.input_shape), data.n_classes, space.layout(spec))  # type: ignore[attr-defined]
+    lbfgs = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=3, history_size=10, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        lbfgs.zero_grad()
+        loss = nn.functional.cross_entropy(model(data.train.x), data.train.y)
+        loss.backward()
+        return loss
+
+    losses = [float(lbfgs.step(closure).detach()) for _ in range(4)]
+    assert list(result.curves["train_loss"]) == pytest.approx(losses, abs=1e-5)
+    val = nn.functional.cross_entropy(model(data.val.x), data.val.y).item()
+    assert result.val_loss == pytest.approx(val, abs=1e-5)
+    assert losses[-1] < 0.5 * losses[0]  # it did learn
+    assert record["mode"] == "sandblaster" and record["workers"] == 2 and len(record["nodes"]) == 1
+    assert record["work_units"] == 7 and record["evaluations"] >= 4 and record["examples_per_s"] > 0
+    assert record["backups"] > 0  # the last shards got backup copies, and the first copy back was used
+    assert record["examples"] == record["evaluations"] * len(data.train) == record["epoch_examples"][-1]
+
+
+def test_downpour_with_one_replica_fetching_and_pushing_every_step_is_plain_adagrad() -> None:
+    data = _data()
+    config = TrainConfig(epochs=2, lr=0.05, batch_size=32, stop_hopeless=False)
+    parallel = DataParallel(mode="downpour", workers=1, shards=2, unit_batches=3)
+    engine = engine_for(parallel)
+    with use_engine(engine), recording() as rec:
+        out = train_classifier(_model(), data, config, seed=2)
+    plain = train_classifier(_model(), data, config, seed=2, optimizer_factory=lambda p, lr: torch.optim.Adagrad(p, lr))
+    for key in ("train_loss", "val_loss", "val_acc"):
+        assert out.curves[key] == pytest.approx(plain.curves[key], abs=1e-5), key
+    record = engine.record()
+    assert record["staleness_max"] == 0 and record["shards"] == 2
+    assert rec.examples == 2 * len(data.train)
+
+
+def test_a_downpour_child_survives_losing_a_replica_and_a_shard_and_records_it() -> None:
+    data = _data(480)
+    config = TrainConfig(epochs=3, lr=0.05, batch_size=16, stop_hopeless=False)
+    parallel = DataParallel(mode="downpour", workers=2, shards=2, unit_batches=2, snapshot_every=2, n_fetch=2)
+    engine = engine_for(parallel)
+    box: dict[str, object] = {}
+
+    def train() -> None:
+        with use_engine(engine):
+            box["out"] = train_classifier(_model(), data, config, seed=5)
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while engine.units_done < 6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ray.kill(engine.replicas[0], no_restart=True)
+    while engine.units_done < 14 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ray.kill(engine.shards[1], no_restart=True)
+    thread.join(timeout=90)
+    assert not thread.is_alive()
+    out = box["out"]
+    record = engine.record()
+    assert record["event_counts"].get("replica_replaced") == 1, record["events"]
+    assert record["event_counts"].get("shard_restored") == 1, record["events"]
+    assert out.curves["train_loss"][-1] < out.curves["train_loss"][0]  # type: ignore[attr-defined]
+    assert len(out.curves["val_acc"]) == 3  # type: ignore[attr-defined]
+
+
+def test_a_sandblaster_worker_that_dies_is_replaced_and_the_steps_stay_those_of_lbfgs() -> None:
+    data = _data(480)
+    config = TrainConfig(epochs=5, stop_hopeless=False)
+    engine = engine_for(DataParallel(mode="sandblaster", workers=2, work_units=6, lbfgs_iters=3))
+    box: dict[str, object] = {}
+
+    def train() -> None:
+        with use_engine(engine):
+            box["out"] = train_classifier(_model(), data, config, seed=1)
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while engine.evaluations < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    ray.kill(engine.workers[0], no_restart=True)
+    thread.join(timeout=90)
+    assert not thread.is_alive()
+    record = engine.record()
+    assert record["event_counts"].get("worker_replaced") == 1, record["events"]
+
+    model = _model()
+    lbfgs = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=3, history_size=10, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        lbfgs.zero_grad()
+        loss = nn.functional.cross_entropy(model(data.train.x), data.train.y)
+        loss.backward()
+        return loss
+
+    losses = [float(lbfgs.step(closure).detach()) for _ in range(5)]
+    assert box["out"].curves["train_loss"] == pytest.approx(losses, abs=1e-5)  # type: ignore[attr-defined]
+
+
+def test_a_shard_applies_pushes_with_its_optimizer_and_drops_those_staler_than_the_bound() -> None:
+    from l2l.nas.distbelief import optimizer_by_name
+    from l2l.runs.downpour import ParameterShard
+
+    shard = ParameterShard(torch.zeros(3), optimizer_by_name("sgd"), 0.5, 0.0)  # the class, without Ray
+    one = torch.ones(3).numpy()
+    assert shard.push(one, 0, 1) == (0, True) and shard.push(one, 0, 1) == (1, True)
+    assert shard.push(one, 0, 1) == (2, False)  # computed 2 updates ago: dropped
+    values, version = shard.fetch()
+    assert version == 2 and values.tolist() == [-1.0, -1.0, -1.0]
+    snap = shard.snapshot()
+    shard.push(one, 2, None)
+    shard.restore(snap)
+    assert shard.fetch()[1] == 2 and shard.fetch()[0].tolist() == [-1.0, -1.0, -1.0]
+
+
+def test_bad_settings_name_the_value_and_what_is_valid() -> None:
+    with pytest.raises(DataParallelError, match="known: sync, downpour, sandblaster"):
+        DataParallel(mode="hogwild")
+    with pytest.raises(DataParallelError, match="unknown server optimizer 'adagradd'"):
+        DataParallel(mode="downpour", server_optimizer="adagradd")
+    with pytest.raises(DataParallelError, match="unknown data-parallel option 'shard'"):
+        DataParallel.parse("downpour", 2, {"shard": "2"})
+    with pytest.raises(DataParallelError, match=r"n_fetch='x' is not an? int"):
+        DataParallel.parse("downpour", 2, {"n-fetch": "x"})
+    assert DataParallel.parse("downpour", 2, {"n_fetch": 3, "slow": "1,3"}).slow == (1.0, 3.0)
+
+
+def test_the_cli_offers_the_modes_and_an_unknown_one_fails_before_any_child() -> None:
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+    from l2l.runs.executors import ExecutorError, make_executor
+
+    shown = " ".join(CliRunner().invoke(app, ["search", "--help"], env={"COLUMNS": "400"}).output.split())
+    assert "--data-parallel" in shown and "sandblaster" in shown and "--dp-option" in shown
+    with pytest.raises(ExecutorError, match="unknown --data-parallel 'hogwild'; known: sync, downpour, sandblaster"):
+        make_executor("ray", options={"workers_per_child": 2, "data_parallel": "hogwild"})
