@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from l2l.runs.cli.common import STORAGE_ENV, StorageOpt, err_console, user_errors
+from l2l.runs.cli.common import STORAGE_ENV, StorageOpt, console, err_console, user_errors
 
 HostOpt = Annotated[
     str,
@@ -41,3 +43,21 @@ def dashboard(
         err_console.print(f"[yellow]{warning}[/]", highlight=False, soft_wrap=True)
     with user_errors():
         serve(url, host, port, exit_with=exit_with)
+
+
+def start_dashboard(stack: ExitStack, url: str, port: int) -> None:
+    """`l2l dashboard` on the search's store in a process of its own, stopped when ``stack`` closes; says where, or
+    why it did not start (the search runs all the same)."""
+    from l2l.runs.dashboard import start_beside
+
+    try:
+        beside = start_beside(url, port=port)
+    except RuntimeError as exc:
+        err_console.print(f"[yellow]warning: {escape(str(exc))}; the search goes on without it[/]", highlight=False)
+        return
+    stack.callback(beside.stop)
+    console.print(
+        f"dashboard at {beside.url} (while this search runs; `l2l dashboard` serves the store any time)",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -23,6 +23,7 @@ from l2l.runs.cli.common import (
     open_store,
     user_errors,
 )
+from l2l.runs.cli.dashboard import start_dashboard
 from l2l.runs.cli.progress import SearchProgress
 from l2l.runs.config import SearchFlags, UsageError
 
@@ -254,24 +255,6 @@ def search(
                 say_ray_log()
             raise
         print_summary(store, run.run_id, run.space)
-
-
-def start_dashboard(stack: ExitStack, url: str, port: int) -> None:
-    """`l2l dashboard` on the search's store in a process of its own, stopped when ``stack`` closes; says where, or
-    why it did not start (the search runs all the same)."""
-    from l2l.runs.dashboard import start_beside
-
-    try:
-        beside = start_beside(url, port=port)
-    except RuntimeError as exc:
-        err_console.print(f"[yellow]warning: {escape(str(exc))}; the search goes on without it[/]", highlight=False)
-        return
-    stack.callback(beside.stop)
-    console.print(
-        f"dashboard at {beside.url} (while this search runs; `l2l dashboard` serves the store any time)",
-        highlight=False,
-        soft_wrap=True,
-    )
 
 
 def run_shown(run: Any, display: Any) -> None:
