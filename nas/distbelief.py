@@ -11,6 +11,7 @@ engine itself: ``engine = current_engine()``, then ``start``, ``epoch`` per epoc
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -173,8 +174,7 @@ def partition(total: int, parts: int) -> list[tuple[int, int]]:
     return [(edges[i], edges[i + 1]) for i in range(parts)]
 
 
-def optimizer_by_name(name: str) -> Callable[[Any, float], torch.optim.Optimizer]:
-    """The torch optimizer class called ``name`` (case-insensitive: adagrad, sgd, adam, ...) as a factory."""
+def _optimizer_class(name: str) -> type[torch.optim.Optimizer]:
     known = {
         k.lower(): v
         for k, v in vars(torch.optim).items()
@@ -183,6 +183,23 @@ def optimizer_by_name(name: str) -> Callable[[Any, float], torch.optim.Optimizer
     cls = known.get(name.lower())
     if cls is None:
         raise ValueError(f"unknown server optimizer {name!r}; known: child, {', '.join(sorted(known))}")
+    return cls
+
+
+def server_learning_rate(name: str, child_lr: float) -> float:
+    """The rate a parameter server applies when none is set: the torch class's own default (Adagrad's 0.01:
+    a child's rate is tuned for its own optimizer, often Adam's 1e-3, far too small for Adagrad), or the
+    child's rate for ``child`` or a class without a numeric default."""
+    if name == "child":
+        return child_lr
+    default = inspect.signature(_optimizer_class(name).__init__).parameters.get("lr")
+    value = None if default is None else default.default
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else child_lr
+
+
+def optimizer_by_name(name: str) -> Callable[[Any, float], torch.optim.Optimizer]:
+    """The torch optimizer class called ``name`` (case-insensitive: adagrad, sgd, adam, ...) as a factory."""
+    cls = _optimizer_class(name)
 
     def factory(params: Any, lr: float) -> torch.optim.Optimizer:
         return cls(params, lr=lr)  # type: ignore[call-arg]

@@ -69,7 +69,7 @@ class DataParallel:
     n_push: int = 1  # and pushes its accumulated gradients every n_push steps
     max_staleness: int | None = None  # a shard drops a gradient computed on parameters older than this
     server_optimizer: str = "adagrad"  # a torch.optim class by name, or "child" (the child's own optimizer)
-    server_lr: float | None = None  # None: the child's learning rate
+    server_lr: float | None = None  # None: the server optimizer's own default (the child's for `child`)
     unit_batches: int = 4  # minibatches per work unit handed to a replica
     snapshot_every: int = 8  # shards are snapshotted after this many work units
     # sandblaster

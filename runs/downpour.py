@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from l2l.nas.distbelief import flat_parameters, gradient, load_flat, optimizer_by_name, partition
+from l2l.nas.distbelief import flat_parameters, gradient, load_flat, optimizer_by_name, partition, server_learning_rate
 from l2l.runs.distbelief import DataParallel, Events, in_bundle, is_death, ray_module, worker_group
 
 if TYPE_CHECKING:
@@ -173,7 +173,8 @@ class Downpour:
         flat = flat_parameters(model)
         self.ranges = partition(len(flat), p.shards)
         factory = optimizer_factory if p.server_optimizer == "child" else optimizer_by_name(p.server_optimizer)
-        self._shard_args = (factory, p.server_lr or config.lr, config.weight_decay)
+        lr = p.server_lr if p.server_lr is not None else server_learning_rate(p.server_optimizer, config.lr)
+        self._shard_args = (factory, lr, config.weight_decay)
         self.shards = [self._shard(flat[a:b]) for a, b in self.ranges]
         self.snapshots = ray.get([s.snapshot.remote() for s in self.shards])
         self.batch_size = config.batch_size

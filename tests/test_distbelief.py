@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from l2l.nas.data import Dataset, Split
-from l2l.nas.distbelief import recording, use_engine
+from l2l.nas.distbelief import recording, server_learning_rate, use_engine
 from l2l.nas.train import TrainConfig, train_classifier
 from l2l.runs.distbelief import DataParallel, DataParallelError, engine_for
 
@@ -90,7 +90,7 @@ def test_sandblaster_with_two_workers_follows_full_batch_lbfgs_step_for_step() -
 def test_downpour_with_one_replica_fetching_and_pushing_every_step_is_plain_adagrad() -> None:
     data = _data()
     config = TrainConfig(epochs=2, lr=0.05, batch_size=32, stop_hopeless=False)
-    parallel = DataParallel(mode="downpour", workers=1, shards=2, unit_batches=3)
+    parallel = DataParallel(mode="downpour", workers=1, shards=2, unit_batches=3, server_lr=0.05)
     engine = engine_for(parallel)
     with use_engine(engine), recording() as rec:
         out = train_classifier(_model(), data, config, seed=2)
@@ -180,6 +180,15 @@ def test_a_shard_applies_pushes_with_its_optimizer_and_drops_those_staler_than_t
     shard.push(one, 2, None)
     shard.restore(snap)
     assert shard.fetch()[1] == 2 and shard.fetch()[0].tolist() == [-1.0, -1.0, -1.0]
+
+
+def test_a_server_without_a_set_rate_uses_its_optimizers_own_default_not_the_childs() -> None:
+    assert server_learning_rate("adagrad", 1e-3) == pytest.approx(torch.optim.Adagrad([torch.zeros(1)]).defaults["lr"])
+    assert server_learning_rate("Adagrad", 1e-3) == pytest.approx(0.01)
+    assert server_learning_rate("sgd", 0.3) == pytest.approx(torch.optim.SGD([torch.zeros(1)]).defaults["lr"])
+    assert server_learning_rate("child", 0.3) == 0.3
+    with pytest.raises(ValueError, match="unknown server optimizer 'nope'"):
+        server_learning_rate("nope", 0.3)
 
 
 def test_bad_settings_name_the_value_and_what_is_valid() -> None:
