@@ -68,7 +68,7 @@ class DataParallel:
     n_fetch: int = 1  # a replica fetches the parameters every n_fetch steps
     n_push: int = 1  # and pushes its accumulated gradients every n_push steps
     max_staleness: int | None = None  # a shard drops a gradient computed on parameters older than this
-    server_optimizer: str = "adagrad"  # a torch.optim class by name, or "child" (the child's own optimizer)
+    server_optimizer: str = "auto"  # a torch.optim class by name, "child" (the child's own optimizer), or "auto"
     server_lr: float | None = None  # None: the server optimizer's own default (the child's for `child`)
     unit_batches: int = 4  # minibatches per work unit handed to a replica
     snapshot_every: int = 8  # shards are snapshotted after this many work units
@@ -102,7 +102,7 @@ class DataParallel:
             raise DataParallelError(f"spread must be spread or pack, got {self.spread!r}")
         if any(not s >= 1 for s in self.slow):
             raise DataParallelError(f"slow factors must be >= 1, got {self.slow}")
-        if self.server_optimizer != "child":
+        if self.server_optimizer not in ("child", "auto"):
             from l2l.nas.distbelief import optimizer_by_name
 
             try:

@@ -165,9 +165,13 @@ def run_sync_on_actors(refs: list[Any], task: ChildTask, parallel: Any) -> Resul
     from l2l.runs.distbelief import in_bundle, is_death, worker_group
 
     world = parallel.workers
-    group = worker_group(parallel, world)
-    actors = [in_bundle(ray.remote(SyncRank), group, i, parallel).remote(refs) for i in range(world)]
     try:
+        group = worker_group(parallel, world)
+    except Exception as exc:  # no room for the replicas: this child fails, the search goes on
+        return Result.failed(f"cannot place the {world} replicas of child {task.number}: {exc}")
+    actors: list[Any] = []
+    try:
+        actors += [in_bundle(ray.remote(SyncRank), group, i, parallel).remote(refs) for i in range(world)]
         where = ray.get([a.where.remote() for a in actors])
         payload = cloudpickle.dumps(task)
         meet = (where[0][1], where[0][2], parallel.gpus >= 1)
@@ -181,13 +185,14 @@ def run_sync_on_actors(refs: list[Any], task: ChildTask, parallel: Any) -> Resul
             try:
                 out = ray.get(ready[0])
             except Exception as exc:
-                if not is_death(exc):
-                    raise
-                return Result.failed(f"replica {rank} of the {world} training child {task.number} died: {exc}")
+                what = "died" if is_death(exc) else "failed"
+                return Result.failed(f"replica {rank} of the {world} training child {task.number} {what}: {exc}")
             if out is not None and out.status == "failed":
                 return out  # the others may wait in a collective that never comes: they are killed below
             if rank == 0:
                 result = out
+    except Exception as exc:  # a replica that could not start or report: this child fails with the reason
+        return Result.failed(f"the {world} replicas of child {task.number} could not train: {exc}")
     finally:
         for actor in actors:
             ray.kill(actor, no_restart=True)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from l2l.nas.distbelief import flat_parameters, gradient, load_flat, optimizer_by_name, partition, server_learning_rate
+from l2l.nas.train import adam_factory
 from l2l.runs.distbelief import DataParallel, Events, in_bundle, is_death, ray_module, worker_group
 
 if TYPE_CHECKING:
@@ -172,8 +173,11 @@ class Downpour:
         p = self.parallel
         flat = flat_parameters(model)
         self.ranges = partition(len(flat), p.shards)
-        factory = optimizer_factory if p.server_optimizer == "child" else optimizer_by_name(p.server_optimizer)
-        lr = p.server_lr if p.server_lr is not None else server_learning_rate(p.server_optimizer, config.lr)
+        name = p.server_optimizer
+        if name == "auto":  # a child that brings its own optimizer (an update rule being scored) keeps it
+            name = "adagrad" if optimizer_factory is adam_factory else "child"
+        factory = optimizer_factory if name == "child" else optimizer_by_name(name)
+        lr = p.server_lr if p.server_lr is not None else server_learning_rate(name, config.lr)
         self._shard_args = (factory, lr, config.weight_decay)
         self.shards = [self._shard(flat[a:b]) for a, b in self.ranges]
         self.snapshots = ray.get([s.snapshot.remote() for s in self.shards])
@@ -262,9 +266,8 @@ class Downpour:
     def _restore(self, index: int, epoch: int, reason: str) -> None:
         """Replace dead shard ``index`` by a new one holding its last snapshot."""
         snap = self.snapshots[index]
-        shard = self._shard(snap["param"])
+        shard = self.shards[index] = self._shard(snap["param"])  # held at once: close() kills it whatever happens
         ray_module().get(shard.restore.remote(snap))
-        self.shards[index] = shard
         self.events.add("shard_restored", shard=index, epoch=epoch + 1, version=snap["version"], reason=reason)
 
     def _pull(self, model: nn.Module) -> None:

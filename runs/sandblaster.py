@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from l2l.nas.distbelief import flat_parameters, gradient, partition, set_flat_grad
-from l2l.runs.distbelief import DataParallel, Events, in_bundle, is_death, ray_module, worker_group
+from l2l.nas.train import adam_factory
+from l2l.runs.distbelief import DataParallel, DataParallelError, Events, in_bundle, is_death, ray_module, worker_group
 
 if TYPE_CHECKING:
     from l2l.nas.data import Split
@@ -71,6 +72,16 @@ class Sandblaster:
     def start(
         self, model: nn.Module, train: Split, config: TrainConfig, optimizer_factory: OptimizerFactory, seed: int
     ) -> None:
+        if optimizer_factory is not adam_factory:
+            raise DataParallelError(
+                "sandblaster trains with L-BFGS, so it cannot score the child's own optimizer (an update rule); "
+                "use --data-parallel sync or downpour"
+            )
+        if any(name.endswith("running_mean") for name, _ in model.named_buffers()):
+            raise DataParallelError(
+                "sandblaster does not train networks with batch norm (the running statistics would stay at "
+                "their initial values); use --data-parallel sync or downpour"
+            )
         ray = ray_module()
         p = self.parallel
         self._refs = (ray.put(_cpu_copy(model)), ray.put(train))

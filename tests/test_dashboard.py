@@ -130,6 +130,11 @@ def test_children_are_paged_sorted_and_filtered_by_the_server(client: TestClient
     assert client.get("/api/runs/1/children", params={"q": "%' OR '1'='1"}).json()["total"] == 0
     assert client.get("/api/runs/1/children?q=%25").json()["total"] == 0
     assert store.count_children(1)["done"] + store.count_children(1)["failed"] == 16
+    # numbers that are not plain decimal integers fall back to the defaults, never a server error
+    for odd in ("--1", "\u00b2", "1e3", "\u0661"):
+        answer = client.get("/api/runs/1/children", params={"page": odd, "per": odd})
+        assert answer.status_code == 200 and [r["number"] for r in answer.json()["rows"]][:3] == [0, 1, 2], odd
+    assert client.get("/api/compare", params={"runs": "1,\u00b2,x"}).status_code == 200
 
 
 def test_a_stopped_run_says_so(marked_store: str, tmp_path: Path) -> None:

@@ -102,6 +102,35 @@ def test_downpour_with_one_replica_fetching_and_pushing_every_step_is_plain_adag
     assert rec.examples == 2 * len(data.train)
 
 
+def test_downpour_serves_with_the_childs_own_optimizer_when_it_brings_one() -> None:
+    # an optimizer search's child trains with the rule it scores: the servers must apply that rule, not Adagrad
+    data = _data()
+    config = TrainConfig(epochs=2, lr=0.05, batch_size=32, stop_hopeless=False)
+    own = lambda p, lr: torch.optim.SGD(p, lr, momentum=0.9)  # noqa: E731
+    engine = engine_for(DataParallel(mode="downpour", workers=1, shards=2, unit_batches=3))
+    with use_engine(engine):
+        out = train_classifier(_model(), data, config, seed=2, optimizer_factory=own)
+    plain = train_classifier(_model(), data, config, seed=2, optimizer_factory=own)
+    assert out.curves["val_loss"] == pytest.approx(plain.curves["val_loss"], abs=1e-5)
+
+
+def test_sandblaster_refuses_what_lbfgs_over_shards_cannot_train() -> None:
+    data = _data()
+    config = TrainConfig(epochs=1, lr=0.05, batch_size=32, stop_hopeless=False)
+    own = lambda p, lr: torch.optim.SGD(p, lr)  # noqa: E731
+    with (
+        use_engine(engine_for(DataParallel(mode="sandblaster", workers=2))),
+        pytest.raises(DataParallelError, match="cannot score the child's own optimizer"),
+    ):
+        train_classifier(_model(), data, config, seed=2, optimizer_factory=own)
+    bn = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.Linear(16, 4))
+    with (
+        use_engine(engine_for(DataParallel(mode="sandblaster", workers=2))),
+        pytest.raises(DataParallelError, match="batch norm"),
+    ):
+        train_classifier(bn, data, config, seed=2)
+
+
 def test_a_downpour_child_survives_losing_a_replica_and_a_shard_and_records_it() -> None:
     data = _data(480)
     config = TrainConfig(epochs=3, lr=0.05, batch_size=16, stop_hopeless=False)

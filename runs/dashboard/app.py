@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -63,7 +64,7 @@ class Json(JSONResponse):
 
 def _int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
     text = request.query_params.get(name)
-    if text is None or not text.strip().lstrip("-").isdigit():
+    if text is None or not re.fullmatch(r"\s*-?[0-9]+\s*", text):
         return default
     return max(lo, min(hi, int(text)))
 
@@ -205,7 +206,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         return Json({"status": child.status, "reward": child.reward, "curves": child.curves, "error": child.error})
 
     def api_compare(request: Request) -> Response:
-        ids = [int(p) for p in request.query_params.get("runs", "").split(",") if p.strip().isdigit()][:12]
+        ids = [int(p) for p in request.query_params.get("runs", "").split(",") if re.fullmatch(r"\s*[0-9]+\s*", p)][:12]
         out = []
         for run_id in ids:
             rows, _ = reader.rewards(reader.run(run_id))

@@ -118,9 +118,16 @@ def start_beside(storage: str, host: str = DEFAULT_HOST, port: int = DEFAULT_POR
     if answers(host, port):
         raise RuntimeError(f"port {port} on {host} is taken; choose another with --dashboard-port (0: any free port)")
     code = "from l2l.runs.cli import main; main()"
-    args = ["dashboard", "--storage", storage, "--host", host, "--port", str(port), "--exit-with", str(os.getpid())]
+    from l2l.runs.cli.common import STORAGE_ENV
+
+    args = ["dashboard", "--host", host, "--port", str(port), "--exit-with", str(os.getpid())]
+    env = {**os.environ, STORAGE_ENV: storage}  # never on the command line, where `ps` shows a password
     process = subprocess.Popen(
-        [sys.executable, "-c", code, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [sys.executable, "-c", code, *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
     )
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
