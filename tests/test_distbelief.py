@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -41,6 +42,26 @@ def _data(n: int = 240) -> Dataset:
 def _model() -> nn.Module:
     torch.manual_seed(3)
     return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
+
+
+def _train_in_background(
+    engine: Any, data: Dataset, config: TrainConfig, seed: int
+) -> tuple[threading.Thread, dict[str, Any]]:
+    """Train `_model()` under ``engine`` in a thread (so a test can kill actors meanwhile); box["out"] at the end."""
+    box: dict[str, Any] = {}
+
+    def train() -> None:
+        with use_engine(engine):
+            box["out"] = train_classifier(_model(), data, config, seed=seed)
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    return thread, box
+
+
+def _wait_for(done: Callable[[], bool], deadline: float) -> None:
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def test_sandblaster_with_two_workers_follows_full_batch_lbfgs_step_for_step() -> None:
@@ -136,20 +157,11 @@ def test_a_downpour_child_survives_losing_a_replica_and_a_shard_and_records_it()
     config = TrainConfig(epochs=3, lr=0.05, batch_size=16, stop_hopeless=False)
     parallel = DataParallel(mode="downpour", workers=2, shards=2, unit_batches=2, snapshot_every=2, n_fetch=2)
     engine = engine_for(parallel)
-    box: dict[str, object] = {}
-
-    def train() -> None:
-        with use_engine(engine):
-            box["out"] = train_classifier(_model(), data, config, seed=5)
-
-    thread = threading.Thread(target=train)
-    thread.start()
+    thread, box = _train_in_background(engine, data, config, seed=5)
     deadline = time.monotonic() + 60
-    while engine.units_done < 6 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_for(lambda: engine.units_done >= 6, deadline)
     ray.kill(engine.replicas[0], no_restart=True)
-    while engine.units_done < 14 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_for(lambda: engine.units_done >= 14, deadline)
     ray.kill(engine.shards[1], no_restart=True)
     thread.join(timeout=90)
     assert not thread.is_alive()
@@ -165,17 +177,8 @@ def test_a_sandblaster_worker_that_dies_is_replaced_and_the_steps_stay_those_of_
     data = _data(480)
     config = TrainConfig(epochs=5, stop_hopeless=False)
     engine = engine_for(DataParallel(mode="sandblaster", workers=2, work_units=6, lbfgs_iters=3))
-    box: dict[str, object] = {}
-
-    def train() -> None:
-        with use_engine(engine):
-            box["out"] = train_classifier(_model(), data, config, seed=1)
-
-    thread = threading.Thread(target=train)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while engine.evaluations < 3 and time.monotonic() < deadline:
-        time.sleep(0.005)
+    thread, box = _train_in_background(engine, data, config, seed=1)
+    _wait_for(lambda: engine.evaluations >= 3, time.monotonic() + 60)
     ray.kill(engine.workers[0], no_restart=True)
     thread.join(timeout=90)
     assert not thread.is_alive()
