@@ -64,6 +64,19 @@ def _wait_for(done: Callable[[], bool], deadline: float) -> None:
         time.sleep(0.005)
 
 
+def _full_batch_lbfgs(model: nn.Module, data: Dataset, steps: int) -> list[float]:
+    """The reference: one process, torch.optim.LBFGS over the whole training set, the engine's settings."""
+    lbfgs = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=3, history_size=10, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        lbfgs.zero_grad()
+        loss = nn.functional.cross_entropy(model(data.train.x), data.train.y)
+        loss.backward()
+        return loss
+
+    return [float(lbfgs.step(closure).detach()) for _ in range(steps)]
+
+
 def test_sandblaster_with_two_workers_follows_full_batch_lbfgs_step_for_step() -> None:
     # through the Ray executor, as `l2l search --workers-per-child 2 --data-parallel sandblaster` runs it
     import math
@@ -89,15 +102,7 @@ def test_sandblaster_with_two_workers_follows_full_batch_lbfgs_step_for_step() -
     data = load_dataset("digits")  # the same network, one process, the whole training set at once
     torch.manual_seed(1)
     model = build_mlp(math.prod(data.input_shape), data.n_classes, space.layout(spec))  # type: ignore[attr-defined]
-    lbfgs = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=3, history_size=10, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        lbfgs.zero_grad()
-        loss = nn.functional.cross_entropy(model(data.train.x), data.train.y)
-        loss.backward()
-        return loss
-
-    losses = [float(lbfgs.step(closure).detach()) for _ in range(4)]
+    losses = _full_batch_lbfgs(model, data, steps=4)
     assert list(result.curves["train_loss"]) == pytest.approx(losses, abs=1e-5)
     val = nn.functional.cross_entropy(model(data.val.x), data.val.y).item()
     assert result.val_loss == pytest.approx(val, abs=1e-5)
@@ -185,16 +190,7 @@ def test_a_sandblaster_worker_that_dies_is_replaced_and_the_steps_stay_those_of_
     record = engine.record()
     assert record["event_counts"].get("worker_replaced") == 1, record["events"]
 
-    model = _model()
-    lbfgs = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=3, history_size=10, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        lbfgs.zero_grad()
-        loss = nn.functional.cross_entropy(model(data.train.x), data.train.y)
-        loss.backward()
-        return loss
-
-    losses = [float(lbfgs.step(closure).detach()) for _ in range(5)]
+    losses = _full_batch_lbfgs(_model(), data, steps=5)
     assert box["out"].curves["train_loss"] == pytest.approx(losses, abs=1e-5)  # type: ignore[attr-defined]
 
 
