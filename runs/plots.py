@@ -10,6 +10,7 @@ from l2l.runs.store import ChildRecord, RunRecord, UpdateRecord
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from numpy.typing import NDArray
 
 
 class PlotError(ValueError):
@@ -177,13 +178,18 @@ def plot_benchmark(payload: dict[str, Any], out: Path) -> Path:
     return save(benchmark_figure(payload), out, dpi=120)
 
 
-def pareto_front(points: list[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
-    """The (cost, accuracy, child) points no other point beats on both: cheaper and at least as accurate."""
-    front: list[tuple[float, float, int]] = []
-    for cost, acc, number in sorted(points, key=lambda p: (p[0], -p[1])):
-        if not front or acc > front[-1][1]:
-            front.append((cost, acc, number))
-    return front
+def pareto_front(points: list[tuple[float, float, int]] | NDArray[Any]) -> list[tuple[float, float, int]]:
+    """The (cost, accuracy, child) points no other point beats on both: cheaper and at least as accurate;
+    in order of cost (vectorized: the dashboard asks it of 100,000 children)."""
+    import numpy as np
+
+    arr = np.asarray(points, dtype=float)  # an array of (cost, accuracy, child) rows is taken as it is
+    if not len(arr):
+        return []
+    order = np.lexsort((-arr[:, 1], arr[:, 0]))  # by cost, the more accurate first among equal costs
+    acc = arr[order, 1]
+    before = np.r_[-np.inf, np.maximum.accumulate(acc)[:-1]]
+    return [(float(c), float(a), int(n)) for c, a, n in arr[order[acc > before]]]
 
 
 def plot_pareto(run: RunRecord, children: list[ChildRecord], cost: str, out: Path) -> tuple[Path, list[Any]]:

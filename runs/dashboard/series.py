@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from l2l.runs.plots import pareto_front
+
 MAX_POINTS = 2000  # points per plotted series: enough for a 1,500-pixel-wide chart
 
 
@@ -115,16 +117,13 @@ def updates(rows: Sequence[tuple[int, float, float, float]]) -> dict[str, Any]:
 
 
 def pareto(points: list[tuple[float, float, int]], key: str) -> dict[str, Any]:
-    """Accuracy against cost ``key``: the Pareto front in full (as `l2l.runs.plots.pareto_front` finds it: cheaper
-    and more accurate than every point before it) and at most `MAX_POINTS` other children, in child order."""
+    """Accuracy against cost ``key``: the Pareto front in full (`l2l.runs.plots.pareto_front`) and at most
+    `MAX_POINTS` other children, in child order."""
     if not points:
         empty: dict[str, list[float]] = {"x": [], "y": [], "child": []}
         return {"cost": key, "points": empty, "front": empty, "of": 0}
     arr = np.asarray(points, dtype=float)
-    order = np.lexsort((-arr[:, 1], arr[:, 0]))  # by cost, the more accurate first among equal costs
-    acc = arr[order, 1]
-    before = np.r_[-np.inf, np.maximum.accumulate(acc)[:-1]]
-    front = arr[order[acc > before]]
+    front = np.asarray(pareto_front(arr), dtype=float).reshape(-1, 3)
     shown = arr[np.argsort(arr[:, 2], kind="stable")][:: max(1, len(arr) // MAX_POINTS)]
 
     def columns(a: Any) -> dict[str, list[float]]:
