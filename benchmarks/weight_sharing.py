@@ -151,6 +151,7 @@ def ranking(seeds: list[int], full: bool) -> dict[str, Any]:
                 "tau_test": kendalltau(scores, test).statistic,
                 "search_cpu_s": res["cpu_s"],
                 "search_wall_s": res["wall_s"],
+                "search_cpu_s": res["cpu_s"],
                 "derived": space.describe(spec),
                 "derived_test_acc": again["test_acc"],
                 "derived_rank": better + 1,
@@ -223,6 +224,7 @@ def lm(seeds: list[int], reuse: bool) -> dict[str, Any]:
             {
                 "seed": seed,
                 "search_wall_s": res["wall_s"],
+                "search_cpu_s": res["cpu_s"],
                 "derived": space.describe(spec),
                 "params": params,
                 "test_bpc": statistics.fmean(float(r.test["test_bpc"]) for r in cell if r.ok),
