@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    parser.add_argument("--lengths", type=float, nargs="+", default=[0.25, 0.5, 1.0, 2.0])
+    parser.add_argument("--lengths", type=float, nargs="+", default=[0.03125, 0.0625, 0.125, 0.25, 0.5, 1.0, 2.0])
     args = parser.parse_args()
     torch.set_num_threads(1)
     payload: dict[str, Any] = {"epochs": args.epochs, "seeds": args.seeds, "share_learned": SHARE, "tasks": {}}

@@ -48,7 +48,7 @@ from torch.nn import functional as F
 from l2l.nas.lowrank import fraction
 
 PREDICT_CHOICES = ("dense", "1/2", "1/4", "1/10")
-DEFAULT_LENGTH = 1.0  # SE length scale, in units of the alpha spacing (chosen on validation)
+DEFAULT_LENGTH = 0.25  # SE length scale, in units of the alpha spacing (chosen on validation)
 DEFAULT_RIDGE = 0.01  # kernel ridge regularizer lambda
 
 

@@ -62,7 +62,7 @@ def test_alpha_at_every_point_without_ridge_is_the_dense_layer() -> None:
 
 def test_predicted_weights_recover_a_smooth_function_not_a_rough_one() -> None:
     t = torch.arange(40, dtype=torch.float64)
-    u = denil.se_dictionary((40,), (10,), column=0).double()
+    u = denil.se_dictionary((40,), (10,), column=0, length=1.0).double()
     alpha = denil.alpha_points((40,), (10,), 0)[:, 0].long()
     smooth = torch.sin(2 * math.pi * t / 40) + 0.5 * torch.cos(2 * math.pi * t / 20)
     rough = torch.randn(40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
