@@ -10,8 +10,9 @@ squared-exponential kernel over the coordinates:
     U_alpha = K(all, alpha) (K(alpha, alpha) + ridge I)^-1,   k(x, y) = exp(-|x - y|^2 / (2 l^2))
 
 The length scale ``l`` is given in units of the spacing between alpha points (per dimension) so one
-value fits every layer; `DEFAULT_LENGTH` and `DEFAULT_RIDGE` were chosen on validation data by
-``python -m benchmarks.denil`` (see benchmarks/README.md). Alpha points are an evenly spaced grid
+value fits every layer. `DEFAULT_LENGTH` is what ``python -m benchmarks.denil`` chose on validation
+data for the digits MLP; MNIST-1D and the convolutions chose shorter ones, at which the dictionary
+barely interpolates (benchmarks/README.md). `DEFAULT_RIDGE` is fixed, not tuned. Alpha points are an evenly spaced grid
 (``floor((i + offset) x spacing)`` per dimension, so always grid points, never two alike).
 
 Columns (the paper's "columnar" architecture): with one dictionary every unit's weights lie in the

@@ -37,7 +37,7 @@ class MLPSpace(DatasetSpace):
     positions, hidden layers by a fixed random dictionary; a hashed layer is not predicted, a predicted
     one keeps its full rank).
     Reward = validation accuracy after the last epoch; test accuracy is only reported; cost counts
-    the low-rank and hashed layers as what they compute.
+    the low-rank, hashed and predicted layers as what they compute (``params``: learned values only).
     """
 
     name = "mlp"

@@ -120,6 +120,11 @@ def test_spaces_build_predicted_layers_and_count_them() -> None:
     assert isinstance(first, denil.PredictedLinear) and first.u.shape[1:] == (64, 6)  # SE over the 8x8 grid
     assert isinstance(second, denil.PredictedLinear) and second.a == 32
     assert "[learned 1/10]" in mlp.describe(Spec("mlp", tuple(values.items())))
+    both = load_space_class("mlp")(predicted=True, hashed=True, low_rank=True)
+    values = {d.name: d.options[0] for d in both.decisions()}
+    values.update(layers=2, active_0="0.2", learned_0="1/10", learned_1="1/4", rank_1="1/2")
+    layout = both.layout(values)  # type: ignore[attr-defined]
+    assert layout.predicted == ("dense", "1/4") and layout.ranks == ("full", "full")  # hashed, then predicted
     macro = load_space_class("macro")(predicted=True, layers=2, low_rank=True)
     values = {d.name: d.options[0] for d in macro.decisions() if d.kind != "anchor"}
     values.update(l0_width=7, l0_learned="1/4", l0_rank="1/4", l1_width=5, l1_learned="dense", l1_rank="1/2")
