@@ -18,7 +18,8 @@ def count_parameters(model: nn.Module) -> int:
 @torch.no_grad()
 def count_macs(model: nn.Module, example: torch.Tensor) -> int:
     """Multiply-adds of convolutions, linear and recurrent (LSTM, GRU) layers, and of layers that report their
-    own (``macs_per_input``), for ``example`` (one input, batch 1; a sequence for recurrent models)."""
+    own (``macs_per_input``, or ``macs_for_output(out)`` when the cost is not per input, as for
+    `l2l.nas.denil`'s predicted layers), for ``example`` (one input, batch 1; a sequence for recurrent models)."""
     total = 0
 
     def conv_hook(m: nn.Module, inputs: Any, out: torch.Tensor) -> None:
@@ -46,6 +47,10 @@ def count_macs(model: nn.Module, example: torch.Tensor) -> int:
         nonlocal total
         total += out.shape[0] * int(m.macs_per_input())  # type: ignore[operator]
 
+    def output_hook(m: nn.Module, inputs: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        total += int(m.macs_for_output(out))  # type: ignore[operator]
+
     handles = []
     for m in model.modules():
         if isinstance(m, nn.Conv1d | nn.Conv2d):
@@ -54,6 +59,8 @@ def count_macs(model: nn.Module, example: torch.Tensor) -> int:
             handles.append(m.register_forward_hook(linear_hook))
         elif isinstance(m, nn.RNNBase):
             handles.append(m.register_forward_hook(rnn_hook))
+        elif hasattr(m, "macs_for_output"):  # layers whose cost depends on the batch (nas.denil)
+            handles.append(m.register_forward_hook(output_hook))
         elif hasattr(m, "macs_per_input"):  # layers that know their own cost (nas.hashed.HashedLinear)
             handles.append(m.register_forward_hook(own_hook))
     was_training = model.training

@@ -1,4 +1,7 @@
-"""Low-rank "predicted parameter" layers (Denil et al. 2013): a weight W = U V of rank r.
+"""Low-rank layers: a weight W = U V of rank r, both factors learned.
+
+(Denil et al. 2013 predict parameters with a FIXED dictionary U from a smoothness prior and learn only V:
+that is `l2l.nas.denil`, not this module.)
 
 A rank-r linear layer is two `nn.Linear` layers, in -> r (V, no bias) then r -> out (U, with the
 bias), so it holds r (in + out) + out parameters and costs r (in + out) multiply-adds per input; a
@@ -19,6 +22,17 @@ from torch import nn
 RANK_CHOICES = ("full", "1/2", "1/4", "1/8", "1/16")
 
 
+def fraction(choice: object, unknown: str, what: str) -> Fraction:
+    """``choice`` as a fraction in (0, 1]; ``unknown`` is the error when it is none, ``what`` names it."""
+    try:
+        frac = Fraction(str(choice))
+    except ValueError as exc:
+        raise ValueError(unknown) from exc
+    if not 0 < frac <= 1:
+        raise ValueError(f"{what} must be in (0, 1], got {choice!r}")
+    return frac
+
+
 def resolve_rank(choice: str | int | None, n_in: int, n_out: int) -> int | None:
     """The rank a choice means for an ``n_in`` -> ``n_out`` layer: None for full rank, else at least 1."""
     if choice is None or choice == "full":
@@ -26,12 +40,8 @@ def resolve_rank(choice: str | int | None, n_in: int, n_out: int) -> int | None:
     if isinstance(choice, int) or str(choice).isdigit():
         r = int(choice)
     else:
-        try:
-            frac = Fraction(str(choice))
-        except ValueError as exc:
-            raise ValueError(f"unknown rank {choice!r}; use 'full', an integer, or a fraction like '1/4'") from exc
-        if not 0 < frac <= 1:
-            raise ValueError(f"a rank fraction must be in (0, 1], got {choice!r}")
+        unknown = f"unknown rank {choice!r}; use 'full', an integer, or a fraction like '1/4'"
+        frac = fraction(choice, unknown, "a rank fraction")
         r = max(1, int(frac * min(n_in, n_out)))
     if r < 1:
         raise ValueError(f"a rank must be at least 1, got {choice!r}")

@@ -5,7 +5,8 @@ sizes are zero-padded to the largest and concatenated along channels. A layer th
 the input signal. Outputs that no later layer consumes are pooled and concatenated into the
 classifier. Each layer is conv -> batch norm -> ReLU, with "same" padding, so only strides change
 sizes. Works on 1-D signals (kernel width only) and on 2-D images (height x width). A convolution
-can be low rank (`l2l.nas.lowrank`), and a wide hidden layer before the classifier can be hashed
+can be low rank (`l2l.nas.lowrank`) or have predicted filters (`l2l.nas.denil`; then it keeps its full
+rank), and a wide hidden layer before the classifier can be hashed
 (`l2l.nas.hashed`).
 """
 
@@ -28,6 +29,7 @@ class MacroLayer:
     stride: int
     inputs: tuple[int, ...]
     rank: str = "full"  # a low-rank convolution (nas.lowrank): "1/2", "1/4", ...
+    learned: str = "dense"  # a predicted-parameter convolution (nas.denil): "1/4", "1/10", ... of its taps
 
 
 def _pad_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -56,7 +58,7 @@ class MacroNet(nn.Module):
         head_active: float = 1.0,
     ) -> None:
         super().__init__()
-        from l2l.nas.lowrank import conv
+        from l2l.nas import denil, lowrank
 
         self.shape = shape
         self.dims = len(shape) - 1
@@ -70,12 +72,17 @@ class MacroNet(nn.Module):
             if any(not 0 <= j < i for j in layer.inputs):
                 raise ValueError(f"layer {i} takes inputs {layer.inputs}; only layers 0..{i - 1} come before it")
             c_in = sum(channels[j] for j in layer.inputs) if layer.inputs else shape[0]
-            if self.dims == 1:
-                k = layer.kernel[1]
-                block = conv(1, c_in, layer.filters, k, layer.stride, k // 2, layer.rank, bias=False)
+            kernel = layer.kernel[1:] if self.dims == 1 else layer.kernel
+            padding = tuple(k // 2 for k in kernel)
+            args = (self.dims, c_in, layer.filters, kernel, layer.stride, padding)
+            if layer.learned != "dense":
+                block = denil.conv(*args, layer.learned, False)
+            elif self.dims == 1:
+                block = lowrank.conv(1, c_in, layer.filters, kernel[0], layer.stride, padding[0], layer.rank, False)
             else:
                 kh, kw = layer.kernel
-                block = conv(2, c_in, layer.filters, (kh, kw), layer.stride, (kh // 2, kw // 2), layer.rank, False)
+                pad2 = (kh // 2, kw // 2)
+                block = lowrank.conv(2, c_in, layer.filters, (kh, kw), layer.stride, pad2, layer.rank, False)
             self.blocks.append(
                 nn.Sequential(
                     block,

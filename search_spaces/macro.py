@@ -22,7 +22,10 @@ class MacroSpace(DatasetSpace):
     all) layers at first, ``grow_by`` more every ``grow_every`` children, up to ``layers``.
     ``low_rank=true`` adds a per-layer rank decision (`l2l.nas.lowrank`); ``hashed=true`` puts a hidden
     layer of ``head_width`` (4096) neurons before the classifier and decides the fraction of them
-    evaluated per input by LSH (1.0 = dense, 0.2, 0.05; `l2l.nas.hashed`).
+    evaluated per input by LSH (1.0 = dense, 0.2, 0.05; `l2l.nas.hashed`). ``predicted=true`` adds a
+    per-layer share of each filter's taps learned, the others predicted from them by a smoothness prior
+    over the filter positions (dense, 1/2, 1/4, 1/10; `l2l.nas.denil`; a predicted layer keeps its full
+    rank, and a 1x1 filter has nothing to predict).
     """
 
     name = "macro"
@@ -42,6 +45,7 @@ class MacroSpace(DatasetSpace):
         low_rank: bool = False,
         hashed: bool = False,
         head_width: int = 4096,
+        predicted: bool = False,
     ) -> None:
         if layers < 1 or epochs < 1 or batch_size < 1 or not lr > 0 or grow_by < 0 or grow_every < 1:
             raise SpaceError(
@@ -65,10 +69,13 @@ class MacroSpace(DatasetSpace):
             low_rank=low_rank,
             hashed=hashed,
             head_width=head_width,
+            predicted=predicted,
         )
+        from l2l.nas.denil import PREDICT_CHOICES
         from l2l.nas.hashed import ACTIVE_CHOICES
         from l2l.nas.lowrank import RANK_CHOICES
 
+        self.predicted = bool(predicted)
         self.low_rank, self.hashed, self.head_width = bool(low_rank), bool(hashed), head_width
         self.dataset, self.n_layers, self.strides = dataset, layers, bool(strides)
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
@@ -85,6 +92,8 @@ class MacroSpace(DatasetSpace):
             self._decisions.append(Decision.anchor(f"l{i}_inputs", i))
             if self.low_rank:
                 self._decisions.append(Decision.categorical(f"l{i}_rank", RANK_CHOICES))
+            if self.predicted:
+                self._decisions.append(Decision.categorical(f"l{i}_learned", PREDICT_CHOICES))
         if self.hashed:
             self._decisions.append(Decision.categorical("head_active", ACTIVE_CHOICES))
 
@@ -108,8 +117,9 @@ class MacroSpace(DatasetSpace):
             stride = int(str(spec[f"l{i}_stride"])) if self.strides else 1
             bits = spec[f"l{i}_inputs"]
             inputs = tuple(j for j, b in enumerate(bits) if b) if isinstance(bits, tuple) else ()
-            rank = str(spec[f"l{i}_rank"]) if self.low_rank else "full"
-            out.append(MacroLayer((h, w), int(str(spec[f"l{i}_filters"])), stride, inputs, rank))
+            learned = str(spec[f"l{i}_learned"]) if self.predicted else "dense"
+            rank = str(spec[f"l{i}_rank"]) if self.low_rank and learned == "dense" else "full"
+            out.append(MacroLayer((h, w), int(str(spec[f"l{i}_filters"])), stride, inputs, rank, learned))
         return out
 
     def describe(self, spec: Spec) -> str:
@@ -119,6 +129,7 @@ class MacroSpace(DatasetSpace):
             s = f"/{layer.stride}" if layer.stride > 1 else ""
             src = ",".join(map(str, layer.inputs)) if layer.inputs else "in"
             r = f" r{layer.rank}" if layer.rank != "full" else ""
+            r += f" learned {layer.learned}" if layer.learned != "dense" else ""
             parts.append(f"L{i}[{k}x{layer.filters}{s}{r}<-{src}]")
         if self.hashed:
             parts.append(f"head[{self.head_width} active {spec['head_active']}]")

@@ -14,6 +14,16 @@ DROPOUTS = ("0.0", "0.1", "0.3", "0.5")
 LRS = ("0.0001", "0.0003", "0.001", "0.003", "0.01")
 
 
+def input_grid(dataset: str) -> tuple[int, ...]:
+    """The coordinates of a dataset's inputs for a smoothness prior: (length,) or (height, width) of a
+    one-channel signal; () for several channels (no prior over them here)."""
+    from l2l.nas.cells import signal_shape
+    from l2l.nas.data import load_dataset
+
+    shape = signal_shape(load_dataset(dataset).input_shape, dataset)
+    return tuple(shape[1:]) if shape[0] == 1 else ()
+
+
 class MLPSpace(DatasetSpace):
     """Depth, per-layer width and activation, dropout and Adam learning rate of an MLP classifier.
 
@@ -21,9 +31,13 @@ class MLPSpace(DatasetSpace):
     ``widths`` (comma-separated choices, "8,16,32,64,128"). ``low_rank=true`` adds a per-layer rank
     decision (full, 1/2, 1/4, 1/8, 1/16 of the full rank; `l2l.nas.lowrank`); ``hashed=true`` a per-layer
     fraction of neurons evaluated per input by LSH (1.0 = dense, 0.2, 0.05; `l2l.nas.hashed`; a layer
-    that is hashed keeps its full rank; ``hashed_share=batch`` lets a batch share its neurons).
+    that is hashed keeps its full rank; ``hashed_share=batch`` lets a batch share its neurons);
+    ``predicted=true`` a per-layer share of the weights learned, the rest predicted (dense, 1/2, 1/4,
+    1/10; `l2l.nas.denil`: the first layer by a smoothness prior over the input's time or pixel
+    positions, hidden layers by a fixed random dictionary; a hashed layer is not predicted, a predicted
+    one keeps its full rank).
     Reward = validation accuracy after the last epoch; test accuracy is only reported; cost counts
-    the low-rank and hashed layers as what they compute.
+    the low-rank, hashed and predicted layers as what they compute (``params``: learned values only).
     """
 
     name = "mlp"
@@ -39,6 +53,7 @@ class MLPSpace(DatasetSpace):
         low_rank: bool = False,
         hashed: bool = False,
         hashed_share: str = "input",
+        predicted: bool = False,
     ) -> None:
         if epochs < 1 or batch_size < 1 or max_layers < 1:
             raise SpaceError(
@@ -59,17 +74,19 @@ class MLPSpace(DatasetSpace):
             low_rank=low_rank,
             hashed=hashed,
             hashed_share=hashed_share,
+            predicted=predicted,
         )
         from l2l.nas.hashed import SHARING
 
         if hashed_share not in SHARING:
             raise SpaceError(f"unknown hashed_share {hashed_share!r}; known: {', '.join(SHARING)}")
         self.hashed_share = hashed_share
+        from l2l.nas.denil import PREDICT_CHOICES
         from l2l.nas.hashed import ACTIVE_CHOICES
         from l2l.nas.lowrank import RANK_CHOICES
 
         self.dataset, self.epochs, self.batch_size, self.max_layers = dataset, epochs, batch_size, max_layers
-        self.low_rank, self.hashed = bool(low_rank), bool(hashed)
+        self.low_rank, self.hashed, self.predicted = bool(low_rank), bool(hashed), bool(predicted)
         self._decisions = [Decision.categorical("layers", range(1, max_layers + 1))]
         for i in range(max_layers):
             self._decisions.append(Decision.categorical(f"width_{i}", width_choices))
@@ -78,6 +95,8 @@ class MLPSpace(DatasetSpace):
                 self._decisions.append(Decision.categorical(f"rank_{i}", RANK_CHOICES))
             if self.hashed:
                 self._decisions.append(Decision.categorical(f"active_{i}", ACTIVE_CHOICES))
+            if self.predicted:
+                self._decisions.append(Decision.categorical(f"learned_{i}", PREDICT_CHOICES))
         self._decisions.append(Decision.categorical("dropout", DROPOUTS))
         self._decisions.append(Decision.categorical("lr", LRS))
 
@@ -88,6 +107,8 @@ class MLPSpace(DatasetSpace):
         label = f"{spec[f'width_{i}']}{spec[f'act_{i}']}"
         if self.hashed and str(spec[f"active_{i}"]) != "1.0":
             return f"{label}[hashed {spec[f'active_{i}']}]"
+        if self.predicted and str(spec[f"learned_{i}"]) != "dense":
+            return f"{label}[learned {spec[f'learned_{i}']}]"
         if self.low_rank and str(spec[f"rank_{i}"]) != "full":
             return f"{label}[rank {spec[f'rank_{i}']}]"
         return label
@@ -112,14 +133,21 @@ class MLPSpace(DatasetSpace):
         n = int(str(spec["layers"]))
         active = tuple(float(str(spec[f"active_{i}"])) for i in range(n)) if self.hashed else ()
         ranks = tuple(str(spec[f"rank_{i}"]) for i in range(n)) if self.low_rank else ()
+        predicted = tuple(str(spec[f"learned_{i}"]) for i in range(n)) if self.predicted else ()
+        if active and predicted:  # a hashed layer is not predicted
+            predicted = tuple("dense" if a < 1.0 else p for p, a in zip(predicted, active, strict=True))
         if active and ranks:  # a hashed layer keeps its full rank
             ranks = tuple("full" if a < 1.0 else r for r, a in zip(ranks, active, strict=True))
+        if predicted and ranks:  # so does a predicted one
+            ranks = tuple("full" if p != "dense" else r for r, p in zip(ranks, predicted, strict=True))
         return MLPLayout(
             hidden=tuple((int(str(spec[f"width_{i}"])), str(spec[f"act_{i}"])) for i in range(n)),
             dropout=float(str(spec["dropout"])),
             ranks=ranks,
             active=active,
             share=self.hashed_share,
+            predicted=predicted,
+            grid=input_grid(self.dataset) if predicted else (),
         )
 
     def evaluate(self, spec: Spec, ctx: Context) -> Result:

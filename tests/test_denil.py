@@ -1,0 +1,151 @@
+"""Predicted-parameter layers (Denil et al. 2013): a fixed dictionary, learned values at alpha points only."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from l2l.nas import denil
+from l2l.nas.cost import count_macs, count_parameters
+from l2l.search_spaces import SearchSpace, Spec, load_space_class
+from l2l.testing.spaces import Expected, SpaceContract
+
+
+def test_shares_resolve_to_learned_points() -> None:
+    assert denil.learned_points("dense", 40) is None
+    assert denil.learned_points("1/10", 40) == 4
+    assert denil.learned_points("1/10", 64) == 6  # floor: never less than 90% predicted
+    assert denil.learned_points("1/10", 9) == 1  # at least one point
+    assert denil.learned_points("1/2", 1) is None  # a 1x1 filter: nothing to predict
+    with pytest.raises(ValueError, match="unknown predicted share 'most'"):
+        denil.learned_points("most", 4)
+    with pytest.raises(ValueError, match=r"a learned share must be in \(0, 1\], got '2'"):
+        denil.learned_points("2", 4)
+
+
+@pytest.mark.parametrize("optimizer", [torch.optim.SGD, torch.optim.Adam])
+def test_the_dictionary_is_a_buffer_the_optimizer_never_updates(optimizer: Any) -> None:
+    torch.manual_seed(0)
+    layer = denil.PredictedLinear(40, 16, 4, shape=(40,))
+    assert not any(p is layer.u for p in layer.parameters())
+    assert "u" in dict(layer.named_buffers())
+    before_u, before_v = layer.u.clone(), layer.v.detach().clone()
+    opt = optimizer(layer.parameters(), lr=0.1)
+    layer(torch.randn(8, 40)).square().sum().backward()
+    opt.step()
+    assert torch.equal(layer.u, before_u)
+    assert not torch.equal(layer.v.detach(), before_v)  # the learned values did move
+
+
+def test_alpha_at_every_point_without_ridge_is_the_dense_layer() -> None:
+    torch.manual_seed(0)
+    layer = denil.PredictedLinear(12, 5, 12, shape=(3, 4), ridge=0.0)
+    torch.testing.assert_close(layer.u, torch.eye(12).expand(layer.columns, 12, 12), atol=1e-5, rtol=0)
+    dense = nn.Linear(12, 5)
+    with torch.no_grad():
+        dense.weight.copy_(layer.v[:, 0])  # W = V
+        dense.bias.copy_(layer.bias)  # type: ignore[arg-type]
+    x = torch.randn(7, 12)
+    torch.testing.assert_close(layer(x), dense(x), atol=1e-5, rtol=0)
+    conv = denil.PredictedConv(2, 3, 4, (3, 3), 9, padding=1, ridge=0.0)
+    ref = nn.Conv2d(3, 4, 3, padding=1)
+    with torch.no_grad():
+        ref.weight.copy_(conv.v.reshape(4, 3, 3, 3))
+        ref.bias.copy_(conv.bias)  # type: ignore[union-attr, arg-type]
+    img = torch.randn(2, 3, 6, 6)
+    torch.testing.assert_close(conv(img), ref(img), atol=1e-5, rtol=0)
+
+
+def test_predicted_weights_recover_a_smooth_function_not_a_rough_one() -> None:
+    t = torch.arange(40, dtype=torch.float64)
+    u = denil.se_dictionary((40,), (10,), column=0, length=1.0).double()
+    alpha = denil.alpha_points((40,), (10,), 0)[:, 0].long()
+    smooth = torch.sin(2 * math.pi * t / 40) + 0.5 * torch.cos(2 * math.pi * t / 20)
+    rough = torch.randn(40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def relative_error(w: torch.Tensor) -> float:
+        return float((u @ w[alpha] - w).norm() / w.norm())
+
+    assert relative_error(smooth) < 0.05  # 10 of 40 values predict the other 30
+    assert relative_error(rough) > 0.5  # white noise has nothing to interpolate
+
+
+def test_learned_and_predicted_counts() -> None:
+    layer = denil.linear(40, 256, "1/10", shape=(40,))
+    assert isinstance(layer, denil.PredictedLinear) and layer.columns == 10  # 10 grids of 4 cover 40 points
+    assert count_parameters(layer) == 256 * 4 + 256 == layer.learned() + 256
+    assert layer.predicted() == 256 * 36  # 90% of the weight
+    image = denil.linear(64, 32, "1/10", shape=(8, 8))
+    assert count_parameters(image) == 32 * 6 + 32  # a 2x3 grid of the 8x8 pixels
+    conv = denil.conv(2, 3, 8, 7, padding=3, share="1/10", bias=False)
+    assert isinstance(conv, denil.PredictedConv) and count_parameters(conv) == 8 * 3 * 4  # 2x2 of 7x7 taps
+    assert conv.predicted() == 8 * 3 * 45
+    assert isinstance(denil.conv(1, 3, 8, 1, share="1/10"), nn.Conv1d)  # nothing to predict in one tap
+    hidden = denil.linear(128, 64, "1/4")  # no topology: a random orthonormal dictionary per column
+    assert isinstance(hidden, denil.PredictedLinear)
+    torch.testing.assert_close(hidden.u[0].t() @ hidden.u[0], torch.eye(32), atol=1e-5, rtol=0)
+
+
+def test_counted_multiply_adds_are_the_operations_done() -> None:
+    layer = denil.PredictedLinear(40, 256, 4, shape=(40,))  # 10 columns
+    factored = 10 * 4 * 40 + 256 * 4  # project on each column's dictionary, then v: per input
+    assert count_macs(layer, torch.randn(1, 40)) == factored
+    assert layer.macs_for_output(torch.zeros(1000, 256)) == 1000 * factored  # cheaper at any batch here
+    narrow = denil.PredictedLinear(40, 8, 20, shape=(40,), columns=2)
+    assert narrow.macs_for_output(torch.zeros(1, 8)) == 2 * 20 * 40 + 8 * 20  # one input: factored
+    # a large batch is cheaper through the built weight: n_out x n_in x a once, then n_in x n_out per input
+    assert narrow.macs_for_output(torch.zeros(100, 8)) == 8 * 40 * 20 + 100 * 40 * 8
+    for lay in (layer, narrow):  # both orders compute the same function
+        x = torch.randn(100, 40)
+        via_weight = nn.functional.linear(x, lay.full_weight()[:, 0], lay.bias)
+        torch.testing.assert_close(lay(x), via_weight, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(lay(x[:1]), via_weight[:1], atol=1e-4, rtol=1e-4)
+    conv = denil.PredictedConv(1, 2, 8, (21,), 2, padding=10, bias=False)
+    out = conv(torch.randn(1, 2, 40))
+    assert count_macs(conv, torch.randn(1, 2, 40)) == 8 * 2 * 2 * 21 + out.numel() * 2 * 21
+
+
+def test_spaces_build_predicted_layers_and_count_them() -> None:
+    mlp = load_space_class("mlp")(predicted=True)
+    values: dict[str, Any] = {d.name: d.options[0] for d in mlp.decisions()}
+    values.update(layers=2, width_0=128, width_1=64, learned_0="1/10", learned_1="1/4")
+    from l2l.nas.mlp import build_mlp
+
+    model = build_mlp(64, 10, mlp.layout(values))  # type: ignore[attr-defined]
+    first, second = model[1], model[3]
+    assert isinstance(first, denil.PredictedLinear) and first.u.shape[1:] == (64, 6)  # SE over the 8x8 grid
+    assert isinstance(second, denil.PredictedLinear) and second.a == 32
+    assert "[learned 1/10]" in mlp.describe(Spec("mlp", tuple(values.items())))
+    both = load_space_class("mlp")(predicted=True, hashed=True, low_rank=True)
+    values = {d.name: d.options[0] for d in both.decisions()}
+    values.update(layers=2, active_0="0.2", learned_0="1/10", learned_1="1/4", rank_1="1/2")
+    layout = both.layout(values)  # type: ignore[attr-defined]
+    assert layout.predicted == ("dense", "1/4") and layout.ranks == ("full", "full")  # hashed, then predicted
+    macro = load_space_class("macro")(predicted=True, layers=2, low_rank=True)
+    values = {d.name: d.options[0] for d in macro.decisions() if d.kind != "anchor"}
+    values.update(l0_width=7, l0_learned="1/4", l0_rank="1/4", l1_width=5, l1_learned="dense", l1_rank="1/2")
+    values.update(l0_inputs=(), l1_inputs=(True,))
+    net, example = macro.build(values, seed=0)  # type: ignore[attr-defined]
+    assert isinstance(net.blocks[0][0], denil.PredictedConv)  # predicted, so full rank
+    assert isinstance(net.blocks[1][0], nn.Sequential)  # low rank
+    assert count_macs(net, example) > 0 and "learned 1/4" in macro.describe(Spec("macro", tuple(values.items())))
+
+
+@pytest.mark.parametrize("name", ["mlp", "macro"])
+class TestSpacesWithPredictedLayers(SpaceContract):
+    @pytest.fixture
+    def space_class(self, name: str) -> type[SearchSpace]:
+        return load_space_class(name)
+
+    @pytest.fixture
+    def fast_options(self, name: str) -> dict[str, Any]:
+        extra = {"layers": 2} if name == "macro" else {"dataset": "mnist1d", "widths": "16,32"}
+        return {"epochs": 1, "predicted": True, **extra}
+
+    @pytest.fixture
+    def expected(self) -> Expected:
+        return Expected(curves=("val_acc",), costs=("params", "flops"), test=("test_acc",), val_acc=True)
