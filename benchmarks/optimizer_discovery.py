@@ -2,8 +2,9 @@
 
 1. REINFORCE searches update rules (`-S suite=search`): each distinct rule (functional hash) is tuned on
    every search task, cheapest first, and scored by 1 / the geometric mean of its final validation loss
-   relative to tuned Adam's; a rule worse than 3x Adam on a task stops there; duplicates share one
-   evaluation.
+   relative to tuned Adam's; a rule worse than 3x Adam on a task stops there. The controller does not
+   propose a rule whose functional hash it proposed before (it samples again, up to a bound); a duplicate
+   let through at the bound shares the earlier rule's evaluation.
 2. Funnel: the best --top rules and Adam re-run on the search tasks at --funnel-scale times the steps
    with --funnel-seeds seeds; the winner is chosen there.
 3. Held-out scoreboard: the winner against SGD with momentum, Adam, AdamW, RMSProp, Lion, PowerSign and
@@ -67,6 +68,14 @@ def search_stats(children: list[ChildRecord]) -> dict[str, Any]:
         "runs_saved_by_halving": round(saved_halving),
         "stopped_at": dict(Counter(i["stopped_at"] for i in stopped)),
     }
+
+
+def identity_stats(store: Store, run_id: int) -> dict[str, float]:
+    """How many samples the controller rejected for repeating a rule's functional hash, and how many repeats it
+    let through at its bound (`l2l.controllers.unique.Distinct`), from the run's last update."""
+    updates = store.updates(run_id)
+    extra = updates[-1].extra if updates else {}
+    return {k: float(extra.get(k, 0.0)) for k in ("identity_rejected", "identity_repeats")}
 
 
 def best_distinct(children: list[ChildRecord], k: int) -> list[tuple[ChildRecord, str]]:
@@ -136,7 +145,8 @@ def main() -> None:
         t0 = time.perf_counter()
         run_id = Search.start(store, config).run()
         children = store.children(run_id)
-        stats = {**search_stats(children), "seconds": time.perf_counter() - t0, "seed": seed}
+        stats = {**search_stats(children), **identity_stats(store, run_id), "seconds": time.perf_counter() - t0}
+        stats["seed"] = seed
         top = best_distinct(children, args.top)
         best_by_seed.append(float(top[0][0].reward or 0.0) if top else 0.0)
         stats["top"] = [
@@ -144,7 +154,8 @@ def main() -> None:
         ]
         payload["searches"].append(stats)
         print(f"search seed {seed}: {stats['children']} children, {stats['distinct_rules']} distinct rules, "
-              f"{stats['duplicates']} duplicates, {stats['failed']} failed, {stats['stopped_early']} stopped early, "
+              f"{stats['duplicates']} duplicates, {stats['identity_rejected']:.0f} samples rejected as duplicates, "
+              f"{stats['failed']} failed, {stats['stopped_early']} stopped early, "
               f"{stats['training_runs']} runs ({stats['runs_saved_by_dedup']} saved by de-duplication, "
               f"~{stats['runs_saved_by_halving']} by halving), {stats['seconds']:.0f} s")  # fmt: skip
         candidates += [Contender(f"s{seed}#{k}", r) for k, (_, r) in enumerate(top, start=1)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 from l2l.controllers.base import Controller, ControllerError, Ledger, Proposal, UpdateStats
@@ -82,10 +82,12 @@ def make_controller(
     settings: Mapping[str, Any] | None = None,
     constraints: Constraints | None = None,
     exact: bool = False,
+    identity: Callable[[Sequence[int]], Hashable] | None = None,
 ) -> Controller:
     """The controller named ``strategy`` over ``decisions``, seeded, with user ``settings``, proposing only
     what ``constraints`` allow (a space's `Constraints.of`); ``exact``: the space's rewards are exact
-    (`SearchSpace.exact_rewards`), so nothing is worth evaluating twice.
+    (`SearchSpace.exact_rewards`), so nothing is worth evaluating twice; ``identity``: the space's identity of
+    token sequences (`l2l.search_spaces.constraints.identity_of`), so no identity is proposed twice.
 
     ``STRATEGY+screen`` wraps the strategy in `ScreenedController`, ``...+reeval`` (outermost) in
     `ReevaluatedController`; the ``screen*`` and ``reeval*`` settings go to those, the rest to the strategy."""
@@ -103,6 +105,7 @@ def make_controller(
     if reevaluated:
         controller = ReevaluatedController.from_settings(controller, again, exact)
     controller.constrain(constraints)
+    controller.identify(identity)
     get_transform(controller.reward_transform)  # an unknown transform fails now, not at the first reward
     return controller
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Callable, Container, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,11 +67,18 @@ class Controller(ABC):
         self.policy_version = 0
         self.reward_transform = "reward"
         self.constraints: Constraints | None = None
+        self.identity: Callable[[Sequence[int]], Hashable] | None = None
 
     def constrain(self, constraints: Constraints | None) -> None:
         """Propose only the sequences ``constraints`` allow: a space's forbidden combinations are never
         proposed, and a canonical space's architectures each as one sequence. Set before the first proposal."""
         self.constraints = constraints
+
+    def identify(self, identity: Callable[[Sequence[int]], Hashable] | None) -> None:
+        """Propose no two sequences of one identity (`l2l.search_spaces.constraints.identity_of`): a strategy
+        that never repeats (or, with an identity, random search and evolution) rejects a sampled sequence
+        whose identity it proposed before (`l2l.controllers.unique.Distinct`). Set before the first proposal."""
+        self.identity = identity
 
     def reward_of(self, metrics: Mapping[str, float | None]) -> float:
         """The scalar this controller maximizes for a child with these metrics (see `l2l.controllers.rewards`)."""

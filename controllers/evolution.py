@@ -8,19 +8,21 @@ from typing import Any
 
 import torch
 
-from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats
+from l2l.controllers.base import ControllerError, Proposal, UpdateStats
 from l2l.controllers.constrained import neighbours, uniform_allowed
+from l2l.controllers.unique import DistinctStrategy
 from l2l.search_spaces.api import Decision, sequence_length, token_sizes
 from l2l.search_spaces.typed import coerce_call
 
 
-class EvolutionController(Controller):
+class EvolutionController(DistinctStrategy):
     """Keeps the ``population`` most recent (tokens, reward) pairs.
 
     Until the population is full, proposals are uniform random. Afterwards each proposal samples
     ``sample`` members, takes the best, and mutates one decision: a categorical decision gets a
     different option, an anchor decision flips one of its bits. Rewards enter the population in
-    `update`; the oldest members leave first (aging), whatever their reward.
+    `update`; the oldest members leave first (aging), whatever their reward. A child of an identity the
+    space declares and one proposed before is drawn again (`DistinctStrategy`).
     """
 
     kind = "evolution"
@@ -89,9 +91,7 @@ class EvolutionController(Controller):
             child[bit] = 1 - child[bit]
         return tuple(child)
 
-    def propose(self, n: int) -> list[Proposal]:
-        if n < 1:
-            raise ControllerError(f"propose needs n >= 1, got {n}")
+    def _draw(self, n: int) -> list[Proposal]:
         out = []
         for _ in range(n):
             if len(self.population) < self.population_size:
@@ -110,7 +110,8 @@ class EvolutionController(Controller):
             if len(self.population) > self.population_size:
                 self.population.popleft()
         self.policy_version += 1
-        return self._gradient_free_stats(rewards, extra={"population_best": max(r for _, r in self.population)})
+        best = max(r for _, r in self.population)
+        return self._gradient_free_stats(rewards, extra={"population_best": best, **self.distinct.stats()})
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -118,9 +119,11 @@ class EvolutionController(Controller):
             "policy_version": self.policy_version,
             "rng": self.generator.get_state(),
             "population": [[list(t), r] for t, r in self.population],
+            "distinct": self.distinct.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.policy_version = int(state["policy_version"])
         self.generator.set_state(state["rng"])
         self.population = deque((tuple(int(x) for x in t), float(r)) for t, r in state["population"])
+        self.distinct.load_state_dict(state.get("distinct"))

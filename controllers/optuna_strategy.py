@@ -10,7 +10,8 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats
+from l2l.controllers.base import ControllerError, Proposal, UpdateStats
+from l2l.controllers.unique import DistinctStrategy
 from l2l.search_spaces.api import Decision, sequence_length
 
 
@@ -33,7 +34,7 @@ SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
 }
 
 
-class OptunaController(Controller):
+class OptunaController(DistinctStrategy):
     """Each proposal is an Optuna trial whose parameters are the token positions (categorical).
 
     The sampler is rebuilt before every ask with a seed derived from the run's seed and the
@@ -44,7 +45,8 @@ class OptunaController(Controller):
     Results may come back in any order and in any grouping, as an asynchronous executor returns
     them: each one is told to the outstanding trial that proposed its tokens. A result for tokens
     no outstanding trial holds (a child proposed after the checkpoint a run was resumed from) joins
-    the study as a finished trial.
+    the study as a finished trial. Where the space gives sequences an identity, a trial repeating one
+    ends failed, unevaluated, and another is asked (`DistinctStrategy`).
     """
 
     kind = "optuna"
@@ -66,6 +68,7 @@ class OptunaController(Controller):
         self.study = self._new_study()
         # trials asked but not told yet: (trial number, tokens), in the order they were proposed
         self.pending: list[tuple[int, tuple[int, ...]]] = []
+        self._asked_from = 0  # where the latest `_draw`'s trials start in ``pending``
 
     def _new_study(self) -> optuna.Study:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -83,9 +86,8 @@ class OptunaController(Controller):
 
         return build
 
-    def propose(self, n: int) -> list[Proposal]:
-        if n < 1:
-            raise ControllerError(f"propose needs n >= 1, got {n}")
+    def _draw(self, n: int) -> list[Proposal]:
+        self._asked_from = len(self.pending)
         out = []
         for _ in range(n):
             asked = len(self.study.get_trials(deepcopy=False))  # no copy of every trial per ask
@@ -102,12 +104,21 @@ class OptunaController(Controller):
             out.append(Proposal(tokens, 0.0, 0.0, self.policy_version))
         return out
 
+    def _drop(self, proposals: Sequence[Proposal]) -> None:
+        # trials of the latest draw repeating an identity end failed, unevaluated (a repaired proposal has
+        # no trial of its own left to end)
+        for proposal in proposals:
+            for i in range(len(self.pending) - 1, self._asked_from - 1, -1):
+                if self.pending[i][1] == proposal.tokens:
+                    self.study.tell(self.pending.pop(i)[0], state=TrialState.FAIL)
+                    break
+
     def update(self, proposals: Sequence[Proposal], rewards: Sequence[float]) -> UpdateStats:
         self._check_update(proposals, rewards)
         for proposal, reward in zip(proposals, rewards, strict=True):
             self._tell(proposal.tokens, float(reward))
         self.policy_version += 1
-        return self._gradient_free_stats(rewards)
+        return self._gradient_free_stats(rewards, extra=self.distinct.stats())
 
     def _tell(self, tokens: tuple[int, ...], value: float) -> None:
         """Tell the oldest outstanding trial with these tokens; tokens none holds join as a finished trial."""
@@ -144,6 +155,7 @@ class OptunaController(Controller):
             "pending": [[t.number, self._tokens(t)] for t in trials if t.state == TrialState.RUNNING],
             # candidates a screen let go (`release`): they keep their numbers, which seed later proposals
             "released": [[t.number, self._tokens(t)] for t in trials if t.state == TrialState.FAIL],
+            "distinct": self.distinct.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -174,3 +186,4 @@ class OptunaController(Controller):
                 tokens, value = next(finished)
                 self.study.add_trial(create_trial(params=self._params(tokens), distributions=dists, value=value))
         self.policy_version = int(state["policy_version"])
+        self.distinct.load_state_dict(state.get("distinct"))

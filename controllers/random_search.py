@@ -8,14 +8,16 @@ from typing import Any
 
 import torch
 
-from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats
+from l2l.controllers.base import ControllerError, Proposal, UpdateStats
 from l2l.controllers.constrained import uniform_allowed
+from l2l.controllers.unique import DistinctStrategy
 from l2l.search_spaces.api import Decision, sequence_length, token_sizes
 from l2l.search_spaces.typed import coerce_call
 
 
-class RandomController(Controller):
-    """Every token uniform and independent; `update` learns nothing but reports the batch."""
+class RandomController(DistinctStrategy):
+    """Every token uniform and independent; `update` learns nothing but reports the batch. Repeats are
+    allowed, except of an identity the space declares (`DistinctStrategy`)."""
 
     kind = "random"
 
@@ -39,9 +41,7 @@ class RandomController(Controller):
             raise ControllerError(str(exc)) from None
         return cls(decisions, seed, **settings)
 
-    def propose(self, n: int) -> list[Proposal]:
-        if n < 1:
-            raise ControllerError(f"propose needs n >= 1, got {n}")
+    def _draw(self, n: int) -> list[Proposal]:
         if self.constraints is not None:  # uniform over the allowed sequences (architectures, for a canonical space)
             size = self.constraints.count()
             return [
@@ -55,11 +55,13 @@ class RandomController(Controller):
     def update(self, proposals: Sequence[Proposal], rewards: Sequence[float]) -> UpdateStats:
         self._check_update(proposals, rewards)
         self.policy_version += 1
-        return self._gradient_free_stats(rewards, entropy=-self._log_prob)
+        return self._gradient_free_stats(rewards, entropy=-self._log_prob, extra=self.distinct.stats())
 
     def state_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "policy_version": self.policy_version, "rng": self.generator.get_state()}
+        state = {"kind": self.kind, "policy_version": self.policy_version, "rng": self.generator.get_state()}
+        return {**state, "distinct": self.distinct.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.policy_version = int(state["policy_version"])
         self.generator.set_state(state["rng"])
+        self.distinct.load_state_dict(state.get("distinct"))

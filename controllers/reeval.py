@@ -21,7 +21,7 @@ screen's surrogate then sees the repeated evaluations and fits the noise).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -96,6 +96,10 @@ class ReevaluatedController(Controller):
     def constrain(self, constraints: Constraints | None) -> None:
         super().constrain(constraints)
         self.base.constrain(constraints)
+
+    def identify(self, identity: Callable[[Sequence[int]], Hashable] | None) -> None:
+        super().identify(identity)
+        self.base.identify(identity)
 
     def key(self, tokens: Sequence[int]) -> Tokens:
         """The architecture of a token sequence: its canonical sequence where the space declares one."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Container, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ from l2l.controllers.base import (
 from l2l.controllers.constrained import allowed_mask, both
 from l2l.controllers.policy import LSTMPolicy
 from l2l.controllers.screen import SCREEN_SETTINGS
-from l2l.controllers.unique import SeenTree
+from l2l.controllers.unique import Distinct, Known, SeenTree, sample_unique
 from l2l.search_spaces.api import Decision, token_sizes
 from l2l.search_spaces.typed import coerce_fields
 
@@ -155,7 +155,11 @@ class ReinforceController(Controller):
 
     With ``unique`` the controller never proposes a sequence it proposed before: it samples from
     the policy restricted to the unproposed sequences (see `SeenTree`), and repeats only once the
-    whole space has been proposed, so no budget is spent on a candidate twice.
+    whole space has been proposed, so no budget is spent on a candidate twice. Where the space gives
+    sequences an identity (`Controller.identify`), a sampled sequence whose identity was proposed before
+    is rejected (and never sampled again) and another drawn, in at most `PASSES` passes per call; past
+    them, new sequences of known identities go out, counted (`Distinct`). A rejected sample is simply not
+    proposed: the gradient sees the proposals only.
     """
 
     kind = "reinforce"
@@ -178,6 +182,8 @@ class ReinforceController(Controller):
         self.seen: set[tuple[int, ...]] = set()
         self._n_seen = 0  # how many sequences a lean checkpoint's ledger must hold
         self._seen_tree: SeenTree | None = None
+        self.rejected: set[tuple[int, ...]] = set()  # sampled, never proposed: their identity was
+        self.distinct = Distinct()
         self.elite: list[tuple[float, tuple[int, ...]]] = []
 
     @classmethod
@@ -199,12 +205,16 @@ class ReinforceController(Controller):
     def draw(self, n: int) -> list[tuple[int, ...]]:
         return [p.tokens for p in self._sample(n)]  # the policy's own distribution, repeats allowed
 
+    def identify(self, identity: Callable[[Sequence[int]], Hashable] | None) -> None:
+        super().identify(identity)
+        self.distinct.key = identity if self.config.unique else None
+
     def _constraint_mask(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
         return allowed_mask(self.constraints) if self.constraints is not None else None
 
     def _tree(self) -> SeenTree:
         if self._seen_tree is None:
-            self._seen_tree = SeenTree(token_sizes(self.decisions), self.seen, self.constraints)
+            self._seen_tree = SeenTree(token_sizes(self.decisions), self.seen | self.rejected, self.constraints)
         return self._seen_tree
 
     def propose(self, n: int) -> list[Proposal]:
@@ -212,25 +222,22 @@ class ReinforceController(Controller):
             raise ControllerError(f"propose needs n >= 1, got {n}")
         if not self.config.unique:
             return self._sample(n)
-        tree = self._tree()
-        chosen: list[Proposal] = []
-        # Each pass samples among the unproposed sequences only; rows of one pass may still pick the
-        # same sequence, so at least one new sequence is kept per pass until the space runs out.
-        while len(chosen) < n and not tree.exhausted:
-            chosen.extend(self._keep_new(self._sample(n - len(chosen), tree)))
-        if len(chosen) < n:  # the whole space has been proposed: repeats are all that is left
-            chosen.extend(self._sample(n - len(chosen)))
-        return chosen
+        return sample_unique(n, self._tree(), self.distinct, self._sample, self._keep_new)
 
-    def _keep_new(self, proposals: Sequence[Proposal]) -> list[Proposal]:
-        """The proposals of sequences not proposed before (all of them without ``unique``), now marked."""
+    def _keep_new(self, proposals: Sequence[Proposal], force: bool = False) -> list[Proposal]:
+        """The proposals of sequences not proposed before (all of them without ``unique``), now marked; a new
+        sequence of an identity proposed before is rejected (kept out of later samples), unless ``force``."""
         if not self.config.unique:
             return list(proposals)
         tree, kept = self._tree(), []
         for p in proposals:
-            if tree.add(p.tokens):
+            if not tree.add(p.tokens):
+                continue
+            if self.distinct.take(p.tokens, force):
                 self.seen.add(p.tokens)
                 kept.append(p)
+            else:
+                self.rejected.add(p.tokens)
         return kept
 
     # screening hooks (`Controller.candidates`): samples among the unproposed sequences, marked once adopted
@@ -251,7 +258,9 @@ class ReinforceController(Controller):
         return self._keep_new([p if p is not None else scored[t] for t, p in picks])
 
     def proposed_before(self) -> Container[tuple[int, ...]]:
-        return self.seen if self.config.unique else frozenset()
+        if not self.config.unique:
+            return frozenset()
+        return Known(self.distinct, self.seen, self.rejected) if self.distinct.key is not None else self.seen
 
     @property
     def exhausted(self) -> bool:
@@ -306,7 +315,7 @@ class ReinforceController(Controller):
             entropy=float(entropy.detach().mean()),
             policy_version=self.policy_version,
             n=len(proposals),
-            extra={"grad_norm": grad_norm} if math.isfinite(grad_norm) else {},
+            extra={**({"grad_norm": grad_norm} if math.isfinite(grad_norm) else {}), **self.distinct.stats()},
         )
 
     def _core_state(self) -> dict[str, Any]:
@@ -320,14 +329,16 @@ class ReinforceController(Controller):
             "rng": self.generator.get_state(),
             "elite": [[r, list(t)] for r, t in self.elite],
             "seed": self.seed,
+            "rejected": pack_tokens(sorted(self.rejected)),  # not the run's children: kept here
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {**self._core_state(), "seen": pack_tokens(sorted(self.seen))}
+        return {**self._core_state(), "seen": pack_tokens(sorted(self.seen)), "distinct": self.distinct.state_dict()}
 
     def lean_state_dict(self) -> dict[str, Any]:
-        # the sequences proposed are the run's children: `restore` takes them from the ledger
-        return {**self._core_state(), "n_seen": len(self.seen)}
+        # the sequences proposed are the run's children: `restore` takes them (and their identities) from the ledger
+        lean = {"n_seen": len(self.seen), "distinct": self.distinct.state_dict(lean=True)}
+        return {**self._core_state(), **lean}
 
     def restore(self, ledger: Ledger) -> None:
         if not self.config.unique:
@@ -339,6 +350,7 @@ class ReinforceController(Controller):
                 f"{self.kind} checkpoint had proposed {self._n_seen} distinct sequences but the ledger holds "
                 f"{len(self.seen)}; checkpoint and children disagree"
             )
+        self.distinct.restore(self.seen, self.kind)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         # settings added since the checkpoint was written take their defaults; the screen's settings, which
@@ -356,6 +368,8 @@ class ReinforceController(Controller):
         # a lean state (`lean_state_dict`) leaves the sequences proposed to `restore`
         self.seen = set(unpack_tokens(state["seen"])) if "seen" in state else set()
         self._n_seen = int(state.get("n_seen", len(self.seen)))
+        self.rejected = set(unpack_tokens(state.get("rejected", [])))
+        self.distinct.load_state_dict(state.get("distinct"))
         self._seen_tree = None
         self.elite = [(float(r), tuple(int(x) for x in t)) for r, t in state["elite"]]
         self.seed = int(state.get("seed", self.seed))

@@ -11,7 +11,7 @@ from every reward; the screen only chooses what it is given to learn from.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Callable, Container, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +121,10 @@ class ScreenedController(Controller):
     def constrain(self, constraints: Constraints | None) -> None:
         super().constrain(constraints)
         self.base.constrain(constraints)
+
+    def identify(self, identity: Callable[[Sequence[int]], Hashable] | None) -> None:
+        super().identify(identity)
+        self.base.identify(identity)
 
     @classmethod
     def from_settings(cls, base: Controller, settings: Mapping[str, Any]) -> ScreenedController:

@@ -19,7 +19,7 @@ from l2l.runs.pruning import PrunerBridge
 from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted
 from l2l.runs.store import NewChild, Store
 from l2l.search_spaces import Context, Result, SearchSpace, Spec, load_space
-from l2l.search_spaces.constraints import Constraints
+from l2l.search_spaces.constraints import Constraints, identity_of
 from l2l.search_spaces.results import checked_result
 
 
@@ -109,6 +109,7 @@ class Search:
             dict(config.controller),
             Constraints.of(self.space),
             exact=self.space.exact_rewards(),
+            identity=identity_of(self.space),
         )
         self.executor = executor or make_executor(config.executor, config.device, config.executor_options)
         self.listener = listener

@@ -219,6 +219,14 @@ class SearchSpace(ABC):
         every spec when an option turns it off): the space has no canonical form."""
         return None
 
+    def identity(self, spec: Spec) -> str | None:
+        """What makes specs one candidate when their tokens differ and the space has no canonical form to write
+        them as one: specs of the same identity get the same evaluation (update rules that compute the same
+        update: their functional hash). A strategy that never repeats never proposes an identity twice
+        (`l2l.search_spaces.constraints.identity_of`). None (the default, or for every spec when an option
+        turns it off): the tokens, or the canonical tokens, are the identity."""
+        return None
+
     def exact_rewards(self) -> bool:
         """True when evaluating a spec again always gives the same reward (a table lookup without noise):
         re-evaluation (``STRATEGY+reeval``) then never spends a child on it. The default, False, suits

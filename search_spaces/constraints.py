@@ -1,4 +1,5 @@
-"""Which token sequences a controller may propose: a space's forbidden combinations and its canonical form.
+"""Which token sequences a controller may propose: a space's forbidden combinations, its canonical form and
+the identity of its candidates.
 
 A space may declare combinations of choices that make no valid candidate (`SearchSpace.forbidden`) and a
 canonical form under which several token sequences are one architecture (`SearchSpace.canonical`).
@@ -10,6 +11,11 @@ Spaces with a canonical form and at most `ENUMERATE_LIMIT` token sequences are e
 architecture is proposed as one sequence (its canonical one), so counting, "never propose twice" and the
 optimum all work on architectures. Larger spaces keep their forbidden combinations exact (by a dynamic
 program over the clauses) and are counted in token sequences.
+
+Where tokens that differ are still one candidate and no canonical sequence can be written for it (update
+rules that compute the same update), the space declares an identity (`SearchSpace.identity`); `identity_of`
+turns it, or a canonical form too large to enumerate, into a key per token sequence, with which strategies
+that never repeat reject a sampled sequence whose identity they proposed before.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import itertools
 import math
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -28,6 +34,7 @@ if TYPE_CHECKING:
 
 _BUILT: weakref.WeakKeyDictionary[SearchSpace, Constraints | None] = weakref.WeakKeyDictionary()
 ENUMERATE_LIMIT = 200_000  # token sequences a canonical space may have to be enumerated at load
+IDENTITY_CACHE = 1 << 16  # identities remembered per space: a resumed strategy asks again for its proposals'
 
 Tokens = tuple[int, ...]
 
@@ -113,6 +120,11 @@ class Constraints:
         if constraints.count() == 0:
             raise SpaceError(f"space {space.name!r}: its forbidden combinations leave no candidate")
         return constraints
+
+    @property
+    def canonical_form(self) -> bool:
+        """True when the space declares a canonical form (enumerated or not)."""
+        return self._canonical is not None
 
     @property
     def enumerated(self) -> bool:
@@ -221,3 +233,37 @@ def _canonical_tokens(space: SearchSpace) -> Callable[[Tokens], Tokens]:
             raise SpaceError(f"space {space.name!r}: canonical form of {list(tokens)} failed: {exc!r}") from exc
 
     return canonical
+
+
+Identity = Callable[[Sequence[int]], Hashable]
+
+
+def identity_of(space: SearchSpace) -> Identity | None:
+    """The identity of ``space``'s token sequences, for strategies that never propose a candidate twice: its
+    `SearchSpace.identity` when it declares one, else the canonical sequence when its canonical form is too
+    large to enumerate (an enumerated one is proposed one sequence per architecture already); None when the
+    tokens are the identity. Each sequence's identity is computed once (up to `IDENTITY_CACHE` of them)."""
+    n = len(token_sizes(space.decisions()))
+    if _identity(space, tuple([0] * n), none_ok=True) is not None:
+        key: Callable[[Tokens], Hashable] = lambda tokens: _identity(space, tokens)  # noqa: E731
+    else:
+        constraints = Constraints.of(space)
+        if constraints is None or not constraints.canonical_form or constraints.enumerated:
+            return None
+        key = constraints.canonical
+    cached = lru_cache(maxsize=IDENTITY_CACHE)(key)
+    return lambda tokens: cached(tuple(int(t) for t in tokens))
+
+
+def _identity(space: SearchSpace, tokens: Tokens, none_ok: bool = False) -> Hashable:
+    try:
+        value = space.identity(space.decode(tokens))
+    except SpaceError:
+        raise
+    except Exception as exc:  # plugin code
+        raise SpaceError(f"space {space.name!r}: identity of {list(tokens)} failed: {exc!r}") from exc
+    if value is None and not none_ok:
+        raise SpaceError(f"space {space.name!r}: identity of {list(tokens)} is None for this one only")
+    if value is not None and not isinstance(value, Hashable):
+        raise SpaceError(f"space {space.name!r}: identity of {list(tokens)} is a {type(value).__name__}, not hashable")
+    return value

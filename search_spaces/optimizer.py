@@ -29,6 +29,8 @@ class OptimizerSpace(DatasetSpace):
     (3) times Adam on one stops there; ``scale`` (1.0) multiplies every task's steps. Rules that compute
     the same update (functional hash) share one evaluation and are recorded as duplicates. ``betas``
     (false) lets the controller also choose the rule's beta1 (0.9, 0.95, 0.99) and beta2 (0.99, 0.999).
+    ``distinct`` (true): a rule's functional hash is its identity (`SearchSpace.identity`), so a strategy that
+    never repeats proposes no rule computing the update of one it proposed before; false proposes by tokens.
     ``objective`` ("loss") may be "error": ratios of validation errors (1 - accuracy, MSE, bits per char).
     ``workers`` (1) > 1 spreads one child's tasks after the first over that many processes (for the local
     executor; under Ray, each worker's children are already parallel).
@@ -50,6 +52,7 @@ class OptimizerSpace(DatasetSpace):
         betas: bool = False,
         objective: str = "loss",
         workers: int = 1,
+        distinct: bool = True,
     ):
         from l2l.optsearch.language import BINARY, OPERANDS, UNARY, unit_ref
         from l2l.optsearch.task import TASKS
@@ -82,7 +85,9 @@ class OptimizerSpace(DatasetSpace):
             betas=betas,
             objective=objective,
             workers=workers,
+            distinct=distinct,
         )
+        self.distinct = bool(distinct)
         self.workers = int(workers)
         if self.workers < 1:
             raise SpaceError(f"optimizer space needs workers >= 1, got {workers}")
@@ -143,6 +148,13 @@ class OptimizerSpace(DatasetSpace):
         decay = str(spec["decay"])
         b1, b2 = (float(spec[k]) if self.betas else None for k in ("beta1", "beta2"))  # type: ignore[arg-type]
         return Rule(units, None if decay == "none" else decay, beta1=b1, beta2=b2)
+
+    def identity(self, spec: Spec) -> str | None:
+        """The rule's functional hash: rules that compute the same update are one candidate (unless ``distinct``
+        is false)."""
+        from l2l.optsearch.simplify import functional_hash
+
+        return functional_hash(self.rule_of(spec)) if self.distinct else None
 
     def describe(self, spec: Spec) -> str:
         from l2l.optsearch.language import to_formula

@@ -205,3 +205,26 @@ class NoisySlow(Slow):
         result = super().evaluate(spec, ctx)
         score = float(result.reward) + random.Random(ctx.seed).gauss(0.0, self.noise)
         return Result(reward=score, val_acc=score)
+
+
+class Twins(SearchSpace):
+    """Sequences in pairs that are one candidate: ``echo`` changes the tokens, not the identity (as an operand
+    nobody reads changes a rule, not its update). 24 token sequences, 12 identities; reward from the rest."""
+
+    name = "twins"
+
+    def decisions(self) -> Sequence[Decision]:
+        return [
+            Decision.categorical("a", [0, 1, 2, 3]),
+            Decision.categorical("echo", ["x", "y"]),
+            Decision.categorical("b", [0, 1, 2]),
+        ]
+
+    def identity(self, spec: Spec) -> str | None:
+        return f"{spec['a']}-{spec['b']}"
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        a, b = spec["a"], spec["b"]
+        assert isinstance(a, int) and isinstance(b, int)
+        score = (a * 3 + b + random.Random(ctx.seed).random()) / 12
+        return Result(reward=score, val_acc=score, val_loss=1.0 - score)

@@ -11,7 +11,8 @@ It checks what the search loop relies on: well-formed proposals, updates that re
 a `ControllerError` and change nothing then, the same seed giving the same run, a state that restores
 into a differently-seeded instance and continues identically, and results that come back in any
 order and grouping (the asynchronous executor's pattern), including results for proposals the
-controller never made (children proposed after the checkpoint a run was resumed from).
+controller never made (children proposed after the checkpoint a run was resumed from), and, where a space
+gives token sequences an identity, no identity proposed twice (`l2l.testing.identities`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from l2l.controllers.reeval import REEVALUATION
 from l2l.search_spaces import Decision, sequence_length, token_sizes
 from l2l.search_spaces.constraints import Constraints, clauses_of
 from l2l.testing import one_torch_thread
+from l2l.testing.identities import IdentityContract
 
 # Small enough that a run is quick, varied enough to hold every kind of decision: categorical ones of
 # several sizes and of one option, and anchors with 0, 1 and 2 earlier anchors (7 tokens, 192 sequences).
@@ -156,8 +158,9 @@ def bad_updates(proposals: list[Proposal], sizes: Sequence[int]) -> dict[str, tu
 BAD_UPDATES = ["more-rewards", "fewer-rewards", "no-proposals", "nan", "inf", "short", "range"]
 
 
-class ControllerContract:
-    """Tests every strategy passes. Override the `strategy` fixture; `decisions` and `settings` optionally."""
+class ControllerContract(IdentityContract):
+    """Tests every strategy passes (those about identities in `IdentityContract`). Override the `strategy`
+    fixture; `decisions` and `settings` optionally."""
 
     warmup = 10  # rewards before the model-based phase of TPE and GP (their random start-up trials)
 

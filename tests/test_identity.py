@@ -1,0 +1,101 @@
+"""Identities: token sequences a space says are one candidate are proposed once (`SearchSpace.identity`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from l2l.controllers import make_controller
+from l2l.optsearch.simplify import functional_hash
+from l2l.runs.search import Search, SearchConfig
+from l2l.runs.store import Store
+from l2l.search_spaces import Spec, load_space
+from l2l.search_spaces.constraints import identity_of
+from l2l.search_spaces.optimizer import OptimizerSpace
+from tests.conftest import PLUGINS
+from tests.test_search import check_interrupt_and_resume
+
+TWINS = f"{PLUGINS / 'spaces.py'}:Twins"
+
+
+def identities(store: Store, run: int) -> list[str]:
+    return [f"{dict(c.spec['values'])['a']}-{dict(c.spec['values'])['b']}" for c in store.children(run)]
+
+
+@pytest.mark.parametrize("strategy", ["reinforce", "reinforce+screen", "random", "evolution"])
+def test_no_identity_twice_until_every_one_was_proposed_then_repeats_are_counted(tmp_path: Path, strategy: str) -> None:
+    store = Store(f"sqlite:///{tmp_path / 't.db'}")
+    settings = {"screen_warmup": 4} if "screen" in strategy else {}
+    config = SearchConfig(space=TWINS, strategy=strategy, children=16, batch=4, seed=1, controller=settings)
+    run = Search.start(store, config).run()
+    seen = identities(store, run)
+    # a strategy sampling with replacement gives up after a bounded number of draws: the first 8 of the 12 are
+    # new; REINFORCE never samples a rejected sequence again, so it proposes all 12 before any repeat
+    first = 12 if strategy.startswith("reinforce") else 8
+    assert len(set(seen[:first])) == first, seen
+    assert len(set(seen)) <= 12
+    last = store.updates(run)[-1].extra
+    assert last["identities"] == len(set(seen))
+    assert last["identity_repeats"] == len(seen) - len(set(seen)) >= 4
+    assert last["identity_rejected"] > 0
+
+
+@pytest.mark.parametrize("strategy", ["reinforce", "random", "evolution"])
+def test_a_resumed_run_rebuilds_its_identities_from_the_children(tmp_path: Path, strategy: str) -> None:
+    """Interrupted at child 13 (of 25, past the 12 identities: rejections and repeats on both sides)."""
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    check_interrupt_and_resume(store, SearchConfig(space=TWINS, strategy=strategy, children=25, batch=4, seed=3))
+
+
+def test_the_optimizer_space_identity_is_the_functional_hash() -> None:
+    space = OptimizerSpace(units=2)
+    identity = identity_of(space)
+    assert identity is not None
+    same = [("u1_op1", "g"), ("u1_op2", "m"), ("u1_unary1", "identity"), ("u1_unary2", "identity")]
+    rest = [("u2_op1", "u1"), ("u2_op2", "one"), ("u2_unary1", "identity"), ("u2_unary2", "identity")]
+    a = Spec("optimizer", (*same, ("u1_binary", "keep"), *rest, ("u2_binary", "mul"), ("decay", "none")))
+    b = Spec("optimizer", (*same[:1], ("u1_op2", "g2"), *same[2:], ("u1_binary", "keep"), *rest, ("u2_binary", "keep"),
+                           ("decay", "none")))  # fmt: skip
+    assert space.encode(a) != space.encode(b)
+    assert identity(space.encode(a)) == identity(space.encode(b)) == functional_hash(space.rule_of(a))
+    assert identity_of(load_space("optimizer", {"units": 2, "distinct": False})) is None
+
+
+def test_reinforce_over_rules_proposes_each_update_once() -> None:
+    """A reward that pulls the policy onto rules of one kind (plain gradient, last unit keeping its first input):
+    without identities the same update comes back under other tokens; with them, never, and the rejected
+    samples are counted."""
+    space = load_space("optimizer", {"units": 2})
+    identity = identity_of(space)
+    assert identity is not None
+
+    def hashes(with_identity: bool) -> tuple[list[object], dict[str, float]]:
+        c = make_controller("reinforce", space.decisions(), 0, identity=identity if with_identity else None)
+        out, extra = [], {}
+        for _ in range(12):
+            batch = c.propose(4)
+            rules = [space.decode(p.tokens) for p in batch]
+            rewards = [float(r["u2_binary"] == "keep") + float(r["u1_op1"] == "g") for r in rules]
+            extra = dict(c.update(batch, rewards).extra)
+            out += [identity(p.tokens) for p in batch]
+        return out, extra
+
+    before, _ = hashes(False)
+    after, extra = hashes(True)
+    assert max(Counter(before).values()) > 1, "the reward should make the policy write one update twice"
+    assert len(set(after)) == len(after) == extra["identities"] == 48
+    assert extra["identity_rejected"] > 0 and extra["identity_repeats"] == 0
+
+
+def test_an_optimizer_search_trains_distinct_rules_only(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'o.db'}")
+    options: dict[str, Any] = {"units": 1, "epochs": 1, "lrs": "0.01"}
+    run = Search.start(
+        store, SearchConfig(space="optimizer", space_options=options, children=16, batch=4, seed=0)
+    ).run()
+    space = OptimizerSpace(**options)
+    hashes = [functional_hash(space.rule_of(Spec.from_json(c.spec))) for c in store.children(run)]
+    assert len(set(hashes)) == len(hashes) == 16
