@@ -1,0 +1,176 @@
+"""SLIDE's LSH-sparse output layer where it is meant to pay: many classes. Against the dense layer and
+sampled softmax (uniform and unigram negatives, logQ-corrected) at the same number of active neurons.
+
+Two tasks, every output layer trained side by side, epochs interleaved (epoch 1 of every variant, then
+epoch 2, ...) so the shared machine's load falls on all alike; wall time per epoch is the median:
+
+- ``xc``: the generated extreme-classification task (`l2l.nas.extreme`: 100,000 Zipf-distributed labels),
+  fastText-style bag-of-features model, metric top-1 accuracy over the full layer.
+- ``lm``: word-level LSTM language model of the packaged Shakespeare (`l2l.nas.wordlm`, 12,609 words),
+  metric per-word perplexity under the full softmax.
+
+Multiply-adds of the output layer per training example are counted as computed: active products,
+query hashing and table rebuilds (amortized). Optimizer: Adam on dense gradients, SparseAdam (lazy Adam:
+only the rows with a gradient) on sparse ones, for every variant; the input embeddings are sparse in all.
+Settings are fixed before looking at the test split; validation is reported beside it.
+
+python -m benchmarks.slide [--epochs 2] [--seeds 0] [--threads 1] [--tasks xc,lm] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from benchmarks.common import RESULTS, print_table, write_json
+from l2l.nas import extreme, wordlm
+from l2l.nas.slide import OutputLayer, SlideOutput, SparseDenseAdam, output_layer
+
+FRACTIONS = (0.01, 0.05, 0.2)
+KINDS = ("slide", "sampled_uniform", "sampled_unigram")
+
+
+def variants(fractions: tuple[float, ...]) -> list[tuple[str, str, float]]:
+    """(name, output layer kind, active fraction): dense, then each kind at each fraction."""
+    out = [("dense", "dense", 1.0)]
+    out += [(f"{kind} {a:.0%}", kind, a) for a in fractions for kind in KINDS]
+    return out
+
+
+def layer_facts(layer: OutputLayer) -> dict[str, Any]:
+    """What an output layer did in training: multiply-adds per example and its tables' rebuilds."""
+    facts: dict[str, Any] = {"macs_per_example": layer.macs_per_example(), "examples": layer.examples}
+    if isinstance(layer, SlideOutput):
+        facts.update(rebuilds=layer.rebuilds, rebuild_s=layer.rebuild_seconds, tables=layer.tables, bits=layer.bits)
+    return facts
+
+
+def run_xc(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]]:
+    """Every variant on the extreme-classification task, epochs interleaved."""
+    task = extreme.make_extreme(n_train=args.xc_train, seed=0)
+    counts = task.label_counts()
+    models: dict[str, tuple[extreme.BagClassifier, SparseDenseAdam]] = {}
+    for name, kind, active in variants(args.fractions):
+        torch.manual_seed(seed)
+        model = extreme.BagClassifier(
+            task.n_features, args.xc_dim, output_layer(kind, args.xc_dim, task.n_labels, active, counts, seed)
+        )
+        models[name] = (model, SparseDenseAdam(model, args.xc_lr))
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for epoch in range(args.epochs):
+        for name, (model, opt) in models.items():
+            times[name].append(extreme.train_epoch(model, task, opt, args.xc_batch, seed * 1000 + epoch))
+            print(f"xc epoch {epoch + 1} {name}: {times[name][-1]:.1f}s", flush=True)
+    out = {}
+    for name, (model, _) in models.items():
+        out[name] = {
+            "val_acc": extreme.accuracy(model, task.val),
+            "test_acc": extreme.accuracy(model, task.test),
+            "epoch_s": times[name],
+            **layer_facts(model.output),
+        }
+    return out
+
+
+def run_lm(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]]:
+    """Every variant on the word language model, epochs interleaved."""
+    corpus = wordlm.load_words()
+    counts = corpus.counts()
+    config = wordlm.WordLMConfig(lr=args.lm_lr, max_steps=args.lm_max_steps)
+    models: dict[str, tuple[wordlm.WordLM, SparseDenseAdam]] = {}
+    for name, kind, active in variants(args.fractions):
+        torch.manual_seed(seed)
+        layer = output_layer(kind, args.lm_hidden, corpus.n_vocab, active, counts, seed)
+        model = wordlm.WordLM(corpus.n_vocab, args.lm_embed, args.lm_hidden, layer)
+        models[name] = (model, SparseDenseAdam(model, args.lm_lr))
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for epoch in range(args.epochs):
+        for name, (model, opt) in models.items():
+            torch.manual_seed(seed * 1000 + epoch)
+            times[name].append(wordlm.train_epoch(model, corpus, opt, config))
+            print(f"lm epoch {epoch + 1} {name}: {times[name][-1]:.1f}s", flush=True)
+    out = {}
+    for name, (model, _) in models.items():
+        out[name] = {
+            "val_ppl": wordlm.perplexity(model, corpus.val),
+            "test_ppl": wordlm.perplexity(model, corpus.test),
+            "epoch_s": times[name],
+            "body_macs_per_word": model.body_macs(),
+            **layer_facts(model.output),
+        }
+    return out
+
+
+def table(task: str, runs: list[dict[str, dict[str, Any]]]) -> list[list[str]]:
+    """Rows: metric (mean over seeds, validation and test), output-layer MACs per example, median epoch seconds."""
+    metric = "acc" if task == "xc" else "ppl"
+    dense_macs = runs[0]["dense"]["macs_per_example"]
+    dense_s = statistics.median(t for r in runs for t in r["dense"]["epoch_s"])
+    rows = []
+    for name in runs[0]:
+        val = statistics.mean(r[name][f"val_{metric}"] for r in runs)
+        test = statistics.mean(r[name][f"test_{metric}"] for r in runs)
+        macs = statistics.mean(r[name]["macs_per_example"] for r in runs)
+        epoch = statistics.median(t for r in runs for t in r[name]["epoch_s"])
+        fmt = "{:.4f}" if metric == "acc" else "{:.1f}"
+        rows.append(
+            [
+                name,
+                fmt.format(val),
+                fmt.format(test),
+                f"{macs:,.0f}",
+                f"{dense_macs / macs:.1f}x",
+                f"{epoch:.1f}",
+                f"{epoch / dense_s:.2f}",
+            ]
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--tasks", default="xc,lm")
+    parser.add_argument("--xc-train", type=int, default=20_000)
+    parser.add_argument("--xc-dim", type=int, default=32)
+    parser.add_argument("--xc-batch", type=int, default=128)
+    parser.add_argument("--xc-lr", type=float, default=0.01)
+    parser.add_argument("--lm-embed", type=int, default=64)
+    parser.add_argument("--lm-hidden", type=int, default=64)
+    parser.add_argument("--lm-lr", type=float, default=3e-3)
+    parser.add_argument("--lm-max-steps", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="a smoke check: 1 epoch, small data, 5%% only")
+    args = parser.parse_args()
+    args.fractions = FRACTIONS
+    if args.quick:
+        args.epochs, args.xc_train, args.lm_max_steps, args.fractions = 1, 2_000, 20, (0.05,)
+    torch.set_num_threads(args.threads)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    tasks = args.tasks.split(",")
+    started = time.perf_counter()
+    payload: dict[str, Any] = {"settings": {k: v for k, v in vars(args).items()}, "tasks": {}}
+    heads = {"xc": ("val acc", "test acc"), "lm": ("val ppl", "test ppl")}
+    for task in tasks:
+        runs = [(run_xc if task == "xc" else run_lm)(args, seed) for seed in seeds]
+        payload["tasks"][task] = runs
+        print(f"{task}: {args.epochs} epochs, seeds {args.seeds}, {args.threads} thread(s)")
+        cols = ["output layer", *heads[task], "MACs / example (train)", "fewer MACs", "epoch s (median)", "vs dense"]
+        print_table(cols, table(task, runs))
+    payload["wall_s"] = time.perf_counter() - started
+    if not args.quick:  # tasks run separately (in parallel processes) land in the same file
+        path = RESULTS / "slide.json"
+        old = json.loads(path.read_text()) if path.exists() else {"tasks": {}}
+        payload["tasks"] = {**old.get("tasks", {}), **payload["tasks"]}
+        payload["settings_by_task"] = {**old.get("settings_by_task", {}), **{t: payload["settings"] for t in tasks}}
+        print(f"wrote {write_json('slide', payload)}")
+
+
+if __name__ == "__main__":
+    main()
