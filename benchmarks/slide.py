@@ -14,7 +14,9 @@ query hashing and table rebuilds (amortized). Optimizer: Adam on dense gradients
 only the rows with a gradient) on sparse ones, for every variant; the input embeddings are sparse in all.
 Settings are fixed before looking at the test split; validation is reported beside it.
 
-python -m benchmarks.slide [--epochs 2] [--seeds 0] [--threads 1] [--tasks xc,lm] [--quick]
+``--tasks threads``: the extreme task's output layer alone, one training step at 1 and 2 threads.
+
+python -m benchmarks.slide [--epochs 2] [--seeds 0] [--threads 1] [--tasks xc,lm,threads] [--quick]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -50,31 +53,53 @@ def layer_facts(layer: OutputLayer) -> dict[str, Any]:
     return facts
 
 
+def train_variants(
+    task: str,
+    args: argparse.Namespace,
+    seed: int,
+    build: Callable[[str, float], Any],
+    train: Callable[[Any, SparseDenseAdam, int], float],
+    lr: float,
+) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """Every variant's model (``build(kind, active)``, from the same seed), trained epoch by epoch, the
+    variants interleaved in each epoch; the models and each one's seconds per epoch."""
+    models: dict[str, tuple[Any, SparseDenseAdam]] = {}
+    for name, kind, active in variants(args.fractions):
+        torch.manual_seed(seed)
+        model = build(kind, active)
+        models[name] = (model, SparseDenseAdam(model, lr))
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for epoch in range(args.epochs):
+        for name, (model, opt) in models.items():
+            torch.manual_seed(seed * 1000 + epoch)
+            times[name].append(train(model, opt, seed * 1000 + epoch))
+            print(f"{task} epoch {epoch + 1} {name}: {times[name][-1]:.1f}s", flush=True)
+    return {name: model for name, (model, _) in models.items()}, times
+
+
 def run_xc(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]]:
     """Every variant on the extreme-classification task, epochs interleaved."""
     task = extreme.make_extreme(n_train=args.xc_train, seed=0)
     counts = task.label_counts()
-    models: dict[str, tuple[extreme.BagClassifier, SparseDenseAdam]] = {}
-    for name, kind, active in variants(args.fractions):
-        torch.manual_seed(seed)
-        model = extreme.BagClassifier(
+    models, times = train_variants(
+        "xc",
+        args,
+        seed,
+        lambda kind, active: extreme.BagClassifier(
             task.n_features, args.xc_dim, output_layer(kind, args.xc_dim, task.n_labels, active, counts, seed)
-        )
-        models[name] = (model, SparseDenseAdam(model, args.xc_lr))
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for epoch in range(args.epochs):
-        for name, (model, opt) in models.items():
-            times[name].append(extreme.train_epoch(model, task, opt, args.xc_batch, seed * 1000 + epoch))
-            print(f"xc epoch {epoch + 1} {name}: {times[name][-1]:.1f}s", flush=True)
-    out = {}
-    for name, (model, _) in models.items():
-        out[name] = {
+        ),
+        lambda model, opt, order_seed: extreme.train_epoch(model, task, opt, args.xc_batch, order_seed),
+        args.xc_lr,
+    )
+    return {
+        name: {
             "val_acc": extreme.accuracy(model, task.val),
             "test_acc": extreme.accuracy(model, task.test),
             "epoch_s": times[name],
             **layer_facts(model.output),
         }
-    return out
+        for name, model in models.items()
+    }
 
 
 def run_lm(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]]:
@@ -82,28 +107,56 @@ def run_lm(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]]:
     corpus = wordlm.load_words()
     counts = corpus.counts()
     config = wordlm.WordLMConfig(lr=args.lm_lr, max_steps=args.lm_max_steps)
-    models: dict[str, tuple[wordlm.WordLM, SparseDenseAdam]] = {}
-    for name, kind, active in variants(args.fractions):
-        torch.manual_seed(seed)
-        layer = output_layer(kind, args.lm_hidden, corpus.n_vocab, active, counts, seed)
-        model = wordlm.WordLM(corpus.n_vocab, args.lm_embed, args.lm_hidden, layer)
-        models[name] = (model, SparseDenseAdam(model, args.lm_lr))
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for epoch in range(args.epochs):
-        for name, (model, opt) in models.items():
-            torch.manual_seed(seed * 1000 + epoch)
-            times[name].append(wordlm.train_epoch(model, corpus, opt, config))
-            print(f"lm epoch {epoch + 1} {name}: {times[name][-1]:.1f}s", flush=True)
-    out = {}
-    for name, (model, _) in models.items():
-        out[name] = {
+    models, times = train_variants(
+        "lm",
+        args,
+        seed,
+        lambda kind, active: wordlm.WordLM(
+            corpus.n_vocab,
+            args.lm_embed,
+            args.lm_hidden,
+            output_layer(kind, args.lm_hidden, corpus.n_vocab, active, counts, seed),
+        ),
+        lambda model, opt, _: wordlm.train_epoch(model, corpus, opt, config),
+        args.lm_lr,
+    )
+    return {
+        name: {
             "val_ppl": wordlm.perplexity(model, corpus.val),
             "test_ppl": wordlm.perplexity(model, corpus.test),
             "epoch_s": times[name],
             "body_macs_per_word": model.body_macs(),
             **layer_facts(model.output),
         }
-    return out
+        for name, model in models.items()
+    }
+
+
+def run_threads(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]]:
+    """One training step of the extreme task's output layer alone (batch ``xc_batch``, Adam/SparseAdam step
+    included) at 1 and 2 intra-op threads, interleaved: median seconds of ``repeats`` steps."""
+    task = extreme.make_extreme(n_train=args.xc_train, seed=0)
+    torch.manual_seed(seed)
+    h, y = torch.randn(args.xc_batch, args.xc_dim), task.train.labels[: args.xc_batch]
+    layers = {
+        name: output_layer(kind, args.xc_dim, task.n_labels, a, task.label_counts(), seed)
+        for name, kind, a in variants((0.01, 0.05))
+        if not name.startswith("sampled_uniform")
+    }
+    times: dict[str, list[float]] = {f"{name} @{t}": [] for name in layers for t in (1, 2)}
+    for _ in range(args.repeats):
+        for name, layer in layers.items():
+            opt = SparseDenseAdam(layer, 1e-3)
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                started = time.perf_counter()
+                loss = layer.loss(h, y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                times[f"{name} @{threads}"].append(time.perf_counter() - started)
+    torch.set_num_threads(args.threads)
+    return {name: {"step_s": statistics.median(ts), "steps_s": ts} for name, ts in times.items()}
 
 
 def table(task: str, runs: list[dict[str, dict[str, Any]]]) -> list[list[str]]:
@@ -146,6 +199,7 @@ def main() -> None:
     parser.add_argument("--lm-hidden", type=int, default=64)
     parser.add_argument("--lm-lr", type=float, default=3e-3)
     parser.add_argument("--lm-max-steps", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=15, help="steps per setting in the threads check")
     parser.add_argument("--quick", action="store_true", help="a smoke check: 1 epoch, small data, 5%% only")
     args = parser.parse_args()
     args.fractions = FRACTIONS
@@ -158,6 +212,13 @@ def main() -> None:
     payload: dict[str, Any] = {"settings": {k: v for k, v in vars(args).items()}, "tasks": {}}
     heads = {"xc": ("val acc", "test acc"), "lm": ("val ppl", "test ppl")}
     for task in tasks:
+        if task == "threads":
+            payload["tasks"]["threads"] = found = run_threads(args, seeds[0])
+            print_table(
+                ["output layer @ threads", "step ms (median)"],
+                [[k, f"{v['step_s'] * 1e3:.1f}"] for k, v in found.items()],
+            )
+            continue
         runs = [(run_xc if task == "xc" else run_lm)(args, seed) for seed in seeds]
         payload["tasks"][task] = runs
         print(f"{task}: {args.epochs} epochs, seeds {args.seeds}, {args.threads} thread(s)")

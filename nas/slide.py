@@ -109,7 +109,9 @@ class RowGather(torch.autograd.Function):
         touched = torch.zeros(n, dtype=torch.bool, device=h.device)
         touched[flat] = True
         rows_hit = touched.nonzero().squeeze(1)
-        grad_w = torch.sparse_coo_tensor(rows_hit[None], summed[rows_hit], (n, width), is_coalesced=True)
+        grad_w = torch.sparse_coo_tensor(
+            rows_hit[None], summed[rows_hit], (n, width), is_coalesced=True, check_invariants=False
+        )
         return grad_h, grad_w, None
 
 

@@ -126,8 +126,9 @@ def train_epoch(model: WordLM, corpus: WordCorpus, optimizer: SparseDenseAdam, c
         state = detach(state)
         h, state = model.hidden(cols[start : start + config.bptt], state)
         loss = model.output.loss(h, cols[start + 1 : start + 1 + config.bptt].reshape(-1))
-        if not math.isfinite(float(loss)):
-            raise ChildDiverged(f"loss became {float(loss)} at step {step}")
+        value = loss.item()
+        if not math.isfinite(value):
+            raise ChildDiverged(f"loss became {value} at step {step}")
         optimizer.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(optimizer.dense, config.clip)
