@@ -16,7 +16,8 @@ Settings are fixed before looking at the test split; validation is reported besi
 
 ``--tasks threads``: the extreme task's output layer alone, one training step at 1 and 2 threads.
 
-python -m benchmarks.slide [--epochs 2] [--seeds 0] [--threads 1] [--tasks xc,lm,threads] [--quick]
+python -m benchmarks.slide [--epochs 1] [--xc-train 10000] [--lm-max-steps 100] [--seeds 0] [--threads 1]
+    [--tasks xc,lm,threads] [--quick]
 """
 
 from __future__ import annotations
@@ -187,18 +188,18 @@ def table(task: str, runs: list[dict[str, dict[str, Any]]]) -> list[list[str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--tasks", default="xc,lm")
-    parser.add_argument("--xc-train", type=int, default=20_000)
+    parser.add_argument("--xc-train", type=int, default=10_000)
     parser.add_argument("--xc-dim", type=int, default=32)
     parser.add_argument("--xc-batch", type=int, default=128)
     parser.add_argument("--xc-lr", type=float, default=0.01)
     parser.add_argument("--lm-embed", type=int, default=64)
     parser.add_argument("--lm-hidden", type=int, default=64)
     parser.add_argument("--lm-lr", type=float, default=3e-3)
-    parser.add_argument("--lm-max-steps", type=int, default=0)
+    parser.add_argument("--lm-max-steps", type=int, default=100, help="updates per epoch (0: the whole text, 264)")
     parser.add_argument("--repeats", type=int, default=15, help="steps per setting in the threads check")
     parser.add_argument("--quick", action="store_true", help="a smoke check: 1 epoch, small data, 5%% only")
     args = parser.parse_args()

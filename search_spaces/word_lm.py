@@ -38,7 +38,8 @@ class WordLMSpace(SearchSpace):
     unigram negatives. Evaluation always scores the full softmax.
 
     Options: ``epochs`` (1) passes over the training text, each cut at ``max_steps`` updates when > 0 (0:
-    the whole text, 264 updates); ``batch_size`` (32) streams x ``bptt`` (20) words; ``reward_c`` (100).
+    the whole text, 264 updates); ``batch_size`` (32) streams x ``bptt`` (20) words; ``reward_c`` (100);
+    ``eval_words`` (0: all) scores only the first words of validation and test (quick settings).
     Reward = ``reward_c / validation perplexity``; test perplexity reported. Cost: ``params``, ``flops``
     (multiply-adds per training word as computed: the LSTM, and the output layer's active products,
     hashing and table rebuilds) and ``train_time_s``.
@@ -51,14 +52,28 @@ class WordLMSpace(SearchSpace):
     cost_metrics = ("params", "flops", "train_time_s")
 
     def __init__(
-        self, epochs: int = 1, max_steps: int = 0, batch_size: int = 32, bptt: int = 20, reward_c: float = 100.0
+        self,
+        epochs: int = 1,
+        max_steps: int = 0,
+        batch_size: int = 32,
+        bptt: int = 20,
+        reward_c: float = 100.0,
+        eval_words: int = 0,
     ) -> None:
-        if min(epochs, batch_size, bptt) < 1 or max_steps < 0 or not reward_c > 0:
+        if min(epochs, batch_size, bptt) < 1 or min(max_steps, eval_words) < 0 or not reward_c > 0:
             raise SpaceError(
-                "word_lm needs epochs, batch_size, bptt >= 1, max_steps >= 0 and reward_c > 0; got "
-                f"{epochs}, {batch_size}, {bptt}, {max_steps}, {reward_c}"
+                "word_lm needs epochs, batch_size, bptt >= 1, max_steps, eval_words >= 0 and reward_c > 0; got "
+                f"{epochs}, {batch_size}, {bptt}, {max_steps}, {eval_words}, {reward_c}"
             )
-        super().__init__(epochs=epochs, max_steps=max_steps, batch_size=batch_size, bptt=bptt, reward_c=reward_c)
+        super().__init__(
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            bptt=bptt,
+            reward_c=reward_c,
+            eval_words=eval_words,
+        )
+        self.eval_words = eval_words
         self.epochs, self.max_steps, self.batch_size, self.bptt, self.reward_c = (
             epochs,
             max_steps,
@@ -105,6 +120,8 @@ class WordLMSpace(SearchSpace):
         from l2l.nas.wordlm import WordLMConfig, load_words, perplexity, train_epoch
 
         corpus = load_words()
+        cut = self.eval_words or len(corpus.val) + len(corpus.test)
+        val, test = corpus.val[:cut], corpus.test[:cut]
         model = self.build(spec, ctx.seed)
         lr = float(str(spec["lr"]))
         config = WordLMConfig(lr=lr, batch_size=self.batch_size, bptt=self.bptt, max_steps=self.max_steps)
@@ -119,7 +136,7 @@ class WordLMSpace(SearchSpace):
                 seconds += train_epoch(model, corpus, optimizer, config)
             except ChildDiverged as exc:
                 return Result.failed(f"the model diverged: {exc}", **info)
-            curves["val_ppl"].append(perplexity(model, corpus.val))
+            curves["val_ppl"].append(perplexity(model, val))
             if ctx.should_stop(epoch, -curves["val_ppl"][-1]):
                 info["pruned_at"] = epoch
                 break
@@ -127,7 +144,7 @@ class WordLMSpace(SearchSpace):
         return Result(
             reward=self.reward_c / val,
             val_loss=math.log(val),
-            test={"test_ppl": perplexity(model, corpus.test)},
+            test={"test_ppl": perplexity(model, test)},
             cost={
                 "params": float(count_parameters(model)),
                 "flops": float(model.body_macs() + model.output.macs_per_example()),

@@ -22,7 +22,7 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
     "micro": {"epochs": 1, "nodes": 3, "channels": 4},
     "rnn_cell": {"steps": 3, "nodes": 3, "hidden": 16},
     "placement": {"model": "transformer", "groups": 8, "repeats": 1},
-    "word_lm": {"max_steps": 3},
+    "word_lm": {"max_steps": 3, "eval_words": 1000},
 }
 TRAINED = Expected(curves=("val_acc",), costs=("params",), test=("test_acc",), val_acc=True)
 EXPECTED: dict[str, Expected] = {
