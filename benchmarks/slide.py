@@ -73,8 +73,13 @@ def train_variants(
     for epoch in range(args.epochs):
         for name, (model, opt) in models.items():
             torch.manual_seed(seed * 1000 + epoch)
+            cpu = time.process_time()
             times[name].append(train(model, opt, seed * 1000 + epoch))
-            print(f"{task} epoch {epoch + 1} {name}: {times[name][-1]:.1f}s", flush=True)
+            times[f"{name} cpu"] = [*times.get(f"{name} cpu", []), time.process_time() - cpu]
+            print(
+                f"{task} epoch {epoch + 1} {name}: {times[name][-1]:.1f}s, {times[f'{name} cpu'][-1]:.1f} cpu s",
+                flush=True,
+            )
     return {name: model for name, (model, _) in models.items()}, times
 
 
@@ -97,6 +102,7 @@ def run_xc(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]]:
             "val_acc": extreme.accuracy(model, task.val),
             "test_acc": extreme.accuracy(model, task.test),
             "epoch_s": times[name],
+            "epoch_cpu_s": times[f"{name} cpu"],
             **layer_facts(model.output),
         }
         for name, model in models.items()
@@ -126,6 +132,7 @@ def run_lm(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]]:
             "val_ppl": wordlm.perplexity(model, corpus.val),
             "test_ppl": wordlm.perplexity(model, corpus.test),
             "epoch_s": times[name],
+            "epoch_cpu_s": times[f"{name} cpu"],
             "body_macs_per_word": model.body_macs(),
             **layer_facts(model.output),
         }
@@ -165,12 +172,14 @@ def table(task: str, runs: list[dict[str, dict[str, Any]]]) -> list[list[str]]:
     metric = "acc" if task == "xc" else "ppl"
     dense_macs = runs[0]["dense"]["macs_per_example"]
     dense_s = statistics.median(t for r in runs for t in r["dense"]["epoch_s"])
+    dense_cpu = statistics.median(t for r in runs for t in r["dense"]["epoch_cpu_s"])
     rows = []
     for name in runs[0]:
         val = statistics.mean(r[name][f"val_{metric}"] for r in runs)
         test = statistics.mean(r[name][f"test_{metric}"] for r in runs)
         macs = statistics.mean(r[name]["macs_per_example"] for r in runs)
         epoch = statistics.median(t for r in runs for t in r[name]["epoch_s"])
+        cpu = statistics.median(t for r in runs for t in r[name]["epoch_cpu_s"])
         fmt = "{:.4f}" if metric == "acc" else "{:.1f}"
         rows.append(
             [
@@ -181,6 +190,8 @@ def table(task: str, runs: list[dict[str, dict[str, Any]]]) -> list[list[str]]:
                 f"{dense_macs / macs:.1f}x",
                 f"{epoch:.1f}",
                 f"{epoch / dense_s:.2f}",
+                f"{cpu:.1f}",
+                f"{cpu / dense_cpu:.2f}",
             ]
         )
     return rows
@@ -223,7 +234,16 @@ def main() -> None:
         runs = [(run_xc if task == "xc" else run_lm)(args, seed) for seed in seeds]
         payload["tasks"][task] = runs
         print(f"{task}: {args.epochs} epochs, seeds {args.seeds}, {args.threads} thread(s)")
-        cols = ["output layer", *heads[task], "MACs / example (train)", "fewer MACs", "epoch s (median)", "vs dense"]
+        cols = [
+            "output layer",
+            *heads[task],
+            "MACs / example (train)",
+            "fewer MACs",
+            "wall s / epoch",
+            "vs dense",
+            "CPU s / epoch",
+            "vs dense",
+        ]
         print_table(cols, table(task, runs))
     payload["wall_s"] = time.perf_counter() - started
     if not args.quick:  # tasks run separately (in parallel processes) land in the same file
