@@ -54,6 +54,11 @@ def layer_facts(layer: OutputLayer) -> dict[str, Any]:
     return facts
 
 
+def measured(model: Any, name: str, times: dict[str, list[float]]) -> dict[str, Any]:
+    """A variant's seconds per epoch (wall and CPU) and what its output layer did."""
+    return {"epoch_s": times[name], "epoch_cpu_s": times[f"{name} cpu"], **layer_facts(model.output)}
+
+
 def train_variants(
     task: str,
     args: argparse.Namespace,
@@ -101,9 +106,7 @@ def run_xc(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]]:
         name: {
             "val_acc": extreme.accuracy(model, task.val),
             "test_acc": extreme.accuracy(model, task.test),
-            "epoch_s": times[name],
-            "epoch_cpu_s": times[f"{name} cpu"],
-            **layer_facts(model.output),
+            **measured(model, name, times),
         }
         for name, model in models.items()
     }
@@ -131,10 +134,8 @@ def run_lm(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]]:
         name: {
             "val_ppl": wordlm.perplexity(model, corpus.val),
             "test_ppl": wordlm.perplexity(model, corpus.test),
-            "epoch_s": times[name],
-            "epoch_cpu_s": times[f"{name} cpu"],
             "body_macs_per_word": model.body_macs(),
-            **layer_facts(model.output),
+            **measured(model, name, times),
         }
         for name, model in models.items()
     }

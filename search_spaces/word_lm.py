@@ -121,7 +121,7 @@ class WordLMSpace(SearchSpace):
 
         corpus = load_words()
         cut = self.eval_words or len(corpus.val) + len(corpus.test)
-        val, test = corpus.val[:cut], corpus.test[:cut]
+        val_words, test_words = corpus.val[:cut], corpus.test[:cut]
         model = self.build(spec, ctx.seed)
         lr = float(str(spec["lr"]))
         config = WordLMConfig(lr=lr, batch_size=self.batch_size, bptt=self.bptt, max_steps=self.max_steps)
@@ -136,7 +136,7 @@ class WordLMSpace(SearchSpace):
                 seconds += train_epoch(model, corpus, optimizer, config)
             except ChildDiverged as exc:
                 return Result.failed(f"the model diverged: {exc}", **info)
-            curves["val_ppl"].append(perplexity(model, val))
+            curves["val_ppl"].append(perplexity(model, val_words))
             if ctx.should_stop(epoch, -curves["val_ppl"][-1]):
                 info["pruned_at"] = epoch
                 break
@@ -144,7 +144,7 @@ class WordLMSpace(SearchSpace):
         return Result(
             reward=self.reward_c / val,
             val_loss=math.log(val),
-            test={"test_ppl": perplexity(model, test)},
+            test={"test_ppl": perplexity(model, test_words)},
             cost={
                 "params": float(count_parameters(model)),
                 "flops": float(model.body_macs() + model.output.macs_per_example()),
