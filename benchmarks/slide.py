@@ -2,11 +2,12 @@
 sampled softmax (uniform and unigram negatives, logQ-corrected) at the same number of active neurons.
 
 Two tasks, every output layer trained side by side, epochs interleaved (epoch 1 of every variant, then
-epoch 2, ...) so the shared machine's load falls on all alike; wall time per epoch is the median:
+epoch 2, ...) so the shared machine's load falls on all alike; wall time and this process's CPU time per
+epoch (the steadier one on a shared machine) are medians over epochs and seeds:
 
 - ``xc``: the generated extreme-classification task (`l2l.nas.extreme`: 100,000 Zipf-distributed labels),
   fastText-style bag-of-features model, metric top-1 accuracy over the full layer.
-- ``lm``: word-level LSTM language model of the packaged Shakespeare (`l2l.nas.wordlm`, 12,609 words),
+- ``lm``: word-level LSTM language model of the packaged Shakespeare (`l2l.nas.wordlm`, 11,920 words),
   metric per-word perplexity under the full softmax.
 
 Multiply-adds of the output layer per training example are counted as computed: active products,

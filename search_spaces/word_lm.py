@@ -33,7 +33,7 @@ OUTPUTS: dict[str, Callable[..., Any]] = {
 
 
 class WordLMSpace(SearchSpace):
-    """Embedding and LSTM widths, Adam's learning rate, and the output layer over the 12,609 words: dense,
+    """Embedding and LSTM widths, Adam's learning rate, and the output layer over the 11,920 words: dense,
     SLIDE with 1%, 5% or 20% of the words active per example (`l2l.nas.slide`), or sampled softmax with 5%
     unigram negatives. Evaluation always scores the full softmax.
 
