@@ -34,6 +34,28 @@ SHARING = ("input", "batch")
 WTA_WINDOW = 4
 
 
+def lsh_codes(v: torch.Tensor, hash: str, planes: torch.Tensor, tables: int, bits: int) -> torch.Tensor:
+    """The bucket code of each row of ``v`` in each of ``tables`` tables of ``bits`` bits: (rows, tables).
+
+    ``planes`` are SimHash's random projections (tables * bits, n_in), or WTA's windows (tables * bits, 4).
+    """
+    if hash == "simhash":
+        signs = (v @ planes.t() > 0).long().view(len(v), tables, bits)
+        weights = 2 ** torch.arange(bits, device=v.device)
+    else:
+        picked = v[:, planes]  # (rows, tables * bits, window)
+        signs = picked.argmax(-1).view(len(v), tables, bits)
+        weights = WTA_WINDOW ** torch.arange(bits, device=v.device)
+    return (signs * weights).sum(-1)
+
+
+def sorted_tables(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each table's neurons sorted by code, ties in random order, and the sorted codes: codes (tables, n)."""
+    keys = codes.double() + torch.rand(codes.shape, device=codes.device)  # random order inside a bucket
+    order = keys.argsort(dim=1)
+    return order, codes.gather(1, order)
+
+
 class HashedLinear(nn.Module):
     """``n_in`` -> ``n_out`` where each input evaluates ``active`` x ``n_out`` neurons chosen by LSH."""
 
@@ -85,25 +107,17 @@ class HashedLinear(nn.Module):
 
     def codes(self, v: torch.Tensor) -> torch.Tensor:
         """The bucket code of each row of ``v`` in each table: (rows, tables)."""
-        if self.hash == "simhash":
-            signs = (v @ self.proj.t() > 0).long().view(len(v), self.tables, self.bits)
-            weights = 2 ** torch.arange(self.bits, device=v.device)
-        else:
-            picked = v[:, self.windows]  # (rows, tables * bits, window)
-            signs = picked.argmax(-1).view(len(v), self.tables, self.bits)
-            weights = WTA_WINDOW ** torch.arange(self.bits, device=v.device)
-        return (signs * weights).sum(-1)
+        planes = self.proj if self.hash == "simhash" else self.windows
+        return lsh_codes(v, self.hash, planes, self.tables, self.bits)
 
     @torch.no_grad()
     def rebuild(self) -> None:
         """Hash every neuron's weight vector into the tables (codes sorted, ties in random order)."""
-        codes = self.codes(self.weight.detach()).t()  # (tables, n_out)
-        shuffle = torch.rand(codes.shape, device=codes.device)
-        keys = codes.double() + shuffle  # random order inside a bucket
-        self.order.copy_(keys.argsort(dim=1))
-        self.sorted_codes.copy_(codes.gather(1, self.order))
+        order, sorted_codes = sorted_tables(self.codes(self.weight.detach()).t())
+        self.order.copy_(order)
+        self.sorted_codes.copy_(sorted_codes)
         # the largest bucket bounds how many candidates a lookup can return from one table
-        self.max_bucket = max(int(torch.unique(row, return_counts=True)[1].max()) for row in codes)
+        self.max_bucket = max(int(torch.unique(row, return_counts=True)[1].max()) for row in sorted_codes)
 
     @torch.no_grad()
     def retrieve(self, x: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
     "micro": {"epochs": 1, "nodes": 3, "channels": 4},
     "rnn_cell": {"steps": 3, "nodes": 3, "hidden": 16},
     "placement": {"model": "transformer", "groups": 8, "repeats": 1},
+    "word_lm": {"max_steps": 3, "eval_words": 1000},
 }
 TRAINED = Expected(curves=("val_acc",), costs=("params",), test=("test_acc",), val_acc=True)
 EXPECTED: dict[str, Expected] = {
@@ -37,6 +38,8 @@ EXPECTED: dict[str, Expected] = {
     "rnn_cell": Expected(curves=("val_bpc",), costs=("params",), test=("test_bpc",), may_fail=("diverged",)),
     # simulated: the step time, and out of memory when a placement does not fit
     "placement": Expected(costs=("step_time_ms",), may_fail=("out of memory",)),
+    # scored in perplexity per word under the full softmax
+    "word_lm": Expected(curves=("val_ppl",), costs=("params", "flops"), test=("test_ppl",)),
 }
 
 

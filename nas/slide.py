@@ -1,0 +1,297 @@
+"""Output layers for many classes that train on a few of them per example: SLIDE and sampled softmax.
+
+SLIDE (Chen et al., MLSys 2020) hashes the output neurons (classes, words) into locality-sensitive hash
+tables by their weight vectors. In training each example hashes its hidden vector, takes the neurons
+its buckets hold (a window of ``ceil(k / tables)`` per table, topped up with uniform random neurons when
+a bucket runs short, as SLIDE does), adds its true label, and computes the softmax cross-entropy over
+that active set only. Evaluation scores the full layer, so the reported metric is honest. Tables are
+rebuilt from the current weights after ``rebuild_first`` steps, then at intervals growing by
+``rebuild_growth`` (SLIDE's exponentially decaying rebuild rate); their cost is counted.
+
+The kernel: per-example active sets are one gather of weight rows (`F.embedding`) and one batched
+product (`torch.bmm`), with no Python loop over examples. The gather is ``sparse=True``, so the weight's
+gradient is a sparse tensor holding the active rows only, and `torch.optim.SparseAdam` updates only
+those rows: a dense Adam step over the whole weight every batch would cost more than the layer saves.
+
+Sampled softmax (Jean et al. 2015) is the baseline at the same number of active neurons: ``k`` negatives
+per batch drawn uniformly or by training label frequency, scored with the logQ correction (each logit
+minus the log of its expected count), accidental hits removed.
+
+Every layer counts the multiply-adds it does in training (`macs`, over `examples`): the products with
+the active rows, the hashing of queries and the table rebuilds. The bias is the weight's last column
+(the hidden vector gets a constant 1), so one gather fetches both.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from l2l.nas.hashed import lsh_codes, sorted_tables
+
+
+class OutputLayer(nn.Module, ABC):
+    """``n_in`` -> scores over ``n_out`` classes: a training loss over what it evaluates, full logits to evaluate."""
+
+    sparse = False  # True: the weight's gradient is sparse (active rows only); train it with SparseAdam
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        super().__init__()
+        if min(n_in, n_out) < 1:
+            raise ValueError(f"an output layer needs n_in, n_out >= 1, got {n_in}, {n_out}")
+        self.n_in, self.n_out = n_in, n_out
+        self.weight = nn.Parameter(torch.empty(n_out, n_in + 1))  # the last column is the bias
+        bound = 1 / math.sqrt(n_in)  # nn.Linear's initialization
+        nn.init.uniform_(self.weight, -bound, bound)
+        self.macs = 0  # multiply-adds done in training, counted as computed
+        self.examples = 0  # training examples seen
+
+    @staticmethod
+    def with_one(h: torch.Tensor) -> torch.Tensor:
+        """``h`` with a constant 1 appended: what the weight's bias column multiplies."""
+        return torch.cat([h, h.new_ones(h.shape[0], 1)], dim=1)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Scores of every class (evaluation): (batch, n_out)."""
+        return self.with_one(h) @ self.weight.t()
+
+    @abstractmethod
+    def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean training cross-entropy of ``h`` (batch, n_in) with true classes ``y`` (batch,)."""
+
+    def count(self, examples: int, macs: int) -> None:
+        """Record ``macs`` multiply-adds done for ``examples`` training examples."""
+        self.examples += examples
+        self.macs += macs
+
+    def macs_per_example(self) -> float:
+        """Training multiply-adds per example so far (the dense layer's count before any training)."""
+        return self.macs / self.examples if self.examples else float(self.n_out * (self.n_in + 1))
+
+
+class DenseOutput(OutputLayer):
+    """The full softmax: every class scored for every example."""
+
+    def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.count(len(h), len(h) * self.n_out * (self.n_in + 1))
+        return F.cross_entropy(self.logits(h), y)
+
+
+class RowGather(torch.autograd.Function):
+    """Scores of per-example rows: ``scores[b, j] = weight[ids[b, j]] . h[b]``, one gather and one batched
+    product; the weight's gradient is a coalesced sparse tensor over the rows ``ids`` holds, summed by
+    ``index_add_`` (no sort), so `torch.optim.SparseAdam` updates only those rows."""
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx, h: torch.Tensor, weight: torch.Tensor, ids: torch.Tensor
+    ) -> torch.Tensor:
+        rows = weight.index_select(0, ids.reshape(-1)).view(*ids.shape, weight.shape[1])
+        ctx.save_for_backward(h, rows, ids)
+        ctx.n_rows = weight.shape[0]  # type: ignore[attr-defined]
+        return torch.bmm(rows, h.unsqueeze(-1)).squeeze(-1)
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, None]:
+        h, rows, ids = ctx.saved_tensors  # type: ignore[attr-defined]
+        n, width = ctx.n_rows, h.shape[1]  # type: ignore[attr-defined]
+        grad_h = torch.bmm(grad.unsqueeze(1), rows).squeeze(1)
+        flat = ids.reshape(-1)
+        summed = h.new_zeros(n, width).index_add_(0, flat, (grad.unsqueeze(-1) * h.unsqueeze(1)).view(-1, width))
+        touched = torch.zeros(n, dtype=torch.bool, device=h.device)
+        touched[flat] = True
+        rows_hit = touched.nonzero().squeeze(1)
+        grad_w = torch.sparse_coo_tensor(
+            rows_hit[None], summed[rows_hit], (n, width), is_coalesced=True, check_invariants=False
+        )
+        return grad_h, grad_w, None
+
+
+class SlideOutput(OutputLayer):
+    """SLIDE's output layer: each example scores the ``k`` neurons its LSH buckets retrieve plus its label."""
+
+    sparse = True
+    proj: torch.Tensor
+    order: torch.Tensor
+    sorted_codes: torch.Tensor
+
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        active: float = 0.05,
+        tables: int = 8,
+        bits: int | None = None,
+        rebuild_first: int = 50,
+        rebuild_growth: float = 1.5,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(n_in, n_out)
+        if not 0 < active <= 1:
+            raise ValueError(f"active must be a fraction in (0, 1], got {active}")
+        if tables < 1 or rebuild_first < 1 or rebuild_growth < 1:
+            raise ValueError(
+                f"slide needs tables, rebuild_first >= 1 and rebuild_growth >= 1, got {tables}, {rebuild_first}, "
+                f"{rebuild_growth}"
+            )
+        self.k = max(1, round(active * n_out))
+        self.tables = tables
+        self.cap = math.ceil(self.k / tables)  # neurons taken from each table's bucket
+        # enough buckets that one holds about ``cap`` neurons on average
+        self.bits = bits if bits is not None else max(1, round(math.log2(max(2.0, n_out / self.cap))))
+        if not 1 <= self.bits <= 40:
+            raise ValueError(f"bits must be in 1..40, got {self.bits}")
+        gen = torch.Generator().manual_seed(seed)
+        self.register_buffer("proj", torch.randn(tables * self.bits, n_in, generator=gen))
+        self.register_buffer("order", torch.zeros(tables, n_out, dtype=torch.long))
+        self.register_buffer("sorted_codes", torch.zeros(tables, n_out, dtype=torch.long))
+        self.rebuild_growth = rebuild_growth
+        self.interval = float(rebuild_first)
+        self.steps, self.next_rebuild, self.rebuilds, self.rebuild_seconds = 0, rebuild_first, 0, 0.0
+        self.rebuild()
+
+    @torch.no_grad()
+    def rebuild(self) -> None:
+        """Hash every neuron's weight vector into the tables; the multiply-adds and seconds are counted."""
+        started = time.perf_counter()
+        codes = lsh_codes(self.weight.detach()[:, :-1], "simhash", self.proj, self.tables, self.bits)
+        order, sorted_codes = sorted_tables(codes.t())
+        self.order.copy_(order)
+        self.sorted_codes.copy_(sorted_codes)
+        self.macs += self.n_out * self.proj.shape[0] * self.n_in
+        self.rebuilds += 1
+        self.rebuild_seconds += time.perf_counter() - started
+
+    @torch.no_grad()
+    def active_set(self, h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each example's active neurons, its label among them: ids (batch, k + 1) sorted, whether each counts
+        (a neuron retrieved twice, or the label retrieved again, counts once), and the label's column."""
+        batch = h.shape[0]
+        if self.k >= self.n_out:  # every neuron: the dense layer
+            ids = torch.arange(self.n_out, device=h.device).expand(batch, -1)
+        else:
+            self.macs += batch * self.proj.shape[0] * self.n_in  # hashing the queries
+            q = lsh_codes(h, "simhash", self.proj, self.tables, self.bits).t().contiguous()  # (tables, batch)
+            lo = torch.searchsorted(self.sorted_codes, q)
+            size = torch.searchsorted(self.sorted_codes, q, right=True) - lo
+            start = (torch.rand(q.shape, device=h.device) * size).long()  # a random window of each bucket
+            j = torch.arange(self.cap, device=h.device)
+            pos = lo[..., None] + (start[..., None] + j) % size.clamp(min=1)[..., None]  # (tables, batch, cap)
+            found = self.order.gather(1, pos.clamp(max=self.n_out - 1).view(self.tables, -1)).view(pos.shape)
+            fill = torch.randint(0, self.n_out, pos.shape, device=h.device)  # a short bucket is topped up at random
+            ids = torch.where(j < size[..., None], found, fill).permute(1, 0, 2).reshape(batch, -1)[:, : self.k]
+        ids, where = torch.cat([y[:, None], ids], dim=1).sort(dim=1, stable=True)  # sorted: faster gathers
+        counts = torch.ones_like(ids, dtype=torch.bool)
+        counts[:, 1:] = ids[:, 1:] != ids[:, :-1]  # a neuron retrieved twice counts once
+        return ids, counts, (where == 0).int().argmax(1)  # the label's column: stable, so its first copy
+
+    def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.steps += 1
+            if self.steps >= self.next_rebuild:
+                self.rebuild()
+                self.interval *= self.rebuild_growth
+                self.next_rebuild = self.steps + max(1, round(self.interval))
+        ids, counts, label = self.active_set(h.detach(), y)
+        scores = RowGather.apply(self.with_one(h), self.weight, ids).masked_fill(~counts, -math.inf)
+        self.count(len(h), ids.numel() * (self.n_in + 1))
+        return F.cross_entropy(scores, label)
+
+
+class SampledSoftmax(OutputLayer):
+    """Sampled softmax: the label and ``k`` negatives shared by the batch, logits corrected by log Q."""
+
+    sparse = True
+    log_q: torch.Tensor
+    cdf: torch.Tensor
+
+    def __init__(self, n_in: int, n_out: int, active: float = 0.05, frequencies: torch.Tensor | None = None) -> None:
+        super().__init__(n_in, n_out)
+        if not 0 < active <= 1:
+            raise ValueError(f"active must be a fraction in (0, 1], got {active}")
+        self.k = max(1, round(active * n_out))
+        if frequencies is None:
+            q = torch.full((n_out,), 1.0 / n_out, dtype=torch.float64)
+        else:
+            if frequencies.shape != (n_out,) or bool((frequencies < 0).any()):
+                raise ValueError(f"frequencies must be {n_out} counts >= 0, got shape {tuple(frequencies.shape)}")
+            q = (frequencies.double() + 1.0) / (frequencies.double() + 1.0).sum()  # add-one: every class drawable
+        self.register_buffer("log_q", (q * self.k).log().float())  # expected count of each class among k draws
+        self.register_buffer("cdf", q.cumsum(0))
+
+    def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            negatives = torch.searchsorted(self.cdf, torch.rand(self.k, dtype=torch.float64, device=h.device))
+            negatives = negatives.clamp(max=self.n_out - 1)
+        rows = F.embedding(torch.cat([y, negatives]), self.weight, sparse=True)
+        h1 = self.with_one(h)
+        true = torch.bmm(rows[: len(y)].unsqueeze(1), h1.unsqueeze(-1)).squeeze(-1) - self.log_q[y][:, None]
+        neg = (h1 @ rows[len(y) :].t() - self.log_q[negatives]).masked_fill(negatives[None] == y[:, None], -math.inf)
+        self.count(len(h), (len(y) + len(y) * self.k) * (self.n_in + 1))
+        return F.cross_entropy(torch.cat([true, neg], dim=1), torch.zeros_like(y))
+
+
+OutputFactory = Callable[..., OutputLayer]
+
+
+def _sampled(uniform: bool) -> OutputFactory:
+    def make(n_in: int, n_out: int, active: float, frequencies: torch.Tensor, seed: int) -> OutputLayer:
+        return SampledSoftmax(n_in, n_out, active, None if uniform else frequencies)
+
+    return make
+
+
+# kind -> factory(n_in, n_out, active, frequencies (training counts per class), seed): one entry per layer kind
+OUTPUT_LAYERS: dict[str, OutputFactory] = {
+    "dense": lambda n_in, n_out, active, frequencies, seed: DenseOutput(n_in, n_out),
+    "slide": lambda n_in, n_out, active, frequencies, seed: SlideOutput(n_in, n_out, active, seed=seed),
+    "sampled_uniform": _sampled(uniform=True),
+    "sampled_unigram": _sampled(uniform=False),
+}
+
+
+def output_layer(kind: str, n_in: int, n_out: int, active: float, frequencies: torch.Tensor, seed: int) -> OutputLayer:
+    """The output layer of ``kind`` (a key of `OUTPUT_LAYERS`)."""
+    if kind not in OUTPUT_LAYERS:
+        raise ValueError(f"unknown output layer {kind!r}; known: {', '.join(OUTPUT_LAYERS)}")
+    return OUTPUT_LAYERS[kind](n_in, n_out, active, frequencies, seed)
+
+
+class SparseDenseAdam:
+    """Adam for a model whose sparse-gradient parameters (SLIDE's and sampled softmax's weight, sparse
+    embeddings) take `torch.optim.SparseAdam`, Adam's lazy form (moments and weights updated on the rows
+    with a gradient only), and the others `torch.optim.Adam`. On a gradient covering every row the two agree."""
+
+    def __init__(self, model: nn.Module, lr: float) -> None:
+        sparse_ids = {id(p) for p in sparse_parameters(model)}
+        sparse = [p for p in model.parameters() if id(p) in sparse_ids]
+        dense = [p for p in model.parameters() if id(p) not in sparse_ids and p.requires_grad]
+        self.optimizers: list[torch.optim.Optimizer] = []
+        if sparse:
+            self.optimizers.append(torch.optim.SparseAdam(sparse, lr=lr))
+        if dense:
+            self.optimizers.append(torch.optim.Adam(dense, lr=lr))
+        self.dense = dense
+
+    def zero_grad(self) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        for opt in self.optimizers:
+            opt.step()
+
+
+def sparse_parameters(model: nn.Module) -> Iterable[torch.Tensor]:
+    """The parameters whose gradients are sparse: sparse embeddings' and sparse output layers' weights."""
+    for m in model.modules():
+        if (isinstance(m, nn.Embedding | nn.EmbeddingBag) and m.sparse) or (isinstance(m, OutputLayer) and m.sparse):
+            yield m.weight

@@ -1,0 +1,131 @@
+"""SLIDE's sparse output layer and sampled softmax: the dense layer when all is active, gradients on the
+active rows only, the label always active, multiply-adds counted as done; the extreme-classification task."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from l2l.nas.extreme import make_extreme
+from l2l.nas.slide import DenseOutput, SampledSoftmax, SlideOutput, SparseDenseAdam, output_layer
+from l2l.nas.wordlm import load_words
+
+
+def test_slide_with_every_neuron_active_is_linear_plus_cross_entropy_in_values_gradients_and_steps() -> None:
+    torch.manual_seed(0)
+    layer = SlideOutput(12, 40, active=1.0, tables=2)
+    dense = nn.Linear(12, 40)
+    with torch.no_grad():
+        dense.weight.copy_(layer.weight[:, :-1])
+        dense.bias.copy_(layer.weight[:, -1])
+    h = torch.randn(9, 12, requires_grad=True)
+    h2 = h.detach().clone().requires_grad_(True)
+    y = torch.randint(0, 40, (9,))
+    loss, ref = layer.loss(h, y), F.cross_entropy(dense(h2), y)
+    torch.testing.assert_close(loss, ref)
+    loss.backward()
+    ref.backward()
+    assert layer.weight.grad is not None and layer.weight.grad.is_sparse
+    grad = layer.weight.grad.to_dense()
+    torch.testing.assert_close(grad[:, :-1], dense.weight.grad)
+    torch.testing.assert_close(grad[:, -1], dense.bias.grad)
+    torch.testing.assert_close(h.grad, h2.grad)
+    torch.testing.assert_close(layer.logits(h), dense(h))
+    # SparseAdam on a gradient covering every row is Adam (up to where eps enters the denominator)
+    SparseDenseAdam(layer, 0.01).step()
+    torch.optim.Adam(dense.parameters(), lr=0.01).step()
+    torch.testing.assert_close(layer.weight.detach()[:, :-1], dense.weight.detach(), atol=1e-4, rtol=0)
+
+
+def test_slide_gradient_is_the_active_set_softmax_and_touches_only_active_rows() -> None:
+    torch.manual_seed(1)
+    layer = SlideOutput(16, 2000, active=0.02, tables=4, rebuild_first=100)
+    h = torch.randn(6, 16, requires_grad=True)
+    y = torch.randint(0, 2000, (6,))
+    torch.manual_seed(7)
+    ids, counts, _ = layer.active_set(h.detach(), y)
+    torch.manual_seed(7)  # the same draws again inside the loss
+    layer.loss(h, y).backward()
+    assert layer.weight.grad is not None
+    touched = layer.weight.grad.coalesce().indices()[0]
+    assert set(touched.tolist()) <= set(ids.unique().tolist())
+    assert len(touched) < 2000 * 0.2  # a few percent of the rows, not the layer
+    # the same loss written densely: the full logits with everything outside the active set at -inf
+    weight = layer.weight.detach().clone().requires_grad_(True)
+    keep = torch.where(counts, 0.0, -math.inf)  # a repeated id's first copy counts
+    mask = torch.full((6, 2000), -math.inf).scatter_reduce(1, ids, keep, "amax")
+    scores = torch.cat([h.detach(), torch.ones(6, 1)], 1) @ weight.t() + mask
+    F.cross_entropy(scores, y).backward()
+    torch.testing.assert_close(layer.weight.grad.to_dense(), weight.grad)
+
+
+def test_the_true_label_is_always_active_and_counted_once() -> None:
+    torch.manual_seed(2)
+    layer = SlideOutput(8, 500, active=0.05, tables=3)
+    for _ in range(5):
+        y = torch.randint(0, 5, (64,))  # few labels: each is often retrieved by the tables too
+        ids, counts, label = layer.active_set(torch.randn(64, 8), y)
+        assert torch.equal(ids.gather(1, label[:, None]).squeeze(1), y)
+        assert bool(counts.gather(1, label[:, None]).all())
+        for row, keep in zip(ids, counts, strict=True):  # every neuron counted exactly once
+            assert sorted(row[keep].tolist()) == sorted(set(row.tolist()))
+
+
+@pytest.mark.parametrize("kind", ["dense", "slide", "sampled_uniform", "sampled_unigram"])
+def test_counted_multiply_adds_are_the_products_done(kind: str) -> None:
+    torch.manual_seed(3)
+    layer = output_layer(kind, 16, 3000, 0.05, torch.arange(3000.0), seed=0)
+    h, y = torch.randn(10, 16), torch.randint(0, 3000, (10,))
+    before = layer.macs
+    with FlopCounterMode(display=False) as counter:
+        layer.loss(h, y)
+    assert layer.macs - before == counter.get_total_flops() // 2 > 0
+    if isinstance(layer, SlideOutput):  # a table rebuild counts what it hashes
+        before = layer.macs
+        with FlopCounterMode(display=False) as counter:
+            layer.rebuild()
+        assert layer.macs - before == counter.get_total_flops() // 2 == 3000 * layer.tables * layer.bits * 16
+        # hashing and 151 active rows of 17 products each, against 3000 for the dense layer
+        assert layer.k == 150 and isinstance(layer, SlideOutput)
+
+
+def test_sampled_softmax_corrects_by_log_q_and_drops_accidental_hits() -> None:
+    torch.manual_seed(4)
+    counts = torch.tensor([100.0, 1.0, 1.0, 0.0])
+    layer = SampledSoftmax(3, 4, active=1.0, frequencies=counts)
+    q = (counts + 1) / (counts + 1).sum()
+    torch.testing.assert_close(layer.log_q, (q * 4).log())
+    h, y = torch.randn(5, 3), torch.zeros(5, dtype=torch.long)
+    torch.manual_seed(9)
+    loss = layer.loss(h, y)
+    torch.manual_seed(9)
+    negatives = torch.searchsorted(layer.cdf, torch.rand(4, dtype=torch.float64))
+    logits = torch.cat([h, torch.ones(5, 1)], 1) @ layer.weight.detach().t() - layer.log_q
+    neg = logits[:, negatives].masked_fill(negatives[None] == 0, -math.inf)
+    torch.testing.assert_close(loss, F.cross_entropy(torch.cat([logits[:, :1], neg], 1), y))
+    assert isinstance(layer, SampledSoftmax) and not isinstance(layer, DenseOutput)
+
+
+def test_extreme_task_is_deterministic_and_power_law() -> None:
+    a = make_extreme(n_labels=5000, n_features=2000, n_train=40_000, n_val=100, n_test=100, seed=3)
+    b = make_extreme.__wrapped__(n_labels=5000, n_features=2000, n_train=40_000, n_val=100, n_test=100, seed=3)
+    assert torch.equal(a.train.features, b.train.features) and torch.equal(a.test.labels, b.test.labels)
+    c = make_extreme.__wrapped__(n_labels=5000, n_features=2000, n_train=40_000, n_val=100, n_test=100, seed=4)
+    assert not torch.equal(a.train.labels, c.train.labels)
+    counts = a.label_counts().sort(descending=True).values.double()
+    ranks = torch.arange(1, 101, dtype=torch.float64)
+    slope = torch.linalg.lstsq(torch.stack([ranks.log(), torch.ones(100)], 1), counts[:100].log()[:, None]).solution
+    assert -1.2 < float(slope[0]) < -0.8  # Zipf with exponent 1: count ~ 1 / rank
+    assert a.train.features.shape == (40_000, 8) and int(a.train.features.max()) < 2000
+
+
+def test_word_corpus_is_the_issue_sized_vocabulary_split_by_position() -> None:
+    corpus = load_words()
+    assert len(corpus.train) + len(corpus.val) + len(corpus.test) == 188_005
+    assert corpus.n_vocab == 11_920 and corpus.vocab[-1] == "<unk>"  # the training split's words and <unk>
+    assert int(corpus.counts().sum()) == len(corpus.train)
