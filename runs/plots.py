@@ -192,10 +192,22 @@ def pareto_front(points: list[tuple[float, float, int]] | NDArray[Any]) -> list[
     return [(float(c), float(a), int(n)) for c, a, n in arr[order[acc > before]]]
 
 
+def pareto_axis(children: list[ChildRecord]) -> str:
+    """What a Pareto plot's vertical axis shows: validation accuracy where every finished child has one."""
+    done = [c for c in children if c.status == "done"]
+    if done and all(c.val_acc is not None for c in done):
+        return "validation accuracy"
+    return "reward (the space's, before any transform)"
+
+
 def plot_pareto(run: RunRecord, children: list[ChildRecord], cost: str, out: Path) -> tuple[Path, list[Any]]:
-    """Validation accuracy against ``cost`` (log scale) for every finished child, the Pareto front marked."""
+    """Validation accuracy against ``cost`` (log scale) for every finished child, the Pareto front marked.
+
+    A space whose results carry no validation accuracy (a language model's perplexity, say) is plotted by its
+    reward, as the space returns it (before any reward transform), and the axis says so."""
     plt = _pyplot()
     points = []
+    axis = pareto_axis(children)
     for c in children:
         value = (c.metrics.get("cost") or {}).get(cost)
         acc = c.val_acc if c.val_acc is not None else c.reward
@@ -216,8 +228,8 @@ def plot_pareto(run: RunRecord, children: list[ChildRecord], cost: str, out: Pat
     if min(p[0] for p in points) > 0:
         ax.set_xscale("log")
     ax.set_xlabel(cost)
-    ax.set_ylabel("validation accuracy")
-    ax.set_title(f"run {run.id} ({run.space}): accuracy against {cost}")
+    ax.set_ylabel(axis)
+    ax.set_title(f"run {run.id} ({run.space}): {axis.split(' (')[0]} against {cost}")
     ax.legend()
     _plain(ax)
     fig.tight_layout()

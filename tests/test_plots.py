@@ -142,3 +142,21 @@ def test_a_file_type_matplotlib_cannot_write_is_one_error() -> None:
     children, updates = async_run()
     with pytest.raises(PlotError, match=r"cannot write 'p.xyz': unknown image type 'xyz'; known: .*png"):
         save(progress_figure(run_record(), children, updates), Path("p.xyz"), dpi=100)
+
+
+def test_pareto_axis_names_what_it_plots(tmp_path: Path) -> None:
+    """Children with a validation accuracy are plotted by it; a space without one (a perplexity) by its reward,
+    and the axis says which."""
+    import dataclasses
+
+    from l2l.runs.plots import pareto_axis, plot_pareto
+
+    costed = [
+        dataclasses.replace(child(n, 0, 0.1 * n), metrics={"cost": {"flops": 10.0 * (n + 1)}}) for n in range(1, 4)
+    ]
+    accurate = [dataclasses.replace(c, val_acc=c.reward) for c in costed]
+    assert pareto_axis(accurate) == "validation accuracy"
+    assert pareto_axis(costed).startswith("reward")
+    assert pareto_axis([*accurate[:2], costed[2]]).startswith("reward")  # one child without: the reward for all
+    _, front = plot_pareto(run_record(), costed, "flops", tmp_path / "p.png")
+    assert [n for _, _, n in front] == [1, 2, 3]  # each costs more and scores more: all on the front

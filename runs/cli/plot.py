@@ -41,19 +41,21 @@ def plot_pareto_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("pareto.png"),
     storage: StorageOpt = None,
 ) -> None:
-    """Validation accuracy against a cost for every child of a run, with the Pareto front."""
+    """Validation accuracy (or the reward, where children have none) against a cost, with the Pareto front."""
     with user_errors():
-        from l2l.runs.plots import plot_pareto
+        from l2l.runs.plots import pareto_axis, plot_pareto
 
         store = open_store(storage)
         run = store.get_run(run_id)
         try:
-            path, front = plot_pareto(run, store.children(run_id), cost, output)
+            children = store.children(run_id)
+            path, front = plot_pareto(run, children, cost, output)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         console.print(f"wrote {path}", highlight=False)
+        axis = pareto_axis(children).split(" (")[0]
         for value, acc, number in front:
-            console.print(f"  child {number}: {cost} {value:.4g}, validation accuracy {acc:.4f}", highlight=False)
+            console.print(f"  child {number}: {cost} {value:.4g}, {axis} {acc:.4f}", highlight=False)
 
 
 @app.command("arch")
