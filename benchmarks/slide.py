@@ -18,7 +18,7 @@ Settings are fixed before looking at the test split; validation is reported besi
 ``--tasks threads``: the extreme task's output layer alone, one training step at 1 and 2 threads.
 
 python -m benchmarks.slide [--epochs 1] [--xc-train 10000] [--lm-max-steps 100] [--seeds 0] [--threads 1]
-    [--tasks xc,lm,threads] [--quick]
+    [--tasks xc,lm,threads] [--fractions 0.01,0.05,0.2] [--predicted 0.25] [--curves] [--name slide] [--quick]
 """
 
 from __future__ import annotations
@@ -40,10 +40,12 @@ FRACTIONS = (0.01, 0.05, 0.2)
 KINDS = ("slide", "sampled_uniform", "sampled_unigram")
 
 
-def variants(fractions: tuple[float, ...]) -> list[tuple[str, str, float]]:
-    """(name, output layer kind, active fraction): dense, then each kind at each fraction."""
+def variants(fractions: tuple[float, ...], predicted: tuple[float, ...] = ()) -> list[tuple[str, str, float]]:
+    """(name, output layer kind, active fraction): dense, then each kind at each fraction, then Denil's
+    predicted output layer at each learned share of ``predicted``."""
     out = [("dense", "dense", 1.0)]
     out += [(f"{kind} {a:.0%}", kind, a) for a in fractions for kind in KINDS]
+    out += [(f"predicted {a:.0%} learned", "predicted", a) for a in predicted]
     return out
 
 
@@ -56,8 +58,10 @@ def layer_facts(layer: OutputLayer) -> dict[str, Any]:
 
 
 def measured(model: Any, name: str, times: dict[str, list[float]]) -> dict[str, Any]:
-    """A variant's seconds per epoch (wall and CPU) and what its output layer did."""
-    return {"epoch_s": times[name], "epoch_cpu_s": times[f"{name} cpu"], **layer_facts(model.output)}
+    """A variant's seconds per epoch (wall and CPU), its validation metric after each epoch (when
+    ``--curves``) and what its output layer did."""
+    curve = {"val_curve": times[f"{name} val"]} if f"{name} val" in times else {}
+    return {"epoch_s": times[name], "epoch_cpu_s": times[f"{name} cpu"], **curve, **layer_facts(model.output)}
 
 
 def train_variants(
@@ -67,11 +71,13 @@ def train_variants(
     build: Callable[[str, float], Any],
     train: Callable[[Any, SparseDenseAdam, int], float],
     lr: float,
+    validate: Callable[[Any], float],
 ) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """Every variant's model (``build(kind, active)``, from the same seed), trained epoch by epoch, the
-    variants interleaved in each epoch; the models and each one's seconds per epoch."""
+    variants interleaved in each epoch; the models and each one's seconds per epoch (and, with
+    ``--curves``, its validation metric after each epoch, outside the timing)."""
     models: dict[str, tuple[Any, SparseDenseAdam]] = {}
-    for name, kind, active in variants(args.fractions):
+    for name, kind, active in variants(args.fractions, args.predicted):
         torch.manual_seed(seed)
         model = build(kind, active)
         models[name] = (model, SparseDenseAdam(model, lr))
@@ -82,6 +88,9 @@ def train_variants(
             cpu = time.process_time()
             times[name].append(train(model, opt, seed * 1000 + epoch))
             times[f"{name} cpu"] = [*times.get(f"{name} cpu", []), time.process_time() - cpu]
+            if args.curves:
+                times[f"{name} val"] = [*times.get(f"{name} val", []), validate(model)]
+                print(f"{task} epoch {epoch + 1} {name}: validation {times[f'{name} val'][-1]:.4f}", flush=True)
             print(
                 f"{task} epoch {epoch + 1} {name}: {times[name][-1]:.1f}s, {times[f'{name} cpu'][-1]:.1f} cpu s",
                 flush=True,
@@ -102,6 +111,7 @@ def run_xc(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]]:
         ),
         lambda model, opt, order_seed: extreme.train_epoch(model, task, opt, args.xc_batch, order_seed),
         args.xc_lr,
+        lambda model: extreme.accuracy(model, task.val),
     )
     return {
         name: {
@@ -130,6 +140,7 @@ def run_lm(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]]:
         ),
         lambda model, opt, _: wordlm.train_epoch(model, corpus, opt, config),
         args.lm_lr,
+        lambda model: wordlm.perplexity(model, corpus.val),
     )
     return {
         name: {
@@ -214,9 +225,14 @@ def main() -> None:
     parser.add_argument("--lm-lr", type=float, default=3e-3)
     parser.add_argument("--lm-max-steps", type=int, default=100, help="updates per epoch (0: the whole text, 264)")
     parser.add_argument("--repeats", type=int, default=15, help="steps per setting in the threads check")
+    parser.add_argument("--fractions", default=",".join(map(str, FRACTIONS)), help="active fractions, comma-separated")
+    parser.add_argument("--predicted", default="", help="learned shares of a predicted output layer (Denil)")
+    parser.add_argument("--curves", action="store_true", help="the validation metric after every epoch too")
+    parser.add_argument("--name", default="slide", help="results/NAME.json (merged with the tasks already there)")
     parser.add_argument("--quick", action="store_true", help="a smoke check: 1 epoch, small data, 5%% only")
     args = parser.parse_args()
-    args.fractions = FRACTIONS
+    args.fractions = tuple(float(f) for f in args.fractions.split(","))
+    args.predicted = tuple(float(f) for f in args.predicted.split(",") if f)
     if args.quick:
         args.epochs, args.xc_train, args.lm_max_steps, args.fractions = 1, 2_000, 20, (0.05,)
     torch.set_num_threads(args.threads)
@@ -249,11 +265,11 @@ def main() -> None:
         print_table(cols, table(task, runs))
     payload["wall_s"] = time.perf_counter() - started
     if not args.quick:  # tasks run separately (in parallel processes) land in the same file
-        path = RESULTS / "slide.json"
+        path = RESULTS / f"{args.name}.json"
         old = json.loads(path.read_text()) if path.exists() else {"tasks": {}}
         payload["tasks"] = {**old.get("tasks", {}), **payload["tasks"]}
         payload["settings_by_task"] = {**old.get("settings_by_task", {}), **{t: payload["settings"] for t in tasks}}
-        print(f"wrote {write_json('slide', payload)}")
+        print(f"wrote {write_json(args.name, payload)}")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from l2l.nas.denil import learned_points, random_dictionary
 from l2l.nas.hashed import lsh_codes, sorted_tables
 
 
@@ -239,6 +240,43 @@ class SampledSoftmax(OutputLayer):
         return F.cross_entropy(torch.cat([true, neg], dim=1), torch.zeros_like(y))
 
 
+class PredictedOutput(OutputLayer):
+    """Denil's predicted parameters in the output layer: each class's weight row is ``U v``, ``U`` (n_in, a) a
+    FIXED dictionary (a buffer, never seen by an optimizer) and only ``v`` (a values a class) and the bias
+    learned. The output layer's inputs (hidden units) have no topology, so ``U`` is `l2l.nas.denil`'s fixed
+    random orthonormal dictionary, not a smoothness prior. Computed in the cheaper order, ``(h U) [v | b]^T``:
+    ``n_in x a + n_out x (a + 1)`` multiply-adds an example, every class scored (a full softmax)."""
+
+    u: torch.Tensor
+
+    def __init__(self, n_in: int, n_out: int, share: float = 0.25, seed: int = 0) -> None:
+        super().__init__(n_in, n_out)
+        if not 0 < share < 1:
+            raise ValueError(f"a predicted output layer learns a share in (0, 1) of each row, got {share}")
+        a = learned_points(repr(share), n_in)
+        if a is None:
+            raise ValueError(f"a predicted output layer needs n_in >= 2 to predict anything, got {n_in}")
+        self.a, self.per_example = a, n_in * a + n_out * (a + 1)
+        self.register_buffer("u", random_dictionary(n_in, a, seed))  # fixed
+        # like nn.Linear in scale (|U v| = |v|, U orthonormal): E |row|^2 = 1/3; the last column is the bias
+        self.weight = nn.Parameter(torch.empty(n_out, a + 1))
+        nn.init.uniform_(self.weight[:, :-1], -1 / math.sqrt(a), 1 / math.sqrt(a))
+        nn.init.uniform_(self.weight[:, -1], -1 / math.sqrt(n_in), 1 / math.sqrt(n_in))
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        return super().logits(h @ self.u)
+
+    def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.count(len(h), len(h) * self.per_example)
+        return F.cross_entropy(self.logits(h), y)
+
+    def macs_per_example(self) -> float:
+        return float(self.per_example)
+
+    def extra_repr(self) -> str:
+        return f"{self.n_in}, {self.n_out}, learned={self.a}/{self.n_in} a row (fixed random dictionary)"
+
+
 OutputFactory = Callable[..., OutputLayer]
 
 
@@ -255,6 +293,8 @@ OUTPUT_LAYERS: dict[str, OutputFactory] = {
     "slide": lambda n_in, n_out, active, frequencies, seed: SlideOutput(n_in, n_out, active, seed=seed),
     "sampled_uniform": _sampled(uniform=True),
     "sampled_unigram": _sampled(uniform=False),
+    # ``active`` is the learned share of each weight row here
+    "predicted": lambda n_in, n_out, active, frequencies, seed: PredictedOutput(n_in, n_out, active, seed),
 }
 
 

@@ -29,24 +29,29 @@ OUTPUTS: dict[str, Callable[..., Any]] = {
     "slide 5%": _output("slide", 0.05),
     "slide 20%": _output("slide", 0.2),
     "sampled 5%": _output("sampled_unigram", 0.05),
+    "predicted 1/4": _output("predicted", 0.25),  # Denil: a quarter of each row learned, the rest predicted
+    "predicted 1/10": _output("predicted", 0.1),
 }
 
 
 class WordLMSpace(SearchSpace):
     """Embedding and LSTM widths, Adam's learning rate, and the output layer over the 11,920 words: dense,
-    SLIDE with 1%, 5% or 20% of the words active per example (`l2l.nas.slide`), or sampled softmax with 5%
-    unigram negatives. Evaluation always scores the full softmax.
+    SLIDE with 1%, 5% or 20% of the words active per example (`l2l.nas.slide`), sampled softmax with 5%
+    unigram negatives, or Denil's predicted parameters with 1/4 or 1/10 of each word's weight row learned
+    (`l2l.nas.slide.PredictedOutput`: a fixed random dictionary, as hidden units have no topology).
+    Evaluation always scores the full softmax.
 
     Options: ``epochs`` (1) passes over the training text, each cut at ``max_steps`` updates when > 0 (0:
     the whole text, 264 updates); ``batch_size`` (32) streams x ``bptt`` (20) words; ``reward_c`` (100);
     ``eval_words`` (0: all) scores only the first words of validation and test (quick settings).
-    Reward = ``reward_c / validation perplexity``; test perplexity reported. Cost: ``params``, ``flops``
-    (multiply-adds per training word as computed: the LSTM, and the output layer's active products,
-    hashing and table rebuilds) and ``train_time_s``.
+    Reward = ``reward_c / validation perplexity``; test perplexity reported. Cost: ``params`` (learned ones:
+    not a predicted layer's dictionary), ``flops`` (multiply-adds per training word as computed: the LSTM,
+    and the output layer's active products, hashing and table rebuilds, or its factored product) and
+    ``train_time_s``.
     """
 
     name = "word_lm"
-    description = "Word-level LSTM language model (Shakespeare): sizes, learning rate, dense/SLIDE/sampled output."
+    description = "Word LSTM LM (Shakespeare): sizes, learning rate, dense/SLIDE/sampled/predicted output layer."
     validation_metric = "ppl"
     test_metrics = ("test_ppl",)
     cost_metrics = ("params", "flops", "train_time_s")

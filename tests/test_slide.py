@@ -11,9 +11,19 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from l2l.nas.cost import count_parameters
 from l2l.nas.extreme import make_extreme
-from l2l.nas.slide import DenseOutput, SampledSoftmax, SlideOutput, SparseDenseAdam, output_layer
+from l2l.nas.slide import (
+    DenseOutput,
+    PredictedOutput,
+    SampledSoftmax,
+    SlideOutput,
+    SparseDenseAdam,
+    output_layer,
+)
 from l2l.nas.wordlm import load_words
+from l2l.search_spaces.api import Context, Spec
+from l2l.search_spaces.word_lm import OUTPUTS, WordLMSpace
 
 
 def test_slide_with_every_neuron_active_is_linear_plus_cross_entropy_in_values_gradients_and_steps() -> None:
@@ -76,7 +86,7 @@ def test_the_true_label_is_always_active_and_counted_once() -> None:
             assert sorted(row[keep].tolist()) == sorted(set(row.tolist()))
 
 
-@pytest.mark.parametrize("kind", ["dense", "slide", "sampled_uniform", "sampled_unigram"])
+@pytest.mark.parametrize("kind", ["dense", "slide", "sampled_uniform", "sampled_unigram", "predicted"])
 def test_counted_multiply_adds_are_the_products_done(kind: str) -> None:
     torch.manual_seed(3)
     layer = output_layer(kind, 16, 3000, 0.05, torch.arange(3000.0), seed=0)
@@ -92,6 +102,41 @@ def test_counted_multiply_adds_are_the_products_done(kind: str) -> None:
         assert layer.macs - before == counter.get_total_flops() // 2 == 3000 * layer.tables * layer.bits * 16
         # hashing and 151 active rows of 17 products each, against 3000 for the dense layer
         assert layer.k == 150 and isinstance(layer, SlideOutput)
+    if isinstance(layer, PredictedOutput):  # (h U) [v | b]^T with 16 x 5% = 0 -> 1 learned value a row
+        assert layer.a == 1 and layer.macs_per_example() == 16 * 1 + 3000 * 2
+
+
+def test_predicted_output_is_u_v_with_a_fixed_dictionary_the_optimizer_never_updates() -> None:
+    torch.manual_seed(5)
+    layer = PredictedOutput(40, 300, share=0.1, seed=2)
+    assert layer.a == 4 and "u" in dict(layer.named_buffers()) and "u" not in dict(layer.named_parameters())
+    torch.testing.assert_close(layer.u.t() @ layer.u, torch.eye(4))  # orthonormal, random: no topology
+    # the full weight it scores is U v plus the bias, every class (a full softmax)
+    h, y = torch.randn(7, 40), torch.randint(0, 300, (7,))
+    weight = layer.weight.detach().clone()
+    torch.testing.assert_close(layer.logits(h), h @ (weight[:, :-1] @ layer.u.t()).t() + weight[:, -1])
+    # learned: v and the bias only (10% of the row plus one), which is what the `params` cost counts
+    assert count_parameters(layer) == 300 * (4 + 1) < 300 * 41 / 8
+    u = layer.u.clone()
+    opt = SparseDenseAdam(layer, 0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        layer.loss(h, y).backward()
+        opt.step()
+    assert torch.equal(layer.u, u) and not torch.equal(layer.weight.detach(), weight)
+    assert layer.examples == 21 and layer.macs == 21 * (40 * 4 + 300 * 5)
+
+
+def test_word_lm_space_trains_the_predicted_output_and_counts_learned_parameters_and_its_products() -> None:
+    space = WordLMSpace(max_steps=2, eval_words=200)
+    assert {"predicted 1/4", "predicted 1/10"} <= set(OUTPUTS)
+    spec = Spec(space="word_lm", choices=(("embed", 32), ("hidden", 32), ("output", "predicted 1/4"), ("lr", "0.01")))
+    result = space.evaluate(spec, Context(child=0, seed=0))
+    n = load_words().n_vocab
+    embed_lstm = n * 32 + 4 * 32 * (32 + 32) + 8 * 32  # the LSTM's two biases
+    assert result.cost["params"] == embed_lstm + n * (8 + 1)  # 8 = 32 / 4 learned values a row, and the bias
+    assert result.cost["flops"] == 4 * 32 * 64 + 32 * 8 + n * 9
+    assert math.isfinite(result.test["test_ppl"])
 
 
 def test_sampled_softmax_corrects_by_log_q_and_drops_accidental_hits() -> None:
