@@ -151,7 +151,6 @@ def ranking(seeds: list[int], full: bool) -> dict[str, Any]:
                 "tau_test": kendalltau(scores, test).statistic,
                 "search_cpu_s": res["cpu_s"],
                 "search_wall_s": res["wall_s"],
-                "search_cpu_s": res["cpu_s"],
                 "derived": space.describe(spec),
                 "derived_test_acc": again["test_acc"],
                 "derived_rank": better + 1,
