@@ -222,7 +222,13 @@ class ReinforceController(Controller):
             raise ControllerError(f"propose needs n >= 1, got {n}")
         if not self.config.unique:
             return self._sample(n)
-        return sample_unique(n, self._tree(), self.distinct, self._sample, self._keep_new)
+        return sample_unique(n, self._tree(), self.distinct, self._sample, self._keep_new, self._repeat)
+
+    def _repeat(self, tokens: tuple[int, ...]) -> None:
+        """A sequence proposed after the space ran out: a child now, so proposed, no longer rejected (what a
+        resumed run's ledger will say)."""
+        self.seen.add(tokens)
+        self.rejected.discard(tokens)
 
     def _keep_new(self, proposals: Sequence[Proposal], force: bool = False) -> list[Proposal]:
         """The proposals of sequences not proposed before (all of them without ``unique``), now marked; a new

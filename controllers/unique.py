@@ -211,9 +211,11 @@ def sample_unique(
     distinct: Distinct,
     sample: Callable[[int, SeenTree | None], list[Proposal]],
     keep: Callable[[Sequence[Proposal], bool], list[Proposal]],
+    repeat: Callable[[tuple[int, ...]], None],
 ) -> list[Proposal]:
     """``n`` proposals of a policy sampling among the sequences ``tree`` has not seen (``sample``), of which
-    ``keep`` keeps the new ones (marking them, and rejecting those of a known identity unless told to force).
+    ``keep`` keeps the new ones (marking them, and rejecting those of a known identity unless told to force);
+    ``repeat`` marks each sequence proposed once the space is exhausted (one rejected before goes out now).
 
     Each pass samples among the unproposed sequences only; rows of one pass may still pick the same
     sequence, so at least one new sequence is kept per pass until the space runs out. With an identity, a
@@ -227,8 +229,10 @@ def sample_unique(
     while len(chosen) < n and not tree.exhausted:
         chosen.extend(keep(sample(n - len(chosen), tree), True))
     if len(chosen) < n:
-        rest = sample(n - len(chosen), None)
-        chosen.extend(p for p in rest if distinct.take(p.tokens, force=True))
+        for p in sample(n - len(chosen), None):
+            distinct.take(p.tokens, force=True)
+            repeat(p.tokens)
+            chosen.append(p)
     return chosen
 
 

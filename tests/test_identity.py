@@ -43,11 +43,15 @@ def test_no_identity_twice_until_every_one_was_proposed_then_repeats_are_counted
     assert last["identity_rejected"] > 0
 
 
-@pytest.mark.parametrize("strategy", ["reinforce", "random", "evolution"])
-def test_a_resumed_run_rebuilds_its_identities_from_the_children(tmp_path: Path, strategy: str) -> None:
-    """Interrupted at child 13 (of 25, past the 12 identities: rejections and repeats on both sides)."""
+@pytest.mark.parametrize(
+    ("strategy", "at"), [("reinforce", 13), ("random", 13), ("evolution", 13), ("reinforce", 21), ("ppo", 21)]
+)
+def test_a_resumed_run_rebuilds_its_identities_from_the_children(tmp_path: Path, strategy: str, at: int) -> None:
+    """Interrupted at child 13 (of 25, past the 12 identities: rejections and repeats on both sides), or at 21,
+    after all 24 sequences were proposed or rejected: a rejected one proposed then is a child like any other."""
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")
-    check_interrupt_and_resume(store, SearchConfig(space=TWINS, strategy=strategy, children=25, batch=4, seed=3))
+    config = SearchConfig(space=TWINS, strategy=strategy, children=25, batch=4, seed=3)
+    check_interrupt_and_resume(store, config, at=at)
 
 
 def test_the_optimizer_space_identity_is_the_functional_hash() -> None:

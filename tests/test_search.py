@@ -105,11 +105,12 @@ def test_every_strategy_resumes_identically(tmp_path: Path, strategy: str) -> No
     check_interrupt_and_resume(store, config)
 
 
-def check_interrupt_and_resume(store: Store, config: SearchConfig) -> None:
-    """Interrupt at child 13, resume, and compare child for child with an uninterrupted run."""
+def check_interrupt_and_resume(store: Store, config: SearchConfig, at: int = 13) -> None:
+    """Interrupt at child ``at`` (the second of a batch of 4), resume, and compare child for child with an
+    uninterrupted run."""
     reference = Search.start(store, config).run()
 
-    search = Search.start(store, config, executor=InterruptingExecutor(at=13))
+    search = Search.start(store, config, executor=InterruptingExecutor(at=at))
     with pytest.raises(
         SearchInterrupted, match=f"run {search.run_id} interrupted; continue it with: l2l search --resume"
     ):
@@ -117,7 +118,7 @@ def check_interrupt_and_resume(store: Store, config: SearchConfig) -> None:
     run = search.run_id
     assert store.get_run(run).status == "interrupted"
     counts = store.count_children(run)
-    assert counts["done"] == 13 and counts["queued"] == 3 and counts["running"] == 0
+    assert counts["done"] == at and counts["queued"] == 3 and counts["running"] == 0
 
     Search.resume(store, run).run()
     assert store.get_run(run).status == "done"
