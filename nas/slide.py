@@ -319,7 +319,21 @@ class SparseDenseAdam:
             self.optimizers.append(torch.optim.SparseAdam(sparse, lr=lr))
         if dense:
             self.optimizers.append(torch.optim.Adam(dense, lr=lr))
-        self.dense = dense
+        self.params = sparse + dense
+
+    def clip_grad_norm(self, max_norm: float) -> float:
+        """Scale every gradient, sparse ones included, so that their joint norm is at most ``max_norm`` (what
+        `nn.utils.clip_grad_norm_` does for dense ones, so every output layer kind is clipped alike); returns
+        the norm before."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if not grads:
+            return 0.0
+        squares = [(g.coalesce().values() if g.is_sparse else g).square().sum() for g in grads]
+        norm = float(torch.stack(squares).sum().sqrt())
+        if norm > max_norm:
+            for g in grads:
+                g.mul_(max_norm / (norm + 1e-6))
+        return norm
 
     def zero_grad(self) -> None:
         for opt in self.optimizers:

@@ -119,8 +119,13 @@ def train_epoch(model: WordLM, corpus: WordCorpus, optimizer: SparseDenseAdam, c
     cols = streams(corpus.train, config.batch_size)
     state = model.initial_state(config.batch_size)
     model.train()
+    starts = range(0, len(cols) - 1 - config.bptt, config.bptt)
+    if not starts:
+        raise ValueError(
+            f"{len(corpus.train)} training words make no update of {config.batch_size} streams x {config.bptt} words"
+        )
     started = time.perf_counter()
-    for step, start in enumerate(range(0, len(cols) - 1 - config.bptt, config.bptt)):
+    for step, start in enumerate(starts):
         if config.max_steps and step >= config.max_steps:
             break
         state = detach(state)
@@ -131,6 +136,6 @@ def train_epoch(model: WordLM, corpus: WordCorpus, optimizer: SparseDenseAdam, c
             raise ChildDiverged(f"loss became {value} at step {step}")
         optimizer.zero_grad()
         loss.backward()
-        nn.utils.clip_grad_norm_(optimizer.dense, config.clip)
+        optimizer.clip_grad_norm(config.clip)
         optimizer.step()
     return time.perf_counter() - started

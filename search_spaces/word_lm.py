@@ -11,6 +11,7 @@ from l2l.search_spaces.api import Context, Decision, Result, SearchSpace, SpaceE
 EMBEDS = (32, 64)
 HIDDENS = (32, 64, 128)
 LRS = ("0.001", "0.003", "0.01")
+EVAL_MIN = 32  # `l2l.nas.wordlm.perplexity` reads 16 streams: fewer than 2 words each leave nothing to score
 
 
 def _output(kind: str, active: float) -> Callable[..., Any]:
@@ -70,6 +71,8 @@ class WordLMSpace(SearchSpace):
                 "word_lm needs epochs, batch_size, bptt >= 1, max_steps, eval_words >= 0 and reward_c > 0; got "
                 f"{epochs}, {batch_size}, {bptt}, {max_steps}, {eval_words}, {reward_c}"
             )
+        if 0 < eval_words < EVAL_MIN:
+            raise SpaceError(f"word_lm option eval_words must be 0 (all) or at least {EVAL_MIN}, got {eval_words}")
         super().__init__(
             epochs=epochs,
             max_steps=max_steps,

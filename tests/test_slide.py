@@ -174,3 +174,32 @@ def test_word_corpus_is_the_issue_sized_vocabulary_split_by_position() -> None:
     assert len(corpus.train) + len(corpus.val) + len(corpus.test) == 188_005
     assert corpus.n_vocab == 11_920 and corpus.vocab[-1] == "<unk>"  # the training split's words and <unk>
     assert int(corpus.counts().sum()) == len(corpus.train)
+
+
+def test_clipping_scales_sparse_and_dense_gradients_by_their_joint_norm() -> None:
+    """Every output layer kind is clipped alike: the sparse gradients (SLIDE's rows, the embedding's) count in
+    the norm and are scaled with the dense ones, exactly as `clip_grad_norm_` scales the same gradients made
+    dense."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(50, 8, sparse=True), nn.Linear(8, 3))
+    x = torch.tensor([1, 4, 4, 9])  # a repeated row: the embedding's sparse gradient is uncoalesced
+    model(x).square().sum().backward()
+    dense_copy = [p.grad.to_dense().clone() for p in model.parameters()]  # type: ignore[union-attr]
+    expected_norm = float(torch.cat([g.flatten() for g in dense_copy]).norm())
+    opt = SparseDenseAdam(model, lr=0.1)
+    assert opt.clip_grad_norm(0.5) == pytest.approx(expected_norm, rel=1e-6)
+    assert expected_norm > 0.5
+    twin = [nn.Parameter(torch.zeros_like(g)) for g in dense_copy]
+    for t, g in zip(twin, dense_copy, strict=True):
+        t.grad = g
+    nn.utils.clip_grad_norm_(twin, 0.5)
+    for p, t in zip(model.parameters(), twin, strict=True):
+        assert torch.allclose(p.grad.to_dense(), t.grad, atol=1e-6)  # type: ignore[union-attr,arg-type]
+
+
+def test_word_lm_refuses_an_evaluation_too_short_to_score() -> None:
+    from l2l.search_spaces import SpaceError
+
+    with pytest.raises(SpaceError, match=r"eval_words must be 0 \(all\) or at least 32, got 20"):
+        WordLMSpace(eval_words=20)
+    assert WordLMSpace(eval_words=32).eval_words == 32
