@@ -244,10 +244,11 @@ def identity_of(space: SearchSpace) -> Identity | None:
     large to enumerate (an enumerated one is proposed one sequence per architecture already); None when the
     tokens are the identity. Each sequence's identity is computed once (up to `IDENTITY_CACHE` of them)."""
     n = len(token_sizes(space.decisions()))
-    if _identity(space, tuple([0] * n), none_ok=True) is not None:
+    constraints = Constraints.of(space)
+    probe = constraints.repair([0] * n) if constraints is not None else tuple([0] * n)  # an allowed sequence
+    if _identity(space, probe, none_ok=True) is not None:
         key: Callable[[Tokens], Hashable] = lambda tokens: _identity(space, tokens)  # noqa: E731
     else:
-        constraints = Constraints.of(space)
         if constraints is None or not constraints.canonical_form or constraints.enumerated:
             return None
         key = constraints.canonical

@@ -103,3 +103,20 @@ def test_an_optimizer_search_trains_distinct_rules_only(tmp_path: Path) -> None:
     space = OptimizerSpace(**options)
     hashes = [functional_hash(space.rule_of(Spec.from_json(c.spec))) for c in store.children(run)]
     assert len(set(hashes)) == len(hashes) == 16
+
+
+def test_the_identity_is_probed_on_an_allowed_sequence() -> None:
+    """A space whose first sequence is forbidden (and whose identity refuses it) still gets its identity."""
+    from tests.plugins.spaces import Twins
+
+    class NoZeros(Twins):
+        def forbidden(self) -> list[dict[str, Any]]:
+            return [{"a": 0, "echo": "x", "b": 0}]
+
+        def identity(self, spec: Spec) -> str | None:
+            if (spec["a"], spec["echo"], spec["b"]) == (0, "x", 0):
+                raise ValueError("a forbidden candidate has no identity")
+            return super().identity(spec)
+
+    key = identity_of(NoZeros())
+    assert key is not None and key((1, 0, 2)) == key((1, 1, 2)) == "1-2" != key((0, 1, 0))
