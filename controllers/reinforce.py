@@ -157,10 +157,9 @@ class ReinforceController(Controller):
     the policy restricted to the unproposed sequences (see `SeenTree`), and repeats only once the
     whole space has been proposed, so no budget is spent on a candidate twice. Where the space gives
     sequences an identity (`Controller.identify`), a sampled sequence whose identity was proposed before
-    is rejected (and never sampled again) and another drawn, in at most `PASSES` passes per call; past
-    them, new sequences of known identities go out, counted (`Distinct`). A rejected sample is simply not
-    proposed: the gradient sees the proposals only.
-    """
+    is rejected (not sampled again until the space runs out) and another drawn, in at most `PASSES` passes
+    per call; past them, new sequences of known identities go out, counted (`Distinct`). The gradient sees
+    the proposals only."""
 
     kind = "reinforce"
     config_type: type[ReinforceConfig] = ReinforceConfig
@@ -224,9 +223,7 @@ class ReinforceController(Controller):
             return self._sample(n)
         return sample_unique(n, self._tree(), self.distinct, self._sample, self._keep_new, self._repeat)
 
-    def _repeat(self, tokens: tuple[int, ...]) -> None:
-        """A sequence proposed after the space ran out: a child now, so proposed, no longer rejected (what a
-        resumed run's ledger will say)."""
+    def _repeat(self, tokens: tuple[int, ...]) -> None:  # proposed once the space ran out: a child, not rejected
         self.seen.add(tokens)
         self.rejected.discard(tokens)
 
@@ -386,8 +383,7 @@ class PPOController(ReinforceController):
 
     Each batch is used for ``epochs`` gradient steps; the ratio of the current to the sampling
     policy's probability is clipped to [1 - clip, 1 + clip], so stale or repeated steps cannot
-    move the policy far from the one that wrote the batch.
-    """
+    move the policy far from the one that wrote the batch."""
 
     kind = "ppo"
     config_type = PPOConfig
