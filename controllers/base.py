@@ -67,7 +67,6 @@ class Controller(ABC):
         self.policy_version = 0
         self.reward_transform = "reward"
         self.constraints: Constraints | None = None
-        self.identity: Callable[[Sequence[int]], Hashable] | None = None
 
     def constrain(self, constraints: Constraints | None) -> None:
         """Propose only the sequences ``constraints`` allow: a space's forbidden combinations are never
@@ -77,8 +76,9 @@ class Controller(ABC):
     def identify(self, identity: Callable[[Sequence[int]], Hashable] | None) -> None:
         """Propose no two sequences of one identity (`l2l.search_spaces.constraints.identity_of`): a strategy
         that never repeats (or, with an identity, random search and evolution) rejects a sampled sequence
-        whose identity it proposed before (`l2l.controllers.unique.Distinct`). Set before the first proposal."""
-        self.identity = identity
+        whose identity it proposed before (`l2l.controllers.unique.Distinct`). Set before the first proposal;
+        a strategy keeping no identities ignores it."""
+        del identity
 
     def reward_of(self, metrics: Mapping[str, float | None]) -> float:
         """The scalar this controller maximizes for a child with these metrics (see `l2l.controllers.rewards`)."""

@@ -151,13 +151,15 @@ class Distinct:
         for _ in range(PASSES):
             if len(chosen) >= n:
                 break
-            drawn = draw(n - len(chosen))
-            kept = [p for p in drawn if self.take(p.tokens)]
-            if drop is not None and len(kept) < len(drawn):
-                drop([p for p in drawn if not any(p is k for k in kept)])
-            chosen += kept
-        rest = draw(n - len(chosen)) if len(chosen) < n else []
-        return chosen + [p for p in rest if self.take(p.tokens, force=True)]
+            dropped: list[Proposal] = []
+            for p in draw(n - len(chosen)):
+                (chosen if self.take(p.tokens) else dropped).append(p)
+            if drop is not None and dropped:
+                drop(dropped)
+        for p in draw(n - len(chosen)) if len(chosen) < n else []:
+            self.take(p.tokens, force=True)  # a repeat, counted
+            chosen.append(p)
+        return chosen
 
     def stats(self) -> dict[str, float]:
         """The counts for an update's statistics (none without an identity)."""

@@ -8,9 +8,9 @@ that active set only. Evaluation scores the full layer, so the reported metric i
 rebuilt from the current weights after ``rebuild_first`` steps, then at intervals growing by
 ``rebuild_growth`` (SLIDE's exponentially decaying rebuild rate); their cost is counted.
 
-The kernel: per-example active sets are one gather of weight rows (`F.embedding`) and one batched
-product (`torch.bmm`), with no Python loop over examples. The gather is ``sparse=True``, so the weight's
-gradient is a sparse tensor holding the active rows only, and `torch.optim.SparseAdam` updates only
+The kernel (`RowGather`): per-example active sets are one gather of weight rows (`index_select`) and one
+batched product (`torch.bmm`), with no Python loop over examples; its backward returns the weight's
+gradient as a sparse tensor holding the active rows only, and `torch.optim.SparseAdam` updates only
 those rows: a dense Adam step over the whole weight every batch would cost more than the layer saves.
 
 Sampled softmax (Jean et al. 2015) is the baseline at the same number of active neurons: ``k`` negatives
