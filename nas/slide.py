@@ -8,10 +8,12 @@ that active set only. Evaluation scores the full layer, so the reported metric i
 rebuilt from the current weights after ``rebuild_first`` steps, then at intervals growing by
 ``rebuild_growth`` (SLIDE's exponentially decaying rebuild rate); their cost is counted.
 
-The kernel (`RowGather`): per-example active sets are one gather of weight rows (`index_select`) and one
-batched product (`torch.bmm`), with no Python loop over examples; its backward returns the weight's
-gradient as a sparse tensor holding the active rows only, and `torch.optim.SparseAdam` updates only
-those rows: a dense Adam step over the whole weight every batch would cost more than the layer saves.
+The kernel (`l2l.nas.slide_kernel.ActiveRows`): per-example active sets are the pattern of a sparse CSR
+matrix, scored by one sampled dense-dense product (`torch.sparse.sampled_addmm`) and differentiated by two
+sparse-dense products, with no Python loop over examples and no gathered copy of the active rows; the
+weight's gradient is a sparse tensor holding the active rows only, and `RowAdam` (SparseAdam's
+arithmetic) updates only those rows: a dense Adam step over the whole weight every batch would cost more
+than the layer saves.
 
 Sampled softmax (Jean et al. 2015) is the baseline at the same number of active neurons: ``k`` negatives
 per batch drawn uniformly or by training label frequency, scored with the logQ correction (each logit
@@ -19,7 +21,7 @@ minus the log of its expected count), accidental hits removed.
 
 Every layer counts the multiply-adds it does in training (`macs`, over `examples`): the products with
 the active rows, the hashing of queries and the table rebuilds. The bias is the weight's last column
-(the hidden vector gets a constant 1), so one gather fetches both.
+(the hidden vector gets a constant 1), so one product covers both.
 """
 
 from __future__ import annotations
@@ -35,12 +37,13 @@ from torch.nn import functional as F
 
 from l2l.nas.denil import learned_points, random_dictionary
 from l2l.nas.hashed import lsh_codes, sorted_tables
+from l2l.nas.slide_kernel import ActiveRows, RowAdam
 
 
 class OutputLayer(nn.Module, ABC):
     """``n_in`` -> scores over ``n_out`` classes: a training loss over what it evaluates, full logits to evaluate."""
 
-    sparse = False  # True: the weight's gradient is sparse (active rows only); train it with SparseAdam
+    sparse = False  # True: the weight's gradient is sparse (active rows only); train it with RowAdam
 
     def __init__(self, n_in: int, n_out: int) -> None:
         super().__init__()
@@ -82,38 +85,6 @@ class DenseOutput(OutputLayer):
     def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self.count(len(h), len(h) * self.n_out * (self.n_in + 1))
         return F.cross_entropy(self.logits(h), y)
-
-
-class RowGather(torch.autograd.Function):
-    """Scores of per-example rows: ``scores[b, j] = weight[ids[b, j]] . h[b]``, one gather and one batched
-    product; the weight's gradient is a coalesced sparse tensor over the rows ``ids`` holds, summed by
-    ``index_add_`` (no sort), so `torch.optim.SparseAdam` updates only those rows."""
-
-    @staticmethod
-    def forward(
-        ctx: torch.autograd.function.FunctionCtx, h: torch.Tensor, weight: torch.Tensor, ids: torch.Tensor
-    ) -> torch.Tensor:
-        rows = weight.index_select(0, ids.reshape(-1)).view(*ids.shape, weight.shape[1])
-        ctx.save_for_backward(h, rows, ids)
-        ctx.n_rows = weight.shape[0]  # type: ignore[attr-defined]
-        return torch.bmm(rows, h.unsqueeze(-1)).squeeze(-1)
-
-    @staticmethod
-    def backward(
-        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, None]:
-        h, rows, ids = ctx.saved_tensors  # type: ignore[attr-defined]
-        n, width = ctx.n_rows, h.shape[1]  # type: ignore[attr-defined]
-        grad_h = torch.bmm(grad.unsqueeze(1), rows).squeeze(1)
-        flat = ids.reshape(-1)
-        summed = h.new_zeros(n, width).index_add_(0, flat, (grad.unsqueeze(-1) * h.unsqueeze(1)).view(-1, width))
-        touched = torch.zeros(n, dtype=torch.bool, device=h.device)
-        touched[flat] = True
-        rows_hit = touched.nonzero().squeeze(1)
-        grad_w = torch.sparse_coo_tensor(
-            rows_hit[None], summed[rows_hit], (n, width), is_coalesced=True, check_invariants=False
-        )
-        return grad_h, grad_w, None
 
 
 class SlideOutput(OutputLayer):
@@ -176,8 +147,9 @@ class SlideOutput(OutputLayer):
         """Each example's active neurons, its label among them: ids (batch, k + 1) sorted, whether each counts
         (a neuron retrieved twice, or the label retrieved again, counts once), and the label's column."""
         batch = h.shape[0]
-        if self.k >= self.n_out:  # every neuron: the dense layer
+        if self.k >= self.n_out:  # every neuron (the label among them, once): the dense layer
             ids = torch.arange(self.n_out, device=h.device).expand(batch, -1)
+            return ids, torch.ones_like(ids, dtype=torch.bool), y.clone()
         else:
             self.macs += batch * self.proj.shape[0] * self.n_in  # hashing the queries
             q = lsh_codes(h, "simhash", self.proj, self.tables, self.bits).t().contiguous()  # (tables, batch)
@@ -189,7 +161,8 @@ class SlideOutput(OutputLayer):
             found = self.order.gather(1, pos.clamp(max=self.n_out - 1).view(self.tables, -1)).view(pos.shape)
             fill = torch.randint(0, self.n_out, pos.shape, device=h.device)  # a short bucket is topped up at random
             ids = torch.where(j < size[..., None], found, fill).permute(1, 0, 2).reshape(batch, -1)[:, : self.k]
-        ids, where = torch.cat([y[:, None], ids], dim=1).sort(dim=1, stable=True)  # sorted: faster gathers
+        # sorted per example: a CSR pattern's columns, with a neuron's repeats side by side
+        ids, where = torch.cat([y[:, None], ids], dim=1).sort(dim=1, stable=True)
         counts = torch.ones_like(ids, dtype=torch.bool)
         counts[:, 1:] = ids[:, 1:] != ids[:, :-1]  # a neuron retrieved twice counts once
         return ids, counts, (where == 0).int().argmax(1)  # the label's column: stable, so its first copy
@@ -202,7 +175,7 @@ class SlideOutput(OutputLayer):
                 self.interval *= self.rebuild_growth
                 self.next_rebuild = self.steps + max(1, round(self.interval))
         ids, counts, label = self.active_set(h.detach(), y)
-        scores = RowGather.apply(self.with_one(h), self.weight, ids).masked_fill(~counts, -math.inf)
+        scores = ActiveRows.apply(self.with_one(h), self.weight, ids).masked_fill(~counts, -math.inf)
         self.count(len(h), ids.numel() * (self.n_in + 1))
         return F.cross_entropy(scores, label)
 
@@ -307,8 +280,9 @@ def output_layer(kind: str, n_in: int, n_out: int, active: float, frequencies: t
 
 class SparseDenseAdam:
     """Adam for a model whose sparse-gradient parameters (SLIDE's and sampled softmax's weight, sparse
-    embeddings) take `torch.optim.SparseAdam`, Adam's lazy form (moments and weights updated on the rows
-    with a gradient only), and the others `torch.optim.Adam`. On a gradient covering every row the two agree."""
+    embeddings) take `RowAdam` (`torch.optim.SparseAdam`'s arithmetic: moments and weights updated on the
+    rows with a gradient only), and the others `torch.optim.Adam`. On a gradient covering every row the two
+    agree."""
 
     def __init__(self, model: nn.Module, lr: float) -> None:
         sparse_ids = {id(p) for p in sparse_parameters(model)}
@@ -316,7 +290,7 @@ class SparseDenseAdam:
         dense = [p for p in model.parameters() if id(p) not in sparse_ids and p.requires_grad]
         self.optimizers: list[torch.optim.Optimizer] = []
         if sparse:
-            self.optimizers.append(torch.optim.SparseAdam(sparse, lr=lr))
+            self.optimizers.append(RowAdam(sparse, lr=lr))
         if dense:
             self.optimizers.append(torch.optim.Adam(dense, lr=lr))
         self.params = sparse + dense

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry, register_flop_formula
 
 from l2l.nas.cost import count_parameters
 from l2l.nas.extreme import make_extreme
@@ -84,6 +84,14 @@ def test_the_true_label_is_always_active_and_counted_once() -> None:
         assert bool(counts.gather(1, label[:, None]).all())
         for row, keep in zip(ids, counts, strict=True):  # every neuron counted exactly once
             assert sorted(row[keep].tolist()) == sorted(set(row.tolist()))
+
+
+if torch.ops.aten.sparse_sampled_addmm not in flop_registry:  # PyTorch counts no sampled product itself
+
+    @register_flop_formula(torch.ops.aten.sparse_sampled_addmm, get_raw=True)
+    def _sampled_addmm_flops(pattern: torch.Tensor, mat1: torch.Tensor, *args: object, **kwargs: object) -> int:
+        """A multiply and an add for each of the pattern's entries times the inner dimension."""
+        return 2 * pattern._nnz() * mat1.shape[1]
 
 
 @pytest.mark.parametrize("kind", ["dense", "slide", "sampled_uniform", "sampled_unigram", "predicted"])

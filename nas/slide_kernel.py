@@ -1,0 +1,121 @@
+"""SLIDE's sparse kernel and its optimizer: per-example active rows of a weight, computed as sparse products.
+
+`ActiveRows` scores ``scores[b, j] = weight[ids[b, j]] . h[b]`` without gathering the rows: the active sets
+are the column pattern of a CSR matrix ``S`` (batch x rows, ``k`` entries a row, free to build because
+every example has ``k``), and
+
+- forward is one sampled dense-dense product (`torch.sparse.sampled_addmm`: ``h @ weight^T`` computed at
+  ``S``'s entries only, ``batch x k x width`` multiply-adds);
+- the input's gradient is ``S @ weight`` (CSR times dense), with the scores' gradient as ``S``'s values;
+- the weight's gradient is ``S^T @ h`` over the rows some example touched (the pattern transposed by one
+  argsort), returned as a coalesced sparse tensor of those rows only.
+
+Nothing of size ``batch x k x width`` is materialized, where a gather (`index_select`) of the active rows
+and a batched product moved every active row through memory twice and its backward an outer product as
+large again. `RowAdam` then updates only the touched rows: `torch.optim.SparseAdam`'s arithmetic step for
+step, with row gathers and scatters in place of `sparse_mask`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable
+
+import torch
+
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+
+
+def _pattern(ids: torch.Tensor, n_rows: int, values: torch.Tensor) -> torch.Tensor:
+    """The CSR matrix (batch, n_rows) with ``values[b, j]`` at column ``ids[b, j]`` (``ids`` sorted per row)."""
+    batch, k = ids.shape
+    crow = torch.arange(0, batch * k + 1, k, device=ids.device)
+    return torch.sparse_csr_tensor(crow, ids.reshape(-1), values.reshape(-1), (batch, n_rows), check_invariants=False)
+
+
+class ActiveRows(torch.autograd.Function):
+    """Scores of each example's active rows of ``weight``: (batch, k) for ``ids`` (batch, k), sorted per example,
+    ``k`` at most the weight's rows (a row may repeat; each copy is scored)."""
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx, h: torch.Tensor, weight: torch.Tensor, ids: torch.Tensor
+    ) -> torch.Tensor:
+        if ids.shape[1] > weight.shape[0]:  # sampled_addmm refuses more entries than the dense matrix holds
+            raise ValueError(f"{ids.shape[1]} active rows an example, but the weight has {weight.shape[0]} rows")
+        pattern = _pattern(ids, weight.shape[0], h.new_zeros(ids.shape))
+        scores = torch.sparse.sampled_addmm(pattern, h, weight.t(), beta=0.0).values().view(ids.shape)
+        ctx.save_for_backward(h, weight, ids)
+        return scores
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, None]:
+        h, weight, ids = ctx.saved_tensors  # type: ignore[attr-defined]
+        n, width = weight.shape
+        grad = grad.contiguous()
+        grad_h = _pattern(ids, n, grad) @ weight
+        flat = ids.reshape(-1)
+        # example-major -> weight-row-major, the pattern transposed (int32 keys sort twice as fast; rows < 2^31)
+        order = flat.to(torch.int32).argsort(stable=True)
+        per_row = torch.bincount(flat, minlength=n)
+        rows_hit = per_row.nonzero().squeeze(1)
+        crow = torch.zeros(len(rows_hit) + 1, dtype=torch.long, device=h.device)
+        crow[1:] = per_row[rows_hit].cumsum(0)
+        examples = torch.div(order, ids.shape[1], rounding_mode="floor")
+        transposed = torch.sparse_csr_tensor(
+            crow, examples, grad.reshape(-1)[order], (len(rows_hit), h.shape[0]), check_invariants=False
+        )
+        grad_w = torch.sparse_coo_tensor(
+            rows_hit[None], transposed @ h, (n, width), is_coalesced=True, check_invariants=False
+        )
+        return grad_h, grad_w, None
+
+
+class RowAdam(torch.optim.Optimizer):
+    """Adam's lazy form for parameters with sparse gradients: the moments and weights of the rows a gradient
+    holds are updated, the others left alone. The arithmetic is `torch.optim.SparseAdam`'s (the step counts
+    steps taken, as there), fused (`lerp_` for each moment), so the two agree to rounding; rows move by
+    gathers and scatters (`index_select`, `index_copy_`, `index_add_`) on dense state."""
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        if not (lr > 0 and eps > 0 and 0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError(f"RowAdam needs lr > 0, eps > 0 and betas in [0, 1), got {lr}, {eps}, {betas}")
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure: None = None) -> None:  # type: ignore[override]
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if not p.grad.is_sparse:
+                    raise ValueError("RowAdam takes sparse gradients; use torch.optim.Adam for dense ones")
+                grad = p.grad.coalesce()
+                rows, values = grad.indices()[0], grad.values()
+                if values.numel() == 0:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                old_m, old_v = m.index_select(0, rows), v.index_select(0, rows)
+                numer = old_m.lerp_(values, 1 - beta1)  # old + (1 - b) (new - old), as SparseAdam writes it
+                second = old_v.lerp_(values.square(), 1 - beta2)
+                m.index_copy_(0, rows, numer)
+                v.index_copy_(0, rows, second)
+                denom = second.sqrt_().add_(group["eps"])
+                step_size = group["lr"] * math.sqrt(1 - beta2 ** state["step"]) / (1 - beta1 ** state["step"])
+                p.index_add_(0, rows, numer.div_(denom), alpha=-step_size)

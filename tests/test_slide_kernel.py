@@ -1,0 +1,69 @@
+"""SLIDE's kernel against the plain computation it replaces, and RowAdam against torch.optim.SparseAdam."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from l2l.nas.slide_kernel import ActiveRows, RowAdam
+
+
+def _ids(batch: int, k: int, n: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, n, (batch, k), generator=gen).sort(dim=1).values  # sorted per example, with repeats
+
+
+def test_active_rows_equal_the_gathered_product_in_values_and_gradients() -> None:
+    torch.manual_seed(0)
+    n, d, batch, k = 50, 7, 6, 12
+    ids = _ids(batch, k, n, seed=1)
+    assert bool((ids[:, 1:] == ids[:, :-1]).any())  # repeats are part of the case
+    h = torch.randn(batch, d, requires_grad=True)
+    w = torch.randn(n, d, requires_grad=True)
+    h2, w2 = h.detach().clone().requires_grad_(True), w.detach().clone().requires_grad_(True)
+    upstream = torch.randn(batch, k)
+    scores = ActiveRows.apply(h, w, ids)
+    reference = (w2[ids] * h2[:, None, :]).sum(-1)  # autograd through a plain gather
+    torch.testing.assert_close(scores, reference)
+    (scores * upstream).sum().backward()
+    (reference * upstream).sum().backward()
+    torch.testing.assert_close(h.grad, h2.grad)
+    assert w.grad is not None and w.grad.is_sparse
+    torch.testing.assert_close(w.grad.to_dense(), w2.grad)
+    # the gradient holds exactly the rows some example touched, each once, not the layer
+    assert w.grad._indices()[0].tolist() == sorted(set(ids.reshape(-1).tolist()))
+    assert w.grad._indices().shape[1] < n
+
+
+def test_active_rows_refuse_more_rows_an_example_than_the_weight_has() -> None:
+    with pytest.raises(ValueError, match="5 active rows an example, but the weight has 4 rows"):
+        ActiveRows.apply(torch.randn(2, 3), torch.randn(4, 3), torch.zeros(2, 5, dtype=torch.long))
+
+
+def test_row_adam_follows_sparse_adam_step_for_step_and_leaves_untouched_rows() -> None:
+    torch.manual_seed(2)
+    table = torch.randn(30, 5)
+    mine = table.clone().requires_grad_(True)
+    ref = table.clone().requires_grad_(True)
+    ours, theirs = RowAdam([mine], lr=0.05), torch.optim.SparseAdam([ref], lr=0.05)
+    never = torch.arange(25, 30)  # no step draws these rows
+    for step in range(6):
+        rows = torch.randint(0, 25, (8,), generator=torch.Generator().manual_seed(step))  # repeats: uncoalesced
+        target = torch.randn(8, 5)
+        for weight, opt in ((mine, ours), (ref, theirs)):
+            opt.zero_grad()
+            F.mse_loss(F.embedding(rows, weight, sparse=True), target).backward()
+            opt.step()
+        torch.testing.assert_close(mine.detach(), ref.detach(), rtol=1e-6, atol=1e-6)
+    assert not torch.equal(mine.detach()[:25], table[:25])
+    torch.testing.assert_close(mine.detach()[never], table[never], rtol=0, atol=0)
+    state = ours.state[mine]
+    assert state["step"] == 6 and bool((state["exp_avg"][never] == 0).all())
+
+
+def test_row_adam_refuses_a_dense_gradient() -> None:
+    w = torch.zeros(3, 2, requires_grad=True)
+    w.grad = torch.ones(3, 2)
+    with pytest.raises(ValueError, match="RowAdam takes sparse gradients"):
+        RowAdam([w]).step()
