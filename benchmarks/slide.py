@@ -11,8 +11,9 @@ epoch (the steadier one on a shared machine) are medians over epochs and seeds:
   metric per-word perplexity under the full softmax.
 
 Multiply-adds of the output layer per training example are counted as computed: active products,
-query hashing and table rebuilds (amortized). Optimizer: Adam on dense gradients, SparseAdam (lazy Adam:
-only the rows with a gradient) on sparse ones, for every variant; the input embeddings are sparse in all.
+query hashing and table rebuilds (amortized). Optimizer: Adam on dense gradients, lazy Adam (`RowAdam`,
+SparseAdam's arithmetic: only the rows with a gradient) on sparse ones, for every variant; the input
+embeddings are sparse in all.
 Settings are fixed before looking at the test split; validation is reported beside it.
 
 ``--tasks threads``: the extreme task's output layer alone, one training step at 1 and 2 threads.
@@ -154,7 +155,7 @@ def run_lm(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]]:
 
 
 def run_threads(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]]:
-    """One training step of the extreme task's output layer alone (batch ``xc_batch``, Adam/SparseAdam step
+    """One training step of the extreme task's output layer alone (batch ``xc_batch``, Adam/RowAdam step
     included) at 1 and 2 intra-op threads, interleaved: median seconds of ``repeats`` steps."""
     task = extreme.make_extreme(n_train=args.xc_train, seed=0)
     torch.manual_seed(seed)

@@ -13,10 +13,10 @@ The length scale ``l`` is given in units of the spacing between alpha points (pe
 value fits every layer. `DEFAULT_LENGTH` is what ``python -m benchmarks.denil`` chose on validation
 data for the digits MLP; MNIST-1D and the convolutions chose shorter ones, at which the dictionary
 barely interpolates (benchmarks/README.md). `DEFAULT_RIDGE` is fixed, not tuned. Alpha points are an
-evenly spaced grid (``floor((i + offset) x spacing)`` per dimension, so always grid points). Column 0's
-points (offset 0.5) are all different; a jittered column's can coincide where two neighbouring cells
-round to the same coordinate (spacing not an integer: e.g. half of an 8x8 grid's columns at a learned share
-of 1/2). The ridge keeps the dictionary well defined then, but that column learns a redundant value.
+evenly spaced grid over integer cells (cell ``i`` of ``g`` along a dimension of ``size`` holds the
+coordinates ``floor(i x size / g)`` up to, not including, ``floor((i + 1) x size / g)``): column 0 takes
+each cell's centre, the other columns a random coordinate of the cell (a jittered grid). Cells are
+disjoint and never empty (``g <= size``), so a column's points are all different.
 
 Columns (the paper's "columnar" architecture): with one dictionary every unit's weights lie in the
 same ``a``-dimensional subspace, so the layer has rank at most ``a``. The output units are split into
@@ -79,13 +79,16 @@ def grid_shape(shape: tuple[int, ...], a: int) -> tuple[int, ...]:
 
 def alpha_points(shape: tuple[int, ...], grid: tuple[int, ...], column: int) -> torch.Tensor:
     """Integer coordinates (a, dims) of column ``column``'s alpha points: one per cell of an evenly spaced
-    grid, at the cell's centre for column 0 and at a random place in the cell (seeded by the column) for
-    the others, so the columns' points differ (a jittered grid)."""
+    grid of integer cells, at the cell's centre for column 0 and at a random coordinate of the cell (seeded
+    by the column) for the others, so the columns' points differ (a jittered grid) and one column's never
+    coincide (the cells are disjoint)."""
     gen = torch.Generator().manual_seed(column)
     axes = []
     for size, g in zip(shape, grid, strict=True):
         offsets = torch.full((g,), 0.5) if column == 0 else torch.rand(g, generator=gen)
-        axes.append(torch.tensor([math.floor((i + float(o)) * size / g) for i, o in enumerate(offsets)]))
+        cells = [(i * size // g, (i + 1) * size // g) for i in range(g)]  # [lo, hi): disjoint, g <= size
+        picks = [lo + math.floor(float(o) * (hi - lo)) for (lo, hi), o in zip(cells, offsets, strict=True)]
+        axes.append(torch.tensor(picks))
     return torch.cartesian_prod(*axes).reshape(-1, len(shape)).double()
 
 

@@ -149,3 +149,18 @@ class TestSpacesWithPredictedLayers(SpaceContract):
     @pytest.fixture
     def expected(self) -> Expected:
         return Expected(curves=("val_acc",), costs=("params", "flops"), test=("test_acc",), val_acc=True)
+
+
+@pytest.mark.parametrize("shape", [(40,), (21,), (8, 8), (7, 7), (28, 28)])
+@pytest.mark.parametrize("choice", ["1/2", "1/4", "1/10"])
+def test_a_columns_alpha_points_are_distinct_coordinates_of_the_weight(shape: tuple[int, ...], choice: str) -> None:
+    a = denil.learned_points(choice, math.prod(shape))
+    assert a is not None
+    grid = denil.grid_shape(shape, a)
+    for column in range(6):
+        points = denil.alpha_points(shape, grid, column).long()
+        assert len(points) == math.prod(grid) <= a
+        assert len({tuple(p) for p in points.tolist()}) == len(points)  # none coincide, jittered or not
+        assert bool((points >= 0).all()) and all(bool((points[:, d] < s).all()) for d, s in enumerate(shape))
+    # column 0 sits at the cells' centres: every 4th of 40 positions from the 2nd at 1/10
+    assert denil.alpha_points((40,), (4,), 0)[:, 0].tolist() == [5.0, 15.0, 25.0, 35.0]
