@@ -161,11 +161,12 @@ class SlideOutput(OutputLayer):
             found = self.order.gather(1, pos.clamp(max=self.n_out - 1).view(self.tables, -1)).view(pos.shape)
             fill = torch.randint(0, self.n_out, pos.shape, device=h.device)  # a short bucket is topped up at random
             ids = torch.where(j < size[..., None], found, fill).permute(1, 0, 2).reshape(batch, -1)[:, : self.k]
-        # sorted per example: a CSR pattern's columns, with a neuron's repeats side by side
-        ids, where = torch.cat([y[:, None], ids], dim=1).sort(dim=1, stable=True)
+        # sorted per example (int32 keys sort faster; classes < 2^31): a CSR pattern's columns, with a
+        # neuron's repeats side by side
+        ids = torch.cat([y[:, None], ids], dim=1).to(torch.int32).sort(dim=1).values.long()
         counts = torch.ones_like(ids, dtype=torch.bool)
         counts[:, 1:] = ids[:, 1:] != ids[:, :-1]  # a neuron retrieved twice counts once
-        return ids, counts, (where == 0).int().argmax(1)  # the label's column: stable, so its first copy
+        return ids, counts, torch.searchsorted(ids, y[:, None]).squeeze(1)  # the label's column: its first copy
 
     def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.training:

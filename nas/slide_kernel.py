@@ -74,6 +74,18 @@ class ActiveRows(torch.autograd.Function):
         return grad_h, grad_w, None
 
 
+def _unique_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A row-sparse gradient's rows, each once and ascending, and their values. `ActiveRows`' gradients
+    already are (autograd drops the coalesced flag on the way to ``.grad``): one comparison pass, where
+    `coalesce` would sort again; embeddings' gradients repeat rows and are coalesced."""
+    if grad.sparse_dim() == 1 and grad.dense_dim() == grad.dim() - 1:
+        rows = grad._indices()[0]
+        if grad.is_coalesced() or bool((rows[1:] > rows[:-1]).all()):
+            return rows, grad._values()
+    grad = grad.coalesce()
+    return grad.indices()[0], grad.values()
+
+
 class RowAdam(torch.optim.Optimizer):
     """Adam's lazy form for parameters with sparse gradients: the moments and weights of the rows a gradient
     holds are updated, the others left alone. The arithmetic is `torch.optim.SparseAdam`'s (the step counts
@@ -100,8 +112,7 @@ class RowAdam(torch.optim.Optimizer):
                     continue
                 if not p.grad.is_sparse:
                     raise ValueError("RowAdam takes sparse gradients; use torch.optim.Adam for dense ones")
-                grad = p.grad.coalesce()
-                rows, values = grad.indices()[0], grad.values()
+                rows, values = _unique_rows(p.grad)
                 if values.numel() == 0:
                     continue
                 state = self.state[p]
