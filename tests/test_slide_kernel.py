@@ -67,3 +67,15 @@ def test_row_adam_refuses_a_dense_gradient() -> None:
     w.grad = torch.ones(3, 2)
     with pytest.raises(ValueError, match="RowAdam takes sparse gradients"):
         RowAdam([w]).step()
+
+
+@pytest.mark.parametrize("rows", [[1, 4, 7], [7, 1, 4]])  # ascending (taken as is) and not (coalesced first)
+def test_row_adam_reads_unique_rows_in_any_order_like_sparse_adam(rows: list[int]) -> None:
+    values = torch.randn(3, 2)
+    weights = [torch.zeros(9, 2, requires_grad=True) for _ in range(2)]
+    for w in weights:
+        w.grad = torch.sparse_coo_tensor(torch.tensor([rows]), values, (9, 2))  # not flagged as coalesced
+    RowAdam([weights[0]], lr=0.1).step()
+    torch.optim.SparseAdam([weights[1]], lr=0.1).step()
+    torch.testing.assert_close(weights[0].detach(), weights[1].detach())
+    assert bool((weights[0].detach()[rows] != 0).all()) and int((weights[0].detach() != 0).sum()) == 6
