@@ -74,7 +74,7 @@ def test_row_adam_reads_unique_rows_in_any_order_like_sparse_adam(rows: list[int
     values = torch.randn(3, 2)
     weights = [torch.zeros(9, 2, requires_grad=True) for _ in range(2)]
     for w in weights:
-        w.grad = torch.sparse_coo_tensor(torch.tensor([rows]), values, (9, 2))  # not flagged as coalesced
+        w.grad = torch.sparse_coo_tensor(torch.tensor([rows]), values, (9, 2), check_invariants=True)  # uncoalesced
     RowAdam([weights[0]], lr=0.1).step()
     torch.optim.SparseAdam([weights[1]], lr=0.1).step()
     torch.testing.assert_close(weights[0].detach(), weights[1].detach())
