@@ -15,7 +15,7 @@ learned parameters do not exceed the Denil layer's. The SE length scale is chose
 `l2l.nas.denil.DEFAULT_RIDGE`. Then seeds 0-2 (``--seeds``) train each version with Adam (lr 0.003, batch
 64) for ``--epochs`` epochs and report test accuracy.
 
-python -m benchmarks.denil [--epochs 30] [--seeds 0 1 2] [--tasks mnist1d-mlp ...]
+python -m benchmarks.denil [--epochs 30] [--seeds 0 1 2] [--tasks mnist1d-mlp ...] [--name denil]
 """
 
 from __future__ import annotations
@@ -149,6 +149,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--lengths", type=float, nargs="+", default=[0.03125, 0.0625, 0.125, 0.25, 0.5, 1.0, 2.0])
+    parser.add_argument("--name", default="denil", help="writes results/NAME.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     payload: dict[str, Any] = {"epochs": args.epochs, "seeds": args.seeds, "share_learned": SHARE, "tasks": {}}
@@ -189,7 +190,7 @@ def main() -> None:
     header = ["network", "layer", "learned (+ bias)", "predicted (of W)", "layer MACs", "model params", "model MACs"]
     header.append("test acc")
     print_table(header, rows)
-    print(f"wrote {write_json('denil', payload)}")
+    print(f"wrote {write_json(args.name, payload)}")
 
 
 if __name__ == "__main__":
