@@ -8,7 +8,7 @@ that active set only. Evaluation scores the full layer, so the reported metric i
 rebuilt from the current weights after ``rebuild_first`` steps, then at intervals growing by
 ``rebuild_growth`` (SLIDE's exponentially decaying rebuild rate); their cost is counted.
 
-The kernel (`l2l.nas.slide_kernel.ActiveRows`): per-example active sets are the pattern of a sparse CSR
+The kernel (`l2l.nas.slide_kernel.ActiveRows`, on CPU): per-example active sets are the pattern of a sparse CSR
 matrix, scored by one sampled dense-dense product (`torch.sparse.sampled_addmm`) and differentiated by two
 sparse-dense products, with no Python loop over examples and no gathered copy of the active rows; the
 weight's gradient is a sparse tensor holding the active rows only, and `RowAdam` (SparseAdam's
@@ -37,7 +37,7 @@ from torch.nn import functional as F
 
 from l2l.nas.denil import learned_points, random_dictionary
 from l2l.nas.hashed import lsh_codes, sorted_tables
-from l2l.nas.slide_kernel import ActiveRows, RowAdam
+from l2l.nas.slide_kernel import RowAdam, active_scores, unique_rows
 
 
 class OutputLayer(nn.Module, ABC):
@@ -176,7 +176,7 @@ class SlideOutput(OutputLayer):
                 self.interval *= self.rebuild_growth
                 self.next_rebuild = self.steps + max(1, round(self.interval))
         ids, counts, label = self.active_set(h.detach(), y)
-        scores = ActiveRows.apply(self.with_one(h), self.weight, ids).masked_fill(~counts, -math.inf)
+        scores = active_scores(self.with_one(h), self.weight, ids).masked_fill(~counts, -math.inf)
         self.count(len(h), ids.numel() * (self.n_in + 1))
         return F.cross_entropy(scores, label)
 
@@ -303,7 +303,7 @@ class SparseDenseAdam:
         grads = [p.grad for p in self.params if p.grad is not None]
         if not grads:
             return 0.0
-        squares = [(g.coalesce().values() if g.is_sparse else g).square().sum() for g in grads]
+        squares = [(unique_rows(g)[1] if g.is_sparse else g).square().sum() for g in grads]
         norm = float(torch.stack(squares).sum().sqrt())
         if norm > max_norm:
             for g in grads:

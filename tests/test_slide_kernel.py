@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from l2l.nas.slide_kernel import ActiveRows, RowAdam
+from l2l.nas.slide_kernel import ActiveRows, RowAdam, gathered_scores
 
 
 def _ids(batch: int, k: int, n: int, seed: int) -> torch.Tensor:
@@ -36,9 +36,29 @@ def test_active_rows_equal_the_gathered_product_in_values_and_gradients() -> Non
     assert w.grad._indices().shape[1] < n
 
 
-def test_active_rows_refuse_more_rows_an_example_than_the_weight_has() -> None:
+def test_active_rows_refuse_more_rows_an_example_than_the_weight_has_and_ids_outside_it() -> None:
     with pytest.raises(ValueError, match="5 active rows an example, but the weight has 4 rows"):
         ActiveRows.apply(torch.randn(2, 3), torch.randn(4, 3), torch.zeros(2, 5, dtype=torch.long))
+    for bad, shown in ((4, "0 to 4"), (-1, "-1 to 1")):  # a read past the weight, not a wrong number
+        ids = torch.tensor([[0, bad], [0, 1]])
+        for scores in (ActiveRows.apply, gathered_scores):
+            with pytest.raises(IndexError, match=f"must be in \\[0, 4\\), got {shown}"):
+                scores(torch.randn(2, 3), torch.randn(4, 3), ids)
+
+
+def test_the_gathered_path_off_cpu_computes_the_same_scores_and_sparse_gradients() -> None:
+    torch.manual_seed(3)
+    ids = _ids(5, 9, 30, seed=4)
+    h, w = torch.randn(5, 6), torch.randn(30, 6)
+    grads = []
+    for scores in (ActiveRows.apply, gathered_scores):
+        hh, ww = h.clone().requires_grad_(True), w.clone().requires_grad_(True)
+        out = scores(hh, ww, ids)
+        (out.square().sum()).backward()
+        assert ww.grad is not None and ww.grad.is_sparse
+        grads.append((out.detach(), hh.grad, ww.grad.to_dense()))
+    for mine, theirs in zip(*grads, strict=True):
+        torch.testing.assert_close(mine, theirs)
 
 
 def test_row_adam_follows_sparse_adam_step_for_step_and_leaves_untouched_rows() -> None:
@@ -62,11 +82,37 @@ def test_row_adam_follows_sparse_adam_step_for_step_and_leaves_untouched_rows() 
     assert state["step"] == 6 and bool((state["exp_avg"][never] == 0).all())
 
 
-def test_row_adam_refuses_a_dense_gradient() -> None:
+def test_row_adam_refuses_a_dense_gradient_and_one_sparse_in_two_dims() -> None:
     w = torch.zeros(3, 2, requires_grad=True)
     w.grad = torch.ones(3, 2)
     with pytest.raises(ValueError, match="RowAdam takes sparse gradients"):
         RowAdam([w]).step()
+    w.grad = torch.ones(3, 2).to_sparse()  # sparse over elements, not rows
+    with pytest.raises(ValueError, match="sparse over rows only \\(sparse_dim 1\\), got 2"):
+        RowAdam([w]).step()
+
+
+def test_row_adam_counts_an_empty_step_and_returns_the_closures_loss_as_sparse_adam_does() -> None:
+    weights = [torch.zeros(5, 2, requires_grad=True) for _ in range(2)]
+    opts = [
+        RowAdam([weights[0]], lr=0.1, betas=(0.5, 0.7)),
+        torch.optim.SparseAdam([weights[1]], lr=0.1, betas=(0.5, 0.7)),
+    ]
+    empty = torch.sparse_coo_tensor(
+        torch.zeros(1, 0, dtype=torch.long), torch.zeros(0, 2), (5, 2), check_invariants=True
+    )
+    full = torch.sparse_coo_tensor(
+        torch.tensor([[0, 3]]), torch.tensor([[1.0, -2.0], [0.5, 0.25]]), (5, 2), check_invariants=True
+    )
+    for grad in (empty, full, full):
+        for w, opt in zip(weights, opts, strict=True):
+            w.grad = grad.clone()
+            assert opt.step(lambda: 1.5) == 1.5
+    torch.testing.assert_close(weights[0].detach(), weights[1].detach())
+    mine, theirs = opts[0].state[weights[0]], opts[1].state[weights[1]]
+    assert mine["step"] == int(theirs["step"]) == 3
+    torch.testing.assert_close(mine["exp_avg"], theirs["exp_avg"])
+    torch.testing.assert_close(mine["exp_avg_sq"], theirs["exp_avg_sq"])
 
 
 @pytest.mark.parametrize("rows", [[1, 4, 7], [7, 1, 4]])  # ascending (taken as is) and not (coalesced first)
