@@ -144,8 +144,9 @@ class SlideOutput(OutputLayer):
 
     @torch.no_grad()
     def active_set(self, h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Each example's active neurons, its label among them: ids (batch, k + 1) sorted, whether each counts
-        (a neuron retrieved twice, or the label retrieved again, counts once), and the label's column."""
+        """Each example's active neurons, its label among them: ids (batch, k + 1) sorted ((batch, n_out) when
+        all are active), whether each counts (a neuron retrieved twice, or the label retrieved again, counts
+        once), and the label's column."""
         batch = h.shape[0]
         if self.k >= self.n_out:  # every neuron (the label among them, once): the dense layer
             ids = torch.arange(self.n_out, device=h.device).expand(batch, -1)
