@@ -123,6 +123,29 @@ def test_a_failed_childs_traceback_opens(live: dict[str, Any], page: Any) -> Non
     assert "Traceback (most recent call last)" in text and "RuntimeError: child exploded on purpose" in text
 
 
+def test_an_answer_that_arrives_late_does_not_overwrite_a_filtered_table(live: dict[str, Any], page: Any) -> None:
+    finished(live)
+    held: list[Any] = []  # the page's first, unfiltered request for the children table, answered last
+
+    def route(r: Any) -> None:
+        if "status=" in r.request.url or held:
+            r.continue_()
+        else:
+            held.append(r)
+
+    page.route(lambda url: "/api/runs/2/children?" in url, route)
+    page.goto(f"{live['base']}/runs/2")
+    page.select_option("#status-filter", "failed")
+    page.wait_for_function("(() => { const rows = [...document.querySelectorAll('#children tbody tr')]; "
+                           "return rows.length > 0 && rows.every(r => r.className === 'failed'); })()")  # fmt: skip
+    assert len(held) == 1, "the unfiltered request was not held back: the case did not happen"
+    with page.expect_response(lambda r: "/children?" in r.url and "status=" not in r.url):
+        held[0].continue_()
+    page.wait_for_timeout(500)  # time for the page to handle the late answer
+    classes = page.eval_on_selector_all("#children tbody tr", "rows => rows.map(r => r.className)")
+    assert classes and set(classes) == {"failed"}, classes
+
+
 def test_a_spec_value_holding_markup_is_shown_as_text(live: dict[str, Any], page: Any) -> None:
     finished(live)
     page.goto(f"{live['base']}/runs/2")

@@ -303,13 +303,17 @@ async function refreshEpochs(runId) {
   }));
 }
 
+let tableRequest = 0; // the latest children-table request: an older answer arriving after it is dropped
+
 async function refreshTable(runId) {
+  const mine = ++tableRequest;
   const status = document.getElementById("status-filter").value;
   const text = document.getElementById("text-filter").value;
   const q = new URLSearchParams({ page: table.page, per: table.per, sort: table.sort, order: table.order });
   if (status) q.set("status", status);
   if (text) q.set("q", text);
   const data = await getJSON(`/api/runs/${runId}/children?${q}`);
+  if (mine !== tableRequest) return; // a filter, sort or page sent since: its answer is the one to show
   table.total = data.total;
   const rows = data.rows.map((c) => {
     const tr = el("tr", null, { class: c.status });
