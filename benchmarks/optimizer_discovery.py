@@ -136,6 +136,7 @@ def main() -> None:
         payload["search_args"] = earlier["args"]
         for s in payload["searches"]:
             candidates += [Contender(f"s{s['seed']}#{k}", t["rule"]) for k, t in enumerate(s["top"], start=1)]
+            best_by_seed.append(float(s["top"][0]["reward"]) if s["top"] else 0.0)  # for a re-discovery check
     for seed in range(0 if args.resume_from else args.search_seeds):
         store = Store(f"sqlite:///{tempfile.mkdtemp(prefix='l2l-discovery-')}/search.db")
         config = SearchConfig(
@@ -164,7 +165,7 @@ def main() -> None:
                 [[s["seed"], k, f"{t['reward']:.4f}", t["formula"]] for s in payload["searches"]
                  for k, t in enumerate(s["top"], start=1)])  # fmt: skip
 
-    if not args.resume_from:  # the presets the search might re-discover, measured on the same search suite
+    if not payload.get("rediscovery"):  # the presets the search might re-discover, on the same search suite
         refs = references(tasks, objective=args.objective)
         preset_rewards = {
             p: suite_reward(parse(PRESETS[p]), tasks, refs, objective=args.objective).reward for p in REDISCOVER
