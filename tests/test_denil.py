@@ -162,5 +162,5 @@ def test_a_columns_alpha_points_are_distinct_coordinates_of_the_weight(shape: tu
         assert len(points) == math.prod(grid) <= a
         assert len({tuple(p) for p in points.tolist()}) == len(points)  # none coincide, jittered or not
         assert bool((points >= 0).all()) and all(bool((points[:, d] < s).all()) for d, s in enumerate(shape))
-    # column 0 sits at the cells' centres: every 4th of 40 positions from the 2nd at 1/10
+    # column 0 sits at the cells' centres: 4 cells of 10 positions each, every 10th position from the 6th
     assert denil.alpha_points((40,), (4,), 0)[:, 0].tolist() == [5.0, 15.0, 25.0, 35.0]
