@@ -13,7 +13,7 @@
    the same search suite (none of them is a preset the search can pick; they are only measured).
 
 python -m benchmarks.optimizer_discovery [--children 700] [--batch 10] [--units 2] [--search-seeds 1]
-    [--workers 2] [--quick] [--resume-from benchmarks/results/optimizer_discovery.json]
+    [--workers 2] [--quick] [--name NAME] [--resume-from benchmarks/results/optimizer_discovery.json]
 
 Each phase's results are written as it ends; ``--resume-from`` takes an earlier file's searches (and
 re-discovery check) and runs the funnel and the held-out scoreboard on their top rules.
@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--baselines", default=",".join(BASELINES))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="A few minutes' check of the whole pipeline.")
+    parser.add_argument("--name", help="results file name under benchmarks/results (default optimizer_discovery)")
     parser.add_argument(
         "--resume-from",
         help="a results file written by an earlier run: keep its searches and re-discovery check, run the rest",
@@ -117,6 +118,10 @@ def main() -> None:
         args.suite, args.top, args.funnel_seeds, args.funnel_scale = "digits-logreg,digits-mlp,friedman-mlp", 2, 2, 0.5
         args.heldout, args.heldout_scale = "mnist1d-logreg,digits-cnn-bn", 0.25
         args.seeds, args.baselines = 2, "adam,lion"
+    earlier = json.loads(Path(args.resume_from).read_text()) if args.resume_from else None
+    if earlier:  # the funnel runs on the suite, scale and objective the searches ran on, whatever was passed now
+        for key in ("suite", "scale", "objective", "units"):
+            setattr(args, key, earlier["args"][key])
     started = time.perf_counter()
     tasks = longer(resolve_suite(args.suite), args.scale)
     options = {
@@ -126,18 +131,17 @@ def main() -> None:
         "betas": not args.quick,
         "objective": args.objective,
     }
-    name = "optimizer_discovery_quick" if args.quick else "optimizer_discovery"
+    name = args.name or ("optimizer_discovery_quick" if args.quick else "optimizer_discovery")
     payload: dict[str, Any] = {"args": vars(args), "searches": []}
     candidates: list[Contender] = []
     best_by_seed: list[float] = []
-    if args.resume_from:  # the searches are done: their top rules go on to the funnel
-        earlier = json.loads(Path(args.resume_from).read_text())
+    if earlier:  # the searches are done: their top rules go on to the funnel
         payload["searches"], payload["rediscovery"] = earlier["searches"], earlier.get("rediscovery")
         payload["search_args"] = earlier["args"]
         for s in payload["searches"]:
             candidates += [Contender(f"s{s['seed']}#{k}", t["rule"]) for k, t in enumerate(s["top"], start=1)]
             best_by_seed.append(float(s["top"][0]["reward"]) if s["top"] else 0.0)  # for a re-discovery check
-    for seed in range(0 if args.resume_from else args.search_seeds):
+    for seed in range(0 if earlier else args.search_seeds):
         store = Store(f"sqlite:///{tempfile.mkdtemp(prefix='l2l-discovery-')}/search.db")
         config = SearchConfig(
             space="optimizer", space_options=options, strategy="reinforce", children=args.children,
