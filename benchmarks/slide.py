@@ -19,7 +19,8 @@ Settings are fixed before looking at the test split; validation is reported besi
 ``--tasks threads``: the extreme task's output layer alone, one training step at 1 and 2 threads.
 
 python -m benchmarks.slide [--epochs 1] [--xc-train 10000] [--lm-max-steps 100] [--seeds 0] [--threads 1]
-    [--tasks xc,lm,threads] [--fractions 0.01,0.05,0.2] [--predicted 0.25] [--curves] [--name slide] [--quick]
+    [--tasks xc,lm,threads] [--fractions 0.01,0.05,0.2] [--kinds slide,slide_tail,...] [--predicted 0.25]
+    [--curves] [--name slide] [--quick]
 """
 
 from __future__ import annotations
@@ -35,17 +36,19 @@ import torch
 
 from benchmarks.common import RESULTS, print_table, write_json
 from l2l.nas import extreme, wordlm
-from l2l.nas.slide import OutputLayer, SlideOutput, SparseDenseAdam, output_layer
+from l2l.nas.slide import OUTPUT_LAYERS, OutputLayer, SlideOutput, SparseDenseAdam, output_layer
 
 FRACTIONS = (0.01, 0.05, 0.2)
-KINDS = ("slide", "sampled_uniform", "sampled_unigram")
+KINDS = ("slide", "slide_tail", "sampled_uniform", "sampled_unigram")
 
 
-def variants(fractions: tuple[float, ...], predicted: tuple[float, ...] = ()) -> list[tuple[str, str, float]]:
-    """(name, output layer kind, active fraction): dense, then each kind at each fraction, then Denil's
-    predicted output layer at each learned share of ``predicted``."""
+def variants(
+    fractions: tuple[float, ...], predicted: tuple[float, ...] = (), kinds: tuple[str, ...] = KINDS
+) -> list[tuple[str, str, float]]:
+    """(name, output layer kind, active fraction): dense, then each of ``kinds`` at each fraction, then
+    Denil's predicted output layer at each learned share of ``predicted``."""
     out = [("dense", "dense", 1.0)]
-    out += [(f"{kind} {a:.0%}", kind, a) for a in fractions for kind in KINDS]
+    out += [(f"{kind} {a:.0%}", kind, a) for a in fractions for kind in kinds]
     out += [(f"predicted {a:.0%} learned", "predicted", a) for a in predicted]
     return out
 
@@ -78,7 +81,7 @@ def train_variants(
     variants interleaved in each epoch; the models and each one's seconds per epoch (and, with
     ``--curves``, its validation metric after each epoch, outside the timing)."""
     models: dict[str, tuple[Any, SparseDenseAdam]] = {}
-    for name, kind, active in variants(args.fractions, args.predicted):
+    for name, kind, active in variants(args.fractions, args.predicted, args.kinds):
         torch.manual_seed(seed)
         model = build(kind, active)
         models[name] = (model, SparseDenseAdam(model, lr))
@@ -227,6 +230,7 @@ def main() -> None:
     parser.add_argument("--lm-max-steps", type=int, default=100, help="updates per epoch (0: the whole text, 264)")
     parser.add_argument("--repeats", type=int, default=15, help="steps per setting in the threads check")
     parser.add_argument("--fractions", default=",".join(map(str, FRACTIONS)), help="active fractions, comma-separated")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="sparse output layers beside dense, comma-separated")
     parser.add_argument("--predicted", default="", help="learned shares of a predicted output layer (Denil)")
     parser.add_argument("--curves", action="store_true", help="the validation metric after every epoch too")
     parser.add_argument("--name", default="slide", help="results/NAME.json (merged with the tasks already there)")
@@ -234,6 +238,10 @@ def main() -> None:
     args = parser.parse_args()
     args.fractions = tuple(float(f) for f in args.fractions.split(","))
     args.predicted = tuple(float(f) for f in args.predicted.split(",") if f)
+    args.kinds = tuple(k for k in args.kinds.split(",") if k)
+    unknown = set(args.kinds) - set(OUTPUT_LAYERS)
+    if unknown:
+        parser.error(f"unknown output layer(s) {', '.join(sorted(unknown))}; known: {', '.join(OUTPUT_LAYERS)}")
     if args.quick:
         args.epochs, args.xc_train, args.lm_max_steps, args.fractions = 1, 2_000, 20, (0.05,)
     torch.set_num_threads(args.threads)

@@ -37,7 +37,7 @@ from torch.nn import functional as F
 
 from l2l.nas.denil import learned_points, random_dictionary
 from l2l.nas.hashed import lsh_codes, sorted_tables
-from l2l.nas.slide_kernel import RowAdam, active_scores, unique_rows
+from l2l.nas.slide_kernel import RowAdam, active_scores, draw, proposal, unique_rows
 
 
 class OutputLayer(nn.Module, ABC):
@@ -169,17 +169,71 @@ class SlideOutput(OutputLayer):
         counts[:, 1:] = ids[:, 1:] != ids[:, :-1]  # a neuron retrieved twice counts once
         return ids, counts, torch.searchsorted(ids, y[:, None]).squeeze(1)  # the label's column: its first copy
 
-    def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def tick(self) -> None:
+        """One training step: the tables are rebuilt when the schedule says so."""
         if self.training:
             self.steps += 1
             if self.steps >= self.next_rebuild:
                 self.rebuild()
                 self.interval *= self.rebuild_growth
                 self.next_rebuild = self.steps + max(1, round(self.interval))
+
+    def active_logits(self, h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Scores of each example's active set (a repeat is -inf), the sorted ids and the label's column."""
         ids, counts, label = self.active_set(h.detach(), y)
         scores = active_scores(self.with_one(h), self.weight, ids).masked_fill(~counts, -math.inf)
         self.count(len(h), ids.numel() * (self.n_in + 1))
+        return scores, ids, label
+
+    def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.tick()
+        scores, _, label = self.active_logits(h, y)
         return F.cross_entropy(scores, label)
+
+
+class SlideTailOutput(SlideOutput):
+    """SLIDE's retrieved neurons and the label scored exactly, and the rest of the softmax's normaliser
+    estimated by importance sampling (the "LSH softmax" of Mussmann et al. 2017 and Levy et al. 2018).
+
+    Of the ``k`` active neurons an example gets, ``k - m`` come from the hash tables as in `SlideOutput`
+    and ``m = tail * k`` are drawn for the batch from a proposal ``q`` (training label frequency, add-one;
+    uniform without frequencies). A drawn neuron scores ``logit - log(m q)`` and is dropped for an example
+    whose exact set already holds it, so ``sum_S exp(logit) + sum_draws exp(logit) / (m q)`` is an unbiased
+    estimate of the full softmax's normaliser. SLIDE alone normalises over its retrieved set, which lacks
+    the frequent classes a full softmax must push down; the tail puts them back in expectation."""
+
+    log_mq: torch.Tensor
+    cdf: torch.Tensor
+
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        active: float = 0.05,
+        frequencies: torch.Tensor | None = None,
+        tail: float = 0.5,
+        seed: int = 0,
+    ) -> None:
+        if not 0 < active <= 1 or not 0 < tail < 1:
+            raise ValueError(f"slide_tail needs active in (0, 1] and tail in (0, 1), got {active}, {tail}")
+        k = max(2, round(active * n_out))
+        self.m = min(k - 1, max(1, round(tail * k)))
+        super().__init__(n_in, n_out, (k - self.m) / n_out, seed=seed)
+        q = proposal(n_out, frequencies)
+        self.register_buffer("log_mq", (q * self.m).log().float())
+        self.register_buffer("cdf", q.cumsum(0))
+
+    def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.tick()
+        head, ids, label = self.active_logits(h, y)
+        with torch.no_grad():
+            drawn = draw(self.cdf, self.m, h.device)
+            wide = drawn.expand(len(h), -1).contiguous()
+            held = ids.gather(1, torch.searchsorted(ids, wide).clamp(max=ids.shape[1] - 1)) == wide
+        rows = F.embedding(drawn, self.weight, sparse=True)
+        tail = (self.with_one(h) @ rows.t() - self.log_mq[drawn]).masked_fill(held, -math.inf)
+        self.count(0, len(h) * self.m * (self.n_in + 1))  # the examples are counted once, by the head
+        return F.cross_entropy(torch.cat([head, tail], dim=1), label)
 
 
 class SampledSoftmax(OutputLayer):
@@ -194,19 +248,13 @@ class SampledSoftmax(OutputLayer):
         if not 0 < active <= 1:
             raise ValueError(f"active must be a fraction in (0, 1], got {active}")
         self.k = max(1, round(active * n_out))
-        if frequencies is None:
-            q = torch.full((n_out,), 1.0 / n_out, dtype=torch.float64)
-        else:
-            if frequencies.shape != (n_out,) or bool((frequencies < 0).any()):
-                raise ValueError(f"frequencies must be {n_out} counts >= 0, got shape {tuple(frequencies.shape)}")
-            q = (frequencies.double() + 1.0) / (frequencies.double() + 1.0).sum()  # add-one: every class drawable
+        q = proposal(n_out, frequencies)
         self.register_buffer("log_q", (q * self.k).log().float())  # expected count of each class among k draws
         self.register_buffer("cdf", q.cumsum(0))
 
     def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            negatives = torch.searchsorted(self.cdf, torch.rand(self.k, dtype=torch.float64, device=h.device))
-            negatives = negatives.clamp(max=self.n_out - 1)
+            negatives = draw(self.cdf, self.k, h.device)
         rows = F.embedding(torch.cat([y, negatives]), self.weight, sparse=True)
         h1 = self.with_one(h)
         true = torch.bmm(rows[: len(y)].unsqueeze(1), h1.unsqueeze(-1)).squeeze(-1) - self.log_q[y][:, None]
@@ -266,6 +314,9 @@ def _sampled(uniform: bool) -> OutputFactory:
 OUTPUT_LAYERS: dict[str, OutputFactory] = {
     "dense": lambda n_in, n_out, active, frequencies, seed: DenseOutput(n_in, n_out),
     "slide": lambda n_in, n_out, active, frequencies, seed: SlideOutput(n_in, n_out, active, seed=seed),
+    "slide_tail": lambda n_in, n_out, active, frequencies, seed: SlideTailOutput(
+        n_in, n_out, active, frequencies, seed=seed
+    ),
     "sampled_uniform": _sampled(uniform=True),
     "sampled_unigram": _sampled(uniform=False),
     # ``active`` is the learned share of each weight row here
@@ -301,10 +352,14 @@ class SparseDenseAdam:
         """Scale every gradient, sparse ones included, so that their joint norm is at most ``max_norm`` (what
         `nn.utils.clip_grad_norm_` does for dense ones, so every output layer kind is clipped alike); returns
         the norm before."""
+        for p in self.params:  # each sparse gradient's rows summed once, here, and RowAdam's step reuses them
+            if p.grad is not None and p.grad.is_sparse and not p.grad.is_coalesced():
+                rows, values = unique_rows(p.grad)
+                p.grad = torch.sparse_coo_tensor(rows[None], values, p.grad.shape, check_invariants=False)
         grads = [p.grad for p in self.params if p.grad is not None]
         if not grads:
             return 0.0
-        squares = [(unique_rows(g)[1] if g.is_sparse else g).square().sum() for g in grads]
+        squares = [(g._values() if g.is_sparse else g).square().sum() for g in grads]
         norm = float(torch.stack(squares).sum().sqrt())
         if norm > max_norm:
             for g in grads:

@@ -166,3 +166,19 @@ class RowAdam(torch.optim.Optimizer):
                 step_size = group["lr"] * math.sqrt(1 - beta2 ** state["step"]) / (1 - beta1 ** state["step"])
                 p.index_add_(0, rows, numer.div_(denom), alpha=-step_size)
         return loss
+
+
+def proposal(n_out: int, frequencies: torch.Tensor | None) -> torch.Tensor:
+    """Sampling probabilities over ``n_out`` classes (float64): label frequency plus one, or uniform."""
+    if frequencies is None:
+        return torch.full((n_out,), 1.0 / n_out, dtype=torch.float64)
+    if frequencies.shape != (n_out,) or bool((frequencies < 0).any()):
+        raise ValueError(f"frequencies must be {n_out} counts >= 0, got shape {tuple(frequencies.shape)}")
+    smoothed = frequencies.double() + 1.0  # add-one: every class drawable
+    return smoothed / smoothed.sum()
+
+
+def draw(cdf: torch.Tensor, k: int, device: torch.device) -> torch.Tensor:
+    """``k`` classes drawn with replacement from the distribution whose cumulative sums are ``cdf``."""
+    picked = torch.searchsorted(cdf, torch.rand(k, dtype=torch.float64, device=device))
+    return picked.clamp(max=len(cdf) - 1)

@@ -29,6 +29,8 @@ OUTPUTS: dict[str, Callable[..., Any]] = {
     "slide 1%": _output("slide", 0.01),
     "slide 5%": _output("slide", 0.05),
     "slide 20%": _output("slide", 0.2),
+    "slide_tail 1%": _output("slide_tail", 0.01),  # SLIDE's retrieved half plus an importance-sampled tail
+    "slide_tail 5%": _output("slide_tail", 0.05),
     "sampled 5%": _output("sampled_unigram", 0.05),
     "predicted 1/4": _output("predicted", 0.25),  # Denil: a quarter of each row learned, the rest predicted
     "predicted 1/10": _output("predicted", 0.1),
@@ -37,7 +39,8 @@ OUTPUTS: dict[str, Callable[..., Any]] = {
 
 class WordLMSpace(SearchSpace):
     """Embedding and LSTM widths, Adam's learning rate, and the output layer over the 11,920 words: dense,
-    SLIDE with 1%, 5% or 20% of the words active per example (`l2l.nas.slide`), sampled softmax with 5%
+    SLIDE with 1%, 5% or 20% of the words active per example (`l2l.nas.slide`), SLIDE with an
+    importance-sampled tail at 1% or 5% (`l2l.nas.slide.SlideTailOutput`), sampled softmax with 5%
     unigram negatives, or Denil's predicted parameters with 1/4 or 1/10 of each word's weight row learned
     (`l2l.nas.slide.PredictedOutput`: a fixed random dictionary, as hidden units have no topology).
     Evaluation always scores the full softmax.
