@@ -198,9 +198,11 @@ class SlideTailOutput(SlideOutput):
     Of the ``k`` active neurons an example gets, ``k - m`` come from the hash tables as in `SlideOutput`
     and ``m = tail * k`` are drawn for the batch from a proposal ``q`` (training label frequency, add-one;
     uniform without frequencies). A drawn neuron scores ``logit - log(m q)`` and is dropped for an example
-    whose exact set already holds it, so ``sum_S exp(logit) + sum_draws exp(logit) / (m q)`` is an unbiased
-    estimate of the full softmax's normaliser. SLIDE alone normalises over its retrieved set, which lacks
-    the frequent classes a full softmax must push down; the tail puts them back in expectation."""
+    whose exact set ``S`` already holds it, so ``sum over S of exp(logit)`` plus ``sum over the draws not in
+    S of exp(logit) / (m q)`` is an unbiased estimate of the full softmax's normaliser (the loss takes its
+    log, so the loss itself is biased low, by Jensen, as sampled softmax's is). SLIDE alone normalises
+    over its retrieved set, which lacks the frequent classes a full softmax must push down; the tail puts
+    them back in expectation. ``k`` is at least 2 (one neuron retrieved, one drawn)."""
 
     log_mq: torch.Tensor
     cdf: torch.Tensor
@@ -352,7 +354,7 @@ class SparseDenseAdam:
         """Scale every gradient, sparse ones included, so that their joint norm is at most ``max_norm`` (what
         `nn.utils.clip_grad_norm_` does for dense ones, so every output layer kind is clipped alike); returns
         the norm before."""
-        for p in self.params:  # each sparse gradient's rows summed once, here, and RowAdam's step reuses them
+        for p in self.params:  # each sparse gradient's rows sorted and summed once, here: RowAdam's step only checks
             if p.grad is not None and p.grad.is_sparse and not p.grad.is_coalesced():
                 rows, values = unique_rows(p.grad)
                 p.grad = torch.sparse_coo_tensor(rows[None], values, p.grad.shape, check_invariants=False)

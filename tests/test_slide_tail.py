@@ -60,14 +60,15 @@ def test_the_tail_makes_the_normaliser_unbiased_where_slide_alone_misses_the_fre
         bias = 2.0 * (counts + 1).log()
         for layer in (tail, slide):
             layer.weight[:, -1] = bias
-    h, y = torch.randn(1, dim), torch.tensor([1500])
+    h, y = torch.randn(1, dim), torch.tensor([0])  # the most frequent class: the exact set holds much of the mass
     exact = tail.logits(h).logsumexp(1).exp().item()
+    assert tail.logits(h)[0, 0].exp().item() > 0.2 * exact  # so a draw of it counted again would show
     estimates = normaliser_estimates(tail, h, y, 2000)
     error = statistics.stdev(estimates) / math.sqrt(len(estimates))
     assert abs(statistics.mean(estimates) - exact) < 4 * error
     assert abs(statistics.mean(estimates) - exact) < 0.05 * exact
     slide_mean = statistics.mean(normaliser_estimates(slide, h, y, 200))
-    assert slide_mean < 0.5 * exact  # its retrieved set lacks most of the mass
+    assert slide_mean < 0.8 * exact  # its retrieved set lacks the other frequent classes
 
 
 @pytest.mark.parametrize("active, tail", [(0.0, 0.5), (0.05, 0.0), (0.05, 1.0)])
