@@ -110,6 +110,27 @@ def test_reevaluation_races_the_top_two_and_the_strategy_learns_means() -> None:
     assert top[0].n > 1, "the incumbent was evaluated more than once"
 
 
+@pytest.mark.parametrize("challengers, chosen", [(1, "a"), (2, "c")])
+def test_the_top_races_the_challenger_with_the_highest_upper_bound(challengers: int, chosen: str) -> None:
+    """a and b are measured six times each, c once: with the runner-up alone as challenger (the default) the
+    top races b and, their sds tied, is itself evaluated again; with two challengers, c's upper bound is
+    the highest, and c is the less certain of the pair (LUCB)."""
+    c = make_controller("random+reeval", DECISIONS, 0, settings={"reeval_challengers": challengers})
+    assert isinstance(c, ReevaluatedController)
+    a, b, third = (tuple(t) for t in c.draw(3))
+    assert len({a, b, third}) == 3
+    wiggle = [0.03, -0.03, 0.02, -0.02, 0.01, -0.01]  # noise sd 0.024: a's and b's sds 0.01, c's 0.024
+    first = [Proposal(a, 0.0, 0.0, 0), Proposal(b, 0.0, 0.0, 0), Proposal(third, 0.0, 0.0, 0)]
+    c.update(first, [0.80 + wiggle[0], 0.79 + wiggle[0], 0.785])
+    repeats = [Proposal(t, 0.0, 0.0, REEVALUATION) for t in (a, b) for _ in range(5)]
+    c.update(repeats, [m + w for m in (0.80, 0.79) for w in wiggle[1:]])
+    estimates = {e.key: e for e in c.evaluations.estimates()}
+    assert [estimates[k].n for k in (a, b, third)] == [6, 6, 1]
+    proposal = c.propose(1)[0]
+    assert proposal.policy_version == REEVALUATION
+    assert proposal.tokens == {"a": a, "c": third}[chosen]
+
+
 def test_exact_rewards_and_noiseless_rewards_stop_reevaluation() -> None:
     exact = make_controller("random+reeval", DECISIONS, 0, exact=True)
     for _ in range(20):
