@@ -80,7 +80,7 @@ def noisy(tokens: Sequence[int], rng: random.Random, sd: float = 0.3) -> float:
     return sum(tokens) / 10 + rng.gauss(0, sd)
 
 
-def test_reevaluation_races_the_top_two_and_the_strategy_learns_means() -> None:
+def test_reevaluation_races_the_top_and_the_strategy_learns_means() -> None:
     spy = Spy(DECISIONS, 0)
     c = ReevaluatedController(spy)
     rng = random.Random(1)
@@ -112,7 +112,7 @@ def test_reevaluation_races_the_top_two_and_the_strategy_learns_means() -> None:
 
 @pytest.mark.parametrize("challengers, chosen", [(1, "a"), (2, "c")])
 def test_the_top_races_the_challenger_with_the_highest_upper_bound(challengers: int, chosen: str) -> None:
-    """a and b are measured six times each, c once: with the runner-up alone as challenger (the default) the
+    """a and b are measured six times each, c once: with the runner-up alone as challenger (1, as before) the
     top races b and, their sds tied, is itself evaluated again; with two challengers, c's upper bound is
     the highest, and c is the less certain of the pair (LUCB)."""
     c = make_controller("random+reeval", DECISIONS, 0, settings={"reeval_challengers": challengers})
