@@ -206,7 +206,7 @@ def test_clipping_scales_sparse_and_dense_gradients_by_their_joint_norm() -> Non
     expected_norm = float(torch.cat([g.flatten() for g in dense_copy]).norm())
     opt = SparseDenseAdam(model, lr=0.1)
     assert opt.clip_grad_norm(0.5) == pytest.approx(expected_norm, rel=1e-6)
-    rows = model[0].weight.grad._indices()[0]  # type: ignore[union-attr]
+    rows = model[0].weight.grad._indices()[0]  # type: ignore[union-attr,operator]
     assert rows.tolist() == [1, 4, 9]  # the repeated row summed once, here, ascending: RowAdam's step reuses it
     assert expected_norm > 0.5
     twin = [nn.Parameter(torch.zeros_like(g)) for g in dense_copy]
