@@ -10,8 +10,10 @@ Four networks, each with one layer where Denil's smoothness prior applies (`l2l.
 
 Per network, three versions of that layer: ``dense``; ``denil`` learning 1/10 of each weight vector
 (>= 90% predicted); ``lowrank`` (both factors learned, `l2l.nas.lowrank`) with the largest rank whose
-learned parameters do not exceed the Denil layer's. The SE length scale is chosen per network among
-``--lengths`` by validation accuracy at seed 100 (never a reported seed); the ridge is fixed at
+learned parameters do not exceed the Denil layer's. The kernel is chosen per network by validation
+accuracy at seed 100 (never a reported seed) among the SE kernel at each of ``--lengths`` and the paper's
+data-driven kernel, the covariance of the layer's inputs over the training split (over the input
+coordinates, or over every patch a convolution's filter reads; ``--no-empirical`` leaves it out); the ridge is fixed at
 `l2l.nas.denil.DEFAULT_RIDGE`. Then seeds 0-2 (``--seeds``) train each version with Adam (lr 0.003, batch
 64) for ``--epochs`` epochs and report test accuracy.
 
@@ -40,10 +42,19 @@ from l2l.nas.train import TrainConfig, train_classifier
 SHARE = "1/10"  # the share learned in the comparison with low rank: >= 90% of the weight predicted
 CURVE = ("1/4", "1/2")  # Denil at larger learned shares, to show where the loss starts
 VALIDATION_SEED = 100
-Builder = Callable[[str, int, float, int], tuple[nn.Module, nn.Module]]
+EMPIRICAL = "empirical"  # the data-driven kernel: the covariance of the layer's inputs over the training split
+Builder = Callable[[str, int, float, int, torch.Tensor | None], tuple[nn.Module, nn.Module]]
+Kernel = float | str  # an SE length scale, or EMPIRICAL
 
 
-def task(dataset: str, build: Builder, points: tuple[int, ...], width: int, smooth: bool) -> dict[str, Any]:
+def task(
+    dataset: str,
+    build: Builder,
+    points: tuple[int, ...],
+    width: int,
+    smooth: bool,
+    covariance: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, Any]:
     """A network, the coordinates of its predicted layer's weight vectors (``points``), and the rank of a
     low-rank layer learning no more than the Denil layer at `SHARE` (``r (fan_in + width) <= width a``; one
     input channel, so the fan-in is the number of points)."""
@@ -54,7 +65,14 @@ def task(dataset: str, build: Builder, points: tuple[int, ...], width: int, smoo
 
     a = learned(SHARE)
     rank = max(1, width * a // (math.prod(points) + width))
-    return {"dataset": dataset, "build": build, "learned": learned, "rank": rank, "smooth": smooth}
+    return {
+        "dataset": dataset,
+        "build": build,
+        "learned": learned,
+        "rank": rank,
+        "smooth": smooth,
+        "covariance": covariance,  # training inputs -> the empirical kernel over ``points``
+    }
 
 
 def mlp_task(dataset: str, width: int, grid: tuple[int, ...], hidden: bool = False) -> dict[str, Any]:
@@ -63,25 +81,28 @@ def mlp_task(dataset: str, width: int, grid: tuple[int, ...], hidden: bool = Fal
     n_in = math.prod(grid)
     at = 3 if hidden else 1
 
-    def build(kind: str, a: int, length: float, rank: int) -> tuple[nn.Module, nn.Module]:
+    def build(kind: str, a: int, length: float, rank: int, cov: torch.Tensor | None) -> tuple[nn.Module, nn.Module]:
         ranks = ["full", "full"]
         if kind == "lowrank":
             ranks[at // 2] = str(rank)
         model = build_mlp(n_in, 10, MLPLayout(hidden=((width, "relu"), (width, "relu")), ranks=tuple(ranks)))
         if kind == "denil":
             fan_in = width if hidden else n_in
-            model[at] = denil.PredictedLinear(fan_in, width, a, shape=None if hidden else grid, length=length)
+            shape = None if hidden else grid
+            model[at] = denil.PredictedLinear(fan_in, width, a, shape=shape, length=length, covariance=cov)
         return model, model[at]
 
     points = (width,) if hidden else grid
-    return task(dataset, build, points, width, not hidden)
+    return task(dataset, build, points, width, not hidden, None if hidden else denil.empirical_covariance)
 
 
 def cnn_task(dataset: str, kernels: tuple[tuple[int, int], ...], shape: tuple[int, ...]) -> dict[str, Any]:
     """Three convolutions of 32 filters (`l2l.nas.macro.MacroNet`); the first one's filters are compared."""
     k0 = kernels[0][1:] if len(shape) == 2 else kernels[0]
 
-    def build(kind: str, a: int, length: float, rank: int) -> tuple[nn.Module, nn.Module]:
+    pad = tuple(k // 2 for k in k0)
+
+    def build(kind: str, a: int, length: float, rank: int, cov: torch.Tensor | None) -> tuple[nn.Module, nn.Module]:
         layers = [
             MacroLayer(k, 32, 1, (i - 1,) if i else (), str(rank) if kind == "lowrank" and i == 0 else "full")
             for i, k in enumerate(kernels)
@@ -90,11 +111,13 @@ def cnn_task(dataset: str, kernels: tuple[tuple[int, int], ...], shape: tuple[in
         first = model.blocks[0]
         assert isinstance(first, nn.Sequential)
         if kind == "denil":
-            pad = tuple(k // 2 for k in k0)
-            first[0] = denil.PredictedConv(len(k0), 1, 32, k0, a, 1, pad, length=length, bias=False)
+            first[0] = denil.PredictedConv(len(k0), 1, 32, k0, a, 1, pad, length=length, bias=False, covariance=cov)
         return model, first[0]
 
-    return task(dataset, build, k0, 32, True)
+    def covariance(x: torch.Tensor) -> torch.Tensor:
+        return denil.patch_covariance(x.reshape(len(x), *shape), k0, pad)
+
+    return task(dataset, build, k0, 32, True, covariance)
 
 
 TASKS: dict[str, Callable[[], dict[str, Any]]] = {
@@ -113,10 +136,13 @@ def layer_counts(layer: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for name, p in layer.named_parameters() if not name.endswith("bias")), 0
 
 
-def run(task: dict[str, Any], kind: str, share: str, length: float, seed: int, epochs: int) -> dict[str, Any]:
+def run(task: dict[str, Any], kind: str, share: str, kernel: Kernel, seed: int, epochs: int) -> dict[str, Any]:
+    """Train one version at one seed; ``kernel`` is the Denil layer's SE length scale or `EMPIRICAL`."""
     data = load_dataset(task["dataset"])
     torch.manual_seed(seed)
-    model, layer = task["build"](kind, task["learned"](share), length, task["rank"])
+    cov = task["covariance"](data.train.x) if kernel == EMPIRICAL and kind == "denil" else None
+    length = denil.DEFAULT_LENGTH if isinstance(kernel, str) else kernel
+    model, layer = task["build"](kind, task["learned"](share), length, task["rank"], cov)
     config = TrainConfig(epochs=epochs, lr=0.003, batch_size=64, stop_hopeless=False)
     out = train_classifier(model, data, config, seed=seed)
     learned, predicted = layer_counts(layer)
@@ -149,6 +175,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--lengths", type=float, nargs="+", default=[0.03125, 0.0625, 0.125, 0.25, 0.5, 1.0, 2.0])
+    parser.add_argument(
+        "--empirical",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also consider the empirical kernel (the covariance of the layer's inputs) in the validation choice",
+    )
     parser.add_argument("--name", default="denil", help="writes results/NAME.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -156,16 +188,19 @@ def main() -> None:
     rows = []
     for name in args.tasks:
         task, started = TASKS[name](), time.perf_counter()
-        length = denil.DEFAULT_LENGTH
+        kernel: Kernel = denil.DEFAULT_LENGTH
         entry: dict[str, Any] = {"lowrank_rank": task["rank"], "versions": {}}
-        if task["smooth"]:  # the length scale of the SE kernel, on validation data at a seed not reported
-            val = {ls: run(task, "denil", SHARE, ls, VALIDATION_SEED, args.epochs)["val_acc"] for ls in args.lengths}
-            length = max(args.lengths, key=lambda ls: (val[ls], -abs(ls - 1.0)))
-            entry.update(validation=val, length=length)
-            print(name, "validation accuracy by length scale", val, "->", length, flush=True)
+        if task["smooth"]:  # the kernel (SE length scale or empirical), on validation data at a seed not reported
+            candidates: list[Kernel] = list(args.lengths)
+            if args.empirical and task["covariance"] is not None:
+                candidates.append(EMPIRICAL)
+            val = {k: run(task, "denil", SHARE, k, VALIDATION_SEED, args.epochs)["val_acc"] for k in candidates}
+            kernel = max(candidates, key=lambda k: (val[k], -abs(k - 1.0) if isinstance(k, float) else -1e9))
+            entry.update(validation={str(k): v for k, v in val.items()}, length=kernel)
+            print(name, "validation accuracy by kernel", val, "->", kernel, flush=True)
         versions = [("dense", "dense"), ("denil", SHARE), ("lowrank", "dense")] + [("denil", c) for c in CURVE]
         for kind, share in versions:
-            runs = [run(task, kind, share, length, seed, args.epochs) for seed in args.seeds]
+            runs = [run(task, kind, share, kernel, seed, args.epochs) for seed in args.seeds]
             accs = [r["test_acc"] for r in runs]
             label = {"dense": "dense", "lowrank": f"low rank {task['rank']}"}.get(kind, f"Denil {share}")
             entry["versions"][label] = {**{k: v for k, v in runs[0].items() if "acc" not in k}, "test_acc": accs}

@@ -24,9 +24,17 @@ same ``a``-dimensional subspace, so the layer has rank at most ``a``. The output
 cell), so together they cover the coordinates and the layer can reach full rank while each unit
 learns only ``a`` values.
 
+The paper's data-driven kernel: given the empirical ``covariance`` of the layer's inputs over training
+data (`empirical_covariance`, or `patch_covariance` over the patches a convolution's filters read), the
+dictionary is kernel ridge regression with that covariance as the kernel, ``C(all, alpha) (C(alpha, alpha)
++ ridge mean(diag C) I)^-1``: a unit's weights are predicted the way its inputs co-vary. It needs data, so
+the layer builders of the spaces do not use it; `benchmarks.denil` chooses between it and the SE kernel on
+validation data.
+
 Layers without topology (hidden layers of an MLP: ``shape=None``) have no coordinates for a smoothness
 prior. The paper builds an empirical kernel there from the covariance of the layer's inputs, which needs
-a trained lower layer; here such a layer gets a fixed random orthonormal dictionary per column instead
+a trained lower layer (with a ``covariance``, each column takes ``a`` random distinct inputs as its
+points); without one such a layer gets a fixed random orthonormal dictionary per column instead
 (a random projection, learned-free), one for all units by default (rank ``a``; cheaper than columns,
 and better on validation data, 0.654 against 0.624, in a one-seed trial on the MNIST-1D MLP). It is
 not Denil's smoothness prior, and docs/spaces.md says so.
@@ -122,17 +130,70 @@ def random_dictionary(n: int, a: int, seed: int) -> torch.Tensor:
     return q.float()
 
 
+def covariance_dictionary(covariance: torch.Tensor, alpha: torch.Tensor, ridge: float = DEFAULT_RIDGE) -> torch.Tensor:
+    """``U_alpha`` (n, a) of kernel ridge regression with an empirical kernel: ``covariance`` (n, n) of the
+    layer's inputs over training data, ``alpha`` the flat indices of the learned points. The ridge is
+    relative to the mean variance, so the dictionary does not depend on the inputs' scale."""
+    c = covariance.double()
+    scale = float(c.diagonal().mean()) or 1.0
+    k_aa = c[alpha][:, alpha] + ridge * scale * torch.eye(len(alpha), dtype=torch.float64)
+    return torch.linalg.solve(k_aa, c[alpha].contiguous()).t().float()  # C_na C_aa^-1 (both symmetric)
+
+
+def empirical_covariance(inputs: torch.Tensor) -> torch.Tensor:
+    """The (n, n) covariance of the rows of ``inputs`` (examples, n): the data-driven kernel of Denil et al."""
+    x = inputs.reshape(inputs.shape[0], -1).double()
+    x = x - x.mean(0)
+    return (x.t() @ x / max(1, x.shape[0] - 1)).float()
+
+
+def patch_covariance(inputs: torch.Tensor, kernel: tuple[int, ...], padding: int | tuple[int, ...] = 0) -> torch.Tensor:
+    """The covariance over the taps of ``kernel`` of every patch a convolution reads from ``inputs``
+    (examples, channels, *spatial), channels pooled: the empirical kernel of a convolution's filters."""
+    if len(kernel) == 1:
+        pad = padding if isinstance(padding, int) else padding[0]
+        patches = F.pad(inputs, (pad, pad)).unfold(-1, kernel[0], 1)  # (examples, channels, positions, k)
+    else:
+        patches = F.unfold(inputs, kernel, padding=padding).transpose(1, 2)  # (examples, positions, c k)
+    return empirical_covariance(patches.reshape(-1, math.prod(kernel)))
+
+
+def _alpha_indices(shape: tuple[int, ...] | None, n: int, a: int, column: int, seed: int) -> torch.Tensor:
+    """Flat indices of one column's learned points: its jittered grid over ``shape``, or ``a`` distinct
+    random coordinates (seeded by column) where the weight has no topology."""
+    if shape is None:
+        return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + column))[:a].sort().values
+    points = alpha_points(shape, grid_shape(shape, a), column).long()
+    strides = [math.prod(shape[d + 1 :]) for d in range(len(shape))]
+    return (points * torch.tensor(strides)).sum(-1)
+
+
 def dictionaries(
-    shape: tuple[int, ...] | None, n: int, a: int, columns: int, length: float, ridge: float, seed: int
+    shape: tuple[int, ...] | None,
+    n: int,
+    a: int,
+    columns: int,
+    length: float,
+    ridge: float,
+    seed: int,
+    covariance: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One dictionary per column, (columns, n, a'): SE over ``shape``, or random when ``shape`` is None.
-    ``a'`` can be below ``a`` where a 2-D grid cannot hold exactly ``a`` points."""
+    """One dictionary per column, (columns, n, a'): from the empirical ``covariance`` of the inputs where
+    one is given, else SE over ``shape``, else random (``shape`` None). ``a'`` can be below ``a`` where a
+    2-D grid cannot hold exactly ``a`` points."""
+    if shape is not None:
+        if math.prod(shape) != n:
+            raise ValueError(f"coordinates {shape} hold {math.prod(shape)} points, the weight has {n}")
+        if len(shape) not in (1, 2):
+            raise ValueError(f"coordinates must be 1-D or 2-D, got {shape}")
+    if covariance is not None:
+        if tuple(covariance.shape) != (n, n):
+            raise ValueError(f"an empirical kernel over {n} inputs is ({n}, {n}), got {tuple(covariance.shape)}")
+        return torch.stack(
+            [covariance_dictionary(covariance, _alpha_indices(shape, n, a, c, seed), ridge) for c in range(columns)]
+        )
     if shape is None:
         return torch.stack([random_dictionary(n, a, seed * 1000 + c) for c in range(columns)])
-    if math.prod(shape) != n:
-        raise ValueError(f"coordinates {shape} hold {math.prod(shape)} points, the weight has {n}")
-    if len(shape) not in (1, 2):
-        raise ValueError(f"coordinates must be 1-D or 2-D, got {shape}")
     grid = grid_shape(shape, a)
     return torch.stack([se_dictionary(shape, grid, c, length, ridge) for c in range(columns)])
 
@@ -197,13 +258,14 @@ class PredictedLinear(_Predicted):
         ridge: float = DEFAULT_RIDGE,
         bias: bool = True,
         seed: int = 0,
+        covariance: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if not 1 <= learned <= n_in:
             raise ValueError(f"a predicted layer learns 1..{n_in} points per unit, got {learned}")
-        c = columns_for(n_out, n_in, learned, columns, shape is not None)
+        c = columns_for(n_out, n_in, learned, columns, shape is not None or covariance is not None)
         self.n_in, self.n_out = n_in, n_out
-        self._setup(dictionaries(shape, n_in, learned, c, length, ridge, seed), n_out, 1, bias)
+        self._setup(dictionaries(shape, n_in, learned, c, length, ridge, seed, covariance), n_out, 1, bias)
 
     def _factored_macs(self, batch: int) -> int:
         return batch * (self.columns * self.a * self.n_in + self.n_out * self.a)
@@ -242,6 +304,7 @@ class PredictedConv(_Predicted):
         length: float = DEFAULT_LENGTH,
         ridge: float = DEFAULT_RIDGE,
         bias: bool = True,
+        covariance: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if dims not in (1, 2) or len(kernel) != dims:
@@ -252,7 +315,7 @@ class PredictedConv(_Predicted):
         self.kernel, self.stride, self.padding, self.dims = kernel, stride, padding, dims
         self.c_in, self.c_out = c_in, c_out
         c = columns_for(c_out, n, learned, columns)
-        self._setup(dictionaries(kernel, n, learned, c, length, ridge, 0), c_out, c_in, bias)
+        self._setup(dictionaries(kernel, n, learned, c, length, ridge, 0, covariance), c_out, c_in, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.full_weight().reshape(self.c_out, self.c_in, *self.kernel)

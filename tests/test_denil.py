@@ -74,6 +74,53 @@ def test_predicted_weights_recover_a_smooth_function_not_a_rough_one() -> None:
     assert relative_error(rough) > 0.5  # white noise has nothing to interpolate
 
 
+def test_an_empirical_kernel_equal_to_the_se_kernel_gives_the_se_dictionary() -> None:
+    # the covariance of a Gaussian process with the SE kernel the smoothness prior assumes: kernel ridge
+    # regression from it must be exactly the SE dictionary (same alpha points, same relative ridge)
+    grid, length = (4,), 0.5  # 4 learned points of 40, 10 positions apart; the SE length is 5 positions
+    t = torch.arange(40, dtype=torch.float64) / (length * 40 / grid[0])
+    covariance = torch.exp(-0.5 * (t[:, None] - t[None, :]).square())
+    alpha = denil.alpha_points((40,), grid, 3)[:, 0].long()
+    empirical = denil.covariance_dictionary(covariance * 7.0, alpha)  # the scale of the inputs does not matter
+    torch.testing.assert_close(empirical, denil.se_dictionary((40,), grid, 3, length=length), atol=1e-4, rtol=0)
+    layer = denil.PredictedLinear(40, 20, 4, shape=(40,), covariance=covariance.float())
+    assert layer.columns == 10 and not any(p is layer.u for p in layer.parameters())
+    torch.testing.assert_close(layer.u[3], denil.se_dictionary((40,), grid, 3, length=length), atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match=r"an empirical kernel over 40 inputs is \(40, 40\), got \(39, 39\)"):
+        denil.PredictedLinear(40, 20, 4, shape=(40,), covariance=torch.eye(39))
+
+
+def test_empirical_covariances_of_inputs_and_of_the_patches_a_convolution_reads() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 12, generator=gen) @ torch.randn(12, 12, generator=gen)
+    torch.testing.assert_close(denil.empirical_covariance(x), torch.cov(x.t()), atol=1e-4, rtol=1e-4)
+    seq = torch.randn(6, 2, 15, generator=gen)  # examples, channels, positions
+    padded = nn.functional.pad(seq, (2, 2))
+    patches = [padded[e, c, i : i + 5] for e in range(6) for c in range(2) for i in range(15)]
+    expected = torch.cov(torch.stack(patches).t())
+    torch.testing.assert_close(denil.patch_covariance(seq, (5,), 2), expected, atol=1e-4, rtol=1e-4)
+    img = torch.randn(4, 1, 6, 6, generator=gen)
+    padded = nn.functional.pad(img, (1, 1, 1, 1))
+    tiles = [padded[e, 0, i : i + 3, j : j + 3].reshape(-1) for e in range(4) for i in range(6) for j in range(6)]
+    expected = torch.cov(torch.stack(tiles).t())
+    torch.testing.assert_close(denil.patch_covariance(img, (3, 3), 1), expected, atol=1e-4, rtol=1e-4)
+    conv = denil.PredictedConv(2, 1, 8, (3, 3), 2, padding=1, covariance=expected)
+    assert conv.u.shape == (5, 9, 2) and count_parameters(conv) == 8 * 2 + 8  # 5 columns of a 1x2 grid
+
+
+def test_without_topology_an_empirical_kernel_takes_random_distinct_points_per_column() -> None:
+    cov = denil.empirical_covariance(torch.randn(400, 16, generator=torch.Generator().manual_seed(1)))
+    layer = denil.PredictedLinear(16, 8, 4, covariance=cov)
+    assert layer.columns == 4  # enough columns to cover the 16 inputs
+    point_sets = []
+    for u in layer.u:  # near-white inputs: each learned point predicts itself and little else
+        own = (u.abs() > 0.9).nonzero()[:, 0]
+        assert len(own) == 4 and len(set(own.tolist())) == 4  # four distinct points, one per atom
+        assert float(u.abs().max(0).values.min()) > 0.9 and float(u[u.abs() <= 0.9].abs().max()) < 0.3
+        point_sets.append(frozenset(own.tolist()))
+    assert len(set(point_sets)) > 1  # the columns read different points
+
+
 def test_learned_and_predicted_counts() -> None:
     layer = denil.linear(40, 256, "1/10", shape=(40,))
     assert isinstance(layer, denil.PredictedLinear) and layer.columns == 10  # 10 grids of 4 cover 40 points
