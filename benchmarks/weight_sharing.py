@@ -12,13 +12,14 @@ share of parameter-free ops (skip, pool, none) in it. ``--full`` adds a full-tra
 
 ``lm``: `rnn_cell` (ENAS cell, packaged corpus) with weight sharing; the derived cell retrained with the
 space's budget (seeds 0-2) against LSTM and GRU whose hidden size gives the same parameter count,
-each at its best learning rate of 0.003, 0.01, 0.02 (validation, seed 0).
+every model at its best learning rate of 0.003, 0.01, 0.02 (validation, seed 0). ``--cells-from FILE``
+retrains the cells that earlier results derived instead of searching again.
 
 ``micro``: the ENAS micro space with weight sharing on digits, derived and retrained.
 
 python -m benchmarks.weight_sharing ranking [--seeds 1 2 3] [--full] [--tag _heldout]
 python -m benchmarks.weight_sharing report [--tag _heldout]     # taus again, against a ground truth with more seeds
-python -m benchmarks.weight_sharing lm [--seeds 1]
+python -m benchmarks.weight_sharing lm [--seeds 1] [--reuse-baselines] [--cells-from FILE ...] [--tag _x]
 python -m benchmarks.weight_sharing micro
 """
 
@@ -43,6 +44,7 @@ from l2l.runs.weight_sharing import WeightSharingSearch
 from l2l.search_spaces import Context, SearchSpace, Spec, load_space
 
 RETRAIN_SEEDS = (0, 1)
+LM_LRS = (0.003, 0.01, 0.02)  # every language model's learning-rate grid: the baselines' and the derived cells'
 # (label, strategy, what trains the shared weights): ENAS proper, REINFORCE on uniformly trained weights (the
 # default of `l2l search --weight-sharing`), and random search on them (Yu et al.'s baseline)
 METHODS = (
@@ -206,31 +208,67 @@ def _matched_hidden(kind: str, params: float, embed: int, n_vocab: int) -> int:
     return min(range(16, 1024), key=lambda h: abs(count(h) - params))
 
 
-def lm(seeds: list[int], reuse: bool) -> dict[str, Any]:
+def enas_spec(space: Any, description: str) -> Spec:
+    """The `rnn_cell` spec an ENAS cell's description names (``n0=tanh(x,h) n1=sigmoid(n0) ...``), to
+    retrain a cell an earlier result derived."""
+    values: dict[str, Any] = {}
+    for j, part in enumerate(description.split()):
+        name, _, call = part.partition("=")
+        act, _, arg = call.partition("(")
+        if name != f"n{j}":
+            raise ValueError(f"not an ENAS cell description: {description!r}")
+        values[f"n{j}_act"] = act
+        if j:
+            values[f"n{j}_prev"] = int(arg.rstrip(")").removeprefix("n"))
+    return Spec("rnn_cell", tuple((d.name, values[d.name]) for d in space.decisions()))
+
+
+def tuned_cell(spec: Spec) -> dict[str, Any]:
+    """Retrain a derived cell the way the baselines are trained: its best learning rate of `LM_LRS` by
+    validation at seed 0, then seeds 0-2 at that rate."""
+    by_lr = {lr: load_space("rnn_cell", {"lr": lr}).evaluate(spec, Context(seed=0)) for lr in LM_LRS}
+    ok = {lr: r for lr, r in by_lr.items() if r.ok}
+    lr = min(ok, key=lambda k: float(ok[k].info["val_bpc"]))
+    space = load_space("rnn_cell", {"lr": lr})
+    cell = [ok[lr]] + [space.evaluate(spec, Context(seed=s)) for s in (1, 2)]
+    return {
+        "lr": lr,
+        "val_bpc_by_lr": {str(k): float(r.info["val_bpc"]) for k, r in ok.items()},
+        "test_bpc": statistics.fmean(float(r.test["test_bpc"]) for r in cell if r.ok),
+        "val_bpc": statistics.fmean(float(r.info["val_bpc"]) for r in cell if r.ok),
+        "test_bpc_by_seed": [float(r.test["test_bpc"]) for r in cell if r.ok],
+    }
+
+
+def lm(seeds: list[int], reuse: bool, cells_from: list[str]) -> dict[str, Any]:
+    """Weight-sharing searches on `rnn_cell` (or, with ``cells_from``, the cells earlier results derived),
+    each derived cell retrained at its tuned learning rate, against LSTM and GRU at the same parameter count."""
     from benchmarks.rnn_cell import baseline
     from l2l.nas.charlm import load_corpus
 
     space: Any = load_space("rnn_cell", {})
     ws = {"steps": 200, "batch_size": 32, "val_batch": 64, "derive": 50}
-    out: dict[str, Any] = {"settings": ws, "runs": []}
-    for seed in seeds:
+    out: dict[str, Any] = {"settings": ws, "runs": [], "lrs": list(LM_LRS)}
+    found: list[dict[str, Any]] = []
+    for path in cells_from:  # cells derived before, with their search's figures
+        found += json.loads((RESULTS / path).read_text())["runs"]
+    for seed in [] if cells_from else seeds:
         res = ws_search("rnn_cell", {}, "reinforce", seed, ws)
         spec = space.decode(res["derived"].tokens)
-        model = space.build(spec, 0)
-        params = float(sum(p.numel() for p in model.parameters()))
-        cell = [space.evaluate(spec, Context(seed=s)) for s in (0, 1, 2)]
-        out["runs"].append(
+        found.append(
             {
                 "seed": seed,
                 "search_wall_s": res["wall_s"],
                 "search_cpu_s": res["cpu_s"],
                 "derived": space.describe(spec),
-                "params": params,
-                "test_bpc": statistics.fmean(float(r.test["test_bpc"]) for r in cell if r.ok),
-                "val_bpc": statistics.fmean(float(r.info["val_bpc"]) for r in cell if r.ok),
             }
         )
-        print(out["runs"][-1])
+    for run in found:
+        spec = enas_spec(space, run["derived"])
+        params = float(sum(p.numel() for p in space.build(spec, 0).parameters()))
+        keep = ("seed", "search_wall_s", "search_cpu_s", "derived")
+        out["runs"].append({**{k: run[k] for k in keep if k in run}, "params": params, **tuned_cell(spec)})
+        print(out["runs"][-1], flush=True)
     params = out["runs"][0]["params"]
     corpus = load_corpus()
     earlier = RESULTS / "weight_sharing_lm.json"
@@ -241,7 +279,7 @@ def lm(seeds: list[int], reuse: bool) -> dict[str, Any]:
             continue
         hidden = _matched_hidden(kind, params, space.embed, corpus.n_vocab)
         matched = load_space("rnn_cell", {"hidden": hidden})
-        lr = min((0.003, 0.01, 0.02), key=lambda lr_: baseline(kind, lr_, 0, matched)[0])
+        lr = min(LM_LRS, key=lambda lr_: baseline(kind, lr_, 0, matched)[0])
         runs = [baseline(kind, lr, s, matched) for s in (0, 1, 2)]
         out[kind] = {
             "hidden": hidden,
@@ -253,7 +291,7 @@ def lm(seeds: list[int], reuse: bool) -> dict[str, Any]:
         print(kind, out[kind])
     table = [
         [
-            f"derived cell (seed {r['seed']})",
+            f"derived cell (search seed {r['seed']}, lr {r['lr']})",
             f"{r['params']:.0f}",
             f"{r['test_bpc']:.4f}",
             f"{r['search_wall_s']:.0f}",
@@ -294,6 +332,13 @@ def main() -> None:
     parser.add_argument(
         "--reuse-baselines", action="store_true", help="lm: keep the LSTM and GRU of the last result when matched"
     )
+    parser.add_argument(
+        "--cells-from",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="lm: retrain the cells these results (under benchmarks/results) derived instead of searching again",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.part == "report":  # taus of the written ranking against the current ground truth
@@ -302,7 +347,7 @@ def main() -> None:
     if args.part == "ranking":
         payload = ranking(args.seeds, args.full)
     elif args.part == "lm":
-        payload = lm(args.seeds, args.reuse_baselines)
+        payload = lm(args.seeds, args.reuse_baselines, args.cells_from)
     else:
         payload = micro()
     print(f"wrote {write_json(f'weight_sharing_{args.part}{args.tag}', payload)}")
