@@ -121,6 +121,16 @@ def test_search_with_failures_reports_them(storage: str) -> None:
     assert "failed: RuntimeError: child exploded on purpose" in out and "failed: reward is nan" in out
 
 
+def test_ctrl_c_before_the_first_child_finishes_keeps_the_run_it_names(storage: str) -> None:
+    space = f"{PLUGINS / 'spaces.py'}:Interrupted"
+    args = ["search", "--space", space, "--strategy", "random", "--children", "4", "--executor", "local"]
+    result = runner.invoke(app, [*args, "--storage", storage])
+    assert result.exit_code == 130, result.output
+    assert "run 1 interrupted; continue it with: l2l search --resume 1" in result.output
+    shown = ok("runs", "show", "1", "--storage", storage)  # not deleted as a run that failed before starting
+    assert "status: interrupted" in shown
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -249,6 +249,8 @@ def search(
             return
         try:
             run_shown(run, SearchProgress(run.run_id, cfg.children, store, quiet, run.space))
+        except typer.Exit:  # Ctrl-C: the run is interrupted and resumable, whether or not a child finished
+            raise
         except Exception:
             # a run that failed before any child finished is deleted: its one error line says it all
             if not (resume is None and discard_unstarted(store, run.run_id)):

@@ -29,6 +29,18 @@ class Flaky(SearchSpace):
         return Result(reward=1.0 if x == "good" else 0.5, val_acc=1.0 if x == "good" else 0.5, val_loss=0.1)
 
 
+class Interrupted(SearchSpace):
+    """Its first child is interrupted (Ctrl-C in the driver, as the local executor runs children there)."""
+
+    name = "interrupted"
+
+    def decisions(self) -> Sequence[Decision]:
+        return [Decision.categorical("x", ["a", "b"])]
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        raise KeyboardInterrupt
+
+
 class Slow(SearchSpace):
     """Takes ``delay`` seconds per child; used to kill a search mid-way."""
 
