@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from l2l.search_spaces.api import Context, Result, SearchSpace
+from l2l.search_spaces.api import Context, Result, SearchSpace, SpaceError
 
 
 class DatasetSpace(SearchSpace):
@@ -28,6 +28,15 @@ class DatasetSpace(SearchSpace):
 
         if "dataset" in data:
             install(data["dataset"])
+
+
+def check_dataset(name: str) -> None:
+    """Refuse an unknown dataset name when the space is made, before any child trains (a known dataset whose
+    files a worker lacks is still that child's failure)."""
+    from l2l.nas.data import dataset_names
+
+    if name not in dataset_names():
+        raise SpaceError(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}")
 
 
 def train_and_measure(

@@ -97,6 +97,14 @@ def test_bad_options_are_named() -> None:
         load_space("micro", {"nodes": 0})
 
 
+@pytest.mark.parametrize("space", ["mlp", "macro", "micro", "nb201_cell"])
+def test_an_unknown_dataset_is_refused_before_any_child_trains(space: str) -> None:
+    from l2l.search_spaces import SpaceError
+
+    with pytest.raises(SpaceError, match=r"unknown dataset 'nosuch'; known: cifar10, digits, mnist1d, synthetic"):
+        load_space(space, {"dataset": "nosuch"})
+
+
 def test_cli_prints_cell_descriptions_with_their_brackets() -> None:
     from types import SimpleNamespace
 
