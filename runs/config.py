@@ -101,6 +101,17 @@ class SearchFlags:
 MOVABLE = ("address", "max_concurrent", "child_timeout")
 
 
+def sharing_conflicts(settings: Mapping[str, Any]) -> list[str]:
+    """The settings (as flags, without dashes) that a weight-sharing search would ignore: it runs in the
+    driver's process for its epochs, so the number of children, the executor and its options, the pruner
+    and the batch mode do not apply."""
+    names = [k for k in ("children", "pruner", "mode") if settings.get(k) is not None]
+    if settings.get("executor") not in (None, "local"):
+        names.append("executor")
+    names += [k for k, v in (settings.get("executor_options") or {}).items() if v not in (None, {}, [])]
+    return [n.replace("_", "-") for n in names]
+
+
 def merge_settings(
     file: Mapping[str, Any], flags: SearchFlags, defaults: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:

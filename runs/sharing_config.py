@@ -43,6 +43,11 @@ class SharingConfig:
         for name in ("warmup", "steps", "controller_steps"):
             if getattr(self, name) < 0:
                 raise SearchError(f"weight sharing: {name} must be >= 0, got {getattr(self, name)}")
+        if self.controller_steps and self.warmup >= self.epochs:
+            raise SearchError(
+                f"weight sharing: warmup ({self.warmup}) must be below epochs ({self.epochs}), or the controller "
+                "never learns; lower -W warmup (or set -W controller_steps=0 to derive from the untrained controller)"
+            )
         if self.sampler not in SAMPLERS:
             raise SearchError(f"weight sharing: unknown sampler {self.sampler!r}; known: {', '.join(SAMPLERS)}")
         if self.optimizer not in OPTIMIZERS:

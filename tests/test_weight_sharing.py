@@ -228,6 +228,12 @@ def test_weight_sharing_flags_fail_with_one_line(tmp_path: Path) -> None:
     )
     expected = "error: unknown weight-sharing setting(s) ['epoch']; known: batch_size, controller_steps, derive"
     assert out.strip().startswith(expected)
+    ws = ["search", "--space", "nb201_cell", "--weight-sharing", "--storage", db]
+    out, _ = _cli(*ws, "--children", "6", "--executor", "ray", "--max-concurrent", "2").communicate(timeout=60)
+    expected = "error: a weight-sharing search runs in this process for its -W epochs: --children, --executor, "
+    assert out.strip() == expected + "--max-concurrent do not apply to it; drop them"
+    out, _ = _cli(*ws, "-W", "epochs=1").communicate(timeout=60)  # the default warm-up is 1 epoch
+    assert out.strip().startswith("error: weight sharing: warmup (1) must be below epochs (1), or the controller")
 
 
 def test_a_weight_sharing_search_is_recorded_on_every_store_backend(store: Store) -> None:

@@ -308,11 +308,19 @@ def discard_unstarted(store: Store, run_id: int) -> bool:
 
 def open_run(store: Store, flags: SearchFlags, resume: int | None) -> Any:
     """A new run from the merged settings, or the stored run ``resume`` (which takes no settings)."""
+    from l2l.runs.config import sharing_conflicts
     from l2l.runs.search import Search, SearchConfig
     from l2l.runs.weight_sharing import WeightSharingSearch
 
     if resume is None:
-        sharing = flags.settings().get("weight_sharing") is not None  # from -W or the config file
+        settings = flags.settings()
+        sharing = settings.get("weight_sharing") is not None  # from -W or the config file
+        ignored = sharing_conflicts(settings) if sharing else []
+        if ignored:
+            raise UsageError(
+                f"a weight-sharing search runs in this process for its -W epochs: --{', --'.join(ignored)} "
+                f"{'does' if len(ignored) == 1 else 'do'} not apply to it; drop them"
+            )
         config = SearchConfig.from_json(flags.settings(SHARING_DEFAULTS if sharing else DEFAULTS))
         if config.weight_sharing is not None:
             return WeightSharingSearch.start(store, config)
