@@ -121,6 +121,14 @@ def test_search_with_failures_reports_them(storage: str) -> None:
     assert "failed: RuntimeError: child exploded on purpose" in out and "failed: reward is nan" in out
 
 
+def test_best_of_an_exact_space_says_a_retraining_trained_nothing(storage: str) -> None:
+    ok("search", "--space", "toy", "--children", "4", "--executor", "local", "-q", "--storage", storage)
+    best = ok("runs", "best", "1", "--storage", storage)
+    assert re.search(r"best of run 1: child \d+, reward [\d.]+: op_0=", best)  # no stray "-" for absent figures
+    again = " ".join(ok("runs", "best", "1", "--retrain", "--epochs", "3", "--storage", storage).split())
+    assert "evaluated again (space 'toy' has exact rewards: nothing was trained, --epochs/--steps ignored)" in again
+
+
 def test_ctrl_c_before_the_first_child_finishes_keeps_the_run_it_names(storage: str) -> None:
     space = f"{PLUGINS / 'spaces.py'}:Interrupted"
     args = ["search", "--space", space, "--strategy", "random", "--children", "4", "--executor", "local"]

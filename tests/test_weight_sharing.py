@@ -138,6 +138,26 @@ def test_every_strategy_drives_a_weight_sharing_search_and_the_store_records_it(
     assert store.count_children(run_id)["done"] == 0  # nothing here was trained stand-alone
 
 
+def test_runs_list_and_best_show_the_epochs_and_the_retrained_result_of_a_weight_sharing_run(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+
+    store, run_id = _search(tmp_path, "random")
+    db = ["--storage", store.url]
+    runner = CliRunner()
+    listed = runner.invoke(app, ["runs", "list", *db], env={"COLUMNS": "200"}).output
+    derived = store.children(run_id, "derived")[0]
+    assert "3/3 epochs" in listed and f"{derived.reward:.4f} shared" in listed
+    best = runner.invoke(app, ["runs", "best", str(run_id), "--retrain", "--epochs", "1", *db], env={"COLUMNS": "200"})
+    assert best.exit_code == 0, best.output
+    retrained = store.children(run_id, "done")
+    assert len(retrained) == 1 and f"recorded as child {retrained[0].number}" in best.output
+    again = runner.invoke(app, ["runs", "best", str(run_id), *db], env={"COLUMNS": "200"}).output
+    assert f"child {derived.number}, reward {derived.reward:.4f} with shared weights" in again
+    assert f"retrained as child {retrained[0].number}: reward {retrained[0].reward:.4f}, test_acc" in again
+
+
 def test_the_controllers_rewards_come_from_the_validation_split_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -57,10 +57,15 @@ class MetricView:
         return f"{int(value):,}" if part == "cost" and float(value).is_integer() else fmt(value)
 
     def summary(self, metrics: dict[str, Any], part: str = "test") -> str:
-        """Every figure of ``part`` a child has, as ``name value`` pairs."""
+        """Every figure of ``part`` a child has, as ``name value`` pairs ("" when it has none)."""
         keys = self.test if part == "test" else self.cost
         shown = [f"{k} {self.figure(metrics, part, k)}" for k in keys if (metrics.get(part) or {}).get(k) is not None]
-        return ", ".join(shown) or "-"
+        return ", ".join(shown)
+
+
+def joined(*parts: str) -> str:
+    """The non-empty parts of a line, comma-separated."""
+    return ", ".join(p for p in parts if p)
 
 
 def describe(run: Any, spec_json: dict[str, Any]) -> str:

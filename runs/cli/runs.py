@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from l2l.runs.cli.common import RunArg, StorageOpt, console, open_store, space_of, user_errors
 from l2l.runs.cli.export import FORMATS, export_csv, export_json
-from l2l.runs.cli.formatting import MetricView, describe, fmt, placement_line
+from l2l.runs.cli.formatting import MetricView, describe, fmt, joined, placement_line
 from l2l.runs.cli.ranking import estimate_text, mean_metrics, ranked_space
 from l2l.runs.config import UsageError
 
@@ -38,15 +38,20 @@ def runs_list(
         for r in store.list_runs(limit):
             counts = store.count_children(r.id)
             top = store.top_children(r.id, 1)
+            size, best = f"{counts['done'] + counts['failed']}/{r.n_children}", fmt(top[0].reward) if top else "-"
+            if r.config.get("weight_sharing") is not None:  # epochs, and the derived child's (shared) reward
+                size = f"{len(store.epochs(r.id))}/{r.config['weight_sharing'].get('epochs', 10)} epochs"
+                derived = store.children(r.id, "derived")
+                best = best if top else f"{fmt(derived[0].reward)} shared" if derived else "-"
             table.add_row(
                 str(r.id),
                 r.name or "",
                 r.space,
                 r.strategy,
                 run_state(r),
-                f"{counts['done'] + counts['failed']}/{r.n_children}",
+                size,
                 str(counts["failed"]),
-                fmt(top[0].reward) if top else "-",
+                best,
                 r.created_at.strftime("%Y-%m-%d %H:%M"),
             )
         console.print(table)
@@ -283,7 +288,7 @@ def runs_best(
                 else f"child {best.number}, reward {fmt(best.reward)}"
             )
             console.print(
-                f"best of run {run_id}: {evaluated}, {view.summary(metrics)}: {describe(run, best.spec)}",
+                f"best of run {run_id}: {joined(evaluated, view.summary(metrics))}: {describe(run, best.spec)}",
                 highlight=False,
             )
             doubt = ranking.doubt()
@@ -295,11 +300,18 @@ def runs_best(
                 raise UsageError(f"run {run_id} has no {'derived' if sharing else 'finished'} child yet")
             best = top[0]
             view = MetricView.of(run.space, top)
+            head = f"child {best.number}, reward {fmt(best.reward)}" + (" with shared weights" if sharing else "")
             console.print(
-                f"best of run {run_id}: child {best.number}, reward {fmt(best.reward)}, "
-                f"{view.summary(best.metrics)}: {describe(run, best.spec)}",
+                f"best of run {run_id}: {joined(head, view.summary(best.metrics))}: {describe(run, best.spec)}",
                 highlight=False,
             )
+            if sharing:  # the derived architecture's honest numbers, where it was retrained
+                for again in store.children(run_id, "done"):
+                    console.print(
+                        f"  retrained as child {again.number}: reward {fmt(again.reward)}"
+                        + (f", {view.summary(again.metrics)}" if view.summary(again.metrics) else ""),
+                        highlight=False,
+                    )
         if not retrain:
             return
         budget: dict[str, int] = {"epochs": epochs} if epochs is not None else {}
@@ -311,9 +323,14 @@ def runs_best(
             raise UsageError(f"retraining child {best.number} failed: {result.error}")
         metrics = result.to_json()
         length = f" for {epochs} epochs" if epochs else f" for {steps} steps" if steps else ""
+        done = f"retrained{length}"
+        if space.exact_rewards():  # a table lookup or a simulation: nothing trains, a budget changes nothing
+            ignored = ", --epochs/--steps ignored" if length else ""
+            done = f"evaluated again (space {run.space!r} has exact rewards: nothing was trained{ignored})"
         line = (
-            f"retrained{length}: validation {view.validation} {view.val(metrics, result.val_acc)}, "
-            f"{view.summary(metrics)}"
+            done
+            + ": "
+            + joined(f"validation {view.validation} {view.val(metrics, result.val_acc)}", view.summary(metrics))
         )
         console.print(line, highlight=False)
         if sharing:  # the honest number of a weight-sharing search: kept with the run
