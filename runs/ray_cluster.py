@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -296,8 +297,11 @@ def connect(address: str | None, num_cpus: int | None) -> RayInstance:
                 _temp_dir=temp_dir,
             )
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        _discard(temp_dir)
         raise ExecutorError(f"cannot start an embedded Ray instance: {exc}") from exc
+    except BaseException:  # Ctrl-C while Ray starts: stop what it started so far
+        _discard(temp_dir)
+        raise
     token = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
     return RayInstance(None, owned=True, token=token, temp_dir=temp_dir)
 
@@ -306,15 +310,47 @@ EMBEDDED_PREFIX = "l2l-ray-"
 
 
 def sweep_embedded(root: str | None = None) -> list[Path]:
-    """Remove the directories of embedded instances whose driver died without removing its own (``kill -9``):
-    a Ray session directory ends with its driver's pid. Returns those removed."""
+    """Remove the directories of embedded instances whose driver died without removing its own (``kill -9``),
+    and stop the Ray processes they left running: a Ray session directory ends with its driver's pid.
+    Returns the directories removed."""
     removed = []
     for folder in Path(root or tempfile.gettempdir()).glob(f"{EMBEDDED_PREFIX}*"):
         pids = [s.name.rpartition("_")[2] for s in folder.glob("session_2*")]
         if pids and all(p.isdigit() and not _alive(int(p)) for p in pids):
+            stop_processes_using(folder)
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
+
+
+def _discard(temp_dir: str) -> None:
+    """Stop what an embedded instance started (as far as it got) and remove its directory."""
+    import ray
+
+    with suppress(Exception):
+        ray.shutdown()
+    stop_processes_using(Path(temp_dir))
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def stop_processes_using(folder: Path) -> list[int]:
+    """Kill this user's processes that hold a file under ``folder`` open (Ray's agents rename themselves
+    ``ray::...``, but keep their session's log files open; they outlive a driver that was killed, and
+    ignore SIGTERM). Linux's /proc only; elsewhere nothing is found. Returns the pids killed."""
+    prefix, killed = str(folder.resolve()) + os.sep, []
+    for proc in Path("/proc").glob("[0-9]*"):
+        pid = int(proc.name)
+        if pid == os.getpid():
+            continue
+        try:
+            holds = any(os.readlink(fd).startswith(prefix) for fd in (proc / "fd").iterdir())
+        except OSError:  # gone meanwhile, or another user's
+            continue
+        if holds:
+            with suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    return killed
 
 
 def _alive(pid: int) -> bool:

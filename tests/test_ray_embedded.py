@@ -65,5 +65,24 @@ def test_directories_of_embedded_instances_whose_driver_died_are_swept(tmp_path:
     (live / f"session_2026-12-02_10-00-00_000001_{os.getpid()}").mkdir(parents=True)
     other = tmp_path / "not-ours"
     (other / f"session_2026-12-02_10-00-00_000001_{dead.stdout.strip()}").mkdir(parents=True)
+    session = next(gone.iterdir())
+    # an agent the dead driver's Ray left behind: renamed, so only the log it holds open tells whose it is
+    holds = "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); f = open(sys.argv[1], 'w'); "
+    agent = subprocess.Popen(
+        [sys.executable, "-c", holds + "print('up', flush=True); time.sleep(60)", str(session / "a.log")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    bystander = subprocess.Popen(
+        [sys.executable, "-c", holds + "print('up', flush=True); time.sleep(60)", str(live / "b.log")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert agent.stdout is not None and agent.stdout.readline() == "up\n"
+    assert bystander.stdout is not None and bystander.stdout.readline() == "up\n"
     assert sweep_embedded(str(tmp_path)) == [gone]
     assert live.exists() and other.exists() and not gone.exists()
+    assert agent.wait(timeout=10) == -9  # killed: it ignores SIGTERM, as Ray's agents did
+    assert bystander.poll() is None  # a live instance's process is left alone
+    bystander.kill()
+    bystander.wait()
