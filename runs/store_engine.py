@@ -86,6 +86,11 @@ class Database:
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         try:
+            with self.engine.connect():
+                pass
+        except SQLAlchemyError as exc:  # the server is not there, or refuses us: say so, not "cannot migrate"
+            raise StoreError(f"cannot connect to store {self.label}: {short_error(exc)}") from exc
+        try:
             with self.engine.begin() as conn:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")

@@ -168,6 +168,11 @@ def test_bad_storage_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["runs", "list", "--storage", f"sqlite:///{tmp_path}/no/dir/x.db"])
     assert result.exit_code == 1
     assert "does not exist" in result.output and "Traceback" not in result.output
+    typo = tmp_path / "typo.db"
+    for command in (["runs", "list"], ["runs", "show", "1"], ["plot", "progress", "1"]):
+        result = runner.invoke(app, [*command, "--storage", f"sqlite:///{typo}"])
+        assert result.exit_code == 1 and f"the file '{typo}' does not exist (a search creates it)" in result.output
+    assert not typo.exists()  # reading a misspelt path leaves no empty store behind
 
 
 def test_children_flag_is_validated(storage: str) -> None:

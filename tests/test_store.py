@@ -178,7 +178,7 @@ def test_bad_urls_give_clear_errors(tmp_path: Path) -> None:
         Store(f"sqlite:///{tmp_path / 'nowhere' / 'x.db'}")
     with pytest.raises(StoreError, match="cannot open store nosuchdb://"):
         Store("nosuchdb://x")
-    with pytest.raises(StoreError, match=r"cannot migrate store postgresql\+psycopg://u:\*\*\*@127\.0\.0\.1:1/x"):
+    with pytest.raises(StoreError, match=r"cannot connect to store postgresql\+psycopg://u:\*\*\*@127\.0\.0\.1:1/x"):
         Store("postgresql+psycopg://u:secret@127.0.0.1:1/x")
 
 

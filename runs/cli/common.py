@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
@@ -73,11 +74,24 @@ def user_errors() -> Iterator[None]:
         fail(str(exc))
 
 
-def open_store(storage: str | None) -> Store:
-    """The store named by --storage, $L2L_STORAGE, or the SQLite file l2l.db here."""
+def open_store(storage: str | None, create: bool = False) -> Store:
+    """The store named by --storage, $L2L_STORAGE, or the SQLite file l2l.db here. Only a search (``create``)
+    makes a SQLite file that is not there: reading a misspelt path must not leave an empty store behind."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     from l2l.runs.store import DEFAULT_STORAGE, Store
 
-    return Store(storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE)
+    url = storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+    if not create:
+        try:
+            parsed = make_url(url)
+        except (ArgumentError, ValueError):
+            parsed = None  # the store says what is wrong with the URL
+        file = parsed.database if parsed is not None and parsed.get_backend_name() == "sqlite" else None
+        if file and file != ":memory:" and not Path(file).expanduser().exists():
+            raise UsageError(f"no store at {url}: the file {file!r} does not exist (a search creates it)")
+    return Store(url)
 
 
 def space_of(run: Any) -> SearchSpace:
