@@ -10,6 +10,7 @@ from typing import Any
 
 from l2l.controllers import DEFAULT_STRATEGY, default_batch
 from l2l.runs.pruning import PRUNERS
+from l2l.search_spaces.registry import absolute_ref
 from l2l.search_spaces.typed import OptionTypeError, coerce_fields
 
 MODES = ("auto", "sync", "async")
@@ -52,6 +53,7 @@ class SearchConfig:
     moves: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "space", absolute_ref(self.space))  # a file plugin's path, from anywhere
         if self.children < 1:
             raise SearchError(f"children must be >= 1, got {self.children}")
         if self.batch == 0:

@@ -45,6 +45,15 @@ def load_space_class(ref: str) -> type[SearchSpace]:
     return _check_class(ref, obj)
 
 
+def absolute_ref(ref: str) -> str:
+    """A ``path/to/file.py:Class`` reference with its path made absolute (a run stores it, and is read and
+    resumed from other directories); any other reference as it is."""
+    if ":" in ref and (ref.split(":", 1)[0].endswith(".py") or "/" in ref):
+        path_text, _, class_name = ref.rpartition(":")
+        return f"{Path(path_text).expanduser().resolve()}:{class_name}"
+    return ref
+
+
 FILE_PLUGIN_PREFIX = "l2l_user_space_"  # module names of spaces loaded from a file path
 
 

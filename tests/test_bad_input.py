@@ -119,7 +119,7 @@ CASES = [
     (
         ["search", "--space", "mlp", "-S", "dataset=nope", "-n", "2", "--executor", "local", "--storage", "{db}"],
         1,
-        "error: no child of run 1 succeeded; the most common failure (2 of 2): DatasetError: unknown dataset 'nope'; "
+        "error: search space 'mlp': bad options {{'dataset': 'nope'}}: unknown dataset 'nope'; "
         "known: cifar10, digits, mnist1d, synthetic",
     ),
 ]

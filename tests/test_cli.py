@@ -121,6 +121,34 @@ def test_search_with_failures_reports_them(storage: str) -> None:
     assert "failed: RuntimeError: child exploded on purpose" in out and "failed: reward is nan" in out
 
 
+def test_a_file_plugin_searched_by_a_relative_path_is_read_back_from_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "mine.py").write_text((PLUGINS / "spaces.py").read_text())
+    storage = f"sqlite:///{tmp_path / 'p.db'}"
+    monkeypatch.chdir(tmp_path)
+    ok(
+        "search",
+        "--space",
+        "mine.py:Flaky",
+        "--strategy",
+        "random",
+        "-n",
+        "3",
+        "--executor",
+        "local",
+        "-q",
+        "--storage",
+        storage,
+    )
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    shown = " ".join(ok("runs", "show", "1", "--storage", storage).split())
+    assert f'"space": "{tmp_path / "mine.py"}:Flaky"' in shown  # stored with its absolute path
+    best = " ".join(ok("runs", "best", "1", "--storage", storage).split())
+    assert re.search(r"best of run 1: .*: x=(good|ok)$", best)  # the space was rebuilt to describe it
+
+
 def test_best_of_an_exact_space_says_a_retraining_trained_nothing(storage: str) -> None:
     ok("search", "--space", "toy", "--children", "4", "--executor", "local", "-q", "--storage", storage)
     best = ok("runs", "best", "1", "--storage", storage)

@@ -59,12 +59,13 @@ def shrink(line: str, runs: dict[str, int]) -> list[str]:
         line = re.sub(pattern, replacement, line)
     args = shlex.split(line)[1:]
     if args[0] == "search":
-        if "--children" not in args and "-n" not in args and "--resume" not in args:
+        sharing = "--weight-sharing" in args  # runs in this process for its epochs: no children, no executor
+        if "--children" not in args and "-n" not in args and "--resume" not in args and not sharing:
             args += ["--children", "2"]
         if "--batch" not in args and "-m" not in args and "--resume" not in args:
             args += ["--batch", "2"]
         ray_line = "--max-concurrent" in args or "--config" in args  # the config file sets Ray options
-        if not ray_line and "--executor" not in args and "--resume" not in args:
+        if not ray_line and "--executor" not in args and "--resume" not in args and not sharing:
             args += ["--executor", "local"]
         space = next((args[i + 1] for i, a in enumerate(args) if a == "--space"), "" if "--resume" in args else "mlp")
         given = {a.split("=")[0] for a in args}
