@@ -149,6 +149,22 @@ def test_a_file_plugin_searched_by_a_relative_path_is_read_back_from_elsewhere(
     assert re.search(r"best of run 1: .*: x=(good|ok)$", best)  # the space was rebuilt to describe it
 
 
+def test_export_takes_its_format_from_the_file_and_best_names_a_run_whose_children_all_failed(
+    tmp_path: Path, storage: str
+) -> None:
+    broken = ["search", "--space", f"{PLUGINS / 'spaces.py'}:Broken", "--strategy", "random", "-n", "2"]
+    assert runner.invoke(app, [*broken, "--executor", "local", "--storage", storage]).exit_code == 1
+    flaky = ["search", "--space", f"{PLUGINS / 'spaces.py'}:Flaky", "--strategy", "random", "-n", "4"]
+    ok(*flaky, "--executor", "local", "-q", "--storage", storage)
+    ok("runs", "export", "2", "-o", str(tmp_path / "x.json"), "--storage", storage)
+    assert json.loads((tmp_path / "x.json").read_text())["run"]["id"] == 2
+    ok("runs", "export", "2", "-o", str(tmp_path / "x.csv"), "--storage", storage)
+    assert (tmp_path / "x.csv").read_text().startswith("number,")
+    result = runner.invoke(app, ["runs", "best", "1", "--storage", storage])
+    expected = "no child of run 1 succeeded (2 failed; their reasons: `l2l runs export 1`)"
+    assert result.exit_code == 1 and expected in " ".join(result.output.split())
+
+
 def test_best_of_an_exact_space_says_a_retraining_trained_nothing(storage: str) -> None:
     ok("search", "--space", "toy", "--children", "4", "--executor", "local", "-q", "--storage", storage)
     best = ok("runs", "best", "1", "--storage", storage)

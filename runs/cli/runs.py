@@ -276,6 +276,12 @@ def runs_best(
         if by == "mean" and not sharing:
             ranking = rank(store.children(run_id), space)
             if not ranking.archs:
+                failed = store.count_children(run_id)["failed"]
+                if failed and run.status in ("done", "failed"):
+                    raise UsageError(
+                        f"no child of run {run_id} succeeded ({failed} failed; their reasons: "
+                        f"`l2l runs export {run_id}`)"
+                    )
                 raise UsageError(f"run {run_id} has no finished child yet")
             arch = ranking.archs[0]
             best = arch.child
@@ -363,12 +369,16 @@ def retrain_child(space: SearchSpace, child: ChildRecord, budget: dict[str, int]
 @app.command("export")
 def runs_export(
     run_id: RunArg,
-    export_format: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    export_format: Annotated[
+        str | None, typer.Option("--format", help="csv or json (default: the --output file's suffix, else csv).")
+    ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
     storage: StorageOpt = None,
 ) -> None:
     """Export every child of a run (and, in JSON, the run and its controller updates)."""
     with user_errors():
+        if export_format is None:
+            export_format = "json" if output is not None and output.suffix.lower() == ".json" else "csv"
         if export_format not in FORMATS:
             raise UsageError(f"--format must be csv or json, got {export_format!r}")
         store = open_store(storage)

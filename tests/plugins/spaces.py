@@ -41,6 +41,15 @@ class Interrupted(SearchSpace):
         raise KeyboardInterrupt
 
 
+class Broken(Interrupted):
+    """Every child raises."""
+
+    name = "broken"
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        raise RuntimeError("broken on purpose")
+
+
 class Slow(SearchSpace):
     """Takes ``delay`` seconds per child; used to kill a search mid-way."""
 
