@@ -231,10 +231,10 @@ def search(
         _install_sigterm()
         cfg = run.config
         size = f"epochs={run.ws.epochs}" if cfg.weight_sharing is not None else f"children={cfg.children}"
+        again = f", {run.requeued} children re-queued" if cfg.weight_sharing is None else " at its last epoch"
         console.print(
-            f"run [bold]{run.run_id}[/]: space={cfg.space} strategy={cfg.strategy} {size} "
-            f"batch={cfg.batch} seed={cfg.seed} store={store.label}"
-            + (f" (resumed, {run.requeued} children re-queued)" if resume is not None else ""),
+            f"run [bold]{run.run_id}[/]: space={cfg.space} strategy={cfg.strategy} {size} batch={cfg.batch} "
+            f"seed={cfg.seed} store={store.label}" + (f" (resumed{again})" if resume is not None else ""),
             highlight=False,
         )
         move = getattr(run, "moved", None)
