@@ -99,7 +99,13 @@ def make_controller(
         raise ControllerError(f"{sorted(screen)} are settings of screening: use the strategy {base}{SUFFIX}")
     if again and not reevaluated:
         raise ControllerError(f"{sorted(again)} are settings of re-evaluation: use the strategy {strategy}{REEVAL}")
-    controller = STRATEGIES[base](decisions, seed, rest)
+    try:
+        controller = STRATEGIES[base](decisions, seed, rest)
+    except ControllerError as exc:  # an unknown key: name the wrappers' settings too, they were open to it
+        wrappers = [*(SCREEN_SETTINGS if screened else ()), *(REEVAL_SETTINGS if reevaluated else ())]
+        if wrappers and str(exc).startswith("unknown "):
+            raise ControllerError(f"{exc}; {strategy} also takes: {', '.join(wrappers)}") from None
+        raise
     if screened:
         controller = ScreenedController.from_settings(controller, screen)
     if reevaluated:

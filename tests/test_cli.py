@@ -189,6 +189,7 @@ def test_ctrl_c_before_the_first_child_finishes_keeps_the_run_it_names(storage: 
         (["search", "--space", "nope"], "unknown search space 'nope'; known:"),
         (["search", "--space", "toy", "--strategy", "ppo2"], "unknown strategy 'ppo2'"),
         (["search", "--space", "toy", "-C", "lrr=1"], "unknown reinforce setting(s) ['lrr']"),
+        (["search", "--space", "toy", "-C", "lrr=1"], "reinforce+screen also takes: screen, screen_members,"),
         (["search", "--space", "toy", "-S", "layers"], "--space-option expects KEY=VALUE, got 'layers'"),
         (["search", "--config", "missing.toml"], "config file 'missing.toml' does not exist"),
         (
