@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,8 +19,10 @@ if TYPE_CHECKING:
     from l2l.runs.store import Store
     from l2l.search_spaces import SearchSpace
 
-console = Console()
-err_console = Console(stderr=True)
+# a pipe or a file gets wide lines: Rich's 80 columns there would cut figures in tables to "15,2…"
+WIDE = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200
+console = Console(width=WIDE)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() or "COLUMNS" in os.environ else 200)
 
 STORAGE_ENV = "L2L_STORAGE"
 StorageOpt = Annotated[
