@@ -131,6 +131,23 @@ def test_plot_placement_of_a_search(tmp_path: Path) -> None:
     assert out.exit_code != 0 and "run 2 searched the space 'toy'; plot placement draws placement runs" in out.output
 
 
+def test_the_plot_says_when_its_simulated_step_differs_from_the_recorded_one() -> None:
+    from l2l.runs.placement_plots import placement_figure
+
+    space = PlacementSpace(**FAST)
+    spec = space.decode([0] * len(space.decisions()))
+    step = space.schedule(spec).step_ms
+    long_title = "run 1, child 0: " + " ".join(f"g{k}=gpu0" for k in range(60))
+    same = placement_figure(space, spec, long_title, recorded_ms=step)
+    assert (
+        same.axes[1].get_xlabel()
+        == f"simulated time (ms); one training step = {step:.2f} ms (forward solid, backward light)"
+    )
+    assert all(len(line) <= 150 for line in same.axes[0].get_title().split("\n"))  # wrapped, not cut off
+    other = placement_figure(space, spec, "t", recorded_ms=step + 0.4)
+    assert f"(the child recorded {step + 0.4:.2f} ms on its own)" in other.axes[1].get_xlabel()
+
+
 def test_measure_times_real_steps_on_cpu_threads() -> None:
     space = PlacementSpace(model="transformer", groups=4, repeats=1, devices="thread0,thread1", measure=True)
     assert not space.exact_rewards() and space.options["measure"] is True

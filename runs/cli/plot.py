@@ -318,7 +318,8 @@ def plot_placement_cmd(
         spec = Spec.from_json(child.spec)
         title = f"run {run_id}, child {child.number}, reward {fmt(child.reward)}: {space.describe(spec)}"
         try:
-            path = plot_placement(space, spec, title, output)
+            recorded = (child.metrics.get("cost") or {}).get("step_time_ms")
+            path = plot_placement(space, spec, title, output, recorded)
         except PlotError as exc:
             raise UsageError(str(exc)) from None
         console.print(f"wrote {path}", highlight=False)
