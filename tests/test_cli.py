@@ -71,6 +71,7 @@ def test_spaces_list_and_show() -> None:
     assert "toy" in out and "mlp" in out
     out = ok("spaces", "show", "toy", "-S", "layers=2")
     assert "skip_1" in out and "5 tokens" in out and "288 candidates" in out
+    assert "`layers` (3)" in out and "``" not in out  # the docstring's reST quotes, as a terminal shows code
 
 
 def test_search_then_inspect_export_and_plot(storage: str, tmp_path: Path) -> None:

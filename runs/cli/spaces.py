@@ -53,7 +53,7 @@ def spaces_show(
             else:
                 size *= 2**d.n_prev
                 table.add_row(str(i), d.name, d.kind, f"any subset of {d.n_prev} earlier layers")
-        doc = inspect.cleandoc(type(sp).__doc__ or "")
+        doc = inspect.cleandoc(type(sp).__doc__ or "").replace("``", "`")  # docstrings are reST; this is a terminal
         console.print(f"[bold]{sp.name}[/]: {sp.description}\n{doc}\noptions: {sp.options}", highlight=False)
         console.print(table)
         tokens = sum(d.width for d in decisions)
