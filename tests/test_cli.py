@@ -337,3 +337,16 @@ def test_help_shows_the_defaults_written_in_brackets() -> None:
         assert text in shown, text
     plot = " ".join(runner.invoke(app, ["plot", "optimizer", "--help"], env={"COLUMNS": "400"}).output.split())
     assert "[default: 1e-4..1]" in plot
+
+
+def test_the_nodes_line_counts_children_per_node_and_retries() -> None:
+    from types import SimpleNamespace
+
+    from l2l.runs.cli.formatting import placement_line
+
+    kids = [SimpleNamespace(node=n, attempts=a) for n, a in (("aaaaaaaa11", 1), ("aaaaaaaa22", 2), ("bbbbbbbb", 1))]
+    assert (
+        placement_line(kids)
+        == "nodes: aaaaaaaa (2 children), bbbbbbbb (1 child); 1 ran more than once (1 extra attempts)"
+    )
+    assert placement_line([SimpleNamespace(node=None, attempts=1)]) is None

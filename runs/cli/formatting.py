@@ -92,6 +92,7 @@ def placement_line(children: Sequence[Any]) -> str | None:
     retried = [c for c in children if c.attempts > 1]
     if not nodes and not retried:
         return None
-    on = ", ".join(f"{n} ({k} children)" for n, k in sorted(nodes.items(), key=lambda item: -item[1]))
+    by_count = sorted(nodes.items(), key=lambda item: -item[1])
+    on = ", ".join(f"{n} ({k} {'child' if k == 1 else 'children'})" for n, k in by_count)
     again = f"; {len(retried)} ran more than once ({sum(c.attempts - 1 for c in retried)} extra attempts)"
     return f"nodes: {on or '-'}" + (again if retried else "")
