@@ -39,7 +39,7 @@ DEFAULTS = {"executor": "ray"}
 SHARING_DEFAULTS = {"executor": "local", "strategy": "reinforce"}
 
 SpaceOpt = Annotated[
-    str | None, typer.Option("--space", help="Search space: a registered name or path/to/file.py:Class.")
+    str | None, typer.Option("--space", help="A space's name or path/to/file.py:Class \\[default: mlp].")
 ]
 # kept as text: naming the strategies here must not import the controllers (and torch) for `--help`
 STRATEGY_HELP = (
@@ -48,7 +48,7 @@ STRATEGY_HELP = (
     "STRATEGY+reeval (or STRATEGY+screen+reeval) evaluates the best architectures again when rewards are noisy."
 )
 StrategyOpt = Annotated[str | None, typer.Option("--strategy", help=STRATEGY_HELP)]
-ChildrenOpt = Annotated[int | None, typer.Option("--children", "-n", help="Children to train in all.", min=1)]
+ChildrenOpt = Annotated[int | None, typer.Option("--children", "-n", help="Children in all \\[default: 100].", min=1)]
 BatchOpt = Annotated[
     int | None,
     typer.Option(
@@ -59,7 +59,7 @@ BatchOpt = Annotated[
         min=1,
     ),
 ]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed of the run (controller and children).")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed of controller and children \\[default: 0].")]
 ResumeOpt = Annotated[int | None, typer.Option("--resume", metavar="RUN", help="Continue an interrupted run.")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML file of search settings.")]
 ControllerOptionOpt = Annotated[
