@@ -90,7 +90,8 @@ class SearchConfig:
         known = {f.name for f in dataclasses.fields(SearchConfig)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise SearchError(f"unknown search setting(s) {unknown}; known: {', '.join(sorted(known))}")
+            settable = sorted(known - {"moves"})  # moves are recorded by --resume, not set
+            raise SearchError(f"unknown search setting(s) {unknown}; known: {', '.join(settable)}")
         data = {**data, "moves": tuple(data.get("moves") or ())}
         try:
             return SearchConfig(**coerce_fields(SearchConfig, data, "search setting"))
