@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
@@ -75,6 +76,9 @@ def strategy_names() -> list[str]:
     return [*STRATEGIES, *wrapped]
 
 
+UNKNOWN_KEYS = re.compile(r"unknown [\w -]+ setting\(s\) \[")  # a strategy's message for keys it does not take
+
+
 def make_controller(
     strategy: str,
     decisions: Sequence[Decision],
@@ -103,7 +107,7 @@ def make_controller(
         controller = STRATEGIES[base](decisions, seed, rest)
     except ControllerError as exc:  # an unknown key: name the wrappers' settings too, they were open to it
         wrappers = [*(SCREEN_SETTINGS if screened else ()), *(REEVAL_SETTINGS if reevaluated else ())]
-        if wrappers and str(exc).startswith("unknown "):
+        if wrappers and UNKNOWN_KEYS.match(str(exc)):
             raise ControllerError(f"{exc}; {strategy} also takes: {', '.join(wrappers)}") from None
         raise
     if screened:

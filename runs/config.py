@@ -109,7 +109,7 @@ def sharing_conflicts(settings: Mapping[str, Any]) -> list[str]:
     if settings.get("executor") not in (None, "local"):
         names.append("executor")
     names += [k for k, v in (settings.get("executor_options") or {}).items() if v not in (None, {}, [])]
-    return [n.replace("_", "-") for n in names]
+    return [{"dp_options": "dp-option"}.get(n, n.replace("_", "-")) for n in names]  # as the flags are spelt
 
 
 def merge_settings(

@@ -333,24 +333,37 @@ def _discard(temp_dir: str) -> None:
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+RAY_PROCESSES = ("ray::", "raylet", "gcs_server", "ray/")  # in the name or command line of Ray's processes
+
+
 def stop_processes_using(folder: Path) -> list[int]:
-    """Kill this user's processes that hold a file under ``folder`` open (Ray's agents rename themselves
+    """Kill this user's Ray processes that hold a file under ``folder`` open (Ray's agents rename themselves
     ``ray::...``, but keep their session's log files open; they outlive a driver that was killed, and
-    ignore SIGTERM). Linux's /proc only; elsewhere nothing is found. Returns the pids killed."""
+    ignore SIGTERM). A process that is not Ray's (a ``tail -f`` on an old log) is left alone. Linux's /proc
+    only; elsewhere nothing is found. Returns the pids killed."""
     prefix, killed = str(folder.resolve()) + os.sep, []
     for proc in Path("/proc").glob("[0-9]*"):
         pid = int(proc.name)
-        if pid == os.getpid():
-            continue
         try:
-            holds = any(os.readlink(fd).startswith(prefix) for fd in (proc / "fd").iterdir())
-        except OSError:  # gone meanwhile, or another user's
+            if pid == os.getpid() or proc.stat().st_uid != os.getuid():
+                continue
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fds = list((proc / "fd").iterdir())
+        except OSError:  # gone meanwhile, or not readable
             continue
-        if holds:
-            with suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
+        if not any(mark in command for mark in RAY_PROCESSES) or not any(_points_under(fd, prefix) for fd in fds):
+            continue
+        with suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
     return killed
+
+
+def _points_under(fd: Path, prefix: str) -> bool:
+    try:
+        return os.readlink(fd).startswith(prefix)
+    except OSError:  # closed meanwhile
+        return False
 
 
 def _alive(pid: int) -> bool:

@@ -32,7 +32,7 @@ def available_spaces() -> list[str]:
 
 def load_space_class(ref: str) -> type[SearchSpace]:
     """Resolve a registered name or ``path/to/file.py:Class`` to a `SearchSpace` subclass."""
-    if ":" in ref and (ref.split(":", 1)[0].endswith(".py") or "/" in ref):
+    if is_file_ref(ref):
         return _load_from_file(ref)
     eps = _entry_points()
     if ref not in eps:
@@ -45,10 +45,15 @@ def load_space_class(ref: str) -> type[SearchSpace]:
     return _check_class(ref, obj)
 
 
+def is_file_ref(ref: str) -> bool:
+    """Whether ``ref`` names a class in a file (``path/to/file.py:Class``), not a registered space."""
+    return ":" in ref and (ref.split(":", 1)[0].endswith(".py") or "/" in ref)
+
+
 def absolute_ref(ref: str) -> str:
     """A ``path/to/file.py:Class`` reference with its path made absolute (a run stores it, and is read and
     resumed from other directories); any other reference as it is."""
-    if ":" in ref and (ref.split(":", 1)[0].endswith(".py") or "/" in ref):
+    if is_file_ref(ref):
         path_text, _, class_name = ref.rpartition(":")
         return f"{Path(path_text).expanduser().resolve()}:{class_name}"
     return ref

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -347,6 +348,20 @@ def test_the_nodes_line_counts_children_per_node_and_retries() -> None:
     kids = [SimpleNamespace(node=n, attempts=a) for n, a in (("aaaaaaaa11", 1), ("aaaaaaaa22", 2), ("bbbbbbbb", 1))]
     assert (
         placement_line(kids)
-        == "nodes: aaaaaaaa (2 children), bbbbbbbb (1 child); 1 ran more than once (1 extra attempts)"
+        == "nodes: aaaaaaaa (2 children), bbbbbbbb (1 child); 1 ran more than once (1 extra attempt)"
     )
     assert placement_line([SimpleNamespace(node=None, attempts=1)]) is None
+
+
+def test_only_an_unknown_key_lists_the_wrappers_settings(storage: str) -> None:
+    result = runner.invoke(app, ["search", "--space", "toy", "-C", "preset=foo", "--storage", storage])
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: unknown controller preset 'foo'; known: zoph_le, enas"
+
+
+def test_output_to_a_pipe_is_not_cut_at_80_columns() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    code = "from l2l.runs.cli import main; main()"
+    out = subprocess.run([sys.executable, "-c", code, "spaces", "show", "toy"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert max(len(line) for line in out.stdout.splitlines()) > 80  # the docstring's long lines, whole

@@ -111,7 +111,7 @@ def test_empirical_covariances_of_inputs_and_of_the_patches_a_convolution_reads(
 def test_without_topology_an_empirical_kernel_takes_random_distinct_points_per_column() -> None:
     cov = denil.empirical_covariance(torch.randn(400, 16, generator=torch.Generator().manual_seed(1)))
     layer = denil.PredictedLinear(16, 8, 4, covariance=cov)
-    assert layer.columns == 4  # enough columns to cover the 16 inputs
+    assert layer.columns == 4  # ceil(16 / 4), as a grid would need (random subsets need not cover every input)
     point_sets = []
     for u in layer.u:  # near-white inputs: each learned point predicts itself and little else
         own = (u.abs() > 0.9).nonzero()[:, 0]

@@ -66,23 +66,27 @@ def test_directories_of_embedded_instances_whose_driver_died_are_swept(tmp_path:
     other = tmp_path / "not-ours"
     (other / f"session_2026-12-02_10-00-00_000001_{dead.stdout.strip()}").mkdir(parents=True)
     session = next(gone.iterdir())
-    # an agent the dead driver's Ray left behind: renamed, so only the log it holds open tells whose it is
-    holds = "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); f = open(sys.argv[1], 'w'); "
-    agent = subprocess.Popen(
-        [sys.executable, "-c", holds + "print('up', flush=True); time.sleep(60)", str(session / "a.log")],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    bystander = subprocess.Popen(
-        [sys.executable, "-c", holds + "print('up', flush=True); time.sleep(60)", str(live / "b.log")],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert agent.stdout is not None and agent.stdout.readline() == "up\n"
-    assert bystander.stdout is not None and bystander.stdout.readline() == "up\n"
-    assert sweep_embedded(str(tmp_path)) == [gone]
-    assert live.exists() and other.exists() and not gone.exists()
-    assert agent.wait(timeout=10) == -9  # killed: it ignores SIGTERM, as Ray's agents did
-    assert bystander.poll() is None  # a live instance's process is left alone
-    bystander.kill()
-    bystander.wait()
+    # a process that holds a file of a session open and ignores SIGTERM, as Ray's agents do; run from a
+    # ray/ folder it looks like one of Ray's, from elsewhere (a `tail -f` of an old log) it does not
+    holder = "import signal, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nf = open(sys.argv[1], 'w')\n"
+    holder += "print('up', flush=True)\ntime.sleep(60)\n"
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "agent.py").write_text(holder)
+    (tmp_path / "tail.py").write_text(holder)
+
+    def hold(script: Path, file: Path) -> subprocess.Popen[str]:
+        proc = subprocess.Popen([sys.executable, str(script), str(file)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline() == "up\n"
+        return proc
+
+    agent = hold(tmp_path / "ray" / "agent.py", session / "a.log")
+    others = [hold(tmp_path / "tail.py", session / "b.log"), hold(tmp_path / "ray" / "agent.py", live / "c.log")]
+    try:
+        assert sweep_embedded(str(tmp_path)) == [gone]
+        assert live.exists() and other.exists() and not gone.exists()
+        assert agent.wait(timeout=10) == -9  # killed: it ignores SIGTERM, as Ray's agents did
+        assert [p.poll() for p in others] == [None, None]  # not Ray's; a live instance's: both left alone
+    finally:
+        for proc in [agent, *others]:
+            proc.kill()
+            proc.wait()

@@ -38,6 +38,9 @@ def main() -> None:
     except ImportError:  # pragma: no cover - older Typer uses click itself
         from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[no-redef,attr-defined,assignment]
 
+    from l2l.runs.cli.common import widen_for_pipes
+
+    widen_for_pipes()
     try:
         code = app(standalone_mode=False, prog_name="l2l")
     except NoArgsIsHelpError as exc:  # `l2l spaces` alone: the group's help, as before

@@ -19,10 +19,17 @@ if TYPE_CHECKING:
     from l2l.runs.store import Store
     from l2l.search_spaces import SearchSpace
 
-# a pipe or a file gets wide lines: Rich's 80 columns there would cut figures in tables to "15,2…"
-WIDE = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200
-console = Console(width=WIDE)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() or "COLUMNS" in os.environ else 200)
+console = Console()
+err_console = Console(stderr=True)
+PIPE_WIDTH = 200  # `l2l` writing to a pipe or a file: Rich's 80 columns would cut figures in tables to "15,2…"
+
+
+def widen_for_pipes() -> None:
+    """Give the consoles `PIPE_WIDTH` columns where they write to no terminal and $COLUMNS does not say."""
+    for out, stream in ((console, sys.stdout), (err_console, sys.stderr)):
+        if stream is not None and not stream.isatty() and "COLUMNS" not in os.environ:
+            out.width = PIPE_WIDTH
+
 
 STORAGE_ENV = "L2L_STORAGE"
 StorageOpt = Annotated[
@@ -91,8 +98,10 @@ def open_store(storage: str | None, create: bool = False) -> Store:
             parsed = make_url(url)
         except (ArgumentError, ValueError):
             parsed = None  # the store says what is wrong with the URL
-        file = parsed.database if parsed is not None and parsed.get_backend_name() == "sqlite" else None
-        if file and file != ":memory:" and not Path(file).expanduser().exists():
+        sqlite = parsed is not None and parsed.get_backend_name() == "sqlite" and "uri" not in parsed.query
+        file = parsed.database if sqlite and parsed is not None else None
+        path = Path(file).expanduser() if file and file != ":memory:" else None
+        if path is not None and path.parent.is_dir() and not path.exists():  # no folder: the store says so
             raise UsageError(f"no store at {url}: the file {file!r} does not exist (a search creates it)")
     return Store(url)
 

@@ -94,5 +94,6 @@ def placement_line(children: Sequence[Any]) -> str | None:
         return None
     by_count = sorted(nodes.items(), key=lambda item: -item[1])
     on = ", ".join(f"{n} ({k} {'child' if k == 1 else 'children'})" for n, k in by_count)
-    again = f"; {len(retried)} ran more than once ({sum(c.attempts - 1 for c in retried)} extra attempts)"
+    extra = sum(c.attempts - 1 for c in retried)
+    again = f"; {len(retried)} ran more than once ({extra} extra attempt{'' if extra == 1 else 's'})"
     return f"nodes: {on or '-'}" + (again if retried else "")

@@ -318,7 +318,8 @@ def plot_placement_cmd(
         spec = Spec.from_json(child.spec)
         title = f"run {run_id}, child {child.number}, reward {fmt(child.reward)}: {space.describe(spec)}"
         try:
-            recorded = (child.metrics.get("cost") or {}).get("step_time_ms")
+            info, cost = child.metrics.get("info") or {}, child.metrics.get("cost") or {}
+            recorded = info.get("simulated_ms", cost.get("step_time_ms"))  # a measured run keeps its simulation
             path = plot_placement(space, spec, title, output, recorded)
         except PlotError as exc:
             raise UsageError(str(exc)) from None

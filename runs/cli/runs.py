@@ -13,11 +13,11 @@ from l2l.runs.cli.common import RunArg, StorageOpt, console, open_store, space_o
 from l2l.runs.cli.export import FORMATS, export_csv, export_json
 from l2l.runs.cli.formatting import MetricView, describe, fmt, joined, placement_line
 from l2l.runs.cli.ranking import estimate_text, mean_metrics, ranked_space
+from l2l.runs.cli.retraining import record_retrained, retrain_child
 from l2l.runs.config import UsageError
 
 if TYPE_CHECKING:
-    from l2l.runs.store import ChildRecord, RunRecord, Store
-    from l2l.search_spaces import Result, SearchSpace
+    from l2l.runs.store import RunRecord, Store
 
 app = typer.Typer(help="Inspect and export recorded runs.", no_args_is_help=True)
 
@@ -40,7 +40,7 @@ def runs_list(
             top = store.top_children(r.id, 1)
             size, best = f"{counts['done'] + counts['failed']}/{r.n_children}", fmt(top[0].reward) if top else "-"
             if r.config.get("weight_sharing") is not None:  # epochs, and the derived child's (shared) reward
-                size = f"{len(store.epochs(r.id))}/{r.config['weight_sharing'].get('epochs', 10)} epochs"
+                size = f"{len(store.epochs(r.id))}/{sharing_epochs(r)} epochs"
                 derived = store.children(r.id, "derived")
                 best = best if top else f"{fmt(derived[0].reward)} shared" if derived else "-"
             table.add_row(
@@ -103,10 +103,27 @@ def in_flight(run: RunRecord, handed: int) -> str:
     return f"{min(handed, slots)} running, {max(handed - slots, 0)} waiting at a worker"
 
 
+def sharing_epochs(run: RunRecord) -> int:
+    """The epochs a weight-sharing run was set to train."""
+    from l2l.runs.sharing_config import SharingConfig
+
+    return int((run.config.get("weight_sharing") or {}).get("epochs", SharingConfig.epochs))
+
+
+def nothing_to_name(store: Store, run: RunRecord) -> UsageError:
+    """Why a run has no best child: every child failed (the run is over), or none has finished yet."""
+    failed = store.count_children(run.id)["failed"]
+    if failed and run.status in ("done", "failed"):
+        return UsageError(
+            f"no child of run {run.id} succeeded ({failed} failed; their reasons: `l2l runs export {run.id}`)"
+        )
+    return UsageError(f"run {run.id} has no finished child yet")
+
+
 def sharing_line(store: Store, run: RunRecord, counts: dict[str, int]) -> str:
     """What a weight-sharing run has done: epochs, architectures scored with shared weights, the derived one."""
     epochs = store.epochs(run.id)
-    total = (run.config.get("weight_sharing") or {}).get("epochs", 10)
+    total = sharing_epochs(run)
     line = f"weight sharing: {len(epochs)} of {total} epochs, {counts.get('shared', 0)} architectures scored"
     if epochs:
         line += f", shared loss {epochs[-1].train_loss:.3f}"
@@ -276,13 +293,7 @@ def runs_best(
         if by == "mean" and not sharing:
             ranking = rank(store.children(run_id), space)
             if not ranking.archs:
-                failed = store.count_children(run_id)["failed"]
-                if failed and run.status in ("done", "failed"):
-                    raise UsageError(
-                        f"no child of run {run_id} succeeded ({failed} failed; their reasons: "
-                        f"`l2l runs export {run_id}`)"
-                    )
-                raise UsageError(f"run {run_id} has no finished child yet")
+                raise nothing_to_name(store, run)
             arch = ranking.archs[0]
             best = arch.child
             view = MetricView.of(run.space, [best])
@@ -303,7 +314,7 @@ def runs_best(
         else:
             top = store.children(run_id, "derived") if sharing else store.top_children(run_id, 1)
             if not top:
-                raise UsageError(f"run {run_id} has no {'derived' if sharing else 'finished'} child yet")
+                raise UsageError(f"run {run_id} has no derived child yet") if sharing else nothing_to_name(store, run)
             best = top[0]
             view = MetricView.of(run.space, top)
             head = f"child {best.number}, reward {fmt(best.reward)}" + (" with shared weights" if sharing else "")
@@ -313,11 +324,8 @@ def runs_best(
             )
             if sharing:  # the derived architecture's honest numbers, where it was retrained
                 for again in store.children(run_id, "done"):
-                    console.print(
-                        f"  retrained as child {again.number}: reward {fmt(again.reward)}"
-                        + (f", {view.summary(again.metrics)}" if view.summary(again.metrics) else ""),
-                        highlight=False,
-                    )
+                    figures = joined(f"reward {fmt(again.reward)}", view.summary(again.metrics))
+                    console.print(f"  retrained as child {again.number}: {figures}", highlight=False)
         if not retrain:
             return
         budget: dict[str, int] = {"epochs": epochs} if epochs is not None else {}
@@ -342,28 +350,6 @@ def runs_best(
         if sharing:  # the honest number of a weight-sharing search: kept with the run
             number = record_retrained(store, run_id, best, result)
             console.print(f"recorded as child {number} of run {run_id}", highlight=False)
-
-
-def record_retrained(store: Store, run_id: int, derived: ChildRecord, result: Result) -> int:
-    """Record the from-scratch training of a weight-sharing run's derived child as a new finished child."""
-    from l2l.runs.store import NewChild
-
-    number = max(c.number for c in store.children(run_id)) + 1
-    new = NewChild(number, derived.batch, derived.tokens, derived.spec, 0.0, 0.0, derived.policy_version)
-    store.add_children(run_id, [new], running=True)
-    data = result.to_json()
-    data["info"] = {**(data.get("info") or {}), "retrained_from": derived.number}
-    store.finish_children(run_id, [(number, data, float(result.reward))])
-    return number
-
-
-def retrain_child(space: SearchSpace, child: ChildRecord, budget: dict[str, int], seed: int, device: str) -> Result:
-    """Train a stored child again from its spec, in this process, with its own budget, seed and device."""
-    from l2l.runs.executors import ChildTask, run_child
-    from l2l.search_spaces import Context, Spec
-
-    spec = Spec.from_json(child.spec)
-    return run_child(space, ChildTask(child.number, spec, Context(seed=seed, device=device, budget=budget)))
 
 
 @app.command("export")

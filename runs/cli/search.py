@@ -218,7 +218,7 @@ def search(
             config,
         )
         flags = with_weight_sharing(flags, weight_sharing, ws_option)
-        store = open_store(storage, create=True)
+        store = open_store(storage, create=resume is None)
         if dashboard:
             start_dashboard(stack, store.url, dashboard_port)
         route_ray_logs(LOG_DIR / f"ray-{os.getpid()}.log")

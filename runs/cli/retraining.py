@@ -1,0 +1,31 @@
+"""`l2l runs best --retrain`: a stored child trained again, and a weight-sharing run's retraining recorded."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from l2l.runs.store import ChildRecord, Store
+    from l2l.search_spaces import Result, SearchSpace
+
+
+def record_retrained(store: Store, run_id: int, derived: ChildRecord, result: Result) -> int:
+    """Record the from-scratch training of a weight-sharing run's derived child as a new finished child."""
+    from l2l.runs.store import NewChild
+
+    number = max(c.number for c in store.children(run_id)) + 1
+    new = NewChild(number, derived.batch, derived.tokens, derived.spec, 0.0, 0.0, derived.policy_version)
+    store.add_children(run_id, [new], running=True)
+    data = result.to_json()
+    data["info"] = {**(data.get("info") or {}), "retrained_from": derived.number}
+    store.finish_children(run_id, [(number, data, float(result.reward))])
+    return number
+
+
+def retrain_child(space: SearchSpace, child: ChildRecord, budget: dict[str, int], seed: int, device: str) -> Result:
+    """Train a stored child again from its spec, in this process, with its own budget, seed and device."""
+    from l2l.runs.executors import ChildTask, run_child
+    from l2l.search_spaces import Context, Spec
+
+    spec = Spec.from_json(child.spec)
+    return run_child(space, ChildTask(child.number, spec, Context(seed=seed, device=device, budget=budget)))
