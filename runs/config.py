@@ -122,6 +122,9 @@ def merge_settings(
         extra = getattr(flags, table)
         if extra:
             settings[table] = {**settings.get(table, {}), **extra}
+    dp_file, dp_flags = (file.get("executor_options") or {}).get("dp_options"), flags.executor_options.get("dp_options")
+    if isinstance(dp_file, Mapping) and dp_flags:  # --dp-option merges into the file's dp_options too, key by key
+        settings["executor_options"]["dp_options"] = {**dp_file, **dp_flags}
     if flags.weight_sharing is not None:  # merges into the file's [weight_sharing] table, key by key
         settings["weight_sharing"] = {**(settings.get("weight_sharing") or {}), **flags.weight_sharing}
     for key, value in (defaults or {}).items():

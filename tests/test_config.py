@@ -105,6 +105,14 @@ def test_precedence_defaults_then_toml_then_flags(tmp_path: Path) -> None:
     }
 
 
+def test_dp_option_flags_merge_into_the_config_files_dp_options_key_by_key() -> None:
+    file = {"executor_options": {"workers_per_child": 2, "dp_options": {"shards": 2, "n_fetch": 2}}}
+    flags = SearchFlags.parse({}, {"dp_options": {"n_fetch": 3, "n_push": 3}})
+    merged = merge_settings(file, flags)["executor_options"]
+    assert merged == {"workers_per_child": 2, "dp_options": {"shards": 2, "n_fetch": 3, "n_push": 3}}
+    assert file["executor_options"]["dp_options"] == {"shards": 2, "n_fetch": 2}  # the file's table is not changed
+
+
 def test_defaults_fill_only_what_nothing_else_set() -> None:
     only_flags = SearchFlags.parse({"executor": "local"}, {}, None, None)
     assert only_flags.settings({"executor": "ray"}) == {"executor": "local"}

@@ -241,7 +241,7 @@ def test_kill_9_mid_search_then_resume_loses_at_most_the_epoch_and_ends_as_an_un
 def test_weight_sharing_flags_fail_with_one_line(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'f.db'}"
     out, _ = _cli("search", "--space", "toy", "-W", "epochs=2", "--storage", db).communicate(timeout=60)
-    assert out.strip() == "error: --ws-option sets a weight-sharing search; add --weight-sharing"
+    assert out.strip() == "error: -W (--ws-option) sets a weight-sharing search; add --weight-sharing"
     out, _ = _cli("search", "--space", "toy", "--weight-sharing", "--storage", db).communicate(timeout=60)
     assert out.strip().startswith("error: space 'toy' offers no shared network")
     out, _ = _cli("search", "--space", "nb201_cell", "--weight-sharing", "-W", "epoch=2", "--storage", db).communicate(
@@ -385,6 +385,9 @@ def test_ws_options_merge_into_the_config_files_weight_sharing_table(tmp_path: P
     bare = with_weight_sharing(SearchFlags.parse({}, {}, config=path), True, None)
     assert bare.settings()["weight_sharing"] == {"derive": 5, "sampler": "controller"}
     assert "weight_sharing" not in with_weight_sharing(SearchFlags.parse({}, {}), False, None).settings()
+    # the file's [weight_sharing] table makes it a weight-sharing search: -W needs no --weight-sharing then
+    flags = with_weight_sharing(SearchFlags.parse({}, {}, config=path), False, ["derive=3"])
+    assert flags.settings()["weight_sharing"] == {"derive": 3, "sampler": "controller"}
 
 
 def test_micro_keys_name_the_loose_ends_a_cells_input_conv_reads() -> None:

@@ -282,14 +282,15 @@ def say_ray_log() -> None:
 
 
 def with_weight_sharing(flags: SearchFlags, on: bool, ws_option: list[str] | None) -> SearchFlags:
-    """The flags with ``--weight-sharing`` and its ``-W`` settings folded in."""
+    """The flags with ``--weight-sharing`` (or a config file's ``[weight_sharing]``) and ``-W`` folded in."""
     import dataclasses
 
-    from l2l.runs.config import parse_assignments
+    from l2l.runs.config import load_config_file, parse_assignments
 
     settings = parse_assignments(ws_option or [], "--ws-option")
+    on = on or bool(settings and flags.config and load_config_file(flags.config).get("weight_sharing") is not None)
     if settings and not on:
-        raise UsageError("--ws-option sets a weight-sharing search; add --weight-sharing")
+        raise UsageError("-W (--ws-option) sets a weight-sharing search; add --weight-sharing")
     if not on:
         return flags
     return dataclasses.replace(flags, weight_sharing=settings)
