@@ -92,6 +92,9 @@ def test_every_page_and_endpoint_answers(client: TestClient) -> None:
     ):  # fmt: skip
         assert client.get(path).status_code == 200, path
     assert client.get("/runs/99").status_code == 404
+    for endpoint in ("", "/progress", "/children", "/pareto", "/best", "/epochs"):  # never an empty 200
+        missing = client.get(f"/api/runs/99{endpoint}")
+        assert missing.status_code == 404 and missing.json()["error"].startswith("no run 99 in store"), endpoint
     assert client.get("/api/runs/1/children/999").json()["error"] == "run 1 has no child 999"
     summary = client.get("/api/runs/1").json()
     assert summary["done"] + summary["failed"] == 16 and summary["state"] == "done" and not summary["live"]
@@ -322,3 +325,18 @@ def test_an_old_schema_is_named_not_migrated(tmp_path: Path) -> None:
     warning = schema_behind(Reader(url).revision)
     assert warning is not None and "revision 0005" in warning and "l2l runs list" in warning
     assert Reader(url).revision == "0005"  # reading it changed nothing
+
+
+def test_a_port_that_is_taken_is_one_error_line_and_no_address(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'd.db'}"
+    Store(storage).close()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["dashboard", "--port", str(port), "--storage", storage])
+    assert result.exit_code == 1
+    assert (
+        result.output.strip()
+        == f"error: cannot listen on 127.0.0.1:{port}: Address already in use; choose another --port"
+    )

@@ -134,7 +134,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         return Json(charts.get(("progress", run_id, reader.stamp(run_id)), make))
 
     def api_children(request: Request) -> Response:
-        run_id = request.path_params["run_id"]
+        run_id = reader.run(request.path_params["run_id"]).id  # a run that is not there is a 404
         q = request.query_params
         sort = q.get("sort", "number")
         per = _int(request, "per", 50, 1, 200)
@@ -154,7 +154,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         return Json({"total": total, "per": per, "rows": rows, "sort_keys": list(SORT_KEYS)})
 
     def api_pareto(request: Request) -> Response:
-        run_id = request.path_params["run_id"]
+        run_id = reader.run(request.path_params["run_id"]).id
         keys = reader.cost_keys(run_id)
         asked = request.query_params.get("cost")
         if not keys:
@@ -199,7 +199,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         return Json(out)
 
     def api_epochs(request: Request) -> Response:
-        return Json({"epochs": reader.epochs(request.path_params["run_id"])})
+        return Json({"epochs": reader.epochs(reader.run(request.path_params["run_id"]).id)})
 
     def api_child(request: Request) -> Response:
         child = reader.child(request.path_params["run_id"], request.path_params["number"])

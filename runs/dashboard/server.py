@@ -52,12 +52,27 @@ def serve(storage: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, exit
     behind = schema_behind(app.state.reader.revision)
     if behind:
         print(behind, file=sys.stderr)
+    sock = listening_socket(host, port)  # before saying where: a port that is taken is one error line
     if exit_with is None:
         print(f"l2l dashboard at {url_of(host, port)} (Ctrl-C stops it)", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
     if exit_with is not None:
         threading.Thread(target=_exit_with, args=(exit_with, server), daemon=True).start()
-    server.run()
+    server.run(sockets=[sock])
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port for the server, or `UsageError` naming why it cannot be."""
+    from l2l.runs.config import UsageError
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port") from None
+    return sock
 
 
 def schema_behind(revision: str | None) -> str | None:
