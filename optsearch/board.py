@@ -133,8 +133,25 @@ def performance_profile(board: dict[str, Any], taus: Sequence[float]) -> dict[st
     return {label: [sum(r <= tau for r in ratios[label]) / len(tasks) for tau in taus] for label in labels}
 
 
+def interval(cell: dict[str, Any]) -> float:
+    """A cell's 95% half-width; nan where there is none (one seed: null in a board's JSON)."""
+    ci = cell.get("test_ci")
+    return math.nan if ci is None else float(ci)
+
+
+def for_json(value: Any) -> Any:
+    """``value`` with every float nan as None: strict JSON (JavaScript, jq) has no NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: for_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [for_json(v) for v in value]
+    return value
+
+
 def intervals_apart(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two cells' 95% intervals do not overlap."""
-    if a["failed"] or b["failed"] or math.isnan(a["test_ci"]) or math.isnan(b["test_ci"]):
+    if a["failed"] or b["failed"] or math.isnan(interval(a)) or math.isnan(interval(b)):
         return False
     return abs(a["test_mean"] - b["test_mean"]) > a["test_ci"] + b["test_ci"]

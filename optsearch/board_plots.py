@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from l2l.optsearch.board import error, performance_profile
+from l2l.optsearch.board import error, interval, performance_profile
 
 _STYLES = ["-", "--", "-.", ":"]
 
@@ -84,7 +84,7 @@ def plot_task_curves(board: dict[str, Any], path: Path, cols: int = 3) -> Path:
             if cell["failed"] or not curves:
                 ax.plot([], [], color=colors[label], label=f"{label}: failed")
                 continue
-            ci = "" if math.isnan(cell["test_ci"]) else f" ± {cell['test_ci']:.3f}"
+            ci = "" if math.isnan(interval(cell)) else f" ± {interval(cell):.3f}"
             edge = "!" if cell.get("lr_at_edge") else ""
             ax.plot(
                 curves["step"],

@@ -128,6 +128,22 @@ def test_cli_evaluate_prints_the_board_and_writes_json(tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "neither a run id nor an existing board file" in bad.output
 
 
+def test_one_seed_has_no_interval_and_the_board_is_strict_json(tmp_path: Path) -> None:
+    out = tmp_path / "one.json"
+    args = ["optimizers", "evaluate", "adam", "--suite", "digits-logreg", "--seeds", "1", "--lrs", "0.01"]
+    result = runner.invoke(app, [*args, "--workers", "1", "-o", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert " ± -" in result.output and "nan" not in result.output and "1 task x 1 optimizers" in result.output
+
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"{name} is not JSON")
+
+    cell = json.loads(out.read_text(), parse_constant=no_constants)["cells"]["digits-logreg"]["adam"]
+    assert cell["test_ci"] is None and len(cell["test"]) == 1
+    plotted = runner.invoke(app, ["plot", "optimizer", str(out), "-o", str(tmp_path / "plots")])
+    assert plotted.exit_code == 0, plotted.output  # a board read back with null intervals still plots
+
+
 def test_cli_evaluate_uses_a_task_registered_by_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     install_task_plugin(tmp_path, monkeypatch)
     out = tmp_path / "board.json"

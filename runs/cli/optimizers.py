@@ -137,7 +137,11 @@ def board_table(board: dict[str, Any]) -> Any:
     """Task x optimizer: test mean ± 95% interval, the chosen lr (and weight decay); '!' marks a choice at
     its grid's edge; the best of each row is bold (several on a tie, which counts as nobody's win); the last
     row counts tasks won."""
+    import math
+
     from rich.table import Table
+
+    from l2l.optsearch.board import interval
 
     labels = [o["label"] for o in board["optimizers"]]
     table = Table("task", "metric", *labels, title=f"test metric, mean ± 95% CI over {board['seeds']} seeds")
@@ -149,7 +153,8 @@ def board_table(board: dict[str, Any]) -> Any:
             if c["failed"]:
                 row.append(f"[red]failed[/]\n[dim]{c['failed'][:40]}[/]")
                 continue
-            text = f"{c['test_mean']:.4f} ± {c['test_ci']:.4f}"
+            ci = interval(c)
+            text = f"{c['test_mean']:.4f} ± {'-' if math.isnan(ci) else f'{ci:.4f}'}"  # one seed: no interval
             if label in board["leaders"][name]:
                 text = f"[bold green]{text}[/]"
             setting = f"lr {c['lr']:.3g}{'!' if c['lr_at_edge'] else ''}"
@@ -190,7 +195,7 @@ def optimizers_evaluate(
 
     from rich.markup import escape
 
-    from l2l.optsearch.board import run_board
+    from l2l.optsearch.board import for_json, run_board
     from l2l.optsearch.suite import TaskError, resolve_suite
     from l2l.optsearch.tuning import LR_GRID
     from l2l.runs.cli.plot import parse_lrs
@@ -222,8 +227,9 @@ def optimizers_evaluate(
         cells = [c for row in board["cells"].values() for c in row.values()]
         if any(c["lr_at_edge"] or c["wd_at_edge"] for c in cells):
             console.print("! : the chosen setting is at the edge of its grid (widen it with --lrs)", highlight=False)
-        console.print(f"{len(tasks)} tasks x {len(contenders)} optimizers in {board['seconds']:.0f} s", highlight=False)
+        size = f"{len(tasks)} task{'s' if len(tasks) != 1 else ''} x {len(contenders)} optimizers"
+        console.print(f"{size} in {board['seconds']:.0f} s", highlight=False)
         if output is not None:
             output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(json.dumps(board, indent=1))
+            output.write_text(json.dumps(for_json(board), indent=1))
             console.print(f"wrote {output}", highlight=False)
