@@ -13,11 +13,13 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def placement_figure(space: PlacementSpace, spec: Spec, title: str, recorded_ms: float | None = None) -> Figure:
+def placement_figure(
+    space: PlacementSpace, spec: Spec, title: str, recorded_ms: float | None = None, measured_ms: float | None = None
+) -> Figure:
     """Top: the groups in order, coloured by their device, arcs for the tensors between them. Bottom: a Gantt
     chart per device and per busy link: forward ops solid, backward ops light, transfers grey. The step is
-    simulated again here, on this process's profile of the model; ``recorded_ms`` (what the child recorded,
-    on its own profile) is shown beside it when they differ."""
+    simulated again here, on this process's profile of the model; ``recorded_ms`` (the child's own simulation,
+    on its profile) is shown beside it when they differ, and ``measured_ms`` (a measured child's real step)."""
     import textwrap
 
     import matplotlib
@@ -60,15 +62,27 @@ def placement_figure(space: PlacementSpace, spec: Spec, title: str, recorded_ms:
     bottom.set_yticks(range(len(rows)), rows, fontsize=8)
     bottom.invert_yaxis()
     step = f"one training step = {schedule.step_ms:.2f} ms"
-    if recorded_ms is not None and abs(recorded_ms - schedule.step_ms) >= 0.005:
-        step += f" on this plot's profile of the model (the child recorded {recorded_ms:.2f} ms on its own)"
-    bottom.set_xlabel(f"simulated time (ms); {step} (forward solid, backward light)")
+    notes = [f"the child's own simulation: {recorded_ms:.2f} ms"] if recorded_ms is not None else []
+    if recorded_ms is not None and abs(recorded_ms - schedule.step_ms) < 0.005:
+        notes = []
+    notes += [f"measured: {measured_ms:.2f} ms"] if measured_ms is not None else []
+    if notes:
+        step += f" on this plot's profile of the model ({'; '.join(notes)})"
+    label = f"simulated time (ms); {step} (forward solid, backward light)"
+    bottom.set_xlabel("\n".join(textwrap.wrap(label, 150)))
     fig.tight_layout()
     return fig
 
 
-def plot_placement(space: PlacementSpace, spec: Spec, title: str, out: Path, recorded_ms: float | None = None) -> Path:
+def plot_placement(
+    space: PlacementSpace,
+    spec: Spec,
+    title: str,
+    out: Path,
+    recorded_ms: float | None = None,
+    measured_ms: float | None = None,
+) -> Path:
     """Write `placement_figure` to ``out``."""
     if spec.space != space.name:
         raise PlotError(f"spec of space {spec.space!r} is not a placement")
-    return save(placement_figure(space, spec, title, recorded_ms), out, dpi=120)
+    return save(placement_figure(space, spec, title, recorded_ms, measured_ms), out, dpi=120)

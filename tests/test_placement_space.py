@@ -145,7 +145,11 @@ def test_the_plot_says_when_its_simulated_step_differs_from_the_recorded_one() -
     )
     assert all(len(line) <= 150 for line in same.axes[0].get_title().split("\n"))  # wrapped, not cut off
     other = placement_figure(space, spec, "t", recorded_ms=step + 0.4)
-    assert f"(the child recorded {step + 0.4:.2f} ms on its own)" in other.axes[1].get_xlabel()
+    assert f"(the child's own simulation: {step + 0.4:.2f} ms)" in other.axes[1].get_xlabel()
+    measured = placement_figure(space, spec, "t", recorded_ms=step, measured_ms=170.25)
+    assert " ".join(measured.axes[1].get_xlabel().split()).endswith(
+        "(measured: 170.25 ms) (forward solid, backward light)"
+    )
 
 
 def test_measure_times_real_steps_on_cpu_threads() -> None:

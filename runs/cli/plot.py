@@ -318,9 +318,10 @@ def plot_placement_cmd(
         spec = Spec.from_json(child.spec)
         title = f"run {run_id}, child {child.number}, reward {fmt(child.reward)}: {space.describe(spec)}"
         try:
-            info, cost = child.metrics.get("info") or {}, child.metrics.get("cost") or {}
-            recorded = info.get("simulated_ms", cost.get("step_time_ms"))  # a measured run keeps its simulation
-            path = plot_placement(space, spec, title, output, recorded)
+            info, step = child.metrics.get("info") or {}, (child.metrics.get("cost") or {}).get("step_time_ms")
+            measured = "simulated_ms" in info  # a measured child's step is real; its simulation is kept in info
+            sim = info["simulated_ms"] if measured else step
+            path = plot_placement(space, spec, title, output, sim, step if measured else None)
         except PlotError as exc:
             raise UsageError(str(exc)) from None
         console.print(f"wrote {path}", highlight=False)
