@@ -71,7 +71,8 @@ def progress_figure(run: RunRecord, children: list[ChildRecord], updates: list[U
 
     plt = _pyplot()
     fig, (ax, ax_ent) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    done = [c for c in children if c.status == "done" and c.reward is not None]
+    scored = "shared" if run.config.get("weight_sharing") is not None else "done"  # weight sharing: its scores
+    done = [c for c in children if c.status == scored and c.reward is not None]
     rewards = [float(c.reward or 0.0) for c in done]
     failed = [c for c in children if c.status == "failed"]
     ax.scatter([c.number for c in done], rewards, s=12, alpha=0.6, label="child reward")
@@ -89,19 +90,14 @@ def progress_figure(run: RunRecord, children: list[ChildRecord], updates: list[U
     means = [
         (x, sum(r) / len(r))
         for x, members in points
-        if (r := [float(c.reward) for c in members if c.status == "done" and c.reward is not None])
+        if (r := [float(c.reward) for c in members if c.status == scored and c.reward is not None])
     ]
     if any(len(members) > 1 for _, members in points) and means:
-        ax.plot(
-            [x for x, _ in means],
-            [m for _, m in means],
-            color="tab:orange",
-            marker="o",
-            ms=3,
-            label="mean of each update's children",
-        )
+        mean_xs, mean_ys = zip(*means, strict=True)
+        ax.plot(mean_xs, mean_ys, color="tab:orange", marker="o", ms=3, label="mean of each update's children")
     transform = str((run.config.get("controller") or {}).get("reward_transform", "reward"))
-    ax.set_ylabel("reward" if transform == "reward" else f"reward (raw; the controller learns from {transform})")
+    ylabel = "reward" if transform == "reward" else f"reward (raw; the controller learns from {transform})"
+    ax.set_ylabel(f"{ylabel} with shared weights" if scored == "shared" else ylabel)
     ax.set_title(f"run {run.id}: {run.space} / {run.strategy} (seed {run.seed})")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)

@@ -3,6 +3,7 @@ architecture drawings of a readable size whose op labels never sit on top of eac
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from datetime import UTC, datetime
 from pathlib import Path
@@ -160,3 +161,12 @@ def test_pareto_axis_names_what_it_plots(tmp_path: Path) -> None:
     assert pareto_axis([*accurate[:2], costed[2]]).startswith("reward")  # one child without: the reward for all
     _, front = plot_pareto(run_record(), costed, "flops", tmp_path / "p.png")
     assert [n for _, _, n in front] == [1, 2, 3]  # each costs more and scores more: all on the front
+
+
+def test_progress_of_a_weight_sharing_run_plots_its_shared_weight_scores() -> None:
+    run = dataclasses.replace(run_record(), config={"weight_sharing": {"epochs": 2}, "controller": {}})
+    children = [child(n, n // 2, 0.1 * n, "shared") for n in range(6)] + [child(6, -1, 0.9, "done")]  # 6: retrained
+    ax = progress_figure(run, children, [update(0, [0, 1], 2.0), update(1, [2, 3], 1.9)]).axes[0]
+    assert ax.get_ylabel() == "reward with shared weights"
+    (best,) = [line for line in ax.get_lines() if line.get_label() == "best so far"]
+    assert np.asarray(best.get_xdata(), dtype=float).tolist() == [0, 1, 2, 3, 4, 5]  # the scores, not the retraining
