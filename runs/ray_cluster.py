@@ -333,7 +333,7 @@ def _discard(temp_dir: str) -> None:
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-RAY_PROCESSES = ("ray::", "raylet", "gcs_server", "ray/")  # in the name or command line of Ray's processes
+RAY_BINARIES = ("raylet", "gcs_server")  # Ray's own executables, by process name
 
 
 def stop_processes_using(folder: Path) -> list[int]:
@@ -345,18 +345,30 @@ def stop_processes_using(folder: Path) -> list[int]:
     for proc in Path("/proc").glob("[0-9]*"):
         pid = int(proc.name)
         try:
-            if pid == os.getpid() or proc.stat().st_uid != os.getuid():
+            if pid == os.getpid() or proc.stat().st_uid != os.getuid() or not _is_rays(proc):
                 continue
-            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             fds = list((proc / "fd").iterdir())
         except OSError:  # gone meanwhile, or not readable
             continue
-        if not any(mark in command for mark in RAY_PROCESSES) or not any(_points_under(fd, prefix) for fd in fds):
-            continue
-        with suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+        if any(_points_under(fd, prefix) for fd in fds):
+            with suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
     return killed
+
+
+def _is_rays(proc: Path) -> bool:
+    """Whether a process is one of Ray's: an agent or worker (named ``ray::...``), a Ray executable, or a Python
+    process running a script of Ray's package (its monitors)."""
+    import importlib.util
+
+    name = (proc / "comm").read_text().strip()
+    if name.startswith("ray::") or name in RAY_BINARIES:
+        return True
+    spec = importlib.util.find_spec("ray")
+    package = [str(Path(p).resolve()) + os.sep for p in (spec.submodule_search_locations or [])] if spec else []
+    command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    return any(p in command for p in package)
 
 
 def _points_under(fd: Path, prefix: str) -> bool:

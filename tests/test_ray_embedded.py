@@ -66,12 +66,12 @@ def test_directories_of_embedded_instances_whose_driver_died_are_swept(tmp_path:
     other = tmp_path / "not-ours"
     (other / f"session_2026-12-02_10-00-00_000001_{dead.stdout.strip()}").mkdir(parents=True)
     session = next(gone.iterdir())
-    # a process that holds a file of a session open and ignores SIGTERM, as Ray's agents do; run from a
-    # ray/ folder it looks like one of Ray's, from elsewhere (a `tail -f` of an old log) it does not
+    # a process that holds a file of a session open and ignores SIGTERM, as Ray's agents do; named like one
+    # of them (ray::...) it is Ray's, otherwise (a `tail -f` of an old log, named raylet.out) it is not
     holder = "import signal, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nf = open(sys.argv[1], 'w')\n"
     holder += "print('up', flush=True)\ntime.sleep(60)\n"
     (tmp_path / "ray").mkdir()
-    (tmp_path / "ray" / "agent.py").write_text(holder)
+    (tmp_path / "ray" / "agent.py").write_text("open('/proc/self/comm', 'w').write('ray::TestAgent')\n" + holder)
     (tmp_path / "tail.py").write_text(holder)
 
     def hold(script: Path, file: Path) -> subprocess.Popen[str]:
@@ -80,7 +80,7 @@ def test_directories_of_embedded_instances_whose_driver_died_are_swept(tmp_path:
         return proc
 
     agent = hold(tmp_path / "ray" / "agent.py", session / "a.log")
-    others = [hold(tmp_path / "tail.py", session / "b.log"), hold(tmp_path / "ray" / "agent.py", live / "c.log")]
+    others = [hold(tmp_path / "tail.py", session / "raylet.out"), hold(tmp_path / "ray" / "agent.py", live / "c.log")]
     try:
         assert sweep_embedded(str(tmp_path)) == [gone]
         assert live.exists() and other.exists() and not gone.exists()
