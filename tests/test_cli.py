@@ -162,9 +162,10 @@ def test_export_takes_its_format_from_the_file_and_best_names_a_run_whose_childr
     assert json.loads((tmp_path / "x.json").read_text())["run"]["id"] == 2
     ok("runs", "export", "2", "-o", str(tmp_path / "x.csv"), "--storage", storage)
     assert (tmp_path / "x.csv").read_text().startswith("number,")
-    result = runner.invoke(app, ["runs", "best", "1", "--storage", storage])
     expected = "no child of run 1 succeeded (2 failed; their reasons: `l2l runs export 1`)"
-    assert result.exit_code == 1 and expected in " ".join(result.output.split())
+    for command in (["best"], ["best", "--by", "single"], ["top"], ["top", "--by", "single"]):
+        result = runner.invoke(app, ["runs", command[0], "1", *command[1:], "--storage", storage])
+        assert result.exit_code == 1 and expected in " ".join(result.output.split()), command
 
 
 def test_best_of_an_exact_space_says_a_retraining_trained_nothing(storage: str) -> None:
@@ -365,3 +366,28 @@ def test_output_to_a_pipe_is_not_cut_at_80_columns() -> None:
     out = subprocess.run([sys.executable, "-c", code, "spaces", "show", "toy"], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert max(len(line) for line in out.stdout.splitlines()) > 80  # the docstring's long lines, whole
+
+
+def test_optimizers_on_a_run_whose_plugin_is_gone_say_what_they_read(tmp_path: Path, storage: str) -> None:
+    plugin = tmp_path / "gone.py"
+    plugin.write_text((PLUGINS / "spaces.py").read_text())
+    ok(
+        "search",
+        "--space",
+        f"{plugin}:Flaky",
+        "--strategy",
+        "random",
+        "-n",
+        "2",
+        "--executor",
+        "local",
+        "-q",
+        "--storage",
+        storage,
+    )
+    plugin.unlink()
+    result = runner.invoke(app, ["optimizers", "top", "1", "--storage", storage])
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert f"cannot rebuild the space '{plugin}:Flaky' of run 1" in text
+    assert text.endswith("; `l2l optimizers` reads runs of the optimizer space")

@@ -28,7 +28,8 @@ def best_rules(store: Store, run_id: int, k: int) -> list[tuple[ChildRecord, Rul
     try:
         space = load_space(run.space, dict(run.config.get("space_options") or {}), validate=False)
     except SpaceError as exc:
-        raise UsageError(f"cannot rebuild the space of run {run_id}: {exc}") from None
+        hint = "" if run.space == "optimizer" else "; `l2l optimizers` reads runs of the optimizer space"
+        raise UsageError(f"cannot rebuild the space {run.space!r} of run {run_id}: {exc}{hint}") from None
     rule_of = getattr(space, "rule_of", None)
     if rule_of is None:
         raise UsageError(f"run {run_id} searched the space {run.space!r}, not optimizer rules (use --space optimizer)")

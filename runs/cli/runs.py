@@ -225,6 +225,8 @@ def runs_top(
         if by == "mean" and not sharing:
             ranking = rank(store.children(run_id), ranked_space(run))
             archs = ranking.archs[:k]
+            if not archs:  # an empty table would say nothing; runs best says the same
+                raise nothing_to_name(store, run)
             top = [a.child for a in archs]
             view = MetricView.of(run.space, top)
             tests, costs = view.test[:3], view.cost[:2]
@@ -250,6 +252,8 @@ def runs_top(
         if sharing:  # the derived candidates, scored with shared weights
             scored = store.children(run_id, "derived") + store.children(run_id, "candidate")
             top = sorted(top + scored, key=lambda c: (c.reward is None, -(c.reward or 0.0)))[:k]
+        if not top:
+            raise UsageError(f"run {run_id} has no derived child yet") if sharing else nothing_to_name(store, run)
         view = MetricView.of(run.space, top)
         tests, costs = view.test[:3], view.cost[:2]  # the first declared (or found) ones: a table stays readable
         table = Table("rank", "child", "reward", f"val {view.validation}", *tests, *costs, "candidate")
