@@ -142,9 +142,7 @@ def covariance_dictionary(covariance: torch.Tensor, alpha: torch.Tensor, ridge: 
 
 def empirical_covariance(inputs: torch.Tensor) -> torch.Tensor:
     """The (n, n) covariance of the rows of ``inputs`` (examples, n): the data-driven kernel of Denil et al."""
-    x = inputs.reshape(inputs.shape[0], -1).double()
-    x = x - x.mean(0)
-    return (x.t() @ x / max(1, x.shape[0] - 1)).float()
+    return torch.cov(inputs.reshape(inputs.shape[0], -1).double().t()).float()
 
 
 def patch_covariance(inputs: torch.Tensor, kernel: tuple[int, ...], padding: int | tuple[int, ...] = 0) -> torch.Tensor:

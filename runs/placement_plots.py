@@ -62,10 +62,11 @@ def placement_figure(
     bottom.set_yticks(range(len(rows)), rows, fontsize=8)
     bottom.invert_yaxis()
     step = f"one training step = {schedule.step_ms:.2f} ms"
-    notes = [f"the child's own simulation: {recorded_ms:.2f} ms"] if recorded_ms is not None else []
-    if recorded_ms is not None and abs(recorded_ms - schedule.step_ms) < 0.005:
-        notes = []
-    notes += [f"measured: {measured_ms:.2f} ms"] if measured_ms is not None else []
+    notes = []
+    if recorded_ms is not None and abs(recorded_ms - schedule.step_ms) >= 0.005:
+        notes.append(f"the child's own simulation: {recorded_ms:.2f} ms")
+    if measured_ms is not None:
+        notes.append(f"measured: {measured_ms:.2f} ms")
     if notes:
         step += f" on this plot's profile of the model ({'; '.join(notes)})"
     label = f"simulated time (ms); {step} (forward solid, backward light)"

@@ -337,15 +337,14 @@ RAY_BINARIES = ("raylet", "gcs_server")  # Ray's own executables, by process nam
 
 
 def stop_processes_using(folder: Path) -> list[int]:
-    """Kill this user's Ray processes that hold a file under ``folder`` open (Ray's agents rename themselves
-    ``ray::...``, but keep their session's log files open; they outlive a driver that was killed, and
-    ignore SIGTERM). A process that is not Ray's (a ``tail -f`` on an old log) is left alone. Linux's /proc
-    only; elsewhere nothing is found. Returns the pids killed."""
-    prefix, killed = str(folder.resolve()) + os.sep, []
+    """Kill this user's Ray processes holding a file under ``folder`` open (Ray's agents outlive a killed driver
+    and ignore SIGTERM); others (a ``tail -f`` of an old log) are left alone. Linux's /proc only. Returns the
+    pids killed."""
+    prefix, killed, package = str(folder.resolve()) + os.sep, [], _ray_package()
     for proc in Path("/proc").glob("[0-9]*"):
         pid = int(proc.name)
         try:
-            if pid == os.getpid() or proc.stat().st_uid != os.getuid() or not _is_rays(proc):
+            if pid == os.getpid() or proc.stat().st_uid != os.getuid() or not _is_rays(proc, package):
                 continue
             fds = list((proc / "fd").iterdir())
         except OSError:  # gone meanwhile, or not readable
@@ -357,16 +356,20 @@ def stop_processes_using(folder: Path) -> list[int]:
     return killed
 
 
-def _is_rays(proc: Path) -> bool:
-    """Whether a process is one of Ray's: an agent or worker (named ``ray::...``), a Ray executable, or a Python
-    process running a script of Ray's package (its monitors)."""
+def _ray_package() -> list[str]:
+    """The folders of Ray's installed package, as prefixes of the scripts it runs."""
     import importlib.util
 
+    spec = importlib.util.find_spec("ray")
+    return [str(Path(p).resolve()) + os.sep for p in (spec.submodule_search_locations or [])] if spec else []
+
+
+def _is_rays(proc: Path, package: list[str]) -> bool:
+    """Whether a process is one of Ray's: an agent or worker (named ``ray::...``), a Ray executable, or a Python
+    process running a script of Ray's ``package`` (its monitors)."""
     name = (proc / "comm").read_text().strip()
     if name.startswith("ray::") or name in RAY_BINARIES:
         return True
-    spec = importlib.util.find_spec("ray")
-    package = [str(Path(p).resolve()) + os.sep for p in (spec.submodule_search_locations or [])] if spec else []
     command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     return any(p in command for p in package)
 

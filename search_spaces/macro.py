@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from l2l.search_spaces.api import Context, Decision, Result, SpaceError, Spec
-from l2l.search_spaces.trained import DatasetSpace, check_dataset, train_and_measure
+from l2l.search_spaces.trained import DatasetSpace, train_and_measure
 
 KERNELS = (1, 3, 5, 7)
 FILTERS = (24, 36, 48, 64)
@@ -56,7 +56,6 @@ class MacroSpace(DatasetSpace):
             raise SpaceError(f"a hashed head needs head_width >= 1, got {head_width}")
         if start_layers is not None and not 1 <= start_layers <= layers:
             raise SpaceError(f"start_layers must be in 1..{layers}, got {start_layers}")
-        check_dataset(dataset)
         super().__init__(
             dataset=dataset,
             layers=layers,

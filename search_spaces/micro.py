@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from l2l.search_spaces.api import Context, Decision, Result, SpaceError, Spec
-from l2l.search_spaces.trained import DatasetSpace, check_dataset, train_and_measure
+from l2l.search_spaces.trained import DatasetSpace, train_and_measure
 
 CELL_TYPES = ("normal", "reduce")
 
@@ -45,7 +45,6 @@ class MicroSpace(DatasetSpace):
                 "micro needs nodes, cells, channels, epochs, batch_size >= 1, reductions >= 0 and lr > 0; got "
                 f"{nodes}, {cells}, {channels}, {epochs}, {batch_size}, {reductions}, {lr}"
             )
-        check_dataset(dataset)
         super().__init__(
             dataset=dataset,
             ops=ops,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from l2l.search_spaces.api import Context, Decision, Result, SpaceError, Spec
-from l2l.search_spaces.trained import DatasetSpace, check_dataset, train_and_measure
+from l2l.search_spaces.trained import DatasetSpace, train_and_measure
 
 WIDTHS = (8, 16, 32, 64, 128)
 ACTS = ("relu", "tanh", "sigmoid", "elu")
@@ -65,7 +65,6 @@ class MLPSpace(DatasetSpace):
             raise SpaceError(f"mlp widths must be comma-separated integers, got {widths!r}") from None
         if not width_choices or min(width_choices) < 1:
             raise SpaceError(f"mlp widths must be positive, got {widths!r}")
-        check_dataset(dataset)
         super().__init__(
             dataset=dataset,
             epochs=epochs,

@@ -6,7 +6,7 @@ from typing import Any
 
 from l2l.search_spaces.api import Context, Result, SpaceError, Spec
 from l2l.search_spaces.nb201 import CellSpace, load_table
-from l2l.search_spaces.trained import DatasetSpace, check_dataset, train_and_measure
+from l2l.search_spaces.trained import DatasetSpace, train_and_measure
 
 
 class NB201CellSpace(CellSpace, DatasetSpace):
@@ -36,7 +36,6 @@ class NB201CellSpace(CellSpace, DatasetSpace):
                 "nb201_cell needs epochs, channels, cells_per_stage, batch_size >= 1 and lr > 0; got "
                 f"{epochs}, {channels}, {cells_per_stage}, {batch_size}, {lr}"
             )
-        check_dataset(dataset)
         super().__init__(
             dataset=dataset,
             epochs=epochs,

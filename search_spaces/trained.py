@@ -18,6 +18,11 @@ class DatasetSpace(SearchSpace):
     test_metrics: ClassVar[tuple[str, ...]] = ("test_acc", "test_loss")
     cost_metrics: ClassVar[tuple[str, ...]] = ("params", "flops", "latency_s", "train_time_s")
 
+    def __init__(self, **options: Any) -> None:
+        if "dataset" in options:  # a name nobody knows fails when the space is made, not in every child
+            check_dataset(str(options["dataset"]))
+        super().__init__(**options)
+
     def shared_data(self) -> dict[str, Any]:
         from l2l.nas.data import load_dataset
 

@@ -111,7 +111,10 @@ def sharing_epochs(run: RunRecord) -> int:
 
 
 def nothing_to_name(store: Store, run: RunRecord) -> UsageError:
-    """Why a run has no best child: every child failed (the run is over), or none has finished yet."""
+    """Why a run has no best child: a weight-sharing run has derived none yet, every child failed (the run is
+    over), or none has finished yet."""
+    if run.config.get("weight_sharing") is not None:
+        return UsageError(f"run {run.id} has no derived child yet")
     failed = store.count_children(run.id)["failed"]
     if failed and run.status in ("done", "failed"):
         return UsageError(
@@ -253,7 +256,7 @@ def runs_top(
             scored = store.children(run_id, "derived") + store.children(run_id, "candidate")
             top = sorted(top + scored, key=lambda c: (c.reward is None, -(c.reward or 0.0)))[:k]
         if not top:
-            raise UsageError(f"run {run_id} has no derived child yet") if sharing else nothing_to_name(store, run)
+            raise nothing_to_name(store, run)
         view = MetricView.of(run.space, top)
         tests, costs = view.test[:3], view.cost[:2]  # the first declared (or found) ones: a table stays readable
         table = Table("rank", "child", "reward", f"val {view.validation}", *tests, *costs, "candidate")
@@ -318,7 +321,7 @@ def runs_best(
         else:
             top = store.children(run_id, "derived") if sharing else store.top_children(run_id, 1)
             if not top:
-                raise UsageError(f"run {run_id} has no derived child yet") if sharing else nothing_to_name(store, run)
+                raise nothing_to_name(store, run)
             best = top[0]
             view = MetricView.of(run.space, top)
             head = f"child {best.number}, reward {fmt(best.reward)}" + (" with shared weights" if sharing else "")

@@ -322,7 +322,7 @@ def open_run(store: Store, flags: SearchFlags, resume: int | None) -> Any:
                 f"a weight-sharing search runs in this process for its -W epochs: --{', --'.join(ignored)} "
                 f"{'does' if len(ignored) == 1 else 'do'} not apply to it; drop them"
             )
-        config = SearchConfig.from_json(flags.settings(SHARING_DEFAULTS if sharing else DEFAULTS))
+        config = SearchConfig.from_json({**(SHARING_DEFAULTS if sharing else DEFAULTS), **settings})
         if config.weight_sharing is not None:
             return WeightSharingSearch.start(store, config)
         return Search.start(store, config)
