@@ -14,9 +14,13 @@ was evaluated at all ("found").
 
     python -m benchmarks.noisy [--seeds 100] [--seed-offset 1000] [--noise 0.25,0.5,1.0]
         [--strategies reinforce+screen,reinforce+screen+reeval,evolution,tpe,random] [--budgets 100,200,400]
-        [-C key=value ...] [--name NAME]
+        [-C key=value ...] [--separate] [--name NAME]
     python -m benchmarks.noisy --real mlp,nb201_cell --strategies reinforce+screen,reinforce+screen+reeval
         [--seeds 5] [--seed-offset 0] [--children 60]
+
+``--separate``: one search per budget, each told its number of children (`Controller.plan`), as a user's
+``--children`` tells a search; without it one search of the largest budget is read at each budget (the same
+for a strategy that does not use its budget, and cheaper).
 
 ``--real``: searches of trained spaces (``mlp`` on digits, ``nb201_cell`` on MNIST-1D), where training the
 same spec with another seed is the noise. For each search, the top 3 architectures by estimated mean
@@ -55,6 +59,7 @@ def trajectory(strategy: str, seed: int, queries: int, noise: float, settings: d
     controller = make_controller(
         strategy, space.decisions(), seed, {**own, **settings}, constraints, exact=space.exact_rewards()
     )
+    controller.plan(queries)
     out: list[Query] = []
     while len(out) < queries:
         proposals = controller.propose(min(batch_of(strategy.removesuffix("+reeval")), queries - len(out)))
@@ -155,6 +160,11 @@ def main() -> None:
     parser.add_argument("--strategies", default=STRATEGIES, help="rows: STRATEGY[:key=value;...], comma-separated")
     parser.add_argument("--budgets", default="100,200,400")
     parser.add_argument("-C", dest="settings", action="append", default=[], help="controller setting key=value")
+    parser.add_argument(
+        "--separate",
+        action="store_true",
+        help="one search per budget, each told its number of children (else one search, read at each)",
+    )
     parser.add_argument("--name", default="noisy", help="results file benchmarks/results/NAME.json")
     parser.add_argument("--real", help="the real-noise check on trained spaces instead: mlp,nb201_cell")
     parser.add_argument("--children", type=int, default=60, help="children per search of the real-noise check")
@@ -172,16 +182,22 @@ def main() -> None:
     budgets = sorted(int(b) for b in args.budgets.split(","))
     optimum = max(row["c10_test_200ep"] for row in load_table().values())
     payload: dict[str, Any] = {"seeds": args.seeds, "seed_offset": args.seed_offset, "budgets": budgets,
-                               "settings": settings, "optimum": optimum, "results": {}}  # fmt: skip
+                               "settings": settings, "optimum": optimum, "separate": args.separate,
+                               "results": {}}  # fmt: skip
     for noise in (float(x) for x in args.noise.split(",")):
         rows = []
         for (strategy, own), label in zip(rows_asked, args.strategies.split(","), strict=True):
             started = time.perf_counter()
             seeds = range(args.seed_offset, args.seed_offset + args.seeds)
-            trajs = [trajectory(strategy, s, max(budgets), noise, {**settings, **own}) for s in seeds]
+            if args.separate:  # one search per budget, each told its number of children
+                runs = {b: [trajectory(strategy, s, b, noise, {**settings, **own}) for s in seeds] for b in budgets}
+            else:
+                trajs = [trajectory(strategy, s, max(budgets), noise, {**settings, **own}) for s in seeds]
+                runs = {b: trajs for b in budgets}
             result: dict[str, Any] = {}
             cells: dict[str, list[str]] = {by: [] for by in NAMINGS}
             for b in budgets:
+                trajs = runs[b]
                 for by in NAMINGS:
                     reported = [named(t, b, by) for t in trajs]
                     m, _ = mean_sd(reported)

@@ -80,6 +80,11 @@ class Controller(ABC):
         a strategy keeping no identities ignores it."""
         del identity
 
+    def plan(self, children: int) -> None:
+        """Told by the search how many children the run will have in all (again on resume, where it may have
+        changed). A strategy whose choices depend on the budget keeps it; the rest ignore it."""
+        del children
+
     def reward_of(self, metrics: Mapping[str, float | None]) -> float:
         """The scalar this controller maximizes for a child with these metrics (see `l2l.controllers.rewards`)."""
         from l2l.controllers.rewards import get_transform

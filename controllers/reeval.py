@@ -13,7 +13,10 @@ repeats have measured it, the top architecture is the one evaluated again. When 
 against the gaps at the top, nothing is re-evaluated; a space whose rewards are exact
 (`SearchSpace.exact_rewards`) never re-evaluates. Re-evaluations are children like any other (they count
 against ``--children``); at most ``reeval_share`` of the proposals are re-evaluations, and no
-architecture gets more than ``reeval_max`` evaluations.
+architecture gets more than ``reeval_max`` evaluations. A search tells the wrapper its number of children
+(`Controller.plan`): in the last ``reeval_final`` share of them, naming the best matters more than finding
+a new candidate no evaluation will confirm, so the race runs without either limit (a fixed-budget finish,
+as in best-arm identification); new candidates are proposed only while the top is clear.
 
 The wrapped strategy learns from its own proposals only, each rewarded with its architecture's mean
 reward so far; a re-evaluation's reward goes to its model of the rewards (`Controller.observe`: the
@@ -49,6 +52,7 @@ class ReevalConfig:
     reeval_share: float = 0.15
     reeval_noise_df: int = 2
     reeval_challengers: int = 4  # chosen on seeds 0-39 of benchmarks.noisy over 1 (the runner-up alone) and 8
+    reeval_final: float = 0.2  # chosen on seeds 0-39 of benchmarks.noisy (sd 0.5) over 0, 0.3 and 0.5
 
     def __post_init__(self) -> None:
         if not self.reeval_z > 0:
@@ -60,6 +64,8 @@ class ReevalConfig:
             )
         if not 0.0 <= self.reeval_share < 1.0:
             raise ControllerError(f"reeval_share must be in [0, 1), got {self.reeval_share}")
+        if not 0.0 <= self.reeval_final < 1.0:
+            raise ControllerError(f"reeval_final must be in [0, 1), got {self.reeval_final}")
 
 
 REEVAL_SETTINGS = tuple(f.name for f in dataclasses.fields(ReevalConfig))
@@ -81,6 +87,7 @@ class ReevaluatedController(Controller):
         self._pending: dict[Tokens, int] = {}  # re-evaluations proposed and not yet learned from, per key
         self.proposed = 0
         self.reevaluated = 0  # proposals that were re-evaluations
+        self.budget: int | None = None  # the run's number of children, where the search told it (`plan`)
         # this wrapper's policy version counts every update, the wrapped strategy's only those it learned from
         # (a batch of re-evaluations teaches it nothing): the strategy's version at each of ours, to stamp back
         self._base_versions: list[int] = [base.policy_version]
@@ -109,13 +116,26 @@ class ReevaluatedController(Controller):
         """The architecture of a token sequence: its canonical sequence where the space declares one."""
         return self.constraints.canonical(tokens) if self.constraints is not None else tuple(int(t) for t in tokens)
 
+    def plan(self, children: int) -> None:
+        self.budget = children
+        self.base.plan(children)
+
+    def final(self) -> bool:
+        """Whether the run is in its last ``reeval_final`` share of children (known once `plan` told the budget),
+        where naming the best matters more than finding new candidates: no share or per-architecture limit."""
+        return self.budget is not None and self.proposed >= (1.0 - self.config.reeval_final) * self.budget
+
     def propose(self, n: int) -> list[Proposal]:
         if n < 1:
             raise ControllerError(f"propose needs n >= 1, got {n}")
         out: list[Proposal] = []
         # the top and its challengers by estimate; the evaluations in flight (pending) change only how sure each will be
         top = [] if self.exact else self.evaluations.estimates(limit=1 + self.config.reeval_challengers)
-        while len(out) < n and top and self.reevaluated < self.config.reeval_share * (self.proposed + 1):
+
+        def allowed() -> bool:
+            return self.final() or self.reevaluated < self.config.reeval_share * (self.proposed + 1)
+
+        while len(out) < n and top and allowed():
             target = self._target(top)
             if target is None:
                 break
@@ -150,8 +170,9 @@ class ReevaluatedController(Controller):
         c = max(range(1, len(top)), key=lambda i: (upper[i], -i))  # the highest upper bound; the better on ties
         if max(sds[0], sds[c]) == 0.0 or top[0].estimate - z * sds[0] > upper[c]:
             return None  # the top is clear of every challenger (or a tie that no evaluation can break)
+        cap = self.config.reeval_max if not self.final() else max(self.config.reeval_max, self.budget or 0)
         for i in sorted((0, c), key=lambda i: (-sds[i], i)):  # the less certain first, the top on ties
-            if seen[i] < self.config.reeval_max:
+            if seen[i] < cap:
                 return keys[i]
         return None
 

@@ -126,6 +126,9 @@ class ScreenedController(Controller):
         super().identify(identity)
         self.base.identify(identity)
 
+    def plan(self, children: int) -> None:
+        self.base.plan(children)
+
     @classmethod
     def from_settings(cls, base: Controller, settings: Mapping[str, Any]) -> ScreenedController:
         """Wrap ``base`` with the screen settings in ``settings`` (names as in `ScreenConfig`)."""

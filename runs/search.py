@@ -111,6 +111,7 @@ class Search:
             exact=self.space.exact_rewards(),
             identity=identity_of(self.space),
         )
+        self.controller.plan(config.children)
         self.executor = executor or make_executor(config.executor, config.device, config.executor_options)
         self.listener = listener
         self.worst_reward: float | None = None

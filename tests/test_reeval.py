@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import signal
+from collections import Counter
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,35 @@ def test_the_top_races_the_challenger_with_the_highest_upper_bound(challengers: 
     proposal = c.propose(1)[0]
     assert proposal.policy_version == REEVALUATION
     assert proposal.tokens == {"a": a, "c": third}[chosen]
+
+
+def _run(c: Any, children: int, rng: random.Random) -> list[Proposal]:
+    out: list[Proposal] = []
+    while len(out) < children:
+        proposals = c.propose(min(4, children - len(out)))
+        c.update(proposals, [noisy(p.tokens, rng, 0.5) for p in proposals])
+        out += proposals
+    return out
+
+
+def test_the_last_share_of_the_budget_races_the_top_without_limits() -> None:
+    """Told its budget, a search spends its last ``reeval_final`` share of children on naming the best: the
+    race is no longer held to ``reeval_share`` or ``reeval_max``; before that share, and for a search not
+    told its budget, nothing changes."""
+    settings = {"reeval_final": 0.5, "reeval_max": 3}
+    told = make_controller("random+reeval", DECISIONS, 4, settings)
+    told.plan(120)
+    untold = make_controller("random+reeval", DECISIONS, 4, settings)
+    a, b = _run(told, 120, random.Random(3)), _run(untold, 120, random.Random(3))
+    assert [p.tokens for p in a[:60]] == [p.tokens for p in b[:60]]
+    assert isinstance(told, ReevaluatedController) and isinstance(untold, ReevaluatedController)
+    assert told.final() and not untold.final()
+    again = [sum(p.policy_version == REEVALUATION for p in run[60:]) for run in (a, b)]
+    assert again[1] <= 0.15 * 120 and again[0] > 0.5 * 60  # the share no longer limits the last half
+    most = [max(Counter(p.tokens for p in run if p.policy_version == REEVALUATION).values()) for run in (a, b)]
+    assert most[1] <= 3 - 1 < most[0]  # re-evaluations of one architecture: up to reeval_max - 1, then unlimited
+    with pytest.raises(ValueError, match=r"reeval_final must be in \[0, 1\), got 1.0"):
+        make_controller("random+reeval", DECISIONS, 0, {"reeval_final": 1.0})
 
 
 def test_exact_rewards_and_noiseless_rewards_stop_reevaluation() -> None:

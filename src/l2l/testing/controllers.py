@@ -252,6 +252,22 @@ class ControllerContract(IdentityContract):
         assert head + drive(resumed, 2, 2) == whole
         assert lost == whole[2][0], "the resumed run re-proposes the children the interrupted one had proposed"
 
+    def test_told_its_budget_it_resumes_exactly(self, make: Make) -> None:
+        """A search tells its strategy the number of children (`Controller.plan`) when it starts and again when
+        it resumes: a strategy that uses it decides the same after a restore as without one."""
+
+        def planned(seed: int) -> Controller:
+            c = make(seed)
+            c.plan(8)
+            return c
+
+        whole = drive(planned(9), 4, 2)
+        first = planned(9)
+        head = drive(first, 2, 2)
+        resumed = planned(9)
+        resumed.load_bytes(first.to_bytes())
+        assert head + drive(resumed, 2, 2) == whole
+
     def test_results_in_any_order_and_grouping(self, make: Make, decisions: Sequence[Decision]) -> None:
         """The asynchronous executor's pattern: propose again before updating, then update with a subset of the
         outstanding proposals, in another order than proposed, more than once."""
