@@ -81,8 +81,8 @@ class Controller(ABC):
         del identity
 
     def plan(self, children: int) -> None:
-        """Told by the search how many children the run will have in all (again on resume, where it may have
-        changed). A strategy whose choices depend on the budget keeps it; the rest ignore it."""
+        """Told by the search how many children the run will have in all, when it starts and again when it
+        resumes. A strategy whose choices depend on the budget keeps it; the rest ignore it."""
         del children
 
     def reward_of(self, metrics: Mapping[str, float | None]) -> float:

@@ -168,6 +168,22 @@ def test_export_takes_its_format_from_the_file_and_best_names_a_run_whose_childr
         assert result.exit_code == 1 and expected in " ".join(result.output.split()), command
 
 
+def test_the_most_common_failure_groups_reasons_that_differ_only_in_numbers() -> None:
+    from l2l.runs.cli.common import most_common_failure
+
+    errors = [
+        "RuntimeError: failed to allocate 1048576 bytes\nTraceback ...",
+        "ValueError: bad width",
+        "RuntimeError: failed to allocate 2097152 bytes",
+        "RuntimeError: failed to allocate 3.5 bytes",
+        "RuntimeError: failed to allocate 4 GiB",  # other words: another reason
+        "ValueError: bad width",
+        None,
+    ]
+    assert most_common_failure(errors) == ("RuntimeError: failed to allocate 1048576 bytes", 3)
+    assert most_common_failure([None]) == ("unknown", 1)
+
+
 def test_best_of_an_exact_space_says_a_retraining_trained_nothing(storage: str) -> None:
     ok("search", "--space", "toy", "--children", "4", "--executor", "local", "-q", "--storage", storage)
     best = ok("runs", "best", "1", "--storage", storage)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -45,6 +46,17 @@ SpaceOptionOpt = Annotated[list[str] | None, typer.Option("--space-option", "-S"
 def first_line(error: str | None) -> str:
     """The one-line reason of a child's error (its traceback, when it has one, follows on later lines)."""
     return (error or "unknown").strip().splitlines()[0] if (error or "").strip() else "unknown"
+
+
+def most_common_failure(errors: Iterable[str | None]) -> tuple[str, int]:
+    """The most common one-line reason among children's errors and how many share it. Reasons that differ only
+    in their numbers (bytes asked for, a step, a shape) are one reason: the first of them is shown."""
+    groups: dict[str, list[str]] = {}
+    for error in errors:
+        line = first_line(error)
+        groups.setdefault(re.sub(r"\d+(?:\.\d+)?", "#", line), []).append(line)
+    lines = max(groups.values(), key=len)
+    return lines[0], len(lines)
 
 
 def error_line(message: str, code: int = 1) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,7 +18,7 @@ from l2l.runs.cli.common import (
     console,
     err_console,
     fail,
-    first_line,
+    most_common_failure,
     open_store,
     user_errors,
 )
@@ -388,8 +387,7 @@ def print_summary(store: Store, run_id: int, space: SearchSpace | None = None) -
         highlight=False,
     )
     if counts["done"] == 0 and counts["failed"] > 0:
-        reasons = Counter(first_line(c.error) for c in store.children(run_id, "failed"))
-        reason, n = reasons.most_common(1)[0]
+        reason, n = most_common_failure(c.error for c in store.children(run_id, "failed"))
         fail(f"no child of run {run_id} succeeded; the most common failure ({n} of {counts['failed']}): {reason}")
 
 
