@@ -90,8 +90,9 @@ def make_controller(
 ) -> Controller:
     """The controller named ``strategy`` over ``decisions``, seeded, with user ``settings``, proposing only
     what ``constraints`` allow (a space's `Constraints.of`); ``exact``: the space's rewards are exact
-    (`SearchSpace.exact_rewards`), so nothing is worth evaluating twice; ``identity``: the space's identity of
-    token sequences (`l2l.search_spaces.constraints.identity_of`), so no identity is proposed twice.
+    (`SearchSpace.exact_rewards`), so nothing is worth evaluating twice (no re-evaluation, and no sequence
+    proposed twice); ``identity``: the space's identity of token sequences
+    (`l2l.search_spaces.constraints.identity_of`), so no identity is proposed twice.
 
     ``STRATEGY+screen`` wraps the strategy in `ScreenedController`, ``...+reeval`` (outermost) in
     `ReevaluatedController`; the ``screen*`` and ``reeval*`` settings go to those, the rest to the strategy."""
@@ -115,9 +116,15 @@ def make_controller(
     if reevaluated:
         controller = ReevaluatedController.from_settings(controller, again, exact)
     controller.constrain(constraints)
+    if identity is None and exact:  # an exact reward is worth having once: no sequence is proposed twice
+        identity = _tokens
     controller.identify(identity)
     get_transform(controller.reward_transform)  # an unknown transform fails now, not at the first reward
     return controller
+
+
+def _tokens(tokens: Sequence[int]) -> Hashable:
+    return tuple(int(t) for t in tokens)
 
 
 def __getattr__(name: str) -> Any:

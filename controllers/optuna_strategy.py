@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import optuna
+import torch
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -103,6 +104,10 @@ class OptunaController(DistinctStrategy):
             self.pending.append((trial.number, tokens))
             out.append(Proposal(tokens, 0.0, 0.0, self.policy_version))
         return out
+
+    def _fallback_generator(self) -> torch.Generator:
+        # seeded, like the sampler, by the run's seed and the trials so far: a restored run draws the same
+        return torch.Generator().manual_seed(self.seed * 100_019 + len(self.study.get_trials(deepcopy=False)))
 
     def _drop(self, proposals: Sequence[Proposal]) -> None:
         # trials of the latest draw repeating an identity end failed, unevaluated (a repaired proposal has

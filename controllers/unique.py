@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from l2l.controllers.base import Controller, ControllerError, Ledger, Proposal
-from l2l.search_spaces.api import Decision
+from l2l.search_spaces.api import Decision, token_sizes
 from l2l.search_spaces.constraints import Constraints
 
 
@@ -107,7 +107,8 @@ PASSES = 8  # draws per proposal call that may reject a known identity before re
 class Distinct:
     """The identities a strategy has proposed (`l2l.search_spaces.constraints.identity_of`), so that it
     proposes each once: a sampled sequence whose identity was proposed before is rejected and another is
-    drawn, in at most `PASSES` draws per call; past them, repeats go out (a policy collapsed onto one
+    drawn, in at most `PASSES` draws per call (and as many of a uniform fallback, where the strategy gives
+    one); past them, repeats go out (a policy collapsed onto one
     identity cannot loop forever) and are counted. Without an identity (``key`` None) everything is new.
     """
 
@@ -141,20 +142,22 @@ class Distinct:
         n: int,
         draw: Callable[[int], list[Proposal]],
         drop: Callable[[Sequence[Proposal]], None] | None = None,
+        fallback: Callable[[int], list[Proposal]] | None = None,
     ) -> list[Proposal]:
         """``n`` proposals of ``draw`` of identities not proposed before, as far as `PASSES` draws find them;
-        the rest as they come (repeats, counted). ``drop`` is told each draw's rejected proposals. A strategy
-        sampling with replacement proposes through this."""
+        then as far as `PASSES` draws of ``fallback`` (uniform among the allowed sequences) find them; the
+        rest as ``draw`` gives them (repeats, counted). ``drop`` is told each draw's rejected proposals. A
+        strategy sampling with replacement proposes through this."""
         if self.key is None:
             return draw(n)
         chosen: list[Proposal] = []
-        for _ in range(PASSES):
+        for source in [draw] * PASSES + ([fallback] * PASSES if fallback is not None else []):
             if len(chosen) >= n:
                 break
             dropped: list[Proposal] = []
-            for p in draw(n - len(chosen)):
+            for p in source(n - len(chosen)):
                 (chosen if self.take(p.tokens) else dropped).append(p)
-            if drop is not None and dropped:
+            if drop is not None and dropped and source is draw:
                 drop(dropped)
         for p in draw(n - len(chosen)) if len(chosen) < n else []:
             self.take(p.tokens, force=True)  # a repeat, counted
@@ -263,7 +266,21 @@ class DistinctStrategy(Controller):
     def propose(self, n: int) -> list[Proposal]:
         if n < 1:
             raise ControllerError(f"propose needs n >= 1, got {n}")
-        return self.distinct.propose(n, self._draw, self._drop)
+        return self.distinct.propose(n, self._draw, self._drop, self._fallback)
+
+    def _fallback(self, n: int) -> list[Proposal]:
+        """``n`` sequences drawn uniformly among those allowed: what goes out when the strategy's own draws find
+        no new identity (a sampler stuck on what it has seen, as Optuna's GP on an optimum it found), before
+        any repeat."""
+        from l2l.controllers.constrained import uniform_allowed
+
+        constraints = self.constraints or Constraints(token_sizes(self.decisions))
+        drawn = uniform_allowed(constraints, n, self._fallback_generator())
+        return [Proposal(tokens, 0.0, 0.0, self.policy_version) for tokens in drawn]
+
+    def _fallback_generator(self) -> torch.Generator:
+        """The generator of `_fallback`'s draws: the strategy's own, which its checkpoint holds."""
+        return self.generator
 
     # screening (`Controller.candidates`): draws commit to nothing; a pick of an identity proposed before
     # (or by an earlier pick) is left out, and the screen never draws one (`proposed_before`)

@@ -43,6 +43,24 @@ def test_no_identity_twice_until_every_one_was_proposed_then_repeats_are_counted
     assert last["identity_rejected"] > 0
 
 
+@pytest.mark.parametrize("strategy", ["gp", "tpe", "evolution", "random"])
+def test_on_an_exact_space_no_sequence_is_proposed_twice(strategy: str) -> None:
+    """An exact reward is worth having once. Optuna's GP, which keeps asking for the optimum it has found,
+    is sent somewhere new (uniformly among the allowed sequences) rather than repeating it."""
+    from l2l.search_spaces import Context
+    from l2l.search_spaces.constraints import Constraints
+
+    space = load_space("toy")
+    assert space.exact_rewards()
+    c = make_controller(strategy, space.decisions(), 0, {}, Constraints.of(space), exact=True)
+    seen = []
+    for _ in range(40):
+        proposals = c.propose(1)
+        c.update(proposals, [float(space.evaluate(space.decode(p.tokens), Context(seed=0)).reward) for p in proposals])
+        seen += [p.tokens for p in proposals]
+    assert len(set(seen)) == 40
+
+
 @pytest.mark.parametrize(
     ("strategy", "at"), [("reinforce", 13), ("random", 13), ("evolution", 13), ("reinforce", 21), ("ppo", 21)]
 )

@@ -84,8 +84,8 @@ class IdentityContract:
     def test_one_identity_for_every_sequence_does_not_stall(
         self, strategy: str, decisions: Sequence[Decision], settings: dict[str, Any]
     ) -> None:
-        """A policy collapsed onto one identity: each call rejects a bounded number of samples, then proposes
-        repeats, counted."""
+        """A policy collapsed onto one identity: each call rejects a bounded number of samples (`PASSES` of the
+        strategy's own, as many uniform ones where it samples with replacement), then proposes repeats, counted."""
         c = self._identified(strategy, decisions, settings, 1, lambda tokens: "one")
         proposals, _, extra = drive_with_identity(c, 3, 4, self._reward)
         if "identities" not in extra:
@@ -93,7 +93,7 @@ class IdentityContract:
         own = [p for p in proposals if p.policy_version != REEVALUATION]
         assert len(proposals) == 12 and extra["identities"] == 1
         assert extra["identity_repeats"] == len(own) - 1, extra
-        assert extra["identity_rejected"] <= PASSES * len(proposals), extra
+        assert extra["identity_rejected"] <= 2 * PASSES * len(proposals), extra
 
     def test_a_lean_checkpoint_rebuilds_the_identities_from_the_children(
         self, strategy: str, decisions: Sequence[Decision], settings: dict[str, Any]
