@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -73,6 +74,25 @@ def test_searched_cells_have_lstm_shapes_and_every_parameter_learns(kind: str) -
     for name, p in rnn.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_an_enas_step_is_the_papers_highway_formula() -> None:
+    """h_j = c * f(W_h z) + (1 - c) * h_i with c = sigmoid(W_c z), written out by hand, node by node."""
+    torch.manual_seed(2)
+    nodes = [ENASNode(0, "tanh"), ENASNode(0, "relu"), ENASNode(1, "sigmoid")]
+    cell = ENASCell(nodes, 3, 4)
+    x, h_prev = torch.randn(2, 3), torch.randn(2, 4)
+
+    def highway(z: torch.Tensor, prev: torch.Tensor, f: Any) -> torch.Tensor:
+        c = torch.sigmoid(z[:, :4])
+        return c * f(z[:, 4:]) + (1 - c) * prev
+
+    n0 = highway(cell.w_x(x) + cell.w_h(h_prev), h_prev, torch.tanh)
+    n1 = highway(cell.w_nodes[0](n0), n0, torch.relu)
+    n2 = highway(cell.w_nodes[1](n1), n1, torch.sigmoid)
+    out, state = cell.step(cell.project(x), h_prev)
+    torch.testing.assert_close(out, n2, rtol=1e-6, atol=1e-6)  # node 2 is the only one no node reads
+    assert state is out
 
 
 def test_cells_reject_bad_structures_with_their_names() -> None:
