@@ -9,7 +9,8 @@ noiseless 200-epoch test accuracy. A search names its best by:
 - ``single``: the child with the highest single reward (``l2l runs best --by single``, what l2l did before);
 - ``gp``: the highest posterior mean of a Gaussian process over every evaluation (measured, not used);
 - ``oracle``: the evaluated cell with the highest noiseless reward, what a perfect pick would name: the
-  gap between it and ``mean`` is the naming's, the gap between it and the optimum the finding's.
+  gap between it and ``mean`` is the naming's, the gap between it and the optimum the finding's and the
+  12-epoch proxy's.
 
 Reported per strategy and budget: the mean test accuracy of the named cell, and in brackets the share
 of seeds naming the optimum (94.37 on CIFAR-10). Also: re-evaluations spent, and how often the optimum

@@ -118,6 +118,7 @@ class Distinct:
         self.rejected = 0  # sampled sequences not proposed: their identity was
         self.repeats = 0  # proposals of an identity proposed before, let through at the bound
         self._n_keys = 0  # how many identities a lean checkpoint's ledger must give
+        self._keyed = True  # whether that checkpoint's run had an identity to count them by
 
     def new(self, tokens: Sequence[int]) -> bool:
         """True when ``tokens``' identity has not been proposed (always, without an identity)."""
@@ -173,7 +174,8 @@ class Distinct:
 
     def state_dict(self, lean: bool = False) -> dict[str, Any]:
         """The counts and, unless ``lean`` (`restore` rebuilds them from the proposed sequences), the identities."""
-        out: dict[str, Any] = {"rejected": self.rejected, "repeats": self.repeats, "n_keys": len(self.keys)}
+        out: dict[str, Any] = {"rejected": self.rejected, "repeats": self.repeats, "n_keys": len(self.keys),
+                               "keyed": self.key is not None}  # fmt: skip
         if not lean:
             out["keys"] = sorted(self.keys, key=repr)
         return out
@@ -184,13 +186,16 @@ class Distinct:
         self.rejected, self.repeats = int(state.get("rejected", 0)), int(state.get("repeats", 0))
         self.keys = {tuple(k) if isinstance(k, list) else k for k in state.get("keys", [])}
         self._n_keys = int(state.get("n_keys", len(self.keys)))
+        # whether the checkpointed run had an identity (older checkpoints: whenever it had proposed one); a run
+        # that had none (an exact space before its tokens became the identity) rebuilds them unchecked
+        self._keyed = bool(state.get("keyed", self._n_keys > 0))
 
     def restore(self, proposed: Iterable[Sequence[int]], kind: str) -> None:
         """The identities of the ``proposed`` sequences (a run's children), after a lean `load_state_dict`."""
         if self.key is None:
             return
         self.keys = {self.key(t) for t in proposed}
-        if len(self.keys) != self._n_keys:
+        if self._keyed and len(self.keys) != self._n_keys:
             raise ControllerError(
                 f"{kind} checkpoint had proposed {self._n_keys} identities but the ledger's children have "
                 f"{len(self.keys)}; checkpoint and children disagree"
@@ -266,20 +271,23 @@ class DistinctStrategy(Controller):
     def propose(self, n: int) -> list[Proposal]:
         if n < 1:
             raise ControllerError(f"propose needs n >= 1, got {n}")
-        return self.distinct.propose(n, self._draw, self._drop, self._fallback)
+        generator: list[torch.Generator] = []  # made on the first fallback draw of this call, then drawn on
 
-    def _fallback(self, n: int) -> list[Proposal]:
-        """``n`` sequences drawn uniformly among those allowed: what goes out when the strategy's own draws find
-        no new identity (a sampler stuck on what it has seen, as Optuna's GP on an optimum it found), before
-        any repeat."""
-        from l2l.controllers.constrained import uniform_allowed
+        def fallback(k: int) -> list[Proposal]:
+            """``k`` sequences drawn uniformly among those allowed: what goes out when the strategy's own draws
+            find no new identity (a sampler stuck on what it has seen, as Optuna's GP on an optimum it
+            found), before any repeat."""
+            from l2l.controllers.constrained import uniform_allowed
 
-        constraints = self.constraints or Constraints(token_sizes(self.decisions))
-        drawn = uniform_allowed(constraints, n, self._fallback_generator())
-        return [Proposal(tokens, 0.0, 0.0, self.policy_version) for tokens in drawn]
+            generator[:] = generator or [self._fallback_generator()]
+            constraints = self.constraints or Constraints(token_sizes(self.decisions))
+            return [Proposal(t, 0.0, 0.0, self.policy_version) for t in uniform_allowed(constraints, k, generator[0])]
+
+        return self.distinct.propose(n, self._draw, self._drop, fallback)
 
     def _fallback_generator(self) -> torch.Generator:
-        """The generator of `_fallback`'s draws: the strategy's own, which its checkpoint holds."""
+        """The generator of a proposal call's uniform fallback draws: the strategy's own, which its checkpoint
+        holds (a strategy whose checkpoint holds none seeds one from its history)."""
         return self.generator
 
     # screening (`Controller.candidates`): draws commit to nothing; a pick of an identity proposed before

@@ -61,6 +61,25 @@ def test_on_an_exact_space_no_sequence_is_proposed_twice(strategy: str) -> None:
     assert len(set(seen)) == 40
 
 
+def test_a_checkpoint_of_a_run_without_identities_restores_under_one() -> None:
+    """A run on an exact space interrupted before its tokens became the identity: its lean checkpoint counted no
+    identities; the identities are rebuilt from its children, not checked against that count. A checkpoint of a
+    run that had an identity is still checked."""
+    from l2l.controllers import ControllerError
+    from l2l.controllers.unique import Distinct
+
+    old = Distinct()
+    old.key = tuple
+    old.load_state_dict({"rejected": 0, "repeats": 0, "n_keys": 0})
+    old.restore([(0, 1), (1, 0), (0, 1)], "random")
+    assert old.keys == {(0, 1), (1, 0)}
+    keyed = Distinct()
+    keyed.key = tuple
+    keyed.load_state_dict({"rejected": 0, "repeats": 0, "n_keys": 3, "keyed": True})
+    with pytest.raises(ControllerError, match="checkpoint had proposed 3 identities but the ledger's children have 2"):
+        keyed.restore([(0, 1), (1, 0)], "random")
+
+
 @pytest.mark.parametrize(
     ("strategy", "at"), [("reinforce", 13), ("random", 13), ("evolution", 13), ("reinforce", 21), ("ppo", 21)]
 )

@@ -161,6 +161,33 @@ def test_the_last_share_of_the_budget_races_the_top_without_limits() -> None:
         make_controller("random+reeval", DECISIONS, 0, {"reeval_final": 1.0})
 
 
+def test_a_run_resumed_in_its_finish_makes_the_same_decisions() -> None:
+    """The budget is not in the checkpoint: the search tells it again on resume (`Controller.plan`), and the
+    restored wrapper, counting its proposals from the checkpoint, races exactly as the run it continues."""
+
+    def make() -> Any:
+        c = make_controller("random+reeval", DECISIONS, 4, {"reeval_final": 0.5})
+        c.plan(40)
+        return c
+
+    def drive(c: Any, start: int, batches: int) -> list[tuple[tuple[int, ...], int]]:
+        out = []
+        for b in range(batches):
+            proposals = c.propose(4)
+            rewards = [noisy(p.tokens, random.Random(start + 4 * b + i), 0.5) for i, p in enumerate(proposals)]
+            c.update(proposals, rewards)
+            out += [(p.tokens, p.policy_version) for p in proposals]
+        return out
+
+    whole = drive(make(), 0, 10)
+    first = make()
+    head = drive(first, 0, 6)  # the finish began at child 20
+    resumed = make()
+    resumed.load_bytes(first.to_bytes())
+    assert head + drive(resumed, 24, 4) == whole
+    assert sum(pv == REEVALUATION for _, pv in whole[24:]) > 0.15 * 16  # the finish, not the share, decided
+
+
 def test_exact_rewards_and_noiseless_rewards_stop_reevaluation() -> None:
     exact = make_controller("random+reeval", DECISIONS, 0, exact=True)
     for _ in range(20):
