@@ -54,11 +54,11 @@ def test_on_an_exact_space_no_sequence_is_proposed_twice(strategy: str) -> None:
     assert space.exact_rewards()
     c = make_controller(strategy, space.decisions(), 0, {}, Constraints.of(space), exact=True)
     seen = []
-    for _ in range(40):
+    for _ in range(25):  # without the uniform fallback, the GP's 25th proposal repeated one
         proposals = c.propose(1)
         c.update(proposals, [float(space.evaluate(space.decode(p.tokens), Context(seed=0)).reward) for p in proposals])
         seen += [p.tokens for p in proposals]
-    assert len(set(seen)) == 40
+    assert len(set(seen)) == 25
 
 
 def test_a_checkpoint_of_a_run_without_identities_restores_under_one() -> None:

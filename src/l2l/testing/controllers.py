@@ -254,7 +254,7 @@ class ControllerContract(IdentityContract):
 
     def test_told_its_budget_it_resumes_exactly(self, make: Make) -> None:
         """A search tells its strategy the number of children (`Controller.plan`) when it starts and again when
-        it resumes: a strategy that uses it decides the same after a restore as without one."""
+        it resumes: a strategy that uses it decides after a restore as the uninterrupted run does."""
 
         def planned(seed: int) -> Controller:
             c = make(seed)
