@@ -101,9 +101,11 @@ def make_controller(
     again = {k: v for k, v in rest.items() if k in REEVAL_SETTINGS}
     rest = {k: v for k, v in rest.items() if k not in REEVAL_SETTINGS}
     if screen and not screened:
-        raise ControllerError(f"{sorted(screen)} are settings of screening: use the strategy {base}{SUFFIX}")
+        raise ControllerError(f"{', '.join(sorted(screen))}: settings of screening; use the strategy {base}{SUFFIX}")
     if again and not reevaluated:
-        raise ControllerError(f"{sorted(again)} are settings of re-evaluation: use the strategy {strategy}{REEVAL}")
+        raise ControllerError(
+            f"{', '.join(sorted(again))}: settings of re-evaluation; use the strategy {strategy}{REEVAL}"
+        )
     try:
         controller = STRATEGIES[base](decisions, seed, rest)
     except ControllerError as exc:  # an unknown key: name the wrappers' settings too, they were open to it

@@ -88,6 +88,7 @@ class ReevaluatedController(Controller):
         self.proposed = 0
         self.reevaluated = 0  # proposals that were re-evaluations
         self.budget: int | None = None  # the run's number of children, where the search told it (`plan`)
+        self._learned: UpdateStats | None = None  # the strategy's latest update (not checkpointed: display only)
         # this wrapper's policy version counts every update, the wrapped strategy's only those it learned from
         # (a batch of re-evaluations teaches it nothing): the strategy's version at each of ours, to stamp back
         self._base_versions: list[int] = [base.policy_version]
@@ -200,9 +201,11 @@ class ReevaluatedController(Controller):
                 )
                 own.append((dataclasses.replace(p, policy_version=version), key))
         if own:  # each of the strategy's own proposals rewarded with its architecture's mean so far
-            stats = self.base.update([p for p, _ in own], [self.evaluations.mean(k) for _, k in own])
-        else:
-            stats = self._gradient_free_stats([float(r) for r in rewards])
+            stats = self._learned = self.base.update([p for p, _ in own], [self.evaluations.mean(k) for _, k in own])
+        else:  # a batch of re-evaluations teaches the strategy nothing: its entropy and baseline stand
+            last = self._learned
+            stats = self._gradient_free_stats([float(r) for r in rewards], last.entropy if last else 0.0)
+            stats = dataclasses.replace(stats, baseline=last.baseline if last else None)
         self.policy_version += 1
         self._base_versions.append(self.base.policy_version)
         extra = {**stats.extra, "reevaluated": float(again)}

@@ -197,7 +197,8 @@ def test_ctrl_c_before_the_first_child_finishes_keeps_the_run_it_names(storage: 
     args = ["search", "--space", space, "--strategy", "random", "--children", "4", "--executor", "local"]
     result = runner.invoke(app, [*args, "--storage", storage])
     assert result.exit_code == 130, result.output
-    assert "run 1 interrupted; continue it with: l2l search --resume 1" in result.output
+    line = " ".join(result.output.split())  # the command to run names the store it ran on
+    assert f"run 1 interrupted; continue it with: l2l search --resume 1 --storage {storage}" in line
     shown = ok("runs", "show", "1", "--storage", storage)  # not deleted as a run that failed before starting
     assert "status: interrupted" in shown
 

@@ -188,6 +188,25 @@ def test_a_run_resumed_in_its_finish_makes_the_same_decisions() -> None:
     assert sum(pv == REEVALUATION for _, pv in whole[24:]) > 0.15 * 16  # the finish, not the share, decided
 
 
+def test_a_batch_of_re_evaluations_keeps_the_strategys_entropy_and_baseline() -> None:
+    """The finish can fill whole batches with re-evaluations: the strategy learns nothing from them, and the
+    update they make reports its latest entropy and baseline, not a collapsed policy's zeros."""
+    c = make_controller("reinforce+reeval", DECISIONS, 1, {"reeval_final": 0.6})
+    c.plan(40)
+    rng = random.Random(5)
+    last = None
+    for _ in range(10):
+        proposals = c.propose(4)
+        stats = c.update(proposals, [noisy(p.tokens, rng, 0.5) for p in proposals])
+        if all(p.policy_version == REEVALUATION for p in proposals):
+            assert last is not None and stats.entropy == last.entropy > 0 and stats.baseline == last.baseline
+            assert stats.loss == 0.0
+            break
+        last = stats  # a batch holding some of the strategy's own proposals: its update
+    else:
+        pytest.fail("no batch was all re-evaluations")
+
+
 def test_exact_rewards_and_noiseless_rewards_stop_reevaluation() -> None:
     exact = make_controller("random+reeval", DECISIONS, 0, exact=True)
     for _ in range(20):

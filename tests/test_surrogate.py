@@ -60,7 +60,7 @@ def test_ensemble_rejects_bad_settings_and_data() -> None:
         RidgeEnsemble(SIZES, members=2, ridge=1.0).fit([(0, 0, 0, 0)], [], torch.Generator())
     with pytest.raises(ControllerError, match="screen must be >= 0"):
         ScreenConfig(screen=-1)
-    with pytest.raises(ControllerError, match=r"\['screen'\] are settings of screening: use the strategy reinforce\+"):
+    with pytest.raises(ControllerError, match=r"screen: settings of screening; use the strategy reinforce\+"):
         make_controller("reinforce", decisions(), 0, {"screen": 4})
 
 

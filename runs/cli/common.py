@@ -48,6 +48,14 @@ def first_line(error: str | None) -> str:
     return (error or "unknown").strip().splitlines()[0] if (error or "").strip() else "unknown"
 
 
+def storage_flag(store: Store) -> str:
+    """`` --storage URL`` to repeat in a command the user is told to run, unless the default or the environment
+    already names this store (a password in the URL is shown masked, as everywhere)."""
+    from l2l.runs.store import DEFAULT_STORAGE
+
+    return "" if store.url in (os.environ.get(STORAGE_ENV), DEFAULT_STORAGE) else f" --storage {store.label}"
+
+
 def most_common_failure(errors: Iterable[str | None]) -> tuple[str, int]:
     """The most common one-line reason among children's errors and how many share it. Reasons that differ only
     in their numbers (bytes asked for, a step, a shape) are one reason: the first of them is shown."""

@@ -20,6 +20,7 @@ from l2l.runs.cli.common import (
     fail,
     most_common_failure,
     open_store,
+    storage_flag,
     user_errors,
 )
 from l2l.runs.cli.dashboard import start_dashboard
@@ -267,7 +268,7 @@ def run_shown(run: Any, display: Any) -> None:
         with display:
             run.run()
     except SearchInterrupted as exc:
-        err_console.print(f"[yellow]{exc}[/]", highlight=False)
+        err_console.print(f"[yellow]{escape(str(exc) + storage_flag(run.store))}[/]", highlight=False)
         raise typer.Exit(130) from None
 
 
@@ -381,9 +382,9 @@ def print_summary(store: Store, run_id: int, space: SearchSpace | None = None) -
     elif archs:
         best = f"best reward {archs[0].estimate.mean:.4f} (child {archs[0].child.number})"
     group = "optimizers" if store.get_run(run_id).space == "optimizer" else "runs"
+    see = f" See `l2l {group} top {run_id}` and `l2l plot progress {run_id} -o progress.png`." if archs else ""
     console.print(
-        f"run {run_id} done: {counts['done']} children trained, {counts['failed']} failed; {best}. "
-        f"See `l2l {group} top {run_id}` and `l2l plot progress {run_id} -o progress.png`.",
+        f"run {run_id} done: {counts['done']} children trained, {counts['failed']} failed; {best}.{see}",
         highlight=False,
     )
     if counts["done"] == 0 and counts["failed"] > 0:
