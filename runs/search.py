@@ -177,7 +177,8 @@ class Search:
         if moved:
             store.set_run_config(run_id, config.to_json())
             search.moved = config.moves[-1]
-        search.requeued = store.requeue_unfinished(
+        queued = store.count_children(run_id).get("queued", 0)  # re-queued when the run was interrupted
+        search.requeued = queued + store.requeue_unfinished(
             run_id, "the driver stopped while this child ran; run again on resume"
         )
         store.set_run_status(run_id, "running")

@@ -120,7 +120,9 @@ def check_interrupt_and_resume(store: Store, config: SearchConfig, at: int = 13)
     counts = store.count_children(run)
     assert counts["done"] == at and counts["queued"] == 3 and counts["running"] == 0
 
-    Search.resume(store, run).run()
+    resumed = Search.resume(store, run)
+    assert resumed.requeued == 3  # what `l2l search --resume` reports as re-queued: the 3 to run again
+    resumed.run()
     assert store.get_run(run).status == "done"
     assert summary(store, run) == summary(store, reference)
     assert [u.policy_version for u in store.updates(run)] == list(range(1, 8))
