@@ -26,6 +26,7 @@ screen's surrogate then sees the repeated evaluations and fits the noise).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -171,7 +172,7 @@ class ReevaluatedController(Controller):
         c = max(range(1, len(top)), key=lambda i: (upper[i], -i))  # the highest upper bound; the better on ties
         if max(sds[0], sds[c]) == 0.0 or top[0].estimate - z * sds[0] > upper[c]:
             return None  # the top is clear of every challenger (or a tie that no evaluation can break)
-        cap = self.config.reeval_max if not self.final() else max(self.config.reeval_max, self.budget or 0)
+        cap = math.inf if self.final() else self.config.reeval_max
         for i in sorted((0, c), key=lambda i: (-sds[i], i)):  # the less certain first, the top on ties
             if seen[i] < cap:
                 return keys[i]

@@ -271,7 +271,7 @@ class DistinctStrategy(Controller):
     def propose(self, n: int) -> list[Proposal]:
         if n < 1:
             raise ControllerError(f"propose needs n >= 1, got {n}")
-        generator: list[torch.Generator] = []  # made on the first fallback draw of this call, then drawn on
+        generator = self._fallback_generator()  # one per call: each fallback pass draws further along it
 
         def fallback(k: int) -> list[Proposal]:
             """``k`` sequences drawn uniformly among those allowed: what goes out when the strategy's own draws
@@ -279,9 +279,8 @@ class DistinctStrategy(Controller):
             found), before any repeat."""
             from l2l.controllers.constrained import uniform_allowed
 
-            generator[:] = generator or [self._fallback_generator()]
             constraints = self.constraints or Constraints(token_sizes(self.decisions))
-            return [Proposal(t, 0.0, 0.0, self.policy_version) for t in uniform_allowed(constraints, k, generator[0])]
+            return [Proposal(t, 0.0, 0.0, self.policy_version) for t in uniform_allowed(constraints, k, generator)]
 
         return self.distinct.propose(n, self._draw, self._drop, fallback)
 
