@@ -95,7 +95,7 @@ def report(
     calibrate(runs, costs)
     cores = ", ".join(f"K={k}: {costs[f'eff_{k}']:.2f}" for k in workers)
     print(f"\n## The throughput model against the measurements (cores the workers got: {cores})\n")
-    print("calibrated on the runs, so not checks: sync K=2 (all-reduce), sandblaster K=1 (coordinator)\n")
+    print("calibrated on the K=1 runs, so not checks: sandblaster K=1 (coordinator), downpour K=1 (overhead)\n")
     rows, checks = [], []
     for r in runs:
         predicted = simulate(r["mode"], r["workers"], costs)
