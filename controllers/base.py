@@ -85,6 +85,12 @@ class Controller(ABC):
         resumes. A strategy whose choices depend on the budget keeps it; the rest ignore it."""
         del children
 
+    def note_proposed(self, proposals: Sequence[Proposal]) -> None:
+        """Told by a resumed asynchronous search of the children it proposed in this controller's name after the
+        checkpoint the controller was restored from (it runs or learns them again without asking for them), in
+        proposal order. A strategy that counts its proposals counts these too; the rest ignore it."""
+        del proposals
+
     def reward_of(self, metrics: Mapping[str, float | None]) -> float:
         """The scalar this controller maximizes for a child with these metrics (see `l2l.controllers.rewards`)."""
         from l2l.controllers.rewards import get_transform

@@ -57,16 +57,16 @@ class ReevalConfig:
 
     def __post_init__(self) -> None:
         if not self.reeval_z > 0:
-            raise ControllerError(f"reeval_z must be > 0, got {self.reeval_z}")
+            raise ControllerError(f"re-evaluation setting reeval_z must be > 0, got {self.reeval_z}")
         if min(self.reeval_max, self.reeval_noise_df, self.reeval_challengers) < 1:
             raise ControllerError(
-                "reeval_max, reeval_noise_df and reeval_challengers must be >= 1, got "
+                "re-evaluation settings reeval_max, reeval_noise_df and reeval_challengers must be >= 1, got "
                 f"{self.reeval_max}, {self.reeval_noise_df}, {self.reeval_challengers}"
             )
         if not 0.0 <= self.reeval_share < 1.0:
-            raise ControllerError(f"reeval_share must be in [0, 1), got {self.reeval_share}")
+            raise ControllerError(f"re-evaluation setting reeval_share must be in [0, 1), got {self.reeval_share}")
         if not 0.0 <= self.reeval_final < 1.0:
-            raise ControllerError(f"reeval_final must be in [0, 1), got {self.reeval_final}")
+            raise ControllerError(f"re-evaluation setting reeval_final must be in [0, 1), got {self.reeval_final}")
 
 
 REEVAL_SETTINGS = tuple(f.name for f in dataclasses.fields(ReevalConfig))
@@ -121,6 +121,17 @@ class ReevaluatedController(Controller):
     def plan(self, children: int) -> None:
         self.budget = children
         self.base.plan(children)
+
+    def note_proposed(self, proposals: Sequence[Proposal]) -> None:
+        """Count the children proposed after the checkpoint as proposed (the finish starts on time), the
+        re-evaluations among them as in flight."""
+        for p in proposals:
+            self.proposed += 1
+            if p.policy_version == REEVALUATION:
+                self.reevaluated += 1
+                key = self.key(p.tokens)
+                self._pending[key] = self._pending.get(key, 0) + 1
+        self.base.note_proposed([p for p in proposals if p.policy_version != REEVALUATION])
 
     def final(self) -> bool:
         """Whether the run is in its last ``reeval_final`` share of children (known once `plan` told the budget),

@@ -223,6 +223,9 @@ class ReinforceController(Controller):
             return self._sample(n)
         return sample_unique(n, self._tree(), self.distinct, self._sample, self._keep_new, self._repeat)
 
+    def note_proposed(self, proposals: Sequence[Proposal]) -> None:
+        self._keep_new(proposals, force=True)  # sequences (and identities) proposed: not again
+
     def _repeat(self, tokens: tuple[int, ...]) -> None:  # proposed once the space ran out: a child, not rejected
         self.seen.add(tokens)
         self.rejected.discard(tokens)

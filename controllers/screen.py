@@ -129,6 +129,9 @@ class ScreenedController(Controller):
     def plan(self, children: int) -> None:
         self.base.plan(children)
 
+    def note_proposed(self, proposals: Sequence[Proposal]) -> None:
+        self.base.note_proposed(proposals)
+
     @classmethod
     def from_settings(cls, base: Controller, settings: Mapping[str, Any]) -> ScreenedController:
         """Wrap ``base`` with the screen settings in ``settings`` (names as in `ScreenConfig`)."""

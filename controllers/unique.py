@@ -308,6 +308,10 @@ class DistinctStrategy(Controller):
     def proposed_before(self) -> Container[tuple[int, ...]]:
         return Known(self.distinct) if self.distinct.key is not None else frozenset()
 
+    def note_proposed(self, proposals: Sequence[Proposal]) -> None:
+        for p in proposals:  # their identities are proposed: not again
+            self.distinct.take(p.tokens, force=True)
+
     def lean_state_dict(self) -> dict[str, Any]:
         # the identities proposed are those of the run's children: `restore` takes them from the ledger
         return {**self.state_dict(), "distinct": self.distinct.state_dict(lean=True)}

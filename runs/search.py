@@ -289,8 +289,12 @@ class Search:
             self.pruner.replay(recorded)
         buffer: list[tuple[int, Proposal, float]] = []
         rerun: list[ChildTask] = []
+        since = checkpoint.next_child if checkpoint is not None else 0
+        after: list[Proposal] = []  # proposed after the checkpoint: the restored controller never made them
         for c in recorded:
             proposal = Proposal(c.tokens, c.log_prob or 0.0, c.entropy or 0.0, c.policy_version)
+            if c.number >= since:
+                after.append(proposal)
             if c.status in ("done", "failed") and c.controller_reward is not None:
                 if c.status == "done":
                     self._note_reward(c.controller_reward)
@@ -299,6 +303,8 @@ class Search:
             else:
                 rerun.append(ChildTask(c.number, Spec.from_json(c.spec), self._context(c.number)))
                 self._proposals[c.number] = proposal
+        if after:
+            self.controller.note_proposed(after)
         next_number = max((c.number for c in recorded), default=-1) + 1
         pool = self.executor if isinstance(self.executor, WorkerPool) else None
         self._submit(rerun)

@@ -157,3 +157,19 @@ def test_the_identity_is_probed_on_an_allowed_sequence() -> None:
 
     key = identity_of(NoZeros())
     assert key is not None and key((1, 0, 2)) == key((1, 1, 2)) == "1-2" != key((0, 1, 0))
+
+
+@pytest.mark.parametrize("strategy", ["reinforce", "reinforce+screen", "random", "evolution", "tpe"])
+def test_sequences_noted_as_proposed_are_not_proposed_again(strategy: str) -> None:
+    """A resumed asynchronous search tells its restored strategy of the children proposed after the checkpoint
+    (`Controller.note_proposed`): on an exact space those sequences are not proposed again."""
+    from l2l.controllers import Proposal
+    from l2l.search_spaces import Decision
+
+    decisions = [Decision("a", "categorical", ("0", "1", "2")), Decision("b", "categorical", ("0", "1"))]
+    every = {(a, b) for a in range(3) for b in range(2)}
+    c = make_controller(strategy, decisions, 0, {}, exact=True)
+    noted = [(0, 0), (1, 1), (2, 0)]
+    c.note_proposed([Proposal(t, 0.0, 0.0, 0) for t in noted])
+    proposed = [p.tokens for p in c.propose(3)]
+    assert sorted(proposed) == sorted(every - set(noted))

@@ -157,7 +157,7 @@ def test_the_last_share_of_the_budget_races_the_top_without_limits() -> None:
     assert again[1] <= 0.15 * 120 and again[0] > 0.5 * 60  # the share no longer limits the last half
     most = [max(Counter(p.tokens for p in run if p.policy_version == REEVALUATION).values()) for run in (a, b)]
     assert most[1] <= 3 - 1 < most[0]  # re-evaluations of one architecture: up to reeval_max - 1, then unlimited
-    with pytest.raises(ValueError, match=r"reeval_final must be in \[0, 1\), got 1.0"):
+    with pytest.raises(ValueError, match=r"re-evaluation setting reeval_final must be in \[0, 1\), got 1.0"):
         make_controller("random+reeval", DECISIONS, 0, {"reeval_final": 1.0})
 
 
@@ -357,6 +357,37 @@ def test_interrupted_and_resumed_in_either_mode_every_evaluation_is_learned_once
     updates = store.updates(search.run_id)
     assert sorted(n for u in updates for n in u.extra["children"]) == list(range(30))
     assert [u.policy_version for u in updates] == list(range(1, len(updates) + 1))
+
+
+def test_an_async_run_resumed_counts_the_children_proposed_after_its_checkpoint(tmp_path: Path) -> None:
+    """The finish starts at a share of the children handed out: a resumed asynchronous run re-runs (or learns)
+    the children proposed after its last checkpoint without proposing them again, and is told of them
+    (`Controller.note_proposed`), so its count, and the start of its finish, match the children."""
+    from l2l.runs.search import ChildEvent, SearchInterrupted
+
+    store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+    config = SearchConfig(space="toy", strategy="random+reeval", children=30, batch=3, seed=2, mode="async",
+                          space_options={"noise": 0.2})  # fmt: skip
+    finished: list[int] = []
+
+    def stop(event: object) -> None:
+        if isinstance(event, ChildEvent):
+            finished.append(event.number)
+            if len(finished) == 14:
+                raise KeyboardInterrupt
+
+    search = Search.start(store, config, listener=stop)
+    with pytest.raises(SearchInterrupted):
+        search.run()
+    checkpoint = store.latest_checkpoint(search.run_id)
+    assert checkpoint is not None and checkpoint.next_child < len(store.children(search.run_id))
+    resumed = Search.resume(store, search.run_id)
+    resumed.run()
+    controller = resumed.controller
+    assert isinstance(controller, ReevaluatedController)
+    children = store.children(search.run_id)
+    assert controller.proposed == len(children) == 30
+    assert controller.reevaluated == sum(c.policy_version == REEVALUATION for c in children)
 
 
 def test_the_search_command_ends_with_the_best_estimate(tmp_path: Path) -> None:
