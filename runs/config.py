@@ -84,13 +84,27 @@ class SearchFlags:
         file = load_config_file(self.config) if self.config is not None else {}
         return merge_settings(file, self, defaults)
 
-    def resume_conflicts(self) -> list[str]:
-        """The flags (without dashes) that a resumed run cannot take, since it keeps its stored settings; where
-        it runs (`MOVABLE`) is not one of them."""
-        extra = sorted(self.given) + (["config"] if self.config else [])
+    def resume_conflicts(self, stored: Mapping[str, Any] | None = None) -> list[str]:
+        """The flags (without dashes) that a resumed run cannot take, since it keeps its ``stored`` settings (a
+        flag equal to its stored value changes nothing and is no conflict); where it runs (`MOVABLE`) is not
+        one of them."""
+        stored = stored or {}
+
+        def differs(values: Mapping[str, Any], table: Any) -> bool:
+            table = table if isinstance(table, Mapping) else {}
+            return any(k not in table or table[k] != v for k, v in values.items())
+
+        extra = sorted(k for k, v in self.given.items() if k not in stored or stored[k] != v)
+        extra += ["config"] if self.config else []
         extra += ["weight-sharing"] if self.weight_sharing is not None else []
-        extra += [name for table, name in TABLES if name is not None and getattr(self, table)]
-        return extra + [k.replace("_", "-") for k in sorted(self.executor_options) if k not in MOVABLE]
+        extra += [
+            name for table, name in TABLES if name is not None and differs(getattr(self, table), stored.get(table))
+        ]
+        stored_options = stored.get("executor_options")
+        options: Mapping[str, Any] = stored_options if isinstance(stored_options, Mapping) else {}
+        moved = {k: v for k, v in self.executor_options.items() if k not in MOVABLE}
+        changed = sorted(k for k, v in moved.items() if k not in options or options[k] != v)
+        return extra + [k.replace("_", "-") for k in changed]
 
     def moves(self) -> dict[str, Any]:
         """The executor options given that move a resumed run (`MOVABLE`): where and how wide it runs."""

@@ -213,7 +213,7 @@ def test_ctrl_c_before_the_first_child_finishes_keeps_the_run_it_names(storage: 
         (["search", "--space", "toy", "-S", "layers"], "--space-option expects KEY=VALUE, got 'layers'"),
         (["search", "--config", "missing.toml"], "config file 'missing.toml' does not exist"),
         (
-            ["search", "--resume", "1", "--space", "toy"],
+            ["search", "--resume", "1", "--space", "mlp"],
             "--resume continues run 1 with its stored settings; drop --space",
         ),
         (["search", "--resume", "5"], "no run 5 in store"),

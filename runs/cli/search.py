@@ -326,7 +326,7 @@ def open_run(store: Store, flags: SearchFlags, resume: int | None) -> Any:
         if config.weight_sharing is not None:
             return WeightSharingSearch.start(store, config)
         return Search.start(store, config)
-    extra = flags.resume_conflicts()
+    extra = flags.resume_conflicts(store.get_run(resume).config)
     if extra:
         raise UsageError(
             f"--resume continues run {resume} with its stored settings; drop --{', --'.join(extra)} (where it runs "
