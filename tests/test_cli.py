@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -408,3 +410,23 @@ def test_optimizers_on_a_run_whose_plugin_is_gone_say_what_they_read(tmp_path: P
     text = " ".join(result.output.split())
     assert f"cannot rebuild the space '{plugin}:Flaky' of run 1" in text
     assert text.endswith("; `l2l optimizers` reads runs of the optimizer space")
+
+
+def test_ray_logs_of_two_stores_runs_keep_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every store has a run 1: Ray's log folder is per store (a SQLite file by its absolute path), and names
+    no password."""
+    from l2l.runs.cli.common import run_log_file
+    from l2l.runs.store import Store
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = Store(f"sqlite:///{tmp_path / 'a' / 'l2l.db'}"), Store(f"sqlite:///{tmp_path / 'b' / 'l2l.db'}")
+    monkeypatch.chdir(tmp_path / "a")
+    relative = Store("sqlite:///l2l.db")
+    logs = tmp_path / "logs"
+    first, second, again = (run_log_file(logs, s, 1) for s in (a, b, relative))
+    assert first.parent != second.parent and first.parent == again.parent
+    assert first.parent.name == "run-1" and first.parent.parent.name.startswith("l2l.db-")
+    remote: Any = SimpleNamespace(url="postgresql+psycopg://me:secret123@db.example:5432/searches")
+    path = run_log_file(logs, remote, 7)  # only the URL is read: no server needed
+    assert path.parent.parent.name.startswith("searches-") and "secret123" not in str(path)

@@ -132,7 +132,7 @@ def test_joining_a_cluster_with_token_authentication_and_losing_it(tmp_path: Pat
         assert "InvalidAuthToken" not in joined.stdout + joined.stderr
         assert "Token authentication is enabled" not in joined.stdout + joined.stderr  # Ray's banner: in its log
         first = int(re.search(r"run (\d+) done: 3 children trained", joined.stdout)[1])  # type: ignore[index]
-        logs = list((Path(user["HOME"]) / ".cache" / "l2l" / "logs" / f"run-{first}").glob("ray-*.log"))
+        logs = list((Path(user["HOME"]) / ".cache" / "l2l" / "logs").glob(f"test-*/run-{first}/ray-*.log"))
         assert len(logs) == 1 and "InvalidAuthToken" in logs[0].read_text()  # the refused first try, kept there
         # no token, or another one: one line that says what to set, at once
         for name, other, says in [("none", None, "this machine has no token"), ("other", "f" * 64, "refused")]:

@@ -56,6 +56,23 @@ def storage_flag(store: Store) -> str:
     return "" if store.url in (os.environ.get(STORAGE_ENV), DEFAULT_STORAGE) else f" --storage {store.label}"
 
 
+def run_log_file(log_dir: Path, store: Store, run_id: int) -> Path:
+    """The file for Ray's messages of run ``run_id`` of ``store``, this process: under a folder per store (its
+    database's name and a hash of its URL, a SQLite file's path made absolute), since every store has a run 1."""
+    import hashlib
+    import time
+
+    from sqlalchemy.engine import make_url
+
+    url = make_url(store.url)
+    if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:"):
+        url = url.set(database=str(Path(str(url.database)).resolve()))
+    key = hashlib.sha256(url.render_as_string(hide_password=False).encode()).hexdigest()[:8]
+    name = re.sub(r"[^A-Za-z0-9._]+", "-", Path(str(url.database or "")).name or url.drivername).strip("-.")
+    stamp = f"ray-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    return log_dir / f"{name or 'store'}-{key}" / f"run-{run_id}" / stamp
+
+
 def most_common_failure(errors: Iterable[str | None]) -> tuple[str, int]:
     """The most common one-line reason among children's errors and how many share it. Reasons that differ only
     in their numbers (bytes asked for, a step, a shape) are one reason: the first of them is shown."""

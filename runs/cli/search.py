@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,6 +19,7 @@ from l2l.runs.cli.common import (
     fail,
     most_common_failure,
     open_store,
+    run_log_file,
     storage_flag,
     user_errors,
 )
@@ -227,7 +227,7 @@ def search(
         except Exception:
             say_ray_log()
             raise
-        route_ray_logs(LOG_DIR / f"run-{run.run_id}" / f"ray-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
+        route_ray_logs(run_log_file(LOG_DIR, store, run.run_id))
         _install_sigterm()
         cfg = run.config
         size = f"epochs={run.ws.epochs}" if cfg.weight_sharing is not None else f"children={cfg.children}"
