@@ -83,3 +83,33 @@ class Heartbeat:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._stop.set()
         self._thread.join(timeout=self.every)
+
+
+def record_stop(store: Store, run_id: int, exc: BaseException) -> None:
+    """Record that run ``run_id`` stopped on ``exc``: its unfinished children queued again for a resume, and its
+    status interrupted (Ctrl-C) or failed, with the reason."""
+    if isinstance(exc, KeyboardInterrupt):
+        store.requeue_unfinished(run_id, "interrupted by the user; run again on resume")
+        store.set_run_status(run_id, "interrupted", "interrupted by the user")
+    else:
+        store.requeue_unfinished(run_id, f"the search stopped: {exc}")
+        store.set_run_status(run_id, "failed", f"{type(exc).__name__}: {exc}")
+
+
+class HeldInterrupts:
+    """Ctrl-C ignored while a driver writes where its run stands: a second one during the cleanup of the first
+    must not cut the store's writes short (the run would look alive, "stale", with children still at
+    workers). Only in the main thread, where Python delivers signals."""
+
+    def __enter__(self) -> HeldInterrupts:
+        import signal
+
+        main = threading.current_thread() is threading.main_thread()
+        self.old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        import signal
+
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)

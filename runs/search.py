@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from l2l.controllers import Controller, Ledger, Proposal, UpdateStats, make_controller
-from l2l.runs.driver import Heartbeat, live_driver
+from l2l.runs.driver import Heartbeat, HeldInterrupts, live_driver, record_stop
 from l2l.runs.estimates import ArchKeys
 from l2l.runs.executors import ChildTask, Executor, WorkerPool, make_executor, to_submit
 from l2l.runs.pruning import PrunerBridge
@@ -192,17 +193,17 @@ class Search:
             with Heartbeat(self.store, self.run_id):
                 (self._loop_async if self.config.mode == "async" else self._loop)()
         except BaseException as exc:
-            self.executor.cancel_all()
+            with HeldInterrupts():  # a second Ctrl-C must not cut the run's state short (it would look alive)
+                record_stop(self.store, self.run_id, exc)
+            with contextlib.suppress(KeyboardInterrupt):  # one during the stopping stops only the stopping
+                self.executor.cancel_all()
+                self.executor.shutdown()
             if isinstance(exc, KeyboardInterrupt):
-                self.store.requeue_unfinished(self.run_id, "interrupted by the user; run again on resume")
-                self.store.set_run_status(self.run_id, "interrupted", "interrupted by the user")
                 raise SearchInterrupted(self.run_id) from None
-            self.store.requeue_unfinished(self.run_id, f"the search stopped: {exc}")
-            self.store.set_run_status(self.run_id, "failed", f"{type(exc).__name__}: {exc}")
             raise
-        finally:
+        self.store.set_run_status(self.run_id, "done")  # every child recorded, before Ray stops
+        with contextlib.suppress(KeyboardInterrupt):
             self.executor.shutdown()
-        self.store.set_run_status(self.run_id, "done")
         return self.run_id
 
     def _loop(self) -> None:

@@ -93,6 +93,29 @@ class InterruptingExecutor(LocalExecutor):
         return super().next_result()
 
 
+class ImpatientExecutor(InterruptingExecutor):
+    """A user who presses Ctrl-C again while the search stops (its workers' cancel), or once as the executor
+    shuts down after the last child."""
+
+    def cancel_all(self) -> None:
+        raise KeyboardInterrupt
+
+    def shutdown(self) -> None:
+        raise KeyboardInterrupt
+
+
+def test_a_second_ctrl_c_or_one_as_the_run_ends_leaves_no_run_looking_alive(store: Store) -> None:
+    config = SearchConfig(space="toy", children=8, batch=4, seed=1)
+    twice = Search.start(store, config, executor=ImpatientExecutor(at=5))
+    with pytest.raises(SearchInterrupted):
+        twice.run()
+    counts = store.count_children(twice.run_id)
+    assert store.get_run(twice.run_id).status == "interrupted" and counts.get("running", 0) == 0
+    at_the_end = Search.start(store, config, executor=ImpatientExecutor(at=99))
+    assert at_the_end.run() == at_the_end.run_id
+    assert store.get_run(at_the_end.run_id).status == "done"
+
+
 def test_ctrl_c_leaves_a_resumable_run_identical_to_an_uninterrupted_one(store: Store) -> None:
     config = SearchConfig(space="toy", children=25, batch=4, seed=9, space_options={"noise": 0.1})
     check_interrupt_and_resume(store, config)
