@@ -296,6 +296,9 @@ def test_runs_best_names_the_architecture_with_the_best_mean(tmp_path: Path) -> 
     assert top.exit_code == 0 and top.output.index("0,1,2,3") < top.output.index("4,5,6")
     bad = runner.invoke(app, ["runs", "top", str(run), "--by", "luck", "--storage", storage])
     assert bad.exit_code != 0 and "--by must be mean or single, got 'luck'" in bad.output
+    listed = runner.invoke(app, ["runs", "list", "--storage", storage])  # the same best as runs best: the mean
+    row = next(line for line in listed.output.splitlines() if line.strip().startswith(f"│ {run} "))
+    assert "0.8025" in row and "0.9000" not in row, listed.output
 
 
 def test_the_best_is_called_uncertain_while_it_is() -> None:

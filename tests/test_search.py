@@ -97,7 +97,7 @@ class ImpatientExecutor(InterruptingExecutor):
     """A user who presses Ctrl-C again while the search stops (its workers' cancel), or once as the executor
     shuts down after the last child."""
 
-    def cancel_all(self) -> None:
+    def cancel_all(self) -> list[ChildTask]:
         raise KeyboardInterrupt
 
     def shutdown(self) -> None:

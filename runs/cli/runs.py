@@ -31,6 +31,7 @@ def runs_list(
     from rich.table import Table
 
     from l2l.runs.driver import run_state
+    from l2l.runs.estimates import rank
 
     with user_errors():
         store = open_store(storage)
@@ -39,6 +40,8 @@ def runs_list(
             counts = store.count_children(r.id)
             top = store.top_children(r.id, 1)
             size, best = f"{counts['done'] + counts['failed']}/{r.n_children}", fmt(top[0].reward) if top else "-"
+            if top and r.config.get("weight_sharing") is None:  # the best estimated mean, as `runs best` names it
+                best = fmt(rank(store.children(r.id), ranked_space(r)).archs[0].estimate.estimate)
             if r.config.get("weight_sharing") is not None:  # epochs, and the derived child's (shared) reward
                 size = f"{len(store.epochs(r.id))}/{sharing_epochs(r)} epochs"
                 derived = store.children(r.id, "derived")
@@ -310,6 +313,11 @@ def runs_best(
                 f"estimated reward {estimate_text(arch)}"
                 if arch.estimate.n > 1
                 else f"child {best.number}, reward {fmt(best.reward)}"
+                + (
+                    ""
+                    if arch.estimate.estimate == best.reward
+                    else f", estimated {estimate_text(arch)} (evaluated once)"
+                )
             )
             console.print(
                 f"best of run {run_id}: {joined(evaluated, view.summary(metrics))}: {describe(run, best.spec)}",
