@@ -430,3 +430,19 @@ def test_ray_logs_of_two_stores_runs_keep_apart(tmp_path: Path, monkeypatch: pyt
     remote: Any = SimpleNamespace(url="postgresql+psycopg://me:secret123@db.example:5432/searches")
     path = run_log_file(logs, remote, 7)  # only the URL is read: no server needed
     assert path.parent.parent.name.startswith("searches-") and "secret123" not in str(path)
+
+
+def test_a_retraining_budget_the_space_does_not_train_by_is_refused(storage: str) -> None:
+    from l2l.runs.cli.retraining import retrain_budget
+    from l2l.runs.config import UsageError
+    from l2l.search_spaces import load_space
+
+    cells = load_space("nb201_cell", {}, validate=False)
+    with pytest.raises(UsageError, match="'nb201_cell' trains its children for epochs: --steps does not apply; use"):
+        retrain_budget(cells, "nb201_cell", None, 5)
+    assert retrain_budget(cells, "nb201_cell", 3, None) == {"epochs": 3}
+    with pytest.raises(UsageError, match="--epochs does not apply; use --steps"):
+        retrain_budget(load_space("rnn_cell", {}, validate=False), "rnn_cell", 2, None)
+    ok("search", "--space", "toy", "--children", "2", "--executor", "local", "-q", "--storage", storage)
+    alone = runner.invoke(app, ["runs", "best", "1", "--epochs", "3", "--storage", storage])
+    assert alone.exit_code != 0 and "--epochs and --steps are the budget of a retraining: add --retrain" in alone.output

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from l2l.runs.config import UsageError
+
 if TYPE_CHECKING:
     from l2l.runs.store import ChildRecord, Store
     from l2l.search_spaces import Result, SearchSpace
@@ -20,6 +22,20 @@ def record_retrained(store: Store, run_id: int, derived: ChildRecord, result: Re
     data["info"] = {**(data.get("info") or {}), "retrained_from": derived.number}
     store.finish_children(run_id, [(number, data, float(result.reward))])
     return number
+
+
+def retrain_budget(space: SearchSpace, name: str, epochs: int | None, steps: int | None) -> dict[str, int]:
+    """The budget of a retraining from ``--epochs`` and ``--steps``; one the space does not train by is refused
+    (a space with an ``epochs`` setting trains for epochs, one with ``steps`` for steps), not ignored."""
+    budget = {k: v for k, v in (("epochs", epochs), ("steps", steps)) if v is not None}
+    takes = [k for k in ("epochs", "steps") if hasattr(space, k)]
+    wrong = [k for k in budget if takes and k not in takes]
+    if wrong:
+        instead = " or ".join(f"--{k}" for k in takes)
+        raise UsageError(
+            f"space {name!r} trains its children for {takes[0]}: --{wrong[0]} does not apply; use {instead}"
+        )
+    return budget
 
 
 def retrain_child(space: SearchSpace, child: ChildRecord, budget: dict[str, int], seed: int, device: str) -> Result:

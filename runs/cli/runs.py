@@ -13,7 +13,7 @@ from l2l.runs.cli.common import RunArg, StorageOpt, console, open_store, space_o
 from l2l.runs.cli.export import FORMATS, export_csv, export_json
 from l2l.runs.cli.formatting import MetricView, describe, fmt, joined, placement_line
 from l2l.runs.cli.ranking import estimate_text, mean_metrics, ranked_space
-from l2l.runs.cli.retraining import record_retrained, retrain_child
+from l2l.runs.cli.retraining import record_retrained, retrain_budget, retrain_child
 from l2l.runs.config import UsageError
 
 if TYPE_CHECKING:
@@ -342,10 +342,10 @@ def runs_best(
                     figures = joined(f"reward {fmt(again.reward)}", view.summary(again.metrics))
                     console.print(f"  retrained as child {again.number}: {figures}", highlight=False)
         if not retrain:
+            if epochs is not None or steps is not None:
+                raise UsageError("--epochs and --steps are the budget of a retraining: add --retrain")
             return
-        budget: dict[str, int] = {"epochs": epochs} if epochs is not None else {}
-        if steps is not None:
-            budget["steps"] = steps
+        budget = retrain_budget(space, run.space, epochs, steps)
         with console.status(f"retraining child {best.number}..."):
             result = retrain_child(space, best, budget, seed=seed, device=device)
         if result.status != "done":
