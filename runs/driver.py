@@ -48,16 +48,18 @@ def live_driver(run: RunRecord, now: datetime | None = None) -> str | None:
     return None
 
 
-def run_state(run: RunRecord, now: datetime | None = None) -> str:
+def run_state(run: RunRecord, now: datetime | None = None, storage: str = "") -> str:
     """What `l2l runs list/show` say of a run: its status, except that a ``running`` run whose driver is gone
-    (killed, its machine lost) is ``stale``, with how long it has been silent and how to continue it."""
+    (killed, its machine lost) is ``stale``, with how long it has been silent and how to continue it (``storage``:
+    the `` --storage URL`` that command needs, when the store is not the default)."""
     if run.status != "running" or not run.driver or run.driver == this_driver() or live_driver(run, now):
         return run.status
+    resume = f"resume with: l2l search --resume {run.id}{storage}"
     if run.heartbeat_at is None:
-        return f"stale (no heartbeat; resume with: l2l search --resume {run.id})"
+        return f"stale (no heartbeat; {resume})"
     beat = run.heartbeat_at if run.heartbeat_at.tzinfo else run.heartbeat_at.replace(tzinfo=UTC)
     age = max(0.0, ((now or datetime.now(UTC)) - beat).total_seconds())
-    return f"stale (no heartbeat for {age:.0f} s; resume with: l2l search --resume {run.id})"
+    return f"stale (no heartbeat for {age:.0f} s; {resume})"
 
 
 class Heartbeat:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from l2l.runs.cli.common import RunArg, StorageOpt, console, open_store, space_of, user_errors
+from l2l.runs.cli.common import RunArg, StorageOpt, console, open_store, space_of, storage_flag, user_errors
 from l2l.runs.cli.export import FORMATS, export_csv, export_json
 from l2l.runs.cli.formatting import MetricView, describe, fmt, joined, placement_line
 from l2l.runs.cli.ranking import estimate_text, mean_metrics, ranked_space
@@ -51,7 +51,7 @@ def runs_list(
                 r.name or "",
                 r.space,
                 r.strategy,
-                run_state(r),
+                run_state(r, storage=storage_flag(store)),
                 size,
                 str(counts["failed"]),
                 best,
@@ -155,7 +155,7 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
 
         ranking = rank(store.children(run_id), ranked_space(run))
     lines = [
-        f"[bold]run {run.id}[/] {run.name or ''}  status: {escape(run_state(run))}",
+        f"[bold]run {run.id}[/] {run.name or ''}  status: {escape(run_state(run, storage=storage_flag(store)))}",
         f"space {run.space}, strategy {run.strategy}, seed {run.seed}, code {run.code_version}",
         f"created {run.created_at:%Y-%m-%d %H:%M:%S}, "
         f"finished {f'{run.finished_at:%Y-%m-%d %H:%M:%S}' if run.finished_at else '-'}",

@@ -25,7 +25,7 @@ from l2l.runs.cli.common import (
 )
 from l2l.runs.cli.dashboard import start_dashboard
 from l2l.runs.cli.progress import SearchProgress
-from l2l.runs.config import SearchFlags, UsageError
+from l2l.runs.config import SearchFlags, UsageError, parse_assignments
 
 if TYPE_CHECKING:
     from l2l.runs.store import Store
@@ -211,7 +211,7 @@ def search(
                 "child_timeout": child_timeout,
                 "workers_per_child": workers_per_child,
                 "data_parallel": data_parallel,
-                "dp_options": dp_options(dp_option),
+                "dp_options": parse_assignments(dp_option, "--dp-option") if dp_option else None,
             },
             space_option,
             controller_option,
@@ -285,7 +285,7 @@ def with_weight_sharing(flags: SearchFlags, on: bool, ws_option: list[str] | Non
     """The flags with ``--weight-sharing`` (or a config file's ``[weight_sharing]``) and ``-W`` folded in."""
     import dataclasses
 
-    from l2l.runs.config import load_config_file, parse_assignments
+    from l2l.runs.config import load_config_file
 
     settings = parse_assignments(ws_option or [], "--ws-option")
     on = on or bool(settings and flags.config and load_config_file(flags.config).get("weight_sharing") is not None)
@@ -354,8 +354,8 @@ def run_weight_sharing(store: Store, run: Any, quiet: bool) -> None:
             f"run {run.run_id} done: {run.ws.epochs} epochs, {shared} architectures scored with the shared weights; "
             f"derived child {d.number} (validation reward {d.reward:.4f} with shared weights"
             + (f", {free:.0%} parameter-free ops" if free is not None else "")
-            + f"): {run.space.describe(run.space.decode(d.tokens))}. "
-            f"Train it from scratch: `l2l runs best {run.run_id} --retrain`.",
+            + f"): {escape(run.space.describe(run.space.decode(d.tokens)))}. "
+            f"Train it from scratch: `l2l runs best {run.run_id} --retrain{storage_flag(store)}`.",
             highlight=False,
         )
 
@@ -382,7 +382,9 @@ def print_summary(store: Store, run_id: int, space: SearchSpace | None = None) -
     elif archs:
         best = f"best reward {archs[0].estimate.mean:.4f} (child {archs[0].child.number})"
     group = "optimizers" if store.get_run(run_id).space == "optimizer" else "runs"
-    see = f" See `l2l {group} top {run_id}` and `l2l plot progress {run_id} -o progress.png`." if archs else ""
+    where = storage_flag(store)
+    see = f" See `l2l {group} top {run_id}{where}` and `l2l plot progress {run_id}{where} -o progress.png`."
+    see = see if archs else ""
     console.print(
         f"run {run_id} done: {counts['done']} children trained, {counts['failed']} failed; {best}.{see}",
         highlight=False,
@@ -390,10 +392,3 @@ def print_summary(store: Store, run_id: int, space: SearchSpace | None = None) -
     if counts["done"] == 0 and counts["failed"] > 0:
         reason, n = most_common_failure(c.error for c in store.children(run_id, "failed"))
         fail(f"no child of run {run_id} succeeded; the most common failure ({n} of {counts['failed']}): {reason}")
-
-
-def dp_options(items: list[str] | None) -> dict[str, Any] | None:
-    """``--dp-option`` KEY=VALUE texts as a table (None when none given)."""
-    from l2l.runs.config import parse_assignments
-
-    return parse_assignments(items, "--dp-option") if items else None
