@@ -39,6 +39,8 @@ def load_config_file(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise UsageError(f"config file {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise UsageError(f"config file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
 
@@ -131,6 +133,11 @@ def merge_settings(
 ) -> dict[str, Any]:
     """Settings by precedence: ``defaults`` < ``file`` (a parsed config file) < ``flags``."""
     settings: dict[str, Any] = dict(file)
+    for table in [t for t, _ in TABLES] + ["weight_sharing", "budget"]:
+        if table in settings and not isinstance(settings[table], Mapping):
+            raise UsageError(
+                f"config file: {table} must be a table ([{table}] or {table} = {{...}}), got {settings[table]!r}"
+            )
     settings.update(flags.given)
     for table, _ in TABLES:
         extra = getattr(flags, table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -52,9 +53,11 @@ class SharingConfig:
             raise SearchError(f"weight sharing: unknown sampler {self.sampler!r}; known: {', '.join(SAMPLERS)}")
         if self.optimizer not in OPTIMIZERS:
             raise SearchError(f"weight sharing: unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
-        if self.lr < 0 or self.weight_decay < 0 or not self.grad_clip > 0:
+        if not (self.lr >= 0 and self.weight_decay >= 0 and math.isfinite(self.lr + self.weight_decay)) or not (
+            0 < self.grad_clip < math.inf
+        ):
             raise SearchError(
-                f"weight sharing: lr and weight_decay must be >= 0 and grad_clip > 0, got "
+                f"weight sharing: lr and weight_decay must be finite and >= 0 and grad_clip > 0, got "
                 f"{self.lr}, {self.weight_decay}, {self.grad_clip}"
             )
 

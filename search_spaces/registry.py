@@ -104,6 +104,20 @@ def _check_class(ref: str, obj: Any) -> type[SearchSpace]:
     return obj
 
 
+def unknown_options(cls: type[SearchSpace], options: dict[str, Any]) -> tuple[list[str], str]:
+    """The ``options`` the space's constructor does not take (none when it takes ``**kwargs``), and those it does."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(cls).parameters.values())
+    except (TypeError, ValueError):  # no signature to read: the constructor will say
+        return [], ""
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return [], ""
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return sorted(set(options) - set(names)), ", ".join(names) or "none"
+
+
 def load_space(ref: str, options: dict[str, Any] | None = None, *, validate: bool = True) -> SearchSpace:
     """Instantiate the space ``ref`` with ``options`` and, by default, validate it."""
     cls = load_space_class(ref)
@@ -111,6 +125,9 @@ def load_space(ref: str, options: dict[str, Any] | None = None, *, validate: boo
         options = coerce_call(cls, options or {}, f"search space {cls.name!r}: option")
     except OptionTypeError as exc:
         raise PluginError(str(exc)) from None
+    unknown, known = unknown_options(cls, options)
+    if unknown:
+        raise PluginError(f"search space {cls.name!r}: unknown option(s) {', '.join(unknown)}; known: {known}")
     try:
         space = cls(**options)
     except TypeError as exc:

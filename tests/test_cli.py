@@ -221,6 +221,11 @@ def test_ctrl_c_before_the_first_child_finishes_keeps_the_run_it_names(storage: 
         (["search", "--resume", "5"], "no run 5 in store"),
         (["runs", "show", "7"], "no run 7 in store"),
         (["runs", "export", "1", "--format", "xml"], "--format must be csv or json, got 'xml'"),
+        (["runs", "export", "1", "-o", "/proc/x.csv"], "cannot use '/proc/x.csv': no such file or directory"),
+        (["plot", "progress", "1", "-o", "/proc/x.png"], "cannot use '/proc/x.png': no such file or directory"),
+        (["search", "--config", "/proc"], "config file '/proc' cannot be read: Is a directory"),
+        (["search", "--space", "nb201_cell", "--weight-sharing", "-W", "lr=nan"], "lr and weight_decay must be finite"),
+        (["runs", "best", "1", "--retrain", "--device", "nope"], "--device 'nope' is not a torch device"),
     ],
 )
 def test_user_errors_are_one_clear_line(storage: str, args: list[str], message: str) -> None:
@@ -446,3 +451,13 @@ def test_a_retraining_budget_the_space_does_not_train_by_is_refused(storage: str
     ok("search", "--space", "toy", "--children", "2", "--executor", "local", "-q", "--storage", storage)
     alone = runner.invoke(app, ["runs", "best", "1", "--epochs", "3", "--storage", storage])
     assert alone.exit_code != 0 and "--epochs and --steps are the budget of a retraining: add --retrain" in alone.output
+
+
+def test_a_config_file_whose_table_is_not_a_table_is_one_line(storage: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("space_options = 3\n")
+    result = runner.invoke(app, ["search", "--config", str(bad), "--storage", storage])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "config file: space_options must be a table ([space_options] or space_options = {...}), got 3" in " ".join(
+        result.output.split()
+    )

@@ -120,7 +120,7 @@ def test_plugin_that_fails_to_import(tmp_path: pytest.TempPathFactory) -> None:
 
 
 def test_bad_space_options_name_the_space() -> None:
-    with pytest.raises(PluginError, match="search space 'toy': bad options"):
+    with pytest.raises(PluginError, match="search space 'toy': unknown option\\(s\\) colour; known: layers, "):
         load_space("toy", {"colour": "red"})
     with pytest.raises(SpaceError, match="toy space needs layers >= 1"):
         load_space("toy", {"layers": 0})

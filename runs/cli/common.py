@@ -119,6 +119,10 @@ def user_errors() -> Iterator[None]:
         RuleError,
     ) as exc:
         fail(str(exc))
+    except OSError as exc:  # a path given for output (or input) that cannot be used: say which, and why
+        if exc.filename is None:
+            raise
+        fail(f"cannot use {str(exc.filename)!r}: {(exc.strerror or type(exc).__name__).lower()}")
 
 
 def open_store(storage: str | None, create: bool = False) -> Store:

@@ -40,8 +40,10 @@ def retrain_budget(space: SearchSpace, name: str, epochs: int | None, steps: int
 
 def retrain_child(space: SearchSpace, child: ChildRecord, budget: dict[str, int], seed: int, device: str) -> Result:
     """Train a stored child again from its spec, in this process, with its own budget, seed and device."""
-    from l2l.runs.executors import ChildTask, run_child
+    from l2l.runs.executors import ChildTask, check_device, run_child
     from l2l.search_spaces import Context, Spec
+
+    check_device(device)  # one this process cannot use fails here, with the reason, not in the child
 
     spec = Spec.from_json(child.spec)
     return run_child(space, ChildTask(child.number, spec, Context(seed=seed, device=device, budget=budget)))

@@ -349,7 +349,7 @@ def runs_best(
         with console.status(f"retraining child {best.number}..."):
             result = retrain_child(space, best, budget, seed=seed, device=device)
         if result.status != "done":
-            raise UsageError(f"retraining child {best.number} failed: {result.error}")
+            raise UsageError(f"retraining child {best.number} failed: {(result.error or 'no reason').splitlines()[0]}")
         metrics = result.to_json()
         length = f" for {epochs} epochs" if epochs else f" for {steps} steps" if steps else ""
         done = f"retrained{length}"
