@@ -138,8 +138,8 @@ WsOptionOpt = Annotated[
     typer.Option(
         "--ws-option",
         "-W",
-        help="Weight-sharing setting KEY=VALUE: epochs, warmup, steps, batch_size, optimizer, lr, weight_decay, "
-        "grad_clip, controller_steps, val_batch, derive, sampler (see docs/weight-sharing.md).",
+        help="Weight-sharing setting KEY=VALUE: epochs, warmup, steps, batch_size, optimizer, lr, momentum, "
+        "weight_decay, grad_clip, controller_steps, val_batch, derive, sampler (see docs/weight-sharing.md).",
     ),
 ]
 
