@@ -55,7 +55,12 @@ class Database:
     """One SQLAlchemy database on a URL; creates or migrates the schema with Alembic unless ``migrate=False``."""
 
     def __init__(
-        self, url: str = DEFAULT_STORAGE, *, migrate: bool = True, engine_kwargs: dict[str, Any] | None = None
+        self,
+        url: str = DEFAULT_STORAGE,
+        *,
+        migrate: bool = True,
+        engine_kwargs: dict[str, Any] | None = None,
+        create: bool = True,
     ) -> None:
         self.url = url
         self.label = safe_url(url)
@@ -76,10 +81,12 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if migrate:
-            self.migrate()
+            self.migrate(create)
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (creating it in an empty database)."""
+    def migrate(self, create: bool = True) -> None:
+        """Bring the schema to the newest Alembic revision (creating it in an empty database). Without ``create``
+        (a command that only reads) a database holding another program's tables and no schema of l2l's is
+        refused, not given l2l's tables."""
         from alembic import command
         from alembic.config import Config
 
@@ -90,6 +97,16 @@ class Database:
                 pass
         except SQLAlchemyError as exc:  # the server is not there, or refuses us: say so, not "cannot migrate"
             raise StoreError(f"cannot connect to store {self.label}: {short_error(exc)}") from exc
+        if not create:
+            from sqlalchemy import inspect
+
+            with self.engine.connect() as conn:
+                tables = sorted(inspect(conn).get_table_names())
+            if tables and "alembic_version" not in tables:
+                shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+                raise StoreError(
+                    f"no l2l store at {self.label}: the database holds other tables ({shown}) and none of l2l's"
+                )
         try:
             with self.engine.begin() as conn:
                 cfg.attributes["connection"] = conn

@@ -461,3 +461,15 @@ def test_a_config_file_whose_table_is_not_a_table_is_one_line(storage: str, tmp_
     assert "config file: space_options must be a table ([space_options] or space_options = {...}), got 3" in " ".join(
         result.output.split()
     )
+
+
+def test_reading_another_programs_database_adds_nothing_to_it(tmp_path: Path) -> None:
+    import sqlite3
+
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE notes (x)")
+    result = runner.invoke(app, ["runs", "list", "--storage", f"sqlite:///{other}"])
+    assert result.exit_code != 0 and "the database holds other tables (notes) and none of l2l's" in result.output
+    with sqlite3.connect(other) as db:
+        assert [name for (name,) in db.execute("SELECT name FROM sqlite_master")] == ["notes"]

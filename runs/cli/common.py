@@ -144,7 +144,7 @@ def open_store(storage: str | None, create: bool = False) -> Store:
         path = Path(file).expanduser() if file and file != ":memory:" else None
         if path is not None and path.parent.is_dir() and not path.exists():  # no folder: the store says so
             raise UsageError(f"no store at {url}: the file {file!r} does not exist (a search creates it)")
-    return Store(url)
+    return Store(url, create=create)
 
 
 def space_of(run: Any) -> SearchSpace:
