@@ -138,6 +138,8 @@ def merge_settings(
             raise UsageError(
                 f"config file: {table} must be a table ([{table}] or {table} = {{...}}), got {settings[table]!r}"
             )
+    if "batch" in settings and settings["batch"] == 0:  # 0 is the strategy's default inside, not a batch size
+        raise UsageError("config file: batch must be >= 1 (leave it out for the strategy's own default)")
     settings.update(flags.given)
     for table, _ in TABLES:
         extra = getattr(flags, table)

@@ -473,3 +473,10 @@ def test_reading_another_programs_database_adds_nothing_to_it(tmp_path: Path) ->
     assert result.exit_code != 0 and "the database holds other tables (notes) and none of l2l's" in result.output
     with sqlite3.connect(other) as db:
         assert [name for (name,) in db.execute("SELECT name FROM sqlite_master")] == ["notes"]
+
+
+def test_a_config_file_batch_of_0_is_refused_not_replaced(storage: str, tmp_path: Path) -> None:
+    zero = tmp_path / "zero.toml"
+    zero.write_text('space = "toy"\nbatch = 0\n')
+    result = runner.invoke(app, ["search", "--config", str(zero), "--storage", storage])
+    assert result.exit_code != 0 and "config file: batch must be >= 1" in result.output
