@@ -156,6 +156,10 @@ def test_runs_list_and_best_show_the_epochs_and_the_retrained_result_of_a_weight
     again = runner.invoke(app, ["runs", "best", str(run_id), *db], env={"COLUMNS": "200"}).output
     assert f"child {derived.number}, reward {derived.reward:.4f} with shared weights" in again
     assert f"retrained as child {retrained[0].number}: reward {retrained[0].reward:.4f}, test_acc" in again
+    top = runner.invoke(app, ["runs", "top", str(run_id), *db], env={"COLUMNS": "200"}).output
+    rows = [line for line in top.splitlines() if line.startswith("│")]  # retrained first; scores marked shared
+    assert f"{retrained[0].reward:.4f}" in rows[0] and "shared" not in rows[0]
+    assert f"{derived.reward:.4f} shared" in top
 
 
 def test_the_controllers_rewards_come_from_the_validation_split_only(

@@ -255,9 +255,9 @@ def runs_top(
                 console.print(f"[yellow]note:[/] {doubt}", highlight=False)
             return
         top = store.top_children(run_id, k)
-        if sharing:  # the derived candidates, scored with shared weights
+        if sharing:  # retrained from scratch first, then the derived candidates by their shared-weight score
             scored = store.children(run_id, "derived") + store.children(run_id, "candidate")
-            top = sorted(top + scored, key=lambda c: (c.reward is None, -(c.reward or 0.0)))[:k]
+            top = sorted(top + scored, key=lambda c: (c.status != "done", c.reward is None, -(c.reward or 0.0)))[:k]
         if not top:
             raise nothing_to_name(store, run)
         view = MetricView.of(run.space, top)
@@ -267,7 +267,7 @@ def runs_top(
             table.add_row(
                 str(place),
                 str(c.number),
-                fmt(c.reward),
+                fmt(c.reward) + (" shared" if sharing and c.status != "done" else ""),
                 view.val(c.metrics, c.val_acc),
                 *(view.figure(c.metrics, "test", key) for key in tests),
                 *(view.figure(c.metrics, "cost", key) for key in costs),
