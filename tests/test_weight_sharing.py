@@ -149,6 +149,8 @@ def test_runs_list_and_best_show_the_epochs_and_the_retrained_result_of_a_weight
     listed = runner.invoke(app, ["runs", "list", *db], env={"COLUMNS": "200"}).output
     derived = store.children(run_id, "derived")[0]
     assert "3/3 epochs" in listed and f"{derived.reward:.4f} shared" in listed
+    drawn = runner.invoke(app, ["plot", "arch", str(run_id), "-o", str(tmp_path / "a.png"), *db])  # not retrained yet
+    assert drawn.exit_code == 0 and (tmp_path / "a.png").stat().st_size > 0, drawn.output
     best = runner.invoke(app, ["runs", "best", str(run_id), "--retrain", "--epochs", "1", *db], env={"COLUMNS": "200"})
     assert best.exit_code == 0, best.output
     retrained = store.children(run_id, "done")

@@ -67,18 +67,24 @@ def plot_arch_cmd(
 ) -> None:
     """Draw the best architecture of a run as a graph (layers or cell nodes, ops, skip connections)."""
     with user_errors():
+        from l2l.runs.estimates import rank as rank_archs
         from l2l.runs.plots import PlotError, plot_arch
         from l2l.search_spaces import Spec
 
         store = open_store(storage)
         run = store.get_run(run_id)
-        top = store.top_children(run_id, rank)
-        if len(top) < rank:
-            raise UsageError(f"run {run_id} has {len(top)} finished children; --rank {rank} does not exist")
-        child = top[rank - 1]
         space = space_of(run)
+        if run.config.get("weight_sharing") is not None:  # retrained first, else the derived architecture
+            top = store.top_children(run_id, rank) or store.children(run_id, "derived")
+            rewards = [c.reward for c in top]
+        else:  # by estimated mean, as `l2l runs best` and `runs top` rank them
+            archs = rank_archs(store.children(run_id), space).archs[:rank]
+            top, rewards = [a.child for a in archs], [a.estimate.estimate for a in archs]
+        if len(top) < rank:
+            raise UsageError(f"run {run_id} has {len(top)} finished architectures; --rank {rank} does not exist")
+        child = top[rank - 1]
         spec = Spec.from_json(child.spec)
-        title = f"run {run_id}, child {child.number}, reward {fmt(child.reward)}: {space.describe(spec)}"
+        title = f"run {run_id}, child {child.number}, reward {fmt(rewards[rank - 1])}: {space.describe(spec)}"
         try:
             path = plot_arch(space.graph(spec), title, output)
         except PlotError as exc:
