@@ -50,6 +50,13 @@ class EpochEvent:
     entropy: float | None
 
 
+@dataclass(frozen=True)
+class DeriveEvent:
+    """Told to the progress display when the derive phase starts: ``candidates`` to score on validation."""
+
+    candidates: int
+
+
 Listener = Callable[[Any], None]
 
 
@@ -172,6 +179,8 @@ class WeightSharingSearch:
             if self.listener:
                 self.listener(EpochEvent(epoch, self.ws.epochs, loss, record.mean_reward, record.entropy))
         if not self.store.children(self.run_id, "derived"):
+            if self.listener:
+                self.listener(DeriveEvent(self.ws.derive))
             self._derive(next_child)
 
     def _batch(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:

@@ -425,3 +425,17 @@ def test_hashed_spaces_say_why_they_offer_no_shared_network() -> None:
         .parameter_free(load_space("rnn_cell", TINY["rnn_cell"]).decode([0] * 7))
         is None
     )
+
+
+def test_the_progress_display_is_told_when_the_derive_phase_starts(tmp_path: Path) -> None:
+    from l2l.runs.weight_sharing import DeriveEvent, EpochEvent
+
+    events: list[object] = []
+    config = SearchConfig(
+        space="nb201_cell", space_options=TINY["nb201_cell"], strategy="random", batch=2, seed=1, weight_sharing=WS
+    )
+    store = Store(f"sqlite:///{tmp_path / 'derive.db'}")
+    WeightSharingSearch.start(store, config, listener=events.append).run()
+    kinds = [type(e) for e in events]
+    assert kinds[-1] is DeriveEvent and kinds[:-1] == [EpochEvent] * (len(kinds) - 1) and len(kinds) > 1
+    assert events[-1] == DeriveEvent(WS.get("derive", 100))

@@ -110,13 +110,16 @@ class SharingProgress:
             TextColumn("[bold]run {task.fields[run]} epochs"),
             BarColumn(bar_width=16),
             MofNCompleteColumn(),
-            TextColumn("shared loss {task.fields[loss]}  mean reward {task.fields[mean]}  H {task.fields[entropy]}"),
+            TextColumn(
+                "shared loss {task.fields[loss]}  mean reward {task.fields[mean]}  H {task.fields[entropy]}"
+                "{task.fields[phase]}"
+            ),
             TimeElapsedColumn(),
             console=console,
             disable=quiet,
         )
         self.task = self.progress.add_task(
-            "weight sharing", total=epochs, completed=done, run=run_id, loss="-", mean="-", entropy="-"
+            "weight sharing", total=epochs, completed=done, run=run_id, loss="-", mean="-", entropy="-", phase=""
         )
 
     def __enter__(self) -> SharingProgress:
@@ -127,7 +130,12 @@ class SharingProgress:
         self.progress.__exit__(None, None, None)
 
     def on_event(self, event: Any) -> None:
-        """The search's listener: each finished epoch moves the bar."""
+        """The search's listener: each finished epoch moves the bar; the derive phase is said when it starts."""
+        from l2l.runs.weight_sharing import DeriveEvent
+
+        if isinstance(event, DeriveEvent):
+            self.progress.update(self.task, phase=f"  deriving: scoring {event.candidates} candidates on validation")
+            return
         self.progress.update(
             self.task,
             completed=event.epoch + 1,
