@@ -84,3 +84,17 @@ def rank(children: Sequence[ChildRecord], space: SearchSpace | None) -> Ranking:
     estimates = evaluations.estimates(noise_sd=0.0 if exact else None)
     archs = tuple(RankedArch(e, tuple(groups[e.key])) for e in estimates)  # type: ignore[index]
     return Ranking(archs, 0.0 if exact else evaluations.noise_sd(), exact)
+
+
+def best_so_far(done: Sequence[ChildRecord]) -> tuple[list[tuple[int, float]], bool]:
+    """(child number, best so far) after each of the finished children ``done``, in order, and whether it is an
+    estimate: where some architecture (by tokens) was evaluated more than once, the best estimated mean over
+    the evaluations so far (what `l2l runs best` would have named then), else the highest reward."""
+    ordered = sorted((c for c in done if c.reward is not None), key=lambda c: c.number)
+    repeated = len({tuple(c.tokens) for c in ordered}) < len(ordered)
+    evaluations, best, out = Evaluations(), float("-inf"), []
+    for c in ordered:
+        evaluations.add(tuple(c.tokens), float(c.reward or 0.0))
+        best = evaluations.estimates(limit=1)[0].estimate if repeated else max(best, float(c.reward or 0.0))
+        out.append((c.number, best))
+    return out, repeated

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from l2l.runs.estimates import best_so_far
 from l2l.runs.store import ChildRecord, RunRecord, UpdateRecord
 
 if TYPE_CHECKING:
@@ -79,13 +80,10 @@ def progress_figure(run: RunRecord, children: list[ChildRecord], updates: list[U
     if failed:
         floor = min(rewards, default=0.0)
         ax.scatter([c.number for c in failed], [floor] * len(failed), marker="x", color="tab:red", label="failed")
-    best, xs, ys = float("-inf"), [], []
-    for c in sorted(done, key=lambda c: c.number):
-        best = max(best, float(c.reward or 0.0))
-        xs.append(c.number)
-        ys.append(best)
-    if xs:
-        ax.step(xs, ys, where="post", color="black", label="best so far")
+    steps, estimated = best_so_far(done)  # with repeated evaluations: the best estimated mean, as runs best names
+    if steps:
+        label = "best estimated mean so far" if estimated else "best so far"
+        ax.step(*zip(*steps, strict=True), where="post", color="black", label=label)
     points = update_points(children, updates)
     means = [
         (x, sum(r) / len(r))

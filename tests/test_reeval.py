@@ -417,3 +417,15 @@ def test_the_screen_centres_its_neighbourhood_on_the_best_mean() -> None:
     assert window.best() == [(1,), (0,)]
     window.add((2,), 0.75)
     assert window.best() == [(1,), (2,)] and window.best() == [(1,), (2,)]  # reading it changes nothing
+
+
+def test_the_progress_plots_best_so_far_is_the_best_estimate_where_architectures_repeat() -> None:
+    from l2l.runs.estimates import best_so_far
+
+    lucky = [_child(0, (0,), 0.80), _child(1, (1,), 0.95), _child(2, (1,), 0.55), _child(3, (0,), 0.82)]
+    steps, estimated = best_so_far(lucky)
+    assert estimated and [n for n, _ in steps] == [0, 1, 2, 3]
+    assert steps[1][1] == pytest.approx(0.95) and steps[2][1] == pytest.approx(0.80)  # the lucky one's mean fell
+    assert steps[3][1] == pytest.approx(0.81)
+    once = [_child(0, (0,), 0.5), _child(1, (1,), 0.4), _child(2, (2,), 0.7)]
+    assert best_so_far(once) == ([(0, 0.5), (1, 0.5), (2, 0.7)], False)
