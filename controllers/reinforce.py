@@ -12,15 +12,7 @@ from typing import Any
 import torch
 
 from l2l.controllers import policy_gradient as pg
-from l2l.controllers.base import (
-    Controller,
-    ControllerError,
-    Ledger,
-    Proposal,
-    UpdateStats,
-    pack_tokens,
-    unpack_tokens,
-)
+from l2l.controllers.base import Controller, ControllerError, Ledger, Proposal, UpdateStats, pack_tokens, unpack_tokens
 from l2l.controllers.constrained import allowed_mask, both
 from l2l.controllers.policy import LSTMPolicy
 from l2l.controllers.screen import SCREEN_SETTINGS

@@ -80,7 +80,7 @@ def progress_figure(run: RunRecord, children: list[ChildRecord], updates: list[U
     if failed:
         floor = min(rewards, default=0.0)
         ax.scatter([c.number for c in failed], [floor] * len(failed), marker="x", color="tab:red", label="failed")
-    steps, estimated = best_so_far(done)  # with repeated evaluations: the best estimated mean, as runs best names
+    steps, estimated = best_so_far(done, estimate=scored == "done")  # repeated evaluations: the best mean
     if steps:
         label = "best estimated mean so far" if estimated else "best so far"
         ax.step(*zip(*steps, strict=True), where="post", color="black", label=label)

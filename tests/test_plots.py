@@ -34,7 +34,7 @@ def run_record(transform: str = "reward") -> RunRecord:
 
 def child(number: int, batch: int, reward: float | None, status: str = "done") -> ChildRecord:
     return ChildRecord(
-        number, batch, (0,), {}, status, reward, reward, None, None, {}, {}, None, None, None,
+        number, batch, (number,), {}, status, reward, reward, None, None, {}, {}, None, None, None,
         0.0, 2.0, 0, 1, None, NOW, NOW, NOW,
     )  # fmt: skip
 
