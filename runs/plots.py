@@ -362,7 +362,8 @@ def arch_figure(graph: dict[str, Any], title: str) -> Figure:
         ax.set_ylim(-reach[0], reach[1])
         ax.set_aspect("equal")
         ax.axis("off")
-    fig.suptitle("\n".join(textwrap.wrap(title, 150)), fontsize=font)
+    per_line = max(40, int(fig.get_figwidth() * 72 / (0.6 * font)))  # what fits across the figure
+    fig.suptitle("\n".join(textwrap.wrap(title, per_line)), fontsize=font)
     fig.tight_layout()
     _separate(fig, labels, boxes)
     return fig

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -115,7 +116,8 @@ class MLPSpace(DatasetSpace):
 
     def graph(self, spec: Spec) -> dict[str, Any]:
         n = int(str(spec["layers"]))
-        nodes = ["input"] + [f"linear {self._layer_label(spec, i)}" for i in range(n)] + ["classifier"]
+        layers = [re.sub(r"^(\d+)(?=\D)", r"\1 ", self._layer_label(spec, i)) for i in range(n)]  # 128 relu
+        nodes = ["input"] + [f"linear {label}" for label in layers] + ["classifier"]
         return {
             "nodes": nodes,
             "edges": [[i, i + 1, f"dropout {spec['dropout']}" if 0 < i < n else ""] for i in range(n + 1)],
