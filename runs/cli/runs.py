@@ -356,12 +356,9 @@ def runs_best(
         if space.exact_rewards():  # a table lookup or a simulation: nothing trains, a budget changes nothing
             ignored = ", --epochs/--steps ignored" if length else ""
             done = f"evaluated again (space {run.space!r} has exact rewards: nothing was trained{ignored})"
-        line = (
-            done
-            + ": "
-            + joined(f"validation {view.validation} {view.val(metrics, result.val_acc)}", view.summary(metrics))
-        )
-        console.print(line, highlight=False)
+        shown = f"validation {view.validation} {view.val(metrics, result.val_acc)}"
+        shown = shown if result.val_acc is not None else f"reward {fmt(result.reward)}"  # a space without one
+        console.print(f"{done}: {joined(shown, view.summary(metrics))}", highlight=False)
         if sharing:  # the honest number of a weight-sharing search: kept with the run
             number = record_retrained(store, run_id, best, result)
             console.print(f"recorded as child {number} of run {run_id}", highlight=False)
