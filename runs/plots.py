@@ -99,8 +99,10 @@ def progress_figure(run: RunRecord, children: list[ChildRecord], updates: list[U
     ax.set_title(f"run {run.id}: {run.space} / {run.strategy} (seed {run.seed})")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
-    if updates:
+    if any(u.entropy for u in updates):
         ax_ent.plot([x for x, _ in points], [u.entropy for u in updates], color="tab:green", marker=".")
+    elif updates:  # a strategy without a policy (TPE, evolution) reports none: say so, not a line at 0
+        ax_ent.text(0.5, 0.5, f"{run.strategy} reports no entropy", transform=ax_ent.transAxes, ha="center")
     ax_ent.set_ylabel("controller entropy")
     ax_ent.set_xlabel("child (an update sits after the newest child it learned from)")
     ax_ent.grid(alpha=0.3)

@@ -170,3 +170,11 @@ def test_progress_of_a_weight_sharing_run_plots_its_shared_weight_scores() -> No
     assert ax.get_ylabel() == "reward with shared weights"
     (best,) = [line for line in ax.get_lines() if line.get_label() == "best so far"]
     assert np.asarray(best.get_xdata(), dtype=float).tolist() == [0, 1, 2, 3, 4, 5]  # the scores, not the retraining
+
+
+def test_a_strategy_without_entropy_gets_a_note_not_a_line_at_zero() -> None:
+    children = [child(n, n, 0.1 * n) for n in range(4)]
+    fig = progress_figure(run_record(), children, [update(n, [n], 0.0) for n in range(4)])
+    assert not fig.axes[1].get_lines() and [t.get_text() for t in fig.axes[1].texts] == ["reinforce reports no entropy"]
+    fig = progress_figure(run_record(), children, [update(n, [n], 1.0) for n in range(4)])
+    assert len(fig.axes[1].get_lines()) == 1 and not fig.axes[1].texts
