@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
 
 from l2l.runs.store import Store, StoreError
@@ -99,19 +101,46 @@ def record_stop(store: Store, run_id: int, exc: BaseException) -> None:
 
 
 class HeldInterrupts:
-    """Ctrl-C ignored while a driver writes where its run stands: a second one during the cleanup of the first
-    must not cut the store's writes short (the run would look alive, "stale", with children still at
-    workers). Only in the main thread, where Python delivers signals."""
+    """Ctrl-C and SIGTERM (which the CLI turns into Ctrl-C) ignored while a driver writes where its run stands:
+    a second one during the cleanup of the first must not cut the store's writes short (the run would look
+    alive, "stale", with children still at workers). Only in the main thread, where Python delivers signals."""
 
     def __enter__(self) -> HeldInterrupts:
         import signal
 
         main = threading.current_thread() is threading.main_thread()
-        self.old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        kinds = (signal.SIGINT, signal.SIGTERM) if main else ()
+        self.old = [(kind, signal.signal(kind, signal.SIG_IGN)) for kind in kinds]
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         import signal
 
-        if self.old is not None:
-            signal.signal(signal.SIGINT, self.old)
+        for signum, handler in self.old:
+            signal.signal(signum, handler)
+
+
+def code_version() -> str:
+    """The installed l2l version, plus the git commit when running from a checkout."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        text = version("l2l")
+    except PackageNotFoundError:
+        text = "unknown"
+    root = Path(__file__).resolve().parent.parent
+    if (root / ".git").exists():
+        try:
+            out = subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            )
+            if out.returncode == 0 and out.stdout.strip():
+                text += f"+g{out.stdout.strip()}"
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return text

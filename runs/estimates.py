@@ -89,7 +89,8 @@ def rank(children: Sequence[ChildRecord], space: SearchSpace | None) -> Ranking:
 def best_so_far(done: Sequence[ChildRecord], estimate: bool = True) -> tuple[list[tuple[int, float]], bool]:
     """(child number, best so far) after each of the finished children ``done``, in order, and whether it is an
     estimate: where some architecture (by tokens) was evaluated more than once, the best estimated mean over
-    the evaluations so far (what `l2l runs best` would have named then), else (or without ``estimate``: scores
+    the evaluations so far (what `l2l runs best` would have named then, for a space whose proposals are in
+    its canonical form), else (or without ``estimate``: scores
     that are not evaluations, such as shared-weight ones) the highest reward."""
     ordered = sorted((c for c in done if c.reward is not None), key=lambda c: c.number)
     repeated = estimate and len({tuple(c.tokens) for c in ordered}) < len(ordered)

@@ -5,15 +5,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from l2l.controllers import Controller, Ledger, Proposal, UpdateStats, make_controller
-from l2l.runs.driver import Heartbeat, HeldInterrupts, live_driver, record_stop
+from l2l.runs.driver import Heartbeat, HeldInterrupts, code_version, live_driver, record_stop
 from l2l.runs.estimates import ArchKeys
 from l2l.runs.executors import ChildTask, Executor, WorkerPool, make_executor, to_submit
 from l2l.runs.pruning import PrunerBridge
@@ -60,32 +58,6 @@ Listener = Callable[[ChildEvent | BatchEvent | NoticeEvent], None]
 def child_seed(run_seed: int, number: int) -> int:
     """Each child's seed depends only on the run's seed and the child's number."""
     return (run_seed * 1_000_003 + number * 7_919 + 1) % (2**31 - 1)
-
-
-def code_version() -> str:
-    """The installed l2l version, plus the git commit when running from a checkout."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        text = version("l2l")
-    except PackageNotFoundError:
-        text = "unknown"
-    root = Path(__file__).resolve().parent.parent
-    if (root / ".git").exists():
-        try:
-            out = subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"],
-                cwd=root,
-                capture_output=True,
-                text=True,
-                timeout=5,
-                check=False,
-            )
-            if out.returncode == 0 and out.stdout.strip():
-                text += f"+g{out.stdout.strip()}"
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return text
 
 
 class Search:
@@ -193,11 +165,14 @@ class Search:
             with Heartbeat(self.store, self.run_id):
                 (self._loop_async if self.config.mode == "async" else self._loop)()
         except BaseException as exc:
-            with HeldInterrupts():  # a second Ctrl-C must not cut the run's state short (it would look alive)
-                record_stop(self.store, self.run_id, exc)
-            with contextlib.suppress(KeyboardInterrupt):  # one during the stopping stops only the stopping
-                self.executor.cancel_all()
-                self.executor.shutdown()
+            try:
+                with HeldInterrupts():  # a second Ctrl-C must not cut the run's state short (it would look alive)
+                    record_stop(self.store, self.run_id, exc)
+            finally:  # the workers go even when the store cannot be written; a Ctrl-C stops only the stopping
+                with contextlib.suppress(KeyboardInterrupt):
+                    self.executor.cancel_all()
+                with contextlib.suppress(KeyboardInterrupt):
+                    self.executor.shutdown()
             if isinstance(exc, KeyboardInterrupt):
                 raise SearchInterrupted(self.run_id) from None
             raise

@@ -29,8 +29,7 @@ import torch
 
 from l2l.controllers import Controller, Proposal, make_controller
 from l2l.nas.shared import SharedWeights
-from l2l.runs.driver import Heartbeat, live_driver
-from l2l.runs.search import code_version
+from l2l.runs.driver import Heartbeat, code_version, live_driver
 from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted
 from l2l.runs.sharing_config import BLOWUP, SharingConfig
 from l2l.runs.store import EpochRecord, ScoredChild, Store

@@ -97,18 +97,26 @@ class ImpatientExecutor(InterruptingExecutor):
     """A user who presses Ctrl-C again while the search stops (its workers' cancel), or once as the executor
     shuts down after the last child."""
 
+    def __init__(self, at: int) -> None:
+        super().__init__(at)
+        self.calls: list[str] = []
+
     def cancel_all(self) -> list[ChildTask]:
+        self.calls.append("cancel_all")
         raise KeyboardInterrupt
 
     def shutdown(self) -> None:
+        self.calls.append("shutdown")
         raise KeyboardInterrupt
 
 
 def test_a_second_ctrl_c_or_one_as_the_run_ends_leaves_no_run_looking_alive(store: Store) -> None:
     config = SearchConfig(space="toy", children=8, batch=4, seed=1)
-    twice = Search.start(store, config, executor=ImpatientExecutor(at=5))
+    impatient = ImpatientExecutor(at=5)
+    twice = Search.start(store, config, executor=impatient)
     with pytest.raises(SearchInterrupted):
         twice.run()
+    assert impatient.calls == ["cancel_all", "shutdown"]  # a Ctrl-C in the one does not skip the other
     counts = store.count_children(twice.run_id)
     assert store.get_run(twice.run_id).status == "interrupted" and counts.get("running", 0) == 0
     at_the_end = Search.start(store, config, executor=ImpatientExecutor(at=99))
@@ -306,3 +314,33 @@ def test_async_search_tops_up_the_queues_behind_busy_workers_in_batches(store: S
     # (one policy pass for 2 children, not one per result), none while every worker has a child
     assert sizes[:2] == [8, 8] and sum(sizes) == 40
     assert sizes[2:] == [2] * 12
+
+
+def test_the_workers_are_stopped_even_when_the_store_cannot_record_the_stop(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from l2l.runs.store import StoreError
+
+    class Recording(InterruptingExecutor):
+        def __init__(self, at: int) -> None:
+            super().__init__(at)
+            self.calls: list[str] = []
+
+        def cancel_all(self) -> list[ChildTask]:
+            self.calls.append("cancel_all")
+            return super().cancel_all()
+
+        def shutdown(self) -> None:
+            self.calls.append("shutdown")
+            super().shutdown()
+
+    executor = Recording(at=3)
+    search = Search.start(store, SearchConfig(space="toy", children=6, batch=2, seed=1), executor=executor)
+
+    def gone(*args: object) -> int:
+        raise StoreError("store went away")
+
+    monkeypatch.setattr(store, "requeue_unfinished", gone)
+    with pytest.raises(StoreError, match="store went away"):
+        search.run()
+    assert executor.calls == ["cancel_all", "shutdown"]
