@@ -50,8 +50,9 @@ def test_a_run_whose_driver_is_gone_is_stale_with_how_to_resume_it(tmp_path: Pat
     _driven_by(store, run, f"{host}:{dead.stdout.strip()}", now - timedelta(seconds=2))  # killed on this machine
     assert run_state(store.get_run(run), now).startswith("stale (no heartbeat for 2 s;")
     result = CliRunner().invoke(app, ["runs", "list", "--storage", store.url], env={"COLUMNS": "300"})
-    line = " ".join(result.output.split())
-    assert "stale (no heartbeat for" in line and f"--resume {run} --storage {store.label}" in line  # as it runs
+    assert "stale (no heartbeat for" in result.output and f"--resume {run}" in result.output
+    shown = CliRunner().invoke(app, ["runs", "show", str(run), "--storage", store.url], env={"COLUMNS": "400"})
+    assert f"resume with: l2l search --resume {run} --storage {store.label})" in " ".join(shown.output.split())
     store.set_run_status(run, "interrupted", "interrupted by the user")
     assert run_state(store.get_run(run), now) == "interrupted"
     shown = CliRunner().invoke(app, ["runs", "show", str(run), "--storage", store.url])
