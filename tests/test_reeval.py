@@ -335,11 +335,10 @@ def test_kill_9_then_resume_keeps_every_evaluation_and_the_same_decisions(tmp_pa
     assert any(pv == REEVALUATION for _, _, pv, _ in resumed)
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
-def test_interrupted_and_resumed_in_either_mode_every_evaluation_is_learned_once(tmp_path: Path, mode: str) -> None:
+def _interrupted_after_14(store: Store, mode: str) -> Search:
+    """A 30-child `random+reeval` search of noisy `toy`, interrupted (Ctrl-C) once 14 children finished."""
     from l2l.runs.search import ChildEvent, SearchInterrupted
 
-    store = Store(f"sqlite:///{tmp_path / 'i.db'}")
     config = SearchConfig(space="toy", strategy="random+reeval", children=30, batch=3, seed=2, mode=mode,
                           space_options={"noise": 0.2})  # fmt: skip
     finished: list[int] = []
@@ -353,6 +352,13 @@ def test_interrupted_and_resumed_in_either_mode_every_evaluation_is_learned_once
     search = Search.start(store, config, listener=stop)
     with pytest.raises(SearchInterrupted):
         search.run()
+    return search
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_interrupted_and_resumed_in_either_mode_every_evaluation_is_learned_once(tmp_path: Path, mode: str) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'i.db'}")
+    search = _interrupted_after_14(store, mode)
     Search.resume(store, search.run_id).run()
     children = store.children(search.run_id)
     assert [c.number for c in children] == list(range(30)) and all(c.status == "done" for c in children)
@@ -366,22 +372,8 @@ def test_an_async_run_resumed_counts_the_children_proposed_after_its_checkpoint(
     """The finish starts at a share of the children handed out: a resumed asynchronous run re-runs (or learns)
     the children proposed after its last checkpoint without proposing them again, and is told of them
     (`Controller.note_proposed`), so its count, and the start of its finish, match the children."""
-    from l2l.runs.search import ChildEvent, SearchInterrupted
-
     store = Store(f"sqlite:///{tmp_path / 'a.db'}")
-    config = SearchConfig(space="toy", strategy="random+reeval", children=30, batch=3, seed=2, mode="async",
-                          space_options={"noise": 0.2})  # fmt: skip
-    finished: list[int] = []
-
-    def stop(event: object) -> None:
-        if isinstance(event, ChildEvent):
-            finished.append(event.number)
-            if len(finished) == 14:
-                raise KeyboardInterrupt
-
-    search = Search.start(store, config, listener=stop)
-    with pytest.raises(SearchInterrupted):
-        search.run()
+    search = _interrupted_after_14(store, "async")
     checkpoint = store.latest_checkpoint(search.run_id)
     assert checkpoint is not None and checkpoint.next_child < len(store.children(search.run_id))
     resumed = Search.resume(store, search.run_id)
