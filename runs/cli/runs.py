@@ -356,8 +356,8 @@ def runs_best(
         if space.exact_rewards():  # a table lookup or a simulation: nothing trains, a budget changes nothing
             ignored = ", --epochs/--steps ignored" if length else ""
             done = f"evaluated again (space {run.space!r} has exact rewards: nothing was trained{ignored})"
-        shown = f"validation {view.validation} {view.val(metrics, result.val_acc)}"
-        shown = shown if result.val_acc is not None else f"reward {fmt(result.reward)}"  # a space without one
+        value = view.val(metrics, result.val_acc)
+        shown = f"validation {view.validation} {value}" if value != "-" else f"reward {fmt(result.reward)}"
         console.print(f"{done}: {joined(shown, view.summary(metrics))}", highlight=False)
         if sharing:  # the honest number of a weight-sharing search: kept with the run
             number = record_retrained(store, run_id, best, result)
