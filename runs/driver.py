@@ -100,12 +100,12 @@ def record_stop(store: Store, run_id: int, exc: BaseException) -> None:
         store.set_run_status(run_id, "failed", f"{type(exc).__name__}: {exc}")
 
 
-class HeldInterrupts:
+class IgnoredInterrupts:
     """Ctrl-C and SIGTERM (which the CLI turns into Ctrl-C) ignored while a driver writes where its run stands:
     a second one during the cleanup of the first must not cut the store's writes short (the run would look
     alive, "stale", with children still at workers). Only in the main thread, where Python delivers signals."""
 
-    def __enter__(self) -> HeldInterrupts:
+    def __enter__(self) -> IgnoredInterrupts:
         import signal
 
         main = threading.current_thread() is threading.main_thread()

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from l2l.controllers import Controller, Ledger, Proposal, UpdateStats, make_controller
-from l2l.runs.driver import Heartbeat, HeldInterrupts, code_version, live_driver, record_stop
+from l2l.runs.driver import Heartbeat, IgnoredInterrupts, code_version, live_driver, record_stop
 from l2l.runs.estimates import ArchKeys
 from l2l.runs.executors import ChildTask, Executor, WorkerPool, make_executor, to_submit
 from l2l.runs.pruning import PrunerBridge
@@ -166,7 +166,7 @@ class Search:
                 (self._loop_async if self.config.mode == "async" else self._loop)()
         except BaseException as exc:
             try:
-                with HeldInterrupts():  # a second Ctrl-C must not cut the run's state short (it would look alive)
+                with IgnoredInterrupts():  # a second Ctrl-C must not cut the run's state short (it would look alive)
                     record_stop(self.store, self.run_id, exc)
             finally:  # the workers go even when the store cannot be written; a Ctrl-C stops only the stopping
                 with contextlib.suppress(KeyboardInterrupt):

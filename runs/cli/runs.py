@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from l2l.runs.cli.common import RunArg, StorageOpt, console, open_store, space_of, storage_flag, user_errors
+from l2l.runs.cli.common import RunArg, StorageOpt, console, first_line, open_store, space_of, storage_flag, user_errors
 from l2l.runs.cli.export import FORMATS, export_csv, export_json
 from l2l.runs.cli.formatting import MetricView, describe, fmt, joined, placement_line
 from l2l.runs.cli.ranking import estimate_text, mean_metrics, ranked_space
@@ -349,7 +349,7 @@ def runs_best(
         with console.status(f"retraining child {best.number}..."):
             result = retrain_child(space, best, budget, seed=seed, device=device)
         if result.status != "done":
-            raise UsageError(f"retraining child {best.number} failed: {(result.error or 'no reason').splitlines()[0]}")
+            raise UsageError(f"retraining child {best.number} failed: {first_line(result.error)}")
         metrics = result.to_json()
         length = f" for {epochs} epochs" if epochs else f" for {steps} steps" if steps else ""
         done = f"retrained{length}"
