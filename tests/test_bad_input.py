@@ -167,3 +167,16 @@ def test_a_cuda_device_this_machine_lacks_is_refused_before_any_child(
     from l2l.runs.store import Store
 
     assert Store(db).list_runs(10) == []  # refused before a run was recorded
+
+
+@pytest.mark.parametrize("group", [[], ["spaces"], ["runs"], ["plot"], ["optimizers"]])
+def test_a_group_alone_shows_its_help_once(
+    group: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["l2l", *group])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert out.count("Usage:") == 1, out
+    assert f"l2l {' '.join(group)}".strip() in out

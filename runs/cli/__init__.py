@@ -43,8 +43,10 @@ def main() -> None:
     widen_for_pipes()
     try:
         code = app(standalone_mode=False, prog_name="l2l")
-    except NoArgsIsHelpError as exc:  # `l2l spaces` alone: the group's help, as before
-        print(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+    except NoArgsIsHelpError as exc:  # `l2l spaces` alone: the group's help, once
+        # The error's message is the help text; with Rich formatting, building it already printed it.
+        if exc.format_message():
+            print(exc.format_message())
         code = 0
     except UsageError as exc:
         where = exc.ctx.command_path if exc.ctx is not None else "l2l"
