@@ -12,7 +12,7 @@ from l2l.controllers.random_search import RandomController
 from l2l.controllers.reeval import REEVAL_SETTINGS, ReevalConfig, ReevaluatedController
 from l2l.controllers.reeval import SUFFIX as REEVAL
 from l2l.controllers.reinforce import PRESETS, PPOConfig, PPOController, ReinforceConfig, ReinforceController
-from l2l.controllers.rewards import get_transform
+from l2l.controllers.rewards import costs_needed, get_transform
 from l2l.controllers.screen import SCREEN_SETTINGS, SUFFIX, ScreenConfig, ScreenedController, split_settings
 from l2l.search_spaces.api import Decision
 from l2l.search_spaces.constraints import Constraints
@@ -161,6 +161,7 @@ __all__ = [
     "ReinforceConfig",
     "ReinforceController",
     "UpdateStats",
+    "costs_needed",
     "default_batch",
     "make_controller",
     "parse_strategy",

@@ -54,6 +54,12 @@ def mnas_transform(metric: str, target: float, weight: float) -> RewardTransform
     return transform
 
 
+def costs_needed(name: str) -> tuple[str, ...]:
+    """The costs a named transform reads from a child's result (``mnas(flops,...)`` reads ``flops``)."""
+    match = _MNAS.match(name)
+    return (match.group(1),) if match else ()
+
+
 def get_transform(name: str) -> RewardTransform:
     """A named transform (reward, accuracy, cubed = Zoph & Le's accuracy**3, neg_val_loss), MnasNet's
     ``mnas(COST,TARGET,W)`` (e.g. ``mnas(flops,2e5,-0.07)``), or ``module:function``."""

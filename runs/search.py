@@ -15,7 +15,7 @@ from l2l.runs.driver import Heartbeat, IgnoredInterrupts, code_version, live_dri
 from l2l.runs.estimates import ArchKeys
 from l2l.runs.executors import ChildTask, Executor, WorkerPool, make_executor, to_submit
 from l2l.runs.pruning import PrunerBridge
-from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted
+from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted, check_costs
 from l2l.runs.store import NewChild, Store
 from l2l.search_spaces import Context, Result, SearchSpace, Spec, load_space
 from l2l.search_spaces.constraints import Constraints, identity_of
@@ -85,6 +85,7 @@ class Search:
             identity=identity_of(self.space),
         )
         self.controller.plan(config.children)
+        check_costs(self.space, self.controller.reward_transform)
         self.executor = executor or make_executor(config.executor, config.device, config.executor_options)
         self.listener = listener
         self.worst_reward: float | None = None

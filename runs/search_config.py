@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from l2l.controllers import DEFAULT_STRATEGY, default_batch
+from l2l.controllers import DEFAULT_STRATEGY, costs_needed, default_batch
 from l2l.runs.pruning import PRUNERS
+from l2l.search_spaces.api import SearchSpace
 from l2l.search_spaces.registry import absolute_ref
 from l2l.search_spaces.typed import OptionTypeError, coerce_fields
 
@@ -97,3 +98,15 @@ class SearchConfig:
             return SearchConfig(**coerce_fields(SearchConfig, data, "search setting"))
         except OptionTypeError as exc:
             raise SearchError(str(exc)) from None
+
+
+def check_costs(space: SearchSpace, transform: str) -> None:
+    """Refuse, before any child, a reward transform that reads a cost the space declares it never reports.
+    A space that declares no ``cost_metrics`` is checked at its first result instead."""
+    declared = tuple(space.cost_metrics)
+    missing = [cost for cost in costs_needed(transform) if declared and cost not in declared]
+    if missing:
+        raise SearchError(
+            f"reward transform {transform!r} needs the cost {missing[0]!r}, which space {space.name!r} does not "
+            f"report; it reports: {', '.join(declared)}"
+        )

@@ -122,6 +122,12 @@ CASES = [
         "error: search space 'mlp': bad options {{'dataset': 'nope'}}: unknown dataset 'nope'; "
         "known: cifar10, digits, mnist1d, synthetic",
     ),
+    (  # refused before the first child trains, not after it
+        ["search", "--space", "mlp", "-C", "reward_transform=mnas(latency,1e5,-0.07)", "--storage", "{db}"],
+        1,
+        "error: reward transform 'mnas(latency,1e5,-0.07)' needs the cost 'latency', which space 'mlp' does not "
+        "report; it reports: params, flops, latency_s, train_time_s",
+    ),
 ]
 
 
