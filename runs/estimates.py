@@ -86,17 +86,20 @@ def rank(children: Sequence[ChildRecord], space: SearchSpace | None) -> Ranking:
     return Ranking(archs, 0.0 if exact else evaluations.noise_sd(), exact)
 
 
-def best_so_far(done: Sequence[ChildRecord], estimate: bool = True) -> tuple[list[tuple[int, float]], bool]:
+def best_so_far(
+    done: Sequence[ChildRecord], estimate: bool = True, space: SearchSpace | None = None
+) -> tuple[list[tuple[int, float]], bool]:
     """(child number, best so far) after each of the finished children ``done``, in order, and whether it is an
-    estimate: where some architecture (by tokens) was evaluated more than once, the best estimated mean over
-    the evaluations so far (what `l2l runs best` would have named then, for a space whose proposals are in
-    its canonical form), else (or without ``estimate``: scores
-    that are not evaluations, such as shared-weight ones) the highest reward."""
+    estimate: where some architecture (grouped as `rank` groups them, by ``space``'s canonical form) was
+    evaluated more than once, the best estimated mean over the evaluations so far (what `l2l runs best` would
+    have named then), else (or without ``estimate``: scores that are not evaluations, such as shared-weight
+    ones) the highest reward."""
+    key = ArchKeys(space)
     ordered = sorted((c for c in done if c.reward is not None), key=lambda c: c.number)
-    repeated = estimate and len({tuple(c.tokens) for c in ordered}) < len(ordered)
+    repeated = estimate and len({key(c.tokens) for c in ordered}) < len(ordered)
     evaluations, best, out = Evaluations(), float("-inf"), []
     for c in ordered:
-        evaluations.add(tuple(c.tokens), float(c.reward or 0.0))
+        evaluations.add(key(c.tokens), float(c.reward or 0.0))
         best = evaluations.estimates(limit=1)[0].estimate if repeated else max(best, float(c.reward or 0.0))
         out.append((c.number, best))
     return out, repeated

@@ -13,12 +13,14 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from numpy.typing import NDArray
 
+    from l2l.search_spaces import SearchSpace
+
 
 class PlotError(ValueError):
     """A plot that cannot be drawn or written as asked (no data, a file type matplotlib cannot write)."""
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,7 +38,7 @@ def _plain(ax: Axes) -> None:
 
 def save(fig: Figure, out: Path, dpi: int) -> Path:
     """Write ``fig`` to ``out`` (its suffix picks the format) and close it."""
-    plt = _pyplot()
+    plt = pyplot()
     kind = out.suffix.lstrip(".").lower()
     known = fig.canvas.get_supported_filetypes()
     if kind not in known:
@@ -65,12 +67,15 @@ def update_points(children: list[ChildRecord], updates: list[UpdateRecord]) -> l
     return points
 
 
-def progress_figure(run: RunRecord, children: list[ChildRecord], updates: list[UpdateRecord]) -> Figure:
+def progress_figure(
+    run: RunRecord, children: list[ChildRecord], updates: list[UpdateRecord], space: SearchSpace | None = None
+) -> Figure:
     """Reward per child, best so far and each update's mean reward on top; controller entropy below, at the
-    same x as its update. Rewards are raw; a controller with a reward transform learns from transformed ones."""
+    same x as its update. Rewards are raw; a controller with a reward transform learns from transformed ones.
+    ``space`` (the run's) groups repeated evaluations by its canonical form, as `l2l runs best` does."""
     from matplotlib.ticker import MaxNLocator
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax, ax_ent) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     scored = "shared" if run.config.get("weight_sharing") is not None else "done"  # weight sharing: its scores
     done = [c for c in children if c.status == scored and c.reward is not None]
@@ -80,7 +85,7 @@ def progress_figure(run: RunRecord, children: list[ChildRecord], updates: list[U
     if failed:
         floor = min(rewards, default=0.0)
         ax.scatter([c.number for c in failed], [floor] * len(failed), marker="x", color="tab:red", label="failed")
-    steps, estimated = best_so_far(done, estimate=scored == "done")  # repeated evaluations: the best mean
+    steps, estimated = best_so_far(done, estimate=scored == "done", space=space)  # repeated evaluations: the best mean
     if steps:
         label = "best estimated mean so far" if estimated else "best so far"
         ax.step(*zip(*steps, strict=True), where="post", color="black", label=label)
@@ -113,9 +118,15 @@ def progress_figure(run: RunRecord, children: list[ChildRecord], updates: list[U
     return fig
 
 
-def plot_progress(run: RunRecord, children: list[ChildRecord], updates: list[UpdateRecord], out: Path) -> Path:
+def plot_progress(
+    run: RunRecord,
+    children: list[ChildRecord],
+    updates: list[UpdateRecord],
+    out: Path,
+    space: SearchSpace | None = None,
+) -> Path:
     """Write `progress_figure` to ``out``."""
-    return save(progress_figure(run, children, updates), out, dpi=120)
+    return save(progress_figure(run, children, updates, space), out, dpi=120)
 
 
 BAND_FROM = 20  # sd bands over seeds start here: before, best-so-far values spread over the whole range
@@ -125,7 +136,7 @@ def benchmark_figure(payload: dict[str, Any]) -> Figure:
     """Best-so-far curves from a benchmark JSON (benchmarks/nb201.py): every query's mean on the left, and
     from query 20 on the mean ± sd bands on a scale they fit, on the right (early queries' bands span
     tens of points and would cover everything)."""
-    plt = _pyplot()
+    plt = pyplot()
     curves = payload.get("curves")
     if not isinstance(curves, dict) or not curves:
         raise PlotError("the JSON has no 'curves' (write it with python -m benchmarks.nb201)")
@@ -201,7 +212,7 @@ def plot_pareto(run: RunRecord, children: list[ChildRecord], cost: str, out: Pat
 
     A space whose results carry no validation accuracy (a language model's perplexity, say) is plotted by its
     reward, as the space returns it (before any reward transform), and the axis says so."""
-    plt = _pyplot()
+    plt = pyplot()
     points = []
     axis = pareto_axis(children)
     for c in children:
@@ -230,166 +241,3 @@ def plot_pareto(run: RunRecord, children: list[ChildRecord], cost: str, out: Pat
     _plain(ax)
     fig.tight_layout()
     return save(fig, out, dpi=110), front
-
-
-ARCH_DPI, ARCH_MAX_WIDTH = 110, 12.0  # inches: at most 1,320 pixels wide, with text readable at that size
-EDGE_LABEL = "#7a1f1f"
-
-
-def _components(n_nodes: int, edges: list[tuple[int, int, str]]) -> list[list[int]]:
-    """The graph's weakly connected parts, each a sorted list of nodes (a micro space's normal and reduction cell)."""
-    parent = list(range(n_nodes))
-
-    def root(k: int) -> int:
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
-
-    for i, j, _ in edges:
-        parent[root(i)] = root(j)
-    joined = {k for i, j, _ in edges for k in (i, j)}
-    for k in range(n_nodes):  # an input no op reads stays beside its neighbour, not on a row of its own
-        if k not in joined and n_nodes > 1:
-            parent[root(k)] = root(k - 1 if k else 1)
-    parts: dict[int, list[int]] = {}
-    for k in range(n_nodes):
-        parts.setdefault(root(k), []).append(k)
-    return sorted(parts.values())
-
-
-def _bends(edges: list[tuple[int, int, str]], place: dict[int, int], step: float) -> list[float]:
-    """Each edge's arc3 ``rad``: neighbours straight, a longer span peaks higher (by about half a node gap per node
-    it jumps), on alternating sides; edges that join the same two nodes (two ops on one input) fan out, one per
-    side and further out, never on top of each other."""
-    seen: dict[tuple[int, int], int] = {}
-    rads, side = [], 1.0
-    for i, j, _ in edges:
-        span = abs(place[j] - place[i])
-        k = seen.get((i, j), 0)
-        seen[(i, j)] = k + 1
-        peak = 0.0 if span == 1 else 0.35 * step * (span - 1) / 2 + 0.4
-        if k or sum(1 for a, b, _ in edges if (a, b) == (i, j)) > 1:
-            peak = max(peak, 0.5) + 0.5 * (k // 2)
-            sign = 1.0 if k % 2 == 0 else -1.0
-        else:
-            sign = side
-            side = -side if peak else side
-        rads.append(sign * 2 * peak / (step * span))  # arc3 peaks at rad * distance / 2
-    return rads
-
-
-def arch_figure(graph: dict[str, Any], title: str) -> Figure:
-    """An architecture graph: each connected part (a cell) on a row of its own, nodes left to right, each edge an
-    arc labelled with its op; labels that would touch are moved apart."""
-    import textwrap
-
-    from matplotlib.patches import FancyArrowPatch
-
-    plt = _pyplot()
-    nodes = [str(n) for n in graph["nodes"]]
-    edges = [(int(i), int(j), str(label)) for i, j, label in graph["edges"]]
-    for i, j, _ in edges:
-        if not (0 <= i < len(nodes) and 0 <= j < len(nodes)):
-            raise PlotError(f"edge {i} -> {j} refers to a node that does not exist (nodes 0..{len(nodes) - 1})")
-    parts = _components(len(nodes), edges) if nodes else [[]]
-    widest = max(len(p) for p in parts)
-    step = 2.0 + 0.06 * max([len(n) for n in nodes] + [0])  # room for the node boxes' text between nodes
-    rows = []
-    for part in parts:
-        place = {k: n for n, k in enumerate(part)}
-        own = [e for e in edges if e[0] in place]
-        rads = _bends(own, place, step)
-        peaks = [r * step * abs(place[j] - place[i]) / 2 for (i, j, _), r in zip(own, rads, strict=True)]
-        reach = (max([-p for p in peaks] + [0.5]) + 0.7, max([*peaks, 0.5]) + 0.7)  # below and above the nodes
-        rows.append((part, place, own, rads, reach))
-    x_range = step * max(widest - 1, 1) + 2.6
-    width = min(ARCH_MAX_WIDTH, max(6.0, 1.25 * widest))
-    heights = [sum(r[4]) for r in rows]
-    fig, axes = plt.subplots(
-        len(rows),
-        1,
-        figsize=(width, width * sum(heights) / x_range + 0.8),
-        squeeze=False,
-        gridspec_kw={"height_ratios": heights},
-    )
-    font = 8 if widest <= 10 else 7
-    labels, boxes = [], []
-    for ax, (part, place, own, rads, reach) in zip([a[0] for a in axes], rows, strict=True):
-        xs = {k: step * n for k, n in place.items()}
-        for k in part:
-            boxes.append(
-                ax.text(
-                    xs[k],
-                    0,
-                    nodes[k],
-                    ha="center",
-                    va="center",
-                    fontsize=font,
-                    zorder=3,
-                    bbox={"boxstyle": "round,pad=0.4", "fc": "#dde8f5", "ec": "#1f4e79"},
-                )
-            )
-        for (i, j, label), rad in zip(own, rads, strict=True):
-            ax.add_patch(
-                FancyArrowPatch(
-                    (xs[i], 0),
-                    (xs[j], 0),
-                    connectionstyle=f"arc3,rad={-rad}",
-                    arrowstyle="-|>",
-                    mutation_scale=10,
-                    color="#444444",
-                    lw=1.0,
-                    shrinkA=18,
-                    shrinkB=18,
-                )
-            )
-            if label:
-                # arc3's curve peaks at half its control point's offset: rad * dx / 2 from the axis
-                y = rad * (xs[j] - xs[i]) / 2
-                labels.append(
-                    ax.text(
-                        (xs[i] + xs[j]) / 2,
-                        y,
-                        label,
-                        ha="center",
-                        va="bottom" if rad >= 0 else "top",
-                        fontsize=font - 1,
-                        color=EDGE_LABEL,
-                        zorder=4,
-                        bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8},
-                    )
-                )
-        ax.set_xlim(-1.3, step * (widest - 1) + 1.3)
-        ax.set_ylim(-reach[0], reach[1])
-        ax.set_aspect("equal")
-        ax.axis("off")
-    per_line = max(40, int(fig.get_figwidth() * 72 / (0.6 * font)))  # what fits across the figure
-    fig.suptitle("\n".join(textwrap.wrap(title, per_line)), fontsize=font)
-    fig.tight_layout()
-    _separate(fig, labels, boxes)
-    return fig
-
-
-def _separate(fig: Figure, labels: list[Any], nodes: list[Any]) -> None:
-    """Move edge labels that overlap a node or an earlier label away from the axis until none touch."""
-    fig.canvas.draw()  # places the node boxes
-    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
-    placed: list[Any] = [n.get_bbox_patch().get_window_extent(renderer) for n in nodes]
-    for text in labels:
-        for _ in range(40):
-            box = text.get_window_extent(renderer).expanded(1.05, 1.1)
-            if not any(box.overlaps(other) for other in placed):
-                break
-            x, y = text.get_position()
-            up = text.get_va() == "bottom"
-            shift = text.axes.transData.inverted().transform(
-                (0, box.height)
-            ) - text.axes.transData.inverted().transform((0, 0))
-            text.set_position((x, y + (shift[1] if up else -shift[1])))
-        placed.append(text.get_window_extent(renderer))
-
-
-def plot_arch(graph: dict[str, Any], title: str, out: Path) -> Path:
-    """Write `arch_figure` to ``out``."""
-    return save(arch_figure(graph, title), out, dpi=ARCH_DPI)

@@ -12,15 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from l2l.runs.plots import (
-    PlotError,
-    arch_figure,
-    benchmark_figure,
-    plot_arch,
-    progress_figure,
-    save,
-    update_points,
-)
+from l2l.runs.arch_plot import arch_figure, plot_arch
+from l2l.runs.plots import PlotError, benchmark_figure, progress_figure, save, update_points
 from l2l.runs.store import ChildRecord, RunRecord, UpdateRecord
 from l2l.search_spaces import load_space
 

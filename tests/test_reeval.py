@@ -264,6 +264,12 @@ def test_a_canonical_form_groups_evaluations_of_one_architecture() -> None:
     ranking = rank(store_children, space)
     grouped = next(arch for arch in ranking.archs if arch.estimate.n == 2)
     assert [c.number for c in grouped.children] == [0, 1] and grouped.estimate.mean == pytest.approx(0.8)
+    # the progress plot's best so far groups them the same way: after child 1 it is no longer child 0's 0.9
+    from l2l.runs.estimates import best_so_far
+
+    steps, estimated = best_so_far(store_children, space=space)
+    assert estimated and steps[1][1] < 0.9 and steps[-1][1] == pytest.approx(ranking.archs[0].estimate.estimate)
+    assert best_so_far(store_children) == ([(0, 0.9), (1, 0.9), (2, 0.9)], False)  # by tokens: no repeat
 
 
 def _child(number: int, tokens: tuple[int, ...], reward: float):  # type: ignore[no-untyped-def]

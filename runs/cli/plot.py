@@ -23,12 +23,13 @@ def plot_progress_cmd(
 ) -> None:
     """Reward of every child, best so far, batch means and controller entropy."""
     with user_errors():
+        from l2l.runs.cli.ranking import ranked_space
         from l2l.runs.plots import PlotError, plot_progress
 
         store = open_store(storage)
         run = store.get_run(run_id)
         try:
-            path = plot_progress(run, store.children(run_id), store.updates(run_id), output)
+            path = plot_progress(run, store.children(run_id), store.updates(run_id), output, ranked_space(run))
         except PlotError as exc:
             raise UsageError(str(exc)) from None
         console.print(f"wrote {path}", highlight=False)
@@ -67,8 +68,9 @@ def plot_arch_cmd(
 ) -> None:
     """Draw the best architecture of a run as a graph (layers or cell nodes, ops, skip connections)."""
     with user_errors():
+        from l2l.runs.arch_plot import plot_arch
         from l2l.runs.estimates import rank as rank_archs
-        from l2l.runs.plots import PlotError, plot_arch
+        from l2l.runs.plots import PlotError
         from l2l.search_spaces import Spec
 
         store = open_store(storage)

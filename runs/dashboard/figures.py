@@ -101,7 +101,8 @@ def arch_svg(run: RunRecord, child: ChildRecord) -> bytes | None:
         return None
 
     def make() -> bytes | None:
-        from l2l.runs.plots import PlotError, arch_figure
+        from l2l.runs.arch_plot import arch_figure
+        from l2l.runs.plots import PlotError
 
         try:
             spec = Spec.from_json(child.spec)
