@@ -318,9 +318,11 @@ def open_run(store: Store, flags: SearchFlags, resume: int | None) -> Any:
         sharing = settings.get("weight_sharing") is not None  # from -W or the config file
         ignored = sharing_conflicts(settings) if sharing else []
         if ignored:
+            given = set(sharing_conflicts({**flags.given, "executor_options": flags.executor_options}))
+            named = [f"--{n}" if n in given else f"{n} (in {flags.config})" for n in ignored]
             raise UsageError(
-                f"a weight-sharing search runs in this process for its -W epochs: --{', --'.join(ignored)} "
-                f"{'does' if len(ignored) == 1 else 'do'} not apply to it; drop them"
+                f"a weight-sharing search runs in this process for its -W epochs: {', '.join(named)} "
+                f"{'does' if len(ignored) == 1 else 'do'} not apply to it; drop {'it' if len(named) == 1 else 'them'}"
             )
         config = SearchConfig.from_json({**(SHARING_DEFAULTS if sharing else DEFAULTS), **settings})
         if config.weight_sharing is not None:
