@@ -145,3 +145,13 @@ class EpochRow(Base):
     wall_time: Mapped[float] = mapped_column(Float)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SpaceDataRow(Base):
+    """What a run's space measured once, when the run started (a placement's profiled op graph), so that the
+    space rebuilt to resume the run or retrain a child gives the same rewards (`SearchSpace.pinned_data`)."""
+
+    __tablename__ = "space_data"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -116,6 +116,7 @@ class Search:
             n_children=config.children,
             code_version=code_version(),
             name=config.name,
+            space_data=search.space.pinned_data(),  # what it measured: the rebuilt space reuses it
         )
         search._fresh = True
         return search
@@ -148,6 +149,7 @@ class Search:
             options = {**config.executor_options, **moved}
             config = dataclasses.replace(config, executor_options=options, moves=(*config.moves, move))
         search = cls(store, run_id, config, executor, listener)  # joins the new cluster: refused before recording
+        search.space.use_pinned_data(store.space_data(run_id))  # measured at the start, not again
         if moved:
             store.set_run_config(run_id, config.to_json())
             search.moved = config.moves[-1]

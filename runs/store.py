@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
-from l2l.runs.models import Base, CheckpointRow, ChildRow, EpochRow, RunRow, UpdateRow, utcnow
+from l2l.runs.models import Base, CheckpointRow, ChildRow, EpochRow, RunRow, SpaceDataRow, UpdateRow, utcnow
 from l2l.runs.store_engine import DEFAULT_STORAGE, Database, safe_url
 from l2l.runs.store_records import (
     CHILD_STATUSES,
@@ -56,8 +56,9 @@ class Store(SharingStore, Database):
         n_children: int,
         code_version: str,
         name: str | None = None,
+        space_data: dict[str, Any] | None = None,
     ) -> int:
-        """Record a new run in status ``running``; returns its id."""
+        """Record a new run in status ``running``, with what its space measured (``space_data``); returns its id."""
         with self.session_scope("create run") as s:
             row = RunRow(
                 name=name,
@@ -71,7 +72,15 @@ class Store(SharingStore, Database):
             )
             s.add(row)
             s.flush()
+            if space_data:
+                s.add(SpaceDataRow(run_id=row.id, data=space_data))
             return int(row.id)
+
+    def space_data(self, run_id: int) -> dict[str, Any]:
+        """What the run's space measured when the run started (`SearchSpace.pinned_data`); empty when nothing."""
+        with self.session_scope("read space data") as s:
+            data = s.scalar(select(SpaceDataRow.data).where(SpaceDataRow.run_id == run_id))
+            return dict(data or {})
 
     def get_run(self, run_id: int) -> RunRecord:
         """The run ``run_id``; `RunNotFound` names the known ids when it does not exist."""
@@ -118,7 +127,7 @@ class Store(SharingStore, Database):
         """Remove a run and everything recorded for it."""
         self.get_run(run_id)
         with self.session_scope("delete run") as s:
-            for table in (CheckpointRow, UpdateRow, ChildRow, EpochRow):
+            for table in (CheckpointRow, UpdateRow, ChildRow, EpochRow, SpaceDataRow):
                 s.execute(delete(table).where(table.run_id == run_id))
             s.execute(delete(RunRow).where(RunRow.id == run_id))
 

@@ -195,6 +195,16 @@ class SearchSpace(ABC):
     def use_shared_data(self, data: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
         """Take the objects `shared_data` returned, on a worker, before `evaluate` runs there."""
 
+    def pinned_data(self) -> dict[str, Any]:
+        """What this space measured that decides its rewards (a placement's op timings on this machine), as
+        JSON: the store keeps it with a run when the run starts, and a space rebuilt to resume the run or to
+        retrain one of its children is handed it by `use_pinned_data`, so it gives the same rewards. Empty
+        (the default): nothing measured, the options alone rebuild the space."""
+        return {}
+
+    def use_pinned_data(self, data: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Take what `pinned_data` returned when the run started, before any child is evaluated."""
+
     def shared_network(self) -> Any:
         """What this space offers for weight sharing (`l2l search --weight-sharing`): a
         `l2l.search_spaces.sharing.SharedNetwork`, or None (the default) when it offers none."""

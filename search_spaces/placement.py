@@ -186,6 +186,14 @@ class PlacementSpace(SearchSpace):
         if "placement_graph" in data:  # workers simulate the driver's measurement, not one of their own
             self._graph, self._grouping = OpGraph.from_json(data["placement_graph"]), None
 
+    def pinned_data(self) -> dict[str, Any]:
+        # the op timings (which the grouping of ops follows too) are this process's measurement: a rebuilt
+        # space must reuse them, not profile again
+        return self.shared_data()
+
+    def use_pinned_data(self, data: Mapping[str, Any]) -> None:
+        self.use_shared_data(data)
+
     def placement(self, spec: Spec) -> tuple[int, ...]:
         """The device index of every op under ``spec``."""
         return expand(self.grouping(), [self.device_names.index(str(spec[d.name])) for d in self._decisions])

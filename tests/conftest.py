@@ -60,12 +60,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         s = Store(request.getfixturevalue("postgres_url"))
         import sqlalchemy
 
-        with s.engine.begin() as conn:
-            conn.execute(
-                sqlalchemy.text(
-                    "TRUNCATE shared_epochs, checkpoints, controller_updates, children, runs RESTART IDENTITY"
-                )
-            )
+        from l2l.runs.models import Base
+
+        with s.engine.begin() as conn:  # every table of the store's models, whatever references what
+            conn.execute(sqlalchemy.text(f"TRUNCATE {', '.join(Base.metadata.tables)} RESTART IDENTITY"))
     try:
         yield s
     finally:

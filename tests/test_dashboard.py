@@ -316,15 +316,19 @@ def test_an_old_schema_is_named_not_migrated(tmp_path: Path) -> None:
     from l2l.runs.dashboard.server import schema_behind
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    Store(url).close()
+    store = Store(url)
+    store.create_run(space="toy", strategy="random", config={}, seed=0, n_children=1, code_version="x")
+    store.close()
     assert schema_behind(Reader(url).revision) is None
     import sqlite3
 
     with sqlite3.connect(tmp_path / "old.db") as db:
         db.execute("UPDATE alembic_version SET version_num = '0005'")
+        db.execute("DROP TABLE space_data")  # added by 0007
     warning = schema_behind(Reader(url).revision)
     assert warning is not None and "revision 0005" in warning and "l2l runs list" in warning
     assert Reader(url).revision == "0005"  # reading it changed nothing
+    assert Reader(url).space_data(1) == {}  # a store from before spaces kept their measurements
 
 
 def test_a_port_that_is_taken_is_one_error_line_and_no_address(tmp_path: Path) -> None:

@@ -120,10 +120,12 @@ def test_the_long_search_benchmark_runs_tiny(tmp_path: Path) -> None:
     assert (tmp_path / "r.json").exists()
 
 
-def drop_dashboard_indexes(conn: Connection) -> None:
-    """What migration 0006 added (the dashboard's indexes), gone from a store made to look older."""
+def drop_since_0006(conn: Connection) -> None:
+    """What migrations 0006 (the dashboard's indexes) and 0007 (the spaces' measurements) added, gone from a
+    store made to look older."""
     for index in ("ix_children_run_status_number", "ix_children_run_reward"):
         conn.exec_driver_sql(f"DROP INDEX {index}")
+    conn.exec_driver_sql("DROP TABLE space_data")
 
 
 def test_migration_0002_keeps_each_runs_latest_checkpoint(tmp_path: Path) -> None:
@@ -143,7 +145,7 @@ def test_migration_0002_keeps_each_runs_latest_checkpoint(tmp_path: Path) -> Non
             conn.exec_driver_sql(f"ALTER TABLE runs DROP COLUMN {column}")
         conn.exec_driver_sql("DROP TABLE shared_epochs")  # 0004
         conn.exec_driver_sql("ALTER TABLE children DROP COLUMN node")  # 0005
-        drop_dashboard_indexes(conn)  # 0006
+        drop_since_0006(conn)  # 0006, 0007
     store.close()
     store = Store(url)
     with store.engine.begin() as conn:
@@ -160,7 +162,7 @@ def test_migration_0005_moves_each_childs_node_to_its_column(tmp_path: Path) -> 
         conn.exec_driver_sql("""UPDATE children SET metrics = '{"runtime": {"node": "n0de"}}' WHERE number = 0""")
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0004'")
         conn.exec_driver_sql("ALTER TABLE children DROP COLUMN node")
-        drop_dashboard_indexes(conn)  # 0006
+        drop_since_0006(conn)  # 0006, 0007
     store.close()
     store = Store(url)
     assert [c.node for c in store.children(run)] == ["n0de", None]

@@ -161,3 +161,45 @@ def test_measure_times_real_steps_on_cpu_threads() -> None:
     assert result.reward == -math.sqrt(result.cost["step_time_ms"] / 1000.0)
     with pytest.raises(SpaceError, match="placement option measure: real steps run on CPU threads only"):
         PlacementSpace(measure=True)
+
+
+def test_a_run_keeps_its_profile_so_resume_and_retraining_give_its_rewards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The op timings are measured once, when the run starts, and stored with it: a process that rebuilds the
+    space (to resume the run, retrain a child or draw it) reuses them instead of profiling again."""
+    import dataclasses
+
+    from typer.testing import CliRunner
+
+    import l2l.search_spaces.placement as placement
+    from l2l.nas.placement import OpGraph
+    from l2l.runs.cli import app
+    from l2l.runs.search import Search, SearchConfig
+    from l2l.runs.store import Store
+
+    runner = CliRunner()
+    storage = f"sqlite:///{tmp_path}/runs.db"
+    options = [x for k, v in FAST.items() for x in ("-S", f"{k}={v}")]
+    args = ["search", "--space", "placement", *options, "-n", "6", "--executor", "local", "--storage", storage, "-q"]
+    assert runner.invoke(app, args).exit_code == 0
+    store = Store(storage)
+    measured = OpGraph.from_json(store.space_data(1)["placement_graph"])
+    assert measured == PlacementSpace(**FAST).op_graph()  # what this process profiled, kept
+
+    def another_machine(model: str, repeats: int, backward_factor: float) -> OpGraph:  # 3x slower ops
+        return dataclasses.replace(
+            measured, ops=tuple(dataclasses.replace(op, forward_ms=op.forward_ms * 3 + 0.1) for op in measured.ops)
+        )
+
+    run = Search.start(store, SearchConfig(space="placement", space_options=FAST, children=4, executor="local"))
+    store.set_run_status(run.run_id, "interrupted")  # started here, before the machine changes
+    monkeypatch.setattr(placement, "profiled", another_machine)
+    best = store.top_children(1, 1)[0]
+    out = runner.invoke(app, ["runs", "best", "1", "--by", "single", "--retrain", "--storage", storage])
+    assert out.exit_code == 0, out.output
+    assert out.output.count(f"reward {best.reward:.4f}") == 2, out.output  # the child's, and its retraining's
+    # a run resumed in another process simulates the graph it started with
+    resumed = Search.resume(store, run.run_id).space
+    assert isinstance(resumed, PlacementSpace) and resumed.op_graph() == measured
+    assert PlacementSpace(**FAST).op_graph() != measured  # a space without the run's data profiles anew

@@ -171,6 +171,17 @@ def test_delete_run(store: Store) -> None:
     assert store.children(run) == []
 
 
+def test_what_a_space_measured_is_kept_with_its_run(store: Store) -> None:
+    measured = {"placement_graph": {"model": "m", "ops": [["x", "placeholder", "", [], 8, 0, [], 0.25]]}}
+    run = store.create_run(
+        space="placement", strategy="random", config={}, seed=0, n_children=2, code_version="t", space_data=measured
+    )
+    plain = make_run(store)
+    assert store.space_data(run) == measured and store.space_data(plain) == {}
+    store.delete_run(run)
+    assert store.space_data(run) == {}
+
+
 def test_bad_urls_give_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="invalid storage URL 'not a url'"):
         Store("not a url")

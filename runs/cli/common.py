@@ -147,11 +147,15 @@ def open_store(storage: str | None, create: bool = False) -> Store:
     return Store(url, create=create)
 
 
-def space_of(run: Any) -> SearchSpace:
-    """The space a stored run searched, rebuilt from its name and options (to describe or retrain its children)."""
+def space_of(run: Any, store: Store | None = None) -> SearchSpace:
+    """The space a stored run searched, rebuilt from its name and options (to describe or retrain its children),
+    and, with the ``store``, what it measured when the run started (`SearchSpace.pinned_data`)."""
     from l2l.search_spaces import SpaceError, load_space
 
     try:
-        return load_space(run.space, dict(run.config.get("space_options") or {}), validate=False)
+        space = load_space(run.space, dict(run.config.get("space_options") or {}), validate=False)
+        if store is not None:
+            space.use_pinned_data(store.space_data(run.id))
     except SpaceError as exc:
         raise UsageError(f"cannot rebuild the space {run.space!r} of run {run.id}: {exc}") from None
+    return space

@@ -75,7 +75,7 @@ def plot_arch_cmd(
 
         store = open_store(storage)
         run = store.get_run(run_id)
-        space = space_of(run)
+        space = space_of(run, store)
         if run.config.get("weight_sharing") is not None:  # retrained first, else the derived architecture
             top = store.top_children(run_id, rank) or store.children(run_id, "derived")
             rewards = [c.reward for c in top]
@@ -316,7 +316,7 @@ def plot_placement_cmd(
 
         store = open_store(storage)
         run = store.get_run(run_id)
-        space = space_of(run)
+        space = space_of(run, store)  # with the op timings the run measured
         if not isinstance(space, PlacementSpace):
             raise UsageError(f"run {run_id} searched the space {space.name!r}; plot placement draws placement runs")
         top = store.top_children(run_id, rank)

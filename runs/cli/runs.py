@@ -299,7 +299,7 @@ def runs_best(
         store = open_store(storage)
         run = store.get_run(run_id)
         sharing = run.config.get("weight_sharing") is not None
-        space = space_of(run)
+        space = space_of(run, store)
         if by == "mean" and not sharing:
             ranking = rank(store.children(run_id), space)
             if not ranking.archs:

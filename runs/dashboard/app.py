@@ -216,7 +216,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
 
     def arch(request: Request) -> Response:
         run = reader.run(request.path_params["run_id"])
-        svg = figures.arch_svg(run, reader.child(run.id, request.path_params["number"]))
+        svg = figures.arch_svg(run, reader.child(run.id, request.path_params["number"]), reader.space_data(run.id))
         if svg is None:
             return Response("cannot draw this architecture", status_code=404, media_type="text/plain")
         return Response(svg, media_type="image/svg+xml", headers={**SECURITY_HEADERS, "Cache-Control": "max-age=3600"})

@@ -15,7 +15,7 @@ import io
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from l2l.runs.store_records import ChildRecord, RunRecord
@@ -51,17 +51,21 @@ _SPACES = Cache(32)
 _DRAWINGS = Cache()
 
 
-def space_of(run: RunRecord) -> tuple[SearchSpace | None, str | None]:
-    """The space a run searched, rebuilt from its name and options, or None and why not (a plugin now gone)."""
+def space_of(run: RunRecord, pinned: Mapping[str, Any] | None = None) -> tuple[SearchSpace | None, str | None]:
+    """The space a run searched, rebuilt from its name and options and given what it measured when the run
+    started (``pinned``, `SearchSpace.pinned_data`), or None and why not (a plugin now gone)."""
     options = dict(run.config.get("space_options") or {})
 
     def make() -> tuple[SearchSpace | None, str | None]:
         try:
-            return load_space(run.space, options, validate=False), None
+            space = load_space(run.space, options, validate=False)
+            space.use_pinned_data(pinned or {})
+            return space, None
         except (SpaceError, ImportError, OSError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
             return None, f"cannot rebuild the space {run.space!r}: {exc}"
 
-    result: tuple[SearchSpace | None, str | None] = _SPACES.get((run.space, json.dumps(options, sort_keys=True)), make)
+    key = (run.space, json.dumps(options, sort_keys=True), run.id if pinned else None)  # measured: this run's
+    result: tuple[SearchSpace | None, str | None] = _SPACES.get(key, make)
     return result
 
 
@@ -94,9 +98,10 @@ def describe(space: SearchSpace | None, child: ChildRecord) -> str | None:
         return None
 
 
-def arch_svg(run: RunRecord, child: ChildRecord) -> bytes | None:
-    """The child's architecture as an SVG (placements as their timeline), or None when it cannot be drawn."""
-    space, _ = space_of(run)
+def arch_svg(run: RunRecord, child: ChildRecord, pinned: Mapping[str, Any] | None = None) -> bytes | None:
+    """The child's architecture as an SVG (placements as their timeline, with the op timings the run measured:
+    ``pinned``), or None when it cannot be drawn."""
+    space, _ = space_of(run, pinned)
     if space is None:
         return None
 

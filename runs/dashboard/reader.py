@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from l2l.runs.dashboard.engine import plain_rows, read_only_engine
 from l2l.runs.driver import run_state
-from l2l.runs.models import ChildRow, EpochRow, RunRow, UpdateRow
+from l2l.runs.models import ChildRow, EpochRow, RunRow, SpaceDataRow, UpdateRow
 from l2l.runs.store_engine import safe_url, short_error
 from l2l.runs.store_records import ChildRecord, RunNotFound, RunRecord, StoreError
 
@@ -27,6 +27,7 @@ RUNS = cast(Table, RunRow.__table__)
 CHILDREN = cast(Table, ChildRow.__table__)
 UPDATES = cast(Table, UpdateRow.__table__)
 EPOCHS = cast(Table, EpochRow.__table__)
+SPACE_DATA = cast(Table, SpaceDataRow.__table__)
 
 # what the children table may be sorted by: request text only ever picks a key of this dict
 SORT_KEYS = {
@@ -85,6 +86,7 @@ class Reader:
             if "runs" not in tables:
                 raise StoreError(f"{self.label} is not an l2l store: it has no runs table")
             self.revision = _revision(conn) if "alembic_version" in tables else None
+            self.has_space_data = "space_data" in tables  # a store written before it existed has none
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -259,6 +261,13 @@ class Reader:
                 select(*ROW_COLUMNS).where(*where).order_by(*order).limit(per).offset((max(page, 1) - 1) * per)
             ).mappings()
             return total, [dict(r) for r in rows]
+
+    def space_data(self, run_id: int) -> dict[str, Any]:
+        """What the run's space measured when the run started (`SearchSpace.pinned_data`); empty when nothing."""
+        if not self.has_space_data:
+            return {}
+        with self.read("read space data") as conn:
+            return dict(conn.scalar(select(SPACE_DATA.c.data).where(SPACE_DATA.c.run_id == run_id)) or {})
 
     def child(self, run_id: int, number: int) -> ChildRecord:
         """Everything recorded of one child."""

@@ -201,10 +201,12 @@ class SpaceContract:
         check_result(result, expected)
 
     def test_same_spec_same_seed_same_result(self, space_class: type[SearchSpace], space: SearchSpace) -> None:
-        """Also on a worker's copy: rebuilt from the options and given the shared data, as the Ray executor does."""
+        """Also on a copy rebuilt from the options and given the shared data, as the Ray executor does, and what
+        the run stored of the space's measurements (`pinned_data`, JSON), as resume and retraining do."""
         spec = space.decode(tuple(0 for _ in token_sizes(space.decisions())))
         here = space.evaluate(spec, Context(child=0, seed=3))
         worker = space_class(**json.loads(json.dumps(space.options)))
+        worker.use_pinned_data(json.loads(json.dumps(space.pinned_data(), allow_nan=False)))
         worker.use_shared_data(space.shared_data())
         there = worker.evaluate(Spec.from_json(json.dumps(spec.to_json())), Context(child=0, seed=3))
         for field in ("status", "reward", "val_acc", "val_loss", "test", "curves"):
