@@ -71,6 +71,15 @@ class ArchKeys:
         return tuple(int(t) for t in tokens)
 
 
+def best_estimate(rewards: Sequence[tuple[int, Sequence[int], float]], space: SearchSpace | None) -> float | None:
+    """The estimate `rank` puts first, from the finished children's (number, tokens, reward) as
+    `Store.rewards` reads them (for lists of many runs); None when there are none."""
+    key = ArchKeys(space)
+    evaluations = Evaluations.of((key(tokens), reward) for _, tokens, reward in sorted(rewards, key=lambda r: r[0]))
+    best = evaluations.estimates(noise_sd=0.0 if space is not None and space.exact_rewards() else None, limit=1)
+    return best[0].estimate if best else None
+
+
 def rank(children: Sequence[ChildRecord], space: SearchSpace | None) -> Ranking:
     """The finished children with a reward, grouped by architecture and ranked by estimated mean. ``space``
     gives the canonical form and whether rewards are exact; None (a plugin that is gone) groups by tokens."""

@@ -241,6 +241,17 @@ class Store(SharingStore, Database):
                 q = q.where(ChildRow.status == status)
             return [record_from_row(ChildRecord, r) for r in s.scalars(q.order_by(ChildRow.number)).all()]
 
+    def rewards(self, run_id: int) -> list[tuple[int, tuple[int, ...], float]]:
+        """(number, tokens, reward) of the run's finished children with a reward, by number: what ranking
+        architectures needs, without reading whole records (specs, metrics, curves)."""
+        with self.session_scope("read rewards") as s:
+            rows = s.execute(
+                select(ChildRow.number, ChildRow.tokens, ChildRow.reward)
+                .where(ChildRow.run_id == run_id, ChildRow.status == "done", ChildRow.reward.is_not(None))
+                .order_by(ChildRow.number)
+            ).all()
+        return [(int(n), tuple(int(t) for t in tokens), float(r or 0.0)) for n, tokens, r in rows]
+
     def top_children(self, run_id: int, k: int = 10) -> list[ChildRecord]:
         """The ``k`` finished children with the highest reward."""
         with self.session_scope("read top children") as s:

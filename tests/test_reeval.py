@@ -270,6 +270,10 @@ def test_a_canonical_form_groups_evaluations_of_one_architecture() -> None:
     steps, estimated = best_so_far(store_children, space=space)
     assert estimated and steps[1][1] < 0.9 and steps[-1][1] == pytest.approx(ranking.archs[0].estimate.estimate)
     assert best_so_far(store_children) == ([(0, 0.9), (1, 0.9), (2, 0.9)], False)  # by tokens: no repeat
+    from l2l.runs.estimates import best_estimate  # what `runs list` shows, from the rewards alone
+
+    rewards = [(c.number, c.tokens, c.reward) for c in reversed(store_children)]
+    assert best_estimate(rewards, space) == ranking.archs[0].estimate.estimate != 0.9
 
 
 def _child(number: int, tokens: tuple[int, ...], reward: float):  # type: ignore[no-untyped-def]

@@ -31,7 +31,7 @@ def runs_list(
     from rich.table import Table
 
     from l2l.runs.driver import run_state
-    from l2l.runs.estimates import rank
+    from l2l.runs.estimates import best_estimate
 
     with user_errors():
         store = open_store(storage)
@@ -41,7 +41,7 @@ def runs_list(
             top = store.top_children(r.id, 1)
             size, best = f"{counts['done'] + counts['failed']}/{r.n_children}", fmt(top[0].reward) if top else "-"
             if top and r.config.get("weight_sharing") is None:  # the best estimated mean, as `runs best` names it
-                best = fmt(rank(store.children(r.id), ranked_space(r)).archs[0].estimate.estimate)
+                best = fmt(best_estimate(store.rewards(r.id), ranked_space(r)))
             if r.config.get("weight_sharing") is not None:  # epochs, and the derived child's (shared) reward
                 size = f"{len(store.epochs(r.id))}/{sharing_epochs(r)} epochs"
                 derived = store.children(r.id, "derived")
