@@ -132,7 +132,9 @@ class Runner:
 
 def walk_grid(value: Callable[[int], float], n: int, start: int, patience: int = PATIENCE) -> int:
     """Index of the best grid point found by walking from ``start`` in the better direction; stops after
-    ``patience`` points in a row that are no better than the best. ``value(i)`` is larger-is-better."""
+    ``patience`` points in a row that are no better than the best. ``value(i)`` is larger-is-better; -inf
+    (diverged) points do not count as misses while no point has trained yet: a rule that diverges at the
+    larger rates is walked down to the grid's smallest before it is called diverged everywhere."""
     scores: dict[int, float] = {}
 
     def at(i: int) -> float:
@@ -141,6 +143,7 @@ def walk_grid(value: Callable[[int], float], n: int, start: int, patience: int =
         return scores[i]
 
     best = start
+    at(start)  # a grid of one point is tried too
     up = start + 1 < n and at(start + 1) > at(start)
     step = 1 if up else -1  # a rate that diverged scores -inf: the walk turns to smaller ones
     i, misses = start, 0
@@ -148,7 +151,7 @@ def walk_grid(value: Callable[[int], float], n: int, start: int, patience: int =
         i += step
         if at(i) > at(best):
             best, misses = i, 0
-        else:
+        elif at(best) > -math.inf:
             misses += 1
     return best
 
@@ -170,12 +173,15 @@ def tune(
     wd0 = 0.01 if contender.has_weight_decay else None
     start = min(range(len(grid)), key=lambda i: abs(math.log(grid[i] / START_LR)))
     best = walk_grid(lambda i: runner.value(grid[i], wd0, tuning), len(grid), start)
+    diverged = math.isinf(runner.value(grid[best], wd0, tuning))
     for (lr, wd, _), run in sorted(runner.done.items()):
         if wd == wd0:
             cell.val_by_lr[f"{lr:g}"] = None if isinstance(run, str) else run.val_metric
-    if math.isinf(runner.value(grid[best], wd0, tuning)):
+    if diverged:
         reasons = sorted({r for r in runner.done.values() if isinstance(r, str)})
-        cell.failed = f"diverged at every learning rate tried ({len(cell.val_by_lr)}): {reasons[0]}"
+        tried = sorted(float(lr) for lr in cell.val_by_lr)
+        span = f"{tried[0]:g}" if len(tried) == 1 else f"{tried[0]:g} to {tried[-1]:g}"
+        cell.failed = f"diverged at each of the {len(tried)} learning rates tried ({span}): {reasons[0]}"
         return cell
     lr, wd = grid[best], wd0
     cell.lr_at_edge = best in (0, len(grid) - 1)

@@ -42,6 +42,17 @@ def test_grid_walk_finds_a_unimodal_peak_without_trying_everything(peak: int) ->
 
 def test_a_diverged_start_walks_to_smaller_rates() -> None:
     assert walk_grid(lambda i: -math.inf if i >= 3 else float(i), 11, start=4) == 2
+    # rates that diverge before any trained are no misses: the walk reaches the rate that trains
+    assert walk_grid(lambda i: -math.inf if i >= 1 else 0.5, 11, start=6) == 0
+    calls: list[int] = []
+
+    def diverges(i: int) -> float:
+        calls.append(i)
+        return -math.inf
+
+    assert walk_grid(diverges, 11, start=4) == 4 and sorted(calls) == [0, 1, 2, 3, 4, 5]
+    calls.clear()
+    assert walk_grid(diverges, 1, start=0) == 0 and calls == [0]  # a one-point grid is tried
 
 
 def test_confidence_interval_is_students_t() -> None:
@@ -72,7 +83,9 @@ def test_a_best_rate_at_the_grids_edge_is_flagged() -> None:
 
 def test_a_rule_diverging_at_every_rate_fails_with_the_reason() -> None:
     cell = tune(Contender("bad", "one g identity identity div"), FAST, seeds=2, lrs=(1e-3, 1e-2))
-    assert cell.failed is not None and cell.failed.startswith("diverged at every learning rate tried (2): loss")
+    assert cell.failed is not None and cell.failed.startswith(
+        "diverged at each of the 2 learning rates tried (0.001 to 0.01): loss"
+    )
     assert cell.test == []
 
 
@@ -159,6 +172,9 @@ def test_cli_evaluate_uses_a_task_registered_by_entry_point(tmp_path: Path, monk
         (["adamm"], "'adamm' is not a preset (sgd, momentum, sgdm, adam,"),
         (["adam", "--suite", "nope"], "unknown task or suite 'nope'"),
         (["adam", "--lrs", "x"], "--lrs expects comma-separated numbers"),
+        (["adam", "adam"], "optimizer 'adam' is given more than once"),
+        (["1:0"], "1:0: the rank of a run's rule starts at 1 (its best), got 0"),
+        (["adam", "-o", "."], "cannot use '.': is a directory"),  # before any training, not after
     ],
 )
 def test_cli_evaluate_bad_input_is_one_line(args: list[str], message: str) -> None:

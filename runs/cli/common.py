@@ -125,6 +125,19 @@ def user_errors() -> Iterator[None]:
         fail(f"cannot use {str(exc.filename)!r}: {(exc.strerror or type(exc).__name__).lower()}")
 
 
+def check_writable(path: Path) -> None:
+    """Refuse, before any work, an output file that could not be written once the work is done."""
+    import os
+
+    if path.is_dir():
+        raise UsageError(f"cannot use {str(path)!r}: is a directory")
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
+    if not folder.is_dir():
+        raise UsageError(f"cannot use {str(path)!r}: {str(folder)!r} is not a directory")
+    if not os.access(path if path.exists() else folder, os.W_OK):
+        raise UsageError(f"cannot use {str(path)!r}: permission denied")
+
+
 def open_store(storage: str | None, create: bool = False) -> Store:
     """The store named by --storage, $L2L_STORAGE, or the SQLite file l2l.db here. Only a search (``create``)
     makes a SQLite file that is not there: reading a misspelt path must not leave an empty store behind."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from l2l.runs.cli.common import RunArg, StorageOpt, console, open_store, user_errors
+from l2l.runs.cli.common import RunArg, StorageOpt, check_writable, console, open_store, user_errors
 from l2l.runs.cli.formatting import fmt
 from l2l.runs.config import UsageError
 
@@ -105,7 +105,7 @@ def optimizers_export(
         console.print(f"wrote {path}: class {name}, rule of child {child.number} (reward {fmt(child.reward)})")
 
 
-_RUN_RANK = re.compile(r"^(\d+):(\d+)$")
+_RUN_RANK = re.compile(r"^(\d+):(-?\d+)$")
 
 
 def contenders_of(names: list[str], storage: str | None) -> list[Contender]:
@@ -120,6 +120,8 @@ def contenders_of(names: list[str], storage: str | None) -> list[Contender]:
             out.append(Contender(name, PRESETS[name]))
         elif match := _RUN_RANK.match(name):
             run_id, rank = int(match[1]), int(match[2])
+            if rank < 1:
+                raise UsageError(f"{name}: the rank of a run's rule starts at 1 (its best), got {rank}")
             ranked = best_rules(open_store(storage), run_id, rank)
             if len(ranked) < rank or rank < 1:
                 raise UsageError(f"run {run_id} has {len(ranked)} distinct rules; {name} does not exist")
@@ -131,6 +133,9 @@ def contenders_of(names: list[str], storage: str | None) -> list[Contender]:
                 raise UsageError(
                     f"{name!r} is not a preset ({', '.join(PRESETS)}), RUN:RANK, or a rule: {exc}"
                 ) from None
+    twice = sorted({c.label for c in out if [d.label for d in out].count(c.label) > 1})
+    if twice:
+        raise UsageError(f"optimizer {twice[0]!r} is given more than once; name each optimizer once")
     return out
 
 
@@ -140,6 +145,7 @@ def board_table(board: dict[str, Any]) -> Any:
     row counts tasks won."""
     import math
 
+    from rich.markup import escape
     from rich.table import Table
 
     from l2l.optsearch.board import interval
@@ -151,8 +157,9 @@ def board_table(board: dict[str, Any]) -> Any:
         row = [f"{name}\n[dim]{task['suite']}[/]", f"{task['metric']} {'↑' if task['higher_is_better'] else '↓'}"]
         for label in labels:
             c = board["cells"][name][label]
-            if c["failed"]:
-                row.append(f"[red]failed[/]\n[dim]{c['failed'][:40]}[/]")
+            if c["failed"]:  # what failed, in full; its first reason cut (the JSON keeps it whole)
+                what, _, why = c["failed"].partition(": ")
+                row.append(f"[red]failed[/]\n[dim]{escape(what)}{': ' + escape(why[:40]) if why else ''}[/]")
                 continue
             ci = interval(c)
             text = f"{c['test_mean']:.4f} ± {'-' if math.isnan(ci) else f'{ci:.4f}'}"  # one seed: no interval
@@ -202,6 +209,8 @@ def optimizers_evaluate(
     from l2l.runs.cli.plot import parse_lrs
 
     with user_errors():
+        if output is not None:
+            check_writable(output)  # now, not after the board has run
         contenders = contenders_of(optimizers, storage)
         try:
             tasks = resolve_suite(suite)
