@@ -28,7 +28,10 @@ def _job(contender: Contender, task: SuiteTask, seeds: int, lrs: Sequence[float]
     import torch
 
     torch.set_num_threads(1)
-    return tune(contender, task, seeds, lrs=lrs, wds=wds)
+    try:
+        return tune(contender, task, seeds, lrs=lrs, wds=wds)
+    except Exception as exc:  # a task or rule that breaks (not diverges): a failed cell, the board goes on
+        return Cell(task.name, contender.label, failed=f"error: {type(exc).__name__}: {exc}")
 
 
 def run_board(

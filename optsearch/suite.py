@@ -9,10 +9,10 @@ returning either. Their names join the `user` suite (and may be listed by name a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
-from l2l.optsearch.trainer import SuiteTask
+from l2l.optsearch.trainer import SuiteTask, task_loss
 
 ENTRY_POINT_GROUP = "l2l.optimizer_tasks"
 
@@ -90,25 +90,29 @@ def builtin_tasks() -> list[SuiteTask]:
 def plugin_tasks() -> dict[str, SuiteTask]:
     """Tasks registered under the entry-point group ``l2l.optimizer_tasks`` by other packages, by name."""
     out: dict[str, SuiteTask] = {}
+    source: dict[str, str] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.value.startswith("l2l.optsearch.suite:"):
             continue  # the built-in suites, known without the entry point
+        where = f"optimizer task plugin {ep.name!r} ({ep.value})"
         try:
             value = ep.load()
-        except Exception as exc:  # plugin code: any import error is the plugin's
-            raise TaskError(f"optimizer task plugin {ep.name!r} ({ep.value}) failed to load: {exc!r}") from exc
-        if callable(value) and not isinstance(value, SuiteTask):
-            value = value()
+            if callable(value) and not isinstance(value, SuiteTask):
+                value = value()
+        except Exception as exc:  # plugin code: any error on import or call is the plugin's
+            raise TaskError(f"{where} failed to load: {exc!r}") from exc
         tasks = [value] if isinstance(value, SuiteTask) else list(value) if isinstance(value, Sequence) else None
         if tasks is None or not all(isinstance(t, SuiteTask) for t in tasks):
             raise TaskError(
-                f"optimizer task plugin {ep.name!r} ({ep.value}) gave {type(value).__name__}; "
+                f"{where} gave {type(value).__name__}; "
                 "expected a SuiteTask, a sequence of them, or a function returning either"
             )
         for t in tasks:
             if t.name in BUILTIN:
                 raise TaskError(f"optimizer task plugin {ep.name!r} redefines the built-in task {t.name!r}")
-            out[t.name] = t
+            if t.name in source and source[t.name] != ep.value:
+                raise TaskError(f"task {t.name!r} is defined by two plugins: {source[t.name]} and {ep.value}")
+            out[t.name], source[t.name] = t, ep.value
     return out
 
 
@@ -117,14 +121,33 @@ def all_tasks() -> dict[str, SuiteTask]:
     return {**BUILTIN, **plugin_tasks()}
 
 
-def resolve_suite(text: str) -> list[SuiteTask]:
-    """``search``, ``heldout``, ``user`` (the plugins' tasks), ``all``, or task names separated by commas."""
-    tasks = all_tasks()
+def check_task(task: SuiteTask) -> None:
+    """Refuse, before any training, a task whose problem, model or loss cannot work together: its model is
+    built and one loss computed on two training examples."""
+    try:
+        data = task.data()
+        task_loss(task, task.build(0)(data.train.x[:2]), data.train.y[:2]).item()
+    except Exception as exc:  # a plugin's problem, model or options: whatever it raises names the mistake
+        raise TaskError(f"task {task.name!r} cannot run: {type(exc).__name__}: {exc}") from exc
+
+
+def resolve_suite(text: str, warn: Callable[[str], None] | None = None) -> list[SuiteTask]:
+    """``search``, ``heldout``, ``user`` (the plugins' tasks), ``all``, or task names separated by commas.
+    Plugin tasks are checked (`check_task`). A broken plugin does not stop built-in tasks from being
+    resolved: with ``warn``, it is reported there and its tasks are left out."""
+    try:
+        tasks = all_tasks()
+    except TaskError as exc:
+        builtin_only = text in SUITES or all(n.strip() in BUILTIN for n in text.split(",") if n.strip())
+        if warn is None or not builtin_only:
+            raise
+        warn(f"{exc}; its tasks are left out")
+        tasks = dict(BUILTIN)
     suites = {**SUITES, "user": tuple(n for n in tasks if n not in BUILTIN), "all": tuple(tasks)}
     if text in suites:
         if not suites[text]:
             raise TaskError(f"suite {text!r} is empty (no task is registered under {ENTRY_POINT_GROUP!r})")
-        return [tasks[n] for n in suites[text]]
+        return _checked([tasks[n] for n in suites[text]])
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in tasks]
     if unknown or not names:
@@ -132,7 +155,14 @@ def resolve_suite(text: str) -> list[SuiteTask]:
             f"unknown task or suite {', '.join(unknown) or text!r}; suites: {', '.join(suites)}; "
             f"tasks: {', '.join(tasks)}"
         )
-    return [tasks[n] for n in dict.fromkeys(names)]
+    return _checked([tasks[n] for n in dict.fromkeys(names)])
+
+
+def _checked(tasks: list[SuiteTask]) -> list[SuiteTask]:
+    for task in tasks:
+        if task.name not in BUILTIN:
+            check_task(task)
+    return tasks
 
 
 def suite_of(name: str) -> str:

@@ -119,7 +119,8 @@ class TaskRun:
     seconds: float = 0.0
 
 
-def _loss(task: SuiteTask, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def task_loss(task: SuiteTask, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The task's training loss of the model's output ``out`` against targets ``y``."""
     if task.loss == "mse":
         return nn.functional.mse_loss(out, y)
     return nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
@@ -134,7 +135,7 @@ def evaluate_split(task: SuiteTask, model: nn.Module, split: Split, batch: int =
         x, y = split.x[start : start + batch], split.y[start : start + batch]
         out = model(x)
         k = len(y)
-        loss = float(_loss(task, out, y))
+        loss = float(task_loss(task, out, y))
         loss_sum += loss * k
         if task.metric == "accuracy":
             score_sum += float((out.argmax(-1) == y).float().mean()) * k
@@ -176,7 +177,7 @@ def train_run(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run_seed + 1)  # noise and drop() in rules, dropout layers: repeatable
         for step, idx in enumerate(_batches(len(data.train), task.batch_size, task.steps, gen), start=1):
-            loss = _loss(task, model(data.train.x[idx]), data.train.y[idx])
+            loss = task_loss(task, model(data.train.x[idx]), data.train.y[idx])
             value = loss.item()
             guard.check(value, f"step {step}")
             optimizer.zero_grad(set_to_none=True)

@@ -205,3 +205,21 @@ def test_a_suite_search_run_is_listed_and_plotted_as_a_board(tmp_path: Path, mon
     assert entry["label"] == "run1#1" and entry["rule"] == board["optimizers"][0]["rule"]
     missing = runner.invoke(app, ["optimizers", "evaluate", "1:9", *storage])
     assert missing.exit_code == 1 and "1:9 does not exist" in missing.output
+
+
+def test_a_pair_that_breaks_is_a_failed_cell_and_the_board_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    import l2l.optsearch.board as board_module
+
+    real = board_module.tune
+
+    def tune(contender: Contender, task: Any, seeds: int, **kw: Any) -> Any:
+        if contender.label == "sgd":
+            raise RuntimeError("expected target dtype to be Long")
+        return real(contender, task, seeds, **kw)
+
+    monkeypatch.setattr(board_module, "tune", tune)
+    contenders = [Contender("sgd", PRESETS["sgd"]), Contender("adam", PRESETS["adam"])]
+    board = run_board(contenders, [FAST], seeds=1, lrs=(1e-3, 1e-2))
+    cells = board["cells"][FAST.name]
+    assert cells["sgd"]["failed"] == "error: RuntimeError: expected target dtype to be Long"
+    assert cells["adam"]["failed"] is None and board["winners"][FAST.name] == "adam"

@@ -95,15 +95,53 @@ def tasks():
 """
 
 
-def install_task_plugin(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A distribution on sys.path that registers one task under ``l2l.optimizer_tasks``."""
-    (root / "l2l_tiny_tasks.py").write_text(PLUGIN)
-    info = root / "l2l_tiny_tasks-0.1.dist-info"
+def install_task_plugin(
+    root: Path, monkeypatch: pytest.MonkeyPatch, code: str = PLUGIN, module: str = "l2l_tiny_tasks"
+) -> None:
+    """A distribution on sys.path that registers the tasks of ``code``'s ``tasks`` under ``l2l.optimizer_tasks``."""
+    (root / f"{module}.py").write_text(code)
+    info = root / f"{module}-0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: l2l-tiny-tasks\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\ntiny = l2l_tiny_tasks:tasks\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{module} = {module}:tasks\n")
     monkeypatch.syspath_prepend(str(root))
-    monkeypatch.delitem(sys.modules, "l2l_tiny_tasks", raising=False)
+    monkeypatch.delitem(sys.modules, module, raising=False)
+
+
+BROKEN = {  # a plugin's mistake, and the one line it gives
+    "model_option": ('[SuiteTask("odd", "digits", "mlp", "cross_entropy", "accuracy", 8, 8, (("nosuch", 3),))]',
+                     "task 'odd' cannot run: TypeError: "),
+    "problem": ('[SuiteTask("odd", "nosuchproblem", "mlp", "cross_entropy", "accuracy", 8, 8)]',
+                "task 'odd' cannot run: ProblemError: unknown problem 'nosuchproblem'"),
+    "loss_for_the_targets": ('[SuiteTask("odd", "friedman", "mlp", "cross_entropy", "accuracy", 8, 8)]',
+                             "task 'odd' cannot run: "),
+    "raises_when_called": ("(_ for _ in ()).throw(RuntimeError('boom in call'))",
+                           "failed to load: RuntimeError('boom in call')"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("mistake", list(BROKEN))
+def test_a_broken_task_plugin_is_one_error_before_any_training_and_spares_the_builtins(
+    mistake: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    value, message = BROKEN[mistake]
+    install_task_plugin(
+        tmp_path, monkeypatch, f"from l2l.optsearch.trainer import SuiteTask\n\ndef tasks():\n    return {value}\n"
+    )
+    with pytest.raises(TaskError) as error:
+        resolve_suite("user")
+    assert message in str(error.value)
+    warnings: list[str] = []
+    if mistake == "raises_when_called":  # the plugin never loads: built-in suites go on without it, warned
+        assert [t.name for t in resolve_suite("heldout", warnings.append)] == list(SUITES["heldout"])
+        assert len(warnings) == 1 and message in warnings[0] and warnings[0].endswith("its tasks are left out")
+
+
+def test_two_plugins_defining_one_task_name_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    install_task_plugin(tmp_path, monkeypatch)
+    install_task_plugin(tmp_path, monkeypatch, PLUGIN, module="l2l_tiny_again")
+    with pytest.raises(TaskError, match="task 'tiny-digits' is defined by two plugins: l2l_tiny_"):
+        all_tasks()
 
 
 def test_a_task_registered_by_entry_point_joins_the_user_suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

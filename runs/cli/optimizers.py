@@ -213,7 +213,7 @@ def optimizers_evaluate(
             check_writable(output)  # now, not after the board has run
         contenders = contenders_of(optimizers, storage)
         try:
-            tasks = resolve_suite(suite)
+            tasks = resolve_suite(suite, warn=lambda m: console.print(f"[yellow]warning:[/] {escape(m)}"))
         except TaskError as exc:
             raise UsageError(str(exc)) from None
         grid = parse_lrs(lrs, LR_GRID)
