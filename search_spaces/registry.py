@@ -21,8 +21,35 @@ class PluginError(SpaceError):
     """A search-space plugin cannot be found, imported or fails validation."""
 
 
+BUILTIN_PREFIX = "l2l."  # where l2l's own spaces live: a plugin cannot take their names
+
+
+def _registered() -> dict[str, list[EntryPoint]]:
+    """Every distinct entry point of the group, by name (the same one seen twice on the path counts once)."""
+    out: dict[str, list[EntryPoint]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if all(other.value != ep.value for other in out.setdefault(ep.name, [])):
+            out[ep.name].append(ep)
+    return out
+
+
 def _entry_points() -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    """One entry point per name: a built-in space keeps its name against a plugin's (`shadowed` lists those)."""
+    return {
+        name: next((ep for ep in eps if ep.value.startswith(BUILTIN_PREFIX)), eps[0])
+        for name, eps in _registered().items()
+    }
+
+
+def shadowed() -> list[tuple[str, str]]:
+    """(name, entry point) of each plugin registered under a built-in space's name: it is not used."""
+    return [
+        (name, ep.value)
+        for name, eps in _registered().items()
+        if any(e.value.startswith(BUILTIN_PREFIX) for e in eps)
+        for ep in eps
+        if not ep.value.startswith(BUILTIN_PREFIX)
+    ]
 
 
 def available_spaces() -> list[str]:
@@ -38,6 +65,12 @@ def load_space_class(ref: str) -> type[SearchSpace]:
     if ref not in eps:
         known = ", ".join(sorted(eps)) or "(none registered: is l2l installed?)"
         raise PluginError(f"unknown search space {ref!r}; known: {known}; or give path/to/file.py:ClassName")
+    rivals = [ep.value for ep in _registered()[ref]]
+    if len(rivals) > 1 and not eps[ref].value.startswith(BUILTIN_PREFIX):
+        raise PluginError(
+            f"search space {ref!r} is registered by more than one plugin ({', '.join(rivals)}): uninstall or "
+            "rename one, or name the class by path (path/to/file.py:ClassName)"
+        )
     try:
         obj = eps[ref].load()
     except Exception as exc:  # a plugin's import can raise anything; report it with the plugin's name

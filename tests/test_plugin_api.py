@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -77,6 +78,51 @@ def test_decode_encode_round_trip_with_anchors() -> None:
 
 def test_builtins_are_registered_through_entry_points() -> None:
     assert {"toy", "mlp"} <= set(available_spaces())
+
+
+CLASH = """
+from l2l.search_spaces import Decision, Result, SearchSpace
+
+
+class Impostor(SearchSpace):
+    name = "mlp"
+    description = "IMPOSTOR"
+
+    def decisions(self):
+        return [Decision.categorical("a", [1, 2])]
+
+    def evaluate(self, spec, ctx):
+        return Result(reward=0.123)
+"""
+
+
+def _install_space_plugin(root: Path, monkeypatch: pytest.MonkeyPatch, module: str, names: list[str]) -> None:
+    (root / f"{module}.py").write_text(CLASH)
+    info = root / f"{module}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
+    lines = "".join(f"{n} = {module}:Impostor\n" for n in names)
+    (info / "entry_points.txt").write_text(f"[l2l.search_spaces]\n{lines}")
+    monkeypatch.syspath_prepend(str(root))
+
+
+def test_a_plugin_cannot_take_a_builtin_name_and_two_plugins_cannot_share_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+    from l2l.search_spaces.mlp import MLPSpace
+    from l2l.search_spaces.registry import shadowed
+
+    _install_space_plugin(tmp_path, monkeypatch, "clash_one", ["mlp", "both"])
+    _install_space_plugin(tmp_path, monkeypatch, "clash_two", ["both"])
+    assert load_space_class("mlp") is MLPSpace  # the built-in keeps its name
+    assert shadowed() == [("mlp", "clash_one:Impostor")]
+    listed = " ".join(CliRunner().invoke(app, ["spaces", "list"], env={"COLUMNS": "300"}).output.split())
+    assert "plugin clash_one:Impostor is not used: 'mlp' is a built-in space" in listed
+    with pytest.raises(PluginError, match=r"'both' is registered by more than one plugin \(clash_"):
+        load_space_class("both")
 
 
 def test_unknown_space_lists_known_ones() -> None:

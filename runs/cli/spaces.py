@@ -19,14 +19,19 @@ def spaces_list() -> None:
     from rich.table import Table
 
     with user_errors():
+        from rich.markup import escape
+
         from l2l.search_spaces import available_spaces, load_space_class
+        from l2l.search_spaces.registry import shadowed
 
         table = Table("name", "description")
         for space_name in available_spaces():
             try:
                 table.add_row(space_name, load_space_class(space_name).description)
             except ValueError as exc:
-                table.add_row(space_name, f"[red]cannot load: {exc}[/]")
+                table.add_row(space_name, f"[red]cannot load: {escape(str(exc))}[/]")
+        for space_name, value in shadowed():
+            table.add_row(space_name, f"[red]plugin {escape(value)} is not used: {space_name!r} is a built-in space[/]")
         console.print(table)
 
 
