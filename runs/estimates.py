@@ -71,13 +71,26 @@ class ArchKeys:
         return tuple(int(t) for t in tokens)
 
 
-def best_estimate(rewards: Sequence[tuple[int, Sequence[int], float]], space: SearchSpace | None) -> float | None:
-    """The estimate `rank` puts first, from the finished children's (number, tokens, reward) as
-    `Store.rewards` reads them (for lists of many runs); None when there are none."""
-    key = ArchKeys(space)
-    evaluations = Evaluations.of((key(tokens), reward) for _, tokens, reward in sorted(rewards, key=lambda r: r[0]))
+def best_arch(
+    rewards: Sequence[tuple[int, Sequence[int], float]], space: SearchSpace | None
+) -> tuple[ArchEstimate, int, bool] | None:
+    """What `rank` puts first, the number of its first child and whether any architecture was evaluated more
+    than once (the best is then an estimate, not a reward), from the finished children's (number, tokens,
+    reward) as `Store.rewards` reads them (for lists of runs, and pages that poll); None when there are none."""
+    key, first = ArchKeys(space), dict[tuple[int, ...], int]()
+    evaluations = Evaluations()
+    for number, tokens, reward in sorted(rewards, key=lambda r: r[0]):
+        k = key(tokens)
+        first.setdefault(k, number)
+        evaluations.add(k, reward)
     best = evaluations.estimates(noise_sd=0.0 if space is not None and space.exact_rewards() else None, limit=1)
-    return best[0].estimate if best else None
+    return (best[0], first[best[0].key], len(first) < len(rewards)) if best else None  # type: ignore[index]
+
+
+def best_estimate(rewards: Sequence[tuple[int, Sequence[int], float]], space: SearchSpace | None) -> float | None:
+    """The estimate of `best_arch`; None when there are no rewards."""
+    found = best_arch(rewards, space)
+    return None if found is None else found[0].estimate
 
 
 def rank(children: Sequence[ChildRecord], space: SearchSpace | None) -> Ranking:

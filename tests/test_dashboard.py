@@ -344,3 +344,31 @@ def test_a_port_that_is_taken_is_one_error_line_and_no_address(tmp_path: Path) -
         result.output.strip()
         == f"error: cannot listen on 127.0.0.1:{port}: Address already in use; choose another --port"
     )
+
+
+def test_the_best_is_the_one_runs_best_names_where_architectures_repeat(tmp_path: Path) -> None:
+    """A noisy search that re-evaluates: the dashboard shows the best estimated mean and its architecture, as
+    `l2l runs list` and `l2l runs best` do, not the luckiest child."""
+    from l2l.runs.dashboard.app import create_app
+    from l2l.runs.estimates import rank
+    from l2l.search_spaces import load_space
+
+    url = f"sqlite:///{tmp_path / 'noisy.db'}"
+    args = ["search", "--space", "toy", "-S", "noise=0.2", "--strategy", "random+reeval", "-n", "40",
+            "--executor", "local", "--seed", "1", "-q", "--storage", url]  # fmt: skip
+    assert CliRunner().invoke(app, args).exit_code == 0
+    store = Store(url)
+    best = rank(store.children(1), load_space("toy", {"noise": 0.2})).archs[0]
+    luckiest = store.top_children(1, 1)[0]
+    assert best.estimate.n > 1 and best.child.number != luckiest.number  # the case this test is about
+    with TestClient(create_app(url)) as c:
+        (listed,) = c.get("/api/runs").json()["runs"]
+        summary = c.get("/api/runs/1").json()
+        shown = c.get("/api/runs/1/best").json()["child"]
+        page = " ".join(c.get("/runs/1").text.split())
+    for s in (listed, summary):
+        assert s["best"] == pytest.approx(best.estimate.estimate) and s["best_estimated"]
+    assert summary["best_child"] == best.child.number == shown["number"] and summary["best_n"] == best.estimate.n
+    assert f"best estimated mean ({best.estimate.n} evaluations)" in page
+    listed_cli = CliRunner().invoke(app, ["runs", "list", "--storage", url], env={"COLUMNS": "200"}).output
+    assert f"{best.estimate.estimate:.4f}" in listed_cli

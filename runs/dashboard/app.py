@@ -85,11 +85,33 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         html = env.get_template(template).render(store=reader.label, poll_ms=poll_ms, **values)
         return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
+    charts = figures.Cache(64)  # a chart's data until the run changes: a stopped run is read once
+
+    def estimated(summary: dict[str, Any]) -> dict[str, Any]:
+        """A run's best as `l2l runs best` names it: where architectures were evaluated more than once, the best
+        estimated mean over their evaluations and the first child of that architecture, not the luckiest child."""
+        run_id = summary["id"]
+        if summary["weight_sharing"] or not summary["done"]:
+            return {**summary, "best_estimated": False}
+
+        def make() -> tuple[float, int, int, bool] | None:
+            from l2l.runs.estimates import best_arch
+
+            space, _ = figures.space_of(reader.run(run_id))  # its canonical form groups the evaluations
+            found = best_arch(reader.evaluations(run_id), space)
+            return None if found is None else (found[0].estimate, found[1], found[0].n, found[2])
+
+        found = charts.get(("best", run_id, reader.stamp(run_id)), make)
+        if found is None or not found[3]:
+            return {**summary, "best_estimated": False}
+        estimate, child, n, _ = found
+        return {**summary, "best": estimate, "best_child": child, "best_n": n, "best_estimated": True}
+
     def runs_page(request: Request) -> Response:
-        return page("runs.html", runs=reader.runs())
+        return page("runs.html", runs=[estimated(r) for r in reader.runs()])
 
     def run_page(request: Request) -> Response:
-        summary = reader.summary(request.path_params["run_id"])
+        summary = estimated(reader.summary(request.path_params["run_id"]))
         run = reader.run(summary["id"])
         return page("run.html", run=summary, config=json.dumps(run.config, indent=1, sort_keys=True))
 
@@ -111,12 +133,10 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         )
 
     def api_runs(request: Request) -> Response:
-        return Json({"runs": reader.runs(), "poll_ms": poll_ms})
+        return Json({"runs": [estimated(r) for r in reader.runs()], "poll_ms": poll_ms})
 
     def api_run(request: Request) -> Response:
-        return Json(reader.summary(request.path_params["run_id"]))
-
-    charts = figures.Cache(64)  # a chart's data until the run changes: a stopped run is read once
+        return Json(estimated(reader.summary(request.path_params["run_id"])))
 
     def api_progress(request: Request) -> Response:
         run_id = request.path_params["run_id"]
@@ -184,6 +204,9 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         # a weight-sharing search stands by the architecture it derived, not its luckiest scored one
         derived = reader.top(run, 1, ("derived",)) if run.config.get("weight_sharing") is not None else []
         best = derived[0] if derived else top[0] if top else None
+        summary = estimated(reader.summary(run.id))
+        if not derived and summary["best_estimated"]:  # the best mean's architecture, as `l2l runs best` names it
+            best = reader.child(run.id, summary["best_child"])
         out: dict[str, Any] = {"problem": problem, "child": None, "rules": []}
         if best is not None:
             out["child"] = {

@@ -174,6 +174,17 @@ class Reader:
             )
         return done, [int(n) for (n,) in failed]
 
+    def evaluations(self, run_id: int) -> list[tuple[int, tuple[int, ...], float]]:
+        """(number, tokens, reward) of a plain run's finished children: what ranking its architectures by
+        estimated mean needs (`l2l.runs.estimates.best_arch`)."""
+        with self.read("read evaluations") as conn:  # tokens are JSON: SQLAlchemy's rows decode them
+            rows = conn.execute(
+                select(CHILDREN.c.number, CHILDREN.c.tokens, CHILDREN.c.reward)
+                .where(CHILDREN.c.run_id == run_id, CHILDREN.c.status == TRAINED[0], CHILDREN.c.reward.is_not(None))
+                .order_by(CHILDREN.c.number)
+            ).all()
+        return [(int(n), tuple(int(t) for t in tokens or ()), float(r)) for n, tokens, r in rows]
+
     def updates(self, run_id: int) -> list[tuple[int, float, float, float]]:
         """(policy version, loss, entropy, mean reward) of every controller update, oldest first."""
         with self.read("read updates") as conn:
