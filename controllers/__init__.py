@@ -8,6 +8,7 @@ from typing import Any
 
 from l2l.controllers.base import Controller, ControllerError, Ledger, Proposal, UpdateStats
 from l2l.controllers.evolution import EvolutionController
+from l2l.controllers.plugins import plugin_factory, plugin_names
 from l2l.controllers.random_search import RandomController
 from l2l.controllers.reeval import REEVAL_SETTINGS, ReevalConfig, ReevaluatedController
 from l2l.controllers.reeval import SUFFIX as REEVAL
@@ -47,13 +48,21 @@ DEFAULT_BATCH = {"reinforce": 4, "ppo": 10, "random": 1, "evolution": 1, "tpe": 
 SCREENED_BATCH = 4
 
 
+def _factory(base: str) -> tuple[Factory, int] | None:
+    """A base strategy's factory and default batch: built in, or from a plugin (`l2l.controllers.plugins`)."""
+    if base in STRATEGIES:
+        return STRATEGIES[base], DEFAULT_BATCH[base]
+    return plugin_factory(base)
+
+
 def parse_strategy(strategy: str) -> tuple[str, bool, bool]:
     """(base strategy, screened, re-evaluated) of a name ``STRATEGY[+screen][+reeval]``."""
     rest = strategy.removesuffix(REEVAL)
     base = rest.removesuffix(SUFFIX)
-    if base not in STRATEGIES:
+    if _factory(base) is None:
+        known = [*STRATEGIES, *plugin_names(list(STRATEGIES))]
         raise ControllerError(
-            f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}, each also as STRATEGY{SUFFIX}, "
+            f"unknown strategy {strategy!r}; known: {', '.join(known)}, each also as STRATEGY{SUFFIX}, "
             f"STRATEGY{REEVAL} or STRATEGY{SUFFIX}{REEVAL}"
         )
     return base, rest != base, rest != strategy
@@ -62,7 +71,8 @@ def parse_strategy(strategy: str) -> tuple[str, bool, bool]:
 def default_batch(strategy: str) -> int:
     """How many children ``strategy`` learns from per update unless a run says otherwise."""
     base, screened, _ = parse_strategy(strategy)
-    return SCREENED_BATCH if screened else DEFAULT_BATCH[base]
+    found = _factory(base)
+    return SCREENED_BATCH if screened else found[1] if found is not None else 1
 
 
 # the strategy of `l2l search` when none is named: the best measured (benchmarks/README.md, NAS-Bench-201)
@@ -72,8 +82,9 @@ DEFAULT_STRATEGY = "reinforce+screen"
 def strategy_names() -> list[str]:
     """Every strategy name `make_controller` accepts: each base strategy, and each wearing the screen,
     re-evaluation or both."""
-    wrapped = [f"{name}{suffix}" for suffix in (SUFFIX, REEVAL, SUFFIX + REEVAL) for name in STRATEGIES]
-    return [*STRATEGIES, *wrapped]
+    names = [*STRATEGIES, *plugin_names(list(STRATEGIES))]
+    wrapped = [f"{name}{suffix}" for suffix in (SUFFIX, REEVAL, SUFFIX + REEVAL) for name in names]
+    return [*names, *wrapped]
 
 
 UNKNOWN_KEYS = re.compile(r"unknown [\w -]+ setting\(s\) \[")  # a strategy's message for keys it does not take
@@ -107,7 +118,9 @@ def make_controller(
             f"{', '.join(sorted(again))}: settings of re-evaluation; use the strategy {strategy}{REEVAL}"
         )
     try:
-        controller = STRATEGIES[base](decisions, seed, rest)
+        found = _factory(base)
+        assert found is not None  # parse_strategy refused unknown names
+        controller = found[0](decisions, seed, rest)
     except ControllerError as exc:  # an unknown key: name the wrappers' settings too, they were open to it
         wrappers = [*(SCREEN_SETTINGS if screened else ()), *(REEVAL_SETTINGS if reevaluated else ())]
         if wrappers and UNKNOWN_KEYS.match(str(exc)):

@@ -244,3 +244,25 @@ def unpack_tokens(table: Any) -> list[tuple[int, ...]]:
     """Token sequences from a `pack_tokens` tensor or, in older checkpoints, a list of lists."""
     rows = table.tolist() if isinstance(table, torch.Tensor) else table
     return [tuple(int(x) for x in row) for row in rows]
+
+
+def checked_proposals(controller: Controller, proposals: Any, n: int) -> list[Proposal]:
+    """``controller.propose(n)``'s answer as a list, refused with the strategy named when it is not ``n``
+    `Proposal`s (a plugin strategy's mistake, caught where it is made)."""
+    out = list(proposals) if isinstance(proposals, list | tuple) else None
+    if out is None or len(out) != n or not all(isinstance(p, Proposal) for p in out):
+        kinds = ", ".join(sorted({type(p).__name__ for p in out})) if out else ""
+        got = type(proposals).__name__ if out is None else f"{len(out)} item(s){' of ' + kinds if kinds else ''}"
+        raise ControllerError(
+            f"strategy {type(controller).__name__}: propose({n}) returned {got}; expected a list of {n} Proposal"
+        )
+    return out
+
+
+def checked_stats(controller: Controller, stats: Any) -> UpdateStats:
+    """``controller.update``'s answer, refused with the strategy named when it is not `UpdateStats`."""
+    if not isinstance(stats, UpdateStats):
+        raise ControllerError(
+            f"strategy {type(controller).__name__}: update returned {type(stats).__name__}, not UpdateStats"
+        )
+    return stats

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from l2l.controllers import Controller, Ledger, Proposal, UpdateStats, make_controller
+from l2l.controllers.base import checked_proposals, checked_stats
 from l2l.runs.driver import Heartbeat, IgnoredInterrupts, code_version, live_driver, record_stop
 from l2l.runs.estimates import ArchKeys
 from l2l.runs.executors import ChildTask, Executor, WorkerPool, make_executor, to_submit
@@ -199,7 +200,7 @@ class Search:
                 self._note_reward(c.controller_reward)
         while next_child < config.children:
             m = min(config.batch, config.children - next_child)
-            proposals = self.controller.propose(m)
+            proposals = checked_proposals(self.controller, self.controller.propose(m), m)
             numbers = list(range(next_child, next_child + m))
             rewards: dict[int, float] = {}
             fresh: list[NewChild] = []
@@ -223,7 +224,7 @@ class Search:
             if fresh:
                 self.store.add_children(self.run_id, fresh)
             self._evaluate(to_run, rewards)
-            stats = self.controller.update(proposals, [rewards[n] for n in numbers])
+            stats = checked_stats(self.controller, self.controller.update(proposals, [rewards[n] for n in numbers]))
             next_child += m
             self._record_update(batch, stats, numbers, next_child)
             if self.listener:
@@ -290,7 +291,7 @@ class Search:
         while self.executor.pending or next_number < config.children or buffer:
             free = to_submit(self.executor, config.children - next_number)
             if free > 0:  # one policy pass and one transaction for every free worker
-                proposals = self.controller.propose(free)
+                proposals = checked_proposals(self.controller, self.controller.propose(free), free)
                 numbers = list(range(next_number, next_number + free))
                 specs = [self.space.decode(p.tokens) for p in proposals]
                 rows = [self._new_child(n, batch, sp, p) for n, sp, p in zip(numbers, specs, proposals, strict=True)]
@@ -309,6 +310,7 @@ class Search:
                     finished += 1
             if len(buffer) >= config.batch or (buffer and not self.executor.pending and next_number >= config.children):
                 stats = self.controller.update([p for _, p, _ in buffer], [r for _, _, r in buffer])
+                stats = checked_stats(self.controller, stats)
                 self._record_update(batch, stats, [n for n, _, _ in buffer], next_number)
                 if self.listener:
                     self.listener(BatchEvent(batch, stats, finished, config.children))

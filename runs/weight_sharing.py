@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from l2l.controllers import Controller, Proposal, make_controller
+from l2l.controllers.base import checked_proposals, checked_stats
 from l2l.nas.shared import SharedWeights
 from l2l.runs.driver import Heartbeat, code_version, live_driver
 from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted
@@ -257,10 +258,10 @@ class WeightSharingSearch:
         return {**metrics, "reward": failure, "diverged": 1.0}
 
     def _controller_step(self, next_child: int, n_updates: int, epoch: int) -> tuple[list[ScoredChild], dict[str, Any]]:
-        proposals = self.controller.propose(self.config.batch)
+        proposals = checked_proposals(self.controller, self.controller.propose(self.config.batch), self.config.batch)
         metrics = [self._score(p) for p in proposals]
         rewards = [float(self.controller.reward_of(m)) for m in metrics]
-        stats = self.controller.update(proposals, rewards)
+        stats = checked_stats(self.controller, self.controller.update(proposals, rewards))
         numbers = list(range(next_child, next_child + len(proposals)))
         children = [
             ScoredChild(
@@ -286,7 +287,7 @@ class WeightSharingSearch:
     def _derive(self, next_child: int) -> None:
         """Sample ``derive`` architectures, score each on the whole validation split, keep the best."""
         seen: dict[tuple[int, ...], Proposal] = {}
-        for p in self.controller.propose(self.ws.derive):
+        for p in checked_proposals(self.controller, self.controller.propose(self.ws.derive), self.ws.derive):
             seen.setdefault(p.tokens, p)
         scored: list[tuple[Proposal, dict[str, float]]] = []
         for p in seen.values():

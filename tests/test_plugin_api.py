@@ -205,3 +205,67 @@ def test_the_space_contract_catches_broken_plugins() -> None:
         contract.test_options_are_kept_and_rebuild_the_space(Forgetful, {"width": 5}, Forgetful(width=5))
     with pytest.raises(AssertionError, match=r"^reward: "):
         contract.test_same_spec_same_seed_same_result(Unseeded, Unseeded(delay=0.0))
+
+
+STRATEGY = """
+from l2l.controllers import RandomController
+
+
+class Sweep(RandomController):
+    default_batch = 2
+
+
+def not_a_controller(decisions, seed, settings):
+    return "nope"
+
+
+class Tuples(RandomController):
+    def propose(self, n):
+        return [tuple(p.tokens) for p in super().propose(n)]
+
+
+class Silent(RandomController):
+    def update(self, proposals, rewards):
+        super().update(proposals, rewards)
+"""
+
+
+def test_a_strategy_plugin_is_used_by_name_and_wrapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from l2l.controllers import ControllerError, default_batch, make_controller
+    from l2l.runs.cli import app
+    from l2l.runs.store import Store
+
+    (tmp_path / "l2l_sweep.py").write_text(STRATEGY)
+    info = tmp_path / "l2l_sweep-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: l2l-sweep\nVersion: 0.1\n")
+    entries = "sweep = l2l_sweep:Sweep\nbroken = l2l_sweep:not_a_controller\nrandom = l2l_sweep:Sweep\n"
+    entries += "tuples = l2l_sweep:Tuples\nsilent = l2l_sweep:Silent\n"
+    (info / "entry_points.txt").write_text(f"[l2l.strategies]\n{entries}")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert default_batch("sweep") == 2 and default_batch("sweep+screen") == 4
+    assert type(make_controller("random", [Decision.categorical("a", [1, 2])], 0)).__name__ == "RandomController"
+    with pytest.raises(ControllerError, match="strategy plugin 'broken' made str, not a Controller"):
+        make_controller("broken", [Decision.categorical("a", [1, 2])], 0)
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    runner = CliRunner()
+    for strategy in ("sweep", "sweep+reeval"):
+        args = ["search", "--space", "toy", "--strategy", strategy, "-n", "6", "--executor", "local", "-q"]
+        out = runner.invoke(app, [*args, "--storage", storage])
+        assert out.exit_code == 0, out.output
+    store = Store(storage)
+    assert [r.strategy for r in store.list_runs()] == ["sweep+reeval", "sweep"]
+    assert len(store.updates(1)) == 3  # its own batch of 2: three updates for six children
+    unknown = runner.invoke(app, ["search", "--space", "toy", "--strategy", "nope", "--storage", storage])
+    assert "known: reinforce, ppo, random, evolution, tpe, gp, qmc, broken, silent, sweep," in " ".join(
+        unknown.output.split()
+    )
+    for strategy, message in [  # a plugin's mistake is named where it is made, in one line
+        ("tuples", "strategy Tuples: propose(1) returned 1 item(s) of tuple; expected a list of 1 Proposal"),
+        ("silent", "strategy Silent: update returned NoneType, not UpdateStats"),
+    ]:
+        args = ["search", "--space", "toy", "--strategy", strategy, "-n", "2", "--executor", "local", "-q"]
+        out = runner.invoke(app, [*args, "--storage", storage], env={"COLUMNS": "300"})
+        assert out.exit_code == 1 and f"error: {message}" in out.output, out.output
