@@ -6,6 +6,7 @@ the operation; `l2l.runs.store.Store` adds the records on top.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,8 +70,10 @@ class Database:
             parsed.port  # noqa: B018 - a port that is not a number fails here, not deep in the driver
         except (ArgumentError, ValueError):
             raise StoreError(f"invalid storage URL {self.label!r}: {_url_problem(url)}") from None
+        self._sqlite_file: Path | None = None
         if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-            parent = Path(parsed.database).expanduser().resolve().parent
+            self._sqlite_file = Path(parsed.database).expanduser().resolve()
+            parent = self._sqlite_file.parent
             if not parent.is_dir():
                 raise StoreError(f"cannot open store {self.label}: directory {str(parent)!r} does not exist")
         try:
@@ -108,11 +111,33 @@ class Database:
                     f"no l2l store at {self.label}: the database holds other tables ({shown}) and none of l2l's"
                 )
         try:
-            with self.engine.begin() as conn:
+            with self._one_migration(), self.engine.begin() as conn:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot migrate store {self.label}: {short_error(exc)}") from exc
+
+    @contextmanager
+    def _one_migration(self) -> Iterator[None]:
+        """On a SQLite file, one process migrates at a time: SQLite's DDL is not transactional here, so two
+        searches creating one new store raced on its tables ("table runs already exists"). An advisory lock
+        on the file itself (flock, which SQLite's own locks do not see); elsewhere the database orders them."""
+        path = self._sqlite_file
+        try:
+            import fcntl
+
+            fd = (
+                None if path is None else os.open(path, os.O_RDONLY if path.exists() else os.O_RDWR | os.O_CREAT, 0o644)
+            )
+        except (ImportError, OSError):  # no flock (Windows), or a file SQLite will refuse with its own reason
+            fd = None
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            if fd is not None:
+                os.close(fd)  # releases the lock
 
     def close(self) -> None:
         """Release the connection pool."""

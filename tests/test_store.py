@@ -213,3 +213,17 @@ def test_the_split_store_keeps_its_public_names() -> None:
     assert all(hasattr(store_module, name) for name in store_module.__all__)
     assert store_module.ChildRecord is ChildRecord and issubclass(Store, Database)
     assert "secret" not in store_module.safe_url("postgresql+psycopg://me:secret@db.example/l2l")
+
+
+def test_processes_creating_one_new_sqlite_store_at_once_all_open_it(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    start = __import__("time").time() + 4.0
+    code = "import time, alembic.command, alembic.config; from l2l.runs.store import Store; "
+    code += f"time.sleep(max(0.0, {start} - time.time())); Store({url!r}).close()"  # all migrate at once
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, errors
+    assert Store(url).list_runs() == []
