@@ -49,7 +49,8 @@ def run_child(space: SearchSpace, task: ChildTask) -> Result:
     torch.set_num_threads(max(1, task.ctx.threads))
     try:
         result = checked_result(space.evaluate(task.spec, task.ctx))
-    except Exception as exc:  # the executor boundary: every child failure is recorded, never raised
+    except (Exception, SystemExit) as exc:  # the executor boundary: every child failure is recorded, never raised
+        # (a space that calls sys.exit too; only Ctrl-C, KeyboardInterrupt, goes on up to stop the search)
         text = "".join(traceback.format_exception(exc))
         summary = f"{type(exc).__name__}: {exc}"
         if len(text) > MAX_TRACEBACK_CHARS:

@@ -344,3 +344,25 @@ def test_the_workers_are_stopped_even_when_the_store_cannot_record_the_stop(
     with pytest.raises(StoreError, match="store went away"):
         search.run()
     assert executor.calls == ["cancel_all", "shutdown"]
+
+
+def test_a_child_that_calls_sys_exit_is_a_failed_child_and_ctrl_c_still_stops() -> None:
+    from l2l.runs.executors import ChildTask, run_child
+    from l2l.search_spaces import Context, Decision, SearchSpace, Spec
+
+    class Quits(SearchSpace):
+        name = "quits"
+
+        def decisions(self) -> list[Decision]:
+            return [Decision.categorical("how", ["exit", "ctrl-c"])]
+
+        def evaluate(self, spec: Spec, ctx: Context) -> Result:
+            if spec["how"] == "exit":
+                raise SystemExit(2)
+            raise KeyboardInterrupt
+
+    space = Quits()
+    result = run_child(space, ChildTask(0, space.decode((0,)), Context()))
+    assert result.status == "failed" and (result.error or "").startswith("SystemExit: 2")
+    with pytest.raises(KeyboardInterrupt):
+        run_child(space, ChildTask(1, space.decode((1,)), Context()))
