@@ -141,6 +141,8 @@ def unknown_options(cls: type[SearchSpace], options: dict[str, Any]) -> tuple[li
     """The ``options`` the space's constructor does not take (none when it takes ``**kwargs``), and those it does."""
     import inspect
 
+    if cls.__init__ is SearchSpace.__init__:  # no constructor of its own: it takes no options
+        return sorted(options), "none"
     try:
         params = list(inspect.signature(cls).parameters.values())
     except (TypeError, ValueError):  # no signature to read: the constructor will say

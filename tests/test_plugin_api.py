@@ -199,8 +199,16 @@ def test_the_space_contract_catches_broken_plugins() -> None:
         contract.test_decisions_are_well_formed(Duplicate())
     with pytest.raises(AssertionError, match=r"tokens \[\d, 1\] do not round-trip"):  # Lossy drops the second token
         contract.test_tokens_round_trip_through_spec_and_json(Lossy())
-    with pytest.raises(pytest.fail.Exception, match="Flaky accepted the unknown option 'zz_no_such_option'"):
-        contract.test_unknown_option_is_refused(Flaky, {})
+
+    class Lenient(Flaky):
+        def __init__(self, **options: object) -> None:  # takes anything, and says nothing
+            super().__init__(**options)
+
+    with pytest.raises(pytest.fail.Exception, match="Lenient accepted the unknown option 'zz_no_such_option'"):
+        contract.test_unknown_option_is_refused(Lenient, {})
+    contract.test_unknown_option_is_refused(Flaky, {})  # no constructor of its own: it takes no options
+    with pytest.raises(PluginError, match=r"search space 'flaky': unknown option\(s\) epochs; known: none"):
+        load_space(f"{PLUGINS / 'spaces.py'}:Flaky", {"epochs": 5})
     with pytest.raises(AssertionError, match="option 'width' is not kept in `options`"):
         contract.test_options_are_kept_and_rebuild_the_space(Forgetful, {"width": 5}, Forgetful(width=5))
     with pytest.raises(AssertionError, match=r"^reward: "):
@@ -269,3 +277,21 @@ def test_a_strategy_plugin_is_used_by_name_and_wrapped(tmp_path: Path, monkeypat
         args = ["search", "--space", "toy", "--strategy", strategy, "-n", "2", "--executor", "local", "-q"]
         out = runner.invoke(app, [*args, "--storage", storage], env={"COLUMNS": "300"})
         assert out.exit_code == 1 and f"error: {message}" in out.output, out.output
+
+
+def test_the_space_contract_says_what_the_search_would_say_of_a_bad_result() -> None:
+    from l2l.search_spaces import Context, Result
+
+    class Floaty(Flaky):
+        def evaluate(self, spec: Spec, ctx: Context) -> Result:
+            return 0.5  # type: ignore[return-value]
+
+    class Texty(Flaky):
+        def evaluate(self, spec: Spec, ctx: Context) -> Result:
+            return Result(reward=0.5, test={"run": "id-17"})  # type: ignore[dict-item]
+
+    contract = SpaceContract()
+    with pytest.raises(AssertionError, match="evaluate returned float, not a Result"):
+        contract.test_evaluate_gives_a_finite_result(Floaty(), Expected())
+    with pytest.raises(AssertionError, match=r"would record this child as failed: result does not fit the store: "):
+        contract.test_evaluate_gives_a_finite_result(Texty(), Expected())

@@ -208,7 +208,7 @@ class ControllerContract(IdentityContract):
         for p in c.propose(3):
             check_proposal(p, decisions, 1)
         assert c.reward_of({"reward": 0.25, "val_acc": 0.5, "val_loss": 1.0}) == 0.25  # the default transform
-        with pytest.raises(ControllerError, match=r"^propose needs n >= 1, got 0$"):
+        with pytest.raises(ControllerError, match=r"\b0\b"):  # refused, saying what it was given
             c.propose(0)
 
     @pytest.mark.parametrize("case", BAD_UPDATES)
