@@ -65,9 +65,17 @@ def arch_figure(graph: dict[str, Any], title: str) -> Figure:
 
     from matplotlib.patches import FancyArrowPatch
 
+    try:  # a plugin's graph(): say what is wrong with it rather than fail somewhere inside the drawing
+        if not isinstance(graph["nodes"], list | tuple):
+            raise TypeError("nodes is not a list")
+        nodes = [str(n) for n in graph["nodes"]]
+        edges = [(int(i), int(j), str(label)) for i, j, label in graph["edges"]]
+    except (KeyError, TypeError, ValueError):
+        raise PlotError(
+            "the space's graph() must give {'nodes': [label, ...], 'edges': [[from, to, label], ...]}, "
+            f"got {str(graph)[:120]}"
+        ) from None
     plt = pyplot()
-    nodes = [str(n) for n in graph["nodes"]]
-    edges = [(int(i), int(j), str(label)) for i, j, label in graph["edges"]]
     for i, j, _ in edges:
         if not (0 <= i < len(nodes) and 0 <= j < len(nodes)):
             raise PlotError(f"edge {i} -> {j} refers to a node that does not exist (nodes 0..{len(nodes) - 1})")

@@ -8,6 +8,7 @@ from l2l.search_spaces.api import (
     SearchSpace,
     SpaceError,
     Spec,
+    described,
     sequence_length,
     token_sizes,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "SpaceError",
     "Spec",
     "available_spaces",
+    "described",
     "load_space",
     "load_space_class",
     "sequence_length",

@@ -291,3 +291,13 @@ class SearchSpace(ABC):
             else:
                 parts.append(f"{k}={v}")
         return " ".join(parts)
+
+
+def described(space: SearchSpace, spec: Spec) -> str:
+    """``space.describe(spec)`` for tables and pages: where a plugin's `describe` raises or gives no text,
+    the spec's own ``name=value`` form (the base class's), so a table of results never fails on one row."""
+    try:
+        text = space.describe(spec)
+    except Exception:  # plugin code; the spec is still worth showing
+        text = None
+    return text if isinstance(text, str) else SearchSpace.describe(space, spec)

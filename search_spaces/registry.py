@@ -10,7 +10,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
-from l2l.search_spaces.api import SearchSpace, SpaceError, Spec, sequence_length, token_sizes
+from l2l.search_spaces.api import Decision, SearchSpace, SpaceError, Spec, sequence_length, token_sizes
 from l2l.search_spaces.constraints import Constraints
 from l2l.search_spaces.typed import OptionTypeError, coerce_call
 
@@ -197,6 +197,12 @@ def validate_space(space: SearchSpace, samples: int = 32) -> None:
         raise PluginError(f"{label}: decisions() raised {exc!r}") from exc
     if not decisions:
         raise PluginError(f"{label}: it declares no decisions")
+    odd = next((d for d in decisions if not isinstance(d, Decision)), None)
+    if odd is not None:
+        raise PluginError(
+            f"{label}: decisions() gave {type(odd).__name__} {odd!r}; each decision must be a "
+            "Decision (Decision.categorical(...) or Decision.anchor(...))"
+        )
     names = [d.name for d in decisions]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -295,3 +295,45 @@ def test_the_space_contract_says_what_the_search_would_say_of_a_bad_result() -> 
         contract.test_evaluate_gives_a_finite_result(Floaty(), Expected())
     with pytest.raises(AssertionError, match=r"would record this child as failed: result does not fit the store: "):
         contract.test_evaluate_gives_a_finite_result(Texty(), Expected())
+
+
+def test_a_plugins_describe_graph_or_decisions_that_misbehave_are_one_line_not_a_traceback(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+    from l2l.search_spaces import described
+
+    class Mute(Flaky):
+        def describe(self, spec: Spec) -> str:
+            raise RuntimeError("describe blew up")
+
+    class Counting(Flaky):
+        def describe(self, spec: Spec) -> str:
+            return 7  # type: ignore[return-value]
+
+    spec = Flaky().decode((0,))
+    assert described(Mute(), spec) == described(Counting(), spec) == "x=good"  # the spec's own form
+    code = (
+        "from l2l.search_spaces import Decision, Result, SearchSpace\n"
+        "class Loose(SearchSpace):\n"
+        "    name = 'loose'\n"
+        "    def decisions(self): return [{'name': 'a', 'options': [1, 2]}]\n"
+        "    def evaluate(self, spec, ctx): return Result(reward=1.0)\n"
+        "class Tangled(SearchSpace):\n"
+        "    name = 'tangled'\n"
+        "    def decisions(self): return [Decision.categorical('a', [1, 2])]\n"
+        "    def describe(self, spec): raise RuntimeError('describe blew up')\n"
+        "    def graph(self, spec): return {'nodes': 'oops'}\n"
+        "    def evaluate(self, spec, ctx): return Result(reward=1.0)\n"
+    )
+    (tmp_path / "odd.py").write_text(code)
+    runner, storage = CliRunner(), ["--storage", f"sqlite:///{tmp_path / 'o.db'}"]
+    loose = runner.invoke(app, ["spaces", "show", f"{tmp_path / 'odd.py'}:Loose"], env={"COLUMNS": "300"})
+    assert loose.exit_code == 1 and "decisions() gave dict {'name': 'a'" in loose.output
+    args = ["search", "--space", f"{tmp_path / 'odd.py'}:Tangled", "-n", "2", "--executor", "local", "-q"]
+    assert runner.invoke(app, [*args, *storage]).exit_code == 0
+    for command in (["runs", "top", "1"], ["runs", "best", "1"]):
+        out = runner.invoke(app, [*command, *storage])
+        assert out.exit_code == 0 and "a=" in out.output, out.output
+    plotted = runner.invoke(app, ["plot", "arch", "1", "-o", str(tmp_path / "a.png"), *storage], env={"COLUMNS": "300"})
+    assert plotted.exit_code == 1 and "the space's graph() must give {'nodes'" in plotted.output, plotted.output

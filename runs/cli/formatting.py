@@ -72,12 +72,12 @@ def describe(run: Any, spec_json: dict[str, Any]) -> str:
     """A spec as its space describes it, escaped for Rich (descriptions may hold ``[...]``)."""
     from rich.markup import escape
 
-    from l2l.search_spaces import SpaceError, Spec, load_space
+    from l2l.search_spaces import SpaceError, Spec, described, load_space
 
     spec = Spec.from_json(spec_json)
     try:
         space = load_space(run.space, dict(run.config.get("space_options") or {}), validate=False)
-        return escape(space.describe(spec))
+        return escape(described(space, spec))
     except SpaceError:
         return escape(" ".join(f"{k}={v}" for k, v in spec.items()))
 

@@ -71,7 +71,7 @@ def plot_arch_cmd(
         from l2l.runs.arch_plot import plot_arch
         from l2l.runs.estimates import rank as rank_archs
         from l2l.runs.plots import PlotError
-        from l2l.search_spaces import Spec
+        from l2l.search_spaces import Spec, described
 
         store = open_store(storage)
         run = store.get_run(run_id)
@@ -86,7 +86,7 @@ def plot_arch_cmd(
             raise UsageError(f"run {run_id} has {len(top)} finished architectures; --rank {rank} does not exist")
         child = top[rank - 1]
         spec = Spec.from_json(child.spec)
-        title = f"run {run_id}, child {child.number}, reward {fmt(rewards[rank - 1])}: {space.describe(spec)}"
+        title = f"run {run_id}, child {child.number}, reward {fmt(rewards[rank - 1])}: {described(space, spec)}"
         try:
             path = plot_arch(space.graph(spec), title, output)
         except PlotError as exc:

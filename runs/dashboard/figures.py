@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from l2l.runs.store_records import ChildRecord, RunRecord
-from l2l.search_spaces import SearchSpace, SpaceError, Spec, load_space
+from l2l.search_spaces import SearchSpace, SpaceError, Spec, described, load_space
 
 _LOCK = threading.Lock()
 CACHE_SIZE = 256
@@ -93,7 +93,7 @@ def describe(space: SearchSpace | None, child: ChildRecord) -> str | None:
     if space is None:
         return None
     try:
-        return space.describe(Spec.from_json(child.spec))
+        return described(space, Spec.from_json(child.spec))
     except (SpaceError, KeyError, TypeError, ValueError):
         return None
 
@@ -111,7 +111,7 @@ def arch_svg(run: RunRecord, child: ChildRecord, pinned: Mapping[str, Any] | Non
 
         try:
             spec = Spec.from_json(child.spec)
-            title = f"run {run.id}, child {child.number}: {space.describe(spec)}"
+            title = f"run {run.id}, child {child.number}: {described(space, spec)}"
             with _LOCK:
                 from l2l.search_spaces.placement import PlacementSpace
 
