@@ -115,7 +115,8 @@ def _check_token(name: str, kind: str, unit_index: int, position: int) -> None:
     if name not in known:
         hint = ""
         if kind == "operand" and name.startswith("u") and name[1:].isdigit():
-            hint = f" (unit {unit_index + 1} can only use the outputs of units 1..{unit_index})"
+            earlier = f"the outputs of units 1..{unit_index}" if unit_index > 1 else "the output of unit 1"
+            hint = f" (unit {unit_index + 1} can only use {earlier})" if unit_index else " (unit 1 comes first)"
         raise RuleError(f"unknown {kind} {name!r} at position {position}{hint}; known: {', '.join(known)}")
 
 

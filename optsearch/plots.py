@@ -124,9 +124,11 @@ def plot_curves(results: dict[str, list[Curve]], path: Path) -> Path:
                 continue
             epochs = range(1, len(c.curves["val_acc"]) + 1)
             style = "--" if c.label in ("sgd-momentum", "adam") else "-"
-            label = f"{c.label} (lr {c.lr:g})"
-            axes[0][col].plot(epochs, c.curves["train_loss"], style, label=label)
-            axes[1][col].plot(epochs, c.curves["val_acc"], style, label=label)
+            short = len(c.curves["val_acc"]) < len(max((d.curves.get("val_acc", []) for d in curves), key=len))
+            label = f"{c.label} (lr {c.lr:g}){': stopped early' if short else ''}"
+            marker = "o" if len(epochs) < 3 else None  # a curve of one point is a point: draw it
+            axes[0][col].plot(epochs, c.curves["train_loss"], style, marker=marker, label=label)
+            axes[1][col].plot(epochs, c.curves["val_acc"], style, marker=marker, label=label)
         axes[0][col].set_title(f"{task}: training loss")
         axes[0][col].set_yscale("log")
         axes[1][col].set_title(f"{task}: validation accuracy")

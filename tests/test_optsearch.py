@@ -34,7 +34,9 @@ def test_parser_names_the_bad_token_its_position_and_what_is_known() -> None:
     assert str(err.value).startswith("unknown unary 'sqrtt' at position 3; known: identity, neg, exp, log, sqrt,")
     with pytest.raises(RuleError, match=r"unknown binary 'plus' at position 10; known: add, sub"):
         parse("g m identity identity add ; u1 g identity identity plus")
-    with pytest.raises(RuleError, match=r"unknown operand 'u2' at position 6 \(unit 2 can only use .* units 1..1\)"):
+    with pytest.raises(
+        RuleError, match=r"unknown operand 'u2' at position 6 \(unit 2 can only use the output of unit 1\)"
+    ):
         parse("g m identity identity add ; u2 g identity identity add")
     with pytest.raises(RuleError, match=r"unknown operand 'gg' at position 1"):
         parse("gg m identity identity add")

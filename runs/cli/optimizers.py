@@ -228,7 +228,8 @@ def optimizers_evaluate(
             what = cell.failed or f"test {cell.test_mean:.4f} at lr {cell.lr:.3g}"
             console.print(
                 f"[{done[0]}/{len(tasks) * len(contenders)}] {cell.task} {cell.label}: {escape(what)} "
-                f"({cell.runs} runs, {time.perf_counter() - started:.0f} s)",
+                f"({cell.runs} runs, {cell.seconds:.0f} s of training; {time.perf_counter() - started:.0f} s "
+                "since the start)",
                 highlight=False,
             )
 

@@ -143,16 +143,22 @@ def plot_optimizer_cmd(
     top: Annotated[int, typer.Option("--top", help="How many of the best rules.", min=1, max=6)] = 3,
     lrs: Annotated[
         str | None,
-        typer.Option("--lrs", help="Comma-separated learning rates every optimizer is tuned on \\[default: 1e-4..1]."),
+        typer.Option(
+            "--lrs",
+            help="Comma-separated learning rates every optimizer is tuned on \\[default: 1e-4..1 for a run of "
+            "one task, the scoreboard's 1e-5..10 for a suite run].",
+        ),
     ] = None,
     workers: Annotated[
         int | None, typer.Option("--workers", help="Processes for a suite run's board (default: the CPU count).", min=1)
     ] = None,
     storage: StorageOpt = None,
 ) -> None:
-    """For a run: heatmaps of the best rules' updates over (g, m), and their training curves against tuned
-    SGD with momentum and Adam on the child task and on a task the search never saw. For a board: a
-    performance profile, per-task validation curves at the tuned settings, and the update heatmaps."""
+    """For a run of one task: heatmaps of the best rules' updates over (g, m), and their training curves
+    against tuned SGD with momentum and Adam on the child task and on a task the search never saw. For a
+    suite run: a one-seed scoreboard of its best rules against Adam and SGD with momentum on its search
+    tasks, drawn as a board. For a board: a performance profile, per-task validation curves at the tuned
+    settings, and the update heatmaps."""
     if not target.isdigit():
         with user_errors():
             _plot_board(Path(target), output)
@@ -281,7 +287,7 @@ def _plot_suite_run(store: Any, run: Any, top: int, lrs: str | None, output: Pat
     import json
     import os
 
-    from l2l.optsearch.board import run_board
+    from l2l.optsearch.board import for_json, run_board
     from l2l.optsearch.language import to_text
     from l2l.optsearch.presets import PRESETS
     from l2l.optsearch.tuning import LR_GRID, Contender
@@ -295,7 +301,7 @@ def _plot_suite_run(store: Any, run: Any, top: int, lrs: str | None, output: Pat
         board = run_board(contenders, tasks, 1, lrs=parse_lrs(lrs, LR_GRID), workers=workers or os.cpu_count() or 1)
     path = output / f"run{run.id}_board.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(board, indent=1))
+    path.write_text(json.dumps(for_json(board), indent=1))  # strict JSON: no NaN
     console.print(f"wrote {path}", highlight=False)
     _plot_board(path, output)
 
