@@ -164,6 +164,13 @@ def test_export_takes_its_format_from_the_file_and_best_names_a_run_whose_childr
     assert json.loads((tmp_path / "x.json").read_text())["run"]["id"] == 2
     ok("runs", "export", "2", "-o", str(tmp_path / "x.csv"), "--storage", storage)
     assert (tmp_path / "x.csv").read_text().startswith("number,")
+    here = os.getcwd()
+    try:  # -o - is stdout, not a file named "-"
+        os.chdir(tmp_path)
+        assert ok("runs", "export", "2", "-o", "-", "--storage", storage) == (tmp_path / "x.csv").read_text()
+        assert not (tmp_path / "-").exists()
+    finally:
+        os.chdir(here)
     expected = "no child of run 1 succeeded (2 failed; their reasons: `l2l runs export 1`)"
     for command in (["best"], ["best", "--by", "single"], ["top"], ["top", "--by", "single"]):
         result = runner.invoke(app, ["runs", command[0], "1", *command[1:], "--storage", storage])

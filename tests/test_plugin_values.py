@@ -223,4 +223,6 @@ def test_tables_and_exports_follow_the_metrics_a_space_declares(tmp_path: Path) 
     assert "test_r2 0.7900, test_mse 0.2000" in best
     rows = runner.invoke(app, ["runs", "export", "1", "--format", "csv", "--storage", storage]).output.splitlines()
     columns = rows[0].split(",")
-    assert columns[-5:] == ["test_r2", "test_mse", "cost_params", "tokens", "spec"] and "test_acc" not in columns
+    assert (
+        columns[-6:] == ["test_r2", "test_mse", "cost_params", "info", "tokens", "spec"] and "test_acc" not in columns
+    )

@@ -37,23 +37,24 @@ FORMATS = ("csv", "json")
 
 def export_csv(children: Sequence[ChildRecord], tests: Sequence[str] = (), costs: Sequence[str] = ()) -> str:
     """One row per child, for spreadsheets and pandas: the stored fields (``error``: the one-line reason; the
-    traceback is in the JSON export), then one column per test metric
-    (named as the space names it) and per cost (``cost_<name>``), then tokens and spec. ``tests`` and
-    ``costs`` name the metrics (a `MetricView`'s, declared by the space); empty: those the results hold."""
+    traceback is in the JSON export), then one column per test metric (named as the space names it) and per
+    cost (``cost_<name>``), then the space's ``info`` (JSON), tokens and spec. ``tests`` and ``costs`` name the
+    metrics (a `MetricView`'s, declared by the space); empty: those the results hold."""
     tests = list(tests) or metric_keys(children, "test")
     costs = list(costs) or metric_keys(children, "cost")
     taken = set(EXPORT_COLUMNS) | {"tokens", "spec"}
     test_columns = [k if k not in taken else f"test.{k}" for k in tests]
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow([*EXPORT_COLUMNS, *test_columns, *(f"cost_{k}" for k in costs), "tokens", "spec"])
+    writer.writerow([*EXPORT_COLUMNS, *test_columns, *(f"cost_{k}" for k in costs), "info", "tokens", "spec"])
     for c in children:
         test, cost = c.metrics.get("test") or {}, c.metrics.get("cost") or {}
         writer.writerow(
             [getattr(c, col) if col != "error" else first_line(c.error) if c.error else None for col in EXPORT_COLUMNS]
             + [test.get(k) for k in tests]
             + [cost.get(k) for k in costs]
-            + [" ".join(str(t) for t in c.tokens), json.dumps(c.spec)]
+            + [json.dumps(c.metrics.get("info") or {}, sort_keys=True), " ".join(str(t) for t in c.tokens)]
+            + [json.dumps(c.spec)]
         )
     return buf.getvalue()
 

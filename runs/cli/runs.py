@@ -370,10 +370,11 @@ def runs_export(
     export_format: Annotated[
         str | None, typer.Option("--format", help="csv or json (default: the --output file's suffix, else csv).")
     ] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default or -: stdout).")] = None,
     storage: StorageOpt = None,
 ) -> None:
     """Export every child of a run (and, in JSON, the run and its controller updates)."""
+    output = None if output == Path("-") else output  # the usual name of stdout
     with user_errors():
         if export_format is None:
             export_format = "json" if output is not None and output.suffix.lower() == ".json" else "csv"
