@@ -175,6 +175,9 @@ class SearchSpace(ABC):
     validation_metric: ClassVar[str] = "acc"
     test_metrics: ClassVar[tuple[str, ...]] = ()
     cost_metrics: ClassVar[tuple[str, ...]] = ()
+    # the `Context.budget` keys `evaluate` reads ("epochs", "steps"): what `l2l runs best --retrain --epochs`
+    # and a run's budget may set; empty: the space trains nothing a budget could change (a table lookup)
+    budget_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **options: Any) -> None:
         self.options: dict[str, Any] = dict(options)

@@ -29,6 +29,7 @@ class MacroSpace(DatasetSpace):
     """
 
     name = "macro"
+    budget_keys = ("epochs",)
     description = "Zoph & Le's macro CNN (filters, kernel sizes, strides, skip connections), MNIST-1D by default."
 
     def __init__(

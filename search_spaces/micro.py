@@ -22,6 +22,7 @@ class MicroSpace(DatasetSpace):
     """
 
     name = "micro"
+    budget_keys = ("epochs",)
     description = "NASNet/ENAS micro cells (normal + reduction cell of B nodes, stacked), MNIST-1D by default."
 
     def __init__(

@@ -42,6 +42,7 @@ class MLPSpace(DatasetSpace):
     """
 
     name = "mlp"
+    budget_keys = ("epochs",)
     description = "MLP on scikit-learn digits (8x8): depth, widths, activations, dropout, learning rate."
 
     def __init__(

@@ -20,6 +20,7 @@ class NB201CellSpace(CellSpace, DatasetSpace):
     """
 
     name = "nb201_cell"
+    budget_keys = ("epochs",)
     description = "NAS-Bench-201 cells built and trained (MNIST-1D by default), with their cost."
 
     def __init__(

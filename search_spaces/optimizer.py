@@ -37,6 +37,7 @@ class OptimizerSpace(DatasetSpace):
     """
 
     name = "optimizer"
+    budget_keys = ("epochs",)
     description = "Update rules in the language of Neural Optimizer Search, trained on a small CNN on digits."
     cost_metrics = ("params", "train_time_s", "lrs_tried")
 

@@ -30,6 +30,7 @@ class RNNCellSpace(SearchSpace):
     """
 
     name = "rnn_cell"
+    budget_keys = ("steps",)
     description = "Recurrent cells (ENAS cell or Zoph & Le's tree) for character language modelling."
     validation_metric = "bpc"  # kept in info as val_bpc; val_acc is not measured
     test_metrics = ("test_bpc",)

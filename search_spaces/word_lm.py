@@ -55,6 +55,7 @@ class WordLMSpace(SearchSpace):
     """
 
     name = "word_lm"
+    budget_keys = ("epochs",)
     description = "Word LSTM LM (Shakespeare): sizes, learning rate, dense/SLIDE/sampled/predicted output layer."
     validation_metric = "ppl"
     test_metrics = ("test_ppl",)

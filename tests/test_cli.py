@@ -455,6 +455,10 @@ def test_a_retraining_budget_the_space_does_not_train_by_is_refused(storage: str
     assert retrain_budget(cells, "nb201_cell", 3, None) == {"epochs": 3}
     with pytest.raises(UsageError, match="--epochs does not apply; use --steps"):
         retrain_budget(load_space("rnn_cell", {}, validate=False), "rnn_cell", 2, None)
+    noisy = load_space("toy", {"noise": 0.1})  # trains nothing: a budget would change nothing
+    with pytest.raises(UsageError, match=r"'toy' declares no training budget \(SearchSpace.budget_keys\): --epochs"):
+        retrain_budget(noisy, "toy", 30, None)
+    assert retrain_budget(noisy, "toy", None, None) == {}
     ok("search", "--space", "toy", "--children", "2", "--executor", "local", "-q", "--storage", storage)
     alone = runner.invoke(app, ["runs", "best", "1", "--epochs", "3", "--storage", storage])
     assert alone.exit_code != 0 and "--epochs and --steps are the budget of a retraining: add --retrain" in alone.output

@@ -25,10 +25,16 @@ def record_retrained(store: Store, run_id: int, derived: ChildRecord, result: Re
 
 
 def retrain_budget(space: SearchSpace, name: str, epochs: int | None, steps: int | None) -> dict[str, int]:
-    """The budget of a retraining from ``--epochs`` and ``--steps``; one the space does not train by is refused
-    (a space with an ``epochs`` setting trains for epochs, one with ``steps`` for steps), not ignored."""
+    """The budget of a retraining from ``--epochs`` and ``--steps``; one the space does not train by is refused,
+    not ignored. What it trains by is its ``budget_keys`` (`SearchSpace.budget_keys`); a plugin that declares
+    none but has an ``epochs`` or ``steps`` setting trains by that."""
     budget = {k: v for k, v in (("epochs", epochs), ("steps", steps)) if v is not None}
-    takes = [k for k in ("epochs", "steps") if hasattr(space, k)]
+    takes = list(space.budget_keys) or [k for k in ("epochs", "steps") if hasattr(space, k)]
+    if budget and not takes and not space.exact_rewards():
+        raise UsageError(
+            f"space {name!r} declares no training budget (SearchSpace.budget_keys): --{next(iter(budget))} "
+            "would change nothing; retrain without it"
+        )
     wrong = [k for k in budget if takes and k not in takes]
     if wrong:
         instead = " or ".join(f"--{k}" for k in takes)
