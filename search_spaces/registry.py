@@ -223,8 +223,8 @@ def validate_space(space: SearchSpace, samples: int = 32) -> None:
         raise PluginError(f"{label}: no decision has a choice to make")
     try:
         Constraints.of(space)  # forbidden combinations that name what exists, a canonical form that is stable
-    except SpaceError as exc:
-        raise PluginError(f"{label}: {exc}") from exc
+    except SpaceError as exc:  # its message names the space already
+        raise PluginError(f"search {exc}" if str(exc).startswith("space ") else f"{label}: {exc}") from exc
     except Exception as exc:  # plugin code (forbidden, canonical)
         raise PluginError(f"{label}: its forbidden combinations or canonical form raised {exc!r}") from exc
     rng = random.Random(0)

@@ -134,8 +134,8 @@ class Layers(SearchSpace):
 
 def test_a_space_whose_forbidden_combinations_leave_nothing_is_refused() -> None:
     ref = f"{Path(__file__).resolve()}:Layers"
-    with pytest.raises(PluginError, match="forbidden combinations leave no candidate"):
-        load_space(ref, {"forbid_all": True})
+    with pytest.raises(PluginError, match="^search space 'layers': its forbidden combinations leave no candidate$"):
+        load_space(ref, {"forbid_all": True})  # the space named once
 
 
 def test_spaces_show_counts_architectures_and_lists_the_forbidden() -> None:
