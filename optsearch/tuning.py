@@ -3,7 +3,8 @@
 On each task the learning rate is chosen on a grid of half-decade steps (1e-5 to 10 by default) by the
 validation metric of the tuning seed(s), walking the grid from 1e-3 in the better direction until two
 points in a row are no better (the same walk for every optimizer, so no one gets more trials by
-design); a rule with decoupled weight decay then has its weight decay chosen on a grid at that rate.
+design; rates that diverge before any has trained are no misses, so a rule that trains only at small
+rates is found there); a rule with decoupled weight decay then has its weight decay chosen on a grid at that rate.
 When the chosen rate is the grid's first or last point the result says so (``lr_at_edge``): the grid
 was too narrow for it. The chosen setting is then trained with every seed, and the test metric is
 reported as a mean with a 95% confidence interval (Student's t over seeds).
