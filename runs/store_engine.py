@@ -121,15 +121,14 @@ class Database:
     def _one_migration(self) -> Iterator[None]:
         """On a SQLite file, one process migrates at a time: SQLite's DDL is not transactional here, so two
         searches creating one new store raced on its tables ("table runs already exists"). An advisory lock
-        on the file itself (flock, which SQLite's own locks do not see); elsewhere the database orders them."""
+        (flock) on the file's folder, never on the file: closing any descriptor of the database file would
+        drop the POSIX locks SQLite holds on it in this process. Elsewhere the database orders them."""
         path = self._sqlite_file
         try:
             import fcntl
 
-            fd = (
-                None if path is None else os.open(path, os.O_RDONLY if path.exists() else os.O_RDWR | os.O_CREAT, 0o644)
-            )
-        except (ImportError, OSError):  # no flock (Windows), or a file SQLite will refuse with its own reason
+            fd = None if path is None else os.open(path.parent, os.O_RDONLY)
+        except (ImportError, OSError):  # no flock (Windows), or a folder SQLite will refuse with its own reason
             fd = None
         try:
             if fd is not None:

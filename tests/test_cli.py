@@ -369,7 +369,7 @@ def test_help_shows_the_defaults_written_in_brackets() -> None:
     for text in ("[env L2L_STORAGE; default sqlite:///l2l.db]", "[default: embedded]", "[default: 1]"):
         assert text in shown, text
     plot = " ".join(runner.invoke(app, ["plot", "optimizer", "--help"], env={"COLUMNS": "400"}).output.split())
-    assert "[default: 1e-4..1]" in plot
+    assert "[default: 1e-4..1 for a run of one task, the scoreboard's 1e-5..10 for a suite run]" in plot
 
 
 def test_the_nodes_line_counts_children_per_node_and_retries() -> None:

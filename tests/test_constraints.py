@@ -134,7 +134,7 @@ class Layers(SearchSpace):
 
 def test_a_space_whose_forbidden_combinations_leave_nothing_is_refused() -> None:
     ref = f"{Path(__file__).resolve()}:Layers"
-    with pytest.raises(PluginError, match="^search space 'layers': its forbidden combinations leave no candidate$"):
+    with pytest.raises(PluginError, match=r"^search space 'layers': its forbidden combinations leave no candidate$"):
         load_space(ref, {"forbid_all": True})  # the space named once
 
 
