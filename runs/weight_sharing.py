@@ -31,6 +31,7 @@ from l2l.controllers import Controller, Proposal, make_controller
 from l2l.controllers.base import checked_proposals, checked_stats
 from l2l.nas.shared import SharedWeights
 from l2l.runs.driver import Heartbeat, code_version, live_driver
+from l2l.runs.executors import check_device
 from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted
 from l2l.runs.sharing_config import BLOWUP, SharingConfig
 from l2l.runs.store import EpochRecord, ScoredChild, Store
@@ -93,6 +94,7 @@ class WeightSharingSearch:
         self.controller: Controller = make_controller(
             config.strategy, self.space.decisions(), config.seed, settings, Constraints.of(self.space)
         )
+        check_device(config.device)  # the shared weights train in this process: its devices, before any run
         self.device = torch.device(config.device)
         seed = config.seed
         self.weights = SharedWeights(

@@ -263,6 +263,9 @@ def test_weight_sharing_flags_fail_with_one_line(tmp_path: Path) -> None:
     out, _ = _cli(*ws, "--config", str(tmp_path / "async.toml"), "-n", "3").communicate(timeout=60)
     expected = "error: a weight-sharing search runs in this process for its -W epochs: --children, mode (in "
     assert out.strip() == expected + f"{tmp_path / 'async.toml'}) do not apply to it; drop them"
+    out, _ = _cli(*ws, "--device", "gpu").communicate(timeout=60)  # refused before any run is recorded
+    assert out.strip().startswith("error: --device 'gpu' is not a torch device (cpu, cuda, cuda:1, mps)")
+    assert Store(db).list_runs() == []
     out, _ = _cli(*ws, "-W", "epochs=1").communicate(timeout=60)  # the default warm-up is 1 epoch
     assert out.strip().startswith("error: weight sharing: warmup (1) must be below epochs (1), or the controller")
 
