@@ -266,6 +266,8 @@ def test_weight_sharing_flags_fail_with_one_line(tmp_path: Path) -> None:
     out, _ = _cli(*ws, "--device", "gpu").communicate(timeout=60)  # refused before any run is recorded
     assert out.strip().startswith("error: --device 'gpu' is not a torch device (cpu, cuda, cuda:1, mps)")
     assert Store(db).list_runs() == []
+    out, _ = _cli("search", "--resume", "1", "-W", "epochs=3", "--storage", db).communicate(timeout=60)
+    assert out.strip() == "error: --resume continues run 1 with its stored settings; drop -W"
     out, _ = _cli(*ws, "-W", "epochs=1").communicate(timeout=60)  # the default warm-up is 1 epoch
     assert out.strip().startswith("error: weight sharing: warmup (1) must be below epochs (1), or the controller")
 

@@ -217,6 +217,8 @@ def search(
             controller_option,
             config,
         )
+        if resume is not None and ws_option:  # a resumed run keeps its stored settings, -W's included
+            raise UsageError(f"--resume continues run {resume} with its stored settings; drop -W")
         flags = with_weight_sharing(flags, weight_sharing, ws_option)
         store = open_store(storage, create=resume is None)
         if dashboard:
