@@ -60,6 +60,8 @@ class SharingConfig:
                 f"weight sharing: lr and weight_decay must be finite and >= 0 and grad_clip > 0, got "
                 f"{self.lr}, {self.weight_decay}, {self.grad_clip}"
             )
+        if not 0 <= self.momentum < 1:  # Nesterov SGD's momentum: 1 or more never forgets, and diverges
+            raise SearchError(f"weight sharing: momentum must be in [0, 1), got {self.momentum}")
 
     @staticmethod
     def from_settings(settings: Mapping[str, Any]) -> SharingConfig:
