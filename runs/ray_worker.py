@@ -56,7 +56,21 @@ def child_on_worker(
     runtime.update(node=ray.get_runtime_context().get_node_id(), queued=queued_at, gpu_ids=[str(g) for g in gpus])
     if notice:
         runtime["notice"] = f"{notice} (torch {torch.__version__} on {socket.gethostname()})"
+    elif untrained := untrained_notice(space, result, parallel):
+        runtime["notice"] = untrained
     return dataclasses.replace(result, runtime=runtime)
+
+
+def untrained_notice(space: SearchSpace, result: Result, parallel: DataParallel) -> str | None:
+    """What to tell the user when a child given several workers trained in one process: its space does not
+    train with l2l's training loops, so the workers had nothing to share (the record says 0 examples)."""
+    record = result.info.get("data_parallel") if result.ok else None
+    if parallel.workers < 2 or not isinstance(record, dict) or record.get("train_s"):
+        return None
+    return (
+        f"space {space.name!r} does not train with l2l's training loops: --workers-per-child {parallel.workers} "
+        f"--data-parallel {parallel.mode} trained each child in one process"
+    )
 
 
 def assigned_device(asked: str, gpus: list[str], cuda: bool) -> tuple[str, str | None]:

@@ -241,3 +241,20 @@ def test_the_cli_offers_the_modes_and_an_unknown_one_fails_before_any_child() ->
     assert "--data-parallel" in shown and "sandblaster" in shown and "--dp-option" in shown
     with pytest.raises(ExecutorError, match="unknown --data-parallel 'hogwild'; known: sync, downpour, sandblaster"):
         make_executor("ray", options={"workers_per_child": 2, "data_parallel": "hogwild"})
+
+
+def test_a_child_whose_space_trains_without_the_loops_is_said_to_have_trained_in_one_process() -> None:
+    from l2l.runs.distbelief import DataParallel
+    from l2l.runs.ray_worker import untrained_notice
+    from l2l.search_spaces import Result, load_space
+
+    space = load_space("toy")
+    idle = Result(reward=1.0, info={"data_parallel": {"mode": "sync", "workers": 2, "examples": 0, "train_s": 0.0}})
+    trained = Result(reward=1.0, info={"data_parallel": {"mode": "sync", "workers": 2, "train_s": 1.5}})
+    notice = untrained_notice(space, idle, DataParallel(mode="sync", workers=2))
+    assert notice == (
+        "space 'toy' does not train with l2l's training loops: --workers-per-child 2 --data-parallel sync "
+        "trained each child in one process"
+    )
+    assert untrained_notice(space, trained, DataParallel(mode="sync", workers=2)) is None
+    assert untrained_notice(space, idle, DataParallel(mode="sync", workers=1)) is None
