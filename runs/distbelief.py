@@ -57,6 +57,16 @@ class DataParallelError(ValueError):
     """A data-parallel setting is out of range or unknown."""
 
 
+# the options only one mode reads (the rest, spread, slow, cpus, gpus, apply to every mode)
+MODE_OPTIONS = {
+    "downpour": (
+        "shards", "n_fetch", "n_push", "max_staleness", "server_optimizer", "server_lr", "unit_batches",
+        "snapshot_every",
+    ),
+    "sandblaster": ("work_units", "lbfgs_lr", "lbfgs_iters", "history_size", "line_search"),
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class DataParallel:
     """How the K workers of one child train it together (the mode and its settings); small, sent with each child."""
@@ -124,6 +134,17 @@ class DataParallel:
             except (TypeError, ValueError):
                 what = "comma-separated numbers" if kind is _factors else f"a {kind.__name__}"
                 raise DataParallelError(f"data-parallel option {key}={value!r} is not {what}") from None
+        for key in values:
+            owner = next((m for m, keys in MODE_OPTIONS.items() if key in keys), None)
+            if owner is not None and owner != mode:
+                raise DataParallelError(
+                    f"data-parallel option {key} applies to --data-parallel {owner}, not {mode}"
+                    + ("" if extra.get("record", True) else " (no --data-parallel given: sync)")
+                )
+        if len(values.get("slow", ())) > workers:
+            raise DataParallelError(
+                f"data-parallel option slow gives {len(values['slow'])} factors for {workers} worker(s) per child"
+            )
         return DataParallel(mode=mode, workers=workers, **values, **extra)
 
     @property

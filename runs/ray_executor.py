@@ -194,6 +194,11 @@ class RayExecutor(Executor):
         _check_options(
             cpus_per_child, gpus_per_child, max_concurrent, child_timeout, max_retries, prefetch, workers_per_child
         )
+        if dp_options and data_parallel is None and workers_per_child == 1:
+            raise ExecutorError(
+                "--dp-option sets how a child's workers train it together; add --workers-per-child K and "
+                "--data-parallel sync|downpour|sandblaster"
+            )
         try:
             parallel = DataParallel.parse(
                 data_parallel or "sync",

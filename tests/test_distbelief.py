@@ -229,6 +229,13 @@ def test_bad_settings_name_the_value_and_what_is_valid() -> None:
     with pytest.raises(DataParallelError, match=r"n_fetch='x' is not an? int"):
         DataParallel.parse("downpour", 2, {"n-fetch": "x"})
     assert DataParallel.parse("downpour", 2, {"n_fetch": 3, "slow": "1,3"}).slow == (1.0, 3.0)
+    # an option of another mode, or more slow factors than workers, would be ignored: refused
+    with pytest.raises(DataParallelError, match="option shards applies to --data-parallel downpour, not sync"):
+        DataParallel.parse("sync", 2, {"shards": 2})
+    with pytest.raises(DataParallelError, match="option lbfgs_iters applies to --data-parallel sandblaster, not"):
+        DataParallel.parse("downpour", 2, {"lbfgs_iters": 3})
+    with pytest.raises(DataParallelError, match="slow gives 3 factors for 2 worker"):
+        DataParallel.parse("downpour", 2, {"slow": "1,1,1"})
 
 
 def test_the_cli_offers_the_modes_and_an_unknown_one_fails_before_any_child() -> None:
@@ -241,6 +248,8 @@ def test_the_cli_offers_the_modes_and_an_unknown_one_fails_before_any_child() ->
     assert "--data-parallel" in shown and "sandblaster" in shown and "--dp-option" in shown
     with pytest.raises(ExecutorError, match="unknown --data-parallel 'hogwild'; known: sync, downpour, sandblaster"):
         make_executor("ray", options={"workers_per_child": 2, "data_parallel": "hogwild"})
+    with pytest.raises(ExecutorError, match="--dp-option sets how a child's workers train it together; add"):
+        make_executor("ray", options={"dp_options": {"shards": 2}})
 
 
 def test_a_child_whose_space_trains_without_the_loops_is_said_to_have_trained_in_one_process() -> None:
