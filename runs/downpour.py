@@ -165,6 +165,7 @@ class Downpour:
         self.batch_size = 0
         self._refs: tuple[Any, Any] | None = None
         self._shard_args: tuple[Any, float, float] | None = None
+        self.served: tuple[str, float] | None = None
 
     def start(
         self, model: nn.Module, train: Split, config: TrainConfig, optimizer_factory: OptimizerFactory, seed: int
@@ -178,6 +179,7 @@ class Downpour:
             name = "adagrad" if optimizer_factory is adam_factory else "child"
         factory = optimizer_factory if name == "child" else optimizer_by_name(name)
         lr = p.server_lr if p.server_lr is not None else server_learning_rate(name, config.lr)
+        self.served = (name, lr)  # what the shards apply, "auto" resolved: recorded with the child
         self._shard_args = (factory, lr, config.weight_decay)
         self.shards = [self._shard(flat[a:b]) for a, b in self.ranges]
         self.snapshots = ray.get([s.snapshot.remote() for s in self.shards])
@@ -294,6 +296,7 @@ class Downpour:
         return {
             "nodes": sorted(self.nodes),
             "shards": len(self.ranges),
+            **({"server_optimizer": self.served[0], "server_lr": self.served[1]} if self.served else {}),
             "units": self.units_done,
             "pushes": len(st),
             "staleness_mean": sum(st) / len(st) if st else 0.0,

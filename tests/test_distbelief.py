@@ -125,6 +125,7 @@ def test_downpour_with_one_replica_fetching_and_pushing_every_step_is_plain_adag
         assert out.curves[key] == pytest.approx(plain.curves[key], abs=1e-5), key
     record = engine.record()
     assert record["staleness_max"] == 0 and record["shards"] == 2
+    assert (record["server_optimizer"], record["server_lr"]) == ("adagrad", 0.05)  # "auto" resolved
     assert rec.examples == 2 * len(data.train)
 
 
@@ -138,6 +139,7 @@ def test_downpour_serves_with_the_childs_own_optimizer_when_it_brings_one() -> N
         out = train_classifier(_model(), data, config, seed=2, optimizer_factory=own)
     plain = train_classifier(_model(), data, config, seed=2, optimizer_factory=own)
     assert out.curves["val_loss"] == pytest.approx(plain.curves["val_loss"], abs=1e-5)
+    assert engine.record()["server_optimizer"] == "child"  # what the record says ran
 
 
 def test_sandblaster_refuses_what_lbfgs_over_shards_cannot_train() -> None:
