@@ -188,7 +188,8 @@ class PlacementSpace(SearchSpace):
 
     def pinned_data(self) -> dict[str, Any]:
         # the op timings (which the grouping of ops follows too) are this process's measurement: a rebuilt
-        # space must reuse them, not profile again
+        # space must reuse them, not profile again. Grouping them now refuses too many groups before any child.
+        self.grouping()
         return self.shared_data()
 
     def use_pinned_data(self, data: Mapping[str, Any]) -> None:

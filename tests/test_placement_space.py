@@ -203,3 +203,14 @@ def test_a_run_keeps_its_profile_so_resume_and_retraining_give_its_rewards(
     resumed = Search.resume(store, run.run_id).space
     assert isinstance(resumed, PlacementSpace) and resumed.op_graph() == measured
     assert PlacementSpace(**FAST).op_graph() != measured  # a space without the run's data profiles anew
+
+
+def test_more_groups_than_the_model_has_is_refused_before_a_run_is_recorded(tmp_path: Path) -> None:
+    from l2l.runs.search import Search, SearchConfig
+    from l2l.runs.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'g.db'}")
+    config = SearchConfig(space="placement", space_options={**FAST, "groups": 1000}, children=4, executor="local")
+    with pytest.raises(SpaceError, match=r"placement option groups: model 'transformer' has \d+ co-location units"):
+        Search.start(store, config)
+    assert store.list_runs() == []
