@@ -22,7 +22,7 @@ class SharingConfig:
 
     epochs: int = 10
     warmup: int = 1  # first epochs in which the controller waits (sampler=controller: they train uniformly)
-    steps: int = 0  # shared-weight steps per epoch; 0: one pass over the training split
+    steps: int = 0  # shared-weight steps per epoch, at most one pass over the training split; 0: one whole pass
     batch_size: int = 64
     optimizer: str = "adam"
     lr: float = 0.0  # 0: the space's own ``lr`` option (or 0.003)

@@ -123,6 +123,8 @@ def test_plot_placement_of_a_search(tmp_path: Path) -> None:
     out = runner.invoke(app, ["plot", "placement", "1", "-o", str(png), "--storage", storage])
     assert out.exit_code == 0, out.output
     assert "wrote" in out.output and Image.open(png).size == (1440, 900)
+    arch = runner.invoke(app, ["plot", "arch", "1", "-o", str(tmp_path / "a.png"), "--storage", storage])
+    assert arch.exit_code == 1 and "a placement is drawn by `l2l plot placement 1 --storage" in arch.output
     toy = runner.invoke(
         app, ["search", "--space", "toy", "--children", "2", "--executor", "local", "--storage", storage, "-q"]
     )

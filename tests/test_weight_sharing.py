@@ -162,6 +162,9 @@ def test_runs_list_and_best_show_the_epochs_and_the_retrained_result_of_a_weight
     rows = [line for line in top.splitlines() if line.startswith("│")]  # retrained first; scores marked shared
     assert f"{retrained[0].reward:.4f}" in rows[0] and "shared" not in rows[0]
     assert f"{derived.reward:.4f} shared" in top
+    second = ["plot", "arch", str(run_id), "--rank", "2", "-o", str(tmp_path / "b.png"), *db]  # runs top's rank 2
+    drawn = runner.invoke(app, second, env={"COLUMNS": "200"})
+    assert drawn.exit_code == 0 and f"{derived.reward:.4f}" in rows[1], drawn.output
 
 
 def test_the_controllers_rewards_come_from_the_validation_split_only(

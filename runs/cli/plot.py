@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from l2l.runs.cli.common import RunArg, StorageOpt, console, open_store, space_of, user_errors
+from l2l.runs.cli.common import RunArg, StorageOpt, console, open_store, space_of, storage_flag, user_errors
 from l2l.runs.cli.formatting import fmt
 from l2l.runs.cli.optimizers import best_rules
 from l2l.runs.config import UsageError
@@ -69,6 +69,7 @@ def plot_arch_cmd(
     """Draw the best architecture of a run as a graph (layers or cell nodes, ops, skip connections)."""
     with user_errors():
         from l2l.runs.arch_plot import plot_arch
+        from l2l.runs.cli.ranking import sharing_top
         from l2l.runs.estimates import rank as rank_archs
         from l2l.runs.plots import PlotError
         from l2l.search_spaces import Spec, described
@@ -76,8 +77,11 @@ def plot_arch_cmd(
         store = open_store(storage)
         run = store.get_run(run_id)
         space = space_of(run, store)
+        if space.name == "placement":  # its groups on devices, in time: boxes and arcs would say less, and overlap
+            where = f"l2l plot placement {run_id}{storage_flag(store)}"
+            raise UsageError(f"a placement is drawn by `{where}`: its groups, devices and timeline")
         if run.config.get("weight_sharing") is not None:  # retrained first, else the derived architecture
-            top = store.top_children(run_id, rank) or store.children(run_id, "derived")
+            top = sharing_top(store, run_id, rank)  # as `runs top` lists them: retrained, then shared scores
             rewards = [c.reward for c in top]
         else:  # by estimated mean, as `l2l runs best` and `runs top` rank them
             archs = rank_archs(store.children(run_id), space).archs[:rank]

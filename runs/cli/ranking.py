@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from l2l.runs.estimates import RankedArch
-    from l2l.runs.store import ChildRecord, RunRecord
+    from l2l.runs.store import ChildRecord, RunRecord, Store
     from l2l.search_spaces import SearchSpace
 
 
@@ -45,3 +45,11 @@ def mean_metrics(children: Sequence[ChildRecord]) -> dict[str, Any]:
     info = children[0].metrics.get("info") or {}
     out["info"] = info
     return out
+
+
+def sharing_top(store: Store, run_id: int, k: int) -> list[ChildRecord]:
+    """A weight-sharing run's ``k`` best children as `l2l runs top` lists them: retrained from scratch first,
+    then the derived architecture and the candidates by their shared-weight score."""
+    scored = store.children(run_id, "derived") + store.children(run_id, "candidate")
+    top = store.top_children(run_id, k) + scored
+    return sorted(top, key=lambda c: (c.status != "done", c.reward is None, -(c.reward or 0.0)))[:k]

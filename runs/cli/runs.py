@@ -12,7 +12,7 @@ from rich.markup import escape
 from l2l.runs.cli.common import RunArg, StorageOpt, console, first_line, open_store, space_of, storage_flag, user_errors
 from l2l.runs.cli.export import FORMATS, export_csv, export_json
 from l2l.runs.cli.formatting import MetricView, describe, fmt, joined, placement_line
-from l2l.runs.cli.ranking import estimate_text, mean_metrics, ranked_space
+from l2l.runs.cli.ranking import estimate_text, mean_metrics, ranked_space, sharing_top
 from l2l.runs.cli.retraining import record_retrained, retrain_budget, retrain_child
 from l2l.runs.config import UsageError
 
@@ -254,10 +254,7 @@ def runs_top(
             if doubt:
                 console.print(f"[yellow]note:[/] {doubt}", highlight=False)
             return
-        top = store.top_children(run_id, k)
-        if sharing:  # retrained from scratch first, then the derived candidates by their shared-weight score
-            scored = store.children(run_id, "derived") + store.children(run_id, "candidate")
-            top = sorted(top + scored, key=lambda c: (c.status != "done", c.reward is None, -(c.reward or 0.0)))[:k]
+        top = sharing_top(store, run_id, k) if sharing else store.top_children(run_id, k)
         if not top:
             raise nothing_to_name(store, run)
         view = MetricView.of(run.space, top)
