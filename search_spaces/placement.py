@@ -88,7 +88,9 @@ class PlacementSpace(SearchSpace):
             raise SpaceError(f"unknown placement model {model!r}; known: {', '.join(MODELS)}")
         if reward not in REWARDS:
             raise SpaceError(f"unknown placement reward {reward!r}; known: {', '.join(REWARDS)}")
-        names = [d.strip() for d in str(devices).split(",") if d.strip()]
+        names = [d.strip() for d in str(devices).split(",")]
+        if "" in names:
+            raise SpaceError(f"placement option devices has an empty name, got {devices!r}")
         if not names or len(set(names)) != len(names):
             raise SpaceError(f"placement option devices must name distinct devices, got {devices!r}")
         for d in names:

@@ -60,6 +60,7 @@ def test_cpu_is_slower_and_transfers_cost() -> None:
         ({"reward": "fast"}, "unknown placement reward 'fast'; known: neg_sqrt, neg, inv"),
         ({"devices": "cpu,tpu0"}, "placement device 'tpu0' must start with one of: cpu, gpu"),
         ({"devices": "gpu0,gpu0"}, "placement option devices must name distinct devices"),
+        ({"devices": "cpu,,gpu0"}, "placement option devices has an empty name, got 'cpu,,gpu0'"),
         ({"groups": 0}, "placement option groups must be an integer >= 1, got 0"),
         ({"gpu_speed": -1}, "placement option gpu_speed must be a number > 0, got -1"),
         ({"latency_us": -1}, "placement option latency_us must be a number >= 0, got -1"),
