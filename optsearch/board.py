@@ -153,6 +153,20 @@ def for_json(value: Any) -> Any:
     return value
 
 
+def interval_text(cell: dict[str, Any], metric: str) -> str:
+    """``± half-width``, or where Student's t interval runs past what the metric can take (two seeds of an
+    accuracy near 0 or 1), the interval clipped to that range, ``[low, high]``; ``± -`` for one seed."""
+    from l2l.optsearch.trainer import METRICS
+
+    half, mean = interval(cell), float(cell["test_mean"])
+    if math.isnan(half):
+        return "± -"
+    bounds = METRICS[metric] if metric in METRICS else None
+    if bounds is None or (bounds.low <= mean - half and mean + half <= bounds.high):
+        return f"± {half:.4f}"
+    return f"[{max(bounds.low, mean - half):.4f}, {min(bounds.high, mean + half):.4f}]"
+
+
 def intervals_apart(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two cells' 95% intervals do not overlap."""
     if a["failed"] or b["failed"] or math.isnan(interval(a)) or math.isnan(interval(b)):

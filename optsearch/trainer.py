@@ -32,13 +32,20 @@ class Diverged(ChildDiverged):
 
 @dataclass(frozen=True)
 class Metric:
-    """What a task reports: its name, direction, and whether it is an accuracy (error = 1 - value)."""
+    """What a task reports: its name, direction, whether it is an accuracy (error = 1 - value), and the
+    range its values can take (an interval over seeds is shown within it)."""
 
     name: str
     higher_is_better: bool
+    low: float = 0.0
+    high: float = math.inf
 
 
-METRICS = {"accuracy": Metric("accuracy", True), "mse": Metric("mse", False), "bpc": Metric("bpc", False)}
+METRICS = {
+    "accuracy": Metric("accuracy", True, 0.0, 1.0),
+    "mse": Metric("mse", False),
+    "bpc": Metric("bpc", False),
+}
 LOSSES = ("cross_entropy", "mse")
 
 

@@ -223,3 +223,14 @@ def test_a_pair_that_breaks_is_a_failed_cell_and_the_board_goes_on(monkeypatch: 
     cells = board["cells"][FAST.name]
     assert cells["sgd"]["failed"] == "error: RuntimeError: expected target dtype to be Long"
     assert cells["adam"]["failed"] is None and board["winners"][FAST.name] == "adam"
+
+
+def test_an_interval_past_the_metrics_range_is_shown_clipped_to_it() -> None:
+    from l2l.optsearch.board import interval_text
+
+    two_seeds = {"test_mean": 0.2430, "test_ci": 0.3049}  # Student's t with one degree of freedom is wide
+    assert interval_text(two_seeds, "accuracy") == "[0.0000, 0.5479]"
+    assert interval_text({"test_mean": 0.9817, "test_ci": 0.0635}, "accuracy") == "[0.9182, 1.0000]"
+    assert interval_text({"test_mean": 0.5, "test_ci": 0.01}, "accuracy") == "± 0.0100"
+    assert interval_text({"test_mean": 1.4732, "test_ci": 5.4918}, "mse") == "[0.0000, 6.9650]"
+    assert interval_text({"test_mean": 0.5, "test_ci": None}, "accuracy") == "± -"  # one seed

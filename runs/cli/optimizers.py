@@ -143,12 +143,11 @@ def board_table(board: dict[str, Any]) -> Any:
     """Task x optimizer: test mean ± 95% interval, the chosen lr (and weight decay); '!' marks a choice at
     its grid's edge; the best of each row is bold (several on a tie, which counts as nobody's win); the last
     row counts tasks won."""
-    import math
 
     from rich.markup import escape
     from rich.table import Table
 
-    from l2l.optsearch.board import interval
+    from l2l.optsearch.board import interval_text
 
     labels = [o["label"] for o in board["optimizers"]]
     table = Table("task", "metric", *labels, title=f"test metric, mean ± 95% CI over {board['seeds']} seeds")
@@ -161,8 +160,7 @@ def board_table(board: dict[str, Any]) -> Any:
                 what, _, why = c["failed"].partition(": ")
                 row.append(f"[red]failed[/]\n[dim]{escape(what)}{': ' + escape(why[:40]) if why else ''}[/]")
                 continue
-            ci = interval(c)
-            text = f"{c['test_mean']:.4f} ± {'-' if math.isnan(ci) else f'{ci:.4f}'}"  # one seed: no interval
+            text = f"{c['test_mean']:.4f} {interval_text(c, task['metric'])}"  # clipped to the metric's range
             if label in board["leaders"][name]:
                 text = f"[bold green]{text}[/]"
             setting = f"lr {c['lr']:.3g}{'!' if c['lr_at_edge'] else ''}"
