@@ -247,31 +247,41 @@ def test_kill_9_mid_search_then_resume_loses_at_most_the_epoch_and_ends_as_an_un
     assert [e.train_loss for e in store.epochs(run.id)] == pytest.approx(losses)
 
 
-def test_weight_sharing_flags_fail_with_one_line(tmp_path: Path) -> None:
+def test_weight_sharing_flags_fail_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from l2l.runs.cli import main
+
+    def run(*args: str) -> str:  # the console script's own entry point, in this process: what it prints
+        monkeypatch.setattr(sys, "argv", ["l2l", *args])
+        monkeypatch.setenv("COLUMNS", "400")
+        with pytest.raises(SystemExit):
+            main()
+        captured = capsys.readouterr()
+        return captured.out + captured.err
+
     db = f"sqlite:///{tmp_path / 'f.db'}"
-    out, _ = _cli("search", "--space", "toy", "-W", "epochs=2", "--storage", db).communicate(timeout=60)
+    out = run("search", "--space", "toy", "-W", "epochs=2", "--storage", db)
     assert out.strip() == "error: -W (--ws-option) sets a weight-sharing search; add --weight-sharing"
-    out, _ = _cli("search", "--space", "toy", "--weight-sharing", "--storage", db).communicate(timeout=60)
+    out = run("search", "--space", "toy", "--weight-sharing", "--storage", db)
     assert out.strip().startswith("error: space 'toy' offers no shared network")
-    out, _ = _cli("search", "--space", "nb201_cell", "--weight-sharing", "-W", "epoch=2", "--storage", db).communicate(
-        timeout=60
-    )
+    out = run("search", "--space", "nb201_cell", "--weight-sharing", "-W", "epoch=2", "--storage", db)
     expected = "error: unknown weight-sharing setting(s) ['epoch']; known: batch_size, controller_steps, derive"
     assert out.strip().startswith(expected)
     ws = ["search", "--space", "nb201_cell", "--weight-sharing", "--storage", db]
-    out, _ = _cli(*ws, "--children", "6", "--executor", "ray", "--max-concurrent", "2").communicate(timeout=60)
+    out = run(*ws, "--children", "6", "--executor", "ray", "--max-concurrent", "2")
     expected = "error: a weight-sharing search runs in this process for its -W epochs: --children, --executor, "
     assert out.strip() == expected + "--max-concurrent do not apply to it; drop them"
     (tmp_path / "async.toml").write_text('mode = "async"\n')  # a config file's setting is named as its key
-    out, _ = _cli(*ws, "--config", str(tmp_path / "async.toml"), "-n", "3").communicate(timeout=60)
+    out = run(*ws, "--config", str(tmp_path / "async.toml"), "-n", "3")
     expected = "error: a weight-sharing search runs in this process for its -W epochs: --children, mode (in "
     assert out.strip() == expected + f"{tmp_path / 'async.toml'}) do not apply to it; drop them"
-    out, _ = _cli(*ws, "--device", "gpu").communicate(timeout=60)  # refused before any run is recorded
+    out = run(*ws, "--device", "gpu")  # refused before any run is recorded
     assert out.strip().startswith("error: --device 'gpu' is not a torch device (cpu, cuda, cuda:1, mps)")
     assert Store(db).list_runs() == []
-    out, _ = _cli("search", "--resume", "1", "-W", "epochs=3", "--storage", db).communicate(timeout=60)
+    out = run("search", "--resume", "1", "-W", "epochs=3", "--storage", db)
     assert out.strip() == "error: --resume continues run 1 with its stored settings; drop -W"
-    out, _ = _cli(*ws, "-W", "epochs=1").communicate(timeout=60)  # the default warm-up is 1 epoch
+    out = run(*ws, "-W", "epochs=1")  # the default warm-up is 1 epoch
     assert out.strip().startswith("error: weight sharing: warmup (1) must be below epochs (1), or the controller")
 
 
