@@ -158,10 +158,14 @@ def resolve_suite(text: str, warn: Callable[[str], None] | None = None) -> list[
     return _checked([tasks[n] for n in dict.fromkeys(names)])
 
 
+_CHECKED: set[str] = set()  # plugin tasks (by repr) already checked in this process: a search resolves per child
+
+
 def _checked(tasks: list[SuiteTask]) -> list[SuiteTask]:
     for task in tasks:
-        if task.name not in BUILTIN:
+        if task.name not in BUILTIN and repr(task) not in _CHECKED:
             check_task(task)
+            _CHECKED.add(repr(task))
     return tasks
 
 
