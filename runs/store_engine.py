@@ -95,27 +95,28 @@ class Database:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-        try:
-            with self.engine.connect():
-                pass
-        except SQLAlchemyError as exc:  # the server is not there, or refuses us: say so, not "cannot migrate"
-            raise StoreError(f"cannot connect to store {self.label}: {short_error(exc)}") from exc
-        if not create:
-            from sqlalchemy import inspect
+        with self._one_migration():  # the first connection too: it turns on WAL, which a creating process locks
+            try:
+                with self.engine.connect():
+                    pass
+            except SQLAlchemyError as exc:  # the server is not there, or refuses us: say so, not "cannot migrate"
+                raise StoreError(f"cannot connect to store {self.label}: {short_error(exc)}") from exc
+            if not create:
+                from sqlalchemy import inspect
 
-            with self.engine.connect() as conn:
-                tables = sorted(inspect(conn).get_table_names())
-            if tables and "alembic_version" not in tables:
-                shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
-                raise StoreError(
-                    f"no l2l store at {self.label}: the database holds other tables ({shown}) and none of l2l's"
-                )
-        try:
-            with self._one_migration(), self.engine.begin() as conn:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot migrate store {self.label}: {short_error(exc)}") from exc
+                with self.engine.connect() as conn:
+                    tables = sorted(inspect(conn).get_table_names())
+                if tables and "alembic_version" not in tables:
+                    shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+                    raise StoreError(
+                        f"no l2l store at {self.label}: the database holds other tables ({shown}) and none of l2l's"
+                    )
+            try:
+                with self.engine.begin() as conn:
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+            except SQLAlchemyError as exc:
+                raise StoreError(f"cannot migrate store {self.label}: {short_error(exc)}") from exc
 
     @contextmanager
     def _one_migration(self) -> Iterator[None]:
