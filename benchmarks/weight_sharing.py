@@ -10,6 +10,11 @@ retrained from scratch (seeds 0, 1): its test accuracy, its rank in the ground-t
 share of parameter-free ops (skip, pool, none) in it. ``--full`` adds a full-training REINFORCE search of
 100 children for the cost and quality comparison.
 
+``ranking --space macro``: the same against `python -m benchmarks.ws_ground_truth --space macro`, for
+REINFORCE and random search on uniform-trained weights and, for comparison, REINFORCE on weights keyed by
+shape only (how `macro` shared before its layers' weights were sliced: nearly every architecture got
+weights of its own).
+
 ``lm``: `rnn_cell` (ENAS cell, packaged corpus) with weight sharing; the derived cell retrained with the
 space's budget (seeds 0-2) against LSTM and GRU whose hidden size gives the same parameter count,
 every model at its best learning rate of 0.003, 0.01, 0.02 (validation, seed 0). ``--cells-from FILE``
@@ -17,7 +22,7 @@ retrains the cells that earlier results derived instead of searching again.
 
 ``micro``: the ENAS micro space with weight sharing on digits, derived and retrained.
 
-python -m benchmarks.weight_sharing ranking [--seeds 1 2 3] [--full] [--tag _heldout]
+python -m benchmarks.weight_sharing ranking [--seeds 1 2 3] [--full] [--tag _heldout] [--space macro]
 python -m benchmarks.weight_sharing report [--tag _heldout]     # taus again, against a ground truth with more seeds
 python -m benchmarks.weight_sharing lm [--seeds 1] [--reuse-baselines] [--cells-from FILE ...] [--tag _x]
 python -m benchmarks.weight_sharing micro
@@ -38,6 +43,7 @@ from scipy.stats import kendalltau
 
 from benchmarks.common import RESULTS, print_table, run_search, write_json
 from benchmarks.ws_ground_truth import load_ground_truth
+from l2l.nas.shared import SharedWeights, shape_key
 from l2l.runs.search import SearchConfig
 from l2l.runs.store import Store
 from l2l.runs.weight_sharing import WeightSharingSearch
@@ -52,17 +58,29 @@ METHODS = (
     ("REINFORCE, uniform-trained weights", "reinforce", "uniform"),
     ("random, uniform-trained weights", "random", "uniform"),
 )
+# macro: the two uniform-trained methods, and the default with weights keyed by shape (before slots)
+MACRO_METHODS = (
+    ("REINFORCE, uniform-trained weights", "reinforce", "uniform"),
+    ("random, uniform-trained weights", "random", "uniform"),
+    ("REINFORCE, uniform-trained, keyed by shape", "reinforce", "uniform:shape"),
+)
 
 
 def _store() -> Store:
     return Store(f"sqlite:///{tempfile.mkdtemp(prefix='l2l-ws-')}/ws.db")
 
 
-def ws_search(space: str, options: dict[str, Any], strategy: str, seed: int, ws: dict[str, Any]) -> dict[str, Any]:
-    """Run one weight-sharing search in this process; the search object (weights in memory) and its figures."""
+def ws_search(
+    space: str, options: dict[str, Any], strategy: str, seed: int, ws: dict[str, Any], by_shape: bool = False
+) -> dict[str, Any]:
+    """Run one weight-sharing search in this process; the search object (weights in memory) and its figures.
+    ``by_shape``: key every weight by the child's name and shape only (what `macro` shared before its slots)."""
     store = _store()
     config = SearchConfig(space=space, space_options=options, strategy=strategy, seed=seed, weight_sharing=ws)
     search = WeightSharingSearch.start(store, config)
+    if by_shape:
+        network = search.network
+        search.weights = SharedWeights(lambda spec: network.build(spec, seed), lambda spec: shape_key, search.device)
     started, cpu = time.perf_counter(), time.process_time()
     run_id = search.run()
     derived = store.children(run_id, "derived")[0]
@@ -96,9 +114,9 @@ def split_half_tau(rows: list[dict[str, Any]]) -> float:
     return float(kendalltau(even, odd).statistic)
 
 
-def report(path: str) -> None:
+def report(path: str, space: str = "nb201_cell") -> None:
     """Recompute the taus of a written ranking result against the current ground truth (more seeds)."""
-    rows = load_ground_truth()["rows"]
+    rows = load_ground_truth(space)["rows"]
     data = json.loads(Path(path).read_text())
     val, test = [r["val_acc"] for r in rows], [r["test_acc"] for r in rows]
     for run in data["runs"]:
@@ -111,7 +129,7 @@ def report(path: str) -> None:
             run["seed"],
             f"tau {run['tau_val']:.3f} / {run['tau_test']:.3f}",
             f"derived test {run['derived_test_acc']:.4f} rank {run['derived_rank']}/{len(rows)}",
-            f"param-free {run['parameter_free']:.2f} cpu {run['search_cpu_s']:.0f} s",
+            f"param-free {run['parameter_free']} cpu {run['search_cpu_s']:.0f} s",
         )
     full = data.get("full_search")
     if full:
@@ -123,17 +141,18 @@ def report(path: str) -> None:
     print(f"ceiling (split-half of {len(rows[0]['val_accs'])} seeds): {split_half_tau(rows):.3f}")
 
 
-def ranking(seeds: list[int], full: bool) -> dict[str, Any]:
-    truth = load_ground_truth()
+def ranking(seeds: list[int], full: bool, space_name: str = "nb201_cell") -> dict[str, Any]:
+    truth = load_ground_truth(space_name)
     rows = truth["rows"]
     val = [r["val_acc"] for r in rows]
     test = [r["test_acc"] for r in rows]
     ceiling = split_half_tau(rows)
     sorted_test = sorted(test, reverse=True)
     out: dict[str, Any] = {"cells": len(rows), "ceiling_tau": ceiling, "runs": []}
-    for label, strategy, sampler in METHODS:
+    for label, strategy, how in METHODS if space_name == "nb201_cell" else MACRO_METHODS:
+        sampler, _, keys = how.partition(":")
         for seed in seeds:
-            res = ws_search("nb201_cell", {}, strategy, seed, {"sampler": sampler})
+            res = ws_search(space_name, {}, strategy, seed, {"sampler": sampler}, by_shape=keys == "shape")
             search = res["search"]
             space = search.space
             scores = []
@@ -158,16 +177,17 @@ def ranking(seeds: list[int], full: bool) -> dict[str, Any]:
                 "derived_rank": better + 1,
                 "derived_top_pct": 100.0 * (better + 1) / len(rows),
                 "parameter_free": derived.metrics["info"].get("parameter_free"),
+                "final_shared_loss": res["epochs"][-1]["train_loss"],
             }
             out["runs"].append(run)
             print(run)
     out["best_of_sample_test_acc"] = sorted_test[0]
     if full:
         started, cpu = time.perf_counter(), time.process_time()
-        config = SearchConfig(space="nb201_cell", strategy="reinforce", children=100, seed=seeds[0], executor="local")
+        config = SearchConfig(space=space_name, strategy="reinforce", children=100, seed=seeds[0], executor="local")
         store, run_id = run_search(config)
         best = store.top_children(run_id, 1)[0]
-        space_obj = load_space("nb201_cell", {})
+        space_obj = load_space(space_name, {})
         spec = Spec.from_json(best.spec)
         again = retrain(space_obj, spec, RETRAIN_SEEDS)
         out["full_search"] = {
@@ -187,12 +207,14 @@ def ranking(seeds: list[int], full: bool) -> dict[str, Any]:
             f"{r['tau_test']:.3f}",
             f"{r['derived_test_acc']:.4f}",
             f"{r['derived_rank']}/{len(rows)}",
-            f"{r['parameter_free']:.2f}",
+            "-" if r["parameter_free"] is None else f"{r['parameter_free']:.2f}",
+            f"{r['final_shared_loss']:.3f}",
             f"{r['search_cpu_s']:.0f}",
         ]
         for r in out["runs"]
     ]
-    header = ["method", "seed", "tau (val)", "tau (test)", "derived test acc", "rank", "param-free", "search CPU s"]
+    header = ["method", "seed", "tau (val)", "tau (test)", "derived test acc", "rank", "param-free", "shared loss"]
+    header.append("search CPU s")
     print_table(header, table)
     print(f"ground-truth ceiling tau (split-half): {ceiling:.3f}; best of sample test acc {sorted_test[0]:.4f}")
     return out
@@ -326,6 +348,9 @@ def micro() -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("part", choices=["ranking", "lm", "micro", "report"])
+    parser.add_argument(
+        "--space", choices=["nb201_cell", "macro"], default="nb201_cell", help="ranking, report: the space measured"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--full", action="store_true", help="also run a full-training REINFORCE search (ranking)")
     parser.add_argument("--tag", default="", help="suffix of the result file (ranking, report)")
@@ -342,15 +367,21 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.part == "report":  # taus of the written ranking against the current ground truth
-        report(str(RESULTS / f"weight_sharing_ranking{args.tag}.json"))
+        report(str(RESULTS / f"weight_sharing_{_ranking_name(args.space)}{args.tag}.json"), args.space)
         return
     if args.part == "ranking":
-        payload = ranking(args.seeds, args.full)
+        payload = ranking(args.seeds, args.full, args.space)
     elif args.part == "lm":
         payload = lm(args.seeds, args.reuse_baselines, args.cells_from)
     else:
         payload = micro()
-    print(f"wrote {write_json(f'weight_sharing_{args.part}{args.tag}', payload)}")
+    part = _ranking_name(args.space) if args.part == "ranking" else args.part
+    print(f"wrote {write_json(f'weight_sharing_{part}{args.tag}', payload)}")
+
+
+def _ranking_name(space: str) -> str:
+    """The ranking result's name: ``ranking`` for `nb201_cell` (as first written), ``ranking_<space>`` else."""
+    return "ranking" if space == "nb201_cell" else f"ranking_{space}"
 
 
 if __name__ == "__main__":

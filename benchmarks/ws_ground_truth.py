@@ -1,11 +1,13 @@
-"""Ground truth for the weight-sharing benchmark: randomly drawn `nb201_cell` cells trained stand-alone.
+"""Ground truth for the weight-sharing benchmark: randomly drawn architectures trained stand-alone.
 
-Each cell is trained with the space's own budget (MNIST-1D, 5 epochs, 8 channels, 1 cell per stage)
-under several seeds; its stand-alone accuracy is the mean over seeds (validation and test). Cells are
-drawn uniformly among the 6,466 distinct topologies (NAS-Bench-201's canonical cells), so no two rows are the same
-network. Written to ``benchmarks/results/nb201_cell_ground_truth.json``; reproducible from the arguments.
+Each architecture is trained with the space's own budget (`nb201_cell`: MNIST-1D, 5 epochs, 8 channels,
+1 cell per stage; `macro`: MNIST-1D, 6 layers, 8 epochs) under several seeds; its stand-alone accuracy is
+the mean over seeds (validation and test). `nb201_cell` cells are drawn uniformly among the 6,466
+distinct topologies (NAS-Bench-201's canonical cells), `macro` architectures uniformly over its
+decisions, so no two rows are the same network. Written to
+``benchmarks/results/<space>_ground_truth.json``; reproducible from the arguments.
 
-python -m benchmarks.ws_ground_truth [--cells 120] [--seeds 2] [--draw-seed 7]
+python -m benchmarks.ws_ground_truth [--space nb201_cell] [--cells 120] [--seeds 2] [--draw-seed 7]
 python -m benchmarks.ws_ground_truth --extend 3     # three more training seeds for every cell
 """
 
@@ -18,23 +20,38 @@ import statistics
 import time
 from typing import Any
 
+import torch
+
 from benchmarks.common import RESULTS, write_json
 from l2l.search_spaces import Context, load_space
 
-NAME = "nb201_cell_ground_truth"
+SPACES = ("nb201_cell", "macro")
 
 
-def draw_cells(n: int, seed: int) -> list[tuple[int, ...]]:
-    """``n`` distinct topologies (canonical cells of NAS-Bench-201) drawn uniformly with ``seed``."""
-    from l2l.search_spaces.nb201 import canonical_cells
-
-    return random.Random(seed).sample(sorted(canonical_cells().values()), n)
+def name_of(space: str) -> str:
+    return f"{space}_ground_truth"
 
 
-def load_ground_truth() -> dict[str, Any]:
-    path = RESULTS / f"{NAME}.json"
+def draw_cells(n: int, seed: int, space: str = "nb201_cell") -> list[tuple[int, ...]]:
+    """``n`` distinct architectures drawn uniformly with ``seed``: canonical cells of NAS-Bench-201 for
+    `nb201_cell`, token sequences for another space."""
+    if space == "nb201_cell":
+        from l2l.search_spaces.nb201 import canonical_cells
+
+        return random.Random(seed).sample(sorted(canonical_cells().values()), n)
+    from l2l.testing.spaces import random_tokens
+
+    searched = load_space(space, {})
+    rng, drawn = random.Random(seed), dict[tuple[int, ...], None]()
+    while len(drawn) < n:
+        drawn[random_tokens(searched, rng)] = None
+    return list(drawn)
+
+
+def load_ground_truth(space: str = "nb201_cell") -> dict[str, Any]:
+    path = RESULTS / f"{name_of(space)}.json"
     if not path.exists():
-        raise SystemExit(f"{path} is missing: run python -m benchmarks.ws_ground_truth first")
+        raise SystemExit(f"{path} is missing: run python -m benchmarks.ws_ground_truth --space {space} first")
     return dict(json.loads(path.read_text()))
 
 
@@ -51,14 +68,16 @@ def train(space: Any, tokens: tuple[int, ...], seeds: range) -> tuple[list[float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--space", choices=SPACES, default="nb201_cell")
     parser.add_argument("--cells", type=int, default=120)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--draw-seed", type=int, default=7)
     parser.add_argument("--extend", type=int, default=0, help="add this many seeds to the written ground truth")
     args = parser.parse_args()
-    space = load_space("nb201_cell", {})
+    torch.set_num_threads(1)
+    space = load_space(args.space, {})
     if args.extend:
-        payload = load_ground_truth()
+        payload = load_ground_truth(args.space)
         first = payload["seeds"]
         started = time.perf_counter()
         for i, row in enumerate(payload["rows"]):
@@ -70,11 +89,11 @@ def main() -> None:
             print(f"{i + 1}/{len(payload['rows'])} val {row['val_acc']:.4f} test {row['test_acc']:.4f} {row['arch']}")
         payload["seeds"] = first + args.extend
         payload["cpu_seconds"] += time.perf_counter() - started
-        print(f"wrote {write_json(NAME, payload)}")
+        print(f"wrote {write_json(name_of(args.space), payload)}")
         return
     rows = []
     started = time.perf_counter()
-    for i, tokens in enumerate(draw_cells(args.cells, args.draw_seed)):
+    for i, tokens in enumerate(draw_cells(args.cells, args.draw_seed, args.space)):
         vals, tests, seconds = train(space, tokens, range(args.seeds))
         rows.append(
             {
@@ -89,7 +108,7 @@ def main() -> None:
         )
         print(f"{i + 1}/{args.cells} val {rows[-1]['val_acc']:.4f} test {rows[-1]['test_acc']:.4f} {rows[-1]['arch']}")
     payload = {
-        "space": "nb201_cell",
+        "space": args.space,
         "space_options": {},
         "cells": args.cells,
         "seeds": args.seeds,
@@ -97,7 +116,7 @@ def main() -> None:
         "cpu_seconds": time.perf_counter() - started,
         "rows": rows,
     }
-    print(f"wrote {write_json(NAME, payload)} in {payload['cpu_seconds']:.0f} s")
+    print(f"wrote {write_json(name_of(args.space), payload)} in {payload['cpu_seconds']:.0f} s")
 
 
 if __name__ == "__main__":

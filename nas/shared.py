@@ -12,23 +12,89 @@ architecture runs in the shared network computes exactly what its stand-alone ch
 the same weights. The key must therefore tell apart every weight that means something different
 (two ops whose batch norms have the same shape, the same op at stride 1 and 2); `SharedWeights`
 refuses a key bound to tensors of two shapes.
+
+A key can also name a *part* of a larger tensor (`Slot`): the child's weight is then the slice the slot
+takes of the shared one, recomputed at every forward pass, so a gradient reaches exactly the entries the
+child read. This is how spaces whose op sizes vary share (a layer with 36 filters reads the first 36 of
+64; a layer fed by layers 0 and 2 reads their channels' columns of a weight that has columns for every
+earlier layer), where keys by shape would give nearly every architecture weights of its own.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-Keyer = Callable[[str, tuple[int, ...]], str]
-"""The key of the child's parameter or buffer ``name`` of ``shape``, for one architecture."""
-
 
 class SharingError(ValueError):
     """Two weights under one key disagree, or a saved store does not fit."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """The part of the shared tensor ``key`` (of ``shape``) that a child's weight is.
+
+    ``index`` has one entry per dimension: an int ``n`` takes the first ``n`` entries along it, a tuple
+    takes those positions in that order. A buffer (batch-norm statistics) may only take first entries, so
+    that its slice is a view the running statistics update in place.
+    """
+
+    key: str
+    shape: tuple[int, ...]
+    index: tuple[int | tuple[int, ...], ...]
+
+    def __post_init__(self) -> None:
+        if len(self.index) != len(self.shape):
+            raise SharingError(f"slot of {self.key!r}: {len(self.index)} indices for a {len(self.shape)}-d tensor")
+        for size, ix in zip(self.shape, self.index, strict=True):
+            taken = (ix,) if isinstance(ix, int) else ix
+            if any(not 0 <= (i - 1 if isinstance(ix, int) else i) < size for i in taken):
+                raise SharingError(f"slot of {self.key!r}: index {ix} is outside a dimension of {size}")
+
+    @property
+    def sliced_shape(self) -> tuple[int, ...]:
+        return tuple(ix if isinstance(ix, int) else len(ix) for ix in self.index)
+
+    @property
+    def is_view(self) -> bool:
+        """Whether the slice is a view (first entries only along every dimension)."""
+        return all(isinstance(ix, int) for ix in self.index)
+
+
+Keyer = Callable[[str, tuple[int, ...]], str | Slot]
+"""The key of the child's parameter or buffer ``name`` of ``shape``, for one architecture: a whole shared
+tensor (a string) or part of one (a `Slot`)."""
+
+
+def _take(tensor: torch.Tensor, index: tuple[int | torch.Tensor, ...]) -> torch.Tensor:
+    for dim, ix in enumerate(index):
+        if isinstance(ix, int):
+            if ix != tensor.shape[dim]:
+                tensor = tensor.narrow(dim, 0, ix)
+        else:
+            tensor = tensor.index_select(dim, ix)
+    return tensor
+
+
+def _index(slot: Slot, device: torch.device) -> tuple[int | torch.Tensor, ...]:
+    return tuple(ix if isinstance(ix, int) else torch.tensor(ix, device=device) for ix in slot.index)
+
+
+def _grown(slot: Slot, fresh: torch.Tensor) -> torch.Tensor:
+    """A new shared tensor for ``slot``: entries drawn like the fresh child's (its mean, and uniform with
+    its spread), from a generator seeded by the key, so a store rebuilt in any order starts the same."""
+    generator = torch.Generator().manual_seed(zlib.crc32(slot.key.encode()))
+    values = fresh.detach().float()
+    mean = float(values.mean()) if values.numel() else 0.0
+    spread = float(values.std()) * 3**0.5 if values.numel() > 1 else 0.0
+    full = (torch.rand(slot.shape, generator=generator) * 2 - 1) * spread + mean
+    return full.to(dtype=fresh.dtype, device=fresh.device)
 
 
 def shape_key(name: str, shape: tuple[int, ...]) -> str:
@@ -66,6 +132,7 @@ class SharedWeights(nn.Module):
         self.stats: dict[str, torch.Tensor] = {}  # buffers (batch-norm statistics), by key
         self._names: dict[str, str] = {}  # key -> the ParameterDict's name for it
         self._cache: OrderedDict[Hashable, nn.Module] = OrderedDict()
+        self._bindings: dict[Hashable, list[tuple[str, str, Slot | None]]] = {}  # child name, key, slot
         self._cache_size = cache
         self.new_parameters: list[nn.Parameter] = []  # adopted since the caller last took them
 
@@ -73,10 +140,10 @@ class SharedWeights(nn.Module):
         return len(self._names)
 
     def keys_of(self, arch: Hashable) -> list[str]:
-        """The keys of the parameters ``arch``'s network uses, in its parameter order."""
-        model = self.model(arch)
-        key = self._keyer(arch)
-        return [key(name, tuple(p.shape)) for name, p in model.named_parameters()]
+        """The keys of the parameters ``arch``'s network uses, in its stand-alone child's parameter order (a
+        parameter that is part of a shared tensor gives that tensor's key)."""
+        self.model(arch)
+        return [key for _, key, _ in self._bindings[arch]]
 
     def model(self, arch: Hashable) -> nn.Module:
         """The network of ``arch`` bound to the shared weights (built on first use, then cached)."""
@@ -85,19 +152,59 @@ class SharedWeights(nn.Module):
             self._cache.move_to_end(arch)
             return model
         model = self._build(arch).to(self.device)
-        key = self._keyer(arch)
+        keyer = self._keyer(arch)
+        bindings: list[tuple[str, str, Slot | None]] = []
+        slices: list[tuple[nn.Module, str, nn.Parameter, tuple[int | torch.Tensor, ...]]] = []
+        holder = nn.Module()  # registers the shared tensors that slots read, so model.parameters() has them
         for name, param in list(model.named_parameters()):
             owner, leaf = _owner(model, name)
-            setattr(owner, leaf, self._shared_parameter(key(name, tuple(param.shape)), param))
+            key = keyer(name, tuple(param.shape))
+            if isinstance(key, Slot):
+                self._check_slot(key, name, tuple(param.shape))
+                full = self._shared_parameter(key.key, nn.Parameter(_grown(key, param)))
+                index = _index(key, self.device)
+                del owner._parameters[leaf]
+                setattr(owner, leaf, _take(full, index))
+                slices.append((owner, leaf, full, index))
+                holder.register_parameter(f"s{len(slices)}", full)
+                bindings.append((name, key.key, key))
+            else:
+                setattr(owner, leaf, self._shared_parameter(key, param))
+                bindings.append((name, key, None))
         for name, buf in list(model.named_buffers()):
             if buf is None:
                 continue
             owner, leaf = _owner(model, name)
-            owner._buffers[leaf] = self._shared_buffer(key(name, tuple(buf.shape)), buf)
+            key = keyer(name, tuple(buf.shape))
+            if isinstance(key, Slot):
+                self._check_slot(key, name, tuple(buf.shape))
+                if not key.is_view:
+                    raise SharingError(f"buffer {name!r}: its slot of {key.key!r} must take first entries only")
+                full_buf = self._shared_buffer(key.key, _grown(key, buf))
+                owner._buffers[leaf] = _take(full_buf, key.index)  # type: ignore[arg-type]
+            else:
+                owner._buffers[leaf] = self._shared_buffer(key, buf)
+        if slices:
+            model.add_module("shared_slots", holder)
+
+            def rebind(module: nn.Module, args: Any) -> None:  # the slices of this step's shared values
+                for owner, leaf, full, index in slices:
+                    setattr(owner, leaf, _take(full, index))
+
+            model.register_forward_pre_hook(rebind)
+        self._bindings[arch] = bindings
         self._cache[arch] = model
         if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+            evicted, _ = self._cache.popitem(last=False)
+            self._bindings.pop(evicted, None)
         return model
+
+    @staticmethod
+    def _check_slot(slot: Slot, name: str, shape: tuple[int, ...]) -> None:
+        if slot.sliced_shape != shape:
+            raise SharingError(
+                f"{name!r} has shape {shape} but its slot of shared weight {slot.key!r} takes {slot.sliced_shape}"
+            )
 
     def _shared_parameter(self, key: str, fresh: nn.Parameter) -> nn.Parameter:
         name = self._names.get(key)
@@ -124,6 +231,13 @@ class SharedWeights(nn.Module):
             raise SharingError(f"shared buffer {key!r} has shape {tuple(shared.shape)}, not {tuple(fresh.shape)}")
         return shared
 
+    def tensor(self, key: str) -> nn.Parameter:
+        """The shared tensor under ``key`` (whole: a slot's key gives the tensor its slices are taken of)."""
+        name = self._names.get(key)
+        if name is None:
+            raise SharingError(f"no shared weight has the key {key!r}")
+        return self.weights[name]  # type: ignore[no-any-return]
+
     def take_new_parameters(self) -> list[nn.Parameter]:
         """The parameters adopted since the last call (for the optimizer to add), in adoption order."""
         new, self.new_parameters = self.new_parameters, []
@@ -137,7 +251,30 @@ class SharedWeights(nn.Module):
     def export(self, arch: Hashable) -> dict[str, torch.Tensor]:
         """A state dict for ``arch``'s stand-alone child holding the shared weights (copies)."""
         model = self.model(arch)
-        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+        state = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("shared_slots.")}
+        state.update(self._per_child(arch, lambda p: p.detach()))
+        return state
+
+    def gradients(self, arch: Hashable) -> dict[str, torch.Tensor]:
+        """The gradient the shared weights hold, as it falls on each of ``arch``'s stand-alone child's
+        parameters (by the child's names; parameters without a gradient left out)."""
+        return {
+            name: grad for name, grad in self._per_child(arch, lambda p: p.grad, every=True).items() if grad is not None
+        }
+
+    def _per_child(
+        self, arch: Hashable, value: Callable[[nn.Parameter], torch.Tensor | None], every: bool = False
+    ) -> dict[str, Any]:
+        self.model(arch)
+        out: dict[str, Any] = {}
+        for name, key, slot in self._bindings[arch]:
+            if slot is None and not every:
+                continue
+            tensor = value(self.weights[self._names[key]])
+            if slot is not None and tensor is not None:
+                tensor = _take(tensor, _index(slot, tensor.device))
+            out[name] = None if tensor is None else tensor.clone()
+        return out
 
     def store_state(self) -> dict[str, Any]:
         """Keys in order, with their tensors (for a checkpoint)."""
@@ -160,4 +297,5 @@ class SharedWeights(nn.Module):
             self.weights[name] = nn.Parameter(tensor.to(self.device))
         self.stats = {k: v.to(self.device) for k, v in dict(state["stats"]).items()}
         self._cache.clear()
+        self._bindings.clear()
         self.new_parameters = []

@@ -172,16 +172,54 @@ class MacroSpace(DatasetSpace):
         return model, data.val.x[:1]
 
     def shared_network(self) -> Any:
-        """Weight sharing at full depth: a layer's convolution is shared by the architectures that give it
-        the same kernel, filters and input channels (the key is the weight's place and shape), its batch
-        norm by those with the same filters. Layers whose inputs differ in channels do not share."""
+        """Weight sharing at full depth, ENAS's macro search with Zoph & Le's sizes: layer i keeps one
+        convolution per kernel size, with the most filters and an input column for every earlier layer
+        at its most filters (and for the input signal). An architecture's layer reads the first
+        ``filters`` rows and the columns of the layers that feed it; its batch norm the first
+        ``filters`` entries; the classifier the columns of the layers it pools (`l2l.nas.shared.Slot`).
+        The stride does not change a weight. Low-rank and predicted convolutions share only with the
+        same choice at the same layer."""
+        from l2l.nas.cells import signal_shape
+        from l2l.nas.data import load_dataset
         from l2l.search_spaces.sharing import ClassifierNetwork
 
         if self.hashed:  # a hashed head's index is built from its own weights, per module: not shareable
             raise SpaceError("macro with hashed=true offers no shared network (LSH indexes are per module)")
+        data = load_dataset(self.dataset)
+        signal = signal_shape(data.input_shape, self.dataset)[0]
+
+        def key(spec: Spec, name: str, shape: tuple[int, ...]) -> Any:
+            return self._shared_key(spec, name, shape, signal, data.n_classes)
+
         return ClassifierNetwork(
-            self, self.dataset, lambda spec, seed: self.build(spec, seed)[0], None, [d.name for d in self.decisions()]
+            self, self.dataset, lambda spec, seed: self.build(spec, seed)[0], key, [d.name for d in self.decisions()]
         )
+
+    def _shared_key(self, spec: Spec, name: str, shape: tuple[int, ...], signal: int, n_classes: int) -> Any:
+        from l2l.nas.shared import Slot, shape_key
+
+        layers, widest = self.layers_of(spec), max(FILTERS)
+        parts = name.split(".")
+        if parts[0] == "blocks":
+            i = int(parts[1])
+            layer = layers[i]
+            place = f"layer{i}.k{'x'.join(map(str, layer.kernel))}"
+            if layer.rank != "full" or layer.learned != "dense":
+                return shape_key(f"{place}.rank{layer.rank}.learned{layer.learned}:{name}", shape)
+            if parts[2:] == ["0", "weight"]:  # (filters, inputs' channels, *kernel)
+                columns: tuple[int, ...] = tuple(range(signal))
+                if layer.inputs:
+                    columns = tuple(signal + j * widest + c for j in layer.inputs for c in range(layers[j].filters))
+                full = (widest, signal + i * widest, *shape[2:])
+                return Slot(f"{place}:conv", full, (layer.filters, columns, *shape[2:]))
+            if parts[2] == "1" and parts[3] != "num_batches_tracked":  # batch norm: per filter
+                return Slot(f"{place}:bn.{parts[3]}", (widest,), (layer.filters,))
+            return shape_key(f"{place}:{name}", shape)
+        if name == "head.weight":  # (classes, the pooled loose layers' channels)
+            loose = [i for i in range(len(layers)) if not any(i in later.inputs for later in layers)]
+            columns = tuple(j * widest + c for j in loose for c in range(layers[j].filters))
+            return Slot("head.weight", (n_classes, len(layers) * widest), (n_classes, columns))
+        return shape_key(name, shape)
 
     def evaluate(self, spec: Spec, ctx: Context) -> Result:
         from l2l.nas.train import TrainConfig

@@ -130,7 +130,10 @@ class MicroSpace(DatasetSpace):
 
     def shared_network(self) -> Any:
         """Weight sharing: in each cell, the op at each node's input slot keeps one set of weights per op
-        and stride, whichever earlier node it reads (ENAS's micro search)."""
+        and stride, whichever earlier node it reads (ENAS's micro search). A weight that reads a cell's
+        output (the next cells' input convolutions, the classifier) has a column block for every node of
+        that cell and reads the blocks of the nodes that make the output (its loose ends), as ENAS
+        gathers them (`l2l.nas.shared.Slot`)."""
         from l2l.search_spaces.sharing import ClassifierNetwork
 
         return ClassifierNetwork(
@@ -148,7 +151,7 @@ class MicroSpace(DatasetSpace):
             kinds += (["reduce"] if stage > 0 else []) + ["normal"] * self.n_cells
         return kinds
 
-    def _shared_key(self, spec: Spec, name: str, shape: tuple[int, ...]) -> str:
+    def _shared_key(self, spec: Spec, name: str, shape: tuple[int, ...]) -> Any:
         from l2l.nas.shared import shape_key
         from l2l.search_spaces.sharing import op_key
 
@@ -162,20 +165,24 @@ class MicroSpace(DatasetSpace):
             return op_key(name, shape, f"cell{parts[1]}.slot{slot}.s{stride}", op)
         source = {"pre0": 2, "pre1": 1}.get(parts[2]) if len(parts) > 2 and parts[0] == "cells" else None
         if source is not None:  # a cell's input conv reads the concatenated loose ends of the cell `source` back
-            return shape_key(f"{name}@{self._ends(spec, int(parts[1]) - source)}", shape)
-        if parts[0] == "head":  # the classifier reads the last cell's loose ends
-            return shape_key(f"{name}@{self._ends(spec, len(self.cell_kinds()) - 1)}", shape)
+            return self._reads_ends(spec, name, shape, int(parts[1]) - source)
+        if parts[0] == "head" and len(shape) == 2:  # the classifier reads the last cell's loose ends
+            return self._reads_ends(spec, name, shape, len(self.cell_kinds()) - 1)
         return shape_key(name, shape)
 
-    def _ends(self, spec: Spec, cell: int) -> str:
-        """Which nodes of cell ``cell`` make its output ("stem" before the first cell), for the keys of the
-        weights that read it: the channel blocks of a concatenation mean the nodes they come from."""
+    def _reads_ends(self, spec: Spec, name: str, shape: tuple[int, ...], cell: int) -> Any:
+        """The key of a weight whose input channels (dimension 1) are cell ``cell``'s output."""
         from l2l.nas.micro import loose_ends
+        from l2l.nas.shared import Slot, shape_key
 
-        if cell < 0:
-            return "stem"
+        if cell < 0 or len(shape) < 2:  # reads the stem (one size), or a batch norm (the reading conv's filters)
+            return shape_key(name, shape)
         kind = self.cell_kinds()[cell]
-        return f"{kind}{loose_ends(self.cell(spec, kind))}"
+        ends = loose_ends(self.cell(spec, kind))
+        width = shape[1] // len(ends)  # each node's channels
+        columns = tuple((node - 2) * width + c for node in ends for c in range(width))
+        full = (shape[0], self.n_nodes * width, *shape[2:])
+        return Slot(f"{name}@{kind}", full, (shape[0], columns, *shape[2:]))
 
     def evaluate(self, spec: Spec, ctx: Context) -> Result:
         from l2l.nas.train import TrainConfig

@@ -418,24 +418,32 @@ def test_ws_options_merge_into_the_config_files_weight_sharing_table(tmp_path: P
     assert flags.settings()["weight_sharing"] == {"derive": 3, "sampler": "controller"}
 
 
-def test_micro_keys_name_the_loose_ends_a_cells_input_conv_reads() -> None:
+def test_micro_weights_that_read_a_cell_take_the_columns_of_its_loose_ends() -> None:
+    from l2l.nas.micro import loose_ends
+
     space: Any = load_space("micro", TINY["micro"])
     network = space.shared_network()
     weights = _store(network)
     sizes = [d.n_choices for d in space.decisions()]
     specs: dict[tuple[int, ...], Spec] = {}
-    for seed in range(200):  # two normal cells with as many loose ends, from different nodes
+    for seed in range(200):  # normal cells with other loose ends
         rng = torch.Generator().manual_seed(seed)
         spec = space.decode([int(torch.randint(0, k, (1,), generator=rng)) for k in sizes])
-        from l2l.nas.micro import loose_ends
-
         specs.setdefault(tuple(loose_ends(space.cell(spec, "normal"))), spec)
-    same_count = [(a, b) for a in specs for b in specs if a < b and len(a) == len(b)]
-    assert same_count
-    a, b = same_count[0]
-    keys_a, keys_b = weights.keys_of(specs[a]), weights.keys_of(specs[b])
-    reads = [k for k in keys_a if ".pre1." in k and k.startswith("cells.1.")]  # cell 1 reads normal cell 0
-    assert reads and not set(reads) & set(keys_b)
+    ends_a, ends_b = next((a, b) for a in specs for b in specs if set(a) - set(b))
+    a, b = specs[ends_a], specs[ends_b]
+    key = "head.3.weight@normal"  # the classifier reads the last (normal) cell's output
+    assert key in weights.keys_of(a) and key in weights.keys_of(b)  # one tensor, other columns of it
+    assert "cells.1.pre1.1.weight@normal" in weights.keys_of(a)  # so does the next cell's input conv
+    conv = weights.tensor(key)
+    width = conv.shape[1] // space.n_nodes
+    before = conv.detach().clone()
+    optimizer = torch.optim.SGD(weights.parameters(), lr=0.1)
+    batch = next(network.train_batches(8, torch.Generator().manual_seed(0)))
+    network.loss(weights.model(a), batch).backward()
+    optimizer.step()
+    moved = {int(c) // width + 2 for c in torch.nonzero((conv.detach() != before).any(dim=0).flatten()).flatten()}
+    assert moved == set(ends_a)  # the node blocks a's cell outputs, not b's others
 
 
 def test_hashed_spaces_say_why_they_offer_no_shared_network() -> None:
