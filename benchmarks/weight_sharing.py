@@ -141,18 +141,21 @@ def report(path: str, space: str = "nb201_cell") -> None:
     print(f"ceiling (split-half of {len(rows[0]['val_accs'])} seeds): {split_half_tau(rows):.3f}")
 
 
-def ranking(seeds: list[int], full: bool, space_name: str = "nb201_cell") -> dict[str, Any]:
+def ranking(
+    seeds: list[int], full: bool, space_name: str = "nb201_cell", settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
     truth = load_ground_truth(space_name)
     rows = truth["rows"]
     val = [r["val_acc"] for r in rows]
     test = [r["test_acc"] for r in rows]
     ceiling = split_half_tau(rows)
     sorted_test = sorted(test, reverse=True)
-    out: dict[str, Any] = {"cells": len(rows), "ceiling_tau": ceiling, "runs": []}
+    out: dict[str, Any] = {"cells": len(rows), "ceiling_tau": ceiling, "settings": settings or {}, "runs": []}
     for label, strategy, how in METHODS if space_name == "nb201_cell" else MACRO_METHODS:
         sampler, _, keys = how.partition(":")
         for seed in seeds:
-            res = ws_search(space_name, {}, strategy, seed, {"sampler": sampler}, by_shape=keys == "shape")
+            ws = {**(settings or {}), "sampler": sampler}
+            res = ws_search(space_name, {}, strategy, seed, ws, by_shape=keys == "shape")
             search = res["search"]
             space = search.space
             scores = []
@@ -355,6 +358,9 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also run a full-training REINFORCE search (ranking)")
     parser.add_argument("--tag", default="", help="suffix of the result file (ranking, report)")
     parser.add_argument(
+        "-W", dest="ws", action="append", default=[], metavar="KEY=VALUE", help="ranking: a -W setting of every search"
+    )
+    parser.add_argument(
         "--reuse-baselines", action="store_true", help="lm: keep the LSTM and GRU of the last result when matched"
     )
     parser.add_argument(
@@ -370,7 +376,8 @@ def main() -> None:
         report(str(RESULTS / f"weight_sharing_{_ranking_name(args.space)}{args.tag}.json"), args.space)
         return
     if args.part == "ranking":
-        payload = ranking(args.seeds, args.full, args.space)
+        settings = {k: json.loads(v) for k, _, v in (w.partition("=") for w in args.ws)}
+        payload = ranking(args.seeds, args.full, args.space, settings)
     elif args.part == "lm":
         payload = lm(args.seeds, args.reuse_baselines, args.cells_from)
     else:

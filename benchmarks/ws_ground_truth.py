@@ -9,6 +9,8 @@ decisions, so no two rows are the same network. Written to
 
 python -m benchmarks.ws_ground_truth [--space nb201_cell] [--cells 120] [--seeds 2] [--draw-seed 7]
 python -m benchmarks.ws_ground_truth --extend 3     # three more training seeds for every cell
+python -m benchmarks.ws_ground_truth --extend 3 --part 0 & python -m benchmarks.ws_ground_truth --extend 3 --part 1
+python -m benchmarks.ws_ground_truth --merge-parts  # the same six seeds, on two cores
 """
 
 from __future__ import annotations
@@ -66,6 +68,54 @@ def train(space: Any, tokens: tuple[int, ...], seeds: range) -> tuple[list[float
     return vals, tests, time.perf_counter() - started
 
 
+def extend(space: Any, name: str, n: int, part: int | None) -> None:
+    """Train every row under ``n`` more seeds: into the ground truth, or into part file ``part``."""
+    payload = load_ground_truth(name)
+    first = payload["seeds"] + (part or 0) * n
+    started = time.perf_counter()
+    rows = payload["rows"]
+    for i, row in enumerate(rows):
+        vals, tests, seconds = train(space, tuple(row["tokens"]), range(first, first + n))
+        row["val_accs"] += vals
+        row["test_accs"] += tests
+        row["val_acc"], row["test_acc"] = statistics.fmean(row["val_accs"]), statistics.fmean(row["test_accs"])
+        row["train_s"] += seconds
+        if part is not None:
+            row["part"] = {"val_accs": vals, "test_accs": tests, "train_s": seconds}
+        print(f"{i + 1}/{len(rows)} val {row['val_acc']:.4f} test {row['test_acc']:.4f} {row['arch']}")
+    if part is not None:
+        out = {"first_seed": first, "seeds": n, "rows": [{"tokens": r["tokens"], **r["part"]} for r in rows]}
+        print(f"wrote {write_json(f'{name_of(name)}_part{part}', out)}")
+        return
+    payload["seeds"] = first + n
+    payload["cpu_seconds"] += time.perf_counter() - started
+    print(f"wrote {write_json(name_of(name), payload)}")
+
+
+def merge_parts(name: str) -> None:
+    """Append the seeds of ``<name>_ground_truth_part<K>.json`` (K = 0, 1, ...) to the ground truth."""
+    payload = load_ground_truth(name)
+    part = 0
+    while (path := RESULTS / f"{name_of(name)}_part{part}.json").exists():
+        data = json.loads(path.read_text())
+        if data["first_seed"] != payload["seeds"]:
+            raise SystemExit(
+                f"{path.name} starts at seed {data['first_seed']}, the truth has seeds 0..{payload['seeds'] - 1}"
+            )
+        for row, new in zip(payload["rows"], data["rows"], strict=True):
+            if row["tokens"] != new["tokens"]:
+                raise SystemExit(f"{path.name} holds other architectures than the ground truth")
+            row["val_accs"] += new["val_accs"]
+            row["test_accs"] += new["test_accs"]
+            row["val_acc"], row["test_acc"] = statistics.fmean(row["val_accs"]), statistics.fmean(row["test_accs"])
+            row["train_s"] += new["train_s"]
+            payload["cpu_seconds"] += new["train_s"]
+        payload["seeds"] += data["seeds"]
+        print(f"merged {path.name}: seeds {data['first_seed']}..{payload['seeds'] - 1}")
+        part += 1
+    print(f"wrote {write_json(name_of(name), payload)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", choices=SPACES, default="nb201_cell")
@@ -73,23 +123,22 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--draw-seed", type=int, default=7)
     parser.add_argument("--extend", type=int, default=0, help="add this many seeds to the written ground truth")
+    parser.add_argument(
+        "--part",
+        type=int,
+        default=None,
+        help="with --extend N: train the N seeds after part K's predecessors (seeds S+K*N..), written to "
+        "<space>_ground_truth_part<K>.json for --merge-parts (parts run side by side)",
+    )
+    parser.add_argument("--merge-parts", action="store_true", help="append the written parts' seeds, in part order")
     args = parser.parse_args()
     torch.set_num_threads(1)
     space = load_space(args.space, {})
+    if args.merge_parts:
+        merge_parts(args.space)
+        return
     if args.extend:
-        payload = load_ground_truth(args.space)
-        first = payload["seeds"]
-        started = time.perf_counter()
-        for i, row in enumerate(payload["rows"]):
-            vals, tests, seconds = train(space, tuple(row["tokens"]), range(first, first + args.extend))
-            row["val_accs"] += vals
-            row["test_accs"] += tests
-            row["val_acc"], row["test_acc"] = statistics.fmean(row["val_accs"]), statistics.fmean(row["test_accs"])
-            row["train_s"] += seconds
-            print(f"{i + 1}/{len(payload['rows'])} val {row['val_acc']:.4f} test {row['test_acc']:.4f} {row['arch']}")
-        payload["seeds"] = first + args.extend
-        payload["cpu_seconds"] += time.perf_counter() - started
-        print(f"wrote {write_json(name_of(args.space), payload)}")
+        extend(space, args.space, args.extend, args.part)
         return
     rows = []
     started = time.perf_counter()

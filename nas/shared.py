@@ -22,6 +22,7 @@ earlier layer), where keys by shape would give nearly every architecture weights
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
@@ -73,13 +74,20 @@ tensor (a string) or part of one (a `Slot`)."""
 
 
 def _take(tensor: torch.Tensor, index: tuple[int | torch.Tensor, ...]) -> torch.Tensor:
+    """The slice (always a new tensor object: a view, or a copy where positions are picked)."""
     for dim, ix in enumerate(index):
-        if isinstance(ix, int):
-            if ix != tensor.shape[dim]:
-                tensor = tensor.narrow(dim, 0, ix)
-        else:
-            tensor = tensor.index_select(dim, ix)
+        tensor = tensor.narrow(dim, 0, ix) if isinstance(ix, int) else tensor.index_select(dim, ix)
     return tensor
+
+
+def _unread(slots: list[Slot], shape: tuple[int, ...]) -> torch.Tensor:
+    """The entries of a shared tensor of ``shape`` that none of ``slots`` takes (a boolean mask)."""
+    read = torch.zeros(shape, dtype=torch.bool)
+    for slot in slots:
+        axes = [torch.arange(ix) if isinstance(ix, int) else torch.tensor(ix) for ix in slot.index]
+        grid = tuple(a.view([-1 if d == dim else 1 for d in range(len(shape))]) for dim, a in enumerate(axes))
+        read[grid] = True
+    return ~read
 
 
 def _index(slot: Slot, device: torch.device) -> tuple[int | torch.Tensor, ...]:
@@ -87,12 +95,16 @@ def _index(slot: Slot, device: torch.device) -> tuple[int | torch.Tensor, ...]:
 
 
 def _grown(slot: Slot, fresh: torch.Tensor) -> torch.Tensor:
-    """A new shared tensor for ``slot``: entries drawn like the fresh child's (its mean, and uniform with
-    its spread), from a generator seeded by the key, so a store rebuilt in any order starts the same."""
+    """A new shared tensor for ``slot``, from the first child that takes part of it: a constant one (a batch
+    norm's scale or shift) filled with that constant; else uniform around the child's mean with the child's
+    spread, scaled to the whole tensor's fan-in (what PyTorch's initializers scale by), from a generator
+    seeded by the key."""
     generator = torch.Generator().manual_seed(zlib.crc32(slot.key.encode()))
     values = fresh.detach().float()
     mean = float(values.mean()) if values.numel() else 0.0
     spread = float(values.std()) * 3**0.5 if values.numel() > 1 else 0.0
+    if len(slot.shape) > 1:  # (out, in, ...): the fan-in is all but the first dimension
+        spread *= (values[0].numel() / (math.prod(slot.shape) // slot.shape[0])) ** 0.5
     full = (torch.rand(slot.shape, generator=generator) * 2 - 1) * spread + mean
     return full.to(dtype=fresh.dtype, device=fresh.device)
 
@@ -133,6 +145,7 @@ class SharedWeights(nn.Module):
         self._names: dict[str, str] = {}  # key -> the ParameterDict's name for it
         self._cache: OrderedDict[Hashable, nn.Module] = OrderedDict()
         self._bindings: dict[Hashable, list[tuple[str, str, Slot | None]]] = {}  # child name, key, slot
+        self._masks: dict[Hashable, list[tuple[nn.Parameter, torch.Tensor]]] = {}  # unread entries, per arch
         self._cache_size = cache
         self.new_parameters: list[nn.Parameter] = []  # adopted since the caller last took them
 
@@ -146,7 +159,9 @@ class SharedWeights(nn.Module):
         return [key for _, key, _ in self._bindings[arch]]
 
     def model(self, arch: Hashable) -> nn.Module:
-        """The network of ``arch`` bound to the shared weights (built on first use, then cached)."""
+        """The network of ``arch`` bound to the shared weights (built on first use, then cached). A network
+        with slots reads them through a hook of this store: use it here, not copied, pickled or moved to
+        another device (`export` gives a stand-alone state dict)."""
         model = self._cache.get(arch)
         if model is not None:
             self._cache.move_to_end(arch)
@@ -161,7 +176,10 @@ class SharedWeights(nn.Module):
             key = keyer(name, tuple(param.shape))
             if isinstance(key, Slot):
                 self._check_slot(key, name, tuple(param.shape))
-                full = self._shared_parameter(key.key, nn.Parameter(_grown(key, param)))
+                known = self._names.get(key.key)
+                full = self._shared_parameter(
+                    key.key, self.weights[known] if known else nn.Parameter(_grown(key, param))
+                )
                 index = _index(key, self.device)
                 del owner._parameters[leaf]
                 setattr(owner, leaf, _take(full, index))
@@ -180,7 +198,8 @@ class SharedWeights(nn.Module):
                 self._check_slot(key, name, tuple(buf.shape))
                 if not key.is_view:
                     raise SharingError(f"buffer {name!r}: its slot of {key.key!r} must take first entries only")
-                full_buf = self._shared_buffer(key.key, _grown(key, buf))
+                full_buf = self.stats.get(key.key)
+                full_buf = self._shared_buffer(key.key, _grown(key, buf) if full_buf is None else full_buf)
                 owner._buffers[leaf] = _take(full_buf, key.index)  # type: ignore[arg-type]
             else:
                 owner._buffers[leaf] = self._shared_buffer(key, buf)
@@ -194,10 +213,42 @@ class SharedWeights(nn.Module):
             model.register_forward_pre_hook(rebind)
         self._bindings[arch] = bindings
         self._cache[arch] = model
-        if len(self._cache) > self._cache_size:
+        while len(self._cache) > max(1, self._cache_size):  # the network just bound stays
             evicted, _ = self._cache.popitem(last=False)
             self._bindings.pop(evicted, None)
+            self._masks.pop(evicted, None)
         return model
+
+    def step(self, arch: Hashable, optimizer: torch.optim.Optimizer) -> None:
+        """``optimizer.step()`` after a backward pass through ``arch``'s network, as a sparse update: the
+        entries of a shared tensor that ``arch`` does not read (its slots take other parts) keep their
+        values and their optimizer state (momentum, Adam's moments), as whole tensors it does not use do
+        (no gradient). Without this, momentum and weight decay would move weights no architecture read."""
+        self.model(arch)
+        masks = self._masks.get(arch)
+        if masks is None:
+            by_key: dict[str, list[Slot]] = {}
+            for _, key, slot in self._bindings[arch]:
+                if slot is not None:
+                    by_key.setdefault(key, []).append(slot)
+            masks = []
+            for key, slots in by_key.items():
+                unread = _unread(slots, slots[0].shape).to(self.device)
+                if bool(unread.any()):
+                    masks.append((self.tensor(key), unread))
+            self._masks[arch] = masks
+        saved = []
+        for param, unread in masks:
+            state = optimizer.state.get(param, {})
+            moments = {k: v[unread].clone() for k, v in state.items() if torch.is_tensor(v) and v.shape == param.shape}
+            saved.append((param, unread, param.detach()[unread].clone(), moments))
+        optimizer.step()
+        with torch.no_grad():
+            for param, unread, values, moments in saved:
+                param[unread] = values
+                for k, v in optimizer.state.get(param, {}).items():
+                    if torch.is_tensor(v) and v.shape == param.shape:
+                        v[unread] = moments[k] if k in moments else 0  # a state the step created starts at 0
 
     @staticmethod
     def _check_slot(slot: Slot, name: str, shape: tuple[int, ...]) -> None:
@@ -298,4 +349,5 @@ class SharedWeights(nn.Module):
         self.stats = {k: v.to(self.device) for k, v in dict(state["stats"]).items()}
         self._cache.clear()
         self._bindings.clear()
+        self._masks.clear()
         self.new_parameters = []

@@ -215,7 +215,8 @@ class WeightSharingSearch:
             if self.ws.steps and steps + skipped >= self.ws.steps:
                 break
             tokens = self._uniform(1)[0] if uniform else self.controller.draw(1)[0]
-            model = self._bind(self.space.decode(tokens))
+            spec = self.space.decode(tokens)
+            model = self._bind(spec)
             model.train()
             loss = self.network.loss(model, self._batch(batch))
             value = float(loss.detach())
@@ -230,7 +231,7 @@ class WeightSharingSearch:
                 self.optimizer.zero_grad(set_to_none=True)
                 skipped += 1
                 continue
-            self.optimizer.step()
+            self.weights.step(spec, self.optimizer)  # entries of shared tensors this spec did not read stay
             total, steps = total + value, steps + 1
         if steps == 0:
             raise SearchError(f"the shared weights diverged: no finite training loss in {skipped} steps of an epoch")

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from l2l.nas.shared import Slot
+
 __all__ = ["ClassifierNetwork", "LanguageModelNetwork", "SharedNetwork", "check_coverage", "op_key"]
 
 Batch = tuple["torch.Tensor", ...]
@@ -52,10 +54,11 @@ class SharedNetwork(ABC):
         """The stand-alone child network of ``spec``, initialized from ``seed`` (the shared weights replace
         these, except the first time a key is met: the store adopts them)."""
 
-    def key(self, spec: Spec, name: str, shape: tuple[int, ...]) -> str:
+    def key(self, spec: Spec, name: str, shape: tuple[int, ...]) -> str | Slot:
         """What the weight the child keeps at ``name`` is, for ``spec``: weights with one key are one tensor.
         The default (the child's name and the shape) suits networks whose modules sit at places that name
-        the op; override it to put the op in the key."""
+        the op; override it to put the op in the key, or return a `l2l.nas.shared.Slot` to make the weight
+        a part of a larger shared tensor (where an op's size varies between architectures)."""
         from l2l.nas.shared import shape_key
 
         return shape_key(name, shape)
@@ -139,7 +142,7 @@ class ClassifierNetwork(SharedNetwork):
         space: SearchSpace,
         dataset: str,
         build: Callable[[Spec, int], nn.Module],
-        key: Callable[[Spec, str, tuple[int, ...]], str] | None,
+        key: Callable[[Spec, str, tuple[int, ...]], str | Slot] | None,
         covers: Sequence[str],
     ) -> None:
         super().__init__(space)
@@ -152,7 +155,7 @@ class ClassifierNetwork(SharedNetwork):
     def build(self, spec: Spec, seed: int) -> nn.Module:
         return self._build(spec, seed)
 
-    def key(self, spec: Spec, name: str, shape: tuple[int, ...]) -> str:
+    def key(self, spec: Spec, name: str, shape: tuple[int, ...]) -> str | Slot:
         return self._key(spec, name, shape) if self._key is not None else super().key(spec, name, shape)
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
@@ -212,7 +215,7 @@ class LanguageModelNetwork(SharedNetwork):
         self,
         space: SearchSpace,
         build: Callable[[Spec, int], nn.Module],
-        key: Callable[[Spec, str, tuple[int, ...]], str] | None,
+        key: Callable[[Spec, str, tuple[int, ...]], str | Slot] | None,
         covers: Sequence[str],
         bptt: int,
         reward_of: Callable[[float], float],
@@ -227,7 +230,7 @@ class LanguageModelNetwork(SharedNetwork):
     def build(self, spec: Spec, seed: int) -> nn.Module:
         return self._build(spec, seed)
 
-    def key(self, spec: Spec, name: str, shape: tuple[int, ...]) -> str:
+    def key(self, spec: Spec, name: str, shape: tuple[int, ...]) -> str | Slot:
         return self._key(spec, name, shape) if self._key is not None else super().key(spec, name, shape)
 
     def _windows(self, data: torch.Tensor, starts: torch.Tensor) -> Batch:

@@ -98,16 +98,17 @@ def test_macro_shared_weights_learn_under_uniform_sampling() -> None:
     optimizer: torch.optim.Optimizer | None = None
     losses = []
     for _, batch in zip(range(100), batches, strict=False):
-        model = weights.model(space.decode(random_tokens(space, rng)))
+        spec = space.decode(random_tokens(space, rng))
+        model = weights.model(spec)
         new = weights.take_new_parameters()
         if optimizer is None:
             optimizer = torch.optim.Adam(new, lr=0.01)
         elif new:
             optimizer.param_groups[0]["params"].extend(new)
         loss = network.loss(model, batch)
-        optimizer.zero_grad()
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        weights.step(spec, optimizer)
         losses.append(float(loss.detach()))
     assert sum(losses[-20:]) / 20 < 2.15, losses
 
@@ -129,3 +130,42 @@ def test_slots_that_do_not_fit_are_refused_with_the_key_named() -> None:
     norms = SharedWeights(lambda n: torch.nn.BatchNorm1d(3), lambda n: columns)
     with pytest.raises(SharingError, match="buffer 'running_mean': its slot of 'running_mean' must take first entries"):
         norms.model(0)
+
+
+def test_a_step_moves_only_the_entries_the_architecture_read_momentum_and_weight_decay_included() -> None:
+    space, network, weights = _macro()
+    wide = _spec(space, [(3, 64, ()), (5, 64, (0,)), (3, 64, (0, 1))])
+    narrow = _spec(space, [(3, 24, ()), (5, 24, (0,)), (3, 24, (1,))])
+    weights.model(wide), weights.model(narrow)
+    optimizer = torch.optim.Adam(weights.parameters(), lr=0.01, weight_decay=0.1)
+    batches = network.train_batches(16, torch.Generator().manual_seed(0))
+    optimizer.zero_grad(set_to_none=True)
+    network.loss(weights.model(wide), next(batches)).backward()
+    weights.step(wide, optimizer)  # every row now has momentum
+    conv = weights.tensor("layer0.k1x3:conv")
+    before, moment = conv.detach().clone(), optimizer.state[conv]["exp_avg"].clone()
+    for _ in range(2):
+        optimizer.zero_grad(set_to_none=True)
+        network.loss(weights.model(narrow), next(batches)).backward()
+        weights.step(narrow, optimizer)
+    assert torch.equal(conv.detach()[24:], before[24:])  # rows only the wide layer reads
+    assert torch.equal(optimizer.state[conv]["exp_avg"][24:], moment[24:])
+    assert not torch.equal(conv.detach()[:24], before[:24])
+    head = weights.tensor("head.weight")  # narrow pools only layer 2: columns 128..151 of the classifier
+    assert [layer.inputs for layer in space.layers_of(narrow)] == [(), (0,), (1,)]
+    frozen = head.detach().clone()
+    optimizer.zero_grad(set_to_none=True)
+    network.loss(weights.model(narrow), next(batches)).backward()
+    weights.step(narrow, optimizer)
+    assert torch.equal(head.detach()[:, :128], frozen[:, :128]) and torch.equal(head.detach()[:, 152:], frozen[:, 152:])
+
+
+def test_a_store_that_caches_no_network_still_names_the_keys_of_the_one_it_binds() -> None:
+    space = load_space("macro", {"layers": 2})
+    network = space.shared_network()
+    weights = SharedWeights(
+        lambda spec: network.build(spec, 0), lambda spec: lambda name, shape: network.key(spec, name, shape), cache=0
+    )
+    spec = space.decode(random_tokens(space, random.Random(0)))
+    assert "head.weight" in weights.keys_of(spec)
+    assert set(weights.export(spec)) == set(network.build(spec, 1).state_dict())
