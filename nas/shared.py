@@ -23,6 +23,7 @@ earlier layer), where keys by shape would give nearly every architecture weights
 from __future__ import annotations
 
 import math
+import operator
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
@@ -51,12 +52,27 @@ class Slot:
     index: tuple[int | tuple[int, ...], ...]
 
     def __post_init__(self) -> None:
-        if len(self.index) != len(self.shape):
-            raise SharingError(f"slot of {self.key!r}: {len(self.index)} indices for a {len(self.shape)}-d tensor")
-        for size, ix in zip(self.shape, self.index, strict=True):
-            taken = (ix,) if isinstance(ix, int) else ix
-            if any(not 0 <= (i - 1 if isinstance(ix, int) else i) < size for i in taken):
+        shape = tuple(_count(self.key, "shape", n) for n in self.shape)
+        if len(self.index) != len(shape):
+            raise SharingError(f"slot of {self.key!r}: {len(self.index)} indices for a {len(shape)}-d tensor")
+        index: list[int | tuple[int, ...]] = []
+        for size, ix in zip(shape, self.index, strict=True):
+            if isinstance(ix, (tuple, list)):
+                picked = tuple(_count(self.key, "index", i) for i in ix)
+                if picked == tuple(range(len(picked))):  # the first entries, written as positions
+                    ix = len(picked)
+                else:
+                    ix = picked
+            else:
+                ix = _count(self.key, "index", ix)
+            taken = range(ix) if isinstance(ix, int) else ix
+            if not taken:
+                raise SharingError(f"slot of {self.key!r} takes no entry of a dimension of {size}")
+            if any(not 0 <= i < size for i in taken):
                 raise SharingError(f"slot of {self.key!r}: index {ix} is outside a dimension of {size}")
+            index.append(ix)
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "index", tuple(index))
 
     @property
     def sliced_shape(self) -> tuple[int, ...]:
@@ -66,6 +82,16 @@ class Slot:
     def is_view(self) -> bool:
         """Whether the slice is a view (first entries only along every dimension)."""
         return all(isinstance(ix, int) for ix in self.index)
+
+
+def _count(key: str, what: str, value: Any) -> int:
+    """``value`` as an int (numpy and 0-d torch integers too); a bool or anything else is refused."""
+    if isinstance(value, bool):
+        raise SharingError(f"slot of {key!r}: its {what} holds {value!r}, not an integer")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise SharingError(f"slot of {key!r}: its {what} holds {value!r}, not an integer") from None
 
 
 Keyer = Callable[[str, tuple[int, ...]], str | Slot]
@@ -178,7 +204,7 @@ class SharedWeights(nn.Module):
                 self._check_slot(key, name, tuple(param.shape))
                 known = self._names.get(key.key)
                 full = self._shared_parameter(
-                    key.key, self.weights[known] if known else nn.Parameter(_grown(key, param))
+                    key.key, self._declared(key, self.weights[known]) if known else nn.Parameter(_grown(key, param))
                 )
                 index = _index(key, self.device)
                 del owner._parameters[leaf]
@@ -199,7 +225,9 @@ class SharedWeights(nn.Module):
                 if not key.is_view:
                     raise SharingError(f"buffer {name!r}: its slot of {key.key!r} must take first entries only")
                 full_buf = self.stats.get(key.key)
-                full_buf = self._shared_buffer(key.key, _grown(key, buf) if full_buf is None else full_buf)
+                full_buf = self._shared_buffer(
+                    key.key, _grown(key, buf) if full_buf is None else self._declared(key, full_buf)
+                )
                 owner._buffers[leaf] = _take(full_buf, key.index)  # type: ignore[arg-type]
             else:
                 owner._buffers[leaf] = self._shared_buffer(key, buf)
@@ -249,6 +277,16 @@ class SharedWeights(nn.Module):
                 for k, v in optimizer.state.get(param, {}).items():
                     if torch.is_tensor(v) and v.shape == param.shape:
                         v[unread] = moments[k] if k in moments else 0  # a state the step created starts at 0
+
+    @staticmethod
+    def _declared(slot: Slot, shared: Any) -> Any:
+        """The stored tensor of ``slot``'s key, refused when the slot declares the whole tensor another shape."""
+        if tuple(shared.shape) != slot.shape:
+            raise SharingError(
+                f"shared weight {slot.key!r} is {tuple(shared.shape)} but a slot of it declares {slot.shape}: a "
+                "slot's shape is the whole shared tensor, the same for every architecture"
+            )
+        return shared
 
     @staticmethod
     def _check_slot(slot: Slot, name: str, shape: tuple[int, ...]) -> None:

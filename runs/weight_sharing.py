@@ -29,13 +29,13 @@ import torch
 
 from l2l.controllers import Controller, Proposal, make_controller
 from l2l.controllers.base import checked_proposals, checked_stats
-from l2l.nas.shared import SharedWeights
+from l2l.nas.shared import SharedWeights, SharingError
 from l2l.runs.driver import Heartbeat, code_version, live_driver
 from l2l.runs.executors import check_device
 from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted
 from l2l.runs.sharing_config import BLOWUP, SharingConfig
 from l2l.runs.store import EpochRecord, ScoredChild, Store
-from l2l.search_spaces import SearchSpace, Spec, load_space
+from l2l.search_spaces import SearchSpace, SpaceError, Spec, load_space
 from l2l.search_spaces.constraints import Constraints
 from l2l.search_spaces.sharing import SharedNetwork, check_coverage
 
@@ -63,7 +63,12 @@ Listener = Callable[[Any], None]
 
 def shared_network_of(space: SearchSpace) -> SharedNetwork:
     """The space's shared network, checked to cover every decision; a space without one is refused."""
-    network = space.shared_network()
+    try:
+        network = space.shared_network()
+    except SpaceError:
+        raise
+    except Exception as exc:  # a plugin's shared network that cannot be made (an abstract method left out...)
+        raise SearchError(f"space {space.name!r}: shared_network() failed: {type(exc).__name__}: {exc}") from exc
     if network is None:
         raise SearchError(
             f"space {space.name!r} offers no shared network, so it cannot be searched with --weight-sharing "
@@ -181,8 +186,6 @@ class WeightSharingSearch:
             if self.listener:
                 self.listener(EpochEvent(epoch, self.ws.epochs, loss, record.mean_reward, record.entropy))
         if not self.store.children(self.run_id, "derived"):
-            if self.listener:
-                self.listener(DeriveEvent(self.ws.derive))
             self._derive(next_child)
 
     def _batch(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -190,7 +193,10 @@ class WeightSharingSearch:
 
     def _bind(self, spec: Spec) -> torch.nn.Module:
         """The network of ``spec`` on the shared weights; weights met for the first time join the optimizer."""
-        model = self.weights.model(spec)
+        try:
+            model = self.weights.model(spec)
+        except SharingError as exc:  # the space's keys do not fit together: name the architecture that met it
+            raise SearchError(f"space {self.space.name!r}, {self.space.describe(spec)}: {exc}") from exc
         new = self.weights.take_new_parameters()
         if self.optimizer is None:
             self.optimizer = self._make_optimizer(list(self.weights.ordered_parameters()))
@@ -241,7 +247,7 @@ class WeightSharingSearch:
         return Controller.draw(self.controller, n)  # the base class's uniform draw, whatever the strategy
 
     def _score(self, proposal: Proposal) -> dict[str, float]:
-        model = self._bind(self.space.decode(proposal.tokens))
+        model = self._bind(self.space.decode(proposal.tokens)).eval()  # scoring trains nothing, batch norms included
         return self._checked(
             self.network.measure(model, self._batch(self.network.val_batch(self.ws.val_batch, self.generator)))
         )
@@ -292,9 +298,11 @@ class WeightSharingSearch:
         seen: dict[tuple[int, ...], Proposal] = {}
         for p in checked_proposals(self.controller, self.controller.propose(self.ws.derive), self.ws.derive):
             seen.setdefault(p.tokens, p)
+        if self.listener:  # the distinct candidates: a small space has fewer than `derive`
+            self.listener(DeriveEvent(len(seen)))
         scored: list[tuple[Proposal, dict[str, float]]] = []
         for p in seen.values():
-            model = self._bind(self.space.decode(p.tokens))
+            model = self._bind(self.space.decode(p.tokens)).eval()
             scored.append((p, self._checked(self.network.measure_split(model, self.device))))
         # the best by reward, an architecture that diverged only when every one did
         best = max(range(len(scored)), key=lambda i: ("diverged" not in scored[i][1], scored[i][1]["reward"]))

@@ -3,16 +3,25 @@ architectures with other filter counts and other inputs read and train parts of 
 
 from __future__ import annotations
 
+import itertools
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from l2l.nas.shared import SharedWeights, SharingError, Slot
-from l2l.search_spaces import Spec, load_space
+from l2l.nas.shared import SharedWeights, SharingError, Slot, shape_key
+from l2l.runs.search_config import SearchConfig, SearchError
+from l2l.runs.store import Store
+from l2l.runs.weight_sharing import WeightSharingSearch
+from l2l.search_spaces import Decision, SearchSpace, Spec, load_space
 from l2l.search_spaces.macro import FILTERS, KERNELS
+from l2l.search_spaces.sharing import ClassifierNetwork, SharedNetwork
+from l2l.testing.sharing import check_shared_network
 from l2l.testing.spaces import random_tokens
+
+WS = {"epochs": 2, "warmup": 1, "steps": 4, "batch_size": 16, "controller_steps": 1, "val_batch": 32, "derive": 3}
 
 
 def _macro(layers: int = 3) -> tuple[Any, Any, SharedWeights]:
@@ -169,3 +178,77 @@ def test_a_store_that_caches_no_network_still_names_the_keys_of_the_one_it_binds
     spec = space.decode(random_tokens(space, random.Random(0)))
     assert "head.weight" in weights.keys_of(spec)
     assert set(weights.export(spec)) == set(network.build(spec, 1).state_dict())
+
+
+class _WidthMLP(torch.nn.Module):
+    def __init__(self, widths: list[int]) -> None:
+        super().__init__()
+        sizes = [64, *widths]
+        self.hidden = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
+        self.norms = torch.nn.ModuleList(torch.nn.BatchNorm1d(w) for w in widths)
+        self.out = torch.nn.Linear(widths[-1], 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        for hidden, norm in zip(self.hidden, self.norms, strict=True):
+            x = torch.relu(norm(hidden(x)))
+        return self.out(x)  # type: ignore[no-any-return]
+
+
+class WidthMLP(SearchSpace):
+    """The plugin of docs/plugins.md's slot example: two hidden layers of 16, 32 or 64 units on digits."""
+
+    name = "width_mlp"
+    inputs = 64
+
+    def __init__(self, conflict: bool = False) -> None:
+        super().__init__(conflict=conflict)
+        self.conflict = conflict
+
+    def decisions(self) -> list[Decision]:
+        return [Decision.categorical(f"width_{i}", [16, 32, 64]) for i in range(2)]
+
+    def evaluate(self, spec: Spec, ctx: Any) -> Any:
+        raise NotImplementedError
+
+    def key(self, spec: Spec, name: str, shape: tuple[int, ...]) -> Any:  # as written in docs/plugins.md
+        widest = 64
+        if name.endswith("num_batches_tracked") or name == "out.bias":
+            return shape_key(name, shape)
+        if name == "out.weight":
+            return Slot(name, (shape[0], widest), shape)
+        if name.startswith("hidden.") and name.endswith(".weight"):
+            wide_in = self.inputs if name.startswith("hidden.0.") else widest
+            if self.conflict and shape[0] == 16:  # a mistake: the whole tensor declared two shapes
+                wide_in = 128
+            return Slot(name, (widest, wide_in), shape)
+        return Slot(name, (widest,), shape)
+
+    def shared_network(self) -> SharedNetwork:
+        def build(spec: Spec, seed: int) -> torch.nn.Module:
+            torch.manual_seed(seed)
+            return _WidthMLP([int(str(spec["width_0"])), int(str(spec["width_1"]))])
+
+        return ClassifierNetwork(self, "digits", build, self.key, [d.name for d in self.decisions()])
+
+
+def test_the_slot_example_of_the_plugin_docs_passes_the_contract_and_drives_a_search(tmp_path: Path) -> None:
+    check_shared_network(WidthMLP(), specs=6, seed=0)
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+    config = SearchConfig(space=f"{__file__}:WidthMLP", strategy="random", weight_sharing=dict(WS))
+    run = WeightSharingSearch.start(store, config).run()
+    assert store.children(run, "derived")
+
+
+def test_a_slot_declaring_another_shape_of_a_known_tensor_fails_naming_it_and_the_architecture(tmp_path: Path) -> None:
+    space = WidthMLP(conflict=True)
+    network = space.shared_network()
+    weights = SharedWeights(lambda spec: network.build(spec, 0), lambda spec: lambda n, s: network.key(spec, n, s))
+    weights.model(space.decode([2, 2]))  # hidden.1.weight: (64, 64) of (64, 64)
+    with pytest.raises(SharingError, match=r"'hidden.1.weight' is \(64, 64\) but a slot of it declares \(64, 128\)"):
+        weights.model(space.decode([2, 0]))
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    config = SearchConfig(space=f"{__file__}:WidthMLP", space_options={"conflict": True}, weight_sharing=dict(WS))
+    named = r"space 'width_mlp', width_0=\d+ width_1=\d+: shared weight 'hidden\.\d\.weight' is"
+    with pytest.raises(SearchError, match=named):
+        WeightSharingSearch.start(store, config).run()

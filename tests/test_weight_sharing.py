@@ -465,7 +465,9 @@ def test_the_progress_display_is_told_when_the_derive_phase_starts(tmp_path: Pat
         space="nb201_cell", space_options=TINY["nb201_cell"], strategy="random", batch=2, seed=1, weight_sharing=WS
     )
     store = Store(f"sqlite:///{tmp_path / 'derive.db'}")
-    WeightSharingSearch.start(store, config, listener=events.append).run()
+    run = WeightSharingSearch.start(store, config, listener=events.append).run()
     kinds = [type(e) for e in events]
     assert kinds[-1] is DeriveEvent and kinds[:-1] == [EpochEvent] * (len(kinds) - 1) and len(kinds) > 1
-    assert events[-1] == DeriveEvent(WS.get("derive", 100))
+    scored = len(store.children(run, "candidate")) + len(store.children(run, "derived"))
+    assert events[-1] == DeriveEvent(scored)  # the distinct candidates scored, at most `derive`
+    assert 1 <= scored <= WS["derive"]

@@ -2,7 +2,8 @@
 
 `check_shared_network` asserts what `l2l search --weight-sharing` relies on: the network covers every
 decision, and the network of a spec bound to the shared weights computes exactly what the stand-alone
-child built from the same spec computes with the same weights: the loss, and the gradient of every weight.
+child built from the same spec computes with the same weights: the loss, and the gradient of every weight;
+and an optimizer step through each drawn spec works (keys whose slots declare other shapes fail there).
 """
 
 from __future__ import annotations
@@ -74,5 +75,10 @@ def check_shared_network(space: SearchSpace, specs: int = 5, seed: int = 0) -> N
         assert shared_grads.keys() == child_grads.keys(), f"{space.describe(spec)}: different weights get gradients"
         for key, grad in child_grads.items():
             torch.testing.assert_close(shared_grads[key], grad, rtol=1e-5, atol=1e-6, msg=f"gradient of {key}")
+    optimizer = torch.optim.Adam(weights.parameters(), lr=1e-3)
+    for spec in drawn:  # a sparse step through each (what the search does after every batch)
+        optimizer.zero_grad(set_to_none=True)
+        network.loss(weights.model(spec).train(), batch).backward()
+        weights.step(spec, optimizer)
     metrics = network.measure(weights.model(drawn[0]), network.val_batch(16, torch.Generator().manual_seed(seed)))
     assert "reward" in metrics, f"measure() must return a reward, got {metrics!r}"
