@@ -75,6 +75,10 @@ def test_spaces_list_and_show() -> None:
     out = ok("spaces", "show", "toy", "-S", "layers=2")
     assert "skip_1" in out and "5 tokens" in out and "288 candidates" in out
     assert "`layers` (3)" in out and "``" not in out  # the docstring's reST quotes, as a terminal shows code
+    assert "weight sharing: no\n" in out  # toy offers no shared network
+    assert "weight sharing: yes (l2l search --space macro --weight-sharing)" in ok("spaces", "show", "macro")
+    out = ok("spaces", "show", "rnn_cell", "-S", "hashed=true")
+    assert "weight sharing: no (rnn_cell with hashed=true offers no shared network" in out
 
 
 def test_search_then_inspect_export_and_plot(storage: str, tmp_path: Path) -> None:

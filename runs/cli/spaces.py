@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -71,3 +71,17 @@ def spaces_show(
         for combination in sp.forbidden():
             console.print("forbidden: " + ", ".join(f"{k}={v}" for k, v in combination.items()), highlight=False)
         console.print(line, highlight=False)
+        console.print(f"weight sharing: {_sharing(sp)}", highlight=False)
+
+
+def _sharing(sp: Any) -> str:
+    """Whether ``l2l search --weight-sharing`` can search the space, and why not where it says so."""
+    from l2l.search_spaces import SpaceError
+
+    try:
+        network = sp.shared_network()
+    except SpaceError as exc:
+        return f"no ({exc})"
+    except Exception as exc:  # a plugin's shared network that cannot be made
+        return f"no (shared_network() failed: {type(exc).__name__}: {exc})"
+    return "no" if network is None else f"yes (l2l search --space {sp.name} --weight-sharing)"
