@@ -11,6 +11,7 @@ cannot take a built-in strategy's name.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -57,13 +58,34 @@ def plugin_factory(name: str) -> tuple[Factory, int] | None:
     return _checked(name, factory), batch
 
 
+# the methods a search calls on its strategy (the others reach the plugin's code through these)
+GUARDED = ("propose", "update", "draw", "observe", "state_dict", "load_state_dict")
+
+
 def _checked(name: str, factory: Factory) -> Factory:
-    """The factory, refusing what is not a Controller (a plugin's mistake, named)."""
+    """The factory, refusing what is not a Controller (a plugin's mistake, named); what the controller
+    raises from then on is one line naming the plugin (`ControllerError`), not its traceback."""
 
     def build(decisions: Sequence[Any], seed: int, settings: Mapping[str, Any]) -> Controller:
-        made = factory(decisions, seed, settings)
+        try:
+            made = factory(decisions, seed, settings)
+        except ControllerError:
+            raise
+        except Exception as exc:  # the plugin's own constructor, on settings it cannot take
+            raise ControllerError(f"strategy plugin {name!r}: {type(exc).__name__}: {exc}") from exc
         if not isinstance(made, Controller):
             raise ControllerError(f"strategy plugin {name!r} made {type(made).__name__}, not a Controller")
+        for method in GUARDED:
+            setattr(made, method, partial(_guarded, name, method, getattr(made, method)))
         return made
 
     return build
+
+
+def _guarded(plugin: str, method: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return call(*args, **kwargs)
+    except ControllerError:
+        raise
+    except Exception as exc:
+        raise ControllerError(f"strategy plugin {plugin!r}: {method}() raised {type(exc).__name__}: {exc}") from exc

@@ -235,6 +235,11 @@ class Tuples(RandomController):
 class Silent(RandomController):
     def update(self, proposals, rewards):
         super().update(proposals, rewards)
+
+
+class Crashing(RandomController):
+    def update(self, proposals, rewards):
+        return {}["missing"]
 """
 
 
@@ -250,7 +255,7 @@ def test_a_strategy_plugin_is_used_by_name_and_wrapped(tmp_path: Path, monkeypat
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: l2l-sweep\nVersion: 0.1\n")
     entries = "sweep = l2l_sweep:Sweep\nbroken = l2l_sweep:not_a_controller\nrandom = l2l_sweep:Sweep\n"
-    entries += "tuples = l2l_sweep:Tuples\nsilent = l2l_sweep:Silent\n"
+    entries += "tuples = l2l_sweep:Tuples\nsilent = l2l_sweep:Silent\ncrashing = l2l_sweep:Crashing\n"
     (info / "entry_points.txt").write_text(f"[l2l.strategies]\n{entries}")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert default_batch("sweep") == 2 and default_batch("sweep+screen") == 4
@@ -267,12 +272,14 @@ def test_a_strategy_plugin_is_used_by_name_and_wrapped(tmp_path: Path, monkeypat
     assert [r.strategy for r in store.list_runs()] == ["sweep+reeval", "sweep"]
     assert len(store.updates(1)) == 3  # its own batch of 2: three updates for six children
     unknown = runner.invoke(app, ["search", "--space", "toy", "--strategy", "nope", "--storage", storage])
-    assert "known: reinforce, ppo, random, evolution, tpe, gp, qmc, broken, silent, sweep," in " ".join(
+    assert "known: reinforce, ppo, random, evolution, tpe, gp, qmc, broken, crashing, silent, sweep," in " ".join(
         unknown.output.split()
     )
     for strategy, message in [  # a plugin's mistake is named where it is made, in one line
         ("tuples", "strategy Tuples: propose(1) returned 1 item(s) of tuple; expected a list of 1 Proposal"),
         ("silent", "strategy Silent: update returned NoneType, not UpdateStats"),
+        ("crashing", "strategy plugin 'crashing': update() raised KeyError: 'missing'"),
+        ("crashing+screen", "strategy plugin 'crashing': update() raised KeyError: 'missing'"),
     ]:
         args = ["search", "--space", "toy", "--strategy", strategy, "-n", "2", "--executor", "local", "-q"]
         out = runner.invoke(app, [*args, "--storage", storage], env={"COLUMNS": "300"})
