@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from l2l.nas.shared import Slot
 
-__all__ = ["ClassifierNetwork", "LanguageModelNetwork", "SharedNetwork", "check_coverage", "op_key"]
+__all__ = ["ClassifierNetwork", "LanguageModelNetwork", "SharedNetwork", "batch_statistics", "check_coverage", "op_key"]
 
 Batch = tuple["torch.Tensor", ...]
 
