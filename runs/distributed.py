@@ -95,7 +95,7 @@ class SyncRank:
     the cluster's nodes; the K join one `torch.distributed` group over TCP, at rank 0's address."""
 
     def __init__(self, refs: list[Any]) -> None:
-        from l2l.runs.ray_cluster import strip_secrets
+        from l2l.runs.secrets import strip_secrets
 
         strip_secrets()
         self.refs = refs  # the space's and its shared data's object refs, wrapped so Ray passes the refs

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -26,36 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from l2l.runs.executors import ExecutorError
+from l2l.runs.secrets import without_secrets
 
-# variables that hold the store's URL or a database password: child code never needs them
-SECRET_ENV = ("L2L_STORAGE", "L2L_TEST_POSTGRES_URL", "PGPASSWORD", "DATABASE_URL")
-_URL_WITH_PASSWORD = re.compile(r"[A-Za-z][\w+.-]*://[^/\s:@]*:[^/\s@]+@")
 REACH_TIMEOUT_S = 10.0
 TOKEN_HELP = (
     "copy the head's token (`ray get-auth-token` there) to ~/.ray/auth_token here, or set RAY_AUTH_TOKEN, "
     "and set RAY_AUTH_MODE=token"
 )
-
-
-def secret_names(environ: Mapping[str, str]) -> list[str]:
-    """The variables of ``environ`` that hold a secret: the store's URL, a password, any URL with a password."""
-    return sorted(k for k, v in environ.items() if k in SECRET_ENV or _URL_WITH_PASSWORD.search(v))
-
-
-def strip_secrets() -> None:
-    """Drop the secrets from this process's environment (a worker, before any child code runs in it)."""
-    for name in secret_names(os.environ):
-        os.environ.pop(name, None)
-
-
-@contextmanager
-def without_secrets() -> Iterator[None]:
-    """The secrets are out of ``os.environ`` while Ray starts its processes (which inherit it), then back."""
-    saved = {name: os.environ.pop(name) for name in secret_names(os.environ)}
-    try:
-        yield
-    finally:
-        os.environ.update(saved)
 
 
 def reach(address: str, timeout: float = REACH_TIMEOUT_S) -> None:
@@ -98,7 +74,13 @@ def _enable_token_auth() -> bool:
         )
     except ImportError:  # a Ray without token authentication
         return False
-    return bool(maybe_enable_token_auth_if_token_available(warn_if_disabled=False))
+    try:
+        return bool(maybe_enable_token_auth_if_token_available(warn_if_disabled=False))
+    except Exception as exc:  # a token file named but missing or empty (Ray's AuthenticationError)
+        if not _token_auth_error(exc):
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". Note:")[0]
+        raise ExecutorError(f"Ray token authentication: {first}; {TOKEN_HELP}") from None
 
 
 def check_join(address: str) -> tuple[str, bool]:

@@ -46,8 +46,7 @@ class _Actor:
 
 
 class _RayWorkers:
-    """The `Workers` of the Ray executor's scheduler: one `SlotActor` per slot, each space put once in
-    Ray's object store."""
+    """The Ray executor scheduler's `Workers`: one `SlotActor` per slot, each space put once in Ray's object store."""
 
     def __init__(self, slot_class: Any, parallel: DataParallel) -> None:
         self.slot_class = slot_class
@@ -162,16 +161,15 @@ def _check_options(
 class RayExecutor(Executor):
     """Children on a pool of ``capacity`` Ray actors (slots); failures of workers and timeouts are recorded.
 
-    With no ``address`` an embedded Ray instance sized to this machine starts (and stops with the
-    executor); ``address="auto"`` or ``"host:port"`` joins a cluster started with ``ray start``.
-    Each slot holds one child's resources for the whole run and runs the children handed to it in
-    order, the next one already waiting at the actor. A worker process that dies (its node lost
-    included) is replaced; the child it was running runs again up to ``max_retries`` times, then
-    fails. A child running longer than ``child_timeout`` seconds is cancelled (its worker killed)
-    and failed. Where children go and what a death or a timeout means is decided by a Ray-free
-    `Scheduler`; this class only talks to Ray. ``workers_per_child`` K > 1 trains each child on K workers
-    as ``data_parallel`` says (sync, downpour, sandblaster; settings in ``dp_options``:
-    `l2l.runs.distbelief`); those workers are actors of their own, holding the child's resources.
+    With no ``address`` an embedded Ray instance sized to this machine starts (and stops with the executor);
+    ``address="auto"`` or ``"host:port"`` joins a cluster started with ``ray start``. Each slot holds one child's
+    resources for the whole run and runs the children handed to it in order, the next one already waiting at the
+    actor. A worker process that dies (its node lost included) is replaced; the child it was running runs again up
+    to ``max_retries`` times, then fails. A child running longer than ``child_timeout`` seconds is cancelled (its
+    worker killed) and failed. Where children go and what a death or a timeout means is decided by a Ray-free
+    `Scheduler`; this class only talks to Ray. ``workers_per_child`` K > 1 trains each child on K workers as
+    ``data_parallel`` says (sync, downpour, sandblaster; settings in ``dp_options``: `l2l.runs.distbelief`); those
+    workers are actors of their own, holding the child's resources.
     """
 
     name = "ray"
@@ -210,9 +208,7 @@ class RayExecutor(Executor):
             )
         except DataParallelError as exc:
             raise ExecutorError(str(exc)) from None
-        self.device = device
-        self.workers_per_child = workers_per_child
-        self.parallel = parallel
+        self.device, self.workers_per_child, self.parallel = device, workers_per_child, parallel
         cpus_per_child, gpus_per_child = cpus_per_child * workers_per_child, gpus_per_child * workers_per_child
         ray = _ray()
         if ray.is_initialized():  # a Ray instance this process set up itself (tests, notebooks): use it
@@ -221,9 +217,13 @@ class RayExecutor(Executor):
             self._ray = connect(address, num_cpus)
         self.where = self._ray.describe()
         self._head_checked, self._head_lost, self._lost = time.monotonic(), 0, False
-        capacity = fit_slots(ray.cluster_resources(), cpus_per_child, gpus_per_child, max_concurrent)
-        # Children handed to a slot beyond its running one wait at the actor, so a worker that
-        # finishes starts the next child at once instead of waiting for the driver's round trip.
+        try:  # a child the cluster cannot hold: the embedded instance is stopped, its folder removed
+            nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+            capacity = fit_slots(ray.cluster_resources(), cpus_per_child, gpus_per_child, max_concurrent, nodes)
+        except ExecutorError:
+            self._ray.shutdown()
+            raise
+        # children beyond a slot's running one wait at its actor: a worker starts the next without a round trip
         prefetch = capacity if prefetch is None else prefetch
         # a child whose workers are actors of their own (in a placement group) leaves them its resources
         slot_class = ray.remote(SlotActor).options(

@@ -14,7 +14,7 @@ from typing import Any
 from l2l.nas.distbelief import recording
 from l2l.runs.distbelief import DataParallel, run_engine_child, throughput, with_record
 from l2l.runs.executors import ChildTask, ExecutorError, run_child
-from l2l.runs.ray_cluster import strip_secrets
+from l2l.runs.secrets import strip_secrets
 from l2l.search_spaces.api import Result, SearchSpace
 
 

@@ -15,7 +15,7 @@ import itertools
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -81,23 +81,43 @@ def children_per_slot(capacity: int, prefetch: int) -> int:
 
 
 def fit_slots(
-    cluster: Mapping[str, float], cpus_per_child: float, gpus_per_child: float, max_concurrent: int | None = None
+    cluster: Mapping[str, float],
+    cpus_per_child: float,
+    gpus_per_child: float,
+    max_concurrent: int | None = None,
+    nodes: Sequence[Mapping[str, float]] = (),
 ) -> int:
-    """How many children the cluster's resources hold at once (fractions of a GPU let several share one)."""
-    fits = []
-    if cpus_per_child > 0:
-        fits.append(math.floor(cluster.get("CPU", 0.0) / cpus_per_child + 1e-9))
-    if gpus_per_child > 0:
-        if cluster.get("GPU", 0.0) <= 0:
-            raise ExecutorError(f"--gpus-per-child {gpus_per_child} asked for, but the Ray cluster has no GPU")
-        fits.append(math.floor(cluster.get("GPU", 0.0) / gpus_per_child + 1e-9))
-    fit = min(fits)
+    """How many children the cluster's resources hold at once (fractions of a GPU let several share one).
+    With ``nodes`` (each live node's resources) a child must fit on one node, and the slots are counted
+    node by node: Ray places a child on one node, so a child larger than every node would wait forever."""
+    fit = _fit(cluster, cpus_per_child, gpus_per_child, "the Ray cluster")
     if fit < 1:
         raise ExecutorError(
             f"one child needs {cpus_per_child} CPU and {gpus_per_child} GPU; the cluster has "
             f"{cluster.get('CPU', 0)} CPU and {cluster.get('GPU', 0)} GPU"
         )
+    if nodes:
+        per_node = [_fit(node, cpus_per_child, gpus_per_child, None) for node in nodes]
+        if max(per_node) < 1:
+            largest = max(nodes, key=lambda n: (n.get("CPU", 0.0), n.get("GPU", 0.0)))
+            raise ExecutorError(
+                f"one child needs {cpus_per_child} CPU and {gpus_per_child} GPU on one node, and no node of the "
+                f"cluster has that much (the largest has {largest.get('CPU', 0)} CPU and {largest.get('GPU', 0)} "
+                f"GPU; {len(nodes)} node(s)); lower --cpus-per-child or --gpus-per-child"
+            )
+        fit = sum(per_node)
     return min(fit, max_concurrent) if max_concurrent else fit
+
+
+def _fit(resources: Mapping[str, float], cpus_per_child: float, gpus_per_child: float, where: str | None) -> int:
+    fits = []
+    if cpus_per_child > 0:
+        fits.append(math.floor(resources.get("CPU", 0.0) / cpus_per_child + 1e-9))
+    if gpus_per_child > 0:
+        if where is not None and resources.get("GPU", 0.0) <= 0:
+            raise ExecutorError(f"--gpus-per-child {gpus_per_child} asked for, but {where} has no GPU")
+        fits.append(math.floor(resources.get("GPU", 0.0) / gpus_per_child + 1e-9))
+    return min(fits) if fits else 0
 
 
 class Scheduler:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from l2l.runs.executors import ChildTask, make_executor
-from l2l.runs.ray_cluster import secret_names, sweep_embedded
+from l2l.runs.ray_cluster import sweep_embedded
 from l2l.runs.ray_executor import RayExecutor
+from l2l.runs.secrets import secret_names
 from l2l.search_spaces import Context, load_space
 from tests.conftest import PLUGINS
 
@@ -55,6 +57,19 @@ def test_children_of_an_embedded_instance_never_see_the_store_url_and_it_leaves_
     assert environ["L2L_CIFAR10_ROOT"] == "/data/cifar"
     assert os.environ["L2L_STORAGE"] == url  # the driver keeps its own
     assert not Path(session).exists()  # the embedded instance's files went with it
+
+
+def test_an_embedded_instance_that_cannot_hold_a_child_is_stopped_and_leaves_no_files() -> None:
+    if ray.is_initialized():
+        pytest.skip("a Ray instance is already up in this process")
+    from l2l.runs.executors import ExecutorError
+    from l2l.runs.ray_cluster import EMBEDDED_PREFIX
+
+    before = set(Path(tempfile.gettempdir()).glob(f"{EMBEDDED_PREFIX}*"))
+    with pytest.raises(ExecutorError, match=r"one child needs 4\.0 CPU"):
+        make_executor("ray", options={"num_cpus": 1, "cpus_per_child": 4.0})
+    assert not ray.is_initialized()
+    assert set(Path(tempfile.gettempdir()).glob(f"{EMBEDDED_PREFIX}*")) <= before
 
 
 def test_directories_of_embedded_instances_whose_driver_died_are_swept(tmp_path: Path) -> None:

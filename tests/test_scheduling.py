@@ -310,6 +310,11 @@ def test_fractional_gpus_let_children_share_one_and_the_scarcest_resource_bounds
         fit_slots({"CPU": 4.0}, 1.0, 0.5)
     with pytest.raises(ExecutorError, match=r"one child needs 64 CPU and 0\.0 GPU; the cluster has 4\.0 CPU and 0 GPU"):
         fit_slots({"CPU": 4.0}, 64, 0.0)
+    two = [{"CPU": 1.0}, {"CPU": 1.0}]  # 2 CPUs, but a child of 2 fits on no node: it would wait forever
+    with pytest.raises(ExecutorError, match=r"needs 2 CPU and 0\.0 GPU on one node, and no node .* has 1\.0 CPU"):
+        fit_slots({"CPU": 2.0}, 2, 0.0, nodes=two)
+    assert fit_slots({"CPU": 3.0}, 1.0, 0.0, nodes=[{"CPU": 1.5}, {"CPU": 1.5}]) == 2  # counted node by node
+    assert fit_slots({"CPU": 4.0, "GPU": 2.0}, 1.0, 0.5, nodes=[{"CPU": 2.0, "GPU": 2.0}, {"CPU": 2.0}]) == 2
 
 
 class Counted(Executor):
