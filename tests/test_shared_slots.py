@@ -63,11 +63,10 @@ def test_macro_layers_with_other_filters_and_inputs_read_one_tensor_per_layer_an
     optimizer.step()
     moved = (conv2.detach() != before).any(dim=-1)  # (filters, input columns)
     signal = conv2.shape[1] - 2 * 64
-    read_rows = torch.arange(64) < 64
     read_cols = torch.zeros(conv2.shape[1], dtype=torch.bool)
     read_cols[signal : signal + 24] = True  # layer 0's 24 filters
     read_cols[signal + 64 : signal + 64 + 36] = True  # layer 1's 36 filters
-    assert torch.equal(moved, read_rows[:, None] & read_cols[None, :])
+    assert torch.equal(moved, read_cols.expand(64, -1))  # every one of a's 64 rows, only the columns it reads
 
 
 def test_a_slotted_store_saved_and_restored_binds_networks_that_compute_the_same() -> None:
