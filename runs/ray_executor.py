@@ -348,7 +348,7 @@ class RayExecutor(Executor):
                 self._lost = True  # nothing more is asked of it: killing actors would wait on the head too
                 raise ExecutorError(
                     f"the Ray cluster at {address} went away (its head stopped answering); the run can be resumed "
-                    "on another cluster with --resume RUN --address HOST:PORT"
+                    "on another cluster with --resume and --address HOST:PORT"
                 )
             if now and self._head_lost and attempt == 0:
                 time.sleep(1.0)

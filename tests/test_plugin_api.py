@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -284,6 +285,11 @@ def test_a_strategy_plugin_is_used_by_name_and_wrapped(tmp_path: Path, monkeypat
         args = ["search", "--space", "toy", "--strategy", strategy, "-n", "2", "--executor", "local", "-q"]
         out = runner.invoke(app, [*args, "--storage", storage], env={"COLUMNS": "300"})
         assert out.exit_code == 1 and f"error: {message}" in out.output, out.output
+        kept = re.search(
+            r"run (\d+) keeps what it recorded; continue it with `l2l search --resume (\d+) --storage ", out.output
+        )
+        # a run that failed after children were trained says how to go on; one that failed before is gone
+        assert (kept is not None and kept[1] == kept[2]) == (strategy != "tuples"), out.output
 
 
 def test_the_space_contract_says_what_the_search_would_say_of_a_bad_result() -> None:

@@ -158,8 +158,10 @@ def test_joining_a_cluster_with_token_authentication_and_losing_it(tmp_path: Pat
     assert driver.returncode == 1, (out, err)
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
         f"error: the Ray cluster at {address} went away (its head stopped answering); the run can be resumed on "
-        "another cluster with --resume RUN --address HOST:PORT"
+        "another cluster with --resume and --address HOST:PORT"
     ], err
+    # the next line names the run and the command (the store is $L2L_STORAGE's, so no --storage)
+    assert f"run {slow} keeps what it recorded; continue it with `l2l search --resume {slow}`" in err, err
     assert db.get_run(slow).status == "failed"
     # ... and it moves to another cluster on resume, which it records
     with _head(user) as other:

@@ -118,7 +118,10 @@ def user_errors() -> Iterator[None]:
         DatasetError,
         RuleError,
     ) as exc:
-        fail(str(exc))
+        error_line(str(exc))
+        for note in getattr(exc, "__notes__", ()):  # what to do next, e.g. how to resume the run
+            err_console.print(escape(note), highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     except OSError as exc:  # a path given for output (or input) that cannot be used: say which, and why
         if exc.filename is None:
             raise

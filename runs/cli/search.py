@@ -16,8 +16,6 @@ from l2l.runs.cli.common import (
     StorageOpt,
     console,
     err_console,
-    fail,
-    most_common_failure,
     open_store,
     run_log_file,
     storage_flag,
@@ -25,11 +23,11 @@ from l2l.runs.cli.common import (
 )
 from l2l.runs.cli.dashboard import start_dashboard
 from l2l.runs.cli.progress import SearchProgress
+from l2l.runs.cli.summary import print_derived, print_summary
 from l2l.runs.config import SearchFlags, UsageError, parse_assignments
 
 if TYPE_CHECKING:
     from l2l.runs.store import Store
-    from l2l.search_spaces import SearchSpace
 
 # Ray's own messages (its banners, worker death notices) go to a file per run here, not into the progress bar
 LOG_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "l2l" / "logs"
@@ -246,19 +244,24 @@ def search(
         where = getattr(run, "executor", None) and getattr(run.executor, "where", None)
         if where:
             console.print(escape(where), highlight=False)
-        if cfg.weight_sharing is not None:
-            run_weight_sharing(store, run, quiet)
-            return
         try:
-            run_shown(run, SearchProgress(run.run_id, cfg.children, store, quiet, run.space))
+            if cfg.weight_sharing is not None:
+                run_weight_sharing(store, run, quiet)
+            else:
+                run_shown(run, SearchProgress(run.run_id, cfg.children, store, quiet, run.space))
         except typer.Exit:  # Ctrl-C: the run is interrupted and resumable, whether or not a child finished
             raise
-        except Exception:
+        except Exception as exc:
             # a run that failed before any child finished is deleted: its one error line says it all
             if not (resume is None and discard_unstarted(store, run.run_id)):
                 say_ray_log()
+                exc.add_note(
+                    f"run {run.run_id} keeps what it recorded; continue it with "
+                    f"`l2l search --resume {run.run_id}{storage_flag(store)}`"
+                )
             raise
-        print_summary(store, run.run_id, run.space)
+        if cfg.weight_sharing is None:
+            print_summary(store, run.run_id, run.space)
 
 
 def run_shown(run: Any, display: Any) -> None:
@@ -301,9 +304,14 @@ def with_weight_sharing(flags: SearchFlags, on: bool, ws_option: list[str] | Non
 def discard_unstarted(store: Store, run_id: int) -> bool:
     """Delete a new run that failed before any child finished (a dataset its workers cannot load, a cluster
     that went away): it holds nothing to resume or read, and would linger in `runs list` as "failed 0/N".
-    Returns whether it was deleted."""
-    counts = store.count_children(run_id)
-    if counts["done"] or counts["failed"] or store.updates(run_id):
+    Returns whether it was deleted (not where the store itself cannot be read)."""
+    from l2l.runs.store import StoreError
+
+    try:
+        counts = store.count_children(run_id)
+        if counts["done"] or counts["failed"] or store.updates(run_id):
+            return False
+    except StoreError:
         return False
     store.delete_run(run_id)
     return True
@@ -349,19 +357,7 @@ def run_weight_sharing(store: Store, run: Any, quiet: bool) -> None:
     from l2l.runs.cli.progress import SharingProgress
 
     run_shown(run, SharingProgress(run.run_id, run.ws.epochs, store, quiet))
-    derived = store.children(run.run_id, "derived")
-    shared = store.count_children(run.run_id).get("shared", 0)
-    if derived:
-        d = derived[0]
-        free = d.metrics.get("info", {}).get("parameter_free")
-        console.print(
-            f"run {run.run_id} done: {run.ws.epochs} epochs, {shared} architectures scored with the shared weights; "
-            f"derived child {d.number} (validation reward {d.reward:.4f} with shared weights"
-            + (f", {free:.0%} parameter-free ops" if free is not None else "")
-            + f"): {escape(run.space.describe(run.space.decode(d.tokens)))}. "
-            f"Train it from scratch: `l2l runs best {run.run_id} --retrain{storage_flag(store)}`.",
-            highlight=False,
-        )
+    print_derived(store, run)
 
 
 def _install_sigterm() -> None:
@@ -369,30 +365,3 @@ def _install_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
-
-
-def print_summary(store: Store, run_id: int, space: SearchSpace | None = None) -> None:
-    """The last line of `l2l search`: what was trained, the best architecture by estimated mean reward, and
-    where to look next; a run in which no child succeeded ends the command with an error naming the most
-    common failure."""
-    from l2l.runs.estimates import rank
-
-    counts = store.count_children(run_id)
-    archs = rank(store.children(run_id), space).archs
-    best = "no child finished"
-    if archs and archs[0].estimate.n > 1:
-        e = archs[0].estimate
-        best = f"best estimated reward {e.estimate:.4f} over {e.n} evaluations (child {archs[0].child.number})"
-    elif archs:
-        best = f"best reward {archs[0].estimate.mean:.4f} (child {archs[0].child.number})"
-    group = "optimizers" if store.get_run(run_id).space == "optimizer" else "runs"
-    where = storage_flag(store)
-    see = f" See `l2l {group} top {run_id}{where}` and `l2l plot progress {run_id}{where} -o progress.png`."
-    see = see if archs else ""
-    console.print(
-        f"run {run_id} done: {counts['done']} children trained, {counts['failed']} failed; {best}.{see}",
-        highlight=False,
-    )
-    if counts["done"] == 0 and counts["failed"] > 0:
-        reason, n = most_common_failure(c.error for c in store.children(run_id, "failed"))
-        fail(f"no child of run {run_id} succeeded; the most common failure ({n} of {counts['failed']}): {reason}")

@@ -1,0 +1,57 @@
+"""The closing lines of `l2l search`: what a run trained, what it found, and where to look next."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.markup import escape
+
+from l2l.runs.cli.common import console, fail, most_common_failure, storage_flag
+
+if TYPE_CHECKING:
+    from l2l.runs.store import Store
+    from l2l.search_spaces import SearchSpace
+
+
+def print_derived(store: Store, run: Any) -> None:
+    """The last line of a weight-sharing search: the architecture it derived, and how to retrain it."""
+    derived = store.children(run.run_id, "derived")
+    shared = store.count_children(run.run_id).get("shared", 0)
+    if derived:
+        d = derived[0]
+        free = d.metrics.get("info", {}).get("parameter_free")
+        console.print(
+            f"run {run.run_id} done: {run.ws.epochs} epochs, {shared} architectures scored with the shared weights; "
+            f"derived child {d.number} (validation reward {d.reward:.4f} with shared weights"
+            + (f", {free:.0%} parameter-free ops" if free is not None else "")
+            + f"): {escape(run.space.describe(run.space.decode(d.tokens)))}. "
+            f"Train it from scratch: `l2l runs best {run.run_id} --retrain{storage_flag(store)}`.",
+            highlight=False,
+        )
+
+
+def print_summary(store: Store, run_id: int, space: SearchSpace | None = None) -> None:
+    """The last line of `l2l search`: what was trained, the best architecture by estimated mean reward, and
+    where to look next; a run in which no child succeeded ends the command with an error naming the most
+    common failure."""
+    from l2l.runs.estimates import rank
+
+    counts = store.count_children(run_id)
+    archs = rank(store.children(run_id), space).archs
+    best = "no child finished"
+    if archs and archs[0].estimate.n > 1:
+        e = archs[0].estimate
+        best = f"best estimated reward {e.estimate:.4f} over {e.n} evaluations (child {archs[0].child.number})"
+    elif archs:
+        best = f"best reward {archs[0].estimate.mean:.4f} (child {archs[0].child.number})"
+    group = "optimizers" if store.get_run(run_id).space == "optimizer" else "runs"
+    where = storage_flag(store)
+    see = f" See `l2l {group} top {run_id}{where}` and `l2l plot progress {run_id}{where} -o progress.png`."
+    see = see if archs else ""
+    console.print(
+        f"run {run_id} done: {counts['done']} children trained, {counts['failed']} failed; {best}.{see}",
+        highlight=False,
+    )
+    if counts["done"] == 0 and counts["failed"] > 0:
+        reason, n = most_common_failure(c.error for c in store.children(run_id, "failed"))
+        fail(f"no child of run {run_id} succeeded; the most common failure ({n} of {counts['failed']}): {reason}")
