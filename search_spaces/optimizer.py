@@ -135,6 +135,13 @@ class OptimizerSpace(DatasetSpace):
         ]
         return sorted(scaled, key=lambda t: t.steps * {"char-transformer": 20, "char-lstm": 8}.get(t.model, 1))
 
+    def heldout_tasks(self) -> list[str]:
+        """The held-out tasks this space scores rules on (a ``suite`` naming them): none for an honest search,
+        whose held-out tasks are for the scoreboard alone."""
+        from l2l.optsearch.suite import suite_of
+
+        return [t.name for t in self.suite_tasks() if suite_of(t.name) == "heldout"] if self.suite is not None else []
+
     def decisions(self) -> Sequence[Decision]:
         return self._decisions
 

@@ -129,3 +129,21 @@ def test_a_childs_tasks_spread_over_processes_give_the_same_score() -> None:
     assert spread.scores == one.scores and spread.reward == one.reward
     stopped = suite_reward(STALLS, TASKS, refs, lrs=GRID, cutoff=1.1, workers=2)
     assert stopped.stopped_at == TASKS[0].name and len(stopped.scores) == 1
+
+
+def test_a_search_on_held_out_tasks_is_said_to_use_them(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from l2l.optsearch.suite import SUITES
+    from l2l.runs.cli import app
+
+    assert load_space("optimizer", {"suite": "search"}).heldout_tasks() == []  # type: ignore[attr-defined]
+    assert load_space("optimizer").heldout_tasks() == []  # type: ignore[attr-defined]
+    held = load_space("optimizer", {"suite": "heldout"}).heldout_tasks()  # type: ignore[attr-defined]
+    assert sorted(held) == sorted(SUITES["heldout"])
+    mixed = load_space("optimizer", {"suite": "mnist1d-logreg,digits-mlp"}).heldout_tasks()  # type: ignore[attr-defined]
+    assert mixed == ["mnist1d-logreg"]
+    args = ["search", "--space", "optimizer", "-S", "suite=mnist1d-logreg", "-S", "scale=0.1", "-n", "1"]
+    out = CliRunner().invoke(app, [*args, "--executor", "local", "-q", "--storage", f"sqlite:///{tmp_path}/o.db"])
+    assert out.exit_code == 0, out.output
+    assert "warning: this search scores rules on held-out task(s) mnist1d-logreg;" in out.output

@@ -241,6 +241,13 @@ def search(
         if move:
             changes = ", ".join(f"{k} {move['from'][k]} -> {v}" for k, v in move["to"].items())
             console.print(f"run {run.run_id} moved: {changes} (recorded with the run)", highlight=False)
+        held = run.space.heldout_tasks() if cfg.space == "optimizer" else []
+        if held:  # the user's choice, but the scoreboard's held-out tasks are no longer held out after it
+            err_console.print(
+                f"[yellow]warning: this search scores rules on held-out task(s) {', '.join(held)}; a rule chosen "
+                "on them says nothing about transfer there (docs/optimizer-search.md)[/]",
+                highlight=False,
+            )
         where = getattr(run, "executor", None) and getattr(run.executor, "where", None)
         if where:
             console.print(escape(where), highlight=False)
