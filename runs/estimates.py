@@ -116,12 +116,28 @@ def best_so_far(
     evaluated more than once, the best estimated mean over the evaluations so far (what `l2l runs best` would
     have named then), else (or without ``estimate``: scores that are not evaluations, such as shared-weight
     ones) the highest reward."""
+    rows = [(c.number, c.tokens, float(c.reward)) for c in done if c.reward is not None]
+    return best_curve(rows, space, estimate)
+
+
+def best_curve(
+    rows: Sequence[tuple[int, Sequence[int], float]],
+    space: SearchSpace | None,
+    estimate: bool = True,
+    points: int | None = None,
+) -> tuple[list[tuple[int, float]], bool]:
+    """`best_so_far` from (number, tokens, reward) rows; with ``points``, the estimate is taken after about
+    that many evenly spaced children only (and the last), so a run of 100,000 children costs ``points``
+    rankings, not one per child."""
     key = ArchKeys(space)
-    ordered = sorted((c for c in done if c.reward is not None), key=lambda c: c.number)
-    repeated = estimate and len({key(c.tokens) for c in ordered}) < len(ordered)
+    ordered = sorted(rows, key=lambda r: r[0])
+    repeated = estimate and len({key(tokens) for _, tokens, _ in ordered}) < len(ordered)
+    every = max(1, len(ordered) // points) if points else 1
     evaluations, best, out = Evaluations(), float("-inf"), []
-    for c in ordered:
-        evaluations.add(key(c.tokens), float(c.reward or 0.0))
-        best = evaluations.estimates(limit=1)[0].estimate if repeated else max(best, float(c.reward or 0.0))
-        out.append((c.number, best))
+    for i, (number, tokens, reward) in enumerate(ordered):
+        evaluations.add(key(tokens), reward)
+        best = max(best, reward)
+        if (i + 1) % every and i + 1 < len(ordered):
+            continue
+        out.append((number, evaluations.estimates(limit=1)[0].estimate if repeated else best))
     return out, repeated

@@ -350,7 +350,7 @@ def test_the_best_is_the_one_runs_best_names_where_architectures_repeat(tmp_path
     """A noisy search that re-evaluates: the dashboard shows the best estimated mean and its architecture, as
     `l2l runs list` and `l2l runs best` do, not the luckiest child."""
     from l2l.runs.dashboard.app import create_app
-    from l2l.runs.estimates import rank
+    from l2l.runs.estimates import best_so_far, rank
     from l2l.search_spaces import load_space
 
     url = f"sqlite:///{tmp_path / 'noisy.db'}"
@@ -366,9 +366,19 @@ def test_the_best_is_the_one_runs_best_names_where_architectures_repeat(tmp_path
         summary = c.get("/api/runs/1").json()
         shown = c.get("/api/runs/1/best").json()["child"]
         page = " ".join(c.get("/runs/1").text.split())
+        progress = c.get("/api/runs/1/progress").json()
     for s in (listed, summary):
         assert s["best"] == pytest.approx(best.estimate.estimate) and s["best_estimated"]
     assert summary["best_child"] == best.child.number == shown["number"] and summary["best_n"] == best.estimate.n
     assert f"best estimated mean ({best.estimate.n} evaluations)" in page
+    # the progress chart's best line is the same estimate, as `l2l plot progress` draws it: it ends at the best
+    # estimated mean, below the luckiest child's reward
+    curve, repeated = best_so_far(store.children(1, "done"), space=load_space("toy", {"noise": 0.2}))
+    assert repeated and progress["best"]["label"] == "best estimated mean so far"
+    assert progress["best"]["x"] == [n for n, _ in curve] and progress["best"]["y"] == pytest.approx(
+        [b for _, b in curve]
+    )
+    assert progress["best"]["y"][-1] == pytest.approx(best.estimate.estimate)
+    assert progress["best"]["y"][-1] < float(luckiest.reward or 0.0)
     listed_cli = CliRunner().invoke(app, ["runs", "list", "--storage", url], env={"COLUMNS": "200"}).output
     assert f"{best.estimate.estimate:.4f}" in listed_cli

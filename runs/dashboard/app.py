@@ -29,6 +29,7 @@ from l2l.runs.store_records import RunNotFound, StoreError
 
 HERE = Path(__file__).parent
 PREFERRED_COSTS = ("flops", "params", "latency_s", "train_time_s")
+BEST_MEAN = "best estimated mean so far"  # the progress chart's best line where architectures were evaluated again
 POLL_MS = 2000  # how often an open page asks for news while its run is live
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -146,8 +147,16 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
             run = reader.run(run_id)
             rows, failed = reader.rewards(run)
             shared = run.config.get("weight_sharing") is not None
+            chart = series.progress(rows, failed)
+            if not shared and rows:  # repeated evaluations: the best estimated mean, as `runs best` names it
+                from l2l.runs.estimates import best_curve
+
+                space, _ = figures.space_of(run)
+                curve, repeated = best_curve(reader.evaluations(run_id), space, points=series.MAX_POINTS)
+                if repeated:
+                    chart["best"] = {"x": [n for n, _ in curve], "y": [b for _, b in curve], "label": BEST_MEAN}
             return {
-                **series.progress(rows, failed),
+                **chart,
                 "updates": series.updates(reader.updates(run_id)),
                 "reward_label": "reward (shared weights)" if shared else "reward",
             }

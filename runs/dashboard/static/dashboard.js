@@ -175,7 +175,7 @@ async function refreshProgress(runId) {
   const traces = [
     { x: p.children.x, y: p.children.y, mode: "markers", name: "child reward",
       marker: { size: 5, opacity: 0.55, color: COLOURS[0] } },
-    { x: p.best.x, y: p.best.y, mode: "lines", name: "best so far", line: { shape: "hv", color: "#111" } },
+    { x: p.best.x, y: p.best.y, mode: "lines", name: p.best.label || "best so far", line: { shape: "hv", color: "#111" } },
   ];
   if (p.batch_mean.x.length) {
     traces.push({ x: p.batch_mean.x, y: p.batch_mean.y, mode: "lines", name: "batch mean",
