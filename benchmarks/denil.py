@@ -10,14 +10,15 @@ Four networks, each with one layer where Denil's smoothness prior applies (`l2l.
 
 Per network, three versions of that layer: ``dense``; ``denil`` learning 1/10 of each weight vector
 (>= 90% predicted); ``lowrank`` (both factors learned, `l2l.nas.lowrank`) with the largest rank whose
-learned parameters do not exceed the Denil layer's. The kernel is chosen per network by validation
+learned parameters do not exceed the Denil layer's. The kernel and the columns (``--columns``: grids that
+just cover the coordinates, the layer's default, or one grid per unit) are chosen per network by validation
 accuracy at seed 100 (never a reported seed) among the SE kernel at each of ``--lengths`` and the paper's
 data-driven kernel, the covariance of the layer's inputs over the training split (over the input
 coordinates, or over every patch a convolution's filter reads; ``--no-empirical`` leaves it out); the ridge is fixed at
 `l2l.nas.denil.DEFAULT_RIDGE`. Then seeds 0-2 (``--seeds``) train each version with Adam (lr 0.003, batch
 64) for ``--epochs`` epochs and report test accuracy.
 
-python -m benchmarks.denil [--epochs 30] [--seeds 0 1 2] [--tasks mnist1d-mlp ...] [--name denil]
+python -m benchmarks.denil [--epochs 30] [--seeds 0 1 2] [--tasks mnist1d-mlp ...] [--columns cover unit] [--name denil]
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ SHARE = "1/10"  # the share learned in the comparison with low rank: >= 90% of t
 CURVE = ("1/4", "1/2")  # Denil at larger learned shares, to show where the loss starts
 VALIDATION_SEED = 100
 EMPIRICAL = "empirical"  # the data-driven kernel: the covariance of the layer's inputs over the training split
-Builder = Callable[[str, int, float, int, torch.Tensor | None], tuple[nn.Module, nn.Module]]
+Builder = Callable[[str, int, float, int, torch.Tensor | None, int | None], tuple[nn.Module, nn.Module]]
 Kernel = float | str  # an SE length scale, or EMPIRICAL
+COLUMNS = {"cover": None, "unit": 0}  # columns whose grids cover the coordinates (the layer's default), one per unit
 
 
 def task(
@@ -81,7 +83,9 @@ def mlp_task(dataset: str, width: int, grid: tuple[int, ...], hidden: bool = Fal
     n_in = math.prod(grid)
     at = 3 if hidden else 1
 
-    def build(kind: str, a: int, length: float, rank: int, cov: torch.Tensor | None) -> tuple[nn.Module, nn.Module]:
+    def build(
+        kind: str, a: int, length: float, rank: int, cov: torch.Tensor | None, columns: int | None
+    ) -> tuple[nn.Module, nn.Module]:
         ranks = ["full", "full"]
         if kind == "lowrank":
             ranks[at // 2] = str(rank)
@@ -89,7 +93,10 @@ def mlp_task(dataset: str, width: int, grid: tuple[int, ...], hidden: bool = Fal
         if kind == "denil":
             fan_in = width if hidden else n_in
             shape = None if hidden else grid
-            model[at] = denil.PredictedLinear(fan_in, width, a, shape=shape, length=length, covariance=cov)
+            cols = width if columns == 0 else columns
+            model[at] = denil.PredictedLinear(
+                fan_in, width, a, shape=shape, columns=cols, length=length, covariance=cov
+            )
         return model, model[at]
 
     points = (width,) if hidden else grid
@@ -102,7 +109,9 @@ def cnn_task(dataset: str, kernels: tuple[tuple[int, int], ...], shape: tuple[in
 
     pad = tuple(k // 2 for k in k0)
 
-    def build(kind: str, a: int, length: float, rank: int, cov: torch.Tensor | None) -> tuple[nn.Module, nn.Module]:
+    def build(
+        kind: str, a: int, length: float, rank: int, cov: torch.Tensor | None, columns: int | None
+    ) -> tuple[nn.Module, nn.Module]:
         layers = [
             MacroLayer(k, 32, 1, (i - 1,) if i else (), str(rank) if kind == "lowrank" and i == 0 else "full")
             for i, k in enumerate(kernels)
@@ -111,7 +120,10 @@ def cnn_task(dataset: str, kernels: tuple[tuple[int, int], ...], shape: tuple[in
         first = model.blocks[0]
         assert isinstance(first, nn.Sequential)
         if kind == "denil":
-            first[0] = denil.PredictedConv(len(k0), 1, 32, k0, a, 1, pad, length=length, bias=False, covariance=cov)
+            cols = 32 if columns == 0 else columns
+            first[0] = denil.PredictedConv(
+                len(k0), 1, 32, k0, a, 1, pad, columns=cols, length=length, bias=False, covariance=cov
+            )
         return model, first[0]
 
     def covariance(x: torch.Tensor) -> torch.Tensor:
@@ -136,13 +148,16 @@ def layer_counts(layer: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for name, p in layer.named_parameters() if not name.endswith("bias")), 0
 
 
-def run(task: dict[str, Any], kind: str, share: str, kernel: Kernel, seed: int, epochs: int) -> dict[str, Any]:
-    """Train one version at one seed; ``kernel`` is the Denil layer's SE length scale or `EMPIRICAL`."""
+def run(
+    task: dict[str, Any], kind: str, share: str, kernel: Kernel, seed: int, epochs: int, columns: str = "cover"
+) -> dict[str, Any]:
+    """Train one version at one seed; ``kernel`` is the Denil layer's SE length scale or `EMPIRICAL`,
+    ``columns`` a key of `COLUMNS`."""
     data = load_dataset(task["dataset"])
     torch.manual_seed(seed)
     cov = task["covariance"](data.train.x) if kernel == EMPIRICAL and kind == "denil" else None
     length = denil.DEFAULT_LENGTH if isinstance(kernel, str) else kernel
-    model, layer = task["build"](kind, task["learned"](share), length, task["rank"], cov)
+    model, layer = task["build"](kind, task["learned"](share), length, task["rank"], cov, COLUMNS[columns])
     config = TrainConfig(epochs=epochs, lr=0.003, batch_size=64, stop_hopeless=False)
     out = train_classifier(model, data, config, seed=seed)
     learned, predicted = layer_counts(layer)
@@ -156,6 +171,12 @@ def run(task: dict[str, Any], kind: str, share: str, kernel: Kernel, seed: int, 
         "layer_predicted": predicted,
         "layer_macs": count_macs(layer, example_input(model, layer, data.val.x[:1])),
     }
+
+
+def preference(choice: tuple[Kernel, str], val: dict[tuple[Kernel, str], float]) -> tuple[float, float, bool]:
+    """Validation accuracy, ties to the length nearest 1 (the empirical kernel last), then to covering columns."""
+    kernel, columns = choice
+    return val[choice], -abs(kernel - 1.0) if isinstance(kernel, float) else -1e9, columns == "cover"
 
 
 def example_input(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -181,6 +202,14 @@ def main() -> None:
         default=True,
         help="also consider the empirical kernel (the covariance of the layer's inputs) in the validation choice",
     )
+    parser.add_argument(
+        "--columns",
+        nargs="+",
+        default=list(COLUMNS),
+        choices=list(COLUMNS),
+        help="columns of alpha points to choose among on validation: 'cover' (enough grids to cover the coordinates, "
+        "the layer's default), 'unit' (one jittered grid per unit or filter)",
+    )
     parser.add_argument("--name", default="denil", help="writes results/NAME.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -189,18 +218,22 @@ def main() -> None:
     for name in args.tasks:
         task, started = TASKS[name](), time.perf_counter()
         kernel: Kernel = denil.DEFAULT_LENGTH
+        columns = "cover"
         entry: dict[str, Any] = {"lowrank_rank": task["rank"], "versions": {}}
-        if task["smooth"]:  # the kernel (SE length scale or empirical), on validation data at a seed not reported
-            candidates: list[Kernel] = list(args.lengths)
+        if task["smooth"]:  # kernel (SE length or empirical) and columns, on validation data at a seed not reported
+            kernels: list[Kernel] = list(args.lengths)
             if args.empirical and task["covariance"] is not None:
-                candidates.append(EMPIRICAL)
-            val = {k: run(task, "denil", SHARE, k, VALIDATION_SEED, args.epochs)["val_acc"] for k in candidates}
-            kernel = max(candidates, key=lambda k: (val[k], -abs(k - 1.0) if isinstance(k, float) else -1e9))
-            entry.update(validation={str(k): v for k, v in val.items()}, length=kernel)
-            print(name, "validation accuracy by kernel", val, "->", kernel, flush=True)
+                kernels.append(EMPIRICAL)
+            candidates = [(k, c) for c in args.columns for k in kernels]
+            val = {
+                (k, c): run(task, "denil", SHARE, k, VALIDATION_SEED, args.epochs, c)["val_acc"] for k, c in candidates
+            }
+            kernel, columns = max(candidates, key=lambda kc: preference(kc, val))
+            entry.update(validation={f"{k}/{c}": v for (k, c), v in val.items()}, length=kernel, columns=columns)
+            print(name, "validation accuracy by kernel/columns", val, "->", kernel, columns, flush=True)
         versions = [("dense", "dense"), ("denil", SHARE), ("lowrank", "dense")] + [("denil", c) for c in CURVE]
         for kind, share in versions:
-            runs = [run(task, kind, share, kernel, seed, args.epochs) for seed in args.seeds]
+            runs = [run(task, kind, share, kernel, seed, args.epochs, columns) for seed in args.seeds]
             accs = [r["test_acc"] for r in runs]
             label = {"dense": "dense", "lowrank": f"low rank {task['rank']}"}.get(kind, f"Denil {share}")
             entry["versions"][label] = {**{k: v for k, v in runs[0].items() if "acc" not in k}, "test_acc": accs}
