@@ -217,9 +217,10 @@ class RayExecutor(Executor):
             self._ray = connect(address, num_cpus)
         self.where = self._ray.describe()
         self._head_checked, self._head_lost, self._lost = time.monotonic(), 0, False
-        try:  # a child must fit one node (data-parallel workers spread); else an embedded instance stops here
-            nodes = [] if parallel.actors else [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-            capacity = fit_slots(ray.cluster_resources(), cpus_per_child, gpus_per_child, max_concurrent, nodes)
+        try:  # a child (a data-parallel child's worker) must fit one node; else an embedded instance stops here
+            nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+            worker = (parallel.cpus, parallel.gpus) if parallel.actors else None
+            capacity = fit_slots(ray.cluster_resources(), cpus_per_child, gpus_per_child, max_concurrent, nodes, worker)
         except ExecutorError:
             self._ray.shutdown()
             raise

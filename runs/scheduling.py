@@ -86,10 +86,12 @@ def fit_slots(
     gpus_per_child: float,
     max_concurrent: int | None = None,
     nodes: Sequence[Mapping[str, float]] = (),
+    worker: tuple[float, float] | None = None,
 ) -> int:
     """How many children the cluster's resources hold at once (fractions of a GPU let several share one).
     With ``nodes`` (each live node's resources) a child must fit on one node, and the slots are counted
-    node by node: Ray places a child on one node, so a child larger than every node would wait forever."""
+    node by node: Ray places a child on one node, so a child larger than every node would wait forever.
+    With ``worker`` (CPU, GPU of one of a data-parallel child's workers, placed apart) that must fit."""
     fit = _fit(cluster, cpus_per_child, gpus_per_child, "the Ray cluster")
     if fit < 1:
         raise ExecutorError(
@@ -97,15 +99,17 @@ def fit_slots(
             f"{cluster.get('CPU', 0)} CPU and {cluster.get('GPU', 0)} GPU"
         )
     if nodes:
-        per_node = [_fit(node, cpus_per_child, gpus_per_child, None) for node in nodes]
+        cpus, gpus = worker or (cpus_per_child, gpus_per_child)
+        what = "one worker of a child" if worker else "one child"
+        per_node = [_fit(node, cpus, gpus, None) for node in nodes]
         if max(per_node) < 1:
             largest = max(nodes, key=lambda n: (n.get("CPU", 0.0), n.get("GPU", 0.0)))
             raise ExecutorError(
-                f"one child needs {cpus_per_child} CPU and {gpus_per_child} GPU on one node, and no node of the "
-                f"cluster has that much (the largest has {largest.get('CPU', 0)} CPU and {largest.get('GPU', 0)} "
-                f"GPU; {len(nodes)} node(s)); lower --cpus-per-child or --gpus-per-child"
+                f"{what} needs {cpus} CPU and {gpus} GPU on one node, and no node of the cluster has that much "
+                f"(the largest has {largest.get('CPU', 0)} CPU and {largest.get('GPU', 0)} GPU; {len(nodes)} "
+                "node(s)); lower --cpus-per-child or --gpus-per-child"
             )
-        fit = sum(per_node)
+        fit = fit if worker else sum(per_node)
     return min(fit, max_concurrent) if max_concurrent else fit
 
 

@@ -315,6 +315,11 @@ def test_fractional_gpus_let_children_share_one_and_the_scarcest_resource_bounds
         fit_slots({"CPU": 2.0}, 2, 0.0, nodes=two)
     assert fit_slots({"CPU": 3.0}, 1.0, 0.0, nodes=[{"CPU": 1.5}, {"CPU": 1.5}]) == 2  # counted node by node
     assert fit_slots({"CPU": 4.0, "GPU": 2.0}, 1.0, 0.5, nodes=[{"CPU": 2.0, "GPU": 2.0}, {"CPU": 2.0}]) == 2
+    # a data-parallel child's workers are placed apart: each must fit a node, the child need not
+    four = [{"CPU": 2.0}] * 4
+    assert fit_slots({"CPU": 8.0}, 4.0, 0.0, nodes=four, worker=(2.0, 0.0)) == 2
+    with pytest.raises(ExecutorError, match=r"one worker of a child needs 3\.0 CPU and 0\.0 GPU on one node"):
+        fit_slots({"CPU": 8.0}, 6.0, 0.0, nodes=four, worker=(3.0, 0.0))
 
 
 class Counted(Executor):
