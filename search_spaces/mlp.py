@@ -105,6 +105,22 @@ class MLPSpace(DatasetSpace):
     def decisions(self) -> Sequence[Decision]:
         return self._decisions
 
+    def canonical(self, spec: Spec) -> Spec | None:
+        """Specs that build the same network are one architecture: the decisions of layers beyond ``layers``
+        take their first value, as do those a layer does not use (a hashed layer's learned share and rank,
+        a predicted layer's rank)."""
+        n, first = int(str(spec["layers"])), {d.name: d.options[0] for d in self._decisions}
+        out = spec.as_dict()
+        for i in range(self.max_layers):
+            unused = [k for k in first if k.endswith(f"_{i}")] if i >= n else []
+            hashed = self.hashed and i < n and str(spec[f"active_{i}"]) != "1.0"
+            if hashed and self.predicted:
+                unused.append(f"learned_{i}")
+            if self.low_rank and i < n and (hashed or (self.predicted and str(spec[f"learned_{i}"]) != "dense")):
+                unused.append(f"rank_{i}")
+            out.update({k: first[k] for k in unused})
+        return Spec(space=spec.space, choices=tuple(out.items()))
+
     def _layer_label(self, spec: Spec, i: int) -> str:
         label = f"{spec[f'width_{i}']}{spec[f'act_{i}']}"
         if self.hashed and str(spec[f"active_{i}"]) != "1.0":

@@ -66,6 +66,8 @@ def spaces_show(
         constraints = Constraints.of(sp)
         if constraints is not None and constraints.enumerated:
             line = f"{tokens} tokens, {size:,} token sequences, {constraints.count():,} architectures"
+        elif constraints is not None and not sp.forbidden():  # a canonical form too large to enumerate
+            line = f"{tokens} tokens, {size:,} token sequences; fewer architectures (sequences building one count once)"
         elif constraints is not None:
             line = f"{tokens} tokens, {constraints.count():,} candidates ({size:,} with the forbidden ones)"
         for combination in sp.forbidden():

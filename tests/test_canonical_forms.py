@@ -1,0 +1,57 @@
+"""`mlp` and `macro` declare which specs build the same network, so repeated evaluations of one network are
+grouped as one architecture (`l2l runs top`, `runs best`, the re-evaluation race) and its label is true."""
+
+from __future__ import annotations
+
+from l2l.runs.estimates import best_arch
+from l2l.search_spaces import load_space
+from l2l.search_spaces.constraints import Constraints
+
+
+def test_mlp_specs_differing_in_unused_decisions_are_one_architecture() -> None:
+    space = load_space("mlp")
+    names = [d.name for d in space.decisions()]
+    one = space.decode([0, 4, 3, 1, 0, 2, 1, 0, 3])  # layers=1: the decisions of layers 2 and 3 are unused
+    other = space.decode([0, 4, 3, 1, 1, 2, 1, 0, 3])
+    assert names[:5] == ["layers", "width_0", "act_0", "width_1", "act_1"]
+    assert space.describe(one) == space.describe(other) == "128elu dropout=0.0 lr=0.003"
+    assert space.canonical(one) == space.canonical(other) == space.canonical(space.canonical(one))
+    three = space.decode([2, 4, 3, 1, 0, 2, 1, 0, 3])  # every layer used: its own canonical spec
+    assert space.canonical(three) == three
+    two = space.decode([1, 4, 3, 1, 0, 2, 1, 0, 3])  # layer 3's choices unused
+    assert space.canonical(two) == space.decode([1, 4, 3, 1, 0, 0, 0, 0, 3])
+    found = best_arch([(0, (0, 4, 3, 1, 0, 2, 1, 0, 3), 0.9), (1, (0, 4, 3, 1, 1, 2, 1, 0, 3), 0.8)], space)
+    assert (
+        found is not None and found[2] and found[0].n == 2 and abs(found[0].mean - 0.85) < 1e-12
+    )  # one network, twice
+    apart = best_arch([(0, (0, 4, 3, 1, 0, 2, 1, 0, 3), 0.9), (1, (1, 4, 3, 1, 1, 2, 1, 0, 3), 0.8)], space)
+    assert apart is not None and not apart[2]  # two networks
+
+
+def test_mlp_layers_drop_the_choices_they_do_not_use() -> None:
+    space = load_space("mlp", {"max_layers": 1, "hashed": True, "predicted": True, "low_rank": True})
+    assert [d.name for d in space.decisions()][:6] == ["layers", "width_0", "act_0", "rank_0", "active_0", "learned_0"]
+    hashed = space.decode([0, 2, 0, 3, 1, 2, 0, 0])  # hashed 0.2: neither predicted nor of lower rank
+    assert space.canonical(hashed).as_dict() == {**hashed.as_dict(), "rank_0": "full", "learned_0": "dense"}
+    predicted = space.decode([0, 2, 0, 3, 0, 2, 0, 0])  # dense LSH, learned 1/4: keeps its full rank
+    assert space.canonical(predicted)["rank_0"] == "full" and space.canonical(predicted)["learned_0"] == "1/4"
+    low = space.decode([0, 2, 0, 3, 0, 0, 0, 0])  # rank 1/8 on its own: used
+    assert space.canonical(low) == low
+    constraints = Constraints.of(space)
+    assert constraints is not None and constraints.enumerated  # small enough: counted in architectures
+    # per width and activation: hashed (2 fractions), else predicted (3 shares), else dense at one of 5 ranks
+    assert constraints.count() == 5 * 4 * (2 + 3 + 5) * 4 * 5
+
+
+def test_a_1x1_filter_in_macro_is_never_predicted_and_keeps_its_rank() -> None:
+    space = load_space("macro", {"layers": 1, "predicted": True, "low_rank": True})
+    assert [d.name for d in space.decisions()] == ["l0_width", "l0_filters", "l0_inputs", "l0_rank", "l0_learned"]
+    one = space.decode([0, 3, 2, 3])  # kernel 1, 64 filters, rank 1/4, learned 1/10
+    (layer,) = space.layers_of(one)
+    assert layer.learned == "dense" and layer.rank == "1/4"
+    assert space.describe(one) == "L0[1x64 r1/4<-in]"
+    assert space.canonical(one) == space.decode([0, 3, 2, 0])  # the same network as "learned dense"
+    wide = space.decode([1, 3, 2, 3])  # kernel 3: predicted, so its rank is unused
+    assert space.layers_of(wide)[0].learned == "1/10" and space.canonical(wide) == space.decode([1, 3, 0, 3])
+    plain = load_space("macro")
+    assert plain.canonical(plain.decode([0] * sum(d.width for d in plain.decisions()))) is None  # nothing to group
