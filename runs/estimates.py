@@ -93,16 +93,21 @@ def best_estimate(rewards: Sequence[tuple[int, Sequence[int], float]], space: Se
     return None if found is None else found[0].estimate
 
 
-def rank(children: Sequence[ChildRecord], space: SearchSpace | None) -> Ranking:
+def rank(children: Sequence[ChildRecord], space: SearchSpace | None, transformed: bool = False) -> Ranking:
     """The finished children with a reward, grouped by architecture and ranked by estimated mean. ``space``
-    gives the canonical form and whether rewards are exact; None (a plugin that is gone) groups by tokens."""
+    gives the canonical form and whether rewards are exact; None (a plugin that is gone) groups by tokens.
+    With ``transformed``, by the reward the controller learned from (its reward transform's value)."""
     key = ArchKeys(space)
     exact = space is not None and space.exact_rewards()
+
+    def reward(c: ChildRecord) -> float | None:
+        return c.controller_reward if transformed else c.reward
+
     groups: dict[tuple[int, ...], list[ChildRecord]] = {}
     for c in sorted(children, key=lambda c: c.number):
-        if c.status == "done" and c.reward is not None:
+        if c.status == "done" and reward(c) is not None:
             groups.setdefault(key(c.tokens), []).append(c)
-    evaluations = Evaluations.of((k, float(c.reward or 0.0)) for k, cs in groups.items() for c in cs)
+    evaluations = Evaluations.of((k, float(reward(c) or 0.0)) for k, cs in groups.items() for c in cs)
     estimates = evaluations.estimates(noise_sd=0.0 if exact else None)
     archs = tuple(RankedArch(e, tuple(groups[e.key])) for e in estimates)  # type: ignore[index]
     return Ranking(archs, 0.0 if exact else evaluations.noise_sd(), exact)

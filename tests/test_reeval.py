@@ -305,10 +305,58 @@ def test_runs_best_names_the_architecture_with_the_best_mean(tmp_path: Path) -> 
     top = runner.invoke(app, ["runs", "top", str(run), "--storage", storage])
     assert top.exit_code == 0 and top.output.index("0,1,2,3") < top.output.index("4,5,6")
     bad = runner.invoke(app, ["runs", "top", str(run), "--by", "luck", "--storage", storage])
-    assert bad.exit_code != 0 and "--by must be mean or single, got 'luck'" in bad.output
+    assert bad.exit_code != 0 and "--by must be one of mean, transformed, single; got 'luck'" in bad.output
     listed = runner.invoke(app, ["runs", "list", "--storage", storage])  # the same best as runs best: the mean
     row = next(line for line in listed.output.splitlines() if line.strip().startswith(f"│ {run} "))
     assert "0.8025" in row and "0.9000" not in row, listed.output
+
+
+def test_a_cost_aware_run_ranks_by_either_reward_and_says_which(tmp_path: Path) -> None:
+    """The re-evaluation race and the controller see the transformed reward; `runs best` ranks by the raw one
+    unless asked (--by transformed), and says so."""
+    storage = f"sqlite:///{tmp_path / 't.db'}"
+    store = Store(storage)
+    space = load_space("toy")
+    transform = "mnas(params,1000,-0.5)"
+    config = SearchConfig(space="toy", controller={"reward_transform": transform}).to_json()
+    run = store.create_run(space="toy", strategy="random", config=config, seed=0, n_children=4, code_version="test")
+    small, big = (0,) * 9, (1,) + (0,) * 8  # the small network: less accurate, better once its cost counts
+    rows = [(small, 0.80, 0.90), (small, 0.82, 0.92), (big, 0.90, 0.45), (big, 0.88, 0.44)]
+    store.add_children(
+        run,
+        [NewChild(i, 0, t, space.decode(t).to_json(), 0.0, 0.0, 0) for i, (t, _, _) in enumerate(rows)],
+        running=True,
+    )
+    store.finish_children(
+        run, [(i, {"status": "done", "reward": r, "val_acc": r}, c) for i, (_, r, c) in enumerate(rows)]
+    )
+    runner = CliRunner(env={"COLUMNS": "300"})
+    raw = runner.invoke(app, ["runs", "best", str(run), "--storage", storage]).output
+    assert "children 2, 3" in raw and "estimated reward 0.89" in raw
+    assert f"ranked by the raw reward; the controller learned from {transform} (--by transformed ranks by it)" in raw
+    cost = runner.invoke(app, ["runs", "best", str(run), "--by", "transformed", "--storage", storage]).output
+    assert "children 0, 1" in cost and "estimated transformed reward 0.91" in cost
+    assert f"ranked by the reward the controller learned from, {transform}" in cost
+    top = runner.invoke(app, ["runs", "top", str(run), "--by", "transformed", "--storage", storage]).output
+    assert top.index("0,1") < top.index("2,3") and "estimate ± 95% (transformed)" in top
+
+
+def test_runs_show_gives_a_lone_best_its_estimate_as_runs_list_does(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    store = Store(storage)
+    space = load_space("toy", {"noise": 0.1})
+    config = SearchConfig(space="toy", space_options={"noise": 0.1}).to_json()
+    run = store.create_run(space="toy", strategy="random", config=config, seed=0, n_children=13, code_version="test")
+    archs = [(i % 4, i // 4) + (0,) * 7 for i in range(12)]  # twelve architectures, the first evaluated twice
+    rows = [(archs[0], 0.50), (archs[0], 0.60)] + [(a, 0.40 + 0.03 * i) for i, a in enumerate(archs[1:])]
+    store.add_children(
+        run, [NewChild(i, 0, t, space.decode(t).to_json(), 0.0, 0.0, 0) for i, (t, _) in enumerate(rows)], running=True
+    )
+    store.finish_children(run, [(i, {"status": "done", "reward": r, "val_acc": r}, r) for i, (_, r) in enumerate(rows)])
+    best = rank(store.children(run), space).archs[0]
+    assert best.estimate.n == 1 and best.estimate.estimate < 0.70  # one lucky 0.70, pulled towards the crowd
+    shown = CliRunner(env={"COLUMNS": "300"}).invoke(app, ["runs", "show", str(run), "--storage", storage]).output
+    assert f"best: child 12, reward 0.7000, estimated {best.estimate.estimate:.4f} (evaluated once)" in shown
 
 
 def test_the_best_is_called_uncertain_while_it_is() -> None:

@@ -3,12 +3,44 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from l2l.runs.config import UsageError
 
 if TYPE_CHECKING:
     from l2l.runs.estimates import RankedArch
     from l2l.runs.store import ChildRecord, RunRecord, Store
     from l2l.search_spaces import SearchSpace
+
+
+ByOpt = Annotated[
+    str,
+    typer.Option(
+        "--by",
+        help="mean: rank architectures by their estimated mean reward over every evaluation; transformed: the "
+        "same with the reward the controller learned from (a run with -C reward_transform=...); single: rank "
+        "children by their one reward.",
+    ),
+]
+RANKINGS = ("mean", "transformed", "single")
+
+
+def check_by(by: str) -> None:
+    if by not in RANKINGS:
+        raise UsageError(f"--by must be one of {', '.join(RANKINGS)}; got {by!r}")
+
+
+def transform_note(run: RunRecord, by: str) -> str | None:
+    """Where a run's controller learned from a transformed reward (and re-evaluated by it), which reward the
+    ranking used and how to get the other."""
+    transform = str((run.config.get("controller") or {}).get("reward_transform", "reward"))
+    if transform == "reward" or by == "single":
+        return None
+    if by == "transformed":
+        return f"ranked by the reward the controller learned from, {transform}"
+    return f"ranked by the raw reward; the controller learned from {transform} (--by transformed ranks by it)"
 
 
 def ranked_space(run: RunRecord) -> SearchSpace | None:

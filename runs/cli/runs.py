@@ -12,7 +12,7 @@ from rich.markup import escape
 from l2l.runs.cli.common import RunArg, StorageOpt, console, first_line, open_store, space_of, storage_flag, user_errors
 from l2l.runs.cli.export import FORMATS, export_csv, export_json
 from l2l.runs.cli.formatting import MetricView, describe, fmt, joined, placement_line
-from l2l.runs.cli.ranking import estimate_text, mean_metrics, ranked_space, sharing_top
+from l2l.runs.cli.ranking import ByOpt, check_by, estimate_text, mean_metrics, ranked_space, sharing_top, transform_note
 from l2l.runs.cli.retraining import record_retrained, retrain_budget, retrain_child
 from l2l.runs.config import UsageError
 
@@ -175,9 +175,10 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
             f"best: child {arch.child.number}, estimated reward {estimate_text(arch)} over {arch.estimate.n} "
             f"evaluations: {describe(run, arch.child.spec)}"
         )
-    elif ranking is not None:
-        best = ranking.archs[0].child
-        lines.append(f"best: child {best.number}, reward {best.reward:.4f}: {describe(run, best.spec)}")
+    elif ranking is not None:  # evaluated once: its reward, and the estimate `runs list` and `runs best` show
+        best, e = ranking.archs[0].child, ranking.archs[0].estimate
+        once = "" if e.estimate == best.reward else f", estimated {e.estimate:.4f} (evaluated once)"
+        lines.append(f"best: child {best.number}, reward {best.reward:.4f}{once}: {describe(run, best.spec)}")
     elif top:
         best = top[0]
         lines.append(f"best: child {best.number}, reward {best.reward:.4f}: {describe(run, best.spec)}")
@@ -193,22 +194,6 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
             where = f"{c.worker or '-'} {c.device or ''}{f' node {c.node[:8]}' if c.node else ''}".strip()
             lines.append(f"  child {c.number} {c.status} reward {fmt(c.reward)} on {where}")
     return lines
-
-
-ByOpt = Annotated[
-    str,
-    typer.Option(
-        "--by",
-        help="mean: rank architectures by their estimated mean reward over every evaluation; single: rank "
-        "children by their one reward.",
-    ),
-]
-RANKINGS = ("mean", "single")
-
-
-def check_by(by: str) -> None:
-    if by not in RANKINGS:
-        raise UsageError(f"--by must be mean or single, got {by!r}")
 
 
 @app.command("top")
@@ -228,15 +213,16 @@ def runs_top(
         store = open_store(storage)
         run = store.get_run(run_id)
         sharing = run.config.get("weight_sharing") is not None
-        if by == "mean" and not sharing:
-            ranking = rank(store.children(run_id), ranked_space(run))
+        if by != "single" and not sharing:
+            ranking = rank(store.children(run_id), ranked_space(run), transformed=by == "transformed")
             archs = ranking.archs[:k]
             if not archs:  # an empty table would say nothing; runs best says the same
                 raise nothing_to_name(store, run)
             top = [a.child for a in archs]
             view = MetricView.of(run.space, top)
             tests, costs = view.test[:3], view.cost[:2]
-            table = Table("rank", "child", "n", "estimate", f"val {view.validation}", *tests, *costs, "candidate")
+            estimate = "estimate ± 95%" + (" (transformed)" if by == "transformed" else "")
+            table = Table("rank", "child", "n", estimate, f"val {view.validation}", *tests, *costs, "candidate")
             for place, arch in enumerate(archs, start=1):
                 metrics = mean_metrics(arch.children)
                 table.add_row(
@@ -250,9 +236,9 @@ def runs_top(
                     describe(run, arch.child.spec),
                 )
             console.print(table)
-            doubt = ranking.doubt()
-            if doubt:
-                console.print(f"[yellow]note:[/] {doubt}", highlight=False)
+            for note in (ranking.doubt(), transform_note(run, by)):
+                if note:
+                    console.print(f"[yellow]note:[/] {note}", highlight=False)
             return
         top = sharing_top(store, run_id, k) if sharing else store.top_children(run_id, k)
         if not top:
@@ -297,8 +283,8 @@ def runs_best(
         run = store.get_run(run_id)
         sharing = run.config.get("weight_sharing") is not None
         space = space_of(run, store)
-        if by == "mean" and not sharing:
-            ranking = rank(store.children(run_id), space)
+        if by != "single" and not sharing:
+            ranking = rank(store.children(run_id), space, transformed=by == "transformed")
             if not ranking.archs:
                 raise nothing_to_name(store, run)
             arch = ranking.archs[0]
@@ -307,7 +293,7 @@ def runs_best(
             metrics = mean_metrics(arch.children)
             evaluated = (
                 f"evaluated {arch.estimate.n} times (children {', '.join(str(c.number) for c in arch.children)}), "
-                f"estimated reward {estimate_text(arch)}"
+                f"estimated {'transformed ' if by == 'transformed' else ''}reward {estimate_text(arch)} (95%)"
                 if arch.estimate.n > 1
                 else f"child {best.number}, reward {fmt(best.reward)}"
                 + (
@@ -320,9 +306,9 @@ def runs_best(
                 f"best of run {run_id}: {joined(evaluated, view.summary(metrics))}: {describe(run, best.spec)}",
                 highlight=False,
             )
-            doubt = ranking.doubt()
-            if doubt:
-                console.print(f"[yellow]note:[/] {doubt}", highlight=False)
+            for note in (ranking.doubt(), transform_note(run, by)):
+                if note:
+                    console.print(f"[yellow]note:[/] {note}", highlight=False)
         else:
             top = store.children(run_id, "derived") if sharing else store.top_children(run_id, 1)
             if not top:
