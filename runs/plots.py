@@ -207,19 +207,34 @@ def pareto_axis(children: list[ChildRecord]) -> str:
     return "reward (the space's, before any transform)"
 
 
-def plot_pareto(run: RunRecord, children: list[ChildRecord], cost: str, out: Path) -> tuple[Path, list[Any]]:
-    """Validation accuracy against ``cost`` (log scale) for every finished child, the Pareto front marked.
+def pareto_points(
+    children: list[ChildRecord], cost: str, space: SearchSpace | None = None
+) -> tuple[list[tuple[float, float, int]], dict[int, int]]:
+    """(cost, accuracy, first child) per architecture (grouped as `l2l runs top` groups them, by ``space``'s
+    canonical form), each the mean over its evaluations, and the number of evaluations by first child."""
+    from l2l.runs.estimates import ArchKeys
+
+    key, groups = ArchKeys(space), dict[tuple[int, ...], list[tuple[float, float, int]]]()
+    for c in sorted(children, key=lambda c: c.number):
+        value = (c.metrics.get("cost") or {}).get(cost)
+        acc = c.val_acc if c.val_acc is not None else c.reward
+        if c.status == "done" and value is not None and acc is not None:
+            groups.setdefault(key(c.tokens), []).append((float(value), float(acc), c.number))
+    points = [(sum(v for v, _, _ in g) / len(g), sum(a for _, a, _ in g) / len(g), g[0][2]) for g in groups.values()]
+    return points, {g[0][2]: len(g) for g in groups.values()}
+
+
+def plot_pareto(
+    run: RunRecord, children: list[ChildRecord], cost: str, out: Path, space: SearchSpace | None = None
+) -> tuple[Path, list[Any], dict[int, int]]:
+    """Validation accuracy against ``cost`` (log scale) per architecture (the mean over its evaluations, named
+    by its first child), the Pareto front marked; also the evaluations per architecture.
 
     A space whose results carry no validation accuracy (a language model's perplexity, say) is plotted by its
     reward, as the space returns it (before any reward transform), and the axis says so."""
     plt = pyplot()
-    points = []
     axis = pareto_axis(children)
-    for c in children:
-        value = (c.metrics.get("cost") or {}).get(cost)
-        acc = c.val_acc if c.val_acc is not None else c.reward
-        if c.status == "done" and value is not None and acc is not None:
-            points.append((float(value), float(acc), c.number))
+    points, evaluations = pareto_points(children, cost, space)
     if not points:
         reported = sorted({k for c in children for k in (c.metrics.get("cost") or {})})
         raise PlotError(
@@ -227,7 +242,9 @@ def plot_pareto(run: RunRecord, children: list[ChildRecord], cost: str, out: Pat
         )
     front = pareto_front(points)
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    ax.scatter([p[0] for p in points], [p[1] for p in points], s=14, alpha=0.5, label="children")
+    repeated = any(n > 1 for n in evaluations.values())
+    label = "architectures (mean of their evaluations)" if repeated else "children"
+    ax.scatter([p[0] for p in points], [p[1] for p in points], s=14, alpha=0.5, label=label)
     ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:red", label="Pareto front")
     ax.scatter([p[0] for p in front], [p[1] for p in front], color="tab:red", s=24)
     for c_value, acc, number in front:
@@ -240,4 +257,4 @@ def plot_pareto(run: RunRecord, children: list[ChildRecord], cost: str, out: Pat
     ax.legend()
     _plain(ax)
     fig.tight_layout()
-    return save(fig, out, dpi=110), front
+    return save(fig, out, dpi=110), front, evaluations

@@ -152,8 +152,23 @@ def test_pareto_axis_names_what_it_plots(tmp_path: Path) -> None:
     assert pareto_axis(accurate) == "validation accuracy"
     assert pareto_axis(costed).startswith("reward")
     assert pareto_axis([*accurate[:2], costed[2]]).startswith("reward")  # one child without: the reward for all
-    _, front = plot_pareto(run_record(), costed, "flops", tmp_path / "p.png")
+    _, front, evaluations = plot_pareto(run_record(), costed, "flops", tmp_path / "p.png")
     assert [n for _, _, n in front] == [1, 2, 3]  # each costs more and scores more: all on the front
+    assert evaluations == {1: 1, 2: 1, 3: 1}
+
+
+def test_pareto_points_are_architectures_with_the_mean_of_their_evaluations() -> None:
+    """A re-evaluated architecture is one point at its mean, not a stack whose luckiest draw makes the front."""
+    from l2l.runs.plots import pareto_points
+
+    def evaluation(n: int, tokens: tuple[int, ...], acc: float, flops: float) -> ChildRecord:
+        c = dataclasses.replace(child(n, 0, acc), tokens=tokens, val_acc=acc)
+        return dataclasses.replace(c, metrics={"cost": {"flops": flops}})
+
+    cheap, dear = (0,), (1,)
+    children = [evaluation(0, cheap, 0.60, 10.0), evaluation(1, dear, 0.80, 100.0), evaluation(2, cheap, 0.70, 10.0)]
+    points, evaluations = pareto_points(children, "flops")
+    assert points == [(10.0, pytest.approx(0.65), 0), (100.0, 0.80, 1)] and evaluations == {0: 2, 1: 1}
 
 
 def test_progress_of_a_weight_sharing_run_plots_its_shared_weight_scores() -> None:

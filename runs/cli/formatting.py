@@ -54,7 +54,10 @@ class MetricView:
         value = (metrics.get(part) or {}).get(key)
         if value is None:
             return "-"
-        return f"{int(value):,}" if part == "cost" and float(value).is_integer() else fmt(value)
+        whole = part == "cost" and (
+            float(value).is_integer() or abs(float(value)) >= 100
+        )  # 17,891 flops, not 17890.6667
+        return f"{float(value):,.0f}" if whole else fmt(value)
 
     def summary(self, metrics: dict[str, Any], part: str = "test") -> str:
         """Every figure of ``part`` a child has, as ``name value`` pairs ("" when it has none)."""

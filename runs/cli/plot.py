@@ -50,13 +50,16 @@ def plot_pareto_cmd(
         run = store.get_run(run_id)
         try:
             children = store.children(run_id)
-            path, front = plot_pareto(run, children, cost, output)
+            path, front, evaluations = plot_pareto(run, children, cost, output, space_of(run, store))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         console.print(f"wrote {path}", highlight=False)
         axis = pareto_axis(children).split(" (")[0]
         for value, acc, number in front:
-            console.print(f"  child {number}: {cost} {value:.4g}, {axis} {acc:.4f}", highlight=False)
+            n = evaluations[number]
+            where = f"child {number}" + (f" (mean of {n} evaluations)" if n > 1 else "")
+            amount = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
+            console.print(f"  {where}: {cost} {amount}, {axis} {acc:.4f}", highlight=False)
 
 
 @app.command("arch")
