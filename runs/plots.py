@@ -99,10 +99,11 @@ def progress_figure(
         mean_xs, mean_ys = zip(*means, strict=True)
         ax.plot(mean_xs, mean_ys, color="tab:orange", marker="o", ms=3, label="mean of each update's children")
     transform = str((run.config.get("controller") or {}).get("reward_transform", "reward"))
-    ylabel = "reward" if transform == "reward" else f"reward (raw; the controller learns from {transform})"
+    ylabel = "reward" if transform == "reward" else "reward (raw)"
     ax.set_ylabel(f"{ylabel} with shared weights" if scored == "shared" else ylabel)
-    ax.set_title(f"run {run.id}: {run.space} / {run.strategy} (seed {run.seed})")
-    ax.legend(loc="lower right")
+    learns = "" if transform == "reward" else f"\nthe controller learns from {transform}"
+    ax.set_title(f"run {run.id}: {run.space} / {run.strategy} (seed {run.seed}){learns}")
+    ax.legend(loc="best" if len(children) <= 5000 else "lower right")  # the least covered corner, while cheap
     ax.grid(alpha=0.3)
     if any(u.entropy for u in updates):
         ax_ent.plot([x for x, _ in points], [u.entropy for u in updates], color="tab:green", marker=".")

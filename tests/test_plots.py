@@ -62,11 +62,14 @@ def test_entropy_never_goes_back_and_sits_at_its_updates_batch_mean() -> None:
     )
 
 
-def test_a_transformed_reward_is_named_on_the_axis() -> None:
+def test_a_transformed_reward_is_named_in_the_title_and_the_axis_says_raw() -> None:
     children, updates = async_run()
-    ax = progress_figure(run_record("cubed"), children, updates).axes[0]
-    assert ax.get_ylabel() == "reward (raw; the controller learns from cubed)"
-    assert progress_figure(run_record(), children, updates).axes[0].get_ylabel() == "reward"
+    fig = progress_figure(run_record("mnas(flops,1e4,-0.07)"), children, updates)
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "reward (raw)"  # short: a long label ran past its panel
+    assert ax.get_title().endswith("\nthe controller learns from mnas(flops,1e4,-0.07)")
+    plain = progress_figure(run_record(), children, updates).axes[0]
+    assert plain.get_ylabel() == "reward" and "\n" not in plain.get_title()
 
 
 def test_a_near_constant_axis_has_no_offset_label() -> None:
