@@ -470,6 +470,10 @@ def test_a_retraining_budget_the_space_does_not_train_by_is_refused(storage: str
     ok("search", "--space", "toy", "--children", "2", "--executor", "local", "-q", "--storage", storage)
     alone = runner.invoke(app, ["runs", "best", "1", "--epochs", "3", "--storage", storage])
     assert alone.exit_code != 0 and "--epochs and --steps are the budget of a retraining: add --retrain" in alone.output
+    assert "best of run" not in alone.output  # refused before anything is shown
+    refused = runner.invoke(app, ["runs", "best", "1", "--retrain", "--device", "gpu", "--storage", storage])
+    assert refused.exit_code == 1 and "best of run" not in refused.output, refused.output
+    assert "--device 'gpu' is not a torch device" in refused.output
 
 
 def test_a_config_file_whose_table_is_not_a_table_is_one_line(storage: str, tmp_path: Path) -> None:

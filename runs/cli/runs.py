@@ -283,6 +283,13 @@ def runs_best(
         run = store.get_run(run_id)
         sharing = run.config.get("weight_sharing") is not None
         space = space_of(run, store)
+        if not retrain and (epochs is not None or steps is not None):  # before any output: nothing was done
+            raise UsageError("--epochs and --steps are the budget of a retraining: add --retrain")
+        budget = retrain_budget(space, run.space, epochs, steps) if retrain else {}
+        if retrain:
+            from l2l.runs.executors import check_device
+
+            check_device(device)
         if by != "single" and not sharing:
             ranking = rank(store.children(run_id), space, transformed=by == "transformed")
             if not ranking.archs:
@@ -325,10 +332,7 @@ def runs_best(
                     figures = joined(f"reward {fmt(again.reward)}", view.summary(again.metrics))
                     console.print(f"  retrained as child {again.number}: {figures}", highlight=False)
         if not retrain:
-            if epochs is not None or steps is not None:
-                raise UsageError("--epochs and --steps are the budget of a retraining: add --retrain")
             return
-        budget = retrain_budget(space, run.space, epochs, steps)
         with console.status(f"retraining child {best.number}..."):
             result = retrain_child(space, best, budget, seed=seed, device=device)
         if result.status != "done":
