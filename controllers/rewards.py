@@ -81,6 +81,8 @@ def get_transform(name: str) -> RewardTransform:
         if not callable(fn):
             raise ControllerError(f"reward transform {name!r} is not callable")
         return fn  # type: ignore[no-any-return]
+    if name.replace(" ", "").startswith("mnas("):  # a MnasNet reward written wrong: say what it takes
+        raise ControllerError(f"reward transform {name!r}: mnas takes three arguments, mnas(COST,TARGET,W)")
     raise ControllerError(
         f"unknown reward transform {name!r}; known: {', '.join(TRANSFORMS)}, mnas(COST,TARGET,W), or module:function"
     )

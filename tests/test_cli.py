@@ -503,3 +503,37 @@ def test_a_config_file_batch_of_0_is_refused_not_replaced(storage: str, tmp_path
     zero.write_text('space = "toy"\nbatch = 0\n')
     result = runner.invoke(app, ["search", "--config", str(zero), "--storage", storage])
     assert result.exit_code != 0 and "config file: batch must be >= 1" in result.output
+
+
+def test_a_strategy_without_a_policy_shows_no_entropy(storage: str) -> None:
+    ok(
+        "search",
+        "--space",
+        "toy",
+        "--strategy",
+        "evolution",
+        "-n",
+        "6",
+        "--executor",
+        "local",
+        "-q",
+        "--storage",
+        storage,
+    )
+    shown = " ".join(runner.invoke(app, ["runs", "show", "1", "--storage", storage]).output.split())
+    assert "entropy - (the strategy has no policy)" in shown and "entropy 0.000" not in shown
+    ok(
+        "search",
+        "--space",
+        "toy",
+        "--strategy",
+        "reinforce",
+        "-n",
+        "4",
+        "--executor",
+        "local",
+        "-q",
+        "--storage",
+        storage,
+    )
+    assert "entropy - " not in runner.invoke(app, ["runs", "show", "2", "--storage", storage]).output

@@ -225,6 +225,10 @@ def test_reward_transforms() -> None:
         get_transform("acc")
     with pytest.raises(ControllerError, match="cannot be imported"):
         get_transform("no_such_module_xyz:f")
+    with pytest.raises(
+        ControllerError, match=r"'mnas\(flops,5e3\)': mnas takes three arguments, mnas\(COST,TARGET,W\)"
+    ):
+        get_transform("mnas(flops,5e3)")
     with pytest.raises(ControllerError, match="unknown reward transform 'acc'"):
         make_controller("random", SMALL, 0, {"reward_transform": "acc"})
     c = make_controller("reinforce", SMALL, 0, {"reward_transform": "cubed"})

@@ -37,7 +37,7 @@ class SearchProgress:
         done = [c for c in store.children(run_id) if c.status == "done" and c.reward is not None]
         self.evaluations = Evaluations.of((key(c.tokens), float(c.reward or 0.0)) for c in done)
         self.exact = space is not None and space.exact_rewards()
-        self.best = self._best()
+        self.best, self.entropic = self._best(), False
         # "best" is the best architecture's estimated mean reward over its evaluations (`l2l.runs.estimates`);
         # "batch" the mean the controller learned from, after its reward transform
         transform = (store.get_run(run_id).config.get("controller") or {}).get("reward_transform", "reward")
@@ -96,7 +96,9 @@ class SearchProgress:
                 console.print(f"[red]child {event.number} failed:[/] {reason}", highlight=False)
             self.progress.update(self.task, completed=self.done + self.failed, failed=self.failed, best=fmt(self.best))
         else:
-            self.progress.update(self.task, mean=fmt(event.stats.mean_reward), entropy=fmt(event.stats.entropy, 2))
+            self.entropic = self.entropic or bool(event.stats.entropy)  # evolution, TPE: no policy, no entropy
+            entropy = fmt(event.stats.entropy, 2) if self.entropic else "-"
+            self.progress.update(self.task, mean=fmt(event.stats.mean_reward), entropy=entropy)
 
 
 class SharingProgress:

@@ -185,7 +185,8 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
     if updates:
         u = updates[-1]
         lines.append(
-            f"controller: {len(updates)} updates, last mean reward {u.mean_reward:.4f}, entropy {u.entropy:.3f}, "
+            f"controller: {len(updates)} updates, last mean reward {u.mean_reward:.4f}, "
+            f"entropy {f'{u.entropy:.3f}' if any(x.entropy for x in updates) else '- (the strategy has no policy)'}, "
             f"baseline {fmt(u.baseline)}"
         )
     if latest:

@@ -231,7 +231,9 @@ def search(
         _install_sigterm()
         cfg = run.config
         size = f"epochs={run.ws.epochs}" if cfg.weight_sharing is not None else f"children={cfg.children}"
-        again = f", {run.requeued} children re-queued" if cfg.weight_sharing is None else " at its last epoch"
+        again = " at its last epoch"
+        if cfg.weight_sharing is None:
+            again = f", {run.requeued} {'child' if run.requeued == 1 else 'children'} re-queued"
         console.print(
             f"run [bold]{run.run_id}[/]: space={cfg.space} strategy={cfg.strategy} {size} batch={cfg.batch} "
             f"seed={cfg.seed} store={store.label}" + (f" (resumed{again})" if resume is not None else ""),
