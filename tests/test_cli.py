@@ -352,7 +352,7 @@ def test_search_help_names_every_strategy_and_the_default() -> None:
 @pytest.mark.parametrize(
     ("executor", "options", "line"),
     [
-        ("local", {}, "children: 0 done, 0 failed, 1 running, 5 waiting at a worker, 2 queued, of 8"),
+        ("local", {}, "children: 0 done, 0 failed, 1 running, 5 waiting in this process, 2 queued, of 8"),
         ("ray", {"max_concurrent": 4}, "children: 0 done, 0 failed, 4 running, 2 waiting at a worker, 2 queued, of 8"),
         ("ray", {}, "children: 0 done, 0 failed, 6 at workers (running or waiting), 2 queued, of 8"),
     ],
@@ -391,6 +391,8 @@ def test_the_nodes_line_counts_children_per_node_and_retries() -> None:
         == "nodes: aaaaaaaa (2 children), bbbbbbbb (1 child); 1 ran more than once (1 extra attempt)"
     )
     assert placement_line([SimpleNamespace(node=None, attempts=1)]) is None
+    local = [SimpleNamespace(node=None, attempts=1), SimpleNamespace(node=None, attempts=3)]  # no Ray: no nodes
+    assert placement_line(local) == "1 ran more than once (2 extra attempts)"
 
 
 def test_only_an_unknown_key_lists_the_wrappers_settings(storage: str) -> None:

@@ -99,4 +99,6 @@ def placement_line(children: Sequence[Any]) -> str | None:
     on = ", ".join(f"{n} ({k} {'child' if k == 1 else 'children'})" for n, k in by_count)
     extra = sum(c.attempts - 1 for c in retried)
     again = f"; {len(retried)} ran more than once ({extra} extra attempt{'' if extra == 1 else 's'})"
-    return f"nodes: {on or '-'}" + (again if retried else "")
+    if not nodes:  # a run without Ray (the local executor): only the attempts
+        return again.removeprefix("; ").capitalize()
+    return f"nodes: {on}" + (again if retried else "")

@@ -103,7 +103,8 @@ def in_flight(run: RunRecord, handed: int) -> str:
         slots = (run.config.get("executor_options") or {}).get("max_concurrent")
     if not isinstance(slots, int):
         return f"{handed} at workers (running or waiting)"
-    return f"{min(handed, slots)} running, {max(handed - slots, 0)} waiting at a worker"
+    where = "in this process" if run.config.get("executor") == "local" else "at a worker"
+    return f"{min(handed, slots)} running, {max(handed - slots, 0)} waiting {where}"
 
 
 def sharing_epochs(run: RunRecord) -> int:
