@@ -79,6 +79,7 @@ class Constraints:
         self.sizes = list(sizes)
         self.clauses = [dict(c) for c in clauses]
         self._canonical = canonical
+        self._memo: dict[Tokens, Tokens] = {}
         self._trie: dict[Tokens, list[int]] | None = None
         if members is not None:
             self._trie = _prefix_counts(self.sizes, members)
@@ -162,9 +163,17 @@ class Constraints:
         return not any(all(tokens[p] == v for p, v in c.items()) for c in self.clauses)
 
     def canonical(self, tokens: Sequence[int]) -> Tokens:
-        """The canonical sequence of the architecture ``tokens`` describe (itself without a canonical form)."""
+        """The canonical sequence of the architecture ``tokens`` describe (itself without a canonical form);
+        remembered for the last `IDENTITY_CACHE` sequences asked (a run's ranking asks once per child)."""
         tokens = tuple(int(t) for t in tokens)
-        return self._canonical(tokens) if self._canonical is not None else tokens
+        if self._canonical is None:
+            return tokens
+        same = self._memo.get(tokens)
+        if same is None:
+            if len(self._memo) >= IDENTITY_CACHE:
+                self._memo.clear()
+            same = self._memo[tokens] = self._canonical(tokens)
+        return same
 
     def repair(self, tokens: Sequence[int]) -> Tokens:
         """An allowed sequence for ``tokens``: its canonical sequence when that is allowed, else, position by

@@ -120,22 +120,23 @@ class MacroSpace(DatasetSpace):
             bits = spec[f"l{i}_inputs"]
             inputs = tuple(j for j, b in enumerate(bits) if b) if isinstance(bits, tuple) else ()
             learned = str(spec[f"l{i}_learned"]) if self.predicted else "dense"
-            learned = learned if learned_points(learned, h * w) is not None else "dense"  # 1x1: nothing to predict
             rank = str(spec[f"l{i}_rank"]) if self.low_rank and learned == "dense" else "full"
+            learned = learned if learned_points(learned, h * w) is not None else "dense"  # 1x1: a dense, full conv
             out.append(MacroLayer((h, w), int(str(spec[f"l{i}_filters"])), stride, inputs, rank, learned))
         return out
 
     def canonical(self, spec: Spec) -> Spec | None:
-        """With predicted or low-rank layers, specs that build the same network are one architecture: a 1x1
-        filter's learned share and a predicted layer's rank are not used and take their first value."""
-        if not (self.predicted or self.low_rank):
+        """With predicted layers, specs that build the same network are one architecture: a predicted layer
+        keeps its full rank, and a 1x1 filter with a learned share is a dense convolution at full rank (it has
+        nothing to predict), so the choices they do not use take their first value."""
+        if not self.predicted:
             return None
         out = spec.as_dict()
         for i, layer in enumerate(self.layers_of(spec)):
-            if self.predicted and layer.learned == "dense":
-                out[f"l{i}_learned"] = "dense"
-            if self.low_rank and layer.learned != "dense":
-                out[f"l{i}_rank"] = "full"
+            if str(spec[f"l{i}_learned"]) != "dense":  # predicted, or a 1x1 filter built dense at full rank
+                out[f"l{i}_learned"] = layer.learned
+                if self.low_rank:
+                    out[f"l{i}_rank"] = "full"
         return Spec(space=spec.space, choices=tuple(out.items()))
 
     def describe(self, spec: Spec) -> str:

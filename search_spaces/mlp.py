@@ -82,8 +82,6 @@ class MLPSpace(DatasetSpace):
 
         if hashed_share not in SHARING:
             raise SpaceError(f"unknown hashed_share {hashed_share!r}; known: {', '.join(SHARING)}")
-        if hashed_share != "input" and not hashed:
-            raise SpaceError(f"hashed_share={hashed_share} shares hashed layers' neurons: add -S hashed=true")
         self.hashed_share = hashed_share
         from l2l.nas.denil import PREDICT_CHOICES
         from l2l.nas.hashed import ACTIVE_CHOICES

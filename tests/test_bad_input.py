@@ -128,12 +128,6 @@ CASES = [
         "error: reward transform 'mnas(latency,1e5,-0.07)' needs the cost 'latency', which space 'mlp' does not "
         "report; it reports: params, flops, latency_s, train_time_s",
     ),
-    (  # an option of an option that is off would change nothing
-        ["search", "--space", "mlp", "-S", "hashed_share=batch", "--storage", "{db}"],
-        1,
-        "error: search space 'mlp': bad options {{'hashed_share': 'batch'}}: hashed_share=batch shares hashed "
-        "layers' neurons: add -S hashed=true",
-    ),
 ]
 
 

@@ -50,16 +50,19 @@ def test_mlp_layers_drop_the_choices_they_do_not_use() -> None:
     assert constraints.count() == 5 * 4 * (2 + 3 + 5) * 4 * 5
 
 
-def test_a_1x1_filter_in_macro_is_never_predicted_and_keeps_its_rank() -> None:
+def test_a_1x1_filter_in_macro_is_never_labelled_predicted_and_is_built_as_before() -> None:
     space = load_space("macro", {"layers": 1, "predicted": True, "low_rank": True})
     assert isinstance(space, MacroSpace)
     assert [d.name for d in space.decisions()] == ["l0_width", "l0_filters", "l0_inputs", "l0_rank", "l0_learned"]
     one = space.decode([0, 3, 2, 3])  # kernel 1, 64 filters, rank 1/4, learned 1/10
     (layer,) = space.layers_of(one)
-    assert layer.learned == "dense" and layer.rank == "1/4"
-    assert space.describe(one) == "L0[1x64 r1/4<-in]"
-    assert space.canonical(one) == space.decode([0, 3, 2, 0])  # the same network as "learned dense"
+    assert layer.learned == "dense" and layer.rank == "full"  # a dense full-rank conv, as stored runs built it
+    assert space.describe(one) == "L0[1x64<-in]"
+    assert canon(space, one) == space.decode([0, 3, 0, 0])  # the same network as "dense, full rank"
+    ranked = space.decode([0, 3, 2, 0])  # kernel 1 at rank 1/4, not predicted: a network of its own
+    assert space.layers_of(ranked)[0].rank == "1/4" and canon(space, ranked) == ranked
     wide = space.decode([1, 3, 2, 3])  # kernel 3: predicted, so its rank is unused
-    assert space.layers_of(wide)[0].learned == "1/10" and space.canonical(wide) == space.decode([1, 3, 0, 3])
-    plain = load_space("macro")
-    assert plain.canonical(plain.decode([0] * sum(d.width for d in plain.decisions()))) is None  # nothing to group
+    assert space.layers_of(wide)[0].learned == "1/10" and canon(space, wide) == space.decode([1, 3, 0, 3])
+    for options in ({}, {"low_rank": True}):  # nothing to merge: no canonical form
+        plain = load_space("macro", options)
+        assert plain.canonical(plain.decode([0] * sum(d.width for d in plain.decisions()))) is None

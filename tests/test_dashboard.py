@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from l2l.runs.cli import app
 from l2l.runs.dashboard import bind_warning
 from l2l.runs.dashboard.reader import Reader
-from l2l.runs.dashboard.series import best_so_far, extremes, pareto
+from l2l.runs.dashboard.series import best_so_far, by_architecture, extremes, pareto
 from l2l.runs.driver import this_driver
 from l2l.runs.plots import pareto_front
 from l2l.runs.store import EpochRecord, NewChild, ScoredChild, Store, StoreError
@@ -51,7 +51,7 @@ def add_optimizer_run(store: Store) -> int:
         code_version="test", name="rules",
     )  # fmt: skip
     specs = [Spec(space="optimizer", choices=tuple(zip(names, values, strict=True))) for values in RULES]
-    store.add_children(run, [NewChild(n, n, (0,) * 6, s.to_json(), -1.0, 1.0, 0) for n, s in enumerate(specs)])
+    store.add_children(run, [NewChild(n, n, (n,) + (0,) * 5, s.to_json(), -1.0, 1.0, 0) for n, s in enumerate(specs)])
     for n in range(len(RULES)):
         acc = 0.5 + 0.1 * n
         result = {
@@ -102,6 +102,13 @@ def test_every_page_and_endpoint_answers(client: TestClient) -> None:
     assert progress["children"]["of"] == summary["done"] and progress["failed"]["of"] == summary["failed"]
     assert progress["best"]["y"][-1] == pytest.approx(summary["best"])
     assert client.get("/api/runs/1/pareto").json()["cost"] == "params"
+
+
+def test_the_pareto_chart_has_one_point_per_architecture_at_its_mean() -> None:
+    points = [(10.0, 0.60, 0), (100.0, 0.80, 1), (10.0, 0.70, 2), (20.0, 0.5, 3)]
+    grouped = by_architecture(points, {0: "cheap", 1: "dear", 2: "cheap"})  # child 3: no key, its own point
+    assert grouped == [(10.0, pytest.approx(0.65), 0), (100.0, 0.80, 1), (20.0, 0.5, 3)]
+    assert [n for _, _, n in pareto_front(grouped)] == [0, 1]  # the luckier draw (child 2, 0.70) is not the front
 
 
 def test_what_came_from_a_plugin_or_a_user_is_escaped(client: TestClient, marked_store: str) -> None:

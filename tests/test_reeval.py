@@ -339,6 +339,12 @@ def test_a_cost_aware_run_ranks_by_either_reward_and_says_which(tmp_path: Path) 
     assert f"ranked by the reward the controller learned from, {transform}" in cost
     top = runner.invoke(app, ["runs", "top", str(run), "--by", "transformed", "--storage", storage]).output
     assert top.index("0,1") < top.index("2,3") and "estimate ± 95% (transformed)" in top
+    # a best evaluated once is shown with the reward it was ranked by
+    tiny = (2,) + (0,) * 8
+    store.add_children(run, [NewChild(4, 1, tiny, space.decode(tiny).to_json(), 0.0, 0.0, 0)], running=True)
+    store.finish_children(run, [(4, {"status": "done", "reward": 0.30, "val_acc": 0.30}, 0.99)])
+    once = runner.invoke(app, ["runs", "best", str(run), "--by", "transformed", "--storage", storage]).output
+    assert "child 4, transformed reward 0.9900" in once, once
 
 
 def test_runs_show_gives_a_lone_best_its_estimate_as_runs_list_does(tmp_path: Path) -> None:

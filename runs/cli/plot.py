@@ -44,13 +44,14 @@ def plot_pareto_cmd(
 ) -> None:
     """Validation accuracy (or the reward, where children have none) against a cost, with the Pareto front."""
     with user_errors():
+        from l2l.runs.cli.ranking import ranked_space
         from l2l.runs.plots import pareto_axis, plot_pareto
 
         store = open_store(storage)
         run = store.get_run(run_id)
         try:
             children = store.children(run_id)
-            path, front, evaluations = plot_pareto(run, children, cost, output, space_of(run, store))
+            path, front, evaluations = plot_pareto(run, children, cost, output, ranked_space(run))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         console.print(f"wrote {path}", highlight=False)

@@ -300,16 +300,14 @@ def runs_best(
             best = arch.child
             view = MetricView.of(run.space, [best])
             metrics = mean_metrics(arch.children)
+            what = "transformed reward" if by == "transformed" else "reward"
+            once = best.controller_reward if by == "transformed" else best.reward
             evaluated = (
                 f"evaluated {arch.estimate.n} times (children {', '.join(str(c.number) for c in arch.children)}), "
-                f"estimated {'transformed ' if by == 'transformed' else ''}reward {estimate_text(arch)} (95%)"
+                f"estimated {what} {estimate_text(arch)} (95%)"
                 if arch.estimate.n > 1
-                else f"child {best.number}, reward {fmt(best.reward)}"
-                + (
-                    ""
-                    if arch.estimate.estimate == best.reward
-                    else f", estimated {estimate_text(arch)} (evaluated once)"
-                )
+                else f"child {best.number}, {what} {fmt(once)}"
+                + ("" if arch.estimate.estimate == once else f", estimated {estimate_text(arch)} (evaluated once)")
             )
             console.print(
                 f"best of run {run_id}: {joined(evaluated, view.summary(metrics))}: {describe(run, best.spec)}",

@@ -261,8 +261,9 @@ def search(
         except typer.Exit:  # Ctrl-C: the run is interrupted and resumable, whether or not a child finished
             raise
         except Exception as exc:
-            # a run that failed before any child finished is deleted: its one error line says it all
-            if not (resume is None and discard_unstarted(store, run.run_id)):
+            # a run that failed before any child finished is deleted: its one error line says it all (a
+            # weight-sharing run records epochs and checkpoints instead of children: it is kept)
+            if not (resume is None and cfg.weight_sharing is None and discard_unstarted(store, run.run_id)):
                 say_ray_log()
                 exc.add_note(
                     f"run {run.run_id} keeps what it recorded; continue it with "

@@ -7,7 +7,6 @@ each reading the store in short transactions through `l2l.runs.dashboard.reader.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -191,10 +190,18 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
             return Json({"keys": [], "cost": None})
         stamp = reader.stamp(run_id)
 
+        def architectures() -> dict[int, Any]:  # each child's architecture, as `runs top` groups them
+            from l2l.runs.estimates import ArchKeys
+
+            arch_of = ArchKeys(figures.space_of(reader.run(run_id))[0])
+            return {n: arch_of(tokens) for n, tokens, _ in reader.evaluations(run_id)}
+
         def costs(key: str) -> list[tuple[float, float, int]]:
-            found: list[tuple[float, float, int]] = charts.get(
-                ("costs", run_id, key, stamp), functools.partial(reader.costs, run_id, key)
-            )
+            def make() -> list[tuple[float, float, int]]:
+                arch = charts.get(("archs", run_id, stamp), architectures)
+                return series.by_architecture(reader.costs(run_id, key), arch)
+
+            found: list[tuple[float, float, int]] = charts.get(("costs", run_id, key, stamp), make)
             return found
 
         if asked in keys:

@@ -116,6 +116,15 @@ def updates(rows: Sequence[tuple[int, float, float, float]]) -> dict[str, Any]:
     return {"x": lx, "loss": loss, "entropy": entropy, "of": len(rows)}
 
 
+def by_architecture(points: list[tuple[float, float, int]], arch: dict[int, Any]) -> list[tuple[float, float, int]]:
+    """(cost, accuracy, child) per architecture (``arch``: each child's architecture key), each the mean over
+    the children that evaluated it and named by the first, as `l2l plot pareto` draws them."""
+    groups: dict[Any, list[tuple[float, float, int]]] = {}
+    for point in sorted(points, key=lambda p: p[2]):
+        groups.setdefault(arch.get(point[2], point[2]), []).append(point)
+    return [(sum(p[0] for p in g) / len(g), sum(p[1] for p in g) / len(g), g[0][2]) for g in groups.values()]
+
+
 def pareto(points: list[tuple[float, float, int]], key: str) -> dict[str, Any]:
     """Accuracy against cost ``key``: the Pareto front in full (`l2l.runs.plots.pareto_front`) and at most
     `MAX_POINTS` other children, in child order."""
