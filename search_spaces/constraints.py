@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from l2l.search_spaces.api import Decision, SpaceError, token_sizes
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 _BUILT: weakref.WeakKeyDictionary[SearchSpace, Constraints | None] = weakref.WeakKeyDictionary()
 ENUMERATE_LIMIT = 200_000  # token sequences a canonical space may have to be enumerated at load
+CHECKED_SAMPLES = 64  # allowed sequences whose canonical form is checked at load where there are more
 IDENTITY_CACHE = 1 << 16  # identities remembered per space: a resumed strategy asks again for its proposals'
 
 Tokens = tuple[int, ...]
@@ -108,15 +110,11 @@ class Constraints:
             return None
         canonical = _canonical_tokens(space) if has_canonical else None
         members = None
-        if canonical is not None and math.prod(sizes) <= ENUMERATE_LIMIT:
+        if canonical is not None:  # every allowed sequence where it can be enumerated, else a sample of them
             plain = Constraints(sizes, clauses)
-            members = {canonical(t) for t in itertools.product(*(range(k) for k in sizes))}
-            members = {t for t in members if plain.valid(t)}
-            for t in members:
-                if canonical(t) != t:
-                    raise SpaceError(
-                        f"space {space.name!r}: canonical form is not stable: {list(t)} -> {list(canonical(t))}"
-                    )
+            every = math.prod(sizes) <= ENUMERATE_LIMIT
+            members = _checked_members(space, plain, canonical, None if every else CHECKED_SAMPLES)
+            members = members if every else None
         constraints = Constraints(sizes, clauses, members, canonical)
         if constraints.count() == 0:
             raise SpaceError(f"space {space.name!r}: its forbidden combinations leave no candidate")
@@ -231,17 +229,64 @@ def _prefix_counts(sizes: Sequence[int], members: Iterable[Tokens]) -> dict[Toke
 
 def _canonical_tokens(space: SearchSpace) -> Callable[[Tokens], Tokens]:
     def canonical(tokens: Tokens) -> Tokens:
+        spec = space.decode(tokens)
         try:
-            spec = space.canonical(space.decode(tokens))
-            if spec is None:
-                raise SpaceError(f"space {space.name!r}: canonical form of {list(tokens)} is None for this one only")
-            return tuple(int(t) for t in space.encode(spec))
-        except SpaceError:
-            raise
+            same = space.canonical(spec)
         except Exception as exc:  # plugin code
-            raise SpaceError(f"space {space.name!r}: canonical form of {list(tokens)} failed: {exc!r}") from exc
+            raise SpaceError(f"space {space.name!r}: canonical() of {_text(spec)} raised {exc!r}") from exc
+        if same is None:
+            raise SpaceError(f"space {space.name!r}: canonical() of {_text(spec)} is None, though not for every spec")
+        try:
+            return tuple(int(t) for t in space.encode(same))
+        except Exception as exc:  # a value the decision does not have, a missing decision
+            raise SpaceError(
+                f"space {space.name!r}: canonical() of {_text(spec)} gave a spec that does not encode: {exc}"
+            ) from None
 
     return canonical
+
+
+def _text(spec: Mapping[str, Any]) -> str:
+    """A spec as its author wrote it: ``name=value`` pairs, not token indices."""
+    return "{" + ", ".join(f"{k}={v}" for k, v in spec.items()) + "}"
+
+
+def _checked_members(
+    space: SearchSpace, plain: Constraints, canonical: Callable[[Tokens], Tokens], samples: int | None
+) -> set[Tokens]:
+    """The canonical sequences of every allowed sequence (or of ``samples`` drawn uniformly among them, for a
+    space too large to enumerate), each checked: allowed itself (a forbidden canonical spec would silently
+    remove architectures) and stable (its own canonical sequence)."""
+    if samples is None:
+        sequences: Iterable[Tokens] = (t for t in itertools.product(*(range(k) for k in plain.sizes)) if plain.valid(t))
+    else:
+        rng = random.Random(0)
+        drawn = []
+        for _ in range(samples):
+            prefix: list[int] = []
+            for _ in plain.sizes:
+                counts = plain.branch_counts(prefix)
+                prefix.append(rng.choices(range(len(counts)), weights=counts)[0])
+            drawn.append(tuple(prefix))
+        sequences = drawn
+    members: set[Tokens] = set()
+    for tokens in sequences:
+        same = canonical(tokens)
+        if same in members:
+            continue
+        if not plain.valid(same):
+            raise SpaceError(
+                f"space {space.name!r}: canonical() of the allowed {_text(space.decode(tokens))} is "
+                f"{_text(space.decode(same))}, which a forbidden combination rules out"
+            )
+        again = canonical(same)
+        if again != same:
+            raise SpaceError(
+                f"space {space.name!r}: canonical form is not stable: {_text(space.decode(same))} -> "
+                f"{_text(space.decode(again))}"
+            )
+        members.add(same)
+    return members
 
 
 Identity = Callable[[Sequence[int]], Hashable]

@@ -145,7 +145,7 @@ def test_spaces_show_counts_architectures_and_lists_the_forbidden() -> None:
     assert "4 tokens, 26 candidates (36 with the forbidden ones)" in plain.output
     canonical = CliRunner().invoke(app, ["spaces", "show", ref, "-S", "canonical=true"])
     # canonical: op0 conv 2 widths, pool 1, skip 2 = 5 first layers, times 5 second layers, less skip-skip (2 x 2)
-    assert "4 tokens, 36 token sequences, 21 architectures" in canonical.output, canonical.output
+    assert "4 tokens, 36 token sequences (26 allowed), 21 architectures" in canonical.output, canonical.output
 
 
 @pytest.mark.parametrize("strategy", ["reinforce+screen", "evolution", "tpe", "random"])
@@ -177,3 +177,40 @@ def test_nb201_canonical_cells_are_the_benchmarks_6466_computations() -> None:
     assert best is not None and constraints.valid(best) and best == constraints.canonical(best)
     assert Constraints.of(load_space("nb201")) is None  # the default space stays the 15,625 cells
     assert token_sizes(space.decisions()) == [5] * 6
+
+
+class Flawed(Layers):
+    """`Layers` with a canonical form that is wrong in a chosen way, and optionally too large to enumerate."""
+
+    name = "flawed"
+
+    def __init__(self, flaw: str = "forbidden", large: bool = False) -> None:
+        SearchSpace.__init__(self, canonical=True, forbid_all=False, flaw=flaw, large=large)
+
+    def decisions(self) -> Sequence[Decision]:
+        extra = [Decision.categorical(f"pad{i}", range(10)) for i in range(6)] if self.options["large"] else []
+        return [*super().decisions(), *extra]
+
+    def canonical(self, spec: Spec) -> Spec | None:
+        values, flaw = dict(spec), self.options["flaw"]
+        if flaw == "forbidden" and values["op0"] == "conv":  # lands on the forbidden pool with width 16
+            values.update(op0="pool", w0=16)
+        if flaw == "unstable":
+            values["w1"] = 16 if values["w1"] == 8 else 8
+        if flaw == "undecodable":
+            values["w1"] = 0
+        return Spec(spec.space, tuple(values.items()))
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["enumerated", "sampled"])
+def test_a_canonical_form_that_is_forbidden_unstable_or_undecodable_is_refused_at_load(large: bool) -> None:
+    """Each mistake is one error naming the specs as name=value, whether the space is enumerated at load or
+    only sampled (1,000,000 x 36 sequences); a canonical spec that is forbidden would drop architectures."""
+    for flaw, message in [
+        ("forbidden", r"canonical\(\) of the allowed \{op0=conv, w0=(8|16), .*\} is \{op0=pool, w0=16, .*\}, which a "
+         "forbidden combination rules out"),
+        ("unstable", r"canonical form is not stable: \{op0=.*, w1=(8|16)\b.*\} -> \{op0=.*, w1=(16|8)\b"),
+        ("undecodable", r"canonical\(\) of \{op0=.*\} gave a spec that does not encode: .*w1"),
+    ]:  # fmt: skip
+        with pytest.raises(SpaceError, match=message):
+            Constraints.of(Flawed(flaw=flaw, large=large))

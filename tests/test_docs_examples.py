@@ -97,7 +97,10 @@ def test_plugin_package_installs_ships_its_data_and_is_searched(tmp_path: Path) 
 
     assert "tiny_table" in l2l("spaces", "list")
     shown = l2l("spaces", "show", "tiny_table")
-    assert "4 tokens, 36 token sequences, 24 architectures" in shown and "forbidden: op_1=pool, op_2=pool" in shown
+    assert (
+        "4 tokens, 36 token sequences (32 allowed), 24 architectures" in shown
+        and "forbidden: op_1=pool, op_2=pool" in shown
+    )
     searched = l2l("search", "--space", "tiny_table", "--children", "24", "--executor", "local", "--storage", storage)
     assert "24 children trained, 0 failed" in searched
     top = l2l("runs", "top", "1", "-k", "24", "--storage", storage)

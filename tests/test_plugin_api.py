@@ -286,7 +286,9 @@ def test_a_strategy_plugin_is_used_by_name_and_wrapped(tmp_path: Path, monkeypat
         out = runner.invoke(app, [*args, "--storage", storage], env={"COLUMNS": "300"})
         assert out.exit_code == 1 and f"error: {message}" in out.output, out.output
         kept = re.search(
-            r"run (\d+) keeps what it recorded; continue it with `l2l search --resume (\d+) --storage ", out.output
+            r"run (\d+) keeps what it recorded; once the cause is fixed, continue it with "
+            r"`l2l search --resume (\d+) --storage ",
+            out.output,
         )
         # a run that failed after children were trained says how to go on; one that failed before is gone
         assert (kept is not None and kept[1] == kept[2]) == (strategy != "tuples"), out.output

@@ -161,7 +161,10 @@ def test_joining_a_cluster_with_token_authentication_and_losing_it(tmp_path: Pat
         "another cluster with --resume and --address HOST:PORT"
     ], err
     # the next line names the run and the command (the store is $L2L_STORAGE's, so no --storage)
-    assert f"run {slow} keeps what it recorded; continue it with `l2l search --resume {slow}`" in err, err
+    assert (
+        f"run {slow} keeps what it recorded; once the cause is fixed, continue it with `l2l search --resume {slow}`"
+        in err
+    ), err
     assert db.get_run(slow).status == "failed"
     # ... and it moves to another cluster on resume, which it records
     with _head(user) as other:

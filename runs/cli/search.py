@@ -266,7 +266,7 @@ def search(
             if not (resume is None and cfg.weight_sharing is None and discard_unstarted(store, run.run_id)):
                 say_ray_log()
                 exc.add_note(
-                    f"run {run.run_id} keeps what it recorded; continue it with "
+                    f"run {run.run_id} keeps what it recorded; once the cause is fixed, continue it with "
                     f"`l2l search --resume {run.run_id}{storage_flag(store)}`"
                 )
             raise

@@ -64,10 +64,13 @@ def spaces_show(
         tokens = sum(d.width for d in decisions)
         line = f"{tokens} tokens, {size:,} candidates"
         constraints = Constraints.of(sp)
-        if constraints is not None and constraints.enumerated:
-            line = f"{tokens} tokens, {size:,} token sequences, {constraints.count():,} architectures"
-        elif constraints is not None and not sp.forbidden():  # a canonical form too large to enumerate
-            line = f"{tokens} tokens, {size:,} token sequences; fewer architectures (sequences building one count once)"
+        if constraints is not None and constraints.canonical_form:
+            allowed = Constraints(constraints.sizes, constraints.clauses).count() if constraints.clauses else size
+            line = f"{tokens} tokens, {size:,} token sequences" + (f" ({allowed:,} allowed)" if allowed < size else "")
+            if constraints.enumerated:
+                line += f", {constraints.count():,} architectures"
+            else:
+                line += "; fewer architectures (sequences building one count once; too many to enumerate)"
         elif constraints is not None:
             line = f"{tokens} tokens, {constraints.count():,} candidates ({size:,} with the forbidden ones)"
         for combination in sp.forbidden():

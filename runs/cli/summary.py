@@ -43,7 +43,9 @@ def print_summary(store: Store, run_id: int, space: SearchSpace | None = None) -
         e = archs[0].estimate
         best = f"best estimated reward {e.estimate:.4f} over {e.n} evaluations (child {archs[0].child.number})"
     elif archs:
-        best = f"best reward {archs[0].estimate.mean:.4f} (child {archs[0].child.number})"
+        e = archs[0].estimate  # evaluated once; pulled towards the crowd where the noise is known, as `runs list` shows
+        once = f", estimated {e.estimate:.4f}" if round(e.estimate, 4) != round(e.mean, 4) else ""
+        best = f"best reward {e.mean:.4f}{once} (child {archs[0].child.number})"
     group = "optimizers" if store.get_run(run_id).space == "optimizer" else "runs"
     where = storage_flag(store)
     see = f" See `l2l {group} top {run_id}{where}` and `l2l plot progress {run_id}{where} -o progress.png`."

@@ -157,9 +157,13 @@ class SpaceContract:
         for _ in range(self.samples):
             tokens = random_tokens(space, rng)
             same = constraints.canonical(tokens)
-            assert constraints.valid(tokens) and constraints.valid(same) and constraints.canonical(same) == same
+            spec, canonical = space.decode(tokens).as_dict(), space.decode(same).as_dict()
+            assert constraints.valid(tokens), f"a strategy could propose {spec}, which is forbidden"
+            assert constraints.valid(same), f"canonical() of the allowed {spec} is {canonical}, which is forbidden"
+            again = space.decode(constraints.canonical(same)).as_dict()
+            assert again == canonical, f"canonical form is not stable: {canonical} -> {again}"
             if constraints.enumerated:  # proposed as one sequence per architecture: its canonical one
-                assert same == tokens, (tokens, same)
+                assert same == tokens, f"an enumerated space proposes canonical specs; {spec} is not: {canonical}"
             spec = space.decode(tokens)
             assert not any(all(spec[k] == v for k, v in c.items()) for c in space.forbidden()), spec
 
