@@ -55,7 +55,9 @@ class RandomController(DistinctStrategy):
     def update(self, proposals: Sequence[Proposal], rewards: Sequence[float]) -> UpdateStats:
         self._check_update(proposals, rewards)
         self.policy_version += 1
-        return self._gradient_free_stats(rewards, entropy=-self._log_prob, extra=self.distinct.stats())
+        size = self.constraints.count() if self.constraints is not None else None  # uniform over the allowed ones
+        entropy = math.log(size) if size else -self._log_prob
+        return self._gradient_free_stats(rewards, entropy=entropy, extra=self.distinct.stats())
 
     def state_dict(self) -> dict[str, Any]:
         state = {"kind": self.kind, "policy_version": self.policy_version, "rng": self.generator.get_state()}

@@ -193,6 +193,18 @@ def test_random_controller_is_uniform() -> None:
     counts = torch.bincount(torch.tensor([p.tokens[0] for p in props]), minlength=4).float() / 8000
     assert torch.allclose(counts, torch.full((4,), 0.25), atol=0.02)
     assert props[0].log_prob == pytest.approx(-math.log(4))
+    assert c.update(props[:2], [0.1, 0.2]).entropy == pytest.approx(math.log(4))
+
+
+def test_random_search_reports_the_entropy_of_what_it_draws_from() -> None:
+    from l2l.search_spaces.constraints import Constraints
+
+    space = load_space("nb201", {"canonical": True})  # 15,625 sequences, 6,466 architectures
+    c = RandomController(list(space.decisions()), seed=0)
+    c.constrain(Constraints.of(space))
+    props = c.propose(2)
+    assert props[0].entropy == pytest.approx(math.log(6466))
+    assert c.update(props, [0.1, 0.2]).entropy == pytest.approx(math.log(6466))  # not ln 15,625
 
 
 def test_presets_and_settings() -> None:
