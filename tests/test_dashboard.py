@@ -377,6 +377,7 @@ def test_the_best_is_the_one_runs_best_names_where_architectures_repeat(tmp_path
     for s in (listed, summary):
         assert s["best"] == pytest.approx(best.estimate.estimate) and s["best_estimated"]
     assert summary["best_child"] == best.child.number == shown["number"] and summary["best_n"] == best.estimate.n
+    assert shown["estimate"] == pytest.approx(best.estimate.estimate) and shown["evaluations"] == best.estimate.n
     assert f"best estimated mean ({best.estimate.n} evaluations)" in page
     # the progress chart's best line is the same estimate, as `l2l plot progress` draws it: it ends at the best
     # estimated mean, below the luckiest child's reward

@@ -233,6 +233,8 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
                 "describe": figures.describe(space, best),
                 "arch": f"/runs/{run.id}/children/{best.number}/arch.svg",
             }
+            if not derived and summary["best_estimated"]:  # the estimate it was named by, beside its own reward
+                out["child"].update(estimate=summary["best"], evaluations=summary["best_n"])
             out["rules"] = figures.rules(run, top, 3)
             for r in out["rules"]:
                 r["formula_svg"] = f"/runs/{run.id}/children/{r['child']}/formula.svg"

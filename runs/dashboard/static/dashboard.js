@@ -241,7 +241,10 @@ async function refreshBest(runId) {
   const link = el("a", `child ${b.child.number}`, { href: `/runs/${runId}/children/${b.child.number}` });
   const line = document.getElementById("best-describe");
   const derived = b.child.status === "derived" ? " (derived)" : "";
-  line.replaceChildren(link, document.createTextNode(`${derived}, reward ${fmt(b.child.reward)}: ${b.child.describe || ""}`));
+  const named = b.child.evaluations
+    ? `, estimated mean ${fmt(b.child.estimate)} over ${b.child.evaluations} evaluations (this child's reward ${fmt(b.child.reward)})`
+    : `, reward ${fmt(b.child.reward)}`;
+  line.replaceChildren(link, document.createTextNode(`${derived}${named}: ${b.child.describe || ""}`));
   img.hidden = b.rules.length > 0; // an update rule is drawn as its formula below, not as a chain of tokens
   if (!b.rules.length) img.src = b.child.arch;
   document.querySelector("#best-section h2").textContent = b.rules.length ? "Best child" : "Best architecture";
