@@ -244,7 +244,8 @@ def test_ctrl_c_before_the_first_child_finishes_keeps_the_run_it_names(storage: 
     ],
 )
 def test_user_errors_are_one_clear_line(storage: str, args: list[str], message: str) -> None:
-    ok("search", "--space", "toy", "--children", "2", "--storage", storage, "-q")
+    # run 1, for the commands that read one: trained in this process (an embedded Ray took ~8 s a case)
+    ok("search", "--space", "toy", "--children", "2", "--executor", "local", "--storage", storage, "-q")
     result = runner.invoke(app, [*args, "--storage", storage])
     assert result.exit_code != 0
     assert message in " ".join(result.output.split())
