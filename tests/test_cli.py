@@ -109,7 +109,20 @@ def test_config_file_and_options(storage: str, tmp_path: Path) -> None:
     cfg.write_text(
         'space = "toy"\nchildren = 6\nbatch = 3\nseed = 8\n[space_options]\nlayers = 2\n[controller]\npreset = "enas"\n'
     )
-    ok("search", "--config", str(cfg), "--children", "4", "-C", "lr=0.01", "--storage", storage, "-q")
+    ok(
+        "search",
+        "--config",
+        str(cfg),
+        "--children",
+        "4",
+        "-C",
+        "lr=0.01",
+        "--executor",
+        "local",
+        "--storage",
+        storage,
+        "-q",
+    )
     out = ok("runs", "show", "1", "--storage", storage)
     assert '"children": 4' in out and '"layers": 2' in out and '"preset": "enas"' in out and '"lr": 0.01' in out
 
@@ -316,7 +329,7 @@ def test_optimizer_search_top_export_and_plot(storage: str, tmp_path: Path) -> N
     fresh = ok("plot", "optimizer", "1", "-o", str(tmp_path / "plots"), "--top", "1", "--lrs", "0.1", *common)
     assert "reusing" not in fresh  # another grid trains again
     # errors name the problem
-    ok("search", "--space", "toy", "-n", "2", "-q", *common)
+    ok("search", "--space", "toy", "-n", "2", "--executor", "local", "-q", *common)
     bad = runner.invoke(app, ["optimizers", "top", "2", *common])
     assert bad.exit_code == 1 and "searched the space 'toy', not optimizer rules" in bad.output
     bad = runner.invoke(app, ["optimizers", "export", "1", "--rank", "50", *common])
