@@ -284,18 +284,29 @@ def _child(number: int, tokens: tuple[int, ...], reward: float):  # type: ignore
     return ChildRecord(**fields)  # type: ignore[arg-type]
 
 
+def _toy_run(
+    storage: str, rows: Sequence[tuple[tuple[int, ...], float, float]], controller: dict[str, Any] | None = None
+) -> tuple[Store, int]:
+    """A finished run of `toy` (noise 0.1) recorded by hand: (tokens, reward, controller reward) per child."""
+    store, space = Store(storage), load_space("toy", {"noise": 0.1})
+    config = SearchConfig(space="toy", space_options={"noise": 0.1}, controller=controller or {}).to_json()
+    run = store.create_run(
+        space="toy", strategy="random", config=config, seed=0, n_children=len(rows), code_version="t"
+    )
+    new = [NewChild(i, 0, t, space.decode(t).to_json(), 0.0, 0.0, 0) for i, (t, _, _) in enumerate(rows)]
+    store.add_children(run, new, running=True)
+    store.finish_children(
+        run, [(i, {"status": "done", "reward": r, "val_acc": r}, c) for i, (_, r, c) in enumerate(rows)]
+    )
+    return store, run
+
+
 def test_runs_best_names_the_architecture_with_the_best_mean(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'b.db'}"
-    store = Store(storage)
-    space = load_space("toy", {"noise": 0.1})
-    config = SearchConfig(space="toy", space_options={"noise": 0.1}).to_json()
-    run = store.create_run(space="toy", strategy="random", config=config, seed=0, n_children=9, code_version="test")
     good, lucky, other = (0,) * 9, (1,) + (0,) * 8, (2,) + (0,) * 8
     rows = [(good, 0.80), (good, 0.82), (good, 0.78), (good, 0.81), (lucky, 0.90), (lucky, 0.60), (lucky, 0.62),
             (other, 0.85), (other, 0.55)]  # fmt: skip
-    new = [NewChild(i, 0, t, space.decode(t).to_json(), 0.0, 0.0, 0) for i, (t, _) in enumerate(rows)]
-    store.add_children(run, new, running=True)
-    store.finish_children(run, [(i, {"status": "done", "reward": r, "val_acc": r}, r) for i, (_, r) in enumerate(rows)])
+    _, run = _toy_run(storage, [(t, r, r) for t, r in rows])
     runner = CliRunner()
     out = runner.invoke(app, ["runs", "best", str(run), "--storage", storage])
     assert out.exit_code == 0, out.output
@@ -315,21 +326,11 @@ def test_a_cost_aware_run_ranks_by_either_reward_and_says_which(tmp_path: Path) 
     """The re-evaluation race and the controller see the transformed reward; `runs best` ranks by the raw one
     unless asked (--by transformed), and says so."""
     storage = f"sqlite:///{tmp_path / 't.db'}"
-    store = Store(storage)
-    space = load_space("toy")
     transform = "mnas(params,1000,-0.5)"
-    config = SearchConfig(space="toy", controller={"reward_transform": transform}).to_json()
-    run = store.create_run(space="toy", strategy="random", config=config, seed=0, n_children=4, code_version="test")
     small, big = (0,) * 9, (1,) + (0,) * 8  # the small network: less accurate, better once its cost counts
     rows = [(small, 0.80, 0.90), (small, 0.82, 0.92), (big, 0.90, 0.45), (big, 0.88, 0.44)]
-    store.add_children(
-        run,
-        [NewChild(i, 0, t, space.decode(t).to_json(), 0.0, 0.0, 0) for i, (t, _, _) in enumerate(rows)],
-        running=True,
-    )
-    store.finish_children(
-        run, [(i, {"status": "done", "reward": r, "val_acc": r}, c) for i, (_, r, c) in enumerate(rows)]
-    )
+    store, run = _toy_run(storage, rows, {"reward_transform": transform})
+    space = load_space("toy", {"noise": 0.1})
     runner = CliRunner(env={"COLUMNS": "300"})
     raw = runner.invoke(app, ["runs", "best", str(run), "--storage", storage]).output
     assert "children 2, 3" in raw and "estimated reward 0.89" in raw
@@ -349,16 +350,10 @@ def test_a_cost_aware_run_ranks_by_either_reward_and_says_which(tmp_path: Path) 
 
 def test_runs_show_gives_a_lone_best_its_estimate_as_runs_list_does(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 's.db'}"
-    store = Store(storage)
-    space = load_space("toy", {"noise": 0.1})
-    config = SearchConfig(space="toy", space_options={"noise": 0.1}).to_json()
-    run = store.create_run(space="toy", strategy="random", config=config, seed=0, n_children=13, code_version="test")
     archs = [(i % 4, i // 4) + (0,) * 7 for i in range(12)]  # twelve architectures, the first evaluated twice
     rows = [(archs[0], 0.50), (archs[0], 0.60)] + [(a, 0.40 + 0.03 * i) for i, a in enumerate(archs[1:])]
-    store.add_children(
-        run, [NewChild(i, 0, t, space.decode(t).to_json(), 0.0, 0.0, 0) for i, (t, _) in enumerate(rows)], running=True
-    )
-    store.finish_children(run, [(i, {"status": "done", "reward": r, "val_acc": r}, r) for i, (_, r) in enumerate(rows)])
+    store, run = _toy_run(storage, [(t, r, r) for t, r in rows])
+    space = load_space("toy", {"noise": 0.1})
     best = rank(store.children(run), space).archs[0]
     assert best.estimate.n == 1 and best.estimate.estimate < 0.70  # one lucky 0.70, pulled towards the crowd
     shown = CliRunner(env={"COLUMNS": "300"}).invoke(app, ["runs", "show", str(run), "--storage", storage]).output
