@@ -163,6 +163,7 @@ class ClassifierNetwork(SharedNetwork):
 
         train = self.data.train
         perm = torch.randperm(len(train), generator=generator)
+        batch_size = min(batch_size, len(perm))  # a batch larger than the split: the whole split, not no step
         for start in range(0, len(perm) - batch_size + 1, batch_size):
             idx = perm[start : start + batch_size]
             yield train.x[idx], train.y[idx]

@@ -471,3 +471,11 @@ def test_the_progress_display_is_told_when_the_derive_phase_starts(tmp_path: Pat
     scored = len(store.children(run, "candidate")) + len(store.children(run, "derived"))
     assert events[-1] == DeriveEvent(scored)  # the distinct candidates scored, at most `derive`
     assert 1 <= scored <= WS["derive"]
+
+
+def test_a_training_batch_larger_than_the_split_is_the_whole_split() -> None:
+    """`-W batch_size` above the training split gave no step at all, and a run that failed as 'diverged'."""
+    network = load_space("nb201_cell", {"dataset": "digits"}).shared_network()
+    n = len(network.data.train)  # type: ignore[attr-defined]
+    batches = list(network.train_batches(10 * n, torch.Generator().manual_seed(0)))
+    assert len(batches) == 1 and len(batches[0][0]) == n

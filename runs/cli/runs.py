@@ -338,7 +338,7 @@ def runs_best(
         if result.status != "done":
             raise UsageError(f"retraining child {best.number} failed: {first_line(result.error)}")
         metrics = result.to_json()
-        length = f" for {epochs} epochs" if epochs else f" for {steps} steps" if steps else ""
+        length = f" for {epochs} epoch{'s' * (epochs != 1)}" if epochs else f" for {steps} steps" if steps else ""
         done = f"retrained{length}"
         if space.exact_rewards():  # a table lookup or a simulation: nothing trains, a budget changes nothing
             ignored = ", --epochs/--steps ignored" if length else ""

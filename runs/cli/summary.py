@@ -21,7 +21,8 @@ def print_derived(store: Store, run: Any) -> None:
         d = derived[0]
         free = d.metrics.get("info", {}).get("parameter_free")
         console.print(
-            f"run {run.run_id} done: {run.ws.epochs} epochs, {shared} architectures scored with the shared weights; "
+            f"run {run.run_id} done: {run.ws.epochs} epoch{'s' * (run.ws.epochs != 1)}, {shared} architectures "
+            "scored with the shared weights; "
             f"derived child {d.number} (validation reward {d.reward:.4f} with shared weights"
             + (f", {free:.0%} parameter-free ops" if free is not None else "")
             + f"): {escape(run.space.describe(run.space.decode(d.tokens)))}. "

@@ -91,7 +91,14 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         """A run's best as `l2l runs best` names it: where architectures were evaluated more than once, the best
         estimated mean over their evaluations and the first child of that architecture, not the luckiest child."""
         run_id = summary["id"]
-        if summary["weight_sharing"] or not summary["done"]:
+        if summary["weight_sharing"]:  # what `runs list` shows: the retrained architecture, else the derived one
+            stood = reader.top(reader.run(run_id), 1, ("done",)) or reader.top(reader.run(run_id), 1, ("derived",))
+            if not stood:
+                return {**summary, "best_estimated": False}
+            label = "retrained from scratch" if stood[0].status == "done" else "derived (shared weights)"
+            return {**summary, "best": stood[0].reward, "best_child": stood[0].number, "best_estimated": False,
+                    "best_label": f"best: {label}"}  # fmt: skip
+        if not summary["done"]:
             return {**summary, "best_estimated": False}
 
         def make() -> tuple[float, int, int, bool] | None:

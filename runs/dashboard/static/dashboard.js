@@ -145,7 +145,7 @@ async function refreshRun(runId) {
     setText("n-failed", s.failed);
     setText("n-running", `${s.running} / ${s.queued}`);
     setText("best-reward", fmt(s.best));
-    setText("best-label", s.best_estimated ? `best estimated mean (${s.best_n} evaluations)` : "best reward");
+    setText("best-label", s.best_label || (s.best_estimated ? `best estimated mean (${s.best_n} evaluations)` : "best reward"));
     setText("n-updates", s.updates);
     setText("duration", seconds(s.duration_s));
     const best = document.getElementById("best-child");
