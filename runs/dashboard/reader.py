@@ -159,11 +159,14 @@ class Reader:
         architecture scored with its shared weights), and the failed children's numbers: only these columns,
         read from an index (migration 0006), not from the rows."""
         run_id = run.id
+        # a weight-sharing search's chart is what its controller scored, as `l2l plot progress` draws it: not the
+        # derive candidates nor the retraining
+        which = CHILDREN.c.status == "shared" if run.config.get("weight_sharing") is not None else _rewarded(run)
         with self.read("read rewards") as conn:
             done = plain_rows(
                 conn,
                 select(CHILDREN.c.number, CHILDREN.c.batch, CHILDREN.c.reward)
-                .where(CHILDREN.c.run_id == run_id, _rewarded(run), CHILDREN.c.reward.is_not(None))
+                .where(CHILDREN.c.run_id == run_id, which, CHILDREN.c.reward.is_not(None))
                 .order_by(CHILDREN.c.number),
             )
             failed = plain_rows(
@@ -366,7 +369,7 @@ def _run_summary(run: RunRecord, counts: dict[str, int], best: float | None) -> 
         "running": counts.get("running", 0),
         "queued": counts.get("queued", 0),
         "shared": counts.get("shared", 0),
-        "scored": sum(counts.get(s, 0) for s in (SCORED if ws else TRAINED)),
+        "scored": counts.get("shared", 0) if ws else sum(counts.get(s, 0) for s in TRAINED),  # as the controller
         "counts": counts,
         "best": best,
         "created_at": iso(run.created_at),
