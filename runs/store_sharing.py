@@ -54,6 +54,7 @@ class ScoredChild:
     entropy: float | None = None
     policy_version: int = 0
     info: dict[str, Any] = field(default_factory=dict)
+    controller_reward: float | None = None  # what the controller learned from (its reward transform's), if other
 
 
 def _finite(value: float | None) -> float | None:
@@ -71,7 +72,7 @@ def _child_row(run_id: int, c: ScoredChild) -> dict[str, Any]:
         "spec": c.spec,
         "status": c.status,
         "reward": c.reward,
-        "controller_reward": c.reward,
+        "controller_reward": c.reward if getattr(c, "controller_reward", None) is None else c.controller_reward,
         "val_loss": metrics.get("val_loss"),
         "val_acc": metrics.get("val_acc"),
         "metrics": {"test": {}, "cost": {}, "info": {**c.info, "shared": metrics}, "runtime": {}},

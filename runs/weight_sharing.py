@@ -285,8 +285,9 @@ class WeightSharingSearch:
                 entropy=p.entropy,
                 policy_version=p.policy_version,
                 info={"epoch": epoch},
+                controller_reward=r,
             )
-            for n, p, m in zip(numbers, proposals, metrics, strict=True)
+            for n, p, m, r in zip(numbers, proposals, metrics, rewards, strict=True)
         ]
         update = dataclasses.asdict(stats)
         update["batch"] = n_updates

@@ -201,6 +201,8 @@ class MacroSpace(DatasetSpace):
 
         if self.hashed:  # a hashed head's index is built from its own weights, per module: not shareable
             raise SpaceError("macro with hashed=true offers no shared network (LSH indexes are per module)")
+        if self.start_layers is not None:  # the schedule counts children; a weight-sharing search has none
+            raise SpaceError("macro's growing depth (start_layers) does not apply to weight sharing: drop it")
         data = load_dataset(self.dataset)
         signal = signal_shape(data.input_shape, self.dataset)[0]
 

@@ -479,3 +479,30 @@ def test_a_training_batch_larger_than_the_split_is_the_whole_split() -> None:
     n = len(network.data.train)  # type: ignore[attr-defined]
     batches = list(network.train_batches(10 * n, torch.Generator().manual_seed(0)))
     assert len(batches) == 1 and len(batches[0][0]) == n
+
+
+def test_a_transformed_reward_is_stored_as_what_the_controller_learned_from(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'cubed.db'}")
+    config = SearchConfig(
+        space="nb201_cell", space_options=TINY["nb201_cell"], strategy="reinforce", batch=2, seed=0,
+        controller={"reward_transform": "cubed"}, weight_sharing=WS,
+    )  # fmt: skip
+    run = WeightSharingSearch.start(store, config).run()
+    scored = store.children(run, "shared")
+    assert scored and all(c.reward is not None for c in scored)
+    assert [c.controller_reward for c in scored] == pytest.approx([float(c.reward or 0.0) ** 3 for c in scored])
+
+
+def test_macro_growing_depth_is_refused_for_weight_sharing() -> None:
+    with pytest.raises(SpaceError, match=r"macro's growing depth \(start_layers\) does not apply to weight sharing"):
+        load_space("macro", {"start_layers": 2}).shared_network()
+
+
+def test_resuming_with_other_settings_names_no_executor_option_for_a_weight_sharing_run(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+
+    store, run = _search(tmp_path, "random")
+    out = CliRunner().invoke(app, ["search", "--resume", str(run), "--seed", "3", "--storage", store.url])
+    assert out.exit_code == 1 and "drop --seed" in out.output and "--max-concurrent" not in out.output, out.output

@@ -349,10 +349,11 @@ def open_run(store: Store, flags: SearchFlags, resume: int | None) -> Any:
             return WeightSharingSearch.start(store, config)
         return Search.start(store, config)
     extra = flags.resume_conflicts(store.get_run(resume).config)
-    if extra:
+    if extra:  # where a plain run executes may change; a weight-sharing one runs here
+        movable = store.get_run(resume).config.get("weight_sharing") is None
+        where = " (where it runs may change: --address, --max-concurrent, --child-timeout)" if movable else ""
         raise UsageError(
-            f"--resume continues run {resume} with its stored settings; drop --{', --'.join(extra)} (where it runs "
-            "may change: --address, --max-concurrent, --child-timeout)"
+            f"--resume continues run {resume} with its stored settings; drop --{', --'.join(extra)}{where}"
         )
     if store.get_run(resume).config.get("weight_sharing") is not None:
         if flags.moves():
