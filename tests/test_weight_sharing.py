@@ -506,3 +506,29 @@ def test_resuming_with_other_settings_names_no_executor_option_for_a_weight_shar
     store, run = _search(tmp_path, "random")
     out = CliRunner().invoke(app, ["search", "--resume", str(run), "--seed", "3", "--storage", store.url])
     assert out.exit_code == 1 and "drop --seed" in out.output and "--max-concurrent" not in out.output, out.output
+
+
+def test_a_run_stopped_before_it_derived_lists_what_it_scored(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+    from l2l.runs.store import EpochRecord, ScoredChild
+
+    url = f"sqlite:///{tmp_path / 'stopped.db'}"
+    store = Store(url)
+    run = store.create_run(
+        space="toy", strategy="reinforce", config={"weight_sharing": {"epochs": 3}}, seed=0, n_children=0,
+        code_version="t",
+    )  # fmt: skip
+    spec = {"space": "toy", "values": [["op_0", "op1"]]}
+    scored = [ScoredChild(k, 0, (0,), spec, "shared", 0.1 * k, {}) for k in range(3)]
+    store.record_epoch(run, EpochRecord(0, 1.0, 10, 0.5, 1.2, 3, 2.0, {}), [], scored, b"", 3)
+    store.set_run_status(run, "failed")
+    runner = CliRunner(env={"COLUMNS": "300"})
+    top = runner.invoke(app, ["runs", "top", str(run), "--storage", url])
+    assert top.exit_code == 0 and top.output.index("0.2000 shared") < top.output.index("0.1000 shared"), top.output
+    best = runner.invoke(app, ["runs", "best", str(run), "--storage", url])
+    assert best.exit_code == 1 and f"run {run} has no derived child yet (it derives one after its last epoch; " in (
+        " ".join(best.output.split())
+    )
+    assert f"`l2l search --resume {run} --storage {url}` continues it" in " ".join(best.output.split())

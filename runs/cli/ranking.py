@@ -81,7 +81,10 @@ def mean_metrics(children: Sequence[ChildRecord]) -> dict[str, Any]:
 
 def sharing_top(store: Store, run_id: int, k: int) -> list[ChildRecord]:
     """A weight-sharing run's ``k`` best children as `l2l runs top` lists them: retrained from scratch first,
-    then the derived architecture and the candidates by their shared-weight score."""
+    then the derived architecture and the candidates by their shared-weight score; before it derived, the
+    architectures its controller scored."""
     scored = store.children(run_id, "derived") + store.children(run_id, "candidate")
     top = store.top_children(run_id, k) + scored
+    if not top:  # stopped before it derived: the architectures its controller scored, so far
+        top = store.children(run_id, "shared")
     return sorted(top, key=lambda c: (c.status != "done", c.reward is None, -(c.reward or 0.0)))[:k]

@@ -117,8 +117,9 @@ def sharing_epochs(run: RunRecord) -> int:
 def nothing_to_name(store: Store, run: RunRecord) -> UsageError:
     """Why a run has no best child: a weight-sharing run has derived none yet, every child failed (the run is
     over), or none has finished yet."""
-    if run.config.get("weight_sharing") is not None:
-        return UsageError(f"run {run.id} has no derived child yet")
+    if run.config.get("weight_sharing") is not None:  # it derives after its last epoch; `runs top` lists the scored
+        again = "" if run.status == "running" else f"; `l2l search --resume {run.id}{storage_flag(store)}` continues it"
+        return UsageError(f"run {run.id} has no derived child yet (it derives one after its last epoch{again})")
     failed = store.count_children(run.id)["failed"]
     if failed and run.status in ("done", "failed"):
         return UsageError(
