@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -68,3 +68,29 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         yield s
     finally:
         s.close()
+
+
+SharingRun = Callable[[Store, list[list[float]], int], int]
+
+
+@pytest.fixture()
+def sharing_run() -> SharingRun:
+    """Records a weight-sharing run of `toy` by hand: ``scores[e]`` are the rewards of the architectures its
+    controller scored in epoch e (numbered on from 0), for a search set to ``epochs`` epochs. Returns its id."""
+    from l2l.runs.store import EpochRecord, ScoredChild
+
+    def record(store: Store, scores: list[list[float]], epochs: int) -> int:
+        run = store.create_run(
+            space="toy", strategy="reinforce", config={"weight_sharing": {"epochs": epochs}}, seed=0, n_children=0,
+            code_version="t",
+        )  # fmt: skip
+        spec = {"space": "toy", "values": [["op_0", "op1"]]}
+        number = 0
+        for epoch, rewards in enumerate(scores):
+            scored = [ScoredChild(number + k, epoch, (0,), spec, "shared", r, {}) for k, r in enumerate(rewards)]
+            number += len(rewards)
+            row = EpochRecord(epoch, 1.0 - epoch / 4, 10, 0.5, 1.2, 3, 2.0, {})
+            store.record_epoch(run, row, [], scored, b"", number)
+        return run
+
+    return record

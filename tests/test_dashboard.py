@@ -9,7 +9,7 @@ import re
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from l2l.runs.dashboard.reader import Reader
 from l2l.runs.dashboard.series import best_so_far, by_architecture, extremes, pareto
 from l2l.runs.driver import this_driver
 from l2l.runs.plots import pareto_front
-from l2l.runs.store import EpochRecord, NewChild, ScoredChild, Store, StoreError
+from l2l.runs.store import NewChild, ScoredChild, Store, StoreError
 from l2l.search_spaces import Spec
 
 PLUGIN = Path(__file__).parent / "plugins" / "dashboard_space.py"
@@ -216,19 +216,13 @@ def test_optimizer_runs_show_their_rules(client: TestClient) -> None:
     assert client.get("/api/runs/2/pareto").json()["cost"] == "train_time_s"  # params are all equal
 
 
-def test_weight_sharing_epochs_are_served(tmp_path: Path) -> None:
+def test_weight_sharing_epochs_are_served(tmp_path: Path, sharing_run: Callable[..., int]) -> None:
     from l2l.runs.dashboard.app import create_app
 
     url = f"sqlite:///{tmp_path / 'ws.db'}"
     store = Store(url)
-    run = store.create_run(
-        space="toy", strategy="reinforce", config={"weight_sharing": {"epochs": 2}}, seed=0, n_children=0,
-        code_version="t",
-    )  # fmt: skip
+    run = sharing_run(store, [[0.0, 0.1], [0.2, 0.3]], 2)
     spec = {"space": "toy", "values": [["op_0", "op1"]]}
-    for epoch in range(2):
-        scored = [ScoredChild(2 * epoch + k, epoch, (0,), spec, "shared", 0.1 * (2 * epoch + k), {}) for k in range(2)]
-        store.record_epoch(run, EpochRecord(epoch, 1.0 - epoch / 4, 10, 0.5, 1.2, 3, 2.0, {}), [], scored, b"", 4)
     store.record_scored(run, [ScoredChild(4, 2, (0,), spec, "derived", 0.25, {})])
     c = TestClient(create_app(url))
     assert [e["train_loss"] for e in c.get(f"/api/runs/{run}/epochs").json()["epochs"]] == [1.0, 0.75]

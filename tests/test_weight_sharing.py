@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -508,21 +509,14 @@ def test_resuming_with_other_settings_names_no_executor_option_for_a_weight_shar
     assert out.exit_code == 1 and "drop --seed" in out.output and "--max-concurrent" not in out.output, out.output
 
 
-def test_a_run_stopped_before_it_derived_lists_what_it_scored(tmp_path: Path) -> None:
+def test_a_run_stopped_before_it_derived_lists_what_it_scored(tmp_path: Path, sharing_run: Callable[..., int]) -> None:
     from typer.testing import CliRunner
 
     from l2l.runs.cli import app
-    from l2l.runs.store import EpochRecord, ScoredChild
 
     url = f"sqlite:///{tmp_path / 'stopped.db'}"
     store = Store(url)
-    run = store.create_run(
-        space="toy", strategy="reinforce", config={"weight_sharing": {"epochs": 3}}, seed=0, n_children=0,
-        code_version="t",
-    )  # fmt: skip
-    spec = {"space": "toy", "values": [["op_0", "op1"]]}
-    scored = [ScoredChild(k, 0, (0,), spec, "shared", 0.1 * k, {}) for k in range(3)]
-    store.record_epoch(run, EpochRecord(0, 1.0, 10, 0.5, 1.2, 3, 2.0, {}), [], scored, b"", 3)
+    run = sharing_run(store, [[0.0, 0.1, 0.2]], 3)
     store.set_run_status(run, "failed")
     runner = CliRunner(env={"COLUMNS": "300"})
     top = runner.invoke(app, ["runs", "top", str(run), "--storage", url])
