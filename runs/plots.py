@@ -75,12 +75,15 @@ def progress_figure(
     ``space`` (the run's) groups repeated evaluations by its canonical form, as `l2l runs best` does."""
     from matplotlib.ticker import MaxNLocator
 
-    plt = pyplot()
-    fig, (ax, ax_ent) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     scored = "shared" if run.config.get("weight_sharing") is not None else "done"  # weight sharing: its scores
     done = [c for c in children if c.status == scored and c.reward is not None]
     rewards = [float(c.reward or 0.0) for c in done]
     failed = [c for c in children if c.status == "failed"]
+    if not done and not failed:  # empty axes would look like a plotting bug
+        what = "no architecture scored with shared weights" if scored == "shared" else "no child finished"
+        raise PlotError(f"run {run.id} ({run.status}) has {what} yet: nothing to plot")
+    plt = pyplot()
+    fig, (ax, ax_ent) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.scatter([c.number for c in done], rewards, s=12, alpha=0.6, label="child reward")
     if failed:
         floor = min(rewards, default=0.0)

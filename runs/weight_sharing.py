@@ -53,9 +53,11 @@ class EpochEvent:
 
 @dataclass(frozen=True)
 class DeriveEvent:
-    """Told to the progress display when the derive phase starts: ``candidates`` to score on validation."""
+    """Told to the progress display when the derive phase starts and after each candidate it scores:
+    ``scored`` of ``candidates`` scored on validation so far."""
 
     candidates: int
+    scored: int = 0
 
 
 Listener = Callable[[Any], None]
@@ -305,6 +307,8 @@ class WeightSharingSearch:
         for p in seen.values():
             model = self._bind(self.space.decode(p.tokens)).eval()
             scored.append((p, self._checked(self.network.measure_split(model, self.device))))
+            if self.listener:
+                self.listener(DeriveEvent(len(seen), len(scored)))
         # the best by reward, an architecture that diverged only when every one did
         best = max(range(len(scored)), key=lambda i: ("diverged" not in scored[i][1], scored[i][1]["reward"]))
         children = []

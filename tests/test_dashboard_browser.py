@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -150,6 +150,16 @@ def test_an_answer_that_arrives_late_does_not_overwrite_a_filtered_table(live: d
     assert classes and set(classes) == {"failed"}, classes
 
 
+def test_a_weight_sharing_runs_epochs_count_from_one_as_the_cli_does(
+    live: dict[str, Any], page: Any, sharing_run: Callable[..., int]
+) -> None:
+    finished(live)  # its run is recorded after the search's, whose page test expects it as run 2
+    run = sharing_run(live["store"], [[0.1], [0.2]], 2)  # stored as epochs 0 and 1
+    page.goto(f"{live['base']}/runs/{run}")
+    page.wait_for_function("document.querySelectorAll('#epochs tbody tr').length === 2")
+    assert [r.split("\t")[0] for r in page.locator("#epochs tbody tr").all_inner_texts()] == ["1", "2"]
+
+
 def test_a_spec_value_holding_markup_is_shown_as_text(live: dict[str, Any], page: Any) -> None:
     finished(live)
     page.goto(f"{live['base']}/runs/2")
@@ -183,8 +193,8 @@ def test_an_optimizer_runs_formula_opens(live: dict[str, Any], page: Any) -> Non
 def test_runs_can_be_compared(live: dict[str, Any], page: Any) -> None:
     finished(live)
     page.goto(f"{live['base']}/")
-    for box in page.locator("input.pick").all():
-        box.check()
+    for run in (1, 2):  # the optimizer run and the search (other tests add runs to this store)
+        page.locator(f"input.pick[value='{run}']").check()
     page.wait_for_function("document.querySelectorAll('#chart-compare .scatterlayer .trace').length === 2")
     assert page.locator("#compare-hint").is_hidden()
 

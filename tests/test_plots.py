@@ -189,3 +189,11 @@ def test_a_strategy_without_entropy_gets_a_note_not_a_line_at_zero() -> None:
     assert not fig.axes[1].get_lines() and [t.get_text() for t in fig.axes[1].texts] == ["reinforce reports no entropy"]
     fig = progress_figure(run_record(), children, [update(n, [n], 1.0) for n in range(4)])
     assert len(fig.axes[1].get_lines()) == 1 and not fig.axes[1].texts
+
+
+def test_a_run_with_nothing_finished_is_one_error_not_empty_axes() -> None:
+    pending = [child(n, 0, None, "running") for n in range(3)]
+    with pytest.raises(PlotError, match=r"run 1 \(done\) has no child finished yet: nothing to plot"):
+        progress_figure(run_record(), pending, [])
+    failed = [child(0, 0, None, "failed")]
+    assert progress_figure(run_record(), failed, []).axes[0].collections  # failures alone are worth a plot

@@ -163,6 +163,9 @@ def test_runs_list_and_best_show_the_epochs_and_the_retrained_result_of_a_weight
     rows = [line for line in top.splitlines() if line.startswith("│")]  # retrained first; scores marked shared
     assert f"{retrained[0].reward:.4f}" in rows[0] and "shared" not in rows[0]
     assert f"{derived.reward:.4f} shared" in top
+    # one architecture on two rows: each says what it is and names the other
+    assert f"retrained from child {derived.number}" in rows[0]
+    assert f"derived, retrained as child {retrained[0].number}" in rows[1]
     second = ["plot", "arch", str(run_id), "--rank", "2", "-o", str(tmp_path / "b.png"), *db]  # runs top's rank 2
     drawn = runner.invoke(app, second, env={"COLUMNS": "200"})
     assert drawn.exit_code == 0 and f"{derived.reward:.4f}" in rows[1], drawn.output
@@ -458,7 +461,7 @@ def test_hashed_spaces_say_why_they_offer_no_shared_network() -> None:
     )
 
 
-def test_the_progress_display_is_told_when_the_derive_phase_starts(tmp_path: Path) -> None:
+def test_the_progress_display_is_told_how_far_the_derive_phase_is(tmp_path: Path) -> None:
     from l2l.runs.weight_sharing import DeriveEvent, EpochEvent
 
     events: list[object] = []
@@ -467,11 +470,12 @@ def test_the_progress_display_is_told_when_the_derive_phase_starts(tmp_path: Pat
     )
     store = Store(f"sqlite:///{tmp_path / 'derive.db'}")
     run = WeightSharingSearch.start(store, config, listener=events.append).run()
-    kinds = [type(e) for e in events]
-    assert kinds[-1] is DeriveEvent and kinds[:-1] == [EpochEvent] * (len(kinds) - 1) and len(kinds) > 1
+    epochs = [e for e in events if isinstance(e, EpochEvent)]
+    derive = events[len(epochs) :]
+    assert epochs and events[: len(epochs)] == epochs  # the epochs first, then the derive phase
     scored = len(store.children(run, "candidate")) + len(store.children(run, "derived"))
-    assert events[-1] == DeriveEvent(scored)  # the distinct candidates scored, at most `derive`
-    assert 1 <= scored <= WS["derive"]
+    assert 1 <= scored <= WS["derive"]  # the distinct candidates scored, at most `derive`
+    assert derive == [DeriveEvent(scored, k) for k in range(scored + 1)]  # started, then one per candidate
 
 
 def test_a_training_batch_larger_than_the_split_is_the_whole_split() -> None:
@@ -521,8 +525,27 @@ def test_a_run_stopped_before_it_derived_lists_what_it_scored(tmp_path: Path, sh
     runner = CliRunner(env={"COLUMNS": "300"})
     top = runner.invoke(app, ["runs", "top", str(run), "--storage", url])
     assert top.exit_code == 0 and top.output.index("0.2000 shared") < top.output.index("0.1000 shared"), top.output
+    assert "scored while searching" in top.output
     best = runner.invoke(app, ["runs", "best", str(run), "--storage", url])
     assert best.exit_code == 1 and f"run {run} has no derived child yet (it derives one after its last epoch; " in (
         " ".join(best.output.split())
     )
     assert f"`l2l search --resume {run} --storage {url}` continues it" in " ".join(best.output.split())
+
+
+def test_the_json_export_of_a_weight_sharing_run_holds_its_epochs(
+    tmp_path: Path, sharing_run: Callable[..., int]
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+
+    url = f"sqlite:///{tmp_path / 'export.db'}"
+    run = sharing_run(Store(url), [[0.1], [0.2, 0.3]], 2)
+    out = CliRunner().invoke(app, ["runs", "export", str(run), "--format", "json", "--storage", url])
+    assert out.exit_code == 0, out.output
+    payload = json.loads(out.output)
+    assert [(e["epoch"], e["train_loss"]) for e in payload["epochs"]] == [(0, 1.0), (1, 0.75)]
+    assert [c["status"] for c in payload["children"]] == ["shared"] * 3

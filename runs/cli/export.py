@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from l2l.runs.cli.common import first_line
 
 if TYPE_CHECKING:
-    from l2l.runs.store import ChildRecord, RunRecord, UpdateRecord
+    from l2l.runs.store import ChildRecord, EpochRecord, RunRecord, UpdateRecord
 
 # the child fields that are CSV columns as stored; test metrics, costs, tokens and spec follow them
 EXPORT_COLUMNS = (
@@ -66,11 +66,19 @@ def metric_keys(children: Sequence[ChildRecord], part: str) -> list[str]:
     return list(seen)
 
 
-def export_json(run: RunRecord, children: Sequence[ChildRecord], updates: Sequence[UpdateRecord]) -> str:
-    """Everything the store holds about a run, as one JSON document."""
+def export_json(
+    run: RunRecord,
+    children: Sequence[ChildRecord],
+    updates: Sequence[UpdateRecord],
+    epochs: Sequence[EpochRecord] = (),
+) -> str:
+    """Everything the store holds about a run, as one JSON document; a weight-sharing run's ``epochs`` (the
+    shared weights' loss, mean reward and entropy of each) too."""
     payload = {
         "run": dataclasses.asdict(run),
         "children": [dataclasses.asdict(c) for c in children],
         "updates": [dataclasses.asdict(u) for u in updates],
     }
+    if run.config.get("weight_sharing") is not None:
+        payload["epochs"] = [dataclasses.asdict(e) for e in epochs]
     return json.dumps(payload, default=str, indent=2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
@@ -123,6 +124,7 @@ class SharingProgress:
         self.task = self.progress.add_task(
             "weight sharing", total=epochs, completed=done, run=run_id, loss="-", mean="-", entropy="-", phase=""
         )
+        self.derive_started = time.monotonic()
 
     def __enter__(self) -> SharingProgress:
         self.progress.__enter__()
@@ -135,8 +137,12 @@ class SharingProgress:
         """The search's listener: each finished epoch moves the bar; the derive phase is said when it starts."""
         from l2l.runs.weight_sharing import DeriveEvent
 
-        if isinstance(event, DeriveEvent):
-            self.progress.update(self.task, phase=f"  deriving: scoring {event.candidates} candidates on validation")
+        if isinstance(event, DeriveEvent):  # the epochs' bar is full by now: the phase says how far scoring is
+            if not event.scored:
+                self.derive_started = time.monotonic()
+            took = time.monotonic() - self.derive_started
+            phase = f"  deriving: {event.scored}/{event.candidates} candidates scored on validation ({took:.0f} s)"
+            self.progress.update(self.task, phase=phase)
             return
         self.progress.update(
             self.task,

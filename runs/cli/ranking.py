@@ -88,3 +88,16 @@ def sharing_top(store: Store, run_id: int, k: int) -> list[ChildRecord]:
     if not top:  # stopped before it derived: the architectures its controller scored, so far
         top = store.children(run_id, "shared")
     return sorted(top, key=lambda c: (c.status != "done", c.reward is None, -(c.reward or 0.0)))[:k]
+
+
+def sharing_role(child: ChildRecord, retrained: list[ChildRecord]) -> str:
+    """What a weight-sharing run's child in `l2l runs top` is, so one architecture listed twice (derived, and
+    retrained from scratch) reads as one: the retrained row names its derived child and the other way round
+    (``retrained``: the run's finished children)."""
+    origin = (child.metrics.get("info") or {}).get("retrained_from")
+    if child.status == "done":
+        return f"retrained from child {origin}" if origin is not None else "trained"
+    if child.status != "derived":
+        return {"candidate": "derive candidate", "shared": "scored while searching"}.get(child.status, child.status)
+    again = [str(c.number) for c in retrained if (c.metrics.get("info") or {}).get("retrained_from") == child.number]
+    return f"derived, retrained as child {', '.join(again)}" if again else "derived"

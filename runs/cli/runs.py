@@ -12,7 +12,16 @@ from rich.markup import escape
 from l2l.runs.cli.common import RunArg, StorageOpt, console, first_line, open_store, space_of, storage_flag, user_errors
 from l2l.runs.cli.export import FORMATS, export_csv, export_json
 from l2l.runs.cli.formatting import MetricView, describe, fmt, joined, placement_line
-from l2l.runs.cli.ranking import ByOpt, check_by, estimate_text, mean_metrics, ranked_space, sharing_top, transform_note
+from l2l.runs.cli.ranking import (
+    ByOpt,
+    check_by,
+    estimate_text,
+    mean_metrics,
+    ranked_space,
+    sharing_role,
+    sharing_top,
+    transform_note,
+)
 from l2l.runs.cli.retraining import record_retrained, retrain_budget, retrain_child
 from l2l.runs.config import UsageError
 
@@ -194,8 +203,8 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
     if latest:
         finished = [c for c in store.children(run_id) if c.finished_at is not None]
         for c in sorted(finished, key=lambda c: c.finished_at)[-latest:]:  # type: ignore[arg-type, return-value]
-            where = f"{c.worker or '-'} {c.device or ''}{f' node {c.node[:8]}' if c.node else ''}".strip()
-            lines.append(f"  child {c.number} {c.status} reward {fmt(c.reward)} on {where}")
+            where = f"{c.worker or ''} {c.device or ''}{f' node {c.node[:8]}' if c.node else ''}".strip()
+            lines.append(f"  child {c.number} {c.status} reward {fmt(c.reward)}" + (f" on {where}" if where else ""))
     return lines
 
 
@@ -248,11 +257,13 @@ def runs_top(
             raise nothing_to_name(store, run)
         view = MetricView.of(run.space, top)
         tests, costs = view.test[:3], view.cost[:2]  # the first declared (or found) ones: a table stays readable
-        table = Table("rank", "child", "reward", f"val {view.validation}", *tests, *costs, "candidate")
+        role, retrained = (["role"], store.children(run_id, "done")) if sharing else ([], [])
+        table = Table("rank", "child", *role, "reward", f"val {view.validation}", *tests, *costs, "candidate")
         for place, c in enumerate(top, start=1):
             table.add_row(
                 str(place),
                 str(c.number),
+                *([sharing_role(c, retrained)] if sharing else []),
                 fmt(c.reward) + (" shared" if sharing and c.status != "done" else ""),
                 view.val(c.metrics, c.val_acc),
                 *(view.figure(c.metrics, "test", key) for key in tests),
@@ -372,7 +383,7 @@ def runs_export(
         run = store.get_run(run_id)
         children = store.children(run_id)
         if export_format == "json":
-            text = export_json(run, children, store.updates(run_id))
+            text = export_json(run, children, store.updates(run_id), store.epochs(run_id))
         else:
             view = MetricView.of(run.space, children)
             text = export_csv(children, view.test, view.cost)

@@ -290,7 +290,7 @@ function curveTraces(curves, xTitle) {
 
 async function refreshEpochs(runId) {
   const { epochs } = await getJSON(`/api/runs/${runId}/epochs`);
-  const x = epochs.map((e) => e.epoch);
+  const x = epochs.map((e) => e.epoch + 1); // stored from 0; the progress bar and `l2l runs show` count from 1
   draw("chart-epochs", [
     { x, y: epochs.map((e) => e.train_loss), mode: "lines+markers", name: "shared weights' loss" },
     { x, y: epochs.map((e) => e.mean_reward), mode: "lines+markers", name: "mean reward", yaxis: "y2" },
@@ -301,7 +301,7 @@ async function refreshEpochs(runId) {
   });
   document.querySelector("#epochs tbody").replaceChildren(...epochs.map((e) => {
     const tr = el("tr");
-    [e.epoch, fmt(e.train_loss), e.train_steps, fmt(e.mean_reward), fmt(e.entropy), e.updates, fmt(e.wall_time, 1)]
+    [e.epoch + 1, fmt(e.train_loss), e.train_steps, fmt(e.mean_reward), fmt(e.entropy), e.updates, fmt(e.wall_time, 1)]
       .forEach((v) => tr.appendChild(el("td", v, { class: "num" })));
     return tr;
   }));
