@@ -7,6 +7,9 @@ Four networks, each with one layer where Denil's smoothness prior applies (`l2l.
 - ``mnist1d-cnn``: three convolutions (kernel 21, 5, 5; 32 filters each, batch norm, ReLU), global average
   pooling, linear (`l2l.nas.macro.MacroNet`); the first layer's filters over their 21 taps.
 - ``digits-cnn``: the same on 8x8 images with kernels 7x7, 3x3, 3x3; the first filters over 7x7 taps.
+- ``mnist1d-mlp-hidden``: the MNIST-1D MLP's middle layer (no topology: a random dictionary).
+- ``mnist1d-cnn-middle``: the MNIST-1D CNN's second convolution (32 -> 32, 5 taps), each filter over its
+  (channel, tap) values together: SE along the taps, none across channels (`PredictedConv`'s ``joint``).
 
 Per network, three versions of that layer: ``dense``; ``denil`` learning 1/10 of each weight vector
 (>= 90% predicted); ``lowrank`` (both factors learned, `l2l.nas.lowrank`) with the largest rank whose
@@ -61,12 +64,11 @@ def task(
     low-rank layer learning no more than the Denil layer at `SHARE` (``r (fan_in + width) <= width a``; one
     input channel, so the fan-in is the number of points)."""
 
-    def learned(share: str) -> int:
-        a = denil.learned_points(share, math.prod(points)) or math.prod(points)
-        return math.prod(denil.grid_shape(points, a)) if len(points) == 2 else a
+    def learned(share: str) -> int:  # what a layer is asked to learn per weight vector
+        return denil.learned_points(share, math.prod(points)) or math.prod(points)
 
-    a = learned(SHARE)
-    rank = max(1, width * a // (math.prod(points) + width))
+    grid = denil.grid_shape(points, learned(SHARE))  # what it learns: a 2-D grid can hold fewer points
+    rank = max(1, width * math.prod(grid) // (math.prod(points) + width))
     return {
         "dataset": dataset,
         "build": build,
@@ -103,33 +105,37 @@ def mlp_task(dataset: str, width: int, grid: tuple[int, ...], hidden: bool = Fal
     return task(dataset, build, points, width, not hidden, None if hidden else denil.empirical_covariance)
 
 
-def cnn_task(dataset: str, kernels: tuple[tuple[int, int], ...], shape: tuple[int, ...]) -> dict[str, Any]:
-    """Three convolutions of 32 filters (`l2l.nas.macro.MacroNet`); the first one's filters are compared."""
-    k0 = kernels[0][1:] if len(shape) == 2 else kernels[0]
-
+def cnn_task(dataset: str, kernels: tuple[tuple[int, int], ...], shape: tuple[int, ...], at: int = 0) -> dict[str, Any]:
+    """Three convolutions of 32 filters (`l2l.nas.macro.MacroNet`); the first one's filters are compared, or
+    with ``at`` 1 the second one's (1-D only), each filter over all its (channel, tap) values together
+    (`PredictedConv`'s ``joint``): a 5-tap filter learning one tap per channel would predict only 80%."""
+    k0 = kernels[at][1:] if len(shape) == 2 else kernels[at]
+    c_in = shape[0] if at == 0 else 32
     pad = tuple(k // 2 for k in k0)
 
     def build(
         kind: str, a: int, length: float, rank: int, cov: torch.Tensor | None, columns: int | None
     ) -> tuple[nn.Module, nn.Module]:
         layers = [
-            MacroLayer(k, 32, 1, (i - 1,) if i else (), str(rank) if kind == "lowrank" and i == 0 else "full")
+            MacroLayer(k, 32, 1, (i - 1,) if i else (), str(rank) if kind == "lowrank" and i == at else "full")
             for i, k in enumerate(kernels)
         ]
         model = MacroNet(layers, shape, 10)
-        first = model.blocks[0]
-        assert isinstance(first, nn.Sequential)
+        block = model.blocks[at]
+        assert isinstance(block, nn.Sequential)
         if kind == "denil":
             cols = 32 if columns == 0 else columns
-            first[0] = denil.PredictedConv(
-                len(k0), 1, 32, k0, a, 1, pad, columns=cols, length=length, bias=False, covariance=cov
+            block[0] = denil.PredictedConv(
+                len(k0), c_in, 32, k0, a, 1, pad, columns=cols, length=length, bias=False, covariance=cov, joint=at > 0
             )
-        return model, first[0]
+        return model, block[0]
 
     def covariance(x: torch.Tensor) -> torch.Tensor:
         return denil.patch_covariance(x.reshape(len(x), *shape), k0, pad)
 
-    return task(dataset, build, k0, 32, True, covariance)
+    if at == 0:
+        return task(dataset, build, k0, 32, True, covariance)
+    return task(dataset, build, (c_in, *k0), 32, True)  # the inputs are learned features: no empirical kernel
 
 
 TASKS: dict[str, Callable[[], dict[str, Any]]] = {
@@ -138,6 +144,7 @@ TASKS: dict[str, Callable[[], dict[str, Any]]] = {
     "mnist1d-cnn": lambda: cnn_task("mnist1d", ((1, 21), (1, 5), (1, 5)), (1, 40)),
     "digits-cnn": lambda: cnn_task("digits", ((7, 7), (3, 3), (3, 3)), (1, 8, 8)),
     "mnist1d-mlp-hidden": lambda: mlp_task("mnist1d", 256, (40,), hidden=True),
+    "mnist1d-cnn-middle": lambda: cnn_task("mnist1d", ((1, 21), (1, 5), (1, 5)), (1, 40), at=1),
 }
 
 

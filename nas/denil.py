@@ -64,6 +64,7 @@ from l2l.nas.lowrank import fraction
 PREDICT_CHOICES = ("dense", "1/2", "1/4", "1/10")
 DEFAULT_LENGTH = 0.25  # SE length scale, in units of the alpha spacing (chosen on validation)
 DEFAULT_RIDGE = 0.01  # kernel ridge regularizer lambda
+NO_TOPOLOGY = 1e-3  # the SE length of a dimension without topology: neighbours along it get weight exp(-5e5)
 
 
 def learned_points(choice: str | None, n: int) -> int | None:
@@ -109,11 +110,17 @@ def se_dictionary(
     shape: tuple[int, ...],
     grid: tuple[int, ...],
     column: int,
-    length: float = DEFAULT_LENGTH,
+    length: float | tuple[float, ...] = DEFAULT_LENGTH,
     ridge: float = DEFAULT_RIDGE,
 ) -> torch.Tensor:
-    """``U_alpha`` (n, a) of kernel ridge regression with an SE kernel from one column's alpha points."""
-    scale = torch.tensor([length * size / g for size, g in zip(shape, grid, strict=True)], dtype=torch.float64)
+    """``U_alpha`` (n, a) of kernel ridge regression with an SE kernel from one column's alpha points;
+    ``length`` one for every dimension or one per dimension, 0 for a dimension without topology (no
+    interpolation along it: a point predicts only coordinates that share its position there)."""
+    lengths = length if isinstance(length, tuple) else (length,) * len(shape)
+    scale = torch.tensor(
+        [max(ln, NO_TOPOLOGY) * size / g for ln, size, g in zip(lengths, shape, grid, strict=True)],
+        dtype=torch.float64,
+    )
     every, alpha = coordinates(shape) / scale, alpha_points(shape, grid, column) / scale
 
     def kernel(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -171,7 +178,7 @@ def dictionaries(
     n: int,
     a: int,
     columns: int,
-    length: float,
+    length: float | tuple[float, ...],
     ridge: float,
     seed: int,
     covariance: torch.Tensor | None = None,
@@ -287,7 +294,13 @@ class PredictedLinear(_Predicted):
 
 
 class PredictedConv(_Predicted):
-    """A 1-D or 2-D convolution whose filters (per input channel) are ``U_alpha v`` over the filter taps."""
+    """A 1-D or 2-D convolution whose filters (per input channel) are ``U_alpha v`` over the filter taps.
+
+    ``joint`` (1-D only): a filter's coordinates are (input channel, tap), and it learns ``learned`` values
+    over all of its channels' taps together, on a grid over both (SE along the taps, no interpolation across
+    channels, which have no order): the way to predict >= 90% of a layer whose filters have few taps (a
+    5-tap filter learning one tap per channel predicts 80%). Each column's filters read the channels of its
+    grid; channels outside it get zero weight."""
 
     def __init__(
         self,
@@ -303,17 +316,24 @@ class PredictedConv(_Predicted):
         ridge: float = DEFAULT_RIDGE,
         bias: bool = True,
         covariance: torch.Tensor | None = None,
+        joint: bool = False,
     ) -> None:
         super().__init__()
         if dims not in (1, 2) or len(kernel) != dims:
             raise ValueError(f"a predicted convolution is 1-D or 2-D, one kernel size a dimension: {dims}, {kernel}")
-        n = math.prod(kernel)
+        if joint and (dims != 1 or covariance is not None):
+            raise ValueError("a joint (channel, tap) grid is built for 1-D convolutions with the SE kernel only")
+        self.taps = math.prod(kernel)
+        shape, n, length_of = (
+            ((c_in, kernel[0]), c_in * self.taps, (0.0, length)) if joint else (kernel, self.taps, length)
+        )
         if not 1 <= learned <= n:
-            raise ValueError(f"a predicted {kernel} filter learns 1..{n} taps, got {learned}")
+            raise ValueError(f"a predicted {shape} filter learns 1..{n} values, got {learned}")
         self.kernel, self.stride, self.padding, self.dims = kernel, stride, padding, dims
-        self.c_in, self.c_out = c_in, c_out
+        self.c_in, self.c_out, self.joint = c_in, c_out, joint
         c = columns_for(c_out, n, learned, columns)
-        self._setup(dictionaries(kernel, n, learned, c, length, ridge, 0, covariance), c_out, c_in, bias)
+        u = dictionaries(shape, n, learned, c, length_of, ridge, 0, covariance)
+        self._setup(u, c_out, 1 if joint else c_in, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.full_weight().reshape(self.c_out, self.c_in, *self.kernel)
@@ -322,10 +342,10 @@ class PredictedConv(_Predicted):
 
     def macs_for_output(self, out: torch.Tensor) -> int:
         """Building the filters once, then the dense convolution's multiply-adds."""
-        return self.weight_macs() + out.numel() * self.c_in * self.n
+        return self.weight_macs() + out.numel() * self.c_in * self.taps
 
     def extra_repr(self) -> str:
-        taps = f"learned={self.a}/{self.n} taps"
+        taps = f"learned={self.a}/{self.n} " + ("(channel, tap) values" if self.joint else "taps")
         return f"{self.c_in}, {self.c_out}, kernel={self.kernel}, {taps}, columns={self.columns}"
 
 

@@ -211,3 +211,26 @@ def test_a_columns_alpha_points_are_distinct_coordinates_of_the_weight(shape: tu
         assert bool((points >= 0).all()) and all(bool((points[:, d] < s).all()) for d, s in enumerate(shape))
     # column 0 sits at the cells' centres: 4 cells of 10 positions each, every 10th position from the 6th
     assert denil.alpha_points((40,), (4,), 0)[:, 0].tolist() == [5.0, 15.0, 25.0, 35.0]
+
+
+def test_a_joint_grid_predicts_a_few_tap_convolution_over_its_channels_and_taps() -> None:
+    """5-tap filters over 32 channels: one tap per channel would predict 80%; a grid over (channel, tap)
+    learns 10 of each filter's 160 values, reads those channels only, and is smooth along the taps."""
+    torch.manual_seed(0)
+    conv = denil.PredictedConv(1, 32, 16, (5,), 16, padding=2, columns=16, length=0.5, bias=False, joint=True)
+    assert conv.learned() == 16 * 10 and conv.predicted() == 16 * 150  # a 10 x 1 grid: 93.75% predicted
+    assert count_parameters(conv) == conv.learned()
+    w = conv.full_weight().reshape(16, 32, 5)
+    for o in range(16):
+        group = int(conv.group[o])
+        channels = set(denil.alpha_points((32, 5), (10, 1), group)[:, 0].long().tolist())
+        read = {c for c in range(32) if w[o, c].abs().max() > 1e-6}
+        assert read == channels and len(channels) == 10  # no interpolation across channels
+        for c in channels:  # along the taps an SE bump around the learned tap: all five nonzero, one sign
+            assert bool((w[o, c] > 0).all()) or bool((w[o, c] < 0).all())
+    x = torch.randn(3, 32, 40)
+    torch.testing.assert_close(conv(x), nn.functional.conv1d(x, w, None, 1, 2), atol=1e-5, rtol=0)
+    out = conv(x[:1])
+    assert count_macs(conv, x[:1]) == 16 * 10 * 160 + out.numel() * 32 * 5  # build the filters, then convolve
+    with pytest.raises(ValueError, match=r"joint \(channel, tap\) grid is built for 1-D convolutions"):
+        denil.PredictedConv(2, 3, 4, (3, 3), 2, joint=True)
