@@ -24,12 +24,19 @@ from l2l.optsearch.tuning import LR_GRID, WD_GRID, Cell, Contender, describe, tu
 BOARD_VERSION = 1
 
 
-def _job(contender: Contender, task: SuiteTask, seeds: int, lrs: Sequence[float], wds: Sequence[float]) -> Cell:
+def _job(
+    contender: Contender,
+    task: SuiteTask,
+    seeds: int,
+    lrs: Sequence[float],
+    wds: Sequence[float],
+    objective: str = "metric",
+) -> Cell:
     import torch
 
     torch.set_num_threads(1)
     try:
-        return tune(contender, task, seeds, lrs=lrs, wds=wds)
+        return tune(contender, task, seeds, lrs=lrs, wds=wds, objective=objective)
     except Exception as exc:  # a task or rule that breaks (not diverges): a failed cell, the board goes on
         return Cell(task.name, contender.label, failed=f"error: {type(exc).__name__}: {exc}")
 
@@ -43,8 +50,10 @@ def run_board(
     wds: Sequence[float] = WD_GRID,
     workers: int = 1,
     progress: Callable[[Cell], None] | None = None,
+    objective: str = "metric",
 ) -> dict[str, Any]:
-    """Tune and run every contender on every task; ``workers`` > 1 spreads the pairs over processes."""
+    """Tune and run every contender on every task; ``workers`` > 1 spreads the pairs over processes;
+    ``objective`` is what tuning chooses by (`l2l.optsearch.tuning.tune`)."""
     labels = [c.label for c in contenders]
     if len(set(labels)) != len(labels):
         raise ValueError(f"optimizer labels must differ, got {labels}")
@@ -53,14 +62,14 @@ def run_board(
     cells: list[Cell] = []
     if workers <= 1:
         for c, t in pairs:
-            cells.append(_job(c, t, seeds, lrs, wds))
+            cells.append(_job(c, t, seeds, lrs, wds, objective))
             if progress:
                 progress(cells[-1])
     else:
         import multiprocessing
 
         with ProcessPoolExecutor(min(workers, len(pairs)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_job, c, t, seeds, tuple(lrs), tuple(wds)) for c, t in pairs]
+            futures = [pool.submit(_job, c, t, seeds, tuple(lrs), tuple(wds), objective) for c, t in pairs]
             for future in as_completed(futures):
                 cells.append(future.result())
                 if progress:

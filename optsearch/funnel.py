@@ -42,7 +42,9 @@ def funnel(
     seeds; return the board, each candidate's score (1 / geometric mean loss ratio to Adam) and the winner."""
     reference = Contender(REFERENCE, PRESETS[REFERENCE])
     tasks = longer(tasks, scale)
-    board = run_board([*candidates, reference], tasks, seeds, lrs=lrs, workers=workers)
+    # tuned by what it is scored by: the validation loss, or the metric (ties by loss) for the error
+    tuning = "loss" if objective == "loss" else "metric"
+    board = run_board([*candidates, reference], tasks, seeds, lrs=lrs, workers=workers, objective=tuning)
 
     def value(task: SuiteTask, cell: dict[str, Any]) -> float:
         if objective == "loss":

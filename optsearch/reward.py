@@ -24,7 +24,7 @@ from typing import Any
 from l2l.optsearch.language import Rule, to_text
 from l2l.optsearch.presets import PRESETS
 from l2l.optsearch.trainer import SuiteTask
-from l2l.optsearch.tuning import LR_GRID, Cell, Contender, Runner, walk_grid
+from l2l.optsearch.tuning import LR_GRID, TUNING, Cell, Contender, Runner, walk_grid
 
 CUTOFF = 3.0
 REFERENCE = "adam"
@@ -78,7 +78,8 @@ def tune_loss(
 def _cache_path(tasks: Sequence[SuiteTask], lrs: Sequence[float], objective: str) -> Path:
     import hashlib
 
-    key = json.dumps([[repr(t) for t in tasks], list(lrs), REFERENCE, PRESETS[REFERENCE], objective])
+    # TUNING: the walk changed (ties on the metric broken by loss); references tuned the old way are not reused
+    key = json.dumps([[repr(t) for t in tasks], list(lrs), REFERENCE, PRESETS[REFERENCE], objective, TUNING])
     root = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "l2l" / "optsearch"))
     return root / f"reference-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 

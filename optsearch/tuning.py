@@ -1,8 +1,10 @@
 """Fair tuning: every optimizer, found or hand-made, gets the same learning-rate grid and the same procedure.
 
 On each task the learning rate is chosen on a grid of half-decade steps (1e-5 to 10 by default) by the
-validation metric of the tuning seed(s), walking the grid from 1e-3 in the better direction until two
-points in a row are no better (the same walk for every optimizer, so no one gets more trials by
+validation metric of the tuning seed(s), ties broken by the validation loss (a metric that is flat, such as
+chance accuracy while a rule's steps are too small to train anything, would otherwise stop the walk
+before it reaches the rates where the rule trains), walking the grid from 1e-3 in the better direction
+until two points in a row are no better (the same walk for every optimizer, so no one gets more trials by
 design; rates that diverge before any has trained are no misses, so a rule that trains only at small
 rates is found there); a rule with decoupled weight decay then has its weight decay chosen on a grid at that rate.
 When the chosen rate is the grid's first or last point the result says so (``lr_at_edge``): the grid
@@ -26,6 +28,7 @@ LR_GRID: tuple[float, ...] = tuple(float(f"{10 ** (k / 2):.3g}") for k in range(
 WD_GRID: tuple[float, ...] = (0.0, 0.01, 0.1, 1.0, 10.0)
 START_LR = 1e-3
 PATIENCE = 2
+TUNING = 2  # the walk's version, in cache keys of tuned results: 2 breaks the metric's ties by loss
 
 
 @dataclass(frozen=True)
@@ -120,25 +123,33 @@ class Runner:
             self.done[key] = out
         return self.done[key]
 
-    def value(self, lr: float, wd: float | None, seeds: Sequence[int], objective: str = "metric") -> float:
-        """Mean over ``seeds`` of the validation metric (``objective="metric"``, oriented larger-is-better)
-        or of minus the validation loss (``"loss"``); -inf when a run diverged."""
+    def value(self, lr: float, wd: float | None, seeds: Sequence[int], objective: str = "metric") -> Score:
+        """Mean over ``seeds`` of the validation metric (``objective="metric"``, oriented larger-is-better),
+        then minus the mean validation loss, which breaks the metric's ties; with ``"loss"`` minus the loss
+        alone. (-inf, -inf) when a run diverged."""
+        if objective not in ("metric", "loss"):
+            raise ValueError(f"unknown tuning objective {objective!r}; known: metric, loss")
         runs = [self.run(lr, wd, s) for s in seeds]
         if any(isinstance(r, str) for r in runs):
-            return -math.inf
+            return DIVERGED
+        loss = -statistics.fmean(r.val_loss for r in runs)  # type: ignore[union-attr]
         if objective == "loss":
-            return -statistics.fmean(r.val_loss for r in runs)  # type: ignore[union-attr]
-        return statistics.fmean(score(self.task, r) for r in runs)  # type: ignore[arg-type]
+            return loss, loss
+        return statistics.fmean(score(self.task, r) for r in runs), loss  # type: ignore[arg-type]
 
 
-def walk_grid(value: Callable[[int], float], n: int, start: int, patience: int = PATIENCE) -> int:
+Score = tuple[float, float]  # what a grid point is compared by, larger is better: (objective, tie-break)
+DIVERGED: Score = (-math.inf, -math.inf)
+
+
+def walk_grid(value: Callable[[int], Score], n: int, start: int, patience: int = PATIENCE) -> int:
     """Index of the best grid point found by walking from ``start`` in the better direction; stops after
-    ``patience`` points in a row that are no better than the best. ``value(i)`` is larger-is-better; -inf
-    (diverged) points do not count as misses while no point has trained yet: a rule that diverges at the
+    ``patience`` points in a row that are no better than the best. ``value(i)`` is larger-is-better; diverged
+    points (`DIVERGED`) do not count as misses while no point has trained yet: a rule that diverges at the
     larger rates is walked down to the grid's smallest before it is called diverged everywhere."""
-    scores: dict[int, float] = {}
+    scores: dict[int, Score] = {}
 
-    def at(i: int) -> float:
+    def at(i: int) -> Score:
         if i not in scores:
             scores[i] = value(i)
         return scores[i]
@@ -152,7 +163,7 @@ def walk_grid(value: Callable[[int], float], n: int, start: int, patience: int =
         i += step
         if at(i) > at(best):
             best, misses = i, 0
-        elif at(best) > -math.inf:
+        elif at(best) > DIVERGED:
             misses += 1
     return best
 
@@ -165,16 +176,18 @@ def tune(
     lrs: Sequence[float] = LR_GRID,
     wds: Sequence[float] = WD_GRID,
     tune_seeds: int = 1,
+    objective: str = "metric",
 ) -> Cell:
-    """Choose the learning rate (and weight decay) on validation, then run every seed at that setting."""
+    """Choose the learning rate (and weight decay) on validation, by the validation metric (ties by loss) or
+    with ``objective="loss"`` by the validation loss, then run every seed at that setting."""
     cell = Cell(task.name, contender.label)
     runner = Runner(contender, task, cell)
     grid = sorted(lrs)
     tuning = list(range(min(tune_seeds, seeds)))
     wd0 = 0.01 if contender.has_weight_decay else None
     start = min(range(len(grid)), key=lambda i: abs(math.log(grid[i] / START_LR)))
-    best = walk_grid(lambda i: runner.value(grid[i], wd0, tuning), len(grid), start)
-    diverged = math.isinf(runner.value(grid[best], wd0, tuning))
+    best = walk_grid(lambda i: runner.value(grid[i], wd0, tuning, objective), len(grid), start)
+    diverged = runner.value(grid[best], wd0, tuning, objective) == DIVERGED
     for (lr, wd, _), run in sorted(runner.done.items()):
         if wd == wd0:
             cell.val_by_lr[f"{lr:g}"] = None if isinstance(run, str) else run.val_metric
@@ -187,7 +200,7 @@ def tune(
     lr, wd = grid[best], wd0
     cell.lr_at_edge = best in (0, len(grid) - 1)
     if contender.has_weight_decay:
-        values = {w: runner.value(lr, w, tuning) for w in wds}
+        values = {w: runner.value(lr, w, tuning, objective) for w in wds}
         wd = max(values, key=lambda w: values[w])
         cell.wd_at_edge = wd == max(wds) and wd > 0
         for w in wds:

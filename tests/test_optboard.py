@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from l2l.optsearch.board import intervals_apart, leaders, performance_profile, run_board, winner
 from l2l.optsearch.presets import PRESETS
 from l2l.optsearch.suite import BUILTIN
-from l2l.optsearch.tuning import LR_GRID, Contender, confidence, tune, walk_grid
+from l2l.optsearch.tuning import DIVERGED, LR_GRID, Contender, confidence, tune, walk_grid
 from l2l.runs.cli import app
 from tests.test_optsuite import install_task_plugin
 
@@ -32,27 +32,38 @@ def test_lr_grid_is_half_decades_from_1e_5_to_10() -> None:
 def test_grid_walk_finds_a_unimodal_peak_without_trying_everything(peak: int) -> None:
     calls: list[int] = []
 
-    def value(i: int) -> float:
+    def value(i: int) -> tuple[float, float]:
         calls.append(i)
-        return -abs(i - peak)
+        return -abs(i - peak), 0.0
 
     assert walk_grid(value, 11, start=4) == peak
     assert len(set(calls)) < 11 and len(set(calls)) == len(calls)  # each point once, never the whole grid
 
 
 def test_a_diverged_start_walks_to_smaller_rates() -> None:
-    assert walk_grid(lambda i: -math.inf if i >= 3 else float(i), 11, start=4) == 2
+    assert walk_grid(lambda i: DIVERGED if i >= 3 else (float(i), 0.0), 11, start=4) == 2
     # rates that diverge before any trained are no misses: the walk reaches the rate that trains
-    assert walk_grid(lambda i: -math.inf if i >= 1 else 0.5, 11, start=6) == 0
+    assert walk_grid(lambda i: DIVERGED if i >= 1 else (0.5, 0.0), 11, start=6) == 0
     calls: list[int] = []
 
-    def diverges(i: int) -> float:
+    def diverges(i: int) -> tuple[float, float]:
         calls.append(i)
-        return -math.inf
+        return DIVERGED
 
     assert walk_grid(diverges, 11, start=4) == 4 and sorted(calls) == [0, 1, 2, 3, 4, 5]
     calls.clear()
     assert walk_grid(diverges, 1, start=0) == 0 and calls == [0]  # a one-point grid is tried
+
+
+def test_a_flat_metric_walks_on_by_the_loss() -> None:
+    """Chance accuracy at every small rate (a rule whose steps are too small to train) is a tie: the loss,
+    still falling, leads the walk up to the rate where the rule trains, instead of stopping at the start."""
+    trains_from = 9
+
+    def value(i: int) -> tuple[float, float]:  # (accuracy, minus the loss)
+        return (0.1 if i < trains_from else 0.9 - 0.1 * (i - trains_from)), -2.3 + 0.01 * i
+
+    assert walk_grid(value, 12, start=4) == trains_from
 
 
 def test_confidence_interval_is_students_t() -> None:
