@@ -246,6 +246,11 @@ class SearchSpace(ABC):
         anything trained: another seed gives another reward."""
         return False
 
+    def retrain_refusal(self) -> str | None:
+        """Why `l2l runs best --retrain` would measure nothing new for this space's children, and what
+        measures them instead; None (the default) where a retraining is the honest number."""
+        return None
+
     def optimum(self) -> tuple[int, ...] | None:
         """The best token sequence when it is known (toy spaces, tabular benchmarks), else None."""
         return None

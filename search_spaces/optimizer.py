@@ -169,6 +169,17 @@ class OptimizerSpace(DatasetSpace):
 
         return to_formula(self.rule_of(spec))
 
+    def retrain_refusal(self) -> str | None:
+        """A suite's reward tunes each rule at a fixed seed on fixed tasks: a retraining would repeat it,
+        whatever its seed or budget. What measures a found rule is the held-out scoreboard."""
+        if self.suite is None:
+            return None
+        return (
+            f"its rules were scored on the task suite {self.suite!r} at a fixed seed, which a retraining would "
+            "only repeat; measure a rule on the held-out tasks with `l2l optimizers evaluate RUN:RANK --suite "
+            "heldout` (tuned like every baseline, several seeds)"
+        )
+
     def evaluate(self, spec: Spec, ctx: Context) -> Result:
         from l2l.optsearch.language import to_formula, to_latex, to_text
         from l2l.optsearch.task import RuleDiverged, rule_factory, sweep

@@ -483,6 +483,12 @@ def test_a_retraining_budget_the_space_does_not_train_by_is_refused(storage: str
     with pytest.raises(UsageError, match=r"'toy' declares no training budget \(SearchSpace.budget_keys\): --epochs"):
         retrain_budget(noisy, "toy", 30, None)
     assert retrain_budget(noisy, "toy", None, None) == {}
+    # a suite's rewards are tuned at a fixed seed: retraining would repeat them, whatever --epochs or --seed says
+    rules = load_space("optimizer", {"suite": "digits-logreg"}, validate=False)
+    refusal = r"run 7 is not retrained: .* `l2l optimizers evaluate 7:RANK --suite heldout`"
+    with pytest.raises(UsageError, match=refusal):
+        retrain_budget(rules, "optimizer", None, None, run_id=7)
+    assert retrain_budget(load_space("optimizer", {}, validate=False), "optimizer", 2, None) == {"epochs": 2}
     ok("search", "--space", "toy", "--children", "2", "--executor", "local", "-q", "--storage", storage)
     alone = runner.invoke(app, ["runs", "best", "1", "--epochs", "3", "--storage", storage])
     assert alone.exit_code != 0 and "--epochs and --steps are the budget of a retraining: add --retrain" in alone.output

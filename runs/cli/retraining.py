@@ -24,10 +24,16 @@ def record_retrained(store: Store, run_id: int, derived: ChildRecord, result: Re
     return number
 
 
-def retrain_budget(space: SearchSpace, name: str, epochs: int | None, steps: int | None) -> dict[str, int]:
+def retrain_budget(
+    space: SearchSpace, name: str, epochs: int | None, steps: int | None, run_id: int = 0
+) -> dict[str, int]:
     """The budget of a retraining from ``--epochs`` and ``--steps``; one the space does not train by is refused,
     not ignored. What it trains by is its ``budget_keys`` (`SearchSpace.budget_keys`); a plugin that declares
-    none but has an ``epochs`` or ``steps`` setting trains by that."""
+    none but has an ``epochs`` or ``steps`` setting trains by that. A space whose retraining would measure
+    nothing new (`SearchSpace.retrain_refusal`) is refused with what measures it instead."""
+    refusal = space.retrain_refusal()
+    if refusal:
+        raise UsageError(f"run {run_id} is not retrained: {refusal.replace('RUN:', f'{run_id}:')}")
     budget = {k: v for k, v in (("epochs", epochs), ("steps", steps)) if v is not None}
     takes = list(space.budget_keys) or [k for k in ("epochs", "steps") if hasattr(space, k)]
     if budget and not takes and not space.exact_rewards():
