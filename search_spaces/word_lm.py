@@ -47,7 +47,9 @@ class WordLMSpace(SearchSpace):
 
     Options: ``epochs`` (1) passes over the training text, each cut at ``max_steps`` updates when > 0 (0:
     the whole text, 264 updates); ``batch_size`` (32) streams x ``bptt`` (20) words; ``reward_c`` (100);
-    ``eval_words`` (0: all) scores only the first words of validation and test (quick settings).
+    ``eval_words`` (0: all) scores only the first words of validation and test (quick settings). A budget
+    (`l2l runs best --retrain`) of ``epochs`` trains that many whole epochs, whatever the search's
+    ``max_steps``; of ``steps``, cuts each epoch at that many updates.
     Reward = ``reward_c / validation perplexity``; test perplexity reported. Cost: ``params`` (learned ones:
     not a predicted layer's dictionary), ``flops`` (multiply-adds per training word as computed: the LSTM,
     and the output layer's active products, hashing and table rebuilds, or its factored product) and
@@ -55,7 +57,7 @@ class WordLMSpace(SearchSpace):
     """
 
     name = "word_lm"
-    budget_keys = ("epochs",)
+    budget_keys = ("epochs", "steps")
     description = "Word LSTM LM (Shakespeare): sizes, learning rate, dense/SLIDE/sampled/predicted output layer."
     validation_metric = "ppl"
     test_metrics = ("test_ppl",)
@@ -136,7 +138,9 @@ class WordLMSpace(SearchSpace):
         val_words, test_words = corpus.val[:cut], corpus.test[:cut]
         model = self.build(spec, ctx.seed)
         lr = float(str(spec["lr"]))
-        config = WordLMConfig(lr=lr, batch_size=self.batch_size, bptt=self.bptt, max_steps=self.max_steps)
+        # a retraining's epochs are whole ones (the search's max_steps is a quick setting), unless it sets steps
+        cap = ctx.budget.get("steps", 0 if "epochs" in ctx.budget else self.max_steps)
+        config = WordLMConfig(lr=lr, batch_size=self.batch_size, bptt=self.bptt, max_steps=int(cap))
         optimizer = SparseDenseAdam(model, lr)
         epochs = int(ctx.budget.get("epochs", self.epochs))
         torch.manual_seed(ctx.seed)  # the draws in training (buckets' windows, negatives) repeat too

@@ -157,6 +157,25 @@ def test_word_lm_space_trains_the_predicted_output_and_counts_learned_parameters
     assert math.isfinite(result.test["test_ppl"])
 
 
+@pytest.mark.parametrize(
+    ("budget", "cap", "epochs"),
+    [({}, 2, 1), ({"epochs": 2}, 0, 2), ({"steps": 5}, 5, 1), ({"epochs": 2, "steps": 5}, 5, 2)],
+)
+def test_a_word_lm_retraining_budget_sets_whole_epochs_or_its_own_cut(
+    monkeypatch: pytest.MonkeyPatch, budget: dict[str, int], cap: int, epochs: int
+) -> None:
+    """A search cut at max_steps=2; a retraining with --epochs trains whole epochs (it printed "retrained for
+    1 epoch" after 2 updates), and --steps sets the cut."""
+    from l2l.nas import wordlm
+
+    seen: list[int] = []
+    monkeypatch.setattr(wordlm, "train_epoch", lambda model, corpus, opt, config: seen.append(config.max_steps) or 0.0)
+    space = WordLMSpace(max_steps=2, eval_words=50)
+    spec = Spec(space="word_lm", choices=(("embed", 32), ("hidden", 32), ("output", "dense"), ("lr", "0.01")))
+    assert space.evaluate(spec, Context(child=0, seed=0, budget=budget)).status == "done"
+    assert seen == [cap] * epochs
+
+
 def test_sampled_softmax_corrects_by_log_q_and_drops_accidental_hits() -> None:
     torch.manual_seed(4)
     counts = torch.tensor([100.0, 1.0, 1.0, 0.0])
