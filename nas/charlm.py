@@ -150,6 +150,19 @@ class LMOutcome:
     stopped_early: str | None = None
 
 
+EXPLODED = 10.0  # bits per character above this many times a uniform guess's: logits that large mean a blown-up state
+
+
+def _check_finite(what: str, bpc: float, uniform: float, step: int) -> None:
+    """Raise `ChildDiverged` where ``bpc`` is not finite or so far above a uniform guess that the state exploded
+    (4e25 bits per character were recorded as a finished child)."""
+    if not math.isfinite(bpc) or bpc > EXPLODED * uniform:
+        raise ChildDiverged(
+            f"{what} bits per character became {bpc:.4g} at step {step}, over {EXPLODED:g} times a uniform "
+            f"guess's {uniform:.3f}: the state exploded"
+        )
+
+
 def _stop_reason(
     step: int,
     point: int,
@@ -181,7 +194,8 @@ def train_lm(
 
     The training text is cut into ``batch_size`` streams read ``bptt`` characters at a time, starting
     at an offset drawn from ``seed``; the hidden state carries across chunks (detached) and restarts
-    when the streams wrap around. Raises `ChildDiverged` on a non-finite loss. A model no better than
+    when the streams wrap around. Raises `ChildDiverged` on a non-finite loss, or bits per character over
+    `EXPLODED` times a uniform guess's. A model no better than
     a uniform guess at its first evaluation stops there. ``should_stop(point, -val_bpc)`` may prune.
     """
     dev = torch.device(device)
@@ -216,8 +230,7 @@ def train_lm(
         loss_sum, n_sum = loss_sum + value, n_sum + 1
         if step % every == 0 or step == config.steps:
             val = bits_per_char(model, corpus.val, dev)
-            if not math.isfinite(val):
-                raise ChildDiverged(f"validation bits per character became {val} at step {step}")
+            _check_finite("validation", val, uniform, step)
             curves["step"].append(float(step))
             curves["train_bpc"].append(loss_sum / n_sum / math.log(2))
             curves["val_bpc"].append(val)
@@ -227,6 +240,7 @@ def train_lm(
                 break
     train_time = time.perf_counter() - started
     test = bits_per_char(model, corpus.test, dev)
+    _check_finite("test", test, uniform, step)
     return LMOutcome(curves["val_bpc"][-1], test, curves, train_time, stopped)
 
 

@@ -191,3 +191,16 @@ def test_recurrent_projections_can_be_hashed_and_count_their_cost() -> None:
     # per character: input 32 -> 80, two hashed projections (16 of 80 outputs from 40 inputs, plus SimHash
     # of 8 tables x 6 bits), the decoder 40 -> 76
     assert result.cost["flops"] == 32 * 80 + 2 * (16 * 40 + 8 * 6 * 40) + 40 * 76
+
+
+def test_a_model_whose_outputs_blow_up_fails_instead_of_finishing_with_absurd_bits() -> None:
+    """A cell's exploding state gave 4e25 validation bits per character, recorded as a finished child."""
+    from l2l.nas.train import ChildDiverged
+
+    corpus = load_corpus()
+    torch.manual_seed(0)
+    model = CharLM(corpus.n_vocab, 8, TorchRNN("lstm", 8, 8))
+    with torch.no_grad():
+        model.decoder.weight.mul_(1e4)  # logits in the thousands: finite, and hopeless
+    with pytest.raises(ChildDiverged, match=r"validation bits per character became .* at step 2, over 10 times"):
+        train_lm(model, corpus, LMConfig(steps=2, batch_size=4, bptt=8, evals=1), seed=0)
