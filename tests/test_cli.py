@@ -363,16 +363,21 @@ def test_search_help_names_every_strategy_and_the_default() -> None:
     assert all(f" {name}," in STRATEGY_HELP or f" {name};" in STRATEGY_HELP for name in STRATEGIES)
 
 
+HANDED = "children: 0 done, 0 failed, {}, 2 queued, of 8"
+
+
 @pytest.mark.parametrize(
-    ("executor", "options", "line"),
+    ("executor", "options", "status", "line"),
     [
-        ("local", {}, "children: 0 done, 0 failed, 1 running, 5 waiting in this process, 2 queued, of 8"),
-        ("ray", {"max_concurrent": 4}, "children: 0 done, 0 failed, 4 running, 2 waiting at a worker, 2 queued, of 8"),
-        ("ray", {}, "children: 0 done, 0 failed, 6 at workers (running or waiting), 2 queued, of 8"),
+        ("local", {}, None, HANDED.format("1 running, 5 waiting in the search's process")),
+        ("ray", {"max_concurrent": 4}, None, HANDED.format("4 running, 2 waiting at a worker")),
+        ("ray", {}, None, HANDED.format("6 at workers (running or waiting)")),
+        # a run that stopped runs nothing: what it had handed out is unfinished
+        ("local", {}, "failed", HANDED.format("6 unfinished (--resume trains them again)")),
     ],
 )
 def test_runs_show_counts_children_waiting_behind_a_running_one_apart(
-    storage: str, executor: str, options: dict[str, int], line: str
+    storage: str, executor: str, options: dict[str, int], status: str | None, line: str
 ) -> None:
     from l2l.runs.store import NewChild, Store
 
@@ -382,7 +387,9 @@ def test_runs_show_counts_children_waiting_behind_a_running_one_apart(
     kids = [NewChild(n, 0, (0,), {}, 0.0, 0.0, 0) for n in range(8)]
     store.add_children(run, kids[:6], running=True)  # handed to the executor: it runs 1 (local) or 4 at once
     store.add_children(run, kids[6:])
-    assert line in ok("runs", "show", str(run), "--storage", storage).splitlines()
+    if status:
+        store.set_run_status(run, status)
+    assert line in " ".join(ok("runs", "show", str(run), "--storage", storage).split())
 
 
 def test_help_shows_the_defaults_written_in_brackets() -> None:

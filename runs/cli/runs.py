@@ -102,17 +102,20 @@ def runs_show(
                 live.update(view(), refresh=True)
 
 
-def in_flight(run: RunRecord, handed: int) -> str:
+def in_flight(run: RunRecord, handed: int, state: str) -> str:
     """Children handed to the executor, split into running and waiting where the run's settings say how many
     run at once: the store marks a child running when the driver hands it over, and an executor keeps more
-    than it runs (the local one runs a batch one child at a time, Ray queues children behind busy workers)."""
+    than it runs (the local one runs a batch one child at a time, Ray queues children behind busy workers).
+    Where no driver runs the search (``state`` is not running), nothing does: they are unfinished."""
+    if state != "running":
+        return f"{handed} unfinished (--resume trains them again)" if handed else "0 running"
     if run.config.get("executor") == "local":
         slots: int | None = 1
     else:
         slots = (run.config.get("executor_options") or {}).get("max_concurrent")
     if not isinstance(slots, int):
         return f"{handed} at workers (running or waiting)"
-    where = "in this process" if run.config.get("executor") == "local" else "at a worker"
+    where = "in the search's process" if run.config.get("executor") == "local" else "at a worker"
     return f"{min(handed, slots)} running, {max(handed - slots, 0)} waiting {where}"
 
 
@@ -165,12 +168,13 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
         from l2l.runs.estimates import rank
 
         ranking = rank(store.children(run_id), ranked_space(run))
+    state = run_state(run, storage=storage_flag(store))
     lines = [
-        f"[bold]run {run.id}[/] {run.name or ''}  status: {escape(run_state(run, storage=storage_flag(store)))}",
+        f"[bold]run {run.id}[/] {run.name or ''}  status: {escape(state)}",
         f"space {run.space}, strategy {run.strategy}, seed {run.seed}, code {run.code_version}",
         f"created {run.created_at:%Y-%m-%d %H:%M:%S}, "
         f"finished {f'{run.finished_at:%Y-%m-%d %H:%M:%S}' if run.finished_at else '-'}",
-        f"children: {counts['done']} done, {counts['failed']} failed, {in_flight(run, counts['running'])}, "
+        f"children: {counts['done']} done, {counts['failed']} failed, {in_flight(run, counts['running'], state)}, "
         f"{counts['queued']} queued, of {run.n_children}",
     ]
     if run.config.get("weight_sharing") is not None:
