@@ -2,8 +2,8 @@
 
 A rule's live units form an expression tree. `simplify` rewrites it with identities that hold exactly in
 floating point: ``identity(x) = x``, ``keep(x, y) = x`` (y deterministic), ``sign(sign(x)) = sign(x)``,
-``neg(neg(x)) = x``, ``x * 1 = 1 * x = x``, ``sign(1) = sign(2) = 1``, ``sign(g) = sign_g``, ``sign(m) =
-sign_m``, ``sign(sign_g) = sign_g``, and
+``neg(neg(x)) = x``, ``x * 1 = 1 * x = x``, ``sign(1) = sign(2) = 1``, ``sqrt|1| = 1``, ``sign(g) = sign_g``,
+``sign(m) = sign_m``, ``sign(sign_g) = sign_g``, and
 orders the arguments of ``add`` and ``mul`` (commutative in floating point too); units nobody reads
 disappear. `simplified_rule` writes the tree back as units, for printing and for `structural_key`.
 
@@ -70,6 +70,8 @@ def simplify_expr(e: Expr) -> Expr:
             return Expr("one")
         if x.op in _SIGN_OF:  # sign(m) = sign_m: bias correction divides by a positive number
             return Expr(_SIGN_OF[x.op])
+    if e.op == "sqrt" and args[0].op == "one":  # sqrt|1| is 1 exactly
+        return args[0]
     if e.op == "neg" and args[0].op == "neg":
         return args[0].args[0]
     if e.op == "mul" and not any(a.random for a in args):

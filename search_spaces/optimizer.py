@@ -44,7 +44,7 @@ class OptimizerSpace(DatasetSpace):
     def __init__(
         self,
         units: int = 1,
-        task: str = "digits-cnn",
+        task: str | None = None,
         epochs: int | None = None,
         lrs: str | None = None,
         suite: str | None = None,
@@ -60,6 +60,14 @@ class OptimizerSpace(DatasetSpace):
 
         if not 1 <= units <= 4:
             raise SpaceError(f"optimizer space needs 1 <= units <= 4, got {units}")
+        if suite is not None:  # a suite's tasks set their own budgets: a single task's settings would be ignored
+            ignored = [f"{k}={v}" for k, v in (("task", task), ("epochs", epochs)) if v is not None]
+            if ignored:
+                raise SpaceError(
+                    f"{' and '.join(ignored)} set the single task, which suite={suite} replaces; drop "
+                    f"{'them' if len(ignored) > 1 else 'it'} (scale= sets the suite tasks' steps)"
+                )
+        task = task or "digits-cnn"
         if task not in TASKS:
             raise SpaceError(f"unknown optimizer task {task!r}; known: {', '.join(TASKS)}")
         base = TASKS[task]
@@ -101,8 +109,10 @@ class OptimizerSpace(DatasetSpace):
         if suite is not None:
             from l2l.optsearch.suite import TaskError
 
-            if not 0 < self.scale <= 10 or not self.cutoff > 1:
-                raise SpaceError(f"optimizer space needs 0 < scale <= 10 and cutoff > 1, got {scale}, {cutoff}")
+            if not 0 < self.scale <= 10:
+                raise SpaceError(f"optimizer space needs 0 < scale <= 10 (the suite tasks' steps), got {scale}")
+            if not self.cutoff > 1:
+                raise SpaceError(f"optimizer space needs cutoff > 1 (a loss ratio to Adam's), got {cutoff}")
             try:
                 self.suite_tasks()
             except TaskError as exc:

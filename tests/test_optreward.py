@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,23 @@ def test_a_search_on_held_out_tasks_is_said_to_use_them(tmp_path: Path) -> None:
     out = CliRunner().invoke(app, [*args, "--executor", "local", "-q", "--storage", f"sqlite:///{tmp_path}/o.db"])
     assert out.exit_code == 0, out.output
     assert "warning: this search scores rules on held-out task(s) mnist1d-logreg;" in out.output
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"suite": "digits-logreg", "task": "synthetic-mlp"}, "task=synthetic-mlp set the single task, which "
+         "suite=digits-logreg replaces; drop it (scale= sets the suite tasks' steps)"),
+        ({"suite": "search", "task": "digits-cnn", "epochs": 2}, "task=digits-cnn and epochs=2 set the single "
+         "task, which suite=search replaces; drop them"),
+        ({"suite": "search", "cutoff": 0}, "optimizer space needs cutoff > 1 (a loss ratio to Adam's), got 0"),
+        ({"suite": "search", "scale": 20}, "optimizer space needs 0 < scale <= 10 (the suite tasks' steps), got 20"),
+    ],
+)  # fmt: skip
+def test_settings_a_suite_would_ignore_or_cannot_take_are_refused_one_at_a_time(
+    options: dict[str, object], message: str
+) -> None:
+    from l2l.search_spaces import SpaceError
+
+    with pytest.raises(SpaceError, match=re.escape(message)):
+        load_space("optimizer", options)

@@ -169,7 +169,12 @@ def test_a_word_lm_retraining_budget_sets_whole_epochs_or_its_own_cut(
     from l2l.nas import wordlm
 
     seen: list[int] = []
-    monkeypatch.setattr(wordlm, "train_epoch", lambda model, corpus, opt, config: seen.append(config.max_steps) or 0.0)
+
+    def train_epoch(model: object, corpus: object, optimizer: object, config: wordlm.WordLMConfig) -> float:
+        seen.append(config.max_steps)
+        return 0.0
+
+    monkeypatch.setattr(wordlm, "train_epoch", train_epoch)
     space = WordLMSpace(max_steps=2, eval_words=50)
     spec = Spec(space="word_lm", choices=(("embed", 32), ("hidden", 32), ("output", "dense"), ("lr", "0.01")))
     assert space.evaluate(spec, Context(child=0, seed=0, budget=budget)).status == "done"
