@@ -18,7 +18,7 @@ python -m benchmarks.optimizer_discovery [--children 700] [--batch 10] [--units 
 Each phase's results are written as it ends; ``--resume-from`` takes an earlier file's searches (and
 re-discovery check) and runs the funnel and the held-out scoreboard on their top rules.
 
---quick runs a few minutes' version (12 children, three search tasks at a quarter of their steps, two
+--quick runs a version of a minute or two (12 children, three search tasks at a quarter of their steps, two
 held-out tasks, 2 seeds, two baselines): it checks that the pipeline works, not what it finds.
 """
 
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import print_table, write_json
-from l2l.optsearch.board import intervals_apart, run_board
+from l2l.optsearch.board import interval_text, intervals_apart, run_board
 from l2l.optsearch.funnel import BASELINES, funnel, longer
 from l2l.optsearch.language import parse, to_formula, to_text
 from l2l.optsearch.presets import PRESETS
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--baselines", default=",".join(BASELINES))
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="A few minutes' check of the whole pipeline.")
+    parser.add_argument("--quick", action="store_true", help="A check of the whole pipeline in a minute or two.")
     parser.add_argument("--name", help="results file name under benchmarks/results (default optimizer_discovery)")
     parser.add_argument(
         "--resume-from",
@@ -210,11 +210,12 @@ def main() -> None:
     for task in board["tasks"]:
         row = board["cells"][task["name"]]
         mine = row["found"]
-        line = [task["name"], task["metric"], f"{mine['test_mean']:.4f} ± {mine['test_ci']:.4f}"]
+        metric = task["metric"]  # intervals clipped to the metric's range, as `l2l optimizers evaluate` shows them
+        line = [task["name"], metric, f"{mine['test_mean']:.4f} {interval_text(mine, metric)}"]
         for b in baselines:
             cell = row[b.label]
             mark = "*" if intervals_apart(mine, cell) else ""
-            line.append(f"{cell['test_mean']:.4f} ± {cell['test_ci']:.4f}{mark}")
+            line.append(f"{cell['test_mean']:.4f} {interval_text(cell, metric)}{mark}")
         rows.append(line)
         beats += board["winners"][task["name"]] == "found"
     print_table(["task", "metric", "found", *[b.label for b in baselines]], rows)

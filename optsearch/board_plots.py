@@ -55,7 +55,8 @@ def plot_profile(board: dict[str, Any], path: Path) -> Path:
     ax.set_xlabel("tau (test error / best test error on the task)")
     ax.set_ylabel("share of tasks within tau of the best")
     names = ", ".join(board["cells"])
-    ax.set_title(f"performance profile over {len(board['cells'])} tasks, {board['seeds']} seeds", fontsize=10)
+    seeds = f"{board['seeds']} seed{'s' * (board['seeds'] != 1)}"
+    ax.set_title(f"performance profile over {len(board['cells'])} tasks, {seeds}", fontsize=10)
     ax.text(0.99, 0.02, _wrap(names, 70), transform=ax.transAxes, ha="right", va="bottom", fontsize=6, alpha=0.7)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # off the lines
@@ -111,7 +112,8 @@ def plot_task_curves(board: dict[str, Any], path: Path, cols: int = 3) -> Path:
         ax.legend(fontsize=6.5, title="test mean ± CI", title_fontsize=6.5)
     for ax in list(axes.flat)[len(tasks) :]:
         ax.axis("off")
-    fig.suptitle(f"tuned optimizers, mean over {board['seeds']} seeds", fontsize=10)
+    over = f"mean over {board['seeds']} seeds" if board["seeds"] != 1 else "one seed"
+    fig.suptitle(f"tuned optimizers, {over}", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

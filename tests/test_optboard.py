@@ -157,7 +157,8 @@ def test_one_seed_has_no_interval_and_the_board_is_strict_json(tmp_path: Path) -
     args = ["optimizers", "evaluate", "adam", "--suite", "digits-logreg", "--seeds", "1", "--lrs", "0.01"]
     result = runner.invoke(app, [*args, "--workers", "1", "-o", str(out)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert " ± -" in result.output and "nan" not in result.output and "1 task x 1 optimizers" in result.output
+    assert " ± -" in result.output and "nan" not in result.output and "1 task x 1 optimizer " in result.output
+    assert "test metric of one seed (no interval)" in result.output  # not "mean ± 95% CI over 1 seeds"
 
     def no_constants(name: str) -> None:
         raise AssertionError(f"{name} is not JSON")

@@ -150,7 +150,9 @@ def board_table(board: dict[str, Any]) -> Any:
     from l2l.optsearch.board import interval_text
 
     labels = [o["label"] for o in board["optimizers"]]
-    table = Table("task", "metric", *labels, title=f"test metric, mean ± 95% CI over {board['seeds']} seeds")
+    n = board["seeds"]
+    title = f"test metric, mean ± 95% CI over {n} seeds" if n > 1 else "test metric of one seed (no interval)"
+    table = Table("task", "metric", *labels, title=title)
     for task in board["tasks"]:
         name = task["name"]
         row = [f"{name}\n[dim]{task['suite']}[/]", f"{task['metric']} {'↑' if task['higher_is_better'] else '↓'}"]
@@ -167,7 +169,8 @@ def board_table(board: dict[str, Any]) -> Any:
             if c["weight_decay"] is not None:
                 setting += f" wd {c['weight_decay']:g}{'!' if c.get('wd_at_edge') else ''}"
             if c["diverged_seeds"]:
-                setting += f" [red]{len(c['diverged_seeds'])} seeds diverged[/]"
+                bad = len(c["diverged_seeds"])
+                setting += f" [red]{bad} seed{'s' * (bad != 1)} diverged[/]"
             row.append(f"{text}\n[dim]{setting}[/]")
         table.add_row(*row)
     table.add_row("[bold]tasks won[/]", "", *(str(board["wins"][label]) for label in labels))
@@ -236,7 +239,7 @@ def optimizers_evaluate(
         cells = [c for row in board["cells"].values() for c in row.values()]
         if any(c["lr_at_edge"] or c["wd_at_edge"] for c in cells):
             console.print("! : the chosen setting is at the edge of its grid (widen it with --lrs)", highlight=False)
-        size = f"{len(tasks)} task{'s' if len(tasks) != 1 else ''} x {len(contenders)} optimizers"
+        size = f"{len(tasks)} task{'s' * (len(tasks) != 1)} x {len(contenders)} optimizer{'s' * (len(contenders) != 1)}"
         console.print(f"{size} in {board['seconds']:.0f} s", highlight=False)
         if output is not None:
             output.parent.mkdir(parents=True, exist_ok=True)
