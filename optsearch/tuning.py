@@ -1,12 +1,14 @@
 """Fair tuning: every optimizer, found or hand-made, gets the same learning-rate grid and the same procedure.
 
 On each task the learning rate is chosen on a grid of half-decade steps (1e-5 to 10 by default) by the
-validation metric of the tuning seed(s), ties broken by the validation loss (a metric that is flat, such as
-chance accuracy while a rule's steps are too small to train anything, would otherwise stop the walk
-before it reaches the rates where the rule trains), walking the grid from 1e-3 in the better direction
-until two points in a row are no better (the same walk for every optimizer, so no one gets more trials by
-design; rates that diverge before any has trained are no misses, so a rule that trains only at small
-rates is found there); a rule with decoupled weight decay then has its weight decay chosen on a grid at that rate.
+validation metric of the tuning seed(s), walking the grid from 1e-3 in the better direction until two points
+in a row are no better (the same walk for every optimizer, so no one gets more trials by design; rates that
+diverge before any has trained are no misses, so a rule that trains only at small rates is found there).
+Two points whose accuracies differ by less than one standard error of a validation accuracy
+(``sqrt(p (1 - p) / n)`` over the split's n examples) are compared by their validation loss instead:
+accuracies at chance, as while a rule's steps are too small to train anything, differ by an example or two
+and would otherwise end the walk before the rates where the rule trains. A rule with decoupled weight decay
+then has its weight decay chosen on a grid at that rate.
 When the chosen rate is the grid's first or last point the result says so (``lr_at_edge``): the grid
 was too narrow for it. The chosen setting is then trained with every seed, and the test metric is
 reported as a mean with a 95% confidence interval (Student's t over seeds).
@@ -28,7 +30,7 @@ LR_GRID: tuple[float, ...] = tuple(float(f"{10 ** (k / 2):.3g}") for k in range(
 WD_GRID: tuple[float, ...] = (0.0, 0.01, 0.1, 1.0, 10.0)
 START_LR = 1e-3
 PATIENCE = 2
-TUNING = 2  # the walk's version, in cache keys of tuned results: 2 breaks the metric's ties by loss
+TUNING = 2  # the walk's version, in cache keys of tuned results: 2 compares accuracies within their noise by loss
 
 
 @dataclass(frozen=True)
@@ -140,13 +142,37 @@ class Runner:
 
 Score = tuple[float, float]  # what a grid point is compared by, larger is better: (objective, tie-break)
 DIVERGED: Score = (-math.inf, -math.inf)
+Noise = Callable[[float, float], float]  # two objective values -> the difference below which they tie
 
 
-def walk_grid(value: Callable[[int], Score], n: int, start: int, patience: int = PATIENCE) -> int:
+def exact(a: float, b: float) -> float:
+    """No tolerance: only equal objectives tie."""
+    return 0.0
+
+
+def metric_noise(task: SuiteTask) -> Noise:
+    """One standard error of the task's validation accuracy, ``sqrt(p (1 - p) / n)`` at the two values'
+    mean; other metrics (losses, MSE, bits per character) are averages of smooth terms: exact."""
+    if task.metric != "accuracy":
+        return exact
+    n = max(1, len(task.data().val))
+    return lambda a, b: math.sqrt(max(p := (abs(a) + abs(b)) / 2, 0.0) * max(1.0 - p, 0.0) / n)
+
+
+def better(a: Score, b: Score, noise: Noise = exact) -> bool:
+    """Whether ``a`` beats ``b``: by the objective, or where the two are within ``noise`` of each other (and
+    neither diverged), by the tie-break."""
+    if DIVERGED in (a, b) or abs(a[0] - b[0]) > noise(a[0], b[0]):
+        return a > b
+    return a[1] > b[1]
+
+
+def walk_grid(value: Callable[[int], Score], n: int, start: int, patience: int = PATIENCE, noise: Noise = exact) -> int:
     """Index of the best grid point found by walking from ``start`` in the better direction; stops after
     ``patience`` points in a row that are no better than the best. ``value(i)`` is larger-is-better; diverged
     points (`DIVERGED`) do not count as misses while no point has trained yet: a rule that diverges at the
-    larger rates is walked down to the grid's smallest before it is called diverged everywhere."""
+    larger rates is walked down to the grid's smallest before it is called diverged everywhere. Points are
+    compared by `better` with ``noise``."""
     scores: dict[int, Score] = {}
 
     def at(i: int) -> Score:
@@ -156,12 +182,12 @@ def walk_grid(value: Callable[[int], Score], n: int, start: int, patience: int =
 
     best = start
     at(start)  # a grid of one point is tried too
-    up = start + 1 < n and at(start + 1) > at(start)
+    up = start + 1 < n and better(at(start + 1), at(start), noise)
     step = 1 if up else -1  # a rate that diverged scores -inf: the walk turns to smaller ones
     i, misses = start, 0
     while 0 <= i + step < n and misses < patience:
         i += step
-        if at(i) > at(best):
+        if better(at(i), at(best), noise):
             best, misses = i, 0
         elif at(best) > DIVERGED:
             misses += 1
@@ -186,7 +212,8 @@ def tune(
     tuning = list(range(min(tune_seeds, seeds)))
     wd0 = 0.01 if contender.has_weight_decay else None
     start = min(range(len(grid)), key=lambda i: abs(math.log(grid[i] / START_LR)))
-    best = walk_grid(lambda i: runner.value(grid[i], wd0, tuning, objective), len(grid), start)
+    noise = metric_noise(task) if objective == "metric" else exact
+    best = walk_grid(lambda i: runner.value(grid[i], wd0, tuning, objective), len(grid), start, noise=noise)
     diverged = runner.value(grid[best], wd0, tuning, objective) == DIVERGED
     for (lr, wd, _), run in sorted(runner.done.items()):
         if wd == wd0:
@@ -201,7 +228,10 @@ def tune(
     cell.lr_at_edge = best in (0, len(grid) - 1)
     if contender.has_weight_decay:
         values = {w: runner.value(lr, w, tuning, objective) for w in wds}
-        wd = max(values, key=lambda w: values[w])
+        wd = wds[0]
+        for w in wds[1:]:
+            if better(values[w], values[wd], noise):
+                wd = w
         cell.wd_at_edge = wd == max(wds) and wd > 0
         for w in wds:
             run = runner.run(lr, w, tuning[0])

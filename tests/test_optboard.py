@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from l2l.optsearch.board import intervals_apart, leaders, performance_profile, run_board, winner
 from l2l.optsearch.presets import PRESETS
 from l2l.optsearch.suite import BUILTIN
-from l2l.optsearch.tuning import DIVERGED, LR_GRID, Contender, confidence, tune, walk_grid
+from l2l.optsearch.tuning import DIVERGED, LR_GRID, Contender, better, confidence, tune, walk_grid
 from l2l.runs.cli import app
 from tests.test_optsuite import install_task_plugin
 
@@ -64,6 +64,24 @@ def test_a_flat_metric_walks_on_by_the_loss() -> None:
         return (0.1 if i < trains_from else 0.9 - 0.1 * (i - trains_from)), -2.3 + 0.01 * i
 
     assert walk_grid(value, 12, start=4) == trains_from
+
+
+def test_accuracies_within_their_noise_are_compared_by_the_loss() -> None:
+    """SGD on the GRU task: 0.116, 0.118, 0.116 at 1e-4..3e-3, one validation example apart, ended the walk at
+    chance; within a standard error of a 500-example accuracy they tie and the falling loss leads on."""
+    chance = [0.116, 0.118, 0.116, 0.114, 0.118, 0.12, 0.116, 0.3, 0.8, 0.85, 0.6]
+
+    def value(i: int) -> tuple[float, float]:
+        return chance[i], -2.3 + 0.02 * i
+
+    def noise(a: float, b: float) -> float:
+        p = (a + b) / 2
+        return math.sqrt(p * (1 - p) / 500)
+
+    assert walk_grid(value, len(chance), start=2) == 1  # compared exactly, an example more walks it down to chance
+    assert walk_grid(value, len(chance), start=2, noise=noise) == 9
+    assert better((0.85, -0.5), (0.80, -0.4), noise)  # a real difference still goes by the metric
+    assert not better(DIVERGED, (0.1, -2.3), noise) and better((0.1, -2.3), DIVERGED, noise)
 
 
 def test_confidence_interval_is_students_t() -> None:
