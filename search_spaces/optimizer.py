@@ -179,6 +179,12 @@ class OptimizerSpace(DatasetSpace):
 
         return to_formula(self.rule_of(spec))
 
+    def exact_rewards(self) -> bool:
+        """A suite's reward is the same for a rule every time (each task tuned at a fixed seed, and a rule
+        evaluated again shares its first evaluation): re-evaluation would spend children on nothing. One
+        task's reward is one training draw."""
+        return self.suite is not None
+
     def retrain_refusal(self) -> str | None:
         """A suite's reward tunes each rule at a fixed seed on fixed tasks: a retraining would repeat it,
         whatever its seed or budget. What measures a found rule is the held-out scoreboard."""

@@ -221,6 +221,7 @@ def test_a_suite_search_run_is_listed_and_plotted_as_a_board(tmp_path: Path, mon
     assert result.exit_code == 0, result.output
     top = runner.invoke(app, ["optimizers", "top", "1", "-k", "2", *storage])
     assert top.exit_code == 0 and "lr *" in top.output and "rank" in top.output, top.output
+    assert "loss ratio to Adam" in top.output and "digits-logreg" in top.output  # not empty test-acc columns
     args = ["plot", "optimizer", "1", "--top", "1", "--workers", "1", "-o", str(tmp_path / "out"), *storage]
     plotted = runner.invoke(app, args)
     assert plotted.exit_code == 0, plotted.output

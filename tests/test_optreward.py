@@ -168,3 +168,8 @@ def test_settings_a_suite_would_ignore_or_cannot_take_are_refused_one_at_a_time(
 
     with pytest.raises(SpaceError, match=re.escape(message)):
         load_space("optimizer", options)
+
+
+def test_a_suite_reward_is_exact_and_one_task_is_a_draw() -> None:
+    assert load_space("optimizer", {"suite": "digits-logreg"}).exact_rewards()
+    assert not load_space("optimizer").exact_rewards()

@@ -38,10 +38,14 @@ class MetricView:
         except SpaceError:  # the plugin is gone: show what the results hold
             declared = ("acc", (), ())
         found = {part: tuple(metric_keys(children, part)) for part in ("test", "cost")}
+        held = {
+            part: tuple(k for k in keys if k in found[part])
+            for part, keys in (("test", declared[1]), ("cost", declared[2]))
+        }  # a space whose results take another form in some settings (`optimizer` with a suite) shows what they hold
         return MetricView(
             declared[0],
-            declared[1] or found["test"],
-            declared[2] or found["cost"],
+            held["test"] or (declared[1] if not children else found["test"]),
+            held["cost"] or (declared[2] if not children else found["cost"]),
         )
 
     def val(self, metrics: dict[str, Any], val_acc: float | None) -> str:

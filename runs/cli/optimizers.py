@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -49,6 +50,21 @@ def best_rules(store: Store, run_id: int, k: int) -> list[tuple[ChildRecord, Rul
     return out
 
 
+def suite_figures(info: dict[str, Any]) -> tuple[str, str]:
+    """A suite-scored rule's geometric mean loss ratio to tuned Adam and its tuned lr per task it ran."""
+    tasks = info.get("tasks") or {}
+    ratios = [float(t["ratio"]) for t in tasks.values() if t.get("ratio") is not None]
+    ratio = fmt(math.exp(sum(math.log(r) for r in ratios) / len(ratios))) if ratios else "-"
+    lrs = ", ".join(f"{name} {t['lr']:g}" for name, t in tasks.items() if t.get("lr") is not None)
+    stopped = f" (stopped at {info['stopped_at']})" if info.get("stopped_at") else ""
+    return ratio, (lrs or "-") + stopped
+
+
+def single_figures(metrics: dict[str, Any], info: dict[str, Any]) -> tuple[str, str]:
+    """A one-task rule's test accuracy and best learning rate."""
+    return fmt((metrics.get("test") or {}).get("test_acc")), f"{info['best_lr']:g}" if "best_lr" in info else "-"
+
+
 @app.command("top")
 def optimizers_top(
     run_id: RunArg,
@@ -64,15 +80,17 @@ def optimizers_top(
 
     with user_errors():
         store = open_store(storage)
-        table = Table("rank", "child", "reward", "test acc", "best lr", "update (simplified)", "rule")
-        for rank, (c, rule) in enumerate(best_rules(store, run_id, k), start=1):
+        rules = best_rules(store, run_id, k)
+        suite = any("tasks" in (c.metrics.get("info") or {}) for c, _ in rules)  # a suite reward: lr per task
+        figures = ("loss ratio to Adam", "lr per task") if suite else ("test acc", "best lr")
+        table = Table("rank", "child", "reward", *figures, "update (simplified)", "rule")
+        for rank, (c, rule) in enumerate(rules, start=1):
             info = c.metrics.get("info") or {}
             table.add_row(
                 str(rank),
                 str(c.number),
                 fmt(c.reward),
-                fmt((c.metrics.get("test") or {}).get("test_acc")),
-                f"{info['best_lr']:g}" if "best_lr" in info else "-",
+                *(suite_figures(info) if suite else single_figures(c.metrics, info)),
                 to_latex(simplified_rule(rule)) if latex else to_formula(simplified_rule(rule)),
                 to_text(rule),
             )
