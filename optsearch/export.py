@@ -36,7 +36,7 @@ class {class_name}(torch.optim.Optimizer):
                  total_steps=None, cycles=10, weight_decay={weight_decay!r}):
         if not lr >= 0.0:
             raise ValueError(f"invalid learning rate {{lr}}")
-        defaults = dict(lr=lr, betas=tuple(betas), alpha=alpha, eps=eps, noise_std=noise_std,
+{total_check}        defaults = dict(lr=lr, betas=tuple(betas), alpha=alpha, eps=eps, noise_std=noise_std,
                         total_steps=total_steps, cycles=cycles, weight_decay=weight_decay)
         super().__init__(params, defaults)
 
@@ -94,7 +94,14 @@ def export_source(rule: Rule, class_name: str = "DiscoveredOptimizer", lr: float
         body.insert(after_steps, f"{ind}p.mul_(1 - {lr_expr} * group['weight_decay'])")
     body.append(f"{ind}p.add_(u{len(rule.units)}, alpha=-{lr_expr})")
     body += [f"{ind}{statistic.code}" for key, statistic in STATISTICS.items() if key in keys and statistic.after]
-    total_hint = ", total_steps=1000" if any(op in DECAYS.values() for op in rule.operands()) else ""
+    decays = rule.decay is not None or any(op in DECAYS.values() for op in rule.operands())
+    total_hint = ", total_steps=1000" if decays else ""
+    total_check = (
+        "        if total_steps is None:  # its schedule needs the horizon: say so here, not at the first step\n"
+        '            raise ValueError("this optimizer uses a decay schedule: pass total_steps=<number of steps>")\n'
+        if decays
+        else ""
+    )
     return _TEMPLATE.format(
         class_name=class_name,
         formula=to_formula(rule),
@@ -102,6 +109,7 @@ def export_source(rule: Rule, class_name: str = "DiscoveredOptimizer", lr: float
         module=module or "discovered_optimizer",
         lr=lr,
         total_hint=total_hint,
+        total_check=total_check,
         betas=(0.9 if rule.beta1 is None else rule.beta1, 0.999 if rule.beta2 is None else rule.beta2, 0.999),
         weight_decay=0.01 if rule.weight_decay else 0.0,
         schedules=_schedules(),

@@ -340,6 +340,9 @@ def test_exported_file_is_the_same_optimizer(tmp_path: Path, text: str) -> None:
     _train(a, RuleOptimizer(a.parameters(), rule, lr=0.01, total_steps=40), steps=40)
     _train(b, _load(path).Found(b.parameters(), lr=0.01, total_steps=40), steps=40)
     assert _max_rel_diff(a, b) < 1e-6
+    if rule.decay is not None:  # a schedule without its horizon is refused when the optimizer is made
+        with pytest.raises(ValueError, match="pass total_steps=<number of steps>"):
+            _load(path).Found(_model().parameters(), lr=0.01)
 
 
 def test_exported_file_imports_without_l2l(tmp_path: Path) -> None:

@@ -116,11 +116,25 @@ def optimizers_export(
         if len(ranked) < rank:
             raise UsageError(f"run {run_id} has only {len(ranked)} finished children; --rank {rank} does not exist")
         child, rule = ranked[rank - 1]
-        lr = float((child.metrics.get("info") or {}).get("best_lr", 1e-3))
+        info = child.metrics.get("info") or {}
+        tuned = sorted(float(t["lr"]) for t in (info.get("tasks") or {}).values() if t.get("lr") is not None)
+        # a suite's rule was tuned per task: its default lr is their median, said so
+        lr = tuned[len(tuned) // 2] if tuned else float(info.get("best_lr", 1e-3))
         path = output or Path(f"run{run_id}_rank{rank}_optimizer.py")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(export_source(rule, class_name=name, lr=lr, module=path.stem))
-        console.print(f"wrote {path}: class {name}, rule of child {child.number} (reward {fmt(child.reward)})")
+        where = (
+            f"the median of its tuned rates on {len(tuned)} tasks"
+            if tuned
+            else "its tuned rate"
+            if "best_lr" in info
+            else "a default"
+        )
+        console.print(
+            f"wrote {path}: class {name}, rule of child {child.number} (reward {fmt(child.reward)}); "
+            f"default lr {lr:g}, {where}",
+            highlight=False,
+        )
 
 
 _RUN_RANK = re.compile(r"^(\d+):(-?\d+)$")
