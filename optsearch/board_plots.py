@@ -76,6 +76,7 @@ def plot_task_curves(board: dict[str, Any], path: Path, cols: int = 3) -> Path:
     task; the legend gives the chosen lr and the final test mean ± 95% CI."""
     plt = _pyplot()
     tasks = board["tasks"]
+    cols = max(1, min(cols, len(tasks)))  # one task: one panel, not a third of the figure
     rows = math.ceil(len(tasks) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.5 * rows), squeeze=False)
     labels = [o["label"] for o in board["optimizers"]]

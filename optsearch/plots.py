@@ -34,6 +34,17 @@ def update_surface(rule: Rule, g: torch.Tensor, m: torch.Tensor) -> torch.Tensor
 
 
 def plot_heatmaps(rules: Sequence[Rule], path: Path, limit: float = 1.0, n: int = 101) -> Path:
+    """Write `heatmaps_figure` to ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = heatmaps_figure(rules, limit, n)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def heatmaps_figure(rules: Sequence[Rule], limit: float = 1.0, n: int = 101) -> Any:
     """One heatmap per rule of the update against g (x axis) and m (y axis), as Bello et al.'s figures."""
     import matplotlib
 
@@ -58,12 +69,13 @@ def plot_heatmaps(rules: Sequence[Rule], path: Path, limit: float = 1.0, n: int 
         ax.set_xlabel("gradient g")
         ax.set_ylabel("momentum m")
         ax.set_title(_short(to_formula(rule)), fontsize=8)
+        if float(z.max() - z.min()) == 0.0:  # one colour would read as a drawing that failed: say what it shows
+            note = f"the same update, {float(z[0, 0]):.3g}, at every (g, m):\nit reads other state (here w = 0)"
+            ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", fontsize=8,
+                    bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none"})  # fmt: skip
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def _short(text: str, width: int = 48) -> str:

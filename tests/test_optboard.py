@@ -265,3 +265,16 @@ def test_an_interval_past_the_metrics_range_is_shown_clipped_to_it() -> None:
     assert interval_text({"test_mean": 0.5, "test_ci": 0.01}, "accuracy") == "± 0.0100"
     assert interval_text({"test_mean": 1.4732, "test_ci": 5.4918}, "mse") == "[0.0000, 6.9650]"
     assert interval_text({"test_mean": 0.5, "test_ci": None}, "accuracy") == "± -"  # one seed
+
+
+def test_a_heatmap_that_does_not_vary_over_g_and_m_says_so() -> None:
+    import matplotlib.pyplot as plt
+
+    from l2l.optsearch.language import parse
+    from l2l.optsearch.plots import heatmaps_figure
+
+    fig = heatmaps_figure([parse("1e-1w one identity identity mul"), parse("g one sign identity keep")], n=11)
+    flat, varied = fig.axes[0], fig.axes[2]  # each panel has its colour bar beside it
+    assert any("the same update, 0, at every (g, m)" in t.get_text() for t in flat.texts)
+    assert not varied.texts
+    plt.close(fig)
