@@ -81,7 +81,8 @@ def arch_figure(graph: dict[str, Any], title: str) -> Figure:
             raise PlotError(f"edge {i} -> {j} refers to a node that does not exist (nodes 0..{len(nodes) - 1})")
     parts = _components(len(nodes), edges) if nodes else [[]]
     widest = max(len(p) for p in parts)
-    step = 2.0 + 0.06 * max([len(n) for n in nodes] + [0])  # room for the node boxes' text between nodes
+    chars = max([len(line) for n in nodes for line in n.splitlines()] + [1])  # a node's widest line
+    step = 2.0 + 0.06 * chars  # room for the node boxes' text between nodes
     rows = []
     for part in parts:
         place = {k: n for n, k in enumerate(part)}
@@ -101,6 +102,8 @@ def arch_figure(graph: dict[str, Any], title: str) -> Figure:
         gridspec_kw={"height_ratios": heights},
     )
     font = 8 if widest <= 10 else 7
+    room = step * width * 72 / x_range  # points between neighbouring nodes' centres
+    font = max(5.0, min(font, (room - 3) / (0.6 * chars + 0.8)))  # boxes (text and padding) that do not touch
     labels, boxes = [], []
     for ax, (part, place, own, rads, reach) in zip([a[0] for a in axes], rows, strict=True):
         xs = {k: step * n for k, n in place.items()}

@@ -116,9 +116,13 @@ class RNNCellSpace(SearchSpace):
             return {"nodes": labels, "edges": edges}
         from l2l.nas.rnn_cells import TREE_CHILDREN
 
-        tree = self.tree_spec(spec)
-        labels = [f"t{k}: {tree.act[k]}({tree.combine[k]})" for k in range(15)]
-        edges = [[child, k, ""] for k, pair in TREE_CHILDREN.items() for child in pair]
+        tree = self.tree_spec(spec)  # c[t-1] first, the nodes t0..t14 (leaves read x and h), then c[t] and h[t]
+        labels = ["c[t-1]"]
+        labels += [f"t{k}\n{tree.act[k]}\n{tree.combine[k]}" + ("(x, h)" if k < 8 else "") for k in range(15)]
+        labels += ["c[t]", "h[t]"]
+        edges = [[child + 1, k + 1, ""] for k, pair in TREE_CHILDREN.items() for child in pair]
+        edges += [[0, tree.inject_at + 1, f"{tree.inject_act}({tree.inject_combine})"]]
+        edges += [[tree.cell_from + 1, 16, "pre-activation"], [15, 17, ""]]
         return {"nodes": labels, "edges": edges}
 
     def enas_nodes(self, spec: Spec) -> list[Any]:

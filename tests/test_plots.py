@@ -197,3 +197,20 @@ def test_a_run_with_nothing_finished_is_one_error_not_empty_axes() -> None:
         progress_figure(run_record(), pending, [])
     failed = [child(0, 0, None, "failed")]
     assert progress_figure(run_record(), failed, []).axes[0].collections  # failures alone are worth a plot
+
+
+def test_a_tree_cells_nodes_fit_side_by_side_with_its_memory_in_and_out() -> None:
+    """Zoph & Le's tree: 15 nodes' boxes overlapped and their labels were clipped; c[t-1], c[t] and h[t] were
+    not drawn."""
+    space = load_space("rnn_cell", {"cell": "tree"})
+    graph = space.graph(space.decode(tuple(0 for _ in space.decisions())))
+    assert graph["nodes"][0] == "c[t-1]" and graph["nodes"][-2:] == ["c[t]", "h[t]"]
+    fig = arch_figure(graph, "a tree")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    nodes = [t for ax in fig.axes for t in ax.texts if t.get_text() in graph["nodes"]]
+    assert len(nodes) == 18
+    boxes = [t.get_bbox_patch().get_window_extent(renderer) for t in nodes]
+    for a, b in itertools.combinations(boxes, 2):
+        assert not a.overlaps(b)
+    assert min(float(t.get_fontsize()) for t in nodes) >= 6
