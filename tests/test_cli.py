@@ -321,7 +321,9 @@ def test_optimizer_search_top_export_and_plot(storage: str, tmp_path: Path) -> N
     labels = [c["label"] for c in summary["tasks"]["synthetic-mlp"]]
     assert labels[-2:] == ["sgd-momentum", "adam"]
     said = " ".join(out.split())
-    assert "training 1 rules and 2 baselines at up to 1 learning rates each on 2 tasks (6 sweeps" in said
+    assert "training 1 rule and 2 baselines at up to 1 learning rate each on 2 tasks (6 sweeps" in said
+    # on the children's task as they trained on it: -S epochs=1, not the task's default 3
+    assert {len(c["curves"]["val_acc"]) for c in summary["tasks"]["digits-cnn"] if c["curves"]} == {1}
     # the same rules, grid and tasks again: the training is reused, not repeated
     again = ok("plot", "optimizer", "1", "-o", str(tmp_path / "plots"), "--top", "1", "--lrs", "0.01", *common)
     assert "reusing the training in" in " ".join(again.split()) and "sweeps" not in again

@@ -191,7 +191,10 @@ def plot_optimizer_cmd(
         heat = plot_heatmaps(rules, output / f"run{run_id}_update_heatmaps.png")
         console.print(f"wrote {heat}", highlight=False)
         labelled = [(f"#{i} child {c.number}", rule) for i, (c, rule) in enumerate(ranked, start=1)]
-        seen = TASKS[str((run.config.get("space_options") or {}).get("task", "digits-cnn"))]
+        options = run.config.get("space_options") or {}
+        seen = TASKS[str(options.get("task", "digits-cnn"))]
+        if options.get("epochs") is not None:  # the children's task as they trained on it (`-S epochs=`)
+            seen = dataclasses.replace(seen, epochs=int(options["epochs"]))
         path = output / f"run{run_id}_optimizer_summary.json"
         rule_rows = [{"child": c.number, "rule": to_text(r), "formula": to_formula(r)} for c, r in ranked]
         tasks = (seen, UNSEEN_TASK)
@@ -242,7 +245,8 @@ def train_curves(labelled: list[tuple[str, Any]], tasks: Any, grid: tuple[float,
 
     total = len(tasks) * (len(labelled) + len(BASELINES))
     console.print(
-        f"training {len(labelled)} rules and {len(BASELINES)} baselines at up to {len(grid)} learning rates each "
+        f"training {len(labelled)} rule{'s' * (len(labelled) != 1)} and {len(BASELINES)} baselines at up to "
+        f"{len(grid)} learning rate{'s' * (len(grid) != 1)} each "
         f"on {len(tasks)} tasks ({total} sweeps; several minutes on 2 cores)",
         highlight=False,
     )
