@@ -79,7 +79,7 @@ def tune_loss(
 def _cache_path(tasks: Sequence[SuiteTask], lrs: Sequence[float], objective: str) -> Path:
     import hashlib
 
-    # TUNING: the walk changed (ties on the metric broken by loss); references tuned the old way are not reused
+    # TUNING: the walk's version (accuracies within their noise compared by loss); older references are not reused
     key = json.dumps([[repr(t) for t in tasks], list(lrs), REFERENCE, PRESETS[REFERENCE], objective, TUNING])
     root = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "l2l" / "optsearch"))
     return root / f"reference-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
