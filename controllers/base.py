@@ -256,6 +256,19 @@ def checked_proposals(controller: Controller, proposals: Any, n: int) -> list[Pr
         raise ControllerError(
             f"strategy {type(controller).__name__}: propose({n}) returned {got}; expected a list of {n} Proposal"
         )
+    constraints: Constraints | None = getattr(controller, "constraints", None)
+    if constraints is not None:  # out-of-range tokens are the space's to name, when it decodes them
+        for p in out:
+            tokens = tuple(int(t) for t in p.tokens)
+            in_range = len(tokens) == len(constraints.sizes) and all(
+                0 <= t < size for t, size in zip(tokens, constraints.sizes, strict=True)
+            )
+            if in_range and not constraints.valid(constraints.canonical(tokens)):  # its architecture is forbidden
+                raise ControllerError(
+                    f"strategy {type(controller).__name__}: proposed {list(tokens)}, a combination the space "
+                    "forbids; a strategy proposes only sequences its constraints allow (self.constraints.valid, "
+                    "docs/controllers.md)"
+                )
     return out
 
 

@@ -101,9 +101,9 @@ def arch_figure(graph: dict[str, Any], title: str) -> Figure:
         squeeze=False,
         gridspec_kw={"height_ratios": heights},
     )
-    font = 8 if widest <= 10 else 7
     room = step * width * 72 / x_range  # points between neighbouring nodes' centres
-    font = max(5.0, min(font, (room - 3) / (0.6 * chars + 0.8)))  # boxes (text and padding) that do not touch
+    fits = (room - 3) / (0.6 * chars + 0.8)  # the font whose boxes (text and padding) do not touch
+    font = max(5.0, min(8.0 if widest <= 10 else 7.0, fits))
     labels, boxes = [], []
     for ax, (part, place, own, rads, reach) in zip([a[0] for a in axes], rows, strict=True):
         xs = {k: step * n for k, n in place.items()}

@@ -210,7 +210,7 @@ def test_a_tree_cells_nodes_fit_side_by_side_with_its_memory_in_and_out() -> Non
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     nodes = [t for ax in fig.axes for t in ax.texts if t.get_text() in graph["nodes"]]
     assert len(nodes) == 18
-    boxes = [t.get_bbox_patch().get_window_extent(renderer) for t in nodes]
+    boxes = [t.get_bbox_patch().get_window_extent(renderer) for t in nodes]  # type: ignore[union-attr]
     for a, b in itertools.combinations(boxes, 2):
         assert not a.overlaps(b)
     assert min(float(t.get_fontsize()) for t in nodes) >= 6

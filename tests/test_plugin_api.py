@@ -352,3 +352,17 @@ def test_a_plugins_describe_graph_or_decisions_that_misbehave_are_one_line_not_a
         assert out.exit_code == 0 and "a=" in out.output, out.output
     plotted = runner.invoke(app, ["plot", "arch", "1", "-o", str(tmp_path / "a.png"), *storage], env={"COLUMNS": "300"})
     assert plotted.exit_code == 1 and "the space's graph() must give {'nodes'" in plotted.output, plotted.output
+
+
+def test_a_strategy_proposing_a_forbidden_combination_is_stopped_before_it_is_trained() -> None:
+    """A plugin strategy that ignored the space's forbidden combinations had them trained and ranked best."""
+    from l2l.controllers import ControllerError, make_controller
+    from l2l.controllers.base import Proposal, checked_proposals
+    from l2l.search_spaces.constraints import Constraints
+
+    controller = make_controller("random", [Decision.categorical("a", [1, 2]), Decision.categorical("b", [1, 2])], 0)
+    controller.constrain(Constraints([2, 2], clauses=[{0: 1, 1: 0}]))  # a=2 with b=1 is forbidden
+    allowed = [Proposal((0, 0), 0.0, 0.0, 0), Proposal((1, 1), 0.0, 0.0, 0)]
+    assert checked_proposals(controller, allowed, 2) == allowed
+    with pytest.raises(ControllerError, match=r"strategy RandomController: proposed \[1, 0\], a combination the space"):
+        checked_proposals(controller, [Proposal((1, 0), 0.0, 0.0, 0)], 1)

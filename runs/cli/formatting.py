@@ -42,10 +42,10 @@ class MetricView:
             part: tuple(k for k in keys if k in found[part])
             for part, keys in (("test", declared[1]), ("cost", declared[2]))
         }  # a space whose results take another form in some settings (`optimizer` with a suite) shows what they hold
-        return MetricView(
+        return MetricView(  # what no result holds at all (a derived child scored with shared weights): declared
             declared[0],
-            held["test"] or (declared[1] if not children else found["test"]),
-            held["cost"] or (declared[2] if not children else found["cost"]),
+            held["test"] or found["test"] or declared[1],
+            held["cost"] or found["cost"] or declared[2],
         )
 
     def val(self, metrics: dict[str, Any], val_acc: float | None) -> str:
