@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Container, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -168,8 +169,11 @@ class Controller(ABC):
     def _read(self, data: bytes) -> dict[str, Any]:
         try:
             state = torch.load(io.BytesIO(data), weights_only=True)
-        except Exception as exc:  # torch raises many types on a corrupt or foreign checkpoint
-            raise ControllerError(f"cannot read {self.kind} controller checkpoint: {exc}") from exc
+        except Exception as exc:  # torch raises many types on a corrupt or foreign checkpoint, in many lines
+            lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if line.strip()]
+            said = next((line for line in lines if "Unsupported global" in line), lines[0] if lines else str(exc))
+            said = said.removeprefix("WeightsUnpickler error: ").split(" was not an allowed global")[0]
+            raise ControllerError(f"cannot read {self.kind} controller checkpoint: {said}") from exc
         if not isinstance(state, dict) or state.get("kind") != self.kind:
             kind = state.get("kind") if isinstance(state, dict) else None
             raise ControllerError(f"checkpoint is of a {kind!r} controller, not {self.kind!r}")
@@ -189,10 +193,26 @@ class Controller(ABC):
         del ledger  # a strategy whose state is all in its lean state has nothing to rebuild
 
     def checkpoint_bytes(self) -> bytes:
-        """The lean state as bytes, for the store's checkpoint row (`load_checkpoint` reads it back)."""
+        """The lean state as bytes, for the store's checkpoint row (`load_checkpoint` reads it back). The first
+        one is read back at once: a plugin's state that cannot be restored fails here, naming the strategy,
+        not at ``--resume`` with every checkpoint of the run unreadable."""
         buf = io.BytesIO()
-        torch.save({**self.lean_state_dict(), "lean": True}, buf)
-        return buf.getvalue()
+        try:
+            torch.save({**self.lean_state_dict(), "lean": True}, buf)
+        except Exception as exc:  # an object pickle cannot save: the plugin's state, named
+            raise ControllerError(f"strategy {type(self).__name__}: its state_dict() cannot be saved: {exc}") from exc
+        data = buf.getvalue()
+        if not getattr(self, "_checkpoint_checked", False):
+            try:
+                self._read(data)
+            except ControllerError as exc:
+                raise ControllerError(
+                    f"strategy {type(self).__name__}: its checkpoint cannot be read back ({exc}); state_dict() "
+                    f"must give a dict with 'kind': {self.kind!r} holding tensors, numbers, strings, lists and "
+                    "dicts only (it is read with torch.load(weights_only=True); docs/controllers.md)"
+                ) from None
+            self._checkpoint_checked = True
+        return data
 
     def load_checkpoint(self, data: bytes, ledger: Ledger) -> None:
         """Restore a checkpoint of `checkpoint_bytes` (or of `to_bytes`, as older stores hold) and ``ledger``."""

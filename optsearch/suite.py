@@ -126,7 +126,16 @@ def check_task(task: SuiteTask) -> None:
     built and one loss computed on two training examples."""
     try:
         data = task.data()
+        labels = not data.train.y.is_floating_point()  # class indices, or values to regress
+        if labels != (task.loss == "cross_entropy"):
+            kind = "class labels" if labels else "real-valued targets"
+            fits = "cross_entropy" if labels else "mse"
+            raise TaskError(
+                f"task {task.name!r}: problem {task.problem!r} has {kind}; its loss is {fits}, not {task.loss!r}"
+            )
         task_loss(task, task.build(0)(data.train.x[:2]), data.train.y[:2]).item()
+    except TaskError:
+        raise
     except Exception as exc:  # a plugin's problem, model or options: whatever it raises names the mistake
         raise TaskError(f"task {task.name!r} cannot run: {type(exc).__name__}: {exc}") from exc
 

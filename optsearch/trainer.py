@@ -47,6 +47,7 @@ METRICS = {
     "bpc": Metric("bpc", False),
 }
 LOSSES = ("cross_entropy", "mse")
+METRIC_LOSS = {"accuracy": "cross_entropy", "mse": "mse", "bpc": "cross_entropy"}  # the loss each metric reads
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,11 @@ class SuiteTask:
             raise ValueError(f"task {self.name!r}: unknown loss {self.loss!r}; known: {', '.join(LOSSES)}")
         if self.metric not in METRICS:
             raise ValueError(f"task {self.name!r}: unknown metric {self.metric!r}; known: {', '.join(METRICS)}")
+        needs = METRIC_LOSS[self.metric]  # mse and bits per character are the loss itself, reported
+        if self.loss != needs:
+            raise ValueError(
+                f"task {self.name!r}: metric {self.metric!r} is measured with loss {needs!r}, not {self.loss!r}"
+            )
         if self.steps < 1 or self.batch_size < 1 or not 1 <= self.evals <= self.steps:
             raise ValueError(f"task {self.name!r} needs steps, batch_size >= 1 and 1 <= evals <= steps")
 

@@ -178,6 +178,11 @@ def load_space(ref: str, options: dict[str, Any] | None = None, *, validate: boo
         raise PluginError(
             f"search space {cls.name!r}: building it with options {options or {}!r} failed: {type(exc).__name__}: {exc}"
         ) from exc
+    if not isinstance(getattr(space, "options", None), dict):  # what runs record and rebuild spaces from
+        raise PluginError(
+            f"search space {cls.name!r}: {cls.__name__}.__init__ did not call super().__init__(**options) "
+            "(SearchSpace.__init__ keeps the options a run records)"
+        )
     if validate:
         validate_space(space)
     return space

@@ -19,6 +19,19 @@ class NoEval(SearchSpace):
 
     def decisions(self):
         return [Decision.categorical("x", [1, 2])]
+
+
+class NoSuper(SearchSpace):
+    name = "nosuper"
+
+    def __init__(self, width=4):
+        self.width = width
+
+    def decisions(self):
+        return [Decision.categorical("x", [1, 2])]
+
+    def evaluate(self, spec, ctx):
+        raise AssertionError("never reached")
 """
 
 CASES = [
@@ -110,6 +123,12 @@ CASES = [
         ["spaces", "show", "{tmp}/noeval.py:NoEval"],
         1,
         "error: search space 'noeval': class NoEval does not define evaluate",
+    ),
+    (  # `spaces show` printed a traceback ending in AttributeError: 'NoSuper' object has no attribute 'options'
+        ["spaces", "show", "{tmp}/noeval.py:NoSuper"],
+        1,
+        "error: search space 'nosuper': NoSuper.__init__ did not call super().__init__(**options) "
+        "(SearchSpace.__init__ keeps the options a run records)",
     ),
     (
         ["spaces", "show", "{tmp}/syntax.py:X"],

@@ -219,7 +219,7 @@ def test_a_suite_search_run_is_listed_and_plotted_as_a_board(tmp_path: Path, mon
     space = ["-S", "suite=digits-logreg", "-S", "scale=0.2", "-S", "lrs='0.01,0.1'"]
     result = runner.invoke(app, ["search", "--space", "optimizer", *space, "-n", "4", "-m", "2", "-q", *storage])
     assert result.exit_code == 0, result.output
-    top = runner.invoke(app, ["optimizers", "top", "1", "-k", "2", *storage])
+    top = runner.invoke(app, ["optimizers", "top", "1", "-k", "2", *storage], env={"COLUMNS": "300"})
     assert top.exit_code == 0 and "lr *" in top.output and "rank" in top.output, top.output
     assert "loss ratio to Adam" in top.output and "digits-logreg" in top.output  # not empty test-acc columns
     args = ["plot", "optimizer", "1", "--top", "1", "--workers", "1", "-o", str(tmp_path / "out"), *storage]

@@ -79,6 +79,9 @@ def test_bad_declarations_and_names_fail_with_what_is_known() -> None:
         resolve_suite("digits-mlp,nope")
     assert [t.name for t in resolve_suite("digits-mlp, mnist1d-gru")] == ["digits-mlp", "mnist1d-gru"]
     assert [t.name for t in resolve_suite("heldout")] == list(SUITES["heldout"])
+    # a metric reported from another loss was shown as "mse 2.21", the cross-entropy
+    with pytest.raises(ValueError, match="metric 'mse' is measured with loss 'mse', not 'cross_entropy'"):
+        SuiteTask("x", "digits", "linear", "cross_entropy", "mse", steps=10, batch_size=8)
 
 
 PLUGIN = """
@@ -114,7 +117,7 @@ BROKEN = {  # a plugin's mistake, and the one line it gives
     "problem": ('[SuiteTask("odd", "nosuchproblem", "mlp", "cross_entropy", "accuracy", 8, 8)]',
                 "task 'odd' cannot run: ProblemError: unknown problem 'nosuchproblem'"),
     "loss_for_the_targets": ('[SuiteTask("odd", "friedman", "mlp", "cross_entropy", "accuracy", 8, 8)]',
-                             "task 'odd' cannot run: "),
+                             "task 'odd': problem 'friedman' has real-valued targets; its loss is mse"),
     "raises_when_called": ("(_ for _ in ()).throw(RuntimeError('boom in call'))",
                            "failed to load: RuntimeError('boom in call')"),
 }  # fmt: skip

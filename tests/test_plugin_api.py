@@ -366,3 +366,33 @@ def test_a_strategy_proposing_a_forbidden_combination_is_stopped_before_it_is_tr
     assert checked_proposals(controller, allowed, 2) == allowed
     with pytest.raises(ControllerError, match=r"strategy RandomController: proposed \[1, 0\], a combination the space"):
         checked_proposals(controller, [Proposal((1, 0), 0.0, 0.0, 0)], 1)
+
+
+def test_a_strategy_whose_checkpoint_cannot_be_read_back_fails_at_its_first_checkpoint() -> None:
+    """A plugin's state holding an object (or without its kind) was stored at every update and failed only at
+    --resume, in a many-line torch message, with every checkpoint of the run unreadable."""
+    from l2l.controllers import ControllerError, make_controller
+
+    decisions = [Decision.categorical("a", [1, 2])]
+    controller = make_controller("random", decisions, 0)
+    plain = controller.lean_state_dict
+    controller.lean_state_dict = lambda: {**plain(), "thing": Opaque()}  # type: ignore[method-assign]
+    with pytest.raises(ControllerError) as caught:
+        controller.checkpoint_bytes()
+    said = str(caught.value)
+    assert said.startswith("strategy RandomController: its checkpoint cannot be read back (cannot read random ")
+    assert "Unsupported global: GLOBAL" in said and "Opaque" in said and "\n" not in said and "\x1b" not in said
+    unnamed = make_controller("random", decisions, 0)
+    unnamed.lean_state_dict = lambda: {k: v for k, v in plain().items() if k != "kind"}  # type: ignore[method-assign]
+    with pytest.raises(ControllerError, match=r"checkpoint is of a None controller, not 'random'\); state_dict\(\)"):
+        unnamed.checkpoint_bytes()
+    good = make_controller("random", decisions, 0)
+    assert good.checkpoint_bytes() == good.checkpoint_bytes()  # read back once, then written as before
+    local = make_controller("random", decisions, 0)
+    local.lean_state_dict = lambda: {**plain(), "f": lambda: 0}  # type: ignore[method-assign]
+    with pytest.raises(ControllerError, match=r"strategy RandomController: its state_dict\(\) cannot be saved: "):
+        local.checkpoint_bytes()
+
+
+class Opaque:
+    """An object in a strategy's state: pickled by reference, so torch.load(weights_only=True) refuses it."""
