@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -244,13 +245,8 @@ class Crashing(RandomController):
 """
 
 
-def test_a_strategy_plugin_is_used_by_name_and_wrapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from typer.testing import CliRunner
-
-    from l2l.controllers import ControllerError, default_batch, make_controller
-    from l2l.runs.cli import app
-    from l2l.runs.store import Store
-
+def install_strategies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`STRATEGY`'s classes as an installed package's `l2l.strategies` entry points."""
     (tmp_path / "l2l_sweep.py").write_text(STRATEGY)
     info = tmp_path / "l2l_sweep-0.1.dist-info"
     info.mkdir()
@@ -259,6 +255,37 @@ def test_a_strategy_plugin_is_used_by_name_and_wrapped(tmp_path: Path, monkeypat
     entries += "tuples = l2l_sweep:Tuples\nsilent = l2l_sweep:Silent\ncrashing = l2l_sweep:Crashing\n"
     (info / "entry_points.txt").write_text(f"[l2l.strategies]\n{entries}")
     monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_the_controller_contract_says_what_the_search_would_say_of_a_broken_strategy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A strategy returning tuples failed 21 contract tests with "'tuple' object has no attribute 'tokens'"."""
+    from l2l.controllers import ControllerError, make_controller
+    from l2l.testing.controllers import DECISIONS, ControllerContract, checked
+
+    install_strategies(tmp_path, monkeypatch)
+    contract = ControllerContract()
+    for name, message in [
+        ("tuples", "strategy Tuples: propose(1) returned 1 item(s) of tuple; expected a list of 1 Proposal"),
+        ("silent", "strategy Silent: update returned NoneType, not UpdateStats"),
+    ]:
+
+        def make(seed: int, name: str = name) -> Any:
+            return checked(make_controller(name, DECISIONS, seed))
+
+        with pytest.raises(ControllerError, match=re.escape(message)):
+            contract.test_proposals_are_well_formed(make, DECISIONS)
+
+
+def test_a_strategy_plugin_is_used_by_name_and_wrapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from l2l.controllers import ControllerError, default_batch, make_controller
+    from l2l.runs.cli import app
+    from l2l.runs.store import Store
+
+    install_strategies(tmp_path, monkeypatch)
     assert default_batch("sweep") == 2 and default_batch("sweep+screen") == 4
     assert type(make_controller("random", [Decision.categorical("a", [1, 2])], 0)).__name__ == "RandomController"
     with pytest.raises(ControllerError, match="strategy plugin 'broken' made str, not a Controller"):

@@ -28,6 +28,7 @@ import pytest
 import torch
 
 from l2l.controllers import Controller, ControllerError, Proposal, UpdateStats, make_controller
+from l2l.controllers.base import checked_proposals, checked_stats
 from l2l.controllers.reeval import REEVALUATION
 from l2l.search_spaces import Decision, sequence_length, token_sizes
 from l2l.search_spaces.constraints import Constraints, clauses_of
@@ -59,6 +60,17 @@ def reward_of(tokens: Sequence[int]) -> float:
 def rewards_of(proposals: Sequence[Proposal]) -> list[float]:
     """`reward_of` for each proposal."""
     return [reward_of(p.tokens) for p in proposals]
+
+
+def checked(controller: Controller) -> Controller:
+    """``controller`` with its `propose` and `update` answers checked as a search checks them
+    (`checked_proposals`, `checked_stats`): a list of n `Proposal` of allowed sequences, an `UpdateStats`."""
+    propose, update = controller.propose, controller.update
+    controller.propose = lambda n: checked_proposals(controller, propose(n), n)  # type: ignore[method-assign]
+    controller.update = lambda proposals, rewards: checked_stats(  # type: ignore[method-assign]
+        controller, update(proposals, rewards)
+    )
+    return controller
 
 
 def drive(controller: Controller, rounds: int, n: int) -> Run:
@@ -187,8 +199,9 @@ class ControllerContract(IdentityContract):
 
     @pytest.fixture
     def make(self, strategy: str, decisions: Sequence[Decision], settings: dict[str, Any]) -> Make:
-        """Builds the controller under test with a given seed."""
-        return lambda seed: make_controller(strategy, decisions, seed, dict(settings))
+        """Builds the controller under test with a given seed; its `propose` and `update` answers are checked
+        as a search checks them, so a plugin's mistake fails with the search's message."""
+        return lambda seed: checked(make_controller(strategy, decisions, seed, dict(settings)))
 
     def test_proposals_are_well_formed(self, make: Make, decisions: Sequence[Decision]) -> None:
         c = make(0)
@@ -230,7 +243,10 @@ class ControllerContract(IdentityContract):
 
     def test_another_seed_another_run(self, make: Make) -> None:
         a, b = drive(make(3), 2, 3), drive(make(4), 2, 3)
-        assert [tokens for tokens, _ in a] != [tokens for tokens, _ in b]
+        assert [tokens for tokens, _ in a] != [tokens for tokens, _ in b], (
+            "seeds 3 and 4 proposed the same sequences: a strategy's seed must change what it draws (a "
+            "deterministic sweep can start at an offset drawn from its seed), or repeated searches are one search"
+        )
 
     @pytest.mark.parametrize("via", ["state_dict", "bytes"])
     def test_state_restores_into_a_differently_seeded_instance(self, make: Make, via: str) -> None:

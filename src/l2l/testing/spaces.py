@@ -130,7 +130,9 @@ class SpaceContract:
 
     def test_decisions_are_well_formed(self, space: SearchSpace) -> None:
         validate_space(space)  # names, kinds, anchors, a choice to make, decode/encode of random tokens
-        assert isinstance(space.name, str) and space.name
+        assert isinstance(space.name, str) and space.name, (
+            f'class {type(space).__name__} sets no name: give it `name = "..."`, the name searches use'
+        )
         decisions = list(space.decisions())
         assert all(isinstance(d, Decision) for d in decisions), decisions
         assert list(space.decisions()) == decisions, "decisions() must give the same decisions every time"
