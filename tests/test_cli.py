@@ -245,6 +245,7 @@ def test_ctrl_c_before_the_first_child_finishes_keeps_the_run_it_names(storage: 
         (["search", "--resume", "5"], "no run 5 in store"),
         (["runs", "show", "7"], "no run 7 in store"),
         (["runs", "export", "1", "--format", "xml"], "--format must be csv or json, got 'xml'"),
+        (["runs", "export", "1", "-o", "x.xlsx"], "cannot tell the format of 'x.xlsx': name it .csv or .json, or"),
         (["runs", "export", "1", "-o", "/proc/x.csv"], "cannot use '/proc/x.csv': no such file or directory"),
         (["plot", "progress", "1", "-o", "/proc/x.png"], "cannot use '/proc/x.png': no such file or directory"),
         (["search", "--config", "/proc"], "config file '/proc' cannot be read: Is a directory"),

@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from l2l.runs.cli.common import first_line
@@ -33,6 +34,21 @@ EXPORT_COLUMNS = (
     "error",
 )
 FORMATS = ("csv", "json")
+
+
+def format_of(output: Path | None, given: str | None) -> str:
+    """The export's format: ``--format``, else the output file's suffix (csv without a file or a suffix); a
+    suffix that is neither is refused rather than written as CSV."""
+    from l2l.runs.config import UsageError
+
+    if given is None:
+        suffix = output.suffix.lower().lstrip(".") if output is not None else ""
+        if suffix and suffix not in FORMATS:
+            raise UsageError(f"cannot tell the format of {str(output)!r}: name it .csv or .json, or pass --format")
+        given = suffix or "csv"
+    if given not in FORMATS:
+        raise UsageError(f"--format must be csv or json, got {given!r}")
+    return given
 
 
 def export_csv(children: Sequence[ChildRecord], tests: Sequence[str] = (), costs: Sequence[str] = ()) -> str:

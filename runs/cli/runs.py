@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from l2l.runs.cli.common import RunArg, StorageOpt, console, first_line, open_store, space_of, storage_flag, user_errors
-from l2l.runs.cli.export import FORMATS, export_csv, export_json
+from l2l.runs.cli.export import export_csv, export_json, format_of
 from l2l.runs.cli.formatting import MetricView, describe, fmt, joined, placement_line
 from l2l.runs.cli.ranking import (
     ByOpt,
@@ -379,10 +379,7 @@ def runs_export(
     """Export every child of a run (and, in JSON, the run and its controller updates)."""
     output = None if output == Path("-") else output  # the usual name of stdout
     with user_errors():
-        if export_format is None:
-            export_format = "json" if output is not None and output.suffix.lower() == ".json" else "csv"
-        if export_format not in FORMATS:
-            raise UsageError(f"--format must be csv or json, got {export_format!r}")
+        export_format = format_of(output, export_format)
         store = open_store(storage)
         run = store.get_run(run_id)
         children = store.children(run_id)
