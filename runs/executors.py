@@ -224,6 +224,9 @@ def make_executor(name: str, device: str = "cpu", options: Mapping[str, Any] | N
             f"--device {device} on Ray needs --gpus-per-child (1, or 0.5 for two children per GPU): "
             "a child runs on the GPUs Ray assigns it"
         )
+    unknown = sorted(set(opts) - set(RAY_OPTIONS))  # a misspelt key is named as such, whatever the executor
+    if unknown and name in EXECUTOR_NAMES:
+        raise ExecutorError(f"unknown executor option(s) {unknown}; known (Ray's): {', '.join(RAY_OPTIONS)}")
     if name == "local":
         if opts:
             raise ExecutorError(
@@ -232,9 +235,6 @@ def make_executor(name: str, device: str = "cpu", options: Mapping[str, Any] | N
             )
         return LocalExecutor(device=device)
     if name == "ray":
-        unknown = sorted(set(opts) - set(RAY_OPTIONS))
-        if unknown:
-            raise ExecutorError(f"unknown Ray executor option(s) {unknown}; known: {', '.join(RAY_OPTIONS)}")
         from l2l.runs.ray_executor import RayExecutor
 
         return RayExecutor(device=device, **opts)

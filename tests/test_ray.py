@@ -197,8 +197,11 @@ def test_bad_resources_are_clear_errors() -> None:
         make_executor("ray", options={"cpus_per_child": 0})
     with pytest.raises(ExecutorError, match="need --executor ray"):
         make_executor("local", options={"child_timeout": 3})
-    with pytest.raises(ExecutorError, match=r"unknown Ray executor option\(s\) \['workers'\]"):
+    with pytest.raises(ExecutorError, match=r"unknown executor option\(s\) \['workers'\]; known \(Ray's\): "):
         make_executor("ray", options={"workers": 3})
+    # a misspelt key under the local executor is named as misspelt, not as needing Ray
+    with pytest.raises(ExecutorError, match=r"unknown executor option\(s\) \['max_concurent'\]"):
+        make_executor("local", options={"max_concurent": 2})
 
 
 def test_async_search_keeps_workers_busy_and_feeds_every_reward_once(tmp_path: Path) -> None:
