@@ -103,10 +103,10 @@ def plugin_tasks() -> dict[str, SuiteTask]:
             raise TaskError(f"{where} failed to load: {exc!r}") from exc
         tasks = [value] if isinstance(value, SuiteTask) else list(value) if isinstance(value, Sequence) else None
         if tasks is None or not all(isinstance(t, SuiteTask) for t in tasks):
-            raise TaskError(
-                f"{where} gave {type(value).__name__}; "
-                "expected a SuiteTask, a sequence of them, or a function returning either"
-            )
+            held = sorted({type(t).__name__ for t in tasks or () if not isinstance(t, SuiteTask)})
+            gave = f"a {type(value).__name__} holding {', '.join(held)}" if held else type(value).__name__
+            expected = "a SuiteTask, a sequence of them, or a function returning either"
+            raise TaskError(f"{where} gave {gave}; expected {expected}")
         for t in tasks:
             if t.name in BUILTIN:
                 raise TaskError(f"optimizer task plugin {ep.name!r} redefines the built-in task {t.name!r}")

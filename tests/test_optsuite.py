@@ -120,6 +120,7 @@ BROKEN = {  # a plugin's mistake, and the one line it gives
                              "task 'odd': problem 'friedman' has real-valued targets; its loss is mse"),
     "raises_when_called": ("(_ for _ in ()).throw(RuntimeError('boom in call'))",
                            "failed to load: RuntimeError('boom in call')"),
+    "names_not_tasks": ('["digits-mlp"]', "gave a list holding str; expected a SuiteTask, a sequence of them"),
 }  # fmt: skip
 
 
