@@ -378,7 +378,9 @@ def test_a_plugins_describe_graph_or_decisions_that_misbehave_are_one_line_not_a
         out = runner.invoke(app, [*command, *storage])
         assert out.exit_code == 0 and "a=" in out.output, out.output
     plotted = runner.invoke(app, ["plot", "arch", "1", "-o", str(tmp_path / "a.png"), *storage], env={"COLUMNS": "300"})
-    assert plotted.exit_code == 1 and "the space's graph() must give {'nodes'" in plotted.output, plotted.output
+    assert plotted.exit_code == 1 and "error: space 'tangled': the space's graph() must give {'nodes'" in " ".join(
+        plotted.output.split()
+    ), plotted.output
 
 
 def test_a_strategy_proposing_a_forbidden_combination_is_stopped_before_it_is_trained() -> None:

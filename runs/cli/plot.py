@@ -97,8 +97,9 @@ def plot_arch_cmd(
         title = f"run {run_id}, child {child.number}, reward {fmt(rewards[rank - 1])}: {described(space, spec)}"
         try:
             path = plot_arch(space.graph(spec), title, output)
-        except PlotError as exc:
-            raise UsageError(str(exc)) from None
+        except PlotError as exc:  # a file name it cannot write, or the space's graph(): say which
+            said = str(exc) if str(exc).startswith("cannot write") else f"space {space.name!r}: {exc}"
+            raise UsageError(said) from None
         console.print(f"wrote {path}", highlight=False)
 
 
