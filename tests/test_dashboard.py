@@ -158,6 +158,8 @@ def test_a_stopped_run_says_so(marked_store: str, tmp_path: Path) -> None:
     store.claim_run(run, f"{socket.gethostname()}:{gone.pid}")  # its driver was killed
     summary = TestClient(create_app(url)).get(f"/api/runs/{run}").json()
     assert summary["state"].startswith("stale") and not summary["live"]
+    time.sleep(1.1)  # its duration ends at its last heartbeat: it does not grow while nothing runs
+    assert TestClient(create_app(url)).get(f"/api/runs/{run}").json()["duration_s"] == summary["duration_s"]
     store.claim_run(run, this_driver())
     assert TestClient(create_app(url)).get(f"/api/runs/{run}").json()["live"]
     store.set_run_status(run, "interrupted")

@@ -348,9 +348,11 @@ def _counts(conn: Connection, run_ids: list[int]) -> dict[int, dict[str, int]]:
 def _run_summary(run: RunRecord, counts: dict[str, int], best: float | None) -> dict[str, Any]:
     """What the runs table and a run page's header show of a run."""
     created = run.created_at if run.created_at.tzinfo else run.created_at.replace(tzinfo=UTC)
-    end = run.finished_at or (run.updated_at if run.status != "running" else None)
-    end_aware = None if end is None else (end if end.tzinfo else end.replace(tzinfo=UTC))
     state = run_state(run)
+    # a stale run's driver is gone: it ran until its last heartbeat, not until now
+    silent = run.heartbeat_at or run.updated_at if state.startswith("stale") else None
+    end = run.finished_at or (run.updated_at if run.status != "running" else silent)
+    end_aware = None if end is None else (end if end.tzinfo else end.replace(tzinfo=UTC))
     ws = run.config.get("weight_sharing") is not None
     finished = state in ("done", "failed", "interrupted") or state.startswith("stale")
     return {

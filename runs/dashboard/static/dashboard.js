@@ -185,24 +185,27 @@ async function refreshProgress(runId) {
     traces.push({ x: p.failed.x, y: p.failed.y, mode: "markers", name: "failed",
       marker: { symbol: "x", color: COLOURS[3], size: 6 } });
   }
+  const numbers = [...p.children.x, ...p.failed.x];
   draw("chart-progress", traces, {
-    xaxis: { title: { text: "child" }, tickformat: "d" }, yaxis: { title: { text: p.reward_label } },
+    xaxis: { title: { text: "child" }, ...wholeAxis(numbers) }, yaxis: { title: { text: p.reward_label } },
   });
   setText("progress-note", p.children.shown < p.children.of
     ? `${p.children.of} finished children: each of ${p.children.shown / 2} slices shows its lowest and highest reward`
     : "");
   const u = p.updates;
+  const mode = u.x.length > 1 ? "lines" : "markers"; // one update: a line of one point draws nothing
   draw("chart-updates", [
-    { x: u.x, y: u.entropy, mode: "lines", name: "entropy", line: { color: COLOURS[2] } },
-    { x: u.x, y: u.loss, mode: "lines", name: "loss", yaxis: "y2", line: { color: COLOURS[4] } },
+    { x: u.x, y: u.entropy, mode, name: "entropy", line: { color: COLOURS[2] }, marker: { color: COLOURS[2] } },
+    { x: u.x, y: u.loss, mode, name: "loss", yaxis: "y2", line: { color: COLOURS[4] }, marker: { color: COLOURS[4] } },
   ], {
-    xaxis: { title: { text: "controller update" }, tickformat: "d" }, yaxis: { title: { text: "entropy" } },
+    xaxis: { title: { text: "controller update" }, ...wholeAxis(u.x) }, yaxis: { title: { text: "entropy" } },
     yaxis2: { title: { text: "loss" }, overlaying: "y", side: "right" }, margin: { ...LAYOUT.margin, r: 55 },
   });
   const h = p.histogram;
   draw("chart-hist", [{ type: "bar", x: h.edges.map((e) => e + h.width[0] / 2), y: h.counts,
     width: h.width[0] * 0.95, marker: { color: COLOURS[0] }, name: "children" }],
-  { xaxis: { title: { text: "reward" } }, yaxis: { title: { text: "children" } }, showlegend: false });
+  { xaxis: { title: { text: "reward" } }, yaxis: { title: { text: "children" }, ...wholeAxis([0, ...h.counts]) },
+    showlegend: false });
 }
 
 async function refreshPareto(runId) {
@@ -286,6 +289,13 @@ function curveTraces(curves, xTitle) {
     yaxis: { title: { text: "loss" } },
     yaxis2: { title: { text: "accuracy" }, overlaying: "y", side: "right" }, margin: { ...LAYOUT.margin, r: 55 },
   }];
+}
+
+// an axis of whole numbers (children, updates, counts): ticks one apart when the values span 20 or less, so
+// plotly's fractional ticks do not print "1 1 1 2 2 2"
+function wholeAxis(values) {
+  const span = values.length ? Math.max(...values) - Math.min(0, ...values) : 0;
+  return { tickformat: "d", ...(span <= 20 ? { dtick: 1 } : {}) };
 }
 
 async function refreshEpochs(runId) {
