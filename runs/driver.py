@@ -50,6 +50,23 @@ def live_driver(run: RunRecord, now: datetime | None = None) -> str | None:
     return None
 
 
+def in_flight(run: RunRecord, handed: int, state: str) -> str:
+    """Children handed to the executor, split into running and waiting where the run's settings say how many
+    run at once: the store marks a child running when the driver hands it over, and an executor keeps more
+    than it runs (the local one runs a batch one child at a time, Ray queues children behind busy workers).
+    Where no driver runs the search (``state`` is not running), nothing does: they are unfinished."""
+    if state != "running":
+        return f"{handed} unfinished (--resume trains them again)" if handed else "0 running"
+    if run.config.get("executor") == "local":
+        slots: int | None = 1
+    else:
+        slots = (run.config.get("executor_options") or {}).get("max_concurrent")
+    if not isinstance(slots, int):
+        return f"{handed} at workers (running or waiting)"
+    where = "in the search's process" if run.config.get("executor") == "local" else "at a worker"
+    return f"{min(handed, slots)} running, {max(handed - slots, 0)} waiting {where}"
+
+
 def run_state(run: RunRecord, now: datetime | None = None, storage: str = "") -> str:
     """What `l2l runs list/show` say of a run: its status, except that a ``running`` run whose driver is gone
     (killed, its machine lost) is ``stale``, with how long it has been silent and how to continue it (``storage``:

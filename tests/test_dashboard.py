@@ -147,6 +147,20 @@ def test_children_are_paged_sorted_and_filtered_by_the_server(client: TestClient
     assert client.get("/api/compare", params={"runs": "1,\u00b2,x"}).status_code == 200
 
 
+def test_children_handed_out_are_split_as_runs_show_splits_them(tmp_path: Path) -> None:
+    """The card said "running / queued 4 / 0" where `l2l runs show` said 2 running, 2 waiting at a worker."""
+    from l2l.runs.dashboard.app import create_app
+    from l2l.runs.store import NewChild
+
+    url = f"sqlite:///{tmp_path / 'handed.db'}"
+    store = Store(url)
+    config = {"executor": "ray", "executor_options": {"max_concurrent": 2}}
+    run = store.create_run(space="toy", strategy="random", config=config, seed=0, n_children=6, code_version="t")
+    store.add_children(run, [NewChild(n, 0, (0,), {}, 0.0, 0.0, 0) for n in range(4)], running=True)
+    summary = TestClient(create_app(url)).get(f"/api/runs/{run}").json()
+    assert summary["in_flight"] == "2 running, 2 waiting at a worker"
+
+
 def test_a_stopped_run_says_so(marked_store: str, tmp_path: Path) -> None:
     from l2l.runs.dashboard.app import create_app
 

@@ -102,23 +102,6 @@ def runs_show(
                 live.update(view(), refresh=True)
 
 
-def in_flight(run: RunRecord, handed: int, state: str) -> str:
-    """Children handed to the executor, split into running and waiting where the run's settings say how many
-    run at once: the store marks a child running when the driver hands it over, and an executor keeps more
-    than it runs (the local one runs a batch one child at a time, Ray queues children behind busy workers).
-    Where no driver runs the search (``state`` is not running), nothing does: they are unfinished."""
-    if state != "running":
-        return f"{handed} unfinished (--resume trains them again)" if handed else "0 running"
-    if run.config.get("executor") == "local":
-        slots: int | None = 1
-    else:
-        slots = (run.config.get("executor_options") or {}).get("max_concurrent")
-    if not isinstance(slots, int):
-        return f"{handed} at workers (running or waiting)"
-    where = "in the search's process" if run.config.get("executor") == "local" else "at a worker"
-    return f"{min(handed, slots)} running, {max(handed - slots, 0)} waiting {where}"
-
-
 def sharing_epochs(run: RunRecord) -> int:
     """The epochs a weight-sharing run was set to train."""
     from l2l.runs.sharing_config import SharingConfig
@@ -157,7 +140,7 @@ def sharing_line(store: Store, run: RunRecord, counts: dict[str, int]) -> str:
 
 def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
     """The summary of a run, as Rich markup lines (and its ``latest`` finished children)."""
-    from l2l.runs.driver import run_state
+    from l2l.runs.driver import in_flight, run_state
 
     run = store.get_run(run_id)
     counts = store.count_children(run_id)

@@ -186,7 +186,8 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         for r in rows:
             metrics = r.pop("metrics") or {}
             r["cost"] = {k: v for k, v in (metrics.get("cost") or {}).items() if isinstance(v, int | float)}
-            r["error"] = (r["error"] or "").strip().splitlines()[0][:200] if r["error"] else None
+            failed = r["error"] and r["status"] == "failed"  # a child running again keeps its last try's error
+            r["error"] = (r["error"] or "").strip().splitlines()[0][:200] if failed else None
         return Json({"total": total, "per": per, "rows": rows, "sort_keys": list(SORT_KEYS)})
 
     def api_pareto(request: Request) -> Response:

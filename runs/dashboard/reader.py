@@ -18,7 +18,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import SQLAlchemyError
 
 from l2l.runs.dashboard.engine import plain_rows, read_only_engine
-from l2l.runs.driver import run_state
+from l2l.runs.driver import in_flight, run_state
 from l2l.runs.models import ChildRow, EpochRow, RunRow, SpaceDataRow, UpdateRow
 from l2l.runs.store_engine import safe_url, short_error
 from l2l.runs.store_records import ChildRecord, RunNotFound, RunRecord, StoreError
@@ -369,6 +369,7 @@ def _run_summary(run: RunRecord, counts: dict[str, int], best: float | None) -> 
         "done": counts.get("done", 0),
         "failed": counts.get("failed", 0),
         "running": counts.get("running", 0),
+        "in_flight": in_flight(run, counts.get("running", 0), state),  # as `l2l runs show` splits them
         "queued": counts.get("queued", 0),
         "shared": counts.get("shared", 0),
         "scored": counts.get("shared", 0) if ws else sum(counts.get(s, 0) for s in TRAINED),  # as the controller

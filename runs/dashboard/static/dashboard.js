@@ -144,6 +144,7 @@ async function refreshRun(runId) {
     setText("n-total", s.total);
     setText("n-failed", s.failed);
     setText("n-running", `${s.running} / ${s.queued}`);
+    setText("in-flight", s.in_flight);
     setText("best-reward", fmt(s.best));
     setText("best-label", s.best_label || (s.best_estimated ? `best estimated mean (${s.best_n} evaluations)` : "best reward"));
     setText("n-updates", s.updates);
