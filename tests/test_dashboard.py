@@ -366,6 +366,9 @@ def test_a_port_that_is_taken_is_one_error_line_and_no_address(tmp_path: Path) -
         result.output.strip()
         == f"error: cannot listen on 127.0.0.1:{port}: Address already in use; choose another --port"
     )
+    # a host that is no address of this machine: the host is named as what to change, not the port
+    result = CliRunner().invoke(app, ["dashboard", "--host", "192.0.2.1", "--port", "8291", "--storage", storage])
+    assert result.exit_code == 1 and result.output.strip().endswith("; --host must be an address of this machine")
 
 
 def test_the_best_is_the_one_runs_best_names_where_architectures_repeat(tmp_path: Path) -> None:

@@ -71,7 +71,11 @@ def listening_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port") from None
+        import errno
+
+        # the port is taken, or the host is not an address of this machine (or not one at all)
+        fix = "choose another --port" if exc.errno == errno.EADDRINUSE else "--host must be an address of this machine"
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; {fix}") from None
     return sock
 
 
