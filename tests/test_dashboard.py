@@ -161,6 +161,36 @@ def test_children_handed_out_are_split_as_runs_show_splits_them(tmp_path: Path) 
     assert summary["in_flight"] == "2 running, 2 waiting at a worker"
 
 
+def test_a_child_page_shows_figures_rounded_and_all_metrics_exact(tmp_path: Path) -> None:
+    """The child page printed val loss 0.13258861541748046 and flops 864.000."""
+    from l2l.runs.dashboard.app import create_app
+    from l2l.runs.store import NewChild
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    store = Store(url)
+    run = store.create_run(space="toy", strategy="random", config={}, seed=0, n_children=1, code_version="t")
+    store.add_children(run, [NewChild(0, 0, (0,), {"space": "toy", "values": [["op_0", "op1"]]}, 0.0, 0.0, 0)])
+    result = {"status": "done", "reward": 0.5, "val_loss": 0.13258861541748046, "cost": {"flops": 864.0}}
+    store.finish_child(run, 0, {**result, "test": {"test_acc": 0.9633333333333334}}, 0.5)
+    page = TestClient(create_app(url)).get(f"/runs/{run}/children/0").text
+    assert "0.1326" in page and "864</td>" in page and "0.9633</td>" in page
+    assert "0.9633333333333334" in page  # under "all metrics", exact
+
+
+def test_a_weight_sharing_run_counts_what_its_epochs_score(tmp_path: Path) -> None:
+    """Its totals read "done 0, total 140": 40 architectures to score with the shared weights and 100 derive
+    candidates, none of them trained."""
+    from l2l.runs.dashboard.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'ws.db'}"
+    config = {"weight_sharing": {"epochs": 2, "derive": 100}}
+    run = Store(url).create_run(space="toy", strategy="random", config=config, seed=0, n_children=140, code_version="t")
+    client = TestClient(create_app(url))
+    summary = client.get(f"/api/runs/{run}").json()
+    assert summary["planned"] == 40 and summary["scored"] == 0
+    assert [r["planned"] for r in client.get("/api/runs").json()["runs"]] == [40]
+
+
 def test_a_stopped_run_says_so(marked_store: str, tmp_path: Path) -> None:
     from l2l.runs.dashboard.app import create_app
 

@@ -55,6 +55,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _num(value: Any) -> str:
+    """A figure as a person reads it: 4 significant digits (0.1326, 2.515e-05), whole numbers with thousands
+    separators (17,891), '-' for none; 'all metrics' keeps the exact values."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if float(value).is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
 class Json(JSONResponse):
     """JSON of store values: datetimes, NaN and numpy-free floats as above; never cached by the browser."""
 
@@ -79,6 +91,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
     warming.start()
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
     env.filters["when"] = _when
+    env.filters["num"] = _num
     plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
     def page(template: str, status: int = 200, **values: Any) -> HTMLResponse:

@@ -345,6 +345,15 @@ def _counts(conn: Connection, run_ids: list[int]) -> dict[int, dict[str, int]]:
     return out
 
 
+def _planned(run: RunRecord) -> int:
+    """The architectures a weight-sharing run's controller scores during its epochs: its children less the
+    ``derive`` candidates scored at the end."""
+    from l2l.runs.sharing_config import SharingConfig
+
+    derive = (run.config.get("weight_sharing") or {}).get("derive", SharingConfig.derive)
+    return max(run.n_children - int(derive), 0)
+
+
 def _run_summary(run: RunRecord, counts: dict[str, int], best: float | None) -> dict[str, Any]:
     """What the runs table and a run page's header show of a run."""
     created = run.created_at if run.created_at.tzinfo else run.created_at.replace(tzinfo=UTC)
@@ -373,6 +382,7 @@ def _run_summary(run: RunRecord, counts: dict[str, int], best: float | None) -> 
         "queued": counts.get("queued", 0),
         "shared": counts.get("shared", 0),
         "scored": counts.get("shared", 0) if ws else sum(counts.get(s, 0) for s in TRAINED),  # as the controller
+        "planned": _planned(run) if ws else run.n_children,  # what `scored` counts towards
         "counts": counts,
         "best": best,
         "created_at": iso(run.created_at),

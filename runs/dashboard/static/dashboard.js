@@ -79,7 +79,8 @@ function runRow(r, picked) {
   box.checked = picked.has(String(r.id));
   box.addEventListener("change", drawCompare);
   const cells = [box, el("a", r.id, { href: `/runs/${r.id}` }), r.name || "", r.space, r.strategy,
-    el("span", r.state, { class: `state ${stateClass(r)}` }), r.done, r.failed, r.total,
+    // a weight-sharing run: architectures scored with the shared weights, of those its epochs score
+    el("span", r.state, { class: `state ${stateClass(r)}` }), r.weight_sharing ? r.scored : r.done, r.failed, r.planned,
     fmt(r.best), when(r.created_at), seconds(r.duration_s)];
   cells.forEach((c, i) => {
     const td = el("td", c instanceof Node ? null : c);
@@ -141,7 +142,7 @@ async function refreshRun(runId) {
     const s = await getJSON(`/api/runs/${runId}`);
     live = s.live;
     setText("n-done", s.weight_sharing ? s.scored : s.done);
-    setText("n-total", s.total);
+    setText("n-total", s.planned);
     setText("n-failed", s.failed);
     setText("n-running", `${s.running} / ${s.queued}`);
     setText("in-flight", s.in_flight);
