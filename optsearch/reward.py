@@ -24,7 +24,7 @@ from typing import Any
 from l2l.optsearch.language import Rule, to_text
 from l2l.optsearch.presets import PRESETS
 from l2l.optsearch.trainer import SuiteTask
-from l2l.optsearch.tuning import LR_GRID, TUNING, Cell, Contender, Runner, exact, metric_noise, walk_grid
+from l2l.optsearch.tuning import LR_GRID, TUNING, Cell, Contender, Runner, metric_noise, walk_grid
 
 CUTOFF = 3.0
 REFERENCE = "adam"
@@ -66,7 +66,7 @@ def tune_loss(
     grid = sorted(lrs)
     start = min(range(len(grid)), key=lambda i: abs(math.log(grid[i] / 1e-3)))
     aim = "loss" if objective == "loss" else "metric"
-    noise = metric_noise(task) if aim == "metric" else exact
+    noise = metric_noise(task, aim)
     best = walk_grid(lambda i: runner.value(grid[i], None, [seed], objective=aim), len(grid), start, noise=noise)
     out = runner.run(grid[best], None, seed)
     if isinstance(out, str):

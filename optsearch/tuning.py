@@ -150,13 +150,19 @@ def exact(a: float, b: float) -> float:
     return 0.0
 
 
-def metric_noise(task: SuiteTask) -> Noise:
-    """One standard error of the task's validation accuracy, ``sqrt(p (1 - p) / n)`` at the two values'
-    mean; other metrics (losses, MSE, bits per character) are averages of smooth terms: exact."""
-    if task.metric != "accuracy":
+def metric_noise(task: SuiteTask, objective: str = "metric") -> Noise:
+    """What tuning by ``objective`` treats as a tie: for the validation accuracy, one standard error,
+    ``sqrt(p (1 - p) / n)`` at the two values' mean; the loss, MSE and bits per character are averages of
+    smooth terms: `exact`."""
+    if objective != "metric" or task.metric != "accuracy":
         return exact
     n = max(1, len(task.data().val))
-    return lambda a, b: math.sqrt(max(p := (abs(a) + abs(b)) / 2, 0.0) * max(1.0 - p, 0.0) / n)
+
+    def standard_error(a: float, b: float) -> float:
+        p = min(max((abs(a) + abs(b)) / 2, 0.0), 1.0)
+        return math.sqrt(p * (1.0 - p) / n)
+
+    return standard_error
 
 
 def better(a: Score, b: Score, noise: Noise = exact) -> bool:
@@ -212,7 +218,7 @@ def tune(
     tuning = list(range(min(tune_seeds, seeds)))
     wd0 = 0.01 if contender.has_weight_decay else None
     start = min(range(len(grid)), key=lambda i: abs(math.log(grid[i] / START_LR)))
-    noise = metric_noise(task) if objective == "metric" else exact
+    noise = metric_noise(task, objective)
     best = walk_grid(lambda i: runner.value(grid[i], wd0, tuning, objective), len(grid), start, noise=noise)
     diverged = runner.value(grid[best], wd0, tuning, objective) == DIVERGED
     for (lr, wd, _), run in sorted(runner.done.items()):

@@ -72,7 +72,7 @@ def _child_row(run_id: int, c: ScoredChild) -> dict[str, Any]:
         "spec": c.spec,
         "status": c.status,
         "reward": c.reward,
-        "controller_reward": c.reward if getattr(c, "controller_reward", None) is None else c.controller_reward,
+        "controller_reward": c.reward if c.controller_reward is None else c.controller_reward,
         "val_loss": metrics.get("val_loss"),
         "val_acc": metrics.get("val_acc"),
         "metrics": {"test": {}, "cost": {}, "info": {**c.info, "shared": metrics}, "runtime": {}},

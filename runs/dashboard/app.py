@@ -105,7 +105,8 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         estimated mean over their evaluations and the first child of that architecture, not the luckiest child."""
         run_id = summary["id"]
         if summary["weight_sharing"]:  # what `runs list` shows: the retrained architecture, else the derived one
-            stood = reader.top(reader.run(run_id), 1, ("done",)) or reader.top(reader.run(run_id), 1, ("derived",))
+            run = reader.run(run_id)
+            stood = reader.top(run, 1, ("done",)) or reader.top(run, 1, ("derived",))
             if not stood:
                 return {**summary, "best_estimated": False}
             label = "retrained from scratch" if stood[0].status == "done" else "derived (shared weights)"

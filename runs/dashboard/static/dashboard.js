@@ -287,7 +287,7 @@ function curveTraces(curves, xTitle) {
   }));
   const longest = Math.max(0, ...entries.map(([, ys]) => ys.length));
   return [traces, {
-    xaxis: { title: { text: xTitle }, tickformat: "d", ...(longest <= 20 ? { dtick: 1 } : {}) }, height: 300,
+    xaxis: { title: { text: xTitle }, ...wholeAxis([1, longest]) }, height: 300,
     yaxis: { title: { text: "loss" } },
     yaxis2: { title: { text: "accuracy" }, overlaying: "y", side: "right" }, margin: { ...LAYOUT.margin, r: 55 },
   }];
@@ -307,7 +307,7 @@ async function refreshEpochs(runId) {
     { x, y: epochs.map((e) => e.train_loss), mode: "lines+markers", name: "shared weights' loss" },
     { x, y: epochs.map((e) => e.mean_reward), mode: "lines+markers", name: "mean reward", yaxis: "y2" },
   ], {
-    xaxis: { title: { text: "epoch" }, tickformat: "d", ...(x.length <= 20 ? { dtick: 1 } : {}) },
+    xaxis: { title: { text: "epoch" }, ...wholeAxis(x) },
     yaxis: { title: { text: "loss" } }, yaxis2: { title: { text: "mean reward" }, overlaying: "y", side: "right" },
     margin: { ...LAYOUT.margin, r: 60 },
   });
