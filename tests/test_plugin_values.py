@@ -226,3 +226,31 @@ def test_tables_and_exports_follow_the_metrics_a_space_declares(tmp_path: Path) 
     assert (
         columns[-6:] == ["test_r2", "test_mse", "cost_params", "info", "tokens", "spec"] and "test_acc" not in columns
     )
+
+
+class LossOnly(SearchSpace):
+    """A space that measures a validation loss and no accuracy, keeping the default `validation_metric`."""
+
+    name = "loss_only"
+
+    def decisions(self) -> Sequence[Decision]:
+        return [Decision.categorical("width", [4, 8, 16])]
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        loss = 1 / spec["width"]  # type: ignore[operator]
+        return Result(reward=-loss, val_loss=loss)
+
+
+def test_a_space_that_measures_only_a_loss_shows_its_loss(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    ref = str(Path(__file__).resolve()) + ":LossOnly"
+    runner = CliRunner()
+    out = runner.invoke(app, ["search", "--space", ref, "--executor", "local", "-n", "6", "--storage", storage])
+    assert out.exit_code == 0, out.output
+    for by in ("mean", "single"):
+        top = runner.invoke(app, ["runs", "top", "1", "--by", by, "--storage", storage], terminal_width=200).output
+        header = next(line for line in top.splitlines() if "rank" in line)
+        assert "val loss" in header and "val acc" not in header, top
+        assert "0.0625" in top, top  # width 16: loss 1/16, shown (the column was empty)
+    best = runner.invoke(app, ["runs", "best", "1", "--retrain", "--storage", storage]).output
+    assert "validation loss 0.0625" in best, best

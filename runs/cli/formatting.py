@@ -37,20 +37,26 @@ class MetricView:
             )
         except SpaceError:  # the plugin is gone: show what the results hold
             declared = ("acc", (), ())
+        validation = declared[0]
+        if validation == "acc" and only_losses(children):  # a space that measures a validation loss and no accuracy
+            validation = "loss"
         found = {part: tuple(metric_keys(children, part)) for part in ("test", "cost")}
         held = {
             part: tuple(k for k in keys if k in found[part])
             for part, keys in (("test", declared[1]), ("cost", declared[2]))
         }  # a space whose results take another form in some settings (`optimizer` with a suite) shows what they hold
         return MetricView(  # what no result holds at all (a derived child scored with shared weights): declared
-            declared[0],
+            validation,
             held["test"] or found["test"] or declared[1],
             held["cost"] or found["cost"] or declared[2],
         )
 
-    def val(self, metrics: dict[str, Any], val_acc: float | None) -> str:
-        """The validation figure: `Result.val_acc`, or ``info["val_<metric>"]`` where a space keeps it there."""
-        value = val_acc if val_acc is not None else (metrics.get("info") or {}).get(f"val_{self.validation}")
+    def val(self, metrics: dict[str, Any], val_acc: float | None, val_loss: float | None = None) -> str:
+        """The validation figure: `Result.val_acc` (`Result.val_loss` where the view shows a loss), or
+        ``info["val_<metric>"]`` where a space keeps it there."""
+        value = val_loss if self.validation == "loss" else val_acc
+        if value is None:
+            value = (metrics.get("info") or {}).get(f"val_{self.validation}")
         return fmt(value)
 
     def figure(self, metrics: dict[str, Any], part: str, key: str) -> str:
@@ -68,6 +74,13 @@ class MetricView:
         keys = self.test if part == "test" else self.cost
         shown = [f"{k} {self.figure(metrics, part, k)}" for k in keys if (metrics.get(part) or {}).get(k) is not None]
         return ", ".join(shown)
+
+
+def only_losses(children: Sequence[Any]) -> bool:
+    """True when ``children`` measured a validation loss and none of them an accuracy (a plugin space that
+    keeps the default ``validation_metric`` but reports only `Result.val_loss`)."""
+    accs = [c for c in children if c.val_acc is not None or "val_acc" in (c.metrics.get("info") or {})]
+    return not accs and any(c.val_loss is not None for c in children)
 
 
 def joined(*parts: str) -> str:

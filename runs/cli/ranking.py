@@ -64,9 +64,10 @@ def estimate_text(arch: RankedArch) -> str:
 def mean_metrics(children: Sequence[ChildRecord]) -> dict[str, Any]:
     """The validation, test and cost figures of an architecture's evaluations, each the mean over them."""
     out: dict[str, Any] = {}
-    vals = [c.val_acc for c in children if c.val_acc is not None]
-    if vals:
-        out["val_acc"] = sum(vals) / len(vals)
+    for key in ("val_acc", "val_loss"):
+        vals = [getattr(c, key) for c in children if getattr(c, key) is not None]
+        if vals:
+            out[key] = sum(vals) / len(vals)
     for part in ("test", "cost"):
         sums: dict[str, list[float]] = {}
         for c in children:

@@ -229,7 +229,7 @@ def runs_top(
                     ",".join(str(c.number) for c in arch.children[:4]) + ("..." if len(arch.children) > 4 else ""),
                     str(arch.estimate.n),
                     estimate_text(arch),
-                    view.val(metrics, metrics.get("val_acc")),
+                    view.val(metrics, metrics.get("val_acc"), metrics.get("val_loss")),
                     *(view.figure(metrics, "test", key) for key in tests),
                     *(view.figure(metrics, "cost", key) for key in costs),
                     describe(run, arch.child.spec),
@@ -252,7 +252,7 @@ def runs_top(
                 str(c.number),
                 *([sharing_role(c, retrained)] if sharing else []),
                 fmt(c.reward) + (" shared" if sharing and c.status != "done" else ""),
-                view.val(c.metrics, c.val_acc),
+                view.val(c.metrics, c.val_acc, c.val_loss),
                 *(view.figure(c.metrics, "test", key) for key in tests),
                 *(view.figure(c.metrics, "cost", key) for key in costs),
                 describe(run, c.spec),
@@ -342,7 +342,7 @@ def runs_best(
         if space.exact_rewards():  # a table lookup or a simulation: nothing trains, a budget changes nothing
             ignored = ", --epochs/--steps ignored" if length else ""
             done = f"evaluated again (space {run.space!r} has exact rewards: nothing was trained{ignored})"
-        value = view.val(metrics, result.val_acc)
+        value = view.val(metrics, result.val_acc, result.val_loss)
         shown = f"validation {view.validation} {value}" if value != "-" else f"reward {fmt(result.reward)}"
         console.print(f"{done}: {joined(shown, view.summary(metrics))}", highlight=False)
         if sharing:  # the honest number of a weight-sharing search: kept with the run
