@@ -275,7 +275,8 @@ def search(
 
 
 def run_shown(run: Any, display: Any) -> None:
-    """Run a search under its live display; Ctrl-C leaves it resumable and ends the command with 130."""
+    """Run a search under its live display; Ctrl-C leaves it resumable and ends the command with 130 (SIGTERM:
+    143, as a shell reports a command its signal ended)."""
     from l2l.runs.search import SearchInterrupted
 
     run.listener = display.on_event
@@ -284,7 +285,7 @@ def run_shown(run: Any, display: Any) -> None:
             run.run()
     except SearchInterrupted as exc:
         err_console.print(f"[yellow]{escape(str(exc) + storage_flag(run.store))}[/]", highlight=False)
-        raise typer.Exit(130) from None
+        raise typer.Exit(128 + (_STOPPED_BY[-1] if _STOPPED_BY else signal.SIGINT)) from None
 
 
 def say_ray_log() -> None:
@@ -371,8 +372,12 @@ def run_weight_sharing(store: Store, run: Any, quiet: bool) -> None:
     print_derived(store, run)
 
 
+_STOPPED_BY: list[int] = []  # the signal that stopped this command's search (SIGTERM is raised as Ctrl-C)
+
+
 def _install_sigterm() -> None:
     def handler(signum: int, frame: Any) -> None:
+        _STOPPED_BY.append(signum)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
