@@ -194,6 +194,51 @@ def test_a_cuda_device_this_machine_lacks_is_refused_before_any_child(
     assert Store(db).list_runs(10) == []  # refused before a run was recorded
 
 
+class OtherService:
+    """A TCP server that is no Ray head: it answers whatever it is sent with a line (as Redis does), or closes
+    the connection (as PostgreSQL does for bytes that are not its startup message)."""
+
+    def __init__(self, answer: bytes) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.answer = answer
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(64)
+                conn.sendall(self.answer)
+
+
+@pytest.mark.parametrize("answer", [b"-ERR unknown command 'PRI'\r\n", b""], ids=["answers", "closes"])
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_an_address_where_another_service_listens_is_named_at_once(
+    answer: bytes, scheme: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = OtherService(answer)
+    address = f"{scheme}127.0.0.1:{service.port}"
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    monkeypatch.setattr(sys, "argv", ["l2l", "search", "--space", "toy", "--address", address, "--storage", db])
+    monkeypatch.setenv("COLUMNS", "400")
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    service.sock.close()
+    usual = "its Ray client server's port (10001 unless" if scheme else "its port (6379 unless"
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: '{address}' is not a Ray head: something else listens on port {service.port} (it does not speak "
+        f"gRPC); pass the address `ray start --head` printed there, {usual} --port was given)"
+    ]
+
+
 @pytest.mark.parametrize("group", [[], ["spaces"], ["runs"], ["plot"], ["optimizers"]])
 def test_a_group_alone_shows_its_help_once(
     group: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
