@@ -29,8 +29,8 @@ from l2l.runs.secrets import without_secrets
 
 REACH_TIMEOUT_S = 10.0
 TOKEN_HELP = (
-    "copy the head's token (`ray get-auth-token` there) to ~/.ray/auth_token here, or set RAY_AUTH_TOKEN, "
-    "and set RAY_AUTH_MODE=token"
+    "copy the head's token (`ray get-auth-token` there) to ~/.ray/auth_token here, or set RAY_AUTH_TOKEN "
+    "(l2l turns token authentication on where it finds one)"
 )
 
 
