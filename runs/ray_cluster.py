@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -25,61 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from l2l.runs.executors import ExecutorError
+from l2l.runs.ray_address import head_alive as head_alive  # the executor's check of a joined head
+from l2l.runs.ray_address import reach
 from l2l.runs.secrets import without_secrets
 
-REACH_TIMEOUT_S = 10.0
 TOKEN_HELP = (
     "copy the head's token (`ray get-auth-token` there) to ~/.ray/auth_token here, or set RAY_AUTH_TOKEN "
     "(l2l turns token authentication on where it finds one)"
 )
-
-
-def reach(address: str, timeout: float = REACH_TIMEOUT_S) -> None:
-    """Raise `ExecutorError` unless the Ray head at ``host:port`` (or ``ray://host:port``) accepts a connection."""
-    hostport = address.split("://", 1)[-1]
-    host, sep, port = hostport.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ExecutorError(f"--address {address!r} is not host:port (or auto)")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as conn:
-            grpc = speaks_grpc(conn, min(timeout, GRPC_TIMEOUT_S))
-    except OSError as exc:
-        raise ExecutorError(
-            f"cannot reach the Ray cluster at {address!r} within {timeout:g}s: {exc.strerror or exc}; "
-            "is `ray start --head` running there?"
-        ) from None
-    if grpc is False:  # Ray would retry for most of a minute before it said the same
-        usual = "its Ray client server's port (10001 unless" if "://" in address else "its port (6379 unless"
-        raise ExecutorError(
-            f"{address!r} is not a Ray head: something else listens on port {port} (it does not speak gRPC); "
-            f"pass the address `ray start --head` printed there, {usual} --port was given)"
-        )
-
-
-GRPC_TIMEOUT_S = 3.0
-HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + an empty SETTINGS frame
-
-
-def speaks_grpc(conn: socket.socket, timeout: float) -> bool | None:
-    """Whether the server on ``conn`` speaks HTTP/2 as a gRPC server (Ray's head, and its client server) does:
-    it answers the client preface with a SETTINGS frame. None when that cannot be told: TLS on (RAY_USE_TLS),
-    or no answer within ``timeout`` seconds."""
-    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
-        return None
-    conn.settimeout(timeout)
-    answer = b""
-    try:
-        conn.sendall(HTTP2_PREFACE)
-        while len(answer) < 9:  # a frame header: length (3 bytes), type, flags, stream id (4)
-            chunk = conn.recv(9 - len(answer))
-            if not chunk:
-                break
-            answer += chunk
-    except TimeoutError:
-        return None if not answer else False
-    except OSError:  # reset by a server that took the preface for garbage
-        return False
-    return len(answer) == 9 and answer[3] == 4
 
 
 def _probe(address: str) -> Any:
@@ -403,12 +355,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def head_alive(address: str, timeout: float = 2.0) -> bool:
-    """Whether the head at ``address`` (host:port) still accepts connections."""
-    host, _, port = address.rpartition(":")
-    with suppress(OSError, ValueError):
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            return True
-    return False

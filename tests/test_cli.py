@@ -485,20 +485,20 @@ def test_a_retraining_budget_the_space_does_not_train_by_is_refused(storage: str
 
     cells = load_space("nb201_cell", {}, validate=False)
     with pytest.raises(UsageError, match="'nb201_cell' trains its children for epochs: --steps does not apply; use"):
-        retrain_budget(cells, "nb201_cell", None, 5)
-    assert retrain_budget(cells, "nb201_cell", 3, None) == {"epochs": 3}
+        retrain_budget(cells, "nb201_cell", None, 5, run_id=1)
+    assert retrain_budget(cells, "nb201_cell", 3, None, run_id=1) == {"epochs": 3}
     with pytest.raises(UsageError, match="--epochs does not apply; use --steps"):
-        retrain_budget(load_space("rnn_cell", {}, validate=False), "rnn_cell", 2, None)
+        retrain_budget(load_space("rnn_cell", {}, validate=False), "rnn_cell", 2, None, run_id=1)
     noisy = load_space("toy", {"noise": 0.1})  # trains nothing: a budget would change nothing
     with pytest.raises(UsageError, match=r"'toy' declares no training budget \(SearchSpace.budget_keys\): --epochs"):
-        retrain_budget(noisy, "toy", 30, None)
-    assert retrain_budget(noisy, "toy", None, None) == {}
+        retrain_budget(noisy, "toy", 30, None, run_id=1)
+    assert retrain_budget(noisy, "toy", None, None, run_id=1) == {}
     # a suite's rewards are tuned at a fixed seed: retraining would repeat them, whatever --epochs or --seed says
     rules = load_space("optimizer", {"suite": "digits-logreg"}, validate=False)
     refusal = r"run 7 is not retrained: .* `l2l optimizers evaluate 7:RANK --suite heldout`"
     with pytest.raises(UsageError, match=refusal):
         retrain_budget(rules, "optimizer", None, None, run_id=7)
-    assert retrain_budget(load_space("optimizer", {}, validate=False), "optimizer", 2, None) == {"epochs": 2}
+    assert retrain_budget(load_space("optimizer", {}, validate=False), "optimizer", 2, None, run_id=1) == {"epochs": 2}
     ok("search", "--space", "toy", "--children", "2", "--executor", "local", "-q", "--storage", storage)
     alone = runner.invoke(app, ["runs", "best", "1", "--epochs", "3", "--storage", storage])
     assert alone.exit_code != 0 and "--epochs and --steps are the budget of a retraining: add --retrain" in alone.output

@@ -284,6 +284,9 @@ def test_weight_sharing_epochs_are_served(tmp_path: Path, sharing_run: Callable[
     best = c.get(f"/api/runs/{run}/best").json()["child"]
     assert (best["number"], best["status"]) == (4, "derived")  # the one it derived, not the luckiest
     assert 'id="epochs-section" hidden' not in c.get(f"/runs/{run}").text
+    compared = c.get("/api/compare", params={"runs": str(run)}).json()["runs"][0]
+    assert compared["shared"] and compared["y"] == pytest.approx([0.0, 0.1, 0.2, 0.3])  # labelled as such
+    assert f'value="{run}" aria-label="compare run {run}" checked' in c.get(f"/?compare={run}").text  # a shared link
 
 
 def test_series_are_downsampled_without_losing_extremes_or_the_front() -> None:

@@ -197,6 +197,14 @@ def test_runs_can_be_compared(live: dict[str, Any], page: Any) -> None:
         page.locator(f"input.pick[value='{run}']").check()
     page.wait_for_function("document.querySelectorAll('#chart-compare .scatterlayer .trace').length === 2")
     assert page.locator("#compare-hint").is_hidden()
+    assert page.url.endswith("/?compare=1,2")  # the address names the comparison: shared, it draws the same
+    page.goto(page.url)
+    page.wait_for_function("document.querySelectorAll('#chart-compare .scatterlayer .trace').length === 2")
+    assert page.locator("input.pick[value='2']").is_checked()
+    page.locator("input.pick[value='1']").uncheck()
+    page.locator("input.pick[value='2']").uncheck()
+    page.wait_for_function("location.search === ''")
+    assert page.locator("#compare-hint").is_visible()
 
 
 def test_the_pages_load_only_this_servers_scripts_under_their_policy(live: dict[str, Any], browser: Any) -> None:

@@ -25,7 +25,7 @@ def record_retrained(store: Store, run_id: int, derived: ChildRecord, result: Re
 
 
 def retrain_budget(
-    space: SearchSpace, name: str, epochs: int | None, steps: int | None, run_id: int = 0
+    space: SearchSpace, name: str, epochs: int | None, steps: int | None, *, run_id: int
 ) -> dict[str, int]:
     """The budget of a retraining from ``--epochs`` and ``--steps``; one the space does not train by is refused,
     not ignored. What it trains by is its ``budget_keys`` (`SearchSpace.budget_keys`); a plugin that declares

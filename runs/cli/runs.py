@@ -286,7 +286,7 @@ def runs_best(
         space = space_of(run, store)
         if not retrain and (epochs is not None or steps is not None):  # before any output: nothing was done
             raise UsageError("--epochs and --steps are the budget of a retraining: add --retrain")
-        budget = retrain_budget(space, run.space, epochs, steps, run_id) if retrain else {}
+        budget = retrain_budget(space, run.space, epochs, steps, run_id=run_id) if retrain else {}
         if retrain:
             from l2l.runs.executors import check_device
 

@@ -130,7 +130,8 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         return {**summary, "best": estimate, "best_child": child, "best_n": n, "best_estimated": True}
 
     def runs_page(request: Request) -> Response:
-        return page("runs.html", runs=[estimated(r) for r in reader.runs()])
+        picked = {p.strip() for p in request.query_params.get("compare", "").split(",")}  # a shared comparison
+        return page("runs.html", runs=[estimated(r) for r in reader.runs()], picked=picked)
 
     def run_page(request: Request) -> Response:
         summary = estimated(reader.summary(request.path_params["run_id"]))
@@ -273,9 +274,11 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         ids = [int(p) for p in request.query_params.get("runs", "").split(",") if re.fullmatch(r"\s*[0-9]+\s*", p)][:12]
         out = []
         for run_id in ids:
-            rows, _ = reader.rewards(reader.run(run_id))
+            run = reader.run(run_id)
+            rows, _ = reader.rewards(run)
             x, y = series.best_so_far([n for n, _, _ in rows], [r for _, _, r in rows])
-            out.append({"id": run_id, "x": x, "y": y})
+            # a weight-sharing run's curve is of shared-weight scores, not of children trained: the chart says so
+            out.append({"id": run_id, "x": x, "y": y, "shared": run.config.get("weight_sharing") is not None})
         return Json({"runs": out})
 
     def arch(request: Request) -> Response:

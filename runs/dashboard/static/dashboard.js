@@ -106,10 +106,13 @@ async function refreshRuns() {
 }
 
 async function drawCompare() {
-  const ids = [...document.querySelectorAll(".pick:checked")].map((b) => b.value);
+  const ids = [...document.querySelectorAll(".pick:checked")].map((b) => b.value).sort((a, b) => a - b);
   const hint = document.getElementById("compare-hint");
+  // the address names the runs compared: reloaded or shared, the page draws the same chart
+  history.replaceState(null, "", ids.length ? `/?compare=${ids.join(",")}` : "/");
   if (!ids.length) {
     hint.hidden = false;
+    window.Plotly && window.Plotly.purge(document.getElementById("chart-compare"));
     return;
   }
   hint.hidden = true;
@@ -120,9 +123,11 @@ async function drawCompare() {
   });
   const traces = data.runs.map((r, i) => ({
     x: r.x, y: r.y, mode: "lines", line: { shape: "hv", color: COLOURS[i % COLOURS.length] },
-    name: label(`run ${r.id}${names[r.id] ? " " + names[r.id] : ""}`),
+    name: label(`run ${r.id}${names[r.id] ? " " + names[r.id] : ""}${r.shared ? " (shared-weight scores)" : ""}`),
   }));
-  draw("chart-compare", traces, { xaxis: { title: { text: "child" } }, yaxis: { title: { text: "best reward so far" } } });
+  const shared = data.runs.some((r) => r.shared);
+  const x = shared ? "child (weight sharing: architecture scored)" : "child";
+  draw("chart-compare", traces, { xaxis: { title: { text: x } }, yaxis: { title: { text: "best reward so far" } } });
 }
 
 // --- run page -------------------------------------------------------------------------------------------
