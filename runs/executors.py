@@ -236,6 +236,11 @@ def make_executor(name: str, device: str = "cpu", options: Mapping[str, Any] | N
         return LocalExecutor(device=device)
     if name == "ray":
         from l2l.runs.ray_executor import RayExecutor
+        from l2l.search_spaces.typed import OptionTypeError, coerce_call
 
+        try:  # a config file's [executor_options] come as TOML typed them, not as the flags' parser did
+            opts = coerce_call(RayExecutor, opts, "executor option")
+        except OptionTypeError as exc:
+            raise ExecutorError(str(exc)) from None
         return RayExecutor(device=device, **opts)
     raise ExecutorError(f"unknown executor {name!r}; known: {', '.join(EXECUTOR_NAMES)}")

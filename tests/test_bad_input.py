@@ -83,6 +83,11 @@ CASES = [
         1,
         "error: search setting children must be an integer, got 'many'",
     ),
+    (  # a config file's executor table is typed by TOML: a wrong type was a TypeError's traceback from Ray's side
+        ["search", "--space", "toy", "--config", "{tmp}/four.toml", "--storage", "{db}"],
+        1,
+        "error: executor option max_concurrent must be an integer or none, got 'four'",
+    ),
     (
         ["search", "--space", "toy", "--device", "tpu9", "--executor", "local", "--storage", "{db}"],
         1,
@@ -160,6 +165,7 @@ def test_a_mistake_is_one_error_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     (tmp_path / "many.toml").write_text('children = "many"\n')
+    (tmp_path / "four.toml").write_text('executor = "ray"\n[executor_options]\nmax_concurrent = "four"\n')
     (tmp_path / "noeval.py").write_text(NO_EVALUATE)
     (tmp_path / "syntax.py").write_text("def x(:\n")
     fill = {"db": f"sqlite:///{tmp_path / 'runs.db'}", "tmp": str(tmp_path)}
