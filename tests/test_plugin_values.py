@@ -254,3 +254,28 @@ def test_a_space_that_measures_only_a_loss_shows_its_loss(tmp_path: Path) -> Non
         assert "0.0625" in top, top  # width 16: loss 1/16, shown (the column was empty)
     best = runner.invoke(app, ["runs", "best", "1", "--retrain", "--storage", storage]).output
     assert "validation loss 0.0625" in best, best
+
+
+class ByNumber(SearchSpace):
+    """A space whose network depends on the child's number (as `macro` grows deeper with it)."""
+
+    name = "by_number"
+
+    def decisions(self) -> Sequence[Decision]:
+        return [Decision.categorical("width", [4, 8])]
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        return Result(reward=float(ctx.child), info={"built_for_child": ctx.child})
+
+
+def test_a_retrained_child_is_built_as_its_own_number_built_it(tmp_path: Path) -> None:
+    """`runs best --retrain` built every child as child 0: a growing `macro` run's best, 3 layers deep, was
+    retrained at depth 1."""
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    ref = str(Path(__file__).resolve()) + ":ByNumber"
+    runner = CliRunner()
+    out = runner.invoke(app, ["search", "--space", ref, "--executor", "local", "-n", "4", "--storage", storage])
+    assert out.exit_code == 0, out.output
+    best = runner.invoke(app, ["runs", "best", "1", "--by", "single", "--retrain", "--storage", storage]).output
+    assert "best of run 1: child 3" in best and "evaluated again" not in best, best
+    assert "reward 3.0000" in best.split("retrained", 1)[1], best

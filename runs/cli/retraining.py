@@ -58,4 +58,4 @@ def retrain_child(space: SearchSpace, child: ChildRecord, budget: dict[str, int]
     check_device(device)  # one this process cannot use fails here, with the reason, not in the child
 
     spec = Spec.from_json(child.spec)
-    return run_child(space, ChildTask(child.number, spec, Context(seed=seed, device=device, budget=budget)))
+    return run_child(space, ChildTask(child.number, spec, Context(child=child.number, seed=seed, device=device, budget=budget)))
