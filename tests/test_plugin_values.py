@@ -279,3 +279,36 @@ def test_a_retrained_child_is_built_as_its_own_number_built_it(tmp_path: Path) -
     best = runner.invoke(app, ["runs", "best", "1", "--by", "single", "--retrain", "--storage", storage]).output
     assert "best of run 1: child 3" in best and "evaluated again" not in best, best
     assert "reward 3.0000" in best.split("retrained", 1)[1], best
+
+
+class OwnEpochs(SearchSpace):
+    """README's `TinyMLP` in small: it trains for its own ``epochs`` option and declares no ``budget_keys``."""
+
+    name = "own_epochs"
+
+    def __init__(self, epochs: int = 30) -> None:
+        super().__init__(epochs=epochs)
+        self.epochs = int(epochs)
+
+    def decisions(self) -> Sequence[Decision]:
+        return [Decision.categorical("width", [4, 8])]
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        return Result(reward=float(self.epochs), info={"budget": dict(ctx.budget)})
+
+
+def test_retraining_a_space_that_reads_its_own_epochs_sets_them(tmp_path: Path) -> None:
+    """`--retrain --epochs 500` on such a space said "retrained for 500 epochs" and trained the run's 20."""
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    ref = str(Path(__file__).resolve()) + ":OwnEpochs"
+    runner = CliRunner()
+    out = runner.invoke(
+        app, ["search", "--space", ref, "-S", "epochs=3", "--executor", "local", "-n", "2", "--storage", storage]
+    )
+    assert out.exit_code == 0, out.output
+    best = runner.invoke(app, ["runs", "best", "1", "--retrain", "--epochs", "7", "--storage", storage]).output
+    assert "retrained for 7 epochs: reward 7.0000" in best, best
+    again = runner.invoke(app, ["runs", "best", "1", "--retrain", "--storage", storage]).output
+    assert "retrained: reward 3.0000" in again, again  # without the flag: the run's own setting
+    steps = runner.invoke(app, ["runs", "best", "1", "--retrain", "--steps", "5", "--storage", storage])
+    assert steps.exit_code == 1 and "--steps does not apply" in steps.output, steps.output

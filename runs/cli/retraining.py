@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import inspect
+from typing import TYPE_CHECKING, Any
 
 from l2l.runs.config import UsageError
 
@@ -50,6 +51,33 @@ def retrain_budget(
     return budget
 
 
+def budget_space(
+    space: SearchSpace, run: Any, store: Store, budget: dict[str, int]
+) -> tuple[SearchSpace, dict[str, int]]:
+    """The space a retraining runs on and the budget its `Context` carries. A space that declares
+    ``budget_keys`` reads the budget from the context; a plugin that declares none but takes ``epochs`` or
+    ``steps`` as an option (README's ``TinyMLP``) reads its own setting, so it is rebuilt with the option
+    set (given only in the context, ``--epochs 500`` changed nothing and was reported as done)."""
+    if not budget or space.budget_keys or space.exact_rewards():
+        return space, budget
+    from l2l.search_spaces import SpaceError, load_space
+
+    takes = inspect.signature(type(space).__init__).parameters
+    loose = any(p.kind is p.VAR_KEYWORD for p in takes.values())
+    key = next((k for k in budget if k not in takes), None)
+    if key is not None and not loose:
+        raise UsageError(
+            f"space {run.space!r} declares no training budget (SearchSpace.budget_keys) and takes no {key} "
+            f"option: --{key} would change nothing; retrain without it"
+        )
+    try:
+        rebuilt = load_space(run.space, {**dict(run.config.get("space_options") or {}), **budget}, validate=False)
+    except SpaceError as exc:
+        raise UsageError(f"cannot rebuild the space {run.space!r} of run {run.id} with {budget}: {exc}") from None
+    rebuilt.use_pinned_data(store.space_data(run.id))
+    return rebuilt, {}
+
+
 def retrain_child(space: SearchSpace, child: ChildRecord, budget: dict[str, int], seed: int, device: str) -> Result:
     """Train a stored child again from its spec, in this process, with its own budget, seed and device."""
     from l2l.runs.executors import ChildTask, check_device, run_child
@@ -58,4 +86,6 @@ def retrain_child(space: SearchSpace, child: ChildRecord, budget: dict[str, int]
     check_device(device)  # one this process cannot use fails here, with the reason, not in the child
 
     spec = Spec.from_json(child.spec)
-    return run_child(space, ChildTask(child.number, spec, Context(child=child.number, seed=seed, device=device, budget=budget)))
+    return run_child(
+        space, ChildTask(child.number, spec, Context(child=child.number, seed=seed, device=device, budget=budget))
+    )

@@ -22,7 +22,7 @@ from l2l.runs.cli.ranking import (
     sharing_top,
     transform_note,
 )
-from l2l.runs.cli.retraining import record_retrained, retrain_budget, retrain_child
+from l2l.runs.cli.retraining import budget_space, record_retrained, retrain_budget, retrain_child
 from l2l.runs.config import UsageError
 
 if TYPE_CHECKING:
@@ -291,6 +291,7 @@ def runs_best(
             from l2l.runs.executors import check_device
 
             check_device(device)
+            space, budget = budget_space(space, run, store, budget)
         if by != "single" and not sharing:
             ranking = rank(store.children(run_id), space, transformed=by == "transformed")
             if not ranking.archs:
