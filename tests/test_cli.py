@@ -188,6 +188,10 @@ def test_export_takes_its_format_from_the_file_and_best_names_a_run_whose_childr
         assert not (tmp_path / "-").exists()
     finally:
         os.chdir(here)
+    from l2l.runs.store import Store
+
+    assert Store(storage).get_run(1).status == "failed"  # nothing to name: not "done" (the dashboard says failed)
+    assert Store(storage).get_run(1).error == "no child succeeded (2 failed)"
     expected = "no child of run 1 succeeded (2 failed; their reasons: `l2l runs export 1`)"
     for command in (["best"], ["best", "--by", "single"], ["top"], ["top", "--by", "single"]):
         result = runner.invoke(app, ["runs", command[0], "1", *command[1:], "--storage", storage])
@@ -206,8 +210,10 @@ def test_the_most_common_failure_groups_reasons_that_differ_only_in_numbers() ->
         "ValueError: bad width",
         None,
     ]
-    assert most_common_failure(errors) == ("RuntimeError: failed to allocate 1048576 bytes", 3)
+    first = "RuntimeError: failed to allocate 1048576 bytes (the first of them; their figures differ)"
+    assert most_common_failure(errors) == (first, 3)
     assert most_common_failure([None]) == ("unknown", 1)
+    assert most_common_failure(["ValueError: bad width"] * 2) == ("ValueError: bad width", 2)  # alike: as it is
 
 
 def test_best_of_an_exact_space_says_a_retraining_trained_nothing(storage: str) -> None:

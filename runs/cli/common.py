@@ -81,7 +81,8 @@ def most_common_failure(errors: Iterable[str | None]) -> tuple[str, int]:
         line = first_line(error)
         groups.setdefault(re.sub(r"\d+(?:\.\d+)?", "#", line), []).append(line)
     lines = max(groups.values(), key=len)
-    return lines[0], len(lines)
+    varied = " (the first of them; their figures differ)" if len(set(lines)) > 1 else ""
+    return lines[0] + varied, len(lines)
 
 
 def error_line(message: str, code: int = 1) -> int:
