@@ -425,6 +425,7 @@ def test_the_best_is_the_one_runs_best_names_where_architectures_repeat(tmp_path
         shown = c.get("/api/runs/1/best").json()["child"]
         page = " ".join(c.get("/runs/1").text.split())
         progress = c.get("/api/runs/1/progress").json()
+        (compared,) = c.get("/api/compare", params={"runs": "1"}).json()["runs"]
     for s in (listed, summary):
         assert s["best"] == pytest.approx(best.estimate.estimate) and s["best_estimated"]
     assert summary["best_child"] == best.child.number == shown["number"] and summary["best_n"] == best.estimate.n
@@ -439,5 +440,7 @@ def test_the_best_is_the_one_runs_best_names_where_architectures_repeat(tmp_path
     )
     assert progress["best"]["y"][-1] == pytest.approx(best.estimate.estimate)
     assert progress["best"]["y"][-1] < float(luckiest.reward or 0.0)
+    # comparing runs draws the same curve: it ranked the luckiest single reward, where `runs list` ranks means
+    assert compared["mean"] and compared["y"] == progress["best"]["y"] and compared["x"] == progress["best"]["x"]
     listed_cli = CliRunner().invoke(app, ["runs", "list", "--storage", url], env={"COLUMNS": "200"}).output
     assert f"{best.estimate.estimate:.4f}" in listed_cli

@@ -277,8 +277,17 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
             run = reader.run(run_id)
             rows, _ = reader.rewards(run)
             x, y = series.best_so_far([n for n, _, _ in rows], [r for _, _, r in rows])
+            shared = run.config.get("weight_sharing") is not None
+            mean = False
+            if not shared and rows:  # repeated evaluations: the best estimated mean, as the run's own chart draws it
+                from l2l.runs.estimates import best_curve
+
+                space, _ = figures.space_of(run)
+                curve, mean = best_curve(reader.evaluations(run_id), space, points=series.MAX_POINTS)
+                if mean:
+                    x, y = [n for n, _ in curve], [b for _, b in curve]
             # a weight-sharing run's curve is of shared-weight scores, not of children trained: the chart says so
-            out.append({"id": run_id, "x": x, "y": y, "shared": run.config.get("weight_sharing") is not None})
+            out.append({"id": run_id, "x": x, "y": y, "shared": shared, "mean": mean})
         return Json({"runs": out})
 
     def arch(request: Request) -> Response:

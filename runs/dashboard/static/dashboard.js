@@ -123,7 +123,7 @@ async function drawCompare() {
   });
   const traces = data.runs.map((r, i) => ({
     x: r.x, y: r.y, mode: "lines", line: { shape: "hv", color: COLOURS[i % COLOURS.length] },
-    name: label(`run ${r.id}${names[r.id] ? " " + names[r.id] : ""}${r.shared ? " (shared-weight scores)" : ""}`),
+    name: label(`run ${r.id}${names[r.id] ? " " + names[r.id] : ""}${r.shared ? " (shared-weight scores)" : r.mean ? " (best estimated mean)" : ""}`),
   }));
   const shared = data.runs.some((r) => r.shared);
   const x = shared ? "child (weight sharing: architecture scored)" : "child";
