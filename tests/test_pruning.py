@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import pickle
 import random
+import re
 import statistics
 from pathlib import Path
 
@@ -33,6 +34,18 @@ def test_pruner_stops_children_early_and_saves_epochs(tmp_path: Path, pruner: st
         assert "pruned after epoch" in c.metrics["info"]["stopped_early"]
     trained = sum(len(c.curves["val_acc"]) for c in children)
     assert trained < len(children) * epochs
+    # the tables say which children stopped early: their reward is an earlier epoch's (they looked finished)
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    shown = CliRunner().invoke(app, ["runs", "show", str(run), "--storage", url]).output
+    assert f"; {len(pruned)} of the done stopped early by the {pruner} pruner" in " ".join(shown.split())
+    for by in ("single", "mean"):
+        listed = CliRunner().invoke(app, ["runs", "top", str(run), "-k", "24", "--by", by, "--storage", url],
+                                    env={"COLUMNS": "300"}).output  # fmt: skip
+        assert len(re.findall(r"\(pruned @\d", listed)) == len(pruned) and "stopped by the run's pruner after epoch k" in listed
     if pruner == "median":
         # Optuna's rule, checked from the store: a child stops when its best value so far is below the
         # median, at that epoch, of the children that ran to the end before it (one at a time here)

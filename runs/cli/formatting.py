@@ -83,6 +83,25 @@ def only_losses(children: Sequence[Any]) -> bool:
     return not accs and any(c.val_loss is not None for c in children)
 
 
+def pruned_at(child: Any) -> int | None:
+    """The epoch after which a pruner stopped ``child`` (its reward is its validation figure there), or None."""
+    at = (child.metrics.get("info") or {}).get("pruned_at")
+    return int(at) if isinstance(at, int | float) and not isinstance(at, bool) else None
+
+
+def pruned_mark(child: Any) -> str:
+    """`` (pruned @k)`` for a child a pruner stopped after epoch k, else ""."""
+    at = pruned_at(child)
+    return "" if at is None else f" (pruned @{at})"
+
+
+def pruned_note(children: Sequence[Any]) -> str | None:
+    """What a table's ``(pruned @k)`` marks mean, where one of ``children`` has one."""
+    if not any(pruned_at(c) is not None for c in children):
+        return None
+    return "(pruned @k): stopped by the run's pruner after epoch k; its figures are that epoch's, not a full training's"
+
+
 def joined(*parts: str) -> str:
     """The non-empty parts of a line, comma-separated."""
     return ", ".join(p for p in parts if p)

@@ -11,7 +11,16 @@ from rich.markup import escape
 
 from l2l.runs.cli.common import RunArg, StorageOpt, console, first_line, open_store, space_of, storage_flag, user_errors
 from l2l.runs.cli.export import export_csv, export_json, format_of
-from l2l.runs.cli.formatting import MetricView, describe, fmt, joined, placement_line
+from l2l.runs.cli.formatting import (
+    MetricView,
+    describe,
+    fmt,
+    joined,
+    placement_line,
+    pruned_at,
+    pruned_mark,
+    pruned_note,
+)
 from l2l.runs.cli.ranking import (
     ByOpt,
     check_by,
@@ -160,6 +169,9 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
         f"children: {counts['done']} done, {counts['failed']} failed, {in_flight(run, counts['running'], state)}, "
         f"{counts['queued']} queued, of {run.n_children}",
     ]
+    pruned = sum(pruned_at(c) is not None for c in store.children(run_id, "done")) if run.config.get("pruner") else 0
+    if pruned:
+        lines[-1] += f"; {pruned} of the done stopped early by the {run.config['pruner']} pruner"
     if run.config.get("weight_sharing") is not None:
         lines[-1] = sharing_line(store, run, counts)
     if run.error:
@@ -226,7 +238,8 @@ def runs_top(
                 metrics = mean_metrics(arch.children)
                 table.add_row(
                     str(place),
-                    ",".join(str(c.number) for c in arch.children[:4]) + ("..." if len(arch.children) > 4 else ""),
+                    ",".join(f"{c.number}{pruned_mark(c)}" for c in arch.children[:4])
+                    + ("..." if len(arch.children) > 4 else ""),
                     str(arch.estimate.n),
                     estimate_text(arch),
                     view.val(metrics, metrics.get("val_acc"), metrics.get("val_loss")),
@@ -235,7 +248,7 @@ def runs_top(
                     describe(run, arch.child.spec),
                 )
             console.print(table)
-            for note in (ranking.doubt(), transform_note(run, by)):
+            for note in (ranking.doubt(), transform_note(run, by), pruned_note([c for a in archs for c in a.children])):
                 if note:
                     console.print(f"[yellow]note:[/] {note}", highlight=False)
             return
@@ -249,7 +262,7 @@ def runs_top(
         for place, c in enumerate(top, start=1):
             table.add_row(
                 str(place),
-                str(c.number),
+                f"{c.number}{pruned_mark(c)}",
                 *([sharing_role(c, retrained)] if sharing else []),
                 fmt(c.reward) + (" shared" if sharing and c.status != "done" else ""),
                 view.val(c.metrics, c.val_acc, c.val_loss),
@@ -258,6 +271,9 @@ def runs_top(
                 describe(run, c.spec),
             )
         console.print(table)
+        note = pruned_note(top)
+        if note:
+            console.print(f"[yellow]note:[/] {note}", highlight=False)
 
 
 @app.command("best")
