@@ -88,12 +88,13 @@ def test_reevaluation_races_the_top_and_the_strategy_learns_means() -> None:
     again = 0
     seen: dict[tuple[int, ...], list[float]] = {}  # every reward of each architecture so far
     expected: list[float] = []  # what the strategy should learn: its proposals' architecture means
-    for _ in range(30):
+    for batch in range(30):
         proposals = c.propose(4)
-        for p in proposals:
+        for i, p in enumerate(proposals):
             if p.policy_version == REEVALUATION:
                 again += 1
                 assert c.evaluations.count(c.key(p.tokens)) >= 1, "only an evaluated architecture is re-evaluated"
+                assert again <= 0.15 * (4 * batch + i + 1), "at any point, within reeval_share of the proposals"
         rewards = [noisy(p.tokens, rng) for p in proposals]
         for p, r in zip(proposals, rewards, strict=True):
             seen.setdefault(c.key(p.tokens), []).append(r)
@@ -101,7 +102,7 @@ def test_reevaluation_races_the_top_and_the_strategy_learns_means() -> None:
         expected += [sum(seen[c.key(p.tokens)]) / len(seen[c.key(p.tokens)]) for p in own]
         c.update(proposals, rewards)
     assert [r for _, r in spy.learned] == pytest.approx(expected)
-    assert 0 < again <= 0.15 * 120 + 1  # within reeval_share of the proposals
+    assert 0 < again <= 0.15 * 120  # within reeval_share of the proposals
     assert c.evaluations.total == 120 and len(spy.learned) == 120 - again
     # the strategy's reward for each of its proposals is its architecture's mean at that time; for an
     # architecture it proposed once and that was never re-evaluated, that is its one reward
@@ -127,6 +128,7 @@ def test_the_top_races_the_challenger_with_the_highest_upper_bound(challengers: 
     c.update(repeats, [m + w for m in (0.80, 0.79) for w in wiggle[1:]])
     estimates = {e.key: e for e in c.evaluations.estimates()}
     assert [estimates[k].n for k in (a, b, third)] == [6, 6, 1]
+    c.note_proposed([Proposal(tuple(t), 0.0, 0.0, 0) for t in c.draw(20)])  # room within reeval_share (0.15)
     proposal = c.propose(1)[0]
     assert proposal.policy_version == REEVALUATION
     assert proposal.tokens == {"a": a, "c": third}[chosen]
@@ -220,8 +222,9 @@ def test_exact_rewards_and_noiseless_rewards_stop_reevaluation() -> None:
         seen += [p.policy_version == REEVALUATION for p in proposals]
         measured.update(proposals, [sum(p.tokens) / 10 for p in proposals])
     assert isinstance(measured, ReevaluatedController) and measured.evaluations.noise_sd() == 0.0
-    # two repeats to measure the noise, then none: a zero noise leaves nothing to confirm
-    assert sum(seen) == 2 and not any(seen[20:])
+    # repeats until two measure the noise (random search's own duplicates count), then none: a zero noise
+    # leaves nothing to confirm
+    assert 1 <= sum(seen) <= 2 and not any(seen[20:])
 
 
 def test_the_screen_sees_repeated_evaluations() -> None:
