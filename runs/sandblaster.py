@@ -32,17 +32,21 @@ if TYPE_CHECKING:
 class GradientWorker:
     """A Ray actor holding a copy of the child's model and the training set: the loss and gradient of a shard."""
 
-    def __init__(self, model: nn.Module, train: Split, slow: float = 1.0) -> None:
+    def __init__(self, model: nn.Module, train: Split, slow: float = 1.0, seed: int = 0) -> None:
         torch.set_num_threads(1)
-        self.model, self.train, self.slow = model, train, slow
+        self.model, self.train, self.slow, self.seed = model, train, slow, seed
 
     def node(self) -> str:
         """The Ray node this worker runs on."""
         return str(ray_module().get_runtime_context().get_node_id())
 
-    def shard(self, flat: np.ndarray, start: int, stop: int) -> tuple[float, np.ndarray, int, int]:
-        """(sum of losses, gradient of that sum, correct predictions, examples) of examples start:stop at ``flat``."""
+    def shard(self, flat: np.ndarray, start: int, stop: int, evaluation: int = 0) -> tuple[float, np.ndarray, int, int]:
+        """(sum of losses, gradient of that sum, correct predictions, examples) of examples start:stop at ``flat``,
+        in the coordinator's ``evaluation``. Its random draws (dropout) are seeded by the child's seed, the
+        evaluation and the shard, not by the worker's history: which worker computes a shard, or a backup copy of
+        it, changes nothing, and the same seed trains the same network."""
         began = time.perf_counter()
+        torch.manual_seed((self.seed * 1_000_003 + evaluation) * 1_000_003 + start)
         x, y = self.train.x[start:stop], self.train.y[start:stop]
         loss, grad, correct = gradient(self.model, torch.tensor(flat), x, y, reduction="sum")
         if self.slow > 1:  # a straggler: as if its machine were ``slow`` times slower
@@ -68,6 +72,7 @@ class Sandblaster:
         self.backups_won = 0
         self.nodes: set[str] = set()
         self._refs: tuple[Any, Any] | None = None
+        self.seed = 0
 
     def start(
         self, model: nn.Module, train: Split, config: TrainConfig, optimizer_factory: OptimizerFactory, seed: int
@@ -84,6 +89,7 @@ class Sandblaster:
             )
         ray = ray_module()
         p = self.parallel
+        self.seed = seed
         self._refs = (ray.put(_cpu_copy(model)), ray.put(train))
         self.group = worker_group(p, p.workers)
         self.workers = [self._worker(i) for i in range(p.workers)]
@@ -100,7 +106,7 @@ class Sandblaster:
     def _worker(self, index: int) -> Any:
         assert self._refs is not None
         cls = in_bundle(ray_module().remote(GradientWorker), self.group, index, self.parallel)
-        return cls.remote(self._refs[0], self._refs[1], self.parallel.slowdown(index))
+        return cls.remote(self._refs[0], self._refs[1], self.parallel.slowdown(index), self.seed)
 
     def epoch(
         self, model: nn.Module, train: Split, perm: torch.Tensor, guard: LossGuard, epoch: int
@@ -139,7 +145,8 @@ class Sandblaster:
                     break
                 worker = idle.pop(0)
                 start, stop = self.units[unit]
-                running[self.workers[worker].shard.remote(ref, start, stop)] = (unit, worker, copies[unit] > 0)
+                call = self.workers[worker].shard.remote(ref, start, stop, self.evaluations)
+                running[call] = (unit, worker, copies[unit] > 0)
                 copies[unit] += 1
             ready, _ = ray.wait(list(running) + list(self.busy), num_returns=1)
             call = ready[0]
