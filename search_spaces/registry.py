@@ -6,6 +6,7 @@ import importlib.util
 import json
 import random
 import sys
+from collections.abc import Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
@@ -197,9 +198,15 @@ def validate_space(space: SearchSpace, samples: int = 32) -> None:
     """
     label = f"search space {space.name!r}"
     try:
-        decisions = list(space.decisions())
+        given = space.decisions()
     except Exception as exc:  # plugin code
         raise PluginError(f"{label}: decisions() raised {exc!r}") from exc
+    if isinstance(given, Mapping | str | bytes) or not isinstance(given, Iterable):  # not l2l's to fail on
+        raise PluginError(
+            f"{label}: decisions() returned {type(given).__name__} {given!r:.80}; it must return a list of "
+            "Decision (Decision.categorical(...) or Decision.anchor(...))"
+        )
+    decisions = list(given)
     if not decisions:
         raise PluginError(f"{label}: it declares no decisions")
     odd = next((d for d in decisions if not isinstance(d, Decision)), None)

@@ -361,6 +361,8 @@ def test_a_plugins_describe_graph_or_decisions_that_misbehave_are_one_line_not_a
         "    name = 'loose'\n"
         "    def decisions(self): return [{'name': 'a', 'options': [1, 2]}]\n"
         "    def evaluate(self, spec, ctx): return Result(reward=1.0)\n"
+        "class Forgot(Loose):\n"
+        "    def decisions(self): [Decision.categorical('a', [1, 2])]\n"
         "class Tangled(SearchSpace):\n"
         "    name = 'tangled'\n"
         "    def decisions(self): return [Decision.categorical('a', [1, 2])]\n"
@@ -372,6 +374,10 @@ def test_a_plugins_describe_graph_or_decisions_that_misbehave_are_one_line_not_a
     runner, storage = CliRunner(), ["--storage", f"sqlite:///{tmp_path / 'o.db'}"]
     loose = runner.invoke(app, ["spaces", "show", f"{tmp_path / 'odd.py'}:Loose"], env={"COLUMNS": "300"})
     assert loose.exit_code == 1 and "decisions() gave dict {'name': 'a'" in loose.output
+    forgot = runner.invoke(app, ["spaces", "show", f"{tmp_path / 'odd.py'}:Forgot"], env={"COLUMNS": "300"})
+    assert forgot.exit_code == 1 and "decisions() returned NoneType None; it must return a list of Decision" in (
+        forgot.output
+    )  # was: decisions() raised TypeError("'NoneType' object is not iterable"), l2l's own failure
     args = ["search", "--space", f"{tmp_path / 'odd.py'}:Tangled", "-n", "2", "--executor", "local", "-q"]
     assert runner.invoke(app, [*args, *storage]).exit_code == 0
     for command in (["runs", "top", "1"], ["runs", "best", "1"]):

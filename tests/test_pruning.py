@@ -45,7 +45,10 @@ def test_pruner_stops_children_early_and_saves_epochs(tmp_path: Path, pruner: st
     for by in ("single", "mean"):
         listed = CliRunner().invoke(app, ["runs", "top", str(run), "-k", "24", "--by", by, "--storage", url],
                                     env={"COLUMNS": "300"}).output  # fmt: skip
-        assert len(re.findall(r"\(pruned @\d", listed)) == len(pruned) and "stopped by the run's pruner after epoch k" in listed
+        assert (
+            len(re.findall(r"\(pruned @\d", listed)) == len(pruned)
+            and "stopped by the run's pruner after epoch k" in listed
+        )
     if pruner == "median":
         # Optuna's rule, checked from the store: a child stops when its best value so far is below the
         # median, at that epoch, of the children that ran to the end before it (one at a time here)
