@@ -158,7 +158,7 @@ class MacroSpace(DatasetSpace):
             ["input"]
             + [
                 f"L{i}: {layer.kernel[1] if not self.two_d else f'{layer.kernel[0]}x{layer.kernel[1]}'}"
-                f" x{layer.filters}"
+                f" x{layer.filters}" + (f" /{layer.stride}" if layer.stride > 1 else "")  # as describe() writes it
                 for i, layer in enumerate(layers)
             ]
             + ["classifier"]

@@ -74,3 +74,12 @@ def test_growing_depth_schedule_and_2d_decisions() -> None:
         "l1_filters",
         "l1_inputs",
     ]
+
+
+def test_the_drawn_graph_names_each_layers_stride_as_the_description_does() -> None:
+    space = load_space("macro", {"layers": 2, "strides": True})
+    values = {"l0_width": 5, "l0_filters": 24, "l0_stride": 2, "l1_width": 3, "l1_filters": 36, "l1_stride": 1}
+    first = space.decode([0] * len(token_sizes(space.decisions())))
+    spec = Spec(space="macro", choices=tuple({**first.as_dict(), **values}.items()))
+    assert space.describe(spec).startswith("L0[5x24/2<-in] L1[3x36")
+    assert space.graph(spec)["nodes"][1:3] == ["L0: 5 x24 /2", "L1: 3 x36"]
