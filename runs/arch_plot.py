@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,8 +16,10 @@ ARCH_DPI, ARCH_MAX_WIDTH = 110, 12.0  # inches: at most 1,320 pixels wide, with 
 EDGE_LABEL = "#7a1f1f"
 
 
-def _components(n_nodes: int, edges: list[tuple[int, int, str]]) -> list[list[int]]:
-    """The graph's weakly connected parts, each a sorted list of nodes (a micro space's normal and reduction cell)."""
+def _components(n_nodes: int, edges: list[tuple[int, int, str]], labels: list[str] | None = None) -> list[list[int]]:
+    """The graph's weakly connected parts, each a sorted list of nodes (a micro space's normal and reduction cell).
+    A node no edge touches joins the neighbour whose label starts with the same word (``reduce: c[k-2]`` joins
+    ``reduce: c[k-1]``, not the ``normal out`` before it), else the one before it."""
     parent = list(range(n_nodes))
 
     def root(k: int) -> int:
@@ -28,9 +31,14 @@ def _components(n_nodes: int, edges: list[tuple[int, int, str]]) -> list[list[in
     for i, j, _ in edges:
         parent[root(i)] = root(j)
     joined = {k for i, j, _ in edges for k in (i, j)}
+
+    def word(k: int) -> str:
+        return re.split(r"[:\s]", labels[k], maxsplit=1)[0] if labels else ""
+
     for k in range(n_nodes):  # an input no op reads stays beside its neighbour, not on a row of its own
         if k not in joined and n_nodes > 1:
-            parent[root(k)] = root(k - 1 if k else 1)
+            near = [m for m in (k + 1, k - 1) if 0 <= m < n_nodes and word(m) == word(k) and labels]
+            parent[root(k)] = root(near[0] if near else (k - 1 if k else 1))
     parts: dict[int, list[int]] = {}
     for k in range(n_nodes):
         parts.setdefault(root(k), []).append(k)
@@ -79,7 +87,7 @@ def arch_figure(graph: dict[str, Any], title: str) -> Figure:
     for i, j, _ in edges:
         if not (0 <= i < len(nodes) and 0 <= j < len(nodes)):
             raise PlotError(f"edge {i} -> {j} refers to a node that does not exist (nodes 0..{len(nodes) - 1})")
-    parts = _components(len(nodes), edges) if nodes else [[]]
+    parts = _components(len(nodes), edges, [str(n) for n in nodes]) if nodes else [[]]
     widest = max(len(p) for p in parts)
     chars = max([len(line) for n in nodes for line in n.splitlines()] + [1])  # a node's widest line
     step = 2.0 + 0.06 * chars  # room for the node boxes' text between nodes

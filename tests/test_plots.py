@@ -15,7 +15,7 @@ import pytest
 from l2l.runs.arch_plot import arch_figure, plot_arch
 from l2l.runs.plots import PlotError, benchmark_figure, progress_figure, save, update_points
 from l2l.runs.store import ChildRecord, RunRecord, UpdateRecord
-from l2l.search_spaces import load_space
+from l2l.search_spaces import load_space, token_sizes
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -133,6 +133,26 @@ def test_arch_is_readable_and_no_two_op_labels_overlap(graph: dict[str, Any], tm
 
     width, height = Image.open(plot_arch(graph, "a title", tmp_path / "arch.png")).size
     assert 600 <= width <= 1400 and height <= 1600, (width, height)  # a micro cell was 3344 x 1430
+
+
+def test_an_input_no_op_reads_is_drawn_in_its_own_cells_row() -> None:
+    """A reduction cell that never reads c[k-2]: that input was drawn in the normal cell's row, after its output."""
+    import random
+
+    space, rng = load_space("micro"), random.Random(0)
+    sizes = token_sizes(space.decisions())
+    for _ in range(2000):
+        graph = space.graph(space.decode(tuple(rng.randrange(k) for k in sizes)))
+        touched = {k for i, j, _ in graph["edges"] for k in (i, j)}
+        lone = [k for k, name in enumerate(graph["nodes"]) if k not in touched]
+        if [graph["nodes"][k] for k in lone] == ["reduce: c[k-2]"]:
+            break
+    else:
+        raise AssertionError("no such cell drawn")
+    fig = arch_figure(graph, "a title")
+    rows = [{t.get_text() for t in ax.texts if t.get_text() in graph["nodes"]} for ax in fig.axes]
+    assert any({"reduce: c[k-2]", "reduce: c[k-1]", "reduce out"} <= row for row in rows), rows
+    assert not any("normal out" in row and "reduce: c[k-2]" in row for row in rows), rows
 
 
 def test_a_file_type_matplotlib_cannot_write_is_one_error() -> None:
