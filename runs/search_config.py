@@ -57,6 +57,8 @@ class SearchConfig:
         object.__setattr__(self, "space", absolute_ref(self.space))  # a file plugin's path, from anywhere
         if self.children < 1:
             raise SearchError(f"children must be >= 1, got {self.children}")
+        if not 0 <= self.seed < 2**31:  # Optuna's samplers and numpy take seeds in [0, 2**32); children add theirs
+            raise SearchError(f"seed must be in [0, 2**31), got {self.seed}")
         if self.batch == 0:
             try:
                 object.__setattr__(self, "batch", default_batch(self.strategy))

@@ -83,6 +83,11 @@ CASES = [
         1,
         "error: search setting children must be an integer, got 'many'",
     ),
+    (  # Optuna's samplers took it and failed with a traceback (numpy's "Seed must be between 0 and 2**32 - 1")
+        ["search", "--space", "toy", "--strategy", "tpe", "--seed", "-1", "--storage", "{db}"],
+        1,
+        "error: seed must be in [0, 2**31), got -1",
+    ),
     (  # a config file's executor table is typed by TOML: a wrong type was a TypeError's traceback from Ray's side
         ["search", "--space", "toy", "--config", "{tmp}/four.toml", "--storage", "{db}"],
         1,

@@ -250,6 +250,12 @@ def search(
                 "on them says nothing about transfer there (docs/optimizer-search.md)[/]",
                 highlight=False,
             )
+        if cfg.weight_sharing is None and cfg.batch > cfg.children and resume is None:
+            err_console.print(
+                f"[yellow]note: batch {cfg.batch} is more than children {cfg.children}: the strategy learns once, "
+                "at the end; a smaller --batch lets it learn during the search[/]",
+                highlight=False,
+            )
         where = getattr(run, "executor", None) and getattr(run.executor, "where", None)
         if where:
             console.print(escape(where), highlight=False)
