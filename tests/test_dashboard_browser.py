@@ -139,6 +139,9 @@ def test_an_answer_that_arrives_late_does_not_overwrite_a_filtered_table(live: d
 
     page.route(lambda url: "/api/runs/2/children?" in url, route)
     page.goto(f"{live['base']}/runs/2")
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while not held and time.monotonic() < deadline:  # the page asked for the unfiltered table (slow on a busy machine)
+        page.wait_for_timeout(50)
     page.select_option("#status-filter", "failed")
     page.wait_for_function("(() => { const rows = [...document.querySelectorAll('#children tbody tr')]; "
                            "return rows.length > 0 && rows.every(r => r.className === 'failed'); })()")  # fmt: skip
