@@ -26,22 +26,26 @@ def reach(address: str, timeout: float = REACH_TIMEOUT_S) -> None:
             f"cannot reach the Ray cluster at {address!r} within {timeout:g}s: {exc.strerror or exc}; "
             "is `ray start --head` running there?"
         ) from None
-    if grpc is False:  # Ray would retry for most of a minute before it said the same
+    if grpc is not None and grpc != "settings":  # Ray would retry for most of a minute before it said the same
         usual = "its Ray client server's port (10001 unless" if "://" in address else "its port (6379 unless"
-        raise ExecutorError(
-            f"{address!r} is not a Ray head: something else listens on port {port} (it does not speak gRPC); "
-            f"pass the address `ray start --head` printed there, {usual} --port was given)"
+        what = (
+            f"something else listens on port {port} (it does not speak gRPC)"
+            if grpc == "other"
+            else f"port {port} accepted the connection and closed it without a gRPC answer (another service, or a "
+            "tunnel with no head behind it)"
         )
+        raise ExecutorError(f"{address!r} is not a Ray head: {what}; pass the address `ray start --head` printed "
+                            f"there, {usual} --port was given)")  # fmt: skip
 
 
 GRPC_TIMEOUT_S = 3.0
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + an empty SETTINGS frame
 
 
-def speaks_grpc(conn: socket.socket, timeout: float) -> bool | None:
-    """Whether the server on ``conn`` speaks HTTP/2 as a gRPC server (Ray's head, and its client server) does:
-    it answers the client preface with a SETTINGS frame. None when that cannot be told: TLS on (RAY_USE_TLS),
-    or no answer within ``timeout`` seconds."""
+def speaks_grpc(conn: socket.socket, timeout: float) -> str | None:
+    """How the server on ``conn`` answers HTTP/2's client preface: "settings" as a gRPC server (Ray's head, and
+    its client server) does, "other" for any other answer, "closed" when it closes or resets the connection.
+    None when that cannot be told: TLS on (RAY_USE_TLS), or no answer within ``timeout`` seconds."""
     if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
         return None
     conn.settimeout(timeout)
@@ -54,10 +58,12 @@ def speaks_grpc(conn: socket.socket, timeout: float) -> bool | None:
                 break
             answer += chunk
     except TimeoutError:
-        return None if not answer else False
+        return None if not answer else "other"
     except OSError:  # reset by a server that took the preface for garbage
-        return False
-    return len(answer) == 9 and answer[3] == 4
+        return "closed" if not answer else "other"
+    if not answer:
+        return "closed"
+    return "settings" if len(answer) == 9 and answer[3] == 4 else "other"
 
 
 def head_alive(address: str, timeout: float = 2.0) -> bool:

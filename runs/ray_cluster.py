@@ -95,6 +95,12 @@ def check_join(address: str) -> tuple[str, bool]:
             raise ExecutorError(f"cannot join {where}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
         if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
             raise ExecutorError(f"{where} refused this machine's Ray token: {TOKEN_HELP}") from None
+        mode = os.environ.get("RAY_AUTH_MODE")
+        if mode is not None:  # set, and not to token: l2l leaves the user's choice alone
+            raise ExecutorError(
+                f"{where} uses token authentication, and RAY_AUTH_MODE={mode} here turns it off: unset it or set "
+                "RAY_AUTH_MODE=token, with the head's token (`ray get-auth-token` there) in ~/.ray/auth_token"
+            ) from None
         if not _enable_token_auth():
             raise ExecutorError(f"{where} uses token authentication; this machine has no token: {TOKEN_HELP}") from None
         try:

@@ -46,7 +46,7 @@ class GradientWorker:
         evaluation and the shard, not by the worker's history: which worker computes a shard, or a backup copy of
         it, changes nothing, and the same seed trains the same network."""
         began = time.perf_counter()
-        torch.manual_seed((self.seed * 1_000_003 + evaluation) * 1_000_003 + start)
+        torch.manual_seed(((self.seed * 1_000_003 + evaluation) * 1_000_003 + start) % (2**63 - 1))  # a long long
         x, y = self.train.x[start:stop], self.train.y[start:stop]
         loss, grad, correct = gradient(self.model, torch.tensor(flat), x, y, reduction="sum")
         if self.slow > 1:  # a straggler: as if its machine were ``slow`` times slower

@@ -137,6 +137,12 @@ class Search:
         run = store.get_run(run_id)
         if run.status == "done":
             raise SearchError(f"run {run_id} is already done ({run.n_children} children); nothing to resume")
+        counts = store.count_children(run_id)
+        if run.status == "failed" and counts["done"] + counts["failed"] >= run.n_children:
+            raise SearchError(
+                f"run {run_id} ended with every child recorded ({counts['failed']} failed, {counts['done']} done); "
+                "nothing to resume"
+            )
         alive = live_driver(run)
         if alive is not None:
             raise SearchError(f"run {run_id} is still running: {alive}")

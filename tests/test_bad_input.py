@@ -209,7 +209,7 @@ class OtherService:
     """A TCP server that is no Ray head: it answers whatever it is sent with a line (as Redis does), or closes
     the connection (as PostgreSQL does for bytes that are not its startup message)."""
 
-    def __init__(self, answer: bytes) -> None:
+    def __init__(self, answer: bytes | None) -> None:
         import socket
         import threading
 
@@ -226,6 +226,9 @@ class OtherService:
                 return
             with conn:
                 conn.recv(64)
+                if self.answer is None:  # silent: holds the connection until the client leaves
+                    conn.recv(64)
+                    continue
                 conn.sendall(self.answer)
 
 
@@ -243,11 +246,30 @@ def test_an_address_where_another_service_listens_is_named_at_once(
         main()
     service.sock.close()
     usual = "its Ray client server's port (10001 unless" if scheme else "its port (6379 unless"
+    what = (
+        f"something else listens on port {service.port} (it does not speak gRPC)"
+        if answer
+        else f"port {service.port} accepted the connection and closed it without a gRPC answer (another service, "
+        "or a tunnel with no head behind it)"
+    )
     assert exit_info.value.code == 1
     assert capsys.readouterr().err.strip().splitlines() == [
-        f"error: '{address}' is not a Ray head: something else listens on port {service.port} (it does not speak "
-        f"gRPC); pass the address `ray start --head` printed there, {usual} --port was given)"
+        f"error: '{address}' is not a Ray head: {what}; pass the address `ray start --head` printed there, {usual} "
+        "--port was given)"
     ]
+
+
+@pytest.mark.parametrize("answer", [bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]), None], ids=["settings", "silent"])
+def test_a_grpc_server_or_one_that_cannot_be_told_is_left_to_ray(answer: bytes | None) -> None:
+    """A server that answers HTTP/2's preface with SETTINGS (a Ray head does: checked against `ray start --head`)
+    passes, as does one that says nothing in time (TLS, a slow link): Ray decides there."""
+    from l2l.runs.ray_address import reach
+
+    service = OtherService(answer)
+    try:
+        reach(f"127.0.0.1:{service.port}", timeout=0.5)
+    finally:
+        service.sock.close()
 
 
 @pytest.mark.parametrize("group", [[], ["spaces"], ["runs"], ["plot"], ["optimizers"]])

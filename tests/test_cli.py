@@ -192,6 +192,10 @@ def test_export_takes_its_format_from_the_file_and_best_names_a_run_whose_childr
 
     assert Store(storage).get_run(1).status == "failed"  # nothing to name: not "done" (the dashboard says failed)
     assert Store(storage).get_run(1).error == "no child succeeded (2 failed)"
+    again = runner.invoke(app, ["search", "--resume", "1", "--storage", storage])
+    assert again.exit_code == 1 and "run 1 ended with every child recorded (2 failed, 0 done); nothing to resume" in (
+        " ".join(again.output.split())
+    )
     expected = "no child of run 1 succeeded (2 failed; their reasons: `l2l runs export 1`)"
     for command in (["best"], ["best", "--by", "single"], ["top"], ["top", "--by", "single"]):
         result = runner.invoke(app, ["runs", command[0], "1", *command[1:], "--storage", storage])

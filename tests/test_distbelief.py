@@ -213,6 +213,8 @@ def test_a_sandblaster_shard_with_dropout_does_not_depend_on_the_worker_that_com
     assert first[0] == second[0] and (first[1] == second[1]).all()
     other = here.shard(flat, 0, 60, evaluation=3)  # another evaluation draws other masks: still dropout
     assert other[0] != first[0]
+    largest = GradientWorker(model, data.train, seed=2**31 - 2)  # a child's seed can be up to 2**31 - 2
+    assert largest.shard(flat, 60, 120, evaluation=10_000)[3] == 60
 
 
 def test_a_shard_applies_pushes_with_its_optimizer_and_drops_those_staler_than_the_bound() -> None:

@@ -312,3 +312,23 @@ def test_retraining_a_space_that_reads_its_own_epochs_sets_them(tmp_path: Path) 
     assert "retrained: reward 3.0000" in again, again  # without the flag: the run's own setting
     steps = runner.invoke(app, ["runs", "best", "1", "--retrain", "--steps", "5", "--storage", storage])
     assert steps.exit_code == 1 and "--steps does not apply" in steps.output, steps.output
+
+
+class LooseEpochs(OwnEpochs):
+    """Takes its options through ``**options`` and keeps none of them: --epochs cannot be said to apply."""
+
+    def __init__(self, **options: Any) -> None:
+        SearchSpace.__init__(self, **options)
+        self.epochs = 30
+
+
+def test_a_space_that_takes_options_loosely_and_drops_epochs_is_not_said_retrained_for_them(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    ref = str(Path(__file__).resolve()) + ":LooseEpochs"
+    runner = CliRunner()
+    out = runner.invoke(app, ["search", "--space", ref, "--executor", "local", "-n", "2", "--storage", storage])
+    assert out.exit_code == 0, out.output
+    best = runner.invoke(app, ["runs", "best", "1", "--retrain", "--epochs", "7", "--storage", storage])
+    assert best.exit_code == 1 and "was rebuilt with epochs=7 and did not keep it (its epochs is 30)" in " ".join(
+        best.output.split()
+    ), best.output

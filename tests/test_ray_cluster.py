@@ -140,6 +140,12 @@ def test_joining_a_cluster_with_token_authentication_and_losing_it(tmp_path: Pat
             error = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
             assert refused.returncode == 1 and len(error) == 1 and says in error[0], refused.stderr
             assert "~/.ray/auth_token here" in error[0] and "InvalidAuthToken" not in refused.stderr
+        # the user turned Ray's authentication off here: that is what to change
+        off = {**_home(tmp_path, "off", token), "L2L_STORAGE": store, "RAY_AUTH_MODE": "disabled"}
+        refused = _search(off, *base, "-n", "3")
+        error = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+        assert refused.returncode == 1 and len(error) == 1, refused.stderr
+        assert "uses token authentication, and RAY_AUTH_MODE=disabled here turns it off" in error[0]
         # the cluster goes away mid-run: one line, and the run is not left `running`
         sleepy = ["--space", f"{PLUGINS / 'spaces.py'}:Sleepy", "-S", "delay=1.5", "-n", "8", "--strategy", "random"]
         l2l = [sys.executable, "-c", "from l2l.runs.cli import main; main()", "search"]

@@ -55,6 +55,8 @@ class MetricView:
         """The validation figure: `Result.val_acc` (`Result.val_loss` where the view shows a loss), or
         ``info["val_<metric>"]`` where a space keeps it there."""
         value = val_loss if self.validation == "loss" else val_acc
+        if value is None and self.validation == "loss":  # a space that declares "loss" and keeps it in val_acc
+            value = val_acc
         if value is None:
             value = (metrics.get("info") or {}).get(f"val_{self.validation}")
         return fmt(value)

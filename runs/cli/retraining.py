@@ -30,13 +30,13 @@ def retrain_budget(
 ) -> dict[str, int]:
     """The budget of a retraining from ``--epochs`` and ``--steps``; one the space does not train by is refused,
     not ignored. What it trains by is its ``budget_keys`` (`SearchSpace.budget_keys`); a plugin that declares
-    none but has an ``epochs`` or ``steps`` setting trains by that. A space whose retraining would measure
-    nothing new (`SearchSpace.retrain_refusal`) is refused with what measures it instead."""
+    none but takes an ``epochs`` or ``steps`` option (`option_taken`) trains by that. A space whose retraining
+    would measure nothing new (`SearchSpace.retrain_refusal`) is refused with what measures it instead."""
     refusal = space.retrain_refusal()
     if refusal:
         raise UsageError(f"run {run_id} is not retrained: {refusal.replace('RUN:', f'{run_id}:')}")
     budget = {k: v for k, v in (("epochs", epochs), ("steps", steps)) if v is not None}
-    takes = list(space.budget_keys) or [k for k in ("epochs", "steps") if hasattr(space, k)]
+    takes = list(space.budget_keys) or [k for k in ("epochs", "steps") if option_taken(space, k)]
     if budget and not takes and not space.exact_rewards():
         raise UsageError(
             f"space {name!r} declares no training budget (SearchSpace.budget_keys): --{next(iter(budget))} "
@@ -51,6 +51,22 @@ def retrain_budget(
     return budget
 
 
+def option_taken(space: SearchSpace, key: str) -> bool:
+    """Whether ``space``'s constructor takes ``key`` as an option: by name, or through ``**options`` when the
+    space keeps it under that name (``self.epochs``); a space without a constructor of its own takes none."""
+    from l2l.search_spaces import SearchSpace
+
+    cls = type(space)
+    if cls.__init__ is SearchSpace.__init__:
+        return False
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
+    loose = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return key in params or (loose and hasattr(space, key))
+
+
 def budget_space(
     space: SearchSpace, run: Any, store: Store, budget: dict[str, int]
 ) -> tuple[SearchSpace, dict[str, int]]:
@@ -62,18 +78,18 @@ def budget_space(
         return space, budget
     from l2l.search_spaces import SpaceError, load_space
 
-    takes = inspect.signature(type(space).__init__).parameters
-    loose = any(p.kind is p.VAR_KEYWORD for p in takes.values())
-    key = next((k for k in budget if k not in takes), None)
-    if key is not None and not loose:
-        raise UsageError(
-            f"space {run.space!r} declares no training budget (SearchSpace.budget_keys) and takes no {key} "
-            f"option: --{key} would change nothing; retrain without it"
-        )
     try:
         rebuilt = load_space(run.space, {**dict(run.config.get("space_options") or {}), **budget}, validate=False)
     except SpaceError as exc:
         raise UsageError(f"cannot rebuild the space {run.space!r} of run {run.id} with {budget}: {exc}") from None
+    named = inspect.signature(type(space)).parameters
+    ignored = [k for k, v in budget.items() if k not in named and getattr(rebuilt, k, None) != v]
+    if ignored:  # taken through **options and not kept: nothing says it would train for that
+        raise UsageError(
+            f"space {run.space!r} was rebuilt with {ignored[0]}={budget[ignored[0]]} and did not keep it "
+            f"(its {ignored[0]} is {getattr(rebuilt, ignored[0], None)!r}): declare budget_keys to retrain it "
+            f"for --{ignored[0]}"
+        )
     rebuilt.use_pinned_data(store.space_data(run.id))
     return rebuilt, {}
 

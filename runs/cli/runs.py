@@ -248,7 +248,8 @@ def runs_top(
                     describe(run, arch.child.spec),
                 )
             console.print(table)
-            for note in (ranking.doubt(), transform_note(run, by), pruned_note([c for a in archs for c in a.children])):
+            shown = [c for a in archs for c in a.children[:4]]  # the children the table lists
+            for note in (ranking.doubt(), transform_note(run, by), pruned_note(shown)):
                 if note:
                     console.print(f"[yellow]note:[/] {note}", highlight=False)
             return

@@ -250,7 +250,8 @@ def search(
                 "on them says nothing about transfer there (docs/optimizer-search.md)[/]",
                 highlight=False,
             )
-        if cfg.weight_sharing is None and cfg.batch > cfg.children and resume is None:
+        learns = not cfg.strategy.startswith("random")  # random search learns nothing from its batches
+        if cfg.weight_sharing is None and cfg.batch > cfg.children and resume is None and learns:
             err_console.print(
                 f"[yellow]note: batch {cfg.batch} is more than children {cfg.children}: the strategy learns once, "
                 "at the end; a smaller --batch lets it learn during the search[/]",
@@ -286,6 +287,7 @@ def run_shown(run: Any, display: Any) -> None:
     from l2l.runs.search import SearchInterrupted
 
     run.listener = display.on_event
+    _STOPPED_BY.clear()  # a process that runs several searches: this one's signal only
     try:
         with display:
             run.run()

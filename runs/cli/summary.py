@@ -52,7 +52,8 @@ def print_summary(store: Store, run_id: int, space: SearchSpace | None = None) -
     see = f" See `l2l {group} top {run_id}{where}` and `l2l plot progress {run_id}{where} -o progress.png`."
     see = see if archs else ""
     console.print(
-        f"run {run_id} done: {counts['done']} children trained, {counts['failed']} failed; {best}.{see}",
+        f"run {run_id} {'done' if counts['done'] or not counts['failed'] else 'failed'}: {counts['done']} children "
+        f"trained, {counts['failed']} failed; {best}.{see}",
         highlight=False,
     )
     if counts["done"] == 0 and counts["failed"] > 0:

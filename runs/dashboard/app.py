@@ -7,6 +7,7 @@ each reading the store in short transactions through `l2l.runs.dashboard.reader.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -272,8 +273,8 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
 
     def api_compare(request: Request) -> Response:
         ids = [int(p) for p in request.query_params.get("runs", "").split(",") if re.fullmatch(r"\s*[0-9]+\s*", p)][:12]
-        out = []
-        for run_id in ids:
+
+        def curve(run_id: int) -> dict[str, Any]:
             run = reader.run(run_id)
             rows, _ = reader.rewards(run)
             x, y = series.best_so_far([n for n, _, _ in rows], [r for _, _, r in rows])
@@ -283,11 +284,16 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
                 from l2l.runs.estimates import best_curve
 
                 space, _ = figures.space_of(run)
-                curve, mean = best_curve(reader.evaluations(run_id), space, points=series.MAX_POINTS)
+                found, mean = best_curve(reader.evaluations(run_id), space, points=series.MAX_POINTS)
                 if mean:
-                    x, y = [n for n, _ in curve], [b for _, b in curve]
+                    x, y = [n for n, _ in found], [b for _, b in found]
             # a weight-sharing run's curve is of shared-weight scores, not of children trained: the chart says so
-            out.append({"id": run_id, "x": x, "y": y, "shared": shared, "mean": mean})
+            return {"id": run_id, "x": x, "y": y, "shared": shared, "mean": mean}
+
+        # read again only when a run changed: the page polls every 2 s while any run is live
+        out = [
+            charts.get(("compare", run_id, reader.stamp(run_id)), functools.partial(curve, run_id)) for run_id in ids
+        ]
         return Json({"runs": out})
 
     def arch(request: Request) -> Response:
