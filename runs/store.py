@@ -105,6 +105,8 @@ class Store(SharingStore, Database):
         values: dict[str, Any] = {"status": status, "error": error, "updated_at": utcnow()}
         if status in ("done", "failed"):
             values["finished_at"] = utcnow()
+        elif status == "running":  # resumed: it has not finished (`runs show` said running, finished at ...)
+            values["finished_at"] = None
         with self.session_scope("set run status") as s:
             s.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
 
@@ -212,7 +214,7 @@ class Store(SharingStore, Database):
         if not rows:
             return
         numbers = [int(r["w_number"]) for r in rows]
-        with self.connection_scope(f"record child(ren) {', '.join(map(str, numbers))}") as conn:
+        with self.connection_scope(f"recording the result(s) of child(ren) {', '.join(map(str, numbers))}") as conn:
             res = conn.execute(_FINISH, rows)
             if res.rowcount != len(rows):  # name the missing ones; the transaction rolls back
                 found = set(

@@ -76,8 +76,12 @@ class Database:
             parent = self._sqlite_file.parent
             if not parent.is_dir():
                 raise StoreError(f"cannot open store {self.label}: directory {str(parent)!r} does not exist")
+        # a server's pooled connections can be cut under a long search (a restart, a failover, a pooler's reset,
+        # pg_terminate_backend): each is checked as it is taken from the pool, and a dead one replaced, rather
+        # than the search ending on its next write
+        kwargs = {"pool_pre_ping": parsed.get_backend_name() != "sqlite", **(engine_kwargs or {})}
         try:
-            self.engine: Engine = create_engine(url, **(engine_kwargs or {}))
+            self.engine: Engine = create_engine(url, **kwargs)
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
             raise StoreError(f"cannot open store {self.label}: {exc}") from exc
         if self.engine.dialect.name == "sqlite":

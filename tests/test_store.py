@@ -55,6 +55,26 @@ def test_run_lifecycle(store: Store) -> None:
     assert [r.id for r in store.list_runs()] == [run]
     with pytest.raises(StoreError, match="unknown run status 'paused'"):
         store.set_run_status(run, "paused")
+    store.set_run_status(run, "running")  # resumed: no longer finished
+    assert store.get_run(run).finished_at is None
+
+
+@pytest.mark.postgres
+def test_a_connection_the_server_cut_is_replaced_not_the_end_of_the_search(postgres_url: str) -> None:
+    """A server restart, failover or pg_terminate_backend between two writes ended a search on its next write."""
+    import sqlalchemy
+
+    store = Store(postgres_url)
+    run = make_run(store)
+    with store.engine.connect() as conn:  # the pooled connection the next write will take
+        pid = conn.scalar(sqlalchemy.text("SELECT pg_backend_pid()"))
+    admin = sqlalchemy.create_engine(postgres_url)
+    with admin.begin() as conn:
+        assert conn.scalar(sqlalchemy.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    admin.dispose()
+    store.set_run_status(run, "done")
+    assert store.get_run(run).status == "done"
+    store.close()
 
 
 def test_children_results_and_top(store: Store) -> None:
