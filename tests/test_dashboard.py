@@ -444,3 +444,32 @@ def test_the_best_is_the_one_runs_best_names_where_architectures_repeat(tmp_path
     assert compared["mean"] and compared["y"] == progress["best"]["y"] and compared["x"] == progress["best"]["x"]
     listed_cli = CliRunner().invoke(app, ["runs", "list", "--storage", url], env={"COLUMNS": "200"}).output
     assert f"{best.estimate.estimate:.4f}" in listed_cli
+
+
+def test_the_update_means_are_of_the_children_each_update_learned_from(tmp_path: Path) -> None:
+    """An asynchronous run: its updates learn from the children that finished, not from a proposal batch. The
+    chart drew per-batch means (0.09 for a last batch of one child) where `runs show` and the progress bar give
+    the updates' (0.7342)."""
+    from l2l.runs.dashboard.app import create_app
+    from l2l.runs.store import NewChild
+    from l2l.search_spaces import Result
+
+    url = f"sqlite:///{tmp_path / 'async.db'}"
+    store = Store(url)
+    run = store.create_run(space="toy", strategy="reinforce", config={"children": 5}, seed=0, n_children=5,
+                           code_version="test", name="async")  # fmt: skip
+    batches, rewards = [0, 0, 1, 1, 1], [0.1, 0.2, 0.3, 0.4, 0.5]
+    store.add_children(run, [NewChild(n, b, (n,), {"space": "toy", "values": []}, 0.0, 0.0, b)
+                             for n, b in enumerate(batches)])  # fmt: skip
+    for n, r in enumerate(rewards):
+        store.finish_child(run, n, Result(reward=r).to_json(), r)
+    learned = [[0, 2], [1, 3, 4]]  # finished out of order: each update took what had come back
+    for version, numbers in enumerate(learned, start=1):
+        mean = sum(rewards[n] for n in numbers) / len(numbers)
+        stats = {"loss": 0.0, "baseline": 0.0, "mean_reward": mean, "entropy": 1.0, "policy_version": version,
+                 "n": len(numbers), "extra": {"children": numbers}}  # fmt: skip
+        store.record_update(run, version - 1, stats, b"x", next_child=5)
+    progress = TestClient(create_app(url)).get(f"/api/runs/{run}/progress").json()
+    assert progress["batch_mean"]["x"] == [3, 5]  # after the newest child each learned from
+    assert progress["batch_mean"]["y"] == pytest.approx([0.2, (0.2 + 0.4 + 0.5) / 3])
+    assert progress["batch_mean"]["y"] == pytest.approx([u.mean_reward for u in store.updates(run)])

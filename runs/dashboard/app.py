@@ -169,7 +169,8 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
             run = reader.run(run_id)
             rows, failed = reader.rewards(run)
             shared = run.config.get("weight_sharing") is not None
-            chart = series.progress(rows, failed)
+            learned = [] if shared else reader.learned(run_id)
+            chart = series.progress(rows, failed, learned if all(learned) else [])
             if not shared and rows:  # repeated evaluations: the best estimated mean, as `runs best` names it
                 from l2l.runs.estimates import best_curve
 

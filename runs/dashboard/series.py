@@ -90,14 +90,38 @@ def batch_means(rows: Any) -> tuple[list[float], list[float]]:
     return means(after[order].tolist(), (sums / sizes)[order].tolist())
 
 
-def progress(rows: Sequence[tuple[int, int, float]], failed: Sequence[int]) -> dict[str, Any]:
-    """Every chart of a run's rewards from (number, batch, reward) of its finished children, in child order, and
-    the numbers of its failures."""
+def update_means(
+    rows: Sequence[tuple[int, int, float]], learned: Sequence[Sequence[int]]
+) -> tuple[list[float], list[float]]:
+    """The mean reward of the children each controller update learned from (``learned``: their numbers, per
+    update), placed after the newest of them and never before the update before it, as `l2l plot progress`
+    places them: in an asynchronous run an update's children are not one proposal batch."""
+    reward = {int(n): float(r) for n, _, r in rows}
+    xs: list[float] = []
+    ys: list[float] = []
+    at = 0
+    for numbers in learned:
+        if len(numbers) < 2:  # one child: its mean is its own reward, already drawn
+            continue
+        at = max([at, *(int(n) + 1 for n in numbers)])
+        found = [reward[int(n)] for n in numbers if int(n) in reward]
+        if found:
+            xs.append(float(at))
+            ys.append(sum(found) / len(found))
+    return means(xs, ys)
+
+
+def progress(
+    rows: Sequence[tuple[int, int, float]], failed: Sequence[int], learned: Sequence[Sequence[int]] = ()
+) -> dict[str, Any]:
+    """Every chart of a run's rewards from (number, batch, reward) of its finished children, in child order, the
+    numbers of its failures, and the children each controller update learned from (none in a store written
+    before updates named them: then each proposal batch's mean)."""
     arr = np.asarray(rows, dtype=float).reshape(-1, 3)
     numbers, rewards = arr[:, 0], arr[:, 2]
     x, y = extremes(numbers, rewards)
     bx, by = best_so_far(numbers, rewards)
-    mx, my = batch_means(arr)
+    mx, my = update_means(rows, learned) if learned else batch_means(arr)
     fx = extremes(failed, [0.0] * len(failed))[0] if len(failed) else []
     return {
         "children": {"x": x, "y": y, "shown": len(x), "of": len(arr)},
