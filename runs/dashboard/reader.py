@@ -201,11 +201,9 @@ class Reader:
     def learned(self, run_id: int) -> list[list[int]]:
         """The numbers of the children each controller update learned from, oldest update first (empty lists
         in a store written before updates named them)."""
+        query = select(UPDATES.c.extra).where(UPDATES.c.run_id == run_id).order_by(UPDATES.c.policy_version)
         with self.read("read updates") as conn:
-            rows = conn.execute(
-                select(UPDATES.c.extra).where(UPDATES.c.run_id == run_id).order_by(UPDATES.c.policy_version)
-            ).all()
-        return [[int(n) for n in ((extra or {}).get("children") or [])] for (extra,) in rows]
+            return [[int(n) for n in ((extra or {}).get("children") or [])] for (extra,) in conn.execute(query)]
 
     def epochs(self, run_id: int) -> list[dict[str, Any]]:
         """The epochs of a weight-sharing search, in order."""
