@@ -368,6 +368,31 @@ def test_runs_show_follow_refreshes_until_the_run_stops(storage: str) -> None:
     assert "children: 4 done" in out and "child 3 done reward" in out
 
 
+def test_runs_show_follow_into_a_file_writes_as_the_run_changes(storage: str, tmp_path: Path) -> None:
+    """`runs show --follow > log` wrote nothing until the run ended: a live display needs a terminal."""
+    from l2l.runs.store import Store
+
+    ok("search", "--space", "toy", "-n", "4", "-m", "2", "--executor", "local", "-q", "--storage", storage)
+    Store(storage).set_run_status(1, "running")
+    log = (tmp_path / "follow.log").open("w")
+    code = "from l2l.runs.cli import main; main()"
+    args = [sys.executable, "-c", code, "runs", "show", "1", "--follow", "--interval", "0.2", "--storage", storage]
+    follower = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "children: 4 done" not in (tmp_path / "follow.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert follower.poll() is None, "it stopped while the run was running"  # written while it follows
+        assert "children: 4 done" in (tmp_path / "follow.log").read_text()
+        Store(storage).set_run_status(1, "done")
+        assert follower.wait(timeout=60) == 0
+    finally:
+        follower.kill()
+        log.close()
+    text = (tmp_path / "follow.log").read_text()
+    assert text.count("children: 4 done") == 2 and "status: done" in text  # once running, once as it stopped
+
+
 def test_search_help_names_every_strategy_and_the_default() -> None:
     from l2l.controllers import DEFAULT_STRATEGY, STRATEGIES
     from l2l.runs.cli.search import STRATEGY_HELP

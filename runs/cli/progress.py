@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
@@ -151,3 +152,27 @@ class SharingProgress:
             mean=fmt(event.mean_reward),
             entropy=fmt(event.entropy, 2),
         )
+
+
+def follow(lines: Callable[[], list[str]], running: Callable[[], bool], interval: float) -> None:
+    """Show ``lines()`` until ``running()`` turns false, every ``interval`` seconds: redrawn in place on a
+    terminal; printed again whenever they change where the output is a file or a pipe (a live display
+    there would show nothing until the run ended)."""
+    from rich.live import Live
+    from rich.text import Text
+
+    if not console.is_terminal:
+        shown: list[str] = []
+        while True:
+            now, still = lines(), running()
+            if now != shown:
+                console.print(("\n" if shown else "") + "\n".join(now), highlight=False, soft_wrap=True)
+                console.file.flush()
+                shown = now
+            if not still:
+                return
+            time.sleep(interval)
+    with Live(Text.from_markup("\n".join(lines())), console=console, auto_refresh=False) as live:
+        while running():
+            time.sleep(interval)
+            live.update(Text.from_markup("\n".join(lines())), refresh=True)

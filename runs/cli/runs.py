@@ -95,20 +95,13 @@ def runs_show(
                 console.print(line, highlight=False)
             console.print("config: " + json.dumps(store.get_run(run_id).config, sort_keys=True), highlight=False)
             return
-        import time
+        from l2l.runs.cli.progress import follow as follow_lines
+        from l2l.runs.driver import run_state
 
-        from rich.live import Live
-        from rich.text import Text
+        def running() -> bool:  # not a run whose driver is gone
+            return run_state(store.get_run(run_id)) == "running"
 
-        def view() -> Text:
-            return Text.from_markup("\n".join(run_lines(store, run_id, latest=5)))
-
-        with Live(view(), console=console, auto_refresh=False) as live:
-            from l2l.runs.driver import run_state
-
-            while run_state(store.get_run(run_id)) == "running":  # not a run whose driver is gone
-                time.sleep(interval)
-                live.update(view(), refresh=True)
+        follow_lines(lambda: run_lines(store, run_id, latest=5), running, interval)
 
 
 def sharing_epochs(run: RunRecord) -> int:
