@@ -83,7 +83,10 @@ class Database:
         try:
             self.engine: Engine = create_engine(url, **kwargs)
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
-            raise StoreError(f"cannot open store {self.label}: {exc}") from exc
+            hint = ""
+            if parsed.drivername.split("+")[0] in ("postgres", "postgresql"):  # a URL of another program's habit
+                hint = "; write it postgresql+psycopg://user:password@host:5432/db (psycopg 3: the driver l2l installs)"
+            raise StoreError(f"cannot open store {self.label}: {exc}{hint}") from exc
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

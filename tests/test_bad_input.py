@@ -117,6 +117,12 @@ CASES = [
         "sqlite:///l2l.db or "
         "postgresql+psycopg://user:password@host:5432/db",
     ),
+    (  # another program's habit: SQLAlchemy knows no "postgres" dialect
+        ["runs", "list", "--storage", "postgres://l2l:secret123@db/l2l"],
+        1,
+        "error: cannot open store postgres://l2l:***@db/l2l: Can't load plugin: sqlalchemy.dialects:postgres; write "
+        "it postgresql+psycopg://user:password@host:5432/db (psycopg 3: the driver l2l installs)",
+    ),
     (  # no scheme: the password is masked all the same
         ["runs", "list", "--storage", "postgres:secret123@db/l2l"],
         1,

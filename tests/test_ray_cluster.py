@@ -168,8 +168,8 @@ def test_joining_a_cluster_with_token_authentication_and_losing_it(tmp_path: Pat
     ], err
     # the next line names the run and the command (the store is $L2L_STORAGE's, so no --storage)
     assert (
-        f"run {slow} keeps what it recorded; once the cause is fixed, continue it with `l2l search --resume {slow}`"
-        in err
+        f"run {slow} keeps what it recorded; once the cause is fixed, continue it with `l2l search --resume {slow} "
+        "--address HOST:PORT`" in " ".join(err.split())
     ), err
     assert db.get_run(slow).status == "failed"
     # ... and it moves to another cluster on resume, which it records

@@ -241,7 +241,8 @@ def search(
         )
         move = getattr(run, "moved", None)
         if move:
-            changes = ", ".join(f"{k} {move['from'][k]} -> {v}" for k, v in move["to"].items())
+            was = {k: "(default)" if v is None else v for k, v in move["from"].items()}
+            changes = ", ".join(f"{k} {was[k]} -> {v}" for k, v in move["to"].items())
             console.print(f"run {run.run_id} moved: {changes} (recorded with the run)", highlight=False)
         held = run.space.heldout_tasks() if cfg.space == "optimizer" else []
         if held:  # the user's choice, but the scoreboard's held-out tasks are no longer held out after it
@@ -272,9 +273,13 @@ def search(
             # weight-sharing run records epochs and checkpoints instead of children: it is kept)
             if not (resume is None and cfg.weight_sharing is None and discard_unstarted(store, run.run_id)):
                 say_ray_log()
+                from l2l.runs.store import StoreError
+
+                joined = " --address HOST:PORT" if cfg.executor_options.get("address") else ""  # a head that answers
+                kept = "" if isinstance(exc, StoreError) else f"run {run.run_id} keeps what it recorded; "
                 exc.add_note(
-                    f"run {run.run_id} keeps what it recorded; once the cause is fixed, continue it with "
-                    f"`l2l search --resume {run.run_id}{storage_flag(store)}`"
+                    f"{kept}once the cause is fixed, continue it with "
+                    f"`l2l search --resume {run.run_id}{storage_flag(store)}{joined}`"
                 )
             raise
         if cfg.weight_sharing is None:
