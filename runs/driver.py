@@ -106,12 +106,21 @@ class Heartbeat:
         self._thread.join(timeout=self.every)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be (the CLI does): the search stops the same way and records which."""
+
+
+def stop_reason(exc: BaseException) -> str:
+    """How a user's stop is recorded: Ctrl-C, or SIGTERM (a scheduler's or `kill`'s)."""
+    return "stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted by the user"
+
+
 def record_stop(store: Store, run_id: int, exc: BaseException) -> None:
     """Record that run ``run_id`` stopped on ``exc``: its unfinished children queued again for a resume, and its
     status interrupted (Ctrl-C) or failed, with the reason."""
     if isinstance(exc, KeyboardInterrupt):
-        store.requeue_unfinished(run_id, "interrupted by the user; run again on resume")
-        store.set_run_status(run_id, "interrupted", "interrupted by the user")
+        store.requeue_unfinished(run_id, f"{stop_reason(exc)}; run again on resume")
+        store.set_run_status(run_id, "interrupted", stop_reason(exc))
     else:
         store.requeue_unfinished(run_id, f"the search stopped: {exc}")
         store.set_run_status(run_id, "failed", f"{type(exc).__name__}: {exc}")

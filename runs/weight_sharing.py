@@ -30,7 +30,7 @@ import torch
 from l2l.controllers import Controller, Proposal, make_controller
 from l2l.controllers.base import checked_proposals, checked_stats
 from l2l.nas.shared import SharedWeights, SharingError
-from l2l.runs.driver import Heartbeat, code_version, live_driver
+from l2l.runs.driver import Heartbeat, code_version, live_driver, stop_reason
 from l2l.runs.executors import check_device
 from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted
 from l2l.runs.sharing_config import BLOWUP, SharingConfig
@@ -151,7 +151,7 @@ class WeightSharingSearch:
                 self._loop()
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
-                self.store.set_run_status(self.run_id, "interrupted", "interrupted by the user")
+                self.store.set_run_status(self.run_id, "interrupted", stop_reason(exc))
                 raise SearchInterrupted(self.run_id) from None
             self.store.set_run_status(self.run_id, "failed", f"{type(exc).__name__}: {exc}")
             raise

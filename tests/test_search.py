@@ -267,6 +267,7 @@ def test_sigterm_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     run = store.list_runs()[0]
     assert "interrupted; continue it with: l2l search --resume" in text
     assert store.get_run(run.id).status == "interrupted"
+    assert store.get_run(run.id).error == "stopped by SIGTERM"  # not "interrupted by the user": a scheduler's
     assert store.count_children(run.id)["running"] == 0
     out = _cli("search", "--resume", str(run.id), "--storage", storage, "-q")
     text, _ = out.communicate(timeout=120)

@@ -390,7 +390,9 @@ _STOPPED_BY: list[int] = []  # the signal that stopped this command's search (SI
 
 def _install_sigterm() -> None:
     def handler(signum: int, frame: Any) -> None:
+        from l2l.runs.driver import Terminated
+
         _STOPPED_BY.append(signum)
-        raise KeyboardInterrupt
+        raise Terminated
 
     signal.signal(signal.SIGTERM, handler)
