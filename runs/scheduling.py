@@ -95,8 +95,8 @@ def fit_slots(
     fit = _fit(cluster, cpus_per_child, gpus_per_child, "the Ray cluster")
     if fit < 1:
         raise ExecutorError(
-            f"one child needs {cpus_per_child} CPU and {gpus_per_child} GPU; the cluster has "
-            f"{cluster.get('CPU', 0)} CPU and {cluster.get('GPU', 0)} GPU"
+            f"one child needs {cpus_per_child:g} CPU and {gpus_per_child:g} GPU; the cluster has "
+            f"{cluster.get('CPU', 0):g} CPU and {cluster.get('GPU', 0):g} GPU"
         )
     if nodes:
         cpus, gpus = worker or (cpus_per_child, gpus_per_child)
@@ -105,8 +105,8 @@ def fit_slots(
         if max(per_node) < 1:
             largest = max(nodes, key=lambda n: (n.get("CPU", 0.0), n.get("GPU", 0.0)))
             raise ExecutorError(
-                f"{what} needs {cpus} CPU and {gpus} GPU on one node, and no node of the cluster has that much "
-                f"(the largest has {largest.get('CPU', 0)} CPU and {largest.get('GPU', 0)} GPU; {len(nodes)} "
+                f"{what} needs {cpus:g} CPU and {gpus:g} GPU on one node, and no node of the cluster has that much "
+                f"(the largest has {largest.get('CPU', 0):g} CPU and {largest.get('GPU', 0):g} GPU; {len(nodes)} "
                 "node(s)); lower --cpus-per-child or --gpus-per-child"
             )
         fit = fit if worker else sum(per_node)
