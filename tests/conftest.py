@@ -15,6 +15,22 @@ PLUGINS = Path(__file__).parent / "plugins"
 POSTGRES_URL = os.environ.get("L2L_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The CLI's logs (Ray's messages per run, under $XDG_CACHE_HOME/l2l/logs) go to a folder of this session,
+    removed at its end: the suite left hundreds of folders in the user's ~/.cache."""
+    import tempfile
+
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="l2l-test-cache-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    if "l2l-test-cache-" in cache:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
 def _postgres_reachable() -> str | None:
     import sqlalchemy
 
