@@ -209,12 +209,19 @@ class Regression(SearchSpace):
         )
 
 
-def test_tables_and_exports_follow_the_metrics_a_space_declares(tmp_path: Path) -> None:
+def searched(tmp_path: Path, space: str, children: int, *options: str) -> tuple[CliRunner, str]:
+    """A search of this file's ``space`` class on the local executor; the runner and the store's URL."""
     storage = f"sqlite:///{tmp_path / 's.db'}"
-    ref = str(Path(__file__).resolve()) + ":Regression"
+    ref = f"{Path(__file__).resolve()}:{space}"
     runner = CliRunner()
-    out = runner.invoke(app, ["search", "--space", ref, "--executor", "local", "-n", "3", "--storage", storage])
+    args = ["search", "--space", ref, *options, "--executor", "local", "-n", str(children), "--storage", storage]
+    out = runner.invoke(app, args)
     assert out.exit_code == 0, out.output
+    return runner, storage
+
+
+def test_tables_and_exports_follow_the_metrics_a_space_declares(tmp_path: Path) -> None:
+    runner, storage = searched(tmp_path, "Regression", 3)
     top = runner.invoke(app, ["runs", "top", "1", "--storage", storage], terminal_width=200).output
     header = next(line for line in top.splitlines() if "rank" in line)
     assert header.index("val r2") < header.index("test_r2") < header.index("test_mse") < header.index("params")
@@ -242,11 +249,7 @@ class LossOnly(SearchSpace):
 
 
 def test_a_space_that_measures_only_a_loss_shows_its_loss(tmp_path: Path) -> None:
-    storage = f"sqlite:///{tmp_path / 's.db'}"
-    ref = str(Path(__file__).resolve()) + ":LossOnly"
-    runner = CliRunner()
-    out = runner.invoke(app, ["search", "--space", ref, "--executor", "local", "-n", "6", "--storage", storage])
-    assert out.exit_code == 0, out.output
+    runner, storage = searched(tmp_path, "LossOnly", 6)
     for by in ("mean", "single"):
         top = runner.invoke(app, ["runs", "top", "1", "--by", by, "--storage", storage], terminal_width=200).output
         header = next(line for line in top.splitlines() if "rank" in line)
@@ -271,11 +274,7 @@ class ByNumber(SearchSpace):
 def test_a_retrained_child_is_built_as_its_own_number_built_it(tmp_path: Path) -> None:
     """`runs best --retrain` built every child as child 0: a growing `macro` run's best, 3 layers deep, was
     retrained at depth 1."""
-    storage = f"sqlite:///{tmp_path / 's.db'}"
-    ref = str(Path(__file__).resolve()) + ":ByNumber"
-    runner = CliRunner()
-    out = runner.invoke(app, ["search", "--space", ref, "--executor", "local", "-n", "4", "--storage", storage])
-    assert out.exit_code == 0, out.output
+    runner, storage = searched(tmp_path, "ByNumber", 4)
     best = runner.invoke(app, ["runs", "best", "1", "--by", "single", "--retrain", "--storage", storage]).output
     assert "best of run 1: child 3" in best and "evaluated again" not in best, best
     assert "reward 3.0000" in best.split("retrained", 1)[1], best
@@ -299,13 +298,7 @@ class OwnEpochs(SearchSpace):
 
 def test_retraining_a_space_that_reads_its_own_epochs_sets_them(tmp_path: Path) -> None:
     """`--retrain --epochs 500` on such a space said "retrained for 500 epochs" and trained the run's 20."""
-    storage = f"sqlite:///{tmp_path / 's.db'}"
-    ref = str(Path(__file__).resolve()) + ":OwnEpochs"
-    runner = CliRunner()
-    out = runner.invoke(
-        app, ["search", "--space", ref, "-S", "epochs=3", "--executor", "local", "-n", "2", "--storage", storage]
-    )
-    assert out.exit_code == 0, out.output
+    runner, storage = searched(tmp_path, "OwnEpochs", 2, "-S", "epochs=3")
     best = runner.invoke(app, ["runs", "best", "1", "--retrain", "--epochs", "7", "--storage", storage]).output
     assert "retrained for 7 epochs: reward 7.0000" in best, best
     again = runner.invoke(app, ["runs", "best", "1", "--retrain", "--storage", storage]).output
@@ -323,11 +316,7 @@ class LooseEpochs(OwnEpochs):
 
 
 def test_a_space_that_takes_options_loosely_and_drops_epochs_is_not_said_retrained_for_them(tmp_path: Path) -> None:
-    storage = f"sqlite:///{tmp_path / 's.db'}"
-    ref = str(Path(__file__).resolve()) + ":LooseEpochs"
-    runner = CliRunner()
-    out = runner.invoke(app, ["search", "--space", ref, "--executor", "local", "-n", "2", "--storage", storage])
-    assert out.exit_code == 0, out.output
+    runner, storage = searched(tmp_path, "LooseEpochs", 2)
     best = runner.invoke(app, ["runs", "best", "1", "--retrain", "--epochs", "7", "--storage", storage])
     assert best.exit_code == 1 and "was rebuilt with epochs=7 and did not keep it (its epochs is 30)" in " ".join(
         best.output.split()
