@@ -36,7 +36,10 @@ _MNAS = re.compile(r"^mnas\(\s*(\w+)\s*,\s*([^,()]+)\s*,\s*([^,()]+)\s*\)$")
 
 
 def mnas_transform(metric: str, target: float, weight: float) -> RewardTransform:
-    """MnasNet's cost-aware reward ``accuracy * (cost / target) ** weight`` (weight < 0: cheaper is better)."""
+    """MnasNet's cost-aware reward ``accuracy * (cost / target) ** weight`` (weight < 0: cheaper is better).
+    Where a child reports no accuracy, its reward stands for it; a reward below zero (a negated loss or bits per
+    character) is divided by the factor instead, so that there too the cheaper of two equal rewards is better
+    and the better of two equal costs (multiplying made a cheaper child's negative reward worse)."""
     if not target > 0:
         raise ControllerError(f"mnas reward needs a target > 0, got {target}")
     if weight > 0:
@@ -49,7 +52,8 @@ def mnas_transform(metric: str, target: float, weight: float) -> RewardTransform
             raise ControllerError(
                 f"mnas reward needs the cost {metric!r}; the child reported {', '.join(known) or 'no cost'}"
             )
-        return _accuracy(m) * (max(float(cost), 1e-12) / target) ** weight
+        value, factor = _accuracy(m), (max(float(cost), 1e-12) / target) ** weight
+        return value * factor if value >= 0 else value / factor
 
     return transform
 

@@ -73,6 +73,12 @@ def test_mnas_reward_trades_accuracy_for_cost() -> None:
     assert t({"val_acc": 0.89, "reward": 0.89, "cost_flops": 5e4}) > t(
         {"val_acc": 0.9, "reward": 0.9, "cost_flops": 1e5}
     )
+    # a language model's reward is its negated bits per character: cheaper must still be better (multiplied,
+    # the cheaper of two equal rewards came out worse), and better still better at one cost
+    lm = get_transform("mnas(flops,2000,-0.5)")
+    cheap, dear = {"reward": -5.557, "cost_flops": 2336.0}, {"reward": -5.910, "cost_flops": 3008.0}
+    assert lm(cheap) > lm(dear) and lm({**cheap, "cost_flops": 3008.0}) > lm({**dear, "cost_flops": 3008.0})
+    assert lm({"reward": -5.0, "cost_flops": 1000.0}) > lm({"reward": -5.0, "cost_flops": 4000.0})
     with pytest.raises(ControllerError, match="needs the cost 'latency_s'; the child reported flops"):
         get_transform("mnas(latency_s,1e-3,-0.07)")({"val_acc": 0.9, "reward": 0.9, "cost_flops": 1.0})
     with pytest.raises(ControllerError, match="weight <= 0"):
