@@ -16,9 +16,9 @@ RUNTIME_KEYS = ("worker", "device", "started", "finished", "wall_time")
 class Context:
     """What a worker tells a child about where and how it runs.
 
-    ``child`` is the child's number in its run and ``seed`` the seed it must train with (the run's
-    seed plus the child's number, so a rerun trains the same network). ``device`` is the torch device
-    to train on ("cpu", "cuda", "cuda:1"). ``budget`` holds the run's per-child budget overrides
+    ``child`` is the child's number in its run and ``seed`` the seed it must train with (made from the run's
+    seed and the child's number, `l2l.runs.search.child_seed`, so a rerun trains the same network). ``device``
+    is the torch device to train on ("cpu", "cuda", "cuda:1"). ``budget`` holds the run's per-child budget overrides
     (``epochs``, ``steps``, ...: a space reads the ones it understands). ``threads`` is how many
     intra-op threads the child may use (torch is already set to it). ``should_stop(epoch, value)``
     reports a validation value after an epoch and answers whether a pruner stops the child now.

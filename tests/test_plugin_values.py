@@ -321,3 +321,29 @@ def test_a_space_that_takes_options_loosely_and_drops_epochs_is_not_said_retrain
     assert best.exit_code == 1 and "was rebuilt with epochs=7 and did not keep it (its epochs is 30)" in " ".join(
         best.output.split()
     ), best.output
+
+
+class Seeded(SearchSpace):
+    """A child's reward is the seed it trained with."""
+
+    name = "seeded"
+
+    def decisions(self) -> Sequence[Decision]:
+        return [Decision.categorical("width", [4, 8])]
+
+    def evaluate(self, spec: Spec, ctx: Context) -> Result:
+        return Result(reward=float(ctx.seed))
+
+
+def test_a_retraining_uses_the_childs_own_seed_unless_given_one(tmp_path: Path) -> None:
+    """It used seed 0: `--retrain` could not give a child's figures again, and nothing said which seed it took."""
+    from l2l.runs.search import child_seed
+    from l2l.runs.store import Store
+
+    runner, storage = searched(tmp_path, "Seeded", 3, "--seed", "5")
+    best = max(Store(storage).children(1), key=lambda c: c.reward or 0.0)
+    own = runner.invoke(app, ["runs", "best", "1", "--by", "single", "--retrain", "--storage", storage]).output
+    seed = child_seed(5, best.number)
+    assert f"retrained: reward {seed:.4f}; seed {seed} (the child's own" in " ".join(own.split()), own
+    given = runner.invoke(app, ["runs", "best", "1", "--retrain", "--seed", "3", "--storage", storage]).output
+    assert "retrained: reward 3.0000; seed 3" in given and "own" not in given, given

@@ -279,13 +279,15 @@ def runs_best(
         int | None, typer.Option("--steps", help="Training steps of the retraining (language models).", min=1)
     ] = None,
     device: Annotated[str, typer.Option("--device", help="Torch device of the retraining.")] = "cpu",
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the retraining.")] = 0,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed of the retraining (default: the child's own, as it trained).")
+    ] = None,
     by: ByOpt = "mean",
     storage: StorageOpt = None,
 ) -> None:
     """The best architecture of a run by estimated mean reward over its evaluations (--by single: the child
     with the highest reward); with --retrain, train it again from its stored spec (e.g. longer) and report
-    its validation and test figures (accuracy, or bits per character for language models)."""
+    its validation and test figures (those its space declares: accuracy, bits per character, perplexity)."""
     from l2l.runs.estimates import rank
 
     with user_errors():
@@ -344,7 +346,10 @@ def runs_best(
         if not retrain:
             return
         with console.status(f"retraining child {best.number}..."):
-            result = retrain_child(space, best, budget, seed=seed, device=device)
+            from l2l.runs.search import child_seed
+
+            used = child_seed(run.seed, best.number) if seed is None else seed
+            result = retrain_child(space, best, budget, seed=used, device=device)
         if result.status != "done":
             raise UsageError(f"retraining child {best.number} failed: {first_line(result.error)}")
         metrics = result.to_json()
@@ -355,7 +360,8 @@ def runs_best(
             done = f"evaluated again (space {run.space!r} has exact rewards: nothing was trained{ignored})"
         value = view.val(metrics, result.val_acc, result.val_loss)
         shown = f"validation {view.validation} {value}" if value != "-" else f"reward {fmt(result.reward)}"
-        console.print(f"{done}: {joined(shown, view.summary(metrics))}", highlight=False)
+        own = " (the child's own: the same budget gives its figures again)" if seed is None else ""
+        console.print(f"{done}: {joined(shown, view.summary(metrics))}; seed {used}{own}", highlight=False)
         if sharing:  # the honest number of a weight-sharing search: kept with the run
             number = record_retrained(store, run_id, best, result)
             console.print(f"recorded as child {number} of run {run_id}", highlight=False)
