@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
 from typing import Any
 
@@ -172,6 +175,9 @@ def test_cli_searches_cells_and_retrains_the_best_for_more_steps(tmp_path: objec
     best = runner.invoke(app, ["runs", "best", "1", "--retrain", "--steps", "6", *common])
     assert best.exit_code == 0, best.output
     assert "retrained for 6 steps: validation bpc " in best.output and "test_bpc " in best.output
+    # the export has the validation bits per character as a column, as the tables show it (it was in info only)
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["runs", "export", "1", *common]).output)))
+    assert len(rows) == 3 and all(float(r["val_bpc"]) == json.loads(r["info"])["val_bpc"] for r in rows)
 
 
 def test_recurrent_projections_can_be_hashed_and_count_their_cost() -> None:

@@ -51,22 +51,28 @@ def format_of(output: Path | None, given: str | None) -> str:
     return given
 
 
-def export_csv(children: Sequence[ChildRecord], tests: Sequence[str] = (), costs: Sequence[str] = ()) -> str:
+def export_csv(
+    children: Sequence[ChildRecord], tests: Sequence[str] = (), costs: Sequence[str] = (), validation: str = "acc"
+) -> str:
     """One row per child, for spreadsheets and pandas: the stored fields (``error``: the one-line reason; the
-    traceback is in the JSON export), then one column per test metric (named as the space names it) and per
-    cost (``cost_<name>``), then the space's ``info`` (JSON), tokens and spec. ``tests`` and ``costs`` name the
-    metrics (a `MetricView`'s, declared by the space); empty: those the results hold."""
+    traceback is in the JSON export), the validation metric a space keeps in ``info`` (``val_bpc``,
+    ``val_ppl``: ``validation``) where one does, then one column per test metric (named as the space names it)
+    and per cost (``cost_<name>``), then the space's ``info`` (JSON), tokens and spec. ``tests`` and ``costs``
+    name the metrics (a `MetricView`'s, declared by the space); empty: those the results hold."""
+    kept = f"val_{validation}"
+    own = [kept] if any(kept in (c.metrics.get("info") or {}) for c in children) and kept not in EXPORT_COLUMNS else []
     tests = list(tests) or metric_keys(children, "test")
     costs = list(costs) or metric_keys(children, "cost")
     taken = set(EXPORT_COLUMNS) | {"tokens", "spec"}
     test_columns = [k if k not in taken else f"test.{k}" for k in tests]
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow([*EXPORT_COLUMNS, *test_columns, *(f"cost_{k}" for k in costs), "info", "tokens", "spec"])
+    writer.writerow([*EXPORT_COLUMNS, *own, *test_columns, *(f"cost_{k}" for k in costs), "info", "tokens", "spec"])
     for c in children:
         test, cost = c.metrics.get("test") or {}, c.metrics.get("cost") or {}
         writer.writerow(
             [getattr(c, col) if col != "error" else first_line(c.error) if c.error else None for col in EXPORT_COLUMNS]
+            + [(c.metrics.get("info") or {}).get(k) for k in own]
             + [test.get(k) for k in tests]
             + [cost.get(k) for k in costs]
             + [json.dumps(c.metrics.get("info") or {}, sort_keys=True), " ".join(str(t) for t in c.tokens)]

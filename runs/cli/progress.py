@@ -164,7 +164,8 @@ def follow(lines: Callable[[], list[str]], running: Callable[[], bool], interval
     if not console.is_terminal:
         shown: list[str] = []
         while True:
-            now, still = lines(), running()
+            still = running()  # first: lines read after it show at least the state it saw (the last ones, at the end)
+            now = lines()
             if now != shown:
                 console.print(("\n" if shown else "") + "\n".join(now), highlight=False, soft_wrap=True)
                 console.file.flush()

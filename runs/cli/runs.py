@@ -387,7 +387,7 @@ def runs_export(
             text = export_json(run, children, store.updates(run_id), store.epochs(run_id))
         else:
             view = MetricView.of(run.space, children)
-            text = export_csv(children, view.test, view.cost)
+            text = export_csv(children, view.test, view.cost, view.validation)
         if output is None:
             sys.stdout.write(text)
         else:
