@@ -38,7 +38,7 @@ class RNNCellSpace(SearchSpace):
     def __init__(
         self,
         cell: str = "enas",
-        nodes: int = 8,
+        nodes: int | None = None,
         low_rank: bool = False,
         hashed: bool = False,
         hidden: int = 128,
@@ -52,6 +52,9 @@ class RNNCellSpace(SearchSpace):
     ) -> None:
         if cell not in CELLS:
             raise SpaceError(f"unknown rnn_cell cell {cell!r}; known: {', '.join(CELLS)}")
+        if cell == "tree" and nodes is not None:  # it was taken and ignored
+            raise SpaceError("rnn_cell option nodes applies to cell=enas; the tree cell has its 15 nodes")
+        nodes = 8 if nodes is None else nodes
         if reward not in REWARDS:
             raise SpaceError(f"unknown rnn_cell reward {reward!r}; known: {', '.join(REWARDS)}")
         if min(nodes, hidden, embed, steps, batch_size, bptt) < 1 or not lr > 0 or not reward_c > 0:
@@ -61,7 +64,7 @@ class RNNCellSpace(SearchSpace):
             )
         super().__init__(
             cell=cell,
-            nodes=nodes,
+            **({"nodes": nodes} if cell == "enas" else {}),
             low_rank=low_rank,
             hashed=hashed,
             hidden=hidden,

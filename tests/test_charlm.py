@@ -210,3 +210,13 @@ def test_a_model_whose_outputs_blow_up_fails_instead_of_finishing_with_absurd_bi
         model.decoder.weight.mul_(1e4)  # logits in the thousands: finite, and hopeless
     with pytest.raises(ChildDiverged, match=r"validation bits per character became .* at step 2, over 10 times"):
         train_lm(model, corpus, LMConfig(steps=2, batch_size=4, bptt=8, evals=1), seed=0)
+
+
+def test_an_option_the_tree_cell_does_not_use_is_refused() -> None:
+    """`-S cell=tree -S nodes=20` was taken, stored with the run, and changed nothing."""
+    from l2l.search_spaces import SpaceError, load_space
+
+    with pytest.raises(SpaceError, match="rnn_cell option nodes applies to cell=enas; the tree cell has its 15 nodes"):
+        load_space("rnn_cell", {"cell": "tree", "nodes": 20})
+    assert "nodes" not in load_space("rnn_cell", {"cell": "tree"}).options
+    assert load_space("rnn_cell", {}).options["nodes"] == 8
