@@ -187,9 +187,7 @@ class Search:
                 raise SearchInterrupted(self.run_id) from None
             raise
         counts = self.store.count_children(self.run_id)  # every child recorded, before Ray stops
-        if (
-            counts["done"] == 0 and counts["failed"] > 0
-        ):  # nothing to name: failed, as `runs list` and the dashboard say
+        if counts["done"] == 0 and counts["failed"] > 0:  # nothing to name: failed, as runs list and the dashboard say
             self.store.set_run_status(self.run_id, "failed", f"no child succeeded ({counts['failed']} failed)")
         else:
             self.store.set_run_status(self.run_id, "done")
