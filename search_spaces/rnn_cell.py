@@ -96,8 +96,19 @@ class RNNCellSpace(SearchSpace):
         active = self._active(spec)
         return (None if active < 1.0 else self._rank(spec)), active
 
+    def canonical(self, spec: Spec) -> Spec | None:
+        """With both rank and hashing decisions, specs that build the same cell are one architecture: a hashed
+        projection keeps its full rank, so its rank choice takes the first value."""
+        if not (self.low_rank and self.hashed):
+            return None
+        out = spec.as_dict()
+        if self._active(spec) < 1.0:
+            out["rank"] = next(d for d in self._decisions if d.name == "rank").options[0]
+        return Spec(space=spec.space, choices=tuple(out.items()))
+
     def describe(self, spec: Spec) -> str:
-        rank = f" rank={self._rank(spec)}" if self.low_rank else ""
+        used, _ = self._projection(spec)
+        rank = f" rank={used}" if used is not None else ""  # not a hashed projection's: it has none
         if self.hashed:
             rank += f" active={self._active(spec)}"
         if self.cell == "enas":

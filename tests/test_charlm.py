@@ -197,6 +197,11 @@ def test_recurrent_projections_can_be_hashed_and_count_their_cost() -> None:
     # per character: input 32 -> 80, two hashed projections (16 of 80 outputs from 40 inputs, plus SimHash
     # of 8 tables x 6 bits), the decoder 40 -> 76
     assert result.cost["flops"] == 32 * 80 + 2 * (16 * 40 + 8 * 6 * 40) + 40 * 76
+    # so the rank is no part of a hashed cell: one architecture whatever it says, and not described
+    other = Spec(spec.space, tuple({**values, "rank": "1/16"}.items()))
+    assert space.canonical(other) == space.canonical(spec) and "rank=" not in space.describe(other)
+    dense = Spec(spec.space, tuple({**values, "active": "1.0"}.items()))
+    assert space.canonical(Spec(spec.space, tuple({**dict(dense.items()), "rank": "1/16"}.items()))) != dense
 
 
 def test_a_model_whose_outputs_blow_up_fails_instead_of_finishing_with_absurd_bits() -> None:
