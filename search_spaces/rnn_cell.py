@@ -52,7 +52,7 @@ class RNNCellSpace(SearchSpace):
     ) -> None:
         if cell not in CELLS:
             raise SpaceError(f"unknown rnn_cell cell {cell!r}; known: {', '.join(CELLS)}")
-        if cell == "tree" and nodes is not None:  # it was taken and ignored
+        if cell == "tree" and nodes not in (None, 8):  # it was taken and ignored (runs stored before kept the 8)
             raise SpaceError("rnn_cell option nodes applies to cell=enas; the tree cell has its 15 nodes")
         nodes = 8 if nodes is None else nodes
         if reward not in REWARDS:

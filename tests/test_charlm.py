@@ -224,4 +224,5 @@ def test_an_option_the_tree_cell_does_not_use_is_refused() -> None:
     with pytest.raises(SpaceError, match="rnn_cell option nodes applies to cell=enas; the tree cell has its 15 nodes"):
         load_space("rnn_cell", {"cell": "tree", "nodes": 20})
     assert "nodes" not in load_space("rnn_cell", {"cell": "tree"}).options
+    assert "nodes" not in load_space("rnn_cell", {"cell": "tree", "nodes": 8}).options  # as runs stored it before
     assert load_space("rnn_cell", {}).options["nodes"] == 8
