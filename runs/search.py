@@ -138,7 +138,8 @@ class Search:
         if run.status == "done":
             raise SearchError(f"run {run_id} is already done ({run.n_children} children); nothing to resume")
         counts = store.count_children(run_id)
-        if run.status == "failed" and counts["done"] + counts["failed"] >= run.n_children:
+        ended = run.status == "failed" and (run.error or "").startswith("no child succeeded")  # not a crash
+        if ended and counts["done"] + counts["failed"] >= run.n_children:
             raise SearchError(
                 f"run {run_id} ended with every child recorded ({counts['failed']} failed, {counts['done']} done); "
                 "nothing to resume"

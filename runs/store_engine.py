@@ -84,7 +84,8 @@ class Database:
             self.engine: Engine = create_engine(url, **kwargs)
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
             hint = ""
-            if parsed.drivername.split("+")[0] in ("postgres", "postgresql"):  # a URL of another program's habit
+            wrong = parsed.drivername != "postgresql+psycopg"  # a URL of another program's habit
+            if parsed.drivername.split("+")[0] in ("postgres", "postgresql") and wrong:
                 hint = "; write it postgresql+psycopg://user:password@host:5432/db (psycopg 3: the driver l2l installs)"
             raise StoreError(f"cannot open store {self.label}: {exc}{hint}") from exc
         if self.engine.dialect.name == "sqlite":

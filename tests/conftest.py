@@ -16,19 +16,19 @@ POSTGRES_URL = os.environ.get("L2L_TEST_POSTGRES_URL", "postgresql+psycopg://pos
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The CLI's logs (Ray's messages per run, under $XDG_CACHE_HOME/l2l/logs) go to a folder of this session,
-    removed at its end: the suite left hundreds of folders in the user's ~/.cache."""
+    """The CLI's logs (Ray's messages per run, `L2L_LOG_DIR`) go to a folder of this session, removed at its
+    end: the suite left hundreds of folders in the user's ~/.cache/l2l/logs."""
     import tempfile
 
-    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="l2l-test-cache-")
+    os.environ["L2L_LOG_DIR"] = tempfile.mkdtemp(prefix="l2l-test-logs-")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     import shutil
 
-    cache = os.environ.get("XDG_CACHE_HOME", "")
-    if "l2l-test-cache-" in cache:
-        shutil.rmtree(cache, ignore_errors=True)
+    logs = os.environ.pop("L2L_LOG_DIR", "")
+    if "l2l-test-logs-" in logs:
+        shutil.rmtree(logs, ignore_errors=True)
 
 
 def _postgres_reachable() -> str | None:

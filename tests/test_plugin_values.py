@@ -344,6 +344,6 @@ def test_a_retraining_uses_the_childs_own_seed_unless_given_one(tmp_path: Path) 
     best = max(Store(storage).children(1), key=lambda c: c.reward or 0.0)
     own = runner.invoke(app, ["runs", "best", "1", "--by", "single", "--retrain", "--storage", storage]).output
     seed = child_seed(5, best.number)
-    assert f"retrained: reward {seed:.4f}; seed {seed} (the child's own" in " ".join(own.split()), own
+    assert f"retrained: reward {seed:.4f}; seed {seed} (child {best.number}'s own)" in " ".join(own.split()), own
     given = runner.invoke(app, ["runs", "best", "1", "--retrain", "--seed", "3", "--storage", storage]).output
     assert "retrained: reward 3.0000; seed 3" in given and "own" not in given, given

@@ -69,7 +69,7 @@ def _home(root: Path, name: str, token: str | None) -> dict[str, str]:
     (home / ".ray").mkdir(parents=True)
     if token is not None:
         (home / ".ray" / "auth_token").write_text(token)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != "XDG_CACHE_HOME"}  # in HOME
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != "L2L_LOG_DIR"}  # in HOME
     return {**env, "HOME": str(home), "COLUMNS": "300", "OMP_NUM_THREADS": "1"}
 
 

@@ -177,3 +177,4 @@ def follow(lines: Callable[[], list[str]], running: Callable[[], bool], interval
         while running():
             time.sleep(interval)
             live.update(Text.from_markup("\n".join(lines())), refresh=True)
+        live.update(Text.from_markup("\n".join(lines())), refresh=True)  # the state it stopped in

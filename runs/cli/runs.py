@@ -360,7 +360,7 @@ def runs_best(
             done = f"evaluated again (space {run.space!r} has exact rewards: nothing was trained{ignored})"
         value = view.val(metrics, result.val_acc, result.val_loss)
         shown = f"validation {view.validation} {value}" if value != "-" else f"reward {fmt(result.reward)}"
-        own = " (the child's own: the same budget gives its figures again)" if seed is None else ""
+        own = f" (child {best.number}'s own)" if seed is None else ""
         console.print(f"{done}: {joined(shown, view.summary(metrics))}; seed {used}{own}", highlight=False)
         if sharing:  # the honest number of a weight-sharing search: kept with the run
             number = record_retrained(store, run_id, best, result)

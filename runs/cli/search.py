@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from l2l.runs.store import Store
 
 # Ray's own messages (its banners, worker death notices) go to a file per run here, not into the progress bar
-LOG_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "l2l" / "logs"
+_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+LOG_DIR = Path(os.environ.get("L2L_LOG_DIR") or _CACHE / "l2l" / "logs")
 # the command's own defaults, below the config file and the flags (SearchConfig's executor is local)
 DEFAULTS = {"executor": "ray"}
 # a weight-sharing search trains in this process; the screen has nothing to save when rewards are cheap

@@ -96,15 +96,15 @@ def update_means(
     """The mean reward of the children each controller update learned from (``learned``: their numbers, per
     update), placed after the newest of them and never before the update before it, as `l2l plot progress`
     places them: in an asynchronous run an update's children are not one proposal batch."""
+    if not any(len(numbers) > 1 for numbers in learned):  # one child each: its own reward, already drawn
+        return [], []
     reward = {int(n): float(r) for n, _, r in rows}
     xs: list[float] = []
     ys: list[float] = []
     at = 0
     for numbers in learned:
-        if len(numbers) < 2:  # one child: its mean is its own reward, already drawn
-            continue
         at = max([at, *(int(n) + 1 for n in numbers)])
-        found = [reward[int(n)] for n in numbers if int(n) in reward]
+        found = [reward[int(n)] for n in numbers if int(n) in reward]  # raw rewards of those that finished
         if found:
             xs.append(float(at))
             ys.append(sum(found) / len(found))
