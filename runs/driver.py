@@ -5,6 +5,7 @@ children under it)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -110,6 +111,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C would be (the CLI does): the search stops the same way and records which."""
 
 
+def stop_signal(exc: BaseException) -> int:
+    """The signal a user's stop came as: SIGTERM for `Terminated`, else SIGINT (Ctrl-C)."""
+    return int(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+
+
 def stop_reason(exc: BaseException) -> str:
     """How a user's stop is recorded: Ctrl-C, or SIGTERM (a scheduler's or `kill`'s)."""
     return "stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted by the user"
@@ -132,16 +138,12 @@ class IgnoredInterrupts:
     alive, "stale", with children still at workers). Only in the main thread, where Python delivers signals."""
 
     def __enter__(self) -> IgnoredInterrupts:
-        import signal
-
         main = threading.current_thread() is threading.main_thread()
         kinds = (signal.SIGINT, signal.SIGTERM) if main else ()
         self.old = [(kind, signal.signal(kind, signal.SIG_IGN)) for kind in kinds]
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        import signal
-
         for signum, handler in self.old:
             signal.signal(signum, handler)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from l2l.controllers import Controller, Ledger, Proposal, UpdateStats, make_controller
 from l2l.controllers.base import checked_proposals, checked_stats
-from l2l.runs.driver import Heartbeat, IgnoredInterrupts, code_version, live_driver, record_stop
+from l2l.runs.driver import Heartbeat, IgnoredInterrupts, code_version, live_driver, record_stop, stop_signal
 from l2l.runs.estimates import ArchKeys
 from l2l.runs.executors import ChildTask, Executor, WorkerPool, make_executor, to_submit
 from l2l.runs.pruning import PrunerBridge
@@ -185,7 +185,7 @@ class Search:
                 with contextlib.suppress(KeyboardInterrupt):
                     self.executor.shutdown()
             if isinstance(exc, KeyboardInterrupt):
-                raise SearchInterrupted(self.run_id) from None
+                raise SearchInterrupted(self.run_id, stop_signal(exc)) from None
             raise
         counts = self.store.count_children(self.run_id)  # every child recorded, before Ray stops
         if counts["done"] == 0 and counts["failed"] > 0:  # nothing to name: failed, as runs list and the dashboard say

@@ -6,6 +6,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from signal import SIGINT
 from typing import Any
 
 from l2l.controllers import DEFAULT_STRATEGY, costs_needed, default_batch
@@ -24,9 +25,10 @@ class SearchError(RuntimeError):
 class SearchInterrupted(SearchError):
     """The user stopped the search; the run is left resumable."""
 
-    def __init__(self, run_id: int) -> None:
+    def __init__(self, run_id: int, signal: int = int(SIGINT)) -> None:
         super().__init__(f"run {run_id} interrupted; continue it with: l2l search --resume {run_id}")
         self.run_id = run_id
+        self.signal = signal  # what stopped it: SIGINT (Ctrl-C), or SIGTERM (`driver.Terminated`)
 
 
 @dataclass(frozen=True)

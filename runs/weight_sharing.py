@@ -30,7 +30,7 @@ import torch
 from l2l.controllers import Controller, Proposal, make_controller
 from l2l.controllers.base import checked_proposals, checked_stats
 from l2l.nas.shared import SharedWeights, SharingError
-from l2l.runs.driver import Heartbeat, code_version, live_driver, stop_reason
+from l2l.runs.driver import Heartbeat, code_version, live_driver, stop_reason, stop_signal
 from l2l.runs.executors import check_device
 from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted
 from l2l.runs.sharing_config import BLOWUP, SharingConfig
@@ -152,7 +152,7 @@ class WeightSharingSearch:
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 self.store.set_run_status(self.run_id, "interrupted", stop_reason(exc))
-                raise SearchInterrupted(self.run_id) from None
+                raise SearchInterrupted(self.run_id, stop_signal(exc)) from None
             self.store.set_run_status(self.run_id, "failed", f"{type(exc).__name__}: {exc}")
             raise
         self.store.set_run_status(self.run_id, "done")

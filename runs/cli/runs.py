@@ -104,6 +104,13 @@ def runs_show(
         follow_lines(lambda: run_lines(store, run_id, latest=5), running, interval)
 
 
+def say_notes(*notes: str | None) -> None:
+    """The notes under a table, each on a line of its own; those that are None say nothing."""
+    for note in notes:
+        if note:
+            console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
 def sharing_epochs(run: RunRecord) -> int:
     """The epochs a weight-sharing run was set to train."""
     from l2l.runs.sharing_config import SharingConfig
@@ -242,9 +249,7 @@ def runs_top(
                 )
             console.print(table)
             shown = [c for a in archs for c in a.children[:4]]  # the children the table lists
-            for note in (ranking.doubt(), transform_note(run, by), pruned_note(shown)):
-                if note:
-                    console.print(f"[yellow]note:[/] {note}", highlight=False)
+            say_notes(ranking.doubt(), transform_note(run, by), pruned_note(shown))
             return
         top = sharing_top(store, run_id, k) if sharing else store.top_children(run_id, k)
         if not top:
@@ -265,9 +270,7 @@ def runs_top(
                 describe(run, c.spec),
             )
         console.print(table)
-        note = pruned_note(top)
-        if note:
-            console.print(f"[yellow]note:[/] {note}", highlight=False)
+        say_notes(pruned_note(top))
 
 
 @app.command("best")
@@ -325,9 +328,7 @@ def runs_best(
                 f"best of run {run_id}: {joined(evaluated, view.summary(metrics))}: {describe(run, best.spec)}",
                 highlight=False,
             )
-            for note in (ranking.doubt(), transform_note(run, by)):
-                if note:
-                    console.print(f"[yellow]note:[/] {note}", highlight=False)
+            say_notes(ranking.doubt(), transform_note(run, by))
         else:
             top = store.children(run_id, "derived") if sharing else store.top_children(run_id, 1)
             if not top:

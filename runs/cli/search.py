@@ -293,13 +293,12 @@ def run_shown(run: Any, display: Any) -> None:
     from l2l.runs.search import SearchInterrupted
 
     run.listener = display.on_event
-    _STOPPED_BY.clear()  # a process that runs several searches: this one's signal only
     try:
         with display:
             run.run()
     except SearchInterrupted as exc:
         err_console.print(f"[yellow]{escape(str(exc) + storage_flag(run.store))}[/]", highlight=False)
-        raise typer.Exit(128 + (_STOPPED_BY[-1] if _STOPPED_BY else signal.SIGINT)) from None
+        raise typer.Exit(128 + exc.signal) from None
 
 
 def say_ray_log() -> None:
@@ -386,14 +385,10 @@ def run_weight_sharing(store: Store, run: Any, quiet: bool) -> None:
     print_derived(store, run)
 
 
-_STOPPED_BY: list[int] = []  # the signal that stopped this command's search (SIGTERM is raised as Ctrl-C)
-
-
 def _install_sigterm() -> None:
     def handler(signum: int, frame: Any) -> None:
         from l2l.runs.driver import Terminated
 
-        _STOPPED_BY.append(signum)
         raise Terminated
 
     signal.signal(signal.SIGTERM, handler)

@@ -7,7 +7,6 @@ each reading the store in short transactions through `l2l.runs.dashboard.reader.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -162,8 +161,8 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
     def api_run(request: Request) -> Response:
         return Json(estimated(reader.summary(request.path_params["run_id"])))
 
-    def api_progress(request: Request) -> Response:
-        run_id = request.path_params["run_id"]
+    def progress(run_id: int) -> dict[str, Any]:
+        """A run's progress charts, read again only when the run changed (its page and the runs compared)."""
 
         def make() -> dict[str, Any]:
             run = reader.run(run_id)
@@ -181,10 +180,14 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
             return {
                 **chart,
                 "updates": series.updates(reader.updates(run_id)),
+                "shared": shared,
                 "reward_label": "reward (shared weights)" if shared else "reward",
             }
 
-        return Json(charts.get(("progress", run_id, reader.stamp(run_id)), make))
+        return charts.get(("progress", run_id, reader.stamp(run_id)), make)
+
+    def api_progress(request: Request) -> Response:
+        return Json(progress(request.path_params["run_id"]))
 
     def api_children(request: Request) -> Response:
         run_id = reader.run(request.path_params["run_id"]).id  # a run that is not there is a 404
@@ -274,27 +277,13 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
 
     def api_compare(request: Request) -> Response:
         ids = [int(p) for p in request.query_params.get("runs", "").split(",") if re.fullmatch(r"\s*[0-9]+\s*", p)][:12]
-
-        def curve(run_id: int) -> dict[str, Any]:
-            run = reader.run(run_id)
-            rows, _ = reader.rewards(run)
-            x, y = series.best_so_far([n for n, _, _ in rows], [r for _, _, r in rows])
-            shared = run.config.get("weight_sharing") is not None
-            mean = False
-            if not shared and rows:  # repeated evaluations: the best estimated mean, as the run's own chart draws it
-                from l2l.runs.estimates import best_curve
-
-                space, _ = figures.space_of(run)
-                found, mean = best_curve(reader.evaluations(run_id), space, points=series.MAX_POINTS)
-                if mean:
-                    x, y = [n for n, _ in found], [b for _, b in found]
+        out = []
+        for run_id in ids:  # each run's best line as its own page draws it (the best estimated mean, where repeated)
+            chart = progress(run_id)
+            best = chart["best"]
             # a weight-sharing run's curve is of shared-weight scores, not of children trained: the chart says so
-            return {"id": run_id, "x": x, "y": y, "shared": shared, "mean": mean}
-
-        # read again only when a run changed: the page polls every 2 s while any run is live
-        out = [
-            charts.get(("compare", run_id, reader.stamp(run_id)), functools.partial(curve, run_id)) for run_id in ids
-        ]
+            out.append({"id": run_id, "x": best["x"], "y": best["y"], "shared": chart["shared"],
+                        "mean": best.get("label") == BEST_MEAN})  # fmt: skip
         return Json({"runs": out})
 
     def arch(request: Request) -> Response:
