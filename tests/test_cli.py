@@ -77,6 +77,10 @@ def test_spaces_list_and_show() -> None:
     assert "`layers` (3)" in out and "``" not in out  # the docstring's reST quotes, as a terminal shows code
     assert "weight sharing: no\n" in out  # toy offers no shared network
     assert "weight sharing: yes (l2l search --space macro --weight-sharing)" in ok("spaces", "show", "macro")
+    # nb201 stores only the options that differ from its defaults; show names every one a user can set
+    assert "options: {'dataset': 'cifar100', 'canonical': False, 'noise': 0.0}" in ok(
+        "spaces", "show", "nb201", "-S", "dataset=cifar100"
+    )
     out = ok("spaces", "show", "rnn_cell", "-S", "hashed=true")
     assert "weight sharing: no (rnn_cell with hashed=true offers no shared network" in out
 

@@ -367,6 +367,25 @@ def test_the_dashboard_reads_postgresql_read_only(postgres_url: str) -> None:
     assert reader.run(run).name == "rules"
 
 
+@pytest.mark.postgres
+def test_the_dashboard_outlives_a_connection_the_server_cut(postgres_url: str) -> None:
+    """A PostgreSQL restart under a running dashboard made its next page an error."""
+    from sqlalchemy import create_engine, text
+
+    store = Store(postgres_url)
+    run = add_optimizer_run(store)
+    reader = Reader(postgres_url)
+    assert reader.run(run).name == "rules"
+    with reader.engine.connect() as conn:  # the pooled connection the next page takes
+        pid = conn.scalar(text("SELECT pg_backend_pid()"))
+    admin = create_engine(postgres_url)
+    with admin.begin() as conn:
+        assert conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    admin.dispose()
+    assert reader.run(run).name == "rules"
+    store.close()
+
+
 def test_an_old_schema_is_named_not_migrated(tmp_path: Path) -> None:
     from l2l.runs.dashboard.server import schema_behind
 

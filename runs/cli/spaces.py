@@ -59,7 +59,8 @@ def spaces_show(
                 size *= 2**d.n_prev
                 table.add_row(str(i), d.name, d.kind, f"any subset of {d.n_prev} earlier layers")
         doc = inspect.cleandoc(type(sp).__doc__ or "").replace("``", "`")  # docstrings are reST; this is a terminal
-        console.print(f"[bold]{sp.name}[/]: {sp.description}\n{doc}\noptions: {sp.options}", highlight=False)
+        options = {**_defaults(sp), **sp.options}
+        console.print(f"[bold]{sp.name}[/]: {sp.description}\n{doc}\noptions: {options}", highlight=False)
         console.print(table)
         tokens = sum(d.width for d in decisions)
         line = f"{tokens} tokens, {size:,} candidates"
@@ -77,6 +78,17 @@ def spaces_show(
             console.print("forbidden: " + ", ".join(f"{k}={v}" for k, v in combination.items()), highlight=False)
         console.print(line, highlight=False)
         console.print(f"weight sharing: {_sharing(sp)}", highlight=False)
+
+
+def _defaults(sp: Any) -> dict[str, Any]:
+    """The options ``sp``'s constructor has defaults for (a space may store only those that differ, as
+    `nb201` keeps its stored options short), so `spaces show` names every option a user can set."""
+    try:
+        params = inspect.signature(type(sp)).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name: p.default for p in params if p.kind in named and p.default is not p.empty}
 
 
 def _sharing(sp: Any) -> str:

@@ -39,7 +39,10 @@ def read_only_engine(url: str) -> Engine:
         if path in ("", ":memory:") or not Path(path).expanduser().is_file():
             raise StoreError(f"no store at {label}: the file does not exist (run a search first)")
     try:
-        engine = create_engine(url, connect_args={"timeout": 10} if backend == "sqlite" else {})
+        if backend == "sqlite":
+            engine = create_engine(url, connect_args={"timeout": 10})
+        else:  # a dashboard outlives server restarts: a pooled connection the server cut is replaced as it is taken
+            engine = create_engine(url, pool_pre_ping=True)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
         raise StoreError(f"cannot open store {label}: {exc}") from exc
     if backend == "sqlite":
