@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,10 @@ def test_plot_placement_of_a_search(tmp_path: Path) -> None:
     ]
     out = runner.invoke(app, [*search, "-q"])
     assert out.exit_code == 0, out.output
+    top = runner.invoke(app, ["runs", "top", "1", "--storage", storage], terminal_width=200).output
+    assert "step_time_ms" in top and "val acc" not in top  # a simulated step has no validation figure to show
+    best = runner.invoke(app, ["runs", "best", "1", "--storage", storage]).output
+    assert re.search(r"best of run 1: child \d+, reward -[\d.]+, step_time_ms [\d.]+: g0=", best), best
     png = tmp_path / "placement.png"
     out = runner.invoke(app, ["plot", "placement", "1", "-o", str(png), "--storage", storage])
     assert out.exit_code == 0, out.output

@@ -19,7 +19,7 @@ class MetricView:
     """Which figures a run's tables and exports show: what its space declares (`SearchSpace.validation_metric`,
     ``test_metrics``, ``cost_metrics``), else the keys its children's results hold, in order of appearance."""
 
-    validation: str = "acc"
+    validation: str = "acc"  # "": the results hold no validation figure (a placement's simulated step time)
     test: tuple[str, ...] = ()
     cost: tuple[str, ...] = ()
 
@@ -40,6 +40,8 @@ class MetricView:
         validation = declared[0]
         if validation == "acc" and only_losses(children):  # a space that measures a validation loss and no accuracy
             validation = "loss"
+        elif validation == "acc" and children and not any(map(has_validation, children)):
+            validation = ""  # a column of dashes says nothing
         found = {part: tuple(metric_keys(children, part)) for part in ("test", "cost")}
         held = {
             part: tuple(k for k in keys if k in found[part])
@@ -50,6 +52,10 @@ class MetricView:
             held["test"] or found["test"] or declared[1],
             held["cost"] or found["cost"] or declared[2],
         )
+
+    def val_column(self) -> list[str]:
+        """The validation column's heading, none where the results hold no validation figure."""
+        return [f"val {self.validation}"] if self.validation else []
 
     def val(self, metrics: dict[str, Any], val_acc: float | None, val_loss: float | None = None) -> str:
         """The validation figure: `Result.val_acc` (`Result.val_loss` where the view shows a loss), or
@@ -77,12 +83,22 @@ class MetricView:
         shown = [f"{k} {self.figure(metrics, part, k)}" for k in keys if (metrics.get(part) or {}).get(k) is not None]
         return ", ".join(shown)
 
+    def summaries(self, metrics: dict[str, Any]) -> tuple[str, str]:
+        """A child's test figures, then its costs (a placement's step time, a network's parameters)."""
+        return self.summary(metrics), self.summary(metrics, "cost")
+
 
 def only_losses(children: Sequence[Any]) -> bool:
     """True when ``children`` measured a validation loss and none of them an accuracy (a plugin space that
     keeps the default ``validation_metric`` but reports only `Result.val_loss`)."""
     accs = [c for c in children if c.val_acc is not None or "val_acc" in (c.metrics.get("info") or {})]
     return not accs and any(c.val_loss is not None for c in children)
+
+
+def has_validation(child: Any) -> bool:
+    """Whether ``child``'s result holds a validation figure (an accuracy, a loss, or one a space keeps in info)."""
+    info = child.metrics.get("info") or {}
+    return child.val_acc is not None or child.val_loss is not None or any(k.startswith("val_") for k in info)
 
 
 def pruned_at(child: Any) -> int | None:

@@ -233,7 +233,7 @@ def runs_top(
             view = MetricView.of(run.space, top)
             tests, costs = view.test[:3], view.cost[:2]
             estimate = "estimate ± 95%" + (" (transformed)" if by == "transformed" else "")
-            table = Table("rank", "child", "n", estimate, f"val {view.validation}", *tests, *costs, "candidate")
+            table = Table("rank", "child", "n", estimate, *view.val_column(), *tests, *costs, "candidate")
             for place, arch in enumerate(archs, start=1):
                 metrics = mean_metrics(arch.children)
                 table.add_row(
@@ -242,7 +242,7 @@ def runs_top(
                     + ("..." if len(arch.children) > 4 else ""),
                     str(arch.estimate.n),
                     estimate_text(arch),
-                    view.val(metrics, metrics.get("val_acc"), metrics.get("val_loss")),
+                    *([view.val(metrics, metrics.get("val_acc"), metrics.get("val_loss"))] if view.validation else []),
                     *(view.figure(metrics, "test", key) for key in tests),
                     *(view.figure(metrics, "cost", key) for key in costs),
                     describe(run, arch.child.spec),
@@ -257,14 +257,14 @@ def runs_top(
         view = MetricView.of(run.space, top)
         tests, costs = view.test[:3], view.cost[:2]  # the first declared (or found) ones: a table stays readable
         role, retrained = (["role"], store.children(run_id, "done")) if sharing else ([], [])
-        table = Table("rank", "child", *role, "reward", f"val {view.validation}", *tests, *costs, "candidate")
+        table = Table("rank", "child", *role, "reward", *view.val_column(), *tests, *costs, "candidate")
         for place, c in enumerate(top, start=1):
             table.add_row(
                 str(place),
                 f"{c.number}{pruned_mark(c)}",
                 *([sharing_role(c, retrained)] if sharing else []),
                 fmt(c.reward) + (" shared" if sharing and c.status != "done" else ""),
-                view.val(c.metrics, c.val_acc, c.val_loss),
+                *([view.val(c.metrics, c.val_acc, c.val_loss)] if view.validation else []),
                 *(view.figure(c.metrics, "test", key) for key in tests),
                 *(view.figure(c.metrics, "cost", key) for key in costs),
                 describe(run, c.spec),
@@ -325,7 +325,7 @@ def runs_best(
                 + ("" if arch.estimate.estimate == once else f", estimated {estimate_text(arch)} (evaluated once)")
             )
             console.print(
-                f"best of run {run_id}: {joined(evaluated, view.summary(metrics))}: {describe(run, best.spec)}",
+                f"best of run {run_id}: {joined(evaluated, *view.summaries(metrics))}: {describe(run, best.spec)}",
                 highlight=False,
             )
             say_notes(ranking.doubt(), transform_note(run, by))
@@ -337,7 +337,7 @@ def runs_best(
             view = MetricView.of(run.space, top)
             head = f"child {best.number}, reward {fmt(best.reward)}" + (" with shared weights" if sharing else "")
             console.print(
-                f"best of run {run_id}: {joined(head, view.summary(best.metrics))}: {describe(run, best.spec)}",
+                f"best of run {run_id}: {joined(head, *view.summaries(best.metrics))}: {describe(run, best.spec)}",
                 highlight=False,
             )
             if sharing:  # the derived architecture's honest numbers, where it was retrained
