@@ -107,6 +107,10 @@ def plugin_tasks() -> dict[str, SuiteTask]:
             gave = f"a {type(value).__name__} holding {', '.join(held)}" if held else type(value).__name__
             expected = "a SuiteTask, a sequence of them, or a function returning either"
             raise TaskError(f"{where} gave {gave}; expected {expected}")
+        names = [t.name for t in tasks]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # the later one would replace the earlier with no word
+            raise TaskError(f"{where} defines the task {twice[0]!r} more than once; give each task its own name")
         for t in tasks:
             if t.name in BUILTIN:
                 raise TaskError(f"optimizer task plugin {ep.name!r} redefines the built-in task {t.name!r}")
@@ -119,6 +123,15 @@ def plugin_tasks() -> dict[str, SuiteTask]:
 def all_tasks() -> dict[str, SuiteTask]:
     """Built-in and plugin tasks by name."""
     return {**BUILTIN, **plugin_tasks()}
+
+
+def plugin_problem() -> str | None:
+    """Why the optimizer task plugins cannot be loaded, or None when they can (or there are none)."""
+    try:
+        plugin_tasks()
+    except TaskError as exc:
+        return str(exc)
+    return None
 
 
 def check_task(task: SuiteTask) -> None:

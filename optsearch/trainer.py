@@ -72,6 +72,13 @@ class SuiteTask:
     seed: int = 0  # offsets every run's seeds: two tasks on one problem see different draws
 
     def __post_init__(self) -> None:
+        for key in ("name", "problem", "model", "loss", "metric", "kind"):
+            if not isinstance(getattr(self, key), str):
+                raise ValueError(f"task {self.name!r}: {key} must be text, got {getattr(self, key)!r}")
+        for key in ("steps", "batch_size", "evals", "seed"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"task {self.name!r}: {key} must be a whole number, got {value!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"task {self.name!r}: unknown loss {self.loss!r}; known: {', '.join(LOSSES)}")
         if self.metric not in METRICS:

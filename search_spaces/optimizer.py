@@ -106,6 +106,7 @@ class OptimizerSpace(DatasetSpace):
         self.suite, self.cutoff, self.scale, self.betas = suite, float(cutoff), float(scale), bool(betas)
         self.lr_grid: tuple[float, ...] | None = changes.get("lrs")
         self._memo: dict[str, Any] = {}
+        self._refs: dict[str, float] | None = None  # tuned Adam's figure per suite task, once the run starts
         if suite is not None:
             from l2l.optsearch.suite import TaskError
 
@@ -138,12 +139,35 @@ class OptimizerSpace(DatasetSpace):
         """The suite's tasks, cheapest first, with their steps scaled."""
         from l2l.optsearch.suite import resolve_suite
 
-        tasks = resolve_suite(self.suite or "search")
+        # a broken task plugin does not stop a suite of built-in tasks (`l2l search` warns of it once)
+        tasks = resolve_suite(self.suite or "search", warn=lambda _: None)
         scaled = [
             dataclasses.replace(t, steps=max(t.evals, round(t.steps * self.scale))) if self.scale != 1 else t
             for t in tasks
         ]
         return sorted(scaled, key=lambda t: t.steps * {"char-transformer": 20, "char-lstm": 8}.get(t.model, 1))
+
+    def pinned_data(self) -> dict[str, Any]:
+        """A suite search's yardstick, tuned Adam's final validation loss (or error) per task, computed once when
+        the run starts and kept with it: a task Adam cannot train at any learning rate is refused here, in one
+        line, rather than blamed on every rule the search proposes."""
+        if self.suite is None:
+            return {}
+        from l2l.optsearch.reward import RuleFailed, references
+        from l2l.optsearch.tuning import LR_GRID
+
+        try:
+            self._refs = references(self.suite_tasks(), self.lr_grid or LR_GRID, self.objective)
+        except RuleFailed as exc:
+            raise SpaceError(f"{exc}; no rule can be scored on that task: check its model, loss and data") from None
+        except Exception as exc:  # a plugin task's code, run before any rule: name it, not a traceback
+            raise SpaceError(f"tuning the reference adam on the suite failed: {type(exc).__name__}: {exc}") from exc
+        return {"references": self._refs}
+
+    def use_pinned_data(self, data: Any) -> None:
+        refs = data.get("references")
+        if isinstance(refs, dict):
+            self._refs = {str(k): float(v) for k, v in refs.items()}
 
     def heldout_tasks(self) -> list[str]:
         """The held-out tasks this space scores rules on (a ``suite`` naming them): none for an honest search,
@@ -251,7 +275,8 @@ class OptimizerSpace(DatasetSpace):
         tasks = self.suite_tasks()
         grid = self.lr_grid or LR_GRID
         try:
-            refs = references(tasks, grid, self.objective)
+            kept = self._refs or {}
+            refs = kept if all(t.name in kept for t in tasks) else references(tasks, grid, self.objective)
             score = suite_reward(
                 rule, tasks, refs, lrs=grid, cutoff=self.cutoff, objective=self.objective, workers=self.workers
             )
@@ -260,8 +285,8 @@ class OptimizerSpace(DatasetSpace):
         else:
             ratios = [s.ratio for s in score.scores]
             result = Result(
-                reward=score.reward,
-                val_loss=1.0 / score.reward,  # the geometric mean of the loss (or error) ratios to tuned Adam
+                reward=score.reward,  # 1 / the geometric mean of the loss (or error) ratios to tuned Adam (no
+                # validation loss of its own: tables showed that ratio as one)
                 test={},
                 cost={"runs": float(score.runs), "tasks_run": float(len(ratios))},
                 curves={"loss_ratio": ratios},

@@ -166,6 +166,11 @@ def test_cli_evaluate_prints_the_board_and_writes_json(tmp_path: Path) -> None:
     for name in ("board_profile.png", "board_curves.png", "board_update_heatmaps.png"):
         assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
     assert performance_profile(board, [1.0])[board["leaders"]["digits-logreg"][0]] == [1.0]
+    # a board where nothing was measured exits 1 (scripts could not tell; the table still says why)
+    args = ["optimizers", "evaluate", "one g identity identity div", "--suite", "digits-logreg", "--seeds", "1"]
+    failed = runner.invoke(app, [*args, "--lrs", "0.001,0.01", "--workers", "1", "-o", str(tmp_path / "f.json")])
+    assert failed.exit_code == 1 and "every one of the 1 evaluations failed" in failed.output, failed.output
+    assert json.loads((tmp_path / "f.json").read_text())["cells"]["digits-logreg"]  # written all the same
     bad = runner.invoke(app, ["plot", "optimizer", str(tmp_path / "nope.json")])
     assert bad.exit_code == 1 and "neither a run id nor an existing board file" in bad.output
 
@@ -222,6 +227,12 @@ def test_a_suite_search_run_is_listed_and_plotted_as_a_board(tmp_path: Path, mon
     top = runner.invoke(app, ["optimizers", "top", "1", "-k", "2", *storage], env={"COLUMNS": "300"})
     assert top.exit_code == 0 and "lr *" in top.output and "rank" in top.output, top.output
     assert "loss ratio to Adam" in top.output and "digits-logreg" in top.output  # not empty test-acc columns
+    # LaTeX in a table cell was cut at the terminal's width ("\\left(\\operatorname…"): whole lines now
+    latex = runner.invoke(app, ["optimizers", "top", "1", "-k", "1", "--latex", *storage], env={"COLUMNS": "60"})
+    line = next(x for x in latex.output.splitlines() if x.startswith("1: "))
+    assert "\\eta" in line and "…" not in line and line.count("\\left(") == line.count("\\right)"), latex.output
+    # runs top showed the loss ratio to Adam as "val loss"; a suite rule has no validation figure of its own
+    assert "val loss" not in runner.invoke(app, ["runs", "top", "1", *storage], env={"COLUMNS": "300"}).output
     args = ["plot", "optimizer", "1", "--top", "1", "--workers", "1", "-o", str(tmp_path / "out"), *storage]
     plotted = runner.invoke(app, args)
     assert plotted.exit_code == 0, plotted.output

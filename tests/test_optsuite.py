@@ -11,6 +11,7 @@ import torch
 
 from l2l.optsearch.suite import BUILTIN, ENTRY_POINT_GROUP, SUITES, TaskError, all_tasks, resolve_suite
 from l2l.optsearch.trainer import Diverged, SuiteTask, train_run
+from l2l.search_spaces import load_space
 
 
 def _adam(params, lr):  # type: ignore[no-untyped-def]
@@ -121,6 +122,14 @@ BROKEN = {  # a plugin's mistake, and the one line it gives
     "raises_when_called": ("(_ for _ in ()).throw(RuntimeError('boom in call'))",
                            "failed to load: RuntimeError('boom in call')"),
     "names_not_tasks": ('["digits-mlp"]', "gave a list holding str; expected a SuiteTask, a sequence of them"),
+    # steps=30.5 failed in every run as "TypeError: 'float' object cannot be interpreted as an integer"
+    "steps_not_whole": ('[SuiteTask("odd", "digits", "mlp", "cross_entropy", "accuracy", 30.5, 8)]',
+                        "task 'odd': steps must be a whole number, got 30.5"),
+    "batch_as_text": ('[SuiteTask("odd", "digits", "mlp", "cross_entropy", "accuracy", 8, "8")]',
+                      "task 'odd': batch_size must be a whole number, got '8'"),
+    # the second replaced the first with no word
+    "one_name_twice": ('[SuiteTask("odd", "digits", "mlp", "cross_entropy", "accuracy", 8, 8)] * 2',
+                       "defines the task 'odd' more than once; give each task its own name"),
 }  # fmt: skip
 
 
@@ -136,9 +145,11 @@ def test_a_broken_task_plugin_is_one_error_before_any_training_and_spares_the_bu
         resolve_suite("user")
     assert message in str(error.value)
     warnings: list[str] = []
-    if mistake == "raises_when_called":  # the plugin never loads: built-in suites go on without it, warned
+    if mistake in ("raises_when_called", "steps_not_whole"):  # never loads: built-in suites go on without it
         assert [t.name for t in resolve_suite("heldout", warnings.append)] == list(SUITES["heldout"])
         assert len(warnings) == 1 and message in warnings[0] and warnings[0].endswith("its tasks are left out")
+        # the optimizer space on a built-in suite too (it refused to load, naming the plugin)
+        assert load_space("optimizer", {"suite": "digits-logreg"}).suite_tasks()[0].name == "digits-logreg"  # type: ignore[attr-defined]
 
 
 def test_two_plugins_defining_one_task_name_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,3 +166,88 @@ def test_a_task_registered_by_entry_point_joins_the_user_suite(tmp_path: Path, m
     assert task.name == "tiny-digits"
     run = train_run(task, _adam, 1e-2, seed=0)
     assert 0.0 <= run.test_metric <= 1.0
+
+
+BOOM = """
+from l2l.optsearch.trainer import SuiteTask
+
+class Boom:
+    calls = 0
+
+def boom_net(n_in, n_out):
+    import torch
+
+    class Net(torch.nn.Linear):
+        def forward(self, x):
+            Boom.calls += 1
+            if Boom.calls > 3:  # past the one loss the load-time check computes
+                raise RuntimeError(f"boom in forward at call {Boom.calls}")
+            return super().forward(x.flatten(1))
+
+    return Net(n_in, n_out)
+
+def tasks():
+    return [SuiteTask("boom", "digits", "l2l_tiny_tasks:boom_net", "cross_entropy", "accuracy", 8, 8, evals=2)]
+"""
+
+
+def test_a_task_no_optimizer_can_train_stops_the_search_before_any_rule_is_blamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every child failed, each blaming its rule: "rule '...' the reference adam diverged ..." (or the task's own
+    RuntimeError), though the task was broken for any optimizer."""
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+    from l2l.runs.store import Store
+
+    monkeypatch.setenv("L2L_OPTSEARCH_CACHE", str(tmp_path / "cache"))
+    install_task_plugin(tmp_path, monkeypatch, BOOM)
+    storage = f"sqlite:///{tmp_path}/o.db"
+    args = ["search", "--space", "optimizer", "-S", "suite=boom", "-n", "2", "--executor", "local", "-q"]
+    out = CliRunner().invoke(app, [*args, "--storage", storage])
+    assert out.exit_code == 1, out.output
+    assert "tuning the reference adam on the suite failed: RuntimeError: boom in forward at call" in out.output
+    assert "Traceback" not in out.output and Store(storage).list_runs() == []  # no run of failed children
+
+
+def test_a_broken_task_plugin_leaves_a_search_on_built_in_tasks_warned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+
+    monkeypatch.setenv("L2L_OPTSEARCH_CACHE", str(tmp_path / "cache"))
+    install_task_plugin(tmp_path, monkeypatch, "def tasks():\n    raise RuntimeError('half-written plugin')\n")
+    args = ["search", "--space", "optimizer", "-S", "suite=digits-logreg", "-S", "scale=0.05", "-n", "1"]
+    out = CliRunner().invoke(app, [*args, "--executor", "local", "-q", "--storage", f"sqlite:///{tmp_path}/o.db"])
+    assert out.exit_code == 0, out.output
+    said = " ".join(out.output.split())
+    assert "warning: optimizer task plugin 'l2l_tiny_tasks'" in said and "its tasks are left out" in said
+
+
+def test_the_rules_of_a_run_whose_plugin_task_is_gone_can_still_be_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`optimizers top` and `export` rebuilt the space with the run's suite, and refused once a task was gone."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+
+    monkeypatch.setenv("L2L_OPTSEARCH_CACHE", str(tmp_path / "cache"))
+    install_task_plugin(tmp_path, monkeypatch)
+    storage = ["--storage", f"sqlite:///{tmp_path}/o.db"]
+    args = ["search", "--space", "optimizer", "-S", "suite=tiny-digits", "-S", "lrs='0.01,0.1'", "-n", "2"]
+    out = CliRunner().invoke(app, [*args, "--executor", "local", "-q", *storage])
+    assert out.exit_code == 0, out.output
+    shutil.rmtree(tmp_path / "l2l_tiny_tasks-0.1.dist-info")  # uninstalled
+    top = CliRunner().invoke(app, ["optimizers", "top", "1", *storage], env={"COLUMNS": "300"})
+    assert top.exit_code == 0, top.output
+    said = " ".join(top.output.split())
+    assert "run 1's suite cannot be loaded now" in said and "unknown task or suite 'tiny-digits'" in said
+    assert "lr *" in top.output
+    exported = CliRunner().invoke(app, ["optimizers", "export", "1", "-o", str(tmp_path / "found.py"), *storage])
+    assert exported.exit_code == 0 and "(torch.optim.Optimizer)" in (tmp_path / "found.py").read_text(), exported.output

@@ -96,9 +96,8 @@ def only_losses(children: Sequence[Any]) -> bool:
 
 
 def has_validation(child: Any) -> bool:
-    """Whether ``child``'s result holds a validation figure (an accuracy, a loss, or one a space keeps in info)."""
-    info = child.metrics.get("info") or {}
-    return child.val_acc is not None or child.val_loss is not None or any(k.startswith("val_") for k in info)
+    """Whether ``child``'s result holds a validation accuracy or loss (kept in info by some spaces)."""
+    return child.val_acc is not None or child.val_loss is not None or "val_acc" in (child.metrics.get("info") or {})
 
 
 def pruned_at(child: Any) -> int | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from l2l.runs.cli.common import RunArg, StorageOpt, check_writable, console, open_store, user_errors
 from l2l.runs.cli.formatting import fmt
@@ -26,11 +27,16 @@ def best_rules(store: Store, run_id: int, k: int) -> list[tuple[ChildRecord, Rul
     from l2l.search_spaces import SpaceError, Spec, load_space
 
     run = store.get_run(run_id)
+    options = dict(run.config.get("space_options") or {})
     try:
-        space = load_space(run.space, dict(run.config.get("space_options") or {}), validate=False)
+        space = load_space(run.space, options, validate=False)
     except SpaceError as exc:
-        hint = "" if run.space == "optimizer" else "; `l2l optimizers` reads runs of the optimizer space"
-        raise UsageError(f"cannot rebuild the space {run.space!r} of run {run_id}: {exc}{hint}") from None
+        if run.space == "optimizer" and "suite" in options:  # a plugin task gone: the rules read without it
+            space = load_space(run.space, {k: v for k, v in options.items() if k != "suite"}, validate=False)
+            console.print(f"[yellow]note:[/] run {run_id}'s suite cannot be loaded now ({escape(str(exc))})")
+        else:
+            hint = "" if run.space == "optimizer" else "; `l2l optimizers` reads runs of the optimizer space"
+            raise UsageError(f"cannot rebuild the space {run.space!r} of run {run_id}: {exc}{hint}") from None
     rule_of = getattr(space, "rule_of", None)
     if rule_of is None:
         raise UsageError(f"run {run_id} searched the space {run.space!r}, not optimizer rules (use --space optimizer)")
@@ -48,6 +54,22 @@ def best_rules(store: Store, run_id: int, k: int) -> list[tuple[ChildRecord, Rul
             seen.add(key)
             out.append((c, rule))
     return out
+
+
+def suite_warnings(space: Any) -> list[str]:
+    """What `l2l search` says before an optimizer search: a broken task plugin whose tasks are left out (the
+    run's suite is built-in, or the space would have refused it), and held-out tasks in the reward."""
+    from l2l.optsearch.suite import plugin_problem
+
+    broken = plugin_problem()
+    said = [f"{broken}; its tasks are left out"] if broken else []
+    held = space.heldout_tasks()
+    if held:  # the user's choice, but the scoreboard's held-out tasks are no longer held out after it
+        said.append(
+            f"this search scores rules on held-out task(s) {', '.join(held)}; a rule chosen on them says nothing "
+            "about transfer there (docs/optimizer-search.md)"
+        )
+    return said
 
 
 def suite_figures(info: dict[str, Any]) -> tuple[str, str]:
@@ -69,7 +91,9 @@ def single_figures(metrics: dict[str, Any], info: dict[str, Any]) -> tuple[str, 
 def optimizers_top(
     run_id: RunArg,
     k: Annotated[int, typer.Option("-k", help="How many rules.", min=1)] = 5,
-    latex: Annotated[bool, typer.Option("--latex", help="Print formulas as LaTeX.")] = False,
+    latex: Annotated[
+        bool, typer.Option("--latex", help="Also print each formula as LaTeX, one line per rule.")
+    ] = False,
     storage: StorageOpt = None,
 ) -> None:
     """The best rules of a run as formulas, with their rewards."""
@@ -91,10 +115,12 @@ def optimizers_top(
                 str(c.number),
                 fmt(c.reward),
                 *(suite_figures(info) if suite else single_figures(c.metrics, info)),
-                to_latex(simplified_rule(rule)) if latex else to_formula(simplified_rule(rule)),
+                to_formula(simplified_rule(rule)),
                 to_text(rule),
             )
         console.print(table)
+        for rank, (_, rule) in enumerate(rules if latex else [], start=1):  # whole lines: a cell would cut them
+            console.print(f"{rank}: {to_latex(simplified_rule(rule))}", soft_wrap=True, markup=False, highlight=False)
 
 
 @app.command("export")
@@ -176,7 +202,6 @@ def board_table(board: dict[str, Any]) -> Any:
     its grid's edge; the best of each row is bold (several on a tie, which counts as nobody's win); the last
     row counts tasks won."""
 
-    from rich.markup import escape
     from rich.table import Table
 
     from l2l.optsearch.board import interval_text
@@ -234,8 +259,6 @@ def optimizers_evaluate(
     import os
     import time
 
-    from rich.markup import escape
-
     from l2l.optsearch.board import for_json, run_board
     from l2l.optsearch.suite import TaskError, resolve_suite
     from l2l.optsearch.tuning import LR_GRID
@@ -277,3 +300,5 @@ def optimizers_evaluate(
             output.parent.mkdir(parents=True, exist_ok=True)
             output.write_text(json.dumps(for_json(board), indent=1))
             console.print(f"wrote {output}", highlight=False)
+        if all(c["failed"] for c in cells):  # a script must be able to tell that nothing was measured
+            raise UsageError(f"every one of the {len(cells)} evaluations failed (the table says why)")

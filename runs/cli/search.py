@@ -22,6 +22,7 @@ from l2l.runs.cli.common import (
     user_errors,
 )
 from l2l.runs.cli.dashboard import start_dashboard
+from l2l.runs.cli.optimizers import suite_warnings
 from l2l.runs.cli.progress import SearchProgress
 from l2l.runs.cli.summary import print_derived, print_summary
 from l2l.runs.config import SearchFlags, UsageError, parse_assignments
@@ -245,13 +246,8 @@ def search(
             was = {k: "(default)" if v is None else v for k, v in move["from"].items()}
             changes = ", ".join(f"{k} {was[k]} -> {v}" for k, v in move["to"].items())
             console.print(f"run {run.run_id} moved: {changes} (recorded with the run)", highlight=False)
-        held = run.space.heldout_tasks() if cfg.space == "optimizer" else []
-        if held:  # the user's choice, but the scoreboard's held-out tasks are no longer held out after it
-            err_console.print(
-                f"[yellow]warning: this search scores rules on held-out task(s) {', '.join(held)}; a rule chosen "
-                "on them says nothing about transfer there (docs/optimizer-search.md)[/]",
-                highlight=False,
-            )
+        for warning in suite_warnings(run.space) if cfg.space == "optimizer" else ():
+            err_console.print(f"[yellow]warning: {escape(warning)}[/]", highlight=False)
         learns = not cfg.strategy.startswith("random")  # random search learns nothing from its batches
         if cfg.weight_sharing is None and cfg.batch > cfg.children and resume is None and learns:
             console.print(  # a note with the run's settings, not an error's neighbour on stderr
