@@ -12,7 +12,15 @@ from typing import Any
 
 from l2l.controllers import Controller, Ledger, Proposal, UpdateStats, make_controller
 from l2l.controllers.base import checked_proposals, checked_stats
-from l2l.runs.driver import Heartbeat, IgnoredInterrupts, code_version, live_driver, record_stop, stop_signal
+from l2l.runs.driver import (
+    Heartbeat,
+    IgnoredInterrupts,
+    code_version,
+    live_driver,
+    record_stop,
+    stop_signal,
+    this_driver,
+)
 from l2l.runs.estimates import ArchKeys
 from l2l.runs.executors import ChildTask, Executor, WorkerPool, make_executor, to_submit
 from l2l.runs.pruning import PrunerBridge
@@ -118,6 +126,7 @@ class Search:
             code_version=code_version(),
             name=config.name,
             space_data=search.space.pinned_data(),  # what it measured: the rebuilt space reuses it
+            driver=this_driver(),
         )
         search._fresh = True
         return search

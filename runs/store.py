@@ -57,8 +57,11 @@ class Store(SharingStore, Database):
         code_version: str,
         name: str | None = None,
         space_data: dict[str, Any] | None = None,
+        driver: str | None = None,
     ) -> int:
-        """Record a new run in status ``running``, with what its space measured (``space_data``); returns its id."""
+        """Record a new run in status ``running``, with what its space measured (``space_data``) and the process
+        that drives it (``driver``, host:pid: a driver killed before its first heartbeat leaves a run that
+        reads as stale, not as running for ever); returns its id."""
         with self.session_scope("create run") as s:
             row = RunRow(
                 name=name,
@@ -69,6 +72,8 @@ class Store(SharingStore, Database):
                 n_children=n_children,
                 status="running",
                 code_version=code_version,
+                driver=driver,
+                heartbeat_at=utcnow() if driver else None,
             )
             s.add(row)
             s.flush()

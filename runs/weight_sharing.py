@@ -30,7 +30,7 @@ import torch
 from l2l.controllers import Controller, Proposal, make_controller
 from l2l.controllers.base import checked_proposals, checked_stats
 from l2l.nas.shared import SharedWeights, SharingError
-from l2l.runs.driver import Heartbeat, code_version, live_driver, stop_reason, stop_signal
+from l2l.runs.driver import Heartbeat, code_version, live_driver, stop_reason, stop_signal, this_driver
 from l2l.runs.executors import check_device
 from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted
 from l2l.runs.sharing_config import BLOWUP, SharingConfig
@@ -126,6 +126,7 @@ class WeightSharingSearch:
             n_children=max(ws.epochs - ws.warmup, 0) * ws.controller_steps * config.batch + ws.derive,
             code_version=code_version(),
             name=config.name,
+            driver=this_driver(),
         )
         return search
 

@@ -59,6 +59,24 @@ def test_a_run_whose_driver_is_gone_is_stale_with_how_to_resume_it(tmp_path: Pat
     assert "status: interrupted" in shown.output
 
 
+def test_a_driver_killed_before_its_first_heartbeat_leaves_a_stale_run(tmp_path: Path) -> None:
+    """A search killed while its executor started (Ray's start takes seconds) left a run with no driver, which
+    `runs list` and the dashboard showed as running for ever."""
+    store = Store(f"sqlite:///{tmp_path / 'k.db'}")
+    code = (
+        "import os, sys\n"
+        "from l2l.runs.search import Search, SearchConfig\n"
+        "from l2l.runs.executors import LocalExecutor\n"
+        "from l2l.runs.store import Store\n"
+        "config = SearchConfig(space='toy', strategy='random', children=4, batch=2)\n"
+        "Search.start(Store(sys.argv[1]), config, executor=LocalExecutor())\n"
+        "os._exit(9)  # killed before Search.run claims the run\n"
+    )
+    subprocess.run([sys.executable, "-c", code, store.url], check=False)
+    (run,) = store.list_runs()
+    assert run.status == "running" and run_state(run).startswith("stale (no heartbeat for")
+
+
 def test_resume_may_move_a_run_and_records_each_move(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
     config = SearchConfig(
