@@ -192,7 +192,10 @@ class SharedWeights(nn.Module):
         if model is not None:
             self._cache.move_to_end(arch)
             return model
-        model = self._build(arch).to(self.device)
+        model = self._build(arch)
+        if not isinstance(model, nn.Module):  # a plugin's build(): named here, not as an AttributeError on .to
+            raise SharingError(f"build() returned {type(model).__name__}, not a torch.nn.Module")
+        model = model.to(self.device)
         keyer = self._keyer(arch)
         bindings: list[tuple[str, str, Slot | None]] = []
         slices: list[tuple[nn.Module, str, nn.Parameter, tuple[int | torch.Tensor, ...]]] = []

@@ -37,7 +37,7 @@ from l2l.runs.sharing_config import BLOWUP, SharingConfig
 from l2l.runs.store import EpochRecord, ScoredChild, Store
 from l2l.search_spaces import SearchSpace, SpaceError, Spec, load_space
 from l2l.search_spaces.constraints import Constraints
-from l2l.search_spaces.sharing import SharedNetwork, check_coverage
+from l2l.search_spaces.sharing import SharedNetwork, check_coverage, plain_metrics
 
 
 @dataclass(frozen=True)
@@ -228,6 +228,15 @@ class WeightSharingSearch:
             model = self._bind(spec)
             model.train()
             loss = self.network.loss(model, self._batch(batch))
+            if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
+                got = (
+                    f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+                )
+                raise SearchError(
+                    f"space {self.space.name!r}: its shared network's loss() returned {got}"
+                    + (" that does not require grad" if isinstance(loss, torch.Tensor) and loss.numel() == 1 else "")
+                    + "; expected a scalar tensor computed from the model's output (it trains the shared weights)"
+                )
             value = float(loss.detach())
             if not math.isfinite(value) or (steps and value > BLOWUP * total / steps):
                 skipped += 1  # an architecture whose loss explodes: its gradient would wreck the shared weights
@@ -255,11 +264,12 @@ class WeightSharingSearch:
             self.network.measure(model, self._batch(self.network.val_batch(self.ws.val_batch, self.generator)))
         )
 
-    def _checked(self, metrics: dict[str, float]) -> dict[str, float]:
+    def _checked(self, measured: Any) -> dict[str, float]:
         """An architecture whose metrics are not all finite (it diverges) gets the failure reward, as a failed
         child of a plain search does: the run's ``failure_reward``, else the worst reward seen so far, else
-        the space's."""
-        if all(math.isfinite(v) for v in metrics.values()) and "reward" in metrics:
+        the space's. Metrics that are not numbers by name, or lack the reward, are the plugin's mistake."""
+        metrics = plain_metrics(self.space.name, measured)
+        if all(math.isfinite(v) for v in metrics.values()):
             reward = metrics["reward"]
             self.worst = reward if self.worst is None else min(self.worst, reward)
             return metrics

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from l2l.search_spaces.api import SearchSpace, SpaceError, Spec
 
@@ -101,11 +101,20 @@ def op_key(name: str, shape: tuple[int, ...], place: str, op: str) -> str:
     return f"{place}:{op}:{name}|{'x'.join(str(s) for s in shape)}"
 
 
+def covered(space: SearchSpace, covers: Sequence[str]) -> tuple[str, ...]:
+    """``covers`` as a tuple of decision names; a string ("act,width") would be read letter by letter."""
+    if isinstance(covers, str) or not all(isinstance(n, str) for n in covers):
+        raise SpaceError(
+            f"space {space.name!r}: its shared network's covers must be a sequence of decision names, got {covers!r}"
+        )
+    return tuple(covers)
+
+
 def check_coverage(space: SearchSpace, network: SharedNetwork) -> None:
     """Refuse a shared network that leaves out one of the space's decisions, naming it."""
-    covered = set(network.covers)
+    names = set(covered(space, network.covers))
     for decision in space.decisions():
-        if decision.name not in covered:
+        if decision.name not in names:
             raise SpaceError(
                 f"space {space.name!r}: its shared network does not cover decision {decision.name!r} "
                 f"(it covers {', '.join(network.covers) or 'nothing'})"
@@ -150,7 +159,7 @@ class ClassifierNetwork(SharedNetwork):
 
         self.data = load_dataset(dataset)
         self._build, self._key = build, key
-        self.covers = tuple(covers)
+        self.covers = covered(space, covers)
 
     def build(self, spec: Spec, seed: int) -> nn.Module:
         return self._build(spec, seed)
@@ -225,7 +234,7 @@ class LanguageModelNetwork(SharedNetwork):
         from l2l.nas.charlm import load_corpus
 
         self.corpus = load_corpus()
-        self._build, self._key, self.covers = build, key, tuple(covers)
+        self._build, self._key, self.covers = build, key, covered(space, covers)
         self.bptt, self.reward_of = bptt, reward_of
 
     def build(self, spec: Spec, seed: int) -> nn.Module:
@@ -283,3 +292,23 @@ class LanguageModelNetwork(SharedNetwork):
 
         bpc = bits_per_char(model, self.corpus.val, device)  # type: ignore[arg-type]
         return {"reward": self.reward_of(bpc), "val_bpc": bpc}
+
+
+def plain_metrics(space: str, measured: Any) -> dict[str, float]:
+    """What a shared network's ``measure``/``measure_split`` returned, as plain floats (a 0-d tensor is taken
+    as its value); anything else, or no ``reward``, is refused in one line naming the space."""
+    import torch
+
+    where = f"space {space!r}: its shared network's measure()"
+    if not isinstance(measured, Mapping):
+        raise SpaceError(f"{where} returned {type(measured).__name__}; expected a dict of numbers with a 'reward'")
+    out: dict[str, float] = {}
+    for key, value in measured.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SpaceError(f"{where} returned {key!r}: {type(value).__name__}; expected a number")
+        out[str(key)] = float(value)
+    if "reward" not in out:
+        raise SpaceError(f"{where} returned no 'reward' (its keys: {', '.join(map(str, out)) or 'none'})")
+    return out

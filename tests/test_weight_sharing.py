@@ -4,6 +4,7 @@ validation split, any strategy drives it, and a killed search resumes losing at 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -100,8 +101,17 @@ def test_a_shared_network_that_does_not_cover_a_decision_is_refused_at_load_nami
     with pytest.raises(SpaceError, match="its shared network does not cover decision 'depth' \\(it covers width\\)"):
         WeightSharingSearch.start(store, config)
     assert store.list_runs() == []  # refused before anything was recorded
+    with pytest.raises(SpaceError, match="covers must be a sequence of decision names, got 'width,depth'"):
+        ClassifierNetwork(PartialSpace(), "digits", lambda spec, seed: torch.nn.Flatten(), None, covers="width,depth")
     with pytest.raises(SearchError, match="space 'toy' offers no shared network"):
         WeightSharingSearch.start(store, SearchConfig(space="toy", weight_sharing={}))
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+
+    shown = CliRunner().invoke(app, ["spaces", "show", f"{__file__}:MistakenSpace"], env={"COLUMNS": "400"})
+    # the command it gave named the space "mistaken", which no registry knows
+    assert f"weight sharing: yes (l2l search --space {__file__}:MistakenSpace --weight-sharing)" in shown.output
 
 
 def _search(tmp_path: Path, strategy: str, seed: int = 0, **ws: Any) -> tuple[Store, int]:
@@ -549,3 +559,97 @@ def test_the_json_export_of_a_weight_sharing_run_holds_its_epochs(
     payload = json.loads(out.output)
     assert [(e["epoch"], e["train_loss"]) for e in payload["epochs"]] == [(0, 1.0), (1, 0.75)]
     assert [c["status"] for c in payload["children"]] == ["shared"] * 3
+
+
+class MistakenNetwork(ClassifierNetwork):
+    """A plugin's shared network that makes one mistake (``mistake``) in what it returns."""
+
+    mistake = ""
+
+    def loss(self, model: torch.nn.Module, batch: Any) -> Any:
+        loss = super().loss(model, batch)
+        return float(loss) if self.mistake == "loss_float" else loss
+
+    def measure(self, model: torch.nn.Module, batch: Any) -> Any:
+        got = super().measure(model, batch)
+        wrong: dict[str, Any] = {
+            "measure_float": got["reward"],
+            "measure_str": {**got, "reward": "high"},
+            "measure_noreward": {k: v for k, v in got.items() if k != "reward"},
+            "measure_tensor": {**got, "reward": torch.tensor(got["reward"])},  # taken as its value
+        }
+        return wrong.get(self.mistake, got)
+
+    def measure_split(self, model: torch.nn.Module, device: torch.device) -> Any:
+        got = super().measure_split(model, device)
+        return {**got, "reward": float("nan")} if self.mistake == "split_nan" else got
+
+
+class MistakenSpace(SearchSpace):
+    name = "mistaken"
+
+    def __init__(self, mistake: str = "") -> None:
+        super().__init__(mistake=mistake)
+        self.mistake = mistake
+
+    def decisions(self) -> list[Decision]:
+        return [Decision.categorical("width", [8, 16])]
+
+    def evaluate(self, spec: Spec, ctx: Any) -> Any:
+        raise NotImplementedError
+
+    def shared_network(self) -> SharedNetwork:
+        def build(spec: Spec, seed: int) -> Any:
+            width = int(str(spec["width"]))
+            net = torch.nn.Sequential(torch.nn.Linear(64, width), torch.nn.ReLU(), torch.nn.Linear(width, 10))
+            return None if self.mistake == "build_none" else net
+
+        network = MistakenNetwork(self, "digits", build, None, covers=["width"])
+        network.mistake = self.mistake
+        return network
+
+
+@pytest.mark.parametrize(
+    ("mistake", "message"),
+    [  # each was a traceback (AttributeError, TypeError) or, without a reward, every architecture scored 0
+        ("build_none", "build() returned NoneType, not a torch.nn.Module"),
+        ("loss_float", "its shared network's loss() returned float; expected a scalar tensor"),
+        ("measure_float", "its shared network's measure() returned float; expected a dict of numbers with a 'reward'"),
+        ("measure_str", "its shared network's measure() returned 'reward': str; expected a number"),
+        ("measure_noreward", "its shared network's measure() returned no 'reward' (its keys: val_acc, val_loss)"),
+    ],
+)
+def test_a_shared_network_that_returns_the_wrong_thing_is_named_in_one_line(
+    store: Store, mistake: str, message: str
+) -> None:
+    config = SearchConfig(
+        space=f"{__file__}:MistakenSpace", space_options={"mistake": mistake}, strategy="random", weight_sharing=WS
+    )
+    with pytest.raises((SearchError, SpaceError), match=re.escape(message)):
+        WeightSharingSearch.start(store, config).run()
+
+
+def test_a_tensor_reward_is_taken_and_a_derive_where_every_candidate_diverged_says_so(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+
+    db = f"sqlite:///{tmp_path / 't.db'}"
+    ws = [x for k, v in WS.items() for x in ("-W", f"{k}={v}")]
+    args = ["search", "--space", f"{__file__}:MistakenSpace", "--weight-sharing", *ws, "--strategy", "random"]
+    out = CliRunner().invoke(app, [*args, "-S", "mistake=measure_tensor", "--storage", db], env={"COLUMNS": "400"})
+    assert out.exit_code == 0 and "derived child" in out.output, out.output
+    assert 0 < Store(db).children(1, "shared")[0].reward <= 1
+    out = CliRunner().invoke(app, [*args, "-S", "mistake=split_nan", "--storage", db], env={"COLUMNS": "400"})
+    assert out.exit_code == 0, out.output
+    said = " ".join(out.output.split())
+    assert "derived child" in said and "(every candidate diverged: reward" in said and "is the failure reward" in said
+    assert "validation reward" not in said  # it was reported as a measurement
+
+
+def test_tables_show_the_spaces_validation_figure_of_a_shared_weight_score() -> None:
+    from l2l.runs.cli.formatting import MetricView
+
+    view = MetricView("bpc")  # rnn_cell: val_bpc kept among the architecture's shared-weight figures, shown as "-"
+    assert view.val({"info": {"shared": {"reward": 0.02, "val_bpc": 4.44}}}, None) == "4.4400"
+    assert view.val({"info": {"val_bpc": 2.5, "shared": {"val_bpc": 4.44}}}, None) == "2.5000"  # a trained child's

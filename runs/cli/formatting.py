@@ -63,8 +63,9 @@ class MetricView:
         value = val_loss if self.validation == "loss" else val_acc
         if value is None and self.validation == "loss":  # a space that declares "loss" and keeps it in val_acc
             value = val_acc
-        if value is None:
-            value = (metrics.get("info") or {}).get(f"val_{self.validation}")
+        info = metrics.get("info") or {}
+        if value is None:  # kept in info by the space, or among an architecture's shared-weight figures
+            value = info.get(f"val_{self.validation}", (info.get("shared") or {}).get(f"val_{self.validation}"))
         return fmt(value)
 
     def figure(self, metrics: dict[str, Any], part: str, key: str) -> str:

@@ -77,7 +77,7 @@ def spaces_show(
         for combination in sp.forbidden():
             console.print("forbidden: " + ", ".join(f"{k}={v}" for k, v in combination.items()), highlight=False)
         console.print(line, highlight=False)
-        console.print(f"weight sharing: {_sharing(sp)}", highlight=False)
+        console.print(f"weight sharing: {_sharing(sp, space)}", highlight=False)
 
 
 def _defaults(sp: Any) -> dict[str, Any]:
@@ -91,8 +91,9 @@ def _defaults(sp: Any) -> dict[str, Any]:
     return {p.name: p.default for p in params if p.kind in named and p.default is not p.empty}
 
 
-def _sharing(sp: Any) -> str:
-    """Whether ``l2l search --weight-sharing`` can search the space, and why not where it says so."""
+def _sharing(sp: Any, ref: str) -> str:
+    """Whether ``l2l search --weight-sharing`` can search the space, and why not where it says so (``ref``: the
+    space as the user named it, a file plugin's path:Class included, so the command shown works)."""
     from l2l.search_spaces import SpaceError
 
     try:
@@ -101,4 +102,4 @@ def _sharing(sp: Any) -> str:
         return f"no ({exc})"
     except Exception as exc:  # a plugin's shared network that cannot be made
         return f"no (shared_network() failed: {type(exc).__name__}: {exc})"
-    return "no" if network is None else f"yes (l2l search --space {sp.name} --weight-sharing)"
+    return "no" if network is None else f"yes (l2l search --space {ref} --weight-sharing)"

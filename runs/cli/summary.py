@@ -20,10 +20,18 @@ def print_derived(store: Store, run: Any) -> None:
     if derived:
         d = derived[0]
         free = d.metrics.get("info", {}).get("parameter_free")
+        figures = d.metrics.get("info", {}).get("shared") or {}
+        metric = run.space.validation_metric
+        val = figures.get(f"val_{metric}")  # what the space measures (bpc, perplexity), beside the reward
+        how = (  # every candidate diverged: the reward is the run's failure reward, not a measurement
+            f"every candidate diverged: reward {d.reward:.4f} is the failure reward"
+            if figures.get("diverged")
+            else f"validation reward {d.reward:.4f}" + (f", val {metric} {val:.4f}" if val is not None else "")
+        )
         console.print(
             f"run {run.run_id} done: {run.ws.epochs} epoch{'s' * (run.ws.epochs != 1)}, {shared} architectures "
             "scored with the shared weights; "
-            f"derived child {d.number} (validation reward {d.reward:.4f} with shared weights"
+            f"derived child {d.number} ({how} with shared weights"
             + (f", {free:.0%} parameter-free ops" if free is not None else "")
             + f"): {escape(run.space.describe(run.space.decode(d.tokens)))}. "
             f"Train it from scratch: `l2l runs best {run.run_id} --retrain{storage_flag(store)}`.",
