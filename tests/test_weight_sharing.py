@@ -639,7 +639,7 @@ def test_a_tensor_reward_is_taken_and_a_derive_where_every_candidate_diverged_sa
     args = ["search", "--space", f"{__file__}:MistakenSpace", "--weight-sharing", *ws, "--strategy", "random"]
     out = CliRunner().invoke(app, [*args, "-S", "mistake=measure_tensor", "--storage", db], env={"COLUMNS": "400"})
     assert out.exit_code == 0 and "derived child" in out.output, out.output
-    assert 0 < Store(db).children(1, "shared")[0].reward <= 1
+    assert 0 < (Store(db).children(1, "shared")[0].reward or 0) <= 1
     out = CliRunner().invoke(app, [*args, "-S", "mistake=split_nan", "--storage", db], env={"COLUMNS": "400"})
     assert out.exit_code == 0, out.output
     said = " ".join(out.output.split())
