@@ -251,3 +251,12 @@ def test_the_rules_of_a_run_whose_plugin_task_is_gone_can_still_be_read(
     assert "lr *" in top.output
     exported = CliRunner().invoke(app, ["optimizers", "export", "1", "-o", str(tmp_path / "found.py"), *storage])
     assert exported.exit_code == 0 and "(torch.optim.Optimizer)" in (tmp_path / "found.py").read_text(), exported.output
+
+
+def test_the_suites_docs_cli_lists_are_the_suites() -> None:
+    import re
+
+    text = " ".join((Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text().split())
+    for suite, names in SUITES.items():
+        listed = re.search(rf"`{suite}` is ([a-z0-9, -]+?)[;(]", text)
+        assert listed is not None and [n.strip() for n in listed.group(1).split(",")] == list(names), suite

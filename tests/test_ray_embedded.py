@@ -105,3 +105,34 @@ def test_directories_of_embedded_instances_whose_driver_died_are_swept(tmp_path:
         for proc in [agent, *others]:
             proc.kill()
             proc.wait()
+
+
+STOP_WHILE_RAY_STARTS = """
+import os, signal, sys
+
+import ray
+
+from l2l.runs.ray_cluster import connect
+
+def mine(signum, frame):
+    print(f"the driver's handler ran; Ray up: {ray.is_initialized()}", flush=True)
+    sys.exit(143)
+
+def init_then_stop(*args, **kwargs):  # a SIGTERM that arrives as Ray starts
+    os.kill(os.getpid(), signal.SIGTERM)
+    return real_init(*args, **kwargs)
+
+signal.signal(signal.SIGTERM, mine)
+real_init, ray.init = ray.init, init_then_stop
+connect(None, 1)
+print("not stopped", flush=True)
+"""
+
+
+def test_a_sigterm_while_ray_starts_reaches_the_drivers_handler_once_ray_is_up() -> None:
+    """Ray replaced the driver's SIGTERM handler with sys.exit(15) and a C++ stack dump, and a stop that cut its
+    start short crashed the process on exit: exit 15, 134 or 139 where a scheduler's SIGTERM should stop a search."""
+    done = subprocess.run([sys.executable, "-c", STOP_WHILE_RAY_STARTS], capture_output=True, text=True, timeout=120)
+    out = done.stdout + done.stderr
+    assert done.returncode == 143 and "the driver's handler ran; Ray up: True" in out, out
+    assert "not stopped" not in out and "SIGTERM received" not in out and "Traceback" not in out, out

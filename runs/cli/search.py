@@ -224,13 +224,18 @@ def search(
         if dashboard:
             start_dashboard(stack, store.url, dashboard_port)
         route_ray_logs(LOG_DIR / f"ray-{os.getpid()}.log")
+        _install_sigterm()  # before Ray starts (it keeps this handler): a SIGTERM then stops the command cleanly
         try:
             run = open_run(store, flags, resume)
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM while the executor started: no child ran
+            from l2l.runs.driver import stop_signal
+
+            err_console.print(f"[yellow]stopped before the search began{'' if resume else ': nothing recorded'}[/]")
+            raise typer.Exit(128 + stop_signal(exc)) from None
         except Exception:
             say_ray_log()
             raise
         route_ray_logs(run_log_file(LOG_DIR, store, run.run_id))
-        _install_sigterm()
         cfg = run.config
         size = f"epochs={run.ws.epochs}" if cfg.weight_sharing is not None else f"children={cfg.children}"
         again = " at its last epoch"
