@@ -225,8 +225,9 @@ def search(
             start_dashboard(stack, store.url, dashboard_port)
         route_ray_logs(LOG_DIR / f"ray-{os.getpid()}.log")
         _install_sigterm()  # before Ray starts (it keeps this handler): a SIGTERM then stops the command cleanly
-        try:
-            run = open_run(store, flags, resume)
+        try:  # seconds for Ray to start, a minute for an optimizer suite's first reference: said, not silent
+            with ExitStack() if quiet else console.status("starting: the executor, then what the space measures first"):
+                run = open_run(store, flags, resume)
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM while the executor started: no child ran
             from l2l.runs.driver import stop_signal
 
