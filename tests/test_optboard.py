@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,8 @@ def test_a_suite_search_run_is_listed_and_plotted_as_a_board(tmp_path: Path, mon
     top = runner.invoke(app, ["optimizers", "top", "1", "-k", "2", *storage], env={"COLUMNS": "300"})
     assert top.exit_code == 0 and "lr *" in top.output and "rank" in top.output, top.output
     assert "loss ratio to Adam" in top.output and "digits-logreg" in top.output  # not empty test-acc columns
+    # a grid of two rates: whichever was chosen is at its edge, marked as `optimizers evaluate` marks it
+    assert re.search(r"digits-logreg (0\.01|0\.1)!", top.output) and "at the edge of the run's grid" in top.output
     # LaTeX in a table cell was cut at the terminal's width ("\\left(\\operatorname…"): whole lines now
     latex = runner.invoke(app, ["optimizers", "top", "1", "-k", "1", "--latex", *storage], env={"COLUMNS": "60"})
     line = next(x for x in latex.output.splitlines() if x.startswith("1: "))

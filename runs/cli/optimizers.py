@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -72,14 +73,29 @@ def suite_warnings(space: Any) -> list[str]:
     return said
 
 
-def suite_figures(info: dict[str, Any]) -> tuple[str, str]:
-    """A suite-scored rule's geometric mean loss ratio to tuned Adam and its tuned lr per task it ran."""
+def suite_figures(info: dict[str, Any], grid: Sequence[float] = ()) -> tuple[str, str]:
+    """A suite-scored rule's geometric mean loss ratio to tuned Adam and its tuned lr per task it ran (``!``
+    where that is the first or last rate of the run's ``grid``, as `optimizers evaluate` marks it)."""
     tasks = info.get("tasks") or {}
     ratios = [float(t["ratio"]) for t in tasks.values() if t.get("ratio") is not None]
     ratio = fmt(math.exp(sum(math.log(r) for r in ratios) / len(ratios))) if ratios else "-"
-    lrs = ", ".join(f"{name} {t['lr']:g}" for name, t in tasks.items() if t.get("lr") is not None)
+    edges = (min(grid), max(grid)) if grid else ()
+    lrs = ", ".join(
+        f"{name} {t['lr']:g}{'!' if t['lr'] in edges else ''}" for name, t in tasks.items() if t.get("lr") is not None
+    )
     stopped = f" (stopped at {info['stopped_at']})" if info.get("stopped_at") else ""
     return ratio, (lrs or "-") + stopped
+
+
+def run_grid(config: dict[str, Any]) -> tuple[float, ...]:
+    """The learning rates an optimizer run tuned each rule over: its ``lrs`` option, else the default grid."""
+    from l2l.optsearch.tuning import LR_GRID
+
+    lrs = (config.get("space_options") or {}).get("lrs")
+    try:
+        return tuple(float(x) for x in str(lrs).split(",")) if lrs else tuple(LR_GRID)
+    except ValueError:
+        return ()
 
 
 def single_figures(metrics: dict[str, Any], info: dict[str, Any]) -> tuple[str, str]:
@@ -106,6 +122,7 @@ def optimizers_top(
         store = open_store(storage)
         rules = best_rules(store, run_id, k)
         suite = any("tasks" in (c.metrics.get("info") or {}) for c, _ in rules)  # a suite reward: lr per task
+        grid = run_grid(store.get_run(run_id).config)
         figures = ("loss ratio to Adam", "lr per task") if suite else ("test acc", "best lr")
         table = Table("rank", "child", "reward", *figures, "update (simplified)", "rule")
         for rank, (c, rule) in enumerate(rules, start=1):
@@ -114,11 +131,13 @@ def optimizers_top(
                 str(rank),
                 str(c.number),
                 fmt(c.reward),
-                *(suite_figures(info) if suite else single_figures(c.metrics, info)),
+                *(suite_figures(info, grid) if suite else single_figures(c.metrics, info)),
                 to_formula(simplified_rule(rule)),
                 to_text(rule),
             )
         console.print(table)
+        if suite and any("!" in suite_figures(c.metrics.get("info") or {}, grid)[1] for c, _ in rules):
+            console.print("! : the tuned rate is at the edge of the run's grid (the best may lie beyond it)")
         for rank, (_, rule) in enumerate(rules if latex else [], start=1):  # whole lines: a cell would cut them
             console.print(f"{rank}: {to_latex(simplified_rule(rule))}", soft_wrap=True, markup=False, highlight=False)
 
