@@ -276,8 +276,8 @@ def _driver_keeps_sigterm() -> Iterator[None]:
             setattr(module, name, value)
         for sig, handler in before.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-        for sig in dict.fromkeys(held):  # now that Ray is up (or failed to start): the stop, as it came
-            signal.raise_signal(sig)
+        for signum in dict.fromkeys(held):  # now that Ray is up (or failed to start): the stop, as it came
+            signal.raise_signal(signum)
 
 
 def connect(address: str | None, num_cpus: int | None) -> RayInstance:
