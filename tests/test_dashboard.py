@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -33,6 +34,28 @@ RULES = [
     ("adam", "g", "identity", "identity", "keep", "none"),
     ("sign_g", "sign_m", "identity", "identity", "mul", "linear"),
 ]
+
+# two token sequences of the `toy` space: two architectures
+TOY_A = (3, 1, 0, 1, 1, 3, 1, 1, 1)
+TOY_B = (0, 1, 0, 1, 1, 3, 1, 1, 1)
+
+
+def finish(store: Store, run: int, children: list[tuple[int, tuple[int, ...], float, dict[str, Any]]]) -> None:
+    """Record `toy` children (number, tokens, reward, more of their result) as done."""
+    from l2l.search_spaces import load_space
+
+    toy = load_space("toy", {})
+    store.add_children(run, [NewChild(n, n, t, toy.decode(t).to_json(), -1.0, 1.0, 0) for n, t, _, _ in children])
+    for n, _, reward, more in children:
+        store.finish_child(run, n, {"status": "done", "reward": reward, **more}, reward)
+
+
+def record_updates(store: Store, run: int, stats: list[tuple[float, float]]) -> None:
+    """Record controller updates of (loss, entropy)."""
+    for version, (loss, entropy) in enumerate(stats, start=1):
+        row: dict[str, Any] = {"loss": loss, "baseline": None, "mean_reward": 0.5, "entropy": entropy,
+                               "policy_version": version, "n": 1, "extra": {}}  # fmt: skip
+        store.record_update(run, version - 1, row, b"x", next_child=version)
 
 
 def marked_search(storage: str, children: int = 16, delay: float = 0.0) -> list[str]:
@@ -492,3 +515,83 @@ def test_the_update_means_are_of_the_children_each_update_learned_from(tmp_path:
     assert progress["batch_mean"]["x"] == [3, 5]  # after the newest child each learned from
     assert progress["batch_mean"]["y"] == pytest.approx([0.2, (0.2 + 0.4 + 0.5) / 3])
     assert progress["batch_mean"]["y"] == pytest.approx([u.mean_reward for u in store.updates(run)])
+
+
+def test_a_store_deleted_under_the_dashboard_is_an_error_and_a_new_one_is_read(tmp_path: Path) -> None:
+    """After `rm l2l.db*` under a running dashboard its pages still listed the old runs (pooled connections kept the
+    deleted file open), and a store a new search then made at the same path was never read."""
+    from l2l.runs.dashboard.app import create_app
+
+    db = tmp_path / "l2l.db"
+
+    def search(name: str, reward: float) -> None:  # run 1, one architecture evaluated twice: an estimated best
+        store = Store(f"sqlite:///{db}")
+        run = store.create_run(space="toy", strategy="random", config={}, seed=0, n_children=2, code_version="t",
+                               name=name)  # fmt: skip
+        finish(store, run, [(0, TOY_A, reward, {}), (1, TOY_A, reward, {})])
+        store.close()
+
+    search("old", 0.5)
+    c = TestClient(create_app(f"sqlite:///{db}"))
+    assert [(r["name"], r["best"]) for r in c.get("/api/runs").json()["runs"]] == [("old", 0.5)]  # cached: 2 done
+    for part in db.parent.glob("l2l.db*"):
+        part.unlink()
+    gone = c.get("/api/runs")
+    assert gone.status_code == 503
+    assert gone.json()["error"] == f"no store at sqlite:///{db}: the file no longer exists (deleted or moved)"
+    page = c.get("/runs/1")
+    assert page.status_code == 503 and "the file no longer exists" in page.text
+    assert not db.exists()  # reading never makes a new, empty store
+    search("new", 0.9)  # a new search at the same path: its run 1, with 2 done too, is another run
+    assert [(r["name"], r["best"]) for r in c.get("/api/runs").json()["runs"]] == [("new", 0.9)]
+    assert c.get("/api/runs/1/progress").json()["best"]["y"][-1] == 0.9
+
+
+def test_a_strategy_without_a_policy_draws_no_controller_lines(tmp_path: Path) -> None:
+    """The Controller chart drew flat lines at 0 for TPE's entropy and loss and random search's loss, where `l2l runs
+    show` says "entropy - (the strategy has no policy)" and `l2l plot progress` "tpe reports no entropy"."""
+    from l2l.runs.dashboard.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    store = Store(url)
+    runs = {}
+    for strategy, stats in (("tpe", [(0.0, 0.0)] * 3), ("random", [(0.0, 5.2)] * 3),
+                            ("reinforce", [(0.3, 5.2), (0.0, 4.9), (-0.1, 4.1)])):  # fmt: skip
+        runs[strategy] = store.create_run(space="toy", strategy=strategy, config={}, seed=0, n_children=3,
+                                          code_version="t")  # fmt: skip
+        record_updates(store, runs[strategy], stats)
+    c = TestClient(create_app(url))
+    tpe, random_, reinforce = (c.get(f"/api/runs/{runs[s]}/progress").json()["updates"] for s in runs)
+    assert (tpe["entropy"], tpe["loss"]) == (None, None) and tpe["of"] == 3
+    assert tpe["note"] == "tpe has no policy: it reports no entropy and no loss"
+    assert random_["loss"] is None and random_["entropy"] == [5.2] * 3  # the uniform policy's entropy, as runs show
+    assert random_["note"] == "random learns no policy: it reports no loss"
+    assert reinforce["loss"] == [0.3, 0.0, -0.1] and reinforce["entropy"] == [5.2, 4.9, 4.1]  # a 0 among others
+    assert reinforce["note"] == ""
+
+
+def test_a_compared_run_that_is_not_there_is_named(client: TestClient) -> None:
+    """`/?compare=1,99` dropped run 99 without a word."""
+    page = client.get("/?compare=1,99").text
+    assert "No run 99 in this store: the comparison leaves it out." in page
+    assert "No runs 98, 99 in this store: the comparison leaves them out." in client.get("/?compare=99,98,2").text
+    assert 'id="compare-missing"' not in client.get("/?compare=1,2").text
+
+
+def test_costs_are_whole_and_counts_singular_where_the_cli_has_them_so(tmp_path: Path) -> None:
+    """The child page showed a cost of 17890.6667 flops as 1.789e+04 (`l2l runs top`: 17,891), and a run page said
+    "best estimated mean (1 evaluations)"."""
+    from l2l.runs.dashboard.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    store = Store(url)
+    run = store.create_run(space="toy", strategy="random", config={}, seed=0, n_children=3, code_version="t")
+    cost = {"cost": {"flops": 17890.6667, "params": 10578.0, "latency_s": 0.0123}}
+    # the best architecture, evaluated once, in a run where another one was evaluated twice: an estimate of one
+    finish(store, run, [(0, TOY_A, 0.9, cost), (1, TOY_B, 0.5, {}), (2, TOY_B, 0.5, {})])
+    c = TestClient(create_app(url))
+    child = c.get(f"/runs/{run}/children/0").text
+    assert "17,891</td>" in child and "10,578</td>" in child and "0.0123</td>" in child
+    summary = c.get(f"/api/runs/{run}").json()
+    assert summary["best_estimated"] and summary["best_n"] == 1
+    assert "best estimated mean (1 evaluation)</span>" in c.get(f"/runs/{run}").text

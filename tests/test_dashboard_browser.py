@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from l2l.runs.driver import this_driver
 from l2l.runs.store import Store
-from tests.test_dashboard import MARKUP, add_optimizer_run, marked_search
+from tests.test_dashboard import MARKUP, TOY_A, TOY_B, add_optimizer_run, finish, marked_search, record_updates
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
@@ -228,3 +229,47 @@ def test_the_pages_load_only_this_servers_scripts_under_their_policy(live: dict[
         context.close()
     assert requested and all(u.startswith(live["base"]) for u in requested), requested  # no CDN
     assert not [m for m in console if "Content Security Policy" in m], console
+
+
+def test_a_run_page_redraws_its_best_and_writes_figures_as_the_cli(live: dict[str, Any], page: Any) -> None:
+    """A trial's run page said "best estimated mean (5 evaluations)" at the top and "estimated mean 1.0500 over 1
+    evaluations" in its Best architecture line: more evaluations of the same architecture never redrew it. The same
+    page drew TPE's entropy and loss as lines at 0, and its table showed "params 10578.000" and "1.96e-4" seconds
+    beside "0.00", and "1 children"."""
+    finished(live)  # its run is recorded after the search's, whose page test expects it as run 2
+    store = live["store"]
+    run = store.create_run(space="toy", strategy="tpe", config={}, seed=0, n_children=8, code_version="t")
+    store.claim_run(run, this_driver())  # live: the page asks for news every 0.5 s
+    solo = {"cost": {"params": 10578.0}, "runtime": {"wall_time": 1.96e-4, "worker": "w-solo"}}
+    finish(store, run, [(0, TOY_A, 0.9, solo), (1, TOY_B, 0.5, {"runtime": {"wall_time": 1.5}}), (2, TOY_B, 0.5, {})])
+    record_updates(store, run, [(0.0, 0.0)])
+    try:
+        page.goto(f"{live['base']}/runs/{run}")
+        line = "document.querySelector('#best-describe').textContent"
+        page.wait_for_function(f"{line}.includes(', estimated mean 0.9000 over 1 evaluation (')")
+        finish(store, run, [(3, TOY_A, 0.9, {}), (4, TOY_A, 0.9, {})])  # the same architecture, the same estimate
+        page.wait_for_function(f"{line}.includes(', estimated mean 0.9000 over 3 evaluations (')")
+        assert page.text_content("#best-label") == "best estimated mean (3 evaluations)"
+        assert page.text_content("#best-child") == "0"
+        assert page.text_content("#updates-note") == "tpe has no policy: it reports no entropy and no loss"
+        assert page.locator("#chart-updates").is_hidden()  # no line at 0
+        page.wait_for_function("document.querySelectorAll('#children tbody tr').length === 5")
+        cells = page.eval_on_selector_all(
+            "#children tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+        )
+        assert [(row[5], row[9]) for row in cells[:3]] == [("params 10,578", "0.00"), ("", "1.50"), ("", "-")]
+        page.fill("#text-filter", "w-solo")
+        page.wait_for_function("document.querySelector('#page-info').textContent === '1 child · page 1 of 1'")
+    finally:
+        store.set_run_status(run, "done")
+
+
+def test_one_compared_run_is_named_and_a_missing_one_said(live: dict[str, Any], page: Any) -> None:
+    """With one run the chart had no legend (plotly hides a lone trace's): nothing said which run it drew; and
+    `/?compare=2,99` dropped run 99 without a word."""
+    finished(live)
+    page.goto(f"{live['base']}/?compare=2,99")
+    page.wait_for_function("document.querySelectorAll('#chart-compare .scatterlayer .trace').length === 1")
+    (legend,) = page.locator("#chart-compare .legendtext").all_text_contents()
+    assert legend.startswith("run 2 <i>marked</i>")
+    assert page.text_content("#compare-missing") == "No run 99 in this store: the comparison leaves it out."

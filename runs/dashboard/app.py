@@ -67,6 +67,14 @@ def _num(value: Any) -> str:
     return f"{value:.4g}"
 
 
+def _cost(value: Any) -> str:
+    """A cost as the CLI writes it (`MetricView.figure`): a whole number where whole or large (17,891 flops, not
+    1.789e+04), else as `_num`."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and abs(value) >= 100:
+        return f"{value:,.0f}"
+    return _num(value)
+
+
 class Json(JSONResponse):
     """JSON of store values: datetimes, NaN and numpy-free floats as above; never cached by the browser."""
 
@@ -92,13 +100,16 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
     env.filters["when"] = _when
     env.filters["num"] = _num
+    env.filters["cost"] = _cost
     plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
     def page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
         html = env.get_template(template).render(store=reader.label, poll_ms=poll_ms, **values)
         return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
-    charts = figures.Cache(64)  # a chart's data until the run changes: a stopped run is read once
+    # a chart's data until the run changes (a stopped run is read once), or until the store's file is replaced
+    charts = figures.Cache(64, epoch=lambda: reader.engine.generation)
+    reader.engine.renewed.append(figures.forget)
 
     def estimated(summary: dict[str, Any]) -> dict[str, Any]:
         """A run's best as `l2l runs best` names it: where architectures were evaluated more than once, the best
@@ -130,8 +141,12 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         return {**summary, "best": estimate, "best_child": child, "best_n": n, "best_estimated": True}
 
     def runs_page(request: Request) -> Response:
-        picked = {p.strip() for p in request.query_params.get("compare", "").split(",")}  # a shared comparison
-        return page("runs.html", runs=[estimated(r) for r in reader.runs()], picked=picked)
+        picked = {p.strip() for p in request.query_params.get("compare", "").split(",")} - {""}  # a shared link
+        runs = [estimated(r) for r in reader.runs()]
+        unlisted = sorted(picked - {str(r["id"]) for r in runs}, key=lambda p: (len(p), p))[:12]
+        # a run of the link that is gone (deleted, another store) is named, not silently left out
+        missing = [p for p in unlisted if not _exists(reader, p)]
+        return page("runs.html", runs=runs, picked=picked, missing=missing)
 
     def run_page(request: Request) -> Response:
         summary = estimated(reader.summary(request.path_params["run_id"]))
@@ -179,7 +194,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
                     chart["best"] = {"x": [n for n, _ in curve], "y": [b for _, b in curve], "label": BEST_MEAN}
             return {
                 **chart,
-                "updates": series.updates(reader.updates(run_id)),
+                "updates": series.updates(reader.updates(run_id), run.strategy),
                 "shared": shared,
                 "reward_label": "reward (shared weights)" if shared else "reward",
             }
@@ -232,7 +247,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
             found: list[tuple[float, float, int]] = charts.get(("costs", run_id, key, stamp), make)
             return found
 
-        if asked in keys:
+        if asked is not None and asked in keys:
             return Json({"keys": keys, **series.pareto(costs(asked), asked)})
         # the first cost in this order that tells children apart (an optimizer search's params are all equal)
         order = sorted(keys, key=lambda k: (PREFERRED_COSTS.index(k) if k in PREFERRED_COSTS else 99, k))
@@ -343,6 +358,17 @@ def _problem(request: Request, page: Any, status: int, message: str) -> Response
         return Json({"error": message}, status_code=status)
     response: Response = page("error.html", status=status, message=message)
     return response
+
+
+def _exists(reader: Reader, text: str) -> bool:
+    """Whether ``text`` names a run of the store (one the runs table does not list: older than its newest)."""
+    if not re.fullmatch(r"[0-9]{1,18}", text):
+        return False
+    try:
+        reader.run(int(text))
+    except RunNotFound:
+        return False
+    return True
 
 
 def _spec_items(spec: dict[str, Any]) -> list[tuple[str, str]]:

@@ -1,9 +1,15 @@
-"""The dashboard's connection to a store: an engine that cannot write, and a fast path for many plain rows."""
+"""The dashboard's connection to a store: an engine that cannot write, that follows a SQLite file deleted or
+replaced under it, and a fast path for many plain rows."""
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -26,21 +32,31 @@ def _postgres_read_only(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.commit()
 
 
-def read_only_engine(url: str) -> Engine:
-    """An engine on ``url`` that cannot write; a SQLite file that does not exist is an error, not a new store."""
-    label = safe_url(url)
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite store URL, None for a server's database; `StoreError` for a URL that is neither."""
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
-        raise StoreError(f"invalid storage URL {label!r}; expected e.g. sqlite:///l2l.db") from None
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        path = parsed.database or ""
-        if path in ("", ":memory:") or not Path(path).expanduser().is_file():
-            raise StoreError(f"no store at {label}: the file does not exist (run a search first)")
+        raise StoreError(f"invalid storage URL {safe_url(url)!r}; expected e.g. sqlite:///l2l.db") from None
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    path = parsed.database or ""
+    if path in ("", ":memory:") or not Path(path).expanduser().is_file():
+        raise StoreError(f"no store at {safe_url(url)}: the file does not exist (run a search first)")
+    return Path(path).expanduser()
+
+
+def read_only_engine(url: str) -> Engine:
+    """An engine on ``url`` that cannot write; a SQLite file that does not exist is an error, not a new store."""
+    label = safe_url(url)
+    path = sqlite_file(url)
+    backend = "sqlite" if path is not None else make_url(url).get_backend_name()
     try:
-        if backend == "sqlite":
-            engine = create_engine(url, connect_args={"timeout": 10})
+        if path is not None:  # mode=rw: a file deleted before a connection opens is an error, never a new store
+            uri = f"file:{quote(os.path.abspath(path))}?mode=rw"
+            engine = create_engine(
+                url, creator=lambda: sqlite3.connect(uri, uri=True, timeout=10, check_same_thread=False)
+            )
         else:  # a dashboard outlives server restarts: a pooled connection the server cut is replaced as it is taken
             engine = create_engine(url, pool_pre_ping=True)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
@@ -50,6 +66,55 @@ def read_only_engine(url: str) -> Engine:
     elif backend == "postgresql":
         event.listen(engine, "connect", _postgres_read_only)
     return engine
+
+
+class FollowedEngine:
+    """A read-only engine that follows a SQLite file: pooled connections keep the file they opened, so a store
+    deleted under a running dashboard would still be served, and a new one at the same path never read. Each
+    read first compares the file's identity (device, inode: one ``stat``) with the one the pool opened."""
+
+    def __init__(self, url: str) -> None:
+        self.label = safe_url(url)
+        self.path = sqlite_file(url)
+        self._seen = self._identity()
+        self._lock = threading.Lock()
+        self.engine = read_only_engine(url)
+        self.generation = 0  # how many times the file was replaced: what is cached from an older one is stale
+        self.renewed: list[Callable[[], None]] = []  # called once the file was replaced (caches to drop)
+
+    def _identity(self) -> tuple[int, int] | None:
+        if self.path is None:
+            return None
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise StoreError(f"no store at {self.label}: the file no longer exists (deleted or moved)") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read store {self.label}: {exc.strerror or exc}") from None
+        return st.st_dev, st.st_ino
+
+    def connect(self) -> Connection:
+        """A connection to the store as it is now: the file at the path, not one deleted or replaced since."""
+        try:
+            now = self._identity()
+        except StoreError:
+            with self._lock:  # let go of the deleted file (its disk space); whatever appears there next is new,
+                self.engine.dispose()  # even on the same inode (held open by the pool until now, never reused)
+                self._seen = None
+            raise
+        if now != self._seen:
+            with self._lock:
+                if now != self._seen:
+                    self.engine.dispose()  # connections in use finish on the old file; new ones open the new
+                    self._seen = now
+                    self.generation += 1
+                    for hook in self.renewed:
+                        hook()
+        return self.engine.connect()
+
+    def dispose(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
 
 
 def plain_rows(conn: Connection, statement: Any) -> list[tuple[Any, ...]]:

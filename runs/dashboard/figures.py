@@ -26,15 +26,19 @@ CACHE_SIZE = 256
 
 
 class Cache:
-    """A small least-recently-used cache of drawings and spaces, safe across threads."""
+    """A small least-recently-used cache of drawings and spaces, safe across threads; with ``epoch``, each key is
+    of the epoch it was asked in (what was made from a store since replaced is never found again)."""
 
-    def __init__(self, size: int = CACHE_SIZE) -> None:
+    def __init__(self, size: int = CACHE_SIZE, epoch: Callable[[], Any] | None = None) -> None:
         self.size = size
+        self._epoch = epoch
         self._items: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: Any, make: Callable[[], Any]) -> Any:
         """The value under ``key``, made (outside the cache's lock) when missing."""
+        if self._epoch is not None:
+            key = (self._epoch(), key)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
@@ -46,9 +50,20 @@ class Cache:
                 self._items.popitem(last=False)
         return value
 
+    def clear(self) -> None:
+        """Forget every value."""
+        with self._lock:
+            self._items.clear()
+
 
 _SPACES = Cache(32)
 _DRAWINGS = Cache()
+
+
+def forget() -> None:
+    """Forget every space and drawing: the store they came from was replaced, and its run 1 is another run."""
+    _SPACES.clear()
+    _DRAWINGS.clear()
 
 
 def space_of(run: RunRecord, pinned: Mapping[str, Any] | None = None) -> tuple[SearchSpace | None, str | None]:

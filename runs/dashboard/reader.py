@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Table, Text, func, inspect, or_, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import SQLAlchemyError
 
-from l2l.runs.dashboard.engine import plain_rows, read_only_engine
+from l2l.runs.dashboard.engine import FollowedEngine, plain_rows
 from l2l.runs.driver import in_flight, run_state
 from l2l.runs.models import ChildRow, EpochRow, RunRow, SpaceDataRow, UpdateRow
 from l2l.runs.store_engine import safe_url, short_error
@@ -80,7 +80,7 @@ class Reader:
 
     def __init__(self, url: str) -> None:
         self.label = safe_url(url)
-        self.engine = read_only_engine(url)
+        self.engine = FollowedEngine(url)  # a SQLite file deleted or replaced under it is noticed
         with self.read("open store") as conn:
             tables = set(inspect(conn).get_table_names())
             if "runs" not in tables:

@@ -132,12 +132,23 @@ def progress(
     }
 
 
-def updates(rows: Sequence[tuple[int, float, float, float]]) -> dict[str, Any]:
-    """Controller entropy and loss per update, at most `MAX_POINTS` of each (bucket means)."""
+def updates(rows: Sequence[tuple[int, float, float, float]], strategy: str = "the strategy") -> dict[str, Any]:
+    """Controller entropy and loss per update, at most `MAX_POINTS` of each (bucket means). A strategy without a
+    policy (TPE, evolution) stores 0 for both, random search a loss of 0: no line (None) where every value is 0,
+    as `l2l runs show` and `l2l plot progress` tell it, and ``note`` says why."""
     versions = [float(v) for v, _, _, _ in rows]
     lx, loss = means(versions, [r[1] for r in rows])
     _, entropy = means(versions, [r[2] for r in rows])
-    return {"x": lx, "loss": loss, "entropy": entropy, "of": len(rows)}
+    has_loss, has_entropy = any(r[1] for r in rows), any(r[2] for r in rows)
+    note = ""
+    if rows and not (has_loss or has_entropy):
+        note = f"{strategy} has no policy: it reports no entropy and no loss"
+    elif rows and not has_loss:
+        note = f"{strategy} learns no policy: it reports no loss"
+    elif rows and not has_entropy:
+        note = f"{strategy} reports no entropy"
+    return {"x": lx, "loss": loss if has_loss else None, "entropy": entropy if has_entropy else None,
+            "of": len(rows), "note": note}  # fmt: skip
 
 
 def by_architecture(points: list[tuple[float, float, int]], arch: dict[int, Any]) -> list[tuple[float, float, int]]:

@@ -28,6 +28,24 @@ function fmt(x, digits = 4) {
   return a !== 0 && (a < 1e-3 || a >= 1e5) ? x.toExponential(2) : x.toFixed(digits);
 }
 
+// a cost as the CLI writes it: whole numbers with thousands separators where whole or large (17,891 flops, not
+// 17890.667), else 4 digits
+function costFigure(x) {
+  if (typeof x !== "number") return fmt(x);
+  return Number.isInteger(x) || Math.abs(x) >= 100 ? x.toLocaleString("en-US", { maximumFractionDigits: 0 }) : fmt(x);
+}
+
+// seconds in a table column: always the same number of decimals, never an exponent (not "0.00" beside "1.96e-4")
+function fixed(x, digits) {
+  if (x === null || x === undefined) return "-";
+  return x.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+// "1 evaluation", "3 evaluations"
+function count(n, one, many) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
 function when(iso) {
   return iso ? iso.slice(0, 19).replace("T", " ") : "-";
 }
@@ -127,14 +145,17 @@ async function drawCompare() {
   }));
   const shared = data.runs.some((r) => r.shared);
   const x = shared ? "child (weight sharing: architecture scored)" : "child";
-  draw("chart-compare", traces, { xaxis: { title: { text: x } }, yaxis: { title: { text: "best reward so far" } } });
+  // a legend even for one run (plotly hides a lone trace's): the chart says which run it draws
+  draw("chart-compare", traces, { xaxis: { title: { text: x } }, yaxis: { title: { text: "best reward so far" } },
+    showlegend: true });
 }
 
 // --- run page -------------------------------------------------------------------------------------------
 
 const table = { page: 1, per: 25, sort: "number", order: "asc", total: 0 };
 let lastKey = null;
-let bestChild = null;
+let lastBest = null; // what the best architecture's line was drawn from
+let bestRules = false; // whether it shows an optimizer search's best rules
 
 function setText(id, text) {
   const node = document.getElementById(id);
@@ -152,7 +173,7 @@ async function refreshRun(runId) {
     setText("n-running", `${s.running} / ${s.queued}`);
     setText("in-flight", s.in_flight);
     setText("best-reward", fmt(s.best));
-    setText("best-label", s.best_label || (s.best_estimated ? `best estimated mean (${s.best_n} evaluations)` : "best reward"));
+    setText("best-label", s.best_label || (s.best_estimated ? `best estimated mean (${count(s.best_n, "evaluation", "evaluations")})` : "best reward"));
     setText("n-updates", s.updates);
     setText("duration", seconds(s.duration_s));
     const best = document.getElementById("best-child");
@@ -163,15 +184,18 @@ async function refreshRun(runId) {
     state.className = `state ${stateClass(s)}`;
     setText("stopped-note", s.live ? "" : "not running: nothing changes here unless it is resumed");
     const key = [s.done, s.failed, s.running, s.queued, s.updates, s.epochs, s.state].join("|");
+    // the best line is drawn again whenever what it shows changes: its child, but also the estimate and the
+    // evaluations behind it (more of the same architecture), and any other best_* figure the summary gives; the
+    // best rules of an optimizer search change with the children done
+    const bestKey = JSON.stringify([Object.entries(s).filter(([k]) => k.startsWith("best")), bestRules ? s.done : null]);
+    const jobs = [];
     if (key !== lastKey) {
       lastKey = key;
-      await Promise.all([
-        refreshProgress(runId), refreshTable(runId), refreshPareto(runId),
-        s.weight_sharing ? refreshEpochs(runId) : null,
-        s.best_child !== bestChild ? refreshBest(runId) : null,
-      ]);
-      bestChild = s.best_child;
+      jobs.push(refreshProgress(runId), refreshTable(runId), refreshPareto(runId));
+      if (s.weight_sharing) jobs.push(refreshEpochs(runId));
     }
+    if (bestKey !== lastBest) jobs.push(refreshBest(runId).then(() => { lastBest = bestKey; }));
+    await Promise.all(jobs);
   } finally {
     schedule(() => refreshRun(runId), live);
   }
@@ -199,20 +223,36 @@ async function refreshProgress(runId) {
   setText("progress-note", p.children.shown < p.children.of
     ? `${p.children.of} finished children: each of ${p.children.shown / 2} slices shows its lowest and highest reward`
     : "");
-  const u = p.updates;
-  const mode = u.x.length > 1 ? "lines" : "markers"; // one update: a line of one point draws nothing
-  draw("chart-updates", [
-    { x: u.x, y: u.entropy, mode, name: "entropy", line: { color: COLOURS[2] }, marker: { color: COLOURS[2] } },
-    { x: u.x, y: u.loss, mode, name: "loss", yaxis: "y2", line: { color: COLOURS[4] }, marker: { color: COLOURS[4] } },
-  ], {
-    xaxis: { title: { text: "controller update" }, ...wholeAxis(u.x) }, yaxis: { title: { text: "entropy" } },
-    yaxis2: { title: { text: "loss" }, overlaying: "y", side: "right" }, margin: { ...LAYOUT.margin, r: 55 },
-  });
+  drawUpdates(p.updates);
   const h = p.histogram;
   draw("chart-hist", [{ type: "bar", x: h.edges.map((e) => e + h.width[0] / 2), y: h.counts,
     width: h.width[0] * 0.95, marker: { color: COLOURS[0] }, name: "children" }],
   { xaxis: { title: { text: "reward" } }, yaxis: { title: { text: "children" }, ...wholeAxis([0, ...h.counts]) },
     showlegend: false });
+}
+
+// entropy on the left, loss on the right; a series the strategy does not report (null: every value 0, as for
+// TPE, evolution and random search's loss) is no line at 0, and the note under the chart says why
+function drawUpdates(u) {
+  const mode = u.x.length > 1 ? "lines" : "markers"; // one update: a line of one point draws nothing
+  const both = u.entropy !== null && u.loss !== null;
+  const traces = [];
+  if (u.entropy !== null) {
+    traces.push({ x: u.x, y: u.entropy, mode, name: "entropy", line: { color: COLOURS[2] }, marker: { color: COLOURS[2] } });
+  }
+  if (u.loss !== null) {
+    traces.push({ x: u.x, y: u.loss, mode, name: "loss", yaxis: both ? "y2" : "y", line: { color: COLOURS[4] },
+      marker: { color: COLOURS[4] } });
+  }
+  setText("updates-note", u.note || "");
+  const chart = document.getElementById("chart-updates");
+  chart.hidden = u.of > 0 && !traces.length;
+  if (chart.hidden) return;
+  draw("chart-updates", traces, {
+    xaxis: { title: { text: "controller update" }, ...wholeAxis(u.x) },
+    yaxis: { title: { text: u.entropy !== null || !u.of ? "entropy" : "loss" } },
+    ...(both || !u.of ? { yaxis2: { title: { text: "loss" }, overlaying: "y", side: "right" }, margin: { ...LAYOUT.margin, r: 55 } } : {}),
+  });
 }
 
 async function refreshPareto(runId) {
@@ -237,7 +277,7 @@ async function refreshPareto(runId) {
     { x: p.front.x, y: p.front.y, customdata: p.front.child, mode: "lines+markers", name: "Pareto front",
       line: { shape: "hv", color: COLOURS[3] }, hovertemplate: "child %{customdata}<br>%{x}, %{y}<extra></extra>" },
   ], { xaxis: { title: { text: p.cost }, type: log ? "log" : "linear" }, yaxis: { title: { text: "validation accuracy" } } });
-  setText("pareto-note", p.points.x.length < p.of ? `${p.points.x.length} of ${p.of} children shown; the front in full` : "");
+  setText("pareto-note", p.points.x.length < p.of ? `${p.points.x.length} of ${count(p.of, "child", "children")} shown; the front in full` : "");
 }
 
 async function refreshBest(runId) {
@@ -252,9 +292,10 @@ async function refreshBest(runId) {
   const line = document.getElementById("best-describe");
   const derived = b.child.status === "derived" ? " (derived)" : "";
   const named = b.child.evaluations
-    ? `, estimated mean ${fmt(b.child.estimate)} over ${b.child.evaluations} evaluations (this child's reward ${fmt(b.child.reward)})`
+    ? `, estimated mean ${fmt(b.child.estimate)} over ${count(b.child.evaluations, "evaluation", "evaluations")} (this child's reward ${fmt(b.child.reward)})`
     : `, reward ${fmt(b.child.reward)}`;
   line.replaceChildren(link, document.createTextNode(`${derived}${named}: ${b.child.describe || ""}`));
+  bestRules = b.rules.length > 0;
   img.hidden = b.rules.length > 0; // an update rule is drawn as its formula below, not as a chain of tokens
   if (!b.rules.length) img.src = b.child.arch;
   document.querySelector("#best-section h2").textContent = b.rules.length ? "Best child" : "Best architecture";
@@ -318,7 +359,7 @@ async function refreshEpochs(runId) {
   });
   document.querySelector("#epochs tbody").replaceChildren(...epochs.map((e) => {
     const tr = el("tr");
-    [e.epoch + 1, fmt(e.train_loss), e.train_steps, fmt(e.mean_reward), fmt(e.entropy), e.updates, fmt(e.wall_time, 1)]
+    [e.epoch + 1, fmt(e.train_loss), e.train_steps, fmt(e.mean_reward), fmt(e.entropy), e.updates, fixed(e.wall_time, 1)]
       .forEach((v) => tr.appendChild(el("td", v, { class: "num" })));
     return tr;
   }));
@@ -338,10 +379,10 @@ async function refreshTable(runId) {
   table.total = data.total;
   const rows = data.rows.map((c) => {
     const tr = el("tr", null, { class: c.status });
-    const cost = Object.entries(c.cost).slice(0, 2).map(([k, v]) => `${k} ${fmt(v, 3)}`).join(", ");
+    const cost = Object.entries(c.cost).slice(0, 2).map(([k, v]) => `${k} ${costFigure(v)}`).join(", ");
     const cells = [el("a", c.number, { href: `/runs/${runId}/children/${c.number}` }), c.status, fmt(c.reward),
       fmt(c.val_acc), fmt(c.val_loss), cost, c.worker || "-", c.device || "-", when(c.started_at),
-      fmt(c.wall_time, 2), c.error || ""];
+      fixed(c.wall_time, 2), c.error || ""];
     cells.forEach((v, i) => {
       const td = el("td", v instanceof Node ? null : v);
       if (v instanceof Node) td.appendChild(v);
@@ -353,7 +394,7 @@ async function refreshTable(runId) {
   });
   document.querySelector("#children tbody").replaceChildren(...rows);
   const pages = Math.max(1, Math.ceil(data.total / table.per));
-  setText("page-info", `${data.total} children · page ${table.page} of ${pages}`);
+  setText("page-info", `${count(data.total, "child", "children")} · page ${table.page} of ${pages}`);
   document.getElementById("prev").disabled = table.page <= 1;
   document.getElementById("next").disabled = table.page >= pages;
   document.querySelectorAll("#children th[data-sort]").forEach((th) => {
