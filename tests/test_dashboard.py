@@ -595,3 +595,26 @@ def test_costs_are_whole_and_counts_singular_where_the_cli_has_them_so(tmp_path:
     summary = c.get(f"/api/runs/{run}").json()
     assert summary["best_estimated"] and summary["best_n"] == 1
     assert "best estimated mean (1 evaluation)</span>" in c.get(f"/runs/{run}").text
+
+
+def test_children_are_found_by_their_spec_as_the_pages_show_it(tmp_path: Path) -> None:
+    """The filter searched the stored JSON: ``width=4``, as every page writes a spec, found nothing."""
+    from l2l.runs.dashboard.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'toy.db'}"
+    out = CliRunner().invoke(
+        app, ["search", "--space", "toy", "-n", "12", "--executor", "local", "-q", "--storage", url]
+    )
+    assert out.exit_code == 0, out.output
+    children = Store(url).children(1)
+    shown = {c.number: [(k, "".join(map(str, v)) if isinstance(v, list) else str(v)) for k, v in c.spec["values"]]
+             for c in children}  # fmt: skip
+    with TestClient(create_app(url)) as c:
+        for number, items in list(shown.items())[:4]:
+            q = " ".join(f"{k}={v}" for k, v in reversed(items))  # every term, in any order: this child and its twins
+            rows = c.get("/api/runs/1/children", params={"q": q, "per": 100}).json()["rows"]
+            assert number in [r["number"] for r in rows] and all(shown[r["number"]] == items for r in rows), q
+            key, value = items[1]
+            one = c.get("/api/runs/1/children", params={"q": f"{key}={value}", "per": 100}).json()
+            assert one["total"] == sum((key, value) in i for i in shown.values()) > 0
+        assert c.get("/api/runs/1/children", params={"q": "op_0=nosuch"}).json()["total"] == 0

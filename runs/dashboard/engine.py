@@ -129,3 +129,20 @@ def plain_rows(conn: Connection, statement: Any) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in cursor.fetchall()]
     finally:
         cursor.close()
+
+
+def spec_contains(spec_text: Any, text: str) -> Any:
+    """A filter on a child's stored spec (JSON text) for ``text``: as written (``relu``, ``"act": ``), or as the
+    pages show specs, ``width=4 act=relu`` (every ``name=value`` term, in any order), which the JSON spells
+    ``["width", 4]`` or ``["act", "relu"]``."""
+    from sqlalchemy import and_, or_
+
+    terms = [t.partition("=") for t in text.split()]
+    if not terms or not all(name and sep for name, sep, _ in terms):
+        return spec_text.contains(text, autoescape=True)
+
+    def spelt(name: str, value: str) -> list[str]:  # text, a number, or an anchor's bits (shown as digits, or none)
+        forms = [f'["{name}", "{value}"]', f'["{name}", {value}]']
+        return forms + ([f'["{name}", [{", ".join(value)}]]'] if set(value) <= {"0", "1"} else [])
+
+    return and_(*(or_(*(spec_text.contains(f, autoescape=True) for f in spelt(n, v))) for n, _, v in terms))

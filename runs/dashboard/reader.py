@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Table, Text, func, inspect, or_, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import SQLAlchemyError
 
-from l2l.runs.dashboard.engine import FollowedEngine, plain_rows
+from l2l.runs.dashboard.engine import FollowedEngine, plain_rows, spec_contains
 from l2l.runs.driver import in_flight, run_state
 from l2l.runs.models import ChildRow, EpochRow, RunRow, SpaceDataRow, UpdateRow
 from l2l.runs.store_engine import safe_url, short_error
@@ -268,7 +268,7 @@ class Reader:
         if text:
             where.append(
                 or_(
-                    sql_cast(CHILDREN.c.spec, Text).contains(text, autoescape=True),
+                    spec_contains(sql_cast(CHILDREN.c.spec, Text), text),
                     CHILDREN.c.worker.contains(text, autoescape=True),
                     CHILDREN.c.device.contains(text, autoescape=True),
                     CHILDREN.c.error.contains(text, autoescape=True),
