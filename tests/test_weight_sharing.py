@@ -290,6 +290,9 @@ def test_weight_sharing_flags_fail_with_one_line(
     out = run(*ws, "--config", str(tmp_path / "async.toml"), "-n", "3")
     expected = "error: a weight-sharing search runs in this process for its -W epochs: --children, mode (in "
     assert out.strip() == expected + f"{tmp_path / 'async.toml'}) do not apply to it; drop them"
+    (tmp_path / "ray.toml").write_text("[executor_options]\nmax_concurrent = 2\n")  # named as the file spells it
+    out = run(*ws, "--config", str(tmp_path / "ray.toml"))
+    assert f"executor_options.max_concurrent (in {tmp_path / 'ray.toml'}) does not apply to it; drop it" in out
     out = run(*ws, "--device", "gpu")  # refused before any run is recorded
     assert out.strip().startswith("error: --device 'gpu' is not a torch device (cpu, cuda, cuda:1, mps)")
     assert Store(db).list_runs() == []

@@ -355,7 +355,10 @@ def open_run(store: Store, flags: SearchFlags, resume: int | None) -> Any:
         ignored = sharing_conflicts(settings) if sharing else []
         if ignored:
             given = set(sharing_conflicts({**flags.given, "executor_options": flags.executor_options}))
-            named = [f"--{n}" if n in given else f"{n} (in {flags.config})" for n in ignored]
+            options = settings.get("executor_options") or {}
+            keys = {n: {"dp-option": "dp_options"}.get(n, n.replace("-", "_")) for n in ignored}  # as the file has it
+            keys = {n: f"executor_options.{k}" if k in options else k for n, k in keys.items()}
+            named = [f"--{n}" if n in given else f"{keys[n]} (in {flags.config})" for n in ignored]
             raise UsageError(
                 f"a weight-sharing search runs in this process for its -W epochs: {', '.join(named)} "
                 f"{'does' if len(ignored) == 1 else 'do'} not apply to it; drop {'it' if len(named) == 1 else 'them'}"
