@@ -76,13 +76,18 @@ def tune_loss(
     return TaskScore(task.name, grid[best], value, math.nan, cell.runs)
 
 
-def _cache_path(tasks: Sequence[SuiteTask], lrs: Sequence[float], objective: str) -> Path:
+def reference_key(tasks: Sequence[SuiteTask], lrs: Sequence[float], objective: str) -> str:
+    """What tuned Adam's figures depend on, hashed: the tasks as declared, the grid, the reference rule, the
+    objective and the tuning walk's version (`TUNING`: older references are not reused)."""
     import hashlib
 
-    # TUNING: the walk's version (accuracies within their noise compared by loss); older references are not reused
     key = json.dumps([[repr(t) for t in tasks], list(lrs), REFERENCE, PRESETS[REFERENCE], objective, TUNING])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _cache_path(tasks: Sequence[SuiteTask], lrs: Sequence[float], objective: str) -> Path:
     root = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "l2l" / "optsearch"))
-    return root / f"reference-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    return root / f"reference-{reference_key(tasks, lrs, objective)}.json"
 
 
 _REFERENCES: dict[Path, dict[str, float]] = {}

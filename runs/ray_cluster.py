@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import tempfile
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any
 from l2l.runs.executors import ExecutorError
 from l2l.runs.ray_address import head_alive as head_alive  # the executor's check of a joined head
 from l2l.runs.ray_address import reach
+from l2l.runs.ray_signals import driver_keeps_sigterm
 from l2l.runs.secrets import without_secrets
 
 TOKEN_HELP = (
@@ -244,42 +244,6 @@ def _stderr_to_log() -> Iterator[None]:
         os.close(saved)
 
 
-@contextmanager
-def _driver_keeps_sigterm() -> Iterator[None]:
-    """Keep this process's SIGTERM handler through `ray.init` (Ray sets ``sys.exit(15)`` and a C++ handler that
-    dumps a stack), and hold SIGTERM and Ctrl-C until Ray is up (a stop that cut its start short crashed the
-    process on exit): a scheduler's SIGTERM while Ray started gave exit 15, 134 or 139, not a stopped search.
-    Ray's switches for both, in this process only; where a Ray version lacks them, Ray's behaviour stays."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    for sig in before:
-        signal.signal(sig, lambda signum, frame: held.append(signum))
-    patched: list[tuple[Any, str, Any]] = []
-    with suppress(ImportError):
-        import ray._private.ray_constants as ray_constants
-        import ray._private.utils as ray_utils
-
-        for module, name, value in (
-            (ray_utils, "set_sigterm_handler", lambda handler: None),
-            (ray_constants, "RAY_DISABLE_FAILURE_SIGNAL_HANDLER", True),
-        ):
-            if hasattr(module, name):
-                patched.append((module, name, getattr(module, name)))
-                setattr(module, name, value)
-    try:
-        yield
-    finally:
-        for module, name, value in patched:
-            setattr(module, name, value)
-        for sig, handler in before.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-        for signum in dict.fromkeys(held):  # now that Ray is up (or failed to start): the stop, as it came
-            signal.raise_signal(signum)
-
-
 def connect(address: str | None, num_cpus: int | None) -> RayInstance:
     """Join the cluster at ``address`` or start an embedded instance (``address`` None) with ``num_cpus``."""
     import ray
@@ -288,7 +252,7 @@ def connect(address: str | None, num_cpus: int | None) -> RayInstance:
     if address not in (None, "local"):
         head, token = check_join(address)
         try:
-            with _stderr_to_log(), _driver_keeps_sigterm():
+            with _stderr_to_log(), driver_keeps_sigterm():
                 ray.init(address=head, include_dashboard=False, log_to_driver=False, configure_logging=False)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise ExecutorError(f"cannot join the Ray cluster at {address!r}: {exc}") from exc
@@ -296,7 +260,7 @@ def connect(address: str | None, num_cpus: int | None) -> RayInstance:
     sweep_embedded()
     temp_dir = tempfile.mkdtemp(prefix=EMBEDDED_PREFIX)
     try:
-        with without_secrets(), _stderr_to_log(), _driver_keeps_sigterm():  # Ray's processes inherit this environment
+        with without_secrets(), _stderr_to_log(), driver_keeps_sigterm():  # Ray's processes inherit this environment
             ray.init(
                 address=address,
                 num_cpus=num_cpus,

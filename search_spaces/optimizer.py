@@ -40,6 +40,7 @@ class OptimizerSpace(DatasetSpace):
     budget_keys = ("epochs",)
     description = "Update rules in the language of Neural Optimizer Search, trained on a small CNN on digits."
     cost_metrics = ("params", "train_time_s", "lrs_tried")
+    validation_metric = "loss_ratio"  # a suite's (a one-task search's results hold an accuracy: shown instead)
 
     def __init__(
         self,
@@ -106,7 +107,8 @@ class OptimizerSpace(DatasetSpace):
         self.suite, self.cutoff, self.scale, self.betas = suite, float(cutoff), float(scale), bool(betas)
         self.lr_grid: tuple[float, ...] | None = changes.get("lrs")
         self._memo: dict[str, Any] = {}
-        self._refs: dict[str, float] | None = None  # tuned Adam's figure per suite task, once the run starts
+        # tuned Adam's figure per suite task, kept when the run starts, with what it depends on (`reference_key`)
+        self._refs: tuple[str, dict[str, float]] | None = None
         if suite is not None:
             from l2l.optsearch.suite import TaskError
 
@@ -153,21 +155,23 @@ class OptimizerSpace(DatasetSpace):
         line, rather than blamed on every rule the search proposes."""
         if self.suite is None:
             return {}
-        from l2l.optsearch.reward import RuleFailed, references
+        from l2l.optsearch.reward import RuleFailed, reference_key, references
         from l2l.optsearch.tuning import LR_GRID
 
+        tasks, grid = self.suite_tasks(), self.lr_grid or LR_GRID
         try:
-            self._refs = references(self.suite_tasks(), self.lr_grid or LR_GRID, self.objective)
+            refs = references(tasks, grid, self.objective)
         except RuleFailed as exc:
             raise SpaceError(f"{exc}; no rule can be scored on that task: check its model, loss and data") from None
         except Exception as exc:  # a plugin task's code, run before any rule: name it, not a traceback
             raise SpaceError(f"tuning the reference adam on the suite failed: {type(exc).__name__}: {exc}") from exc
-        return {"references": self._refs}
+        self._refs = (reference_key(tasks, grid, self.objective), refs)
+        return {"references": refs, "key": self._refs[0]}
 
     def use_pinned_data(self, data: Any) -> None:
-        refs = data.get("references")
-        if isinstance(refs, dict):
-            self._refs = {str(k): float(v) for k, v in refs.items()}
+        refs, key = data.get("references"), data.get("key")
+        if isinstance(refs, dict) and isinstance(key, str):
+            self._refs = (key, {str(k): float(v) for k, v in refs.items()})
 
     def heldout_tasks(self) -> list[str]:
         """The held-out tasks this space scores rules on (a ``suite`` naming them): none for an honest search,
@@ -255,7 +259,7 @@ class OptimizerSpace(DatasetSpace):
 
     def _evaluate_on_suite(self, rule: Any) -> Result:
         from l2l.optsearch.language import to_formula, to_latex, to_text
-        from l2l.optsearch.reward import RuleFailed, references, suite_reward
+        from l2l.optsearch.reward import RuleFailed, reference_key, references, suite_reward
         from l2l.optsearch.simplify import functional_hash, simplified_rule
         from l2l.optsearch.tuning import LR_GRID
 
@@ -275,8 +279,10 @@ class OptimizerSpace(DatasetSpace):
         tasks = self.suite_tasks()
         grid = self.lr_grid or LR_GRID
         try:
-            kept = self._refs or {}
-            refs = kept if all(t.name in kept for t in tasks) else references(tasks, grid, self.objective)
+            # the kept references where the tasks are still the ones they were tuned on (a plugin task edited,
+            # or the tuning walk changed since: tuned again, as the cache would be)
+            kept = self._refs if self._refs and self._refs[0] == reference_key(tasks, grid, self.objective) else None
+            refs = kept[1] if kept else references(tasks, grid, self.objective)
             score = suite_reward(
                 rule, tasks, refs, lrs=grid, cutoff=self.cutoff, objective=self.objective, workers=self.workers
             )
@@ -285,12 +291,12 @@ class OptimizerSpace(DatasetSpace):
         else:
             ratios = [s.ratio for s in score.scores]
             result = Result(
-                reward=score.reward,  # 1 / the geometric mean of the loss (or error) ratios to tuned Adam (no
-                # validation loss of its own: tables showed that ratio as one)
+                reward=score.reward,
+                val_loss=1.0 / score.reward,  # the geometric mean of the loss (or error) ratios to tuned Adam
                 test={},
                 cost={"runs": float(score.runs), "tasks_run": float(len(ratios))},
                 curves={"loss_ratio": ratios},
-                info={**about, **score.to_json()},
+                info={**about, **score.to_json(), "val_loss_ratio": 1.0 / score.reward},  # tables' figure
             )
         self._memo[key] = result
         return result

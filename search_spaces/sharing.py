@@ -14,8 +14,9 @@ corpus, bits per character).
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -101,13 +102,14 @@ def op_key(name: str, shape: tuple[int, ...], place: str, op: str) -> str:
     return f"{place}:{op}:{name}|{'x'.join(str(s) for s in shape)}"
 
 
-def covered(space: SearchSpace, covers: Sequence[str]) -> tuple[str, ...]:
+def covered(space: SearchSpace, covers: Iterable[str]) -> tuple[str, ...]:
     """``covers`` as a tuple of decision names; a string ("act,width") would be read letter by letter."""
-    if isinstance(covers, str) or not all(isinstance(n, str) for n in covers):
+    names = () if isinstance(covers, str) else tuple(covers)  # read once: a generator is taken as it comes
+    if isinstance(covers, str) or not all(isinstance(n, str) for n in names):
         raise SpaceError(
             f"space {space.name!r}: its shared network's covers must be a sequence of decision names, got {covers!r}"
         )
-    return tuple(covers)
+    return names
 
 
 def check_coverage(space: SearchSpace, network: SharedNetwork) -> None:
@@ -306,7 +308,7 @@ def plain_metrics(space: str, measured: Any) -> dict[str, float]:
     for key, value in measured.items():
         if isinstance(value, torch.Tensor) and value.numel() == 1:
             value = value.item()
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if not isinstance(value, numbers.Real):  # floats, ints, bools, numpy's scalars
             raise SpaceError(f"{where} returned {key!r}: {type(value).__name__}; expected a number")
         out[str(key)] = float(value)
     if "reward" not in out:

@@ -150,6 +150,36 @@ def test_a_search_on_held_out_tasks_is_said_to_use_them(tmp_path: Path) -> None:
     assert "warning: this search scores rules on held-out task(s) mnist1d-logreg;" in out.output
 
 
+def test_the_references_kept_with_a_run_are_used_only_for_the_tasks_they_were_tuned_on() -> None:
+    options = {"suite": "digits-logreg", "scale": 0.1, "lrs": "0.01,0.1"}
+    data = load_space("optimizer", options).pinned_data()
+    assert set(data) == {"references", "key"} and data["references"]["digits-logreg"] > 0
+    adam = "adam one identity identity keep"
+    doubled = {"digits-logreg": 2 * data["references"]["digits-logreg"]}
+    kept = load_space("optimizer", options)
+    kept.use_pinned_data({**data, "references": doubled})  # a resumed run: its own yardstick, not tuned again
+    assert kept.evaluate(_spec(kept, adam), Context()).reward == pytest.approx(2.0)
+    edited = load_space("optimizer", options)  # kept for tasks (or a tuning walk) that have changed since
+    edited.use_pinned_data({"references": doubled, "key": "0" * 16})
+    assert edited.evaluate(_spec(edited, adam), Context()).reward == pytest.approx(1.0)
+
+
+def test_a_suite_search_can_learn_from_the_negated_loss_ratio(tmp_path: Path) -> None:
+    """neg_val_loss failed after the first batch once suite results stopped carrying a validation loss."""
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+    from l2l.runs.store import Store
+
+    storage = f"sqlite:///{tmp_path}/n.db"
+    args = ["search", "--space", "optimizer", "-S", "suite=digits-logreg", "-S", "scale=0.05", "-S", "lrs='0.01,0.1'"]
+    args += ["-n", "4", "-m", "2", "--strategy", "reinforce", "-C", "reward_transform=neg_val_loss", "-q"]
+    out = CliRunner().invoke(app, [*args, "--executor", "local", "--storage", storage])
+    assert out.exit_code == 0, out.output
+    done = Store(storage).children(1, "done")  # (a rule that diverges everywhere fails, as in any search)
+    assert done and all(c.controller_reward == pytest.approx(-1 / (c.reward or 1)) for c in done)
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

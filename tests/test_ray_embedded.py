@@ -108,7 +108,7 @@ def test_directories_of_embedded_instances_whose_driver_died_are_swept(tmp_path:
 
 
 STOP_WHILE_RAY_STARTS = """
-import os, signal, sys
+import os, signal, sys, threading
 
 import ray
 
@@ -118,8 +118,8 @@ def mine(signum, frame):
     print(f"the driver's handler ran; Ray up: {ray.is_initialized()}", flush=True)
     sys.exit(143)
 
-def init_then_stop(*args, **kwargs):  # a SIGTERM that arrives as Ray starts
-    os.kill(os.getpid(), signal.SIGTERM)
+def init_then_stop(*args, **kwargs):  # a SIGTERM that arrives while Ray starts (which takes seconds)
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
     return real_init(*args, **kwargs)
 
 signal.signal(signal.SIGTERM, mine)

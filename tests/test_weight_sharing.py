@@ -656,3 +656,15 @@ def test_tables_show_the_spaces_validation_figure_of_a_shared_weight_score() -> 
     view = MetricView("bpc")  # rnn_cell: val_bpc kept among the architecture's shared-weight figures, shown as "-"
     assert view.val({"info": {"shared": {"reward": 0.02, "val_bpc": 4.44}}}, None) == "4.4400"
     assert view.val({"info": {"val_bpc": 2.5, "shared": {"val_bpc": 4.44}}}, None) == "2.5000"  # a trained child's
+
+
+def test_covers_may_come_as_any_sequence_and_metrics_as_any_real_number() -> None:
+    import numpy as np
+
+    from l2l.search_spaces.sharing import covered, plain_metrics
+
+    space = load_space("nb201_cell", TINY["nb201_cell"])
+    names = tuple(d.name for d in space.decisions())
+    assert covered(space, (d.name for d in space.decisions())) == names  # a generator, read once
+    measured = {"reward": np.float32(0.5), "steps": np.int64(3), "converged": True, "loss": torch.tensor(0.25)}
+    assert plain_metrics("s", measured) == {"reward": 0.5, "steps": 3.0, "converged": 1.0, "loss": 0.25}

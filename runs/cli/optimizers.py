@@ -32,10 +32,12 @@ def best_rules(store: Store, run_id: int, k: int) -> list[tuple[ChildRecord, Rul
     try:
         space = load_space(run.space, options, validate=False)
     except SpaceError as exc:
-        if run.space == "optimizer" and "suite" in options:  # a plugin task gone: the rules read without it
+        try:  # a plugin task gone: the rules read without the suite (where that is what failed)
+            if run.space != "optimizer" or "suite" not in options:
+                raise
             space = load_space(run.space, {k: v for k, v in options.items() if k != "suite"}, validate=False)
             console.print(f"[yellow]note:[/] run {run_id}'s suite cannot be loaded now ({escape(str(exc))})")
-        else:
+        except SpaceError:
             hint = "" if run.space == "optimizer" else "; `l2l optimizers` reads runs of the optimizer space"
             raise UsageError(f"cannot rebuild the space {run.space!r} of run {run_id}: {exc}{hint}") from None
     rule_of = getattr(space, "rule_of", None)
@@ -62,7 +64,7 @@ def suite_warnings(space: Any) -> list[str]:
     run's suite is built-in, or the space would have refused it), and held-out tasks in the reward."""
     from l2l.optsearch.suite import plugin_problem
 
-    broken = plugin_problem()
+    broken = plugin_problem() if space.suite is not None else None  # a one-task search reads no task plugin
     said = [f"{broken}; its tasks are left out"] if broken else []
     held = space.heldout_tasks()
     if held:  # the user's choice, but the scoreboard's held-out tasks are no longer held out after it

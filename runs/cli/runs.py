@@ -360,7 +360,7 @@ def runs_best(
             ignored = ", --epochs/--steps ignored" if length else ""
             done = f"evaluated again (space {run.space!r} has exact rewards: nothing was trained{ignored})"
         value = view.val(metrics, result.val_acc, result.val_loss)
-        shown = f"validation {view.validation} {value}" if value != "-" else f"reward {fmt(result.reward)}"
+        shown = f"validation {view.validation or 'acc'} {value}" if value != "-" else f"reward {fmt(result.reward)}"
         own = f" (child {best.number}'s own)" if seed is None else ""
         console.print(f"{done}: {joined(shown, view.summary(metrics))}; seed {used}{own}", highlight=False)
         if sharing:  # the honest number of a weight-sharing search: kept with the run
