@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Container, Hashable, Mapping, Sequence
@@ -276,6 +277,14 @@ def checked_proposals(controller: Controller, proposals: Any, n: int) -> list[Pr
         raise ControllerError(
             f"strategy {type(controller).__name__}: propose({n}) returned {got}; expected a list of {n} Proposal"
         )
+    for p in out:  # a NaN log-probability reached the store as NULL and the learning as NaN
+        for name in ("log_prob", "entropy"):
+            value = getattr(p, name)
+            if not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ControllerError(
+                    f"strategy {type(controller).__name__}: proposed {list(p.tokens)} with {name} {value!r}; "
+                    "expected a finite number"
+                )
     constraints: Constraints | None = getattr(controller, "constraints", None)
     if constraints is not None:  # out-of-range tokens are the space's to name, when it decodes them
         for p in out:

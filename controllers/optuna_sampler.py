@@ -55,13 +55,16 @@ class _Policy(nn.Module):
         self.heads = nn.ModuleDict()
         self.embeddings = nn.ModuleDict()
 
-    def ensure(self, key: str, n: int) -> list[nn.Parameter]:
-        """Create the head of ``key`` with ``n`` choices if needed; returns new parameters."""
+    def ensure(self, key: str, n: int, generator: torch.Generator) -> list[nn.Parameter]:
+        """Create the head of ``key`` with ``n`` choices if needed, its weights drawn from ``generator`` (the
+        sampler's seed, not the global generator: the user's torch random state neither decides nor moves);
+        returns new parameters."""
         if key in self.heads:
             return []
-        head, emb = nn.Linear(self.hidden, n), nn.Embedding(n, self.hidden)
+        with torch.random.fork_rng(devices=[]):  # the modules' own default initialisation, overwritten below
+            head, emb = nn.Linear(self.hidden, n), nn.Embedding(n, self.hidden)
         for p in [*head.parameters(), *emb.parameters()]:
-            nn.init.uniform_(p, -self.init_range, self.init_range)
+            nn.init.uniform_(p, -self.init_range, self.init_range, generator=generator)
         self.heads[key], self.embeddings[key] = head, emb
         return [*head.parameters(), *emb.parameters()]
 
@@ -144,7 +147,7 @@ class ControllerSampler(BaseSampler):
         values = self._grid(d)
         key = _key(param_name, d)
         with self._lock:
-            new = self.policy.ensure(key, len(values) if values is not None else self.bins)
+            new = self.policy.ensure(key, len(values) if values is not None else self.bins, self.generator)
             if new:
                 self.optimizer.add_param_group({"params": new})
             trace = self.traces.setdefault(trial._trial_id, _Trace())

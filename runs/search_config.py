@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from signal import SIGINT
@@ -56,6 +57,19 @@ class SearchConfig:
     moves: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        if not isinstance(self.space, str):  # SearchConfig(space=TinyMLP) in a script
+            got = f"the class {self.space.__name__}" if isinstance(self.space, type) else repr(self.space)
+            raise SearchError(
+                f"space must be a registered name or 'path/to/file.py:Class', got {got} (a class defined in a "
+                "script: space=__file__ + ':ClassName')"
+            )
+        for key in ("strategy", "executor", "device", "mode"):
+            if not isinstance(getattr(self, key), str):
+                raise SearchError(f"{key} must be text, got {getattr(self, key)!r}")
+        for key in ("children", "batch", "seed", "threads_per_child"):
+            if isinstance(getattr(self, key), bool) or not isinstance(getattr(self, key), numbers.Integral):
+                raise SearchError(f"{key} must be a whole number, got {getattr(self, key)!r}")
+            object.__setattr__(self, key, int(getattr(self, key)))  # numpy's integers too, stored as JSON
         object.__setattr__(self, "space", absolute_ref(self.space))  # a file plugin's path, from anywhere
         if self.children < 1:
             raise SearchError(f"children must be >= 1, got {self.children}")

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from l2l.search_spaces.api import Decision, SearchSpace, SpaceError, Spec, sequence_length, token_sizes
 from l2l.search_spaces.constraints import Constraints
@@ -101,33 +101,55 @@ def _load_from_file(ref: str) -> type[SearchSpace]:
     path = Path(path_text).expanduser()
     if not path.is_file():
         raise PluginError(f"search space {ref!r}: file {str(path)!r} does not exist")
+    main = sys.modules.get("__main__")
+    main_file = getattr(main, "__file__", None)
+    if main_file and Path(main_file).resolve() == path.resolve():  # the running script names its own file:
+        if not hasattr(main, class_name):  # its class, not a second run of the script
+            _missing(ref, path, class_name, main)
+        return _check_class(ref, getattr(main, class_name))
     module_name = f"{FILE_PLUGIN_PREFIX}{abs(hash(str(path.resolve())))}"
+    if module_name in _LOADING:  # importing the file loads it again: a script that searches when imported
+        raise PluginError(
+            f"search space {ref!r}: importing {str(path)!r} loads it again (the script runs a search when "
+            'imported); put what it runs under `if __name__ == "__main__":`'
+        )
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise PluginError(f"search space {ref!r}: {str(path)!r} is not an importable Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
+    _LOADING.add(module_name)
     try:
         spec.loader.exec_module(module)
+    except PluginError:
+        sys.modules.pop(module_name, None)
+        raise
     except SyntaxError as exc:
-        del sys.modules[module_name]
+        sys.modules.pop(module_name, None)
         line = (exc.text or "").strip()
         raise PluginError(
             f"search space {ref!r}: {str(path)!r} line {exc.lineno}: syntax error: {exc.msg}: {line}"
         ) from exc
     except Exception as exc:  # user code: any error is reported with the file's name
-        del sys.modules[module_name]
+        sys.modules.pop(module_name, None)
         raise PluginError(f"search space {ref!r}: importing {str(path)!r} failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        _LOADING.discard(module_name)
     if not hasattr(module, class_name):
-        found = sorted(
-            n
-            for n, v in vars(module).items()
-            if isinstance(v, type) and issubclass(v, SearchSpace) and v is not SearchSpace
-        )
-        raise PluginError(
-            f"search space {ref!r}: {str(path)!r} defines no {class_name!r}; search spaces there: {found}"
-        )
+        _missing(ref, path, class_name, module)
     return _check_class(ref, getattr(module, class_name))
+
+
+_LOADING: set[str] = set()  # file plugins being imported now
+
+
+def _missing(ref: str, path: Path, class_name: str, module: Any) -> NoReturn:
+    found = sorted(
+        n
+        for n, v in vars(module).items()
+        if isinstance(v, type) and issubclass(v, SearchSpace) and v is not SearchSpace
+    )
+    raise PluginError(f"search space {ref!r}: {str(path)!r} defines no {class_name!r}; search spaces there: {found}")
 
 
 def _check_class(ref: str, obj: Any) -> type[SearchSpace]:

@@ -73,3 +73,20 @@ def test_failed_and_nan_trials_are_left_out_of_learning() -> None:
 def test_bad_settings() -> None:
     with pytest.raises(ValueError, match="batch must be >= 1"):
         ControllerSampler(batch=0)
+
+
+def test_a_seeded_sampler_repeats_itself_whatever_the_global_torch_state_and_leaves_it_alone() -> None:
+    """Each parameter's head was initialised from the global torch generator: the same seed gave other trials
+    after another torch.manual_seed, and sampling moved the user's random state."""
+    import torch
+
+    def trials(global_seed: int) -> tuple[list[dict[str, object]], torch.Tensor]:
+        torch.manual_seed(global_seed)
+        study = run(ControllerSampler(seed=3), trials=12)
+        return [t.params for t in study.trials], torch.rand(1)
+
+    first, after_first = trials(0)
+    second, _ = trials(1)
+    assert first == second
+    torch.manual_seed(0)
+    assert torch.equal(after_first, torch.rand(1))  # as if the sampler had drawn nothing from it

@@ -431,3 +431,44 @@ def test_a_strategy_whose_checkpoint_cannot_be_read_back_fails_at_its_first_chec
 
 class Opaque:
     """An object in a strategy's state: pickled by reference, so torch.load(weights_only=True) refuses it."""
+
+
+SELF_SEARCH = """
+import os
+
+from l2l.runs.search import Search, SearchConfig
+from l2l.runs.store import Store
+from l2l.search_spaces import Decision, Result, SearchSpace
+
+
+class Tiny(SearchSpace):
+    name = "tiny"
+
+    def decisions(self):
+        return [Decision.categorical("x", [1, 2, 3])]
+
+    def evaluate(self, spec, ctx):
+        return Result(reward=float(spec["x"]) / 3)
+
+
+RUNS = os.environ["OWN_RUNS"]
+config = SearchConfig(space=__file__ + ":Tiny", strategy="random", children=3, batch=1, executor="local")
+run = Search.start(Store(RUNS), config).run()  # no `if __name__ == "__main__":` guard
+print("searched", len(Store(RUNS).children(run, "done")))
+"""
+
+
+def test_a_script_that_searches_a_space_it_defines_runs_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Naming its own file made the loader run the script again, which searched again, until Python's recursion
+    limit ended it with a KeyError."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "own_space.py"
+    script.write_text(SELF_SEARCH)
+    monkeypatch.setenv("OWN_RUNS", f"sqlite:///{tmp_path / 'own.db'}")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.count("searched 3") == 1, done.stdout + done.stderr
+    # imported under another name (as a Ray worker would), it loads itself again: named, not a recursion
+    with pytest.raises(PluginError, match=r"the script runs a search when imported.*if __name__ == "):
+        load_space(f"{script}:Tiny")

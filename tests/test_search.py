@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -367,3 +369,24 @@ def test_a_child_that_calls_sys_exit_is_a_failed_child_and_ctrl_c_still_stops() 
     assert result.status == "failed" and (result.error or "").startswith("SystemExit: 2")
     with pytest.raises(KeyboardInterrupt):
         run_child(space, ChildTask(1, space.decode((1,)), Context()))
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [  # each was a TypeError from deep inside (or, for a class, from the file-reference check)
+        ({"space": SearchSpace}, "space must be a registered name or 'path/to/file.py:Class', got the class Search"),
+        ({"space": "toy", "children": "5"}, "children must be a whole number, got '5'"),
+        ({"space": "toy", "seed": 1.5}, "seed must be a whole number, got 1.5"),
+        ({"space": "toy", "strategy": None}, "strategy must be text, got None"),
+    ],
+)
+def test_settings_of_the_wrong_type_are_one_clear_error(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(SearchError, match=re.escape(message)):
+        SearchConfig(**settings)
+
+
+def test_numpy_integers_are_taken_as_whole_numbers() -> None:
+    import numpy as np
+
+    config = SearchConfig(space="toy", children=np.int64(7), seed=np.int32(3))
+    assert config.children == 7 and type(config.children) is int and config.to_json()["seed"] == 3
