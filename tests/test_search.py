@@ -388,5 +388,5 @@ def test_settings_of_the_wrong_type_are_one_clear_error(settings: dict[str, Any]
 def test_numpy_integers_are_taken_as_whole_numbers() -> None:
     import numpy as np
 
-    config = SearchConfig(space="toy", children=np.int64(7), seed=np.int32(3))
+    config = SearchConfig(space="toy", children=np.int64(7), seed=np.int32(3))  # type: ignore[arg-type]
     assert config.children == 7 and type(config.children) is int and config.to_json()["seed"] == 3
