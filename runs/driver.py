@@ -82,6 +82,32 @@ def run_state(run: RunRecord, now: datetime | None = None, storage: str = "") ->
     return f"stale (no heartbeat for {age:.0f} s; {resume})"
 
 
+def resumable(store: Store, run_id: int, error: type[Exception]) -> RunRecord:
+    """Run ``run_id`` if it can be resumed, else ``error`` saying why not: it is done, it ended with every child
+    recorded and none succeeding, or a live process drives it."""
+    run = store.get_run(run_id)
+    if run.status == "done":
+        raise error(f"run {run_id} is already done ({run.n_children} children); nothing to resume")
+    counts = store.count_children(run_id)
+    ended = run.status == "failed" and (run.error or "").startswith("no child succeeded")  # not a crash
+    if ended and counts["done"] + counts["failed"] >= run.n_children:
+        raise error(
+            f"run {run_id} ended with every child recorded ({counts['failed']} failed, {counts['done']} done); "
+            "nothing to resume"
+        )
+    alive = live_driver(run)
+    if alive is not None:
+        raise error(f"run {run_id} is still running: {alive}")
+    return run
+
+
+def take_over(store: Store, run: RunRecord, error: type[Exception]) -> None:
+    """Claim ``run`` for this process, as `resumable` read it: two resumes of one run started at once both
+    passed that check, and both drove the run."""
+    if not store.take_over_run(run.id, this_driver(), run.driver):
+        raise error(f"run {run.id} was resumed by another process ({store.get_run(run.id).driver}) meanwhile")
+
+
 class Heartbeat:
     """While open, a daemon thread records every `HEARTBEAT_S` seconds that this process drives ``run_id``."""
 

@@ -16,9 +16,10 @@ from l2l.runs.driver import (
     Heartbeat,
     IgnoredInterrupts,
     code_version,
-    live_driver,
     record_stop,
+    resumable,
     stop_signal,
+    take_over,
     this_driver,
 )
 from l2l.runs.estimates import ArchKeys
@@ -143,19 +144,7 @@ class Search:
         """Continue run ``run_id`` from its last checkpoint; children already finished are not run again.
         ``moves`` (executor options of `l2l.runs.config.MOVABLE`: another cluster, more or fewer children at
         once, another timeout) change where it runs, not what it is; the run records each move."""
-        run = store.get_run(run_id)
-        if run.status == "done":
-            raise SearchError(f"run {run_id} is already done ({run.n_children} children); nothing to resume")
-        counts = store.count_children(run_id)
-        ended = run.status == "failed" and (run.error or "").startswith("no child succeeded")  # not a crash
-        if ended and counts["done"] + counts["failed"] >= run.n_children:
-            raise SearchError(
-                f"run {run_id} ended with every child recorded ({counts['failed']} failed, {counts['done']} done); "
-                "nothing to resume"
-            )
-        alive = live_driver(run)
-        if alive is not None:
-            raise SearchError(f"run {run_id} is still running: {alive}")
+        run = resumable(store, run_id, SearchError)
         config = SearchConfig.from_json(run.config)
         if config.weight_sharing is not None:
             raise SearchError(f"run {run_id} is a weight-sharing search (l2l.runs.weight_sharing resumes it)")
@@ -170,6 +159,7 @@ class Search:
         if moved:
             store.set_run_config(run_id, config.to_json())
             search.moved = config.moves[-1]
+        take_over(store, run, SearchError)  # before anything is changed: of two resumes at once, one goes on
         queued = store.count_children(run_id).get("queued", 0)  # re-queued when the run was interrupted
         search.requeued = queued + store.requeue_unfinished(
             run_id, "the driver stopped while this child ran; run again on resume"

@@ -125,6 +125,16 @@ class Store(SharingStore, Database):
         with self.session_scope("claim run") as s:
             s.execute(update(RunRow).where(RunRow.id == run_id).values(driver=driver, heartbeat_at=utcnow()))
 
+    def take_over_run(self, run_id: int, driver: str, was: str | None) -> bool:
+        """Claim ``run_id`` for ``driver`` only if its driver is still ``was`` (what a resume read before it
+        started): of two resumes at once, one claims it and the other learns it lost. Returns whether it won."""
+        held = RunRow.driver.is_(None) if was is None else RunRow.driver == was
+        with self.session_scope("claim run") as s:
+            result = s.execute(
+                update(RunRow).where(RunRow.id == run_id, held).values(driver=driver, heartbeat_at=utcnow())
+            )
+            return int(result.rowcount) == 1  # type: ignore[attr-defined]
+
     def heartbeat(self, run_id: int) -> None:
         """Say that the run's driver is alive (`l2l search --resume` refuses a run whose driver is)."""
         with self.session_scope("heartbeat") as s:

@@ -30,7 +30,7 @@ import torch
 from l2l.controllers import Controller, Proposal, make_controller
 from l2l.controllers.base import checked_proposals, checked_stats
 from l2l.nas.shared import SharedWeights, SharingError
-from l2l.runs.driver import Heartbeat, code_version, live_driver, stop_reason, stop_signal, this_driver
+from l2l.runs.driver import Heartbeat, code_version, resumable, stop_reason, stop_signal, take_over, this_driver
 from l2l.runs.executors import check_device
 from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted
 from l2l.runs.sharing_config import BLOWUP, SharingConfig
@@ -132,15 +132,11 @@ class WeightSharingSearch:
 
     @classmethod
     def resume(cls, store: Store, run_id: int, listener: Listener | None = None) -> WeightSharingSearch:
-        run = store.get_run(run_id)
-        if run.status == "done":
-            raise SearchError(f"run {run_id} is already done; nothing to resume")
+        run = resumable(store, run_id, SearchError)
         if run.config.get("weight_sharing") is None:
             raise SearchError(f"run {run_id} is not a weight-sharing search")
-        alive = live_driver(run)
-        if alive is not None:
-            raise SearchError(f"run {run_id} is still running: {alive}")
         search = cls(store, run_id, SearchConfig.from_json(run.config), listener)
+        take_over(store, run, SearchError)  # of two resumes at once, one goes on
         store.set_run_status(run_id, "running")
         return search
 

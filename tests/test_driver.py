@@ -98,3 +98,20 @@ def test_resume_may_move_a_run_and_records_each_move(tmp_path: Path) -> None:
         app, ["search", "--resume", str(run), "--cpus-per-child", "2", "--storage", store.url], env={"COLUMNS": "300"}
     )
     assert refused.exit_code == 1 and "drop --cpus-per-child (where it runs may change: --address" in refused.output
+
+
+def test_of_two_resumes_started_at_once_one_goes_on_and_the_other_is_told(tmp_path: Path) -> None:
+    """Both passed the live-driver check before either claimed the run; both drove it, and the loser's failure
+    marked it failed while the winner ran."""
+    from l2l.runs.driver import resumable, take_over
+
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    run = _run(store)
+    _driven_by(store, run, "elsewhere:123", datetime.now(UTC) - timedelta(seconds=600))  # killed long ago
+    first, second = resumable(store, run, SearchError), resumable(store, run, SearchError)  # both read it free
+    take_over(store, first, SearchError)
+    assert store.get_run(run).driver == this_driver()
+    with pytest.raises(SearchError, match=f"run {run} was resumed by another process \\({this_driver()}\\) meanwhile"):
+        take_over(store, second, SearchError)
+    store.set_run_status(run, "interrupted")
+    Search.resume(store, run, executor=LocalExecutor())  # a resume in this process takes it over again
