@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from l2l.runs.store_records import StoreError
 
 DEFAULT_STORAGE = "sqlite:///l2l.db"
+MIGRATION_LOCK = 0x6C326C  # PostgreSQL advisory lock key of l2l's migrations ("l2l")
 
 
 # user:password@ at the start of a URL, with or without its scheme ("postgres:secret@host" lacks one)
@@ -121,6 +122,9 @@ class Database:
                     )
             try:
                 with self.engine.begin() as conn:
+                    if conn.dialect.name == "postgresql":  # two searches creating one new store raced on its
+                        # types ("duplicate key ... pg_type"): one migrates, the other waits, then finds it done
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
                     cfg.attributes["connection"] = conn
                     command.upgrade(cfg, "head")
             except SQLAlchemyError as exc:
@@ -131,7 +135,8 @@ class Database:
         """On a SQLite file, one process migrates at a time: SQLite's DDL is not transactional here, so two
         searches creating one new store raced on its tables ("table runs already exists"). An advisory lock
         (flock) on the file's folder, never on the file: closing any descriptor of the database file would
-        drop the POSIX locks SQLite holds on it in this process. Elsewhere the database orders them."""
+        drop the POSIX locks SQLite holds on it in this process. PostgreSQL: an advisory lock in the migration's
+        transaction (`migrate`)."""
         path = self._sqlite_file
         try:
             import fcntl

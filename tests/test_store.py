@@ -77,6 +77,34 @@ def test_a_connection_the_server_cut_is_replaced_not_the_end_of_the_search(postg
     store.close()
 
 
+@pytest.mark.postgres
+def test_two_searches_creating_one_new_postgresql_store_both_start(postgres_url: str) -> None:
+    """Both ran the migration: one failed with "duplicate key value violates unique constraint pg_type_..."."""
+    import os
+    import subprocess
+    import sys
+
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    name = f"l2l_race_{os.getpid()}"
+    admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name}"))
+        conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    url = make_url(postgres_url).set(database=name, query={}).render_as_string(hide_password=False)
+    try:
+        code = "import sys; from l2l.runs.store import Store; Store(sys.argv[1]).close(); print('opened')"
+        both = [subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True) for _ in range(2)]  # fmt: skip
+        outs = [p.communicate(timeout=120)[0] for p in both]
+        assert [p.returncode for p in both] == [0, 0] and all("opened" in o for o in outs), outs
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
 def test_children_results_and_top(store: Store) -> None:
     run = make_run(store)
     store.add_children(run, [new_child(i) for i in range(4)])
