@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+STORAGE_ENV = "L2L_STORAGE"  # the store commands use without --storage
+
 
 class UsageError(ValueError):
     """A flag or config file given to the CLI is invalid."""

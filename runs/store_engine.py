@@ -18,9 +18,18 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from l2l.runs.config import STORAGE_ENV
 from l2l.runs.store_records import StoreError
 
 DEFAULT_STORAGE = "sqlite:///l2l.db"
+
+
+def storage_flag_of(url: str) -> str:
+    """`` --storage URL`` to repeat in a command a user is told to run, unless the default or the environment
+    already names this store (a password in the URL shown masked, as everywhere)."""
+    return "" if url in (os.environ.get(STORAGE_ENV), DEFAULT_STORAGE) else f" --storage {safe_url(url)}"
+
+
 MIGRATION_LOCK = 0x6C326C  # PostgreSQL advisory lock key of l2l's migrations ("l2l")
 
 

@@ -225,6 +225,7 @@ def test_a_stopped_run_says_so(marked_store: str, tmp_path: Path) -> None:
     store.claim_run(run, f"{socket.gethostname()}:{gone.pid}")  # its driver was killed
     summary = TestClient(create_app(url)).get(f"/api/runs/{run}").json()
     assert summary["state"].startswith("stale") and not summary["live"]
+    assert summary["state"].endswith(f"resume with: l2l search --resume {run} --storage {url})")  # not l2l.db
     time.sleep(1.1)  # its duration ends at its last heartbeat: it does not grow while nothing runs
     assert TestClient(create_app(url)).get(f"/api/runs/{run}").json()["duration_s"] == summary["duration_s"]
     store.claim_run(run, this_driver())

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from l2l.runs.config import UsageError
+from l2l.runs.config import STORAGE_ENV, UsageError
 
 if TYPE_CHECKING:
     from l2l.runs.store import Store
@@ -32,7 +32,6 @@ def widen_for_pipes() -> None:
             out.width = PIPE_WIDTH
 
 
-STORAGE_ENV = "L2L_STORAGE"
 StorageOpt = Annotated[
     str | None,
     typer.Option(
@@ -49,11 +48,10 @@ def first_line(error: str | None) -> str:
 
 
 def storage_flag(store: Store) -> str:
-    """`` --storage URL`` to repeat in a command the user is told to run, unless the default or the environment
-    already names this store (a password in the URL is shown masked, as everywhere)."""
-    from l2l.runs.store import DEFAULT_STORAGE
+    """`` --storage URL`` to repeat in a command the user is told to run (`storage_flag_of`)."""
+    from l2l.runs.store_engine import storage_flag_of
 
-    return "" if store.url in (os.environ.get(STORAGE_ENV), DEFAULT_STORAGE) else f" --storage {store.label}"
+    return storage_flag_of(store.url)
 
 
 def run_log_file(log_dir: Path, store: Store, run_id: int) -> Path:

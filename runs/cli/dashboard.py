@@ -35,9 +35,12 @@ def dashboard(
     architecture or update rules, and each child's spec, curves and error. It only reads: a running search
     is never slowed or blocked, and stopped, crashed or finished runs are shown as they are."""
     from l2l.runs.dashboard import bind_warning, serve
+    from l2l.runs.dashboard.server import BESIDE_ENV
     from l2l.runs.store import DEFAULT_STORAGE
 
-    url = storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+    # a search's dashboard gets its store in BESIDE_ENV (never on a command line, where `ps` shows a password),
+    # leaving the user's own STORAGE_ENV as it was: the hints it gives name --storage where the user needs it
+    url = storage or os.environ.pop(BESIDE_ENV, None) or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
     warning = bind_warning(host)
     if warning:
         err_console.print(f"[yellow]{warning}[/]", highlight=False, soft_wrap=True)

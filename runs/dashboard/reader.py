@@ -18,9 +18,10 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import SQLAlchemyError
 
 from l2l.runs.dashboard.engine import FollowedEngine, plain_rows, spec_contains
+from l2l.runs.dashboard.series import planned
 from l2l.runs.driver import in_flight, run_state
 from l2l.runs.models import ChildRow, EpochRow, RunRow, SpaceDataRow, UpdateRow
-from l2l.runs.store_engine import safe_url, short_error
+from l2l.runs.store_engine import safe_url, short_error, storage_flag_of
 from l2l.runs.store_records import ChildRecord, RunNotFound, RunRecord, StoreError
 
 RUNS = cast(Table, RunRow.__table__)
@@ -79,7 +80,7 @@ class Reader:
     """The questions the dashboard asks of a store, each answered in one short read transaction."""
 
     def __init__(self, url: str) -> None:
-        self.label = safe_url(url)
+        self.label, self.flag = safe_url(url), storage_flag_of(url)  # the flag: for the hints it gives
         self.engine = FollowedEngine(url)  # a SQLite file deleted or replaced under it is noticed
         with self.read("open store") as conn:
             tables = set(inspect(conn).get_table_names())
@@ -116,7 +117,9 @@ class Reader:
                     .group_by(CHILDREN.c.run_id)
                 ).all()
             )
-        return [_run_summary(RunRecord(**dict(r)), counts.get(int(r["id"]), {}), best.get(r["id"])) for r in rows]
+        return [
+            _run_summary(RunRecord(**dict(r)), counts.get(int(r["id"]), {}), best.get(r["id"]), self.flag) for r in rows
+        ]
 
     def run(self, run_id: int) -> RunRecord:
         """The run ``run_id``; `RunNotFound` when there is none."""
@@ -139,7 +142,7 @@ class Reader:
             ).first()
             n_updates = conn.scalar(select(func.count()).where(UPDATES.c.run_id == run_id)) or 0
             n_epochs = conn.scalar(select(func.count()).where(EPOCHS.c.run_id == run_id)) or 0
-        out = _run_summary(run, counts, top[1] if top else None)
+        out = _run_summary(run, counts, top[1] if top else None, self.flag)
         out.update(best_child=None if top is None else int(top[0]), updates=int(n_updates), epochs=int(n_epochs))
         return out
 
@@ -352,19 +355,10 @@ def _counts(conn: Connection, run_ids: list[int]) -> dict[int, dict[str, int]]:
     return out
 
 
-def _planned(run: RunRecord) -> int:
-    """The architectures a weight-sharing run's controller scores during its epochs: its children less the
-    ``derive`` candidates scored at the end."""
-    from l2l.runs.sharing_config import SharingConfig
-
-    derive = (run.config.get("weight_sharing") or {}).get("derive", SharingConfig.derive)
-    return max(run.n_children - int(derive), 0)
-
-
-def _run_summary(run: RunRecord, counts: dict[str, int], best: float | None) -> dict[str, Any]:
-    """What the runs table and a run page's header show of a run."""
+def _run_summary(run: RunRecord, counts: dict[str, int], best: float | None, flag: str = "") -> dict[str, Any]:
+    """What the runs table and a run page's header show of a run (``flag``: the store's --storage, for hints)."""
     created = run.created_at if run.created_at.tzinfo else run.created_at.replace(tzinfo=UTC)
-    state = run_state(run)
+    state = run_state(run, storage=flag)
     # a stale run's driver is gone: it ran until its last heartbeat, not until now
     silent = run.heartbeat_at or run.updated_at if state.startswith("stale") else None
     end = run.finished_at or (run.updated_at if run.status != "running" else silent)
@@ -389,7 +383,7 @@ def _run_summary(run: RunRecord, counts: dict[str, int], best: float | None) -> 
         "queued": counts.get("queued", 0),
         "shared": counts.get("shared", 0),
         "scored": counts.get("shared", 0) if ws else sum(counts.get(s, 0) for s in TRAINED),  # as the controller
-        "planned": _planned(run) if ws else run.n_children,  # what `scored` counts towards
+        "planned": planned(run) if ws else run.n_children,  # what `scored` counts towards
         "counts": counts,
         "best": best,
         "created_at": iso(run.created_at),

@@ -174,3 +174,12 @@ def pareto(points: list[tuple[float, float, int]], key: str) -> dict[str, Any]:
         return {"x": a[:, 0].tolist(), "y": a[:, 1].tolist(), "child": a[:, 2].astype(int).tolist()}
 
     return {"cost": key, "points": columns(shown), "front": columns(front), "of": len(points)}
+
+
+def planned(run: Any) -> int:
+    """The architectures a weight-sharing run's controller scores during its epochs: its children less the
+    ``derive`` candidates scored at the end."""
+    from l2l.runs.sharing_config import SharingConfig
+
+    derive = (run.config.get("weight_sharing") or {}).get("derive", SharingConfig.derive)
+    return max(run.n_children - int(derive), 0)

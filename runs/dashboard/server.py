@@ -129,6 +129,9 @@ class Beside:
                 self.process.wait()
 
 
+BESIDE_ENV = "L2L_DASHBOARD_STORAGE"  # the store of a dashboard a search started beside it
+
+
 def start_beside(storage: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, wait_s: float = 20.0) -> Beside:
     """Start `l2l dashboard` on ``storage`` in a process of its own (it never takes the search's CPU time or
     its GIL) and wait until it answers; a port of 0 takes a free one. `RuntimeError` says why it did not start."""
@@ -137,10 +140,8 @@ def start_beside(storage: str, host: str = DEFAULT_HOST, port: int = DEFAULT_POR
     if answers(host, port):
         raise RuntimeError(f"port {port} on {host} is taken; choose another with --dashboard-port (0: any free port)")
     code = "from l2l.runs.cli import main; main()"
-    from l2l.runs.cli.common import STORAGE_ENV
-
     args = ["dashboard", "--host", host, "--port", str(port), "--exit-with", str(os.getpid())]
-    env = {**os.environ, STORAGE_ENV: storage}  # never on the command line, where `ps` shows a password
+    env = {**os.environ, BESIDE_ENV: storage}  # never on the command line, where `ps` shows a password
     process = subprocess.Popen(
         [sys.executable, "-c", code, *args],
         stdin=subprocess.DEVNULL,
