@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from l2l.controllers.base import Controller, ControllerError, Ledger, Proposal, UpdateStats
 from l2l.controllers.evolution import EvolutionController
@@ -17,6 +17,9 @@ from l2l.controllers.rewards import costs_needed, get_transform
 from l2l.controllers.screen import SCREEN_SETTINGS, SUFFIX, ScreenConfig, ScreenedController, split_settings
 from l2l.search_spaces.api import Decision
 from l2l.search_spaces.constraints import Constraints
+
+if TYPE_CHECKING:  # what `__getattr__` loads on first use, typed for IDEs and mypy
+    from l2l.controllers.optuna_sampler import ControllerSampler
 
 Factory = Callable[[Sequence[Decision], int, Mapping[str, Any]], Controller]
 

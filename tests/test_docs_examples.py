@@ -118,3 +118,19 @@ def test_readme_plugin_example_trains_a_child(tmp_path: Path) -> None:
     space = load_space(f"{tmp_path / 'tiny.py'}:TinyMLP", {"epochs": 3})
     result = space.evaluate(space.decode((2, 0, 1)), Context(seed=0))  # 256 relu units, lr 0.01
     assert result.ok and result.val_acc is not None and result.val_acc > 0.5, result
+
+
+def test_the_python_page_script_searches_ranks_and_retrains_as_written(tmp_path: Path) -> None:
+    """docs/python.md's script, run as a user would, in a folder of its own: it searches, ranks, and training its
+    best architecture again gives the reward the run recorded."""
+    files = files_of((DOC.parent / "python.md").read_text())
+    (tmp_path / "search_from_python.py").write_text(files["search_from_python.py"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "search_from_python.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    recorded = re.search(r"reward (-?[\d.]+) over \d+ evaluation", out.stdout)
+    again = re.search(r"trained again with its own seed: reward (-?[\d.]+)", out.stdout)
+    assert recorded and again and recorded.group(1) == again.group(1), out.stdout
+    assert "Warning" not in out.stderr, out.stderr
