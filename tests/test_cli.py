@@ -608,3 +608,43 @@ def test_a_strategy_without_a_policy_shows_no_entropy(storage: str) -> None:
         storage,
     )
     assert "entropy - " not in runner.invoke(app, ["runs", "show", "2", "--storage", storage]).output
+
+
+def test_runs_are_listed_by_status_space_and_name_and_deleted_with_confirmation(tmp_path: Path) -> None:
+    from l2l.runs.store import Store
+
+    db = f"sqlite:///{tmp_path / 'team.db'}"
+    for space, name in (("toy", "alice-toy"), ("toy", "bob-toy"), ("nb201", "alice-nb")):
+        ok("search", "--space", space, "-n", "2", "--executor", "local", "-q", "--name", name, "--storage", db)
+    store = Store(db)
+    store.set_run_status(2, "interrupted")
+
+    def listed(*args: str) -> list[str]:
+        out = runner.invoke(app, ["runs", "list", *args, "--storage", db], env={"COLUMNS": "200"}).output
+        rows = [line.split("│") for line in out.splitlines() if line.startswith("│")]
+        return [r[2].strip() for r in rows if r[1].strip().isdigit()]
+
+    assert listed() == ["alice-nb", "bob-toy", "alice-toy"]
+    assert listed("--space", "toy") == ["bob-toy", "alice-toy"]
+    assert listed("--status", "done", "--name", "alice") == ["alice-nb", "alice-toy"]
+    assert listed("--status", "interrupted", "--limit", "5") == ["bob-toy"]
+    assert "no run matches" in ok("runs", "list", "--name", "carol", "--storage", db)
+    refused = runner.invoke(app, ["runs", "list", "--status", "paused", "--storage", db])
+    assert refused.exit_code == 1 and "unknown status 'paused'; known: running, stale, done" in refused.output
+    unconfirmed = runner.invoke(app, ["runs", "delete", "1", "--storage", db], input="")
+    assert unconfirmed.exit_code == 1 and "cannot be undone: add --yes" in unconfirmed.output
+    missing = runner.invoke(app, ["runs", "delete", "1", "9", "--yes", "--storage", db])  # nothing goes, then
+    assert missing.exit_code == 1 and "no run 9" in missing.output and len(store.list_runs()) == 3
+    assert "deleted run(s) 1 (toy, 2 done), 3 (nb201, 2 done)" in ok("runs", "delete", "1", "3", "-y", "--storage", db)
+    assert [r.id for r in store.list_runs()] == [2] and store.children(1) == []
+    import socket
+
+    driver = subprocess.Popen(["sleep", "60"])  # a live process on this machine drives run 2
+    try:
+        store.claim_run(2, f"{socket.gethostname()}:{driver.pid}")
+        store.set_run_status(2, "running")
+        live = runner.invoke(app, ["runs", "delete", "2", "--yes", "--storage", db])
+        assert live.exit_code == 1 and "run 2 is running: its driver" in live.output and len(store.list_runs()) == 1
+    finally:
+        driver.kill()
+        driver.wait()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from l2l.runs.cli import optimizers, plot, runs, spaces
+from l2l.runs.cli import listing, optimizers, plot, runs, spaces  # noqa: F401 - listing adds `runs list`, `delete`
 from l2l.runs.cli.common import error_line
 from l2l.runs.cli.dashboard import dashboard
 from l2l.runs.cli.search import search

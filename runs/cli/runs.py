@@ -40,44 +40,6 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Inspect and export recorded runs.", no_args_is_help=True)
 
 
-@app.command("list")
-def runs_list(
-    storage: StorageOpt = None,
-    limit: Annotated[int, typer.Option("--limit", help="How many runs, newest first.", min=1)] = 20,
-) -> None:
-    """List recorded runs, newest first."""
-    from rich.table import Table
-
-    from l2l.runs.driver import run_state
-    from l2l.runs.estimates import best_estimate
-
-    with user_errors():
-        store = open_store(storage)
-        table = Table("run", "name", "space", "strategy", "status", "children", "failed", "best", "created")
-        for r in store.list_runs(limit):
-            counts = store.count_children(r.id)
-            top = store.top_children(r.id, 1)
-            size, best = f"{counts['done'] + counts['failed']}/{r.n_children}", fmt(top[0].reward) if top else "-"
-            if top and r.config.get("weight_sharing") is None:  # the best estimated mean, as `runs best` names it
-                best = fmt(best_estimate(store.rewards(r.id), ranked_space(r)))
-            if r.config.get("weight_sharing") is not None:  # epochs, and the derived child's (shared) reward
-                size = f"{len(store.epochs(r.id))}/{sharing_epochs(r)} epochs"
-                derived = store.children(r.id, "derived")
-                best = best if top else f"{fmt(derived[0].reward)} shared" if derived else "-"
-            table.add_row(
-                str(r.id),
-                r.name or "",
-                r.space,
-                r.strategy,
-                run_state(r, storage=storage_flag(store)),
-                size,
-                str(counts["failed"]),
-                best,
-                r.created_at.strftime("%Y-%m-%d %H:%M"),
-            )
-        console.print(table)
-
-
 @app.command("show")
 def runs_show(
     run_id: RunArg,

@@ -1,0 +1,93 @@
+"""`l2l runs list` (filtered by status, space or name) and `l2l runs delete`: the runs of a store, as a team
+sharing one sees them."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from l2l.runs.cli.common import StorageOpt, console, open_store, storage_flag, user_errors
+from l2l.runs.cli.formatting import fmt
+from l2l.runs.cli.ranking import ranked_space
+from l2l.runs.cli.runs import app, sharing_epochs
+from l2l.runs.config import UsageError
+
+STATES = ("running", "stale", "done", "failed", "interrupted")  # what the status column says, first word
+
+
+@app.command("list")
+def runs_list(
+    storage: StorageOpt = None,
+    limit: Annotated[int, typer.Option("--limit", help="How many runs, newest first.", min=1)] = 20,
+    status: Annotated[
+        str | None, typer.Option("--status", help=f"Only runs in this state: {', '.join(STATES)}.")
+    ] = None,
+    space: Annotated[str | None, typer.Option("--space", help="Only runs of this search space.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Only runs whose name contains this text.")] = None,
+) -> None:
+    """List recorded runs, newest first; with filters, the newest that match."""
+    from rich.table import Table
+
+    from l2l.runs.driver import run_state
+    from l2l.runs.estimates import best_estimate
+
+    with user_errors():
+        if status is not None and status not in STATES:
+            raise UsageError(f"unknown status {status!r}; known: {', '.join(STATES)}")
+        store = open_store(storage)
+        flag = storage_flag(store)
+        filtered = status is not None or space is not None or name is not None
+        shown = []
+        for r in store.list_runs(100_000 if filtered else limit):  # every run where a filter picks among them
+            state = run_state(r, storage=flag)
+            keep = (status is None or state.split(" ")[0] == status) and (space is None or r.space == space)
+            if keep and (name is None or name in (r.name or "")):
+                shown.append((r, state))
+            if len(shown) == limit:
+                break
+        if filtered and not shown:
+            console.print("no run matches", highlight=False)
+            return
+        table = Table("run", "name", "space", "strategy", "status", "children", "failed", "best", "created")
+        for r, state in shown:
+            counts = store.count_children(r.id)
+            top = store.top_children(r.id, 1)
+            size, best = f"{counts['done'] + counts['failed']}/{r.n_children}", fmt(top[0].reward) if top else "-"
+            if top and r.config.get("weight_sharing") is None:  # the best estimated mean, as `runs best` names it
+                best = fmt(best_estimate(store.rewards(r.id), ranked_space(r)))
+            if r.config.get("weight_sharing") is not None:  # epochs, and the derived child's (shared) reward
+                size = f"{len(store.epochs(r.id))}/{sharing_epochs(r)} epochs"
+                derived = store.children(r.id, "derived")
+                best = best if top else f"{fmt(derived[0].reward)} shared" if derived else "-"
+            row = [str(r.id), r.name or "", r.space, r.strategy, state, size, str(counts["failed"]), best]
+            table.add_row(*row, r.created_at.strftime("%Y-%m-%d %H:%M"))
+        console.print(table)
+
+
+@app.command("delete")
+def runs_delete(
+    run_ids: Annotated[list[int], typer.Argument(metavar="RUN...", help="The runs to delete.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    storage: StorageOpt = None,
+) -> None:
+    """Delete runs and everything recorded for them (children, updates, checkpoints, epochs); a run that a live
+    process drives is refused (stop it first)."""
+    from l2l.runs.driver import live_driver
+
+    with user_errors():
+        store = open_store(storage)
+        runs = [store.get_run(r) for r in dict.fromkeys(run_ids)]  # every id checked before anything goes
+        for run in runs:
+            alive = live_driver(run)
+            if alive is not None:
+                raise UsageError(f"run {run.id} is running: {alive}")
+        what = ", ".join(f"{r.id} ({r.space}, {store.count_children(r.id)['done']} done)" for r in runs)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError(f"deleting run(s) {what} cannot be undone: add --yes to confirm")
+            typer.confirm(f"delete run(s) {what}? This cannot be undone", abort=True)
+        for run in runs:
+            store.delete_run(run.id)
+        console.print(f"deleted run(s) {what}", highlight=False)
