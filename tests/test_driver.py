@@ -53,6 +53,7 @@ def test_a_run_whose_driver_is_gone_is_stale_with_how_to_resume_it(tmp_path: Pat
     assert "stale (no heartbeat for" in result.output and f"--resume {run}" in result.output
     shown = CliRunner().invoke(app, ["runs", "show", str(run), "--storage", store.url], env={"COLUMNS": "400"})
     assert f"resume with: l2l search --resume {run} --storage {store.label})" in " ".join(shown.output.split())
+    assert f"driven by {host}:{dead.stdout.strip()}" in shown.output  # on a shared store: where it ran
     store.set_run_status(run, "interrupted", "interrupted by the user")
     assert run_state(store.get_run(run), now) == "interrupted"
     shown = CliRunner().invoke(app, ["runs", "show", str(run), "--storage", store.url])

@@ -127,7 +127,8 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
         f"[bold]run {run.id}[/] {run.name or ''}  status: {escape(state)}",
         f"space {run.space}, strategy {run.strategy}, seed {run.seed}, code {run.code_version}",
         f"created {run.created_at:%Y-%m-%d %H:%M:%S}, "
-        f"finished {f'{run.finished_at:%Y-%m-%d %H:%M:%S}' if run.finished_at else '-'}",
+        f"finished {f'{run.finished_at:%Y-%m-%d %H:%M:%S}' if run.finished_at else '-'}"
+        + (f", driven by {run.driver}" if run.driver else ""),  # host:pid: on a shared store, where it ran
         f"children: {counts['done']} done, {counts['failed']} failed, {in_flight(run, counts['running'], state)}, "
         f"{counts['queued']} queued, of {run.n_children}",
     ]
