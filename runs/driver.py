@@ -102,9 +102,9 @@ def resumable(store: Store, run_id: int, error: type[Exception]) -> RunRecord:
 
 
 def take_over(store: Store, run: RunRecord, error: type[Exception]) -> None:
-    """Claim ``run`` for this process, as `resumable` read it: two resumes of one run started at once both
-    passed that check, and both drove the run."""
-    if not store.take_over_run(run.id, this_driver(), run.driver):
+    """Claim ``run`` for this process and mark it running, as `resumable` read it: two resumes of one run
+    started at once both passed that check, and both drove the run."""
+    if not store.take_over_run(run.id, this_driver(), (run.driver, run.status)):
         raise error(f"run {run.id} was resumed by another process ({store.get_run(run.id).driver}) meanwhile")
 
 

@@ -156,15 +156,14 @@ class Search:
             config = dataclasses.replace(config, executor_options=options, moves=(*config.moves, move))
         search = cls(store, run_id, config, executor, listener)  # joins the new cluster: refused before recording
         search.space.use_pinned_data(store.space_data(run_id))  # measured at the start, not again
+        take_over(store, run, SearchError)  # before anything is changed: of two resumes at once, one goes on
         if moved:
             store.set_run_config(run_id, config.to_json())
             search.moved = config.moves[-1]
-        take_over(store, run, SearchError)  # before anything is changed: of two resumes at once, one goes on
         queued = store.count_children(run_id).get("queued", 0)  # re-queued when the run was interrupted
         search.requeued = queued + store.requeue_unfinished(
             run_id, "the driver stopped while this child ran; run again on resume"
         )
-        store.set_run_status(run_id, "running")
         return search
 
     def run(self) -> int:

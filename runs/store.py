@@ -125,14 +125,16 @@ class Store(SharingStore, Database):
         with self.session_scope("claim run") as s:
             s.execute(update(RunRow).where(RunRow.id == run_id).values(driver=driver, heartbeat_at=utcnow()))
 
-    def take_over_run(self, run_id: int, driver: str, was: str | None) -> bool:
-        """Claim ``run_id`` for ``driver`` only if its driver is still ``was`` (what a resume read before it
-        started): of two resumes at once, one claims it and the other learns it lost. Returns whether it won."""
-        held = RunRow.driver.is_(None) if was is None else RunRow.driver == was
+    def take_over_run(self, run_id: int, driver: str, was: tuple[str | None, str]) -> bool:
+        """Claim ``run_id`` for ``driver`` and mark it running, only if its (driver, status) are still ``was``
+        (what a resume read before it started): of two resumes at once, one claims it and the other learns it
+        lost, whichever order they read and write in. Returns whether it won."""
+        held = RunRow.driver.is_(None) if was[0] is None else RunRow.driver == was[0]
+        now = utcnow()
         with self.session_scope("claim run") as s:
-            result = s.execute(
-                update(RunRow).where(RunRow.id == run_id, held).values(driver=driver, heartbeat_at=utcnow())
-            )
+            claim = update(RunRow).where(RunRow.id == run_id, held, RunRow.status == was[1])
+            values = {"driver": driver, "heartbeat_at": now, "status": "running", "error": None, "updated_at": now}
+            result = s.execute(claim.values(**values, finished_at=None))
             return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
     def heartbeat(self, run_id: int) -> None:

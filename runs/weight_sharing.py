@@ -136,8 +136,7 @@ class WeightSharingSearch:
         if run.config.get("weight_sharing") is None:
             raise SearchError(f"run {run_id} is not a weight-sharing search")
         search = cls(store, run_id, SearchConfig.from_json(run.config), listener)
-        take_over(store, run, SearchError)  # of two resumes at once, one goes on
-        store.set_run_status(run_id, "running")
+        take_over(store, run, SearchError)  # marks it running: of two resumes at once, one goes on
         return search
 
     # the loop ----------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import random
 import sys
+import threading
 from collections.abc import Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -108,7 +109,7 @@ def _load_from_file(ref: str) -> type[SearchSpace]:
             _missing(ref, path, class_name, main)
         return _check_class(ref, getattr(main, class_name))
     module_name = f"{FILE_PLUGIN_PREFIX}{abs(hash(str(path.resolve())))}"
-    if module_name in _LOADING:  # importing the file loads it again: a script that searches when imported
+    if _LOADING.get(module_name) == threading.get_ident():  # importing the file loads it again, in this thread:
         raise PluginError(
             f"search space {ref!r}: importing {str(path)!r} loads it again (the script runs a search when "
             'imported); put what it runs under `if __name__ == "__main__":`'
@@ -118,7 +119,7 @@ def _load_from_file(ref: str) -> type[SearchSpace]:
         raise PluginError(f"search space {ref!r}: {str(path)!r} is not an importable Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    _LOADING.add(module_name)
+    _LOADING[module_name] = threading.get_ident()  # (another thread loading it at once is no loop)
     try:
         spec.loader.exec_module(module)
     except PluginError:
@@ -134,13 +135,13 @@ def _load_from_file(ref: str) -> type[SearchSpace]:
         sys.modules.pop(module_name, None)
         raise PluginError(f"search space {ref!r}: importing {str(path)!r} failed: {type(exc).__name__}: {exc}") from exc
     finally:
-        _LOADING.discard(module_name)
+        _LOADING.pop(module_name, None)
     if not hasattr(module, class_name):
         _missing(ref, path, class_name, module)
     return _check_class(ref, getattr(module, class_name))
 
 
-_LOADING: set[str] = set()  # file plugins being imported now
+_LOADING: dict[str, int] = {}  # file plugins being imported now, and by which thread
 
 
 def _missing(ref: str, path: Path, class_name: str, module: Any) -> NoReturn:

@@ -109,10 +109,17 @@ def test_of_two_resumes_started_at_once_one_goes_on_and_the_other_is_told(tmp_pa
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")
     run = _run(store)
     _driven_by(store, run, "elsewhere:123", datetime.now(UTC) - timedelta(seconds=600))  # killed long ago
+    store.set_run_status(run, "interrupted")
     first, second = resumable(store, run, SearchError), resumable(store, run, SearchError)  # both read it free
     take_over(store, first, SearchError)
-    assert store.get_run(run).driver == this_driver()
+    claimed = store.get_run(run)
+    assert (claimed.driver, claimed.status) == (this_driver(), "running")
     with pytest.raises(SearchError, match=f"run {run} was resumed by another process \\({this_driver()}\\) meanwhile"):
         take_over(store, second, SearchError)
+    # one that reads the run after the other claimed it (from another machine, lately heard from) is refused
+    assert store.take_over_run(run, "hostA:1", (this_driver(), "running"))
+    with pytest.raises(SearchError, match=f"run {run} is still running: its driver hostA:1 said it was alive"):
+        resumable(store, run, SearchError)
     store.set_run_status(run, "interrupted")
-    Search.resume(store, run, executor=LocalExecutor())  # a resume in this process takes it over again
+    Search.resume(store, run, executor=LocalExecutor())  # a run stopped since is taken over again
+    assert store.get_run(run).status == "running" and store.get_run(run).driver == this_driver()

@@ -472,3 +472,29 @@ def test_a_script_that_searches_a_space_it_defines_runs_once(tmp_path: Path, mon
     # imported under another name (as a Ray worker would), it loads itself again: named, not a recursion
     with pytest.raises(PluginError, match=r"the script runs a search when imported.*if __name__ == "):
         load_space(f"{script}:Tiny")
+
+
+def test_two_threads_loading_one_file_space_at_once_both_get_it(tmp_path: Path) -> None:
+    """The dashboard rebuilds spaces on worker threads: the second of two at once was told its file loads itself."""
+    import threading
+
+    (tmp_path / "slow_space.py").write_text(
+        "import time\nfrom l2l.search_spaces import Decision, SearchSpace\ntime.sleep(0.3)\n\n"
+        "class Slow(SearchSpace):\n    name = 'slow'\n\n    def decisions(self):\n"
+        "        return [Decision.categorical('x', [1, 2])]\n\n    def evaluate(self, spec, ctx):\n"
+        "        raise NotImplementedError\n"
+    )
+    got: list[object] = []
+    threads = [threading.Thread(target=lambda: got.append(_try_load(f"{tmp_path}/slow_space.py:Slow"))) for _ in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == ["slow", "slow"], got
+
+
+def _try_load(ref: str) -> object:
+    try:
+        return load_space(ref).name
+    except PluginError as exc:
+        return str(exc)

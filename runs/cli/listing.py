@@ -13,6 +13,7 @@ from l2l.runs.cli.formatting import fmt
 from l2l.runs.cli.ranking import ranked_space
 from l2l.runs.cli.runs import app, sharing_epochs
 from l2l.runs.config import UsageError
+from l2l.search_spaces.registry import absolute_ref
 
 STATES = ("running", "stale", "done", "failed", "interrupted")  # what the status column says, first word
 
@@ -39,6 +40,7 @@ def runs_list(
         store = open_store(storage)
         flag = storage_flag(store)
         filtered = status is not None or space is not None or name is not None
+        space = absolute_ref(space) if space is not None else None  # a file plugin's path, as the run stored it
         shown = []
         for r in store.list_runs(100_000 if filtered else limit):  # every run where a filter picks among them
             state = run_state(r, storage=flag)
