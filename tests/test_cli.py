@@ -93,7 +93,7 @@ def test_search_then_inspect_export_and_plot(storage: str, tmp_path: Path) -> No
     out = ok("runs", "show", "1", "--storage", storage)
     assert "status: done" in out and "12 done" in out and "3 updates" in out
     stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
-    assert re.search(rf"created {stamp}, finished {stamp}\n", out)  # one format for both
+    assert re.search(rf"created {stamp}, finished {stamp}, driven by [^\n]+:\d+\n", out)  # one format for both
     out = ok("runs", "top", "1", "-k", "3", "--storage", storage)
     assert out.count("op_0=") == 3
     out = ok("runs", "export", "1", "--format", "csv", "--storage", storage)

@@ -38,9 +38,10 @@ class MetricView:
         except SpaceError:  # the plugin is gone: show what the results hold
             declared = ("acc", (), ())
         validation = declared[0]
-        if validation not in ("acc", "loss") and children and not any(kept_figure(c, validation) for c in children):
-            validation = "acc"  # results of another setting (a one-task optimizer search) or stored before it
-        if validation == "acc" and only_losses(children):  # a space that measures a validation loss and no accuracy
+        kept = {k[4:] for c in children for k in (c.metrics.get("info") or {}) if k.startswith("val_")}
+        if validation == "acc" and len(kept) == 1 and not any(c.val_acc is not None for c in children):
+            validation = kept.pop()  # the one figure the results keep (a suite optimizer search's loss_ratio)
+        elif validation == "acc" and only_losses(children):  # a space that measures a validation loss, no accuracy
             validation = "loss"
         elif validation == "acc" and children and not any(map(has_validation, children)):
             validation = ""  # a column of dashes says nothing
@@ -96,12 +97,6 @@ def only_losses(children: Sequence[Any]) -> bool:
     keeps the default ``validation_metric`` but reports only `Result.val_loss`)."""
     accs = [c for c in children if c.val_acc is not None or "val_acc" in (c.metrics.get("info") or {})]
     return not accs and any(c.val_loss is not None for c in children)
-
-
-def kept_figure(child: Any, metric: str) -> bool:
-    """Whether ``child`` keeps ``val_<metric>`` in its info, or among its shared-weight figures."""
-    info = child.metrics.get("info") or {}
-    return f"val_{metric}" in info or f"val_{metric}" in (info.get("shared") or {})
 
 
 def has_validation(child: Any) -> bool:
