@@ -104,7 +104,8 @@ class ResultError(ValueError):
     """A field of a child's result does not fit the store; the message names the field."""
 
 
-def _number(where: str, value: Any, optional: bool = True) -> float | None:
+def as_number(where: str, value: Any, optional: bool = True) -> float | None:
+    """``value`` as a float (numpy and torch scalars by their value), or `ResultError` naming ``where``."""
     if value is None and optional:
         return None
     if hasattr(value, "item") and not isinstance(value, str | bytes):
@@ -124,7 +125,7 @@ def _numbers(where: str, values: Any) -> dict[str, Any]:
     for key, value in values.items():
         if not isinstance(key, str):
             raise ResultError(f"{where} has key {key!r} ({type(key).__name__}); keys are strings")
-        out[key] = _number(f"{where}[{key!r}]", value)
+        out[key] = as_number(f"{where}[{key!r}]", value)
     return out
 
 
@@ -149,7 +150,7 @@ def _json_value(where: str, value: Any) -> Any:
 
 
 def _checked_fields(result: Result) -> Result:
-    reward = _number("Result.reward", result.reward, optional=False)
+    reward = as_number("Result.reward", result.reward, optional=False)
     if result.status not in ("done", "failed"):
         raise ResultError(f"Result.status is {result.status!r}; expected 'done' or 'failed'")
     if result.error is not None and not isinstance(result.error, str):
@@ -160,15 +161,15 @@ def _checked_fields(result: Result) -> Result:
     for key, values in result.curves.items():
         if not isinstance(key, str) or isinstance(values, str | bytes) or not hasattr(values, "__iter__"):
             raise ResultError(f"Result.curves[{key!r}] is {values!r}, not a list of numbers")
-        curves[key] = [_number(f"Result.curves[{key!r}][{i}]", v) for i, v in enumerate(values)]
+        curves[key] = [as_number(f"Result.curves[{key!r}][{i}]", v) for i, v in enumerate(values)]
     info = _json_value("Result.info", result.info)
     if not isinstance(info, dict):
         raise ResultError(f"Result.info is a {type(result.info).__name__}, not a mapping")
     return replace(
         result,
         reward=reward if reward is not None else math.nan,
-        val_loss=_number("Result.val_loss", result.val_loss),
-        val_acc=_number("Result.val_acc", result.val_acc),
+        val_loss=as_number("Result.val_loss", result.val_loss),
+        val_acc=as_number("Result.val_acc", result.val_acc),
         test=_numbers("Result.test", result.test),
         cost=_numbers("Result.cost", result.cost),
         curves=curves,

@@ -14,11 +14,10 @@ corpus, bits per character).
 from __future__ import annotations
 
 import math
-import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from l2l.search_spaces.api import SearchSpace, SpaceError, Spec
 
@@ -299,18 +298,17 @@ class LanguageModelNetwork(SharedNetwork):
 def plain_metrics(space: str, measured: Any) -> dict[str, float]:
     """What a shared network's ``measure``/``measure_split`` returned, as plain floats (a 0-d tensor is taken
     as its value); anything else, or no ``reward``, is refused in one line naming the space."""
-    import torch
+    from l2l.search_spaces.results import ResultError, as_number
 
     where = f"space {space!r}: its shared network's measure()"
     if not isinstance(measured, Mapping):
         raise SpaceError(f"{where} returned {type(measured).__name__}; expected a dict of numbers with a 'reward'")
     out: dict[str, float] = {}
     for key, value in measured.items():
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            value = value.item()
-        if not isinstance(value, numbers.Real):  # floats, ints, bools, numpy's scalars
-            raise SpaceError(f"{where} returned {key!r}: {type(value).__name__}; expected a number")
-        out[str(key)] = float(value)
+        try:  # a flag (True) counts as 1, as it did when these went to the store as they came
+            out[str(key)] = cast(float, as_number(where, float(value) if isinstance(value, bool) else value, False))
+        except ResultError:
+            raise SpaceError(f"{where} returned {key!r}: {type(value).__name__}; expected a number") from None
     if "reward" not in out:
         raise SpaceError(f"{where} returned no 'reward' (its keys: {', '.join(map(str, out)) or 'none'})")
     return out

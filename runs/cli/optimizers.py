@@ -92,12 +92,10 @@ def suite_figures(info: dict[str, Any], grid: Sequence[float] = ()) -> tuple[str
 def run_grid(config: dict[str, Any]) -> tuple[float, ...]:
     """The learning rates an optimizer run tuned each rule over: its ``lrs`` option, else the default grid."""
     from l2l.optsearch.tuning import LR_GRID
+    from l2l.runs.cli.plot import parse_lrs  # (plot imports this module)
 
     lrs = (config.get("space_options") or {}).get("lrs")
-    try:
-        return tuple(float(x) for x in str(lrs).split(",")) if lrs else tuple(LR_GRID)
-    except ValueError:
-        return ()
+    return parse_lrs(str(lrs) if lrs else None, tuple(LR_GRID))
 
 
 def single_figures(metrics: dict[str, Any], info: dict[str, Any]) -> tuple[str, str]:
@@ -127,18 +125,15 @@ def optimizers_top(
         grid = run_grid(store.get_run(run_id).config)
         figures = ("loss ratio to Adam", "lr per task") if suite else ("test acc", "best lr")
         table = Table("rank", "child", "reward", *figures, "update (simplified)", "rule")
+        shown = []
         for rank, (c, rule) in enumerate(rules, start=1):
             info = c.metrics.get("info") or {}
+            shown.append(suite_figures(info, grid) if suite else single_figures(c.metrics, info))
             table.add_row(
-                str(rank),
-                str(c.number),
-                fmt(c.reward),
-                *(suite_figures(info, grid) if suite else single_figures(c.metrics, info)),
-                to_formula(simplified_rule(rule)),
-                to_text(rule),
+                str(rank), str(c.number), fmt(c.reward), *shown[-1], to_formula(simplified_rule(rule)), to_text(rule)
             )
         console.print(table)
-        if suite and any("!" in suite_figures(c.metrics.get("info") or {}, grid)[1] for c, _ in rules):
+        if suite and any("!" in lrs for _, lrs in shown):
             console.print("! : the tuned rate is at the edge of the run's grid (the best may lie beyond it)")
         for rank, (_, rule) in enumerate(rules if latex else [], start=1):  # whole lines: a cell would cut them
             console.print(f"{rank}: {to_latex(simplified_rule(rule))}", soft_wrap=True, markup=False, highlight=False)
