@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from l2l.controllers import Controller, Proposal, make_controller
+from l2l.controllers import Controller, Proposal, make_controller, parse_strategy
 from l2l.controllers.base import checked_proposals, checked_stats
 from l2l.nas.shared import SharedWeights, SharingError
 from l2l.runs.driver import Heartbeat, code_version, resumable, stop_reason, stop_signal, take_over, this_driver
@@ -92,6 +92,12 @@ class WeightSharingSearch:
         self.ws = SharingConfig.from_settings(config.weight_sharing or {})
         self.space = load_space(config.space, dict(config.space_options))
         self.network = shared_network_of(self.space)
+        if parse_strategy(config.strategy)[2]:
+            raise SearchError(
+                f"strategy {config.strategy!r}: re-evaluation repeats a child's training to average its noise; a "
+                "weight-sharing search scores each architecture with weights that change every epoch, so it has "
+                f"nothing to repeat: use {config.strategy.removesuffix('+reeval')!r}"
+            )
         settings = dict(config.controller)
         if config.strategy.startswith(("reinforce", "ppo")) and "preset" not in settings:
             # rewards are cheap and noisy: sampling one twice is fine; they also change as the shared weights

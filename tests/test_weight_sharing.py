@@ -295,6 +295,9 @@ def test_weight_sharing_flags_fail_with_one_line(
     assert f"executor_options.max_concurrent (in {tmp_path / 'ray.toml'}) does not apply to it; drop it" in out
     out = run(*ws, "--device", "gpu")  # refused before any run is recorded
     assert out.strip().startswith("error: --device 'gpu' is not a torch device (cpu, cuda, cuda:1, mps)")
+    out = run(*ws, "--strategy", "tpe+reeval")  # nothing to repeat: the scores move with the shared weights
+    assert out.strip().startswith("error: strategy 'tpe+reeval': re-evaluation repeats a child's training")
+    assert out.strip().endswith("nothing to repeat: use 'tpe'")
     assert Store(db).list_runs() == []
     out = run("search", "--resume", "1", "-W", "epochs=3", "--storage", db)
     assert out.strip() == "error: --resume continues run 1 with its stored settings; drop -W"
