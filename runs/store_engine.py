@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
@@ -62,6 +64,33 @@ def _url_problem(url: str) -> str:
     return example
 
 
+def read_only_reason(path: Path) -> str | None:
+    """Why the SQLite store ``path`` (an existing file) cannot be written here, or None: its file is read-only,
+    or its folder is and SQLite could not make the write-ahead log's files beside it (a read-only mount, an
+    archive)."""
+    if not os.access(path, os.W_OK):
+        return f"its file {str(path)!r} is read-only"
+    shm = path.with_name(path.name + "-shm")
+    if not os.access(path.parent, os.W_OK) and not os.access(shm, os.W_OK):
+        return f"its folder {str(path.parent)!r} is read-only"
+    return None
+
+
+def connect_sqlite(path: Path, mode: str) -> sqlite3.Connection:
+    """A DB-API connection to the existing SQLite file ``path`` (never a new one) in ``mode`` ``rw`` or ``ro``.
+    Read-only, a store in WAL mode needs its ``-shm`` file: where none is there and the folder cannot hold
+    one, nothing writes the store now, so it is opened as immutable (SQLite reads it without locks)."""
+    base = f"file:{quote(os.path.abspath(path))}?mode={mode}"
+    conn = sqlite3.connect(base, uri=True, timeout=10, check_same_thread=False)
+    if mode == "ro":
+        try:
+            conn.execute("PRAGMA schema_version").fetchone()
+        except sqlite3.OperationalError:  # "unable to open database file": no -shm, and no right to make one
+            conn.close()
+            conn = sqlite3.connect(base + "&immutable=1", uri=True, timeout=10, check_same_thread=False)
+    return conn
+
+
 class Database:
     """One SQLAlchemy database on a URL; creates or migrates the schema with Alembic unless ``migrate=False``."""
 
@@ -81,15 +110,21 @@ class Database:
         except (ArgumentError, ValueError):
             raise StoreError(f"invalid storage URL {self.label!r}: {_url_problem(url)}") from None
         self._sqlite_file: Path | None = None
+        self.read_only: str | None = None  # why this store cannot be written here (a read-only SQLite file)
         if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
             self._sqlite_file = Path(parsed.database).expanduser().resolve()
             parent = self._sqlite_file.parent
             if not parent.is_dir():
                 raise StoreError(f"cannot open store {self.label}: directory {str(parent)!r} does not exist")
+            if self._sqlite_file.is_file() and "uri" not in parsed.query:
+                self.read_only = read_only_reason(self._sqlite_file)
         # a server's pooled connections can be cut under a long search (a restart, a failover, a pooler's reset,
         # pg_terminate_backend): each is checked as it is taken from the pool, and a dead one replaced, rather
         # than the search ending on its next write
         kwargs = {"pool_pre_ping": parsed.get_backend_name() != "sqlite", **(engine_kwargs or {})}
+        if self.read_only is not None and self._sqlite_file is not None:  # reads work; a write says why not
+            file = self._sqlite_file
+            kwargs["creator"] = lambda: connect_sqlite(file, "ro")
         try:
             self.engine: Engine = create_engine(url, **kwargs)
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
@@ -98,7 +133,7 @@ class Database:
             if parsed.drivername.split("+")[0] in ("postgres", "postgresql") and wrong:
                 hint = "; write it postgresql+psycopg://user:password@host:5432/db (psycopg 3: the driver l2l installs)"
             raise StoreError(f"cannot open store {self.label}: {exc}{hint}") from exc
-        if self.engine.dialect.name == "sqlite":
+        if self.engine.dialect.name == "sqlite" and self.read_only is None:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if migrate:
@@ -119,6 +154,9 @@ class Database:
                     pass
             except SQLAlchemyError as exc:  # the server is not there, or refuses us: say so, not "cannot migrate"
                 raise StoreError(f"cannot connect to store {self.label}: {short_error(exc)}") from exc
+            if self.read_only is not None:
+                self._check_current(cfg)
+                return
             if not create:
                 from sqlalchemy import inspect
 
@@ -138,6 +176,20 @@ class Database:
                     command.upgrade(cfg, "head")
             except SQLAlchemyError as exc:
                 raise StoreError(f"cannot migrate store {self.label}: {short_error(exc)}") from exc
+
+    def _check_current(self, cfg: Any) -> None:
+        """A store that cannot be written is read as it is: refused unless its schema is this l2l's newest."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        newest = ScriptDirectory.from_config(cfg).get_current_head()
+        with self.engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+        if current != newest:
+            raise StoreError(
+                f"cannot read store {self.label}: {self.read_only}, and its schema ({current or 'none'}) is not this "
+                f"l2l's ({newest}); copy it to a folder you can write, where l2l upgrades it"
+            )
 
     @contextmanager
     def _one_migration(self) -> Iterator[None]:
@@ -174,7 +226,7 @@ class Database:
             session.commit()
         except SQLAlchemyError as exc:
             session.rollback()
-            raise StoreError(f"store {self.label}: {what} failed: {short_error(exc)}") from exc
+            raise StoreError(self._failed(what, exc)) from exc
         except BaseException:
             session.rollback()
             raise
@@ -188,7 +240,11 @@ class Database:
             with self.engine.begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
-            raise StoreError(f"store {self.label}: {what} failed: {short_error(exc)}") from exc
+            raise StoreError(self._failed(what, exc)) from exc
+
+    def _failed(self, what: str, exc: SQLAlchemyError) -> str:
+        why = f"{short_error(exc)} ({self.read_only})" if self.read_only is not None else short_error(exc)
+        return f"store {self.label}: {what} failed: {why}"
 
     def table_names(self) -> list[str]:
         """Tables present in the database (for checks and tests)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,76 @@ def test_processes_creating_one_new_sqlite_store_at_once_all_open_it(tmp_path: P
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 6, errors
     assert Store(url).list_runs() == []
+
+
+@pytest.fixture
+def read_only_copy(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
+    """Puts a closed SQLite store where this process cannot write: a read-only folder (a read-only bind mount
+    when running as root, whom permissions do not stop); returns the store's path there."""
+    import os
+    import shutil
+    import subprocess
+
+    made: list[Path] = []
+
+    def put(store_file: Path) -> Path:
+        folder = tmp_path / "archive"
+        folder.mkdir()
+        shutil.copy(store_file, folder / "l2l.db")
+        if os.geteuid() != 0:
+            (folder / "l2l.db").chmod(0o444)
+            folder.chmod(0o555)
+            made.append(folder)
+            return folder / "l2l.db"
+        mount = tmp_path / "mounted"
+        mount.mkdir()
+        for args in (["--bind", str(folder), str(mount)], ["-o", "remount,bind,ro", str(mount)]):
+            if subprocess.run(["mount", *args], capture_output=True).returncode != 0:
+                pytest.skip("running as root without the right to mount a read-only folder")
+        made.append(mount)
+        return mount / "l2l.db"
+
+    yield put
+    for folder in made:
+        if folder.name == "mounted":
+            subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)  # a pool may hold it open
+        else:
+            folder.chmod(0o755)
+
+
+def test_a_store_in_a_read_only_folder_is_read_and_a_write_says_why_not(
+    tmp_path: Path, read_only_copy: Callable[[Path], Path]
+) -> None:
+    from l2l.runs.dashboard.engine import read_only_engine
+
+    store = Store(f"sqlite:///{tmp_path / 'l2l.db'}")
+    run = make_run(store)
+    store.set_run_status(run, "done")
+    store.close()
+    path = read_only_copy(tmp_path / "l2l.db")
+    assert not Path(f"{path}-shm").exists()  # no write-ahead log files beside it, and none can be made
+
+    archived = Store(f"sqlite:///{path}")  # it was "unable to open database file" (WAL needs its -shm file)
+    assert [r.id for r in archived.list_runs()] == [run] and archived.get_run(run).status == "done"
+    with pytest.raises(StoreError, match=r"delete run failed: attempt to write a readonly database \(its f"):
+        archived.delete_run(run)
+    archived.close()
+    engine = read_only_engine(f"sqlite:///{path}")  # the dashboard's engine reads it too
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM runs").scalar() == 1
+    engine.dispose()
+
+
+def test_a_read_only_store_of_an_older_schema_is_refused_with_the_revisions_named(
+    tmp_path: Path, read_only_copy: Callable[[Path], Path]
+) -> None:
+    import sqlite3
+
+    Store(f"sqlite:///{tmp_path / 'l2l.db'}").close()
+    conn = sqlite3.connect(tmp_path / "l2l.db")  # as an older l2l left it: one migration fewer
+    conn.execute("UPDATE alembic_version SET version_num = '0006'")
+    conn.commit()
+    conn.close()  # the last connection: the write-ahead log goes into the file that is copied
+    path = read_only_copy(tmp_path / "l2l.db")
+    with pytest.raises(StoreError, match=r"its schema \(0006\) is not this l2l's \(\d{4}\); copy it to a folder"):
+        Store(f"sqlite:///{path}")

@@ -4,18 +4,16 @@ replaced under it, and a fast path for many plain rows."""
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from l2l.runs.store_engine import safe_url
+from l2l.runs.store_engine import connect_sqlite, read_only_reason, safe_url
 from l2l.runs.store_records import StoreError
 
 
@@ -52,10 +50,11 @@ def read_only_engine(url: str) -> Engine:
     path = sqlite_file(url)
     backend = "sqlite" if path is not None else make_url(url).get_backend_name()
     try:
-        if path is not None:  # mode=rw: a file deleted before a connection opens is an error, never a new store
-            uri = f"file:{quote(os.path.abspath(path))}?mode=rw"
+        if path is not None:  # a file deleted before a connection opens is an error, never a new store; one
+            # this user cannot write (a read-only mount, an archive) is opened read-only
+            file = path
             engine = create_engine(
-                url, creator=lambda: sqlite3.connect(uri, uri=True, timeout=10, check_same_thread=False)
+                url, creator=lambda: connect_sqlite(file, "ro" if read_only_reason(file) is not None else "rw")
             )
         else:  # a dashboard outlives server restarts: a pooled connection the server cut is replaced as it is taken
             engine = create_engine(url, pool_pre_ping=True)
