@@ -97,6 +97,11 @@ class Store(SharingStore, Database):
                 raise RunNotFound(f"no run {run_id} in store {self.label}; latest runs: {known}")
             return record_from_row(RunRecord, row)
 
+    def run_ids_named(self, name: str) -> list[int]:
+        """The ids of the runs called ``name`` (`SearchConfig.name`), oldest first."""
+        with self.session_scope("find runs by name") as s:
+            return list(s.scalars(select(RunRow.id).where(RunRow.name == name).order_by(RunRow.id)).all())
+
     def list_runs(self, limit: int = 50) -> list[RunRecord]:
         """The newest runs first."""
         with self.session_scope("list runs") as s:

@@ -648,3 +648,26 @@ def test_runs_are_listed_by_status_space_and_name_and_deleted_with_confirmation(
     finally:
         driver.kill()
         driver.wait()
+
+
+def test_a_run_is_named_by_its_id_or_by_its_name_in_every_command_that_takes_one(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'named.db'}"
+    for name in ("baseline", "twice", "twice"):
+        ok("search", "--space", "toy", "-n", "2", "--executor", "local", "-q", "--name", name, "--storage", db)
+    assert ok("runs", "show", "baseline", "--storage", db).startswith("run 1 ")
+    assert ok("runs", "top", "baseline", "--storage", db) == ok("runs", "top", "1", "--storage", db)
+    assert "best of run 1:" in ok("runs", "best", "baseline", "--storage", db)
+    assert f"wrote {tmp_path / 'p.png'}" in ok(
+        "plot", "progress", "baseline", "-o", str(tmp_path / "p.png"), "--storage", db
+    )
+    twice = runner.invoke(app, ["runs", "show", "twice", "--storage", db])
+    assert twice.exit_code == 1 and "2 runs are named 'twice' (runs 2, 3); name one by its id" in twice.output
+    unknown = runner.invoke(app, ["runs", "best", "nobody", "--storage", db])
+    assert unknown.exit_code == 1 and "no run 'nobody' in store" in unknown.output
+    numeric = runner.invoke(
+        app, ["search", "--space", "toy", "-n", "2", "--executor", "local", "--name", "7", "--storage", db]
+    )
+    assert numeric.exit_code == 1 and "--name '7' is a number, which commands read as a run id" in numeric.output
+    assert "deleted run(s) 1 (toy, 2 done)" in ok("runs", "delete", "baseline", "-y", "--storage", db)
+    done = runner.invoke(app, ["search", "--resume", "twice", "--storage", db])  # resolved, then refused for twice
+    assert done.exit_code == 1 and "2 runs are named 'twice'" in done.output

@@ -38,7 +38,7 @@ StorageOpt = Annotated[
         "--storage", help=f"SQLAlchemy URL of the results store \\[env {STORAGE_ENV}; default sqlite:///l2l.db]."
     ),
 ]
-RunArg = Annotated[int, typer.Argument(metavar="RUN", help="Run id (see `l2l runs list`).")]
+RunArg = Annotated[str, typer.Argument(metavar="RUN", help="Run id, or the name of one run (see `l2l runs list`).")]
 SpaceOptionOpt = Annotated[list[str] | None, typer.Option("--space-option", "-S", help="Space option KEY=VALUE.")]
 
 
@@ -162,6 +162,19 @@ def open_store(storage: str | None, create: bool = False) -> Store:
     return Store(url, create=create)
 
 
+def run_id_of(store: Store, ref: str) -> int:
+    """The id of the run ``ref`` names: a run id, or the ``--name`` of exactly one run (a number is an id)."""
+    ref = ref.strip()
+    if ref.isdigit():
+        return int(ref)
+    ids = store.run_ids_named(ref)
+    if len(ids) == 1:
+        return ids[0]
+    if ids:
+        raise UsageError(f"{len(ids)} runs are named {ref!r} (runs {', '.join(map(str, ids))}); name one by its id")
+    raise UsageError(f"no run {ref!r} in store {store.label}: RUN is a run id or a run's name (see `l2l runs list`)")
+
+
 def space_of(run: Any, store: Store | None = None) -> SearchSpace:
     """The space a stored run searched, rebuilt from its name and options (to describe or retrain its children),
     and, with the ``store``, what it measured when the run started (`SearchSpace.pinned_data`)."""
@@ -174,3 +187,12 @@ def space_of(run: Any, store: Store | None = None) -> SearchSpace:
     except SpaceError as exc:
         raise UsageError(f"cannot rebuild the space {run.space!r} of run {run.id}: {exc}") from None
     return space
+
+
+def say_ray_log() -> None:
+    """Where Ray's own messages went, when a search fails and Ray said something."""
+    from l2l.runs.ray_cluster import ray_log
+
+    path = ray_log()
+    if path is not None:
+        err_console.print(f"Ray's own messages are in {path}", highlight=False, soft_wrap=True)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from l2l.runs.cli.common import StorageOpt, console, open_store, storage_flag, user_errors
+from l2l.runs.cli.common import StorageOpt, console, open_store, run_id_of, storage_flag, user_errors
 from l2l.runs.cli.formatting import fmt
 from l2l.runs.cli.ranking import ranked_space
 from l2l.runs.cli.runs import app, sharing_epochs
@@ -70,7 +70,7 @@ def runs_list(
 
 @app.command("delete")
 def runs_delete(
-    run_ids: Annotated[list[int], typer.Argument(metavar="RUN...", help="The runs to delete.")],
+    run_refs: Annotated[list[str], typer.Argument(metavar="RUN...", help="The runs to delete (ids or names).")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     storage: StorageOpt = None,
 ) -> None:
@@ -80,7 +80,8 @@ def runs_delete(
 
     with user_errors():
         store = open_store(storage)
-        runs = [store.get_run(r) for r in dict.fromkeys(run_ids)]  # every id checked before anything goes
+        ids = [run_id_of(store, r) for r in run_refs]
+        runs = [store.get_run(r) for r in dict.fromkeys(ids)]  # every run checked before anything goes
         for run in runs:
             alive = live_driver(run)
             if alive is not None:

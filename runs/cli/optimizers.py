@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from l2l.runs.cli.common import RunArg, StorageOpt, check_writable, console, open_store, user_errors
+from l2l.runs.cli.common import RunArg, StorageOpt, check_writable, console, open_store, run_id_of, user_errors
 from l2l.runs.cli.formatting import fmt
 from l2l.runs.config import UsageError
 
@@ -105,7 +105,7 @@ def single_figures(metrics: dict[str, Any], info: dict[str, Any]) -> tuple[str, 
 
 @app.command("top")
 def optimizers_top(
-    run_id: RunArg,
+    run_ref: RunArg,
     k: Annotated[int, typer.Option("-k", help="How many rules.", min=1)] = 5,
     latex: Annotated[
         bool, typer.Option("--latex", help="Also print each formula as LaTeX, one line per rule.")
@@ -120,6 +120,7 @@ def optimizers_top(
 
     with user_errors():
         store = open_store(storage)
+        run_id = run_id_of(store, run_ref)
         rules = best_rules(store, run_id, k)
         suite = any("tasks" in (c.metrics.get("info") or {}) for c, _ in rules)  # a suite reward: lr per task
         grid = run_grid(store.get_run(run_id).config)
@@ -141,7 +142,7 @@ def optimizers_top(
 
 @app.command("export")
 def optimizers_export(
-    run_id: RunArg,
+    run_ref: RunArg,
     rank: Annotated[int, typer.Option("--rank", help="Which rule: 1 is the best.", min=1)] = 1,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Python file to write.")] = None,
     name: Annotated[str, typer.Option("--name", help="Class name of the optimizer.")] = "DiscoveredOptimizer",
@@ -154,6 +155,7 @@ def optimizers_export(
         if not name.isidentifier():
             raise UsageError(f"--name must be a Python identifier, got {name!r}")
         store = open_store(storage)
+        run_id = run_id_of(store, run_ref)
         ranked = best_rules(store, run_id, rank)
         if len(ranked) < rank:
             raise UsageError(f"run {run_id} has only {len(ranked)} finished children; --rank {rank} does not exist")

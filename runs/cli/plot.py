@@ -7,7 +7,16 @@ from typing import Annotated, Any
 
 import typer
 
-from l2l.runs.cli.common import RunArg, StorageOpt, console, open_store, space_of, storage_flag, user_errors
+from l2l.runs.cli.common import (
+    RunArg,
+    StorageOpt,
+    console,
+    open_store,
+    run_id_of,
+    space_of,
+    storage_flag,
+    user_errors,
+)
 from l2l.runs.cli.formatting import fmt
 from l2l.runs.cli.optimizers import best_rules
 from l2l.runs.config import UsageError
@@ -17,7 +26,7 @@ app = typer.Typer(help="Draw plots of a run.", no_args_is_help=True)
 
 @app.command("progress")
 def plot_progress_cmd(
-    run_id: RunArg,
+    run_ref: RunArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("progress.png"),
     storage: StorageOpt = None,
 ) -> None:
@@ -27,6 +36,7 @@ def plot_progress_cmd(
         from l2l.runs.plots import PlotError, plot_progress
 
         store = open_store(storage)
+        run_id = run_id_of(store, run_ref)
         run = store.get_run(run_id)
         try:
             path = plot_progress(run, store.children(run_id), store.updates(run_id), output, ranked_space(run))
@@ -37,7 +47,7 @@ def plot_progress_cmd(
 
 @app.command("pareto")
 def plot_pareto_cmd(
-    run_id: RunArg,
+    run_ref: RunArg,
     cost: Annotated[str, typer.Option("--cost", help="flops, params, latency_s or train_time_s.")] = "flops",
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("pareto.png"),
     storage: StorageOpt = None,
@@ -48,6 +58,7 @@ def plot_pareto_cmd(
         from l2l.runs.plots import pareto_axis, plot_pareto
 
         store = open_store(storage)
+        run_id = run_id_of(store, run_ref)
         run = store.get_run(run_id)
         try:
             children = store.children(run_id)
@@ -65,7 +76,7 @@ def plot_pareto_cmd(
 
 @app.command("arch")
 def plot_arch_cmd(
-    run_id: RunArg,
+    run_ref: RunArg,
     rank: Annotated[int, typer.Option("--rank", help="Which child: 1 is the best.", min=1)] = 1,
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("arch.png"),
     storage: StorageOpt = None,
@@ -79,6 +90,7 @@ def plot_arch_cmd(
         from l2l.search_spaces import Spec, described
 
         store = open_store(storage)
+        run_id = run_id_of(store, run_ref)
         run = store.get_run(run_id)
         space = space_of(run, store)
         if space.name == "placement":  # its groups on devices, in time: boxes and arcs would say less, and overlap
@@ -145,7 +157,8 @@ def plot_optimizer_cmd(
     target: Annotated[
         str,
         typer.Argument(
-            metavar="RUN|BOARD.json", help="An optimizer-search run id, or a board from `l2l optimizers evaluate -o`."
+            metavar="RUN|BOARD.json",
+            help="An optimizer-search run (id or name), or a board from `l2l optimizers evaluate -o`.",
         ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the plots in.")] = Path("out"),
@@ -168,11 +181,10 @@ def plot_optimizer_cmd(
     suite run: a one-seed scoreboard of its best rules against Adam and SGD with momentum on its search
     tasks, drawn as a board. For a board: a performance profile, per-task validation curves at the tuned
     settings, and the update heatmaps."""
-    if not target.isdigit():
+    if not target.isdigit() and (target.endswith(".json") or Path(target).exists()):
         with user_errors():
             _plot_board(Path(target), output)
         return
-    run_id = int(target)
     import dataclasses
     import json
 
@@ -182,6 +194,7 @@ def plot_optimizer_cmd(
 
     with user_errors():
         store = open_store(storage)
+        run_id = run_id_of(store, target)
         run = store.get_run(run_id)
         if (run.config.get("space_options") or {}).get("suite"):
             _plot_suite_run(store, run, top, lrs, output, workers)
@@ -321,7 +334,7 @@ def _plot_suite_run(store: Any, run: Any, top: int, lrs: str | None, output: Pat
 
 @app.command("placement")
 def plot_placement_cmd(
-    run_id: RunArg,
+    run_ref: RunArg,
     rank: Annotated[int, typer.Option("--rank", help="Which child: 1 is the best.", min=1)] = 1,
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("placement.png"),
     storage: StorageOpt = None,
@@ -334,6 +347,7 @@ def plot_placement_cmd(
         from l2l.search_spaces.placement import PlacementSpace
 
         store = open_store(storage)
+        run_id = run_id_of(store, run_ref)
         run = store.get_run(run_id)
         space = space_of(run, store)  # with the op timings the run measured
         if not isinstance(space, PlacementSpace):

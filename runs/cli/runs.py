@@ -9,7 +9,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from l2l.runs.cli.common import RunArg, StorageOpt, console, first_line, open_store, space_of, storage_flag, user_errors
+from l2l.runs.cli.common import (
+    RunArg,
+    StorageOpt,
+    console,
+    first_line,
+    open_store,
+    run_id_of,
+    space_of,
+    storage_flag,
+    user_errors,
+)
 from l2l.runs.cli.export import export_csv, export_json, format_of
 from l2l.runs.cli.formatting import (
     MetricView,
@@ -42,7 +52,7 @@ app = typer.Typer(help="Inspect and export recorded runs.", no_args_is_help=True
 
 @app.command("show")
 def runs_show(
-    run_id: RunArg,
+    run_ref: RunArg,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Refresh until the run stops running.")] = False,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes.", min=0.1)] = 2.0,
     storage: StorageOpt = None,
@@ -52,6 +62,7 @@ def runs_show(
 
     with user_errors():
         store = open_store(storage)
+        run_id = run_id_of(store, run_ref)
         if not follow:
             for line in run_lines(store, run_id):
                 console.print(line, highlight=False)
@@ -172,7 +183,7 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
 
 @app.command("top")
 def runs_top(
-    run_id: RunArg,
+    run_ref: RunArg,
     k: Annotated[int, typer.Option("-k", help="How many architectures (children with --by single).", min=1)] = 10,
     by: ByOpt = "mean",
     storage: StorageOpt = None,
@@ -185,6 +196,7 @@ def runs_top(
     with user_errors():
         check_by(by)
         store = open_store(storage)
+        run_id = run_id_of(store, run_ref)
         run = store.get_run(run_id)
         sharing = run.config.get("weight_sharing") is not None
         if by != "single" and not sharing:
@@ -238,7 +250,7 @@ def runs_top(
 
 @app.command("best")
 def runs_best(
-    run_id: RunArg,
+    run_ref: RunArg,
     retrain: Annotated[bool, typer.Option("--retrain", help="Train the best child again from its spec.")] = False,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs of the retraining.", min=1)] = None,
     steps: Annotated[
@@ -259,6 +271,7 @@ def runs_best(
     with user_errors():
         check_by(by)
         store = open_store(storage)
+        run_id = run_id_of(store, run_ref)
         run = store.get_run(run_id)
         sharing = run.config.get("weight_sharing") is not None
         space = space_of(run, store)
@@ -333,7 +346,7 @@ def runs_best(
 
 @app.command("export")
 def runs_export(
-    run_id: RunArg,
+    run_ref: RunArg,
     export_format: Annotated[
         str | None, typer.Option("--format", help="csv or json (default: the --output file's suffix, else csv).")
     ] = None,
@@ -345,6 +358,7 @@ def runs_export(
     with user_errors():
         export_format = format_of(output, export_format)
         store = open_store(storage)
+        run_id = run_id_of(store, run_ref)
         run = store.get_run(run_id)
         children = store.children(run_id)
         if export_format == "json":

@@ -17,7 +17,9 @@ from l2l.runs.cli.common import (
     console,
     err_console,
     open_store,
+    run_id_of,
     run_log_file,
+    say_ray_log,
     storage_flag,
     user_errors,
 )
@@ -60,7 +62,7 @@ BatchOpt = Annotated[
     ),
 ]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed of controller and children \\[default: 0].")]
-ResumeOpt = Annotated[int | None, typer.Option("--resume", metavar="RUN", help="Continue an interrupted run.")]
+ResumeOpt = Annotated[str | None, typer.Option("--resume", metavar="RUN", help="Continue a stopped run (id or name).")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML file of search settings.")]
 ControllerOptionOpt = Annotated[
     list[str] | None,
@@ -163,7 +165,7 @@ def search(
     batch: BatchOpt = None,
     seed: SeedOpt = None,
     storage: StorageOpt = None,
-    resume: ResumeOpt = None,
+    resume_ref: ResumeOpt = None,
     config: ConfigOpt = None,
     space_option: SpaceOptionOpt = None,
     controller_option: ControllerOptionOpt = None,
@@ -217,10 +219,11 @@ def search(
             controller_option,
             config,
         )
-        if resume is not None and ws_option:  # a resumed run keeps its stored settings, -W's included
-            raise UsageError(f"--resume continues run {resume} with its stored settings; drop -W")
+        if resume_ref is not None and ws_option:  # a resumed run keeps its stored settings, -W's included
+            raise UsageError(f"--resume continues run {resume_ref} with its stored settings; drop -W")
         flags = with_weight_sharing(flags, weight_sharing, ws_option)
-        store = open_store(storage, create=resume is None)
+        store = open_store(storage, create=resume_ref is None)
+        resume = None if resume_ref is None else run_id_of(store, resume_ref)
         if dashboard:
             start_dashboard(stack, store.url, dashboard_port)
         route_ray_logs(LOG_DIR / f"ray-{os.getpid()}.log")
@@ -303,15 +306,6 @@ def run_shown(run: Any, display: Any) -> None:
         raise typer.Exit(128 + exc.signal) from None
 
 
-def say_ray_log() -> None:
-    """Where Ray's own messages went, when a search fails and Ray said something."""
-    from l2l.runs.ray_cluster import ray_log
-
-    path = ray_log()
-    if path is not None:
-        err_console.print(f"Ray's own messages are in {path}", highlight=False, soft_wrap=True)
-
-
 def with_weight_sharing(flags: SearchFlags, on: bool, ws_option: list[str] | None) -> SearchFlags:
     """The flags with ``--weight-sharing`` (or a config file's ``[weight_sharing]``) and ``-W`` folded in."""
     import dataclasses
@@ -364,6 +358,8 @@ def open_run(store: Store, flags: SearchFlags, resume: int | None) -> Any:
                 f"{'does' if len(ignored) == 1 else 'do'} not apply to it; drop {'it' if len(named) == 1 else 'them'}"
             )
         config = SearchConfig.from_json({**(SHARING_DEFAULTS if sharing else DEFAULTS), **settings})
+        if config.name is not None and str(config.name).strip().isdigit():  # RUN arguments read it as an id
+            raise UsageError(f"--name {config.name!r} is a number, which commands read as a run id; add a letter")
         if config.weight_sharing is not None:
             return WeightSharingSearch.start(store, config)
         return Search.start(store, config)
