@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,21 +51,26 @@ def save(fig: Figure, out: Path, dpi: int) -> Path:
     return out
 
 
-def update_points(children: list[ChildRecord], updates: list[UpdateRecord]) -> list[tuple[int, list[ChildRecord]]]:
-    """Each controller update's place on the child axis and the children whose rewards it learned from.
+def update_positions(learned: Sequence[Sequence[int]]) -> list[int]:
+    """Each controller update's place on the child axis, from the numbers of the children it learned from:
+    just after the newest of them, and never before an earlier update (in an asynchronous run children
+    finish, and fail, out of order, so an update may learn from older children than the one before it)."""
+    places, x = [], 0
+    for numbers in learned:
+        x = max([x, *(int(n) + 1 for n in numbers)])
+        places.append(x)
+    return places
 
-    An update sits just after the newest child it learned from, and never before an earlier update: in an
-    asynchronous run children finish (and fail) out of order, so an update may learn from older children
-    than the one before it. Stores written before updates named their children fall back to batches.
-    """
+
+def update_points(children: list[ChildRecord], updates: list[UpdateRecord]) -> list[tuple[int, list[ChildRecord]]]:
+    """Each controller update's place on the child axis (`update_positions`) and the children whose rewards it
+    learned from. Stores written before updates named their children fall back to batches."""
     by_number = {c.number: c for c in children}
-    points, x = [], 0
+    members = []
     for u in updates:
         numbers = [int(n) for n in u.extra.get("children", [])]
-        members = [by_number[n] for n in numbers if n in by_number] or [c for c in children if c.batch == u.batch]
-        x = max([x, *(c.number + 1 for c in members)])
-        points.append((x, members))
-    return points
+        members.append([by_number[n] for n in numbers if n in by_number] or [c for c in children if c.batch == u.batch])
+    return list(zip(update_positions([[c.number for c in m] for m in members]), members, strict=True))
 
 
 def progress_figure(

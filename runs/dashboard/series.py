@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from l2l.runs.plots import pareto_front
+from l2l.runs.plots import pareto_front, update_positions
 
 MAX_POINTS = 2000  # points per plotted series: enough for a 1,500-pixel-wide chart
 
@@ -101,9 +101,7 @@ def update_means(
     reward = {int(n): float(r) for n, _, r in rows}
     xs: list[float] = []
     ys: list[float] = []
-    at = 0
-    for numbers in learned:
-        at = max([at, *(int(n) + 1 for n in numbers)])
+    for at, numbers in zip(update_positions(learned), learned, strict=True):
         found = [reward[int(n)] for n in numbers if int(n) in reward]  # raw rewards of those that finished
         if found:
             xs.append(float(at))
