@@ -15,6 +15,7 @@ from types import TracebackType
 
 from l2l.runs.store import Store, StoreError
 from l2l.runs.store_records import RunRecord
+from l2l.search_spaces import SearchSpace, decisions_change
 
 HEARTBEAT_S = 15.0  # how often a driver says it is alive
 STALE_S = 4 * HEARTBEAT_S  # a driver on another machine silent this long is taken for dead
@@ -99,6 +100,18 @@ def resumable(store: Store, run_id: int, error: type[Exception]) -> RunRecord:
     if alive is not None:
         raise error(f"run {run_id} is still running: {alive}")
     return run
+
+
+def same_space(store: Store, run: RunRecord, space: SearchSpace, error: type[Exception]) -> None:
+    """``error`` naming the change when ``space`` (rebuilt to resume ``run``) declares other decisions than it
+    did when the run started: the run's stored tokens and its controller's state index those."""
+    recorded = store.run_decisions(run.id)
+    change = None if recorded is None else decisions_change(recorded, space.decisions())
+    if change is not None:
+        raise error(
+            f"run {run.id}: the space {run.space!r} changed since the run started ({change}), so its recorded "
+            "tokens would name other architectures; restore the space to resume it, or start a new run"
+        )
 
 
 def take_over(store: Store, run: RunRecord, error: type[Exception]) -> None:

@@ -149,9 +149,11 @@ class EpochRow(Base):
 
 class SpaceDataRow(Base):
     """What a run's space measured once, when the run started (a placement's profiled op graph), so that the
-    space rebuilt to resume the run or retrain a child gives the same rewards (`SearchSpace.pinned_data`)."""
+    space rebuilt to resume the run or retrain a child gives the same rewards (`SearchSpace.pinned_data`); and
+    the decisions it declared then, which the run's tokens index (a plugin edited since reads them otherwise)."""
 
     __tablename__ = "space_data"
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    decisions: Mapped[list[Any] | None] = mapped_column(JSON)  # migration 0008; none in runs from before it

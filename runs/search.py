@@ -18,6 +18,7 @@ from l2l.runs.driver import (
     code_version,
     record_stop,
     resumable,
+    same_space,
     stop_signal,
     take_over,
     this_driver,
@@ -27,7 +28,7 @@ from l2l.runs.executors import ChildTask, Executor, WorkerPool, make_executor, t
 from l2l.runs.pruning import PrunerBridge
 from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted, check_costs
 from l2l.runs.store import NewChild, Store
-from l2l.search_spaces import Context, Result, SearchSpace, Spec, load_space
+from l2l.search_spaces import Context, Result, SearchSpace, Spec, decisions_record, load_space
 from l2l.search_spaces.constraints import Constraints, identity_of
 from l2l.search_spaces.results import checked_result
 
@@ -128,6 +129,7 @@ class Search:
             name=config.name,
             space_data=search.space.pinned_data(),  # what it measured: the rebuilt space reuses it
             driver=this_driver(),
+            decisions=decisions_record(search.space.decisions()),  # what its tokens index
         )
         search._fresh = True
         return search
@@ -156,6 +158,7 @@ class Search:
             config = dataclasses.replace(config, executor_options=options, moves=(*config.moves, move))
         search = cls(store, run_id, config, executor, listener)  # joins the new cluster: refused before recording
         search.space.use_pinned_data(store.space_data(run_id))  # measured at the start, not again
+        same_space(store, run, search.space, SearchError)
         take_over(store, run, SearchError)  # before anything is changed: of two resumes at once, one goes on
         if moved:
             store.set_run_config(run_id, config.to_json())

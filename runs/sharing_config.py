@@ -73,3 +73,15 @@ class SharingConfig:
             return SharingConfig(**coerce_fields(SharingConfig, settings, "weight-sharing setting"))
         except OptionTypeError as exc:
             raise SearchError(str(exc)) from None
+
+
+def check_strategy(strategy: str) -> None:
+    """`SearchError` for a strategy a weight-sharing search cannot use: one wearing re-evaluation."""
+    from l2l.controllers import parse_strategy
+
+    if parse_strategy(strategy)[2]:
+        raise SearchError(
+            f"strategy {strategy!r}: re-evaluation repeats a child's training to average its noise; a "
+            "weight-sharing search scores each architecture with weights that change every epoch, so it has "
+            f"nothing to repeat: use {strategy.removesuffix('+reeval')!r}"
+        )

@@ -58,10 +58,12 @@ class Store(SharingStore, Database):
         name: str | None = None,
         space_data: dict[str, Any] | None = None,
         driver: str | None = None,
+        decisions: list[Any] | None = None,
     ) -> int:
-        """Record a new run in status ``running``, with what its space measured (``space_data``) and the process
-        that drives it (``driver``, host:pid: a driver killed before its first heartbeat leaves a run that
-        reads as stale, not as running for ever); returns its id."""
+        """Record a new run in status ``running``, with what its space measured (``space_data``) and declared
+        (``decisions``, `l2l.runs.driver.declared`), and the process that drives it (``driver``, host:pid: a
+        driver killed before its first heartbeat leaves a run that reads as stale, not as running for ever);
+        returns its id."""
         with self.session_scope("create run") as s:
             row = RunRow(
                 name=name,
@@ -77,9 +79,16 @@ class Store(SharingStore, Database):
             )
             s.add(row)
             s.flush()
-            if space_data:
-                s.add(SpaceDataRow(run_id=row.id, data=space_data))
+            if space_data or decisions is not None:
+                s.add(SpaceDataRow(run_id=row.id, data=space_data or {}, decisions=decisions))
             return int(row.id)
+
+    def run_decisions(self, run_id: int) -> list[Any] | None:
+        """The decisions run ``run_id``'s space declared when it started; None for a run from before they were
+        kept."""
+        with self.session_scope("read run decisions") as s:
+            found = s.scalar(select(SpaceDataRow.decisions).where(SpaceDataRow.run_id == run_id))
+            return None if found is None else list(found)
 
     def space_data(self, run_id: int) -> dict[str, Any]:
         """What the run's space measured when the run started (`SearchSpace.pinned_data`); empty when nothing."""

@@ -27,15 +27,24 @@ from typing import Any
 
 import torch
 
-from l2l.controllers import Controller, Proposal, make_controller, parse_strategy
+from l2l.controllers import Controller, Proposal, make_controller
 from l2l.controllers.base import checked_proposals, checked_stats
 from l2l.nas.shared import SharedWeights, SharingError
-from l2l.runs.driver import Heartbeat, code_version, resumable, stop_reason, stop_signal, take_over, this_driver
+from l2l.runs.driver import (
+    Heartbeat,
+    code_version,
+    resumable,
+    same_space,
+    stop_reason,
+    stop_signal,
+    take_over,
+    this_driver,
+)
 from l2l.runs.executors import check_device
 from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted
-from l2l.runs.sharing_config import BLOWUP, SharingConfig
+from l2l.runs.sharing_config import BLOWUP, SharingConfig, check_strategy
 from l2l.runs.store import EpochRecord, ScoredChild, Store
-from l2l.search_spaces import SearchSpace, SpaceError, Spec, load_space
+from l2l.search_spaces import SearchSpace, SpaceError, Spec, decisions_record, load_space
 from l2l.search_spaces.constraints import Constraints
 from l2l.search_spaces.sharing import SharedNetwork, check_coverage, plain_metrics
 
@@ -92,12 +101,7 @@ class WeightSharingSearch:
         self.ws = SharingConfig.from_settings(config.weight_sharing or {})
         self.space = load_space(config.space, dict(config.space_options))
         self.network = shared_network_of(self.space)
-        if parse_strategy(config.strategy)[2]:
-            raise SearchError(
-                f"strategy {config.strategy!r}: re-evaluation repeats a child's training to average its noise; a "
-                "weight-sharing search scores each architecture with weights that change every epoch, so it has "
-                f"nothing to repeat: use {config.strategy.removesuffix('+reeval')!r}"
-            )
+        check_strategy(config.strategy)
         settings = dict(config.controller)
         if config.strategy.startswith(("reinforce", "ppo")) and "preset" not in settings:
             # rewards are cheap and noisy: sampling one twice is fine; they also change as the shared weights
@@ -133,6 +137,7 @@ class WeightSharingSearch:
             code_version=code_version(),
             name=config.name,
             driver=this_driver(),
+            decisions=decisions_record(search.space.decisions()),
         )
         return search
 
@@ -142,6 +147,7 @@ class WeightSharingSearch:
         if run.config.get("weight_sharing") is None:
             raise SearchError(f"run {run_id} is not a weight-sharing search")
         search = cls(store, run_id, SearchConfig.from_json(run.config), listener)
+        same_space(store, run, search.space, SearchError)
         take_over(store, run, SearchError)  # marks it running: of two resumes at once, one goes on
         return search
 

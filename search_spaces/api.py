@@ -100,6 +100,29 @@ def token_sizes(decisions: Sequence[Decision]) -> list[int]:
     return [d.n_choices for d in decisions for _ in range(d.width)]
 
 
+def decisions_record(decisions: Sequence[Decision]) -> list[list[Any]]:
+    """The decisions as JSON (name, kind, options, earlier anchors): what a run keeps of its space, since its
+    tokens index them."""
+    return [[d.name, d.kind, list(d.options), d.n_prev] for d in decisions]
+
+
+def decisions_change(recorded: Sequence[Any], decisions: Sequence[Decision]) -> str | None:
+    """How ``decisions`` differ from the ``recorded`` ones (`decisions_record`, read back from JSON), in words;
+    None when tokens mean the same in both."""
+    now = decisions_record(decisions)
+    before = [list(d) for d in recorded]
+    if [d[0] for d in before] != [d[0] for d in now]:
+        return f"its decisions were {[d[0] for d in before]}, now {[d[0] for d in now]}"
+    for (name, kind, options, n_prev), (_, kind_now, options_now, n_prev_now) in zip(before, now, strict=True):
+        if kind != kind_now:
+            return f"decision {name!r} was {kind}, now {kind_now}"
+        if options != options_now:
+            return f"decision {name!r} had the options {options}, now {options_now}"
+        if n_prev != n_prev_now:
+            return f"decision {name!r} read {n_prev} earlier anchors, now {n_prev_now}"
+    return None
+
+
 @dataclass(frozen=True)
 class Spec(Mapping[str, ChoiceValue]):
     """A decoded candidate: a read-only mapping of decision name to chosen value, in decision order.

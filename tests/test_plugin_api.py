@@ -498,3 +498,44 @@ def _try_load(ref: str) -> object:
         return load_space(ref).name
     except PluginError as exc:
         return str(exc)
+
+
+EDITABLE = """
+from l2l.search_spaces import Decision, Result, SearchSpace
+
+class Editable(SearchSpace):
+    name = "editable"
+
+    def decisions(self):
+        return [Decision.categorical("a", OPTIONS), Decision.categorical("b", ["x", "y"])]
+
+    def evaluate(self, spec, ctx):
+        return Result(reward=spec["a"] / 10)
+"""
+
+
+def test_resuming_a_run_whose_plugin_changed_its_decisions_is_refused_naming_the_change(tmp_path: Path) -> None:
+    """A plugin's options edited between a run's start and its resume: REINFORCE failed loading its controller
+    (a size mismatch, as a traceback), evolution went on, reading the run's tokens as other architectures."""
+    import subprocess
+    import sys
+
+    from l2l.runs.search import Search, SearchConfig
+    from l2l.runs.store import Store
+
+    file, url = tmp_path / "editable.py", f"sqlite:///{tmp_path / 'e.db'}"
+    file.write_text("OPTIONS = [1, 2]\n" + EDITABLE)
+    config = SearchConfig(space=f"{file}:Editable", strategy="evolution", children=4, batch=2, executor="local")
+    store = Store(url)
+    run = Search.start(store, config).run_id  # recorded; then the driver stops before any child
+    store.set_run_status(run, "interrupted")
+    file.write_text("OPTIONS = [1, 2, 3]\n" + EDITABLE)
+    resume = [sys.executable, "-c", "from l2l.runs.cli import main; main()", "search", "--resume", str(run)]
+    refused = subprocess.run([*resume, "--storage", url, "-q"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    expected = f"error: run {run}: the space '{file}:Editable' changed since the run started (decision 'a' had the "
+    assert " ".join(refused.stderr.split()).startswith(expected + "options [1, 2], now [1, 2, 3]), so its recorded")
+    assert store.get_run(run).status == "interrupted" and store.children(run) == []  # nothing taken over or run
+    file.write_text("OPTIONS = [1, 2]\n" + EDITABLE)  # restored: it resumes
+    done = subprocess.run([*resume, "--storage", url, "-q"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and store.get_run(run).status == "done", done.stdout + done.stderr
