@@ -137,6 +137,7 @@ class LMConfig:
     lr: float = 3e-3
     clip: float = 1.0
     evals: int = 3  # validation points on the curve (the last one is the result)
+    stop_hopeless: bool = True  # stop at the first point when no better than uniform (a search's economy)
 
 
 @dataclass
@@ -174,7 +175,7 @@ def _stop_reason(
     """Why training stops at evaluation ``point`` (after ``step`` updates), or None to go on."""
     if step >= config.steps:
         return None
-    if point == 0 and val >= uniform:
+    if point == 0 and config.stop_hopeless and val >= uniform:
         return f"after {step} steps validation {val:.3f} bits/char is no better than uniform ({uniform:.3f})"
     if should_stop is not None and should_stop(point, -val):
         return f"pruned after {step} steps (validation {val:.3f} bits/char)"

@@ -23,6 +23,9 @@ class Context:
     intra-op threads the child may use (torch is already set to it). ``should_stop(epoch, value)``
     reports a validation value after an epoch and answers whether a pruner stops the child now.
     ``rank`` and ``world_size`` place this process among those training one child data-parallel.
+    ``retrain`` is true when a stored child is trained again for its figures (`l2l runs best --retrain`): it
+    trains its whole budget, without a search's economies (a first epoch no better than chance stops a child
+    of a search, not a retraining).
     """
 
     child: int = 0
@@ -33,6 +36,7 @@ class Context:
     report: Callable[[int, float], bool] | None = field(default=None, compare=False, repr=False)
     rank: int = 0
     world_size: int = 1
+    retrain: bool = False
 
     def should_stop(self, epoch: int, value: float) -> bool:
         """Report a child's validation value after ``epoch``; True when a pruner says stop now."""

@@ -211,7 +211,9 @@ def train_language_model(space: Any, model: Any, ctx: Context, info: dict[str, A
     from l2l.nas.charlm import LMConfig, load_corpus, one_char_cost, train_lm
 
     steps = int(ctx.budget.get("steps", space.steps))
-    config = LMConfig(steps=steps, batch_size=space.batch_size, bptt=space.bptt, lr=space.lr)
+    config = LMConfig(
+        steps=steps, batch_size=space.batch_size, bptt=space.bptt, lr=space.lr, stop_hopeless=not ctx.retrain
+    )
     from l2l.nas.train import ChildDiverged
 
     torch.manual_seed(ctx.seed)  # draws during training (hashed projections' tie-breaks) repeat too

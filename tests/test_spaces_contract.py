@@ -107,3 +107,31 @@ def test_hopeless_child_stops_after_first_epoch() -> None:
     out = train_classifier(model, load_dataset("digits"), TrainConfig(epochs=20, lr=1e-7), seed=0)
     assert out.stopped_early is not None and "no better than chance" in out.stopped_early
     assert len(out.curves["val_acc"]) == 1
+
+
+def test_a_retraining_trains_its_whole_budget_where_a_search_stops_a_hopeless_child() -> None:
+    """`l2l runs best --retrain --epochs 20` stopped after epoch 1, at chance, and reported it as 20 epochs."""
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from l2l.runs.cli.retraining import retrain_child
+    from l2l.search_spaces import Context, Decision, Result, SearchSpace, Spec
+    from l2l.search_spaces.trained import train_and_measure
+
+    class Hopeless(SearchSpace):  # an MLP that learns nothing in its first epoch (lr 1e-7)
+        name = "hopeless"
+
+        def decisions(self) -> list[Decision]:
+            return [Decision.categorical("width", [8])]
+
+        def evaluate(self, spec: Spec, ctx: Context) -> Result:
+            torch.manual_seed(0)
+            model = build_mlp(64, 10, MLPLayout(hidden=((8, "sigmoid"),)))
+            example = load_dataset("digits").val.x[:1]
+            return train_and_measure(model, example, TrainConfig(epochs=3, lr=1e-7), ctx, "digits", {})
+
+    searched = Hopeless().evaluate(Hopeless().decode((0,)), Context())
+    assert len(searched.curves["val_acc"]) == 1 and "no better than chance" in searched.info["stopped_early"]
+    child = cast(Any, SimpleNamespace(number=0, spec=Hopeless().decode((0,)).to_json()))
+    retrained = retrain_child(Hopeless(), child, {}, seed=0, device="cpu")
+    assert len(retrained.curves["val_acc"]) == 3 and "stopped_early" not in retrained.info

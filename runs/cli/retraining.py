@@ -103,5 +103,8 @@ def retrain_child(space: SearchSpace, child: ChildRecord, budget: dict[str, int]
 
     spec = Spec.from_json(child.spec)
     return run_child(
-        space, ChildTask(child.number, spec, Context(child=child.number, seed=seed, device=device, budget=budget))
+        space,
+        ChildTask(
+            child.number, spec, Context(child=child.number, seed=seed, device=device, budget=budget, retrain=True)
+        ),
     )
