@@ -293,7 +293,8 @@ class Search:
                 if c.number not in consumed:
                     buffer.append((c.number, proposal, c.controller_reward))
             else:
-                rerun.append(ChildTask(c.number, Spec.from_json(c.spec), self._context(c.number)))
+                spec = self.space.decode(c.tokens)  # its tokens: older l2l stored spec values as text
+                rerun.append(ChildTask(c.number, spec, self._context(c.number)))
                 self._proposals[c.number] = proposal
         if after:
             self.controller.note_proposed(after)

@@ -166,3 +166,35 @@ def test_migration_0005_moves_each_childs_node_to_its_column(tmp_path: Path) -> 
     store.close()
     store = Store(url)
     assert [c.node for c in store.children(run)] == ["n0de", None]
+
+
+def test_a_run_of_an_older_l2l_whose_specs_hold_text_values_resumes(tmp_path: Path) -> None:
+    """l2l before the typed specs stored each value as text (``["size", "8"]``); a resumed run ran its
+    re-queued children (asynchronous mode) from those specs and failed ("value '8' of decision 'size' is not one of [8, ...]")."""
+    import json
+
+    (tmp_path / "sized.py").write_text(
+        "from l2l.search_spaces import Decision, Result, SearchSpace\n"
+        "class Sized(SearchSpace):\n"
+        "    name = 'sized'\n"
+        "    def decisions(self):\n"
+        "        return [Decision.categorical('size', [8, 16, 32]), Decision.categorical('lr', [0.1, 1.0])]\n"
+        "    def evaluate(self, spec, ctx): return Result(reward=spec['size'] * spec['lr'])\n"
+    )
+    space = f"{tmp_path / 'sized.py'}:Sized"
+    config = SearchConfig(space=space, strategy="random", children=6, batch=2, seed=3, executor="local", mode="async")
+    store = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    search = Search.start(store, config, executor=InterruptingExecutor(at=4))
+    with pytest.raises(SearchInterrupted):
+        search.run()
+    run = search.run_id
+    with store.engine.begin() as conn:  # as the older l2l wrote them: every value as text, no decisions kept
+        for number, spec in conn.exec_driver_sql(f"SELECT number, spec FROM children WHERE run_id = {run}").all():
+            spec = json.loads(spec) if isinstance(spec, str) else spec
+            spec["values"] = [[k, str(v)] for k, v in spec["values"]]
+            conn.exec_driver_sql("UPDATE children SET spec = ? WHERE number = ?", (json.dumps(spec), number))
+        conn.exec_driver_sql("DELETE FROM space_data")
+    assert store.count_children(run)["done"] == 4
+    Search.resume(store, run).run()
+    children = store.children(run)
+    assert store.get_run(run).status == "done" and [c.status for c in children] == ["done"] * 6, children[4:]
