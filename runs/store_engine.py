@@ -6,6 +6,7 @@ the operation; `l2l.runs.store.Store` adds the records on top.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sqlite3
@@ -64,6 +65,25 @@ def _url_problem(url: str) -> str:
     return example
 
 
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@functools.cache
+def schema_revisions() -> frozenset[str]:
+    """Every schema revision this l2l knows (its Alembic migrations)."""
+    from alembic.script import ScriptDirectory
+
+    return frozenset(script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions())
+
+
+@functools.cache
+def schema_head() -> str:
+    """The newest schema revision this l2l knows: the one it upgrades every store it opens to."""
+    from alembic.script import ScriptDirectory
+
+    return str(ScriptDirectory(str(MIGRATIONS)).get_current_head())
+
+
 def read_only_reason(path: Path) -> str | None:
     """Why the SQLite store ``path`` (an existing file) cannot be written here, or None: its file is read-only,
     or its folder is and SQLite could not make the write-ahead log's files beside it (a read-only mount, an
@@ -111,6 +131,7 @@ class Database:
             raise StoreError(f"invalid storage URL {self.label!r}: {_url_problem(url)}") from None
         self._sqlite_file: Path | None = None
         self.read_only: str | None = None  # why this store cannot be written here (a read-only SQLite file)
+        self.upgraded_from: str | None = None  # the schema revision `migrate` upgraded from, if it did
         if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
             self._sqlite_file = Path(parsed.database).expanduser().resolve()
             parent = self._sqlite_file.parent
@@ -147,15 +168,21 @@ class Database:
         from alembic.config import Config
 
         cfg = Config()
-        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        cfg.set_main_option("script_location", str(MIGRATIONS))
         with self._one_migration():  # the first connection too: it turns on WAL, which a creating process locks
             try:
                 with self.engine.connect():
                     pass
             except SQLAlchemyError as exc:  # the server is not there, or refuses us: say so, not "cannot migrate"
                 raise StoreError(f"cannot connect to store {self.label}: {short_error(exc)}") from exc
+            current = self._revision()
+            self._check_known(current)
             if self.read_only is not None:
-                self._check_current(cfg)
+                if current != schema_head():
+                    raise StoreError(
+                        f"cannot read store {self.label}: {self.read_only}, and its schema ({current or 'none'}) is "
+                        f"not this l2l's ({schema_head()}); copy it to a folder you can write, where l2l upgrades it"
+                    )
                 return
             if not create:
                 from sqlalchemy import inspect
@@ -176,19 +203,25 @@ class Database:
                     command.upgrade(cfg, "head")
             except SQLAlchemyError as exc:
                 raise StoreError(f"cannot migrate store {self.label}: {short_error(exc)}") from exc
+            if current is not None and current != schema_head():
+                self.upgraded_from = current
 
-    def _check_current(self, cfg: Any) -> None:
-        """A store that cannot be written is read as it is: refused unless its schema is this l2l's newest."""
+    def _revision(self) -> str | None:
+        """The schema revision the database is at; None for a database l2l never migrated."""
         from alembic.runtime.migration import MigrationContext
-        from alembic.script import ScriptDirectory
 
-        newest = ScriptDirectory.from_config(cfg).get_current_head()
-        with self.engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
-        if current != newest:
+        try:
+            with self.engine.connect() as conn:
+                return MigrationContext.configure(conn).get_current_revision()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store {self.label}: reading its schema revision failed: {short_error(exc)}") from exc
+
+    def _check_known(self, revision: str | None) -> None:
+        """`StoreError` for a schema a newer l2l wrote: Alembic's own answer is a traceback."""
+        if revision is not None and revision not in schema_revisions():
             raise StoreError(
-                f"cannot read store {self.label}: {self.read_only}, and its schema ({current or 'none'}) is not this "
-                f"l2l's ({newest}); copy it to a folder you can write, where l2l upgrades it"
+                f"cannot open store {self.label}: a newer l2l wrote it (its schema is at revision {revision}, which "
+                f"this l2l, at {schema_head()}, does not know); upgrade l2l to use it"
             )
 
     @contextmanager

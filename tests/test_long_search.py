@@ -169,8 +169,8 @@ def test_migration_0005_moves_each_childs_node_to_its_column(tmp_path: Path) -> 
 
 
 def test_a_run_of_an_older_l2l_whose_specs_hold_text_values_resumes(tmp_path: Path) -> None:
-    """l2l before the typed specs stored each value as text (``["size", "8"]``); a resumed run ran its
-    re-queued children (asynchronous mode) from those specs and failed ("value '8' of decision 'size' is not one of [8, ...]")."""
+    """l2l before the typed specs stored each value as text (``["size", "8"]``); a resumed asynchronous run
+    ran its re-queued children from those specs and failed ("value '8' of decision 'size' is not one of ...")."""
     import json
 
     (tmp_path / "sized.py").write_text(

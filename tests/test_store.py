@@ -349,3 +349,36 @@ def test_a_read_only_store_of_an_older_schema_is_refused_with_the_revisions_name
     path = read_only_copy(tmp_path / "l2l.db")
     with pytest.raises(StoreError, match=r"its schema \(0006\) is not this l2l's \(\d{4}\); copy it to a folder"):
         Store(f"sqlite:///{path}")
+
+
+def test_a_store_a_newer_l2l_wrote_is_one_line_and_an_upgrade_says_so(tmp_path: Path) -> None:
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+    from l2l.runs.dashboard.server import schema_behind
+    from l2l.runs.store_engine import schema_head
+
+    path = tmp_path / "l2l.db"
+    make_run(Store(f"sqlite:///{path}"))
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE alembic_version SET version_num = '0099'")  # as a newer l2l leaves it
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match=r"a newer l2l wrote it \(its schema is at revision 0099, which this l2l, at"):
+        Store(f"sqlite:///{path}")  # was Alembic's traceback: "Can't locate revision identified by '0099'"
+    warning = schema_behind("0099")
+    assert warning is not None and "a newer l2l wrote this store" in warning and "runs list" not in warning
+
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE alembic_version SET version_num = '0007'")  # an older one: the decisions column goes
+    conn.execute("ALTER TABLE space_data DROP COLUMN decisions")
+    conn.commit()
+    conn.close()
+    out = CliRunner().invoke(app, ["runs", "list", "--storage", f"sqlite:///{path}"], env={"COLUMNS": "300"})
+    assert out.exit_code == 0 and f"upgraded store sqlite:///{path} from schema revision 0007 to {schema_head()}" in (
+        out.output
+    )
+    again = CliRunner().invoke(app, ["runs", "list", "--storage", f"sqlite:///{path}"], env={"COLUMNS": "300"})
+    assert again.exit_code == 0 and "upgraded" not in again.output

@@ -159,7 +159,17 @@ def open_store(storage: str | None, create: bool = False) -> Store:
         path = Path(file).expanduser() if file and file != ":memory:" else None
         if path is not None and path.parent.is_dir() and not path.exists():  # no folder: the store says so
             raise UsageError(f"no store at {url}: the file {file!r} does not exist (a search creates it)")
-    return Store(url, create=create)
+    store = Store(url, create=create)
+    if store.upgraded_from is not None:  # one way: an older l2l cannot open it any more
+        from l2l.runs.store_engine import schema_head
+
+        err_console.print(
+            f"note: upgraded store {store.label} from schema revision {store.upgraded_from} to {schema_head()}; an "
+            "l2l older than this one can no longer open it",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return store
 
 
 def run_id_of(store: Store, ref: str) -> int:

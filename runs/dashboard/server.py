@@ -80,14 +80,17 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def schema_behind(revision: str | None) -> str | None:
-    """A one-line warning when the store's schema is older than this l2l's (the dashboard never migrates it)."""
-    from pathlib import Path
+    """A one-line warning when the store's schema is not this l2l's (the dashboard never migrates it)."""
+    from l2l.runs.store_engine import schema_head, schema_revisions
 
-    from alembic.script import ScriptDirectory
-
-    head = ScriptDirectory(str(Path(__file__).parents[1] / "migrations")).get_current_head()
+    head = schema_head()
     if revision == head:
         return None
+    if revision is not None and revision not in schema_revisions():
+        return (
+            f"warning: a newer l2l wrote this store (schema revision {revision}, which this l2l, at {head}, does not "
+            "know); pages may fail to read it: upgrade l2l"
+        )
     return (
         f"warning: the store's schema is at revision {revision or 'none'}, this l2l's at {head}; the dashboard only "
         "reads, so it leaves it so: any other l2l command on the store (e.g. `l2l runs list`) upgrades it, and adds "
