@@ -73,9 +73,13 @@ def run_state(run: RunRecord, now: datetime | None = None, storage: str = "") ->
     """What `l2l runs list/show` say of a run: its status, except that a ``running`` run whose driver is gone
     (killed, its machine lost) is ``stale``, with how long it has been silent and how to continue it (``storage``:
     the `` --storage URL`` that command needs, when the store is not the default)."""
-    if run.status != "running" or not run.driver or run.driver == this_driver() or live_driver(run, now):
-        return run.status
     resume = f"resume with: l2l search --resume {run.id}{storage}"
+    if run.status == "running" and not run.driver:  # recorded before drivers were (migration 0003), or by a script
+        since = run.updated_at if run.updated_at.tzinfo else run.updated_at.replace(tzinfo=UTC)
+        silent = max(0.0, ((now or datetime.now(UTC)) - since).total_seconds())
+        return run.status if silent < STALE_S else f"stale (no driver recorded, silent for {silent:.0f} s; {resume})"
+    if run.status != "running" or run.driver == this_driver() or live_driver(run, now):
+        return run.status
     if run.heartbeat_at is None:
         return f"stale (no heartbeat; {resume})"
     beat = run.heartbeat_at if run.heartbeat_at.tzinfo else run.heartbeat_at.replace(tzinfo=UTC)

@@ -123,3 +123,15 @@ def test_of_two_resumes_started_at_once_one_goes_on_and_the_other_is_told(tmp_pa
     store.set_run_status(run, "interrupted")
     Search.resume(store, run, executor=LocalExecutor())  # a run stopped since is taken over again
     assert store.get_run(run).status == "running" and store.get_run(run).driver == this_driver()
+
+
+def test_a_running_run_recorded_before_drivers_were_is_stale_once_silent(tmp_path: Path) -> None:
+    """Runs of an l2l from before migration 0003 have no driver: one killed then read as running for ever."""
+    store = Store(f"sqlite:///{tmp_path / 'o.db'}")
+    run = _run(store)  # no driver, as such runs were recorded
+    record = store.get_run(run)
+    since = record.updated_at if record.updated_at.tzinfo else record.updated_at.replace(tzinfo=UTC)
+    assert run_state(record, since + timedelta(seconds=5)) == "running"  # it may still be driven: just written
+    assert run_state(record, since + timedelta(seconds=3600)) == (
+        f"stale (no driver recorded, silent for 3600 s; resume with: l2l search --resume {run})"
+    )
