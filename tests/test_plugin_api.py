@@ -539,3 +539,22 @@ def test_resuming_a_run_whose_plugin_changed_its_decisions_is_refused_naming_the
     file.write_text("OPTIONS = [1, 2]\n" + EDITABLE)  # restored: it resumes
     done = subprocess.run([*resume, "--storage", url, "-q"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and store.get_run(run).status == "done", done.stdout + done.stderr
+
+
+def test_the_best_of_a_run_whose_plugin_is_gone_is_named_and_only_a_retraining_needs_it(tmp_path: Path) -> None:
+    """A run of an uninstalled plugin (or of a file plugin written for the old `search_spaces` imports): `runs top`
+    named its best, `runs best` refused ("cannot rebuild the space") though it only reads the store."""
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+
+    file = tmp_path / "editable.py"
+    file.write_text("OPTIONS = [1, 2]\n" + EDITABLE)
+    runner, storage = CliRunner(), ["--storage", f"sqlite:///{tmp_path / 'g.db'}"]
+    args = ["search", "--space", f"{file}:Editable", "-n", "4", "--executor", "local", "--strategy", "random", "-q"]
+    assert runner.invoke(app, [*args, *storage]).exit_code == 0
+    file.unlink()
+    best = runner.invoke(app, ["runs", "best", "1", *storage], env={"COLUMNS": "300"})
+    assert best.exit_code == 0 and "best of run 1:" in best.output and "a=2" in best.output, best.output
+    again = runner.invoke(app, ["runs", "best", "1", "--retrain", *storage], env={"COLUMNS": "300"})
+    assert again.exit_code == 1 and "cannot rebuild the space" in again.output

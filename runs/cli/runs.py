@@ -274,17 +274,20 @@ def runs_best(
         run_id = run_id_of(store, run_ref)
         run = store.get_run(run_id)
         sharing = run.config.get("weight_sharing") is not None
-        space = space_of(run, store)
         if not retrain and (epochs is not None or steps is not None):  # before any output: nothing was done
             raise UsageError("--epochs and --steps are the budget of a retraining: add --retrain")
-        budget = retrain_budget(space, run.space, epochs, steps, run_id=run_id) if retrain else {}
-        if retrain:
+        budget: dict[str, int] = {}
+        if retrain:  # the space trains it again; naming the best reads the store (a plugin gone, or moved, too)
             from l2l.runs.executors import check_device
 
+            space = space_of(run, store)
+            budget = retrain_budget(space, run.space, epochs, steps, run_id=run_id)
             check_device(device)
             space, budget = budget_space(space, run, store, budget)
         if by != "single" and not sharing:
-            ranking = rank(store.children(run_id), space, transformed=by == "transformed")
+            ranking = rank(
+                store.children(run_id), space if retrain else ranked_space(run), transformed=by == "transformed"
+            )
             if not ranking.archs:
                 raise nothing_to_name(store, run)
             arch = ranking.archs[0]
