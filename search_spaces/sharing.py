@@ -283,6 +283,15 @@ class LanguageModelNetwork(SharedNetwork):
         model.eval()
         with torch.no_grad():
             bpc = float(self._nats(model, batch)) / math.log(2)
+        return self._scored(bpc)
+
+    def _scored(self, bpc: float) -> dict[str, float]:
+        """The reward of ``bpc``; a state that exploded (far above a uniform guess, as a stand-alone child fails
+        for) scores as not finite, which the search takes for a diverged architecture, not a huge finite reward."""
+        from l2l.nas.charlm import EXPLODED
+
+        if not math.isfinite(bpc) or bpc > EXPLODED * math.log2(self.corpus.n_vocab):
+            return {"reward": math.nan, "val_bpc": math.inf}
         return {"reward": self.reward_of(bpc), "val_bpc": bpc}
 
     def parameter_free(self, spec: Spec) -> float | None:
@@ -291,8 +300,7 @@ class LanguageModelNetwork(SharedNetwork):
     def measure_split(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         from l2l.nas.charlm import bits_per_char
 
-        bpc = bits_per_char(model, self.corpus.val, device)  # type: ignore[arg-type]
-        return {"reward": self.reward_of(bpc), "val_bpc": bpc}
+        return self._scored(bits_per_char(model, self.corpus.val, device))  # type: ignore[arg-type]
 
 
 def plain_metrics(space: str, measured: Any) -> dict[str, float]:

@@ -671,3 +671,30 @@ def test_covers_may_come_as_any_sequence_and_metrics_as_any_real_number() -> Non
     assert covered(space, (d.name for d in space.decisions())) == names  # a generator, read once
     measured = {"reward": np.float32(0.5), "steps": np.int64(3), "converged": True, "loss": torch.tensor(0.25)}
     assert plain_metrics("s", measured) == {"reward": 0.5, "steps": 3.0, "converged": 1.0, "loss": 0.25}
+
+
+def test_a_recurrent_cell_whose_state_explodes_under_shared_weights_scores_as_diverged() -> None:
+    """Cells whose state blew up scored finite rewards of -9e19 bits per character (reward=bpc), which REINFORCE
+    learned from; a stand-alone child of the same cell fails ("the state exploded")."""
+    network = load_space("rnn_cell", {"reward": "bpc"}).shared_network()
+    assert network is not None
+    vocab = network.corpus.n_vocab  # type: ignore[attr-defined]
+
+    class Scaled(torch.nn.Module):  # logits of one confident wrong guess, times a scale
+        def __init__(self, scale: float) -> None:
+            super().__init__()
+            self.scale = scale
+
+        def initial_state(self, batch: int, device: torch.device) -> None:
+            return None
+
+        def forward(self, x: torch.Tensor, state: None) -> tuple[torch.Tensor, None]:
+            logits = torch.zeros(*x.shape, vocab)
+            logits[..., 0] = self.scale
+            return logits, None
+
+    batch = network.val_batch(4, torch.Generator().manual_seed(0))
+    fine = network.measure(Scaled(1.0), batch)
+    assert 0 < fine["val_bpc"] < 10 and fine["reward"] == -fine["val_bpc"]
+    exploded = network.measure(Scaled(1e6), batch)  # ~1e6 nats per character: the state blew up
+    assert exploded["val_bpc"] == float("inf") and exploded["reward"] != exploded["reward"]  # not finite: diverged
