@@ -193,14 +193,20 @@ class MacroSpace(DatasetSpace):
         at its most filters (and for the input signal). An architecture's layer reads the first
         ``filters`` rows and the columns of the layers that feed it; its batch norm the first
         ``filters`` entries; the classifier the columns of the layers it pools (`l2l.nas.shared.Slot`).
-        The stride does not change a weight. Low-rank and predicted convolutions share only with the
-        same choice at the same layer."""
+        The stride does not change a weight. With ``low_rank`` or ``predicted`` there is none."""
         from l2l.nas.cells import signal_shape
         from l2l.nas.data import load_dataset
         from l2l.search_spaces.sharing import ClassifierNetwork
 
         if self.hashed:  # a hashed head's index is built from its own weights, per module: not shareable
             raise SpaceError("macro with hashed=true offers no shared network (LSH indexes are per module)")
+        if self.low_rank or self.predicted:  # a factored layer's weights are its own (keyed by shape): they barely
+            # shared (350 tensors after 10 steps against 71), the scheme that kept the shared loss at chance
+            chosen = "low_rank=true" if self.low_rank else "predicted=true"
+            raise SpaceError(
+                f"macro with {chosen} offers no shared network (factored convolutions would share only with the "
+                "same factoring at the same layer and input, and barely train); search them with full training"
+            )
         if self.start_layers is not None:  # the schedule counts children; a weight-sharing search has none
             raise SpaceError("macro's growing depth (start_layers) does not apply to weight sharing: drop it")
         data = load_dataset(self.dataset)

@@ -469,6 +469,9 @@ def test_micro_weights_that_read_a_cell_take_the_columns_of_its_loose_ends() -> 
 def test_hashed_spaces_say_why_they_offer_no_shared_network() -> None:
     with pytest.raises(SpaceError, match="rnn_cell with hashed=true offers no shared network"):
         load_space("rnn_cell", {"hashed": True}).shared_network()
+    for option in ("low_rank", "predicted"):  # factored layers keyed by shape: they barely shared
+        with pytest.raises(SpaceError, match=f"macro with {option}=true offers no shared network"):
+            load_space("macro", {option: True}).shared_network()
     assert (
         load_space("rnn_cell", TINY["rnn_cell"])
         .shared_network()
