@@ -47,8 +47,20 @@ def run_child(space: SearchSpace, task: ChildTask) -> Result:
     # Small children gain nothing from intra-op threads, and several threads per child on a shared
     # CPU oversubscribe it (10x slower when another process is busy): one thread unless asked.
     torch.set_num_threads(max(1, task.ctx.threads))
+    stops: list[int] = []  # the epoch count at which the pruner first said stop
+    ctx = task.ctx
+    if ctx.report is not None:
+        asked = ctx.report
+
+        def report(epoch: int, value: float) -> bool:
+            stop = asked(epoch, value)
+            if stop and not stops:
+                stops.append(epoch + 1)
+            return stop
+
+        ctx = dataclasses.replace(ctx, report=report)
     try:
-        result = checked_result(space.evaluate(task.spec, task.ctx))
+        result = pruned(checked_result(space.evaluate(task.spec, ctx)), stops)
     except (Exception, SystemExit) as exc:  # the executor boundary: every child failure is recorded, never raised
         # (a space that calls sys.exit too; only Ctrl-C, KeyboardInterrupt, goes on up to stop the search)
         text = "".join(traceback.format_exception(exc))
@@ -61,6 +73,17 @@ def run_child(space: SearchSpace, task: ChildTask) -> Result:
         worker=worker_name(), device=task.ctx.device, started=started, finished=finished, wall_time=finished - started
     )
     return dataclasses.replace(result, runtime=runtime)
+
+
+def pruned(result: Result, stops: list[int]) -> Result:
+    """``result`` marked ``info["pruned_at"]`` where the pruner said stop after ``stops[0]`` epochs and the space
+    stopped there (no curve goes further) without marking it: a plugin's loop that asks `Context.should_stop`,
+    as the plugin docs show, was recorded as an ordinary finished child, and its trial told Optuna complete."""
+    if not stops or not result.ok or result.info.get("pruned_at") is not None:
+        return result
+    if any(len(curve) > stops[0] for curve in result.curves.values()):
+        return result  # it asked, and trained on
+    return dataclasses.replace(result, info={**result.info, "pruned_at": stops[0]})
 
 
 class Executor(ABC):

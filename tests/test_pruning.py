@@ -157,3 +157,41 @@ def test_a_worker_gets_a_constant_size_rung_snapshot_with_optunas_verdicts(prune
     assert sum(verdicts) >= 10 and not all(verdicts)
     # the whole study pickled grew by about 1 kB a child; a snapshot holds a few rungs whatever the run
     assert max(sizes) < 400 and max(sizes[50:]) <= max(sizes[:50]) + 20, sizes
+
+
+ASKING = """
+from l2l.search_spaces import Decision, Result, SearchSpace
+
+class Asking(SearchSpace):  # the plugin docs' loop: ask after each epoch, stop when told, mark nothing
+    name = "asking"
+
+    def decisions(self):
+        return [Decision.categorical("q", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])]
+
+    def evaluate(self, spec, ctx):
+        curve = []
+        for epoch in range(6):
+            curve.append(spec["q"] * (epoch + 1) / 6)
+            if ctx.should_stop(epoch, curve[-1]):
+                break
+        return Result(reward=curve[-1], val_acc=curve[-1], curves={"val_acc": curve})
+"""
+
+
+def test_a_plugin_that_stops_when_its_pruner_says_is_recorded_as_pruned(tmp_path: Path) -> None:
+    """Its children stopped after 2 of 6 epochs and were recorded as finished with their partial reward."""
+    from l2l.runs.executors import pruned
+
+    (tmp_path / "asking.py").write_text(ASKING)
+    store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+    config = SearchConfig(
+        space=f"{tmp_path / 'asking.py'}:Asking", strategy="random", children=14, batch=1, seed=2, pruner="median"
+    )
+    run = Search.start(store, config).run()
+    children = store.children(run, "done")
+    short = [c for c in children if len(c.curves["val_acc"]) < 6]
+    assert short, "no child was stopped"
+    assert all(c.metrics["info"].get("pruned_at") == len(c.curves["val_acc"]) for c in short)
+    assert all("pruned_at" not in c.metrics["info"] for c in children if len(c.curves["val_acc"]) == 6)
+    trained_on = Result(reward=0.5, curves={"val_acc": [0.1, 0.3, 0.5]})  # asked, told to stop at 2, went on
+    assert "pruned_at" not in pruned(trained_on, [2]).info and pruned(trained_on, [3]).info["pruned_at"] == 3
