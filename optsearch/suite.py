@@ -10,7 +10,7 @@ returning either. Their names join the `user` suite (and may be listed by name a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 from l2l.optsearch.trainer import SuiteTask, task_loss
 
@@ -87,37 +87,60 @@ def builtin_tasks() -> list[SuiteTask]:
     return list(BUILTIN.values())
 
 
-def plugin_tasks() -> dict[str, SuiteTask]:
-    """Tasks registered under the entry-point group ``l2l.optimizer_tasks`` by other packages, by name."""
+def _entry_tasks(ep: EntryPoint) -> list[SuiteTask]:
+    """The tasks one entry point registers; `TaskError` naming it when it cannot give them."""
+    where = f"optimizer task plugin {ep.name!r} ({ep.value})"
+    try:
+        value = ep.load()
+        if callable(value) and not isinstance(value, SuiteTask):
+            value = value()
+    except Exception as exc:  # plugin code: any error on import or call is the plugin's
+        raise TaskError(f"{where} failed to load: {exc!r}") from exc
+    tasks = [value] if isinstance(value, SuiteTask) else list(value) if isinstance(value, Sequence) else None
+    if tasks is None or not all(isinstance(t, SuiteTask) for t in tasks):
+        held = sorted({type(t).__name__ for t in tasks or () if not isinstance(t, SuiteTask)})
+        gave = f"a {type(value).__name__} holding {', '.join(held)}" if held else type(value).__name__
+        expected = "a SuiteTask, a sequence of them, or a function returning either"
+        raise TaskError(f"{where} gave {gave}; expected {expected}")
+    names = [t.name for t in tasks]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # the later one would replace the earlier with no word
+        raise TaskError(f"{where} defines the task {twice[0]!r} more than once; give each task its own name")
+    for t in tasks:
+        if t.name in BUILTIN:
+            raise TaskError(f"optimizer task plugin {ep.name!r} redefines the built-in task {t.name!r}")
+    return tasks
+
+
+def loaded_plugins() -> tuple[dict[str, SuiteTask], list[str]]:
+    """The tasks of the ``l2l.optimizer_tasks`` plugins that load, by name, and why each other one does not:
+    a broken plugin takes only its own tasks out, not another package's."""
     out: dict[str, SuiteTask] = {}
     source: dict[str, str] = {}
+    problems: list[str] = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.value.startswith("l2l.optsearch.suite:"):
             continue  # the built-in suites, known without the entry point
-        where = f"optimizer task plugin {ep.name!r} ({ep.value})"
         try:
-            value = ep.load()
-            if callable(value) and not isinstance(value, SuiteTask):
-                value = value()
-        except Exception as exc:  # plugin code: any error on import or call is the plugin's
-            raise TaskError(f"{where} failed to load: {exc!r}") from exc
-        tasks = [value] if isinstance(value, SuiteTask) else list(value) if isinstance(value, Sequence) else None
-        if tasks is None or not all(isinstance(t, SuiteTask) for t in tasks):
-            held = sorted({type(t).__name__ for t in tasks or () if not isinstance(t, SuiteTask)})
-            gave = f"a {type(value).__name__} holding {', '.join(held)}" if held else type(value).__name__
-            expected = "a SuiteTask, a sequence of them, or a function returning either"
-            raise TaskError(f"{where} gave {gave}; expected {expected}")
-        names = [t.name for t in tasks]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:  # the later one would replace the earlier with no word
-            raise TaskError(f"{where} defines the task {twice[0]!r} more than once; give each task its own name")
+            tasks = _entry_tasks(ep)
+            clash = next((t.name for t in tasks if t.name in source and source[t.name] != ep.value), None)
+            if clash is not None:
+                raise TaskError(f"task {clash!r} is defined by two plugins: {source[clash]} and {ep.value}")
+        except TaskError as exc:
+            problems.append(str(exc))
+            continue
         for t in tasks:
-            if t.name in BUILTIN:
-                raise TaskError(f"optimizer task plugin {ep.name!r} redefines the built-in task {t.name!r}")
-            if t.name in source and source[t.name] != ep.value:
-                raise TaskError(f"task {t.name!r} is defined by two plugins: {source[t.name]} and {ep.value}")
             out[t.name], source[t.name] = t, ep.value
-    return out
+    return out, problems
+
+
+def plugin_tasks() -> dict[str, SuiteTask]:
+    """Tasks registered under the entry-point group ``l2l.optimizer_tasks`` by other packages, by name;
+    `TaskError` when any plugin cannot give its tasks."""
+    tasks, problems = loaded_plugins()
+    if problems:
+        raise TaskError(problems[0])
+    return tasks
 
 
 def all_tasks() -> dict[str, SuiteTask]:
@@ -126,12 +149,9 @@ def all_tasks() -> dict[str, SuiteTask]:
 
 
 def plugin_problem() -> str | None:
-    """Why the optimizer task plugins cannot be loaded, or None when they can (or there are none)."""
-    try:
-        plugin_tasks()
-    except TaskError as exc:
-        return str(exc)
-    return None
+    """Why an optimizer task plugin cannot be loaded (the first such), or None when every one can."""
+    problems = loaded_plugins()[1]
+    return problems[0] if problems else None
 
 
 def check_task(task: SuiteTask) -> None:
@@ -157,14 +177,14 @@ def resolve_suite(text: str, warn: Callable[[str], None] | None = None) -> list[
     """``search``, ``heldout``, ``user`` (the plugins' tasks), ``all``, or task names separated by commas.
     Plugin tasks are checked (`check_task`). A broken plugin does not stop built-in tasks from being
     resolved: with ``warn``, it is reported there and its tasks are left out."""
-    try:
-        tasks = all_tasks()
-    except TaskError as exc:
-        builtin_only = text in SUITES or all(n.strip() in BUILTIN for n in text.split(",") if n.strip())
-        if warn is None or not builtin_only:
-            raise
-        warn(f"{exc}; its tasks are left out")
-        tasks = dict(BUILTIN)
+    loaded, problems = loaded_plugins()
+    tasks = {**BUILTIN, **loaded}
+    if problems:  # what was asked for is there without them (built-in suites, healthy plugins' tasks): go on
+        found = text in SUITES or all(n.strip() in tasks for n in text.split(",") if n.strip())
+        if warn is None or not found:
+            raise TaskError(problems[0])
+        for problem in problems:
+            warn(f"{problem}; its tasks are left out")
     suites = {**SUITES, "user": tuple(n for n in tasks if n not in BUILTIN), "all": tuple(tasks)}
     if text in suites:
         if not suites[text]:

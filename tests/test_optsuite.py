@@ -152,6 +152,22 @@ def test_a_broken_task_plugin_is_one_error_before_any_training_and_spares_the_bu
         assert load_space("optimizer", {"suite": "digits-logreg"}).suite_tasks()[0].name == "digits-logreg"  # type: ignore[attr-defined]
 
 
+def test_a_broken_task_plugin_leaves_another_packages_tasks_usable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One package's typo in its entry point stopped every plugin task, even one named directly."""
+    install_task_plugin(tmp_path, monkeypatch)  # healthy: tiny-digits
+    broken = "def tasks():\n    raise RuntimeError('boom in call')\n"
+    install_task_plugin(tmp_path, monkeypatch, broken, module="l2l_broken_tasks")
+    warnings: list[str] = []
+    assert [t.name for t in resolve_suite("tiny-digits", warnings.append)] == ["tiny-digits"]
+    assert len(warnings) == 1 and "plugin 'l2l_broken_tasks'" in warnings[0] and "boom in call" in warnings[0]
+    with pytest.raises(TaskError, match="plugin 'l2l_broken_tasks'"):  # without a place to warn: refused
+        resolve_suite("tiny-digits")
+    with pytest.raises(TaskError, match="plugin 'l2l_broken_tasks'"):  # the user suite would be missing its tasks
+        resolve_suite("user", warnings.append)
+
+
 def test_two_plugins_defining_one_task_name_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     install_task_plugin(tmp_path, monkeypatch)
     install_task_plugin(tmp_path, monkeypatch, PLUGIN, module="l2l_tiny_again")

@@ -61,7 +61,7 @@ def best_rules(store: Store, run_id: int, k: int) -> list[tuple[ChildRecord, Rul
 
 def suite_warnings(space: Any) -> list[str]:
     """What `l2l search` says before an optimizer search: a broken task plugin whose tasks are left out (the
-    run's suite is built-in, or the space would have refused it), and held-out tasks in the reward."""
+    run's suite does not hold them, or the space would have refused it), and held-out tasks in the reward."""
     from l2l.optsearch.suite import plugin_problem
 
     broken = plugin_problem() if space.suite is not None else None  # a one-task search reads no task plugin
