@@ -558,3 +558,25 @@ def test_the_best_of_a_run_whose_plugin_is_gone_is_named_and_only_a_retraining_n
     assert best.exit_code == 0 and "best of run 1:" in best.output and "a=2" in best.output, best.output
     again = runner.invoke(app, ["runs", "best", "1", "--retrain", *storage], env={"COLUMNS": "300"})
     assert again.exit_code == 1 and "cannot rebuild the space" in again.output
+
+
+def test_strategies_list_shows_the_built_ins_and_each_plugin_loaded_or_why_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No command listed the strategies: a plugin's showed only in the error of a misspelt --strategy."""
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+
+    install_strategies(tmp_path, monkeypatch)
+    typo = tmp_path / "l2l_typo-0.1.dist-info"  # another package whose entry point names no object
+    typo.mkdir()
+    (typo / "METADATA").write_text("Metadata-Version: 2.1\nName: l2l-typo\nVersion: 0.1\n")
+    (typo / "entry_points.txt").write_text("[l2l.strategies]\ntypo = l2l_sweep:Sweeep\n")
+    out = CliRunner().invoke(app, ["strategies", "list"], env={"COLUMNS": "300"})
+    assert out.exit_code == 0, out.output
+    rows = {line.split("│")[1].strip(): line for line in out.output.splitlines() if line.startswith("│")}
+    assert {"reinforce", "ppo", "random", "evolution", "tpe", "gp", "qmc", "sweep", "typo"} <= set(rows)
+    assert "built in" in rows["reinforce"] and "plugin (l2l.strategies)" in rows["sweep"] and "│ 2 " in rows["sweep"]
+    assert "cannot load" in rows["typo"] and "Sweeep" in rows["typo"]
+    assert "default: reinforce+screen" in out.output

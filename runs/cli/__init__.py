@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from l2l.runs.cli import listing, optimizers, plot, runs, spaces  # noqa: F401 - listing adds `runs list`, `delete`
+from l2l.runs.cli import listing, optimizers, plot, runs, spaces, strategies  # noqa: F401 - listing: `runs list`
 from l2l.runs.cli.common import error_line
 from l2l.runs.cli.dashboard import dashboard
 from l2l.runs.cli.search import search
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.command()(search)
 app.command()(dashboard)
 app.add_typer(spaces.app, name="spaces")
+app.add_typer(strategies.app, name="strategies")
 app.add_typer(runs.app, name="runs")
 app.add_typer(plot.app, name="plot")
 app.add_typer(optimizers.app, name="optimizers")

@@ -47,7 +47,8 @@ SpaceOpt = Annotated[
 STRATEGY_HELP = (
     "reinforce+screen (the default: REINFORCE whose proposals a surrogate of the rewards picks), reinforce, ppo, "
     "random, evolution, tpe, gp, qmc; any of them as STRATEGY+screen wears the same screen, and as "
-    "STRATEGY+reeval (or STRATEGY+screen+reeval) evaluates the best architectures again when rewards are noisy."
+    "STRATEGY+reeval (or STRATEGY+screen+reeval) evaluates the best architectures again when rewards are noisy. "
+    "`l2l strategies list` shows them with the plugins'."
 )
 StrategyOpt = Annotated[str | None, typer.Option("--strategy", help=STRATEGY_HELP)]
 ChildrenOpt = Annotated[int | None, typer.Option("--children", "-n", help="Children in all \\[default: 100].", min=1)]
