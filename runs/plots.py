@@ -247,8 +247,12 @@ def plot_pareto(
     points, evaluations = pareto_points(children, cost, space)
     if not points:
         reported = sorted({k for c in children for k in (c.metrics.get("cost") or {})})
+        hint = ""
+        if run.config.get("weight_sharing") is not None and not reported:  # its scores carry no cost
+            hint = f" (a weight-sharing run's costs come from retraining: l2l runs best {run.id} --retrain)"
         raise PlotError(
             f"no finished child of run {run.id} reports the cost {cost!r}; reported: {', '.join(reported) or 'none'}"
+            + hint
         )
     front = pareto_front(points)
     fig, ax = plt.subplots(figsize=(7.5, 5))

@@ -580,3 +580,25 @@ def test_strategies_list_shows_the_built_ins_and_each_plugin_loaded_or_why_not(
     assert "built in" in rows["reinforce"] and "plugin (l2l.strategies)" in rows["sweep"] and "│ 2 " in rows["sweep"]
     assert "cannot load" in rows["typo"] and "Sweeep" in rows["typo"]
     assert "default: reinforce+screen" in out.output
+
+
+def test_plot_pareto_uses_the_costs_a_space_declares_without_flops(tmp_path: Path) -> None:
+    """A space declaring cost_metrics = ("trees",) was told its children report no 'flops'."""
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+
+    (tmp_path / "forest.py").write_text(
+        "from l2l.search_spaces import Decision, Result, SearchSpace\n"
+        "class Forest(SearchSpace):\n"
+        "    name = 'forest'\n"
+        "    cost_metrics = ('trees',)\n"
+        "    def decisions(self): return [Decision.categorical('trees', [10, 20, 40])]\n"
+        "    def evaluate(self, spec, ctx):\n"
+        "        return Result(reward=spec['trees'] / 40, val_acc=spec['trees'] / 40, cost={'trees': spec['trees']})\n"
+    )
+    runner, storage = CliRunner(), ["--storage", f"sqlite:///{tmp_path / 'f.db'}"]
+    args = ["search", "--space", f"{tmp_path / 'forest.py'}:Forest", "-n", "3", "--executor", "local", "-q"]
+    assert runner.invoke(app, [*args, *storage]).exit_code == 0
+    out = runner.invoke(app, ["plot", "pareto", "1", "-o", str(tmp_path / "p.png"), *storage], env={"COLUMNS": "300"})
+    assert out.exit_code == 0 and (tmp_path / "p.png").exists(), out.output

@@ -48,7 +48,14 @@ def plot_progress_cmd(
 @app.command("pareto")
 def plot_pareto_cmd(
     run_ref: RunArg,
-    cost: Annotated[str, typer.Option("--cost", help="flops, params, latency_s or train_time_s.")] = "flops",
+    cost: Annotated[
+        str | None,
+        typer.Option(
+            "--cost",
+            help="A cost the children report: flops, params, latency_s, train_time_s, or a plugin's own "
+            "\\[default: flops, or the space's first declared cost where it declares no flops].",
+        ),
+    ] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("pareto.png"),
     storage: StorageOpt = None,
 ) -> None:
@@ -60,9 +67,12 @@ def plot_pareto_cmd(
         store = open_store(storage)
         run_id = run_id_of(store, run_ref)
         run = store.get_run(run_id)
+        space = ranked_space(run)
         try:
             children = store.children(run_id)
-            path, front, evaluations = plot_pareto(run, children, cost, output, ranked_space(run))
+            declared = tuple(space.cost_metrics) if space is not None else ()
+            cost = cost or ("flops" if not declared or "flops" in declared else declared[0])
+            path, front, evaluations = plot_pareto(run, children, cost, output, space)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         console.print(f"wrote {path}", highlight=False)
