@@ -167,7 +167,10 @@ def test_runs_list_and_best_show_the_epochs_and_the_retrained_result_of_a_weight
     retrained = store.children(run_id, "done")
     assert len(retrained) == 1 and f"recorded as child {retrained[0].number}" in best.output
     again = runner.invoke(app, ["runs", "best", str(run_id), *db], env={"COLUMNS": "200"}).output
-    assert f"child {derived.number}, reward {derived.reward:.4f} with shared weights" in again
+    free = f"{derived.metrics['info']['parameter_free']:.0%} parameter-free ops"  # the collapse figure
+    assert f"child {derived.number}, reward {derived.reward:.4f} with shared weights ({free})" in again
+    shown = runner.invoke(app, ["runs", "show", str(run_id), *db], env={"COLUMNS": "300"}).output
+    assert f"with shared weights, {free})" in shown
     assert f"retrained as child {retrained[0].number}: reward {retrained[0].reward:.4f}, test_acc" in again
     top = runner.invoke(app, ["runs", "top", str(run_id), *db], env={"COLUMNS": "200"}).output
     rows = [line for line in top.splitlines() if line.startswith("│")]  # retrained first; scores marked shared

@@ -114,7 +114,9 @@ def sharing_line(store: Store, run: RunRecord, counts: dict[str, int]) -> str:
         line += f", shared loss {epochs[-1].train_loss:.3f}"
     derived = store.children(run.id, "derived")
     if derived:
-        line += f"; derived child {derived[0].number} (reward {fmt(derived[0].reward)} with shared weights)"
+        free = (derived[0].metrics.get("info") or {}).get("parameter_free")
+        share = f", {free:.0%} parameter-free ops" if isinstance(free, (int, float)) else ""
+        line += f"; derived child {derived[0].number} (reward {fmt(derived[0].reward)} with shared weights{share})"
         if counts["done"]:
             line += f", retrained {counts['done']} time(s)"
     return line
@@ -315,6 +317,8 @@ def runs_best(
             best = top[0]
             view = MetricView.of(run.space, top)
             head = f"child {best.number}, reward {fmt(best.reward)}" + (" with shared weights" if sharing else "")
+            free = (best.metrics.get("info") or {}).get("parameter_free") if sharing else None
+            head += f" ({free:.0%} parameter-free ops)" if isinstance(free, (int, float)) else ""
             console.print(
                 f"best of run {run_id}: {joined(head, *view.summaries(best.metrics))}: {describe(run, best.spec)}",
                 highlight=False,
