@@ -216,6 +216,14 @@ def test_the_space_contract_catches_broken_plugins() -> None:
     with pytest.raises(AssertionError, match=r"^reward: "):
         contract.test_same_spec_same_seed_same_result(Unseeded, Unseeded(delay=0.0))
 
+    class SometimesBroken(Flaky):  # trains on two of its three candidates, raises on the third
+        def decisions(self) -> list[Decision]:
+            return [Decision.categorical("x", ["good", "ok", "boom"])]
+
+    # its first draw trains: the contract stopped there and passed a space that fails a third of its children
+    with pytest.raises(RuntimeError, match="child exploded on purpose"):
+        contract.test_evaluate_gives_a_finite_result(SometimesBroken(), Expected(val_acc=True))
+
 
 STRATEGY = """
 from l2l.controllers import RandomController

@@ -101,6 +101,7 @@ class SpaceContract:
 
     samples = 50  # random token sequences per round-trip check
     draws = 20  # candidates evaluate may try before one must succeed (with `Expected.may_fail`)
+    evaluations = 3  # distinct candidates evaluated at least (a space that fails on some is caught)
 
     @pytest.fixture(autouse=True)
     def one_thread(self) -> Iterator[None]:
@@ -203,19 +204,32 @@ class SpaceContract:
             )
 
     def test_evaluate_gives_a_finite_result(self, space: SearchSpace, expected: Expected) -> None:
+        """`evaluations` distinct candidates (or every one, in a smaller space) each give a result the search
+        records as the space meant (a failure only where `Expected.may_fail` allows it, saying why), and one of
+        the first `draws` trains; a space that breaks on some candidates is caught here, not in a search."""
         rng = random.Random(2)
+        seen: set[tuple[int, ...]] = set()
+        trained: Result | None = None
         for _ in range(self.draws):
-            raw = space.evaluate(space.decode(random_tokens(space, rng)), Context(child=0, seed=1))
-            assert isinstance(raw, Result), f"evaluate returned {type(raw).__name__}, not a Result"
+            tokens = random_tokens(space, rng)
+            if tokens in seen and trained is not None:
+                continue
+            seen.add(tokens)
+            spec = space.decode(tokens)
+            raw = space.evaluate(spec, Context(child=0, seed=1))
+            assert isinstance(raw, Result), f"evaluate returned {type(raw).__name__}, not a Result ({spec})"
             result = checked_result(raw)  # what the search records, with the reason when it does not fit
             fits = raw.status == "failed" or result.status != "failed"
-            assert fits, f"the search would record this child as failed: {result.error}"
+            assert fits, f"the search would record this child as failed: {result.error} ({spec})"
             json.dumps(result.to_json(), allow_nan=False)
             if result.status == "failed" and expected.may_fail:
                 assert result.error and any(w in result.error for w in expected.may_fail), result.error
-                continue  # a failure that says why is allowed here; keep drawing until one trains
-            break
-        check_result(result, expected)
+            else:
+                check_result(result, expected)  # a failure not allowed here fails the contract, with its reason
+                trained = trained or result
+            if trained is not None and len(seen) >= self.evaluations:
+                break
+        assert trained is not None, f"none of {len(seen)} candidates trained: {result.error}"
 
     def test_same_spec_same_seed_same_result(self, space_class: type[SearchSpace], space: SearchSpace) -> None:
         """Also on a copy rebuilt from the options and given the shared data, as the Ray executor does, and what
