@@ -76,10 +76,11 @@ class MetricView:
         value = (metrics.get(part) or {}).get(key)
         if value is None:
             return "-"
-        whole = part == "cost" and (
-            float(value).is_integer() or abs(float(value)) >= 100
-        )  # 17,891 flops, not 17890.6667
-        return f"{float(value):,.0f}" if whole else fmt(value)
+        number = float(value)
+        whole = part == "cost" and (number.is_integer() or abs(number) >= 100)  # 17,891 flops, not 17890.6667
+        if part == "cost" and not whole and 0 < abs(number) < 0.001:  # a latency of 43 microseconds, not 0.0000
+            return f"{number:.2e}"
+        return f"{number:,.0f}" if whole else fmt(value)
 
     def summary(self, metrics: dict[str, Any], part: str = "test") -> str:
         """Every figure of ``part`` a child has, as ``name value`` pairs ("" when it has none)."""
