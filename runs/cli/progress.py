@@ -109,7 +109,8 @@ class SharingProgress:
     def __init__(self, run_id: int, epochs: int, store: Store, quiet: bool) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        done = len(store.epochs(run_id))
+        epochs_done = store.epochs(run_id)  # a resumed run's: its bar starts where they left it
+        done = len(epochs_done)
         self.progress = Progress(
             TextColumn("[bold]run {task.fields[run]} epochs"),
             BarColumn(bar_width=16),
@@ -122,8 +123,17 @@ class SharingProgress:
             console=console,
             disable=quiet,
         )
+        last = epochs_done[-1] if epochs_done else None
         self.task = self.progress.add_task(
-            "weight sharing", total=epochs, completed=done, run=run_id, loss="-", mean="-", entropy="-", phase=""
+            "weight sharing",
+            total=epochs,
+            completed=done,
+            start=done < epochs,  # all done (resumed to derive): no elapsed time frozen at 0:00:00
+            run=run_id,
+            loss=fmt(last.train_loss, 3) if last else "-",
+            mean=fmt(last.mean_reward) if last else "-",
+            entropy=fmt(last.entropy, 2) if last else "-",
+            phase="",
         )
         self.derive_started = time.monotonic()
 

@@ -243,8 +243,10 @@ def search(
         route_ray_logs(run_log_file(LOG_DIR, store, run.run_id))
         cfg = run.config
         size = f"epochs={run.ws.epochs}" if cfg.weight_sharing is not None else f"children={cfg.children}"
-        again = " at its last epoch"
-        if cfg.weight_sharing is None:
+        if cfg.weight_sharing is not None:
+            done = len(store.epochs(run.run_id))
+            again = f" after its {done} epochs: deriving" if done >= run.ws.epochs else f" at epoch {done + 1}"
+        else:
             again = f", {run.requeued} {'child' if run.requeued == 1 else 'children'} re-queued"
         console.print(
             f"run [bold]{run.run_id}[/]: space={cfg.space} strategy={cfg.strategy} {size} batch={cfg.batch} "
