@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import random
+import re
 import sys
 import threading
 from collections.abc import Iterable, Mapping
@@ -60,13 +62,19 @@ def available_spaces() -> list[str]:
 
 
 def load_space_class(ref: str) -> type[SearchSpace]:
-    """Resolve a registered name or ``path/to/file.py:Class`` to a `SearchSpace` subclass."""
+    """Resolve a registered name, ``path/to/file.py:Class`` or ``package.module:Class`` (an importable module, as
+    an entry point names it) to a `SearchSpace` subclass."""
     if is_file_ref(ref):
         return _load_from_file(ref)
     eps = _entry_points()
+    if ref not in eps and MODULE_REF.fullmatch(ref):
+        return _load_from_module(ref)
     if ref not in eps:
         known = ", ".join(sorted(eps)) or "(none registered: is l2l installed?)"
-        raise PluginError(f"unknown search space {ref!r}; known: {known}; or give path/to/file.py:ClassName")
+        raise PluginError(
+            f"unknown search space {ref!r}; known: {known}; or give path/to/file.py:ClassName or "
+            "package.module:ClassName"
+        )
     rivals = [ep.value for ep in _registered()[ref]]
     if len(rivals) > 1 and not eps[ref].value.startswith(BUILTIN_PREFIX):
         raise PluginError(
@@ -78,6 +86,20 @@ def load_space_class(ref: str) -> type[SearchSpace]:
     except Exception as exc:  # a plugin's import can raise anything; report it with the plugin's name
         raise PluginError(f"search space {ref!r}: importing {eps[ref].value} failed: {exc!r}") from exc
     return _check_class(ref, obj)
+
+
+MODULE_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")  # package.module:Class
+
+
+def _load_from_module(ref: str) -> type[SearchSpace]:
+    module_name, _, class_name = ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # the module's import can raise anything: name it
+        raise PluginError(f"search space {ref!r}: importing {module_name} failed: {exc!r}") from exc
+    if not hasattr(module, class_name):
+        raise PluginError(f"search space {ref!r}: module {module_name} has no {class_name}")
+    return _check_class(ref, getattr(module, class_name))
 
 
 def is_file_ref(ref: str) -> bool:
@@ -155,7 +177,7 @@ def _missing(ref: str, path: Path, class_name: str, module: Any) -> NoReturn:
 
 def _check_class(ref: str, obj: Any) -> type[SearchSpace]:
     if not (isinstance(obj, type) and issubclass(obj, SearchSpace)):
-        raise PluginError(f"search space {ref!r}: {obj!r} is not a subclass of search_spaces.SearchSpace")
+        raise PluginError(f"search space {ref!r}: {obj!r} is not a subclass of l2l.search_spaces.SearchSpace")
     if not obj.name:
         raise PluginError(f"search space {ref!r}: class {obj.__name__} sets no `name`")
     return obj
