@@ -285,14 +285,21 @@ def checked_proposals(controller: Controller, proposals: Any, n: int) -> list[Pr
                     f"strategy {type(controller).__name__}: proposed {list(p.tokens)} with {name} {value!r}; "
                     "expected a finite number"
                 )
+    decisions = getattr(controller, "decisions", None)
+    sizes = token_sizes(decisions) if isinstance(decisions, list) else None
+    for p in out:  # tokens the space cannot read are the strategy's mistake: said of it, not of the space
+        if sizes is not None and (
+            len(p.tokens) != len(sizes) or not all(0 <= int(t) < k for t, k in zip(p.tokens, sizes, strict=True))
+        ):
+            raise ControllerError(
+                f"strategy {type(controller).__name__}: proposed {list(p.tokens)}; the space takes {len(sizes)} "
+                f"tokens, each below {sizes}"
+            )
     constraints: Constraints | None = getattr(controller, "constraints", None)
-    if constraints is not None:  # out-of-range tokens are the space's to name, when it decodes them
+    if constraints is not None:
         for p in out:
             tokens = tuple(int(t) for t in p.tokens)
-            in_range = len(tokens) == len(constraints.sizes) and all(
-                0 <= t < size for t, size in zip(tokens, constraints.sizes, strict=True)
-            )
-            if in_range and not constraints.valid(constraints.canonical(tokens)):  # its architecture is forbidden
+            if not constraints.valid(constraints.canonical(tokens)):  # its architecture is forbidden
                 raise ControllerError(
                     f"strategy {type(controller).__name__}: proposed {list(tokens)}, a combination the space "
                     "forbids; a strategy proposes only sequences its constraints allow (self.constraints.valid, "

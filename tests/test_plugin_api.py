@@ -421,6 +421,10 @@ def test_a_strategy_proposing_a_forbidden_combination_is_stopped_before_it_is_tr
     assert checked_proposals(controller, allowed, 2) == allowed
     with pytest.raises(ControllerError, match=r"strategy RandomController: proposed \[1, 0\], a combination the space"):
         checked_proposals(controller, [Proposal((1, 0), 0.0, 0.0, 0)], 1)
+    # tokens the space cannot read: the strategy's mistake (it was "space 'mlp' expects 9 tokens, got 5")
+    for tokens in [(0,), (0, 0, 1), (0, 2), (-1, 0)]:
+        with pytest.raises(ControllerError, match=r"strategy RandomController: proposed .*; the space takes 2 tokens"):
+            checked_proposals(controller, [Proposal(tokens, 0.0, 0.0, 0)], 1)
 
 
 def test_a_strategy_whose_checkpoint_cannot_be_read_back_fails_at_its_first_checkpoint() -> None:
