@@ -142,11 +142,11 @@ def test_space_from_an_importable_module_as_an_entry_point_names_it() -> None:
     """`--space mypkg.spaces:ToyBoost` (the target of a package's entry point) was an unknown space."""
     space = load_space("tests.plugins.spaces:Slow", {"delay": 0.0})
     assert space.name == "slow" and type(space).__module__ == "tests.plugins.spaces"
-    with pytest.raises(PluginError, match="module tests.plugins.spaces has no Sloww"):
+    with pytest.raises(PluginError, match=r"module tests\.plugins\.spaces has no Sloww"):
         load_space("tests.plugins.spaces:Sloww")
     with pytest.raises(PluginError, match=r"importing no_such_pkg.spaces failed: ModuleNotFoundError"):
         load_space("no_such_pkg.spaces:Slow")
-    with pytest.raises(PluginError, match="is not a subclass of l2l.search_spaces.SearchSpace"):
+    with pytest.raises(PluginError, match=r"is not a subclass of l2l\.search_spaces\.SearchSpace"):
         load_space("tests.plugins.spaces:NotASpace")
 
 
