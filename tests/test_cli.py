@@ -200,10 +200,19 @@ def test_export_takes_its_format_from_the_file_and_best_names_a_run_whose_childr
     assert again.exit_code == 1 and "run 1 ended with every child recorded (2 failed, 0 done); nothing to resume" in (
         " ".join(again.output.split())
     )
-    expected = "no child of run 1 succeeded (2 failed; their reasons: `l2l runs export 1`)"
+    expected = "no child of run 1 succeeded (2 failed; each one's reason: `l2l runs child 1 N`)"
     for command in (["best"], ["best", "--by", "single"], ["top"], ["top", "--by", "single"]):
         result = runner.invoke(app, ["runs", command[0], "1", *command[1:], "--storage", storage])
         assert result.exit_code == 1 and expected in " ".join(result.output.split()), command
+    # one failure's whole record: the traceback no other command printed
+    shown = " ".join(ok("runs", "show", "1", "--storage", storage).split())
+    assert "failures: 2 of 2 " in shown and f"`l2l runs child 1 1 --storage {storage}`" in shown
+    child = ok("runs", "child", "1", "1", "--storage", storage)
+    assert child.startswith("child 1 of run 1: failed, batch ") and "Traceback (most recent call last):" in child
+    flaky_child = ok("runs", "child", "2", "0", "--storage", storage)
+    assert "reward " in flaky_child and "ran: worker" in flaky_child
+    missing = runner.invoke(app, ["runs", "child", "2", "9", "--storage", storage])
+    assert missing.exit_code == 1 and "run 2 has no child 9 (its children are numbered 0 to 3)" in missing.output
 
 
 def test_the_most_common_failure_groups_reasons_that_differ_only_in_numbers() -> None:

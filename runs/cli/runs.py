@@ -14,6 +14,7 @@ from l2l.runs.cli.common import (
     StorageOpt,
     console,
     first_line,
+    most_common_failure,
     open_store,
     run_id_of,
     space_of,
@@ -100,7 +101,7 @@ def nothing_to_name(store: Store, run: RunRecord) -> UsageError:
     failed = store.count_children(run.id)["failed"]
     if failed and run.status in ("done", "failed"):
         return UsageError(
-            f"no child of run {run.id} succeeded ({failed} failed; their reasons: `l2l runs export {run.id}`)"
+            f"no child of run {run.id} succeeded ({failed} failed; each one's reason: `l2l runs child {run.id} N`)"
         )
     return UsageError(f"run {run.id} has no finished child yet")
 
@@ -152,6 +153,13 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
         lines[-1] = sharing_line(store, run, counts)
     if run.error:
         lines.append(f"[red]error:[/] {run.error}")
+    if counts["failed"]:  # the most common reason here; one child's whole traceback is a command away
+        failed = store.children(run_id, "failed")
+        reason, n = most_common_failure(c.error for c in failed)
+        lines.append(
+            f"failures: {n} of {counts['failed']} {escape(reason)}; each one's record and traceback: "
+            f"`l2l runs child {run.id} {failed[-1].number}{storage_flag(store)}`"
+        )
     placement = placement_line(store.children(run_id))
     if placement:
         lines.append(placement)
