@@ -171,13 +171,14 @@ def test_runs_list_and_best_show_the_epochs_and_the_retrained_result_of_a_weight
     assert f"child {derived.number}, reward {derived.reward:.4f} with shared weights ({free})" in again
     shown = runner.invoke(app, ["runs", "show", str(run_id), *db], env={"COLUMNS": "300"}).output
     assert f"with shared weights, {free})" in shown
+    assert '"weight_sharing": {' in shown and '"children"' not in shown and '"executor"' not in shown  # unused
     assert f"retrained as child {retrained[0].number}: reward {retrained[0].reward:.4f}, test_acc" in again
     top = runner.invoke(app, ["runs", "top", str(run_id), *db], env={"COLUMNS": "200"}).output
     rows = [line for line in top.splitlines() if line.startswith("│")]  # retrained first; scores marked shared
     assert f"{retrained[0].reward:.4f}" in rows[0] and "shared" not in rows[0]
     assert f"{derived.reward:.4f} shared" in top
     # one architecture on two rows: each says what it is and names the other
-    assert f"retrained from child {derived.number}" in rows[0]
+    assert f"retrained from child {derived.number} (epochs 1, seed " in rows[0]  # two retrainings read apart
     assert f"derived, retrained as child {retrained[0].number}" in rows[1]
     second = ["plot", "arch", str(run_id), "--rank", "2", "-o", str(tmp_path / "b.png"), *db]  # runs top's rank 2
     drawn = runner.invoke(app, second, env={"COLUMNS": "200"})

@@ -97,7 +97,9 @@ def sharing_role(child: ChildRecord, retrained: list[ChildRecord]) -> str:
     (``retrained``: the run's finished children)."""
     origin = (child.metrics.get("info") or {}).get("retrained_from")
     if child.status == "done":
-        return f"retrained from child {origin}" if origin is not None else "trained"
+        how = (child.metrics.get("info") or {}).get("retrained_with") or {}
+        with_ = f" ({', '.join(f'{k} {v}' for k, v in how.items())})" if isinstance(how, dict) and how else ""
+        return f"retrained from child {origin}{with_}" if origin is not None else "trained"
     if child.status != "derived":
         return {"candidate": "derive candidate", "shared": "scored while searching"}.get(child.status, child.status)
     again = [str(c.number) for c in retrained if (c.metrics.get("info") or {}).get("retrained_from") == child.number]

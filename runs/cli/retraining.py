@@ -12,15 +12,22 @@ if TYPE_CHECKING:
     from l2l.search_spaces import Result, SearchSpace
 
 
-def record_retrained(store: Store, run_id: int, derived: ChildRecord, result: Result) -> int:
-    """Record the from-scratch training of a weight-sharing run's derived child as a new finished child."""
+def record_retrained(
+    store: Store, run_id: int, derived: ChildRecord, result: Result, budget: dict[str, int], seed: int
+) -> int:
+    """Record the from-scratch training of a weight-sharing run's derived child as a new finished child, with
+    the budget and seed it trained with (retrained twice, the two rows say how they differ)."""
     from l2l.runs.store import NewChild
 
     number = max(c.number for c in store.children(run_id)) + 1
     new = NewChild(number, derived.batch, derived.tokens, derived.spec, 0.0, 0.0, derived.policy_version)
     store.add_children(run_id, [new], running=True)
     data = result.to_json()
-    data["info"] = {**(data.get("info") or {}), "retrained_from": derived.number}
+    data["info"] = {
+        **(data.get("info") or {}),
+        "retrained_from": derived.number,
+        "retrained_with": {**budget, "seed": seed},
+    }
     store.finish_children(run_id, [(number, data, float(result.reward))])
     return number
 

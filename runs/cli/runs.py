@@ -67,7 +67,14 @@ def runs_show(
         if not follow:
             for line in run_lines(store, run_id):
                 console.print(line, highlight=False)
-            console.print("config: " + json.dumps(store.get_run(run_id).config, sort_keys=True), highlight=False)
+            config = store.get_run(run_id).config
+            if config.get("weight_sharing") is not None:  # what a weight-sharing search does not use: not shown
+                config = {
+                    k: v
+                    for k, v in config.items()
+                    if k not in ("children", "executor", "executor_options", "mode", "pruner")
+                }
+            console.print("config: " + json.dumps(config, sort_keys=True), highlight=False)
             return
         from l2l.runs.cli.progress import follow as follow_lines
         from l2l.runs.driver import run_state
@@ -355,7 +362,8 @@ def runs_best(
         own = f" (child {best.number}'s own)" if seed is None else ""
         console.print(f"{done}: {joined(shown, view.summary(metrics))}; seed {used}{own}", highlight=False)
         if sharing:  # the honest number of a weight-sharing search: kept with the run
-            number = record_retrained(store, run_id, best, result)
+            asked = {k: v for k, v in (("epochs", epochs), ("steps", steps)) if v is not None}
+            number = record_retrained(store, run_id, best, result, asked, used)
             console.print(f"recorded as child {number} of run {run_id}", highlight=False)
 
 
