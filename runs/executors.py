@@ -60,7 +60,8 @@ def run_child(space: SearchSpace, task: ChildTask) -> Result:
 
         ctx = dataclasses.replace(ctx, report=report)
     try:
-        result = pruned(checked_result(space.evaluate(task.spec, ctx)), stops)
+        epochs = ctx.budget.get("epochs", space.options.get("epochs"))  # a full training's, where it is known
+        result = pruned(checked_result(space.evaluate(task.spec, ctx)), stops, epochs)
     except (Exception, SystemExit) as exc:  # the executor boundary: every child failure is recorded, never raised
         # (a space that calls sys.exit too; only Ctrl-C, KeyboardInterrupt, goes on up to stop the search)
         text = "".join(traceback.format_exception(exc))
@@ -75,11 +76,15 @@ def run_child(space: SearchSpace, task: ChildTask) -> Result:
     return dataclasses.replace(result, runtime=runtime)
 
 
-def pruned(result: Result, stops: list[int]) -> Result:
-    """``result`` marked ``info["pruned_at"]`` where the pruner said stop after ``stops[0]`` epochs and the space
-    stopped there (no curve goes further) without marking it: a plugin's loop that asks `Context.should_stop`,
-    as the plugin docs show, was recorded as an ordinary finished child, and its trial told Optuna complete."""
+def pruned(result: Result, stops: list[int], epochs: Any = None) -> Result:
+    """``result`` marked ``info["pruned_at"]`` where the pruner said stop after ``stops[0]`` of a full training's
+    ``epochs`` (the space's option or the run's budget) and the space stopped there (no curve goes further)
+    without marking it: a plugin's loop that asks `Context.should_stop`, as the plugin docs show, was recorded as
+    an ordinary finished child, and its trial told Optuna complete. Where ``epochs`` is not known, or the pruner
+    spoke after the last epoch, nothing is marked: a child that trained its whole budget was not pruned."""
     if not stops or not result.ok or result.info.get("pruned_at") is not None:
+        return result
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or stops[0] >= epochs:
         return result
     if any(len(curve) > stops[0] for curve in result.curves.values()):
         return result  # it asked, and trained on

@@ -162,16 +162,20 @@ def test_a_worker_gets_a_constant_size_rung_snapshot_with_optunas_verdicts(prune
 ASKING = """
 from l2l.search_spaces import Decision, Result, SearchSpace
 
-class Asking(SearchSpace):  # the plugin docs' loop: ask after each epoch, stop when told, mark nothing
+class Asking(SearchSpace):  # the plugin docs' loop: ask after each epoch, the last too; stop when told
     name = "asking"
+
+    def __init__(self, epochs=6):
+        super().__init__(epochs=epochs)
+        self.epochs = epochs
 
     def decisions(self):
         return [Decision.categorical("q", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])]
 
     def evaluate(self, spec, ctx):
         curve = []
-        for epoch in range(6):
-            curve.append(spec["q"] * (epoch + 1) / 6)
+        for epoch in range(self.epochs):  # the ranking turns over at the last epoch: the pruner says stop there
+            curve.append(spec["q"] * (epoch + 1) / 6 if epoch + 1 < self.epochs else 1 - spec["q"])
             if ctx.should_stop(epoch, curve[-1]):
                 break
         return Result(reward=curve[-1], val_acc=curve[-1], curves={"val_acc": curve})
@@ -192,6 +196,9 @@ def test_a_plugin_that_stops_when_its_pruner_says_is_recorded_as_pruned(tmp_path
     short = [c for c in children if len(c.curves["val_acc"]) < 6]
     assert short, "no child was stopped"
     assert all(c.metrics["info"].get("pruned_at") == len(c.curves["val_acc"]) for c in short)
+    # told to stop after its last epoch, a child trained its whole budget: not pruned
     assert all("pruned_at" not in c.metrics["info"] for c in children if len(c.curves["val_acc"]) == 6)
     trained_on = Result(reward=0.5, curves={"val_acc": [0.1, 0.3, 0.5]})  # asked, told to stop at 2, went on
-    assert "pruned_at" not in pruned(trained_on, [2]).info and pruned(trained_on, [3]).info["pruned_at"] == 3
+    assert "pruned_at" not in pruned(trained_on, [2], 6).info and pruned(trained_on, [3], 6).info["pruned_at"] == 3
+    assert "pruned_at" not in pruned(trained_on, [3], 3).info  # its last epoch
+    assert "pruned_at" not in pruned(trained_on, [3], None).info  # a full training's length unknown: not claimed
