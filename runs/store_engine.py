@@ -98,17 +98,19 @@ def read_only_reason(path: Path) -> str | None:
 
 def connect_sqlite(path: Path, mode: str) -> sqlite3.Connection:
     """A DB-API connection to the existing SQLite file ``path`` (never a new one) in ``mode`` ``rw`` or ``ro``.
-    Read-only, a store in WAL mode needs its ``-shm`` file: where none is there and the folder cannot hold
-    one, nothing writes the store now, so it is opened as immutable (SQLite reads it without locks)."""
+    Read-only, a store in WAL mode needs its ``-shm`` file: where none is there and the folder cannot hold one,
+    no process has the store open, so it is opened as immutable (read without locks), unless its write-ahead
+    log holds writes, which such an open would not see: that is refused, saying so."""
     base = f"file:{quote(os.path.abspath(path))}?mode={mode}"
-    conn = sqlite3.connect(base, uri=True, timeout=10, check_same_thread=False)
-    if mode == "ro":
-        try:
-            conn.execute("PRAGMA schema_version").fetchone()
-        except sqlite3.OperationalError:  # "unable to open database file": no -shm, and no right to make one
-            conn.close()
-            conn = sqlite3.connect(base + "&immutable=1", uri=True, timeout=10, check_same_thread=False)
-    return conn
+    beside = path.with_name(path.name + "-shm"), path.with_name(path.name + "-wal")
+    if mode == "ro" and not beside[0].exists() and not os.access(path.parent, os.W_OK):
+        if beside[1].exists() and beside[1].stat().st_size > 0:
+            raise StoreError(
+                f"cannot read store {path}: its write-ahead log {beside[1].name} holds writes that cannot be read "
+                "in a folder this user cannot write; copy the store with that file to a folder you can write"
+            )
+        return sqlite3.connect(base + "&immutable=1", uri=True, timeout=10, check_same_thread=False)
+    return sqlite3.connect(base, uri=True, timeout=10, check_same_thread=False)
 
 
 class Database:

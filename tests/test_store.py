@@ -292,6 +292,8 @@ def read_only_copy(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
         folder = tmp_path / "archive"
         folder.mkdir()
         shutil.copy(store_file, folder / "l2l.db")
+        if Path(f"{store_file}-wal").exists():  # copied with its write-ahead log, as the docs say to
+            shutil.copy(f"{store_file}-wal", folder / "l2l.db-wal")
         if os.geteuid() != 0:
             (folder / "l2l.db").chmod(0o444)
             folder.chmod(0o555)
@@ -382,3 +384,18 @@ def test_a_store_a_newer_l2l_wrote_is_one_line_and_an_upgrade_says_so(tmp_path: 
     )
     again = CliRunner().invoke(app, ["runs", "list", "--storage", f"sqlite:///{path}"], env={"COLUMNS": "300"})
     assert again.exit_code == 0 and "upgraded" not in again.output
+
+
+def test_a_read_only_copy_whose_write_ahead_log_holds_writes_is_refused_not_read_without_them(
+    tmp_path: Path, read_only_copy: Callable[[Path], Path]
+) -> None:
+    """Opened immutable, SQLite reads the main file only: runs in the log were silently missing."""
+    store = Store(f"sqlite:///{tmp_path / 'l2l.db'}")
+    make_run(store)  # the store stays open: its last writes are in l2l.db-wal
+    assert Path(f"{tmp_path / 'l2l.db'}-wal").stat().st_size > 0
+    path = read_only_copy(tmp_path / "l2l.db")
+    store.close()
+    with pytest.raises(
+        StoreError, match=r"its write-ahead log l2l\.db-wal holds writes that cannot be read in a folder"
+    ):
+        Store(f"sqlite:///{path}")

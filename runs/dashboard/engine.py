@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.pool import NullPool
 
 from l2l.runs.store_engine import connect_sqlite, read_only_reason, safe_url
 from l2l.runs.store_records import StoreError
@@ -54,7 +55,11 @@ def read_only_engine(url: str) -> Engine:
             # this user cannot write (a read-only mount, an archive) is opened read-only
             file = path
             engine = create_engine(
-                url, creator=lambda: connect_sqlite(file, "ro" if read_only_reason(file) is not None else "rw")
+                url,
+                creator=lambda: connect_sqlite(file, "ro" if read_only_reason(file) is not None else "rw"),
+                # read-only, a connection may be immutable (no process had the store open): none is kept, so a
+                # search that starts writing it later is seen
+                **({"poolclass": NullPool} if read_only_reason(file) is not None else {}),
             )
         else:  # a dashboard outlives server restarts: a pooled connection the server cut is replaced as it is taken
             engine = create_engine(url, pool_pre_ping=True)
