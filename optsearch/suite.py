@@ -118,20 +118,22 @@ def loaded_plugins() -> tuple[dict[str, SuiteTask], list[str]]:
     out: dict[str, SuiteTask] = {}
     source: dict[str, str] = {}
     problems: list[str] = []
+    clashed: set[str] = set()
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.value.startswith("l2l.optsearch.suite:"):
             continue  # the built-in suites, known without the entry point
         try:
             tasks = _entry_tasks(ep)
-            clash = next((t.name for t in tasks if t.name in source and source[t.name] != ep.value), None)
-            if clash is not None:
-                raise TaskError(f"task {clash!r} is defined by two plugins: {source[clash]} and {ep.value}")
         except TaskError as exc:
             problems.append(str(exc))
             continue
         for t in tasks:
+            if t.name in source and source[t.name] != ep.value:  # neither definition is used: which one would be
+                # depends on the order entry points load in, which a Ray worker need not share with the driver
+                problems.append(f"task {t.name!r} is defined by two plugins: {source[t.name]} and {ep.value}")
+                clashed.add(t.name)
             out[t.name], source[t.name] = t, ep.value
-    return out, problems
+    return {name: task for name, task in out.items() if name not in clashed}, problems
 
 
 def plugin_tasks() -> dict[str, SuiteTask]:
@@ -148,10 +150,9 @@ def all_tasks() -> dict[str, SuiteTask]:
     return {**BUILTIN, **plugin_tasks()}
 
 
-def plugin_problem() -> str | None:
-    """Why an optimizer task plugin cannot be loaded (the first such), or None when every one can."""
-    problems = loaded_plugins()[1]
-    return problems[0] if problems else None
+def plugin_problems() -> list[str]:
+    """Why each optimizer task plugin that cannot be loaded cannot (none when every one can)."""
+    return loaded_plugins()[1]
 
 
 def check_task(task: SuiteTask) -> None:
@@ -180,9 +181,10 @@ def resolve_suite(text: str, warn: Callable[[str], None] | None = None) -> list[
     loaded, problems = loaded_plugins()
     tasks = {**BUILTIN, **loaded}
     if problems:  # what was asked for is there without them (built-in suites, healthy plugins' tasks): go on
-        found = text in SUITES or all(n.strip() in tasks for n in text.split(",") if n.strip())
-        if warn is None or not found:
-            raise TaskError(problems[0])
+        asked = [n.strip() for n in text.split(",") if n.strip()]
+        found = text in SUITES or all(n in tasks for n in asked)
+        if warn is None or not found:  # the problem that names a task asked for, where one does
+            raise TaskError(next((p for p in problems if any(repr(n) in p for n in asked)), problems[0]))
         for problem in problems:
             warn(f"{problem}; its tasks are left out")
     suites = {**SUITES, "user": tuple(n for n in tasks if n not in BUILTIN), "all": tuple(tasks)}

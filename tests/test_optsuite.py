@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from l2l.optsearch.suite import BUILTIN, ENTRY_POINT_GROUP, SUITES, TaskError, all_tasks, resolve_suite
+from l2l.optsearch.suite import (
+    BUILTIN,
+    ENTRY_POINT_GROUP,
+    SUITES,
+    TaskError,
+    all_tasks,
+    plugin_problems,
+    resolve_suite,
+)
 from l2l.optsearch.trainer import Diverged, SuiteTask, train_run
 from l2l.search_spaces import load_space
 
@@ -159,12 +167,14 @@ def test_a_broken_task_plugin_leaves_another_packages_tasks_usable(
     install_task_plugin(tmp_path, monkeypatch)  # healthy: tiny-digits
     broken = "def tasks():\n    raise RuntimeError('boom in call')\n"
     install_task_plugin(tmp_path, monkeypatch, broken, module="l2l_broken_tasks")
+    install_task_plugin(tmp_path, monkeypatch, broken, module="l2l_broken_too")
     warnings: list[str] = []
     assert [t.name for t in resolve_suite("tiny-digits", warnings.append)] == ["tiny-digits"]
-    assert len(warnings) == 1 and "plugin 'l2l_broken_tasks'" in warnings[0] and "boom in call" in warnings[0]
-    with pytest.raises(TaskError, match="plugin 'l2l_broken_tasks'"):  # without a place to warn: refused
+    assert len(warnings) == 2 and "plugin 'l2l_broken_t" in warnings[0] and "boom in call" in warnings[0]
+    assert len(plugin_problems()) == 2  # each one said, as `l2l search` says them
+    with pytest.raises(TaskError, match="plugin 'l2l_broken_t"):  # without a place to warn: refused
         resolve_suite("tiny-digits")
-    with pytest.raises(TaskError, match="plugin 'l2l_broken_tasks'"):  # the user suite would be missing its tasks
+    with pytest.raises(TaskError, match="plugin 'l2l_broken_t"):  # the user suite would be missing its tasks
         resolve_suite("user", warnings.append)
 
 
@@ -173,6 +183,8 @@ def test_two_plugins_defining_one_task_name_are_refused(tmp_path: Path, monkeypa
     install_task_plugin(tmp_path, monkeypatch, PLUGIN, module="l2l_tiny_again")
     with pytest.raises(TaskError, match="task 'tiny-digits' is defined by two plugins: l2l_tiny_"):
         all_tasks()
+    with pytest.raises(TaskError, match="task 'tiny-digits' is defined by two plugins"):  # neither one is used
+        resolve_suite("tiny-digits", lambda _: None)
 
 
 def test_a_task_registered_by_entry_point_joins_the_user_suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -62,10 +62,10 @@ def best_rules(store: Store, run_id: int, k: int) -> list[tuple[ChildRecord, Rul
 def suite_warnings(space: Any) -> list[str]:
     """What `l2l search` says before an optimizer search: a broken task plugin whose tasks are left out (the
     run's suite does not hold them, or the space would have refused it), and held-out tasks in the reward."""
-    from l2l.optsearch.suite import plugin_problem
+    from l2l.optsearch.suite import plugin_problems
 
-    broken = plugin_problem() if space.suite is not None else None  # a one-task search reads no task plugin
-    said = [f"{broken}; its tasks are left out"] if broken else []
+    broken = plugin_problems() if space.suite is not None else []  # a one-task search reads no task plugin
+    said = [f"{problem}; its tasks are left out" for problem in broken]
     held = space.heldout_tasks()
     if held:  # the user's choice, but the scoreboard's held-out tasks are no longer held out after it
         said.append(
