@@ -286,7 +286,7 @@ def checked_proposals(controller: Controller, proposals: Any, n: int) -> list[Pr
                     "expected a finite number"
                 )
     decisions = getattr(controller, "decisions", None)
-    sizes = token_sizes(decisions) if isinstance(decisions, list) else None
+    sizes = token_sizes(decisions) if isinstance(decisions, Sequence) else None
     for p in out:  # tokens the space cannot read are the strategy's mistake: said of it, not of the space
         if sizes is not None and (
             len(p.tokens) != len(sizes) or not all(0 <= int(t) < k for t, k in zip(p.tokens, sizes, strict=True))
@@ -299,7 +299,10 @@ def checked_proposals(controller: Controller, proposals: Any, n: int) -> list[Pr
     if constraints is not None:
         for p in out:
             tokens = tuple(int(t) for t in p.tokens)
-            if not constraints.valid(constraints.canonical(tokens)):  # its architecture is forbidden
+            in_range = len(tokens) == len(constraints.sizes) and all(
+                0 <= t < size for t, size in zip(tokens, constraints.sizes, strict=True)
+            )  # (out of range: the space names it when it decodes them, where the strategy's decisions are unknown)
+            if in_range and not constraints.valid(constraints.canonical(tokens)):  # its architecture is forbidden
                 raise ControllerError(
                     f"strategy {type(controller).__name__}: proposed {list(tokens)}, a combination the space "
                     "forbids; a strategy proposes only sequences its constraints allow (self.constraints.valid, "

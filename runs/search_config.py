@@ -63,6 +63,8 @@ class SearchConfig:
                 f"space must be a registered name or 'path/to/file.py:Class', got {got} (a class defined in a "
                 "script: space=__file__ + ':ClassName')"
             )
+        if self.name is not None:  # as commands find it (`l2l runs show NAME` strips what it is given)
+            object.__setattr__(self, "name", str(self.name).strip() or None)
         for key in ("strategy", "executor", "device", "mode"):
             if not isinstance(getattr(self, key), str):
                 raise SearchError(f"{key} must be text, got {getattr(self, key)!r}")

@@ -61,7 +61,7 @@ class Store(SharingStore, Database):
         decisions: list[Any] | None = None,
     ) -> int:
         """Record a new run in status ``running``, with what its space measured (``space_data``) and declared
-        (``decisions``, `l2l.runs.driver.declared`), and the process that drives it (``driver``, host:pid: a
+        (``decisions``, `l2l.search_spaces.decisions_record`), and the process that drives it (``driver``, host:pid: a
         driver killed before its first heartbeat leaves a run that reads as stale, not as running for ever);
         returns its id."""
         with self.session_scope("create run") as s:

@@ -219,8 +219,16 @@ class Database:
             raise StoreError(f"store {self.label}: reading its schema revision failed: {short_error(exc)}") from exc
 
     def _check_known(self, revision: str | None) -> None:
-        """`StoreError` for a schema a newer l2l wrote: Alembic's own answer is a traceback."""
+        """`StoreError` for a schema a newer l2l wrote (Alembic's own answer is a traceback), or another program's
+        Alembic schema where l2l has none."""
         if revision is not None and revision not in schema_revisions():
+            with self.engine.connect() as conn:
+                tables = set(inspect(conn).get_table_names())
+            if "runs" not in tables:
+                raise StoreError(
+                    f"no l2l store at {self.label}: the database holds another program's schema (Alembic revision "
+                    f"{revision}) and none of l2l's tables"
+                )
             raise StoreError(
                 f"cannot open store {self.label}: a newer l2l wrote it (its schema is at revision {revision}, which "
                 f"this l2l, at {schema_head()}, does not know); upgrade l2l to use it"

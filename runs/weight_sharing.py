@@ -101,7 +101,6 @@ class WeightSharingSearch:
         self.ws = SharingConfig.from_settings(config.weight_sharing or {})
         self.space = load_space(config.space, dict(config.space_options))
         self.network = shared_network_of(self.space)
-        check_strategy(config.strategy)
         settings = dict(config.controller)
         if config.strategy.startswith(("reinforce", "ppo")) and "preset" not in settings:
             # rewards are cheap and noisy: sampling one twice is fine; they also change as the shared weights
@@ -126,6 +125,7 @@ class WeightSharingSearch:
 
     @classmethod
     def start(cls, store: Store, config: SearchConfig, listener: Listener | None = None) -> WeightSharingSearch:
+        check_strategy(config.strategy)  # a new run only: a resumed one cannot change its strategy
         search = cls(store, 0, config, listener)
         ws = search.ws
         search.run_id = store.create_run(

@@ -661,7 +661,7 @@ def test_runs_are_listed_by_status_space_and_name_and_deleted_with_confirmation(
 
 def test_a_run_is_named_by_its_id_or_by_its_name_in_every_command_that_takes_one(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'named.db'}"
-    for name in ("baseline", "twice", "twice"):
+    for name in (" baseline ", "twice", "twice"):  # kept as commands find it: stripped
         ok("search", "--space", "toy", "-n", "2", "--executor", "local", "-q", "--name", name, "--storage", db)
     assert ok("runs", "show", "baseline", "--storage", db).startswith("run 1 ")
     assert ok("runs", "top", "baseline", "--storage", db) == ok("runs", "top", "1", "--storage", db)
@@ -673,6 +673,8 @@ def test_a_run_is_named_by_its_id_or_by_its_name_in_every_command_that_takes_one
     assert twice.exit_code == 1 and "2 runs are named 'twice' (runs 2, 3); name one by its id" in twice.output
     unknown = runner.invoke(app, ["runs", "best", "nobody", "--storage", db])
     assert unknown.exit_code == 1 and "no run 'nobody' in store" in unknown.output
+    superscript = runner.invoke(app, ["runs", "best", "²", "--storage", db])  # a digit to str.isdigit, not an id
+    assert superscript.exit_code == 1 and "no run '²' in store" in superscript.output
     numeric = runner.invoke(
         app, ["search", "--space", "toy", "-n", "2", "--executor", "local", "--name", "7", "--storage", db]
     )

@@ -372,6 +372,11 @@ def test_a_store_a_newer_l2l_wrote_is_one_line_and_an_upgrade_says_so(tmp_path: 
         Store(f"sqlite:///{path}")  # was Alembic's traceback: "Can't locate revision identified by '0099'"
     warning = schema_behind("0099")
     assert warning is not None and "a newer l2l wrote this store" in warning and "runs list" not in warning
+    other = sqlite3.connect(tmp_path / "other.db")  # another program's Alembic schema: not "a newer l2l"
+    other.executescript("CREATE TABLE alembic_version (version_num TEXT); INSERT INTO alembic_version VALUES ('ab12');")
+    other.close()
+    with pytest.raises(StoreError, match=r"no l2l store at .*: the database holds another program's schema"):
+        Store(f"sqlite:///{tmp_path / 'other.db'}")
 
     conn = sqlite3.connect(path)
     conn.execute("UPDATE alembic_version SET version_num = '0007'")  # an older one: the decisions column goes

@@ -175,7 +175,7 @@ def open_store(storage: str | None, create: bool = False) -> Store:
 def run_id_of(store: Store, ref: str) -> int:
     """The id of the run ``ref`` names: a run id, or the ``--name`` of exactly one run (a number is an id)."""
     ref = ref.strip()
-    if ref.isdigit():
+    if re.fullmatch(r"[0-9]+", ref):
         return int(ref)
     ids = store.run_ids_named(ref)
     if len(ids) == 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -191,7 +192,7 @@ def plot_optimizer_cmd(
     suite run: a one-seed scoreboard of its best rules against Adam and SGD with momentum on its search
     tasks, drawn as a board. For a board: a performance profile, per-task validation curves at the tuned
     settings, and the update heatmaps."""
-    if not target.isdigit() and (target.endswith(".json") or Path(target).exists()):
+    if not re.fullmatch(r"[0-9]+", target) and (target.endswith(".json") or Path(target).is_file()):
         with user_errors():
             _plot_board(Path(target), output)
         return
