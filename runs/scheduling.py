@@ -109,7 +109,17 @@ def fit_slots(
                 f"(the largest has {largest.get('CPU', 0):g} CPU and {largest.get('GPU', 0):g} GPU; {len(nodes)} "
                 "node(s)); lower --cpus-per-child or --gpus-per-child"
             )
-        fit = fit if worker else sum(per_node)
+        if worker:  # its K workers may share a node or not, but each sits on one: whole children, node by node
+            k = max(1, round(cpus_per_child / cpus if cpus > 0 else gpus_per_child / gpus))
+            if sum(per_node) < k:
+                raise ExecutorError(
+                    f"a child's {k} workers need {cpus:g} CPU and {gpus:g} GPU each, each on one node, and the "
+                    f"cluster's nodes hold {sum(per_node)} such worker(s) at once ({len(nodes)} node(s)): it would "
+                    "wait forever; lower --cpus-per-child or --workers-per-child"
+                )
+            fit = min(fit, sum(per_node) // k)
+        else:
+            fit = sum(per_node)
     return min(fit, max_concurrent) if max_concurrent else fit
 
 

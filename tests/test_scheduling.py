@@ -320,6 +320,11 @@ def test_fractional_gpus_let_children_share_one_and_the_scarcest_resource_bounds
     assert fit_slots({"CPU": 8.0}, 4.0, 0.0, nodes=four, worker=(2.0, 0.0)) == 2
     with pytest.raises(ExecutorError, match=r"one worker of a child needs 3 CPU and 0 GPU on one node"):
         fit_slots({"CPU": 8.0}, 6.0, 0.0, nodes=four, worker=(3.0, 0.0))
+    # 3 CPUs in all hold two workers of 1.5, but only one fits a node: the child waited forever
+    with pytest.raises(ExecutorError, match=r"a child's 2 workers need 1.5 CPU and 0 GPU each, each on one node, and"):
+        fit_slots({"CPU": 3.0}, 3.0, 0.0, nodes=[{"CPU": 1.0}, {"CPU": 2.0}], worker=(1.5, 0.0))
+    assert fit_slots({"CPU": 6.0}, 3.0, 0.0, nodes=[{"CPU": 3.0}, {"CPU": 3.0}], worker=(1.5, 0.0)) == 2
+    assert fit_slots({"CPU": 5.0}, 3.0, 0.0, nodes=[{"CPU": 2.0}, {"CPU": 3.0}], worker=(1.5, 0.0)) == 1  # 1 + 2
 
 
 class Counted(Executor):
