@@ -174,12 +174,27 @@ def partition(total: int, parts: int) -> list[tuple[int, int]]:
     return [(edges[i], edges[i + 1]) for i in range(parts)]
 
 
+# torch optimizers a parameter server cannot step with a pushed dense gradient on every kind of parameter
+UNSERVABLE = {
+    "lbfgs": "its step needs a closure that evaluates the loss again",
+    "sparseadam": "it takes sparse gradients only",
+    "muon": "it takes 2-D weights only, not biases",
+}
+
+
 def _optimizer_class(name: str) -> type[torch.optim.Optimizer]:
     known = {
         k.lower(): v
         for k, v in vars(torch.optim).items()
         if isinstance(v, type) and issubclass(v, torch.optim.Optimizer) and v is not torch.optim.Optimizer
     }
+    if name.lower() in UNSERVABLE:
+        servable = ", ".join(sorted(k for k in known if k not in UNSERVABLE))
+        raise ValueError(
+            f"server optimizer {name!r} cannot serve pushed gradients: {UNSERVABLE[name.lower()]}; known: child, "
+            f"{servable}"
+        )
+    known = {k: v for k, v in known.items() if k not in UNSERVABLE}
     cls = known.get(name.lower())
     if cls is None:
         raise ValueError(f"unknown server optimizer {name!r}; known: child, {', '.join(sorted(known))}")
