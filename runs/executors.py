@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 import time
 import traceback
@@ -64,8 +65,8 @@ def run_child(space: SearchSpace, task: ChildTask) -> Result:
         result = pruned(checked_result(space.evaluate(task.spec, ctx)), stops, epochs)
     except (Exception, SystemExit) as exc:  # the executor boundary: every child failure is recorded, never raised
         # (a space that calls sys.exit too; only Ctrl-C, KeyboardInterrupt, goes on up to stop the search)
-        text = "".join(traceback.format_exception(exc))
-        summary = f"{type(exc).__name__}: {exc}"
+        text = ANSI.sub("", "".join(traceback.format_exception(exc)))
+        summary = failure_summary(exc)
         if len(text) > MAX_TRACEBACK_CHARS:
             text = "...\n" + text[-MAX_TRACEBACK_CHARS:]
         result = Result.failed(f"{summary}\n{text}")
@@ -74,6 +75,18 @@ def run_child(space: SearchSpace, task: ChildTask) -> Result:
         worker=worker_name(), device=task.ctx.device, started=started, finished=finished, wall_time=finished - started
     )
     return dataclasses.replace(result, runtime=runtime)
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # Ray colours its task names in what it raises
+
+
+def failure_summary(exc: BaseException) -> str:
+    """The one-line reason of a child's exception: the innermost of the errors Ray wraps around a remote
+    task's own (a data-parallel child's replica), without Ray's terminal colours."""
+    inner = exc
+    while isinstance(getattr(inner, "cause", None), BaseException):
+        inner = inner.cause  # type: ignore[attr-defined]
+    return ANSI.sub("", f"{type(inner).__name__}: {inner}").strip()
 
 
 def pruned(result: Result, stops: list[int], epochs: Any = None) -> Result:

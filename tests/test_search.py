@@ -390,3 +390,29 @@ def test_numpy_integers_are_taken_as_whole_numbers() -> None:
 
     config = SearchConfig(space="toy", children=np.int64(7), seed=np.int32(3))  # type: ignore[arg-type]
     assert config.children == 7 and type(config.children) is int and config.to_json()["seed"] == 3
+
+
+def test_a_failure_ray_wraps_is_summed_up_by_its_own_cause_without_terminal_colours() -> None:
+    """A downpour child failed as "RayTaskError(TypeError): \\x1b[36mray::Replica.run()\\x1b[39m (pid=...)": its
+    cause only at the end of the traceback, and escape codes in the one line `runs show` prints."""
+    from l2l.runs.executors import ChildTask, run_child
+    from l2l.search_spaces import Context, Decision, SearchSpace, Spec
+
+    class TaskError(Exception):  # as Ray raises a remote task's error: its own kept as ``cause``
+        def __init__(self, cause: BaseException) -> None:
+            super().__init__("\x1b[36mray::Replica.run()\x1b[39m (pid=1, ip=10.0.0.1, actor_id=ab)")
+            self.cause = cause
+
+    class Replicated(SearchSpace):
+        name = "replicated"
+
+        def decisions(self) -> list[Decision]:
+            return [Decision.categorical("x", [1])]
+
+        def evaluate(self, spec: Spec, ctx: Context) -> Result:
+            raise TaskError(TypeError("LBFGS.step() missing 1 required positional argument: 'closure'"))
+
+    space = Replicated()
+    result = run_child(space, ChildTask(0, space.decode((0,)), Context()))
+    assert result.status == "failed" and result.error is not None and "\x1b" not in result.error
+    assert result.error.splitlines()[0] == "TypeError: LBFGS.step() missing 1 required positional argument: 'closure'"
