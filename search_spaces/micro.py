@@ -60,8 +60,10 @@ class MicroSpace(DatasetSpace):
         self.dataset, self.op_set, self.n_nodes, self.n_cells = dataset, OP_SETS[ops], nodes, cells
         self.channels, self.reductions = channels, reductions
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
+        # without reductions the network has no reduction cell: its choices would change nothing
+        self.kinds = CELL_TYPES if reductions else CELL_TYPES[:1]
         self._decisions: list[Decision] = []
-        for kind in CELL_TYPES:
+        for kind in self.kinds:
             for b in range(2, nodes + 2):
                 for side in ("a", "b"):
                     self._decisions.append(Decision.categorical(f"{kind}_n{b}_{side}", range(b)))
@@ -83,7 +85,7 @@ class MicroSpace(DatasetSpace):
 
     def describe(self, spec: Spec) -> str:
         parts = []
-        for kind in CELL_TYPES:
+        for kind in self.kinds:
             nodes = " ".join(
                 f"n{b}=[{n.op_a}({n.a})+{n.op_b}({n.b})]" for b, n in enumerate(self.cell(spec, kind), start=2)
             )
@@ -95,7 +97,7 @@ class MicroSpace(DatasetSpace):
 
         labels: list[str] = []
         edges: list[list[Any]] = []
-        for kind in CELL_TYPES:
+        for kind in self.kinds:
             base = len(labels)
             nodes = self.cell(spec, kind)
             labels += [f"{kind}: c[k-2]", f"{kind}: c[k-1]"] + [f"n{b}" for b in range(2, len(nodes) + 2)]
@@ -119,7 +121,7 @@ class MicroSpace(DatasetSpace):
             torch.manual_seed(seed)
             model = MicroNet(
                 self.cell(spec, "normal"),
-                self.cell(spec, "reduce"),
+                self.cell(spec, "reduce") if self.reductions else [],
                 shape,
                 data.n_classes,
                 channels=self.channels,

@@ -119,3 +119,16 @@ def test_cli_prints_cell_descriptions_with_their_brackets() -> None:
     console.print(describe(run, spec.to_json()))
     assert space.describe(spec) in console.export_text()  # Rich must not eat "[sep_conv_3x3(0)+...]"
     assert "n2=[sep_conv_3x3(0)+sep_conv_3x3(0)]" in space.describe(spec)
+
+
+def test_without_reductions_micro_searches_only_its_normal_cell() -> None:
+    """With reductions=0 the network has no reduction cell, yet its 20 choices were searched (and counted in a
+    weight-sharing run's share of parameter-free ops): two specs differing only there built one network."""
+    from l2l.search_spaces import load_space
+
+    full = load_space("micro", {"nodes": 2, "channels": 2})
+    flat = load_space("micro", {"nodes": 2, "channels": 2, "reductions": 0})
+    assert [d.name for d in flat.decisions()] == [d.name for d in full.decisions() if d.name.startswith("normal_")]
+    spec = flat.decode([0] * len(flat.decisions()))
+    model, example = flat.build(spec, 0)
+    assert model(example).shape == (1, 10) and "reduce" not in flat.describe(spec)
