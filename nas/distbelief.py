@@ -178,7 +178,7 @@ def partition(total: int, parts: int) -> list[tuple[int, int]]:
 UNSERVABLE = {
     "lbfgs": "its step needs a closure that evaluates the loss again",
     "sparseadam": "it takes sparse gradients only",
-    "muon": "it takes 2-D weights only, not biases",
+    "muon": "each shard holds a flat 1-D range of the parameters, and Muon steps 2-D matrices only",
 }
 
 

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from typing import Any
 
-from l2l.runs.executors import ChildTask, run_child
+from l2l.runs.executors import ChildTask, failure_summary, run_child
 from l2l.search_spaces.api import Result, SearchSpace
 from l2l.search_spaces.registry import FILE_PLUGIN_PREFIX
 
@@ -186,13 +186,14 @@ def run_sync_on_actors(refs: list[Any], task: ChildTask, parallel: Any) -> Resul
                 out = ray.get(ready[0])
             except Exception as exc:
                 what = "died" if is_death(exc) else "failed"
-                return Result.failed(f"replica {rank} of the {world} training child {task.number} {what}: {exc}")
+                why = failure_summary(exc)
+                return Result.failed(f"replica {rank} of the {world} training child {task.number} {what}: {why}")
             if out is not None and out.status == "failed":
                 return out  # the others may wait in a collective that never comes: they are killed below
             if rank == 0:
                 result = out
     except Exception as exc:  # a replica that could not start or report: this child fails with the reason
-        return Result.failed(f"the {world} replicas of child {task.number} could not train: {exc}")
+        return Result.failed(f"the {world} replicas of child {task.number} could not train: {failure_summary(exc)}")
     finally:
         for actor in actors:
             ray.kill(actor, no_restart=True)

@@ -83,10 +83,14 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # Ray colours its task names in wha
 def failure_summary(exc: BaseException) -> str:
     """The one-line reason of a child's exception: the innermost of the errors Ray wraps around a remote
     task's own (a data-parallel child's replica), without Ray's terminal colours."""
-    inner = exc
-    while isinstance(getattr(inner, "cause", None), BaseException):
-        inner = inner.cause  # type: ignore[attr-defined]
-    return ANSI.sub("", f"{type(inner).__name__}: {inner}").strip()
+    inner, seen = exc, {id(exc)}
+    try:
+        while isinstance(cause := getattr(inner, "cause", None), BaseException) and id(cause) not in seen:
+            inner = cause
+            seen.add(id(cause))
+        return ANSI.sub("", f"{type(inner).__name__}: {inner}").strip()
+    except Exception:  # an exception whose cause or text raises: its type at least, at the executor boundary
+        return type(exc).__name__
 
 
 def pruned(result: Result, stops: list[int], epochs: Any = None) -> Result:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from l2l.runs.distbelief import DataParallel, DataParallelError
-from l2l.runs.executors import ChildTask, Executor, ExecutorError
+from l2l.runs.executors import ChildTask, Executor, ExecutorError, failure_summary
 from l2l.runs.ray_cluster import RayInstance, connect, head_alive
 from l2l.runs.ray_worker import SlotActor
 from l2l.runs.scheduling import Job, Scheduler, children_per_slot, fit_slots
@@ -383,7 +383,7 @@ class RayExecutor(Executor):
         except ray.exceptions.TaskCancelledError:
             result = Result.failed("cancelled")
         except ray.exceptions.RayError as exc:
-            result = Result.failed(f"Ray could not run child {call.number}: {type(exc).__name__}: {exc}")
+            result = Result.failed(f"Ray could not run child {call.number}: {failure_summary(exc)}")
         else:  # the call returned a result, so its slot has loaded the space
             self._workers.loaded(call.slot, call.job.space)
         return self._scheduler.returned(ref, result)

@@ -112,10 +112,11 @@ def fit_slots(
         if worker:  # its K workers may share a node or not, but each sits on one: whole children, node by node
             k = max(1, round(cpus_per_child / cpus if cpus > 0 else gpus_per_child / gpus))
             if sum(per_node) < k:
+                lower = "--gpus-per-child" if gpus > 0 else "--cpus-per-child"
                 raise ExecutorError(
                     f"a child's {k} workers need {cpus:g} CPU and {gpus:g} GPU each, each on one node, and the "
-                    f"cluster's nodes hold {sum(per_node)} such worker(s) at once ({len(nodes)} node(s)): it would "
-                    "wait forever; lower --cpus-per-child or --workers-per-child"
+                    f"cluster's nodes hold {sum(per_node)} such worker(s) at once ({len(nodes)} node(s)): every "
+                    f"child would fail after waiting for its workers; lower {lower} or --workers-per-child"
                 )
             fit = min(fit, sum(per_node) // k)
         else:

@@ -104,7 +104,11 @@ def connect_sqlite(path: Path, mode: str) -> sqlite3.Connection:
     base = f"file:{quote(os.path.abspath(path))}?mode={mode}"
     beside = path.with_name(path.name + "-shm"), path.with_name(path.name + "-wal")
     if mode == "ro" and not beside[0].exists() and not os.access(path.parent, os.W_OK):
-        if beside[1].exists() and beside[1].stat().st_size > 0:
+        try:
+            logged = beside[1].stat().st_size  # a writer elsewhere may fold the log in and remove it meanwhile
+        except FileNotFoundError:
+            logged = 0
+        if logged > 0:
             raise StoreError(
                 f"cannot read store {path}: its write-ahead log {beside[1].name} holds writes that cannot be read "
                 "in a folder this user cannot write; copy the store with that file to a folder you can write"

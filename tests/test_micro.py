@@ -124,10 +124,10 @@ def test_cli_prints_cell_descriptions_with_their_brackets() -> None:
 def test_without_reductions_micro_searches_only_its_normal_cell() -> None:
     """With reductions=0 the network has no reduction cell, yet its 20 choices were searched (and counted in a
     weight-sharing run's share of parameter-free ops): two specs differing only there built one network."""
-    from l2l.search_spaces import load_space
+    from l2l.search_spaces.micro import MicroSpace
 
-    full = load_space("micro", {"nodes": 2, "channels": 2})
-    flat = load_space("micro", {"nodes": 2, "channels": 2, "reductions": 0})
+    full = MicroSpace(nodes=2, channels=2)
+    flat = MicroSpace(nodes=2, channels=2, reductions=0)
     assert [d.name for d in flat.decisions()] == [d.name for d in full.decisions() if d.name.startswith("normal_")]
     spec = flat.decode([0] * len(flat.decisions()))
     model, example = flat.build(spec, 0)

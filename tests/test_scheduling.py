@@ -325,6 +325,11 @@ def test_fractional_gpus_let_children_share_one_and_the_scarcest_resource_bounds
         fit_slots({"CPU": 3.0}, 3.0, 0.0, nodes=[{"CPU": 1.0}, {"CPU": 2.0}], worker=(1.5, 0.0))
     assert fit_slots({"CPU": 6.0}, 3.0, 0.0, nodes=[{"CPU": 3.0}, {"CPU": 3.0}], worker=(1.5, 0.0)) == 2
     assert fit_slots({"CPU": 5.0}, 3.0, 0.0, nodes=[{"CPU": 2.0}, {"CPU": 3.0}], worker=(1.5, 0.0)) == 1  # 1 + 2
+    # whole children, node by node: 6 CPUs hold two children of 3, but three 2-CPU nodes hold 3 workers of 1.5
+    assert fit_slots({"CPU": 6.0}, 3.0, 0.0, nodes=[{"CPU": 2.0}] * 3, worker=(1.5, 0.0)) == 1
+    assert fit_slots({"CPU": 8.0, "GPU": 2.0}, 0.0, 2.0, nodes=[{"CPU": 4.0, "GPU": 1.0}] * 2, worker=(0.0, 1.0)) == 1
+    with pytest.raises(ExecutorError, match=r"lower --gpus-per-child or --workers-per-child"):
+        fit_slots({"CPU": 8.0, "GPU": 2.0}, 0.0, 2.0, nodes=[{"CPU": 8.0, "GPU": 1.0}], worker=(0.0, 1.0))
 
 
 class Counted(Executor):

@@ -416,3 +416,8 @@ def test_a_failure_ray_wraps_is_summed_up_by_its_own_cause_without_terminal_colo
     result = run_child(space, ChildTask(0, space.decode((0,)), Context()))
     assert result.status == "failed" and result.error is not None and "\x1b" not in result.error
     assert result.error.splitlines()[0] == "TypeError: LBFGS.step() missing 1 required positional argument: 'closure'"
+    from l2l.runs.executors import failure_summary
+
+    looped = TaskError(ValueError("inner"))
+    looped.cause = looped  # a cause that is itself: not followed for ever
+    assert failure_summary(looped).startswith("TaskError: ray::Replica.run()")
