@@ -682,3 +682,12 @@ def test_a_run_is_named_by_its_id_or_by_its_name_in_every_command_that_takes_one
     assert "deleted run(s) 1 (toy, 2 done)" in ok("runs", "delete", "baseline", "-y", "--storage", db)
     done = runner.invoke(app, ["search", "--resume", "twice", "--storage", db])  # resolved, then refused for twice
     assert done.exit_code == 1 and "2 runs are named 'twice'" in done.output
+
+
+def test_costs_below_a_thousandth_print_with_an_exponent_and_large_ones_whole() -> None:
+    """`runs best` printed a 43-microsecond latency as "latency_s 0.0000"."""
+    from l2l.runs.cli.formatting import MetricView
+
+    view = MetricView(cost=("latency_s", "flops", "params"))
+    costs = {"cost": {"latency_s": 4.3e-5, "flops": 17890.6, "params": 0.5}}
+    assert view.summary(costs, "cost") == "latency_s 4.30e-05, flops 17,891, params 0.5000"
