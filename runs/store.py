@@ -274,6 +274,12 @@ class Store(SharingStore, Database):
                 q = q.where(ChildRow.status == status)
             return [record_from_row(ChildRecord, r) for r in s.scalars(q.order_by(ChildRow.number)).all()]
 
+    def child(self, run_id: int, number: int) -> ChildRecord | None:
+        """Child ``number`` of the run, or None when it has none by that number."""
+        with self.session_scope("read child") as s:
+            row = s.scalars(select(ChildRow).where(ChildRow.run_id == run_id, ChildRow.number == number)).first()
+            return None if row is None else record_from_row(ChildRecord, row)
+
     def rewards(self, run_id: int) -> list[tuple[int, tuple[int, ...], float]]:
         """(number, tokens, reward) of the run's finished children with a reward, by number: what ranking
         architectures needs, without reading whole records (specs, metrics, curves)."""

@@ -53,10 +53,10 @@ def runs_child(
     with user_errors():
         store = open_store(storage)
         run = store.get_run(run_id_of(store, run_ref))
-        found = [c for c in store.children(run.id) if c.number == number]
-        if not found:
+        found = store.child(run.id, number)  # one row, not the run's every child
+        if found is None:
             total = sum(store.count_children(run.id).values())
             held = f"its children are numbered 0 to {total - 1}" if total else "it has no children yet"
             raise UsageError(f"run {run.id} has no child {number} ({held})")
-        for line in child_lines(run, found[0]):
+        for line in child_lines(run, found):
             console.print(line, highlight=False, markup=False, soft_wrap=True)

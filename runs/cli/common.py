@@ -172,10 +172,15 @@ def open_store(storage: str | None, create: bool = False) -> Store:
     return store
 
 
+def is_run_id(text: str) -> bool:
+    """Whether a RUN argument ``text`` is a run id (ASCII digits), not a run's name."""
+    return re.fullmatch(r"[0-9]+", text.strip()) is not None
+
+
 def run_id_of(store: Store, ref: str) -> int:
     """The id of the run ``ref`` names: a run id, or the ``--name`` of exactly one run (a number is an id)."""
     ref = ref.strip()
-    if re.fullmatch(r"[0-9]+", ref):
+    if is_run_id(ref):
         return int(ref)
     ids = store.run_ids_named(ref)
     if len(ids) == 1:

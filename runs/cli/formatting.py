@@ -9,6 +9,12 @@ from typing import Any
 from l2l.runs.cli.export import metric_keys
 
 
+def parameter_free(child: Any) -> str | None:
+    """``N% parameter-free ops`` of a weight-sharing run's derived child (its collapse figure), or None."""
+    free = (child.metrics.get("info") or {}).get("parameter_free")
+    return f"{free:.0%} parameter-free ops" if isinstance(free, (int, float)) else None
+
+
 def fmt(x: float | None, digits: int = 4) -> str:
     """A figure with fixed digits, or "-" where there is none yet (tables keep their columns aligned)."""
     return "-" if x is None else f"{x:.{digits}f}"

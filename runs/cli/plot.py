@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +11,7 @@ from l2l.runs.cli.common import (
     RunArg,
     StorageOpt,
     console,
+    is_run_id,
     open_store,
     run_id_of,
     space_of,
@@ -192,7 +192,7 @@ def plot_optimizer_cmd(
     suite run: a one-seed scoreboard of its best rules against Adam and SGD with momentum on its search
     tasks, drawn as a board. For a board: a performance profile, per-task validation curves at the tuned
     settings, and the update heatmaps."""
-    if not re.fullmatch(r"[0-9]+", target) and (target.endswith(".json") or Path(target).is_file()):
+    if not is_run_id(target) and (target.endswith(".json") or Path(target).is_file()):
         with user_errors():
             _plot_board(Path(target), output)
         return

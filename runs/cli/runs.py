@@ -27,6 +27,7 @@ from l2l.runs.cli.formatting import (
     describe,
     fmt,
     joined,
+    parameter_free,
     placement_line,
     pruned_at,
     pruned_mark,
@@ -122,9 +123,9 @@ def sharing_line(store: Store, run: RunRecord, counts: dict[str, int]) -> str:
         line += f", shared loss {epochs[-1].train_loss:.3f}"
     derived = store.children(run.id, "derived")
     if derived:
-        free = (derived[0].metrics.get("info") or {}).get("parameter_free")
-        share = f", {free:.0%} parameter-free ops" if isinstance(free, (int, float)) else ""
-        line += f"; derived child {derived[0].number} (reward {fmt(derived[0].reward)} with shared weights{share})"
+        share = parameter_free(derived[0])
+        line += f"; derived child {derived[0].number} (reward {fmt(derived[0].reward)} with shared weights"
+        line += f", {share})" if share else ")"
         if counts["done"]:
             line += f", retrained {counts['done']} time(s)"
     return line
@@ -294,11 +295,12 @@ def runs_best(
         if not retrain and (epochs is not None or steps is not None):  # before any output: nothing was done
             raise UsageError("--epochs and --steps are the budget of a retraining: add --retrain")
         budget: dict[str, int] = {}
+        asked: dict[str, int] = {}  # the budget given (--epochs, --steps), recorded with a weight-sharing retraining
         if retrain:  # the space trains it again; naming the best reads the store (a plugin gone, or moved, too)
             from l2l.runs.executors import check_device
 
             space = space_of(run, store)
-            budget = retrain_budget(space, run.space, epochs, steps, run_id=run_id)
+            budget = asked = retrain_budget(space, run.space, epochs, steps, run_id=run_id)
             check_device(device)
             space, budget = budget_space(space, run, store, budget)
         if by != "single" and not sharing:
@@ -332,8 +334,8 @@ def runs_best(
             best = top[0]
             view = MetricView.of(run.space, top)
             head = f"child {best.number}, reward {fmt(best.reward)}" + (" with shared weights" if sharing else "")
-            free = (best.metrics.get("info") or {}).get("parameter_free") if sharing else None
-            head += f" ({free:.0%} parameter-free ops)" if isinstance(free, (int, float)) else ""
+            share = parameter_free(best) if sharing else None
+            head += f" ({share})" if share else ""
             console.print(
                 f"best of run {run_id}: {joined(head, *view.summaries(best.metrics))}: {describe(run, best.spec)}",
                 highlight=False,
@@ -362,7 +364,6 @@ def runs_best(
         own = f" (child {best.number}'s own)" if seed is None else ""
         console.print(f"{done}: {joined(shown, view.summary(metrics))}; seed {used}{own}", highlight=False)
         if sharing:  # the honest number of a weight-sharing search: kept with the run
-            asked = {k: v for k, v in (("epochs", epochs), ("steps", steps)) if v is not None}
             number = record_retrained(store, run_id, best, result, asked, used)
             console.print(f"recorded as child {number} of run {run_id}", highlight=False)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 from contextlib import ExitStack
 from pathlib import Path
@@ -17,6 +16,7 @@ from l2l.runs.cli.common import (
     StorageOpt,
     console,
     err_console,
+    is_run_id,
     open_store,
     run_id_of,
     run_log_file,
@@ -362,7 +362,7 @@ def open_run(store: Store, flags: SearchFlags, resume: int | None) -> Any:
                 f"{'does' if len(ignored) == 1 else 'do'} not apply to it; drop {'it' if len(named) == 1 else 'them'}"
             )
         config = SearchConfig.from_json({**(SHARING_DEFAULTS if sharing else DEFAULTS), **settings})
-        if config.name is not None and re.fullmatch(r"\s*[0-9]+\s*", str(config.name)):  # RUN reads it as an id
+        if config.name is not None and is_run_id(str(config.name)):  # RUN arguments read it as an id
             raise UsageError(f"--name {config.name!r} is a number, which commands read as a run id; add a letter")
         if config.weight_sharing is not None:
             return WeightSharingSearch.start(store, config)

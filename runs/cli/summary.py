@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 
 from l2l.runs.cli.common import console, fail, most_common_failure, storage_flag
+from l2l.runs.cli.formatting import parameter_free
 
 if TYPE_CHECKING:
     from l2l.runs.store import Store
@@ -19,7 +20,7 @@ def print_derived(store: Store, run: Any) -> None:
     shared = store.count_children(run.run_id).get("shared", 0)
     if derived:
         d = derived[0]
-        free = d.metrics.get("info", {}).get("parameter_free")
+        share = parameter_free(d)
         figures = d.metrics.get("info", {}).get("shared") or {}
         metric = run.space.validation_metric
         val = figures.get(f"val_{metric}")  # what the space measures (bpc, perplexity), beside the reward
@@ -32,7 +33,7 @@ def print_derived(store: Store, run: Any) -> None:
             f"run {run.run_id} done: {run.ws.epochs} epoch{'s' * (run.ws.epochs != 1)}, {shared} architectures "
             "scored with the shared weights; "
             f"derived child {d.number} ({how} with shared weights"
-            + (f", {free:.0%} parameter-free ops" if free is not None else "")
+            + (f", {share}" if share else "")
             + f"): {escape(run.space.describe(run.space.decode(d.tokens)))}. "
             f"Train it from scratch: `l2l runs best {run.run_id} --retrain{storage_flag(store)}`.",
             highlight=False,
