@@ -117,13 +117,16 @@ class SearchFlags:
 
 # what a resumed run may change: where its children run, not what the run is
 MOVABLE = ("address", "max_concurrent", "child_timeout")
+# the settings a weight-sharing search does not use (it runs in the driver's process for its epochs)
+SHARING_UNUSED = ("children", "pruner", "mode", "executor", "executor_options")
 
 
 def sharing_conflicts(settings: Mapping[str, Any]) -> list[str]:
     """The settings (as flags, without dashes) that a weight-sharing search would ignore: it runs in the
     driver's process for its epochs, so the number of children, the executor and its options, the pruner
     and the batch mode do not apply."""
-    names = [k for k in ("children", "pruner", "mode") if settings.get(k) is not None]
+    plain = [k for k in SHARING_UNUSED if not k.startswith("executor")]  # the executor: below, when not local
+    names = [k for k in plain if settings.get(k) is not None]
     if settings.get("executor") not in (None, "local"):
         names.append("executor")
     names += [k for k, v in (settings.get("executor_options") or {}).items() if v not in (None, {}, [])]

@@ -44,7 +44,7 @@ from l2l.runs.cli.ranking import (
     transform_note,
 )
 from l2l.runs.cli.retraining import budget_space, record_retrained, retrain_budget, retrain_child
-from l2l.runs.config import UsageError
+from l2l.runs.config import SHARING_UNUSED, UsageError
 
 if TYPE_CHECKING:
     from l2l.runs.store import RunRecord, Store
@@ -70,11 +70,7 @@ def runs_show(
                 console.print(line, highlight=False)
             config = store.get_run(run_id).config
             if config.get("weight_sharing") is not None:  # what a weight-sharing search does not use: not shown
-                config = {
-                    k: v
-                    for k, v in config.items()
-                    if k not in ("children", "executor", "executor_options", "mode", "pruner")
-                }
+                config = {k: v for k, v in config.items() if k not in SHARING_UNUSED}
             console.print("config: " + json.dumps(config, sort_keys=True), highlight=False)
             return
         from l2l.runs.cli.progress import follow as follow_lines
