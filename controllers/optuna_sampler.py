@@ -14,6 +14,7 @@ Optuna's own samplers leave them out of their models.
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -104,6 +105,13 @@ class ControllerSampler(BaseSampler):
         baseline_decay: float = 0.8,
         elite_size: int = 3,
     ) -> None:
+        whole = {"batch": batch, "bins": bins, "hidden_size": hidden_size, "lstm_layers": lstm_layers}
+        real = {"lr": lr, "init_range": init_range, "baseline_decay": baseline_decay}
+        for key, value in {**whole, "elite_size": elite_size, **real}.items():
+            kind = numbers.Integral if key in whole or key == "elite_size" else numbers.Real
+            if isinstance(value, bool) or not isinstance(value, kind):
+                what = "a whole number" if kind is numbers.Integral else "a number"
+                raise TypeError(f"ControllerSampler: {key} must be {what}, got {value!r}")
         if batch < 1 or bins < 2:
             raise ValueError(f"batch must be >= 1 and bins >= 2, got {batch}, {bins}")
         if lr <= 0:

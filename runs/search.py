@@ -26,7 +26,7 @@ from l2l.runs.driver import (
 from l2l.runs.estimates import ArchKeys
 from l2l.runs.executors import ChildTask, Executor, WorkerPool, make_executor, to_submit
 from l2l.runs.pruning import PrunerBridge
-from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted, check_costs
+from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted, check_budget, check_costs
 from l2l.runs.store import NewChild, Store
 from l2l.search_spaces import Context, Result, SearchSpace, Spec, decisions_record, load_space
 from l2l.search_spaces.constraints import Constraints, identity_of
@@ -97,6 +97,8 @@ class Search:
         )
         self.controller.plan(config.children)
         check_costs(self.space, self.controller.reward_transform)
+        if run_id == 0:  # a new run (`start`), before any executor starts; a stored run resumes as it was
+            check_budget(self.space, config.budget)
         self.executor = executor or make_executor(config.executor, config.device, config.executor_options)
         self.listener = listener
         self.worst_reward: float | None = None

@@ -92,8 +92,13 @@ class SearchConfig:
             raise SearchError(f"threads_per_child must be >= 1, got {self.threads_per_child}")
         if self.weight_sharing is not None and not isinstance(self.weight_sharing, Mapping):
             raise SearchError(f"weight_sharing must be a table of settings, got {self.weight_sharing!r}")
-        if self.failure_reward is not None and not math.isfinite(self.failure_reward):
-            raise SearchError(f"failure_reward must be finite, got {self.failure_reward}")
+        for key in ("space_options", "controller", "budget", "executor_options"):
+            if not isinstance(getattr(self, key), Mapping):
+                raise SearchError(f"{key} must be a mapping of settings (a dict), got {getattr(self, key)!r}")
+        if self.failure_reward is not None:
+            reward = self.failure_reward
+            if isinstance(reward, bool) or not isinstance(reward, numbers.Real) or not math.isfinite(reward):
+                raise SearchError(f"failure_reward must be a finite number, got {reward!r}")
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict for the run's config column."""
@@ -118,6 +123,19 @@ class SearchConfig:
             return SearchConfig(**coerce_fields(SearchConfig, data, "search setting"))
         except OptionTypeError as exc:
             raise SearchError(str(exc)) from None
+
+
+def check_budget(space: SearchSpace, budget: Mapping[str, Any]) -> None:
+    """Refuse, before any child, a budget key the space declares it does not read (a misspelt ``epoch`` would
+    train every child with the default budget). A space that declares no ``budget_keys`` reads what it
+    understands: nothing to check against."""
+    declared = tuple(space.budget_keys)
+    unknown = sorted(str(k) for k in budget if k not in declared)
+    if declared and unknown:
+        raise SearchError(
+            f"budget {', '.join(repr(k) for k in unknown)}: space {space.name!r} does not read "
+            f"{'it' if len(unknown) == 1 else 'them'}; it reads: {', '.join(declared)}"
+        )
 
 
 def check_costs(space: SearchSpace, transform: str) -> None:

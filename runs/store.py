@@ -19,6 +19,7 @@ from l2l.runs.store_engine import DEFAULT_STORAGE, Database, safe_url
 from l2l.runs.store_records import (
     CHILD_STATUSES,
     RUN_STATUSES,
+    SHARED_STATUSES,
     CheckpointRecord,
     ChildRecord,
     NewChild,
@@ -268,6 +269,9 @@ class Store(SharingStore, Database):
 
     def children(self, run_id: int, status: str | None = None) -> list[ChildRecord]:
         """Children of a run in order of their number, optionally only those with ``status``."""
+        if status is not None and status not in CHILD_STATUSES + SHARED_STATUSES:
+            known = ", ".join(CHILD_STATUSES + SHARED_STATUSES)
+            raise StoreError(f"unknown child status {status!r}; known: {known}")
         with self.session_scope("read children") as s:
             q = select(ChildRow).where(ChildRow.run_id == run_id)
             if status is not None:

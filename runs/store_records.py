@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 RUN_STATUSES = ("running", "interrupted", "done", "failed")
 CHILD_STATUSES = ("queued", "running", "done", "failed")
+SHARED_STATUSES = ("shared", "derived", "candidate")  # a weight-sharing run's scored architectures (store_sharing)
 
 
 class StoreError(RuntimeError):

@@ -42,6 +42,8 @@ class Decision:
     def categorical(name: str, options: Iterable[Any]) -> Decision:
         """Build a categorical decision. Options are strings, ints, floats or bools (numpy scalars become
         their Python value) and come back in specs with the type they were declared with."""
+        if isinstance(options, str | bytes) or not isinstance(options, Iterable):  # "abc" would be 3 options
+            raise SpaceError(f"decision {name!r}: options must be a list of values, got {options!r}")
         return Decision(name=name, kind="categorical", options=tuple(_option(name, o) for o in options))
 
     @staticmethod
@@ -61,6 +63,8 @@ class Decision:
 
     def check(self) -> None:
         """Raise `SpaceError` when the decision cannot be sampled."""
+        if not isinstance(self.name, str):
+            raise SpaceError(f"a decision's name must be text, got {self.name!r}")
         if not self.name:
             raise SpaceError("a decision has an empty name")
         if self.kind == "categorical":
@@ -68,8 +72,12 @@ class Decision:
                 raise SpaceError(f"decision {self.name!r} has no options")
             for o in self.options:
                 _option(self.name, o)
-            if len(set(self.options)) != len(self.options):
-                raise SpaceError(f"decision {self.name!r} has duplicate options {list(self.options)}")
+            if len(set(self.options)) != len(self.options):  # Python counts 1, 1.0 and True as one value
+                same = [o for i, o in enumerate(self.options) if o in self.options[:i] or o in self.options[i + 1 :]]
+                raise SpaceError(
+                    f"decision {self.name!r} has duplicate options {same} (equal as values: 1, 1.0 and True are "
+                    f"one) among {list(self.options)}"
+                )
         elif self.kind == "anchor":
             if self.n_prev < 0:
                 raise SpaceError(f"anchor decision {self.name!r} has n_prev={self.n_prev} < 0")

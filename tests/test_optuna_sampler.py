@@ -73,6 +73,10 @@ def test_failed_and_nan_trials_are_left_out_of_learning() -> None:
 def test_bad_settings() -> None:
     with pytest.raises(ValueError, match="batch must be >= 1"):
         ControllerSampler(batch=0)
+    with pytest.raises(TypeError, match="ControllerSampler: batch must be a whole number, got '4'"):
+        ControllerSampler(batch="4")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="ControllerSampler: lr must be a number, got None"):
+        ControllerSampler(lr=None)  # type: ignore[arg-type]
 
 
 def test_a_seeded_sampler_repeats_itself_whatever_the_global_torch_state_and_leaves_it_alone() -> None:

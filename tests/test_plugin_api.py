@@ -12,8 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from l2l.search_spaces import (
+    Context,
     Decision,
     PluginError,
+    Result,
     SearchSpace,
     SpaceError,
     Spec,
@@ -22,7 +24,7 @@ from l2l.search_spaces import (
     load_space_class,
     validate_space,
 )
-from l2l.testing.spaces import Expected, SpaceContract
+from l2l.testing.spaces import Expected, SpaceContract, every_candidate
 from tests.conftest import PLUGINS
 from tests.plugins.spaces import Duplicate, Flaky, Forgetful, Lossy, Slow, Unseeded
 
@@ -236,6 +238,22 @@ def test_the_space_contract_catches_broken_plugins() -> None:
     with pytest.raises(RuntimeError, match="child exploded on purpose"):
         contract.test_evaluate_gives_a_finite_result(SometimesBroken(), Expected(val_acc=True))
 
+    class OneBadCorner(Flaky):  # 18 candidates; only depth 3 with width 'w6' raises: three random draws miss it
+        def decisions(self) -> list[Decision]:
+            return [Decision.categorical("depth", [1, 2, 3]), Decision.categorical("x", [f"w{i}" for i in range(6)])]
+
+        def evaluate(self, spec: Spec, ctx: Context) -> Result:
+            if (spec["depth"], spec["x"]) == (3, "w5"):
+                raise RuntimeError("the corner case exploded")
+            return Result(reward=0.5, val_acc=0.5, val_loss=0.1)
+
+    assert len(every_candidate(OneBadCorner(), 32) or []) == 18  # a space this small is evaluated whole
+    with pytest.raises(RuntimeError, match="the corner case exploded"):
+        contract.test_evaluate_gives_a_finite_result(OneBadCorner(), Expected(val_acc=True))
+    assert every_candidate(OneBadCorner(), 17) is None  # a larger one: random draws
+    contract.evaluate_all_up_to = 17
+    contract.test_evaluate_gives_a_finite_result(OneBadCorner(), Expected(val_acc=True))
+
 
 STRATEGY = """
 from l2l.controllers import RandomController
@@ -342,8 +360,6 @@ def test_a_strategy_plugin_is_used_by_name_and_wrapped(tmp_path: Path, monkeypat
 
 
 def test_the_space_contract_says_what_the_search_would_say_of_a_bad_result() -> None:
-    from l2l.search_spaces import Context, Result
-
     class Floaty(Flaky):
         def evaluate(self, spec: Spec, ctx: Context) -> Result:
             return 0.5  # type: ignore[return-value]

@@ -54,6 +54,12 @@ def test_an_option_json_cannot_hold_is_refused_naming_the_decision() -> None:
         Decision.categorical("shape", [(3, 3), (5, 5)])
     with pytest.raises(SpaceError, match="decision 'lr': option nan is not a finite number"):
         Decision.categorical("lr", [0.1, float("nan")])
+    with pytest.raises(SpaceError, match="decision 'act': options must be a list of values, got 'relu'"):
+        Decision.categorical("act", "relu")  # not four options 'r', 'e', 'l', 'u'
+    with pytest.raises(SpaceError, match="a decision's name must be text, got 5"):
+        Decision.categorical(5, [1, 2]).check()  # type: ignore[arg-type]
+    with pytest.raises(SpaceError, match=r"duplicate options \[1, True\] \(equal as values"):
+        Decision.categorical("flag", [1, "1", True]).check()
 
 
 def test_spec_is_a_read_only_mapping_in_decision_order() -> None:

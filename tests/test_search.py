@@ -378,11 +378,23 @@ def test_a_child_that_calls_sys_exit_is_a_failed_child_and_ctrl_c_still_stops() 
         ({"space": "toy", "children": "5"}, "children must be a whole number, got '5'"),
         ({"space": "toy", "seed": 1.5}, "seed must be a whole number, got 1.5"),
         ({"space": "toy", "strategy": None}, "strategy must be text, got None"),
+        ({"space": "toy", "budget": 5}, "budget must be a mapping of settings (a dict), got 5"),
+        ({"space": "toy", "controller": "a=1"}, "controller must be a mapping of settings (a dict), got 'a=1'"),
+        ({"space": "toy", "executor_options": None}, "executor_options must be a mapping of settings (a dict), got"),
+        ({"space": "toy", "failure_reward": "low"}, "failure_reward must be a finite number, got 'low'"),
     ],
 )
 def test_settings_of_the_wrong_type_are_one_clear_error(settings: dict[str, Any], message: str) -> None:
     with pytest.raises(SearchError, match=re.escape(message)):
         SearchConfig(**settings)
+
+
+def test_a_budget_key_the_space_does_not_read_is_refused_before_any_child(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    config = SearchConfig(space="mlp", strategy="random", children=1, budget={"epoch": 1})  # mlp reads "epochs"
+    with pytest.raises(SearchError, match="budget 'epoch': space 'mlp' does not read it; it reads: epochs"):
+        Search.start(store, config)
+    assert store.list_runs() == []  # nothing recorded
 
 
 def test_numpy_integers_are_taken_as_whole_numbers() -> None:

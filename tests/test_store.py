@@ -135,6 +135,8 @@ def test_children_results_and_top(store: Store) -> None:
     assert best.started_at is not None and best.finished_at is not None
     failed = store.children(run, status="failed")[0]
     assert failed.reward is None and failed.controller_reward == 0.5 and failed.error == "RuntimeError: boom"
+    with pytest.raises(StoreError, match="unknown child status 'fialed'; known: queued, running, done, failed"):
+        store.children(run, status="fialed")  # not an empty list, as if none had failed
     with pytest.raises(StoreError, match="has no child 9"):
         store.finish_child(run, 9, Result(reward=1.0).to_json(), 1.0)
 

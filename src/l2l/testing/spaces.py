@@ -25,6 +25,7 @@ same spec and seed, also on a worker's copy of the space.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -69,6 +70,22 @@ def random_tokens(space: SearchSpace, rng: random.Random) -> tuple[int, ...]:
     return tuple(prefix)
 
 
+def every_candidate(space: SearchSpace, limit: int) -> list[tuple[int, ...]] | None:
+    """Every token sequence a controller may propose for ``space`` (canonical where the space has a canonical
+    form), in order; None when there are more than ``limit``."""
+    sizes = token_sizes(space.decisions())
+    if math.prod(sizes) > 64 * limit:  # far too many to list (constraints cut a few, not that many)
+        return None
+    constraints = Constraints.of(space)
+    every: list[tuple[int, ...]] = []
+    for tokens in itertools.product(*(range(k) for k in sizes)):
+        if constraints is None or (constraints.valid(tokens) and constraints.canonical(tokens) == tokens):
+            every.append(tokens)
+            if len(every) > limit:
+                return None
+    return every
+
+
 def check_graph(graph: Any) -> None:
     """Assert ``graph`` is what `l2l plot arch` draws: labelled nodes and edges between them."""
     assert isinstance(graph, dict) and set(graph) >= {"nodes", "edges"}, f"graph must have nodes and edges: {graph!r}"
@@ -102,6 +119,7 @@ class SpaceContract:
     samples = 50  # random token sequences per round-trip check
     draws = 20  # candidates evaluate may try before one must succeed (with `Expected.may_fail`)
     evaluations = 3  # distinct candidates evaluated at least (a space that fails on some is caught)
+    evaluate_all_up_to = 32  # a space with at most this many candidates has every one evaluated
 
     @pytest.fixture(autouse=True)
     def one_thread(self) -> Iterator[None]:
@@ -204,14 +222,15 @@ class SpaceContract:
             )
 
     def test_evaluate_gives_a_finite_result(self, space: SearchSpace, expected: Expected) -> None:
-        """`evaluations` distinct candidates (or every one, in a smaller space) each give a result the search
-        records as the space meant (a failure only where `Expected.may_fail` allows it, saying why), and one of
-        the first `draws` trains; a space that breaks on some candidates is caught here, not in a search."""
+        """`evaluations` distinct random candidates, or every one in a space of at most `evaluate_all_up_to`,
+        each give a result the search records as the space meant (a failure only where `Expected.may_fail`
+        allows it, saying why), and one of the first `draws` trains; a space that breaks on some candidates is
+        caught here, not in a search (in a larger space, where one of the few drawn is among them)."""
         rng = random.Random(2)
         seen: set[tuple[int, ...]] = set()
         trained: Result | None = None
-        for _ in range(self.draws):
-            tokens = random_tokens(space, rng)
+        every = every_candidate(space, self.evaluate_all_up_to)
+        for tokens in every or (random_tokens(space, rng) for _ in range(self.draws)):
             if tokens in seen and trained is not None:
                 continue
             seen.add(tokens)
@@ -227,7 +246,7 @@ class SpaceContract:
             else:
                 check_result(result, expected)  # a failure not allowed here fails the contract, with its reason
                 trained = trained or result
-            if trained is not None and len(seen) >= self.evaluations:
+            if every is None and trained is not None and len(seen) >= self.evaluations:
                 break
         assert trained is not None, f"none of {len(seen)} candidates trained: {result.error}"
 
