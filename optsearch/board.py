@@ -24,6 +24,14 @@ from l2l.optsearch.tuning import LR_GRID, WD_GRID, Cell, Contender, describe, tu
 BOARD_VERSION = 1
 
 
+class BoardInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped `run_board`: ``board`` holds the pairs that had finished (``interrupted``: true)."""
+
+    def __init__(self, board: dict[str, Any]) -> None:
+        super().__init__("interrupted")
+        self.board = board
+
+
 def _job(
     contender: Contender,
     task: SuiteTask,
@@ -60,20 +68,43 @@ def run_board(
     started = time.perf_counter()
     pairs = [(c, t) for t in sorted(tasks, key=lambda t: -t.steps * _weight(t)) for c in contenders]
     cells: list[Cell] = []
-    if workers <= 1:
-        for c, t in pairs:
-            cells.append(_job(c, t, seeds, lrs, wds, objective))
-            if progress:
-                progress(cells[-1])
-    else:
-        import multiprocessing
-
-        with ProcessPoolExecutor(min(workers, len(pairs)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_job, c, t, seeds, tuple(lrs), tuple(wds), objective) for c, t in pairs]
-            for future in as_completed(futures):
-                cells.append(future.result())
+    try:
+        if workers <= 1:
+            for c, t in pairs:
+                cells.append(_job(c, t, seeds, lrs, wds, objective))
                 if progress:
                     progress(cells[-1])
+        else:
+            import multiprocessing
+
+            pool = ProcessPoolExecutor(min(workers, len(pairs)), mp_context=multiprocessing.get_context("spawn"))
+            try:
+                futures = [pool.submit(_job, c, t, seeds, tuple(lrs), tuple(wds), objective) for c, t in pairs]
+                for future in as_completed(futures):
+                    cells.append(future.result())
+                    if progress:
+                        progress(cells[-1])
+            finally:  # on Ctrl-C, the pairs not started never start (those running end with their workers)
+                pool.shutdown(wait=False, cancel_futures=True)
+    except KeyboardInterrupt:
+        raise BoardInterrupted(
+            {**_board(contenders, tasks, cells, seeds, lrs, wds, workers, started), "interrupted": True}
+        ) from None
+    return _board(contenders, tasks, cells, seeds, lrs, wds, workers, started)
+
+
+def _board(
+    contenders: Sequence[Contender],
+    tasks: Sequence[SuiteTask],
+    cells: Sequence[Cell],
+    seeds: int,
+    lrs: Sequence[float],
+    wds: Sequence[float],
+    workers: int,
+    started: float,
+) -> dict[str, Any]:
+    """The board of the finished ``cells`` (every pair, or those done before an interruption)."""
+    labels = [c.label for c in contenders]
     board: dict[str, Any] = {
         "version": BOARD_VERSION,
         "seeds": seeds,

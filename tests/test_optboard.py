@@ -293,3 +293,45 @@ def test_a_heatmap_that_does_not_vary_over_g_and_m_says_so() -> None:
     assert any("the same update, 0, at every (g, m)" in t.get_text() for t in flat.texts)
     assert not varied.texts
     plt.close(fig)
+
+
+def test_ctrl_c_keeps_the_finished_pairs_and_says_what_was_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during `optimizers evaluate` ended the command silently and wrote nothing, finished pairs too."""
+    import l2l.optsearch.board as board_module
+
+    real = board_module.tune
+
+    def tune(contender: Contender, task: Any, seeds: int, **kw: Any) -> Any:
+        if contender.label == "sgd":
+            raise KeyboardInterrupt
+        return real(contender, task, seeds, **kw)
+
+    monkeypatch.setattr(board_module, "tune", tune)
+    out = tmp_path / "board.json"
+    args = ["optimizers", "evaluate", "adam", "sgd", "--suite", "digits-logreg", "--seeds", "1", "--lrs", "0.01"]
+    result = runner.invoke(app, [*args, "--workers", "1", "-o", str(out)])
+    assert result.exit_code == 130, result.output
+    assert f"interrupted after 1 of 2 pairs; wrote the 1 finished to {out}" in " ".join(result.output.split())
+    assert "not run" in result.output  # sgd's cell in the table
+    board = json.loads(out.read_text())
+    assert board["interrupted"] is True and list(board["cells"]["digits-logreg"]) == ["adam"]
+    assert board["winners"]["digits-logreg"] == "adam"
+
+
+def test_an_output_file_that_cannot_be_created_is_refused_before_any_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`-o /proc/b.json` passed the permission check (as root, or on a file system that takes no new files),
+    trained every pair, then failed to write: the file is now created, and removed, before any training."""
+    import tempfile
+
+    def refuse(**kw: Any) -> Any:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    args = ["optimizers", "evaluate", "adam", "--suite", "digits-logreg", "--seeds", "1", "--lrs", "0.01"]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "b.json")])
+    assert result.exit_code == 1 and "takes no new files (Read-only file system)" in result.output
+    assert "[1/1]" not in result.output and not list(tmp_path.iterdir())

@@ -130,6 +130,7 @@ def user_errors() -> Iterator[None]:
 def check_writable(path: Path) -> None:
     """Refuse, before any work, an output file that could not be written once the work is done."""
     import os
+    import tempfile
 
     if path.is_dir():
         raise UsageError(f"cannot use {str(path)!r}: is a directory")
@@ -138,6 +139,13 @@ def check_writable(path: Path) -> None:
         raise UsageError(f"cannot use {str(path)!r}: {str(folder)!r} is not a directory")
     if not os.access(path if path.exists() else folder, os.W_OK):
         raise UsageError(f"cannot use {str(path)!r}: permission denied")
+    if path.exists():
+        return
+    try:  # what os.access cannot tell (as root, or in /proc): create a file there, and remove it
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot use {str(path)!r}: {str(folder)!r} takes no new files ({exc.strerror})") from None
 
 
 def open_store(storage: str | None, create: bool = False) -> Store:

@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from l2l.runs.cli.common import RunArg, StorageOpt, check_writable, console, open_store, run_id_of, user_errors
+from l2l.runs.cli.common import (
+    RunArg,
+    StorageOpt,
+    check_writable,
+    console,
+    err_console,
+    open_store,
+    run_id_of,
+    user_errors,
+)
 from l2l.runs.cli.formatting import fmt
 from l2l.runs.config import UsageError
 
@@ -232,7 +241,10 @@ def board_table(board: dict[str, Any]) -> Any:
         name = task["name"]
         row = [f"{name}\n[dim]{task['suite']}[/]", f"{task['metric']} {'↑' if task['higher_is_better'] else '↓'}"]
         for label in labels:
-            c = board["cells"][name][label]
+            c = board["cells"][name].get(label)
+            if c is None:  # a board Ctrl-C stopped before this pair finished
+                row.append("[dim]not run[/]")
+                continue
             if c["failed"]:  # what failed, in full; its first reason cut (the JSON keeps it whole)
                 what, _, why = c["failed"].partition(": ")
                 row.append(f"[red]failed[/]\n[dim]{escape(what)}{': ' + escape(why[:40]) if why else ''}[/]")
@@ -273,11 +285,10 @@ def optimizers_evaluate(
 ) -> None:
     """Tune every optimizer the same way on every task (lr grid, weight decay where the rule has it; chosen
     on validation), run the chosen setting with every seed, and print the test metrics."""
-    import json
     import os
     import time
 
-    from l2l.optsearch.board import for_json, run_board
+    from l2l.optsearch.board import BoardInterrupted, run_board
     from l2l.optsearch.suite import TaskError, resolve_suite
     from l2l.optsearch.tuning import LR_GRID
     from l2l.runs.cli.plot import parse_lrs
@@ -307,7 +318,17 @@ def optimizers_evaluate(
                 highlight=False,
             )
 
-        board = run_board(contenders, tasks, seeds, lrs=grid, workers=n_workers, progress=progress)
+        try:
+            board = run_board(contenders, tasks, seeds, lrs=grid, workers=n_workers, progress=progress)
+        except BoardInterrupted as stop:  # what finished is shown and kept; the rest is named as not run
+            board = stop.board
+            console.print(board_table(board))
+            kept = f"; wrote the {done[0]} finished to {output}" if output is not None and done[0] else ""
+            if kept:
+                write_board(output, board)
+            total = len(tasks) * len(contenders)
+            err_console.print(f"[yellow]interrupted[/] after {done[0]} of {total} pairs{kept}", highlight=False)
+            raise typer.Exit(130) from None
         console.print(board_table(board))
         cells = [c for row in board["cells"].values() for c in row.values()]
         if any(c["lr_at_edge"] or c["wd_at_edge"] for c in cells):
@@ -315,8 +336,17 @@ def optimizers_evaluate(
         size = f"{len(tasks)} task{'s' * (len(tasks) != 1)} x {len(contenders)} optimizer{'s' * (len(contenders) != 1)}"
         console.print(f"{size} in {board['seconds']:.0f} s", highlight=False)
         if output is not None:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(json.dumps(for_json(board), indent=1))
+            write_board(output, board)
             console.print(f"wrote {output}", highlight=False)
         if all(c["failed"] for c in cells):  # a script must be able to tell that nothing was measured
             raise UsageError(f"every one of the {len(cells)} evaluations failed (the table says why)")
+
+
+def write_board(path: Path, board: dict[str, Any]) -> None:
+    """The board as strict JSON (no NaN), its folders made."""
+    import json
+
+    from l2l.optsearch.board import for_json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(for_json(board), indent=1))
