@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 RUN_STATUSES = ("running", "interrupted", "done", "failed")
 CHILD_STATUSES = ("queued", "running", "done", "failed")
+MAX_ID = 2**31 - 1  # the largest run id or child number an integer column holds (PostgreSQL refuses more)
 SHARED_STATUSES = ("shared", "derived", "candidate")  # a weight-sharing run's scored architectures (store_sharing)
 
 

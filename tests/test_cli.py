@@ -637,6 +637,12 @@ def test_runs_are_listed_by_status_space_and_name_and_deleted_with_confirmation(
     assert listed("--space", "toy") == ["bob-toy", "alice-toy"]
     assert listed("--status", "done", "--name", "alice") == ["alice-nb", "alice-toy"]
     assert listed("--status", "interrupted", "--limit", "5") == ["bob-toy"]
+    assert listed("--limit", "2") == ["alice-nb", "bob-toy"]  # and it says the list was cut, not silently
+    assert "the newest 2 runs; older ones: --limit N" in ok("runs", "list", "--limit", "2", "--storage", db)
+    assert "the newest 1 of the 2 runs that match" in ok(
+        "runs", "list", "--space", "toy", "--limit", "1", "--storage", db
+    )
+    assert "older ones" not in ok("runs", "list", "--limit", "3", "--storage", db)
     assert "no run matches" in ok("runs", "list", "--name", "carol", "--storage", db)
     refused = runner.invoke(app, ["runs", "list", "--status", "paused", "--storage", db])
     assert refused.exit_code == 1 and "unknown status 'paused'; known: running, stale, done" in refused.output

@@ -23,7 +23,7 @@ from l2l.runs.dashboard.reader import Reader
 from l2l.runs.dashboard.series import best_so_far, by_architecture, extremes, pareto
 from l2l.runs.driver import this_driver
 from l2l.runs.plots import pareto_front
-from l2l.runs.store import NewChild, ScoredChild, Store, StoreError
+from l2l.runs.store import NewChild, RunNotFound, ScoredChild, Store, StoreError
 from l2l.search_spaces import Spec
 
 PLUGIN = Path(__file__).parent / "plugins" / "dashboard_space.py"
@@ -226,6 +226,8 @@ def test_a_stopped_run_says_so(marked_store: str, tmp_path: Path) -> None:
     summary = TestClient(create_app(url)).get(f"/api/runs/{run}").json()
     assert summary["state"].startswith("stale") and not summary["live"]
     assert summary["state"].endswith(f"resume with: l2l search --resume {run} --storage {url})")  # not l2l.db
+    listed = TestClient(create_app(url)).get("/").text  # the list says "stale", the why and how in its tooltip
+    assert '">stale</span>' in listed and f'title="{summary["state"]}"' in listed
     time.sleep(1.1)  # its duration ends at its last heartbeat: it does not grow while nothing runs
     assert TestClient(create_app(url)).get(f"/api/runs/{run}").json()["duration_s"] == summary["duration_s"]
     store.claim_run(run, this_driver())
@@ -383,6 +385,14 @@ def test_the_dashboard_reads_postgresql_read_only(postgres_url: str) -> None:
     assert c.get(f"/api/runs/{run}/pareto").json()["front"]["child"] == [0, 1, 2]
     page = c.get(f"/api/runs/{run}/children", params={"q": "window.pwned", "sort": "reward", "order": "desc"}).json()
     assert [r["number"] for r in page["rows"]] == [9]
+    # best first, the failed child last: PostgreSQL sorts a NULL reward above every number unless told
+    best_first = c.get(f"/api/runs/{run}/children", params={"sort": "reward", "order": "desc"}).json()["rows"]
+    assert [r["number"] for r in best_first] == [2, 1, 0, 9]
+    for path in ("/api/runs/2147483648", f"/api/runs/{run}/children/2147483648", "/runs/99999999999999999999"):
+        assert c.get(path).status_code == 404, path  # was 503 "integer out of range"
+    with pytest.raises(RunNotFound, match="no run 2147483648"):
+        store.get_run(2**31)
+    assert store.child(run, 2**31) is None
     assert c.get(f"/api/runs/{run}/progress").json()["children"]["of"] == 3
     assert "&lt;script&gt;" in c.get(f"/runs/{run}/children/9").text
     reader = Reader(postgres_url)
@@ -572,11 +582,53 @@ def test_a_strategy_without_a_policy_draws_no_controller_lines(tmp_path: Path) -
 
 
 def test_a_compared_run_that_is_not_there_is_named(client: TestClient) -> None:
-    """`/?compare=1,99` dropped run 99 without a word."""
+    """`/?compare=1,99` dropped run 99 without a word; `/api/compare?runs=1,99` answered 404 with nothing of run 1."""
     page = client.get("/?compare=1,99").text
     assert "No run 99 in this store: the comparison leaves it out." in page
     assert "No runs 98, 99 in this store: the comparison leaves them out." in client.get("/?compare=99,98,2").text
     assert 'id="compare-missing"' not in client.get("/?compare=1,2").text
+    both = client.get("/api/compare?runs=1,99")
+    assert both.status_code == 200 and [r["id"] for r in both.json()["runs"]] == [1] and both.json()["missing"] == [99]
+
+
+def test_the_run_list_pages_through_every_run_newest_first(tmp_path: Path) -> None:
+    """The list showed the newest 200 runs and nothing of the rest, without a word."""
+    from l2l.runs.dashboard.app import RUNS_PER_PAGE, create_app
+
+    url = f"sqlite:///{tmp_path / 'many.db'}"
+    store = Store(url)
+    total = RUNS_PER_PAGE + 5
+    for i in range(total):
+        store.create_run(space="toy", strategy="random", config={}, seed=i, n_children=1, code_version="t")
+    store.close()
+    c = TestClient(create_app(url))
+    first, last = c.get("/api/runs").json(), c.get("/api/runs", params={"page": 2}).json()
+    assert (first["total"], first["pages"], len(first["runs"]), first["runs"][0]["id"]) == (total, 2, 100, total)
+    assert [r["id"] for r in last["runs"]] == [5, 4, 3, 2, 1] and last["page"] == 2
+    assert c.get("/api/runs", params={"page": 9}).json()["page"] == 2  # past the end: the last page
+    html = c.get("/").text
+    assert f"runs 1\N{EN DASH}100 of {total}, newest first (page 1 of 2)" in html and 'href="/?page=2"' in html
+    older = c.get("/?page=2").text
+    assert f"runs 101\N{EN DASH}{total} of {total}" in older and 'href="/?page=1"' in older
+    assert 'href="/runs/1"' in older  # the oldest run is reachable
+    Store(few := f"sqlite:///{tmp_path / 'few.db'}").close()
+    assert "runs-pager" not in TestClient(create_app(few)).get("/").text  # one page: no pager
+
+
+def test_a_store_that_stops_answering_is_said_so_not_not_here(tmp_path: Path) -> None:
+    from l2l.runs.dashboard.app import create_app
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    Store(url).close()
+    app_ = create_app(url)
+    reader = app_.state.reader
+
+    def gone(run_id: int) -> Any:
+        raise StoreError(f"store {url}: read run failed: connection failed: Connection refused")
+
+    reader.summary = gone
+    page = TestClient(app_).get("/runs/1")
+    assert page.status_code == 503 and "The store does not answer" in page.text and "Not here" not in page.text
 
 
 def test_costs_are_whole_and_counts_singular_where_the_cli_has_them_so(tmp_path: Path) -> None:

@@ -273,3 +273,43 @@ def test_one_compared_run_is_named_and_a_missing_one_said(live: dict[str, Any], 
     (legend,) = page.locator("#chart-compare .legendtext").all_text_contents()
     assert legend.startswith("run 2 <i>marked</i>")
     assert page.text_content("#compare-missing") == "No run 99 in this store: the comparison leaves it out."
+
+
+def test_a_page_says_when_the_store_stops_answering(browser: Any, page: Any, tmp_path: Any) -> None:
+    """While the store was down every poll answered 503 and the page kept its old figures without a word."""
+    import uvicorn
+
+    from l2l.runs.dashboard.app import create_app
+    from l2l.runs.dashboard.server import free_port
+    from l2l.runs.store import StoreError
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    add_optimizer_run(Store(url))
+    app = create_app(url, poll_ms=300)
+    reader, calls = app.state.reader, [0]
+    count_runs = reader.count_runs
+
+    def failing() -> int:  # the page itself is read; every poll after it finds the store gone
+        calls[0] += 1
+        if calls[0] > 1:
+            raise StoreError(f"store {url}: count runs failed: connection failed: Connection refused")
+        return count_runs()
+
+    reader.count_runs = failing
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_selector("#store-problem:not([hidden])")
+        text = page.text_content("#store-problem")
+        assert "Connection refused" in text and "the figures below are the last ones read; retrying" in text
+        assert page.locator("#runs tbody tr[data-run='1']").count() == 1  # what was read is still shown
+        reader.count_runs = count_runs  # the store is back: the next poll clears the notice
+        page.wait_for_selector("#store-problem", state="hidden")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

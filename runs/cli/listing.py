@@ -41,14 +41,13 @@ def runs_list(
         flag = storage_flag(store)
         filtered = status is not None or space is not None or name is not None
         space = absolute_ref(space) if space is not None else None  # a file plugin's path, as the run stored it
-        shown = []
-        for r in store.list_runs(100_000 if filtered else limit):  # every run where a filter picks among them
+        shown = []  # every match where a filter picks among the runs; one more than shown tells of older ones
+        for r in store.list_runs(100_000 if filtered else limit + 1):
             state = run_state(r, storage=flag)
             keep = (status is None or state.split(" ")[0] == status) and (space is None or r.space == space)
             if keep and (name is None or name in (r.name or "")):
                 shown.append((r, state))
-            if len(shown) == limit:
-                break
+        older, shown = len(shown) - limit, shown[:limit]
         if filtered and not shown:
             console.print("no run matches", highlight=False)
             return
@@ -66,6 +65,9 @@ def runs_list(
             row = [str(r.id), r.name or "", r.space, r.strategy, state, size, str(counts["failed"]), best]
             table.add_row(*row, r.created_at.strftime("%Y-%m-%d %H:%M"))
         console.print(table)
+        if older > 0:  # not a silent cut
+            which = f"of the {limit + older} runs that match" if filtered else "runs"
+            console.print(f"the newest {limit} {which}; older ones: --limit N", highlight=False)
 
 
 @app.command("delete")

@@ -323,9 +323,10 @@ def optimizers_evaluate(
         except BoardInterrupted as stop:  # what finished is shown and kept; the rest is named as not run
             board = stop.board
             console.print(board_table(board))
-            kept = f"; wrote the {done[0]} finished to {output}" if output is not None and done[0] else ""
-            if kept:
+            kept = ""
+            if output is not None and done[0]:
                 write_board(output, board)
+                kept = f"; wrote the {done[0]} finished to {output}"
             total = len(tasks) * len(contenders)
             err_console.print(f"[yellow]interrupted[/] after {done[0]} of {total} pairs{kept}", highlight=False)
             raise typer.Exit(130) from None

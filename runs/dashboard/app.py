@@ -30,6 +30,7 @@ HERE = Path(__file__).parent
 PREFERRED_COSTS = ("flops", "params", "latency_s", "train_time_s")
 BEST_MEAN = "best estimated mean so far"  # the progress chart's best line where architectures were evaluated again
 POLL_MS = 2000  # how often an open page asks for news while its run is live
+RUNS_PER_PAGE = 100  # the run list's page, newest first
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -98,13 +99,11 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
     warming = threading.Thread(target=figures.warm_up, name="l2l-dashboard-warm-up", daemon=True)
     warming.start()
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
-    env.filters["when"] = _when
-    env.filters["num"] = _num
-    env.filters["cost"] = _cost
+    env.filters.update(when=_when, num=_num, cost=_cost)
     plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
     def page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
-        html = env.get_template(template).render(store=reader.label, poll_ms=poll_ms, **values)
+        html = env.get_template(template).render(store=reader.label, poll_ms=poll_ms, status=status, **values)
         return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
     # a chart's data until the run changes (a stopped run is read once), or until the store's file is replaced
@@ -140,13 +139,21 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         estimate, child, n, _ = found
         return {**summary, "best": estimate, "best_child": child, "best_n": n, "best_estimated": True}
 
+    def listed(request: Request) -> dict[str, Any]:
+        """One page of the run list, newest first (`RUNS_PER_PAGE` runs), with where it stands in all of them."""
+        total = reader.count_runs()
+        last = max(1, -(-total // RUNS_PER_PAGE))
+        at = min(_int(request, "page", 1, 1, 10**9), last)
+        runs = [estimated(r) for r in reader.runs(RUNS_PER_PAGE, (at - 1) * RUNS_PER_PAGE)]
+        return {"runs": runs, "total": total, "page": at, "pages": last, "per": RUNS_PER_PAGE}
+
     def runs_page(request: Request) -> Response:
         picked = {p.strip() for p in request.query_params.get("compare", "").split(",")} - {""}  # a shared link
-        runs = [estimated(r) for r in reader.runs()]
-        unlisted = sorted(picked - {str(r["id"]) for r in runs}, key=lambda p: (len(p), p))[:12]
+        shown = listed(request)
+        unlisted = sorted(picked - {str(r["id"]) for r in shown["runs"]}, key=lambda p: (len(p), p))[:12]
         # a run of the link that is gone (deleted, another store) is named, not silently left out
         missing = [p for p in unlisted if not _exists(reader, p)]
-        return page("runs.html", runs=runs, picked=picked, missing=missing)
+        return page("runs.html", **shown, picked=picked, missing=missing)
 
     def run_page(request: Request) -> Response:
         summary = estimated(reader.summary(request.path_params["run_id"]))
@@ -171,7 +178,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         )
 
     def api_runs(request: Request) -> Response:
-        return Json({"runs": [estimated(r) for r in reader.runs()], "poll_ms": poll_ms})
+        return Json({**listed(request), "poll_ms": poll_ms})
 
     def api_run(request: Request) -> Response:
         return Json(estimated(reader.summary(request.path_params["run_id"])))
@@ -292,14 +299,18 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
 
     def api_compare(request: Request) -> Response:
         ids = [int(p) for p in request.query_params.get("runs", "").split(",") if re.fullmatch(r"\s*[0-9]+\s*", p)][:12]
-        out = []
+        out, missing = [], []
         for run_id in ids:  # each run's best line as its own page draws it (the best estimated mean, where repeated)
-            chart = progress(run_id)
+            try:
+                chart = progress(run_id)
+            except RunNotFound:  # the others are drawn all the same; the page names what is gone
+                missing.append(run_id)
+                continue
             best = chart["best"]
             # a weight-sharing run's curve is of shared-weight scores, not of children trained: the chart says so
             out.append({"id": run_id, "x": best["x"], "y": best["y"], "shared": chart["shared"],
                         "mean": best.get("label") == BEST_MEAN})  # fmt: skip
-        return Json({"runs": out})
+        return Json({"runs": out, "missing": missing})
 
     def arch(request: Request) -> Response:
         run = reader.run(request.path_params["run_id"])

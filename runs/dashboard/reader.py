@@ -22,7 +22,7 @@ from l2l.runs.dashboard.series import planned
 from l2l.runs.driver import in_flight, run_state
 from l2l.runs.models import ChildRow, EpochRow, RunRow, SpaceDataRow, UpdateRow
 from l2l.runs.store_engine import safe_url, short_error, storage_flag_of
-from l2l.runs.store_records import ChildRecord, RunNotFound, RunRecord, StoreError
+from l2l.runs.store_records import MAX_ID, ChildRecord, RunNotFound, RunRecord, StoreError
 
 RUNS = cast(Table, RunRow.__table__)
 CHILDREN = cast(Table, ChildRow.__table__)
@@ -31,18 +31,8 @@ EPOCHS = cast(Table, EpochRow.__table__)
 SPACE_DATA = cast(Table, SpaceDataRow.__table__)
 
 # what the children table may be sorted by: request text only ever picks a key of this dict
-SORT_KEYS = {
-    "number": CHILDREN.c.number,
-    "status": CHILDREN.c.status,
-    "reward": CHILDREN.c.reward,
-    "val_acc": CHILDREN.c.val_acc,
-    "val_loss": CHILDREN.c.val_loss,
-    "wall_time": CHILDREN.c.wall_time,
-    "worker": CHILDREN.c.worker,
-    "device": CHILDREN.c.device,
-    "started_at": CHILDREN.c.started_at,
-    "finished_at": CHILDREN.c.finished_at,
-}
+SORTABLE = ("number", "status", "reward", "val_acc", "val_loss", "wall_time", "worker", "device", "started_at")
+SORT_KEYS = {name: CHILDREN.c[name] for name in (*SORTABLE, "finished_at")}
 MAX_PER_PAGE = 200
 # children with a reward: trained ones, and a weight-sharing search's architectures scored with its shared weights
 TRAINED = ("done",)
@@ -104,10 +94,12 @@ class Reader:
 
     # runs -----------------------------------------------------------------------------------------
 
-    def runs(self, limit: int = 200) -> list[dict[str, Any]]:
-        """The newest runs, each with its children counted by status and its best reward."""
+    def runs(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        """The newest runs (after the ``offset`` newest), each with its children counted by status and its best
+        reward."""
         with self.read("list runs") as conn:
-            rows = conn.execute(select(RUNS).order_by(RUNS.c.id.desc()).limit(limit)).mappings().all()
+            query = select(RUNS).order_by(RUNS.c.id.desc()).limit(limit).offset(offset)
+            rows = conn.execute(query).mappings().all()
             ids = [int(r["id"]) for r in rows]
             counts = _counts(conn, ids)
             best = dict(
@@ -121,8 +113,15 @@ class Reader:
             _run_summary(RunRecord(**dict(r)), counts.get(int(r["id"]), {}), best.get(r["id"]), self.flag) for r in rows
         ]
 
+    def count_runs(self) -> int:
+        """How many runs the store holds."""
+        with self.read("count runs") as conn:
+            return int(conn.scalar(select(func.count()).select_from(RUNS)) or 0)
+
     def run(self, run_id: int) -> RunRecord:
         """The run ``run_id``; `RunNotFound` when there is none."""
+        if not 0 <= run_id <= MAX_ID:  # PostgreSQL's integer column would refuse the query as an error
+            raise RunNotFound(f"no run {run_id} in store {self.label}")
         with self.read("read run") as conn:
             row = conn.execute(select(RUNS).where(RUNS.c.id == run_id)).mappings().first()
         if row is None:
@@ -277,8 +276,8 @@ class Reader:
                     CHILDREN.c.error.contains(text, autoescape=True),
                 )
             )
-        key = SORT_KEYS[sort]
-        order = [key.desc() if descending else key.asc(), CHILDREN.c.number.asc()]
+        key = SORT_KEYS[sort]  # children without a value (failed, queued) last either way, on every database
+        order = [(key.desc() if descending else key.asc()).nulls_last(), CHILDREN.c.number.asc()]
         with self.read("read children") as conn:
             total = int(conn.scalar(select(func.count()).select_from(CHILDREN).where(*where)) or 0)
             rows = conn.execute(
@@ -296,6 +295,8 @@ class Reader:
     def child(self, run_id: int, number: int) -> ChildRecord:
         """Everything recorded of one child."""
         names = list(ChildRecord.__dataclass_fields__)
+        if not 0 <= number <= MAX_ID:
+            raise RunNotFound(f"run {run_id} has no child {number}")
         with self.read("read child") as conn:
             row = (
                 conn.execute(

@@ -8,10 +8,27 @@ const IDLE_POLL = 10000; // a stopped run is still asked now and then: it may be
 const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
 
 async function getJSON(url) {
-  const res = await fetch(url, { cache: "no-store" });
-  const data = await res.json();
+  let res;
+  try {
+    res = await fetch(url, { cache: "no-store" });
+  } catch (err) { // the dashboard itself is gone (stopped, network): the page would go on showing old figures
+    storeProblem(`The dashboard does not answer (${err.message}): the figures below are the last ones read; retrying.`);
+    throw err;
+  }
+  const data = await res.json().catch(() => ({}));
+  // the store does not answer (503), or what the page shows is gone (404): say so, or a live run's page would keep
+  // its old counts without a word
+  const problem = data.error || res.statusText;
+  storeProblem(res.ok ? null : res.status === 503 ? `${problem}: the figures below are the last ones read; retrying.` : problem);
   if (!res.ok) throw new Error(data.error || res.statusText);
   return data;
+}
+
+function storeProblem(text) {
+  const node = document.getElementById("store-problem");
+  if (!node) return;
+  node.hidden = !text;
+  node.textContent = text || "";
 }
 
 function el(tag, text, attrs) {
@@ -91,14 +108,27 @@ function schedule(fn, live) {
 
 // --- runs page ------------------------------------------------------------------------------------------
 
+const query = new URLSearchParams(window.location.search);
+const listPage = Number(query.get("page") || 1); // the page of the run list shown (newest first)
+// the runs compared: those the address names, on this page of the list or another, then ticked or unticked here
+const compared = new Set((query.get("compare") || "").split(",").map((p) => p.trim()).filter((p) => /^[0-9]+$/.test(p)));
+
+function toggleCompare(event) {
+  if (event.target.checked) compared.add(event.target.value);
+  else compared.delete(event.target.value);
+  drawCompare();
+}
+
 function runRow(r, picked) {
   const tr = el("tr", null, { "data-run": r.id });
   const box = el("input", null, { type: "checkbox", class: "pick", value: r.id, "aria-label": `compare run ${r.id}` });
   box.checked = picked.has(String(r.id));
-  box.addEventListener("change", drawCompare);
+  box.addEventListener("change", toggleCompare);
   const cells = [box, el("a", r.id, { href: `/runs/${r.id}` }), r.name || "", r.space, r.strategy,
     // a weight-sharing run: architectures scored with the shared weights, of those its epochs score
-    el("span", r.state, { class: `state ${stateClass(r)}` }), r.weight_sharing ? r.scored : r.done, r.failed, r.planned,
+    // the state's first words (stale, running...): the why and how to resume are its tooltip and on the run's page
+    el("span", r.state.split(" (")[0], { class: `state ${stateClass(r)}`, title: r.state }),
+    r.weight_sharing ? r.scored : r.done, r.failed, r.planned,
     fmt(r.best), when(r.created_at), seconds(r.duration_s)];
   cells.forEach((c, i) => {
     const td = el("td", c instanceof Node ? null : c);
@@ -112,22 +142,24 @@ function runRow(r, picked) {
 async function refreshRuns() {
   let live = true;
   try {
-    const data = await getJSON("/api/runs");
+    const data = await getJSON(`/api/runs?page=${listPage}`);
     const tbody = document.querySelector("#runs tbody");
-    const picked = new Set([...document.querySelectorAll(".pick:checked")].map((b) => b.value));
-    if (data.runs.length) tbody.replaceChildren(...data.runs.map((r) => runRow(r, picked)));
+    if (data.runs.length) tbody.replaceChildren(...data.runs.map((r) => runRow(r, compared)));
     live = data.runs.some((r) => r.live);
-    if (picked.size) drawCompare();
+    if (compared.size) await drawCompare();
+  } catch (err) {
+    // said at the top of the page (getJSON); the next poll tries again
   } finally {
     schedule(refreshRuns, live);
   }
 }
 
 async function drawCompare() {
-  const ids = [...document.querySelectorAll(".pick:checked")].map((b) => b.value).sort((a, b) => a - b);
+  const ids = [...compared].sort((a, b) => a - b);
   const hint = document.getElementById("compare-hint");
-  // the address names the runs compared: reloaded or shared, the page draws the same chart
-  history.replaceState(null, "", ids.length ? `/?compare=${ids.join(",")}` : "/");
+  // the address names the runs compared (and the page of the list): reloaded or shared, the page draws the same
+  const params = [...(listPage > 1 ? [`page=${listPage}`] : []), ...(ids.length ? [`compare=${ids.join(",")}`] : [])];
+  history.replaceState(null, "", params.length ? `/?${params.join("&")}` : "/");
   if (!ids.length) {
     hint.hidden = false;
     window.Plotly && window.Plotly.purge(document.getElementById("chart-compare"));
@@ -189,13 +221,15 @@ async function refreshRun(runId) {
     // best rules of an optimizer search change with the children done
     const bestKey = JSON.stringify([Object.entries(s).filter(([k]) => k.startsWith("best")), bestRules ? s.done : null]);
     const jobs = [];
-    if (key !== lastKey) {
-      lastKey = key;
-      jobs.push(refreshProgress(runId), refreshTable(runId), refreshPareto(runId));
-      if (s.weight_sharing) jobs.push(refreshEpochs(runId));
+    if (key !== lastKey) { // drawn again at the next poll unless every part of it was read
+      const parts = [refreshProgress(runId), refreshTable(runId), refreshPareto(runId)];
+      if (s.weight_sharing) parts.push(refreshEpochs(runId));
+      jobs.push(Promise.all(parts).then(() => { lastKey = key; }));
     }
     if (bestKey !== lastBest) jobs.push(refreshBest(runId).then(() => { lastBest = bestKey; }));
     await Promise.all(jobs);
+  } catch (err) {
+    // said at the top of the page (getJSON); the next poll tries again
   } finally {
     schedule(() => refreshRun(runId), live);
   }
@@ -431,7 +465,13 @@ function initRun() {
 // --- child page -----------------------------------------------------------------------------------------
 
 async function refreshChild(runId, number) {
-  const c = await getJSON(`/api/runs/${runId}/children/${number}`);
+  let c;
+  try {
+    c = await getJSON(`/api/runs/${runId}/children/${number}`);
+  } catch (err) { // said at the top of the page (getJSON); asked again
+    setTimeout(() => refreshChild(runId, number), IDLE_POLL);
+    return;
+  }
   const status = document.getElementById("child-status");
   const changed = status.textContent !== c.status;
   status.textContent = c.status;
@@ -453,7 +493,7 @@ function initChild() {
 
 const page = body.dataset.page;
 if (page === "runs") {
-  document.querySelectorAll(".pick").forEach((b) => b.addEventListener("change", drawCompare));
+  document.querySelectorAll(".pick").forEach((b) => b.addEventListener("change", toggleCompare));
   refreshRuns();
 } else if (page === "run") {
   initRun();
