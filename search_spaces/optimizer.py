@@ -67,6 +67,14 @@ class OptimizerSpace(DatasetSpace):
                     f"{' and '.join(ignored)} set the single task, which suite={suite} replaces; drop "
                     f"{'them' if len(ignored) > 1 else 'it'} (scale= sets the suite tasks' steps)"
                 )
+        else:  # the settings of a suite's reward, set without a suite: the single task would train, saying nothing
+            apart = [f"{k}={v:g}" for k, v, d in (("cutoff", cutoff, 3.0), ("scale", scale, 1.0)) if v != d]
+            apart += [f"{k}={v}" for k, v, d in (("objective", objective, "loss"), ("workers", workers, 1)) if v != d]
+            if apart:
+                raise SpaceError(
+                    f"{' and '.join(apart)} {'set' if len(apart) > 1 else 'sets'} the task suite's reward, and no "
+                    "suite= is given (the single task of task= trains instead); add suite=search (or task names)"
+                )
         task = task or "digits-cnn"
         if task not in TASKS:
             raise SpaceError(f"unknown optimizer task {task!r}; known: {', '.join(TASKS)}")

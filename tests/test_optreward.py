@@ -196,6 +196,10 @@ def test_a_suite_search_can_learn_from_the_negated_loss_ratio(tmp_path: Path) ->
          "task, which suite=search replaces; drop them"),
         ({"suite": "search", "cutoff": 0}, "optimizer space needs cutoff > 1 (a loss ratio to Adam's), got 0"),
         ({"suite": "search", "scale": 20}, "optimizer space needs 0 < scale <= 10 (the suite tasks' steps), got 20"),
+        # without a suite they were taken and ignored: the single task trained, invalid values too
+        ({"scale": 0}, "scale=0 sets the task suite's reward, and no suite= is given (the single task of task= "
+         "trains instead); add suite=search"),
+        ({"cutoff": -1, "workers": 2}, "cutoff=-1 and workers=2 set the task suite's reward, and no suite="),
     ],
 )  # fmt: skip
 def test_settings_a_suite_would_ignore_or_cannot_take_are_refused_one_at_a_time(
