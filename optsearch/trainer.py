@@ -19,8 +19,8 @@ from torch import nn
 
 from l2l.nas.data import Split
 from l2l.nas.train import ChildDiverged, LossGuard
-from l2l.optsearch.models import build_model, parameter_count
-from l2l.optsearch.problems import Problem, load_problem
+from l2l.optsearch.models import MODELS, build_model, parameter_count
+from l2l.optsearch.problems import Problem, load_problem, problem_names
 
 OptimizerFactory = Any  # (params, lr) -> torch.optim.Optimizer
 BLOWUP = 1e3
@@ -79,6 +79,12 @@ class SuiteTask:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"task {self.name!r}: {key} must be a whole number, got {value!r}")
+        if self.problem not in problem_names():  # named when the plugin loads, not when its task first runs
+            known = ", ".join(problem_names())
+            raise ValueError(f"task {self.name!r}: unknown problem {self.problem!r}; known: {known}")
+        if self.model not in MODELS and ":" not in self.model:
+            known = f"{', '.join(MODELS)} or 'package.module:function'"
+            raise ValueError(f"task {self.name!r}: unknown model {self.model!r}; known: {known}")
         if self.loss not in LOSSES:
             raise ValueError(f"task {self.name!r}: unknown loss {self.loss!r}; known: {', '.join(LOSSES)}")
         if self.metric not in METRICS:
