@@ -69,6 +69,13 @@ def _is_atom(s: str) -> bool:
     return True
 
 
+def signed(s: str, latex: bool) -> str:
+    """The sign of ``s`` as printed: ``s`` itself where it is already a sign (no ``sign(sign(x))``)."""
+    if _is_atom(s) and s.startswith(r"\operatorname{sign}" if latex else "sign("):
+        return s
+    return rf"\operatorname{{sign}}\left({s}\right)" if latex else f"sign({s})"
+
+
 def wrap(s: str, latex: bool) -> str:
     """``s`` in parentheses unless it is an atom, so printed formulas keep their precedence."""
     if _is_atom(s) and not s.startswith("-"):
@@ -244,8 +251,8 @@ BINARY_FUNCTIONS: dict[str, Binary] = {
         lambda a, b: f"{a} / ({b} + 1e-8)",
     ),
     "pow": Binary(
-        lambda a, b: f"sign({a})|{a}|^{wrap(b, False)}",
-        lambda a, b: rf"\operatorname{{sign}}\left({a}\right)\left|{a}\right|^{{{b}}}",
+        lambda a, b: f"{signed(a, False)}|{a}|^{wrap(b, False)}",
+        lambda a, b: rf"{signed(a, True)}\left|{a}\right|^{{{b}}}",
         _binary(lambda a, b: _scalar(lambda t: torch.sign(t) * torch.abs(t) ** b, a), _pow),
         lambda a, b: f"torch.sign({a}) * torch.abs({a}) ** {b}",
     ),

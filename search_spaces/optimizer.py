@@ -210,9 +210,11 @@ class OptimizerSpace(DatasetSpace):
         return functional_hash(self.rule_of(spec)) if self.distinct else None
 
     def describe(self, spec: Spec) -> str:
+        """The rule as a formula, simplified as `l2l optimizers top` prints it (``sqrt|1|`` is 1, ...)."""
         from l2l.optsearch.language import to_formula
+        from l2l.optsearch.simplify import simplified_rule
 
-        return to_formula(self.rule_of(spec))
+        return to_formula(simplified_rule(self.rule_of(spec)))
 
     def exact_rewards(self) -> bool:
         """A suite's reward is the same for a rule every time (each task tuned at a fixed seed, and a rule

@@ -206,7 +206,7 @@ def test_export_takes_its_format_from_the_file_and_best_names_a_run_whose_childr
         assert result.exit_code == 1 and expected in " ".join(result.output.split()), command
     # one failure's whole record: the traceback no other command printed
     shown = " ".join(ok("runs", "show", "1", "--storage", storage).split())
-    assert "failures: 2 of 2 " in shown and f"`l2l runs child 1 1 --storage {storage}`" in shown
+    assert "failures: 2 of 2: " in shown and f"`l2l runs child 1 1 --storage {storage}`" in shown
     child = ok("runs", "child", "1", "1", "--storage", storage)
     assert child.startswith("child 1 of run 1: failed, batch ") and "Traceback (most recent call last):" in child
     flaky_child = ok("runs", "child", "2", "0", "--storage", storage)

@@ -81,6 +81,10 @@ def test_simplification_rewrites_what_it_promises() -> None:
         assert to_formula(simplified_rule(parse(text))) == formula, text
     # random draws are never dropped: keep(x, drop(y)) still draws the mask
     assert "drop" in str(simplified_rule(parse("g m identity drop0.1 keep")))
+    # pow(a, b) prints as sign(a)|a|^b: where a is a sign already, not as sign(sign(a)) (a found rule's formula)
+    found = to_formula(parse("ipol rd sign drop0.3 pow ; decay=linear"))
+    assert "sign(sign(" not in found and found.startswith("lr * ld * (sign(b1*mu + (1-b1)*g)|sign(")
+    assert to_formula(parse("g two identity identity pow")) == "lr * (sign(g)|g|^2)"
 
 
 EQUAL = [
@@ -118,3 +122,23 @@ def test_rules_that_differ_get_different_hashes() -> None:
     clashes = [(a, b) for a, b in itertools.combinations(different, 2) if hashes[a] == hashes[b]]
     assert not clashes
     assert functional_hash(parse(PRESETS["lion"])) == functional_hash(parse(PRESETS["lion"]))  # repeatable
+
+
+def test_runs_commands_show_a_rule_simplified_as_optimizers_top_does() -> None:
+    """`runs top` and `runs best` printed `lr * cd * (rd * sqrt|1|)` where `optimizers top` printed `lr * cd * rd`."""
+    import random
+
+    from l2l.search_spaces import load_space
+    from l2l.search_spaces.api import token_sizes
+
+    space = load_space("optimizer", {})
+    rng = random.Random(0)
+    shown = 0
+    for _ in range(400):
+        spec = space.decode(tuple(rng.randrange(k) for k in token_sizes(space.decisions())))
+        raw = to_formula(space.rule_of(spec))  # type: ignore[attr-defined]
+        if "sqrt|1|" in raw or "sign(sign(" in raw:
+            described = space.describe(spec)
+            assert "sqrt|1|" not in described and "sign(sign(" not in described, (raw, described)
+            shown += 1
+    assert shown  # the draw met such rules

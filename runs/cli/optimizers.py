@@ -247,7 +247,8 @@ def board_table(board: dict[str, Any]) -> Any:
                 continue
             if c["failed"]:  # what failed, in full; its first reason cut (the JSON keeps it whole)
                 what, _, why = c["failed"].partition(": ")
-                row.append(f"[red]failed[/]\n[dim]{escape(what)}{': ' + escape(why[:40]) if why else ''}[/]")
+                cut = why if len(why) <= 40 else why[: why.rfind(" ", 0, 40) if " " in why[:40] else 40] + " ..."
+                row.append(f"[red]failed[/]\n[dim]{escape(what)}{': ' + escape(cut) if why else ''}[/]")
                 continue
             text = f"{c['test_mean']:.4f} {interval_text(c, task['metric'])}"  # clipped to the metric's range
             if label in board["leaders"][name]:
@@ -313,8 +314,8 @@ def optimizers_evaluate(
             what = cell.failed or f"test {cell.test_mean:.4f} at lr {cell.lr:.3g}"
             console.print(
                 f"[{done[0]}/{len(tasks) * len(contenders)}] {cell.task} {cell.label}: {escape(what)} "
-                f"({cell.runs} runs, {cell.seconds:.0f} s of training; {time.perf_counter() - started:.0f} s "
-                "since the start)",
+                f"({cell.runs} run{'s' * (cell.runs != 1)}, {cell.seconds:.0f} s of training; "
+                f"{time.perf_counter() - started:.0f} s since the start)",
                 highlight=False,
             )
 

@@ -161,7 +161,7 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
         failed = store.children(run_id, "failed")
         reason, n = most_common_failure(c.error for c in failed)
         lines.append(
-            f"failures: {n} of {counts['failed']} {escape(reason)}; each one's record and traceback: "
+            f"failures: {n} of {counts['failed']}: {escape(reason)}; each one's record and traceback: "
             f"`l2l runs child {run.id} {failed[-1].number}{storage_flag(store)}`"
         )
     placement = placement_line(store.children(run_id))
