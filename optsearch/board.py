@@ -84,8 +84,10 @@ def run_board(
                     cells.append(future.result())
                     if progress:
                         progress(cells[-1])
-            finally:  # on Ctrl-C, the pairs not started never start (those running end with their workers)
+            except BaseException:  # Ctrl-C: the pairs not started never start (those running end with their workers)
                 pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown()
     except KeyboardInterrupt:
         raise BoardInterrupted(
             {**_board(contenders, tasks, cells, seeds, lrs, wds, workers, started), "interrupted": True}
@@ -154,8 +156,8 @@ def leaders(board: dict[str, Any], task: str) -> list[str]:
 
 def error(board: dict[str, Any], task: str, label: str) -> float:
     """The mean test result as an error (lower is better, >= 0): 1 - accuracy, or the metric itself."""
-    cell = board["cells"][task][label]
-    if cell["failed"] or math.isnan(cell["test_mean"]):
+    cell = board["cells"][task].get(label)  # none: a board Ctrl-C stopped before the pair ran
+    if cell is None or cell["failed"] or math.isnan(cell["test_mean"]):
         return math.inf
     return 1.0 - cell["test_mean"] if higher_is_better(board, task) else float(cell["test_mean"])
 

@@ -281,7 +281,7 @@ class Store(SharingStore, Database):
 
     def child(self, run_id: int, number: int) -> ChildRecord | None:
         """Child ``number`` of the run, or None when it has none by that number."""
-        if not 0 <= number <= MAX_ID:
+        if not (0 <= number <= MAX_ID and 0 <= run_id <= MAX_ID):
             return None
         with self.session_scope("read child") as s:
             row = s.scalars(select(ChildRow).where(ChildRow.run_id == run_id, ChildRow.number == number)).first()

@@ -68,8 +68,9 @@ class OptimizerSpace(DatasetSpace):
                     f"{'them' if len(ignored) > 1 else 'it'} (scale= sets the suite tasks' steps)"
                 )
         else:  # the settings of a suite's reward, set without a suite: the single task would train, saying nothing
-            apart = [f"{k}={v:g}" for k, v, d in (("cutoff", cutoff, 3.0), ("scale", scale, 1.0)) if v != d]
-            apart += [f"{k}={v}" for k, v, d in (("objective", objective, "loss"), ("workers", workers, 1)) if v != d]
+            suite_only = (("cutoff", cutoff, 3.0), ("scale", scale, 1.0), ("objective", objective, "loss"))
+            given = [(k, v) for k, v, d in (*suite_only, ("workers", workers, 1)) if v != d]
+            apart = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in given]
             if apart:
                 raise SpaceError(
                     f"{' and '.join(apart)} {'set' if len(apart) > 1 else 'sets'} the task suite's reward, and no "

@@ -388,11 +388,16 @@ def test_the_dashboard_reads_postgresql_read_only(postgres_url: str) -> None:
     # best first, the failed child last: PostgreSQL sorts a NULL reward above every number unless told
     best_first = c.get(f"/api/runs/{run}/children", params={"sort": "reward", "order": "desc"}).json()["rows"]
     assert [r["number"] for r in best_first] == [2, 1, 0, 9]
-    for path in ("/api/runs/2147483648", f"/api/runs/{run}/children/2147483648", "/runs/99999999999999999999"):
+    for path in (
+        "/api/runs/2147483648", f"/api/runs/{run}/children/2147483648", "/runs/99999999999999999999",
+        "/api/runs/2147483648/progress", "/api/runs/2147483648/children/0", "/runs/2147483648/children/0",
+    ):  # fmt: skip
         assert c.get(path).status_code == 404, path  # was 503 "integer out of range"
+    both = c.get(f"/api/compare?runs={run},2147483648").json()
+    assert [r["id"] for r in both["runs"]] == [run] and both["missing"] == [2147483648]
     with pytest.raises(RunNotFound, match="no run 2147483648"):
         store.get_run(2**31)
-    assert store.child(run, 2**31) is None
+    assert store.child(run, 2**31) is None and store.child(2**31, 0) is None
     assert c.get(f"/api/runs/{run}/progress").json()["children"]["of"] == 3
     assert "&lt;script&gt;" in c.get(f"/runs/{run}/children/9").text
     reader = Reader(postgres_url)
@@ -611,6 +616,7 @@ def test_the_run_list_pages_through_every_run_newest_first(tmp_path: Path) -> No
     older = c.get("/?page=2").text
     assert f"runs 101\N{EN DASH}{total} of {total}" in older and 'href="/?page=1"' in older
     assert 'href="/runs/1"' in older  # the oldest run is reachable
+    assert 'href="/?page=2&amp;compare=1,7"' in c.get("/?compare=7,1").text  # the runs compared, on every page
     Store(few := f"sqlite:///{tmp_path / 'few.db'}").close()
     assert "runs-pager" not in TestClient(create_app(few)).get("/").text  # one page: no pager
 

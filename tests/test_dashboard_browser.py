@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -275,12 +276,29 @@ def test_one_compared_run_is_named_and_a_missing_one_said(live: dict[str, Any], 
     assert page.text_content("#compare-missing") == "No run 99 in this store: the comparison leaves it out."
 
 
-def test_a_page_says_when_the_store_stops_answering(browser: Any, page: Any, tmp_path: Any) -> None:
-    """While the store was down every poll answered 503 and the page kept its old figures without a word."""
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """``app`` served on a free port from a thread here; its base address."""
     import uvicorn
 
-    from l2l.runs.dashboard.app import create_app
     from l2l.runs.dashboard.server import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_a_page_says_when_the_store_stops_answering(browser: Any, page: Any, tmp_path: Any) -> None:
+    """While the store was down every poll answered 503 and the page kept its old figures without a word."""
+    from l2l.runs.dashboard.app import create_app
     from l2l.runs.store import StoreError
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
@@ -296,20 +314,33 @@ def test_a_page_says_when_the_store_stops_answering(browser: Any, page: Any, tmp
         return count_runs()
 
     reader.count_runs = failing
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        page.goto(f"http://127.0.0.1:{port}/")
+    with serving(app) as base:
+        page.goto(f"{base}/")
         page.wait_for_selector("#store-problem:not([hidden])")
         text = page.text_content("#store-problem")
         assert "Connection refused" in text and "the figures below are the last ones read; retrying" in text
         assert page.locator("#runs tbody tr[data-run='1']").count() == 1  # what was read is still shown
         reader.count_runs = count_runs  # the store is back: the next poll clears the notice
         page.wait_for_selector("#store-problem", state="hidden")
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+
+
+def test_runs_compared_on_one_page_of_the_list_stay_compared_on_the_next(page: Any, tmp_path: Any) -> None:
+    from l2l.runs.dashboard.app import RUNS_PER_PAGE, create_app
+
+    url = f"sqlite:///{tmp_path / 'many.db'}"
+    store = Store(url)
+    add_optimizer_run(store)  # run 1, on the second page
+    for i in range(RUNS_PER_PAGE):
+        store.create_run(space="toy", strategy="random", config={}, seed=i, n_children=2, code_version="t")
+    newest = RUNS_PER_PAGE + 1
+    finish(store, newest, [(0, TOY_A, 0.5, {}), (1, TOY_B, 0.7, {})])  # a best line to draw
+    with serving(create_app(url, poll_ms=300)) as base:
+        page.goto(f"{base}/")
+        page.locator(f"input.pick[value='{newest}']").check()
+        page.wait_for_function("location.search === '?compare=" + str(newest) + "'")
+        assert page.get_attribute("#runs-pager a[rel=next]", "href") == f"/?page=2&compare={newest}"
+        page.click("#runs-pager a[rel=next]")
+        page.wait_for_selector("#runs tbody tr[data-run='1']")
+        page.locator("input.pick[value='1']").check()  # run 1 here, the newest from the first page
+        page.wait_for_function("document.querySelectorAll('#chart-compare .scatterlayer .trace').length === 2")
+        assert page.url.endswith(f"/?page=2&compare=1,{newest}")

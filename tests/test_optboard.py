@@ -318,6 +318,8 @@ def test_ctrl_c_keeps_the_finished_pairs_and_says_what_was_not_run(
     board = json.loads(out.read_text())
     assert board["interrupted"] is True and list(board["cells"]["digits-logreg"]) == ["adam"]
     assert board["winners"]["digits-logreg"] == "adam"
+    plotted = runner.invoke(app, ["plot", "optimizer", str(out), "-o", str(tmp_path / "plots")])  # was a KeyError
+    assert plotted.exit_code == 0, plotted.output
 
 
 def test_an_output_file_that_cannot_be_created_is_refused_before_any_training(

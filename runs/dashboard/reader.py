@@ -148,6 +148,8 @@ class Reader:
     def stamp(self, run_id: int) -> tuple[Any, ...]:
         """What changes whenever anything the charts draw changes: children counted by status, updates, epochs
         and the run's last write (cached charts are keyed by it)."""
+        if not 0 <= run_id <= MAX_ID:  # PostgreSQL's integer column would refuse the query as an error
+            raise RunNotFound(f"no run {run_id} in store {self.label}")
         with self.read("stamp run") as conn:
             counts = _counts(conn, [run_id]).get(run_id, {})
             updated = conn.scalar(select(RUNS.c.updated_at).where(RUNS.c.id == run_id))
@@ -277,7 +279,7 @@ class Reader:
                 )
             )
         key = SORT_KEYS[sort]  # children without a value (failed, queued) last either way, on every database
-        order = [(key.desc() if descending else key.asc()).nulls_last(), CHILDREN.c.number.asc()]
+        order = [key.is_(None), key.desc() if descending else key.asc(), CHILDREN.c.number.asc()]
         with self.read("read children") as conn:
             total = int(conn.scalar(select(func.count()).select_from(CHILDREN).where(*where)) or 0)
             rows = conn.execute(
@@ -295,7 +297,7 @@ class Reader:
     def child(self, run_id: int, number: int) -> ChildRecord:
         """Everything recorded of one child."""
         names = list(ChildRecord.__dataclass_fields__)
-        if not 0 <= number <= MAX_ID:
+        if not (0 <= number <= MAX_ID and 0 <= run_id <= MAX_ID):
             raise RunNotFound(f"run {run_id} has no child {number}")
         with self.read("read child") as conn:
             row = (

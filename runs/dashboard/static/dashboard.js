@@ -160,6 +160,9 @@ async function drawCompare() {
   // the address names the runs compared (and the page of the list): reloaded or shared, the page draws the same
   const params = [...(listPage > 1 ? [`page=${listPage}`] : []), ...(ids.length ? [`compare=${ids.join(",")}`] : [])];
   history.replaceState(null, "", params.length ? `/?${params.join("&")}` : "/");
+  document.querySelectorAll("#runs-pager a[data-page]").forEach((a) => { // another page compares the same runs
+    a.setAttribute("href", `/?page=${a.dataset.page}${ids.length ? `&compare=${ids.join(",")}` : ""}`);
+  });
   if (!ids.length) {
     hint.hidden = false;
     window.Plotly && window.Plotly.purge(document.getElementById("chart-compare"));
