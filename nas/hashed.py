@@ -23,6 +23,7 @@ done as one dense product over the chosen rows.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -56,6 +57,15 @@ def sorted_tables(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return order, codes.gather(1, order)
 
 
+def _check_whole(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 class HashedLinear(nn.Module):
     """``n_in`` -> ``n_out`` where each input evaluates ``active`` x ``n_out`` neurons chosen by LSH."""
 
@@ -82,10 +92,13 @@ class HashedLinear(nn.Module):
         if share not in SHARING:
             raise ValueError(f"unknown sharing {share!r}; known: {', '.join(SHARING)}")
         self.share = share
-        if not 0 < active <= 1:
-            raise ValueError(f"active must be a fraction in (0, 1], got {active}")
-        if min(bits, tables, rebuild_every) < 1:
-            raise ValueError(f"bits, tables and rebuild_every must be >= 1, got {bits}, {tables}, {rebuild_every}")
+        sizes = (("n_in", n_in), ("n_out", n_out), ("bits", bits), ("tables", tables), ("rebuild_every", rebuild_every))
+        for name, size in sizes:
+            _check_whole(name, size)
+        if not _is_number(active) or not 0 < active <= 1:
+            raise ValueError(f"active must be a fraction in (0, 1], got {active!r}")
+        if bits > 40:  # a bucket's code is an integer of `bits` bits (SLIDE's output layer takes as many)
+            raise ValueError(f"bits must be in 1..40, got {bits}")
         self.n_in, self.n_out, self.hash, self.bits, self.tables = n_in, n_out, hash, bits, tables
         self.k = max(1, round(active * n_out))
         self.rebuild_every = rebuild_every

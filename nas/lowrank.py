@@ -26,7 +26,7 @@ def fraction(choice: object, unknown: str, what: str) -> Fraction:
     """``choice`` as a fraction in (0, 1]; ``unknown`` is the error when it is none, ``what`` names it."""
     try:
         frac = Fraction(str(choice))
-    except ValueError as exc:
+    except (ValueError, ZeroDivisionError) as exc:  # "1/0" too
         raise ValueError(unknown) from exc
     if not 0 < frac <= 1:
         raise ValueError(f"{what} must be in (0, 1], got {choice!r}")

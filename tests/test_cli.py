@@ -697,3 +697,27 @@ def test_costs_below_a_thousandth_print_with_an_exponent_and_large_ones_whole() 
     view = MetricView(cost=("latency_s", "flops", "params"))
     costs = {"cost": {"latency_s": 4.3e-5, "flops": 17890.6, "params": 0.5}}
     assert view.summary(costs, "cost") == "latency_s 4.30e-05, flops 17,891, params 0.5000"
+
+
+def test_runs_child_prints_a_description_as_it_is_not_escaped_for_markup() -> None:
+    """`runs child` printed `8tanh\\[learned 1/2]`: its lines go out without markup, yet were escaped for it."""
+    import random
+    from types import SimpleNamespace
+
+    from l2l.runs.cli.child import child_lines
+    from l2l.search_spaces import load_space
+    from l2l.search_spaces.api import token_sizes
+
+    space, rng = load_space("mlp", {"predicted": True}), random.Random(0)
+    spec = next(
+        s
+        for s in (space.decode(tuple(rng.randrange(k) for k in token_sizes(space.decisions()))) for _ in range(200))
+        if "[" in space.describe(s)
+    )
+    run = SimpleNamespace(id=1, space="mlp", config={"space_options": {"predicted": True}})
+    child = SimpleNamespace(
+        number=0, status="queued", batch=0, attempts=0, spec=spec.to_json(), tokens=space.encode(spec), metrics={},
+        worker=None, device=None, node=None, wall_time=None, curves={}, error=None, val_acc=None, val_loss=None,
+        reward=None, controller_reward=None,
+    )  # fmt: skip
+    assert f"architecture: {space.describe(spec)}" in child_lines(run, child)

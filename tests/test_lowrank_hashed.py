@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -20,6 +22,8 @@ def test_rank_choices_resolve_to_ranks() -> None:
         lowrank.resolve_rank("half", 4, 4)
     with pytest.raises(ValueError, match=r"a rank fraction must be in \(0, 1\], got '3/2'"):
         lowrank.resolve_rank("3/2", 4, 4)
+    with pytest.raises(ValueError, match=r"unknown rank '1/0'"):  # was ZeroDivisionError: Fraction(1, 0)
+        lowrank.linear(64, 32, "1/0")
 
 
 def test_low_rank_linear_counts_parameters_and_flops_honestly() -> None:
@@ -119,6 +123,13 @@ def test_tables_are_rebuilt_on_schedule() -> None:
     assert not torch.equal(layer.sorted_codes, before)  # step 3 rebuilt from the new weights
     with pytest.raises(ValueError, match="unknown hash 'minhash'"):
         HashedLinear(8, 8, hash="minhash")
+    for kwargs, message in (  # each was a TypeError or RuntimeError from deep inside, or taken (bits=70)
+        ({"active": "0.2"}, "active must be a fraction in (0, 1], got '0.2'"),
+        ({"n_out": 0}, "n_out must be a whole number >= 1, got 0"),
+        ({"bits": 70}, "bits must be in 1..40, got 70"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            HashedLinear(**{"n_in": 8, "n_out": 16, **kwargs})  # type: ignore[arg-type]
 
 
 def test_mlp_space_offers_rank_and_hashing_and_counts_their_cost() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -247,3 +248,21 @@ def test_word_lm_refuses_an_evaluation_too_short_to_score() -> None:
     with pytest.raises(SpaceError, match=r"eval_words must be 0 \(all\) or at least 32, got 20"):
         WordLMSpace(eval_words=20)
     assert WordLMSpace(eval_words=32).eval_words == 32
+
+
+def test_a_retraining_given_epochs_and_steps_says_both(tmp_path: Path) -> None:
+    """`--retrain --epochs 1 --steps 5` trained 5 steps and said "retrained for 1 epoch"."""
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+
+    db = f"sqlite:///{tmp_path / 'lm.db'}"
+    options = ["-S", "max_steps=2", "-S", "eval_words=50"]
+    args = ["search", "--space", "word_lm", *options, "-n", "1", "--strategy", "random", "--executor", "local"]
+    searched = CliRunner().invoke(app, [*args, "-q", "--storage", db])
+    assert searched.exit_code == 0, searched.output
+    again = CliRunner().invoke(
+        app, ["runs", "best", "1", "--retrain", "--epochs", "1", "--steps", "2", "--storage", db]
+    )
+    assert again.exit_code == 0 and "retrained for 1 epoch of at most 2 steps: " in again.output, again.output
+    assert "params " in again.output  # its costs as computed, as runs best shows them for the child

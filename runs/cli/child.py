@@ -18,7 +18,7 @@ def child_lines(run: Any, child: Any) -> list[str]:
     view = MetricView.of(run.space, [child])
     out = [
         f"child {child.number} of run {run.id}: {child.status}, batch {child.batch}, attempts {child.attempts}",
-        f"architecture: {describe(run, child.spec)}",
+        f"architecture: {describe(run, child.spec, plain=True)}",  # these lines are printed without markup
         f"tokens: {list(child.tokens)}",
     ]
     if child.status == "done":

@@ -135,8 +135,9 @@ def joined(*parts: str) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def describe(run: Any, spec_json: dict[str, Any]) -> str:
-    """A spec as its space describes it, escaped for Rich (descriptions may hold ``[...]``)."""
+def describe(run: Any, spec_json: dict[str, Any], plain: bool = False) -> str:
+    """A spec as its space describes it, escaped for Rich (descriptions may hold ``[...]``); ``plain``: as it is,
+    for text printed without markup."""
     from rich.markup import escape
 
     from l2l.search_spaces import SpaceError, Spec, described, load_space
@@ -144,9 +145,10 @@ def describe(run: Any, spec_json: dict[str, Any]) -> str:
     spec = Spec.from_json(spec_json)
     try:
         space = load_space(run.space, dict(run.config.get("space_options") or {}), validate=False)
-        return escape(described(space, spec))
+        text = described(space, spec)
     except SpaceError:
-        return escape(" ".join(f"{k}={v}" for k, v in spec.items()))
+        text = " ".join(f"{k}={v}" for k, v in spec.items())
+    return text if plain else escape(text)
 
 
 def placement_line(children: Sequence[Any]) -> str | None:

@@ -350,7 +350,8 @@ def runs_best(
         if result.status != "done":
             raise UsageError(f"retraining child {best.number} failed: {first_line(result.error)}")
         metrics = result.to_json()
-        length = f" for {epochs} epoch{'s' * (epochs != 1)}" if epochs else f" for {steps} steps" if steps else ""
+        told = [f"{n} {unit}{'s' * (n != 1)}" for n, unit in ((epochs, "epoch"), (steps, "step")) if n]
+        length = f" for {' of at most '.join(told)}" if told else ""  # both: epochs cut at --steps (word_lm)
         done = f"retrained{length}"
         if space.exact_rewards():  # a table lookup or a simulation: nothing trains, a budget changes nothing
             ignored = ", --epochs/--steps ignored" if length else ""
@@ -358,7 +359,7 @@ def runs_best(
         value = view.val(metrics, result.val_acc, result.val_loss)
         shown = f"validation {view.validation or 'acc'} {value}" if value != "-" else f"reward {fmt(result.reward)}"
         own = f" (child {best.number}'s own)" if seed is None else ""
-        console.print(f"{done}: {joined(shown, view.summary(metrics))}; seed {used}{own}", highlight=False)
+        console.print(f"{done}: {joined(shown, *view.summaries(metrics))}; seed {used}{own}", highlight=False)
         if sharing:  # the honest number of a weight-sharing search: kept with the run
             number = record_retrained(store, run_id, best, result, asked, used)
             console.print(f"recorded as child {number} of run {run_id}", highlight=False)
