@@ -1,5 +1,6 @@
 """How many children a Ray cluster holds at once: its resources counted node by node, a data-parallel child's
-workers each on one node (`fit_slots`); a child that could never be placed is refused before it waits."""
+workers each on one node (`fit_slots`); a child that could never be placed is refused before it waits, and
+resources no cluster could give (`check_options`), or GPUs on a machine without any, before Ray starts."""
 
 from __future__ import annotations
 
@@ -62,3 +63,43 @@ def _fit(resources: Mapping[str, float], cpus_per_child: float, gpus_per_child: 
             raise ExecutorError(f"--gpus-per-child {gpus_per_child} asked for, but {where} has no GPU")
         fits.append(math.floor(resources.get("GPU", 0.0) / gpus_per_child + 1e-9))
     return min(fits) if fits else 0
+
+
+def check_local_gpus(gpus_per_child: float) -> None:
+    """Refuse GPUs per child on a machine where torch sees none (an embedded Ray instance would have none)."""
+    if gpus_per_child > 0:
+        import torch
+
+        if not torch.cuda.device_count():
+            raise ExecutorError(
+                f"--gpus-per-child {gpus_per_child:g} asked for, but this machine has no GPU (torch sees none) for "
+                "an embedded Ray instance; join a cluster that has GPUs with --address HOST:PORT"
+            )
+
+
+def check_options(
+    cpus_per_child: float,
+    gpus_per_child: float,
+    max_concurrent: int | None,
+    child_timeout: float | None,
+    max_retries: int,
+    prefetch: int | None,
+    workers_per_child: int,
+) -> None:
+    """Refuse the Ray executor's options that no cluster could honour, before it starts or joins one."""
+    if cpus_per_child < 0 or gpus_per_child < 0 or (cpus_per_child == 0 and gpus_per_child == 0):
+        raise ExecutorError(
+            f"--cpus-per-child and --gpus-per-child must be >= 0 and not both 0, got {cpus_per_child}, {gpus_per_child}"
+        )
+    if gpus_per_child > 1 and gpus_per_child != int(gpus_per_child):
+        raise ExecutorError(f"--gpus-per-child above 1 must be a whole number, got {gpus_per_child}")
+    if max_concurrent is not None and max_concurrent < 1:
+        raise ExecutorError(f"--max-concurrent must be >= 1, got {max_concurrent}")
+    if child_timeout is not None and not child_timeout > 0:
+        raise ExecutorError(f"--child-timeout must be > 0 seconds, got {child_timeout}")
+    if workers_per_child < 1:
+        raise ExecutorError(f"--workers-per-child must be >= 1, got {workers_per_child}")
+    if prefetch is not None and prefetch < 0:
+        raise ExecutorError(f"prefetch must be >= 0, got {prefetch}")
+    if max_retries < 0:
+        raise ExecutorError(f"max_retries must be >= 0, got {max_retries}")

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from l2l.runs.capacity import check_local_gpus, check_options
 from l2l.runs.distbelief import DataParallel, DataParallelError
 from l2l.runs.executors import ChildTask, Executor, ExecutorError, failure_summary
 from l2l.runs.ray_cluster import RayInstance, connect, head_alive
@@ -131,33 +132,6 @@ def _deaths() -> tuple[type[Exception], ...]:
     return (e.RayActorError, e.WorkerCrashedError, e.NodeDiedError, e.OutOfMemoryError, e.ObjectLostError)
 
 
-def _check_options(
-    cpus_per_child: float,
-    gpus_per_child: float,
-    max_concurrent: int | None,
-    child_timeout: float | None,
-    max_retries: int,
-    prefetch: int | None,
-    workers_per_child: int,
-) -> None:
-    if cpus_per_child < 0 or gpus_per_child < 0 or (cpus_per_child == 0 and gpus_per_child == 0):
-        raise ExecutorError(
-            f"--cpus-per-child and --gpus-per-child must be >= 0 and not both 0, got {cpus_per_child}, {gpus_per_child}"
-        )
-    if gpus_per_child > 1 and gpus_per_child != int(gpus_per_child):
-        raise ExecutorError(f"--gpus-per-child above 1 must be a whole number, got {gpus_per_child}")
-    if max_concurrent is not None and max_concurrent < 1:
-        raise ExecutorError(f"--max-concurrent must be >= 1, got {max_concurrent}")
-    if child_timeout is not None and not child_timeout > 0:
-        raise ExecutorError(f"--child-timeout must be > 0 seconds, got {child_timeout}")
-    if workers_per_child < 1:
-        raise ExecutorError(f"--workers-per-child must be >= 1, got {workers_per_child}")
-    if prefetch is not None and prefetch < 0:
-        raise ExecutorError(f"prefetch must be >= 0, got {prefetch}")
-    if max_retries < 0:
-        raise ExecutorError(f"max_retries must be >= 0, got {max_retries}")
-
-
 class RayExecutor(Executor):
     """Children on a pool of ``capacity`` Ray actors (slots); failures of workers and timeouts are recorded.
 
@@ -189,7 +163,7 @@ class RayExecutor(Executor):
         data_parallel: str | None = None,
         dp_options: Mapping[str, Any] | None = None,
     ) -> None:
-        _check_options(
+        check_options(
             cpus_per_child, gpus_per_child, max_concurrent, child_timeout, max_retries, prefetch, workers_per_child
         )
         if dp_options and data_parallel is None and workers_per_child == 1:
@@ -214,6 +188,8 @@ class RayExecutor(Executor):
         if ray.is_initialized():  # a Ray instance this process set up itself (tests, notebooks): use it
             self._ray = RayInstance(ray.get_runtime_context().gcs_address, owned=False, token=False)
         else:
+            if address in (None, "local"):
+                check_local_gpus(gpus_per_child)  # before an embedded instance starts, not after
             self._ray = connect(address, num_cpus)
         self.where = self._ray.describe()
         self._head_checked, self._head_lost, self._lost = time.monotonic(), 0, False

@@ -104,6 +104,12 @@ CASES = [
         "error: --device cuda on Ray needs --gpus-per-child (1, or 0.5 for two children per GPU): a child runs on "
         "the GPUs Ray assigns it",
     ),
+    (  # refused before an embedded Ray instance starts (it started one, seconds, to find no GPU in it)
+        ["search", "--space", "toy", "--executor", "ray", "--gpus-per-child", "1", "--storage", "{db}"],
+        1,
+        "error: --gpus-per-child 1 asked for, but this machine has no GPU (torch sees none) for an embedded Ray "
+        "instance; join a cluster that has GPUs with --address HOST:PORT",
+    ),
     (
         ["search", "--space", "toy", "--address", "127.0.0.1:1", "--storage", "{db}"],
         1,
