@@ -116,7 +116,7 @@ class SearchFlags:
 
 
 # what a resumed run may change: where its children run, not what the run is
-MOVABLE = ("address", "max_concurrent", "child_timeout")
+MOVABLE = ("address", "max_concurrent", "child_timeout", "cpus_per_child")  # CPUs Ray reserves, not threads
 # the settings a weight-sharing search does not use (it runs in the driver's process for its epochs)
 SHARING_UNUSED = ("children", "pruner", "mode", "executor", "executor_options")
 

@@ -53,7 +53,8 @@ class SearchConfig:
     name: str | None = None
     mode: str = "auto"
     weight_sharing: Mapping[str, Any] | None = None  # settings of a weight-sharing search (`l2l.runs.weight_sharing`)
-    # each resume that moved the run (another --address, --max-concurrent, --child-timeout): when, from, to
+    # each resume that moved the run (another --address, --max-concurrent, --child-timeout, --cpus-per-child): when,
+    # from, to
     moves: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:

@@ -149,15 +149,15 @@ def test_resume_conflicts_name_every_given_flag_in_a_stable_order(tmp_path: Path
     )
     assert given.resume_conflicts() == ["children", "space", "config", "space-option", "controller-option"]
     assert given.moves() == {"max_concurrent": 2, "address": "auto"}  # where it runs may change on resume
-    moved = SearchFlags.parse({}, {"address": "h:1", "cpus_per_child": 2.0, "gpus_per_child": None}, [], [])
-    assert moved.resume_conflicts() == ["cpus-per-child"] and moved.moves() == {"address": "h:1"}
+    moved = SearchFlags.parse({}, {"address": "h:1", "cpus_per_child": 2.0, "gpus_per_child": 1.0}, [], [])
+    assert moved.resume_conflicts() == ["gpus-per-child"] and moved.moves() == {"address": "h:1", "cpus_per_child": 2.0}
     assert SearchFlags.parse({"space": None}, {"address": None}, [], []).resume_conflicts() == []
 
 
 def test_a_flag_equal_to_the_stored_setting_is_no_conflict() -> None:
     """``--resume RUN --executor ray`` on a run stored with the Ray executor changes nothing: not refused."""
-    stored = {"space": "toy", "executor": "ray", "space_options": {"a": 1}, "executor_options": {"cpus_per_child": 2.0}}
-    same = SearchFlags.parse({"space": "toy", "executor": "ray"}, {"cpus_per_child": 2.0}, ["a=1"], [])
+    stored = {"space": "toy", "executor": "ray", "space_options": {"a": 1}, "executor_options": {"gpus_per_child": 2.0}}
+    same = SearchFlags.parse({"space": "toy", "executor": "ray"}, {"gpus_per_child": 2.0}, ["a=1"], [])
     assert same.resume_conflicts(stored) == []
-    other = SearchFlags.parse({"space": "toy", "executor": "local"}, {"cpus_per_child": 1.0}, ["a=2"], [])
-    assert other.resume_conflicts(stored) == ["executor", "space-option", "cpus-per-child"]
+    other = SearchFlags.parse({"space": "toy", "executor": "local"}, {"gpus_per_child": 1.0}, ["a=2"], [])
+    assert other.resume_conflicts(stored) == ["executor", "space-option", "gpus-per-child"]

@@ -85,10 +85,10 @@ def test_resume_may_move_a_run_and_records_each_move(tmp_path: Path) -> None:
     )
     run = Search.start(store, config, executor=LocalExecutor()).run_id
     store.set_run_status(run, "interrupted")
-    moves = {"address": "10.0.0.7:6379", "max_concurrent": 8, "child_timeout": 60.0}
+    moves = {"address": "10.0.0.7:6379", "max_concurrent": 8, "child_timeout": 60.0, "cpus_per_child": 0.5}
     search = Search.resume(store, run, executor=LocalExecutor(), moves=moves)
     assert search.moved is not None and search.moved["to"] == moves
-    assert search.moved["from"] == {"address": None, "max_concurrent": 2, "child_timeout": None}
+    assert search.moved["from"] == {"address": None, "max_concurrent": 2, "child_timeout": None, "cpus_per_child": None}
     stored = SearchConfig.from_json(store.get_run(run).config)
     assert dict(stored.executor_options) == moves  # a later resume without flags keeps running there
     assert len(stored.moves) == 1 and stored.moves[0]["to"] == moves
@@ -96,9 +96,10 @@ def test_resume_may_move_a_run_and_records_each_move(tmp_path: Path) -> None:
     again = Search.resume(store, run, executor=LocalExecutor(), moves={"address": "10.0.0.7:6379"})
     assert again.moved is None and len(SearchConfig.from_json(store.get_run(run).config).moves) == 1
     refused = CliRunner().invoke(
-        app, ["search", "--resume", str(run), "--cpus-per-child", "2", "--storage", store.url], env={"COLUMNS": "300"}
+        app, ["search", "--resume", str(run), "--gpus-per-child", "1", "--storage", store.url], env={"COLUMNS": "300"}
     )
-    assert refused.exit_code == 1 and "drop --cpus-per-child (where it runs may change: --address" in refused.output
+    may = "--address, --max-concurrent, --child-timeout, --cpus-per-child"  # the CPUs Ray reserves: not the run
+    assert refused.exit_code == 1 and f"drop --gpus-per-child (where it runs may change: {may})" in refused.output
 
 
 def test_of_two_resumes_started_at_once_one_goes_on_and_the_other_is_told(tmp_path: Path) -> None:

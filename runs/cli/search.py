@@ -28,7 +28,7 @@ from l2l.runs.cli.dashboard import start_dashboard
 from l2l.runs.cli.optimizers import suite_warnings
 from l2l.runs.cli.progress import SearchProgress
 from l2l.runs.cli.summary import print_derived, print_summary
-from l2l.runs.config import SearchFlags, UsageError, parse_assignments
+from l2l.runs.config import MOVABLE, SearchFlags, UsageError, parse_assignments
 
 if TYPE_CHECKING:
     from l2l.runs.store import Store
@@ -370,7 +370,8 @@ def open_run(store: Store, flags: SearchFlags, resume: int | None) -> Any:
     extra = flags.resume_conflicts(store.get_run(resume).config)
     if extra:  # where a plain run executes may change; a weight-sharing one runs here
         movable = store.get_run(resume).config.get("weight_sharing") is None
-        where = " (where it runs may change: --address, --max-concurrent, --child-timeout)" if movable else ""
+        moving = ", ".join(f"--{k.replace('_', '-')}" for k in MOVABLE)
+        where = f" (where it runs may change: {moving})" if movable else ""
         raise UsageError(
             f"--resume continues run {resume} with its stored settings; drop --{', --'.join(extra)}{where}"
         )
