@@ -165,7 +165,12 @@ def main_real(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=100)
-    parser.add_argument("--seed-offset", type=int, default=1000, help="first seed (settings were chosen on 0-49)")
+    parser.add_argument(
+        "--seed-offset",
+        type=int,
+        default=1000,
+        help="first seed (settings were chosen on seeds 0-39; 1000 on are held out)",
+    )
     parser.add_argument("--noise", default="0.25,0.5,1.0", help="noise sds in points, comma-separated")
     parser.add_argument("--strategies", default=STRATEGIES, help="rows: STRATEGY[:key=value;...], comma-separated")
     parser.add_argument("--budgets", default="100,200,400")

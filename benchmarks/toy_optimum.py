@@ -1,6 +1,7 @@
 """Children needed to find the toy space's known optimum: REINFORCE against random search, over 20 seeds.
 
-python benchmarks/toy_optimum.py [--seeds 20] [--budget 5000] [--batch 10]
+python -m benchmarks.toy_optimum [--seeds 20] [--budget 5000] [--batch 10] [--strategies reinforce+screen,random]
+    [--name toy_optimum]
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=5000)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument(
+        "--strategies", default="reinforce+screen,random", help="comma-separated (the default: the README's rows)"
+    )
+    parser.add_argument("--name", default="toy_optimum", help="results/NAME.json")
     args = parser.parse_args()
     options = {"layers": args.layers}
     size = 1
@@ -45,7 +50,7 @@ def main() -> None:
         size *= d.n_choices**d.width
     results: dict[str, list[int | None]] = {}
     rows = []
-    for strategy in ("reinforce", "random"):
+    for strategy in [name.strip() for name in args.strategies.split(",") if name.strip()]:
         started = time.perf_counter()
         found = [children_to_optimum(strategy, s, args.budget, args.batch, options) for s in range(args.seeds)]
         results[strategy] = found
@@ -63,9 +68,7 @@ def main() -> None:
         )
     print(f"toy space, {size:,} candidates, budget {args.budget} children, batch {args.batch}, {args.seeds} seeds")
     print_table(["strategy", "found optimum", "median children", "min", "max", "seconds"], rows)
-    path = write_json(
-        "toy_optimum", {"budget": args.budget, "batch": args.batch, "candidates": size, "results": results}
-    )
+    path = write_json(args.name, {"budget": args.budget, "batch": args.batch, "candidates": size, "results": results})
     print(f"wrote {path}")
 
 
