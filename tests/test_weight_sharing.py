@@ -582,7 +582,7 @@ class MistakenNetwork(ClassifierNetwork):
 
     def loss(self, model: torch.nn.Module, batch: Any) -> Any:
         loss = super().loss(model, batch)
-        return float(loss) if self.mistake == "loss_float" else loss
+        return float(loss.detach()) if self.mistake == "loss_float" else loss
 
     def measure(self, model: torch.nn.Module, batch: Any) -> Any:
         got = super().measure(model, batch)
