@@ -80,6 +80,11 @@ class PPOConfig(ReinforceConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.max_importance != 1.0:  # REINFORCE's truncation of stale children's ratios: PPO's clip does that
+            raise ControllerError(
+                f"max_importance={self.max_importance:g} is REINFORCE's (it truncates stale children's importance "
+                "ratios); PPO's clipped ratio does that job: set clip instead"
+            )
         if not 0.0 < self.clip < 1.0:
             raise ControllerError(f"clip must be in (0, 1), got {self.clip}")
         if self.epochs < 1:

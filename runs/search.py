@@ -99,6 +99,11 @@ class Search:
         check_costs(self.space, self.controller.reward_transform)
         if run_id == 0:  # a new run (`start`), before any executor starts; a stored run resumes as it was
             check_budget(self.space, config.budget)
+            if config.pruner is not None and self.space.exact_rewards():
+                raise SearchError(
+                    f"--pruner {config.pruner}: space {self.space.name!r} has exact rewards (a lookup or a simulation) "
+                    "and trains nothing, epoch by epoch, that a pruner could stop"
+                )
         self.executor = executor or make_executor(config.executor, config.device, config.executor_options)
         self.listener = listener
         self.worst_reward: float | None = None

@@ -163,6 +163,18 @@ CASES = [
         "error: search space 'mlp': bad options {{'dataset': 'nope'}}: unknown dataset 'nope'; "
         "known: cifar10, digits, mnist1d, synthetic",
     ),
+    (  # accepted and ignored: PPO's loss never reads it
+        ["search", "--space", "toy", "--strategy", "ppo", "-C", "max_importance=0.5", "--storage", "{db}"],
+        1,
+        "error: max_importance=0.5 is REINFORCE's (it truncates stale children's importance ratios); PPO's clipped "
+        "ratio does that job: set clip instead",
+    ),
+    (  # accepted, and never stopped a child: a lookup has no epochs
+        ["search", "--space", "nb201", "--pruner", "median", "--executor", "local", "--storage", "{db}"],
+        1,
+        "error: --pruner median: space 'nb201' has exact rewards (a lookup or a simulation) and trains nothing, "
+        "epoch by epoch, that a pruner could stop",
+    ),
     (  # refused before the first child trains, not after it
         ["search", "--space", "mlp", "-C", "reward_transform=mnas(latency,1e5,-0.07)", "--storage", "{db}"],
         1,

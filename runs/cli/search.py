@@ -264,8 +264,8 @@ def search(
         learns = not cfg.strategy.startswith("random")  # random search learns nothing from its batches
         if cfg.weight_sharing is None and cfg.batch > cfg.children and resume is None and learns:
             console.print(  # a note with the run's settings, not an error's neighbour on stderr
-                f"note: batch {cfg.batch} is more than children {cfg.children}: the strategy learns once, "
-                "at the end; a smaller --batch lets it learn during the search",
+                f"note: batch {cfg.batch} is more than children {cfg.children}: the strategy learns only after the "
+                "last child, so no proposal of this run uses what it learned; a smaller --batch lets it learn",
                 highlight=False,
             )
         where = getattr(run, "executor", None) and getattr(run.executor, "where", None)
