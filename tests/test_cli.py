@@ -668,7 +668,9 @@ def test_runs_are_listed_by_status_space_and_name_and_deleted_with_confirmation(
 def test_a_run_is_named_by_its_id_or_by_its_name_in_every_command_that_takes_one(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'named.db'}"
     for name in (" baseline ", "twice", "twice"):  # kept as commands find it: stripped
-        ok("search", "--space", "toy", "-n", "2", "--executor", "local", "-q", "--name", name, "--storage", db)
+        out = ok("search", "--space", "toy", "-n", "2", "--executor", "local", "-q", "--name", name, "--storage", db)
+    # the second "twice" was taken without a word, and the name stopped working for both
+    assert "note: run 2 is named 'twice' too: commands now need each one's id, not the name" in " ".join(out.split())
     assert ok("runs", "show", "baseline", "--storage", db).startswith("run 1 ")
     assert ok("runs", "top", "baseline", "--storage", db) == ok("runs", "top", "1", "--storage", db)
     assert "best of run 1:" in ok("runs", "best", "baseline", "--storage", db)

@@ -27,7 +27,7 @@ from l2l.runs.cli.common import (
 from l2l.runs.cli.dashboard import start_dashboard
 from l2l.runs.cli.optimizers import suite_warnings
 from l2l.runs.cli.progress import SearchProgress
-from l2l.runs.cli.summary import print_derived, print_summary
+from l2l.runs.cli.summary import print_derived, print_summary, start_notes
 from l2l.runs.config import MOVABLE, SearchFlags, UsageError, parse_assignments
 
 if TYPE_CHECKING:
@@ -261,13 +261,8 @@ def search(
             console.print(f"run {run.run_id} moved: {changes} (recorded with the run)", highlight=False)
         for warning in suite_warnings(run.space) if cfg.space == "optimizer" else ():
             err_console.print(f"[yellow]warning: {escape(warning)}[/]", highlight=False)
-        learns = not cfg.strategy.startswith("random")  # random search learns nothing from its batches
-        if cfg.weight_sharing is None and cfg.batch > cfg.children and resume is None and learns:
-            console.print(  # a note with the run's settings, not an error's neighbour on stderr
-                f"note: batch {cfg.batch} is more than children {cfg.children}: the strategy learns only after the "
-                "last child, so no proposal of this run uses what it learned; a smaller --batch lets it learn",
-                highlight=False,
-            )
+        for note in start_notes(store, cfg, run.run_id) if resume is None else ():  # with the run's settings
+            console.print(f"note: {escape(note)}", highlight=False)
         where = getattr(run, "executor", None) and getattr(run.executor, "where", None)
         if where:
             console.print(escape(where), highlight=False)

@@ -68,3 +68,22 @@ def print_summary(store: Store, run_id: int, space: SearchSpace | None = None) -
     if counts["done"] == 0 and counts["failed"] > 0:
         reason, n = most_common_failure(c.error for c in store.children(run_id, "failed"))
         fail(f"no child of run {run_id} succeeded; the most common failure ({n} of {counts['failed']}): {reason}")
+
+
+def start_notes(store: Store, config: Any, run_id: int) -> list[str]:
+    """What a new run's settings mean that the user may not expect: a batch no proposal learns from, a name
+    another run has (commands then need each one's id)."""
+    notes = []
+    learns = not config.strategy.startswith("random")  # random search learns nothing from its batches
+    if config.weight_sharing is None and config.batch > config.children and learns:
+        notes.append(
+            f"batch {config.batch} is more than children {config.children}: the strategy learns only after the last "
+            "child, so no proposal of this run uses what it learned; a smaller --batch lets it learn"
+        )
+    others = [i for i in store.run_ids_named(config.name) if i != run_id] if config.name else []
+    if others:
+        notes.append(
+            f"run{'s' * (len(others) > 1)} {', '.join(map(str, others))} {'are' if len(others) > 1 else 'is'} named "
+            f"{config.name!r} too: commands now need each one's id, not the name"
+        )
+    return notes
