@@ -31,8 +31,8 @@ EPOCHS = cast(Table, EpochRow.__table__)
 SPACE_DATA = cast(Table, SpaceDataRow.__table__)
 
 # what the children table may be sorted by: request text only ever picks a key of this dict
-SORTABLE = ("number", "status", "reward", "val_acc", "val_loss", "wall_time", "worker", "device", "started_at")
-SORT_KEYS = {name: CHILDREN.c[name] for name in (*SORTABLE, "finished_at")}
+SORTED_BY = "number status reward val_acc val_loss wall_time worker device started_at finished_at"
+SORT_KEYS = {name: CHILDREN.c[name] for name in SORTED_BY.split()}
 MAX_PER_PAGE = 200
 # children with a reward: trained ones, and a weight-sharing search's architectures scored with its shared weights
 TRAINED = ("done",)
