@@ -18,7 +18,6 @@ from l2l.runs.models import Base, CheckpointRow, ChildRow, EpochRow, RunRow, Spa
 from l2l.runs.store_engine import DEFAULT_STORAGE, Database, safe_url
 from l2l.runs.store_records import (
     CHILD_STATUSES,
-    MAX_ID,
     RUN_STATUSES,
     SHARED_STATUSES,
     CheckpointRecord,
@@ -28,6 +27,7 @@ from l2l.runs.store_records import (
     RunRecord,
     StoreError,
     UpdateRecord,
+    known_id,
     record_from_row,
 )
 from l2l.runs.store_sharing import EpochRecord, ScoredChild, SharingStore
@@ -101,7 +101,7 @@ class Store(SharingStore, Database):
     def get_run(self, run_id: int) -> RunRecord:
         """The run ``run_id``; `RunNotFound` names the known ids when it does not exist."""
         with self.session_scope("read run") as s:
-            row = s.get(RunRow, run_id) if 0 <= run_id <= MAX_ID else None  # PostgreSQL refuses a larger one
+            row = s.get(RunRow, run_id) if known_id(run_id) else None
             if row is None:
                 ids = s.scalars(select(RunRow.id).order_by(RunRow.id.desc()).limit(10)).all()
                 known = ", ".join(str(i) for i in ids) or "none"
@@ -281,7 +281,7 @@ class Store(SharingStore, Database):
 
     def child(self, run_id: int, number: int) -> ChildRecord | None:
         """Child ``number`` of the run, or None when it has none by that number."""
-        if not (0 <= number <= MAX_ID and 0 <= run_id <= MAX_ID):
+        if not known_id(run_id, number):
             return None
         with self.session_scope("read child") as s:
             row = s.scalars(select(ChildRow).where(ChildRow.run_id == run_id, ChildRow.number == number)).first()

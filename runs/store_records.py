@@ -15,6 +15,11 @@ MAX_ID = 2**31 - 1  # the largest run id or child number an integer column holds
 SHARED_STATUSES = ("shared", "derived", "candidate")  # a weight-sharing run's scored architectures (store_sharing)
 
 
+def known_id(*ids: int) -> bool:
+    """Whether every id fits the store's integer columns; a query with a larger one is an error on PostgreSQL."""
+    return all(0 <= i <= MAX_ID for i in ids)
+
+
 class StoreError(RuntimeError):
     """The results store cannot be opened, read or written; the message names the database and the operation."""
 

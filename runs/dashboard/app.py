@@ -148,9 +148,10 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         return {"runs": runs, "total": total, "page": at, "pages": last, "per": RUNS_PER_PAGE}
 
     def runs_page(request: Request) -> Response:
-        picked = {p.strip() for p in request.query_params.get("compare", "").split(",")} - {""}  # a shared link
+        asked = {p.strip() for p in request.query_params.get("compare", "").split(",")} - {""}  # a shared link
+        picked = sorted(asked, key=lambda p: (len(p), p))  # run ids in numeric order, as the page's script keeps them
         shown = listed(request)
-        unlisted = sorted(picked - {str(r["id"]) for r in shown["runs"]}, key=lambda p: (len(p), p))[:12]
+        unlisted = [p for p in picked if p not in {str(r["id"]) for r in shown["runs"]}][:12]
         # a run of the link that is gone (deleted, another store) is named, not silently left out
         missing = [p for p in unlisted if not _exists(reader, p)]
         return page("runs.html", **shown, picked=picked, missing=missing)

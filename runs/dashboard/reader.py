@@ -22,7 +22,7 @@ from l2l.runs.dashboard.series import planned
 from l2l.runs.driver import in_flight, run_state
 from l2l.runs.models import ChildRow, EpochRow, RunRow, SpaceDataRow, UpdateRow
 from l2l.runs.store_engine import safe_url, short_error, storage_flag_of
-from l2l.runs.store_records import MAX_ID, ChildRecord, RunNotFound, RunRecord, StoreError
+from l2l.runs.store_records import ChildRecord, RunNotFound, RunRecord, StoreError, known_id
 
 RUNS = cast(Table, RunRow.__table__)
 CHILDREN = cast(Table, ChildRow.__table__)
@@ -120,7 +120,7 @@ class Reader:
 
     def run(self, run_id: int) -> RunRecord:
         """The run ``run_id``; `RunNotFound` when there is none."""
-        if not 0 <= run_id <= MAX_ID:  # PostgreSQL's integer column would refuse the query as an error
+        if not known_id(run_id):
             raise RunNotFound(f"no run {run_id} in store {self.label}")
         with self.read("read run") as conn:
             row = conn.execute(select(RUNS).where(RUNS.c.id == run_id)).mappings().first()
@@ -148,7 +148,7 @@ class Reader:
     def stamp(self, run_id: int) -> tuple[Any, ...]:
         """What changes whenever anything the charts draw changes: children counted by status, updates, epochs
         and the run's last write (cached charts are keyed by it)."""
-        if not 0 <= run_id <= MAX_ID:  # PostgreSQL's integer column would refuse the query as an error
+        if not known_id(run_id):
             raise RunNotFound(f"no run {run_id} in store {self.label}")
         with self.read("stamp run") as conn:
             counts = _counts(conn, [run_id]).get(run_id, {})
@@ -297,7 +297,7 @@ class Reader:
     def child(self, run_id: int, number: int) -> ChildRecord:
         """Everything recorded of one child."""
         names = list(ChildRecord.__dataclass_fields__)
-        if not (0 <= number <= MAX_ID and 0 <= run_id <= MAX_ID):
+        if not known_id(run_id, number):
             raise RunNotFound(f"run {run_id} has no child {number}")
         with self.read("read child") as conn:
             row = (
