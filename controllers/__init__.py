@@ -1,27 +1,56 @@
-"""Controllers: strategies that propose candidates and learn from rewards (REINFORCE, PPO, evolution, ...)."""
+"""Controllers: strategies that propose candidates and learn from rewards (REINFORCE, PPO, evolution, ...).
+
+Importing the package loads no strategy (nor torch): naming, listing and parsing strategies is light, so the
+CLI's read commands start fast. A strategy's module loads when a controller is made, or when one of the names
+below is first read (`__getattr__`).
+"""
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from l2l.controllers.base import Controller, ControllerError, Ledger, Proposal, UpdateStats
-from l2l.controllers.evolution import EvolutionController
+from l2l.controllers.names import REEVAL_SUFFIX as REEVAL
+from l2l.controllers.names import SCREEN_SUFFIX as SUFFIX
+from l2l.controllers.names import ControllerError
 from l2l.controllers.plugins import plugin_factory, plugin_names
-from l2l.controllers.random_search import RandomController
-from l2l.controllers.reeval import REEVAL_SETTINGS, ReevalConfig, ReevaluatedController
-from l2l.controllers.reeval import SUFFIX as REEVAL
-from l2l.controllers.reinforce import PRESETS, PPOConfig, PPOController, ReinforceConfig, ReinforceController
 from l2l.controllers.rewards import costs_needed, get_transform
-from l2l.controllers.screen import SCREEN_SETTINGS, SUFFIX, ScreenConfig, ScreenedController, split_settings
 from l2l.search_spaces.api import Decision
 from l2l.search_spaces.constraints import Constraints
 
 if TYPE_CHECKING:  # what `__getattr__` loads on first use, typed for IDEs and mypy
+    from l2l.controllers.base import Controller, Ledger, Proposal, UpdateStats
+    from l2l.controllers.evolution import EvolutionController
     from l2l.controllers.optuna_sampler import ControllerSampler
+    from l2l.controllers.random_search import RandomController
+    from l2l.controllers.reeval import REEVAL_SETTINGS, ReevalConfig, ReevaluatedController
+    from l2l.controllers.reinforce import PRESETS, PPOConfig, PPOController, ReinforceConfig, ReinforceController
+    from l2l.controllers.screen import SCREEN_SETTINGS, ScreenConfig, ScreenedController
 
-Factory = Callable[[Sequence[Decision], int, Mapping[str, Any]], Controller]
+# name -> the module that defines it, loaded on first use
+LAZY = {
+    **dict.fromkeys(("Controller", "Ledger", "Proposal", "UpdateStats"), "base"),
+    "EvolutionController": "evolution",
+    "ControllerSampler": "optuna_sampler",  # and optuna
+    "RandomController": "random_search",
+    **dict.fromkeys(("REEVAL_SETTINGS", "ReevalConfig", "ReevaluatedController"), "reeval"),
+    **dict.fromkeys(("PRESETS", "PPOConfig", "PPOController", "ReinforceConfig", "ReinforceController"), "reinforce"),
+    **dict.fromkeys(("SCREEN_SETTINGS", "ScreenConfig", "ScreenedController"), "screen"),
+}
+
+Factory = Callable[[Sequence[Decision], int, Mapping[str, Any]], "Controller"]
+
+
+def _built_in(name: str) -> Factory:
+    """The ``from_settings`` of the class ``name``, its module loaded at the first call."""
+
+    def build(decisions: Sequence[Decision], seed: int, settings: Mapping[str, Any]) -> Controller:
+        return __getattr__(name).from_settings(decisions, seed, settings)  # type: ignore[no-any-return]
+
+    build.__qualname__ = f"{name}.from_settings"
+    return build
 
 
 def _optuna(sampler: str) -> Factory:
@@ -34,10 +63,10 @@ def _optuna(sampler: str) -> Factory:
 
 
 STRATEGIES: dict[str, Factory] = {
-    "reinforce": ReinforceController.from_settings,
-    "ppo": PPOController.from_settings,
-    "random": RandomController.from_settings,
-    "evolution": EvolutionController.from_settings,
+    "reinforce": _built_in("ReinforceController"),
+    "ppo": _built_in("PPOController"),
+    "random": _built_in("RandomController"),
+    "evolution": _built_in("EvolutionController"),
     "tpe": _optuna("tpe"),
     "gp": _optuna("gp"),
     "qmc": _optuna("qmc"),
@@ -110,6 +139,9 @@ def make_controller(
 
     ``STRATEGY+screen`` wraps the strategy in `ScreenedController`, ``...+reeval`` (outermost) in
     `ReevaluatedController`; the ``screen*`` and ``reeval*`` settings go to those, the rest to the strategy."""
+    from l2l.controllers.reeval import REEVAL_SETTINGS, ReevaluatedController
+    from l2l.controllers.screen import SCREEN_SETTINGS, ScreenedController, split_settings
+
     base, screened, reevaluated = parse_strategy(strategy)
     screen, rest = split_settings(settings or {})
     again = {k: v for k, v in rest.items() if k in REEVAL_SETTINGS}
@@ -146,11 +178,8 @@ def _tokens(tokens: Sequence[int]) -> Hashable:
 
 
 def __getattr__(name: str) -> Any:
-    # ControllerSampler imports optuna; load it only when asked for, so `import controllers` stays light
-    if name == "ControllerSampler":
-        from l2l.controllers.optuna_sampler import ControllerSampler
-
-        return ControllerSampler
+    if name in LAZY:  # a strategy's module (torch; optuna for ControllerSampler), loaded on first use
+        return getattr(importlib.import_module(f"l2l.controllers.{LAZY[name]}"), name)
     raise AttributeError(f"module 'l2l.controllers' has no attribute {name!r}")
 
 

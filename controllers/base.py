@@ -13,12 +13,9 @@ from typing import Any
 
 import torch
 
+from l2l.controllers.names import ControllerError as ControllerError  # its home before names.py; still imported
 from l2l.search_spaces.api import Decision, token_sizes
 from l2l.search_spaces.constraints import Constraints
-
-
-class ControllerError(ValueError):
-    """A controller setting, state or call is invalid."""
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from l2l.controllers.base import Controller, ControllerError
+from l2l.controllers.names import ControllerError
+
+if TYPE_CHECKING:
+    from l2l.controllers.base import Controller
 
 ENTRY_POINT_GROUP = "l2l.strategies"
 
-Factory = Callable[[Sequence[Any], int, Mapping[str, Any]], Controller]
+Factory = Callable[[Sequence[Any], int, Mapping[str, Any]], "Controller"]
 
 
 def plugin_names(builtin: Sequence[str]) -> list[str]:
@@ -29,6 +32,8 @@ def plugin_names(builtin: Sequence[str]) -> list[str]:
 
 def plugin_factory(name: str) -> tuple[Factory, int] | None:
     """The factory of the plugin strategy ``name`` and its default batch; None when no plugin registers it."""
+    from l2l.controllers.base import Controller  # torch: only once a plugin is loaded
+
     found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
     if not found:
         return None
@@ -65,6 +70,7 @@ GUARDED = ("propose", "update", "draw", "observe", "state_dict", "load_state_dic
 def _checked(name: str, factory: Factory) -> Factory:
     """The factory, refusing what is not a Controller (a plugin's mistake, named); what the controller
     raises from then on is one line naming the plugin (`ControllerError`), not its traceback."""
+    from l2l.controllers.base import Controller
 
     def build(decisions: Sequence[Any], seed: int, settings: Mapping[str, Any]) -> Controller:
         try:

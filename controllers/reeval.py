@@ -34,11 +34,11 @@ from typing import Any, cast
 import torch
 
 from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats, pack_tokens, unpack_tokens
+from l2l.controllers.names import REEVAL_SUFFIX as SUFFIX
 from l2l.controllers.noise import ArchEstimate, Evaluations
 from l2l.search_spaces.constraints import Constraints
 from l2l.search_spaces.typed import coerce_fields
 
-SUFFIX = "+reeval"
 REEVALUATION = -1  # the policy version of a proposal that evaluates an architecture again
 
 Tokens = tuple[int, ...]

@@ -6,7 +6,7 @@ import importlib
 import re
 from collections.abc import Callable, Mapping
 
-from l2l.controllers.base import ControllerError
+from l2l.controllers.names import ControllerError
 
 Metrics = Mapping[str, float | None]
 RewardTransform = Callable[[Metrics], float]

@@ -27,13 +27,13 @@ from l2l.controllers.base import (
     unpack_tokens,
 )
 from l2l.controllers.constrained import neighbours, uniform_allowed
+from l2l.controllers.names import SCREEN_SUFFIX as SUFFIX
 from l2l.controllers.reward_window import RewardWindow
 from l2l.controllers.surrogate import HammingGP, RidgeEnsemble
 from l2l.search_spaces.api import token_sizes
 from l2l.search_spaces.constraints import Constraints
 from l2l.search_spaces.typed import coerce_fields
 
-SUFFIX = "+screen"
 SCREEN_MODELS = ("gp", "ridge")
 
 Pick = tuple[tuple[int, ...], Proposal | None]

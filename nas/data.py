@@ -1,11 +1,15 @@
-"""Offline datasets with fixed train/validation/test splits: validation drives rewards, test is only reported."""
+"""Offline datasets with fixed train/validation/test splits: validation drives rewards, test is only reported.
+
+torch loads with a dataset, not with this module: a space checks a dataset's name without it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 class DatasetError(ValueError):
@@ -45,6 +49,8 @@ class Dataset:
 
 
 def _split(x: torch.Tensor, y: torch.Tensor, n_val: int, n_test: int, seed: int) -> tuple[Split, Split, Split]:
+    import torch
+
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     x, y = x[perm], y[perm]
     n_train = len(y) - n_val - n_test
@@ -55,6 +61,7 @@ def _split(x: torch.Tensor, y: torch.Tensor, n_val: int, n_test: int, seed: int)
 
 
 def _digits() -> Dataset:
+    import torch
     from sklearn.datasets import load_digits  # ships its data inside the package: no download
 
     bunch = load_digits()
@@ -66,6 +73,7 @@ def _digits() -> Dataset:
 
 def _synthetic() -> Dataset:
     """A generated 10-class problem (40 features, 20 informative): a task no optimizer search has seen."""
+    import torch
     from sklearn.datasets import make_classification
 
     x_np, y_np = make_classification(
@@ -86,6 +94,8 @@ def _synthetic() -> Dataset:
 
 def _mnist1d() -> Dataset:
     """MNIST-1D: the published 4,000 training examples (the last 500 kept for validation) and 1,000 test."""
+    import torch
+
     from l2l.nas.mnist1d import generate
 
     x_train, y_train, x_test, y_test = generate()
@@ -122,6 +132,8 @@ def _cifar10() -> Dataset:
         ) from None
 
     def tensors(ds: object) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
         x = torch.tensor(ds.data, dtype=torch.float32).permute(0, 3, 1, 2) / 255.0  # type: ignore[attr-defined]
         return x, torch.tensor(ds.targets, dtype=torch.long)  # type: ignore[attr-defined]
 

@@ -59,22 +59,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from l2l.nas.lowrank import fraction
+from l2l.nas.genotypes import learned_points
 
-PREDICT_CHOICES = ("dense", "1/2", "1/4", "1/10")
 DEFAULT_LENGTH = 0.25  # SE length scale, in units of the alpha spacing (chosen on validation)
 DEFAULT_RIDGE = 0.01  # kernel ridge regularizer lambda
 NO_TOPOLOGY = 1e-3  # the SE length of a dimension without topology: neighbours along it get weight exp(-5e5)
-
-
-def learned_points(choice: str | None, n: int) -> int | None:
-    """How many of ``n`` coordinates a choice learns: None for a dense layer (or when nothing is saved)."""
-    if choice is None or choice == "dense":
-        return None
-    unknown = f"unknown predicted share {choice!r}; use 'dense' or a fraction like '1/10'"
-    share = fraction(choice, unknown, "a learned share")
-    a = max(1, math.floor(share * n))
-    return None if a >= n else a
 
 
 def grid_shape(shape: tuple[int, ...], a: int) -> tuple[int, ...]:

@@ -29,9 +29,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from l2l.nas.genotypes import SHARING
+
 HASHES = ("simhash", "wta")
-ACTIVE_CHOICES = ("1.0", "0.2", "0.05")  # fractions of neurons evaluated that the spaces offer (1.0 = dense)
-SHARING = ("input", "batch")
 WTA_WINDOW = 4
 
 

@@ -15,22 +15,9 @@ Ranks can be written as fractions of the full rank: ``"full"``, ``"1/2"``, ``"1/
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 from torch import nn
 
-RANK_CHOICES = ("full", "1/2", "1/4", "1/8", "1/16")
-
-
-def fraction(choice: object, unknown: str, what: str) -> Fraction:
-    """``choice`` as a fraction in (0, 1]; ``unknown`` is the error when it is none, ``what`` names it."""
-    try:
-        frac = Fraction(str(choice))
-    except (ValueError, ZeroDivisionError) as exc:  # "1/0" too
-        raise ValueError(unknown) from exc
-    if not 0 < frac <= 1:
-        raise ValueError(f"{what} must be in (0, 1], got {choice!r}")
-    return frac
+from l2l.nas.genotypes import fraction
 
 
 def resolve_rank(choice: str | int | None, n_in: int, n_out: int) -> int | None:

@@ -13,23 +13,12 @@ rank), and a wide hidden layer before the classifier can be hashed
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-@dataclass(frozen=True)
-class MacroLayer:
-    """One layer: kernel (height, width), filters, stride, and the earlier layers that feed it."""
-
-    kernel: tuple[int, int]
-    filters: int
-    stride: int
-    inputs: tuple[int, ...]
-    rank: str = "full"  # a low-rank convolution (nas.lowrank): "1/2", "1/4", ...
-    learned: str = "dense"  # a predicted-parameter convolution (nas.denil): "1/4", "1/10", ... of its taps
+from l2l.nas.genotypes import MacroLayer
 
 
 def _pad_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

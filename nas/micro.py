@@ -15,54 +15,18 @@ followed by a 1-wide one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from l2l.nas.cells import Reshape
+from l2l.nas.genotypes import NASNET_OPS, MicroNode, loose_ends
 from l2l.nas.ops import FactorizedReduce, ReLUConvBN, batch_norm, build_op, conv_class
-
-# ENAS's five ops (Pham et al. 2018, section 2.3)
-ENAS_OPS = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
-# NASNet's thirteen (Zoph et al. 2018, section 3)
-NASNET_OPS = (
-    "identity",
-    "conv_1x3_3x1",
-    "conv_1x7_7x1",
-    "dil_conv_3x3",
-    "avg_pool_3x3",
-    "max_pool_3x3",
-    "max_pool_5x5",
-    "max_pool_7x7",
-    "conv_1x1",
-    "conv_3x3",
-    "sep_conv_3x3",
-    "sep_conv_5x5",
-    "sep_conv_7x7",
-)
-OP_SETS = {"enas": ENAS_OPS, "nasnet": NASNET_OPS}
-
-
-@dataclass(frozen=True)
-class MicroNode:
-    """One node: inputs ``a`` and ``b`` (earlier node indices, 0 and 1 are the cell's inputs) and their ops."""
-
-    a: int
-    op_a: str
-    b: int
-    op_b: str
 
 
 def make_op(name: str, c: int, stride: int, dims: int) -> nn.Module:
     """The module of NASNet op ``name`` on ``c`` channels with ``stride`` (from the table in `l2l.nas.ops`)."""
     return build_op(name, c, stride, dims, NASNET_OPS, "micro op")
-
-
-def loose_ends(nodes: Sequence[MicroNode]) -> list[int]:
-    """Indices (2..) of the nodes no later node reads: the cell's output."""
-    used = {i for n in nodes for i in (n.a, n.b)}
-    return [i + 2 for i in range(len(nodes)) if i + 2 not in used]
 
 
 class MicroCell(nn.Module):

@@ -21,13 +21,22 @@ evaluating a fraction of their outputs per step): the controller's choices.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from l2l.nas.charlm import Recurrent
+from l2l.nas.genotypes import (
+    RNN_ACTIVATIONS,
+    RNN_COMBINE,
+    TREE_CHILDREN,
+    TREE_LEAVES,
+    TREE_NODES,
+    ENASNode,
+    TreeSpec,
+    enas_loose_ends,
+)
 from l2l.nas.lowrank import linear
 
 # one table each: the search space offers the names, the cells look the functions up
@@ -41,8 +50,7 @@ COMBINE_FUNCTIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor
     "add": lambda a, b: a + b,
     "mul": lambda a, b: a * b,
 }
-ACTIVATIONS = tuple(ACTIVATION_FUNCTIONS)
-COMBINE = tuple(COMBINE_FUNCTIONS)
+ACTIVATIONS, COMBINE = RNN_ACTIVATIONS, RNN_COMBINE  # the names the space offers (nas/choices.py: no torch)
 
 
 def projection(n_in: int, n_out: int, rank: str | int | None, active: float, bias: bool) -> nn.Module:
@@ -128,19 +136,6 @@ class LSTMCell(Cell):
         return h, (h[None], c[None])
 
 
-@dataclass(frozen=True)
-class ENASNode:
-    """Node j of an ENAS cell: the earlier node it reads (ignored for node 0) and its activation."""
-
-    prev: int
-    act: str
-
-
-def enas_loose_ends(nodes: Sequence[ENASNode]) -> list[int]:
-    read = {n.prev for n in nodes[1:]}
-    return [j for j in range(len(nodes)) if j not in read]
-
-
 class ENASCell(Cell):
     """The ENAS recurrent cell of ``len(nodes)`` nodes on ``hidden`` units."""
 
@@ -181,26 +176,6 @@ class ENASCell(Cell):
             states.append(self._highway(w(states[node.prev]), states[node.prev], node.act))
         h = torch.stack([states[j] for j in self.out]).mean(0)
         return h, h
-
-
-@dataclass(frozen=True)
-class TreeSpec:
-    """Zoph & Le's base-8 tree: per leaf and per inner node a combination and an activation; the memory
-    cell's injection point, combination and activation, and the node whose pre-activation is c_t.
-
-    Nodes are numbered leaves 0..7, then inner nodes 8..11 (pairs of leaves), 12..13, and the root 14.
-    """
-
-    combine: tuple[str, ...]  # 15 entries
-    act: tuple[str, ...]  # 15 entries
-    inject_at: int
-    inject_combine: str
-    inject_act: str
-    cell_from: int
-
-
-TREE_LEAVES, TREE_NODES = 8, 15
-TREE_CHILDREN = {8 + k: (2 * k, 2 * k + 1) for k in range(4)} | {12: (8, 9), 13: (10, 11), 14: (12, 13)}
 
 
 class TreeCell(Cell):

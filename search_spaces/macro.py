@@ -72,9 +72,7 @@ class MacroSpace(DatasetSpace):
             head_width=head_width,
             predicted=predicted,
         )
-        from l2l.nas.denil import PREDICT_CHOICES
-        from l2l.nas.hashed import ACTIVE_CHOICES
-        from l2l.nas.lowrank import RANK_CHOICES
+        from l2l.nas.genotypes import ACTIVE_CHOICES, PREDICT_CHOICES, RANK_CHOICES
 
         self.predicted = bool(predicted)
         self.low_rank, self.hashed, self.head_width = bool(low_rank), bool(hashed), head_width
@@ -109,8 +107,7 @@ class MacroSpace(DatasetSpace):
 
     def layers_of(self, spec: Spec, depth: int | None = None) -> list[Any]:
         """The `l2l.nas.macro.MacroLayer` list a spec describes (its first ``depth`` layers)."""
-        from l2l.nas.denil import learned_points
-        from l2l.nas.macro import MacroLayer
+        from l2l.nas.genotypes import MacroLayer, learned_points
 
         out = []
         for i in range(self.n_layers if depth is None else depth):

@@ -37,7 +37,7 @@ class MicroSpace(DatasetSpace):
         batch_size: int = 64,
         lr: float = 0.003,
     ) -> None:
-        from l2l.nas.micro import OP_SETS
+        from l2l.nas.genotypes import OP_SETS
 
         if ops not in OP_SETS:
             raise SpaceError(f"unknown micro op set {ops!r}; known: {', '.join(OP_SETS)}")
@@ -74,7 +74,7 @@ class MicroSpace(DatasetSpace):
 
     def cell(self, spec: Spec, kind: str) -> list[Any]:
         """The `l2l.nas.micro.MicroNode` list of the ``kind`` ("normal" or "reduce") cell of ``spec``."""
-        from l2l.nas.micro import MicroNode
+        from l2l.nas.genotypes import MicroNode
 
         nodes = []
         for b in range(2, self.n_nodes + 2):
@@ -93,7 +93,7 @@ class MicroSpace(DatasetSpace):
         return " | ".join(parts)
 
     def graph(self, spec: Spec) -> dict[str, Any]:
-        from l2l.nas.micro import loose_ends
+        from l2l.nas.genotypes import loose_ends
 
         labels: list[str] = []
         edges: list[list[Any]] = []
@@ -174,7 +174,7 @@ class MicroSpace(DatasetSpace):
 
     def _reads_ends(self, spec: Spec, name: str, shape: tuple[int, ...], cell: int) -> Any:
         """The key of a weight whose input channels (dimension 1) are cell ``cell``'s output."""
-        from l2l.nas.micro import loose_ends
+        from l2l.nas.genotypes import loose_ends
         from l2l.nas.shared import Slot, shape_key
 
         if cell < 0 or len(shape) < 2:  # reads the stem (one size), or a batch norm (the reading conv's filters)

@@ -78,14 +78,12 @@ class MLPSpace(DatasetSpace):
             hashed_share=hashed_share,
             predicted=predicted,
         )
-        from l2l.nas.hashed import SHARING
+        from l2l.nas.genotypes import SHARING
 
         if hashed_share not in SHARING:
             raise SpaceError(f"unknown hashed_share {hashed_share!r}; known: {', '.join(SHARING)}")
         self.hashed_share = hashed_share
-        from l2l.nas.denil import PREDICT_CHOICES
-        from l2l.nas.hashed import ACTIVE_CHOICES
-        from l2l.nas.lowrank import RANK_CHOICES
+        from l2l.nas.genotypes import ACTIVE_CHOICES, PREDICT_CHOICES, RANK_CHOICES
 
         self.dataset, self.epochs, self.batch_size, self.max_layers = dataset, epochs, batch_size, max_layers
         self.low_rank, self.hashed, self.predicted = bool(low_rank), bool(hashed), bool(predicted)

@@ -121,14 +121,14 @@ class RNNCellSpace(SearchSpace):
 
     def graph(self, spec: Spec) -> dict[str, Any]:
         if self.cell == "enas":
-            from l2l.nas.rnn_cells import enas_loose_ends
+            from l2l.nas.genotypes import enas_loose_ends
 
             nodes = self.enas_nodes(spec)
             labels = ["x, h[t-1]"] + [f"n{j}: {n.act}" for j, n in enumerate(nodes)] + ["h[t] (mean)"]
             edges = [[0, 1, ""]] + [[n.prev + 1, j + 1, ""] for j, n in enumerate(nodes) if j > 0]
             edges += [[j + 1, len(labels) - 1, ""] for j in enas_loose_ends(nodes)]
             return {"nodes": labels, "edges": edges}
-        from l2l.nas.rnn_cells import TREE_CHILDREN
+        from l2l.nas.genotypes import TREE_CHILDREN
 
         tree = self.tree_spec(spec)  # c[t-1] first, the nodes t0..t14 (leaves read x and h), then c[t] and h[t]
         labels = ["c[t-1]"]
@@ -140,14 +140,14 @@ class RNNCellSpace(SearchSpace):
         return {"nodes": labels, "edges": edges}
 
     def enas_nodes(self, spec: Spec) -> list[Any]:
-        from l2l.nas.rnn_cells import ENASNode
+        from l2l.nas.genotypes import ENASNode
 
         nodes = [ENASNode(0, str(spec["n0_act"]))]
         nodes += [ENASNode(int(str(spec[f"n{j}_prev"])), str(spec[f"n{j}_act"])) for j in range(1, self.n_nodes)]
         return nodes
 
     def tree_spec(self, spec: Spec) -> Any:
-        from l2l.nas.rnn_cells import TreeSpec
+        from l2l.nas.genotypes import TreeSpec
 
         return TreeSpec(
             combine=tuple(str(spec[f"t{k}_combine"]) for k in range(15)),
@@ -239,8 +239,9 @@ def train_language_model(space: Any, model: Any, ctx: Context, info: dict[str, A
 
 def _decisions(cell: str, nodes: int, low_rank: bool, hashed: bool) -> list[Decision]:
     """The ENAS cell's or the tree's decisions, then the optional rank and hashing ones."""
-    from l2l.nas.lowrank import RANK_CHOICES
-    from l2l.nas.rnn_cells import ACTIVATIONS, COMBINE, TREE_NODES
+    from l2l.nas.genotypes import RANK_CHOICES, TREE_NODES
+    from l2l.nas.genotypes import RNN_ACTIVATIONS as ACTIVATIONS
+    from l2l.nas.genotypes import RNN_COMBINE as COMBINE
 
     d: list[Decision] = []
     if cell == "enas":
@@ -259,7 +260,7 @@ def _decisions(cell: str, nodes: int, low_rank: bool, hashed: bool) -> list[Deci
     if low_rank:
         d.append(Decision.categorical("rank", RANK_CHOICES))
     if hashed:
-        from l2l.nas.hashed import ACTIVE_CHOICES
+        from l2l.nas.genotypes import ACTIVE_CHOICES
 
         d.append(Decision.categorical("active", ACTIVE_CHOICES))
     return d

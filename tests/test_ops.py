@@ -12,7 +12,8 @@ from torch import nn
 
 from l2l.nas.cells import CELL_OPS, Cell, build_cell_network
 from l2l.nas.cost import count_parameters
-from l2l.nas.micro import ENAS_OPS, NASNET_OPS, MicroNet, MicroNode, make_op
+from l2l.nas.genotypes import ENAS_OPS, NASNET_OPS
+from l2l.nas.micro import MicroNet, MicroNode, make_op
 from l2l.nas.ops import OPS, OpError, build_op
 
 

@@ -94,37 +94,39 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(error_line(message, code))
 
 
+# the project's domain errors, by the module that defines each: a command that never loads a module (torch's,
+# for the datasets) cannot meet its error, so `user_errors` looks only among the modules loaded
+DOMAIN_ERRORS = {
+    "l2l.search_spaces.api": "SpaceError",
+    "l2l.controllers.names": "ControllerError",
+    "l2l.runs.store_records": "StoreError",
+    "l2l.runs.search_config": "SearchError",
+    "l2l.runs.executors": "ExecutorError",
+    "l2l.nas.data": "DatasetError",
+    "l2l.optsearch.language": "RuleError",
+}
+
+
+def domain_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is one of the project's domain errors (or a user mistake the CLI found)."""
+    loaded = [getattr(sys.modules[m], name) for m, name in DOMAIN_ERRORS.items() if m in sys.modules]
+    return isinstance(exc, (UsageError, *loaded))
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the project's domain errors into one-line messages."""
-    from l2l.controllers import ControllerError
-    from l2l.nas.data import DatasetError
-    from l2l.optsearch.language import RuleError
-    from l2l.runs.executors import ExecutorError
-    from l2l.runs.search import SearchError
-    from l2l.runs.store import StoreError
-    from l2l.search_spaces import SpaceError
-
     try:
         yield
-    except (
-        UsageError,
-        SpaceError,
-        ControllerError,
-        StoreError,
-        SearchError,
-        ExecutorError,
-        DatasetError,
-        RuleError,
-    ) as exc:
-        error_line(str(exc))
-        for note in getattr(exc, "__notes__", ()):  # what to do next, e.g. how to resume the run
-            err_console.print(escape(note), highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    except OSError as exc:  # a path given for output (or input) that cannot be used: say which, and why
-        if exc.filename is None:
-            raise
-        fail(f"cannot use {str(exc.filename)!r}: {(exc.strerror or type(exc).__name__).lower()}")
+    except Exception as exc:
+        if domain_error(exc):
+            error_line(str(exc))
+            for note in getattr(exc, "__notes__", ()):  # what to do next, e.g. how to resume the run
+                err_console.print(escape(note), highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        if isinstance(exc, OSError) and exc.filename is not None:  # a path given for output (or input) that
+            fail(f"cannot use {str(exc.filename)!r}: {(exc.strerror or type(exc).__name__).lower()}")  # cannot be used
+        raise
 
 
 def check_writable(path: Path) -> None:
