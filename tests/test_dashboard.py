@@ -617,7 +617,7 @@ def test_the_run_list_pages_through_every_run_newest_first(tmp_path: Path) -> No
     assert f"runs 101\N{EN DASH}{total} of {total}" in older and 'href="/?page=1"' in older
     assert 'href="/runs/1"' in older  # the oldest run is reachable
     assert 'href="/?page=2&amp;compare=1,7"' in c.get("/?compare=7,1").text  # the runs compared, on every page
-    assert 'href="/?page=2&amp;compare=9,10"' in c.get("/?compare=10,9").text  # in numeric order, as the script keeps them
+    assert 'href="/?page=2&amp;compare=9,10"' in c.get("/?compare=10,9").text  # numeric order, as the script
     Store(few := f"sqlite:///{tmp_path / 'few.db'}").close()
     assert "runs-pager" not in TestClient(create_app(few)).get("/").text  # one page: no pager
 
