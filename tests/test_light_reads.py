@@ -125,3 +125,16 @@ def test_the_choices_the_spaces_offer_are_the_ones_the_builders_build() -> None:
             assert micro.make_op(op, 4, 1, 1) is not None
     for share in genotypes.PREDICT_CHOICES[1:] + genotypes.RANK_CHOICES[1:] + genotypes.ACTIVE_CHOICES:
         assert 0 < genotypes.fraction(share, "unknown", "share") <= 1
+
+
+def test_the_cli_knows_where_each_domain_error_lives() -> None:
+    """The CLI finds the domain errors among the modules loaded, by name: a moved or renamed one would be
+    printed as a traceback again."""
+    import importlib
+
+    from l2l.runs.cli.common import DOMAIN_ERRORS, domain_error
+
+    for module, name in DOMAIN_ERRORS.items():
+        cls = getattr(importlib.import_module(module), name)
+        assert issubclass(cls, Exception) and domain_error(cls("x")), (module, name)
+    assert not domain_error(KeyError("x"))

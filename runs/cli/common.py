@@ -109,8 +109,8 @@ DOMAIN_ERRORS = {
 
 def domain_error(exc: BaseException) -> bool:
     """Whether ``exc`` is one of the project's domain errors (or a user mistake the CLI found)."""
-    loaded = [getattr(sys.modules[m], name) for m, name in DOMAIN_ERRORS.items() if m in sys.modules]
-    return isinstance(exc, (UsageError, *loaded))
+    loaded = [getattr(sys.modules.get(m), name, None) for m, name in DOMAIN_ERRORS.items()]
+    return isinstance(exc, (UsageError, *(cls for cls in loaded if isinstance(cls, type))))
 
 
 @contextmanager
