@@ -42,9 +42,19 @@ def save(fig: Figure, out: Path, dpi: int) -> Path:
     plt = pyplot()
     kind = out.suffix.lstrip(".").lower()
     known = fig.canvas.get_supported_filetypes()
-    if kind not in known:
+    folder = next((p for p in out.parents if p.exists()), Path("."))
+    problem = (
+        "is a directory (name the image file)"
+        if out.is_dir()
+        else f"{str(folder)!r} is not a directory"
+        if not folder.is_dir()
+        else f"unknown image type {kind!r}; known: {', '.join(sorted(known))}"
+        if kind not in known
+        else None
+    )
+    if problem is not None:
         plt.close(fig)
-        raise PlotError(f"cannot write {str(out)!r}: unknown image type {kind!r}; known: {', '.join(sorted(known))}")
+        raise PlotError(f"cannot write {str(out)!r}: {problem}")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi)
     plt.close(fig)
@@ -90,13 +100,17 @@ def progress_figure(
         raise PlotError(f"run {run.id} ({run.status}) has {what} yet: nothing to plot")
     plt = pyplot()
     fig, (ax, ax_ent) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    ax.scatter([c.number for c in done], rewards, s=12, alpha=0.6, label="child reward")
-    if failed:
-        floor = min(rewards, default=0.0)
-        ax.scatter([c.number for c in failed], [floor] * len(failed), marker="x", color="tab:red", label="failed")
+    if done:
+        ax.scatter([c.number for c in done], rewards, s=12, alpha=0.6, label="child reward")
+    if failed:  # on the bottom edge: a failure has no reward to place it by (its failure reward is the controller's)
+        xs = [c.number for c in failed]
+        ax.scatter(xs, [0.02] * len(xs), marker="x", color="tab:red", transform=ax.get_xaxis_transform(), clip_on=False)
+        ax.scatter([], [], marker="x", color="tab:red", label="failed (no reward; on the bottom edge)")
     steps, estimated = best_so_far(done, estimate=scored == "done", space=space)  # repeated evaluations: the best mean
     if steps:
         label = "best estimated mean so far" if estimated else "best so far"
+        last = max(c.number for c in [*done, *failed])
+        steps = [*steps, (last, steps[-1][1])] if last > steps[-1][0] else steps  # it holds to the run's last child
         ax.step(*zip(*steps, strict=True), where="post", color="black", label=label)
     points = update_points(children, updates)
     means = [
@@ -142,14 +156,33 @@ def plot_progress(
 BAND_FROM = 20  # sd bands over seeds start here: before, best-so-far values spread over the whole range
 
 
+def checked_curves(payload: Any) -> dict[str, dict[str, list[float]]]:
+    """The ``curves`` of a benchmark JSON, each strategy's ``mean`` and ``sd`` lists of numbers of one length;
+    `PlotError` names what does not fit."""
+    if not isinstance(payload, dict) or "curves" not in payload:
+        raise PlotError(
+            "the JSON has no 'curves': best-so-far curves as python -m benchmarks.nb201 writes them (files that "
+            "join runs, or report tables only, keep none)"
+        )
+    curves = payload["curves"]
+    if not isinstance(curves, dict) or not curves:
+        raise PlotError(f"'curves' must map each strategy to its mean and sd lists, got {type(curves).__name__}")
+    for strategy, curve in curves.items():
+        lists = [curve.get(key) if isinstance(curve, dict) else None for key in ("mean", "sd")]
+        numbers = all(isinstance(v, list) and v and all(isinstance(x, int | float) for x in v) for v in lists)
+        if not numbers or len(lists[0]) != len(lists[1]):  # type: ignore[arg-type]
+            raise PlotError(
+                f"curve {strategy!r} must hold 'mean' and 'sd', two lists of numbers of one length (one per query)"
+            )
+    return curves
+
+
 def benchmark_figure(payload: dict[str, Any]) -> Figure:
     """Best-so-far curves from a benchmark JSON (benchmarks/nb201.py): every query's mean on the left, and
     from query 20 on the mean ± sd bands on a scale they fit, on the right (early queries' bands span
     tens of points and would cover everything)."""
     plt = pyplot()
-    curves = payload.get("curves")
-    if not isinstance(curves, dict) or not curves:
-        raise PlotError("the JSON has no 'curves' (write it with python -m benchmarks.nb201)")
+    curves = checked_curves(payload)
     length = max(len(c["mean"]) for c in curves.values())
     zoom = length > 2 * BAND_FROM
     fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(12 if zoom else 8, 5), squeeze=False)
@@ -245,6 +278,8 @@ def plot_pareto(
     plt = pyplot()
     axis = pareto_axis(children)
     points, evaluations = pareto_points(children, cost, space)
+    if not any(c.status == "done" for c in children):  # not a missing cost: nothing to plot yet
+        raise PlotError(f"run {run.id} ({run.status}) has no child finished yet: nothing to plot")
     if not points:
         reported = sorted({k for c in children for k in (c.metrics.get("cost") or {})})
         hint = ""

@@ -112,13 +112,14 @@ class SearchConfig:
         return data
 
     @staticmethod
-    def from_json(data: Mapping[str, Any]) -> SearchConfig:
-        """Rebuild a config stored with `to_json`; unknown keys are rejected with their names."""
-        known = {f.name for f in dataclasses.fields(SearchConfig)}
+    def from_json(data: Mapping[str, Any], recorded: bool = True) -> SearchConfig:
+        """Rebuild a config stored with `to_json`; unknown keys are rejected with their names. A new run's
+        settings (``recorded=False``: flags, a config file) cannot carry ``moves``, which --resume records."""
+        settable = {f.name for f in dataclasses.fields(SearchConfig)} - {"moves"}
+        known = settable | ({"moves"} if recorded else set())
         unknown = sorted(set(data) - known)
         if unknown:
-            settable = sorted(known - {"moves"})  # moves are recorded by --resume, not set
-            raise SearchError(f"unknown search setting(s) {unknown}; known: {', '.join(settable)}")
+            raise SearchError(f"unknown search setting(s) {unknown}; known: {', '.join(sorted(settable))}")
         data = {**data, "moves": tuple(data.get("moves") or ())}
         try:
             return SearchConfig(**coerce_fields(SearchConfig, data, "search setting"))

@@ -578,6 +578,15 @@ def test_reading_another_programs_database_adds_nothing_to_it(tmp_path: Path) ->
         assert [name for (name,) in db.execute("SELECT name FROM sqlite_master")] == ["notes"]
 
 
+def test_a_config_file_cannot_write_the_moves_that_resume_records(storage: str, tmp_path: Path) -> None:
+    """A file's ``moves`` went into the new run's record as if --resume had moved it."""
+    moved = tmp_path / "moved.toml"
+    moved.write_text('space = "toy"\nchildren = 1\nexecutor = "local"\nmoves = [{when = "x", from = "a", to = "b"}]\n')
+    result = runner.invoke(app, ["search", "--config", str(moved), "--storage", storage])
+    assert result.exit_code == 1 and "unknown search setting(s) ['moves']; known: batch," in result.output
+    assert "moves" not in result.output.split("known:")[1]
+
+
 def test_a_config_file_batch_of_0_is_refused_not_replaced(storage: str, tmp_path: Path) -> None:
     zero = tmp_path / "zero.toml"
     zero.write_text('space = "toy"\nbatch = 0\n')
@@ -686,7 +695,7 @@ def test_a_run_is_named_by_its_id_or_by_its_name_in_every_command_that_takes_one
     numeric = runner.invoke(
         app, ["search", "--space", "toy", "-n", "2", "--executor", "local", "--name", "7", "--storage", db]
     )
-    assert numeric.exit_code == 1 and "--name '7' is a number, which commands read as a run id" in numeric.output
+    assert numeric.exit_code == 1 and "the run name '7' is a number, which commands read as a run id" in numeric.output
     assert "deleted run(s) 1 (toy, 2 done)" in ok("runs", "delete", "baseline", "-y", "--storage", db)
     done = runner.invoke(app, ["search", "--resume", "twice", "--storage", db])  # resolved, then refused for twice
     assert done.exit_code == 1 and "2 runs are named 'twice'" in done.output

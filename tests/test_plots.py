@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -234,3 +235,49 @@ def test_a_tree_cells_nodes_fit_side_by_side_with_its_memory_in_and_out() -> Non
     for a, b in itertools.combinations(boxes, 2):
         assert not a.overlaps(b)
     assert min(float(t.get_fontsize()) for t in nodes) >= 6
+
+
+def test_failures_sit_on_the_bottom_edge_not_at_a_made_up_reward() -> None:
+    """Failed children were drawn at the run's lowest reward (0.0 with none), on an axis of rewards, and a legend
+    named points that were not there."""
+    children, updates = async_run()
+    ax = progress_figure(run_record(), children, updates).axes[0]
+    (marks,) = [c for c in ax.collections if np.asarray(c.get_offsets()).shape[0] == 2]  # children 3 and 5
+    assert marks.get_offset_transform() is ax.get_xaxis_transform()  # x in data, y in the axes' fraction
+    assert np.asarray(marks.get_offsets())[:, 1].tolist() == [0.02, 0.02]
+    best = next(line for line in ax.get_lines() if line.get_label() == "best so far")
+    assert np.asarray(best.get_xdata())[-1] == 11  # it holds to the last child
+    only_failed = progress_figure(run_record(), [child(0, 0, None, "failed")], []).axes[0]
+    labels = only_failed.get_legend_handles_labels()[1]
+    assert "child reward" not in labels and "failed (no reward; on the bottom edge)" in labels
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        ([1, 2], "the JSON has no 'curves'"),
+        ({"curves": 5}, "'curves' must map each strategy to its mean and sd lists, got int"),
+        ({"curves": {"a": {"mean": [1, 2, 3]}}}, "curve 'a' must hold 'mean' and 'sd'"),
+        ({"curves": {"a": {"mean": [1, 2], "sd": [1]}}}, "curve 'a' must hold"),
+        ({"curves": {"a": {"mean": ["x"], "sd": [1]}}}, "curve 'a' must hold"),
+    ],
+)
+def test_a_benchmark_file_that_does_not_fit_is_named(payload: object, message: str) -> None:
+    with pytest.raises(PlotError, match=re.escape(message)):
+        benchmark_figure(payload)  # type: ignore[arg-type]
+
+
+def test_an_image_path_that_is_a_folder_says_so(tmp_path: Path) -> None:
+    children, updates = async_run()
+    with pytest.raises(PlotError, match="is a directory"):
+        save(progress_figure(run_record(), children, updates), tmp_path, dpi=50)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PlotError, match=r"file'? is not a directory"):
+        save(progress_figure(run_record(), children, updates), tmp_path / "file" / "x.png", dpi=50)
+
+
+def test_a_pareto_plot_of_a_run_with_nothing_finished_says_so_not_that_a_cost_is_missing(tmp_path: Path) -> None:
+    from l2l.runs.plots import plot_pareto
+
+    with pytest.raises(PlotError, match=r"run 1 \(done\) has no child finished yet: nothing to plot"):
+        plot_pareto(run_record(), [child(0, 0, None, "failed")], "flops", tmp_path / "p.png")

@@ -66,8 +66,9 @@ def runs_list(
             table.add_row(*row, r.created_at.strftime("%Y-%m-%d %H:%M"))
         console.print(table)
         if older > 0:  # not a silent cut
-            which = f"of the {limit + older} runs that match" if filtered else "runs"
-            console.print(f"the newest {limit} {which}; older ones: --limit N", highlight=False)
+            which = f"of the {limit + older} runs that match" if filtered else "runs" if limit > 1 else "run"
+            newest = f"the newest {limit}" if limit > 1 or filtered else "the newest"
+            console.print(f"{newest} {which}; older ones: --limit N", highlight=False)
 
 
 @app.command("delete")

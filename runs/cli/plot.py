@@ -106,6 +106,8 @@ def plot_arch_cmd(
         space = space_of(run, store)
         if space.name == "placement":  # its groups on devices, in time: boxes and arcs would say less, and overlap
             where = f"l2l plot placement {run_id}{storage_flag(store)}"
+            if not store.top_children(run_id, 1):  # that would fail too: say what is missing
+                raise UsageError(f"run {run_id} has no finished child: no placement to draw")
             raise UsageError(f"a placement is drawn by `{where}`: its groups, devices and timeline")
         if run.config.get("weight_sharing") is not None:  # retrained first, else the derived architecture
             top = sharing_top(store, run_id, rank)  # as `runs top` lists them: retrained, then shared scores
