@@ -23,8 +23,8 @@ class ToySpace(SearchSpace):
     def __init__(self, layers: int = 3, ops: int = 4, sizes: int = 3, target_seed: int = 0, noise: float = 0.0) -> None:
         if layers < 1 or ops < 2 or sizes < 2:
             raise SpaceError(f"toy space needs layers >= 1, ops >= 2, sizes >= 2; got {layers}, {ops}, {sizes}")
-        if noise < 0:
-            raise SpaceError(f"toy space noise must be >= 0, got {noise}")
+        if not 0 <= noise < float("inf"):
+            raise SpaceError(f"toy space noise must be a finite sd >= 0, got {noise}")
         super().__init__(layers=layers, ops=ops, sizes=sizes, target_seed=target_seed, noise=noise)
         self.layers, self.ops, self.sizes, self.noise = layers, ops, sizes, noise
         self._decisions: list[Decision] = []

@@ -48,6 +48,8 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
     if int in kinds and isinstance(value, int) and not isinstance(value, bool):
         return value
     if float in kinds and isinstance(value, int | float) and not isinstance(value, bool):
+        if value != value:  # NaN (TOML reads `nan`): no setting means it, and every child would fail on it
+            raise OptionTypeError(f"{name} must be a number, got nan")
         return float(value)
     if str in kinds and isinstance(value, str | int | float) and not isinstance(value, bool):
         return str(value)

@@ -181,6 +181,21 @@ CASES = [
         "error: reward transform 'mnas(latency,1e5,-0.07)' needs the cost 'latency', which space 'mlp' does not "
         "report; it reports: params, flops, latency_s, train_time_s",
     ),
+    (  # accepted, and every child then failed on a NaN reward
+        ["spaces", "show", "toy", "-S", "noise=nan"],
+        1,
+        "error: search space 'toy': option noise must be a number, got nan",
+    ),
+    (
+        ["spaces", "show", "toy", "-S", "noise=inf"],
+        1,
+        "error: search space 'toy': bad options {{'noise': inf}}: toy space noise must be a finite sd >= 0, got inf",
+    ),
+    (
+        ["search", "--space", "toy", "-C", "lr=nan", "--storage", "{db}"],
+        1,
+        "error: reinforce setting lr must be a number, got nan",
+    ),
 ]
 
 

@@ -76,6 +76,12 @@ def test_spaces_list_and_show() -> None:
     assert "skip_1" in out and "5 tokens" in out and "288 candidates" in out
     assert "`layers` (3)" in out and "``" not in out  # the docstring's reST quotes, as a terminal shows code
     assert "weight sharing: no\n" in out  # toy offers no shared network
+    # a count past the digits Python prints was a traceback; one candidate is singular
+    assert "30 tokens, about 9.3e20 candidates" in ok("spaces", "show", "placement", "-S", "groups=30")
+    from l2l.runs.cli.spaces import _many
+
+    assert _many(5**100_000, "candidates") == "about 1.0e69897 candidates"
+    assert "16 tokens, 1 candidate\n" in ok("spaces", "show", "placement", "-S", "devices=cpu")
     assert "weight sharing: yes (l2l search --space macro --weight-sharing)" in ok("spaces", "show", "macro")
     # nb201 stores only the options that differ from its defaults; show names every one a user can set
     assert "options: {'dataset': 'cifar100', 'canonical': False, 'noise': 0.0}" in ok(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Annotated, Any
 
 import typer
@@ -63,21 +64,31 @@ def spaces_show(
         console.print(f"[bold]{sp.name}[/]: {sp.description}\n{doc}\noptions: {options}", highlight=False)
         console.print(table)
         tokens = sum(d.width for d in decisions)
-        line = f"{tokens} tokens, {size:,} candidates"
+        line = f"{tokens} tokens, {_many(size, 'candidates')}"
         constraints = Constraints.of(sp)
         if constraints is not None and constraints.canonical_form:
             allowed = Constraints(constraints.sizes, constraints.clauses).count() if constraints.clauses else size
-            line = f"{tokens} tokens, {size:,} token sequences" + (f" ({allowed:,} allowed)" if allowed < size else "")
+            line = f"{tokens} tokens, {_many(size, 'token sequences')}"
+            line += f" ({_many(allowed, 'allowed')})" if allowed < size else ""
             if constraints.enumerated:
-                line += f", {constraints.count():,} architectures"
+                line += f", {_many(constraints.count(), 'architectures')}"
             else:
                 line += "; fewer architectures (sequences building one count once; too many to enumerate)"
         elif constraints is not None:
-            line = f"{tokens} tokens, {constraints.count():,} candidates ({size:,} with the forbidden ones)"
+            line = f"{tokens} tokens, {_many(constraints.count(), 'candidates')} ({_many(size, 'with the forbidden ones')})"
         for combination in sp.forbidden():
             console.print("forbidden: " + ", ".join(f"{k}={v}" for k, v in combination.items()), highlight=False)
         console.print(line, highlight=False)
         console.print(f"weight sharing: {_sharing(sp, space)}", highlight=False)
+
+
+def _many(n: int, noun: str) -> str:
+    """``n`` and ``noun``: in full up to a quadrillion, beyond as a power of ten (a space of 100,000 decisions
+    counts past the digits Python will print); ``noun`` plural, singular for one."""
+    if n < 10**15:
+        return f"{n:,} {noun.rstrip('s') if n == 1 else noun}"
+    exponent = math.floor(math.log10(n))
+    return f"about {10 ** (math.log10(n) - exponent):.1f}e{exponent} {noun}"
 
 
 def _defaults(sp: Any) -> dict[str, Any]:
