@@ -75,7 +75,8 @@ def spaces_show(
             else:
                 line += "; fewer architectures (sequences building one count once; too many to enumerate)"
         elif constraints is not None:
-            line = f"{tokens} tokens, {_many(constraints.count(), 'candidates')} ({_many(size, 'with the forbidden ones')})"
+            kept, every = _many(constraints.count(), "candidates"), _many(size, "with the forbidden ones")
+            line = f"{tokens} tokens, {kept} ({every})"
         for combination in sp.forbidden():
             console.print("forbidden: " + ", ".join(f"{k}={v}" for k, v in combination.items()), highlight=False)
         console.print(line, highlight=False)
