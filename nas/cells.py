@@ -9,7 +9,6 @@ classifier.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -63,17 +62,6 @@ class Reshape(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(x.shape[0], *self.shape)
-
-
-def signal_shape(input_shape: tuple[int, ...], dataset: str) -> tuple[int, ...]:
-    """How a dataset's examples enter a convolutional network: digits are 8x8 images, MNIST-1D a 1x40 signal."""
-    if len(input_shape) == 3:
-        return input_shape
-    n = math.prod(input_shape)
-    side = math.isqrt(n)
-    if dataset == "digits" and side * side == n:
-        return (1, side, side)
-    return (1, n)
 
 
 def build_cell_network(

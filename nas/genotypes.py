@@ -53,6 +53,48 @@ def fraction(choice: object, unknown: str, what: str) -> Fraction:
     return frac
 
 
+def resolve_rank(choice: str | int | None, n_in: int, n_out: int) -> int | None:
+    """The rank a choice means for an ``n_in`` -> ``n_out`` layer: None for full rank, else at least 1."""
+    if choice is None or choice == "full":
+        return None
+    if isinstance(choice, int) or str(choice).isdigit():
+        r = int(choice)
+    else:
+        unknown = f"unknown rank {choice!r}; use 'full', an integer, or a fraction like '1/4'"
+        frac = fraction(choice, unknown, "a rank fraction")
+        r = max(1, int(frac * min(n_in, n_out)))
+    if r < 1:
+        raise ValueError(f"a rank must be at least 1, got {choice!r}")
+    return None if r >= min(n_in, n_out) else r
+
+
+def same_rank(choice: str, n_in: int, n_out: int) -> str:
+    """The first of `RANK_CHOICES` that builds an ``n_in`` -> ``n_out`` layer of the same rank as ``choice`` (ranks
+    are clamped to [1, full], so several choices can build one layer): a canonical form's choice."""
+    rank = resolve_rank(choice, n_in, n_out)
+    return next((c for c in RANK_CHOICES if resolve_rank(c, n_in, n_out) == rank), choice)
+
+
+# the shape of one example of each built-in dataset (`l2l.nas.data`), known without loading it
+INPUT_SHAPES: dict[str, tuple[int, ...]] = {
+    "digits": (64,),
+    "mnist1d": (40,),
+    "synthetic": (40,),
+    "cifar10": (3, 32, 32),
+}
+
+
+def signal_shape(input_shape: tuple[int, ...], dataset: str) -> tuple[int, ...]:
+    """How a dataset's examples enter a convolutional network: digits are 8x8 images, MNIST-1D a 1x40 signal."""
+    if len(input_shape) == 3:
+        return input_shape
+    n = math.prod(input_shape)
+    side = math.isqrt(n)
+    if dataset == "digits" and side * side == n:
+        return (1, side, side)
+    return (1, n)
+
+
 def learned_points(choice: str | None, n: int) -> int | None:
     """How many of ``n`` coordinates a choice learns: None for a dense layer (or when nothing is saved)."""
     if choice is None or choice == "dense":

@@ -17,22 +17,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from l2l.nas.genotypes import fraction
-
-
-def resolve_rank(choice: str | int | None, n_in: int, n_out: int) -> int | None:
-    """The rank a choice means for an ``n_in`` -> ``n_out`` layer: None for full rank, else at least 1."""
-    if choice is None or choice == "full":
-        return None
-    if isinstance(choice, int) or str(choice).isdigit():
-        r = int(choice)
-    else:
-        unknown = f"unknown rank {choice!r}; use 'full', an integer, or a fraction like '1/4'"
-        frac = fraction(choice, unknown, "a rank fraction")
-        r = max(1, int(frac * min(n_in, n_out)))
-    if r < 1:
-        raise ValueError(f"a rank must be at least 1, got {choice!r}")
-    return None if r >= min(n_in, n_out) else r
+from l2l.nas.genotypes import resolve_rank
 
 
 def linear(n_in: int, n_out: int, rank: str | int | None = None, bias: bool = True) -> nn.Module:

@@ -123,17 +123,27 @@ class MacroSpace(DatasetSpace):
         return out
 
     def canonical(self, spec: Spec) -> Spec | None:
-        """With predicted layers, specs that build the same network are one architecture: a predicted layer
-        keeps its full rank, and a 1x1 filter with a learned share is a dense convolution at full rank (it has
-        nothing to predict), so the choices they do not use take their first value."""
-        if not self.predicted:
+        """With predicted or low-rank layers, specs that build the same network are one architecture: a
+        predicted layer keeps its full rank, and a 1x1 filter with a learned share is a dense convolution at
+        full rank (it has nothing to predict), so the choices they do not use take their first value; a rank
+        is the first choice that builds the same one (clamped to [1, full], where full is the least of the
+        filters and the input channels times the kernel's taps)."""
+        if not self.predicted and not self.low_rank:
             return None
+        from l2l.nas.genotypes import INPUT_SHAPES, same_rank, signal_shape
+
         out = spec.as_dict()
-        for i, layer in enumerate(self.layers_of(spec)):
-            if str(spec[f"l{i}_learned"]) != "dense":  # predicted, or a 1x1 filter built dense at full rank
+        layers = self.layers_of(spec)
+        signal = signal_shape(INPUT_SHAPES[self.dataset], self.dataset)[0]  # the input's channels
+        for i, layer in enumerate(layers):
+            if self.predicted and str(spec[f"l{i}_learned"]) != "dense":  # predicted, or a 1x1 filter built dense
                 out[f"l{i}_learned"] = layer.learned
                 if self.low_rank:
                     out[f"l{i}_rank"] = "full"
+            elif self.low_rank:
+                c_in = sum(layers[j].filters for j in layer.inputs) if layer.inputs else signal
+                taps = layer.kernel[0] * layer.kernel[1]
+                out[f"l{i}_rank"] = same_rank(layer.rank, c_in * taps, layer.filters)
         return Spec(space=spec.space, choices=tuple(out.items()))
 
     def describe(self, spec: Spec) -> str:
@@ -172,8 +182,8 @@ class MacroSpace(DatasetSpace):
         """The network of ``spec`` with the initial weights of ``seed``, and one example input."""
         import torch
 
-        from l2l.nas.cells import signal_shape
         from l2l.nas.data import load_dataset
+        from l2l.nas.genotypes import signal_shape
         from l2l.nas.macro import MacroNet
 
         data = load_dataset(self.dataset)
@@ -191,8 +201,8 @@ class MacroSpace(DatasetSpace):
         ``filters`` rows and the columns of the layers that feed it; its batch norm the first
         ``filters`` entries; the classifier the columns of the layers it pools (`l2l.nas.shared.Slot`).
         The stride does not change a weight. With ``low_rank`` or ``predicted`` there is none."""
-        from l2l.nas.cells import signal_shape
         from l2l.nas.data import load_dataset
+        from l2l.nas.genotypes import signal_shape
         from l2l.search_spaces.sharing import ClassifierNetwork
 
         if self.hashed:  # a hashed head's index is built from its own weights, per module: not shareable

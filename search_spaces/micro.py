@@ -111,8 +111,8 @@ class MicroSpace(DatasetSpace):
         """The network of ``spec`` with the initial weights of ``seed``, and one example input."""
         import torch
 
-        from l2l.nas.cells import signal_shape
         from l2l.nas.data import load_dataset
+        from l2l.nas.genotypes import signal_shape
         from l2l.nas.micro import MicroNet
 
         data = load_dataset(self.dataset)

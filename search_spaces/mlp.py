@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -18,8 +19,8 @@ LRS = ("0.0001", "0.0003", "0.001", "0.003", "0.01")
 def input_grid(dataset: str) -> tuple[int, ...]:
     """The coordinates of a dataset's inputs for a smoothness prior: (length,) or (height, width) of a
     one-channel signal; () for several channels (no prior over them here)."""
-    from l2l.nas.cells import signal_shape
     from l2l.nas.data import load_dataset
+    from l2l.nas.genotypes import signal_shape
 
     shape = signal_shape(load_dataset(dataset).input_shape, dataset)
     return tuple(shape[1:]) if shape[0] == 1 else ()
@@ -106,7 +107,10 @@ class MLPSpace(DatasetSpace):
     def canonical(self, spec: Spec) -> Spec | None:
         """Specs that build the same network are one architecture: the decisions of layers beyond ``layers``
         take their first value, as do those a layer does not use (a hashed layer's learned share and rank,
-        a predicted layer's rank)."""
+        a predicted layer's rank), and a rank is the first choice that builds the same one (ranks are clamped
+        to [1, full]: 1/8 and 1/16 of a 64 -> 8 layer are both rank 1)."""
+        from l2l.nas.genotypes import INPUT_SHAPES, same_rank
+
         n, first = int(str(spec["layers"])), {d.name: d.options[0] for d in self._decisions}
         out = spec.as_dict()
         for i in range(self.max_layers):
@@ -116,6 +120,9 @@ class MLPSpace(DatasetSpace):
                 unused.append(f"learned_{i}")
             if self.low_rank and i < n and (hashed or (self.predicted and str(spec[f"learned_{i}"]) != "dense")):
                 unused.append(f"rank_{i}")
+            elif self.low_rank and i < n:
+                n_in = math.prod(INPUT_SHAPES[self.dataset]) if i == 0 else int(str(spec[f"width_{i - 1}"]))
+                out[f"rank_{i}"] = same_rank(str(spec[f"rank_{i}"]), n_in, int(str(spec[f"width_{i}"])))
             out.update({k: first[k] for k in unused})
         return Spec(space=spec.space, choices=tuple(out.items()))
 

@@ -52,8 +52,9 @@ class NB201CellSpace(CellSpace, DatasetSpace):
         """The network of ``spec`` with the initial weights of ``seed``, and an example input."""
         import torch
 
-        from l2l.nas.cells import build_cell_network, signal_shape
+        from l2l.nas.cells import build_cell_network
         from l2l.nas.data import load_dataset
+        from l2l.nas.genotypes import signal_shape
 
         data = load_dataset(self.dataset)
         shape = signal_shape(data.input_shape, self.dataset)
