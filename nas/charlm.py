@@ -158,10 +158,9 @@ def _check_finite(what: str, bpc: float, uniform: float, step: int) -> None:
     """Raise `ChildDiverged` where ``bpc`` is not finite or so far above a uniform guess that the state exploded
     (4e25 bits per character were recorded as a finished child)."""
     if not math.isfinite(bpc) or bpc > EXPLODED * uniform:
-        raise ChildDiverged(
-            f"{what} bits per character became {bpc:.4g} at step {step}, over {EXPLODED:g} times a uniform "
-            f"guess's {uniform:.3f}: the state exploded"
-        )
+        limit = f"{EXPLODED:g} times a uniform guess's {uniform:.3f}"
+        said = f"over {limit}" if math.isfinite(bpc) else f"not finite; the limit is {limit}"
+        raise ChildDiverged(f"{what} bits per character became {bpc:.4g} at step {step} ({said}): the state exploded")
 
 
 def _stop_reason(

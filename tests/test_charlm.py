@@ -213,7 +213,7 @@ def test_a_model_whose_outputs_blow_up_fails_instead_of_finishing_with_absurd_bi
     model = CharLM(corpus.n_vocab, 8, TorchRNN("lstm", 8, 8))
     with torch.no_grad():
         model.decoder.weight.mul_(1e4)  # logits in the thousands: finite, and hopeless
-    with pytest.raises(ChildDiverged, match=r"validation bits per character became .* at step 2, over 10 times"):
+    with pytest.raises(ChildDiverged, match=r"validation bits per character became .* at step 2 \(over 10 times"):
         train_lm(model, corpus, LMConfig(steps=2, batch_size=4, bptt=8, evals=1), seed=0)
 
 
@@ -226,3 +226,15 @@ def test_an_option_the_tree_cell_does_not_use_is_refused() -> None:
     assert "nodes" not in load_space("rnn_cell", {"cell": "tree"}).options
     assert "nodes" not in load_space("rnn_cell", {"cell": "tree", "nodes": 8}).options  # as runs stored it before
     assert load_space("rnn_cell", {}).options["nodes"] == 8
+
+
+def test_a_language_models_blow_up_is_named_by_what_happened() -> None:
+    """A NaN was reported as "became nan ..., over 10 times a uniform guess's": two conditions in one."""
+    from l2l.nas.charlm import _check_finite
+    from l2l.nas.train import ChildDiverged
+
+    with pytest.raises(ChildDiverged, match=r"became nan at step 6 \(not finite; the limit is 10 times a uniform"):
+        _check_finite("validation", float("nan"), 6.248, 6)
+    with pytest.raises(ChildDiverged, match=r"became 1e\+09 at step 6 \(over 10 times a uniform guess's 6.248\)"):
+        _check_finite("validation", 1e9, 6.248, 6)
+    _check_finite("validation", 7.0, 6.248, 6)  # worse than a guess, but not blown up
