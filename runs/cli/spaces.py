@@ -81,6 +81,8 @@ def spaces_show(
             console.print("forbidden: " + ", ".join(f"{k}={v}" for k, v in combination.items()), highlight=False)
         console.print(line, highlight=False)
         console.print(f"weight sharing: {_sharing(sp, space)}", highlight=False)
+        costs = ", ".join(sp.cost_metrics) or "none (a cost-aware reward or plot pareto needs one)"
+        console.print(f"costs each child reports: {costs}", highlight=False)
 
 
 def _many(n: int, noun: str) -> str:
