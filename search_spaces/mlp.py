@@ -83,6 +83,8 @@ class MLPSpace(DatasetSpace):
 
         if hashed_share not in SHARING:
             raise SpaceError(f"unknown hashed_share {hashed_share!r}; known: {', '.join(SHARING)}")
+        if not hashed and hashed_share != SHARING[0]:  # taken and ignored before
+            raise SpaceError(f"mlp option hashed_share={hashed_share} is how hashed layers pick; add hashed=true")
         self.hashed_share = hashed_share
         from l2l.nas.genotypes import ACTIVE_CHOICES, PREDICT_CHOICES, RANK_CHOICES
 

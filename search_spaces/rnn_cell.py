@@ -57,6 +57,8 @@ class RNNCellSpace(SearchSpace):
         nodes = 8 if nodes is None else nodes
         if reward not in REWARDS:
             raise SpaceError(f"unknown rnn_cell reward {reward!r}; known: {', '.join(REWARDS)}")
+        if reward == "bpc" and reward_c != 10.0:  # taken and ignored before
+            raise SpaceError(f"rnn_cell option reward_c={reward_c} scales reward=ppl; reward=bpc is -bpc itself")
         if min(nodes, hidden, embed, steps, batch_size, bptt) < 1 or not lr > 0 or not reward_c > 0:
             raise SpaceError(
                 "rnn_cell needs nodes, hidden, embed, steps, batch_size, bptt >= 1 and lr, reward_c > 0; got "

@@ -191,6 +191,30 @@ CASES = [
         1,
         "error: search space 'toy': bad options {{'noise': inf}}: toy space noise must be a finite sd >= 0, got inf",
     ),
+    (  # the options below were taken and changed nothing
+        ["spaces", "show", "macro", "-S", "grow_by=5"],
+        1,
+        "error: search space 'macro': bad options {{'grow_by': 5}}: macro option grow_by=5 grows the depth from "
+        "start_layers; set start_layers",
+    ),
+    (
+        ["spaces", "show", "macro", "-S", "head_width=16"],
+        1,
+        "error: search space 'macro': bad options {{'head_width': 16}}: macro option head_width=16 is the hashed "
+        "head's width; add hashed=true",
+    ),
+    (
+        ["spaces", "show", "rnn_cell", "-S", "reward=bpc", "-S", "reward_c=5"],
+        1,
+        "error: search space 'rnn_cell': bad options {{'reward': 'bpc', 'reward_c': 5.0}}: rnn_cell option "
+        "reward_c=5.0 scales reward=ppl; reward=bpc is -bpc itself",
+    ),
+    (
+        ["spaces", "show", "mlp", "-S", "hashed_share=batch"],
+        1,
+        "error: search space 'mlp': bad options {{'hashed_share': 'batch'}}: mlp option hashed_share=batch is how "
+        "hashed layers pick; add hashed=true",
+    ),
     (
         ["search", "--space", "toy", "-C", "lr=nan", "--storage", "{db}"],
         1,
