@@ -280,7 +280,7 @@ def test_ctrl_c_before_the_first_child_finishes_keeps_the_run_it_names(storage: 
         (["runs", "export", "1", "-o", "/proc/x.csv"], "cannot use '/proc/x.csv': no such file or directory"),
         (["plot", "progress", "1", "-o", "/proc/x.png"], "cannot use '/proc/x.png': no such file or directory"),
         (["search", "--config", "/proc"], "config file '/proc' cannot be read: Is a directory"),
-        (["search", "--space", "nb201_cell", "--weight-sharing", "-W", "lr=nan"], "lr and weight_decay must be finite"),
+        (["search", "--space", "nb201_cell", "--weight-sharing", "-W", "lr=nan"], "weight-sharing setting lr must be a number, got nan"),
         (
             ["search", "--space", "nb201_cell", "--weight-sharing", "-W", "momentum=2"],
             "momentum must be in [0, 1), got 2",
@@ -740,3 +740,23 @@ def test_runs_child_prints_a_description_as_it_is_not_escaped_for_markup() -> No
         reward=None, controller_reward=None,
     )  # fmt: skip
     assert f"architecture: {space.describe(spec)}" in child_lines(run, child)
+
+
+def test_a_child_that_trained_at_a_lesser_depth_says_so(storage: str) -> None:
+    """macro's growing depth: tables described the whole spec, and a reader took 3 layers for trained."""
+    from l2l.runs.store import NewChild, Store
+    from l2l.search_spaces import load_space
+
+    options = {"layers": 3, "start_layers": 1, "grow_by": 1, "grow_every": 10}
+    space = load_space("macro", options)
+    spec = space.decode([0] * sum(d.width for d in space.decisions()))
+    store = Store(storage)
+    run = store.create_run(
+        space="macro", strategy="random", config={"space_options": options}, seed=0, n_children=1, code_version="t"
+    )
+    store.add_children(run, [NewChild(0, 0, space.encode(spec), spec.to_json(), 0.0, 0.0, 0)])
+    store.finish_child(run, 0, {"status": "done", "reward": 0.5, "val_acc": 0.5, "info": {"depth": 1}}, 0.5)
+    store.set_run_status(run, "done")
+    said = " ".join(ok("runs", "best", str(run), "--storage", storage).split())
+    assert "(trained at depth 1 of 3: the first layers only)" in said
+    assert "(trained at depth 1 of 3" in " ".join(ok("runs", "child", str(run), "0", "--storage", storage).split())

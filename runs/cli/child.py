@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from l2l.runs.cli.common import RunArg, StorageOpt, console, open_store, run_id_of, user_errors
-from l2l.runs.cli.formatting import MetricView, describe, fmt
+from l2l.runs.cli.formatting import MetricView, describe_child, fmt
 from l2l.runs.cli.runs import app
 from l2l.runs.config import UsageError
 
@@ -18,7 +18,7 @@ def child_lines(run: Any, child: Any) -> list[str]:
     view = MetricView.of(run.space, [child])
     out = [
         f"child {child.number} of run {run.id}: {child.status}, batch {child.batch}, attempts {child.attempts}",
-        f"architecture: {describe(run, child.spec, plain=True)}",  # these lines are printed without markup
+        f"architecture: {describe_child(run, child, plain=True)}",  # these lines are printed without markup
         f"tokens: {list(child.tokens)}",
     ]
     if child.status == "done":

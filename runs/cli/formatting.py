@@ -135,9 +135,9 @@ def joined(*parts: str) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def describe(run: Any, spec_json: dict[str, Any], plain: bool = False) -> str:
+def describe(run: Any, spec_json: dict[str, Any], plain: bool = False, info: dict[str, Any] | None = None) -> str:
     """A spec as its space describes it, escaped for Rich (descriptions may hold ``[...]``); ``plain``: as it is,
-    for text printed without markup."""
+    for text printed without markup; ``info``: the child's, which may say it trained at a lesser depth."""
     from rich.markup import escape
 
     from l2l.search_spaces import SpaceError, Spec, described, load_space
@@ -147,8 +147,16 @@ def describe(run: Any, spec_json: dict[str, Any], plain: bool = False) -> str:
         space = load_space(run.space, dict(run.config.get("space_options") or {}), validate=False)
         text = described(space, spec)
     except SpaceError:
-        text = " ".join(f"{k}={v}" for k, v in spec.items())
+        space, text = None, " ".join(f"{k}={v}" for k, v in spec.items())
+    depth, layers = (info or {}).get("depth"), getattr(space, "n_layers", None)
+    if isinstance(depth, int) and isinstance(layers, int) and depth < layers:  # macro's growing depth
+        text += f" (trained at depth {depth} of {layers}: the first layers only)"
     return text if plain else escape(text)
+
+
+def describe_child(run: Any, child: Any, plain: bool = False) -> str:
+    """`describe` of a child's spec, with the depth it trained at where that was less than the spec's."""
+    return describe(run, child.spec, plain, (child.metrics or {}).get("info"))
 
 
 def placement_line(children: Sequence[Any]) -> str | None:

@@ -24,7 +24,7 @@ from l2l.runs.cli.common import (
 from l2l.runs.cli.export import export_csv, export_json, format_of
 from l2l.runs.cli.formatting import (
     MetricView,
-    describe,
+    describe_child,
     fmt,
     joined,
     parameter_free,
@@ -171,15 +171,15 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
         arch = ranking.archs[0]
         lines.append(
             f"best: child {arch.child.number}, estimated reward {estimate_text(arch)} over {arch.estimate.n} "
-            f"evaluations: {describe(run, arch.child.spec)}"
+            f"evaluations: {describe_child(run, arch.child)}"
         )
     elif ranking is not None:  # evaluated once: its reward, and the estimate `runs list` and `runs best` show
         best, e = ranking.archs[0].child, ranking.archs[0].estimate
         once = "" if e.estimate == best.reward else f", estimated {e.estimate:.4f} (evaluated once)"
-        lines.append(f"best: child {best.number}, reward {best.reward:.4f}{once}: {describe(run, best.spec)}")
+        lines.append(f"best: child {best.number}, reward {best.reward:.4f}{once}: {describe_child(run, best)}")
     elif top:
         best = top[0]
-        lines.append(f"best: child {best.number}, reward {best.reward:.4f}: {describe(run, best.spec)}")
+        lines.append(f"best: child {best.number}, reward {best.reward:.4f}: {describe_child(run, best)}")
     if updates:
         u = updates[-1]
         lines.append(
@@ -234,7 +234,7 @@ def runs_top(
                     *([view.val(metrics, metrics.get("val_acc"), metrics.get("val_loss"))] if view.validation else []),
                     *(view.figure(metrics, "test", key) for key in tests),
                     *(view.figure(metrics, "cost", key) for key in costs),
-                    describe(run, arch.child.spec),
+                    describe_child(run, arch.child),
                 )
             console.print(table)
             shown = [c for a in archs for c in a.children[:4]]  # the children the table lists
@@ -256,7 +256,7 @@ def runs_top(
                 *([view.val(c.metrics, c.val_acc, c.val_loss)] if view.validation else []),
                 *(view.figure(c.metrics, "test", key) for key in tests),
                 *(view.figure(c.metrics, "cost", key) for key in costs),
-                describe(run, c.spec),
+                describe_child(run, c),
             )
         console.print(table)
         say_notes(pruned_note(top))
@@ -319,7 +319,7 @@ def runs_best(
                 + ("" if arch.estimate.estimate == once else f", estimated {estimate_text(arch)} (evaluated once)")
             )
             console.print(
-                f"best of run {run_id}: {joined(evaluated, *view.summaries(metrics))}: {describe(run, best.spec)}",
+                f"best of run {run_id}: {joined(evaluated, *view.summaries(metrics))}: {describe_child(run, best)}",
                 highlight=False,
             )
             say_notes(ranking.doubt(), transform_note(run, by))
@@ -333,7 +333,7 @@ def runs_best(
             share = parameter_free(best) if sharing else None
             head += f" ({share})" if share else ""
             console.print(
-                f"best of run {run_id}: {joined(head, *view.summaries(best.metrics))}: {describe(run, best.spec)}",
+                f"best of run {run_id}: {joined(head, *view.summaries(best.metrics))}: {describe_child(run, best)}",
                 highlight=False,
             )
             if sharing:  # the derived architecture's honest numbers, where it was retrained
