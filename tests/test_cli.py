@@ -280,7 +280,10 @@ def test_ctrl_c_before_the_first_child_finishes_keeps_the_run_it_names(storage: 
         (["runs", "export", "1", "-o", "/proc/x.csv"], "cannot use '/proc/x.csv': no such file or directory"),
         (["plot", "progress", "1", "-o", "/proc/x.png"], "cannot use '/proc/x.png': no such file or directory"),
         (["search", "--config", "/proc"], "config file '/proc' cannot be read: Is a directory"),
-        (["search", "--space", "nb201_cell", "--weight-sharing", "-W", "lr=nan"], "weight-sharing setting lr must be a number, got nan"),
+        (
+            ["search", "--space", "nb201_cell", "--weight-sharing", "-W", "lr=nan"],
+            "weight-sharing setting lr must be a number, got nan",
+        ),
         (
             ["search", "--space", "nb201_cell", "--weight-sharing", "-W", "momentum=2"],
             "momentum must be in [0, 1), got 2",
