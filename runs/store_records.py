@@ -110,8 +110,8 @@ class NewChild:
     batch: int
     tokens: tuple[int, ...]
     spec: dict[str, Any]
-    log_prob: float
-    entropy: float
+    log_prob: float | None  # None: no controller sampled it (a weight-sharing run's retrained child)
+    entropy: float | None
     policy_version: int
 
 

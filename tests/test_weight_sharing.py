@@ -149,7 +149,9 @@ def test_every_strategy_drives_a_weight_sharing_search_and_the_store_records_it(
     assert store.count_children(run_id)["done"] == 0  # nothing here was trained stand-alone
 
 
-def test_runs_list_and_best_show_the_epochs_and_the_retrained_result_of_a_weight_sharing_run(tmp_path: Path) -> None:
+def test_runs_list_and_best_show_the_epochs_and_the_retrained_result_of_a_weight_sharing_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from typer.testing import CliRunner
 
     from l2l.runs.cli import app
@@ -160,12 +162,21 @@ def test_runs_list_and_best_show_the_epochs_and_the_retrained_result_of_a_weight
     listed = runner.invoke(app, ["runs", "list", *db], env={"COLUMNS": "200"}).output
     derived = store.children(run_id, "derived")[0]
     assert "3/3 epochs" in listed and f"{derived.reward:.4f} shared" in listed
+    import l2l.runs.arch_plot
+
+    titles: list[str] = []
+    drawing = l2l.runs.arch_plot.plot_arch
+    monkeypatch.setattr(
+        l2l.runs.arch_plot, "plot_arch", lambda g, title, out: titles.append(title) or drawing(g, title, out)
+    )
     drawn = runner.invoke(app, ["plot", "arch", str(run_id), "-o", str(tmp_path / "a.png"), *db])  # not retrained yet
     assert drawn.exit_code == 0 and (tmp_path / "a.png").stat().st_size > 0, drawn.output
+    assert f"reward {derived.reward:.4f} with shared weights: " in titles[0]  # a score, not a trained accuracy
     best = runner.invoke(app, ["runs", "best", str(run_id), "--retrain", "--epochs", "1", *db], env={"COLUMNS": "200"})
     assert best.exit_code == 0, best.output
     retrained = store.children(run_id, "done")
     assert len(retrained) == 1 and f"recorded as child {retrained[0].number}" in best.output
+    assert retrained[0].log_prob is None and retrained[0].entropy is None  # no controller sampled it
     again = runner.invoke(app, ["runs", "best", str(run_id), *db], env={"COLUMNS": "200"}).output
     free = f"{derived.metrics['info']['parameter_free']:.0%} parameter-free ops"  # the collapse figure
     assert f"child {derived.number}, reward {derived.reward:.4f} with shared weights ({free})" in again

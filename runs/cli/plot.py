@@ -119,7 +119,8 @@ def plot_arch_cmd(
             raise UsageError(f"run {run_id} has {len(top)} finished architectures; --rank {rank} does not exist")
         child = top[rank - 1]
         spec = Spec.from_json(child.spec)
-        title = f"run {run_id}, child {child.number}, reward {fmt(rewards[rank - 1])}: {described(space, spec)}"
+        scored = " with shared weights" if child.status != "done" else ""  # a weight-sharing run's score
+        title = f"run {run_id}, child {child.number}, reward {fmt(rewards[rank - 1])}{scored}: {described(space, spec)}"
         try:
             path = plot_arch(space.graph(spec), title, output)
         except PlotError as exc:  # a file name it cannot write, or the space's graph(): say which

@@ -20,7 +20,7 @@ def record_retrained(
     from l2l.runs.store import NewChild
 
     number = max(c.number for c in store.children(run_id)) + 1
-    new = NewChild(number, derived.batch, derived.tokens, derived.spec, 0.0, 0.0, derived.policy_version)
+    new = NewChild(number, derived.batch, derived.tokens, derived.spec, None, None, derived.policy_version)
     store.add_children(run_id, [new], running=True)
     data = result.to_json()
     data["info"] = {
