@@ -166,9 +166,12 @@ def test_runs_list_and_best_show_the_epochs_and_the_retrained_result_of_a_weight
 
     titles: list[str] = []
     drawing = l2l.runs.arch_plot.plot_arch
-    monkeypatch.setattr(
-        l2l.runs.arch_plot, "plot_arch", lambda g, title, out: titles.append(title) or drawing(g, title, out)
-    )
+
+    def noted(graph: Any, title: str, out: Path) -> Path:
+        titles.append(title)
+        return drawing(graph, title, out)
+
+    monkeypatch.setattr(l2l.runs.arch_plot, "plot_arch", noted)
     drawn = runner.invoke(app, ["plot", "arch", str(run_id), "-o", str(tmp_path / "a.png"), *db])  # not retrained yet
     assert drawn.exit_code == 0 and (tmp_path / "a.png").stat().st_size > 0, drawn.output
     assert f"reward {derived.reward:.4f} with shared weights: " in titles[0]  # a score, not a trained accuracy
