@@ -50,7 +50,7 @@ COMBINE_FUNCTIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor
     "add": lambda a, b: a + b,
     "mul": lambda a, b: a * b,
 }
-ACTIVATIONS, COMBINE = RNN_ACTIVATIONS, RNN_COMBINE  # the names the space offers (nas/choices.py: no torch)
+ACTIVATIONS, COMBINE = RNN_ACTIVATIONS, RNN_COMBINE  # the names the space offers (nas/genotypes.py: no torch)
 
 
 def projection(n_in: int, n_out: int, rank: str | int | None, active: float, bias: bool) -> nn.Module:

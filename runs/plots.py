@@ -105,6 +105,7 @@ def progress_figure(
     if failed:  # on the bottom edge: a failure has no reward to place it by (its failure reward is the controller's)
         xs = [c.number for c in failed]
         ax.scatter(xs, [0.02] * len(xs), marker="x", color="tab:red", transform=ax.get_xaxis_transform(), clip_on=False)
+        ax.dataLim.update_from_data_x(xs, ignore=False)  # drawn on the axes' y, they still set the x-range
         ax.scatter([], [], marker="x", color="tab:red", label="failed (no reward; on the bottom edge)")
     steps, estimated = best_so_far(done, estimate=scored == "done", space=space)  # repeated evaluations: the best mean
     if steps:
@@ -278,12 +279,13 @@ def plot_pareto(
     plt = pyplot()
     axis = pareto_axis(children)
     points, evaluations = pareto_points(children, cost, space)
-    if not any(c.status == "done" for c in children):  # not a missing cost: nothing to plot yet
+    sharing = run.config.get("weight_sharing") is not None  # its scores carry no cost: the hint below says why
+    if not sharing and not any(c.status == "done" for c in children):  # not a missing cost: nothing to plot yet
         raise PlotError(f"run {run.id} ({run.status}) has no child finished yet: nothing to plot")
     if not points:
         reported = sorted({k for c in children for k in (c.metrics.get("cost") or {})})
         hint = ""
-        if run.config.get("weight_sharing") is not None and not reported:  # its scores carry no cost
+        if sharing and not reported:
             hint = f" (a weight-sharing run's costs come from retraining: l2l runs best {run.id} --retrain)"
         raise PlotError(
             f"no finished child of run {run.id} reports the cost {cost!r}; reported: {', '.join(reported) or 'none'}"

@@ -26,7 +26,7 @@ from l2l.runs.driver import (
 from l2l.runs.estimates import ArchKeys
 from l2l.runs.executors import ChildTask, Executor, WorkerPool, make_executor, to_submit
 from l2l.runs.pruning import PrunerBridge
-from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted, check_budget, check_costs
+from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted, check_costs, check_new_run
 from l2l.runs.store import NewChild, Store
 from l2l.search_spaces import Context, Result, SearchSpace, Spec, decisions_record, load_space
 from l2l.search_spaces.constraints import Constraints, identity_of
@@ -98,12 +98,7 @@ class Search:
         self.controller.plan(config.children)
         check_costs(self.space, self.controller.reward_transform)
         if run_id == 0:  # a new run (`start`), before any executor starts; a stored run resumes as it was
-            check_budget(self.space, config.budget)
-            if config.pruner is not None and self.space.exact_rewards():
-                raise SearchError(
-                    f"--pruner {config.pruner}: space {self.space.name!r} has exact rewards (a lookup or a simulation) "
-                    "and trains nothing, epoch by epoch, that a pruner could stop"
-                )
+            check_new_run(self.space, config)
         self.executor = executor or make_executor(config.executor, config.device, config.executor_options)
         self.listener = listener
         self.worst_reward: float | None = None
@@ -154,7 +149,7 @@ class Search:
         ``moves`` (executor options of `l2l.runs.config.MOVABLE`: another cluster, more or fewer children at
         once, another timeout) change where it runs, not what it is; the run records each move."""
         run = resumable(store, run_id, SearchError)
-        config = SearchConfig.from_json(run.config)
+        config = SearchConfig.from_json(run.config, recorded=True)
         if config.weight_sharing is not None:
             raise SearchError(f"run {run_id} is a weight-sharing search (l2l.runs.weight_sharing resumes it)")
         moved = {k: v for k, v in (moves or {}).items() if config.executor_options.get(k) != v}

@@ -112,9 +112,9 @@ class SearchConfig:
         return data
 
     @staticmethod
-    def from_json(data: Mapping[str, Any], recorded: bool = True) -> SearchConfig:
-        """Rebuild a config stored with `to_json`; unknown keys are rejected with their names. A new run's
-        settings (``recorded=False``: flags, a config file) cannot carry ``moves``, which --resume records."""
+    def from_json(data: Mapping[str, Any], recorded: bool = False) -> SearchConfig:
+        """A config from a new run's settings (flags, a config file), or with ``recorded`` one stored with `to_json`;
+        unknown keys are rejected with their names. Only a stored one carries ``moves``, which --resume records."""
         settable = {f.name for f in dataclasses.fields(SearchConfig)} - {"moves"}
         known = settable | ({"moves"} if recorded else set())
         unknown = sorted(set(data) - known)
@@ -125,6 +125,25 @@ class SearchConfig:
             return SearchConfig(**coerce_fields(SearchConfig, data, "search setting"))
         except OptionTypeError as exc:
             raise SearchError(str(exc)) from None
+
+
+def check_new_run(space: SearchSpace, config: SearchConfig) -> None:
+    """What a new run refuses that a stored one still rebuilds with: budget keys the space does not read
+    (`check_budget`), options that change nothing (`SearchSpace.ignored_options`), a pruner on exact rewards."""
+    check_budget(space, config.budget)
+    check_ignored(space)
+    if config.pruner is not None and space.exact_rewards():
+        raise SearchError(
+            f"--pruner {config.pruner}: space {space.name!r} has exact rewards (a lookup or a simulation) "
+            "and trains nothing, epoch by epoch, that a pruner could stop"
+        )
+
+
+def check_ignored(space: SearchSpace) -> None:
+    """Refuse a new run of options that change nothing (`SearchSpace.ignored_options`), in one line."""
+    ignored = space.ignored_options()
+    if ignored:
+        raise SearchError(f"search space {space.name!r}: {'; '.join(ignored)}")
 
 
 def check_budget(space: SearchSpace, budget: Mapping[str, Any]) -> None:

@@ -41,7 +41,7 @@ from l2l.runs.driver import (
     this_driver,
 )
 from l2l.runs.executors import check_device
-from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted
+from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted, check_ignored
 from l2l.runs.sharing_config import BLOWUP, SharingConfig, check_strategy
 from l2l.runs.store import EpochRecord, ScoredChild, Store
 from l2l.search_spaces import SearchSpace, SpaceError, Spec, decisions_record, load_space
@@ -127,6 +127,7 @@ class WeightSharingSearch:
     def start(cls, store: Store, config: SearchConfig, listener: Listener | None = None) -> WeightSharingSearch:
         check_strategy(config.strategy)  # a new run only: a resumed one cannot change its strategy
         search = cls(store, 0, config, listener)
+        check_ignored(search.space)
         ws = search.ws
         search.run_id = store.create_run(
             space=config.space,
@@ -146,7 +147,7 @@ class WeightSharingSearch:
         run = resumable(store, run_id, SearchError)
         if run.config.get("weight_sharing") is None:
             raise SearchError(f"run {run_id} is not a weight-sharing search")
-        search = cls(store, run_id, SearchConfig.from_json(run.config), listener)
+        search = cls(store, run_id, SearchConfig.from_json(run.config, recorded=True), listener)
         same_space(store, run, search.space, SearchError)
         take_over(store, run, SearchError)  # marks it running: of two resumes at once, one goes on
         return search

@@ -271,6 +271,11 @@ class SearchSpace(ABC):
         turns it off): the tokens, or the canonical tokens, are the identity."""
         return None
 
+    def ignored_options(self) -> list[str]:
+        """Options given that change nothing with the others (each a line naming it and what it needs): a new
+        run and `l2l spaces show` refuse them; a stored run with them still rebuilds. Empty (the default)."""
+        return []
+
     def exact_rewards(self) -> bool:
         """True when evaluating a spec again always gives the same reward (a table lookup without noise):
         re-evaluation (``STRATEGY+reeval``) then never spends a child on it. The default, False, suits

@@ -57,11 +57,6 @@ class MacroSpace(DatasetSpace):
             raise SpaceError(f"a hashed head needs head_width >= 1, got {head_width}")
         if start_layers is not None and not 1 <= start_layers <= layers:
             raise SpaceError(f"start_layers must be in 1..{layers}, got {start_layers}")
-        unused = [f"{k}={v}" for k, v, d in (("grow_by", grow_by, 2), ("grow_every", grow_every, 50)) if v != d]
-        if start_layers is None and unused:  # taken and ignored before: the depth never grows without it
-            raise SpaceError(f"macro option {', '.join(unused)} grows the depth from start_layers; set start_layers")
-        if not hashed and head_width != 4096:
-            raise SpaceError(f"macro option head_width={head_width} is the hashed head's width; add hashed=true")
         super().__init__(
             dataset=dataset,
             layers=layers,
@@ -103,6 +98,16 @@ class MacroSpace(DatasetSpace):
 
     def decisions(self) -> Sequence[Decision]:
         return self._decisions
+
+    def ignored_options(self) -> list[str]:
+        grows = [
+            f"{k}={v}" for k, v, d in (("grow_by", self.grow_by, 2), ("grow_every", self.grow_every, 50)) if v != d
+        ]
+        said = [f"macro option {', '.join(grows)} grows the depth from start_layers; set start_layers"]
+        said = said if grows and self.start_layers is None else []
+        if not self.hashed and self.head_width != 4096:
+            said.append(f"macro option head_width={self.head_width} is the hashed head's width; add hashed=true")
+        return said
 
     def depth(self, child: int) -> int:
         """Layers in use for child number ``child`` under the growing schedule."""

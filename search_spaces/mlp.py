@@ -83,8 +83,6 @@ class MLPSpace(DatasetSpace):
 
         if hashed_share not in SHARING:
             raise SpaceError(f"unknown hashed_share {hashed_share!r}; known: {', '.join(SHARING)}")
-        if not hashed and hashed_share != SHARING[0]:  # taken and ignored before
-            raise SpaceError(f"mlp option hashed_share={hashed_share} is how hashed layers pick; add hashed=true")
         self.hashed_share = hashed_share
         from l2l.nas.genotypes import ACTIVE_CHOICES, PREDICT_CHOICES, RANK_CHOICES
 
@@ -105,6 +103,11 @@ class MLPSpace(DatasetSpace):
 
     def decisions(self) -> Sequence[Decision]:
         return self._decisions
+
+    def ignored_options(self) -> list[str]:
+        if not self.hashed and self.hashed_share != "input":
+            return [f"mlp option hashed_share={self.hashed_share} is how hashed layers pick; add hashed=true"]
+        return []
 
     def canonical(self, spec: Spec) -> Spec | None:
         """Specs that build the same network are one architecture: the decisions of layers beyond ``layers``

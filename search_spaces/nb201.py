@@ -16,6 +16,32 @@ OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 # edge i -> j of the 4-node cell, in the order of the official architecture string
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 DATASETS = {"cifar10": "c10", "cifar100": "c100", "imagenet16-120": "in16"}
+IMAGES = {"cifar10": (32, 10), "cifar100": (32, 100), "imagenet16-120": (16, 120)}  # image side, classes
+CHANNELS, CELLS = 16, 5  # the benchmark network's first stage's channels and cells per stage
+
+
+def network_cost(ops: Sequence[str], dataset: str) -> dict[str, float]:
+    """Parameters and multiply-adds of one forward pass of the benchmark's network around the cell ``ops``, counted
+    layer by layer as `l2l.nas.cost` counts the same network built (`l2l.nas.cells.build_cell_network` at 16
+    channels and 5 cells per stage): a 3x3 stem and batch norm; three stages of 5 cells at 16, 32 and 64 channels
+    joined by residual blocks of stride 2; batch norm, global pooling and a linear classifier. A
+    ``nor_conv_kxk`` edge is a k x k convolution and a batch norm; the other ops hold no weights and do no
+    multiply-adds of a convolution."""
+    side, classes = IMAGES[dataset]
+    kernels = [int(op[-1]) for op in ops if op.startswith("nor_conv_")]
+    params, macs = 27 * CHANNELS + 2 * CHANNELS, 27 * CHANNELS * side * side  # the stem: conv 3x3 from RGB, BN
+    for stage in range(3):
+        c, area = CHANNELS * 2**stage, (side // 2**stage) ** 2
+        if stage:  # the residual block into this stage: two 3x3 convolutions with BN, and a 1x1 shortcut
+            half = c // 2
+            params += 9 * half * c + 9 * c * c + 4 * c + half * c
+            macs += (9 * half * c + 9 * c * c + half * c) * area
+        params += CELLS * sum(k * k * c * c + 2 * c for k in kernels)
+        macs += CELLS * sum(k * k * c * c for k in kernels) * area
+    last = 4 * CHANNELS
+    params += 2 * last + last * classes + classes  # the last BN and the classifier
+    macs += last * classes
+    return {"params": float(params), "flops": float(macs)}
 
 
 def arch_str(ops: Sequence[str]) -> str:
@@ -101,6 +127,7 @@ class NB201Space(CellSpace):
     name = "nb201"
     description = "NAS-Bench-201 cells by table lookup: 12-epoch validation reward, 200-epoch test reported."
     test_metrics = ("test_acc", "test_acc_12ep")
+    cost_metrics = ("params", "flops")  # of the benchmark's network, counted from its layers (`network_cost`)
 
     def __init__(self, dataset: str = "cifar10", canonical: bool = False, noise: float = 0.0) -> None:
         if dataset not in DATASETS:
@@ -111,7 +138,7 @@ class NB201Space(CellSpace):
             raise SpaceError(f"nb201 option noise is an sd in percentage points in [0, 100), got {noise!r}")
         extra = {"canonical": True} if canonical else {}
         super().__init__(dataset=dataset, **extra, **({"noise": float(noise)} if noise else {}))
-        self.prefix = DATASETS[dataset]
+        self.prefix, self.dataset = DATASETS[dataset], dataset
         self.canonical_form = canonical
         self.noise = float(noise)
 
@@ -150,5 +177,6 @@ class NB201Space(CellSpace):
             reward=val,
             val_acc=val,
             test={"test_acc_12ep": row[f"{p}_test_12ep"] / 100.0, "test_acc": row[f"{p}_test_200ep"] / 100.0},
+            cost=network_cost(self.ops(spec), self.dataset),
             info={"index": int(row["index"])},
         )

@@ -57,8 +57,6 @@ class RNNCellSpace(SearchSpace):
         nodes = 8 if nodes is None else nodes
         if reward not in REWARDS:
             raise SpaceError(f"unknown rnn_cell reward {reward!r}; known: {', '.join(REWARDS)}")
-        if reward == "bpc" and reward_c != 10.0:  # taken and ignored before
-            raise SpaceError(f"rnn_cell option reward_c={reward_c} scales reward=ppl; reward=bpc is -bpc itself")
         if min(nodes, hidden, embed, steps, batch_size, bptt) < 1 or not lr > 0 or not reward_c > 0:
             raise SpaceError(
                 "rnn_cell needs nodes, hidden, embed, steps, batch_size, bptt >= 1 and lr, reward_c > 0; got "
@@ -120,6 +118,11 @@ class RNNCellSpace(SearchSpace):
         nodes = " ".join(f"t{k}={spec[f't{k}_act']}/{spec[f't{k}_combine']}" for k in range(15))
         mem = f"c_in@t{spec['inject_at']}:{spec['inject_act']}/{spec['inject_combine']} c_out=t{spec['cell_from']}"
         return f"{nodes} {mem}{rank}"
+
+    def ignored_options(self) -> list[str]:
+        if self.reward == "bpc" and self.reward_c != 10.0:
+            return [f"rnn_cell option reward_c={self.reward_c} scales reward=ppl; reward=bpc is -bpc itself"]
+        return []
 
     def graph(self, spec: Spec) -> dict[str, Any]:
         if self.cell == "enas":

@@ -136,3 +136,23 @@ def test_graphs_of_spaces_name_their_ops() -> None:
     mlp = load_space("mlp", {})
     g = mlp.graph(mlp.decode((1, 4, 0, 2, 1, 0, 0, 1, 2)))
     assert g["nodes"][0] == "input" and g["nodes"][-1] == "classifier" and len(g["nodes"]) == 4
+
+
+@pytest.mark.parametrize(("dataset", "side", "classes"), [("cifar10", 32, 10), ("imagenet16-120", 16, 120)])
+def test_nb201_reports_the_cost_of_the_benchmarks_network_as_if_built(dataset: str, side: int, classes: int) -> None:
+    """A table lookup reported no cost, so no cost-aware reward or Pareto plot on nb201: its costs are counted from
+    the layers of the network the benchmark trained, and equal l2l's count of that network built."""
+    import random
+
+    from l2l.search_spaces import Context
+
+    space = load_space("nb201", {"dataset": dataset})
+    draw = random.Random(0)
+    for _ in range(3):
+        tokens = [draw.randrange(len(CELL_OPS)) for _ in space.decisions()]
+        spec = space.decode(tokens)
+        ops = [str(spec[d.name]) for d in space.decisions()]
+        built = build_cell_network(ops, (3, side, side), classes, channels=16, cells_per_stage=5).eval()
+        cost = space.evaluate(spec, Context(seed=0)).cost
+        assert cost == {"params": count_parameters(built), "flops": count_macs(built, torch.zeros(1, 3 * side**2))}
+    assert load_space("nb201").cost_metrics == ("params", "flops")

@@ -89,12 +89,12 @@ def test_resume_may_move_a_run_and_records_each_move(tmp_path: Path) -> None:
     search = Search.resume(store, run, executor=LocalExecutor(), moves=moves)
     assert search.moved is not None and search.moved["to"] == moves
     assert search.moved["from"] == {"address": None, "max_concurrent": 2, "child_timeout": None, "cpus_per_child": None}
-    stored = SearchConfig.from_json(store.get_run(run).config)
+    stored = SearchConfig.from_json(store.get_run(run).config, recorded=True)
     assert dict(stored.executor_options) == moves  # a later resume without flags keeps running there
     assert len(stored.moves) == 1 and stored.moves[0]["to"] == moves
     store.set_run_status(run, "interrupted")
     again = Search.resume(store, run, executor=LocalExecutor(), moves={"address": "10.0.0.7:6379"})
-    assert again.moved is None and len(SearchConfig.from_json(store.get_run(run).config).moves) == 1
+    assert again.moved is None and len(SearchConfig.from_json(store.get_run(run).config, recorded=True).moves) == 1
     refused = CliRunner().invoke(
         app, ["search", "--resume", str(run), "--gpus-per-child", "1", "--storage", store.url], env={"COLUMNS": "300"}
     )

@@ -281,3 +281,22 @@ def test_a_pareto_plot_of_a_run_with_nothing_finished_says_so_not_that_a_cost_is
 
     with pytest.raises(PlotError, match=r"run 1 \(done\) has no child finished yet: nothing to plot"):
         plot_pareto(run_record(), [child(0, 0, None, "failed")], "flops", tmp_path / "p.png")
+
+
+def test_failures_outside_the_finished_childrens_range_are_still_on_the_figure() -> None:
+    """Drawn on the axes' y, the failure marks did not widen the x-range: the first ten of twelve children failing,
+    or forty failing with nothing else, left them off the figure."""
+    early = [child(n, 0, None, "failed") for n in range(10)] + [child(n, 0, 0.5, "done") for n in (10, 11)]
+    for children in (early, [child(n, 0, None, "failed") for n in range(40)]):
+        ax = progress_figure(run_record(), children, []).axes[0]
+        low, high = ax.get_xlim()
+        assert low <= 0 and high >= max(c.number for c in children)
+
+
+def test_a_pareto_plot_of_a_weight_sharing_run_says_its_costs_come_from_retraining(tmp_path: Path) -> None:
+    from l2l.runs.plots import plot_pareto
+
+    run = dataclasses.replace(run_record(), config={"weight_sharing": {}, "controller": {}})
+    scores = [child(n, 0, 0.5, "shared") for n in range(3)]
+    with pytest.raises(PlotError, match=r"costs come from retraining: l2l runs best 1 --retrain"):
+        plot_pareto(run, scores, "flops", tmp_path / "p.png")

@@ -356,7 +356,7 @@ def open_run(store: Store, flags: SearchFlags, resume: int | None) -> Any:
                 f"a weight-sharing search runs in this process for its -W epochs: {', '.join(named)} "
                 f"{'does' if len(ignored) == 1 else 'do'} not apply to it; drop {'it' if len(named) == 1 else 'them'}"
             )
-        config = SearchConfig.from_json({**(SHARING_DEFAULTS if sharing else DEFAULTS), **settings}, recorded=False)
+        config = SearchConfig.from_json({**(SHARING_DEFAULTS if sharing else DEFAULTS), **settings})
         if config.name is not None and is_run_id(str(config.name)):  # RUN arguments read it as an id
             raise UsageError(f"the run name {config.name!r} is a number, which commands read as a run id; add a letter")
         if config.weight_sharing is not None:

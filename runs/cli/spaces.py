@@ -45,10 +45,12 @@ def spaces_show(
     from rich.table import Table
 
     with user_errors():
-        from l2l.search_spaces import load_space
+        from l2l.search_spaces import SpaceError, load_space
         from l2l.search_spaces.constraints import Constraints
 
         sp = load_space(space, parse_assignments(space_option or [], "--space-option"))
+        if sp.ignored_options():  # as a new run refuses them
+            raise SpaceError(f"search space {sp.name!r}: {'; '.join(sp.ignored_options())}")
         decisions = list(sp.decisions())
         size = 1
         table = Table("#", "decision", "kind", "choices")
@@ -91,7 +93,9 @@ def _many(n: int, noun: str) -> str:
     if n < 10**15:
         return f"{n:,} {noun.rstrip('s') if n == 1 else noun}"
     exponent = math.floor(math.log10(n))
-    return f"about {10 ** (math.log10(n) - exponent):.1f}e{exponent} {noun}"
+    mantissa = round(10 ** (math.log10(n) - exponent), 1)
+    exponent, mantissa = (exponent + 1, 1.0) if mantissa >= 10 else (exponent, mantissa)  # 9.97e15: 1.0e16
+    return f"about {mantissa:.1f}e{exponent} {noun}"
 
 
 def _defaults(sp: Any) -> dict[str, Any]:
