@@ -5,8 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 
 def utcnow() -> datetime:
@@ -157,3 +170,32 @@ class SpaceDataRow(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     decisions: Mapped[list[Any] | None] = mapped_column(JSON)  # migration 0008; none in runs from before it
+
+
+class StoreMarkRow(Base):
+    """A store's high-water marks: ``runs``, the largest run id ever deleted. SQLite hands out the next id after
+    the largest one present, so the newest run deleted gave its id to the next new run, and every reference to it
+    (a `--resume`, a watcher, a shared dashboard link, an export's name) to another run; a new SQLite run now
+    takes an id past this mark (`l2l.runs.store.Store.create_run`). PostgreSQL's sequences never reuse one."""
+
+    __tablename__ = "store_marks"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
+
+
+def next_run_id() -> Any:
+    """The id a new run takes on SQLite, as an expression of the insert itself (one statement, so two processes
+    creating runs at once cannot both read one maximum): past every id present and the largest deleted."""
+    top = select(func.max(RunRow.id)).scalar_subquery()
+    mark = select(StoreMarkRow.value).where(StoreMarkRow.name == "runs").scalar_subquery()
+    return func.max(func.coalesce(top, 0), func.coalesce(mark, 0)) + 1
+
+
+def mark_deleted_run(session: Session, run_id: int) -> None:
+    """Keep ``run_id`` as the largest deleted, if it is: `next_run_id` never hands it out again."""
+    mark = session.get(StoreMarkRow, "runs")
+    if mark is None:
+        session.add(StoreMarkRow(name="runs", value=run_id))
+    else:
+        mark.value = max(mark.value, run_id)

@@ -9,11 +9,11 @@ migrations, transaction scopes) is `l2l.runs.store_engine`; the records handed o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
+from l2l.runs import models
 from l2l.runs.models import Base, CheckpointRow, ChildRow, EpochRow, RunRow, SpaceDataRow, UpdateRow, utcnow
 from l2l.runs.store_engine import DEFAULT_STORAGE, Database, safe_url
 from l2l.runs.store_records import (
@@ -29,6 +29,7 @@ from l2l.runs.store_records import (
     UpdateRecord,
     known_id,
     record_from_row,
+    timestamp_of,
 )
 from l2l.runs.store_sharing import EpochRecord, ScoredChild, SharingStore
 from l2l.search_spaces.results import RUNTIME_KEYS
@@ -63,9 +64,8 @@ class Store(SharingStore, Database):
         decisions: list[Any] | None = None,
     ) -> int:
         """Record a new run in status ``running``, with what its space measured (``space_data``) and declared
-        (``decisions``, `l2l.search_spaces.decisions_record`), and the process that drives it (``driver``, host:pid: a
-        driver killed before its first heartbeat leaves a run that reads as stale, not as running for ever);
-        returns its id."""
+        (``decisions``, `l2l.search_spaces.decisions_record`), and the process that drives it (``driver``, host:pid:
+        a driver killed before its first heartbeat leaves a run that reads as stale); returns its id."""
         with self.session_scope("create run") as s:
             row = RunRow(
                 name=name,
@@ -79,6 +79,8 @@ class Store(SharingStore, Database):
                 driver=driver,
                 heartbeat_at=utcnow() if driver else None,
             )
+            if self.engine.dialect.name == "sqlite":  # SQLite would give a deleted newest run's id again
+                row.id = models.next_run_id()
             s.add(row)
             s.flush()
             if space_data or decisions is not None:
@@ -165,6 +167,7 @@ class Store(SharingStore, Database):
             for table in (CheckpointRow, UpdateRow, ChildRow, EpochRow, SpaceDataRow):
                 s.execute(delete(table).where(table.run_id == run_id))
             s.execute(delete(RunRow).where(RunRow.id == run_id))
+            models.mark_deleted_run(s, run_id)
 
     # children -----------------------------------------------------------------------------------
 
@@ -240,8 +243,8 @@ class Store(SharingStore, Database):
                     "device": runtime.get("device"),
                     "node": runtime.get("node"),
                     "wall_time": runtime.get("wall_time"),
-                    "started_at": _timestamp(runtime.get("started")),
-                    "finished_at": _timestamp(runtime.get("finished")) or utcnow(),
+                    "started_at": timestamp_of(runtime.get("started")),
+                    "finished_at": timestamp_of(runtime.get("finished")) or utcnow(),
                 }
             )
         if not rows:
@@ -375,10 +378,6 @@ class Store(SharingStore, Database):
             return (
                 None if row is None else CheckpointRecord(batch=row.batch, next_child=row.next_child, state=row.state)
             )
-
-
-def _timestamp(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(float(value), UTC) if isinstance(value, int | float) else None
 
 
 __all__ = [

@@ -6,13 +6,18 @@ Plain values, so the search loop, the CLI and the plots never hold a database se
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 RUN_STATUSES = ("running", "interrupted", "done", "failed")
 CHILD_STATUSES = ("queued", "running", "done", "failed")
 MAX_ID = 2**31 - 1  # the largest run id or child number an integer column holds (PostgreSQL refuses more)
 SHARED_STATUSES = ("shared", "derived", "candidate")  # a weight-sharing run's scored architectures (store_sharing)
+
+
+def timestamp_of(value: Any) -> datetime | None:
+    """A result's runtime time (seconds since the epoch) as a UTC datetime; None for none."""
+    return datetime.fromtimestamp(float(value), UTC) if isinstance(value, int | float) else None
 
 
 def known_id(*ids: int) -> bool:

@@ -222,6 +222,18 @@ def test_delete_run(store: Store) -> None:
     assert store.children(run) == []
 
 
+def test_a_deleted_runs_id_is_never_handed_out_again(store: Store) -> None:
+    """SQLite gave the newest run deleted's id to the next new run: `--resume 13`, a watcher or a dashboard link
+    then named another run."""
+    first, newest = make_run(store), make_run(store)
+    store.delete_run(newest)
+    again = make_run(store)
+    assert again > newest
+    store.delete_run(again)
+    store.delete_run(first)  # an older id deleted later keeps the mark at the largest
+    assert make_run(store) > again
+
+
 def test_what_a_space_measured_is_kept_with_its_run(store: Store) -> None:
     measured = {"placement_graph": {"model": "m", "ops": [["x", "placeholder", "", [], 8, 0, [], 0.25]]}}
     run = store.create_run(
@@ -383,6 +395,7 @@ def test_a_store_a_newer_l2l_wrote_is_one_line_and_an_upgrade_says_so(tmp_path: 
     conn = sqlite3.connect(path)
     conn.execute("UPDATE alembic_version SET version_num = '0007'")  # an older one: the decisions column goes
     conn.execute("ALTER TABLE space_data DROP COLUMN decisions")
+    conn.execute("DROP TABLE store_marks")  # migration 0009's
     conn.commit()
     conn.close()
     out = CliRunner().invoke(app, ["runs", "list", "--storage", f"sqlite:///{path}"], env={"COLUMNS": "300"})
