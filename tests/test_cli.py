@@ -763,3 +763,10 @@ def test_a_child_that_trained_at_a_lesser_depth_says_so(storage: str) -> None:
     said = " ".join(ok("runs", "best", str(run), "--storage", storage).split())
     assert "(trained at depth 1 of 3: the first layers only)" in said
     assert "(trained at depth 1 of 3" in " ".join(ok("runs", "child", str(run), "0", "--storage", storage).split())
+
+
+def test_runs_list_of_an_empty_store_says_so(tmp_path: Path) -> None:
+    from l2l.runs.store import Store
+
+    Store(url := f"sqlite:///{tmp_path / 'empty.db'}").close()
+    assert ok("runs", "list", "--storage", url).strip() == "no runs in this store yet"  # not a bare header

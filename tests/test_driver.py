@@ -49,8 +49,10 @@ def test_a_run_whose_driver_is_gone_is_stale_with_how_to_resume_it(tmp_path: Pat
     host = this_driver().rpartition(":")[0]
     _driven_by(store, run, f"{host}:{dead.stdout.strip()}", now - timedelta(seconds=2))  # killed on this machine
     assert run_state(store.get_run(run), now).startswith("stale (no heartbeat for 2 s;")
-    result = CliRunner().invoke(app, ["runs", "list", "--storage", store.url], env={"COLUMNS": "300"})
-    assert "stale (no heartbeat for" in result.output and f"--resume {run}" in result.output
+    result = CliRunner().invoke(app, ["runs", "list", "--storage", store.url], env={"COLUMNS": "80"})
+    row = next(line for line in result.output.splitlines() if line.startswith(f"│ {run} "))
+    assert "│ stale " in row and "heartbeat" not in row  # the table stays narrow: the how-to is said below it
+    assert f"run {run} is stale (no heartbeat for" in result.output and f"--resume {run}" in result.output
     shown = CliRunner().invoke(app, ["runs", "show", str(run), "--storage", store.url], env={"COLUMNS": "400"})
     assert f"resume with: l2l search --resume {run} --storage {store.label})" in " ".join(shown.output.split())
     assert f"driven by {host}:{dead.stdout.strip()}" in shown.output  # on a shared store: where it ran

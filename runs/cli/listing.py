@@ -52,6 +52,7 @@ def runs_list(
             console.print("no run matches", highlight=False)
             return
         table = Table("run", "name", "space", "strategy", "status", "children", "failed", "best", "created")
+        told = [f"run {r.id} is {state}" for r, state in shown if " (" in state]  # below the table, not in a column
         for r, state in shown:
             counts = store.count_children(r.id)
             top = store.top_children(r.id, 1)
@@ -62,9 +63,20 @@ def runs_list(
                 size = f"{len(store.epochs(r.id))}/{sharing_epochs(r)} epochs"
                 derived = store.children(r.id, "derived")
                 best = best if top else f"{fmt(derived[0].reward)} shared" if derived else "-"
-            row = [str(r.id), r.name or "", r.space, r.strategy, state, size, str(counts["failed"]), best]
+            row = [
+                str(r.id),
+                r.name or "",
+                r.space,
+                r.strategy,
+                state.split(" (")[0],
+                size,
+                str(counts["failed"]),
+                best,
+            ]
             table.add_row(*row, r.created_at.strftime("%Y-%m-%d %H:%M"))
-        console.print(table)
+        console.print(table if shown else "no runs in this store yet", highlight=False)
+        for line in told:
+            console.print(line, highlight=False, soft_wrap=True)
         if older > 0:  # not a silent cut
             which = f"of the {limit + older} runs that match" if filtered else "runs" if limit > 1 else "run"
             newest = f"the newest {limit}" if limit > 1 or filtered else "the newest"
