@@ -147,7 +147,8 @@ def make_controller(
     again = {k: v for k, v in rest.items() if k in REEVAL_SETTINGS}
     rest = {k: v for k, v in rest.items() if k not in REEVAL_SETTINGS}
     if screen and not screened:
-        raise ControllerError(f"{', '.join(sorted(screen))}: settings of screening; use the strategy {base}{SUFFIX}")
+        wrapped = f"{base}{SUFFIX}{REEVAL if reevaluated else ''}"  # keeping the re-evaluation asked for
+        raise ControllerError(f"{', '.join(sorted(screen))}: settings of screening; use the strategy {wrapped}")
     if again and not reevaluated:
         raise ControllerError(
             f"{', '.join(sorted(again))}: settings of re-evaluation; use the strategy {strategy}{REEVAL}"

@@ -142,9 +142,10 @@ def build_config(settings: Mapping[str, Any], cls: type[ReinforceConfig] = Reinf
         raise ControllerError(f"unknown {label} setting(s) {unknown}; known: preset, {', '.join(sorted(known))}")
     try:
         base.update(coerce_fields(cls, settings, f"{label} setting"))
-    except ValueError as exc:
-        raise ControllerError(str(exc)) from None
-    return cls(**base)
+        return cls(**base)
+    except ValueError as exc:  # a type's or a range's (said as "lr must be > 0"): name the setting's strategy
+        said = str(exc)
+        raise ControllerError(said if said.startswith(f"{label} setting") else f"{label} setting {said}") from None
 
 
 class ReinforceController(Controller):

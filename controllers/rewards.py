@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 import re
 from collections.abc import Callable, Mapping
 
@@ -40,18 +41,19 @@ def mnas_transform(metric: str, target: float, weight: float) -> RewardTransform
     Where a child reports no accuracy, its reward stands for it; a reward below zero (a negated loss or bits per
     character) is divided by the factor instead, so that there too the cheaper of two equal rewards is better
     and the better of two equal costs (multiplying made a cheaper child's negative reward worse)."""
-    if not target > 0:
-        raise ControllerError(f"mnas reward needs a target > 0, got {target}")
-    if weight > 0:
-        raise ControllerError(f"mnas reward needs a weight <= 0 (MnasNet uses -0.07), got {weight}")
+    if not 0 < target < math.inf:
+        raise ControllerError(f"mnas reward needs a finite target > 0, got {target}")
+    if not -math.inf < weight <= 0:
+        raise ControllerError(f"mnas reward needs a finite weight <= 0 (MnasNet uses -0.07), got {weight}")
 
     def transform(m: Metrics) -> float:
         cost = m.get(f"cost_{metric}")
         if cost is None:
             known = sorted(k.removeprefix("cost_") for k, v in m.items() if k.startswith("cost_") and v is not None)
-            raise ControllerError(
-                f"mnas reward needs the cost {metric!r}; the child reported {', '.join(known) or 'no cost'}"
+            reported = (
+                f"the child reported {', '.join(known)}" if known else "its space reports no cost for its children"
             )
+            raise ControllerError(f"mnas reward needs the cost {metric!r}; {reported}")
         value, factor = _accuracy(m), (max(float(cost), 1e-12) / target) ** weight
         return value * factor if value >= 0 else value / factor
 
@@ -81,7 +83,8 @@ def get_transform(name: str) -> RewardTransform:
         try:
             fn = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
-            raise ControllerError(f"reward transform {name!r} cannot be imported: {exc}") from exc
+            hint = " (a module in this folder needs PYTHONPATH=.)" if isinstance(exc, ModuleNotFoundError) else ""
+            raise ControllerError(f"reward transform {name!r} cannot be imported: {exc}{hint}") from exc
         if not callable(fn):
             raise ControllerError(f"reward transform {name!r} is not callable")
         return fn  # type: ignore[no-any-return]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from l2l.runs.estimates import ArchKeys
 from l2l.runs.executors import ChildTask, Executor, WorkerPool, make_executor, to_submit
 from l2l.runs.pruning import PrunerBridge
 from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted, check_costs, check_new_run
+from l2l.runs.search_rewards import ControllerRewards
 from l2l.runs.store import NewChild, Store
 from l2l.search_spaces import Context, Result, SearchSpace, Spec, decisions_record, load_space
 from l2l.search_spaces.constraints import Constraints, identity_of
@@ -101,7 +101,7 @@ class Search:
             check_new_run(self.space, config)
         self.executor = executor or make_executor(config.executor, config.device, config.executor_options)
         self.listener = listener
-        self.worst_reward: float | None = None
+        self.rewards = ControllerRewards(self.controller, self.space, config.failure_reward)
         self.requeued = 0
         self.moved: Mapping[str, Any] | None = None  # how `resume` moved the run (``at``, ``from``, ``to``)
         self.pruner = PrunerBridge(config.pruner) if config.pruner else None
@@ -211,7 +211,7 @@ class Search:
             self.pruner.replay(list(recorded.values()))
         for c in recorded.values():
             if c.number < next_child and c.status == "done" and c.controller_reward is not None:
-                self._note_reward(c.controller_reward)
+                self.rewards.note(c.controller_reward)
         while next_child < config.children:
             m = min(config.batch, config.children - next_child)
             proposals = checked_proposals(self.controller, self.controller.propose(m), m)
@@ -232,7 +232,7 @@ class Search:
                 if old is not None and old.status in ("done", "failed") and old.controller_reward is not None:
                     rewards[number] = old.controller_reward
                     if old.status == "done":
-                        self._note_reward(old.controller_reward)
+                        self.rewards.note(old.controller_reward)
                 else:
                     to_run.append(ChildTask(number, spec, self._context(number)))
             if fresh:
@@ -291,7 +291,7 @@ class Search:
                 after.append(proposal)
             if c.status in ("done", "failed") and c.controller_reward is not None:
                 if c.status == "done":
-                    self._note_reward(c.controller_reward)
+                    self.rewards.note(c.controller_reward)
                 if c.number not in consumed:
                     buffer.append((c.number, proposal, c.controller_reward))
             else:
@@ -359,11 +359,13 @@ class Search:
         """Record finished children, in one transaction; returns each with the reward its controller gets.
         A result that does not fit the store (from any executor) fails its child, not the search."""
         finished = [(task, checked_result(result)) for task, result in finished]
-        rewards = [self._controller_reward(result) for _, result in finished]
+        rewards, failed = self.rewards.of([result for _, result in finished])
         self.store.finish_children(
             self.run_id,
             [(task.number, result.to_json(), r) for (task, result), r in zip(finished, rewards, strict=True)],
         )
+        if failed is not None:  # the reward transform's: what the children trained is recorded first
+            raise failed
         for (task, result), controller_reward in zip(finished, rewards, strict=True):
             notice = result.runtime.get("notice")
             if isinstance(notice, str) and notice not in self.notices:
@@ -377,19 +379,3 @@ class Search:
                 arch = self.arch_key(self.space.encode(task.spec))
                 self.listener(ChildEvent(task.number, result.status, reward, controller_reward, result.error, arch))
         return [(task, r) for (task, _), r in zip(finished, rewards, strict=True)]
-
-    def _controller_reward(self, result: Result) -> float:
-        if result.ok:
-            try:
-                value = self.controller.reward_of(result.metrics())
-            except (ValueError, TypeError, ArithmeticError) as exc:
-                raise SearchError(f"reward transform {self.controller.reward_transform!r} failed: {exc}") from exc
-            if math.isfinite(value):
-                self._note_reward(value)
-                return value
-        if self.config.failure_reward is not None:
-            return self.config.failure_reward
-        return self.worst_reward if self.worst_reward is not None else self.space.failure_reward
-
-    def _note_reward(self, value: float) -> None:
-        self.worst_reward = value if self.worst_reward is None else min(self.worst_reward, value)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
+NONE = ("none", "null")
 TRUE = ("true", "yes", "on", "1")
 FALSE = ("false", "no", "off", "0")
 
@@ -30,8 +32,8 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
     """``value`` as the type ``annotation`` declares (bool, int, float, str, optional ones, literals); other
     annotations take the value as it is."""
     arms = _arms(annotation)
-    if value is None and type(None) in arms:
-        return None
+    if type(None) in arms and (value is None or (isinstance(value, str) and value.strip().lower() in NONE)):
+        return None  # `-C grad_clip=none`: neither -C nor TOML can write Python's None
     literals = [a for arm in arms if typing.get_origin(arm) is typing.Literal for a in typing.get_args(arm)]
     if literals:
         if value in literals:
@@ -47,9 +49,12 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
             return str(value).strip().lower() in TRUE
     if int in kinds and isinstance(value, int) and not isinstance(value, bool):
         return value
+    if int in kinds and float not in kinds and isinstance(value, float) and value.is_integer():
+        return int(value)  # 1e2 in TOML is a float
     if float in kinds and isinstance(value, int | float) and not isinstance(value, bool):
-        if value != value:  # NaN (TOML reads `nan`): no setting means it, and every child would fail on it
-            raise OptionTypeError(f"{name} must be a number, got nan")
+        if not math.isfinite(value):  # TOML reads nan and inf: no setting means them, and children fail on them
+            off = "; none turns it off" if type(None) in arms else ""
+            raise OptionTypeError(f"{name} must be a finite number, got {value}{off}")
         return float(value)
     if str in kinds and isinstance(value, str | int | float) and not isinstance(value, bool):
         return str(value)

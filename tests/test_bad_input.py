@@ -167,8 +167,8 @@ CASES = [
     (  # accepted and ignored: PPO's loss never reads it
         ["search", "--space", "toy", "--strategy", "ppo", "-C", "max_importance=0.5", "--storage", "{db}"],
         1,
-        "error: max_importance=0.5 is REINFORCE's (it truncates stale children's importance ratios); PPO's clipped "
-        "ratio does that job: set clip instead",
+        "error: ppo setting max_importance=0.5 is REINFORCE's (it truncates stale children's importance ratios); "
+        "PPO's clipped ratio does that job: set clip instead",
     ),
     (  # accepted, and never stopped a child: a lookup has no epochs
         ["search", "--space", "nb201", "--pruner", "median", "--executor", "local", "--storage", "{db}"],
@@ -185,12 +185,12 @@ CASES = [
     (  # accepted, and every child then failed on a NaN reward
         ["spaces", "show", "toy", "-S", "noise=nan"],
         1,
-        "error: search space 'toy': option noise must be a number, got nan",
+        "error: search space 'toy': option noise must be a finite number, got nan",
     ),
     (
         ["spaces", "show", "toy", "-S", "noise=inf"],
         1,
-        "error: search space 'toy': bad options {{'noise': inf}}: toy space noise must be a finite sd >= 0, got inf",
+        "error: search space 'toy': option noise must be a finite number, got inf",
     ),
     (  # the options below were taken and changed nothing
         ["spaces", "show", "macro", "-S", "grow_by=5"],
@@ -213,9 +213,35 @@ CASES = [
         "error: search space 'mlp': mlp option hashed_share=batch is how hashed layers pick; add hashed=true",
     ),
     (
+        ["search", "--space", "toy", "-C", "lr=inf", "--storage", "{db}"],
+        1,
+        "error: reinforce setting lr must be a finite number, got inf",
+    ),  # accepted, then a traceback from the policy's sampling
+    (
+        ["search", "--space", "toy", "-C", "grad_clip=inf", "--storage", "{db}"],
+        1,
+        "error: reinforce setting grad_clip must be a finite number, got inf; none turns it off",
+    ),
+    (  # the hint dropped the re-evaluation asked for
+        ["search", "--space", "toy", "--strategy", "evolution+reeval", "-C", "screen=3", "--storage", "{db}"],
+        1,
+        "error: screen: settings of screening; use the strategy evolution+screen+reeval",
+    ),
+    (  # every controller reward was 0.0, or Python's words about a power of zero
+        ["search", "--space", "mlp", "-C", "reward_transform=mnas(flops,2e5,-inf)", "--storage", "{db}"],
+        1,
+        "error: mnas reward needs a finite weight <= 0 (MnasNet uses -0.07), got -inf",
+    ),
+    (
+        ["search", "--space", "toy", "-C", "reward_transform=not_here_tf:fn", "--storage", "{db}"],
+        1,
+        "error: reward transform 'not_here_tf:fn' cannot be imported: No module named 'not_here_tf' (a module in this "
+        "folder needs PYTHONPATH=.)",
+    ),
+    (
         ["search", "--space", "toy", "-C", "lr=nan", "--storage", "{db}"],
         1,
-        "error: reinforce setting lr must be a number, got nan",
+        "error: reinforce setting lr must be a finite number, got nan",
     ),
 ]
 
@@ -355,3 +381,15 @@ def test_an_option_that_changes_nothing_is_refused_for_a_new_run_but_a_stored_ru
     assert len(stored.ignored_options()) == 2 and stored.decisions()
     with pytest.raises(SearchError, match="macro option head_width=16 is the hashed head's width; add hashed=true"):
         Search.start(Store("sqlite://"), SearchConfig(space="macro", space_options={"head_width": 16}, children=1))
+
+
+def test_none_and_whole_numbers_are_read_as_the_setting_declares() -> None:
+    """`-C grad_clip=none` was refused as "must be a number or none, got 'none'": neither -C nor TOML writes None;
+    `-C hidden_size=1e2` was refused as not an integer."""
+    from l2l.search_spaces.typed import coerce
+
+    assert coerce("grad_clip", "none", float | None) is None and coerce("x", "NULL", int | None) is None
+    assert coerce("hidden_size", 1e2, int) == 100 and isinstance(coerce("hidden_size", 1e2, int), int)
+    with pytest.raises(ValueError, match="epochs must be an integer"):
+        coerce("epochs", 2.5, int)
+    assert coerce("name", "none", str) == "none"  # text that cannot be none stays text

@@ -82,6 +82,38 @@ def test_explicit_failure_reward(tmp_path: Path) -> None:
     assert {c.controller_reward for c in store.children(run) if c.status == "failed"} == {-1.0}
 
 
+TRANSFORMS = """
+def boom(metrics):
+    return metrics["cost_flops"]  # toy reports no cost: a KeyError
+
+def nan(metrics):
+    return float("nan")
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [("boom", "failed: KeyError: 'cost_flops'"), ("nan", "gave nan for a finished child of reward")],
+)
+def test_a_reward_transform_that_fails_stops_the_run_keeping_what_its_children_trained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, said: str
+) -> None:
+    """A transform's exception was a traceback and, on the first batch, the run and its trained children were
+    deleted; a NaN became a reward of 0.0 without a word."""
+    (tmp_path / "my_transforms.py").write_text(TRANSFORMS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    store = Store(f"sqlite:///{tmp_path / 't.db'}")
+    config = SearchConfig(
+        space="toy", strategy="random", children=8, batch=4, controller={"reward_transform": f"my_transforms:{name}"}
+    )
+    search = Search.start(store, config)
+    with pytest.raises(SearchError, match=f"reward transform 'my_transforms:{name}' {re.escape(said)}"):
+        search.run()
+    kept = store.children(search.run_id, "done")  # the local executor hands back one child at a time
+    assert len(kept) == 1 and kept[0].reward is not None  # trained, and recorded before the run stopped
+    assert store.get_run(search.run_id).status == "failed"
+
+
 class InterruptingExecutor(LocalExecutor):
     """Raises KeyboardInterrupt (as Ctrl-C would) when child ``at`` is about to run."""
 
