@@ -53,6 +53,14 @@ class ReinforceConfig:
     max_importance: float = 1.0  # truncation of the importance ratio of stale children (async mode)
 
     def __post_init__(self) -> None:
+        given: dict[str, float | None] = {"lr": self.lr, "entropy_weight": self.entropy_weight}
+        given |= {"init_range": self.init_range, "elite_weight": self.elite_weight}
+        given |= {"temperature": self.temperature, "tanh_constant": self.tanh_constant}
+        infinite = [f"{k}={v}" for k, v in given.items() if v is not None and math.isinf(v)]
+        if infinite:  # the policy's probabilities become nan: a traceback at the first sample
+            raise ControllerError(
+                f"{', '.join(infinite)} must be finite (none turns temperature and tanh_constant off)"
+            )
         if self.max_importance <= 0:
             raise ControllerError(f"max_importance must be > 0, got {self.max_importance}")
         if self.lr <= 0:

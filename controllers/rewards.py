@@ -83,7 +83,8 @@ def get_transform(name: str) -> RewardTransform:
         try:
             fn = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
-            hint = " (a module in this folder needs PYTHONPATH=.)" if isinstance(exc, ModuleNotFoundError) else ""
+            missing = isinstance(exc, ModuleNotFoundError) and exc.name == module_name.partition(".")[0]
+            hint = " (a module in this folder needs PYTHONPATH=.)" if missing else ""
             raise ControllerError(f"reward transform {name!r} cannot be imported: {exc}{hint}") from exc
         if not callable(fn):
             raise ControllerError(f"reward transform {name!r} is not callable")

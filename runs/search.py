@@ -359,19 +359,18 @@ class Search:
         """Record finished children, in one transaction; returns each with the reward its controller gets.
         A result that does not fit the store (from any executor) fails its child, not the search."""
         finished = [(task, checked_result(result)) for task, result in finished]
-        rewards, failed = self.rewards.of([result for _, result in finished])
+        rewards = self.rewards.of([result for _, result in finished])  # a transform that fails stops the run here
         self.store.finish_children(
             self.run_id,
             [(task.number, result.to_json(), r) for (task, result), r in zip(finished, rewards, strict=True)],
         )
-        if failed is not None:  # the reward transform's: what the children trained is recorded first
-            raise failed
-        for (task, result), controller_reward in zip(finished, rewards, strict=True):
-            notice = result.runtime.get("notice")
+        said = [*self.rewards.said(), *(result.runtime.get("notice") for _, result in finished)]
+        for notice in said:
             if isinstance(notice, str) and notice not in self.notices:
                 self.notices.append(notice)
                 if self.listener:
                     self.listener(NoticeEvent(notice))
+        for (task, result), controller_reward in zip(finished, rewards, strict=True):
             if self.pruner is not None:
                 self.pruner.finish(task.number, result)
             if self.listener:

@@ -10,30 +10,27 @@ from l2l.search_spaces import Result, SearchSpace
 
 
 class ControllerRewards:
-    """The rewards a controller learns from: the transform's value of a finished child's metrics; for a failed child
-    the run's ``failure_reward``, else the worst reward so far, else the space's failure reward."""
+    """The rewards a controller learns from: the transform's value of a finished child's metrics; for a failed child,
+    or a value that is not finite, the run's ``failure_reward``, else the worst reward so far, else the space's."""
 
     def __init__(self, controller: Controller, space: SearchSpace, failure_reward: float | None) -> None:
         self.controller, self.space, self.failure_reward = controller, space, failure_reward
         self.worst: float | None = None
+        self._said: list[str] = []
 
     def note(self, value: float) -> None:
         """Count a reward the controller learned from (one recorded before a resume too) in the worst so far."""
         self.worst = value if self.worst is None else min(self.worst, value)
 
-    def of(self, results: list[Result]) -> tuple[list[float], SearchError | None]:
-        """Each result's reward, in order, and the transform's failure where it failed on one: that is the
-        transform's fault, not the child's, so its children still get the failure reward and are recorded before
-        the search stops with the error."""
-        rewards: list[float] = []
-        failed: SearchError | None = None
-        for result in results:
-            try:
-                rewards.append(self.transformed(result) if result.ok else self.failed())
-            except SearchError as exc:
-                failed = failed or exc
-                rewards.append(self.failed())
-        return rewards, failed
+    def of(self, results: list[Result]) -> list[float]:
+        """Each result's reward, in order. A transform that raises stops the search with a `SearchError` naming it,
+        before anything of these results is recorded (they train again on resume, once the transform is fixed)."""
+        return [self.transformed(result) if result.ok else self.failed() for result in results]
+
+    def said(self) -> list[str]:
+        """What the rewards since the last call have to tell the user (each said once by the search)."""
+        said, self._said = self._said, []
+        return said
 
     def transformed(self, result: Result) -> float:
         name = self.controller.reward_transform
@@ -44,8 +41,11 @@ class ControllerRewards:
             raise SearchError(
                 f"reward transform {name!r} failed: {exc if plain else f'{type(exc).__name__}: {exc}'}"
             ) from exc
-        if not math.isfinite(value):  # it was learned from as the failure reward, without a word
-            raise SearchError(f"reward transform {name!r} gave {value} for a finished child of reward {result.reward}")
+        if not math.isfinite(value):  # learned as the failure reward, as before, but no longer without a word
+            self._said.append(
+                f"reward transform {name!r} gave {value} for a finished child: it gets the failure reward"
+            )
+            return self.failed()
         self.note(value)
         return value
 

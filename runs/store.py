@@ -167,7 +167,8 @@ class Store(SharingStore, Database):
             for table in (CheckpointRow, UpdateRow, ChildRow, EpochRow, SpaceDataRow):
                 s.execute(delete(table).where(table.run_id == run_id))
             s.execute(delete(RunRow).where(RunRow.id == run_id))
-            models.mark_deleted_run(s, run_id)
+            if self.engine.dialect.name == "sqlite":  # the only dialect that would reuse it (PostgreSQL never does)
+                models.mark_deleted_run(s, run_id)
 
     # children -----------------------------------------------------------------------------------
 

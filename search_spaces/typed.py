@@ -32,7 +32,8 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
     """``value`` as the type ``annotation`` declares (bool, int, float, str, optional ones, literals); other
     annotations take the value as it is."""
     arms = _arms(annotation)
-    if type(None) in arms and (value is None or (isinstance(value, str) and value.strip().lower() in NONE)):
+    spelt = isinstance(value, str) and str not in arms and value.strip().lower() in NONE  # not where text is valid
+    if type(None) in arms and (value is None or spelt):
         return None  # `-C grad_clip=none`: neither -C nor TOML can write Python's None
     literals = [a for arm in arms if typing.get_origin(arm) is typing.Literal for a in typing.get_args(arm)]
     if literals:
@@ -52,9 +53,8 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
     if int in kinds and float not in kinds and isinstance(value, float) and value.is_integer():
         return int(value)  # 1e2 in TOML is a float
     if float in kinds and isinstance(value, int | float) and not isinstance(value, bool):
-        if not math.isfinite(value):  # TOML reads nan and inf: no setting means them, and children fail on them
-            off = "; none turns it off" if type(None) in arms else ""
-            raise OptionTypeError(f"{name} must be a finite number, got {value}{off}")
+        if math.isnan(value):  # TOML reads nan: no setting means it, and children fail on it (inf can mean "never")
+            raise OptionTypeError(f"{name} must be a number, got nan")
         return float(value)
     if str in kinds and isinstance(value, str | int | float) and not isinstance(value, bool):
         return str(value)

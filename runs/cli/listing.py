@@ -29,6 +29,7 @@ def runs_list(
     name: Annotated[str | None, typer.Option("--name", help="Only runs whose name contains this text.")] = None,
 ) -> None:
     """List recorded runs, newest first; with filters, the newest that match."""
+    from rich.markup import escape
     from rich.table import Table
 
     from l2l.runs.driver import run_state
@@ -76,7 +77,7 @@ def runs_list(
             table.add_row(*row, r.created_at.strftime("%Y-%m-%d %H:%M"))
         console.print(table if shown else "no runs in this store yet", highlight=False)
         for line in told:
-            console.print(line, highlight=False, soft_wrap=True)
+            console.print(escape(line), highlight=False, soft_wrap=True)
         if older > 0:  # not a silent cut
             which = f"of the {limit + older} runs that match" if filtered else "runs" if limit > 1 else "run"
             newest = f"the newest {limit}" if limit > 1 or filtered else "the newest"
