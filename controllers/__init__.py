@@ -26,7 +26,8 @@ if TYPE_CHECKING:  # what `__getattr__` loads on first use, typed for IDEs and m
     from l2l.controllers.optuna_sampler import ControllerSampler
     from l2l.controllers.random_search import RandomController
     from l2l.controllers.reeval import REEVAL_SETTINGS, ReevalConfig, ReevaluatedController
-    from l2l.controllers.reinforce import PRESETS, PPOConfig, PPOController, ReinforceConfig, ReinforceController
+    from l2l.controllers.reinforce import PPOController, ReinforceController
+    from l2l.controllers.reinforce_config import PRESETS, PPOConfig, ReinforceConfig
     from l2l.controllers.screen import SCREEN_SETTINGS, ScreenConfig, ScreenedController
 
 # name -> the module that defines it, loaded on first use
@@ -36,7 +37,8 @@ LAZY = {
     "ControllerSampler": "optuna_sampler",  # and optuna
     "RandomController": "random_search",
     **dict.fromkeys(("REEVAL_SETTINGS", "ReevalConfig", "ReevaluatedController"), "reeval"),
-    **dict.fromkeys(("PRESETS", "PPOConfig", "PPOController", "ReinforceConfig", "ReinforceController"), "reinforce"),
+    **dict.fromkeys(("PPOController", "ReinforceController"), "reinforce"),
+    **dict.fromkeys(("PRESETS", "PPOConfig", "ReinforceConfig"), "reinforce_config"),
     **dict.fromkeys(("SCREEN_SETTINGS", "ScreenConfig", "ScreenedController"), "screen"),
 }
 

@@ -11,7 +11,7 @@ import torch
 
 from l2l.controllers import ControllerError, RandomController, ReinforceController, make_controller
 from l2l.controllers.policy import LSTMPolicy
-from l2l.controllers.reinforce import PRESETS, build_config
+from l2l.controllers.reinforce_config import PRESETS, build_config
 from l2l.controllers.rewards import get_transform
 from l2l.controllers.unique import SeenTree
 from l2l.search_spaces import Context, Decision, load_space, token_sizes

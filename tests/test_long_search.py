@@ -121,11 +121,12 @@ def test_the_long_search_benchmark_runs_tiny(tmp_path: Path) -> None:
 
 
 def drop_since_0006(conn: Connection) -> None:
-    """What migrations 0006 (the dashboard's indexes) and 0007 (the spaces' measurements) added, gone from a
-    store made to look older."""
+    """What migrations 0006 (the dashboard's indexes), 0007 (the spaces' measurements, with 0008's decisions) and
+    0009 (the store's marks) added, gone from a store made to look older."""
     for index in ("ix_children_run_status_number", "ix_children_run_reward"):
         conn.exec_driver_sql(f"DROP INDEX {index}")
     conn.exec_driver_sql("DROP TABLE space_data")
+    conn.exec_driver_sql("DROP TABLE store_marks")
 
 
 def test_migration_0002_keeps_each_runs_latest_checkpoint(tmp_path: Path) -> None:

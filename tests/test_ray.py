@@ -235,7 +235,7 @@ def test_stale_children_are_weighted_by_a_truncated_importance_ratio() -> None:
 
     from l2l.controllers import ReinforceController
     from l2l.controllers.policy_gradient import importance_weights
-    from l2l.controllers.reinforce import build_config
+    from l2l.controllers.reinforce_config import build_config
     from l2l.search_spaces import Decision
 
     c = ReinforceController([Decision.categorical("a", ["x", "y", "z"])], 0, build_config({"max_importance": 1.0}))
