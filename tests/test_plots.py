@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,15 @@ from l2l.runs.store import ChildRecord, RunRecord, UpdateRecord
 from l2l.search_spaces import load_space, token_sizes
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _closed_figures() -> Iterator[None]:
+    """The figures a test draws, closed after it (pyplot keeps every one open otherwise)."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 
 
 def run_record(transform: str = "reward") -> RunRecord:
