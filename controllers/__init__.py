@@ -51,7 +51,6 @@ def _built_in(name: str) -> Factory:
     def build(decisions: Sequence[Decision], seed: int, settings: Mapping[str, Any]) -> Controller:
         return __getattr__(name).from_settings(decisions, seed, settings)  # type: ignore[no-any-return]
 
-    build.__qualname__ = f"{name}.from_settings"
     return build
 
 

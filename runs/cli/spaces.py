@@ -49,8 +49,9 @@ def spaces_show(
         from l2l.search_spaces.constraints import Constraints
 
         sp = load_space(space, parse_assignments(space_option or [], "--space-option"))
-        if sp.ignored_options():  # as a new run refuses them
-            raise SpaceError(f"search space {sp.name!r}: {'; '.join(sp.ignored_options())}")
+        ignored = sp.ignored_options()
+        if ignored:  # as a new run refuses them
+            raise SpaceError(f"search space {sp.name!r}: {'; '.join(ignored)}")
         decisions = list(sp.decisions())
         size = 1
         table = Table("#", "decision", "kind", "choices")
