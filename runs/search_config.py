@@ -17,6 +17,7 @@ from l2l.search_spaces.registry import absolute_ref
 from l2l.search_spaces.typed import OptionTypeError, coerce_fields
 
 MODES = ("auto", "sync", "async")
+TRAINING_LENGTHS = ("epochs", "steps")  # the budget keys l2l gives a meaning to (`SearchSpace.budget_keys`)
 
 
 class SearchError(RuntimeError):
@@ -157,6 +158,11 @@ def check_budget(space: SearchSpace, budget: Mapping[str, Any]) -> None:
             f"budget {', '.join(repr(k) for k in unknown)}: space {space.name!r} does not read "
             f"{'it' if len(unknown) == 1 else 'them'}; it reads: {', '.join(declared)}"
         )
+    for key in TRAINING_LENGTHS:  # as `runs best --retrain --epochs/--steps` takes them; every child would fail
+        value = budget.get(key)
+        whole = isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer()
+        if key in budget and not (whole and value >= 1):
+            raise SearchError(f"budget {key!r} must be a whole number >= 1, got {value!r}")
 
 
 def check_costs(space: SearchSpace, transform: str) -> None:

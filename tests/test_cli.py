@@ -76,7 +76,7 @@ def test_spaces_list_and_show() -> None:
     assert "skip_1" in out and "5 tokens" in out and "288 candidates" in out
     assert "`layers` (3)" in out and "``" not in out  # the docstring's reST quotes, as a terminal shows code
     assert "weight sharing: no\n" in out  # toy offers no shared network
-    assert "costs each child reports: none" in out
+    assert "costs each child reports: none declared (SearchSpace.cost_metrics)" in out
     assert "costs each child reports: params, flops, train_time_s\n" in ok("spaces", "show", "word_lm")
     # a count past the digits Python prints was a traceback; one candidate is singular
     assert "30 tokens, about 9.3e20 candidates" in ok("spaces", "show", "placement", "-S", "groups=30")

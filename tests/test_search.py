@@ -434,6 +434,30 @@ def test_a_budget_key_the_space_does_not_read_is_refused_before_any_child(tmp_pa
     assert store.list_runs() == []  # nothing recorded
 
 
+@pytest.mark.parametrize(
+    ("budget", "message"),
+    [
+        ({"epochs": "a"}, "budget 'epochs' must be a whole number >= 1, got 'a'"),
+        ({"epochs": 0}, "budget 'epochs' must be a whole number >= 1, got 0"),
+        ({"epochs": 2.5}, "budget 'epochs' must be a whole number >= 1, got 2.5"),
+        ({"epochs": True}, "budget 'epochs' must be a whole number >= 1, got True"),
+        ({"steps": None}, "budget 'steps' must be a whole number >= 1, got None"),
+    ],
+)
+def test_a_budget_value_that_is_no_training_length_is_refused_before_any_child(
+    tmp_path: Path, budget: dict[str, object], message: str
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    space = "rnn_cell" if "steps" in budget else "mlp"
+    config = SearchConfig(space=space, strategy="random", children=1, budget=budget)  # every child would fail
+    with pytest.raises(SearchError, match=re.escape(message)):
+        Search.start(store, config)
+    assert store.list_runs() == []
+    fine = SearchConfig(space="mlp", strategy="random", children=1, budget={"epochs": 2.0})  # JSON's 2.0 is 2
+    Search.start(store, fine)
+    assert len(store.list_runs()) == 1
+
+
 def test_numpy_integers_are_taken_as_whole_numbers() -> None:
     import numpy as np
 

@@ -39,7 +39,9 @@ StorageOpt = Annotated[
     ),
 ]
 RunArg = Annotated[str, typer.Argument(metavar="RUN", help="Run id, or the name of one run (see `l2l runs list`).")]
-SpaceOptionOpt = Annotated[list[str] | None, typer.Option("--space-option", "-S", help="Space option KEY=VALUE.")]
+SpaceOptionOpt = Annotated[
+    list[str] | None, typer.Option("--space-option", "-S", metavar="KEY=VALUE", help="Space option KEY=VALUE.")
+]
 
 
 def first_line(error: str | None) -> str:

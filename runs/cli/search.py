@@ -68,7 +68,9 @@ ResumeOpt = Annotated[str | None, typer.Option("--resume", metavar="RUN", help="
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML file of search settings.")]
 ControllerOptionOpt = Annotated[
     list[str] | None,
-    typer.Option("--controller-option", "-C", help="Controller setting KEY=VALUE (e.g. preset=enas)."),
+    typer.Option(
+        "--controller-option", "-C", metavar="KEY=VALUE", help="Controller setting KEY=VALUE (e.g. preset=enas)."
+    ),
 ]
 ExecutorOpt = Annotated[
     str | None,
@@ -109,6 +111,7 @@ DpOptionOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--dp-option",
+        metavar="KEY=VALUE",
         help="Data-parallel setting KEY=VALUE: shards, n_fetch, n_push, max_staleness, server_optimizer, server_lr, "
         "unit_batches, snapshot_every (downpour); work_units, lbfgs_lr, lbfgs_iters, history_size, line_search "
         "(sandblaster); spread (spread or pack the workers over the nodes).",
@@ -142,6 +145,7 @@ WsOptionOpt = Annotated[
     typer.Option(
         "--ws-option",
         "-W",
+        metavar="KEY=VALUE",
         help="Weight-sharing setting KEY=VALUE: epochs, warmup, steps, batch_size, optimizer, lr, momentum, "
         "weight_decay, grad_clip, controller_steps, val_batch, derive, sampler (see docs/weight-sharing.md).",
     ),

@@ -84,7 +84,9 @@ def spaces_show(
             console.print("forbidden: " + ", ".join(f"{k}={v}" for k, v in combination.items()), highlight=False)
         console.print(line, highlight=False)
         console.print(f"weight sharing: {_sharing(sp, space)}", highlight=False)
-        costs = ", ".join(sp.cost_metrics) or "none (a cost-aware reward or plot pareto needs one)"
+        costs = ", ".join(sp.cost_metrics) or (
+            "none declared (SearchSpace.cost_metrics); a cost-aware reward or plot pareto reads what children report"
+        )
         console.print(f"costs each child reports: {costs}", highlight=False)
 
 
