@@ -6,6 +6,7 @@ import dataclasses
 import os
 import re
 import socket
+import sys
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -13,8 +14,6 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
-
-import torch
 
 from l2l.search_spaces.api import Context, Result, SearchSpace, Spec
 from l2l.search_spaces.results import checked_result
@@ -45,9 +44,7 @@ def run_child(space: SearchSpace, task: ChildTask) -> Result:
     failed `Result` with its reason. Timing and placement (worker, device, started, finished, wall_time)
     go to ``runtime``, apart from the space's own ``info``."""
     started = time.time()
-    # Small children gain nothing from intra-op threads, and several threads per child on a shared
-    # CPU oversubscribe it (10x slower when another process is busy): one thread unless asked.
-    torch.set_num_threads(max(1, task.ctx.threads))
+    limit_threads(max(1, task.ctx.threads))
     stops: list[int] = []  # the epoch count at which the pruner first said stop
     ctx = task.ctx
     if ctx.report is not None:
@@ -236,9 +233,23 @@ RAY_OPTIONS = (
 )
 
 
+def limit_threads(threads: int) -> None:
+    """Small children gain nothing from intra-op threads, and several threads per child on a shared CPU
+    oversubscribe it (10x slower when another process is busy): one thread unless asked. A worker whose
+    spaces never imported torch (a table lookup, a simulator) does not load it for this (a second or more
+    per worker process): torch, once a child imports it, starts with the count in the environment."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+
+
 def check_device(device: str, here: bool = True) -> None:
     """Refuse, before the first child, a device torch does not know or, when children run ``here`` (in this
     process), one this machine does not have; every child would fail on it, or train on the CPU unasked."""
+    import torch
+
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError) as exc:

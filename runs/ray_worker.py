@@ -9,9 +9,9 @@ import dataclasses
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
-from l2l.nas.distbelief import recording
 from l2l.runs.distbelief import DataParallel, run_engine_child, throughput, with_record
 from l2l.runs.executors import ChildTask, ExecutorError, run_child
 from l2l.runs.secrets import strip_secrets
@@ -28,12 +28,11 @@ def child_on_worker(
     """Runs inside a Ray worker: pick the assigned device, evaluate (with the child's workers, when it has
     several: ``parallel``), record where and when. ``refs`` are the space's object refs, for sync replicas."""
     import ray
-    import torch
 
     if isinstance(parallel, int):
         parallel = DataParallel(workers=parallel)
     gpus = ray.get_gpu_ids()
-    device, notice = assigned_device(task.ctx.device, [str(g) for g in gpus], torch.cuda.is_available())
+    device, notice = assigned_device(task.ctx.device, [str(g) for g in gpus], cuda_here)
     task = dataclasses.replace(task, ctx=dataclasses.replace(task.ctx, device=device))
     if parallel.mode != "sync":
         result = run_engine_child(space, task, parallel)
@@ -46,6 +45,8 @@ def child_on_worker(
 
         result = run_data_parallel(space, task, parallel.workers)
     elif parallel.record:  # --data-parallel sync with one worker: the baseline of the others, recorded alike
+        from l2l.nas.distbelief import recording
+
         with recording() as rec:
             result = run_child(space, task)
         node = str(ray.get_runtime_context().get_node_id())
@@ -55,7 +56,7 @@ def child_on_worker(
     runtime = dict(result.runtime)
     runtime.update(node=ray.get_runtime_context().get_node_id(), queued=queued_at, gpu_ids=[str(g) for g in gpus])
     if notice:
-        runtime["notice"] = f"{notice} (torch {torch.__version__} on {socket.gethostname()})"
+        runtime["notice"] = f"{notice} (torch {sys.modules['torch'].__version__} on {socket.gethostname()})"
     elif untrained := untrained_notice(space, result, parallel):
         runtime["notice"] = untrained
     return dataclasses.replace(result, runtime=runtime)
@@ -73,9 +74,21 @@ def untrained_notice(space: SearchSpace, result: Result, parallel: DataParallel)
     )
 
 
-def assigned_device(asked: str, gpus: list[str], cuda: bool) -> tuple[str, str | None]:
+def cuda_here() -> bool:
+    """Whether torch has CUDA in this process (imported for the question only when a GPU is involved)."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def assigned_device(asked: str, gpus: list[str], cuda_available: Callable[[], bool]) -> tuple[str, str | None]:
     """The device a child runs on, given the device the run asked for, the GPUs Ray assigned and whether torch
-    has CUDA here; with a note when it is not what was asked or reserved (a CPU-only torch under a GPU)."""
+    has CUDA here (asked only when a GPU was assigned or a CUDA device asked for: a CPU child of a space that
+    never imports torch does not load it); with a note when it is not what was asked or reserved (a CPU-only
+    torch under a GPU)."""
+    if not gpus and not asked.startswith("cuda"):
+        return asked, None
+    cuda = cuda_available()
     if gpus and cuda:
         return "cuda", None  # Ray set CUDA_VISIBLE_DEVICES to the assigned GPU(s): cuda means cuda:0 of those
     if gpus:

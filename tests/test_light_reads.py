@@ -138,3 +138,30 @@ def test_the_cli_knows_where_each_domain_error_lives() -> None:
         cls = getattr(importlib.import_module(module), name)
         assert issubclass(cls, Exception) and domain_error(cls("x")), (module, name)
     assert not domain_error(KeyError("x"))
+
+
+def test_a_child_limits_torchs_threads_whether_or_not_torch_is_loaded_yet() -> None:
+    """`run_child` gives a child one intra-op thread (or as many as asked) without loading torch itself: a
+    worker whose space never uses torch skips its import; one that imports it in `evaluate` still gets the count."""
+    script = """
+import sys
+from l2l.runs.executors import ChildTask, run_child
+from l2l.search_spaces import Context, Decision, Result, SearchSpace
+
+class Late(SearchSpace):
+    name = "late"
+    def decisions(self):
+        return [Decision.categorical("x", ["a"])]
+    def evaluate(self, spec, ctx):
+        loaded = "torch" in sys.modules
+        import torch
+        return Result(reward=1.0, info={"loaded_before": loaded, "threads": torch.get_num_threads()})
+
+space = Late()
+first = run_child(space, ChildTask(0, space.decode((0,)), Context(child=0, threads=2))).info
+second = run_child(space, ChildTask(1, space.decode((0,)), Context(child=1, threads=1))).info
+print(first["loaded_before"], first["threads"], second["loaded_before"], second["threads"])
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.stdout.split() == ["False", "2", "True", "1"], out.stderr[-2000:]

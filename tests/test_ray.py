@@ -62,6 +62,7 @@ def test_children_run_on_every_worker_and_record_where_and_when() -> None:
     assert {i["token"] for i in infos} == {"shipped-once"}
     # each worker process set the space up once and kept it for its next children
     assert {i["uses"] for i in infos} == {1}
+    assert not any(i["torch_loaded"] for i in infos)  # a space without torch: its workers never loaded it (~1 s)
     executor.shutdown()
     assert ray.is_initialized()  # the executor did not start this instance, so it leaves it running
 

@@ -61,8 +61,10 @@ def test_half_gpu_children_share_the_gpu_side_by_side() -> None:
 def test_a_child_runs_where_ray_put_it_and_says_when_that_is_not_the_gpu(
     asked: str, gpus: list[str], cuda: bool, device: str, noted: bool
 ) -> None:
-    got, notice = assigned_device(asked, gpus, cuda)
+    asks: list[bool] = []
+    got, notice = assigned_device(asked, gpus, lambda: asks.append(cuda) or cuda)
     assert got == device and (notice is not None) == noted
+    assert len(asks) == (1 if gpus or asked.startswith("cuda") else 0)  # torch is asked only when a GPU is involved
     if gpus and notice:
         assert f"GPU {gpus[0]}" in notice
 

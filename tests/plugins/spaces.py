@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 from collections.abc import Sequence
 
@@ -175,6 +176,7 @@ class Crashy(SearchSpace):
         time.sleep(60 if spec["x"] == "hang" else self.delay)
         info = {"pid": os.getpid(), "token": self.received, "uses": self.uses, "loaded": self.loaded_at}
         info["device"] = ctx.device
+        info["torch_loaded"] = "torch" in sys.modules  # a space without torch: its worker need not load it
         return Result(reward=1.0, val_acc=1.0, info=info)
 
 
