@@ -158,10 +158,10 @@ def check_budget(space: SearchSpace, budget: Mapping[str, Any]) -> None:
             f"budget {', '.join(repr(k) for k in unknown)}: space {space.name!r} does not read "
             f"{'it' if len(unknown) == 1 else 'them'}; it reads: {', '.join(declared)}"
         )
-    for key in TRAINING_LENGTHS:  # as `runs best --retrain --epochs/--steps` takes them; every child would fail
-        value = budget.get(key)
-        whole = isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer()
-        if key in budget and not (whole and value >= 1):
+    for key in (k for k in TRAINING_LENGTHS if k in budget):  # as `runs best --retrain --epochs/--steps` takes
+        value = budget[key]  # them; anything else fails every child
+        number = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
+        if not (number >= 1 and number.is_integer()):
             raise SearchError(f"budget {key!r} must be a whole number >= 1, got {value!r}")
 
 

@@ -62,7 +62,12 @@ def test_a_child_runs_where_ray_put_it_and_says_when_that_is_not_the_gpu(
     asked: str, gpus: list[str], cuda: bool, device: str, noted: bool
 ) -> None:
     asks: list[bool] = []
-    got, notice = assigned_device(asked, gpus, lambda: asks.append(cuda) or cuda)
+
+    def cuda_available() -> bool:
+        asks.append(cuda)
+        return cuda
+
+    got, notice = assigned_device(asked, gpus, cuda_available)
     assert got == device and (notice is not None) == noted
     assert len(asks) == (1 if gpus or asked.startswith("cuda") else 0)  # torch is asked only when a GPU is involved
     if gpus and notice:
