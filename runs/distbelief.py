@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from l2l.search_spaces.typed import OptionTypeError, coerce
+
 MODES = ("sync", "downpour", "sandblaster")
 
 
@@ -122,18 +124,21 @@ class DataParallel:
 
     @staticmethod
     def parse(mode: str, workers: int, options: Mapping[str, Any] | None = None, **extra: Any) -> DataParallel:
-        """From the CLI or a config file: ``options`` maps `OPTION_TYPES` keys to values (text is converted)."""
+        """From the CLI or a config file: ``options`` maps `OPTION_TYPES` keys to values, read as every setting is
+        (`l2l.search_spaces.typed.coerce`: a whole float is an integer; ``slow`` also takes "1,1,3")."""
         values: dict[str, Any] = {}
         for name, value in (options or {}).items():
             key = name.replace("-", "_")
             kind = OPTION_TYPES.get(key)
             if kind is None:
                 raise DataParallelError(f"unknown data-parallel option {key!r}; known: {', '.join(OPTION_TYPES)}")
-            try:
-                values[key] = kind(value)
+            label = f"data-parallel option {key}"
+            try:  # as every other setting is read: 2.0 is 2, 2.5 is no whole number, nan no number
+                values[key] = _factors(value) if kind is _factors else coerce(label, value, kind)
+            except OptionTypeError as exc:
+                raise DataParallelError(str(exc)) from None
             except (TypeError, ValueError):
-                what = "comma-separated numbers" if kind is _factors else f"a {kind.__name__}"
-                raise DataParallelError(f"data-parallel option {key}={value!r} is not {what}") from None
+                raise DataParallelError(f"{label}={value!r} is not comma-separated numbers") from None
         for key in values:
             owner = next((m for m, keys in MODE_OPTIONS.items() if key in keys), None)
             if owner is not None and owner != mode:

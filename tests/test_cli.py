@@ -770,3 +770,20 @@ def test_runs_list_of_an_empty_store_says_so(tmp_path: Path) -> None:
 
     Store(url := f"sqlite:///{tmp_path / 'empty.db'}").close()
     assert ok("runs", "list", "--storage", url).strip() == "no runs in this store yet"  # not a bare header
+
+
+def test_a_transform_that_fails_before_any_child_is_recorded_removes_the_run_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's number was printed, then the run was deleted without a word (docs said --resume would do)."""
+    from l2l.runs.store import Store
+
+    (tmp_path / "bad_transforms.py").write_text("def bad(metrics):\n    raise ValueError('nope')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    storage = f"sqlite:///{tmp_path / 'r.db'}"
+    args = ["search", "--space", "toy", "-n", "4", "--executor", "local", "-C", "reward_transform=bad_transforms:bad"]
+    out = runner.invoke(app, [*args, "-q", "--storage", storage])
+    assert out.exit_code == 1
+    assert "error: reward transform 'bad_transforms:bad' failed: nope\n" in out.output
+    assert "run 1 was removed: no child was recorded, so it holds nothing to resume" in out.output
+    assert Store(storage).list_runs() == []

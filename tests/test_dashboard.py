@@ -157,17 +157,28 @@ def test_children_are_paged_sorted_and_filtered_by_the_server(client: TestClient
     assert all(r["status"] == "failed" and "exploded" in r["error"] for r in failed["rows"])
     assert client.get("/api/runs/1/children?q=exploded").json()["total"] == failed["total"]
     assert client.get("/api/runs/1/children?q=window.pwned").json()["total"] > 0  # found in the spec
-    # request text is never SQL: an unknown sort key is ignored, wildcards and quotes are plain text
-    injected = client.get("/api/runs/1/children", params={"sort": "reward; DROP TABLE children", "per": 100}).json()
-    assert [r["number"] for r in injected["rows"]] == list(range(16))
+    # request text is never SQL: an unknown sort key is refused by name, wildcards and quotes are plain text
+    injected = client.get("/api/runs/1/children", params={"sort": "reward; DROP TABLE children", "per": 100})
+    assert injected.status_code == 400 and injected.json()["error"].startswith(
+        "unknown sort 'reward; DROP TABLE children'; known: number, "
+    )
     assert client.get("/api/runs/1/children", params={"q": "%' OR '1'='1"}).json()["total"] == 0
     assert client.get("/api/runs/1/children?q=%25").json()["total"] == 0
     assert store.count_children(1)["done"] + store.count_children(1)["failed"] == 16
-    # numbers that are not plain decimal integers fall back to the defaults, never a server error
-    for odd in ("--1", "\u00b2", "1e3", "\u0661"):
-        answer = client.get("/api/runs/1/children", params={"page": odd, "per": odd})
-        assert answer.status_code == 200 and [r["number"] for r in answer.json()["rows"]][:3] == [0, 1, 2], odd
+    # numbers that are not plain decimal integers >= 1 are a 400 naming them (they quietly became page 1)
+    for odd in ("--1", "\u00b2", "1e3", "\u0661", "x", "0"):
+        answer = client.get("/api/runs/1/children", params={"page": odd})
+        assert answer.status_code == 400, odd
+        assert answer.json() == {"error": f"page must be a whole number >= 1, got {odd!r}"}
+    assert client.get("/api/runs?page=x").json() == {"error": "page must be a whole number >= 1, got 'x'"}
+    assert client.get("/?page=0").status_code == 400  # the page says it too
+    assert client.get("/api/runs/1/children?per=1000").json()["per"] == 200  # at most a page of 200
+    bad_order = client.get("/api/runs/1/children?order=up")
+    assert bad_order.status_code == 400 and bad_order.json() == {"error": "unknown order 'up'; known: asc, desc"}
     assert client.get("/api/compare", params={"runs": "1,\u00b2,x"}).status_code == 200
+    # a path no endpoint serves: a 404 naming it, as JSON under /api/ (it was a bare text/plain "Not Found")
+    lost = client.get("/api/runs/abc")
+    assert lost.status_code == 404 and lost.json() == {"error": "nothing here: /api/runs/abc"}
 
 
 def test_children_handed_out_are_split_as_runs_show_splits_them(tmp_path: Path) -> None:
@@ -286,6 +297,9 @@ def test_optimizer_runs_show_their_rules(client: TestClient) -> None:
     assert svg.status_code == 200 and svg.headers["content-type"] == "image/svg+xml" and b"<svg" in svg.content
     assert client.get("/runs/1/children/0/formula.svg").status_code == 404  # not an update rule
     assert client.get("/api/runs/2/pareto").json()["cost"] == "train_time_s"  # params are all equal
+    assert client.get("/api/runs/2/pareto?cost=params").json()["cost"] == "params"  # asked for, though flat
+    nope = client.get("/api/runs/2/pareto?cost=nope")  # was another cost's front, as if it were this one
+    assert nope.status_code == 400 and nope.json()["error"].startswith("unknown cost 'nope'; known: ")
 
 
 def test_weight_sharing_epochs_are_served(tmp_path: Path, sharing_run: Callable[..., int]) -> None:

@@ -252,8 +252,11 @@ def test_bad_settings_name_the_value_and_what_is_valid() -> None:
             DataParallel(mode="downpour", server_optimizer=name)
     with pytest.raises(DataParallelError, match="unknown data-parallel option 'shard'"):
         DataParallel.parse("downpour", 2, {"shard": "2"})
-    with pytest.raises(DataParallelError, match=r"n_fetch='x' is not an? int"):
+    with pytest.raises(DataParallelError, match=r"^data-parallel option n_fetch must be an integer, got 'x'$"):
         DataParallel.parse("downpour", 2, {"n-fetch": "x"})
+    with pytest.raises(DataParallelError, match=r"option shards must be an integer, got 2.5$"):  # was cut to 2
+        DataParallel.parse("downpour", 2, {"shards": 2.5})
+    assert DataParallel.parse("downpour", 2, {"shards": 2.0}).shards == 2  # TOML's 2.0, as elsewhere
     assert DataParallel.parse("downpour", 2, {"n_fetch": 3, "slow": "1,3"}).slow == (1.0, 3.0)
     # an option of another mode, or more slow factors than workers, would be ignored: refused
     with pytest.raises(DataParallelError, match="option shards applies to --data-parallel downpour, not sync"):

@@ -340,5 +340,6 @@ def test_a_search_whose_workers_cannot_start_leaves_no_run_and_one_error_line(
         main()  # the workers' data fails to load before any child starts (Ray is the default executor)
     assert exit_info.value.code == 1
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: dataset 'cifar10' "), lines
-    assert Store(db).list_runs() == []  # no "failed 0/2" run left behind
+    assert len(lines) == 2 and lines[0].startswith("error: dataset 'cifar10' "), lines
+    assert Store(db).list_runs() == []  # no "failed 0/2" run left behind, and said: its number was printed
+    assert lines[1] == "run 1 was removed: no child was recorded, so it holds nothing to resume"

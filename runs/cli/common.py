@@ -223,3 +223,19 @@ def say_ray_log() -> None:
     path = ray_log()
     if path is not None:
         err_console.print(f"Ray's own messages are in {path}", highlight=False, soft_wrap=True)
+
+
+def discard_unstarted(store: Store, run_id: int) -> bool:
+    """Delete a new run that failed before any child finished (a dataset its workers cannot load, a cluster
+    that went away): it holds nothing to resume or read, and would linger in `runs list` as "failed 0/N".
+    Returns whether it was deleted (not where the store itself cannot be read)."""
+    from l2l.runs.store import StoreError
+
+    try:
+        counts = store.count_children(run_id)
+        if counts["done"] or counts["failed"] or store.updates(run_id):
+            return False
+    except StoreError:
+        return False
+    store.delete_run(run_id)
+    return True

@@ -15,6 +15,7 @@ from l2l.runs.cli.common import (
     SpaceOptionOpt,
     StorageOpt,
     console,
+    discard_unstarted,
     err_console,
     is_run_id,
     open_store,
@@ -278,9 +279,11 @@ def search(
         except typer.Exit:  # Ctrl-C: the run is interrupted and resumable, whether or not a child finished
             raise
         except Exception as exc:
-            # a run that failed before any child finished is deleted: its one error line says it all (a
-            # weight-sharing run records epochs and checkpoints instead of children: it is kept)
-            if not (resume is None and cfg.weight_sharing is None and discard_unstarted(store, run.run_id)):
+            # a new run that failed before any child was recorded is deleted, and said (a weight-sharing run is
+            # kept: it records epochs and checkpoints instead of children)
+            if resume is None and cfg.weight_sharing is None and discard_unstarted(store, run.run_id):
+                exc.add_note(f"run {run.run_id} was removed: no child was recorded, so it holds nothing to resume")
+            else:
                 say_ray_log()
                 from l2l.runs.store import StoreError
 
@@ -322,22 +325,6 @@ def with_weight_sharing(flags: SearchFlags, on: bool, ws_option: list[str] | Non
     if not on:
         return flags
     return dataclasses.replace(flags, weight_sharing=settings)
-
-
-def discard_unstarted(store: Store, run_id: int) -> bool:
-    """Delete a new run that failed before any child finished (a dataset its workers cannot load, a cluster
-    that went away): it holds nothing to resume or read, and would linger in `runs list` as "failed 0/N".
-    Returns whether it was deleted (not where the store itself cannot be read)."""
-    from l2l.runs.store import StoreError
-
-    try:
-        counts = store.count_children(run_id)
-        if counts["done"] or counts["failed"] or store.updates(run_id):
-            return False
-    except StoreError:
-        return False
-    store.delete_run(run_id)
-    return True
 
 
 def open_run(store: Store, flags: SearchFlags, resume: int | None) -> Any:

@@ -8,7 +8,6 @@ each reading the store in short transactions through `l2l.runs.dashboard.reader.
 from __future__ import annotations
 
 import json
-import math
 import re
 import threading
 from datetime import datetime
@@ -18,12 +17,13 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from l2l.runs.dashboard import figures, series
 from l2l.runs.dashboard.reader import SORT_KEYS, Reader, iso
+from l2l.runs.dashboard.values import BadQuery, Json, choice, cost_text, number_text, plain, query_int
 from l2l.runs.store_records import RunNotFound, StoreError
 
 HERE = Path(__file__).parent
@@ -43,53 +43,6 @@ SECURITY_HEADERS = {
 }
 
 
-def _plain(value: Any) -> Any:
-    """A value JSON can carry: times as ISO strings, NaN and infinities as null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, datetime):
-        return iso(value)
-    return value
-
-
-def _num(value: Any) -> str:
-    """A figure as a person reads it: 4 significant digits (0.1326, 2.515e-05), whole numbers with thousands
-    separators (17,891), '-' for none; 'all metrics' keeps the exact values."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    if float(value).is_integer() and abs(value) < 1e15:
-        return f"{int(value):,}"
-    return f"{value:.4g}"
-
-
-def _cost(value: Any) -> str:
-    """A cost as the CLI writes it (`MetricView.figure`): a whole number where whole or large (17,891 flops, not
-    1.789e+04), else as `_num`."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and abs(value) >= 100:
-        return f"{value:,.0f}"
-    return _num(value)
-
-
-class Json(JSONResponse):
-    """JSON of store values: datetimes, NaN and numpy-free floats as above; never cached by the browser."""
-
-    def render(self, content: Any) -> bytes:
-        return json.dumps(_plain(content), separators=(",", ":")).encode()
-
-
-def _int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
-    text = request.query_params.get(name)
-    if text is None or not re.fullmatch(r"\s*-?[0-9]+\s*", text):
-        return default
-    return max(lo, min(hi, int(text)))
-
-
 def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
     """The dashboard of the store at ``storage`` (any store URL); opens it read-only at once, so a store that
     cannot be read fails here with a `StoreError`, not on the first request."""
@@ -99,7 +52,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
     warming = threading.Thread(target=figures.warm_up, name="l2l-dashboard-warm-up", daemon=True)
     warming.start()
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
-    env.filters.update(when=_when, num=_num, cost=_cost)
+    env.filters.update(when=_when, num=number_text, cost=cost_text)
     plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
     def page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
@@ -143,7 +96,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         """One page of the run list, newest first (`RUNS_PER_PAGE` runs), with where it stands in all of them."""
         total = reader.count_runs()
         last = max(1, -(-total // RUNS_PER_PAGE))
-        at = min(_int(request, "page", 1, 1, 10**9), last)
+        at = min(query_int(request, "page", 1, 1, 10**9), last)
         runs = [estimated(r) for r in reader.runs(RUNS_PER_PAGE, (at - 1) * RUNS_PER_PAGE)]
         return {"runs": runs, "total": total, "page": at, "pages": last, "per": RUNS_PER_PAGE}
 
@@ -175,7 +128,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
             has_rule=getattr(space, "rule_of", None) is not None,
             spec=json.dumps(child.spec, indent=1),
             spec_items=_spec_items(child.spec),
-            metrics=json.dumps(_plain(child.metrics), indent=1, sort_keys=True),
+            metrics=json.dumps(plain(child.metrics), indent=1, sort_keys=True),
         )
 
     def api_runs(request: Request) -> Response:
@@ -215,14 +168,13 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
     def api_children(request: Request) -> Response:
         run_id = reader.run(request.path_params["run_id"]).id  # a run that is not there is a 404
         q = request.query_params
-        sort = q.get("sort", "number")
-        per = _int(request, "per", 50, 1, 200)
+        per = query_int(request, "per", 50, 1, 200)
         total, rows = reader.page(
             run_id,
-            page=_int(request, "page", 1, 1, 10**9),
+            page=query_int(request, "page", 1, 1, 10**9),
             per=per,
-            sort=sort if sort in SORT_KEYS else "number",
-            descending=q.get("order") == "desc",
+            sort=str(choice(request, "sort", SORT_KEYS, "number")),
+            descending=choice(request, "order", ("asc", "desc")) == "desc",
             status=q.get("status") or None,
             text=(q.get("q") or "").strip()[:200] or None,
         )
@@ -236,7 +188,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
     def api_pareto(request: Request) -> Response:
         run_id = reader.run(request.path_params["run_id"]).id
         keys = reader.cost_keys(run_id)
-        asked = request.query_params.get("cost")
+        asked = choice(request, "cost", keys) if keys else None  # a cost no child reports: named, not replaced
         if not keys:
             return Json({"keys": [], "cost": None})
         stamp = reader.stamp(run_id)
@@ -255,7 +207,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
             found: list[tuple[float, float, int]] = charts.get(("costs", run_id, key, stamp), make)
             return found
 
-        if asked is not None and asked in keys:
+        if asked is not None:
             return Json({"keys": keys, **series.pareto(costs(asked), asked)})
         # the first cost in this order that tells children apart (an optimizer search's params are all equal)
         order = sorted(keys, key=lambda k: (PREFERRED_COSTS.index(k) if k in PREFERRED_COSTS else 99, k))
@@ -340,6 +292,12 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
     async def store_error(request: Request, exc: Exception) -> Response:
         return _problem(request, page, 503, str(exc))
 
+    async def bad_query(request: Request, exc: Exception) -> Response:
+        return _problem(request, page, 400, str(exc))
+
+    async def no_route(request: Request, exc: Exception) -> Response:  # as JSON under /api/, as a page elsewhere
+        return _problem(request, page, 404, f"nothing here: {request.url.path}")
+
     routes = [
         Route("/", runs_page),
         Route("/runs/{run_id:int}", run_page),
@@ -359,7 +317,8 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         Route("/favicon.ico", lambda request: Response(status_code=204)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers={RunNotFound: not_found, StoreError: store_error})
+    handlers = {RunNotFound: not_found, StoreError: store_error, BadQuery: bad_query, 404: no_route}
+    app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.reader = reader
     app.state.warming = warming  # matplotlib loading in the background (a benchmark waits for it)
     return app
