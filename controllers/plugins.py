@@ -30,6 +30,12 @@ def plugin_names(builtin: Sequence[str]) -> list[str]:
     return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in builtin})
 
 
+def shadowed(builtin: Sequence[str]) -> list[str]:
+    """The entry points (``name = module:object``) that register a built-in strategy's name: never used."""
+    found = {f"{ep.name} = {ep.value}" for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name in builtin}
+    return sorted(found)
+
+
 def plugin_factory(name: str) -> tuple[Factory, int] | None:
     """The factory of the plugin strategy ``name`` and its default batch; None when no plugin registers it."""
     from l2l.controllers.base import Controller  # torch: only once a plugin is loaded

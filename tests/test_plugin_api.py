@@ -620,6 +620,11 @@ def test_strategies_list_shows_the_built_ins_and_each_plugin_loaded_or_why_not(
     assert "built in" in rows["reinforce"] and "plugin (l2l.strategies)" in rows["sweep"] and "│ 2 " in rows["sweep"]
     assert "cannot load" in rows["typo"] and "Sweeep" in rows["typo"]
     assert "default: reinforce+screen" in out.output
+    # the package also registers `random`, a built-in's name: the built-in runs, and the list says why
+    assert (
+        "note: the plugin strategy random = l2l_sweep:Sweep (l2l.strategies) is not used: a built-in strategy has "
+        "its name; rename its entry point"
+    ) in out.output
 
 
 def test_plot_pareto_uses_the_costs_a_space_declares_without_flops(tmp_path: Path) -> None:

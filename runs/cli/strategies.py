@@ -29,7 +29,7 @@ def strategies_list() -> None:
 
     with user_errors():
         from l2l.controllers import DEFAULT_BATCH, DEFAULT_STRATEGY, STRATEGIES, ControllerError, default_batch
-        from l2l.controllers.plugins import ENTRY_POINT_GROUP, plugin_names
+        from l2l.controllers.plugins import ENTRY_POINT_GROUP, plugin_names, shadowed
 
         table = Table("name", "from", "default batch", "what")
         for name in STRATEGIES:
@@ -40,6 +40,12 @@ def strategies_list() -> None:
             except ControllerError as exc:  # a plugin that does not load: its reason, the others still listed
                 table.add_row(name, f"plugin ({ENTRY_POINT_GROUP})", "-", f"[red]cannot load: {escape(str(exc))}[/]")
         console.print(table)
+        for entry in shadowed(list(STRATEGIES)):  # `--strategy NAME` runs the built-in: say why the plugin is not
+            console.print(
+                f"[yellow]note: the plugin strategy {escape(entry)} ({ENTRY_POINT_GROUP}) is not used: a built-in "
+                "strategy has its name; rename its entry point[/]",
+                highlight=False,
+            )
         console.print(
             f"default: {DEFAULT_STRATEGY}. Each also as STRATEGY+screen (a surrogate picks its proposals), "
             "STRATEGY+reeval (the best architectures evaluated again under noise) and STRATEGY+screen+reeval.",
