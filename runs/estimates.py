@@ -40,16 +40,15 @@ class Ranking:
     noise_sd: float | None  # None: no architecture was evaluated twice (and the rewards are not exact)
     exact: bool
 
-    def doubt(self) -> str | None:
-        """Why the best is still uncertain, in one line, or None when it is not (or there is no runner-up)."""
+    def doubt(self, reevaluates: bool = False) -> str | None:
+        """Why the best is still uncertain, in one line, or None when it is not (or there is no runner-up);
+        ``reevaluates``: the run's strategy re-evaluates (``+reeval``), which it has not done yet."""
         if len(self.archs) < 2 or self.exact:
             return None
         best, second = self.archs[0], self.archs[1]
         if self.noise_sd is None:
-            return (
-                "the noise is unknown: no architecture was evaluated twice (a STRATEGY+reeval search "
-                "re-evaluates the best ones)"
-            )
+            why = "yet" if reevaluates else "(a STRATEGY+reeval search re-evaluates the best ones)"
+            return f"the noise is unknown: no architecture was evaluated twice {why}"
         p = chance_better(best.estimate, second.estimate)
         if p is None or p >= SURE:
             return None

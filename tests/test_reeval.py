@@ -368,7 +368,12 @@ def test_the_best_is_called_uncertain_while_it_is() -> None:
     doubt = rank(close, None).doubt()
     assert doubt is not None and doubt.startswith("the best is uncertain: it beats the runner-up, child")
     once = rank([_child(0, (0,), 0.8), _child(1, (1,), 0.7)], None).doubt()
-    assert once is not None and once.startswith("the noise is unknown: no architecture was evaluated twice")
+    assert once == (
+        "the noise is unknown: no architecture was evaluated twice (a STRATEGY+reeval search re-evaluates the "
+        "best ones)"
+    )
+    early = rank([_child(0, (0,), 0.8), _child(1, (1,), 0.7)], None).doubt(reevaluates=True)  # a +reeval run, early
+    assert early == "the noise is unknown: no architecture was evaluated twice yet"
     clear = [_child(i, (i % 2,), r) for i, r in enumerate([0.80, 0.50, 0.81, 0.51, 0.79, 0.49])]
     assert rank(clear, None).doubt() is None
 
