@@ -7,6 +7,7 @@ options), ``-C`` (controller settings) and the executor flags merge into their t
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,8 +21,12 @@ class UsageError(ValueError):
     """A flag or config file given to the CLI is invalid."""
 
 
+PYTHON_FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
-    """KEY=VALUE pairs; values are read as TOML (numbers, booleans, quoted strings) or else kept as text."""
+    """KEY=VALUE pairs; values are read as TOML (numbers, booleans, quoted strings), numbers TOML does not
+    write as Python does (``.01``, ``1.``, ``+.5e-3``), or else kept as text."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -30,7 +35,7 @@ def parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
         try:
             value: Any = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
-            value = raw
+            value = float(raw) if PYTHON_FLOAT.fullmatch(raw.strip()) else raw
         out[key.strip()] = value
     return out
 

@@ -40,9 +40,9 @@ OPTION_TYPES: dict[str, Any] = {
     "shards": int,
     "n_fetch": int,
     "n_push": int,
-    "max_staleness": int,
+    "max_staleness": int | None,  # `none`: no limit, as the field's default
     "server_optimizer": str,
-    "server_lr": float,
+    "server_lr": float | None,
     "unit_batches": int,
     "snapshot_every": int,
     "work_units": int,

@@ -243,6 +243,7 @@ def limit_threads(threads: int) -> None:
         torch.set_num_threads(threads)
     else:
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+        os.environ["MKL_DYNAMIC"] = "FALSE"  # as set_num_threads: the count asked, even above the physical cores
 
 
 def check_device(device: str, here: bool = True) -> None:

@@ -97,6 +97,9 @@ class SearchConfig:
         for key in ("space_options", "controller", "budget", "executor_options"):
             if not isinstance(getattr(self, key), Mapping):
                 raise SearchError(f"{key} must be a mapping of settings (a dict), got {getattr(self, key)!r}")
+        whole = {k: int(v) for k, v in self.budget.items() if k in TRAINING_LENGTHS and _integral_float(v)}
+        if whole:  # TOML's and JSON's 2.0 epochs are 2 (a pruned child's count compares with it)
+            object.__setattr__(self, "budget", {**self.budget, **whole})
         if self.failure_reward is not None:
             reward = self.failure_reward
             if isinstance(reward, bool) or not isinstance(reward, numbers.Real) or not math.isfinite(reward):
@@ -147,10 +150,15 @@ def check_ignored(space: SearchSpace) -> None:
         raise SearchError(f"search space {space.name!r}: {'; '.join(ignored)}")
 
 
+def _integral_float(value: Any) -> bool:
+    return isinstance(value, float) and value.is_integer()
+
+
 def check_budget(space: SearchSpace, budget: Mapping[str, Any]) -> None:
     """Refuse, before any child, a budget key the space declares it does not read (a misspelt ``epoch`` would
-    train every child with the default budget). A space that declares no ``budget_keys`` reads what it
-    understands: nothing to check against."""
+    train every child with the default budget; a space that declares no ``budget_keys`` reads what it
+    understands: nothing to check the keys against), and epochs or steps that are not a whole number >= 1,
+    as `l2l runs best --retrain --epochs/--steps` takes them, whatever the space (every child would fail)."""
     declared = tuple(space.budget_keys)
     unknown = sorted(str(k) for k in budget if k not in declared)
     if declared and unknown:
@@ -158,8 +166,8 @@ def check_budget(space: SearchSpace, budget: Mapping[str, Any]) -> None:
             f"budget {', '.join(repr(k) for k in unknown)}: space {space.name!r} does not read "
             f"{'it' if len(unknown) == 1 else 'them'}; it reads: {', '.join(declared)}"
         )
-    for key in (k for k in TRAINING_LENGTHS if k in budget):  # as `runs best --retrain --epochs/--steps` takes
-        value = budget[key]  # them; anything else fails every child
+    for key in (k for k in TRAINING_LENGTHS if k in budget):
+        value = budget[key]
         number = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
         if not (number >= 1 and number.is_integer()):
             raise SearchError(f"budget {key!r} must be a whole number >= 1, got {value!r}")

@@ -772,7 +772,7 @@ def test_runs_list_of_an_empty_store_says_so(tmp_path: Path) -> None:
     assert ok("runs", "list", "--storage", url).strip() == "no runs in this store yet"  # not a bare header
 
 
-def test_a_transform_that_fails_before_any_child_is_recorded_removes_the_run_and_says_so(
+def test_a_transform_that_fails_before_any_child_finished_removes_the_run_and_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The run's number was printed, then the run was deleted without a word (docs said --resume would do)."""
@@ -785,5 +785,5 @@ def test_a_transform_that_fails_before_any_child_is_recorded_removes_the_run_and
     out = runner.invoke(app, [*args, "-q", "--storage", storage])
     assert out.exit_code == 1
     assert "error: reward transform 'bad_transforms:bad' failed: nope\n" in out.output
-    assert "run 1 was removed: no child was recorded, so it holds nothing to resume" in out.output
+    assert "run 1 was removed: no child finished, so it holds nothing to resume" in out.output
     assert Store(storage).list_runs() == []

@@ -39,6 +39,9 @@ def test_assignments_read_values_as_toml_or_else_as_text() -> None:
         "empty": "",
     }
     assert parse_assignments(["a=1", "a=2"], "-S") == {"a": 2}  # the last assignment of a key wins
+    # numbers as Python writes them, which TOML does not: `--dp-option server_lr=.01` was the text '.01', refused
+    python = parse_assignments(["lr=.01", "x=1.", "y=-.5e-3", "v=1.2.3", "w=.", "ip=10.0.0.1"], "--dp-option")
+    assert python == {"lr": 0.01, "x": 1.0, "y": -0.0005, "v": "1.2.3", "w": ".", "ip": "10.0.0.1"}
 
 
 @pytest.mark.parametrize(

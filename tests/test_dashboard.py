@@ -692,3 +692,22 @@ def test_children_are_found_by_their_spec_as_the_pages_show_it(tmp_path: Path) -
             one = c.get("/api/runs/1/children", params={"q": f"{key}={value}", "per": 100}).json()
             assert one["total"] == sum((key, value) in i for i in shown.values()) > 0
         assert c.get("/api/runs/1/children", params={"q": "op_0=nosuch"}).json()["total"] == 0
+
+
+def test_a_cost_the_newest_child_lacks_is_still_drawn_when_an_older_one_reports_it(tmp_path: Path) -> None:
+    """The chart asks for the cost it shows on every poll: a newer child without it must not turn that into a 400."""
+    from l2l.runs.dashboard.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    store = Store(url)
+    run = store.create_run(space="toy", strategy="random", config={}, seed=0, n_children=3, code_version="t")
+    finish(
+        store,
+        run,
+        [(0, TOY_A, 0.5, {"cost": {"latency_s": 2.0, "flops": 10}}), (1, TOY_B, 0.6, {"cost": {"flops": 20}})],
+    )
+    with TestClient(create_app(url)) as client:
+        drawn = client.get(f"/api/runs/{run}/pareto?cost=latency_s")
+        assert drawn.status_code == 200 and drawn.json()["cost"] == "latency_s" and drawn.json()["keys"] == ["flops"]
+        nobody = client.get(f"/api/runs/{run}/pareto?cost=memory")
+        assert nobody.status_code == 400 and nobody.json() == {"error": "unknown cost 'memory'; known: flops"}

@@ -257,6 +257,8 @@ def test_bad_settings_name_the_value_and_what_is_valid() -> None:
     with pytest.raises(DataParallelError, match=r"option shards must be an integer, got 2.5$"):  # was cut to 2
         DataParallel.parse("downpour", 2, {"shards": 2.5})
     assert DataParallel.parse("downpour", 2, {"shards": 2.0}).shards == 2  # TOML's 2.0, as elsewhere
+    unset = DataParallel.parse("downpour", 2, {"max_staleness": "none", "server_lr": "none"})  # the defaults, said
+    assert unset.max_staleness is None and unset.server_lr is None
     assert DataParallel.parse("downpour", 2, {"n_fetch": 3, "slow": "1,3"}).slow == (1.0, 3.0)
     # an option of another mode, or more slow factors than workers, would be ignored: refused
     with pytest.raises(DataParallelError, match="option shards applies to --data-parallel downpour, not sync"):

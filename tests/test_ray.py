@@ -342,4 +342,4 @@ def test_a_search_whose_workers_cannot_start_leaves_no_run_and_one_error_line(
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("error: dataset 'cifar10' "), lines
     assert Store(db).list_runs() == []  # no "failed 0/2" run left behind, and said: its number was printed
-    assert lines[1] == "run 1 was removed: no child was recorded, so it holds nothing to resume"
+    assert lines[1] == "run 1 was removed: no child finished, so it holds nothing to resume"

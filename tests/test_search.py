@@ -454,6 +454,7 @@ def test_a_budget_value_that_is_no_training_length_is_refused_before_any_child(
         Search.start(store, config)
     assert store.list_runs() == []
     fine = SearchConfig(space="mlp", strategy="random", children=1, budget={"epochs": 2.0})  # JSON's 2.0 is 2
+    assert fine.budget == {"epochs": 2} and isinstance(fine.budget["epochs"], int)  # a pruned child compares to it
     Search.start(store, fine)
     assert len(store.list_runs()) == 1
 

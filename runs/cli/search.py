@@ -282,7 +282,7 @@ def search(
             # a new run that failed before any child was recorded is deleted, and said (a weight-sharing run is
             # kept: it records epochs and checkpoints instead of children)
             if resume is None and cfg.weight_sharing is None and discard_unstarted(store, run.run_id):
-                exc.add_note(f"run {run.run_id} was removed: no child was recorded, so it holds nothing to resume")
+                exc.add_note(f"run {run.run_id} was removed: no child finished, so it holds nothing to resume")
             else:
                 say_ray_log()
                 from l2l.runs.store import StoreError

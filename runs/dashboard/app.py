@@ -188,7 +188,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
     def api_pareto(request: Request) -> Response:
         run_id = reader.run(request.path_params["run_id"]).id
         keys = reader.cost_keys(run_id)
-        asked = choice(request, "cost", keys) if keys else None  # a cost no child reports: named, not replaced
+        asked = request.query_params.get("cost") or None
         if not keys:
             return Json({"keys": [], "cost": None})
         stamp = reader.stamp(run_id)
@@ -207,7 +207,9 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
             found: list[tuple[float, float, int]] = charts.get(("costs", run_id, key, stamp), make)
             return found
 
-        if asked is not None:
+        if asked is not None:  # one the newest child lacks may be another's (a cost reported now and then)
+            if asked not in keys and not reader.costs(run_id, asked):  # no child's: named, not replaced
+                raise BadQuery(f"unknown cost {asked!r}; known: {', '.join(keys)}")
             return Json({"keys": keys, **series.pareto(costs(asked), asked)})
         # the first cost in this order that tells children apart (an optimizer search's params are all equal)
         order = sorted(keys, key=lambda k: (PREFERRED_COSTS.index(k) if k in PREFERRED_COSTS else 99, k))

@@ -78,10 +78,3 @@ class Json(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return json.dumps(plain(content), separators=(",", ":")).encode()
-
-
-def _int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
-    text = request.query_params.get(name)
-    if text is None or not re.fullmatch(r"\s*-?[0-9]+\s*", text):
-        return default
-    return max(lo, min(hi, int(text)))
