@@ -25,7 +25,14 @@ from l2l.runs.driver import (
 from l2l.runs.estimates import ArchKeys
 from l2l.runs.executors import ChildTask, Executor, WorkerPool, make_executor, to_submit
 from l2l.runs.pruning import PrunerBridge
-from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted, check_costs, check_new_run
+from l2l.runs.search_config import (
+    SearchConfig,
+    SearchError,
+    SearchInterrupted,
+    check_costs,
+    check_new_run,
+    executor_options,
+)
 from l2l.runs.search_rewards import ControllerRewards
 from l2l.runs.store import NewChild, Store
 from l2l.search_spaces import Context, Result, SearchSpace, Spec, decisions_record, load_space
@@ -99,7 +106,7 @@ class Search:
         check_costs(self.space, self.controller.reward_transform)
         if run_id == 0:  # a new run (`start`), before any executor starts; a stored run resumes as it was
             check_new_run(self.space, config)
-        self.executor = executor or make_executor(config.executor, config.device, config.executor_options)
+        self.executor = executor or make_executor(config.executor, config.device, executor_options(config))
         self.listener = listener
         self.rewards = ControllerRewards(self.controller, self.space, config.failure_reward)
         self.requeued = 0

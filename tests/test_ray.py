@@ -343,3 +343,18 @@ def test_a_search_whose_workers_cannot_start_leaves_no_run_and_one_error_line(
     assert len(lines) == 2 and lines[0].startswith("error: dataset 'cifar10' "), lines
     assert Store(db).list_runs() == []  # no "failed 0/2" run left behind, and said: its number was printed
     assert lines[1] == "run 1 was removed: no child finished, so it holds nothing to resume"
+
+
+def test_a_child_of_several_threads_reserves_as_many_cpus_unless_told_otherwise(tmp_path: Path) -> None:
+    """Two 2-thread children ran side by side on a 2-CPU Ray, each reserving one CPU: ten times slower."""
+    store = Store(f"sqlite:///{tmp_path / 't.db'}")
+    capacities = []
+    for threads, options in ((1, {}), (2, {}), (2, {"cpus_per_child": 1})):
+        config = SearchConfig(
+            space="toy", strategy="random", children=2, executor="ray", threads_per_child=threads,
+            executor_options={"max_concurrent": 8, **options},
+        )  # fmt: skip
+        search = Search.start(store, config)
+        capacities.append(search.executor.capacity)
+        search.executor.shutdown()
+    assert capacities == [4, 2, 4]  # this instance has 4 CPUs
