@@ -94,3 +94,7 @@ def test_a_reserved_gpu_that_torch_cannot_use_is_said_once_per_run(tmp_path: Pat
     else:
         assert len(notices) == 1 and "Ray assigned GPU 0, but torch has no CUDA" in notices[0], notices
         assert {c.device for c in children} == {"cpu"}
+        # and `runs child` still says it after the terminal is gone (it showed only "device cpu")
+        from l2l.runs.cli.child import child_lines
+
+        assert f"note: {notices[0]}" in child_lines(store.get_run(1), children[0])

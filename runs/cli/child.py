@@ -32,6 +32,9 @@ def child_lines(run: Any, child: Any) -> list[str]:
     ran += [f"{child.wall_time:.2f} s"] if child.wall_time is not None else []
     if ran:
         out.append("ran: " + ", ".join(ran))
+    notice = (child.metrics.get("runtime") or {}).get("notice")  # e.g. a GPU reserved that torch could not use
+    if isinstance(notice, str) and notice:
+        out.append(f"note: {notice}")
     info = child.metrics.get("info") or {}
     if info:
         out.append("info: " + json.dumps(info, sort_keys=True, default=str))
