@@ -279,7 +279,7 @@ def search(
         except typer.Exit:  # Ctrl-C: the run is interrupted and resumable, whether or not a child finished
             raise
         except Exception as exc:
-            # a new run that failed before any child was recorded is deleted, and said (a weight-sharing run is
+            # a new run that failed before any child finished is deleted, and said (a weight-sharing run is
             # kept: it records epochs and checkpoints instead of children)
             if resume is None and cfg.weight_sharing is None and discard_unstarted(store, run.run_id):
                 exc.add_note(f"run {run.run_id} was removed: no child finished, so it holds nothing to resume")
