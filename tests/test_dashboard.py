@@ -374,6 +374,10 @@ def test_search_with_dashboard_serves_it_while_it_runs(tmp_path: Path) -> None:
         assert found, line
         with urllib.request.urlopen(f"{found[1]}api/runs", timeout=10) as answer:  # while the search runs
             assert answer.status == 200 and "runs" in json.loads(answer.read())
+        while "dashboard: the final state stays up" not in (said := search.stdout.readline()):
+            assert said, "the search ended without keeping its dashboard up for the open pages"
+        with urllib.request.urlopen(f"{found[1]}api/runs/1", timeout=10) as answer:  # the page's next poll: done
+            assert json.loads(answer.read())["status"] == "done"  # it froze at "running" with the server gone
         rest = search.stdout.read()
         assert search.wait(timeout=60) == 0, rest
     finally:
@@ -586,18 +590,23 @@ def test_a_strategy_without_a_policy_draws_no_controller_lines(tmp_path: Path) -
     store = Store(url)
     runs = {}
     for strategy, stats in (("tpe", [(0.0, 0.0)] * 3), ("random", [(0.0, 5.2)] * 3),
-                            ("reinforce", [(0.3, 5.2), (0.0, 4.9), (-0.1, 4.1)])):  # fmt: skip
+                            ("reinforce", [(0.3, 5.2), (0.0, 4.9), (-0.1, 4.1)]),
+                            ("reinforce+screen", [(0.0, 5.2)] * 2)):  # fmt: skip
         runs[strategy] = store.create_run(space="toy", strategy=strategy, config={}, seed=0, n_children=3,
                                           code_version="t")  # fmt: skip
         record_updates(store, runs[strategy], stats)
     c = TestClient(create_app(url))
-    tpe, random_, reinforce = (c.get(f"/api/runs/{runs[s]}/progress").json()["updates"] for s in runs)
+    tpe, random_, reinforce, failing = (c.get(f"/api/runs/{runs[s]}/progress").json()["updates"] for s in runs)
     assert (tpe["entropy"], tpe["loss"]) == (None, None) and tpe["of"] == 3
     assert tpe["note"] == "tpe has no policy: it reports no entropy and no loss"
     assert random_["loss"] is None and random_["entropy"] == [5.2] * 3  # the uniform policy's entropy, as runs show
     assert random_["note"] == "random learns no policy: it reports no loss"
     assert reinforce["loss"] == [0.3, 0.0, -0.1] and reinforce["entropy"] == [5.2, 4.9, 4.1]  # a 0 among others
     assert reinforce["note"] == ""
+    # REINFORCE whose children all failed: equal rewards, a loss of 0 (it said it "learns no policy")
+    assert failing["loss"] == [0.0, 0.0] and failing["note"] == (
+        "reinforce+screen's loss was 0 at every update: each update's rewards were all equal (every child failed?)"
+    )
 
 
 def test_a_compared_run_that_is_not_there_is_named(client: TestClient) -> None:
@@ -711,3 +720,18 @@ def test_a_cost_the_newest_child_lacks_is_still_drawn_when_an_older_one_reports_
         assert drawn.status_code == 200 and drawn.json()["cost"] == "latency_s" and drawn.json()["keys"] == ["flops"]
         nobody = client.get(f"/api/runs/{run}/pareto?cost=memory")
         assert nobody.status_code == 400 and nobody.json() == {"error": "unknown cost 'memory'; known: flops"}
+
+
+def test_a_run_whose_children_all_failed_says_so_where_the_best_would_be(tmp_path: Path) -> None:
+    """Its best-architecture panel said "No child has finished yet." beside four failed children."""
+    from l2l.runs.dashboard.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    store = Store(url)
+    run = store.create_run(space="toy", strategy="random", config={}, seed=0, n_children=2, code_version="t")
+    store.add_children(run, [NewChild(n, 0, (0,), {"space": "toy", "values": []}, 0.0, 0.0, 0) for n in range(2)])
+    for n in range(2):
+        store.finish_child(run, n, {"status": "failed", "error": "RuntimeError: boom"}, 0.0)
+    with TestClient(create_app(url)) as client:
+        best = client.get(f"/api/runs/{run}/best").json()
+    assert best["child"] is None and best["failed"] == 2  # the page says every finished child failed

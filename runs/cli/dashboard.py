@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from contextlib import ExitStack
 from typing import Annotated
 
@@ -10,6 +11,8 @@ import typer
 from rich.markup import escape
 
 from l2l.runs.cli.common import STORAGE_ENV, StorageOpt, console, err_console, user_errors
+
+FINAL_S = 5.0  # a dashboard beside a search outlives it by two of its pages' polls (`dashboard.app.POLL_MS`, 2 s)
 
 HostOpt = Annotated[
     str,
@@ -58,7 +61,16 @@ def start_dashboard(stack: ExitStack, url: str, port: int) -> None:
     except RuntimeError as exc:
         err_console.print(f"[yellow]warning: {escape(str(exc))}; the search goes on without it[/]", highlight=False)
         return
-    stack.callback(beside.stop)
+
+    def stop(exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:  # the search ended: the open pages' next poll shows the run as done, not a lost server
+            console.print(
+                f"dashboard: the final state stays up {FINAL_S:.0f} s for the pages open on it", highlight=False
+            )
+            time.sleep(FINAL_S)
+        beside.stop()
+
+    stack.push(stop)
     console.print(
         f"dashboard at {beside.url} (while this search runs; `l2l dashboard` serves the store any time)",
         highlight=False,

@@ -229,7 +229,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         summary = estimated(reader.summary(run.id))
         if not derived and summary["best_estimated"]:  # the best mean's architecture, as `l2l runs best` names it
             best = reader.child(run.id, summary["best_child"])
-        out: dict[str, Any] = {"problem": problem, "child": None, "rules": []}
+        out: dict[str, Any] = {"problem": problem, "child": None, "rules": [], "failed": summary["failed"]}
         if best is not None:
             out["child"] = {
                 "number": best.number,

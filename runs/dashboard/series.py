@@ -130,6 +130,9 @@ def progress(
     }
 
 
+POLICIES = ("reinforce", "ppo")  # the strategies that learn a policy by its loss (a zero loss is then a fact)
+
+
 def updates(rows: Sequence[tuple[int, float, float, float]], strategy: str = "the strategy") -> dict[str, Any]:
     """Controller entropy and loss per update, at most `MAX_POINTS` of each (bucket means). A strategy without a
     policy (TPE, evolution) stores 0 for both, random search a loss of 0: no line (None) where every value is 0,
@@ -137,9 +140,12 @@ def updates(rows: Sequence[tuple[int, float, float, float]], strategy: str = "th
     versions = [float(v) for v, _, _, _ in rows]
     lx, loss = means(versions, [r[1] for r in rows])
     _, entropy = means(versions, [r[2] for r in rows])
-    has_loss, has_entropy = any(r[1] for r in rows), any(r[2] for r in rows)
+    policy = strategy.split("+")[0] in POLICIES
+    has_loss, has_entropy = any(r[1] for r in rows) or policy, any(r[2] for r in rows)
     note = ""
-    if rows and not (has_loss or has_entropy):
+    if rows and policy and not any(r[1] for r in rows):  # its zeros are drawn: a policy's loss, not a missing one
+        note = f"{strategy}'s loss was 0 at every update: each update's rewards were all equal (every child failed?)"
+    elif rows and not (has_loss or has_entropy):
         note = f"{strategy} has no policy: it reports no entropy and no loss"
     elif rows and not has_loss:
         note = f"{strategy} learns no policy: it reports no loss"

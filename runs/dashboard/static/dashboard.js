@@ -257,11 +257,15 @@ async function refreshProgress(runId) {
   draw("chart-progress", traces, {
     xaxis: { title: { text: "child" }, ...wholeAxis(numbers) }, yaxis: { title: { text: p.reward_label } },
   });
-  setText("progress-note", p.children.shown < p.children.of
+  const nothing = !p.children.x.length; // an empty chart said nothing: say what it waits for
+  setText("progress-note", nothing && !p.failed.x.length ? "No child has finished yet." : p.children.shown < p.children.of
     ? `${p.children.of} finished children: each of ${p.children.shown / 2} slices shows its lowest and highest reward`
     : "");
   drawUpdates(p.updates);
   const h = p.histogram;
+  document.getElementById("chart-hist").hidden = nothing;
+  setText("hist-note", nothing ? (p.failed.x.length ? "Every finished child failed: no reward to count." : "No child has finished yet.") : "");
+  if (nothing) return;
   draw("chart-hist", [{ type: "bar", x: h.edges.map((e) => e + h.width[0] / 2), y: h.counts,
     width: h.width[0] * 0.95, marker: { color: COLOURS[0] }, name: "children" }],
   { xaxis: { title: { text: "reward" } }, yaxis: { title: { text: "children" }, ...wholeAxis([0, ...h.counts]) },
@@ -281,7 +285,7 @@ function drawUpdates(u) {
     traces.push({ x: u.x, y: u.loss, mode, name: "loss", yaxis: both ? "y2" : "y", line: { color: COLOURS[4] },
       marker: { color: COLOURS[4] } });
   }
-  setText("updates-note", u.note || "");
+  setText("updates-note", u.note || (u.of ? "" : "No controller update yet."));
   const chart = document.getElementById("chart-updates");
   chart.hidden = u.of > 0 && !traces.length;
   if (chart.hidden) return;
@@ -322,7 +326,7 @@ async function refreshBest(runId) {
   const img = document.getElementById("best-arch");
   setText("best-problem", b.problem || "");
   if (!b.child) {
-    setText("best-describe", "No child has finished yet.");
+    setText("best-describe", b.failed ? `Every finished child failed (${count(b.failed, "child", "children")}): their errors are in the table below.` : "No child has finished yet.");
     return;
   }
   const link = el("a", `child ${b.child.number}`, { href: `/runs/${runId}/children/${b.child.number}` });
