@@ -234,8 +234,11 @@ def test_a_stopped_run_says_so(marked_store: str, tmp_path: Path) -> None:
     gone = subprocess.Popen(["true"])
     gone.wait()
     store.claim_run(run, f"{socket.gethostname()}:{gone.pid}")  # its driver was killed
+    time.sleep(1.1)
+    record_updates(store, run, [(0.1, 1.0)])  # an update after its last heartbeat: it ran at least until then
     summary = TestClient(create_app(url)).get(f"/api/runs/{run}").json()
     assert summary["state"].startswith("stale") and not summary["live"]
+    assert 1.0 <= summary["duration_s"] < 60  # it said 0 s: the heartbeat's time, before the update
     assert summary["state"].endswith(f"resume with: l2l search --resume {run} --storage {url})")  # not l2l.db
     listed = TestClient(create_app(url)).get("/").text  # the list says "stale", the why and how in its tooltip
     assert '">stale</span>' in listed and f'title="{summary["state"]}"' in listed

@@ -362,8 +362,10 @@ def _run_summary(run: RunRecord, counts: dict[str, int], best: float | None, fla
     """What the runs table and a run page's header show of a run (``flag``: the store's --storage, for hints)."""
     created = run.created_at if run.created_at.tzinfo else run.created_at.replace(tzinfo=UTC)
     state = run_state(run, storage=flag)
-    # a stale run's driver is gone: it ran until its last heartbeat, not until now
-    silent = run.heartbeat_at or run.updated_at if state.startswith("stale") else None
+    # a stale run's driver is gone: it ran until the later of its last heartbeat and its last recorded update,
+    # not until now (a driver killed between heartbeats showed "0 s" after 8 s of children and updates)
+    beats = [t for t in (run.heartbeat_at, run.updated_at) if t is not None]
+    silent = max(beats, key=lambda t: t if t.tzinfo else t.replace(tzinfo=UTC)) if state.startswith("stale") else None
     end = run.finished_at or (run.updated_at if run.status != "running" else silent)
     end_aware = None if end is None else (end if end.tzinfo else end.replace(tzinfo=UTC))
     ws = run.config.get("weight_sharing") is not None
