@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from l2l.controllers.names import REEVAL_SUFFIX as REEVAL
 from l2l.controllers.names import SCREEN_SUFFIX as SUFFIX
-from l2l.controllers.names import ControllerError
+from l2l.controllers.names import ControllerError, split_name
 from l2l.controllers.plugins import plugin_factory, plugin_names
 from l2l.controllers.rewards import costs_needed, get_transform
 from l2l.search_spaces.api import Decision
@@ -89,16 +89,15 @@ def _factory(base: str) -> tuple[Factory, int] | None:
 
 
 def parse_strategy(strategy: str) -> tuple[str, bool, bool]:
-    """(base strategy, screened, re-evaluated) of a name ``STRATEGY[+screen][+reeval]``."""
-    rest = strategy.removesuffix(REEVAL)
-    base = rest.removesuffix(SUFFIX)
+    """(base strategy, screened, re-evaluated) of a name ``STRATEGY[+screen][+reeval]``, whose base must exist."""
+    base, screened, reevaluated = split_name(strategy)
     if _factory(base) is None:
         known = [*STRATEGIES, *plugin_names(list(STRATEGIES))]
         raise ControllerError(
             f"unknown strategy {strategy!r}; known: {', '.join(known)}, each also as STRATEGY{SUFFIX}, "
             f"STRATEGY{REEVAL} or STRATEGY{SUFFIX}{REEVAL}"
         )
-    return base, rest != base, rest != strategy
+    return base, screened, reevaluated
 
 
 def default_batch(strategy: str) -> int:

@@ -9,3 +9,11 @@ REEVAL_SUFFIX = "+reeval"  # ...+reeval: `l2l.controllers.reeval.ReevaluatedCont
 
 class ControllerError(ValueError):
     """A controller setting, state or call is invalid."""
+
+
+def split_name(strategy: str) -> tuple[str, bool, bool]:
+    """(base strategy, screened, re-evaluated) of a name ``STRATEGY[+screen][+reeval]``, unchecked (the read
+    commands and the dashboard name a stored run's strategy without loading it)."""
+    rest = strategy.removesuffix(REEVAL_SUFFIX)
+    base = rest.removesuffix(SCREEN_SUFFIX)
+    return base, rest != base, rest != strategy

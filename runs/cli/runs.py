@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
+from l2l.controllers.names import split_name
 from l2l.runs.cli.common import (
     RunArg,
     StorageOpt,
@@ -238,7 +239,7 @@ def runs_top(
                 )
             console.print(table)
             shown = [c for a in archs for c in a.children[:4]]  # the children the table lists
-            say_notes(ranking.doubt("+reeval" in run.strategy), transform_note(run, by), pruned_note(shown))
+            say_notes(ranking.doubt(split_name(run.strategy)[2]), transform_note(run, by), pruned_note(shown))
             return
         top = sharing_top(store, run_id, k) if sharing else store.top_children(run_id, k)
         if not top:
@@ -322,7 +323,7 @@ def runs_best(
                 f"best of run {run_id}: {joined(evaluated, *view.summaries(metrics))}: {describe_child(run, best)}",
                 highlight=False,
             )
-            say_notes(ranking.doubt("+reeval" in run.strategy), transform_note(run, by))
+            say_notes(ranking.doubt(split_name(run.strategy)[2]), transform_note(run, by))
         else:
             top = store.children(run_id, "derived") if sharing else store.top_children(run_id, 1)
             if not top:

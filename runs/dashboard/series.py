@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from l2l.controllers.names import split_name
 from l2l.runs.plots import pareto_front, update_positions
 
 MAX_POINTS = 2000  # points per plotted series: enough for a 1,500-pixel-wide chart
@@ -140,7 +141,7 @@ def updates(rows: Sequence[tuple[int, float, float, float]], strategy: str = "th
     versions = [float(v) for v, _, _, _ in rows]
     lx, loss = means(versions, [r[1] for r in rows])
     _, entropy = means(versions, [r[2] for r in rows])
-    policy = strategy.split("+")[0] in POLICIES
+    policy = split_name(strategy)[0] in POLICIES
     has_loss, has_entropy = any(r[1] for r in rows) or policy, any(r[2] for r in rows)
     note = ""
     if rows and policy and not any(r[1] for r in rows):  # its zeros are drawn: a policy's loss, not a missing one
