@@ -29,6 +29,14 @@ class Cell(nn.Module):
             raise ValueError(f"a cell needs {len(CELL_EDGES)} ops, got {len(ops)}")
         self.edges = nn.ModuleList(build_op(op, c, 1, dims, CELL_OPS, "cell op") for op in ops)
 
+    @classmethod
+    def of(cls, edges: Sequence[nn.Module]) -> Cell:
+        """A cell of ops already built (``edges[k]`` on edge k), constructing nothing else."""
+        cell = cls.__new__(cls)
+        nn.Module.__init__(cell)
+        cell.edges = nn.ModuleList(edges)
+        return cell
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = [x]
         for j in range(1, 4):
@@ -85,3 +93,42 @@ def build_cell_network(
     pool = nn.AdaptiveAvgPool1d(1) if dims == 1 else nn.AdaptiveAvgPool2d(1)
     layers += [batch_norm(dims, c), nn.ReLU(), pool, nn.Flatten(), nn.Linear(c, n_classes)]
     return nn.Sequential(*layers)
+
+
+class CellParts:
+    """The modules of the cell networks built so far, by place, to assemble another architecture from
+    without constructing or initializing one (weight sharing: `SharedWeights` binds every architecture's
+    network to the same tensors, so the module that holds an op at a place serves every architecture with
+    that op there, and the layers outside the cells serve all of them).
+
+    `assemble` gives None while some op at some place has not been built yet: the caller builds that
+    architecture in full (its new weights initialized as a stand-alone child's are) and `remember`s it.
+    A network assembled here has the parameter names and shapes of the same architecture built in full.
+    """
+
+    def __init__(self) -> None:
+        self._layers: list[nn.Module | None] | None = None  # None at a cell's place
+        self._ops: dict[tuple[int, int, str], nn.Module] = {}  # (layer, edge, op) -> its module
+
+    def assemble(self, ops: Sequence[str]) -> nn.Sequential | None:
+        if self._layers is None:
+            return None
+        layers: list[nn.Module] = []
+        for i, layer in enumerate(self._layers):
+            if layer is not None:
+                layers.append(layer)
+                continue
+            edges = [self._ops.get((i, k, op)) for k, op in enumerate(ops)]
+            if any(e is None for e in edges):
+                return None
+            layers.append(Cell.of(edges))  # type: ignore[arg-type]
+        return nn.Sequential(*layers)
+
+    def remember(self, ops: Sequence[str], network: nn.Sequential) -> None:
+        """Keep the modules of ``network``, just built for ``ops``, that no earlier network provided."""
+        if self._layers is None:
+            self._layers = [None if isinstance(layer, Cell) else layer for layer in network]
+        for i, layer in enumerate(network):
+            if isinstance(layer, Cell):
+                for k, (op, edge) in enumerate(zip(ops, layer.edges, strict=True)):
+                    self._ops.setdefault((i, k, op), edge)

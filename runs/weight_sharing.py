@@ -112,9 +112,9 @@ class WeightSharingSearch:
         )
         check_device(config.device)  # the shared weights train in this process: its devices, before any run
         self.device = torch.device(config.device)
-        seed = config.seed
+        seed, build = config.seed, self.network.sharing_builder()
         self.weights = SharedWeights(
-            lambda spec: self.network.build(spec, seed),
+            lambda spec: build(spec, seed),
             lambda spec: lambda name, shape: self.network.key(spec, name, shape),
             self.device,
         )

@@ -73,7 +73,25 @@ class NB201CellSpace(CellSpace, DatasetSpace):
             lambda spec, seed: self.build(spec, seed)[0],
             self._shared_key,
             [d.name for d in self.decisions()],
+            self._sharing_builder,
         )
+
+    def _sharing_builder(self) -> Any:
+        """Networks for one store of shared weights: an architecture whose every op at every place was built
+        before is assembled from those modules (`l2l.nas.cells.CellParts`), any other built in full."""
+        from l2l.nas.cells import CellParts
+
+        parts = CellParts()
+
+        def build(spec: Spec, seed: int) -> Any:
+            ops = self.ops(spec)
+            network = parts.assemble(ops)
+            if network is None:
+                network = self.build(spec, seed)[0]
+                parts.remember(ops, network)
+            return network
+
+        return build
 
     def _shared_key(self, spec: Spec, name: str, shape: tuple[int, ...]) -> str:
         from l2l.nas.shared import shape_key

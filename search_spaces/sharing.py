@@ -54,6 +54,15 @@ class SharedNetwork(ABC):
         """The stand-alone child network of ``spec``, initialized from ``seed`` (the shared weights replace
         these, except the first time a key is met: the store adopts them)."""
 
+    def sharing_builder(self) -> Callable[[Spec, int], nn.Module]:
+        """What makes the network of a spec that the search binds to ONE store of shared weights (a new
+        builder per store): `build` by default. A network may return a builder that assembles networks from
+        the modules of architectures it built before (bound, they hold that store's tensors), which saves
+        constructing and initializing a child per sampled architecture. What it assembles must have the
+        parameter and buffer names and shapes `build` gives (`key` reads them), and an architecture that
+        meets a weight for the first time must be built in full: the store adopts the new weight's values."""
+        return self.build
+
     def key(self, spec: Spec, name: str, shape: tuple[int, ...]) -> str | Slot:
         """What the weight the child keeps at ``name`` is, for ``spec``: weights with one key are one tensor.
         The default (the child's name and the shape) suits networks whose modules sit at places that name
@@ -154,16 +163,20 @@ class ClassifierNetwork(SharedNetwork):
         build: Callable[[Spec, int], nn.Module],
         key: Callable[[Spec, str, tuple[int, ...]], str | Slot] | None,
         covers: Sequence[str],
+        sharing_builder: Callable[[], Callable[[Spec, int], nn.Module]] | None = None,
     ) -> None:
         super().__init__(space)
         from l2l.nas.data import load_dataset
 
         self.data = load_dataset(dataset)
-        self._build, self._key = build, key
+        self._build, self._key, self._sharing_builder = build, key, sharing_builder
         self.covers = covered(space, covers)
 
     def build(self, spec: Spec, seed: int) -> nn.Module:
         return self._build(spec, seed)
+
+    def sharing_builder(self) -> Callable[[Spec, int], nn.Module]:
+        return self._sharing_builder() if self._sharing_builder is not None else self._build
 
     def key(self, spec: Spec, name: str, shape: tuple[int, ...]) -> str | Slot:
         return self._key(spec, name, shape) if self._key is not None else super().key(spec, name, shape)

@@ -441,6 +441,34 @@ def test_an_interrupted_search_of_any_strategy_resumes_as_the_uninterrupted_one(
     assert [e.train_loss for e in store.epochs(search.run_id)] == [e.train_loss for e in reference.epochs(ref_id)]
 
 
+def test_assembling_architectures_from_ops_built_before_changes_no_result_of_a_search(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nb201_cell's sharing builder assembles an architecture whose ops were all built before (no child
+    constructed and initialized per architecture); the search records exactly what it records when every
+    architecture is built in full."""
+    from l2l.search_spaces.nb201_cell import NB201CellSpace
+
+    builds = []
+    build = NB201CellSpace.build
+    monkeypatch.setattr(NB201CellSpace, "build", lambda self, spec, seed: builds.append(1) or build(self, spec, seed))
+    ws = {**WS, "steps": 12, "derive": 8}
+    config = SearchConfig(space="nb201_cell", space_options=TINY["nb201_cell"], batch=2, seed=3, weight_sharing=ws)
+
+    def search(name: str) -> tuple[list[Any], list[float], int]:
+        builds.clear()
+        store = Store(f"sqlite:///{tmp_path / name}")
+        run_id = WeightSharingSearch.start(store, config).run()
+        children = [(c.number, c.status, c.tokens, c.reward) for c in store.children(run_id)]
+        return children, [e.train_loss for e in store.epochs(run_id)], len(builds)
+
+    assembled, losses, few = search("assembled.db")
+    monkeypatch.setattr(ClassifierNetwork, "sharing_builder", SharedNetwork.sharing_builder)  # build every one
+    in_full, full_losses, every = search("in_full.db")
+    assert few < every / 2  # most architectures were assembled
+    assert assembled == in_full and losses == full_losses
+
+
 def test_ws_options_merge_into_the_config_files_weight_sharing_table(tmp_path: Path) -> None:
     from l2l.runs.cli.search import with_weight_sharing
     from l2l.runs.config import SearchFlags

@@ -1,9 +1,10 @@
 """The contract of a space's shared network (weight sharing), used by `l2l.testing.spaces.SpaceContract`.
 
 `check_shared_network` asserts what `l2l search --weight-sharing` relies on: the network covers every
-decision, and the network of a spec bound to the shared weights computes exactly what the stand-alone
-child built from the same spec computes with the same weights: the loss, and the gradient of every weight;
-and an optimizer step through each drawn spec works (keys whose slots declare other shapes fail there).
+decision, and the network of a spec bound to the shared weights (made by its `sharing_builder`, with the
+names and shapes of the stand-alone child's weights) computes exactly what the stand-alone child built from
+the same spec computes with the same weights: the loss, and the gradient of every weight; and an optimizer
+step through each drawn spec works (keys whose slots declare other shapes fail there).
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ def _shared_loss_and_grads(network: SharedNetwork, weights: Any, spec: Spec, bat
     return float(loss.detach()), weights.gradients(spec)
 
 
+def _names_and_shapes(model: Any) -> list[tuple[str, tuple[int, ...]]]:
+    tensors = [*model.named_parameters(), *((n, b) for n, b in model.named_buffers() if b is not None)]
+    return [(name, tuple(t.shape)) for name, t in tensors if not name.startswith("shared_slots.")]
+
+
 def check_shared_network(space: SearchSpace, specs: int = 5, seed: int = 0) -> None:
     """Assert ``space``'s shared network covers its decisions and binds each of ``specs`` random specs to the
     shared weights so that it computes what its stand-alone child computes with those weights."""
@@ -52,12 +58,19 @@ def check_shared_network(space: SearchSpace, specs: int = 5, seed: int = 0) -> N
     network = space.shared_network()
     assert isinstance(network, SharedNetwork), f"shared_network() returned {type(network).__name__}"
     check_coverage(space, network)
+    build = network.sharing_builder()
+    # a cache of one: the specs checked below are bound again, as the search binds an architecture it met
+    # before (a builder may then assemble it from modules built for the others)
     weights = SharedWeights(
-        lambda spec: network.build(spec, 0), lambda spec: lambda name, shape: network.key(spec, name, shape)
+        lambda spec: build(spec, 0), lambda spec: lambda name, shape: network.key(spec, name, shape), cache=1
     )
     drawn = _specs(space, specs, seed)
     for spec in drawn:  # several architectures fill the store, so its weights are no single child's initial ones
         weights.model(spec)
+    for spec in drawn:
+        assert _names_and_shapes(build(spec, 0)) == _names_and_shapes(network.build(spec, 0)), (
+            f"{space.describe(spec)}: sharing_builder() made a network whose weights are not the stand-alone child's"
+        )
     with torch.no_grad():
         for p in weights.parameters():
             p.add_(0.01 * torch.randn_like(p))
