@@ -22,7 +22,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from l2l.runs.dashboard import figures, series
-from l2l.runs.dashboard.reader import SORT_KEYS, Reader, iso
+from l2l.runs.dashboard.reader import SORT_KEYS, Reader
+from l2l.runs.dashboard.summaries import iso
 from l2l.runs.dashboard.values import BadQuery, Json, choice, cost_text, number_text, plain, query_int
 from l2l.runs.store_records import RunNotFound, StoreError
 

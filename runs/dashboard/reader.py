@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, Text, func, inspect, or_, select
@@ -18,8 +17,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import SQLAlchemyError
 
 from l2l.runs.dashboard.engine import FollowedEngine, plain_rows, spec_contains
-from l2l.runs.dashboard.series import planned
-from l2l.runs.driver import in_flight, run_state
+from l2l.runs.dashboard.summaries import TRAINED, iso, run_summary
 from l2l.runs.models import ChildRow, EpochRow, RunRow, SpaceDataRow, UpdateRow
 from l2l.runs.store_engine import safe_url, short_error, storage_flag_of
 from l2l.runs.store_records import ChildRecord, RunNotFound, RunRecord, StoreError, known_id
@@ -35,7 +33,6 @@ SORTED_BY = "number status reward val_acc val_loss wall_time worker device start
 SORT_KEYS = {name: CHILDREN.c[name] for name in SORTED_BY.split()}
 MAX_PER_PAGE = 200
 # children with a reward: trained ones, and a weight-sharing search's architectures scored with its shared weights
-TRAINED = ("done",)
 SCORED = ("done", "shared", "candidate", "derived")
 # the columns of a child that the table shows (its spec, curves and tokens stay in the database)
 ROW_COLUMNS = [
@@ -57,13 +54,6 @@ ROW_COLUMNS = [
         "finished_at",
     )
 ]
-
-
-def iso(value: datetime | None) -> str | None:
-    """A stored time as ISO 8601 in UTC (SQLite hands back naive datetimes that were written in UTC)."""
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 class Reader:
@@ -110,7 +100,7 @@ class Reader:
                 ).all()
             )
         return [
-            _run_summary(RunRecord(**dict(r)), counts.get(int(r["id"]), {}), best.get(r["id"]), self.flag) for r in rows
+            run_summary(RunRecord(**dict(r)), counts.get(int(r["id"]), {}), best.get(r["id"]), self.flag) for r in rows
         ]
 
     def count_runs(self) -> int:
@@ -141,7 +131,7 @@ class Reader:
             ).first()
             n_updates = conn.scalar(select(func.count()).where(UPDATES.c.run_id == run_id)) or 0
             n_epochs = conn.scalar(select(func.count()).where(EPOCHS.c.run_id == run_id)) or 0
-        out = _run_summary(run, counts, top[1] if top else None, self.flag)
+        out = run_summary(run, counts, top[1] if top else None, self.flag)
         out.update(best_child=None if top is None else int(top[0]), updates=int(n_updates), epochs=int(n_epochs))
         return out
 
@@ -356,43 +346,3 @@ def _counts(conn: Connection, run_ids: list[int]) -> dict[int, dict[str, int]]:
     for run_id, status, n in rows:
         out.setdefault(int(run_id), {})[str(status)] = int(n)
     return out
-
-
-def _run_summary(run: RunRecord, counts: dict[str, int], best: float | None, flag: str = "") -> dict[str, Any]:
-    """What the runs table and a run page's header show of a run (``flag``: the store's --storage, for hints)."""
-    created = run.created_at if run.created_at.tzinfo else run.created_at.replace(tzinfo=UTC)
-    state = run_state(run, storage=flag)
-    # a stale run's driver is gone: it ran until the later of its last heartbeat and its last recorded update,
-    # not until now (a driver killed between heartbeats showed "0 s" after 8 s of children and updates)
-    beats = [t for t in (run.heartbeat_at, run.updated_at) if t is not None]
-    silent = max(beats, key=lambda t: t if t.tzinfo else t.replace(tzinfo=UTC)) if state.startswith("stale") else None
-    end = run.finished_at or (run.updated_at if run.status != "running" else silent)
-    end_aware = None if end is None else (end if end.tzinfo else end.replace(tzinfo=UTC))
-    ws = run.config.get("weight_sharing") is not None
-    finished = state in ("done", "failed", "interrupted") or state.startswith("stale")
-    return {
-        "id": run.id,
-        "name": run.name,
-        "space": run.space,
-        "strategy": run.strategy,
-        "status": run.status,
-        "state": state,
-        "live": not finished,
-        "seed": run.seed,
-        "weight_sharing": ws,
-        "total": run.n_children,
-        "done": counts.get("done", 0),
-        "failed": counts.get("failed", 0),
-        "running": counts.get("running", 0),
-        "in_flight": in_flight(run, counts.get("running", 0), state),  # as `l2l runs show` splits them
-        "queued": counts.get("queued", 0),
-        "shared": counts.get("shared", 0),
-        "scored": counts.get("shared", 0) if ws else sum(counts.get(s, 0) for s in TRAINED),  # as the controller
-        "planned": planned(run) if ws else run.n_children,  # what `scored` counts towards
-        "counts": counts,
-        "best": best,
-        "created_at": iso(run.created_at),
-        "updated_at": iso(run.updated_at),
-        "duration_s": ((end_aware or datetime.now(UTC)) - created).total_seconds(),
-        "error": run.error,
-    }

@@ -1,0 +1,60 @@
+"""What the runs table and a run page's header show of a run: its state, counts and duration, from its record
+and its children counted by status (`l2l.runs.dashboard.reader.Reader` reads them)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from l2l.runs.dashboard.series import planned
+from l2l.runs.driver import in_flight, run_state
+from l2l.runs.store_records import RunRecord
+
+TRAINED = ("done",)  # children with a reward of their own training
+
+
+def iso(value: datetime | None) -> str | None:
+    """A stored time as ISO 8601 in UTC (SQLite hands back naive datetimes that were written in UTC)."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def run_summary(run: RunRecord, counts: dict[str, int], best: float | None, flag: str = "") -> dict[str, Any]:
+    """What the runs table and a run page's header show of a run (``flag``: the store's --storage, for hints)."""
+    created = run.created_at if run.created_at.tzinfo else run.created_at.replace(tzinfo=UTC)
+    state = run_state(run, storage=flag)
+    # a stale run's driver is gone: it ran until the later of its last heartbeat and its last recorded update,
+    # not until now (a driver killed between heartbeats showed "0 s" after 8 s of children and updates)
+    beats = [t for t in (run.heartbeat_at, run.updated_at) if t is not None]
+    silent = max(beats, key=lambda t: t if t.tzinfo else t.replace(tzinfo=UTC)) if state.startswith("stale") else None
+    end = run.finished_at or (run.updated_at if run.status != "running" else silent)
+    end_aware = None if end is None else (end if end.tzinfo else end.replace(tzinfo=UTC))
+    ws = run.config.get("weight_sharing") is not None
+    finished = state in ("done", "failed", "interrupted") or state.startswith("stale")
+    return {
+        "id": run.id,
+        "name": run.name,
+        "space": run.space,
+        "strategy": run.strategy,
+        "status": run.status,
+        "state": state,
+        "live": not finished,
+        "seed": run.seed,
+        "weight_sharing": ws,
+        "total": run.n_children,
+        "done": counts.get("done", 0),
+        "failed": counts.get("failed", 0),
+        "running": counts.get("running", 0),
+        "in_flight": in_flight(run, counts.get("running", 0), state),  # as `l2l runs show` splits them
+        "queued": counts.get("queued", 0),
+        "shared": counts.get("shared", 0),
+        "scored": counts.get("shared", 0) if ws else sum(counts.get(s, 0) for s in TRAINED),  # as the controller
+        "planned": planned(run) if ws else run.n_children,  # what `scored` counts towards
+        "counts": counts,
+        "best": best,
+        "created_at": iso(run.created_at),
+        "updated_at": iso(run.updated_at),
+        "duration_s": ((end_aware or datetime.now(UTC)) - created).total_seconds(),
+        "error": run.error,
+    }
