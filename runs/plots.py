@@ -246,9 +246,13 @@ def pareto_front(points: list[tuple[float, float, int]] | NDArray[Any]) -> list[
 def pareto_axis(children: list[ChildRecord]) -> str:
     """What a Pareto plot's vertical axis shows: validation accuracy where every finished child has one."""
     done = [c for c in children if c.status == "done"]
-    if done and all(c.val_acc is not None for c in done):
-        return "validation accuracy"
-    return "reward (the space's, before any transform)"
+    return pareto_axis_of(bool(done) and all(c.val_acc is not None for c in done))
+
+
+def pareto_axis_of(accurate: bool) -> str:
+    """`pareto_axis` where ``accurate`` says whether some child finished and every finished one has a validation
+    accuracy (the dashboard counts them in the database)."""
+    return "validation accuracy" if accurate else "reward (the space's, before any transform)"
 
 
 def pareto_points(

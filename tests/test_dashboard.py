@@ -738,3 +738,21 @@ def test_a_run_whose_children_all_failed_says_so_where_the_best_would_be(tmp_pat
     with TestClient(create_app(url)) as client:
         best = client.get(f"/api/runs/{run}/best").json()
     assert best["child"] is None and best["failed"] == 2  # the page says every finished child failed
+
+
+def test_the_pareto_axis_says_reward_where_children_have_no_accuracy(tmp_path: Path) -> None:
+    """A placement search's Pareto chart said "validation accuracy" of rewards that are negative step times;
+    `l2l plot pareto` says what it draws."""
+    from l2l.runs.dashboard.app import create_app
+    from l2l.runs.plots import pareto_axis
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    args = ["search", "--space", "placement", "-n", "4", "--executor", "local", "-q", "--storage", url]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    store = Store(url)
+    accurate = store.create_run(space="toy", strategy="random", config={}, seed=0, n_children=1, code_version="t")
+    finish(store, accurate, [(0, TOY_A, 0.9, {"val_acc": 0.9, "cost": {"flops": 10}})])
+    with TestClient(create_app(url)) as c:
+        placement, toy = (c.get(f"/api/runs/{run}/pareto").json() for run in (1, accurate))
+    assert placement["cost"] and placement["axis"] == pareto_axis(store.children(1))
+    assert placement["axis"].startswith("reward") and toy["axis"] == "validation accuracy"

@@ -25,6 +25,7 @@ from l2l.runs.dashboard import figures, series
 from l2l.runs.dashboard.reader import SORT_KEYS, Reader
 from l2l.runs.dashboard.summaries import iso
 from l2l.runs.dashboard.values import BadQuery, Json, choice, cost_text, number_text, plain, query_int
+from l2l.runs.plots import pareto_axis_of
 from l2l.runs.store_records import RunNotFound, StoreError
 
 HERE = Path(__file__).parent
@@ -208,17 +209,19 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
             found: list[tuple[float, float, int]] = charts.get(("costs", run_id, key, stamp), make)
             return found
 
+        # what the vertical axis shows, as `l2l plot pareto` says it (a placement's reward is no accuracy)
+        axis = charts.get(("axis", run_id, stamp), lambda: pareto_axis_of(reader.accurate(run_id)))
         if asked is not None:  # one the newest child lacks may be another's (a cost reported now and then)
             if asked not in keys and not reader.costs(run_id, asked):  # no child's: named, not replaced
                 raise BadQuery(f"unknown cost {asked!r}; known: {', '.join(keys)}")
-            return Json({"keys": keys, **series.pareto(costs(asked), asked)})
+            return Json({"keys": keys, "axis": axis, **series.pareto(costs(asked), asked)})
         # the first cost in this order that tells children apart (an optimizer search's params are all equal)
         order = sorted(keys, key=lambda k: (PREFERRED_COSTS.index(k) if k in PREFERRED_COSTS else 99, k))
         for key in order:
             points = costs(key)
             if len({p[0] for p in points}) > 1:
                 break
-        return Json({"keys": keys, **series.pareto(points, key)})
+        return Json({"keys": keys, "axis": axis, **series.pareto(points, key)})
 
     def api_best(request: Request) -> Response:
         run = reader.run(request.path_params["run_id"])

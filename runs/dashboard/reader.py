@@ -240,6 +240,16 @@ class Reader:
             ).all()
         return [(c, a, n) for c, a, n in rows if c is not None and a is not None]
 
+    def accurate(self, run_id: int) -> bool:
+        """Whether some child of the run finished and every finished one has a validation accuracy (the Pareto
+        chart then draws it, else the reward: `l2l.runs.plots.pareto_axis`)."""
+        done = CHILDREN.c.status == "done"
+        with self.read("count accuracies") as conn:
+            n, with_acc = conn.execute(
+                select(func.count(), func.count(CHILDREN.c.val_acc)).where(CHILDREN.c.run_id == run_id, done)
+            ).one()
+        return bool(n) and n == with_acc
+
     def page(
         self,
         run_id: int,

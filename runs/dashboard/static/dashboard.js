@@ -317,7 +317,8 @@ async function refreshPareto(runId) {
       hovertemplate: "child %{customdata}<br>%{x}, %{y}<extra></extra>" },
     { x: p.front.x, y: p.front.y, customdata: p.front.child, mode: "lines+markers", name: "Pareto front",
       line: { shape: "hv", color: COLOURS[3] }, hovertemplate: "child %{customdata}<br>%{x}, %{y}<extra></extra>" },
-  ], { xaxis: { title: { text: p.cost }, type: log ? "log" : "linear" }, yaxis: { title: { text: "validation accuracy" } } });
+  ], { xaxis: { title: { text: p.cost }, type: log ? "log" : "linear" }, yaxis: { title: { text: p.axis } } });
+  setText("pareto-what", p.axis.startsWith("validation") ? "Accuracy" : "Reward");
   setText("pareto-note", p.points.x.length < p.of ? `${p.points.x.length} of ${count(p.of, "child", "children")} shown; the front in full` : "");
 }
 
