@@ -92,6 +92,13 @@ def best_estimate(rewards: Sequence[tuple[int, Sequence[int], float]], space: Se
     return None if found is None else found[0].estimate
 
 
+def half_width(estimate: ArchEstimate) -> float | None:
+    """Half the 95% interval of an architecture's estimated mean (what `l2l runs best` prints after its ±); None
+    for one evaluation or while the noise is unknown."""
+    interval = estimate.interval()
+    return None if interval is None or estimate.n < 2 else (interval[1] - interval[0]) / 2
+
+
 def rank(children: Sequence[ChildRecord], space: SearchSpace | None, transformed: bool = False) -> Ranking:
     """The finished children with a reward, grouped by architecture and ranked by estimated mean. ``space``
     gives the canonical form and whether rewards are exact; None (a plugin that is gone) groups by tokens.

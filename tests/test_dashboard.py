@@ -486,8 +486,9 @@ def test_a_port_that_is_taken_is_one_error_line_and_no_address(tmp_path: Path) -
 def test_the_best_is_the_one_runs_best_names_where_architectures_repeat(tmp_path: Path) -> None:
     """A noisy search that re-evaluates: the dashboard shows the best estimated mean and its architecture, as
     `l2l runs list` and `l2l runs best` do, not the luckiest child."""
+    from l2l.runs.cli.ranking import estimate_text
     from l2l.runs.dashboard.app import create_app
-    from l2l.runs.estimates import best_so_far, rank
+    from l2l.runs.estimates import best_so_far, half_width, rank
     from l2l.search_spaces import load_space
 
     url = f"sqlite:///{tmp_path / 'noisy.db'}"
@@ -509,7 +510,11 @@ def test_the_best_is_the_one_runs_best_names_where_architectures_repeat(tmp_path
         assert s["best"] == pytest.approx(best.estimate.estimate) and s["best_estimated"]
     assert summary["best_child"] == best.child.number == shown["number"] and summary["best_n"] == best.estimate.n
     assert shown["estimate"] == pytest.approx(best.estimate.estimate) and shown["evaluations"] == best.estimate.n
-    assert f"best estimated mean ({best.estimate.n} evaluations)" in page
+    # with its 95% interval, as `l2l runs best` prints it
+    assert f"best estimated mean ± 95% ({best.estimate.n} evaluations)" in page
+    assert estimate_text(best) in page and summary["best_pm"] == pytest.approx(half_width(best.estimate))
+    said = CliRunner().invoke(app, ["runs", "best", "1", "--storage", url], env={"COLUMNS": "200"}).output
+    assert f"estimated reward {estimate_text(best)} (95%)" in " ".join(said.split())
     # the progress chart's best line is the same estimate, as `l2l plot progress` draws it: it ends at the best
     # estimated mean, below the luckiest child's reward
     curve, repeated = best_so_far(store.children(1, "done"), space=load_space("toy", {"noise": 0.2}))
@@ -678,9 +683,8 @@ def test_costs_are_whole_and_counts_singular_where_the_cli_has_them_so(tmp_path:
     c = TestClient(create_app(url))
     child = c.get(f"/runs/{run}/children/0").text
     assert "17,891</td>" in child and "10,578</td>" in child and "0.0123</td>" in child
-    summary = c.get(f"/api/runs/{run}").json()
-    assert summary["best_estimated"] and summary["best_n"] == 1
-    assert "best estimated mean (1 evaluation)</span>" in c.get(f"/runs/{run}").text
+    summary = c.get(f"/api/runs/{run}").json()  # evaluated once: its reward (test_a_best_evaluated_once_...)
+    assert not summary["best_estimated"] and summary["best"] == 0.9 and summary["best_label"] == "best reward"
 
 
 def test_children_are_found_by_their_spec_as_the_pages_show_it(tmp_path: Path) -> None:
@@ -756,3 +760,24 @@ def test_the_pareto_axis_says_reward_where_children_have_no_accuracy(tmp_path: P
         placement, toy = (c.get(f"/api/runs/{run}/pareto").json() for run in (1, accurate))
     assert placement["cost"] and placement["axis"] == pareto_axis(store.children(1))
     assert placement["axis"].startswith("reward") and toy["axis"] == "validation accuracy"
+
+
+def test_a_best_evaluated_once_is_its_reward_as_runs_best_says(tmp_path: Path) -> None:
+    """A random search (no +reeval) that happened to draw one architecture twice showed its best as "best estimated
+    mean (1 evaluation)"; `l2l runs best` names that child by its reward."""
+    from l2l.runs.dashboard.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'once.db'}"
+    store = Store(url)
+    run = store.create_run(space="toy", strategy="random", config={}, seed=0, n_children=3, code_version="t")
+    finish(store, run, [(0, TOY_A, 0.9, {}), (1, TOY_B, 0.5, {}), (2, TOY_B, 0.52, {})])
+    said = CliRunner().invoke(app, ["runs", "best", str(run), "--storage", url], env={"COLUMNS": "200"}).output
+    assert said.startswith(f"best of run {run}: child 0, reward 0.9000")
+    with TestClient(create_app(url)) as c:
+        summary, (listed,) = c.get(f"/api/runs/{run}").json(), c.get("/api/runs").json()["runs"]
+        page = " ".join(c.get(f"/runs/{run}").text.split())
+        best = c.get(f"/api/runs/{run}/best").json()["child"]
+    for s in (summary, listed):
+        assert (s["best"], s["best_child"], s["best_label"], s["best_estimated"]) == (0.9, 0, "best reward", False)
+    assert 'id="best-label">best reward</span><span id="best-reward" class="big">0.9000</span>' in page
+    assert best["number"] == 0 and best["reward"] == 0.9 and "evaluations" not in best

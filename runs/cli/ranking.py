@@ -55,10 +55,10 @@ def ranked_space(run: RunRecord) -> SearchSpace | None:
 
 def estimate_text(arch: RankedArch) -> str:
     """``estimate ± half-width (n evaluations)`` of one architecture."""
-    e = arch.estimate
-    interval = e.interval()
-    spread = f" ± {(interval[1] - interval[0]) / 2:.4f}" if interval is not None and e.n > 1 else ""
-    return f"{e.estimate:.4f}{spread}"
+    from l2l.runs.estimates import half_width
+
+    pm = half_width(arch.estimate)
+    return f"{arch.estimate.estimate:.4f}" + (f" ± {pm:.4f}" if pm is not None else "")
 
 
 def mean_metrics(children: Sequence[ChildRecord]) -> dict[str, Any]:

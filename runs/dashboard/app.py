@@ -22,6 +22,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from l2l.runs.dashboard import figures, series
+from l2l.runs.dashboard.best import best_of
 from l2l.runs.dashboard.reader import SORT_KEYS, Reader
 from l2l.runs.dashboard.summaries import iso
 from l2l.runs.dashboard.values import BadQuery, Json, choice, cost_text, number_text, plain, query_int
@@ -66,33 +67,8 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
     reader.engine.renewed.append(figures.forget)
 
     def estimated(summary: dict[str, Any]) -> dict[str, Any]:
-        """A run's best as `l2l runs best` names it: where architectures were evaluated more than once, the best
-        estimated mean over their evaluations and the first child of that architecture, not the luckiest child."""
-        run_id = summary["id"]
-        if summary["weight_sharing"]:  # what `runs list` shows: the retrained architecture, else the derived one
-            run = reader.run(run_id)
-            stood = reader.top(run, 1, ("done",)) or reader.top(run, 1, ("derived",))
-            if not stood:
-                return {**summary, "best_estimated": False}
-            label = "retrained from scratch" if stood[0].status == "done" else "derived (shared weights)"
-            return {**summary, "best": stood[0].reward, "best_child": stood[0].number, "best_estimated": False,
-                    "best_label": f"best: {label}"}  # fmt: skip
-        if not summary["done"]:
-            return {**summary, "best_estimated": False}
-
-        def make() -> tuple[float, int, int, bool] | None:
-            from l2l.runs.estimates import best_arch
-
-            space, _ = figures.space_of(reader.run(run_id))  # its canonical form groups the evaluations
-            found = best_arch(reader.evaluations(run_id), space)
-            return None if found is None else (found[0].estimate, found[1], found[0].n, found[2])
-
-        # finished children's rewards never change: their count keys the estimate, without another query
-        found = charts.get(("best", run_id, summary["done"]), make)
-        if found is None or not found[3]:
-            return {**summary, "best_estimated": False}
-        estimate, child, n, _ = found
-        return {**summary, "best": estimate, "best_child": child, "best_n": n, "best_estimated": True}
+        """A run's best as `l2l runs best` names it (`l2l.runs.dashboard.best.best_of`)."""
+        return best_of(reader, charts, summary)
 
     def listed(request: Request) -> dict[str, Any]:
         """One page of the run list, newest first (`RUNS_PER_PAGE` runs), with where it stands in all of them."""
@@ -231,7 +207,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         derived = reader.top(run, 1, ("derived",)) if run.config.get("weight_sharing") is not None else []
         best = derived[0] if derived else top[0] if top else None
         summary = estimated(reader.summary(run.id))
-        if not derived and summary["best_estimated"]:  # the best mean's architecture, as `l2l runs best` names it
+        if not derived and summary["best_child"] is not None:  # the best mean's architecture, as `runs best` names it
             best = reader.child(run.id, summary["best_child"])
         out: dict[str, Any] = {"problem": problem, "child": None, "rules": [], "failed": summary["failed"]}
         if best is not None:
@@ -243,7 +219,9 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
                 "arch": f"/runs/{run.id}/children/{best.number}/arch.svg",
             }
             if not derived and summary["best_estimated"]:  # the estimate it was named by, beside its own reward
-                out["child"].update(estimate=summary["best"], evaluations=summary["best_n"])
+                out["child"].update(estimate=summary["best"], evaluations=summary["best_n"], pm=summary["best_pm"])
+            elif not derived and summary.get("best_once") not in (None, best.reward):  # as `runs best` adds it
+                out["child"].update(once=summary["best_once"])
             out["rules"] = figures.rules(run, top, 3)
             for r in out["rules"]:
                 r["formula_svg"] = f"/runs/{run.id}/children/{r['child']}/formula.svg"

@@ -207,8 +207,8 @@ async function refreshRun(runId) {
     setText("n-failed", s.failed);
     setText("n-running", `${s.running} / ${s.queued}`);
     setText("in-flight", s.in_flight);
-    setText("best-reward", fmt(s.best));
-    setText("best-label", s.best_label || (s.best_estimated ? `best estimated mean (${count(s.best_n, "evaluation", "evaluations")})` : "best reward"));
+    setText("best-reward", `${fmt(s.best)}${s.best_pm === null || s.best_pm === undefined ? "" : ` ± ${s.best_pm.toFixed(4)}`}`);
+    setText("best-label", s.best_label);
     setText("n-updates", s.updates);
     setText("duration", seconds(s.duration_s));
     const best = document.getElementById("best-child");
@@ -333,9 +333,11 @@ async function refreshBest(runId) {
   const link = el("a", `child ${b.child.number}`, { href: `/runs/${runId}/children/${b.child.number}` });
   const line = document.getElementById("best-describe");
   const derived = b.child.status === "derived" ? " (derived)" : "";
+  const pm = b.child.pm === null || b.child.pm === undefined ? "" : ` ± ${b.child.pm.toFixed(4)} (95%)`;
+  const once = b.child.once === undefined ? "" : `, estimated ${fmt(b.child.once)} (evaluated once)`;
   const named = b.child.evaluations
-    ? `, estimated mean ${fmt(b.child.estimate)} over ${count(b.child.evaluations, "evaluation", "evaluations")} (this child's reward ${fmt(b.child.reward)})`
-    : `, reward ${fmt(b.child.reward)}`;
+    ? `, estimated mean ${fmt(b.child.estimate)}${pm} over ${count(b.child.evaluations, "evaluation", "evaluations")} (this child's reward ${fmt(b.child.reward)})`
+    : `, reward ${fmt(b.child.reward)}${once}`;
   line.replaceChildren(link, document.createTextNode(`${derived}${named}: ${b.child.describe || ""}`));
   bestRules = b.rules.length > 0;
   img.hidden = b.rules.length > 0; // an update rule is drawn as its formula below, not as a chain of tokens
