@@ -781,3 +781,23 @@ def test_a_best_evaluated_once_is_its_reward_as_runs_best_says(tmp_path: Path) -
         assert (s["best"], s["best_child"], s["best_label"], s["best_estimated"]) == (0.9, 0, "best reward", False)
     assert 'id="best-label">best reward</span><span id="best-reward" class="big">0.9000</span>' in page
     assert best["number"] == 0 and best["reward"] == 0.9 and "evaluations" not in best
+
+
+def test_a_compared_run_with_no_finished_child_is_named(tmp_path: Path) -> None:
+    """Comparing a run whose children all failed drew nothing of it and said nothing."""
+    from l2l.runs.dashboard.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    store = Store(url)
+    runs = [store.create_run(space="toy", strategy="random", config={}, seed=0, n_children=2, code_version="t")
+            for _ in range(3)]  # fmt: skip
+    finish(store, runs[0], [(0, TOY_A, 0.5, {})])
+    store.add_children(runs[1], [NewChild(n, 0, TOY_A, {"space": "toy", "values": []}, 0.0, 0.0, 0) for n in range(2)])
+    for n in range(2):
+        store.finish_child(runs[1], n, {"status": "failed", "error": "RuntimeError: boom"}, 0.0)
+    with TestClient(create_app(url)) as c:
+        answer = c.get("/api/compare", params={"runs": ",".join(map(str, runs))}).json()
+    assert answer["notes"] == [
+        f"no child of run {runs[1]} succeeded (2 failed): no line to draw",
+        f"run {runs[2]} has no finished child yet: no line to draw",
+    ]

@@ -236,7 +236,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
 
     def api_compare(request: Request) -> Response:
         ids = [int(p) for p in request.query_params.get("runs", "").split(",") if re.fullmatch(r"\s*[0-9]+\s*", p)][:12]
-        out, missing = [], []
+        out, missing, notes = [], [], []
         for run_id in ids:  # each run's best line as its own page draws it (the best estimated mean, where repeated)
             try:
                 chart = progress(run_id)
@@ -244,10 +244,12 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
                 missing.append(run_id)
                 continue
             best = chart["best"]
+            if not best["x"]:  # nothing to draw: said, not left out without a word (as `l2l runs best` says it)
+                notes.append(_undrawn(run_id, chart["failed"]["of"], chart["shared"]))
             # a weight-sharing run's curve is of shared-weight scores, not of children trained: the chart says so
             out.append({"id": run_id, "x": best["x"], "y": best["y"], "shared": chart["shared"],
                         "mean": best.get("label") == BEST_MEAN})  # fmt: skip
-        return Json({"runs": out, "missing": missing})
+        return Json({"runs": out, "missing": missing, "notes": notes})
 
     def arch(request: Request) -> Response:
         run = reader.run(request.path_params["run_id"])
@@ -324,6 +326,15 @@ def _exists(reader: Reader, text: str) -> bool:
     except RunNotFound:
         return False
     return True
+
+
+def _undrawn(run_id: int, failed: int, shared: bool) -> str:
+    """Why the comparison draws no line of a run: no child finished (every one failed, or none yet)."""
+    if shared:
+        return f"run {run_id} has scored no architecture with its shared weights yet: no line to draw"
+    if failed:
+        return f"no child of run {run_id} succeeded ({failed} failed): no line to draw"
+    return f"run {run_id} has no finished child yet: no line to draw"
 
 
 def _spec_items(spec: dict[str, Any]) -> list[tuple[str, str]]:

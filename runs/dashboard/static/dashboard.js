@@ -163,13 +163,17 @@ async function drawCompare() {
   document.querySelectorAll("#runs-pager a[data-page]").forEach((a) => { // another page compares the same runs
     a.setAttribute("href", `/?page=${a.dataset.page}${ids.length ? `&compare=${ids.join(",")}` : ""}`);
   });
+  const notes = document.getElementById("compare-notes");
   if (!ids.length) {
+    notes.hidden = true;
     hint.hidden = false;
     window.Plotly && window.Plotly.purge(document.getElementById("chart-compare"));
     return;
   }
   hint.hidden = true;
   const data = await getJSON(`/api/compare?runs=${ids.join(",")}`);
+  notes.hidden = !data.notes.length; // a run with no line (no child finished) is named, not silently left out
+  notes.textContent = data.notes.map((n) => `${n[0].toUpperCase()}${n.slice(1)}.`).join(" ");
   const names = {};
   document.querySelectorAll("#runs tbody tr").forEach((tr) => {
     names[tr.dataset.run] = tr.children[2] ? tr.children[2].textContent : "";
