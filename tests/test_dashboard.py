@@ -801,3 +801,29 @@ def test_a_compared_run_with_no_finished_child_is_named(tmp_path: Path) -> None:
         f"no child of run {runs[1]} succeeded (2 failed): no line to draw",
         f"run {runs[2]} has no finished child yet: no line to draw",
     ]
+
+
+def test_a_weight_sharing_run_says_what_it_counts_and_filters_by_derived(
+    tmp_path: Path, sharing_run: Callable[..., int]
+) -> None:
+    """Its card said 4 scored where the children list held 7 (the derive candidates too), and the list's status
+    filter, made when the page opened during the epochs, had no way to find the derived architecture."""
+    from l2l.runs.dashboard.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'ws.db'}"
+    store = Store(url)
+    run = sharing_run(store, [[0.0, 0.1], [0.2, 0.3]], 2)
+    c = TestClient(create_app(url))
+    during = c.get(f"/runs/{run}").text
+    assert '<option value="derived" title="the derived architecture">derived (0)</option>' in during
+    spec = {"space": "toy", "values": [["op_0", "op1"]]}
+    store.record_scored(run, [ScoredChild(4 + k, 2, (k,), spec, "candidate", 0.2, {}) for k in range(2)])
+    store.record_scored(run, [ScoredChild(6, 2, (2,), spec, "derived", 0.25, {})])
+    summary = c.get(f"/api/runs/{run}").json()
+    assert summary["scored"] == 4 and summary["derive_note"] == "then 3 derive candidates scored, 1 derived"
+    assert c.get(f"/api/runs/{run}/children").json()["total"] == 4 + 3  # the card's figures add up to the list
+    after = c.get(f"/runs/{run}").text
+    assert "then 3 derive candidates scored, 1 derived</span>" in after and "derived (1)</option>" in after
+    assert "shared (4)</option>" in after and "candidate (2)</option>" in after
+    derived = c.get(f"/api/runs/{run}/children", params={"status": "derived"}).json()
+    assert [r["number"] for r in derived["rows"]] == [6] == [summary["best_child"]]

@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from l2l.runs.dashboard import figures, series
 from l2l.runs.dashboard.best import best_of
 from l2l.runs.dashboard.reader import SORT_KEYS, Reader
-from l2l.runs.dashboard.summaries import iso
+from l2l.runs.dashboard.summaries import child_statuses, iso
 from l2l.runs.dashboard.values import BadQuery, Json, choice, cost_text, number_text, plain, query_int
 from l2l.runs.plots import pareto_axis_of
 from l2l.runs.store_records import RunNotFound, StoreError
@@ -90,7 +90,8 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
     def run_page(request: Request) -> Response:
         summary = estimated(reader.summary(request.path_params["run_id"]))
         run = reader.run(summary["id"])
-        return page("run.html", run=summary, config=json.dumps(run.config, indent=1, sort_keys=True))
+        config = json.dumps(run.config, indent=1, sort_keys=True)
+        return page("run.html", run=summary, statuses=child_statuses(summary), config=config)
 
     def child_page(request: Request) -> Response:
         run = reader.run(request.path_params["run_id"])

@@ -13,6 +13,34 @@ from l2l.runs.store_records import RunRecord
 TRAINED = ("done",)  # children with a reward of their own training
 
 
+# a weight-sharing run's statuses, as `l2l runs top` calls them: what the children list's filter offers
+SHARING_STATUSES = {"shared": "scored while searching", "candidate": "derive candidate",
+                    "derived": "the derived architecture", "done": "retrained from scratch"}  # fmt: skip
+STATUSES = ("done", "failed", "running", "queued")
+
+
+def child_statuses(summary: dict[str, Any]) -> list[tuple[str, int, str]]:
+    """(status, children of it, what it means) of every status the children list may be filtered by: those of
+    the run's kind whether or not any child has them yet (a derived architecture comes at the end), then any
+    other the run's children have."""
+    counts = summary["counts"]
+    known = [*SHARING_STATUSES, *STATUSES[1:]] if summary["weight_sharing"] else list(STATUSES)
+    known += sorted(s for s in counts if s not in known)
+    meaning = SHARING_STATUSES if summary["weight_sharing"] else {}
+    return [(s, counts.get(s, 0), meaning.get(s, "")) for s in known]
+
+
+def derive_note(counts: dict[str, int]) -> str:
+    """What a weight-sharing run scored beyond its epochs' architectures: the derive candidates, one of them the
+    derived architecture (the children list counts them all)."""
+    n = counts.get("candidate", 0) + counts.get("derived", 0)
+    if not n:
+        return ""
+    derived = ", 1 derived" if counts.get("derived") else ""
+    retrained = f", {counts['done']} retrained" if counts.get("done") else ""
+    return f"then {n} derive candidate{'s' * (n != 1)} scored{derived}{retrained}"
+
+
 def iso(value: datetime | None) -> str | None:
     """A stored time as ISO 8601 in UTC (SQLite hands back naive datetimes that were written in UTC)."""
     if value is None:
@@ -51,6 +79,7 @@ def run_summary(run: RunRecord, counts: dict[str, int], best: float | None, flag
         "shared": counts.get("shared", 0),
         "scored": counts.get("shared", 0) if ws else sum(counts.get(s, 0) for s in TRAINED),  # as the controller
         "planned": planned(run) if ws else run.n_children,  # what `scored` counts towards
+        "derive_note": derive_note(counts) if ws else "",  # the children a weight-sharing run scored after its epochs
         "counts": counts,
         "best": best,
         "created_at": iso(run.created_at),

@@ -208,6 +208,11 @@ async function refreshRun(runId) {
     live = s.live;
     setText("n-done", s.weight_sharing ? s.scored : s.done);
     setText("n-total", s.planned);
+    setText("n-derive", s.derive_note);
+    // each status the list may be filtered by, with its children now (a derived architecture comes at the end)
+    document.querySelectorAll("#status-filter option[value]:not([value=''])").forEach((o) => {
+      o.textContent = `${o.value} (${s.counts[o.value] || 0})`;
+    });
     setText("n-failed", s.failed);
     setText("n-running", `${s.running} / ${s.queued}`);
     setText("in-flight", s.in_flight);
