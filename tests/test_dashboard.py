@@ -827,3 +827,17 @@ def test_a_weight_sharing_run_says_what_it_counts_and_filters_by_derived(
     assert "shared (4)</option>" in after and "candidate (2)</option>" in after
     derived = c.get(f"/api/runs/{run}/children", params={"status": "derived"}).json()
     assert [r["number"] for r in derived["rows"]] == [6] == [summary["best_child"]]
+
+
+def test_the_children_filter_and_sort_are_kept_in_the_address(client: TestClient) -> None:
+    """A reload lost the children list's filter and sort: the run page's address now keeps them, and the page
+    opens with them (the script reads them from the page and writes them back as they change)."""
+    page = client.get("/runs/1", params={"status": "failed", "q": "<b>x", "sort": "reward", "order": "desc"}).text
+    assert 'data-sort="reward" data-order="desc" data-table-page="1"' in page
+    assert re.search(r'<option value="failed"[^>]* selected>failed \(\d+\)</option>', page)
+    assert 'value="&lt;b&gt;x"' in page and "<b>x" not in page  # the filter's text as text
+    plain = client.get("/runs/1").text
+    assert 'data-sort="number" data-order="asc"' in plain and " selected>" not in plain
+    bad = client.get("/runs/1", params={"sort": "nosuch"})
+    assert bad.status_code == 400 and "unknown sort &#39;nosuch&#39;; known: number, " in bad.text
+    assert 'id="children-empty" hidden' in plain  # where the script says "No child matches this filter."

@@ -91,7 +91,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         summary = estimated(reader.summary(request.path_params["run_id"]))
         run = reader.run(summary["id"])
         config = json.dumps(run.config, indent=1, sort_keys=True)
-        return page("run.html", run=summary, statuses=child_statuses(summary), config=config)
+        return page("run.html", run=summary, statuses=child_statuses(summary), config=config, table=_table(request))
 
     def child_page(request: Request) -> Response:
         run = reader.run(request.path_params["run_id"])
@@ -327,6 +327,16 @@ def _exists(reader: Reader, text: str) -> bool:
     except RunNotFound:
         return False
     return True
+
+
+def _table(request: Request) -> dict[str, Any]:
+    """The children table's filter, sort and page as the run page's address keeps them (a reload or a shared
+    link shows the same rows); a sort or order it does not know is a 400, as from the JSON."""
+    q = request.query_params
+    sort = choice(request, "sort", SORT_KEYS, "number")
+    order = choice(request, "order", ("asc", "desc"), "asc")
+    page = query_int(request, "page", 1, 1, 10**9)
+    return {"status": q.get("status", ""), "q": q.get("q", "")[:200], "sort": sort, "order": order, "page": page}
 
 
 def _undrawn(run_id: int, failed: int, shared: bool) -> str:

@@ -191,7 +191,10 @@ async function drawCompare() {
 
 // --- run page -------------------------------------------------------------------------------------------
 
-const table = { page: 1, per: 25, sort: "number", order: "asc", total: 0 };
+// the children table's page, sort and filter: from the page's address (the server put them on the body and the
+// filter's fields), and kept there, so a reload or a shared link shows the same rows
+const table = { page: Number(body.dataset.tablePage || 1), per: 25, sort: body.dataset.sort || "number",
+  order: body.dataset.order || "asc", total: 0 };
 let lastKey = null;
 let lastBest = null; // what the best architecture's line was drawn from
 let bestRules = false; // whether it shows an optimizer search's best rules
@@ -427,9 +430,23 @@ async function refreshTable(runId) {
   const q = new URLSearchParams({ page: table.page, per: table.per, sort: table.sort, order: table.order });
   if (status) q.set("status", status);
   if (text) q.set("q", text);
+  const shown = new URLSearchParams(); // the address: what differs from the defaults
+  if (status) shown.set("status", status);
+  if (text) shown.set("q", text);
+  if (table.sort !== "number" || table.order !== "asc") { shown.set("sort", table.sort); shown.set("order", table.order); }
+  if (table.page > 1) shown.set("page", table.page);
+  history.replaceState(null, "", `${window.location.pathname}${shown.toString() ? `?${shown}` : ""}`);
   const data = await getJSON(`/api/runs/${runId}/children?${q}`);
   if (mine !== tableRequest) return; // a filter, sort or page sent since: its answer is the one to show
   table.total = data.total;
+  const last = Math.max(1, Math.ceil(data.total / table.per));
+  if (table.page > last) { // a page past the end (an old link, a filter narrowed): its last page
+    table.page = last;
+    return refreshTable(runId);
+  }
+  const empty = document.getElementById("children-empty"); // an empty table said nothing: say why
+  empty.hidden = data.total > 0;
+  empty.textContent = status || text ? "No child matches this filter." : "No child yet.";
   const rows = data.rows.map((c) => {
     const tr = el("tr", null, { class: c.status });
     const cost = Object.entries(c.cost).slice(0, 2).map(([k, v]) => `${k} ${costFigure(v)}`).join(", ");
