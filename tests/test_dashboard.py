@@ -841,3 +841,28 @@ def test_the_children_filter_and_sort_are_kept_in_the_address(client: TestClient
     bad = client.get("/runs/1", params={"sort": "nosuch"})
     assert bad.status_code == 400 and "unknown sort &#39;nosuch&#39;; known: number, " in bad.text
     assert 'id="children-empty" hidden' in plain  # where the script says "No child matches this filter."
+
+
+def test_a_child_page_lists_only_the_decisions_its_network_uses(tmp_path: Path) -> None:
+    """An `mlp` child of 1 layer listed the widths and activations of layers 2 and 3 as its own."""
+    from l2l.runs.dashboard.app import create_app
+    from l2l.search_spaces import load_space
+
+    mlp = load_space("mlp", {})
+    url = f"sqlite:///{tmp_path / 'mlp.db'}"
+    store = Store(url)
+    config = {"space_options": {}}
+    run = store.create_run(space="mlp", strategy="random", config=config, seed=0, n_children=2, code_version="t")
+    tokens = [(0, 1, 2) + (3,) * 6, (2, 1, 2) + (3,) * 6]  # 1 layer, 3 layers
+    store.add_children(run, [NewChild(n, 0, t, mlp.decode(t).to_json(), 0.0, 0.0, 0) for n, t in enumerate(tokens)])
+
+    def rows(number: int) -> tuple[list[str], str]:
+        page = TestClient(create_app(url)).get(f"/runs/{run}/children/{number}").text
+        return re.findall(r"<tr><th>(\w+)</th>", page.split('id="spec"')[1].split("</table>")[0]), page
+
+    one, page = rows(0)
+    assert one == ["layers", "width_0", "act_0", "dropout", "lr"]
+    assert "any value builds the same network): width_1, act_1, width_2, act_2;" in page
+    assert "&#34;width_2&#34;" in page  # still there as stored
+    three, page = rows(1)
+    assert three == [d.name for d in mlp.decisions()] and 'id="unused"' not in page

@@ -97,6 +97,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         run = reader.run(request.path_params["run_id"])
         child = reader.child(run.id, request.path_params["number"])
         space, problem = figures.space_of(run)
+        unused = figures.unused(space, child)  # decisions that do not change its network: not listed as its own
         return page(
             "child.html",
             run=run,
@@ -106,7 +107,8 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
             rule=(child.metrics.get("info") or {}).get("formula"),
             has_rule=getattr(space, "rule_of", None) is not None,
             spec=json.dumps(child.spec, indent=1),
-            spec_items=_spec_items(child.spec),
+            spec_items=[item for item in _spec_items(child.spec) if item[0] not in unused],
+            unused=[key for key, _ in _spec_items(child.spec) if key in unused],
             metrics=json.dumps(plain(child.metrics), indent=1, sort_keys=True),
         )
 

@@ -113,6 +113,33 @@ def describe(space: SearchSpace | None, child: ChildRecord) -> str | None:
         return None
 
 
+def unused(space: SearchSpace | None, child: ChildRecord) -> set[str]:
+    """The decisions of a child's spec that do not change its network (an MLP's widths beyond its depth): those
+    whose every other option gives the same canonical spec (`SearchSpace.canonical`). None without a canonical
+    form, a space that is gone, or a spec that no longer fits it."""
+    if space is None:
+        return set()
+    try:
+        spec = Spec.from_json(child.spec)
+        base = space.canonical(spec)
+        if base is None:
+            return set()
+        return {d.name for d in space.decisions() if d.kind == "categorical" and _same_for_all(space, spec, base, d)}
+    except Exception:  # a plugin's canonical form on a spec it no longer knows: every decision is shown
+        return set()
+
+
+def _same_for_all(space: SearchSpace, spec: Spec, base: Spec, decision: Any) -> bool:
+    """Whether every option of ``decision`` gives ``spec`` the canonical spec ``base``."""
+    others = [o for o in decision.options if o != spec[decision.name]]
+    values = spec.as_dict()
+    for option in others:
+        values[decision.name] = option
+        if space.canonical(Spec(space=spec.space, choices=tuple(values.items()))) != base:
+            return False
+    return bool(others)
+
+
 def arch_svg(run: RunRecord, child: ChildRecord, pinned: Mapping[str, Any] | None = None) -> bytes | None:
     """The child's architecture as an SVG (placements as their timeline, with the op timings the run measured:
     ``pinned``), or None when it cannot be drawn."""
