@@ -851,7 +851,7 @@ def test_a_child_page_lists_only_the_decisions_its_network_uses(tmp_path: Path) 
     mlp = load_space("mlp", {})
     url = f"sqlite:///{tmp_path / 'mlp.db'}"
     store = Store(url)
-    config = {"space_options": {}}
+    config: dict[str, Any] = {"space_options": {}}
     run = store.create_run(space="mlp", strategy="random", config=config, seed=0, n_children=2, code_version="t")
     tokens = [(0, 1, 2) + (3,) * 6, (2, 1, 2) + (3,) * 6]  # 1 layer, 3 layers
     store.add_children(run, [NewChild(n, 0, t, mlp.decode(t).to_json(), 0.0, 0.0, 0) for n, t in enumerate(tokens)])
