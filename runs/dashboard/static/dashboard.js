@@ -219,7 +219,8 @@ async function refreshRun(runId) {
     setText("n-failed", s.failed);
     setText("n-running", `${s.running} / ${s.queued}`);
     setText("in-flight", s.in_flight);
-    setText("best-reward", `${fmt(s.best)}${s.best_pm === null || s.best_pm === undefined ? "" : ` ± ${s.best_pm.toFixed(4)}`}`);
+    setText("best-reward", fmt(s.best));
+    setText("best-pm", s.best_pm === null || s.best_pm === undefined ? "" : ` ± ${s.best_pm.toFixed(4)}`);
     setText("best-label", s.best_label);
     setText("n-updates", s.updates);
     setText("duration", seconds(s.duration_s));
