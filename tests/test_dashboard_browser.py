@@ -267,6 +267,24 @@ def test_a_run_page_redraws_its_best_and_writes_figures_as_the_cli(live: dict[st
         store.set_run_status(run, "done")
 
 
+def test_a_child_of_one_epoch_says_its_curves_in_words(live: dict[str, Any], page: Any) -> None:
+    """A child trained one epoch drew its loss and its accuracy as two lone markers on two axes, one over the
+    other; a child of two epochs still gets the chart."""
+    finished(live)
+    store = live["store"]
+    run = store.create_run(space="toy", strategy="random", config={}, seed=0, n_children=2, code_version="t")
+    finish(store, run, [(0, TOY_A, 0.8, {"curves": {"train_loss": [0.52], "val_acc": [0.8]}}),
+                        (1, TOY_B, 0.9, {"curves": {"train_loss": [0.6, 0.4], "val_acc": [0.7, 0.9]}})])  # fmt: skip
+    store.set_run_status(run, "done")
+    page.goto(f"{live['base']}/runs/{run}/children/0")
+    page.wait_for_function("document.querySelector('#curves-note').textContent !== ''")
+    assert page.text_content("#curves-note") == "After its one epoch: train_loss 0.5200, val_acc 0.8000."
+    assert page.locator("#chart-curves").is_hidden()
+    page.goto(f"{live['base']}/runs/{run}/children/1")
+    page.wait_for_selector("#chart-curves .main-svg")
+    assert page.text_content("#curves-note") == ""
+
+
 def test_one_compared_run_is_named_and_a_missing_one_said(live: dict[str, Any], page: Any) -> None:
     """With one run the chart had no legend (plotly hides a lone trace's): nothing said which run it drew; and
     `/?compare=2,99` dropped run 99 without a word."""

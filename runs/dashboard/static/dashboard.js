@@ -378,7 +378,17 @@ function drawRule(r, i) {
   const h = r.heatmap;
   draw(`heat-${i}`, [{ type: "heatmap", x: h.g, y: h.m, z: h.z, zmin: -h.bound, zmax: h.bound, colorscale: "RdBu", colorbar: { thickness: 12 } }],
   { xaxis: { title: { text: "gradient g" } }, yaxis: { title: { text: "momentum m" } }, height: 300 });
-  draw(`curve-${i}`, ...curveTraces(r.curves, "epoch (at the best learning rate)"));
+  const single = oneEpoch(r.curves);
+  if (single) document.getElementById(`curve-${i}`).replaceChildren(el("p", single, { class: "hint" }));
+  else draw(`curve-${i}`, ...curveTraces(r.curves, "epoch (at the best learning rate)"));
+}
+
+// what curves of one epoch say ("After its one epoch: train_loss 0.5213, val_acc 0.8100."), or "" when some
+// curve has more points (a chart shows those)
+function oneEpoch(curves) {
+  const entries = Object.entries(curves || {}).filter(([, ys]) => Array.isArray(ys) && ys.length);
+  if (!entries.length || entries.some(([, ys]) => ys.length > 1)) return "";
+  return `After its one epoch: ${entries.map(([name, ys]) => `${name} ${fmt(ys[0])}`).join(", ")}.`;
 }
 
 // a child's curves: losses on the left axis, accuracies (names with "acc") on the right
@@ -515,9 +525,10 @@ async function refreshChild(runId, number) {
   status.className = `state ${c.status}`;
   setText("child-reward", fmt(c.reward));
   const [traces, layout] = curveTraces(c.curves, "epoch");
-  document.getElementById("chart-curves").hidden = !traces.length;
-  if (traces.length) draw("chart-curves", traces, layout);
-  setText("curves-note", traces.length ? "" : "This child recorded no curves.");
+  const single = oneEpoch(c.curves); // one point a curve: two axes of lone markers would overlap, so said in words
+  document.getElementById("chart-curves").hidden = !traces.length || Boolean(single);
+  if (traces.length && !single) draw("chart-curves", traces, layout);
+  setText("curves-note", single || (traces.length ? "" : "This child recorded no curves."));
   if (changed && ["done", "failed"].includes(c.status)) window.location.reload(); // it finished: show all of it
   if (["queued", "running"].includes(c.status)) setTimeout(() => refreshChild(runId, number), POLL);
 }
