@@ -61,10 +61,50 @@ class {class_name}(torch.optim.Optimizer):
 '''
 
 
+def class_name_problem(class_name: str) -> str | None:
+    """Why ``class_name`` cannot name the exported class (None when it can): not an identifier, a keyword, or
+    a name the exported file uses itself (``torch``, ``math``, a builtin it calls), which the class would hide."""
+    import keyword
+
+    if not class_name.isidentifier():
+        return f"{class_name!r} is not a Python identifier"
+    if keyword.iskeyword(class_name):
+        return f"{class_name!r} is a Python keyword"
+    if class_name in _names_the_file_uses():
+        return f"{class_name!r} is a name the exported file uses itself, which the class would hide"
+    return None
+
+
+def _names_the_file_uses() -> frozenset[str]:
+    """Every name the exported file's code reads or defines, whatever the rule (the template with every
+    statistic, operand and function of the language), the class's own name left out."""
+    import ast
+
+    placeholder = "L2lPlaceholderClass"
+    source = _TEMPLATE.format(
+        class_name=placeholder, formula="", text="", module="m", lr=0.001, total_hint="", total_check="",
+        betas=(0.9, 0.999, 0.999), weight_decay=0.0, schedules=_schedules(), init=" " * 20 + "pass", body="",
+    )  # fmt: skip
+    codes = [s.code for s in STATISTICS.values()] + [o.code for o in OPERANDS.values()]
+    a, b = "L2lArgA", "L2lArgB"  # the functions' arguments: names of no file
+    codes += [f.code(a, b) for f in BINARY_FUNCTIONS.values()] + [f.code(a) for f in UNARY_FUNCTIONS.values()]
+    names: set[str] = set()
+    for text in [source, *codes]:
+        for node in ast.walk(ast.parse(text.strip())):
+            if isinstance(node, ast.Name):
+                names.add(node.id)
+            elif isinstance(node, ast.alias):
+                names.add((node.asname or node.name).split(".")[0])
+            elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names.add(node.name)
+    return frozenset(names - {placeholder, a, b})
+
+
 def export_source(rule: Rule, class_name: str = "DiscoveredOptimizer", lr: float = 1e-3, module: str = "") -> str:
     """Python source of a standalone optimizer class applying ``rule`` (same math as `RuleOptimizer`)."""
-    if not class_name.isidentifier():
-        raise ValueError(f"class name {class_name!r} is not a Python identifier")
+    problem = class_name_problem(class_name)
+    if problem is not None:
+        raise ValueError(f"class name {problem}")
     keys = state_keys(rule)
     init = [f"                    state[{k!r}] = torch.zeros_like(p)" for k in keys if k != "step"]
     if "step" in keys:

@@ -371,6 +371,10 @@ def test_optimizer_search_top_export_and_plot(storage: str, tmp_path: Path) -> N
     assert bad.exit_code == 1 and "searched the space 'toy', not optimizer rules" in bad.output
     bad = runner.invoke(app, ["optimizers", "export", "1", "--rank", "50", *common])
     assert bad.exit_code == 1 and "--rank 50 does not exist" in bad.output
+    # a class name the file could not hold: a keyword, or a name its own code reads (the class would hide it)
+    for name, why in (("class", "is a Python keyword"), ("torch", "is a name the exported file uses itself")):
+        bad = runner.invoke(app, ["optimizers", "export", "1", "-o", str(tmp_path / "x.py"), "--name", name, *common])
+        assert bad.exit_code == 1 and f"--name: {name!r} {why}" in bad.output and not (tmp_path / "x.py").exists()
     bad = runner.invoke(app, ["plot", "optimizer", "1", "--lrs", "fast", *common])
     assert bad.exit_code == 1 and "--lrs expects comma-separated numbers" in bad.output
 

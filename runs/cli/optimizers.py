@@ -158,11 +158,12 @@ def optimizers_export(
     storage: StorageOpt = None,
 ) -> None:
     """Write a Python file defining the rule's optimizer class; it needs PyTorch only, not l2l."""
-    from l2l.optsearch.export import export_source
+    from l2l.optsearch.export import class_name_problem, export_source
 
     with user_errors():
-        if not name.isidentifier():
-            raise UsageError(f"--name must be a Python identifier, got {name!r}")
+        problem = class_name_problem(name)
+        if problem is not None:
+            raise UsageError(f"--name: {problem}")
         store = open_store(storage)
         run_id = run_id_of(store, run_ref)
         ranked = best_rules(store, run_id, rank)
