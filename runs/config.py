@@ -43,11 +43,14 @@ def parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
 def load_config_file(path: Path) -> dict[str, Any]:
     """Read a TOML file of search settings (the fields of `SearchConfig`)."""
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"config file {str(path)!r} does not exist") from None
     except OSError as exc:
         raise UsageError(f"config file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        where = f"{exc.reason} at byte {exc.start}"
+        raise UsageError(f"config file {str(path)!r} is not UTF-8 text (TOML is): {where}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
 

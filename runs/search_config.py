@@ -12,6 +12,7 @@ from typing import Any
 
 from l2l.controllers import DEFAULT_STRATEGY, costs_needed, default_batch
 from l2l.runs.pruning import PRUNERS
+from l2l.runs.store_records import MAX_ID
 from l2l.search_spaces.api import SearchSpace
 from l2l.search_spaces.registry import absolute_ref
 from l2l.search_spaces.typed import OptionTypeError, coerce_fields
@@ -75,8 +76,8 @@ class SearchConfig:
                 raise SearchError(f"{key} must be a whole number, got {getattr(self, key)!r}")
             object.__setattr__(self, key, int(getattr(self, key)))  # numpy's integers too, stored as JSON
         object.__setattr__(self, "space", absolute_ref(self.space))  # a file plugin's path, from anywhere
-        if self.children < 1:
-            raise SearchError(f"children must be >= 1, got {self.children}")
+        if not 1 <= self.children <= MAX_ID:  # child numbers are integer columns
+            raise SearchError(f"children must be in [1, {MAX_ID}], got {self.children}")
         if not 0 <= self.seed < 2**31:  # Optuna's samplers and numpy take seeds in [0, 2**32); children add theirs
             raise SearchError(f"seed must be in [0, 2**31), got {self.seed}")
         if self.batch == 0:

@@ -238,6 +238,29 @@ CASES = [
         1,
         "error: reinforce setting lr must be a number, got nan",
     ),
+    (  # said "run 1 done" and kept nothing: the next command's in-memory store was another
+        ["search", "--space", "toy", "-n", "2", "--executor", "local", "--storage", "sqlite://"],
+        1,
+        "error: the store sqlite:// is an in-memory SQLite database: nothing recorded would outlive this command; "
+        "name a file (sqlite:///l2l.db) or a server",
+    ),
+    (  # a traceback ending in OverflowError: Python int too large to convert to SQLite INTEGER
+        ["search", "--space", "toy", "-n", "99999999999999999999", "--storage", "{db}"],
+        2,
+        "error: Invalid value for '--children' / '-n': Input should be less than or equal to 2147483647 (see: l2l "
+        "search --help)",
+    ),
+    (
+        ["runs", "list", "--limit", "99999999999999999999", "--storage", "{db}"],
+        2,
+        "error: Invalid value for '--limit': Input should be less than or equal to 2147483647 (see: l2l runs list "
+        "--help)",
+    ),
+    (  # a traceback ending in UnicodeDecodeError
+        ["search", "--config", "{tmp}/utf16.toml", "--storage", "{db}"],
+        1,
+        "error: config file '{tmp}/utf16.toml' is not UTF-8 text (TOML is): invalid start byte at byte 0",
+    ),
 ]
 
 
@@ -254,6 +277,7 @@ def test_a_mistake_is_one_error_line(
     (tmp_path / "four.toml").write_text('executor = "ray"\n[executor_options]\nmax_concurrent = "four"\n')
     (tmp_path / "noeval.py").write_text(NO_EVALUATE)
     (tmp_path / "syntax.py").write_text("def x(:\n")
+    (tmp_path / "utf16.toml").write_text("children = 2\n", encoding="utf-16")
     fill = {"db": f"sqlite:///{tmp_path / 'runs.db'}", "tmp": str(tmp_path)}
     monkeypatch.setattr(sys, "argv", ["l2l", *(a.format(**fill) for a in args)])
     monkeypatch.setenv("COLUMNS", "400")  # one line, however long

@@ -11,6 +11,7 @@ from l2l.runs.cli.common import RunArg, StorageOpt, console, open_store, run_id_
 from l2l.runs.cli.formatting import MetricView, describe_child, fmt
 from l2l.runs.cli.runs import app
 from l2l.runs.config import UsageError
+from l2l.runs.store_records import MAX_ID
 
 
 def child_lines(run: Any, child: Any) -> list[str]:
@@ -49,7 +50,7 @@ def child_lines(run: Any, child: Any) -> list[str]:
 @app.command("child")
 def runs_child(
     run_ref: RunArg,
-    number: Annotated[int, typer.Argument(metavar="NUMBER", help="The child's number in its run.", min=0)],
+    number: Annotated[int, typer.Argument(metavar="NUMBER", help="The child's number in its run.", min=0, max=MAX_ID)],
     storage: StorageOpt = None,
 ) -> None:
     """One child as recorded: its architecture, figures, where it ran, its curves, and a failure's traceback."""

@@ -161,13 +161,18 @@ def open_store(storage: str | None, create: bool = False) -> Store:
     from l2l.runs.store import DEFAULT_STORAGE, Store
 
     url = storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        parsed = None  # the store says what is wrong with the URL
+    sqlite = parsed is not None and parsed.get_backend_name() == "sqlite" and "uri" not in parsed.query
+    file = parsed.database if sqlite and parsed is not None else None
+    if sqlite and file in (None, "", ":memory:"):  # each command is a process of its own: it would keep nothing
+        raise UsageError(
+            f"the store {url} is an in-memory SQLite database: nothing recorded would outlive this command; "
+            "name a file (sqlite:///l2l.db) or a server"
+        )
     if not create:
-        try:
-            parsed = make_url(url)
-        except (ArgumentError, ValueError):
-            parsed = None  # the store says what is wrong with the URL
-        sqlite = parsed is not None and parsed.get_backend_name() == "sqlite" and "uri" not in parsed.query
-        file = parsed.database if sqlite and parsed is not None else None
         path = Path(file).expanduser() if file and file != ":memory:" else None
         if path is not None and path.parent.is_dir() and not path.exists():  # no folder: the store says so
             raise UsageError(f"no store at {url}: the file {file!r} does not exist (a search creates it)")

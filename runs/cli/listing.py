@@ -13,6 +13,7 @@ from l2l.runs.cli.formatting import fmt
 from l2l.runs.cli.ranking import ranked_space
 from l2l.runs.cli.runs import app, sharing_epochs
 from l2l.runs.config import UsageError
+from l2l.runs.store_records import MAX_ID
 from l2l.search_spaces.registry import absolute_ref
 
 STATES = ("running", "stale", "done", "failed", "interrupted")  # what the status column says, first word
@@ -21,7 +22,7 @@ STATES = ("running", "stale", "done", "failed", "interrupted")  # what the statu
 @app.command("list")
 def runs_list(
     storage: StorageOpt = None,
-    limit: Annotated[int, typer.Option("--limit", help="How many runs, newest first.", min=1)] = 20,
+    limit: Annotated[int, typer.Option("--limit", help="How many runs, newest first.", min=1, max=MAX_ID)] = 20,
     status: Annotated[
         str | None, typer.Option("--status", help=f"Only runs in this state: {', '.join(STATES)}.")
     ] = None,

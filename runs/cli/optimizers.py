@@ -23,6 +23,7 @@ from l2l.runs.cli.common import (
 )
 from l2l.runs.cli.formatting import fmt
 from l2l.runs.config import UsageError
+from l2l.runs.store_records import MAX_ID
 
 if TYPE_CHECKING:
     from l2l.optsearch.language import Rule
@@ -115,7 +116,7 @@ def single_figures(metrics: dict[str, Any], info: dict[str, Any]) -> tuple[str, 
 @app.command("top")
 def optimizers_top(
     run_ref: RunArg,
-    k: Annotated[int, typer.Option("-k", help="How many rules.", min=1)] = 5,
+    k: Annotated[int, typer.Option("-k", help="How many rules.", min=1, max=MAX_ID)] = 5,
     latex: Annotated[
         bool, typer.Option("--latex", help="Also print each formula as LaTeX, one line per rule.")
     ] = False,
@@ -152,7 +153,7 @@ def optimizers_top(
 @app.command("export")
 def optimizers_export(
     run_ref: RunArg,
-    rank: Annotated[int, typer.Option("--rank", help="Which rule: 1 is the best.", min=1)] = 1,
+    rank: Annotated[int, typer.Option("--rank", help="Which rule: 1 is the best.", min=1, max=MAX_ID)] = 1,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Python file to write.")] = None,
     name: Annotated[str, typer.Option("--name", help="Class name of the optimizer.")] = "DiscoveredOptimizer",
     storage: StorageOpt = None,

@@ -21,6 +21,7 @@ from l2l.runs.cli.common import (
 from l2l.runs.cli.formatting import fmt
 from l2l.runs.cli.optimizers import best_rules
 from l2l.runs.config import UsageError
+from l2l.runs.store_records import MAX_ID
 
 app = typer.Typer(help="Draw plots of a run.", no_args_is_help=True)
 
@@ -88,7 +89,7 @@ def plot_pareto_cmd(
 @app.command("arch")
 def plot_arch_cmd(
     run_ref: RunArg,
-    rank: Annotated[int, typer.Option("--rank", help="Which child: 1 is the best.", min=1)] = 1,
+    rank: Annotated[int, typer.Option("--rank", help="Which child: 1 is the best.", min=1, max=MAX_ID)] = 1,
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("arch.png"),
     storage: StorageOpt = None,
 ) -> None:
@@ -349,7 +350,7 @@ def _plot_suite_run(store: Any, run: Any, top: int, lrs: str | None, output: Pat
 @app.command("placement")
 def plot_placement_cmd(
     run_ref: RunArg,
-    rank: Annotated[int, typer.Option("--rank", help="Which child: 1 is the best.", min=1)] = 1,
+    rank: Annotated[int, typer.Option("--rank", help="Which child: 1 is the best.", min=1, max=MAX_ID)] = 1,
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("placement.png"),
     storage: StorageOpt = None,
 ) -> None:

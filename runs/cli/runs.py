@@ -46,6 +46,7 @@ from l2l.runs.cli.ranking import (
 )
 from l2l.runs.cli.retraining import budget_space, record_retrained, retrain_budget, retrain_child
 from l2l.runs.config import SHARING_UNUSED, UsageError
+from l2l.runs.store_records import MAX_ID
 
 if TYPE_CHECKING:
     from l2l.runs.store import RunRecord, Store
@@ -199,7 +200,9 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
 @app.command("top")
 def runs_top(
     run_ref: RunArg,
-    k: Annotated[int, typer.Option("-k", help="How many architectures (children with --by single).", min=1)] = 10,
+    k: Annotated[
+        int, typer.Option("-k", help="How many architectures (children with --by single).", min=1, max=MAX_ID)
+    ] = 10,
     by: ByOpt = "mean",
     storage: StorageOpt = None,
 ) -> None:
@@ -263,6 +266,9 @@ def runs_top(
         say_notes(pruned_note(top))
 
 
+RETRAIN_SEED = "Seed of the retraining (default: the child's own, as it trained)."
+
+
 @app.command("best")
 def runs_best(
     run_ref: RunArg,
@@ -272,9 +278,7 @@ def runs_best(
         int | None, typer.Option("--steps", help="Training steps of the retraining (language models).", min=1)
     ] = None,
     device: Annotated[str, typer.Option("--device", help="Torch device of the retraining.")] = "cpu",
-    seed: Annotated[
-        int | None, typer.Option("--seed", help="Seed of the retraining (default: the child's own, as it trained).")
-    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help=RETRAIN_SEED, min=0, max=MAX_ID)] = None,
     by: ByOpt = "mean",
     storage: StorageOpt = None,
 ) -> None:

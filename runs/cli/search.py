@@ -30,6 +30,7 @@ from l2l.runs.cli.optimizers import suite_warnings
 from l2l.runs.cli.progress import SearchProgress
 from l2l.runs.cli.summary import print_derived, print_summary, start_notes
 from l2l.runs.config import MOVABLE, SearchFlags, UsageError, parse_assignments
+from l2l.runs.store_records import MAX_ID
 
 if TYPE_CHECKING:
     from l2l.runs.store import Store
@@ -53,7 +54,9 @@ STRATEGY_HELP = (
     "`l2l strategies list` shows them with the plugins'."
 )
 StrategyOpt = Annotated[str | None, typer.Option("--strategy", help=STRATEGY_HELP)]
-ChildrenOpt = Annotated[int | None, typer.Option("--children", "-n", help="Children in all \\[default: 100].", min=1)]
+ChildrenOpt = Annotated[
+    int | None, typer.Option("--children", "-n", help="Children in all \\[default: 100].", min=1, max=MAX_ID)
+]
 BatchOpt = Annotated[
     int | None,
     typer.Option(
