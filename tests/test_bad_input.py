@@ -256,6 +256,16 @@ CASES = [
         "error: Invalid value for '--limit': Input should be less than or equal to 2147483647 (see: l2l runs list "
         "--help)",
     ),
+    (  # taken, and then no command could name it: `runs best -5` read an option
+        ["search", "--space", "toy", "-n", "1", "--executor", "local", "--storage", "{db}", "--name", "-5"],
+        1,
+        "error: the run name '-5' starts with '-', which commands read as an option",
+    ),
+    (  # taken, and written raw to the terminal by `runs list`
+        ["search", "--space", "toy", "-n", "1", "--executor", "local", "--storage", "{db}", "--name", "\x1b[31mred"],
+        1,
+        "error: the run name '\\x1b[31mred' holds control characters",
+    ),
     (  # a traceback ending in UnicodeDecodeError
         ["search", "--config", "{tmp}/utf16.toml", "--storage", "{db}"],
         1,
@@ -412,3 +422,22 @@ def test_none_and_whole_numbers_are_read_as_the_setting_declares() -> None:
     with pytest.raises(ValueError, match="epochs must be an integer"):
         coerce("epochs", 2.5, int)
     assert coerce("name", "none", str) == "none" and coerce("name", "none", str | None) == "none"  # text stays text
+
+
+def test_a_run_name_with_brackets_is_shown_and_found_as_typed(tmp_path: Path) -> None:
+    """`--name "[bold]x[/bold]"` was stored as typed but shown as "x" (read as markup), so `runs show x` found
+    nothing."""
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+
+    storage = ["--storage", f"sqlite:///{tmp_path / 'runs.db'}"]
+    name = "[bold]x[/bold]"
+    run = CliRunner().invoke(
+        app, ["search", "--space", "toy", "-n", "1", "--executor", "local", "-q", "--name", name, *storage]
+    )
+    assert run.exit_code == 0, run.output
+    listed = CliRunner().invoke(app, ["runs", "list", *storage], env={"COLUMNS": "200"})
+    shown = CliRunner().invoke(app, ["runs", "show", name, *storage], env={"COLUMNS": "200"})
+    assert name in listed.output and shown.exit_code == 0
+    assert shown.output.startswith(f"run 1 {name}") and f'"name": "{name}"' in " ".join(shown.output.split())

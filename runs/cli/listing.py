@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from l2l.runs.cli.common import StorageOpt, console, open_store, run_id_of, storage_flag, user_errors
+from l2l.runs.cli.common import (
+    StorageOpt,
+    console,
+    open_store,
+    run_id_of,
+    shown_name,
+    storage_flag,
+    user_errors,
+)
 from l2l.runs.cli.formatting import fmt
 from l2l.runs.cli.ranking import ranked_space
 from l2l.runs.cli.runs import app, sharing_epochs
@@ -67,7 +75,7 @@ def runs_list(
                 best = best if top else f"{fmt(derived[0].reward)} shared" if derived else "-"
             row = [
                 str(r.id),
-                r.name or "",
+                escape(shown_name(r.name)),
                 r.space,
                 r.strategy,
                 state.split(" (")[0],

@@ -18,6 +18,7 @@ from l2l.runs.cli.common import (
     most_common_failure,
     open_store,
     run_id_of,
+    shown_name,
     space_of,
     storage_flag,
     user_errors,
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from l2l.runs.store import RunRecord, Store
 
 app = typer.Typer(help="Inspect and export recorded runs.", no_args_is_help=True)
+RETRAIN_SEED = "Seed of the retraining (default: the child's own, as it trained)."
 
 
 @app.command("show")
@@ -73,7 +75,7 @@ def runs_show(
             config = store.get_run(run_id).config
             if config.get("weight_sharing") is not None:  # what a weight-sharing search does not use: not shown
                 config = {k: v for k, v in config.items() if k not in SHARING_UNUSED}
-            console.print("config: " + json.dumps(config, sort_keys=True), highlight=False)
+            console.print("config: " + json.dumps(config, sort_keys=True), highlight=False, markup=False)
             return
         from l2l.runs.cli.progress import follow as follow_lines
         from l2l.runs.driver import run_state
@@ -144,7 +146,7 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
         ranking = rank(store.children(run_id), ranked_space(run))
     state = run_state(run, storage=storage_flag(store))
     lines = [
-        f"[bold]run {run.id}[/] {run.name or ''}  status: {escape(state)}",
+        f"[bold]run {run.id}[/] {escape(shown_name(run.name))}  status: {escape(state)}",
         f"space {run.space}, strategy {run.strategy}, seed {run.seed}, code {run.code_version}",
         f"created {run.created_at:%Y-%m-%d %H:%M:%S}, "
         f"finished {f'{run.finished_at:%Y-%m-%d %H:%M:%S}' if run.finished_at else '-'}"
@@ -264,9 +266,6 @@ def runs_top(
             )
         console.print(table)
         say_notes(pruned_note(top))
-
-
-RETRAIN_SEED = "Seed of the retraining (default: the child's own, as it trained)."
 
 
 @app.command("best")

@@ -17,7 +17,7 @@ from l2l.runs.cli.common import (
     console,
     discard_unstarted,
     err_console,
-    is_run_id,
+    name_problem,
     open_store,
     run_id_of,
     run_log_file,
@@ -351,8 +351,9 @@ def open_run(store: Store, flags: SearchFlags, resume: int | None) -> Any:
                 f"{'does' if len(ignored) == 1 else 'do'} not apply to it; drop {'it' if len(named) == 1 else 'them'}"
             )
         config = SearchConfig.from_json({**(SHARING_DEFAULTS if sharing else DEFAULTS), **settings})
-        if config.name is not None and is_run_id(str(config.name)):  # RUN arguments read it as an id
-            raise UsageError(f"the run name {config.name!r} is a number, which commands read as a run id; add a letter")
+        problem = None if config.name is None else name_problem(str(config.name))
+        if problem is not None:
+            raise UsageError(problem)
         if config.weight_sharing is not None:
             return WeightSharingSearch.start(store, config)
         return Search.start(store, config)
