@@ -25,6 +25,7 @@ class PluginError(SpaceError):
     """A search-space plugin cannot be found, imported or fails validation."""
 
 
+MAX_SEQUENCE = 10_000  # tokens of one architecture (NAS controllers sample tens to hundreds)
 BUILTIN_PREFIX = "l2l."  # where l2l's own spaces live: a plugin cannot take their names
 
 
@@ -276,8 +277,15 @@ def validate_space(space: SearchSpace, samples: int = 32) -> None:
                     f"{label}: anchor {d.name!r} has n_prev={d.n_prev} but {n_anchors} anchors come before it"
                 )
             n_anchors += 1
-    if sequence_length(decisions) == 0:
+    length = sequence_length(decisions)
+    if length == 0:
         raise PluginError(f"{label}: no decision has a choice to make")
+    if length > MAX_SEQUENCE:  # checking it alone took minutes; a controller would unroll over every token
+        options = ", ".join(f"{k}={v!r}" for k, v in sorted(getattr(space, "options", {}).items()))
+        raise PluginError(
+            f"{label}{f' ({options})' if options else ''}: its decisions make a sequence of {length:,} tokens, and "
+            f"l2l takes at most {MAX_SEQUENCE:,} (a controller samples one token at a time)"
+        )
     try:
         Constraints.of(space)  # forbidden combinations that name what exists, a canonical form that is stable
     except SpaceError as exc:  # its message names the space already

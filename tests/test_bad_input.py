@@ -266,6 +266,17 @@ CASES = [
         1,
         "error: the run name '\\x1b[31mred' holds control characters",
     ),
+    (  # validating its 501,500 tokens took 20 s (layers=3000: minutes), and a search could not sample them
+        ["spaces", "show", "toy", "-S", "layers=1000"],
+        1,
+        "error: search space 'toy' (layers=1000, noise=0.0, ops=4, sizes=3, target_seed=0): its decisions make a "
+        "sequence of 501,500 tokens, and l2l takes at most 10,000 (a controller samples one token at a time)",
+    ),
+    (  # every evaluation then failed on "invalid learning rate nan", a table of them printed
+        ["optimizers", "evaluate", "adam", "--lrs", "nan,0.01"],
+        1,
+        "error: --lrs must be finite and positive, got 'nan,0.01'",
+    ),
     (  # a traceback ending in UnicodeDecodeError
         ["search", "--config", "{tmp}/utf16.toml", "--storage", "{db}"],
         1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -162,8 +163,8 @@ def parse_lrs(lrs: str | None, default: tuple[float, ...]) -> tuple[float, ...]:
         grid = tuple(sorted(float(x) for x in lrs.split(",")))
     except ValueError:
         raise UsageError(f"--lrs expects comma-separated numbers, got {lrs!r}") from None
-    if not grid or min(grid) <= 0:
-        raise UsageError(f"--lrs must be positive, got {lrs!r}")
+    if not grid or not all(0 < x < math.inf for x in grid):  # nan compares false both ways: sorted keeps it
+        raise UsageError(f"--lrs must be finite and positive, got {lrs!r}")
     return grid
 
 
