@@ -286,9 +286,12 @@ def make_executor(name: str, device: str = "cpu", options: Mapping[str, Any] | N
         raise ExecutorError(f"unknown executor option(s) {unknown}; known (Ray's): {', '.join(RAY_OPTIONS)}")
     if name == "local":
         if opts:
+            named = ", ".join(
+                f"{k} (--{'dp-option' if k == 'dp_options' else k.replace('_', '-')})" for k in sorted(opts)
+            )
             raise ExecutorError(
-                f"executor options {sorted(opts)} need --executor ray; the local executor runs children one at a "
-                "time in this process and takes none"
+                f"executor options {named} need --executor ray; the local executor runs children one at a time in "
+                "this process and takes none"
             )
         return LocalExecutor(device=device)
     if name == "ray":

@@ -68,6 +68,12 @@ def load_space_class(ref: str) -> type[SearchSpace]:
     if is_file_ref(ref):
         return _load_from_file(ref)
     eps = _entry_points()
+    file = ref.partition(":")[0]
+    if ref not in eps and (file.endswith(".py") or (":" in ref and Path(file).expanduser().is_file())):
+        raise PluginError(
+            f"search space {ref!r}: {f'{file!r} is not a Python file' if ':' in ref else 'a file needs its class'}; "
+            "give path/to/file.py:ClassName"
+        )
     if ref not in eps and MODULE_REF.fullmatch(ref):
         return _load_from_module(ref)
     if ref not in eps:

@@ -277,6 +277,32 @@ CASES = [
         1,
         "error: --lrs must be finite and positive, got 'nan,0.01'",
     ),
+    (  # named the Python key alone, not the flag
+        ["search", "--space", "toy", "-n", "1", "--executor", "local", "--dp-option", "shards=2", "--storage", "{db}"],
+        1,
+        "error: executor options dp_options (--dp-option) need --executor ray; the local executor runs children "
+        "one at a time in this process and takes none",
+    ),
+    (  # the last one silently won
+        ["spaces", "show", "toy", "-S", "layers=3", "-S", "layers=4"],
+        1,
+        "error: --space-option layers is given twice (3, then 4); keep one",
+    ),
+    (  # silently ignored
+        ["search", "--space", "toy", "-n", "1", "--executor", "local", "--dashboard-port", "8099", "--storage", "{db}"],
+        1,
+        "error: --dashboard-port is the port of --dashboard; add --dashboard",
+    ),
+    (  # "unknown search space" with the registered names
+        ["spaces", "show", "{tmp}/noeval.py"],
+        1,
+        "error: search space '{tmp}/noeval.py': a file needs its class; give path/to/file.py:ClassName",
+    ),
+    (  # a path without '/' was imported as the module 'many'
+        ["spaces", "show", "{tmp}/many.toml:Foo"],
+        1,
+        "error: search space '{tmp}/many.toml:Foo': '{tmp}/many.toml' is not an importable Python file",
+    ),
     (  # a traceback ending in UnicodeDecodeError
         ["search", "--config", "{tmp}/utf16.toml", "--storage", "{db}"],
         1,
@@ -452,3 +478,34 @@ def test_a_run_name_with_brackets_is_shown_and_found_as_typed(tmp_path: Path) ->
     shown = CliRunner().invoke(app, ["runs", "show", name, *storage], env={"COLUMNS": "200"})
     assert name in listed.output and shown.exit_code == 0
     assert shown.output.startswith(f"run 1 {name}") and f'"name": "{name}"' in " ".join(shown.output.split())
+
+
+def test_a_log_folder_that_cannot_be_is_named_with_its_variable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`L2L_LOG_DIR` set to a file said "cannot use '...': file exists", naming neither the variable nor Ray's logs."""
+    search_cli = sys.modules["l2l.runs.cli.search"]  # the package's `search` is the command
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("L2L_LOG_DIR", str(tmp_path / "afile"))
+    monkeypatch.setattr(search_cli, "LOG_DIR", tmp_path / "afile")
+    args = ["l2l", "search", "--space", "toy", "-n", "1", "--storage", f"sqlite:///{tmp_path / 'r.db'}"]
+    monkeypatch.setattr(sys, "argv", args)
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    assert (
+        capsys.readouterr().err.strip()
+        == f"error: L2L_LOG_DIR={str(tmp_path / 'afile')!r} cannot hold Ray's logs: not a directory"
+    )
+
+
+def test_a_file_named_without_a_folder_is_read_as_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`spaces show c.toml:Foo` said "importing c.toml failed: No module named 'c'" (read as a module)."""
+    from l2l.search_spaces.registry import PluginError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.toml").write_text("children = 2\n")
+    with pytest.raises(PluginError, match=r"^search space 'c.toml:Foo': 'c.toml' is not a Python file; give "):
+        load_space("c.toml:Foo")
+    with pytest.raises(PluginError, match=r"^search space 'c.py': a file needs its class; give path/to/file.py:"):
+        load_space("c.py")

@@ -449,9 +449,14 @@ def test_assembling_architectures_from_ops_built_before_changes_no_result_of_a_s
     architecture is built in full."""
     from l2l.search_spaces.nb201_cell import NB201CellSpace
 
-    builds = []
+    builds: list[int] = []
     build = NB201CellSpace.build
-    monkeypatch.setattr(NB201CellSpace, "build", lambda self, spec, seed: builds.append(1) or build(self, spec, seed))
+
+    def counted(self: NB201CellSpace, spec: Spec, seed: int) -> Any:
+        builds.append(1)
+        return build(self, spec, seed)
+
+    monkeypatch.setattr(NB201CellSpace, "build", counted)
     ws = {**WS, "steps": 12, "derive": 8}
     config = SearchConfig(space="nb201_cell", space_options=TINY["nb201_cell"], batch=2, seed=3, weight_sharing=ws)
 

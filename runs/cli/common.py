@@ -267,3 +267,16 @@ def name_problem(name: str) -> str | None:
 def shown_name(name: str | None) -> str:
     """A run's name for a terminal: control characters of names stored before `name_problem` shown escaped."""
     return "".join(c if unicodedata.category(c) not in ("Cc", "Cf") else repr(c)[1:-1] for c in name or "")
+
+
+def checked_log_dir(path: Path) -> Path:
+    """``path`` (Ray's log folder), made now when $L2L_LOG_DIR names it, so that a folder that cannot be is
+    named with the variable at the start, not as a bare path when Ray first writes."""
+    given = os.environ.get("L2L_LOG_DIR")
+    if given:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            why = "not a directory" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc)).lower()
+            raise UsageError(f"L2L_LOG_DIR={given!r} cannot hold Ray's logs: {why}") from None
+    return path

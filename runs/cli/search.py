@@ -14,6 +14,7 @@ from rich.markup import escape
 from l2l.runs.cli.common import (
     SpaceOptionOpt,
     StorageOpt,
+    checked_log_dir,
     console,
     discard_unstarted,
     err_console,
@@ -164,7 +165,10 @@ DashboardOpt = Annotated[
     ),
 ]
 DashboardPortOpt = Annotated[
-    int, typer.Option("--dashboard-port", help="Port of --dashboard; 0 takes any free one.", min=0, max=65535)
+    int | None,
+    typer.Option(
+        "--dashboard-port", help="Port of --dashboard; 0 takes any free one \\[default: 8080].", min=0, max=65535
+    ),
 ]
 
 
@@ -196,7 +200,7 @@ def search(
     weight_sharing: WeightSharingOpt = False,
     ws_option: WsOptionOpt = None,
     dashboard: DashboardOpt = False,
-    dashboard_port: DashboardPortOpt = 8080,
+    dashboard_port: DashboardPortOpt = None,
 ) -> None:
     """Run a search: the controller proposes children, they train, their rewards teach the controller."""
     with user_errors(), ExitStack() as stack:
@@ -234,9 +238,11 @@ def search(
         flags = with_weight_sharing(flags, weight_sharing, ws_option)
         store = open_store(storage, create=resume_ref is None)
         resume = None if resume_ref is None else run_id_of(store, resume_ref)
+        if dashboard_port is not None and not dashboard:  # it was ignored
+            raise UsageError("--dashboard-port is the port of --dashboard; add --dashboard")
         if dashboard:
-            start_dashboard(stack, store.url, dashboard_port)
-        route_ray_logs(LOG_DIR / f"ray-{os.getpid()}.log")
+            start_dashboard(stack, store.url, 8080 if dashboard_port is None else dashboard_port)
+        route_ray_logs(checked_log_dir(LOG_DIR) / f"ray-{os.getpid()}.log")
         _install_sigterm()  # before Ray starts (it keeps this handler): a SIGTERM then stops the command cleanly
         try:  # seconds for Ray to start, a minute for an optimizer suite's first reference: said, not silent
             with ExitStack() if quiet else console.status("starting: the executor, then what the space measures first"):
