@@ -218,6 +218,9 @@ class LocalExecutor(Executor):
 
 
 EXECUTOR_NAMES = ("local", "ray")
+# the `l2l search` flag of each executor option that has one (the others come from a config file only)
+FLAGS = {k: f"--{k.replace('_', '-')}" for k in ("address", "cpus_per_child", "gpus_per_child", "max_concurrent",
+         "child_timeout", "workers_per_child", "data_parallel")} | {"dp_options": "--dp-option"}  # fmt: skip
 RAY_OPTIONS = (
     "address",
     "cpus_per_child",
@@ -286,9 +289,7 @@ def make_executor(name: str, device: str = "cpu", options: Mapping[str, Any] | N
         raise ExecutorError(f"unknown executor option(s) {unknown}; known (Ray's): {', '.join(RAY_OPTIONS)}")
     if name == "local":
         if opts:
-            named = ", ".join(
-                f"{k} (--{'dp-option' if k == 'dp_options' else k.replace('_', '-')})" for k in sorted(opts)
-            )
+            named = ", ".join(f"{k} ({FLAGS.get(k, 'a config file key')})" for k in sorted(opts))
             raise ExecutorError(
                 f"executor options {named} need --executor ray; the local executor runs children one at a time in "
                 "this process and takes none"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import json
 import random
 import re
@@ -25,7 +26,7 @@ class PluginError(SpaceError):
     """A search-space plugin cannot be found, imported or fails validation."""
 
 
-MAX_SEQUENCE = 10_000  # tokens of one architecture (NAS controllers sample tens to hundreds)
+MAX_SEQUENCE = 100_000  # tokens of one architecture (NAS controllers sample tens to thousands)
 BUILTIN_PREFIX = "l2l."  # where l2l's own spaces live: a plugin cannot take their names
 
 
@@ -287,7 +288,7 @@ def validate_space(space: SearchSpace, samples: int = 32) -> None:
     if length == 0:
         raise PluginError(f"{label}: no decision has a choice to make")
     if length > MAX_SEQUENCE:  # checking it alone took minutes; a controller would unroll over every token
-        options = ", ".join(f"{k}={v!r}" for k, v in sorted(getattr(space, "options", {}).items()))
+        options = ", ".join(f"{k}={v!r}" for k, v in sorted(_given(space).items()))
         raise PluginError(
             f"{label}{f' ({options})' if options else ''}: its decisions make a sequence of {length:,} tokens, and "
             f"l2l takes at most {MAX_SEQUENCE:,} (a controller samples one token at a time)"
@@ -322,3 +323,15 @@ def validate_space(space: SearchSpace, samples: int = 32) -> None:
             raise PluginError(
                 f"{label}: decode does not round-trip: tokens {list(tokens)} -> spec -> tokens {list(back)}"
             )
+
+
+def _given(space: SearchSpace) -> dict[str, Any]:
+    """The options of ``space`` that differ from its class's defaults (what its user chose)."""
+    try:
+        defaults = {
+            name: p.default for name, p in inspect.signature(type(space).__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }  # fmt: skip
+    except (TypeError, ValueError):
+        defaults = {}
+    return {k: v for k, v in dict(getattr(space, "options", {}) or {}).items() if k not in defaults or defaults[k] != v}

@@ -60,7 +60,10 @@ class SharedNetwork(ABC):
         the modules of architectures it built before (bound, they hold that store's tensors), which saves
         constructing and initializing a child per sampled architecture. What it assembles must have the
         parameter and buffer names and shapes `build` gives (`key` reads them), and an architecture that
-        meets a weight for the first time must be built in full: the store adopts the new weight's values."""
+        meets a weight for the first time must be built in full: the store adopts the new weight's values.
+        Modules shared by several networks take the train/eval mode of the last one set (the search sets it
+        before every forward), and a module whose weight is bound through a `Slot` cannot be shared (binding
+        replaces its parameter by that architecture's slice)."""
         return self.build
 
     def key(self, spec: Spec, name: str, shape: tuple[int, ...]) -> str | Slot:

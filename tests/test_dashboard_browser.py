@@ -249,7 +249,7 @@ def test_a_run_page_redraws_its_best_and_writes_figures_as_the_cli(live: dict[st
         line = "document.querySelector('#best-describe').textContent"
         # evaluated once: its reward, as `l2l runs best` names it
         page.wait_for_function(f"{line}.includes('child 0, reward 0.9000')")
-        assert page.text_content("#best-label") == "best reward"
+        assert page.text_content("#best-label") == "reward of the best architecture (evaluated once)"
         finish(store, run, [(3, TOY_A, 0.9, {}), (4, TOY_A, 0.9, {})])  # the same architecture, the same estimate
         page.wait_for_function(f"{line}.includes(', estimated mean 0.9000 ± 0.0000 (95%) over 3 evaluations (')")
         assert page.text_content("#best-label") == "best estimated mean ± 95% (3 evaluations)"

@@ -130,7 +130,12 @@ def user_errors() -> Iterator[None]:
                 err_console.print(escape(note), highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         if isinstance(exc, OSError) and exc.filename is not None:  # a path given for output (or input) that
-            fail(f"cannot use {str(exc.filename)!r}: {(exc.strerror or type(exc).__name__).lower()}")  # cannot be used
+            why = (exc.strerror or type(exc).__name__).lower()  # cannot be used
+            logs = os.environ.get("L2L_LOG_DIR")
+            if logs and str(exc.filename).startswith(logs):  # Ray's logs, made when it first says something
+                why = "not a directory" if why == "file exists" else why
+                fail(f"L2L_LOG_DIR={logs!r} cannot hold Ray's logs: {why}")
+            fail(f"cannot use {str(exc.filename)!r}: {why}")
         raise
 
 
@@ -257,7 +262,7 @@ def name_problem(name: str) -> str | None:
         return "the run name is empty; give one with a letter, or none"
     if name.startswith("-"):
         return f"the run name {name!r} starts with '-', which commands read as an option"
-    if any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
+    if any(_controls(c) for c in name):
         return f"the run name {name!r} holds control characters"
     if len(name) > MAX_NAME:
         return f"the run name is {len(name)} characters long; at most {MAX_NAME}"
@@ -266,17 +271,10 @@ def name_problem(name: str) -> str | None:
 
 def shown_name(name: str | None) -> str:
     """A run's name for a terminal: control characters of names stored before `name_problem` shown escaped."""
-    return "".join(c if unicodedata.category(c) not in ("Cc", "Cf") else repr(c)[1:-1] for c in name or "")
+    return "".join(repr(c)[1:-1] if _controls(c) else c for c in name or "")
 
 
-def checked_log_dir(path: Path) -> Path:
-    """``path`` (Ray's log folder), made now when $L2L_LOG_DIR names it, so that a folder that cannot be is
-    named with the variable at the start, not as a bare path when Ray first writes."""
-    given = os.environ.get("L2L_LOG_DIR")
-    if given:
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            why = "not a directory" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc)).lower()
-            raise UsageError(f"L2L_LOG_DIR={given!r} cannot hold Ray's logs: {why}") from None
-    return path
+def _controls(c: str) -> bool:
+    """Whether ``c`` steers a terminal: a control character, or a bidirectional override or isolate (joiners
+    and other format characters that words and emoji need are not)."""
+    return unicodedata.category(c) == "Cc" or "\u202a" <= c <= "\u202e" or "\u2066" <= c <= "\u2069"

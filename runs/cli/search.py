@@ -14,7 +14,6 @@ from rich.markup import escape
 from l2l.runs.cli.common import (
     SpaceOptionOpt,
     StorageOpt,
-    checked_log_dir,
     console,
     discard_unstarted,
     err_console,
@@ -242,7 +241,7 @@ def search(
             raise UsageError("--dashboard-port is the port of --dashboard; add --dashboard")
         if dashboard:
             start_dashboard(stack, store.url, 8080 if dashboard_port is None else dashboard_port)
-        route_ray_logs(checked_log_dir(LOG_DIR) / f"ray-{os.getpid()}.log")
+        route_ray_logs(LOG_DIR / f"ray-{os.getpid()}.log")
         _install_sigterm()  # before Ray starts (it keeps this handler): a SIGTERM then stops the command cleanly
         try:  # seconds for Ray to start, a minute for an optimizer suite's first reference: said, not silent
             with ExitStack() if quiet else console.status("starting: the executor, then what the space measures first"):

@@ -36,7 +36,9 @@ def best_of(reader: Reader, charts: figures.Cache, summary: dict[str, Any]) -> d
         return plain
     estimate, mean, pm, child, n, _ = found
     if n == 1:  # evaluated once: its reward, as `l2l runs best` gives it (the estimate beside it on the best line)
-        return {**plain, "best": mean, "best_child": child, "best_once": estimate}
+        # another architecture may have a higher single reward: this one is the best by estimated mean
+        return {**plain, "best": mean, "best_child": child, "best_once": estimate,
+                "best_label": "reward of the best architecture (evaluated once)"}  # fmt: skip
     label = f"best estimated mean{' ± 95%' if pm is not None else ''} ({n} evaluations)"
     return {**summary, "best": estimate, "best_child": child, "best_n": n, "best_pm": pm, "best_estimated": True,
             "best_label": label}  # fmt: skip

@@ -59,15 +59,18 @@ def check_shared_network(space: SearchSpace, specs: int = 5, seed: int = 0) -> N
     assert isinstance(network, SharedNetwork), f"shared_network() returned {type(network).__name__}"
     check_coverage(space, network)
     build = network.sharing_builder()
-    # a cache of one: the specs checked below are bound again, as the search binds an architecture it met
-    # before (a builder may then assemble it from modules built for the others)
+    own = type(network).sharing_builder is not SharedNetwork.sharing_builder  # a builder of its own, not `build`
+    # with one: a cache of one, so the specs checked below are bound again, as the search binds an architecture
+    # it met before (the builder may then assemble it from modules built for the others)
     weights = SharedWeights(
-        lambda spec: build(spec, 0), lambda spec: lambda name, shape: network.key(spec, name, shape), cache=1
+        lambda spec: build(spec, 0),
+        lambda spec: lambda name, shape: network.key(spec, name, shape),
+        cache=1 if own else 64,
     )
     drawn = _specs(space, specs, seed)
     for spec in drawn:  # several architectures fill the store, so its weights are no single child's initial ones
         weights.model(spec)
-    for spec in drawn:
+    for spec in drawn if own else ():
         assert _names_and_shapes(build(spec, 0)) == _names_and_shapes(network.build(spec, 0)), (
             f"{space.describe(spec)}: sharing_builder() made a network whose weights are not the stand-alone child's"
         )
