@@ -504,6 +504,7 @@ def test_the_best_is_the_one_runs_best_names_where_architectures_repeat(tmp_path
         summary = c.get("/api/runs/1").json()
         shown = c.get("/api/runs/1/best").json()["child"]
         page = " ".join(c.get("/runs/1").text.split())
+        home = " ".join(c.get("/").text.split())
         progress = c.get("/api/runs/1/progress").json()
         (compared,) = c.get("/api/compare", params={"runs": "1"}).json()["runs"]
     for s in (listed, summary):
@@ -514,6 +515,7 @@ def test_the_best_is_the_one_runs_best_names_where_architectures_repeat(tmp_path
     assert f"best estimated mean ± 95% ({best.estimate.n} evaluations)" in page
     shown_text = re.search(r'id="best-reward" class="big">([^<]*)</span><span id="best-pm" class="big">([^<]*)<', page)
     assert shown_text and "".join(shown_text.groups()) == estimate_text(best)
+    assert f">{estimate_text(best)}</td>" in home  # the runs list says it as well
     assert summary["best_pm"] == pytest.approx(half_width(best.estimate))
     said = CliRunner().invoke(app, ["runs", "best", "1", "--storage", url], env={"COLUMNS": "200"}).output
     assert f"estimated reward {estimate_text(best)} (95%)" in " ".join(said.split())
@@ -824,10 +826,10 @@ def test_a_weight_sharing_run_says_what_it_counts_and_filters_by_derived(
     store.record_scored(run, [ScoredChild(4 + k, 2, (k,), spec, "candidate", 0.2, {}) for k in range(2)])
     store.record_scored(run, [ScoredChild(6, 2, (2,), spec, "derived", 0.25, {})])
     summary = c.get(f"/api/runs/{run}").json()
-    assert summary["scored"] == 4 and summary["derive_note"] == "then 3 derive candidates scored, 1 derived"
+    assert summary["scored"] == 4 and summary["derive_note"] == "then 3 derive candidates scored (1 of them derived)"
     assert c.get(f"/api/runs/{run}/children").json()["total"] == 4 + 3  # the card's figures add up to the list
     after = c.get(f"/runs/{run}").text
-    assert "then 3 derive candidates scored, 1 derived</span>" in after and "derived (1)</option>" in after
+    assert "then 3 derive candidates scored (1 of them derived)</span>" in after and "derived (1)</option>" in after
     assert "shared (4)</option>" in after and "candidate (2)</option>" in after
     derived = c.get(f"/api/runs/{run}/children", params={"status": "derived"}).json()
     assert [r["number"] for r in derived["rows"]] == [6] == [summary["best_child"]]

@@ -36,8 +36,8 @@ def derive_note(counts: dict[str, int]) -> str:
     n = counts.get("candidate", 0) + counts.get("derived", 0)
     if not n:
         return ""
-    derived = ", 1 derived" if counts.get("derived") else ""
-    retrained = f", {counts['done']} retrained" if counts.get("done") else ""
+    derived = " (1 of them derived)" if counts.get("derived") else ""
+    retrained = f", then {counts['done']} retrained" if counts.get("done") else ""
     return f"then {n} derive candidate{'s' * (n != 1)} scored{derived}{retrained}"
 
 

@@ -119,6 +119,11 @@ function toggleCompare(event) {
   drawCompare();
 }
 
+// a run's best as `l2l runs best` gives it: the estimated mean ± its 95% half-width where it has one
+function bestText(r) {
+  return `${fmt(r.best)}${r.best_pm === null || r.best_pm === undefined ? "" : ` ± ${r.best_pm.toFixed(4)}`}`;
+}
+
 function runRow(r, picked) {
   const tr = el("tr", null, { "data-run": r.id });
   const box = el("input", null, { type: "checkbox", class: "pick", value: r.id, "aria-label": `compare run ${r.id}` });
@@ -129,7 +134,7 @@ function runRow(r, picked) {
     // the state's first words (stale, running...): the why and how to resume are its tooltip and on the run's page
     el("span", r.state.split(" (")[0], { class: `state ${stateClass(r)}`, title: r.state }),
     r.weight_sharing ? r.scored : r.done, r.failed, r.planned,
-    fmt(r.best), when(r.created_at), seconds(r.duration_s)];
+    bestText(r), when(r.created_at), seconds(r.duration_s)];
   cells.forEach((c, i) => {
     const td = el("td", c instanceof Node ? null : c);
     if (c instanceof Node) td.appendChild(c);
