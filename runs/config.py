@@ -36,8 +36,6 @@ def parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
             value: Any = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = float(raw) if PYTHON_FLOAT.fullmatch(raw.strip()) else raw
-        if key.strip() in out:  # the last one silently won
-            raise UsageError(f"{flag} {key.strip()} is given twice ({out[key.strip()]!r}, then {value!r}); keep one")
         out[key.strip()] = value
     return out
 

@@ -283,11 +283,6 @@ CASES = [
         "error: executor options dp_options (--dp-option) need --executor ray; the local executor runs children "
         "one at a time in this process and takes none",
     ),
-    (  # the last one silently won
-        ["spaces", "show", "toy", "-S", "layers=3", "-S", "layers=4"],
-        1,
-        "error: --space-option layers is given twice (3, then 4); keep one",
-    ),
     (  # silently ignored
         ["search", "--space", "toy", "-n", "1", "--executor", "local", "--dashboard-port", "8099", "--storage", "{db}"],
         1,
