@@ -285,6 +285,26 @@ def test_a_child_of_one_epoch_says_its_curves_in_words(live: dict[str, Any], pag
     assert page.text_content("#curves-note") == ""
 
 
+def test_a_run_whose_children_all_failed_says_what_its_crosses_are(live: dict[str, Any], page: Any) -> None:
+    """Its reward chart drew the failed children as red crosses at 0 with no legend: they read as rewards of 0."""
+    from l2l.runs.store import NewChild
+    from l2l.search_spaces import load_space
+
+    finished(live)
+    store = live["store"]
+    run = store.create_run(space="toy", strategy="random", config={}, seed=0, n_children=2, code_version="t")
+    toy = load_space("toy", {})
+    store.add_children(
+        run, [NewChild(n, n, t, toy.decode(t).to_json(), -1.0, 1.0, 0) for n, t in ((0, TOY_A), (1, TOY_B))]
+    )
+    for n in (0, 1):
+        store.finish_child(run, n, {"status": "failed", "reward": None, "error": "SpaceError: no"}, 0.0)
+    store.set_run_status(run, "done")
+    page.goto(f"{live['base']}/runs/{run}")
+    page.wait_for_selector("#chart-progress .legendtext")
+    assert page.locator("#chart-progress .legendtext").all_text_contents() == ["failed (no reward; drawn at 0)"]
+
+
 def test_one_compared_run_is_named_and_a_missing_one_said(live: dict[str, Any], page: Any) -> None:
     """With one run the chart had no legend (plotly hides a lone trace's): nothing said which run it drew; and
     `/?compare=2,99` dropped run 99 without a word."""

@@ -268,12 +268,15 @@ async function refreshProgress(runId) {
       line: { color: COLOURS[1], width: 1.5 } });
   }
   if (p.failed.x.length) {
-    traces.push({ x: p.failed.x, y: p.failed.y, mode: "markers", name: "failed",
+    // a failed child has no reward: it is drawn at the lowest one (at 0 when none succeeded), and says so
+    traces.push({ x: p.failed.x, y: p.failed.y, mode: "markers",
+      name: p.children.x.length ? "failed (drawn at the lowest reward)" : "failed (no reward; drawn at 0)",
       marker: { symbol: "x", color: COLOURS[3], size: 6 } });
   }
   const numbers = [...p.children.x, ...p.failed.x];
   draw("chart-progress", traces, {
     xaxis: { title: { text: "child" }, ...wholeAxis(numbers) }, yaxis: { title: { text: p.reward_label } },
+    showlegend: true, // with one trace drawn plotly would hide it: a failed child's cross must say what it is
   });
   const nothing = !p.children.x.length; // an empty chart said nothing: say what it waits for
   setText("progress-note", nothing && !p.failed.x.length ? "No child has finished yet." : p.children.shown < p.children.of
