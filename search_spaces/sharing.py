@@ -179,7 +179,7 @@ class ClassifierNetwork(SharedNetwork):
         return self._build(spec, seed)
 
     def sharing_builder(self) -> Callable[[Spec, int], nn.Module]:
-        return self._sharing_builder() if self._sharing_builder is not None else self._build
+        return self._sharing_builder() if self._sharing_builder is not None else self.build
 
     def key(self, spec: Spec, name: str, shape: tuple[int, ...]) -> str | Slot:
         return self._key(spec, name, shape) if self._key is not None else super().key(spec, name, shape)

@@ -59,7 +59,7 @@ def check_shared_network(space: SearchSpace, specs: int = 5, seed: int = 0) -> N
     assert isinstance(network, SharedNetwork), f"shared_network() returned {type(network).__name__}"
     check_coverage(space, network)
     build = network.sharing_builder()
-    own = type(network).sharing_builder is not SharedNetwork.sharing_builder  # a builder of its own, not `build`
+    own = build != network.build  # a builder of its own (the default is the bound `build` itself)
     # with one: a cache of one, so the specs checked below are bound again, as the search binds an architecture
     # it met before (the builder may then assemble it from modules built for the others)
     weights = SharedWeights(
