@@ -132,7 +132,8 @@ def user_errors() -> Iterator[None]:
         if isinstance(exc, OSError) and exc.filename is not None:  # a path given for output (or input) that
             why = (exc.strerror or type(exc).__name__).lower()  # cannot be used
             logs = os.environ.get("L2L_LOG_DIR")
-            if logs and str(exc.filename).startswith(logs):  # Ray's logs, made when it first says something
+            # Ray's logs, made when it first says something, in a folder that cannot be one
+            if logs and not Path(logs).is_dir() and Path(str(exc.filename)).is_relative_to(logs):
                 why = "not a directory" if why == "file exists" else why
                 fail(f"L2L_LOG_DIR={logs!r} cannot hold Ray's logs: {why}")
             fail(f"cannot use {str(exc.filename)!r}: {why}")
