@@ -305,6 +305,23 @@ def test_a_run_whose_children_all_failed_says_what_its_crosses_are(live: dict[st
     assert page.locator("#chart-progress .legendtext").all_text_contents() == ["failed (no reward; drawn at 0)"]
 
 
+def test_back_steps_through_the_childrens_filter_and_sort(live: dict[str, Any], page: Any) -> None:
+    """Sort, page and filter replaced the address: Back went from a filtered, sorted table straight off the page."""
+    finished(live)
+    page.goto(f"{live['base']}/runs/2")
+    page.wait_for_selector("#children tbody tr")
+    page.select_option("#status-filter", "failed")
+    page.wait_for_url("**/runs/2?status=failed")
+    page.locator("#children th[data-sort='reward']").click()
+    page.wait_for_url("**/runs/2?status=failed&sort=reward&order=desc")
+    page.go_back()
+    page.wait_for_url("**/runs/2?status=failed")
+    page.wait_for_function("!document.querySelector(\"#children th[data-sort='reward']\").classList.contains('sorted')")
+    page.go_back()
+    page.wait_for_url("**/runs/2")
+    page.wait_for_function("document.querySelector('#status-filter').value === ''")
+
+
 def test_one_compared_run_is_named_and_a_missing_one_said(live: dict[str, Any], page: Any) -> None:
     """With one run the chart had no legend (plotly hides a lone trace's): nothing said which run it drew; and
     `/?compare=2,99` dropped run 99 without a word."""

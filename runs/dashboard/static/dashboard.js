@@ -454,7 +454,14 @@ async function refreshTable(runId) {
   if (text) shown.set("q", text);
   if (table.sort !== "number" || table.order !== "asc") { shown.set("sort", table.sort); shown.set("order", table.order); }
   if (table.page > 1) shown.set("page", table.page);
-  history.replaceState(null, "", `${window.location.pathname}${shown.toString() ? `?${shown}` : ""}`);
+  const address = `${window.location.pathname}${shown.toString() ? `?${shown}` : ""}`;
+  if (address !== `${window.location.pathname}${window.location.search}`) {
+    // a new filter, sort or page is a step Back returns from; typing in the text filter replaces its own step
+    const was = new URLSearchParams(window.location.search);
+    const typed = was.get("q") !== shown.get("q") && [...shown.keys(), ...was.keys()].every(
+      (k) => k === "q" || was.get(k) === shown.get(k));
+    history[typed && was.has("q") ? "replaceState" : "pushState"](null, "", address);
+  }
   const data = await getJSON(`/api/runs/${runId}/children?${q}`);
   if (mine !== tableRequest) return; // a filter, sort or page sent since: its answer is the one to show
   table.total = data.total;
@@ -512,6 +519,15 @@ function initRun() {
     typing = setTimeout(() => { table.page = 1; again(); }, 300);
   });
   document.getElementById("filters").addEventListener("submit", (e) => e.preventDefault());
+  window.addEventListener("popstate", () => { // Back or Forward: the table as that address had it
+    const at = new URLSearchParams(window.location.search);
+    document.getElementById("status-filter").value = at.get("status") || "";
+    document.getElementById("text-filter").value = at.get("q") || "";
+    table.sort = at.get("sort") || "number";
+    table.order = at.get("order") || "asc";
+    table.page = Number(at.get("page") || 1);
+    again();
+  });
   document.getElementById("cost").addEventListener("change", () => refreshPareto(runId));
   document.getElementById("best-arch").addEventListener("error", (e) => { e.target.hidden = true; });
   refreshRun(runId);
