@@ -1,6 +1,7 @@
-"""What assembling architectures from modules built before saves a weight-sharing search (`nb201_cell`).
+"""What assembling architectures from modules built before saves a weight-sharing search.
 
-`python -m benchmarks.ws_builds --seeds 4 5 6 7 8 9`: for each seed, the default weight-sharing search twice in
+`python -m benchmarks.ws_builds --seeds 4 5 6 7 8 9` (`--space micro` for ENAS cells; `nb201_cell` by
+default): for each seed, the default weight-sharing search of the space twice in
 this process, once as l2l runs it (the space's `sharing_builder` assembles an architecture whose ops were all
 built before) and once with every sampled architecture built in full (`SharedNetwork.sharing_builder`, the
 default of a space that offers no builder: what the search did before), the order alternating from seed to
@@ -22,13 +23,13 @@ from benchmarks.weight_sharing import ws_search
 from l2l.search_spaces.sharing import ClassifierNetwork, SharedNetwork
 
 
-def one(seed: int, in_full: bool) -> dict[str, Any]:
-    """One default `nb201_cell` weight-sharing search; what it cost and what it recorded."""
+def one(space: str, seed: int, in_full: bool) -> dict[str, Any]:
+    """One default weight-sharing search of ``space``; what it cost and what it recorded."""
     assembling = ClassifierNetwork.sharing_builder
     if in_full:
         ClassifierNetwork.sharing_builder = SharedNetwork.sharing_builder  # type: ignore[method-assign]
     try:
-        res = ws_search("nb201_cell", {}, "reinforce", seed, {})
+        res = ws_search(space, {}, "reinforce", seed, {})
     finally:
         ClassifierNetwork.sharing_builder = assembling  # type: ignore[method-assign]
     search = res["search"]
@@ -39,13 +40,14 @@ def one(seed: int, in_full: bool) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[4, 5, 6])
-    parser.add_argument("--name", default="ws_builds", help="result file under benchmarks/results")
+    parser.add_argument("--space", choices=["nb201_cell", "micro"], default="nb201_cell")
+    parser.add_argument("--name", help="result file under benchmarks/results (ws_builds, ws_builds_micro)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []
     for i, seed in enumerate(args.seeds):
         order = (False, True) if i % 2 == 0 else (True, False)
-        runs = {in_full: one(seed, in_full) for in_full in order}
+        runs = {in_full: one(args.space, seed, in_full) for in_full in order}
         rows.append(
             {
                 "seed": seed,
@@ -62,7 +64,8 @@ def main() -> None:
     ]
     print_table(["seed", "assembled CPU s", "built in full CPU s", "ratio", "same record"], table)
     print(f"median ratio {statistics.median(ratios):.2f}")
-    print(f"wrote {write_json(args.name, {'runs': rows, 'median_ratio': statistics.median(ratios)})}")
+    name = args.name or ("ws_builds" if args.space == "nb201_cell" else f"ws_builds_{args.space}")
+    print(f"wrote {write_json(name, {'runs': rows, 'median_ratio': statistics.median(ratios)})}")
 
 
 if __name__ == "__main__":

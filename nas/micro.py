@@ -14,7 +14,7 @@ followed by a 1-wide one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -29,11 +29,24 @@ def make_op(name: str, c: int, stride: int, dims: int) -> nn.Module:
     return build_op(name, c, stride, dims, NASNET_OPS, "micro op")
 
 
+OpMaker = Callable[[int, str, int, int, int], nn.Module]
+"""``(slot, name, c, stride, dims)`` -> the module of op ``name`` at input slot ``slot`` of a cell (`make_op`
+builds a new one; weight sharing may hand back one built before)."""
+
+
 class MicroCell(nn.Module):
     """One cell. ``c_pp`` and ``c_p``: channels of the two inputs; ``reduce_prev``: node 0 is twice as big."""
 
     def __init__(
-        self, nodes: Sequence[MicroNode], c_pp: int, c_p: int, c: int, reduction: bool, reduce_prev: bool, dims: int
+        self,
+        nodes: Sequence[MicroNode],
+        c_pp: int,
+        c_p: int,
+        c: int,
+        reduction: bool,
+        reduce_prev: bool,
+        dims: int,
+        op_maker: OpMaker | None = None,
     ) -> None:
         super().__init__()
         for b, node in enumerate(nodes):
@@ -45,7 +58,11 @@ class MicroCell(nn.Module):
         self.ops = nn.ModuleList()
         for node in self.nodes:
             for src, op in ((node.a, node.op_a), (node.b, node.op_b)):
-                self.ops.append(make_op(op, c, 2 if reduction and src < 2 else 1, dims))
+                stride = 2 if reduction and src < 2 else 1
+                if op_maker is None:
+                    self.ops.append(make_op(op, c, stride, dims))
+                else:
+                    self.ops.append(op_maker(len(self.ops), op, c, stride, dims))
         self.out = loose_ends(self.nodes)
         self.c_out = c * len(self.out)
 
@@ -69,7 +86,9 @@ class MicroNet(nn.Module):
         cells: int = 1,
         reductions: int = 2,
         stem_multiplier: int = 3,
+        op_maker: Callable[[int], OpMaker] | None = None,
     ) -> None:
+        """``op_maker(i)``: how cell ``i`` makes its ops (`make_op` when None)."""
         super().__init__()
         dims = len(shape) - 1
         if dims not in (1, 2):
@@ -84,11 +103,13 @@ class MicroNet(nn.Module):
         for stage in range(reductions + 1):
             if stage > 0:
                 c *= 2
-                cell = MicroCell(reduce, c_pp, c_p, c, True, reduce_prev, dims)
+                maker = op_maker(len(self.cells)) if op_maker else None
+                cell = MicroCell(reduce, c_pp, c_p, c, True, reduce_prev, dims, maker)
                 self.cells.append(cell)
                 c_pp, c_p, reduce_prev = c_p, cell.c_out, True
             for _ in range(cells):
-                cell = MicroCell(normal, c_pp, c_p, c, False, reduce_prev, dims)
+                maker = op_maker(len(self.cells)) if op_maker else None
+                cell = MicroCell(normal, c_pp, c_p, c, False, reduce_prev, dims, maker)
                 self.cells.append(cell)
                 c_pp, c_p, reduce_prev = c_p, cell.c_out, False
         pool = nn.AdaptiveAvgPool1d(1) if dims == 1 else nn.AdaptiveAvgPool2d(1)

@@ -107,8 +107,9 @@ class MicroSpace(DatasetSpace):
             edges += [[base + i, base + len(nodes) + 2, "concat"] for i in loose_ends(nodes)]
         return {"nodes": labels, "edges": edges}
 
-    def build(self, spec: Spec, seed: int) -> Any:
-        """The network of ``spec`` with the initial weights of ``seed``, and one example input."""
+    def build(self, spec: Spec, seed: int, op_maker: Any = None) -> Any:
+        """The network of ``spec`` with the initial weights of ``seed``, and one example input; ``op_maker``:
+        how each cell makes its ops (`l2l.nas.micro.MicroNet`), new ones when None."""
         import torch
 
         from l2l.nas.data import load_dataset
@@ -127,6 +128,7 @@ class MicroSpace(DatasetSpace):
                 channels=self.channels,
                 cells=self.n_cells,
                 reductions=self.reductions,
+                op_maker=op_maker,
             )
         return model, data.val.x[:1]
 
@@ -144,7 +146,38 @@ class MicroSpace(DatasetSpace):
             lambda spec, seed: self.build(spec, seed)[0],
             self._shared_key,
             [d.name for d in self.decisions()],
+            self._sharing_builder,
         )
+
+    def _sharing_builder(self) -> Any:
+        """Networks for one store of shared weights: where every op at every cell's input slot was built before
+        (the same op, stride and slot), the network takes those modules and builds the rest (stem, the cells'
+        input convolutions and the classifier, whose weights are slots of the shared ones), else it is built
+        in full."""
+        ops: dict[tuple[int, int, str, int], Any] = {}  # (cell, slot, op, stride) -> its module
+
+        def maker(cell: int) -> Any:
+            def take(slot: int, op: str, c: int, stride: int, dims: int) -> Any:
+                if (cell, slot, op, stride) not in ops:
+                    raise _Unbuilt
+                return ops[cell, slot, op, stride]
+
+            return take
+
+        def build(spec: Spec, seed: int) -> Any:
+            try:
+                return self.build(spec, seed, maker)[0]
+            except _Unbuilt:
+                network = self.build(spec, seed)[0]
+            kinds = self.cell_kinds()
+            for i, cell in enumerate(network.cells):
+                for slot, module in enumerate(cell.ops):
+                    node = cell.nodes[slot // 2]
+                    src, op = (node.a, node.op_a) if slot % 2 == 0 else (node.b, node.op_b)
+                    ops.setdefault((i, slot, op, 2 if kinds[i] == "reduce" and src < 2 else 1), module)
+            return network
+
+        return build
 
     def cell_kinds(self) -> list[str]:
         """The kind of each cell of the network, in order (what `l2l.nas.micro.MicroNet` stacks)."""
@@ -193,3 +226,7 @@ class MicroSpace(DatasetSpace):
         epochs = int(ctx.budget.get("epochs", self.epochs))
         config = TrainConfig(epochs=epochs, lr=self.lr, batch_size=self.batch_size)
         return train_and_measure(model, example, config, ctx, self.dataset, {"arch": self.describe(spec)})
+
+
+class _Unbuilt(Exception):
+    """An op at a cell's slot that no network of the store has built yet: the network is built in full."""

@@ -441,31 +441,31 @@ def test_an_interrupted_search_of_any_strategy_resumes_as_the_uninterrupted_one(
     assert [e.train_loss for e in store.epochs(search.run_id)] == [e.train_loss for e in reference.epochs(ref_id)]
 
 
+@pytest.mark.parametrize("name", ["nb201_cell", "micro"])
 def test_assembling_architectures_from_ops_built_before_changes_no_result_of_a_search(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    """nb201_cell's sharing builder assembles an architecture whose ops were all built before (no child
-    constructed and initialized per architecture); the search records exactly what it records when every
-    architecture is built in full."""
-    from l2l.search_spaces.nb201_cell import NB201CellSpace
-
+    """A space's sharing builder makes an architecture whose ops were all built before from those modules (no
+    child constructed and initialized in full per architecture); the search records exactly what it records
+    when every architecture is built in full."""
+    space_class: Any = type(load_space(name, TINY[name]))
     builds: list[int] = []
-    build = NB201CellSpace.build
+    build = space_class.build
 
-    def counted(self: NB201CellSpace, spec: Spec, seed: int) -> Any:
-        builds.append(1)
-        return build(self, spec, seed)
+    def counted(self: Any, spec: Spec, seed: int, *args: Any) -> Any:
+        builds.append(not args or args[0] is None)  # a build in full (micro's builder passes how to make ops)
+        return build(self, spec, seed, *args)
 
-    monkeypatch.setattr(NB201CellSpace, "build", counted)
-    ws = {**WS, "steps": 12, "derive": 8}
-    config = SearchConfig(space="nb201_cell", space_options=TINY["nb201_cell"], batch=2, seed=3, weight_sharing=ws)
+    monkeypatch.setattr(space_class, "build", counted)
+    ws = {**WS, "steps": 24, "derive": 8}
+    config = SearchConfig(space=name, space_options=TINY[name], batch=2, seed=3, weight_sharing=ws)
 
     def search(name: str) -> tuple[list[Any], list[float], int]:
         builds.clear()
         store = Store(f"sqlite:///{tmp_path / name}")
         run_id = WeightSharingSearch.start(store, config).run()
         children = [(c.number, c.status, c.tokens, c.reward) for c in store.children(run_id)]
-        return children, [e.train_loss for e in store.epochs(run_id)], len(builds)
+        return children, [e.train_loss for e in store.epochs(run_id)], sum(builds)
 
     assembled, losses, few = search("assembled.db")
     monkeypatch.setattr(ClassifierNetwork, "sharing_builder", SharedNetwork.sharing_builder)  # build every one
