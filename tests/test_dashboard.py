@@ -835,6 +835,31 @@ def test_a_weight_sharing_run_says_what_it_counts_and_filters_by_derived(
     assert [r["number"] for r in derived["rows"]] == [6] == [summary["best_child"]]
 
 
+def test_a_derive_candidate_and_a_retrained_child_say_where_they_come_from(
+    tmp_path: Path, sharing_run: Callable[..., int]
+) -> None:
+    """A weight-sharing run's retrained child's page said "batch -1" (its derived architecture's) and nothing
+    of the child it retrained or its budget."""
+    from l2l.runs.cli.retraining import record_retrained
+    from l2l.runs.dashboard.app import create_app
+    from l2l.search_spaces.results import Result
+
+    url = f"sqlite:///{tmp_path / 'ws.db'}"
+    store = Store(url)
+    run = sharing_run(store, [[0.0, 0.1]], 2)
+    spec = {"space": "toy", "values": [["op_0", "op1"]]}
+    store.record_scored(run, [ScoredChild(2, -1, (0,), spec, "derived", 0.25, {})])
+    (derived,) = store.children(run, "derived")
+    again = record_retrained(store, run, derived, Result(reward=0.5), {"epochs": 1}, 7)
+    c = TestClient(create_app(url))
+    retrained = " ".join(c.get(f"/runs/{run}/children/{again}").text.split())
+    assert f'retrained from scratch: <a href="/runs/{run}/children/2">child 2</a>, epochs 1, seed 7</span>' in retrained
+    assert "batch -1" not in retrained
+    assert "scored in the derive phase" in c.get(f"/runs/{run}/children/2").text
+    said = CliRunner().invoke(app, ["runs", "child", str(run), str(again), "--storage", url], env={"COLUMNS": "200"})
+    assert f"child {again} of run {run}: done, retrained from scratch: child 2, epochs 1, seed 7," in said.output
+
+
 def test_the_children_filter_and_sort_are_kept_in_the_address(client: TestClient) -> None:
     """A reload lost the children list's filter and sort: the run page's address now keeps them, and the page
     opens with them (the script reads them from the page and writes them back as they change)."""

@@ -17,8 +17,14 @@ from l2l.runs.store_records import MAX_ID
 def child_lines(run: Any, child: Any) -> list[str]:
     """What `runs child` prints of ``child`` of ``run``: plain text lines (no Rich markup)."""
     view = MetricView.of(run.space, [child])
+    info = child.metrics.get("info") or {}
+    if info.get("retrained_from") is not None:  # a weight-sharing run's derived architecture trained from scratch
+        budget = "".join(f", {k} {v}" for k, v in (info.get("retrained_with") or {}).items())
+        origin = f"retrained from scratch: child {info['retrained_from']}{budget}"
+    else:
+        origin = "scored in the derive phase" if child.batch < 0 else f"batch {child.batch}"
     out = [
-        f"child {child.number} of run {run.id}: {child.status}, batch {child.batch}, attempts {child.attempts}",
+        f"child {child.number} of run {run.id}: {child.status}, {origin}, attempts {child.attempts}",
         f"architecture: {describe_child(run, child, plain=True)}",  # these lines are printed without markup
         f"tokens: {list(child.tokens)}",
     ]
