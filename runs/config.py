@@ -138,7 +138,12 @@ def sharing_conflicts(settings: Mapping[str, Any]) -> list[str]:
     if settings.get("executor") not in (None, "local"):
         names.append("executor")
     names += [k for k, v in (settings.get("executor_options") or {}).items() if v not in (None, {}, [])]
-    return [{"dp_options": "dp-option"}.get(n, n.replace("_", "-")) for n in names]  # as the flags are spelt
+    return [flag_spelling(n) for n in names]
+
+
+def flag_spelling(setting: str) -> str:
+    """A setting's name as its `l2l search` flag spells it, without the dashes (``dp_options``: ``dp-option``)."""
+    return {"dp_options": "dp-option"}.get(setting, setting.replace("_", "-"))
 
 
 def merge_settings(

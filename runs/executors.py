@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from l2l.runs.config import flag_spelling
 from l2l.search_spaces.api import Context, Result, SearchSpace, Spec
 from l2l.search_spaces.results import checked_result
 
@@ -218,9 +219,9 @@ class LocalExecutor(Executor):
 
 
 EXECUTOR_NAMES = ("local", "ray")
-# the `l2l search` flag of each executor option that has one (the others come from a config file only)
-FLAGS = {k: f"--{k.replace('_', '-')}" for k in ("address", "cpus_per_child", "gpus_per_child", "max_concurrent",
-         "child_timeout", "workers_per_child", "data_parallel")} | {"dp_options": "--dp-option"}  # fmt: skip
+# the executor options that `l2l search` takes as flags (the others come from a config file only)
+FLAGGED = ("address", "cpus_per_child", "gpus_per_child", "max_concurrent", "child_timeout", "workers_per_child",
+           "data_parallel", "dp_options")  # fmt: skip
 RAY_OPTIONS = (
     "address",
     "cpus_per_child",
@@ -289,7 +290,9 @@ def make_executor(name: str, device: str = "cpu", options: Mapping[str, Any] | N
         raise ExecutorError(f"unknown executor option(s) {unknown}; known (Ray's): {', '.join(RAY_OPTIONS)}")
     if name == "local":
         if opts:
-            named = ", ".join(f"{k} ({FLAGS.get(k, 'a config file key')})" for k in sorted(opts))
+            named = ", ".join(
+                f"{k} ({f'--{flag_spelling(k)}' if k in FLAGGED else 'a config file key'})" for k in sorted(opts)
+            )
             raise ExecutorError(
                 f"executor options {named} need --executor ray; the local executor runs children one at a time in "
                 "this process and takes none"
