@@ -135,6 +135,12 @@ def _grown(slot: Slot, fresh: torch.Tensor) -> torch.Tensor:
     return full.to(dtype=fresh.dtype, device=fresh.device)
 
 
+def _key(keyer: Keyer, name: str, shape: tuple[int, ...]) -> str | Slot:  # a space's key, a str or a Slot
+    if not isinstance(key := keyer(name, shape), str | Slot):
+        raise SharingError(f"key() returned {type(key).__name__} for {name!r} {shape}; expected a str or a Slot")
+    return key
+
+
 def shape_key(name: str, shape: tuple[int, ...]) -> str:
     """The weakest key: the child's own name and the shape. Shares a weight between architectures whose
     children keep it at the same place with the same shape, whatever op it belongs to."""
@@ -202,7 +208,7 @@ class SharedWeights(nn.Module):
         holder = nn.Module()  # registers the shared tensors that slots read, so model.parameters() has them
         for name, param in list(model.named_parameters()):
             owner, leaf = _owner(model, name)
-            key = keyer(name, tuple(param.shape))
+            key = _key(keyer, name, tuple(param.shape))
             if isinstance(key, Slot):
                 self._check_slot(key, name, tuple(param.shape))
                 known = self._names.get(key.key)
@@ -222,7 +228,7 @@ class SharedWeights(nn.Module):
             if buf is None:
                 continue
             owner, leaf = _owner(model, name)
-            key = keyer(name, tuple(buf.shape))
+            key = _key(keyer, name, tuple(buf.shape))
             if isinstance(key, Slot):
                 self._check_slot(key, name, tuple(buf.shape))
                 if not key.is_view:

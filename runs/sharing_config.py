@@ -9,11 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from l2l.runs.search_config import SearchError
+from l2l.search_spaces import SearchSpace, SpaceError
+from l2l.search_spaces.sharing import SharedNetwork, check_coverage
 from l2l.search_spaces.typed import OptionTypeError, coerce_fields
 
 SAMPLERS = ("controller", "uniform")
 BLOWUP = 10.0  # a training loss this many times the epoch's mean so far is a diverging architecture's: skipped
 OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,9 @@ class SharingConfig:
     momentum: float = 0.9  # sgd only
     weight_decay: float = 0.0
     grad_clip: float = 5.0
+    # the shared weights' learning rate over the epochs: constant, or cosine (epoch e of E trains at
+    # lr * (1 + cos(pi * e / E)) / 2, from lr down towards 0, as ENAS anneals its shared weights)
+    schedule: str = "constant"
     controller_steps: int = 10  # controller updates per epoch, each on the run's --batch architectures
     val_batch: int = 256  # validation examples (or windows) behind one reward
     derive: int = 100  # architectures sampled at the end, each scored on the whole validation split
@@ -53,6 +59,8 @@ class SharingConfig:
             raise SearchError(f"weight sharing: unknown sampler {self.sampler!r}; known: {', '.join(SAMPLERS)}")
         if self.optimizer not in OPTIMIZERS:
             raise SearchError(f"weight sharing: unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise SearchError(f"weight sharing: unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
         if not (self.lr >= 0 and self.weight_decay >= 0 and math.isfinite(self.lr + self.weight_decay)) or not (
             0 < self.grad_clip < math.inf
         ):
@@ -62,6 +70,12 @@ class SharingConfig:
             )
         if not 0 <= self.momentum < 1:  # Nesterov SGD's momentum: 1 or more never forgets, and diverges
             raise SearchError(f"weight sharing: momentum must be in [0, 1), got {self.momentum}")
+
+    def epoch_lr(self, base: float, epoch: int) -> float:
+        """The shared weights' learning rate in ``epoch`` (from 0), for a base rate ``base``."""
+        if self.schedule == "cosine":
+            return base * (1 + math.cos(math.pi * epoch / self.epochs)) / 2
+        return base
 
     @staticmethod
     def from_settings(settings: Mapping[str, Any]) -> SharingConfig:
@@ -85,3 +99,24 @@ def check_strategy(strategy: str) -> None:
             "weight-sharing search scores each architecture with weights that change every epoch, so it has "
             f"nothing to repeat: use {strategy.removesuffix('+reeval')!r}"
         )
+
+
+def shared_network_of(space: SearchSpace) -> SharedNetwork:
+    """The space's shared network, checked to cover every decision; a space without one is refused."""
+    try:
+        network = space.shared_network()
+    except SpaceError:
+        raise
+    except Exception as exc:  # a plugin's shared network that cannot be made (an abstract method left out...)
+        raise SearchError(f"space {space.name!r}: shared_network() failed: {type(exc).__name__}: {exc}") from exc
+    if network is None:
+        raise SearchError(
+            f"space {space.name!r} offers no shared network, so it cannot be searched with --weight-sharing "
+            "(built-in spaces that do: nb201_cell, micro, macro, rnn_cell)"
+        )
+    if not isinstance(network, SharedNetwork):
+        raise SearchError(
+            f"space {space.name!r}: shared_network() returned a {type(network).__name__}, not a SharedNetwork"
+        )
+    check_coverage(space, network)
+    return network

@@ -3,13 +3,13 @@
 Each epoch alternates two phases. The shared weights train on the training split, each batch through
 an architecture drawn uniformly (the default: weights trained through the controller's own choices
 collapse to parameter-free cells, as measured in benchmarks/README.md) or, with ``sampler=controller``
-(ENAS proper), from the controller's distribution (`Controller.draw`) after ``warmup`` uniform epochs.
-Then the controller takes
-``controller_steps`` updates, each on ``batch`` architectures it proposes, rewarded by their metric with
-the shared weights on one validation batch (batch norms use that batch's statistics: one recomputed
-per architecture). At the end ``derive`` architectures are sampled, each scored on the whole
-validation split, and the best is kept (status ``derived``); `l2l runs best RUN --retrain` trains it
-from scratch. Any strategy can drive it: random search with shared weights is the baseline.
+(ENAS proper), from the controller's distribution (`Controller.draw`) after ``warmup`` uniform epochs,
+at the epoch's learning rate (``schedule``). Then the controller takes ``controller_steps`` updates, each
+on ``batch`` architectures it proposes, rewarded by their metric with the shared weights on one
+validation batch (batch norms use that batch's statistics: one recomputed per architecture). At the end
+``derive`` architectures are sampled, each scored on the whole validation split, and the best is kept
+(status ``derived``); `l2l runs best RUN --retrain` trains it from scratch. Any strategy can drive it:
+random search with shared weights is the baseline.
 
 The loop runs in the driver process on the run's device; every epoch is recorded with a checkpoint
 (`l2l.runs.store_sharing`), so `--resume` continues after a crash at the start of the lost epoch.
@@ -42,11 +42,11 @@ from l2l.runs.driver import (
 )
 from l2l.runs.executors import check_device
 from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted, check_ignored
-from l2l.runs.sharing_config import BLOWUP, SharingConfig, check_strategy
+from l2l.runs.sharing_config import BLOWUP, SharingConfig, check_strategy, shared_network_of
 from l2l.runs.store import EpochRecord, ScoredChild, Store
-from l2l.search_spaces import SearchSpace, SpaceError, Spec, decisions_record, load_space
+from l2l.search_spaces import Spec, decisions_record, load_space
 from l2l.search_spaces.constraints import Constraints
-from l2l.search_spaces.sharing import SharedNetwork, check_coverage, plain_metrics
+from l2l.search_spaces.sharing import checked_builder, plain_metrics
 
 
 @dataclass(frozen=True)
@@ -72,27 +72,6 @@ class DeriveEvent:
 Listener = Callable[[Any], None]
 
 
-def shared_network_of(space: SearchSpace) -> SharedNetwork:
-    """The space's shared network, checked to cover every decision; a space without one is refused."""
-    try:
-        network = space.shared_network()
-    except SpaceError:
-        raise
-    except Exception as exc:  # a plugin's shared network that cannot be made (an abstract method left out...)
-        raise SearchError(f"space {space.name!r}: shared_network() failed: {type(exc).__name__}: {exc}") from exc
-    if network is None:
-        raise SearchError(
-            f"space {space.name!r} offers no shared network, so it cannot be searched with --weight-sharing "
-            "(built-in spaces that do: nb201_cell, micro, macro, rnn_cell)"
-        )
-    if not isinstance(network, SharedNetwork):
-        raise SearchError(
-            f"space {space.name!r}: shared_network() returned a {type(network).__name__}, not a SharedNetwork"
-        )
-    check_coverage(space, network)
-    return network
-
-
 class WeightSharingSearch:
     """One weight-sharing run over a store; build with `start` or `resume`, then `run`."""
 
@@ -112,13 +91,14 @@ class WeightSharingSearch:
         )
         check_device(config.device)  # the shared weights train in this process: its devices, before any run
         self.device = torch.device(config.device)
-        seed, build = config.seed, self.network.sharing_builder()
+        seed, build = config.seed, checked_builder(self.space, self.network)
         self.weights = SharedWeights(
             lambda spec: build(spec, seed),
             lambda spec: lambda name, shape: self.network.key(spec, name, shape),
             self.device,
         )
         self.optimizer: torch.optim.Optimizer | None = None
+        self.lr = 0.0  # the shared weights' learning rate in the current epoch (`SharingConfig.epoch_lr`)
         self.generator = torch.Generator().manual_seed(seed)
         self.worst: float | None = None  # the worst finite reward so far: what a diverging architecture gets
         self.requeued = 0
@@ -172,7 +152,7 @@ class WeightSharingSearch:
         for epoch in range(start, self.ws.epochs):
             began = time.perf_counter()
             uniform = epoch < self.ws.warmup or self.ws.sampler == "uniform"
-            loss, steps, skipped = self._train_shared(uniform)
+            loss, steps, skipped = self._train_shared(uniform, epoch)
             children: list[ScoredChild] = []
             updates: list[dict[str, Any]] = []
             if epoch >= self.ws.warmup:
@@ -191,7 +171,7 @@ class WeightSharingSearch:
                 entropy=sum(u["entropy"] for u in updates) / len(updates) if updates else None,
                 updates=len(updates),
                 wall_time=time.perf_counter() - began,
-                extra={"shared_weights": len(self.weights), "uniform": uniform, "skipped": skipped},
+                extra={"shared_weights": len(self.weights), "uniform": uniform, "skipped": skipped, "lr": self.lr},
             )
             self.store.record_epoch(self.run_id, record, updates, children, self._checkpoint(epoch), next_child)
             if self.listener:
@@ -216,17 +196,20 @@ class WeightSharingSearch:
         return model
 
     def _make_optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-        lr = self.ws.lr or float(self.space.options.get("lr", 0.003))
         if self.ws.optimizer == "sgd":
             return torch.optim.SGD(
-                params, lr=lr, momentum=self.ws.momentum, nesterov=True, weight_decay=self.ws.weight_decay
+                params, lr=self.lr, momentum=self.ws.momentum, nesterov=True, weight_decay=self.ws.weight_decay
             )
-        return torch.optim.Adam(params, lr=lr, weight_decay=self.ws.weight_decay)
+        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.ws.weight_decay)
 
-    def _train_shared(self, uniform: bool) -> tuple[float, int, int]:
+    def _train_shared(self, uniform: bool, epoch: int) -> tuple[float, int, int]:
         """One epoch of the shared weights: (mean training loss, steps taken, steps skipped). A batch whose
         loss is not finite or `BLOWUP` times the epoch's mean so far, or whose gradient is not finite (an
         architecture that diverges), is skipped; an epoch of nothing else fails."""
+        self.lr = self.ws.epoch_lr(self.ws.lr or float(self.space.options.get("lr", 0.003)), epoch)
+        if self.optimizer is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr
         total, steps, skipped = 0.0, 0, 0
         for batch in self.network.train_batches(self.ws.batch_size, self.generator):
             if self.ws.steps and steps + skipped >= self.ws.steps:
@@ -259,6 +242,11 @@ class WeightSharingSearch:
                 continue
             self.weights.step(spec, self.optimizer)  # entries of shared tensors this spec did not read stay
             total, steps = total + value, steps + 1
+        if steps == 0 and not skipped:
+            raise SearchError(
+                f"space {self.space.name!r}: its shared network's train_batches() gave no batch of -W batch_size="
+                f"{self.ws.batch_size} (is it larger than the training split?)"
+            )
         if steps == 0:
             raise SearchError(f"the shared weights diverged: no finite training loss in {skipped} steps of an epoch")
         return total / steps, steps, skipped

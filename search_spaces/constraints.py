@@ -105,7 +105,14 @@ class Constraints:
         decisions = list(space.decisions())
         clauses = clauses_of(decisions, space.forbidden())
         sizes = token_sizes(decisions)
-        has_canonical = space.canonical(space.decode([0] * len(sizes))) is not None
+        zeros = [0] * len(sizes)
+        try:
+            first = space.decode(zeros)
+        except SpaceError:
+            raise
+        except Exception as exc:  # plugin code: name its decode, not the constraints it may not have
+            raise SpaceError(f"space {space.name!r}: decode({zeros}) raised {exc!r}") from exc
+        has_canonical = space.canonical(first) is not None
         if not clauses and not has_canonical:
             return None
         canonical = _canonical_tokens(space) if has_canonical else None

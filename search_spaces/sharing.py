@@ -134,6 +134,42 @@ def check_coverage(space: SearchSpace, network: SharedNetwork) -> None:
             )
 
 
+def names_and_shapes(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    """The parameters' and buffers' names and shapes of ``model``: what `SharedNetwork.key` reads."""
+    tensors = [*model.named_parameters(), *((n, b) for n, b in model.named_buffers() if b is not None)]
+    return [(name, tuple(t.shape)) for name, t in tensors if not name.startswith("shared_slots.")]
+
+
+CHECKED_BUILDS = frozenset({2, 10, 50, 250})  # which calls of a network's own builder the search checks
+
+
+def checked_builder(space: SearchSpace, network: SharedNetwork) -> Callable[[Spec, int], nn.Module]:
+    """``network``'s sharing builder, its output at a few calls (`CHECKED_BUILDS`, after the first: a builder
+    builds in full what it has not met) compared with the stand-alone child's names and shapes: a builder that
+    assembles the wrong network would otherwise give every architecture the same scores, silently."""
+    build = network.sharing_builder()
+    if build == network.build:
+        return build
+    calls = 0
+
+    def checked(spec: Spec, seed: int) -> nn.Module:
+        nonlocal calls
+        calls += 1
+        model = build(spec, seed)
+        if calls in CHECKED_BUILDS and hasattr(model, "named_parameters"):
+            got, want = names_and_shapes(model), names_and_shapes(network.build(spec, seed))
+            if got != want:
+                first = next((f"{g} against {w}" for g, w in zip(got, want, strict=False) if g != w), None)
+                raise SpaceError(
+                    f"space {space.name!r}, {space.describe(spec)}: its shared network's sharing_builder() made a "
+                    f"network whose weights are not the stand-alone child's "
+                    f"({first or f'{len(got)} tensors against {len(want)}'})"
+                )
+        return model
+
+    return checked
+
+
 @contextmanager
 def batch_statistics(model: nn.Module) -> Iterator[None]:
     """Score with each batch norm using the statistics of the batch it sees, the running statistics left

@@ -158,6 +158,7 @@ def test_space_from_an_importable_module_as_an_entry_point_names_it() -> None:
         ("Empty", "search space 'empty': it declares no decisions"),
         ("Duplicate", r"search space 'duplicate': duplicate decision names \['a'\]"),
         ("Lossy", "search space 'lossy': decode does not round-trip"),
+        ("DecodeRaises", r"'decode_raises': decode\(\[0, 0\]\) raised ValueError\('my decode is broken'\)"),
         ("BadAnchor", "search space 'bad_anchor': anchor 'skip' has n_prev=2 but 0 anchors come before it"),
         ("NoName", "class NoName sets no `name`"),
         ("NotASpace", "is not a subclass of l2l.search_spaces.SearchSpace"),

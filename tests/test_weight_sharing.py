@@ -3,6 +3,7 @@ validation split, any strategy drives it, and a killed search resumes losing at 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -125,6 +126,18 @@ def _search(tmp_path: Path, strategy: str, seed: int = 0, **ws: Any) -> tuple[St
         weight_sharing={**WS, **ws},
     )
     return store, WeightSharingSearch.start(store, config).run()
+
+
+def test_a_cosine_schedule_anneals_the_shared_weights_rate_by_epoch_and_a_constant_one_keeps_it(tmp_path: Path) -> None:
+    (tmp_path / "cosine").mkdir()
+    cosine, run_id = _search(tmp_path / "cosine", "random", lr=0.01, schedule="cosine")
+    constant, const_id = _search(tmp_path, "random", lr=0.01)
+    want = [0.01 * (1 + math.cos(math.pi * e / 3)) / 2 for e in range(3)]  # 0.01, 0.0075, 0.0025
+    assert [e.extra["lr"] for e in cosine.epochs(run_id)] == pytest.approx(want)
+    assert [e.extra["lr"] for e in constant.epochs(const_id)] == [0.01] * 3
+    # the same first epoch (the same rate), then other steps: the optimizer trains at the recorded rate
+    losses, const_losses = ([e.train_loss for e in s.epochs(i)] for s, i in ((cosine, run_id), (constant, const_id)))
+    assert losses[0] == const_losses[0] and losses[1:] != pytest.approx(const_losses[1:], rel=1e-6)
 
 
 @pytest.mark.parametrize("strategy", ["reinforce", "random", "evolution", "tpe", "reinforce+screen"])
@@ -638,8 +651,12 @@ class MistakenNetwork(ClassifierNetwork):
             "measure_str": {**got, "reward": "high"},
             "measure_noreward": {k: v for k, v in got.items() if k != "reward"},
             "measure_tensor": {**got, "reward": torch.tensor(got["reward"])},  # taken as its value
+            "measure_vector": {**got, "reward": torch.tensor([got["reward"]] * 2)},
         }
         return wrong.get(self.mistake, got)
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Any:
+        return iter(()) if self.mistake == "no_batches" else super().train_batches(batch_size, generator)
 
     def measure_split(self, model: torch.nn.Module, device: torch.device) -> Any:
         got = super().measure_split(model, device)
@@ -665,7 +682,14 @@ class MistakenSpace(SearchSpace):
             net = torch.nn.Sequential(torch.nn.Linear(64, width), torch.nn.ReLU(), torch.nn.Linear(width, 10))
             return None if self.mistake == "build_none" else net
 
-        network = MistakenNetwork(self, "digits", build, None, covers=["width"])
+        def wrong_builder() -> Any:  # assembles one network whatever the spec: every architecture the same
+            return lambda spec, seed: torch.nn.Sequential(
+                torch.nn.Linear(64, 12), torch.nn.ReLU(), torch.nn.Linear(12, 10)
+            )
+
+        own = wrong_builder if self.mistake == "builder_wrong" else None
+        key = (lambda spec, name, shape: None) if self.mistake == "key_none" else None
+        network = MistakenNetwork(self, "digits", build, key, covers=["width"], sharing_builder=own)
         network.mistake = self.mistake
         return network
 
@@ -678,6 +702,8 @@ class MistakenSpace(SearchSpace):
         ("measure_float", "its shared network's measure() returned float; expected a dict of numbers with a 'reward'"),
         ("measure_str", "its shared network's measure() returned 'reward': str; expected a number"),
         ("measure_noreward", "its shared network's measure() returned no 'reward' (its keys: val_acc, val_loss)"),
+        ("builder_wrong", "its shared network's sharing_builder() made a network whose weights are not the stand"),
+        ("key_none", "key() returned NoneType for '0.weight' ("),
     ],
 )
 def test_a_shared_network_that_returns_the_wrong_thing_is_named_in_one_line(
@@ -688,6 +714,18 @@ def test_a_shared_network_that_returns_the_wrong_thing_is_named_in_one_line(
     )
     with pytest.raises((SearchError, SpaceError), match=re.escape(message)):
         WeightSharingSearch.start(store, config).run()
+
+
+@pytest.mark.parametrize(
+    ("mistake", "message"),
+    [
+        ("measure_vector", "its shared network's measure() returned 'reward': Tensor; expected a number"),
+        ("builder_wrong", "sharing_builder() made a network whose weights are not the stand-alone child's"),
+    ],
+)
+def test_the_shared_network_contract_says_what_the_search_would_say(mistake: str, message: str) -> None:
+    with pytest.raises((AssertionError, SpaceError), match=re.escape(message)):
+        check_shared_network(MistakenSpace(mistake))
 
 
 def test_a_tensor_reward_is_taken_and_a_derive_where_every_candidate_diverged_says_so(tmp_path: Path) -> None:
@@ -705,6 +743,12 @@ def test_a_tensor_reward_is_taken_and_a_derive_where_every_candidate_diverged_sa
     assert out.exit_code == 0, out.output
     said = " ".join(out.output.split())
     assert "derived child" in said and "(every candidate diverged: reward" in said and "is the failure reward" in said
+    # no training batch at all is not divergence, and a run with no epoch has nothing to resume: it is removed
+    out = CliRunner().invoke(app, [*args, "-S", "mistake=no_batches", "--storage", db], env={"COLUMNS": "400"})
+    said = " ".join(out.output.split())
+    assert out.exit_code == 1 and "its shared network's train_batches() gave no batch of -W batch_size=16" in said
+    assert "run 3 was removed: no epoch finished, so it holds nothing to resume" in said and "--resume" not in said
+    assert sorted(r.id for r in Store(db).list_runs()) == [1, 2]
     assert "validation reward" not in said  # it was reported as a measurement
 
 

@@ -241,13 +241,14 @@ def say_ray_log() -> None:
 
 def discard_unstarted(store: Store, run_id: int) -> bool:
     """Delete a new run that failed before any child finished (a dataset its workers cannot load, a cluster
-    that went away): it holds nothing to resume or read, and would linger in `runs list` as "failed 0/N".
+    that went away), or before a weight-sharing run's first epoch did: it holds nothing to resume or read,
+    and would linger in `runs list` as "failed 0/N".
     Returns whether it was deleted (not where the store itself cannot be read)."""
     from l2l.runs.store import StoreError
 
     try:
         counts = store.count_children(run_id)
-        if counts["done"] or counts["failed"] or store.updates(run_id):
+        if counts["done"] or counts["failed"] or store.updates(run_id) or store.epochs(run_id):
             return False
     except StoreError:
         return False

@@ -287,10 +287,10 @@ def search(
         except typer.Exit:  # Ctrl-C: the run is interrupted and resumable, whether or not a child finished
             raise
         except Exception as exc:
-            # a new run that failed before any child finished is deleted, and said (a weight-sharing run is
-            # kept: it records epochs and checkpoints instead of children)
-            if resume is None and cfg.weight_sharing is None and discard_unstarted(store, run.run_id):
-                exc.add_note(f"run {run.run_id} was removed: no child finished, so it holds nothing to resume")
+            # a new run that failed before any child (or a weight-sharing run's first epoch) finished is deleted
+            if resume is None and discard_unstarted(store, run.run_id):
+                what = "child" if cfg.weight_sharing is None else "epoch"
+                exc.add_note(f"run {run.run_id} was removed: no {what} finished, so it holds nothing to resume")
             else:
                 say_ray_log()
                 from l2l.runs.store import StoreError

@@ -127,6 +127,16 @@ class Lossy(Empty):
         return Spec(self.name, (("a", "x" if tokens[0] == 0 else "y"), ("b", "p")))
 
 
+class DecodeRaises(Lossy):
+    """decode is broken: it raises on every sequence (the space has neither forbidden combinations nor a
+    canonical form, so its error must not be blamed on them)."""
+
+    name = "decode_raises"
+
+    def decode(self, tokens: Sequence[int]) -> Spec:
+        raise ValueError("my decode is broken")
+
+
 class BadAnchor(Empty):
     name = "bad_anchor"
 

@@ -13,7 +13,7 @@ import random
 from typing import Any
 
 from l2l.search_spaces import SearchSpace, Spec
-from l2l.search_spaces.sharing import SharedNetwork, check_coverage
+from l2l.search_spaces.sharing import SharedNetwork, check_coverage, names_and_shapes, plain_metrics
 
 
 def _specs(space: SearchSpace, n: int, seed: int) -> list[Spec]:
@@ -43,11 +43,6 @@ def _shared_loss_and_grads(network: SharedNetwork, weights: Any, spec: Spec, bat
     return float(loss.detach()), weights.gradients(spec)
 
 
-def _names_and_shapes(model: Any) -> list[tuple[str, tuple[int, ...]]]:
-    tensors = [*model.named_parameters(), *((n, b) for n, b in model.named_buffers() if b is not None)]
-    return [(name, tuple(t.shape)) for name, t in tensors if not name.startswith("shared_slots.")]
-
-
 def check_shared_network(space: SearchSpace, specs: int = 5, seed: int = 0) -> None:
     """Assert ``space``'s shared network covers its decisions and binds each of ``specs`` random specs to the
     shared weights so that it computes what its stand-alone child computes with those weights."""
@@ -71,7 +66,7 @@ def check_shared_network(space: SearchSpace, specs: int = 5, seed: int = 0) -> N
     for spec in drawn:  # several architectures fill the store, so its weights are no single child's initial ones
         weights.model(spec)
     for spec in drawn if own else ():
-        assert _names_and_shapes(build(spec, 0)) == _names_and_shapes(network.build(spec, 0)), (
+        assert names_and_shapes(build(spec, 0)) == names_and_shapes(network.build(spec, 0)), (
             f"{space.describe(spec)}: sharing_builder() made a network whose weights are not the stand-alone child's"
         )
     with torch.no_grad():
@@ -97,4 +92,4 @@ def check_shared_network(space: SearchSpace, specs: int = 5, seed: int = 0) -> N
         network.loss(weights.model(spec).train(), batch).backward()
         weights.step(spec, optimizer)
     metrics = network.measure(weights.model(drawn[0]), network.val_batch(16, torch.Generator().manual_seed(seed)))
-    assert "reward" in metrics, f"measure() must return a reward, got {metrics!r}"
+    plain_metrics(space.name, metrics)  # the search's own check: numbers by name, a reward among them
