@@ -34,7 +34,7 @@ from l2l.runs.search_config import (
     executor_options,
 )
 from l2l.runs.search_rewards import ControllerRewards
-from l2l.runs.store import NewChild, Store
+from l2l.runs.store import NewChild, Store, StoreError
 from l2l.search_spaces import Context, Result, SearchSpace, Spec, decisions_record, load_space
 from l2l.search_spaces.constraints import Constraints, identity_of
 from l2l.search_spaces.results import checked_result
@@ -189,6 +189,9 @@ class Search:
             try:
                 with IgnoredInterrupts():  # a second Ctrl-C must not cut the run's state short (it would look alive)
                     record_stop(self.store, self.run_id, exc)
+            except StoreError:  # a store that failed the search cannot record its stop: name the first failure
+                if not isinstance(exc, StoreError):
+                    raise
             finally:  # the workers go even when the store cannot be written; a Ctrl-C stops only the stopping
                 with contextlib.suppress(KeyboardInterrupt):
                     self.executor.cancel_all()

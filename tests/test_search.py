@@ -386,6 +386,25 @@ def test_the_workers_are_stopped_even_when_the_store_cannot_record_the_stop(
     assert executor.calls == ["cancel_all", "shutdown"]
 
 
+def test_a_store_that_fails_mid_search_is_named_by_its_first_failure_not_by_the_stop_it_cannot_record(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from l2l.runs.store import StoreError
+
+    search = Search.start(store, SearchConfig(space="toy", children=6, batch=2, seed=1, executor="local"))
+
+    def gone(what: str) -> Any:
+        def fail(*args: object, **kwargs: object) -> Any:
+            raise StoreError(f"store x: {what} failed: connection refused")
+
+        return fail
+
+    monkeypatch.setattr(store, "finish_children", gone("finish children"))
+    monkeypatch.setattr(store, "requeue_unfinished", gone("requeue children"))  # recording the stop fails too
+    with pytest.raises(StoreError, match="finish children failed"):
+        search.run()
+
+
 def test_a_child_that_calls_sys_exit_is_a_failed_child_and_ctrl_c_still_stops() -> None:
     from l2l.runs.executors import ChildTask, run_child
     from l2l.search_spaces import Context, Decision, SearchSpace, Spec

@@ -295,8 +295,9 @@ def search(
                 say_ray_log()
                 from l2l.runs.store import StoreError
 
-                joined = " --address HOST:PORT" if cfg.executor_options.get("address") else ""  # a head that answers
-                kept = "" if isinstance(exc, StoreError) else f"run {run.run_id} keeps what it recorded; "
+                lost = isinstance(exc, StoreError)  # the store, not the cluster: the same head will do
+                joined = " --address HOST:PORT" if cfg.executor_options.get("address") and not lost else ""
+                kept = "" if lost else f"run {run.run_id} keeps what it recorded; "
                 exc.add_note(
                     f"{kept}once the cause is fixed, continue it with "
                     f"`l2l search --resume {run.run_id}{storage_flag(store)}{joined}`"

@@ -238,7 +238,11 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         return Json({"status": child.status, "reward": child.reward, "curves": child.curves, "error": child.error})
 
     def api_compare(request: Request) -> Response:
-        ids = [int(p) for p in request.query_params.get("runs", "").split(",") if re.fullmatch(r"\s*[0-9]+\s*", p)][:12]
+        asked = [p.strip() for p in request.query_params.get("runs", "").split(",") if p.strip()]
+        bad = [p for p in asked if not re.fullmatch(r"[0-9]{1,18}", p)]
+        if bad:  # as every other parameter: named, not silently dropped
+            raise BadQuery(f"runs must be run ids separated by commas, got {bad[0]!r}")
+        ids = [int(p) for p in asked][:12]
         out, missing, notes = [], [], []
         for run_id in ids:  # each run's best line as its own page draws it (the best estimated mean, where repeated)
             try:
