@@ -123,6 +123,8 @@ class SearchFlags:
         return {k: v for k, v in self.executor_options.items() if k in MOVABLE}
 
 
+# --address values that mean a Ray instance of this process's own (the default; on --resume: off a cluster)
+EMBEDDED = (None, "local", "embedded")
 # what a resumed run may change: where its children run, not what the run is
 MOVABLE = ("address", "max_concurrent", "child_timeout", "cpus_per_child")  # CPUs Ray reserves, not threads
 # the settings a weight-sharing search does not use (it runs in the driver's process for its epochs)

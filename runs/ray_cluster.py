@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from l2l.runs.config import EMBEDDED
 from l2l.runs.executors import ExecutorError
 from l2l.runs.ray_address import head_alive as head_alive  # the executor's check of a joined head
 from l2l.runs.ray_address import reach
@@ -249,7 +250,7 @@ def connect(address: str | None, num_cpus: int | None) -> RayInstance:
     import ray
 
     _route_published()
-    if address not in (None, "local"):
+    if address not in EMBEDDED:
         head, token = check_join(address)
         try:
             with _stderr_to_log(), driver_keeps_sigterm():
@@ -262,7 +263,7 @@ def connect(address: str | None, num_cpus: int | None) -> RayInstance:
     try:
         with without_secrets(), _stderr_to_log(), driver_keeps_sigterm():  # Ray's processes inherit this environment
             ray.init(
-                address=address,
+                address=None if address is None else "local",  # Ray's word for a new instance; "embedded" is ours
                 num_cpus=num_cpus,
                 include_dashboard=False,
                 log_to_driver=False,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from l2l.runs.capacity import check_local_gpus, check_options
+from l2l.runs.config import EMBEDDED
 from l2l.runs.distbelief import DataParallel, DataParallelError
 from l2l.runs.executors import ChildTask, Executor, ExecutorError, failure_summary
 from l2l.runs.ray_cluster import RayInstance, connect, head_alive
@@ -188,7 +189,7 @@ class RayExecutor(Executor):
         if ray.is_initialized():  # a Ray instance this process set up itself (tests, notebooks): use it
             self._ray = RayInstance(ray.get_runtime_context().gcs_address, owned=False, token=False)
         else:
-            if address in (None, "local"):
+            if address in EMBEDDED:
                 check_local_gpus(gpus_per_child)  # before an embedded instance starts, not after
             self._ray = connect(address, num_cpus)
         self.where = self._ray.describe()

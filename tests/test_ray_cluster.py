@@ -185,6 +185,27 @@ def test_joining_a_cluster_with_token_authentication_and_losing_it(tmp_path: Pat
     assert any(c.attempts > 1 for c in children)  # those in flight when the head went: run again, counted
 
 
+def test_a_run_whose_cluster_is_gone_resumes_on_an_embedded_instance_and_records_the_move(tmp_path: Path) -> None:
+    # no head to start: the cluster of the run's record is gone, and the user has only this machine
+    from l2l.runs.search_config import SearchConfig
+
+    url = f"sqlite:///{tmp_path / 'gone.db'}"
+    store = Store(url)
+    gone = "127.0.0.1:9"
+    options = {"address": gone}
+    config = SearchConfig(space="toy", strategy="random", children=3, executor="ray", executor_options=options)
+    run = store.create_run(
+        space="toy", strategy="random", config=config.to_json(), seed=0, n_children=3, code_version="x"
+    )
+    store.set_run_status(run, "failed", f"the Ray cluster at {gone} went away")
+    env = _home(tmp_path, "user", None)
+    moved = _search(env, "--resume", str(run), "--address", "embedded", "-q", "--storage", url)
+    assert moved.returncode == 0, moved.stderr
+    assert f"run {run} moved: address {gone} -> embedded" in moved.stdout
+    assert store.get_run(run).status == "done" and store.count_children(run)["done"] == 3
+    assert [m["to"] for m in store.get_run(run).config["moves"]] == [{"address": "embedded"}]
+
+
 def _wait_for(condition: Callable[[], bool], driver: subprocess.Popen[str], timeout: float = 120) -> None:
     until = time.monotonic() + timeout
     while not condition():

@@ -29,7 +29,7 @@ from l2l.runs.cli.dashboard import start_dashboard
 from l2l.runs.cli.optimizers import suite_warnings
 from l2l.runs.cli.progress import SearchProgress
 from l2l.runs.cli.summary import print_derived, print_summary, start_notes
-from l2l.runs.config import MOVABLE, SearchFlags, UsageError, parse_assignments
+from l2l.runs.config import EMBEDDED, MOVABLE, SearchFlags, UsageError, parse_assignments
 from l2l.runs.store_records import MAX_ID
 
 if TYPE_CHECKING:
@@ -80,9 +80,8 @@ ExecutorOpt = Annotated[
     str | None,
     typer.Option("--executor", help="Where children run: ray (default; local CPUs/GPUs or a cluster) or local."),
 ]
-AddressOpt = Annotated[
-    str | None, typer.Option("--address", help="Ray cluster to join: auto or host:port \\[default: embedded].")
-]
+ADDRESS_HELP = "Ray cluster to join: auto or host:port; embedded (default): one of this machine's own (moves a run)."
+AddressOpt = Annotated[str | None, typer.Option("--address", help=ADDRESS_HELP)]
 CpusOpt = Annotated[
     float | None, typer.Option("--cpus-per-child", help="CPUs Ray reserves per child \\[default: 1].", min=0)
 ]
@@ -296,7 +295,9 @@ def search(
                 from l2l.runs.store import StoreError
 
                 lost = isinstance(exc, StoreError)  # the store, not the cluster: the same head will do
-                joined = " --address HOST:PORT" if cfg.executor_options.get("address") and not lost else ""
+                joined = (
+                    " --address HOST:PORT" if cfg.executor_options.get("address") not in EMBEDDED and not lost else ""
+                )
                 kept = "" if lost else f"run {run.run_id} keeps what it recorded; "
                 exc.add_note(
                     f"{kept}once the cause is fixed, continue it with "
