@@ -400,6 +400,33 @@ def test_runs_show_follow_refreshes_until_the_run_stops(storage: str) -> None:
     assert "children: 4 done" in out and "child 3 done reward" in out
 
 
+def test_runs_show_follow_says_a_store_that_stops_answering_and_goes_on_when_it_answers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`runs show --follow` ended with an error at the first blip of a PostgreSQL server; the dashboard waits."""
+    from l2l.runs.cli.progress import follow
+    from l2l.runs.store import RunNotFound, StoreError
+
+    polls = [0]
+
+    def running() -> bool:
+        polls[0] += 1
+        if polls[0] in (2, 3):
+            raise StoreError("store x: read run failed: connection refused")
+        return polls[0] < 5
+
+    follow(lambda: [f"poll {polls[0]}"], running, 0.01)
+    out = capsys.readouterr().out
+    said = "the store does not answer: store x: read run failed: connection refused; asking again every 0.01 s"
+    assert out.count(said) == 1 and out.index("poll 1") < out.index(said) < out.index("poll 4") < out.index("poll 5")
+
+    def deleted() -> bool:  # a run deleted meanwhile is no blip: it ends
+        raise RunNotFound("no run 1 in store")
+
+    with pytest.raises(RunNotFound):
+        follow(lambda: [], deleted, 0.01)
+
+
 def test_runs_show_follow_into_a_file_writes_as_the_run_changes(storage: str, tmp_path: Path) -> None:
     """`runs show --follow > log` wrote nothing until the run ended: a live display needs a terminal."""
     from l2l.runs.store import Store

@@ -167,15 +167,31 @@ class SharingProgress:
 def follow(lines: Callable[[], list[str]], running: Callable[[], bool], interval: float) -> None:
     """Show ``lines()`` until ``running()`` turns false, every ``interval`` seconds: redrawn in place on a
     terminal; printed again whenever they change where the output is a file or a pipe (a live display
-    there would show nothing until the run ended)."""
+    there would show nothing until the run ended). A store that stops answering (a server restarting) is
+    said under the last lines read, and asked again, as the dashboard does; a run deleted meanwhile ends it."""
     from rich.live import Live
     from rich.text import Text
+
+    from l2l.runs.store_records import RunNotFound, StoreError
+
+    last: list[str] = []
+
+    def poll() -> tuple[bool, list[str]]:
+        nonlocal last
+        try:
+            still = running()  # first: lines read after it show at least the state it saw (the last ones, at the end)
+            last = lines()
+            return still, last
+        except RunNotFound:
+            raise
+        except StoreError as exc:
+            said = f"[yellow]the store does not answer: {escape(str(exc))}; asking again every {interval:g} s[/]"
+            return True, [*last, said]
 
     if not console.is_terminal:
         shown: list[str] = []
         while True:
-            still = running()  # first: lines read after it show at least the state it saw (the last ones, at the end)
-            now = lines()
+            still, now = poll()
             if now != shown:
                 console.print(("\n" if shown else "") + "\n".join(now), highlight=False, soft_wrap=True)
                 console.file.flush()
@@ -183,8 +199,9 @@ def follow(lines: Callable[[], list[str]], running: Callable[[], bool], interval
             if not still:
                 return
             time.sleep(interval)
-    with Live(Text.from_markup("\n".join(lines())), console=console, auto_refresh=False) as live:
-        while running():
+    still, now = poll()
+    with Live(Text.from_markup("\n".join(now)), console=console, auto_refresh=False) as live:
+        while still:
             time.sleep(interval)
-            live.update(Text.from_markup("\n".join(lines())), refresh=True)
-        live.update(Text.from_markup("\n".join(lines())), refresh=True)  # the state it stopped in
+            still, now = poll()
+            live.update(Text.from_markup("\n".join(now)), refresh=True)
