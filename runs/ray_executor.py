@@ -45,6 +45,7 @@ class _Actor:
     prepared: Any | None = None  # the space ref it was asked to prepare
     holds: set[str] = field(default_factory=set)  # keys of the spaces its actor is known to have loaded
     sent: int = 0  # calls sent to its actor so far: the next one's sequence number
+    where: dict[str, Any] = field(default_factory=dict)  # worker (host:pid) and node, once it has started
 
 
 class _RayWorkers:
@@ -72,6 +73,10 @@ class _RayWorkers:
         state = self.actors.pop(slot)
         if kill:
             _ray().kill(state.actor, no_restart=True)
+
+    def where(self, slot: int) -> dict[str, Any]:
+        state = self.actors.get(slot)
+        return dict(state.where) if state is not None else {}
 
     def outcome(self, future: Any) -> Result | None:
         ray = _ray()
@@ -339,13 +344,13 @@ class RayExecutor(Executor):
         ray = _ray()
         state = self._workers.actors[slot_id]
         try:
-            ray.get(state.ready)
+            where = ray.get(state.ready)
         except ray.exceptions.RayError as exc:
             self._check_head(now=True)
             if self._scheduler.start_failed(slot_id):
                 raise ExecutorError(f"Ray cannot start workers for the children: {type(exc).__name__}: {exc}") from exc
         else:
-            state.ready = None
+            state.ready, state.where = None, where if isinstance(where, dict) else {}
             self._scheduler.started(slot_id)
 
     def _collect(self, ref: Any) -> tuple[ChildTask, Result] | None:

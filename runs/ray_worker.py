@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from l2l.runs.distbelief import DataParallel, run_engine_child, throughput, with_record
-from l2l.runs.executors import ChildTask, ExecutorError, run_child
+from l2l.runs.executors import ChildTask, ExecutorError, run_child, worker_name
 from l2l.runs.secrets import strip_secrets
 from l2l.search_spaces.api import Result, SearchSpace
 
@@ -124,9 +124,12 @@ class SlotActor:
         # from the CPU being busy, not the GIL. Kept because the published table was measured with it.)
         sys.setswitchinterval(0.0005)
 
-    def ping(self) -> bool:
-        """Answers once the worker process is up (the driver gives a slot children only then)."""
-        return True
+    def ping(self) -> dict[str, str]:
+        """Answers once the worker process is up (the driver gives a slot children only then), with where it
+        runs: what a child it ran records, kept by the driver for a child that times out or dies with it."""
+        import ray
+
+        return {"worker": worker_name(), "node": str(ray.get_runtime_context().get_node_id())}
 
     def load(self, refs: list[Any]) -> SearchSpace:
         """The space of ``refs`` with its shared data, fetched on the first call for it and kept."""

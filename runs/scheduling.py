@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from l2l.runs.capacity import fit_slots
 from l2l.runs.executors import ChildTask
@@ -75,6 +75,9 @@ class Workers(Protocol):
 
     def outcome(self, future: Hashable) -> Result | None:
         """The result of a call on a worker that died, if it returned before the worker did; else None."""
+
+    def where(self, slot: int) -> dict[str, Any]:
+        """Where ``slot``'s worker runs (``worker`` host:pid, ``node``) as far as it has said; {} before it has."""
 
 
 def children_per_slot(capacity: int, prefetch: int) -> int:
@@ -287,6 +290,7 @@ class Scheduler:
         """``slot_id``'s worker died (exit, crash, out of memory, its node lost) for ``reason``. The child it
         was running runs again up to ``max_retries`` times, then fails; those queued behind it run again
         too. Returns the failed child, or None when all of them were queued again."""
+        where = self.workers.where(slot_id)
         calls = self._retire(slot_id)
         # A slot runs its children in order: those that returned before it died keep their results,
         # the first one that did not was running.
@@ -318,7 +322,14 @@ class Scheduler:
             self._requeue(calls)
             return None
         failed = Result.failed(f"the worker running child {running.number} died {deaths} time(s): {reason}")
-        return self._counted(running.job.task, failed, runs=0)
+        return self._counted(running.job.task, replace(failed, runtime=self._lost(running, where)), runs=0)
+
+    def _lost(self, call: Call, where: dict[str, Any]) -> dict[str, Any]:
+        """The runtime of a child whose worker never sent its own (timed out, or died with it): where it ran
+        and when, as far as the driver knows."""
+        now, started = self.clock(), call.started if call.started >= 0 else None
+        wall = None if started is None else now - started
+        return {**where, "device": call.job.task.ctx.device, "started": started, "finished": now, "wall_time": wall}
 
     def expire(self) -> Outcome | None:
         """A child running past ``child_timeout``, failed; its worker is killed (the only way to stop it)
@@ -330,6 +341,7 @@ class Scheduler:
             if call.future not in self.calls:  # its slot was retired earlier in this pass
                 continue
             if call.started >= 0 and now - call.started > self.child_timeout:
+                where = self.workers.where(call.slot)
                 running, *queued = self._retire(call.slot)
                 self._requeue([c for c in queued if not c.orphan and c.twin is None])
                 if running.orphan:
@@ -338,7 +350,7 @@ class Scheduler:
                 failed = Result.failed(
                     f"child {running.number} ran past --child-timeout {self.child_timeout:g}s and was cancelled"
                 )
-                return self._counted(running.job.task, replace(failed, runtime={"wall_time": now - running.started}))
+                return self._counted(running.job.task, replace(failed, runtime=self._lost(running, where)))
         return None
 
     def cancel_all(self, kill: bool = True) -> list[ChildTask]:

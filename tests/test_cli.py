@@ -235,7 +235,7 @@ def test_the_most_common_failure_groups_reasons_that_differ_only_in_numbers() ->
         "ValueError: bad width",
         None,
     ]
-    first = "RuntimeError: failed to allocate 1048576 bytes (the first of them; their figures differ)"
+    first = "RuntimeError: failed to allocate 1048576 bytes (the first; the others differ only in their numbers)"
     assert most_common_failure(errors) == (first, 3)
     assert most_common_failure([None]) == ("unknown", 1)
     assert most_common_failure(["ValueError: bad width"] * 2) == ("ValueError: bad width", 2)  # alike: as it is

@@ -185,6 +185,10 @@ def test_child_timeout_cancels_and_fails_the_child() -> None:
     results = {t.number: r for t, r in (executor.next_result() for _ in range(2))}
     assert results[1].ok
     assert "ran past --child-timeout 1.5s and was cancelled" in (results[0].error or "")
+    # where and when it ran, as a child that finished records it (they were all None: its worker was killed)
+    hung, ran = results[0].runtime, results[1].runtime
+    assert hung["worker"] and hung["node"] == ran["node"] and hung["device"] == "cpu"
+    assert hung["started"] < hung["finished"] and hung["wall_time"] > 1.5
     assert executor.pending == 0
     executor.shutdown()
 

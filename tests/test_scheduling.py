@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -51,6 +52,9 @@ class FakeWorkers:
 
     def outcome(self, future: Hashable) -> Result | None:
         return self.returned_before_death.get(future)
+
+    def where(self, slot: int) -> dict[str, Any]:
+        return {"worker": f"host:{100 + slot}", "node": "n1"}
 
 
 class Clock:
@@ -190,6 +194,7 @@ def test_a_child_that_kills_its_worker_alone_runs_again_up_to_max_retries_then_f
     assert done is not None and done[0] == task(0) and done[1].status == "failed"
     assert done[1].error == "the worker running child 0 died 2 time(s): WorkerCrashedError: boom"
     assert done[1].runtime["retries"] == 1  # two runs: the store records 2 attempts
+    assert done[1].runtime["worker"] == "host:101" and done[1].runtime["device"] == "cpu"  # its last slot's
     assert workers.killed == [0, 1] and s.pending == 0
 
 
@@ -255,7 +260,10 @@ def test_a_child_past_its_timeout_is_failed_and_the_children_behind_it_queued_ag
     done = s.expire()
     assert done is not None and done[0] == task(0)
     assert done[1].error == "child 0 ran past --child-timeout 10s and was cancelled"
-    assert done[1].runtime["wall_time"] == 11.0
+    # where and when it ran, though its worker never said (it was killed): the driver's record of the slot
+    assert done[1].runtime == {
+        "worker": "host:100", "node": "n1", "device": "cpu", "started": 1000.0, "finished": 1011.0, "wall_time": 11.0,
+    }  # fmt: skip
     assert workers.killed == [0]  # killing its worker is the only way to stop it
     assert [j.task.number for j in s.queue] == [2] and s.pending == 2
     assert s.expire() is None  # 1 started a second later

@@ -84,7 +84,7 @@ def most_common_failure(errors: Iterable[str | None]) -> tuple[str, int]:
         line = first_line(error)
         groups.setdefault(re.sub(r"\d+(?:\.\d+)?", "#", line), []).append(line)
     lines = max(groups.values(), key=len)
-    varied = " (the first of them; their figures differ)" if len(set(lines)) > 1 else ""
+    varied = " (the first; the others differ only in their numbers)" if len(set(lines)) > 1 else ""
     return lines[0] + varied, len(lines)
 
 
