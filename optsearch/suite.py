@@ -21,6 +21,10 @@ class TaskError(ValueError):
     """A task or suite name is unknown, or a task plugin is broken."""
 
 
+class TaskPluginError(TaskError):
+    """A task plugin (entry-point group ``l2l.optimizer_tasks``) is broken: its package's mistake, not the user's."""
+
+
 SEARCH_TASKS: tuple[SuiteTask, ...] = (
     SuiteTask(
         "digits-logreg", "digits", "linear", "cross_entropy", "accuracy", steps=150, batch_size=64,
@@ -141,7 +145,7 @@ def plugin_tasks() -> dict[str, SuiteTask]:
     `TaskError` when any plugin cannot give its tasks."""
     tasks, problems = loaded_plugins()
     if problems:
-        raise TaskError(problems[0])
+        raise TaskPluginError(problems[0])
     return tasks
 
 
@@ -164,14 +168,14 @@ def check_task(task: SuiteTask) -> None:
         if labels != (task.loss == "cross_entropy"):
             kind = "class labels" if labels else "real-valued targets"
             fits = "cross_entropy" if labels else "mse"
-            raise TaskError(
+            raise TaskPluginError(
                 f"task {task.name!r}: problem {task.problem!r} has {kind}; its loss is {fits}, not {task.loss!r}"
             )
         task_loss(task, task.build(0)(data.train.x[:2]), data.train.y[:2]).item()
     except TaskError:
         raise
     except Exception as exc:  # a plugin's problem, model or options: whatever it raises names the mistake
-        raise TaskError(f"task {task.name!r} cannot run: {type(exc).__name__}: {exc}") from exc
+        raise TaskPluginError(f"task {task.name!r} cannot run: {type(exc).__name__}: {exc}") from exc
 
 
 def resolve_suite(text: str, warn: Callable[[str], None] | None = None) -> list[SuiteTask]:
@@ -184,7 +188,7 @@ def resolve_suite(text: str, warn: Callable[[str], None] | None = None) -> list[
         asked = [n.strip() for n in text.split(",") if n.strip()]
         found = text in SUITES or all(n in tasks for n in asked)
         if warn is None or not found:  # the problem that names a task asked for, where one does
-            raise TaskError(next((p for p in problems if any(repr(n) in p for n in asked)), problems[0]))
+            raise TaskPluginError(next((p for p in problems if any(repr(n) in p for n in asked)), problems[0]))
         for problem in problems:
             warn(f"{problem}; its tasks are left out")
     suites = {**SUITES, "user": tuple(n for n in tasks if n not in BUILTIN), "all": tuple(tasks)}

@@ -118,7 +118,8 @@ class OptimizerSpace(DatasetSpace):
         # tuned Adam's figure per suite task, kept when the run starts, with what it depends on (`reference_key`)
         self._refs: tuple[str, dict[str, float]] | None = None
         if suite is not None:
-            from l2l.optsearch.suite import TaskError
+            from l2l.optsearch.suite import TaskError, TaskPluginError
+            from l2l.search_spaces.registry import PluginError
 
             if not 0 < self.scale <= 10:
                 raise SpaceError(f"optimizer space needs 0 < scale <= 10 (the suite tasks' steps), got {scale}")
@@ -126,6 +127,8 @@ class OptimizerSpace(DatasetSpace):
                 raise SpaceError(f"optimizer space needs cutoff > 1 (a loss ratio to Adam's), got {cutoff}")
             try:
                 self.suite_tasks()
+            except TaskPluginError as exc:  # a task package's mistake: named as a plugin's, not as bad options
+                raise PluginError(f"an l2l.optimizer_tasks plugin is broken: {exc}") from None
             except TaskError as exc:
                 raise SpaceError(str(exc)) from None
         self.task = dataclasses.replace(base, **changes)

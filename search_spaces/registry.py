@@ -219,6 +219,8 @@ def load_space(ref: str, options: dict[str, Any] | None = None, *, validate: boo
         raise PluginError(f"search space {cls.name!r}: unknown option(s) {', '.join(unknown)}; known: {known}")
     try:
         space = cls(**options)
+    except PluginError:  # a space that names a broken plugin of its own (an optimizer task package)
+        raise
     except TypeError as exc:
         missing = sorted(getattr(cls, "__abstractmethods__", ()))
         if missing:

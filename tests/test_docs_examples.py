@@ -133,3 +133,15 @@ def test_the_python_page_script_searches_ranks_and_retrains_as_written(tmp_path:
     figures = re.search(r"recorded reward (-?[\d.]+), trained again (-?[\d.]+)", out.stdout)
     assert figures and figures.group(1) == figures.group(2), out.stdout
     assert "Warning" not in out.stderr, out.stderr
+
+
+def test_the_python_page_weight_sharing_script_runs_as_written(tmp_path: Path) -> None:
+    files = files_of((DOC.parent / "python.md").read_text())
+    (tmp_path / "ws_from_python.py").write_text(files["ws_from_python.py"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "ws_from_python.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(r"run 1: derived .+, shared-weight reward 0\.\d{3}", out.stdout), out.stdout
+    assert re.search(r"trained from scratch: reward 0\.\d{3}", out.stdout), out.stdout

@@ -19,7 +19,7 @@ from l2l.optsearch.suite import (
     resolve_suite,
 )
 from l2l.optsearch.trainer import Diverged, SuiteTask, train_run
-from l2l.search_spaces import load_space
+from l2l.search_spaces import PluginError, load_space
 
 
 def _adam(params, lr):  # type: ignore[no-untyped-def]
@@ -161,6 +161,11 @@ def test_a_broken_task_plugin_is_one_error_before_any_training_and_spares_the_bu
         assert len(warnings) == 1 and message in warnings[0] and warnings[0].endswith("its tasks are left out")
         # the optimizer space on a built-in suite too (it refused to load, naming the plugin)
         assert load_space("optimizer", {"suite": "digits-logreg"}).suite_tasks()[0].name == "digits-logreg"  # type: ignore[attr-defined]
+    # asked for, it is the plugin's mistake, not bad options of the space (which it was called)
+    with pytest.raises(PluginError) as refused:
+        load_space("optimizer", {"suite": "user"})
+    assert str(refused.value).startswith("an l2l.optimizer_tasks plugin is broken: ") and message in str(refused.value)
+    assert "bad options" not in str(refused.value)
 
 
 def test_a_broken_task_plugin_leaves_another_packages_tasks_usable(
