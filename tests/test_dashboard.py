@@ -175,8 +175,9 @@ def test_children_are_paged_sorted_and_filtered_by_the_server(client: TestClient
     assert client.get("/api/runs/1/children?per=1000").json()["per"] == 200  # at most a page of 200
     bad_order = client.get("/api/runs/1/children?order=up")
     assert bad_order.status_code == 400 and bad_order.json() == {"error": "unknown order 'up'; known: asc, desc"}
-    odd = client.get("/api/compare", params={"runs": "1,\u00b2,x"})  # was a 200 with the odd ones dropped
-    assert odd.status_code == 400 and odd.json() == {"error": "runs must be run ids separated by commas, got '\u00b2'"}
+    refused = client.get("/api/compare", params={"runs": "1,\u00b2,x"})  # was a 200 with the odd ones dropped
+    said = "runs must be run ids separated by commas, got '\u00b2'"
+    assert refused.status_code == 400 and refused.json() == {"error": said}
     # a path no endpoint serves: a 404 naming it, as JSON under /api/ (it was a bare text/plain "Not Found")
     lost = client.get("/api/runs/abc")
     assert lost.status_code == 404 and lost.json() == {"error": "nothing here: /api/runs/abc"}

@@ -688,7 +688,7 @@ class MistakenSpace(SearchSpace):
             )
 
         own = wrong_builder if self.mistake == "builder_wrong" else None
-        key = (lambda spec, name, shape: None) if self.mistake == "key_none" else None
+        key: Any = (lambda spec, name, shape: None) if self.mistake == "key_none" else None
         network = MistakenNetwork(self, "digits", build, key, covers=["width"], sharing_builder=own)
         network.mistake = self.mistake
         return network
