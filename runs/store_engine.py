@@ -212,6 +212,10 @@ class Database:
             if current is not None and current != schema_head():
                 self.upgraded_from = current
 
+    def schema_revision(self) -> str | None:
+        """The schema revision the database is at (None: l2l never migrated it); `StoreError` if it cannot be read."""
+        return self._revision()
+
     def _revision(self) -> str | None:
         """The schema revision the database is at; None for a database l2l never migrated."""
         from alembic.runtime.migration import MigrationContext

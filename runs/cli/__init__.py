@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from l2l.runs.cli import child, listing, optimizers, plot, runs, spaces, strategies  # noqa: F401 - runs subcommands
+from l2l.runs.cli import child, db, listing, optimizers, plot, runs, spaces, strategies  # noqa: F401 - runs subcommands
 from l2l.runs.cli.common import error_line
 from l2l.runs.cli.dashboard import dashboard
 from l2l.runs.cli.search import search
@@ -27,6 +27,7 @@ app.add_typer(strategies.app, name="strategies")
 app.add_typer(runs.app, name="runs")
 app.add_typer(plot.app, name="plot")
 app.add_typer(optimizers.app, name="optimizers")
+app.add_typer(db.app, name="db")
 
 
 def main() -> None:

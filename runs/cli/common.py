@@ -161,9 +161,10 @@ def check_writable(path: Path) -> None:
         raise UsageError(f"cannot use {str(path)!r}: {str(folder)!r} takes no new files ({exc.strerror})") from None
 
 
-def open_store(storage: str | None, create: bool = False) -> Store:
+def open_store(storage: str | None, create: bool = False, migrate: bool = True) -> Store:
     """The store named by --storage, $L2L_STORAGE, or the SQLite file l2l.db here. Only a search (``create``)
-    makes a SQLite file that is not there: reading a misspelt path must not leave an empty store behind."""
+    makes a SQLite file that is not there: reading a misspelt path must not leave an empty store behind.
+    Without ``migrate`` its schema is left as it is (`l2l db status`)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -185,7 +186,7 @@ def open_store(storage: str | None, create: bool = False) -> Store:
         path = Path(file).expanduser() if file and file != ":memory:" else None
         if path is not None and path.parent.is_dir() and not path.exists():  # no folder: the store says so
             raise UsageError(f"no store at {url}: the file {file!r} does not exist (a search creates it)")
-    store = Store(url, create=create)
+    store = Store(url, create=create, migrate=migrate)
     if store.upgraded_from is not None:  # one way: an older l2l cannot open it any more
         from l2l.runs.store_engine import schema_head
 
