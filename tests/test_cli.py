@@ -822,3 +822,19 @@ def test_a_transform_that_fails_before_any_child_finished_removes_the_run_and_sa
     assert "error: reward transform 'bad_transforms:bad' failed: nope\n" in out.output
     assert "run 1 was removed: no child finished, so it holds nothing to resume" in out.output
     assert Store(storage).list_runs() == []
+
+
+def test_rays_log_is_pointed_at_only_where_ray_may_have_had_a_say(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The loser of two resumes at once was sent to a Ray log holding only Ray's start-up warnings."""
+    from l2l.runs import ray_cluster
+    from l2l.runs.cli.common import say_ray_log
+    from l2l.runs.executors import ExecutorError
+    from l2l.runs.search_config import SearchError
+
+    monkeypatch.setattr(ray_cluster, "ray_log", lambda: "/tmp/ray-1.log")
+    say_ray_log(SearchError("run 5 was resumed by another process (vm:8652) meanwhile"))
+    assert capsys.readouterr().err == ""
+    say_ray_log(ExecutorError("Ray cannot start workers for the children"))
+    assert "Ray's own messages are in /tmp/ray-1.log" in capsys.readouterr().err

@@ -231,10 +231,16 @@ def space_of(run: Any, store: Store | None = None) -> SearchSpace:
     return space
 
 
-def say_ray_log() -> None:
-    """Where Ray's own messages went, when a search fails and Ray said something."""
+def say_ray_log(exc: BaseException) -> None:
+    """Where Ray's own messages went, when a search fails on ``exc`` and Ray said something; not for l2l's own
+    refusals (a run another process resumed, a store gone, a plugin's mistake), where Ray's log says nothing."""
     from l2l.runs.ray_cluster import ray_log
+    from l2l.runs.search_config import SearchError
+    from l2l.runs.store import StoreError
+    from l2l.search_spaces import SpaceError
 
+    if isinstance(exc, (SearchError, StoreError, SpaceError, UsageError)):
+        return
     path = ray_log()
     if path is not None:
         err_console.print(f"Ray's own messages are in {path}", highlight=False, soft_wrap=True)

@@ -250,8 +250,8 @@ def search(
 
             err_console.print(f"[yellow]stopped before the search began{'' if resume else ': nothing recorded'}[/]")
             raise typer.Exit(128 + stop_signal(exc)) from None
-        except Exception:
-            say_ray_log()
+        except Exception as exc:
+            say_ray_log(exc)
             raise
         route_ray_logs(run_log_file(LOG_DIR, store, run.run_id))
         cfg = run.config
@@ -291,7 +291,7 @@ def search(
                 what = "child" if cfg.weight_sharing is None else "epoch"
                 exc.add_note(f"run {run.run_id} was removed: no {what} finished, so it holds nothing to resume")
             else:
-                say_ray_log()
+                say_ray_log(exc)
                 from l2l.runs.store import StoreError
 
                 lost = isinstance(exc, StoreError)  # the store, not the cluster: the same head will do
