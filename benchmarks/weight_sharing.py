@@ -49,6 +49,7 @@ from l2l.runs.search import SearchConfig
 from l2l.runs.store import Store
 from l2l.runs.weight_sharing import WeightSharingSearch
 from l2l.search_spaces import Context, SearchSpace, Spec, load_space
+from l2l.search_spaces.sharing import plain_metrics
 
 RETRAIN_SEEDS = (0, 1)
 LM_LRS = (0.003, 0.01, 0.02)  # every language model's learning-rate grid: the baselines' and the derived cells'
@@ -184,7 +185,8 @@ def ranking(
             with torch.no_grad():
                 for r in rows:
                     model = search.weights.model(space.decode(tuple(r["tokens"])))
-                    scores.append(search.network.measure_split(model, search.device)["reward"])
+                    measured = plain_metrics(space.name, search.network.measure_split(model, search.device))
+                    scores.append(search.ws.scored(space.name, measured)["reward"])  # as the search scores
             derived = res["derived"]
             spec = space.decode(derived.tokens)
             again = retrain(space, spec, RETRAIN_SEEDS)

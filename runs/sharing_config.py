@@ -17,6 +17,7 @@ SAMPLERS = ("controller", "uniform")
 BLOWUP = 10.0  # a training loss this many times the epoch's mean so far is a diverging architecture's: skipped
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
+SCORES = ("reward", "loss")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class SharingConfig:
     # through the controller's own choices collapse to parameter-free cells (benchmarks/README.md); controller
     # is ENAS proper
     sampler: str = "uniform"
+    # what scores an architecture with the shared weights (the controller's reward, the derive's pick): the
+    # space's reward, or its validation loss as exp(-val_loss) (in (0, 1]: the geometric mean probability of the
+    # right answer), which ranks the nb201_cell sample better than accuracy (benchmarks/README.md)
+    score: str = "reward"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "val_batch", "derive"):
@@ -59,6 +64,8 @@ class SharingConfig:
             raise SearchError(f"weight sharing: unknown sampler {self.sampler!r}; known: {', '.join(SAMPLERS)}")
         if self.optimizer not in OPTIMIZERS:
             raise SearchError(f"weight sharing: unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+        if self.score not in SCORES:
+            raise SearchError(f"weight sharing: unknown score {self.score!r}; known: {', '.join(SCORES)}")
         if self.schedule not in SCHEDULES:
             raise SearchError(f"weight sharing: unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
         if not (self.lr >= 0 and self.weight_decay >= 0 and math.isfinite(self.lr + self.weight_decay)) or not (
@@ -76,6 +83,19 @@ class SharingConfig:
         if self.schedule == "cosine":
             return base * (1 + math.cos(math.pi * epoch / self.epochs)) / 2
         return base
+
+    def scored(self, space: str, metrics: dict[str, float]) -> dict[str, float]:
+        """``metrics`` of an architecture with its ``reward`` as ``score`` says (the space's own is kept as
+        ``space_reward``); `SearchError` when the score needs a figure the space's shared network does not give."""
+        if self.score == "reward":
+            return metrics
+        if "val_loss" not in metrics:
+            raise SearchError(
+                f"-W score=loss needs a val_loss from space {space!r}'s shared network; its measure() gives "
+                f"{', '.join(sorted(metrics))}"
+            )
+        score = math.exp(-max(metrics["val_loss"], -700.0))  # (a loss below -700 would overflow: no such loss)
+        return {**metrics, "space_reward": metrics["reward"], "reward": score}
 
     @staticmethod
     def from_settings(settings: Mapping[str, Any]) -> SharingConfig:
@@ -120,3 +140,19 @@ def shared_network_of(space: SearchSpace) -> SharedNetwork:
         )
     check_coverage(space, network)
     return network
+
+
+def check_score(space: SearchSpace, network: SharedNetwork, ws: SharingConfig, seed: int) -> None:
+    """`SearchError` before a run is recorded when ``ws.score`` needs a figure ``network``'s measure() does not
+    give: one architecture (the first tokens), built stand-alone apart from any shared weight, measured once."""
+    if ws.score == "reward":
+        return
+    import torch
+
+    from l2l.search_spaces.api import token_sizes
+    from l2l.search_spaces.sharing import plain_metrics
+
+    with torch.random.fork_rng(devices=[]), torch.no_grad():  # the search's random state as it was
+        model = network.build(space.decode([0] * len(token_sizes(list(space.decisions())))), seed).eval()
+        measured = network.measure(model, network.val_batch(min(ws.val_batch, 8), torch.Generator().manual_seed(0)))
+    ws.scored(space.name, plain_metrics(space.name, measured))

@@ -42,7 +42,7 @@ from l2l.runs.driver import (
 )
 from l2l.runs.executors import check_device
 from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted, check_ignored
-from l2l.runs.sharing_config import BLOWUP, SharingConfig, check_strategy, shared_network_of
+from l2l.runs.sharing_config import BLOWUP, SharingConfig, check_score, check_strategy, shared_network_of
 from l2l.runs.store import EpochRecord, ScoredChild, Store
 from l2l.search_spaces import Spec, decisions_record, load_space
 from l2l.search_spaces.constraints import Constraints
@@ -109,6 +109,7 @@ class WeightSharingSearch:
         search = cls(store, 0, config, listener)
         check_ignored(search.space)
         ws = search.ws
+        check_score(search.space, search.network, ws, config.seed)
         search.run_id = store.create_run(
             space=config.space,
             strategy=config.strategy,
@@ -264,7 +265,7 @@ class WeightSharingSearch:
         """An architecture whose metrics are not all finite (it diverges) gets the failure reward, as a failed
         child of a plain search does: the run's ``failure_reward``, else the worst reward seen so far, else
         the space's. Metrics that are not numbers by name, or lack the reward, are the plugin's mistake."""
-        metrics = plain_metrics(self.space.name, measured)
+        metrics = self.ws.scored(self.space.name, plain_metrics(self.space.name, measured))
         if all(math.isfinite(v) for v in metrics.values()):
             reward = metrics["reward"]
             self.worst = reward if self.worst is None else min(self.worst, reward)

@@ -128,6 +128,28 @@ def _search(tmp_path: Path, strategy: str, seed: int = 0, **ws: Any) -> tuple[St
     return store, WeightSharingSearch.start(store, config).run()
 
 
+def test_scored_by_loss_an_architectures_reward_is_its_validation_likelihood_and_the_pick_follows_it(
+    tmp_path: Path, store: Store
+) -> None:
+    by_loss, run_id = _search(tmp_path, "reinforce", score="loss")
+    shared = by_loss.children(run_id, "shared") + by_loss.children(run_id, "candidate")
+    derived = by_loss.children(run_id, "derived")[0]
+    for child in [*shared, derived]:
+        got = child.metrics["info"]["shared"]
+        assert child.reward == pytest.approx(math.exp(-got["val_loss"])) and got["space_reward"] == got["val_acc"]
+    assert derived.reward == max(c.reward or 0.0 for c in [*shared, derived] if c.status != "shared")
+    # a shared network that gives no validation loss cannot be scored by it: one line, before a run is recorded
+    config = SearchConfig(
+        space=f"{__file__}:MistakenSpace",
+        space_options={"mistake": "measure_noloss"},
+        strategy="random",
+        weight_sharing={**WS, "score": "loss"},
+    )
+    with pytest.raises(SearchError, match=re.escape("-W score=loss needs a val_loss from space 'mistaken'")):
+        WeightSharingSearch.start(store, config)
+    assert store.list_runs() == []
+
+
 def test_a_cosine_schedule_anneals_the_shared_weights_rate_by_epoch_and_a_constant_one_keeps_it(tmp_path: Path) -> None:
     (tmp_path / "cosine").mkdir()
     cosine, run_id = _search(tmp_path / "cosine", "random", lr=0.01, schedule="cosine")
@@ -652,6 +674,7 @@ class MistakenNetwork(ClassifierNetwork):
             "measure_noreward": {k: v for k, v in got.items() if k != "reward"},
             "measure_tensor": {**got, "reward": torch.tensor(got["reward"])},  # taken as its value
             "measure_vector": {**got, "reward": torch.tensor([got["reward"]] * 2)},
+            "measure_noloss": {k: v for k, v in got.items() if k != "val_loss"},
         }
         return wrong.get(self.mistake, got)
 
