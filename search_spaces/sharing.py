@@ -157,7 +157,7 @@ def checked_builder(space: SearchSpace, network: SharedNetwork) -> Callable[[Spe
         calls += 1
         model = build(spec, seed)
         if calls in CHECKED_BUILDS and hasattr(model, "named_parameters"):
-            got, want = names_and_shapes(model), names_and_shapes(network.build(spec, seed))
+            got, want = sorted(names_and_shapes(model)), sorted(names_and_shapes(network.build(spec, seed)))
             if got != want:
                 first = next((f"{g} against {w}" for g, w in zip(got, want, strict=False) if g != w), None)
                 raise SpaceError(

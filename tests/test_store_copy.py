@@ -128,3 +128,54 @@ def test_db_status_says_an_older_schema_without_upgrading_it_and_db_upgrade_does
     assert "nothing to do" in l2l("db", "upgrade", "--storage", url).output
     missing = l2l("db", "status", "--storage", f"sqlite:///{tmp_path / 'nope.db'}")
     assert missing.exit_code == 1 and "does not exist (a search creates it)" in missing.output
+
+
+def test_every_run_is_copied_however_many_and_a_run_changed_since_its_copy_is_named_not_duplicated(
+    tmp_path: Path,
+) -> None:
+    """`list_runs`' page of 50 was all a copy saw: older runs were left behind (and refused by id)."""
+    url, target_url = f"sqlite:///{tmp_path / 'many.db'}", f"sqlite:///{tmp_path / 'team.db'}"
+    store = Store(url)
+    for seed in range(55):
+        store.set_run_status(store.create_run(space="toy", strategy="random", config={}, seed=seed, n_children=1,
+                                              code_version="t"), "done")  # fmt: skip
+    assert "copied 55 run(s)" in l2l("db", "copy", "--to", target_url, "--storage", url).output
+    assert "copied 0 run(s)" in l2l("db", "copy", "1", "--to", target_url, "--storage", url).output  # there already
+    # the original goes on after its copy (a resume, a move): named, neither replaced nor copied twice
+    store.set_run_config(1, {"moves": [{"to": {"address": "embedded"}}]})
+    out = l2l("db", "copy", "1", "--to", target_url, "--storage", url)
+    said = " ".join(out.output.split())
+    assert out.exit_code == 0 and "run 1: not copied, the target's run 1 is an earlier copy of it, and one of" in said
+    assert "delete run 1 there first" in said and len(Store(target_url).list_runs(100)) == 55
+    # a wrong run is refused before the target is made
+    out = l2l("db", "copy", "56", "--to", f"sqlite:///{tmp_path / 'new.db'}", "--storage", url)
+    assert out.exit_code == 1 and "no run 56 in store" in out.output and not (tmp_path / "new.db").exists()
+
+
+def test_copying_from_an_older_store_leaves_its_schema_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    Search.start(Store(f"sqlite:///{path}"), SearchConfig(space="toy", children=2, executor="local")).run()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE alembic_version SET version_num = '0007'")
+    conn.execute("ALTER TABLE space_data DROP COLUMN decisions")
+    conn.execute("DROP TABLE store_marks")
+    conn.commit()
+    conn.close()
+    out = l2l("db", "copy", "--to", f"sqlite:///{tmp_path / 'new.db'}", "--storage", f"sqlite:///{path}")
+    assert out.exit_code == 0 and "run 1 -> run 1: 2 children" in out.output and "upgraded" not in out.output
+    assert sqlite3.connect(path).execute("SELECT version_num FROM alembic_version").fetchone() == ("0007",)
+    assert Store(f"sqlite:///{tmp_path / 'new.db'}").count_children(1)["done"] == 2
+
+
+def test_db_status_counts_a_run_whose_driver_is_gone_as_stale(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    store = Store(url)
+    from sqlalchemy import update
+
+    run = store.create_run(space="toy", strategy="random", config={}, seed=0, n_children=1, code_version="t")
+    with store.session_scope() as s:  # another machine's driver, silent for ten minutes
+        s.execute(
+            update(RunRow).where(RunRow.id == run).values(driver="elsewhere:1", heartbeat_at=datetime(2026, 1, 1))
+        )
+    live = store.create_run(space="toy", strategy="random", config={}, seed=1, n_children=1, code_version="t")
+    assert "runs: 2 (1 running, 1 stale)" in l2l("db", "status", "--storage", url).output, live

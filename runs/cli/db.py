@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from l2l.runs.cli.common import StorageOpt, console, err_console, open_store, run_id_of, user_errors
 from l2l.runs.config import UsageError
+
+if TYPE_CHECKING:
+    from l2l.runs.store import Store
 
 app = typer.Typer(help="The results store itself: its schema, and copying runs to another store.", no_args_is_help=True)
 
@@ -49,6 +52,10 @@ def db_status(storage: StorageOpt = None) -> None:
             return
         with store.connection_scope("count runs") as conn:  # every revision has the runs table and its status
             counts: dict[str, int] = dict(conn.execute(text("SELECT status, COUNT(*) FROM runs GROUP BY status")).all())
+        if revision == head and counts.get("running"):  # as `runs list` says them: a run whose driver is gone is stale
+            stale = stale_runs(store)
+            counts = {**counts, "running": counts["running"] - stale, "stale": stale}
+            counts = {k: n for k, n in counts.items() if n}
         shown = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         console.print(f"runs: {sum(counts.values())}{f' ({shown})' if shown else ''}", highlight=False)
         if store.read_only is not None:
@@ -72,25 +79,44 @@ def db_upgrade(storage: StorageOpt = None) -> None:
 def db_copy(runs: RunsArg = None, to: ToOpt = "", storage: StorageOpt = None) -> None:
     """Copy runs (every run by default) of the store into another one, e.g. a SQLite file into a shared PostgreSQL
     database: each run whole (children, controller updates, checkpoint, epochs) under a new id there. The source is
-    only read; a run still running is left out, and a run the target holds from an earlier copy is skipped."""
-    from l2l.runs.store_copy import copy_runs
+    only read (an older SQLite store through an upgraded snapshot); a run still running is left out, and a run the
+    target holds from an earlier copy is skipped."""
+    from l2l.runs.store_copy import checked_ids, readable
 
     with user_errors():
         if not to:
             raise UsageError("l2l db copy needs --to URL: the store to copy into")
-        source = open_store(storage)
-        ids = None if not runs else [run_id_of(source, ref) for ref in runs]
-        target = open_store(to, create=True)
-        copied = skipped = 0
-        for done in copy_runs(source, target, ids):
-            if done.skipped is not None:
-                skipped += 1
-                err_console.print(
-                    f"[yellow]run {done.source_id}: not copied, {escape(done.skipped)}[/]", highlight=False
-                )
-                continue
-            copied += 1
-            what = ", ".join(f"{n:,} {label}" if label != "space data" else label for label, n in done.rows.items())
-            console.print(f"run {done.source_id} -> run {done.target_id}: {what or 'no rows'}", highlight=False)
-        tail = f"; {skipped} not copied (above)" if skipped else ""
-        console.print(f"copied {copied} run(s) to {escape(target.label)}{tail}", highlight=False)
+        with readable(open_store(storage, migrate=False)) as source:
+            ids = None if not runs else checked_ids(source, [run_id_of(source, ref) for ref in runs])
+            target = open_store(to, create=True)  # after the runs are known: a wrong one leaves no new store
+            _copy(source, target, ids)
+
+
+def _copy(source: Store, target: Store, ids: list[int] | None) -> None:
+    """Copy ``ids`` (None: every run) and say what became of each."""
+    from l2l.runs.store_copy import copy_runs
+
+    copied = skipped = 0
+    for done in copy_runs(source, target, ids):
+        if done.skipped is not None:
+            skipped += 1
+            err_console.print(f"[yellow]run {done.source_id}: not copied, {escape(done.skipped)}[/]", highlight=False)
+            continue
+        copied += 1
+        what = ", ".join(f"{n:,} {label}" if label != "space data" else label for label, n in done.rows.items())
+        console.print(f"run {done.source_id} -> run {done.target_id}: {what or 'no rows'}", highlight=False)
+    tail = f"; {skipped} not copied (above)" if skipped else ""
+    console.print(f"copied {copied} run(s) to {escape(target.label)}{tail}", highlight=False)
+
+
+def stale_runs(store: Store) -> int:
+    """How many runs recorded as running have a driver that is gone."""
+    from sqlalchemy import select
+
+    from l2l.runs.driver import run_state
+    from l2l.runs.models import RunRow
+    from l2l.runs.store_records import RunRecord, record_from_row
+
+    with store.session_scope("read running runs") as s:
+        rows = s.scalars(select(RunRow).where(RunRow.status == "running")).all()
+        return sum(run_state(record_from_row(RunRecord, r)) != "running" for r in rows)
