@@ -67,7 +67,7 @@ class ArchKeys:
     def __call__(self, tokens: Sequence[int]) -> tuple[int, ...]:
         if self.constraints is not None:
             return self.constraints.canonical(tokens)
-        return tuple(int(t) for t in tokens)
+        return tuple(map(int, tokens))
 
 
 def best_arch(
@@ -142,11 +142,12 @@ def best_curve(
     rankings, not one per child."""
     key = ArchKeys(space)
     ordered = sorted(rows, key=lambda r: r[0])
-    repeated = estimate and len({key(tokens) for _, tokens, _ in ordered}) < len(ordered)
+    keys = [key(tokens) for _, tokens, _ in ordered]
+    repeated = estimate and len(set(keys)) < len(ordered)
     every = max(1, len(ordered) // points) if points else 1
     evaluations, best, out = Evaluations(), float("-inf"), []
-    for i, (number, tokens, reward) in enumerate(ordered):
-        evaluations.add(key(tokens), reward)
+    for i, ((number, _, reward), arch) in enumerate(zip(ordered, keys, strict=True)):
+        evaluations.add(arch, reward)
         best = max(best, reward)
         if (i + 1) % every and i + 1 < len(ordered):
             continue

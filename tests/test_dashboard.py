@@ -899,3 +899,50 @@ def test_a_child_page_lists_only_the_decisions_its_network_uses(tmp_path: Path) 
     assert "&#34;width_2&#34;" in page  # still there as stored
     three, page = rows(1)
     assert three == [d.name for d in mlp.decisions()] and 'id="unused"' not in page
+
+
+def test_a_chart_several_requests_ask_for_at_once_is_made_once() -> None:
+    """A run page's requests arrive together, and each read the same 100,000 children again (5 s to open)."""
+    import threading
+
+    from l2l.runs.dashboard.figures import Cache
+
+    cache, calls, results = Cache(8), [], []
+
+    def make() -> int:
+        calls.append(1)
+        time.sleep(0.2)  # the others arrive while it is being made
+        return 42
+
+    askers = [threading.Thread(target=lambda: results.append(cache.get("k", make))) for _ in range(4)]
+    for t in askers:
+        t.start()
+    for t in askers:
+        t.join()
+    assert results == [42] * 4 and len(calls) == 1
+
+    def fails() -> int:
+        raise RuntimeError("the store went away")
+
+    with pytest.raises(RuntimeError):
+        cache.get("j", fails)
+    assert cache.get("j", lambda: 7) == 7  # not cached as failed: the next asker makes it
+
+
+def test_a_page_reads_a_runs_evaluations_once_for_all_its_charts(
+    marked_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from l2l.runs.dashboard.app import create_app
+
+    reads: list[int] = []
+    real = Reader.evaluations
+
+    def counted(self: Reader, run_id: int) -> Any:
+        reads.append(run_id)
+        return real(self, run_id)
+
+    monkeypatch.setattr(Reader, "evaluations", counted)
+    client = TestClient(create_app(marked_store))
+    for path in ("/runs/1", "/api/runs/1", "/api/runs/1/progress", "/api/runs/1/pareto", "/api/runs/1/best"):
+        assert client.get(path).status_code == 200, path
+    assert reads == [1]  # the best, its curve and the Pareto front's architectures: one read

@@ -22,7 +22,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from l2l.runs.dashboard import figures, series
-from l2l.runs.dashboard.best import best_of
+from l2l.runs.dashboard.best import best_of, evaluations
 from l2l.runs.dashboard.reader import SORT_KEYS, Reader
 from l2l.runs.dashboard.summaries import child_statuses, iso
 from l2l.runs.dashboard.values import BadQuery, Json, choice, cost_text, number_text, plain, query_int
@@ -131,7 +131,8 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
                 from l2l.runs.estimates import best_curve
 
                 space, _ = figures.space_of(run)
-                curve, repeated = best_curve(reader.evaluations(run_id), space, points=series.MAX_POINTS)
+                done = sum(n for status, n in stamp[0] if status == "done")
+                curve, repeated = best_curve(evaluations(reader, charts, run_id, done), space, points=series.MAX_POINTS)
                 if repeated:
                     chart["best"] = {"x": [n for n, _ in curve], "y": [b for _, b in curve], "label": BEST_MEAN}
             return {
@@ -141,7 +142,8 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
                 "reward_label": "reward (shared weights)" if shared else "reward",
             }
 
-        return charts.get(("progress", run_id, reader.stamp(run_id)), make)
+        stamp = reader.stamp(run_id)
+        return charts.get(("progress", run_id, stamp), make)
 
     def api_progress(request: Request) -> Response:
         return Json(progress(request.path_params["run_id"]))
@@ -178,7 +180,8 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
             from l2l.runs.estimates import ArchKeys
 
             arch_of = ArchKeys(figures.space_of(reader.run(run_id))[0])
-            return {n: arch_of(tokens) for n, tokens, _ in reader.evaluations(run_id)}
+            done = sum(n for status, n in stamp[0] if status == "done")
+            return {n: arch_of(tokens) for n, tokens, _ in evaluations(reader, charts, run_id, done)}
 
         def costs(key: str) -> list[tuple[float, float, int]]:
             def make() -> list[tuple[float, float, int]]:

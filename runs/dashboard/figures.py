@@ -34,20 +34,32 @@ class Cache:
         self._epoch = epoch
         self._items: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()
+        self._making: dict[Any, threading.Lock] = {}  # keys being made now, each with the lock its maker holds
 
     def get(self, key: Any, make: Callable[[], Any]) -> Any:
-        """The value under ``key``, made (outside the cache's lock) when missing."""
+        """The value under ``key``, made (outside the cache's lock) when missing; made once when several threads
+        ask for it at once (a page's requests arrive together, and each would read the same 100,000 children)."""
         if self._epoch is not None:
             key = (self._epoch(), key)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        value = make()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            making = self._making.setdefault(key, threading.Lock())
+        with making:  # the first asker makes it; the others wait here, then find it
+            with self._lock:
+                if key in self._items:
+                    self._items.move_to_end(key)
+                    return self._items[key]
+            try:
+                value = make()
+                with self._lock:
+                    self._items[key] = value
+                    while len(self._items) > self.size:
+                        self._items.popitem(last=False)
+            finally:
+                with self._lock:
+                    self._making.pop(key, None)
         return value
 
     def clear(self) -> None:

@@ -8,11 +8,12 @@ filters are parameters, nothing from a request becomes SQL text.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, Text, func, inspect, or_, select
+from sqlalchemy import Connection, Table, Text, func, inspect, or_, select, type_coerce
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -174,13 +175,14 @@ class Reader:
     def evaluations(self, run_id: int) -> list[tuple[int, tuple[int, ...], float]]:
         """(number, tokens, reward) of a plain run's finished children: what ranking its architectures by
         estimated mean needs (`l2l.runs.estimates.best_arch`)."""
-        with self.read("read evaluations") as conn:  # tokens are JSON: SQLAlchemy's rows decode them
+        with self.read("read evaluations") as conn:  # tokens as the JSON text, decoded here: a third of the time
             rows = conn.execute(
-                select(CHILDREN.c.number, CHILDREN.c.tokens, CHILDREN.c.reward)
+                select(CHILDREN.c.number, type_coerce(CHILDREN.c.tokens, Text), CHILDREN.c.reward)
                 .where(CHILDREN.c.run_id == run_id, CHILDREN.c.status == TRAINED[0], CHILDREN.c.reward.is_not(None))
                 .order_by(CHILDREN.c.number)
             ).all()
-        return [(int(n), tuple(int(t) for t in tokens or ()), float(r)) for n, tokens, r in rows]
+        loads = json.loads  # (a PostgreSQL driver hands JSON over decoded)
+        return [(int(n), tuple((loads(t) if isinstance(t, str) else t) or ()), float(r)) for n, t, r in rows]
 
     def updates(self, run_id: int) -> list[tuple[int, float, float, float]]:
         """(policy version, loss, entropy, mean reward) of every controller update, oldest first."""
