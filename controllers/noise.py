@@ -18,7 +18,7 @@ The arrays grow by doubling, so an estimate over a long run costs a few vector o
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +75,37 @@ class Evaluations:
         self._sumsq[i] += delta * (reward - self._mean[i])
         self._n[i], self._sum[i] = n, self._sum[i] + reward
         self.total += 1
+
+    def add_many(self, keys: Sequence[Hashable], rewards: Sequence[float]) -> None:
+        """``add`` for each (key, reward) in turn, in one pass of array operations: the batch's own count, mean
+        and squared deviations per key, merged into what was there (Chan et al.'s update; the same figures as
+        one add at a time, to rounding). What a page of 100,000 children costs 0.4 s of, one at a time."""
+        if len(keys) * 4 < len(self._keys):  # a few: the arrays' whole length would cost more than each alone
+            for key, reward in zip(keys, rewards, strict=True):
+                self.add(key, float(reward))
+            return
+        index = self._index
+        ids = np.fromiter((index.setdefault(k, len(index)) for k in keys), dtype=np.int64, count=len(keys))
+        new = list(index)[len(self._keys) :]  # the keys met for the first time, in the order they were met
+        self._keys.extend(new)
+        while len(self._n) < len(self._keys):
+            for name in ("_n", "_sum", "_sumsq", "_mean"):
+                old = getattr(self, name)
+                setattr(self, name, np.concatenate([old, np.zeros(len(old))]))
+        k, x = len(self._keys), np.asarray(rewards, dtype=float)
+        n_b = np.bincount(ids, minlength=k).astype(float)
+        sum_b = np.bincount(ids, weights=x, minlength=k)
+        seen = n_b > 0
+        mean_b = np.divide(sum_b, n_b, out=np.zeros(k), where=seen)
+        m2_b = np.bincount(ids, weights=(x - mean_b[ids]) ** 2, minlength=k)
+        n_a, mean_a = self._n[:k], self._mean[:k]
+        n = n_a + n_b
+        delta = mean_b - mean_a
+        self._sumsq[:k] += np.where(seen, m2_b + delta**2 * n_a * n_b / np.where(seen, n, 1.0), 0.0)
+        self._mean[:k] = np.where(seen, mean_a + delta * n_b / np.where(seen, n, 1.0), mean_a)
+        self._sum[:k] += sum_b
+        self._n[:k] = n
+        self.total += len(keys)
 
     def count(self, key: Hashable) -> int:
         """How many times ``key`` was evaluated (0 if never)."""
@@ -157,9 +188,8 @@ class Evaluations:
     @staticmethod
     def of(pairs: Iterable[tuple[Hashable, float]]) -> Evaluations:
         """The evaluations of ``(key, reward)`` pairs."""
-        out = Evaluations()
-        for key, reward in pairs:
-            out.add(key, float(reward))
+        out, pairs = Evaluations(), list(pairs)
+        out.add_many([k for k, _ in pairs], [float(r) for _, r in pairs])
         return out
 
 

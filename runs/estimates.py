@@ -77,11 +77,12 @@ def best_arch(
     than once (the best is then an estimate, not a reward), from the finished children's (number, tokens,
     reward) as `Store.rewards` reads them (for lists of runs, and pages that poll); None when there are none."""
     key, first = ArchKeys(space), dict[tuple[int, ...], int]()
-    evaluations = Evaluations()
-    for number, tokens, reward in sorted(rewards, key=lambda r: r[0]):
-        k = key(tokens)
+    ordered = sorted(rewards, key=lambda r: r[0])
+    keys = [key(tokens) for _, tokens, _ in ordered]
+    for k, (number, _, _) in zip(keys, ordered, strict=True):
         first.setdefault(k, number)
-        evaluations.add(k, reward)
+    evaluations = Evaluations()
+    evaluations.add_many(keys, [reward for _, _, reward in ordered])
     best = evaluations.estimates(noise_sd=0.0 if space is not None and space.exact_rewards() else None, limit=1)
     return (best[0], first[best[0].key], len(first) < len(rewards)) if best else None  # type: ignore[index]
 
@@ -146,10 +147,10 @@ def best_curve(
     repeated = estimate and len(set(keys)) < len(ordered)
     every = max(1, len(ordered) // points) if points else 1
     evaluations, best, out = Evaluations(), float("-inf"), []
-    for i, ((number, _, reward), arch) in enumerate(zip(ordered, keys, strict=True)):
-        evaluations.add(arch, reward)
-        best = max(best, reward)
-        if (i + 1) % every and i + 1 < len(ordered):
-            continue
-        out.append((number, evaluations.estimates(limit=1)[0].estimate if repeated else best))
+    for start in range(0, len(ordered), every):  # the evaluations up to each point, added a stretch at a time
+        stretch = ordered[start : start + every]
+        rewards = [reward for _, _, reward in stretch]
+        evaluations.add_many(keys[start : start + every], rewards)
+        best = max(best, *rewards)
+        out.append((stretch[-1][0], evaluations.estimates(limit=1)[0].estimate if repeated else best))
     return out, repeated

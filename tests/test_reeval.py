@@ -488,3 +488,27 @@ def test_the_progress_plots_best_so_far_is_the_best_estimate_where_architectures
     assert steps[3][1] == pytest.approx(0.81)
     once = [_child(0, (0,), 0.5), _child(1, (1,), 0.4), _child(2, (2,), 0.7)]
     assert best_so_far(once) == ([(0, 0.5), (1, 0.5), (2, 0.7)], False)
+
+
+def test_evaluations_added_in_one_pass_are_those_added_one_at_a_time() -> None:
+    """`add_many` (what a page of 100,000 children is ranked with) keeps each key's count, mean and spread, and
+    the order keys were first met in (ties go to the first evaluated), as `add` does."""
+    import random
+
+    from l2l.controllers.noise import Evaluations
+
+    rng = random.Random(0)
+    keys = [rng.randrange(60) for _ in range(2000)]
+    rewards = [rng.gauss(0.5, 0.1) + k / 100 for k in keys]
+    one = Evaluations()
+    for k, r in zip(keys, rewards, strict=True):
+        one.add(k, r)
+    for stretch in (2000, 700, 3):  # in one pass, in parts (merged into what was there), and a few at a time
+        many = Evaluations()
+        for start in range(0, len(keys), stretch):
+            many.add_many(keys[start : start + stretch], rewards[start : start + stretch])
+        assert many.total == one.total and [many.count(k) for k in range(60)] == [one.count(k) for k in range(60)]
+        assert many.noise_sd() == pytest.approx(one.noise_sd(), rel=1e-12)
+        got, want = many.estimates(), one.estimates()
+        assert [e.key for e in got] == [e.key for e in want]
+        assert [e.estimate for e in got] == pytest.approx([e.estimate for e in want], rel=1e-12)

@@ -281,7 +281,10 @@ class Reader:
                 )
             )
         key = SORT_KEYS[sort]  # children without a value (failed, queued) last either way, on every database
-        order = [key.is_(None), key.desc() if descending else key.asc(), CHILDREN.c.number.asc()]
+        ordered = key.desc() if descending else key.asc()
+        # NULLS LAST, not "key IS NULL" first: that expression keeps the database from reading the page off an
+        # index (the number order of 100,000 children sorted them all: 1.1 s a page, against 0.01)
+        order = [ordered.nulls_last() if key.nullable else ordered, CHILDREN.c.number.asc()]
         with self.read("read children") as conn:
             total = int(conn.scalar(select(func.count()).select_from(CHILDREN).where(*where)) or 0)
             rows = conn.execute(
