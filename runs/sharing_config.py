@@ -17,7 +17,7 @@ SAMPLERS = ("controller", "uniform")
 BLOWUP = 10.0  # a training loss this many times the epoch's mean so far is a diverging architecture's: skipped
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
-SCORES = ("reward", "loss")
+SCORES = ("auto", "loss", "reward")
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,9 @@ class SharingConfig:
     sampler: str = "uniform"
     # what scores an architecture with the shared weights (the controller's reward, the derive's pick): the
     # space's reward, or its validation loss as exp(-val_loss) (in (0, 1]: the geometric mean probability of the
-    # right answer), which ranks the nb201_cell sample better than accuracy (benchmarks/README.md)
-    score: str = "reward"
+    # right answer), which ranks the nb201_cell sample better than accuracy (benchmarks/README.md); auto: the
+    # loss where the shared network reports one (classifiers), else the reward (a language model's bpc is one)
+    score: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "val_batch", "derive"):
@@ -89,6 +90,7 @@ class SharingConfig:
         ``space_reward``); `SearchError` when the score needs a figure the space's shared network does not give."""
         if self.score == "reward":
             return metrics
+        assert self.score != "auto", "resolve it first (resolved_score)"
         if "val_loss" not in metrics:
             raise SearchError(
                 f"-W score=loss needs a val_loss from space {space!r}'s shared network; its measure() gives "
@@ -142,17 +144,25 @@ def shared_network_of(space: SearchSpace) -> SharedNetwork:
     return network
 
 
-def check_score(space: SearchSpace, network: SharedNetwork, ws: SharingConfig, seed: int) -> None:
-    """`SearchError` before a run is recorded when ``ws.score`` needs a figure ``network``'s measure() does not
-    give: one architecture (the first tokens), built stand-alone apart from any shared weight, measured once."""
+def resolved_score(space: SearchSpace, network: SharedNetwork, ws: SharingConfig, seed: int) -> SharingConfig:
+    """``ws`` with its score resolved (auto: loss or reward) from what ``network``'s measure() gives one
+    architecture (the first tokens), built stand-alone apart from any shared weight; `SearchError` (before a run
+    is recorded) when a score asked for needs a figure it does not give."""
     if ws.score == "reward":
-        return
+        return ws
     import torch
 
     from l2l.search_spaces.api import token_sizes
     from l2l.search_spaces.sharing import plain_metrics
 
     with torch.random.fork_rng(devices=[]), torch.no_grad():  # the search's random state as it was
-        model = network.build(space.decode([0] * len(token_sizes(list(space.decisions())))), seed).eval()
+        model = network.build(space.decode([0] * len(token_sizes(list(space.decisions())))), seed)
+        if not isinstance(model, torch.nn.Module):  # a plugin's mistake: said as the search says it
+            raise SearchError(f"space {space.name!r}: build() returned {type(model).__name__}, not a torch.nn.Module")
+        model.eval()
         measured = network.measure(model, network.val_batch(min(ws.val_batch, 8), torch.Generator().manual_seed(0)))
-    ws.scored(space.name, plain_metrics(space.name, measured))
+    metrics = plain_metrics(space.name, measured)
+    if ws.score == "auto":
+        return dataclasses.replace(ws, score="loss" if "val_loss" in metrics else "reward")
+    ws.scored(space.name, metrics)
+    return ws

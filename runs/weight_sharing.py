@@ -42,7 +42,7 @@ from l2l.runs.driver import (
 )
 from l2l.runs.executors import check_device
 from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted, check_ignored
-from l2l.runs.sharing_config import BLOWUP, SharingConfig, check_score, check_strategy, shared_network_of
+from l2l.runs.sharing_config import BLOWUP, SharingConfig, check_strategy, resolved_score, shared_network_of
 from l2l.runs.store import EpochRecord, ScoredChild, Store
 from l2l.search_spaces import Spec, decisions_record, load_space
 from l2l.search_spaces.constraints import Constraints
@@ -80,6 +80,7 @@ class WeightSharingSearch:
         self.ws = SharingConfig.from_settings(config.weight_sharing or {})
         self.space = load_space(config.space, dict(config.space_options))
         self.network = shared_network_of(self.space)
+        self.ws = resolved_score(self.space, self.network, self.ws, config.seed)  # auto: loss or reward
         settings = dict(config.controller)
         if config.strategy.startswith(("reinforce", "ppo")) and "preset" not in settings:
             # rewards are cheap and noisy: sampling one twice is fine; they also change as the shared weights
@@ -109,7 +110,6 @@ class WeightSharingSearch:
         search = cls(store, 0, config, listener)
         check_ignored(search.space)
         ws = search.ws
-        check_score(search.space, search.network, ws, config.seed)
         search.run_id = store.create_run(
             space=config.space,
             strategy=config.strategy,

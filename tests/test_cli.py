@@ -294,7 +294,7 @@ def test_ctrl_c_before_the_first_child_finishes_keeps_the_run_it_names(storage: 
         ),
         (
             ["search", "--space", "nb201_cell", "--weight-sharing", "-W", "score=acc"],
-            "weight sharing: unknown score 'acc'; known: reward, loss",
+            "weight sharing: unknown score 'acc'; known: auto, loss, reward",
         ),
         (["runs", "best", "1", "--retrain", "--device", "nope"], "--device 'nope' is not a torch device"),
     ],
