@@ -120,28 +120,25 @@ def test_readme_plugin_example_trains_a_child(tmp_path: Path) -> None:
     assert result.ok and result.val_acc is not None and result.val_acc > 0.5, result
 
 
-def test_the_python_page_script_searches_ranks_and_retrains_as_written(tmp_path: Path) -> None:
-    """docs/python.md's script, run as a user would, in a folder of its own: it searches, ranks, and training its
-    best architecture again gives the reward the run recorded."""
-    files = files_of((DOC.parent / "python.md").read_text())
-    (tmp_path / "search_from_python.py").write_text(files["search_from_python.py"])
+def run_python_page_script(folder: Path, name: str) -> subprocess.CompletedProcess[str]:
+    """docs/python.md's script ``name``, run as a user would, in a folder of its own."""
+    (folder / name).write_text(files_of((DOC.parent / "python.md").read_text())[name])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run(
-        [sys.executable, "search_from_python.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
+    out = subprocess.run([sys.executable, name], cwd=folder, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+def test_the_python_page_script_searches_ranks_and_retrains_as_written(tmp_path: Path) -> None:
+    """docs/python.md's script: it searches, ranks, and training its best architecture again gives the reward the
+    run recorded."""
+    out = run_python_page_script(tmp_path, "search_from_python.py")
     figures = re.search(r"recorded reward (-?[\d.]+), trained again (-?[\d.]+)", out.stdout)
     assert figures and figures.group(1) == figures.group(2), out.stdout
     assert "Warning" not in out.stderr, out.stderr
 
 
 def test_the_python_page_weight_sharing_script_runs_as_written(tmp_path: Path) -> None:
-    files = files_of((DOC.parent / "python.md").read_text())
-    (tmp_path / "ws_from_python.py").write_text(files["ws_from_python.py"])
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run(
-        [sys.executable, "ws_from_python.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
+    out = run_python_page_script(tmp_path, "ws_from_python.py")
     assert re.search(r"run 1: derived .+, shared-weight reward 0\.\d{3}", out.stdout), out.stdout
     assert re.search(r"trained from scratch: reward 0\.\d{3}", out.stdout), out.stdout
