@@ -157,7 +157,11 @@ def checked_builder(space: SearchSpace, network: SharedNetwork) -> Callable[[Spe
         calls += 1
         model = build(spec, seed)
         if calls in CHECKED_BUILDS and hasattr(model, "named_parameters"):
-            got, want = sorted(names_and_shapes(model)), sorted(names_and_shapes(network.build(spec, seed)))
+            import torch
+
+            with torch.random.fork_rng(devices=[]):  # the search's random state as it was (resumed runs alike)
+                child = network.build(spec, seed)
+            got, want = sorted(names_and_shapes(model)), sorted(names_and_shapes(child))
             if got != want:
                 first = next((f"{g} against {w}" for g, w in zip(got, want, strict=False) if g != w), None)
                 raise SpaceError(
