@@ -80,7 +80,7 @@ ExecutorOpt = Annotated[
     str | None,
     typer.Option("--executor", help="Where children run: ray (default; local CPUs/GPUs or a cluster) or local."),
 ]
-ADDRESS_HELP = "Ray cluster to join: auto or host:port; embedded (default): one of this machine's own (moves a run)."
+ADDRESS_HELP = "Ray cluster to join: auto, host:port, or embedded (this machine's; moves a run) \\[default: embedded]."
 AddressOpt = Annotated[str | None, typer.Option("--address", help=ADDRESS_HELP)]
 CpusOpt = Annotated[
     float | None, typer.Option("--cpus-per-child", help="CPUs Ray reserves per child \\[default: 1].", min=0)
