@@ -60,13 +60,11 @@ def source(tmp_path: Path, sharing_run: SharingRun) -> tuple[str, list[int]]:
     return url, [searched, shared]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_runs_are_copied_whole_under_new_ids_and_a_second_copy_adds_nothing(
-    source: tuple[str, list[int]], tmp_path: Path, request: pytest.FixtureRequest, backend: str
+    source: tuple[str, list[int]], store: Store
 ) -> None:
     url, runs = source
-    target_url = f"sqlite:///{tmp_path / 'team.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
-    target = Store(target_url)
+    target, target_url = store, store.url  # an empty store on SQLite, and on PostgreSQL
     Search.start(target, SearchConfig(space="toy", children=2, seed=9, executor="local")).run()  # its own run 1
     out = l2l("db", "copy", "--to", target_url, "--storage", url)
     assert out.exit_code == 0, out.output
