@@ -118,6 +118,10 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
     def api_run(request: Request) -> Response:
         return Json(estimated(reader.summary(request.path_params["run_id"])))
 
+    def evaluated(run_id: int, stamp: tuple[Any, ...]) -> list[Any]:
+        """The run's evaluations (`best.evaluations`), keyed by the finished children the ``stamp`` counts."""
+        return evaluations(reader, charts, run_id, dict(stamp[0]).get("done", 0))
+
     def progress(run_id: int) -> dict[str, Any]:
         """A run's progress charts, read again only when the run changed (its page and the runs compared)."""
 
@@ -131,8 +135,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
                 from l2l.runs.estimates import best_curve
 
                 space, _ = figures.space_of(run)
-                done = sum(n for status, n in stamp[0] if status == "done")
-                curve, repeated = best_curve(evaluations(reader, charts, run_id, done), space, points=series.MAX_POINTS)
+                curve, repeated = best_curve(evaluated(run_id, stamp), space, points=series.MAX_POINTS)
                 if repeated:
                     chart["best"] = {"x": [n for n, _ in curve], "y": [b for _, b in curve], "label": BEST_MEAN}
             return {
@@ -180,8 +183,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
             from l2l.runs.estimates import ArchKeys
 
             arch_of = ArchKeys(figures.space_of(reader.run(run_id))[0])
-            done = sum(n for status, n in stamp[0] if status == "done")
-            return {n: arch_of(tokens) for n, tokens, _ in evaluations(reader, charts, run_id, done)}
+            return {n: arch_of(tokens) for n, tokens, _ in evaluated(run_id, stamp)}
 
         def costs(key: str) -> list[tuple[float, float, int]]:
             def make() -> list[tuple[float, float, int]]:
