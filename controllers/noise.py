@@ -26,6 +26,7 @@ import numpy as np
 
 SHRINK_FROM = 10  # architectures needed to estimate how their true means spread (fewer: no shrinkage)
 Z95 = 1.959964  # the two-sided 95% quantile of the normal distribution
+FEW = 24  # `Evaluations.add_many` adds fewer rewards than this one at a time
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,7 @@ class Evaluations:
         if i is None:
             i = self._index[key] = len(self._keys)
             self._keys.append(key)
-            if i == len(self._n):
-                for name in ("_n", "_sum", "_sumsq", "_mean"):
-                    old = getattr(self, name)
-                    setattr(self, name, np.concatenate([old, np.zeros(len(old))]))
+            self._grow(i + 1)
         n = self._n[i] + 1
         delta = reward - self._mean[i]
         self._mean[i] += delta / n
@@ -77,35 +75,44 @@ class Evaluations:
         self.total += 1
 
     def add_many(self, keys: Sequence[Hashable], rewards: Sequence[float]) -> None:
-        """``add`` for each (key, reward) in turn, in one pass of array operations: the batch's own count, mean
-        and squared deviations per key, merged into what was there (Chan et al.'s update; the same figures as
-        one add at a time, to rounding). What a page of 100,000 children costs 0.4 s of, one at a time."""
-        if len(keys) * 4 < len(self._keys):  # a few: the arrays' whole length would cost more than each alone
+        """``add`` for each (key, reward) in turn, in one pass of array operations over the keys the batch holds:
+        the batch's own count, mean and squared deviations per key, merged into what was there (Chan et al.'s
+        update; the same figures as one add at a time, to rounding). What a page of 100,000 children costs 0.4 s
+        of, one at a time; a batch costs what its keys do, however many keys came before it."""
+        if len(keys) < FEW:  # a few: each alone costs less than the arrays' fixed overhead
             for key, reward in zip(keys, rewards, strict=True):
                 self.add(key, float(reward))
             return
-        index = self._index
-        ids = np.fromiter((index.setdefault(k, len(index)) for k in keys), dtype=np.int64, count=len(keys))
-        new = list(index)[len(self._keys) :]  # the keys met for the first time, in the order they were met
-        self._keys.extend(new)
-        while len(self._n) < len(self._keys):
+        index, known = self._index, self._keys
+        ids = np.empty(len(keys), dtype=np.int64)
+        for j, key in enumerate(keys):
+            i = index.get(key)
+            if i is None:  # met for the first time: it takes the next place, in the order keys were met
+                i = index[key] = len(known)
+                known.append(key)
+            ids[j] = i
+        self._grow(len(known))
+        held, which = np.unique(ids, return_inverse=True)
+        x = np.asarray(rewards, dtype=float)
+        n_b = np.bincount(which).astype(float)
+        sum_b = np.bincount(which, weights=x)
+        mean_b = sum_b / n_b
+        m2_b = np.bincount(which, weights=(x - mean_b[which]) ** 2)
+        n_a, mean_a = self._n[held], self._mean[held]
+        n = n_a + n_b
+        delta = mean_b - mean_a
+        self._sumsq[held] += m2_b + delta**2 * n_a * n_b / n
+        self._mean[held] = mean_a + delta * n_b / n
+        self._sum[held] += sum_b
+        self._n[held] = n
+        self.total += len(keys)
+
+    def _grow(self, size: int) -> None:
+        """Room for ``size`` keys in the arrays (doubling them)."""
+        while len(self._n) < size:
             for name in ("_n", "_sum", "_sumsq", "_mean"):
                 old = getattr(self, name)
                 setattr(self, name, np.concatenate([old, np.zeros(len(old))]))
-        k, x = len(self._keys), np.asarray(rewards, dtype=float)
-        n_b = np.bincount(ids, minlength=k).astype(float)
-        sum_b = np.bincount(ids, weights=x, minlength=k)
-        seen = n_b > 0
-        mean_b = np.divide(sum_b, n_b, out=np.zeros(k), where=seen)
-        m2_b = np.bincount(ids, weights=(x - mean_b[ids]) ** 2, minlength=k)
-        n_a, mean_a = self._n[:k], self._mean[:k]
-        n = n_a + n_b
-        delta = mean_b - mean_a
-        self._sumsq[:k] += np.where(seen, m2_b + delta**2 * n_a * n_b / np.where(seen, n, 1.0), 0.0)
-        self._mean[:k] = np.where(seen, mean_a + delta * n_b / np.where(seen, n, 1.0), mean_a)
-        self._sum[:k] += sum_b
-        self._n[:k] = n
-        self.total += len(keys)
 
     def count(self, key: Hashable) -> int:
         """How many times ``key`` was evaluated (0 if never)."""
@@ -137,7 +144,7 @@ class Evaluations:
         n, mean = self._n[:k], self._mean[:k]
         sigma = self.noise_sd() if noise_sd is None else noise_sd
         if sigma is None or sigma <= 0.0 or k < SHRINK_FROM:
-            post, sd = mean.copy(), (None if sigma is None else np.full(k, 0.0 if sigma <= 0 else sigma) / np.sqrt(n))
+            post, sd = mean, (None if sigma is None else np.full(k, 0.0 if sigma <= 0 else sigma) / np.sqrt(n))
         else:
             noise_var = sigma**2
             mu0 = float(mean.mean())
@@ -147,7 +154,9 @@ class Evaluations:
             precision = 1.0 / tau2 + n / noise_var
             post = (mu0 / tau2 + n * mean / noise_var) / precision
             sd = 1.0 / np.sqrt(precision)
-        if limit is not None and limit <= 8:  # the few best in O(k) each (np.argmax takes the first of ties)
+        if limit == 1:  # the best (np.argmax takes the first of ties)
+            order = [int(np.argmax(post))]
+        elif limit is not None and limit <= 8:  # the few best in O(k) each
             masked, order = post.astype(float), []
             for _ in range(min(limit, k)):
                 i = int(np.argmax(masked))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 from l2l.controllers.noise import ArchEstimate, Evaluations, chance_better
 from l2l.runs.store import ChildRecord
@@ -59,32 +60,54 @@ class Ranking:
 
 
 class ArchKeys:
-    """The architecture of a child's tokens under a space's canonical form (the tokens themselves without one)."""
+    """The architecture of a child's tokens under a space's canonical form (the tokens themselves without one);
+    each distinct sequence is worked out once (a run of 100,000 children repeats a few thousand)."""
 
     def __init__(self, space: SearchSpace | None) -> None:
         self.constraints = Constraints.of(space) if space is not None else None
+        self._seen: dict[tuple[int, ...], tuple[int, ...]] = {}
 
     def __call__(self, tokens: Sequence[int]) -> tuple[int, ...]:
-        if self.constraints is not None:
-            return self.constraints.canonical(tokens)
-        return tuple(map(int, tokens))
+        asked = tokens if isinstance(tokens, tuple) else tuple(tokens)
+        found = self._seen.get(asked)
+        if found is None:
+            found = self._seen[asked] = (
+                self.constraints.canonical(asked) if self.constraints is not None else tuple(map(int, asked))
+            )
+        return found
 
 
-def best_arch(
-    rewards: Sequence[tuple[int, Sequence[int], float]], space: SearchSpace | None
-) -> tuple[ArchEstimate, int, bool] | None:
+Rows = Sequence[tuple[int, Sequence[int], float]]  # finished children's (number, tokens, reward)
+
+
+@dataclass(frozen=True)
+class Keyed:
+    """Finished children's (number, tokens, reward) rows in child order, each with its architecture (`ArchKeys`
+    of a space): what `best_arch` and `best_curve` group, worked out once for both (a dashboard draws both)."""
+
+    rows: Rows
+    keys: Sequence[tuple[int, ...]]
+
+    @staticmethod
+    def of(rows: Rows, space: SearchSpace | None) -> Keyed:
+        """``rows`` in child order, keyed by ``space``'s canonical form (by their tokens without a space)."""
+        ordered = sorted(rows, key=itemgetter(0))
+        return Keyed(ordered, list(map(ArchKeys(space), map(itemgetter(1), ordered))))
+
+
+def best_arch(rewards: Rows | Keyed, space: SearchSpace | None) -> tuple[ArchEstimate, int, bool] | None:
     """What `rank` puts first, the number of its first child and whether any architecture was evaluated more
     than once (the best is then an estimate, not a reward), from the finished children's (number, tokens,
-    reward) as `Store.rewards` reads them (for lists of runs, and pages that poll); None when there are none."""
-    key, first = ArchKeys(space), dict[tuple[int, ...], int]()
-    ordered = sorted(rewards, key=lambda r: r[0])
-    keys = [key(tokens) for _, tokens, _ in ordered]
-    for k, (number, _, _) in zip(keys, ordered, strict=True):
+    reward) as `Store.rewards` reads them (for lists of runs, and pages that poll), or those rows `Keyed` by
+    ``space``; None when there are none."""
+    keyed = rewards if isinstance(rewards, Keyed) else Keyed.of(rewards, space)
+    first = dict[tuple[int, ...], int]()
+    for k, (number, _, _) in zip(keyed.keys, keyed.rows, strict=True):
         first.setdefault(k, number)
     evaluations = Evaluations()
-    evaluations.add_many(keys, [reward for _, _, reward in ordered])
+    evaluations.add_many(keyed.keys, [reward for _, _, reward in keyed.rows])
     best = evaluations.estimates(noise_sd=0.0 if space is not None and space.exact_rewards() else None, limit=1)
-    return (best[0], first[best[0].key], len(first) < len(rewards)) if best else None  # type: ignore[index]
+    return (best[0], first[best[0].key], len(first) < len(keyed.rows)) if best else None  # type: ignore[index]
 
 
 def best_estimate(rewards: Sequence[tuple[int, Sequence[int], float]], space: SearchSpace | None) -> float | None:
@@ -133,24 +156,25 @@ def best_so_far(
 
 
 def best_curve(
-    rows: Sequence[tuple[int, Sequence[int], float]],
+    rows: Rows | Keyed,
     space: SearchSpace | None,
     estimate: bool = True,
     points: int | None = None,
 ) -> tuple[list[tuple[int, float]], bool]:
-    """`best_so_far` from (number, tokens, reward) rows; with ``points``, the estimate is taken after about
-    that many evenly spaced children only (and the last), so a run of 100,000 children costs ``points``
-    rankings, not one per child."""
-    key = ArchKeys(space)
-    ordered = sorted(rows, key=lambda r: r[0])
-    keys = [key(tokens) for _, tokens, _ in ordered]
-    repeated = estimate and len(set(keys)) < len(ordered)
+    """`best_so_far` from (number, tokens, reward) rows, or those rows `Keyed` by ``space``; with ``points``, the
+    estimate is taken after about that many evenly spaced children only (and the last), so a run of 100,000
+    children costs ``points`` rankings, not one per child."""
+    keyed = rows if isinstance(rows, Keyed) else Keyed.of(rows, space)
+    ordered, index = keyed.rows, dict[tuple[int, ...], int]()
+    ids = [index.setdefault(k, len(index)) for k in keyed.keys]  # each architecture a number: cheap to group by
+    repeated = estimate and len(index) < len(ordered)
+    rewards = [reward for _, _, reward in ordered]
     every = max(1, len(ordered) // points) if points else 1
     evaluations, best, out = Evaluations(), float("-inf"), []
     for start in range(0, len(ordered), every):  # the evaluations up to each point, added a stretch at a time
-        stretch = ordered[start : start + every]
-        rewards = [reward for _, _, reward in stretch]
-        evaluations.add_many(keys[start : start + every], rewards)
-        best = max(best, *rewards)
-        out.append((stretch[-1][0], evaluations.estimates(limit=1)[0].estimate if repeated else best))
+        end = min(start + every, len(ordered))
+        if repeated:
+            evaluations.add_many(ids[start:end], rewards[start:end])
+        best = max(best, *rewards[start:end])
+        out.append((ordered[end - 1][0], evaluations.estimates(limit=1)[0].estimate if repeated else best))
     return out, repeated

@@ -946,3 +946,41 @@ def test_a_page_reads_a_runs_evaluations_once_for_all_its_charts(
     for path in ("/runs/1", "/api/runs/1", "/api/runs/1/progress", "/api/runs/1/pareto", "/api/runs/1/best"):
         assert client.get(path).status_code == 200, path
     assert reads == [1]  # the best, its curve and the Pareto front's architectures: one read
+
+
+def test_a_bulk_read_holds_off_the_garbage_collector_and_gives_it_back() -> None:
+    """Reading 100,000 rows with the collector on took twice as long; it is back on once the last read ends, and
+    stays off where it was off before."""
+    import gc
+
+    from l2l.runs.dashboard.engine import bulk
+
+    assert gc.isenabled()
+    with bulk():
+        assert not gc.isenabled()
+        with bulk():  # another thread's read, at the same time
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the first is still reading
+    assert gc.isenabled()
+    with pytest.raises(ValueError), bulk():
+        raise ValueError("a read that failed")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with bulk():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_json_texts_that_repeat_are_decoded_once() -> None:
+    """A run's token sequences repeat (a few thousand distinct in 100,000 children): each distinct text is decoded
+    once and its value shared; a value the driver decoded already (PostgreSQL) is taken as it is."""
+    from l2l.runs.dashboard.engine import decoder
+
+    seen: list[Any] = []
+    decode = decoder(lambda value: seen.append(value) or tuple(value))
+    first, again = decode("[1, 2]"), decode("[1, 2]")
+    assert first == (1, 2) and first is again and seen == [[1, 2]]
+    assert decode("[3]") == (3,) and decode([4, 5]) == (4, 5) and len(seen) == 3

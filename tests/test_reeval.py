@@ -512,3 +512,25 @@ def test_evaluations_added_in_one_pass_are_those_added_one_at_a_time() -> None:
         got, want = many.estimates(), one.estimates()
         assert [e.key for e in got] == [e.key for e in want]
         assert [e.estimate for e in got] == pytest.approx([e.estimate for e in want], rel=1e-12)
+
+
+def test_the_curve_at_a_few_points_is_the_curve_of_every_child_taken_there() -> None:
+    """`best_curve` with ``points`` (what the dashboard draws: stretches of children added in one pass each) gives
+    at each point the best estimated mean the child-by-child curve (`l2l plot progress`) has there; rows `Keyed`
+    once give the same as rows keyed inside."""
+    import random
+
+    from l2l.runs.estimates import Keyed, best_arch, best_curve
+
+    rng = random.Random(1)
+    rows = [(n, (rng.randrange(40), rng.randrange(3)), rng.gauss(0.5, 0.1)) for n in range(3000)]
+    rows = [(n, tokens, reward + tokens[0] / 200) for n, tokens, reward in rows]
+    every, repeated = best_curve(rows, None)
+    few, again = best_curve(Keyed.of(rows[::-1], None), None, points=60)  # stretches of 50, any order in
+    assert repeated and again and len(few) == 60
+    at = dict(every)
+    assert [n for n, _ in few] == list(range(49, 3000, 50))
+    assert [b for _, b in few] == pytest.approx([at[n] for n, _ in few], rel=1e-12)
+    best, first, twice = best_arch(Keyed.of(rows, None), None) or (None, None, None)
+    assert best is not None and twice and best.estimate == pytest.approx(few[-1][1], rel=1e-12)
+    assert first == min(n for n, tokens, _ in rows if tokens == best.key)

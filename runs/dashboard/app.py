@@ -26,6 +26,7 @@ from l2l.runs.dashboard.best import best_of, evaluations
 from l2l.runs.dashboard.reader import SORT_KEYS, Reader
 from l2l.runs.dashboard.summaries import child_statuses, iso
 from l2l.runs.dashboard.values import BadQuery, Json, choice, cost_text, number_text, plain, query_int
+from l2l.runs.estimates import Keyed
 from l2l.runs.plots import pareto_axis_of
 from l2l.runs.store_records import RunNotFound, StoreError
 
@@ -118,7 +119,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
     def api_run(request: Request) -> Response:
         return Json(estimated(reader.summary(request.path_params["run_id"])))
 
-    def evaluated(run_id: int, stamp: tuple[Any, ...]) -> list[Any]:
+    def evaluated(run_id: int, stamp: tuple[Any, ...]) -> Keyed:
         """The run's evaluations (`best.evaluations`), keyed by the finished children the ``stamp`` counts."""
         return evaluations(reader, charts, run_id, dict(stamp[0]).get("done", 0))
 
@@ -135,7 +136,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
                 from l2l.runs.estimates import best_curve
 
                 space, _ = figures.space_of(run)
-                curve, repeated = best_curve(evaluated(run_id, stamp), space, points=series.MAX_POINTS)
+                curve, repeated = best_curve(evaluated(run_id, stamp), space, points=series.BEST_STEPS)
                 if repeated:
                     chart["best"] = {"x": [n for n, _ in curve], "y": [b for _, b in curve], "label": BEST_MEAN}
             return {
@@ -180,10 +181,8 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         stamp = reader.stamp(run_id)
 
         def architectures() -> dict[int, Any]:  # each child's architecture, as `runs top` groups them
-            from l2l.runs.estimates import ArchKeys
-
-            arch_of = ArchKeys(figures.space_of(reader.run(run_id))[0])
-            return {n: arch_of(tokens) for n, tokens, _ in evaluated(run_id, stamp)}
+            keyed = evaluated(run_id, stamp)
+            return {row[0]: key for row, key in zip(keyed.rows, keyed.keys, strict=True)}
 
         def costs(key: str) -> list[tuple[float, float, int]]:
             def make() -> list[tuple[float, float, int]]:

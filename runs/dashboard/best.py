@@ -8,14 +8,19 @@ from typing import Any
 
 from l2l.runs.dashboard import figures
 from l2l.runs.dashboard.reader import Reader
-from l2l.runs.estimates import best_arch, half_width
+from l2l.runs.estimates import Keyed, best_arch, half_width
 
 
-def evaluations(reader: Reader, charts: figures.Cache, run_id: int, done: int) -> list[Any]:
-    """A plain run's (number, tokens, reward) of its finished children (`Reader.evaluations`), read once for every
-    chart that groups them by architecture (the best, its curve, the Pareto front): keyed by how many finished,
-    since a finished child never changes. A run of 100,000 children takes most of a second to read."""
-    return charts.get(("evaluations", run_id, done), lambda: reader.evaluations(run_id))  # type: ignore[no-any-return]
+def evaluations(reader: Reader, charts: figures.Cache, run_id: int, done: int) -> Keyed:
+    """A plain run's finished children (`Reader.evaluations`) keyed by architecture, read once for every chart that
+    groups them so (the best, its curve, the Pareto front): keyed by how many finished, since a finished child
+    never changes. A run of 100,000 children takes a fifth of a second to read."""
+
+    def read() -> Keyed:
+        space, _ = figures.space_of(reader.run(run_id))  # its canonical form groups the evaluations
+        return Keyed.of(reader.evaluations(run_id), space)
+
+    return charts.get(("evaluations", run_id, done), read)  # type: ignore[no-any-return]
 
 
 def best_of(reader: Reader, charts: figures.Cache, summary: dict[str, Any]) -> dict[str, Any]:
@@ -30,7 +35,7 @@ def best_of(reader: Reader, charts: figures.Cache, summary: dict[str, Any]) -> d
     run_id = summary["id"]
 
     def make() -> tuple[float, float, float | None, int, int, bool] | None:
-        space, _ = figures.space_of(reader.run(run_id))  # its canonical form groups the evaluations
+        space, _ = figures.space_of(reader.run(run_id))  # whether its rewards are exact
         found = best_arch(evaluations(reader, charts, run_id, summary["done"]), space)
         if found is None:
             return None

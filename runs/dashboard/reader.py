@@ -8,7 +8,6 @@ filters are parameters, nothing from a request becomes SQL text.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
@@ -17,7 +16,7 @@ from sqlalchemy import Connection, Table, Text, func, inspect, or_, select, type
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import SQLAlchemyError
 
-from l2l.runs.dashboard.engine import FollowedEngine, plain_rows, spec_contains
+from l2l.runs.dashboard.engine import FollowedEngine, bulk, decoder, plain_rows, spec_contains
 from l2l.runs.dashboard.summaries import TRAINED, iso, run_summary
 from l2l.runs.models import ChildRow, EpochRow, RunRow, SpaceDataRow, UpdateRow
 from l2l.runs.store_engine import safe_url, short_error, storage_flag_of
@@ -175,14 +174,16 @@ class Reader:
     def evaluations(self, run_id: int) -> list[tuple[int, tuple[int, ...], float]]:
         """(number, tokens, reward) of a plain run's finished children: what ranking its architectures by
         estimated mean needs (`l2l.runs.estimates.best_arch`)."""
-        with self.read("read evaluations") as conn:  # tokens as the JSON text, decoded here: a third of the time
-            rows = conn.execute(
+        with self.read("read evaluations") as conn:  # tokens as the JSON text, each distinct one decoded once
+            rows = plain_rows(
+                conn,
                 select(CHILDREN.c.number, type_coerce(CHILDREN.c.tokens, Text), CHILDREN.c.reward)
                 .where(CHILDREN.c.run_id == run_id, CHILDREN.c.status == TRAINED[0], CHILDREN.c.reward.is_not(None))
-                .order_by(CHILDREN.c.number)
-            ).all()
-        loads = json.loads  # (a PostgreSQL driver hands JSON over decoded)
-        return [(int(n), tuple((loads(t) if isinstance(t, str) else t) or ()), float(r)) for n, t, r in rows]
+                .order_by(CHILDREN.c.number),
+            )
+        tokens = decoder(lambda value: tuple(value or ()))
+        with bulk():  # the driver's ints and floats as they are
+            return [(n, tokens(t), r) for n, t, r in rows]
 
     def updates(self, run_id: int) -> list[tuple[int, float, float, float]]:
         """(policy version, loss, entropy, mean reward) of every controller update, oldest first."""
@@ -197,9 +198,14 @@ class Reader:
     def learned(self, run_id: int) -> list[list[int]]:
         """The numbers of the children each controller update learned from, oldest update first (empty lists
         in a store written before updates named them)."""
-        query = select(UPDATES.c.extra).where(UPDATES.c.run_id == run_id).order_by(UPDATES.c.policy_version)
-        with self.read("read updates") as conn:
-            return [[int(n) for n in ((extra or {}).get("children") or [])] for (extra,) in conn.execute(query)]
+        query = (
+            select(type_coerce(UPDATES.c.extra, Text))
+            .where(UPDATES.c.run_id == run_id)
+            .order_by(UPDATES.c.policy_version)
+        )
+        numbers = decoder(lambda extra: [int(n) for n in ((extra or {}).get("children") or [])])
+        with self.read("read updates") as conn, bulk():  # most updates' extras are alike: each text decoded once
+            return [list(numbers(extra)) for (extra,) in plain_rows(conn, query)]
 
     def epochs(self, run_id: int) -> list[dict[str, Any]]:
         """The epochs of a weight-sharing search, in order."""
@@ -236,11 +242,10 @@ class Reader:
         database's JSON path operator, ``key`` bound as a parameter."""
         cost = CHILDREN.c.metrics[("cost", key)].as_float()
         acc = func.coalesce(CHILDREN.c.val_acc, CHILDREN.c.reward)
-        with self.read("read costs") as conn:  # each row's JSON is read once: the nulls are dropped here
-            rows = conn.execute(
-                select(cost, acc, CHILDREN.c.number).where(CHILDREN.c.run_id == run_id, CHILDREN.c.status == "done")
-            ).all()
-        return [(c, a, n) for c, a, n in rows if c is not None and a is not None]
+        with self.read("read costs") as conn, bulk():  # each row's JSON is read once: the nulls are dropped here
+            done = CHILDREN.c.run_id == run_id, CHILDREN.c.status == "done"
+            rows = plain_rows(conn, select(cost, acc, CHILDREN.c.number).where(*done))
+            return [(c, a, n) for c, a, n in rows if c is not None and a is not None]
 
     def accurate(self, run_id: int) -> bool:
         """Whether some child of the run finished and every finished one has a validation accuracy (the Pareto

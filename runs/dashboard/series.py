@@ -15,6 +15,9 @@ from l2l.controllers.names import split_name
 from l2l.runs.plots import pareto_front, update_positions
 
 MAX_POINTS = 2000  # points per plotted series: enough for a 1,500-pixel-wide chart
+# where the best estimated mean so far is worked out (each a ranking of every architecture): once per bucket of
+# the children's scatter (`extremes` keeps two points of each of MAX_POINTS // 2 buckets), about one per pixel
+BEST_STEPS = MAX_POINTS // 2
 
 
 def extremes(xs: ArrayLike, ys: ArrayLike, points: int = MAX_POINTS) -> tuple[list[float], list[float]]:
@@ -159,10 +162,18 @@ def updates(rows: Sequence[tuple[int, float, float, float]], strategy: str = "th
 def by_architecture(points: list[tuple[float, float, int]], arch: dict[int, Any]) -> list[tuple[float, float, int]]:
     """(cost, accuracy, child) per architecture (``arch``: each child's architecture key), each the mean over
     the children that evaluated it and named by the first, as `l2l plot pareto` draws them."""
-    groups: dict[Any, list[tuple[float, float, int]]] = {}
-    for point in sorted(points, key=lambda p: p[2]):
-        groups.setdefault(arch.get(point[2], point[2]), []).append(point)
-    return [(sum(p[0] for p in g) / len(g), sum(p[1] for p in g) / len(g), g[0][2]) for g in groups.values()]
+    if not points:
+        return []
+    arr = np.asarray(points, dtype=float).reshape(-1, 3)
+    arr = arr[np.argsort(arr[:, 2], kind="stable")]
+    groups: dict[Any, int] = {}  # a child without a known architecture is one of its own
+    ids = [groups.setdefault(arch.get(n, n), len(groups)) for n in arr[:, 2].astype(int).tolist()]
+    which = np.asarray(ids, dtype=np.int64)
+    sizes = np.bincount(which)
+    first = np.full(len(sizes), len(arr))
+    np.minimum.at(first, which, np.arange(len(arr)))
+    cost, acc = np.bincount(which, weights=arr[:, 0]) / sizes, np.bincount(which, weights=arr[:, 1]) / sizes
+    return list(zip(cost.tolist(), acc.tolist(), arr[first, 2].astype(int).tolist(), strict=True))
 
 
 def pareto(points: list[tuple[float, float, int]], key: str) -> dict[str, Any]:
