@@ -22,117 +22,21 @@ earlier layer), where keys by shape would give nearly every architecture weights
 
 from __future__ import annotations
 
-import math
-import operator
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from l2l.nas.slots import SharingError, Slot, grown, index_tensors, take, unread
 
-class SharingError(ValueError):
-    """Two weights under one key disagree, or a saved store does not fit."""
-
-
-@dataclass(frozen=True)
-class Slot:
-    """The part of the shared tensor ``key`` (of ``shape``) that a child's weight is.
-
-    ``index`` has one entry per dimension: an int ``n`` takes the first ``n`` entries along it, a tuple
-    takes those positions in that order. A buffer (batch-norm statistics) may only take first entries, so
-    that its slice is a view the running statistics update in place.
-    """
-
-    key: str
-    shape: tuple[int, ...]
-    index: tuple[int | tuple[int, ...], ...]
-
-    def __post_init__(self) -> None:
-        shape = tuple(_count(self.key, "shape", n) for n in self.shape)
-        if len(self.index) != len(shape):
-            raise SharingError(f"slot of {self.key!r}: {len(self.index)} indices for a {len(shape)}-d tensor")
-        index: list[int | tuple[int, ...]] = []
-        for size, ix in zip(shape, self.index, strict=True):
-            if isinstance(ix, (tuple, list)):
-                picked = tuple(_count(self.key, "index", i) for i in ix)
-                if picked == tuple(range(len(picked))):  # the first entries, written as positions
-                    ix = len(picked)
-                else:
-                    ix = picked
-            else:
-                ix = _count(self.key, "index", ix)
-            taken = range(ix) if isinstance(ix, int) else ix
-            if not taken:
-                raise SharingError(f"slot of {self.key!r} takes no entry of a dimension of {size}")
-            if any(not 0 <= i < size for i in taken):
-                raise SharingError(f"slot of {self.key!r}: index {ix} is outside a dimension of {size}")
-            index.append(ix)
-        object.__setattr__(self, "shape", shape)
-        object.__setattr__(self, "index", tuple(index))
-
-    @property
-    def sliced_shape(self) -> tuple[int, ...]:
-        return tuple(ix if isinstance(ix, int) else len(ix) for ix in self.index)
-
-    @property
-    def is_view(self) -> bool:
-        """Whether the slice is a view (first entries only along every dimension)."""
-        return all(isinstance(ix, int) for ix in self.index)
-
-
-def _count(key: str, what: str, value: Any) -> int:
-    """``value`` as an int (numpy and 0-d torch integers too); a bool or anything else is refused."""
-    if isinstance(value, bool):
-        raise SharingError(f"slot of {key!r}: its {what} holds {value!r}, not an integer")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise SharingError(f"slot of {key!r}: its {what} holds {value!r}, not an integer") from None
+__all__ = ["Keyer", "SharedWeights", "SharingError", "Slot", "shape_key"]
 
 
 Keyer = Callable[[str, tuple[int, ...]], str | Slot]
 """The key of the child's parameter or buffer ``name`` of ``shape``, for one architecture: a whole shared
 tensor (a string) or part of one (a `Slot`)."""
-
-
-def _take(tensor: torch.Tensor, index: tuple[int | torch.Tensor, ...]) -> torch.Tensor:
-    """The slice (always a new tensor object: a view, or a copy where positions are picked)."""
-    for dim, ix in enumerate(index):
-        tensor = tensor.narrow(dim, 0, ix) if isinstance(ix, int) else tensor.index_select(dim, ix)
-    return tensor
-
-
-def _unread(slots: list[Slot], shape: tuple[int, ...]) -> torch.Tensor:
-    """The entries of a shared tensor of ``shape`` that none of ``slots`` takes (a boolean mask)."""
-    read = torch.zeros(shape, dtype=torch.bool)
-    for slot in slots:
-        axes = [torch.arange(ix) if isinstance(ix, int) else torch.tensor(ix) for ix in slot.index]
-        grid = tuple(a.view([-1 if d == dim else 1 for d in range(len(shape))]) for dim, a in enumerate(axes))
-        read[grid] = True
-    return ~read
-
-
-def _index(slot: Slot, device: torch.device) -> tuple[int | torch.Tensor, ...]:
-    return tuple(ix if isinstance(ix, int) else torch.tensor(ix, device=device) for ix in slot.index)
-
-
-def _grown(slot: Slot, fresh: torch.Tensor) -> torch.Tensor:
-    """A new shared tensor for ``slot``, from the first child that takes part of it: a constant one (a batch
-    norm's scale or shift) filled with that constant; else uniform around the child's mean with the child's
-    spread, scaled to the whole tensor's fan-in (what PyTorch's initializers scale by), from a generator
-    seeded by the key."""
-    generator = torch.Generator().manual_seed(zlib.crc32(slot.key.encode()))
-    values = fresh.detach().float()
-    mean = float(values.mean()) if values.numel() else 0.0
-    spread = float(values.std()) * 3**0.5 if values.numel() > 1 else 0.0
-    if len(slot.shape) > 1:  # (out, in, ...): the fan-in is all but the first dimension
-        spread *= (values[0].numel() / (math.prod(slot.shape) // slot.shape[0])) ** 0.5
-    full = (torch.rand(slot.shape, generator=generator) * 2 - 1) * spread + mean
-    return full.to(dtype=fresh.dtype, device=fresh.device)
 
 
 def _key(keyer: Keyer, name: str, shape: tuple[int, ...]) -> str | Slot:  # a space's key, a str or a Slot
@@ -152,6 +56,17 @@ def _owner(module: nn.Module, name: str) -> tuple[nn.Module, str]:
     for part in path:
         module = getattr(module, part)
     return module, leaf
+
+
+def _tensors_on(model: nn.Module, device: torch.device) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+    """``model``'s parameters and buffers (none that is None), the model moved to ``device`` first where any is
+    elsewhere: moving a CPU network to the CPU visits every module for nothing (3% of a CPU search's time)."""
+    params = list(model.named_parameters())
+    buffers = [(name, buf) for name, buf in model.named_buffers() if buf is not None]
+    if all(t.device == device for _, t in (*params, *buffers)):
+        return params, buffers
+    model.to(device)
+    return list(model.named_parameters()), [(name, buf) for name, buf in model.named_buffers() if buf is not None]
 
 
 class SharedWeights(nn.Module):
@@ -201,32 +116,30 @@ class SharedWeights(nn.Module):
         model = self._build(arch)
         if not isinstance(model, nn.Module):  # a plugin's build(): named here, not as an AttributeError on .to
             raise SharingError(f"build() returned {type(model).__name__}, not a torch.nn.Module")
-        model = model.to(self.device)
+        params, buffers = _tensors_on(model, self.device)
         keyer = self._keyer(arch)
         bindings: list[tuple[str, str, Slot | None]] = []
         slices: list[tuple[nn.Module, str, nn.Parameter, tuple[int | torch.Tensor, ...]]] = []
         holder = nn.Module()  # registers the shared tensors that slots read, so model.parameters() has them
-        for name, param in list(model.named_parameters()):
+        for name, param in params:
             owner, leaf = _owner(model, name)
             key = _key(keyer, name, tuple(param.shape))
             if isinstance(key, Slot):
                 self._check_slot(key, name, tuple(param.shape))
                 known = self._names.get(key.key)
                 full = self._shared_parameter(
-                    key.key, self._declared(key, self.weights[known]) if known else nn.Parameter(_grown(key, param))
+                    key.key, self._declared(key, self.weights[known]) if known else nn.Parameter(grown(key, param))
                 )
-                index = _index(key, self.device)
+                index = index_tensors(key, self.device)
                 del owner._parameters[leaf]
-                setattr(owner, leaf, _take(full, index))
+                setattr(owner, leaf, take(full, index))
                 slices.append((owner, leaf, full, index))
                 holder.register_parameter(f"s{len(slices)}", full)
                 bindings.append((name, key.key, key))
             else:
                 setattr(owner, leaf, self._shared_parameter(key, param))
                 bindings.append((name, key, None))
-        for name, buf in list(model.named_buffers()):
-            if buf is None:
-                continue
+        for name, buf in buffers:
             owner, leaf = _owner(model, name)
             key = _key(keyer, name, tuple(buf.shape))
             if isinstance(key, Slot):
@@ -235,9 +148,9 @@ class SharedWeights(nn.Module):
                     raise SharingError(f"buffer {name!r}: its slot of {key.key!r} must take first entries only")
                 full_buf = self.stats.get(key.key)
                 full_buf = self._shared_buffer(
-                    key.key, _grown(key, buf) if full_buf is None else self._declared(key, full_buf)
+                    key.key, grown(key, buf) if full_buf is None else self._declared(key, full_buf)
                 )
-                owner._buffers[leaf] = _take(full_buf, key.index)  # type: ignore[arg-type]
+                owner._buffers[leaf] = take(full_buf, key.index)  # type: ignore[arg-type]
             else:
                 owner._buffers[leaf] = self._shared_buffer(key, buf)
         if slices:
@@ -245,7 +158,7 @@ class SharedWeights(nn.Module):
 
             def rebind(module: nn.Module, args: Any) -> None:  # the slices of this step's shared values
                 for owner, leaf, full, index in slices:
-                    setattr(owner, leaf, _take(full, index))
+                    setattr(owner, leaf, take(full, index))
 
             model.register_forward_pre_hook(rebind)
         self._bindings[arch] = bindings
@@ -270,22 +183,22 @@ class SharedWeights(nn.Module):
                     by_key.setdefault(key, []).append(slot)
             masks = []
             for key, slots in by_key.items():
-                unread = _unread(slots, slots[0].shape).to(self.device)
-                if bool(unread.any()):
-                    masks.append((self.tensor(key), unread))
+                mask = unread(slots, slots[0].shape).to(self.device)
+                if bool(mask.any()):
+                    masks.append((self.tensor(key), mask))
             self._masks[arch] = masks
         saved = []
-        for param, unread in masks:
+        for param, mask in masks:
             state = optimizer.state.get(param, {})
-            moments = {k: v[unread].clone() for k, v in state.items() if torch.is_tensor(v) and v.shape == param.shape}
-            saved.append((param, unread, param.detach()[unread].clone(), moments))
+            moments = {k: v[mask].clone() for k, v in state.items() if torch.is_tensor(v) and v.shape == param.shape}
+            saved.append((param, mask, param.detach()[mask].clone(), moments))
         optimizer.step()
         with torch.no_grad():
-            for param, unread, values, moments in saved:
-                param[unread] = values
+            for param, mask, values, moments in saved:
+                param[mask] = values
                 for k, v in optimizer.state.get(param, {}).items():
                     if torch.is_tensor(v) and v.shape == param.shape:
-                        v[unread] = moments[k] if k in moments else 0  # a state the step created starts at 0
+                        v[mask] = moments[k] if k in moments else 0  # a state the step created starts at 0
 
     @staticmethod
     def _declared(slot: Slot, shared: Any) -> Any:
@@ -370,7 +283,7 @@ class SharedWeights(nn.Module):
                 continue
             tensor = value(self.weights[self._names[key]])
             if slot is not None and tensor is not None:
-                tensor = _take(tensor, _index(slot, tensor.device))
+                tensor = take(tensor, index_tensors(slot, tensor.device))
             out[name] = None if tensor is None else tensor.clone()
         return out
 

@@ -980,7 +980,12 @@ def test_json_texts_that_repeat_are_decoded_once() -> None:
     from l2l.runs.dashboard.engine import decoder
 
     seen: list[Any] = []
-    decode = decoder(lambda value: seen.append(value) or tuple(value))
+
+    def parse(value: Any) -> tuple[int, ...]:
+        seen.append(value)
+        return tuple(value)
+
+    decode = decoder(parse)
     first, again = decode("[1, 2]"), decode("[1, 2]")
     assert first == (1, 2) and first is again and seen == [[1, 2]]
     assert decode("[3]") == (3,) and decode([4, 5]) == (4, 5) and len(seen) == 3
