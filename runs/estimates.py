@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
+from typing import Any
 
 from l2l.controllers.noise import ArchEstimate, Evaluations, chance_better
 from l2l.runs.store import ChildRecord
@@ -75,6 +76,13 @@ class ArchKeys:
                 self.constraints.canonical(asked) if self.constraints is not None else tuple(map(int, asked))
             )
         return found
+
+
+def retrained_with(child: ChildRecord) -> tuple[tuple[str, Any], ...]:
+    """The budget a weight-sharing run's retraining trained with (`l2l runs best --retrain --epochs 1`), its seed
+    left out: retrainings with other budgets are not evaluations of one thing. () for any other child."""
+    how = (child.metrics.get("info") or {}).get("retrained_with")
+    return tuple(sorted((str(k), v) for k, v in how.items() if k != "seed")) if isinstance(how, dict) else ()
 
 
 Rows = Sequence[tuple[int, Sequence[int], float]]  # finished children's (number, tokens, reward)

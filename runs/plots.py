@@ -259,15 +259,16 @@ def pareto_points(
     children: list[ChildRecord], cost: str, space: SearchSpace | None = None
 ) -> tuple[list[tuple[float, float, int]], dict[int, int]]:
     """(cost, accuracy, first child) per architecture (grouped as `l2l runs top` groups them, by ``space``'s
-    canonical form), each the mean over its evaluations, and the number of evaluations by first child."""
-    from l2l.runs.estimates import ArchKeys
+    canonical form; a weight-sharing run's retrainings apart by budget), each the mean over its evaluations, and
+    the number of evaluations by first child."""
+    from l2l.runs.estimates import ArchKeys, retrained_with
 
-    key, groups = ArchKeys(space), dict[tuple[int, ...], list[tuple[float, float, int]]]()
+    key, groups = ArchKeys(space), dict[Any, list[tuple[float, float, int]]]()
     for c in sorted(children, key=lambda c: c.number):
         value = (c.metrics.get("cost") or {}).get(cost)
         acc = c.val_acc if c.val_acc is not None else c.reward
         if c.status == "done" and value is not None and acc is not None:
-            groups.setdefault(key(c.tokens), []).append((float(value), float(acc), c.number))
+            groups.setdefault((key(c.tokens), retrained_with(c)), []).append((float(value), float(acc), c.number))
     points = [(sum(v for v, _, _ in g) / len(g), sum(a for _, a, _ in g) / len(g), g[0][2]) for g in groups.values()]
     return points, {g[0][2]: len(g) for g in groups.values()}
 

@@ -989,3 +989,28 @@ def test_json_texts_that_repeat_are_decoded_once() -> None:
     first, again = decode("[1, 2]"), decode("[1, 2]")
     assert first == (1, 2) and first is again and seen == [[1, 2]]
     assert decode("[3]") == (3,) and decode([4, 5]) == (4, 5) and len(seen) == 3
+
+
+def test_retrainings_with_other_budgets_are_not_averaged_as_repeats(
+    tmp_path: Path, sharing_run: Callable[..., int]
+) -> None:
+    """A weight-sharing run's derived cell retrained with the space's budget (0.926) and once more for one epoch
+    (0.752) showed on the Pareto chart and `l2l plot pareto` as one point, "mean of 2 evaluations", at 0.839; two
+    retrainings with the same budget and other seeds are evaluations of one thing, and are averaged."""
+    from l2l.runs.cli.retraining import record_retrained
+    from l2l.runs.dashboard.app import create_app
+    from l2l.runs.plots import pareto_points
+    from l2l.search_spaces.results import Result
+
+    url = f"sqlite:///{tmp_path / 'ws.db'}"
+    store = Store(url)
+    run = sharing_run(store, [[0.0, 0.1]], 1)
+    spec = {"space": "toy", "values": [["op_0", "op1"]]}
+    store.record_scored(run, [ScoredChild(2, -1, (0,), spec, "derived", 0.25, {})])
+    (derived,) = store.children(run, "derived")
+    for acc, budget, seed in ((0.926, {}, 0), (0.752, {"epochs": 1}, 0), (0.930, {}, 1)):
+        record_retrained(store, run, derived, Result(reward=acc, val_acc=acc, cost={"flops": 5.0}), budget, seed)
+    points, evaluations = pareto_points(store.children(run), "flops")
+    assert sorted(a for _, a, _ in points) == pytest.approx([0.752, 0.928]) and sorted(evaluations.values()) == [1, 2]
+    chart = TestClient(create_app(url)).get(f"/api/runs/{run}/pareto", params={"cost": "flops"}).json()
+    assert sorted(chart["points"]["y"]) == pytest.approx([0.752, 0.928])

@@ -26,7 +26,7 @@ from l2l.runs.dashboard.best import best_of, evaluations
 from l2l.runs.dashboard.reader import SORT_KEYS, Reader
 from l2l.runs.dashboard.summaries import child_statuses, iso
 from l2l.runs.dashboard.values import BadQuery, Json, choice, cost_text, number_text, plain, query_int
-from l2l.runs.estimates import Keyed
+from l2l.runs.estimates import Keyed, retrained_with
 from l2l.runs.plots import pareto_axis_of
 from l2l.runs.store_records import RunNotFound, StoreError
 
@@ -182,7 +182,12 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
 
         def architectures() -> dict[int, Any]:  # each child's architecture, as `runs top` groups them
             keyed = evaluated(run_id, stamp)
-            return {row[0]: key for row, key in zip(keyed.rows, keyed.keys, strict=True)}
+            arch: dict[int, Any] = {row[0]: key for row, key in zip(keyed.rows, keyed.keys, strict=True)}
+            run = reader.run(run_id)
+            if run.config.get("weight_sharing") is not None:  # its few finished children are retrainings: one
+                for child in reader.top(run, max(len(arch), 1), ("done",)):  # with another budget is not a repeat
+                    arch[child.number] = (arch.get(child.number), retrained_with(child))
+            return arch
 
         def costs(key: str) -> list[tuple[float, float, int]]:
             def make() -> list[tuple[float, float, int]]:
