@@ -131,6 +131,14 @@ MOVABLE = ("address", "max_concurrent", "child_timeout", "cpus_per_child")  # CP
 SHARING_UNUSED = ("children", "pruner", "mode", "executor", "executor_options")
 
 
+def settings_shown(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's recorded settings as `l2l runs show` and the dashboard show them: a weight-sharing run's without
+    those it does not use (recorded with their defaults)."""
+    if config.get("weight_sharing") is None:
+        return dict(config)
+    return {k: v for k, v in config.items() if k not in SHARING_UNUSED}
+
+
 def sharing_conflicts(settings: Mapping[str, Any]) -> list[str]:
     """The settings (as flags, without dashes) that a weight-sharing search would ignore: it runs in the
     driver's process for its epochs, so the number of children, the executor and its options, the pruner

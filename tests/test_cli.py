@@ -235,10 +235,13 @@ def test_the_most_common_failure_groups_reasons_that_differ_only_in_numbers() ->
         "ValueError: bad width",
         None,
     ]
-    first = "RuntimeError: failed to allocate 1048576 bytes (the first; the others differ only in their numbers)"
-    assert most_common_failure(errors) == (first, 3)
-    assert most_common_failure([None]) == ("unknown", 1)
-    assert most_common_failure(["ValueError: bad width"] * 2) == ("ValueError: bad width", 2)  # alike: as it is
+    varied = "(the first; the others differ only in their numbers or what they quote)"
+    assert most_common_failure(errors) == (f"RuntimeError: failed to allocate 1048576 bytes {varied}", 3, 0)
+    assert most_common_failure([None]) == ("unknown", 1, 0)
+    assert most_common_failure(["ValueError: bad width"] * 2) == ("ValueError: bad width", 2, 0)  # alike: as it is
+    # each optimizer rule's failure quotes its rule: one reason, and the position of a child that has it
+    rules = ["ValueError: bad", "ArithmeticError: rule 'g sign' diverged", "ArithmeticError: rule 'm 2 mul' diverged"]
+    assert most_common_failure(rules) == (f"ArithmeticError: rule 'g sign' diverged {varied}", 2, 1)
 
 
 def test_best_of_an_exact_space_says_a_retraining_trained_nothing(storage: str) -> None:

@@ -219,11 +219,13 @@ def test_a_weight_sharing_run_counts_what_its_epochs_score(tmp_path: Path) -> No
     from l2l.runs.dashboard.app import create_app
 
     url = f"sqlite:///{tmp_path / 'ws.db'}"
-    config = {"weight_sharing": {"epochs": 2, "derive": 100}}
+    config = {"weight_sharing": {"epochs": 2, "derive": 100}, "children": 100, "executor": "local", "seed": 0}
     run = Store(url).create_run(space="toy", strategy="random", config=config, seed=0, n_children=140, code_version="t")
     client = TestClient(create_app(url))
     summary = client.get(f"/api/runs/{run}").json()
     assert summary["planned"] == 40 and summary["scored"] == 0
+    page = client.get(f"/runs/{run}").text  # its settings as `l2l runs show` gives them: none it does not use
+    assert "&#34;derive&#34;: 100" in page and "executor" not in page and "&#34;children&#34;" not in page
     assert [r["planned"] for r in client.get("/api/runs").json()["runs"]] == [40]
 
 
@@ -852,12 +854,22 @@ def test_a_derive_candidate_and_a_retrained_child_say_where_they_come_from(
     spec = {"space": "toy", "values": [["op_0", "op1"]]}
     store.record_scored(run, [ScoredChild(2, -1, (0,), spec, "derived", 0.25, {})])
     (derived,) = store.children(run, "derived")
-    again = record_retrained(store, run, derived, Result(reward=0.5), {"epochs": 1}, 7)
+    ran = {"started": time.time() - 5, "finished": time.time()}  # recorded once trained: queued when it started
+    again = record_retrained(store, run, derived, Result(reward=0.5, runtime=ran), {"epochs": 1}, 7)
+    (child,) = [c for c in store.children(run) if c.number == again]
+    assert child.queued_at == child.started_at and child.started_at is not None
+    assert child.started_at.timestamp() == pytest.approx(ran["started"])  # was queued 5 s after it started
     c = TestClient(create_app(url))
     retrained = " ".join(c.get(f"/runs/{run}/children/{again}").text.split())
     assert f'retrained from scratch: <a href="/runs/{run}/children/2">child 2</a>, epochs 1, seed 7</span>' in retrained
     assert "batch -1" not in retrained
     assert "scored in the derive phase" in c.get(f"/runs/{run}/children/2").text
+    # the best the run page's card and its "best" section name: the retrained child, as `l2l runs list` does
+    assert (
+        c.get(f"/api/runs/{run}").json()["best_child"]
+        == again
+        == c.get(f"/api/runs/{run}/best").json()["child"]["number"]
+    )
     said = CliRunner().invoke(app, ["runs", "child", str(run), str(again), "--storage", url], env={"COLUMNS": "200"})
     assert f"child {again} of run {run}: done, retrained from scratch: child 2, epochs 1, seed 7," in said.output
 

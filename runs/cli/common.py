@@ -76,16 +76,18 @@ def run_log_file(log_dir: Path, store: Store, run_id: int) -> Path:
     return log_dir / f"{name or 'store'}-{key}" / f"run-{run_id}" / stamp
 
 
-def most_common_failure(errors: Iterable[str | None]) -> tuple[str, int]:
-    """The most common one-line reason among children's errors and how many share it. Reasons that differ only
-    in their numbers (bytes asked for, a step, a shape) are one reason: the first of them is shown."""
-    groups: dict[str, list[str]] = {}
-    for error in errors:
+def most_common_failure(errors: Iterable[str | None]) -> tuple[str, int, int]:
+    """The most common one-line reason among children's errors, how many share it, and the position (in
+    ``errors``) of the first that has it. Reasons that differ only in their numbers (bytes asked for, a step, a
+    shape) or in what they quote (each optimizer rule's own formula) are one reason: the first is shown."""
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for at, error in enumerate(errors):
         line = first_line(error)
-        groups.setdefault(re.sub(r"\d+(?:\.\d+)?", "#", line), []).append(line)
-    lines = max(groups.values(), key=len)
-    varied = " (the first; the others differ only in their numbers)" if len(set(lines)) > 1 else ""
-    return lines[0] + varied, len(lines)
+        groups.setdefault(re.sub(r"\d+(?:\.\d+)?", "#", re.sub(r"'[^']*'", "'…'", line)), []).append((at, line))
+    found = max(groups.values(), key=len)
+    lines = {line for _, line in found}
+    varied = " (the first; the others differ only in their numbers or what they quote)" if len(lines) > 1 else ""
+    return found[0][1] + varied, len(found), found[0][0]
 
 
 def error_line(message: str, code: int = 1) -> int:

@@ -18,10 +18,12 @@ def record_retrained(
     """Record the from-scratch training of a weight-sharing run's derived child as a new finished child, with
     the budget and seed it trained with (retrained twice, the two rows say how they differ)."""
     from l2l.runs.store import NewChild
+    from l2l.runs.store_records import timestamp_of
 
     number = max(c.number for c in store.children(run_id)) + 1
     new = NewChild(number, derived.batch, derived.tokens, derived.spec, None, None, derived.policy_version)
-    store.add_children(run_id, [new], running=True)
+    # recorded once it has trained: queued and started when its training started, not after it finished
+    store.add_children(run_id, [new], running=True, since=timestamp_of((result.runtime or {}).get("started")))
     data = result.to_json()
     data["info"] = {
         **(data.get("info") or {}),

@@ -46,7 +46,7 @@ from l2l.runs.cli.ranking import (
     transform_note,
 )
 from l2l.runs.cli.retraining import budget_space, record_retrained, retrain_budget, retrain_child
-from l2l.runs.config import SHARING_UNUSED, UsageError
+from l2l.runs.config import UsageError, settings_shown
 from l2l.runs.store_records import MAX_ID
 
 if TYPE_CHECKING:
@@ -72,9 +72,7 @@ def runs_show(
         if not follow:
             for line in run_lines(store, run_id):
                 console.print(line, highlight=False)
-            config = store.get_run(run_id).config
-            if config.get("weight_sharing") is not None:  # what a weight-sharing search does not use: not shown
-                config = {k: v for k, v in config.items() if k not in SHARING_UNUSED}
+            config = settings_shown(store.get_run(run_id).config)
             console.print("config: " + json.dumps(config, sort_keys=True), highlight=False, markup=False)
             return
         from l2l.runs.cli.progress import follow as follow_lines
@@ -163,10 +161,10 @@ def run_lines(store: Store, run_id: int, latest: int = 0) -> list[str]:
         lines.append(f"[red]error:[/] {run.error}")
     if counts["failed"]:  # the most common reason here; one child's whole traceback is a command away
         failed = store.children(run_id, "failed")
-        reason, n = most_common_failure(c.error for c in failed)
+        reason, n, at = most_common_failure(c.error for c in failed)
         lines.append(
             f"failures: {n} of {counts['failed']}: {escape(reason)}; each one's record and traceback: "
-            f"`l2l runs child {run.id} {failed[-1].number}{storage_flag(store)}`"
+            f"`l2l runs child {run.id} {failed[at].number}{storage_flag(store)}`"
         )
     placement = placement_line(store.children(run_id))
     if placement:

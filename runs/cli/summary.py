@@ -66,7 +66,7 @@ def print_summary(store: Store, run_id: int, space: SearchSpace | None = None) -
         highlight=False,
     )
     if counts["done"] == 0 and counts["failed"] > 0:
-        reason, n = most_common_failure(c.error for c in store.children(run_id, "failed"))
+        reason, n, _ = most_common_failure(c.error for c in store.children(run_id, "failed"))
         fail(f"no child of run {run_id} succeeded; the most common failure ({n} of {counts['failed']}): {reason}")
 
 

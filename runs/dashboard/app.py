@@ -21,6 +21,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from l2l.runs.config import settings_shown
 from l2l.runs.dashboard import figures, series
 from l2l.runs.dashboard.best import best_of, evaluations
 from l2l.runs.dashboard.reader import SORT_KEYS, Reader
@@ -91,7 +92,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
     def run_page(request: Request) -> Response:
         summary = estimated(reader.summary(request.path_params["run_id"]))
         run = reader.run(summary["id"])
-        config = json.dumps(run.config, indent=1, sort_keys=True)
+        config = json.dumps(settings_shown(run.config), indent=1, sort_keys=True)
         return page("run.html", run=summary, statuses=child_statuses(summary), config=config, table=_table(request))
 
     def child_page(request: Request) -> Response:
@@ -215,8 +216,10 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         run = reader.run(request.path_params["run_id"])
         top = reader.top(run, 30)
         space, problem = figures.space_of(run)
-        # a weight-sharing search stands by the architecture it derived, not its luckiest scored one
-        derived = reader.top(run, 1, ("derived",)) if run.config.get("weight_sharing") is not None else []
+        # a weight-sharing search stands by the architecture it derived (retrained from scratch where it was, as its
+        # summary names it), not its luckiest scored one
+        sharing = run.config.get("weight_sharing") is not None
+        derived = (reader.top(run, 1, ("done",)) or reader.top(run, 1, ("derived",))) if sharing else []
         best = derived[0] if derived else top[0] if top else None
         summary = estimated(reader.summary(run.id))
         if not derived and summary["best_child"] is not None:  # the best mean's architecture, as `runs best` names it
