@@ -83,6 +83,13 @@ def update_points(children: list[ChildRecord], updates: list[UpdateRecord]) -> l
     return list(zip(update_positions([[c.number for c in m] for m in members]), members, strict=True))
 
 
+def update_mean_label(transform: str) -> str:
+    """What the line of each controller update's mean reward is, under the run's reward transform."""
+    if transform == "reward":
+        return "mean reward each update learned from (failures at their failure reward)"
+    return "mean raw reward of each update's finished children"
+
+
 def progress_figure(
     run: RunRecord, children: list[ChildRecord], updates: list[UpdateRecord], space: SearchSpace | None = None
 ) -> Figure:
@@ -114,15 +121,18 @@ def progress_figure(
         steps = [*steps, (last, steps[-1][1])] if last > steps[-1][0] else steps  # it holds to the run's last child
         ax.step(*zip(*steps, strict=True), where="post", color="black", label=label)
     points = update_points(children, updates)
-    means = [
-        (x, sum(r) / len(r))
-        for x, members in points
-        if (r := [float(c.reward) for c in members if c.status == scored and c.reward is not None])
-    ]
+    transform = str((run.config.get("controller") or {}).get("reward_transform", "reward"))
+    if transform == "reward":  # what each update learned from, a failure at its failure reward: as stored
+        means = [(x, u.mean_reward) for (x, members), u in zip(points, updates, strict=True) if members]
+    else:  # the controller learned from transformed rewards: the raw mean of the finished ones
+        means = [
+            (x, sum(r) / len(r))
+            for x, members in points
+            if (r := [float(c.reward) for c in members if c.status == scored and c.reward is not None])
+        ]
     if any(len(members) > 1 for _, members in points) and means:
         mean_xs, mean_ys = zip(*means, strict=True)
-        ax.plot(mean_xs, mean_ys, color="tab:orange", marker="o", ms=3, label="mean of each update's children")
-    transform = str((run.config.get("controller") or {}).get("reward_transform", "reward"))
+        ax.plot(mean_xs, mean_ys, color="tab:orange", marker="o", ms=3, label=update_mean_label(transform))
     ylabel = "reward" if transform == "reward" else "reward (raw)"
     ax.set_ylabel(f"{ylabel} with shared weights" if scored == "shared" else ylabel)
     learns = "" if transform == "reward" else f"\nthe controller learns from {transform}"

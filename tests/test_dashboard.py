@@ -1026,3 +1026,35 @@ def test_retrainings_with_other_budgets_are_not_averaged_as_repeats(
     assert sorted(a for _, a, _ in points) == pytest.approx([0.752, 0.928]) and sorted(evaluations.values()) == [1, 2]
     chart = TestClient(create_app(url)).get(f"/api/runs/{run}/pareto", params={"cost": "flops"}).json()
     assert sorted(chart["points"]["y"]) == pytest.approx([0.752, 0.928])
+
+
+@pytest.mark.parametrize("transform", ["reward", "mnas(params,1000,-0.07)"])
+def test_each_updates_mean_is_what_it_learned_from(tmp_path: Path, transform: str) -> None:
+    """An optimizer search's update with a failed child learned from a mean of 0.28; `l2l plot progress` and the
+    dashboard drew 0.35, the mean of its finished children only. Without a reward transform the line is each
+    update's stored mean (failures at their failure reward); with one, the controller's figures are on another
+    scale, and the line says it is the finished children's raw mean."""
+    import numpy as np
+
+    from l2l.runs.dashboard.app import create_app
+    from l2l.runs.plots import progress_figure
+
+    url = f"sqlite:///{tmp_path / 'mean.db'}"
+    store = Store(url)
+    config = {"controller": {"reward_transform": transform}}
+    run = store.create_run(space="toy", strategy="reinforce", config=config, seed=0, n_children=4, code_version="t")
+    spec = {"space": "toy", "values": [["op_0", "op1"]]}
+    store.add_children(run, [NewChild(n, 0, (n,), spec, -1.0, 1.0, 0) for n in range(4)])
+    for n, reward in ((0, 0.5), (1, 0.2), (2, 0.35)):
+        store.finish_child(run, n, {"status": "done", "reward": reward, "val_acc": reward}, reward)
+    store.finish_child(run, 3, {"status": "failed", "error": "ValueError: diverged"}, -0.22)
+    stats = {"loss": 0.1, "baseline": None, "mean_reward": 0.2075, "entropy": 1.0, "policy_version": 1, "n": 4,
+             "extra": {"children": [0, 1, 2, 3]}}  # fmt: skip
+    store.record_update(run, 0, stats, b"x", next_child=4)
+    plain = transform == "reward"
+    want = 0.2075 if plain else 0.35  # the stored mean, or the finished children's (0.5 + 0.2 + 0.35) / 3
+    chart = TestClient(create_app(url)).get(f"/api/runs/{run}/progress").json()["batch_mean"]
+    assert chart["y"] == pytest.approx([want]) and ("learned from" in chart["label"]) == plain
+    figure = progress_figure(store.get_run(run), store.children(run), store.updates(run))
+    (line,) = [x for x in figure.axes[0].get_lines() if x.get_label() == chart["label"]]
+    assert np.asarray(line.get_ydata(), dtype=float).tolist() == pytest.approx([want])

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from l2l.runs.arch_plot import arch_figure, plot_arch
-from l2l.runs.plots import PlotError, benchmark_figure, progress_figure, save, update_points
+from l2l.runs.plots import PlotError, benchmark_figure, progress_figure, save, update_mean_label, update_points
 from l2l.runs.store import ChildRecord, RunRecord, UpdateRecord
 from l2l.search_spaces import load_space, token_sizes
 
@@ -43,8 +43,8 @@ def child(number: int, batch: int, reward: float | None, status: str = "done") -
     )  # fmt: skip
 
 
-def update(batch: int, children: list[int], entropy: float) -> UpdateRecord:
-    return UpdateRecord(batch, batch + 1, 0.0, None, 0.5, entropy, len(children), {"children": children}, NOW)
+def update(batch: int, children: list[int], entropy: float, mean: float = 0.5) -> UpdateRecord:
+    return UpdateRecord(batch, batch + 1, 0.0, None, mean, entropy, len(children), {"children": children}, NOW)
 
 
 def async_run() -> tuple[list[ChildRecord], list[UpdateRecord]]:
@@ -53,7 +53,9 @@ def async_run() -> tuple[list[ChildRecord], list[UpdateRecord]]:
     children = [
         child(n, n // 4, None if n in (3, 5) else 0.1 * n, "failed" if n in (3, 5) else "done") for n in range(12)
     ]
-    updates = [update(0, [0, 1, 7, 4], 2.0), update(1, [2, 3, 5, 6], 1.9), update(2, [8, 9, 10, 11], 1.7)]
+    # the means each update learned from: a failed child at a failure reward of -0.5
+    updates = [update(0, [0, 1, 7, 4], 2.0, 0.3), update(1, [2, 3, 5, 6], 1.9, 0.15)]
+    updates.append(update(2, [8, 9, 10, 11], 1.7, 0.95))
     return children, updates
 
 
@@ -65,10 +67,14 @@ def test_entropy_never_goes_back_and_sits_at_its_updates_batch_mean() -> None:
     (entropy,) = ax_ent.get_lines()
     xs = np.asarray(entropy.get_xdata(), dtype=float).tolist()
     assert xs == sorted(xs)
-    (means,) = [line for line in ax.get_lines() if line.get_label() == "mean of each update's children"]
+    (means,) = [line for line in ax.get_lines() if line.get_label() == update_mean_label("reward")]
     assert np.asarray(means.get_xdata(), dtype=float).tolist() == xs  # the same x for an update's mean and its entropy
-    # each mean is of the rewards of the children that update learned from (failed ones have none)
-    assert np.asarray(means.get_ydata(), dtype=float).tolist() == pytest.approx(
+    # each mean is what that update learned from, as stored (its failures at their failure reward)
+    assert np.asarray(means.get_ydata(), dtype=float).tolist() == pytest.approx([0.3, 0.15, 0.95])
+    # under a reward transform the stored means are on another scale: the raw mean of the children that finished
+    transformed = progress_figure(run_record("mnas(flops,1e4,-0.07)"), children, updates).axes[0]
+    (raw,) = [line for line in transformed.get_lines() if line.get_label() == update_mean_label("mnas")]
+    assert np.asarray(raw.get_ydata(), dtype=float).tolist() == pytest.approx(
         [(0.0 + 0.1 + 0.7 + 0.4) / 4, (0.2 + 0.6) / 2, 0.95]
     )
 

@@ -132,7 +132,10 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
             rows, failed = reader.rewards(run)
             shared = run.config.get("weight_sharing") is not None
             learned = [] if shared else reader.learned(run_id)
-            chart = series.progress(rows, failed, learned if all(learned) else [])
+            updates = reader.updates(run_id)
+            transform = str((run.config.get("controller") or {}).get("reward_transform", "reward"))
+            stored = [u[3] for u in updates] if len(updates) == len(learned) else None  # what each learned from
+            chart = series.progress(rows, failed, learned if all(learned) else [], stored, transform)
             if not shared and rows:  # repeated evaluations: the best estimated mean, as `runs best` names it
                 from l2l.runs.estimates import best_curve
 
@@ -142,7 +145,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
                     chart["best"] = {"x": [n for n, _ in curve], "y": [b for _, b in curve], "label": BEST_MEAN}
             return {
                 **chart,
-                "updates": series.updates(reader.updates(run_id), run.strategy),
+                "updates": series.updates(updates, run.strategy),
                 "shared": shared,
                 "reward_label": "reward (shared weights)" if shared else "reward",
             }

@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from l2l.controllers.names import split_name
-from l2l.runs.plots import pareto_front, update_positions
+from l2l.runs.plots import pareto_front, update_mean_label, update_positions
 
 MAX_POINTS = 2000  # points per plotted series: enough for a 1,500-pixel-wide chart
 # where the best estimated mean so far is worked out (each a ranking of every architecture): once per bucket of
@@ -95,40 +95,52 @@ def batch_means(rows: Any) -> tuple[list[float], list[float]]:
 
 
 def update_means(
-    rows: Sequence[tuple[int, int, float]], learned: Sequence[Sequence[int]]
+    rows: Sequence[tuple[int, int, float]], learned: Sequence[Sequence[int]], stored: Sequence[float] | None = None
 ) -> tuple[list[float], list[float]]:
     """The mean reward of the children each controller update learned from (``learned``: their numbers, per
     update), placed after the newest of them and never before the update before it, as `l2l plot progress`
-    places them: in an asynchronous run an update's children are not one proposal batch."""
+    places them: in an asynchronous run an update's children are not one proposal batch. ``stored``: each
+    update's own mean (what it learned from, failures at their failure reward), else the raw mean of those of
+    its children that finished."""
     if not any(len(numbers) > 1 for numbers in learned):  # one child each: its own reward, already drawn
         return [], []
     reward = {int(n): float(r) for n, _, r in rows}
     xs: list[float] = []
     ys: list[float] = []
-    for at, numbers in zip(update_positions(learned), learned, strict=True):
+    for i, (at, numbers) in enumerate(zip(update_positions(learned), learned, strict=True)):
         found = [reward[int(n)] for n in numbers if int(n) in reward]  # raw rewards of those that finished
-        if found:
+        if stored is not None and numbers:
+            xs.append(float(at))
+            ys.append(float(stored[i]))
+        elif found:
             xs.append(float(at))
             ys.append(sum(found) / len(found))
     return means(xs, ys)
 
 
 def progress(
-    rows: Sequence[tuple[int, int, float]], failed: Sequence[int], learned: Sequence[Sequence[int]] = ()
+    rows: Sequence[tuple[int, int, float]],
+    failed: Sequence[int],
+    learned: Sequence[Sequence[int]] = (),
+    stored: Sequence[float] | None = None,
+    transform: str = "reward",
 ) -> dict[str, Any]:
     """Every chart of a run's rewards from (number, batch, reward) of its finished children, in child order, the
     numbers of its failures, and the children each controller update learned from (none in a store written
-    before updates named them: then each proposal batch's mean)."""
+    before updates named them: then each proposal batch's mean), with each update's stored mean reward where
+    the run learns from its rewards untransformed (``transform``, `update_mean_label`)."""
     arr = np.asarray(rows, dtype=float).reshape(-1, 3)
     numbers, rewards = arr[:, 0], arr[:, 2]
     x, y = extremes(numbers, rewards)
     bx, by = best_so_far(numbers, rewards)
-    mx, my = update_means(rows, learned) if learned else batch_means(arr)
+    plain = transform == "reward" and stored is not None and learned
+    mx, my = update_means(rows, learned, stored if plain else None) if learned else batch_means(arr)
     fx = extremes(failed, [0.0] * len(failed))[0] if len(failed) else []
+    label = update_mean_label(transform if plain else "finished")
     return {
         "children": {"x": x, "y": y, "shown": len(x), "of": len(arr)},
         "best": {"x": bx, "y": by},
-        "batch_mean": {"x": mx, "y": my},
+        "batch_mean": {"x": mx, "y": my, "label": label},
         "failed": {"x": fx, "y": [float(rewards.min()) if len(arr) else 0.0] * len(fx), "of": len(failed)},
         "histogram": histogram(rewards),
     }

@@ -264,7 +264,7 @@ async function refreshProgress(runId) {
     { x: p.best.x, y: p.best.y, mode: "lines", name: p.best.label || "best so far", line: { shape: "hv", color: "#111" } },
   ];
   if (p.batch_mean.x.length) {
-    traces.push({ x: p.batch_mean.x, y: p.batch_mean.y, mode: "lines", name: "mean of each update's children",
+    traces.push({ x: p.batch_mean.x, y: p.batch_mean.y, mode: "lines", name: p.batch_mean.label || "mean of each update's children",
       line: { color: COLOURS[1], width: 1.5 } });
   }
   if (p.failed.x.length) {
