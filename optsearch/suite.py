@@ -86,6 +86,9 @@ SUITES: dict[str, tuple[str, ...]] = {
 }
 
 
+SOURCES: dict[str, str] = {}  # each plugin task's plugin, as its errors name it
+
+
 def builtin_tasks() -> list[SuiteTask]:
     """The search and heldout tasks (registered under ``l2l.optimizer_tasks`` as ``builtin``)."""
     return list(BUILTIN.values())
@@ -99,7 +102,7 @@ def _entry_tasks(ep: EntryPoint) -> list[SuiteTask]:
         if callable(value) and not isinstance(value, SuiteTask):
             value = value()
     except Exception as exc:  # plugin code: any error on import or call is the plugin's
-        raise TaskError(f"{where} failed to load: {exc!r}") from exc
+        raise TaskError(f"{where} failed to load: {type(exc).__name__}: {exc}") from exc
     tasks = [value] if isinstance(value, SuiteTask) else list(value) if isinstance(value, Sequence) else None
     if tasks is None or not all(isinstance(t, SuiteTask) for t in tasks):
         held = sorted({type(t).__name__ for t in tasks or () if not isinstance(t, SuiteTask)})
@@ -113,6 +116,10 @@ def _entry_tasks(ep: EntryPoint) -> list[SuiteTask]:
     for t in tasks:
         if t.name in BUILTIN:
             raise TaskError(f"optimizer task plugin {ep.name!r} redefines the built-in task {t.name!r}")
+        if t.name in (*SUITES, "user", "all") or "," in t.name or t.name != t.name.strip() or not t.name:
+            why = "a suite's name" if t.name in (*SUITES, "user", "all") else "not a name a --suite can list"
+            raise TaskError(f"{where} names a task {t.name!r}, {why}: it could never be asked for; rename it")
+        SOURCES[t.name] = where
     return tasks
 
 
@@ -172,10 +179,18 @@ def check_task(task: SuiteTask) -> None:
                 f"task {task.name!r}: problem {task.problem!r} has {kind}; its loss is {fits}, not {task.loss!r}"
             )
         task_loss(task, task.build(0)(data.train.x[:2]), data.train.y[:2]).item()
+    except TaskPluginError as exc:
+        raise TaskPluginError(_of_plugin(task, str(exc))) from exc
     except TaskError:
         raise
     except Exception as exc:  # a plugin's problem, model or options: whatever it raises names the mistake
-        raise TaskPluginError(f"task {task.name!r} cannot run: {type(exc).__name__}: {exc}") from exc
+        raise TaskPluginError(_of_plugin(task, f"task {task.name!r} cannot run: {type(exc).__name__}: {exc}")) from exc
+
+
+def _of_plugin(task: SuiteTask, message: str) -> str:
+    """``message`` naming the plugin that registered ``task``, where one did."""
+    where = SOURCES.get(task.name)
+    return f"{where}: {message}" if where and not message.startswith(where) else message
 
 
 def resolve_suite(text: str, warn: Callable[[str], None] | None = None) -> list[SuiteTask]:

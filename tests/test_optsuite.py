@@ -124,14 +124,14 @@ BROKEN = {  # a plugin's mistake, and the one line it gives
     "model_option": ('[SuiteTask("odd", "digits", "mlp", "cross_entropy", "accuracy", 8, 8, (("nosuch", 3),))]',
                      "task 'odd' cannot run: TypeError: "),
     "problem": ('[SuiteTask("odd", "nosuchproblem", "mlp", "cross_entropy", "accuracy", 8, 8)]',
-                "failed to load: ValueError(\"task 'odd': unknown problem 'nosuchproblem'; known: digits"),
+                "failed to load: ValueError: task 'odd': unknown problem 'nosuchproblem'; known: digits"),
     # it loaded, and failed only when a suite with it ran: a search on built-in tasks said nothing of it
     "model": ('[SuiteTask("odd", "digits", "mlpp", "cross_entropy", "accuracy", 8, 8)]',
-              "failed to load: ValueError(\"task 'odd': unknown model 'mlpp'; known: "),
+              "failed to load: ValueError: task 'odd': unknown model 'mlpp'; known: "),
     "loss_for_the_targets": ('[SuiteTask("odd", "friedman", "mlp", "cross_entropy", "accuracy", 8, 8)]',
                              "task 'odd': problem 'friedman' has real-valued targets; its loss is mse"),
     "raises_when_called": ("(_ for _ in ()).throw(RuntimeError('boom in call'))",
-                           "failed to load: RuntimeError('boom in call')"),
+                           "failed to load: RuntimeError: boom in call"),
     "names_not_tasks": ('["digits-mlp"]', "gave a list holding str; expected a SuiteTask, a sequence of them"),
     # steps=30.5 failed in every run as "TypeError: 'float' object cannot be interpreted as an integer"
     "steps_not_whole": ('[SuiteTask("odd", "digits", "mlp", "cross_entropy", "accuracy", 30.5, 8)]',
@@ -141,6 +141,11 @@ BROKEN = {  # a plugin's mistake, and the one line it gives
     # the second replaced the first with no word
     "one_name_twice": ('[SuiteTask("odd", "digits", "mlp", "cross_entropy", "accuracy", 8, 8)] * 2',
                        "defines the task 'odd' more than once; give each task its own name"),
+    # accepted, and never selectable: `--suite search` is the built-in suite, `--suite a,b` two names
+    "named_as_a_suite": ('[SuiteTask("search", "digits", "mlp", "cross_entropy", "accuracy", 8, 8)]',
+                         "names a task 'search', a suite's name: it could never be asked for; rename it"),
+    "name_with_a_comma": ('[SuiteTask("a,b", "digits", "mlp", "cross_entropy", "accuracy", 8, 8)]',
+                          "names a task 'a,b', not a name a --suite can list"),
 }  # fmt: skip
 
 
@@ -155,8 +160,10 @@ def test_a_broken_task_plugin_is_one_error_before_any_training_and_spares_the_bu
     with pytest.raises(TaskError) as error:
         resolve_suite("user")
     assert message in str(error.value)
+    assert str(error.value).startswith("optimizer task plugin 'l2l_tiny_tasks' (l2l_tiny_tasks:tasks)")  # named
     warnings: list[str] = []
-    if mistake in ("raises_when_called", "steps_not_whole", "model"):  # never loads: built-in suites go on without it
+    never_loads = ("raises_when_called", "steps_not_whole", "model", "named_as_a_suite", "name_with_a_comma")
+    if mistake in never_loads:  # built-in suites go on without it
         assert [t.name for t in resolve_suite("heldout", warnings.append)] == list(SUITES["heldout"])
         assert len(warnings) == 1 and message in warnings[0] and warnings[0].endswith("its tasks are left out")
         # the optimizer space on a built-in suite too (it refused to load, naming the plugin)
