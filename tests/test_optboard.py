@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from l2l.optsearch.board import intervals_apart, leaders, performance_profile, run_board, winner
 from l2l.optsearch.presets import PRESETS
-from l2l.optsearch.suite import BUILTIN
+from l2l.optsearch.suite import BUILTIN, SUITES
 from l2l.optsearch.tuning import DIVERGED, LR_GRID, Contender, better, confidence, tune, walk_grid
 from l2l.runs.cli import app
 from tests.test_optsuite import install_task_plugin
@@ -202,10 +202,27 @@ def test_cli_evaluate_uses_a_task_registered_by_entry_point(tmp_path: Path, monk
     assert list(json.loads(out.read_text())["cells"]) == ["tiny-digits"]
 
 
+def test_the_tasks_and_presets_are_listed_with_a_plugins_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding out whether a plugin's task was registered took a wrong --suite and its error's list of tasks."""
+    install_task_plugin(tmp_path, monkeypatch)
+    listed = runner.invoke(app, ["optimizers", "tasks"], env={"COLUMNS": "250"})
+    assert listed.exit_code == 0, listed.output
+    rows = {line.split("│")[1].strip(): line for line in listed.output.splitlines() if line.count("│") > 5}
+    assert set(SUITES["search"]) | set(SUITES["heldout"]) | {"tiny-digits"} == set(rows) - {"task"}
+    assert "user" in rows["tiny-digits"] and "'l2l_tiny_tasks'" in rows["tiny-digits"]
+    assert "mlp (width 64, depth 8, activation tanh)" in rows["mnist1d-deep-mlp"]
+    presets = runner.invoke(app, ["optimizers", "presets"], env={"COLUMNS": "250"})
+    assert presets.exit_code == 0 and all(f"│ {name} " in presets.output for name in PRESETS)
+    assert "lr * adam" in presets.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["adamm"], "'adamm' is not a preset (sgd, momentum, sgdm, adam,"),
+        (["adamm"], "unknown optimizer preset 'adamm' (did you mean 'adam'?); presets: sgd, momentum, sgdm, adam,"),
+        (["Adam"], "unknown optimizer preset 'Adam' (did you mean 'adam'?)"),  # presets are lower case
+        (["zzz"], "unknown optimizer preset 'zzz'; presets: sgd,"),
+        (["g one"], "'g one' is not a preset (sgd, momentum, sgdm, adam,"),  # a rule's text, mistaken
         (["adam", "--suite", "nope"], "unknown task or suite 'nope'"),
         (["adam", "--lrs", "x"], "--lrs expects comma-separated numbers"),
         (["adam", "adam"], "optimizer 'adam' is given more than once"),

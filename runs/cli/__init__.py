@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from l2l.runs.cli import child, db, listing, optimizers, plot, runs, spaces, strategies  # noqa: F401 - runs subcommands
+from l2l.runs.cli import catalog, child, db, listing, optimizers, plot, runs, spaces, strategies  # noqa: F401
 from l2l.runs.cli.common import error_line
 from l2l.runs.cli.dashboard import dashboard
 from l2l.runs.cli.search import search

@@ -217,6 +217,13 @@ def contenders_of(names: list[str], storage: str | None) -> list[Contender]:
             try:
                 out.append(Contender(f"rule{i}", to_text(parse(name))))
             except RuleError as exc:
+                if not name.split()[1:] and not any(c in name for c in ";=:"):  # one word: a preset mistyped?
+                    import difflib
+
+                    near = difflib.get_close_matches(name.lower(), PRESETS, n=1, cutoff=0.6)
+                    maybe = f" (did you mean {near[0]!r}?)" if near else ""
+                    known = ", ".join(PRESETS)
+                    raise UsageError(f"unknown optimizer preset {name!r}{maybe}; presets: {known}") from None
                 raise UsageError(
                     f"{name!r} is not a preset ({', '.join(PRESETS)}), RUN:RANK, or a rule: {exc}"
                 ) from None
