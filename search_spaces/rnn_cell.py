@@ -34,6 +34,8 @@ class RNNCellSpace(SearchSpace):
     description = "Recurrent cells (ENAS cell or Zoph & Le's tree) for character language modelling."
     validation_metric = "bpc"  # kept in info as val_bpc; val_acc is not measured
     test_metrics = ("test_bpc",)
+    # of the model on one character (`l2l.nas.charlm.one_char_cost`), and its training time
+    cost_metrics = ("params", "flops", "latency_s", "train_time_s")
 
     def __init__(
         self,

@@ -245,6 +245,8 @@ class SpaceContract:
                 assert result.error and any(w in result.error for w in expected.may_fail), result.error
             else:
                 check_result(result, expected)  # a failure not allowed here fails the contract, with its reason
+                missing = [k for k in space.cost_metrics if k not in result.cost]  # what a mnas reward may name
+                assert not missing, f"declared costs {missing} not reported (SearchSpace.cost_metrics): {result.cost}"
                 trained = trained or result
             if every is None and trained is not None and len(seen) >= self.evaluations:
                 break
