@@ -195,18 +195,18 @@ def for_json(value: Any) -> Any:
     return value
 
 
-def interval_text(cell: dict[str, Any], metric: str) -> str:
+def interval_text(cell: dict[str, Any], metric: str, digits: int = 4) -> str:
     """``± half-width``, or where Student's t interval runs past what the metric can take (two seeds of an
-    accuracy near 0 or 1), the interval clipped to that range, ``[low, high]``; ``± -`` for one seed."""
+    accuracy near 0 or 1), the interval clipped to that range, ``[low, high]``; nothing for one seed."""
     from l2l.optsearch.trainer import METRICS
 
     half, mean = interval(cell), float(cell["test_mean"])
     if math.isnan(half):
-        return "± -"
+        return ""
     bounds = METRICS[metric] if metric in METRICS else None
     if bounds is None or (bounds.low <= mean - half and mean + half <= bounds.high):
-        return f"± {half:.4f}"
-    return f"[{max(bounds.low, mean - half):.4f}, {min(bounds.high, mean + half):.4f}]"
+        return f"± {half:.{digits}f}"
+    return f"[{max(bounds.low, mean - half):.{digits}f}, {min(bounds.high, mean + half):.{digits}f}]"
 
 
 def intervals_apart(a: dict[str, Any], b: dict[str, Any]) -> bool:

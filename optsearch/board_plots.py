@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from l2l.optsearch.board import error, interval, performance_profile
+from l2l.optsearch.board import error, interval_text, performance_profile
 
 _STYLES = ["-", "--", "-.", ":"]
 
@@ -89,7 +89,7 @@ def plot_task_curves(board: dict[str, Any], path: Path, cols: int = 3) -> Path:
             if cell["failed"] or not curves:
                 ax.plot([], [], color=colors[label], label=f"{label}: failed")
                 continue
-            ci = "" if math.isnan(interval(cell)) else f" ± {interval(cell):.3f}"
+            ci = f" {interval_text(cell, task['metric'], 3)}".rstrip()  # clipped to the metric's range, as the table
             edge = "!" if cell.get("lr_at_edge") else ""
             if cell.get("weight_decay") is not None:
                 edge += f", wd {cell['weight_decay']:g}{'!' if cell.get('wd_at_edge') else ''}"

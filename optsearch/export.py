@@ -5,6 +5,7 @@ from __future__ import annotations
 from l2l.optsearch.compiler import state_keys
 from l2l.optsearch.functional import live_units
 from l2l.optsearch.language import DECAYS, Rule, to_formula, to_text
+from l2l.optsearch.simplify import simplified_rule
 from l2l.optsearch.vocabulary import BINARY_FUNCTIONS, OPERANDS, STATISTICS, UNARY_FUNCTIONS
 
 _TEMPLATE = '''"""{class_name}: an optimizer found by l2l's neural optimizer search.
@@ -144,7 +145,7 @@ def export_source(rule: Rule, class_name: str = "DiscoveredOptimizer", lr: float
     )
     return _TEMPLATE.format(
         class_name=class_name,
-        formula=to_formula(rule),
+        formula=to_formula(simplified_rule(rule)),  # as `l2l optimizers top` shows it
         text=to_text(rule),
         module=module or "discovered_optimizer",
         lr=lr,

@@ -71,7 +71,7 @@ def tune_loss(
     out = runner.run(grid[best], None, seed)
     if isinstance(out, str):
         reasons = sorted(r for r in runner.done.values() if isinstance(r, str))
-        return f"diverged at every learning rate tried on {task.name} ({cell.runs}): {reasons[0]}"
+        return f"diverged at every learning rate tried on {task.name} ({cell.runs} runs): {reasons[0]}"
     value = out.val_loss if objective == "loss" else validation_error(task, out.val_metric)
     return TaskScore(task.name, grid[best], value, math.nan, cell.runs)
 

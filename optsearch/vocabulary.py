@@ -120,7 +120,7 @@ def _clip(c: str) -> Unary:
 
     return Unary(
         text=lambda x: f"clip({x}, {c})",
-        latex=lambda x: rf"\operatorname{{clip}}\left({x}, {c}\right)",
+        latex=lambda x: rf"\operatorname{{clip}}\left({x}, 10^{{{c.split('e')[1]}}}\right)",
         apply=apply,
         code=lambda x: f"torch.clamp({x}, -{c}, {c})",
     )

@@ -92,7 +92,9 @@ def resumable(store: Store, run_id: int, error: type[Exception]) -> RunRecord:
     recorded and none succeeding, or a live process drives it."""
     run = store.get_run(run_id)
     if run.status == "done":
-        raise error(f"run {run_id} is already done ({run.n_children} children); nothing to resume")
+        sharing = run.config.get("weight_sharing")  # its children are what its epochs scored, not its size
+        held = f"{sharing['epochs']} epochs" if isinstance(sharing, dict) and "epochs" in sharing else None
+        raise error(f"run {run_id} is already done ({held or f'{run.n_children} children'}); nothing to resume")
     counts = store.count_children(run_id)
     ended = run.status == "failed" and (run.error or "").startswith("no child succeeded")  # not a crash
     if ended and counts["done"] + counts["failed"] >= run.n_children:

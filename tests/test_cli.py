@@ -214,7 +214,9 @@ def test_export_takes_its_format_from_the_file_and_best_names_a_run_whose_childr
         assert result.exit_code == 1 and expected in " ".join(result.output.split()), command
     # one failure's whole record: the traceback no other command printed
     shown = " ".join(ok("runs", "show", "1", "--storage", storage).split())
-    assert "failures: 2 of 2: " in shown and f"`l2l runs child 1 1 --storage {storage}`" in shown
+    assert (
+        "failures: 2 of 2: " in shown and f"`l2l runs child 1 0 --storage {storage}`" in shown
+    )  # the first with that reason
     child = ok("runs", "child", "1", "1", "--storage", storage)
     assert child.startswith("child 1 of run 1: failed, batch ") and "Traceback (most recent call last):" in child
     flaky_child = ok("runs", "child", "2", "0", "--storage", storage)
@@ -845,3 +847,14 @@ def test_rays_log_is_pointed_at_only_where_ray_may_have_had_a_say(
     assert capsys.readouterr().err == ""
     say_ray_log(ExecutorError("Ray cannot start workers for the children"))
     assert "Ray's own messages are in /tmp/ray-1.log" in capsys.readouterr().err
+
+
+def test_the_weight_sharing_option_help_names_every_setting() -> None:
+    """`-W`'s help left out schedule and score, which the docs and the unknown-key error name."""
+    import dataclasses
+
+    from l2l.runs.sharing_config import SharingConfig
+
+    text = " ".join(runner.invoke(app, ["search", "--help"], env={"COLUMNS": "300"}).output.split())
+    said = text.split("Weight-sharing setting KEY=VALUE:")[1].split("(see docs/weight-sharing.md)")[0]
+    assert {f.name for f in dataclasses.fields(SharingConfig)} == {w.strip(" ,│") for w in said.split(",")} - {""}

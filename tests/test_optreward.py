@@ -51,7 +51,7 @@ def test_a_poor_rule_stops_at_the_first_task_and_its_ratio_stands_for_the_rest()
 
 
 def test_a_rule_diverging_at_every_rate_fails_with_the_reason() -> None:
-    with pytest.raises(RuleFailed, match=r"diverged at every learning rate tried on digits-logreg \(2\): loss"):
+    with pytest.raises(RuleFailed, match=r"diverged at every learning rate tried on digits-logreg \(2 runs\): loss"):
         suite_reward(DIVERGES, TASKS, references(TASKS, GRID), lrs=GRID)
 
 

@@ -825,3 +825,16 @@ def test_a_recurrent_cell_whose_state_explodes_under_shared_weights_scores_as_di
     assert 0 < fine["val_bpc"] < 10 and fine["reward"] == -fine["val_bpc"]
     exploded = network.measure(Scaled(1e6), batch)  # ~1e6 nats per character: the state blew up
     assert exploded["val_bpc"] == float("inf") and exploded["reward"] != exploded["reward"]  # not finite: diverged
+
+
+def test_a_done_weight_sharing_run_says_its_epochs_when_asked_to_resume(
+    tmp_path: Path, sharing_run: Callable[..., int]
+) -> None:
+    """It said "already done (450 children)" of a run whose 449 records are what its 12 epochs scored."""
+    from l2l.runs.driver import resumable
+
+    store = Store(f"sqlite:///{tmp_path / 'ws.db'}")
+    run = sharing_run(store, [[0.1, 0.2], [0.3]], 2)
+    store.set_run_status(run, "done")
+    with pytest.raises(SearchError, match=rf"run {run} is already done \(2 epochs\); nothing to resume"):
+        resumable(store, run, SearchError)

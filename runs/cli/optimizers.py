@@ -259,7 +259,7 @@ def board_table(board: dict[str, Any]) -> Any:
                 cut = why if len(why) <= 40 else why[: why.rfind(" ", 0, 40) if " " in why[:40] else 40] + " ..."
                 row.append(f"[red]failed[/]\n[dim]{escape(what)}{': ' + escape(cut) if why else ''}[/]")
                 continue
-            text = f"{c['test_mean']:.4f} {interval_text(c, task['metric'])}"  # clipped to the metric's range
+            text = f"{c['test_mean']:.4f} {interval_text(c, task['metric'])}".rstrip()  # clipped to the metric's range
             if label in board["leaders"][name]:
                 text = f"[bold green]{text}[/]"
             setting = f"lr {c['lr']:.3g}{'!' if c['lr_at_edge'] else ''}"
@@ -323,7 +323,7 @@ def optimizers_evaluate(
             what = cell.failed or f"test {cell.test_mean:.4f} at lr {cell.lr:.3g}"
             console.print(
                 f"[{done[0]}/{len(tasks) * len(contenders)}] {cell.task} {cell.label}: {escape(what)} "
-                f"({cell.runs} run{'s' * (cell.runs != 1)}, {cell.seconds:.0f} s of training; "
+                f"({cell.runs} run{'s' * (cell.runs != 1)}, {cell.seconds:.1f} s of training; "
                 f"{time.perf_counter() - started:.0f} s since the start)",
                 highlight=False,
             )

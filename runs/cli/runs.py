@@ -125,7 +125,8 @@ def sharing_line(store: Store, run: RunRecord, counts: dict[str, int]) -> str:
         line += f"; derived child {derived[0].number} (reward {fmt(derived[0].reward)} with shared weights"
         line += f", {share})" if share else ")"
         if counts["done"]:
-            line += f", retrained {counts['done']} time(s)"
+            n = counts["done"]
+            line += ", retrained once" if n == 1 else f", retrained {n} times"
     return line
 
 

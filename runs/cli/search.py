@@ -150,7 +150,8 @@ WsOptionOpt = Annotated[
         "-W",
         metavar="KEY=VALUE",
         help="Weight-sharing setting KEY=VALUE: epochs, warmup, steps, batch_size, optimizer, lr, momentum, "
-        "weight_decay, grad_clip, controller_steps, val_batch, derive, sampler (see docs/weight-sharing.md).",
+        "weight_decay, grad_clip, controller_steps, val_batch, derive, sampler, schedule, score "
+        "(see docs/weight-sharing.md).",
     ),
 ]
 

@@ -64,7 +64,8 @@ def spaces_show(
                 table.add_row(str(i), d.name, d.kind, f"any subset of {d.n_prev} earlier layers")
         doc = inspect.cleandoc(type(sp).__doc__ or "").replace("``", "`")  # docstrings are reST; this is a terminal
         options = {**_defaults(sp), **sp.options}
-        console.print(f"[bold]{sp.name}[/]: {sp.description}\n{doc}\noptions: {options}", highlight=False)
+        title = f"[bold]{sp.name}[/]: {sp.description}" if sp.description else f"[bold]{sp.name}[/]"
+        console.print(f"{title}\n{doc}\noptions: {options}", highlight=False)
         console.print(table)
         tokens = sum(d.width for d in decisions)
         line = f"{tokens} tokens, {_many(size, 'candidates')}"
