@@ -213,6 +213,33 @@ class OptimizerSpace(DatasetSpace):
 
         return functional_hash(self.rule_of(spec)) if self.distinct else None
 
+    def graph(self, spec: Spec) -> dict[str, Any]:
+        """The rule's dataflow for `l2l plot arch`, simplified as `describe` writes it: each operand read, each
+        unit (its binary function, the unary ones on its inputs' edges), and the step the last unit makes."""
+        from l2l.optsearch.language import DECAYS, OPERANDS
+        from l2l.optsearch.simplify import simplified_rule
+
+        rule = simplified_rule(self.rule_of(spec))
+        nodes: list[str] = []
+        where: dict[str, int] = {}  # each operand's node; "u1", "u2", ...: each unit's
+
+        def node(name: str) -> int:
+            if name not in where:
+                where[name] = len(nodes)
+                nodes.append(OPERANDS[name].text)
+            return where[name]
+
+        edges: list[list[Any]] = []
+        for k, unit in enumerate(rule.units, start=1):
+            inputs = [(node(op), fn) for op, fn in ((unit.op1, unit.u1), (unit.op2, unit.u2))]
+            where[f"u{k}"] = len(nodes)
+            nodes.append(f"u{k}: {unit.b}")
+            edges += [[i, where[f"u{k}"], "" if fn == "identity" else fn] for i, fn in inputs]
+        step = "lr" + (f" * {OPERANDS[DECAYS[rule.decay]].text}" if rule.decay is not None else "")
+        nodes.append(f"update = {step} * u{len(rule.units)}" + (" + wd*w" if rule.weight_decay else ""))
+        edges.append([where[f"u{len(rule.units)}"], len(nodes) - 1, ""])
+        return {"nodes": nodes, "edges": edges}
+
     def describe(self, spec: Spec) -> str:
         """The rule as a formula, simplified as `l2l optimizers top` prints it (``sqrt|1|`` is 1, ...)."""
         from l2l.optsearch.language import to_formula

@@ -402,3 +402,21 @@ def _spec_of(space, rule: Rule):  # type: ignore[no-untyped-def]
     u = rule.units[0]
     values = [("u1_op1", u.op1), ("u1_op2", u.op2), ("u1_unary1", u.u1), ("u1_unary2", u.u2), ("u1_binary", u.b)]
     return Spec("optimizer", (*values, ("decay", rule.decay or "none")))
+
+
+def test_a_rule_is_drawn_as_its_dataflow() -> None:
+    """`l2l plot arch` drew an optimizer run's tokens as a chain (input, u1_op1=buf, u1_op2=g2, ...)."""
+    from l2l.search_spaces import Spec, load_space
+
+    space = load_space("optimizer", {"units": 2})
+    names = [f"u{k}_{part}" for k in (1, 2) for part in ("op1", "op2", "unary1", "unary2", "binary")]
+    values = ("g", "m", "sign", "identity", "mul", "u1", "g", "identity", "identity", "add")
+    spec = Spec("optimizer", (*zip(names, values, strict=True), ("decay", "linear")))
+    assert space.describe(spec) == "lr * ld * (g + m * sign(g))"  # simplified: what it computes, in order
+    graph = space.graph(spec)
+    assert graph["nodes"] == ["m", "sign(g)", "u1: mul", "g", "u2: add", "update = lr * ld * u2"]
+    assert graph["edges"] == [[0, 2, ""], [1, 2, ""], [3, 4, ""], [2, 4, ""], [4, 5, ""]]
+    # a unary function on an edge
+    values = ("g", "m", "sqrt", "identity", "mul", "u1", "u1", "identity", "identity", "keep")
+    graph = space.graph(Spec("optimizer", (*zip(names, values, strict=True), ("decay", "none"))))
+    assert graph["nodes"] == ["m", "g", "u1: mul", "update = lr * u1"] and [1, 2, "sqrt"] in graph["edges"]
