@@ -143,7 +143,8 @@ def executor_options(config: SearchConfig) -> dict[str, Any]:
 
 def check_new_run(space: SearchSpace, config: SearchConfig) -> None:
     """What a new run refuses that a stored one still rebuilds with: budget keys the space does not read
-    (`check_budget`), options that change nothing (`SearchSpace.ignored_options`), a pruner on exact rewards."""
+    (`check_budget`), options that change nothing (`SearchSpace.ignored_options`), a pruner on exact rewards,
+    data this machine cannot load (`check_data`)."""
     check_budget(space, config.budget)
     check_ignored(space)
     if config.pruner is not None and space.exact_rewards():
@@ -151,6 +152,21 @@ def check_new_run(space: SearchSpace, config: SearchConfig) -> None:
             f"--pruner {config.pruner}: space {space.name!r} has exact rewards (a lookup or a simulation) "
             "and trains nothing, epoch by epoch, that a pruner could stop"
         )
+    check_data(space)
+
+
+def check_data(space: SearchSpace) -> None:
+    """Refuse, before a run is recorded, a space whose data cannot be loaded in this process (a dataset that needs
+    a package or files this machine lacks): its children run here (`--executor local`), or the Ray executor
+    ships the data from here. Loaded once per process, so the first child does not load it again."""
+    from l2l.nas.data import DatasetError
+
+    try:
+        space.shared_data()
+    except DatasetError as exc:
+        raise SearchError(f"space {space.name!r}: {exc}") from None
+    except Exception as exc:  # a plugin's shared_data(): its mistake, in one line (Ray would meet it at once)
+        raise SearchError(f"space {space.name!r}: shared_data() failed: {type(exc).__name__}: {exc}") from exc
 
 
 def check_ignored(space: SearchSpace) -> None:

@@ -514,3 +514,23 @@ def test_a_failure_ray_wraps_is_summed_up_by_its_own_cause_without_terminal_colo
     looped = TaskError(ValueError("inner"))
     looped.cause = looped  # a cause that is itself: not followed for ever
     assert failure_summary(looped).startswith("TaskError: ray::Replica.run()")
+
+
+def test_data_this_machine_cannot_load_is_refused_before_a_run_is_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`-S dataset=cifar10` without torchvision recorded a run, failed its child, then said what to install."""
+    from l2l.nas import data
+
+    def missing() -> Any:
+        raise data.DatasetError("dataset 'digits' needs a package this machine lacks: pip install it")
+
+    monkeypatch.setitem(data._LOADERS, "digits", missing)
+    data._load.cache_clear()
+    monkeypatch.delitem(data._INSTALLED, "digits", raising=False)
+    store = Store(f"sqlite:///{tmp_path / 'runs.db'}")
+    config = SearchConfig(space="mlp", space_options={"dataset": "digits"}, children=1, executor="local")
+    with pytest.raises(SearchError, match="space 'mlp': dataset 'digits' needs a package this machine lacks"):
+        Search.start(store, config)
+    assert store.list_runs() == []
+    data._load.cache_clear()  # the next test loads the real digits
