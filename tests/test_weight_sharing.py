@@ -838,3 +838,21 @@ def test_a_done_weight_sharing_run_says_its_epochs_when_asked_to_resume(
     store.set_run_status(run, "done")
     with pytest.raises(SearchError, match=rf"run {run} is already done \(2 epochs\); nothing to resume"):
         resumable(store, run, SearchError)
+
+
+def test_the_bars_elapsed_time_goes_on_through_the_derive_phase(
+    tmp_path: Path, sharing_run: Callable[..., int]
+) -> None:
+    """Its clock stopped with the last epoch: a search of 58 s ended on "0:00:05", its 49 s of deriving left out."""
+    import time
+
+    from l2l.runs.cli.progress import SharingProgress
+    from l2l.runs.weight_sharing import DeriveEvent
+
+    store = Store(f"sqlite:///{tmp_path / 'ws.db'}")
+    run = sharing_run(store, [[0.1], [0.2]], 2)  # both epochs done: what is left is the derive phase
+    bar = SharingProgress(run, 2, store, quiet=True)
+    bar.on_event(DeriveEvent(10))
+    time.sleep(1.1)
+    (task,) = bar.progress.tasks
+    assert task.finished and str(bar.progress.columns[-1].render(task)) == "0:00:01"

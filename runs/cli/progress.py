@@ -107,7 +107,15 @@ class SharingProgress:
     """The progress bar of a weight-sharing search: epochs, the shared weights' loss, mean reward, entropy."""
 
     def __init__(self, run_id: int, epochs: int, store: Store, quiet: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn
+        from rich.text import Text
+
+        started = time.monotonic()
+
+        class Elapsed(ProgressColumn):  # Rich's stops when the epochs are done: the derive phase comes after them
+            def render(self, task: Any) -> Text:
+                seconds = int(time.monotonic() - started)
+                return Text(f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}", style="progress.elapsed")
 
         epochs_done = store.epochs(run_id)  # a resumed run's: its bar starts where they left it
         done = len(epochs_done)
@@ -119,7 +127,7 @@ class SharingProgress:
                 "shared loss {task.fields[loss]}  mean reward {task.fields[mean]}  H {task.fields[entropy]}"
                 "{task.fields[phase]}"
             ),
-            TimeElapsedColumn(),
+            Elapsed(),
             console=console,
             disable=quiet,
         )
@@ -128,7 +136,6 @@ class SharingProgress:
             "weight sharing",
             total=epochs,
             completed=done,
-            start=done < epochs,  # all done (resumed to derive): no elapsed time frozen at 0:00:00
             run=run_id,
             loss=fmt(last.train_loss, 3) if last else "-",
             mean=fmt(last.mean_reward) if last else "-",
