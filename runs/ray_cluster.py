@@ -276,8 +276,24 @@ def connect(address: str | None, num_cpus: int | None) -> RayInstance:
     except BaseException:  # Ctrl-C while Ray starts: stop what it started so far
         _discard(temp_dir)
         raise
+    private_token()
     token = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
     return RayInstance(None, owned=True, token=token, temp_dir=temp_dir)
+
+
+def private_token(path: Path | None = None) -> bool:
+    """Make the Ray token file private to its owner (mode 600): Ray writes ~/.ray/auth_token readable by every
+    user of the machine, and whoever reads it may join the cluster its first `ray start --head` makes. Returns
+    whether it changed the mode (a file of another user, or none, is left alone)."""
+    where = path or Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    try:
+        st = where.stat()
+        if st.st_uid != os.getuid() or not st.st_mode & 0o077:
+            return False
+        where.chmod(0o600)
+    except OSError:
+        return False
+    return True
 
 
 EMBEDDED_PREFIX = "l2l-ray-"

@@ -362,3 +362,15 @@ def test_a_child_of_several_threads_reserves_as_many_cpus_unless_told_otherwise(
         capacities.append(search.executor.capacity)
         search.executor.shutdown()
     assert capacities == [4, 2, 4]  # this instance has 4 CPUs
+
+
+def test_the_ray_token_file_is_made_private_to_its_owner(tmp_path: Path) -> None:
+    """An embedded search left ~/.ray/auth_token as Ray wrote it, readable by every user of the machine."""
+    from l2l.runs.ray_cluster import private_token
+
+    token = tmp_path / "auth_token"
+    token.write_text("secret")
+    token.chmod(0o644)
+    assert private_token(token) and token.stat().st_mode & 0o777 == 0o600
+    assert not private_token(token)  # private already: left as it is
+    assert not private_token(tmp_path / "none")  # no token: nothing to do
