@@ -16,7 +16,7 @@ from typing import Any
 from l2l.controllers.noise import ArchEstimate, Evaluations, chance_better
 from l2l.runs.store import ChildRecord
 from l2l.search_spaces import SearchSpace
-from l2l.search_spaces.constraints import Constraints
+from l2l.search_spaces.constraints import IDENTITY_CACHE, Constraints
 
 SURE = 0.95  # the posterior probability over the runner-up at which the best is no longer called uncertain
 
@@ -72,6 +72,8 @@ class ArchKeys:
         asked = tokens if isinstance(tokens, tuple) else tuple(tokens)
         found = self._seen.get(asked)
         if found is None:
+            if len(self._seen) >= IDENTITY_CACHE:  # a search's lifetime of distinct architectures: bounded
+                self._seen.clear()
             found = self._seen[asked] = (
                 self.constraints.canonical(asked) if self.constraints is not None else tuple(map(int, asked))
             )
@@ -177,7 +179,7 @@ def best_curve(
     ids = [index.setdefault(k, len(index)) for k in keyed.keys]  # each architecture a number: cheap to group by
     repeated = estimate and len(index) < len(ordered)
     rewards = [reward for _, _, reward in ordered]
-    every = max(1, len(ordered) // points) if points else 1
+    every = max(1, -(-len(ordered) // points)) if points else 1  # at most ``points`` stretches
     evaluations, best, out = Evaluations(), float("-inf"), []
     for start in range(0, len(ordered), every):  # the evaluations up to each point, added a stretch at a time
         end = min(start + every, len(ordered))

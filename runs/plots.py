@@ -83,9 +83,11 @@ def update_points(children: list[ChildRecord], updates: list[UpdateRecord]) -> l
     return list(zip(update_positions([[c.number for c in m] for m in members]), members, strict=True))
 
 
-def update_mean_label(transform: str) -> str:
-    """What the line of each controller update's mean reward is, under the run's reward transform."""
-    if transform == "reward":
+def update_mean_label(stored: bool) -> str:
+    """What the line of each controller update's mean reward is: the mean each update stored (what it learned
+    from: a plain run without a reward transform whose updates name their children), else the raw mean of the
+    finished children of each update (or batch)."""
+    if stored:
         return "mean reward each update learned from (failures at their failure reward)"
     return "mean raw reward of each update's finished children"
 
@@ -122,7 +124,10 @@ def progress_figure(
         ax.step(*zip(*steps, strict=True), where="post", color="black", label=label)
     points = update_points(children, updates)
     transform = str((run.config.get("controller") or {}).get("reward_transform", "reward"))
-    if transform == "reward":  # what each update learned from, a failure at its failure reward: as stored
+    # what each update learned from, a failure at its failure reward, as stored: where updates name their children
+    # (older stores' fall back to batches) of a plain run (the dashboard draws the same)
+    stored = transform == "reward" and scored == "done" and all(u.extra.get("children") for u in updates)
+    if stored:
         means = [(x, u.mean_reward) for (x, members), u in zip(points, updates, strict=True) if members]
     else:  # the controller learned from transformed rewards: the raw mean of the finished ones
         means = [
@@ -132,7 +137,7 @@ def progress_figure(
         ]
     if any(len(members) > 1 for _, members in points) and means:
         mean_xs, mean_ys = zip(*means, strict=True)
-        ax.plot(mean_xs, mean_ys, color="tab:orange", marker="o", ms=3, label=update_mean_label(transform))
+        ax.plot(mean_xs, mean_ys, color="tab:orange", marker="o", ms=3, label=update_mean_label(stored))
     ylabel = "reward" if transform == "reward" else "reward (raw)"
     ax.set_ylabel(f"{ylabel} with shared weights" if scored == "shared" else ylabel)
     learns = "" if transform == "reward" else f"\nthe controller learns from {transform}"

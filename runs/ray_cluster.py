@@ -285,13 +285,13 @@ def private_token(path: Path | None = None) -> bool:
     """Make the Ray token file private to its owner (mode 600): Ray writes ~/.ray/auth_token readable by every
     user of the machine, and whoever reads it may join the cluster its first `ray start --head` makes. Returns
     whether it changed the mode (a file of another user, or none, is left alone)."""
-    where = path or Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
-    try:
+    try:  # (no home directory at all, as for an arbitrary uid in a container: nothing to make private)
+        where = path or Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token").expanduser()
         st = where.stat()
         if st.st_uid != os.getuid() or not st.st_mode & 0o077:
             return False
         where.chmod(0o600)
-    except OSError:
+    except (OSError, RuntimeError):
         return False
     return True
 

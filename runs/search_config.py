@@ -156,17 +156,17 @@ def check_new_run(space: SearchSpace, config: SearchConfig) -> None:
 
 
 def check_data(space: SearchSpace) -> None:
-    """Refuse, before a run is recorded, a space whose data cannot be loaded in this process (a dataset that needs
-    a package or files this machine lacks): its children run here (`--executor local`), or the Ray executor
-    ships the data from here. Loaded once per process, so the first child does not load it again."""
+    """Refuse, before a run is recorded, a space whose data cannot be loaded on this machine
+    (`SearchSpace.check_data`: a dataset that needs a package or files it lacks): its children run here
+    (`--executor local`), or the Ray executor ships the data from here."""
     from l2l.nas.data import DatasetError
 
     try:
-        space.shared_data()
+        space.check_data()
     except DatasetError as exc:
         raise SearchError(f"space {space.name!r}: {exc}") from None
-    except Exception as exc:  # a plugin's shared_data(): its mistake, in one line (Ray would meet it at once)
-        raise SearchError(f"space {space.name!r}: shared_data() failed: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # a plugin's check: what it raises names what is missing
+        raise SearchError(f"space {space.name!r}: check_data() failed: {type(exc).__name__}: {exc}") from exc
 
 
 def check_ignored(space: SearchSpace) -> None:

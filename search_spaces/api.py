@@ -221,6 +221,11 @@ class SearchSpace(ABC):
     def evaluate(self, spec: Spec, ctx: Context) -> Result:
         """Build and train the child described by ``spec``; return its result."""
 
+    def check_data(self) -> None:  # noqa: B027 - optional hook
+        """Raise, naming what is missing, when this machine cannot load the data the children need (a dataset
+        that needs a package or files it lacks); a new search calls it before a run is recorded. The default
+        checks nothing."""
+
     def shared_data(self) -> dict[str, Any]:
         """Large read-only objects every child needs (datasets); a distributed executor ships them once
         per run (Ray's object store) and hands them to `use_shared_data` on each worker."""

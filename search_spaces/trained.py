@@ -24,6 +24,12 @@ class DatasetSpace(SearchSpace):
             check_dataset(str(options["dataset"]))
         super().__init__(**options)
 
+    def check_data(self) -> None:
+        """Load the dataset (once per process: the first child and the Ray executor take it from there)."""
+        from l2l.nas.data import load_dataset
+
+        load_dataset(self.dataset)
+
     def shared_data(self) -> dict[str, Any]:
         from l2l.nas.data import load_dataset
 

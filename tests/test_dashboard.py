@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -858,18 +859,17 @@ def test_a_derive_candidate_and_a_retrained_child_say_where_they_come_from(
     again = record_retrained(store, run, derived, Result(reward=0.5, runtime=ran), {"epochs": 1}, 7)
     (child,) = [c for c in store.children(run) if c.number == again]
     assert child.queued_at == child.started_at and child.started_at is not None
-    assert child.started_at.timestamp() == pytest.approx(ran["started"])  # was queued 5 s after it started
+    started = child.started_at if child.started_at.tzinfo else child.started_at.replace(tzinfo=UTC)  # SQLite: naive
+    assert started.timestamp() == pytest.approx(ran["started"])  # was queued 5 s after it started
     c = TestClient(create_app(url))
     retrained = " ".join(c.get(f"/runs/{run}/children/{again}").text.split())
     assert f'retrained from scratch: <a href="/runs/{run}/children/2">child 2</a>, epochs 1, seed 7</span>' in retrained
     assert "batch -1" not in retrained
     assert "scored in the derive phase" in c.get(f"/runs/{run}/children/2").text
     # the best the run page's card and its "best" section name: the retrained child, as `l2l runs list` does
-    assert (
-        c.get(f"/api/runs/{run}").json()["best_child"]
-        == again
-        == c.get(f"/api/runs/{run}/best").json()["child"]["number"]
-    )
+    best = c.get(f"/api/runs/{run}/best").json()["child"]
+    assert c.get(f"/api/runs/{run}").json()["best_child"] == again == best["number"]
+    assert best["role"] == "retrained from scratch"  # the section says so, as the runs list does
     said = CliRunner().invoke(app, ["runs", "child", str(run), str(again), "--storage", url], env={"COLUMNS": "200"})
     assert f"child {again} of run {run}: done, retrained from scratch: child 2, epochs 1, seed 7," in said.output
 

@@ -67,13 +67,13 @@ def test_entropy_never_goes_back_and_sits_at_its_updates_batch_mean() -> None:
     (entropy,) = ax_ent.get_lines()
     xs = np.asarray(entropy.get_xdata(), dtype=float).tolist()
     assert xs == sorted(xs)
-    (means,) = [line for line in ax.get_lines() if line.get_label() == update_mean_label("reward")]
+    (means,) = [line for line in ax.get_lines() if line.get_label() == update_mean_label(True)]
     assert np.asarray(means.get_xdata(), dtype=float).tolist() == xs  # the same x for an update's mean and its entropy
     # each mean is what that update learned from, as stored (its failures at their failure reward)
     assert np.asarray(means.get_ydata(), dtype=float).tolist() == pytest.approx([0.3, 0.15, 0.95])
     # under a reward transform the stored means are on another scale: the raw mean of the children that finished
     transformed = progress_figure(run_record("mnas(flops,1e4,-0.07)"), children, updates).axes[0]
-    (raw,) = [line for line in transformed.get_lines() if line.get_label() == update_mean_label("mnas")]
+    (raw,) = [line for line in transformed.get_lines() if line.get_label() == update_mean_label(False)]
     assert np.asarray(raw.get_ydata(), dtype=float).tolist() == pytest.approx(
         [(0.0 + 0.1 + 0.7 + 0.4) / 4, (0.2 + 0.6) / 2, 0.95]
     )

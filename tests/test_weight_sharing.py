@@ -856,4 +856,4 @@ def test_the_bars_elapsed_time_goes_on_through_the_derive_phase(
     time.sleep(1.1)
     (task,) = bar.progress.tasks
     clock = bar.progress.columns[-1]
-    assert task.finished and not isinstance(clock, str) and str(clock.render(task)) == "0:00:01"
+    assert task.finished and not isinstance(clock, str) and str(clock.render(task)) in ("0:00:01", "0:00:02")

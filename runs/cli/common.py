@@ -83,7 +83,8 @@ def most_common_failure(errors: Iterable[str | None]) -> tuple[str, int, int]:
     groups: dict[str, list[tuple[int, str]]] = {}
     for at, error in enumerate(errors):
         line = first_line(error)
-        groups.setdefault(re.sub(r"\d+(?:\.\d+)?", "#", re.sub(r"'[^']*'", "'…'", line)), []).append((at, line))
+        quoted = re.sub(r"(?<![A-Za-z])'[^']*'", "'…'", line)  # not the apostrophe of "can't"
+        groups.setdefault(re.sub(r"\d+(?:\.\d+)?", "#", quoted), []).append((at, line))
     found = max(groups.values(), key=len)
     lines = {line for _, line in found}
     varied = " (the first; the others differ only in their numbers or what they quote)" if len(lines) > 1 else ""

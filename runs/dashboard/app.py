@@ -235,6 +235,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
                 "reward": best.reward,
                 "describe": figures.describe(space, best),
                 "arch": f"/runs/{run.id}/children/{best.number}/arch.svg",
+                "role": "retrained from scratch" if sharing and best.status == "done" else None,
             }
             if not derived and summary["best_estimated"]:  # the estimate it was named by, beside its own reward
                 out["child"].update(estimate=summary["best"], evaluations=summary["best_n"], pm=summary["best_pm"])

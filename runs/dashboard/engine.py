@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import NullPool
 
 from l2l.runs.store_engine import connect_sqlite, read_only_reason, safe_url
@@ -155,9 +155,12 @@ def plain_rows(conn: Connection, statement: Any) -> list[tuple[Any, ...]]:
     straight from the driver's cursor in the connection's transaction: about twice as fast as SQLAlchemy's rows on
     100,000 of them. SQLAlchemy still binds the parameters (a JSON path's bind processor included)."""
     result = conn.execute(statement)
+    errors = conn.dialect.loaded_dbapi.Error
     try:
         with bulk():
             rows = result.cursor.fetchall()
+    except errors as exc:  # the driver's own, where SQLAlchemy's rows would have wrapped it (a StoreError then)
+        raise DBAPIError.instance(str(statement), None, exc, errors) from exc
     finally:
         result.close()
     return cast(list[tuple[Any, ...]], rows) if not rows or type(rows[0]) is tuple else [tuple(r) for r in rows]

@@ -133,10 +133,10 @@ def progress(
     numbers, rewards = arr[:, 0], arr[:, 2]
     x, y = extremes(numbers, rewards)
     bx, by = best_so_far(numbers, rewards)
-    plain = transform == "reward" and stored is not None and learned
+    plain = transform == "reward" and stored is not None and bool(learned)  # as `l2l plot progress` decides
     mx, my = update_means(rows, learned, stored if plain else None) if learned else batch_means(arr)
     fx = extremes(failed, [0.0] * len(failed))[0] if len(failed) else []
-    label = update_mean_label(transform if plain else "finished")
+    label = update_mean_label(plain)
     return {
         "children": {"x": x, "y": y, "shown": len(x), "of": len(arr)},
         "best": {"x": bx, "y": by},

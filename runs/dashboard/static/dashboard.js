@@ -353,7 +353,7 @@ async function refreshBest(runId) {
   }
   const link = el("a", `child ${b.child.number}`, { href: `/runs/${runId}/children/${b.child.number}` });
   const line = document.getElementById("best-describe");
-  const derived = b.child.status === "derived" ? " (derived)" : "";
+  const derived = b.child.status === "derived" ? " (derived)" : b.child.role ? ` (${b.child.role})` : "";
   const pm = b.child.pm === null || b.child.pm === undefined ? "" : ` ± ${b.child.pm.toFixed(4)} (95%)`;
   const once = b.child.once === undefined ? "" : `, estimated ${fmt(b.child.once)} (evaluated once)`;
   const named = b.child.evaluations
