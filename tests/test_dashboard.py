@@ -1058,3 +1058,22 @@ def test_each_updates_mean_is_what_it_learned_from(tmp_path: Path, transform: st
     figure = progress_figure(store.get_run(run), store.children(run), store.updates(run))
     (line,) = [x for x in figure.axes[0].get_lines() if x.get_label() == chart["label"]]
     assert np.asarray(line.get_ydata(), dtype=float).tolist() == pytest.approx([want])
+
+
+def test_a_database_error_while_rows_are_fetched_is_a_store_error(tmp_path: Path) -> None:
+    """Rows fetched straight from the driver's cursor raised the driver's own error (a bare 500), where every
+    other read says what failed in one line."""
+    import sqlite3
+
+    from l2l.runs.dashboard.reader import Reader
+
+    url = f"sqlite:///{tmp_path / 'bad.db'}"
+    store = Store(url)
+    run = store.create_run(space="toy", strategy="random", config={}, seed=0, n_children=3, code_version="t")
+    store.add_children(run, [NewChild(n, 0, (n,), {"space": "toy", "values": []}, -1.0, 1.0, 0) for n in range(3)])
+    for n in range(3):
+        store.finish_child(run, n, {"status": "done", "reward": 0.5, "cost": {"flops": 3.0}}, 0.5)
+    with sqlite3.connect(tmp_path / "bad.db") as raw:  # a later row whose JSON the database cannot read: met
+        raw.execute("UPDATE children SET metrics = '{not json' WHERE number = 2")  # while fetching, not executing
+    with pytest.raises(StoreError, match=r"read costs failed: .*malformed JSON"):
+        Reader(url).costs(run, "flops")
