@@ -11,23 +11,24 @@ from l2l.runs.cli.optimizers import app
 
 @app.command("tasks")
 def optimizers_tasks() -> None:
-    """List the optimizer tasks: the search and heldout suites and those of `l2l.optimizer_tasks` plugins (the
-    user suite), with what each trains; a plugin that does not load is named below the table."""
+    """List the optimizer tasks, one a line: the search and heldout suites and those of `l2l.optimizer_tasks`
+    plugins (the user suite), with what each trains; a plugin that does not load is named after them."""
     from rich.markup import escape
-    from rich.table import Table
 
     with user_errors():
         from l2l.optsearch.suite import BUILTIN, SOURCES, loaded_plugins, suite_of
 
         loaded, problems = loaded_plugins()
-        table = Table("task", "suite", "what", "problem", "model", "loss", "metric", "steps", "batch", "from")
         for name, task in {**BUILTIN, **loaded}.items():
             plugin = SOURCES.get(name, "built in").removeprefix("optimizer task plugin ")
             options = ", ".join(f"{k} {v}" for k, v in task.options)
             model = f"{task.model} ({options})" if options else task.model
-            row = (name, suite_of(name), task.kind, task.problem, model, task.loss, task.metric)
-            table.add_row(*map(escape, row), str(task.steps), str(task.batch_size), escape(plugin))
-        console.print(table)
+            line = (
+                f"[bold]{escape(name)}[/] ({suite_of(name)}): {escape(task.kind)}; problem {escape(task.problem)}, "
+                f"model {escape(model)}, loss {task.loss}, metric {task.metric}, {task.steps} steps of "
+                f"{task.batch_size}; {escape(plugin)}"
+            )
+            console.print(line, highlight=False)
         for problem in problems:  # the tasks of the others are listed all the same
             err_console.print(f"[yellow]warning:[/] {escape(problem)}; its tasks are not listed", highlight=False)
         if problems:
