@@ -122,37 +122,43 @@ class SharedWeights(nn.Module):
         slices: list[tuple[nn.Module, str, nn.Parameter, tuple[int | torch.Tensor, ...]]] = []
         holder = nn.Module()  # registers the shared tensors that slots read, so model.parameters() has them
         for name, param in params:
-            owner, leaf = _owner(model, name)
             key = _key(keyer, name, tuple(param.shape))
-            if isinstance(key, Slot):
-                self._check_slot(key, name, tuple(param.shape))
-                known = self._names.get(key.key)
-                full = self._shared_parameter(
-                    key.key, self._declared(key, self.weights[known]) if known else nn.Parameter(grown(key, param))
-                )
-                index = index_tensors(key, self.device)
-                del owner._parameters[leaf]
-                setattr(owner, leaf, take(full, index))
-                slices.append((owner, leaf, full, index))
-                holder.register_parameter(f"s{len(slices)}", full)
-                bindings.append((name, key.key, key))
-            else:
-                setattr(owner, leaf, self._shared_parameter(key, param))
+            if not isinstance(key, Slot):
+                shared = self._shared_parameter(key, param)
+                if shared is not param:  # the store's already (a module of an assembled network, bound before, or a
+                    owner, leaf = _owner(model, name)  # weight met for the first time, adopted): nothing to replace
+                    setattr(owner, leaf, shared)
                 bindings.append((name, key, None))
-        for name, buf in buffers:
+                continue
             owner, leaf = _owner(model, name)
+            self._check_slot(key, name, tuple(param.shape))
+            known = self._names.get(key.key)
+            full = self._shared_parameter(
+                key.key, self._declared(key, self.weights[known]) if known else nn.Parameter(grown(key, param))
+            )
+            index = index_tensors(key, self.device)
+            del owner._parameters[leaf]
+            setattr(owner, leaf, take(full, index))
+            slices.append((owner, leaf, full, index))
+            holder.register_parameter(f"s{len(slices)}", full)
+            bindings.append((name, key.key, key))
+        for name, buf in buffers:
             key = _key(keyer, name, tuple(buf.shape))
-            if isinstance(key, Slot):
-                self._check_slot(key, name, tuple(buf.shape))
-                if not key.is_view:
-                    raise SharingError(f"buffer {name!r}: its slot of {key.key!r} must take first entries only")
-                full_buf = self.stats.get(key.key)
-                full_buf = self._shared_buffer(
-                    key.key, grown(key, buf) if full_buf is None else self._declared(key, full_buf)
-                )
-                owner._buffers[leaf] = take(full_buf, key.index)  # type: ignore[arg-type]
-            else:
-                owner._buffers[leaf] = self._shared_buffer(key, buf)
+            if not isinstance(key, Slot):
+                shared_buf = self._shared_buffer(key, buf)
+                if shared_buf is not buf:
+                    owner, leaf = _owner(model, name)
+                    owner._buffers[leaf] = shared_buf
+                continue
+            owner, leaf = _owner(model, name)
+            self._check_slot(key, name, tuple(buf.shape))
+            if not key.is_view:
+                raise SharingError(f"buffer {name!r}: its slot of {key.key!r} must take first entries only")
+            full_buf = self.stats.get(key.key)
+            full_buf = self._shared_buffer(
+                key.key, grown(key, buf) if full_buf is None else self._declared(key, full_buf)
+            )
+            owner._buffers[leaf] = take(full_buf, key.index)  # type: ignore[arg-type]
         if slices:
             model.add_module("shared_slots", holder)
 
