@@ -41,7 +41,7 @@ from l2l.runs.driver import (
     this_driver,
 )
 from l2l.runs.executors import check_device
-from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted, check_ignored
+from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted, check_data, check_ignored
 from l2l.runs.sharing_config import BLOWUP, SharingConfig, check_strategy, resolved_score, shared_network_of
 from l2l.runs.store import EpochRecord, ScoredChild, Store
 from l2l.search_spaces import Spec, decisions_record, load_space
@@ -109,6 +109,7 @@ class WeightSharingSearch:
         check_strategy(config.strategy)  # a new run only: a resumed one cannot change its strategy
         search = cls(store, 0, config, listener)
         check_ignored(search.space)
+        check_data(search.space)  # a plugin's check of the data its epochs need, before a run is recorded
         ws = search.ws
         search.run_id = store.create_run(
             space=config.space,
