@@ -110,3 +110,21 @@ def sharing_run() -> SharingRun:
         return run
 
     return record
+
+
+@pytest.fixture()
+def dataset_missing(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """Makes a packaged dataset fail to load, by name, as one that needs a package this machine lacks would (its
+    loader raises `DatasetError`); the real one loads again after the test."""
+    from l2l.nas import data
+
+    def make(name: str) -> None:
+        def missing() -> data.Dataset:
+            raise data.DatasetError(f"dataset {name!r} needs a package this machine lacks: pip install it")
+
+        monkeypatch.setitem(data._LOADERS, name, missing)
+        monkeypatch.delitem(data._INSTALLED, name, raising=False)
+        data._load.cache_clear()
+
+    yield make
+    data._load.cache_clear()

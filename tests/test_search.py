@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -517,20 +518,12 @@ def test_a_failure_ray_wraps_is_summed_up_by_its_own_cause_without_terminal_colo
 
 
 def test_data_this_machine_cannot_load_is_refused_before_a_run_is_recorded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, dataset_missing: Callable[[str], None]
 ) -> None:
     """`-S dataset=cifar10` without torchvision recorded a run, failed its child, then said what to install."""
-    from l2l.nas import data
-
-    def missing() -> Any:
-        raise data.DatasetError("dataset 'digits' needs a package this machine lacks: pip install it")
-
-    monkeypatch.setitem(data._LOADERS, "digits", missing)
-    data._load.cache_clear()
-    monkeypatch.delitem(data._INSTALLED, "digits", raising=False)
+    dataset_missing("digits")
     store = Store(f"sqlite:///{tmp_path / 'runs.db'}")
     config = SearchConfig(space="mlp", space_options={"dataset": "digits"}, children=1, executor="local")
     with pytest.raises(SearchError, match="space 'mlp': dataset 'digits' needs a package this machine lacks"):
         Search.start(store, config)
     assert store.list_runs() == []
-    data._load.cache_clear()  # the next test loads the real digits

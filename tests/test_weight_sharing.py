@@ -860,22 +860,15 @@ def test_the_bars_elapsed_time_goes_on_through_the_derive_phase(
 
 
 def test_a_weight_sharing_search_refuses_data_this_machine_lacks_before_a_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, dataset_missing: Callable[[str], None]
 ) -> None:
     """Its epochs train in this process, and its shared network loads the data as the search is made: a dataset
     this machine cannot load is one line before anything is recorded."""
-    from l2l.nas import data
     from l2l.runs.weight_sharing import WeightSharingSearch
 
-    def missing() -> Any:
-        raise data.DatasetError("dataset 'mnist1d' needs a package this machine lacks: pip install it")
-
-    monkeypatch.setitem(data._LOADERS, "mnist1d", missing)
-    data._load.cache_clear()
-    monkeypatch.delitem(data._INSTALLED, "mnist1d", raising=False)
+    dataset_missing("mnist1d")
     store = Store(f"sqlite:///{tmp_path / 'ws.db'}")
     config = SearchConfig(space="nb201_cell", strategy="random", weight_sharing={"epochs": 2})
     with pytest.raises(SearchError, match=r"space 'nb201_cell': .*dataset 'mnist1d' needs a package this machine"):
         WeightSharingSearch.start(store, config)
     assert store.list_runs() == []
-    data._load.cache_clear()  # the next test loads the real MNIST-1D

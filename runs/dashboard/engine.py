@@ -166,7 +166,7 @@ def plain_rows(conn: Connection, statement: Any) -> list[tuple[Any, ...]]:
     return cast(list[tuple[Any, ...]], rows) if not rows or type(rows[0]) is tuple else [tuple(r) for r in rows]
 
 
-def decoder(then: Callable[[Any], Any] = lambda value: value) -> Callable[[Any], Any]:
+def decoder(then: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """``then(json.loads(text))`` for the JSON text of many rows that repeat a few texts (a run's token sequences,
     its updates' extras): each distinct text decoded once and what it gave shared (not to be changed). A value
     already decoded (PostgreSQL's driver hands JSON over so) gets ``then`` alone."""
