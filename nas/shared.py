@@ -58,6 +58,15 @@ def _owner(module: nn.Module, name: str) -> tuple[nn.Module, str]:
     return module, leaf
 
 
+def concrete_device(device: str | torch.device) -> torch.device:
+    """``device`` with its index: tensors on "cuda" report "cuda:0", which is not equal to "cuda", so a
+    check against an index-less device would move every bound network again."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
 def _tensors_on(model: nn.Module, device: torch.device) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
     """``model``'s parameters and buffers (none that is None), the model moved to ``device`` first where any is
     elsewhere: moving a CPU network to the CPU visits every module for nothing (3% of a CPU search's time)."""
@@ -86,7 +95,7 @@ class SharedWeights(nn.Module):
     ) -> None:
         super().__init__()
         self._build, self._keyer = build, keyer
-        self.device = torch.device(device)
+        self.device = concrete_device(device)
         self.weights = nn.ParameterDict()
         self.stats: dict[str, torch.Tensor] = {}  # buffers (batch-norm statistics), by key
         self._names: dict[str, str] = {}  # key -> the ParameterDict's name for it

@@ -83,6 +83,14 @@ def update_points(children: list[ChildRecord], updates: list[UpdateRecord]) -> l
     return list(zip(update_positions([[c.number for c in m] for m in members]), members, strict=True))
 
 
+def learns_stored_means(transform: str, shared: bool, learned: Sequence[Sequence[int]]) -> bool:
+    """Whether the line of each update's mean reward is the mean each update stored (what it learned from,
+    failures at their failure reward): a run that learns from its rewards untransformed, not scored with shared
+    weights, whose updates all name their children (``learned``: their numbers, per update; older stores'
+    updates name none). `l2l plot progress` and the dashboard decide it here."""
+    return transform == "reward" and not shared and bool(learned) and all(learned)
+
+
 def update_mean_label(stored: bool) -> str:
     """What the line of each controller update's mean reward is: the mean each update stored (what it learned
     from: a plain run without a reward transform whose updates name their children), else the raw mean of the
@@ -124,9 +132,7 @@ def progress_figure(
         ax.step(*zip(*steps, strict=True), where="post", color="black", label=label)
     points = update_points(children, updates)
     transform = str((run.config.get("controller") or {}).get("reward_transform", "reward"))
-    # what each update learned from, a failure at its failure reward, as stored: where updates name their children
-    # (older stores' fall back to batches) of a plain run (the dashboard draws the same)
-    stored = transform == "reward" and scored == "done" and all(u.extra.get("children") for u in updates)
+    stored = learns_stored_means(transform, scored == "shared", [u.extra.get("children", []) for u in updates])
     if stored:
         means = [(x, u.mean_reward) for (x, members), u in zip(points, updates, strict=True) if members]
     else:  # the controller learned from transformed rewards: the raw mean of the finished ones

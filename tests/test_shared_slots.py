@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from l2l.nas.shared import SharedWeights, SharingError, Slot, shape_key
+from l2l.nas.shared import SharedWeights, SharingError, Slot, concrete_device, shape_key
 from l2l.runs.search_config import SearchConfig, SearchError
 from l2l.runs.store import Store
 from l2l.runs.weight_sharing import WeightSharingSearch
@@ -251,3 +251,16 @@ def test_a_slot_declaring_another_shape_of_a_known_tensor_fails_naming_it_and_th
     named = r"space 'width_mlp', width_0=\d+ width_1=\d+: shared weight 'hidden\.\d\.weight' is"
     with pytest.raises(SearchError, match=named):
         WeightSharingSearch.start(store, config).run()
+
+
+def test_a_device_without_an_index_is_given_the_current_one_so_bound_networks_are_not_moved_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # tensors on "cuda" report "cuda:N": against an index-less device every bind looked like a move
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert concrete_device("cuda") == torch.device("cuda", 1)
+    assert concrete_device("cuda:0") == torch.device("cuda", 0)
+    assert concrete_device("cpu") == torch.device("cpu")
+    weights = SharedWeights(lambda arch: torch.nn.Linear(2, 2), lambda arch: shape_key, device="cuda")
+    assert weights.device == torch.device("cuda", 1)

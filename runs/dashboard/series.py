@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from l2l.controllers.names import split_name
-from l2l.runs.plots import pareto_front, update_mean_label, update_positions
+from l2l.runs.plots import learns_stored_means, pareto_front, update_mean_label, update_positions
 
 MAX_POINTS = 2000  # points per plotted series: enough for a 1,500-pixel-wide chart
 # where the best estimated mean so far is worked out (each a ranking of every architecture): once per bucket of
@@ -133,7 +133,7 @@ def progress(
     numbers, rewards = arr[:, 0], arr[:, 2]
     x, y = extremes(numbers, rewards)
     bx, by = best_so_far(numbers, rewards)
-    plain = transform == "reward" and stored is not None and bool(learned)  # as `l2l plot progress` decides
+    plain = stored is not None and learns_stored_means(transform, False, learned)
     mx, my = update_means(rows, learned, stored if plain else None) if learned else batch_means(arr)
     fx = extremes(failed, [0.0] * len(failed))[0] if len(failed) else []
     label = update_mean_label(plain)
