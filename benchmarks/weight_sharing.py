@@ -55,10 +55,13 @@ RETRAIN_SEEDS = (0, 1)
 LM_LRS = (0.003, 0.01, 0.02)  # every language model's learning-rate grid: the baselines' and the derived cells'
 # (label, strategy, what trains the shared weights): ENAS proper, REINFORCE on uniformly trained weights (the
 # default of `l2l search --weight-sharing`), and random search on them (Yu et al.'s baseline)
+# ... and both on weights trained under FairNAS's strict fairness (`-W sampler=fair`)
 METHODS = (
     ("ENAS: controller-trained weights", "reinforce", "controller"),
     ("REINFORCE, uniform-trained weights", "reinforce", "uniform"),
     ("random, uniform-trained weights", "random", "uniform"),
+    ("REINFORCE, fair-trained weights", "reinforce", "fair"),
+    ("random, fair-trained weights", "random", "fair"),
 )
 # macro: the two uniform-trained methods, and the default with weights keyed by shape (before slots)
 MACRO_METHODS = (
@@ -165,8 +168,13 @@ def report(path: str, space: str = "nb201_cell") -> None:
 
 
 def ranking(
-    seeds: list[int], full: bool, space_name: str = "nb201_cell", settings: dict[str, Any] | None = None
+    seeds: list[int],
+    full: bool,
+    space_name: str = "nb201_cell",
+    settings: dict[str, Any] | None = None,
+    only: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """Each method's searches on ``seeds`` (``only``: the methods whose label holds one of these)."""
     truth = load_ground_truth(space_name)
     rows = truth["rows"]
     val = [r["val_acc"] for r in rows]
@@ -174,7 +182,8 @@ def ranking(
     ceiling = split_half_tau(rows)
     sorted_test = sorted(same_seeds_test(rows), reverse=True)
     out: dict[str, Any] = {"cells": len(rows), "ceiling_tau": ceiling, "settings": settings or {}, "runs": []}
-    for label, strategy, how in METHODS if space_name == "nb201_cell" else MACRO_METHODS:
+    methods = METHODS if space_name == "nb201_cell" else MACRO_METHODS
+    for label, strategy, how in [m for m in methods if not only or any(o in m[0] for o in only)]:
         sampler, _, keys = how.partition(":")
         for seed in seeds:
             ws = {**(settings or {}), "sampler": sampler}
@@ -383,6 +392,9 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also run a full-training REINFORCE search (ranking)")
     parser.add_argument("--tag", default="", help="suffix of the result file (ranking, report)")
     parser.add_argument(
+        "--methods", nargs="+", default=[], metavar="TEXT", help="ranking: only the methods whose label holds one"
+    )
+    parser.add_argument(
         "-W", dest="ws", action="append", default=[], metavar="KEY=VALUE", help="ranking: a -W setting of every search"
     )
     parser.add_argument(
@@ -402,7 +414,7 @@ def main() -> None:
         return
     if args.part == "ranking":
         settings = {k: json.loads(v) for k, _, v in (w.partition("=") for w in args.ws)}
-        payload = ranking(args.seeds, args.full, args.space, settings)
+        payload = ranking(args.seeds, args.full, args.space, settings, tuple(args.methods))
     elif args.part == "lm":
         payload = lm(args.seeds, args.reuse_baselines, args.cells_from)
     else:

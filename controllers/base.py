@@ -122,6 +122,14 @@ class Controller(ABC):
         constraints = self.constraints or Constraints(token_sizes(self.decisions))
         return uniform_allowed(constraints, n, self.generator)
 
+    def draw_fair(self) -> list[tuple[int, ...]]:
+        """A strictly fair group of sequences among those the space allows (`fair_allowed`: every value of every
+        position equally often), committing this strategy to nothing: what trains shared weights under
+        ``-W sampler=fair``, whatever the strategy."""
+        from l2l.controllers.constrained import fair_allowed
+
+        return fair_allowed(self.constraints or Constraints(token_sizes(self.decisions)), self.generator)
+
     # Screening (`l2l.controllers.screen`) picks among a strategy's candidates through these hooks. The
     # defaults suit a strategy whose proposals commit it to nothing (random search, evolution).
 
@@ -198,16 +206,16 @@ class Controller(ABC):
         try:
             torch.save({**self.lean_state_dict(), "lean": True}, buf)
         except Exception as exc:  # an object pickle cannot save: the plugin's state, named
-            raise ControllerError(f"strategy {type(self).__name__}: its state_dict() cannot be saved: {exc}") from exc
+            raise ControllerError(f"strategy {named(self)}: its state_dict() cannot be saved: {exc}") from exc
         data = buf.getvalue()
         if not getattr(self, "_checkpoint_checked", False):
             try:
                 self._read(data)
             except ControllerError as exc:
                 raise ControllerError(
-                    f"strategy {type(self).__name__}: its checkpoint cannot be read back ({exc}); state_dict() "
-                    f"must give a dict with 'kind': {self.kind!r} holding tensors, numbers, strings, lists and "
-                    "dicts only (it is read with torch.load(weights_only=True); docs/controllers.md)"
+                    f"strategy {named(self)}: its checkpoint cannot be read back ({exc}); state_dict() "
+                    f"must give a dict with 'kind': {innermost(self).kind!r} holding tensors, numbers, strings, lists "
+                    "and dicts only (it is read with torch.load(weights_only=True); docs/controllers.md)"
                 ) from None
             self._checkpoint_checked = True
         return data
@@ -264,6 +272,20 @@ def unpack_tokens(table: Any) -> list[tuple[int, ...]]:
     return [tuple(int(x) for x in row) for row in rows]
 
 
+def innermost(controller: Controller) -> Controller:
+    """The strategy a wrapper (``+screen``, ``+reeval``) wraps, through every layer: what proposes and keeps state."""
+    while isinstance(getattr(controller, "base", None), Controller):
+        controller = controller.base  # type: ignore[attr-defined]
+    return controller
+
+
+def named(controller: Controller) -> str:
+    """A strategy as an error names it: the class whose code made the mistake, with the wrappers it runs in
+    (``Sweep (as sweep+screen)``)."""
+    inner = innermost(controller)
+    return type(inner).__name__ + (f" (as {controller.kind})" if inner is not controller else "")
+
+
 def checked_proposals(controller: Controller, proposals: Any, n: int) -> list[Proposal]:
     """``controller.propose(n)``'s answer as a list, refused with the strategy named when it is not ``n``
     `Proposal`s (a plugin strategy's mistake, caught where it is made)."""
@@ -272,14 +294,14 @@ def checked_proposals(controller: Controller, proposals: Any, n: int) -> list[Pr
         kinds = ", ".join(sorted({type(p).__name__ for p in out})) if out else ""
         got = type(proposals).__name__ if out is None else f"{len(out)} item(s){' of ' + kinds if kinds else ''}"
         raise ControllerError(
-            f"strategy {type(controller).__name__}: propose({n}) returned {got}; expected a list of {n} Proposal"
+            f"strategy {named(controller)}: propose({n}) returned {got}; expected a list of {n} Proposal"
         )
     for p in out:  # a NaN log-probability reached the store as NULL and the learning as NaN
         for name in ("log_prob", "entropy"):
             value = getattr(p, name)
             if not isinstance(value, numbers.Real) or not math.isfinite(value):
                 raise ControllerError(
-                    f"strategy {type(controller).__name__}: proposed {list(p.tokens)} with {name} {value!r}; "
+                    f"strategy {named(controller)}: proposed {list(p.tokens)} with {name} {value!r}; "
                     "expected a finite number"
                 )
     decisions = getattr(controller, "decisions", None)
@@ -289,7 +311,7 @@ def checked_proposals(controller: Controller, proposals: Any, n: int) -> list[Pr
             len(p.tokens) != len(sizes) or not all(0 <= int(t) < k for t, k in zip(p.tokens, sizes, strict=True))
         ):
             raise ControllerError(
-                f"strategy {type(controller).__name__}: proposed {list(p.tokens)}; the space takes {len(sizes)} "
+                f"strategy {named(controller)}: proposed {list(p.tokens)}; the space takes {len(sizes)} "
                 f"tokens, each below {sizes}"
             )
     constraints: Constraints | None = getattr(controller, "constraints", None)
@@ -301,7 +323,7 @@ def checked_proposals(controller: Controller, proposals: Any, n: int) -> list[Pr
             )  # (out of range: the space names it when it decodes them, where the strategy's decisions are unknown)
             if in_range and not constraints.valid(constraints.canonical(tokens)):  # its architecture is forbidden
                 raise ControllerError(
-                    f"strategy {type(controller).__name__}: proposed {list(tokens)}, a combination the space "
+                    f"strategy {named(controller)}: proposed {list(tokens)}, a combination the space "
                     "forbids; a strategy proposes only sequences its constraints allow (self.constraints.valid, "
                     "docs/controllers.md)"
                 )
@@ -311,7 +333,5 @@ def checked_proposals(controller: Controller, proposals: Any, n: int) -> list[Pr
 def checked_stats(controller: Controller, stats: Any) -> UpdateStats:
     """``controller.update``'s answer, refused with the strategy named when it is not `UpdateStats`."""
     if not isinstance(stats, UpdateStats):
-        raise ControllerError(
-            f"strategy {type(controller).__name__}: update returned {type(stats).__name__}, not UpdateStats"
-        )
+        raise ControllerError(f"strategy {named(controller)}: update returned {type(stats).__name__}, not UpdateStats")
     return stats

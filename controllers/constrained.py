@@ -22,17 +22,43 @@ def uniform_allowed(constraints: Constraints, n: int, generator: torch.Generator
     for row in draws:
         prefix: list[int] = []
         for u in row:
-            counts = constraints.branch_counts(prefix)
-            target, total = u * sum(counts), 0
-            choice = max(v for v, c in enumerate(counts) if c)  # where rounding runs past the last one
-            for value, c in enumerate(counts):
-                total += c
-                if c and target < total:
-                    choice = value
-                    break
-            prefix.append(choice)
+            prefix.append(_weighted(constraints.branch_counts(prefix), u))
         out.append(tuple(prefix))
     return out
+
+
+def fair_allowed(constraints: Constraints, generator: torch.Generator) -> list[tuple[int, ...]]:
+    """A group of sequences in which every value of every position appears equally often (FairNAS's strict
+    fairness, Chu et al. 2021): as many sequences as the widest position has values; each position takes its
+    values in a random order, repeated in new random orders to fill the group where it has fewer. Where the
+    constraints forbid the fair value after a sequence's prefix, that position draws among the allowed values
+    as `uniform_allowed` does, so every sequence is allowed and fairness holds as far as the constraints let it."""
+    width = max(constraints.sizes)
+    columns = []
+    for size in constraints.sizes:
+        values: list[int] = []
+        while len(values) < width:
+            values += torch.randperm(size, generator=generator).tolist()
+        columns.append(values[:width])
+    draws = torch.rand(width, len(constraints.sizes), generator=generator, dtype=torch.float64).tolist()
+    out = []
+    for row, fair in zip(draws, zip(*columns, strict=True), strict=True):
+        prefix: list[int] = []
+        for u, value in zip(row, fair, strict=True):
+            counts = constraints.branch_counts(prefix)
+            prefix.append(value if counts[value] else _weighted(counts, u))
+        out.append(tuple(prefix))
+    return out
+
+
+def _weighted(counts: Sequence[int], u: float) -> int:
+    """The value whose share of ``counts`` holds the point ``u`` in [0, 1)."""
+    target, total = u * sum(counts), 0
+    for value, c in enumerate(counts):
+        total += c
+        if c and target < total:
+            return value
+    return max(v for v, c in enumerate(counts) if c)  # where rounding runs past the last one
 
 
 def allowed_mask(constraints: Constraints) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -36,6 +36,15 @@ def shadowed(builtin: Sequence[str]) -> list[str]:
     return sorted(found)
 
 
+def plugin_about(name: str) -> str:
+    """What the plugin strategy ``name`` says it is: the first line of its class's (or factory's) own docstring."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            doc = getattr(ep.load(), "__doc__", None)  # a class's own: not inherited from Controller's
+            return doc.strip().splitlines()[0] if isinstance(doc, str) and doc.strip() else ""
+    return ""
+
+
 def plugin_factory(name: str) -> tuple[Factory, int] | None:
     """The factory of the plugin strategy ``name`` and its default batch; None when no plugin registers it."""
     from l2l.controllers.base import Controller  # torch: only once a plugin is loaded

@@ -33,7 +33,15 @@ from typing import Any, cast
 
 import torch
 
-from l2l.controllers.base import Controller, ControllerError, Proposal, UpdateStats, pack_tokens, unpack_tokens
+from l2l.controllers.base import (
+    Controller,
+    ControllerError,
+    Proposal,
+    UpdateStats,
+    checked_proposals,
+    pack_tokens,
+    unpack_tokens,
+)
 from l2l.controllers.names import REEVAL_SUFFIX as SUFFIX
 from l2l.controllers.noise import ArchEstimate, Evaluations
 from l2l.search_spaces.constraints import Constraints
@@ -158,7 +166,7 @@ class ReevaluatedController(Controller):
             self.reevaluated += 1
             self.proposed += 1
         if len(out) < n:
-            fresh = self.base.propose(n - len(out))
+            fresh = checked_proposals(self.base, self.base.propose(n - len(out)), n - len(out))
             self.proposed += len(fresh)
             out.extend(dataclasses.replace(p, policy_version=self.policy_version) for p in fresh)
         return out

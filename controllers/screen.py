@@ -11,6 +11,7 @@ from every reward; the screen only chooses what it is given to learn from.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable, Container, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -108,6 +109,8 @@ class ScreenedController(Controller):
         self.policy_version = base.policy_version
         self.history: list[tuple[tuple[int, ...], float]] = []  # every (tokens, reward) learned from
         self._evaluated: set[tuple[int, ...]] = set()  # the sequences in the history
+        # proposed and not learned from yet (an asynchronous search's children in flight), with their count
+        self._in_flight: Counter[tuple[int, ...]] = Counter()
         self._window = RewardWindow(self.config.screen_points, self.config.screen_local)  # what a fit sees
         self._n_learned = 0  # how many rewards a lean checkpoint's ledger must hold
         self._gp_hyper: tuple[float, float, int] | None = None  # the GP's scale and noise, and when chosen
@@ -131,6 +134,7 @@ class ScreenedController(Controller):
 
     def note_proposed(self, proposals: Sequence[Proposal]) -> None:
         self.base.note_proposed(proposals)
+        self._in_flight.update(p.tokens for p in proposals)
 
     @classmethod
     def from_settings(cls, base: Controller, settings: Mapping[str, Any]) -> ScreenedController:
@@ -162,7 +166,9 @@ class ScreenedController(Controller):
             picks = self._screened(n - len(chosen))
             if not picks:  # every candidate was evaluated before
                 break
-            chosen.extend(self.base.adopt(picks))
+            adopted = self.base.adopt(picks)
+            self._in_flight.update(p.tokens for p in adopted)
+            chosen.extend(adopted)
         if len(chosen) < n:  # nothing new is left to screen: the strategy's own proposals, repeats included
             chosen.extend(self.base.propose(n - len(chosen)))
         return chosen
@@ -172,8 +178,9 @@ class ScreenedController(Controller):
         posterior draw)."""
         candidates = self.base.candidates(n * self.config.screen)
         # a sequence with a reward is not worth a second child here (re-evaluating noisy rewards is another
-        # decision); nor, for a strategy that never repeats, is one it proposed before
-        before = _Either(self.base.proposed_before(), self._evaluated)
+        # decision), nor is one still training (an asynchronous search's), nor, for a strategy that never
+        # repeats, one it proposed before
+        before = _Either(self.base.proposed_before(), self._evaluated, self._in_flight)
         pool: dict[tuple[int, ...], Proposal | None] = {}
         for p in candidates:
             if p.tokens not in before:
@@ -272,10 +279,14 @@ class ScreenedController(Controller):
         for tokens, reward in pairs:
             self._evaluated.add(tokens)
             self._window.add(tokens, reward)
+            if self._in_flight[tokens] > 1:
+                self._in_flight[tokens] -= 1
+            else:
+                self._in_flight.pop(tokens, None)
 
     def _forget(self) -> None:
         """No history: what `load_state_dict` starts from."""
-        self.history, self._evaluated = [], set()
+        self.history, self._evaluated, self._in_flight = [], set(), Counter()
         self._window = RewardWindow(self.config.screen_points, self.config.screen_local)
         self._surrogate, self._surrogate_size, self._member = None, -1, 0
 
@@ -286,6 +297,7 @@ class ScreenedController(Controller):
             "rng": self.generator.get_state(),  # the uniform draws' stream, which not every strategy saves
             "seed": self.seed,  # seeds the surrogate's bootstrap and posterior draws
             "gp_hyper": list(self._gp_hyper) if self._gp_hyper is not None else None,
+            "in_flight": pack_tokens(list(self._in_flight.elements())),  # a resumed run screens them out too
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -320,6 +332,7 @@ class ScreenedController(Controller):
         if "history_tokens" in state:  # a lean state (`lean_state_dict`) leaves the history to `restore`
             rewards = [float(r) for r in state["history_rewards"].tolist()]
             self._learn(list(zip(unpack_tokens(state["history_tokens"]), rewards, strict=True)))
+        self._in_flight = Counter(unpack_tokens(state["in_flight"])) if "in_flight" in state else Counter()
         self._n_learned = int(state.get("n_learned", len(self.history)))
         hyper = state.get("gp_hyper")
         self._gp_hyper = (float(hyper[0]), float(hyper[1]), int(hyper[2])) if hyper is not None else None
@@ -328,10 +341,10 @@ class ScreenedController(Controller):
 
 
 class _Either:
-    """Membership in either of two collections, without building their union for every screened batch."""
+    """Membership in any of some collections, without building their union for every screened batch."""
 
-    def __init__(self, first: Container[tuple[int, ...]], second: Container[tuple[int, ...]]) -> None:
-        self.first, self.second = first, second
+    def __init__(self, *collections: Container[tuple[int, ...]]) -> None:
+        self.collections = collections
 
     def __contains__(self, item: object) -> bool:
-        return item in self.first or item in self.second
+        return any(item in c for c in self.collections)

@@ -368,7 +368,7 @@ class Search:
     def _finish(self, finished: list[tuple[ChildTask, Result]]) -> list[tuple[ChildTask, float]]:
         """Record finished children, in one transaction; returns each with the reward its controller gets.
         A result that does not fit the store (from any executor) fails its child, not the search."""
-        finished = [(task, checked_result(result)) for task, result in finished]
+        finished = [(task, self.rewards.fitting(checked_result(result))) for task, result in finished]
         rewards = self.rewards.of([result for _, result in finished])  # a transform that fails stops the run here
         self.store.finish_children(
             self.run_id,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
-from l2l.controllers import Controller
+from l2l.controllers import Controller, costs_needed
 from l2l.runs.search_config import SearchError
 from l2l.search_spaces import Result, SearchSpace
 
@@ -26,6 +27,21 @@ class ControllerRewards:
         """Each result's reward, in order. A transform that raises stops the search with a `SearchError` naming it,
         before anything of these results is recorded (they train again on resume, once the transform is fixed)."""
         return [self.transformed(result) if result.ok else self.failed() for result in results]
+
+    def fitting(self, result: Result) -> Result:
+        """``result``, failed where it finished without a cost the reward transform reads (`costs_needed`): a
+        result that does not fit fails its child, with the reason, and the search goes on."""
+        name = self.controller.reward_transform
+        lacking = [c for c in costs_needed(name) if result.ok and result.cost.get(c) is None]
+        if not lacking:
+            return result
+        reports = ", ".join(k for k, v in result.cost.items() if v is not None) or "no cost"
+        return replace(
+            result,
+            status="failed",
+            error=f"its result lacks the cost {lacking[0]!r} that reward transform {name!r} reads (space "
+            f"{self.space.name!r}; this child reported {reports})",
+        )
 
     def said(self) -> list[str]:
         """What the rewards since the last call have to tell the user (each said once by the search)."""

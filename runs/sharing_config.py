@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from l2l.runs.search_config import SearchError
 from l2l.search_spaces import SearchSpace, SpaceError
 from l2l.search_spaces.sharing import SharedNetwork, check_coverage
 from l2l.search_spaces.typed import OptionTypeError, coerce_fields
 
-SAMPLERS = ("controller", "uniform")
+if TYPE_CHECKING:
+    import torch
+
+SAMPLERS = ("controller", "uniform", "fair")
 BLOWUP = 10.0  # a training loss this many times the epoch's mean so far is a diverging architecture's: skipped
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
@@ -39,9 +43,11 @@ class SharingConfig:
     controller_steps: int = 10  # controller updates per epoch, each on the run's --batch architectures
     val_batch: int = 256  # validation examples (or windows) behind one reward
     derive: int = 100  # architectures sampled at the end, each scored on the whole validation split
-    # what draws the architectures the shared weights train through: uniform by default, since weights trained
-    # through the controller's own choices collapse to parameter-free cells (benchmarks/README.md); controller
-    # is ENAS proper
+    # what draws the architectures the shared weights train through: uniform (each batch its own), fair (groups of
+    # consecutive batches whose architectures use every choice of every decision equally often, their gradients
+    # one step: FairNAS's strict fairness), or controller (ENAS proper, after `warmup` uniform epochs). Not the
+    # controller's by default: weights trained through its own choices collapse to parameter-free cells
+    # (benchmarks/README.md)
     sampler: str = "uniform"
     # what scores an architecture with the shared weights (the controller's reward, the derive's pick): the
     # space's reward, or its validation loss as exp(-val_loss) (in (0, 1]: the geometric mean probability of the
@@ -111,6 +117,20 @@ class SharingConfig:
             raise SearchError(str(exc)) from None
 
 
+def checked_loss(space: str, loss: Any) -> torch.Tensor:
+    """``loss`` as a shared network's loss() must give it: a scalar tensor that requires grad; else `SearchError`."""
+    import torch
+
+    if isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.requires_grad:
+        return loss
+    got = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+    raise SearchError(
+        f"space {space!r}: its shared network's loss() returned {got}"
+        + (" that does not require grad" if isinstance(loss, torch.Tensor) and loss.numel() == 1 else "")
+        + "; expected a scalar tensor computed from the model's output (it trains the shared weights)"
+    )
+
+
 def check_strategy(strategy: str) -> None:
     """`SearchError` for a strategy a weight-sharing search cannot use: one wearing re-evaluation."""
     from l2l.controllers import parse_strategy
@@ -141,7 +161,38 @@ def shared_network_of(space: SearchSpace) -> SharedNetwork:
             f"space {space.name!r}: shared_network() returned a {type(network).__name__}, not a SharedNetwork"
         )
     check_coverage(space, network)
+    if not type(space).__module__.startswith("l2l."):  # a plugin's: what its methods raise is one line naming it
+        for method in GUARDED:
+            setattr(network, method, partial(_guarded, space.name, method, getattr(network, method)))
     return network
+
+
+# the shared network's methods a weight-sharing search calls with data (a plugin's, guarded)
+GUARDED = ("train_batches", "val_batch", "loss", "measure", "measure_split", "parameter_free")
+
+
+def _guarded(space: str, method: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def failed(exc: Exception) -> SearchError:
+        return SearchError(f"space {space!r}: its shared network's {method}() raised {type(exc).__name__}: {exc}")
+
+    try:
+        out = call(*args, **kwargs)
+    except (SearchError, SpaceError):
+        raise
+    except Exception as exc:
+        raise failed(exc) from exc
+    if not isinstance(out, Iterator):
+        return out
+
+    def batches() -> Iterator[Any]:  # a generator's body runs as it is iterated: guarded there
+        try:
+            yield from out
+        except (SearchError, SpaceError):
+            raise
+        except Exception as exc:
+            raise failed(exc) from exc
+
+    return batches()
 
 
 def resolved_score(space: SearchSpace, network: SharedNetwork, ws: SharingConfig, seed: int) -> SharingConfig:

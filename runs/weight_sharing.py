@@ -18,11 +18,11 @@ The loop runs in the driver process on the run's device; every epoch is recorded
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -42,7 +42,15 @@ from l2l.runs.driver import (
 )
 from l2l.runs.executors import check_device
 from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted, check_data, check_ignored
-from l2l.runs.sharing_config import BLOWUP, SharingConfig, check_strategy, resolved_score, shared_network_of
+from l2l.runs.sharing_checkpoint import Checkpoints
+from l2l.runs.sharing_config import (
+    BLOWUP,
+    SharingConfig,
+    check_strategy,
+    checked_loss,
+    resolved_score,
+    shared_network_of,
+)
 from l2l.runs.store import EpochRecord, ScoredChild, Store
 from l2l.search_spaces import Spec, decisions_record, load_space
 from l2l.search_spaces.constraints import Constraints
@@ -72,7 +80,7 @@ class DeriveEvent:
 Listener = Callable[[Any], None]
 
 
-class WeightSharingSearch:
+class WeightSharingSearch(Checkpoints):
     """One weight-sharing run over a store; build with `start` or `resume`, then `run`."""
 
     def __init__(self, store: Store, run_id: int, config: SearchConfig, listener: Listener | None = None) -> None:
@@ -153,8 +161,9 @@ class WeightSharingSearch:
         start, next_child, n_updates = self._restore()
         for epoch in range(start, self.ws.epochs):
             began = time.perf_counter()
-            uniform = epoch < self.ws.warmup or self.ws.sampler == "uniform"
-            loss, steps, skipped = self._train_shared(uniform, epoch)
+            warming = self.ws.sampler == "controller" and epoch < self.ws.warmup
+            sampler = "uniform" if warming else self.ws.sampler
+            loss, steps, skipped = self._train_shared(sampler, epoch)
             children: list[ScoredChild] = []
             updates: list[dict[str, Any]] = []
             if epoch >= self.ws.warmup:
@@ -173,7 +182,7 @@ class WeightSharingSearch:
                 entropy=sum(u["entropy"] for u in updates) / len(updates) if updates else None,
                 updates=len(updates),
                 wall_time=time.perf_counter() - began,
-                extra={"shared_weights": len(self.weights), "uniform": uniform, "skipped": skipped, "lr": self.lr},
+                extra={"shared_weights": len(self.weights), "sampler": sampler, "skipped": skipped, "lr": self.lr},
             )
             self.store.record_epoch(self.run_id, record, updates, children, self._checkpoint(epoch), next_child)
             if self.listener:
@@ -204,57 +213,69 @@ class WeightSharingSearch:
             )
         return torch.optim.Adam(params, lr=self.lr, weight_decay=self.ws.weight_decay)
 
-    def _train_shared(self, uniform: bool, epoch: int) -> tuple[float, int, int]:
-        """One epoch of the shared weights: (mean training loss, steps taken, steps skipped). A batch whose
-        loss is not finite or `BLOWUP` times the epoch's mean so far, or whose gradient is not finite (an
-        architecture that diverges), is skipped; an epoch of nothing else fails."""
+    def _train_shared(self, sampler: str, epoch: int) -> tuple[float, int, int]:
+        """One epoch of the shared weights: (mean training loss, batches trained, batches skipped). Each batch
+        trains through one architecture; a group of batches makes one step (one batch, or with ``sampler=fair``
+        a strictly fair group: `Controller.draw_fair`). A batch whose loss is not finite or `BLOWUP` times the
+        epoch's mean so far is skipped, and so is a group whose gradient is not finite (an architecture that
+        diverges); an epoch of nothing else fails."""
         self.lr = self.ws.epoch_lr(self.ws.lr or float(self.space.options.get("lr", 0.003)), epoch)
         if self.optimizer is not None:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr
-        total, steps, skipped = 0.0, 0, 0
+        losses: list[float] = []  # of the batches stepped
+        skipped, queue, size = 0, list[tuple[int, ...]](), 1
+        taken: list[tuple[Spec, torch.nn.Module, float]] = []  # the group's batches trained so far
         for batch in self.network.train_batches(self.ws.batch_size, self.generator):
-            if self.ws.steps and steps + skipped >= self.ws.steps:
+            if self.ws.steps and len(losses) + skipped + len(taken) >= self.ws.steps:
                 break
-            tokens = self._uniform(1)[0] if uniform else self.controller.draw(1)[0]
-            spec = self.space.decode(tokens)
+            if not queue:
+                queue = self._draws(sampler)
+                size = len(queue)
+            spec = self.space.decode(queue.pop(0))
             model = self._bind(spec)
             model.train()
-            loss = self.network.loss(model, self._batch(batch))
-            if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
-                got = (
-                    f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
-                )
-                raise SearchError(
-                    f"space {self.space.name!r}: its shared network's loss() returned {got}"
-                    + (" that does not require grad" if isinstance(loss, torch.Tensor) and loss.numel() == 1 else "")
-                    + "; expected a scalar tensor computed from the model's output (it trains the shared weights)"
-                )
-            value = float(loss.detach())
-            if not math.isfinite(value) or (steps and value > BLOWUP * total / steps):
+            loss = checked_loss(self.space.name, self.network.loss(model, self._batch(batch)))
+            value, seen = float(loss.detach()), [*losses, *(t[2] for t in taken)]
+            if not math.isfinite(value) or (seen and value > BLOWUP * sum(seen) / len(seen)):
                 skipped += 1  # an architecture whose loss explodes: its gradient would wreck the shared weights
-                continue
-            assert self.optimizer is not None
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.ws.grad_clip)
-            if not bool(torch.isfinite(norm)):  # a finite loss whose gradient overflows: no step either
-                self.optimizer.zero_grad(set_to_none=True)
-                skipped += 1
-                continue
-            self.weights.step(spec, self.optimizer)  # entries of shared tensors this spec did not read stay
-            total, steps = total + value, steps + 1
-        if steps == 0 and not skipped:
+            else:
+                assert self.optimizer is not None
+                if not taken:
+                    self.optimizer.zero_grad(set_to_none=True)
+                (loss if size == 1 else loss / size).backward()
+                taken.append((spec, model, value))
+            if not queue and taken:
+                skipped += self._step(taken, losses)
+                taken = []
+        skipped += self._step(taken, losses) if taken else 0  # a group cut short by -W steps
+        if not losses and not skipped:
             raise SearchError(
                 f"space {self.space.name!r}: its shared network's train_batches() gave no batch of -W batch_size="
                 f"{self.ws.batch_size} (is it larger than the training split?)"
             )
-        if steps == 0:
+        if not losses:
             raise SearchError(f"the shared weights diverged: no finite training loss in {skipped} steps of an epoch")
-        return total / steps, steps, skipped
+        return sum(losses) / len(losses), len(losses), skipped
 
-    def _uniform(self, n: int) -> list[tuple[int, ...]]:
-        return Controller.draw(self.controller, n)  # the base class's uniform draw, whatever the strategy
+    def _step(self, taken: list[tuple[Spec, torch.nn.Module, float]], losses: list[float]) -> int:
+        """One step of the shared weights on the gradients of ``taken`` (their losses join ``losses``), unless
+        the gradient is not finite: then none, and the number of batches skipped."""
+        assert self.optimizer is not None
+        params = {id(p): p for _, model, _ in taken for p in model.parameters()}.values()
+        norm = torch.nn.utils.clip_grad_norm_(params, self.ws.grad_clip)
+        if not bool(torch.isfinite(norm)):  # a finite loss whose gradient overflows: no step either
+            self.optimizer.zero_grad(set_to_none=True)
+            return len(taken)
+        self.weights.step_group([spec for spec, _, _ in taken], self.optimizer)
+        losses += [value for _, _, value in taken]
+        return 0
+
+    def _draws(self, sampler: str) -> list[tuple[int, ...]]:
+        """The architectures of the next batches, trained into one step (the base class's draws are uniform)."""
+        if sampler == "fair":
+            return self.controller.draw_fair()
+        return (self.controller.draw if sampler == "controller" else partial(Controller.draw, self.controller))(1)
 
     def _score(self, proposal: Proposal) -> dict[str, float]:
         model = self._bind(self.space.decode(proposal.tokens)).eval()  # scoring trains nothing, batch norms included
@@ -340,49 +361,3 @@ class WeightSharingSearch:
                 )
             )
         self.store.record_scored(self.run_id, children)
-
-    # checkpoints -------------------------------------------------------------------------------------
-
-    def _checkpoint(self, epoch: int) -> bytes:
-        buf = io.BytesIO()
-        torch.save(
-            {
-                "kind": "weight_sharing",
-                "epoch": epoch,
-                "weights": self.weights.store_state(),
-                "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
-                "controller": self.controller.to_bytes(),
-                "generator": self.generator.get_state(),
-                # uniform draws come from the controller's generator, which not every strategy checkpoints
-                "controller_generator": self.controller.generator.get_state(),
-                "worst": self.worst,
-            },
-            buf,
-        )
-        return buf.getvalue()
-
-    def _restore(self) -> tuple[int, int, int]:
-        """(first epoch to run, next child number, updates so far) from the run's checkpoint, if any."""
-        checkpoint = self.store.latest_checkpoint(self.run_id)
-        if checkpoint is None:
-            self.store.discard_children_from(self.run_id, 0)
-            return 0, 0, 0
-        try:
-            state = torch.load(io.BytesIO(checkpoint.state), weights_only=True)
-        except Exception as exc:  # torch raises many types on a corrupt checkpoint
-            raise SearchError(f"run {self.run_id}: cannot read its weight-sharing checkpoint: {exc}") from exc
-        if not isinstance(state, dict) or state.get("kind") != "weight_sharing":
-            raise SearchError(f"run {self.run_id}: its checkpoint is not a weight-sharing one")
-        self.weights.load_store_state(state["weights"])
-        if state["optimizer"] is not None:
-            self.optimizer = self._make_optimizer(list(self.weights.ordered_parameters()))
-            self.optimizer.load_state_dict(state["optimizer"])
-        self.controller.load_bytes(state["controller"])
-        self.generator.set_state(state["generator"])
-        self.controller.generator.set_state(state["controller_generator"])
-        self.worst = state.get("worst")
-        derived = self.store.children(self.run_id, "derived")
-        if not derived:  # anything after the checkpoint is recorded again
-            self.store.discard_children_from(self.run_id, checkpoint.next_child)
-        self.requeued = 0
-        return int(state["epoch"]) + 1, checkpoint.next_child, len(self.store.updates(self.run_id))

@@ -195,6 +195,16 @@ def checked_result(result: Any) -> Result:
         return replace(Result.failed(f"result does not fit the store: {exc}"), runtime=_plain(result.runtime))
     if out.status == "done" and not math.isfinite(out.reward):
         return replace(out, status="failed", error=f"reward is {out.reward}")
+    figures = {
+        "val_acc": out.val_acc,
+        "val_loss": out.val_loss,
+        **out.test,
+        **{f"cost {k}": v for k, v in out.cost.items()},
+    }
+    odd = [f"{name} {value}" for name, value in figures.items() if value is not None and not math.isfinite(value)]
+    if odd and out.status == "done" and "notice" not in out.runtime:  # said once by the search, not silently dropped
+        notice = f"a child reported {', '.join(odd)}: the store keeps a figure that is not finite as missing (null)"
+        return replace(out, runtime={**out.runtime, "notice": notice})
     return out
 
 

@@ -98,10 +98,20 @@ class SharedNetwork(ABC):
 
     def parameter_free(self, spec: Spec) -> float | None:
         """The share of ``spec``'s op choices that have no weights (skip connections, pools, none): what
-        weight-sharing searches collapse to. None for a space without named ops."""
+        weight-sharing searches collapse to. An op choice is a decision whose options name ops of
+        `l2l.nas.ops` (or `PARAMETER_FREE`). None for a space without them, and for one whose op decisions
+        also offer ops this count does not know (a plugin's own: it overrides this method to count them)."""
         from l2l.nas.ops import OPS
 
-        ops = [v for v in spec.values() if isinstance(v, str) and (v in OPS or v in PARAMETER_FREE)]
+        def known(option: object) -> bool:
+            return isinstance(option, str) and (option in OPS or option in PARAMETER_FREE)
+
+        ops = []
+        for decision in self.space.decisions():
+            if any(known(o) for o in decision.options):
+                if not all(known(o) for o in decision.options):
+                    return None  # a share of the ops it knows would be no share of the cell's
+                ops.append(spec[decision.name])
         if not ops:
             return None
         return sum(v in PARAMETER_FREE for v in ops) / len(ops)

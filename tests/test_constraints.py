@@ -13,7 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from l2l.controllers.constrained import neighbours, uniform_allowed
+from l2l.controllers.constrained import fair_allowed, neighbours, uniform_allowed
 from l2l.runs.cli import app
 from l2l.runs.search import Search, SearchConfig
 from l2l.runs.store import Store
@@ -74,6 +74,21 @@ def test_uniform_draws_weight_each_value_by_the_sequences_behind_it() -> None:
     counts = Counter(draws)
     assert set(counts) == {(0, 0), (1, 0), (1, 1), (1, 2)}
     assert all(850 < n < 1150 for n in counts.values()), counts
+
+
+def test_a_fair_group_takes_every_value_of_every_position_equally_often_and_only_allowed_sequences() -> None:
+    # FairNAS's strict fairness: 5 sequences in which each of the 5 values of each position appears once
+    generator = torch.Generator().manual_seed(0)
+    group = fair_allowed(Constraints([5, 5, 5, 2]), generator)
+    assert len(group) == 5
+    for position, size in enumerate([5, 5, 5, 2]):
+        assert sorted(Counter(t[position] for t in group).values()) == ([1] * 5 if size == 5 else [2, 3])
+    assert fair_allowed(Constraints([5, 5, 5, 2]), generator) != group  # another order each time
+    # constrained: every sequence allowed, fair where the constraints leave the choice
+    constraints = Constraints([3, 3], [{0: 0, 1: 1}, {0: 0, 1: 2}])  # a=0 only with b=0
+    for _ in range(20):
+        drawn = fair_allowed(constraints, generator)
+        assert all(constraints.valid(t) for t in drawn) and sorted(t[0] for t in drawn) == [0, 1, 2]
 
 
 def test_neighbours_are_distinct_allowed_architectures_one_decision_away() -> None:

@@ -168,6 +168,14 @@ def test_a_broken_task_plugin_is_one_error_before_any_training_and_spares_the_bu
         assert len(warnings) == 1 and message in warnings[0] and warnings[0].endswith("its tasks are left out")
         # the optimizer space on a built-in suite too (it refused to load, naming the plugin)
         assert load_space("optimizer", {"suite": "digits-logreg"}).suite_tasks()[0].name == "digits-logreg"  # type: ignore[attr-defined]
+    if mistake in ("model_option", "loss_for_the_targets"):  # it loads: listed, and why it cannot run said
+        from typer.testing import CliRunner
+
+        from l2l.runs.cli import app
+
+        listed = CliRunner().invoke(app, ["optimizers", "tasks"])  # it exited 0, saying nothing
+        text = " ".join(listed.output.split())
+        assert listed.exit_code == 1 and "odd (user): " in text and message in text, listed.output
     # asked for, it is the plugin's mistake, not bad options of the space (which it was called)
     with pytest.raises(PluginError) as refused:
         load_space("optimizer", {"suite": "user"})

@@ -261,6 +261,10 @@ from l2l.controllers import RandomController
 
 
 class Sweep(RandomController):
+    '''Random sampling, two at a time.
+
+    (what `l2l strategies list` says of it is the first line)'''
+
     default_batch = 2
 
 
@@ -347,6 +351,8 @@ def test_a_strategy_plugin_is_used_by_name_and_wrapped(tmp_path: Path, monkeypat
         ("silent", "strategy Silent: update returned NoneType, not UpdateStats"),
         ("crashing", "strategy plugin 'crashing': update() raised KeyError: 'missing'"),
         ("crashing+screen", "strategy plugin 'crashing': update() raised KeyError: 'missing'"),
+        # a wrapper passes the mistake on as the plugin's (+reeval failed on it with a TypeError)
+        ("tuples+reeval", "strategy Tuples: propose(1) returned 1 item(s) of tuple; expected a list of 1 Proposal"),
     ]:
         args = ["search", "--space", "toy", "--strategy", strategy, "-n", "2", "--executor", "local", "-q"]
         out = runner.invoke(app, [*args, "--storage", storage], env={"COLUMNS": "300"})
@@ -357,7 +363,7 @@ def test_a_strategy_plugin_is_used_by_name_and_wrapped(tmp_path: Path, monkeypat
             out.output,
         )
         # a run that failed after children were trained says how to go on; one that failed before is gone
-        assert (kept is not None and kept[1] == kept[2]) == (strategy != "tuples"), out.output
+        assert (kept is not None and kept[1] == kept[2]) == (not strategy.startswith("tuples")), out.output
 
 
 def test_the_space_contract_says_what_the_search_would_say_of_a_bad_result() -> None:
@@ -442,6 +448,11 @@ def test_a_strategy_proposing_a_forbidden_combination_is_stopped_before_it_is_tr
     for tokens in [(0,), (0, 0, 1), (0, 2), (-1, 0)]:
         with pytest.raises(ControllerError, match=r"strategy RandomController: proposed .*; the space takes 2 tokens"):
             checked_proposals(controller, [Proposal(tokens, 0.0, 0.0, 0)], 1)
+    # through a wrapper, the strategy that proposed it is named (it was "strategy ScreenedController")
+    wrapped = make_controller("random+screen", controller.decisions, 0)
+    wrapped.constrain(Constraints([2, 2], clauses=[{0: 1, 1: 0}]))
+    with pytest.raises(ControllerError, match=r"strategy RandomController \(as random\+screen\): proposed \[1, 0\]"):
+        checked_proposals(wrapped, [Proposal((1, 0), 0.0, 0.0, 0)], 1)
 
 
 def test_a_strategy_whose_checkpoint_cannot_be_read_back_fails_at_its_first_checkpoint() -> None:
@@ -458,6 +469,16 @@ def test_a_strategy_whose_checkpoint_cannot_be_read_back_fails_at_its_first_chec
     said = str(caught.value)
     assert said.startswith("strategy RandomController: its checkpoint cannot be read back (cannot read random ")
     assert "Unsupported global: GLOBAL" in said and "Opaque" in said and "\n" not in said and "\x1b" not in said
+    # wrapped: the wrapped strategy's kind is what its state_dict must give (it said 'random+screen')
+    wrapped = make_controller("random+screen", decisions, 0)
+    inner = wrapped.base  # type: ignore[attr-defined]
+    plain_inner = inner.state_dict
+    inner.state_dict = lambda: {**plain_inner(), "thing": Opaque()}
+    with pytest.raises(ControllerError) as caught:
+        wrapped.checkpoint_bytes()
+    said = str(caught.value)
+    assert said.startswith("strategy RandomController (as random+screen): its checkpoint cannot be read back")
+    assert "'kind': 'random' holding" in said
     unnamed = make_controller("random", decisions, 0)
     unnamed.lean_state_dict = lambda: {k: v for k, v in plain().items() if k != "kind"}  # type: ignore[method-assign]
     with pytest.raises(ControllerError, match=r"checkpoint is of a None controller, not 'random'\); state_dict\(\)"):
@@ -620,6 +641,7 @@ def test_strategies_list_shows_the_built_ins_and_each_plugin_loaded_or_why_not(
     assert {"reinforce", "ppo", "random", "evolution", "tpe", "gp", "qmc", "sweep", "typo"} <= set(rows)
     assert "built in" in rows["reinforce"] and "plugin (l2l.strategies)" in rows["sweep"] and "│ 2 " in rows["sweep"]
     assert "cannot load" in rows["typo"] and "Sweeep" in rows["typo"]
+    assert "│ Random sampling, two at a time. " in rows["sweep"]  # its docstring's first line (it said nothing)
     assert "default: reinforce+screen" in out.output
     # the package also registers `random`, a built-in's name: the built-in runs, and the list says why
     assert (

@@ -353,3 +353,15 @@ def test_a_retraining_uses_the_childs_own_seed_unless_given_one(tmp_path: Path) 
     assert f"retrained: reward {seed:.4f}; seed {seed} (child {best.number}'s own)" in " ".join(own.split()), own
     given = runner.invoke(app, ["runs", "best", "1", "--retrain", "--seed", "3", "--storage", storage]).output
     assert "retrained: reward 3.0000; seed 3" in given and "own" not in given, given
+
+
+def test_a_figure_that_is_not_finite_is_stored_as_missing_and_said() -> None:
+    """A NaN validation accuracy or an infinite loss became NULL in the store without a word."""
+    from l2l.search_spaces.results import checked_result
+
+    said = checked_result(Result(reward=0.24, val_acc=float("nan"), val_loss=float("inf"), test={"test_acc": 0.2}))
+    assert said.status == "done" and said.to_json()["val_acc"] is None and said.to_json()["val_loss"] is None
+    assert said.runtime["notice"] == (
+        "a child reported val_acc nan, val_loss inf: the store keeps a figure that is not finite as missing (null)"
+    )
+    assert "notice" not in checked_result(Result(reward=0.24, val_acc=0.2, val_loss=1.5)).runtime

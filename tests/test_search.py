@@ -120,6 +120,46 @@ def test_a_reward_transform_that_raises_is_one_error_and_one_that_gives_nan_is_s
     assert said == ["reward transform 'my_transforms:nan' gave nan for a finished child: it gets the failure reward"]
 
 
+class SometimesCostly(SearchSpace):
+    """Declares a flops cost and leaves it out of one architecture's results."""
+
+    name = "sometimes_costly"
+    cost_metrics = ("params", "flops")
+
+    def decisions(self) -> list[Any]:
+        from l2l.search_spaces import Decision
+
+        return [Decision.categorical("x", [0, 1, 2, 3])]
+
+    def evaluate(self, spec: Any, ctx: Any) -> Result:
+        x = int(str(spec["x"]))
+        cost = {"params": 10.0 * (x + 1)} | ({} if x == 3 else {"flops": 100.0 * (x + 1)})
+        return Result(reward=0.5 + x / 10, val_acc=0.5 + x / 10, cost=cost)
+
+
+def test_a_child_without_the_cost_its_reward_transform_reads_fails_and_the_search_goes_on(tmp_path: Path) -> None:
+    """It stopped the run ("mnas reward needs the cost 'flops'"), naming no child, its training thrown away."""
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    config = SearchConfig(
+        space=f"{__file__}:SometimesCostly",
+        strategy="random",
+        children=12,
+        batch=4,
+        seed=0,
+        controller={"reward_transform": "mnas(flops,200,-0.07)"},
+    )
+    run = Search.start(store, config).run()
+    assert store.get_run(run).status == "done"
+    children = store.children(run)
+    lacking = [c for c in children if c.spec["values"][0][1] == 3]
+    assert len(children) == 12 and lacking and {c.status for c in lacking} == {"failed"}
+    assert lacking[0].error == (
+        "its result lacks the cost 'flops' that reward transform 'mnas(flops,200,-0.07)' reads (space "
+        "'sometimes_costly'; this child reported params)"
+    )
+    assert {c.status for c in children if c not in lacking} == {"done"}
+
+
 class InterruptingExecutor(LocalExecutor):
     """Raises KeyboardInterrupt (as Ctrl-C would) when child ``at`` is about to run."""
 

@@ -264,3 +264,28 @@ def test_a_device_without_an_index_is_given_the_current_one_so_bound_networks_ar
     assert concrete_device("cpu") == torch.device("cpu")
     weights = SharedWeights(lambda arch: torch.nn.Linear(2, 2), lambda arch: shape_key, device="cuda")
     assert weights.device == torch.device("cuda", 1)
+
+
+def test_a_group_step_moves_the_entries_any_of_its_architectures_read_and_keeps_the_rest() -> None:
+    # -W sampler=fair: several architectures' gradients, one step; a row kept only where none of them read it
+    space, network, weights = _macro()
+    wide = _spec(space, [(3, 64, ()), (5, 64, (0,)), (3, 64, (0, 1))])
+    mid = _spec(space, [(3, 36, ()), (5, 24, (0,)), (3, 24, (1,))])
+    narrow = _spec(space, [(3, 24, ()), (5, 24, (0,)), (3, 24, (1,))])
+    other = _spec(space, [(7, 24, ()), (5, 24, (0,)), (3, 24, (1,))])  # layer 0 reads another kernel's tensor
+    for arch in (wide, mid, narrow, other):
+        weights.model(arch)
+    optimizer = torch.optim.Adam(weights.parameters(), lr=0.01, weight_decay=0.1)
+    batches = network.train_batches(16, torch.Generator().manual_seed(0))
+    optimizer.zero_grad(set_to_none=True)
+    network.loss(weights.model(wide), next(batches)).backward()
+    weights.step(wide, optimizer)  # every row now has momentum
+    conv = weights.tensor("layer0.k1x3:conv")
+    before, moment = conv.detach().clone(), optimizer.state[conv]["exp_avg"].clone()
+    optimizer.zero_grad(set_to_none=True)
+    for arch in (mid, narrow, other):
+        network.loss(weights.model(arch), next(batches)).backward()
+    weights.step_group([mid, narrow, other], optimizer)
+    assert torch.equal(conv.detach()[36:], before[36:])  # rows neither mid nor narrow read (other reads no k1x3)
+    assert torch.equal(optimizer.state[conv]["exp_avg"][36:], moment[36:])
+    assert not (conv.detach()[:36] == before[:36]).all(dim=-1).any()  # every row one of them read moved

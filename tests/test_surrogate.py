@@ -336,3 +336,18 @@ def test_screen_never_spends_a_child_on_a_sequence_it_has_a_reward_for(strategy:
         ps = c.propose(4)
         assert len(ps) == 4
         c.update(ps, [reward((*p.tokens, 0, 0)) for p in ps])
+
+
+@pytest.mark.parametrize("strategy", ["evolution+screen", "random+screen", "tpe+screen"])
+def test_an_asynchronous_screen_never_proposes_a_sequence_still_training(strategy: str) -> None:
+    # asynchronous: proposals go out one at a time and rewards come back later; a pick still in flight has no
+    # reward yet, and the same surrogate would pick it again
+    c = make_controller(strategy, decisions()[:2], 0, {"screen_warmup": 4})  # 25 sequences in all
+    warm = c.propose(4)
+    c.update(warm, [reward((*p.tokens, 0, 0)) for p in warm])
+    flying = [c.propose(1)[0] for _ in range(6)]
+    assert isinstance(c, ScreenedController) and c.surrogate is not None
+    assert len({p.tokens for p in flying}) == 6, [p.tokens for p in flying]
+    c.update(flying[:3], [reward((*p.tokens, 0, 0)) for p in flying[:3]])
+    later = [c.propose(1)[0] for _ in range(4)]
+    assert not {p.tokens for p in later} & {p.tokens for p in warm + flying}

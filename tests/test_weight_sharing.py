@@ -3,6 +3,7 @@ validation split, any strategy drives it, and a killed search resumes losing at 
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -668,6 +669,8 @@ class MistakenNetwork(ClassifierNetwork):
     mistake = ""
 
     def loss(self, model: torch.nn.Module, batch: Any) -> Any:
+        if self.mistake == "loss_raises":
+            raise RuntimeError("shared loss broke")
         loss = super().loss(model, batch)
         return float(loss.detach()) if self.mistake == "loss_float" else loss
 
@@ -684,7 +687,13 @@ class MistakenNetwork(ClassifierNetwork):
         return wrong.get(self.mistake, got)
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Any:
+        if self.mistake == "batches_raise":
+            return self._breaking(batch_size, generator)
         return iter(()) if self.mistake == "no_batches" else super().train_batches(batch_size, generator)
+
+    def _breaking(self, batch_size: int, generator: torch.Generator) -> Any:
+        yield from itertools.islice(super().train_batches(batch_size, generator), 2)
+        raise OSError("the data file went away")
 
     def measure_split(self, model: torch.nn.Module, device: torch.device) -> Any:
         got = super().measure_split(model, device)
@@ -732,6 +741,9 @@ class MistakenSpace(SearchSpace):
         ("measure_noreward", "its shared network's measure() returned no 'reward' (its keys: val_acc, val_loss)"),
         ("builder_wrong", "its shared network's sharing_builder() made a network whose weights are not the stand"),
         ("key_none", "key() returned NoneType for '0.weight' ("),
+        # what a plugin's network raises (it was a traceback): one line naming the space and the method
+        ("loss_raises", "space 'mistaken': its shared network's loss() raised RuntimeError: shared loss broke"),
+        ("batches_raise", "its shared network's train_batches() raised OSError: the data file went away"),
     ],
 )
 def test_a_shared_network_that_returns_the_wrong_thing_is_named_in_one_line(
@@ -872,3 +884,47 @@ def test_a_weight_sharing_search_refuses_data_this_machine_lacks_before_a_run(
     with pytest.raises(SearchError, match=r"space 'nb201_cell': .*dataset 'mnist1d' needs a package this machine"):
         WeightSharingSearch.start(store, config)
     assert store.list_runs() == []
+
+
+class OwnOps(MistakenSpace):
+    """Ops of its own beside one l2l knows (identity)."""
+
+    name = "own_ops"
+
+    def decisions(self) -> list[Decision]:
+        return [Decision.categorical("op", ["identity", "conv5", "pool"]), Decision.categorical("width", [8, 16])]
+
+
+def test_the_parameter_free_share_counts_op_decisions_and_none_it_cannot_tell() -> None:
+    nb201 = load_space("nb201_cell")
+    ops = ["skip_connect", "nor_conv_3x3", "avg_pool_3x3", "none", "nor_conv_1x1", "skip_connect"]
+    spec = nb201.decode([nb201.decisions()[0].options.index(op) for op in ops])
+    assert nb201.shared_network().parameter_free(spec) == 4 / 6  # skips, pool, none
+    # a plugin's "identity" among ops l2l does not know was counted alone: 100% parameter-free
+    own = OwnOps()
+    assert own.shared_network().parameter_free(own.decode([0, 0])) is None
+
+
+def test_fair_sampling_steps_once_per_group_that_puts_every_op_on_every_edge(store: Store) -> None:
+    # -W sampler=fair (FairNAS's strict fairness): 5 consecutive batches, 5 cells, each op once at each edge
+    settings = {**WS, "sampler": "fair", "steps": 10}
+    config = SearchConfig(
+        space="nb201_cell", space_options=TINY["nb201_cell"], strategy="random", weight_sharing=settings
+    )
+    search = WeightSharingSearch.start(store, config)
+    groups: list[list[Spec]] = []
+    step_group = search.weights.step_group
+
+    def spy(archs: Any, optimizer: torch.optim.Optimizer) -> None:
+        groups.append(list(archs))
+        step_group(archs, optimizer)
+
+    search.weights.step_group = spy  # type: ignore[method-assign]
+    run = search.run()
+    epochs = store.epochs(run)
+    assert [e.extra["sampler"] for e in epochs] == ["fair"] * 3 and [e.train_steps for e in epochs] == [10] * 3
+    assert [len(g) for g in groups] == [5] * 6  # two steps an epoch, each on five batches' gradients
+    ops = len(search.space.decisions()[0].options)
+    for group in groups:
+        for decision in search.space.decisions():
+            assert len({spec[decision.name] for spec in group}) == ops

@@ -12,13 +12,20 @@ from l2l.runs.cli.optimizers import app
 @app.command("tasks")
 def optimizers_tasks() -> None:
     """List the optimizer tasks, one a line: the search and heldout suites and those of `l2l.optimizer_tasks`
-    plugins (the user suite), with what each trains; a plugin that does not load is named after them."""
+    plugins (the user suite), with what each trains; a plugin that does not load, or a plugin task whose model
+    and data do not make one loss (`check_task`), is named after them."""
     from rich.markup import escape
 
     with user_errors():
-        from l2l.optsearch.suite import BUILTIN, SOURCES, loaded_plugins, suite_of
+        from l2l.optsearch.suite import BUILTIN, SOURCES, TaskError, check_task, loaded_plugins, suite_of
 
         loaded, problems = loaded_plugins()
+        broken = []
+        for task in loaded.values():  # built once on two examples, as `optimizers evaluate` would before training
+            try:
+                check_task(task)
+            except TaskError as exc:
+                broken.append(f"{exc}; `l2l optimizers evaluate` refuses it")
         for name, task in {**BUILTIN, **loaded}.items():
             plugin = SOURCES.get(name, "built in").removeprefix("optimizer task plugin ")
             options = ", ".join(f"{k} {v}" for k, v in task.options)
@@ -31,7 +38,9 @@ def optimizers_tasks() -> None:
             console.print(line, highlight=False)
         for problem in problems:  # the tasks of the others are listed all the same
             err_console.print(f"[yellow]warning:[/] {escape(problem)}; its tasks are not listed", highlight=False)
-        if problems:
+        for problem in broken:
+            err_console.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
+        if problems or broken:
             raise typer.Exit(1)
 
 

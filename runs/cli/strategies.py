@@ -29,14 +29,15 @@ def strategies_list() -> None:
 
     with user_errors():
         from l2l.controllers import DEFAULT_BATCH, DEFAULT_STRATEGY, STRATEGIES, ControllerError, default_batch
-        from l2l.controllers.plugins import ENTRY_POINT_GROUP, plugin_names, shadowed
+        from l2l.controllers.plugins import ENTRY_POINT_GROUP, plugin_about, plugin_names, shadowed
 
         table = Table("name", "from", "default batch", "what")
         for name in STRATEGIES:
             table.add_row(name, "built in", str(DEFAULT_BATCH[name]), ABOUT.get(name, ""))
         for name in plugin_names(list(STRATEGIES)):
             try:
-                table.add_row(name, f"plugin ({ENTRY_POINT_GROUP})", str(default_batch(name)), "")
+                batch = str(default_batch(name))  # loads it: a plugin that does not load is said below
+                table.add_row(name, f"plugin ({ENTRY_POINT_GROUP})", batch, escape(plugin_about(name)))
             except ControllerError as exc:  # a plugin that does not load: its reason, the others still listed
                 table.add_row(name, f"plugin ({ENTRY_POINT_GROUP})", "-", f"[red]cannot load: {escape(str(exc))}[/]")
         console.print(table)
