@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from signal import SIGINT
@@ -145,6 +147,7 @@ def check_new_run(space: SearchSpace, config: SearchConfig) -> None:
     """What a new run refuses that a stored one still rebuilds with: budget keys the space does not read
     (`check_budget`), options that change nothing (`SearchSpace.ignored_options`), a pruner on exact rewards,
     data this machine cannot load (`check_data`)."""
+    check_name(config)
     check_budget(space, config.budget)
     check_ignored(space)
     if config.pruner is not None and space.exact_rewards():
@@ -187,6 +190,11 @@ def check_budget(space: SearchSpace, budget: Mapping[str, Any]) -> None:
     as `l2l runs best --retrain --epochs/--steps` takes them, whatever the space (every child would fail)."""
     declared = tuple(space.budget_keys)
     unknown = sorted(str(k) for k in budget if k not in declared)
+    if unknown and not declared and space.exact_rewards():  # a lookup or a simulation: it trains nothing
+        raise SearchError(
+            f"budget {', '.join(repr(k) for k in unknown)}: space {space.name!r} has exact rewards (a lookup or a "
+            "simulation) and reads no budget"
+        )
     if declared and unknown:
         raise SearchError(
             f"budget {', '.join(repr(k) for k in unknown)}: space {space.name!r} does not read "
@@ -209,3 +217,34 @@ def check_costs(space: SearchSpace, transform: str) -> None:
             f"reward transform {transform!r} needs the cost {missing[0]!r}, which space {space.name!r} does not "
             f"report; it reports: {', '.join(declared)}"
         )
+
+
+MAX_NAME = 200  # characters of a run name: a table column, not a document
+
+
+def check_name(config: SearchConfig) -> None:
+    """`SearchError` for a new run's name commands could not find it by (`name_problem`)."""
+    problem = None if config.name is None else name_problem(str(config.name))
+    if problem is not None:
+        raise SearchError(problem)
+
+
+def name_problem(name: str) -> str | None:
+    """Why a new run cannot be called ``name`` (None when it can): a name commands could not find it by."""
+    if re.fullmatch(r"[0-9]+", name.strip()):  # RUN arguments read it as an id
+        return f"the run name {name!r} is a number, which commands read as a run id; add a letter"
+    if not name.strip():
+        return "the run name is empty; give one with a letter, or none"
+    if name.startswith("-"):
+        return f"the run name {name!r} starts with '-', which commands read as an option"
+    if any(controls(c) for c in name):
+        return f"the run name {name!r} holds control characters"
+    if len(name) > MAX_NAME:
+        return f"the run name is {len(name)} characters long; at most {MAX_NAME}"
+    return None
+
+
+def controls(c: str) -> bool:
+    """Whether ``c`` steers a terminal: a control character, or a bidirectional override or isolate (joiners
+    and other format characters that words and emoji need are not)."""
+    return unicodedata.category(c) == "Cc" or "\u202a" <= c <= "\u202e" or "\u2066" <= c <= "\u2069"

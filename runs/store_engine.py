@@ -200,6 +200,8 @@ class Database:
                     raise StoreError(
                         f"no l2l store at {self.label}: the database holds other tables ({shown}) and none of l2l's"
                     )
+                if not tables:  # reading must not leave l2l's tables in a database it was pointed at by mistake
+                    raise StoreError(f"no l2l store at {self.label}: the database is empty (a search creates one)")
             try:
                 with self.engine.begin() as conn:
                     if conn.dialect.name == "postgresql":  # two searches creating one new store raced on its

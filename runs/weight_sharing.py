@@ -41,7 +41,14 @@ from l2l.runs.driver import (
     this_driver,
 )
 from l2l.runs.executors import check_device
-from l2l.runs.search_config import SearchConfig, SearchError, SearchInterrupted, check_data, check_ignored
+from l2l.runs.search_config import (
+    SearchConfig,
+    SearchError,
+    SearchInterrupted,
+    check_data,
+    check_ignored,
+    check_name,
+)
 from l2l.runs.sharing_checkpoint import Checkpoints
 from l2l.runs.sharing_config import (
     BLOWUP,
@@ -115,6 +122,7 @@ class WeightSharingSearch(Checkpoints):
     @classmethod
     def start(cls, store: Store, config: SearchConfig, listener: Listener | None = None) -> WeightSharingSearch:
         check_strategy(config.strategy)  # a new run only: a resumed one cannot change its strategy
+        check_name(config)
         search = cls(store, 0, config, listener)
         check_ignored(search.space)
         check_data(search.space)  # a plugin's check of the data its epochs need, before a run is recorded

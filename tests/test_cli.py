@@ -633,6 +633,46 @@ def test_reading_another_programs_database_adds_nothing_to_it(tmp_path: Path) ->
         assert [name for (name,) in db.execute("SELECT name FROM sqlite_master")] == ["notes"]
 
 
+def test_reading_an_empty_database_leaves_it_empty(tmp_path: Path) -> None:
+    """`runs list` on an empty file or database gave it l2l's tables (a wrong --storage, a server's postgres)."""
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    result = runner.invoke(app, ["runs", "list", "--storage", f"sqlite:///{empty}"])
+    assert result.exit_code == 1 and "the database is empty (a search creates one)" in result.output, result.output
+    import sqlite3
+
+    with sqlite3.connect(empty) as db:
+        assert list(db.execute("SELECT name FROM sqlite_master")) == []  # no table of l2l's
+
+
+@pytest.mark.postgres
+def test_reading_an_empty_postgresql_schema_leaves_it_empty(postgres_url: str) -> None:
+    import uuid
+
+    import sqlalchemy
+
+    from tests.conftest import POSTGRES_URL
+
+    schema = f"l2l_empty_{uuid.uuid4().hex[:8]}"
+    admin = sqlalchemy.create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+        for command in (["runs", "list"], ["runs", "show", "1"], ["plot", "progress", "1"]):
+            result = runner.invoke(app, [*command, "--storage", url])
+            assert result.exit_code == 1 and "the database is empty (a search creates one)" in result.output
+        with admin.connect() as conn:
+            tables = conn.execute(
+                sqlalchemy.text("SELECT count(*) FROM information_schema.tables WHERE table_schema = :s"), {"s": schema}
+            ).scalar()
+        assert tables == 0
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 def test_a_config_file_cannot_write_the_moves_that_resume_records(storage: str, tmp_path: Path) -> None:
     """A file's ``moves`` went into the new run's record as if --resume had moved it."""
     moved = tmp_path / "moved.toml"

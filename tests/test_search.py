@@ -492,6 +492,21 @@ def test_a_budget_key_the_space_does_not_read_is_refused_before_any_child(tmp_pa
     with pytest.raises(SearchError, match="budget 'epoch': space 'mlp' does not read it; it reads: epochs"):
         Search.start(store, config)
     assert store.list_runs() == []  # nothing recorded
+    # a space with exact rewards trains nothing a budget could set (toy ran with any budget, saying nothing)
+    config = SearchConfig(space="toy", strategy="random", children=1, budget={"nosuch": 1})
+    with pytest.raises(SearchError, match=r"budget 'nosuch': space 'toy' has exact rewards .* and reads no budget"):
+        Search.start(store, config)
+    # a run name commands could not find it by, through the Python API as through the CLI
+    for name, said in [("123", "is a number"), ("-x", "starts with '-'"), ("a\x07b", "control characters")]:
+        with pytest.raises(SearchError, match=re.escape(said)):
+            Search.start(store, SearchConfig(space="toy", strategy="random", children=1, name=name))
+    with pytest.raises(SearchError, match="the run name is 300 characters long; at most 200"):
+        Search.start(store, SearchConfig(space="toy", strategy="random", children=1, name="n" * 300))
+    from l2l.runs.weight_sharing import WeightSharingSearch
+
+    with pytest.raises(SearchError, match="is a number"):
+        WeightSharingSearch.start(store, SearchConfig(space="nb201_cell", weight_sharing={}, name="7"))
+    assert store.list_runs() == []
 
 
 @pytest.mark.parametrize(

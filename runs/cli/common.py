@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,8 +15,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from l2l.runs.config import STORAGE_ENV, UsageError
-
-MAX_NAME = 200  # characters of a run name: a table column, not a document
 
 if TYPE_CHECKING:
     from l2l.runs.store import Store
@@ -266,27 +263,8 @@ def discard_unstarted(store: Store, run_id: int) -> bool:
     return True
 
 
-def name_problem(name: str) -> str | None:
-    """Why a new run cannot be called ``name`` (None when it can): a name commands could not find it by."""
-    if is_run_id(name):  # RUN arguments read it as an id
-        return f"the run name {name!r} is a number, which commands read as a run id; add a letter"
-    if not name.strip():
-        return "the run name is empty; give one with a letter, or none"
-    if name.startswith("-"):
-        return f"the run name {name!r} starts with '-', which commands read as an option"
-    if any(_controls(c) for c in name):
-        return f"the run name {name!r} holds control characters"
-    if len(name) > MAX_NAME:
-        return f"the run name is {len(name)} characters long; at most {MAX_NAME}"
-    return None
-
-
 def shown_name(name: str | None) -> str:
     """A run's name for a terminal: control characters of names stored before `name_problem` shown escaped."""
-    return "".join(repr(c)[1:-1] if _controls(c) else c for c in name or "")
+    from l2l.runs.search_config import controls
 
-
-def _controls(c: str) -> bool:
-    """Whether ``c`` steers a terminal: a control character, or a bidirectional override or isolate (joiners
-    and other format characters that words and emoji need are not)."""
-    return unicodedata.category(c) == "Cc" or "\u202a" <= c <= "\u202e" or "\u2066" <= c <= "\u2069"
+    return "".join(repr(c)[1:-1] if controls(c) else c for c in name or "")

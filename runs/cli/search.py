@@ -17,7 +17,6 @@ from l2l.runs.cli.common import (
     console,
     discard_unstarted,
     err_console,
-    name_problem,
     open_store,
     run_id_of,
     run_log_file,
@@ -359,9 +358,6 @@ def open_run(store: Store, flags: SearchFlags, resume: int | None) -> Any:
                 f"{'does' if len(ignored) == 1 else 'do'} not apply to it; drop {'it' if len(named) == 1 else 'them'}"
             )
         config = SearchConfig.from_json({**(SHARING_DEFAULTS if sharing else DEFAULTS), **settings})
-        problem = None if config.name is None else name_problem(str(config.name))
-        if problem is not None:
-            raise UsageError(problem)
         if config.weight_sharing is not None:
             return WeightSharingSearch.start(store, config)
         return Search.start(store, config)
