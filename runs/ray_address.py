@@ -16,14 +16,15 @@ def reach(address: str, timeout: float = REACH_TIMEOUT_S) -> None:
     """Raise `ExecutorError` unless the Ray head at ``host:port`` (or ``ray://host:port``) accepts a connection."""
     hostport = address.split("://", 1)[-1]
     host, sep, port = hostport.rpartition(":")
-    if not sep or not host or not port.isdigit():
+    if not sep or not host or not port.isdigit() or (":" in host and not host.startswith("[")):  # IPv6 in []
         raise ExecutorError(f"--address {address!r} is not host:port (or auto)")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as conn:
             grpc = speaks_grpc(conn, min(timeout, GRPC_TIMEOUT_S))
     except OSError as exc:
+        waited = f" within {timeout:g}s" if isinstance(exc, TimeoutError) else ""  # a refusal comes at once
         raise ExecutorError(
-            f"cannot reach the Ray cluster at {address!r} within {timeout:g}s: {exc.strerror or exc}; "
+            f"cannot reach the Ray cluster at {address!r}{waited}: {exc.strerror or exc}; "
             "is `ray start --head` running there?"
         ) from None
     if grpc is not None and grpc != "settings":  # Ray would retry for most of a minute before it said the same

@@ -36,6 +36,18 @@ TOKEN_HELP = (
 )
 
 
+def refused_token(where: str) -> ExecutorError:
+    return ExecutorError(f"{where} refused this machine's Ray token ({token_source()}): {TOKEN_HELP}")
+
+
+def token_source() -> str:
+    """Where this machine's Ray token comes from, as Ray looks for it: what a refusal names."""
+    for variable in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        if os.environ.get(variable):
+            return f"from ${variable}"
+    return "from ~/.ray/auth_token"
+
+
 def _probe(address: str) -> Any:
     """A GCS client of the head at ``address``; raises Ray's error when it refuses this process (one try,
     where `ray.init` would retry for 20 s and print a warning per try)."""
@@ -96,7 +108,7 @@ def check_join(address: str) -> tuple[str, bool]:
         if not _token_auth_error(exc):
             raise ExecutorError(f"cannot join {where}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
         if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
-            raise ExecutorError(f"{where} refused this machine's Ray token: {TOKEN_HELP}") from None
+            raise refused_token(where) from None
         mode = os.environ.get("RAY_AUTH_MODE")
         if mode is not None:  # set, and not to token: l2l leaves the user's choice alone
             raise ExecutorError(
@@ -109,7 +121,7 @@ def check_join(address: str) -> tuple[str, bool]:
             client = _probe(address)
         except Exception as again:  # as above
             if _token_auth_error(again):
-                raise ExecutorError(f"{where} refused this machine's Ray token: {TOKEN_HELP}") from None
+                raise refused_token(where) from None
             raise ExecutorError(f"cannot join {where}: {type(again).__name__}: {again}") from None
     if auto and _started_by_ray_init(client):
         raise ExecutorError(

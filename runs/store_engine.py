@@ -57,6 +57,11 @@ def short_error(exc: BaseException) -> str:
 def _url_problem(url: str) -> str:
     """What is wrong with a storage URL SQLAlchemy cannot parse, in words."""
     example = "expected e.g. sqlite:///l2l.db or postgresql+psycopg://user:password@host:5432/db"
+    if url != url.strip():
+        return f"it has spaces around it; {example}"
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):(?!//)", url)
+    if scheme:  # sqlite:l2l.db: a scheme without the "//" that starts the rest
+        return f"'//' is missing after {scheme[1] + ':'!r}; {example}"
     if "://" not in url:
         return f"it has no scheme; {example}"
     port = re.search(r"@[^/:]*:([^/?]*)", url) or re.search(r"://[^/@:]*:([^/?@]*)(?:[/?]|$)", url)
@@ -143,6 +148,10 @@ class Database:
             parent = self._sqlite_file.parent
             if not parent.is_dir():
                 raise StoreError(f"cannot open store {self.label}: directory {str(parent)!r} does not exist")
+            if self._sqlite_file.is_dir():
+                raise StoreError(f"cannot open store {self.label}: {str(self._sqlite_file)!r} is a folder")
+            if not self._sqlite_file.exists() and not os.access(parent, os.W_OK):  # SQLite: "unable to open"
+                raise StoreError(f"cannot create store {self.label}: its folder {str(parent)!r} is read-only")
             if self._sqlite_file.is_file() and "uri" not in parsed.query:
                 self.read_only = read_only_reason(self._sqlite_file)
         # a server's pooled connections can be cut under a long search (a restart, a failover, a pooler's reset,
@@ -210,7 +219,13 @@ class Database:
                     cfg.attributes["connection"] = conn
                     command.upgrade(cfg, "head")
             except SQLAlchemyError as exc:
-                raise StoreError(f"cannot migrate store {self.label}: {short_error(exc)}") from exc
+                hint = ""
+                if current is not None and "permission denied" in str(exc).lower():  # a role that may only read
+                    hint = (
+                        f"; its schema ({current}) is older than this l2l's ({schema_head()}): its owner upgrades it "
+                        f"with `l2l db upgrade --storage {self.label}`"
+                    )
+                raise StoreError(f"cannot migrate store {self.label}: {short_error(exc)}{hint}") from exc
             if current is not None and current != schema_head():
                 self.upgraded_from = current
 

@@ -114,8 +114,13 @@ CASES = [
     (
         ["search", "--space", "toy", "--address", "127.0.0.1:1", "--storage", "{db}"],
         1,
-        "error: cannot reach the Ray cluster at '127.0.0.1:1' within 10s: Connection refused; is `ray start --head` "
-        "running there?",
+        "error: cannot reach the Ray cluster at '127.0.0.1:1': Connection refused; is `ray start --head` running "
+        "there?",  # at once: it said "within 10s"
+    ),
+    (  # it said "Name or service not known"
+        ["search", "--space", "toy", "--address", "bogus:host:1", "--storage", "{db}"],
+        1,
+        "error: --address 'bogus:host:1' is not host:port (or auto)",
     ),
     (
         ["runs", "list", "--storage", "postgresql://::nope"],
@@ -130,11 +135,33 @@ CASES = [
         "error: cannot open store postgres://l2l:***@db/l2l: Can't load plugin: sqlalchemy.dialects:postgres; write "
         "it postgresql+psycopg://user:password@host:5432/db (psycopg 3: the driver l2l installs)",
     ),
-    (  # no scheme: the password is masked all the same
+    (  # no "//" after the scheme: the password is masked all the same
         ["runs", "list", "--storage", "postgres:secret123@db/l2l"],
         1,
-        "error: invalid storage URL 'postgres:***@db/l2l': it has no scheme; expected e.g. sqlite:///l2l.db or "
+        "error: invalid storage URL 'postgres:***@db/l2l': '//' is missing after 'postgres:'; expected e.g. "
+        "sqlite:///l2l.db or postgresql+psycopg://user:password@host:5432/db",
+    ),
+    (  # it said "it has no scheme"
+        ["runs", "list", "--storage", "sqlite:l2l.db"],
+        1,
+        "error: invalid storage URL 'sqlite:l2l.db': '//' is missing after 'sqlite:'; expected e.g. sqlite:///l2l.db "
+        "or postgresql+psycopg://user:password@host:5432/db",
+    ),
+    (  # quoted with a space: the URL shown looked like the example
+        ["runs", "list", "--storage", " sqlite:///l2l.db"],
+        1,
+        "error: invalid storage URL 'sqlite:///l2l.db': it has spaces around it; expected e.g. sqlite:///l2l.db or "
         "postgresql+psycopg://user:password@host:5432/db",
+    ),
+    (  # `--storage "$URL"` of an unset variable used ./l2l.db
+        ["runs", "list", "--storage", ""],
+        1,
+        "error: --storage is empty: give a store's URL, or leave it out for $L2L_STORAGE or l2l.db here",
+    ),
+    (  # it said "unable to open database file"
+        ["search", "--space", "toy", "-n", "1", "--storage", "sqlite:///{tmp}"],
+        1,
+        "error: cannot open store sqlite:///{tmp}: '{tmp}' is a folder",
     ),
     (  # a port that is not a number: one line, not a traceback from the driver
         ["runs", "list", "--storage", "postgresql+psycopg://l2l:secret123@db:5432x/l2l"],

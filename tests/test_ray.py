@@ -373,3 +373,16 @@ def test_the_ray_token_file_is_made_private_to_its_owner(tmp_path: Path) -> None
     assert private_token(token) and token.stat().st_mode & 0o777 == 0o600
     assert not private_token(token)  # private already: left as it is
     assert not private_token(tmp_path / "none")  # no token: nothing to do
+
+
+def test_a_refused_token_is_said_with_where_it_came_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It always said to copy the token to ~/.ray/auth_token, when RAY_AUTH_TOKEN had given it."""
+    from l2l.runs.ray_cluster import token_source
+
+    for variable in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(variable, raising=False)
+    assert token_source() == "from ~/.ray/auth_token"
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", "/secrets/token")
+    assert token_source() == "from $RAY_AUTH_TOKEN_PATH"
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "abc")
+    assert token_source() == "from $RAY_AUTH_TOKEN"

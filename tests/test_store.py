@@ -419,3 +419,65 @@ def test_a_read_only_copy_whose_write_ahead_log_holds_writes_is_refused_not_read
         StoreError, match=r"its write-ahead log l2l\.db-wal holds writes that cannot be read in a folder"
     ):
         Store(f"sqlite:///{path}")
+
+
+@pytest.mark.postgres
+def test_a_role_that_may_only_read_an_older_schema_is_told_who_upgrades_it(postgres_url: str) -> None:
+    """It said only "cannot migrate store ...: permission denied for schema ..."."""
+    import uuid
+
+    import sqlalchemy
+
+    from l2l.runs.store_engine import schema_head
+    from tests.conftest import POSTGRES_URL
+
+    if "://postgres@" not in POSTGRES_URL:
+        pytest.skip("the test server's URL names another user: the reader's URL is made from it")
+    tag = uuid.uuid4().hex[:8]
+    schema, role = f"l2l_old_{tag}", f"l2l_reader_{tag}"
+    admin = sqlalchemy.create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    try:
+        Store(url).engine.dispose()
+        with admin.begin() as conn:  # as l2l left it before migration 0009
+            conn.execute(sqlalchemy.text(f'DROP TABLE "{schema}".store_marks'))
+            conn.execute(sqlalchemy.text(f"UPDATE \"{schema}\".alembic_version SET version_num = '0008'"))
+            conn.execute(sqlalchemy.text(f'CREATE ROLE "{role}" LOGIN'))
+            conn.execute(sqlalchemy.text(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"'))
+            conn.execute(sqlalchemy.text(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"'))
+        reader = url.replace("://postgres@", f"://{role}@", 1)
+        with pytest.raises(StoreError) as refused:
+            Store(reader, create=False)
+        said = str(refused.value)
+        assert "permission denied" in said and f"its schema (0008) is older than this l2l's ({schema_head()})" in said
+        assert "its owner upgrades it with `l2l db upgrade --storage" in said
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+            conn.execute(sqlalchemy.text(f'DROP ROLE IF EXISTS "{role}"'))
+        admin.dispose()
+
+
+def test_retraining_a_weight_sharing_run_of_a_read_only_store_is_refused_before_it_trains(
+    tmp_path: Path, read_only_copy: Callable[[Path], Path]
+) -> None:
+    """It trained the derived architecture for minutes, printed its figures, then failed to record them."""
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+    from l2l.runs.search import SearchConfig
+    from l2l.runs.weight_sharing import WeightSharingSearch
+
+    store = Store(f"sqlite:///{tmp_path / 'l2l.db'}")
+    settings = {"epochs": 2, "steps": 2, "batch_size": 16, "controller_steps": 1, "val_batch": 16, "derive": 2}
+    config = SearchConfig(space="nb201_cell", space_options={"channels": 4}, strategy="random", weight_sharing=settings)
+    run = WeightSharingSearch.start(store, config).run()
+    store.close()
+    path = read_only_copy(tmp_path / "l2l.db")
+    out = CliRunner().invoke(app, ["runs", "best", str(run), "--retrain", "--storage", f"sqlite:///{path}"])
+    said = " ".join(out.output.split())
+    assert out.exit_code == 1, said
+    assert f"cannot record a retraining in run {run}: store sqlite:///{path} is read-only" in said
+    assert "retrained" not in said  # refused before any training

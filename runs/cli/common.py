@@ -170,6 +170,8 @@ def open_store(storage: str | None, create: bool = False, migrate: bool = True) 
 
     from l2l.runs.store import DEFAULT_STORAGE, Store
 
+    if storage is not None and not storage.strip():  # `--storage "$URL"` of an unset variable: not ./l2l.db
+        raise UsageError(f"--storage is empty: give a store's URL, or leave it out for ${STORAGE_ENV} or l2l.db here")
     url = storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
     try:
         parsed = make_url(url)

@@ -345,6 +345,11 @@ def runs_best(
                     console.print(f"  retrained as child {again.number}: {figures}", highlight=False)
         if not retrain:
             return
+        if sharing and store.read_only is not None:  # before the training, not after it (minutes, then an error)
+            raise UsageError(
+                f"cannot record a retraining in run {run_id}: store {store.label} is read-only here "
+                f"({store.read_only}); copy it to a folder you can write"
+            )
         with console.status(f"retraining child {best.number}..."):
             from l2l.runs.search import child_seed
 
