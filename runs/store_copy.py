@@ -49,6 +49,9 @@ class Copied:
     skipped: str | None = None
 
 
+RUNNING = "it is running: copy it when it stops (the copy would miss what comes next)"  # a run left out
+
+
 def copy_runs(source: Store, target: Store, run_ids: Iterable[int] | None = None) -> Iterator[Copied]:
     """Copy ``run_ids`` (default: every run, oldest first) of ``source`` into ``target``, one run at a time.
     `RunNotFound` for an id the source does not hold, before anything is copied."""
@@ -60,7 +63,7 @@ def copy_runs(source: Store, target: Store, run_ids: Iterable[int] | None = None
     for run_id in wanted:
         state = run_state(source.get_run(run_id))
         if state == "running":
-            yield Copied(run_id, None, {}, "it is running: copy it when it stops (the copy would miss what comes next)")
+            yield Copied(run_id, None, {}, RUNNING)
             continue
         yield _copy_one(source, target, run_id)
 

@@ -94,12 +94,13 @@ def db_copy(runs: RunsArg = None, to: ToOpt = "", storage: StorageOpt = None) ->
 
 def _copy(source: Store, target: Store, ids: list[int] | None) -> None:
     """Copy ``ids`` (None: every run) and say what became of each."""
-    from l2l.runs.store_copy import copy_runs
+    from l2l.runs.store_copy import RUNNING, copy_runs
 
-    copied = skipped = 0
+    copied = skipped = running = 0
     for done in copy_runs(source, target, ids):
         if done.skipped is not None:
             skipped += 1
+            running += done.skipped == RUNNING
             err_console.print(f"[yellow]run {done.source_id}: not copied, {escape(done.skipped)}[/]", highlight=False)
             continue
         copied += 1
@@ -107,6 +108,8 @@ def _copy(source: Store, target: Store, ids: list[int] | None) -> None:
         console.print(f"run {done.source_id} -> run {done.target_id}: {what or 'no rows'}", highlight=False)
     tail = f"; {skipped} not copied (above)" if skipped else ""
     console.print(f"copied {copied} run(s) to {escape(target.label)}{tail}", highlight=False)
+    if ids is not None and running:  # a run asked for by name that is not there: a script must be able to tell
+        raise typer.Exit(1)
 
 
 def stale_runs(store: Store) -> int:
