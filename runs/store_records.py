@@ -15,6 +15,14 @@ MAX_ID = 2**31 - 1  # the largest run id or child number an integer column holds
 SHARED_STATUSES = ("shared", "derived", "candidate")  # a weight-sharing run's scored architectures (store_sharing)
 
 
+def iso(value: datetime | None) -> str | None:
+    """A stored time as ISO 8601 in UTC (SQLite hands back naive datetimes that were written in UTC): what the
+    dashboard and `l2l runs export` show, the same from every store."""
+    if value is None:
+        return None
+    return (value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
 def timestamp_of(value: Any) -> datetime | None:
     """A result's runtime time (seconds since the epoch) as a UTC datetime; None for none."""
     return datetime.fromtimestamp(float(value), UTC) if isinstance(value, int | float) else None

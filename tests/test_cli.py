@@ -111,6 +111,9 @@ def test_search_then_inspect_export_and_plot(storage: str, tmp_path: Path) -> No
     ok("runs", "export", "1", "--format", "json", "-o", str(target), "--storage", storage)
     data = json.loads(target.read_text())
     assert len(data["children"]) == 12 and len(data["updates"]) == 3 and data["run"]["seed"] == 3
+    # times in ISO 8601 UTC, as the dashboard shows them (SQLite's were "2026-12-07 11:44:32.8", PostgreSQL's "+00:00")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00", data["run"]["created_at"])
+    assert data["children"][0]["finished_at"].endswith("+00:00")
     png = tmp_path / "p" / "progress.png"
     ok("plot", "progress", "1", "-o", str(png), "--storage", storage)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

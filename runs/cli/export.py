@@ -8,7 +8,7 @@ import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from l2l.runs.cli.common import first_line
 
@@ -103,4 +103,13 @@ def export_json(
     }
     if run.config.get("weight_sharing") is not None:
         payload["epochs"] = [dataclasses.asdict(e) for e in epochs]
-    return json.dumps(payload, default=str, indent=2)
+    return json.dumps(payload, default=_plain, indent=2)
+
+
+def _plain(value: Any) -> Any:
+    """What JSON does not hold: a time in ISO 8601 UTC, the same from SQLite and PostgreSQL (`iso`)."""
+    from datetime import datetime
+
+    from l2l.runs.store_records import iso
+
+    return iso(value) if isinstance(value, datetime) else str(value)

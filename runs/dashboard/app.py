@@ -25,11 +25,11 @@ from l2l.runs.config import settings_shown
 from l2l.runs.dashboard import figures, series
 from l2l.runs.dashboard.best import best_of, evaluations
 from l2l.runs.dashboard.reader import SORT_KEYS, Reader
-from l2l.runs.dashboard.summaries import child_statuses, iso
+from l2l.runs.dashboard.summaries import child_statuses
 from l2l.runs.dashboard.values import BadQuery, Json, choice, cost_text, number_text, plain, query_int
 from l2l.runs.estimates import Keyed, retrained_with
 from l2l.runs.plots import pareto_axis_of
-from l2l.runs.store_records import RunNotFound, StoreError
+from l2l.runs.store_records import RunNotFound, StoreError, iso
 
 HERE = Path(__file__).parent
 PREFERRED_COSTS = ("flops", "params", "latency_s", "train_time_s")

@@ -17,10 +17,10 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import SQLAlchemyError
 
 from l2l.runs.dashboard.engine import FollowedEngine, bulk, decoder, plain_rows, spec_contains
-from l2l.runs.dashboard.summaries import TRAINED, iso, run_summary
+from l2l.runs.dashboard.summaries import TRAINED, run_summary
 from l2l.runs.models import ChildRow, EpochRow, RunRow, SpaceDataRow, UpdateRow
 from l2l.runs.store_engine import safe_url, short_error, storage_flag_of
-from l2l.runs.store_records import ChildRecord, RunNotFound, RunRecord, StoreError, known_id
+from l2l.runs.store_records import ChildRecord, RunNotFound, RunRecord, StoreError, iso, known_id
 
 RUNS = cast(Table, RunRow.__table__)
 CHILDREN = cast(Table, ChildRow.__table__)

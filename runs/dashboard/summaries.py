@@ -8,7 +8,7 @@ from typing import Any
 
 from l2l.runs.dashboard.series import planned
 from l2l.runs.driver import in_flight, run_state
-from l2l.runs.store_records import RunRecord
+from l2l.runs.store_records import RunRecord, iso
 
 TRAINED = ("done",)  # children with a reward of their own training
 
@@ -39,13 +39,6 @@ def derive_note(counts: dict[str, int]) -> str:
     derived = " (1 of them derived)" if counts.get("derived") else ""
     retrained = f", then {counts['done']} retrained" if counts.get("done") else ""
     return f"then {n} derive candidate{'s' * (n != 1)} scored{derived}{retrained}"
-
-
-def iso(value: datetime | None) -> str | None:
-    """A stored time as ISO 8601 in UTC (SQLite hands back naive datetimes that were written in UTC)."""
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 def run_summary(run: RunRecord, counts: dict[str, int], best: float | None, flag: str = "") -> dict[str, Any]:

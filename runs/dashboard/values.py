@@ -13,7 +13,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from l2l.runs.dashboard.summaries import iso
+from l2l.runs.store_records import iso
 
 
 class BadQuery(ValueError):
