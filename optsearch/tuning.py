@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from l2l.optsearch.compiler import compile_rule
-from l2l.optsearch.language import Rule, parse, to_formula
+from l2l.optsearch.language import Rule, RuleError, parse, to_formula
 from l2l.optsearch.trainer import Diverged, SuiteTask, TaskRun, train_run
 
 LR_GRID: tuple[float, ...] = tuple(float(f"{10 ** (k / 2):.3g}") for k in range(-10, 3))  # 1e-5, 3.16e-5, ..., 10
@@ -39,6 +39,15 @@ class Contender:
 
     label: str
     rule: str
+
+    def __post_init__(self) -> None:  # before any training: a preset's name given as its rule failed after it
+        from l2l.optsearch.presets import PRESETS
+
+        try:
+            parse(self.rule)
+        except RuleError as exc:
+            hint = f" (the preset {self.rule!r} is PRESETS[{self.rule!r}])" if self.rule in PRESETS else ""
+            raise RuleError(f"optimizer {self.label!r}: {exc}{hint}") from None
 
     @property
     def parsed(self) -> Rule:

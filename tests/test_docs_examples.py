@@ -142,3 +142,9 @@ def test_the_python_page_weight_sharing_script_runs_as_written(tmp_path: Path) -
     out = run_python_page_script(tmp_path, "ws_from_python.py")
     assert re.search(r"run 1: derived .+, shared-weight reward 0\.\d{3}", out.stdout), out.stdout
     assert re.search(r"trained from scratch: reward 0\.\d{3}", out.stdout), out.stdout
+
+
+def test_the_python_page_scoreboard_script_runs_as_written(tmp_path: Path) -> None:
+    out = run_python_page_script(tmp_path, "board_from_python.py")
+    assert re.search(r"adam: lr [\d.e-]+, test accuracy per seed \[0\.\d+, 0\.\d+\]", out.stdout), out.stdout
+    assert re.search(r"leader: (adam|signed)", out.stdout), out.stdout
