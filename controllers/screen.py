@@ -24,6 +24,7 @@ from l2l.controllers.base import (
     Ledger,
     Proposal,
     UpdateStats,
+    checked_proposals,
     pack_tokens,
     unpack_tokens,
 )
@@ -158,20 +159,24 @@ class ScreenedController(Controller):
     def propose(self, n: int) -> list[Proposal]:
         if n < 1:
             raise ControllerError(f"propose needs n >= 1, got {n}")
+        # every proposal is in flight until it is learned from: the screen leaves it out meanwhile
         if not self._screening():
-            return self.base.propose(n)
+            return self._flying(checked_proposals(self.base, self.base.propose(n), n))
         chosen: list[Proposal] = []
         # a strategy that never repeats may drop picks it proposed meanwhile: screen again for the rest
         while len(chosen) < n and not self.base.exhausted:
             picks = self._screened(n - len(chosen))
             if not picks:  # every candidate was evaluated before
                 break
-            adopted = self.base.adopt(picks)
-            self._in_flight.update(p.tokens for p in adopted)
-            chosen.extend(adopted)
+            chosen.extend(self._flying(self.base.adopt(picks)))
         if len(chosen) < n:  # nothing new is left to screen: the strategy's own proposals, repeats included
-            chosen.extend(self.base.propose(n - len(chosen)))
+            rest = n - len(chosen)
+            chosen.extend(self._flying(checked_proposals(self.base, self.base.propose(rest), rest)))
         return chosen
+
+    def _flying(self, proposals: list[Proposal]) -> list[Proposal]:
+        self._in_flight.update(p.tokens for p in proposals)
+        return proposals
 
     def _screened(self, n: int) -> list[Pick]:
         """``n`` distinct picks, each the best of the pool by one surrogate member (a bootstrap fit or a
@@ -319,8 +324,10 @@ class ScreenedController(Controller):
                 f"{self.kind} checkpoint had learned from {self._n_learned} rewards but the ledger holds "
                 f"{len(ledger.learned)}; checkpoint and children disagree"
             )
+        flying = self._in_flight  # the checkpoint's (`load_state_dict`): not learned from, whatever the ledger holds
         self._forget()
         self._learn([(tuple(t), float(r)) for t, r in ledger.learned])
+        self._in_flight = flying
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         stored = {**dataclasses.asdict(ScreenConfig()), **dict(state["config"])}

@@ -23,7 +23,7 @@ earlier layer), where keys by shape would give nearly every architecture weights
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -101,7 +101,7 @@ class SharedWeights(nn.Module):
         self._names: dict[str, str] = {}  # key -> the ParameterDict's name for it
         self._cache: OrderedDict[Hashable, nn.Module] = OrderedDict()
         self._bindings: dict[Hashable, list[tuple[str, str, Slot | None]]] = {}  # child name, key, slot
-        self._masks: dict[Hashable, dict[str, torch.Tensor]] = {}  # unread entries by key, per arch
+        self._masks: dict[Hashable, dict[str, torch.Tensor | None]] = {}  # `reads`, per arch
         self._cache_size = cache
         self.new_parameters: list[nn.Parameter] = []  # adopted since the caller last took them
 
@@ -189,23 +189,44 @@ class SharedWeights(nn.Module):
         entries of a shared tensor that ``arch`` does not read (its slots take other parts) keep their
         values and their optimizer state (momentum, Adam's moments), as whole tensors it does not use do
         (no gradient). Without this, momentum and weight decay would move weights no architecture read."""
-        self.step_group([arch], optimizer)
+        self.step_reads([self.reads(arch)], optimizer)
 
     def step_group(self, archs: Sequence[Hashable], optimizer: torch.optim.Optimizer) -> None:
-        """`step` after backward passes through each of ``archs``' networks (their gradients summed): an entry
+        """`step` after backward passes through each of ``archs``' networks: an entry keeps its value and optimizer
+        state where none of them read it."""
+        self.step_reads([self.reads(arch) for arch in archs], optimizer)
+
+    def reads(self, arch: Hashable) -> dict[str, torch.Tensor | None]:
+        """What ``arch``'s network reads of the shared tensors, by key: None for a whole tensor, else the mask of
+        the entries it does not read (its slots take other parts). Taken when it is bound, it serves `step_reads`
+        however many networks are bound before the step."""
+        self.model(arch)
+        found = self._masks.get(arch)
+        if found is None:
+            by_key: dict[str, list[Slot]] = {}
+            for _, key, slot in self._bindings[arch]:
+                if slot is not None:
+                    by_key.setdefault(key, []).append(slot)
+            found = dict.fromkeys((key for _, key, _ in self._bindings[arch]), None)
+            for key, slots in by_key.items():
+                mask = unread(slots, slots[0].shape).to(self.device)
+                found[key] = mask if bool(mask.any()) else None
+            self._masks[arch] = found
+        return found
+
+    def step_reads(self, reads: Sequence[Mapping[str, torch.Tensor | None]], optimizer: torch.optim.Optimizer) -> None:
+        """``optimizer.step()`` after backward passes through networks that read ``reads`` (`reads`): an entry
         keeps its value and optimizer state where none of them read it."""
-        unread_by_all: dict[str, torch.Tensor | None] = {}  # key -> entries no architecture read (None: all read)
-        for arch in archs:
-            partial = self._unread(arch)
-            for key in dict.fromkeys(key for _, key, _ in self._bindings[arch]):
-                mask = partial.get(key)
+        unread_by_all: dict[str, torch.Tensor | None] = {}  # key -> entries no network read (None: all read)
+        for read in reads:
+            for key, mask in read.items():
                 if key not in unread_by_all:
                     unread_by_all[key] = mask
                 elif unread_by_all[key] is not None:
                     unread_by_all[key] = None if mask is None else unread_by_all[key] & mask  # type: ignore[operator]
         saved = []
         for key, mask in unread_by_all.items():
-            if mask is None or not bool(mask.any()):
+            if mask is None:
                 continue
             param = self.tensor(key)
             state = optimizer.state.get(param, {})
@@ -218,24 +239,6 @@ class SharedWeights(nn.Module):
                 for k, v in optimizer.state.get(param, {}).items():
                     if torch.is_tensor(v) and v.shape == param.shape:
                         v[mask] = moments[k] if k in moments else 0  # a state the step created starts at 0
-
-    def _unread(self, arch: Hashable) -> dict[str, torch.Tensor]:
-        """The entries of each shared tensor ``arch`` reads through slots that none of its slots read, by key
-        (tensors it reads whole are absent)."""
-        self.model(arch)
-        masks = self._masks.get(arch)
-        if masks is None:
-            by_key: dict[str, list[Slot]] = {}
-            for _, key, slot in self._bindings[arch]:
-                if slot is not None:
-                    by_key.setdefault(key, []).append(slot)
-            masks = {}
-            for key, slots in by_key.items():
-                mask = unread(slots, slots[0].shape).to(self.device)
-                if bool(mask.any()):
-                    masks[key] = mask
-            self._masks[arch] = masks
-        return masks
 
     @staticmethod
     def _declared(slot: Slot, shared: Any) -> Any:

@@ -186,7 +186,8 @@ def _integral_float(value: Any) -> bool:
 def check_budget(space: SearchSpace, budget: Mapping[str, Any]) -> None:
     """Refuse, before any child, a budget key the space declares it does not read (a misspelt ``epoch`` would
     train every child with the default budget; a space that declares no ``budget_keys`` reads what it
-    understands: nothing to check the keys against), and epochs or steps that are not a whole number >= 1,
+    understands: nothing to check the keys against, unless its rewards are exact, when it trains nothing a
+    budget sets), and epochs or steps that are not a whole number >= 1,
     as `l2l runs best --retrain --epochs/--steps` takes them, whatever the space (every child would fail)."""
     declared = tuple(space.budget_keys)
     unknown = sorted(str(k) for k in budget if k not in declared)

@@ -30,7 +30,7 @@ class SharingConfig:
 
     epochs: int = 10
     warmup: int = 1  # first epochs in which the controller waits (sampler=controller: they train uniformly)
-    steps: int = 0  # shared-weight steps per epoch, at most one pass over the training split; 0: one whole pass
+    steps: int = 0  # training batches per epoch, at most one pass over the training split; 0: one whole pass
     batch_size: int = 64
     optimizer: str = "adam"
     lr: float = 0.0  # 0: the space's own ``lr`` option (or 0.003)
@@ -44,7 +44,7 @@ class SharingConfig:
     val_batch: int = 256  # validation examples (or windows) behind one reward
     derive: int = 100  # architectures sampled at the end, each scored on the whole validation split
     # what draws the architectures the shared weights train through: uniform (each batch its own), fair (groups of
-    # consecutive batches whose architectures use every choice of every decision equally often, their gradients
+    # consecutive batches whose architectures use every choice of every decision equally often, their mean gradient
     # one step: FairNAS's strict fairness), or controller (ENAS proper, after `warmup` uniform epochs). Not the
     # controller's by default: weights trained through its own choices collapse to parameter-free cells
     # (benchmarks/README.md)

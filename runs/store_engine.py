@@ -60,7 +60,8 @@ def _url_problem(url: str) -> str:
     if url != url.strip():
         return f"it has spaces around it; {example}"
     scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):(?!//)", url)
-    if scheme:  # sqlite:l2l.db: a scheme without the "//" that starts the rest
+    backends = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql", "file")
+    if scheme and (scheme[1].split("+")[0].lower() in backends):  # sqlite:l2l.db, not host:5432/db or user:pw@host
         return f"'//' is missing after {scheme[1] + ':'!r}; {example}"
     if "://" not in url:
         return f"it has no scheme; {example}"
@@ -150,7 +151,8 @@ class Database:
                 raise StoreError(f"cannot open store {self.label}: directory {str(parent)!r} does not exist")
             if self._sqlite_file.is_dir():
                 raise StoreError(f"cannot open store {self.label}: {str(self._sqlite_file)!r} is a folder")
-            if not self._sqlite_file.exists() and not os.access(parent, os.W_OK):  # SQLite: "unable to open"
+            new = not self._sqlite_file.exists() and "uri" not in parsed.query  # (a URI names the file otherwise)
+            if new and not os.access(parent, os.W_OK):  # SQLite said "unable to open database file"
                 raise StoreError(f"cannot create store {self.label}: its folder {str(parent)!r} is read-only")
             if self._sqlite_file.is_file() and "uri" not in parsed.query:
                 self.read_only = read_only_reason(self._sqlite_file)

@@ -85,6 +85,7 @@ class DeriveEvent:
 
 
 Listener = Callable[[Any], None]
+Taken = tuple[dict[str, torch.Tensor | None], torch.nn.Module, float]  # what a trained batch read, its net, its loss
 
 
 class WeightSharingSearch(Checkpoints):
@@ -223,61 +224,71 @@ class WeightSharingSearch(Checkpoints):
 
     def _train_shared(self, sampler: str, epoch: int) -> tuple[float, int, int]:
         """One epoch of the shared weights: (mean training loss, batches trained, batches skipped). Each batch
-        trains through one architecture; a group of batches makes one step (one batch, or with ``sampler=fair``
-        a strictly fair group: `Controller.draw_fair`). A batch whose loss is not finite or `BLOWUP` times the
-        epoch's mean so far is skipped, and so is a group whose gradient is not finite (an architecture that
-        diverges); an epoch of nothing else fails."""
+        trains through one architecture; a group of batches makes one step on their mean gradient (one batch,
+        or with ``sampler=fair`` a strictly fair group: `Controller.draw_fair`). A batch whose loss is not finite
+        or `BLOWUP` times the epoch's mean so far is skipped, and so is a group whose gradient is not finite (an
+        architecture that diverges); an epoch of nothing else fails."""
         self.lr = self.ws.epoch_lr(self.ws.lr or float(self.space.options.get("lr", 0.003)), epoch)
         if self.optimizer is not None:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr
-        losses: list[float] = []  # of the batches stepped
-        skipped, queue, size = 0, list[tuple[int, ...]](), 1
-        taken: list[tuple[Spec, torch.nn.Module, float]] = []  # the group's batches trained so far
+        total, steps, skipped = 0.0, 0, 0  # of the batches stepped
+        queue: list[tuple[int, ...]] = []
+        taken: list[Taken] = []  # the group's batches trained so far
+
+        def settle() -> None:  # the group's step, and its batches counted
+            nonlocal total, steps, skipped, taken
+            if self._step(taken):
+                for _, _, trained in taken:
+                    total, steps = total + trained, steps + 1
+            else:
+                skipped += len(taken)
+            taken = []
+
         for batch in self.network.train_batches(self.ws.batch_size, self.generator):
-            if self.ws.steps and len(losses) + skipped + len(taken) >= self.ws.steps:
+            if self.ws.steps and steps + skipped + len(taken) >= self.ws.steps:
                 break
-            if not queue:
-                queue = self._draws(sampler)
-                size = len(queue)
+            queue = queue or self._draws(sampler)
             spec = self.space.decode(queue.pop(0))
             model = self._bind(spec)
             model.train()
             loss = checked_loss(self.space.name, self.network.loss(model, self._batch(batch)))
-            value, seen = float(loss.detach()), [*losses, *(t[2] for t in taken)]
-            if not math.isfinite(value) or (seen and value > BLOWUP * sum(seen) / len(seen)):
+            value, done = float(loss.detach()), steps + len(taken)
+            if not math.isfinite(value) or (done and value > BLOWUP * (total + sum(t[2] for t in taken)) / done):
                 skipped += 1  # an architecture whose loss explodes: its gradient would wreck the shared weights
             else:
                 assert self.optimizer is not None
                 if not taken:
                     self.optimizer.zero_grad(set_to_none=True)
-                (loss if size == 1 else loss / size).backward()
-                taken.append((spec, model, value))
-            if not queue and taken:
-                skipped += self._step(taken, losses)
-                taken = []
-        skipped += self._step(taken, losses) if taken else 0  # a group cut short by -W steps
-        if not losses and not skipped:
+                loss.backward()
+                taken.append((self.weights.reads(spec), model, value))
+            if taken and not queue:
+                settle()
+        if taken:  # a group cut short by -W steps or the epoch's end: a step on what it trained
+            settle()
+        if steps == 0 and not skipped:
             raise SearchError(
                 f"space {self.space.name!r}: its shared network's train_batches() gave no batch of -W batch_size="
                 f"{self.ws.batch_size} (is it larger than the training split?)"
             )
-        if not losses:
-            raise SearchError(f"the shared weights diverged: no finite training loss in {skipped} steps of an epoch")
-        return sum(losses) / len(losses), len(losses), skipped
+        if steps == 0:
+            raise SearchError(f"the shared weights diverged: no finite training loss in {skipped} batches of an epoch")
+        return total / steps, steps, skipped
 
-    def _step(self, taken: list[tuple[Spec, torch.nn.Module, float]], losses: list[float]) -> int:
-        """One step of the shared weights on the gradients of ``taken`` (their losses join ``losses``), unless
-        the gradient is not finite: then none, and the number of batches skipped."""
+    def _step(self, taken: list[Taken]) -> bool:
+        """One step of the shared weights on the mean gradient of ``taken``'s batches, unless it is not finite."""
         assert self.optimizer is not None
-        params = {id(p): p for _, model, _ in taken for p in model.parameters()}.values()
+        params = list({id(p): p for _, model, _ in taken for p in model.parameters()}.values())
+        if len(taken) > 1:
+            for p in params:
+                if p.grad is not None:
+                    p.grad.div_(len(taken))
         norm = torch.nn.utils.clip_grad_norm_(params, self.ws.grad_clip)
         if not bool(torch.isfinite(norm)):  # a finite loss whose gradient overflows: no step either
             self.optimizer.zero_grad(set_to_none=True)
-            return len(taken)
-        self.weights.step_group([spec for spec, _, _ in taken], self.optimizer)
-        losses += [value for _, _, value in taken]
-        return 0
+            return False
+        self.weights.step_reads([reads for reads, _, _ in taken], self.optimizer)
+        return True
 
     def _draws(self, sampler: str) -> list[tuple[int, ...]]:
         """The architectures of the next batches, trained into one step (the base class's draws are uniform)."""

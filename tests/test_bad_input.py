@@ -147,6 +147,12 @@ CASES = [
         "error: invalid storage URL 'sqlite:l2l.db': '//' is missing after 'sqlite:'; expected e.g. sqlite:///l2l.db "
         "or postgresql+psycopg://user:password@host:5432/db",
     ),
+    (  # a host without a scheme is not a scheme missing its "//"
+        ["runs", "list", "--storage", "localhost:5432/l2l"],
+        1,
+        "error: invalid storage URL 'localhost:5432/l2l': it has no scheme; expected e.g. sqlite:///l2l.db or "
+        "postgresql+psycopg://user:password@host:5432/db",
+    ),
     (  # quoted with a space: the URL shown looked like the example
         ["runs", "list", "--storage", " sqlite:///l2l.db"],
         1,

@@ -351,3 +351,23 @@ def test_an_asynchronous_screen_never_proposes_a_sequence_still_training(strateg
     c.update(flying[:3], [reward((*p.tokens, 0, 0)) for p in flying[:3]])
     later = [c.propose(1)[0] for _ in range(4)]
     assert not {p.tokens for p in later} & {p.tokens for p in warm + flying}
+
+
+@pytest.mark.parametrize("strategy", ["evolution+screen", "tpe+screen"])
+def test_sequences_in_flight_stay_out_of_the_screen_from_the_warm_up_on_and_through_a_resume(strategy: str) -> None:
+    # proposals of the warm-up were not counted (the screen re-picked one still training in half the seeds), and a
+    # resumed search restored an empty list (`restore` forgot it)
+    from l2l.controllers.base import Ledger
+
+    for seed in range(6):
+        c = make_controller(strategy, decisions()[:2], seed, {"screen_warmup": 4})
+        early = c.propose(8)  # before screening starts: four learned from, four still training
+        c.update(early[:4], [reward((*p.tokens, 0, 0)) for p in early[:4]])
+        screened = [c.propose(1)[0] for _ in range(4)]
+        assert not {p.tokens for p in screened} & {p.tokens for p in early[4:]}, seed
+        b = make_controller(strategy, decisions()[:2], seed + 100, {"screen_warmup": 4})
+        learned = [(p.tokens, reward((*p.tokens, 0, 0))) for p in early[:4]]
+        proposed = [p.tokens for p in early + screened]
+        b.load_checkpoint(c.checkpoint_bytes(), Ledger(proposed, learned))  # as a resumed search restores it
+        flying = {p.tokens for p in early[4:] + screened}
+        assert not {b.propose(1)[0].tokens for _ in range(4)} & flying, seed

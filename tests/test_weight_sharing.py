@@ -450,7 +450,7 @@ def test_an_architecture_that_diverges_is_skipped_and_rewarded_as_a_failure_and_
     config = SearchConfig(
         space=f"{__file__}:DivergingSpace", space_options={"options": "nan"}, strategy="random", weight_sharing=WS
     )
-    with pytest.raises(SearchError, match="the shared weights diverged: no finite training loss in 6 steps"):
+    with pytest.raises(SearchError, match="the shared weights diverged: no finite training loss in 6 batches"):
         WeightSharingSearch.start(store, config).run()
     assert store.get_run(run_id + 1).status == "failed"
 
@@ -907,24 +907,28 @@ def test_the_parameter_free_share_counts_op_decisions_and_none_it_cannot_tell() 
 
 def test_fair_sampling_steps_once_per_group_that_puts_every_op_on_every_edge(store: Store) -> None:
     # -W sampler=fair (FairNAS's strict fairness): 5 consecutive batches, 5 cells, each op once at each edge
-    settings = {**WS, "sampler": "fair", "steps": 10}
+    settings = {**WS, "sampler": "fair", "steps": 12}  # 12 batches: two whole groups and one cut short
     config = SearchConfig(
         space="nb201_cell", space_options=TINY["nb201_cell"], strategy="random", weight_sharing=settings
     )
     search = WeightSharingSearch.start(store, config)
-    groups: list[list[Spec]] = []
-    step_group = search.weights.step_group
+    drawn: list[list[tuple[int, ...]]] = []
+    stepped: list[int] = []
+    draws, step = search._draws, search._step
 
-    def spy(archs: Any, optimizer: torch.optim.Optimizer) -> None:
-        groups.append(list(archs))
-        step_group(archs, optimizer)
+    def spy_draws(sampler: str) -> list[tuple[int, ...]]:
+        drawn.append(list(draws(sampler)))
+        return list(drawn[-1])
 
-    search.weights.step_group = spy  # type: ignore[method-assign]
+    def spy_step(taken: Any) -> bool:
+        stepped.append(len(taken))
+        return step(taken)
+
+    search._draws, search._step = spy_draws, spy_step  # type: ignore[method-assign]
     run = search.run()
     epochs = store.epochs(run)
-    assert [e.extra["sampler"] for e in epochs] == ["fair"] * 3 and [e.train_steps for e in epochs] == [10] * 3
-    assert [len(g) for g in groups] == [5] * 6  # two steps an epoch, each on five batches' gradients
+    assert [e.extra["sampler"] for e in epochs] == ["fair"] * 3 and [e.train_steps for e in epochs] == [12] * 3
+    assert stepped == [5, 5, 2] * 3  # a step per group, on its batches' mean gradient; the cut one on what it has
     ops = len(search.space.decisions()[0].options)
-    for group in groups:
-        for decision in search.space.decisions():
-            assert len({spec[decision.name] for spec in group}) == ops
+    for group in drawn:
+        assert len(group) == ops and all(len({t[i] for t in group}) == ops for i in range(len(group[0])))

@@ -12,6 +12,15 @@ if TYPE_CHECKING:
     from l2l.search_spaces import Result, SearchSpace
 
 
+def check_writable(store: Store, run_id: int) -> None:
+    """`UsageError` where a retraining could not be recorded in run ``run_id``: a store read-only here."""
+    if store.read_only is not None:
+        raise UsageError(
+            f"cannot record a retraining in run {run_id}: store {store.label} is read-only here ({store.read_only}); "
+            "copy it to a folder you can write"
+        )
+
+
 def record_retrained(
     store: Store, run_id: int, derived: ChildRecord, result: Result, budget: dict[str, int], seed: int
 ) -> int:

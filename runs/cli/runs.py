@@ -45,7 +45,7 @@ from l2l.runs.cli.ranking import (
     sharing_top,
     transform_note,
 )
-from l2l.runs.cli.retraining import budget_space, record_retrained, retrain_budget, retrain_child
+from l2l.runs.cli.retraining import budget_space, check_writable, record_retrained, retrain_budget, retrain_child
 from l2l.runs.config import UsageError, settings_shown
 from l2l.runs.store_records import MAX_ID
 
@@ -345,11 +345,8 @@ def runs_best(
                     console.print(f"  retrained as child {again.number}: {figures}", highlight=False)
         if not retrain:
             return
-        if sharing and store.read_only is not None:  # before the training, not after it (minutes, then an error)
-            raise UsageError(
-                f"cannot record a retraining in run {run_id}: store {store.label} is read-only here "
-                f"({store.read_only}); copy it to a folder you can write"
-            )
+        if sharing:  # before the training, not after it (minutes, then an error)
+            check_writable(store, run_id)
         with console.status(f"retraining child {best.number}..."):
             from l2l.runs.search import child_seed
 
