@@ -330,6 +330,24 @@ def checked_proposals(controller: Controller, proposals: Any, n: int) -> list[Pr
     return out
 
 
+def noncanonical(controller: Controller, proposals: Sequence[Proposal]) -> str | None:
+    """What to tell the user, once, when a strategy proposes a sequence the space's canonical form writes
+    otherwise (a plugin's that ignores it), where that form is listed (`Constraints.enumerated`: strategies
+    draw among its sequences): its children are one architecture trained apart. None when none is."""
+    constraints: Constraints | None = getattr(controller, "constraints", None)
+    if constraints is None or not constraints.enumerated:  # a canonical form too large to list: identities decide
+        return None
+    for p in proposals:
+        canonical = constraints.canonical(p.tokens)
+        if canonical != tuple(int(t) for t in p.tokens):
+            return (
+                f"strategy {named(controller)} proposed {list(p.tokens)}, which the space writes {list(canonical)}: "
+                "sequences of one architecture are trained apart and ranked as one (a strategy proposes canonical "
+                "sequences, self.constraints.canonical; docs/controllers.md)"
+            )
+    return None
+
+
 def checked_stats(controller: Controller, stats: Any) -> UpdateStats:
     """``controller.update``'s answer, refused with the strategy named when it is not `UpdateStats`."""
     if not isinstance(stats, UpdateStats):

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from l2l.controllers import Controller, Ledger, Proposal, UpdateStats, make_controller
-from l2l.controllers.base import checked_proposals, checked_stats
+from l2l.controllers.base import checked_proposals, checked_stats, noncanonical
 from l2l.runs.driver import (
     Heartbeat,
     IgnoredInterrupts,
@@ -225,6 +225,7 @@ class Search:
         while next_child < config.children:
             m = min(config.batch, config.children - next_child)
             proposals = checked_proposals(self.controller, self.controller.propose(m), m)
+            self._say(noncanonical(self.controller, proposals))
             numbers = list(range(next_child, next_child + m))
             rewards: dict[int, float] = {}
             fresh: list[NewChild] = []
@@ -317,6 +318,7 @@ class Search:
             free = to_submit(self.executor, config.children - next_number)
             if free > 0:  # one policy pass and one transaction for every free worker
                 proposals = checked_proposals(self.controller, self.controller.propose(free), free)
+                self._say(noncanonical(self.controller, proposals))
                 numbers = list(range(next_number, next_number + free))
                 specs = [self.space.decode(p.tokens) for p in proposals]
                 rows = [self._new_child(n, batch, sp, p) for n, sp, p in zip(numbers, specs, proposals, strict=True)]
@@ -365,6 +367,14 @@ class Search:
         if tasks:
             self.store.mark_running(self.run_id, [t.number for t in tasks])
 
+    def _say(self, *notices: object) -> None:
+        """Tell the user each notice once: the children's, the rewards', the strategy's."""
+        for notice in notices:
+            if isinstance(notice, str) and notice not in self.notices:
+                self.notices.append(notice)
+                if self.listener:
+                    self.listener(NoticeEvent(notice))
+
     def _finish(self, finished: list[tuple[ChildTask, Result]]) -> list[tuple[ChildTask, float]]:
         """Record finished children, in one transaction; returns each with the reward its controller gets.
         A result that does not fit the store (from any executor) fails its child, not the search."""
@@ -374,12 +384,7 @@ class Search:
             self.run_id,
             [(task.number, result.to_json(), r) for (task, result), r in zip(finished, rewards, strict=True)],
         )
-        said = [*self.rewards.said(), *(result.runtime.get("notice") for _, result in finished)]
-        for notice in said:
-            if isinstance(notice, str) and notice not in self.notices:
-                self.notices.append(notice)
-                if self.listener:
-                    self.listener(NoticeEvent(notice))
+        self._say(*self.rewards.said(), *(result.runtime.get("notice") for _, result in finished))
         for (task, result), controller_reward in zip(finished, rewards, strict=True):
             if self.pruner is not None:
                 self.pruner.finish(task.number, result)

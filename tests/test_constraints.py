@@ -229,3 +229,25 @@ def test_a_canonical_form_that_is_forbidden_unstable_or_undecodable_is_refused_a
     ]:  # fmt: skip
         with pytest.raises(SpaceError, match=message):
             Constraints.of(Flawed(flaw=flaw, large=large))
+
+
+def test_a_strategy_proposing_outside_a_listed_canonical_form_is_told_once(tmp_path: Path) -> None:
+    """A plugin strategy that ignored the canonical form had one architecture trained as several, silently."""
+    from l2l.controllers import Proposal
+    from l2l.controllers.base import noncanonical
+    from l2l.runs.search import NoticeEvent
+
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    said: list[str] = []
+    ref = f"{Path(__file__).resolve()}:Layers"
+    config = SearchConfig(space=ref, space_options={"canonical": True}, strategy="random", children=6, batch=2)
+    search = Search.start(store, config, listener=lambda e: said.append(e.text) if isinstance(e, NoticeEvent) else None)
+    pooled = (1, 1, 0, 0)  # a pooling first layer with width 16: the space writes it with width 8
+    assert noncanonical(search.controller, [Proposal((0, 0, 0, 0), 0.0, 0.0, 0)]) is None
+    search.controller.propose = lambda n: [Proposal(pooled, 0.0, 0.0, 0) for _ in range(n)]  # type: ignore[method-assign]
+    search.run()
+    assert said == [
+        "strategy RandomController proposed [1, 1, 0, 0], which the space writes [1, 0, 0, 0]: sequences of one "
+        "architecture are trained apart and ranked as one (a strategy proposes canonical sequences, "
+        "self.constraints.canonical; docs/controllers.md)"
+    ]
