@@ -140,16 +140,24 @@ def test_slots_that_do_not_fit_are_refused_with_the_key_named() -> None:
         norms.model(0)
 
 
-def test_a_step_moves_only_the_entries_the_architecture_read_momentum_and_weight_decay_included() -> None:
-    space, network, weights = _macro()
+def _after_a_wide_step(space: Any, network: Any, weights: SharedWeights, others: list[Spec]) -> tuple[Any, Any]:
+    """An Adam (with weight decay) over the weights of a 64-filter architecture and ``others``, after one step
+    through the wide one (every row then has momentum), and the training batches that follow."""
     wide = _spec(space, [(3, 64, ()), (5, 64, (0,)), (3, 64, (0, 1))])
-    narrow = _spec(space, [(3, 24, ()), (5, 24, (0,)), (3, 24, (1,))])
-    weights.model(wide), weights.model(narrow)
+    for arch in (wide, *others):
+        weights.model(arch)
     optimizer = torch.optim.Adam(weights.parameters(), lr=0.01, weight_decay=0.1)
     batches = network.train_batches(16, torch.Generator().manual_seed(0))
     optimizer.zero_grad(set_to_none=True)
     network.loss(weights.model(wide), next(batches)).backward()
-    weights.step(wide, optimizer)  # every row now has momentum
+    weights.step(wide, optimizer)
+    return optimizer, batches
+
+
+def test_a_step_moves_only_the_entries_the_architecture_read_momentum_and_weight_decay_included() -> None:
+    space, network, weights = _macro()
+    narrow = _spec(space, [(3, 24, ()), (5, 24, (0,)), (3, 24, (1,))])
+    optimizer, batches = _after_a_wide_step(space, network, weights, [narrow])
     conv = weights.tensor("layer0.k1x3:conv")
     before, moment = conv.detach().clone(), optimizer.state[conv]["exp_avg"].clone()
     for _ in range(2):
@@ -269,17 +277,10 @@ def test_a_device_without_an_index_is_given_the_current_one_so_bound_networks_ar
 def test_a_group_step_moves_the_entries_any_of_its_architectures_read_and_keeps_the_rest() -> None:
     # -W sampler=fair: several architectures' gradients, one step; a row kept only where none of them read it
     space, network, weights = _macro()
-    wide = _spec(space, [(3, 64, ()), (5, 64, (0,)), (3, 64, (0, 1))])
     mid = _spec(space, [(3, 36, ()), (5, 24, (0,)), (3, 24, (1,))])
     narrow = _spec(space, [(3, 24, ()), (5, 24, (0,)), (3, 24, (1,))])
     other = _spec(space, [(7, 24, ()), (5, 24, (0,)), (3, 24, (1,))])  # layer 0 reads another kernel's tensor
-    for arch in (wide, mid, narrow, other):
-        weights.model(arch)
-    optimizer = torch.optim.Adam(weights.parameters(), lr=0.01, weight_decay=0.1)
-    batches = network.train_batches(16, torch.Generator().manual_seed(0))
-    optimizer.zero_grad(set_to_none=True)
-    network.loss(weights.model(wide), next(batches)).backward()
-    weights.step(wide, optimizer)  # every row now has momentum
+    optimizer, batches = _after_a_wide_step(space, network, weights, [mid, narrow, other])
     conv = weights.tensor("layer0.k1x3:conv")
     before, moment = conv.detach().clone(), optimizer.state[conv]["exp_avg"].clone()
     optimizer.zero_grad(set_to_none=True)
