@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -136,3 +137,35 @@ def test_a_sigterm_while_ray_starts_reaches_the_drivers_handler_once_ray_is_up()
     out = done.stdout + done.stderr
     assert done.returncode == 143 and "the driver's handler ran; Ray up: True" in out, out
     assert "not stopped" not in out and "SIGTERM received" not in out and "Traceback" not in out, out
+
+
+SIGTERM_WHILE_RAY_WAITS = """
+import os, signal, threading, time
+
+import ray
+
+from l2l.runs.driver import stop_on_sigterm, stop_reason, stop_signal
+from l2l.runs.ray_cluster import connect
+
+stop_on_sigterm()
+connect(None, 1)
+
+@ray.remote
+def slow():
+    time.sleep(60)
+
+threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+try:
+    ray.get(slow.remote())
+except KeyboardInterrupt as exc:
+    print(type(exc).__name__, stop_signal(exc), stop_reason(exc), flush=True)
+"""
+
+
+def test_a_sigterm_while_ray_waits_for_a_child_is_still_told_apart_from_ctrl_c() -> None:
+    """Ray checks signals in C++ while it waits and raises a plain KeyboardInterrupt for whatever the handler
+    raised: a scheduler's SIGTERM was recorded as the user's Ctrl-C and the search exited 130, not 143."""
+    done = subprocess.run([sys.executable, "-c", SIGTERM_WHILE_RAY_WAITS], capture_output=True, text=True, timeout=120)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert f"{int(signal.SIGTERM)} stopped by SIGTERM" in out, out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -241,13 +240,13 @@ def search(
         if dashboard:
             start_dashboard(stack, store.url, 8080 if dashboard_port is None else dashboard_port)
         route_ray_logs(LOG_DIR / f"ray-{os.getpid()}.log")
-        _install_sigterm()  # before Ray starts (it keeps this handler): a SIGTERM then stops the command cleanly
+        from l2l.runs.driver import stop_on_sigterm, stop_signal
+
+        stop_on_sigterm()  # before Ray starts (it keeps this handler): a SIGTERM then stops the command cleanly
         try:  # seconds for Ray to start, a minute for an optimizer suite's first reference: said, not silent
             with ExitStack() if quiet else console.status("starting: the executor, then what the space measures first"):
                 run = open_run(store, flags, resume)
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM while the executor started: no child ran
-            from l2l.runs.driver import stop_signal
-
             err_console.print(f"[yellow]stopped before the search began{'' if resume else ': nothing recorded'}[/]")
             raise typer.Exit(128 + stop_signal(exc)) from None
         except Exception as exc:
@@ -383,12 +382,3 @@ def run_weight_sharing(store: Store, run: Any, quiet: bool) -> None:
 
     run_shown(run, SharingProgress(run.run_id, run.ws.epochs, store, quiet))
     print_derived(store, run)
-
-
-def _install_sigterm() -> None:
-    def handler(signum: int, frame: Any) -> None:
-        from l2l.runs.driver import Terminated
-
-        raise Terminated
-
-    signal.signal(signal.SIGTERM, handler)
