@@ -40,7 +40,7 @@ def evaluate(rule: Rule, operand: Callable[[str], Value], like: Tensors) -> Valu
         if k not in needed:
             continue
         x = unary(unit.u1, get(unit.op1), like)
-        y = unary(unit.u2, get(unit.op2), like)
+        y = unary(unit.u2, get(unit.op2), like) if len(rule.reads(k)) == 2 else x  # keep's ignored second
         cache[f"u{k}"] = binary(unit.b, x, y)
     return cache[f"u{len(rule.units)}"]
 
@@ -53,7 +53,7 @@ def live_units(rule: Rule) -> set[int]:
         if k in live:
             continue
         live.add(k)
-        todo.extend(int(op[1:]) for op in rule.units[k - 1].tokens[:2] if op not in OPERANDS)
+        todo.extend(int(op[1:]) for op in rule.reads(k) if op not in OPERANDS)
     return live
 
 

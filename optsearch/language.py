@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from l2l.optsearch.vocabulary import BINARY_FUNCTIONS, OPERANDS, UNARY_FUNCTIONS, wrap
+from l2l.optsearch.vocabulary import BINARY_FUNCTIONS, DROPS_SECOND, OPERANDS, RANDOM_TOKENS, UNARY_FUNCTIONS, wrap
 
 OPERAND_HELP = {name: op.help for name, op in OPERANDS.items() if op.help}
 UNARY: tuple[str, ...] = tuple(UNARY_FUNCTIONS)
@@ -90,6 +90,29 @@ class Rule:
     def __str__(self) -> str:
         return to_text(self)
 
+    def reads(self, k: int) -> tuple[str, ...]:
+        """The operands unit ``k`` (1-based) reads: both, or only the first where its binary function ignores the
+        second (``keep``) and the second draws no random numbers (one that does still draws: later draws follow
+        it). ``m rd identity identity keep`` reads m only: it needs no decay schedule, so no horizon."""
+        unit = self.units[k - 1]
+        if unit.b in DROPS_SECOND and not self._draws(unit.op2, unit.u2):
+            return (unit.op1,)
+        return (unit.op1, unit.op2)
+
+    def _draws(self, op: str, fn: str) -> bool:
+        """Whether ``fn(op)`` draws random numbers (a unit's output does where what it reads does)."""
+        if fn in RANDOM_TOKENS or op in RANDOM_TOKENS:
+            return True
+        if op in OPERANDS:
+            return False
+        k = int(op[1:])
+        unit = self.units[k - 1]
+        return any(
+            self._draws(x, f)
+            for x, f in zip((unit.op1, unit.op2), (unit.u1, unit.u2), strict=True)
+            if x in self.reads(k)
+        )
+
     def operands(self) -> set[str]:
         """The base operands the live part of the rule reads (what decides the state kept)."""
         used: set[str] = set()
@@ -99,8 +122,7 @@ class Rule:
             if k in done:
                 continue
             done.add(k)
-            unit = self.units[k - 1]
-            for op in (unit.op1, unit.op2):
+            for op in self.reads(k):
                 if op in OPERANDS:
                     used.add(op)
                 else:

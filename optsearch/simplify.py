@@ -21,9 +21,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from l2l.optsearch.language import Rule, Unit, to_text
-from l2l.optsearch.vocabulary import BINARY_FUNCTIONS, OPERANDS
+from l2l.optsearch.vocabulary import BINARY_FUNCTIONS, OPERANDS, RANDOM_TOKENS
 
-RANDOM_TOKENS = frozenset({"noise", "drop0.1", "drop0.3", "drop0.5"})
 _COMMUTATIVE = frozenset({"add", "mul"})
 _SIGNS = frozenset({"sign_g", "sign_m"})
 _POSITIVE_CONSTANTS = frozenset({"one", "two"})

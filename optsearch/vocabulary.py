@@ -20,7 +20,9 @@ from l2l.optsearch.operands import DIV_EPS, OPERANDS, STATISTICS, Operand, Stati
 __all__ = [
     "BINARY_FUNCTIONS",
     "DIV_EPS",
+    "DROPS_SECOND",
     "OPERANDS",
+    "RANDOM_TOKENS",
     "STATISTICS",
     "UNARY_FUNCTIONS",
     "Binary",
@@ -258,3 +260,5 @@ BINARY_FUNCTIONS: dict[str, Binary] = {
     ),
     "keep": Binary(lambda a, b: a, lambda a, b: a, lambda a, b: a, lambda a, b: a),
 }
+DROPS_SECOND = frozenset({"keep"})  # binary functions whose value ignores their second argument
+RANDOM_TOKENS = frozenset({"noise", "drop0.1", "drop0.3", "drop0.5"})  # tokens that draw random numbers

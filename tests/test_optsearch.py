@@ -304,6 +304,25 @@ def test_decays_need_a_horizon_and_follow_the_schedules() -> None:
         RuleOptimizer([w], preset("adam"), betas=(0.9, 1.0, 0.9))
 
 
+def test_a_schedule_only_keep_ignores_needs_no_horizon_and_no_state(tmp_path: Path) -> None:
+    """`keep` ignores its second argument: a schedule read only there made the optimizer, and the class
+    `l2l optimizers export` wrote, demand total_steps for a step that never reads it. A random second argument
+    still draws (later draws follow it), so there the schedule is still read."""
+    dead = "1e-1w ld drop0.5 drop0.1 pow ; m rd drop0.1 clip1e-5 keep"  # found by a search: lr * drop(m, 0.1)
+    assert parse(dead).operands() == {"m"}
+    a, b = _model(), _model()
+    torch.manual_seed(3)
+    _train(a, RuleOptimizer(a.parameters(), dead, lr=0.01), steps=5)
+    torch.manual_seed(3)
+    _train(b, RuleOptimizer(b.parameters(), "m one drop0.1 identity keep", lr=0.01), steps=5)
+    assert _max_rel_diff(a, b) == 0.0  # the same update, with the state of m only
+    path = tmp_path / "dead_opt.py"
+    path.write_text(export_source(parse(dead), "Dead", lr=0.01))
+    _load(path).Dead(_model().parameters(), lr=0.01).step()
+    with pytest.raises(RuleError, match=r"decay schedule\(s\) \['rd'\]"):
+        RuleOptimizer(_model().parameters(), "m rd identity drop0.1 keep")  # the draw reads rd
+
+
 # --- export ---------------------------------------------------------------------------------
 
 _L2L_PACKAGES = {"optsearch", "runs", "controllers", "search_spaces", "nas", "benchmarks"}
