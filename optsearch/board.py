@@ -132,6 +132,9 @@ def _weight(task: SuiteTask) -> float:  # a rough cost per step, to start the sl
     return {"char-transformer": 20.0, "char-lstm": 8.0, "gru": 2.0}.get(task.model, 1.0)
 
 
+TIE_TOLERANCE = 1e-6  # relative: means this close are the same result (603/2000 both ways is a tie)
+
+
 def higher_is_better(board: dict[str, Any], task: str) -> bool:
     return bool(next(t for t in board["tasks"] if t["name"] == task)["higher_is_better"])
 
@@ -144,14 +147,14 @@ def winner(board: dict[str, Any], task: str) -> str | None:
 
 
 def leaders(board: dict[str, Any], task: str) -> list[str]:
-    """Every optimizer whose mean test metric on ``task`` is the best one."""
+    """Every optimizer whose mean test metric on ``task`` is the best one (ties within `TIE_TOLERANCE`)."""
     sign = 1.0 if higher_is_better(board, task) else -1.0
     scored = {label: sign * c["test_mean"] for label, c in board["cells"][task].items() if not c["failed"]}
     scored = {label: v for label, v in scored.items() if not math.isnan(v)}
     if not scored:
         return []
-    top = max(scored.values())
-    return [label for label, v in scored.items() if v == top]
+    top = max(scored.values())  # equal within float32's rounding: a board's values are read back from torch
+    return [label for label, v in scored.items() if math.isclose(v, top, rel_tol=TIE_TOLERANCE, abs_tol=1e-12)]
 
 
 def error(board: dict[str, Any], task: str, label: str) -> float:

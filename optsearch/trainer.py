@@ -156,20 +156,21 @@ def task_loss(task: SuiteTask, out: torch.Tensor, y: torch.Tensor) -> torch.Tens
 def evaluate_split(task: SuiteTask, model: nn.Module, split: Split, batch: int = 512) -> tuple[float, float]:
     """(mean loss, metric) of ``model`` on ``split``."""
     model.eval()
-    loss_sum, score_sum, n = 0.0, 0.0, 0
+    loss_sum, n, correct, scored = 0.0, 0, 0, 0
     for start in range(0, len(split), batch):
         x, y = split.x[start : start + batch], split.y[start : start + batch]
         out = model(x)
         k = len(y)
         loss = float(task_loss(task, out, y))
         loss_sum += loss * k
-        if task.metric == "accuracy":
-            score_sum += float((out.argmax(-1) == y).float().mean()) * k
+        if task.metric == "accuracy":  # counted: 603 of 2000 is 0.3015 whichever 603 they were
+            hits = out.argmax(-1) == y
+            correct, scored = correct + int(hits.sum()), scored + hits.numel()
         n += k
     model.train()
     loss = loss_sum / n
     if task.metric == "accuracy":
-        return loss, score_sum / n
+        return loss, correct / scored
     return loss, loss / math.log(2) if task.metric == "bpc" else loss
 
 

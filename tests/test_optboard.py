@@ -135,6 +135,11 @@ def test_winners_profiles_and_intervals_on_a_board() -> None:
     assert profile == {"a": [0.5, 0.5, 1.0, 1.0], "b": [0.5, 0.5, 1.0, 1.0]}
     board["cells"]["acc"]["b"] = _cell(0.9)
     assert winner(board, "acc") is None and leaders(board, "acc") == ["a", "b"]  # a tie is nobody's win
+    # 603 of 2000 right for both, the seeds' accuracies read back from float32: still a tie
+    board["cells"]["acc"] = {"a": _cell(0.30150000417232513), "b": _cell(0.30149999260902405)}
+    assert winner(board, "acc") is None and leaders(board, "acc") == ["a", "b"]
+    board["cells"]["acc"]["b"] = _cell(0.3010)  # one example fewer of 2000 is a difference
+    assert winner(board, "acc") == "a"
     board["cells"]["mse"]["b"] = _cell(math.nan, failed="diverged")
     assert winner(board, "mse") == "a" and performance_profile(board, [10.0])["b"] == [0.5]
     assert intervals_apart(_cell(0.9, 0.01), _cell(0.8, 0.02)) and not intervals_apart(_cell(0.9, 0.1), _cell(0.8))

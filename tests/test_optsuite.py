@@ -311,3 +311,19 @@ def test_the_suites_docs_cli_lists_are_the_suites() -> None:
     for suite, names in SUITES.items():
         listed = re.search(rf"`{suite}` is ([a-z0-9, -]+?)[;(]", text)
         assert listed is not None and [n.strip() for n in listed.group(1).split(",")] == list(names), suite
+
+
+def test_an_accuracy_is_the_share_counted_right_so_equal_counts_are_equal_results() -> None:
+    """Two optimizers that got 603 of 2000 right had 0.30150000417 and 0.30149999690 (float32 batch means),
+    and the scoreboard gave the task to one of them."""
+    from l2l.nas.data import Split
+    from l2l.optsearch.trainer import evaluate_split
+
+    task = BUILTIN["digits-logreg"]
+    y = torch.arange(2000) % 10
+    for seed in (0, 1):  # two different sets of 603 right answers, scored in batches of 512
+        right = torch.randperm(2000, generator=torch.Generator().manual_seed(seed))[:603]
+        guess = (y + 1) % 10
+        guess[right] = y[right]
+        split = Split(torch.nn.functional.one_hot(guess, 10).float(), y)
+        assert evaluate_split(task, torch.nn.Identity(), split)[1] == 603 / 2000
