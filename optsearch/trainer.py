@@ -66,12 +66,20 @@ class SuiteTask:
     metric: str
     steps: int
     batch_size: int
-    options: tuple[tuple[str, Any], ...] = ()
+    options: tuple[tuple[str, Any], ...] = ()  # (name, value) pairs; a dict is taken and made pairs
     kind: str = ""  # what the task stands for: "convex", "deep plain MLP", ...
     evals: int = 5  # validation points on the curve (the last is the result)
     seed: int = 0  # offsets every run's seeds: two tasks on one problem see different draws
 
     def __post_init__(self) -> None:
+        options = list(self.options.items()) if isinstance(self.options, dict) else self.options  # a dict too
+        if not isinstance(options, list | tuple) or not all(
+            isinstance(pair, list | tuple) and len(pair) == 2 and isinstance(pair[0], str) for pair in options
+        ):
+            raise ValueError(
+                f"task {self.name!r}: options must be (name, value) pairs or a dict of them, got {self.options!r}"
+            )
+        object.__setattr__(self, "options", tuple((str(k), v) for k, v in options))
         for key in ("name", "problem", "model", "loss", "metric", "kind"):
             if not isinstance(getattr(self, key), str):
                 raise ValueError(f"task {self.name!r}: {key} must be text, got {getattr(self, key)!r}")

@@ -144,6 +144,9 @@ BROKEN = {  # a plugin's mistake, and the one line it gives
     # accepted, and never selectable: `--suite search` is the built-in suite, `--suite a,b` two names
     "named_as_a_suite": ('[SuiteTask("search", "digits", "mlp", "cross_entropy", "accuracy", 8, 8)]',
                          "names a task 'search', a suite's name: it could never be asked for; rename it"),
+    # listed with a traceback (ValueError: too many values to unpack) by `l2l optimizers tasks`
+    "options_not_pairs": ('[SuiteTask("odd", "digits", "mlp", "cross_entropy", "accuracy", 8, 8, ("width", 8))]',
+                          "task 'odd': options must be (name, value) pairs or a dict of them, got ('width', 8)"),
     "name_with_a_comma": ('[SuiteTask("a,b", "digits", "mlp", "cross_entropy", "accuracy", 8, 8)]',
                           "names a task 'a,b', not a name a --suite can list"),
 }  # fmt: skip
@@ -162,7 +165,14 @@ def test_a_broken_task_plugin_is_one_error_before_any_training_and_spares_the_bu
     assert message in str(error.value)
     assert str(error.value).startswith("optimizer task plugin 'l2l_tiny_tasks' (l2l_tiny_tasks:tasks)")  # named
     warnings: list[str] = []
-    never_loads = ("raises_when_called", "steps_not_whole", "model", "named_as_a_suite", "name_with_a_comma")
+    never_loads = (
+        "raises_when_called",
+        "steps_not_whole",
+        "model",
+        "named_as_a_suite",
+        "name_with_a_comma",
+        "options_not_pairs",
+    )
     if mistake in never_loads:  # built-in suites go on without it
         assert [t.name for t in resolve_suite("heldout", warnings.append)] == list(SUITES["heldout"])
         assert len(warnings) == 1 and message in warnings[0] and warnings[0].endswith("its tasks are left out")
@@ -327,3 +337,22 @@ def test_an_accuracy_is_the_share_counted_right_so_equal_counts_are_equal_result
         guess[right] = y[right]
         split = Split(torch.nn.functional.one_hot(guess, 10).float(), y)
         assert evaluate_split(task, torch.nn.Identity(), split)[1] == 603 / 2000
+
+
+def test_a_plugin_task_may_give_its_options_as_a_dict_and_no_kind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dict of options was taken by `optimizers evaluate` and broke `optimizers tasks` with a traceback; a task
+    without a kind was listed as "(user): ; problem"."""
+    from typer.testing import CliRunner
+
+    from l2l.runs.cli import app
+
+    code = PLUGIN.replace('kind="user plugin"', 'options={"width": 6}')
+    install_task_plugin(tmp_path, monkeypatch, code)
+    (task,) = resolve_suite("user")
+    assert task.options == (("width", 6),) and task.build(0)[1].out_features == 6
+    listed = CliRunner().invoke(app, ["optimizers", "tasks"])
+    text = " ".join(listed.output.split())
+    assert listed.exit_code == 0, listed.output
+    assert "tiny-digits (user): problem digits, model l2l_tiny_tasks:tiny_net (width 6), loss" in text

@@ -31,7 +31,8 @@ def optimizers_tasks() -> None:
             options = ", ".join(f"{k} {v}" for k, v in task.options)
             model = f"{task.model} ({options})" if options else task.model
             line = (
-                f"[bold]{escape(name)}[/] ({suite_of(name)}): {escape(task.kind)}; problem {escape(task.problem)}, "
+                f"[bold]{escape(name)}[/] ({suite_of(name)}): {escape(task.kind) + '; ' if task.kind else ''}"
+                f"problem {escape(task.problem)}, "
                 f"model {escape(model)}, loss {task.loss}, metric {task.metric}, {task.steps} steps of "
                 f"{task.batch_size}; {escape(plugin)}"
             )
