@@ -194,14 +194,15 @@ def _of_plugin(task: SuiteTask, message: str) -> str:
 
 
 def resolve_suite(text: str, warn: Callable[[str], None] | None = None) -> list[SuiteTask]:
-    """``search``, ``heldout``, ``user`` (the plugins' tasks), ``all``, or task names separated by commas.
-    Plugin tasks are checked (`check_task`). A broken plugin does not stop built-in tasks from being
-    resolved: with ``warn``, it is reported there and its tasks are left out."""
+    """``search``, ``heldout``, ``user`` (the plugins' tasks), ``all``, or task and suite names separated by
+    commas (``heldout,tiny-digits``: a suite's tasks, then the task). Plugin tasks are checked (`check_task`). A
+    broken plugin does not stop built-in tasks from being resolved: with ``warn``, it is reported there and its
+    tasks are left out."""
     loaded, problems = loaded_plugins()
     tasks = {**BUILTIN, **loaded}
     if problems:  # what was asked for is there without them (built-in suites, healthy plugins' tasks): go on
         asked = [n.strip() for n in text.split(",") if n.strip()]
-        found = text in SUITES or all(n in tasks for n in asked)
+        found = text in SUITES or all(n in tasks or n in SUITES for n in asked)
         if warn is None or not found:  # the problem that names a task asked for, where one does
             raise TaskPluginError(next((p for p in problems if any(repr(n) in p for n in asked)), problems[0]))
         for problem in problems:
@@ -212,13 +213,17 @@ def resolve_suite(text: str, warn: Callable[[str], None] | None = None) -> list[
             raise TaskError(f"suite {text!r} is empty (no task is registered under {ENTRY_POINT_GROUP!r})")
         return _checked([tasks[n] for n in suites[text]])
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in tasks]
+    unknown = [n for n in names if n not in tasks and n not in suites]
     if unknown or not names:
+        what = "tasks or suites" if len(unknown) > 1 else "task or suite"
         raise TaskError(
-            f"unknown task or suite {', '.join(unknown) or text!r}; suites: {', '.join(suites)}; "
+            f"unknown {what} {', '.join(map(repr, unknown)) or repr(text)}; suites: {', '.join(suites)}; "
             f"tasks: {', '.join(tasks)}"
         )
-    return _checked([tasks[n] for n in dict.fromkeys(names)])
+    if empty := [n for n in names if n in suites and not suites[n]]:
+        raise TaskError(f"suite {empty[0]!r} is empty (no task is registered under {ENTRY_POINT_GROUP!r})")
+    expanded = [task for n in names for task in (suites[n] if n in suites else (n,))]
+    return _checked([tasks[n] for n in dict.fromkeys(expanded)])
 
 
 _CHECKED: set[str] = set()  # plugin tasks (by repr) already checked in this process: a search resolves per child

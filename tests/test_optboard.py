@@ -232,6 +232,7 @@ def test_the_tasks_and_presets_are_listed_with_a_plugins_tasks(tmp_path: Path, m
         (["zzz"], "unknown optimizer preset 'zzz'; presets: sgd,"),
         (["g one"], "'g one' is not a preset (sgd, momentum, sgdm, adam,"),  # a rule's text, mistaken
         (["adam", "--suite", "nope"], "unknown task or suite 'nope'"),
+        (["adam", "--suite", "heldout,nope,nah"], "unknown tasks or suites 'nope', 'nah'; suites: search, heldout"),
         (["adam", "--lrs", "x"], "--lrs expects comma-separated numbers"),
         (["adam", "adam"], "optimizer 'adam' is given more than once"),
         (["1:0"], "1:0: the rank of a run's rule starts at 1 (its best), got 0"),
@@ -248,7 +249,8 @@ def test_a_suite_search_run_is_listed_and_plotted_as_a_board(tmp_path: Path, mon
     monkeypatch.setenv("L2L_OPTSEARCH_CACHE", str(tmp_path / "cache"))
     storage = ["--storage", f"sqlite:///{tmp_path / 'runs.db'}"]
     space = ["-S", "suite=digits-logreg", "-S", "scale=0.2", "-S", "lrs='0.01,0.1'"]
-    result = runner.invoke(app, ["search", "--space", "optimizer", *space, "-n", "4", "-m", "2", "-q", *storage])
+    search = ["search", "--space", "optimizer", *space, "-n", "4", "-m", "2", "--name", "opt1", "-q", *storage]
+    result = runner.invoke(app, search)
     assert result.exit_code == 0, result.output
     top = runner.invoke(app, ["optimizers", "top", "1", "-k", "2", *storage], env={"COLUMNS": "300"})
     assert top.exit_code == 0 and "lr *" in top.output and "rank" in top.output, top.output
@@ -268,14 +270,16 @@ def test_a_suite_search_run_is_listed_and_plotted_as_a_board(tmp_path: Path, mon
     board = json.loads((tmp_path / "out" / "run1_board.json").read_text())
     assert list(board["cells"]) == ["digits-logreg"] and {"adam", "sgdm"} <= set(board["cells"]["digits-logreg"])
     assert (tmp_path / "out" / "run1_board_profile.png").stat().st_size > 0
-    # the run's best rule on the scoreboard, by RUN:RANK
-    args = ["optimizers", "evaluate", "1:1", "--suite", "digits-logreg", "--seeds", "1", "--lrs", "0.01,0.1"]
+    # the run's best rule on the scoreboard, by RUN:RANK (the run by its name: "has 1 tokens ['opt1:1']")
+    args = ["optimizers", "evaluate", "opt1:1", "--suite", "digits-logreg", "--seeds", "1", "--lrs", "0.01,0.1"]
     scored = runner.invoke(app, [*args, "--workers", "1", "-o", str(tmp_path / "b.json"), *storage])
     assert scored.exit_code == 0, scored.output
     (entry,) = json.loads((tmp_path / "b.json").read_text())["optimizers"]
     assert entry["label"] == "run1#1" and entry["rule"] == board["optimizers"][0]["rule"]
     missing = runner.invoke(app, ["optimizers", "evaluate", "1:9", *storage])
     assert missing.exit_code == 1 and "1:9 does not exist" in missing.output
+    unnamed = runner.invoke(app, ["optimizers", "evaluate", "opt2:1", *storage])
+    assert unnamed.exit_code == 1 and "no run 'opt2' in store" in unnamed.output
 
 
 def test_a_pair_that_breaks_is_a_failed_cell_and_the_board_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -88,6 +88,9 @@ def test_bad_declarations_and_names_fail_with_what_is_known() -> None:
         resolve_suite("digits-mlp,nope")
     assert [t.name for t in resolve_suite("digits-mlp, mnist1d-gru")] == ["digits-mlp", "mnist1d-gru"]
     assert [t.name for t in resolve_suite("heldout")] == list(SUITES["heldout"])
+    # suites among the names (was "unknown task or suite 'heldout, search'"), each task once
+    both = [t.name for t in resolve_suite("heldout,digits-mlp,search")]
+    assert both == list(dict.fromkeys([*SUITES["heldout"], "digits-mlp", *SUITES["search"]]))
     # a metric reported from another loss was shown as "mse 2.21", the cross-entropy
     with pytest.raises(ValueError, match="metric 'mse' is measured with loss 'mse', not 'cross_entropy'"):
         SuiteTask("x", "digits", "linear", "cross_entropy", "mse", steps=10, batch_size=8)

@@ -192,7 +192,7 @@ def optimizers_export(
         )
 
 
-_RUN_RANK = re.compile(r"^(\d+):(-?\d+)$")
+_RUN_RANK = re.compile(r"^(.+):(-?\d+)$")  # a run's id or name, then the rank (no rule's text has a colon)
 
 
 def contenders_of(names: list[str], storage: str | None) -> list[Contender]:
@@ -206,10 +206,12 @@ def contenders_of(names: list[str], storage: str | None) -> list[Contender]:
         if name in PRESETS:
             out.append(Contender(name, PRESETS[name]))
         elif match := _RUN_RANK.match(name):
-            run_id, rank = int(match[1]), int(match[2])
+            rank = int(match[2])
             if rank < 1:
                 raise UsageError(f"{name}: the rank of a run's rule starts at 1 (its best), got {rank}")
-            ranked = best_rules(open_store(storage), run_id, rank)
+            store = open_store(storage)
+            run_id = run_id_of(store, match[1])
+            ranked = best_rules(store, run_id, rank)
             if len(ranked) < rank or rank < 1:
                 raise UsageError(f"run {run_id} has {len(ranked)} distinct rules; {name} does not exist")
             out.append(Contender(f"run{run_id}#{rank}", to_text(ranked[rank - 1][1])))
