@@ -9,8 +9,11 @@ returning either. Their names join the `user` suite (and may be listed by name a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from importlib.metadata import EntryPoint, entry_points
+
+import torch
 
 from l2l.optsearch.trainer import SuiteTask, task_loss
 
@@ -178,7 +181,18 @@ def check_task(task: SuiteTask) -> None:
             raise TaskPluginError(
                 f"task {task.name!r}: problem {task.problem!r} has {kind}; its loss is {fits}, not {task.loss!r}"
             )
-        task_loss(task, task.build(0)(data.train.x[:2]), data.train.y[:2]).item()
+        out = task.build(0)(data.train.x[:2])
+        if labels and (not isinstance(out, torch.Tensor) or out.shape[-1] != data.n_out):
+            width = out.shape[-1] if isinstance(out, torch.Tensor) else type(out).__name__
+            raise TaskPluginError(
+                f"task {task.name!r}: model {task.model!r} gives {width} outputs per example; problem "
+                f"{task.problem!r} has {data.n_out} classes"
+            )
+        loss = task_loss(task, out, data.train.y[:2]).item()
+        if not math.isfinite(loss):  # before any step: the model's doing, not an optimizer's to be blamed for
+            raise TaskPluginError(
+                f"task {task.name!r}: model {task.model!r} gives a {loss} loss on two training examples before any step"
+            )
     except TaskPluginError as exc:
         raise TaskPluginError(_of_plugin(task, str(exc))) from exc
     except TaskError:

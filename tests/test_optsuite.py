@@ -147,6 +147,12 @@ BROKEN = {  # a plugin's mistake, and the one line it gives
     # accepted, and never selectable: `--suite search` is the built-in suite, `--suite a,b` two names
     "named_as_a_suite": ('[SuiteTask("search", "digits", "mlp", "cross_entropy", "accuracy", 8, 8)]',
                          "names a task 'search', a suite's name: it could never be asked for; rename it"),
+    # "IndexError: Target 6 is out of bounds."
+    "output_width": ('[SuiteTask("odd", "digits", "l2l_tiny_tasks:three_net", "cross_entropy", "accuracy", 8, 8)]',
+                     "model 'l2l_tiny_tasks:three_net' gives 3 outputs per example; problem 'digits' has 10 classes"),
+    # passed the check; `evaluate` then said the optimizer diverged at every learning rate
+    "nan_model": ('[SuiteTask("odd", "digits", "l2l_tiny_tasks:nan_net", "cross_entropy", "accuracy", 8, 8)]',
+                  "task 'odd': model 'l2l_tiny_tasks:nan_net' gives a nan loss on two training examples before any"),
     # listed with a traceback (ValueError: too many values to unpack) by `l2l optimizers tasks`
     "options_not_pairs": ('[SuiteTask("odd", "digits", "mlp", "cross_entropy", "accuracy", 8, 8, ("width", 8))]',
                           "task 'odd': options must be (name, value) pairs or a dict of them, got ('width', 8)"),
@@ -154,15 +160,24 @@ BROKEN = {  # a plugin's mistake, and the one line it gives
                           "names a task 'a,b', not a name a --suite can list"),
 }  # fmt: skip
 
+BROKEN_MODELS = """from torch import nn
+
+from l2l.optsearch.trainer import SuiteTask
+
+def three_net(n_in, n_out):  # three outputs, whatever the classes
+    return nn.Sequential(nn.Flatten(), nn.Linear(n_in, 3))
+
+def nan_net(n_in, n_out):  # every output nan
+    return nn.Sequential(nn.Flatten(), nn.Linear(n_in, n_out), nn.Threshold(float("inf"), float("nan")))
+"""
+
 
 @pytest.mark.parametrize("mistake", list(BROKEN))
 def test_a_broken_task_plugin_is_one_error_before_any_training_and_spares_the_builtins(
     mistake: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     value, message = BROKEN[mistake]
-    install_task_plugin(
-        tmp_path, monkeypatch, f"from l2l.optsearch.trainer import SuiteTask\n\ndef tasks():\n    return {value}\n"
-    )
+    install_task_plugin(tmp_path, monkeypatch, f"{BROKEN_MODELS}\ndef tasks():\n    return {value}\n")
     with pytest.raises(TaskError) as error:
         resolve_suite("user")
     assert message in str(error.value)
@@ -181,7 +196,7 @@ def test_a_broken_task_plugin_is_one_error_before_any_training_and_spares_the_bu
         assert len(warnings) == 1 and message in warnings[0] and warnings[0].endswith("its tasks are left out")
         # the optimizer space on a built-in suite too (it refused to load, naming the plugin)
         assert load_space("optimizer", {"suite": "digits-logreg"}).suite_tasks()[0].name == "digits-logreg"  # type: ignore[attr-defined]
-    if mistake in ("model_option", "loss_for_the_targets"):  # it loads: listed, and why it cannot run said
+    if mistake in ("model_option", "loss_for_the_targets", "nan_model"):  # it loads: listed, and why it cannot run said
         from typer.testing import CliRunner
 
         from l2l.runs.cli import app
