@@ -110,7 +110,8 @@ def plot_task_curves(board: dict[str, Any], path: Path, cols: int = 3) -> Path:
             ax.set_yscale("log")
         ax.tick_params(labelsize=7)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=6.5, title="test mean ± CI", title_fontsize=6.5)
+        title = "test mean ± 95% CI" if board["seeds"] != 1 else "test (one seed)"
+        ax.legend(fontsize=6.5, title=title, title_fontsize=6.5)
     for ax in list(axes.flat)[len(tasks) :]:
         ax.axis("off")
     over = f"mean over {board['seeds']} seeds" if board["seeds"] != 1 else "one seed"

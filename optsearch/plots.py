@@ -12,6 +12,7 @@ import torch
 
 from l2l.optsearch.functional import Value, evaluate
 from l2l.optsearch.language import Rule, to_formula
+from l2l.optsearch.simplify import simplified_rule
 from l2l.optsearch.task import BASELINE_LRS, RuleDiverged, Task, baseline_factory, rule_factory, sweep
 from l2l.optsearch.vocabulary import OPERANDS
 
@@ -33,19 +34,25 @@ def update_surface(rule: Rule, g: torch.Tensor, m: torch.Tensor) -> torch.Tensor
     return torch.full_like(g, out) if isinstance(out, float) else out[0]
 
 
-def plot_heatmaps(rules: Sequence[Rule], path: Path, limit: float = 1.0, n: int = 101) -> Path:
+def plot_heatmaps(
+    rules: Sequence[Rule], path: Path, limit: float = 1.0, n: int = 101, labels: Sequence[str] | None = None
+) -> Path:
     """Write `heatmaps_figure` to ``path``."""
     import matplotlib.pyplot as plt
 
-    fig = heatmaps_figure(rules, limit, n)
+    fig = heatmaps_figure(rules, limit, n, labels)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def heatmaps_figure(rules: Sequence[Rule], limit: float = 1.0, n: int = 101) -> Any:
-    """One heatmap per rule of the update against g (x axis) and m (y axis), as Bello et al.'s figures."""
+def heatmaps_figure(
+    rules: Sequence[Rule], limit: float = 1.0, n: int = 101, labels: Sequence[str] | None = None
+) -> Any:
+    """One heatmap per rule of the update against g (x axis) and m (y axis), as Bello et al.'s figures; each
+    panel titled by the rule's simplified formula (as `l2l optimizers top` prints it), after its label where
+    ``labels`` gives one."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,7 +61,7 @@ def heatmaps_figure(rules: Sequence[Rule], limit: float = 1.0, n: int = 101) -> 
     axis = torch.linspace(-limit, limit, n)
     m, g = torch.meshgrid(axis, axis, indexing="ij")
     fig, axes = plt.subplots(1, len(rules), figsize=(4.2 * len(rules), 4.0), squeeze=False)
-    for ax, rule in zip(axes[0], rules, strict=True):
+    for i, (ax, rule) in enumerate(zip(axes[0], rules, strict=True)):
         z = update_surface(rule, g, m).nan_to_num(0.0, posinf=0.0, neginf=0.0)
         bound = float(torch.quantile(z.abs().flatten(), 0.98)) or float(z.abs().max()) or 1.0
         im = ax.imshow(
@@ -68,14 +75,26 @@ def heatmaps_figure(rules: Sequence[Rule], limit: float = 1.0, n: int = 101) -> 
         )
         ax.set_xlabel("gradient g")
         ax.set_ylabel("momentum m")
-        ax.set_title(_short(to_formula(rule)), fontsize=8)
+        formula = to_formula(simplified_rule(rule))
+        ax.set_title(_short(formula if labels is None else f"{labels[i]}: {formula}"), fontsize=8)
         if float(z.max() - z.min()) == 0.0:  # one colour would read as a drawing that failed: say what it shows
-            note = f"the same update, {float(z[0, 0]):.3g}, at every (g, m):\nit reads other state (here w = 0)"
+            note = f"the same update, {float(z[0, 0]):.3g}, at every (g, m):\n{_reads(rule)}"
             ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", fontsize=8,
                     bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none"})  # fmt: skip
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig
+
+
+def _reads(rule: Rule) -> str:
+    """What a rule whose update is the same at every (g, m) reads instead, with the value each takes here."""
+    reads = sorted(rule.operands() - {"one", "two"})  # constants go without saying
+    here = []
+    if any(op.endswith("w") for op in reads):  # 1e-4w .. 1e-1w: a share of the weights
+        here.append("w = 0")
+    if any(OPERANDS[op].schedule is not None for op in reads):
+        here.append("schedules at their start, 1")
+    return f"it reads only {', '.join(reads)}" + (f" (here {'; '.join(here)})" if here else "")
 
 
 def _short(text: str, width: int = 48) -> str:

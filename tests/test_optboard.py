@@ -179,6 +179,8 @@ def test_cli_evaluate_prints_the_board_and_writes_json(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "f.json").read_text())["cells"]["digits-logreg"]  # written all the same
     bad = runner.invoke(app, ["plot", "optimizer", str(tmp_path / "nope.json")])
     assert bad.exit_code == 1 and "neither a run id nor an existing board file" in bad.output
+    onto = runner.invoke(app, ["plot", "optimizer", str(out), "-o", str(out)])  # was "cannot use ...: file exists"
+    assert onto.exit_code == 1 and "is a file: -o names the folder the plots are written in" in onto.output
 
 
 def test_one_seed_has_no_interval_and_the_board_is_strict_json(tmp_path: Path) -> None:
@@ -317,10 +319,20 @@ def test_a_heatmap_that_does_not_vary_over_g_and_m_says_so() -> None:
     from l2l.optsearch.language import parse
     from l2l.optsearch.plots import heatmaps_figure
 
-    fig = heatmaps_figure([parse("1e-1w one identity identity mul"), parse("g one sign identity keep")], n=11)
-    flat, varied = fig.axes[0], fig.axes[2]  # each panel has its colour bar beside it
-    assert any("the same update, 0, at every (g, m)" in t.get_text() for t in flat.texts)
+    rules = [
+        parse("1e-1w one identity identity mul"),
+        parse("g one sign identity keep"),
+        parse("cd rd sqrt identity mul"),
+    ]
+    fig = heatmaps_figure(rules, n=11, labels=["a", "b", "#3 child 7"])
+    flat, varied, schedule = fig.axes[:3]  # the panels, then their colour bars
+    assert any(
+        "the same update, 0, at every (g, m):\nit reads only 1e-1w (here w = 0)" in t.get_text() for t in flat.texts
+    )
     assert not varied.texts
+    # "it reads other state (here w = 0)" for a rule of schedules alone, under its formula as written
+    assert any("it reads only cd, rd (here schedules at their start, 1)" in t.get_text() for t in schedule.texts)
+    assert schedule.get_title() == "#3 child 7: lr * (rd * sqrt|cd|)" and varied.get_title() == "b: lr * sign(g)"
     plt.close(fig)
 
 

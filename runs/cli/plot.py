@@ -197,6 +197,9 @@ def plot_optimizer_cmd(
     suite run: a one-seed scoreboard of its best rules against Adam and SGD with momentum on its search
     tasks, drawn as a board. For a board: a performance profile, per-task validation curves at the tuned
     settings, and the update heatmaps."""
+    if output.exists() and not output.is_dir():  # before any tuning, not after it
+        with user_errors():
+            raise UsageError(f"-o {str(output)!r} is a file: -o names the folder the plots are written in")
     if not is_run_id(target) and (target.endswith(".json") or Path(target).is_file()):
         with user_errors():
             _plot_board(Path(target), output)
@@ -218,7 +221,8 @@ def plot_optimizer_cmd(
         grid = parse_lrs(lrs, BASELINE_LRS)
         ranked = best_rules(store, run_id, top)
         rules = [rule for _, rule in ranked]
-        heat = plot_heatmaps(rules, output / f"run{run_id}_update_heatmaps.png")
+        labels = [f"#{i} child {c.number}" for i, (c, _) in enumerate(ranked, start=1)]
+        heat = plot_heatmaps(rules, output / f"run{run_id}_update_heatmaps.png", labels=labels)
         console.print(f"wrote {heat}", highlight=False)
         labelled = [(f"#{i} child {c.number}", rule) for i, (c, rule) in enumerate(ranked, start=1)]
         options = run.config.get("space_options") or {}
@@ -317,7 +321,11 @@ def _plot_board(path: Path, output: Path) -> None:
     written = [
         plot_profile(board, output / f"{stem}_profile.png"),
         plot_task_curves(board, output / f"{stem}_curves.png"),
-        plot_heatmaps([parse(o["rule"]) for o in board["optimizers"][:6]], output / f"{stem}_update_heatmaps.png"),
+        plot_heatmaps(
+            [parse(o["rule"]) for o in board["optimizers"][:6]],
+            output / f"{stem}_update_heatmaps.png",
+            labels=[o["label"] for o in board["optimizers"][:6]],
+        ),
     ]
     for p in written:
         console.print(f"wrote {p}", highlight=False)
