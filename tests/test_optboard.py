@@ -266,6 +266,7 @@ def test_a_suite_search_run_is_listed_and_plotted_as_a_board(tmp_path: Path, mon
     # runs top showed the loss ratio to Adam as "val loss": it is named as what it is
     ranked = runner.invoke(app, ["runs", "top", "1", *storage], env={"COLUMNS": "300"}).output
     assert "val loss_ratio" in ranked and "val loss " not in ranked, ranked
+    assert "test_acc" not in ranked and "test_loss" not in ranked, ranked  # columns of dashes: a suite's children
     args = ["plot", "optimizer", "1", "--top", "1", "--workers", "1", "-o", str(tmp_path / "out"), *storage]
     plotted = runner.invoke(app, args)
     assert plotted.exit_code == 0, plotted.output

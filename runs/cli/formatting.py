@@ -45,8 +45,9 @@ class MetricView:
             declared = ("acc", (), ())
         validation = declared[0]
         kept = {k[4:] for c in children for k in (c.metrics.get("info") or {}) if k.startswith("val_")}
-        if validation == "acc" and len(kept) == 1 and not any(c.val_acc is not None for c in children):
-            validation = kept.pop()  # the one figure the results keep (a suite optimizer search's loss_ratio)
+        own_form = validation == "acc" and len(kept) == 1 and not any(c.val_acc is not None for c in children)
+        if own_form:  # the one figure the results keep (a suite optimizer search's loss_ratio), and no other
+            validation = kept.pop()
         elif validation == "acc" and only_losses(children):  # a space that measures a validation loss, no accuracy
             validation = "loss"
         elif validation == "acc" and children and not any(map(has_validation, children)):
@@ -56,10 +57,10 @@ class MetricView:
             part: tuple(k for k in keys if k in found[part])
             for part, keys in (("test", declared[1]), ("cost", declared[2]))
         }  # a space whose results take another form in some settings (`optimizer` with a suite) shows what they hold
-        return MetricView(  # what no result holds at all (a derived child scored with shared weights): declared
-            validation,
-            held["test"] or found["test"] or declared[1],
-            held["cost"] or found["cost"] or declared[2],
+        return MetricView(  # what no result holds at all (a derived child scored with shared weights): declared,
+            validation,  # unless the results keep a figure of their own instead (columns of dashes said nothing)
+            held["test"] or found["test"] or (() if own_form else declared[1]),
+            held["cost"] or found["cost"] or (() if own_form else declared[2]),
         )
 
     def val_column(self) -> list[str]:

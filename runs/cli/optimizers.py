@@ -237,7 +237,7 @@ def contenders_of(names: list[str], storage: str | None) -> list[Contender]:
 
 def board_table(board: dict[str, Any]) -> Any:
     """Task x optimizer: test mean ± 95% interval, the chosen lr (and weight decay); '!' marks a choice at
-    its grid's edge; the best of each row is bold (several on a tie, which counts as nobody's win); the last
+    its grid's edge; the best of each row is bold and starred (several on a tie, which counts as nobody's win); the last
     row counts tasks won."""
 
     from rich.table import Table
@@ -247,7 +247,7 @@ def board_table(board: dict[str, Any]) -> Any:
     labels = [o["label"] for o in board["optimizers"]]
     n = board["seeds"]
     title = f"test metric, mean ± 95% CI over {n} seeds" if n > 1 else "test metric of one seed (no interval)"
-    table = Table("task", "metric", *labels, title=title)
+    table = Table("task", "metric", *labels, title=title, caption="* the best of its row (a tie wins nobody the task)")
     for task in board["tasks"]:
         name = task["name"]
         row = [f"{name}\n[dim]{task['suite']}[/]", f"{task['metric']} {'↑' if task['higher_is_better'] else '↓'}"]
@@ -262,8 +262,8 @@ def board_table(board: dict[str, Any]) -> Any:
                 row.append(f"[red]failed[/]\n[dim]{escape(what)}{': ' + escape(cut) if why else ''}[/]")
                 continue
             text = f"{c['test_mean']:.4f} {interval_text(c, task['metric'])}".rstrip()  # clipped to the metric's range
-            if label in board["leaders"][name]:
-                text = f"[bold green]{text}[/]"
+            if label in board["leaders"][name]:  # marked in words too: a table piped to a file has no bold
+                text = f"[bold green]{text} *[/]"
             setting = f"lr {c['lr']:.3g}{'!' if c['lr_at_edge'] else ''}"
             if c["weight_decay"] is not None:
                 setting += f" wd {c['weight_decay']:g}{'!' if c.get('wd_at_edge') else ''}"
