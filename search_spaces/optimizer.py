@@ -231,7 +231,8 @@ class OptimizerSpace(DatasetSpace):
 
         edges: list[list[Any]] = []
         for k, unit in enumerate(rule.units, start=1):
-            inputs = [(node(op), fn) for op, fn in ((unit.op1, unit.u1), (unit.op2, unit.u2))]
+            read = ((unit.op1, unit.u1), (unit.op2, unit.u2))[: len(rule.reads(k))]  # not keep's ignored second
+            inputs = [(node(op), fn) for op, fn in read]
             where[f"u{k}"] = len(nodes)
             nodes.append(f"u{k}: {unit.b}")
             edges += [[i, where[f"u{k}"], "" if fn == "identity" else fn] for i, fn in inputs]

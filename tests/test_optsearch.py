@@ -439,3 +439,7 @@ def test_a_rule_is_drawn_as_its_dataflow() -> None:
     values = ("g", "m", "sqrt", "identity", "mul", "u1", "u1", "identity", "identity", "keep")
     graph = space.graph(Spec("optimizer", (*zip(names, values, strict=True), ("decay", "none"))))
     assert graph["nodes"] == ["m", "g", "u1: mul", "update = lr * u1"] and [1, 2, "sqrt"] in graph["edges"]
+    # a bare operand, written back as keep(x, one): drawn as the operand alone ("1" was drawn for the dead rd)
+    values = ("1e-1w", "ld", "drop0.5", "drop0.1", "pow", "m", "rd", "drop0.1", "clip1e-5", "keep")
+    graph = space.graph(Spec("optimizer", (*zip(names, values, strict=True), ("decay", "none"))))
+    assert graph["nodes"] == ["m", "u1: keep", "update = lr * u1"] and graph["edges"] == [[0, 1, "drop0.1"], [1, 2, ""]]
