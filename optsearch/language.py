@@ -107,11 +107,8 @@ class Rule:
             return False
         k = int(op[1:])
         unit = self.units[k - 1]
-        return any(
-            self._draws(x, f)
-            for x, f in zip((unit.op1, unit.op2), (unit.u1, unit.u2), strict=True)
-            if x in self.reads(k)
-        )
+        inputs = ((unit.op1, unit.u1), (unit.op2, unit.u2))[: len(self.reads(k))]
+        return any(self._draws(x, f) for x, f in inputs)
 
     def operands(self) -> set[str]:
         """The base operands the live part of the rule reads (what decides the state kept)."""
