@@ -885,6 +885,13 @@ def test_the_children_filter_and_sort_are_kept_in_the_address(client: TestClient
     assert 'data-sort="number" data-order="asc"' in plain and " selected>" not in plain
     bad = client.get("/runs/1", params={"sort": "nosuch"})
     assert bad.status_code == 400 and "unknown sort &#39;nosuch&#39;; known: number, " in bad.text
+    assert "<h1>Not understood</h1>" in bad.text  # a 404's heading ("Not here") for a query it could not read
+    # a status no child can have: refused by name, as a sort (the page dropped it, the JSON gave 0 rows)
+    bad = client.get("/runs/1", params={"status": "bogus"})
+    assert bad.status_code == 400 and "unknown status &#39;bogus&#39;; known: queued, running, done, failed" in bad.text
+    assert client.get("/api/runs/1/children?status=bogus").status_code == 400
+    # a page past the last, however far (20 digits was "must be a whole number >= 1"): the last
+    assert client.get("/api/runs/1/children", params={"page": "9" * 20}).status_code == 200
     assert 'id="children-empty" hidden' in plain  # where the script says "No child matches this filter."
 
 
@@ -1077,3 +1084,20 @@ def test_a_database_error_while_rows_are_fetched_is_a_store_error(tmp_path: Path
         raw.execute("UPDATE children SET metrics = '{not json' WHERE number = 2")  # while fetching, not executing
     with pytest.raises(StoreError, match=r"read costs failed: .*malformed JSON"):
         Reader(url).costs(run, "flops")
+
+
+def test_a_stopped_run_says_how_to_continue_it_and_a_done_one_nothing(tmp_path: Path) -> None:
+    """An interrupted run's page said only "nothing changes here unless it is resumed" (the docs promise the
+    command); a done run, which cannot be resumed, said the same."""
+    from l2l.runs.dashboard.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'stopped.db'}"
+    store = Store(url)
+    for seed in (1, 2):
+        store.create_run(space="toy", strategy="random", config={}, seed=seed, n_children=2, code_version="t")
+    store.set_run_status(1, "interrupted", "interrupted by the user")
+    store.set_run_status(2, "done")
+    with TestClient(create_app(url)) as c:
+        said = f"not running: continue it with l2l search --resume 1 --storage {url}"
+        assert said in c.get("/runs/1").text and c.get("/api/runs/1").json()["stopped_note"] == said
+        assert '<span id="stopped-note" class="note"></span>' in c.get("/runs/2").text

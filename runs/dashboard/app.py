@@ -29,7 +29,7 @@ from l2l.runs.dashboard.summaries import child_statuses
 from l2l.runs.dashboard.values import BadQuery, Json, choice, cost_text, number_text, plain, query_int
 from l2l.runs.estimates import Keyed, retrained_with
 from l2l.runs.plots import pareto_axis_of
-from l2l.runs.store_records import RunNotFound, StoreError, iso
+from l2l.runs.store_records import CHILD_STATUSES, SHARED_STATUSES, RunNotFound, StoreError, iso
 
 HERE = Path(__file__).parent
 PREFERRED_COSTS = ("flops", "params", "latency_s", "train_time_s")
@@ -166,7 +166,7 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
             per=per,
             sort=str(choice(request, "sort", SORT_KEYS, "number")),
             descending=choice(request, "order", ("asc", "desc")) == "desc",
-            status=q.get("status") or None,
+            status=choice(request, "status", CHILD_STATUSES + SHARED_STATUSES),  # not one: a 400, as a bad sort
             text=(q.get("q") or "").strip()[:200] or None,
         )
         for r in rows:
@@ -358,7 +358,8 @@ def _table(request: Request) -> dict[str, Any]:
     sort = choice(request, "sort", SORT_KEYS, "number")
     order = choice(request, "order", ("asc", "desc"), "asc")
     page = query_int(request, "page", 1, 1, 10**9)
-    return {"status": q.get("status", ""), "q": q.get("q", "")[:200], "sort": sort, "order": order, "page": page}
+    status = choice(request, "status", CHILD_STATUSES + SHARED_STATUSES, "")
+    return {"status": status, "q": q.get("q", "")[:200], "sort": sort, "order": order, "page": page}
 
 
 def _undrawn(run_id: int, failed: int, shared: bool) -> str:

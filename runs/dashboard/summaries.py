@@ -79,4 +79,15 @@ def run_summary(run: RunRecord, counts: dict[str, int], best: float | None, flag
         "updated_at": iso(run.updated_at),
         "duration_s": ((end_aware or datetime.now(UTC)) - created).total_seconds(),
         "error": run.error,
+        "stopped_note": stopped_note(run.id, state, flag) if finished else "",
     }
+
+
+def stopped_note(run_id: int, state: str, flag: str = "") -> str:
+    """What a page says beside the state of a run that is not running: how to continue it where it can be, and
+    nothing for a run that is done (it cannot be resumed)."""
+    if state == "done":
+        return ""
+    if state == "interrupted":
+        return f"not running: continue it with l2l search --resume {run_id}{flag}"
+    return "not running: nothing changes here unless it is resumed"

@@ -25,9 +25,9 @@ def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> in
     text = request.query_params.get(name)
     if text is None or text.strip() == "":
         return default
-    if not re.fullmatch(r"\s*-?[0-9]{1,18}\s*", text) or int(text) < lo:
+    if not re.fullmatch(r"\s*-?[0-9]+\s*", text) or int(text) < lo:
         raise BadQuery(f"{name} must be a whole number >= {lo}, got {text!r}")
-    return min(hi, int(text))
+    return min(hi, int(text))  # past the largest there is (a page after the last): the largest
 
 
 def choice(request: Request, name: str, known: Collection[str], default: str | None = None) -> str | None:

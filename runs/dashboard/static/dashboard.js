@@ -159,6 +159,22 @@ async function refreshRuns() {
   }
 }
 
+// the runs the comparison was asked for that the store does not hold (deleted, or never there)
+function sayMissing(gone) {
+  let line = document.getElementById("compare-missing");
+  if (!line && gone.length) {
+    line = document.createElement("p");
+    line.id = "compare-missing";
+    line.className = "problem";
+    document.getElementById("compare-hint").before(line);
+  }
+  if (!line) return;
+  line.hidden = !gone.length;
+  const them = gone.length === 1 ? "it" : "them";
+  line.textContent = gone.length
+    ? `No run${gone.length > 1 ? "s" : ""} ${gone.join(", ")} in this store: the comparison leaves ${them} out.` : "";
+}
+
 async function drawCompare() {
   const ids = [...compared].sort((a, b) => a - b);
   const hint = document.getElementById("compare-hint");
@@ -171,12 +187,14 @@ async function drawCompare() {
   const notes = document.getElementById("compare-notes");
   if (!ids.length) {
     notes.hidden = true;
+    sayMissing([]);
     hint.hidden = false;
     window.Plotly && window.Plotly.purge(document.getElementById("chart-compare"));
     return;
   }
   hint.hidden = true;
   const data = await getJSON(`/api/compare?runs=${ids.join(",")}`);
+  sayMissing(data.missing); // a run deleted while the page was open: named, as on a fresh load
   notes.hidden = !data.notes.length; // a run with no line (no child finished) is named, not silently left out
   notes.textContent = data.notes.map((n) => `${n[0].toUpperCase()}${n.slice(1)}.`).join(" ");
   const names = {};
@@ -235,7 +253,7 @@ async function refreshRun(runId) {
     const state = document.getElementById("state");
     state.textContent = s.state;
     state.className = `state ${stateClass(s)}`;
-    setText("stopped-note", s.live ? "" : "not running: nothing changes here unless it is resumed");
+    setText("stopped-note", s.stopped_note);
     const key = [s.done, s.failed, s.running, s.queued, s.updates, s.epochs, s.state].join("|");
     // the best line is drawn again whenever what it shows changes: its child, but also the estimate and the
     // evaluations behind it (more of the same architecture), and any other best_* figure the summary gives; the
