@@ -78,12 +78,18 @@ def heatmaps_figure(
         formula = to_formula(simplified_rule(rule))
         ax.set_title(_short(formula if labels is None else f"{labels[i]}: {formula}"), fontsize=8)
         if float(z.max() - z.min()) == 0.0:  # one colour would read as a drawing that failed: say what it shows
-            note = f"the same update, {float(z[0, 0]):.3g}, at every (g, m):\n{_reads(rule)}"
+            note = flat_note(rule, float(z[0, 0]))
             ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", fontsize=8,
                     bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none"})  # fmt: skip
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig
+
+
+def flat_note(rule: Rule, value: float, width: int = 34) -> str:
+    """What a heatmap of one colour shows: the same update ``value`` at every (g, m), and what the rule reads
+    instead, in lines of at most ``width`` characters (a panel's width)."""
+    return textwrap.fill(f"the same update, {value:.3g}, at every (g, m): {_reads(rule)}", width)
 
 
 def _reads(rule: Rule) -> str:

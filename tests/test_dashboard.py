@@ -300,6 +300,14 @@ def test_optimizer_runs_show_their_rules(client: TestClient) -> None:
     assert "sign" in rules[0]["latex"] and "lr" in rules[0]["formula"]
     heat = rules[0]["heatmap"]
     assert len(heat["z"]) == len(heat["m"]) and len(heat["z"][0]) == len(heat["g"])
+    assert heat["note"] is None  # it varies over (g, m)
+    from l2l.optsearch.language import parse
+    from l2l.runs.dashboard.figures import heatmap
+
+    flat = heatmap(parse("cd rd sqrt identity mul"))["note"]  # a solid square, unexplained, on the run's page
+    assert " ".join(flat.split()) == (
+        "the same update, 1, at every (g, m): it reads only cd, rd (here schedules at their start, 1)"
+    )
     assert rules[0]["curves"]["val_acc"] == [0.3, 0.4, 0.7]
     svg = client.get(rules[0]["formula_svg"])
     assert svg.status_code == 200 and svg.headers["content-type"] == "image/svg+xml" and b"<svg" in svg.content

@@ -327,13 +327,17 @@ def test_a_heatmap_that_does_not_vary_over_g_and_m_says_so() -> None:
     ]
     fig = heatmaps_figure(rules, n=11, labels=["a", "b", "#3 child 7"])
     flat, varied, schedule = fig.axes[:3]  # the panels, then their colour bars
-    assert any(
-        "the same update, 0, at every (g, m):\nit reads only 1e-1w (here w = 0)" in t.get_text() for t in flat.texts
-    )
+    (note,) = flat.texts
+    assert " ".join(note.get_text().split()) == "the same update, 0, at every (g, m): it reads only 1e-1w (here w = 0)"
     assert not varied.texts
     # "it reads other state (here w = 0)" for a rule of schedules alone, under its formula as written
-    assert any("it reads only cd, rd (here schedules at their start, 1)" in t.get_text() for t in schedule.texts)
+    (said,) = schedule.texts
+    assert " ".join(said.get_text().split()).endswith("it reads only cd, rd (here schedules at their start, 1)")
     assert schedule.get_title() == "#3 child 7: lr * (rd * sqrt|cd|)" and varied.get_title() == "b: lr * sign(g)"
+    renderer = fig.canvas.get_renderer()  # within its panel: it ran under the colour bar, its end cut off
+    for ax, text in ((flat, note), (schedule, said)):
+        box, panel = text.get_window_extent(renderer), ax.get_window_extent(renderer)
+        assert panel.x0 <= box.x0 and box.x1 <= panel.x1
     plt.close(fig)
 
 

@@ -249,7 +249,7 @@ def heatmap(rule: Any, limit: float = 1.0, n: int = 41) -> dict[str, Any]:
     `l2l plot optimizer` draws it; colours are bounded at the 98th percentile of |update|."""
     import torch
 
-    from l2l.optsearch.plots import update_surface
+    from l2l.optsearch.plots import flat_note, update_surface
 
     axis = torch.linspace(-limit, limit, n)
     m, g = torch.meshgrid(axis, axis, indexing="ij")
@@ -261,4 +261,5 @@ def heatmap(rule: Any, limit: float = 1.0, n: int = 41) -> dict[str, Any]:
         "m": [round(float(v), 4) for v in axis],
         "z": [[round(float(v), 5) for v in row] for row in z],
         "bound": bound,
+        "note": flat_note(rule, float(z[0, 0])) if float(z.max() - z.min()) == 0.0 else None,  # one colour: why
     }

@@ -402,8 +402,11 @@ function ruleCard(runId, r, i) {
 
 function drawRule(r, i) {
   const h = r.heatmap;
+  // a chart of one colour reads as a drawing that failed: it says what it shows, as `l2l plot optimizer` does
+  const note = h.note ? [{ text: h.note.replaceAll("\n", "<br>"), xref: "paper", yref: "paper", x: 0.5, y: 0.5,
+    showarrow: false, bgcolor: "rgba(255,255,255,0.85)", font: { size: 11 } }] : [];
   draw(`heat-${i}`, [{ type: "heatmap", x: h.g, y: h.m, z: h.z, zmin: -h.bound, zmax: h.bound, colorscale: "RdBu", colorbar: { thickness: 12 } }],
-  { xaxis: { title: { text: "gradient g" } }, yaxis: { title: { text: "momentum m" } }, height: 300 });
+  { xaxis: { title: { text: "gradient g" } }, yaxis: { title: { text: "momentum m" } }, height: 300, annotations: note });
   const single = oneEpoch(r.curves);
   if (single) document.getElementById(`curve-${i}`).replaceChildren(el("p", single, { class: "hint" }));
   else draw(`curve-${i}`, ...curveTraces(r.curves, "epoch (at the best learning rate)"));
