@@ -442,3 +442,21 @@ def test_a_child_page_fits_a_phone_wide_window(browser: Any, tmp_path: Any) -> N
             assert page.evaluate("document.documentElement.scrollWidth") <= 400
     finally:
         context.close()
+
+
+def test_a_right_hand_axis_has_ticks_of_its_own(page: Any, tmp_path: Any) -> None:
+    """A child's curves put accuracy on the right-hand axis at the left one's gridlines: 1.0029, 0.944, ... (an
+    accuracy above 1), and the loss axis of another chart went below 0."""
+    from l2l.runs.dashboard.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'axes.db'}"
+    store = Store(url)
+    store.create_run(space="toy", strategy="random", config={}, seed=0, n_children=1, code_version="t")
+    curves = {"train_loss": [2.51, 1.2, 0.6, 0.35], "val_acc": [0.7675, 0.88, 0.95, 1.0]}
+    finish(store, 1, [(0, TOY_A, 1.0, {"curves": curves})])
+    with serving(create_app(url, poll_ms=300)) as base:
+        page.goto(f"{base}/runs/1/children/0")
+        page.wait_for_selector("#chart-curves .y2tick text")
+        ticks = [float(t) for t in page.locator("#chart-curves .y2tick text").all_text_contents()]
+        assert ticks and all(0.7 <= t <= 1.0 for t in ticks), ticks
+        assert all(round(t, 2) == t for t in ticks), ticks  # round numbers, not the left axis's gridlines

@@ -94,11 +94,30 @@ const LAYOUT = {
   plot_bgcolor: "#fbfbfd",
 };
 
+// ``text`` broken at spaces into lines of at most ``width`` characters (plotly's <br>)
+function lines(text, width) {
+  const out = [];
+  for (const word of String(text).split(" ")) {
+    const last = out.length ? out[out.length - 1] : null;
+    if (last !== null && last.length + 1 + word.length <= width) out[out.length - 1] = `${last} ${word}`;
+    else out.push(word);
+  }
+  return out.join("<br>");
+}
+
 function draw(id, traces, layout) {
   const node = document.getElementById(id);
   if (!node || !window.Plotly) return;
   const full = { ...LAYOUT, ...layout };
   for (const axis of ["xaxis", "yaxis", "yaxis2"]) full[axis] = { zeroline: false, ...(full[axis] || {}) };
+  // a right-hand axis takes ticks of its own (synced to the left one's gridlines it read 1.0029, 0.944, ...)
+  if (layout.yaxis2) full.yaxis2 = { tickmode: "auto", showgrid: false, ...full.yaxis2 };
+  for (const axis of ["yaxis", "yaxis2"]) { // a long title runs past the chart's height: it takes two lines
+    const title = full[axis].title;
+    if (title && title.text) {
+      full[axis] = { automargin: true, ...full[axis], title: { ...title, text: lines(title.text, 36) } };
+    }
+  }
   window.Plotly.react(node, traces, full, { displaylogo: false, responsive: true });
 }
 
