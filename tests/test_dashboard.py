@@ -332,9 +332,9 @@ def test_weight_sharing_epochs_are_served(tmp_path: Path, sharing_run: Callable[
     assert summary["weight_sharing"] and summary["scored"] == 4 and summary["done"] == 0  # not the derived one
     # what `runs list` and `runs best` name: the derived architecture (retrained: that), not the luckiest scored
     assert summary["best"] == pytest.approx(0.25) and summary["best_child"] == 4
-    assert summary["best_label"] == "best: derived (shared weights)"
+    assert summary["best_label"] == "best: derived (shared weights, whole validation split)"
     assert [r["best"] for r in c.get("/api/runs").json()["runs"]] == [pytest.approx(0.25)]
-    assert "best: derived (shared weights)" in c.get(f"/runs/{run}").text
+    assert "best: derived (shared weights, whole validation split)" in c.get(f"/runs/{run}").text
     # what the controller scored, as `l2l plot progress` draws it: not the derived architecture
     assert c.get(f"/api/runs/{run}/progress").json()["children"]["y"] == pytest.approx([0.0, 0.1, 0.2, 0.3])
     best = c.get(f"/api/runs/{run}/best").json()["child"]

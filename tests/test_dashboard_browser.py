@@ -163,6 +163,9 @@ def test_a_weight_sharing_runs_epochs_count_from_one_as_the_cli_does(
     page.goto(f"{live['base']}/runs/{run}")
     page.wait_for_function("document.querySelectorAll('#epochs tbody tr').length === 2")
     assert [r.split("\t")[0] for r in page.locator("#epochs tbody tr").all_inner_texts()] == ["1", "2"]
+    # the derived architecture's figure sat below the line's best with no word of why
+    page.wait_for_function("document.querySelector('#progress-note').textContent.includes('one validation batch')")
+    assert "scored on the whole validation split" in (page.text_content("#progress-note") or "")
 
 
 def test_a_spec_value_holding_markup_is_shown_as_text(live: dict[str, Any], page: Any) -> None:

@@ -62,6 +62,8 @@ def _sharing_best(reader: Reader, summary: dict[str, Any]) -> dict[str, Any]:
     stood = reader.top(run, 1, ("done",)) or reader.top(run, 1, ("derived",))
     if not stood:
         return {**summary, "best_estimated": False, "best_label": "best reward", "best_pm": None}
-    label = "retrained from scratch" if stood[0].status == "done" else "derived (shared weights)"
+    label = (
+        "retrained from scratch" if stood[0].status == "done" else "derived (shared weights, whole validation split)"
+    )
     return {**summary, "best": stood[0].reward, "best_child": stood[0].number, "best_estimated": False,
             "best_label": f"best: {label}", "best_pm": None}  # fmt: skip

@@ -12,7 +12,9 @@ async function getJSON(url) {
   try {
     res = await fetch(url, { cache: "no-store" });
   } catch (err) { // the dashboard itself is gone (stopped, network): the page would go on showing old figures
-    storeProblem(`The dashboard does not answer (${err.message}): the figures below are the last ones read; retrying.`);
+    storeProblem(`The dashboard does not answer (${err.message}): it stopped (a search's --dashboard stops once the `
+      + "search ends; `l2l dashboard` serves the store on its own) or cannot be reached. The figures below are the "
+      + "last ones read; retrying.");
     throw err;
   }
   const data = await res.json().catch(() => ({}));
@@ -316,9 +318,13 @@ async function refreshProgress(runId) {
     showlegend: true, // with one trace drawn plotly would hide it: a failed child's cross must say what it is
   });
   const nothing = !p.children.x.length; // an empty chart said nothing: say what it waits for
-  setText("progress-note", nothing && !p.failed.x.length ? "No child has finished yet." : p.children.shown < p.children.of
-    ? `${p.children.of} finished children: each of ${p.children.shown / 2} slices shows its lowest and highest reward`
-    : "");
+  const sliced = p.children.shown < p.children.of
+    ? `${p.children.of} finished children: each of ${p.children.shown / 2} slices shows its lowest and highest reward` : "";
+  // the derived architecture is scored on the whole validation split, these points on one batch: it can be lower
+  const shared = p.shared && !nothing ? "Each point: an architecture's shared-weight score on one validation batch "
+    + "while searching; the derived architecture is scored on the whole validation split, so its figure above can be "
+    + "below this line's best." : "";
+  setText("progress-note", nothing && !p.failed.x.length ? "No child has finished yet." : [sliced, shared].filter(Boolean).join(" "));
   drawUpdates(p.updates);
   const h = p.histogram;
   document.getElementById("chart-hist").hidden = nothing;
