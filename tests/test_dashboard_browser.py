@@ -463,3 +463,21 @@ def test_a_right_hand_axis_has_ticks_of_its_own(page: Any, tmp_path: Any) -> Non
         ticks = [float(t) for t in page.locator("#chart-curves .y2tick text").all_text_contents()]
         assert ticks and all(0.7 <= t <= 1.0 for t in ticks), ticks
         assert all(round(t, 2) == t for t in ticks), ticks  # round numbers, not the left axis's gridlines
+
+
+def test_a_run_deleted_while_its_page_is_open_says_so(page: Any, tmp_path: Any) -> None:
+    """`l2l runs delete` with the run's page open: the page kept "done" and its figures, with only a red line at
+    the top naming the missing run."""
+    from l2l.runs.dashboard.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'deleted.db'}"
+    store = Store(url)
+    run = store.create_run(space="toy", strategy="random", config={}, seed=0, n_children=4, code_version="t")
+    store.claim_run(run, this_driver())  # live: the page asks for news every 0.3 s
+    finish(store, run, [(0, TOY_A, 0.5, {})])
+    with serving(create_app(url, poll_ms=300)) as base:
+        page.goto(f"{base}/runs/{run}")
+        page.wait_for_function("document.querySelector('#state').textContent === 'running'")
+        store.delete_run(run)
+        page.wait_for_function("document.querySelector('#state').textContent === 'deleted'")
+        assert page.text_content("#stopped-note") == "no longer in the store: what this page shows is what it was"

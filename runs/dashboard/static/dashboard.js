@@ -22,7 +22,7 @@ async function getJSON(url) {
   // its old counts without a word
   const problem = data.error || res.statusText;
   storeProblem(res.ok ? null : res.status === 503 ? `${problem}: the figures below are the last ones read; retrying.` : problem);
-  if (!res.ok) throw new Error(data.error || res.statusText);
+  if (!res.ok) throw Object.assign(new Error(data.error || res.statusText), { status: res.status });
   return data;
 }
 
@@ -289,7 +289,15 @@ async function refreshRun(runId) {
     if (bestKey !== lastBest) jobs.push(refreshBest(runId).then(() => { lastBest = bestKey; }));
     await Promise.all(jobs);
   } catch (err) {
-    // said at the top of the page (getJSON); the next poll tries again
+    // said at the top of the page (getJSON); the next poll tries again. A run no longer in the store (`l2l runs
+    // delete`) is not "done" any more: its state says so, and the figures below are what it was
+    if (err.status === 404 && err.message.startsWith(`no run ${runId} `)) {
+      const state = document.getElementById("state");
+      state.textContent = "deleted";
+      state.className = "state failed";
+      setText("stopped-note", "no longer in the store: what this page shows is what it was");
+      live = false;
+    }
   } finally {
     schedule(() => refreshRun(runId), live);
   }
