@@ -334,6 +334,7 @@ def test_weight_sharing_epochs_are_served(tmp_path: Path, sharing_run: Callable[
     assert summary["best"] == pytest.approx(0.25) and summary["best_child"] == 4
     assert summary["best_label"] == "best: derived (shared weights, whole validation split)"
     assert [r["best"] for r in c.get("/api/runs").json()["runs"]] == [pytest.approx(0.25)]
+    assert summary["best_shared"] and "0.2500 shared</td>" in c.get("/").text  # as `runs list` marks it
     assert "best: derived (shared weights, whole validation split)" in c.get(f"/runs/{run}").text
     # what the controller scored, as `l2l plot progress` draws it: not the derived architecture
     assert c.get(f"/api/runs/{run}/progress").json()["children"]["y"] == pytest.approx([0.0, 0.1, 0.2, 0.3])

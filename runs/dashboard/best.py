@@ -66,4 +66,5 @@ def _sharing_best(reader: Reader, summary: dict[str, Any]) -> dict[str, Any]:
         "retrained from scratch" if stood[0].status == "done" else "derived (shared weights, whole validation split)"
     )
     return {**summary, "best": stood[0].reward, "best_child": stood[0].number, "best_estimated": False,
-            "best_label": f"best: {label}", "best_pm": None}  # fmt: skip
+            "best_label": f"best: {label}", "best_pm": None,
+            "best_shared": stood[0].status != "done"}  # fmt: skip  # as `runs list` marks it: "0.3389 shared"

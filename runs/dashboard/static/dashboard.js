@@ -142,7 +142,8 @@ function toggleCompare(event) {
 
 // a run's best as `l2l runs best` gives it: the estimated mean ± its 95% half-width where it has one
 function bestText(r) {
-  return `${fmt(r.best)}${r.best_pm === null || r.best_pm === undefined ? "" : ` ± ${r.best_pm.toFixed(4)}`}`;
+  const pm = r.best_pm === null || r.best_pm === undefined ? "" : ` ± ${r.best_pm.toFixed(4)}`;
+  return `${fmt(r.best)}${pm}${r.best_shared ? " shared" : ""}`; // scored with shared weights, as `runs list` says
 }
 
 function runRow(r, picked) {
