@@ -901,6 +901,8 @@ def test_the_children_filter_and_sort_are_kept_in_the_address(client: TestClient
     assert client.get("/api/runs/1/children?status=bogus").status_code == 400
     # a page past the last, however far (20 digits was "must be a whole number >= 1"): the last
     assert client.get("/api/runs/1/children", params={"page": "9" * 20}).status_code == 200
+    assert client.get("/api/runs/1/children", params={"page": "9" * 5000}).status_code == 200  # int() refuses these
+    assert client.get("/api/runs/1/children", params={"page": "-" + "9" * 30}).status_code == 400
     assert 'id="children-empty" hidden' in plain  # where the script says "No child matches this filter."
 
 

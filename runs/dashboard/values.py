@@ -25,9 +25,12 @@ def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> in
     text = request.query_params.get(name)
     if text is None or text.strip() == "":
         return default
-    if not re.fullmatch(r"\s*-?[0-9]+\s*", text) or int(text) < lo:
+    digits = text.strip().lstrip("0") or "0"
+    # any length: a page far past the last is the last (int() of thousands of digits would raise, not clamp)
+    value = int(digits) if re.fullmatch(r"[0-9]{1,18}", digits) else hi + 1 if re.fullmatch(r"[0-9]+", digits) else None
+    if value is None or value < lo:
         raise BadQuery(f"{name} must be a whole number >= {lo}, got {text!r}")
-    return min(hi, int(text))  # past the largest there is (a page after the last): the largest
+    return min(hi, value)
 
 
 def choice(request: Request, name: str, known: Collection[str], default: str | None = None) -> str | None:
