@@ -19,7 +19,7 @@ the third token of the first unit is position 3 and the first token of the secon
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from l2l.optsearch.vocabulary import BINARY_FUNCTIONS, DROPS_SECOND, OPERANDS, RANDOM_TOKENS, UNARY_FUNCTIONS, wrap
 
@@ -73,6 +73,7 @@ class Rule:
     weight_decay: bool = False
     beta1: float | None = None
     beta2: float | None = None
+    _reads: tuple[tuple[str, ...], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.units:
@@ -86,6 +87,7 @@ class Rule:
             base = 5 * i
             for j, (name, kind) in enumerate(zip(unit.tokens, _KINDS, strict=True)):
                 _check_token(name, kind, i, base + j + 1)
+        object.__setattr__(self, "_reads", self._read_units())  # asked per unit at every optimizer step
 
     def __str__(self) -> str:
         return to_text(self)
@@ -94,21 +96,22 @@ class Rule:
         """The operands unit ``k`` (1-based) reads: both, or only the first where its binary function ignores the
         second (``keep``) and the second draws no random numbers (one that does still draws: later draws follow
         it). ``m rd identity identity keep`` reads m only: it needs no decay schedule, so no horizon."""
-        unit = self.units[k - 1]
-        if unit.b in DROPS_SECOND and not self._draws(unit.op2, unit.u2):
-            return (unit.op1,)
-        return (unit.op1, unit.op2)
+        return self._reads[k - 1]
 
-    def _draws(self, op: str, fn: str) -> bool:
-        """Whether ``fn(op)`` draws random numbers (a unit's output does where what it reads does)."""
-        if fn in RANDOM_TOKENS or op in RANDOM_TOKENS:
-            return True
-        if op in OPERANDS:
-            return False
-        k = int(op[1:])
-        unit = self.units[k - 1]
-        inputs = ((unit.op1, unit.u1), (unit.op2, unit.u2))[: len(self.reads(k))]
-        return any(self._draws(x, f) for x, f in inputs)
+    def _read_units(self) -> tuple[tuple[str, ...], ...]:
+        """Each unit's `reads`, in one pass: a unit takes only earlier units' outputs."""
+        draws: list[bool] = []  # whether each unit's output draws random numbers (what it reads does)
+        out: list[tuple[str, ...]] = []
+
+        def random(op: str, fn: str) -> bool:
+            return fn in RANDOM_TOKENS or op in RANDOM_TOKENS or (op not in OPERANDS and draws[int(op[1:]) - 1])
+
+        for unit in self.units:
+            second = unit.b not in DROPS_SECOND or random(unit.op2, unit.u2)
+            inputs = ((unit.op1, unit.u1), (unit.op2, unit.u2))[: 2 if second else 1]
+            out.append(tuple(op for op, _ in inputs))
+            draws.append(any(random(op, fn) for op, fn in inputs))
+        return tuple(out)
 
     def operands(self) -> set[str]:
         """The base operands the live part of the rule reads (what decides the state kept)."""

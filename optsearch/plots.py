@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -87,20 +88,30 @@ def heatmaps_figure(
 
 
 def flat_note(rule: Rule, value: float, width: int = 34) -> str:
-    """What a heatmap of one colour shows: the same update ``value`` at every (g, m), and what the rule reads
-    instead, in lines of at most ``width`` characters (a panel's width)."""
-    return textwrap.fill(f"the same update, {value:.3g}, at every (g, m): {_reads(rule)}", width)
+    """What a heatmap of one colour shows: the same update ``value`` at every (g, m), and why: the rule reads
+    nothing of g and m (what it reads instead, with the value each takes here), or what it reads of them cancels
+    out; in lines of at most ``width`` characters (a panel's width)."""
+    grid = "(g,\u00a0m)"  # one word: a line break inside it read as "(g," and "m)"
+    return textwrap.fill(f"the same update, {value:.3g}, at every {grid}: {_why_flat(rule)}", width)
 
 
-def _reads(rule: Rule) -> str:
-    """What a rule whose update is the same at every (g, m) reads instead, with the value each takes here."""
-    reads = sorted(rule.operands() - {"one", "two"})  # constants go without saying
-    here = []
-    if any(op.endswith("w") for op in reads):  # 1e-4w .. 1e-1w: a share of the weights
-        here.append("w = 0")
-    if any(OPERANDS[op].schedule is not None for op in reads):
-        here.append("schedules at their start, 1")
-    return f"it reads only {', '.join(reads)}" + (f" (here {'; '.join(here)})" if here else "")
+_NO_G_OR_M = {"one", "two", "noise"}  # with the weights' shares and the schedules: operands that ignore g and m
+
+
+def _why_flat(rule: Rule) -> str:
+    """Why a rule's update is the same at every (g, m), from what its units read (not its learning-rate decay,
+    which the surface leaves out)."""
+    reads = sorted(dataclasses.replace(rule, decay=None).operands())
+    weights = [op for op in reads if op.endswith("w")]  # 1e-4w .. 1e-1w: a share of the weights
+    schedules = [op for op in reads if OPERANDS[op].schedule is not None]
+    if any(op not in _NO_G_OR_M and op not in weights and op not in schedules for op in reads):
+        return "what it reads of g and m cancels out"
+    shown = [op for op in reads if op not in ("one", "two")]  # constants go without saying
+    if not shown:
+        return "it reads only constants"
+    here = [text for ops, text in ((weights, "w = 0"), (schedules, "schedules at their start, 1"),
+                                   (["noise"] if "noise" in reads else [], "noise = 0")) if ops]  # fmt: skip
+    return f"it reads only {', '.join(shown)}" + (f" (here {'; '.join(here)})" if here else "")
 
 
 def _short(text: str, width: int = 48) -> str:

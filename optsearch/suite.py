@@ -182,13 +182,20 @@ def check_task(task: SuiteTask) -> None:
                 f"task {task.name!r}: problem {task.problem!r} has {kind}; its loss is {fits}, not {task.loss!r}"
             )
         out = task.build(0)(data.train.x[:2])
+        y = data.train.y[:2]
         if labels and (not isinstance(out, torch.Tensor) or out.shape[-1] != data.n_out):
             width = out.shape[-1] if isinstance(out, torch.Tensor) else type(out).__name__
             raise TaskPluginError(
                 f"task {task.name!r}: model {task.model!r} gives {width} outputs per example; problem "
                 f"{task.problem!r} has {data.n_out} classes"
             )
-        loss = task_loss(task, out, data.train.y[:2]).item()
+        if not labels and (not isinstance(out, torch.Tensor) or out.shape != y.shape):  # mse would broadcast
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise TaskPluginError(
+                f"task {task.name!r}: model {task.model!r} gives outputs of shape {shape} for two examples; "
+                f"problem {task.problem!r} has targets of shape {tuple(y.shape)}"
+            )
+        loss = task_loss(task, out, y).item()
         if not math.isfinite(loss):  # before any step: the model's doing, not an optimizer's to be blamed for
             raise TaskPluginError(
                 f"task {task.name!r}: model {task.model!r} gives a {loss} loss on two training examples before any step"

@@ -334,6 +334,15 @@ def test_a_heatmap_that_does_not_vary_over_g_and_m_says_so() -> None:
     (said,) = schedule.texts
     assert " ".join(said.get_text().split()).endswith("it reads only cd, rd (here schedules at their start, 1)")
     assert schedule.get_title() == "#3 child 7: lr * (rd * sqrt|cd|)" and varied.get_title() == "b: lr * sign(g)"
+    from l2l.optsearch.plots import flat_note
+
+    said_of = lambda text: " ".join(flat_note(parse(text), 1.0).split())  # noqa: E731
+    assert said_of("two one identity identity add").endswith("it reads only constants")  # was "it reads only"
+    assert said_of("g g identity identity sub").endswith("what it reads of g and m cancels out")  # not "only g"
+    assert said_of("one one identity identity add ; decay=linear").endswith(
+        "only constants"
+    )  # the lr's decay: not drawn
+    assert "(g,\nm)" not in flat_note(parse("g g identity identity sub"), 1.0, width=30)
     renderer = fig.canvas.get_renderer()  # within its panel: it ran under the colour bar, its end cut off
     for ax, text in ((flat, note), (schedule, said)):
         box, panel = text.get_window_extent(renderer), ax.get_window_extent(renderer)

@@ -150,6 +150,9 @@ BROKEN = {  # a plugin's mistake, and the one line it gives
     # "IndexError: Target 6 is out of bounds."
     "output_width": ('[SuiteTask("odd", "digits", "l2l_tiny_tasks:three_net", "cross_entropy", "accuracy", 8, 8)]',
                      "model 'l2l_tiny_tasks:three_net' gives 3 outputs per example; problem 'digits' has 10 classes"),
+    # mse broadcast (2, 3) against (2, 1) with only a warning
+    "regression_width": ('[SuiteTask("odd", "friedman", "l2l_tiny_tasks:three_net", "mse", "mse", 8, 8)]',
+                         "outputs of shape (2, 3) for two examples; problem 'friedman' has targets of shape (2, 1)"),
     # passed the check; `evaluate` then said the optimizer diverged at every learning rate
     "nan_model": ('[SuiteTask("odd", "digits", "l2l_tiny_tasks:nan_net", "cross_entropy", "accuracy", 8, 8)]',
                   "task 'odd': model 'l2l_tiny_tasks:nan_net' gives a nan loss on two training examples before any"),
@@ -196,7 +199,12 @@ def test_a_broken_task_plugin_is_one_error_before_any_training_and_spares_the_bu
         assert len(warnings) == 1 and message in warnings[0] and warnings[0].endswith("its tasks are left out")
         # the optimizer space on a built-in suite too (it refused to load, naming the plugin)
         assert load_space("optimizer", {"suite": "digits-logreg"}).suite_tasks()[0].name == "digits-logreg"  # type: ignore[attr-defined]
-    if mistake in ("model_option", "loss_for_the_targets", "nan_model"):  # it loads: listed, and why it cannot run said
+    if mistake in (
+        "model_option",
+        "loss_for_the_targets",
+        "nan_model",
+        "regression_width",
+    ):  # it loads: listed, and why it cannot run said
         from typer.testing import CliRunner
 
         from l2l.runs.cli import app
