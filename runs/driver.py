@@ -161,30 +161,36 @@ _sigterm_came = threading.Event()  # Ray, waiting for children, re-raises any Ke
 
 def stop_on_sigterm() -> None:
     """Make SIGTERM stop this process as Ctrl-C does, raising `Terminated` (the CLI's handler, set before Ray
-    starts, which keeps it). The signal is also remembered: a `Terminated` raised while `ray.get` or `ray.wait`
-    waits reaches the caller as a plain KeyboardInterrupt (Ray checks signals in C++ and raises its own), and a
-    scheduler's stop was then recorded as the user's Ctrl-C, exit 130 instead of 143."""
+    starts, which keeps it). The signal is also remembered, for `as_stop`: a `Terminated` raised while `ray.get`
+    or `ray.wait` waits reaches the caller as a plain KeyboardInterrupt (Ray checks signals in C++ and raises its
+    own), and a scheduler's stop was then recorded as the user's Ctrl-C, exit 130 instead of 143."""
 
     def handler(signum: int, frame: object) -> None:
         _sigterm_came.set()
         raise Terminated
 
+    _sigterm_came.clear()
     signal.signal(signal.SIGTERM, handler)
 
 
-def _by_sigterm(exc: BaseException) -> bool:
-    return isinstance(exc, Terminated) or (isinstance(exc, KeyboardInterrupt) and _sigterm_came.is_set())
+def as_stop(exc: KeyboardInterrupt) -> KeyboardInterrupt:
+    """The stop ``exc`` stands for: a `Terminated` where `stop_on_sigterm`'s handler ran since the last stop was
+    read (whatever Ray made of it), else ``exc``. Read once, where the stop is caught: what is recorded and the
+    exit code then agree, and a later Ctrl-C in the same process is a Ctrl-C."""
+    if _sigterm_came.is_set():
+        _sigterm_came.clear()
+        return exc if isinstance(exc, Terminated) else Terminated()
+    return exc
 
 
 def stop_signal(exc: BaseException) -> int:
-    """The signal a user's stop came as: SIGTERM for `Terminated` (or after `stop_on_sigterm`'s handler ran),
-    else SIGINT (Ctrl-C)."""
-    return int(signal.SIGTERM if _by_sigterm(exc) else signal.SIGINT)
+    """The signal a user's stop came as: SIGTERM for `Terminated` (see `as_stop`), else SIGINT (Ctrl-C)."""
+    return int(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
 
 
 def stop_reason(exc: BaseException) -> str:
     """How a user's stop is recorded: Ctrl-C, or SIGTERM (a scheduler's or `kill`'s)."""
-    return "stopped by SIGTERM" if _by_sigterm(exc) else "interrupted by the user"
+    return "stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted by the user"
 
 
 def record_stop(store: Store, run_id: int, exc: BaseException) -> None:

@@ -14,6 +14,7 @@ from l2l.controllers.base import checked_proposals, checked_stats, noncanonical
 from l2l.runs.driver import (
     Heartbeat,
     IgnoredInterrupts,
+    as_stop,
     code_version,
     record_stop,
     resumable,
@@ -185,7 +186,8 @@ class Search:
                 self.executor.prepare(self.space)
             with Heartbeat(self.store, self.run_id):
                 (self._loop_async if self.config.mode == "async" else self._loop)()
-        except BaseException as exc:
+        except BaseException as caught:
+            exc = as_stop(caught) if isinstance(caught, KeyboardInterrupt) else caught  # which stop: read once
             try:
                 with IgnoredInterrupts():  # a second Ctrl-C must not cut the run's state short (it would look alive)
                     record_stop(self.store, self.run_id, exc)

@@ -32,6 +32,7 @@ from l2l.controllers.base import checked_proposals, checked_stats
 from l2l.nas.shared import SharedWeights, SharingError
 from l2l.runs.driver import (
     Heartbeat,
+    as_stop,
     code_version,
     resumable,
     same_space,
@@ -159,8 +160,9 @@ class WeightSharingSearch(Checkpoints):
                 self._loop()
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
-                self.store.set_run_status(self.run_id, "interrupted", stop_reason(exc))
-                raise SearchInterrupted(self.run_id, stop_signal(exc)) from None
+                stop = as_stop(exc)  # which stop: read once
+                self.store.set_run_status(self.run_id, "interrupted", stop_reason(stop))
+                raise SearchInterrupted(self.run_id, stop_signal(stop)) from None
             self.store.set_run_status(self.run_id, "failed", f"{type(exc).__name__}: {exc}")
             raise
         self.store.set_run_status(self.run_id, "done")

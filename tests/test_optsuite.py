@@ -377,7 +377,8 @@ def test_a_plugin_task_may_give_its_options_as_a_dict_and_no_kind(
     code = PLUGIN.replace('kind="user plugin"', 'options={"width": 6}')
     install_task_plugin(tmp_path, monkeypatch, code)
     (task,) = resolve_suite("user")
-    assert task.options == (("width", 6),) and task.build(0)[1].out_features == 6
+    hidden = list(task.build(0).children())[1]  # Flatten, then the first Linear
+    assert task.options == (("width", 6),) and isinstance(hidden, torch.nn.Linear) and hidden.out_features == 6
     listed = CliRunner().invoke(app, ["optimizers", "tasks"])
     text = " ".join(listed.output.split())
     assert listed.exit_code == 0, listed.output

@@ -144,7 +144,7 @@ import os, signal, threading, time
 
 import ray
 
-from l2l.runs.driver import stop_on_sigterm, stop_reason, stop_signal
+from l2l.runs.driver import as_stop, stop_on_sigterm, stop_reason, stop_signal
 from l2l.runs.ray_cluster import connect
 
 stop_on_sigterm()
@@ -158,7 +158,9 @@ threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
 try:
     ray.get(slow.remote())
 except KeyboardInterrupt as exc:
-    print(type(exc).__name__, stop_signal(exc), stop_reason(exc), flush=True)
+    stop = as_stop(exc)
+    print(type(exc).__name__, stop_signal(stop), stop_reason(stop), flush=True)
+    print("then Ctrl-C:", stop_signal(as_stop(KeyboardInterrupt())), flush=True)  # read once: not SIGTERM again
 """
 
 
@@ -168,4 +170,5 @@ def test_a_sigterm_while_ray_waits_for_a_child_is_still_told_apart_from_ctrl_c()
     done = subprocess.run([sys.executable, "-c", SIGTERM_WHILE_RAY_WAITS], capture_output=True, text=True, timeout=120)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
-    assert f"{int(signal.SIGTERM)} stopped by SIGTERM" in out, out
+    assert f"KeyboardInterrupt {int(signal.SIGTERM)} stopped by SIGTERM" in out, out  # plain, as Ray raised it
+    assert f"then Ctrl-C: {int(signal.SIGINT)}" in out, out

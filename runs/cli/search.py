@@ -240,7 +240,7 @@ def search(
         if dashboard:
             start_dashboard(stack, store.url, 8080 if dashboard_port is None else dashboard_port)
         route_ray_logs(LOG_DIR / f"ray-{os.getpid()}.log")
-        from l2l.runs.driver import stop_on_sigterm, stop_signal
+        from l2l.runs.driver import as_stop, stop_on_sigterm, stop_signal
 
         stop_on_sigterm()  # before Ray starts (it keeps this handler): a SIGTERM then stops the command cleanly
         try:  # seconds for Ray to start, a minute for an optimizer suite's first reference: said, not silent
@@ -248,7 +248,7 @@ def search(
                 run = open_run(store, flags, resume)
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM while the executor started: no child ran
             err_console.print(f"[yellow]stopped before the search began{'' if resume else ': nothing recorded'}[/]")
-            raise typer.Exit(128 + stop_signal(exc)) from None
+            raise typer.Exit(128 + stop_signal(as_stop(exc))) from None
         except Exception as exc:
             say_ray_log(exc)
             raise
