@@ -6,7 +6,7 @@ from l2l.optsearch.compiler import state_keys
 from l2l.optsearch.functional import live_units
 from l2l.optsearch.language import DECAYS, Rule, to_formula, to_text
 from l2l.optsearch.simplify import simplified_rule
-from l2l.optsearch.vocabulary import BINARY_FUNCTIONS, OPERANDS, STATISTICS, UNARY_FUNCTIONS
+from l2l.optsearch.vocabulary import BINARY_FUNCTIONS, DROPS_SECOND, OPERANDS, STATISTICS, UNARY_FUNCTIONS
 
 _TEMPLATE = '''"""{class_name}: an optimizer found by l2l's neural optimizer search.
 
@@ -102,7 +102,8 @@ def _names_the_file_uses() -> frozenset[str]:
 
 
 def export_source(rule: Rule, class_name: str = "DiscoveredOptimizer", lr: float = 1e-3, module: str = "") -> str:
-    """Python source of a standalone optimizer class applying ``rule`` (same math as `RuleOptimizer`)."""
+    """Python source of a standalone optimizer class applying ``rule`` (same math as `RuleOptimizer`; random
+    draws come parameter by parameter, where `RuleOptimizer` draws unit by unit over all parameters)."""
     problem = class_name_problem(class_name)
     if problem is not None:
         raise ValueError(f"class name {problem}")
@@ -128,6 +129,8 @@ def export_source(rule: Rule, class_name: str = "DiscoveredOptimizer", lr: float
         x = UNARY_FUNCTIONS[unit.u1].code(_ref(unit.op1))
         y = UNARY_FUNCTIONS[unit.u2].code(_ref(unit.op2))
         body.append(f"{ind}u{k} = {BINARY_FUNCTIONS[unit.b].code(f'({x})', f'({y})')}")
+        if unit.b in DROPS_SECOND and len(rule.reads(k)) == 2:  # a random argument keep drops still draws
+            body.append(f"{ind}_ = {y}  # drawn as the rule draws it (later draws follow it), then dropped")
     lr_expr = "group['lr']"
     if rule.decay is not None:
         lr_expr += f" * _decay({DECAYS[rule.decay]!r}, t0, group)"

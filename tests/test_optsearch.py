@@ -316,9 +316,21 @@ def test_a_schedule_only_keep_ignores_needs_no_horizon_and_no_state(tmp_path: Pa
     torch.manual_seed(3)
     _train(b, RuleOptimizer(b.parameters(), "m one drop0.1 identity keep", lr=0.01), steps=5)
     assert _max_rel_diff(a, b) == 0.0  # the same update, with the state of m only
-    path = tmp_path / "dead_opt.py"
-    path.write_text(export_source(parse(dead), "Dead", lr=0.01))
-    _load(path).Dead(_model().parameters(), lr=0.01).step()
+    # the exported class too: no horizon asked, the same steps; and a random argument keep drops still draws (one
+    # weight tensor: the class draws parameter by parameter, RuleOptimizer unit by unit over all of them)
+    random_keep = "m g identity drop0.1 keep ; u1 g drop0.5 identity keep"  # the second drop follows the first
+    for i, text in enumerate((dead, random_keep)):
+        path = tmp_path / f"keep_opt{i}.py"
+        path.write_text(export_source(parse(text), "Kept", lr=0.01))
+        torch.manual_seed(0)
+        a = torch.nn.Linear(20, 5, bias=False)
+        b = torch.nn.Linear(20, 5, bias=False)
+        b.load_state_dict(a.state_dict())
+        torch.manual_seed(5)
+        _train(a, RuleOptimizer(a.parameters(), text, lr=0.01), steps=5)
+        torch.manual_seed(5)
+        _train(b, _load(path).Kept(b.parameters(), lr=0.01), steps=5)
+        assert _max_rel_diff(a, b) < 1e-6, text
     with pytest.raises(RuleError, match=r"decay schedule\(s\) \['rd'\]"):
         RuleOptimizer(_model().parameters(), "m rd identity drop0.1 keep")  # the draw reads rd
 
