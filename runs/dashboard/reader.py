@@ -268,8 +268,9 @@ class Reader:
         status: str | None = None,
         text: str | None = None,
     ) -> tuple[int, list[dict[str, Any]]]:
-        """One page of a run's children (how many match in all, and the rows), sorted by a `SORT_KEYS` key,
-        filtered by status and by text found in the spec, worker, device or error."""
+        """One page of a run's children (how many match in all, and the rows; a page past the last is the
+        last), sorted by a `SORT_KEYS` key, filtered by status and by text found in the spec, worker, device or
+        error."""
         if sort not in SORT_KEYS:
             raise ValueError(f"unknown sort key {sort!r}; known: {', '.join(SORT_KEYS)}")
         per = max(1, min(per, MAX_PER_PAGE))
@@ -292,8 +293,9 @@ class Reader:
         order = [ordered.nulls_last() if key.nullable else ordered, CHILDREN.c.number.asc()]
         with self.read("read children") as conn:
             total = int(conn.scalar(select(func.count()).select_from(CHILDREN).where(*where)) or 0)
+            page = min(max(page, 1), max(1, -(-total // per)))  # past the last: the last, as the runs list
             rows = conn.execute(
-                select(*ROW_COLUMNS).where(*where).order_by(*order).limit(per).offset((max(page, 1) - 1) * per)
+                select(*ROW_COLUMNS).where(*where).order_by(*order).limit(per).offset((page - 1) * per)
             ).mappings()
             return total, [dict(r) for r in rows]
 

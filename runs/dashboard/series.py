@@ -140,7 +140,7 @@ def progress(
     return {
         "children": {"x": x, "y": y, "shown": len(x), "of": len(arr)},
         "best": {"x": bx, "y": by},
-        "batch_mean": {"x": mx, "y": my, "label": label},
+        "batch_mean": {"x": mx, "y": my, "label": label, "of_updates": bool(learned)},  # else: proposal batches
         "failed": {"x": fx, "y": [float(rewards.min()) if len(arr) else 0.0] * len(fx), "of": len(failed)},
         "histogram": histogram(rewards),
     }

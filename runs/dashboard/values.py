@@ -20,6 +20,11 @@ class BadQuery(ValueError):
     """A query parameter the endpoint does not take (answered 400, with this message)."""
 
 
+def shown(text: str, limit: int = 60) -> str:
+    """A value the request gave, quoted for a message, cut where it is long (a page of 5,000 digits)."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
 def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
     """The whole number ``name`` of the query, ``default`` where it is absent, clamped to at most ``hi``."""
     text = request.query_params.get(name)
@@ -29,7 +34,7 @@ def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> in
     # any length: a page far past the last is the last (int() of thousands of digits would raise, not clamp)
     value = int(digits) if re.fullmatch(r"[0-9]{1,18}", digits) else hi + 1 if re.fullmatch(r"[0-9]+", digits) else None
     if value is None or value < lo:
-        raise BadQuery(f"{name} must be a whole number >= {lo}, got {text!r}")
+        raise BadQuery(f"{name} must be a whole number >= {lo}, got {shown(text)}")
     return min(hi, value)
 
 
@@ -39,7 +44,7 @@ def choice(request: Request, name: str, known: Collection[str], default: str | N
     if not text:
         return default
     if text not in known:
-        raise BadQuery(f"unknown {name} {text!r}; known: {', '.join(known)}")
+        raise BadQuery(f"unknown {name} {shown(text)}; known: {', '.join(known)}")
     return text
 
 

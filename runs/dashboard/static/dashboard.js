@@ -324,8 +324,9 @@ async function refreshProgress(runId) {
   const numbers = [...p.children.x, ...p.failed.x];
   draw("chart-progress", traces, {
     // an update's mean sits where it was made: after the newest child it learned from, as `l2l plot progress` says
-    xaxis: { title: { text: p.batch_mean.x.length ? "child (an update's mean sits after the newest child it learned from)"
-      : "child" }, ...wholeAxis(numbers) }, yaxis: { title: { text: p.reward_label } },
+    xaxis: { title: { text: p.batch_mean.of_updates && p.batch_mean.x.length
+      ? "child (an update's mean: after its newest child)" : "child" }, ...wholeAxis(numbers) },
+    yaxis: { title: { text: p.reward_label } },
     showlegend: true, // with one trace drawn plotly would hide it: a failed child's cross must say what it is
   });
   const nothing = !p.children.x.length; // an empty chart said nothing: say what it waits for
