@@ -87,6 +87,13 @@ def run_state(run: RunRecord, now: datetime | None = None, storage: str = "") ->
     return f"stale (no heartbeat for {age:.0f} s; {resume})"
 
 
+def ended_for_good(run: RunRecord, counts: dict[str, int]) -> bool:
+    """Whether a failed run ended with every child recorded and none succeeding (not a crash): nothing to
+    resume. ``counts``: its children by status."""
+    ended = run.status == "failed" and (run.error or "").startswith("no child succeeded")
+    return ended and counts.get("done", 0) + counts.get("failed", 0) >= run.n_children
+
+
 def resumable(store: Store, run_id: int, error: type[Exception]) -> RunRecord:
     """Run ``run_id`` if it can be resumed, else ``error`` saying why not: it is done, it ended with every child
     recorded and none succeeding, or a live process drives it."""
@@ -96,8 +103,7 @@ def resumable(store: Store, run_id: int, error: type[Exception]) -> RunRecord:
         held = f"{sharing['epochs']} epochs" if isinstance(sharing, dict) and "epochs" in sharing else None
         raise error(f"run {run_id} is already done ({held or f'{run.n_children} children'}); nothing to resume")
     counts = store.count_children(run_id)
-    ended = run.status == "failed" and (run.error or "").startswith("no child succeeded")  # not a crash
-    if ended and counts["done"] + counts["failed"] >= run.n_children:
+    if ended_for_good(run, counts):
         raise error(
             f"run {run_id} ended with every child recorded ({counts['failed']} failed, {counts['done']} done); "
             "nothing to resume"

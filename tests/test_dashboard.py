@@ -1111,7 +1111,14 @@ def test_a_stopped_run_says_how_to_continue_it_and_a_done_one_nothing(tmp_path: 
         store.create_run(space="toy", strategy="random", config={}, seed=seed, n_children=2, code_version="t")
     store.set_run_status(1, "interrupted", "interrupted by the user")
     store.set_run_status(2, "done")
+    store.create_run(space="toy", strategy="random", config={}, seed=3, n_children=2, code_version="t")
+    store.add_children(3, [NewChild(n, n, TOY_A, {"space": "toy", "values": []}, -1.0, 1.0, 0) for n in (0, 1)])
+    for n in (0, 1):
+        store.finish_child(3, n, {"status": "failed", "reward": None, "error": "exploded"}, 0.0)
+    store.set_run_status(3, "failed", "no child succeeded (2 failed)")  # `l2l search --resume 3` refuses it
     with TestClient(create_app(url)) as c:
         said = f"not running: continue it with l2l search --resume 1 --storage {url}"
         assert said in c.get("/runs/1").text and c.get("/api/runs/1").json()["stopped_note"] == said
         assert '<span id="stopped-note" class="note"></span>' in c.get("/runs/2").text
+        ended = c.get("/api/runs/3").json()["stopped_note"]  # "nothing changes here unless it is resumed"
+        assert ended == "every child recorded, none succeeded: nothing to resume"

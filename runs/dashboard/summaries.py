@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from l2l.runs.dashboard.series import planned
-from l2l.runs.driver import in_flight, run_state
+from l2l.runs.driver import ended_for_good, in_flight, run_state
 from l2l.runs.store_records import RunRecord, iso
 
 TRAINED = ("done",)  # children with a reward of their own training
@@ -79,15 +79,18 @@ def run_summary(run: RunRecord, counts: dict[str, int], best: float | None, flag
         "updated_at": iso(run.updated_at),
         "duration_s": ((end_aware or datetime.now(UTC)) - created).total_seconds(),
         "error": run.error,
-        "stopped_note": stopped_note(run.id, state, flag) if finished else "",
+        "stopped_note": "" if not finished else stopped_note(run.id, state, flag, ended_for_good(run, counts)),
     }
 
 
-def stopped_note(run_id: int, state: str, flag: str = "") -> str:
+def stopped_note(run_id: int, state: str, flag: str = "", ended: bool = False) -> str:
     """What a page says beside the state of a run that is not running: how to continue it where it can be, and
-    nothing for a run that is done (it cannot be resumed)."""
+    nothing for a run that is done (it cannot be resumed); ``ended``: failed with every child recorded and none
+    succeeding (`l2l.runs.driver.ended_for_good`)."""
     if state == "done":
         return ""
+    if ended:
+        return "every child recorded, none succeeded: nothing to resume"
     if state == "interrupted":
         return f"not running: continue it with l2l search --resume {run_id}{flag}"
     return "not running: nothing changes here unless it is resumed"
