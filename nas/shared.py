@@ -191,11 +191,6 @@ class SharedWeights(nn.Module):
         (no gradient). Without this, momentum and weight decay would move weights no architecture read."""
         self.step_reads([self.reads(arch)], optimizer)
 
-    def step_group(self, archs: Sequence[Hashable], optimizer: torch.optim.Optimizer) -> None:
-        """`step` after backward passes through each of ``archs``' networks: an entry keeps its value and optimizer
-        state where none of them read it."""
-        self.step_reads([self.reads(arch) for arch in archs], optimizer)
-
     def reads(self, arch: Hashable) -> dict[str, torch.Tensor | None]:
         """What ``arch``'s network reads of the shared tensors, by key: None for a whole tensor, else the mask of
         the entries it does not read (its slots take other parts). Taken when it is bound, it serves `step_reads`

@@ -286,7 +286,7 @@ def test_a_group_step_moves_the_entries_any_of_its_architectures_read_and_keeps_
     optimizer.zero_grad(set_to_none=True)
     for arch in (mid, narrow, other):
         network.loss(weights.model(arch), next(batches)).backward()
-    weights.step_group([mid, narrow, other], optimizer)
+    weights.step_reads([weights.reads(arch) for arch in (mid, narrow, other)], optimizer)  # as the loop does
     assert torch.equal(conv.detach()[36:], before[36:])  # rows neither mid nor narrow read (other reads no k1x3)
     assert torch.equal(optimizer.state[conv]["exp_avg"][36:], moment[36:])
     assert not (conv.detach()[:36] == before[:36]).all(dim=-1).any()  # every row one of them read moved

@@ -202,6 +202,7 @@ def contenders_of(names: list[str], storage: str | None) -> list[Contender]:
     from l2l.optsearch.tuning import Contender
 
     out: list[Contender] = []
+    store: Store | None = None  # opened once, for the first RUN:RANK
     for i, name in enumerate(names, start=1):
         if name in PRESETS:
             out.append(Contender(name, PRESETS[name]))
@@ -209,7 +210,7 @@ def contenders_of(names: list[str], storage: str | None) -> list[Contender]:
             rank = int(match[2])
             if rank < 1:
                 raise UsageError(f"{name}: the rank of a run's rule starts at 1 (its best), got {rank}")
-            store = open_store(storage)
+            store = store or open_store(storage)
             run_id = run_id_of(store, match[1])
             ranked = best_rules(store, run_id, rank)
             if len(ranked) < rank or rank < 1:

@@ -160,10 +160,9 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
         run_id = reader.run(request.path_params["run_id"]).id  # a run that is not there is a 404
         q = request.query_params
         per = query_int(request, "per", 50, 1, 200)
-        page = query_int(request, "page", 1, 1, 10**9)
-        total, rows = reader.page(
+        total, at, rows = reader.page(
             run_id,
-            page=page,
+            page=query_int(request, "page", 1, 1, 10**9),
             per=per,
             sort=str(choice(request, "sort", SORT_KEYS, "number")),
             descending=choice(request, "order", ("asc", "desc")) == "desc",
@@ -175,7 +174,6 @@ def create_app(storage: str, *, poll_ms: int = POLL_MS) -> Starlette:
             r["cost"] = {k: v for k, v in (metrics.get("cost") or {}).items() if isinstance(v, int | float)}
             failed = r["error"] and r["status"] == "failed"  # a child running again keeps its last try's error
             r["error"] = (r["error"] or "").strip().splitlines()[0][:200] if failed else None
-        at = min(page, max(1, -(-total // per)))  # the page the rows are of: past the last, the last
         return Json({"total": total, "per": per, "page": at, "rows": rows, "sort_keys": list(SORT_KEYS)})
 
     def api_pareto(request: Request) -> Response:

@@ -267,10 +267,10 @@ class Reader:
         descending: bool = False,
         status: str | None = None,
         text: str | None = None,
-    ) -> tuple[int, list[dict[str, Any]]]:
-        """One page of a run's children (how many match in all, and the rows; a page past the last is the
-        last), sorted by a `SORT_KEYS` key, filtered by status and by text found in the spec, worker, device or
-        error."""
+    ) -> tuple[int, int, list[dict[str, Any]]]:
+        """One page of a run's children (how many match in all, the page the rows are of: past the last, the
+        last, and the rows), sorted by a `SORT_KEYS` key, filtered by status and by text found in the spec,
+        worker, device or error."""
         if sort not in SORT_KEYS:
             raise ValueError(f"unknown sort key {sort!r}; known: {', '.join(SORT_KEYS)}")
         per = max(1, min(per, MAX_PER_PAGE))
@@ -297,7 +297,7 @@ class Reader:
             rows = conn.execute(
                 select(*ROW_COLUMNS).where(*where).order_by(*order).limit(per).offset((page - 1) * per)
             ).mappings()
-            return total, [dict(r) for r in rows]
+            return total, page, [dict(r) for r in rows]
 
     def space_data(self, run_id: int) -> dict[str, Any]:
         """What the run's space measured when the run started (`SearchSpace.pinned_data`); empty when nothing."""
